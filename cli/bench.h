@@ -1,0 +1,16 @@
+/*
+ * bench.h - the benchmarks of `dsinfer bench <what>`, one bench_<what>.c each.
+ * Same calling convention as the commands: argv[0] is the benchmark's name; returns an exit code.
+ * Benchmarks measure; they never assert timings.
+ */
+#ifndef DSINFER_BENCH_H
+#define DSINFER_BENCH_H
+
+/* Add a line here when a benchmark is implemented: X(name, function, summary). */
+#define DSINFER_BENCHES(X)
+
+#define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
+DSINFER_BENCHES(DSINFER_BENCH_DECLARE)
+#undef DSINFER_BENCH_DECLARE
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * dsinfer_commands.h - the subcommands of `dsinfer`, one cmd_<name>.c each.
+ *
+ * Each command takes argv as main() would give it with argv[0] = the command name, parses its
+ * options with getopt_long, prints errors naming the bad option to stderr and returns the process
+ * exit code (0 ok, 1 runtime error, 2 usage error).
+ */
+#ifndef DSINFER_COMMANDS_H
+#define DSINFER_COMMANDS_H
+
+typedef int (*dsinfer_cmd_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    dsinfer_cmd_fn fn;
+    const char *summary;
+} dsinfer_command_t;
+
+/* Add a line here when a command is implemented: X(name, function, summary). */
+#define DSINFER_COMMANDS(X)                                                                        \
+    X("version", dsinfer_cmd_version, "print the version and the kernel level this CPU gets")      \
+    X("bench", dsinfer_cmd_bench, "benchmarks: dsinfer bench --help lists them")
+
+#define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
+DSINFER_COMMANDS(DSINFER_CMD_DECLARE)
+#undef DSINFER_CMD_DECLARE
+
+#endif

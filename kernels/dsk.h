@@ -1,0 +1,129 @@
+/*
+ * dsk.h - pure compute kernels of dsinfer: no I/O, no globals, no allocation.
+ *
+ * Every kernel has a readable scalar reference (dsk_<op>_ref in dsk_ref.c) that is always
+ * compiled; SIMD variants (one ISA per file: dsk_avx2.c, dsk_avx512.c) override slots of a
+ * caller-owned dsk_ops_t. dsk_ops_init() fills a table for a level; dsk_level_detect() reads the
+ * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512"), which can
+ * only lower the level, never raise it above what the CPU supports.
+ *
+ * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
+ * always f32; weights stay in their stored dtype and are dequantized inside the kernel.
+ */
+#ifndef DSK_H
+#define DSK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DSK_DTYPE_F32 = 0,
+    DSK_DTYPE_BF16,
+    DSK_DTYPE_F8_E4M3, /* e4m3fn with a [ceil(rows/128), ceil(cols/128)] f32 scale_inv grid */
+    DSK_DTYPE_COUNT
+} dsk_dtype_t;
+
+#define DSK_FP8_BLOCK 128
+
+typedef struct {
+    dsk_dtype_t dtype;
+    int64_t rows, cols;
+    const void *data;       /* rows * cols elements of dtype, row-major; not owned */
+    const float *scale_inv; /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] f32; else NULL */
+} dsk_matrix_t;
+
+typedef enum {
+    DSK_LEVEL_SCALAR = 0,
+    DSK_LEVEL_AVX2,   /* AVX2 + FMA + F16C */
+    DSK_LEVEL_AVX512, /* AVX-512 F/BW/VL/DQ */
+    DSK_LEVEL_COUNT
+} dsk_level_t;
+
+/* Router configuration of one MoE layer (noaux_tc, sigmoid scoring). */
+typedef struct {
+    int n_experts;   /* routed experts, e.g. 256 */
+    int n_group;     /* groups of n_experts / n_group consecutive experts */
+    int topk_group;  /* groups kept */
+    int top_k;       /* experts chosen per token, at most DSK_ROUTER_MAX_TOPK */
+    int norm_topk;   /* normalise the chosen sigmoid scores to sum 1 */
+    float scaling;   /* routed_scaling_factor, applied after normalisation */
+} dsk_router_cfg_t;
+
+#define DSK_ROUTER_MAX_EXPERTS 1024
+#define DSK_ROUTER_MAX_TOPK    32
+
+typedef struct {
+    /*
+     * Matrix product over a row range: for t in [0, n) and r in [r0, r1)
+     *   y[t * ldy + (r - r0)] = sum_c W[r][c] * x[t * ldx + c]
+     * (c over all w->cols). Each weight element is read once for all n tokens.
+     */
+    void (*matmul[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                    int64_t ldx, int64_t n, float *y, int64_t ldy);
+    /*
+     * Transposed product over a row range, accumulating: for t in [0, n) and c in [0, w->cols)
+     *   y[t * ldy + c] += sum_{r in [r0, r1)} W[r][c] * x[t * ldx + (r - r0)]
+     * Used by absorbed MLA (q_abs = W_UK^T q_nope) without a transposed copy of kv_b.
+     */
+    void (*matmul_t[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r0, int64_t r1,
+                                      const float *x, int64_t ldx, int64_t n, float *y,
+                                      int64_t ldy);
+    float (*dot)(const float *a, const float *b, int64_t n);
+    /* y[i] += a * x[i] */
+    void (*axpy)(float a, const float *x, float *y, int64_t n);
+    /* out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps); out may equal x. */
+    void (*rmsnorm)(const float *x, const float *w, int64_t n, float eps, float *out);
+    /* out[i] = silu(gate[i]) * up[i]; out may equal gate or up. */
+    void (*silu_mul)(const float *gate, const float *up, int64_t n, float *out);
+    /* In place, numerically stable (max subtracted), f32. */
+    void (*softmax)(float *x, int64_t n);
+    dsk_level_t level;
+} dsk_ops_t;
+
+/* Highest level the CPU supports, lowered by DSINFER_KERNELS if set. Unknown values: scalar. */
+dsk_level_t dsk_level_detect(void);
+/* Highest level this CPU supports, ignoring the environment. */
+dsk_level_t dsk_level_cpu(void);
+const char *dsk_level_name(dsk_level_t level);
+/* Fill *ops with the reference kernels, then the variants of every level up to `level`. */
+void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level);
+
+/* ---- conversions (scalar; used on small tensors and in references) ---- */
+float dsk_bf16_to_f32(uint16_t v);
+uint16_t dsk_f32_to_bf16(float v); /* round to nearest even; NaN stays NaN */
+float dsk_fp8_e4m3_to_f32(uint8_t v);
+uint8_t dsk_f32_to_fp8_e4m3(float v); /* round to nearest even, saturating at +-448 */
+/* Row `r` of w, dequantized: out[c] for c in [0, w->cols). */
+void dsk_matrix_row_f32(const dsk_matrix_t *w, int64_t r, float *out);
+
+/* ---- RoPE with YaRN (adjacent pairs, float32 angles) ---- */
+typedef struct {
+    double factor;         /* s; 1 or 0 means no YaRN */
+    int original_max_pos;  /* L0 */
+    double beta_fast, beta_slow;
+    double mscale, mscale_all_dim;
+} dsk_yarn_t;
+
+/* freqs[i], i in [0, dim/2): YaRN-corrected inverse frequencies (yarn NULL: plain base^(-2i/dim)). */
+void dsk_rope_freqs(int dim, double base, const dsk_yarn_t *yarn, float *freqs);
+/* The factor YaRN applies to cos and sin: mscale(s, mscale) / mscale(s, mscale_all_dim). */
+float dsk_rope_attn_factor(const dsk_yarn_t *yarn);
+/* The extra softmax-scale factor m^2, m = 0.1 * mscale_all_dim * ln(s) + 1 (1 without YaRN). */
+float dsk_yarn_softmax_mscale(const dsk_yarn_t *yarn);
+/*
+ * Rotate x[0..dim) in place at position pos: angle_i = (float)pos * freqs[i] in float32;
+ * (x[2i], x[2i+1]) -> (x0 c - x1 s, x0 s + x1 c), with c, s scaled by attn_factor.
+ */
+void dsk_rope_apply(float *x, int dim, const float *freqs, float attn_factor, int64_t pos);
+
+/* ---- MoE router ---- */
+/*
+ * Route one token: s = sigmoid(logits); choice by s + bias with group-limited top-k; weights from
+ * the unbiased s (normalised if cfg->norm_topk, times cfg->scaling). Outputs are in canonical
+ * slot order: descending biased score, ties broken by the lower expert index.
+ * scratch: 2 * cfg->n_experts floats. Returns 0, or -1 when cfg is out of range.
+ */
+int dsk_router_topk(const dsk_router_cfg_t *cfg, const float *logits, const float *bias,
+                    float *scratch, int32_t *experts, float *weights);
+
+#endif

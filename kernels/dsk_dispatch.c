@@ -1,0 +1,52 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsk_impl.h"
+
+static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512"};
+
+const char *dsk_level_name(dsk_level_t level)
+{
+    return level >= 0 && level < DSK_LEVEL_COUNT ? level_names[level] : "unknown";
+}
+
+dsk_level_t dsk_level_cpu(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return DSK_LEVEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return DSK_LEVEL_AVX2;
+#endif
+    return DSK_LEVEL_SCALAR;
+}
+
+dsk_level_t dsk_level_detect(void)
+{
+    dsk_level_t level = dsk_level_cpu();
+    const char *env = getenv("DSINFER_KERNELS");
+    if (env == NULL || *env == '\0')
+        return level;
+    for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
+        if (strcmp(env, level_names[l]) == 0)
+            return (dsk_level_t)l < level ? (dsk_level_t)l : level;
+    }
+    return DSK_LEVEL_SCALAR;
+}
+
+void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level)
+{
+    memset(ops, 0, sizeof(*ops));
+    dsk_ops_fill_ref(ops);
+    ops->level = DSK_LEVEL_SCALAR;
+    if (level >= DSK_LEVEL_AVX2 && dsk_level_cpu() >= DSK_LEVEL_AVX2) {
+        dsk_ops_fill_avx2(ops);
+        ops->level = DSK_LEVEL_AVX2;
+    }
+    if (level >= DSK_LEVEL_AVX512 && dsk_level_cpu() >= DSK_LEVEL_AVX512) {
+        dsk_ops_fill_avx512(ops);
+        ops->level = DSK_LEVEL_AVX512;
+    }
+}

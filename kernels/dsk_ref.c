@@ -1,0 +1,109 @@
+/*
+ * dsk_ref.c - the scalar reference kernels: plain loops, double accumulation where it is free,
+ * written to be read. Every SIMD variant is tested against these.
+ */
+#include <math.h>
+
+#include "dsk_impl.h"
+
+/* W[r][c] dequantized (block scale included). */
+static float weight_at(const dsk_matrix_t *w, int64_t r, int64_t c)
+{
+    int64_t i = r * w->cols + c;
+    switch (w->dtype) {
+    case DSK_DTYPE_F32:
+        return ((const float *)w->data)[i];
+    case DSK_DTYPE_BF16:
+        return dsk_bf16_to_f32(((const uint16_t *)w->data)[i]);
+    case DSK_DTYPE_F8_E4M3:
+        return dsk_fp8_e4m3_to_f32(((const uint8_t *)w->data)[i]) * dsk_block_scale(w, r, c);
+    default:
+        return NAN;
+    }
+}
+
+static void matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                       int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t r = r0; r < r1; r++) {
+            double acc = 0;
+            for (int64_t c = 0; c < w->cols; c++)
+                acc += (double)weight_at(w, r, c) * x[t * ldx + c];
+            y[t * ldy + (r - r0)] = (float)acc;
+        }
+    }
+}
+
+static void matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t c = 0; c < w->cols; c++) {
+            double acc = 0;
+            for (int64_t r = r0; r < r1; r++)
+                acc += (double)weight_at(w, r, c) * x[t * ldx + (r - r0)];
+            y[t * ldy + c] += (float)acc;
+        }
+    }
+}
+
+static float dot_ref(const float *a, const float *b, int64_t n)
+{
+    double acc = 0;
+    for (int64_t i = 0; i < n; i++)
+        acc += (double)a[i] * b[i];
+    return (float)acc;
+}
+
+static void axpy_ref(float a, const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void rmsnorm_ref(const float *x, const float *w, int64_t n, float eps, float *out)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++)
+        out[i] = w[i] * (x[i] * inv);
+}
+
+static void silu_mul_ref(const float *gate, const float *up, int64_t n, float *out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void softmax_ref(float *x, int64_t n)
+{
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void dsk_ops_fill_ref(dsk_ops_t *ops)
+{
+    for (int d = 0; d < DSK_DTYPE_COUNT; d++) {
+        ops->matmul[d] = matmul_ref;
+        ops->matmul_t[d] = matmul_t_ref;
+    }
+    ops->dot = dot_ref;
+    ops->axpy = axpy_ref;
+    ops->rmsnorm = rmsnorm_ref;
+    ops->silu_mul = silu_mul_ref;
+    ops->softmax = softmax_ref;
+}

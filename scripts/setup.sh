@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package dsinfer needs (idempotent; as root, or with sudo available),
+# configures and builds into build/. Usage: scripts/setup.sh [extra cmake args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake pkg-config git
+  libopenmpi-dev openmpi-bin libucx-dev ucx-utils libuv1-dev libmsgpack-dev libonig-dev
+  libhttp-parser-dev libjansson-dev
+  clang-14 libclang-rt-14-dev valgrind curl iproute2 procps)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build build -j"$(nproc)"

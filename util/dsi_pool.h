@@ -1,0 +1,25 @@
+/*
+ * dsi_pool.h - a fixed set of worker threads that split index ranges.
+ *
+ * dsi_pool_run() partitions [0, n) into contiguous chunks of at least `grain` indices, runs
+ * fn(arg, begin, end) on the calling thread and the workers, and returns when all chunks are done.
+ * No allocation, syscall-free handoff in the common case (workers spin briefly, then sleep on a
+ * condition variable so idle daemons do not burn the machine's cores). One caller at a time: the
+ * pool is owned by one compute thread.
+ */
+#ifndef DSI_POOL_H
+#define DSI_POOL_H
+
+#include <stdint.h>
+
+typedef struct dsi_pool dsi_pool_t;
+typedef void (*dsi_pool_task_cb)(void *arg, int64_t begin, int64_t end);
+
+/* n_threads includes the caller; 1 means run everything inline. <= 0: number of online CPUs. */
+dsi_pool_t *dsi_pool_create(int n_threads);
+void dsi_pool_destroy(dsi_pool_t *pool);
+int dsi_pool_threads(const dsi_pool_t *pool);
+/* Run fn over [0, n) split into at most dsi_pool_threads() chunks of >= grain indices. */
+void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb fn, void *arg);
+
+#endif
