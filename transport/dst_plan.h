@@ -1,0 +1,48 @@
+/*
+ * dst_plan.h - the cluster plan as data: what the coordinator's planner produces, what the PLAN
+ * control message carries, what a node reads to know its slice. Plain structs, no behaviour
+ * beyond lookup; encoding lives with the control protocol (dst_msg).
+ *
+ * Layers [0, n_layers) of the main model are cut into n_stages contiguous ranges. Each node works
+ * in exactly one stage (several nodes of one stage split its sequences: data-parallel attention).
+ * Stage 0 also embeds tokens; the last stage also applies the final norm, lm_head and sampling.
+ * Every (MoE layer, routed expert) pair is held by one or more nodes (replicas of hot experts),
+ * listed in CSR form.
+ */
+#ifndef DST_PLAN_H
+#define DST_PLAN_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint32_t first_layer; /* inclusive */
+    uint32_t end_layer;   /* exclusive */
+} dst_plan_stage_t;
+
+typedef struct {
+    uint32_t node_id;     /* as given by the coordinator at REGISTER */
+    uint32_t stage;       /* index into stages */
+    uint64_t mem_budget;  /* bytes the node offered */
+    uint64_t mem_planned; /* bytes this plan puts on it (weights + KV reserve) */
+} dst_plan_node_t;
+
+typedef struct {
+    uint64_t epoch;            /* increases with every new plan */
+    uint32_t n_layers;         /* main-model layers */
+    uint32_t first_moe_layer;  /* first_k_dense_replace */
+    uint32_t n_experts;        /* routed experts per MoE layer */
+    uint32_t n_stages;
+    dst_plan_stage_t *stages;  /* [n_stages] */
+    uint32_t n_nodes;
+    dst_plan_node_t *nodes;    /* [n_nodes] */
+    /*
+     * Holders of expert e of layer l (first_moe_layer <= l < n_layers), with
+     * i = (l - first_moe_layer) * n_experts + e: node ids expert_holders[expert_offsets[i] ..
+     * expert_offsets[i + 1]). expert_offsets has (n_layers - first_moe_layer) * n_experts + 1
+     * entries.
+     */
+    uint32_t *expert_offsets;
+    uint32_t *expert_holders;
+} dst_plan_t;
+
+#endif
