@@ -1,0 +1,285 @@
+/*
+ * dst_msg.h - the control-protocol messages: typed C structs, msgpack encoding, validated decoding.
+ *
+ * A message body is one msgpack map with string keys: "type" (uint, dst_msg_type_t), "v" (uint,
+ * must equal DST_PROTO_VERSION) and the fields of that type, nothing else. docs/PROTOCOL.md lists
+ * every message, field, type and rule; the framing (magic, length prefix) lives in dst_ctrl.h.
+ *
+ * Decoding never trusts its input: every field's presence, msgpack type, range and array length is
+ * checked before a C struct is built; unknown, duplicate or missing keys, trailing bytes and
+ * nesting deeper than DST_MSG_MAX_DEPTH are errors. Memory use while decoding is bounded by a small
+ * multiple of the body's length whatever the body claims.
+ *
+ * Ownership: a message built by the caller points at the caller's memory; dst_msg_encode only reads
+ * it. A message filled by dst_msg_decode owns its arrays (they live in an arena hung off the
+ * message) until dst_msg_free. A decoded message may be moved by copying the struct and zeroing the
+ * source; dst_msg_free of a zeroed or caller-built message does nothing.
+ */
+#ifndef DST_MSG_H
+#define DST_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "dsi_status.h"
+#include "dst_plan.h"
+
+/* The protocol version every body carries in "v"; a different version is refused. */
+#define DST_PROTO_VERSION 1
+
+/* Limits checked by decode and encode (docs/PROTOCOL.md, "Limits"). Sizes include the NUL. */
+#define DST_MSG_NAME_MAX        64         /* node name */
+#define DST_MSG_ADDR_MAX        256        /* "host:port" */
+#define DST_MSG_TEXT_MAX        512        /* ERROR text, SHUTDOWN reason */
+#define DST_MSG_NONCE_LEN       32         /* HELLO nonce */
+#define DST_MSG_AUTH_LEN        32         /* REGISTER auth: HMAC-SHA256 */
+#define DST_MSG_MAX_UCX_ADDR    16384      /* bytes of one UCX worker address */
+#define DST_MSG_MAX_TOKENS      262144     /* token ids in one SUBMIT or TOKENS */
+#define DST_MSG_MAX_TOKEN_ID    16777215   /* token ids are in [0, this] */
+#define DST_MSG_MAX_NODES       4096       /* nodes in a PLAN, peers in PEERS */
+#define DST_MSG_MAX_LAYERS      1024       /* layers in a PLAN or LOAD_STATS */
+#define DST_MSG_MAX_EXPERTS     4096       /* routed experts per layer */
+#define DST_MSG_MAX_SLOTS       (1u << 20) /* MoE layers x experts in a PLAN or LOAD_STATS */
+#define DST_MSG_MAX_HOLDERS     (1u << 22) /* expert holder entries in a PLAN */
+#define DST_MSG_MAX_EXPERT_REFS (1u << 20) /* entries of REPLACE_EXPERTS load / drop */
+#define DST_MSG_MAX_CORES       65536
+#define DST_MSG_MAX_DEPTH       8 /* msgpack nesting of a body */
+
+/* X(NAME, value): the message types. Values are wire values: never renumber, only append. */
+#define DST_MSG_TYPE_MAP(X) \
+    X(HELLO, 1)             \
+    X(REGISTER, 2)          \
+    X(WELCOME, 3)           \
+    X(PLAN, 4)              \
+    X(PEERS, 5)             \
+    X(READY, 6)             \
+    X(HEARTBEAT, 7)         \
+    X(LOAD_STATS, 8)        \
+    X(REPLACE_EXPERTS, 9)   \
+    X(DRAIN, 10)            \
+    X(SUBMIT, 11)           \
+    X(TOKENS, 12)           \
+    X(CANCEL, 13)           \
+    X(SHUTDOWN, 14)         \
+    X(ERROR, 15)
+
+typedef enum {
+    DST_MSG_NONE = 0, /* never on the wire: a zeroed message */
+#define DST_MSG_TYPE_ENUM(name, value) DST_MSG_##name = value,
+    DST_MSG_TYPE_MAP(DST_MSG_TYPE_ENUM)
+#undef DST_MSG_TYPE_ENUM
+        DST_MSG_TYPE_END
+} dst_msg_type_t;
+
+/* Why a sequence stopped producing tokens (TOKENS.finish). */
+typedef enum {
+    DST_FINISH_NONE = 0,      /* more tokens follow */
+    DST_FINISH_STOP = 1,      /* an end-of-sequence / stop token was sampled */
+    DST_FINISH_LENGTH = 2,    /* max_tokens or the context length was reached */
+    DST_FINISH_CANCELLED = 3, /* CANCEL or a drained / failed node */
+    DST_FINISH_ERROR = 4,
+    DST_FINISH_END
+} dst_finish_t;
+
+/* coordinator -> node, first message on a new connection: the nonce REGISTER must sign. */
+typedef struct {
+    uint8_t nonce[DST_MSG_NONCE_LEN]; /* random bytes, fresh per connection */
+} dst_msg_hello_t;
+
+/* node -> coordinator: join the cluster. */
+typedef struct {
+    char name[DST_MSG_NAME_MAX];      /* non-empty UTF-8, no control characters */
+    uint64_t mem_budget;              /* bytes the node offers for weights + KV cache, > 0 */
+    uint32_t cores;                   /* compute threads, 1..DST_MSG_MAX_CORES */
+    uint8_t *ucx_addr;                /* [ucx_addr_len] UCX worker address */
+    size_t ucx_addr_len;              /* 1..DST_MSG_MAX_UCX_ADDR */
+    char data_addr[DST_MSG_ADDR_MAX]; /* "host:port" of the node's UCX listener, or "" */
+    uint8_t auth[DST_MSG_AUTH_LEN];   /* dst_secret_register_auth() of the HELLO nonce */
+} dst_msg_register_t;
+
+/* coordinator -> node: registration accepted. */
+typedef struct {
+    uint32_t node_id;      /* the node's id in every later message and plan */
+    uint32_t heartbeat_ms; /* how often the node sends HEARTBEAT, 1..600000 */
+} dst_msg_welcome_t;
+
+/* coordinator -> node: the whole plan; validated as dst_msg_plan_check() says. */
+typedef struct {
+    dst_plan_t plan;
+} dst_msg_plan_t;
+
+typedef struct {
+    uint32_t node_id;
+    uint8_t *ucx_addr;                /* [ucx_addr_len] */
+    size_t ucx_addr_len;              /* 1..DST_MSG_MAX_UCX_ADDR */
+    char data_addr[DST_MSG_ADDR_MAX]; /* "host:port" or "" */
+} dst_msg_peer_t;
+
+/* coordinator -> node: how to reach the other nodes of a plan epoch. */
+typedef struct {
+    uint64_t epoch;
+    uint32_t n_peers;      /* 0..DST_MSG_MAX_NODES */
+    dst_msg_peer_t *peers; /* [n_peers], node ids unique */
+} dst_msg_peers_t;
+
+/* node -> coordinator: the node holds its slice of plan `epoch` and can serve it. */
+typedef struct {
+    uint32_t node_id;
+    uint64_t epoch;
+} dst_msg_ready_t;
+
+/* both ways: liveness. A receiver answers a node's HEARTBEAT with one carrying the same seq. */
+typedef struct {
+    uint32_t node_id;
+    uint64_t seq;     /* increases by one per heartbeat of the sender */
+    uint64_t time_ns; /* the sender's monotonic clock, for round-trip measurement */
+} dst_msg_heartbeat_t;
+
+/* node -> coordinator: tokens routed to each (layer, expert) during a window. */
+typedef struct {
+    uint32_t node_id;
+    uint64_t epoch;       /* plan epoch the counts were taken under */
+    uint32_t window_ms;   /* length of the counting window */
+    uint32_t first_layer; /* first layer counted (a MoE layer) */
+    uint32_t n_layers;    /* 1..DST_MSG_MAX_LAYERS */
+    uint32_t n_experts;   /* 1..DST_MSG_MAX_EXPERTS; n_layers * n_experts <= DST_MSG_MAX_SLOTS */
+    uint32_t *counts;     /* [n_layers][n_experts] dense, row-major */
+} dst_msg_load_stats_t;
+
+typedef struct {
+    uint32_t layer;
+    uint32_t expert;
+} dst_msg_expert_ref_t;
+
+/*
+ * coordinator -> node: load copies of `load`, then (after the PLAN of `epoch` switched the table)
+ * drop `drop`. A pair is never in both lists.
+ */
+typedef struct {
+    uint64_t epoch;
+    uint32_t n_load;            /* 0..DST_MSG_MAX_EXPERT_REFS */
+    dst_msg_expert_ref_t *load; /* [n_load] */
+    uint32_t n_drop;            /* 0..DST_MSG_MAX_EXPERT_REFS */
+    dst_msg_expert_ref_t *drop; /* [n_drop] */
+} dst_msg_replace_experts_t;
+
+/* both ways: the node leaves (node -> coordinator) or is asked to (coordinator -> node). */
+typedef struct {
+    uint32_t node_id;
+    uint32_t deadline_ms; /* finish in-flight work within this; 0 = no deadline */
+} dst_msg_drain_t;
+
+/* coordinator -> stage-0 node: start a sequence. */
+typedef struct {
+    uint64_t seq_id;
+    uint32_t n_tokens;   /* 1..DST_MSG_MAX_TOKENS */
+    int32_t *tokens;     /* [n_tokens] prompt ids, 0..DST_MSG_MAX_TOKEN_ID */
+    uint32_t max_tokens; /* tokens to generate, 1..DST_MSG_MAX_TOKENS */
+    float temperature;   /* 0 (greedy) .. 100, finite */
+    float top_p;         /* (0, 1] */
+    uint32_t top_k;      /* 0 = no limit, else 1..DST_MSG_MAX_TOKEN_ID + 1 */
+    uint64_t seed;       /* sampling RNG seed */
+} dst_msg_submit_t;
+
+/* last-stage node -> coordinator: tokens sampled for a sequence. */
+typedef struct {
+    uint64_t seq_id;
+    uint32_t n_tokens; /* 0..DST_MSG_MAX_TOKENS; 0 only with a finish reason */
+    int32_t *tokens;   /* [n_tokens] 0..DST_MSG_MAX_TOKEN_ID */
+    uint8_t finish;    /* dst_finish_t */
+} dst_msg_tokens_t;
+
+/* coordinator -> node: stop a sequence. */
+typedef struct {
+    uint64_t seq_id;
+} dst_msg_cancel_t;
+
+/* coordinator -> node: exit after closing cleanly. */
+typedef struct {
+    char reason[DST_MSG_TEXT_MAX]; /* UTF-8, may be "" */
+} dst_msg_shutdown_t;
+
+/* both ways: the reply to a message that could not be accepted. */
+typedef struct {
+    int32_t code;                /* a dsi_status_t, negative */
+    uint32_t ref_type;           /* type of the refused message, 0 if unreadable */
+    char text[DST_MSG_TEXT_MAX]; /* UTF-8, what was wrong */
+} dst_msg_error_t;
+
+typedef struct dst_msg_arena dst_msg_arena_t;
+
+typedef struct {
+    dst_msg_type_t type;
+    union {
+        dst_msg_hello_t hello;
+        dst_msg_register_t reg;
+        dst_msg_welcome_t welcome;
+        dst_msg_plan_t plan;
+        dst_msg_peers_t peers;
+        dst_msg_ready_t ready;
+        dst_msg_heartbeat_t heartbeat;
+        dst_msg_load_stats_t load_stats;
+        dst_msg_replace_experts_t replace_experts;
+        dst_msg_drain_t drain;
+        dst_msg_submit_t submit;
+        dst_msg_tokens_t tokens;
+        dst_msg_cancel_t cancel;
+        dst_msg_shutdown_t shutdown;
+        dst_msg_error_t error;
+    };
+    dst_msg_arena_t *arena; /* decode's allocations; NULL for a caller-built message */
+} dst_msg_t;
+
+/* Static name of a type ("PLAN"), or "UNKNOWN" for a value outside the table. */
+const char *dst_msg_type_name(uint32_t type);
+
+/*
+ * Appends the msgpack body of `msg` to `out` (the framing is dst_ctrl's). The message is checked
+ * with dst_msg_check first, so a peer never receives what it would refuse. On error nothing
+ * useful was appended (the caller discards `out`) and `err` says why.
+ * DSI_ERR_INVALID_ARG for an invalid message, DSI_ERR_NOMEM.
+ */
+dsi_status_t dst_msg_encode(const dst_msg_t *msg, msgpack_sbuffer *out, char *err, size_t errlen);
+
+/*
+ * Decodes one body of `len` bytes (the whole buffer: trailing bytes are an error) into `out`.
+ * On success *out owns its arrays until dst_msg_free(out); `buf` may be freed at once.
+ * On failure *out is untouched and `err` (NUL-terminated, may be truncated) names the field and
+ * the problem: DSI_ERR_PROTOCOL (malformed body, bad field), DSI_ERR_UNSUPPORTED (unknown type or
+ * version), DSI_ERR_TOO_LARGE (an array over its limit), DSI_ERR_NOMEM.
+ */
+dsi_status_t dst_msg_decode(const char *buf, size_t len, dst_msg_t *out, char *err, size_t errlen);
+
+/*
+ * The "type" of a body that dst_msg_decode refused, to put in ERROR.ref_type: 0 when the body is
+ * not a msgpack map with an unsigned "type". Never fails otherwise.
+ */
+uint32_t dst_msg_peek_type(const char *buf, size_t len);
+
+/*
+ * Semantic validation of a message as decode applies it after parsing (ranges, array lengths,
+ * cross-field rules, the plan's structure). DSI_OK or DSI_ERR_PROTOCOL / DSI_ERR_TOO_LARGE /
+ * DSI_ERR_UNSUPPORTED with `err` naming the field.
+ */
+dsi_status_t dst_msg_check(const dst_msg_t *msg, char *err, size_t errlen);
+
+/*
+ * The rules a plan obeys (stages contiguous and covering [0, n_layers), every stage has a node,
+ * node ids unique, offsets monotone and matching the holders, every expert held by >= 1 distinct
+ * known node). Shared with the planner, which can check its own output.
+ */
+dsi_status_t dst_msg_plan_check(const dst_plan_t *plan, char *err, size_t errlen);
+
+/* Frees what decode allocated and zeroes *msg. A NULL, zeroed or caller-built message is fine. */
+void dst_msg_free(dst_msg_t *msg);
+
+/*
+ * Fills an ERROR message (caller-built, nothing to free): code, the refused type and a printf text
+ * (truncated to fit; control characters replaced so that it passes validation).
+ */
+void dst_msg_error_init(dst_msg_t *msg, dsi_status_t code, uint32_t ref_type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
