@@ -42,4 +42,11 @@ dsi_status_t dsn_checkpoint_matrix(const dsn_checkpoint_t *ckpt, const char *pre
 dsi_status_t dsn_checkpoint_vector_f32(const dsn_checkpoint_t *ckpt, const char *name, int64_t n,
                                        float *out);
 
+/* MTP tensors (layers >= num_hidden_layers): recognised, skipped, and counted here. */
+size_t dsn_checkpoint_skipped_count(const dsn_checkpoint_t *ckpt);
+uint64_t dsn_checkpoint_skipped_bytes(const dsn_checkpoint_t *ckpt);
+/* Number of shard files and the bytes they map in total (headers and MTP tensors included). */
+size_t dsn_checkpoint_shard_count(const dsn_checkpoint_t *ckpt);
+uint64_t dsn_checkpoint_mapped_bytes(const dsn_checkpoint_t *ckpt);
+
 #endif

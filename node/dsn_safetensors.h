@@ -53,6 +53,9 @@ const dsn_st_tensor_t *dsn_st_at(const dsn_st_file_t *file, size_t i);
 /* NULL if absent. */
 const dsn_st_tensor_t *dsn_st_find(const dsn_st_file_t *file, const char *name);
 
+/* Size in bytes of the whole mapped file (header included). */
+size_t dsn_st_file_size(const dsn_st_file_t *file);
+
 const char *dsn_st_dtype_name(dsn_st_dtype_t dtype); /* "BF16" */
 size_t dsn_st_dtype_size(dsn_st_dtype_t dtype);
 
