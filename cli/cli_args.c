@@ -50,11 +50,28 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t 
     uint64_t mult = 1;
     if (errno == 0 && end != text) {
         switch (*end) {
-        case 'K': case 'k': mult = 1ULL << 10; end++; break;
-        case 'M': case 'm': mult = 1ULL << 20; end++; break;
-        case 'G': case 'g': mult = 1ULL << 30; end++; break;
-        case 'T': case 't': mult = 1ULL << 40; end++; break;
-        default: break;
+        case 'K':
+        case 'k':
+            mult = 1ULL << 10;
+            end++;
+            break;
+        case 'M':
+        case 'm':
+            mult = 1ULL << 20;
+            end++;
+            break;
+        case 'G':
+        case 'g':
+            mult = 1ULL << 30;
+            end++;
+            break;
+        case 'T':
+        case 't':
+            mult = 1ULL << 40;
+            end++;
+            break;
+        default:
+            break;
         }
         if (*end == 'i' || *end == 'B')
             end += (*end == 'i' && end[1] == 'B') ? 2 : 1;

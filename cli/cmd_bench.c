@@ -15,7 +15,7 @@ static const bench_entry_t benches[] = {
 #define DSINFER_BENCH_ENTRY(name, fn, summary) {name, fn, summary},
     DSINFER_BENCHES(DSINFER_BENCH_ENTRY)
 #undef DSINFER_BENCH_ENTRY
-    {NULL, NULL, NULL},
+        {NULL, NULL, NULL},
 };
 
 static void usage(FILE *out)

@@ -12,8 +12,9 @@ static const dsinfer_command_t commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer <command> [options]   (dsinfer <command> --help for its options)\n\n"
-                 "commands:\n");
+    fprintf(out,
+            "usage: dsinfer <command> [options]   (dsinfer <command> --help for its options)\n\n"
+            "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 }

@@ -19,7 +19,8 @@ typedef struct {
 /* Add a line here when a command is implemented: X(name, function, summary). */
 #define DSINFER_COMMANDS(X)                                                                        \
     X("version", dsinfer_cmd_version, "print the version and the kernel level this CPU gets")      \
-    X("bench", dsinfer_cmd_bench, "benchmarks: dsinfer bench --help lists them")
+    X("bench", dsinfer_cmd_bench, "benchmarks: dsinfer bench --help lists them")                   \
+    X("run", dsinfer_cmd_run, "generate from a prompt in this process")
 
 #define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_COMMANDS(DSINFER_CMD_DECLARE)

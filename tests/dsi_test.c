@@ -25,8 +25,8 @@ double dsi_check_floats_near(const char *what, const float *a, const float *b, i
         dsi_test_passed++;
     } else {
         dsi_test_failed++;
-        fprintf(stderr, "%s: max |diff| %.3g > %g at index %lld (%.9g vs %.9g)\n", what, worst,
-                tol, (long long)worst_i, (double)a[worst_i], (double)b[worst_i]);
+        fprintf(stderr, "%s: max |diff| %.3g > %g at index %lld (%.9g vs %.9g)\n", what, worst, tol,
+                (long long)worst_i, (double)a[worst_i], (double)b[worst_i]);
     }
     return worst;
 }

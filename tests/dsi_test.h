@@ -15,26 +15,26 @@
 
 extern int dsi_test_passed, dsi_test_failed;
 
-#define DSI_CHECK(cond)                                                                            \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            dsi_test_passed++;                                                                     \
-        } else {                                                                                   \
-            dsi_test_failed++;                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                          \
+#define DSI_CHECK(cond)                                                              \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            dsi_test_passed++;                                                       \
+        } else {                                                                     \
+            dsi_test_failed++;                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                            \
     } while (0)
 
-#define DSI_CHECK_INT_EQ(a, b)                                                                     \
-    do {                                                                                           \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
-        if (va_ == vb_) {                                                                          \
-            dsi_test_passed++;                                                                     \
-        } else {                                                                                   \
-            dsi_test_failed++;                                                                     \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
-                    va_, vb_);                                                                     \
-        }                                                                                          \
+#define DSI_CHECK_INT_EQ(a, b)                                                                    \
+    do {                                                                                          \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                     \
+        if (va_ == vb_) {                                                                         \
+            dsi_test_passed++;                                                                    \
+        } else {                                                                                  \
+            dsi_test_failed++;                                                                    \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, \
+                    va_, vb_);                                                                    \
+        }                                                                                         \
     } while (0)
 
 #define DSI_CHECK_NEAR(a, b, tol)                                                                  \
@@ -49,16 +49,16 @@ extern int dsi_test_passed, dsi_test_failed;
         }                                                                                          \
     } while (0)
 
-#define DSI_CHECK_STR_EQ(a, b)                                                                     \
-    do {                                                                                           \
-        const char *sa_ = (a), *sb_ = (b);                                                         \
-        if (sa_ != NULL && sb_ != NULL && strcmp(sa_, sb_) == 0) {                                 \
-            dsi_test_passed++;                                                                     \
-        } else {                                                                                   \
-            dsi_test_failed++;                                                                     \
-            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a,  \
-                    #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                               \
-        }                                                                                          \
+#define DSI_CHECK_STR_EQ(a, b)                                                                    \
+    do {                                                                                          \
+        const char *sa_ = (a), *sb_ = (b);                                                        \
+        if (sa_ != NULL && sb_ != NULL && strcmp(sa_, sb_) == 0) {                                \
+            dsi_test_passed++;                                                                    \
+        } else {                                                                                  \
+            dsi_test_failed++;                                                                    \
+            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a, \
+                    #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                              \
+        }                                                                                         \
     } while (0)
 
 /*

@@ -59,7 +59,6 @@ void dsi_log_write(dsi_log_level_t level, const char *file, int line, const char
     gmtime_r(&ts.tv_sec, &tm);
     const char *base = strrchr(file, '/');
     /* One fprintf per line keeps lines of concurrent threads whole. */
-    fprintf(stderr, "%02d:%02d:%02d.%03ld [%s] %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min,
-            tm.tm_sec, ts.tv_nsec / 1000000, log_tag, labels[level], base ? base + 1 : file, line,
-            msg);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld [%s] %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, log_tag, labels[level], base ? base + 1 : file, line, msg);
 }

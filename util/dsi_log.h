@@ -23,10 +23,10 @@ void dsi_log_set_tag(const char *tag);
 void dsi_log_write(dsi_log_level_t level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define DSI_LOG(level, ...)                                                                        \
-    do {                                                                                           \
-        if ((level) <= dsi_log_level())                                                            \
-            dsi_log_write((level), __FILE__, __LINE__, __VA_ARGS__);                               \
+#define DSI_LOG(level, ...)                                          \
+    do {                                                             \
+        if ((level) <= dsi_log_level())                              \
+            dsi_log_write((level), __FILE__, __LINE__, __VA_ARGS__); \
     } while (0)
 
 #define DSI_ERROR(...) DSI_LOG(DSI_LOG_LEVEL_ERROR, __VA_ARGS__)

@@ -1,0 +1,131 @@
+/*
+ * dsn_attention.c - MLA attention in the absorbed form over the latent KV cache (MODEL.md 4).
+ *
+ * Per token: c_q = RMSNorm(W_qa x); q = W_qb c_q; a = W_kva x; c_kv = RMSNorm(a[:kv_lora]);
+ * k_pe = RoPE(a[kv_lora:]). The cache row of the token is [c_kv, k_pe]. Per head h:
+ * qfull[h] = [W_UK[h]^T q_nope[h], RoPE(q_pe[h])], so that score(h, t) = scale * qfull[h] . row[t]
+ * (one dot product over kv_lora + rope values); o_lat[h] = sum_t P[h, t] c_kv[t];
+ * o[h] = W_UV[h] o_lat[h]; out = W_o concat_h o[h].
+ *
+ * Work is split over head ranges, so each thread streams a sequence's cache once for all its
+ * heads (the score and value products are matrix products with the cache rows as the matrix).
+ */
+#include <string.h>
+
+#include "dsn_engine_impl.h"
+
+typedef struct {
+    dsn_engine_t *e;
+    const dsn_layer_t *ly;
+    int slice_layer; /* layer index within the slice's caches */
+    const dsn_seq_batch_t *seqs;
+    int64_t n;
+} attn_task_t;
+
+/* The cache of layer `slice_layer` of a sequence as an f32 matrix of `rows` rows. */
+static dsk_matrix_t cache_matrix(const dsn_kvcache_t *kv, int slice_layer, int64_t rows)
+{
+    dsk_matrix_t m = {DSK_DTYPE_F32, rows, kv->row, kv->layers[slice_layer], NULL};
+    return m;
+}
+
+static void attn_heads(void *arg, int64_t h0, int64_t h1)
+{
+    attn_task_t *a = arg;
+    dsn_engine_t *e = a->e;
+    const dsn_config_t *c = e->cfg;
+    const dsk_ops_t *ops = &e->ops;
+    dsn_scratch_t *s = &e->s;
+    const dsk_matrix_t *kv_b = &a->ly->kv_b;
+    int64_t heads = c->num_attention_heads, nope = c->qk_nope_head_dim;
+    int64_t rope = c->qk_rope_head_dim, vdim = c->v_head_dim, lora = c->kv_lora_rank;
+    int64_t qk = nope + rope, row = e->kv_row, n = a->n, nh = h1 - h0;
+
+    /* Absorb W_UK into the query: qfull[t, h, 0:lora] = W_UK[h]^T q_nope[t, h]. */
+    for (int64_t h = h0; h < h1; h++) {
+        int64_t r0 = h * (nope + vdim);
+        for (int64_t t = 0; t < n; t++) {
+            float *dst = s->qfull + (t * heads + h) * row;
+            memset(dst, 0, (size_t)lora * sizeof(float));
+            memcpy(dst + lora, s->q + t * heads * qk + h * qk + nope, (size_t)rope * sizeof(float));
+        }
+        ops->matmul_t[kv_b->dtype](kv_b, r0, r0 + nope, s->q + h * qk, heads * qk, n,
+                                   s->qfull + h * row, heads * row);
+    }
+
+    /* Scores, softmax and the weighted latent sum, token by token over its sequence's cache. */
+    for (int64_t t = 0; t < n; t++) {
+        const dsn_kvcache_t *kv = a->seqs[s->tok_seq[t]].kv;
+        int64_t len = s->tok_pos[t] + 1;
+        dsk_matrix_t cache = cache_matrix(kv, a->slice_layer, len);
+        float *scores = s->scores + h0 * s->ctx;
+        ops->matmul[DSK_DTYPE_F32](&cache, 0, len, s->qfull + (t * heads + h0) * row, row, nh,
+                                   scores, s->ctx);
+        float *olat = s->olat + (t * heads + h0) * row;
+        for (int64_t h = 0; h < nh; h++) {
+            float *sc = scores + h * s->ctx;
+            for (int64_t j = 0; j < len; j++)
+                sc[j] *= e->softmax_scale;
+            ops->softmax(sc, len);
+            memset(olat + h * row, 0, (size_t)row * sizeof(float));
+        }
+        ops->matmul_t[DSK_DTYPE_F32](&cache, 0, len, scores, s->ctx, nh, olat, row);
+    }
+
+    /* o[t, h] = W_UV[h] o_lat[t, h]. */
+    for (int64_t h = h0; h < h1; h++) {
+        int64_t r0 = h * (nope + vdim) + nope;
+        ops->matmul[kv_b->dtype](kv_b, r0, r0 + vdim, s->olat + h * row, heads * row, n,
+                                 s->o + h * vdim, heads * vdim);
+    }
+}
+
+dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
+                                  int n_seqs, float *h)
+{
+    const dsn_config_t *c = e->cfg;
+    const dsn_layer_t *ly = &e->w->layers[layer];
+    const dsk_ops_t *ops = &e->ops;
+    dsn_scratch_t *s = &e->s;
+    int64_t n = dsn_batch_tokens(seqs, n_seqs);
+    int64_t H = c->hidden_size, heads = c->num_attention_heads;
+    int64_t nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, lora = c->kv_lora_rank;
+    int64_t qk = nope + rope, row = e->kv_row;
+    int slice_layer = layer - e->w->slice.first_layer;
+
+    for (int64_t t = 0; t < n; t++)
+        ops->rmsnorm(h + t * H, ly->input_norm, H, c->rms_norm_eps, s->x + t * H);
+
+    /* Queries. */
+    if (c->q_lora_rank > 0) {
+        int64_t qa = c->q_lora_rank;
+        dsn_par_matmul(e, &ly->q_a, 0, qa, s->x, H, n, s->qa, qa);
+        for (int64_t t = 0; t < n; t++)
+            ops->rmsnorm(s->qa + t * qa, ly->q_a_norm, qa, c->rms_norm_eps, s->qa + t * qa);
+        dsn_par_matmul(e, &ly->q_b, 0, heads * qk, s->qa, qa, n, s->q, heads * qk);
+    } else {
+        dsn_par_matmul(e, &ly->q_proj, 0, heads * qk, s->x, H, n, s->q, heads * qk);
+    }
+
+    /* Latent KV of the new tokens, written into the caches at their positions. */
+    dsn_par_matmul(e, &ly->kv_a, 0, row, s->x, H, n, s->kva, row);
+    for (int64_t t = 0; t < n; t++) {
+        float *a = s->kva + t * row;
+        int64_t pos = s->tok_pos[t];
+        float *dst = dsn_kvcache_row(seqs[s->tok_seq[t]].kv, slice_layer, pos);
+        ops->rmsnorm(a, ly->kv_a_norm, lora, c->rms_norm_eps, dst);
+        memcpy(dst + lora, a + lora, (size_t)rope * sizeof(float));
+        dsk_rope_apply(dst + lora, (int)rope, e->rope_freqs, e->rope_factor, pos);
+        for (int64_t hd = 0; hd < heads; hd++)
+            dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
+                           e->rope_factor, pos);
+    }
+
+    attn_task_t task = {e, ly, slice_layer, seqs, n};
+    dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+
+    dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, n, s->attn, H);
+    for (int64_t i = 0; i < n * H; i++)
+        h[i] += s->attn[i];
+    return DSI_OK;
+}

@@ -1,0 +1,95 @@
+/*
+ * dsn_engine.h - the forward pass of one slice of DeepSeek-V3 on the CPU.
+ *
+ * An engine binds a slice's weights to a kernel table, a thread pool and scratch memory that grows
+ * to the largest batch seen (never per token). A batch is several sequences, each with some new
+ * tokens at its own positions (prefill chunks and decode steps mixed); tokens are laid out
+ * sequence after sequence. Attention reads and appends each sequence's latent KV cache.
+ *
+ * The whole-model call (dsn_engine_forward) is composed of the stage pieces (embed, layer, head)
+ * that the distributed node runtime calls separately; MoE layers are further split into route /
+ * experts / combine so that experts can live on other nodes (dsn_moe.h).
+ *
+ * One compute thread uses an engine at a time (it owns the pool); engines share nothing mutable.
+ */
+#ifndef DSN_ENGINE_H
+#define DSN_ENGINE_H
+
+#include <stdint.h>
+
+#include "dsi_pool.h"
+#include "dsk.h"
+#include "dsn_kvcache.h"
+#include "dsn_weights.h"
+
+typedef struct {
+    dsn_kvcache_t *kv; /* the sequence's cache on this node; kv->length == pos before the call */
+    int64_t pos;       /* position of the sequence's first token in this batch */
+    int n_tokens;      /* its tokens in this batch (>= 1) */
+} dsn_seq_batch_t;
+
+/* Observation hooks for tests and tools; any member may be NULL. */
+typedef struct {
+    /*
+     * k = 0: token embeddings; 0 < k < num_hidden_layers: residual stream after layer k - 1;
+     * k = num_hidden_layers: after the last layer and the final norm (HF's last hidden state).
+     * h is [n_tokens, H].
+     */
+    void (*on_hidden)(void *ctx, int k, const float *h, int64_t n_tokens);
+    /* Routing of MoE layer `layer`: experts/weights [n_tokens, top_k] in canonical slot order. */
+    void (*on_route)(void *ctx, int layer, const int32_t *experts, const float *weights,
+                     int64_t n_tokens);
+    void *ctx;
+} dsn_trace_t;
+
+typedef struct dsn_engine dsn_engine_t;
+
+/*
+ * weights: not owned, must outlive the engine. level: kernel level (dsk_level_detect() for the
+ * default). n_threads: pool size including the caller (<= 0: all CPUs).
+ */
+dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, int n_threads,
+                               dsn_engine_t **out);
+void dsn_engine_destroy(dsn_engine_t *e);
+const dsn_weights_t *dsn_engine_weights(const dsn_engine_t *e);
+const dsk_ops_t *dsn_engine_ops(const dsn_engine_t *e);
+dsi_pool_t *dsn_engine_pool(dsn_engine_t *e);
+void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace);
+
+/* A KV cache sized for this engine's slice, holding at most max_tokens positions. */
+dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens,
+                                       dsn_kvcache_t **out);
+
+/*
+ * The whole model (the slice must have every layer, the embeddings and the head). Runs the batch,
+ * appends to every sequence's cache (advancing kv->length), and writes logits [n_rows, V]: one row
+ * per sequence for its last token, or with all_logits one row per token.
+ */
+dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const dsn_seq_batch_t *seqs,
+                                int n_seqs, int all_logits, float *logits);
+
+/* ---- stage pieces ---- */
+
+/* Total tokens of a batch. */
+int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs);
+/* h[n, H] = embeddings of tokens (ids must be < vocab_size: checked by the caller). */
+void dsn_engine_embed(dsn_engine_t *e, const int32_t *tokens, int64_t n, float *h);
+/*
+ * One decoder layer on the residual stream h[n, H] in place: attention (reserving and appending
+ * the caches; kv->length is advanced by dsn_engine_commit) then the dense or MoE feed-forward with
+ * every expert local.
+ */
+dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs, int n_seqs,
+                              float *h);
+/* Attention half of a layer: h += MLA(RMSNorm(h)). */
+dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
+                                  int n_seqs, float *h);
+/* Reserve cache room for the batch on every sequence (before the first layer). */
+dsi_status_t dsn_engine_reserve(dsn_engine_t *e, const dsn_seq_batch_t *seqs, int n_seqs);
+/* After the last layer of the slice: advance every sequence's kv->length by its tokens. */
+void dsn_engine_commit(const dsn_seq_batch_t *seqs, int n_seqs);
+/* logits[n_rows, V] = lm_head(RMSNorm(h[rows])) for the given token rows of h. */
+void dsn_engine_head(dsn_engine_t *e, const float *h, const int64_t *rows, int64_t n_rows,
+                     float *logits);
+
+#endif

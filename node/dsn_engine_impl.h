@@ -1,0 +1,59 @@
+/*
+ * dsn_engine_impl.h - private to the engine's files (dsn_engine.c, dsn_attention.c, dsn_moe.c):
+ * the engine struct, its scratch memory and the parallel matmul helper.
+ */
+#ifndef DSN_ENGINE_IMPL_H
+#define DSN_ENGINE_IMPL_H
+
+#include "dsn_engine.h"
+
+/* Scratch sized for `tokens` tokens of a batch and `ctx` context positions; grown on demand. */
+typedef struct {
+    int64_t tokens, ctx;
+    float *x;             /* [tokens, H] normalised input */
+    float *q;             /* [tokens, heads * qk] */
+    float *qa;            /* [tokens, max(q_lora, 1)] */
+    float *kva;           /* [tokens, kv_lora + rope] */
+    float *qfull;         /* [tokens, heads, row]: absorbed q_nope then rotated q_pe */
+    float *olat;          /* [tokens, heads, row]: attention-weighted latent (first kv_lora used) */
+    float *o;             /* [tokens, heads * v] */
+    float *attn;          /* [tokens, H] o_proj output / ffn output */
+    float *scores;        /* [heads, ctx] */
+    float *ffn_a;         /* [tokens * top_k, max(I, n_shared * moe_I, moe_I)] gate */
+    float *ffn_b;         /* same, up */
+    float *gather;        /* [tokens * top_k, H] expert inputs gathered */
+    float *expert_y;      /* [tokens * top_k, H] */
+    float *slots;         /* [tokens * top_k, H] per-(token, slot) expert outputs */
+    float *shared;        /* [tokens, H] */
+    float *router_logits; /* [tokens, E] */
+    int32_t *route_experts; /* [tokens * top_k] */
+    float *route_weights;   /* [tokens * top_k] */
+    int32_t *pair_token;    /* [tokens * top_k] */
+    int32_t *pair_index;    /* [tokens * top_k] */
+    int32_t *tok_seq;       /* [tokens] sequence index of each token */
+    int64_t *tok_pos;       /* [tokens] absolute position of each token */
+} dsn_scratch_t;
+
+struct dsn_engine {
+    const dsn_weights_t *w;
+    const dsn_config_t *cfg;
+    dsk_ops_t ops;
+    dsi_pool_t *pool;
+    dsn_trace_t trace;
+    float *rope_freqs;   /* [rope / 2] */
+    float rope_factor;   /* YaRN cos/sin factor */
+    float softmax_scale; /* qk^-0.5 * mscale^2 */
+    dsk_router_cfg_t router;
+    int kv_row;        /* kv_lora + rope */
+    int64_t ffn_width; /* widest SwiGLU intermediate */
+    dsn_scratch_t s;
+};
+
+/* Grow the scratch for a batch of `tokens` tokens reaching `ctx` positions. */
+dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx);
+
+/* y[t, r - r0] = W[r] . x[t] for r in [r0, r1), rows split over the pool. */
+void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                    int64_t ldx, int64_t n, float *y, int64_t ldy);
+
+#endif

@@ -1,0 +1,63 @@
+#include "dsn_kvcache.h"
+
+#include <stdlib.h>
+
+#include "dsi_log.h"
+
+dsi_status_t dsn_kvcache_create(int n_layers, int row, int64_t max_tokens, dsn_kvcache_t **out)
+{
+    dsn_kvcache_t *kv = calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return DSI_ERR_NOMEM;
+    kv->layers = calloc((size_t)n_layers, sizeof(float *));
+    if (kv->layers == NULL) {
+        free(kv);
+        return DSI_ERR_NOMEM;
+    }
+    kv->n_layers = n_layers;
+    kv->row = row;
+    kv->max_tokens = max_tokens;
+    *out = kv;
+    return DSI_OK;
+}
+
+void dsn_kvcache_destroy(dsn_kvcache_t *kv)
+{
+    if (kv == NULL)
+        return;
+    for (int l = 0; l < kv->n_layers; l++)
+        free(kv->layers[l]);
+    free(kv->layers);
+    free(kv);
+}
+
+dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
+{
+    if (n_total <= kv->capacity)
+        return DSI_OK;
+    if (n_total > kv->max_tokens) {
+        DSI_ERROR("sequence of %lld tokens exceeds the context limit of %lld", (long long)n_total,
+                  (long long)kv->max_tokens);
+        return DSI_ERR_CAPACITY;
+    }
+    int64_t cap = kv->capacity > 0 ? kv->capacity : 64;
+    while (cap < n_total)
+        cap *= 2;
+    if (cap > kv->max_tokens)
+        cap = kv->max_tokens;
+    for (int l = 0; l < kv->n_layers; l++) {
+        float *p = realloc(kv->layers[l], (size_t)cap * (size_t)kv->row * sizeof(float));
+        if (p == NULL) {
+            DSI_ERROR("out of memory growing the KV cache to %lld tokens", (long long)cap);
+            return DSI_ERR_NOMEM;
+        }
+        kv->layers[l] = p;
+    }
+    kv->capacity = cap;
+    return DSI_OK;
+}
+
+uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)
+{
+    return (uint64_t)kv->capacity * (uint64_t)kv->row * sizeof(float) * (uint64_t)kv->n_layers;
+}

@@ -1,0 +1,126 @@
+#include "dsn_sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t xoshiro_next(uint64_t *s)
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double uniform01(uint64_t *s)
+{
+    return (double)(xoshiro_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int dsn_sampler_init(dsn_sampler_t *s, const dsn_sampling_t *params, int vocab)
+{
+    s->params = *params;
+    s->vocab = vocab;
+    uint64_t x = params->seed;
+    for (int i = 0; i < 4; i++)
+        s->rng[i] = splitmix64(&x);
+    s->probs = malloc((size_t)vocab * sizeof(float));
+    s->order = malloc((size_t)vocab * sizeof(int32_t));
+    if (s->probs == NULL || s->order == NULL) {
+        dsn_sampler_cleanup(s);
+        return -1;
+    }
+    return 0;
+}
+
+void dsn_sampler_cleanup(dsn_sampler_t *s)
+{
+    free(s->probs);
+    free(s->order);
+    s->probs = NULL;
+    s->order = NULL;
+}
+
+int32_t dsn_argmax(const float *logits, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++) {
+        if (logits[i] > logits[best])
+            best = i;
+    }
+    return best;
+}
+
+/* Sort order: descending probability, ascending id on ties (a total order: deterministic). */
+static int cmp_desc(const void *a, const void *b, void *arg)
+{
+    const float *probs = arg;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (probs[i] != probs[j])
+        return probs[i] > probs[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
+{
+    const dsn_sampling_t *p = &s->params;
+    int V = s->vocab;
+    if (p->temperature <= 0.0f)
+        return dsn_argmax(logits, V);
+
+    float max = logits[dsn_argmax(logits, V)];
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        s->probs[i] = expf((logits[i] - max) / p->temperature);
+        sum += s->probs[i];
+    }
+    /* Candidates: all tokens, or the top_k / top_p set in descending order. */
+    int n = V;
+    int need_sort = (p->top_k > 0 && p->top_k < V) || p->top_p < 1.0f;
+    for (int i = 0; i < V; i++)
+        s->order[i] = i;
+    if (need_sort) {
+        qsort_r(s->order, (size_t)V, sizeof(int32_t), cmp_desc, s->probs);
+        if (p->top_k > 0 && p->top_k < n)
+            n = p->top_k;
+        if (p->top_p < 1.0f) {
+            double kept = 0, total = 0;
+            for (int i = 0; i < n; i++)
+                total += s->probs[s->order[i]];
+            int m = 0;
+            while (m < n) {
+                kept += s->probs[s->order[m++]];
+                if (kept >= (double)p->top_p * total)
+                    break;
+            }
+            n = m;
+        }
+        sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += s->probs[s->order[i]];
+    }
+    double r = uniform01(s->rng) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += s->probs[s->order[i]];
+        if (r < acc)
+            return s->order[i];
+    }
+    return s->order[n - 1];
+}

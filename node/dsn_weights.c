@@ -1,0 +1,195 @@
+#include "dsn_weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dsi_log.h"
+
+dsn_slice_t dsn_slice_all(const dsn_config_t *cfg)
+{
+    dsn_slice_t s = {0, cfg->num_hidden_layers, 1, 1, NULL};
+    return s;
+}
+
+static uint64_t matrix_bytes(const dsk_matrix_t *m)
+{
+    static const int elem[DSK_DTYPE_COUNT] = {4, 2, 1};
+    if (m->data == NULL)
+        return 0;
+    uint64_t b = (uint64_t)m->rows * (uint64_t)m->cols * (uint64_t)elem[m->dtype];
+    if (m->scale_inv != NULL)
+        b += (uint64_t)((m->rows + 127) / 128) * (uint64_t)((m->cols + 127) / 128) * 4;
+    return b;
+}
+
+/* Loader state: one place to record the first failure and sum the bytes. */
+typedef struct {
+    const dsn_checkpoint_t *ckpt;
+    dsi_status_t status;
+    uint64_t bytes;
+} loader_t;
+
+static void load_matrix(loader_t *ld, dsk_matrix_t *m, int64_t rows, int64_t cols, const char *fmt,
+                        int a, int b)
+{
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), fmt, a, b);
+    if (ld->status != DSI_OK)
+        return;
+    ld->status = dsn_checkpoint_matrix(ld->ckpt, prefix, rows, cols, m);
+    if (ld->status == DSI_OK)
+        ld->bytes += matrix_bytes(m);
+}
+
+static float *load_vector(loader_t *ld, int64_t n, const char *fmt, int a)
+{
+    char name[256];
+    snprintf(name, sizeof(name), fmt, a);
+    if (ld->status != DSI_OK)
+        return NULL;
+    float *v = malloc((size_t)n * sizeof(float));
+    if (v == NULL) {
+        DSI_ERROR("out of memory loading %s", name);
+        ld->status = DSI_ERR_NOMEM;
+        return NULL;
+    }
+    ld->status = dsn_checkpoint_vector_f32(ld->ckpt, name, n, v);
+    if (ld->status != DSI_OK) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int expert_held(const dsn_config_t *cfg, const dsn_slice_t *slice, int layer, int e)
+{
+    if (slice->expert_mask == NULL)
+        return 1;
+    size_t i =
+        (size_t)(layer - cfg->first_k_dense_replace) * (size_t)cfg->n_routed_experts + (size_t)e;
+    return slice->expert_mask[i] != 0;
+}
+
+static void load_attention(loader_t *ld, const dsn_config_t *c, int l, dsn_layer_t *ly)
+{
+    int64_t H = c->hidden_size, heads = c->num_attention_heads;
+    int64_t qk = dsn_config_qk_head_dim(c);
+    if (c->q_lora_rank > 0) {
+        load_matrix(ld, &ly->q_a, c->q_lora_rank, H, "model.layers.%d.self_attn.q_a_proj", l, 0);
+        ly->q_a_norm =
+            load_vector(ld, c->q_lora_rank, "model.layers.%d.self_attn.q_a_layernorm.weight", l);
+        load_matrix(ld, &ly->q_b, heads * qk, c->q_lora_rank, "model.layers.%d.self_attn.q_b_proj",
+                    l, 0);
+    } else {
+        load_matrix(ld, &ly->q_proj, heads * qk, H, "model.layers.%d.self_attn.q_proj", l, 0);
+    }
+    load_matrix(ld, &ly->kv_a, c->kv_lora_rank + c->qk_rope_head_dim, H,
+                "model.layers.%d.self_attn.kv_a_proj_with_mqa", l, 0);
+    ly->kv_a_norm =
+        load_vector(ld, c->kv_lora_rank, "model.layers.%d.self_attn.kv_a_layernorm.weight", l);
+    load_matrix(ld, &ly->kv_b, heads * (c->qk_nope_head_dim + c->v_head_dim), c->kv_lora_rank,
+                "model.layers.%d.self_attn.kv_b_proj", l, 0);
+    load_matrix(ld, &ly->o_proj, H, heads * c->v_head_dim, "model.layers.%d.self_attn.o_proj", l,
+                0);
+}
+
+static void load_ffn(loader_t *ld, const dsn_config_t *c, const dsn_slice_t *slice, int l,
+                     dsn_layer_t *ly)
+{
+    int64_t H = c->hidden_size;
+    ly->is_moe = dsn_config_is_moe_layer(c, l);
+    if (!ly->is_moe) {
+        load_matrix(ld, &ly->gate, c->intermediate_size, H, "model.layers.%d.mlp.gate_proj", l, 0);
+        load_matrix(ld, &ly->up, c->intermediate_size, H, "model.layers.%d.mlp.up_proj", l, 0);
+        load_matrix(ld, &ly->down, H, c->intermediate_size, "model.layers.%d.mlp.down_proj", l, 0);
+        return;
+    }
+    int64_t E = c->n_routed_experts, I = c->moe_intermediate_size;
+    int64_t SI = (int64_t)c->n_shared_experts * I;
+    load_matrix(ld, &ly->router, E, H, "model.layers.%d.mlp.gate", l, 0);
+    ly->router_bias = load_vector(ld, E, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    if (SI > 0) {
+        load_matrix(ld, &ly->shared_gate, SI, H, "model.layers.%d.mlp.shared_experts.gate_proj", l,
+                    0);
+        load_matrix(ld, &ly->shared_up, SI, H, "model.layers.%d.mlp.shared_experts.up_proj", l, 0);
+        load_matrix(ld, &ly->shared_down, H, SI, "model.layers.%d.mlp.shared_experts.down_proj", l,
+                    0);
+    }
+    ly->experts = calloc((size_t)E, sizeof(dsn_expert_t));
+    if (ly->experts == NULL) {
+        if (ld->status == DSI_OK)
+            ld->status = DSI_ERR_NOMEM;
+        return;
+    }
+    for (int e = 0; e < E && ld->status == DSI_OK; e++) {
+        if (!expert_held(c, slice, l, e))
+            continue;
+        dsn_expert_t *x = &ly->experts[e];
+        x->present = 1;
+        load_matrix(ld, &x->gate, I, H, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+        load_matrix(ld, &x->up, I, H, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+        load_matrix(ld, &x->down, H, I, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    }
+}
+
+dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
+                              dsn_weights_t **out)
+{
+    const dsn_config_t *c = dsn_checkpoint_config(ckpt);
+    if (slice->first_layer < 0 || slice->end_layer > c->num_hidden_layers ||
+        slice->first_layer >= slice->end_layer) {
+        DSI_ERROR("slice layers [%d, %d) outside the model's %d layers", slice->first_layer,
+                  slice->end_layer, c->num_hidden_layers);
+        return DSI_ERR_INVALID_ARG;
+    }
+    dsn_weights_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return DSI_ERR_NOMEM;
+    w->cfg = *c;
+    w->slice = *slice;
+    w->slice.expert_mask = NULL;
+    w->layers = calloc((size_t)c->num_hidden_layers, sizeof(dsn_layer_t));
+    loader_t ld = {ckpt, w->layers ? DSI_OK : DSI_ERR_NOMEM, 0};
+    int64_t H = c->hidden_size;
+    if (slice->has_embed)
+        load_matrix(&ld, &w->embed, c->vocab_size, H, "model.embed_tokens", 0, 0);
+    if (slice->has_head) {
+        w->final_norm = load_vector(&ld, H, "model.norm.weight", 0);
+        load_matrix(&ld, &w->lm_head, c->vocab_size, H, "lm_head", 0, 0);
+    }
+    for (int l = slice->first_layer; l < slice->end_layer && ld.status == DSI_OK; l++) {
+        dsn_layer_t *ly = &w->layers[l];
+        ly->input_norm = load_vector(&ld, H, "model.layers.%d.input_layernorm.weight", l);
+        ly->post_attn_norm =
+            load_vector(&ld, H, "model.layers.%d.post_attention_layernorm.weight", l);
+        load_attention(&ld, c, l, ly);
+        load_ffn(&ld, c, slice, l, ly);
+    }
+    if (ld.status != DSI_OK) {
+        dsn_weights_destroy(w);
+        return ld.status;
+    }
+    w->weight_bytes = ld.bytes;
+    *out = w;
+    return DSI_OK;
+}
+
+void dsn_weights_destroy(dsn_weights_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->layers != NULL) {
+        for (int l = 0; l < w->cfg.num_hidden_layers; l++) {
+            dsn_layer_t *ly = &w->layers[l];
+            free(ly->input_norm);
+            free(ly->post_attn_norm);
+            free(ly->q_a_norm);
+            free(ly->kv_a_norm);
+            free(ly->router_bias);
+            free(ly->experts);
+        }
+    }
+    free(w->layers);
+    free(w->final_norm);
+    free(w);
+}

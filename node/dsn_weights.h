@@ -1,0 +1,80 @@
+/*
+ * dsn_weights.h - the weights of one node's slice of the model, as kernel matrices pointing into
+ * the checkpoint's mappings (never a dequantized copy). Only norms and router biases, which are
+ * tiny, are converted to f32 at load.
+ *
+ * A slice is a layer range [first_layer, end_layer) of the main model, whether this node embeds
+ * tokens (stage 0) and applies the head (last stage), and which routed experts of its MoE layers
+ * it holds. The single-process engine loads the whole model as one slice.
+ */
+#ifndef DSN_WEIGHTS_H
+#define DSN_WEIGHTS_H
+
+#include <stdint.h>
+
+#include "dsk.h"
+#include "dsn_checkpoint.h"
+
+typedef struct {
+    int present;       /* this node holds the expert */
+    dsk_matrix_t gate; /* [moe_I, H] */
+    dsk_matrix_t up;   /* [moe_I, H] */
+    dsk_matrix_t down; /* [H, moe_I] */
+} dsn_expert_t;
+
+typedef struct {
+    float *input_norm;     /* [H] f32 */
+    float *post_attn_norm; /* [H] f32 */
+    /* attention (MLA) */
+    dsk_matrix_t q_a;    /* [q_lora, H]; when q_lora_rank > 0 */
+    float *q_a_norm;     /* [q_lora] f32 */
+    dsk_matrix_t q_b;    /* [heads * (nope + rope), q_lora] */
+    dsk_matrix_t q_proj; /* [heads * (nope + rope), H]; when q_lora_rank == 0 */
+    dsk_matrix_t kv_a;   /* [kv_lora + rope, H]: rows [0, kv_lora) latent, then shared k_pe */
+    float *kv_a_norm;    /* [kv_lora] f32 */
+    dsk_matrix_t kv_b;   /* [heads * (nope + v), kv_lora]: per head W_UK rows then W_UV rows */
+    dsk_matrix_t o_proj; /* [H, heads * v] */
+    /* feed-forward: dense SwiGLU or MoE */
+    int is_moe;
+    dsk_matrix_t gate, up, down;         /* dense: [I, H], [I, H], [H, I] */
+    dsk_matrix_t router;                 /* MoE: [E, H] (bf16 in the release) */
+    float *router_bias;                  /* MoE: [E] f32 e_score_correction_bias */
+    dsk_matrix_t shared_gate, shared_up; /* MoE: [n_shared * moe_I, H] */
+    dsk_matrix_t shared_down;            /* MoE: [H, n_shared * moe_I] */
+    dsn_expert_t *experts;               /* MoE: [E] */
+} dsn_layer_t;
+
+typedef struct {
+    int first_layer, end_layer; /* [first, end) of the main model's layers */
+    int has_embed;              /* stage 0: token embeddings */
+    int has_head;               /* last stage: final norm + lm_head */
+    /*
+     * Routed experts held, indexed (layer - first_k_dense_replace) * n_routed_experts + expert
+     * over all MoE layers of the model; NULL = every expert of the slice's layers. Not owned.
+     */
+    const uint8_t *expert_mask;
+} dsn_slice_t;
+
+typedef struct {
+    dsn_config_t cfg;
+    dsn_slice_t slice;     /* expert_mask not kept (NULL after load) */
+    dsk_matrix_t embed;    /* [V, H] when has_embed */
+    float *final_norm;     /* [H] f32 when has_head */
+    dsk_matrix_t lm_head;  /* [V, H] when has_head */
+    dsn_layer_t *layers;   /* [num_hidden_layers]; only [first_layer, end_layer) filled */
+    uint64_t weight_bytes; /* bytes of all matrices of the slice (what one full pass reads) */
+} dsn_weights_t;
+
+/* The whole main model as one slice. */
+dsn_slice_t dsn_slice_all(const dsn_config_t *cfg);
+
+/*
+ * Take the slice's tensors from the checkpoint, checking every shape and dtype (errors name the
+ * tensor). The checkpoint must stay open while the weights are used. *out owned by the caller:
+ * dsn_weights_destroy().
+ */
+dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
+                              dsn_weights_t **out);
+void dsn_weights_destroy(dsn_weights_t *w);
+
+#endif
