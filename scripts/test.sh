@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: the full suite on the normal build, then the unit, kernel, fixture and cli tests
+# under ASan+UBSan and the threaded ones under TSan. Usage: scripts/test.sh [--quick]
+#   --quick: the normal build's suite only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+FIXTURES=${DSINFER_FIXTURES:-$(cd .. && pwd)/shared/fixtures}
+
+build() { # dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DDSINFER_FIXTURES="$FIXTURES" "$@" >/dev/null
+  cmake --build "$dir" -j"$JOBS" >/dev/null
+}
+
+build build
+ctest --test-dir build --output-on-failure -j2 --timeout 900
+[ "${1:-}" = "--quick" ] && exit 0
+
+build build-asan -DDSINFER_ASAN=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j2 --timeout 900 -L 'unit|kernel|fixture|cli'
+
+build build-tsan -DDSINFER_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+TSAN_OPTIONS=halt_on_error=1 \
+  ctest --test-dir build-tsan --output-on-failure -j2 --timeout 900 -R 'pool|fixture_engine|metrics|http'
