@@ -264,9 +264,10 @@ static void engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
         e->trace.on_route(e->trace.ctx, layer, e->s.route_experts, e->s.route_weights, n);
     for (int64_t i = 0; i < n * K; i++)
         e->s.pair_token[i] = (int32_t)(i / K);
-    dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, n * K, e->s.slots);
+    dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, e->s.route_weights, n * K,
+                    e->s.slots);
     dsn_moe_shared(e, layer, u, n, e->s.shared);
-    dsn_moe_combine(e, n, e->s.route_weights, e->s.slots, e->s.shared, h);
+    dsn_moe_combine(e, n, e->s.slots, e->s.shared, h);
 }
 
 dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs, int n_seqs,

@@ -38,8 +38,15 @@ void dsn_moe_route(dsn_engine_t *e, int layer, const float *u, int64_t n, int32_
                         weights + t * K);
 }
 
+int dsn_moe_holds(const dsn_engine_t *e, int layer, int expert)
+{
+    const dsn_layer_t *ly = &e->w->layers[layer];
+    return ly->experts != NULL && ly->experts[expert].present;
+}
+
 int64_t dsn_moe_experts(dsn_engine_t *e, int layer, const float *x, const int32_t *pair_token,
-                        const int32_t *pair_expert, int64_t n_pairs, float *out)
+                        const int32_t *pair_expert, const float *pair_weight, int64_t n_pairs,
+                        float *out)
 {
     const dsn_layer_t *ly = &e->w->layers[layer];
     int64_t H = e->cfg->hidden_size, E = e->router.n_experts, done = 0;
@@ -66,8 +73,13 @@ int64_t dsn_moe_experts(dsn_engine_t *e, int layer, const float *x, const int32_
             memcpy(e->s.gather + j * H, x + (int64_t)pair_token[pairs[j]] * H,
                    (size_t)H * sizeof(float));
         swiglu(e, &xp->gate, &xp->up, &xp->down, e->s.gather, m, e->s.expert_y);
-        for (int64_t j = 0; j < m; j++)
-            memcpy(out + (int64_t)pairs[j] * H, e->s.expert_y + j * H, (size_t)H * sizeof(float));
+        for (int64_t j = 0; j < m; j++) {
+            float w = pair_weight[pairs[j]];
+            const float *src = e->s.expert_y + j * H;
+            float *dst = out + (int64_t)pairs[j] * H;
+            for (int64_t i = 0; i < H; i++)
+                dst[i] = w * src[i];
+        }
         done += m;
     }
     return done;
@@ -83,18 +95,20 @@ void dsn_moe_shared(dsn_engine_t *e, int layer, const float *u, int64_t n, float
     swiglu(e, &ly->shared_gate, &ly->shared_up, &ly->shared_down, u, n, y);
 }
 
-void dsn_moe_combine(dsn_engine_t *e, int64_t n, const float *weights, const float *slot_out,
-                     const float *y_shared, float *h)
+void dsn_moe_combine(dsn_engine_t *e, int64_t n, const float *slot_out, const float *y_shared,
+                     float *h)
 {
     int64_t H = e->cfg->hidden_size, K = e->router.top_k;
     for (int64_t t = 0; t < n; t++) {
         float *ht = h + t * H;
-        /* moe = sum_k w_k E_k in slot order; then h += moe + shared (HF's order of additions). */
-        float *moe = e->s.attn + t * H;
-        memset(moe, 0, (size_t)H * sizeof(float));
-        for (int64_t k = 0; k < K; k++)
-            e->ops.axpy(weights[t * K + k], slot_out + (t * K + k) * H, moe, H);
-        for (int64_t i = 0; i < H; i++)
-            ht[i] += moe[i] + y_shared[t * H + i];
+        const float *rows = slot_out + t * K * H;
+        /* moe = sum of the weighted slot rows in slot order; then h += moe + shared (HF's order
+         * of additions). Plain adds, so the result does not depend on the kernel level. */
+        for (int64_t i = 0; i < H; i++) {
+            float moe = rows[i];
+            for (int64_t k = 1; k < K; k++)
+                moe += rows[k * H + i];
+            ht[i] += moe + y_shared[t * H + i];
+        }
     }
 }
