@@ -41,12 +41,12 @@ typedef enum {
 
 /* Router configuration of one MoE layer (noaux_tc, sigmoid scoring). */
 typedef struct {
-    int n_experts;   /* routed experts, e.g. 256 */
-    int n_group;     /* groups of n_experts / n_group consecutive experts */
-    int topk_group;  /* groups kept */
-    int top_k;       /* experts chosen per token, at most DSK_ROUTER_MAX_TOPK */
-    int norm_topk;   /* normalise the chosen sigmoid scores to sum 1 */
-    float scaling;   /* routed_scaling_factor, applied after normalisation */
+    int n_experts;  /* routed experts, e.g. 256 */
+    int n_group;    /* groups of n_experts / n_group consecutive experts */
+    int topk_group; /* groups kept */
+    int top_k;      /* experts chosen per token, at most DSK_ROUTER_MAX_TOPK */
+    int norm_topk;  /* normalise the chosen sigmoid scores to sum 1 */
+    float scaling;  /* routed_scaling_factor, applied after normalisation */
 } dsk_router_cfg_t;
 
 #define DSK_ROUTER_MAX_EXPERTS 1024
@@ -65,9 +65,8 @@ typedef struct {
      *   y[t * ldy + c] += sum_{r in [r0, r1)} W[r][c] * x[t * ldx + (r - r0)]
      * Used by absorbed MLA (q_abs = W_UK^T q_nope) without a transposed copy of kv_b.
      */
-    void (*matmul_t[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r0, int64_t r1,
-                                      const float *x, int64_t ldx, int64_t n, float *y,
-                                      int64_t ldy);
+    void (*matmul_t[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                      int64_t ldx, int64_t n, float *y, int64_t ldy);
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y[i] += a * x[i] */
     void (*axpy)(float a, const float *x, float *y, int64_t n);
@@ -98,13 +97,14 @@ void dsk_matrix_row_f32(const dsk_matrix_t *w, int64_t r, float *out);
 
 /* ---- RoPE with YaRN (adjacent pairs, float32 angles) ---- */
 typedef struct {
-    double factor;         /* s; 1 or 0 means no YaRN */
-    int original_max_pos;  /* L0 */
+    double factor;        /* s; 1 or 0 means no YaRN */
+    int original_max_pos; /* L0 */
     double beta_fast, beta_slow;
     double mscale, mscale_all_dim;
 } dsk_yarn_t;
 
-/* freqs[i], i in [0, dim/2): YaRN-corrected inverse frequencies (yarn NULL: plain base^(-2i/dim)). */
+/* freqs[i], i in [0, dim/2): YaRN-corrected inverse frequencies (yarn NULL: plain base^(-2i/dim)).
+ */
 void dsk_rope_freqs(int dim, double base, const dsk_yarn_t *yarn, float *freqs);
 /* The factor YaRN applies to cos and sin: mscale(s, mscale) / mscale(s, mscale_all_dim). */
 float dsk_rope_attn_factor(const dsk_yarn_t *yarn);
@@ -115,6 +115,19 @@ float dsk_yarn_softmax_mscale(const dsk_yarn_t *yarn);
  * (x[2i], x[2i+1]) -> (x0 c - x1 s, x0 s + x1 c), with c, s scaled by attn_factor.
  */
 void dsk_rope_apply(float *x, int dim, const float *freqs, float attn_factor, int64_t pos);
+/*
+ * The YaRN correction range (MODEL.md 4.5): low = max(floor(corr(beta_fast)), 0),
+ * high = min(ceil(corr(beta_slow)), dim - 1), high += 0.001 when equal. V3: 10 and 23.
+ * yarn must not be NULL.
+ */
+void dsk_rope_yarn_range(int dim, double base, const dsk_yarn_t *yarn, double *low, double *high);
+/*
+ * dsk_rope_apply split in two, so the cos/sin of one position are computed once for all heads:
+ * cs[2i] = cos(angle_i) * attn_factor, cs[2i+1] = sin(angle_i) * attn_factor (cs: dim floats);
+ * dsk_rope_apply_cs(x, dim, cs) then gives the same bits as dsk_rope_apply.
+ */
+void dsk_rope_cos_sin(int dim, const float *freqs, float attn_factor, int64_t pos, float *cs);
+void dsk_rope_apply_cs(float *x, int dim, const float *cs);
 
 /* ---- MoE router ---- */
 /*

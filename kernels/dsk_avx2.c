@@ -1,7 +1,81 @@
-/* dsk_avx2.c - the AVX2 variants (to be written; until then the table keeps the references). */
+/*
+ * dsk_avx2.c - the AVX2 + FMA + F16C variants: the vector vocabulary of dsk_simd_tmpl.h for
+ * 8-float ymm registers (16 of them, which sizes the register tiles below).
+ */
 #include "dsk_impl.h"
+
+#include <immintrin.h>
+
+typedef __m256 V;
+#define VL 8
+
+#define v_zero()                _mm256_setzero_ps()
+#define v_set1(f)               _mm256_set1_ps(f)
+#define v_loadu(p)              _mm256_loadu_ps(p)
+#define v_storeu(p, v)          _mm256_storeu_ps((p), (v))
+#define v_add(a, b)             _mm256_add_ps((a), (b))
+#define v_sub(a, b)             _mm256_sub_ps((a), (b))
+#define v_mul(a, b)             _mm256_mul_ps((a), (b))
+#define v_div(a, b)             _mm256_div_ps((a), (b))
+#define v_min(a, b)             _mm256_min_ps((a), (b))
+#define v_max(a, b)             _mm256_max_ps((a), (b))
+#define v_fma(a, b, c)          _mm256_fmadd_ps((a), (b), (c))
+#define v_round(v)              _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define v_select_lt(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_LT_OQ))
+
+/* Rows per decode register tile for 1..4 tokens: R * T accumulators + T inputs + 1 weight <= 16. */
+#define S_R1 8
+#define S_R2 4
+#define S_R3 3
+#define S_R4 2
+/* Tokens per GEMM tile: 2 * 6 accumulators + 2 weights + 1 broadcast = 15 registers. */
+#define G_T 6
+
+static inline float v_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float v_hmax(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256 v_pow2i(__m256 n)
+{
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+static inline __m256 v_load_bf16(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/*
+ * 8 e4m3 bytes -> f32 / 256: each byte goes to the high half of a 16-bit lane (unpack with zero),
+ * an arithmetic shift by one moves exponent and mantissa to f16 bits 7..13 while the sign stays at
+ * bit 15, the mask clears the sign copy at bit 14, and F16C converts. e4m3 has bias 7 and f16 bias
+ * 15, so every finite code (subnormals included) comes out as exactly its value times 2^-8.
+ */
+static inline __m256 v_load_fp8(const uint8_t *p)
+{
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    __m128i h = _mm_unpacklo_epi8(_mm_setzero_si128(), b);
+    h = _mm_and_si128(_mm_srai_epi16(h, 1), _mm_set1_epi16((short)0xbf80));
+    return _mm256_cvtph_ps(h);
+}
+
+#include "dsk_simd_tmpl.h"
 
 void dsk_ops_fill_avx2(dsk_ops_t *ops)
 {
-    (void)ops;
+    simd_fill(ops);
 }

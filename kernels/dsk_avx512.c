@@ -1,7 +1,63 @@
-/* dsk_avx512.c - the AVX512 variants (to be written; until then the table keeps the references). */
+/*
+ * dsk_avx512.c - the AVX-512 (F/BW/VL/DQ) variants: the vector vocabulary of dsk_simd_tmpl.h for
+ * 16-float zmm registers (32 of them, which sizes the register tiles below).
+ */
 #include "dsk_impl.h"
+
+#include <immintrin.h>
+
+typedef __m512 V;
+#define VL 16
+
+#define v_zero()       _mm512_setzero_ps()
+#define v_set1(f)      _mm512_set1_ps(f)
+#define v_loadu(p)     _mm512_loadu_ps(p)
+#define v_storeu(p, v) _mm512_storeu_ps((p), (v))
+#define v_add(a, b)    _mm512_add_ps((a), (b))
+#define v_sub(a, b)    _mm512_sub_ps((a), (b))
+#define v_mul(a, b)    _mm512_mul_ps((a), (b))
+#define v_div(a, b)    _mm512_div_ps((a), (b))
+#define v_min(a, b)    _mm512_min_ps((a), (b))
+#define v_max(a, b)    _mm512_max_ps((a), (b))
+#define v_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define v_hsum(v)      _mm512_reduce_add_ps(v)
+#define v_hmax(v)      _mm512_reduce_max_ps(v)
+#define v_round(v)     _mm512_roundscale_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define v_select_lt(a, b, x, y) \
+    _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ), (y), (x))
+
+/* Rows per decode register tile for 1..4 tokens: R * T accumulators + T inputs + 1 weight <= 32. */
+#define S_R1 8
+#define S_R2 8
+#define S_R3 6
+#define S_R4 6
+/* Tokens per GEMM tile: 2 * 12 accumulators + 2 weights + 1 broadcast = 27 registers. */
+#define G_T 12
+
+static inline __m512 v_pow2i(__m512 n)
+{
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+
+static inline __m512 v_load_bf16(const uint16_t *p)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+/* 16 e4m3 bytes -> f32 / 256, the same f16 placement as dsk_avx2.c explains. */
+static inline __m512 v_load_fp8(const uint8_t *p)
+{
+    __m256i h = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(h, 8), 1),
+                         _mm256_set1_epi16((short)0xbf80));
+    return _mm512_cvtph_ps(h);
+}
+
+#include "dsk_simd_tmpl.h"
 
 void dsk_ops_fill_avx512(dsk_ops_t *ops)
 {
-    (void)ops;
+    simd_fill(ops);
 }

@@ -1,0 +1,530 @@
+/*
+ * dsk_simd_tmpl.h - the SIMD kernels written once over a small vector vocabulary, included by
+ * each ISA file (dsk_avx2.c, dsk_avx512.c) after it defines that vocabulary for its registers.
+ * Never include it anywhere else: every function here is static and compiled with the including
+ * file's ISA flags.
+ *
+ * The including file defines:
+ *   V, VL                 vector of VL floats
+ *   v_zero() v_set1(f) v_loadu(p) v_storeu(p, v) v_add v_sub v_mul v_div v_min v_max
+ *   v_fma(a, b, c)        a * b + c
+ *   v_hsum(v) v_hmax(v)   horizontal sum / max to a float
+ *   v_round(v)            to the nearest integer value (ties to even)
+ *   v_pow2i(v)            2^v for integral v in [-126, 127]
+ *   v_select_lt(a, b, x, y)  lane-wise a < b ? x : y
+ *   v_load_bf16(p)        VL bf16 -> f32
+ *   v_load_fp8(p)         VL e4m3 bytes -> f32 value / 256 (see DSK_FP8_UNSCALE)
+ *   S_R1..S_R4            rows per register tile of the decode kernel for 1..4 tokens
+ *   G_T                   tokens per register tile of the GEMM micro-kernel (<= 12)
+ *
+ * Matmul strategy (the header dsk.h states the contract):
+ * - decode, n <= 4: each weight vector is dequantized in registers once and used for all n
+ *   tokens of an R x n register tile; per 128-column block the accumulators are folded into the
+ *   running totals with that block's scale (one FMA per accumulator per block).
+ * - n >= 5: a panel of G_NR rows x G_KC columns is dequantized (scale folded) and transposed into
+ *   a stack buffer once, then a G_T x G_NR broadcast micro-kernel runs over all n tokens, so each
+ *   weight byte is read from memory once and reused from L1 for every token.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define DSK_INLINE      static inline __attribute__((always_inline))
+#define G_NR            (2 * VL) /* weight rows (matmul) or columns (matmul_t) per micro-kernel */
+#define G_KC            256      /* reduction length per packed panel; multiple of 8 and of VL */
+#define SMALL_N_MAX     4        /* largest n of the register-tile decode kernel */
+#define DT_F32          DSK_DTYPE_F32
+#define DT_BF16         DSK_DTYPE_BF16
+#define DT_FP8          DSK_DTYPE_F8_E4M3
+#define DSK_FP8_UNSCALE 256.0f /* v_load_fp8 yields value / 2^8; folded into the block scale */
+
+/* ---- weight loading ---- */
+
+static const size_t dt_size[DSK_DTYPE_COUNT] = {4, 2, 1};
+
+/* VL weights starting at element idx of w->data, without the fp8 block scale. */
+DSK_INLINE V w_load(int dt, const void *data, int64_t idx)
+{
+    if (dt == DT_F32)
+        return v_loadu((const float *)data + idx);
+    if (dt == DT_BF16)
+        return v_load_bf16((const uint16_t *)data + idx);
+    return v_load_fp8((const uint8_t *)data + idx);
+}
+
+/* m < VL weights, zero-padded: reads exactly m elements, so tails never run off the tensor. */
+DSK_INLINE V w_load_part(int dt, const void *data, int64_t idx, int m)
+{
+    _Alignas(64) unsigned char buf[VL * 4];
+    memset(buf, 0, sizeof(buf));
+    memcpy(buf, (const unsigned char *)data + (size_t)idx * dt_size[dt], (size_t)m * dt_size[dt]);
+    return w_load(dt, buf, 0);
+}
+
+DSK_INLINE V x_load_part(const float *x, int m)
+{
+    _Alignas(64) float buf[VL];
+    memset(buf, 0, sizeof(buf));
+    memcpy(buf, x, (size_t)m * sizeof(float));
+    return v_loadu(buf);
+}
+
+/* What multiplies w_load's output to give the weight: the fp8 block scale x 256, else 1. */
+DSK_INLINE float w_scale(int dt, const dsk_matrix_t *w, int64_t r, int64_t c)
+{
+    if (dt != DT_FP8)
+        return 1.0f;
+    return dsk_block_scale(w, r, c) * DSK_FP8_UNSCALE;
+}
+
+/*
+ * W[r][c0 .. c0+k) dequantized with its scale into out[0 .. k). c0 is a multiple of VL, so no
+ * vector straddles a 128-column scale block.
+ */
+DSK_INLINE void w_row_f32(int dt, const dsk_matrix_t *w, int64_t r, int64_t c0, int64_t k,
+                          float *out)
+{
+    const int64_t base = r * w->cols + c0;
+    int64_t c = 0;
+    for (; c + VL <= k; c += VL) {
+        V v = w_load(dt, w->data, base + c);
+        if (dt == DT_FP8)
+            v = v_mul(v, v_set1(w_scale(dt, w, r, c0 + c)));
+        v_storeu(out + c, v);
+    }
+    if (c < k) {
+        _Alignas(64) float tmp[VL];
+        V v = w_load_part(dt, w->data, base + c, (int)(k - c));
+        if (dt == DT_FP8)
+            v = v_mul(v, v_set1(w_scale(dt, w, r, c0 + c)));
+        v_storeu(tmp, v);
+        memcpy(out + c, tmp, (size_t)(k - c) * sizeof(float));
+    }
+}
+
+/* ---- decode: R rows x T tokens register tile ---- */
+
+/*
+ * y[t * ldy + i] = sum_c W[r + i][c] x[t * ldx + c] for i < R, t < T. Non-fp8 weights have no
+ * blocks, so their accumulators run over the whole row.
+ */
+DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, const float *x,
+                              int64_t ldx, const int T, float *y, int64_t ldy)
+{
+    const int64_t K = w->cols;
+    const int64_t blk = dt == DT_FP8 ? DSK_FP8_BLOCK : (K > 0 ? K : 1);
+    V tot[8][SMALL_N_MAX];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            tot[i][t] = v_zero();
+    for (int64_t c0 = 0; c0 < K; c0 += blk) {
+        const int64_t c1 = c0 + blk < K ? c0 + blk : K;
+        V acc[8][SMALL_N_MAX];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++)
+                acc[i][t] = v_zero();
+        int64_t c = c0;
+        for (; c + VL <= c1; c += VL) {
+            V xv[SMALL_N_MAX];
+            for (int t = 0; t < T; t++)
+                xv[t] = v_loadu(x + t * ldx + c);
+            for (int i = 0; i < R; i++) {
+                V wv = w_load(dt, w->data, (r + i) * K + c);
+                for (int t = 0; t < T; t++)
+                    acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
+            }
+        }
+        if (c < c1) {
+            const int m = (int)(c1 - c);
+            V xv[SMALL_N_MAX];
+            for (int t = 0; t < T; t++)
+                xv[t] = x_load_part(x + t * ldx + c, m);
+            for (int i = 0; i < R; i++) {
+                V wv = w_load_part(dt, w->data, (r + i) * K + c, m);
+                for (int t = 0; t < T; t++)
+                    acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
+            }
+        }
+        for (int i = 0; i < R; i++) {
+            V s = v_set1(w_scale(dt, w, r + i, c0));
+            for (int t = 0; t < T; t++)
+                tot[i][t] = v_fma(acc[i][t], s, tot[i][t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            y[t * ldy + i] = v_hsum(tot[i][t]);
+}
+
+#define DEF_MM_SMALL(DT, T, R)                                                                     \
+    static void mm_small_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                    int64_t ldx, float *y, int64_t ldy)                            \
+    {                                                                                              \
+        int64_t r = r0;                                                                            \
+        for (; r + (R) <= r1; r += (R))                                                            \
+            mm_small_tile(DT, w, r, (R), x, ldx, T, y + (r - r0), ldy);                            \
+        for (; r < r1; r++)                                                                        \
+            mm_small_tile(DT, w, r, 1, x, ldx, T, y + (r - r0), ldy);                              \
+    }
+#define DEF_MM_SMALL_ALL(DT)  \
+    DEF_MM_SMALL(DT, 1, S_R1) \
+    DEF_MM_SMALL(DT, 2, S_R2) \
+    DEF_MM_SMALL(DT, 3, S_R3) \
+    DEF_MM_SMALL(DT, 4, S_R4)
+DEF_MM_SMALL_ALL(0)
+DEF_MM_SMALL_ALL(1)
+DEF_MM_SMALL_ALL(2)
+
+typedef void (*mm_small_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                            int64_t ldx, float *y, int64_t ldy);
+static const mm_small_fn mm_small_fns[DSK_DTYPE_COUNT][SMALL_N_MAX + 1] = {
+    {NULL, mm_small_0_1, mm_small_0_2, mm_small_0_3, mm_small_0_4},
+    {NULL, mm_small_1_1, mm_small_1_2, mm_small_1_3, mm_small_1_4},
+    {NULL, mm_small_2_1, mm_small_2_2, mm_small_2_3, mm_small_2_4},
+};
+
+/* ---- GEMM: packed panel x broadcast tokens ---- */
+
+/* The columns k..k+8 of 8 rows src[j * lds + k] written as 8 rows of 8: dst[i * ldd + j]. */
+DSK_INLINE void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+/*
+ * Pack for matmul: buf[k * G_NR + j] = W[rp + j][c0 + k] (scaled) for j < nr, k < kc; rows
+ * j >= nr are zero. buf holds G_KC * G_NR floats; k is padded to a multiple of 8.
+ */
+DSK_INLINE void pack_rows_t(int dt, const dsk_matrix_t *w, int64_t rp, int nr, int64_t c0,
+                            int64_t kc, float *buf)
+{
+    _Alignas(64) float tmp[8][G_KC];
+    const int64_t kc8 = (kc + 7) & ~(int64_t)7;
+    for (int j0 = 0; j0 < G_NR; j0 += 8) {
+        if (j0 >= nr) {
+            for (int64_t k = 0; k < kc8; k++)
+                memset(buf + k * G_NR + j0, 0, 8 * sizeof(float));
+            continue;
+        }
+        for (int j = 0; j < 8; j++) {
+            if (j0 + j < nr)
+                w_row_f32(dt, w, rp + j0 + j, c0, kc, tmp[j]);
+            else
+                memset(tmp[j], 0, (size_t)kc * sizeof(float));
+            for (int64_t k = kc; k < kc8; k++)
+                tmp[j][k] = 0.0f;
+        }
+        for (int64_t k = 0; k < kc8; k += 8)
+            transpose8(&tmp[0][k], G_KC, buf + k * G_NR + j0, G_NR);
+    }
+}
+
+/*
+ * Pack for matmul_t: buf[k * G_NR + j] = W[rk + k][c0 + j] (scaled) for j < nc, k < kc; columns
+ * j >= nc are zero.
+ */
+DSK_INLINE void pack_rows(int dt, const dsk_matrix_t *w, int64_t rk, int64_t kc, int64_t c0, int nc,
+                          float *buf)
+{
+    for (int64_t k = 0; k < kc; k++) {
+        float *dst = buf + k * G_NR;
+        w_row_f32(dt, w, rk + k, c0, nc, dst);
+        for (int j = nc; j < G_NR; j++)
+            dst[j] = 0.0f;
+    }
+}
+
+/*
+ * The micro-kernel: for t < T, j < nc (<= G_NR)
+ *   y[t * ldy + j] (accumulate ? += : =) sum_{k < kc} buf[k * G_NR + j] * x[t * ldx + k].
+ * 2 * T vector accumulators; each packed weight vector is loaded once per T tokens.
+ */
+DSK_INLINE void gemm_tile(const float *buf, int64_t kc, const float *x, int64_t ldx, const int T,
+                          float *y, int64_t ldy, int nc, int accumulate)
+{
+    V a0[12], a1[12];
+    for (int t = 0; t < T; t++) {
+        a0[t] = v_zero();
+        a1[t] = v_zero();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const V w0 = v_loadu(buf + k * G_NR), w1 = v_loadu(buf + k * G_NR + VL);
+        for (int t = 0; t < T; t++) {
+            const V b = v_set1(x[t * ldx + k]);
+            a0[t] = v_fma(w0, b, a0[t]);
+            a1[t] = v_fma(w1, b, a1[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy;
+        if (nc == G_NR) {
+            if (accumulate) {
+                a0[t] = v_add(a0[t], v_loadu(yt));
+                a1[t] = v_add(a1[t], v_loadu(yt + VL));
+            }
+            v_storeu(yt, a0[t]);
+            v_storeu(yt + VL, a1[t]);
+        } else {
+            _Alignas(64) float tmp[G_NR];
+            v_storeu(tmp, a0[t]);
+            v_storeu(tmp + VL, a1[t]);
+            for (int j = 0; j < nc; j++)
+                yt[j] = accumulate ? yt[j] + tmp[j] : tmp[j];
+        }
+    }
+}
+
+typedef void (*gemm_tile_fn)(const float *buf, int64_t kc, const float *x, int64_t ldx, float *y,
+                             int64_t ldy, int nc, int accumulate);
+#define DEF_GEMM_TILE(T)                                                                           \
+    static void gemm_tile_##T(const float *buf, int64_t kc, const float *x, int64_t ldx, float *y, \
+                              int64_t ldy, int nc, int accumulate)                                 \
+    {                                                                                              \
+        gemm_tile(buf, kc, x, ldx, T, y, ldy, nc, accumulate);                                     \
+    }
+DEF_GEMM_TILE(1)
+DEF_GEMM_TILE(2)
+DEF_GEMM_TILE(3)
+DEF_GEMM_TILE(4)
+DEF_GEMM_TILE(5)
+DEF_GEMM_TILE(6)
+#if G_T > 6
+DEF_GEMM_TILE(7)
+DEF_GEMM_TILE(8)
+DEF_GEMM_TILE(9)
+DEF_GEMM_TILE(10)
+DEF_GEMM_TILE(11)
+DEF_GEMM_TILE(12)
+#endif
+static const gemm_tile_fn gemm_tiles[G_T + 1] = {
+    NULL,        gemm_tile_1, gemm_tile_2, gemm_tile_3,  gemm_tile_4,  gemm_tile_5,  gemm_tile_6,
+#if G_T > 6
+    gemm_tile_7, gemm_tile_8, gemm_tile_9, gemm_tile_10, gemm_tile_11, gemm_tile_12,
+#endif
+};
+
+/* All n tokens against one packed panel, G_T tokens at a time. */
+static void gemm_panel(const float *buf, int64_t kc, const float *x, int64_t ldx, int64_t n,
+                       float *y, int64_t ldy, int nc, int accumulate)
+{
+    int64_t t = 0;
+    for (; t + G_T <= n; t += G_T)
+        gemm_tiles[G_T](buf, kc, x + t * ldx, ldx, y + t * ldy, ldy, nc, accumulate);
+    if (t < n)
+        gemm_tiles[n - t](buf, kc, x + t * ldx, ldx, y + t * ldy, ldy, nc, accumulate);
+}
+
+static void mm_gemm(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                    int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    _Alignas(64) float buf[G_KC * G_NR];
+    const int64_t K = w->cols;
+    for (int64_t rp = r0; rp < r1; rp += G_NR) {
+        const int nr = (int)(r1 - rp < G_NR ? r1 - rp : G_NR);
+        for (int64_t c0 = 0; c0 < K; c0 += G_KC) {
+            const int64_t kc = K - c0 < G_KC ? K - c0 : G_KC;
+            pack_rows_t(dt, w, rp, nr, c0, kc, buf);
+            gemm_panel(buf, kc, x + c0, ldx, n, y + (rp - r0), ldy, nr, c0 > 0);
+        }
+    }
+}
+
+static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                   int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n <= 0 || r1 <= r0)
+        return;
+    if (w->cols == 0) {
+        for (int64_t t = 0; t < n; t++)
+            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
+        return;
+    }
+    if (n <= SMALL_N_MAX)
+        mm_small_fns[dt][n](w, r0, r1, x, ldx, y, ldy);
+    else
+        mm_gemm(dt, w, r0, r1, x, ldx, n, y, ldy);
+}
+
+static void mmt_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                    int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n <= 0 || r1 <= r0)
+        return;
+    _Alignas(64) float buf[G_KC * G_NR];
+    const int64_t K = w->cols;
+    for (int64_t c0 = 0; c0 < K; c0 += G_NR) {
+        const int nc = (int)(K - c0 < G_NR ? K - c0 : G_NR);
+        for (int64_t rk = r0; rk < r1; rk += G_KC) {
+            const int64_t kc = r1 - rk < G_KC ? r1 - rk : G_KC;
+            pack_rows(dt, w, rk, kc, c0, nc, buf);
+            gemm_panel(buf, kc, x + (rk - r0), ldx, n, y + c0, ldy, nc, 1);
+        }
+    }
+}
+
+#define DEF_MATMUL(DT, NAME)                                                                   \
+    static void matmul_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,   \
+                              int64_t ldx, int64_t n, float *y, int64_t ldy)                   \
+    {                                                                                          \
+        mm_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                              \
+    }                                                                                          \
+    static void matmul_t_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
+    {                                                                                          \
+        mmt_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                             \
+    }
+DEF_MATMUL(DT_F32, f32)
+DEF_MATMUL(DT_BF16, bf16)
+DEF_MATMUL(DT_FP8, fp8)
+
+/* ---- vector kernels ---- */
+
+/* e^x to about 2 ulp (Cephes' range reduction and polynomial); exactly 0 below -87.3. */
+DSK_INLINE V v_exp(V x)
+{
+    const V lo = v_set1(-87.3f);
+    V xc = v_min(v_max(x, lo), v_set1(88.3f));
+    V fx = v_round(v_mul(xc, v_set1(1.44269504088896341f)));
+    V r = v_sub(xc, v_mul(fx, v_set1(0.693359375f)));
+    r = v_sub(r, v_mul(fx, v_set1(-2.12194440e-4f)));
+    V p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    return v_select_lt(x, lo, v_zero(), v_mul(p, v_pow2i(fx)));
+}
+
+static float dot_simd(const float *a, const float *b, int64_t n)
+{
+    V s0 = v_zero(), s1 = v_zero(), s2 = v_zero(), s3 = v_zero();
+    int64_t i = 0;
+    for (; i + 4 * VL <= n; i += 4 * VL) {
+        s0 = v_fma(v_loadu(a + i), v_loadu(b + i), s0);
+        s1 = v_fma(v_loadu(a + i + VL), v_loadu(b + i + VL), s1);
+        s2 = v_fma(v_loadu(a + i + 2 * VL), v_loadu(b + i + 2 * VL), s2);
+        s3 = v_fma(v_loadu(a + i + 3 * VL), v_loadu(b + i + 3 * VL), s3);
+    }
+    for (; i + VL <= n; i += VL)
+        s0 = v_fma(v_loadu(a + i), v_loadu(b + i), s0);
+    float s = v_hsum(v_add(v_add(s0, s1), v_add(s2, s3)));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_simd(float a, const float *x, float *y, int64_t n)
+{
+    const V va = v_set1(a);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL)
+        v_storeu(y + i, v_fma(va, v_loadu(x + i), v_loadu(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void rmsnorm_simd(const float *x, const float *w, int64_t n, float eps, float *out)
+{
+    V s0 = v_zero(), s1 = v_zero();
+    int64_t i = 0;
+    for (; i + 2 * VL <= n; i += 2 * VL) {
+        V a = v_loadu(x + i), b = v_loadu(x + i + VL);
+        s0 = v_fma(a, a, s0);
+        s1 = v_fma(b, b, s1);
+    }
+    for (; i + VL <= n; i += VL) {
+        V a = v_loadu(x + i);
+        s0 = v_fma(a, a, s0);
+    }
+    double ss = v_hsum(v_add(s0, s1));
+    for (; i < n; i++)
+        ss += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+    const V vinv = v_set1(inv);
+    for (i = 0; i + VL <= n; i += VL)
+        v_storeu(out + i, v_mul(v_loadu(w + i), v_mul(v_loadu(x + i), vinv)));
+    for (; i < n; i++)
+        out[i] = w[i] * (x[i] * inv);
+}
+
+static void silu_mul_simd(const float *gate, const float *up, int64_t n, float *out)
+{
+    const V one = v_set1(1.0f);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        V g = v_loadu(gate + i);
+        V e = v_exp(v_sub(v_zero(), g));
+        v_storeu(out + i, v_mul(v_div(g, v_add(one, e)), v_loadu(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void softmax_simd(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    V vmax = v_set1(-INFINITY);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vmax = v_max(vmax, v_loadu(x + i));
+    float max = v_hmax(vmax);
+    for (; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    const V vm = v_set1(max);
+    V sum = v_zero();
+    for (i = 0; i + VL <= n; i += VL) {
+        V e = v_exp(v_sub(v_loadu(x + i), vm));
+        v_storeu(x + i, e);
+        sum = v_add(sum, e);
+    }
+    double s = v_hsum(sum);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        s += x[i];
+    }
+    const V inv = v_set1((float)(1.0 / s));
+    for (i = 0; i + VL <= n; i += VL)
+        v_storeu(x + i, v_mul(v_loadu(x + i), inv));
+    for (; i < n; i++)
+        x[i] *= (float)(1.0 / s);
+}
+
+/* Every slot this template implements. */
+static void simd_fill(dsk_ops_t *ops)
+{
+    ops->matmul[DSK_DTYPE_F32] = matmul_f32;
+    ops->matmul[DSK_DTYPE_BF16] = matmul_bf16;
+    ops->matmul[DSK_DTYPE_F8_E4M3] = matmul_fp8;
+    ops->matmul_t[DSK_DTYPE_F32] = matmul_t_f32;
+    ops->matmul_t[DSK_DTYPE_BF16] = matmul_t_bf16;
+    ops->matmul_t[DSK_DTYPE_F8_E4M3] = matmul_t_fp8;
+    ops->dot = dot_simd;
+    ops->axpy = axpy_simd;
+    ops->rmsnorm = rmsnorm_simd;
+    ops->silu_mul = silu_mul_simd;
+    ops->softmax = softmax_simd;
+}
