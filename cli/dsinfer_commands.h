@@ -20,7 +20,10 @@ typedef struct {
 #define DSINFER_COMMANDS(X)                                                                        \
     X("version", dsinfer_cmd_version, "print the version and the kernel level this CPU gets")      \
     X("bench", dsinfer_cmd_bench, "benchmarks: dsinfer bench --help lists them")                   \
-    X("run", dsinfer_cmd_run, "generate from a prompt in this process")
+    X("inspect", dsinfer_cmd_inspect, "validate a model directory and show what loading it needs") \
+    X("synth", dsinfer_cmd_synth, "write a synthetic DeepSeek-V3 checkpoint (random weights)")    \
+    X("run", dsinfer_cmd_run, "generate from a prompt in this process")                              \
+    X("plan", dsinfer_cmd_plan, "plan stages and expert placement for a cluster (no weights)")
 
 #define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_COMMANDS(DSINFER_CMD_DECLARE)
