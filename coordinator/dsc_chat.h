@@ -8,9 +8,8 @@
  *                <｜tool▁calls▁begin｜>..., tool outputs in <｜tool▁outputs▁begin｜>...; the
  *                generation prompt is "<｜Assistant｜>".
  *   DSC_CHAT_R1  the DeepSeek-R1 template: like V3, but earlier assistant turns keep only the text
- *                after their last "</think>", an assistant turn may carry both content and tool
- *                calls, and the generation prompt is "<｜Assistant｜><think>\n" so the answer
- *                opens with the reasoning block.
+ *                after their last "</think>" (their reasoning is dropped), and the generation
+ *                prompt is "<｜Assistant｜><think>\n" so the answer opens with the reasoning block.
  * The quirks of the originals are kept on purpose (the result must equal the reference).
  *
  * The rendered text is meant to be encoded with dsc_tokenizer_encode (flags 0): it already holds
