@@ -47,7 +47,7 @@ typedef enum {
 typedef struct {
     dsc_api_role_t role;
     const char *content;      /* never NULL; "" when absent or null; text parts concatenated */
-    size_t content_len;       /* bytes of content (it may contain NUL bytes from "\u0000") */
+    size_t content_len;       /* bytes of content (no NUL inside: "\u0000" is refused) */
     const char *tool_calls;   /* NULL, or the message's `tool_calls` array as compact JSON */
     const char *tool_call_id; /* NULL, or the id a `tool` message answers */
     const char *name;         /* NULL, or the optional participant name */
@@ -75,6 +75,7 @@ typedef struct {
     /* DSC_API_KIND_CHAT: the backend applies the chat template (dsc_chat.h) and tokenizes */
     const dsc_api_message_t *messages; /* [n_messages], n_messages >= 1; NULL for completions */
     size_t n_messages;
+    const char *tools; /* NULL, or the `tools` array as compact JSON (chat) */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
     float temperature;  /* [0, 2], default 1 */

@@ -1,0 +1,76 @@
+/*
+ * dsc_api_impl.h - internals of the API layer shared by its files: a JSON text writer into a
+ * reusable growable buffer (so that streaming a token formats into memory the generation already
+ * has, without an allocation per token), and the formatters that write into it. Not for other
+ * modules: they use the malloc'ing wrappers of dsc_api.h.
+ */
+#ifndef DSC_API_IMPL_H
+#define DSC_API_IMPL_H
+
+#include <stddef.h>
+
+#include "dsc_api.h"
+
+typedef struct {
+    char *data; /* NUL-terminated text, or NULL before the first write */
+    size_t len, cap;
+    int failed; /* an allocation failed: the text is incomplete */
+} dsc_api_jbuf_t;
+
+void dsc_api_jbuf_put(dsc_api_jbuf_t *b, const char *s, size_t n);
+void dsc_api_jbuf_puts(dsc_api_jbuf_t *b, const char *s);
+void dsc_api_jbuf_printf(dsc_api_jbuf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* `s` (n bytes of valid UTF-8) as a quoted, escaped JSON string; NULL writes null. */
+void dsc_api_jbuf_string(dsc_api_jbuf_t *b, const char *s, size_t n);
+void dsc_api_jbuf_reset(dsc_api_jbuf_t *b); /* len = 0, keeps the memory, clears `failed` */
+void dsc_api_jbuf_free(dsc_api_jbuf_t *b);
+/* Hand the text over (caller frees) or NULL when an allocation failed; the buffer is emptied. */
+char *dsc_api_jbuf_take(dsc_api_jbuf_t *b, size_t *len_out);
+
+/* The formatters behind dsc_api_error_json, dsc_api_response_json and dsc_api_chunk_sse. */
+void dsc_api_error_write(dsc_api_jbuf_t *b, const dsc_api_error_t *err);
+void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                            const char *text, size_t text_len, const char *reasoning,
+                            size_t reasoning_len, dsc_api_finish_t finish,
+                            const dsc_api_usage_t *usage);
+/* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
+void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                         const dsc_api_chunk_t *chunk, int include_usage);
+
+const char *dsc_api_finish_name(dsc_api_finish_t finish); /* "stop", "length" */
+
+typedef struct dsc_api_gen dsc_api_gen_t;
+
+/* The API server (dsc_api_server.c: endpoints; dsc_api_generate.c: generations). */
+struct dsc_api_server {
+    uv_loop_t *loop;
+    dsc_http_server_t *http;
+    dsc_api_backend_t backend;
+    dsc_api_limits_t limits;
+    char *api_key;       /* NULL = no authentication */
+    int64_t started;     /* Unix seconds, the "created" of /v1/models */
+    dsc_api_gen_t *gens; /* generations whose request is unfinished */
+    void (*done_cb)(void *arg);
+    void *done_arg;
+    /* metrics: series looked up once here, updated per request */
+    dsc_metrics_t *metrics;
+    dsc_metric_family_t *requests;         /* {endpoint, code} */
+    dsc_metric_series_t *prompt_tokens;    /* counter */
+    dsc_metric_series_t *generated_tokens; /* counter */
+    dsc_metric_series_t *ttft;             /* histogram, seconds */
+    dsc_metric_series_t *tpot;             /* histogram, seconds per token after the first */
+    dsc_metric_series_t *duration;         /* histogram, seconds from request to last byte */
+    dsc_metric_series_t *active;           /* gauge: generations in the backend */
+    dsc_metric_series_t *connections;      /* gauge: HTTP connections, set when rendered */
+};
+
+/* Count a finished request in dsinfer_http_requests_total{endpoint, code}. */
+void dsc_api_count_request(dsc_api_server_t *s, const char *endpoint, int code);
+/* Answer `err` as OpenAI error JSON (with Retry-After on 429 and 503) and count it. */
+void dsc_api_respond_error(dsc_api_server_t *s, dsc_http_req_t *req, const char *endpoint,
+                           const dsc_api_error_t *err);
+/* Handle POST /v1/chat/completions or /v1/completions (authentication already checked). */
+void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t kind);
+
+#endif
