@@ -314,10 +314,15 @@ dsi_status_t dsn_checkpoint_open(const char *dir, dsn_checkpoint_t **out)
     char *index_path = path_join(dir, INDEX_NAME);
     if (config_path == NULL || index_path == NULL)
         goto fail;
+    struct stat sb;
+    if (stat(config_path, &sb) != 0) {
+        DSI_ERROR("%s: no config.json (%m): not a model directory", dir);
+        st = DSI_ERR_CONFIG;
+        goto fail;
+    }
     st = dsn_config_load(config_path, &c->cfg);
     if (st != DSI_OK)
         goto fail;
-    struct stat sb;
     if (stat(index_path, &sb) == 0)
         st = open_indexed(c, index_path);
     else

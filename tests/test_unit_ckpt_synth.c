@@ -136,6 +136,8 @@ static void test_tiny_bf16_skew(void)
     DSI_CHECK_INT_EQ(cfg->num_experts_per_tok, 4);
     DSI_CHECK_INT_EQ(cfg->vocab_size, 300);
     DSI_CHECK(dsn_checkpoint_shard_count(ck) > 1);
+    /* embed, norm, head + 2 x 9 attention/norm + 3 dense + gate, bias, 8 x 3 experts, 3 shared */
+    DSI_CHECK_INT_EQ(dsn_checkpoint_count(ck), 3 + 18 + 3 + 2 + 24 + 3);
     for (size_t i = 0; i < dsn_checkpoint_count(ck); i++) {
         const dsn_st_tensor_t *t = dsn_checkpoint_at(ck, i);
         DSI_CHECK(t->dtype != DSN_ST_F8_E4M3);
