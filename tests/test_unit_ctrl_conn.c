@@ -168,13 +168,16 @@ static void cli_msg(dst_ctrl_conn_t *c, dst_msg_t *m, void *arg)
     case DST_MSG_WELCOME: {
         cl->welcomed++;
         DSI_CHECK_INT_EQ(m->welcome.node_id, 7);
+        static uint32_t route0 = 7;
         dst_msg_t s = {.type = DST_MSG_SUBMIT};
         s.submit = (dst_msg_submit_t){.seq_id = 99,
                                       .n_tokens = 5,
                                       .tokens = prompt,
                                       .max_tokens = 16,
                                       .temperature = 0.0f,
-                                      .top_p = 1.0f};
+                                      .top_p = 1.0f,
+                                      .n_route = 1,
+                                      .route = &route0};
         DSI_CHECK_INT_EQ(dst_ctrl_send(c, &s), DSI_OK);
         dst_msg_t h = {.type = DST_MSG_HEARTBEAT, .heartbeat = {.node_id = 7, .seq = 1}};
         DSI_CHECK_INT_EQ(dst_ctrl_send(c, &h), DSI_OK);

@@ -13,6 +13,8 @@
 
 /* ---- valid samples of every type ---------------------------------------------------------- */
 
+static uint32_t submit_route[3] = {0, 5, 2};
+
 static uint8_t ucx_a[100], ucx_b[37];
 static int32_t prompt[300];
 static int32_t out_tokens[3] = {7, 0, 16777215};
@@ -110,7 +112,9 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .temperature = 0.6f,
                                        .top_p = 0.95f,
                                        .top_k = 40,
-                                       .seed = 0xdeadbeefcafeull};
+                                       .seed = 0xdeadbeefcafeull,
+                                       .n_route = 3,
+                                       .route = submit_route};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -342,7 +346,7 @@ static void kv_u(body_t *b, const char *k, uint64_t v)
 static void submit_body(body_t *b, uint32_t n_tokens, int64_t tok, uint32_t max_tokens, double temp,
                         int temp64, double top_p, uint64_t top_k)
 {
-    body_begin(b, 7, DST_MSG_SUBMIT, DST_PROTO_VERSION);
+    body_begin(b, 8, DST_MSG_SUBMIT, DST_PROTO_VERSION);
     kv_u(b, "seq_id", 1);
     key(b, "tokens");
     msgpack_pack_array(&b->pk, n_tokens);
@@ -358,6 +362,9 @@ static void submit_body(body_t *b, uint32_t n_tokens, int64_t tok, uint32_t max_
     msgpack_pack_double(&b->pk, top_p);
     kv_u(b, "top_k", top_k);
     kv_u(b, "seed", 0);
+    key(b, "route");
+    msgpack_pack_array(&b->pk, 1);
+    msgpack_pack_uint32(&b->pk, 0);
 }
 
 static void expect_ok(const char *what, body_t *b)

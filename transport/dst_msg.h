@@ -46,6 +46,7 @@
 #define DST_MSG_MAX_EXPERT_REFS (1u << 20) /* entries of REPLACE_EXPERTS load / drop */
 #define DST_MSG_MAX_CORES       65536
 #define DST_MSG_MAX_DEPTH       8 /* msgpack nesting of a body */
+#define DST_MSG_MAX_STAGES      256 /* pipeline stages in a SUBMIT route */
 
 /* X(NAME, value): the message types. Values are wire values: never renumber, only append. */
 #define DST_MSG_TYPE_MAP(X) \
@@ -171,7 +172,8 @@ typedef struct {
     uint32_t deadline_ms; /* finish in-flight work within this; 0 = no deadline */
 } dst_msg_drain_t;
 
-/* coordinator -> stage-0 node: start a sequence. */
+/* coordinator -> every node of the sequence's route: start a sequence (stage 0 feeds it, the last
+ * stage samples it, the stages between run their layers for it). */
 typedef struct {
     uint64_t seq_id;
     uint32_t n_tokens;   /* 1..DST_MSG_MAX_TOKENS */
@@ -181,6 +183,8 @@ typedef struct {
     float top_p;         /* (0, 1] */
     uint32_t top_k;      /* 0 = no limit, else 1..DST_MSG_MAX_TOKEN_ID + 1 */
     uint64_t seed;       /* sampling RNG seed */
+    uint32_t n_route;    /* 1..DST_MSG_MAX_STAGES: one node per pipeline stage */
+    uint32_t *route;     /* [n_route] node id that runs the sequence at each stage */
 } dst_msg_submit_t;
 
 /* last-stage node -> coordinator: tokens sampled for a sequence. */

@@ -226,6 +226,8 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
         FAIL("SUBMIT.top_p: %g not in (0, 1]", (double)m->top_p);
     if (m->top_k > (uint32_t)DST_MSG_MAX_TOKEN_ID + 1)
         FAIL("SUBMIT.top_k: %u over %d", (unsigned)m->top_k, DST_MSG_MAX_TOKEN_ID + 1);
+    if (m->n_route == 0 || m->n_route > DST_MSG_MAX_STAGES || m->route == NULL)
+        FAIL("SUBMIT.route: %u stages not in 1..%d", (unsigned)m->n_route, DST_MSG_MAX_STAGES);
     return DSI_OK;
 }
 

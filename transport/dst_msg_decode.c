@@ -160,7 +160,9 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
     TRY(dst_msg_rd_f32(rd, "temperature", &m->temperature));
     TRY(dst_msg_rd_f32(rd, "top_p", &m->top_p));
     TRY(dst_msg_rd_u32(rd, "top_k", UINT32_MAX, &m->top_k));
-    return dst_msg_rd_u64(rd, "seed", UINT64_MAX, &m->seed);
+    TRY(dst_msg_rd_u64(rd, "seed", UINT64_MAX, &m->seed));
+    return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
+                                &m->n_route);
 }
 
 static dsi_status_t read_tokens_msg(dst_msg_rd_t *rd, dst_msg_tokens_t *m)

@@ -88,8 +88,20 @@ void dst_ucx_kick(dst_ucx_t *ucx)
         uv_idle_start(ucx->idle, on_idle);
 }
 
-/* UCX reads UCX_* variables from the environment; these defaults apply only where it says nothing.
- */
+/* Whether a UCX transport list can select shared memory (NULL: UCX's default, which does). */
+static int tls_has_shm(const char *tls)
+{
+    if (tls == NULL)
+        return 1;
+    static const char *const shm[] = {"all", "shm", "mm", "posix", "sysv", "xpmem"};
+    for (size_t i = 0; i < sizeof(shm) / sizeof(shm[0]); i++) {
+        if (strstr(tls, shm[i]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* UCX reads UCX_* from the environment; our defaults apply only where it says nothing. */
 static dsi_status_t config_read(const dst_ucx_config_t *cfg, ucp_config_t **out)
 {
     ucp_config_t *config;
@@ -104,7 +116,8 @@ static dsi_status_t config_read(const dst_ucx_config_t *cfg, ucp_config_t **out)
         return DSI_ERR_INVALID_ARG;
     }
     /* Without this, peer error handling silently drops shared memory for tcp (15x slower). */
-    if (getenv("UCX_MM_ERROR_HANDLING") == NULL &&
+    const char *tls = cfg->tls != NULL ? cfg->tls : getenv("UCX_TLS");
+    if (getenv("UCX_MM_ERROR_HANDLING") == NULL && tls_has_shm(tls) &&
         (st = ucp_config_modify(config, "MM_ERROR_HANDLING", "y")) != UCS_OK)
         DSI_WARN("cannot set UCX MM_ERROR_HANDLING=y (%s): shared memory may fall back to tcp",
                  ucs_status_string(st));
@@ -357,6 +370,11 @@ void dst_ucx_disconnect(dst_ucx_t *ucx, uint32_t peer_id)
 void dst_ucx_set_epoch(dst_ucx_t *ucx, uint64_t epoch)
 {
     ucx->cfg.epoch = epoch;
+}
+
+void dst_ucx_set_self_id(dst_ucx_t *ucx, uint32_t self_id)
+{
+    ucx->cfg.self_id = self_id;
 }
 
 void dst_ucx_stats(const dst_ucx_t *ucx, dst_ucx_stats_t *out)

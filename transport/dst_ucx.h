@@ -103,6 +103,9 @@ dsi_status_t dst_ucx_connect(dst_ucx_t *ucx, uint32_t peer_id, const void *addr,
 /* Starts closing peer_id's endpoint (flush); sends to it then fail. No-op if not connected. */
 void dst_ucx_disconnect(dst_ucx_t *ucx, uint32_t peer_id);
 
+/* The node id written into the src of every header sent from now on (a daemon learns its id at
+ * WELCOME, after its worker address went out in REGISTER). */
+void dst_ucx_set_self_id(dst_ucx_t *ucx, uint32_t self_id);
 /* Messages whose epoch differs from this one are rejected from now on. */
 void dst_ucx_set_epoch(dst_ucx_t *ucx, uint64_t epoch);
 
