@@ -103,8 +103,7 @@ typedef struct {
     double mscale, mscale_all_dim;
 } dsk_yarn_t;
 
-/* freqs[i], i in [0, dim/2): YaRN-corrected inverse frequencies (yarn NULL: plain base^(-2i/dim)).
- */
+/* freqs[i], i < dim/2: YaRN-corrected inverse frequencies (yarn NULL: plain base^(-2i/dim)). */
 void dsk_rope_freqs(int dim, double base, const dsk_yarn_t *yarn, float *freqs);
 /* The factor YaRN applies to cos and sin: mscale(s, mscale) / mscale(s, mscale_all_dim). */
 float dsk_rope_attn_factor(const dsk_yarn_t *yarn);

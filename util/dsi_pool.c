@@ -1,28 +1,45 @@
 #include "dsi_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
- * Generation-counted fork/join. The caller publishes a job under the mutex and bumps
- * `generation`; each worker runs its own chunk (index = worker id + 1) and decrements `pending`;
- * the caller runs chunk 0 and waits until pending is 0. Workers sleep on `wake` between jobs.
+ * Generation-counted fork/join without a lock on the fast path.
+ *
+ * The caller writes the job fields, then bumps `generation` (seq_cst, so it also releases the
+ * job); workers that see a new generation run their chunk (index = worker id) and decrement
+ * `pending`; the caller runs chunk 0 and waits for pending == 0. Both sides spin for up to
+ * SPIN_NS before sleeping on a condition variable, so back-to-back matmuls hand off in well under
+ * a microsecond while an idle daemon's workers do not burn the machine's cores.
+ *
+ * Sleeping uses a Dekker-style handshake on seq_cst atomics: a worker increments `sleepers` and
+ * then re-reads `generation` under the mutex before waiting; the caller bumps `generation` and
+ * then reads `sleepers`, broadcasting under the mutex only when someone may sleep. Either the
+ * worker sees the new generation or the caller sees the sleeper, never neither. The caller's
+ * wait for `pending` uses the same handshake with `caller_waiting`.
  */
+#define SPIN_NS 50000 /* 50 us: longer than the gap between two matmuls of a forward pass */
+
 struct dsi_pool {
     int n_threads;
-    pthread_t *threads;
-    pthread_mutex_t mutex;
-    pthread_cond_t wake; /* workers wait here for a new generation */
-    pthread_cond_t done; /* the caller waits here for pending == 0 */
-    uint64_t generation;
-    int pending;
-    int stop;
-    /* the current job */
+    pthread_t *threads; /* [n_threads]; [0] unused (the caller) */
+    /* the current job: written by the caller only while no worker reads it */
     dsi_pool_task_cb fn;
     void *arg;
     int64_t n;
     int n_chunks;
+    _Atomic uint64_t generation;
+    _Atomic int pending; /* workers that have not finished the current generation */
+    _Atomic int stop;
+    _Atomic int sleepers; /* workers blocked (or about to block) on `wake` */
+    _Atomic int caller_waiting;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake; /* workers wait here for a new generation */
+    pthread_cond_t done; /* the caller waits here for pending == 0 */
 };
 
 typedef struct {
@@ -30,10 +47,59 @@ typedef struct {
     int id;
 } worker_arg_t;
 
+/*
+ * One step of a spin wait. After the first few microseconds, yield instead: on an oversubscribed
+ * machine the thread we wait for may need this core to make progress.
+ */
+static inline void spin_pause(unsigned spin)
+{
+    if (spin >= 2048) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void chunk_bounds(int64_t n, int n_chunks, int chunk, int64_t *begin, int64_t *end)
 {
     *begin = n * chunk / n_chunks;
     *end = n * (chunk + 1) / n_chunks;
+}
+
+/* Returns the first generation different from `seen`: spin, then sleep. */
+static uint64_t wait_generation(dsi_pool_t *pool, uint64_t seen)
+{
+    int64_t deadline = 0;
+    for (unsigned spin = 0;; spin++) {
+        uint64_t g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (g != seen)
+            return g;
+        if ((spin & 255) == 255) {
+            int64_t t = now_ns();
+            if (deadline == 0)
+                deadline = t + SPIN_NS;
+            else if (t > deadline)
+                break;
+        }
+        spin_pause(spin);
+    }
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add(&pool->sleepers, 1);
+    uint64_t g;
+    while ((g = atomic_load(&pool->generation)) == seen)
+        pthread_cond_wait(&pool->wake, &pool->mutex);
+    atomic_fetch_sub(&pool->sleepers, 1);
+    pthread_mutex_unlock(&pool->mutex);
+    return g;
 }
 
 static void *worker_main(void *p)
@@ -43,27 +109,33 @@ static void *worker_main(void *p)
     int id = wa->id;
     free(wa);
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->mutex);
     for (;;) {
-        while (!pool->stop && pool->generation == seen)
-            pthread_cond_wait(&pool->wake, &pool->mutex);
-        if (pool->stop)
+        seen = wait_generation(pool, seen);
+        if (atomic_load(&pool->stop))
             break;
-        seen = pool->generation;
-        int chunk = id;
-        int n_chunks = pool->n_chunks;
-        pthread_mutex_unlock(&pool->mutex);
-        if (chunk < n_chunks) {
+        if (id < pool->n_chunks) {
             int64_t b, e;
-            chunk_bounds(pool->n, n_chunks, chunk, &b, &e);
+            chunk_bounds(pool->n, pool->n_chunks, id, &b, &e);
             pool->fn(pool->arg, b, e);
         }
-        pthread_mutex_lock(&pool->mutex);
-        if (--pool->pending == 0)
+        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_waiting)) {
+            pthread_mutex_lock(&pool->mutex);
             pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mutex);
+        }
     }
-    pthread_mutex_unlock(&pool->mutex);
     return NULL;
+}
+
+/* Publishes a new generation (the job fields or `stop` are written before). */
+static void publish(dsi_pool_t *pool)
+{
+    atomic_fetch_add(&pool->generation, 1);
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
 }
 
 dsi_pool_t *dsi_pool_create(int n_threads)
@@ -75,13 +147,13 @@ dsi_pool_t *dsi_pool_create(int n_threads)
     dsi_pool_t *pool = calloc(1, sizeof(*pool));
     if (pool == NULL)
         return NULL;
-    pool->n_threads = n_threads;
+    pool->n_threads = 1; /* the threads actually started; destroy joins exactly these */
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->done, NULL);
     pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
     if (pool->threads == NULL)
-        goto err_free_pool;
+        goto err_stop;
     for (int i = 1; i < n_threads; i++) {
         worker_arg_t *wa = malloc(sizeof(*wa));
         if (wa == NULL)
@@ -90,17 +162,14 @@ dsi_pool_t *dsi_pool_create(int n_threads)
         wa->id = i;
         if (pthread_create(&pool->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
-            pool->n_threads = i;
             goto err_stop;
         }
+        pool->n_threads = i + 1;
     }
     return pool;
 
 err_stop:
     dsi_pool_destroy(pool);
-    return NULL;
-err_free_pool:
-    free(pool);
     return NULL;
 }
 
@@ -108,8 +177,9 @@ void dsi_pool_destroy(dsi_pool_t *pool)
 {
     if (pool == NULL)
         return;
+    atomic_store(&pool->stop, 1);
     pthread_mutex_lock(&pool->mutex);
-    pool->stop = 1;
+    atomic_fetch_add(&pool->generation, 1);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     for (int i = 1; i < pool->n_threads; i++)
@@ -132,28 +202,40 @@ void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb f
         return;
     if (grain < 1)
         grain = 1;
-    int64_t max_chunks = (n + grain - 1) / grain;
+    int64_t max_chunks = n / grain; /* every chunk gets at least grain indices */
     int n_chunks = pool->n_threads < max_chunks ? pool->n_threads : (int)max_chunks;
     if (n_chunks <= 1) {
         fn(arg, 0, n);
         return;
     }
-    pthread_mutex_lock(&pool->mutex);
     pool->fn = fn;
     pool->arg = arg;
     pool->n = n;
     pool->n_chunks = n_chunks;
-    pool->pending = pool->n_threads - 1;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    publish(pool);
 
     int64_t b, e;
     chunk_bounds(n, n_chunks, 0, &b, &e);
     fn(arg, b, e);
 
-    pthread_mutex_lock(&pool->mutex);
-    while (pool->pending > 0)
-        pthread_cond_wait(&pool->done, &pool->mutex);
-    pthread_mutex_unlock(&pool->mutex);
+    int64_t deadline = 0;
+    for (unsigned spin = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
+         spin++) {
+        if ((spin & 255) == 255) {
+            int64_t t = now_ns();
+            if (deadline == 0) {
+                deadline = t + SPIN_NS;
+            } else if (t > deadline) {
+                pthread_mutex_lock(&pool->mutex);
+                atomic_store(&pool->caller_waiting, 1);
+                while (atomic_load(&pool->pending) > 0)
+                    pthread_cond_wait(&pool->done, &pool->mutex);
+                atomic_store(&pool->caller_waiting, 0);
+                pthread_mutex_unlock(&pool->mutex);
+                break;
+            }
+        }
+        spin_pause(spin);
+    }
 }
