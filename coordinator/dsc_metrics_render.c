@@ -90,16 +90,29 @@ static void tb_escaped(textbuf_t *tb, const char *s, int quote)
     }
 }
 
+/* The shortest of %.15g..%.17g that reads back as v exactly ("0.1", not "0.10000000000000001"). */
+static void format_double(char *buf, size_t cap, double v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 static void tb_value(textbuf_t *tb, double v)
 {
+    char buf[40];
     if (isnan(v))
         tb_puts(tb, "NaN");
     else if (isinf(v))
         tb_puts(tb, v > 0 ? "+Inf" : "-Inf");
     else if (v == floor(v) && fabs(v) < 1e15)
         tb_printf(tb, "%.0f", v);
-    else
-        tb_printf(tb, "%.17g", v);
+    else {
+        format_double(buf, sizeof(buf), v);
+        tb_puts(tb, buf);
+    }
 }
 
 /* {a="x",b="y"} with an optional extra le="..." label; nothing when there are no labels. */
@@ -126,7 +139,7 @@ static void render_histogram(textbuf_t *tb, const dsc_metric_family_t *f, dsc_me
     for (int b = 0; b <= f->n_bounds; b++) {
         cumulative += atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
         if (b < f->n_bounds)
-            snprintf(le, sizeof(le), "%.17g", f->bounds[b]);
+            format_double(le, sizeof(le), f->bounds[b]);
         else
             snprintf(le, sizeof(le), "+Inf");
         tb_printf(tb, "%s_bucket", f->name);

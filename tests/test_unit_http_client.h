@@ -31,14 +31,14 @@ typedef struct {
     char hdr_field[64];
 } tc_response_t;
 
-static void tc_response_free(tc_response_t *r)
+static inline void tc_response_free(tc_response_t *r)
 {
     free(r->body);
     memset(r, 0, sizeof(*r));
 }
 
 /* A connected socket to 127.0.0.1:port with a receive timeout of timeout_ms, or -1. */
-static int tc_connect_timeout(int port, int timeout_ms)
+static inline int tc_connect_timeout(int port, int timeout_ms)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -57,12 +57,12 @@ static int tc_connect_timeout(int port, int timeout_ms)
     return fd;
 }
 
-static int tc_connect(int port)
+static inline int tc_connect(int port)
 {
     return tc_connect_timeout(port, 10000);
 }
 
-static int tc_send(int fd, const char *data, size_t len)
+static inline int tc_send(int fd, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
@@ -76,12 +76,12 @@ static int tc_send(int fd, const char *data, size_t len)
     return 0;
 }
 
-static int tc_send_str(int fd, const char *s)
+static inline int tc_send_str(int fd, const char *s)
 {
     return tc_send(fd, s, strlen(s));
 }
 
-static int tc_on_body(http_parser *p, const char *at, size_t len)
+static inline int tc_on_body(http_parser *p, const char *at, size_t len)
 {
     tc_response_t *r = p->data;
     char *b = realloc(r->body, r->body_len + len + 1);
@@ -95,14 +95,14 @@ static int tc_on_body(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int tc_on_header_field(http_parser *p, const char *at, size_t len)
+static inline int tc_on_header_field(http_parser *p, const char *at, size_t len)
 {
     tc_response_t *r = p->data;
     snprintf(r->hdr_field, sizeof(r->hdr_field), "%.*s", (int)len, at);
     return 0;
 }
 
-static int tc_on_header_value(http_parser *p, const char *at, size_t len)
+static inline int tc_on_header_value(http_parser *p, const char *at, size_t len)
 {
     tc_response_t *r = p->data;
     if (strcasecmp(r->hdr_field, "Content-Type") == 0)
@@ -110,7 +110,7 @@ static int tc_on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int tc_on_complete(http_parser *p)
+static inline int tc_on_complete(http_parser *p)
 {
     tc_response_t *r = p->data;
     r->complete = 1;
@@ -120,7 +120,7 @@ static int tc_on_complete(http_parser *p)
     return 0;
 }
 
-static int tc_on_headers_complete(http_parser *p)
+static inline int tc_on_headers_complete(http_parser *p)
 {
     tc_response_t *r = p->data;
     r->status = (int)p->status_code;
@@ -137,7 +137,7 @@ typedef struct {
     size_t len;
 } tc_carry_t;
 
-static int tc_read_response_carry(int fd, tc_response_t *r, tc_carry_t *carry)
+static inline int tc_read_response_carry(int fd, tc_response_t *r, tc_carry_t *carry)
 {
     static const http_parser_settings settings = {
         .on_body = tc_on_body,
@@ -192,7 +192,7 @@ static int tc_read_response_carry(int fd, tc_response_t *r, tc_carry_t *carry)
     }
 }
 
-static int tc_read_response(int fd, tc_response_t *r)
+static inline int tc_read_response(int fd, tc_response_t *r)
 {
     static __thread tc_carry_t carry; /* bytes after a 100 Continue; dropped after the call */
     carry.len = 0;
@@ -200,8 +200,8 @@ static int tc_read_response(int fd, tc_response_t *r)
 }
 
 /* One request on a fresh connection. `headers` are extra lines ending in \r\n (or NULL). */
-static int tc_request(int port, const char *method, const char *path, const char *headers,
-                      const char *body, size_t body_len, tc_response_t *r)
+static inline int tc_request(int port, const char *method, const char *path, const char *headers,
+                             const char *body, size_t body_len, tc_response_t *r)
 {
     memset(r, 0, sizeof(*r));
     int fd = tc_connect(port);
@@ -222,7 +222,7 @@ static int tc_request(int port, const char *method, const char *path, const char
 }
 
 /* 1 when the peer closed fd (recv gives 0 or an error) within timeout_ms, discarding data. */
-static int tc_wait_closed(int fd, int timeout_ms)
+static inline int tc_wait_closed(int fd, int timeout_ms)
 {
     char buf[4096];
     for (int waited = 0; waited < timeout_ms; waited += 10) {
