@@ -13,7 +13,7 @@
 
 #define MAX_NODES  4096
 #define MAX_BUDGET (1ULL << 50)
-#define MAX_KV_TOK (1ULL << 32)
+#define MAX_KV_TOK (1ULL << 28) /* keeps tokens x layers x row bytes inside uint64_t */
 
 void dsc_plan_opts_default(dsc_plan_opts_t *opts)
 {

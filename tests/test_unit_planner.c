@@ -90,6 +90,30 @@ static int holds(const dst_plan_t *p, uint32_t layer, uint32_t e, uint32_t id)
     return 0;
 }
 
+/* Largest (max - min) of one layer's expert copies over the nodes of its stage. */
+static uint32_t layer_spread(const dst_plan_t *p)
+{
+    uint32_t worst = 0;
+    for (uint32_t l = p->first_moe_layer; l < p->n_layers; l++) {
+        uint32_t count[64] = {0}, lo = UINT32_MAX, hi = 0;
+        for (uint32_t e = 0; e < p->n_experts; e++) {
+            const uint32_t *h;
+            uint32_t nh = holders_of(p, l, e, &h);
+            for (uint32_t j = 0; j < nh; j++)
+                count[dsc_plan_node_index(p, h[j])]++;
+        }
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            const dst_plan_stage_t *st = &p->stages[p->nodes[i].stage];
+            if (l < st->first_layer || l >= st->end_layer)
+                continue;
+            lo = count[i] < lo ? count[i] : lo;
+            hi = count[i] > hi ? count[i] : hi;
+        }
+        worst = hi - lo > worst ? hi - lo : worst;
+    }
+    return worst;
+}
+
 /* Checks the invariants independently of dsc_plan_check; returns failures found. */
 static int verify(const dst_plan_t *p, const dsn_config_t *cfg, const dsc_node_desc_t *nodes,
                   uint32_t n, const dsc_plan_opts_t *opts)
@@ -208,6 +232,7 @@ static void test_shapes_tiny(void)
         verify(&p, &c, nodes, n, &o);
         DSI_CHECK_INT_EQ(rep.expert_copies, 3 * 32);
         DSI_CHECK_INT_EQ(rep.replicas, 0);
+        DSI_CHECK(layer_spread(&p) <= 1); /* every layer spread evenly over its stage */
         /* Within a stage of equal budgets, expert counts differ by at most one copy. */
         for (uint32_t s = 0; s < p.n_stages; s++) {
             uint64_t lo = UINT64_MAX, hi = 0;
@@ -245,6 +270,7 @@ static void test_balance_and_stages(void)
     DSI_CHECK_INT_EQ(p.n_stages, 1);
     verify(&p, &c, nodes, 8, &o);
     DSI_CHECK(rep.max_use < 0.9 && rep.max_use > 0.6);
+    DSI_CHECK_INT_EQ(layer_spread(&p), 0); /* 256 experts / 8 nodes: 32 each in every layer */
     dsc_plan_cleanup(&p);
 
     /* 16 x 48 GiB cannot hold all non-expert weights on every node: more stages. */
@@ -252,6 +278,7 @@ static void test_balance_and_stages(void)
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 16, &o, &p, &rep), DSI_OK);
     DSI_CHECK(p.n_stages > 1);
     verify(&p, &c, nodes, 16, &o);
+    DSI_CHECK(layer_spread(&p) <= 1);
     /* The fewest stages: one fewer must be refused. */
     uint32_t fewest = p.n_stages;
     dsc_plan_cleanup(&p);

@@ -1,0 +1,383 @@
+/*
+ * dsinfer plan: plan a cluster for a model config without any weights: stages (layer ranges and
+ * nodes), memory per node, experts per node, and the memory the model needs in each weight
+ * format. Exit 1 with the planner's explanation when the model cannot fit.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "dsc_planner.h"
+#include "dsi_log.h"
+#include "dsinfer_commands.h"
+
+#define MAX_NODES 4096
+
+typedef struct {
+    const char *config;
+    char *config_buf; /* --model DIR/config.json, owned */
+    long long n_nodes;
+    uint64_t mem_per_node;
+    uint64_t *node_mem; /* --node-mem list, owned; overrides --nodes/--mem-per-node */
+    uint32_t n_node_mem;
+    int json;
+    dsc_plan_opts_t plan;
+} plan_args_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dsinfer plan (--config FILE | --model DIR)\n"
+            "                    (--nodes N --mem-per-node SIZE | --node-mem SIZE,SIZE,...)\n"
+            "                    [--stages S] [--weight-format fp8|bf16|int8|int4|int4-g128]\n"
+            "                    [--kv-tokens T] [--overhead SIZE] [--json]\n"
+            "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
+            "memory per node; prints the memory the model needs in every weight format.\n"
+            "--stages     pipeline stages (default: the fewest that fit)\n"
+            "--kv-tokens  latent-KV tokens reserved on each node for its layers (default 32768)\n"
+            "--overhead   fixed runtime memory per node (default 2G)\n"
+            "Sizes take K/M/G/T suffixes (powers of 1024). Exit 1 when the model cannot fit.\n");
+}
+
+static int parse_node_mem(const char *text, plan_args_t *a)
+{
+    char *copy = strdup(text);
+    uint32_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    if (cap > MAX_NODES) {
+        fprintf(stderr, "dsinfer plan: --node-mem: %u nodes; at most %d\n", cap, MAX_NODES);
+        free(copy);
+        return -1;
+    }
+    a->node_mem = calloc(cap, sizeof(uint64_t));
+    if (copy == NULL || a->node_mem == NULL) {
+        free(copy);
+        return -1;
+    }
+    char *save = NULL, *item = strtok_r(copy, ",", &save);
+    a->n_node_mem = 0;
+    for (; item != NULL; item = strtok_r(NULL, ",", &save)) {
+        if (cli_parse_size("plan", "--node-mem", item, &a->node_mem[a->n_node_mem]) != 0) {
+            free(copy);
+            return -1;
+        }
+        a->n_node_mem++;
+    }
+    free(copy);
+    if (a->n_node_mem == 0) {
+        fprintf(stderr, "dsinfer plan: --node-mem: '%s' lists no size\n", text);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, plan_args_t *a)
+{
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"model", required_argument, NULL, 'm'},
+                                             {"nodes", required_argument, NULL, 'n'},
+                                             {"mem-per-node", required_argument, NULL, 'M'},
+                                             {"node-mem", required_argument, NULL, 'N'},
+                                             {"stages", required_argument, NULL, 's'},
+                                             {"weight-format", required_argument, NULL, 'w'},
+                                             {"kv-tokens", required_argument, NULL, 'k'},
+                                             {"overhead", required_argument, NULL, 'o'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    long long v;
+    int c;
+    dsc_plan_opts_default(&a->plan);
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            a->config = optarg;
+            break;
+        case 'm': {
+            size_t n = strlen(optarg) + sizeof("/config.json");
+            free(a->config_buf);
+            a->config_buf = malloc(n);
+            if (a->config_buf == NULL)
+                return 2;
+            snprintf(a->config_buf, n, "%s/config.json", optarg);
+            break;
+        }
+        case 'n':
+            if (cli_parse_int("plan", "--nodes", optarg, 1, MAX_NODES, &a->n_nodes) != 0)
+                return 2;
+            break;
+        case 'M':
+            if (cli_parse_size("plan", "--mem-per-node", optarg, &a->mem_per_node) != 0)
+                return 2;
+            break;
+        case 'N':
+            free(a->node_mem);
+            a->node_mem = NULL;
+            if (parse_node_mem(optarg, a) != 0)
+                return 2;
+            break;
+        case 's':
+            if (cli_parse_int("plan", "--stages", optarg, 1, 4096, &v) != 0)
+                return 2;
+            a->plan.n_stages = (uint32_t)v;
+            break;
+        case 'w':
+            if (dsc_weight_format_parse(optarg, &a->plan.format) != DSI_OK) {
+                fprintf(stderr,
+                        "dsinfer plan: --weight-format: '%s' is not one of fp8, bf16, int8, "
+                        "int4, int4-g128\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'k':
+            if (cli_parse_int("plan", "--kv-tokens", optarg, 0, 1LL << 28, &v) != 0)
+                return 2;
+            a->plan.kv_tokens = (uint64_t)v;
+            break;
+        case 'o':
+            if (cli_parse_size("plan", "--overhead", optarg, &a->plan.overhead) != 0)
+                return 2;
+            break;
+        case 'j':
+            a->json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "dsinfer plan: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dsinfer plan: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if ((a->config == NULL) == (a->config_buf == NULL)) {
+        fprintf(stderr, "dsinfer plan: give exactly one of --config FILE and --model DIR\n");
+        return 2;
+    }
+    if (a->config == NULL)
+        a->config = a->config_buf;
+    if (a->node_mem == NULL && (a->n_nodes == 0 || a->mem_per_node == 0)) {
+        fprintf(stderr, "dsinfer plan: give --nodes N and --mem-per-node SIZE (> 0), or "
+                        "--node-mem SIZE,...\n");
+        return 2;
+    }
+    return -1;
+}
+
+/* "0-3,5,7-8" for a list of ascending ids. */
+static void id_ranges(const uint32_t *ids, uint32_t n, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < n && used < size; i++) {
+        uint32_t j = i;
+        while (j + 1 < n && ids[j + 1] == ids[j] + 1)
+            j++;
+        int w = j > i ? snprintf(buf + used, size - used, "%s%u-%u", i ? "," : "", ids[i], ids[j])
+                      : snprintf(buf + used, size - used, "%s%u", i ? "," : "", ids[i]);
+        used += w > 0 ? (size_t)w : 0;
+        i = j;
+    }
+}
+
+static void print_formats(const dsn_config_t *cfg)
+{
+    printf("\nmemory the model needs by weight format (weights only, every expert once; the MTP\n"
+           "layer is not placed by the plan and shown apart; GB = 10^9 bytes):\n");
+    printf("%-10s %-48s %8s %11s %9s %11s %9s\n", "format", "layout", "params", "main GiB",
+           "main GB", "+MTP GiB", "+MTP GB");
+    for (int f = 0; f < DSC_WEIGHT_N_FORMATS; f++) {
+        dsc_memory_t m;
+        if (dsc_memory_compute(cfg, (dsc_weight_format_t)f, &m) != DSI_OK)
+            return;
+        double main_b = (double)m.total_main, all_b = (double)(m.total_main + m.mtp);
+        printf("%-10s %-48s %7.1fB %11.1f %9.1f %11.1f %9.1f\n", dsc_weight_format_name(m.format),
+               dsc_weight_format_describe(m.format), (double)m.params_main / 1e9,
+               main_b / (1ULL << 30), main_b / 1e9, all_b / (1ULL << 30), all_b / 1e9);
+    }
+}
+
+static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *p,
+                       const dsc_plan_report_t *rep)
+{
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], ids_text[256];
+    uint64_t total_budget = 0;
+    for (uint32_t i = 0; i < p->n_nodes; i++)
+        total_budget += p->nodes[i].mem_budget;
+    printf("model    %s: %u layers (%u dense, %u MoE x %u experts), %s weights\n", a->config,
+           p->n_layers, p->first_moe_layer, p->n_layers - p->first_moe_layer, p->n_experts,
+           dsc_weight_format_name(a->plan.format));
+    printf("cluster  %u nodes, %s in all; per node: KV reserve %llu tokens, overhead %s\n",
+           p->n_nodes, dsc_memory_format_bytes(total_budget, b1, sizeof(b1)),
+           (unsigned long long)a->plan.kv_tokens,
+           dsc_memory_format_bytes(a->plan.overhead, b2, sizeof(b2)));
+    uint32_t per = 0, equal = 1;
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++)
+            k += p->nodes[i].stage == s;
+        equal &= s == 0 || k == per;
+        per = k;
+    }
+    if (equal)
+        printf("plan     PP=%u x EP=%u, %llu expert copies, busiest node at %.1f%% of its budget\n",
+               p->n_stages, per, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+    else
+        printf("plan     PP=%u (unequal node counts), %llu expert copies, busiest node at %.1f%%\n",
+               p->n_stages, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+
+    printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
+    uint32_t *ids = malloc(p->n_nodes * sizeof(uint32_t));
+    for (uint32_t s = 0; ids != NULL && s < p->n_stages; s++) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            if (p->nodes[i].stage == s)
+                ids[k++] = p->nodes[i].node_id;
+        }
+        id_ranges(ids, k, ids_text, sizeof(ids_text));
+        snprintf(b1, sizeof(b1), "%u-%u", p->stages[s].first_layer, p->stages[s].end_layer - 1);
+        printf("%-6u %-8s %s\n", s, b1, ids_text);
+    }
+    free(ids);
+
+    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s\n", "node", "stage", "weights", "KV",
+           "overhead", "experts", "planned", "budget", "use");
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        dsc_node_usage_t u;
+        dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
+        char ex[48];
+        snprintf(ex, sizeof(ex), "%u (%s)", u.n_experts,
+                 dsc_memory_format_bytes(u.experts, b4, sizeof(b4)));
+        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%%\n", p->nodes[i].node_id,
+               p->nodes[i].stage, dsc_memory_format_bytes(u.weights, b1, sizeof(b1)),
+               dsc_memory_format_bytes(u.kv, b2, sizeof(b2)),
+               dsc_memory_format_bytes(u.overhead, b3, sizeof(b3)), ex,
+               dsc_memory_format_bytes(p->nodes[i].mem_planned, b5, sizeof(b5)),
+               dsc_memory_format_bytes(p->nodes[i].mem_budget, b6, sizeof(b6)),
+               100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget);
+    }
+}
+
+static json_t *formats_json(const dsn_config_t *cfg)
+{
+    json_t *arr = json_array();
+    for (int f = 0; f < DSC_WEIGHT_N_FORMATS; f++) {
+        dsc_memory_t m;
+        if (dsc_memory_compute(cfg, (dsc_weight_format_t)f, &m) != DSI_OK)
+            break;
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "format", dsc_weight_format_name(m.format),
+                      "layout", dsc_weight_format_describe(m.format), "params_main",
+                      (json_int_t)m.params_main, "params_mtp", (json_int_t)m.params_mtp,
+                      "main_bytes", (json_int_t)m.total_main, "mtp_bytes", (json_int_t)m.mtp));
+    }
+    return arr;
+}
+
+static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *p,
+                         const dsc_plan_report_t *rep)
+{
+    json_t *stages = json_array(), *nodes = json_array();
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        json_t *ids = json_array();
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            if (p->nodes[i].stage == s)
+                json_array_append_new(ids, json_integer(p->nodes[i].node_id));
+        }
+        json_array_append_new(stages,
+                              json_pack("{s:i, s:i, s:i, s:o}", "stage", (int)s, "first_layer",
+                                        (int)p->stages[s].first_layer, "end_layer",
+                                        (int)p->stages[s].end_layer, "nodes", ids));
+    }
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        dsc_node_usage_t u;
+        dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
+        json_array_append_new(
+            nodes,
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+                      (json_int_t)p->nodes[i].node_id, "stage", (json_int_t)p->nodes[i].stage,
+                      "budget", (json_int_t)p->nodes[i].mem_budget, "planned",
+                      (json_int_t)p->nodes[i].mem_planned, "weights", (json_int_t)u.weights,
+                      "experts", (json_int_t)u.n_experts, "expert_bytes", (json_int_t)u.experts,
+                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead));
+    }
+    return json_pack("{s:b, s:o, s:o, s:I, s:f}", "ok", 1, "stages", stages, "nodes", nodes,
+                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use);
+}
+
+static void print_json(const plan_args_t *a, const dsn_config_t *cfg, json_t *result)
+{
+    json_object_set_new(result, "config", json_string(a->config));
+    json_object_set_new(result, "weight_format",
+                        json_string(dsc_weight_format_name(a->plan.format)));
+    json_object_set_new(result, "kv_tokens", json_integer((json_int_t)a->plan.kv_tokens));
+    json_object_set_new(result, "overhead", json_integer((json_int_t)a->plan.overhead));
+    json_object_set_new(result, "n_layers", json_integer(cfg->num_hidden_layers));
+    json_object_set_new(result, "first_moe_layer", json_integer(cfg->first_k_dense_replace));
+    json_object_set_new(result, "n_experts", json_integer(cfg->n_routed_experts));
+    json_object_set_new(result, "formats", formats_json(cfg));
+    json_dumpf(result, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("\n");
+}
+
+int dsinfer_cmd_plan(int argc, char **argv)
+{
+    plan_args_t a;
+    memset(&a, 0, sizeof(a));
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        goto out;
+    rc = 1;
+    dsn_config_t cfg;
+    if (dsn_config_load(a.config, &cfg) != DSI_OK)
+        goto out; /* logged with the file and field */
+    uint32_t n = a.node_mem != NULL ? a.n_node_mem : (uint32_t)a.n_nodes;
+    dsc_node_desc_t *nodes = calloc(n, sizeof(*nodes));
+    if (nodes == NULL)
+        goto out;
+    for (uint32_t i = 0; i < n; i++) {
+        nodes[i].id = i;
+        nodes[i].mem_budget = a.node_mem != NULL ? a.node_mem[i] : a.mem_per_node;
+    }
+    dst_plan_t plan;
+    dsc_plan_report_t rep;
+    memset(&rep, 0, sizeof(rep));
+    dsi_status_t st = dsc_planner_plan(&cfg, nodes, n, &a.plan, &plan, &rep);
+    free(nodes);
+    if (st == DSI_OK) {
+        if (a.json) {
+            print_json(&a, &cfg, plan_json(&a, &cfg, &plan, &rep));
+        } else {
+            print_plan(&a, &cfg, &plan, &rep);
+            print_formats(&cfg);
+        }
+        dsc_plan_cleanup(&plan);
+        rc = 0;
+    } else if (st == DSI_ERR_CAPACITY) {
+        /* The planner logged the reason; the table shows what other formats would need. */
+        if (a.json) {
+            print_json(&a, &cfg, json_pack("{s:b, s:s}", "ok", 0, "error", rep.reason));
+        } else {
+            print_formats(&cfg);
+            fprintf(stderr, "dsinfer plan: the model does not fit (reason above); try more nodes, "
+                            "more memory per node, more --stages, a smaller --weight-format or "
+                            "fewer --kv-tokens\n");
+        }
+    }
+out:
+    free(a.config_buf);
+    free(a.node_mem);
+    return rc;
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# dsinfer plan: the 671B config on 8 and 16 nodes (text and --json), refusals that name the node
+# and the amount, tiny-v3 in every PP x EP shape of 2-4 nodes, and bad arguments.
+set -uo pipefail
+FIXROOT=${DSINFER_FIXTURES:-../shared/fixtures}
+BIG=$FIXROOT/deepseek-v3-671b/config.json
+TINY=$FIXROOT/tiny-v3
+if [ ! -f "$BIG" ] || [ ! -d "$TINY" ]; then
+  [ "${CI:-}" = true ] && { echo "ERROR: fixtures under $FIXROOT missing under CI"; exit 1; }
+  echo "*** SKIPPED: fixtures under $FIXROOT missing ***"; exit 77
+fi
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+# expect RC WHAT -- command...: runs it, stdout in $TMP/out, stderr in $TMP/err.
+expect() {
+  local want=$1 what=$2; shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+  if [ "$rc" = "$want" ]; then ok; else bad "$what: exit $rc, expected $want"; cat "$TMP/err"; fi
+}
+has() { if grep -qF -- "$2" "$TMP/$1"; then ok; else bad "$1 lacks '$2'"; cat "$TMP/$1"; fi; }
+
+# Checks a --json plan: stages contiguous and covering, nodes within budget, every expert placed.
+check_json() {
+  python3 - "$TMP/out" "$@" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+want_stages = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+assert p['ok'] is True
+st = p['stages']
+assert st[0]['first_layer'] == 0 and st[-1]['end_layer'] == p['n_layers']
+for a, b in zip(st, st[1:]):
+    assert a['end_layer'] == b['first_layer'] and a['end_layer'] > a['first_layer']
+if want_stages:
+    assert len(st) == want_stages, (len(st), want_stages)
+moe = p['n_layers'] - p['first_moe_layer']
+copies = 0
+for n in p['nodes']:
+    assert n['planned'] <= n['budget'], n
+    assert n['planned'] == n['weights'] + n['expert_bytes'] + n['kv'] + n['overhead'], n
+    copies += n['experts']
+# every stage's nodes hold exactly that stage's experts once (no replicas from the CLI)
+assert copies == moe * p['n_experts'] == p['expert_copies'], (copies, moe * p['n_experts'])
+for s in st:
+    assert s['nodes'], s
+fmt = {f['format']: f for f in p['formats']}
+assert set(fmt) == {'fp8', 'bf16', 'int8', 'int4', 'int4-g128'}
+PY
+}
+
+# 671B on 8 x 128G: one stage of 8, ~100 GiB per node; the per-format table.
+expect 0 "671B 8x128G" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G
+has out "PP=1 x EP=8"
+has out "1856 (76.1 GiB)"
+has out "int4-g128"
+[ "$(grep -cE '^[0-7] +0 ' "$TMP/out")" = 8 ] && ok || bad "8 node rows expected"
+expect 0 "671B 8x128G json" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --json
+python3 -c 'import json,sys; json.load(sys.stdin)' <"$TMP/out" && ok || bad "json does not parse"
+check_json 1 && ok || bad "671B 8x128G json checks"
+python3 - "$TMP/out" <<'PY' && ok || bad "671B fp8 total out of range"
+import json, sys
+f = {x['format']: x for x in json.load(open(sys.argv[1]))['formats']}
+assert 670e9 < f['fp8']['params_main'] < 672e9
+assert 672e9 < f['fp8']['main_bytes'] < 676e9            # main model
+assert 685e9 < f['fp8']['main_bytes'] + f['fp8']['mtp_bytes'] < 693e9  # the release's ~689 GB
+assert f['int4']['main_bytes'] < f['fp8']['main_bytes'] < f['bf16']['main_bytes']
+PY
+
+# 16 x 48G: non-expert weights do not fit on every node of one stage: several stages.
+expect 0 "671B 16x48G" -- dsinfer plan --config "$BIG" --nodes 16 --mem-per-node 48G --json
+check_json && ok || bad "671B 16x48G json checks"
+python3 -c 'import json,sys; assert len(json.load(sys.stdin)["stages"]) > 1' <"$TMP/out" && ok || bad "16x48G should have stages"
+
+# Refusals: the whole cluster too small; one node short by a named amount.
+expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G
+has err "the model needs 639.2 GiB"
+has err "4 nodes x 128.0 GiB = 512.0 GiB"
+has out "fp8"
+expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1
+has err "node 0 needs 10.2 GiB more than its 90.0 GiB budget (stage 0 of 1: layers 0-60"
+expect 1 "671B 4x128G json" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --json
+python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["ok"] is False and "needs" in p["error"]' <"$TMP/out" && ok || bad "refusal json"
+# int4 weights make 4 x 128G enough.
+expect 0 "671B int4 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --weight-format int4 --json
+check_json && ok || bad "int4 json checks"
+# Unequal budgets and one node too small for anything.
+expect 1 "tiny tiny node" -- dsinfer plan --config "$TINY/config.json" --node-mem 64M,64M,1M --overhead 2M
+has err "node 2 needs"
+
+# tiny-v3 in every shape: PP=1 x EP=N, PP=2 x EP=2, PP=N x EP=1.
+for n in 2 3 4; do
+  for s in 1 2 $n; do
+    expect 0 "tiny n=$n s=$s" -- dsinfer plan --model "$TINY" --nodes $n --mem-per-node 64M --stages $s --kv-tokens 1024 --overhead 1M --json
+    check_json $s && ok || bad "tiny n=$n s=$s json checks"
+  done
+done
+expect 0 "tiny text" -- dsinfer plan --model "$TINY" --nodes 4 --mem-per-node 64M --stages 2 --overhead 1M
+has out "PP=2 x EP=2"
+
+# Bad arguments: usage errors exit 2, unusable inputs exit 1, each naming the problem.
+expect 2 "no nodes" -- dsinfer plan --config "$BIG"
+has err "--nodes"
+expect 2 "bad format" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --weight-format fp4
+has err "fp4"
+expect 2 "bad size" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node lots
+has err "--mem-per-node"
+expect 2 "zero stages" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --stages 0
+expect 2 "config and model" -- dsinfer plan --config "$BIG" --model "$TINY" --nodes 2 --mem-per-node 1G
+expect 2 "stray argument" -- dsinfer plan --config "$BIG" --nodes 2 --mem-per-node 1G extra
+expect 2 "unknown option" -- dsinfer plan --config "$BIG" --nodes 2 --mem-per-node 1G --frobnicate
+expect 2 "bad node-mem" -- dsinfer plan --config "$BIG" --node-mem 1G,,x
+expect 1 "too many stages" -- dsinfer plan --model "$TINY" --nodes 4 --mem-per-node 64M --stages 5
+has err "at most 4"
+expect 1 "missing config" -- dsinfer plan --config "$TMP/nope.json" --nodes 2 --mem-per-node 1G
+has err "nope.json"
+printf '{"hidden_size": ' >"$TMP/broken.json"
+expect 1 "broken config" -- dsinfer plan --config "$TMP/broken.json" --nodes 2 --mem-per-node 1G
+has err "broken.json"
+expect 0 "help" -- dsinfer plan --help
+has out "usage: dsinfer plan"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
