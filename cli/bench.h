@@ -7,7 +7,9 @@
 #define DSINFER_BENCH_H
 
 /* Add a line here when a benchmark is implemented: X(name, function, summary). */
-#define DSINFER_BENCHES(X)
+#define DSINFER_BENCHES(X)                                                                         \
+    X("tokenizer", dsinfer_bench_tokenizer, "tokenizer encode/decode throughput (MB/s, tokens/s)") \
+    X("kernels", dsinfer_bench_kernels, "matmul kernels vs measured memory bandwidth and FMA peak")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)

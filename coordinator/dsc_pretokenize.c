@@ -85,6 +85,11 @@ static dsi_status_t parse_split(const json_t *j, const char *origin, int step, d
         return DSI_ERR_FORMAT;
     }
     sp->behavior = (dsc_split_behavior_t)found;
+    /* DSINFER_TOKENIZER_REGEX=onig forces Oniguruma everywhere (to compare the two paths). */
+    const char *force = getenv("DSINFER_TOKENIZER_REGEX");
+    if (force == NULL || strcmp(force, "onig") != 0)
+        sp->fast =
+            dsc_pretok_fast_kind(json_string_value(pat), json_string_length(pat), pat == string);
     return compile(json_string_value(pat), json_string_length(pat), pat == string, origin, step,
                    &sp->re);
 }
@@ -225,7 +230,7 @@ static dsi_status_t reserve(dsc_pretok_scratch_t *s, int l, size_t n)
  * gaps (flag 0) and matches (flag 1). An empty match directly after a match is skipped, and after
  * an empty match the search moves on by one character.
  */
-static dsi_status_t find_matches(regex_t *re, dsc_pretok_scratch_t *s, int l,
+static dsi_status_t find_matches(const dsc_split_t *sp, dsc_pretok_scratch_t *s, int l,
                                  const unsigned char *p, size_t len, size_t *n_out)
 {
     size_t n = 0, prev = 0, last_end = 0;
@@ -236,17 +241,25 @@ static dsi_status_t find_matches(regex_t *re, dsc_pretok_scratch_t *s, int l,
         return DSI_OK;
     }
     while (last_end <= len) {
-        int r = onig_search(re, p, p + len, p + last_end, p + len, s->region, ONIG_OPTION_NONE);
-        if (r == ONIG_MISMATCH)
-            break;
-        if (r < 0) {
-            UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
-            onig_error_code_to_str(msg, r);
-            DSI_ERROR("pre-tokenizer: regex search failed on a piece of %zu bytes: %s", len,
-                      (const char *)msg);
-            return DSI_ERR_INTERNAL;
+        size_t ms, me;
+        if (sp->fast != DSC_FAST_NONE) {
+            if (!dsc_pretok_fast_search(sp->fast, p, len, last_end, &ms, &me))
+                break;
+        } else {
+            int r =
+                onig_search(sp->re, p, p + len, p + last_end, p + len, s->region, ONIG_OPTION_NONE);
+            if (r == ONIG_MISMATCH)
+                break;
+            if (r < 0) {
+                UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+                onig_error_code_to_str(msg, r);
+                DSI_ERROR("pre-tokenizer: regex search failed on a piece of %zu bytes: %s", len,
+                          (const char *)msg);
+                return DSI_ERR_INTERNAL;
+            }
+            ms = (size_t)s->region->beg[0];
+            me = (size_t)s->region->end[0];
         }
-        size_t ms = (size_t)s->region->beg[0], me = (size_t)s->region->end[0];
         last_end = me;
         if (me == ms) {
             size_t step = last_end < len ? dsc_utf8_char_len(p + last_end, len - last_end) : 1;
@@ -358,7 +371,7 @@ static dsi_status_t emit_split(const dsc_pretok_t *p, dsc_pretok_scratch_t *s, i
 {
     const dsc_split_t *sp = &p->splits[level];
     size_t n;
-    dsi_status_t st = find_matches(sp->re, s, level, (const unsigned char *)piece, len, &n);
+    dsi_status_t st = find_matches(sp, s, level, (const unsigned char *)piece, len, &n);
     if (st != DSI_OK)
         return st;
     size_t first = apply_behavior(s->levels[level], &n, sp->behavior, sp->invert);

@@ -30,11 +30,29 @@ typedef enum {
     DSC_SPLIT_CONTIGUOUS,
 } dsc_split_behavior_t;
 
+/* Patterns with a direct matcher (dsc_pretok_fast.c); all others run on Oniguruma. */
+typedef enum {
+    DSC_FAST_NONE = 0,
+    DSC_FAST_DIGITS, /* \p{N}{1,3} */
+    DSC_FAST_CJK,    /* [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+ */
+    DSC_FAST_WORDS,  /* DeepSeek-V3's word / punctuation / whitespace pattern */
+} dsc_fast_kind_t;
+
 typedef struct {
     regex_t *re;
     dsc_split_behavior_t behavior;
     int invert;
+    dsc_fast_kind_t fast; /* DSC_FAST_NONE: search with `re` */
 } dsc_split_t;
+
+/* The direct matcher for this exact pattern text, if there is one. */
+dsc_fast_kind_t dsc_pretok_fast_kind(const char *pattern, size_t len, int literal);
+/*
+ * The leftmost match in s[from..len) (valid UTF-8, the whole piece being split) that Oniguruma
+ * would find for the pattern: 1 and [*ms, *me), or 0 when there is none. Never empty.
+ */
+int dsc_pretok_fast_search(dsc_fast_kind_t kind, const unsigned char *s, size_t len, size_t from,
+                           size_t *ms, size_t *me);
 
 typedef struct {
     dsc_split_t splits[DSC_PRETOK_MAX_SPLITS + 1]; /* the Splits, then ByteLevel's regex if any */

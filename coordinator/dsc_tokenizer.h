@@ -115,14 +115,4 @@ void dsc_decoder_flush(dsc_decoder_t *dec, const char **text, size_t *len);
 /* Drop held-back bytes and start over. */
 void dsc_decoder_reset(dsc_decoder_t *dec);
 
-/*
- * Write a small byte-level tokenizer into directory `dir` (tokenizer.json and
- * tokenizer_config.json with the V3 chat template): the DeepSeek special and chat-marker tokens,
- * the 256 byte tokens, and merges learned deterministically from a built-in English sample until
- * the vocabulary has `vocab_size` entries (or the sample runs out of pairs). For synthetic
- * checkpoints, so that a demo model speaks text. Needs vocab_size >= 256 + 18 (else
- * DSI_ERR_INVALID_ARG); DSI_ERR_IO naming the file on write errors.
- */
-dsi_status_t dsc_tokenizer_write_synthetic(const char *dir, int32_t vocab_size);
-
 #endif

@@ -17,8 +17,8 @@ dsi_status_t dsc_tokenizer_fill_texts(dsc_tokenizer_t *tok, const char *origin)
     if (tok->flags == NULL || tok->text == NULL)
         return DSI_ERR_NOMEM;
     for (size_t i = 0; i < tok->vocab.cap; i++) {
-        const char *key = tok->vocab.keys[i];
-        int32_t id = tok->vocab.vals[i];
+        const char *key = tok->vocab.slots[i].key;
+        int32_t id = tok->vocab.slots[i].val;
         if (key == NULL)
             continue;
         if (tok->text[id] != NULL) {
@@ -31,10 +31,11 @@ dsi_status_t dsc_tokenizer_fill_texts(dsc_tokenizer_t *tok, const char *origin)
     }
     /* Added tokens take precedence for their ids, as upstream's id_to_token looks there first. */
     for (size_t i = 0; i < tok->added.cap; i++) {
-        if (tok->added.keys[i] == NULL)
+        const dsc_str_slot_t *s = &tok->added.slots[i];
+        if (s->key == NULL)
             continue;
-        tok->text[tok->added.vals[i]] = tok->added.keys[i];
-        tok->flags[tok->added.vals[i]] |= DSC_TOKF_KNOWN;
+        tok->text[s->val] = s->key;
+        tok->flags[s->val] |= DSC_TOKF_KNOWN;
     }
     return DSI_OK;
 }

@@ -27,32 +27,17 @@ static size_t cap_for(size_t expected)
     return cap;
 }
 
-static dsi_status_t strmap_alloc(dsc_strmap_t *m, size_t cap)
-{
-    m->keys = calloc(cap, sizeof(*m->keys));
-    m->key_len = calloc(cap, sizeof(*m->key_len));
-    m->vals = calloc(cap, sizeof(*m->vals));
-    m->hashes = calloc(cap, sizeof(*m->hashes));
-    m->cap = cap;
-    m->count = 0;
-    if (m->keys == NULL || m->key_len == NULL || m->vals == NULL || m->hashes == NULL) {
-        dsc_strmap_cleanup(m);
-        return DSI_ERR_NOMEM;
-    }
-    return DSI_OK;
-}
-
 dsi_status_t dsc_strmap_init(dsc_strmap_t *m, size_t expected)
 {
-    return strmap_alloc(m, cap_for(expected));
+    m->cap = cap_for(expected);
+    m->count = 0;
+    m->slots = calloc(m->cap, sizeof(*m->slots));
+    return m->slots != NULL ? DSI_OK : DSI_ERR_NOMEM;
 }
 
 void dsc_strmap_cleanup(dsc_strmap_t *m)
 {
-    free(m->keys);
-    free(m->key_len);
-    free(m->vals);
-    free(m->hashes);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
 }
 
@@ -60,8 +45,9 @@ static size_t strmap_find(const dsc_strmap_t *m, const char *key, size_t len, ui
 {
     size_t mask = m->cap - 1;
     size_t i = h & mask;
-    while (m->keys[i] != NULL) {
-        if (m->hashes[i] == h && m->key_len[i] == len && memcmp(m->keys[i], key, len) == 0)
+    while (m->slots[i].key != NULL) {
+        const dsc_str_slot_t *s = &m->slots[i];
+        if (s->hash == h && s->key_len == len && memcmp(s->key, key, len) == 0)
             return i;
         i = (i + 1) & mask;
     }
@@ -70,20 +56,15 @@ static size_t strmap_find(const dsc_strmap_t *m, const char *key, size_t len, ui
 
 static int strmap_grow(dsc_strmap_t *m)
 {
-    dsc_strmap_t bigger;
-    if (strmap_alloc(&bigger, m->cap * 2) != DSI_OK)
+    dsc_strmap_t bigger = {calloc(m->cap * 2, sizeof(dsc_str_slot_t)), m->cap * 2, m->count};
+    if (bigger.slots == NULL)
         return -1;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->keys[i] == NULL)
-            continue;
-        size_t j = strmap_find(&bigger, m->keys[i], m->key_len[i], m->hashes[i]);
-        bigger.keys[j] = m->keys[i];
-        bigger.key_len[j] = m->key_len[i];
-        bigger.vals[j] = m->vals[i];
-        bigger.hashes[j] = m->hashes[i];
-        bigger.count++;
+        const dsc_str_slot_t *s = &m->slots[i];
+        if (s->key != NULL)
+            bigger.slots[strmap_find(&bigger, s->key, s->key_len, s->hash)] = *s;
     }
-    dsc_strmap_cleanup(m);
+    free(m->slots);
     *m = bigger;
     return 0;
 }
@@ -93,17 +74,14 @@ int dsc_strmap_put(dsc_strmap_t *m, const char *key, size_t len, int32_t val, in
     if ((m->count + 1) * 2 > m->cap && strmap_grow(m) != 0)
         return -1;
     uint32_t h = dsc_hash_bytes(key, len);
-    size_t i = strmap_find(m, key, len, h);
-    if (m->keys[i] != NULL) {
+    dsc_str_slot_t *s = &m->slots[strmap_find(m, key, len, h)];
+    if (s->key != NULL) {
         if (old != NULL)
-            *old = m->vals[i];
-        m->vals[i] = val;
+            *old = s->val;
+        s->val = val;
         return 0;
     }
-    m->keys[i] = key;
-    m->key_len[i] = (uint32_t)len;
-    m->vals[i] = val;
-    m->hashes[i] = h;
+    *s = (dsc_str_slot_t){key, (uint32_t)len, h, val};
     m->count++;
     return 1;
 }
@@ -112,8 +90,8 @@ int32_t dsc_strmap_get(const dsc_strmap_t *m, const char *key, size_t len)
 {
     if (m->cap == 0)
         return -1;
-    size_t i = strmap_find(m, key, len, dsc_hash_bytes(key, len));
-    return m->keys[i] != NULL ? m->vals[i] : -1;
+    const dsc_str_slot_t *s = &m->slots[strmap_find(m, key, len, dsc_hash_bytes(key, len))];
+    return s->key != NULL ? s->val : -1;
 }
 
 static uint64_t pair_key(int32_t left, int32_t right)
@@ -129,24 +107,15 @@ static size_t pair_slot(uint64_t key, size_t mask)
 
 dsi_status_t dsc_pairmap_init(dsc_pairmap_t *m, size_t expected)
 {
-    size_t cap = cap_for(expected);
-    m->keys = calloc(cap, sizeof(*m->keys));
-    m->rank = calloc(cap, sizeof(*m->rank));
-    m->merged = calloc(cap, sizeof(*m->merged));
-    m->cap = cap;
+    m->cap = cap_for(expected);
     m->count = 0;
-    if (m->keys == NULL || m->rank == NULL || m->merged == NULL) {
-        dsc_pairmap_cleanup(m);
-        return DSI_ERR_NOMEM;
-    }
-    return DSI_OK;
+    m->slots = calloc(m->cap, sizeof(*m->slots));
+    return m->slots != NULL ? DSI_OK : DSI_ERR_NOMEM;
 }
 
 void dsc_pairmap_cleanup(dsc_pairmap_t *m)
 {
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
 }
 
@@ -156,13 +125,11 @@ void dsc_pairmap_put(dsc_pairmap_t *m, int32_t left, int32_t right, uint32_t ran
     uint64_t key = pair_key(left, right);
     size_t mask = m->cap - 1;
     size_t i = pair_slot(key, mask);
-    while (m->keys[i] != 0 && m->keys[i] != key)
+    while (m->slots[i].key != 0 && m->slots[i].key != key)
         i = (i + 1) & mask;
-    if (m->keys[i] == 0)
+    if (m->slots[i].key == 0)
         m->count++;
-    m->keys[i] = key;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    m->slots[i] = (dsc_pair_slot_t){key, rank, merged};
 }
 
 int dsc_pairmap_get(const dsc_pairmap_t *m, int32_t left, int32_t right, uint32_t *rank,
@@ -170,14 +137,12 @@ int dsc_pairmap_get(const dsc_pairmap_t *m, int32_t left, int32_t right, uint32_
 {
     uint64_t key = pair_key(left, right);
     size_t mask = m->cap - 1;
-    size_t i = pair_slot(key, mask);
-    while (m->keys[i] != 0) {
-        if (m->keys[i] == key) {
-            *rank = m->rank[i];
-            *merged = m->merged[i];
+    for (size_t i = pair_slot(key, mask); m->slots[i].key != 0; i = (i + 1) & mask) {
+        if (m->slots[i].key == key) {
+            *rank = m->slots[i].rank;
+            *merged = m->slots[i].merged;
             return 1;
         }
-        i = (i + 1) & mask;
     }
     return 0;
 }

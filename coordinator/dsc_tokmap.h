@@ -11,13 +11,18 @@
 
 #include "dsi_status.h"
 
+/* One slot of a string map: everything a probe compares is in the slot, one cache line. */
+typedef struct {
+    const char *key; /* NULL = empty slot */
+    uint32_t key_len;
+    uint32_t hash; /* full hash, compared before the bytes */
+    int32_t val;
+} dsc_str_slot_t;
+
 /* Byte string -> int32 value. Keys are borrowed: they must outlive the map. */
 typedef struct {
-    const char **keys; /* [cap]; NULL = empty slot */
-    uint32_t *key_len; /* [cap] */
-    int32_t *vals;     /* [cap] */
-    uint32_t *hashes;  /* [cap] full hash, compared before the bytes */
-    size_t cap;        /* power of two */
+    dsc_str_slot_t *slots; /* [cap], cap a power of two */
+    size_t cap;
     size_t count;
 } dsc_strmap_t;
 
@@ -25,8 +30,7 @@ dsi_status_t dsc_strmap_init(dsc_strmap_t *m, size_t expected);
 void dsc_strmap_cleanup(dsc_strmap_t *m);
 /*
  * Insert or overwrite. Returns 1 if the key was new, 0 if it replaced a value (*old set when
- * not NULL). Never fails: the map was sized for `expected` entries and grows itself otherwise
- * (growth may fail with -1 on out of memory).
+ * not NULL), -1 when the map had to grow and could not (out of memory).
  */
 int dsc_strmap_put(dsc_strmap_t *m, const char *key, size_t len, int32_t val, int32_t *old);
 /* The value of key, or -1. */
@@ -34,11 +38,16 @@ int32_t dsc_strmap_get(const dsc_strmap_t *m, const char *key, size_t len);
 
 uint32_t dsc_hash_bytes(const void *data, size_t len);
 
+/* One slot of the merge table: key, rank and result together, so a lookup touches one line. */
+typedef struct {
+    uint64_t key; /* (left << 32 | right) + 1; 0 = empty */
+    uint32_t rank;
+    int32_t merged;
+} dsc_pair_slot_t;
+
 /* A merge: (left id, right id) -> (rank, merged id). */
 typedef struct {
-    uint64_t *keys;  /* [cap] (left << 32 | right) + 1; 0 = empty */
-    uint32_t *rank;  /* [cap] */
-    int32_t *merged; /* [cap] */
+    dsc_pair_slot_t *slots; /* [cap] */
     size_t cap;
     size_t count;
 } dsc_pairmap_t;
