@@ -56,9 +56,11 @@ static void print_text(const dsn_checkpoint_t *ck, const summary_t *s)
 {
     const dsn_config_t *c = dsn_checkpoint_config(ck);
     printf("model        %s\n", dsn_checkpoint_dir(ck));
+    int n_moe = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        n_moe += dsn_config_is_moe_layer(c, l);
     printf("layers       %d (%d dense, %d MoE) + %d MTP\n", c->num_hidden_layers,
-           c->first_k_dense_replace, c->num_hidden_layers - c->first_k_dense_replace,
-           c->num_nextn_predict_layers);
+           c->num_hidden_layers - n_moe, n_moe, c->num_nextn_predict_layers);
     printf("hidden       %d, vocab %d, heads %d\n", c->hidden_size, c->vocab_size,
            c->num_attention_heads);
     printf("mla          q_lora %d, kv_lora %d, qk_nope %d, qk_rope %d, v_head %d\n",

@@ -274,14 +274,17 @@ static dsi_status_t build_table(dsn_checkpoint_t *c)
     if (c->tensors == NULL || c->by_name == NULL)
         return DSI_ERR_NOMEM;
     int max_layer = c->cfg.num_hidden_layers + c->cfg.num_nextn_predict_layers;
+    int warned = 0;
     for (size_t s = 0; s < c->n_shards; s++) {
         for (size_t i = 0; i < dsn_st_count(c->shards[s]); i++) {
             const dsn_st_tensor_t *t = dsn_st_at(c->shards[s], i);
             long layer = tensor_layer(t->name);
             if (layer >= c->cfg.num_hidden_layers) {
-                if (layer >= max_layer)
+                /* Once, not per tensor: a config without num_nextn_predict_layers would
+                 * otherwise log every MTP tensor. */
+                if (layer >= max_layer && !warned++)
                     DSI_WARN("%s: tensor '%s': layer %ld beyond num_hidden_layers + "
-                             "num_nextn_predict_layers = %d; skipped",
+                             "num_nextn_predict_layers = %d; such tensors are skipped",
                              dsn_st_path(c->shards[s]), t->name, layer, max_layer);
                 c->n_skipped++;
                 c->skipped_bytes += t->nbytes;

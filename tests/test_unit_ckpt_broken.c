@@ -297,6 +297,25 @@ static void test_config(void)
     }
 }
 
+/* MTP tensors with a config that does not announce them: skipped, and warned about once. */
+static void test_unannounced_mtp(void)
+{
+    const char *d = fresh_copy();
+    set_arg_t layers = {NULL, "num_hidden_layers", "3"};
+    json_edit_file(in(d, "config.json"), set_field, &layers);
+    dsn_checkpoint_t *ck = NULL;
+    capture_begin();
+    DSI_CHECK_INT_EQ(dsn_checkpoint_open(d, &ck), DSI_OK);
+    const char *log = capture_end();
+    CHECK_LOGGED(log, "such tensors are skipped");
+    const char *first = strstr(log, "such tensors are skipped");
+    DSI_CHECK(first != NULL && strstr(first + 1, "such tensors are skipped") == NULL);
+    if (ck != NULL) {
+        DSI_CHECK(dsn_checkpoint_skipped_count(ck) > 100);
+        dsn_checkpoint_close(ck);
+    }
+}
+
 int main(void)
 {
     fixture = dsi_test_fixture("tiny-v3");
@@ -305,6 +324,7 @@ int main(void)
     test_files();
     test_tensors();
     test_config();
+    test_unannounced_mtp();
     dsi_test_rmtree(root);
     return dsi_test_finish();
 }
