@@ -23,7 +23,9 @@ typedef struct {
     X("inspect", dsinfer_cmd_inspect, "validate a model directory and show what loading it needs") \
     X("synth", dsinfer_cmd_synth, "write a synthetic DeepSeek-V3 checkpoint (random weights)")    \
     X("run", dsinfer_cmd_run, "generate from a prompt in this process")                              \
-    X("plan", dsinfer_cmd_plan, "plan stages and expert placement for a cluster (no weights)")
+    X("plan", dsinfer_cmd_plan, "plan stages and expert placement for a cluster (no weights)") \
+    X("tokenize", dsinfer_cmd_tokenize, "text (stdin) to token ids with a model's tokenizer")      \
+    X("detokenize", dsinfer_cmd_detokenize, "token ids to text with a model's tokenizer")
 
 #define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_COMMANDS(DSINFER_CMD_DECLARE)

@@ -110,6 +110,7 @@ static dsi_status_t parse_bytelevel(const json_t *j, const char *origin, int ste
     out->use_regex = ure == NULL || json_is_true(ure);
     if (!out->use_regex)
         return DSI_OK;
+    out->splits[out->n_splits].behavior = DSC_SPLIT_ISOLATED;
     return compile(gpt2_pattern, strlen(gpt2_pattern), 0, origin, step,
                    &out->splits[out->n_splits].re);
 }

@@ -9,6 +9,7 @@
 
 #include "dsc_tokenizer.h"
 #include "dsc_utf8.h"
+#include "dsi_log.h"
 #include "dsi_test.h"
 
 /* CPU time: the machine is shared, wall time says more about the neighbours than about us. */
@@ -285,6 +286,215 @@ static void check_tiny(const json_t *golden)
     dsc_tokenizer_destroy(tok);
 }
 
+/* Load a mutation of the tiny-v3 tokenizer.json: `edit` changes the parsed root in place. */
+static dsi_status_t load_edited(const json_t *base, void (*edit)(json_t *), dsc_tokenizer_t **out)
+{
+    json_t *root = json_deep_copy(base);
+    edit(root);
+    char *text = json_dumps(root, JSON_COMPACT);
+    dsi_status_t st = dsc_tokenizer_load_json(text, strlen(text), "edited", out);
+    free(text);
+    json_decref(root);
+    return st;
+}
+
+static json_t *model_of(json_t *r)
+{
+    return json_object_get(r, "model");
+}
+static void e_no_model(json_t *r)
+{
+    json_object_del(r, "model");
+}
+static void e_bad_merge(json_t *r)
+{
+    json_array_append_new(json_object_get(model_of(r), "merges"), json_string("Ġ zzzq"));
+}
+static void e_bad_merge_shape(json_t *r)
+{
+    json_array_append_new(json_object_get(model_of(r), "merges"), json_string("a b c"));
+}
+static void e_neg_id(json_t *r)
+{
+    json_object_set_new(json_object_get(model_of(r), "vocab"), "zzz", json_integer(-4));
+}
+static void e_huge_id(json_t *r)
+{
+    json_object_set_new(json_object_get(model_of(r), "vocab"), "zzz", json_integer(1LL << 40));
+}
+static void e_dup_id(json_t *r)
+{
+    json_object_set_new(json_object_get(model_of(r), "vocab"), "zzz", json_integer(5));
+}
+static void e_nfc(json_t *r)
+{
+    json_object_set_new(r, "normalizer", json_pack("{s:s}", "type", "NFC"));
+}
+static void e_whitespace(json_t *r)
+{
+    json_object_set_new(r, "pre_tokenizer", json_pack("{s:s}", "type", "Whitespace"));
+}
+static void e_no_bytelevel(json_t *r)
+{
+    json_array_remove(json_object_get(json_object_get(r, "pre_tokenizer"), "pretokenizers"), 3);
+}
+static void e_bad_regex(json_t *r)
+{
+    json_t *steps = json_object_get(json_object_get(r, "pre_tokenizer"), "pretokenizers");
+    json_object_set_new(json_object_get(json_array_get(steps, 0), "pattern"), "Regex",
+                        json_string("(unclosed"));
+}
+static void e_bad_behavior(json_t *r)
+{
+    json_t *steps = json_object_get(json_object_get(r, "pre_tokenizer"), "pretokenizers");
+    json_object_set_new(json_array_get(steps, 0), "behavior", json_string("Sideways"));
+}
+static void e_decoder(json_t *r)
+{
+    json_object_set_new(r, "decoder", json_pack("{s:s}", "type", "WordPiece"));
+}
+static void e_wordpiece(json_t *r)
+{
+    json_object_set_new(model_of(r), "type", json_string("WordPiece"));
+}
+static void e_dropout(json_t *r)
+{
+    json_object_set_new(model_of(r), "dropout", json_real(0.1));
+}
+static void e_byte_fallback(json_t *r)
+{
+    json_object_set_new(model_of(r), "byte_fallback", json_true());
+}
+static void e_truncation(json_t *r)
+{
+    json_object_set_new(r, "truncation", json_pack("{s:i}", "max_length", 8));
+}
+static void e_added_not_array(json_t *r)
+{
+    json_object_set_new(r, "added_tokens", json_string("nope"));
+}
+static void e_added_no_content(json_t *r)
+{
+    json_object_del(json_array_get(json_object_get(r, "added_tokens"), 3), "content");
+}
+static void e_version(json_t *r)
+{
+    json_object_set_new(r, "version", json_string("2.0"));
+}
+/* GPT-2 style: ByteLevel alone with its own regex (runs on Oniguruma). */
+static void e_gpt2(json_t *r)
+{
+    json_object_set_new(
+        r, "pre_tokenizer",
+        json_pack("{s:s,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1));
+}
+static void e_gpt2_prefix(json_t *r)
+{
+    json_object_set_new(
+        r, "pre_tokenizer",
+        json_pack("{s:s,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 1, "use_regex", 1));
+}
+
+static void check_roundtrip(const dsc_tokenizer_t *tok, const char *text, const char *want)
+{
+    int32_t *ids;
+    size_t n, len;
+    char *out;
+    DSI_CHECK_INT_EQ(dsc_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n), DSI_OK);
+    DSI_CHECK_INT_EQ(dsc_tokenizer_decode(tok, ids, n, 0, &out, &len), DSI_OK);
+    DSI_CHECK_STR_EQ(out, want);
+    free(out);
+    free(ids);
+}
+
+/* Malformed or unsupported files give the right error, never a crash or a wrong tokenizer. */
+static void check_malformed(void)
+{
+    char path[4200];
+    json_error_t err;
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dsi_test_fixture("tiny-v3"));
+    json_t *base = json_load_file(path, 0, &err);
+    DSI_CHECK(base != NULL);
+    if (base == NULL)
+        return;
+    struct {
+        void (*edit)(json_t *);
+        dsi_status_t want;
+    } cases[] = {
+        {e_no_model, DSI_ERR_FORMAT},
+        {e_bad_merge, DSI_ERR_FORMAT},
+        {e_bad_merge_shape, DSI_ERR_FORMAT},
+        {e_neg_id, DSI_ERR_FORMAT},
+        {e_huge_id, DSI_ERR_FORMAT},
+        {e_dup_id, DSI_ERR_FORMAT},
+        {e_nfc, DSI_ERR_UNSUPPORTED},
+        {e_whitespace, DSI_ERR_UNSUPPORTED},
+        {e_no_bytelevel, DSI_ERR_UNSUPPORTED},
+        {e_bad_regex, DSI_ERR_FORMAT},
+        {e_bad_behavior, DSI_ERR_FORMAT},
+        {e_decoder, DSI_ERR_UNSUPPORTED},
+        {e_wordpiece, DSI_ERR_UNSUPPORTED},
+        {e_dropout, DSI_ERR_UNSUPPORTED},
+        {e_byte_fallback, DSI_ERR_UNSUPPORTED},
+        {e_truncation, DSI_ERR_UNSUPPORTED},
+        {e_added_not_array, DSI_ERR_FORMAT},
+        {e_added_no_content, DSI_ERR_FORMAT},
+        {e_version, DSI_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        dsc_tokenizer_t *tok = (dsc_tokenizer_t *)0x1;
+        DSI_CHECK_INT_EQ(load_edited(base, cases[i].edit, &tok), cases[i].want);
+        DSI_CHECK(tok == (dsc_tokenizer_t *)0x1);
+    }
+    dsc_tokenizer_t *tok = NULL;
+    DSI_CHECK_INT_EQ(load_edited(base, e_gpt2, &tok), DSI_OK);
+    if (tok != NULL) {
+        check_roundtrip(tok, "Hello world, it's 2024!  ok\n", "Hello world, it's 2024!  ok\n");
+        dsc_tokenizer_destroy(tok);
+    }
+    tok = NULL;
+    DSI_CHECK_INT_EQ(load_edited(base, e_gpt2_prefix, &tok), DSI_OK);
+    if (tok != NULL) {
+        check_roundtrip(tok, "Hello", " Hello"); /* the reference keeps the added space */
+        dsc_tokenizer_destroy(tok);
+    }
+    /* Not JSON, empty, truncated, a missing file. */
+    const char *texts[] = {"", "not json", "{\"model\":", "[1,2]"};
+    for (int i = 0; i < 4; i++)
+        DSI_CHECK_INT_EQ(dsc_tokenizer_load_json(texts[i], strlen(texts[i]), "text", &tok),
+                         DSI_ERR_FORMAT);
+    char *full = json_dumps(base, JSON_COMPACT);
+    size_t full_len = strlen(full);
+    DSI_CHECK_INT_EQ(dsc_tokenizer_load_json(full, full_len / 2, "half", &tok), DSI_ERR_FORMAT);
+    DSI_CHECK_INT_EQ(dsc_tokenizer_load("/nonexistent/dir/tokenizer.json", &tok),
+                     DSI_ERR_NOT_FOUND);
+    /* Random corruption: whatever the status, no crash, and a loaded tokenizer still works. */
+    dsi_test_seed(7);
+    dsi_log_level_t saved = dsi_log_level();
+    dsi_log_set_level(DSI_LOG_LEVEL_ERROR); /* errors only: 200 of them are expected */
+    int loaded = 0;
+    for (int iter = 0; iter < 200; iter++) {
+        char *copy = malloc(full_len);
+        memcpy(copy, full, full_len);
+        for (int k = 0; k < 3; k++)
+            copy[dsi_test_randu() % full_len] = (char)(dsi_test_randu() % 128);
+        tok = NULL;
+        if (dsc_tokenizer_load_json(copy, full_len, "corrupt", &tok) == DSI_OK) {
+            loaded++;
+            int32_t *ids;
+            size_t n;
+            if (dsc_tokenizer_encode(tok, "Hello <｜User｜> 123", 21, 0, &ids, &n) == DSI_OK)
+                free(ids);
+            dsc_tokenizer_destroy(tok);
+        }
+        free(copy);
+    }
+    dsi_log_set_level(saved);
+    fprintf(stderr, "corrupted files: %d of 200 still loaded\n", loaded);
+    free(full);
+    json_decref(base);
+}
+
 int main(void)
 {
     char path[4096];
@@ -310,6 +520,7 @@ int main(void)
     check_large(tok);
     dsc_tokenizer_destroy(tok);
     check_tiny(golden);
+    check_malformed();
     json_decref(golden);
     return dsi_test_finish();
 }
