@@ -9,7 +9,8 @@
 /* Add a line here when a benchmark is implemented: X(name, function, summary). */
 #define DSINFER_BENCHES(X)                                                                         \
     X("tokenizer", dsinfer_bench_tokenizer, "tokenizer encode/decode throughput (MB/s, tokens/s)") \
-    X("kernels", dsinfer_bench_kernels, "matmul kernels vs measured memory bandwidth and FMA peak")
+    X("kernels", dsinfer_bench_kernels, "matmul kernels vs measured memory bandwidth and FMA peak") \
+    X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)
