@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli_args.h"
+#include "cli_cluster.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 #include "dsn_checkpoint.h"
@@ -25,6 +26,9 @@ typedef struct {
     const char *logits_out;
     long long threads;
     long long prefill_chunk;
+    long long local_nodes;
+    long long stages;
+    const char *coordinator;
 } run_opts_t;
 
 static double now_s(void)
@@ -41,8 +45,11 @@ static void usage(FILE *out)
         "usage: dsinfer run --model DIR --prompt-ids 5,17,300 [--max-tokens N]\n"
         "                   [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
         "                   [--json] [--logits-out FILE] [--threads N] [--prefill-chunk N]\n"
+        "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT]\n"
         "Generates up to N tokens (default 16) after the prompt; stops at the model's eos.\n"
         "--logits-out writes each generated step's logits as little-endian f32 [steps, vocab].\n"
+        "--local-nodes N runs a coordinator here and N dsinfer-node processes on loopback\n"
+        "(--stages S pipeline stages); --coordinator sends the request to a running one.\n"
         "DSINFER_KERNELS=scalar|avx2|avx512 forces a kernel level.\n");
 }
 
@@ -60,6 +67,9 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
                                              {"threads", required_argument, NULL, 'T'},
                                              {"prefill-chunk", required_argument, NULL, 'c'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"local-nodes", required_argument, NULL, 'L'},
+                                             {"stages", required_argument, NULL, 'S'},
+                                             {"coordinator", required_argument, NULL, 'C'},
                                              {NULL, 0, NULL, 0}};
     double v;
     long long i;
@@ -117,6 +127,17 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
             if (cli_parse_int("run", "--prefill-chunk", optarg, 1, 1 << 20, &o->prefill_chunk) != 0)
                 return 2;
             break;
+        case 'L':
+            if (cli_parse_int("run", "--local-nodes", optarg, 1, 64, &o->local_nodes) != 0)
+                return 2;
+            break;
+        case 'S':
+            if (cli_parse_int("run", "--stages", optarg, 1, 64, &o->stages) != 0)
+                return 2;
+            break;
+        case 'C':
+            o->coordinator = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -129,6 +150,16 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
         fprintf(stderr, "dsinfer run: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (o->coordinator != NULL && o->local_nodes > 0) {
+        fprintf(stderr, "dsinfer run: --local-nodes and --coordinator exclude each other\n");
+        return 2;
+    }
+    if (o->logits_out != NULL && (o->coordinator != NULL || o->local_nodes > 0)) {
+        fprintf(stderr, "dsinfer run: --logits-out works in a single process only\n");
+        return 2;
+    }
+    if (o->coordinator != NULL && o->model == NULL)
+        o->model = "";
     if (o->model == NULL || o->prompt == NULL) {
         fprintf(stderr, "dsinfer run: --model and --prompt-ids are required\n");
         usage(stderr);
@@ -229,6 +260,31 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
            o->n_prompt / (r->prefill_s + 1e-12), steps / (r->decode_s + 1e-12));
 }
 
+/* The same generation on a cluster: local node processes or a remote coordinator. */
+static int run_on_cluster(const run_opts_t *o, run_result_t *r)
+{
+    cli_cluster_opts_t co = {o->model,        (int)o->local_nodes, (uint32_t)o->stages,
+                             (int)o->threads, o->coordinator,      0};
+    dsc_cluster_req_t req = {o->prompt,
+                             (uint32_t)o->n_prompt,
+                             (uint32_t)o->max_tokens,
+                             o->sampling.temperature,
+                             o->sampling.top_p,
+                             (uint32_t)o->sampling.top_k,
+                             o->sampling.seed};
+    cli_gen_result_t res;
+    double t0 = now_s();
+    if (cli_cluster_generate(&co, &req, 1, &res) != 0) {
+        free(res.tokens);
+        return 1;
+    }
+    r->tokens = res.tokens;
+    r->n_tokens = (int)res.n_tokens;
+    r->finish_reason = res.finish == DST_FINISH_STOP ? "stop" : "length";
+    r->decode_s = now_s() - t0;
+    return 0;
+}
+
 int dsinfer_cmd_run(int argc, char **argv)
 {
     run_opts_t o = {0};
@@ -236,6 +292,14 @@ int dsinfer_cmd_run(int argc, char **argv)
     int rc = parse_opts(argc, argv, &o);
     if (rc != 0) {
         free(o.prompt);
+        return rc;
+    }
+    if (o.local_nodes > 0 || o.coordinator != NULL) {
+        rc = run_on_cluster(&o, &r);
+        if (rc == 0)
+            print_result(&o, &r);
+        free(o.prompt);
+        free(r.tokens);
         return rc;
     }
     double t0 = now_s();

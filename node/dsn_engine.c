@@ -244,7 +244,7 @@ void dsn_engine_commit(const dsn_seq_batch_t *seqs, int n_seqs)
         seqs[i].kv->length = seqs[i].pos + seqs[i].n_tokens;
 }
 
-static void engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
+void dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
 {
     const dsn_layer_t *ly = &e->w->layers[layer];
     const dsn_config_t *c = e->cfg;
@@ -276,7 +276,7 @@ dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t 
     dsi_status_t st = dsn_engine_attention(e, layer, seqs, n_seqs, h);
     if (st != DSI_OK)
         return st;
-    engine_ffn(e, layer, dsn_batch_tokens(seqs, n_seqs), h);
+    dsn_engine_ffn(e, layer, dsn_batch_tokens(seqs, n_seqs), h);
     return DSI_OK;
 }
 

@@ -49,7 +49,10 @@ int64_t dsn_moe_experts(dsn_engine_t *e, int layer, const float *x, const int32_
                         float *out)
 {
     const dsn_layer_t *ly = &e->w->layers[layer];
-    int64_t H = e->cfg->hidden_size, E = e->router.n_experts, done = 0;
+    int64_t H = e->cfg->hidden_size, E = e->router.n_experts, K = e->router.top_k, done = 0;
+    /* Scratch for n_pairs pairs: pair_index and gather hold tokens * top_k entries. */
+    if (dsn_engine_scratch(e, (n_pairs + K - 1) / K, 1) != DSI_OK)
+        return -1;
     int32_t *idx = e->s.pair_index;
     /* Counting sort of the pairs by expert, so each expert runs once over all its tokens. */
     int64_t count[DSK_ROUTER_MAX_EXPERTS + 1];

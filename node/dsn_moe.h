@@ -23,7 +23,8 @@ void dsn_moe_route(dsn_engine_t *e, int layer, const float *u, int64_t n, int32_
  * For every pair i in [0, n_pairs) whose expert is held here:
  *   out[i, H] = pair_weight[i] * E_{pair_expert[i]}(x[pair_token[i]])   with x[n_tokens, H].
  * Expert ids must be < n_routed_experts (the caller validates what came from the network). Pairs
- * whose expert is not held are left untouched. Returns the number of pairs computed.
+ * whose expert is not held are left untouched. Returns the number of pairs computed, -1 when out
+ * of memory.
  */
 int64_t dsn_moe_experts(dsn_engine_t *e, int layer, const float *x, const int32_t *pair_token,
                         const int32_t *pair_expert, const float *pair_weight, int64_t n_pairs,

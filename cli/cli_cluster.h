@@ -1,0 +1,44 @@
+/*
+ * cli_cluster.h - running generations on a cluster from the command line: a coordinator in this
+ * process with N local dsinfer-node processes (`--local-nodes N`), or a remote coordinator
+ * reached as a client over the control protocol (`--coordinator ADDR`).
+ */
+#ifndef CLI_CLUSTER_H
+#define CLI_CLUSTER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dsc_cluster.h"
+
+typedef struct {
+    const char *model;       /* checkpoint directory (every node reads its slice) */
+    int local_nodes;         /* > 0: start this many dsinfer-node processes */
+    uint32_t stages;         /* pipeline stages (0: the planner chooses) */
+    int node_threads;        /* compute threads per node (0: all CPUs) */
+    const char *coordinator; /* remote coordinator "host:port" (client mode) */
+    uint32_t timeout_ms;     /* give up after this long without progress */
+} cli_cluster_opts_t;
+
+/* One generation's outcome. */
+typedef struct {
+    int32_t *tokens; /* malloc'ed, caller frees */
+    uint32_t n_tokens;
+    dst_finish_t finish;
+} cli_gen_result_t;
+
+/*
+ * Runs n_req requests (req[i]) on the cluster described by opts and waits for all of them;
+ * results[i] gets each one's tokens. Returns 0, or 1 with the cause printed.
+ */
+int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t *req, int n_req,
+                         cli_gen_result_t *results);
+
+/* Makes sure DSINFER_SECRET is set (a random one for a local cluster); 0 or -1. */
+int cli_local_secret(void);
+/* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */
+int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids);
+/* Waits up to timeout_ms for the processes to exit, then kills what is left. */
+void cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
+
+#endif

@@ -1,0 +1,88 @@
+/* dsinfer-node: the node daemon. See node/dsn_node.h and docs/DEPLOY.md. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli_args.h"
+#include "dsi_log.h"
+#include "dsn_node.h"
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: dsinfer-node --coordinator HOST:PORT --model DIR [--name NAME] [--mem 64G]\n"
+        "                    [--threads N] [--secret-file FILE] [--max-batch-tokens N]\n"
+        "                    [--max-context N]\n"
+        "Joins the coordinator (retrying until it answers), loads the slice of the model its\n"
+        "plan gives this node, and serves it until SHUTDOWN or SIGTERM. The shared secret comes\n"
+        "from --secret-file or DSINFER_SECRET.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"coordinator", required_argument, NULL, 'c'},
+                                             {"model", required_argument, NULL, 'm'},
+                                             {"name", required_argument, NULL, 'n'},
+                                             {"mem", required_argument, NULL, 'M'},
+                                             {"threads", required_argument, NULL, 't'},
+                                             {"secret-file", required_argument, NULL, 's'},
+                                             {"max-batch-tokens", required_argument, NULL, 'b'},
+                                             {"max-context", required_argument, NULL, 'x'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    dsn_node_opts_t o;
+    dsn_node_opts_default(&o);
+    long long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.coordinator = optarg;
+            break;
+        case 'm':
+            o.model_dir = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 's':
+            o.secret_file = optarg;
+            break;
+        case 'M':
+            if (cli_parse_size("node", "--mem", optarg, &o.mem_budget) != 0)
+                return 2;
+            break;
+        case 't':
+            if (cli_parse_int("node", "--threads", optarg, 1, 1024, &v) != 0)
+                return 2;
+            o.threads = (int)v;
+            break;
+        case 'b':
+            if (cli_parse_int("node", "--max-batch-tokens", optarg, 1, 65536, &v) != 0)
+                return 2;
+            o.max_batch_tokens = (int)v;
+            break;
+        case 'x':
+            if (cli_parse_int("node", "--max-context", optarg, 1, 1 << 24, &v) != 0)
+                return 2;
+            o.max_context = v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o.coordinator == NULL || o.model_dir == NULL) {
+        fprintf(stderr, "dsinfer-node: --coordinator and --model are required\n");
+        usage(stderr);
+        return 2;
+    }
+    dsi_status_t st = dsn_node_run(&o);
+    if (st != DSI_OK)
+        fprintf(stderr, "dsinfer-node: %s\n", dsi_status_message(st));
+    return st == DSI_OK ? 0 : 1;
+}

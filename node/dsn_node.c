@@ -1,0 +1,430 @@
+/*
+ * dsn_node.c - the node daemon's loop thread: the control connection to the coordinator, the UCX
+ * data plane, heartbeats and signals, and the outbox of the compute thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dsi_log.h"
+#include "dsn_node_impl.h"
+
+void dsn_node_opts_default(dsn_node_opts_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->mem_budget = 16ULL << 30;
+    opts->threads = 0;
+    opts->max_batch_tokens = 256;
+    opts->max_context = 16384;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void node_stop(dsn_node_t *node, dsi_status_t why)
+{
+    if (node->stopping)
+        return;
+    node->stopping = 1;
+    node->exit_status = why;
+    uv_stop(&node->loop);
+}
+
+/* ---- the slice of the plan ---- */
+
+static dsi_status_t load_slice(dsn_node_t *node)
+{
+    const dst_plan_t *p = &node->plan.plan.plan;
+    const dsn_config_t *cfg = dsn_checkpoint_config(node->ckpt);
+    int idx = -1;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id == node->node_id)
+            idx = (int)i;
+    }
+    if (idx < 0) {
+        DSI_ERROR("the plan of epoch %llu has no place for this node (id %u)",
+                  (unsigned long long)p->epoch, node->node_id);
+        return DSI_ERR_PROTOCOL;
+    }
+    if (p->n_layers != (uint32_t)cfg->num_hidden_layers ||
+        p->first_moe_layer != (uint32_t)cfg->first_k_dense_replace ||
+        p->n_experts != (uint32_t)cfg->n_routed_experts || p->n_stages > DSN_MAX_STAGES) {
+        DSI_ERROR("the plan (%u layers, first MoE %u, %u experts, %u stages) does not match the "
+                  "model in %s",
+                  p->n_layers, p->first_moe_layer, p->n_experts, p->n_stages, node->opts.model_dir);
+        return DSI_ERR_PROTOCOL;
+    }
+    node->epoch = p->epoch;
+    node->stage = (int)p->nodes[idx].stage;
+    node->n_stages = (int)p->n_stages;
+    node->first_layer = (int)p->stages[node->stage].first_layer;
+    node->end_layer = (int)p->stages[node->stage].end_layer;
+    node->is_first = node->stage == 0;
+    node->is_last = node->stage == node->n_stages - 1;
+    node->n_stage_nodes = 0;
+    for (uint32_t i = 0; i < p->n_nodes; i++)
+        node->n_stage_nodes += p->nodes[i].stage == (uint32_t)node->stage;
+
+    size_t slots = (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
+    node->expert_mask = calloc(slots > 0 ? slots : 1, 1);
+    if (node->expert_mask == NULL)
+        return DSI_ERR_NOMEM;
+    size_t held = 0;
+    for (size_t i = 0; i < slots; i++) {
+        for (uint32_t j = p->expert_offsets[i]; j < p->expert_offsets[i + 1]; j++) {
+            if (p->expert_holders[j] == node->node_id) {
+                node->expert_mask[i] = 1;
+                held++;
+            }
+        }
+    }
+    dsn_slice_t slice = {node->first_layer, node->end_layer, node->is_first, node->is_last,
+                         node->expert_mask};
+    dsi_status_t st = dsn_weights_load(node->ckpt, &slice, &node->weights);
+    if (st != DSI_OK)
+        return st;
+    st = dsn_engine_create(node->weights, dsk_level_detect(), node->opts.threads, &node->engine);
+    if (st != DSI_OK)
+        return st;
+    DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d, %zu routed experts, %.1f MiB of "
+             "weights",
+             (unsigned long long)node->epoch, node->stage, node->n_stages, node->first_layer,
+             node->end_layer - 1, held, (double)node->weights->weight_bytes / (1 << 20));
+    return DSI_OK;
+}
+
+static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
+{
+    dst_ucx_set_epoch(node->ucx, peers->epoch);
+    for (uint32_t i = 0; i < peers->n_peers; i++) {
+        const dst_msg_peer_t *pe = &peers->peers[i];
+        if (pe->node_id == node->node_id)
+            continue;
+        if (pe->node_id >= DSN_MAX_PEERS) {
+            DSI_ERROR("PEERS names node %u, above this build's limit of %d nodes", pe->node_id,
+                      DSN_MAX_PEERS);
+            return DSI_ERR_PROTOCOL;
+        }
+        dsi_status_t st = dst_ucx_connect(node->ucx, pe->node_id, pe->ucx_addr, pe->ucx_addr_len);
+        if (st != DSI_OK)
+            return st;
+    }
+    return DSI_OK;
+}
+
+/* ---- control messages ---- */
+
+static void send_msg(dsn_node_t *node, const dst_msg_t *msg)
+{
+    if (node->ctrl == NULL)
+        return;
+    dsi_status_t st = dst_ctrl_send(node->ctrl, msg);
+    if (st != DSI_OK)
+        DSI_ERROR("cannot send %s to the coordinator: %s", dst_msg_type_name(msg->type),
+                  dsi_status_message(st));
+}
+
+static void on_heartbeat(uv_timer_t *timer)
+{
+    dsn_node_t *node = timer->data;
+    dst_msg_t m = {.type = DST_MSG_HEARTBEAT};
+    m.heartbeat.node_id = node->node_id;
+    m.heartbeat.seq = ++node->heartbeat_seq;
+    m.heartbeat.time_ns = now_ns();
+    send_msg(node, &m);
+}
+
+static void send_register(dsn_node_t *node, const dst_msg_hello_t *hello)
+{
+    dst_msg_t m = {.type = DST_MSG_REGISTER};
+    const void *addr;
+    size_t len;
+    if (dst_ucx_address(node->ucx, &addr, &len) != DSI_OK) {
+        node_stop(node, DSI_ERR_INTERNAL);
+        return;
+    }
+    snprintf(m.reg.name, sizeof(m.reg.name), "%s", node->name);
+    m.reg.mem_budget = node->opts.mem_budget;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    m.reg.cores = (uint32_t)(node->opts.threads > 0 ? node->opts.threads : (cpus > 0 ? cpus : 1));
+    m.reg.ucx_addr = (uint8_t *)addr;
+    m.reg.ucx_addr_len = len;
+    dst_secret_register_auth(&node->secret, hello->nonce, node->name, m.reg.auth);
+    send_msg(node, &m);
+}
+
+static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg)
+{
+    if (!node->ready) {
+        DSI_WARN("%s before the node is ready: ignored", dst_msg_type_name(msg->type));
+        return;
+    }
+    dsn_task_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        DSI_ERROR("out of memory queueing %s", dst_msg_type_name(msg->type));
+        return;
+    }
+    t->type = type;
+    t->msg = *msg; /* move: the caller's copy is zeroed so the transport does not free it */
+    memset(msg, 0, sizeof(*msg));
+    dsn_worker_push(node, t);
+}
+
+static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
+{
+    if (!node->have_plan || peers->epoch != node->plan.plan.plan.epoch) {
+        DSI_ERROR("PEERS of epoch %llu without its PLAN", (unsigned long long)peers->epoch);
+        return;
+    }
+    if (node->ready) {
+        DSI_WARN("a new plan while serving is not supported yet: ignored");
+        return;
+    }
+    dsi_status_t st = load_slice(node);
+    if (st == DSI_OK)
+        st = connect_peers(node, peers);
+    if (st == DSI_OK)
+        st = dsn_worker_start(node);
+    if (st != DSI_OK) {
+        DSI_ERROR("cannot serve the plan of epoch %llu: %s", (unsigned long long)peers->epoch,
+                  dsi_status_message(st));
+        node_stop(node, st);
+        return;
+    }
+    node->ready = 1;
+    dst_msg_t m = {.type = DST_MSG_READY};
+    m.ready.node_id = node->node_id;
+    m.ready.epoch = node->epoch;
+    send_msg(node, &m);
+}
+
+static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
+{
+    (void)conn;
+    dsn_node_t *node = arg;
+    switch (msg->type) {
+    case DST_MSG_HELLO:
+        send_register(node, &msg->hello);
+        break;
+    case DST_MSG_WELCOME:
+        node->node_id = msg->welcome.node_id;
+        node->welcomed = 1;
+        node->heartbeat_ms = msg->welcome.heartbeat_ms;
+        dst_ucx_set_self_id(node->ucx, node->node_id);
+        uv_timer_start(&node->heartbeat, on_heartbeat, node->heartbeat_ms, node->heartbeat_ms);
+        DSI_INFO("registered as node %u", node->node_id);
+        break;
+    case DST_MSG_PLAN:
+        if (node->ready) {
+            DSI_WARN("a new plan while serving is not supported yet: ignored");
+            break;
+        }
+        dst_msg_free(&node->plan);
+        node->plan = *msg;
+        memset(msg, 0, sizeof(*msg));
+        node->have_plan = 1;
+        break;
+    case DST_MSG_PEERS:
+        on_peers(node, &msg->peers);
+        break;
+    case DST_MSG_SUBMIT:
+        push_msg_task(node, DSN_TASK_SUBMIT, msg);
+        break;
+    case DST_MSG_TOKENS:
+        push_msg_task(node, DSN_TASK_FEEDBACK, msg);
+        break;
+    case DST_MSG_CANCEL:
+        push_msg_task(node, DSN_TASK_CANCEL, msg);
+        break;
+    case DST_MSG_HEARTBEAT:
+        break;
+    case DST_MSG_SHUTDOWN:
+        DSI_INFO("shutdown requested: %s", msg->shutdown.reason);
+        node_stop(node, DSI_OK);
+        break;
+    case DST_MSG_ERROR:
+        DSI_ERROR("coordinator refused %s: %s", dst_msg_type_name(msg->error.ref_type),
+                  msg->error.text);
+        if (!node->welcomed)
+            node_stop(node, (dsi_status_t)msg->error.code);
+        break;
+    default:
+        DSI_WARN("unexpected %s from the coordinator: ignored", dst_msg_type_name(msg->type));
+        break;
+    }
+}
+
+static void on_ctrl_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg)
+{
+    (void)conn;
+    dsn_node_t *node = arg;
+    node->ctrl = NULL;
+    if (!node->stopping) {
+        DSI_ERROR("lost the coordinator: %s", dsi_status_message(why));
+        node_stop(node, why == DSI_OK ? DSI_ERR_CONNECTION : why);
+    }
+}
+
+/* ---- data plane ---- */
+
+static void on_wire(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr, const void *payload,
+                    size_t bytes, void *user)
+{
+    (void)ucx;
+    dsn_node_t *node = user;
+    if (!node->ready)
+        return;
+    dsn_task_t *t = calloc(1, sizeof(*t));
+    void *copy = NULL;
+    if (t == NULL || posix_memalign(&copy, 64, bytes > 0 ? bytes : 64) != 0) {
+        DSI_ERROR("out of memory receiving %s from node %u: dropped", dst_wire_type_name(hdr->type),
+                  peer);
+        free(t);
+        return;
+    }
+    memcpy(copy, payload, bytes);
+    t->type = DSN_TASK_WIRE;
+    t->peer = peer;
+    t->hdr = *hdr;
+    t->payload = copy;
+    t->bytes = bytes;
+    dsn_worker_push(node, t);
+}
+
+static void on_peer_error(dst_ucx_t *ucx, uint32_t peer, dsi_status_t status, void *user)
+{
+    (void)ucx;
+    (void)user;
+    DSI_ERROR("data plane to node %u failed: %s", peer, dsi_status_message(status));
+}
+
+static void on_sent(dst_ucx_t *ucx, dsi_status_t status, void *arg)
+{
+    (void)ucx;
+    if (status != DSI_OK)
+        DSI_ERROR("a data-plane send failed: %s", dsi_status_message(status));
+    free(arg);
+}
+
+static void on_wake(uv_async_t *async)
+{
+    dsn_node_t *node = async->data;
+    dsn_out_t *o = dsn_worker_take_outbox(node);
+    while (o != NULL) {
+        dsn_out_t *next = o->next;
+        if (o->type == DSN_OUT_WIRE) {
+            dsi_status_t st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes,
+                                           on_sent, o->payload);
+            if (st != DSI_OK) {
+                DSI_ERROR("cannot send %s to node %u: %s", dst_wire_type_name(o->hdr.type), o->peer,
+                          dsi_status_message(st));
+                free(o->payload);
+            }
+        } else {
+            dst_msg_t m = {.type = DST_MSG_TOKENS};
+            m.tokens.seq_id = o->seq_id;
+            m.tokens.n_tokens = o->n_tokens;
+            m.tokens.tokens = &o->token;
+            m.tokens.finish = o->finish;
+            send_msg(node, &m);
+        }
+        free(o);
+        o = next;
+    }
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    dsn_node_t *node = sig->data;
+    DSI_INFO("signal %d: stopping", signum);
+    node_stop(node, DSI_OK);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
+{
+    dsn_node_t *node = calloc(1, sizeof(*node));
+    if (node == NULL)
+        return DSI_ERR_NOMEM;
+    node->opts = *opts;
+    if (opts->name != NULL)
+        snprintf(node->name, sizeof(node->name), "%s", opts->name);
+    else {
+        char host[48] = "node";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(node->name, sizeof(node->name), "%s-%d", host, (int)getpid());
+    }
+    dsi_log_set_tag(node->name);
+    pthread_mutex_init(&node->mutex, NULL);
+    pthread_cond_init(&node->cond, NULL);
+    uv_loop_init(&node->loop);
+    dsi_status_t st = dst_secret_load(opts->secret_file, &node->secret);
+    if (st == DSI_OK)
+        st = dsn_checkpoint_open(opts->model_dir, &node->ckpt);
+    if (st != DSI_OK)
+        goto out;
+
+    dst_ucx_config_t ucfg;
+    dst_ucx_config_default(&ucfg);
+    ucfg.max_peers = DSN_MAX_PEERS;
+    ucfg.on_message = on_wire;
+    ucfg.on_peer_error = on_peer_error;
+    ucfg.user = node;
+    st = dst_ucx_create(&node->loop, &ucfg, &node->ucx);
+    if (st != DSI_OK)
+        goto out;
+
+    uv_async_init(&node->loop, &node->wake, on_wake);
+    node->wake.data = node;
+    uv_timer_init(&node->loop, &node->heartbeat);
+    node->heartbeat.data = node;
+    uv_signal_init(&node->loop, &node->sigterm);
+    uv_signal_init(&node->loop, &node->sigint);
+    node->sigterm.data = node->sigint.data = node;
+    uv_signal_start(&node->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&node->sigint, on_signal, SIGINT);
+
+    dst_ctrl_opts_t copts;
+    dst_ctrl_opts_default(&copts);
+    dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
+    st = dst_ctrl_connect(&node->loop, opts->coordinator, &copts, &cb, &node->ctrl);
+    if (st != DSI_OK)
+        goto out_handles;
+    DSI_INFO("connecting to the coordinator at %s", opts->coordinator);
+    uv_run(&node->loop, UV_RUN_DEFAULT);
+    st = node->exit_status;
+
+out_handles:
+    dsn_worker_stop(node);
+    on_wake(&node->wake); /* free what the compute thread left in the outbox */
+    if (node->ctrl != NULL)
+        dst_ctrl_conn_close(node->ctrl);
+    dst_ucx_destroy(node->ucx);
+    node->ucx = NULL;
+    uv_walk(&node->loop, close_walk, NULL);
+    uv_run(&node->loop, UV_RUN_DEFAULT);
+out:
+    dst_ucx_destroy(node->ucx);
+    uv_loop_close(&node->loop);
+    dsn_engine_destroy(node->engine);
+    dsn_weights_destroy(node->weights);
+    dsn_checkpoint_close(node->ckpt);
+    free(node->expert_mask);
+    dst_msg_free(&node->plan);
+    pthread_mutex_destroy(&node->mutex);
+    pthread_cond_destroy(&node->cond);
+    free(node);
+    return st;
+}

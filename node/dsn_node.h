@@ -1,0 +1,32 @@
+/*
+ * dsn_node.h - the node daemon (dsinfer-node): joins a coordinator, loads the slice the plan gives
+ * it, and serves it as a stage worker and an expert server until told to shut down.
+ *
+ * Protocol flow (docs/PROTOCOL.md, "Cluster flow"): connect (retrying: a node may start before its
+ * coordinator) -> HELLO -> REGISTER (HMAC proof of the shared secret) -> WELCOME -> PLAN + PEERS ->
+ * load the slice, connect UCX endpoints to the peers -> READY -> SUBMIT / TOKENS / CANCEL for
+ * sequences, DISPATCH / COMBINE / ACTIVATION with peers -> SHUTDOWN.
+ */
+#ifndef DSN_NODE_H
+#define DSN_NODE_H
+
+#include <stdint.h>
+
+#include "dsi_status.h"
+
+typedef struct {
+    const char *coordinator; /* "host:port" of the coordinator's control listener */
+    const char *model_dir;   /* the checkpoint; every node reads only its slice */
+    const char *name;        /* unique node name (default: hostname-pid) */
+    const char *secret_file; /* NULL: DSINFER_SECRET */
+    uint64_t mem_budget;     /* bytes offered for weights and KV cache */
+    int threads;             /* compute threads (<= 0: all CPUs) */
+    int max_batch_tokens;    /* tokens per micro-batch at stage 0 (prefill chunking) */
+    int64_t max_context;     /* context limit per sequence */
+} dsn_node_opts_t;
+
+void dsn_node_opts_default(dsn_node_opts_t *opts);
+/* Runs the daemon until SHUTDOWN (DSI_OK), or a fatal error. */
+dsi_status_t dsn_node_run(const dsn_node_opts_t *opts);
+
+#endif

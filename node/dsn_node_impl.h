@@ -1,0 +1,169 @@
+/*
+ * dsn_node_impl.h - private to the node daemon's files:
+ *   dsn_node.c     the loop thread: control connection, UCX, heartbeats, the outbox;
+ *   dsn_worker.c   the compute thread and the queues between the two threads;
+ *   dsn_stage.c    what the compute thread does: sequences, micro-batches, expert serving.
+ *
+ * Threads: the loop thread owns every network object; the compute thread owns the engine, the
+ * sequences and the micro-batches. They talk only through two queues: tasks (loop -> compute,
+ * decoded messages and copied data-plane payloads) and the outbox (compute -> loop, messages to
+ * send, woken by a uv_async). The compute thread never waits for the network: a micro-batch whose
+ * expert replies are outstanding is parked, and the thread serves other tasks (other nodes'
+ * DISPATCHes first of all) until the replies arrive as tasks.
+ */
+#ifndef DSN_NODE_IMPL_H
+#define DSN_NODE_IMPL_H
+
+#include <pthread.h>
+#include <uv.h>
+
+#include "dsn_checkpoint.h"
+#include "dsn_engine.h"
+#include "dsn_node.h"
+#include "dsn_sampler.h"
+#include "dst_ctrl.h"
+#include "dst_msg.h"
+#include "dst_secret.h"
+#include "dst_ucx.h"
+
+#define DSN_MAX_PEERS  1024 /* node ids are below this */
+#define DSN_MAX_STAGES 64
+
+typedef enum {
+    DSN_TASK_SUBMIT,   /* msg: SUBMIT (a sequence for this node's stage) */
+    DSN_TASK_FEEDBACK, /* msg: TOKENS sampled by the last stage, for stage 0 */
+    DSN_TASK_CANCEL,   /* msg: CANCEL */
+    DSN_TASK_WIRE,     /* a data-plane message: hdr, payload */
+    DSN_TASK_STOP,
+} dsn_task_type_t;
+
+typedef struct dsn_task {
+    struct dsn_task *next;
+    dsn_task_type_t type;
+    dst_msg_t msg;      /* moved decoded message (owned) */
+    uint32_t peer;      /* WIRE: sending node */
+    dst_wire_hdr_t hdr; /* WIRE */
+    void *payload;      /* WIRE: 64-byte aligned copy, owned */
+    size_t bytes;
+} dsn_task_t;
+
+typedef enum { DSN_OUT_WIRE, DSN_OUT_TOKENS } dsn_out_type_t;
+
+typedef struct dsn_out {
+    struct dsn_out *next;
+    dsn_out_type_t type;
+    uint32_t peer;      /* WIRE: destination node */
+    dst_wire_hdr_t hdr; /* WIRE */
+    void *payload;      /* WIRE: owned, freed when the send completes */
+    size_t bytes;
+    uint64_t seq_id; /* TOKENS */
+    int32_t token;   /* TOKENS: one sampled token, or none when n_tokens is 0 */
+    uint32_t n_tokens;
+    uint8_t finish; /* dst_finish_t */
+} dsn_out_t;
+
+/* A sequence as this node sees it (compute thread only). */
+typedef struct dsn_seq {
+    struct dsn_seq *next_in_bucket;
+    uint64_t id;
+    dsn_kvcache_t *kv;
+    uint32_t route[DSN_MAX_STAGES]; /* node of every stage */
+    uint32_t n_route;
+    /* stage 0: what to feed next */
+    int32_t *prompt; /* [n_prompt], owned */
+    uint32_t n_prompt;
+    uint32_t fed;       /* prompt tokens fed so far */
+    int32_t next_token; /* the last sampled token, to feed next */
+    int has_next;
+    int in_flight; /* part of a micro-batch now */
+    /* last stage: sampling */
+    dsn_sampler_t sampler;
+    uint32_t max_tokens, generated;
+    int done;         /* finished or failed: never scheduled again */
+    int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
+} dsn_seq_t;
+
+/* A micro-batch travelling through this node's layers (compute thread only). */
+typedef struct dsn_mb {
+    struct dsn_mb *next;
+    uint64_t id; /* unique on this node: the `step` of its DISPATCHes */
+    int n_seqs;
+    dsn_seq_t **seq;        /* [n_seqs] */
+    dsn_seq_batch_t *batch; /* [n_seqs] */
+    int64_t n;              /* tokens */
+    int layer;              /* the layer being computed */
+    float *h;               /* [n, H] residual stream */
+    float *u;               /* [n, H] MoE input */
+    int32_t *experts;       /* [n, K] */
+    float *weights;         /* [n, K] */
+    float *slots;           /* [n * K, H] weighted expert rows */
+    float *shared;          /* [n, H] */
+    int32_t *pair_slot;     /* [n * K] slot indices (t * K + k) grouped by destination */
+    int32_t *dest_off;      /* [DSN_MAX_PEERS + 1] offsets into pair_slot per destination */
+    uint8_t *answered;      /* [DSN_MAX_PEERS] the destination's COMBINE came */
+    int pending;            /* COMBINE replies outstanding */
+} dsn_mb_t;
+
+typedef struct dsn_node {
+    dsn_node_opts_t opts;
+    uv_loop_t loop;
+    dst_ctrl_conn_t *ctrl;
+    dst_ucx_t *ucx;
+    dst_secret_t secret;
+    char name[DST_MSG_NAME_MAX];
+    uint32_t node_id;
+    int welcomed, ready, stopping;
+    dsi_status_t exit_status;
+    uv_timer_t heartbeat;
+    uint32_t heartbeat_ms;
+    uint64_t heartbeat_seq;
+    uv_async_t wake; /* compute -> loop: the outbox has messages */
+    uv_signal_t sigterm, sigint;
+
+    /* the plan */
+    dst_msg_t plan; /* moved PLAN message (owns the plan) */
+    int have_plan;
+    uint64_t epoch;
+    int stage, n_stages;
+    int n_stage_nodes; /* nodes in our stage: 1 means every expert of it is local */
+    int first_layer, end_layer;
+    int is_first, is_last;
+
+    /* the slice */
+    dsn_checkpoint_t *ckpt;
+    dsn_weights_t *weights;
+    dsn_engine_t *engine;
+    uint8_t *expert_mask;
+
+    /* queues */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    dsn_task_t *task_head, *task_tail;
+    dsn_out_t *out_head, *out_tail;
+
+    /* compute-thread state */
+    dsn_seq_t *seq_buckets[1024];
+    dsn_mb_t *parked;
+    dsn_task_t *deferred; /* ACTIVATIONs waiting for their sequences (see dsn_stage.c) */
+    uint64_t next_mb_id;
+} dsn_node_t;
+
+/* dsn_worker.c */
+dsi_status_t dsn_worker_start(dsn_node_t *node);
+void dsn_worker_stop(dsn_node_t *node);
+void dsn_worker_push(dsn_node_t *node, dsn_task_t *task); /* loop thread; takes ownership */
+void dsn_worker_emit(dsn_node_t *node, dsn_out_t *out);   /* compute thread; takes ownership */
+dsn_out_t *dsn_worker_take_outbox(dsn_node_t *node);      /* loop thread: the whole list */
+
+/* dsn_stage.c (compute thread) */
+void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task);
+/* Start a micro-batch of the sequences ready at stage 0; 1 if it started one. */
+int dsn_stage_schedule(dsn_node_t *node);
+void dsn_stage_cleanup(dsn_node_t *node);
+
+/* Node id of the stage after ours for a sequence, from its route. */
+uint32_t dsn_route_next(const dsn_node_t *node, const dsn_seq_t *seq);
+
+#endif
