@@ -274,6 +274,7 @@ static int parse_ids(char *s, int32_t **ids, size_t *n)
         if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX) {
             fprintf(stderr, "dsinfer detokenize: '%.20s' is not a token id\n", p);
             free(*ids);
+            *ids = NULL;
             return -1;
         }
         if (*n == cap) {
