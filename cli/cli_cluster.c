@@ -28,15 +28,24 @@ int cli_local_secret(void)
     return setenv(DST_SECRET_ENV, hex, 1);
 }
 
+/* DSINFER_NODE_BIN, else dsinfer-node next to this program, else dsinfer-node on PATH. */
 static int node_binary(char *out, size_t cap)
 {
+    const char *env = getenv("DSINFER_NODE_BIN");
+    if (env != NULL) {
+        snprintf(out, cap, "%s", env);
+        return access(out, X_OK);
+    }
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0)
         return -1;
     self[n] = '\0';
     snprintf(out, cap, "%s/dsinfer-node", dirname(self));
-    return access(out, X_OK);
+    if (access(out, X_OK) == 0)
+        return 0;
+    snprintf(out, cap, "dsinfer-node");
+    return 0;
 }
 
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids)
@@ -57,8 +66,8 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
         }
         if (pid == 0) {
             /* The node dies with us if we die first. */
-            execl(bin, bin, "--coordinator", coord_addr, "--model", model, "--name", name,
-                  "--threads", thr, (char *)NULL);
+            execlp(bin, bin, "--coordinator", coord_addr, "--model", model, "--name", name,
+                   "--threads", thr, (char *)NULL);
             fprintf(stderr, "dsinfer: exec %s: %s\n", bin, strerror(errno));
             _exit(127);
         }

@@ -16,7 +16,8 @@ static void usage(FILE *out)
         "                    [--max-context N]\n"
         "Joins the coordinator (retrying until it answers), loads the slice of the model its\n"
         "plan gives this node, and serves it until SHUTDOWN or SIGTERM. The shared secret comes\n"
-        "from --secret-file or DSINFER_SECRET.\n");
+        "from --secret-file or DSINFER_SECRET. DSINFER_LOGITS_DIR=DIR makes the last stage\n"
+        "append each sampled step's logits to DIR/seq-<id>.f32 (debugging, tests).\n");
 }
 
 int main(int argc, char **argv)
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     dsn_node_opts_t o;
     dsn_node_opts_default(&o);
+    o.logits_dir = getenv("DSINFER_LOGITS_DIR");
     long long v;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -60,6 +60,7 @@ struct dsc_cluster {
     uint32_t n_nodes;
     dst_plan_t plan;
     int planned, ready, failed;
+    int shut_down; /* SHUTDOWN sent: nodes leaving is expected */
     uint32_t n_lanes, next_lane;
     uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
     seq_t *seqs;
@@ -539,7 +540,10 @@ static void node_lost(dsc_cluster_t *cl, node_t *n, const char *why)
 {
     if (n->state == NODE_DEAD)
         return;
-    DSI_ERROR("node %u '%s' lost: %s", n->id, n->name, why);
+    if (cl->shut_down)
+        DSI_INFO("node %u '%s' left", n->id, n->name);
+    else
+        DSI_ERROR("node %u '%s' lost: %s", n->id, n->name, why);
     n->state = NODE_DEAD;
     cl->stats.nodes_dead++;
     if (n->cs != NULL) {
@@ -658,6 +662,7 @@ void dsc_cluster_shutdown(dsc_cluster_t *cl, const char *reason)
     }
     cl->ready = 0;
     cl->failed = 1;
+    cl->shut_down = 1;
 }
 
 static void timer_closed(uv_handle_t *h)

@@ -23,6 +23,9 @@ typedef struct {
     int threads;             /* compute threads (<= 0: all CPUs) */
     int max_batch_tokens;    /* tokens per micro-batch at stage 0 (prefill chunking) */
     int64_t max_context;     /* context limit per sequence */
+    /* Debugging and tests: the last stage appends every sampled step's logits (f32 [vocab]) to
+     * <logits_dir>/seq-<id>.f32. NULL: off. */
+    const char *logits_dir;
 } dsn_node_opts_t;
 
 void dsn_node_opts_default(dsn_node_opts_t *opts);

@@ -4,6 +4,7 @@
  * in-process, COMBINE rows summed in slot order), serving other nodes' DISPATCHes, and sampling
  * at the last stage.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -337,6 +338,17 @@ static void resume_mb(dsn_node_t *node, dsn_mb_t *mb)
     run_mb(node, mb);
 }
 
+static void dump_logits(const char *dir, uint64_t seq_id, const float *logits, int64_t V)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seq-%llu.f32", dir, (unsigned long long)seq_id);
+    FILE *f = fopen(path, "ab");
+    if (f == NULL || fwrite(logits, sizeof(float), (size_t)V, f) != (size_t)V)
+        DSI_ERROR("cannot append logits to %s: %m", path);
+    if (f != NULL)
+        fclose(f);
+}
+
 /* Last stage: sample the sequences whose batch reached the end of their prompt. */
 static void sample_and_report(dsn_node_t *node, dsn_mb_t *mb)
 {
@@ -364,6 +376,8 @@ static void sample_and_report(dsn_node_t *node, dsn_mb_t *mb)
         dsn_engine_head(node->engine, mb->h, rows, n_rows, logits);
     for (int64_t r = 0; r < n_rows; r++) {
         dsn_seq_t *s = mb->seq[which[r]];
+        if (node->opts.logits_dir != NULL)
+            dump_logits(node->opts.logits_dir, s->id, logits + r * V, V);
         int32_t tok = dsn_sampler_next(&s->sampler, logits + r * V);
         s->generated++;
         uint8_t finish = DST_FINISH_NONE;

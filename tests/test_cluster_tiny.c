@@ -1,0 +1,149 @@
+/*
+ * The distributed runtime on ../shared/fixtures/tiny-v3: a coordinator in this process and 2, 3
+ * or 4 real dsinfer-node processes on loopback, with plans PP=1 x EP=N, PP=2 x EP=2 and PP=N.
+ * All four fixture prompts run at once; every greedy token must equal the single-process
+ * engine's (and the HF reference), and every sampled step's logits (dumped by the last stage
+ * through DSINFER_LOGITS_DIR) must be within 1e-5 of the single-process engine's. Afterwards no
+ * node process may be left.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cli_cluster.h"
+#include "dsi_test.h"
+#include "dsn_checkpoint.h"
+#include "dsn_engine.h"
+#include "dsn_sampler.h"
+
+#define N_PROMPTS 4
+#define STEPS     16
+
+static dsn_st_file_t *ref;
+static int32_t *prompt[N_PROMPTS];
+static uint32_t prompt_len[N_PROMPTS];
+static int32_t engine_tokens[N_PROMPTS][STEPS];
+static float *engine_logits[N_PROMPTS]; /* [STEPS, V] */
+static int64_t V;
+
+/* Greedy generation of every prompt with the single-process engine. */
+static void run_engine(const char *dir)
+{
+    dsn_checkpoint_t *ckpt;
+    dsn_weights_t *w;
+    dsn_engine_t *e;
+    if (dsn_checkpoint_open(dir, &ckpt) != DSI_OK)
+        exit(1);
+    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
+    V = cfg->vocab_size;
+    dsn_slice_t all = dsn_slice_all(cfg);
+    if (dsn_weights_load(ckpt, &all, &w) != DSI_OK ||
+        dsn_engine_create(w, dsk_level_detect(), 1, &e) != DSI_OK)
+        exit(1);
+    for (int p = 0; p < N_PROMPTS; p++) {
+        dsn_kvcache_t *kv;
+        dsn_engine_kvcache_create(e, 1024, &kv);
+        engine_logits[p] = malloc((size_t)(STEPS * V) * sizeof(float));
+        dsn_seq_batch_t seq = {kv, 0, (int)prompt_len[p]};
+        DSI_CHECK_INT_EQ(dsn_engine_forward(e, prompt[p], &seq, 1, 0, engine_logits[p]), DSI_OK);
+        for (int s = 0; s < STEPS; s++) {
+            float *lg = engine_logits[p] + s * V;
+            if (s > 0) {
+                seq = (dsn_seq_batch_t){kv, kv->length, 1};
+                DSI_CHECK_INT_EQ(dsn_engine_forward(e, &engine_tokens[p][s - 1], &seq, 1, 0, lg),
+                                 DSI_OK);
+            }
+            engine_tokens[p][s] = dsn_argmax(lg, (int)V);
+        }
+        dsn_kvcache_destroy(kv);
+    }
+    dsn_engine_destroy(e);
+    dsn_weights_destroy(w);
+    dsn_checkpoint_close(ckpt);
+}
+
+static void check_logits(const char *dir, int p, const char *what)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seq-%d.f32", dir, p + 1); /* sequence ids start at 1 */
+    FILE *f = fopen(path, "rb");
+    DSI_CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    float *got = malloc((size_t)(STEPS * V) * sizeof(float));
+    size_t n = fread(got, sizeof(float), (size_t)(STEPS * V), f);
+    fclose(f);
+    DSI_CHECK_INT_EQ(n, STEPS * V);
+    if (n == (size_t)(STEPS * V))
+        dsi_check_floats_near(what, got, engine_logits[p], STEPS * V, 1e-5);
+    free(got);
+}
+
+static void run_cluster(const char *model, int nodes, int stages)
+{
+    char what[128];
+    const char *tmp = dsi_test_tmpdir();
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", tmp);
+    setenv("DSINFER_LOGITS_DIR", dir, 1);
+    cli_cluster_opts_t co = {model, nodes, (uint32_t)stages, 1, NULL, 120000};
+    dsc_cluster_req_t req[N_PROMPTS];
+    for (int p = 0; p < N_PROMPTS; p++)
+        req[p] = (dsc_cluster_req_t){prompt[p], prompt_len[p], STEPS, 0.0f, 1.0f, 0, 0};
+    cli_gen_result_t res[N_PROMPTS];
+    int rc = cli_cluster_generate(&co, req, N_PROMPTS, res);
+    snprintf(what, sizeof(what), "%d nodes, %d stages", nodes, stages);
+    if (rc != 0)
+        fprintf(stderr, "%s: the cluster run failed\n", what);
+    DSI_CHECK_INT_EQ(rc, 0);
+    for (int p = 0; p < N_PROMPTS && rc == 0; p++) {
+        DSI_CHECK_INT_EQ(res[p].n_tokens, STEPS);
+        int same = res[p].n_tokens == STEPS &&
+                   memcmp(res[p].tokens, engine_tokens[p], sizeof(engine_tokens[p])) == 0;
+        if (!same)
+            fprintf(stderr, "%s: prompt %d: tokens differ from the single-process engine\n", what,
+                    p);
+        DSI_CHECK(same);
+        snprintf(what, sizeof(what), "%d nodes, %d stages, prompt %d logits", nodes, stages, p);
+        check_logits(dir, p, what);
+    }
+    for (int p = 0; p < N_PROMPTS; p++)
+        free(res[p].tokens);
+    /* No node process may be left behind. */
+    errno = 0;
+    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    dsi_test_rmtree(dir);
+}
+
+int main(void)
+{
+    const char *dir = dsi_test_fixture("tiny-v3");
+    char model[4096], path[4200];
+    snprintf(model, sizeof(model), "%s", dir);
+    snprintf(path, sizeof(path), "%s/reference.safetensors", model);
+    if (dsn_st_open(path, &ref) != DSI_OK)
+        return 1;
+    for (int p = 0; p < N_PROMPTS; p++) {
+        char name[32];
+        snprintf(name, sizeof(name), "p%d.tokens", p);
+        const dsn_st_tensor_t *t = dsn_st_find(ref, name);
+        prompt[p] = (int32_t *)t->data;
+        prompt_len[p] = (uint32_t)t->shape[0];
+    }
+    run_engine(model);
+    /* The engine itself matches the HF reference (test_fixture_engine checks the logits). */
+    for (int p = 0; p < N_PROMPTS; p++) {
+        char name[32];
+        snprintf(name, sizeof(name), "p%d.gen.tokens", p);
+        DSI_CHECK(
+            memcmp(dsn_st_find(ref, name)->data, engine_tokens[p], sizeof(engine_tokens[p])) == 0);
+    }
+    static const int configs[][2] = {{2, 1}, {2, 2}, {3, 1}, {3, 3}, {4, 2}, {4, 4}};
+    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++)
+        run_cluster(model, configs[i][0], configs[i][1]);
+    for (int p = 0; p < N_PROMPTS; p++)
+        free(engine_logits[p]);
+    dsn_st_close(ref);
+    return dsi_test_finish();
+}
