@@ -10,16 +10,17 @@
 #include "dst_ucx_internal.h"
 
 /*
- * The sending peer. UCX tells us the endpoint the message came over when the sender used
- * UCP_AM_SEND_FLAG_REPLY (dst_ucx_send always does); when that endpoint is one of ours it names
- * the peer even if the header is garbage. Otherwise the header's src must name a connected peer.
+ * The sending peer: the endpoint UCX names as reply_ep (dst_ucx_send always sets
+ * UCP_AM_SEND_FLAG_REPLY, and UCX pairs the two sides' endpoints of one connection, so this is
+ * our endpoint to the sender). A message that did not come over one of our endpoints is not from
+ * a peer, whatever its header claims.
  */
 static int64_t peer_of_ep(const dst_ucx_t *ucx, const ucp_am_recv_param_t *param)
 {
     if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || param->reply_ep == NULL)
         return -1;
     for (uint32_t i = 0; i < ucx->cfg.max_peers; i++) {
-        if (ucx->peers[i].ep == param->reply_ep)
+        if (ucx->peers[i].ep == param->reply_ep && ucx->peers[i].state == PEER_CONNECTED)
             return i;
     }
     return -1;
@@ -129,15 +130,12 @@ ucs_status_t dst_ucx_am_recv_cb(void *arg, const void *header, size_t header_len
     if (dst_wire_hdr_decode(header, header_length, &hdr, &why) != DSI_OK ||
         dst_wire_check(&hdr, length, &why) != DSI_OK)
         return reject(ucx, peer, why, header_length, length, refuse);
-    if (peer >= 0 && hdr.src != peer)
+    if (peer < 0)
+        return reject(ucx, peer, "not from an endpoint of a connected peer", header_length, length,
+                      refuse);
+    if (hdr.src != peer)
         return reject(ucx, peer, "header src is not the sending peer", header_length, length,
                       refuse);
-    if (peer < 0) {
-        if (hdr.src >= ucx->cfg.max_peers || ucx->peers[hdr.src].state != PEER_CONNECTED)
-            return reject(ucx, peer, "header src is not a connected peer", header_length, length,
-                          refuse);
-        peer = hdr.src;
-    }
     if (length > ucx->cfg.max_message_bytes)
         return reject(ucx, peer, "payload larger than max_message_bytes", header_length, length,
                       refuse);
