@@ -1,0 +1,157 @@
+/*
+ * dsinfer-coordinator: the coordinator daemon. Waits for --nodes node daemons, plans, and serves
+ * requests from clients of the control protocol (dsinfer run --coordinator ADDR) until SIGINT or
+ * SIGTERM, then shuts the nodes down.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_args.h"
+#include "dsc_cluster.h"
+#include "dsi_log.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dsinfer-coordinator --nodes N (--model DIR | --config FILE)\n"
+            "                           [--listen HOST:PORT] [--stages S] [--secret-file FILE]\n"
+            "                           [--kv-tokens T] [--heartbeat-ms MS] [--node-timeout-ms MS]\n"
+            "                           [--port-file FILE]\n"
+            "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
+            "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
+            "--listen HOST:0).\n");
+}
+
+typedef struct {
+    uv_signal_t sigint, sigterm;
+    dsc_cluster_t *cluster;
+    uv_loop_t *loop;
+    int stopping;
+} coord_t;
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    coord_t *c = sig->data;
+    if (c->stopping)
+        return;
+    c->stopping = 1;
+    DSI_INFO("signal %d: shutting the cluster down", signum);
+    dsc_cluster_shutdown(c->cluster, "coordinator stopping");
+    uv_stop(c->loop);
+}
+
+static void on_state(void *arg, dsi_status_t st)
+{
+    (void)arg;
+    if (st == DSI_OK)
+        DSI_INFO("cluster ready");
+    else
+        DSI_ERROR("cluster not serving: %s", dsi_status_message(st));
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"nodes", required_argument, NULL, 'n'},       {"model", required_argument, NULL, 'm'},
+        {"config", required_argument, NULL, 'c'},      {"listen", required_argument, NULL, 'l'},
+        {"stages", required_argument, NULL, 's'},      {"secret-file", required_argument, NULL, 'S'},
+        {"kv-tokens", required_argument, NULL, 'k'},   {"heartbeat-ms", required_argument, NULL, 'b'},
+        {"node-timeout-ms", required_argument, NULL, 't'},
+        {"port-file", required_argument, NULL, 'p'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    dsc_cluster_opts_t o;
+    dsc_cluster_opts_default(&o);
+    o.listen = "127.0.0.1:7000";
+    o.expect_nodes = 0;
+    const char *model = NULL, *config = NULL, *secret_file = NULL, *port_file = NULL;
+    long long v;
+    int ch;
+    dsi_log_set_tag("coordinator");
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'n':
+            if (cli_parse_int("coordinator", "--nodes", optarg, 1, 1024, &v) != 0)
+                return 2;
+            o.expect_nodes = (uint32_t)v;
+            break;
+        case 'm': model = optarg; break;
+        case 'c': config = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 'S': secret_file = optarg; break;
+        case 'p': port_file = optarg; break;
+        case 's':
+            if (cli_parse_int("coordinator", "--stages", optarg, 1, 256, &v) != 0)
+                return 2;
+            o.plan.n_stages = (uint32_t)v;
+            break;
+        case 'k':
+            if (cli_parse_int("coordinator", "--kv-tokens", optarg, 1, 1LL << 32, &v) != 0)
+                return 2;
+            o.plan.kv_tokens = (uint64_t)v;
+            break;
+        case 'b':
+            if (cli_parse_int("coordinator", "--heartbeat-ms", optarg, 10, 600000, &v) != 0)
+                return 2;
+            o.heartbeat_ms = (uint32_t)v;
+            break;
+        case 't':
+            if (cli_parse_int("coordinator", "--node-timeout-ms", optarg, 50, 3600000, &v) != 0)
+                return 2;
+            o.node_timeout_ms = (uint32_t)v;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (o.expect_nodes == 0 || (model == NULL) == (config == NULL)) {
+        fprintf(stderr, "dsinfer-coordinator: --nodes and one of --model / --config are required\n");
+        usage(stderr);
+        return 2;
+    }
+    char path[4096];
+    if (model != NULL)
+        snprintf(path, sizeof(path), "%s/config.json", model);
+    else
+        snprintf(path, sizeof(path), "%s", config);
+    dsn_config_t cfg;
+    if (dsn_config_load(path, &cfg) != DSI_OK || dst_secret_load(secret_file, &o.secret) != DSI_OK)
+        return 1;
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    coord_t c = {.loop = &loop};
+    if (dsc_cluster_create(&loop, &cfg, &o, &c.cluster) != DSI_OK)
+        return 1;
+    dsc_cluster_on_state(c.cluster, on_state, &c);
+    if (port_file != NULL) {
+        FILE *f = fopen(port_file, "w");
+        if (f == NULL || fprintf(f, "%u\n", dsc_cluster_port(c.cluster)) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "dsinfer-coordinator: --port-file %s: cannot write\n", port_file);
+            return 1;
+        }
+    }
+    uv_signal_init(&loop, &c.sigint);
+    uv_signal_init(&loop, &c.sigterm);
+    c.sigint.data = c.sigterm.data = &c;
+    uv_signal_start(&c.sigint, on_signal, SIGINT);
+    uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Let the SHUTDOWN frames reach the nodes before the connections close. */
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    dsc_cluster_destroy(c.cluster);
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return 0;
+}
