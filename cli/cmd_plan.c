@@ -23,6 +23,8 @@ typedef struct {
     uint64_t mem_per_node;
     uint64_t *node_mem; /* --node-mem list, owned; overrides --nodes/--mem-per-node */
     uint32_t n_node_mem;
+    int32_t *remove; /* --remove-nodes ids, owned */
+    int n_remove;
     int json;
     dsc_plan_opts_t plan;
 } plan_args_t;
@@ -33,12 +35,15 @@ static void usage(FILE *out)
             "usage: dsinfer plan (--config FILE | --model DIR)\n"
             "                    (--nodes N --mem-per-node SIZE | --node-mem SIZE,SIZE,...)\n"
             "                    [--stages S] [--weight-format fp8|bf16|int8|int4|int4-g128]\n"
-            "                    [--kv-tokens T] [--overhead SIZE] [--json]\n"
+            "                    [--kv-tokens T] [--overhead SIZE] [--remove-nodes ID,...]\n"
+            "                    [--json]\n"
             "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
             "memory per node; prints the memory the model needs in every weight format.\n"
             "--stages     pipeline stages (default: the fewest that fit)\n"
             "--kv-tokens  latent-KV tokens reserved on each node for its layers (default 32768)\n"
             "--overhead   fixed runtime memory per node (default 2G)\n"
+            "--remove-nodes  then re-plan without these nodes, starting from the first plan,\n"
+            "             and show how many expert copies and bytes move\n"
             "Sizes take K/M/G/T suffixes (powers of 1024). Exit 1 when the model cannot fit.\n");
 }
 
@@ -86,6 +91,7 @@ static int parse_args(int argc, char **argv, plan_args_t *a)
                                              {"weight-format", required_argument, NULL, 'w'},
                                              {"kv-tokens", required_argument, NULL, 'k'},
                                              {"overhead", required_argument, NULL, 'o'},
+                                             {"remove-nodes", required_argument, NULL, 'r'},
                                              {"json", no_argument, NULL, 'j'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -143,6 +149,13 @@ static int parse_args(int argc, char **argv, plan_args_t *a)
             break;
         case 'o':
             if (cli_parse_size("plan", "--overhead", optarg, &a->plan.overhead) != 0)
+                return 2;
+            break;
+        case 'r':
+            free(a->remove);
+            a->remove = NULL;
+            if (cli_parse_int_list("plan", "--remove-nodes", optarg, 0, MAX_NODES - 1, &a->remove,
+                                   &a->n_remove) != 0)
                 return 2;
             break;
         case 'j':
@@ -317,8 +330,13 @@ static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const ds
                      "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use);
 }
 
+/* Adds the inputs and the format table to `result`, prints it and releases it. */
 static void print_json(const plan_args_t *a, const dsn_config_t *cfg, json_t *result)
 {
+    if (result == NULL) {
+        fprintf(stderr, "dsinfer plan: out of memory building the JSON output\n");
+        return;
+    }
     json_object_set_new(result, "config", json_string(a->config));
     json_object_set_new(result, "weight_format",
                         json_string(dsc_weight_format_name(a->plan.format)));
@@ -330,12 +348,102 @@ static void print_json(const plan_args_t *a, const dsn_config_t *cfg, json_t *re
     json_object_set_new(result, "formats", formats_json(cfg));
     json_dumpf(result, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     printf("\n");
+    json_decref(result);
+}
+
+/*
+ * The nodes left after --remove-nodes, in *out (caller frees). Exit code 2 when an id is not a
+ * node or nothing would be left; -1 on success.
+ */
+static int surviving_nodes(const plan_args_t *a, const dsc_node_desc_t *nodes, uint32_t n,
+                           dsc_node_desc_t **out, uint32_t *n_out)
+{
+    for (int r = 0; r < a->n_remove; r++) {
+        if ((uint32_t)a->remove[r] >= n) {
+            fprintf(stderr, "dsinfer plan: --remove-nodes: node %d does not exist (ids 0-%u)\n",
+                    a->remove[r], n - 1);
+            return 2;
+        }
+    }
+    dsc_node_desc_t *left = calloc(n, sizeof(*left));
+    uint32_t k = 0;
+    for (uint32_t i = 0; left != NULL && i < n; i++) {
+        int gone = 0;
+        for (int r = 0; r < a->n_remove; r++)
+            gone |= (uint32_t)a->remove[r] == nodes[i].id;
+        if (!gone)
+            left[k++] = nodes[i];
+    }
+    if (left == NULL || k == 0) {
+        fprintf(stderr, "dsinfer plan: --remove-nodes: no node would be left\n");
+        free(left);
+        return 2;
+    }
+    *out = left;
+    *n_out = k;
+    return -1;
+}
+
+/*
+ * Re-plans without the --remove-nodes nodes, starting from `prev`, and prints (or adds to
+ * `result`) what moves. Returns the exit code.
+ */
+static int replan(const plan_args_t *a, const dsn_config_t *cfg, const dsc_node_desc_t *nodes,
+                  uint32_t n, const dst_plan_t *prev, json_t *result)
+{
+    dsc_node_desc_t *left;
+    uint32_t k;
+    int rc = surviving_nodes(a, nodes, n, &left, &k);
+    if (rc >= 0)
+        return rc;
+    dsc_plan_opts_t opts = a->plan;
+    opts.previous = prev;
+    opts.epoch = prev->epoch + 1;
+    dst_plan_t plan;
+    dsc_plan_report_t rep;
+    memset(&rep, 0, sizeof(rep));
+    dsi_status_t st = dsc_planner_plan(cfg, left, k, &opts, &plan, &rep);
+    free(left);
+    json_t *removed = json_array();
+    for (int r = 0; r < a->n_remove; r++)
+        json_array_append_new(removed, json_integer(a->remove[r]));
+    if (st != DSI_OK) {
+        if (result != NULL)
+            json_object_set_new(result, "replan",
+                                json_pack("{s:b, s:o, s:s}", "ok", 0, "removed", removed, "error",
+                                          st == DSI_ERR_CAPACITY ? rep.reason : ""));
+        else
+            json_decref(removed);
+        return 1;
+    }
+    if (result != NULL) {
+        json_t *r = plan_json(a, cfg, &plan, &rep);
+        json_object_set_new(r, "removed", removed);
+        json_object_set_new(r, "experts_moved", json_integer((json_int_t)rep.experts_moved));
+        json_object_set_new(r, "bytes_moved", json_integer((json_int_t)rep.bytes_moved));
+        json_object_set_new(result, "replan", r);
+    } else {
+        char moved[32], ids[256];
+        uint32_t rm[a->n_remove > 0 ? a->n_remove : 1];
+        for (int r = 0; r < a->n_remove; r++)
+            rm[r] = (uint32_t)a->remove[r];
+        id_ranges(rm, (uint32_t)a->n_remove, ids, sizeof(ids));
+        json_decref(removed);
+        printf("\nre-plan without node(s) %s, starting from the plan above: %llu expert copies "
+               "move, %s of weights to load\n\n",
+               ids, (unsigned long long)rep.experts_moved,
+               dsc_memory_format_bytes(rep.bytes_moved, moved, sizeof(moved)));
+        print_plan(a, cfg, &plan, &rep);
+    }
+    dsc_plan_cleanup(&plan);
+    return 0;
 }
 
 int dsinfer_cmd_plan(int argc, char **argv)
 {
     plan_args_t a;
     memset(&a, 0, sizeof(a));
+    dsc_node_desc_t *nodes = NULL;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         goto out;
@@ -344,7 +452,7 @@ int dsinfer_cmd_plan(int argc, char **argv)
     if (dsn_config_load(a.config, &cfg) != DSI_OK)
         goto out; /* logged with the file and field */
     uint32_t n = a.node_mem != NULL ? a.n_node_mem : (uint32_t)a.n_nodes;
-    dsc_node_desc_t *nodes = calloc(n, sizeof(*nodes));
+    nodes = calloc(n, sizeof(*nodes));
     if (nodes == NULL)
         goto out;
     for (uint32_t i = 0; i < n; i++) {
@@ -355,16 +463,16 @@ int dsinfer_cmd_plan(int argc, char **argv)
     dsc_plan_report_t rep;
     memset(&rep, 0, sizeof(rep));
     dsi_status_t st = dsc_planner_plan(&cfg, nodes, n, &a.plan, &plan, &rep);
-    free(nodes);
     if (st == DSI_OK) {
-        if (a.json) {
-            print_json(&a, &cfg, plan_json(&a, &cfg, &plan, &rep));
-        } else {
+        json_t *result = a.json ? plan_json(&a, &cfg, &plan, &rep) : NULL;
+        if (!a.json)
             print_plan(&a, &cfg, &plan, &rep);
+        rc = a.n_remove > 0 ? replan(&a, &cfg, nodes, n, &plan, result) : 0;
+        if (a.json)
+            print_json(&a, &cfg, result);
+        else
             print_formats(&cfg);
-        }
         dsc_plan_cleanup(&plan);
-        rc = 0;
     } else if (st == DSI_ERR_CAPACITY) {
         /* The planner logged the reason; the table shows what other formats would need. */
         if (a.json) {
@@ -377,7 +485,9 @@ int dsinfer_cmd_plan(int argc, char **argv)
         }
     }
 out:
+    free(nodes);
     free(a.config_buf);
     free(a.node_mem);
+    free(a.remove);
     return rc;
 }

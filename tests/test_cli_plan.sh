@@ -98,6 +98,24 @@ done
 expect 0 "tiny text" -- dsinfer plan --model "$TINY" --nodes 4 --mem-per-node 64M --stages 2 --overhead 1M
 has out "PP=2 x EP=2"
 
+# Re-plan without node 3: only its experts move (issue 7: fewest bytes moved).
+expect 0 "replan text" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3
+has out "re-plan without node(s) 3, starting from the plan above: 1856 expert copies move, 76.1 GiB"
+expect 0 "replan json" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3 --json
+python3 - "$TMP/out" <<'PY' && ok || bad "replan json checks"
+import json, sys
+p = json.load(open(sys.argv[1]))
+r = p['replan']
+assert r['ok'] and r['removed'] == [3] and r['experts_moved'] == 1856, r.get('experts_moved')
+assert sorted(n['id'] for n in r['nodes']) == [0, 1, 2, 4, 5, 6, 7]
+assert sum(n['experts'] for n in r['nodes']) == 58 * 256
+assert all(n['planned'] <= n['budget'] for n in r['nodes'])
+PY
+expect 2 "replan unknown node" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 8
+has err "node 8 does not exist"
+expect 2 "replan all nodes" -- dsinfer plan --model "$TINY" --nodes 2 --mem-per-node 64M --overhead 1M --remove-nodes 0,1
+expect 1 "replan does not fit" -- dsinfer plan --config "$BIG" --nodes 6 --mem-per-node 128G --remove-nodes 0,1
+
 # Bad arguments: usage errors exit 2, unusable inputs exit 1, each naming the problem.
 expect 2 "no nodes" -- dsinfer plan --config "$BIG"
 has err "--nodes"
