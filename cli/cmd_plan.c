@@ -235,20 +235,20 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
            p->n_nodes, dsc_memory_format_bytes(total_budget, b1, sizeof(b1)),
            (unsigned long long)a->plan.kv_tokens,
            dsc_memory_format_bytes(a->plan.overhead, b2, sizeof(b2)));
-    uint32_t per = 0, equal = 1;
+    uint32_t lo = UINT32_MAX, hi = 0;
     for (uint32_t s = 0; s < p->n_stages; s++) {
         uint32_t k = 0;
         for (uint32_t i = 0; i < p->n_nodes; i++)
             k += p->nodes[i].stage == s;
-        equal &= s == 0 || k == per;
-        per = k;
+        lo = k < lo ? k : lo;
+        hi = k > hi ? k : hi;
     }
-    if (equal)
-        printf("plan     PP=%u x EP=%u, %llu expert copies, busiest node at %.1f%% of its budget\n",
-               p->n_stages, per, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+    if (lo == hi)
+        snprintf(b1, sizeof(b1), "%u", lo);
     else
-        printf("plan     PP=%u (unequal node counts), %llu expert copies, busiest node at %.1f%%\n",
-               p->n_stages, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+        snprintf(b1, sizeof(b1), "%u-%u", lo, hi);
+    printf("plan     PP=%u x EP=%s, %llu expert copies, busiest node at %.1f%% of its budget\n",
+           p->n_stages, b1, (unsigned long long)rep->expert_copies, rep->max_use * 100);
 
     printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
     uint32_t *ids = malloc(p->n_nodes * sizeof(uint32_t));
