@@ -14,6 +14,7 @@
 
 #include "dsi_log.h"
 #include "dst_ctrl.h"
+#include "dst_mpi.h"
 
 int cli_local_secret(void)
 {
@@ -285,7 +286,7 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             goto out_loop;
         dsc_cluster_opts_t co;
         dsc_cluster_opts_default(&co);
-        co.expect_nodes = (uint32_t)opts->local_nodes;
+        co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
         co.plan.n_stages = opts->stages;
         co.plan.kv_tokens = 4096;
         co.plan.overhead = 64ULL << 20;
@@ -295,9 +296,18 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_on_state(r.cluster, on_state, &r);
         char addr[64];
         snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(r.cluster));
-        if (cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads, pids) != 0)
-            goto out_loop;
-        spawned = 1;
+        if (opts->mpi_nodes > 0) {
+            /* Rank 0's entry of the allgather is the coordinator's address. */
+            dst_mpi_addrs_t *table;
+            if (dst_mpi_allgather_addresses(addr, strlen(addr) + 1, &table) != DSI_OK)
+                goto out_loop;
+            dst_mpi_addrs_free(table);
+        } else {
+            if (cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads, pids) !=
+                0)
+                goto out_loop;
+            spawned = 1;
+        }
         for (int i = 0; i < n_req; i++) {
             uint64_t id;
             ctx[i] = (req_ctx_t){&r, i};

@@ -18,6 +18,9 @@ typedef struct {
     int node_threads;        /* compute threads per node (0: all CPUs) */
     const char *coordinator; /* remote coordinator "host:port" (client mode) */
     uint32_t timeout_ms;     /* give up after this long without progress */
+    /* Under mpirun (rank 0): mpi_nodes node ranks join; no process is spawned, and the
+     * coordinator's address reaches them through the MPI allgather of UCX addresses. */
+    int mpi_nodes;
 } cli_cluster_opts_t;
 
 /* One generation's outcome. */

@@ -263,8 +263,11 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
 /* The same generation on a cluster: local node processes or a remote coordinator. */
 static int run_on_cluster(const run_opts_t *o, run_result_t *r)
 {
-    cli_cluster_opts_t co = {o->model,        (int)o->local_nodes, (uint32_t)o->stages,
-                             (int)o->threads, o->coordinator,      0};
+    cli_cluster_opts_t co = {.model = o->model,
+                             .local_nodes = (int)o->local_nodes,
+                             .stages = (uint32_t)o->stages,
+                             .node_threads = (int)o->threads,
+                             .coordinator = o->coordinator};
     dsc_cluster_req_t req = {o->prompt,
                              (uint32_t)o->n_prompt,
                              (uint32_t)o->max_tokens,

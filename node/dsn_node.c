@@ -396,13 +396,24 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     uv_signal_start(&node->sigterm, on_signal, SIGTERM);
     uv_signal_start(&node->sigint, on_signal, SIGINT);
 
+    char coordinator[DST_MSG_ADDR_MAX];
+    snprintf(coordinator, sizeof(coordinator), "%s", opts->coordinator ? opts->coordinator : "");
+    if (opts->bootstrap != NULL) {
+        const void *addr;
+        size_t len;
+        st = dst_ucx_address(node->ucx, &addr, &len);
+        if (st == DSI_OK)
+            st = opts->bootstrap(opts->bootstrap_arg, addr, len, coordinator, sizeof(coordinator));
+        if (st != DSI_OK)
+            goto out_handles;
+    }
     dst_ctrl_opts_t copts;
     dst_ctrl_opts_default(&copts);
     dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
-    st = dst_ctrl_connect(&node->loop, opts->coordinator, &copts, &cb, &node->ctrl);
+    st = dst_ctrl_connect(&node->loop, coordinator, &copts, &cb, &node->ctrl);
     if (st != DSI_OK)
         goto out_handles;
-    DSI_INFO("connecting to the coordinator at %s", opts->coordinator);
+    DSI_INFO("connecting to the coordinator at %s", coordinator);
     uv_run(&node->loop, UV_RUN_DEFAULT);
     st = node->exit_status;
 

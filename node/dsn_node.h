@@ -10,6 +10,7 @@
 #ifndef DSN_NODE_H
 #define DSN_NODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dsi_status.h"
@@ -26,6 +27,14 @@ typedef struct {
     /* Debugging and tests: the last stage appends every sampled step's logits (f32 [vocab]) to
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;
+    /*
+     * Static clusters (mpirun): called once the UCX worker exists, before connecting; it shares
+     * the worker address with the other ranks and writes the coordinator's "host:port" into
+     * coordinator_out (used instead of `coordinator`). NULL: not used.
+     */
+    dsi_status_t (*bootstrap)(void *arg, const void *ucx_addr, size_t len, char *coordinator_out,
+                              size_t cap);
+    void *bootstrap_arg;
 } dsn_node_opts_t;
 
 void dsn_node_opts_default(dsn_node_opts_t *opts);

@@ -87,7 +87,11 @@ static void run_cluster(const char *model, int nodes, int stages)
     char dir[256];
     snprintf(dir, sizeof(dir), "%s", tmp);
     setenv("DSINFER_LOGITS_DIR", dir, 1);
-    cli_cluster_opts_t co = {model, nodes, (uint32_t)stages, 1, NULL, 120000};
+    cli_cluster_opts_t co = {.model = model,
+                             .local_nodes = nodes,
+                             .stages = (uint32_t)stages,
+                             .node_threads = 1,
+                             .timeout_ms = 120000};
     dsc_cluster_req_t req[N_PROMPTS];
     for (int p = 0; p < N_PROMPTS; p++)
         req[p] = (dsc_cluster_req_t){prompt[p], prompt_len[p], STEPS, 0.0f, 1.0f, 0, 0};
