@@ -9,8 +9,11 @@
 /* Add a line here when a benchmark is implemented: X(name, function, summary). */
 #define DSINFER_BENCHES(X)                                                                         \
     X("tokenizer", dsinfer_bench_tokenizer, "tokenizer encode/decode throughput (MB/s, tokens/s)") \
-    X("kernels", dsinfer_bench_kernels, "matmul kernels vs measured memory bandwidth and FMA peak") \
-    X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")
+    X("kernels", dsinfer_bench_kernels,                                                            \
+      "matmul kernels vs measured memory bandwidth and FMA peak")                                  \
+    X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip") \
+    X("serve", dsinfer_bench_serve, "HTTP API load: req/s, tokens/s, TTFT/TPOT per concurrency")   \
+    X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)

@@ -13,7 +13,12 @@
  *   v_pow2i(v)            2^v for integral v in [-126, 127]
  *   v_select_lt(a, b, x, y)  lane-wise a < b ? x : y
  *   v_load_bf16(p)        VL bf16 -> f32
- *   v_load_fp8(p)         VL e4m3 bytes -> f32 value / 256 (see DSK_FP8_UNSCALE)
+ *   v_load_fp8(p)         VL e4m3 bytes -> f32 value / FP8_UNSCALE (an exact power of two)
+ *   FP8_UNSCALE           that power of two; FP8_X_SCALE (optional, default 1) moves part of
+ *                         it onto x in the decode kernel
+ *   FP8_WIDE (optional)   fp8_w_load4(p, V[4]) loads 4 * VL fp8 in a lane order of the ISA's
+ *                         choosing and fp8_x_load4(x, V[4]) loads x in the same order, times
+ *                         FP8_X_SCALE
  *   S_R1..S_R4            rows per register tile of the decode kernel for 1..4 tokens
  *   G_T                   tokens per register tile of the GEMM micro-kernel (<= 12)
  *
@@ -29,14 +34,13 @@
 #include <math.h>
 #include <string.h>
 
-#define DSK_INLINE      static inline __attribute__((always_inline))
-#define G_NR            (2 * VL) /* weight rows (matmul) or columns (matmul_t) per micro-kernel */
-#define G_KC            256      /* reduction length per packed panel; multiple of 8 and of VL */
-#define SMALL_N_MAX     4        /* largest n of the register-tile decode kernel */
-#define DT_F32          DSK_DTYPE_F32
-#define DT_BF16         DSK_DTYPE_BF16
-#define DT_FP8          DSK_DTYPE_F8_E4M3
-#define DSK_FP8_UNSCALE 256.0f /* v_load_fp8 yields value / 2^8; folded into the block scale */
+#define DSK_INLINE  static inline __attribute__((always_inline))
+#define G_NR        (2 * VL) /* weight rows (matmul) or columns (matmul_t) per micro-kernel */
+#define G_KC        256      /* reduction length per packed panel; multiple of 8 and of VL */
+#define SMALL_N_MAX 4        /* largest n of the register-tile decode kernel */
+#define DT_F32      DSK_DTYPE_F32
+#define DT_BF16     DSK_DTYPE_BF16
+#define DT_FP8      DSK_DTYPE_F8_E4M3
 
 /* ---- weight loading ---- */
 
@@ -69,12 +73,31 @@ DSK_INLINE V x_load_part(const float *x, int m)
     return v_loadu(buf);
 }
 
-/* What multiplies w_load's output to give the weight: the fp8 block scale x 256, else 1. */
+/*
+ * The decode kernel multiplies x by FP8_X_SCALE (fp8 weights only) and each block accumulator by
+ * w_scale(): together they undo v_load_fp8's 2^-k offset. An ISA whose fp8 loads come out tiny
+ * (2^-120, see dsk_avx2.c) scales x up so that no product or sum is subnormal.
+ */
+#ifndef FP8_X_SCALE
+#define FP8_X_SCALE 1.0f
+#endif
+DSK_INLINE V x_for(int dt, V xv)
+{
+    return dt == DT_FP8 && FP8_X_SCALE != 1.0f ? v_mul(xv, v_set1(FP8_X_SCALE)) : xv;
+}
+
+/* What multiplies a decode block accumulator: the fp8 block scale (x the rest of the offset). */
 DSK_INLINE float w_scale(int dt, const dsk_matrix_t *w, int64_t r, int64_t c)
 {
     if (dt != DT_FP8)
         return 1.0f;
-    return dsk_block_scale(w, r, c) * DSK_FP8_UNSCALE;
+    return dsk_block_scale(w, r, c) * (FP8_UNSCALE / FP8_X_SCALE);
+}
+
+/* What multiplies v_load_fp8's output to give the fp8 value, before the block scale. */
+DSK_INLINE V fp8_unscale(V v, float scale)
+{
+    return v_mul(v_mul(v, v_set1(FP8_UNSCALE)), v_set1(scale));
 }
 
 /*
@@ -89,14 +112,14 @@ DSK_INLINE void w_row_f32(int dt, const dsk_matrix_t *w, int64_t r, int64_t c0, 
     for (; c + VL <= k; c += VL) {
         V v = w_load(dt, w->data, base + c);
         if (dt == DT_FP8)
-            v = v_mul(v, v_set1(w_scale(dt, w, r, c0 + c)));
+            v = fp8_unscale(v, dsk_block_scale(w, r, c0 + c));
         v_storeu(out + c, v);
     }
     if (c < k) {
         _Alignas(64) float tmp[VL];
         V v = w_load_part(dt, w->data, base + c, (int)(k - c));
         if (dt == DT_FP8)
-            v = v_mul(v, v_set1(w_scale(dt, w, r, c0 + c)));
+            v = fp8_unscale(v, dsk_block_scale(w, r, c0 + c));
         v_storeu(tmp, v);
         memcpy(out + c, tmp, (size_t)(k - c) * sizeof(float));
     }
@@ -124,10 +147,25 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
             for (int t = 0; t < T; t++)
                 acc[i][t] = v_zero();
         int64_t c = c0;
+#ifdef FP8_WIDE
+        /* 4 * VL fp8 weights at a time in the ISA's lane order; x permuted to match */
+        for (; dt == DT_FP8 && T <= FP8_WIDE_TMAX && c + 4 * VL <= c1; c += 4 * VL) {
+            V xq[SMALL_N_MAX][4];
+            for (int t = 0; t < T; t++)
+                fp8_x_load4(x + t * ldx + c, xq[t]);
+            for (int i = 0; i < R; i++) {
+                V wq[4];
+                fp8_w_load4((const uint8_t *)w->data + (r + i) * K + c, wq);
+                for (int t = 0; t < T; t++)
+                    for (int q = 0; q < 4; q++)
+                        acc[i][t] = v_fma(wq[q], xq[t][q], acc[i][t]);
+            }
+        }
+#endif
         for (; c + VL <= c1; c += VL) {
             V xv[SMALL_N_MAX];
             for (int t = 0; t < T; t++)
-                xv[t] = v_loadu(x + t * ldx + c);
+                xv[t] = x_for(dt, v_loadu(x + t * ldx + c));
             for (int i = 0; i < R; i++) {
                 V wv = w_load(dt, w->data, (r + i) * K + c);
                 for (int t = 0; t < T; t++)
@@ -138,7 +176,7 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
             const int m = (int)(c1 - c);
             V xv[SMALL_N_MAX];
             for (int t = 0; t < T; t++)
-                xv[t] = x_load_part(x + t * ldx + c, m);
+                xv[t] = x_for(dt, x_load_part(x + t * ldx + c, m));
             for (int i = 0; i < R; i++) {
                 V wv = w_load_part(dt, w->data, (r + i) * K + c, m);
                 for (int t = 0; t < T; t++)
@@ -333,17 +371,33 @@ static void gemm_panel(const float *buf, int64_t kc, const float *x, int64_t ldx
         gemm_tiles[n - t](buf, kc, x + t * ldx, ldx, y + t * ldy, ldy, nc, accumulate);
 }
 
+/*
+ * Rows in blocks of G_MC (several packed panels, 64 KiB of stack in all), so each x micro-panel
+ * (G_T tokens x G_KC floats) is reused from L1 by every panel of the block instead of streaming
+ * all of x from L3 once per G_NR rows.
+ */
+#define G_MC 64
 static void mm_gemm(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
-    _Alignas(64) float buf[G_KC * G_NR];
+    _Alignas(64) float buf[G_MC / G_NR][G_KC * G_NR];
     const int64_t K = w->cols;
-    for (int64_t rp = r0; rp < r1; rp += G_NR) {
-        const int nr = (int)(r1 - rp < G_NR ? r1 - rp : G_NR);
+    for (int64_t rb = r0; rb < r1; rb += G_MC) {
+        const int64_t rb1 = r1 - rb < G_MC ? r1 : rb + G_MC;
+        const int np = (int)((rb1 - rb + G_NR - 1) / G_NR);
+        int nr[G_MC / G_NR];
+        for (int p = 0; p < np; p++)
+            nr[p] = (int)(rb1 - (rb + p * G_NR) < G_NR ? rb1 - (rb + p * G_NR) : G_NR);
         for (int64_t c0 = 0; c0 < K; c0 += G_KC) {
             const int64_t kc = K - c0 < G_KC ? K - c0 : G_KC;
-            pack_rows_t(dt, w, rp, nr, c0, kc, buf);
-            gemm_panel(buf, kc, x + c0, ldx, n, y + (rp - r0), ldy, nr, c0 > 0);
+            for (int p = 0; p < np; p++)
+                pack_rows_t(dt, w, rb + p * G_NR, nr[p], c0, kc, buf[p]);
+            for (int64_t t = 0; t < n; t += G_T) {
+                const int64_t tn = n - t < G_T ? n - t : G_T;
+                for (int p = 0; p < np; p++)
+                    gemm_tiles[tn](buf[p], kc, x + t * ldx + c0, ldx,
+                                   y + t * ldy + (rb + p * G_NR - r0), ldy, nr[p], c0 > 0);
+            }
         }
     }
 }
@@ -364,11 +418,84 @@ static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
         mm_gemm(dt, w, r0, r1, x, ldx, n, y, ldy);
 }
 
+/*
+ * matmul_t for n <= SMALL_N_MAX straight from the weights (no packing, whose extra store and load
+ * per element would dominate at decode): y[t][c0 .. c0+nc) += sum_r W[r][c0 ..] x[t][r - r0].
+ * The chunk [c0, c0 + G_NR) lies in one 128-column block, so each row has one scale, folded into
+ * the broadcast token value.
+ */
+DSK_INLINE void mmt_direct_tile(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, int64_t c0,
+                                int nc, const float *x, int64_t ldx, const int T, float *y,
+                                int64_t ldy)
+{
+    const int64_t K = w->cols;
+    V a0[SMALL_N_MAX], a1[SMALL_N_MAX];
+    for (int t = 0; t < T; t++) {
+        a0[t] = v_zero();
+        a1[t] = v_zero();
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t base = r * K + c0;
+        V w0, w1;
+        if (nc == G_NR) {
+            w0 = w_load(dt, w->data, base);
+            w1 = w_load(dt, w->data, base + VL);
+        } else {
+            w0 = nc >= VL ? w_load(dt, w->data, base) : w_load_part(dt, w->data, base, nc);
+            w1 = nc > VL ? w_load_part(dt, w->data, base + VL, nc - VL) : v_zero();
+        }
+        const float s = dt == DT_FP8 ? dsk_block_scale(w, r, c0) : 1.0f;
+        for (int t = 0; t < T; t++) {
+            float xs = x[t * ldx + (r - r0)];
+            if (dt == DT_FP8)
+                xs = xs * s * FP8_UNSCALE;
+            const V b = v_set1(xs);
+            a0[t] = v_fma(w0, b, a0[t]);
+            a1[t] = v_fma(w1, b, a1[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy + c0;
+        _Alignas(64) float tmp[G_NR];
+        v_storeu(tmp, a0[t]);
+        v_storeu(tmp + VL, a1[t]);
+        for (int j = 0; j < nc; j++)
+            yt[j] += tmp[j];
+    }
+}
+
+#define DEF_MMT_DIRECT(DT, T)                                                             \
+    static void mmt_direct_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1,      \
+                                      const float *x, int64_t ldx, float *y, int64_t ldy) \
+    {                                                                                     \
+        for (int64_t c0 = 0; c0 < w->cols; c0 += G_NR) {                                  \
+            const int nc = (int)(w->cols - c0 < G_NR ? w->cols - c0 : G_NR);              \
+            mmt_direct_tile(DT, w, r0, r1, c0, nc, x, ldx, T, y, ldy);                    \
+        }                                                                                 \
+    }
+#define DEF_MMT_DIRECT_ALL(DT) \
+    DEF_MMT_DIRECT(DT, 1)      \
+    DEF_MMT_DIRECT(DT, 2)      \
+    DEF_MMT_DIRECT(DT, 3)      \
+    DEF_MMT_DIRECT(DT, 4)
+DEF_MMT_DIRECT_ALL(0)
+DEF_MMT_DIRECT_ALL(1)
+DEF_MMT_DIRECT_ALL(2)
+static const mm_small_fn mmt_direct_fns[DSK_DTYPE_COUNT][SMALL_N_MAX + 1] = {
+    {NULL, mmt_direct_0_1, mmt_direct_0_2, mmt_direct_0_3, mmt_direct_0_4},
+    {NULL, mmt_direct_1_1, mmt_direct_1_2, mmt_direct_1_3, mmt_direct_1_4},
+    {NULL, mmt_direct_2_1, mmt_direct_2_2, mmt_direct_2_3, mmt_direct_2_4},
+};
+
 static void mmt_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
     if (n <= 0 || r1 <= r0)
         return;
+    if (n <= SMALL_N_MAX) {
+        mmt_direct_fns[dt][n](w, r0, r1, x, ldx, y, ldy);
+        return;
+    }
     _Alignas(64) float buf[G_KC * G_NR];
     const int64_t K = w->cols;
     for (int64_t c0 = 0; c0 < K; c0 += G_NR) {
