@@ -4,10 +4,10 @@
  *
  * Open validates the index (every listed shard exists and is a valid safetensors file, every
  * weight_map entry is found in its shard, no shard holds tensors the index does not list, no shard
- * file is unlisted) and the config. The weight loader (dsn_weights) then takes every tensor its slice
- * needs through dsn_checkpoint_matrix() / dsn_checkpoint_vector_f32(), which check shape and dtype,
- * in either release variant: FP8 with weight_scale_inv companions, or the BF16 cast without them.
- * MTP layer tensors (layers >= num_hidden_layers) are recognised and skipped.
+ * file is unlisted) and the config. The weight loader (dsn_weights) then takes every tensor its
+ * slice needs through dsn_checkpoint_matrix() / dsn_checkpoint_vector_f32(), which check shape and
+ * dtype, in either release variant: FP8 with weight_scale_inv companions, or the BF16 cast without
+ * them. MTP layer tensors (layers >= num_hidden_layers) are recognised and skipped.
  */
 #ifndef DSN_CHECKPOINT_H
 #define DSN_CHECKPOINT_H
@@ -18,7 +18,15 @@
 
 typedef struct dsn_checkpoint dsn_checkpoint_t;
 
-/* Open a model directory. *out owned by the caller: dsn_checkpoint_close(). */
+/*
+ * Open a model directory. *out owned by the caller: dsn_checkpoint_close(). Errors (logged once,
+ * naming the file/tensor/field): DSI_ERR_CONFIG (config.json absent or invalid),
+ * DSI_ERR_UNSUPPORTED (a config value dsinfer does not implement), DSI_ERR_NOT_FOUND (neither an
+ * index nor model.safetensors), DSI_ERR_IO (a listed shard missing or unreadable),
+ * DSI_ERR_FORMAT (malformed index or shard, extra tensor, extra model*.safetensors shard),
+ * DSI_ERR_MISSING_TENSOR (an index entry absent from its shard). Files other than
+ * model*.safetensors (e.g. reference.safetensors) are ignored.
+ */
 dsi_status_t dsn_checkpoint_open(const char *dir, dsn_checkpoint_t **out);
 void dsn_checkpoint_close(dsn_checkpoint_t *ckpt);
 

@@ -33,17 +33,22 @@ typedef enum {
 #define DSN_ST_MAX_DIMS 8
 
 typedef struct {
-    const char *name;             /* owned by the file */
+    const char *name; /* owned by the file */
     dsn_st_dtype_t dtype;
     int n_dims;
     int64_t shape[DSN_ST_MAX_DIMS];
-    const void *data;             /* into the mapping */
+    const void *data; /* into the mapping */
     size_t nbytes;
 } dsn_st_tensor_t;
 
 typedef struct dsn_st_file dsn_st_file_t;
 
-/* Map and validate `path`. *out owned by the caller: dsn_st_close(). */
+/*
+ * Map and validate `path`. *out owned by the caller: dsn_st_close(). Errors: DSI_ERR_NOT_FOUND
+ * (no such file), DSI_ERR_IO (unreadable, not a regular file), DSI_ERR_FORMAT (anything wrong in
+ * the header), each logged as "<file>: tensor '<name>': <what>". Tensor data is only guaranteed
+ * aligned to its element size when the writer laid it out so; dsn_checkpoint_matrix() checks.
+ */
 dsi_status_t dsn_st_open(const char *path, dsn_st_file_t **out);
 void dsn_st_close(dsn_st_file_t *file);
 const char *dsn_st_path(const dsn_st_file_t *file);
