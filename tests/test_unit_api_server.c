@@ -167,6 +167,8 @@ static void seq_tick(uv_timer_t *t)
         seq_done(q, DSC_API_FINISH_LENGTH);
         return;
     }
+    if (q->tb->delay_ms == 0) /* a repeat of 0 means "once": re-arm for the next loop turn */
+        uv_timer_start(t, seq_tick, 0, 0);
     char *word = q->cursor;
     size_t len = strcspn(word, " ");
     q->cursor = word + len;
