@@ -698,6 +698,28 @@ static void test_addresses(void)
     run_for(20);
 }
 
+/* A connection that never sends a frame is closed after idle_timeout_ms, when set. */
+static void test_idle_timeout(void)
+{
+    dst_ctrl_opts_t opts;
+    dst_ctrl_opts_default(&opts);
+    opts.idle_timeout_ms = 150;
+    dst_ctrl_listener_t *l;
+    memset(&srv, 0, sizeof(srv));
+    DSI_CHECK_INT_EQ(dst_ctrl_listen(loop, "127.0.0.1:0", &opts, &server_cb, &l), DSI_OK);
+    raw_t *r = raw_open(dst_ctrl_listener_port(l)); /* reads HELLO, then stays silent */
+    uint64_t t0 = uv_now(loop);
+    expect_error_reply("idle", r, DSI_ERR_TIMEOUT, 0, 1);
+    uint64_t waited = uv_now(loop) - t0;
+    DSI_CHECK(waited >= 100 && waited < 1500);
+    raw_close(r);
+    run_for(20);
+    DSI_CHECK_INT_EQ(srv.closed, 1);
+    DSI_CHECK_INT_EQ(srv.last_close, DSI_ERR_TIMEOUT);
+    dst_ctrl_listener_close(l);
+    run_for(20);
+}
+
 int main(void)
 {
     uv_loop_t lp;
@@ -709,6 +731,7 @@ int main(void)
     test_addresses();
     test_bad_peers();
     test_retry_and_plan();
+    test_idle_timeout();
 
     /* Everything closed: the loop has no handle left, so nothing leaked on it. */
     run_for(50);
