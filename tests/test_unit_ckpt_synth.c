@@ -1,11 +1,13 @@
 /*
  * test_unit_ckpt_synth.c - dsn_synth round trips: the tiny preset reproduces the fixture's tensor
  * names, dtypes and shapes; values are deterministic and independent of sharding; the BF16 variant,
- * multi-shard output, router skew, the v3 preset's configuration, and refused options.
+ * multi-shard output, router skew, the v3 preset's configuration, and refused options; the
+ * synthetic tokenizer loads in the coordinator's tokenizer and round-trips text.
  */
 #include <math.h>
 
 #include "ckpt_test_helpers.h"
+#include "dsc_tokenizer.h"
 #include "dsn_checkpoint.h"
 #include "dsn_synth.h"
 
@@ -163,6 +165,36 @@ static void test_tiny_bf16_skew(void)
     dsn_checkpoint_close(ck);
 }
 
+static void test_tokenizer(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/tiny", root); /* written by test_tiny_fp8 */
+    dsc_tokenizer_t *tok = NULL;
+    DSI_CHECK_INT_EQ(dsc_tokenizer_load(dir, &tok), DSI_OK);
+    if (tok == NULL)
+        return;
+    DSI_CHECK_INT_EQ(dsc_tokenizer_bos_id(tok), 0);
+    DSI_CHECK_INT_EQ(dsc_tokenizer_eos_id(tok), 1);
+    const char *text = "<\uff5cUser\uff5c>Hello, world! The quick brown fox 12345 jumps over "
+                       "the lazy dog.<\uff5cAssistant\uff5c>";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    DSI_CHECK_INT_EQ(dsc_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n), DSI_OK);
+    /* Merges make words shorter than their bytes; the markers are single ids after the merges. */
+    DSI_CHECK(n > 5 && n < strlen(text) / 2);
+    int max_id = 0;
+    for (size_t i = 0; i < n; i++)
+        max_id = ids[i] > max_id ? ids[i] : max_id;
+    DSI_CHECK(max_id < 1024);
+    char *back = NULL;
+    size_t len = 0;
+    DSI_CHECK_INT_EQ(dsc_tokenizer_decode(tok, ids, n, 0, &back, &len), DSI_OK);
+    DSI_CHECK_STR_EQ(back, text);
+    free(back);
+    free(ids);
+    dsc_tokenizer_destroy(tok);
+}
+
 static void test_v3_preset_and_refusals(void)
 {
     dsn_synth_opts_t o;
@@ -232,6 +264,7 @@ int main(void)
         test_tiny_fp8(fx);
         dsn_checkpoint_close(fx);
     }
+    test_tokenizer();
     test_tiny_bf16_skew();
     test_v3_preset_and_refusals();
     dsi_test_rmtree(root);
