@@ -233,6 +233,8 @@ dsi_status_t dsc_api_server_create(uv_loop_t *loop, const dsc_api_server_config_
     s->loop = loop;
     s->backend = backend;
     s->limits = cfg->limits;
+    if (s->limits.default_max_tokens > s->limits.max_tokens_limit)
+        s->limits.default_max_tokens = s->limits.max_tokens_limit; /* a default must be allowed */
     s->metrics = metrics;
     s->started = (int64_t)time(NULL);
     if (cfg->api_key != NULL && cfg->api_key[0] != '\0' &&

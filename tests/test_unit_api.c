@@ -371,8 +371,50 @@ static void test_errors(void)
     DSI_CHECK_STR_EQ(err.message, "prompt has 9000 tokens");
 }
 
+static void test_options(void)
+{
+    dsc_api_server_config_t cfg;
+    dsc_api_server_config_default(&cfg);
+    DSI_CHECK(cfg.api_key == NULL);
+    DSI_CHECK_STR_EQ(cfg.http.host, "127.0.0.1");
+    DSI_CHECK_INT_EQ(cfg.http.port, 8000);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "listen", "[::1]:9001"), DSI_OK);
+    DSI_CHECK_STR_EQ(cfg.http.host, "::1");
+    DSI_CHECK_INT_EQ(cfg.http.port, 9001);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "api-key", "k"), DSI_OK);
+    DSI_CHECK_STR_EQ(cfg.api_key, "k");
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "max-body", "8M"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.http.max_body_bytes, 8 << 20);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "max-header", "32k"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.http.max_header_bytes, 32 << 10);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "request-timeout", "2500"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.http.request_timeout_ms, 2500);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "idle-timeout", "100"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.http.idle_timeout_ms, 100);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "max-connections", "50"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.http.max_connections, 50);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "max-tokens-limit", "16384"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.limits.max_tokens_limit, 16384);
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "default-max-tokens", "256"), DSI_OK);
+    DSI_CHECK_INT_EQ(cfg.limits.default_max_tokens, 256);
+    /* Unknown names are the host's; bad values are refused and change nothing. */
+    DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, "model", "x"), DSI_ERR_NOT_FOUND);
+    const char *bad[][2] = {{"listen", "8000"},          {"max-body", "12"},
+                            {"max-body", "5Q"},          {"max-body", "-1"},
+                            {"max-body", "9G"},          {"request-timeout", "0"},
+                            {"idle-timeout", "1.5"},     {"max-connections", ""},
+                            {"max-tokens-limit", "3e9"}, {"default-max-tokens", "99999999999"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        DSI_CHECK_INT_EQ(dsc_api_server_config_option(&cfg, bad[i][0], bad[i][1]),
+                         DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(cfg.http.max_body_bytes, 8 << 20);
+    DSI_CHECK_INT_EQ(cfg.http.port, 9001);
+    DSI_CHECK_INT_EQ(cfg.limits.default_max_tokens, 256);
+}
+
 int main(void)
 {
+    test_options();
     dsc_api_limits_default(&limits);
     limits.max_tokens_limit = 1000;
     test_bad_requests();
