@@ -1,0 +1,278 @@
+/*
+ * dsc_backend.c - the backend's lifetime, the cluster's state (health), the served model id, and
+ * its metrics. Requests are in dsc_backend_seq.c, prompts in dsc_backend_prompt.c.
+ */
+#include "dsc_backend_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dsi_log.h"
+
+#define TICK_MS 200 /* how often the cluster gauges are refreshed between events */
+
+void dsc_backend_config_default(dsc_backend_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->chat_style = DSC_CHAT_AUTO;
+    cfg->max_queue = 64;
+    cfg->max_context = 16384;
+}
+
+void dsc_backend_count(dsc_metric_family_t *family, const char *reason)
+{
+    const char *labels[1] = {reason};
+    dsc_metric_series_t *series = family != NULL ? dsc_metric_series(family, labels) : NULL;
+    if (series != NULL)
+        dsc_metric_add(series, 1);
+}
+
+void dsc_backend_refresh_gauges(dsc_backend_t *b)
+{
+    dsc_cluster_stats_t st;
+    dsc_cluster_stats(b->cluster, &st);
+    dsc_metric_set(b->nodes_joined, st.nodes_joined);
+    dsc_metric_set(b->nodes_ready, st.nodes_ready);
+    dsc_metric_set(b->nodes_dead, st.nodes_dead);
+    dsc_metric_set(b->cluster_seqs, (double)st.sequences_active);
+    dsc_metric_set(b->cluster_ready, dsc_cluster_ready(b->cluster));
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    dsc_backend_refresh_gauges(t->data);
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    dsc_backend_run_deferred(t->data);
+}
+
+void dsc_backend_schedule(dsc_backend_t *b)
+{
+    if (b->handles_open == 0) /* destroyed: drop_all cancels directly */
+        return;
+    uv_timer_start(&b->defer, on_defer, 0, 0);
+}
+
+/* The cluster is ready (again: every plan epoch), or cannot serve for now (planning refused). */
+static void on_cluster_state(void *arg, dsi_status_t st)
+{
+    dsc_backend_t *b = arg;
+    if (st == DSI_OK) {
+        if (!b->ever_ready)
+            DSI_INFO("backend: the cluster is ready: serving '%s'", b->model_id);
+        b->ever_ready = 1;
+    } else {
+        DSI_WARN("backend: the cluster cannot serve for now: %s%s", dsi_status_message(st),
+                 b->ever_ready ? " (requests wait for a new plan)" : "");
+    }
+    dsc_backend_refresh_gauges(b);
+    if (b->cfg.on_state != NULL)
+        b->cfg.on_state(b->cfg.on_state_arg, st);
+}
+
+static size_t backend_models(void *self, const char **ids, size_t max)
+{
+    dsc_backend_t *b = self;
+    if (max > 0)
+        ids[0] = b->model_id;
+    return 1;
+}
+
+static dsc_api_health_t backend_health(void *self)
+{
+    dsc_backend_t *b = self;
+    if (b->stopping)
+        return DSC_API_HEALTH_STOPPING;
+    if (dsc_cluster_ready(b->cluster))
+        return DSC_API_HEALTH_OK;
+    /* Not ready after having been: re-planning after a membership change; requests wait. */
+    return b->ever_ready ? DSC_API_HEALTH_DEGRADED : DSC_API_HEALTH_STARTING;
+}
+
+static const dsc_api_backend_ops_t backend_ops = {
+    .submit = dsc_backend_submit,
+    .cancel = dsc_backend_cancel,
+    .models = backend_models,
+    .health = backend_health,
+};
+
+dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)
+{
+    dsc_api_backend_t api = {&backend_ops, b};
+    return api;
+}
+
+void dsc_backend_api_limits(const dsc_backend_t *b, dsc_api_limits_t *limits)
+{
+    dsc_api_limits_default(limits);
+    limits->max_tokens_limit = (int32_t)b->cfg.max_context - 1;
+    limits->default_max_tokens = (int32_t)b->cfg.max_context;
+}
+
+void dsc_backend_stop(dsc_backend_t *b)
+{
+    b->stopping = 1;
+}
+
+const char *dsc_backend_model_id(const dsc_backend_t *b)
+{
+    return b->model_id;
+}
+
+dsc_chat_style_t dsc_backend_chat_style(const dsc_backend_t *b)
+{
+    return dsc_chat_template_style(b->tpl);
+}
+
+/* The last path component of dir, without trailing slashes ("models/tiny-v3/" -> "tiny-v3"). */
+static char *dir_name(const char *dir)
+{
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && dir[start - 1] != '/')
+        start--;
+    if (start == len)
+        return strdup("model");
+    return strndup(dir + start, len - start);
+}
+
+static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
+{
+    static const char *const reason[] = {"reason"};
+    static const char *const state[] = {"state"};
+    dsc_metric_family_t *queued =
+        dsc_metrics_gauge(m, "dsinfer_queue_depth",
+                          "Admitted requests waiting for their first token (prefill)", NULL, 0);
+    dsc_metric_family_t *running =
+        dsc_metrics_gauge(m, "dsinfer_running_sequences",
+                          "Requests generating tokens (first token received)", NULL, 0);
+    dsc_metric_family_t *prompt =
+        dsc_metrics_counter(m, "dsinfer_backend_prompt_tokens_total",
+                            "Prompt tokens of admitted requests, cancelled ones included", NULL, 0);
+    dsc_metric_family_t *gen =
+        dsc_metrics_counter(m, "dsinfer_backend_generated_tokens_total",
+                            "Tokens the cluster generated, cancelled requests included", NULL, 0);
+    b->finished = dsc_metrics_counter(m, "dsinfer_backend_finished_total",
+                                      "Admitted requests by how they ended (stop: eos, "
+                                      "stop_string, length, cancelled: client left, error)",
+                                      reason, 1);
+    b->rejected = dsc_metrics_counter(
+        m, "dsinfer_backend_rejected_total",
+        "Requests refused at submit (queue_full, too_long, not_ready, bad_request)", reason, 1);
+    dsc_metric_family_t *nodes = dsc_metrics_gauge(
+        m, "dsinfer_cluster_nodes", "Nodes of the cluster by state (joined counts all)", state, 1);
+    dsc_metric_family_t *cseqs = dsc_metrics_gauge(
+        m, "dsinfer_cluster_sequences",
+        "Sequences open on the cluster (holding KV cache on their nodes)", NULL, 0);
+    dsc_metric_family_t *cready = dsc_metrics_gauge(
+        m, "dsinfer_cluster_ready", "1 when every node of the plan is ready", NULL, 0);
+    if (queued == NULL || running == NULL || prompt == NULL || gen == NULL || b->finished == NULL ||
+        b->rejected == NULL || nodes == NULL || cseqs == NULL || cready == NULL)
+        return 0;
+    const char *joined[1] = {"joined"}, *ready[1] = {"ready"}, *dead[1] = {"dead"};
+    b->queued = dsc_metric_series(queued, NULL);
+    b->running = dsc_metric_series(running, NULL);
+    b->prompt_tokens = dsc_metric_series(prompt, NULL);
+    b->gen_tokens = dsc_metric_series(gen, NULL);
+    b->nodes_joined = dsc_metric_series(nodes, joined);
+    b->nodes_ready = dsc_metric_series(nodes, ready);
+    b->nodes_dead = dsc_metric_series(nodes, dead);
+    b->cluster_seqs = dsc_metric_series(cseqs, NULL);
+    b->cluster_ready = dsc_metric_series(cready, NULL);
+    return b->queued && b->running && b->prompt_tokens && b->gen_tokens && b->nodes_joined &&
+           b->nodes_ready && b->nodes_dead && b->cluster_seqs && b->cluster_ready;
+}
+
+dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg,
+                                dsc_cluster_t *cluster, dsc_metrics_t *metrics, dsc_backend_t **out)
+{
+    if (cfg->model_dir == NULL || cfg->max_queue < 1 || cfg->max_context < 2 ||
+        cfg->max_context > INT32_MAX || cfg->vocab_size < 1) {
+        DSI_ERROR("backend: invalid configuration (model directory %s, max_queue %u, "
+                  "max_context %u, vocab %d)",
+                  cfg->model_dir ? cfg->model_dir : "missing", cfg->max_queue, cfg->max_context,
+                  cfg->vocab_size);
+        return DSI_ERR_INVALID_ARG;
+    }
+    dsi_status_t st = DSI_ERR_NOMEM;
+    dsc_backend_t *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        goto err_nomem;
+    b->loop = loop;
+    b->cluster = cluster;
+    b->cfg = *cfg;
+    b->cfg.model_dir = NULL;
+    b->cfg.model_id = NULL;
+    b->seed_state = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    b->model_id = cfg->model_id != NULL ? strdup(cfg->model_id) : dir_name(cfg->model_dir);
+    if (b->model_id == NULL)
+        goto err_free;
+    if ((st = dsc_tokenizer_load(cfg->model_dir, &b->tok)) != DSI_OK)
+        goto err_free;
+    st = dsc_chat_template_load(cfg->model_dir, cfg->chat_style, &b->tpl);
+    if (cfg->chat_style == DSC_CHAT_AUTO &&
+        (st == DSI_ERR_NOT_FOUND || st == DSI_ERR_UNSUPPORTED)) {
+        DSI_WARN("backend: %s has no DeepSeek chat template: using V3's (--chat-template r1 for "
+                 "an R1 model)",
+                 cfg->model_dir);
+        st = dsc_chat_template_load(cfg->model_dir, DSC_CHAT_V3, &b->tpl);
+    }
+    if (st != DSI_OK)
+        goto err_free;
+    if (!register_metrics(b, metrics)) {
+        DSI_ERROR("backend: cannot register the backend's metrics");
+        st = DSI_ERR_INTERNAL;
+        goto err_free;
+    }
+    uv_timer_init(loop, &b->tick);
+    uv_timer_init(loop, &b->defer);
+    b->tick.data = b->defer.data = b;
+    b->handles_open = 2;
+    uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
+    b->ever_ready = dsc_cluster_ready(cluster);
+    dsc_cluster_on_state(cluster, on_cluster_state, b);
+    dsc_backend_refresh_gauges(b);
+    DSI_INFO("backend: model '%s', %s chat template, context %u, at most %u sequences", b->model_id,
+             dsc_chat_style_name(dsc_chat_template_style(b->tpl)), cfg->max_context,
+             cfg->max_queue);
+    *out = b;
+    return DSI_OK;
+err_free:
+    dsc_chat_template_destroy(b->tpl);
+    dsc_tokenizer_destroy(b->tok);
+    free(b->model_id);
+    free(b);
+    if (st != DSI_ERR_NOMEM)
+        return st;
+err_nomem:
+    DSI_ERROR("backend: out of memory");
+    return DSI_ERR_NOMEM;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    dsc_backend_t *b = h->data;
+    if (--b->handles_open > 0)
+        return;
+    dsc_chat_template_destroy(b->tpl);
+    dsc_tokenizer_destroy(b->tok);
+    free(b->model_id);
+    free(b);
+}
+
+void dsc_backend_destroy(dsc_backend_t *b)
+{
+    if (b == NULL)
+        return;
+    b->stopping = 1;
+    dsc_cluster_on_state(b->cluster, NULL, NULL);
+    dsc_backend_drop_all(b);
+    uv_close((uv_handle_t *)&b->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&b->defer, on_handle_closed);
+}

@@ -1,0 +1,74 @@
+/*
+ * dsc_backend_impl.h - internals of the backend shared by its files (dsc_backend.c: lifetime,
+ * state, metrics; dsc_backend_seq.c: requests and the cluster's tokens; dsc_backend_prompt.c:
+ * request -> token ids). Not for other modules.
+ */
+#ifndef DSC_BACKEND_IMPL_H
+#define DSC_BACKEND_IMPL_H
+
+#include "dsc_backend.h"
+
+/* One admitted request. */
+typedef struct dsc_backend_seq {
+    struct dsc_backend_seq *prev, *next; /* in backend->seqs */
+    dsc_backend_t *b;
+    uint64_t handle;     /* the API's id for cancel() */
+    uint64_t cluster_id; /* dsc_cluster_submit's id */
+    const dsc_api_events_t *events;
+    void *ctx;
+    dsc_backend_text_t *text;
+    int64_t n_prompt, n_generated;
+    int attached;   /* the API may still get events (no terminal event, no cancel yet) */
+    int in_cluster; /* the cluster may still call back (no finish, no dsc_cluster_cancel yet) */
+    int started;    /* the first token came: counted as running, not queued */
+    int cancel_due; /* detached while inside a cluster callback: cancel on the next tick */
+} dsc_backend_seq_t;
+
+struct dsc_backend {
+    uv_loop_t *loop;
+    dsc_cluster_t *cluster;
+    dsc_tokenizer_t *tok;
+    dsc_chat_template_t *tpl;
+    char *model_id;
+    dsc_backend_config_t cfg; /* model_dir / model_id not kept */
+    int ever_ready;           /* the cluster was ready once: later not-ready spells are re-plans */
+    int stopping;
+    dsc_backend_seq_t *seqs;
+    uint32_t n_seqs; /* in seqs: what admission counts */
+    uint64_t next_handle;
+    uint64_t seed_state; /* for requests without a seed */
+    int in_cluster_cb;   /* > 0 inside dsc_cluster's token callback: cluster calls deferred */
+    uv_timer_t tick;     /* refreshes cluster gauges */
+    uv_timer_t defer;    /* runs deferred cancels right after the current callback */
+    int handles_open;    /* timers not yet closed after destroy */
+    /* metrics (series looked up once) */
+    dsc_metric_series_t *queued, *running;           /* gauges */
+    dsc_metric_series_t *prompt_tokens, *gen_tokens; /* counters */
+    dsc_metric_family_t *finished, *rejected;        /* counters by {reason} */
+    dsc_metric_series_t *nodes_joined, *nodes_ready, *nodes_dead, *cluster_seqs, *cluster_ready;
+};
+
+/* dsc_backend_seq.c: the ops of dsc_api_backend_ops_t that handle requests. */
+dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
+                                const dsc_api_events_t *events, void *ctx, uint64_t *handle,
+                                char *message, size_t message_cap);
+void dsc_backend_cancel(void *self, uint64_t handle);
+/* Cancel on the cluster every sequence marked cancel_due, and free the detached ones. */
+void dsc_backend_run_deferred(dsc_backend_t *b);
+/* Cancel everything (destroy). */
+void dsc_backend_drop_all(dsc_backend_t *b);
+
+/* dsc_backend.c */
+void dsc_backend_count(dsc_metric_family_t *family, const char *reason);
+void dsc_backend_refresh_gauges(dsc_backend_t *b);
+/* Run dsc_backend_run_deferred as soon as the current callback has returned. */
+void dsc_backend_schedule(dsc_backend_t *b);
+
+/*
+ * dsc_backend_prompt.c: the prompt's token ids (chat template or raw prompt with BOS). *ids is
+ * malloc'ed. On failure `message` (cap bytes) tells the client why.
+ */
+dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                    int32_t **ids, size_t *n_ids, char *message, size_t cap);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * dsc_backend_prompt.c - from an API request to the prompt's token ids: chat requests through the
+ * model's chat template (which writes the BOS token itself), completions as raw text with BOS
+ * prepended (as Hugging Face's encode with add_special_tokens does for DeepSeek, whose
+ * tokenizer_config sets add_bos_token), unless the text already starts with it.
+ */
+#include "dsc_backend_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsi_log.h"
+
+static dsc_chat_role_t chat_role(dsc_api_role_t role)
+{
+    switch (role) {
+    case DSC_API_ROLE_SYSTEM:
+        return DSC_CHAT_ROLE_SYSTEM;
+    case DSC_API_ROLE_USER:
+        return DSC_CHAT_ROLE_USER;
+    case DSC_API_ROLE_ASSISTANT:
+        return DSC_CHAT_ROLE_ASSISTANT;
+    case DSC_API_ROLE_TOOL:
+        return DSC_CHAT_ROLE_TOOL;
+    }
+    return DSC_CHAT_ROLE_OTHER;
+}
+
+/* Render the conversation; *text malloc'ed. */
+static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t *req, char **text,
+                                size_t *len, char *message, size_t cap)
+{
+    size_t n = req->n_messages;
+    dsc_chat_message_t *msgs = calloc(n, sizeof(*msgs));
+    dsc_chat_tool_call_t **calls = calloc(n, sizeof(*calls)); /* each one malloc'ed block */
+    dsi_status_t st = DSI_ERR_NOMEM;
+    if (msgs == NULL || calls == NULL) {
+        DSI_ERROR("backend: out of memory for %zu chat messages", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const dsc_api_message_t *m = &req->messages[i];
+        msgs[i].role = chat_role(m->role);
+        msgs[i].content = m->content;
+        msgs[i].content_len = m->content_len;
+        if (m->tool_calls != NULL && m->role == DSC_API_ROLE_ASSISTANT) {
+            st = dsc_chat_tool_calls_parse(m->tool_calls, strlen(m->tool_calls), &calls[i],
+                                           &msgs[i].n_tool_calls);
+            if (st != DSI_OK) {
+                snprintf(message, cap, "messages[%zu].tool_calls: not an array of function calls",
+                         i);
+                goto out;
+            }
+            msgs[i].tool_calls = calls[i];
+            /* The API gives "" for a null content; the templates treat "no content" apart. */
+            if (m->content_len == 0)
+                msgs[i].content = NULL;
+        }
+    }
+    st = dsc_chat_render(b->tpl, msgs, n, 1, text, len);
+    if (st == DSI_ERR_BAD_REQUEST)
+        snprintf(message, cap,
+                 "messages: the chat template cannot render this conversation (a system, user or "
+                 "tool message without content, or a tool call without name or arguments)");
+out:
+    if (calls != NULL) {
+        for (size_t i = 0; i < n; i++)
+            free(calls[i]);
+    }
+    free(calls);
+    free(msgs);
+    return st;
+}
+
+dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                    int32_t **ids, size_t *n_ids, char *message, size_t cap)
+{
+    char *rendered = NULL;
+    const char *text;
+    size_t len;
+    dsi_status_t st;
+    if (req->kind == DSC_API_KIND_CHAT) {
+        if ((st = render_chat(b, req, &rendered, &len, message, cap)) != DSI_OK)
+            return st;
+        text = rendered;
+    } else {
+        text = req->prompt;
+        len = req->prompt_len;
+    }
+    int32_t *out = NULL;
+    size_t n = 0;
+    st = dsc_tokenizer_encode(b->tok, text, len, 0, &out, &n);
+    free(rendered);
+    if (st != DSI_OK) {
+        snprintf(message, cap, "%s: cannot be tokenized (%s)",
+                 req->kind == DSC_API_KIND_CHAT ? "messages" : "prompt", dsi_status_message(st));
+        return st == DSI_ERR_NOMEM ? st : DSI_ERR_BAD_REQUEST;
+    }
+    int32_t bos = dsc_tokenizer_bos_id(b->tok);
+    if (req->kind == DSC_API_KIND_COMPLETION && bos >= 0 && (n == 0 || out[0] != bos)) {
+        int32_t *p = realloc(out, (n + 1) * sizeof(int32_t));
+        if (p == NULL) {
+            free(out);
+            DSI_ERROR("backend: out of memory for a prompt of %zu tokens", n + 1);
+            return DSI_ERR_NOMEM;
+        }
+        memmove(p + 1, p, n * sizeof(int32_t));
+        p[0] = bos;
+        out = p;
+        n++;
+    }
+    *ids = out;
+    *n_ids = n;
+    return DSI_OK;
+}

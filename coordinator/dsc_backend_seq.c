@@ -1,0 +1,304 @@
+/*
+ * dsc_backend_seq.c - one request through the cluster: admission and limits at submit, the
+ * cluster's tokens through the text stage to the API's events, and cancellation.
+ *
+ * A sequence is freed once neither side can reach it: the API is detached (terminal event sent or
+ * cancel() called) and the cluster is done with it (finish delivered or dsc_cluster_cancel
+ * called). dsc_cluster_cancel frees the cluster's record at once, so it must not run inside the
+ * cluster's own token callback for that sequence: a stop string found there (or a cancel() that
+ * arrives while one runs) marks the sequence cancel_due and a zero-delay timer cancels it right
+ * after the callback returns.
+ */
+#include "dsc_backend_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsi_log.h"
+
+static void seq_free(dsc_backend_t *b, dsc_backend_seq_t *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        b->seqs = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    b->n_seqs--;
+    dsc_backend_text_destroy(s->text);
+    free(s);
+}
+
+/* No more events go to the API for s. */
+static void seq_detach(dsc_backend_t *b, dsc_backend_seq_t *s)
+{
+    if (!s->attached)
+        return;
+    s->attached = 0;
+    dsc_metric_add(s->started ? b->running : b->queued, -1);
+}
+
+/* The cluster must forget s: now, or right after the current cluster callback. */
+static void seq_release(dsc_backend_t *b, dsc_backend_seq_t *s)
+{
+    if (b->in_cluster_cb > 0) {
+        s->cancel_due = 1;
+        dsc_backend_schedule(b);
+        return;
+    }
+    if (s->in_cluster) {
+        dsc_cluster_cancel(b->cluster, s->cluster_id);
+        s->in_cluster = 0;
+    }
+    seq_free(b, s);
+}
+
+void dsc_backend_run_deferred(dsc_backend_t *b)
+{
+    for (dsc_backend_seq_t *s = b->seqs, *next; s != NULL; s = next) {
+        next = s->next;
+        if (s->cancel_due) {
+            s->cancel_due = 0;
+            seq_release(b, s);
+        }
+    }
+    dsc_backend_refresh_gauges(b);
+}
+
+void dsc_backend_drop_all(dsc_backend_t *b)
+{
+    while (b->seqs != NULL) {
+        dsc_backend_seq_t *s = b->seqs;
+        seq_detach(b, s);
+        s->cancel_due = 0;
+        seq_release(b, s);
+    }
+}
+
+static void seq_done(dsc_backend_t *b, dsc_backend_seq_t *s, dsc_api_finish_t finish,
+                     const char *reason)
+{
+    dsc_api_usage_t usage = {s->n_prompt, s->n_generated};
+    seq_detach(b, s);
+    dsc_backend_count(b->finished, reason);
+    s->events->on_done(s->ctx, finish, &usage);
+}
+
+static void seq_fail(dsc_backend_t *b, dsc_backend_seq_t *s, dsi_status_t st, const char *why)
+{
+    seq_detach(b, s);
+    dsc_backend_count(b->finished, "error");
+    s->events->on_error(s->ctx, st, why);
+}
+
+/* The tokens of an attached sequence through the text stage; the finish reason last. */
+static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *tokens, uint32_t n,
+                     dst_finish_t finish)
+{
+    if (n > 0 && !s->started) {
+        s->started = 1;
+        dsc_metric_add(b->queued, -1);
+        dsc_metric_add(b->running, 1);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        s->n_generated++;
+        int r = dsc_backend_text_push(s->text, tokens[i], s->events->on_text, s->ctx);
+        if (r < 0) {
+            seq_fail(b, s, DSI_ERR_NOMEM, "out of memory while decoding the generated text");
+            return;
+        }
+        if (r == 1) {
+            seq_done(b, s, DSC_API_FINISH_STOP, "stop_string");
+            return;
+        }
+    }
+    if (finish == DST_FINISH_STOP || finish == DST_FINISH_LENGTH) {
+        int r = dsc_backend_text_finish(s->text, s->events->on_text, s->ctx);
+        if (r < 0)
+            seq_fail(b, s, DSI_ERR_NOMEM, "out of memory while decoding the generated text");
+        else if (r == 1)
+            seq_done(b, s, DSC_API_FINISH_STOP, "stop_string");
+        else if (finish == DST_FINISH_STOP)
+            seq_done(b, s, DSC_API_FINISH_STOP, "stop");
+        else
+            seq_done(b, s, DSC_API_FINISH_LENGTH, "length");
+    } else if (finish != DST_FINISH_NONE) {
+        seq_fail(
+            b, s, DSI_ERR_PEER,
+            finish == DST_FINISH_CANCELLED
+                ? "the cluster cancelled the generation (a node is draining or was lost)"
+                : "the generation failed on the cluster (a node was lost or ran out of memory)");
+    }
+}
+
+static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
+{
+    dsc_backend_seq_t *s = ctx;
+    dsc_backend_t *b = s->b;
+    dsc_metric_add(b->gen_tokens, (double)n);
+    if (finish != DST_FINISH_NONE)
+        s->in_cluster = 0; /* the cluster frees its record after this call */
+    b->in_cluster_cb++;
+    if (s->attached)
+        seq_feed(b, s, tokens, n, finish);
+    b->in_cluster_cb--;
+    if (s->attached)
+        return;
+    if (s->in_cluster) {
+        /* We are inside the cluster's callback for s: dsc_cluster_cancel must wait. */
+        s->cancel_due = 1;
+        dsc_backend_schedule(b);
+    } else {
+        seq_free(b, s);
+    }
+}
+
+void dsc_backend_cancel(void *self, uint64_t handle)
+{
+    dsc_backend_t *b = self;
+    for (dsc_backend_seq_t *s = b->seqs; s != NULL; s = s->next) {
+        if (s->handle == handle && s->attached) {
+            DSI_DEBUG("backend: request %llu cancelled by the API", (unsigned long long)handle);
+            seq_detach(b, s);
+            dsc_backend_count(b->finished, "cancelled");
+            seq_release(b, s);
+            dsc_backend_refresh_gauges(b);
+            return;
+        }
+    }
+}
+
+static uint64_t next_seed(dsc_backend_t *b)
+{
+    /* splitmix64: distinct, well-mixed seeds for requests that gave none */
+    uint64_t z = (b->seed_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static dsi_status_t refuse(dsc_backend_t *b, const char *reason, dsi_status_t st, char *message,
+                           size_t cap, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static dsi_status_t refuse(dsc_backend_t *b, const char *reason, dsi_status_t st, char *message,
+                           size_t cap, const char *fmt, ...)
+{
+    if (fmt != NULL && message != NULL && cap > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(message, cap, fmt, ap);
+        va_end(ap);
+    }
+    dsc_backend_count(b->rejected, reason);
+    return st;
+}
+
+/* Refusals that need no tokenization: shutting down, not ready, admission. */
+static dsi_status_t check_state(dsc_backend_t *b, char *message, size_t cap)
+{
+    if (b->stopping)
+        return refuse(b, "not_ready", DSI_ERR_CANCELLED, message, cap,
+                      "The server is shutting down.");
+    if (!b->ever_ready)
+        return refuse(b, "not_ready", DSI_ERR_PEER, message, cap,
+                      "The cluster is not ready yet (nodes are loading); retry shortly.");
+    if (b->n_seqs >= b->cfg.max_queue)
+        return refuse(b, "queue_full", DSI_ERR_CAPACITY, message, cap,
+                      "Too many requests: %u sequences are being generated (the server's "
+                      "--max-queue); retry shortly.",
+                      b->n_seqs);
+    return DSI_OK;
+}
+
+dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
+                                const dsc_api_events_t *events, void *ctx, uint64_t *handle,
+                                char *message, size_t message_cap)
+{
+    dsc_backend_t *b = self;
+    dsi_status_t st = check_state(b, message, message_cap);
+    if (st != DSI_OK)
+        return st;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dsc_backend_seq_t *s = NULL;
+    st = dsc_backend_prompt_ids(b, req, &ids, &n, message, message_cap);
+    if (st != DSI_OK) {
+        refuse(b, "bad_request", st, NULL, 0, NULL);
+        return st;
+    }
+    const char *what = req->kind == DSC_API_KIND_CHAT ? "messages" : "prompt";
+    if (n == 0) {
+        st = refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                    "%s: the prompt has no tokens", what);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= b->cfg.vocab_size) {
+            st = refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                        "%s: token %d is outside the model's vocabulary of %d (the tokenizer "
+                        "knows more tokens than the model)",
+                        what, ids[i], b->cfg.vocab_size);
+            goto out;
+        }
+    }
+    int64_t ctx_len = b->cfg.max_context;
+    int64_t max_tokens = req->max_tokens;
+    if (max_tokens >= ctx_len) /* not given (dsc_backend_api_limits): the rest of the context */
+        max_tokens = ctx_len - (int64_t)n;
+    if ((int64_t)n + max_tokens > ctx_len || max_tokens < 1) {
+        st = refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, message_cap,
+                    "This model's maximum context length is %lld tokens. However, you requested "
+                    "%lld tokens (%zu in the %s, %lld for the completion).",
+                    (long long)ctx_len, (long long)n + (max_tokens < 1 ? 1 : max_tokens), n, what,
+                    (long long)(max_tokens < 1 ? 1 : max_tokens));
+        goto out;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        st = DSI_ERR_NOMEM;
+        goto out;
+    }
+    int reasoning =
+        req->kind == DSC_API_KIND_CHAT && dsc_chat_template_style(b->tpl) == DSC_CHAT_R1;
+    if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
+        DSI_OK)
+        goto out;
+    dsc_cluster_req_t creq = {ids,
+                              (uint32_t)n,
+                              (uint32_t)max_tokens,
+                              req->temperature,
+                              req->top_p,
+                              (uint32_t)req->top_k,
+                              req->has_seed ? req->seed : next_seed(b)};
+    if ((st = dsc_cluster_submit(b->cluster, &creq, on_tokens, s, &s->cluster_id)) != DSI_OK) {
+        snprintf(message, message_cap, "the cluster refused the request: %s",
+                 dsi_status_message(st));
+        goto out;
+    }
+    s->b = b;
+    s->handle = ++b->next_handle;
+    s->events = events;
+    s->ctx = ctx;
+    s->n_prompt = (int64_t)n;
+    s->attached = s->in_cluster = 1;
+    s->next = b->seqs;
+    if (b->seqs != NULL)
+        b->seqs->prev = s;
+    b->seqs = s;
+    b->n_seqs++;
+    dsc_metric_add(b->queued, 1);
+    dsc_metric_add(b->prompt_tokens, (double)n);
+    dsc_backend_refresh_gauges(b);
+    *handle = s->handle;
+    free(ids);
+    return DSI_OK;
+out:
+    if (s != NULL) {
+        dsc_backend_text_destroy(s->text);
+        free(s);
+    }
+    free(ids);
+    return st;
+}
