@@ -56,9 +56,11 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
         fprintf(stderr, "dsinfer: cannot find dsinfer-node next to this program (%s)\n", bin);
         return -1;
     }
+    /* Names are unique over the process's life: nodes started later (joins) get new ones. */
+    static int spawned;
     snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
     for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof(name), "local-%d", i);
+        snprintf(name, sizeof(name), "local-%d", spawned++);
         pid_t pid = fork();
         if (pid < 0) {
             fprintf(stderr, "dsinfer: fork: %s\n", strerror(errno));

@@ -10,6 +10,12 @@
  * back to the lane's stage-0 node when stages differ, and on finish a CANCEL frees the sequence on
  * every node of its lane.
  *
+ * Membership may change while serving: a node that joins, drains (DRAIN) or is lost (its
+ * connection closes, or no HEARTBEAT within node_timeout_ms) triggers a re-plan over the live
+ * nodes; open sequences are re-submitted with the tokens they already produced, so none is lost
+ * (dsc_cluster_impl.h). When the live nodes cannot hold the model, requests stay queued until a
+ * node joins, at most stall_timeout_ms.
+ *
  * Everything runs on the caller's libuv loop thread.
  */
 #ifndef DSC_CLUSTER_H
@@ -28,16 +34,17 @@
 typedef struct dsc_cluster dsc_cluster_t;
 
 typedef struct {
-    const char *listen;       /* "127.0.0.1:7000"; port 0 picks one (dsc_cluster_port) */
-    uint32_t expect_nodes;    /* plan once this many nodes have joined (>= 1) */
-    uint32_t heartbeat_ms;    /* how often nodes send HEARTBEAT */
-    uint32_t node_timeout_ms; /* a node silent this long is declared dead */
-    dsc_plan_opts_t plan;     /* planner options (stages, weight format, KV reserve) */
-    dst_secret_t secret;      /* nodes must prove they know it */
+    const char *listen;        /* "127.0.0.1:7000"; port 0 picks one (dsc_cluster_port) */
+    uint32_t expect_nodes;     /* plan once this many nodes have joined (>= 1) */
+    uint32_t heartbeat_ms;     /* how often nodes send HEARTBEAT */
+    uint32_t node_timeout_ms;  /* a node silent this long is declared dead */
+    uint32_t stall_timeout_ms; /* queued requests fail if the cluster cannot serve this long */
+    dsc_plan_opts_t plan;      /* planner options (stages, weight format, KV reserve) */
+    dst_secret_t secret;       /* nodes must prove they know it */
 } dsc_cluster_opts_t;
 
-/* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s timeout, default plan options. The secret
- * is left empty: the caller loads it (dst_secret_load). */
+/* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s node timeout, 60 s stall timeout,
+ * default plan options. The secret is left empty: the caller loads it (dst_secret_load). */
 void dsc_cluster_opts_default(dsc_cluster_opts_t *opts);
 
 /* A generation request at the token level. */
@@ -86,6 +93,8 @@ typedef struct {
     uint32_t nodes_joined, nodes_ready, nodes_dead;
     uint64_t sequences_active, sequences_done;
     uint64_t bad_registrations;
+    uint64_t replans;     /* plans after the first (joins, drains, losses) */
+    uint64_t bytes_moved; /* expert weight bytes those re-plans moved */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

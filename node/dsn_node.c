@@ -99,8 +99,10 @@ static dsi_status_t load_slice(dsn_node_t *node)
     return DSI_OK;
 }
 
+/* Endpoints to every peer of the plan; peers that left the plan are disconnected. */
 static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
 {
+    uint8_t wanted[DSN_MAX_PEERS] = {0};
     dst_ucx_set_epoch(node->ucx, peers->epoch);
     for (uint32_t i = 0; i < peers->n_peers; i++) {
         const dst_msg_peer_t *pe = &peers->peers[i];
@@ -111,11 +113,52 @@ static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers
                       DSN_MAX_PEERS);
             return DSI_ERR_PROTOCOL;
         }
+        wanted[pe->node_id] = 1;
+        if (node->connected[pe->node_id])
+            continue;
         dsi_status_t st = dst_ucx_connect(node->ucx, pe->node_id, pe->ucx_addr, pe->ucx_addr_len);
         if (st != DSI_OK)
             return st;
+        node->connected[pe->node_id] = 1;
+    }
+    for (uint32_t id = 0; id < DSN_MAX_PEERS; id++) {
+        if (node->connected[id] && !wanted[id]) {
+            dst_ucx_disconnect(node->ucx, id);
+            node->connected[id] = 0;
+        }
     }
     return DSI_OK;
+}
+
+/* Free what the compute thread queued but the loop has not sent (a plan change voids it). */
+static void discard_outbox(dsn_node_t *node)
+{
+    dsn_out_t *o = dsn_worker_take_outbox(node);
+    while (o != NULL) {
+        dsn_out_t *next = o->next;
+        free(o->payload);
+        free(o);
+        o = next;
+    }
+}
+
+/*
+ * A new plan while serving (a node joined, left or died): stop the compute thread (its sequences
+ * and parked micro-batches are dropped: the coordinator re-submits every open sequence once all
+ * nodes are READY in the new epoch), release the old slice, and wait for PEERS to load the new
+ * one. The mapping stays open, so pages of weights the node keeps stay in the page cache.
+ */
+static void leave_epoch(dsn_node_t *node)
+{
+    dsn_worker_stop(node);
+    discard_outbox(node);
+    dsn_engine_destroy(node->engine);
+    dsn_weights_destroy(node->weights);
+    free(node->expert_mask);
+    node->engine = NULL;
+    node->weights = NULL;
+    node->expert_mask = NULL;
+    node->ready = 0;
 }
 
 /* ---- control messages ---- */
@@ -182,10 +225,6 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
         DSI_ERROR("PEERS of epoch %llu without its PLAN", (unsigned long long)peers->epoch);
         return;
     }
-    if (node->ready) {
-        DSI_WARN("a new plan while serving is not supported yet: ignored");
-        return;
-    }
     dsi_status_t st = load_slice(node);
     if (st == DSI_OK)
         st = connect_peers(node, peers);
@@ -221,10 +260,13 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         DSI_INFO("registered as node %u", node->node_id);
         break;
     case DST_MSG_PLAN:
-        if (node->ready) {
-            DSI_WARN("a new plan while serving is not supported yet: ignored");
+        if (node->have_plan && msg->plan.plan.epoch <= node->plan.plan.plan.epoch) {
+            DSI_WARN("PLAN of epoch %llu is not newer than ours: ignored",
+                     (unsigned long long)msg->plan.plan.epoch);
             break;
         }
+        if (node->ready)
+            leave_epoch(node);
         dst_msg_free(&node->plan);
         node->plan = *msg;
         memset(msg, 0, sizeof(*msg));
@@ -300,8 +342,10 @@ static void on_wire(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr, co
 static void on_peer_error(dst_ucx_t *ucx, uint32_t peer, dsi_status_t status, void *user)
 {
     (void)ucx;
-    (void)user;
+    dsn_node_t *node = user;
     DSI_ERROR("data plane to node %u failed: %s", peer, dsi_status_message(status));
+    if (peer < DSN_MAX_PEERS)
+        node->connected[peer] = 0; /* the coordinator's next plan decides; reconnect then */
 }
 
 static void on_sent(dst_ucx_t *ucx, dsi_status_t status, void *arg)
@@ -339,11 +383,33 @@ static void on_wake(uv_async_t *async)
     }
 }
 
+static void on_drain_deadline(uv_timer_t *t)
+{
+    dsn_node_t *node = t->data;
+    DSI_WARN("the coordinator did not release this node within the drain deadline: stopping");
+    node_stop(node, DSI_OK);
+}
+
+/*
+ * The first SIGTERM / SIGINT drains: the node asks the coordinator to move its experts and
+ * sequences elsewhere and keeps serving until SHUTDOWN (or the deadline). A second one, or one
+ * before the node serves, stops at once.
+ */
 static void on_signal(uv_signal_t *sig, int signum)
 {
     dsn_node_t *node = sig->data;
-    DSI_INFO("signal %d: stopping", signum);
-    node_stop(node, DSI_OK);
+    if (node->draining || !node->ready || node->ctrl == NULL) {
+        DSI_INFO("signal %d: stopping", signum);
+        node_stop(node, DSI_OK);
+        return;
+    }
+    node->draining = 1;
+    DSI_INFO("signal %d: draining (asking the coordinator to re-plan without this node)", signum);
+    dst_msg_t m = {.type = DST_MSG_DRAIN};
+    m.drain.node_id = node->node_id;
+    m.drain.deadline_ms = DSN_DRAIN_DEADLINE_MS;
+    send_msg(node, &m);
+    uv_timer_start(&node->drain_timer, on_drain_deadline, DSN_DRAIN_DEADLINE_MS, 0);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -390,6 +456,8 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     node->wake.data = node;
     uv_timer_init(&node->loop, &node->heartbeat);
     node->heartbeat.data = node;
+    uv_timer_init(&node->loop, &node->drain_timer);
+    node->drain_timer.data = node;
     uv_signal_init(&node->loop, &node->sigterm);
     uv_signal_init(&node->loop, &node->sigint);
     node->sigterm.data = node->sigint.data = node;

@@ -26,8 +26,9 @@
 #include "dst_secret.h"
 #include "dst_ucx.h"
 
-#define DSN_MAX_PEERS  1024 /* node ids are below this */
-#define DSN_MAX_STAGES 64
+#define DSN_MAX_PEERS         1024 /* node ids are below this */
+#define DSN_MAX_STAGES        64
+#define DSN_DRAIN_DEADLINE_MS 60000 /* a draining node stops by itself after this */
 
 typedef enum {
     DSN_TASK_SUBMIT,   /* msg: SUBMIT (a sequence for this node's stage) */
@@ -119,6 +120,9 @@ typedef struct dsn_node {
     uint64_t heartbeat_seq;
     uv_async_t wake; /* compute -> loop: the outbox has messages */
     uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer;
+    int draining;
+    uint8_t connected[DSN_MAX_PEERS]; /* UCX endpoint open to that node */
 
     /* the plan */
     dst_msg_t plan; /* moved PLAN message (owns the plan) */

@@ -74,7 +74,14 @@ void dsn_worker_stop(dsn_node_t *node)
     if (t == NULL)
         abort(); /* cannot stop the thread without memory for the message */
     t->type = DSN_TASK_STOP;
-    dsn_worker_push(node, t);
+    /* At the head of the queue: what is queued belongs to the epoch being left. */
+    pthread_mutex_lock(&node->mutex);
+    t->next = node->task_head;
+    node->task_head = t;
+    if (node->task_tail == NULL)
+        node->task_tail = t;
+    pthread_cond_signal(&node->cond);
+    pthread_mutex_unlock(&node->mutex);
     pthread_join(node->thread, NULL);
     node->thread_started = 0;
     /* Drop what was queued after the stop. */

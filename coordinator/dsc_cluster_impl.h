@@ -1,0 +1,120 @@
+/*
+ * dsc_cluster_impl.h - private to the coordinator's cluster files:
+ *   dsc_cluster.c       connections, membership (join, drain, loss), the public entry points;
+ *   dsc_cluster_plan.c  planning and re-planning (epochs), lanes;
+ *   dsc_cluster_seq.c   sequences: submit, tokens, cancel, re-submission after a re-plan.
+ *
+ * Membership changes while serving are handled by re-planning, never by losing requests: every
+ * open sequence is cancelled on the nodes, a new plan (kept close to the old one) goes out, and
+ * once every live node is READY in the new epoch each sequence is submitted again with its prompt
+ * followed by the tokens it already produced, under a fresh wire id (so late TOKENS of the old
+ * epoch are ignored). Greedy sequences therefore continue with exactly the tokens they would have
+ * produced; sampled ones continue from the same seed (docs/ELASTICITY.md).
+ */
+#ifndef DSC_CLUSTER_IMPL_H
+#define DSC_CLUSTER_IMPL_H
+
+#include "dsc_cluster.h"
+#include "dst_ctrl.h"
+
+#define DSC_MAX_NODES 1024
+
+typedef enum { PEER_UNKNOWN = 0, PEER_NODE, PEER_CLIENT } peer_kind_t;
+
+/* What the coordinator knows of one control connection. */
+typedef struct conn_state {
+    dsc_cluster_t *cl;
+    dst_ctrl_conn_t *conn;
+    peer_kind_t kind;
+    int node; /* index into nodes when kind == PEER_NODE */
+    uint8_t nonce[DST_MSG_NONCE_LEN];
+} conn_state_t;
+
+typedef enum { NODE_JOINED = 0, NODE_READY, NODE_DEAD } node_state_t;
+
+typedef struct {
+    uint32_t id; /* == its index in nodes[] */
+    char name[DST_MSG_NAME_MAX];
+    uint64_t mem_budget;
+    uint32_t cores;
+    uint8_t *ucx_addr;
+    size_t ucx_addr_len;
+    node_state_t state;
+    int draining; /* asked to leave: not in the next plan; SHUTDOWN once that plan serves */
+    conn_state_t *cs;
+    uint64_t last_seen_ns;
+} node_t;
+
+/* A sequence (request) until its owner has its last token. */
+typedef struct seq {
+    struct seq *next;
+    uint64_t handle;  /* the owner's id for it (stable) */
+    uint64_t wire_id; /* id on the nodes in the current submission (new after a re-plan) */
+    uint32_t route[DST_MSG_MAX_STAGES];
+    uint32_t n_route;
+    int submitted; /* SUBMIT went to the lane's nodes under wire_id */
+    dsc_cluster_token_cb cb;
+    void *ctx;
+    conn_state_t *client; /* remote client that sent SUBMIT, or NULL */
+    uint64_t client_seq;  /* the client's id for it */
+    int32_t *tokens;      /* [n_prompt + n_generated]: the prompt, then what was delivered */
+    uint32_t n_prompt, n_generated, cap;
+    dst_msg_submit_t req; /* sampling parameters and max_tokens */
+} seq_t;
+
+struct dsc_cluster {
+    uv_loop_t *loop;
+    dsn_config_t cfg;
+    dsc_cluster_opts_t opts;
+    dst_ctrl_listener_t *listener;
+    uv_timer_t timer;
+    node_t nodes[DSC_MAX_NODES];
+    uint32_t n_nodes;
+    dst_plan_t plan;
+    int planned;               /* a plan was sent at least once */
+    int ready;                 /* every node of the current plan is READY: sequences run */
+    int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
+    uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
+    uint32_t n_lanes, next_lane;
+    uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
+    seq_t *seqs;
+    uint64_t next_handle, next_wire;
+    void (*state_cb)(void *arg, dsi_status_t st);
+    void *state_arg;
+    dsc_cluster_stats_t stats;
+    /* Teardown: the struct is freed once destroyed, its timer closed and no connection left. */
+    int destroyed, timer_open;
+    uint32_t open_conns;
+};
+
+/* dsc_cluster.c */
+uint64_t dsc_now_ns(void);
+void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
+void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
+void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
+/* Nodes that are neither dead nor draining. */
+int dsc_node_live(const node_t *n);
+
+/* dsc_cluster_plan.c */
+/* Plan over the live nodes (kept close to the previous plan) and send it; 0 or -1 (logged). */
+int dsc_cluster_replan(dsc_cluster_t *cl, const char *why);
+/* A node answered READY for the current epoch. */
+void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n);
+
+/* dsc_cluster_seq.c */
+seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out);
+void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* Owner gets the tokens; records them for re-submission. */
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
+                     dst_finish_t finish);
+/* Cancel on the nodes (if submitted) and free. */
+void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
+/* Cancel every submitted sequence on the nodes; they wait for the next epoch. */
+void dsc_seq_withdraw_all(dsc_cluster_t *cl);
+void dsc_seq_submit_all(dsc_cluster_t *cl);
+/* Every open sequence ends with an error. */
+void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why);
+void dsc_seq_free_all(dsc_cluster_t *cl);
+
+#endif

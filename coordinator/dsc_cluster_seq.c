@@ -1,0 +1,212 @@
+/* dsc_cluster_seq.c - the coordinator's sequences: submit, deliver, cancel, re-submit. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_cluster_impl.h"
+#include "dsi_log.h"
+
+seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id)
+{
+    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+        if (s->submitted && s->wire_id == wire_id)
+            return s;
+    }
+    return NULL;
+}
+
+static void send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
+{
+    for (uint32_t i = 0; i < s->n_route; i++) {
+        int dup = 0;
+        for (uint32_t j = 0; j < i; j++)
+            dup |= s->route[j] == s->route[i];
+        if (!dup)
+            dsc_cluster_send_node(cl, s->route[i], m);
+    }
+}
+
+/* Tell the lane's nodes to drop the sequence's current submission. */
+static void withdraw(dsc_cluster_t *cl, seq_t *s)
+{
+    if (!s->submitted)
+        return;
+    dst_msg_t m = {.type = DST_MSG_CANCEL};
+    m.cancel.seq_id = s->wire_id;
+    send_route(cl, s, &m);
+    s->submitted = 0;
+}
+
+void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
+{
+    uint32_t lane = cl->next_lane++ % cl->n_lanes;
+    s->n_route = cl->plan.n_stages;
+    for (uint32_t st = 0; st < s->n_route; st++)
+        s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+    s->wire_id = ++cl->next_wire;
+    dst_msg_t m = {.type = DST_MSG_SUBMIT};
+    m.submit = s->req;
+    m.submit.seq_id = s->wire_id;
+    /* After a re-plan the tokens produced so far are prefilled with the prompt. */
+    m.submit.tokens = s->tokens;
+    m.submit.n_tokens = s->n_prompt + s->n_generated;
+    m.submit.max_tokens = s->req.max_tokens - s->n_generated;
+    m.submit.route = s->route;
+    m.submit.n_route = s->n_route;
+    send_route(cl, s, &m);
+    s->submitted = 1;
+    DSI_DEBUG("request %llu as sequence %llu: %u tokens (%u generated), lane %u",
+              (unsigned long long)s->handle, (unsigned long long)s->wire_id, m.submit.n_tokens,
+              s->n_generated, lane);
+}
+
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out)
+{
+    if (req->n_prompt == 0 || req->n_prompt > DST_MSG_MAX_TOKENS || req->max_tokens == 0 ||
+        req->max_tokens > DST_MSG_MAX_TOKENS) {
+        DSI_ERROR("request with %u prompt tokens and max_tokens %u refused", req->n_prompt,
+                  req->max_tokens);
+        return DSI_ERR_INVALID_ARG;
+    }
+    for (uint32_t i = 0; i < req->n_prompt; i++) {
+        if (req->prompt[i] < 0 || req->prompt[i] >= cl->cfg.vocab_size) {
+            DSI_ERROR("prompt token %d outside the vocabulary [0, %d)", req->prompt[i],
+                      cl->cfg.vocab_size);
+            return DSI_ERR_INVALID_ARG;
+        }
+    }
+    if (cl->shut_down)
+        return DSI_ERR_UNSUPPORTED;
+    seq_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return DSI_ERR_NOMEM;
+    s->cap = req->n_prompt + 16;
+    s->tokens = malloc(s->cap * sizeof(int32_t));
+    if (s->tokens == NULL) {
+        free(s);
+        return DSI_ERR_NOMEM;
+    }
+    memcpy(s->tokens, req->prompt, req->n_prompt * sizeof(int32_t));
+    s->n_prompt = req->n_prompt;
+    s->handle = ++cl->next_handle;
+    s->req.max_tokens = req->max_tokens;
+    s->req.temperature = req->temperature;
+    s->req.top_p = req->top_p;
+    s->req.top_k = req->top_k;
+    s->req.seed = req->seed;
+    /* Arrival order, so that queued requests are submitted first come, first served. */
+    seq_t **tail = &cl->seqs;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = s;
+    cl->stats.sequences_active++;
+    if (cl->ready)
+        dsc_seq_submit(cl, s);
+    *out = s;
+    return DSI_OK;
+}
+
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
+                     dst_finish_t finish)
+{
+    (void)cl;
+    if (n > 0 && finish == DST_FINISH_NONE) {
+        if (s->n_prompt + s->n_generated + n > s->cap) {
+            uint32_t cap = (s->n_prompt + s->n_generated + n) * 2;
+            int32_t *p = realloc(s->tokens, cap * sizeof(int32_t));
+            if (p == NULL) {
+                DSI_ERROR("out of memory recording the tokens of request %llu",
+                          (unsigned long long)s->handle);
+                finish = DST_FINISH_ERROR;
+            } else {
+                s->tokens = p;
+                s->cap = cap;
+            }
+        }
+        if (finish == DST_FINISH_NONE) {
+            memcpy(s->tokens + s->n_prompt + s->n_generated, tokens, n * sizeof(int32_t));
+            s->n_generated += n;
+        }
+    }
+    if (s->client != NULL) {
+        dst_msg_t m = {.type = DST_MSG_TOKENS};
+        m.tokens.seq_id = s->client_seq;
+        m.tokens.tokens = (int32_t *)tokens;
+        m.tokens.n_tokens = n;
+        m.tokens.finish = (uint8_t)finish;
+        dsc_cluster_send(s->client->conn, &m);
+    } else if (s->cb != NULL) {
+        s->cb(s->ctx, tokens, n, finish);
+    }
+}
+
+void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
+{
+    withdraw(cl, s);
+    for (seq_t **p = &cl->seqs; *p != NULL; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    free(s->tokens);
+    free(s);
+    cl->stats.sequences_active--;
+    cl->stats.sequences_done++;
+}
+
+void dsc_seq_withdraw_all(dsc_cluster_t *cl)
+{
+    for (seq_t *s = cl->seqs; s != NULL; s = s->next)
+        withdraw(cl, s);
+}
+
+void dsc_seq_submit_all(dsc_cluster_t *cl)
+{
+    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+        if (!s->submitted)
+            dsc_seq_submit(cl, s);
+    }
+}
+
+void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why)
+{
+    while (cl->seqs != NULL) {
+        seq_t *s = cl->seqs;
+        DSI_ERROR("request %llu failed: %s", (unsigned long long)s->handle, why);
+        dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+        dsc_seq_end(cl, s);
+    }
+}
+
+void dsc_seq_free_all(dsc_cluster_t *cl)
+{
+    while (cl->seqs != NULL) {
+        seq_t *s = cl->seqs;
+        cl->seqs = s->next;
+        free(s->tokens);
+        free(s);
+    }
+}
+
+dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                                dsc_cluster_token_cb cb, void *ctx, uint64_t *seq_id)
+{
+    seq_t *s;
+    dsi_status_t st = dsc_seq_create(cl, req, &s);
+    if (st != DSI_OK)
+        return st;
+    s->cb = cb;
+    s->ctx = ctx;
+    *seq_id = s->handle;
+    return DSI_OK;
+}
+
+void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id)
+{
+    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+        if (s->handle == seq_id) {
+            dsc_seq_end(cl, s);
+            return;
+        }
+    }
+}

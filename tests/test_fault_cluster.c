@@ -1,0 +1,227 @@
+/*
+ * Membership changes while a cluster serves (issue 7), with real dsinfer-node processes on
+ * loopback and the tiny-v3 fixture: a node killed with SIGKILL mid-generation, a node hung with
+ * SIGSTOP (found by missed heartbeats), a node joining (2 -> 3) during a stream of requests, and a
+ * node drained with SIGTERM. In each case every request must finish with exactly the greedy tokens
+ * of the single-process engine, and no process may be left behind.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli_cluster.h"
+#include "dsi_test.h"
+#include "dsn_checkpoint.h"
+#include "dsn_engine.h"
+#include "dsn_sampler.h"
+
+#define N_REQ     6
+#define STEPS     40
+#define MAX_NODES 4
+
+typedef enum { FAULT_KILL, FAULT_STOP, FAULT_JOIN, FAULT_DRAIN } fault_t;
+static const char *fault_names[] = {"kill -9", "SIGSTOP", "join", "drain (SIGTERM)"};
+
+static const char *model;
+static int32_t prompts[N_REQ][8];
+static uint32_t prompt_len[N_REQ];
+static int32_t want[N_REQ][STEPS];
+
+/* Greedy continuations with the single-process engine. */
+static void reference(void)
+{
+    dsn_checkpoint_t *ckpt;
+    dsn_weights_t *w;
+    dsn_engine_t *e;
+    if (dsn_checkpoint_open(model, &ckpt) != DSI_OK)
+        exit(1);
+    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
+    dsn_slice_t all = dsn_slice_all(cfg);
+    if (dsn_weights_load(ckpt, &all, &w) != DSI_OK ||
+        dsn_engine_create(w, dsk_level_detect(), 1, &e) != DSI_OK)
+        exit(1);
+    float *logits = malloc((size_t)cfg->vocab_size * sizeof(float));
+    for (int r = 0; r < N_REQ; r++) {
+        prompt_len[r] = 3 + (uint32_t)r;
+        for (uint32_t i = 0; i < prompt_len[r]; i++)
+            prompts[r][i] = (int32_t)((r * 131 + i * 17 + 5) % cfg->vocab_size);
+        dsn_kvcache_t *kv;
+        dsn_engine_kvcache_create(e, 1024, &kv);
+        dsn_seq_batch_t seq = {kv, 0, (int)prompt_len[r]};
+        dsn_engine_forward(e, prompts[r], &seq, 1, 0, logits);
+        for (int s = 0; s < STEPS; s++) {
+            if (s > 0) {
+                seq = (dsn_seq_batch_t){kv, kv->length, 1};
+                dsn_engine_forward(e, &want[r][s - 1], &seq, 1, 0, logits);
+            }
+            want[r][s] = dsn_argmax(logits, cfg->vocab_size);
+        }
+        dsn_kvcache_destroy(kv);
+    }
+    free(logits);
+    dsn_engine_destroy(e);
+    dsn_weights_destroy(w);
+    dsn_checkpoint_close(ckpt);
+}
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    dsc_cluster_t *cl;
+    char addr[64];
+    pid_t pids[MAX_NODES];
+    int n_pids;
+    fault_t fault;
+    int fault_done, done, failed;
+    uint64_t tokens_seen;
+    int32_t got[N_REQ][STEPS];
+    uint32_t n_got[N_REQ];
+    uint64_t started_ms;
+} run_t;
+
+typedef struct {
+    run_t *run;
+    int r;
+} req_t;
+
+static void inject(run_t *run)
+{
+    run->fault_done = 1;
+    switch (run->fault) {
+    case FAULT_KILL:
+        kill(run->pids[1], SIGKILL);
+        break;
+    case FAULT_STOP:
+        kill(run->pids[1], SIGSTOP);
+        break;
+    case FAULT_DRAIN:
+        kill(run->pids[1], SIGTERM);
+        break;
+    case FAULT_JOIN:
+        if (cli_spawn_nodes(1, run->addr, model, 1, &run->pids[run->n_pids]) == 0)
+            run->n_pids++;
+        break;
+    }
+    fprintf(stderr, "injected %s after %llu tokens\n", fault_names[run->fault],
+            (unsigned long long)run->tokens_seen);
+}
+
+static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
+{
+    req_t *q = ctx;
+    run_t *run = q->run;
+    for (uint32_t i = 0; i < n && run->n_got[q->r] < STEPS; i++)
+        run->got[q->r][run->n_got[q->r]++] = tokens[i];
+    run->tokens_seen += n;
+    if (!run->fault_done && run->tokens_seen >= 12)
+        inject(run);
+    if (finish != DST_FINISH_NONE) {
+        if (finish != DST_FINISH_LENGTH && finish != DST_FINISH_STOP)
+            run->failed++;
+        if (++run->done == N_REQ) {
+            dsc_cluster_shutdown(run->cl, "test done");
+            uv_stop(&run->loop);
+        }
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_t *run = t->data;
+    if (uv_now(&run->loop) - run->started_ms > 120000) {
+        fprintf(stderr, "%s: timed out with %d of %d requests done\n", fault_names[run->fault],
+                run->done, N_REQ);
+        run->failed++;
+        dsc_cluster_shutdown(run->cl, "test timeout");
+        uv_stop(&run->loop);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void run_fault(fault_t fault, int nodes)
+{
+    run_t *run = calloc(1, sizeof(*run));
+    req_t q[N_REQ];
+    run->fault = fault;
+    uv_loop_init(&run->loop);
+    dsn_config_t cfg;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/config.json", model);
+    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
+    dsc_cluster_opts_t co;
+    dsc_cluster_opts_default(&co);
+    co.expect_nodes = (uint32_t)nodes;
+    co.heartbeat_ms = 100;
+    co.node_timeout_ms = 1000;
+    co.plan.n_stages = 1;
+    co.plan.kv_tokens = 4096;
+    co.plan.overhead = 64ULL << 20;
+    DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co.secret), DSI_OK);
+    DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
+    snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
+    DSI_CHECK_INT_EQ(cli_spawn_nodes(nodes, run->addr, model, 1, run->pids), 0);
+    run->n_pids = nodes;
+    for (int r = 0; r < N_REQ; r++) {
+        uint64_t id;
+        q[r] = (req_t){run, r};
+        dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0};
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
+    }
+    uv_timer_init(&run->loop, &run->timer);
+    run->timer.data = run;
+    uv_timer_start(&run->timer, on_timer, 200, 200);
+    run->started_ms = uv_now(&run->loop);
+    uv_run(&run->loop, UV_RUN_DEFAULT);
+
+    DSI_CHECK(run->fault_done);
+    DSI_CHECK_INT_EQ(run->failed, 0);
+    for (int r = 0; r < N_REQ; r++) {
+        DSI_CHECK_INT_EQ(run->n_got[r], STEPS);
+        int same = memcmp(run->got[r], want[r], sizeof(want[r])) == 0;
+        if (!same)
+            fprintf(stderr, "%s: request %d differs from the single-process engine\n",
+                    fault_names[fault], r);
+        DSI_CHECK(same);
+    }
+    dsc_cluster_stats_t st;
+    dsc_cluster_stats(run->cl, &st);
+    DSI_CHECK(st.replans >= 1);
+    /* Let SHUTDOWN reach the nodes; a stopped node must be woken to see its closed connection. */
+    for (int i = 0; i < 20; i++)
+        uv_run(&run->loop, UV_RUN_NOWAIT);
+    if (fault == FAULT_STOP)
+        kill(run->pids[1], SIGCONT);
+    if (fault == FAULT_KILL)
+        waitpid(run->pids[1], NULL, 0), run->pids[1] = 0;
+    cli_reap_nodes(run->pids, run->n_pids, 20000);
+    dsc_cluster_destroy(run->cl);
+    uv_walk(&run->loop, close_walk, NULL);
+    uv_run(&run->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&run->loop);
+    errno = 0;
+    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    fprintf(stderr, "%s: %u re-plans, %.1f KiB of experts moved\n", fault_names[fault],
+            (unsigned)st.replans, (double)st.bytes_moved / 1024);
+    free(run);
+}
+
+int main(void)
+{
+    model = dsi_test_fixture("tiny-v3");
+    cli_local_secret();
+    reference();
+    run_fault(FAULT_KILL, 3);
+    run_fault(FAULT_STOP, 3);
+    run_fault(FAULT_JOIN, 2);
+    run_fault(FAULT_DRAIN, 3);
+    return dsi_test_finish();
+}
