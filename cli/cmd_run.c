@@ -3,6 +3,7 @@
  * together: the default path for trying a model).
  */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "cli_args.h"
 #include "cli_cluster.h"
+#include "run_text.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 #include "dsn_checkpoint.h"
@@ -29,6 +31,9 @@ typedef struct {
     long long local_nodes;
     long long stages;
     const char *coordinator;
+    const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
+    run_text_t text;                                         /* loaded when text is used */
+    int has_text;
 } run_opts_t;
 
 static double now_s(void)
@@ -46,6 +51,8 @@ static void usage(FILE *out)
         "                   [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
         "                   [--json] [--logits-out FILE] [--threads N] [--prefill-chunk N]\n"
         "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT]\n"
+        "       dsinfer run --model DIR (--prompt TEXT | --chat TEXT [--system TEXT]\n"
+        "                   [--chat-template auto|v3|r1]) [same options]\n"
         "Generates up to N tokens (default 16) after the prompt; stops at the model's eos.\n"
         "--logits-out writes each generated step's logits as little-endian f32 [steps, vocab].\n"
         "--local-nodes N runs a coordinator here and N dsinfer-node processes on loopback\n"
@@ -70,6 +77,10 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
                                              {"local-nodes", required_argument, NULL, 'L'},
                                              {"stages", required_argument, NULL, 'S'},
                                              {"coordinator", required_argument, NULL, 'C'},
+                                             {"prompt", required_argument, NULL, 'x'},
+                                             {"chat", required_argument, NULL, 'X'},
+                                             {"system", required_argument, NULL, 'y'},
+                                             {"chat-template", required_argument, NULL, 'Y'},
                                              {NULL, 0, NULL, 0}};
     double v;
     long long i;
@@ -138,6 +149,18 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
         case 'C':
             o->coordinator = optarg;
             break;
+        case 'x':
+            o->text_prompt = optarg;
+            break;
+        case 'X':
+            o->chat = optarg;
+            break;
+        case 'y':
+            o->system = optarg;
+            break;
+        case 'Y':
+            o->chat_template = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -160,8 +183,24 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
     }
     if (o->coordinator != NULL && o->model == NULL)
         o->model = "";
+    if ((o->prompt != NULL) + (o->text_prompt != NULL) + (o->chat != NULL) > 1) {
+        fprintf(stderr, "dsinfer run: give one of --prompt-ids, --prompt and --chat\n");
+        return 2;
+    }
+    if (o->model != NULL && (o->text_prompt != NULL || o->chat != NULL)) {
+        if (run_text_open(o->model, &o->text) != 0)
+            return 1;
+        o->has_text = 1;
+        int rc = o->chat != NULL
+                     ? run_text_chat(&o->text, o->model, o->chat_template, o->system, o->chat,
+                                     &o->prompt, &o->n_prompt)
+                     : run_text_prompt(&o->text, o->text_prompt, &o->prompt, &o->n_prompt);
+        if (rc != 0)
+            return 1;
+    }
     if (o->model == NULL || o->prompt == NULL) {
-        fprintf(stderr, "dsinfer run: --model and --prompt-ids are required\n");
+        fprintf(stderr, "dsinfer run: --model and one of --prompt-ids, --prompt, --chat are "
+                        "required\n");
         usage(stderr);
         return 2;
     }
@@ -173,6 +212,7 @@ typedef struct {
     int n_tokens;
     const char *finish_reason;
     double load_s, prefill_s, decode_s;
+    int streamed; /* text was printed while generating */
 } run_result_t;
 
 /* Prefill the prompt in chunks, then decode one token at a time. */
@@ -217,6 +257,8 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
         }
         int32_t tok = dsn_sampler_next(&sampler, logits);
         r->tokens[r->n_tokens++] = tok;
+        if (o->has_text && !o->json)
+            run_text_stream((run_text_t *)&o->text, tok, stdout);
         if (tok == cfg->eos_token_id) {
             r->finish_reason = "stop";
             break;
@@ -238,8 +280,19 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
     /* Decode steps after the first token (which comes from the prefill). */
     int steps = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
     if (!o->json) {
-        for (int i = 0; i < r->n_tokens; i++)
-            printf(i ? ",%d" : "%d", r->tokens[i]);
+        if (o->has_text) {
+            /* Single process: streamed while generating; cluster: printed now. */
+            if (r->streamed) {
+                run_text_flush((run_text_t *)&o->text, stdout);
+            } else {
+                char *text = run_text_decode((run_text_t *)&o->text, r->tokens, r->n_tokens);
+                fputs(text ? text : "", stdout);
+                free(text);
+            }
+        } else {
+            for (int i = 0; i < r->n_tokens; i++)
+                printf(i ? ",%d" : "%d", r->tokens[i]);
+        }
         printf("\n");
         fprintf(
             stderr,
@@ -254,7 +307,17 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
     printf("],\"tokens\":[");
     for (int i = 0; i < r->n_tokens; i++)
         printf(i ? ",%d" : "%d", r->tokens[i]);
-    printf("],\"finish_reason\":\"%s\",\"timings\":{\"load_s\":%.6f,\"prefill_s\":%.6f,"
+    printf("]");
+    if (o->has_text) {
+        char *text = run_text_decode((run_text_t *)&o->text, r->tokens, r->n_tokens);
+        json_t *js = json_string(text ? text : "");
+        char *enc = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        printf(",\"text\":%s", enc ? enc : "\"\"");
+        free(enc);
+        json_decref(js);
+        free(text);
+    }
+    printf(",\"finish_reason\":\"%s\",\"timings\":{\"load_s\":%.6f,\"prefill_s\":%.6f,"
            "\"decode_s\":%.6f,\"prefill_tokens_per_s\":%.3f,\"decode_tokens_per_s\":%.3f}}\n",
            r->finish_reason, r->load_s, r->prefill_s, r->decode_s,
            o->n_prompt / (r->prefill_s + 1e-12), steps / (r->decode_s + 1e-12));
@@ -295,6 +358,7 @@ int dsinfer_cmd_run(int argc, char **argv)
     int rc = parse_opts(argc, argv, &o);
     if (rc != 0) {
         free(o.prompt);
+        run_text_close(&o.text);
         return rc;
     }
     if (o.local_nodes > 0 || o.coordinator != NULL) {
@@ -303,6 +367,7 @@ int dsinfer_cmd_run(int argc, char **argv)
             print_result(&o, &r);
         free(o.prompt);
         free(r.tokens);
+        run_text_close(&o.text);
         return rc;
     }
     double t0 = now_s();
@@ -333,6 +398,7 @@ int dsinfer_cmd_run(int argc, char **argv)
         goto out;
     }
     r.load_s = now_s() - t0;
+    r.streamed = o.has_text && !o.json;
     if (generate(eng, &o, logits_file, &r) != 0)
         goto out;
     if (logits_file != NULL && fclose(logits_file) != 0) {
@@ -351,5 +417,6 @@ out:
     dsn_checkpoint_close(ckpt);
     free(o.prompt);
     free(r.tokens);
+    run_text_close(&o.text);
     return rc;
 }

@@ -54,6 +54,23 @@ s1=$(dsinfer run --model "$FIX" --prompt-ids 5,6,7 --max-tokens 8 --temperature 
 s2=$(dsinfer run --model "$FIX" --prompt-ids 5,6,7 --max-tokens 8 --temperature 0.8 --top-p 0.9 --top-k 50 --seed 7 2>/dev/null)
 [ -n "$s1" ] && [ "$s1" = "$s2" ] && ok || bad "seeded sampling not repeatable: '$s1' vs '$s2'"
 
+# Text prompts: --prompt (BOS + text) and --chat (the chat template) give the same tokens as the
+# ids the tokenizer produces for them; the text output is the decoded generation.
+ids=$(dsinfer tokenize --model "$FIX" --bos --text "Hello world" | tr ' ' ',')
+a=$(dsinfer run --model "$FIX" --prompt-ids "$ids" --max-tokens 8 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+b=$(dsinfer run --model "$FIX" --prompt "Hello world" --max-tokens 8 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert isinstance(d["text"], str); print(d["tokens"])')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "--prompt tokens '$b' != --prompt-ids '$a'"
+ids=$(dsinfer tokenize --model "$FIX" --chat --text "Hi there" | tr ' ' ',')
+a=$(dsinfer run --model "$FIX" --prompt-ids "$ids" --max-tokens 8 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+b=$(dsinfer run --model "$FIX" --chat "Hi there" --max-tokens 8 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "--chat tokens '$b' != template ids '$a'"
+t1=$(dsinfer run --model "$FIX" --chat "Hi there" --max-tokens 8 2>/dev/null)
+t2=$(dsinfer run --model "$FIX" --chat "Hi there" --max-tokens 8 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["text"])')
+[ "$t1" = "$t2" ] && ok || bad "streamed text '$t1' != json text '$t2'"
+expect_fail2() { local err; err=$(dsinfer run "$@" 2>&1 >/dev/null); [ $? -ne 0 ] && [ -n "$err" ] && ok || bad "run $* should fail"; }
+expect_fail2 --model "$TMP" --prompt "no tokenizer here"
+expect_fail2 --model "$FIX" --prompt "x" --chat "y"
+
 # Bad arguments: exit 2 with a message naming the option.
 expect_fail() { # code, pattern, args...
   local code=$1 pat=$2; shift 2
