@@ -7,9 +7,10 @@
  *
  * Progress: the worker's event fd is polled by a uv_poll handle. When it fires (or after a send
  * was posted), the transport runs progress -> deliver -> arm until ucp_worker_arm() says the
- * worker is idle, so an idle daemon sleeps in epoll. User callbacks (on_message, on_peer_error,
- * send completions) are delivered from that loop, never from inside ucp_worker_progress() and
- * never from inside dst_ucx_send(), so they may call dst_ucx_send() themselves.
+ * worker is idle (after spin_us of polling without activity), so an idle daemon sleeps in epoll.
+ * User callbacks (on_message, on_peer_error, send completions) are delivered from that loop, never
+ * from inside ucp_worker_progress() and never from inside dst_ucx_send(), so they may call
+ * dst_ucx_send() themselves.
  *
  * Receiving: every message's header is decoded and validated (dst_wire_check, dst_wire_check_side,
  * the current epoch, a known sending peer) before on_message sees it; invalid messages are logged
@@ -56,6 +57,9 @@ typedef struct {
     size_t max_message_bytes; /* larger payloads are rejected; default 256 MiB */
     size_t pool_bytes;        /* cap on receive-buffer memory; default 1 GiB */
     const char *tls;          /* UCX_TLS for this context ("shm", "tcp", ...) or NULL: env/UCX */
+    uint32_t spin_us;         /* after activity, keep polling this long before sleeping (the
+                                 reply to a DISPATCH usually comes sooner than a wake-up from
+                                 epoll on a busy host); 0 sleeps at once. Default 100. */
     dst_ucx_message_cb on_message;       /* required */
     dst_ucx_peer_error_cb on_peer_error; /* optional */
     void *user;                          /* passed to on_message and on_peer_error */
@@ -72,7 +76,10 @@ typedef struct {
     uint64_t peer_errors; /* endpoints reported failed */
 } dst_ucx_stats_t;
 
-/* Fills defaults: max_peers 64, epoch 0, max_message_bytes 256 MiB, pool_bytes 1 GiB, tls NULL. */
+/*
+ * Fills defaults: max_peers 64, epoch 0, max_message_bytes 256 MiB, pool_bytes 1 GiB, tls NULL,
+ * spin_us 100.
+ */
 void dst_ucx_config_default(dst_ucx_config_t *cfg);
 
 /*

@@ -116,6 +116,7 @@ struct dst_ucx {
     uint32_t rndv_pending;          /* rendezvous receives in flight */
     uint32_t sends_pending;         /* sends not yet completed by UCX */
     int in_drive;                   /* drive() on the stack: nested sends need no idle kick */
+    int64_t last_activity_ns;       /* monotonic time progress or delivery last did something */
     int destroying;
     dst_ucx_stats_t stats;
 };
