@@ -19,6 +19,8 @@ static uint8_t ucx_a[100], ucx_b[37];
 static int32_t prompt[300];
 static int32_t out_tokens[3] = {7, 0, 16777215};
 static uint32_t counts[2 * 8];
+static float biases[5] = {0.5f, -1.25f, 0.0f, 3.0e38f, -7e-20f};
+static char admin_json[] = "{\"epoch\":3,\"nodes\":[{\"name\":\"n-é\"}]}";
 static dst_msg_expert_ref_t loads[2] = {{3, 1}, {4, 7}}, drops[1] = {{3, 2}};
 static dst_msg_peer_t peer_list[2];
 static dst_plan_stage_t stages[2] = {{0, 2}, {2, 4}};
@@ -128,6 +130,18 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         break;
     case DST_MSG_ERROR:
         dst_msg_error_init(m, DSI_ERR_PROTOCOL, DST_MSG_SUBMIT, "bad %s", "thing");
+        break;
+    case DST_MSG_BIAS:
+        m->bias = (dst_msg_bias_t){.epoch = 4, .layer = 61, .n_biases = 5, .biases = biases};
+        break;
+    case DST_MSG_ADMIN:
+        m->admin.command = DST_ADMIN_DRAIN;
+        m->admin.arg = 2;
+        memset(m->admin.auth, 0x5a, sizeof(m->admin.auth));
+        break;
+    case DST_MSG_ADMIN_REPLY:
+        m->admin_reply.command = DST_ADMIN_STATUS;
+        m->admin_reply.json = admin_json;
         break;
     default:
         break;

@@ -113,6 +113,12 @@ uint32_t dst_msg_nfields(uint32_t type)
         return 1;
     case DST_MSG_ERROR:
         return 3;
+    case DST_MSG_BIAS:
+        return 3;
+    case DST_MSG_ADMIN:
+        return 3;
+    case DST_MSG_ADMIN_REPLY:
+        return 2;
     default:
         return 0;
     }

@@ -45,8 +45,9 @@
 #define DST_MSG_MAX_HOLDERS     (1u << 22) /* expert holder entries in a PLAN */
 #define DST_MSG_MAX_EXPERT_REFS (1u << 20) /* entries of REPLACE_EXPERTS load / drop */
 #define DST_MSG_MAX_CORES       65536
-#define DST_MSG_MAX_DEPTH       8 /* msgpack nesting of a body */
-#define DST_MSG_MAX_STAGES      256 /* pipeline stages in a SUBMIT route */
+#define DST_MSG_MAX_DEPTH       8            /* msgpack nesting of a body */
+#define DST_MSG_MAX_STAGES      256          /* pipeline stages in a SUBMIT route */
+#define DST_MSG_JSON_MAX        (512u << 10) /* bytes of ADMIN_REPLY.json, NUL included */
 
 /* X(NAME, value): the message types. Values are wire values: never renumber, only append. */
 #define DST_MSG_TYPE_MAP(X) \
@@ -64,7 +65,10 @@
     X(TOKENS, 12)           \
     X(CANCEL, 13)           \
     X(SHUTDOWN, 14)         \
-    X(ERROR, 15)
+    X(ERROR, 15)            \
+    X(BIAS, 16)             \
+    X(ADMIN, 17)            \
+    X(ADMIN_REPLY, 18)
 
 typedef enum {
     DST_MSG_NONE = 0, /* never on the wire: a zeroed message */
@@ -212,6 +216,43 @@ typedef struct {
     char text[DST_MSG_TEXT_MAX]; /* UTF-8, what was wrong */
 } dst_msg_error_t;
 
+/*
+ * coordinator -> node: the new e_score_correction_bias of one MoE layer (online bias tracking,
+ * docs/ELASTICITY.md). The node applies it between micro-batches; one of another epoch is ignored
+ * (the coordinator sends the biases again to every node of a new epoch).
+ */
+typedef struct {
+    uint64_t epoch;    /* the plan epoch it is meant for */
+    uint32_t layer;    /* a MoE layer, < DST_MSG_MAX_LAYERS */
+    uint32_t n_biases; /* 1..DST_MSG_MAX_EXPERTS: the model's routed experts */
+    float *biases;     /* [n_biases] finite f32 */
+} dst_msg_bias_t;
+
+/* ADMIN.command values. Wire values: never renumber, only append. */
+typedef enum {
+    DST_ADMIN_STATUS = 1,    /* the cluster's state as JSON */
+    DST_ADMIN_REBALANCE = 2, /* re-place experts by the observed load (EPLB) now */
+    DST_ADMIN_DRAIN = 3,     /* move node `arg`'s work elsewhere and release it */
+    DST_ADMIN_END
+} dst_admin_cmd_t;
+
+/*
+ * operator client -> coordinator: an administrative command on a connection that got HELLO.
+ * auth = dst_msg_admin_auth() (dst_msg_admin.h) of the connection's nonce, command and arg: a
+ * request without the shared secret's proof is refused (ERROR DSI_ERR_AUTH) and logged.
+ */
+typedef struct {
+    uint32_t command;               /* dst_admin_cmd_t */
+    uint32_t arg;                   /* DRAIN: the node id; otherwise 0 */
+    uint8_t auth[DST_MSG_AUTH_LEN]; /* HMAC-SHA256 proof */
+} dst_msg_admin_t;
+
+/* coordinator -> client: an ADMIN command succeeded (a refusal is an ERROR instead). */
+typedef struct {
+    uint32_t command; /* the ADMIN.command answered */
+    char *json;       /* a JSON object: UTF-8, no control characters, < DST_MSG_JSON_MAX bytes */
+} dst_msg_admin_reply_t;
+
 typedef struct dst_msg_arena dst_msg_arena_t;
 
 typedef struct {
@@ -232,6 +273,9 @@ typedef struct {
         dst_msg_cancel_t cancel;
         dst_msg_shutdown_t shutdown;
         dst_msg_error_t error;
+        dst_msg_bias_t bias;
+        dst_msg_admin_t admin;
+        dst_msg_admin_reply_t admin_reply;
     };
     dst_msg_arena_t *arena; /* decode's allocations; NULL for a caller-built message */
 } dst_msg_t;

@@ -240,6 +240,41 @@ static dsi_status_t check_tokens_msg(const dst_msg_tokens_t *m, char *err, size_
     return check_tokens(m->tokens, m->n_tokens, 0, "TOKENS", err, errlen);
 }
 
+static dsi_status_t check_bias(const dst_msg_bias_t *m, char *err, size_t errlen)
+{
+    if (m->layer >= DST_MSG_MAX_LAYERS)
+        FAIL("BIAS.layer: %u not below %d", (unsigned)m->layer, DST_MSG_MAX_LAYERS);
+    if (m->n_biases > DST_MSG_MAX_EXPERTS) {
+        dst_msg_errf(err, errlen, "BIAS.biases: %u values, at most %d", (unsigned)m->n_biases,
+                     DST_MSG_MAX_EXPERTS);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (m->n_biases == 0 || m->biases == NULL)
+        FAIL("BIAS.biases: empty");
+    for (uint32_t i = 0; i < m->n_biases; i++) {
+        if (!isfinite(m->biases[i]))
+            FAIL("BIAS.biases[%u]: not finite", (unsigned)i);
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t check_admin_reply(const dst_msg_admin_reply_t *m, char *err, size_t errlen)
+{
+    if (m->command == 0 || m->command >= DST_ADMIN_END)
+        FAIL("ADMIN_REPLY.command: %u is not an admin command", (unsigned)m->command);
+    if (m->json == NULL)
+        FAIL("ADMIN_REPLY.json: missing");
+    size_t n = strlen(m->json);
+    if (n >= DST_MSG_JSON_MAX) {
+        dst_msg_errf(err, errlen, "ADMIN_REPLY.json: %zu bytes, at most %u", n,
+                     DST_MSG_JSON_MAX - 1);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (!dst_msg_text_ok(m->json))
+        FAIL("ADMIN_REPLY.json: not UTF-8 without control characters");
+    return DSI_OK;
+}
+
 dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
 {
     switch (m->type) {
@@ -271,6 +306,14 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
         if (!text_field_ok(m->shutdown.reason, sizeof(m->shutdown.reason)))
             FAIL("SHUTDOWN.reason: not UTF-8 without control characters");
         return DSI_OK;
+    case DST_MSG_BIAS:
+        return check_bias(&m->bias, err, errlen);
+    case DST_MSG_ADMIN:
+        if (m->admin.command == 0 || m->admin.command >= DST_ADMIN_END)
+            FAIL("ADMIN.command: %u is not an admin command", (unsigned)m->admin.command);
+        return DSI_OK;
+    case DST_MSG_ADMIN_REPLY:
+        return check_admin_reply(&m->admin_reply, err, errlen);
     case DST_MSG_ERROR:
         if (m->error.code >= 0 || m->error.code <= -1000)
             FAIL("ERROR.code: %d not in -999..-1", (int)m->error.code);

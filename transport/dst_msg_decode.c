@@ -182,6 +182,26 @@ static dsi_status_t read_error(dst_msg_rd_t *rd, dst_msg_error_t *m)
     return dst_msg_rd_str(rd, "text", m->text, sizeof(m->text));
 }
 
+static dsi_status_t read_bias(dst_msg_rd_t *rd, dst_msg_bias_t *m)
+{
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    TRY(dst_msg_rd_u32(rd, "layer", DST_MSG_MAX_LAYERS - 1, &m->layer));
+    return dst_msg_rd_f32_array(rd, "biases", DST_MSG_MAX_EXPERTS, &m->biases, &m->n_biases);
+}
+
+static dsi_status_t read_admin(dst_msg_rd_t *rd, dst_msg_admin_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "command", UINT32_MAX, &m->command));
+    TRY(dst_msg_rd_u32(rd, "arg", UINT32_MAX, &m->arg));
+    return dst_msg_rd_bin_fixed(rd, "auth", m->auth, sizeof(m->auth));
+}
+
+static dsi_status_t read_admin_reply(dst_msg_rd_t *rd, dst_msg_admin_reply_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "command", UINT32_MAX, &m->command));
+    return dst_msg_rd_str_alloc(rd, "json", DST_MSG_JSON_MAX, &m->json);
+}
+
 static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
 {
     switch (m->type) {
@@ -215,6 +235,12 @@ static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
         return dst_msg_rd_str(rd, "reason", m->shutdown.reason, sizeof(m->shutdown.reason));
     case DST_MSG_ERROR:
         return read_error(rd, &m->error);
+    case DST_MSG_BIAS:
+        return read_bias(rd, &m->bias);
+    case DST_MSG_ADMIN:
+        return read_admin(rd, &m->admin);
+    case DST_MSG_ADMIN_REPLY:
+        return read_admin_reply(rd, &m->admin_reply);
     default:
         return DSI_ERR_INTERNAL;
     }

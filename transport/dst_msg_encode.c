@@ -103,11 +103,11 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_SUBMIT: {
         const dst_msg_submit_t *s = &m->submit;
         int rc = kv_u64(pk, "seq_id", s->seq_id) | kv_tokens(pk, s->tokens, s->n_tokens) |
-               kv_u64(pk, "max_tokens", s->max_tokens) | key(pk, "temperature") |
-               msgpack_pack_float(pk, s->temperature) | key(pk, "top_p") |
-               msgpack_pack_float(pk, s->top_p) | kv_u64(pk, "top_k", s->top_k) |
-               kv_u64(pk, "seed", s->seed) | key(pk, "route") |
-               msgpack_pack_array(pk, s->n_route);
+                 kv_u64(pk, "max_tokens", s->max_tokens) | key(pk, "temperature") |
+                 msgpack_pack_float(pk, s->temperature) | key(pk, "top_p") |
+                 msgpack_pack_float(pk, s->top_p) | kv_u64(pk, "top_k", s->top_k) |
+                 kv_u64(pk, "seed", s->seed) | key(pk, "route") |
+                 msgpack_pack_array(pk, s->n_route);
         for (uint32_t i = 0; i < s->n_route; i++)
             rc |= msgpack_pack_uint32(pk, s->route[i]);
         return rc;
@@ -123,6 +123,20 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_ERROR:
         return key(pk, "code") | msgpack_pack_int32(pk, m->error.code) |
                kv_u64(pk, "ref_type", m->error.ref_type) | kv_str(pk, "text", m->error.text);
+    case DST_MSG_BIAS: {
+        const dst_msg_bias_t *b = &m->bias;
+        int rc = kv_u64(pk, "epoch", b->epoch) | kv_u64(pk, "layer", b->layer) | key(pk, "biases") |
+                 msgpack_pack_array(pk, b->n_biases);
+        for (uint32_t i = 0; i < b->n_biases; i++)
+            rc |= msgpack_pack_float(pk, b->biases[i]);
+        return rc;
+    }
+    case DST_MSG_ADMIN:
+        return kv_u64(pk, "command", m->admin.command) | kv_u64(pk, "arg", m->admin.arg) |
+               kv_bin(pk, "auth", m->admin.auth, sizeof(m->admin.auth));
+    case DST_MSG_ADMIN_REPLY:
+        return kv_u64(pk, "command", m->admin_reply.command) |
+               kv_str(pk, "json", m->admin_reply.json);
     default:
         return -1;
     }

@@ -52,6 +52,8 @@ dsi_status_t dst_msg_rd_i32(dst_msg_rd_t *rd, const char *key, int32_t *out);
 dsi_status_t dst_msg_rd_f32(dst_msg_rd_t *rd, const char *key, float *out);
 /* A str that fits cap with its NUL and has no NUL inside. */
 dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t cap);
+/* A str of fewer than cap bytes without NUL, copied NUL-terminated into the arena. */
+dsi_status_t dst_msg_rd_str_alloc(dst_msg_rd_t *rd, const char *key, size_t cap, char **out);
 /* A bin of 1..max bytes, copied into the arena. */
 dsi_status_t dst_msg_rd_bin(dst_msg_rd_t *rd, const char *key, size_t max, uint8_t **out,
                             size_t *len);
@@ -63,6 +65,11 @@ dsi_status_t dst_msg_rd_array(dst_msg_rd_t *rd, const char *key, uint32_t max,
 /* An array of at most max unsigned integers <= vmax, copied into the arena (NULL when empty). */
 dsi_status_t dst_msg_rd_u32_array(dst_msg_rd_t *rd, const char *key, uint32_t max, uint32_t vmax,
                                   uint32_t **out, uint32_t *n);
+
+/* An array of at most max finite float32 values (float or integer items), copied into the arena
+ * (NULL when empty). */
+dsi_status_t dst_msg_rd_f32_array(dst_msg_rd_t *rd, const char *key, uint32_t max, float **out,
+                                  uint32_t *n);
 
 /* Number of fields (besides "type" and "v") of a message type; 0 for unknown types. */
 uint32_t dst_msg_nfields(uint32_t type);

@@ -2,6 +2,7 @@
  * dst_msg_read.c - typed, range-checked field access on an unpacked msgpack map. Every getter
  * names the field in its error ("PLAN.nodes[3].stage: expected uint, got str").
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -158,11 +159,10 @@ dsi_status_t dst_msg_rd_i32(dst_msg_rd_t *rd, const char *key, int32_t *out)
     return DSI_OK;
 }
 
-dsi_status_t dst_msg_rd_f32(dst_msg_rd_t *rd, const char *key, float *out)
+/* A msgpack number as a float32 of magnitude <= limit: 0, or -1 when not a number, -2 when not
+ * finite or out of range. */
+static int obj_f32(const msgpack_object *v, double limit, float *out)
 {
-    const msgpack_object *v = rd_get(rd, key);
-    if (v == NULL)
-        return DSI_ERR_PROTOCOL;
     double x;
     /* Float32 and float64 both arrive in f64; an encoder may also write 1.0 as the integer 1. */
     if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
@@ -172,12 +172,52 @@ dsi_status_t dst_msg_rd_f32(dst_msg_rd_t *rd, const char *key, float *out)
     else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         x = (double)v->via.i64;
     else
+        return -1;
+    if (!isfinite(x) || fabs(x) > limit)
+        return -2;
+    *out = (float)x;
+    return 0;
+}
+
+dsi_status_t dst_msg_rd_f32(dst_msg_rd_t *rd, const char *key, float *out)
+{
+    const msgpack_object *v = rd_get(rd, key);
+    if (v == NULL)
+        return DSI_ERR_PROTOCOL;
+    int rc = obj_f32(v, 3.0e38, out);
+    if (rc == -1)
         return type_error(rd, key, "float", v);
-    if (!isfinite(x) || fabs(x) > 3.0e38) {
+    if (rc == -2) {
         dst_msg_errf(rd->err, rd->errlen, "%s.%s: not a finite float32", rd->where, key);
         return DSI_ERR_PROTOCOL;
     }
-    *out = (float)x;
+    return DSI_OK;
+}
+
+dsi_status_t dst_msg_rd_f32_array(dst_msg_rd_t *rd, const char *key, uint32_t max, float **out,
+                                  uint32_t *n)
+{
+    const msgpack_object *items;
+    uint32_t count;
+    dsi_status_t st = dst_msg_rd_array(rd, key, max, &items, &count);
+    if (st != DSI_OK)
+        return st;
+    float *vals = dst_msg_arena_alloc(rd->msg, (size_t)count * sizeof(float));
+    if (vals == NULL && count > 0) {
+        dst_msg_errf(rd->err, rd->errlen, "%s.%s: out of memory", rd->where, key);
+        return DSI_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        /* Every finite float32 (what the encoder's check accepts) round-trips. */
+        int rc = obj_f32(&items[i], FLT_MAX, &vals[i]);
+        if (rc != 0) {
+            dst_msg_errf(rd->err, rd->errlen, "%s.%s[%u]: %s", rd->where, key, (unsigned)i,
+                         rc == -1 ? "expected float" : "not a finite float32");
+            return DSI_ERR_PROTOCOL;
+        }
+    }
+    *out = vals;
+    *n = count;
     return DSI_OK;
 }
 
@@ -201,6 +241,35 @@ dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t
     if (n > 0)
         memcpy(dst, v->via.str.ptr, n);
     dst[n] = 0;
+    return DSI_OK;
+}
+
+dsi_status_t dst_msg_rd_str_alloc(dst_msg_rd_t *rd, const char *key, size_t cap, char **out)
+{
+    const msgpack_object *v = rd_get(rd, key);
+    if (v == NULL)
+        return DSI_ERR_PROTOCOL;
+    if (v->type != MSGPACK_OBJECT_STR)
+        return type_error(rd, key, "str", v);
+    size_t n = v->via.str.size;
+    if (n >= cap) {
+        dst_msg_errf(rd->err, rd->errlen, "%s.%s: %zu bytes, at most %zu allowed", rd->where, key,
+                     n, cap - 1);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (n > 0 && memchr(v->via.str.ptr, 0, n) != NULL) {
+        dst_msg_errf(rd->err, rd->errlen, "%s.%s: contains a NUL byte", rd->where, key);
+        return DSI_ERR_PROTOCOL;
+    }
+    char *p = dst_msg_arena_alloc(rd->msg, n + 1);
+    if (p == NULL) {
+        dst_msg_errf(rd->err, rd->errlen, "%s.%s: out of memory", rd->where, key);
+        return DSI_ERR_NOMEM;
+    }
+    if (n > 0)
+        memcpy(p, v->via.str.ptr, n);
+    p[n] = 0;
+    *out = p;
     return DSI_OK;
 }
 
