@@ -375,6 +375,7 @@ static int run_side(const plan_t *p, const char *tls, int rd, int wr, int is_pee
     size_t max_bytes = dst_wire_payload_bytes(&big) > dst_wire_payload_bytes(&big_c)
                            ? dst_wire_payload_bytes(&big)
                            : dst_wire_payload_bytes(&big_c);
+    max_bytes = (max_bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of 64 */
     ours_t o;
     raw_t r = {0};
     int64_t *t = calloc((size_t)p->iters, sizeof(*t));
