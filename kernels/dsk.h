@@ -9,6 +9,8 @@
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * always f32; weights stay in their stored dtype and are dequantized inside the kernel.
+ * The SIMD matmul variants pack weight panels on the stack (about 72 KiB): call them from threads
+ * with ordinary stacks. docs/KERNELS.md describes the levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
