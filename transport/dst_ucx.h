@@ -39,8 +39,8 @@
 typedef struct dst_ucx dst_ucx_t;
 
 /*
- * A validated message from peer_id. hdr and payload (bytes long, 64-byte aligned unless the
- * payload is empty) are valid only during the call; copy what must outlive it.
+ * A validated message from peer_id. hdr and payload (bytes long; at least 8-byte aligned, 64-byte
+ * aligned when it came by rendezvous) are valid only during the call; copy what must outlive it.
  */
 typedef void (*dst_ucx_message_cb)(dst_ucx_t *ucx, uint32_t peer_id, const dst_wire_hdr_t *hdr,
                                    const void *payload, size_t bytes, void *user);
@@ -100,10 +100,12 @@ void dst_ucx_destroy(dst_ucx_t *ucx);
 dsi_status_t dst_ucx_address(dst_ucx_t *ucx, const void **bytes, size_t *len);
 
 /*
- * Creates the endpoint to peer_id from its worker address (copied; untrusted bytes are
- * rejected by UCX with DSI_ERR_CONNECTION). Peer error handling is on; a failure later is
- * reported through on_peer_error. DSI_ERR_INVALID_ARG if peer_id is out of range or already
- * connected.
+ * Creates the endpoint to peer_id from its worker address (not kept after the call). The address
+ * must come from the authenticated control plane: UCX checks little of it (we check only its
+ * length, 1..65536). DSI_ERR_CONNECTION if UCX refuses it. Peer error handling is on; a failure
+ * later is reported through on_peer_error. DSI_ERR_INVALID_ARG if peer_id is out of range or
+ * already has an endpoint (also while a previous one is still closing). Messages from peer_id are
+ * accepted only once this side has connected to it.
  */
 dsi_status_t dst_ucx_connect(dst_ucx_t *ucx, uint32_t peer_id, const void *addr, size_t len);
 
