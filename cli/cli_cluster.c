@@ -79,8 +79,9 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
     return 0;
 }
 
-void cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
+int cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
 {
+    int unclean = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int left = n;
@@ -92,7 +93,7 @@ void cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
             int status;
             pid_t r = waitpid(pids[i], &status, WNOHANG);
             if (r == pids[i] || (r < 0 && errno == ECHILD)) {
-                if (r == pids[i] && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                if (r == pids[i] && (!WIFEXITED(status) || WEXITSTATUS(status) != 0) && ++unclean)
                     fprintf(stderr, "dsinfer: node process %d ended with status %d\n", (int)pids[i],
                             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
                 pids[i] = 0;
@@ -111,13 +112,15 @@ void cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
                     kill(pids[i], SIGKILL);
                     waitpid(pids[i], NULL, 0);
                     pids[i] = 0;
+                    unclean++;
                 }
             }
-            return;
+            return unclean;
         }
         if (left > 0)
             usleep(20000);
     }
+    return unclean;
 }
 
 /* ---- a generation run on an event loop, in-process coordinator or remote client ---- */
@@ -328,8 +331,9 @@ out_loop:
     /* Let the SHUTDOWN frames go out before the listener closes. */
     for (int i = 0; i < 20; i++)
         uv_run(&r.loop, UV_RUN_NOWAIT);
-    if (spawned)
-        cli_reap_nodes(pids, opts->local_nodes, 15000);
+    /* A node that does not exit cleanly after SHUTDOWN is a failure too. */
+    if (spawned && cli_reap_nodes(pids, opts->local_nodes, 15000) != 0)
+        rc = 1;
     dsc_cluster_destroy(r.cluster);
     uv_walk(&r.loop, close_walk, NULL);
     uv_run(&r.loop, UV_RUN_DEFAULT);
