@@ -286,5 +286,39 @@ if pgrep -f "dsinfer-node --coordinator 127.0.0.1:$CPORT " >/dev/null; then
 fi
 grep -q "ERROR" "$TMP/server.log" && { grep "ERROR" "$TMP/server.log" | head -5; fail "errors in the server log"; }
 
+# --- R1 template: the answer opens in the thinking block, which comes as reasoning_content ----
+section "R1 chat template: reasoning_content equals dsinfer run on the R1 prompt"
+dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --chat-template r1 \
+    --max-context 512 2>"$TMP/r1.log" &
+SERVER_PID=$!
+for _ in $(seq 600); do
+    grep -q "ready: http://" "$TMP/r1.log" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+done
+URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/r1.log" | head -1 | cut -c8-)
+if [ -z "$URL" ]; then
+    cat "$TMP/r1.log"
+    fail "the R1 server did not start"
+else
+    curl -sS -m 120 -o "$TMP/r1.json" -d "$HBODY}" "$URL/v1/chat/completions"
+    dsinfer tokenize --model "$MODEL" --json --chat --template r1 --text "$CHAT_MSG" >"$TMP/r1.ids"
+    ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$TMP/r1.ids")
+    dsinfer run --model "$MODEL" --prompt-ids "$ids" --max-tokens 12 --json 2>/dev/null \
+        | python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["tokens"])))' >"$TMP/r1.gen"
+    dsinfer detokenize --model "$MODEL" --skip-special $(cat "$TMP/r1.gen") >"$TMP/r1.text"
+    python3 - "$TMP/r1.json" "$TMP/r1.text" <<'EOF' || fail "R1 reasoning differs from dsinfer run"
+import json, sys
+m = json.load(open(sys.argv[1]))["choices"][0]["message"]
+text = open(sys.argv[2], encoding="utf-8").read()
+assert "</think>" not in text  # random weights: the block never closes in 12 tokens
+assert m["reasoning_content"] == text and m["content"] == "", (m, text)
+print("R1 reasoning == dsinfer run:", json.dumps(text))
+EOF
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || fail "the R1 server exited with $? after SIGTERM"
+fi
+SERVER_PID=
+
 [ "$FAILED" = 0 ] && echo "all serve checks passed"
 exit "$FAILED"
