@@ -1,0 +1,317 @@
+/*
+ * Garbage on the data plane of running node daemons (issue 4): a rogue process that knows the
+ * shared secret joins a serving 2-node cluster, so the coordinator re-plans with it and the real
+ * nodes connect their UCX endpoints to it; it then sends them well-framed but wrong ACTIVATION,
+ * DISPATCH and COMBINE messages (a layer outside their slice, a wrong width, an expert nobody
+ * holds, a reply to no request, an activation for no sequence) and leaves. The nodes must log and
+ * reject every one, the coordinator re-plans over the real nodes, and requests before and after
+ * get exactly the single-process engine's tokens; the nodes exit cleanly at the end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli_cluster.h"
+#include "dsi_test.h"
+#include "dsn_checkpoint.h"
+#include "dsn_engine.h"
+#include "dsn_sampler.h"
+#include "dst_ctrl.h"
+#include "dst_ucx.h"
+
+#define STEPS 16
+
+static const char *model;
+static const int32_t prompt[] = {11, 22, 33, 44};
+static int32_t want[STEPS];
+
+typedef struct {
+    uv_loop_t loop;
+    dsc_cluster_t *cl;
+    dst_secret_t secret;
+    /* the request in flight */
+    int32_t got[STEPS];
+    uint32_t n_got;
+    int done, failed;
+    /* the rogue */
+    dst_ctrl_conn_t *rogue;
+    dst_ucx_t *ucx;
+    uint32_t rogue_id;
+    uint64_t epoch;
+    uv_timer_t leave;
+    int garbage_sent;
+} test_t;
+
+static void reference(void)
+{
+    dsn_checkpoint_t *ckpt;
+    dsn_weights_t *w;
+    dsn_engine_t *e;
+    if (dsn_checkpoint_open(model, &ckpt) != DSI_OK)
+        exit(1);
+    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
+    dsn_slice_t all = dsn_slice_all(cfg);
+    dsn_weights_load(ckpt, &all, &w);
+    dsn_engine_create(w, dsk_level_detect(), 1, &e);
+    float *logits = malloc((size_t)cfg->vocab_size * sizeof(float));
+    dsn_kvcache_t *kv;
+    dsn_engine_kvcache_create(e, 256, &kv);
+    dsn_seq_batch_t seq = {kv, 0, 4};
+    dsn_engine_forward(e, prompt, &seq, 1, 0, logits);
+    for (int s = 0; s < STEPS; s++) {
+        if (s > 0) {
+            seq = (dsn_seq_batch_t){kv, kv->length, 1};
+            dsn_engine_forward(e, &want[s - 1], &seq, 1, 0, logits);
+        }
+        want[s] = dsn_argmax(logits, cfg->vocab_size);
+    }
+    dsn_kvcache_destroy(kv);
+    free(logits);
+    dsn_engine_destroy(e);
+    dsn_weights_destroy(w);
+    dsn_checkpoint_close(ckpt);
+}
+
+static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
+{
+    test_t *t = ctx;
+    for (uint32_t i = 0; i < n && t->n_got < STEPS; i++)
+        t->got[t->n_got++] = tokens[i];
+    if (finish != DST_FINISH_NONE) {
+        t->failed += finish != DST_FINISH_LENGTH;
+        t->done = 1;
+        uv_stop(&t->loop);
+    }
+}
+
+static void request(test_t *t, const char *when)
+{
+    uint64_t id;
+    t->n_got = 0;
+    t->done = 0;
+    dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
+    DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    DSI_CHECK(t->done);
+    DSI_CHECK_INT_EQ(t->failed, 0);
+    int same = t->n_got == STEPS && memcmp(t->got, want, sizeof(want)) == 0;
+    if (!same)
+        fprintf(stderr, "request %s the rogue: tokens differ from the single-process engine\n",
+                when);
+    DSI_CHECK(same);
+}
+
+/* ---- the rogue ---- */
+
+static void free_cb(dst_ucx_t *ucx, dsi_status_t st, void *arg)
+{
+    (void)ucx;
+    (void)st;
+    free(arg);
+}
+
+static void send_owned(test_t *t, uint32_t peer, dst_wire_hdr_t hdr, const dst_wire_pair_t *pairs,
+                       const dst_wire_token_t *toks)
+{
+    hdr.epoch = t->epoch;
+    size_t bytes = dst_wire_payload_bytes(&hdr);
+    uint8_t *p = NULL;
+    if (posix_memalign((void **)&p, 64, bytes) != 0)
+        return;
+    memset(p, 0, bytes);
+    if (pairs != NULL)
+        memcpy(p + dst_wire_side_offset(&hdr), pairs, hdr.n_pairs * sizeof(*pairs));
+    if (toks != NULL)
+        memcpy(p + dst_wire_side_offset(&hdr), toks, hdr.n_rows * sizeof(*toks));
+    if (dst_ucx_send(t->ucx, peer, &hdr, p, bytes, free_cb, p) == DSI_OK)
+        t->garbage_sent++;
+    else
+        free(p);
+}
+
+static void send_garbage(test_t *t, uint32_t peer)
+{
+    dst_wire_pair_t pair = {0, 0, 5, 1.0f};
+    dst_wire_pair_t bad_expert = {0, 0, 9999, 1.0f};
+    dst_wire_token_t tok = {123456789, 0, 0};
+    /* DISPATCH for a layer outside every slice. */
+    send_owned(t, peer,
+               (dst_wire_hdr_t){DST_WIRE_DISPATCH, DST_WIRE_F32, 0, 0, 1, 0, 999, 1, 256, 1}, &pair,
+               NULL);
+    /* DISPATCH of the wrong width. */
+    send_owned(t, peer, (dst_wire_hdr_t){DST_WIRE_DISPATCH, DST_WIRE_F32, 0, 0, 2, 0, 1, 1, 8, 1},
+               &pair, NULL);
+    /* DISPATCH naming an expert that does not exist. */
+    send_owned(t, peer, (dst_wire_hdr_t){DST_WIRE_DISPATCH, DST_WIRE_F32, 0, 0, 3, 0, 1, 1, 256, 1},
+               &bad_expert, NULL);
+    /* COMBINE answering no DISPATCH. */
+    send_owned(t, peer,
+               (dst_wire_hdr_t){DST_WIRE_COMBINE, DST_WIRE_F32, 0, 0, 777, 0, 1, 1, 256, 0}, NULL,
+               NULL);
+    /* ACTIVATION for a sequence nobody submitted, and one for a layer that is nobody's start. */
+    send_owned(t, peer,
+               (dst_wire_hdr_t){DST_WIRE_ACTIVATION, DST_WIRE_F32, 0, 0, 4, 0, 0, 1, 256, 0}, NULL,
+               &tok);
+    send_owned(t, peer,
+               (dst_wire_hdr_t){DST_WIRE_ACTIVATION, DST_WIRE_F32, 0, 0, 5, 0, 555, 1, 256, 0},
+               NULL, &tok);
+}
+
+static void on_leave(uv_timer_t *timer)
+{
+    test_t *t = timer->data;
+    fprintf(stderr, "rogue: sent %d bad messages, leaving\n", t->garbage_sent);
+    dst_ctrl_conn_close(t->rogue);
+}
+
+static void rogue_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
+{
+    test_t *t = arg;
+    if (msg->type == DST_MSG_HELLO) {
+        const void *addr;
+        size_t len;
+        dst_ucx_address(t->ucx, &addr, &len);
+        dst_msg_t m = {.type = DST_MSG_REGISTER};
+        snprintf(m.reg.name, sizeof(m.reg.name), "rogue");
+        m.reg.mem_budget = 16ULL << 30;
+        m.reg.cores = 1;
+        m.reg.ucx_addr = (uint8_t *)addr;
+        m.reg.ucx_addr_len = len;
+        dst_secret_register_auth(&t->secret, msg->hello.nonce, "rogue", m.reg.auth);
+        dst_ctrl_send(conn, &m);
+    } else if (msg->type == DST_MSG_WELCOME) {
+        t->rogue_id = msg->welcome.node_id;
+        dst_ucx_set_self_id(t->ucx, t->rogue_id);
+    } else if (msg->type == DST_MSG_PLAN) {
+        t->epoch = msg->plan.plan.epoch;
+    } else if (msg->type == DST_MSG_PEERS && !t->garbage_sent) {
+        dst_ucx_set_epoch(t->ucx, msg->peers.epoch);
+        for (uint32_t i = 0; i < msg->peers.n_peers; i++) {
+            const dst_msg_peer_t *p = &msg->peers.peers[i];
+            if (p->node_id != t->rogue_id)
+                dst_ucx_connect(t->ucx, p->node_id, p->ucx_addr, p->ucx_addr_len);
+        }
+        for (uint32_t i = 0; i < msg->peers.n_peers; i++) {
+            if (msg->peers.peers[i].node_id != t->rogue_id)
+                send_garbage(t, msg->peers.peers[i].node_id);
+        }
+        /* Give the nodes time to process it, then leave without ever answering READY. */
+        uv_timer_start(&t->leave, on_leave, 500, 0);
+    }
+}
+
+static void rogue_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg)
+{
+    (void)conn;
+    (void)why;
+    test_t *t = arg;
+    t->rogue = NULL;
+}
+
+static void on_state(void *arg, dsi_status_t st)
+{
+    test_t *t = arg;
+    if (st == DSI_OK && t->rogue == NULL && t->garbage_sent)
+        uv_stop(&t->loop); /* serving again without the rogue */
+}
+
+static void ignore_msg(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr,
+                       const void *payload, size_t bytes, void *user)
+{
+    (void)ucx, (void)peer, (void)hdr, (void)payload, (void)bytes, (void)user;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(void)
+{
+    model = dsi_test_fixture("tiny-v3");
+    cli_local_secret();
+    reference();
+    /* The nodes' logs (inherited stderr) go to a file we read at the end. */
+    char log_path[] = "/tmp/dsinfer-rogue-XXXXXX";
+    int log_fd = mkstemp(log_path), saved_err = dup(2);
+    dup2(log_fd, 2);
+
+    test_t *t = calloc(1, sizeof(*t));
+    uv_loop_init(&t->loop);
+    dsn_config_t cfg;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/config.json", model);
+    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
+    dsc_cluster_opts_t co;
+    dsc_cluster_opts_default(&co);
+    co.expect_nodes = 2;
+    co.plan.n_stages = 1;
+    co.plan.kv_tokens = 4096;
+    co.plan.overhead = 64ULL << 20;
+    dst_secret_load(NULL, &co.secret);
+    t->secret = co.secret;
+    DSI_CHECK_INT_EQ(dsc_cluster_create(&t->loop, &cfg, &co, &t->cl), DSI_OK);
+    dsc_cluster_on_state(t->cl, on_state, t);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(t->cl));
+    pid_t pids[2];
+    DSI_CHECK_INT_EQ(cli_spawn_nodes(2, addr, model, 1, pids), 0);
+
+    request(t, "before");
+
+    dst_ucx_config_t uc;
+    dst_ucx_config_default(&uc);
+    uc.max_peers = 64;
+    uc.on_message = ignore_msg;
+    DSI_CHECK_INT_EQ(dst_ucx_create(&t->loop, &uc, &t->ucx), DSI_OK);
+    uv_timer_init(&t->loop, &t->leave);
+    t->leave.data = t;
+    dst_ctrl_opts_t ctl;
+    dst_ctrl_opts_default(&ctl);
+    dst_ctrl_cb_t cb = {NULL, rogue_msg, rogue_close, t};
+    DSI_CHECK_INT_EQ(dst_ctrl_connect(&t->loop, addr, &ctl, &cb, &t->rogue), DSI_OK);
+    uv_run(&t->loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
+    DSI_CHECK_INT_EQ(t->garbage_sent, 12);
+
+    request(t, "after");
+
+    dsc_cluster_shutdown(t->cl, "test done");
+    for (int i = 0; i < 20; i++)
+        uv_run(&t->loop, UV_RUN_NOWAIT);
+    DSI_CHECK_INT_EQ(cli_reap_nodes(pids, 2, 20000), 0);
+    dst_ucx_destroy(t->ucx);
+    dsc_cluster_destroy(t->cl);
+    uv_walk(&t->loop, close_walk, NULL);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&t->loop);
+    free(t);
+
+    /* Every kind of bad message was logged by a node. */
+    fflush(stderr);
+    dup2(saved_err, 2);
+    FILE *f = fopen(log_path, "r");
+    char line[1024];
+    int dispatch_slice = 0, expert = 0, combine = 0, activation = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        fputs(line, stderr);
+        dispatch_slice += strstr(line, "does not fit this node's slice") != NULL;
+        expert += strstr(line, "is not held here") != NULL;
+        combine += strstr(line, "COMBINE from node") != NULL;
+        activation += strstr(line, "ACTIVATION from node") != NULL;
+    }
+    if (f != NULL)
+        fclose(f);
+    unlink(log_path);
+    DSI_CHECK(dispatch_slice >= 2);
+    DSI_CHECK(expert >= 1);
+    DSI_CHECK(combine >= 1);
+    DSI_CHECK(activation >= 1);
+    errno = 0;
+    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    return dsi_test_finish();
+}
