@@ -38,7 +38,7 @@ export DSINFER_SECRET=netns-test-secret-0123456789 UCX_TLS=tcp UCX_WARN_UNUSED_E
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ADDR=$HOST_IP:$PORT
 PROMPT=7,77,777
-want=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 300 2>/dev/null)
+want=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 1500 2>/dev/null)
 
 dsinfer-coordinator --nodes 3 --stages 1 --model "$FIX" --listen "$ADDR" --heartbeat-ms 100 \
   --node-timeout-ms 1000 2>"$TMP/coord.log" & pids+=($!)
@@ -49,7 +49,7 @@ ip netns exec "$NS" env DSINFER_SECRET="$DSINFER_SECRET" UCX_TLS=tcp PATH="$PATH
   dsinfer-node --coordinator "$ADDR" --model "$FIX" --name cut-off --threads 1 2>"$TMP/ns.log" &
 pids+=($!)
 
-timeout 120 dsinfer run --coordinator "$ADDR" --prompt-ids "$PROMPT" --max-tokens 300 \
+timeout 120 dsinfer run --coordinator "$ADDR" --prompt-ids "$PROMPT" --max-tokens 1500 \
   >"$TMP/out" 2>"$TMP/client.log" &
 CLIENT=$!
 # Cut the link once tokens flow (the cluster is serving).
