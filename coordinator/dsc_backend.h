@@ -102,7 +102,9 @@ void dsc_backend_text_destroy(dsc_backend_text_t *t);
  * Push one generated token. Text that is complete and cannot be the start of "</think>" (in the
  * thinking block) or of a stop string (in the answer) is emitted at once. Each emission carries
  * the count of the tokens pushed since the previous emission (a token whose text is partly held
- * back is counted with the first piece), so the counts sum to the tokens pushed. Returns 1
+ * back is counted with the first piece), so the counts sum to the tokens pushed; a token that
+ * leaves nothing held back here but has no text (special, unknown id, part of a character) is
+ * counted at once with an empty emission, so that the API times tokens as they come. Returns 1
  * when a stop string matched: the text before it has been emitted and nothing more may be pushed.
  * DSI_ERR_NOMEM is returned as -1 (the generation should fail).
  */

@@ -188,7 +188,14 @@ int dsc_backend_text_push(dsc_backend_text_t *t, int32_t id, dsc_backend_emit_cb
     dsc_decoder_push(t->dec, id, &text, &n);
     if (n > 0 && append(t, text, n) != 0)
         return -1;
-    return process(t, 0, emit, ctx);
+    int r = process(t, 0, emit, ctx);
+    if (r == 0 && t->len == 0 && t->pend_tokens > 0) {
+        /* A token without text of ours held back (special, unknown, or bytes the decoder keeps
+           for a partial character): count it now, so that token timing (TTFT) stays true. */
+        emit(ctx, "", 0, t->reasoning, t->pend_tokens);
+        t->pend_tokens = 0;
+    }
+    return r;
 }
 
 int dsc_backend_text_finish(dsc_backend_text_t *t, dsc_backend_emit_cb emit, void *ctx)

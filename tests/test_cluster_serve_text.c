@@ -3,7 +3,8 @@
  * tokenizer: token ids in, deltas out. Checks that the deltas concatenate to the decoded text,
  * are whole UTF-8 characters, carry token counts summing to the tokens pushed, hold back a
  * possible stop string or "</think>", stop at the token completing a stop string without
- * emitting it, route R1 reasoning apart, and that bad arguments are refused.
+ * emitting it, route R1 reasoning apart, count tokens without text at once, and that bad
+ * arguments are refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,7 @@ static void test_special_and_bad_args(void)
     memset(&s, 0, sizeof(s));
     DSI_CHECK_INT_EQ(dsc_backend_text_create(tok, 0, NULL, 0, &t), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_backend_text_push(t, eos, on_text, &s), 0);
+    DSI_CHECK_INT_EQ(s.tokens, 1); /* counted at once: the API times it */
     DSI_CHECK_INT_EQ(dsc_backend_text_finish(t, on_text, &s), 0);
     DSI_CHECK_INT_EQ(s.text_len, 0);
     DSI_CHECK_INT_EQ(s.tokens, 1);
