@@ -35,8 +35,8 @@ static void matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const floa
     }
 }
 
-static void matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+static void matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
 {
     for (int64_t t = 0; t < n; t++) {
         for (int64_t c = 0; c < w->cols; c++) {
