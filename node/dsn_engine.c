@@ -65,6 +65,8 @@ static void scratch_free(dsn_scratch_t *s)
     free(s->pair_index);
     free(s->tok_seq);
     free(s->tok_pos);
+    free(s->h);
+    free(s->rows);
     memset(s, 0, sizeof(*s));
 }
 
@@ -158,6 +160,8 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
     fail |= grow((void **)&s->pair_index, t * K * sizeof(int32_t));
     fail |= grow((void **)&s->tok_seq, t * sizeof(int32_t));
     fail |= grow((void **)&s->tok_pos, t * sizeof(int64_t));
+    fail |= grow((void **)&s->h, t * H * f);
+    fail |= grow((void **)&s->rows, t * sizeof(int64_t));
     if (fail) {
         DSI_ERROR("out of memory for a batch of %lld tokens", (long long)T);
         return DSI_ERR_NOMEM;
@@ -312,13 +316,9 @@ dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const ds
     if (st != DSI_OK)
         return st;
     int64_t H = c->hidden_size;
-    float *h = malloc((size_t)(n * H) * sizeof(float));
-    int64_t *rows = malloc((size_t)n * sizeof(int64_t));
-    if (h == NULL || rows == NULL) {
-        free(h);
-        free(rows);
-        return DSI_ERR_NOMEM;
-    }
+    /* Scratch, not per call: a decode step allocates nothing. */
+    float *h = e->s.h;
+    int64_t *rows = e->s.rows;
     dsn_engine_embed(e, tokens, n, h);
     if (e->trace.on_hidden != NULL)
         e->trace.on_hidden(e->trace.ctx, 0, h, n);
@@ -330,6 +330,7 @@ dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const ds
     if (st == DSI_OK) {
         dsn_engine_commit(seqs, n_seqs);
         if (e->trace.on_hidden != NULL) {
+            /* Tracing only (tests, tools): an allocation here is fine. */
             float *normed = malloc((size_t)(n * H) * sizeof(float));
             if (normed != NULL) {
                 for (int64_t t = 0; t < n; t++)
@@ -347,7 +348,5 @@ dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const ds
         }
         dsn_engine_head(e, h, rows, n_rows, logits);
     }
-    free(h);
-    free(rows);
     return st;
 }

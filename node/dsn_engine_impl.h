@@ -32,6 +32,8 @@ typedef struct {
     int32_t *pair_index;    /* [tokens * top_k] */
     int32_t *tok_seq;       /* [tokens] sequence index of each token */
     int64_t *tok_pos;       /* [tokens] absolute position of each token */
+    float *h;               /* [tokens, H] residual stream of dsn_engine_forward */
+    int64_t *rows;          /* [tokens] rows whose logits dsn_engine_forward returns */
 } dsn_scratch_t;
 
 struct dsn_engine {
