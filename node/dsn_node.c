@@ -38,6 +38,27 @@ static void node_stop(dsn_node_t *node, dsi_status_t why)
 
 /* ---- the slice of the plan ---- */
 
+/* Expert-load counters for the stage's MoE layers, and the engine hook that fills them on the
+ * single-node path (the expert-parallel path counts in dsn_stage.c). */
+static dsi_status_t load_counts_create(dsn_node_t *node, const dst_plan_t *p)
+{
+    int first =
+        node->first_layer > (int)p->first_moe_layer ? node->first_layer : (int)p->first_moe_layer;
+    node->load_first = first;
+    node->load_layers = node->end_layer > first ? node->end_layer - first : 0;
+    node->load_experts = (int)p->n_experts;
+    if (node->load_layers == 0 || p->n_experts == 0)
+        return DSI_OK;
+    node->load_counts = calloc((size_t)node->load_layers * p->n_experts, sizeof(uint32_t));
+    if (node->load_counts == NULL) {
+        DSI_ERROR("out of memory for the expert-load counters");
+        return DSI_ERR_NOMEM;
+    }
+    dsn_trace_t tr = {.on_route = dsn_stage_count_route, .ctx = node};
+    dsn_engine_set_trace(node->engine, &tr);
+    return DSI_OK;
+}
+
 static dsi_status_t load_slice(dsn_node_t *node)
 {
     const dst_plan_t *p = &node->plan.plan.plan;
@@ -92,6 +113,9 @@ static dsi_status_t load_slice(dsn_node_t *node)
     st = dsn_engine_create(node->weights, dsk_level_detect(), node->opts.threads, &node->engine);
     if (st != DSI_OK)
         return st;
+    st = load_counts_create(node, p);
+    if (st != DSI_OK)
+        return st;
     DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d, %zu routed experts, %.1f MiB of "
              "weights",
              (unsigned long long)node->epoch, node->stage, node->n_stages, node->first_layer,
@@ -137,6 +161,7 @@ static void discard_outbox(dsn_node_t *node)
     while (o != NULL) {
         dsn_out_t *next = o->next;
         free(o->payload);
+        free(o->counts);
         free(o);
         o = next;
     }
@@ -155,9 +180,12 @@ static void leave_epoch(dsn_node_t *node)
     dsn_engine_destroy(node->engine);
     dsn_weights_destroy(node->weights);
     free(node->expert_mask);
+    free(node->load_counts);
     node->engine = NULL;
     node->weights = NULL;
     node->expert_mask = NULL;
+    node->load_counts = NULL;
+    node->load_layers = 0;
     node->ready = 0;
 }
 
@@ -284,6 +312,9 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_CANCEL:
         push_msg_task(node, DSN_TASK_CANCEL, msg);
         break;
+    case DST_MSG_BIAS:
+        push_msg_task(node, DSN_TASK_BIAS, msg);
+        break;
     case DST_MSG_HEARTBEAT:
         break;
     case DST_MSG_SHUTDOWN:
@@ -370,6 +401,16 @@ static void on_wake(uv_async_t *async)
                           dsi_status_message(st));
                 free(o->payload);
             }
+        } else if (o->type == DSN_OUT_LOAD) {
+            dst_msg_t m = {.type = DST_MSG_LOAD_STATS};
+            m.load_stats = (dst_msg_load_stats_t){node->node_id,
+                                                  o->epoch,
+                                                  node->load_window_ms,
+                                                  (uint32_t)node->load_first,
+                                                  (uint32_t)node->load_layers,
+                                                  (uint32_t)node->load_experts,
+                                                  o->counts};
+            send_msg(node, &m);
         } else {
             dst_msg_t m = {.type = DST_MSG_TOKENS};
             m.tokens.seq_id = o->seq_id;
@@ -378,9 +419,39 @@ static void on_wake(uv_async_t *async)
             m.tokens.finish = o->finish;
             send_msg(node, &m);
         }
+        free(o->counts);
         free(o);
         o = next;
     }
+}
+
+/* The load window ended: the compute thread reports what it counted (between micro-batches). */
+static void on_load_window(uv_timer_t *t)
+{
+    dsn_node_t *node = t->data;
+    if (!node->ready || node->load_layers == 0)
+        return;
+    dsn_task_t *task = calloc(1, sizeof(*task));
+    if (task == NULL)
+        return; /* the counts stay and go with the next window */
+    task->type = DSN_TASK_LOAD;
+    dsn_worker_push(node, task);
+}
+
+/* DSINFER_LOAD_WINDOW_MS: the counting window, 0 = no load reports. */
+static uint32_t load_window_ms(void)
+{
+    const char *env = getenv("DSINFER_LOAD_WINDOW_MS");
+    if (env == NULL || env[0] == 0)
+        return DSN_LOAD_WINDOW_MS;
+    char *end;
+    unsigned long v = strtoul(env, &end, 10);
+    if (*end != 0 || v > 3600000) {
+        DSI_WARN("DSINFER_LOAD_WINDOW_MS=%s is not 0..3600000 ms: using %d", env,
+                 DSN_LOAD_WINDOW_MS);
+        return DSN_LOAD_WINDOW_MS;
+    }
+    return (uint32_t)v;
 }
 
 static void on_drain_deadline(uv_timer_t *t)
@@ -458,6 +529,12 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     node->heartbeat.data = node;
     uv_timer_init(&node->loop, &node->drain_timer);
     node->drain_timer.data = node;
+    uv_timer_init(&node->loop, &node->load_timer);
+    node->load_timer.data = node;
+    node->load_window_ms = load_window_ms();
+    if (node->load_window_ms > 0)
+        uv_timer_start(&node->load_timer, on_load_window, node->load_window_ms,
+                       node->load_window_ms);
     uv_signal_init(&node->loop, &node->sigterm);
     uv_signal_init(&node->loop, &node->sigint);
     node->sigterm.data = node->sigint.data = node;
@@ -501,6 +578,7 @@ out:
     dsn_weights_destroy(node->weights);
     dsn_checkpoint_close(node->ckpt);
     free(node->expert_mask);
+    free(node->load_counts);
     dst_msg_free(&node->plan);
     pthread_mutex_destroy(&node->mutex);
     pthread_cond_destroy(&node->cond);

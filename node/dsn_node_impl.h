@@ -29,12 +29,15 @@
 #define DSN_MAX_PEERS         1024 /* node ids are below this */
 #define DSN_MAX_STAGES        64
 #define DSN_DRAIN_DEADLINE_MS 60000 /* a draining node stops by itself after this */
+#define DSN_LOAD_WINDOW_MS    1000  /* expert-load counting window (DSINFER_LOAD_WINDOW_MS) */
 
 typedef enum {
     DSN_TASK_SUBMIT,   /* msg: SUBMIT (a sequence for this node's stage) */
     DSN_TASK_FEEDBACK, /* msg: TOKENS sampled by the last stage, for stage 0 */
     DSN_TASK_CANCEL,   /* msg: CANCEL */
     DSN_TASK_WIRE,     /* a data-plane message: hdr, payload */
+    DSN_TASK_BIAS,     /* msg: BIAS (new router biases of one layer) */
+    DSN_TASK_LOAD,     /* the load window ended: report the counts (LOAD_STATS) */
     DSN_TASK_STOP,
 } dsn_task_type_t;
 
@@ -48,7 +51,7 @@ typedef struct dsn_task {
     size_t bytes;
 } dsn_task_t;
 
-typedef enum { DSN_OUT_WIRE, DSN_OUT_TOKENS } dsn_out_type_t;
+typedef enum { DSN_OUT_WIRE, DSN_OUT_TOKENS, DSN_OUT_LOAD } dsn_out_type_t;
 
 typedef struct dsn_out {
     struct dsn_out *next;
@@ -61,6 +64,9 @@ typedef struct dsn_out {
     int32_t token;   /* TOKENS: one sampled token, or none when n_tokens is 0 */
     uint32_t n_tokens;
     uint8_t finish; /* dst_finish_t */
+    /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
+    uint32_t *counts; /* [load_layers, n_experts], owned */
+    uint64_t epoch;
 } dsn_out_t;
 
 /* A sequence as this node sees it (compute thread only). */
@@ -123,6 +129,8 @@ typedef struct dsn_node {
     uv_timer_t drain_timer;
     int draining;
     uint8_t connected[DSN_MAX_PEERS]; /* UCX endpoint open to that node */
+    uv_timer_t load_timer;            /* every load_window_ms: DSN_TASK_LOAD */
+    uint32_t load_window_ms;
 
     /* the plan */
     dst_msg_t plan; /* moved PLAN message (owns the plan) */
@@ -138,6 +146,13 @@ typedef struct dsn_node {
     dsn_weights_t *weights;
     dsn_engine_t *engine;
     uint8_t *expert_mask;
+    /*
+     * Expert load of the current window, counted by the compute thread only (allocated before
+     * it starts, freed after it stopped): load_counts[(l - load_first) * n_experts + e] for the
+     * stage's MoE layers [load_first, load_first + load_layers).
+     */
+    uint32_t *load_counts;
+    int load_first, load_layers, load_experts;
 
     /* queues */
     pthread_t thread;
@@ -166,6 +181,10 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task);
 /* Start a micro-batch of the sequences ready at stage 0; 1 if it started one. */
 int dsn_stage_schedule(dsn_node_t *node);
 void dsn_stage_cleanup(dsn_node_t *node);
+/* Counts a MoE layer's routing, experts[n, top_k], into node->load_counts (engine trace hook:
+ * ctx is the node). */
+void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const float *weights,
+                           int64_t n);
 
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_node_t *node, const dsn_seq_t *seq);

@@ -304,6 +304,7 @@ static void run_mb(dsn_node_t *node, dsn_mb_t *mb)
             ops->rmsnorm(mb->h + t * H, w->layers[l].post_attn_norm, H, c->rms_norm_eps,
                          mb->u + t * H);
         dsn_moe_route(e, l, mb->u, mb->n, mb->experts, mb->weights);
+        dsn_stage_count_route(node, l, mb->experts, mb->weights, mb->n);
         if (send_dispatches(node, mb, l) != 0) {
             DSI_ERROR("out of memory dispatching micro-batch %llu", (unsigned long long)mb->id);
             mb->layer = -1;
@@ -650,6 +651,68 @@ static int handle_activation(dsn_node_t *node, const dsn_task_t *t)
     return 0;
 }
 
+/* ---- expert load and router biases ---- */
+
+void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const float *weights,
+                           int64_t n)
+{
+    (void)weights;
+    dsn_node_t *node = ctx;
+    int li = layer - node->load_first;
+    if (node->load_counts == NULL || li < 0 || li >= node->load_layers)
+        return;
+    int64_t K = node->weights->cfg.num_experts_per_tok, E = node->load_experts;
+    uint32_t *row = node->load_counts + (size_t)li * (size_t)E;
+    for (int64_t i = 0; i < n * K; i++) {
+        /* Saturate rather than wrap: a window never comes near 2^32 pairs in practice. */
+        if (experts[i] >= 0 && experts[i] < E && row[experts[i]] != UINT32_MAX)
+            row[experts[i]]++;
+    }
+}
+
+/* The window ended: hand the counts to the loop thread (LOAD_STATS) when there are any. */
+static void report_load(dsn_node_t *node)
+{
+    size_t n = (size_t)node->load_layers * (size_t)node->load_experts;
+    int any = 0;
+    for (size_t i = 0; i < n && !any; i++)
+        any = node->load_counts[i] != 0;
+    if (!any)
+        return;
+    dsn_out_t *o = calloc(1, sizeof(*o));
+    uint32_t *copy = malloc(n * sizeof(uint32_t));
+    if (o == NULL || copy == NULL) {
+        free(o);
+        free(copy);
+        return; /* keep counting: the next window reports these too */
+    }
+    memcpy(copy, node->load_counts, n * sizeof(uint32_t));
+    memset(node->load_counts, 0, n * sizeof(uint32_t));
+    o->type = DSN_OUT_LOAD;
+    o->counts = copy;
+    o->epoch = node->epoch;
+    dsn_worker_emit(node, o);
+}
+
+/* New router biases for one MoE layer of this stage: they choose experts from the next routing
+ * on (a micro-batch parked in that layer has already routed). */
+static void apply_bias(dsn_node_t *node, const dst_msg_bias_t *b)
+{
+    int l = (int)b->layer;
+    if (b->epoch != node->epoch)
+        return; /* an older epoch's: the coordinator sends the biases again for this one */
+    if (l < node->first_layer || l >= node->end_layer || !node->weights->layers[l].is_moe ||
+        b->n_biases != (uint32_t)node->weights->cfg.n_routed_experts) {
+        DSI_ERROR("BIAS for layer %u with %u values does not fit this node (MoE layers of "
+                  "%d..%d, %d experts): ignored",
+                  b->layer, b->n_biases, node->first_layer, node->end_layer - 1,
+                  node->weights->cfg.n_routed_experts);
+        return;
+    }
+    memcpy(node->weights->layers[l].router_bias, b->biases, b->n_biases * sizeof(float));
+    DSI_DEBUG("router biases of layer %d updated", l);
+}
+
 /* ---- the task dispatcher and the stage-0 scheduler ---- */
 
 static void handle_cancel(dsn_node_t *node, uint64_t id)
@@ -693,6 +756,13 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task)
         break;
     case DSN_TASK_CANCEL:
         handle_cancel(node, task->msg.cancel.seq_id);
+        break;
+    case DSN_TASK_BIAS:
+        apply_bias(node, &task->msg.bias);
+        break;
+    case DSN_TASK_LOAD:
+        if (node->load_counts != NULL)
+            report_load(node);
         break;
     case DSN_TASK_WIRE:
         if (task->hdr.type == DST_WIRE_DISPATCH) {
