@@ -10,7 +10,7 @@
 
 static void maybe_free(dsc_cluster_t *cl)
 {
-    if (cl->destroyed && !cl->timer_open && cl->open_conns == 0)
+    if (cl->destroyed && !cl->timer_open && !cl->load_timer_open && cl->open_conns == 0)
         free(cl);
 }
 
@@ -30,6 +30,10 @@ void dsc_cluster_opts_default(dsc_cluster_opts_t *opts)
     opts->node_timeout_ms = 2000;
     opts->stall_timeout_ms = 60000;
     dsc_plan_opts_default(&opts->plan);
+    opts->load_window_ms = 1000;
+    opts->load_windows = 60;
+    opts->redundant_experts = DSC_REDUNDANT_AUTO;
+    opts->rebalance_interval_ms = 60000;
 }
 
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)
@@ -166,24 +170,17 @@ static void node_lost(dsc_cluster_t *cl, node_t *n, const char *why)
         dsc_cluster_replan(cl, "a node was lost");
 }
 
-static void on_drain(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_drain_t *d)
+dsi_status_t dsc_cluster_drain(dsc_cluster_t *cl, uint32_t node_id)
 {
-    node_t *n = cs->kind == PEER_NODE ? &cl->nodes[cs->node] : NULL;
-    if (cs->kind == PEER_CLIENT || cs->kind == PEER_UNKNOWN) {
-        /* `dsinfer cluster drain NODE`: an operator asks for any node. */
-        n = d->node_id < cl->n_nodes ? &cl->nodes[d->node_id] : NULL;
-    } else if (d->node_id != n->id) {
-        dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_DRAIN,
-                            "a node may only drain itself");
-        return;
-    }
+    if (cl->shut_down)
+        return DSI_ERR_UNSUPPORTED;
+    node_t *n = node_id < cl->n_nodes ? &cl->nodes[node_id] : NULL;
     if (n == NULL || n->state == NODE_DEAD) {
-        dst_ctrl_send_error(cs->conn, DSI_ERR_NOT_FOUND, DST_MSG_DRAIN, "no live node %u",
-                            d->node_id);
-        return;
+        DSI_ERROR("drain of node %u refused: no live node of that id", node_id);
+        return DSI_ERR_NOT_FOUND;
     }
     if (n->draining)
-        return;
+        return DSI_OK;
     n->draining = 1;
     DSI_INFO("node %u '%s' drains", n->id, n->name);
     if (cl->planned && in_plan(cl, n->id)) {
@@ -193,6 +190,30 @@ static void on_drain(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_drain_t 
         snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
         dsc_cluster_send(n->cs->conn, &m);
     }
+    return DSI_OK;
+}
+
+/* DRAIN from a node: it leaves by itself (SIGTERM). An operator drains other nodes with an
+ * authenticated ADMIN request instead: a bare DRAIN from anyone else is refused. */
+static void on_drain(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_drain_t *d)
+{
+    if (cs->kind != PEER_NODE) {
+        DSI_ERROR("DRAIN of node %u from %s refused: not a node; operators use ADMIN drain",
+                  d->node_id, dst_ctrl_conn_peer(cs->conn));
+        dst_ctrl_send_error(cs->conn, DSI_ERR_AUTH, DST_MSG_DRAIN,
+                            "only a node may send DRAIN (for itself); use an authenticated "
+                            "ADMIN drain (dsinfer cluster drain)");
+        return;
+    }
+    node_t *n = &cl->nodes[cs->node];
+    if (d->node_id != n->id) {
+        dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_DRAIN,
+                            "a node may only drain itself");
+        return;
+    }
+    if (dsc_cluster_drain(cl, n->id) != DSI_OK)
+        dst_ctrl_send_error(cs->conn, DSI_ERR_NOT_FOUND, DST_MSG_DRAIN, "no live node %u",
+                            d->node_id);
 }
 
 /* ---- control messages ---- */
@@ -286,6 +307,9 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_DRAIN:
         on_drain(cl, cs, &msg->drain);
         return;
+    case DST_MSG_ADMIN:
+        dsc_cluster_on_admin(cl, cs, &msg->admin);
+        return;
     case DST_MSG_CANCEL:
         if (!is_node) {
             on_client_cancel(cl, cs, msg->cancel.seq_id);
@@ -312,6 +336,9 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     }
     case DST_MSG_TOKENS:
         on_tokens(cl, cs, &msg->tokens);
+        break;
+    case DST_MSG_LOAD_STATS:
+        dsc_cluster_on_load_stats(cl, cs, &msg->load_stats);
         break;
     case DST_MSG_ERROR:
         DSI_ERROR("node %u reports: %s", cl->nodes[cs->node].id, msg->error.text);
@@ -413,6 +440,12 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
         free(cl);
         return st;
     }
+    st = dsc_cluster_load_init(cl);
+    if (st != DSI_OK) {
+        dst_ctrl_listener_close(cl->listener);
+        free(cl);
+        return st;
+    }
     uv_timer_init(loop, &cl->timer);
     cl->timer.data = cl;
     cl->timer_open = 1;
@@ -456,6 +489,7 @@ void dsc_cluster_destroy(dsc_cluster_t *cl)
     dst_ctrl_listener_close(cl->listener);
     dsc_plan_cleanup(&cl->plan);
     free(cl->lane_nodes);
+    dsc_cluster_load_close(cl);
     cl->destroyed = 1;
     uv_close((uv_handle_t *)&cl->timer, timer_closed);
 }

@@ -16,6 +16,13 @@
  * (dsc_cluster_impl.h). When the live nodes cannot hold the model, requests stay queued until a
  * node joins, at most stall_timeout_ms.
  *
+ * Nodes report how many tokens their routing sent to every expert (LOAD_STATS); the coordinator
+ * keeps a sliding window of those counts (dsc_load.h), shows the resulting imbalance, and
+ * re-places experts with replicas of the hottest ones (EPLB) on request or past a threshold,
+ * through the same epoch machinery. It also holds every MoE layer's router bias (dsc_bias.h) and,
+ * only when asked, adjusts it to the load. Operators reach it through authenticated ADMIN
+ * requests (`dsinfer cluster`). docs/ELASTICITY.md describes all of it.
+ *
  * Everything runs on the caller's libuv loop thread.
  */
 #ifndef DSC_CLUSTER_H
@@ -33,6 +40,9 @@
 
 typedef struct dsc_cluster dsc_cluster_t;
 
+/* dsc_cluster_opts_t.redundant_experts: n_experts / 8 replicas per MoE layer. */
+#define DSC_REDUNDANT_AUTO UINT32_MAX
+
 typedef struct {
     const char *listen;        /* "127.0.0.1:7000"; port 0 picks one (dsc_cluster_port) */
     uint32_t expect_nodes;     /* plan once this many nodes have joined (>= 1) */
@@ -41,10 +51,25 @@ typedef struct {
     uint32_t stall_timeout_ms; /* queued requests fail if the cluster cannot serve this long */
     dsc_plan_opts_t plan;      /* planner options (stages, weight format, KV reserve) */
     dst_secret_t secret;       /* nodes must prove they know it */
+    /* Expert load, EPLB and router biases (docs/ELASTICITY.md). */
+    const char *model_dir;          /* checkpoint whose router biases the coordinator holds; NULL:
+                                       bias tracking unavailable (e.g. only a config.json) */
+    uint32_t load_window_ms;        /* one load window, 10..3600000 */
+    uint32_t load_windows;          /* the sliding window: the last this many windows, 1..100000 */
+    uint32_t redundant_experts;     /* replicas per MoE layer a rebalance adds (capped by the
+                                       planner and by memory); DSC_REDUNDANT_AUTO: n_experts / 8 */
+    double rebalance_threshold;     /* 0: off; > 1: rebalance by itself when the cluster's
+                                       imbalance figure exceeds it */
+    uint32_t rebalance_interval_ms; /* least time between automatic rebalances */
+    float online_bias_gamma;        /* 0: biases never change (exact outputs); > 0: the
+                                       aux-loss-free rule with this step after every window (needs
+                                       model_dir; changes outputs) */
 } dsc_cluster_opts_t;
 
 /* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s node timeout, 60 s stall timeout,
- * default plan options. The secret is left empty: the caller loads it (dst_secret_load). */
+ * default plan options; 1 s load windows, 60 of them, automatic replicas, no automatic
+ * rebalance (60 s apart when enabled), no bias changes, no model_dir. The secret is left empty:
+ * the caller loads it (dst_secret_load). */
 void dsc_cluster_opts_default(dsc_cluster_opts_t *opts);
 
 /* A generation request at the token level. */
@@ -93,9 +118,72 @@ typedef struct {
     uint32_t nodes_joined, nodes_ready, nodes_dead;
     uint64_t sequences_active, sequences_done;
     uint64_t bad_registrations;
-    uint64_t replans;     /* plans after the first (joins, drains, losses) */
-    uint64_t bytes_moved; /* expert weight bytes those re-plans moved */
+    uint64_t replans;      /* plans after the first (joins, drains, losses) */
+    uint64_t bytes_moved;  /* expert weight bytes those re-plans moved */
+    uint64_t rebalances;   /* of those re-plans, the ones that placed experts by load (EPLB) */
+    uint64_t bias_updates; /* windows in which the online bias rule moved a bias */
+    uint64_t bad_admin;    /* ADMIN requests refused for a wrong proof */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
+
+/*
+ * Asks node `node_id` to leave: its experts and sequences move to the other nodes (a re-plan),
+ * then it gets SHUTDOWN. DSI_ERR_NOT_FOUND (no live node of that id), DSI_ERR_UNSUPPORTED (the
+ * cluster shut down). Draining a draining node is DSI_OK and does nothing.
+ */
+dsi_status_t dsc_cluster_drain(dsc_cluster_t *cl, uint32_t node_id);
+
+typedef struct {
+    uint64_t epoch;             /* the new plan's */
+    double imbalance_before;    /* the window's figure under the plan replaced */
+    double imbalance_after;     /* the same counts under the new plan */
+    uint32_t redundant_experts; /* replicas per MoE layer asked of the planner */
+    uint64_t replicas;          /* redundant copies placed over all layers */
+    uint64_t experts_moved;     /* expert copies a node did not have before */
+    uint64_t bytes_moved;       /* weight bytes nodes must load for the new plan */
+} dsc_rebalance_report_t;
+
+/*
+ * EPLB now: plans the live nodes from scratch with the sliding window's counts as the load and
+ * redundant experts (hierarchical group packing when the stage's node count divides n_group,
+ * replicas to the highest load per copy, copies packed heaviest first onto the least-loaded
+ * node), keeping the stage count, and switches to it like any re-plan (open requests continue
+ * with unchanged tokens). Later membership re-plans keep placing by load. `out` (optional) says
+ * what changed. DSI_ERR_UNSUPPORTED (not serving: not planned yet, re-planning, shut down),
+ * DSI_ERR_NOT_FOUND (no load counted yet), DSI_ERR_CAPACITY (the planner refused); the cause is
+ * logged and the current plan keeps serving.
+ */
+dsi_status_t dsc_cluster_rebalance(dsc_cluster_t *cl, const char *why, dsc_rebalance_report_t *out);
+
+/* The load statistics, for /metrics exporters and tests. */
+typedef struct {
+    uint32_t first_layer;          /* model index of the first MoE layer */
+    uint32_t n_layers;             /* MoE layers (0: the model has none) */
+    uint32_t n_experts;            /* routed experts per layer */
+    uint32_t window_ms;            /* one window */
+    uint32_t n_windows;            /* windows in the sliding window */
+    const uint64_t *counts;        /* [n_layers * n_experts] pairs routed over the sliding window */
+    uint64_t total;                /* their sum */
+    double imbalance;              /* the cluster's figure under the current plan; 0 = no data */
+    const double *layer_imbalance; /* [n_layers], 0 = no data for that layer */
+    int bias_available;            /* the coordinator holds the router biases */
+    float bias_gamma;              /* the online rule's step, 0 = off */
+    const double *bias_drift_max;  /* [n_layers] max |b - b0|, NULL without biases */
+    const double *bias_drift_mean; /* [n_layers] mean |b - b0|, NULL without biases */
+} dsc_cluster_load_t;
+
+/*
+ * Fills *out; its arrays belong to the cluster and stay valid until the loop runs again (or the
+ * next snapshot). Loop thread only.
+ */
+void dsc_cluster_load_snapshot(dsc_cluster_t *cl, dsc_cluster_load_t *out);
+
+/*
+ * The cluster's state as one JSON object (what `dsinfer cluster status --json` prints): epoch,
+ * nodes (id, name, state, stage, experts held, memory), stages, per-layer and cluster imbalance,
+ * bias drift, re-plan counts and bytes moved. Malloc'ed, the caller frees; NULL when out of
+ * memory.
+ */
+char *dsc_cluster_status_json(dsc_cluster_t *cl);
 
 #endif

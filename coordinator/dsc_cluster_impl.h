@@ -2,7 +2,9 @@
  * dsc_cluster_impl.h - private to the coordinator's cluster files:
  *   dsc_cluster.c       connections, membership (join, drain, loss), the public entry points;
  *   dsc_cluster_plan.c  planning and re-planning (epochs), lanes;
- *   dsc_cluster_seq.c   sequences: submit, tokens, cancel, re-submission after a re-plan.
+ *   dsc_cluster_seq.c   sequences: submit, tokens, cancel, re-submission after a re-plan;
+ *   dsc_load_cluster.c  expert-load windows, online router biases, automatic rebalance;
+ *   dsc_load_admin.c    ADMIN requests and the status JSON.
  *
  * Membership changes while serving are handled by re-planning, never by losing requests: every
  * open sequence is cancelled on the nodes, a new plan (kept close to the old one) goes out, and
@@ -14,7 +16,9 @@
 #ifndef DSC_CLUSTER_IMPL_H
 #define DSC_CLUSTER_IMPL_H
 
+#include "dsc_bias.h"
 #include "dsc_cluster.h"
+#include "dsc_load.h"
 #include "dst_ctrl.h"
 
 #define DSC_MAX_NODES 1024
@@ -82,8 +86,17 @@ struct dsc_cluster {
     void (*state_cb)(void *arg, dsi_status_t st);
     void *state_arg;
     dsc_cluster_stats_t stats;
-    /* Teardown: the struct is freed once destroyed, its timer closed and no connection left. */
-    int destroyed, timer_open;
+    /* Expert load and biases (dsc_load_cluster.c); load is NULL for a model without MoE. */
+    dsc_load_t *load;
+    dsc_bias_t *bias;        /* NULL: bias tracking unavailable */
+    uv_timer_t load_timer;   /* closes a load window every opts.load_window_ms */
+    int eplb_active;         /* a rebalance placed experts by load: re-plans keep doing so */
+    uint32_t eplb_redundant; /* replicas per layer the last rebalance asked for */
+    uint64_t last_rebalance_ns;
+    double *layer_imb;              /* [MoE layers] snapshot scratch */
+    double *drift_max, *drift_mean; /* [MoE layers] snapshot scratch */
+    /* Teardown: the struct is freed once destroyed, its timers closed and no connection left. */
+    int destroyed, timer_open, load_timer_open;
     uint32_t open_conns;
 };
 
@@ -100,6 +113,21 @@ int dsc_node_live(const node_t *n);
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why);
 /* A node answered READY for the current epoch. */
 void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n);
+/* The live nodes as the planner sees them; returns how many. */
+uint32_t dsc_cluster_live_descs(const dsc_cluster_t *cl, dsc_node_desc_t *descs);
+
+/* dsc_load_cluster.c */
+/* The load window, the biases (when opts.model_dir is set) and the window timer. */
+dsi_status_t dsc_cluster_load_init(dsc_cluster_t *cl);
+/* Stops the window timer (closed asynchronously: load_timer_open drops to 0) and frees. */
+void dsc_cluster_load_close(dsc_cluster_t *cl);
+void dsc_cluster_on_load_stats(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_load_stats_t *m);
+/* Sends every MoE layer's bias that differs from the checkpoint to the nodes of its stage (a new
+ * epoch's nodes loaded the checkpoint's). */
+void dsc_cluster_push_biases(dsc_cluster_t *cl);
+
+/* dsc_load_admin.c */
+void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_admin_t *m);
 
 /* dsc_cluster_seq.c */
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
