@@ -20,9 +20,18 @@ static void usage(FILE *out)
             "                           [--listen HOST:PORT] [--stages S] [--secret-file FILE]\n"
             "                           [--kv-tokens T] [--heartbeat-ms MS] [--node-timeout-ms MS]\n"
             "                           [--port-file FILE]\n"
+            "                           [--load-window-ms MS] [--load-windows N]\n"
+            "                           [--redundant-experts R] [--rebalance-threshold X]\n"
+            "                           [--rebalance-interval-ms MS] [--online-bias-gamma G]\n"
             "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
             "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
-            "--listen HOST:0).\n");
+            "--listen HOST:0).\n"
+            "Expert load (docs/ELASTICITY.md): counts are kept over the last --load-windows (60)\n"
+            "windows of --load-window-ms (1000). --rebalance-threshold X > 1 re-places experts\n"
+            "with --redundant-experts replicas per layer (default experts/8) when the imbalance\n"
+            "passes X, at most once per --rebalance-interval-ms (60000); 0 = only on `dsinfer\n"
+            "cluster rebalance`. --online-bias-gamma G > 0 adjusts the router biases to the load\n"
+            "(needs --model; changes outputs; default 0 = never).\n");
 }
 
 typedef struct {
@@ -68,7 +77,14 @@ int main(int argc, char **argv)
         {"kv-tokens", required_argument, NULL, 'k'},   {"heartbeat-ms", required_argument, NULL, 'b'},
         {"node-timeout-ms", required_argument, NULL, 't'},
         {"port-file", required_argument, NULL, 'p'},   {"help", no_argument, NULL, 'h'},
+        {"load-window-ms", required_argument, NULL, 'W'},
+        {"load-windows", required_argument, NULL, 'N'},
+        {"redundant-experts", required_argument, NULL, 'R'},
+        {"rebalance-threshold", required_argument, NULL, 'T'},
+        {"rebalance-interval-ms", required_argument, NULL, 'I'},
+        {"online-bias-gamma", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0}};
+    double x;
     dsc_cluster_opts_t o;
     dsc_cluster_opts_default(&o);
     o.listen = "127.0.0.1:7000";
@@ -109,6 +125,43 @@ int main(int argc, char **argv)
                 return 2;
             o.node_timeout_ms = (uint32_t)v;
             break;
+        case 'W':
+            if (cli_parse_int("coordinator", "--load-window-ms", optarg, 10, 3600000, &v) != 0)
+                return 2;
+            o.load_window_ms = (uint32_t)v;
+            break;
+        case 'N':
+            if (cli_parse_int("coordinator", "--load-windows", optarg, 1, 100000, &v) != 0)
+                return 2;
+            o.load_windows = (uint32_t)v;
+            break;
+        case 'R':
+            if (cli_parse_int("coordinator", "--redundant-experts", optarg, 0, 1 << 20, &v) != 0)
+                return 2;
+            o.redundant_experts = (uint32_t)v;
+            break;
+        case 'T':
+            if (cli_parse_float("coordinator", "--rebalance-threshold", optarg, 0, 1e6, &x) != 0)
+                return 2;
+            if (x > 0 && x <= 1) {
+                fprintf(stderr, "dsinfer-coordinator: --rebalance-threshold %s: 0 (off) or above "
+                                "1 (1 is a perfect balance)\n",
+                        optarg);
+                return 2;
+            }
+            o.rebalance_threshold = x;
+            break;
+        case 'I':
+            if (cli_parse_int("coordinator", "--rebalance-interval-ms", optarg, 0, 86400000, &v) !=
+                0)
+                return 2;
+            o.rebalance_interval_ms = (uint32_t)v;
+            break;
+        case 'G':
+            if (cli_parse_float("coordinator", "--online-bias-gamma", optarg, 0, 1, &x) != 0)
+                return 2;
+            o.online_bias_gamma = (float)x;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -118,6 +171,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    o.model_dir = model; /* the router biases; none with --config alone */
     char path[4096];
     if (model != NULL)
         snprintf(path, sizeof(path), "%s/config.json", model);
