@@ -18,14 +18,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Weight storage formats. The first three are what checkpoints hold; the integer formats are made
+ * at load (re-quantization, node/dsn_quant.h) for servers with less memory. The integer formats
+ * are row-wise: every row has its own f32 scales, one per group of consecutive inputs, so
+ * scale_inv is [rows, ceil(cols / group)] and W[r][c] = q * scale_inv[r][c / group].
+ *
+ * DSK_DTYPE_I8: one int8 q in [-127, 127] per value, rows of `cols` bytes, group 128.
+ * DSK_DTYPE_I4_G32 / _G128: q in [-8, 7] stored as q + 8 in a nibble, two per byte. A row is
+ * ceil(cols / 32) chunks of 16 bytes; byte j of chunk k holds input 32k + j in its low nibble
+ * and input 32k + 16 + j in its high nibble (so one 16-byte load unpacks to 32 inputs in order
+ * with an AND and a shift). Inputs past `cols` in the last chunk hold q = 0 (nibble 8).
+ */
 typedef enum {
     DSK_DTYPE_F32 = 0,
     DSK_DTYPE_BF16,
     DSK_DTYPE_F8_E4M3, /* e4m3fn with a [ceil(rows/128), ceil(cols/128)] f32 scale_inv grid */
+    DSK_DTYPE_I8,      /* int8, f32 scale_inv [rows, ceil(cols/128)] */
+    DSK_DTYPE_I4_G32,  /* int4 pairs, f32 scale_inv [rows, ceil(cols/32)] */
+    DSK_DTYPE_I4_G128, /* int4 pairs, f32 scale_inv [rows, ceil(cols/128)] */
     DSK_DTYPE_COUNT
 } dsk_dtype_t;
 
 #define DSK_FP8_BLOCK 128
+#define DSK_Q4_CHUNK  32 /* int4 values per 16-byte chunk of a row */
 
 typedef struct {
     dsk_dtype_t dtype;
@@ -78,6 +94,12 @@ typedef struct {
     void (*silu_mul)(const float *gate, const float *up, int64_t n, float *out);
     /* In place, numerically stable (max subtracted), f32. */
     void (*softmax)(float *x, int64_t n);
+    /*
+     * Row r of w dequantized (scales applied): out[c] for c in [0, w->cols). The SIMD version of
+     * dsk_matrix_row_f32 (same values: both are exact), for bulk conversion such as re-quantizing
+     * weights at load.
+     */
+    void (*row_f32[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r, float *out);
     dsk_level_t level;
 } dsk_ops_t;
 
@@ -96,6 +118,29 @@ float dsk_fp8_e4m3_to_f32(uint8_t v);
 uint8_t dsk_f32_to_fp8_e4m3(float v); /* round to nearest even, saturating at +-448 */
 /* Row `r` of w, dequantized: out[c] for c in [0, w->cols). */
 void dsk_matrix_row_f32(const dsk_matrix_t *w, int64_t r, float *out);
+
+/* ---- storage sizes and quantization (dsk_quant.c) ---- */
+/* "f32", "bf16", "fp8", "int8", "int4-g32", "int4-g128"; "?" outside the enum. */
+const char *dsk_dtype_name(dsk_dtype_t dt);
+/* Bytes of one row's values (int4 rows are whole 16-byte chunks). */
+int64_t dsk_dtype_row_bytes(dsk_dtype_t dt, int64_t cols);
+/* Rows sharing one row of scales: 128 for FP8, 1 for the integer formats, 0 without scales. */
+int64_t dsk_dtype_scale_rows(dsk_dtype_t dt);
+/* Scales per row of scales (ceil(cols / group)); 0 without scales. */
+int64_t dsk_dtype_scale_cols(dsk_dtype_t dt, int64_t cols);
+/* Bytes of a [rows, cols] matrix of dtype dt: values plus f32 scales. */
+uint64_t dsk_matrix_bytes(dsk_dtype_t dt, int64_t rows, int64_t cols);
+/*
+ * Quantize f32 rows into dtype dt: src is [n_rows, cols] with row stride ld. Writes rows
+ * [0, n_rows) of a matrix of dtype dt: data gets n_rows * dsk_dtype_row_bytes(dt, cols) bytes and
+ * scale_inv the scales of those rows (integer formats: n_rows * scale_cols floats). For FP8 the
+ * rows are one 128-row block band (n_rows <= 128) and scale_inv is that band's scale_cols floats;
+ * BF16 and F32 have no scales (scale_inv unused, may be NULL). Rounding is to nearest (even);
+ * integer scales are chosen per group from its largest magnitude (I8: amax / 127; I4: the value
+ * of largest magnitude maps to -8). Non-finite inputs are the caller's to avoid.
+ */
+void dsk_quantize_rows(dsk_dtype_t dt, const float *src, int64_t ld, int64_t n_rows, int64_t cols,
+                       void *data, float *scale_inv);
 
 /* ---- RoPE with YaRN (adjacent pairs, float32 angles) ---- */
 typedef struct {

@@ -28,6 +28,11 @@ typedef __m256 V;
 #define S_R2 4
 #define S_R3 3
 #define S_R4 2
+/* Rows per integer-weight decode tile: 2 * R * T accumulators + 4 weights <= 16. */
+#define Q_R1 4
+#define Q_R2 2
+#define Q_R3 1
+#define Q_R4 1
 /* Tokens per GEMM tile: 2 * 6 accumulators + 2 weights + 1 broadcast = 15 registers. */
 #define G_T 6
 
@@ -102,6 +107,32 @@ static inline void fp8_x_load4(const float *x, __m256 out[4])
 {
     for (int q = 0; q < 4; q++)
         out[q] = _mm256_loadu_ps(x + 8 * q);
+}
+
+static inline __m256 v_load_i8(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* 8 bytes -> their low (hi = 0) or high (hi = 1) nibbles minus 8, as f32. */
+static inline __m256 v_load_q4(const uint8_t *p, int hi)
+{
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    v = _mm256_srlv_epi32(v, _mm256_set1_epi32(4 * hi));
+    v = _mm256_and_si256(v, _mm256_set1_epi32(15));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8)));
+}
+
+/* One 16-byte int4 chunk: bytes 0-7 and 8-15 widened once, each giving a low and a high vector. */
+static inline void q4_load32(const uint8_t *p, __m256 out[4])
+{
+    const __m256i m = _mm256_set1_epi32(15), e = _mm256_set1_epi32(8);
+    __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+    out[0] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(a, m), e));
+    out[1] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b, m), e));
+    out[2] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(a, 4), e));
+    out[3] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 4), e));
 }
 
 #include "dsk_simd_tmpl.h"

@@ -31,6 +31,11 @@ typedef __m512 V;
 #define S_R2 8
 #define S_R3 6
 #define S_R4 6
+/* Rows per integer-weight decode tile: 2 * R * T accumulators + 2 weights <= 32. */
+#define Q_R1 8
+#define Q_R2 6
+#define Q_R3 4
+#define Q_R4 3
 /* Tokens per GEMM tile: 2 * 12 accumulators + 2 weights + 1 broadcast = 27 registers. */
 #define G_T 12
 
@@ -60,6 +65,29 @@ static inline __m512 v_load_fp8(const uint8_t *p)
     h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(h, 8), 1),
                          _mm256_set1_epi16((short)0xbf80));
     return _mm512_cvtph_ps(h);
+}
+
+static inline __m512 v_load_i8(const int8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+/* 16 bytes -> their low (hi = 0) or high (hi = 1) nibbles minus 8, as f32. */
+static inline __m512 v_load_q4(const uint8_t *p, int hi)
+{
+    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    v = _mm512_srlv_epi32(v, _mm512_set1_epi32(4 * hi));
+    v = _mm512_and_si512(v, _mm512_set1_epi32(15));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(8)));
+}
+
+/* One 16-byte int4 chunk widened once: the low nibbles are inputs 0-15, the high ones 16-31. */
+static inline void q4_load32(const uint8_t *p, __m512 out[2])
+{
+    __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    const __m512i e = _mm512_set1_epi32(8);
+    out[0] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(a, _mm512_set1_epi32(15)), e));
+    out[1] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(a, 4), e));
 }
 
 #include "dsk_simd_tmpl.h"

@@ -44,17 +44,19 @@ uint8_t dsk_f32_to_fp8_e4m3(float v)
     float a = fabsf(v);
     if (a >= 448.0f)
         return sign | 0x7e; /* saturate at 448 */
-    /* Find the nearest representable magnitude (ties to even mantissa) among the 127 codes. */
-    uint8_t best = 0;
-    float best_err = INFINITY;
-    for (int code = 0; code < 0x7f; code++) {
-        float err = fabsf(dsk_fp8_e4m3_to_f32((uint8_t)code) - a);
-        if (err < best_err || (err == best_err && (code & 1) == 0)) {
-            best_err = err;
-            best = (uint8_t)code;
-        }
+    if (a < 0x1p-6f) {
+        /* Subnormal codes are m * 2^-9 and code 8 is 2^-6: one integer scale covers them all. */
+        return sign | (uint8_t)rintf(a * 512.0f);
     }
-    return sign | best;
+    /*
+     * Normal: the code is the f32's biased exponent and top 3 mantissa bits, rebiased from 127 to
+     * 7, after rounding the 20 dropped mantissa bits to nearest even (a carry moves into the
+     * exponent, which is the next code). Below 448 the result never passes code 0x7e.
+     */
+    uint32_t u;
+    memcpy(&u, &a, sizeof(u));
+    u += 0x7ffffu + ((u >> 20) & 1u);
+    return sign | (uint8_t)((u >> 20) - (120u << 3));
 }
 
 void dsk_matrix_row_f32(const dsk_matrix_t *w, int64_t r, float *out)
@@ -75,6 +77,12 @@ void dsk_matrix_row_f32(const dsk_matrix_t *w, int64_t r, float *out)
             out[c] = dsk_fp8_e4m3_to_f32(row[c]) * dsk_block_scale(w, r, c);
         break;
     }
+    case DSK_DTYPE_I8:
+    case DSK_DTYPE_I4_G32:
+    case DSK_DTYPE_I4_G128:
+        for (int64_t c = 0; c < w->cols; c++)
+            out[c] = (float)dsk_q_value(w, r, c) * dsk_q_scale(w, r, c);
+        break;
     default:
         break;
     }

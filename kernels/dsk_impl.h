@@ -20,4 +20,27 @@ static inline float dsk_block_scale(const dsk_matrix_t *w, int64_t r, int64_t c)
     return w->scale_inv[(r / DSK_FP8_BLOCK) * bcols + c / DSK_FP8_BLOCK];
 }
 
+/* Inputs per scale of a row-wise integer dtype (0 for the others). */
+static inline int64_t dsk_q_group(dsk_dtype_t dt)
+{
+    return dt == DSK_DTYPE_I4_G32 ? 32 : (dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G128) ? 128 : 0;
+}
+
+/* The integer q of W[r][c] for the integer dtypes (see dsk.h for the layouts). */
+static inline int dsk_q_value(const dsk_matrix_t *w, int64_t r, int64_t c)
+{
+    const uint8_t *row = (const uint8_t *)w->data + r * dsk_dtype_row_bytes(w->dtype, w->cols);
+    if (w->dtype == DSK_DTYPE_I8)
+        return (int8_t)row[c];
+    uint8_t b = row[(c / DSK_Q4_CHUNK) * 16 + c % 16];
+    return ((c % DSK_Q4_CHUNK) < 16 ? b & 15 : b >> 4) - 8;
+}
+
+/* The scale of W[r][c] for the integer dtypes. */
+static inline float dsk_q_scale(const dsk_matrix_t *w, int64_t r, int64_t c)
+{
+    int64_t g = dsk_q_group(w->dtype);
+    return w->scale_inv[r * ((w->cols + g - 1) / g) + c / g];
+}
+
 #endif

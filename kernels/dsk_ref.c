@@ -17,6 +17,10 @@ static float weight_at(const dsk_matrix_t *w, int64_t r, int64_t c)
         return dsk_bf16_to_f32(((const uint16_t *)w->data)[i]);
     case DSK_DTYPE_F8_E4M3:
         return dsk_fp8_e4m3_to_f32(((const uint8_t *)w->data)[i]) * dsk_block_scale(w, r, c);
+    case DSK_DTYPE_I8:
+    case DSK_DTYPE_I4_G32:
+    case DSK_DTYPE_I4_G128:
+        return (float)dsk_q_value(w, r, c) * dsk_q_scale(w, r, c);
     default:
         return NAN;
     }
@@ -100,6 +104,7 @@ void dsk_ops_fill_ref(dsk_ops_t *ops)
     for (int d = 0; d < DSK_DTYPE_COUNT; d++) {
         ops->matmul[d] = matmul_ref;
         ops->matmul_t[d] = matmul_t_ref;
+        ops->row_f32[d] = dsk_matrix_row_f32;
     }
     ops->dot = dot_ref;
     ops->axpy = axpy_ref;

@@ -14,6 +14,9 @@
  *   v_select_lt(a, b, x, y)  lane-wise a < b ? x : y
  *   v_load_bf16(p)        VL bf16 -> f32
  *   v_load_fp8(p)         VL e4m3 bytes -> f32 value / FP8_UNSCALE (an exact power of two)
+ *   v_load_i8(p)          VL int8 -> f32
+ *   v_load_q4(p, hi)      VL bytes -> f32 of their low (hi = 0) or high (hi = 1) nibble - 8
+ *   q4_load32(p, V[32/VL])  one 16-byte int4 chunk -> its 32 values - 8, in input order
  *   FP8_UNSCALE           that power of two; FP8_X_SCALE (optional, default 1) moves part of
  *                         it onto x in the decode kernel
  *   FP8_WIDE (optional)   fp8_w_load4(p, V[4]) loads 4 * VL fp8 in a lane order of the ISA's
@@ -41,10 +44,15 @@
 #define DT_F32      DSK_DTYPE_F32
 #define DT_BF16     DSK_DTYPE_BF16
 #define DT_FP8      DSK_DTYPE_F8_E4M3
+#define DT_I8       DSK_DTYPE_I8
+#define DT_I4A      DSK_DTYPE_I4_G32
+#define DT_I4B      DSK_DTYPE_I4_G128
+#define IS_Q(dt)    ((dt) >= DT_I8) /* row-wise integer formats */
+#define Q_NV        (32 / VL)       /* vectors per 32 inputs */
 
 /* ---- weight loading ---- */
 
-static const size_t dt_size[DSK_DTYPE_COUNT] = {4, 2, 1};
+static const size_t dt_size[DSK_DTYPE_COUNT] = {4, 2, 1, 1, 0, 0}; /* w_load_part: not int4 */
 
 /* VL weights starting at element idx of w->data, without the fp8 block scale. */
 DSK_INLINE V w_load(int dt, const void *data, int64_t idx)
@@ -100,13 +108,81 @@ DSK_INLINE V fp8_unscale(V v, float scale)
     return v_mul(v_mul(v, v_set1(FP8_UNSCALE)), v_set1(scale));
 }
 
+/* ---- integer weights (dsk.h: row-wise group scales, int4 in 32-input chunks) ---- */
+
+DSK_INLINE int64_t q_group(int dt)
+{
+    return dt == DT_I4A ? 32 : 128;
+}
+
+DSK_INLINE const uint8_t *q_row(int dt, const dsk_matrix_t *w, int64_t r)
+{
+    const int64_t stride = dt == DT_I8 ? w->cols : (w->cols + 31) / 32 * 16;
+    return (const uint8_t *)w->data + r * stride;
+}
+
+/* The scales of row r: [ceil(cols / group)]. */
+DSK_INLINE const float *q_scales(int dt, const dsk_matrix_t *w, int64_t r)
+{
+    const int64_t g = q_group(dt);
+    return w->scale_inv + r * ((w->cols + g - 1) / g);
+}
+
+/*
+ * VL values of a row from input c (a multiple of VL), without the scale. I8 reads VL bytes, so
+ * c + VL <= cols; int4 reads inside c's 16-byte chunk, which the row always holds whole.
+ */
+DSK_INLINE V q_load(int dt, const uint8_t *row, int64_t c)
+{
+    if (dt == DT_I8)
+        return v_load_i8((const int8_t *)row + c);
+    return v_load_q4(row + (c >> 5) * 16 + (c & 15), (int)((c >> 4) & 1));
+}
+
+/* m < VL values from input c; int8 lanes >= m are zero, int4 lanes >= m are the row's padding. */
+DSK_INLINE V q_load_part(int dt, const uint8_t *row, int64_t c, int m)
+{
+    if (dt != DT_I8)
+        return q_load(dt, row, c);
+    _Alignas(64) int8_t buf[VL];
+    memset(buf, 0, sizeof(buf));
+    memcpy(buf, row + c, (size_t)m);
+    return v_load_i8(buf);
+}
+
+/* 32 values from input c (a multiple of 32, c + 32 <= cols for I8), in input order. */
+DSK_INLINE void q_load32(int dt, const uint8_t *row, int64_t c, V out[Q_NV])
+{
+    if (dt == DT_I8) {
+        for (int q = 0; q < Q_NV; q++)
+            out[q] = v_load_i8((const int8_t *)row + c + q * VL);
+    } else {
+        q4_load32(row + (c >> 5) * 16, out);
+    }
+}
+
 /*
  * W[r][c0 .. c0+k) dequantized with its scale into out[0 .. k). c0 is a multiple of VL, so no
- * vector straddles a 128-column scale block.
+ * vector straddles a 128-column scale block (nor a 32-input group or half int4 chunk).
  */
 DSK_INLINE void w_row_f32(int dt, const dsk_matrix_t *w, int64_t r, int64_t c0, int64_t k,
                           float *out)
 {
+    if (IS_Q(dt)) {
+        const uint8_t *row = q_row(dt, w, r);
+        const float *sc = q_scales(dt, w, r);
+        const int64_t g = q_group(dt);
+        int64_t c = 0;
+        for (; c + VL <= k; c += VL)
+            v_storeu(out + c, v_mul(q_load(dt, row, c0 + c), v_set1(sc[(c0 + c) / g])));
+        if (c < k) {
+            _Alignas(64) float tmp[VL];
+            v_storeu(tmp,
+                     v_mul(q_load_part(dt, row, c0 + c, (int)(k - c)), v_set1(sc[(c0 + c) / g])));
+            memcpy(out + c, tmp, (size_t)(k - c) * sizeof(float));
+        }
+        return;
+    }
     const int64_t base = r * w->cols + c0;
     int64_t c = 0;
     for (; c + VL <= k; c += VL) {
@@ -213,12 +289,90 @@ DEF_MM_SMALL_ALL(0)
 DEF_MM_SMALL_ALL(1)
 DEF_MM_SMALL_ALL(2)
 
+/*
+ * The decode tile for the integer formats: 32 inputs at a time (one int4 chunk), accumulators
+ * folded into the totals with the row's scale once per group (32 or 128 inputs). x is read from
+ * L1 inside the FMAs rather than held in registers, which leaves them to the R x T accumulators.
+ */
+DSK_INLINE void mmq_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R,
+                               const float *x, int64_t ldx, const int T, float *y, int64_t ldy)
+{
+    const int64_t K = w->cols, G = q_group(dt);
+    const uint8_t *rows[8];
+    const float *sc[8];
+    V tot[8][SMALL_N_MAX];
+    for (int i = 0; i < R; i++) {
+        rows[i] = q_row(dt, w, r + i);
+        sc[i] = q_scales(dt, w, r + i);
+        for (int t = 0; t < T; t++)
+            tot[i][t] = v_zero();
+    }
+    for (int64_t c0 = 0, g = 0; c0 < K; c0 += G, g++) {
+        const int64_t c1 = c0 + G < K ? c0 + G : K;
+        V acc[8][SMALL_N_MAX];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++)
+                acc[i][t] = v_zero();
+        int64_t c = c0;
+        for (; c + 32 <= c1; c += 32) {
+            for (int i = 0; i < R; i++) {
+                V wq[Q_NV];
+                q_load32(dt, rows[i], c, wq);
+                for (int t = 0; t < T; t++)
+                    for (int q = 0; q < Q_NV; q++)
+                        acc[i][t] = v_fma(wq[q], v_loadu(x + t * ldx + c + q * VL), acc[i][t]);
+            }
+        }
+        for (; c < c1; c += VL) {
+            const int m = c1 - c < VL ? (int)(c1 - c) : VL;
+            V xv[SMALL_N_MAX];
+            for (int t = 0; t < T; t++)
+                xv[t] = m == VL ? v_loadu(x + t * ldx + c) : x_load_part(x + t * ldx + c, m);
+            for (int i = 0; i < R; i++) {
+                V wv = m == VL ? q_load(dt, rows[i], c) : q_load_part(dt, rows[i], c, m);
+                for (int t = 0; t < T; t++)
+                    acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
+            }
+        }
+        for (int i = 0; i < R; i++) {
+            V s = v_set1(sc[i][g]);
+            for (int t = 0; t < T; t++)
+                tot[i][t] = v_fma(acc[i][t], s, tot[i][t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            y[t * ldy + i] = v_hsum(tot[i][t]);
+}
+
+#define DEF_MMQ_SMALL(DT, T, R)                                                                    \
+    static void mm_small_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                    int64_t ldx, float *y, int64_t ldy)                            \
+    {                                                                                              \
+        int64_t r = r0;                                                                            \
+        for (; r + (R) <= r1; r += (R))                                                            \
+            mmq_small_tile(DT, w, r, (R), x, ldx, T, y + (r - r0), ldy);                           \
+        for (; r < r1; r++)                                                                        \
+            mmq_small_tile(DT, w, r, 1, x, ldx, T, y + (r - r0), ldy);                             \
+    }
+#define DEF_MMQ_SMALL_ALL(DT)  \
+    DEF_MMQ_SMALL(DT, 1, Q_R1) \
+    DEF_MMQ_SMALL(DT, 2, Q_R2) \
+    DEF_MMQ_SMALL(DT, 3, Q_R3) \
+    DEF_MMQ_SMALL(DT, 4, Q_R4)
+DEF_MMQ_SMALL_ALL(3)
+DEF_MMQ_SMALL_ALL(4)
+DEF_MMQ_SMALL_ALL(5)
+
 typedef void (*mm_small_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                             int64_t ldx, float *y, int64_t ldy);
 static const mm_small_fn mm_small_fns[DSK_DTYPE_COUNT][SMALL_N_MAX + 1] = {
     {NULL, mm_small_0_1, mm_small_0_2, mm_small_0_3, mm_small_0_4},
     {NULL, mm_small_1_1, mm_small_1_2, mm_small_1_3, mm_small_1_4},
     {NULL, mm_small_2_1, mm_small_2_2, mm_small_2_3, mm_small_2_4},
+    {NULL, mm_small_3_1, mm_small_3_2, mm_small_3_3, mm_small_3_4},
+    {NULL, mm_small_4_1, mm_small_4_2, mm_small_4_3, mm_small_4_4},
+    {NULL, mm_small_5_1, mm_small_5_2, mm_small_5_3, mm_small_5_4},
 };
 
 /* ---- GEMM: packed panel x broadcast tokens ---- */
@@ -437,6 +591,23 @@ DSK_INLINE void mmt_direct_tile(int dt, const dsk_matrix_t *w, int64_t r0, int64
     for (int64_t r = r0; r < r1; r++) {
         const int64_t base = r * K + c0;
         V w0, w1;
+        if (IS_Q(dt)) {
+            const uint8_t *row = q_row(dt, w, r);
+            if (nc == G_NR) {
+                w0 = q_load(dt, row, c0);
+                w1 = q_load(dt, row, c0 + VL);
+            } else {
+                w0 = nc >= VL ? q_load(dt, row, c0) : q_load_part(dt, row, c0, nc);
+                w1 = nc > VL ? q_load_part(dt, row, c0 + VL, nc - VL) : v_zero();
+            }
+            const float s = q_scales(dt, w, r)[c0 / q_group(dt)];
+            for (int t = 0; t < T; t++) {
+                const V b = v_set1(x[t * ldx + (r - r0)] * s);
+                a0[t] = v_fma(w0, b, a0[t]);
+                a1[t] = v_fma(w1, b, a1[t]);
+            }
+            continue;
+        }
         if (nc == G_NR) {
             w0 = w_load(dt, w->data, base);
             w1 = w_load(dt, w->data, base + VL);
@@ -481,10 +652,16 @@ DSK_INLINE void mmt_direct_tile(int dt, const dsk_matrix_t *w, int64_t r0, int64
 DEF_MMT_DIRECT_ALL(0)
 DEF_MMT_DIRECT_ALL(1)
 DEF_MMT_DIRECT_ALL(2)
+DEF_MMT_DIRECT_ALL(3)
+DEF_MMT_DIRECT_ALL(4)
+DEF_MMT_DIRECT_ALL(5)
 static const mm_small_fn mmt_direct_fns[DSK_DTYPE_COUNT][SMALL_N_MAX + 1] = {
     {NULL, mmt_direct_0_1, mmt_direct_0_2, mmt_direct_0_3, mmt_direct_0_4},
     {NULL, mmt_direct_1_1, mmt_direct_1_2, mmt_direct_1_3, mmt_direct_1_4},
     {NULL, mmt_direct_2_1, mmt_direct_2_2, mmt_direct_2_3, mmt_direct_2_4},
+    {NULL, mmt_direct_3_1, mmt_direct_3_2, mmt_direct_3_3, mmt_direct_3_4},
+    {NULL, mmt_direct_4_1, mmt_direct_4_2, mmt_direct_4_3, mmt_direct_4_4},
+    {NULL, mmt_direct_5_1, mmt_direct_5_2, mmt_direct_5_3, mmt_direct_5_4},
 };
 
 static void mmt_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
@@ -522,6 +699,21 @@ static void mmt_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const
 DEF_MATMUL(DT_F32, f32)
 DEF_MATMUL(DT_BF16, bf16)
 DEF_MATMUL(DT_FP8, fp8)
+DEF_MATMUL(DT_I8, i8)
+DEF_MATMUL(DT_I4A, i4a)
+DEF_MATMUL(DT_I4B, i4b)
+
+#define DEF_ROW_F32(DT, NAME)                                                \
+    static void row_f32_##NAME(const dsk_matrix_t *w, int64_t r, float *out) \
+    {                                                                        \
+        w_row_f32(DT, w, r, 0, w->cols, out);                                \
+    }
+DEF_ROW_F32(DT_F32, f32)
+DEF_ROW_F32(DT_BF16, bf16)
+DEF_ROW_F32(DT_FP8, fp8)
+DEF_ROW_F32(DT_I8, i8)
+DEF_ROW_F32(DT_I4A, i4a)
+DEF_ROW_F32(DT_I4B, i4b)
 
 /* ---- vector kernels ---- */
 
@@ -649,6 +841,18 @@ static void simd_fill(dsk_ops_t *ops)
     ops->matmul_t[DSK_DTYPE_F32] = matmul_t_f32;
     ops->matmul_t[DSK_DTYPE_BF16] = matmul_t_bf16;
     ops->matmul_t[DSK_DTYPE_F8_E4M3] = matmul_t_fp8;
+    ops->matmul[DSK_DTYPE_I8] = matmul_i8;
+    ops->matmul[DSK_DTYPE_I4_G32] = matmul_i4a;
+    ops->matmul[DSK_DTYPE_I4_G128] = matmul_i4b;
+    ops->matmul_t[DSK_DTYPE_I8] = matmul_t_i8;
+    ops->matmul_t[DSK_DTYPE_I4_G32] = matmul_t_i4a;
+    ops->matmul_t[DSK_DTYPE_I4_G128] = matmul_t_i4b;
+    ops->row_f32[DSK_DTYPE_F32] = row_f32_f32;
+    ops->row_f32[DSK_DTYPE_BF16] = row_f32_bf16;
+    ops->row_f32[DSK_DTYPE_F8_E4M3] = row_f32_fp8;
+    ops->row_f32[DSK_DTYPE_I8] = row_f32_i8;
+    ops->row_f32[DSK_DTYPE_I4_G32] = row_f32_i4a;
+    ops->row_f32[DSK_DTYPE_I4_G128] = row_f32_i4b;
     ops->dot = dot_simd;
     ops->axpy = axpy_simd;
     ops->rmsnorm = rmsnorm_simd;
