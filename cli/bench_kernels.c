@@ -21,11 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#include <emmintrin.h>
-#endif
-
 #include "bench.h"
+#include "bench_probe.h"
 #include "cli_args.h"
 #include "dsi_pool.h"
 #include "dsk.h"
@@ -49,13 +46,6 @@ typedef struct {
     int n_entries;
 } bench_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* CPU time of this thread: the clock probe must not count time the thread spent preempted. */
 static double thread_cpu_s(void)
 {
@@ -64,97 +54,12 @@ static double thread_cpu_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* xorshift64 fill: fast enough for gigabytes, and never the same page content twice. */
-static void fill_random(void *p, size_t bytes, uint64_t seed, uint64_t and_mask, uint64_t or_mask)
-{
-    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-    uint64_t *w = p;
-    for (size_t i = 0; i < bytes / 8; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        w[i] = (s & and_mask) | or_mask;
-    }
-    memset((char *)p + bytes / 8 * 8, 0, bytes % 8);
-}
-
 /* ---- memory bandwidth ---- */
-
-typedef struct {
-    const uint64_t *buf;
-    uint64_t sum;
-} probe_t;
-
-/*
- * Reads lines [begin, end) as 4 interleaved sequential streams: one stream per thread leaves the
- * hardware prefetchers (and, on Intel, the line fill buffers) underused, and the probe must not
- * report less than what a matmul reading several weight rows at once actually gets.
- */
-static void probe_cb(void *arg, int64_t begin, int64_t end)
-{
-    probe_t *p = arg;
-    const uint64_t *w = p->buf;
-    const int64_t q = (end - begin) / 4;
-    uint64_t s = 0;
-#if defined(__x86_64__)
-    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t l = begin; l < begin + q; l++) {
-        const __m128i *l0 = (const __m128i *)(w + l * 8), *l1 = (const __m128i *)(w + (l + q) * 8);
-        const __m128i *l2 = (const __m128i *)(w + (l + 2 * q) * 8);
-        const __m128i *l3 = (const __m128i *)(w + (l + 3 * q) * 8);
-        a0 = _mm_add_epi64(a0, _mm_add_epi64(_mm_load_si128(l0), _mm_load_si128(l0 + 1)));
-        a1 = _mm_add_epi64(a1, _mm_add_epi64(_mm_load_si128(l1), _mm_load_si128(l1 + 1)));
-        a2 = _mm_add_epi64(a2, _mm_add_epi64(_mm_load_si128(l2), _mm_load_si128(l2 + 1)));
-        a3 = _mm_add_epi64(a3, _mm_add_epi64(_mm_load_si128(l3), _mm_load_si128(l3 + 1)));
-        a0 = _mm_add_epi64(a0, _mm_add_epi64(_mm_load_si128(l0 + 2), _mm_load_si128(l0 + 3)));
-        a1 = _mm_add_epi64(a1, _mm_add_epi64(_mm_load_si128(l1 + 2), _mm_load_si128(l1 + 3)));
-        a2 = _mm_add_epi64(a2, _mm_add_epi64(_mm_load_si128(l2 + 2), _mm_load_si128(l2 + 3)));
-        a3 = _mm_add_epi64(a3, _mm_add_epi64(_mm_load_si128(l3 + 2), _mm_load_si128(l3 + 3)));
-    }
-    a0 = _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3));
-    s = (uint64_t)_mm_cvtsi128_si64(a0) + (uint64_t)_mm_cvtsi128_si64(_mm_srli_si128(a0, 8));
-#else
-    for (int64_t i = begin * 8; i < (begin + 4 * q) * 8; i++)
-        s += w[i];
-#endif
-    for (int64_t i = (begin + 4 * q) * 8; i < end * 8; i++) /* the last few lines */
-        s += w[i];
-    __atomic_fetch_add(&p->sum, s, __ATOMIC_RELAXED); /* keeps the loads alive */
-}
 
 static int measure_bandwidth(bench_t *b)
 {
-    size_t bytes = (size_t)(b->quick ? 256 : 1024) << 20;
-    uint64_t *buf = aligned_alloc(64, bytes);
-    if (buf == NULL) {
-        fprintf(stderr, "dsinfer bench kernels: cannot allocate %zu MiB for the bandwidth probe\n",
-                bytes >> 20);
-        return -1;
-    }
-    fill_random(buf, bytes, 1, ~0ull, 0);
-    probe_t p = {buf, 0};
-    double gbs[MAX_REPS];
-    dsi_pool_run(b->pool, (int64_t)(bytes / 64), 4096, probe_cb, &p); /* warm: page tables */
-    for (int r = 0; r < b->reps; r++) {
-        double t0 = now_s();
-        dsi_pool_run(b->pool, (int64_t)(bytes / 64), 4096, probe_cb, &p);
-        gbs[r] = (double)bytes / (now_s() - t0) * 1e-9;
-    }
-    b->bw_gbs = median(gbs, b->reps);
-    free(buf);
-    return 0;
+    b->bw_gbs = bench_memory_bandwidth(b->pool, (size_t)(b->quick ? 256 : 1024) << 20, b->reps);
+    return b->bw_gbs > 0 ? 0 : -1;
 }
 
 /* ---- clock and peak ---- */
@@ -251,10 +156,10 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
             break;
         }
         if (dt == DSK_DTYPE_BF16) /* sign, exponent near 2^-7, random mantissa */
-            fill_random(data, wbytes, (uint64_t)c + 7, 0x807f807f807f807full,
-                        0x3c003c003c003c00ull);
+            bench_fill_random(data, wbytes, (uint64_t)c + 7, 0x807f807f807f807full,
+                              0x3c003c003c003c00ull);
         else /* bit 6 clear: exponent <= 7, never the NaN code */
-            fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
+            bench_fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
         ws[c] = (dsk_matrix_t){dt, rows, cols, data, dt == DSK_DTYPE_F8_E4M3 ? scales : NULL};
     }
     if (!ok) {
@@ -273,12 +178,12 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
         double secs[MAX_REPS];
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             mm_job_t job = {&b->ops, &ws[(r + 1) % copies], x, n, y};
-            double t0 = now_s();
+            double t0 = bench_now_s();
             dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
             if (r >= 0)
-                secs[r] = now_s() - t0;
+                secs[r] = bench_now_s() - t0;
         }
-        double t = median(secs, reps);
+        double t = bench_median(secs, reps);
         char name[32];
         snprintf(name, sizeof(name), "matmul_%s", dt == DSK_DTYPE_BF16 ? "bf16" : "fp8");
         add_entry(b, name, rows, cols, n, (double)wbytes / t * 1e-9,
