@@ -18,7 +18,7 @@ ctest --test-dir build --output-on-failure -j2 --timeout 900
 [ "${1:-}" = "--quick" ] && exit 0
 
 build build-asan -DDSINFER_ASAN=ON -DCMAKE_BUILD_TYPE=Debug
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2 --timeout 900 -L 'unit|kernel|fixture|cli'
 
 build build-tsan -DDSINFER_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
