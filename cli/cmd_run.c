@@ -34,6 +34,7 @@ typedef struct {
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
     run_text_t text;                                         /* loaded when text is used */
     int has_text;
+    dsn_weight_format_t weight_format; /* re-quantize the projections at load */
 } run_opts_t;
 
 static double now_s(void)
@@ -57,6 +58,8 @@ static void usage(FILE *out)
         "--logits-out writes each generated step's logits as little-endian f32 [steps, vocab].\n"
         "--local-nodes N runs a coordinator here and N dsinfer-node processes on loopback\n"
         "(--stages S pipeline stages); --coordinator sends the request to a running one.\n"
+        "--weight-format " DSN_WFMT_NAMES " re-quantizes the projections at load\n"
+        "(auto: as stored; with --local-nodes the nodes get it through DSINFER_WEIGHT_FORMAT).\n"
         "DSINFER_KERNELS=scalar|avx2|avx512 forces a kernel level.\n");
 }
 
@@ -81,6 +84,7 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
                                              {"chat", required_argument, NULL, 'X'},
                                              {"system", required_argument, NULL, 'y'},
                                              {"chat-template", required_argument, NULL, 'Y'},
+                                             {"weight-format", required_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     double v;
     long long i;
@@ -160,6 +164,13 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
             break;
         case 'Y':
             o->chat_template = optarg;
+            break;
+        case 'W':
+            if (dsn_weight_format_parse(optarg, &o->weight_format) != DSI_OK) {
+                fprintf(stderr, "dsinfer run: --weight-format: '%s' is not one of %s\n", optarg,
+                        DSN_WFMT_NAMES);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -374,6 +385,9 @@ int dsinfer_cmd_run(int argc, char **argv)
         return rc;
     }
     if (o.local_nodes > 0 || o.coordinator != NULL) {
+        /* The spawned dsinfer-node processes read their default format from the environment. */
+        if (o.weight_format != DSN_WFMT_AUTO)
+            setenv("DSINFER_WEIGHT_FORMAT", dsn_weight_format_name(o.weight_format), 1);
         rc = run_on_cluster(&o, &r);
         if (rc == 0)
             print_result(&o, &r);
@@ -401,7 +415,7 @@ int dsinfer_cmd_run(int argc, char **argv)
         }
     }
     dsn_slice_t all = dsn_slice_all(cfg);
-    if (dsn_weights_load(ckpt, &all, &w) != DSI_OK)
+    if (dsn_weights_load_as(ckpt, &all, o.weight_format, (int)o.threads, &w) != DSI_OK)
         goto out;
     if (dsn_engine_create(w, dsk_level_detect(), (int)o.threads, &eng) != DSI_OK)
         goto out;

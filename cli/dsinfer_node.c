@@ -6,6 +6,7 @@
 #include "cli_args.h"
 #include "dsi_log.h"
 #include "dsn_node.h"
+#include "dsn_weights.h"
 
 static void usage(FILE *out)
 {
@@ -13,11 +14,13 @@ static void usage(FILE *out)
         out,
         "usage: dsinfer-node --coordinator HOST:PORT --model DIR [--name NAME] [--mem 64G]\n"
         "                    [--threads N] [--secret-file FILE] [--max-batch-tokens N]\n"
-        "                    [--max-context N]\n"
+        "                    [--max-context N] [--weight-format " DSN_WFMT_NAMES "]\n"
         "Joins the coordinator (retrying until it answers), loads the slice of the model its\n"
         "plan gives this node, and serves it until SHUTDOWN or SIGTERM. The shared secret comes\n"
         "from --secret-file or DSINFER_SECRET. DSINFER_LOGITS_DIR=DIR makes the last stage\n"
-        "append each sampled step's logits to DIR/seq-<id>.f32 (debugging, tests).\n");
+        "append each sampled step's logits to DIR/seq-<id>.f32 (debugging, tests).\n"
+        "--weight-format re-quantizes the slice's projections at load (default:\n"
+        "DSINFER_WEIGHT_FORMAT, else auto = as stored).\n");
 }
 
 int main(int argc, char **argv)
@@ -30,11 +33,13 @@ int main(int argc, char **argv)
                                              {"secret-file", required_argument, NULL, 's'},
                                              {"max-batch-tokens", required_argument, NULL, 'b'},
                                              {"max-context", required_argument, NULL, 'x'},
+                                             {"weight-format", required_argument, NULL, 'w'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     dsn_node_opts_t o;
     dsn_node_opts_default(&o);
     o.logits_dir = getenv("DSINFER_LOGITS_DIR");
+    const char *wfmt = getenv("DSINFER_WEIGHT_FORMAT");
     long long v;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -70,6 +75,9 @@ int main(int argc, char **argv)
                 return 2;
             o.max_context = v;
             break;
+        case 'w':
+            wfmt = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -77,6 +85,12 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (wfmt != NULL && *wfmt != '\0' &&
+        dsn_weight_format_parse(wfmt, &o.weight_format) != DSI_OK) {
+        fprintf(stderr, "dsinfer-node: --weight-format: '%s' is not one of %s\n", wfmt,
+                DSN_WFMT_NAMES);
+        return 2;
     }
     if (o.coordinator == NULL || o.model_dir == NULL) {
         fprintf(stderr, "dsinfer-node: --coordinator and --model are required\n");

@@ -107,7 +107,8 @@ static dsi_status_t load_slice(dsn_node_t *node)
     }
     dsn_slice_t slice = {node->first_layer, node->end_layer, node->is_first, node->is_last,
                          node->expert_mask};
-    dsi_status_t st = dsn_weights_load(node->ckpt, &slice, &node->weights);
+    dsi_status_t st = dsn_weights_load_as(node->ckpt, &slice, node->opts.weight_format,
+                                          node->opts.threads, &node->weights);
     if (st != DSI_OK)
         return st;
     st = dsn_engine_create(node->weights, dsk_level_detect(), node->opts.threads, &node->engine);

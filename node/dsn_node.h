@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dsi_status.h"
+#include "dsn_weights.h"
 
 typedef struct {
     const char *coordinator; /* "host:port" of the coordinator's control listener */
@@ -27,6 +28,7 @@ typedef struct {
     /* Debugging and tests: the last stage appends every sampled step's logits (f32 [vocab]) to
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;
+    dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
     /*
      * Static clusters (mpirun): called once the UCX worker exists, before connecting; it shares
      * the worker address with the other ranks and writes the coordinator's "host:port" into

@@ -3,10 +3,31 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "dsi_log.h"
+#include "dsn_quant.h"
+
+static const char *wfmt_names[DSN_WFMT_COUNT] = {"auto", "fp8",  "bf16",
+                                                 "int8", "int4", "int4-g128"};
+
+const char *dsn_weight_format_name(dsn_weight_format_t f)
+{
+    return (unsigned)f < DSN_WFMT_COUNT ? wfmt_names[f] : "?";
+}
+
+dsi_status_t dsn_weight_format_parse(const char *name, dsn_weight_format_t *out)
+{
+    for (int f = 0; name != NULL && f < DSN_WFMT_COUNT; f++) {
+        if (strcmp(name, wfmt_names[f]) == 0) {
+            *out = (dsn_weight_format_t)f;
+            return DSI_OK;
+        }
+    }
+    return DSI_ERR_INVALID_ARG;
+}
 
 dsn_slice_t dsn_slice_all(const dsn_config_t *cfg)
 {
@@ -16,13 +37,7 @@ dsn_slice_t dsn_slice_all(const dsn_config_t *cfg)
 
 static uint64_t matrix_bytes(const dsk_matrix_t *m)
 {
-    static const int elem[DSK_DTYPE_COUNT] = {4, 2, 1};
-    if (m->data == NULL)
-        return 0;
-    uint64_t b = (uint64_t)m->rows * (uint64_t)m->cols * (uint64_t)elem[m->dtype];
-    if (m->scale_inv != NULL)
-        b += (uint64_t)((m->rows + 127) / 128) * (uint64_t)((m->cols + 127) / 128) * 4;
-    return b;
+    return m->data != NULL ? dsk_matrix_bytes(m->dtype, m->rows, m->cols) : 0;
 }
 
 /*
@@ -54,10 +69,7 @@ static void load_matrix(loader_t *ld, dsk_matrix_t *m, int64_t rows, int64_t col
     ld->status = dsn_checkpoint_matrix(ld->ckpt, prefix, rows, cols, m);
     if (ld->status == DSI_OK) {
         ld->bytes += matrix_bytes(m);
-        prefetch(m, (uint64_t)rows * (uint64_t)cols *
-                        (m->dtype == DSK_DTYPE_F32    ? 4
-                         : m->dtype == DSK_DTYPE_BF16 ? 2
-                                                      : 1));
+        prefetch(m, (uint64_t)rows * (uint64_t)dsk_dtype_row_bytes(m->dtype, cols));
     }
 }
 
@@ -194,10 +206,50 @@ dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *s
     return DSI_OK;
 }
 
+dsi_status_t dsn_weights_load_as(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
+                                 dsn_weight_format_t format, int n_threads, dsn_weights_t **out)
+{
+    dsn_weights_t *w;
+    dsi_status_t st = dsn_weights_load(ckpt, slice, &w);
+    if (st != DSI_OK)
+        return st;
+    st = dsn_quant_convert(w, format, n_threads);
+    if (st != DSI_OK) {
+        dsn_weights_destroy(w);
+        return st;
+    }
+    *out = w;
+    return DSI_OK;
+}
+
+void dsn_weights_for_each_projection(dsn_weights_t *w, void (*fn)(void *ctx, dsk_matrix_t *m),
+                                     void *ctx)
+{
+    for (int l = w->slice.first_layer; l < w->slice.end_layer; l++) {
+        dsn_layer_t *ly = &w->layers[l];
+        dsk_matrix_t *mats[] = {&ly->q_a,  &ly->q_b,         &ly->q_proj,    &ly->kv_a,
+                                &ly->kv_b, &ly->o_proj,      &ly->gate,      &ly->up,
+                                &ly->down, &ly->shared_gate, &ly->shared_up, &ly->shared_down};
+        for (size_t i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
+            if (mats[i]->data != NULL)
+                fn(ctx, mats[i]);
+        }
+        for (int e = 0; ly->is_moe && ly->experts != NULL && e < w->cfg.n_routed_experts; e++) {
+            dsn_expert_t *x = &ly->experts[e];
+            if (!x->present)
+                continue;
+            fn(ctx, &x->gate);
+            fn(ctx, &x->up);
+            fn(ctx, &x->down);
+        }
+    }
+}
+
 void dsn_weights_destroy(dsn_weights_t *w)
 {
     if (w == NULL)
         return;
+    dsn_quant_release(w);
     if (w->layers != NULL) {
         for (int l = 0; l < w->cfg.num_hidden_layers; l++) {
             dsn_layer_t *ly = &w->layers[l];

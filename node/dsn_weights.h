@@ -3,6 +3,12 @@
  * the checkpoint's mappings (never a dequantized copy). Only norms and router biases, which are
  * tiny, are converted to f32 at load.
  *
+ * A weight format other than DSN_WFMT_AUTO re-quantizes the projections at load (node/dsn_quant.h)
+ * into one arena the weights own; the checkpoint's pages of those matrices are then released and
+ * never read again. Embeddings, lm_head and the router gate stay as stored (bf16 in the release),
+ * norms and router biases f32: the planner's memory model (coordinator/dsc_memory.h) assumes the
+ * same.
+ *
  * A slice is a layer range [first_layer, end_layer) of the main model, whether this node embeds
  * tokens (stage 0) and applies the head (last stage), and which routed experts of its MoE layers
  * it holds. The single-process engine loads the whole model as one slice.
@@ -14,6 +20,24 @@
 
 #include "dsk.h"
 #include "dsn_checkpoint.h"
+
+/* How the projections are held (names as `dsinfer plan --weight-format`). */
+typedef enum {
+    DSN_WFMT_AUTO = 0,  /* as stored in the checkpoint ("auto") */
+    DSN_WFMT_FP8,       /* e4m3 + f32 scale per 128x128 block ("fp8") */
+    DSN_WFMT_BF16,      /* bf16 ("bf16") */
+    DSN_WFMT_INT8,      /* int8 + f32 scale per 128 inputs of a row ("int8") */
+    DSN_WFMT_INT4,      /* int4 + f32 scale per 32 inputs of a row ("int4") */
+    DSN_WFMT_INT4_G128, /* int4 + f32 scale per 128 inputs of a row ("int4-g128") */
+    DSN_WFMT_COUNT
+} dsn_weight_format_t;
+
+/* "auto", "fp8", "bf16", "int8", "int4", "int4-g128"; "?" outside the enum. Static. */
+const char *dsn_weight_format_name(dsn_weight_format_t f);
+/* Format by name; unknown: DSI_ERR_INVALID_ARG, nothing logged (the caller names the option). */
+dsi_status_t dsn_weight_format_parse(const char *name, dsn_weight_format_t *out);
+/* "auto|fp8|bf16|int8|int4|int4-g128" for usage texts. */
+#define DSN_WFMT_NAMES "auto|fp8|bf16|int8|int4|int4-g128"
 
 typedef struct {
     int present;       /* this node holds the expert */
@@ -57,12 +81,15 @@ typedef struct {
 
 typedef struct {
     dsn_config_t cfg;
-    dsn_slice_t slice;     /* expert_mask not kept (NULL after load) */
-    dsk_matrix_t embed;    /* [V, H] when has_embed */
-    float *final_norm;     /* [H] f32 when has_head */
-    dsk_matrix_t lm_head;  /* [V, H] when has_head */
-    dsn_layer_t *layers;   /* [num_hidden_layers]; only [first_layer, end_layer) filled */
-    uint64_t weight_bytes; /* bytes of all matrices of the slice (what one full pass reads) */
+    dsn_slice_t slice;          /* expert_mask not kept (NULL after load) */
+    dsk_matrix_t embed;         /* [V, H] when has_embed */
+    float *final_norm;          /* [H] f32 when has_head */
+    dsk_matrix_t lm_head;       /* [V, H] when has_head */
+    dsn_layer_t *layers;        /* [num_hidden_layers]; only [first_layer, end_layer) filled */
+    uint64_t weight_bytes;      /* bytes of all matrices of the slice (what one full pass reads) */
+    dsn_weight_format_t format; /* what the projections were converted to (AUTO: as stored) */
+    void *qarena;               /* re-quantized projections (owned; NULL when none) */
+    size_t qarena_bytes;
 } dsn_weights_t;
 
 /* The whole main model as one slice. */
@@ -75,6 +102,18 @@ dsn_slice_t dsn_slice_all(const dsn_config_t *cfg);
  */
 dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
                               dsn_weights_t **out);
+/*
+ * dsn_weights_load, then the projections re-quantized into `format` (DSN_WFMT_AUTO: none) by
+ * n_threads threads (<= 0: all CPUs), which also first-touch the new copies' pages.
+ */
+dsi_status_t dsn_weights_load_as(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
+                                 dsn_weight_format_t format, int n_threads, dsn_weights_t **out);
+/*
+ * Calls fn on every projection matrix of the slice (attention, dense MLP, shared and held routed
+ * experts): the set a weight format converts. Not embeddings, lm_head, router gates.
+ */
+void dsn_weights_for_each_projection(dsn_weights_t *w, void (*fn)(void *ctx, dsk_matrix_t *m),
+                                     void *ctx);
 void dsn_weights_destroy(dsn_weights_t *w);
 
 #endif

@@ -1,0 +1,29 @@
+/*
+ * dsn_quant.h - re-quantization of a slice's projections at load (`--weight-format`).
+ *
+ * Every projection of the slice (dsn_weights_for_each_projection) whose stored dtype differs from
+ * what the format asks is converted: each 128-row band is dequantized to f32 (the kernel table's
+ * row_f32) and quantized into the new dtype (dsk_quantize_rows). The new copies live in one
+ * anonymous mapping sized up front (one allocation, 64-byte aligned matrices) and written by the
+ * pool's threads, so on a NUMA host their pages are first-touched by the threads that will read
+ * them; the checkpoint pages of each converted band are released right after (MADV_DONTNEED) and
+ * never read again, so the node's resident memory ends at what the format needs.
+ */
+#ifndef DSN_QUANT_H
+#define DSN_QUANT_H
+
+#include "dsk.h"
+#include "dsn_weights.h"
+
+/* The dtype `format` gives a projection stored as `stored` (AUTO: stored). */
+dsk_dtype_t dsn_quant_dtype(dsn_weight_format_t format, dsk_dtype_t stored);
+/*
+ * Convert w's projections into `format` with n_threads threads (<= 0: all CPUs); AUTO does
+ * nothing. On success w->format, w->qarena and w->weight_bytes describe the result; on failure
+ * (out of memory, logged) w is unchanged apart from an arena already released.
+ */
+dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int n_threads);
+/* Unmap w's arena (dsn_weights_destroy calls it). */
+void dsn_quant_release(dsn_weights_t *w);
+
+#endif
