@@ -11,9 +11,10 @@
     X("tokenizer", dsinfer_bench_tokenizer, "tokenizer encode/decode throughput (MB/s, tokens/s)") \
     X("kernels", dsinfer_bench_kernels,                                                            \
       "matmul kernels vs measured memory bandwidth and FMA peak")                                  \
-    X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip") \
+    X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")  \
     X("serve", dsinfer_bench_serve, "HTTP API load: req/s, tokens/s, TTFT/TPOT per concurrency")   \
-    X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")
+    X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")      \
+    X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)
