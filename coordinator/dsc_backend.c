@@ -38,6 +38,19 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->nodes_dead, st.nodes_dead);
     dsc_metric_set(b->cluster_seqs, (double)st.sequences_active);
     dsc_metric_set(b->cluster_ready, dsc_cluster_ready(b->cluster));
+    dsc_metric_set(b->replans, (double)st.replans);
+    dsc_metric_set(b->rebalances, (double)st.rebalances);
+    dsc_cluster_load_t load;
+    dsc_cluster_load_snapshot(b->cluster, &load);
+    dsc_metric_set(b->imbalance, load.imbalance);
+    for (uint32_t l = 0; l < load.n_layers && load.layer_imbalance != NULL; l++) {
+        char layer[16];
+        snprintf(layer, sizeof(layer), "%u", load.first_layer + l);
+        const char *labels[1] = {layer};
+        dsc_metric_series_t *series = dsc_metric_series(b->layer_imbalance, labels);
+        if (series != NULL)
+            dsc_metric_set(series, load.layer_imbalance[l]);
+    }
 }
 
 static void on_tick(uv_timer_t *t)
@@ -172,6 +185,27 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         "Sequences open on the cluster (holding KV cache on their nodes)", NULL, 0);
     dsc_metric_family_t *cready = dsc_metrics_gauge(
         m, "dsinfer_cluster_ready", "1 when every node of the plan is ready", NULL, 0);
+    static const char *const layer[] = {"layer"};
+    dsc_metric_family_t *replans =
+        dsc_metrics_gauge(m, "dsinfer_cluster_replans",
+                          "Plans after the first (joins, drains, losses, EPLB)", NULL, 0);
+    dsc_metric_family_t *rebalances = dsc_metrics_gauge(
+        m, "dsinfer_cluster_rebalances", "Re-plans that placed experts by load (EPLB)", NULL, 0);
+    dsc_metric_family_t *imbalance = dsc_metrics_gauge(
+        m, "dsinfer_expert_load_imbalance",
+        "Expert load imbalance of the cluster under the current plan over the sliding window (0: "
+        "no data)",
+        NULL, 0);
+    b->layer_imbalance =
+        dsc_metrics_gauge(m, "dsinfer_expert_layer_imbalance",
+                          "Expert load imbalance per MoE layer over the sliding window", layer, 1);
+    if (replans == NULL || rebalances == NULL || imbalance == NULL || b->layer_imbalance == NULL)
+        return 0;
+    b->replans = dsc_metric_series(replans, NULL);
+    b->rebalances = dsc_metric_series(rebalances, NULL);
+    b->imbalance = dsc_metric_series(imbalance, NULL);
+    if (b->replans == NULL || b->rebalances == NULL || b->imbalance == NULL)
+        return 0;
     if (queued == NULL || running == NULL || prompt == NULL || gen == NULL || b->finished == NULL ||
         b->rejected == NULL || nodes == NULL || cseqs == NULL || cready == NULL)
         return 0;

@@ -95,6 +95,11 @@ code=$(curl -sS -o "$TMP/health.json" -w '%{http_code}' "$URL/health")
 [ "$code" = 200 ] && grep -q '"ok"' "$TMP/health.json" || fail "/health: $code $(cat "$TMP/health.json")"
 code=$(curl -sS -o "$TMP/models.json" -w '%{http_code}' -H "$AUTH" "$URL/v1/models")
 [ "$code" = 200 ] && grep -q '"id":"tiny-v3"' "$TMP/models.json" || fail "/v1/models: $code"
+curl -sS "$URL/metrics" >"$TMP/metrics.txt"
+for line in 'dsinfer_cluster_nodes{state="ready"} 2' 'dsinfer_cluster_ready 1' 'dsinfer_queue_depth 0' \
+    'dsinfer_running_sequences 0'; do
+    grep -qxF "$line" "$TMP/metrics.txt" || fail "/metrics has no line '$line'"
+done
 
 # --- completions and chat: whole == streamed == dsinfer run -----------------------------------
 section "completions and chat: whole == streamed == dsinfer run"
