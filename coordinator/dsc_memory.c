@@ -67,8 +67,12 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
 uint64_t dsc_memory_matrix_bytes(dsc_weight_format_t format, uint64_t rows, uint64_t cols)
 {
     const format_info_t *f = &formats[(unsigned)format < DSC_WEIGHT_N_FORMATS ? format : 0];
-    /* Sub-byte formats pack each row separately so that rows start on a byte. */
-    uint64_t bytes = rows * ceil_div(cols * f->bits, 8);
+    /*
+     * Sub-byte formats pack each row separately so that rows start on a byte; int4 rows are whole
+     * 16-byte chunks of 32 values (kernels/dsk.h, DSK_DTYPE_I4_*), which V3's widths fill exactly.
+     */
+    uint64_t packed = f->bits == 4 ? ceil_div(cols, 32) * 32 : cols;
+    uint64_t bytes = rows * ceil_div(packed * f->bits, 8);
     if (f->block_rows != 0)
         bytes += ceil_div(rows, f->block_rows) * ceil_div(cols, f->block_cols) * f->scale_bytes;
     return bytes;

@@ -10,14 +10,16 @@
  * latent KV cache keeps kv_lora_rank + qk_rope_head_dim f32 values per token per layer
  * (dsn_kvcache.h).
  *
- * The weight formats and the layout this model assumes for each (bytes per parameter in brackets
- * for a large matrix):
- *   fp8        e4m3, one f32 scale per 128x128 block, partial edge blocks counted (the release)
- * [~1.0002] bf16       no scales (the release's BF16 cast) [2] int8       one f32 scale per 128
- * consecutive inputs of a row                               [1.031] int4       two values per byte,
- * one f32 scale per 32 inputs of a row                       [0.625] int4-g128  two values per
- * byte, one f32 scale per 128 inputs of a row                      [0.531] When a re-quantizer
- * stores something else, change its row in dsc_memory.c's table.
+ * The weight formats and the layout this model assumes for each, as node/dsn_quant.c stores
+ * them (bytes per parameter of a large matrix in brackets):
+ * - fp8: e4m3, one f32 scale per 128x128 block, partial edge blocks counted (the release)
+ *   [~1.0002];
+ * - bf16: no scales (the release's BF16 cast) [2];
+ * - int8: one f32 scale per 128 consecutive inputs of a row [1.031];
+ * - int4: two values per byte, rows padded to whole chunks of 32 values, one f32 scale per 32
+ *   inputs of a row [0.625];
+ * - int4-g128: the same with one f32 scale per 128 inputs of a row [0.531].
+ * When a re-quantizer stores something else, change its row in dsc_memory.c's table.
  */
 #ifndef DSC_MEMORY_H
 #define DSC_MEMORY_H

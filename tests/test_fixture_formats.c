@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsc_memory.h"
 #include "dsi_test.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
+#include "dsn_quant.h"
 #include "dsn_sampler.h"
 
 #define N_PROMPTS 4
@@ -210,8 +212,35 @@ static void check_levels_agree(const dsn_weights_t *w, const char *name)
     free(out[1]);
 }
 
+/* The planner's memory model counts each format's matrices exactly as the re-quantizer stores them.
+ */
+static void check_planner_sizes(void)
+{
+    static const struct {
+        dsc_weight_format_t planner;
+        dsn_weight_format_t node;
+    } pairs[] = {{DSC_WEIGHT_FP8, DSN_WFMT_FP8},
+                 {DSC_WEIGHT_BF16, DSN_WFMT_BF16},
+                 {DSC_WEIGHT_INT8, DSN_WFMT_INT8},
+                 {DSC_WEIGHT_INT4, DSN_WFMT_INT4},
+                 {DSC_WEIGHT_INT4_G128, DSN_WFMT_INT4_G128}};
+    static const int64_t shapes[][2] = {{7168, 2048}, {2048, 7168},  {576, 7168}, {24576, 1536},
+                                        {32768, 512}, {7168, 16384}, {96, 256},   {130, 257}};
+    for (size_t p = 0; p < sizeof(pairs) / sizeof(pairs[0]); p++) {
+        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+            dsk_dtype_t dt = dsn_quant_dtype(pairs[p].node, DSK_DTYPE_F8_E4M3);
+            DSI_CHECK_INT_EQ(dsc_memory_matrix_bytes(pairs[p].planner, (uint64_t)shapes[i][0],
+                                                     (uint64_t)shapes[i][1]),
+                             dsk_matrix_bytes(dt, shapes[i][0], shapes[i][1]));
+        }
+        DSI_CHECK_STR_EQ(dsc_weight_format_name(pairs[p].planner),
+                         dsn_weight_format_name(pairs[p].node));
+    }
+}
+
 int main(void)
 {
+    check_planner_sizes();
     const char *dir = dsi_test_fixture("tiny-v3");
     char path[4096];
     snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
