@@ -181,7 +181,8 @@ static void test_memory_671b(void)
     /* kv_a_proj [576, 7168]: a partial last row block of 64 rows still has its scales. */
     DSI_CHECK_INT_EQ(dsc_memory_matrix_bytes(DSC_WEIGHT_FP8, 576, 7168),
                      576ULL * 7168 + 5ULL * 56 * 4);
-    DSI_CHECK_INT_EQ(dsc_memory_matrix_bytes(DSC_WEIGHT_INT4, 3, 33), 3ULL * 17 + 3ULL * 2 * 4);
+    /* int4 rows are whole 16-byte chunks of 32 values (kernels/dsk.h): 33 values take 32 bytes. */
+    DSI_CHECK_INT_EQ(dsc_memory_matrix_bytes(DSC_WEIGHT_INT4, 3, 33), 3ULL * 32 + 3ULL * 2 * 4);
     DSI_CHECK_INT_EQ(fp8.kv_token_layer, (512 + 64) * 4);
     DSI_CHECK_INT_EQ(fp8.embed, 129280ULL * 7168 * 2);
     DSI_CHECK_INT_EQ(fp8.n_moe_layers, 58);
