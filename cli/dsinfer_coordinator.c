@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli_args.h"
+#include "dsc_backend.h"
 #include "dsc_cluster.h"
 #include "dsi_log.h"
 
@@ -23,6 +24,7 @@ static void usage(FILE *out)
             "                           [--load-window-ms MS] [--load-windows N]\n"
             "                           [--redundant-experts R] [--rebalance-threshold X]\n"
             "                           [--rebalance-interval-ms MS] [--online-bias-gamma G]\n"
+            "                           [--http HOST:PORT]\n"
             "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
             "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
             "--listen HOST:0).\n"
@@ -31,12 +33,16 @@ static void usage(FILE *out)
             "with --redundant-experts replicas per layer (default experts/8) when the imbalance\n"
             "passes X, at most once per --rebalance-interval-ms (60000); 0 = only on `dsinfer\n"
             "cluster rebalance`. --online-bias-gamma G > 0 adjusts the router biases to the load\n"
-            "(needs --model; changes outputs; default 0 = never).\n");
+            "(needs --model; changes outputs; default 0 = never).\n"
+            "--http HOST:PORT also serves the OpenAI API there (needs --model; API key from\n"
+            "DSINFER_API_KEY; docs/API.md \"Serving\").\n");
 }
 
 typedef struct {
     uv_signal_t sigint, sigterm;
     dsc_cluster_t *cluster;
+    dsc_backend_t *backend; /* with --http */
+    dsc_api_server_t *api;
     uv_loop_t *loop;
     int stopping;
 } coord_t;
@@ -48,6 +54,17 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* The API is closed (its generations cancelled): then the backend and the cluster go. */
+static void on_api_closed(void *arg)
+{
+    coord_t *c = arg;
+    dsc_backend_destroy(c->backend);
+    c->backend = NULL;
+    c->api = NULL;
+    dsc_cluster_shutdown(c->cluster, "coordinator stopping");
+    uv_stop(c->loop);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     coord_t *c = sig->data;
@@ -55,6 +72,11 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     c->stopping = 1;
     DSI_INFO("signal %d: shutting the cluster down", signum);
+    if (c->api != NULL) {
+        dsc_backend_stop(c->backend);
+        dsc_api_server_destroy(c->api, on_api_closed, c);
+        return;
+    }
     dsc_cluster_shutdown(c->cluster, "coordinator stopping");
     uv_stop(c->loop);
 }
@@ -66,6 +88,34 @@ static void on_state(void *arg, dsi_status_t st)
         DSI_INFO("cluster ready");
     else
         DSI_ERROR("cluster not serving: %s", dsi_status_message(st));
+}
+
+/* --http: the OpenAI API on the cluster, as `dsinfer serve` has it (the backend takes the
+ * cluster's state callback and passes it on). */
+static int start_http(coord_t *c, const char *http, const char *model, const dsn_config_t *cfg,
+                      dsc_metrics_t **metrics)
+{
+    dsc_backend_config_t bc;
+    dsc_backend_config_default(&bc);
+    bc.model_dir = model;
+    bc.max_context = cfg->max_position_embeddings < 16384 ? (uint32_t)cfg->max_position_embeddings
+                                                          : 16384; /* dsinfer-node's limit */
+    bc.vocab_size = cfg->vocab_size;
+    bc.on_state = on_state;
+    bc.on_state_arg = c;
+    dsc_api_server_config_t ac;
+    dsc_api_server_config_default(&ac);
+    if (dsc_api_server_config_option(&ac, "listen", http) != DSI_OK ||
+        dsc_metrics_create(metrics) != DSI_OK ||
+        dsc_backend_create(c->loop, &bc, c->cluster, *metrics, &c->backend) != DSI_OK)
+        return -1;
+    dsc_backend_api_limits(c->backend, &ac.limits);
+    ac.api_key = getenv("DSINFER_API_KEY");
+    if (dsc_api_server_create(c->loop, &ac, dsc_backend_api(c->backend), *metrics, &c->api) !=
+        DSI_OK)
+        return -1;
+    DSI_INFO("OpenAI API on %s port %d", ac.http.host, dsc_api_server_port(c->api));
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -83,6 +133,7 @@ int main(int argc, char **argv)
         {"rebalance-threshold", required_argument, NULL, 'T'},
         {"rebalance-interval-ms", required_argument, NULL, 'I'},
         {"online-bias-gamma", required_argument, NULL, 'G'},
+        {"http", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0}};
     double x;
     dsc_cluster_opts_t o;
@@ -90,6 +141,7 @@ int main(int argc, char **argv)
     o.listen = "127.0.0.1:7000";
     o.expect_nodes = 0;
     const char *model = NULL, *config = NULL, *secret_file = NULL, *port_file = NULL;
+    const char *http = NULL;
     long long v;
     int ch;
     dsi_log_set_tag("coordinator");
@@ -105,6 +157,7 @@ int main(int argc, char **argv)
         case 'l': o.listen = optarg; break;
         case 'S': secret_file = optarg; break;
         case 'p': port_file = optarg; break;
+        case 'H': http = optarg; break;
         case 's':
             if (cli_parse_int("coordinator", "--stages", optarg, 1, 256, &v) != 0)
                 return 2;
@@ -171,6 +224,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (http != NULL && model == NULL) {
+        fprintf(stderr, "dsinfer-coordinator: --http needs --model (the tokenizer)\n");
+        return 2;
+    }
     o.model_dir = model; /* the router biases; none with --config alone */
     char path[4096];
     if (model != NULL)
@@ -186,7 +243,13 @@ int main(int argc, char **argv)
     coord_t c = {.loop = &loop};
     if (dsc_cluster_create(&loop, &cfg, &o, &c.cluster) != DSI_OK)
         return 1;
-    dsc_cluster_on_state(c.cluster, on_state, &c);
+    dsc_metrics_t *metrics = NULL;
+    if (http != NULL) {
+        if (start_http(&c, http, model, &cfg, &metrics) != 0)
+            return 1;
+    } else {
+        dsc_cluster_on_state(c.cluster, on_state, &c);
+    }
     if (port_file != NULL) {
         FILE *f = fopen(port_file, "w");
         if (f == NULL || fprintf(f, "%u\n", dsc_cluster_port(c.cluster)) < 0 || fclose(f) != 0) {
@@ -207,5 +270,6 @@ int main(int argc, char **argv)
     uv_walk(&loop, close_walk, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    dsc_metrics_destroy(metrics);
     return 0;
 }

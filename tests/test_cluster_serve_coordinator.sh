@@ -1,0 +1,75 @@
+#!/bin/bash
+# test_cluster_serve_coordinator.sh - `dsinfer-coordinator --http`: the same OpenAI API on the
+# coordinator daemon. Before any node joins, /health is 503 "starting" and a completion gets 503;
+# once a dsinfer-node joins, a greedy completion equals `dsinfer run` on the ids of
+# `dsinfer tokenize --bos`; SIGTERM stops the coordinator and the node (both exit 0). Also:
+# --http without --model is refused.
+set -u
+FX=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
+MODEL=$FX/tiny-v3
+for p in dsinfer dsinfer-coordinator dsinfer-node; do
+    command -v $p >/dev/null || { echo "FAIL: $p is not on PATH"; exit 1; }
+done
+command -v curl >/dev/null || { echo "SKIPPED: no curl"; exit 77; }
+
+TMP=$(mktemp -d)
+COORD_PID=
+NODE_PID=
+cleanup() {
+    for p in $NODE_PID $COORD_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+FAILED=0
+fail() { echo "FAIL: $*"; FAILED=1; }
+export DSINFER_SECRET=5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e
+
+dsinfer-coordinator --nodes 1 --config "$MODEL/config.json" --http 127.0.0.1:0 2>"$TMP/bad.log"
+[ $? = 2 ] && grep -q "needs --model" "$TMP/bad.log" || fail "--http without --model: $(cat "$TMP/bad.log")"
+
+dsinfer-coordinator --nodes 1 --model "$MODEL" --listen 127.0.0.1:0 --port-file "$TMP/cport" \
+    --http 127.0.0.1:0 2>"$TMP/coord.log" &
+COORD_PID=$!
+for _ in $(seq 100); do
+    grep -q "OpenAI API on" "$TMP/coord.log" && [ -s "$TMP/cport" ] && break
+    sleep 0.1
+done
+HPORT=$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$TMP/coord.log" | grep -o '[0-9]*$')
+[ -n "$HPORT" ] || { cat "$TMP/coord.log"; echo "FAIL: no API port"; exit 1; }
+URL=http://127.0.0.1:$HPORT
+PROMPT="Once upon a time"
+BODY="{\"model\":\"tiny-v3\",\"prompt\":\"$PROMPT\",\"max_tokens\":10,\"temperature\":0}"
+
+code=$(curl -sS -o "$TMP/h0.json" -w '%{http_code}' "$URL/health")
+[ "$code" = 503 ] && grep -q starting "$TMP/h0.json" || fail "health before nodes: $code $(cat "$TMP/h0.json")"
+code=$(curl -sS -o "$TMP/c0.json" -w '%{http_code}' -d "$BODY" "$URL/v1/completions")
+[ "$code" = 503 ] || fail "completion before nodes: $code $(cat "$TMP/c0.json")"
+
+dsinfer-node --coordinator "127.0.0.1:$(cat "$TMP/cport")" --model "$MODEL" --threads 1 \
+    2>"$TMP/node.log" &
+NODE_PID=$!
+for _ in $(seq 300); do
+    [ "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && break
+    sleep 0.1
+done
+code=$(curl -sS -o "$TMP/c.json" -w '%{http_code}' -d "$BODY" "$URL/v1/completions")
+[ "$code" = 200 ] || fail "completion: $code $(cat "$TMP/c.json")"
+ids=$(dsinfer tokenize --model "$MODEL" --bos --text "$PROMPT" | tr ' ' ',')
+dsinfer run --model "$MODEL" --prompt-ids "$ids" --max-tokens 10 2>/dev/null | tr ',' ' ' >"$TMP/gen"
+dsinfer detokenize --model "$MODEL" --skip-special $(cat "$TMP/gen") >"$TMP/want.txt"
+python3 - "$TMP/c.json" "$TMP/want.txt" <<'EOF' || fail "the coordinator's answer differs from dsinfer run"
+import json, sys
+got = json.load(open(sys.argv[1]))["choices"][0]["text"]
+want = open(sys.argv[2], encoding="utf-8").read()
+assert got == want, (got, want)
+print("coordinator --http == dsinfer run:", json.dumps(got))
+EOF
+
+kill -TERM "$COORD_PID"
+wait "$COORD_PID" || fail "coordinator exited with $? after SIGTERM"
+COORD_PID=
+wait "$NODE_PID" || fail "node exited with $?"
+NODE_PID=
+grep -q ERROR "$TMP/coord.log" "$TMP/node.log" && { grep ERROR "$TMP/coord.log" "$TMP/node.log"; fail "errors logged"; }
+[ "$FAILED" = 0 ] && echo "coordinator --http checks passed"
+exit "$FAILED"
