@@ -101,6 +101,8 @@ typedef struct {
      */
     void (*row_f32[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r, float *out);
     dsk_level_t level;
+    int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
+                      */
 } dsk_ops_t;
 
 /* Highest level the CPU supports, lowered by DSINFER_KERNELS if set. Unknown values: scalar. */
@@ -108,6 +110,12 @@ dsk_level_t dsk_level_detect(void);
 /* Highest level this CPU supports, ignoring the environment. */
 dsk_level_t dsk_level_cpu(void);
 const char *dsk_level_name(dsk_level_t level);
+/*
+ * Whether the AVX2 level converts fp8 with integer ops (exact; e4m3 subnormals become f32
+ * subnormals, which AMD cores multiply at full speed and Intel cores through a microcode assist)
+ * rather than F16C: yes on AMD CPUs. DSINFER_FP8=int|f16c forces either.
+ */
+int dsk_fp8_integer_route(void);
 /* Fill *ops with the reference kernels, then the variants of every level up to `level`. */
 void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level);
 

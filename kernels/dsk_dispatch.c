@@ -36,6 +36,21 @@ dsk_level_t dsk_level_detect(void)
     return DSK_LEVEL_SCALAR;
 }
 
+int dsk_fp8_integer_route(void)
+{
+    const char *env = getenv("DSINFER_FP8");
+    if (env != NULL && strcmp(env, "int") == 0)
+        return 1;
+    if (env != NULL && strcmp(env, "f16c") == 0)
+        return 0;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
 void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level)
 {
     memset(ops, 0, sizeof(*ops));
@@ -44,9 +59,13 @@ void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level)
     if (level >= DSK_LEVEL_AVX2 && dsk_level_cpu() >= DSK_LEVEL_AVX2) {
         dsk_ops_fill_avx2(ops);
         ops->level = DSK_LEVEL_AVX2;
+        ops->fp8_integer = dsk_fp8_integer_route();
+        if (ops->fp8_integer)
+            dsk_ops_fill_avx2_fp8i(ops);
     }
     if (level >= DSK_LEVEL_AVX512 && dsk_level_cpu() >= DSK_LEVEL_AVX512) {
         dsk_ops_fill_avx512(ops);
         ops->level = DSK_LEVEL_AVX512;
+        ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C */
     }
 }

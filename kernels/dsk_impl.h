@@ -9,6 +9,8 @@
 
 void dsk_ops_fill_ref(dsk_ops_t *ops);
 void dsk_ops_fill_avx2(dsk_ops_t *ops);
+/* AVX2 fp8 slots with the integer e4m3 conversion (dsk_avx2_fp8i.c): see dsk_fp8_integer_route. */
+void dsk_ops_fill_avx2_fp8i(dsk_ops_t *ops);
 void dsk_ops_fill_avx512(dsk_ops_t *ops);
 
 /* Scale of the 128x128 block holding W[r][c] (1 for non-fp8 matrices). */
