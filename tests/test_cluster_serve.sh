@@ -277,6 +277,24 @@ cancelled=$(metric 'dsinfer_backend_finished_total{reason="cancelled"}')
 [ "$(post /v1/completions "$CBODY}" "$TMP/c2.json")" = 200 ] && resp same "$TMP/c.json" "$TMP/c2.json" \
     || fail "completion after the disconnects: $(cat "$TMP/c2.json")"
 
+# --- command-line errors: exit 2 with the option named; a taken port: exit 1, no node started -
+section "command-line errors"
+bad_args() { # WANT-RC WANT-IN-STDERR ARGS...
+    local want=$1 msg=$2 rc
+    shift 2
+    timeout 60 dsinfer serve "$@" >/dev/null 2>"$TMP/bad.err"
+    rc=$?
+    [ "$rc" = "$want" ] && grep -q -- "$msg" "$TMP/bad.err" || fail "serve $*: rc $rc: $(head -3 "$TMP/bad.err")"
+}
+bad_args 2 "--listen" --model "$MODEL" --listen nonsense
+bad_args 2 "--chat-template" --model "$MODEL" --chat-template v4
+bad_args 2 "--stages" --model "$MODEL" --stages 3 --local-nodes 2
+bad_args 2 "--max-context" --model "$MODEL" --max-context 1
+bad_args 2 "--model is required" --local-nodes 2
+bad_args 1 "config.json" --model "$TMP/no-such-model"
+PORT=${URL##*:}
+bad_args 1 "$PORT" --model "$MODEL" --listen "127.0.0.1:$PORT"
+
 # --- SIGTERM: the server and its nodes exit ---------------------------------------------------
 section "SIGTERM: the server and its nodes exit"
 kill -TERM "$SERVER_PID"
