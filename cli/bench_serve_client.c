@@ -102,7 +102,7 @@ static void on_event(reading_t *r, const char *data, size_t n)
     if (n == 6 && memcmp(data, "[DONE]", 6) == 0)
         return;
     json_error_t jerr;
-    json_t *v = json_loadb(data, n, 0, &jerr);
+    json_t *v = json_loadb(data, n, JSON_ALLOW_NUL, &jerr); /* U+0000 is valid text */
     if (v == NULL) {
         r->res->stream_error = 1;
         return;
@@ -332,7 +332,7 @@ char *bs_first_model(const bs_target_t *t)
     if (n > 0 && (size_t)n < sizeof(head) && send_all(fd, head, (size_t)n) == 0 &&
         read_response(fd, &r) == 0 && res.status == 200 && r.event != NULL) {
         json_error_t jerr;
-        json_t *v = json_loadb(r.event, r.event_len, 0, &jerr);
+        json_t *v = json_loadb(r.event, r.event_len, JSON_ALLOW_NUL, &jerr);
         const char *s =
             json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 0), "id"));
         if (s != NULL)
