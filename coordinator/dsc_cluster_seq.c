@@ -162,10 +162,17 @@ void dsc_seq_withdraw_all(dsc_cluster_t *cl)
 
 void dsc_seq_submit_all(dsc_cluster_t *cl)
 {
+    uint32_t resumed = 0, fresh = 0;
     for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
-        if (!s->submitted)
+        if (!s->submitted) {
+            resumed += s->n_generated > 0;
+            fresh += s->n_generated == 0;
             dsc_seq_submit(cl, s);
+        }
     }
+    if (resumed + fresh > 0)
+        DSI_INFO("epoch %llu: submitted %u requests (%u resumed with their generated tokens)",
+                 (unsigned long long)cl->plan.epoch, resumed + fresh, resumed);
 }
 
 void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why)
