@@ -1,7 +1,8 @@
 /*
  * dsk_quant.c - storage sizes of every weight dtype and the quantizers that make the
  * re-quantized formats (int8, int4, and fp8 / bf16 from another format) from f32 rows.
- * Scalar code written for the compiler to vectorize; it runs once per weight at load.
+ * Scalar code written for the compiler to vectorize (built with -O3, see CMakeLists.txt); it
+ * runs once per weight at load.
  */
 #include <math.h>
 #include <string.h>
@@ -56,11 +57,24 @@ uint64_t dsk_matrix_bytes(dsk_dtype_t dt, int64_t rows, int64_t cols)
     return b;
 }
 
+/*
+ * Round to nearest even for |v| < 2^22 by adding and removing 1.5 * 2^23 (the default rounding
+ * mode does the work): unlike rintf, which is a libm call on baseline x86-64, this vectorizes.
+ * Every caller's values are within +-128.
+ */
+static inline float round_even(float v)
+{
+    const float m = 0x1.8p23f; /* exact IEEE arithmetic: never build kernels/ with -ffast-math */
+    return (v + m) - m;
+}
+
 static float amax_of(const float *v, int64_t n)
 {
     float m = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        m = fmaxf(m, fabsf(v[i]));
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(v[i]);
+        m = a > m ? a : m; /* not fmaxf: a libm call here, and weights hold no NaN */
+    }
     return m;
 }
 
@@ -71,7 +85,7 @@ static void quantize_row_i8(const float *src, int64_t cols, int8_t *q, float *sc
         float amax = amax_of(src + c0, n);
         float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
         for (int64_t i = 0; i < n; i++) {
-            float v = rintf(src[c0 + i] * inv);
+            float v = round_even(src[c0 + i] * inv);
             q[c0 + i] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
         }
         scales[g] = s;
@@ -86,7 +100,7 @@ static float quantize_group_i4(const float *src, int64_t n, int8_t *q)
         m = fabsf(src[i]) > fabsf(m) ? src[i] : m;
     float s = m / -8.0f, inv = m != 0.0f ? -8.0f / m : 0.0f;
     for (int64_t i = 0; i < n; i++) {
-        float v = rintf(src[i] * inv);
+        float v = round_even(src[i] * inv);
         q[i] = (int8_t)(v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v);
     }
     return s;
@@ -118,8 +132,10 @@ static void quantize_band_fp8(const float *src, int64_t ld, int64_t n_rows, int6
     for (int64_t c0 = 0, b = 0; c0 < cols; c0 += DSK_FP8_BLOCK, b++) {
         int64_t n = cols - c0 < DSK_FP8_BLOCK ? cols - c0 : DSK_FP8_BLOCK;
         float amax = 0.0f;
-        for (int64_t r = 0; r < n_rows; r++)
-            amax = fmaxf(amax, amax_of(src + r * ld + c0, n));
+        for (int64_t r = 0; r < n_rows; r++) {
+            float a = amax_of(src + r * ld + c0, n);
+            amax = a > amax ? a : amax;
+        }
         float s = amax / 448.0f, inv = amax > 0 ? 448.0f / amax : 0.0f;
         for (int64_t r = 0; r < n_rows; r++)
             for (int64_t i = 0; i < n; i++)
