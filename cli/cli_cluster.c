@@ -292,6 +292,7 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_t co;
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
+        co.model_dir = opts->model;
         co.plan.n_stages = opts->stages;
         co.plan.kv_tokens = 4096;
         co.plan.overhead = 64ULL << 20;

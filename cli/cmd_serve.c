@@ -251,6 +251,7 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
     dsc_cluster_opts_t co;
     dsc_cluster_opts_default(&co);
     co.expect_nodes = (uint32_t)o->local_nodes;
+    co.model_dir = o->model; /* the routing biases, for the load statistics */
     co.plan.n_stages = (uint32_t)o->stages;
     co.plan.kv_tokens = (uint64_t)o->max_context; /* one full-length sequence per node */
     co.plan.overhead = 64ULL << 20;

@@ -36,7 +36,6 @@ static void task_free(dsn_task_t *t)
 static void *worker_main(void *arg)
 {
     dsn_node_t *node = arg;
-    dsi_log_set_tag(node->name);
     /* Tasks first (other nodes may be waiting on our experts), then a new micro-batch of the
      * ready sequences; sleep only when there is neither. */
     int progress = 0;

@@ -202,7 +202,8 @@ static void run_fault(fault_t fault, int nodes)
         kill(run->pids[1], SIGCONT);
     if (fault == FAULT_KILL)
         waitpid(run->pids[1], NULL, 0), run->pids[1] = 0;
-    cli_reap_nodes(run->pids, run->n_pids, 20000);
+    /* Every node but a woken SIGSTOP one (its coordinator connection is gone) exits cleanly. */
+    DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), fault == FAULT_STOP);
     dsc_cluster_destroy(run->cl);
     uv_walk(&run->loop, close_walk, NULL);
     uv_run(&run->loop, UV_RUN_DEFAULT);
