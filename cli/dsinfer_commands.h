@@ -21,12 +21,12 @@ typedef struct {
     X("version", dsinfer_cmd_version, "print the version and the kernel level this CPU gets")      \
     X("bench", dsinfer_cmd_bench, "benchmarks: dsinfer bench --help lists them")                   \
     X("inspect", dsinfer_cmd_inspect, "validate a model directory and show what loading it needs") \
-    X("synth", dsinfer_cmd_synth, "write a synthetic DeepSeek-V3 checkpoint (random weights)")    \
-    X("run", dsinfer_cmd_run, "generate from a prompt in this process")                              \
-    X("plan", dsinfer_cmd_plan, "plan stages and expert placement for a cluster (no weights)") \
+    X("synth", dsinfer_cmd_synth, "write a synthetic DeepSeek-V3 checkpoint (random weights)")     \
+    X("run", dsinfer_cmd_run, "generate from a prompt (one process or a local cluster)")           \
+    X("plan", dsinfer_cmd_plan, "plan stages and expert placement for a cluster (no weights)")     \
     X("tokenize", dsinfer_cmd_tokenize, "text (stdin) to token ids with a model's tokenizer")      \
     X("detokenize", dsinfer_cmd_detokenize, "token ids to text with a model's tokenizer")          \
-    X("serve", dsinfer_cmd_serve, "serve the OpenAI API with local node processes")             \
+    X("serve", dsinfer_cmd_serve, "serve the OpenAI API with local node processes")                \
     X("cluster", dsinfer_cmd_cluster, "administer a running cluster: status, rebalance, drain")
 
 #define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
