@@ -2,7 +2,8 @@
  * dsn_node_impl.h - private to the node daemon's files:
  *   dsn_node.c     the loop thread: control connection, UCX, heartbeats, the outbox;
  *   dsn_worker.c   the compute thread and the queues between the two threads;
- *   dsn_stage.c    what the compute thread does: sequences, micro-batches, expert serving.
+ *   dsn_stage.c    what the compute thread does: sequences, the dispatcher, the scheduler;
+ *   dsn_stage_mb.c micro-batches through the layers, expert serving, the data-plane messages.
  *
  * Threads: the loop thread owns every network object; the compute thread owns the engine, the
  * sequences and the micro-batches. They talk only through two queues: tasks (loop -> compute,
@@ -188,5 +189,22 @@ void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const f
 
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_node_t *node, const dsn_seq_t *seq);
+dsn_seq_t *dsn_seq_find(dsn_node_t *node, uint64_t id);
+void dsn_seq_remove(dsn_node_t *node, uint64_t id);
+/* TOKENS for the coordinator (n = 0 with a finish reason reports a failure). */
+void dsn_stage_emit_tokens(dsn_node_t *node, uint64_t seq_id, int32_t token, uint32_t n,
+                           uint8_t finish);
+
+/* dsn_stage_mb.c (compute thread) */
+dsn_mb_t *dsn_mb_create(dsn_node_t *node, int n_seqs, int64_t n);
+void dsn_mb_free(dsn_mb_t *mb);
+/* Runs a micro-batch's layers until it must wait for COMBINE replies (parked) or leaves the
+ * node's slice (sampled or forwarded, then freed). */
+void dsn_mb_run(dsn_node_t *node, dsn_mb_t *mb);
+/* Data-plane messages from other nodes. dsn_stage_activation returns 1 when the message must
+ * wait (its sequence is unknown yet or an earlier chunk has not arrived), 0 when consumed. */
+void dsn_stage_serve_dispatch(dsn_node_t *node, const dsn_task_t *t);
+void dsn_stage_combine(dsn_node_t *node, const dsn_task_t *t);
+int dsn_stage_activation(dsn_node_t *node, const dsn_task_t *t);
 
 #endif
