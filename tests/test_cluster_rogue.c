@@ -16,6 +16,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_sampler.h"
@@ -47,32 +48,9 @@ typedef struct {
 
 static void reference(void)
 {
-    dsn_checkpoint_t *ckpt;
-    dsn_weights_t *w;
-    dsn_engine_t *e;
-    if (dsn_checkpoint_open(model, &ckpt) != DSI_OK)
-        exit(1);
-    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
-    dsn_slice_t all = dsn_slice_all(cfg);
-    dsn_weights_load(ckpt, &all, &w);
-    dsn_engine_create(w, dsk_level_detect(), 1, &e);
-    float *logits = malloc((size_t)cfg->vocab_size * sizeof(float));
-    dsn_kvcache_t *kv;
-    dsn_engine_kvcache_create(e, 256, &kv);
-    dsn_seq_batch_t seq = {kv, 0, 4};
-    dsn_engine_forward(e, prompt, &seq, 1, 0, logits);
-    for (int s = 0; s < STEPS; s++) {
-        if (s > 0) {
-            seq = (dsn_seq_batch_t){kv, kv->length, 1};
-            dsn_engine_forward(e, &want[s - 1], &seq, 1, 0, logits);
-        }
-        want[s] = dsn_argmax(logits, cfg->vocab_size);
-    }
-    dsn_kvcache_destroy(kv);
-    free(logits);
-    dsn_engine_destroy(e);
-    dsn_weights_destroy(w);
-    dsn_checkpoint_close(ckpt);
+    const int32_t *p = prompt;
+    const uint32_t len = 4;
+    dsi_test_greedy(model, 1, &p, &len, STEPS, want, NULL);
 }
 
 static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)

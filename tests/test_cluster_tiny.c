@@ -13,6 +13,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_sampler.h"
@@ -30,37 +31,10 @@ static int64_t V;
 /* Greedy generation of every prompt with the single-process engine. */
 static void run_engine(const char *dir)
 {
-    dsn_checkpoint_t *ckpt;
-    dsn_weights_t *w;
-    dsn_engine_t *e;
-    if (dsn_checkpoint_open(dir, &ckpt) != DSI_OK)
-        exit(1);
-    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
-    V = cfg->vocab_size;
-    dsn_slice_t all = dsn_slice_all(cfg);
-    if (dsn_weights_load(ckpt, &all, &w) != DSI_OK ||
-        dsn_engine_create(w, dsk_level_detect(), 1, &e) != DSI_OK)
-        exit(1);
-    for (int p = 0; p < N_PROMPTS; p++) {
-        dsn_kvcache_t *kv;
-        dsn_engine_kvcache_create(e, 1024, &kv);
-        engine_logits[p] = malloc((size_t)(STEPS * V) * sizeof(float));
-        dsn_seq_batch_t seq = {kv, 0, (int)prompt_len[p]};
-        DSI_CHECK_INT_EQ(dsn_engine_forward(e, prompt[p], &seq, 1, 0, engine_logits[p]), DSI_OK);
-        for (int s = 0; s < STEPS; s++) {
-            float *lg = engine_logits[p] + s * V;
-            if (s > 0) {
-                seq = (dsn_seq_batch_t){kv, kv->length, 1};
-                DSI_CHECK_INT_EQ(dsn_engine_forward(e, &engine_tokens[p][s - 1], &seq, 1, 0, lg),
-                                 DSI_OK);
-            }
-            engine_tokens[p][s] = dsn_argmax(lg, (int)V);
-        }
-        dsn_kvcache_destroy(kv);
-    }
-    dsn_engine_destroy(e);
-    dsn_weights_destroy(w);
-    dsn_checkpoint_close(ckpt);
+    const int32_t *p[N_PROMPTS];
+    for (int i = 0; i < N_PROMPTS; i++)
+        p[i] = prompt[i];
+    V = dsi_test_greedy(dir, N_PROMPTS, p, prompt_len, STEPS, &engine_tokens[0][0], engine_logits);
 }
 
 static void check_logits(const char *dir, int p, const char *what)

@@ -17,6 +17,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_sampler.h"
@@ -33,38 +34,12 @@ static int32_t want[N_REQ][STEPS];
 
 static void reference(void)
 {
-    dsn_checkpoint_t *ckpt;
-    dsn_weights_t *w;
-    dsn_engine_t *e;
-    if (dsn_checkpoint_open(model, &ckpt) != DSI_OK)
-        exit(1);
-    const dsn_config_t *cfg = dsn_checkpoint_config(ckpt);
-    dsn_slice_t all = dsn_slice_all(cfg);
-    if (dsn_weights_load(ckpt, &all, &w) != DSI_OK ||
-        dsn_engine_create(w, dsk_level_detect(), 1, &e) != DSI_OK)
-        exit(1);
-    float *logits = malloc((size_t)cfg->vocab_size * sizeof(float));
+    const int32_t *p[N_REQ];
     for (int r = 0; r < N_REQ; r++) {
-        prompt_len[r] = 3 + (uint32_t)r;
-        for (uint32_t i = 0; i < prompt_len[r]; i++)
-            prompts[r][i] = (int32_t)((r * 131 + i * 17 + 5) % cfg->vocab_size);
-        dsn_kvcache_t *kv;
-        dsn_engine_kvcache_create(e, 1024, &kv);
-        dsn_seq_batch_t seq = {kv, 0, (int)prompt_len[r]};
-        dsn_engine_forward(e, prompts[r], &seq, 1, 0, logits);
-        for (int s = 0; s < STEPS; s++) {
-            if (s > 0) {
-                seq = (dsn_seq_batch_t){kv, kv->length, 1};
-                dsn_engine_forward(e, &want[r][s - 1], &seq, 1, 0, logits);
-            }
-            want[r][s] = dsn_argmax(logits, cfg->vocab_size);
-        }
-        dsn_kvcache_destroy(kv);
+        prompt_len[r] = dsi_test_prompt(r, prompts[r]);
+        p[r] = prompts[r];
     }
-    free(logits);
-    dsn_engine_destroy(e);
-    dsn_weights_destroy(w);
-    dsn_checkpoint_close(ckpt);
+    dsi_test_greedy(model, N_REQ, p, prompt_len, STEPS, &want[0][0], NULL);
 }
 
 typedef enum { PHASE_A, SETTLE_A, PHASE_B, SETTLE_B, DONE } phase_t;
