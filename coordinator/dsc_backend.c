@@ -51,6 +51,24 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
         if (series != NULL)
             dsc_metric_set(series, load.layer_imbalance[l]);
     }
+    /* One series per expert that has had tokens (a series, once created, keeps reporting), so
+     * a 671B model's 14848 experts do not all appear before they are used. */
+    size_t slots = (size_t)load.n_layers * load.n_experts;
+    if (load.counts == NULL || slots == 0)
+        return;
+    if (b->expert_series == NULL && (b->expert_series = calloc(slots, sizeof(void *))) == NULL)
+        return;
+    for (size_t i = 0; i < slots; i++) {
+        if (b->expert_series[i] == NULL && load.counts[i] > 0) {
+            char layer[16], expert[16];
+            snprintf(layer, sizeof(layer), "%u", load.first_layer + (uint32_t)(i / load.n_experts));
+            snprintf(expert, sizeof(expert), "%u", (uint32_t)(i % load.n_experts));
+            const char *labels[2] = {layer, expert};
+            b->expert_series[i] = dsc_metric_series(b->expert_tokens, labels);
+        }
+        if (b->expert_series[i] != NULL)
+            dsc_metric_set(b->expert_series[i], (double)load.counts[i]);
+    }
 }
 
 static void on_tick(uv_timer_t *t)
@@ -199,7 +217,13 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     b->layer_imbalance =
         dsc_metrics_gauge(m, "dsinfer_expert_layer_imbalance",
                           "Expert load imbalance per MoE layer over the sliding window", layer, 1);
-    if (replans == NULL || rebalances == NULL || imbalance == NULL || b->layer_imbalance == NULL)
+    static const char *const layer_expert[] = {"layer", "expert"};
+    b->expert_tokens = dsc_metrics_gauge(
+        m, "dsinfer_expert_tokens",
+        "(token, slot) pairs routed to each expert over the sliding window (experts seen so far)",
+        layer_expert, 2);
+    if (replans == NULL || rebalances == NULL || imbalance == NULL || b->layer_imbalance == NULL ||
+        b->expert_tokens == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);
     b->rebalances = dsc_metric_series(rebalances, NULL);
@@ -281,6 +305,7 @@ err_free:
     dsc_chat_template_destroy(b->tpl);
     dsc_tokenizer_destroy(b->tok);
     free(b->model_id);
+    free(b->expert_series);
     free(b);
     if (st != DSI_ERR_NOMEM)
         return st;
@@ -297,6 +322,7 @@ static void on_handle_closed(uv_handle_t *h)
     dsc_chat_template_destroy(b->tpl);
     dsc_tokenizer_destroy(b->tok);
     free(b->model_id);
+    free(b->expert_series);
     free(b);
 }
 

@@ -48,6 +48,8 @@ struct dsc_backend {
     dsc_metric_series_t *nodes_joined, *nodes_ready, *nodes_dead, *cluster_seqs, *cluster_ready;
     dsc_metric_series_t *replans, *rebalances, *imbalance; /* gauges from the cluster's stats */
     dsc_metric_family_t *layer_imbalance;                  /* gauge by {layer} */
+    dsc_metric_family_t *expert_tokens;                    /* gauge by {layer, expert} */
+    dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
 };
 
 /* dsc_backend_seq.c: the ops of dsc_api_backend_ops_t that handle requests. */
