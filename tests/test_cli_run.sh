@@ -71,6 +71,13 @@ expect_fail2() { local err; err=$(dsinfer run "$@" 2>&1 >/dev/null); [ $? -ne 0 
 expect_fail2 --model "$TMP" --prompt "no tokenizer here"
 expect_fail2 --model "$FIX" --prompt "x" --chat "y"
 
+# Weight formats: int8 re-quantizes at load and still generates; a bad format is refused.
+w8=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 4 --weight-format int8 2>/dev/null)
+[ -n "$w8" ] && ok || bad "--weight-format int8 produced nothing"
+# The model benchmark runs and reports the documented fields.
+dsinfer bench model --model "$FIX" --prompt-len 8 --decode-steps 2 --reps 1 --json 2>/dev/null \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d' && ok || bad "bench model --json"
+
 # Bad arguments: exit 2 with a message naming the option.
 expect_fail() { # code, pattern, args...
   local code=$1 pat=$2; shift 2
@@ -82,6 +89,7 @@ expect_fail 2 "prompt-ids" --model "$FIX" --prompt-ids 1,x
 expect_fail 2 "temperature" --model "$FIX" --prompt-ids 1 --temperature abc
 expect_fail 2 "required" --prompt-ids 1
 expect_fail 1 "config.json" --model "$TMP" --prompt-ids 1
+expect_fail 2 "weight-format" --model "$FIX" --prompt-ids 1 --weight-format int3
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
