@@ -9,6 +9,10 @@ PACKAGES=(build-essential cmake pkg-config git
   libhttp-parser-dev libjansson-dev
   clang-14 libclang-rt-14-dev valgrind curl iproute2 procps python3)
 
+# Node.js (for the test that drives the API with the official openai npm client): Debian's, only
+# when the machine has none (a newer one from elsewhere is fine and is left alone).
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
