@@ -55,6 +55,7 @@ typedef struct {
     uint64_t tokens_b, last_total, stable_since_ms, started_ms;
     int32_t got[2][N_REQ][STEPS];
     uint32_t n_got[2][N_REQ];
+    dst_finish_t finish[2][N_REQ];
     double imb_a, imb_b;
     dsc_rebalance_report_t rep;
 } run_t;
@@ -101,6 +102,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
         DSI_CHECK_INT_EQ(dsc_cluster_rebalance(run->cl, "test", &run->rep), DSI_OK);
     }
     if (finish != DST_FINISH_NONE) {
+        run->finish[q->phase][q->r] = finish;
         if (finish != DST_FINISH_LENGTH && finish != DST_FINISH_STOP)
             run->failed++;
         if (++run->done == N_REQ) {
@@ -257,9 +259,11 @@ static void test_online_bias(void)
 {
     run_t *run = run_cluster(1);
     DSI_CHECK_INT_EQ(run->failed, 0);
+    /* Moved biases change which experts run, so a request may now sample the end token early:
+     * every request must finish, at its length or at a stop. */
     for (int p = 0; p < 2; p++) {
         for (int r = 0; r < N_REQ; r++)
-            DSI_CHECK_INT_EQ(run->n_got[p][r], STEPS);
+            DSI_CHECK(run->n_got[p][r] == STEPS || run->finish[p][r] == DST_FINISH_STOP);
     }
     dsc_cluster_load_t ld;
     dsc_cluster_load_snapshot(run->cl, &ld);
