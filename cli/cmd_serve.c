@@ -23,19 +23,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer serve --model DIR [--local-nodes N] [--stages S] [options]\n"
-            "Serves the OpenAI API (POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
-            "/health, /metrics) for the model in DIR, run by N local dsinfer-node processes\n"
-            "(default 1) over S pipeline stages (default: the planner chooses).\n"
-            "  --max-queue N        requests generated at once; more get 429 (default 64)\n"
-            "  --max-context N      prompt + max_tokens limit (default: the model's, at most %d);\n"
-            "                       a request without max_tokens may use the rest of it\n"
-            "  --chat-template T    auto (from tokenizer_config.json, default), v3 or r1\n"
-            "  --model-name ID      the model id of the API (default: DIR's name)\n"
-            "  --node-threads N     compute threads per node process (default 1)\n"
-            "The HTTP server's options (the API key defaults to $DSINFER_API_KEY):\n",
-            NODE_LIMIT);
+    fprintf(
+        out,
+        "usage: dsinfer serve --model DIR [--local-nodes N] [--stages S] [options]\n"
+        "Serves the OpenAI API (POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
+        "/health, /metrics) for the model in DIR, run by N local dsinfer-node processes\n"
+        "(default 1) over S pipeline stages (default: the planner chooses).\n"
+        "  --max-queue N        requests generated at once; more get 429 (default 64)\n"
+        "  --max-context N      prompt + max_tokens limit (default: the model's, at most %d);\n"
+        "                       a request without max_tokens may use the rest of it\n"
+        "  --chat-template T    auto (from tokenizer_config.json, default), v3 or r1\n"
+        "  --model-name ID      the model id of the API (default: DIR's name)\n"
+        "  --node-threads N     compute threads per node process (default 1)\n"
+        "  --rebalance-threshold X  re-place experts (EPLB) when the load imbalance passes X > 1\n"
+        "                       (default 0: only on `dsinfer cluster rebalance`)\n"
+        "  --online-bias-gamma G    move the routing biases by G per load window (default 0:\n"
+        "                       never; outputs then differ from the checkpoint's)\n"
+        "The HTTP server's options (the API key defaults to $DSINFER_API_KEY):\n",
+        NODE_LIMIT);
 #define SERVE_API_USAGE(name, value, help) fprintf(out, "  --%s %s\n      %s\n", name, value, help);
     DSC_API_SERVER_OPTIONS(SERVE_API_USAGE)
 #undef SERVE_API_USAGE
@@ -57,6 +62,7 @@ typedef struct {
     const char *model, *model_name;
     const char *api_value[N_API_OPTIONS]; /* given API server options, or NULL */
     long long local_nodes, stages, max_queue, max_context, node_threads;
+    double rebalance_threshold, bias_gamma; /* EPLB and online router bias (0: off) */
     dsc_chat_style_t style;
 } serve_opts_t;
 
@@ -70,6 +76,8 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
                                         {"chat-template", required_argument, NULL, 't'},
                                         {"model-name", required_argument, NULL, 'N'},
                                         {"node-threads", required_argument, NULL, 'T'},
+                                        {"rebalance-threshold", required_argument, NULL, 'R'},
+                                        {"online-bias-gamma", required_argument, NULL, 'G'},
                                         {"help", no_argument, NULL, 'h'}};
     enum { N_OWN = sizeof(own) / sizeof(own[0]) };
     struct option longopts[N_OWN + N_API_OPTIONS + 1];
@@ -110,6 +118,15 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
             break;
         case 'T':
             if (cli_parse_int(CMD, "--node-threads", optarg, 1, 1024, &o->node_threads) != 0)
+                return 2;
+            break;
+        case 'R':
+            if (cli_parse_float(CMD, "--rebalance-threshold", optarg, 0, 1000,
+                                &o->rebalance_threshold) != 0)
+                return 2;
+            break;
+        case 'G':
+            if (cli_parse_float(CMD, "--online-bias-gamma", optarg, 0, 1, &o->bias_gamma) != 0)
                 return 2;
             break;
         case 't':
@@ -252,6 +269,8 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
     dsc_cluster_opts_default(&co);
     co.expect_nodes = (uint32_t)o->local_nodes;
     co.model_dir = o->model; /* the routing biases, for the load statistics */
+    co.rebalance_threshold = o->rebalance_threshold;
+    co.online_bias_gamma = (float)o->bias_gamma;
     co.plan.n_stages = (uint32_t)o->stages;
     co.plan.kv_tokens = (uint64_t)o->max_context; /* one full-length sequence per node */
     co.plan.overhead = 64ULL << 20;
