@@ -16,26 +16,27 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer-coordinator --nodes N (--model DIR | --config FILE)\n"
-            "                           [--listen HOST:PORT] [--stages S] [--secret-file FILE]\n"
-            "                           [--kv-tokens T] [--heartbeat-ms MS] [--node-timeout-ms MS]\n"
-            "                           [--port-file FILE]\n"
-            "                           [--load-window-ms MS] [--load-windows N]\n"
-            "                           [--redundant-experts R] [--rebalance-threshold X]\n"
-            "                           [--rebalance-interval-ms MS] [--online-bias-gamma G]\n"
-            "                           [--http HOST:PORT]\n"
-            "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
-            "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
-            "--listen HOST:0).\n"
-            "Expert load (docs/ELASTICITY.md): counts are kept over the last --load-windows (60)\n"
-            "windows of --load-window-ms (1000). --rebalance-threshold X > 1 re-places experts\n"
-            "with --redundant-experts replicas per layer (default experts/8) when the imbalance\n"
-            "passes X, at most once per --rebalance-interval-ms (60000); 0 = only on `dsinfer\n"
-            "cluster rebalance`. --online-bias-gamma G > 0 adjusts the router biases to the load\n"
-            "(needs --model; changes outputs; default 0 = never).\n"
-            "--http HOST:PORT also serves the OpenAI API there (needs --model; API key from\n"
-            "DSINFER_API_KEY; docs/API.md \"Serving\").\n");
+    fprintf(
+        out,
+        "usage: dsinfer-coordinator --nodes N (--model DIR | --config FILE)\n"
+        "                           [--listen HOST:PORT] [--stages S] [--secret-file FILE]\n"
+        "                           [--kv-tokens T] [--heartbeat-ms MS] [--node-timeout-ms MS]\n"
+        "                           [--port-file FILE]\n"
+        "                           [--load-window-ms MS] [--load-windows N]\n"
+        "                           [--redundant-experts R] [--rebalance-threshold X]\n"
+        "                           [--rebalance-interval-ms MS] [--online-bias-gamma G]\n"
+        "                           [--http HOST:PORT]\n"
+        "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
+        "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
+        "--listen HOST:0).\n"
+        "Expert load (docs/ELASTICITY.md): counts are kept over the last --load-windows (60)\n"
+        "windows of --load-window-ms (1000). --rebalance-threshold X > 1 re-places experts\n"
+        "with --redundant-experts replicas per layer (default experts/8) when the imbalance\n"
+        "passes X, at most once per --rebalance-interval-ms (60000); 0 = only on `dsinfer\n"
+        "cluster rebalance`. --online-bias-gamma G > 0 adjusts the router biases to the load\n"
+        "(needs --model; changes outputs; default 0 = never).\n"
+        "--http HOST:PORT also serves the OpenAI API there (needs --model; API key from\n"
+        "DSINFER_API_KEY; docs/API.md \"Serving\").\n");
 }
 
 typedef struct {
@@ -121,12 +122,17 @@ static int start_http(coord_t *c, const char *http, const char *model, const dsn
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, 'n'},       {"model", required_argument, NULL, 'm'},
-        {"config", required_argument, NULL, 'c'},      {"listen", required_argument, NULL, 'l'},
-        {"stages", required_argument, NULL, 's'},      {"secret-file", required_argument, NULL, 'S'},
-        {"kv-tokens", required_argument, NULL, 'k'},   {"heartbeat-ms", required_argument, NULL, 'b'},
+        {"nodes", required_argument, NULL, 'n'},
+        {"model", required_argument, NULL, 'm'},
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"stages", required_argument, NULL, 's'},
+        {"secret-file", required_argument, NULL, 'S'},
+        {"kv-tokens", required_argument, NULL, 'k'},
+        {"heartbeat-ms", required_argument, NULL, 'b'},
         {"node-timeout-ms", required_argument, NULL, 't'},
-        {"port-file", required_argument, NULL, 'p'},   {"help", no_argument, NULL, 'h'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
         {"load-window-ms", required_argument, NULL, 'W'},
         {"load-windows", required_argument, NULL, 'N'},
         {"redundant-experts", required_argument, NULL, 'R'},
@@ -152,12 +158,24 @@ int main(int argc, char **argv)
                 return 2;
             o.expect_nodes = (uint32_t)v;
             break;
-        case 'm': model = optarg; break;
-        case 'c': config = optarg; break;
-        case 'l': o.listen = optarg; break;
-        case 'S': secret_file = optarg; break;
-        case 'p': port_file = optarg; break;
-        case 'H': http = optarg; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'S':
+            secret_file = optarg;
+            break;
+        case 'p':
+            port_file = optarg;
+            break;
+        case 'H':
+            http = optarg;
+            break;
         case 's':
             if (cli_parse_int("coordinator", "--stages", optarg, 1, 256, &v) != 0)
                 return 2;
@@ -197,8 +215,9 @@ int main(int argc, char **argv)
             if (cli_parse_float("coordinator", "--rebalance-threshold", optarg, 0, 1e6, &x) != 0)
                 return 2;
             if (x > 0 && x <= 1) {
-                fprintf(stderr, "dsinfer-coordinator: --rebalance-threshold %s: 0 (off) or above "
-                                "1 (1 is a perfect balance)\n",
+                fprintf(stderr,
+                        "dsinfer-coordinator: --rebalance-threshold %s: 0 (off) or above "
+                        "1 (1 is a perfect balance)\n",
                         optarg);
                 return 2;
             }
@@ -215,12 +234,17 @@ int main(int argc, char **argv)
                 return 2;
             o.online_bias_gamma = (float)x;
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (o.expect_nodes == 0 || (model == NULL) == (config == NULL)) {
-        fprintf(stderr, "dsinfer-coordinator: --nodes and one of --model / --config are required\n");
+        fprintf(stderr,
+                "dsinfer-coordinator: --nodes and one of --model / --config are required\n");
         usage(stderr);
         return 2;
     }

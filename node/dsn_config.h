@@ -16,13 +16,13 @@
 
 typedef struct {
     int vocab_size;
-    int hidden_size;             /* H */
-    int intermediate_size;       /* dense SwiGLU width */
-    int moe_intermediate_size;   /* routed expert SwiGLU width */
-    int num_hidden_layers;       /* main-model layers (MTP layers excluded) */
-    int num_nextn_predict_layers;/* MTP layers stored after the main ones (0 if absent) */
-    int first_k_dense_replace;   /* layers [0, k) are dense */
-    int moe_layer_freq;          /* 1 for V3 */
+    int hidden_size;              /* H */
+    int intermediate_size;        /* dense SwiGLU width */
+    int moe_intermediate_size;    /* routed expert SwiGLU width */
+    int num_hidden_layers;        /* main-model layers (MTP layers excluded) */
+    int num_nextn_predict_layers; /* MTP layers stored after the main ones (0 if absent) */
+    int first_k_dense_replace;    /* layers [0, k) are dense */
+    int moe_layer_freq;           /* 1 for V3 */
     int n_routed_experts;
     int n_shared_experts;
     int num_experts_per_tok;
@@ -30,16 +30,16 @@ typedef struct {
     float routed_scaling_factor;
     int norm_topk_prob;
     int num_attention_heads;
-    int q_lora_rank;             /* 0 when config.json says null: q_proj instead of q_a/q_b */
+    int q_lora_rank; /* 0 when config.json says null: q_proj instead of q_a/q_b */
     int kv_lora_rank;
     int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
     float rms_norm_eps;
     double rope_theta;
     int max_position_embeddings;
-    int has_yarn;                /* rope_scaling present with type yarn */
-    dsk_yarn_t yarn;             /* valid when has_yarn */
+    int has_yarn;    /* rope_scaling present with type yarn */
+    dsk_yarn_t yarn; /* valid when has_yarn */
     int bos_token_id, eos_token_id;
-    int fp8;                     /* quantization_config says fp8 e4m3 with 128x128 blocks */
+    int fp8; /* quantization_config says fp8 e4m3 with 128x128 blocks */
 } dsn_config_t;
 
 /* Parse config.json at `path`. On error logs "<path>: field '<name>': <why>" and fills nothing. */

@@ -27,14 +27,14 @@ typedef struct {
 } dst_plan_node_t;
 
 typedef struct {
-    uint64_t epoch;            /* increases with every new plan */
-    uint32_t n_layers;         /* main-model layers */
-    uint32_t first_moe_layer;  /* first_k_dense_replace */
-    uint32_t n_experts;        /* routed experts per MoE layer */
+    uint64_t epoch;           /* increases with every new plan */
+    uint32_t n_layers;        /* main-model layers */
+    uint32_t first_moe_layer; /* first_k_dense_replace */
+    uint32_t n_experts;       /* routed experts per MoE layer */
     uint32_t n_stages;
-    dst_plan_stage_t *stages;  /* [n_stages] */
+    dst_plan_stage_t *stages; /* [n_stages] */
     uint32_t n_nodes;
-    dst_plan_node_t *nodes;    /* [n_nodes] */
+    dst_plan_node_t *nodes; /* [n_nodes] */
     /*
      * Holders of expert e of layer l (first_moe_layer <= l < n_layers), with
      * i = (l - first_moe_layer) * n_experts + e: node ids expert_holders[expert_offsets[i] ..
