@@ -15,9 +15,9 @@
 #include <stdlib.h>
 
 #include "dsi_test.h"
+#include "dsi_test_matmul.h"
 #include "dsk.h"
 
-#define SENTINEL 12345.0f
 
 static const dsk_dtype_t qtypes[] = {DSK_DTYPE_I8, DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
 #define N_QTYPES 3
@@ -225,123 +225,6 @@ static void test_quantize_fp8_bf16(void)
     free(b);
 }
 
-static float *random_floats(int64_t n)
-{
-    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++)
-        v[i] = dsi_test_randf();
-    return v;
-}
-
-static int check_out(const char *what, const float *y, const double *ref, const double *bound,
-                     int64_t n, int64_t width, int64_t ldy)
-{
-    int bad = 0;
-    for (int64_t t = 0; t < n && bad < 3; t++) {
-        for (int64_t j = 0; j < width && bad < 3; j++) {
-            double tol = 2e-5 * bound[t * width + j] + 1e-30;
-            double d = fabs(y[t * ldy + j] - ref[t * width + j]);
-            if (!(d <= tol)) {
-                fprintf(stderr, "%s: t=%lld j=%lld got %.9g want %.9g (tol %.3g)\n", what,
-                        (long long)t, (long long)j, y[t * ldy + j], ref[t * width + j], tol);
-                bad++;
-            }
-        }
-        for (int64_t j = width; t + 1 < n && j < ldy && bad < 3; j++) {
-            if (y[t * ldy + j] != SENTINEL) {
-                fprintf(stderr, "%s: t=%lld padding %lld overwritten\n", what, (long long)t,
-                        (long long)j);
-                bad++;
-            }
-        }
-    }
-    DSI_CHECK(bad == 0);
-    return bad == 0;
-}
-
-static void test_matmul_case(const dsk_ops_t *levels, int n_levels, const qmatrix_t *tm, int64_t r0,
-                             int64_t r1, int64_t n)
-{
-    const int64_t cols = tm->m.cols, nr = r1 - r0;
-    const int64_t ldx = cols + (int64_t)(dsi_test_randu() % 3);
-    const int64_t ldy = nr + (int64_t)(dsi_test_randu() % 3);
-    float *x = random_floats((n - 1) * ldx + cols);
-    double *ref = malloc((size_t)(n * nr) * sizeof(double));
-    double *bound = malloc((size_t)(n * nr) * sizeof(double));
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t r = r0; r < r1; r++) {
-            double s = 0, a = 0;
-            for (int64_t c = 0; c < cols; c++) {
-                double p = (double)tm->dense[r * cols + c] * x[t * ldx + c];
-                s += p;
-                a += fabs(p);
-            }
-            ref[t * nr + (r - r0)] = s;
-            bound[t * nr + (r - r0)] = a;
-        }
-    }
-    int64_t ny = (n - 1) * ldy + nr;
-    float *y = malloc((size_t)ny * sizeof(float));
-    for (int l = 0; l < n_levels; l++) {
-        for (int64_t i = 0; i < ny; i++)
-            y[i] = SENTINEL;
-        levels[l].matmul[tm->m.dtype](&tm->m, r0, r1, x, ldx, n, y, ldy);
-        char what[160];
-        snprintf(what, sizeof(what), "matmul %s %s %lldx%lld rows [%lld,%lld) n=%lld",
-                 dsk_level_name(levels[l].level), dsk_dtype_name(tm->m.dtype),
-                 (long long)tm->m.rows, (long long)cols, (long long)r0, (long long)r1,
-                 (long long)n);
-        check_out(what, y, ref, bound, n, nr, ldy);
-    }
-    free(x);
-    free(ref);
-    free(bound);
-    free(y);
-}
-
-static void test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const qmatrix_t *tm,
-                               int64_t r0, int64_t r1, int64_t n)
-{
-    const int64_t cols = tm->m.cols, nr = r1 - r0;
-    const int64_t ldx = nr + (int64_t)(dsi_test_randu() % 3);
-    const int64_t ldy = cols + (int64_t)(dsi_test_randu() % 3);
-    float *x = random_floats((n - 1) * ldx + nr);
-    int64_t ny = (n - 1) * ldy + cols;
-    float *y0 = random_floats(ny); /* matmul_t accumulates onto what y holds */
-    double *ref = malloc((size_t)(n * cols) * sizeof(double));
-    double *bound = malloc((size_t)(n * cols) * sizeof(double));
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t c = 0; c < cols; c++) {
-            double s = y0[t * ldy + c], a = fabs(y0[t * ldy + c]);
-            for (int64_t r = r0; r < r1; r++) {
-                double p = (double)tm->dense[r * cols + c] * x[t * ldx + (r - r0)];
-                s += p;
-                a += fabs(p);
-            }
-            ref[t * cols + c] = s;
-            bound[t * cols + c] = a;
-        }
-        for (int64_t c = cols; c < ldy && t + 1 < n; c++)
-            y0[t * ldy + c] = SENTINEL;
-    }
-    float *y = malloc((size_t)ny * sizeof(float));
-    for (int l = 0; l < n_levels; l++) {
-        memcpy(y, y0, (size_t)ny * sizeof(float));
-        levels[l].matmul_t[tm->m.dtype](&tm->m, r0, r1, x, ldx, n, y, ldy);
-        char what[160];
-        snprintf(what, sizeof(what), "matmul_t %s %s %lldx%lld rows [%lld,%lld) n=%lld",
-                 dsk_level_name(levels[l].level), dsk_dtype_name(tm->m.dtype),
-                 (long long)tm->m.rows, (long long)cols, (long long)r0, (long long)r1,
-                 (long long)n);
-        check_out(what, y, ref, bound, n, cols, ldy);
-    }
-    free(x);
-    free(y0);
-    free(y);
-    free(ref);
-    free(bound);
-}
-
 /* The row_f32 slot of every level against the scalar dequantization, bit for bit. */
 static void test_row_f32(const dsk_ops_t *levels, int n_levels, const qmatrix_t *tm)
 {
@@ -388,13 +271,13 @@ int main(void)
             test_row_f32(levels, n_levels, &tm);
             for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
                 int64_t rows = shapes[s][0];
-                test_matmul_case(levels, n_levels, &tm, 0, rows, ns[k]);
-                test_matmul_t_case(levels, n_levels, &tm, 0, rows, ns[k]);
+                dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
+                dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
                 if (rows > 2) {
                     int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
                     int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
-                    test_matmul_case(levels, n_levels, &tm, r0, r1, ns[k]);
-                    test_matmul_t_case(levels, n_levels, &tm, r0, r1, ns[k]);
+                    dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
+                    dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
                 }
             }
             qmatrix_free(&tm);
@@ -402,8 +285,8 @@ int main(void)
         /* prefill: more than one packed panel of columns and of rows */
         qmatrix_t big;
         qmatrix_make(&big, dt, 300, 600);
-        test_matmul_case(levels, n_levels, &big, 5, 290, 40);
-        test_matmul_t_case(levels, n_levels, &big, 3, 299, 30);
+        dsi_test_matmul_case(levels, n_levels, &big.m, big.dense, 5, 290, 40);
+        dsi_test_matmul_t_case(levels, n_levels, &big.m, big.dense, 3, 299, 30);
         qmatrix_free(&big);
     }
     /* the checkpoint dtypes' row_f32 slots too */
@@ -411,7 +294,7 @@ int main(void)
         qmatrix_t tm;
         memset(&tm, 0, sizeof(tm));
         const int64_t R = 130, C = 257;
-        tm.src = random_floats(R * C);
+        tm.src = dsi_test_random_floats(R * C);
         tm.data = malloc((size_t)(R * dsk_dtype_row_bytes((dsk_dtype_t)dt, C)));
         tm.scale = malloc((size_t)(2 * 3) * sizeof(float));
         dsk_quantize_rows((dsk_dtype_t)dt, tm.src, C, dt == DSK_DTYPE_BF16 ? R : 128, C, tm.data,

@@ -1,0 +1,22 @@
+/*
+ * dsi_test_matmul.h - checks of the matmul and matmul_t kernel slots against a dense f32 copy of
+ * the matrix, computed in double: every level given, random inputs with padded strides (the padding
+ * must stay untouched), row sub-ranges, an error bound relative to sum |w x|.
+ */
+#ifndef DSI_TEST_MATMUL_H
+#define DSI_TEST_MATMUL_H
+
+#include <stdint.h>
+
+#include "dsk.h"
+
+/* n floats uniform in [-1, 1), malloc'ed. */
+float *dsi_test_random_floats(int64_t n);
+/* y = W[r0:r1] x for n tokens at every level; `dense` is W dequantized, [rows, cols]. */
+void dsi_test_matmul_case(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
+                          const float *dense, int64_t r0, int64_t r1, int64_t n);
+/* y += W[r0:r1]^T x for n tokens at every level. */
+void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
+                            const float *dense, int64_t r0, int64_t r1, int64_t n);
+
+#endif
