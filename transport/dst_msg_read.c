@@ -221,7 +221,9 @@ dsi_status_t dst_msg_rd_f32_array(dst_msg_rd_t *rd, const char *key, uint32_t ma
     return DSI_OK;
 }
 
-dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t cap)
+/* The string `key`: present, a str, shorter than cap (else `oversize`), without NUL bytes. */
+static dsi_status_t rd_str_checked(dst_msg_rd_t *rd, const char *key, size_t cap,
+                                   dsi_status_t oversize, const msgpack_object **out)
 {
     const msgpack_object *v = rd_get(rd, key);
     if (v == NULL)
@@ -232,12 +234,23 @@ dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t
     if (n >= cap) {
         dst_msg_errf(rd->err, rd->errlen, "%s.%s: %zu bytes, at most %zu allowed", rd->where, key,
                      n, cap - 1);
-        return DSI_ERR_PROTOCOL;
+        return oversize;
     }
     if (n > 0 && memchr(v->via.str.ptr, 0, n) != NULL) {
         dst_msg_errf(rd->err, rd->errlen, "%s.%s: contains a NUL byte", rd->where, key);
         return DSI_ERR_PROTOCOL;
     }
+    *out = v;
+    return DSI_OK;
+}
+
+dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t cap)
+{
+    const msgpack_object *v;
+    dsi_status_t st = rd_str_checked(rd, key, cap, DSI_ERR_PROTOCOL, &v);
+    if (st != DSI_OK)
+        return st;
+    size_t n = v->via.str.size;
     if (n > 0)
         memcpy(dst, v->via.str.ptr, n);
     dst[n] = 0;
@@ -246,21 +259,11 @@ dsi_status_t dst_msg_rd_str(dst_msg_rd_t *rd, const char *key, char *dst, size_t
 
 dsi_status_t dst_msg_rd_str_alloc(dst_msg_rd_t *rd, const char *key, size_t cap, char **out)
 {
-    const msgpack_object *v = rd_get(rd, key);
-    if (v == NULL)
-        return DSI_ERR_PROTOCOL;
-    if (v->type != MSGPACK_OBJECT_STR)
-        return type_error(rd, key, "str", v);
+    const msgpack_object *v;
+    dsi_status_t st = rd_str_checked(rd, key, cap, DSI_ERR_TOO_LARGE, &v);
+    if (st != DSI_OK)
+        return st;
     size_t n = v->via.str.size;
-    if (n >= cap) {
-        dst_msg_errf(rd->err, rd->errlen, "%s.%s: %zu bytes, at most %zu allowed", rd->where, key,
-                     n, cap - 1);
-        return DSI_ERR_TOO_LARGE;
-    }
-    if (n > 0 && memchr(v->via.str.ptr, 0, n) != NULL) {
-        dst_msg_errf(rd->err, rd->errlen, "%s.%s: contains a NUL byte", rd->where, key);
-        return DSI_ERR_PROTOCOL;
-    }
     char *p = dst_msg_arena_alloc(rd->msg, n + 1);
     if (p == NULL) {
         dst_msg_errf(rd->err, rd->errlen, "%s.%s: out of memory", rd->where, key);
