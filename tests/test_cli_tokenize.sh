@@ -5,7 +5,10 @@
 set -u
 FIX=${DSINFER_FIXTURES:?}
 TOK=$FIX/tokenizer
-[ -f "$TOK/tokenizer.json" ] || { echo "SKIPPED: no fixture $TOK"; exit 77; }
+if [ ! -f "$TOK/tokenizer.json" ]; then
+  [ "${CI:-}" = true ] && { echo "ERROR: fixture $TOK missing under CI"; exit 1; }
+  echo "*** SKIPPED: no fixture $TOK ***"; exit 77
+fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0

@@ -179,13 +179,8 @@ static void test_special_and_bad_args(void)
 
 int main(void)
 {
-    const char *fx = getenv("DSINFER_FIXTURES");
-    if (fx == NULL) {
-        printf("SKIPPED: DSINFER_FIXTURES is not set\n");
-        return 77;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/tiny-v3", fx);
+    /* Skips loudly without the fixtures, and fails under CI=true. */
+    const char *dir = dsi_test_fixture("tiny-v3");
     if (dsc_tokenizer_load(dir, &tok) != DSI_OK) {
         printf("FAIL: cannot load the tokenizer of %s\n", dir);
         return 1;
