@@ -107,6 +107,7 @@ typedef struct dsn_mb {
     float *slots;           /* [n * K, H] weighted expert rows */
     float *shared;          /* [n, H] */
     int32_t *pair_slot;     /* [n * K] slot indices (t * K + k) grouped by destination */
+    int32_t *pair_token;    /* [n * K] token of pair i: i / K */
     int32_t *dest_off;      /* [DSN_MAX_PEERS + 1] offsets into pair_slot per destination */
     uint8_t *answered;      /* [DSN_MAX_PEERS] the destination's COMBINE came */
     int pending;            /* COMBINE replies outstanding */

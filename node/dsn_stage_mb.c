@@ -27,6 +27,7 @@ void dsn_mb_free(dsn_mb_t *mb)
     free(mb->slots);
     free(mb->shared);
     free(mb->pair_slot);
+    free(mb->pair_token);
     free(mb->dest_off);
     free(mb->answered);
     free(mb);
@@ -52,13 +53,17 @@ dsn_mb_t *dsn_mb_create(dsn_node_t *node, int n_seqs, int64_t n)
     mb->slots = malloc((size_t)n * K * H * sizeof(float));
     mb->shared = malloc((size_t)n * H * sizeof(float));
     mb->pair_slot = malloc((size_t)n * K * sizeof(int32_t));
+    mb->pair_token = malloc((size_t)n * K * sizeof(int32_t));
     mb->dest_off = malloc((DSN_MAX_PEERS + 1) * sizeof(int32_t));
     mb->answered = malloc(DSN_MAX_PEERS);
     if (!mb->seq || !mb->batch || !mb->h || !mb->u || !mb->experts || !mb->weights || !mb->slots ||
-        !mb->shared || !mb->pair_slot || !mb->dest_off || !mb->answered) {
+        !mb->shared || !mb->pair_slot || !mb->pair_token || !mb->dest_off || !mb->answered) {
         dsn_mb_free(mb);
         return NULL;
     }
+    /* Pair i of the micro-batch is slot i % K of token i / K, for every MoE layer. */
+    for (size_t i = 0; i < (size_t)n * K; i++)
+        mb->pair_token[i] = (int32_t)(i / K);
     return mb;
 }
 
@@ -192,13 +197,13 @@ void dsn_mb_run(dsn_node_t *node, dsn_mb_t *mb)
             return;
         }
         int64_t K = c->num_experts_per_tok;
-        int32_t *pair_token = malloc((size_t)(mb->n * K) * sizeof(int32_t));
-        for (int64_t i = 0; pair_token != NULL && i < mb->n * K; i++)
-            pair_token[i] = (int32_t)(i / K);
-        if (pair_token != NULL)
-            dsn_moe_experts(e, l, mb->u, pair_token, mb->experts, mb->weights, mb->n * K,
-                            mb->slots);
-        free(pair_token);
+        if (dsn_moe_experts(e, l, mb->u, mb->pair_token, mb->experts, mb->weights, mb->n * K,
+                            mb->slots) < 0) {
+            DSI_ERROR("out of memory computing micro-batch %llu", (unsigned long long)mb->id);
+            mb->layer = -1;
+            finish_mb(node, mb);
+            return;
+        }
         dsn_moe_shared(e, l, mb->u, mb->n, mb->shared);
         if (mb->pending > 0) {
             mb->next = node->parked;
