@@ -248,7 +248,7 @@ void dsn_engine_commit(const dsn_seq_batch_t *seqs, int n_seqs)
         seqs[i].kv->length = seqs[i].pos + seqs[i].n_tokens;
 }
 
-void dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
+dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
 {
     const dsn_layer_t *ly = &e->w->layers[layer];
     const dsn_config_t *c = e->cfg;
@@ -260,7 +260,7 @@ void dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
         dsn_ffn_dense(e, layer, u, n, e->s.attn);
         for (int64_t t = 0; t < n * H; t++)
             h[t] += e->s.attn[t];
-        return;
+        return DSI_OK;
     }
     int64_t K = c->num_experts_per_tok;
     dsn_moe_route(e, layer, u, n, e->s.route_experts, e->s.route_weights);
@@ -268,10 +268,12 @@ void dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
         e->trace.on_route(e->trace.ctx, layer, e->s.route_experts, e->s.route_weights, n);
     for (int64_t i = 0; i < n * K; i++)
         e->s.pair_token[i] = (int32_t)(i / K);
-    dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, e->s.route_weights, n * K,
-                    e->s.slots);
+    if (dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, e->s.route_weights, n * K,
+                        e->s.slots) < 0)
+        return DSI_ERR_NOMEM;
     dsn_moe_shared(e, layer, u, n, e->s.shared);
     dsn_moe_combine(e, n, e->s.slots, e->s.shared, h);
+    return DSI_OK;
 }
 
 dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs, int n_seqs,
@@ -280,8 +282,7 @@ dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t 
     dsi_status_t st = dsn_engine_attention(e, layer, seqs, n_seqs, h);
     if (st != DSI_OK)
         return st;
-    dsn_engine_ffn(e, layer, dsn_batch_tokens(seqs, n_seqs), h);
-    return DSI_OK;
+    return dsn_engine_ffn(e, layer, dsn_batch_tokens(seqs, n_seqs), h);
 }
 
 void dsn_engine_head(dsn_engine_t *e, const float *h, const int64_t *rows, int64_t n_rows,

@@ -85,7 +85,7 @@ dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t 
 dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
                                   int n_seqs, float *h);
 /* Feed-forward half of a layer with every expert local: h += FFN(RMSNorm(h)). */
-void dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h);
+dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h);
 /* Reserve cache room for the batch on every sequence (before the first layer). */
 dsi_status_t dsn_engine_reserve(dsn_engine_t *e, const dsn_seq_batch_t *seqs, int n_seqs);
 /* After the last layer of the slice: advance every sequence's kv->length by its tokens. */

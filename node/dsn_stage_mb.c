@@ -180,7 +180,12 @@ void dsn_mb_run(dsn_node_t *node, dsn_mb_t *mb)
         }
         if (!w->layers[l].is_moe || node->n_stage_nodes == 1) {
             /* Dense, or every expert of the stage is here: the single-process path. */
-            dsn_engine_ffn(e, l, mb->n, mb->h);
+            if (dsn_engine_ffn(e, l, mb->n, mb->h) != DSI_OK) {
+                DSI_ERROR("micro-batch %llu failed at layer %d", (unsigned long long)mb->id, l);
+                mb->layer = -1;
+                finish_mb(node, mb);
+                return;
+            }
             mb->layer++;
             continue;
         }
