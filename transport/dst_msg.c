@@ -90,7 +90,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_WELCOME:
         return 2;
     case DST_MSG_PLAN:
-        return 8;
+        return 9;
     case DST_MSG_PEERS:
         return 2;
     case DST_MSG_READY:
@@ -99,8 +99,6 @@ uint32_t dst_msg_nfields(uint32_t type)
         return 3;
     case DST_MSG_LOAD_STATS:
         return 7;
-    case DST_MSG_REPLACE_EXPERTS:
-        return 3;
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
@@ -118,6 +116,10 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_ADMIN:
         return 3;
     case DST_MSG_ADMIN_REPLY:
+        return 2;
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
         return 2;
     default:
         return 0;

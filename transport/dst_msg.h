@@ -43,13 +43,13 @@
 #define DST_MSG_MAX_EXPERTS     4096       /* routed experts per layer */
 #define DST_MSG_MAX_SLOTS       (1u << 20) /* MoE layers x experts in a PLAN or LOAD_STATS */
 #define DST_MSG_MAX_HOLDERS     (1u << 22) /* expert holder entries in a PLAN */
-#define DST_MSG_MAX_EXPERT_REFS (1u << 20) /* entries of REPLACE_EXPERTS load / drop */
 #define DST_MSG_MAX_CORES       65536
 #define DST_MSG_MAX_DEPTH       8            /* msgpack nesting of a body */
 #define DST_MSG_MAX_STAGES      256          /* pipeline stages in a SUBMIT route */
 #define DST_MSG_JSON_MAX        (512u << 10) /* bytes of ADMIN_REPLY.json, NUL included */
 
-/* X(NAME, value): the message types. Values are wire values: never renumber, only append. */
+/* X(NAME, value): the message types. Values are wire values: never renumber, only append (9,
+ * REPLACE_EXPERTS of the first drafts, is retired: never reuse it). */
 #define DST_MSG_TYPE_MAP(X) \
     X(HELLO, 1)             \
     X(REGISTER, 2)          \
@@ -59,7 +59,6 @@
     X(READY, 6)             \
     X(HEARTBEAT, 7)         \
     X(LOAD_STATS, 8)        \
-    X(REPLACE_EXPERTS, 9)   \
     X(DRAIN, 10)            \
     X(SUBMIT, 11)           \
     X(TOKENS, 12)           \
@@ -68,7 +67,10 @@
     X(ERROR, 15)            \
     X(BIAS, 16)             \
     X(ADMIN, 17)            \
-    X(ADMIN_REPLY, 18)
+    X(ADMIN_REPLY, 18)      \
+    X(SWITCH, 19)           \
+    X(SWITCHED, 20)         \
+    X(RELEASE, 21)
 
 typedef enum {
     DST_MSG_NONE = 0, /* never on the wire: a zeroed message */
@@ -110,9 +112,15 @@ typedef struct {
     uint32_t heartbeat_ms; /* how often the node sends HEARTBEAT, 1..600000 */
 } dst_msg_welcome_t;
 
-/* coordinator -> node: the whole plan; validated as dst_msg_plan_check() says. */
+/*
+ * coordinator -> node: the whole plan; validated as dst_msg_plan_check() says. A live plan is a
+ * make-before-break change (docs/ELASTICITY.md): a node serving the previous epoch keeps serving
+ * it, loads what the new plan adds beside it, answers READY, and routes by the new plan only on
+ * SWITCH. Otherwise the node leaves its epoch (drops its sequences) before loading the new one.
+ */
 typedef struct {
     dst_plan_t plan;
+    uint8_t live; /* 0 or 1 */
 } dst_msg_plan_t;
 
 typedef struct {
@@ -135,6 +143,17 @@ typedef struct {
     uint64_t epoch;
 } dst_msg_ready_t;
 
+/*
+ * SWITCH (coordinator -> node): every node of a live plan is READY: route by plan `epoch` from now
+ * on (a node not in that plan stops its sequences); answer SWITCHED once no work routed by the
+ * previous plan is in flight. RELEASE (coordinator -> node): every node SWITCHED: drop what only
+ * the previous plan needed. SWITCHED (node -> coordinator). node_id is the node's own id.
+ */
+typedef struct {
+    uint32_t node_id;
+    uint64_t epoch;
+} dst_msg_switch_t;
+
 /* both ways: liveness. A receiver answers a node's HEARTBEAT with one carrying the same seq. */
 typedef struct {
     uint32_t node_id;
@@ -152,23 +171,6 @@ typedef struct {
     uint32_t n_experts;   /* 1..DST_MSG_MAX_EXPERTS; n_layers * n_experts <= DST_MSG_MAX_SLOTS */
     uint32_t *counts;     /* [n_layers][n_experts] dense, row-major */
 } dst_msg_load_stats_t;
-
-typedef struct {
-    uint32_t layer;
-    uint32_t expert;
-} dst_msg_expert_ref_t;
-
-/*
- * coordinator -> node: load copies of `load`, then (after the PLAN of `epoch` switched the table)
- * drop `drop`. A pair is never in both lists.
- */
-typedef struct {
-    uint64_t epoch;
-    uint32_t n_load;            /* 0..DST_MSG_MAX_EXPERT_REFS */
-    dst_msg_expert_ref_t *load; /* [n_load] */
-    uint32_t n_drop;            /* 0..DST_MSG_MAX_EXPERT_REFS */
-    dst_msg_expert_ref_t *drop; /* [n_drop] */
-} dst_msg_replace_experts_t;
 
 /* both ways: the node leaves (node -> coordinator) or is asked to (coordinator -> node). */
 typedef struct {
@@ -266,7 +268,6 @@ typedef struct {
         dst_msg_ready_t ready;
         dst_msg_heartbeat_t heartbeat;
         dst_msg_load_stats_t load_stats;
-        dst_msg_replace_experts_t replace_experts;
         dst_msg_drain_t drain;
         dst_msg_submit_t submit;
         dst_msg_tokens_t tokens;
@@ -276,6 +277,7 @@ typedef struct {
         dst_msg_bias_t bias;
         dst_msg_admin_t admin;
         dst_msg_admin_reply_t admin_reply;
+        dst_msg_switch_t sw; /* SWITCH, SWITCHED, RELEASE */
     };
     dst_msg_arena_t *arena; /* decode's allocations; NULL for a caller-built message */
 } dst_msg_t;

@@ -156,62 +156,6 @@ static dsi_status_t check_load_stats(const dst_msg_load_stats_t *m, char *err, s
     return DSI_OK;
 }
 
-static uint64_t ref_key(const dst_msg_expert_ref_t *r)
-{
-    return ((uint64_t)r->layer << 32) | r->expert;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static dsi_status_t check_replace(const dst_msg_replace_experts_t *m, char *err, size_t errlen)
-{
-    if (m->n_load > DST_MSG_MAX_EXPERT_REFS || m->n_drop > DST_MSG_MAX_EXPERT_REFS) {
-        dst_msg_errf(err, errlen, "REPLACE_EXPERTS: %u load / %u drop, at most %u each",
-                     (unsigned)m->n_load, (unsigned)m->n_drop, DST_MSG_MAX_EXPERT_REFS);
-        return DSI_ERR_TOO_LARGE;
-    }
-    if ((m->n_load > 0 && m->load == NULL) || (m->n_drop > 0 && m->drop == NULL))
-        FAIL("REPLACE_EXPERTS: missing array");
-    size_t n = (size_t)m->n_load + m->n_drop;
-    if (n == 0)
-        return DSI_OK;
-    uint64_t *keys = malloc(n * sizeof(*keys));
-    if (keys == NULL) {
-        dst_msg_errf(err, errlen, "REPLACE_EXPERTS: out of memory");
-        return DSI_ERR_NOMEM;
-    }
-    dsi_status_t st = DSI_OK;
-    for (uint32_t i = 0; i < m->n_load; i++)
-        keys[i] = ref_key(&m->load[i]);
-    for (uint32_t i = 0; i < m->n_drop; i++)
-        keys[m->n_load + i] = ref_key(&m->drop[i]);
-    for (size_t i = 0; i < n; i++) {
-        if ((keys[i] >> 32) >= DST_MSG_MAX_LAYERS ||
-            (keys[i] & 0xffffffffu) >= DST_MSG_MAX_EXPERTS) {
-            dst_msg_errf(err, errlen, "REPLACE_EXPERTS: (layer %u, expert %u) out of range",
-                         (unsigned)(keys[i] >> 32), (unsigned)(keys[i] & 0xffffffffu));
-            st = DSI_ERR_PROTOCOL;
-            goto out;
-        }
-    }
-    qsort(keys, n, sizeof(*keys), cmp_u64);
-    for (size_t i = 1; i < n; i++) {
-        if (keys[i] == keys[i - 1]) {
-            dst_msg_errf(err, errlen,
-                         "REPLACE_EXPERTS: (layer %u, expert %u) listed twice across load/drop",
-                         (unsigned)(keys[i] >> 32), (unsigned)(keys[i] & 0xffffffffu));
-            st = DSI_ERR_PROTOCOL;
-            goto out;
-        }
-    }
-out:
-    free(keys);
-    return st;
-}
 
 static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t errlen)
 {
@@ -283,6 +227,9 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
     case DST_MSG_HEARTBEAT:
     case DST_MSG_DRAIN:
     case DST_MSG_CANCEL:
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
         return DSI_OK; /* every value of their fields' types is meaningful */
     case DST_MSG_REGISTER:
         return check_register(&m->reg, err, errlen);
@@ -291,13 +238,13 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
             FAIL("WELCOME.heartbeat_ms: %u not in 1..600000", (unsigned)m->welcome.heartbeat_ms);
         return DSI_OK;
     case DST_MSG_PLAN:
+        if (m->plan.live > 1)
+            FAIL("PLAN.live: %u is not 0 or 1", (unsigned)m->plan.live);
         return dst_msg_plan_check(&m->plan.plan, err, errlen);
     case DST_MSG_PEERS:
         return check_peers(&m->peers, err, errlen);
     case DST_MSG_LOAD_STATS:
         return check_load_stats(&m->load_stats, err, errlen);
-    case DST_MSG_REPLACE_EXPERTS:
-        return check_replace(&m->replace_experts, err, errlen);
     case DST_MSG_SUBMIT:
         return check_submit(&m->submit, err, errlen);
     case DST_MSG_TOKENS:

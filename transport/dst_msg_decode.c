@@ -72,6 +72,15 @@ static dsi_status_t read_peers(dst_msg_rd_t *rd, dst_msg_peers_t *m)
     return DSI_OK;
 }
 
+static dsi_status_t read_plan(dst_msg_rd_t *rd, dst_msg_plan_t *m)
+{
+    uint32_t live;
+    TRY(dst_msg_plan_read(rd, &m->plan));
+    TRY(dst_msg_rd_u32(rd, "live", 1, &live));
+    m->live = (uint8_t)live;
+    return DSI_OK;
+}
+
 static dsi_status_t read_ready(dst_msg_rd_t *rd, dst_msg_ready_t *m)
 {
     TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
@@ -102,48 +111,6 @@ static dsi_status_t read_load_stats(dst_msg_rd_t *rd, dst_msg_load_stats_t *m)
         return DSI_ERR_PROTOCOL;
     }
     return DSI_OK;
-}
-
-static dsi_status_t read_expert_refs(dst_msg_rd_t *rd, const char *key, dst_msg_expert_ref_t **out,
-                                     uint32_t *n_out)
-{
-    const msgpack_object *items;
-    uint32_t n;
-    TRY(dst_msg_rd_array(rd, key, DST_MSG_MAX_EXPERT_REFS, &items, &n));
-    dst_msg_expert_ref_t *refs = dst_msg_arena_alloc(rd->msg, (size_t)n * sizeof(*refs));
-    if (n > 0 && refs == NULL) {
-        dst_msg_errf(rd->err, rd->errlen, "REPLACE_EXPERTS: out of memory");
-        return DSI_ERR_NOMEM;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const msgpack_object *it = &items[i];
-        const msgpack_object *pair = it->type == MSGPACK_OBJECT_ARRAY ? it->via.array.ptr : NULL;
-        if (pair == NULL || it->via.array.size != 2 ||
-            pair[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-            pair[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            dst_msg_errf(rd->err, rd->errlen, "%s.%s[%u]: expected [layer, expert] uints",
-                         rd->where, key, (unsigned)i);
-            return DSI_ERR_PROTOCOL;
-        }
-        if (pair[0].via.u64 >= DST_MSG_MAX_LAYERS || pair[1].via.u64 >= DST_MSG_MAX_EXPERTS) {
-            dst_msg_errf(rd->err, rd->errlen, "%s.%s[%u]: (%llu, %llu) out of range", rd->where,
-                         key, (unsigned)i, (unsigned long long)pair[0].via.u64,
-                         (unsigned long long)pair[1].via.u64);
-            return DSI_ERR_PROTOCOL;
-        }
-        refs[i].layer = (uint32_t)pair[0].via.u64;
-        refs[i].expert = (uint32_t)pair[1].via.u64;
-    }
-    *out = refs;
-    *n_out = n;
-    return DSI_OK;
-}
-
-static dsi_status_t read_replace_experts(dst_msg_rd_t *rd, dst_msg_replace_experts_t *m)
-{
-    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
-    TRY(read_expert_refs(rd, "load", &m->load, &m->n_load));
-    return read_expert_refs(rd, "drop", &m->drop, &m->n_drop);
 }
 
 static dsi_status_t read_drain(dst_msg_rd_t *rd, dst_msg_drain_t *m)
@@ -212,7 +179,7 @@ static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
     case DST_MSG_WELCOME:
         return read_welcome(rd, &m->welcome);
     case DST_MSG_PLAN:
-        return dst_msg_plan_read(rd, &m->plan.plan);
+        return read_plan(rd, &m->plan);
     case DST_MSG_PEERS:
         return read_peers(rd, &m->peers);
     case DST_MSG_READY:
@@ -221,8 +188,6 @@ static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
         return read_heartbeat(rd, &m->heartbeat);
     case DST_MSG_LOAD_STATS:
         return read_load_stats(rd, &m->load_stats);
-    case DST_MSG_REPLACE_EXPERTS:
-        return read_replace_experts(rd, &m->replace_experts);
     case DST_MSG_DRAIN:
         return read_drain(rd, &m->drain);
     case DST_MSG_SUBMIT:
@@ -241,6 +206,11 @@ static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
         return read_admin(rd, &m->admin);
     case DST_MSG_ADMIN_REPLY:
         return read_admin_reply(rd, &m->admin_reply);
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
+        TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->sw.node_id));
+        return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->sw.epoch);
     default:
         return DSI_ERR_INTERNAL;
     }

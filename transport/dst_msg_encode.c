@@ -36,16 +36,6 @@ static int kv_tokens(msgpack_packer *pk, const int32_t *t, uint32_t n)
     return rc;
 }
 
-static int kv_refs(msgpack_packer *pk, const char *k, const dst_msg_expert_ref_t *r, uint32_t n)
-{
-    int rc = key(pk, k) | msgpack_pack_array(pk, n);
-    for (uint32_t i = 0; i < n; i++) {
-        rc |= msgpack_pack_array(pk, 2) | msgpack_pack_uint32(pk, r[i].layer) |
-              msgpack_pack_uint32(pk, r[i].expert);
-    }
-    return rc;
-}
-
 static int pack_peers(msgpack_packer *pk, const dst_msg_peers_t *m)
 {
     int rc = kv_u64(pk, "epoch", m->epoch) | key(pk, "peers") | msgpack_pack_array(pk, m->n_peers);
@@ -73,7 +63,7 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
         return kv_u64(pk, "node_id", m->welcome.node_id) |
                kv_u64(pk, "heartbeat_ms", m->welcome.heartbeat_ms);
     case DST_MSG_PLAN:
-        return dst_msg_plan_pack(pk, &m->plan.plan);
+        return dst_msg_plan_pack(pk, &m->plan.plan) | kv_u64(pk, "live", m->plan.live);
     case DST_MSG_PEERS:
         return pack_peers(pk, &m->peers);
     case DST_MSG_READY:
@@ -91,11 +81,6 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
         for (size_t i = 0; i < n; i++)
             rc |= msgpack_pack_uint32(pk, s->counts[i]);
         return rc;
-    }
-    case DST_MSG_REPLACE_EXPERTS: {
-        const dst_msg_replace_experts_t *r = &m->replace_experts;
-        return kv_u64(pk, "epoch", r->epoch) | kv_refs(pk, "load", r->load, r->n_load) |
-               kv_refs(pk, "drop", r->drop, r->n_drop);
     }
     case DST_MSG_DRAIN:
         return kv_u64(pk, "node_id", m->drain.node_id) |
@@ -137,6 +122,10 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_ADMIN_REPLY:
         return kv_u64(pk, "command", m->admin_reply.command) |
                kv_str(pk, "json", m->admin_reply.json);
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
+        return kv_u64(pk, "node_id", m->sw.node_id) | kv_u64(pk, "epoch", m->sw.epoch);
     default:
         return -1;
     }
