@@ -268,6 +268,7 @@ dsi_status_t dst_ucx_create(uv_loop_t *loop, const dst_ucx_config_t *cfg, dst_uc
         return DSI_ERR_NOMEM;
     ucx->loop = loop;
     ucx->cfg = *cfg;
+    ucx->epoch_lo = cfg->epoch;
     if (cfg->tls != NULL) {
         snprintf(ucx->tls, sizeof(ucx->tls), "%s", cfg->tls);
         ucx->cfg.tls = ucx->tls;
@@ -397,7 +398,13 @@ void dst_ucx_disconnect(dst_ucx_t *ucx, uint32_t peer_id)
 
 void dst_ucx_set_epoch(dst_ucx_t *ucx, uint64_t epoch)
 {
-    ucx->cfg.epoch = epoch;
+    dst_ucx_set_epochs(ucx, epoch, epoch);
+}
+
+void dst_ucx_set_epochs(dst_ucx_t *ucx, uint64_t lo, uint64_t hi)
+{
+    ucx->epoch_lo = lo < hi ? lo : hi;
+    ucx->cfg.epoch = hi;
 }
 
 void dst_ucx_set_self_id(dst_ucx_t *ucx, uint32_t self_id)

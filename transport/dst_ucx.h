@@ -117,6 +117,9 @@ void dst_ucx_disconnect(dst_ucx_t *ucx, uint32_t peer_id);
 void dst_ucx_set_self_id(dst_ucx_t *ucx, uint32_t self_id);
 /* Messages whose epoch differs from this one are rejected from now on. */
 void dst_ucx_set_epoch(dst_ucx_t *ucx, uint64_t epoch);
+/* Messages of epochs in [lo, hi] are accepted from now on (a make-before-break switch serves two
+ * plans at once); lo <= hi. */
+void dst_ucx_set_epochs(dst_ucx_t *ucx, uint64_t lo, uint64_t hi);
 
 /*
  * Sends one message to peer_id: hdr (hdr->src is replaced by self_id; the header is encoded at

@@ -101,6 +101,7 @@ struct dst_ucx {
     uv_idle_t *idle; /* runs the progress loop soon after a send was posted */
     int efd;
     dst_ucx_config_t cfg;
+    uint64_t epoch_lo; /* accepted epochs: [epoch_lo, cfg.epoch] */
     char tls[64];
     ucp_context_h context;
     ucp_worker_h worker;

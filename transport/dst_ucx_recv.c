@@ -139,7 +139,7 @@ ucs_status_t dst_ucx_am_recv_cb(void *arg, const void *header, size_t header_len
     if (length > ucx->cfg.max_message_bytes)
         return reject(ucx, peer, "payload larger than max_message_bytes", header_length, length,
                       refuse);
-    if (hdr.epoch != ucx->cfg.epoch)
+    if (hdr.epoch < ucx->epoch_lo || hdr.epoch > ucx->cfg.epoch)
         return reject(ucx, peer, "unknown epoch", header_length, length, refuse);
 
     rx_msg_t *m = msg_get(ucx);
