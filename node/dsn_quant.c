@@ -35,6 +35,13 @@ dsk_dtype_t dsn_quant_dtype(dsn_weight_format_t format, dsk_dtype_t stored)
     }
 }
 
+/* An anonymous mapping of re-quantized projections. */
+struct dsn_qarena {
+    struct dsn_qarena *next;
+    void *base;
+    size_t bytes;
+};
+
 /* One matrix to convert. */
 typedef struct {
     dsk_matrix_t *m;  /* the weights' matrix, repointed when all bands are done */
@@ -114,16 +121,6 @@ static int64_t find_matrix(const conv_t *cv, int64_t b)
     return lo;
 }
 
-/* The whole pages inside [p, p + bytes) are dropped from this process: they are not read again. */
-static void release_pages(const void *p, size_t bytes)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (end > start)
-        madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
 static void convert_bands(void *arg, int64_t begin, int64_t end)
 {
     conv_t *cv = arg;
@@ -148,7 +145,8 @@ static void convert_bands(void *arg, int64_t begin, int64_t end)
         dsk_quantize_rows(c->dt, buf, cols, r1 - r0, cols, cv->arena + c->data_off + r0 * rb,
                           scales);
         const int64_t srb = dsk_dtype_row_bytes(c->src.dtype, cols);
-        release_pages((const uint8_t *)c->src.data + r0 * srb, (size_t)((r1 - r0) * srb));
+        dsn_weights_release_pages((const uint8_t *)c->src.data + r0 * srb,
+                                  (size_t)((r1 - r0) * srb));
     }
     free(buf);
 }
@@ -166,12 +164,11 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
         DSI_ERROR("weight format %d is not one of %s", (int)format, DSN_WFMT_NAMES);
         return DSI_ERR_INVALID_ARG;
     }
-    if (format == DSN_WFMT_AUTO || w->qarena != NULL) {
-        if (w->qarena != NULL && format != w->format) {
-            DSI_ERROR("weights already re-quantized to %s", dsn_weight_format_name(w->format));
-            return DSI_ERR_INVALID_ARG;
-        }
+    if (format == DSN_WFMT_AUTO)
         return DSI_OK;
+    if (w->format != DSN_WFMT_AUTO && format != w->format) {
+        DSI_ERROR("weights already re-quantized to %s", dsn_weight_format_name(w->format));
+        return DSI_ERR_INVALID_ARG;
     }
     double t0 = now_s();
     conv_t cv = {.format = format};
@@ -187,8 +184,12 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
         w->format = format; /* already stored in that format */
         goto out;
     }
-    void *arena = mmap(NULL, cv.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct dsn_qarena *qa = malloc(sizeof(*qa));
+    void *arena = qa == NULL ? MAP_FAILED
+                             : mmap(NULL, cv.bytes, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (arena == MAP_FAILED) {
+        free(qa);
         DSI_ERROR("cannot map %.1f MiB for the %s weights: %m", (double)cv.bytes / (1 << 20),
                   dsn_weight_format_name(format));
         st = DSI_ERR_NOMEM;
@@ -200,6 +201,7 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
     pool = dsi_pool_create(n_threads);
     if (pool == NULL) {
         munmap(arena, cv.bytes);
+        free(qa);
         DSI_ERROR("cannot start threads to re-quantize the weights");
         st = DSI_ERR_NOMEM;
         goto out;
@@ -207,6 +209,7 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
     dsi_pool_run(pool, cv.bands, 1, convert_bands, &cv);
     if (atomic_load(&cv.failed)) {
         munmap(arena, cv.bytes);
+        free(qa);
         DSI_ERROR("out of memory re-quantizing the weights to %s", dsn_weight_format_name(format));
         st = DSI_ERR_NOMEM;
         goto out;
@@ -224,8 +227,8 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
     }
     w->weight_bytes = w->weight_bytes - before + after;
     w->format = format;
-    w->qarena = arena;
-    w->qarena_bytes = cv.bytes;
+    *qa = (struct dsn_qarena){w->qarenas, arena, cv.bytes};
+    w->qarenas = qa;
     DSI_INFO(
         "weights: %lld projections re-quantized to %s (%.1f -> %.1f MiB) in %.2f s, %d threads",
         (long long)cv.n_mats, dsn_weight_format_name(format), (double)before / (1 << 20),
@@ -238,8 +241,10 @@ out:
 
 void dsn_quant_release(dsn_weights_t *w)
 {
-    if (w->qarena != NULL)
-        munmap(w->qarena, w->qarena_bytes);
-    w->qarena = NULL;
-    w->qarena_bytes = 0;
+    while (w->qarenas != NULL) {
+        struct dsn_qarena *qa = w->qarenas;
+        w->qarenas = qa->next;
+        munmap(qa->base, qa->bytes);
+        free(qa);
+    }
 }

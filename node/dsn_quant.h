@@ -19,11 +19,12 @@
 dsk_dtype_t dsn_quant_dtype(dsn_weight_format_t format, dsk_dtype_t stored);
 /*
  * Convert w's projections into `format` with n_threads threads (<= 0: all CPUs); AUTO does
- * nothing. On success w->format, w->qarena and w->weight_bytes describe the result; on failure
- * (out of memory, logged) w is unchanged apart from an arena already released.
+ * nothing. On success w->format, w->qarenas and w->weight_bytes describe the result; on failure
+ * (out of memory, logged) w is unchanged. Projections already in the format are left alone, so
+ * converting again after routed experts were added converts just those (into a new arena).
  */
 dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int n_threads);
-/* Unmap w's arena (dsn_weights_destroy calls it). */
+/* Unmap w's arenas (dsn_weights_destroy calls it). */
 void dsn_quant_release(dsn_weights_t *w);
 
 #endif

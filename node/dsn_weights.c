@@ -52,6 +52,15 @@ static void prefetch(const dsk_matrix_t *m, uint64_t bytes)
     madvise((void *)start, end - start, MADV_WILLNEED);
 }
 
+void dsn_weights_release_pages(const void *p, size_t bytes)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 /* Loader state: one place to record the first failure and sum the bytes. */
 typedef struct {
     const dsn_checkpoint_t *ckpt;
@@ -125,6 +134,16 @@ static void load_attention(loader_t *ld, const dsn_config_t *c, int l, dsn_layer
                 0);
 }
 
+/* Routed expert e of layer l; present only when all three matrices loaded. */
+static void load_expert(loader_t *ld, const dsn_config_t *c, int l, int e, dsn_expert_t *x)
+{
+    int64_t H = c->hidden_size, I = c->moe_intermediate_size;
+    load_matrix(ld, &x->gate, I, H, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
+    load_matrix(ld, &x->up, I, H, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
+    load_matrix(ld, &x->down, H, I, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+    x->present = ld->status == DSI_OK;
+}
+
 static void load_ffn(loader_t *ld, const dsn_config_t *c, const dsn_slice_t *slice, int l,
                      dsn_layer_t *ly)
 {
@@ -156,11 +175,7 @@ static void load_ffn(loader_t *ld, const dsn_config_t *c, const dsn_slice_t *sli
     for (int e = 0; e < E && ld->status == DSI_OK; e++) {
         if (!expert_held(c, slice, l, e))
             continue;
-        dsn_expert_t *x = &ly->experts[e];
-        x->present = 1;
-        load_matrix(ld, &x->gate, I, H, "model.layers.%d.mlp.experts.%d.gate_proj", l, e);
-        load_matrix(ld, &x->up, I, H, "model.layers.%d.mlp.experts.%d.up_proj", l, e);
-        load_matrix(ld, &x->down, H, I, "model.layers.%d.mlp.experts.%d.down_proj", l, e);
+        load_expert(ld, c, l, e, &ly->experts[e]);
     }
 }
 
@@ -264,4 +279,55 @@ void dsn_weights_destroy(dsn_weights_t *w)
     free(w->layers);
     free(w->final_norm);
     free(w);
+}
+
+dsi_status_t dsn_weights_add_experts(dsn_weights_t *w, const dsn_checkpoint_t *ckpt,
+                                     const uint8_t *mask, int n_threads, size_t *added)
+{
+    const dsn_config_t *c = &w->cfg;
+    dsn_slice_t slice = w->slice;
+    slice.expert_mask = mask;
+    loader_t ld = {ckpt, DSI_OK, 0};
+    size_t n = 0;
+    for (int l = w->slice.first_layer; l < w->slice.end_layer && ld.status == DSI_OK; l++) {
+        dsn_layer_t *ly = &w->layers[l];
+        for (int e = 0; ly->is_moe && e < c->n_routed_experts && ld.status == DSI_OK; e++) {
+            if (ly->experts[e].present || !expert_held(c, &slice, l, e))
+                continue;
+            load_expert(&ld, c, l, e, &ly->experts[e]);
+            n += ly->experts[e].present;
+        }
+    }
+    w->weight_bytes += ld.bytes;
+    *added = n;
+    if (ld.status != DSI_OK)
+        return ld.status;
+    return dsn_quant_convert(w, w->format, n_threads);
+}
+
+size_t dsn_weights_drop_experts(dsn_weights_t *w, const uint8_t *mask)
+{
+    const dsn_config_t *c = &w->cfg;
+    dsn_slice_t slice = w->slice;
+    slice.expert_mask = mask;
+    size_t n = 0;
+    for (int l = w->slice.first_layer; l < w->slice.end_layer; l++) {
+        dsn_layer_t *ly = &w->layers[l];
+        for (int e = 0; ly->is_moe && e < c->n_routed_experts; e++) {
+            dsn_expert_t *x = &ly->experts[e];
+            if (!x->present || expert_held(c, &slice, l, e))
+                continue;
+            dsk_matrix_t *mats[] = {&x->gate, &x->up, &x->down};
+            for (int i = 0; i < 3; i++) {
+                uint64_t bytes = matrix_bytes(mats[i]);
+                w->weight_bytes -= bytes;
+                dsn_weights_release_pages(
+                    mats[i]->data, (size_t)mats[i]->rows *
+                                       (size_t)dsk_dtype_row_bytes(mats[i]->dtype, mats[i]->cols));
+            }
+            memset(x, 0, sizeof(*x));
+            n++;
+        }
+    }
+    return n;
 }

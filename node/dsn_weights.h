@@ -88,8 +88,7 @@ typedef struct {
     dsn_layer_t *layers;        /* [num_hidden_layers]; only [first_layer, end_layer) filled */
     uint64_t weight_bytes;      /* bytes of all matrices of the slice (what one full pass reads) */
     dsn_weight_format_t format; /* what the projections were converted to (AUTO: as stored) */
-    void *qarena;               /* re-quantized projections (owned; NULL when none) */
-    size_t qarena_bytes;
+    struct dsn_qarena *qarenas; /* re-quantized projections, one arena per conversion (owned) */
 } dsn_weights_t;
 
 /* The whole main model as one slice. */
@@ -115,5 +114,19 @@ dsi_status_t dsn_weights_load_as(const dsn_checkpoint_t *ckpt, const dsn_slice_t
 void dsn_weights_for_each_projection(dsn_weights_t *w, void (*fn)(void *ctx, dsk_matrix_t *m),
                                      void *ctx);
 void dsn_weights_destroy(dsn_weights_t *w);
+
+/*
+ * Make-before-break re-plans change which routed experts a live slice holds. `mask` is indexed as
+ * dsn_slice_t.expert_mask. dsn_weights_add_experts loads every expert of the slice's MoE layers
+ * that mask holds and w does not (into w->format, as the rest: n_threads as for load_as) and
+ * counts them in *added; on failure (logged) the experts added before it stay. Call it on the
+ * thread that computes with w, between steps. dsn_weights_drop_experts forgets the held experts
+ * mask does not hold and releases their pages; returns how many.
+ */
+/* The whole pages inside [p, p + bytes) leave this process (MADV_DONTNEED): never read again. */
+void dsn_weights_release_pages(const void *p, size_t bytes);
+dsi_status_t dsn_weights_add_experts(dsn_weights_t *w, const dsn_checkpoint_t *ckpt,
+                                     const uint8_t *mask, int n_threads, size_t *added);
+size_t dsn_weights_drop_experts(dsn_weights_t *w, const uint8_t *mask);
 
 #endif
