@@ -122,10 +122,15 @@ static void print_figure(const json_t *o, const char *key)
 static void print_status(const json_t *root)
 {
     const json_t *nodes = json_object_get(root, "nodes");
-    printf("epoch %.0f, %s; %.0f re-plans (%.0f rebalances), %.1f MiB of weights moved\n",
+    printf("epoch %.0f, %s; %.0f re-plans (%.0f rebalances, %.0f live switches), %.1f MiB of "
+           "weights moved\n",
            num(root, "epoch"),
            json_is_true(json_object_get(root, "serving")) ? "serving" : "not serving",
-           num(root, "replans"), num(root, "rebalances"), num(root, "bytes_moved") / (1 << 20));
+           num(root, "replans"), num(root, "rebalances"), num(root, "live_switches"),
+           num(root, "bytes_moved") / (1 << 20));
+    const char *sw = json_string_value(json_object_get(root, "switch"));
+    if (sw != NULL && strcmp(sw, "none") != 0)
+        printf("a live switch is in progress (%s)\n", sw);
     printf("\n%-4s %-20s %-9s %-5s %-8s %s\n", "id", "name", "state", "stage", "experts",
            "memory planned / budget (GiB)");
     size_t i;

@@ -66,16 +66,6 @@ int dsc_node_live(const node_t *n)
     return n->state != NODE_DEAD && !n->draining;
 }
 
-/* Whether node `id` is in the current plan. */
-static int in_plan(const dsc_cluster_t *cl, uint32_t id)
-{
-    for (uint32_t i = 0; i < cl->plan.n_nodes; i++) {
-        if (cl->plan.nodes[i].node_id == id)
-            return 1;
-    }
-    return 0;
-}
-
 static uint32_t live_nodes(const dsc_cluster_t *cl)
 {
     uint32_t k = 0;
@@ -143,9 +133,9 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
     DSI_INFO("node %u '%s' joined from %s (%.1f GiB, %u cores); %u live", n->id, n->name,
              dst_ctrl_conn_peer(conn), (double)n->mem_budget / (1 << 30), n->cores, live_nodes(cl));
     if (cl->planned)
-        dsc_cluster_replan(cl, "a node joined");
+        dsc_cluster_replan(cl, "a node joined", 1);
     else if (live_nodes(cl) >= cl->opts.expect_nodes)
-        dsc_cluster_replan(cl, "the expected nodes joined");
+        dsc_cluster_replan(cl, "the expected nodes joined", 0);
 }
 
 static void node_lost(dsc_cluster_t *cl, node_t *n, const char *why)
@@ -166,8 +156,8 @@ static void node_lost(dsc_cluster_t *cl, node_t *n, const char *why)
     }
     /* A drained node that already left the plan changes nothing; any other node of the plan
      * forces a re-plan over the survivors. */
-    if (!cl->shut_down && cl->planned && in_plan(cl, n->id))
-        dsc_cluster_replan(cl, "a node was lost");
+    if (!cl->shut_down && cl->planned && dsc_cluster_involves(cl, n->id))
+        dsc_cluster_replan(cl, "a node was lost", 0);
 }
 
 dsi_status_t dsc_cluster_drain(dsc_cluster_t *cl, uint32_t node_id)
@@ -183,8 +173,8 @@ dsi_status_t dsc_cluster_drain(dsc_cluster_t *cl, uint32_t node_id)
         return DSI_OK;
     n->draining = 1;
     DSI_INFO("node %u '%s' drains", n->id, n->name);
-    if (cl->planned && in_plan(cl, n->id)) {
-        dsc_cluster_replan(cl, "a node drains");
+    if (cl->planned && dsc_cluster_involves(cl, n->id)) {
+        dsc_cluster_replan(cl, "a node drains", 1);
     } else if (n->cs != NULL) {
         dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
         snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
@@ -221,15 +211,36 @@ static void on_drain(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_drain_t 
 static void on_ready(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_ready_t *r)
 {
     node_t *n = &cl->nodes[cs->node];
+    if (cl->switch_phase == SWITCH_PREPARE && r->node_id == n->id &&
+        r->epoch == cl->next_plan.epoch) {
+        if (dsc_plan_node_index(&cl->next_plan, n->id) >= 0 && !n->next_ready)
+            dsc_switch_on_ready(cl, n);
+        return;
+    }
     if (r->node_id != n->id || !cl->planned || r->epoch > cl->plan.epoch) {
         dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_READY,
                             "READY for node %u epoch %llu does not match", r->node_id,
                             (unsigned long long)r->epoch);
         return;
     }
-    if (r->epoch < cl->plan.epoch || n->state == NODE_READY || !in_plan(cl, n->id))
+    if (r->epoch < cl->plan.epoch || n->state == NODE_READY ||
+        dsc_plan_node_index(&cl->plan, n->id) < 0)
         return; /* an older epoch's answer */
     dsc_cluster_node_ready(cl, n);
+}
+
+static void on_switched(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_switch_t *m)
+{
+    node_t *n = &cl->nodes[cs->node];
+    if (m->node_id != n->id || m->epoch > cl->last_epoch) {
+        dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_SWITCHED,
+                            "SWITCHED for node %u epoch %llu does not match", m->node_id,
+                            (unsigned long long)m->epoch);
+        return;
+    }
+    if (cl->switch_phase == SWITCH_DRAIN && m->epoch == cl->plan.epoch && !n->switched &&
+        dsc_cluster_involves(cl, n->id))
+        dsc_switch_on_switched(cl, n);
 }
 
 /* TOKENS from a node: the last stage's samples, or an error from any stage. */
@@ -327,6 +338,9 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     switch (msg->type) {
     case DST_MSG_READY:
         on_ready(cl, cs, &msg->ready);
+        break;
+    case DST_MSG_SWITCHED:
+        on_switched(cl, cs, &msg->sw);
         break;
     case DST_MSG_HEARTBEAT: {
         dst_msg_t h = *msg;
@@ -488,6 +502,7 @@ void dsc_cluster_destroy(dsc_cluster_t *cl)
         free(cl->nodes[i].ucx_addr);
     dst_ctrl_listener_close(cl->listener);
     dsc_plan_cleanup(&cl->plan);
+    dsc_switch_abort(cl);
     free(cl->lane_nodes);
     dsc_cluster_load_close(cl);
     cl->destroyed = 1;

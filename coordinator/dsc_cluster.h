@@ -118,11 +118,12 @@ typedef struct {
     uint32_t nodes_joined, nodes_ready, nodes_dead;
     uint64_t sequences_active, sequences_done;
     uint64_t bad_registrations;
-    uint64_t replans;      /* plans after the first (joins, drains, losses) */
-    uint64_t bytes_moved;  /* expert weight bytes those re-plans moved */
-    uint64_t rebalances;   /* of those re-plans, the ones that placed experts by load (EPLB) */
-    uint64_t bias_updates; /* windows in which the online bias rule moved a bias */
-    uint64_t bad_admin;    /* ADMIN requests refused for a wrong proof */
+    uint64_t replans;       /* plans after the first (joins, drains, losses) */
+    uint64_t bytes_moved;   /* expert weight bytes those re-plans moved */
+    uint64_t rebalances;    /* of those re-plans, the ones that placed experts by load (EPLB) */
+    uint64_t live_switches; /* re-plans completed make-before-break, without a pause */
+    uint64_t bias_updates;  /* windows in which the online bias rule moved a bias */
+    uint64_t bad_admin;     /* ADMIN requests refused for a wrong proof */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

@@ -2,16 +2,19 @@
  * dsc_cluster_impl.h - private to the coordinator's cluster files:
  *   dsc_cluster.c       connections, membership (join, drain, loss), the public entry points;
  *   dsc_cluster_plan.c  planning and re-planning (epochs), lanes;
+ *   dsc_cluster_switch.c make-before-break re-plans (live switch);
  *   dsc_cluster_seq.c   sequences: submit, tokens, cancel, re-submission after a re-plan;
  *   dsc_load_cluster.c  expert-load windows, online router biases, automatic rebalance;
  *   dsc_load_admin.c    ADMIN requests and the status JSON.
  *
- * Membership changes while serving are handled by re-planning, never by losing requests: every
- * open sequence is cancelled on the nodes, a new plan (kept close to the old one) goes out, and
- * once every live node is READY in the new epoch each sequence is submitted again with its prompt
- * followed by the tokens it already produced, under a fresh wire id (so late TOKENS of the old
- * epoch are ignored). Greedy sequences therefore continue with exactly the tokens they would have
- * produced; sampled ones continue from the same seed (docs/ELASTICITY.md).
+ * Membership changes while serving are handled by re-planning, never by losing requests. When the
+ * new plan keeps every remaining node's stage, the switch is live (dsc_cluster_switch.c): the old
+ * plan serves while the new one loads. Otherwise (a node died, stages change) it stops the world:
+ * every open sequence is cancelled on the nodes, a new plan (kept close to the old one) goes out,
+ * and once every live node is READY in the new epoch each sequence is submitted again with its
+ * prompt followed by the tokens it already produced, under a fresh wire id (so late TOKENS of the
+ * old epoch are ignored). Greedy sequences therefore continue with exactly the tokens they would
+ * have produced; sampled ones continue from the same seed (docs/ELASTICITY.md).
  */
 #ifndef DSC_CLUSTER_IMPL_H
 #define DSC_CLUSTER_IMPL_H
@@ -47,7 +50,10 @@ typedef struct {
     int draining; /* asked to leave: not in the next plan; SHUTDOWN once that plan serves */
     conn_state_t *cs;
     uint64_t last_seen_ns;
+    int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
 } node_t;
+
+typedef enum { SWITCH_NONE = 0, SWITCH_PREPARE, SWITCH_DRAIN } switch_phase_t;
 
 /* A sequence (request) until its owner has its last token. */
 typedef struct seq {
@@ -75,7 +81,13 @@ struct dsc_cluster {
     node_t nodes[DSC_MAX_NODES];
     uint32_t n_nodes;
     dst_plan_t plan;
-    int planned;               /* a plan was sent at least once */
+    int planned;         /* a plan was sent at least once */
+    uint64_t last_epoch; /* the highest epoch sent: the next plan's is above it */
+    /* A live switch in progress (dsc_cluster_switch.c). */
+    switch_phase_t switch_phase;
+    dst_plan_t next_plan;      /* PREPARE: loading beside the current plan */
+    dst_plan_t prev_plan;      /* DRAIN: the plan switched away from */
+    char deferred_why[96];     /* a membership re-plan asked for during the switch, run after it */
     int ready;                 /* every node of the current plan is READY: sequences run */
     int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
@@ -109,12 +121,34 @@ void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
 int dsc_node_live(const node_t *n);
 
 /* dsc_cluster_plan.c */
-/* Plan over the live nodes (kept close to the previous plan) and send it; 0 or -1 (logged). */
-int dsc_cluster_replan(dsc_cluster_t *cl, const char *why);
+/*
+ * Plan over the live nodes (kept close to the previous plan) and send it; 0 or -1 (logged).
+ * live_ok: a live switch may be used (joins, drains; not after a loss); during a live switch such
+ * a re-plan waits for its end, while one without live_ok abandons it.
+ */
+int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
+/* The lanes of the current plan. */
+dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
+/* PLAN (with its live flag) and PEERS to the nodes of p. */
+void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live);
+/* SHUTDOWN to draining nodes that are not in the current plan. */
+void dsc_cluster_release_drained(dsc_cluster_t *cl);
 /* A node answered READY for the current epoch. */
 void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n);
 /* The live nodes as the planner sees them; returns how many. */
 uint32_t dsc_cluster_live_descs(const dsc_cluster_t *cl, dsc_node_desc_t *descs);
+
+/* dsc_cluster_switch.c */
+/* Node `id` is in the current plan, or in the one a live switch moves to or from. */
+int dsc_cluster_involves(const dsc_cluster_t *cl, uint32_t id);
+/* Whether `next` can replace the current plan by a live switch. */
+int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next);
+/* Start the live switch to `next` (moved in). */
+void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next);
+void dsc_switch_on_ready(dsc_cluster_t *cl, node_t *n);    /* READY of the next plan */
+void dsc_switch_on_switched(dsc_cluster_t *cl, node_t *n); /* SWITCHED of the current plan */
+/* Forget a switch in progress (a stop-the-world re-plan takes over). */
+void dsc_switch_abort(dsc_cluster_t *cl);
 
 /* dsc_load_cluster.c */
 /* The load window, the biases (when opts.model_dir is set) and the window timer. */
@@ -133,6 +167,8 @@ void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_adm
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out);
 void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* Tell the nodes of its lane to drop the sequence's current submission. */
+void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */
 void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
                      dst_finish_t finish);

@@ -6,7 +6,7 @@
 #include "dsc_cluster_impl.h"
 #include "dsi_log.h"
 
-static dsi_status_t build_lanes(dsc_cluster_t *cl)
+dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl)
 {
     const dst_plan_t *p = &cl->plan;
     uint32_t lanes = 0;
@@ -34,9 +34,10 @@ static dsi_status_t build_lanes(dsc_cluster_t *cl)
     return DSI_OK;
 }
 
-static void send_plan(dsc_cluster_t *cl)
+void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
 {
-    const dst_plan_t *p = &cl->plan;
+    if (p->epoch > cl->last_epoch)
+        cl->last_epoch = p->epoch;
     dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
     if (peers == NULL)
         return;
@@ -48,13 +49,15 @@ static void send_plan(dsc_cluster_t *cl)
     }
     dst_msg_t pm = {.type = DST_MSG_PLAN};
     pm.plan.plan = *p;
+    pm.plan.live = (uint8_t)live;
     dst_msg_t pe = {.type = DST_MSG_PEERS};
     pe.peers.epoch = p->epoch;
     pe.peers.n_peers = p->n_nodes;
     pe.peers.peers = peers;
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         node_t *n = &cl->nodes[p->nodes[i].node_id];
-        n->state = NODE_JOINED; /* until it is READY in this epoch */
+        if (!live)
+            n->state = NODE_JOINED; /* until it is READY in this epoch */
         dsc_cluster_send_node(cl, n->id, &pm);
         dsc_cluster_send_node(cl, n->id, &pe);
     }
@@ -136,6 +139,7 @@ static void count_moved(const dsc_cluster_t *cl, const dst_plan_t *prev, const d
 /* Serving stops until every node of the new plan is READY; open sequences wait for it. */
 static void stop_serving(dsc_cluster_t *cl)
 {
+    dsc_switch_abort(cl);
     if (cl->ready)
         cl->unready_since_ns = dsc_now_ns();
     cl->ready = 0;
@@ -144,40 +148,60 @@ static void stop_serving(dsc_cluster_t *cl)
     dsc_seq_withdraw_all(cl);
 }
 
-/* Makes `plan` (moved in) the current one and sends it. */
+/*
+ * Makes `plan` (moved in) the current one and sends it: by a live switch when live_ok and the
+ * plan allows one (the current plan serves meanwhile), else stopping the world.
+ */
 static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_report_t *report,
-                        uint64_t experts_moved, uint64_t bytes_moved, const char *why)
+                        uint64_t experts_moved, uint64_t bytes_moved, const char *why, int live_ok)
 {
+    int live = live_ok && dsc_switch_possible(cl, plan);
+    DSI_INFO("plan epoch %llu (%s): %u stages over %u nodes, busiest node %.0f%%, %llu expert "
+             "copies (%llu replicas), %llu moved (%.1f MiB), %s",
+             (unsigned long long)plan->epoch, why, plan->n_stages, plan->n_nodes,
+             report->max_use * 100, (unsigned long long)report->expert_copies,
+             (unsigned long long)report->replicas,
+             (unsigned long long)(cl->planned ? experts_moved : 0),
+             (double)(cl->planned ? bytes_moved : 0) / (1 << 20),
+             live          ? "live switch"
+             : cl->planned ? "restarting requests"
+                           : "first plan");
+    cl->stats.replans += cl->planned;
+    cl->stats.bytes_moved += cl->planned ? bytes_moved : 0;
+    if (live) {
+        dsc_switch_begin(cl, plan);
+        return 0;
+    }
     stop_serving(cl);
     dsc_plan_cleanup(&cl->plan);
     cl->plan = *plan;
     memset(plan, 0, sizeof(*plan));
-    if (build_lanes(cl) != DSI_OK) {
+    if (dsc_cluster_build_lanes(cl) != DSI_OK) {
         DSI_ERROR("out of memory building lanes");
         return -1;
     }
-    DSI_INFO("plan epoch %llu (%s): %u stages over %u nodes, %u lanes, busiest node %.0f%%, "
-             "%llu expert copies (%llu replicas), %llu moved (%.1f MiB)",
-             (unsigned long long)cl->plan.epoch, why, cl->plan.n_stages, cl->plan.n_nodes,
-             cl->n_lanes, report->max_use * 100, (unsigned long long)report->expert_copies,
-             (unsigned long long)report->replicas,
-             (unsigned long long)(cl->planned ? experts_moved : 0),
-             (double)(cl->planned ? bytes_moved : 0) / (1 << 20));
-    cl->stats.replans += cl->planned;
-    cl->stats.bytes_moved += cl->planned ? bytes_moved : 0;
     cl->planned = 1;
-    send_plan(cl);
+    dsc_cluster_send_plan(cl, &cl->plan, 0);
     return 0;
 }
 
-int dsc_cluster_replan(dsc_cluster_t *cl, const char *why)
+int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
 {
     if (cl->shut_down)
         return -1;
-    stop_serving(cl);
+    if (cl->switch_phase != SWITCH_NONE && live_ok) {
+        /* One switch at a time: this one plans from where the current switch ends. */
+        snprintf(cl->deferred_why, sizeof(cl->deferred_why), "%s", why);
+        DSI_INFO("re-plan (%s) deferred until the live switch in progress ends", why);
+        return 0;
+    }
+    /* A loss (no live_ok) stops serving at once: work routed to the lost node cannot finish. */
+    live_ok = live_ok && cl->ready;
+    if (!live_ok)
+        stop_serving(cl);
     dsc_plan_opts_t po = cl->opts.plan;
     po.previous = cl->planned ? &cl->plan : NULL;
-    po.epoch = cl->planned ? cl->plan.epoch + 1 : 1;
+    po.epoch = cl->last_epoch + 1;
     /* After a rebalance, membership changes keep placing by load (and keep replicas): experts
      * stay where they are when they can, the hot ones keep their copies. */
     if (cl->eplb_active && cl->load != NULL && dsc_load_total(cl->load) > 0) {
@@ -189,6 +213,12 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why)
     dst_plan_t plan;
     dsc_plan_report_t report;
     dsi_status_t st = plan_live(cl, &po, &plan, &report, NULL);
+    if (st != DSI_OK && live_ok) {
+        DSI_ERROR("cannot plan the model over the live nodes (%s): %s; the current plan keeps "
+                  "serving",
+                  why, report.reason[0] ? report.reason : dsi_status_message(st));
+        return -1;
+    }
     if (st != DSI_OK) {
         DSI_ERROR("cannot plan the model over the live nodes (%s): %s; requests stay queued "
                   "until nodes join",
@@ -196,13 +226,13 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why)
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }
-    return install_plan(cl, &plan, &report, report.experts_moved, report.bytes_moved, why);
+    return install_plan(cl, &plan, &report, report.experts_moved, report.bytes_moved, why, live_ok);
 }
 
 dsi_status_t dsc_cluster_rebalance(dsc_cluster_t *cl, const char *why, dsc_rebalance_report_t *out)
 {
-    if (cl->shut_down || !cl->planned || !cl->ready) {
-        DSI_ERROR("rebalance (%s) refused: the cluster is not serving a plan now", why);
+    if (cl->shut_down || !cl->planned || !cl->ready || cl->switch_phase != SWITCH_NONE) {
+        DSI_ERROR("rebalance (%s) refused: the cluster is not serving one settled plan now", why);
         return DSI_ERR_UNSUPPORTED;
     }
     if (cl->load == NULL || dsc_load_total(cl->load) == 0) {
@@ -217,7 +247,7 @@ dsi_status_t dsc_cluster_rebalance(dsc_cluster_t *cl, const char *why, dsc_rebal
      * (that is what makes group packing possible); what moves is counted against it below. */
     dsc_plan_opts_t po = cl->opts.plan;
     po.previous = NULL;
-    po.epoch = cl->plan.epoch + 1;
+    po.epoch = cl->last_epoch + 1;
     if (po.n_stages == 0)
         po.n_stages = cl->plan.n_stages;
     po.load = counts;
@@ -244,7 +274,7 @@ dsi_status_t dsc_cluster_rebalance(dsc_cluster_t *cl, const char *why, dsc_rebal
     cl->eplb_redundant = used;
     cl->last_rebalance_ns = dsc_now_ns();
     cl->stats.rebalances++;
-    if (install_plan(cl, &plan, &report, r.experts_moved, r.bytes_moved, why) != 0)
+    if (install_plan(cl, &plan, &report, r.experts_moved, r.bytes_moved, why, 1) != 0)
         return DSI_ERR_NOMEM;
     if (out != NULL)
         *out = r;
@@ -264,16 +294,21 @@ void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n)
     /* The nodes loaded the checkpoint's router biases: changed ones go out before any SUBMIT
      * (the same connection keeps the order). */
     dsc_cluster_push_biases(cl);
-    /* Draining nodes are out of this plan: they may go now. */
+    dsc_cluster_release_drained(cl);
+    dsc_seq_submit_all(cl);
+    dsc_cluster_set_state(cl, DSI_OK);
+}
+
+void dsc_cluster_release_drained(dsc_cluster_t *cl)
+{
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         node_t *d = &cl->nodes[i];
-        if (d->draining && d->state != NODE_DEAD && d->cs != NULL) {
+        if (d->draining && d->state != NODE_DEAD && d->cs != NULL &&
+            dsc_plan_node_index(&cl->plan, d->id) < 0) {
             dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
             snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
             dsc_cluster_send(d->cs->conn, &m);
             DSI_INFO("node %u '%s' drained: released", d->id, d->name);
         }
     }
-    dsc_seq_submit_all(cl);
-    dsc_cluster_set_state(cl, DSI_OK);
 }

@@ -25,8 +25,7 @@ static void send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
     }
 }
 
-/* Tell the lane's nodes to drop the sequence's current submission. */
-static void withdraw(dsc_cluster_t *cl, seq_t *s)
+void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s)
 {
     if (!s->submitted)
         return;
@@ -141,7 +140,7 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_
 
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
-    withdraw(cl, s);
+    dsc_seq_withdraw(cl, s);
     for (seq_t **p = &cl->seqs; *p != NULL; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
@@ -157,7 +156,7 @@ void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 void dsc_seq_withdraw_all(dsc_cluster_t *cl)
 {
     for (seq_t *s = cl->seqs; s != NULL; s = s->next)
-        withdraw(cl, s);
+        dsc_seq_withdraw(cl, s);
 }
 
 void dsc_seq_submit_all(dsc_cluster_t *cl)

@@ -124,6 +124,9 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
         return NULL;
     json_object_set_new(root, "replicas_per_layer",
                         cl->eplb_active ? json_integer(cl->eplb_redundant) : json_integer(0));
+    static const char *phases[] = {"none", "preparing", "draining"};
+    json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
+    json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return text;

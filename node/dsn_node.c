@@ -38,6 +38,29 @@ static void node_stop(dsn_node_t *node, dsi_status_t why)
 
 /* ---- the slice of the plan ---- */
 
+/* A PLAN message moved onto the heap (msg is left empty); NULL when out of memory (logged). */
+static dst_msg_t *plan_take(dst_msg_t *msg)
+{
+    dst_msg_t *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        DSI_ERROR("out of memory keeping the plan of epoch %llu",
+                  (unsigned long long)msg->plan.plan.epoch);
+        return NULL;
+    }
+    *p = *msg;
+    memset(msg, 0, sizeof(*msg));
+    return p;
+}
+
+static void plan_free(dst_msg_t **p)
+{
+    if (*p != NULL) {
+        dst_msg_free(*p);
+        free(*p);
+        *p = NULL;
+    }
+}
+
 /* Expert-load counters for the stage's MoE layers, and the engine hook that fills them on the
  * single-node path (the expert-parallel path counts in dsn_stage.c). */
 static dsi_status_t load_counts_create(dsn_node_t *node, const dst_plan_t *p)
@@ -61,7 +84,7 @@ static dsi_status_t load_counts_create(dsn_node_t *node, const dst_plan_t *p)
 
 static dsi_status_t load_slice(dsn_node_t *node)
 {
-    const dst_plan_t *p = &node->plan.plan.plan;
+    const dst_plan_t *p = &node->plan->plan.plan;
     const dsn_config_t *cfg = dsn_checkpoint_config(node->ckpt);
     int idx = -1;
     for (uint32_t i = 0; i < p->n_nodes; i++) {
@@ -88,23 +111,17 @@ static dsi_status_t load_slice(dsn_node_t *node)
     node->end_layer = (int)p->stages[node->stage].end_layer;
     node->is_first = node->stage == 0;
     node->is_last = node->stage == node->n_stages - 1;
-    node->n_stage_nodes = 0;
-    for (uint32_t i = 0; i < p->n_nodes; i++)
-        node->n_stage_nodes += p->nodes[i].stage == (uint32_t)node->stage;
+    /* The compute thread is not running: its routing state starts at this plan. */
+    node->route_plan = p;
+    node->route_epoch = p->epoch;
+    node->route_stage_nodes = dsn_plan_stage_nodes(p, node->stage);
+    node->retiring = 0;
+    node->switch_pending = 0;
 
-    size_t slots = (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
-    node->expert_mask = calloc(slots > 0 ? slots : 1, 1);
+    size_t held = 0;
+    node->expert_mask = dsn_plan_expert_mask(p, node->node_id, &held);
     if (node->expert_mask == NULL)
         return DSI_ERR_NOMEM;
-    size_t held = 0;
-    for (size_t i = 0; i < slots; i++) {
-        for (uint32_t j = p->expert_offsets[i]; j < p->expert_offsets[i + 1]; j++) {
-            if (p->expert_holders[j] == node->node_id) {
-                node->expert_mask[i] = 1;
-                held++;
-            }
-        }
-    }
     dsn_slice_t slice = {node->first_layer, node->end_layer, node->is_first, node->is_last,
                          node->expert_mask};
     dsi_status_t st = dsn_weights_load_as(node->ckpt, &slice, node->opts.weight_format,
@@ -124,11 +141,11 @@ static dsi_status_t load_slice(dsn_node_t *node)
     return DSI_OK;
 }
 
-/* Endpoints to every peer of the plan; peers that left the plan are disconnected. */
-static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
+/* Endpoints to every peer of the plan; with drop_others, peers that left it are disconnected
+ * (a live switch keeps them until RELEASE: work of the previous plan may still need them). */
+static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers, int drop_others)
 {
     uint8_t wanted[DSN_MAX_PEERS] = {0};
-    dst_ucx_set_epoch(node->ucx, peers->epoch);
     for (uint32_t i = 0; i < peers->n_peers; i++) {
         const dst_msg_peer_t *pe = &peers->peers[i];
         if (pe->node_id == node->node_id)
@@ -146,7 +163,7 @@ static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers
             return st;
         node->connected[pe->node_id] = 1;
     }
-    for (uint32_t id = 0; id < DSN_MAX_PEERS; id++) {
+    for (uint32_t id = 0; id < DSN_MAX_PEERS && drop_others; id++) {
         if (node->connected[id] && !wanted[id]) {
             dst_ucx_disconnect(node->ucx, id);
             node->connected[id] = 0;
@@ -188,6 +205,39 @@ static void leave_epoch(dsn_node_t *node)
     node->load_counts = NULL;
     node->load_layers = 0;
     node->ready = 0;
+    plan_free(&node->old_plan);
+    node->switching = 0;
+}
+
+/* A live plan keeps this node's stage exactly (its sequences' KV caches stay valid): the same
+ * stage index, layers and stage count, with this node in it. */
+static int keeps_stage(const dsn_node_t *node, const dst_plan_t *p)
+{
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id != node->node_id)
+            continue;
+        const dst_plan_stage_t *s = &p->stages[p->nodes[i].stage];
+        return (int)p->nodes[i].stage == node->stage && (int)p->n_stages == node->n_stages &&
+               (int)s->first_layer == node->first_layer && (int)s->end_layer == node->end_layer;
+    }
+    return 0;
+}
+
+/* Loop thread: a task for the compute thread about plan `p` (PREPARE, SWITCH, RELEASE). */
+static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, const dst_plan_t *p,
+                           uint64_t epoch)
+{
+    dsn_task_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        DSI_ERROR("out of memory queueing the re-plan of epoch %llu: stopping",
+                  (unsigned long long)epoch);
+        node_stop(node, DSI_ERR_NOMEM);
+        return;
+    }
+    t->type = type;
+    t->plan = p;
+    t->epoch = epoch;
+    dsn_worker_push(node, t);
 }
 
 /* ---- control messages ---- */
@@ -250,13 +300,29 @@ static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg
 
 static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
 {
-    if (!node->have_plan || peers->epoch != node->plan.plan.plan.epoch) {
+    if (node->plan == NULL || peers->epoch != node->plan->plan.plan.epoch) {
         DSI_ERROR("PEERS of epoch %llu without its PLAN", (unsigned long long)peers->epoch);
         return;
     }
+    if (node->switching) {
+        /* Live: both epochs' messages are accepted until RELEASE; READY comes from the compute
+         * thread once it loaded the new experts. */
+        dsi_status_t st = connect_peers(node, peers, 0);
+        if (st != DSI_OK) {
+            DSI_ERROR("cannot reach the peers of plan epoch %llu: %s",
+                      (unsigned long long)peers->epoch, dsi_status_message(st));
+            node_stop(node, st);
+            return;
+        }
+        dst_ucx_set_epochs(node->ucx, node->epoch, peers->epoch);
+        node->epoch = peers->epoch;
+        push_plan_task(node, DSN_TASK_PREPARE, &node->plan->plan.plan, peers->epoch);
+        return;
+    }
+    dst_ucx_set_epoch(node->ucx, peers->epoch);
     dsi_status_t st = load_slice(node);
     if (st == DSI_OK)
-        st = connect_peers(node, peers);
+        st = connect_peers(node, peers, 1);
     if (st == DSI_OK)
         st = dsn_worker_start(node);
     if (st != DSI_OK) {
@@ -270,6 +336,50 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
     m.ready.node_id = node->node_id;
     m.ready.epoch = node->epoch;
     send_msg(node, &m);
+}
+
+/* SWITCH: route by plan `epoch` (ours, whether we switch to it or joined with it), or retire
+ * when it does not include this node (a draining node: no PLAN came for it). */
+static void on_switch(dsn_node_t *node, uint64_t epoch)
+{
+    if (!node->ready || node->plan == NULL || epoch < node->plan->plan.plan.epoch) {
+        DSI_WARN("SWITCH to epoch %llu does not apply to this node: ignored",
+                 (unsigned long long)epoch);
+        return;
+    }
+    if (epoch == node->plan->plan.plan.epoch) {
+        push_plan_task(node, DSN_TASK_SWITCH, &node->plan->plan.plan, epoch);
+        return;
+    }
+    dst_ucx_set_epochs(node->ucx, node->epoch, epoch); /* replies to our last work carry it */
+    push_plan_task(node, DSN_TASK_SWITCH, NULL, epoch);
+}
+
+/* RELEASE: every node switched: drop the previous plan's experts, peers and epoch. */
+static void on_release(dsn_node_t *node, uint64_t epoch)
+{
+    if (!node->switching || epoch != node->plan->plan.plan.epoch) {
+        if (node->plan == NULL || epoch != node->plan->plan.plan.epoch)
+            DSI_WARN("RELEASE of epoch %llu does not apply to this node: ignored",
+                     (unsigned long long)epoch);
+        return; /* a node that joined with this plan holds nothing else */
+    }
+    const dst_plan_t *p = &node->plan->plan.plan;
+    push_plan_task(node, DSN_TASK_RELEASE, p, epoch);
+    uint8_t wanted[DSN_MAX_PEERS] = {0};
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id < DSN_MAX_PEERS)
+            wanted[p->nodes[i].node_id] = 1;
+    }
+    for (uint32_t id = 0; id < DSN_MAX_PEERS; id++) {
+        if (node->connected[id] && !wanted[id]) {
+            dst_ucx_disconnect(node->ucx, id);
+            node->connected[id] = 0;
+        }
+    }
+    dst_ucx_set_epoch(node->ucx, epoch);
+    plan_free(&node->old_plan);
+    node->switching = 0;
 }
 
 static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
@@ -289,17 +399,30 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         DSI_INFO("registered as node %u", node->node_id);
         break;
     case DST_MSG_PLAN:
-        if (node->have_plan && msg->plan.plan.epoch <= node->plan.plan.plan.epoch) {
+        if (node->plan != NULL && msg->plan.plan.epoch <= node->plan->plan.plan.epoch) {
             DSI_WARN("PLAN of epoch %llu is not newer than ours: ignored",
                      (unsigned long long)msg->plan.plan.epoch);
             break;
         }
+        if (node->ready && msg->plan.live && !node->switching &&
+            keeps_stage(node, &msg->plan.plan)) {
+            /* Make-before-break: keep serving the current plan while the new one loads. */
+            dst_msg_t *next = plan_take(msg);
+            if (next == NULL) {
+                node_stop(node, DSI_ERR_NOMEM);
+                break;
+            }
+            node->old_plan = node->plan;
+            node->plan = next;
+            node->switching = 1;
+            break;
+        }
         if (node->ready)
             leave_epoch(node);
-        dst_msg_free(&node->plan);
-        node->plan = *msg;
-        memset(msg, 0, sizeof(*msg));
-        node->have_plan = 1;
+        plan_free(&node->plan);
+        node->plan = plan_take(msg);
+        if (node->plan == NULL)
+            node_stop(node, DSI_ERR_NOMEM);
         break;
     case DST_MSG_PEERS:
         on_peers(node, &msg->peers);
@@ -315,6 +438,12 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         break;
     case DST_MSG_BIAS:
         push_msg_task(node, DSN_TASK_BIAS, msg);
+        break;
+    case DST_MSG_SWITCH:
+        on_switch(node, msg->sw.epoch);
+        break;
+    case DST_MSG_RELEASE:
+        on_release(node, msg->sw.epoch);
         break;
     case DST_MSG_HEARTBEAT:
         break;
@@ -402,6 +531,15 @@ static void on_wake(uv_async_t *async)
                           dsi_status_message(st));
                 free(o->payload);
             }
+        } else if (o->type == DSN_OUT_READY || o->type == DSN_OUT_SWITCHED) {
+            dst_msg_t m = {.type = o->type == DSN_OUT_READY ? DST_MSG_READY : DST_MSG_SWITCHED};
+            if (o->type == DSN_OUT_READY)
+                m.ready = (dst_msg_ready_t){node->node_id, o->epoch};
+            else
+                m.sw = (dst_msg_switch_t){node->node_id, o->epoch};
+            send_msg(node, &m);
+        } else if (o->type == DSN_OUT_FAILED) {
+            node_stop(node, DSI_ERR_INTERNAL);
         } else if (o->type == DSN_OUT_LOAD) {
             dst_msg_t m = {.type = DST_MSG_LOAD_STATS};
             m.load_stats = (dst_msg_load_stats_t){node->node_id,
@@ -580,7 +718,8 @@ out:
     dsn_checkpoint_close(node->ckpt);
     free(node->expert_mask);
     free(node->load_counts);
-    dst_msg_free(&node->plan);
+    plan_free(&node->plan);
+    plan_free(&node->old_plan);
     pthread_mutex_destroy(&node->mutex);
     pthread_cond_destroy(&node->cond);
     free(node);

@@ -39,6 +39,9 @@ typedef enum {
     DSN_TASK_WIRE,     /* a data-plane message: hdr, payload */
     DSN_TASK_BIAS,     /* msg: BIAS (new router biases of one layer) */
     DSN_TASK_LOAD,     /* the load window ended: report the counts (LOAD_STATS) */
+    DSN_TASK_PREPARE,  /* plan: load the experts a live plan adds, then READY (dsn_switch.c) */
+    DSN_TASK_SWITCH,   /* plan (NULL: not in it): route by it; SWITCHED when the old work is done */
+    DSN_TASK_RELEASE,  /* plan: drop the experts only the previous plan needed */
     DSN_TASK_STOP,
 } dsn_task_type_t;
 
@@ -50,9 +53,18 @@ typedef struct dsn_task {
     dst_wire_hdr_t hdr; /* WIRE */
     void *payload;      /* WIRE: 64-byte aligned copy, owned */
     size_t bytes;
+    const dst_plan_t *plan; /* PREPARE, SWITCH, RELEASE: owned by the loop thread's node->plan */
+    uint64_t epoch;         /* PREPARE, SWITCH, RELEASE */
 } dsn_task_t;
 
-typedef enum { DSN_OUT_WIRE, DSN_OUT_TOKENS, DSN_OUT_LOAD } dsn_out_type_t;
+typedef enum {
+    DSN_OUT_WIRE,
+    DSN_OUT_TOKENS,
+    DSN_OUT_LOAD,
+    DSN_OUT_READY,    /* epoch: a live plan's experts are loaded */
+    DSN_OUT_SWITCHED, /* epoch: nothing routed by the previous plan is in flight */
+    DSN_OUT_FAILED,   /* epoch: the live plan cannot be served (logged): the node stops */
+} dsn_out_type_t;
 
 typedef struct dsn_out {
     struct dsn_out *next;
@@ -67,7 +79,7 @@ typedef struct dsn_out {
     uint8_t finish; /* dst_finish_t */
     /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
     uint32_t *counts; /* [load_layers, n_experts], owned */
-    uint64_t epoch;
+    uint64_t epoch;   /* LOAD, READY, SWITCHED, FAILED */
 } dsn_out_t;
 
 /* A sequence as this node sees it (compute thread only). */
@@ -111,6 +123,7 @@ typedef struct dsn_mb {
     int32_t *dest_off;      /* [DSN_MAX_PEERS + 1] offsets into pair_slot per destination */
     uint8_t *answered;      /* [DSN_MAX_PEERS] the destination's COMBINE came */
     int pending;            /* COMBINE replies outstanding */
+    uint64_t epoch;         /* the plan its outstanding DISPATCHes were routed by */
 } dsn_mb_t;
 
 typedef struct dsn_node {
@@ -134,12 +147,16 @@ typedef struct dsn_node {
     uv_timer_t load_timer;            /* every load_window_ms: DSN_TASK_LOAD */
     uint32_t load_window_ms;
 
-    /* the plan */
-    dst_msg_t plan; /* moved PLAN message (owns the plan) */
-    int have_plan;
+    /* the plan (loop thread) */
+    /* The newest PLAN message (owns the plan; NULL before the first). Heap objects, so that the
+     * compute thread's route_plan stays valid while the loop thread takes a newer one. */
+    dst_msg_t *plan;
+    /* A live (make-before-break) plan is on its way: the previous plan, which the compute thread
+     * may still route by, is kept until RELEASE. */
+    dst_msg_t *old_plan;
+    int switching;
     uint64_t epoch;
     int stage, n_stages;
-    int n_stage_nodes; /* nodes in our stage: 1 means every expert of it is local */
     int first_layer, end_layer;
     int is_first, is_last;
 
@@ -165,6 +182,12 @@ typedef struct dsn_node {
     dsn_out_t *out_head, *out_tail;
 
     /* compute-thread state */
+    const dst_plan_t *route_plan; /* the plan DISPATCHes are routed by (see dsn_switch.c) */
+    uint64_t route_epoch;         /* its epoch: stamped on data-plane messages, LOAD_STATS */
+    int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
+    int retiring;                 /* switched to a plan without this node: no new work */
+    uint64_t switch_epoch;        /* SWITCH of this epoch handled ... */
+    int switch_pending;           /* ... and SWITCHED not sent yet */
     dsn_seq_t *seq_buckets[1024];
     dsn_mb_t *parked;
     dsn_task_t *deferred; /* ACTIVATIONs waiting for their sequences (see dsn_stage.c) */
@@ -195,6 +218,18 @@ void dsn_seq_remove(dsn_node_t *node, uint64_t id);
 /* TOKENS for the coordinator (n = 0 with a finish reason reports a failure). */
 void dsn_stage_emit_tokens(dsn_node_t *node, uint64_t seq_id, int32_t token, uint32_t n,
                            uint8_t finish);
+
+/* dsn_switch.c */
+/*
+ * The routed experts plan p gives node `id`, as a dsn_slice_t expert_mask (calloc'ed, caller
+ * frees); *held gets how many. NULL when out of memory.
+ */
+uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held);
+/* Nodes of plan p in stage `stage`. */
+int dsn_plan_stage_nodes(const dst_plan_t *p, int stage);
+/* Compute thread: the PREPARE, SWITCH and RELEASE tasks, and the SWITCHED check after any task. */
+void dsn_switch_handle(dsn_node_t *node, const dsn_task_t *task);
+void dsn_switch_check(dsn_node_t *node);
 
 /* dsn_stage_mb.c (compute thread) */
 dsn_mb_t *dsn_mb_create(dsn_node_t *node, int n_seqs, int64_t n);

@@ -170,7 +170,7 @@ static void report_load(dsn_node_t *node)
     memset(node->load_counts, 0, n * sizeof(uint32_t));
     o->type = DSN_OUT_LOAD;
     o->counts = copy;
-    o->epoch = node->epoch;
+    o->epoch = node->route_epoch;
     dsn_worker_emit(node, o);
 }
 
@@ -179,7 +179,7 @@ static void report_load(dsn_node_t *node)
 static void apply_bias(dsn_node_t *node, const dst_msg_bias_t *b)
 {
     int l = (int)b->layer;
-    if (b->epoch != node->epoch)
+    if (b->epoch != node->route_epoch)
         return; /* an older epoch's: the coordinator sends the biases again for this one */
     if (l < node->first_layer || l >= node->end_layer || !node->weights->layers[l].is_moe ||
         b->n_biases != (uint32_t)node->weights->cfg.n_routed_experts) {
@@ -244,6 +244,11 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task)
         if (node->load_counts != NULL)
             report_load(node);
         break;
+    case DSN_TASK_PREPARE:
+    case DSN_TASK_SWITCH:
+    case DSN_TASK_RELEASE:
+        dsn_switch_handle(node, task);
+        break;
     case DSN_TASK_WIRE:
         if (task->hdr.type == DST_WIRE_DISPATCH) {
             dsn_stage_serve_dispatch(node, task);
@@ -272,11 +277,12 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task)
     }
     if (node->deferred != NULL)
         retry_deferred(node);
+    dsn_switch_check(node);
 }
 
 int dsn_stage_schedule(dsn_node_t *node)
 {
-    if (!node->is_first)
+    if (!node->is_first || node->retiring)
         return 0;
     int budget = node->opts.max_batch_tokens, n_seqs = 0;
     int64_t n = 0;

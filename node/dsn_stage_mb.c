@@ -71,7 +71,7 @@ dsn_mb_t *dsn_mb_create(dsn_node_t *node, int n_seqs, int64_t n)
  * one of the holders, spread over replicas by pair index. */
 static uint32_t expert_dest(const dsn_node_t *node, int l, int e, int64_t i)
 {
-    const dst_plan_t *p = &node->plan.plan.plan;
+    const dst_plan_t *p = node->route_plan;
     if (dsn_moe_holds(node->engine, l, e))
         return node->node_id;
     uint32_t idx = (uint32_t)(l - (int)p->first_moe_layer) * p->n_experts + (uint32_t)e;
@@ -110,6 +110,7 @@ static int send_dispatches(dsn_node_t *node, dsn_mb_t *mb, int l)
     free(dest);
 
     mb->pending = 0;
+    mb->epoch = node->route_epoch;
     for (uint32_t d = 0; d < DSN_MAX_PEERS; d++) {
         int32_t a = mb->dest_off[d], b = mb->dest_off[d + 1];
         if (a == b || d == node->node_id)
@@ -122,7 +123,7 @@ static int send_dispatches(dsn_node_t *node, dsn_mb_t *mb, int l)
             last = t;
         }
         dst_wire_hdr_t hdr = {
-            DST_WIRE_DISPATCH, DST_WIRE_F32,   node->node_id, node->epoch,      mb->id, 0,
+            DST_WIRE_DISPATCH, DST_WIRE_F32,   node->node_id, node->route_epoch, mb->id, 0,
             (uint32_t)l,       (uint32_t)rows, (uint32_t)H,   (uint32_t)(b - a)};
         size_t bytes = dst_wire_payload_bytes(&hdr);
         uint8_t *payload = alloc_payload(bytes);
@@ -178,7 +179,7 @@ void dsn_mb_run(dsn_node_t *node, dsn_mb_t *mb)
             finish_mb(node, mb);
             return;
         }
-        if (!w->layers[l].is_moe || node->n_stage_nodes == 1) {
+        if (!w->layers[l].is_moe || node->route_stage_nodes == 1) {
             /* Dense, or every expert of the stage is here: the single-process path. */
             if (dsn_engine_ffn(e, l, mb->n, mb->h) != DSI_OK) {
                 DSI_ERROR("micro-batch %llu failed at layer %d", (unsigned long long)mb->id, l);
@@ -307,7 +308,7 @@ static void forward_mb(dsn_node_t *node, dsn_mb_t *mb)
         dst_wire_hdr_t hdr = {DST_WIRE_ACTIVATION,
                               DST_WIRE_F32,
                               node->node_id,
-                              node->epoch,
+                              node->route_epoch,
                               mb->id,
                               0,
                               (uint32_t)node->end_layer,
@@ -401,8 +402,9 @@ void dsn_stage_serve_dispatch(dsn_node_t *node, const dsn_task_t *t)
     int32_t *tok = malloc((size_t)n * sizeof(int32_t));
     int32_t *ex = malloc((size_t)n * sizeof(int32_t));
     float *wt = malloc((size_t)n * sizeof(float));
-    dst_wire_hdr_t rh = {DST_WIRE_COMBINE, DST_WIRE_F32, node->node_id, node->epoch, h->step,
-                         h->micro_batch,   h->layer,     h->n_pairs,    h->width,    0};
+    /* The reply carries its request's epoch: the sender accepts it even when it is retiring. */
+    dst_wire_hdr_t rh = {DST_WIRE_COMBINE, DST_WIRE_F32, node->node_id, h->epoch, h->step,
+                         h->micro_batch,   h->layer,     h->n_pairs,    h->width, 0};
     size_t bytes = dst_wire_payload_bytes(&rh);
     float *out = alloc_payload(bytes);
     dsn_out_t *o = calloc(1, sizeof(*o));

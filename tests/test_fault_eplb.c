@@ -221,9 +221,13 @@ static void check_tokens(run_t *run, int phase)
     for (int r = 0; r < N_REQ; r++) {
         DSI_CHECK_INT_EQ(run->n_got[phase][r], STEPS);
         int same = memcmp(run->got[phase][r], want[r], sizeof(want[r])) == 0;
-        if (!same)
-            fprintf(stderr, "stream %d request %d differs from the single-process engine\n", phase,
+        if (!same) {
+            fprintf(stderr, "stream %d request %d differs from the single-process engine:", phase,
                     r);
+            for (int i = 0; i < STEPS; i++)
+                fprintf(stderr, " %d/%d", run->got[phase][r][i], want[r][i]);
+            fprintf(stderr, "\n");
+        }
         DSI_CHECK(same);
     }
 }
@@ -252,6 +256,7 @@ static void test_rebalance(void)
     dsc_cluster_stats(run->cl, &st);
     DSI_CHECK_INT_EQ(st.rebalances, 1);
     DSI_CHECK_INT_EQ(st.replans, 1);
+    DSI_CHECK_INT_EQ(st.live_switches, 1); /* same stages: switched without stopping requests */
     finish_cluster(run);
 }
 
