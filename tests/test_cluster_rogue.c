@@ -6,6 +6,10 @@
  * holds, a reply to no request, an activation for no sequence) and leaves. The nodes must log and
  * reject every one, the coordinator re-plans over the real nodes, and requests before and after
  * get exactly the single-process engine's tokens; the nodes exit cleanly at the end.
+ *
+ * The join is a live switch (docs/ELASTICITY.md) that the rogue never completes (no READY): a
+ * request made meanwhile is served by the current plan, and the rogue's departure abandons the
+ * switch for a restart over the real nodes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +48,10 @@ typedef struct {
     uint64_t epoch;
     uv_timer_t leave;
     int garbage_sent;
+    /* the request made while the live switch waits for the rogue */
+    int32_t mid_got[STEPS];
+    uint32_t n_mid;
+    int mid_done, mid_failed;
 } test_t;
 
 static void reference(void)
@@ -62,6 +70,17 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
         t->failed += finish != DST_FINISH_LENGTH;
         t->done = 1;
         uv_stop(&t->loop);
+    }
+}
+
+static void on_mid_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
+{
+    test_t *t = ctx;
+    for (uint32_t i = 0; i < n && t->n_mid < STEPS; i++)
+        t->mid_got[t->n_mid++] = tokens[i];
+    if (finish != DST_FINISH_NONE) {
+        t->mid_failed += finish != DST_FINISH_LENGTH;
+        t->mid_done = 1;
     }
 }
 
@@ -141,6 +160,10 @@ static void send_garbage(test_t *t, uint32_t peer)
 static void on_leave(uv_timer_t *timer)
 {
     test_t *t = timer->data;
+    if (!t->mid_done) {
+        uv_timer_start(&t->leave, on_leave, 100, 0); /* the request must finish first */
+        return;
+    }
     fprintf(stderr, "rogue: sent %d bad messages, leaving\n", t->garbage_sent);
     dst_ctrl_conn_close(t->rogue);
 }
@@ -176,6 +199,10 @@ static void rogue_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
             if (msg->peers.peers[i].node_id != t->rogue_id)
                 send_garbage(t, msg->peers.peers[i].node_id);
         }
+        /* The cluster serves on while the switch waits for the rogue's READY. */
+        uint64_t id;
+        dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_mid_tokens, t, &id), DSI_OK);
         /* Give the nodes time to process it, then leave without ever answering READY. */
         uv_timer_start(&t->leave, on_leave, 500, 0);
     }
@@ -255,6 +282,12 @@ int main(void)
     DSI_CHECK_INT_EQ(dst_ctrl_connect(&t->loop, addr, &ctl, &cb, &t->rogue), DSI_OK);
     uv_run(&t->loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
     DSI_CHECK_INT_EQ(t->garbage_sent, 12);
+    DSI_CHECK_INT_EQ(t->mid_failed, 0);
+    DSI_CHECK(t->n_mid == STEPS && memcmp(t->mid_got, want, sizeof(want)) == 0);
+    dsc_cluster_stats_t st;
+    dsc_cluster_stats(t->cl, &st);
+    DSI_CHECK_INT_EQ(st.replans, 2);       /* the join (live), then the loss (restart) */
+    DSI_CHECK_INT_EQ(st.live_switches, 0); /* the live switch never completed */
 
     request(t, "after");
 
