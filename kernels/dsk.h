@@ -4,11 +4,14 @@
  * Every kernel has a readable scalar reference (dsk_<op>_ref in dsk_ref.c) that is always
  * compiled; SIMD variants (one ISA per file: dsk_avx2.c, dsk_avx512.c) override slots of a
  * caller-owned dsk_ops_t. dsk_ops_init() fills a table for a level; dsk_level_detect() reads the
- * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512"), which can
- * only lower the level, never raise it above what the CPU supports.
+ * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512",
+ * "avx512vnni"), which can only lower the level, never raise it above what the CPU supports.
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
- * always f32; weights stay in their stored dtype and are dequantized inside the kernel.
+ * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
+ * is the decode product (n <= 4 tokens) of the integer weight dtypes, which by default quantizes
+ * the activations to int8 and multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it
+ * off).
  * The SIMD matmul variants pack weight panels on the stack (about 72 KiB): call them from threads
  * with ordinary stacks. docs/KERNELS.md describes the levels and the strategy.
  */
@@ -52,10 +55,24 @@ typedef struct {
 
 typedef enum {
     DSK_LEVEL_SCALAR = 0,
-    DSK_LEVEL_AVX2,   /* AVX2 + FMA + F16C */
-    DSK_LEVEL_AVX512, /* AVX-512 F/BW/VL/DQ */
+    DSK_LEVEL_AVX2,        /* AVX2 + FMA + F16C */
+    DSK_LEVEL_AVX512,      /* AVX-512 F/BW/VL/DQ */
+    DSK_LEVEL_AVX512_VNNI, /* the same + AVX512_VNNI: only the int8-activation slots differ */
     DSK_LEVEL_COUNT
 } dsk_level_t;
+
+/*
+ * Activations of the decode product (matmul, n <= 4 tokens) of the I8 / I4_G32 / I4_G128 weights.
+ * DSK_ACT_I8: each token's x is quantized symmetrically to int8 per group of the weight's group
+ * size (128, or 32 for I4_G32), scale = amax / 127, and each group's product is an exact integer
+ * dot: y = sum_g w_scale[g] * x_scale[g] * sum_{c in g} q_w[c] * q_x[c] (dsk_matmul_a8_ref).
+ * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
+ * matmul with n >= 5 and matmul_t always take f32 activations.
+ */
+typedef enum {
+    DSK_ACT_F32 = 0,
+    DSK_ACT_I8,
+} dsk_act_t;
 
 /* Router configuration of one MoE layer (noaux_tc, sigmoid scoring). */
 typedef struct {
@@ -101,6 +118,8 @@ typedef struct {
      */
     void (*row_f32[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r, float *out);
     dsk_level_t level;
+    dsk_act_t act;   /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
+                        that have it) */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
 } dsk_ops_t;
@@ -116,8 +135,35 @@ const char *dsk_level_name(dsk_level_t level);
  * rather than F16C: yes on AMD CPUs. DSINFER_FP8=int|f16c forces either.
  */
 int dsk_fp8_integer_route(void);
-/* Fill *ops with the reference kernels, then the variants of every level up to `level`. */
+/*
+ * The activation format asked for by the environment: DSINFER_ACT=f32 gives DSK_ACT_F32, unset or
+ * "int8" DSK_ACT_I8; any other value DSK_ACT_F32 (the exact one).
+ */
+dsk_act_t dsk_act_detect(void);
+/*
+ * Fill *ops with the reference kernels, then the variants of every level up to `level`; the
+ * integer dtypes' decode matmuls take int8 activations if `act` is DSK_ACT_I8 and the level has
+ * them (ops->act says what was chosen).
+ */
+void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act);
+/* dsk_ops_init_act(ops, level, dsk_act_detect()). */
 void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level);
+
+/* ---- int8 activations (dsk_act8.c) ---- */
+/*
+ * Quantize x[0, k) in groups of g inputs (from x[0]): q[c] = round_even(x[c] * 127 / amax) in
+ * [-127, 127], scale[j] = amax / 127 and sum[j] = the sum of q over group j (amax over that group;
+ * an all-zero group has scale 0). q[k .. ceil(k / 32) * 32) are set to 0. A group holding a NaN or
+ * an infinity gets scale NaN, so the products it enters are NaN as with f32 activations.
+ */
+void dsk_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, float *scale, int32_t *sum);
+/*
+ * The scalar reference of the int8-activation product (matmul's contract; w is I8, I4_G32 or
+ * I4_G128; any n): per token and row, float acc += (w_scale * x_scale) * idot per group, in
+ * column order, with the exact integer idot of the group.
+ */
+void dsk_matmul_a8_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                       int64_t n, float *y, int64_t ldy);
 
 /* ---- conversions (scalar; used on small tensors and in references) ---- */
 float dsk_bf16_to_f32(uint16_t v);

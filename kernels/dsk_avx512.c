@@ -96,3 +96,9 @@ void dsk_ops_fill_avx512(dsk_ops_t *ops)
 {
     simd_fill(ops);
 }
+
+void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                              int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    mm_any(dt, w, r0, r1, x, ldx, n, y, ldy);
+}

@@ -3,7 +3,7 @@
 
 #include "dsk_impl.h"
 
-static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
 
 const char *dsk_level_name(dsk_level_t level)
 {
@@ -16,7 +16,7 @@ dsk_level_t dsk_level_cpu(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return DSK_LEVEL_AVX512;
+        return __builtin_cpu_supports("avx512vnni") ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DSK_LEVEL_AVX2;
 #endif
@@ -51,7 +51,20 @@ int dsk_fp8_integer_route(void)
 #endif
 }
 
+dsk_act_t dsk_act_detect(void)
+{
+    const char *env = getenv("DSINFER_ACT");
+    if (env == NULL || *env == '\0' || strcmp(env, "int8") == 0)
+        return DSK_ACT_I8;
+    return DSK_ACT_F32;
+}
+
 void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level)
+{
+    dsk_ops_init_act(ops, level, dsk_act_detect());
+}
+
+void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
 {
     memset(ops, 0, sizeof(*ops));
     dsk_ops_fill_ref(ops);
@@ -67,5 +80,20 @@ void dsk_ops_init(dsk_ops_t *ops, dsk_level_t level)
         dsk_ops_fill_avx512(ops);
         ops->level = DSK_LEVEL_AVX512;
         ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C */
+    }
+    /* VNNI adds only the int8-activation slots below to the AVX-512 level. */
+    if (level >= DSK_LEVEL_AVX512_VNNI && dsk_level_cpu() >= DSK_LEVEL_AVX512_VNNI)
+        ops->level = DSK_LEVEL_AVX512_VNNI;
+    /*
+     * int8 activations where the level has them: AVX2 (vpmaddubsw) and AVX-512 VNNI (vpdpbusd).
+     * Plain AVX-512 keeps f32 activations (and its own f32 kernels, not AVX2's).
+     */
+    ops->act = DSK_ACT_F32;
+    if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX2) {
+        dsk_ops_fill_avx2_act8(ops);
+        ops->act = DSK_ACT_I8;
+    } else if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX512_VNNI) {
+        dsk_ops_fill_avx512_vnni(ops);
+        ops->act = DSK_ACT_I8;
     }
 }

@@ -12,6 +12,20 @@ void dsk_ops_fill_avx2(dsk_ops_t *ops);
 /* AVX2 fp8 slots with the integer e4m3 conversion (dsk_avx2_fp8i.c): see dsk_fp8_integer_route. */
 void dsk_ops_fill_avx2_fp8i(dsk_ops_t *ops);
 void dsk_ops_fill_avx512(dsk_ops_t *ops);
+/* The int8-activation matmul slots of the integer dtypes (dsk_act8_tmpl.h): AVX2 / AVX-512 VNNI. */
+void dsk_ops_fill_avx2_act8(dsk_ops_t *ops);
+void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops);
+/*
+ * The f32-activation matmul of a SIMD level, any dtype (dt) and n: the int8-activation slots
+ * handle n <= 4 themselves and hand larger n (the packed GEMM) to this.
+ */
+void dsk_avx2_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                            int64_t ldx, int64_t n, float *y, int64_t ldy);
+void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                              int64_t ldx, int64_t n, float *y, int64_t ldy);
+
+/* Columns of x that the int8-activation kernels quantize at a time (4 tokens: 32 KiB of stack). */
+#define DSK_A8_KC 8192
 
 /* Scale of the 128x128 block holding W[r][c] (1 for non-fp8 matrices). */
 static inline float dsk_block_scale(const dsk_matrix_t *w, int64_t r, int64_t c)

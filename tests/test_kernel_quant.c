@@ -250,7 +250,9 @@ int main(void)
     dsk_ops_t levels[DSK_LEVEL_COUNT];
     int n_levels = 0;
     for (int l = 0; l <= (int)dsk_level_cpu(); l++)
-        dsk_ops_init(&levels[n_levels++], (dsk_level_t)l);
+        /* f32 activations: the 2e-5 bound below is that contract; the int8-activation decode
+         * slots are checked against their own reference in test_kernel_act8.c */
+        dsk_ops_init_act(&levels[n_levels++], (dsk_level_t)l, DSK_ACT_F32);
     printf("levels tested: %d (cpu: %s)\n", n_levels, dsk_level_name(dsk_level_cpu()));
     dsi_test_seed(7);
 

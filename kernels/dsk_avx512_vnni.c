@@ -1,0 +1,50 @@
+/*
+ * dsk_avx512_vnni.c - the AVX-512 VNNI int8-activation decode product (dsk_act8_tmpl.h):
+ * vpdpbusd (256-bit, AVX512VL) adds the four unsigned x signed byte products of each int32 lane
+ * into it without intermediate saturation, one instruction per 32 inputs, row and token.
+ *
+ * - I8: the weights are biased to unsigned (q + 128, 1..255, an XOR with 0x80), so the offset
+ *   128 * sum(q_x) is removed per group (AVX-512 has no vpsignb for the sign trick).
+ * - int4: the stored nibble q + 8 is the unsigned operand as it is; offset 8 * sum(q_x).
+ *
+ * Built with -mavx512vnni, so dsk_dispatch.c takes these slots only on CPUs that report
+ * avx512vnni (level avx512vnni); the n >= 5 products go to the AVX-512 level's f32 GEMM.
+ */
+#include "dsk_impl.h"
+
+#include <immintrin.h>
+
+typedef __m256i a8w_t;
+
+#define A8_BIAS(dt) ((dt) == DSK_DTYPE_I8 ? 128 : 8)
+/* Rows per tile: 2 * R * T accumulators plus the weights and x in 32 registers. */
+#define A8_R1       8
+#define A8_R2       6
+#define A8_R3       4
+#define A8_R4       3
+#define A8_FALLBACK dsk_avx512_matmul_f32act
+
+static inline __attribute__((always_inline)) a8w_t a8_prep(int dt, __m256i v)
+{
+    return dt == DSK_DTYPE_I8 ? _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)) : v;
+}
+
+static inline __attribute__((always_inline)) __m256i a8_step(int dt, __m256i acc, a8w_t w,
+                                                             __m256i x)
+{
+    (void)dt;
+    return _mm256_dpbusd_epi32(acc, w, x);
+}
+
+static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
+{
+    (void)dt;
+    return acc;
+}
+
+#include "dsk_act8_tmpl.h"
+
+void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops)
+{
+    a8_fill(ops);
+}
