@@ -42,6 +42,22 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, double m
     return 0;
 }
 
+int cli_parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names,
+                     int *out)
+{
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    fprintf(stderr, "dsinfer %s: %s: '%s' is not one of", cmd, opt, text);
+    for (int i = 0; names[i] != NULL; i++)
+        fprintf(stderr, "%s %s", i > 0 ? "," : "", names[i]);
+    fprintf(stderr, "\n");
+    return -1;
+}
+
 int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t *out)
 {
     char *end;

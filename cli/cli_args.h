@@ -13,6 +13,9 @@ int cli_parse_int(const char *cmd, const char *opt, const char *text, long long 
 /* A finite float within [min, max]. */
 int cli_parse_float(const char *cmd, const char *opt, const char *text, double min, double max,
                     double *out);
+/* One of `names` (a NULL-terminated list): *out gets its index. */
+int cli_parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names,
+                     int *out);
 /* A byte size: digits with an optional K/M/G/T suffix (powers of 1024), e.g. "256G". */
 int cli_parse_size(const char *cmd, const char *opt, const char *text, uint64_t *out);
 /*

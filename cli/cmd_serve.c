@@ -39,6 +39,8 @@ static void usage(FILE *out)
         "                       (default 0: only on `dsinfer cluster rebalance`)\n"
         "  --online-bias-gamma G    move the routing biases by G per load window (default 0:\n"
         "                       never; outputs then differ from the checkpoint's)\n"
+        "  --replan live|restart    how re-plans switch (default live: requests keep running;\n"
+        "                       docs/ELASTICITY.md)\n"
         "The HTTP server's options (the API key defaults to $DSINFER_API_KEY):\n",
         NODE_LIMIT);
 #define SERVE_API_USAGE(name, value, help) fprintf(out, "  --%s %s\n      %s\n", name, value, help);
@@ -63,6 +65,7 @@ typedef struct {
     const char *api_value[N_API_OPTIONS]; /* given API server options, or NULL */
     long long local_nodes, stages, max_queue, max_context, node_threads;
     double rebalance_threshold, bias_gamma; /* EPLB and online router bias (0: off) */
+    int live_switch;                        /* --replan: 1 live, 0 restart */
     dsc_chat_style_t style;
 } serve_opts_t;
 
@@ -78,6 +81,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
                                         {"node-threads", required_argument, NULL, 'T'},
                                         {"rebalance-threshold", required_argument, NULL, 'R'},
                                         {"online-bias-gamma", required_argument, NULL, 'G'},
+                                        {"replan", required_argument, NULL, 'P'},
                                         {"help", no_argument, NULL, 'h'}};
     enum { N_OWN = sizeof(own) / sizeof(own[0]) };
     struct option longopts[N_OWN + N_API_OPTIONS + 1];
@@ -86,8 +90,11 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
         longopts[N_OWN + i] =
             (struct option){api_option_names[i], required_argument, NULL, API_OPT_BASE + (int)i};
     longopts[N_OWN + N_API_OPTIONS] = (struct option){NULL, 0, NULL, 0};
-    *o = (serve_opts_t){
-        .local_nodes = 1, .max_queue = 64, .node_threads = 1, .style = DSC_CHAT_AUTO};
+    *o = (serve_opts_t){.local_nodes = 1,
+                        .max_queue = 64,
+                        .node_threads = 1,
+                        .live_switch = 1,
+                        .style = DSC_CHAT_AUTO};
     dsc_api_server_config_t scratch; /* checks the API options' values now */
     dsc_api_server_config_default(&scratch);
     optind = 1;
@@ -129,6 +136,12 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
             if (cli_parse_float(CMD, "--online-bias-gamma", optarg, 0, 1, &o->bias_gamma) != 0)
                 return 2;
             break;
+        case 'P': {
+            static const char *const modes[] = {"restart", "live", NULL};
+            if (cli_parse_choice(CMD, "--replan", optarg, modes, &o->live_switch) != 0)
+                return 2;
+            break;
+        }
         case 't':
             if (dsc_chat_style_parse(optarg, &o->style) != DSI_OK) {
                 fprintf(stderr, "dsinfer " CMD ": --chat-template: '%s' is not auto, v3 or r1\n",
@@ -271,6 +284,7 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
     co.model_dir = o->model; /* the routing biases, for the load statistics */
     co.rebalance_threshold = o->rebalance_threshold;
     co.online_bias_gamma = (float)o->bias_gamma;
+    co.live_switch = o->live_switch;
     co.plan.n_stages = (uint32_t)o->stages;
     co.plan.kv_tokens = (uint64_t)o->max_context; /* one full-length sequence per node */
     co.plan.overhead = 64ULL << 20;

@@ -25,7 +25,7 @@ static void usage(FILE *out)
         "                           [--load-window-ms MS] [--load-windows N]\n"
         "                           [--redundant-experts R] [--rebalance-threshold X]\n"
         "                           [--rebalance-interval-ms MS] [--online-bias-gamma G]\n"
-        "                           [--http HOST:PORT]\n"
+        "                           [--http HOST:PORT] [--replan live|restart]\n"
         "Listens on --listen (default 127.0.0.1:7000) for nodes and clients. The shared secret\n"
         "comes from --secret-file or DSINFER_SECRET. --port-file writes the bound port (for\n"
         "--listen HOST:0).\n"
@@ -35,6 +35,9 @@ static void usage(FILE *out)
         "passes X, at most once per --rebalance-interval-ms (60000); 0 = only on `dsinfer\n"
         "cluster rebalance`. --online-bias-gamma G > 0 adjusts the router biases to the load\n"
         "(needs --model; changes outputs; default 0 = never).\n"
+        "--replan live (default): joins, drains and rebalances that keep every node's stage\n"
+        "switch plans while requests run (nodes hold both placements briefly); restart: every\n"
+        "re-plan pauses requests and re-prefills them (for nodes without that memory headroom).\n"
         "--http HOST:PORT also serves the OpenAI API there (needs --model; API key from\n"
         "DSINFER_API_KEY; docs/API.md \"Serving\").\n");
 }
@@ -140,6 +143,7 @@ int main(int argc, char **argv)
         {"rebalance-interval-ms", required_argument, NULL, 'I'},
         {"online-bias-gamma", required_argument, NULL, 'G'},
         {"http", required_argument, NULL, 'H'},
+        {"replan", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
     double x;
     dsc_cluster_opts_t o;
@@ -234,6 +238,12 @@ int main(int argc, char **argv)
                 return 2;
             o.online_bias_gamma = (float)x;
             break;
+        case 'P': {
+            static const char *const modes[] = {"restart", "live", NULL};
+            if (cli_parse_choice("coordinator", "--replan", optarg, modes, &o.live_switch) != 0)
+                return 2;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

@@ -34,6 +34,7 @@ void dsc_cluster_opts_default(dsc_cluster_opts_t *opts)
     opts->load_windows = 60;
     opts->redundant_experts = DSC_REDUNDANT_AUTO;
     opts->rebalance_interval_ms = 60000;
+    opts->live_switch = 1;
 }
 
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)

@@ -64,6 +64,8 @@ typedef struct {
     float online_bias_gamma;        /* 0: biases never change (exact outputs); > 0: the
                                        aux-loss-free rule with this step after every window (needs
                                        model_dir; changes outputs) */
+    int live_switch;                /* 1 (default): joins, drains and rebalances switch plans
+                                       make-before-break when they can; 0: always restart */
 } dsc_cluster_opts_t;
 
 /* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s node timeout, 60 s stall timeout,

@@ -33,7 +33,8 @@ int dsc_cluster_involves(const dsc_cluster_t *cl, uint32_t id)
 int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next)
 {
     const dst_plan_t *cur = &cl->plan;
-    if (!cl->ready || cl->switch_phase != SWITCH_NONE || next->n_stages != cur->n_stages)
+    if (!cl->opts.live_switch || !cl->ready || cl->switch_phase != SWITCH_NONE ||
+        next->n_stages != cur->n_stages)
         return 0;
     for (uint32_t s = 0; s < cur->n_stages; s++) {
         if (next->stages[s].first_layer != cur->stages[s].first_layer ||
@@ -47,6 +48,16 @@ int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next)
             return 0; /* its experts have no live holder now: only a restart helps */
         if (j >= 0 && next->nodes[j].stage != cur->nodes[i].stage)
             return 0; /* its sequences' KV caches would be in the wrong stage */
+    }
+    dsc_memory_t mem;
+    int64_t full = dsc_memory_compute(&cl->cfg, cl->opts.plan.format, &mem) == DSI_OK
+                       ? dsc_plan_switch_overflow(cur, next, &mem)
+                       : -1;
+    if (full >= 0) {
+        DSI_WARN("node %lld cannot hold the experts of both plans at once: restarting instead of "
+                 "a live switch",
+                 (long long)full);
+        return 0;
     }
     return 1;
 }

@@ -109,6 +109,14 @@ dsi_status_t dsc_plan_check(const dst_plan_t *plan);
 /* Index into plan->nodes of the node with id `node_id`, or -1. */
 int dsc_plan_node_index(const dst_plan_t *plan, uint32_t node_id);
 
+/*
+ * A live switch from `cur` to `next` (docs/ELASTICITY.md) has each node of next hold its experts
+ * of both plans for a while: its mem_planned in next plus mem->expert per copy it holds only in
+ * cur. The id of the first node of next that this puts over its mem_budget, or -1 when all fit.
+ */
+int64_t dsc_plan_switch_overflow(const dst_plan_t *cur, const dst_plan_t *next,
+                                 const dsc_memory_t *mem);
+
 /* What one node of a plan holds, by part, in bytes. */
 typedef struct {
     uint64_t weights;   /* non-expert weights of its stage (embedding / head included) */

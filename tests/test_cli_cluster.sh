@@ -70,7 +70,8 @@ rc=$?
 [ $rc -eq 0 ] && jq -e '.epoch == 2 and .imbalance_after <= .imbalance_before and .replicas_per_layer == 4' \
   "$TMP/rb.json" >/dev/null && ok || bad "rebalance rc=$rc: $(cat "$TMP/rb.json" "$TMP/rb.log")"
 wait_for '.serving and .epoch == 2 and .rebalances == 1 and .replicas_per_layer == 4
-          and ([.nodes[].experts] | add) == 108' && ok || bad "after rebalance: $(cat "$TMP/status.json")"
+          and ([.nodes[].experts] | add) == 108 and .live_switches == 1 and .switch == "none"' &&
+  ok || bad "after rebalance: $(cat "$TMP/status.json")"
 out=$(timeout 60 dsinfer run --coordinator "$ADDR" --prompt-ids 7,11,5,9 --max-tokens 12 2>>"$TMP/client.log")
 [ -n "$out" ] && ok || bad "no tokens after the rebalance"
 
@@ -80,7 +81,7 @@ DRAINED=${NODES[${NAME#n}]}
 timeout 20 dsinfer cluster drain 2 --coordinator "$ADDR" >"$TMP/drain.txt" 2>"$TMP/drain.log"
 rc=$?
 [ $rc -eq 0 ] && grep -q "node 2 '$NAME' drains" "$TMP/drain.txt" && ok || bad "drain rc=$rc: $(cat "$TMP/drain.txt" "$TMP/drain.log")"
-wait_for '.serving and .epoch == 3 and (.stages[0].nodes | length) == 2
+wait_for '.serving and .epoch == 3 and (.stages[0].nodes | length) == 2 and .live_switches == 2
           and ([.nodes[] | select(.id == 2)][0].state == "dead")' && ok || bad "after drain: $(cat "$TMP/status.json")"
 for _ in $(seq 100); do kill -0 "$DRAINED" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$DRAINED" 2>/dev/null; then bad "drained node still running"; else
@@ -102,6 +103,8 @@ dsinfer cluster bogus --coordinator "$ADDR" 2>/dev/null; [ $? -eq 2 ] && ok || b
 dsinfer cluster status 2>/dev/null; [ $? -eq 2 ] && ok || bad "missing --coordinator not a usage error"
 dsinfer cluster drain --coordinator "$ADDR" 2>/dev/null; [ $? -eq 2 ] && ok || bad "drain without NODE not a usage error"
 dsinfer cluster drain x --coordinator "$ADDR" 2>/dev/null; [ $? -eq 2 ] && ok || bad "drain x not a usage error"
+dsinfer-coordinator --nodes 1 --model "$FIX" --replan sometimes 2>"$TMP/replan.log"; rc=$?
+[ $rc -eq 2 ] && grep -q "not one of restart, live" "$TMP/replan.log" && ok || bad "--replan sometimes rc=$rc"
 timeout 20 dsinfer cluster status --coordinator 127.0.0.1:1 --timeout-ms 3000 2>/dev/null
 [ $? -eq 1 ] && ok || bad "no coordinator: not an error"
 

@@ -389,6 +389,25 @@ static void test_replan(void)
     verify(&back, &c, nodes, 4, &o);
     DSI_CHECK_INT_EQ(rep.experts_moved, 24);
 
+    /* A live switch p3 -> back holds both placements: the old nodes still have the 24 experts
+     * they shed. That fits their budgets; without the headroom of one shed expert it does not. */
+    DSI_CHECK_INT_EQ(dsc_plan_switch_overflow(&p3, &back, &rep.mem), -1);
+    int shed = -1;
+    for (uint32_t i = 0; i < back.n_nodes && shed < 0; i++) {
+        uint32_t id = back.nodes[i].node_id;
+        for (uint32_t l = 1; l < 4 && shed < 0; l++)
+            for (uint32_t e = 0; e < 32 && shed < 0; e++)
+                if (holds(&p3, l, e, id) && !holds(&back, l, e, id))
+                    shed = (int)i;
+    }
+    DSI_CHECK(shed >= 0);
+    uint64_t budget = back.nodes[shed].mem_budget;
+    back.nodes[shed].mem_budget = back.nodes[shed].mem_planned + rep.mem.expert - 1;
+    DSI_CHECK_INT_EQ(dsc_plan_switch_overflow(&p3, &back, &rep.mem), back.nodes[shed].node_id);
+    back.nodes[shed].mem_budget = budget;
+    /* The joining node holds nothing old: only its plan counts. */
+    DSI_CHECK_INT_EQ(dsc_plan_switch_overflow(&back, &back, &rep.mem), -1);
+
     /* Two stages of two; one node leaves: the stage ranges stay, only its experts move. */
     dsc_plan_cleanup(&p4);
     dsc_plan_cleanup(&p3);
