@@ -61,84 +61,25 @@ static void plan_free(dst_msg_t **p)
     }
 }
 
-/* Expert-load counters for the stage's MoE layers, and the engine hook that fills them on the
- * single-node path (the expert-parallel path counts in dsn_stage.c). */
-static dsi_status_t load_counts_create(dsn_node_t *node, const dst_plan_t *p)
+/* A deep copy of a PLAN message for the compute thread (through the codec: the plan's arrays
+ * live in the decoder's arena); NULL when out of memory (logged). */
+static dst_msg_t *plan_copy(const dst_msg_t *m)
 {
-    int first =
-        node->first_layer > (int)p->first_moe_layer ? node->first_layer : (int)p->first_moe_layer;
-    node->load_first = first;
-    node->load_layers = node->end_layer > first ? node->end_layer - first : 0;
-    node->load_experts = (int)p->n_experts;
-    if (node->load_layers == 0 || p->n_experts == 0)
-        return DSI_OK;
-    node->load_counts = calloc((size_t)node->load_layers * p->n_experts, sizeof(uint32_t));
-    if (node->load_counts == NULL) {
-        DSI_ERROR("out of memory for the expert-load counters");
-        return DSI_ERR_NOMEM;
+    char err[256];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    dst_msg_t *c = malloc(sizeof(*c));
+    dsi_status_t st = c == NULL ? DSI_ERR_NOMEM : dst_msg_encode(m, &sb, err, sizeof(err));
+    if (st == DSI_OK)
+        st = dst_msg_decode(sb.data, sb.size, c, err, sizeof(err));
+    msgpack_sbuffer_destroy(&sb);
+    if (st != DSI_OK) {
+        DSI_ERROR("cannot copy the plan of epoch %llu: %s", (unsigned long long)m->plan.plan.epoch,
+                  dsi_status_message(st));
+        free(c);
+        return NULL;
     }
-    dsn_trace_t tr = {.on_route = dsn_stage_count_route, .ctx = node};
-    dsn_engine_set_trace(node->engine, &tr);
-    return DSI_OK;
-}
-
-static dsi_status_t load_slice(dsn_node_t *node)
-{
-    const dst_plan_t *p = &node->plan->plan.plan;
-    const dsn_config_t *cfg = dsn_checkpoint_config(node->ckpt);
-    int idx = -1;
-    for (uint32_t i = 0; i < p->n_nodes; i++) {
-        if (p->nodes[i].node_id == node->node_id)
-            idx = (int)i;
-    }
-    if (idx < 0) {
-        DSI_ERROR("the plan of epoch %llu has no place for this node (id %u)",
-                  (unsigned long long)p->epoch, node->node_id);
-        return DSI_ERR_PROTOCOL;
-    }
-    if (p->n_layers != (uint32_t)cfg->num_hidden_layers ||
-        p->first_moe_layer != (uint32_t)cfg->first_k_dense_replace ||
-        p->n_experts != (uint32_t)cfg->n_routed_experts || p->n_stages > DSN_MAX_STAGES) {
-        DSI_ERROR("the plan (%u layers, first MoE %u, %u experts, %u stages) does not match the "
-                  "model in %s",
-                  p->n_layers, p->first_moe_layer, p->n_experts, p->n_stages, node->opts.model_dir);
-        return DSI_ERR_PROTOCOL;
-    }
-    node->epoch = p->epoch;
-    node->stage = (int)p->nodes[idx].stage;
-    node->n_stages = (int)p->n_stages;
-    node->first_layer = (int)p->stages[node->stage].first_layer;
-    node->end_layer = (int)p->stages[node->stage].end_layer;
-    node->is_first = node->stage == 0;
-    node->is_last = node->stage == node->n_stages - 1;
-    /* The compute thread is not running: its routing state starts at this plan. */
-    node->route_plan = p;
-    node->route_epoch = p->epoch;
-    node->route_stage_nodes = dsn_plan_stage_nodes(p, node->stage);
-    node->retiring = 0;
-    node->switch_pending = 0;
-
-    size_t held = 0;
-    node->expert_mask = dsn_plan_expert_mask(p, node->node_id, &held);
-    if (node->expert_mask == NULL)
-        return DSI_ERR_NOMEM;
-    dsn_slice_t slice = {node->first_layer, node->end_layer, node->is_first, node->is_last,
-                         node->expert_mask};
-    dsi_status_t st = dsn_weights_load_as(node->ckpt, &slice, node->opts.weight_format,
-                                          node->opts.threads, &node->weights);
-    if (st != DSI_OK)
-        return st;
-    st = dsn_engine_create(node->weights, dsk_level_detect(), node->opts.threads, &node->engine);
-    if (st != DSI_OK)
-        return st;
-    st = load_counts_create(node, p);
-    if (st != DSI_OK)
-        return st;
-    DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d, %zu routed experts, %.1f MiB of "
-             "weights",
-             (unsigned long long)node->epoch, node->stage, node->n_stages, node->first_layer,
-             node->end_layer - 1, held, (double)node->weights->weight_bytes / (1 << 20));
-    return DSI_OK;
+    return c;
 }
 
 /* Endpoints to every peer of the plan; with drop_others, peers that left it are disconnected
@@ -172,62 +113,40 @@ static dsi_status_t connect_peers(dsn_node_t *node, const dst_msg_peers_t *peers
     return DSI_OK;
 }
 
-/* Free what the compute thread queued but the loop has not sent (a plan change voids it). */
-static void discard_outbox(dsn_node_t *node)
+/* The stage of node `id` in plan p (-1: not in it), with its layer range. */
+static int stage_of(const dst_plan_t *p, uint32_t id, dst_plan_stage_t *range)
 {
-    dsn_out_t *o = dsn_worker_take_outbox(node);
-    while (o != NULL) {
-        dsn_out_t *next = o->next;
-        free(o->payload);
-        free(o->counts);
-        free(o);
-        o = next;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id == id && p->nodes[i].stage < p->n_stages) {
+            *range = p->stages[p->nodes[i].stage];
+            return (int)p->nodes[i].stage;
+        }
     }
-}
-
-/*
- * A new plan while serving (a node joined, left or died): stop the compute thread (its sequences
- * and parked micro-batches are dropped: the coordinator re-submits every open sequence once all
- * nodes are READY in the new epoch), release the old slice, and wait for PEERS to load the new
- * one. The mapping stays open, so pages of weights the node keeps stay in the page cache.
- */
-static void leave_epoch(dsn_node_t *node)
-{
-    dsn_worker_stop(node);
-    discard_outbox(node);
-    dsn_engine_destroy(node->engine);
-    dsn_weights_destroy(node->weights);
-    free(node->expert_mask);
-    free(node->load_counts);
-    node->engine = NULL;
-    node->weights = NULL;
-    node->expert_mask = NULL;
-    node->load_counts = NULL;
-    node->load_layers = 0;
-    node->ready = 0;
-    plan_free(&node->old_plan);
-    node->switching = 0;
+    return -1;
 }
 
 /* A live plan keeps this node's stage exactly (its sequences' KV caches stay valid): the same
- * stage index, layers and stage count, with this node in it. */
-static int keeps_stage(const dsn_node_t *node, const dst_plan_t *p)
+ * stage index, layers and stage count as the current plan, with this node in it. */
+static int keeps_stage(const dsn_node_t *node, const dst_plan_t *cur, const dst_plan_t *next)
 {
-    for (uint32_t i = 0; i < p->n_nodes; i++) {
-        if (p->nodes[i].node_id != node->node_id)
-            continue;
-        const dst_plan_stage_t *s = &p->stages[p->nodes[i].stage];
-        return (int)p->nodes[i].stage == node->stage && (int)p->n_stages == node->n_stages &&
-               (int)s->first_layer == node->first_layer && (int)s->end_layer == node->end_layer;
-    }
-    return 0;
+    dst_plan_stage_t a = {0, 0}, b = {0, 0};
+    int sa = stage_of(cur, node->node_id, &a), sb = stage_of(next, node->node_id, &b);
+    return sa >= 0 && sa == sb && cur->n_stages == next->n_stages &&
+           a.first_layer == b.first_layer && a.end_layer == b.end_layer;
 }
 
-/* Loop thread: a task for the compute thread about plan `p` (PREPARE, SWITCH, RELEASE). */
-static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, const dst_plan_t *p,
-                           uint64_t epoch)
+/* Loop thread: a re-plan task for the compute thread; RELOAD and PREPARE carry a copy of the
+ * newest plan. A restart goes ahead of everything queued (which is stale by then). */
+static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, uint64_t epoch)
 {
     dsn_task_t *t = calloc(1, sizeof(*t));
+    if (t != NULL && (type == DSN_TASK_RELOAD || type == DSN_TASK_PREPARE)) {
+        t->plan = plan_copy(node->plan);
+        if (t->plan == NULL) {
+            free(t);
+            t = NULL;
+        }
+    }
     if (t == NULL) {
         DSI_ERROR("out of memory queueing the re-plan of epoch %llu: stopping",
                   (unsigned long long)epoch);
@@ -235,9 +154,11 @@ static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, const dst_pla
         return;
     }
     t->type = type;
-    t->plan = p;
     t->epoch = epoch;
-    dsn_worker_push(node, t);
+    if (type == DSN_TASK_RELOAD)
+        dsn_worker_push_first(node, t);
+    else
+        dsn_worker_push(node, t);
 }
 
 /* ---- control messages ---- */
@@ -316,14 +237,15 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
         }
         dst_ucx_set_epochs(node->ucx, node->epoch, peers->epoch);
         node->epoch = peers->epoch;
-        push_plan_task(node, DSN_TASK_PREPARE, &node->plan->plan.plan, peers->epoch);
+        push_plan_task(node, DSN_TASK_PREPARE, peers->epoch);
         return;
     }
+    /* A restart: the compute thread loads the slice (the loop keeps heartbeating meanwhile) and
+     * answers READY through the outbox. */
     dst_ucx_set_epoch(node->ucx, peers->epoch);
-    dsi_status_t st = load_slice(node);
-    if (st == DSI_OK)
-        st = connect_peers(node, peers, 1);
-    if (st == DSI_OK)
+    node->epoch = peers->epoch;
+    dsi_status_t st = connect_peers(node, peers, 1);
+    if (st == DSI_OK && !node->thread_started)
         st = dsn_worker_start(node);
     if (st != DSI_OK) {
         DSI_ERROR("cannot serve the plan of epoch %llu: %s", (unsigned long long)peers->epoch,
@@ -331,11 +253,7 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
         node_stop(node, st);
         return;
     }
-    node->ready = 1;
-    dst_msg_t m = {.type = DST_MSG_READY};
-    m.ready.node_id = node->node_id;
-    m.ready.epoch = node->epoch;
-    send_msg(node, &m);
+    push_plan_task(node, DSN_TASK_RELOAD, peers->epoch);
 }
 
 /* SWITCH: route by plan `epoch` (ours, whether we switch to it or joined with it), or retire
@@ -347,12 +265,9 @@ static void on_switch(dsn_node_t *node, uint64_t epoch)
                  (unsigned long long)epoch);
         return;
     }
-    if (epoch == node->plan->plan.plan.epoch) {
-        push_plan_task(node, DSN_TASK_SWITCH, &node->plan->plan.plan, epoch);
-        return;
-    }
-    dst_ucx_set_epochs(node->ucx, node->epoch, epoch); /* replies to our last work carry it */
-    push_plan_task(node, DSN_TASK_SWITCH, NULL, epoch);
+    if (epoch > node->plan->plan.plan.epoch)               /* not in that plan: retiring */
+        dst_ucx_set_epochs(node->ucx, node->epoch, epoch); /* replies to our last work carry it */
+    push_plan_task(node, DSN_TASK_SWITCH, epoch);
 }
 
 /* RELEASE: every node switched: drop the previous plan's experts, peers and epoch. */
@@ -365,7 +280,7 @@ static void on_release(dsn_node_t *node, uint64_t epoch)
         return; /* a node that joined with this plan holds nothing else */
     }
     const dst_plan_t *p = &node->plan->plan.plan;
-    push_plan_task(node, DSN_TASK_RELEASE, p, epoch);
+    push_plan_task(node, DSN_TASK_RELEASE, epoch);
     uint8_t wanted[DSN_MAX_PEERS] = {0};
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         if (p->nodes[i].node_id < DSN_MAX_PEERS)
@@ -378,7 +293,6 @@ static void on_release(dsn_node_t *node, uint64_t epoch)
         }
     }
     dst_ucx_set_epoch(node->ucx, epoch);
-    plan_free(&node->old_plan);
     node->switching = 0;
 }
 
@@ -404,21 +318,15 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
                      (unsigned long long)msg->plan.plan.epoch);
             break;
         }
-        if (node->ready && msg->plan.live && !node->switching &&
-            keeps_stage(node, &msg->plan.plan)) {
-            /* Make-before-break: keep serving the current plan while the new one loads. */
-            dst_msg_t *next = plan_take(msg);
-            if (next == NULL) {
-                node_stop(node, DSI_ERR_NOMEM);
-                break;
-            }
-            node->old_plan = node->plan;
-            node->plan = next;
-            node->switching = 1;
-            break;
+        /* Make-before-break when the coordinator asks and this node keeps its stage: it keeps
+         * serving the current plan while the new one loads. Otherwise a restart: what is queued
+         * for the compute thread is stale from now on, and nothing new is taken until READY. */
+        node->switching = node->ready && msg->plan.live && !node->switching &&
+                          keeps_stage(node, &node->plan->plan.plan, &msg->plan.plan);
+        if (!node->switching) {
+            node->ready = 0;
+            node->task_gen++;
         }
-        if (node->ready)
-            leave_epoch(node);
         plan_free(&node->plan);
         node->plan = plan_take(msg);
         if (node->plan == NULL)
@@ -523,7 +431,9 @@ static void on_wake(uv_async_t *async)
     dsn_out_t *o = dsn_worker_take_outbox(node);
     while (o != NULL) {
         dsn_out_t *next = o->next;
-        if (o->type == DSN_OUT_WIRE) {
+        if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
+            free(o->payload); /* work of an epoch a restart left: nobody accepts it now */
+        } else if (o->type == DSN_OUT_WIRE) {
             dsi_status_t st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes,
                                            on_sent, o->payload);
             if (st != DSI_OK) {
@@ -531,7 +441,10 @@ static void on_wake(uv_async_t *async)
                           dsi_status_message(st));
                 free(o->payload);
             }
+        } else if (o->type == DSN_OUT_READY && o->epoch != node->epoch) {
+            /* a restart or switch superseded by a newer plan: not worth announcing */
         } else if (o->type == DSN_OUT_READY || o->type == DSN_OUT_SWITCHED) {
+            node->ready |= o->type == DSN_OUT_READY; /* a restart serves from now on */
             dst_msg_t m = {.type = o->type == DSN_OUT_READY ? DST_MSG_READY : DST_MSG_SWITCHED};
             if (o->type == DSN_OUT_READY)
                 m.ready = (dst_msg_ready_t){node->node_id, o->epoch};
@@ -542,13 +455,9 @@ static void on_wake(uv_async_t *async)
             node_stop(node, DSI_ERR_INTERNAL);
         } else if (o->type == DSN_OUT_LOAD) {
             dst_msg_t m = {.type = DST_MSG_LOAD_STATS};
-            m.load_stats = (dst_msg_load_stats_t){node->node_id,
-                                                  o->epoch,
-                                                  node->load_window_ms,
-                                                  (uint32_t)node->load_first,
-                                                  (uint32_t)node->load_layers,
-                                                  (uint32_t)node->load_experts,
-                                                  o->counts};
+            m.load_stats = (dst_msg_load_stats_t){
+                node->node_id,   o->epoch, node->load_window_ms, o->load_first, o->load_layers,
+                o->load_experts, o->counts};
             send_msg(node, &m);
         } else {
             dst_msg_t m = {.type = DST_MSG_TOKENS};
@@ -568,7 +477,7 @@ static void on_wake(uv_async_t *async)
 static void on_load_window(uv_timer_t *t)
 {
     dsn_node_t *node = t->data;
-    if (!node->ready || node->load_layers == 0)
+    if (!node->ready)
         return;
     dsn_task_t *task = calloc(1, sizeof(*task));
     if (task == NULL)
@@ -713,13 +622,9 @@ out_handles:
 out:
     dst_ucx_destroy(node->ucx);
     uv_loop_close(&node->loop);
-    dsn_engine_destroy(node->engine);
-    dsn_weights_destroy(node->weights);
+    dsn_replan_release(node); /* the compute thread has stopped */
     dsn_checkpoint_close(node->ckpt);
-    free(node->expert_mask);
-    free(node->load_counts);
     plan_free(&node->plan);
-    plan_free(&node->old_plan);
     pthread_mutex_destroy(&node->mutex);
     pthread_cond_destroy(&node->cond);
     free(node);

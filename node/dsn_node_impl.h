@@ -3,7 +3,8 @@
  *   dsn_node.c     the loop thread: control connection, UCX, heartbeats, the outbox;
  *   dsn_worker.c   the compute thread and the queues between the two threads;
  *   dsn_stage.c    what the compute thread does: sequences, the dispatcher, the scheduler;
- *   dsn_stage_mb.c micro-batches through the layers, expert serving, the data-plane messages.
+ *   dsn_stage_mb.c micro-batches through the layers, expert serving, the data-plane messages;
+ *   dsn_replan.c   re-plans: loading a slice, the live switch.
  *
  * Threads: the loop thread owns every network object; the compute thread owns the engine, the
  * sequences and the micro-batches. They talk only through two queues: tasks (loop -> compute,
@@ -39,7 +40,8 @@ typedef enum {
     DSN_TASK_WIRE,     /* a data-plane message: hdr, payload */
     DSN_TASK_BIAS,     /* msg: BIAS (new router biases of one layer) */
     DSN_TASK_LOAD,     /* the load window ended: report the counts (LOAD_STATS) */
-    DSN_TASK_PREPARE,  /* plan: load the experts a live plan adds, then READY (dsn_switch.c) */
+    DSN_TASK_RELOAD,   /* plan: leave the epoch, load the plan's slice, then READY (dsn_replan.c) */
+    DSN_TASK_PREPARE,  /* plan: load the experts a live plan adds, then READY */
     DSN_TASK_SWITCH,   /* plan (NULL: not in it): route by it; SWITCHED when the old work is done */
     DSN_TASK_RELEASE,  /* plan: drop the experts only the previous plan needed */
     DSN_TASK_STOP,
@@ -53,17 +55,18 @@ typedef struct dsn_task {
     dst_wire_hdr_t hdr; /* WIRE */
     void *payload;      /* WIRE: 64-byte aligned copy, owned */
     size_t bytes;
-    const dst_plan_t *plan; /* PREPARE, SWITCH, RELEASE: owned by the loop thread's node->plan */
-    uint64_t epoch;         /* PREPARE, SWITCH, RELEASE */
+    dst_msg_t *plan; /* RELOAD, PREPARE: a copy of the PLAN for the compute thread */
+    uint64_t epoch;  /* RELOAD .. RELEASE */
+    uint64_t gen;    /* the loop's restart count when queued: older ones are stale */
 } dsn_task_t;
 
 typedef enum {
     DSN_OUT_WIRE,
     DSN_OUT_TOKENS,
     DSN_OUT_LOAD,
-    DSN_OUT_READY,    /* epoch: a live plan's experts are loaded */
+    DSN_OUT_READY,    /* epoch: the slice is loaded (restart) or the added experts (live) */
     DSN_OUT_SWITCHED, /* epoch: nothing routed by the previous plan is in flight */
-    DSN_OUT_FAILED,   /* epoch: the live plan cannot be served (logged): the node stops */
+    DSN_OUT_FAILED,   /* epoch: the plan cannot be served (logged): the node stops */
 } dsn_out_type_t;
 
 typedef struct dsn_out {
@@ -78,8 +81,9 @@ typedef struct dsn_out {
     uint32_t n_tokens;
     uint8_t finish; /* dst_finish_t */
     /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
-    uint32_t *counts; /* [load_layers, n_experts], owned */
-    uint64_t epoch;   /* LOAD, READY, SWITCHED, FAILED */
+    uint32_t *counts; /* [load_layers, load_experts], owned */
+    uint32_t load_first, load_layers, load_experts;
+    uint64_t epoch; /* LOAD, READY, SWITCHED, FAILED */
 } dsn_out_t;
 
 /* A sequence as this node sees it (compute thread only). */
@@ -147,20 +151,16 @@ typedef struct dsn_node {
     uv_timer_t load_timer;            /* every load_window_ms: DSN_TASK_LOAD */
     uint32_t load_window_ms;
 
-    /* the plan (loop thread) */
-    /* The newest PLAN message (owns the plan; NULL before the first). Heap objects, so that the
-     * compute thread's route_plan stays valid while the loop thread takes a newer one. */
-    dst_msg_t *plan;
-    /* A live (make-before-break) plan is on its way: the previous plan, which the compute thread
-     * may still route by, is kept until RELEASE. */
-    dst_msg_t *old_plan;
-    int switching;
-    uint64_t epoch;
+    /* the plan (loop thread; the compute thread gets copies of its own) */
+    dst_msg_t *plan;   /* the newest PLAN message (owned; NULL before the first) */
+    int switching;     /* a live plan is on its way: until RELEASE */
+    uint64_t epoch;    /* the newest plan's */
+    uint64_t task_gen; /* restarts so far: stamped on every task */
+
+    /* the slice (compute thread, once it runs) */
     int stage, n_stages;
     int first_layer, end_layer;
     int is_first, is_last;
-
-    /* the slice */
     dsn_checkpoint_t *ckpt;
     dsn_weights_t *weights;
     dsn_engine_t *engine;
@@ -182,7 +182,12 @@ typedef struct dsn_node {
     dsn_out_t *out_head, *out_tail;
 
     /* compute-thread state */
-    const dst_plan_t *route_plan; /* the plan DISPATCHes are routed by (see dsn_switch.c) */
+    uint64_t compute_gen; /* tasks of an older generation are dropped (RELOAD sets it) */
+    /* Plans (PLAN messages the compute thread owns, see dsn_replan.c): the one DISPATCHes are
+     * routed by, a live plan prepared beside it, and the one switched away from (its experts
+     * are held until RELEASE). */
+    dst_msg_t *route_msg, *prepared_msg, *previous_msg;
+    const dst_plan_t *route_plan; /* &route_msg->plan.plan */
     uint64_t route_epoch;         /* its epoch: stamped on data-plane messages, LOAD_STATS */
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
@@ -198,8 +203,10 @@ typedef struct dsn_node {
 dsi_status_t dsn_worker_start(dsn_node_t *node);
 void dsn_worker_stop(dsn_node_t *node);
 void dsn_worker_push(dsn_node_t *node, dsn_task_t *task); /* loop thread; takes ownership */
-void dsn_worker_emit(dsn_node_t *node, dsn_out_t *out);   /* compute thread; takes ownership */
-dsn_out_t *dsn_worker_take_outbox(dsn_node_t *node);      /* loop thread: the whole list */
+/* Loop thread: ahead of everything queued (a restart or the stop). */
+void dsn_worker_push_first(dsn_node_t *node, dsn_task_t *task);
+void dsn_worker_emit(dsn_node_t *node, dsn_out_t *out); /* compute thread; takes ownership */
+dsn_out_t *dsn_worker_take_outbox(dsn_node_t *node);    /* loop thread: the whole list */
 
 /* dsn_stage.c (compute thread) */
 void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task);
@@ -219,7 +226,7 @@ void dsn_seq_remove(dsn_node_t *node, uint64_t id);
 void dsn_stage_emit_tokens(dsn_node_t *node, uint64_t seq_id, int32_t token, uint32_t n,
                            uint8_t finish);
 
-/* dsn_switch.c */
+/* dsn_replan.c */
 /*
  * The routed experts plan p gives node `id`, as a dsn_slice_t expert_mask (calloc'ed, caller
  * frees); *held gets how many. NULL when out of memory.
@@ -227,9 +234,12 @@ void dsn_stage_emit_tokens(dsn_node_t *node, uint64_t seq_id, int32_t token, uin
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held);
 /* Nodes of plan p in stage `stage`. */
 int dsn_plan_stage_nodes(const dst_plan_t *p, int stage);
-/* Compute thread: the PREPARE, SWITCH and RELEASE tasks, and the SWITCHED check after any task. */
-void dsn_switch_handle(dsn_node_t *node, const dsn_task_t *task);
-void dsn_switch_check(dsn_node_t *node);
+/* Compute thread: the RELOAD, PREPARE, SWITCH and RELEASE tasks, and the SWITCHED check after
+ * any task. */
+void dsn_replan_handle(dsn_node_t *node, dsn_task_t *task);
+void dsn_replan_check(dsn_node_t *node);
+/* Frees the slice (the compute thread has stopped, or never ran). */
+void dsn_replan_release(dsn_node_t *node);
 
 /* dsn_stage_mb.c (compute thread) */
 dsn_mb_t *dsn_mb_create(dsn_node_t *node, int n_seqs, int64_t n);

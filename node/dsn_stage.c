@@ -170,6 +170,9 @@ static void report_load(dsn_node_t *node)
     memset(node->load_counts, 0, n * sizeof(uint32_t));
     o->type = DSN_OUT_LOAD;
     o->counts = copy;
+    o->load_first = (uint32_t)node->load_first;
+    o->load_layers = (uint32_t)node->load_layers;
+    o->load_experts = (uint32_t)node->load_experts;
     o->epoch = node->route_epoch;
     dsn_worker_emit(node, o);
 }
@@ -244,10 +247,11 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task)
         if (node->load_counts != NULL)
             report_load(node);
         break;
+    case DSN_TASK_RELOAD:
     case DSN_TASK_PREPARE:
     case DSN_TASK_SWITCH:
     case DSN_TASK_RELEASE:
-        dsn_switch_handle(node, task);
+        dsn_replan_handle(node, task);
         break;
     case DSN_TASK_WIRE:
         if (task->hdr.type == DST_WIRE_DISPATCH) {
@@ -277,7 +281,7 @@ void dsn_stage_handle(dsn_node_t *node, dsn_task_t *task)
     }
     if (node->deferred != NULL)
         retry_deferred(node);
-    dsn_switch_check(node);
+    dsn_replan_check(node);
 }
 
 int dsn_stage_schedule(dsn_node_t *node)

@@ -29,6 +29,10 @@ static dsn_task_t *pop_task(dsn_node_t *node, int wait)
 static void task_free(dsn_task_t *t)
 {
     dst_msg_free(&t->msg);
+    if (t->plan != NULL) {
+        dst_msg_free(t->plan);
+        free(t->plan);
+    }
     free(t->payload);
     free(t);
 }
@@ -46,7 +50,10 @@ static void *worker_main(void *arg)
                 task_free(t);
                 break;
             }
-            dsn_stage_handle(node, t);
+            if (t->type == DSN_TASK_RELOAD)
+                node->compute_gen = t->gen;
+            if (t->gen >= node->compute_gen) /* else queued before a restart: stale */
+                dsn_stage_handle(node, t);
             task_free(t);
         }
         progress = dsn_stage_schedule(node);
@@ -65,6 +72,18 @@ dsi_status_t dsn_worker_start(dsn_node_t *node)
     return DSI_OK;
 }
 
+void dsn_worker_push_first(dsn_node_t *node, dsn_task_t *task)
+{
+    task->gen = node->task_gen;
+    pthread_mutex_lock(&node->mutex);
+    task->next = node->task_head;
+    node->task_head = task;
+    if (node->task_tail == NULL)
+        node->task_tail = task;
+    pthread_cond_signal(&node->cond);
+    pthread_mutex_unlock(&node->mutex);
+}
+
 void dsn_worker_stop(dsn_node_t *node)
 {
     if (!node->thread_started)
@@ -73,14 +92,7 @@ void dsn_worker_stop(dsn_node_t *node)
     if (t == NULL)
         abort(); /* cannot stop the thread without memory for the message */
     t->type = DSN_TASK_STOP;
-    /* At the head of the queue: what is queued belongs to the epoch being left. */
-    pthread_mutex_lock(&node->mutex);
-    t->next = node->task_head;
-    node->task_head = t;
-    if (node->task_tail == NULL)
-        node->task_tail = t;
-    pthread_cond_signal(&node->cond);
-    pthread_mutex_unlock(&node->mutex);
+    dsn_worker_push_first(node, t); /* what is queued is of no use any more */
     pthread_join(node->thread, NULL);
     node->thread_started = 0;
     /* Drop what was queued after the stop. */
@@ -95,6 +107,7 @@ void dsn_worker_stop(dsn_node_t *node)
 void dsn_worker_push(dsn_node_t *node, dsn_task_t *task)
 {
     task->next = NULL;
+    task->gen = node->task_gen;
     pthread_mutex_lock(&node->mutex);
     if (node->task_tail != NULL)
         node->task_tail->next = task;
