@@ -352,7 +352,6 @@ int dsinfer_cmd_serve(int argc, char **argv)
         return 2;
     }
 
-    signal(SIGPIPE, SIG_IGN);
     serve_t s = {0};
     s.pids = calloc((size_t)o.local_nodes, sizeof(pid_t));
     if (s.pids == NULL)

@@ -2,6 +2,7 @@
  * dsc_http_server.c - listening, accepting, connection lifecycle, timeouts and the read loop of
  * the HTTP server. See dsc_http_impl.h for the connection states.
  */
+#include "dsi_signal.h"
 #include "dsc_http_impl.h"
 
 #include <stdlib.h>
@@ -344,6 +345,7 @@ static void on_connection(uv_stream_t *listener, int status)
 
 dsi_status_t dsc_http_server_listen(dsc_http_server_t *s)
 {
+    dsi_ignore_sigpipe(); /* a peer that went away is an error, not the end */
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(s->cfg.host, s->cfg.port, (struct sockaddr_in *)&addr);
     if (rc != 0)

@@ -4,7 +4,8 @@
  * send garbage, an oversized length, a wrong version, truncated frames, slow frames, unknown and
  * invalid messages; the server answers ERROR, closes only when framing is broken, and keeps
  * serving a well-behaved client. Also: connect retry before the listener exists, giving up, the
- * send queue before open, a 671B-sized PLAN, and closing the listener.
+ * send queue before open, a 671B-sized PLAN, and closing the listener; writing to a peer that
+ * vanished (an error that closes the connection).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,11 +62,13 @@ typedef struct {
 } server_t;
 
 static server_t srv;
+static dst_ctrl_conn_t *srv_last; /* the server side of the newest connection */
 
 static void srv_open(dst_ctrl_conn_t *c, void *arg)
 {
     (void)arg;
     srv.opened++;
+    srv_last = c;
     dst_msg_t hello = {.type = DST_MSG_HELLO};
     dst_secret_nonce(hello.hello.nonce);
     memcpy(srv.nonce, hello.hello.nonce, sizeof(srv.nonce));
@@ -720,6 +723,30 @@ static void test_idle_timeout(void)
     run_for(20);
 }
 
+/* The peer closes its connection; the server keeps writing to it without reading. The first
+ * write reaches the peer's kernel, which answers with a reset; the next fails and the connection
+ * closes with an error. (SIGPIPE, which a write after the reset could raise, is ignored by the
+ * library: dsi_ignore_sigpipe.) */
+static void test_peer_gone(void)
+{
+    dst_ctrl_listener_t *l;
+    memset(&srv, 0, sizeof(srv));
+    DSI_CHECK_INT_EQ(dst_ctrl_listen(loop, "127.0.0.1:0", NULL, &server_cb, &l), DSI_OK);
+    raw_t *r = raw_open(dst_ctrl_listener_port(l));
+    raw_close(r);
+    usleep(20000);
+    dst_msg_t h = {.type = DST_MSG_HEARTBEAT, .heartbeat = {.node_id = 1, .seq = 1}};
+    for (int i = 0; i < 4; i++) { /* the loop does not run: no read sees the EOF first */
+        dst_ctrl_send(srv_last, &h);
+        usleep(20000);
+    }
+    run_until(&srv.closed, 2000);
+    DSI_CHECK_INT_EQ(srv.closed, 1);
+    DSI_CHECK(srv.last_close != DSI_OK);
+    dst_ctrl_listener_close(l);
+    run_for(20);
+}
+
 int main(void)
 {
     uv_loop_t lp;
@@ -732,6 +759,7 @@ int main(void)
     test_bad_peers();
     test_retry_and_plan();
     test_idle_timeout();
+    test_peer_gone();
 
     /* Everything closed: the loop has no handle left, so nothing leaked on it. */
     run_for(50);

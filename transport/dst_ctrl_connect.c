@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsi_signal.h"
 #include "dsi_log.h"
 #include "dst_ctrl_priv.h"
 
@@ -130,6 +131,7 @@ static void attempt(dst_ctrl_conn_t *c)
 dsi_status_t dst_ctrl_connect(uv_loop_t *loop, const char *addr, const dst_ctrl_opts_t *opts,
                               const dst_ctrl_cb_t *cb, dst_ctrl_conn_t **out)
 {
+    dsi_ignore_sigpipe(); /* a peer that went away is an error, not the end */
     dst_ctrl_opts_t defaults;
     char host[DST_MSG_ADDR_MAX];
     uint16_t port;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsi_signal.h"
 #include "dsi_log.h"
 #include "dst_ctrl_priv.h"
 
@@ -76,6 +77,7 @@ static void on_connection(uv_stream_t *server, int status)
 dsi_status_t dst_ctrl_listen(uv_loop_t *loop, const char *addr, const dst_ctrl_opts_t *opts,
                              const dst_ctrl_cb_t *cb, dst_ctrl_listener_t **out)
 {
+    dsi_ignore_sigpipe(); /* a peer that went away is an error, not the end */
     char host[DST_MSG_ADDR_MAX];
     uint16_t port;
     struct sockaddr_storage ss;
