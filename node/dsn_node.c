@@ -136,7 +136,9 @@ static int keeps_stage(const dsn_node_t *node, const dst_plan_t *cur, const dst_
 }
 
 /* Loop thread: a re-plan task for the compute thread; RELOAD and PREPARE carry a copy of the
- * newest plan. A restart goes ahead of everything queued (which is stale by then). */
+ * newest plan. Both go ahead of everything queued: after a restart that is stale, and loading a
+ * live plan's experts early only adds experts (queued work of the current plan still finds its
+ * own), so the switch does not wait for the queue. */
 static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, uint64_t epoch)
 {
     dsn_task_t *t = calloc(1, sizeof(*t));
@@ -155,7 +157,7 @@ static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, uint64_t epoc
     }
     t->type = type;
     t->epoch = epoch;
-    if (type == DSN_TASK_RELOAD)
+    if (type == DSN_TASK_RELOAD || type == DSN_TASK_PREPARE)
         dsn_worker_push_first(node, t);
     else
         dsn_worker_push(node, t);
