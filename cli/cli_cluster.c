@@ -216,10 +216,16 @@ static void client_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
             const dsc_cluster_req_t *q = &r->req[i];
             uint32_t route0 = 0;
             dst_msg_t m = {.type = DST_MSG_SUBMIT};
-            m.submit = (dst_msg_submit_t){(uint64_t)i,   q->n_prompt,    (int32_t *)q->prompt,
-                                          q->max_tokens, q->temperature, q->top_p,
-                                          q->top_k,      q->seed,        1,
-                                          &route0};
+            m.submit = (dst_msg_submit_t){.seq_id = (uint64_t)i,
+                                          .n_tokens = q->n_prompt,
+                                          .tokens = (int32_t *)q->prompt,
+                                          .max_tokens = q->max_tokens,
+                                          .temperature = q->temperature,
+                                          .top_p = q->top_p,
+                                          .top_k = q->top_k,
+                                          .seed = q->seed,
+                                          .n_route = 1,
+                                          .route = &route0};
             if (dst_ctrl_send(conn, &m) != DSI_OK) {
                 r->failed = 1;
                 finish_if_done(r);

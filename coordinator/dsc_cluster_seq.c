@@ -49,6 +49,7 @@ void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
     m.submit.tokens = s->tokens;
     m.submit.n_tokens = s->n_prompt + s->n_generated;
     m.submit.max_tokens = s->req.max_tokens - s->n_generated;
+    m.submit.n_generated = s->n_generated;
     m.submit.route = s->route;
     m.submit.n_route = s->n_route;
     send_route(cl, s, &m);

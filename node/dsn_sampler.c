@@ -78,6 +78,12 @@ static int cmp_desc(const void *a, const void *b, void *arg)
     return (i > j) - (i < j);
 }
 
+void dsn_sampler_skip(dsn_sampler_t *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n && s->params.temperature > 0.0f; i++)
+        xoshiro_next(s->rng);
+}
+
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
 {
     const dsn_sampling_t *p = &s->params;

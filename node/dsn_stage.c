@@ -102,6 +102,7 @@ static void handle_submit(dsn_node_t *node, const dst_msg_submit_t *m)
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
         if (dsn_sampler_init(&s->sampler, &sp, node->weights->cfg.vocab_size) != 0)
             goto fail;
+        dsn_sampler_skip(&s->sampler, m->n_generated);
     }
     dsn_seq_t **b = bucket(node, s->id);
     s->next_in_bucket = *b;

@@ -7,8 +7,10 @@
 #include "dsn_engine.h"
 #include "dsn_sampler.h"
 
-int64_t dsi_test_greedy(const char *model, int n_prompts, const int32_t *const *prompts,
-                        const uint32_t *lens, int steps, int32_t *tokens, float **logits)
+/* Greedy when sampling is NULL. */
+static int64_t generate(const char *model, int n_prompts, const int32_t *const *prompts,
+                        const uint32_t *lens, int steps, const dsn_sampling_t *sampling,
+                        int32_t *tokens, float **logits)
 {
     dsn_checkpoint_t *ckpt;
     dsn_weights_t *w;
@@ -30,8 +32,11 @@ int64_t dsi_test_greedy(const char *model, int n_prompts, const int32_t *const *
         float *lg = logits != NULL ? malloc((size_t)(steps * V) * sizeof(float)) : NULL;
         int32_t *out = tokens + (int64_t)r * steps;
         dsn_kvcache_t *kv;
+        dsn_sampler_t sampler;
+        dsn_sampling_t greedy = {0, 1, 0, 0};
         if (scratch == NULL || (logits != NULL && lg == NULL) ||
-            dsn_engine_kvcache_create(e, lens[r] + steps, &kv) != DSI_OK) {
+            dsn_engine_kvcache_create(e, lens[r] + steps, &kv) != DSI_OK ||
+            dsn_sampler_init(&sampler, sampling != NULL ? sampling : &greedy, (int)V) != 0) {
             fprintf(stderr, "out of memory\n");
             exit(1);
         }
@@ -44,10 +49,11 @@ int64_t dsi_test_greedy(const char *model, int n_prompts, const int32_t *const *
                 fprintf(stderr, "reference forward failed\n");
                 exit(1);
             }
-            out[s] = dsn_argmax(dst, (int)V);
+            out[s] = dsn_sampler_next(&sampler, dst);
         }
         if (logits != NULL)
             logits[r] = lg;
+        dsn_sampler_cleanup(&sampler);
         dsn_kvcache_destroy(kv);
     }
     free(scratch);
@@ -55,6 +61,19 @@ int64_t dsi_test_greedy(const char *model, int n_prompts, const int32_t *const *
     dsn_weights_destroy(w);
     dsn_checkpoint_close(ckpt);
     return V;
+}
+
+int64_t dsi_test_greedy(const char *model, int n_prompts, const int32_t *const *prompts,
+                        const uint32_t *lens, int steps, int32_t *tokens, float **logits)
+{
+    return generate(model, n_prompts, prompts, lens, steps, NULL, tokens, logits);
+}
+
+int64_t dsi_test_sample(const char *model, int n_prompts, const int32_t *const *prompts,
+                        const uint32_t *lens, int steps, const dsn_sampling_t *sampling,
+                        int32_t *tokens)
+{
+    return generate(model, n_prompts, prompts, lens, steps, sampling, tokens, NULL);
 }
 
 uint32_t dsi_test_prompt(int r, int32_t out[8])

@@ -31,7 +31,12 @@ static int32_t prompts[N_REQ][8];
 static uint32_t prompt_len[N_REQ];
 static int32_t want[N_REQ][STEPS];
 
-/* Greedy continuations with the single-process engine. */
+/* The last request samples (temperature 0.9, top_p 0.95, its own seed): a request resumed after a
+ * re-plan continues the random stream of an uninterrupted run, so it must match too. */
+#define SAMPLED (N_REQ - 1)
+static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
+
+/* Continuations with the single-process engine: greedy, and the sampled one. */
 static void reference(void)
 {
     const int32_t *p[N_REQ];
@@ -40,6 +45,7 @@ static void reference(void)
         p[r] = prompts[r];
     }
     dsi_test_greedy(model, N_REQ, p, prompt_len, STEPS, &want[0][0], NULL);
+    dsi_test_sample(model, 1, &p[SAMPLED], &prompt_len[SAMPLED], STEPS, &sampling, want[SAMPLED]);
 }
 
 typedef struct {
@@ -165,6 +171,10 @@ static void run_fault(fault_t fault, int nodes)
         uint64_t id;
         q[r] = (req_t){run, r};
         dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0};
+        if (r == SAMPLED)
+            req = (dsc_cluster_req_t){prompts[r],           prompt_len[r],  STEPS,
+                                      sampling.temperature, sampling.top_p, 0,
+                                      sampling.seed};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
     uv_timer_init(&run->loop, &run->timer);

@@ -112,7 +112,8 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .top_k = 40,
                                        .seed = 0xdeadbeefcafeull,
                                        .n_route = 3,
-                                       .route = submit_route};
+                                       .route = submit_route,
+                                       .n_generated = 17};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -224,6 +225,7 @@ static void test_round_trip(void)
             DSI_CHECK_NEAR(d.submit.temperature, 0.6f, 0);
             DSI_CHECK_NEAR(d.submit.top_p, 0.95f, 0);
             DSI_CHECK_INT_EQ(d.submit.seed, 0xdeadbeefcafeull);
+            DSI_CHECK_INT_EQ(d.submit.n_generated, 17);
         }
         if (t == DST_MSG_PLAN) {
             DSI_CHECK(d.plan.plan.expert_holders != holders);
@@ -373,7 +375,7 @@ static void kv_u(body_t *b, const char *k, uint64_t v)
 static void submit_body(body_t *b, uint32_t n_tokens, int64_t tok, uint32_t max_tokens, double temp,
                         int temp64, double top_p, uint64_t top_k)
 {
-    body_begin(b, 8, DST_MSG_SUBMIT, DST_PROTO_VERSION);
+    body_begin(b, 9, DST_MSG_SUBMIT, DST_PROTO_VERSION);
     kv_u(b, "seq_id", 1);
     key(b, "tokens");
     msgpack_pack_array(&b->pk, n_tokens);
@@ -389,6 +391,7 @@ static void submit_body(body_t *b, uint32_t n_tokens, int64_t tok, uint32_t max_
     msgpack_pack_double(&b->pk, top_p);
     kv_u(b, "top_k", top_k);
     kv_u(b, "seed", 0);
+    kv_u(b, "n_generated", 0);
     key(b, "route");
     msgpack_pack_array(&b->pk, 1);
     msgpack_pack_uint32(&b->pk, 0);
@@ -660,6 +663,11 @@ static void test_other_rules(void)
     peer_list[1].node_id = peer_list[0].node_id;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "twice") != NULL);
+    /* SUBMIT claiming every token was generated (a prompt is never empty). */
+    sample(DST_MSG_SUBMIT, &m);
+    m.submit.n_generated = m.submit.n_tokens;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "n_generated") != NULL);
     /* PLAN whose live flag is not a boolean. */
     sample(DST_MSG_PLAN, &m);
     m.plan.live = 2;

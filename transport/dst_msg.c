@@ -102,7 +102,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 8;
+        return 9;
     case DST_MSG_TOKENS:
         return 3;
     case DST_MSG_CANCEL:

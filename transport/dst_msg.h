@@ -191,6 +191,10 @@ typedef struct {
     uint64_t seed;       /* sampling RNG seed */
     uint32_t n_route;    /* 1..DST_MSG_MAX_STAGES: one node per pipeline stage */
     uint32_t *route;     /* [n_route] node id that runs the sequence at each stage */
+    /* < n_tokens: the last n_generated tokens were sampled by an earlier submission of the same
+     * request (a re-plan re-submits it): the sampler continues its random stream after them, so
+     * a sampled request goes on exactly as it would have. 0 for a new request. */
+    uint32_t n_generated;
 } dst_msg_submit_t;
 
 /* last-stage node -> coordinator: tokens sampled for a sequence. */

@@ -172,6 +172,9 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
         FAIL("SUBMIT.top_k: %u over %d", (unsigned)m->top_k, DST_MSG_MAX_TOKEN_ID + 1);
     if (m->n_route == 0 || m->n_route > DST_MSG_MAX_STAGES || m->route == NULL)
         FAIL("SUBMIT.route: %u stages not in 1..%d", (unsigned)m->n_route, DST_MSG_MAX_STAGES);
+    if (m->n_generated >= m->n_tokens)
+        FAIL("SUBMIT.n_generated: %u not below n_tokens %u", (unsigned)m->n_generated,
+             (unsigned)m->n_tokens);
     return DSI_OK;
 }
 

@@ -128,6 +128,7 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
     TRY(dst_msg_rd_f32(rd, "top_p", &m->top_p));
     TRY(dst_msg_rd_u32(rd, "top_k", UINT32_MAX, &m->top_k));
     TRY(dst_msg_rd_u64(rd, "seed", UINT64_MAX, &m->seed));
+    TRY(dst_msg_rd_u32(rd, "n_generated", UINT32_MAX, &m->n_generated));
     return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
                                 &m->n_route);
 }

@@ -91,8 +91,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                  kv_u64(pk, "max_tokens", s->max_tokens) | key(pk, "temperature") |
                  msgpack_pack_float(pk, s->temperature) | key(pk, "top_p") |
                  msgpack_pack_float(pk, s->top_p) | kv_u64(pk, "top_k", s->top_k) |
-                 kv_u64(pk, "seed", s->seed) | key(pk, "route") |
-                 msgpack_pack_array(pk, s->n_route);
+                 kv_u64(pk, "seed", s->seed) | kv_u64(pk, "n_generated", s->n_generated) |
+                 key(pk, "route") | msgpack_pack_array(pk, s->n_route);
         for (uint32_t i = 0; i < s->n_route; i++)
             rc |= msgpack_pack_uint32(pk, s->route[i]);
         return rc;
