@@ -97,7 +97,7 @@ code=$(curl -sS -o "$TMP/models.json" -w '%{http_code}' -H "$AUTH" "$URL/v1/mode
 [ "$code" = 200 ] && grep -q '"id":"tiny-v3"' "$TMP/models.json" || fail "/v1/models: $code"
 curl -sS "$URL/metrics" >"$TMP/metrics.txt"
 for line in 'dsinfer_cluster_nodes{state="ready"} 2' 'dsinfer_cluster_ready 1' 'dsinfer_queue_depth 0' \
-    'dsinfer_running_sequences 0'; do
+    'dsinfer_running_sequences 0' 'dsinfer_cluster_replans 0' 'dsinfer_cluster_live_switches 0'; do
     grep -qxF "$line" "$TMP/metrics.txt" || fail "/metrics has no line '$line'"
 done
 
