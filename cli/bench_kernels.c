@@ -6,14 +6,22 @@
  * 2. Clock: a dependent chain of scalar FMAs (4 cycles of latency on every AVX2/AVX-512 core of
  *    the last decade: Haswell..Sapphire Rapids, Zen 1..4) gives GHz; the SIMD peak is then
  *    threads x GHz x 2 FMA units x lanes x 2 flops.
- * 3. Decode (batch 1, 4, 16): weight-streaming GB/s at V3's shapes, fp8 and bf16, rotating over
- *    enough copies of the weight that every repetition reads it from memory, not the LLC.
- * 4. Prefill (batch 128, 512): GFLOP/s against that peak.
+ * 3. Decode (batch 1, 4, 16): weight-streaming GB/s at V3's shapes, fp8, bf16, int8, int4-g32
+ *    and int4-g128 (values plus scales), rotating over enough copies of the weight that every
+ *    repetition reads it from memory, not the LLC. The integer weights are random f32 rows
+ *    quantized once by the kernels' own quantizer; their decode uses the activations the kernel
+ *    table chose (ops.act: int8 where the level has them, DSINFER_ACT=f32 turns that off).
+ * 4. Prefill (batch 128, 512, fp8 and bf16): GFLOP/s against that peak.
  * Every number is the median of several repetitions (wall time), except the clock: the fastest
  * of 5 chains timed in thread CPU time, so that preemption on a shared machine does not show up as
  * a low clock.
+ * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once
+ *    (wall time, the best of 3 runs of about 50 ms: a shorter or median run reads low whenever the
+ *    hypervisor preempts one vCPU). Below the formula's peak when wide vectors lower the clock
+ *    (AVX-512 licences on Intel) or when the "cores" are hyperthreads sharing FMA units.
  */
 #include <getopt.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +36,10 @@
 #include "dsk.h"
 
 #define MAX_REPS    9
-#define MAX_ENTRIES 64
+#define MAX_ENTRIES 128
 
 typedef struct {
-    char name[32];  /* e.g. "matmul_fp8" */
+    char name[32];  /* e.g. "matmul_fp8", "matmul_int4-g128" */
     char shape[32]; /* rows x cols of the weight */
     int batch;
     double gbs, gflops;
@@ -39,9 +47,11 @@ typedef struct {
 
 typedef struct {
     int quick, json, threads, reps;
+    unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
     dsk_ops_t ops;
     dsi_pool_t *pool;
-    double bw_gbs, ghz, peak_gflops;
+    double bw_gbs, ghz, peak_gflops, fma_gflops;
+    int only; /* 0 all, 'd' decode rows only, 'p' prefill rows only (--only) */
     entry_t entries[MAX_ENTRIES];
     int n_entries;
 } bench_t;
@@ -84,6 +94,12 @@ __attribute__((target("fma"))) static float fma_chain(long iters, float a)
 
 #define FMA_LATENCY_CYCLES 4
 
+/* f32 lanes of the level's vectors: avx512vnni computes its f32 work with the avx512 kernels. */
+static int level_lanes(dsk_level_t level)
+{
+    return level >= DSK_LEVEL_AVX512 ? 16 : level == DSK_LEVEL_AVX2 ? 8 : 1;
+}
+
 static void measure_clock(bench_t *b)
 {
     double best = 0;
@@ -99,8 +115,71 @@ static void measure_clock(bench_t *b)
     (void)sink;
 #endif
     b->ghz = best;
-    int lanes = b->ops.level == DSK_LEVEL_AVX512 ? 16 : b->ops.level == DSK_LEVEL_AVX2 ? 8 : 1;
+    const int lanes = level_lanes(b->ops.level);
     b->peak_gflops = b->threads * best * 2 /* FMA units */ * lanes * 2 /* flops per FMA */;
+}
+
+/* ---- measured FMA throughput ---- */
+
+#define FMA_TPUT_ITERS 20000000L /* x 12 FMAs: about 50 ms per thread at 2 FMA/cycle, 2.5 GHz */
+
+#if defined(__x86_64__)
+/*
+ * 12 independent chains: enough for 2 FMA units of 4 cycles' latency. The unroll pragma keeps
+ * a[] in registers at -O2 too; without it GCC -O2 keeps it in memory, and on Intel cores (no
+ * memory renaming, unlike Zen) the store-to-load forwarding then halves the FMA rate.
+ */
+#define FMA_TPUT_BODY(V, FMA, SET1, ADD)                                                \
+    V a[12];                                                                            \
+    const V m = SET1(0.9999999f), c = SET1(1e-7f);                                      \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = SET1(seed + (float)i); \
+    for (long it = 0; it < FMA_TPUT_ITERS; it++) {                                      \
+        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = FMA(a[i], m, c);   \
+    }                                                                                   \
+    _Pragma("GCC unroll 12") for (int i = 1; i < 12; i++) a[0] = ADD(a[0], a[i]);       \
+    return a[0][0];
+__attribute__((target("avx512f"))) static float fma_tput_16(float seed)
+{
+    FMA_TPUT_BODY(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_add_ps)
+}
+__attribute__((target("avx2,fma"))) static float fma_tput_8(float seed)
+{
+    FMA_TPUT_BODY(__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_add_ps)
+}
+#endif
+
+typedef struct {
+    int lanes;
+    volatile float sink;
+} fma_job_t;
+
+static void fma_cb(void *arg, int64_t begin, int64_t end)
+{
+    fma_job_t *j = arg;
+#if defined(__x86_64__)
+    for (int64_t i = begin; i < end; i++)
+        j->sink = j->lanes == 16 ? fma_tput_16((float)i) : fma_tput_8((float)i);
+#else
+    (void)j, (void)begin, (void)end;
+#endif
+}
+
+/* GFLOP/s of all threads running FMAs of the level's width at once; 0 at the scalar level. */
+static void measure_fma_peak(bench_t *b)
+{
+    const int lanes = level_lanes(b->ops.level);
+    if (lanes == 1)
+        return;
+    fma_job_t job = {lanes, 0};
+    double best = 1e30;
+    dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job); /* warm-up: wide-vector clock settles */
+    for (int r = 0; r < 3; r++) {
+        double t0 = bench_now_s();
+        dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job);
+        const double t = bench_now_s() - t0;
+        best = t < best ? t : best;
+    }
+    b->fma_gflops = (double)b->threads * FMA_TPUT_ITERS * 12 * lanes * 2 / best * 1e-9;
 }
 
 /* ---- matmul ---- */
@@ -132,12 +211,64 @@ static void add_entry(bench_t *b, const char *name, int64_t rows, int64_t cols, 
     e->gflops = gflops;
 }
 
+typedef struct {
+    dsk_dtype_t dt;
+    int64_t cols;
+    void *data;
+    float *scales;
+    uint64_t seed;
+} quant_job_t;
+
+/* Rows [begin, end) of random f32 weights in [-1, 1), quantized 16 rows at a time. */
+static void quant_cb(void *arg, int64_t begin, int64_t end)
+{
+    quant_job_t *j = arg;
+    const int64_t band = 16, rb = dsk_dtype_row_bytes(j->dt, j->cols);
+    const int64_t sc = dsk_dtype_scale_cols(j->dt, j->cols);
+    float *src = malloc((size_t)(band * j->cols) * sizeof(float));
+    if (src == NULL)
+        return; /* the caller checks the scales it poisoned */
+    for (int64_t r = begin; r < end; r += band) {
+        const int64_t nr = end - r < band ? end - r : band;
+        uint64_t s = (j->seed + (uint64_t)r) * 0x9e3779b97f4a7c15ull + 1;
+        for (int64_t i = 0; i < nr * j->cols; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            src[i] = (float)(int32_t)(s >> 32) * (1.0f / 2147483648.0f);
+        }
+        dsk_quantize_rows(j->dt, src, j->cols, nr, j->cols, (char *)j->data + r * rb,
+                          j->scales + r * sc);
+    }
+    free(src);
+}
+
+/*
+ * Copy 0 of an integer-format weight: random rows quantized in parallel by dsk_quantize_rows.
+ * Returns -1 if a thread could not get its buffer (its scales stay NaN).
+ */
+static int quantize_random(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, void *data,
+                           float *scales)
+{
+    const int64_t n_scales = rows * dsk_dtype_scale_cols(dt, cols);
+    for (int64_t i = 0; i < n_scales; i++)
+        scales[i] = NAN;
+    quant_job_t job = {dt, cols, data, scales, 7};
+    dsi_pool_run(b->pool, rows, 16, quant_cb, &job);
+    for (int64_t i = 0; i < n_scales; i++)
+        if (isnan(scales[i]))
+            return -1;
+    return 0;
+}
+
 /* One weight shape and dtype at every batch; returns -1 when memory runs out. */
 static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, const int *batches,
                        int n_batches)
 {
-    const size_t esize = dt == DSK_DTYPE_BF16 ? 2 : 1;
-    const size_t wbytes = (size_t)(rows * cols) * esize;
+    const int is_q = dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G32 || dt == DSK_DTYPE_I4_G128;
+    /* integer formats: values then their row scales in one block per copy, all streamed */
+    const size_t vbytes = (size_t)(rows * dsk_dtype_row_bytes(dt, cols));
+    const size_t wbytes = is_q ? (size_t)dsk_matrix_bytes(dt, rows, cols) : vbytes;
     const size_t target = (size_t)(b->quick ? 128 : 512) << 20;
     int copies = (int)((target + wbytes - 1) / wbytes);
     int max_batch = 0;
@@ -155,12 +286,20 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
             ok = 0;
             break;
         }
-        if (dt == DSK_DTYPE_BF16) /* sign, exponent near 2^-7, random mantissa */
+        const float *wscales = dt == DSK_DTYPE_F8_E4M3 ? scales : NULL;
+        if (is_q) {
+            wscales = (const float *)((char *)data + vbytes);
+            if (c == 0)
+                ok = quantize_random(b, dt, rows, cols, data, (float *)wscales) == 0;
+            else /* the same values: the copies only keep the LLC out of the way */
+                memcpy(data, ws[0].data, wbytes);
+        } else if (dt == DSK_DTYPE_BF16) { /* sign, exponent near 2^-7, random mantissa */
             bench_fill_random(data, wbytes, (uint64_t)c + 7, 0x807f807f807f807full,
                               0x3c003c003c003c00ull);
-        else /* bit 6 clear: exponent <= 7, never the NaN code */
+        } else { /* bit 6 clear: exponent <= 7, never the NaN code */
             bench_fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
-        ws[c] = (dsk_matrix_t){dt, rows, cols, data, dt == DSK_DTYPE_F8_E4M3 ? scales : NULL};
+        }
+        ws[c] = (dsk_matrix_t){dt, rows, cols, data, wscales};
     }
     if (!ok) {
         fprintf(stderr, "dsinfer bench kernels: out of memory for %lldx%lld weights\n",
@@ -185,7 +324,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
         }
         double t = bench_median(secs, reps);
         char name[32];
-        snprintf(name, sizeof(name), "matmul_%s", dt == DSK_DTYPE_BF16 ? "bf16" : "fp8");
+        snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
         add_entry(b, name, rows, cols, n, (double)wbytes / t * 1e-9,
                   2.0 * (double)rows * (double)cols * n / t * 1e-9);
         if (!b->json)
@@ -202,44 +341,85 @@ out:
     return ok ? 0 : -1;
 }
 
+static const char *act_name(const bench_t *b)
+{
+    return b->ops.act == DSK_ACT_I8 ? "int8" : "f32";
+}
+
 static void print_results(const bench_t *b)
 {
     if (b->json) {
-        printf("{\"level\": \"%s\", \"threads\": %d, \"memory_bw_gbs\": %.2f, \"ghz\": %.3f, "
-               "\"peak_gflops\": %.1f, \"kernels\": [",
-               dsk_level_name(b->ops.level), b->threads, b->bw_gbs, b->ghz, b->peak_gflops);
+        printf("{\"level\": \"%s\", \"act\": \"%s\", \"threads\": %d, \"memory_bw_gbs\": %.2f, "
+               "\"ghz\": %.3f, \"peak_gflops\": %.1f, \"fma_gflops\": %.1f, \"kernels\": [",
+               dsk_level_name(b->ops.level), act_name(b), b->threads, b->bw_gbs, b->ghz,
+               b->peak_gflops, b->fma_gflops);
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
             printf("%s\n  {\"name\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"gbs\": %.2f, "
-                   "\"efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f}",
+                   "\"efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
+                   "\"fma_fraction\": %.3f}",
                    i ? "," : "", e->name, e->shape, e->batch, e->gbs, e->gbs / b->bw_gbs, e->gflops,
-                   b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0);
+                   b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
+                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
         }
         printf("\n]}\n");
         return;
     }
-    printf("kernel level %s, %d threads\n", dsk_level_name(b->ops.level), b->threads);
+    printf("kernel level %s, %s activations for the integer weights' decode, %d threads\n",
+           dsk_level_name(b->ops.level), act_name(b), b->threads);
     printf("memory read bandwidth: %.1f GB/s\n", b->bw_gbs);
     printf("clock: %.2f GHz (dependent FMA chain), SIMD peak %.1f GFLOP/s\n", b->ghz,
            b->peak_gflops);
-    printf("%-12s %-11s %6s %9s %8s %9s %8s\n", "kernel", "shape", "batch", "GB/s", "of bw",
-           "GFLOP/s", "of peak");
+    printf("measured FMA throughput, all threads: %.1f GFLOP/s\n", b->fma_gflops);
+    printf("%-17s %-11s %6s %9s %8s %9s %8s %8s\n", "kernel", "shape", "batch", "GB/s", "of bw",
+           "GFLOP/s", "of peak", "of FMA");
     for (int i = 0; i < b->n_entries; i++) {
         const entry_t *e = &b->entries[i];
-        printf("%-12s %-11s %6d %9.2f %7.0f%% %9.1f %7.0f%%\n", e->name, e->shape, e->batch, e->gbs,
-               100 * e->gbs / b->bw_gbs, e->gflops,
-               b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0);
+        printf("%-17s %-11s %6d %9.2f %7.0f%% %9.1f %7.0f%% %7.0f%%\n", e->name, e->shape, e->batch,
+               e->gbs, 100 * e->gbs / b->bw_gbs, e->gflops,
+               b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0,
+               b->fma_gflops > 0 ? 100 * e->gflops / b->fma_gflops : 0);
     }
 }
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer bench kernels [--json] [--threads N] [--quick]\n"
+    fprintf(out, "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+                 "                            [--only decode|prefill]\n"
                  "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-                 "  --threads N  pool threads (default: online CPUs)\n"
-                 "  --quick      smaller buffers, fewer repetitions and shapes\n"
-                 "  --json       one JSON object on stdout\n"
-                 "  DSINFER_KERNELS=scalar|avx2|avx512 lowers the kernel level\n");
+                 "  --threads N     pool threads (default: online CPUs)\n"
+                 "  --quick         smaller buffers, fewer repetitions and shapes\n"
+                 "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+                 "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+                 "  --only WHAT     decode or prefill rows only\n"
+                 "  --json          one JSON object on stdout\n"
+                 "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
+                 "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+}
+
+/* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
+static unsigned parse_dtypes(const char *list)
+{
+    unsigned mask = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        const size_t len = strcspn(p, ",");
+        int found = 0;
+        for (int d = DSK_DTYPE_BF16; d < DSK_DTYPE_COUNT; d++) {
+            const char *name = dsk_dtype_name((dsk_dtype_t)d);
+            if (strlen(name) == len && strncmp(p, name, len) == 0) {
+                mask |= 1u << d;
+                found = 1;
+            }
+        }
+        if (!found) {
+            fprintf(stderr, "dsinfer bench kernels: unknown dtype '%.*s' in --dtypes\n", (int)len,
+                    p);
+            return 0;
+        }
+        p += len + (p[len] == ',');
+    }
+    return mask;
 }
 
 int dsinfer_bench_kernels(int argc, char **argv)
@@ -247,10 +427,13 @@ int dsinfer_bench_kernels(int argc, char **argv)
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                          {"threads", required_argument, NULL, 't'},
                                          {"quick", no_argument, NULL, 'q'},
+                                         {"dtypes", required_argument, NULL, 'd'},
+                                         {"only", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
+    b.dtype_mask = ~0u;
     long long threads = 0;
     int c;
     optind = 1;
@@ -261,6 +444,18 @@ int dsinfer_bench_kernels(int argc, char **argv)
             break;
         case 'q':
             b.quick = 1;
+            break;
+        case 'o':
+            if (strcmp(optarg, "decode") != 0 && strcmp(optarg, "prefill") != 0) {
+                fprintf(stderr, "dsinfer bench kernels: --only takes decode or prefill\n");
+                return 2;
+            }
+            b.only = optarg[0];
+            break;
+        case 'd':
+            b.dtype_mask = parse_dtypes(optarg);
+            if (b.dtype_mask == 0)
+                return 2;
             break;
         case 't':
             if (cli_parse_int("bench kernels", "--threads", optarg, 1, 1024, &threads) != 0)
@@ -292,16 +487,26 @@ int dsinfer_bench_kernels(int argc, char **argv)
     if (measure_bandwidth(&b) != 0)
         goto out;
     measure_clock(&b);
+    measure_fma_peak(&b);
 
     static const int64_t shapes[][2] = {{7168, 2048}, {2048, 7168}, {1536, 7168}, {18432, 7168}};
     static const int decode[] = {1, 4, 16}, prefill_full[] = {128, 512}, prefill_quick[] = {128};
-    static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16};
+    static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16, DSK_DTYPE_I8,
+                                         DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
     int n_shapes = b.quick ? 2 : 4;
-    for (int d = 0; d < 2; d++) {
-        for (int s = 0; s < n_shapes; s++) {
+    for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+        if (!(b.dtype_mask & (1u << dtypes[d])))
+            continue;
+        for (int s = 0; b.only != 'p' && s < n_shapes; s++) {
             if (bench_shape(&b, dtypes[d], shapes[s][0], shapes[s][1], decode, 3) != 0)
                 goto out;
         }
+        /*
+         * Prefill of the checkpoint dtypes only: the integer ones go through the same packed f32
+         * GEMM after their own dequantization into the panel, and the default run stays short.
+         */
+        if (b.only == 'd' || (dtypes[d] != DSK_DTYPE_F8_E4M3 && dtypes[d] != DSK_DTYPE_BF16))
+            continue;
         for (int s = 0; s < n_shapes; s++) {
             if (bench_shape(&b, dtypes[d], shapes[s][0], shapes[s][1],
                             b.quick ? prefill_quick : prefill_full, b.quick ? 1 : 2) != 0)
