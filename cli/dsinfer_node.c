@@ -15,12 +15,15 @@ static void usage(FILE *out)
         "usage: dsinfer-node --coordinator HOST:PORT --model DIR [--name NAME] [--mem 64G]\n"
         "                    [--threads N] [--secret-file FILE] [--max-batch-tokens N]\n"
         "                    [--max-context N] [--weight-format " DSN_WFMT_NAMES "]\n"
+        "                    [--numa-node N]\n"
         "Joins the coordinator (retrying until it answers), loads the slice of the model its\n"
         "plan gives this node, and serves it until SHUTDOWN or SIGTERM. The shared secret comes\n"
         "from --secret-file or DSINFER_SECRET. DSINFER_LOGITS_DIR=DIR makes the last stage\n"
         "append each sampled step's logits to DIR/seq-<id>.f32 (debugging, tests).\n"
         "--weight-format re-quantizes the slice's projections at load (default:\n"
-        "DSINFER_WEIGHT_FORMAT, else auto = as stored).\n");
+        "DSINFER_WEIGHT_FORMAT, else auto = as stored).\n"
+        "--numa-node N binds the node's threads and memory to NUMA node N: run one node per\n"
+        "NUMA node of a server (docs/DEPLOY.md, \"NUMA\"); --threads defaults to its CPUs.\n");
 }
 
 int main(int argc, char **argv)
@@ -34,6 +37,7 @@ int main(int argc, char **argv)
                                              {"max-batch-tokens", required_argument, NULL, 'b'},
                                              {"max-context", required_argument, NULL, 'x'},
                                              {"weight-format", required_argument, NULL, 'w'},
+                                             {"numa-node", required_argument, NULL, 'N'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     dsn_node_opts_t o;
@@ -74,6 +78,11 @@ int main(int argc, char **argv)
             if (cli_parse_int("node", "--max-context", optarg, 1, 1 << 24, &v) != 0)
                 return 2;
             o.max_context = v;
+            break;
+        case 'N':
+            if (cli_parse_int("node", "--numa-node", optarg, 0, 1023, &v) != 0)
+                return 2;
+            o.numa_node = (int)v;
             break;
         case 'w':
             wfmt = optarg;

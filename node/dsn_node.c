@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "dsi_log.h"
+#include "dsi_pool.h"
 #include "dsn_node_impl.h"
+#include "dsn_numa.h"
 
 void dsn_node_opts_default(dsn_node_opts_t *opts)
 {
@@ -18,6 +20,7 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->threads = 0;
     opts->max_batch_tokens = 256;
     opts->max_context = 16384;
+    opts->numa_node = -1;
 }
 
 static uint64_t now_ns(void)
@@ -196,8 +199,7 @@ static void send_register(dsn_node_t *node, const dst_msg_hello_t *hello)
     }
     snprintf(m.reg.name, sizeof(m.reg.name), "%s", node->name);
     m.reg.mem_budget = node->opts.mem_budget;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    m.reg.cores = (uint32_t)(node->opts.threads > 0 ? node->opts.threads : (cpus > 0 ? cpus : 1));
+    m.reg.cores = (uint32_t)(node->opts.threads > 0 ? node->opts.threads : dsi_cpus_available());
     m.reg.ucx_addr = (uint8_t *)addr;
     m.reg.ucx_addr_len = len;
     dst_secret_register_auth(&node->secret, hello->nonce, node->name, m.reg.auth);
@@ -557,7 +559,10 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     pthread_mutex_init(&node->mutex, NULL);
     pthread_cond_init(&node->cond, NULL);
     uv_loop_init(&node->loop);
-    dsi_status_t st = dst_secret_load(opts->secret_file, &node->secret);
+    /* First, so that every thread started later (UCX, compute, pools) inherits the binding. */
+    dsi_status_t st = dsn_numa_bind(opts->numa_node);
+    if (st == DSI_OK)
+        st = dst_secret_load(opts->secret_file, &node->secret);
     if (st == DSI_OK)
         st = dsn_checkpoint_open(opts->model_dir, &node->ckpt);
     if (st != DSI_OK)

@@ -29,6 +29,7 @@ typedef struct {
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;
     dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
+    int numa_node; /* >= 0: bind threads and memory to this NUMA node (dsn_numa.h); -1: no */
     /*
      * Static clusters (mpirun): called once the UCX worker exists, before connecting; it shares
      * the worker address with the other ranks and writes the coordinator's "host:port" into

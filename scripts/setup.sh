@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin libucx-dev ucx-utils libuv1-dev libmsgpack-dev libonig-dev
-  libhttp-parser-dev libjansson-dev
+  libhttp-parser-dev libjansson-dev libnuma-dev
   clang-14 libclang-rt-14-dev valgrind curl iproute2 procps python3)
 
 # Node.js (for the test that drives the API with the official openai npm client): Debian's, only

@@ -32,9 +32,16 @@ print(','.join(map(str, ints('p2.tokens'))), ','.join(map(str, ints('p2.gen.toke
 PY
 )
 
-# Nodes first: they keep retrying until the coordinator listens.
+# A NUMA node this machine does not have is refused before anything starts.
+dsinfer-node --coordinator "$ADDR" --model "$FIX" --numa-node 1023 2>"$TMP/numa.log"; rc=$?
+[ $rc -ne 0 ] && grep -q "numa-node 1023" "$TMP/numa.log" && ok || bad "--numa-node 1023 rc=$rc: $(cat "$TMP/numa.log")"
+
+# Nodes first: they keep retrying until the coordinator listens. n0 is bound to NUMA node 0
+# (every Linux machine has it).
 for i in 0 1; do
-  dsinfer-node --coordinator "$ADDR" --model "$FIX" --name "n$i" --threads 1 2>"$TMP/node$i.log" &
+  numa=(); [ $i = 0 ] && numa=(--numa-node 0)
+  dsinfer-node --coordinator "$ADDR" --model "$FIX" --name "n$i" --threads 1 "${numa[@]}" \
+    2>"$TMP/node$i.log" &
   pids+=($!)
 done
 sleep 1
@@ -44,6 +51,7 @@ pids+=($COORD)
 
 out=$(timeout 60 dsinfer run --coordinator "$ADDR" --prompt-ids "$PROMPT" --max-tokens 16 2>"$TMP/client1.log")
 [ "$out" = "$WANT" ] && ok || { bad "client tokens '$out' != '$WANT'"; cat "$TMP/client1.log"; }
+grep -q "bound to NUMA node 0" "$TMP/node0.log" && ok || bad "n0 not bound to NUMA node 0: $(cat "$TMP/node0.log")"
 
 # Malformed control traffic: garbage, an oversized length, a bad body, a frame cut short.
 python3 - "$PORT" <<'PY'

@@ -138,12 +138,19 @@ static void publish(dsi_pool_t *pool)
     }
 }
 
+int dsi_cpus_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (int)cpus : 1;
+}
+
 dsi_pool_t *dsi_pool_create(int n_threads)
 {
-    if (n_threads <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = cpus > 0 ? (int)cpus : 1;
-    }
+    if (n_threads <= 0)
+        n_threads = dsi_cpus_available();
     dsi_pool_t *pool = calloc(1, sizeof(*pool));
     if (pool == NULL)
         return NULL;

@@ -15,7 +15,9 @@
 typedef struct dsi_pool dsi_pool_t;
 typedef void (*dsi_pool_task_cb)(void *arg, int64_t begin, int64_t end);
 
-/* n_threads includes the caller; 1 means run everything inline. <= 0: number of online CPUs. */
+/* CPUs this thread may run on (its affinity mask: a NUMA binding or a cpuset), at least 1. */
+int dsi_cpus_available(void);
+/* n_threads includes the caller; 1 means run everything inline. <= 0: dsi_cpus_available(). */
 dsi_pool_t *dsi_pool_create(int n_threads);
 void dsi_pool_destroy(dsi_pool_t *pool);
 int dsi_pool_threads(const dsi_pool_t *pool);
