@@ -9,7 +9,8 @@
  *
  * The join is a live switch (docs/ELASTICITY.md) that the rogue never completes (no READY): a
  * request made meanwhile is served by the current plan, and the rogue's departure abandons the
- * switch for a restart over the real nodes.
+ * switch for a restart over the real nodes. Before that, the rogue claims SWITCHED for an epoch
+ * never sent and for another node: both are refused with ERROR, and nothing switches.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,7 @@ typedef struct {
     int32_t mid_got[STEPS];
     uint32_t n_mid;
     int mid_done, mid_failed;
+    int refusals; /* ERROR replies to the rogue's false SWITCHED claims */
 } test_t;
 
 static void reference(void)
@@ -186,6 +188,14 @@ static void rogue_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     } else if (msg->type == DST_MSG_WELCOME) {
         t->rogue_id = msg->welcome.node_id;
         dst_ucx_set_self_id(t->ucx, t->rogue_id);
+        /* False claims: an epoch the coordinator never sent, then another node's SWITCHED. */
+        dst_msg_t m = {.type = DST_MSG_SWITCHED};
+        m.sw = (dst_msg_switch_t){t->rogue_id, 999};
+        dst_ctrl_send(conn, &m);
+        m.sw = (dst_msg_switch_t){0, 1};
+        dst_ctrl_send(conn, &m);
+    } else if (msg->type == DST_MSG_ERROR && msg->error.ref_type == DST_MSG_SWITCHED) {
+        t->refusals++;
     } else if (msg->type == DST_MSG_PLAN) {
         t->epoch = msg->plan.plan.epoch;
     } else if (msg->type == DST_MSG_PEERS && !t->garbage_sent) {
@@ -282,6 +292,7 @@ int main(void)
     DSI_CHECK_INT_EQ(dst_ctrl_connect(&t->loop, addr, &ctl, &cb, &t->rogue), DSI_OK);
     uv_run(&t->loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
     DSI_CHECK_INT_EQ(t->garbage_sent, 12);
+    DSI_CHECK_INT_EQ(t->refusals, 2);
     DSI_CHECK_INT_EQ(t->mid_failed, 0);
     DSI_CHECK(t->n_mid == STEPS && memcmp(t->mid_got, want, sizeof(want)) == 0);
     dsc_cluster_stats_t st;
