@@ -18,8 +18,8 @@
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 
-#define CMD        "serve"
-#define NODE_LIMIT 16384 /* dsinfer-node's default --max-context: a sequence cannot exceed it */
+#define CMD             "serve"
+#define DEFAULT_CONTEXT 16384 /* --max-context when not given (the model's, when smaller) */
 
 static void usage(FILE *out)
 {
@@ -30,8 +30,10 @@ static void usage(FILE *out)
         "/health, /metrics) for the model in DIR, run by N local dsinfer-node processes\n"
         "(default 1) over S pipeline stages (default: the planner chooses).\n"
         "  --max-queue N        requests generated at once; more get 429 (default 64)\n"
-        "  --max-context N      prompt + max_tokens limit (default: the model's, at most %d);\n"
-        "                       a request without max_tokens may use the rest of it\n"
+        "  --max-context N      prompt + max_tokens limit, up to the model's positions (default:\n"
+        "                       the model's, at most %d); a request without max_tokens may use "
+        "the\n"
+        "                       rest of it; each node reserves KV cache for one such sequence\n"
         "  --chat-template T    auto (from tokenizer_config.json, default), v3 or r1\n"
         "  --model-name ID      the model id of the API (default: DIR's name)\n"
         "  --node-threads N     compute threads per node process (default 1)\n"
@@ -42,7 +44,7 @@ static void usage(FILE *out)
         "  --replan live|restart    how re-plans switch (default live: requests keep running;\n"
         "                       docs/ELASTICITY.md)\n"
         "The HTTP server's options (the API key defaults to $DSINFER_API_KEY):\n",
-        NODE_LIMIT);
+        DEFAULT_CONTEXT);
 #define SERVE_API_USAGE(name, value, help) fprintf(out, "  --%s %s\n      %s\n", name, value, help);
     DSC_API_SERVER_OPTIONS(SERVE_API_USAGE)
 #undef SERVE_API_USAGE
@@ -120,7 +122,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
                 return 2;
             break;
         case 'c':
-            if (cli_parse_int(CMD, "--max-context", optarg, 2, NODE_LIMIT, &o->max_context) != 0)
+            if (cli_parse_int(CMD, "--max-context", optarg, 2, 1 << 24, &o->max_context) != 0)
                 return 2;
             break;
         case 'T':
@@ -324,8 +326,10 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
     fprintf(stderr, "dsinfer " CMD ": API on %s; waiting for %lld local node(s)\n", s->url,
             o->local_nodes);
 
-    char coord[64];
+    char coord[64], ctx[24];
     snprintf(coord, sizeof(coord), "127.0.0.1:%u", dsc_cluster_port(s->cluster));
+    snprintf(ctx, sizeof(ctx), "%lld", o->max_context);
+    setenv("DSINFER_MAX_CONTEXT", ctx, 1); /* the nodes' sequences must fit the API's limit */
     if (cli_spawn_nodes((int)o->local_nodes, coord, o->model, (int)o->node_threads, s->pids) != 0)
         return 1;
     s->n_pids = (int)o->local_nodes;
@@ -345,7 +349,7 @@ int dsinfer_cmd_serve(int argc, char **argv)
         return 1;
     long long model_ctx = cfg.max_position_embeddings > 1 ? cfg.max_position_embeddings : 2;
     if (o.max_context == 0)
-        o.max_context = model_ctx < NODE_LIMIT ? model_ctx : NODE_LIMIT;
+        o.max_context = model_ctx < DEFAULT_CONTEXT ? model_ctx : DEFAULT_CONTEXT;
     else if (o.max_context > model_ctx) {
         fprintf(stderr, "dsinfer " CMD ": --max-context %lld is over the model's %lld positions\n",
                 o.max_context, model_ctx);

@@ -20,6 +20,7 @@ static void usage(FILE *out)
         "plan gives this node, and serves it until SHUTDOWN or SIGTERM. The shared secret comes\n"
         "from --secret-file or DSINFER_SECRET. DSINFER_LOGITS_DIR=DIR makes the last stage\n"
         "append each sampled step's logits to DIR/seq-<id>.f32 (debugging, tests).\n"
+        "--max-context N: tokens per sequence at most (default: DSINFER_MAX_CONTEXT, else 16384).\n"
         "--weight-format re-quantizes the slice's projections at load (default:\n"
         "DSINFER_WEIGHT_FORMAT, else auto = as stored).\n"
         "--numa-node N binds the node's threads and memory to NUMA node N: run one node per\n"
@@ -46,6 +47,12 @@ int main(int argc, char **argv)
     const char *wfmt = getenv("DSINFER_WEIGHT_FORMAT");
     long long v;
     int c;
+    const char *ctx = getenv("DSINFER_MAX_CONTEXT"); /* the default of --max-context */
+    if (ctx != NULL && ctx[0] != '\0') {
+        if (cli_parse_int("node", "DSINFER_MAX_CONTEXT", ctx, 1, 1 << 24, &v) != 0)
+            return 2;
+        o.max_context = v;
+    }
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':

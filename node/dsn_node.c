@@ -314,7 +314,8 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         node->heartbeat_ms = msg->welcome.heartbeat_ms;
         dst_ucx_set_self_id(node->ucx, node->node_id);
         uv_timer_start(&node->heartbeat, on_heartbeat, node->heartbeat_ms, node->heartbeat_ms);
-        DSI_INFO("registered as node %u", node->node_id);
+        DSI_INFO("registered as node %u (sequences of up to %lld tokens)", node->node_id,
+                 (long long)node->opts.max_context);
         break;
     case DST_MSG_PLAN:
         if (node->plan != NULL && msg->plan.plan.epoch <= node->plan->plan.plan.epoch) {

@@ -316,8 +316,9 @@ grep -q "ERROR" "$TMP/server.log" && { grep "ERROR" "$TMP/server.log" | head -5;
 
 # --- R1 template: the answer opens in the thinking block, which comes as reasoning_content ----
 section "R1 chat template: reasoning_content equals dsinfer run on the R1 prompt"
+# (also: a context above dsinfer-node's default 16384 reaches the spawned node)
 dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --chat-template r1 \
-    --max-context 512 2>"$TMP/r1.log" &
+    --max-context 20000 2>"$TMP/r1.log" &
 SERVER_PID=$!
 for _ in $(seq 600); do
     grep -q "ready: http://" "$TMP/r1.log" && break
@@ -346,6 +347,7 @@ EOF
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || fail "the R1 server exited with $? after SIGTERM"
 fi
+grep -q "sequences of up to 20000 tokens" "$TMP/r1.log" || fail "the node did not get --max-context 20000"
 SERVER_PID=
 
 [ "$FAILED" = 0 ] && echo "all serve checks passed"
