@@ -576,10 +576,10 @@ int dsinfer_bench_transport(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(tls, "shm") && strcmp(tls, "tcp") && strcmp(tls, "both")) {
-        fprintf(stderr, "dsinfer bench transport: --tls: expected shm, tcp or both\n");
+    static const char *const tls_modes[] = {"shm", "tcp", "both", NULL};
+    int tls_mode;
+    if (cli_parse_choice("bench transport", "--tls", tls, tls_modes, &tls_mode) != 0)
         return 2;
-    }
     setenv("UCX_NET_DEVICES", "lo", 0); /* tcp measured over loopback only */
     if (peer != NULL) {
         int rd, wr;

@@ -111,14 +111,10 @@ static void count_moved(const dsc_cluster_t *cl, const dst_plan_t *prev, const d
     *experts = *bytes = 0;
     if (dsc_memory_compute(&cl->cfg, cl->opts.plan.format, &mem) != DSI_OK)
         return;
-    size_t slots = (size_t)(next->n_layers - next->first_moe_layer) * next->n_experts;
+    size_t slots = dst_plan_slots(next);
     for (size_t i = 0; i < slots; i++) {
-        for (uint32_t h = next->expert_offsets[i]; h < next->expert_offsets[i + 1]; h++) {
-            int had = 0;
-            for (uint32_t g = prev->expert_offsets[i]; g < prev->expert_offsets[i + 1]; g++)
-                had |= prev->expert_holders[g] == next->expert_holders[h];
-            *experts += !had;
-        }
+        for (uint32_t h = next->expert_offsets[i]; h < next->expert_offsets[i + 1]; h++)
+            *experts += !dst_plan_holds(prev, i, next->expert_holders[h]);
     }
     *bytes = *experts * mem.expert;
     for (uint32_t i = 0; i < next->n_nodes; i++) {

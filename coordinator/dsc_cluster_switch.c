@@ -94,13 +94,18 @@ static void reroute(dsc_cluster_t *cl)
                  (unsigned long long)cl->plan.epoch, moved);
 }
 
-/* Sends `type` (SWITCH, RELEASE) for the current epoch to the nodes of plan p. */
-static void send_epoch(dsc_cluster_t *cl, const dst_plan_t *p, dst_msg_type_t type)
+/* Sends `type` (SWITCH, RELEASE) for the current epoch to the nodes of plan p, but those also in
+ * plan `skip` (NULL: none). */
+static void send_epoch(dsc_cluster_t *cl, const dst_plan_t *p, const dst_plan_t *skip,
+                       dst_msg_type_t type)
 {
     for (uint32_t i = 0; i < p->n_nodes; i++) {
+        uint32_t id = p->nodes[i].node_id;
+        if (skip != NULL && dsc_plan_node_index(skip, id) >= 0)
+            continue;
         dst_msg_t m = {.type = type};
-        m.sw = (dst_msg_switch_t){p->nodes[i].node_id, cl->plan.epoch};
-        dsc_cluster_send_node(cl, p->nodes[i].node_id, &m);
+        m.sw = (dst_msg_switch_t){id, cl->plan.epoch};
+        dsc_cluster_send_node(cl, id, &m);
     }
 }
 
@@ -117,15 +122,8 @@ static void do_switch(dsc_cluster_t *cl)
     }
     for (uint32_t i = 0; i < cl->plan.n_nodes; i++)
         cl->nodes[cl->plan.nodes[i].node_id].state = NODE_READY;
-    send_epoch(cl, &cl->plan, DST_MSG_SWITCH);
-    for (uint32_t i = 0; i < cl->prev_plan.n_nodes; i++) {
-        uint32_t id = cl->prev_plan.nodes[i].node_id;
-        if (dsc_plan_node_index(&cl->plan, id) < 0) {
-            dst_msg_t m = {.type = DST_MSG_SWITCH};
-            m.sw = (dst_msg_switch_t){id, cl->plan.epoch};
-            dsc_cluster_send_node(cl, id, &m);
-        }
-    }
+    send_epoch(cl, &cl->plan, NULL, DST_MSG_SWITCH);
+    send_epoch(cl, &cl->prev_plan, &cl->plan, DST_MSG_SWITCH); /* the nodes leaving: they retire */
     /* Nodes that joined loaded the checkpoint's biases: changed ones go out before any SUBMIT. */
     dsc_cluster_push_biases(cl);
     reroute(cl);
@@ -153,7 +151,7 @@ void dsc_switch_on_switched(dsc_cluster_t *cl, node_t *n)
                 return;
         }
     }
-    send_epoch(cl, &cl->plan, DST_MSG_RELEASE);
+    send_epoch(cl, &cl->plan, NULL, DST_MSG_RELEASE);
     dsc_plan_cleanup(&cl->prev_plan);
     cl->switch_phase = SWITCH_NONE;
     cl->stats.live_switches++;

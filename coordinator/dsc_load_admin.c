@@ -22,12 +22,9 @@ static const char *node_state_name(const node_t *n)
 /* Expert copies node `id` holds in the current plan. */
 static uint64_t experts_held(const dst_plan_t *p, uint32_t id)
 {
-    size_t slots = (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
     uint64_t k = 0;
-    for (size_t i = 0; p->expert_offsets != NULL && i < slots; i++) {
-        for (uint32_t h = p->expert_offsets[i]; h < p->expert_offsets[i + 1]; h++)
-            k += p->expert_holders[h] == id;
-    }
+    for (size_t i = 0; p->expert_offsets != NULL && i < dst_plan_slots(p); i++)
+        k += (uint64_t)dst_plan_holds(p, i, id);
     return k;
 }
 

@@ -605,17 +605,13 @@ out:
 int64_t dsc_plan_switch_overflow(const dst_plan_t *cur, const dst_plan_t *next,
                                  const dsc_memory_t *mem)
 {
-    size_t slots = (size_t)(cur->n_layers - cur->first_moe_layer) * cur->n_experts;
+    size_t slots = dst_plan_slots(cur);
     for (uint32_t i = 0; i < next->n_nodes; i++) {
         uint32_t id = next->nodes[i].node_id;
         uint64_t extra = 0;
         for (size_t s = 0; s < slots; s++) {
-            int was = 0, is = 0;
-            for (uint32_t h = cur->expert_offsets[s]; h < cur->expert_offsets[s + 1]; h++)
-                was |= cur->expert_holders[h] == id;
-            for (uint32_t h = next->expert_offsets[s]; h < next->expert_offsets[s + 1]; h++)
-                is |= next->expert_holders[h] == id;
-            extra += (was && !is) ? mem->expert : 0;
+            if (dst_plan_holds(cur, s, id) && !dst_plan_holds(next, s, id))
+                extra += mem->expert;
         }
         if (next->nodes[i].mem_planned + extra > next->nodes[i].mem_budget)
             return id;

@@ -26,18 +26,14 @@
 
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held)
 {
-    size_t slots = (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
+    size_t slots = dst_plan_slots(p);
     uint8_t *mask = calloc(slots > 0 ? slots : 1, 1);
     if (mask == NULL)
         return NULL;
     size_t n = 0;
     for (size_t i = 0; i < slots; i++) {
-        for (uint32_t j = p->expert_offsets[i]; j < p->expert_offsets[i + 1]; j++) {
-            if (p->expert_holders[j] == id && !mask[i]) {
-                mask[i] = 1;
-                n++;
-            }
-        }
+        mask[i] = (uint8_t)dst_plan_holds(p, i, id);
+        n += mask[i];
     }
     *held = n;
     return mask;

@@ -87,6 +87,25 @@ static void *alloc_payload(size_t bytes)
     return p;
 }
 
+/* Queues a data-plane message for the loop thread (it owns the payload from now on). Returns -1,
+ * the payload freed, when out of memory. */
+static int emit_wire(dsn_node_t *node, uint32_t peer, const dst_wire_hdr_t *hdr, void *payload,
+                     size_t bytes)
+{
+    dsn_out_t *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        free(payload);
+        return -1;
+    }
+    o->type = DSN_OUT_WIRE;
+    o->peer = peer;
+    o->hdr = *hdr;
+    o->payload = payload;
+    o->bytes = bytes;
+    dsn_worker_emit(node, o);
+    return 0;
+}
+
 /* Send one DISPATCH per remote destination of the pairs of this layer. Returns -1 on failure. */
 static int send_dispatches(dsn_node_t *node, dsn_mb_t *mb, int l)
 {
@@ -145,17 +164,8 @@ static int send_dispatches(dsn_node_t *node, dsn_mb_t *mb, int l)
             pairs[j - a] = (dst_wire_pair_t){(uint32_t)row, (uint16_t)(slot % K),
                                              (uint16_t)mb->experts[slot], mb->weights[slot]};
         }
-        dsn_out_t *o = calloc(1, sizeof(*o));
-        if (o == NULL) {
-            free(payload);
+        if (emit_wire(node, d, &hdr, payload, bytes) != 0)
             return -1;
-        }
-        o->type = DSN_OUT_WIRE;
-        o->peer = d;
-        o->hdr = hdr;
-        o->payload = payload;
-        o->bytes = bytes;
-        dsn_worker_emit(node, o);
         mb->pending++;
     }
     return 0;
@@ -317,11 +327,8 @@ static void forward_mb(dsn_node_t *node, dsn_mb_t *mb)
                               0};
         size_t bytes = dst_wire_payload_bytes(&hdr);
         uint8_t *payload = alloc_payload(bytes);
-        dsn_out_t *o = calloc(1, sizeof(*o));
-        if (payload == NULL || o == NULL) {
+        if (payload == NULL) {
             DSI_ERROR("out of memory forwarding micro-batch %llu", (unsigned long long)mb->id);
-            free(payload);
-            free(o);
             continue;
         }
         memset(payload, 0, bytes);
@@ -337,12 +344,8 @@ static void forward_mb(dsn_node_t *node, dsn_mb_t *mb)
             }
             t += b->n_tokens;
         }
-        o->type = DSN_OUT_WIRE;
-        o->peer = next;
-        o->hdr = hdr;
-        o->payload = payload;
-        o->bytes = bytes;
-        dsn_worker_emit(node, o);
+        if (emit_wire(node, next, &hdr, payload, bytes) != 0)
+            DSI_ERROR("out of memory forwarding micro-batch %llu", (unsigned long long)mb->id);
     }
 }
 
@@ -407,11 +410,9 @@ void dsn_stage_serve_dispatch(dsn_node_t *node, const dsn_task_t *t)
                          h->micro_batch,   h->layer,     h->n_pairs,    h->width, 0};
     size_t bytes = dst_wire_payload_bytes(&rh);
     float *out = alloc_payload(bytes);
-    dsn_out_t *o = calloc(1, sizeof(*o));
-    if (tok == NULL || ex == NULL || wt == NULL || out == NULL || o == NULL) {
+    if (tok == NULL || ex == NULL || wt == NULL || out == NULL) {
         DSI_ERROR("out of memory serving a DISPATCH of %u pairs", h->n_pairs);
         free(out);
-        free(o);
         goto out;
     }
     memset(out, 0, bytes);
@@ -431,15 +432,10 @@ void dsn_stage_serve_dispatch(dsn_node_t *node, const dsn_task_t *t)
     if (dsn_moe_experts(node->engine, l, t->payload, tok, ex, wt, n, out) < 0) {
         DSI_ERROR("out of memory serving a DISPATCH of %u pairs", h->n_pairs);
         free(out);
-        free(o);
         goto out;
     }
-    o->type = DSN_OUT_WIRE;
-    o->peer = t->peer;
-    o->hdr = rh;
-    o->payload = out;
-    o->bytes = bytes;
-    dsn_worker_emit(node, o);
+    if (emit_wire(node, t->peer, &rh, out, bytes) != 0)
+        DSI_ERROR("out of memory answering a DISPATCH of %u pairs", h->n_pairs);
 out:
     free(tok);
     free(ex);

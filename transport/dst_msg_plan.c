@@ -33,15 +33,9 @@ static int pack_u32s(msgpack_packer *pk, const uint32_t *v, size_t n)
     return rc;
 }
 
-/* Number of (MoE layer, expert) slots; the plan must have passed dst_msg_plan_check. */
-static size_t plan_slots(const dst_plan_t *p)
-{
-    return (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
-}
-
 int dst_msg_plan_pack(msgpack_packer *pk, const dst_plan_t *p)
 {
-    size_t slots = plan_slots(p);
+    size_t slots = dst_plan_slots(p);
     int rc = 0;
     rc |= pack_key(pk, "epoch") | msgpack_pack_uint64(pk, p->epoch);
     rc |= pack_key(pk, "n_layers") | msgpack_pack_uint32(pk, p->n_layers);
@@ -262,7 +256,7 @@ out:
 static dsi_status_t check_experts(const dst_plan_t *p, const uint32_t *ids, char *err,
                                   size_t errlen)
 {
-    size_t slots = plan_slots(p);
+    size_t slots = dst_plan_slots(p);
     const uint32_t *off = p->expert_offsets;
     if (off == NULL || off[0] != 0) {
         dst_msg_errf(err, errlen, "PLAN.expert_offsets must start at 0");

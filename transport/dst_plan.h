@@ -12,6 +12,7 @@
 #ifndef DST_PLAN_H
 #define DST_PLAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -44,5 +45,21 @@ typedef struct {
     uint32_t *expert_offsets;
     uint32_t *expert_holders;
 } dst_plan_t;
+
+/* Number of (MoE layer, expert) slots of a plan. */
+static inline size_t dst_plan_slots(const dst_plan_t *p)
+{
+    return (size_t)(p->n_layers - p->first_moe_layer) * p->n_experts;
+}
+
+/* Whether node `id` holds slot i (= (layer - first_moe_layer) * n_experts + expert). */
+static inline int dst_plan_holds(const dst_plan_t *p, size_t i, uint32_t id)
+{
+    for (uint32_t h = p->expert_offsets[i]; h < p->expert_offsets[i + 1]; h++) {
+        if (p->expert_holders[h] == id)
+            return 1;
+    }
+    return 0;
+}
 
 #endif
