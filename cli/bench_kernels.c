@@ -15,6 +15,9 @@
  * Every number is the median of several repetitions (wall time), except the clock: the fastest
  * of 5 chains timed in thread CPU time, so that preemption on a shared machine does not show up as
  * a low clock.
+ * With --resident, decode runs instead on one 32x7168 matrix read again and again from the cache
+ * (RESIDENT_PASSES passes per timed repetition): the kernels' arithmetic bound, the other half of
+ * what limits decode (compare its GB/s with the bandwidth).
  * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once
  *    (wall time, the best of 3 runs of about 50 ms: a shorter or median run reads low whenever the
  *    hypervisor preempts one vCPU). Below the formula's peak when wide vectors lower the clock
@@ -45,8 +48,11 @@ typedef struct {
     double gbs, gflops;
 } entry_t;
 
+#define RESIDENT_PASSES 200 /* --resident: passes over the cached matrix per timed repetition */
+
 typedef struct {
     int quick, json, threads, reps;
+    int resident;        /* --resident: decode of one cache-resident matrix */
     unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
     dsk_ops_t ops;
     dsi_pool_t *pool;
@@ -270,7 +276,8 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
     const size_t vbytes = (size_t)(rows * dsk_dtype_row_bytes(dt, cols));
     const size_t wbytes = is_q ? (size_t)dsk_matrix_bytes(dt, rows, cols) : vbytes;
     const size_t target = (size_t)(b->quick ? 128 : 512) << 20;
-    int copies = (int)((target + wbytes - 1) / wbytes);
+    int copies = b->resident ? 1 : (int)((target + wbytes - 1) / wbytes);
+    const int passes = b->resident ? RESIDENT_PASSES : 1;
     int max_batch = 0;
     for (int i = 0; i < n_batches; i++)
         max_batch = batches[i] > max_batch ? batches[i] : max_batch;
@@ -318,9 +325,10 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             mm_job_t job = {&b->ops, &ws[(r + 1) % copies], x, n, y};
             double t0 = bench_now_s();
-            dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
+            for (int pass = 0; pass < passes; pass++)
+                dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
             if (r >= 0)
-                secs[r] = bench_now_s() - t0;
+                secs[r] = (bench_now_s() - t0) / passes;
         }
         double t = bench_median(secs, reps);
         char name[32];
@@ -384,17 +392,20 @@ static void print_results(const bench_t *b)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
-                 "                            [--only decode|prefill]\n"
-                 "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-                 "  --threads N     pool threads (default: online CPUs)\n"
-                 "  --quick         smaller buffers, fewer repetitions and shapes\n"
-                 "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
-                 "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
-                 "  --only WHAT     decode or prefill rows only\n"
-                 "  --json          one JSON object on stdout\n"
-                 "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
-                 "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+    fprintf(out,
+            "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+            "                            [--only decode|prefill] [--resident]\n"
+            "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
+            "  --threads N     pool threads (default: online CPUs)\n"
+            "  --quick         smaller buffers, fewer repetitions and shapes\n"
+            "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+            "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+            "  --only WHAT     decode or prefill rows only\n"
+            "  --resident      decode only, of one 32x7168 matrix kept in cache: the kernels'\n"
+            "                  arithmetic bound (GB/s above the bandwidth means headroom)\n"
+            "  --json          one JSON object on stdout\n"
+            "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
+            "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
 }
 
 /* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
@@ -424,13 +435,11 @@ static unsigned parse_dtypes(const char *list)
 
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"quick", no_argument, NULL, 'q'},
-                                         {"dtypes", required_argument, NULL, 'd'},
-                                         {"only", required_argument, NULL, 'o'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},       {"threads", required_argument, NULL, 't'},
+        {"quick", no_argument, NULL, 'q'},      {"dtypes", required_argument, NULL, 'd'},
+        {"only", required_argument, NULL, 'o'}, {"resident", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;
@@ -445,13 +454,17 @@ int dsinfer_bench_kernels(int argc, char **argv)
         case 'q':
             b.quick = 1;
             break;
-        case 'o':
-            if (strcmp(optarg, "decode") != 0 && strcmp(optarg, "prefill") != 0) {
-                fprintf(stderr, "dsinfer bench kernels: --only takes decode or prefill\n");
-                return 2;
-            }
-            b.only = optarg[0];
+        case 'r':
+            b.resident = 1;
             break;
+        case 'o': {
+            static const char *const what[] = {"decode", "prefill", NULL};
+            int w;
+            if (cli_parse_choice("bench kernels", "--only", optarg, what, &w) != 0)
+                return 2;
+            b.only = w == 0 ? 'd' : 'p';
+            break;
+        }
         case 'd':
             b.dtype_mask = parse_dtypes(optarg);
             if (b.dtype_mask == 0)
@@ -474,6 +487,12 @@ int dsinfer_bench_kernels(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (b.resident && b.only == 'p') {
+        fprintf(stderr, "dsinfer bench kernels: --resident measures decode only\n");
+        return 2;
+    }
+    if (b.resident)
+        b.only = 'd';
     dsk_ops_init(&b.ops, dsk_level_detect());
     b.pool = dsi_pool_create((int)threads);
     if (b.pool == NULL) {
@@ -493,12 +512,14 @@ int dsinfer_bench_kernels(int argc, char **argv)
     static const int decode[] = {1, 4, 16}, prefill_full[] = {128, 512}, prefill_quick[] = {128};
     static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16, DSK_DTYPE_I8,
                                          DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
-    int n_shapes = b.quick ? 2 : 4;
+    static const int64_t resident_shape[2] = {32, 7168};
+    int n_shapes = b.resident ? 1 : b.quick ? 2 : 4;
     for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
         if (!(b.dtype_mask & (1u << dtypes[d])))
             continue;
         for (int s = 0; b.only != 'p' && s < n_shapes; s++) {
-            if (bench_shape(&b, dtypes[d], shapes[s][0], shapes[s][1], decode, 3) != 0)
+            const int64_t *shape = b.resident ? resident_shape : shapes[s];
+            if (bench_shape(&b, dtypes[d], shape[0], shape[1], decode, 3) != 0)
                 goto out;
         }
         /*

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `dsinfer bench kernels`: a short run (--quick, decode of fp8 and int8) and the cache-resident
+# mode print one JSON object with the documented fields; bad options are usage errors. Timings are
+# not asserted (shared machines), only that they were measured.
+set -uo pipefail
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+bad() { fail=1; echo "FAIL: $*"; }
+
+check() { # what, jq filter, args...
+  local what=$1 filter=$2; shift 2
+  timeout 300 dsinfer bench kernels --json --threads 1 "$@" >"$TMP/out.json" 2>"$TMP/err.log" ||
+    { bad "$what: exit $?: $(tail -3 "$TMP/err.log")"; return; }
+  jq -e "$filter" "$TMP/out.json" >/dev/null || bad "$what: $(cat "$TMP/out.json")"
+}
+check "quick decode" '.memory_bw_gbs > 0 and (.kernels | length) == 12
+  and ([.kernels[].name] | unique) == ["matmul_fp8", "matmul_int8"] and all(.kernels[]; .gbs > 0)' \
+  --quick --only decode --dtypes fp8,int8
+check "resident" '(.kernels | length) == 3 and all(.kernels[]; .shape == "32x7168" and .gbs > 0)' \
+  --quick --resident --dtypes bf16
+
+dsinfer bench kernels --resident --only prefill 2>"$TMP/e1"; rc=$?
+[ $rc -eq 2 ] && grep -q "decode only" "$TMP/e1" || bad "--resident --only prefill: rc $rc"
+dsinfer bench kernels --only sometimes 2>"$TMP/e2"; rc=$?
+[ $rc -eq 2 ] && grep -q "not one of decode, prefill" "$TMP/e2" || bad "--only sometimes: rc $rc"
+exit $fail
