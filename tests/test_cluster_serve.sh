@@ -28,16 +28,23 @@ FAILED=0
 fail() { echo "FAIL: $*"; FAILED=1; }
 section() { echo "--- [${SECONDS}s] $*"; }
 
-dsinfer serve --model "$MODEL" --local-nodes 2 --listen 127.0.0.1:0 --api-key k3y \
-    --max-context 4096 --max-queue 16 --max-body 64K 2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-grep -q "ready: http://" "$TMP/server.log" || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
+# start_server LOG ARGS...: dsinfer serve in the background (SERVER_PID), its URL in URL once it
+# says ready ("" when it exited or did not get ready within 60 s).
+start_server() {
+    local log=$1; shift
+    dsinfer serve "$@" 2>"$log" &
+    SERVER_PID=$!
+    for _ in $(seq 600); do
+        grep -q "ready: http://" "$log" && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    URL=$(grep -o 'ready: http://[0-9.:]*' "$log" | head -1 | cut -c8-)
+}
+
+start_server "$TMP/server.log" --model "$MODEL" --local-nodes 2 --listen 127.0.0.1:0 --api-key k3y \
+    --max-context 4096 --max-queue 16 --max-body 64K
+[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
 CPORT=$(grep -o 'coordinator listening on port [0-9]*' "$TMP/server.log" | grep -o '[0-9]*$')
 echo "server at $URL (nodes join port $CPORT)"
 AUTH="Authorization: Bearer k3y"
@@ -317,15 +324,8 @@ grep -q "ERROR" "$TMP/server.log" && { grep "ERROR" "$TMP/server.log" | head -5;
 # --- R1 template: the answer opens in the thinking block, which comes as reasoning_content ----
 section "R1 chat template: reasoning_content equals dsinfer run on the R1 prompt"
 # (also: a context above dsinfer-node's default 16384 reaches the spawned node)
-dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --chat-template r1 \
-    --max-context 20000 2>"$TMP/r1.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/r1.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/r1.log" | head -1 | cut -c8-)
+start_server "$TMP/r1.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --chat-template r1 --max-context 20000
 if [ -z "$URL" ]; then
     cat "$TMP/r1.log"
     fail "the R1 server did not start"
