@@ -60,12 +60,13 @@ DSK_INLINE __m256i a8_load_w(int dt, const uint8_t *row, int64_t c, int64_t left
 }
 
 /*
- * y[t * ldy + i] (+)= sum over the chunk [k0, k0 + kc) of W[r + i] x[t] for i < R, t < T; the
- * weights' scales and data are those of the chunk. accumulate: add to y (chunks after the first).
+ * y[t * ldy + i * rs] (+)= sum over the chunk [k0, k0 + kc) of W[r + i * rs] x[t] for i < R, t < T;
+ * the weights' scales and data are those of the chunk. accumulate: add to y (chunks after the
+ * first).
  */
-DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, int64_t k0,
-                        int64_t kc, const a8_x_t *xq, const int T, float *y, int64_t ldy,
-                        int accumulate)
+DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
+                        int64_t k0, int64_t kc, const a8_x_t *xq, const int T, float *y,
+                        int64_t ldy, int accumulate)
 {
     const int64_t G = a8_group(dt), K = w->cols, ng = (kc + G - 1) / G;
     const int64_t row_bytes = dsk_dtype_row_bytes((dsk_dtype_t)dt, K);
@@ -74,9 +75,9 @@ DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, i
     const float *ws[8];
     __m256 tot[8][A8_N_MAX];
     for (int i = 0; i < R; i++) {
-        rows[i] =
-            (const uint8_t *)w->data + (r + i) * row_bytes + (dt == DSK_DTYPE_I8 ? k0 : k0 / 2);
-        ws[i] = w->scale_inv + (r + i) * sc_cols + k0 / G;
+        rows[i] = (const uint8_t *)w->data + (r + i * rs) * row_bytes +
+                  (dt == DSK_DTYPE_I8 ? k0 : k0 / 2);
+        ws[i] = w->scale_inv + (r + i * rs) * sc_cols + k0 / G;
         for (int t = 0; t < T; t++)
             tot[i][t] = _mm256_setzero_ps();
     }
@@ -114,7 +115,7 @@ DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, i
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             s = _mm_add_ss(s, _mm_movehdup_ps(s));
             const float v = _mm_cvtss_f32(s);
-            y[t * ldy + i] = accumulate ? y[t * ldy + i] + v : v;
+            y[t * ldy + i * rs] = accumulate ? y[t * ldy + i * rs] + v : v;
         }
     }
 }
@@ -132,15 +133,13 @@ DSK_INLINE void a8_quantize_chunk(int dt, const float *x, int64_t ldx, int64_t n
     }
 }
 
-#define DEF_A8_ROWS(DT, T, R)                                                                 \
-    static void a8_rows_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, int64_t k0, \
-                                   int64_t kc, const a8_x_t *xq, float *y, int64_t ldy)       \
-    {                                                                                         \
-        int64_t r = r0;                                                                       \
-        for (; r + (R) <= r1; r += (R))                                                       \
-            a8_tile(DT, w, r, (R), k0, kc, xq, T, y + (r - r0), ldy, k0 > 0);                 \
-        for (; r < r1; r++)                                                                   \
-            a8_tile(DT, w, r, 1, k0, kc, xq, T, y + (r - r0), ldy, k0 > 0);                   \
+#define DEF_A8_ROWS(DT, T, R)                                                                  \
+    static void a8_rows_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, int64_t k0,  \
+                                   int64_t kc, const a8_x_t *xq, float *y, int64_t ldy)        \
+    {                                                                                          \
+        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),      \
+                      a8_tile(DT, w, tile_r, tile_n, tile_s, k0, kc, xq, T, y + (tile_r - r0), \
+                              ldy, k0 > 0));                                                   \
     }
 #define DEF_A8(DT, NAME)                                                                        \
     DEF_A8_ROWS(DT, 1, A8_R1)                                                                   \

@@ -119,14 +119,14 @@ static void fp8_x_prep(const float *x, int64_t k, float *xb)
 }
 
 /*
- * y[t * ldy + i] (add ? += : =) sum_{c in [k0, k1)} W[r + i][c] x[t][c] for i < R, t < T, with x
- * prepared by fp8_x_prep (token t at xb + t * ldb, column c at c - k0; k0 a multiple of 128).
- * x is read from L1 inside the FMAs, which leaves the registers to the accumulators; one token
- * gets two accumulator chains per row so that 8 chains hide the FMA latency.
+ * y[t * ldy + i * rs] (add ? += : =) sum_{c in [k0, k1)} W[r + i * rs][c] x[t][c] for i < R, t < T,
+ * with x prepared by fp8_x_prep (token t at xb + t * ldb, column c at c - k0; k0 a multiple of
+ * 128). x is read from L1 inside the FMAs, which leaves the registers to the accumulators; one
+ * token gets two accumulator chains per row so that 8 chains hide the FMA latency.
  */
-DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const float *xb,
-                         int64_t ldb, int64_t k0, int64_t k1, const int T, float *y, int64_t ldy,
-                         int add)
+DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
+                         const float *xb, int64_t ldb, int64_t k0, int64_t k1, const int T,
+                         float *y, int64_t ldy, int add)
 {
     const int64_t K = w->cols;
     const int NA = T == 1 ? 2 : 1;
@@ -146,7 +146,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const fl
             const float *xc = xb + (c - k0);
             for (int i = 0; i < R; i++) {
                 V wq[4];
-                fp8_w_load32(row + i * K + c, wq);
+                fp8_w_load32(row + i * rs * K + c, wq);
                 for (int t = 0; t < T; t++)
                     for (int q = 0; q < 4; q++)
                         acc[i][t][q % NA] =
@@ -157,8 +157,8 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const fl
             const int m = c1 - c < VL ? (int)(c1 - c) : VL;
             const float *xc = xb + (c - k0);
             for (int i = 0; i < R; i++) {
-                V wv =
-                    m == VL ? v_load_fp8(row + i * K + c) : w_load_part(DT_FP8, row + i * K, c, m);
+                V wv = m == VL ? v_load_fp8(row + i * rs * K + c)
+                               : w_load_part(DT_FP8, row + i * rs * K, c, m);
                 for (int t = 0; t < T; t++) {
                     V xv = m == VL ? v_loadu(xc + t * ldb) : x_load_part(xc + t * ldb, m);
                     acc[i][t][0] = v_fma(wv, xv, acc[i][t][0]);
@@ -166,7 +166,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const fl
             }
         }
         for (int i = 0; i < R; i++) {
-            V s = v_set1(w_scale(DT_FP8, w, r + i, c0));
+            V s = v_set1(w_scale(DT_FP8, w, r + i * rs, c0));
             for (int t = 0; t < T; t++) {
                 V a = NA == 2 ? v_add(acc[i][t][0], acc[i][t][1]) : acc[i][t][0];
                 tot[i][t] = v_fma(a, s, tot[i][t]);
@@ -175,7 +175,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const fl
     }
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++)
-            y[t * ldy + i] = (add ? y[t * ldy + i] : 0.0f) + v_hsum(tot[i][t]);
+            y[t * ldy + i * rs] = (add ? y[t * ldy + i * rs] : 0.0f) + v_hsum(tot[i][t]);
 }
 
 /*
@@ -194,11 +194,9 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const fl
             const int64_t k1 = K - k0 < kc ? K : k0 + kc, ldb = k1 - k0;                      \
             for (int t = 0; t < (T); t++)                                                     \
                 fp8_x_prep(x + t * ldx + k0, ldb, xb + t * ldb);                              \
-            int64_t r = r0;                                                                   \
-            for (; r + (R) <= r1; r += (R))                                                   \
-                fp8_tile(w, r, (R), xb, ldb, k0, k1, (T), y + (r - r0), ldy, k0 > 0);         \
-            for (; r < r1; r++)                                                               \
-                fp8_tile(w, r, 1, xb, ldb, k0, k1, (T), y + (r - r0), ldy, k0 > 0);           \
+            DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(K),                                \
+                          fp8_tile(w, tile_r, tile_n, tile_s, xb, ldb, k0, k1, (T),           \
+                                   y + (tile_r - r0), ldy, k0 > 0));                          \
         }                                                                                     \
     }
 DEF_FP8_DECODE(1, 4)

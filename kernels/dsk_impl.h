@@ -27,6 +27,46 @@ void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t
 /* Columns of x that the int8-activation kernels quantize at a time (4 tokens: 32 KiB of stack). */
 #define DSK_A8_KC 8192
 
+/*
+ * Decode tiles stream R rows side by side. The hardware prefetchers follow streams within a 4 KiB
+ * page, and two rows of one page read side by side look to them like one page read at two places
+ * at once: on Zen 3, fp8 7168x2048 (2 KiB rows) streamed at 0.56-0.59 of the bandwidth with
+ * adjacent rows and at 0.79-0.81 with rows two apart (docs/PERFORMANCE.md). So a tile takes its
+ * rows dsk_tile_row_stride(row bytes) apart: far enough that no two of its streams share a page.
+ */
+static inline int64_t dsk_tile_row_stride(int64_t row_bytes)
+{
+    return row_bytes <= 0 || row_bytes >= 4096 ? 1 : (4096 + row_bytes - 1) / row_bytes;
+}
+
+/*
+ * Runs the statement given after S over the rows [r0, r1) of a decode product as tiles: with
+ * tile_r the first row, tile_n the rows (R or 1, constants for the compiler) and tile_s their
+ * distance. Groups of R * S rows as S interleaved tiles of rows S apart, then tiles of R adjacent
+ * rows, then single rows. With S = 1 the rows are 1 apart as a constant.
+ */
+#define DSK_ROW_TILES(r0, r1, R, S, ...)                                       \
+    do {                                                                       \
+        int64_t row_ = (r0);                                                   \
+        const int64_t stride_ = (S);                                           \
+        for (; stride_ > 1 && row_ + (R)*stride_ <= (r1); row_ += (R)*stride_) \
+            for (int64_t s_ = 0; s_ < stride_; s_++) {                         \
+                const int64_t tile_r = row_ + s_, tile_s = stride_;            \
+                const int tile_n = (R);                                        \
+                __VA_ARGS__;                                                   \
+            }                                                                  \
+        for (; row_ + (R) <= (r1); row_ += (R)) {                              \
+            const int64_t tile_r = row_, tile_s = 1;                           \
+            const int tile_n = (R);                                            \
+            __VA_ARGS__;                                                       \
+        }                                                                      \
+        for (; row_ < (r1); row_++) {                                          \
+            const int64_t tile_r = row_, tile_s = 1;                           \
+            const int tile_n = 1;                                              \
+            __VA_ARGS__;                                                       \
+        }                                                                      \
+    } while (0)
+
 /* Scale of the 128x128 block holding W[r][c] (1 for non-fp8 matrices). */
 static inline float dsk_block_scale(const dsk_matrix_t *w, int64_t r, int64_t c)
 {

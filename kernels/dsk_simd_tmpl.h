@@ -204,11 +204,13 @@ DSK_INLINE void w_row_f32(int dt, const dsk_matrix_t *w, int64_t r, int64_t c0, 
 /* ---- decode: R rows x T tokens register tile ---- */
 
 /*
- * y[t * ldy + i] = sum_c W[r + i][c] x[t * ldx + c] for i < R, t < T. Non-fp8 weights have no
- * blocks, so their accumulators run over the whole row.
+ * y[t * ldy + i * rs] = sum_c W[r + i * rs][c] x[t * ldx + c] for i < R, t < T (rows rs apart:
+ * dsk_tile_row_stride). Non-fp8 weights have no blocks, so their accumulators run over the whole
+ * row.
  */
-DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, const float *x,
-                              int64_t ldx, const int T, float *y, int64_t ldy)
+DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R,
+                              const int64_t rs, const float *x, int64_t ldx, const int T, float *y,
+                              int64_t ldy)
 {
     const int64_t K = w->cols;
     const int64_t blk = dt == DT_FP8 ? DSK_FP8_BLOCK : (K > 0 ? K : 1);
@@ -231,7 +233,7 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
                 fp8_x_load4(x + t * ldx + c, xq[t]);
             for (int i = 0; i < R; i++) {
                 V wq[4];
-                fp8_w_load4((const uint8_t *)w->data + (r + i) * K + c, wq);
+                fp8_w_load4((const uint8_t *)w->data + (r + i * rs) * K + c, wq);
                 for (int t = 0; t < T; t++)
                     for (int q = 0; q < 4; q++)
                         acc[i][t] = v_fma(wq[q], xq[t][q], acc[i][t]);
@@ -243,7 +245,7 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
             for (int t = 0; t < T; t++)
                 xv[t] = x_for(dt, v_loadu(x + t * ldx + c));
             for (int i = 0; i < R; i++) {
-                V wv = w_load(dt, w->data, (r + i) * K + c);
+                V wv = w_load(dt, w->data, (r + i * rs) * K + c);
                 for (int t = 0; t < T; t++)
                     acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
             }
@@ -254,31 +256,29 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
             for (int t = 0; t < T; t++)
                 xv[t] = x_for(dt, x_load_part(x + t * ldx + c, m));
             for (int i = 0; i < R; i++) {
-                V wv = w_load_part(dt, w->data, (r + i) * K + c, m);
+                V wv = w_load_part(dt, w->data, (r + i * rs) * K + c, m);
                 for (int t = 0; t < T; t++)
                     acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
             }
         }
         for (int i = 0; i < R; i++) {
-            V s = v_set1(w_scale(dt, w, r + i, c0));
+            V s = v_set1(w_scale(dt, w, r + i * rs, c0));
             for (int t = 0; t < T; t++)
                 tot[i][t] = v_fma(acc[i][t], s, tot[i][t]);
         }
     }
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++)
-            y[t * ldy + i] = v_hsum(tot[i][t]);
+            y[t * ldy + i * rs] = v_hsum(tot[i][t]);
 }
 
 #define DEF_MM_SMALL(DT, T, R)                                                                     \
     static void mm_small_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                     int64_t ldx, float *y, int64_t ldy)                            \
     {                                                                                              \
-        int64_t r = r0;                                                                            \
-        for (; r + (R) <= r1; r += (R))                                                            \
-            mm_small_tile(DT, w, r, (R), x, ldx, T, y + (r - r0), ldy);                            \
-        for (; r < r1; r++)                                                                        \
-            mm_small_tile(DT, w, r, 1, x, ldx, T, y + (r - r0), ldy);                              \
+        DSK_ROW_TILES(                                                                             \
+            r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),                    \
+            mm_small_tile(DT, w, tile_r, tile_n, tile_s, x, ldx, T, y + (tile_r - r0), ldy));      \
     }
 #define DEF_MM_SMALL_ALL(DT)  \
     DEF_MM_SMALL(DT, 1, S_R1) \
@@ -295,15 +295,16 @@ DEF_MM_SMALL_ALL(2)
  * L1 inside the FMAs rather than held in registers, which leaves them to the R x T accumulators.
  */
 DSK_INLINE void mmq_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R,
-                               const float *x, int64_t ldx, const int T, float *y, int64_t ldy)
+                               const int64_t rs, const float *x, int64_t ldx, const int T, float *y,
+                               int64_t ldy)
 {
     const int64_t K = w->cols, G = q_group(dt);
     const uint8_t *rows[8];
     const float *sc[8];
     V tot[8][SMALL_N_MAX];
     for (int i = 0; i < R; i++) {
-        rows[i] = q_row(dt, w, r + i);
-        sc[i] = q_scales(dt, w, r + i);
+        rows[i] = q_row(dt, w, r + i * rs);
+        sc[i] = q_scales(dt, w, r + i * rs);
         for (int t = 0; t < T; t++)
             tot[i][t] = v_zero();
     }
@@ -342,18 +343,16 @@ DSK_INLINE void mmq_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const i
     }
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++)
-            y[t * ldy + i] = v_hsum(tot[i][t]);
+            y[t * ldy + i * rs] = v_hsum(tot[i][t]);
 }
 
 #define DEF_MMQ_SMALL(DT, T, R)                                                                    \
     static void mm_small_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                     int64_t ldx, float *y, int64_t ldy)                            \
     {                                                                                              \
-        int64_t r = r0;                                                                            \
-        for (; r + (R) <= r1; r += (R))                                                            \
-            mmq_small_tile(DT, w, r, (R), x, ldx, T, y + (r - r0), ldy);                           \
-        for (; r < r1; r++)                                                                        \
-            mmq_small_tile(DT, w, r, 1, x, ldx, T, y + (r - r0), ldy);                             \
+        DSK_ROW_TILES(                                                                             \
+            r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),                    \
+            mmq_small_tile(DT, w, tile_r, tile_n, tile_s, x, ldx, T, y + (tile_r - r0), ldy));     \
     }
 #define DEF_MMQ_SMALL_ALL(DT)  \
     DEF_MMQ_SMALL(DT, 1, Q_R1) \

@@ -14,7 +14,6 @@
 #include "dsi_test_matmul.h"
 #include "dsk.h"
 
-
 typedef struct {
     dsk_matrix_t m;
     void *data;   /* rows * cols of dtype */
@@ -101,7 +100,8 @@ int main(void)
         DSI_CHECK_INT_EQ(levels[l].level, l);
 
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
-                                        {130, 257}, {17, 128}, {64, 520}, {33, 129}};
+                                        {130, 257}, {17, 128}, {64, 520}, {33, 129},
+                                        {45, 1500}, {70, 2048}}; /* tiles of strided rows */
     static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 17, 64};
     dsi_test_seed(42);
     test_one_hot(levels, n_levels);

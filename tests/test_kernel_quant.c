@@ -18,7 +18,6 @@
 #include "dsi_test_matmul.h"
 #include "dsk.h"
 
-
 static const dsk_dtype_t qtypes[] = {DSK_DTYPE_I8, DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
 #define N_QTYPES 3
 
@@ -260,9 +259,10 @@ int main(void)
     test_fp8_encode();
     test_quantize_fp8_bf16();
 
-    static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300},  {576, 96},
-                                        {130, 257}, {17, 128}, {64, 520},  {33, 129},
-                                        {5, 33},    {9, 48},   {11, 1000}, {2, 16}};
+    /* {50, 2000}: tiles of strided rows (dsk_tile_row_stride) */
+    static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96}, {130, 257},
+                                        {17, 128},  {64, 520}, {33, 129}, {5, 33},   {9, 48},
+                                        {11, 1000}, {2, 16},   {50, 2000}};
     static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 17, 64};
     for (int q = 0; q < N_QTYPES; q++) {
         const dsk_dtype_t dt = qtypes[q];
