@@ -45,6 +45,7 @@ typedef struct {
     char name[32];  /* e.g. "matmul_fp8", "matmul_int4-g128" */
     char shape[32]; /* rows x cols of the weight */
     int batch;
+    int int8_math; /* products in integer multiply-adds (int8 activations), not f32 FMAs */
     double gbs, gflops;
 } entry_t;
 
@@ -205,7 +206,7 @@ static void mm_cb(void *arg, int64_t begin, int64_t end)
 }
 
 static void add_entry(bench_t *b, const char *name, int64_t rows, int64_t cols, int batch,
-                      double gbs, double gflops)
+                      int int8_math, double gbs, double gflops)
 {
     if (b->n_entries >= MAX_ENTRIES)
         return;
@@ -213,6 +214,7 @@ static void add_entry(bench_t *b, const char *name, int64_t rows, int64_t cols, 
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->shape, sizeof(e->shape), "%lldx%lld", (long long)rows, (long long)cols);
     e->batch = batch;
+    e->int8_math = int8_math;
     e->gbs = gbs;
     e->gflops = gflops;
 }
@@ -333,8 +335,8 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
         double t = bench_median(secs, reps);
         char name[32];
         snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
-        add_entry(b, name, rows, cols, n, (double)wbytes / t * 1e-9,
-                  2.0 * (double)rows * (double)cols * n / t * 1e-9);
+        add_entry(b, name, rows, cols, n, is_q && b->ops.act == DSK_ACT_I8 && n <= 4,
+                  (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9);
         if (!b->json)
             fprintf(stderr, "  %s %lldx%lld batch %d: %.3f ms\n", name, (long long)rows,
                     (long long)cols, n, t * 1e3);
@@ -354,6 +356,21 @@ static const char *act_name(const bench_t *b)
     return b->ops.act == DSK_ACT_I8 ? "int8" : "f32";
 }
 
+/*
+ * The roofline of a row: the weight GB/s its kernel could reach if only the memory bandwidth or
+ * only the measured FMA rate limited it, whichever is lower. Its f32 products need 2 x batch flops
+ * per weight, so at batch 16 an fp8 weight byte costs 32 flops and two AVX2 cores (about 200
+ * GFLOP/s) cannot stream more than about 6 GB/s whatever the memory does. Rows with int8 math
+ * (integer multiply-adds, 4-8x the products of an FMA per instruction) get the bandwidth alone.
+ */
+static double roofline_gbs(const bench_t *b, const entry_t *e)
+{
+    double compute = INFINITY;
+    if (!e->int8_math && e->gflops > 0 && b->fma_gflops > 0)
+        compute = b->fma_gflops * e->gbs / e->gflops;
+    return compute < b->bw_gbs ? compute : b->bw_gbs;
+}
+
 static void print_results(const bench_t *b)
 {
     if (b->json) {
@@ -363,10 +380,12 @@ static void print_results(const bench_t *b)
                b->peak_gflops, b->fma_gflops);
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
+            const double roof = roofline_gbs(b, e);
             printf("%s\n  {\"name\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"gbs\": %.2f, "
-                   "\"efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
-                   "\"fma_fraction\": %.3f}",
-                   i ? "," : "", e->name, e->shape, e->batch, e->gbs, e->gbs / b->bw_gbs, e->gflops,
+                   "\"efficiency\": %.3f, \"roofline_gbs\": %.2f, \"roofline_efficiency\": %.3f, "
+                   "\"gflops\": %.1f, \"peak_fraction\": %.3f, \"fma_fraction\": %.3f}",
+                   i ? "," : "", e->name, e->shape, e->batch, e->gbs, e->gbs / b->bw_gbs, roof,
+                   roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
                    b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
         }
@@ -379,13 +398,14 @@ static void print_results(const bench_t *b)
     printf("clock: %.2f GHz (dependent FMA chain), SIMD peak %.1f GFLOP/s\n", b->ghz,
            b->peak_gflops);
     printf("measured FMA throughput, all threads: %.1f GFLOP/s\n", b->fma_gflops);
-    printf("%-17s %-11s %6s %9s %8s %9s %8s %8s\n", "kernel", "shape", "batch", "GB/s", "of bw",
-           "GFLOP/s", "of peak", "of FMA");
+    printf("%-17s %-11s %6s %9s %8s %8s %9s %8s %8s\n", "kernel", "shape", "batch", "GB/s", "of bw",
+           "of roof", "GFLOP/s", "of peak", "of FMA");
     for (int i = 0; i < b->n_entries; i++) {
         const entry_t *e = &b->entries[i];
-        printf("%-17s %-11s %6d %9.2f %7.0f%% %9.1f %7.0f%% %7.0f%%\n", e->name, e->shape, e->batch,
-               e->gbs, 100 * e->gbs / b->bw_gbs, e->gflops,
-               b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0,
+        const double roof = roofline_gbs(b, e);
+        printf("%-17s %-11s %6d %9.2f %7.0f%% %7.0f%% %9.1f %7.0f%% %7.0f%%\n", e->name, e->shape,
+               e->batch, e->gbs, 100 * e->gbs / b->bw_gbs, roof > 0 ? 100 * e->gbs / roof : 0,
+               e->gflops, b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0,
                b->fma_gflops > 0 ? 100 * e->gflops / b->fma_gflops : 0);
     }
 }
