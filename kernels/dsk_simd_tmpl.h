@@ -29,7 +29,9 @@
  * - decode, n <= 4: each weight vector is dequantized in registers once and used for all n
  *   tokens of an R x n register tile; per 128-column block the accumulators are folded into the
  *   running totals with that block's scale (one FMA per accumulator per block).
- * - n >= 5: a panel of G_NR rows x G_KC columns is dequantized (scale folded) and transposed into
+ * - 5 <= n <= TG_MAX (16): the decode tiles over groups of up to 4 tokens, rows in L2-sized
+ *   blocks (mm_token_groups).
+ * - larger n: a panel of G_NR rows x G_KC columns is dequantized (scale folded) and transposed into
  *   a stack buffer once, then a G_T x G_NR broadcast micro-kernel runs over all n tokens, so each
  *   weight byte is read from memory once and reused from L1 for every token.
  */
@@ -555,6 +557,31 @@ static void mm_gemm(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const
     }
 }
 
+/*
+ * Batched decode, SMALL_N_MAX < n <= TG_MAX tokens: the decode tiles over groups of up to
+ * SMALL_N_MAX tokens, the rows in blocks of about TG_BLOCK weight bytes so that a block read from
+ * memory for the first group is read from L2 by the others. The packed GEMM pays its panel packing
+ * (dequantize, scale, transpose, store) for every weight, which 5-16 tokens do not amortize:
+ * measured on Zen 3 (docs/PERFORMANCE.md, "Batched decode in token groups"), fp8 and bf16 at 8
+ * tokens 1.5-2x; at 32 tokens the two are even.
+ */
+#define TG_MAX   16
+#define TG_BLOCK (128 << 10)
+static void mm_token_groups(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                            int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    const int64_t row_bytes = dsk_dtype_row_bytes((dsk_dtype_t)dt, w->cols);
+    int64_t rows = TG_BLOCK / (row_bytes > 0 ? row_bytes : 1);
+    rows = rows < 8 ? 8 : rows;
+    for (int64_t rb = r0; rb < r1; rb += rows) {
+        const int64_t rb1 = r1 - rb < rows ? r1 : rb + rows;
+        for (int64_t t = 0; t < n; t += SMALL_N_MAX) {
+            const int64_t g = n - t < SMALL_N_MAX ? n - t : SMALL_N_MAX;
+            mm_small_fns[dt][g](w, rb, rb1, x + t * ldx, ldx, y + t * ldy + (rb - r0), ldy);
+        }
+    }
+}
+
 static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                    int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
@@ -567,6 +594,8 @@ static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
     }
     if (n <= SMALL_N_MAX)
         mm_small_fns[dt][n](w, r0, r1, x, ldx, y, ldy);
+    else if (n <= TG_MAX)
+        mm_token_groups(dt, w, r0, r1, x, ldx, n, y, ldy);
     else
         mm_gemm(dt, w, r0, r1, x, ldx, n, y, ldy);
 }

@@ -361,9 +361,10 @@ int main(int argc, char **argv)
                     test_product(&ops, &tm, r0, r1, n);
                 }
             }
-            /* n >= 5 is the f32 GEMM, unchanged */
+            /* n >= 5 takes the f32 path: token groups up to 16, then the GEMM */
             dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 5);
             dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 9);
+            dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 17);
             qmat_free(&tm);
         }
     }

@@ -263,7 +263,7 @@ int main(void)
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96}, {130, 257},
                                         {17, 128},  {64, 520}, {33, 129}, {5, 33},   {9, 48},
                                         {11, 1000}, {2, 16},   {50, 2000}};
-    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 17, 64};
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 16, 17, 64};
     for (int q = 0; q < N_QTYPES; q++) {
         const dsk_dtype_t dt = qtypes[q];
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
