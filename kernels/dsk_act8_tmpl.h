@@ -60,13 +60,13 @@ DSK_INLINE __m256i a8_load_w(int dt, const uint8_t *row, int64_t c, int64_t left
 }
 
 /*
- * y[t * ldy + i * rs] (+)= sum over the chunk [k0, k0 + kc) of W[r + i * rs] x[t] for i < R, t < T;
- * the weights' scales and data are those of the chunk. accumulate: add to y (chunks after the
- * first).
+ * y[t * ldy + i * rs] (+)= sum over the chunk [k0, k0 + kc) of W[r + i * rs] x[t] for i < R, t < T,
+ * from the chunk's group g_first on; the weights' scales and data are those of the chunk.
+ * accumulate: add to y (chunks after the first).
  */
-DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
-                        int64_t k0, int64_t kc, const a8_x_t *xq, const int T, float *y,
-                        int64_t ldy, int accumulate)
+DSK_INLINE void a8_tile_from(int dt, const dsk_matrix_t *w, int64_t r, const int R,
+                             const int64_t rs, int64_t k0, int64_t kc, const a8_x_t *xq,
+                             const int T, float *y, int64_t ldy, int accumulate, int64_t g_first)
 {
     const int64_t G = a8_group(dt), K = w->cols, ng = (kc + G - 1) / G;
     const int64_t row_bytes = dsk_dtype_row_bytes((dsk_dtype_t)dt, K);
@@ -81,7 +81,7 @@ DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, c
         for (int t = 0; t < T; t++)
             tot[i][t] = _mm256_setzero_ps();
     }
-    for (int64_t g = 0; g < ng; g++) {
+    for (int64_t g = g_first; g < ng; g++) {
         const int64_t c0 = g * G, c1 = c0 + G < kc ? c0 + G : kc;
         __m256i acc[8][A8_N_MAX];
         for (int i = 0; i < R; i++)
@@ -120,6 +120,14 @@ DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, c
     }
 }
 
+/* a8_tile_from over the whole chunk. */
+DSK_INLINE void a8_tile(int dt, const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
+                        int64_t k0, int64_t kc, const a8_x_t *xq, const int T, float *y,
+                        int64_t ldy, int accumulate)
+{
+    a8_tile_from(dt, w, r, R, rs, k0, kc, xq, T, y, ldy, accumulate, 0);
+}
+
 /* Quantizes the chunk [k0, k0 + kc) of the n tokens of x into *xq. */
 DSK_INLINE void a8_quantize_chunk(int dt, const float *x, int64_t ldx, int64_t n, int64_t k0,
                                   int64_t kc, a8_x_t *xq)
@@ -133,19 +141,31 @@ DSK_INLINE void a8_quantize_chunk(int dt, const float *x, int64_t ldx, int64_t n
     }
 }
 
-#define DEF_A8_ROWS(DT, T, R)                                                                  \
-    static void a8_rows_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, int64_t k0,  \
-                                   int64_t kc, const a8_x_t *xq, float *y, int64_t ldy)        \
-    {                                                                                          \
-        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),      \
-                      a8_tile(DT, w, tile_r, tile_n, tile_s, k0, kc, xq, T, y + (tile_r - r0), \
-                              ldy, k0 > 0));                                                   \
+/*
+ * The tile of the int4 dtypes: an including file may define A8_TILE_Q4 as the name of its own
+ * tile (the parameters of a8_tile; defined after this file is included); else a8_tile.
+ */
+#ifdef A8_TILE_Q4
+DSK_INLINE void A8_TILE_Q4(int dt, const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
+                           int64_t k0, int64_t kc, const a8_x_t *xq, const int T, float *y,
+                           int64_t ldy, int accumulate);
+#else
+#define A8_TILE_Q4 a8_tile
+#endif
+
+#define DEF_A8_ROWS(DT, T, R, TILE)                                                              \
+    static void a8_rows_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, int64_t k0,    \
+                                   int64_t kc, const a8_x_t *xq, float *y, int64_t ldy)          \
+    {                                                                                            \
+        DSK_ROW_TILES(                                                                           \
+            r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),                  \
+            TILE(DT, w, tile_r, tile_n, tile_s, k0, kc, xq, T, y + (tile_r - r0), ldy, k0 > 0)); \
     }
-#define DEF_A8(DT, NAME)                                                                        \
-    DEF_A8_ROWS(DT, 1, A8_R1)                                                                   \
-    DEF_A8_ROWS(DT, 2, A8_R2)                                                                   \
-    DEF_A8_ROWS(DT, 3, A8_R3)                                                                   \
-    DEF_A8_ROWS(DT, 4, A8_R4)                                                                   \
+#define DEF_A8(DT, NAME, TILE)                                                                  \
+    DEF_A8_ROWS(DT, 1, A8_R1, TILE)                                                             \
+    DEF_A8_ROWS(DT, 2, A8_R2, TILE)                                                             \
+    DEF_A8_ROWS(DT, 3, A8_R3, TILE)                                                             \
+    DEF_A8_ROWS(DT, 4, A8_R4, TILE)                                                             \
     static void matmul_a8_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                  int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
     {                                                                                           \
@@ -175,9 +195,9 @@ DSK_INLINE void a8_quantize_chunk(int dt, const float *x, int64_t ldx, int64_t n
             }                                                                                   \
         }                                                                                       \
     }
-DEF_A8(3, i8)
-DEF_A8(4, i4a)
-DEF_A8(5, i4b)
+DEF_A8(3, i8, a8_tile)
+DEF_A8(4, i4a, A8_TILE_Q4)
+DEF_A8(5, i4b, A8_TILE_Q4)
 
 /* The int8-activation slots: matmul of the three integer dtypes. */
 static void a8_fill(dsk_ops_t *ops)

@@ -26,6 +26,7 @@ typedef struct {
 #define A8_R3       1
 #define A8_R4       1
 #define A8_FALLBACK dsk_avx2_matmul_f32act
+#define A8_TILE_Q4  a8_tile_q4x64
 
 static inline __attribute__((always_inline)) a8w_t a8_prep(int dt, __m256i v)
 {
@@ -51,6 +52,98 @@ static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
 }
 
 #include "dsk_act8_tmpl.h"
+
+/* x[c .. c+16) and x[c+32 .. c+48): the inputs of the low nibbles of a 32-byte int4 load at c. */
+static inline __m256i q4_x_pair(const int8_t *q, int64_t c)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_load_si128((const __m128i *)(q + c))),
+                                   _mm_load_si128((const __m128i *)(q + c + 32)), 1);
+}
+
+/* The f32 vector whose low four lanes are a and high four lanes b. */
+static inline __m256 q4_halves(float a, float b)
+{
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(a)), _mm_set1_ps(b), 1);
+}
+
+/*
+ * The int4 tile (A8_TILE_Q4, same contract as a8_tile): 64 inputs per 32-byte load. The load holds
+ * two 16-byte chunks, inputs c..c+31 and c+32..c+63, each byte j of a chunk input j (low nibble)
+ * and 16 + j (high nibble); so the low nibbles are inputs c+0..15 | c+32..47 and the high ones
+ * c+16..31 | c+48..63 by 128-bit lane, one AND and one shift + AND for 64 values where a8_load_w
+ * spends a shift, an insert and an AND on 32. x is loaded in the same lane order (q4_x_pair).
+ * Groups of 32 (I4_G32): each step covers groups g and g + 1, one per lane, folded into the totals
+ * with a two-valued scale vector; groups of 128: two steps per group, int16 sums as in a8_step
+ * (four pair sums of at most 3810 each). Whatever is left of the chunk after the whole steps (a
+ * last group shorter than the step) goes through a8_tile's own 32-input path.
+ */
+DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const int R,
+                              const int64_t rs, int64_t k0, int64_t kc, const a8_x_t *xq,
+                              const int T, float *y, int64_t ldy, int accumulate)
+{
+    const int64_t G = a8_group(dt), K = w->cols, row_bytes = dsk_dtype_row_bytes(dt, K);
+    const int64_t sc_cols = (K + G - 1) / G, step = G == 32 ? 64 : 128;
+    const int64_t whole = kc / step * step; /* inputs in whole steps */
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const uint8_t *rows[4];
+    const float *ws[4];
+    __m256 tot[4][A8_N_MAX];
+    for (int i = 0; i < R; i++) {
+        rows[i] = (const uint8_t *)w->data + (r + i * rs) * row_bytes + k0 / 2;
+        ws[i] = w->scale_inv + (r + i * rs) * sc_cols + k0 / G;
+        for (int t = 0; t < T; t++)
+            tot[i][t] = _mm256_setzero_ps();
+    }
+    for (int64_t c = 0; c < whole; c += step) {
+        const int64_t g = c / G;
+        __m256i acc[4][A8_N_MAX];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++)
+                acc[i][t] = _mm256_setzero_si256();
+        for (int64_t h = c; h < c + step; h += 64) {
+            __m256i xl[A8_N_MAX], xh[A8_N_MAX];
+            for (int t = 0; t < T; t++) {
+                xl[t] = q4_x_pair(xq->q[t], h);
+                xh[t] = q4_x_pair(xq->q[t], h + 16);
+            }
+            for (int i = 0; i < R; i++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(rows[i] + h / 2));
+                const __m256i lo = _mm256_and_si256(v, nib);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                for (int t = 0; t < T; t++)
+                    acc[i][t] = _mm256_add_epi16(acc[i][t],
+                                                 _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[t]),
+                                                                  _mm256_maddubs_epi16(hi, xh[t])));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            /* the offset -8 sum(q_x) of each group in lane 0 of its half */
+            const int32_t c1 = G == 32 ? xq->corr[t][g + 1] : 0;
+            const __m256i corr =
+                _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtsi32_si128(xq->corr[t][g])),
+                                        _mm_cvtsi32_si128(c1), 1);
+            for (int i = 0; i < R; i++) {
+                const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(acc[i][t], ones), corr);
+                const __m256 s = G == 32 ? q4_halves(ws[i][g] * xq->scale[t][g],
+                                                     ws[i][g + 1] * xq->scale[t][g + 1])
+                                         : _mm256_set1_ps(ws[i][g] * xq->scale[t][g]);
+                tot[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), s, tot[i][t]);
+            }
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        for (int t = 0; t < T; t++) {
+            __m128 s =
+                _mm_add_ps(_mm256_castps256_ps128(tot[i][t]), _mm256_extractf128_ps(tot[i][t], 1));
+            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            const float v = _mm_cvtss_f32(s);
+            y[t * ldy + i * rs] = accumulate ? y[t * ldy + i * rs] + v : v;
+        }
+    }
+    if (whole < kc) /* the rest of the chunk: its groups from input `whole` on */
+        a8_tile_from(dt, w, r, R, rs, k0, kc, xq, T, y, ldy, 1, whole / G);
+}
 
 void dsk_ops_fill_avx2_act8(dsk_ops_t *ops)
 {
