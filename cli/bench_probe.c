@@ -86,27 +86,59 @@ static void probe_cb(void *arg, int64_t begin, int64_t end)
     __atomic_fetch_add(&p->sum, s, __ATOMIC_RELAXED); /* keeps the loads alive */
 }
 
-double bench_memory_bandwidth(dsi_pool_t *pool, size_t bytes, int reps)
+struct bench_probe {
+    uint64_t *buf;
+    size_t bytes;
+    dsi_pool_t *pool;
+    uint64_t sum;
+};
+
+bench_probe_t *bench_probe_new(dsi_pool_t *pool, size_t bytes)
 {
     bytes &= ~(size_t)63;
+    bench_probe_t *p = calloc(1, sizeof(*p));
+    uint64_t *buf = bytes > 0 ? aligned_alloc(64, bytes) : NULL;
+    if (p == NULL || buf == NULL) {
+        fprintf(stderr, "bandwidth probe: cannot allocate %zu MiB\n", bytes >> 20);
+        free(p);
+        free(buf);
+        return NULL;
+    }
+    bench_fill_random(buf, bytes, 1, ~0ull, 0);
+    *p = (bench_probe_t){buf, bytes, pool, 0};
+    bench_probe_pass(p); /* warm: page tables */
+    return p;
+}
+
+double bench_probe_pass(bench_probe_t *p)
+{
+    probe_t job = {p->buf, 0};
+    const double t0 = bench_now_s();
+    dsi_pool_run(p->pool, (int64_t)(p->bytes / 64), 4096, probe_cb, &job);
+    const double gbs = (double)p->bytes / (bench_now_s() - t0) * 1e-9;
+    p->sum += job.sum;
+    return gbs;
+}
+
+void bench_probe_free(bench_probe_t *p)
+{
+    if (p != NULL)
+        free(p->buf);
+    free(p);
+}
+
+double bench_memory_bandwidth(dsi_pool_t *pool, size_t bytes, int reps)
+{
     if (reps < 1)
         reps = 1;
     if (reps > MAX_PROBE_REPS)
         reps = MAX_PROBE_REPS;
-    uint64_t *buf = bytes > 0 ? aligned_alloc(64, bytes) : NULL;
-    if (buf == NULL) {
-        fprintf(stderr, "bandwidth probe: cannot allocate %zu MiB\n", bytes >> 20);
+    bench_probe_t *p = bench_probe_new(pool, bytes);
+    if (p == NULL)
         return -1;
-    }
-    bench_fill_random(buf, bytes, 1, ~0ull, 0);
-    probe_t p = {buf, 0};
     double gbs[MAX_PROBE_REPS];
-    dsi_pool_run(pool, (int64_t)(bytes / 64), 4096, probe_cb, &p); /* warm: page tables */
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now_s();
-        dsi_pool_run(pool, (int64_t)(bytes / 64), 4096, probe_cb, &p);
-        gbs[r] = (double)bytes / (bench_now_s() - t0) * 1e-9;
-    }
-    free(buf);
+    for (int r = 0; r < reps; r++)
+        gbs[r] = bench_probe_pass(p);
+    bench_probe_free(p);
     return bench_median(gbs, reps);
 }
