@@ -59,6 +59,15 @@ DSK_INLINE __m256i a8_load_w(int dt, const uint8_t *row, int64_t c, int64_t left
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
 
+/* *y (accumulate ? +=: =) the sum of the 8 lanes of tot. */
+DSK_INLINE void a8_put(__m256 tot, float *y, int accumulate)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    *y = accumulate ? *y + _mm_cvtss_f32(s) : _mm_cvtss_f32(s);
+}
+
 /*
  * y[t * ldy + i * rs] (+)= sum over the chunk [k0, k0 + kc) of W[r + i * rs] x[t] for i < R, t < T,
  * from the chunk's group g_first on; the weights' scales and data are those of the chunk.
@@ -108,16 +117,9 @@ DSK_INLINE void a8_tile_from(int dt, const dsk_matrix_t *w, int64_t r, const int
             }
         }
     }
-    for (int i = 0; i < R; i++) {
-        for (int t = 0; t < T; t++) {
-            __m128 s =
-                _mm_add_ps(_mm256_castps256_ps128(tot[i][t]), _mm256_extractf128_ps(tot[i][t], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            const float v = _mm_cvtss_f32(s);
-            y[t * ldy + i * rs] = accumulate ? y[t * ldy + i * rs] + v : v;
-        }
-    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            a8_put(tot[i][t], y + t * ldy + i * rs, accumulate);
 }
 
 /* a8_tile_from over the whole chunk. */

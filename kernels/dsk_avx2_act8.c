@@ -131,16 +131,9 @@ DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const in
             }
         }
     }
-    for (int i = 0; i < R; i++) {
-        for (int t = 0; t < T; t++) {
-            __m128 s =
-                _mm_add_ps(_mm256_castps256_ps128(tot[i][t]), _mm256_extractf128_ps(tot[i][t], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            const float v = _mm_cvtss_f32(s);
-            y[t * ldy + i * rs] = accumulate ? y[t * ldy + i * rs] + v : v;
-        }
-    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            a8_put(tot[i][t], y + t * ldy + i * rs, accumulate);
     if (whole < kc) /* the rest of the chunk: its groups from input `whole` on */
         a8_tile_from(dt, w, r, R, rs, k0, kc, xq, T, y, ldy, 1, whole / G);
 }
