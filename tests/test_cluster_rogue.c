@@ -34,14 +34,18 @@ static const char *model;
 static const int32_t prompt[] = {11, 22, 33, 44};
 static int32_t want[STEPS];
 
+/* The tokens of one request, collected by its callback. */
+typedef struct {
+    int32_t got[STEPS];
+    uint32_t n;
+    int done, failed;
+} stream_t;
+
 typedef struct {
     uv_loop_t loop;
     dsc_cluster_t *cl;
     dst_secret_t secret;
-    /* the request in flight */
-    int32_t got[STEPS];
-    uint32_t n_got;
-    int done, failed;
+    stream_t req; /* the request in flight */
     /* the rogue */
     dst_ctrl_conn_t *rogue;
     dst_ucx_t *ucx;
@@ -49,10 +53,7 @@ typedef struct {
     uint64_t epoch;
     uv_timer_t leave;
     int garbage_sent;
-    /* the request made while the live switch waits for the rogue */
-    int32_t mid_got[STEPS];
-    uint32_t n_mid;
-    int mid_done, mid_failed;
+    stream_t mid; /* the request made while the live switch waits for the rogue */
     int refusals; /* ERROR replies to the rogue's false SWITCHED claims */
 } test_t;
 
@@ -63,40 +64,41 @@ static void reference(void)
     dsi_test_greedy(model, 1, &p, &len, STEPS, want, NULL);
 }
 
+/* Adds tokens to s; returns 1 when the request has finished. */
+static int collect(stream_t *s, const int32_t *tokens, uint32_t n, dst_finish_t finish)
+{
+    for (uint32_t i = 0; i < n && s->n < STEPS; i++)
+        s->got[s->n++] = tokens[i];
+    if (finish == DST_FINISH_NONE)
+        return 0;
+    s->failed += finish != DST_FINISH_LENGTH;
+    s->done = 1;
+    return 1;
+}
+
 static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
 {
     test_t *t = ctx;
-    for (uint32_t i = 0; i < n && t->n_got < STEPS; i++)
-        t->got[t->n_got++] = tokens[i];
-    if (finish != DST_FINISH_NONE) {
-        t->failed += finish != DST_FINISH_LENGTH;
-        t->done = 1;
+    if (collect(&t->req, tokens, n, finish))
         uv_stop(&t->loop);
-    }
 }
 
 static void on_mid_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
 {
     test_t *t = ctx;
-    for (uint32_t i = 0; i < n && t->n_mid < STEPS; i++)
-        t->mid_got[t->n_mid++] = tokens[i];
-    if (finish != DST_FINISH_NONE) {
-        t->mid_failed += finish != DST_FINISH_LENGTH;
-        t->mid_done = 1;
-    }
+    collect(&t->mid, tokens, n, finish);
 }
 
 static void request(test_t *t, const char *when)
 {
     uint64_t id;
-    t->n_got = 0;
-    t->done = 0;
+    t->req = (stream_t){0};
     dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
     DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
     uv_run(&t->loop, UV_RUN_DEFAULT);
-    DSI_CHECK(t->done);
-    DSI_CHECK_INT_EQ(t->failed, 0);
-    int same = t->n_got == STEPS && memcmp(t->got, want, sizeof(want)) == 0;
+    DSI_CHECK(t->req.done);
+    DSI_CHECK_INT_EQ(t->req.failed, 0);
+    int same = t->req.n == STEPS && memcmp(t->req.got, want, sizeof(want)) == 0;
     if (!same)
         fprintf(stderr, "request %s the rogue: tokens differ from the single-process engine\n",
                 when);
@@ -162,7 +164,7 @@ static void send_garbage(test_t *t, uint32_t peer)
 static void on_leave(uv_timer_t *timer)
 {
     test_t *t = timer->data;
-    if (!t->mid_done) {
+    if (!t->mid.done) {
         uv_timer_start(&t->leave, on_leave, 100, 0); /* the request must finish first */
         return;
     }
@@ -293,8 +295,8 @@ int main(void)
     uv_run(&t->loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
     DSI_CHECK_INT_EQ(t->garbage_sent, 12);
     DSI_CHECK_INT_EQ(t->refusals, 2);
-    DSI_CHECK_INT_EQ(t->mid_failed, 0);
-    DSI_CHECK(t->n_mid == STEPS && memcmp(t->mid_got, want, sizeof(want)) == 0);
+    DSI_CHECK_INT_EQ(t->mid.failed, 0);
+    DSI_CHECK(t->mid.n == STEPS && memcmp(t->mid.got, want, sizeof(want)) == 0);
     dsc_cluster_stats_t st;
     dsc_cluster_stats(t->cl, &st);
     DSI_CHECK_INT_EQ(st.replans, 2);       /* the join (live), then the loss (restart) */
