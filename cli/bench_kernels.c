@@ -60,7 +60,9 @@ typedef struct {
     dsi_pool_t *pool;
     bench_probe_t *probe; /* the paired probe (not with --resident) */
     double bw_gbs, ghz, peak_gflops, fma_gflops;
-    int only; /* 0 all, 'd' decode rows only, 'p' prefill rows only (--only) */
+    int only;        /* 0 all, 'd' decode rows only, 'p' prefill rows only (--only) */
+    int32_t *decode; /* decode batches (--batches; default 1, 4, 16) */
+    int n_decode;
     entry_t entries[MAX_ENTRIES];
     int n_entries;
 } bench_t;
@@ -273,8 +275,8 @@ static int quantize_random(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t col
 }
 
 /* One weight shape and dtype at every batch; returns -1 when memory runs out. */
-static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, const int *batches,
-                       int n_batches)
+static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
+                       const int32_t *batches, int n_batches)
 {
     const int is_q = dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G32 || dt == DSK_DTYPE_I4_G128;
     /* integer formats: values then their row scales in one block per copy, all streamed */
@@ -329,7 +331,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols, c
         double secs[MAX_REPS], paired[MAX_REPS];
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             mm_job_t job = {&b->ops, &ws[(r + 1) % copies], x, n, y};
-            const double bw = b->probe != NULL ? bench_probe_pass(b->probe) : b->bw_gbs;
+            const double bw = b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
             double t0 = bench_now_s();
             for (int pass = 0; pass < passes; pass++)
                 dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
@@ -430,6 +432,7 @@ static void usage(FILE *out)
             "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
             "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
             "  --only WHAT     decode or prefill rows only\n"
+            "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
             "  --resident      decode only, of one 32x7168 matrix kept in cache: the kernels'\n"
             "                  arithmetic bound (GB/s above the bandwidth means headroom)\n"
             "  --json          one JSON object on stdout\n"
@@ -464,11 +467,15 @@ static unsigned parse_dtypes(const char *list)
 
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},       {"threads", required_argument, NULL, 't'},
-        {"quick", no_argument, NULL, 'q'},      {"dtypes", required_argument, NULL, 'd'},
-        {"only", required_argument, NULL, 'o'}, {"resident", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"quick", no_argument, NULL, 'q'},
+                                         {"dtypes", required_argument, NULL, 'd'},
+                                         {"only", required_argument, NULL, 'o'},
+                                         {"resident", no_argument, NULL, 'r'},
+                                         {"batches", required_argument, NULL, 'b'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;
@@ -494,6 +501,12 @@ int dsinfer_bench_kernels(int argc, char **argv)
             b.only = w == 0 ? 'd' : 'p';
             break;
         }
+        case 'b':
+            free(b.decode);
+            if (cli_parse_int_list("bench kernels", "--batches", optarg, 1, 64, &b.decode,
+                                   &b.n_decode) != 0)
+                return 2;
+            break;
         case 'd':
             b.dtype_mask = parse_dtypes(optarg);
             if (b.dtype_mask == 0)
@@ -541,7 +554,8 @@ int dsinfer_bench_kernels(int argc, char **argv)
         goto out;
 
     static const int64_t shapes[][2] = {{7168, 2048}, {2048, 7168}, {1536, 7168}, {18432, 7168}};
-    static const int decode[] = {1, 4, 16}, prefill_full[] = {128, 512}, prefill_quick[] = {128};
+    static const int32_t decode[] = {1, 4, 16}, prefill_full[] = {128, 512},
+                         prefill_quick[] = {128};
     static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16, DSK_DTYPE_I8,
                                          DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
     static const int64_t resident_shape[2] = {32, 7168};
@@ -551,7 +565,8 @@ int dsinfer_bench_kernels(int argc, char **argv)
             continue;
         for (int s = 0; b.only != 'p' && s < n_shapes; s++) {
             const int64_t *shape = b.resident ? resident_shape : shapes[s];
-            if (bench_shape(&b, dtypes[d], shape[0], shape[1], decode, 3) != 0)
+            if (bench_shape(&b, dtypes[d], shape[0], shape[1], b.decode ? b.decode : decode,
+                            b.decode ? b.n_decode : 3) != 0)
                 goto out;
         }
         /*
@@ -569,6 +584,7 @@ int dsinfer_bench_kernels(int argc, char **argv)
     print_results(&b);
     rc = 0;
 out:
+    free(b.decode);
     bench_probe_free(b.probe);
     dsi_pool_destroy(b.pool);
     return rc;

@@ -27,11 +27,15 @@ check "roofline" '.memory_bw_gbs as $bw | .fma_gflops as $fma | all(.kernels[];
     and (.roofline_efficiency - .gbs / .roofline_gbs | fabs)
       <= 0.002 + .roofline_efficiency * (0.01 + 0.006 / .gbs + 0.006 / .roofline_gbs))' \
   --quick --only decode --dtypes fp8,int8
+check "batches" '[.kernels[].batch] == [2, 8, 2, 8] and all(.kernels[]; .name == "matmul_bf16")' \
+  --quick --only decode --dtypes bf16 --batches 2,8
 check "resident" '(.kernels | length) == 3 and all(.kernels[]; .shape == "32x7168" and .gbs > 0)' \
   --quick --resident --dtypes bf16
 
 dsinfer bench kernels --resident --only prefill 2>"$TMP/e1"; rc=$?
 [ $rc -eq 2 ] && grep -q "decode only" "$TMP/e1" || bad "--resident --only prefill: rc $rc"
+dsinfer bench kernels --batches 4,0 2>"$TMP/e3"; rc=$?
+[ $rc -eq 2 ] && grep -q "outside" "$TMP/e3" || bad "--batches 4,0: rc $rc"
 dsinfer bench kernels --only sometimes 2>"$TMP/e2"; rc=$?
 [ $rc -eq 2 ] && grep -q "not one of decode, prefill" "$TMP/e2" || bad "--only sometimes: rc $rc"
 exit $fail
