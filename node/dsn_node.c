@@ -55,15 +55,6 @@ static dst_msg_t *plan_take(dst_msg_t *msg)
     return p;
 }
 
-static void plan_free(dst_msg_t **p)
-{
-    if (*p != NULL) {
-        dst_msg_free(*p);
-        free(*p);
-        *p = NULL;
-    }
-}
-
 /* A deep copy of a PLAN message for the compute thread (through the codec: the plan's arrays
  * live in the decoder's arena); NULL when out of memory (logged). */
 static dst_msg_t *plan_copy(const dst_msg_t *m)
@@ -332,7 +323,7 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
             node->ready = 0;
             node->task_gen++;
         }
-        plan_free(&node->plan);
+        dsn_plan_msg_free(&node->plan);
         node->plan = plan_take(msg);
         if (node->plan == NULL)
             node_stop(node, DSI_ERR_NOMEM);
@@ -632,7 +623,7 @@ out:
     uv_loop_close(&node->loop);
     dsn_replan_release(node); /* the compute thread has stopped */
     dsn_checkpoint_close(node->ckpt);
-    plan_free(&node->plan);
+    dsn_plan_msg_free(&node->plan);
     pthread_mutex_destroy(&node->mutex);
     pthread_cond_destroy(&node->cond);
     free(node);

@@ -17,6 +17,7 @@
 #define DSN_NODE_IMPL_H
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <uv.h>
 
 #include "dsn_checkpoint.h"
@@ -198,6 +199,16 @@ typedef struct dsn_node {
     dsn_task_t *deferred; /* ACTIVATIONs waiting for their sequences (see dsn_stage.c) */
     uint64_t next_mb_id;
 } dsn_node_t;
+
+/* Frees a heap PLAN message (node->plan, a task's copy, the compute thread's plans); *m = NULL. */
+static inline void dsn_plan_msg_free(dst_msg_t **m)
+{
+    if (*m != NULL) {
+        dst_msg_free(*m);
+        free(*m);
+        *m = NULL;
+    }
+}
 
 /* dsn_worker.c */
 dsi_status_t dsn_worker_start(dsn_node_t *node);

@@ -123,16 +123,6 @@ static dsi_status_t load_slice(dsn_node_t *node, const dst_plan_t *p)
     return DSI_OK;
 }
 
-/* Frees a plan the compute thread owns. */
-static void plan_drop(dst_msg_t **m)
-{
-    if (*m != NULL) {
-        dst_msg_free(*m);
-        free(*m);
-        *m = NULL;
-    }
-}
-
 /* The slice of the epoch being left, and its plans; the checkpoint stays mapped, so pages of
  * weights the node keeps stay in the page cache. */
 static void release_slice(dsn_node_t *node)
@@ -146,9 +136,9 @@ static void release_slice(dsn_node_t *node)
     node->expert_mask = NULL;
     node->load_counts = NULL;
     node->load_layers = 0;
-    plan_drop(&node->route_msg);
-    plan_drop(&node->prepared_msg);
-    plan_drop(&node->previous_msg);
+    dsn_plan_msg_free(&node->route_msg);
+    dsn_plan_msg_free(&node->prepared_msg);
+    dsn_plan_msg_free(&node->previous_msg);
     node->route_plan = NULL;
 }
 
@@ -191,7 +181,7 @@ static void reload(dsn_node_t *node, dsn_task_t *t)
 /* PREPARE: the experts the task's plan (taken) adds are loaded beside the current ones. */
 static void prepare(dsn_node_t *node, dsn_task_t *t)
 {
-    plan_drop(&node->prepared_msg);
+    dsn_plan_msg_free(&node->prepared_msg);
     node->prepared_msg = t->plan;
     t->plan = NULL;
     size_t held = 0, added = 0;
@@ -239,7 +229,7 @@ static void switch_plan(dsn_node_t *node, const dsn_task_t *t)
 {
     const char *how = "";
     if (node->prepared_msg != NULL && node->prepared_msg->plan.plan.epoch == t->epoch) {
-        plan_drop(&node->previous_msg);
+        dsn_plan_msg_free(&node->previous_msg);
         node->previous_msg = node->route_msg;
         node->route_msg = node->prepared_msg;
         node->prepared_msg = NULL;
@@ -258,7 +248,7 @@ static void switch_plan(dsn_node_t *node, const dsn_task_t *t)
 /* RELEASE: what only the previous plan needed goes. */
 static void release(dsn_node_t *node, const dsn_task_t *t)
 {
-    plan_drop(&node->previous_msg);
+    dsn_plan_msg_free(&node->previous_msg);
     size_t held = 0;
     uint8_t *mask = dsn_plan_expert_mask(node->route_plan, node->node_id, &held);
     if (mask == NULL) {

@@ -29,10 +29,7 @@ static dsn_task_t *pop_task(dsn_node_t *node, int wait)
 static void task_free(dsn_task_t *t)
 {
     dst_msg_free(&t->msg);
-    if (t->plan != NULL) {
-        dst_msg_free(t->plan);
-        free(t->plan);
-    }
+    dsn_plan_msg_free(&t->plan);
     free(t->payload);
     free(t);
 }
