@@ -121,26 +121,26 @@ static void fp8_x_prep(const float *x, int64_t k, float *xb)
 /*
  * y[t * ldy + i * rs] (add ? += : =) sum_{c in [k0, k1)} W[r + i * rs][c] x[t][c] for i < R, t < T,
  * with x prepared by fp8_x_prep (token t at xb + t * ldb, column c at c - k0; k0 a multiple of
- * 128). x is read from L1 inside the FMAs, which leaves the registers to the accumulators; one
- * token gets two accumulator chains per row so that 8 chains hide the FMA latency.
+ * 128). x is read from L1 inside the FMAs, which leaves the registers to the R x T accumulators
+ * (6 x 1, 3 x 2, 3 x 3 or 2 x 4: with the 4 converted vectors and the 3 constants they fit the 16
+ * ymm registers), one chain each.
  */
 DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const int64_t rs,
                          const float *xb, int64_t ldb, int64_t k0, int64_t k1, const int T,
                          float *y, int64_t ldy, int add)
 {
     const int64_t K = w->cols;
-    const int NA = T == 1 ? 2 : 1;
     const uint8_t *row = (const uint8_t *)w->data + r * K;
-    V tot[4][SMALL_N_MAX];
+    V tot[6][SMALL_N_MAX];
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++)
             tot[i][t] = v_zero();
     for (int64_t c0 = k0; c0 < k1; c0 += DSK_FP8_BLOCK) {
         const int64_t c1 = c0 + DSK_FP8_BLOCK < k1 ? c0 + DSK_FP8_BLOCK : k1;
-        V acc[4][SMALL_N_MAX][2];
+        V acc[6][SMALL_N_MAX];
         for (int i = 0; i < R; i++)
             for (int t = 0; t < T; t++)
-                acc[i][t][0] = acc[i][t][1] = v_zero();
+                acc[i][t] = v_zero();
         int64_t c = c0;
         for (; c + 32 <= c1; c += 32) {
             const float *xc = xb + (c - k0);
@@ -149,8 +149,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
                 fp8_w_load32(row + i * rs * K + c, wq);
                 for (int t = 0; t < T; t++)
                     for (int q = 0; q < 4; q++)
-                        acc[i][t][q % NA] =
-                            v_fma(wq[q], v_loadu(xc + t * ldb + 8 * q), acc[i][t][q % NA]);
+                        acc[i][t] = v_fma(wq[q], v_loadu(xc + t * ldb + 8 * q), acc[i][t]);
             }
         }
         for (; c < c1; c += VL) { /* the partial last group, natural order in xb */
@@ -161,16 +160,14 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
                                : w_load_part(DT_FP8, row + i * rs * K, c, m);
                 for (int t = 0; t < T; t++) {
                     V xv = m == VL ? v_loadu(xc + t * ldb) : x_load_part(xc + t * ldb, m);
-                    acc[i][t][0] = v_fma(wv, xv, acc[i][t][0]);
+                    acc[i][t] = v_fma(wv, xv, acc[i][t]);
                 }
             }
         }
         for (int i = 0; i < R; i++) {
             V s = v_set1(w_scale(DT_FP8, w, r + i * rs, c0));
-            for (int t = 0; t < T; t++) {
-                V a = NA == 2 ? v_add(acc[i][t][0], acc[i][t][1]) : acc[i][t][0];
-                tot[i][t] = v_fma(a, s, tot[i][t]);
-            }
+            for (int t = 0; t < T; t++)
+                tot[i][t] = v_fma(acc[i][t], s, tot[i][t]);
         }
     }
     for (int i = 0; i < R; i++)
@@ -181,7 +178,11 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
 /*
  * Columns in chunks of at most XB_FLOATS / T (64 KiB of prepared x on the stack), each chunk over
  * all rows of the range: one chunk for every V3 matrix at one token but the 18432-column dense
- * down projection. Rows per tile R: 4 x 2 chains (1 token), 3 x 2, 3 x 3 accumulators.
+ * down projection. Rows per tile R for 1, 2, 3, 4 tokens: 6, 3, 3, 2. Measured against the
+ * alternatives with one thread, the variants alternated every 50 ms in one process (medians of 30
+ * pairs, docs/PERFORMANCE.md): one token with 6 rows against 4 rows of two chains each: 1.04x
+ * cache-resident, 1.06-1.12x streaming (5 rows 0.95x, 8 rows 0.83-0.89x of 6); 2 and 3 tokens
+ * with 4 or 2 rows: no better.
  */
 #define XB_FLOATS 16384
 #define DEF_FP8_DECODE(T, R)                                                                  \
@@ -199,19 +200,28 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
                                    y + (tile_r - r0), ldy, k0 > 0));                          \
         }                                                                                     \
     }
-DEF_FP8_DECODE(1, 4)
+DEF_FP8_DECODE(1, 6)
 DEF_FP8_DECODE(2, 3)
 DEF_FP8_DECODE(3, 3)
+DEF_FP8_DECODE(4, 2)
 
 /*
- * n <= 3 through fp8_tile; n = 4 and larger through the template (its decode tile for 4 tokens
- * streamed faster than fp8_tile's in the memory-bound benchmark: 0.31 against 0.24-0.26 of the
- * bandwidth, 2048x7168, although fp8_tile is faster cache-resident).
+ * Widest matrix whose 4 prepared tokens (16 bytes per column) fit a 32 KiB L1: fp8_tile reads x
+ * inside every FMA, the template's 4-token tile once per column for both its rows.
+ */
+#define FP8_TILE4_MAX_COLS 2048
+
+/*
+ * n <= 3 through fp8_tile; n = 4 through it where the prepared x stays in L1 and through the
+ * template's tile otherwise (paired, one thread: 1.15-1.18x on 7168x2048, 1.09x on 24576x1536,
+ * but 0.88x on 18432x7168 and 0.93x on 1536x7168); larger n through the template.
  */
 static void matmul_fp8_int(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                            int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
-    if (r1 <= r0 || w->cols == 0 || n < 1 || n > 3)
+    if (n == 4 && r1 > r0 && w->cols > 0 && w->cols <= FP8_TILE4_MAX_COLS)
+        fp8_decode_4(w, r0, r1, x, ldx, y, ldy);
+    else if (r1 <= r0 || w->cols == 0 || n < 1 || n > 3)
         matmul_fp8(w, r0, r1, x, ldx, n, y, ldy);
     else if (n == 1)
         fp8_decode_1(w, r0, r1, x, ldx, y, ldy);
