@@ -26,11 +26,20 @@ typedef __m256 V;
 #define v_round(v)              _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define v_select_lt(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_LT_OQ))
 
-/* Rows per decode register tile for 1..4 tokens: R * T accumulators + T inputs + 1 weight <= 16. */
-#define S_R1 4
-#define S_R2 4
-#define S_R3 3
-#define S_R4 2
+/*
+ * Rows per decode register tile for 1..4 tokens: R * T accumulators + T inputs + the weights.
+ * S_R* for fp8 (whose 32-weight conversion holds 4 registers), S_R*_WIDE for f32 and bf16 (one):
+ * the wider bf16 tiles ran 1.07-1.25x faster, paired on two threads, than the fp8 sizes did for
+ * them (docs/PERFORMANCE.md, "Decode tiles sized per dtype"), the wider fp8 4-token tile 0.8x.
+ */
+#define S_R1      4
+#define S_R2      4
+#define S_R3      3
+#define S_R4      2
+#define S_R1_WIDE 8
+#define S_R2_WIDE 6
+#define S_R3_WIDE 4
+#define S_R4_WIDE 3
 /* Rows per integer-weight decode tile: 2 * R * T accumulators + 4 weights <= 16. */
 #define Q_R1 4
 #define Q_R2 2

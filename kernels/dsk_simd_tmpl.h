@@ -22,7 +22,8 @@
  *   FP8_WIDE (optional)   fp8_w_load4(p, V[4]) loads 4 * VL fp8 in a lane order of the ISA's
  *                         choosing and fp8_x_load4(x, V[4]) loads x in the same order, times
  *                         FP8_X_SCALE
- *   S_R1..S_R4            rows per register tile of the decode kernel for 1..4 tokens
+ *   S_R1..S_R4            rows per register tile of the decode kernel for 1..4 tokens (fp8)
+ *   S_R1_WIDE..S_R4_WIDE  the same for f32 and bf16 weights (optional, default S_R1..S_R4)
  *   G_T                   tokens per register tile of the GEMM micro-kernel (<= 12)
  *
  * Matmul strategy (the header dsk.h states the contract):
@@ -282,14 +283,20 @@ DSK_INLINE void mm_small_tile(int dt, const dsk_matrix_t *w, int64_t r, const in
             r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),                    \
             mm_small_tile(DT, w, tile_r, tile_n, tile_s, x, ldx, T, y + (tile_r - r0), ldy));      \
     }
-#define DEF_MM_SMALL_ALL(DT)  \
-    DEF_MM_SMALL(DT, 1, S_R1) \
-    DEF_MM_SMALL(DT, 2, S_R2) \
-    DEF_MM_SMALL(DT, 3, S_R3) \
-    DEF_MM_SMALL(DT, 4, S_R4)
-DEF_MM_SMALL_ALL(0)
-DEF_MM_SMALL_ALL(1)
-DEF_MM_SMALL_ALL(2)
+#ifndef S_R1_WIDE
+#define S_R1_WIDE S_R1
+#define S_R2_WIDE S_R2
+#define S_R3_WIDE S_R3
+#define S_R4_WIDE S_R4
+#endif
+#define DEF_MM_SMALL_ALL(DT, R1, R2, R3, R4) \
+    DEF_MM_SMALL(DT, 1, R1)                  \
+    DEF_MM_SMALL(DT, 2, R2)                  \
+    DEF_MM_SMALL(DT, 3, R3)                  \
+    DEF_MM_SMALL(DT, 4, R4)
+DEF_MM_SMALL_ALL(0, S_R1_WIDE, S_R2_WIDE, S_R3_WIDE, S_R4_WIDE)
+DEF_MM_SMALL_ALL(1, S_R1_WIDE, S_R2_WIDE, S_R3_WIDE, S_R4_WIDE)
+DEF_MM_SMALL_ALL(2, S_R1, S_R2, S_R3, S_R4)
 
 /*
  * The decode tile for the integer formats: 32 inputs at a time (one int4 chunk), accumulators
