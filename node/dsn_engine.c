@@ -188,15 +188,17 @@ static void par_matmul_task(void *arg, int64_t begin, int64_t end)
                                   p->y + begin, p->ldy);
 }
 
+int64_t dsn_par_matmul_grain(int64_t cols, int64_t n)
+{
+    int64_t grain = DSN_CHUNK_WORK / (cols * (n < 8 ? n : 8) + 1);
+    return grain < 8 ? 8 : grain;
+}
+
 void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
     par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy};
-    /* Enough rows per chunk that a thread's work outweighs the hand-off. */
-    int64_t grain = 16 * 1024 * 1024 / (w->cols * (n < 8 ? n : 8) + 1);
-    if (grain < 8)
-        grain = 8;
-    dsi_pool_run(e->pool, r1 - r0, grain, par_matmul_task, &p);
+    dsi_pool_run(e->pool, r1 - r0, dsn_par_matmul_grain(w->cols, n), par_matmul_task, &p);
 }
 
 int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs)

@@ -54,6 +54,14 @@ struct dsn_engine {
 /* Grow the scratch for a batch of `tokens` tokens reaching `ctx` positions. */
 dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx);
 
+/*
+ * Fewest rows per chunk of dsn_par_matmul for a matrix of `cols` columns and n tokens: enough
+ * multiply-adds (DSN_CHUNK_WORK) that a chunk outweighs the pool's hand-off, few enough that a
+ * V3 expert matrix (2048 x 7168 or 7168 x 2048, 14.7 M weights) splits over 32 threads.
+ */
+#define DSN_CHUNK_WORK (128 * 1024)
+int64_t dsn_par_matmul_grain(int64_t cols, int64_t n);
+
 /* y[t, r - r0] = W[r] . x[t] for r in [r0, r1), rows split over the pool. */
 void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                     int64_t ldx, int64_t n, float *y, int64_t ldy);
