@@ -84,44 +84,68 @@ void dsn_sampler_skip(dsn_sampler_t *s, uint32_t n)
         xoshiro_next(s->rng);
 }
 
-int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
+/*
+ * The ids of probability >= theta, sorted, are a prefix of the sorted vocabulary (every id below
+ * theta sorts after them), so only that prefix is sorted: theta starts at 2^-10 of the largest
+ * probability (which is 1) and drops by 2^10 per pass until the prefix holds the top_k ids and
+ * the top_p cut (0 at last: the whole vocabulary, what a flat distribution needs). A peaked
+ * distribution sorts a few hundred ids instead of the vocabulary (129 280 for V3).
+ */
+static int top_candidates(dsn_sampler_t *s, double total_all)
 {
     const dsn_sampling_t *p = &s->params;
-    int V = s->vocab;
-    if (p->temperature <= 0.0f)
-        return dsn_argmax(logits, V);
+    const int V = s->vocab, k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    for (float theta = 0x1p-10f;; theta = theta > 0x1p-120f ? theta * 0x1p-10f : 0.0f) {
+        int m = 0;
+        for (int i = 0; i < V; i++)
+            if (s->probs[i] >= theta)
+                s->order[m++] = i;
+        if (k < V && m < k && theta > 0.0f)
+            continue; /* the prefix must hold the top_k ids */
+        qsort_r(s->order, (size_t)m, sizeof(int32_t), cmp_desc, s->probs);
+        const int n = m < k ? m : k;
+        if (p->top_p >= 1.0f)
+            return n;
+        double total = k < V ? 0 : total_all, kept = 0;
+        for (int i = 0; k < V && i < n; i++)
+            total += s->probs[s->order[i]];
+        for (int j = 0; j < n; j++) {
+            kept += s->probs[s->order[j]];
+            if (kept >= (double)p->top_p * total)
+                return j + 1;
+        }
+        if (theta == 0.0f)
+            return n;
+    }
+}
 
-    float max = logits[dsn_argmax(logits, V)];
-    double sum = 0;
+int dsn_sampler_candidates(dsn_sampler_t *s, const float *logits)
+{
+    const dsn_sampling_t *p = &s->params;
+    const int V = s->vocab;
+    const float max = logits[dsn_argmax(logits, V)];
+    double total = 0;
     for (int i = 0; i < V; i++) {
         s->probs[i] = expf((logits[i] - max) / p->temperature);
-        sum += s->probs[i];
+        total += s->probs[i];
     }
-    /* Candidates: all tokens, or the top_k / top_p set in descending order. */
-    int n = V;
-    int need_sort = (p->top_k > 0 && p->top_k < V) || p->top_p < 1.0f;
+    if ((p->top_k > 0 && p->top_k < V) || p->top_p < 1.0f)
+        return top_candidates(s, total);
     for (int i = 0; i < V; i++)
         s->order[i] = i;
-    if (need_sort) {
-        qsort_r(s->order, (size_t)V, sizeof(int32_t), cmp_desc, s->probs);
-        if (p->top_k > 0 && p->top_k < n)
-            n = p->top_k;
-        if (p->top_p < 1.0f) {
-            double kept = 0, total = 0;
-            for (int i = 0; i < n; i++)
-                total += s->probs[s->order[i]];
-            int m = 0;
-            while (m < n) {
-                kept += s->probs[s->order[m++]];
-                if (kept >= (double)p->top_p * total)
-                    break;
-            }
-            n = m;
-        }
-        sum = 0;
-        for (int i = 0; i < n; i++)
-            sum += s->probs[s->order[i]];
-    }
+    return V;
+}
+
+int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
+{
+    if (s->params.temperature <= 0.0f)
+        return dsn_argmax(logits, s->vocab);
+    const int n = dsn_sampler_candidates(s, logits);
+    if (n <= 0) /* every logit NaN */
+        return dsn_argmax(logits, s->vocab);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += s->probs[s->order[i]];
     double r = uniform01(s->rng) * sum, acc = 0;
     for (int i = 0; i < n; i++) {
         acc += s->probs[s->order[i]];

@@ -32,6 +32,12 @@ int dsn_sampler_init(dsn_sampler_t *s, const dsn_sampling_t *params, int vocab);
 void dsn_sampler_cleanup(dsn_sampler_t *s);
 /* The next token from logits[vocab]. */
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits);
+/*
+ * What dsn_sampler_next draws from (temperature > 0): fills probs (unnormalised softmax) and
+ * order[0, n) with the candidates in descending probability, ascending id on ties; returns n.
+ * top_p's total is the sum over the top_k candidates, or over the vocabulary in id order.
+ */
+int dsn_sampler_candidates(dsn_sampler_t *s, const float *logits);
 /* Advances the random stream past n tokens sampled elsewhere (a request resumed after a re-plan
  * continues the stream an uninterrupted run would have used): each sampled token takes one draw. */
 void dsn_sampler_skip(dsn_sampler_t *s, uint32_t n);
