@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "cli_args.h"
+#include "dsi_clock.h"
 #include "dst_ucx.h"
 
 #define RAW_AM_ID 1
@@ -56,13 +56,6 @@ static dst_wire_hdr_t combine_hdr(const dst_wire_hdr_t *d)
     c.n_rows = d->n_pairs;
     c.n_pairs = 0;
     return c;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -208,8 +201,8 @@ static void raw_send_wait(raw_t *r, const void *data, size_t bytes, uint64_t rep
 
 static int raw_wait_received(raw_t *r, int target)
 {
-    int64_t end = now_ns() + WAIT_NS;
-    while (r->received < target && now_ns() < end)
+    int64_t end = dsi_now_ns() + WAIT_NS;
+    while (r->received < target && dsi_now_ns() < end)
         poll_once(r->worker);
     return r->received >= target ? 0 : -1;
 }
@@ -288,8 +281,8 @@ static int ours_create(ours_t *o, const char *tls, int is_peer, size_t reply_byt
 
 static int ours_wait(ours_t *o, const int *counter, int target)
 {
-    int64_t end = now_ns() + WAIT_NS;
-    while (*counter < target && now_ns() < end)
+    int64_t end = dsi_now_ns() + WAIT_NS;
+    while (*counter < target && dsi_now_ns() < end)
         uv_run(&o->loop, UV_RUN_ONCE);
     return *counter >= target ? 0 : -1;
 }
@@ -327,8 +320,8 @@ static int phase_sync(int rd, int wr, void (*progress)(void *), void *arg)
     char x = 'P';
     if (write(wr, &x, 1) != 1)
         return -1;
-    int64_t end = now_ns() + WAIT_NS;
-    while (now_ns() < end) {
+    int64_t end = dsi_now_ns() + WAIT_NS;
+    while (dsi_now_ns() < end) {
         struct pollfd pfd = {rd, POLLIN, 0};
         if (poll(&pfd, 1, 0) == 1)
             return read(rd, &x, 1) == 1 ? 0 : -1;
@@ -402,7 +395,7 @@ static int run_side(const plan_t *p, const char *tls, int rd, int wr, int is_pee
         /* Raw: ping of d_bytes, pong of c_bytes. */
         int base = r.received;
         for (int i = 0; i < n; i++) {
-            int64_t t0 = now_ns();
+            int64_t t0 = dsi_now_ns();
             if (is_peer) {
                 if (raw_wait_received(&r, base + i + 1) != 0)
                     goto timeout;
@@ -412,7 +405,7 @@ static int run_side(const plan_t *p, const char *tls, int rd, int wr, int is_pee
                 if (raw_wait_received(&r, base + i + 1) != 0)
                     goto timeout;
                 if (i >= WARMUP)
-                    t[i - WARMUP] = now_ns() - t0;
+                    t[i - WARMUP] = dsi_now_ns() - t0;
             }
         }
         if (phase_sync(rd, wr, raw_progress, &r) != 0)
@@ -422,7 +415,7 @@ static int run_side(const plan_t *p, const char *tls, int rd, int wr, int is_pee
         /* Ours: DISPATCH -> COMBINE. */
         base = o.received;
         for (int i = 0; i < n; i++) {
-            int64_t t0 = now_ns();
+            int64_t t0 = dsi_now_ns();
             if (is_peer) {
                 if (ours_wait(&o, &o.received, base + i + 1) != 0)
                     goto timeout;
@@ -432,7 +425,7 @@ static int run_side(const plan_t *p, const char *tls, int rd, int wr, int is_pee
                 if (ours_wait(&o, &o.received, base + i + 1) != 0)
                     goto timeout;
                 if (i >= WARMUP)
-                    t[i - WARMUP] = now_ns() - t0;
+                    t[i - WARMUP] = dsi_now_ns() - t0;
             }
         }
         /* All our sends out before the raw phase stops progressing our worker. */

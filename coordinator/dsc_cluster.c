@@ -3,9 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsc_cluster_impl.h"
+#include "dsi_clock.h"
 #include "dsi_log.h"
 
 static void maybe_free(dsc_cluster_t *cl)
@@ -16,9 +16,7 @@ static void maybe_free(dsc_cluster_t *cl)
 
 uint64_t dsc_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+    return (uint64_t)dsi_now_ns();
 }
 
 void dsc_cluster_opts_default(dsc_cluster_opts_t *opts)

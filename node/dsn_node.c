@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dsi_pool.h"
 #include "dsn_node_impl.h"
@@ -21,13 +21,6 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->max_batch_tokens = 256;
     opts->max_context = 16384;
     opts->numa_node = -1;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 static void node_stop(dsn_node_t *node, dsi_status_t why)
@@ -175,7 +168,7 @@ static void on_heartbeat(uv_timer_t *timer)
     dst_msg_t m = {.type = DST_MSG_HEARTBEAT};
     m.heartbeat.node_id = node->node_id;
     m.heartbeat.seq = ++node->heartbeat_seq;
-    m.heartbeat.time_ns = now_ns();
+    m.heartbeat.time_ns = dsi_now_ns();
     send_msg(node, &m);
 }
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dst_ucx_internal.h"
 
@@ -47,13 +47,6 @@ dsi_status_t dst_ucx_status_from_ucs(ucs_status_t status)
  */
 static void on_idle(uv_idle_t *handle);
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
 static void drive(dst_ucx_t *ucx)
 {
     ucx->in_drive = 1;
@@ -62,7 +55,7 @@ static void drive(dst_ucx_t *ucx)
         int delivered = 0;
         if (ucx->done_sends.head != NULL || ucx->ready_msgs.head != NULL || ucx->errors_pending)
             delivered = 1, dst_ucx_deliver(ucx);
-        int64_t now = now_ns();
+        int64_t now = dsi_now_ns();
         if (progressed != 0 || delivered) {
             ucx->last_activity_ns = now;
             continue;
@@ -106,7 +99,7 @@ static void on_idle(uv_idle_t *handle)
     if (ucp_worker_progress(ucx->worker) == 0)
         sched_yield();
     else
-        ucx->last_activity_ns = now_ns();
+        ucx->last_activity_ns = dsi_now_ns();
     drive(ucx);
 }
 
@@ -437,9 +430,9 @@ static void endpoints_close(dst_ucx_t *ucx)
             dst_ucx_peer_close(ucx, peer, force);
         }
     }
-    int64_t deadline = now_ns() + CLOSE_DEADLINE_NS;
+    int64_t deadline = dsi_now_ns() + CLOSE_DEADLINE_NS;
     while ((closes_pending(ucx) || ucx->sends_pending || ucx->rndv_pending) &&
-           now_ns() < deadline) {
+           dsi_now_ns() < deadline) {
         if (ucp_worker_progress(ucx->worker) == 0)
             sched_yield();
     }

@@ -4,8 +4,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "dsi_clock.h"
 
 /*
  * Generation-counted fork/join without a lock on the fast path.
@@ -62,13 +63,6 @@ static inline void spin_pause(unsigned spin)
 #endif
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void chunk_bounds(int64_t n, int n_chunks, int chunk, int64_t *begin, int64_t *end)
 {
     *begin = n * chunk / n_chunks;
@@ -84,7 +78,7 @@ static uint64_t wait_generation(dsi_pool_t *pool, uint64_t seen)
         if (g != seen)
             return g;
         if ((spin & 255) == 255) {
-            int64_t t = now_ns();
+            int64_t t = dsi_now_ns();
             if (deadline == 0)
                 deadline = t + SPIN_NS;
             else if (t > deadline)
@@ -230,7 +224,7 @@ void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb f
     for (unsigned spin = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
          spin++) {
         if ((spin & 255) == 255) {
-            int64_t t = now_ns();
+            int64_t t = dsi_now_ns();
             if (deadline == 0) {
                 deadline = t + SPIN_NS;
             } else if (t > deadline) {
