@@ -175,6 +175,8 @@ typedef struct {
     double bytes_per_token; /* routed experts included */
     double kv_bytes_per_token;
     double routed_per_step;
+    double phase_ms[DSN_PHASE_COUNT]; /* mean wall time per decode step in each engine phase */
+    double other_ms;                  /* the rest of the mean step */
 } result_t;
 
 /* Prefill `len` tokens into a fresh sequence; returns seconds, < 0 on failure. */
@@ -218,6 +220,8 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
         pre[r] = (double)L / t;
     }
     route_count_t rcount = {w, 0, 0};
+    int64_t phase_ns[DSN_PHASE_COUNT] = {0};
+    double decode_s = 0;
     parts_t p = fixed_parts(w);
     const uint64_t fixed = p.attention + p.dense_mlp + p.router + p.shared + p.head + p.embed;
     for (int r = 0; r < o->reps; r++) {
@@ -230,6 +234,7 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
             dsn_trace_t tr = {NULL, on_route, &rcount};
             dsn_engine_set_trace(eng, &tr);
         }
+        dsn_engine_set_phase_clock(eng, phase_ns);
         double t0 = bench_now_s();
         for (int64_t s = 0; s < S; s++) {
             int32_t tok = dsn_argmax(logits, (int)V);
@@ -239,6 +244,8 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
                 goto fail;
             step_s[s] = bench_now_s() - ts;
         }
+        decode_s += bench_now_s() - t0;
+        dsn_engine_set_phase_clock(eng, NULL);
         dec[r] = (double)S / (bench_now_s() - t0);
         med_step[r] = bench_median(step_s, (int)S) * 1e3;
         dsn_engine_set_trace(eng, NULL);
@@ -253,6 +260,12 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
     res->step_ms = bench_median(med_step, (int)o->reps);
     res->bytes_per_token = (double)fixed + (double)rcount.expert_bytes / (double)S;
     res->routed_per_step = (double)rcount.routed / (double)S;
+    const double steps = (double)(o->reps * S);
+    res->other_ms = decode_s / steps * 1e3;
+    for (int ph = 0; ph < DSN_PHASE_COUNT; ph++) {
+        res->phase_ms[ph] = (double)phase_ns[ph] / steps * 1e-6;
+        res->other_ms -= res->phase_ms[ph];
+    }
     /* Attention reads the cache of every layer up to the step's position: mean length L + S/2. */
     res->kv_bytes_per_token = (double)(w->slice.end_layer - w->slice.first_layer) *
                               ((double)L + (double)S / 2) *
@@ -269,6 +282,12 @@ out:
     return rc;
 }
 
+/* GB/s of `bytes` read in `ms` milliseconds; 0 for a phase that did not run. */
+static double phase_gbs(double bytes, double ms)
+{
+    return ms > 0 ? bytes / (ms * 1e6) : 0;
+}
+
 static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
 {
     const dsn_weights_t *w = dsn_engine_weights(eng);
@@ -276,6 +295,10 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
     const double bw = r->bw_gbs, bound = bw * 1e9 / r->bytes_per_token, ratio = r->ratio;
     double experts = r->bytes_per_token -
                      (double)(p.attention + p.dense_mlp + p.router + p.shared + p.head + p.embed);
+    /* the weight bytes each phase reads per token, in dsn_phase_t order */
+    const double phase_bytes[DSN_PHASE_COUNT] = {(double)p.attention, (double)p.dense_mlp,
+                                                 (double)p.router,    experts,
+                                                 (double)p.shared,    (double)p.head};
     if (o->json) {
         printf("{\"model\": \"%s\", \"weight_format\": \"%s\", \"level\": \"%s\", \"threads\": %d, "
                "\"memory_bw_gbs\": %.2f, \"prompt_len\": %lld, \"decode_steps\": %lld, "
@@ -284,7 +307,7 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
                "\"bytes\": {\"attention\": %llu, \"dense_mlp\": %llu, \"router\": %llu, "
                "\"shared_experts\": %llu, \"routed_experts\": %.0f, \"lm_head\": %llu, "
                "\"embed_row\": %llu}, \"routed_per_step\": %.2f, \"kv_bytes_per_token\": %.0f, "
-               "\"bound_tok_s\": %.3f, \"ratio\": %.3f}\n",
+               "\"bound_tok_s\": %.3f, \"ratio\": %.3f, \"phases\": {",
                o->model, dsn_weight_format_name(w->format),
                dsk_level_name(dsn_engine_ops(eng)->level),
                dsi_pool_threads(dsn_engine_pool((dsn_engine_t *)eng)), bw, o->prompt_len,
@@ -294,6 +317,10 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
                (unsigned long long)p.router, (unsigned long long)p.shared, experts,
                (unsigned long long)p.head, (unsigned long long)p.embed, r->routed_per_step,
                r->kv_bytes_per_token, bound, ratio);
+        for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
+            printf("\"%s\": {\"ms\": %.3f, \"gbs\": %.2f}, ", dsn_phase_name((dsn_phase_t)ph),
+                   r->phase_ms[ph], phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
+        printf("\"other\": {\"ms\": %.3f}}}\n", r->other_ms);
         return;
     }
     const double MB = 1e6;
@@ -313,6 +340,11 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
     printf("bandwidth bound: %.3f tok/s; decode reaches %.0f%% of it (median of the repetitions' "
            "ratios)\n",
            bound, 100 * ratio);
+    printf("decode step by phase (mean ms, GB/s of the phase's weights):");
+    for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
+        printf(" %s %.2f (%.1f),", dsn_phase_name((dsn_phase_t)ph), r->phase_ms[ph],
+               phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
+    printf(" other %.2f\n", r->other_ms);
 }
 
 int dsinfer_bench_model(int argc, char **argv)

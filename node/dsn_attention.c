@@ -92,6 +92,7 @@ dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batc
     int64_t nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, lora = c->kv_lora_rank;
     int64_t qk = nope + rope, row = e->kv_row;
     int slice_layer = layer - e->w->slice.first_layer;
+    int64_t t0 = dsn_phase_start(e);
 
     for (int64_t t = 0; t < n; t++)
         ops->rmsnorm(h + t * H, ly->input_norm, H, c->rms_norm_eps, s->x + t * H);
@@ -127,5 +128,6 @@ dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batc
     dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, n, s->attn, H);
     for (int64_t i = 0; i < n * H; i++)
         h[i] += s->attn[i];
+    dsn_phase_stop(e, DSN_PHASE_ATTENTION, t0);
     return DSI_OK;
 }

@@ -103,6 +103,18 @@ void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace)
         memset(&e->trace, 0, sizeof(e->trace));
 }
 
+void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT])
+{
+    e->phase_ns = ns;
+}
+
+const char *dsn_phase_name(dsn_phase_t phase)
+{
+    static const char *const names[DSN_PHASE_COUNT] = {"attention", "dense", "router",
+                                                      "experts",   "shared", "head"};
+    return phase >= 0 && phase < DSN_PHASE_COUNT ? names[phase] : "?";
+}
+
 dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens,
                                        dsn_kvcache_t **out)
 {
@@ -258,22 +270,29 @@ dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
     float *u = e->s.x;
     for (int64_t t = 0; t < n; t++)
         e->ops.rmsnorm(h + t * H, ly->post_attn_norm, H, c->rms_norm_eps, u + t * H);
+    int64_t t0 = dsn_phase_start(e);
     if (!ly->is_moe) {
         dsn_ffn_dense(e, layer, u, n, e->s.attn);
+        dsn_phase_stop(e, DSN_PHASE_DENSE, t0);
         for (int64_t t = 0; t < n * H; t++)
             h[t] += e->s.attn[t];
         return DSI_OK;
     }
     int64_t K = c->num_experts_per_tok;
     dsn_moe_route(e, layer, u, n, e->s.route_experts, e->s.route_weights);
+    dsn_phase_stop(e, DSN_PHASE_ROUTER, t0);
     if (e->trace.on_route != NULL)
         e->trace.on_route(e->trace.ctx, layer, e->s.route_experts, e->s.route_weights, n);
     for (int64_t i = 0; i < n * K; i++)
         e->s.pair_token[i] = (int32_t)(i / K);
+    t0 = dsn_phase_start(e);
     if (dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, e->s.route_weights, n * K,
                         e->s.slots) < 0)
         return DSI_ERR_NOMEM;
+    dsn_phase_stop(e, DSN_PHASE_EXPERTS, t0);
+    t0 = dsn_phase_start(e);
     dsn_moe_shared(e, layer, u, n, e->s.shared);
+    dsn_phase_stop(e, DSN_PHASE_SHARED, t0);
     dsn_moe_combine(e, n, e->s.slots, e->s.shared, h);
     return DSI_OK;
 }
@@ -292,10 +311,12 @@ void dsn_engine_head(dsn_engine_t *e, const float *h, const int64_t *rows, int64
 {
     const dsn_config_t *c = e->cfg;
     int64_t H = c->hidden_size;
+    int64_t t0 = dsn_phase_start(e);
     /* x has room for every token of the batch, and n_rows never exceeds them. */
     for (int64_t i = 0; i < n_rows; i++)
         e->ops.rmsnorm(h + rows[i] * H, e->w->final_norm, H, c->rms_norm_eps, e->s.x + i * H);
     dsn_par_matmul(e, &e->w->lm_head, 0, c->vocab_size, e->s.x, H, n_rows, logits, c->vocab_size);
+    dsn_phase_stop(e, DSN_PHASE_HEAD, t0);
 }
 
 dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const dsn_seq_batch_t *seqs,

@@ -44,6 +44,17 @@ typedef struct {
 
 typedef struct dsn_engine dsn_engine_t;
 
+/* The parts of a forward pass whose wall time dsn_engine_set_phase_clock() adds up. */
+typedef enum {
+    DSN_PHASE_ATTENTION, /* norm, projections, rotary, the attention itself, o_proj */
+    DSN_PHASE_DENSE,     /* a dense layer's MLP */
+    DSN_PHASE_ROUTER,    /* router logits and top-k */
+    DSN_PHASE_EXPERTS,   /* the routed experts this engine holds */
+    DSN_PHASE_SHARED,    /* the shared expert */
+    DSN_PHASE_HEAD,      /* final norm and lm_head */
+    DSN_PHASE_COUNT
+} dsn_phase_t;
+
 /*
  * weights: not owned, must outlive the engine. level: kernel level (dsk_level_detect() for the
  * default). n_threads: pool size including the caller (<= 0: all CPUs).
@@ -55,6 +66,12 @@ const dsn_weights_t *dsn_engine_weights(const dsn_engine_t *e);
 const dsk_ops_t *dsn_engine_ops(const dsn_engine_t *e);
 dsi_pool_t *dsn_engine_pool(dsn_engine_t *e);
 void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace);
+/*
+ * While ns is not NULL, every forward pass (whole or by layer) adds the nanoseconds of each phase
+ * to ns[phase]; the rest of a step (embedding, norms, the MoE combine) is not in any. NULL: off.
+ */
+void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT]);
+const char *dsn_phase_name(dsn_phase_t phase);
 
 /* A KV cache sized for this engine's slice, holding at most max_tokens positions. */
 dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens,

@@ -5,6 +5,7 @@
 #ifndef DSN_ENGINE_IMPL_H
 #define DSN_ENGINE_IMPL_H
 
+#include "dsi_clock.h"
 #include "dsn_engine.h"
 
 /* Scratch sized for `tokens` tokens of a batch and `ctx` context positions; grown on demand. */
@@ -42,6 +43,7 @@ struct dsn_engine {
     dsk_ops_t ops;
     dsi_pool_t *pool;
     dsn_trace_t trace;
+    int64_t *phase_ns; /* [DSN_PHASE_COUNT] or NULL: dsn_engine_set_phase_clock */
     float *rope_freqs;   /* [rope / 2] */
     float rope_factor;   /* YaRN cos/sin factor */
     float softmax_scale; /* qk^-0.5 * mscale^2 */
@@ -50,6 +52,17 @@ struct dsn_engine {
     int64_t ffn_width; /* widest SwiGLU intermediate */
     dsn_scratch_t s;
 };
+
+/* The start of a timed phase (0 when the phase clock is off) and its end. */
+static inline int64_t dsn_phase_start(const dsn_engine_t *e)
+{
+    return e->phase_ns != NULL ? dsi_now_ns() : 0;
+}
+static inline void dsn_phase_stop(dsn_engine_t *e, dsn_phase_t phase, int64_t start)
+{
+    if (e->phase_ns != NULL)
+        e->phase_ns[phase] += dsi_now_ns() - start;
+}
 
 /* Grow the scratch for a batch of `tokens` tokens reaching `ctx` positions. */
 dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx);

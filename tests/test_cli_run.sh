@@ -74,9 +74,24 @@ expect_fail2 --model "$FIX" --prompt "x" --chat "y"
 # Weight formats: int8 re-quantizes at load and still generates; a bad format is refused.
 w8=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 4 --weight-format int8 2>/dev/null)
 [ -n "$w8" ] && ok || bad "--weight-format int8 produced nothing"
-# The model benchmark runs and reports the documented fields.
+# The model benchmark runs and reports the documented fields; with one repetition the phases and
+# "other" add up to the mean step (1000 / decode tok/s), and every phase of the fixture (dense and
+# MoE layers) ran.
 dsinfer bench model --model "$FIX" --prompt-len 8 --decode-steps 2 --reps 1 --json 2>/dev/null \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d' && ok || bad "bench model --json"
+  | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ph = d["phases"]
+names = ["attention", "dense", "router", "experts", "shared", "head"]
+assert sorted(ph) == sorted(names + ["other"]), ph
+assert all(ph[n]["ms"] > 0 and ph[n]["gbs"] > 0 for n in names), ph
+step = 1000 / d["decode_tok_s"]
+total = sum(ph[n]["ms"] for n in names) + ph["other"]["ms"]
+assert abs(total - step) <= 0.01 * step + 0.01, (total, step)
+' && ok || bad "bench model --json (phases)"
+dsinfer bench model --model "$FIX" --prompt-len 4 --decode-steps 2 --reps 1 2>/dev/null \
+  | grep -q "^decode step by phase (mean ms, GB/s of the phase.s weights): attention" && ok \
+  || bad "bench model text phases"
 
 # Bad arguments: exit 2 with a message naming the option.
 expect_fail() { # code, pattern, args...
