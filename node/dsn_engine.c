@@ -110,8 +110,8 @@ void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT])
 
 const char *dsn_phase_name(dsn_phase_t phase)
 {
-    static const char *const names[DSN_PHASE_COUNT] = {"attention", "dense", "router",
-                                                      "experts",   "shared", "head"};
+    static const char *const names[DSN_PHASE_COUNT] = {"attention", "dense",  "router",
+                                                       "experts",   "shared", "head"};
     return phase >= 0 && phase < DSN_PHASE_COUNT ? names[phase] : "?";
 }
 

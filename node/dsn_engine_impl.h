@@ -43,7 +43,7 @@ struct dsn_engine {
     dsk_ops_t ops;
     dsi_pool_t *pool;
     dsn_trace_t trace;
-    int64_t *phase_ns; /* [DSN_PHASE_COUNT] or NULL: dsn_engine_set_phase_clock */
+    int64_t *phase_ns;   /* [DSN_PHASE_COUNT] or NULL: dsn_engine_set_phase_clock */
     float *rope_freqs;   /* [rope / 2] */
     float rope_factor;   /* YaRN cos/sin factor */
     float softmax_scale; /* qk^-0.5 * mscale^2 */

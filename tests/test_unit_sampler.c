@@ -108,9 +108,10 @@ static void test_same_candidates(int V, int trials)
                         int m = ref_candidates(&p, logits, V, probs, order);
                         int same = n == m && memcmp(s.order, order, (size_t)n * 4) == 0;
                         if (!same && bad++ < 5)
-                            fprintf(stderr, "V %d %s T %g top_p %g top_k %d: %d candidates, "
-                                    "reference %d\n", V, shape_names[shape], temps[a],
-                                    top_ps[b], top_ks[c], n, m);
+                            fprintf(stderr,
+                                    "V %d %s T %g top_p %g top_k %d: %d candidates, "
+                                    "reference %d\n",
+                                    V, shape_names[shape], temps[a], top_ps[b], top_ks[c], n, m);
                         DSI_CHECK(same);
                         dsn_sampler_cleanup(&s);
                     }
@@ -137,7 +138,8 @@ static void test_draws_reproducible(void)
             found |= b.order[j] == ta;
         DSI_CHECK(found);
     }
-    /* all logits NaN: no candidate, the draw falls back to the argmax instead of reading order[-1] */
+    /* all logits NaN: no candidate, the draw falls back to the argmax instead of reading order[-1]
+     */
     for (int i = 0; i < V; i++)
         logits[i] = NAN;
     DSI_CHECK(dsn_sampler_next(&a, logits) >= 0);
@@ -173,8 +175,8 @@ static void bench(void)
             ref_candidates(&p, logits, V, probs, order);
         double t2 = now();
         printf("V %d, %-9s T 0.6 top_p 0.95: %6d candidates, full sort %8.1f us, dsn_sampler "
-               "%8.1f us per token\n", V, shape_names[shape], n, (t2 - t1) / reps * 1e6,
-               (t1 - t0) / reps * 1e6);
+               "%8.1f us per token\n",
+               V, shape_names[shape], n, (t2 - t1) / reps * 1e6, (t1 - t0) / reps * 1e6);
         dsn_sampler_cleanup(&s);
     }
     free(logits);
