@@ -670,11 +670,44 @@ DSK_INLINE void mmt_direct_tile(int dt, const dsk_matrix_t *w, int64_t r0, int64
     }
 }
 
+/*
+ * matmul_t of one token (decode: MLA's absorbed W_UK^T q) over the columns [c0, c0 + MT_NV * VL),
+ * which lie in one 128-column block: MT_NV independent accumulator chains and one broadcast per
+ * row, where mmt_direct_tile's two chains wait on the FMA latency at every row. f32, bf16, fp8.
+ */
+#define MT_NV 8
+_Static_assert(DSK_FP8_BLOCK % (MT_NV * VL) == 0, "a one-token matmul_t chunk spans fp8 blocks");
+DSK_INLINE void mmt_one_token_chunk(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1,
+                                    int64_t c0, const float *x, float *y)
+{
+    const int64_t K = w->cols;
+    V acc[MT_NV];
+    for (int j = 0; j < MT_NV; j++)
+        acc[j] = v_zero();
+    for (int64_t r = r0; r < r1; r++) {
+        float xs = x[r - r0];
+        if (dt == DT_FP8)
+            xs = xs * dsk_block_scale(w, r, c0) * FP8_UNSCALE;
+        const V b = v_set1(xs);
+        for (int j = 0; j < MT_NV; j++)
+            acc[j] = v_fma(w_load(dt, w->data, r * K + c0 + j * VL), b, acc[j]);
+    }
+    for (int j = 0; j < MT_NV; j++) {
+        _Alignas(64) float tmp[VL];
+        v_storeu(tmp, acc[j]);
+        for (int i = 0; i < VL; i++)
+            y[c0 + j * VL + i] += tmp[i];
+    }
+}
+
 #define DEF_MMT_DIRECT(DT, T)                                                             \
     static void mmt_direct_##DT##_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1,      \
                                       const float *x, int64_t ldx, float *y, int64_t ldy) \
     {                                                                                     \
-        for (int64_t c0 = 0; c0 < w->cols; c0 += G_NR) {                                  \
+        int64_t c = 0;                                                                    \
+        for (; (T) == 1 && !IS_Q(DT) && c + MT_NV * VL <= w->cols; c += MT_NV * VL)       \
+            mmt_one_token_chunk(DT, w, r0, r1, c, x, y);                                  \
+        for (int64_t c0 = c; c0 < w->cols; c0 += G_NR) {                                  \
             const int nc = (int)(w->cols - c0 < G_NR ? w->cols - c0 : G_NR);              \
             mmt_direct_tile(DT, w, r0, r1, c0, nc, x, ldx, T, y, ldy);                    \
         }                                                                                 \
