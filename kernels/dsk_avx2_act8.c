@@ -67,13 +67,75 @@ static inline __m256 q4_halves(float a, float b)
 }
 
 /*
+ * Groups of 32, eight at a time (four 64-input steps; returns the inputs done, a multiple of 256):
+ * each step's int32 vector holds group g + 2k in its low lane and g + 2k + 1 in its high lane, four
+ * partial sums each; two rounds of horizontal adds over the four steps leave one vector of the
+ * eight group sums in the order Q4_G8_ORDER, converted and scaled once for the eight (the per-step
+ * path builds a two-valued scale vector and converts for every two groups). Scales and offsets are
+ * permuted into that order.
+ */
+#define Q4_G8_ORDER _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)
+DSK_INLINE int64_t q4_g32_by_eight(const uint8_t *const *rows, const float *const *ws, const int R,
+                                   int64_t whole, const a8_x_t *xq, const int T,
+                                   __m256 tot[][A8_N_MAX])
+{
+    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), order = Q4_G8_ORDER;
+    int64_t c = 0;
+    for (; c + 256 <= whole; c += 256) {
+        const int64_t g = c / 32;
+        __m256i pair[4][A8_N_MAX], sums[4][A8_N_MAX];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++)
+                pair[i][t] = sums[i][t] = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            const int64_t h = c + 64 * k;
+            __m256i xl[A8_N_MAX], xh[A8_N_MAX];
+            for (int t = 0; t < T; t++) {
+                xl[t] = q4_x_pair(xq->q[t], h);
+                xh[t] = q4_x_pair(xq->q[t], h + 16);
+            }
+            for (int i = 0; i < R; i++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(rows[i] + h / 2));
+                const __m256i lo = _mm256_and_si256(v, nib);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                for (int t = 0; t < T; t++) {
+                    const __m256i d =
+                        _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[t]),
+                                                           _mm256_maddubs_epi16(hi, xh[t])),
+                                          ones);
+                    if (k % 2 == 0)
+                        pair[i][t] = d;
+                    else if (k == 1)
+                        sums[i][t] = _mm256_hadd_epi32(pair[i][t], d);
+                    else
+                        sums[i][t] =
+                            _mm256_hadd_epi32(sums[i][t], _mm256_hadd_epi32(pair[i][t], d));
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const __m256i corr = _mm256_permutevar8x32_epi32(
+                _mm256_loadu_si256((const __m256i *)(xq->corr[t] + g)), order);
+            const __m256 xs = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xq->scale[t] + g), order);
+            for (int i = 0; i < R; i++) {
+                const __m256 s =
+                    _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(ws[i] + g), order), xs);
+                tot[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sums[i][t], corr)),
+                                            s, tot[i][t]);
+            }
+        }
+    }
+    return c;
+}
+
+/*
  * The int4 tile (A8_TILE_Q4, same contract as a8_tile): 64 inputs per 32-byte load. The load holds
  * two 16-byte chunks, inputs c..c+31 and c+32..c+63, each byte j of a chunk input j (low nibble)
  * and 16 + j (high nibble); so the low nibbles are inputs c+0..15 | c+32..47 and the high ones
  * c+16..31 | c+48..63 by 128-bit lane, one AND and one shift + AND for 64 values where a8_load_w
  * spends a shift, an insert and an AND on 32. x is loaded in the same lane order (q4_x_pair).
- * Groups of 32 (I4_G32): each step covers groups g and g + 1, one per lane, folded into the totals
- * with a two-valued scale vector; groups of 128: two steps per group, int16 sums as in a8_step
+ * Groups of 32 (I4_G32): eight groups at a time through q4_g32_by_eight, then each remaining step
+ * covers groups g and g + 1, one per lane, folded into the totals with a two-valued scale vector; groups of 128: two steps per group, int16 sums as in a8_step
  * (four pair sums of at most 3810 each). Whatever is left of the chunk after the whole steps (a
  * last group shorter than the step) goes through a8_tile's own 32-input path.
  */
@@ -94,7 +156,8 @@ DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const in
         for (int t = 0; t < T; t++)
             tot[i][t] = _mm256_setzero_ps();
     }
-    for (int64_t c = 0; c < whole; c += step) {
+    for (int64_t c = G == 32 ? q4_g32_by_eight(rows, ws, R, whole, xq, T, tot) : 0; c < whole;
+         c += step) {
         const int64_t g = c / G;
         __m256i acc[4][A8_N_MAX];
         for (int i = 0; i < R; i++)
