@@ -60,6 +60,29 @@ static inline __m256i q4_x_pair(const int8_t *q, int64_t c)
                                    _mm_load_si128((const __m128i *)(q + c + 32)), 1);
 }
 
+/* x of T tokens for the 64-input step at h: the inputs of the low (xl) and high (xh) nibbles. */
+DSK_INLINE void q4_x_step(const a8_x_t *xq, const int T, int64_t h, __m256i *xl, __m256i *xh)
+{
+    for (int t = 0; t < T; t++) {
+        xl[t] = q4_x_pair(xq->q[t], h);
+        xh[t] = q4_x_pair(xq->q[t], h + 16);
+    }
+}
+
+/* The 32 bytes at p split into their low and high nibbles (the unsigned operands). */
+DSK_INLINE void q4_nibbles(const uint8_t *p, __m256i *lo, __m256i *hi)
+{
+    const __m256i nib = _mm256_set1_epi8(0x0f), v = _mm256_loadu_si256((const __m256i *)p);
+    *lo = _mm256_and_si256(v, nib);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+}
+
+/* The int16 pair sums of one row's 64-input step with one token's x. */
+DSK_INLINE __m256i q4_dot64(__m256i lo, __m256i hi, __m256i xl, __m256i xh)
+{
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+}
+
 /* The f32 vector whose low four lanes are a and high four lanes b. */
 static inline __m256 q4_halves(float a, float b)
 {
@@ -79,7 +102,7 @@ DSK_INLINE int64_t q4_g32_by_eight(const uint8_t *const *rows, const float *cons
                                    int64_t whole, const a8_x_t *xq, const int T,
                                    __m256 tot[][A8_N_MAX])
 {
-    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), order = Q4_G8_ORDER;
+    const __m256i ones = _mm256_set1_epi16(1), order = Q4_G8_ORDER;
     int64_t c = 0;
     for (; c + 256 <= whole; c += 256) {
         const int64_t g = c / 32;
@@ -90,19 +113,12 @@ DSK_INLINE int64_t q4_g32_by_eight(const uint8_t *const *rows, const float *cons
         for (int k = 0; k < 4; k++) {
             const int64_t h = c + 64 * k;
             __m256i xl[A8_N_MAX], xh[A8_N_MAX];
-            for (int t = 0; t < T; t++) {
-                xl[t] = q4_x_pair(xq->q[t], h);
-                xh[t] = q4_x_pair(xq->q[t], h + 16);
-            }
+            q4_x_step(xq, T, h, xl, xh);
             for (int i = 0; i < R; i++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(rows[i] + h / 2));
-                const __m256i lo = _mm256_and_si256(v, nib);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                __m256i lo, hi;
+                q4_nibbles(rows[i] + h / 2, &lo, &hi);
                 for (int t = 0; t < T; t++) {
-                    const __m256i d =
-                        _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[t]),
-                                                           _mm256_maddubs_epi16(hi, xh[t])),
-                                          ones);
+                    const __m256i d = _mm256_madd_epi16(q4_dot64(lo, hi, xl[t], xh[t]), ones);
                     if (k % 2 == 0)
                         pair[i][t] = d;
                     else if (k == 1)
@@ -135,8 +151,9 @@ DSK_INLINE int64_t q4_g32_by_eight(const uint8_t *const *rows, const float *cons
  * c+16..31 | c+48..63 by 128-bit lane, one AND and one shift + AND for 64 values where a8_load_w
  * spends a shift, an insert and an AND on 32. x is loaded in the same lane order (q4_x_pair).
  * Groups of 32 (I4_G32): eight groups at a time through q4_g32_by_eight, then each remaining step
- * covers groups g and g + 1, one per lane, folded into the totals with a two-valued scale vector; groups of 128: two steps per group, int16 sums as in a8_step
- * (four pair sums of at most 3810 each). Whatever is left of the chunk after the whole steps (a
+ * covers groups g and g + 1, one per lane, folded into the totals with a two-valued scale vector;
+ * groups of 128: two steps per group, int16 sums as in a8_step (four pair sums of at most 3810
+ * each). Whatever is left of the chunk after the whole steps (a
  * last group shorter than the step) goes through a8_tile's own 32-input path.
  */
 DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const int R,
@@ -146,7 +163,7 @@ DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const in
     const int64_t G = a8_group(dt), K = w->cols, row_bytes = dsk_dtype_row_bytes(dt, K);
     const int64_t sc_cols = (K + G - 1) / G, step = G == 32 ? 64 : 128;
     const int64_t whole = kc / step * step; /* inputs in whole steps */
-    const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *rows[4];
     const float *ws[4];
     __m256 tot[4][A8_N_MAX];
@@ -165,18 +182,12 @@ DSK_INLINE void a8_tile_q4x64(int dt, const dsk_matrix_t *w, int64_t r, const in
                 acc[i][t] = _mm256_setzero_si256();
         for (int64_t h = c; h < c + step; h += 64) {
             __m256i xl[A8_N_MAX], xh[A8_N_MAX];
-            for (int t = 0; t < T; t++) {
-                xl[t] = q4_x_pair(xq->q[t], h);
-                xh[t] = q4_x_pair(xq->q[t], h + 16);
-            }
+            q4_x_step(xq, T, h, xl, xh);
             for (int i = 0; i < R; i++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(rows[i] + h / 2));
-                const __m256i lo = _mm256_and_si256(v, nib);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+                __m256i lo, hi;
+                q4_nibbles(rows[i] + h / 2, &lo, &hi);
                 for (int t = 0; t < T; t++)
-                    acc[i][t] = _mm256_add_epi16(acc[i][t],
-                                                 _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[t]),
-                                                                  _mm256_maddubs_epi16(hi, xh[t])));
+                    acc[i][t] = _mm256_add_epi16(acc[i][t], q4_dot64(lo, hi, xl[t], xh[t]));
             }
         }
         for (int t = 0; t < T; t++) {

@@ -30,7 +30,8 @@ typedef __m256 V;
  * Rows per decode register tile for 1..4 tokens: R * T accumulators + T inputs + the weights.
  * S_R* for fp8 (whose 32-weight conversion holds 4 registers), S_R*_WIDE for f32 and bf16 (one):
  * the wider bf16 tiles ran 1.07-1.25x faster, paired on two threads, than the fp8 sizes did for
- * them (docs/PERFORMANCE.md, "Decode tiles sized per dtype"), the wider fp8 4-token tile 0.8x.
+ * them (docs/PERFORMANCE.md, "Decode tiles and the engine's matmul split"), the wider fp8 4-token
+ * tile 0.8x.
  */
 #define S_R1      4
 #define S_R2      4

@@ -692,12 +692,8 @@ DSK_INLINE void mmt_one_token_chunk(int dt, const dsk_matrix_t *w, int64_t r0, i
         for (int j = 0; j < MT_NV; j++)
             acc[j] = v_fma(w_load(dt, w->data, r * K + c0 + j * VL), b, acc[j]);
     }
-    for (int j = 0; j < MT_NV; j++) {
-        _Alignas(64) float tmp[VL];
-        v_storeu(tmp, acc[j]);
-        for (int i = 0; i < VL; i++)
-            y[c0 + j * VL + i] += tmp[i];
-    }
+    for (int j = 0; j < MT_NV; j++)
+        v_storeu(y + c0 + j * VL, v_add(v_loadu(y + c0 + j * VL), acc[j]));
 }
 
 #define DEF_MMT_DIRECT(DT, T)                                                             \

@@ -106,9 +106,12 @@ static int top_candidates(dsn_sampler_t *s, double total_all)
         const int n = m < k ? m : k;
         if (p->top_p >= 1.0f)
             return n;
-        double total = k < V ? 0 : total_all, kept = 0;
-        for (int i = 0; k < V && i < n; i++)
-            total += s->probs[s->order[i]];
+        double total = total_all, kept = 0;
+        if (k < V) { /* top_p within the top_k: the total over those, in their order */
+            total = 0;
+            for (int i = 0; i < n; i++)
+                total += s->probs[s->order[i]];
+        }
         for (int j = 0; j < n; j++) {
             kept += s->probs[s->order[j]];
             if (kept >= (double)p->top_p * total)
