@@ -183,7 +183,7 @@ typedef struct dsn_node {
     dsn_out_t *out_head, *out_tail;
 
     /* compute-thread state */
-    uint64_t compute_gen; /* tasks of an older generation are dropped (RELOAD sets it) */
+    uint64_t compute_gen; /* tasks of an older generation are dropped (RELOAD raises it) */
     /* Plans (PLAN messages the compute thread owns, see dsn_replan.c): the one DISPATCHes are
      * routed by, a live plan prepared beside it, and the one switched away from (its experts
      * are held until RELEASE). */

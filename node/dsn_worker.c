@@ -47,7 +47,10 @@ static void *worker_main(void *arg)
                 task_free(t);
                 break;
             }
-            if (t->type == DSN_TASK_RELOAD)
+            /* RELOADs go ahead of the queue (dsn_worker_push_first), so two restarts in quick
+             * succession arrive newest first: only a newer generation moves compute_gen, and the
+             * older RELOAD after it is stale like everything else of its generation. */
+            if (t->type == DSN_TASK_RELOAD && t->gen > node->compute_gen)
                 node->compute_gen = t->gen;
             if (t->gen >= node->compute_gen) /* else queued before a restart: stale */
                 dsn_stage_handle(node, t);
