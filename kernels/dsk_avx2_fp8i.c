@@ -81,16 +81,34 @@ static inline void fp8_x_load4(const float *x, __m256 out[4])
  * one thread, cache-resident 32x7168: 21 G weights/s at one token against 12.7 for the template's
  * tile with fp8_w_load4, and 17 with the same tile converting through 16-bit shifts.
  */
-static inline void fp8_w_load32(const uint8_t *p, __m256 out[4])
+/* The three constants of fp8_w_load32, made once per tile (fp8_k_pin). */
+typedef struct {
+    __m256i odd, even, mask;
+} fp8_k_t;
+
+/*
+ * The constants as values the compiler cannot re-create from memory: with 8 accumulators
+ * (2-4 tokens) GCC otherwise reloads them from .rodata in every step (rematerializing a constant
+ * costs it nothing in its model) and spills accumulators less often, one extra load per converted
+ * vector; pinned, it keeps them in registers. Paired, one thread, 4 tokens: see
+ * docs/PERFORMANCE.md.
+ */
+static inline fp8_k_t fp8_k_pin(void)
 {
-    const __m256i m = _mm256_set1_epi32(FP8_MASK);
+    fp8_k_t k = {_mm256_set1_epi16(16 << 8), _mm256_set1_epi16(16), _mm256_set1_epi32(FP8_MASK)};
+    __asm__("" : "+x"(k.odd), "+x"(k.even), "+x"(k.mask));
+    return k;
+}
+
+static inline void fp8_w_load32(const uint8_t *p, const fp8_k_t *k, __m256 out[4])
+{
     const __m256i v = _mm256_loadu_si256((const __m256i *)p);
-    const __m256i odd = _mm256_maddubs_epi16(_mm256_set1_epi16(16 << 8), v);
-    const __m256i even = _mm256_maddubs_epi16(_mm256_set1_epi16(16), v);
-    out[0] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(even, 16), m));
-    out[1] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(odd, 16), m));
-    out[2] = _mm256_castsi256_ps(_mm256_and_si256(even, m));
-    out[3] = _mm256_castsi256_ps(_mm256_and_si256(odd, m));
+    const __m256i odd = _mm256_maddubs_epi16(k->odd, v);
+    const __m256i even = _mm256_maddubs_epi16(k->even, v);
+    out[0] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(even, 16), k->mask));
+    out[1] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(odd, 16), k->mask));
+    out[2] = _mm256_castsi256_ps(_mm256_and_si256(even, k->mask));
+    out[3] = _mm256_castsi256_ps(_mm256_and_si256(odd, k->mask));
 }
 
 /*
@@ -131,6 +149,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
 {
     const int64_t K = w->cols;
     const uint8_t *row = (const uint8_t *)w->data + r * K;
+    const fp8_k_t kk = fp8_k_pin();
     V tot[6][SMALL_N_MAX];
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++)
@@ -146,7 +165,7 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
             const float *xc = xb + (c - k0);
             for (int i = 0; i < R; i++) {
                 V wq[4];
-                fp8_w_load32(row + i * rs * K + c, wq);
+                fp8_w_load32(row + i * rs * K + c, &kk, wq);
                 for (int t = 0; t < T; t++)
                     for (int q = 0; q < 4; q++)
                         acc[i][t] = v_fma(wq[q], v_loadu(xc + t * ldb + 8 * q), acc[i][t]);
@@ -176,15 +195,17 @@ DSK_INLINE void fp8_tile(const dsk_matrix_t *w, int64_t r, const int R, const in
 }
 
 /*
- * Columns in chunks of at most XB_FLOATS / T (64 KiB of prepared x on the stack), each chunk over
- * all rows of the range: one chunk for every V3 matrix at one token but the 18432-column dense
- * down projection. Rows per tile R for 1, 2, 3, 4 tokens: 6, 3, 3, 2. Measured against the
- * alternatives with one thread, the variants alternated every 50 ms in one process (medians of 30
- * pairs, docs/PERFORMANCE.md): one token with 6 rows against 4 rows of two chains each: 1.04x
- * cache-resident, 1.06-1.12x streaming (5 rows 0.95x, 8 rows 0.83-0.89x of 6); 2 and 3 tokens
- * with 4 or 2 rows: no better.
+ * Columns in chunks of at most XB_FLOATS / T (128 KiB of prepared x on the stack), each chunk over
+ * all rows of the range: one chunk for every V3 matrix at 1 token, and for every one but the
+ * 18432-column dense down projection at 2-4 tokens (with 64 KiB, 3 tokens of 7168 columns took
+ * two passes over the rows: paired, two threads, one chunk is 1.14-1.17x at 3 tokens and
+ * 1.11x for the down projection at one token). Rows per tile R for 1, 2, 3, 4 tokens: 6, 3, 3, 2.
+ * Measured against the alternatives with one thread, the variants alternated every 50 ms in one
+ * process (medians of 30 pairs, docs/PERFORMANCE.md): one token with 6 rows against 4 rows of two
+ * chains each: 1.04x cache-resident, 1.06-1.12x streaming (5 rows 0.95x, 8 rows 0.83-0.89x of 6);
+ * 2 and 3 tokens with 4 or 2 rows: no better.
  */
-#define XB_FLOATS 16384
+#define XB_FLOATS 32768
 #define DEF_FP8_DECODE(T, R)                                                                  \
     static void fp8_decode_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                int64_t ldx, float *y, int64_t ldy)                            \
@@ -206,16 +227,13 @@ DEF_FP8_DECODE(3, 3)
 DEF_FP8_DECODE(4, 2)
 
 /*
- * Widest matrix whose 4 prepared tokens (16 bytes per column) fit a 32 KiB L1: fp8_tile reads x
- * inside every FMA, the template's 4-token tile once per column for both its rows.
+ * n = 4 through fp8_tile where the 4 prepared tokens fit one chunk (8192 columns), through the
+ * template's tile otherwise: paired, two threads, against the template 1.07-1.10x on 7168 and 1.03x
+ * on 1536 columns, 0.93x on 18432 (three chunks). n <= 3 through fp8_tile; larger n through the
+ * template.
  */
-#define FP8_TILE4_MAX_COLS 2048
+#define FP8_TILE4_MAX_COLS (XB_FLOATS / 4)
 
-/*
- * n <= 3 through fp8_tile; n = 4 through it where the prepared x stays in L1 and through the
- * template's tile otherwise (paired, one thread: 1.15-1.18x on 7168x2048, 1.09x on 24576x1536,
- * but 0.88x on 18432x7168 and 0.93x on 1536x7168); larger n through the template.
- */
 static void matmul_fp8_int(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                            int64_t ldx, int64_t n, float *y, int64_t ldy)
 {

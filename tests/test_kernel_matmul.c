@@ -129,12 +129,18 @@ int main(void)
         dsi_test_matmul_case(levels, n_levels, &big.m, big.dense, 5, 290, 40);
         dsi_test_matmul_t_case(levels, n_levels, &big.m, big.dense, 3, 299, 30);
         matrix_free(&big);
-        /* decode over more columns than the AVX2 fp8 tile prepares at once (16384 / n) */
-        test_matrix_t wide;
-        matrix_make(&wide, (dsk_dtype_t)dt, 7, 16500);
-        for (int64_t n = 1; n <= 4; n++)
-            dsi_test_matmul_case(levels, n_levels, &wide.m, wide.dense, 1, 7, n);
-        matrix_free(&wide);
+        /*
+         * decode of wide rows: 7300 columns are one chunk of the AVX2 fp8 tile's prepared x for
+         * 1-4 tokens; 33000 are more than it prepares at once (32768 / n) for every n
+         */
+        static const int64_t wide_cols[] = {7300, 33000};
+        for (size_t wc = 0; wc < sizeof(wide_cols) / sizeof(wide_cols[0]); wc++) {
+            test_matrix_t wide;
+            matrix_make(&wide, (dsk_dtype_t)dt, 7, wide_cols[wc]);
+            for (int64_t n = 1; n <= 4; n++)
+                dsi_test_matmul_case(levels, n_levels, &wide.m, wide.dense, 1, 7, n);
+            matrix_free(&wide);
+        }
     }
     return dsi_test_finish();
 }
