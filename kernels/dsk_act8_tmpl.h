@@ -14,14 +14,20 @@
  *   A8_BIAS(dt)                that offset (0, 8 for the nibbles, 128 for VNNI's biased int8)
  *   A8_R1..A8_R4               rows per register tile for 1..4 tokens
  *   A8_FALLBACK                the level's f32-activation matmul (dsk_impl.h), for n >= 5
+ *   A8_QUANTIZE                the quantizer, a function with dsk_act8_quantize's parameters and
+ *                              results (optional; default dsk_act8_quantize)
  *
- * x is quantized (dsk_act8_quantize, the reference's own quantizer) DSK_A8_KC columns at a time
+ * x is quantized (A8_QUANTIZE: the reference's bits) DSK_A8_KC columns at a time
  * into a stack buffer; per group the integer dot of every row x token is exact, the offset is
  * removed in integers (the lane-0 start value -A8_BIAS * sum(q_x)), and the int32 lanes are
  * converted and folded into f32 totals with w_scale * x_scale.
  */
 #include <immintrin.h>
 #include <string.h>
+
+#ifndef A8_QUANTIZE
+#define A8_QUANTIZE dsk_act8_quantize
+#endif
 
 #define DSK_INLINE    static inline __attribute__((always_inline))
 #define A8_N_MAX      4
@@ -137,7 +143,7 @@ DSK_INLINE void a8_quantize_chunk(int dt, const float *x, int64_t ldx, int64_t n
     const int64_t G = a8_group(dt), ng = (kc + G - 1) / G;
     int32_t sum[A8_GROUPS_MAX];
     for (int64_t t = 0; t < n; t++) {
-        dsk_act8_quantize(x + t * ldx + k0, kc, G, xq->q[t], xq->scale[t], sum);
+        A8_QUANTIZE(x + t * ldx + k0, kc, G, xq->q[t], xq->scale[t], sum);
         for (int64_t g = 0; g < ng; g++)
             xq->corr[t][g] = -A8_BIAS(dt) * sum[g];
     }

@@ -12,7 +12,9 @@
  */
 #include "dsk_impl.h"
 
+#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 
 typedef struct {
     __m256i u; /* the unsigned operand: |q| (I8) or the nibbles */
@@ -27,6 +29,58 @@ typedef struct {
 #define A8_R4       1
 #define A8_FALLBACK dsk_avx2_matmul_f32act
 #define A8_TILE_Q4  a8_tile_q4x64
+#define A8_QUANTIZE dsk_avx2_act8_quantize
+
+/*
+ * dsk_act8_quantize, 8 inputs per op: per group of g (a multiple of 32) the largest magnitude with
+ * vmaxps (which, like the reference's comparison, passes over a NaN input; the NaN is flagged
+ * separately), then each input times 127 / amax rounded to the nearest even integer (vroundps:
+ * the reference's add-and-subtract of 1.5 * 2^23 for every |v| < 2^22), clamped by vmaxps /
+ * vminps in the reference's order (NaN to -127), packed to bytes and summed. A partial last group,
+ * and any g not a multiple of 32, go to the reference. tests/test_kernel_act8.c compares every bit.
+ */
+void dsk_avx2_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, float *scale,
+                            int32_t *sum)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f),
+                 hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t c0 = 0, j = 0;
+    for (; g > 0 && g % 32 == 0 && c0 + g <= k; c0 += g, j++) {
+        __m256 amax = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+        for (int64_t i = 0; i < g; i += 8) {
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + c0 + i));
+            amax = _mm256_max_ps(a, amax);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float am = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
+        const float inv = am > 0 && am <= FLT_MAX ? 127.0f / am : 0.0f;
+        const __m256 vinv = _mm256_set1_ps(inv);
+        __m256i s = _mm256_setzero_si256();
+        for (int64_t i = 0; i < g; i += 32) {
+            __m256i v[4];
+            for (int u = 0; u < 4; u++) {
+                __m256 f = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c0 + i + 8 * u), vinv),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+                v[u] = _mm256_cvtps_epi32(f);
+                s = _mm256_add_epi32(s, v[u]);
+            }
+            const __m256i b =
+                _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+            _mm256_storeu_si256((__m256i *)(q + c0 + i), _mm256_permutevar8x32_epi32(b, order));
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        scale[j] = _mm256_movemask_ps(nan) || !(am <= FLT_MAX) ? (float)NAN : am / 127.0f;
+        sum[j] = _mm_cvtsi128_si32(s4);
+    }
+    if (c0 < k) /* the partial last group and the padding of q to 32 */
+        dsk_act8_quantize(x + c0, k - c0, g, q + c0, scale + j, sum + j);
+}
 
 static inline __attribute__((always_inline)) a8w_t a8_prep(int dt, __m256i v)
 {

@@ -23,6 +23,7 @@ typedef __m256i a8w_t;
 #define A8_R3       4
 #define A8_R4       3
 #define A8_FALLBACK dsk_avx512_matmul_f32act
+#define A8_QUANTIZE dsk_avx2_act8_quantize /* an AVX-512 CPU has AVX2 */
 
 static inline __attribute__((always_inline)) a8w_t a8_prep(int dt, __m256i v)
 {

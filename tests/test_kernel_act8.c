@@ -4,7 +4,8 @@
  * for avx512vnni. Exit 77 (skipped) where the CPU lacks the level.
  *
  * - the activation quantizer: within half a step, scale amax / 127, group sums, zero padding to 32,
- *   all-zero groups, NaN and infinity giving a NaN scale;
+ *   all-zero groups, NaN and infinity giving a NaN scale; the AVX2 quantizer bit for bit against
+ *   it (random inputs, exact ties, NaN / infinity, zeros, subnormal groups, FLT_MAX);
  * - the scalar reference (dsk_matmul_a8_ref) and the level's matmul slot against an exact double
  *   evaluation of the same integer math, bound 2e-5 * sum_g |w_s x_s| sum |q_w q_x| (only f32
  *   summation differs), on odd shapes: partial groups and int4 chunks, rows not a multiple of the
@@ -17,6 +18,7 @@
  * `test_kernel_act8 --bench` times the decode product (one thread, thread CPU time) with f32 and
  * int8 activations at V3 shapes; docs/PERFORMANCE.md quotes it.
  */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +26,7 @@
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
 #include "dsk.h"
+#include "dsk_impl.h" /* dsk_avx2_act8_quantize */
 
 #ifndef ACT8_LEVEL
 #define ACT8_LEVEL DSK_LEVEL_AVX2
@@ -94,6 +97,65 @@ static void test_quantizer(void)
     dsk_act8_quantize(x, 96, 32, q, scale, sum);
     DSI_CHECK(isnan(scale[0]) && isnan(scale[1]) && scale[2] == 0.5f / 127.0f);
     DSI_CHECK(sum[2] == 32 * 127);
+}
+
+/* One input set of test_quantizer_simd: kind 0 random, 1-6 with the special values below. */
+static void simd_case_x(float *x, int64_t k, int kind)
+{
+    for (int64_t i = 0; i < k; i++)
+        x[i] = test_x();
+    for (int64_t i = 0; i < k; i++) {
+        const uint32_t r = dsi_test_randu() % 8;
+        if (kind == 1 && r == 0) /* exact ties once the group's amax is 127: inv is 1 */
+            x[i] = (float)((int)(dsi_test_randu() % 254) - 127) + 0.5f;
+        else if (kind == 1 && i % 32 == 0)
+            x[i] = 127.0f;
+        else if (kind == 2 && r == 0)
+            x[i] = i % 3 ? NAN : i % 2 ? INFINITY : -INFINITY;
+        else if (kind == 3)
+            x[i] = i % 64 < 32 ? 0.0f : -0.0f; /* all-zero groups */
+        else if (kind == 4)
+            x[i] *= 1e-40f; /* subnormal: 127 / amax overflows to infinity */
+        else if (kind == 5 && r == 0)
+            x[i] = i % 2 ? FLT_MAX : -FLT_MAX;
+        else if (kind == 6)
+            x[i] = (float)((int)(dsi_test_randu() % 255) - 127); /* integers, amax often 127 */
+    }
+}
+
+/* dsk_avx2_act8_quantize gives every bit of dsk_act8_quantize (q with its padding, scale, sum). */
+static void test_quantizer_simd(void)
+{
+    static const int64_t lens[] = {1, 31, 32, 33, 64, 100, 128, 129, 256, 300, 1000, 7168, 7300};
+    enum { KMAX = 7300, PAD = 64 };
+    static float x[KMAX];
+    static int8_t qa[KMAX + PAD], qb[KMAX + PAD];
+    static float sa[KMAX / 32 + 1], sb[KMAX / 32 + 1];
+    static int32_t ua[KMAX / 32 + 1], ub[KMAX / 32 + 1];
+    int cases = 0, bad = 0;
+    for (int gi = 0; gi < 2; gi++) {
+        const int64_t g = gi ? 128 : 32;
+        for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+            for (int kind = 0; kind <= 6; kind++) {
+                const int64_t k = lens[l], ng = (k + g - 1) / g;
+                simd_case_x(x, k, kind);
+                memset(qa, 0x55, sizeof(qa));
+                memset(qb, 0x55, sizeof(qb));
+                dsk_act8_quantize(x, k, g, qa, sa, ua);
+                dsk_avx2_act8_quantize(x, k, g, qb, sb, ub);
+                const int differs = memcmp(qa, qb, sizeof(qa)) != 0 ||
+                                    memcmp(sa, sb, (size_t)ng * sizeof(float)) != 0 ||
+                                    memcmp(ua, ub, (size_t)ng * sizeof(int32_t)) != 0;
+                if (differs)
+                    fprintf(stderr, "simd quantizer k=%lld g=%lld kind %d differs\n", (long long)k,
+                            (long long)g, kind);
+                bad += differs;
+                cases++;
+            }
+        }
+    }
+    printf("AVX2 quantizer: %d cases, %d differ from the reference\n", cases, bad);
+    DSI_CHECK_INT_EQ(bad, 0);
 }
 
 typedef struct {
@@ -344,6 +406,7 @@ int main(int argc, char **argv)
     DSI_CHECK_INT_EQ(ops.act, DSK_ACT_I8);
     printf("level %s, int8 activations\n", dsk_level_name(ops.level));
     test_quantizer();
+    test_quantizer_simd();
 
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},     {37, 300},  {5, 33},   {9, 48},
                                         {130, 257}, {17, 128},  {11, 1000}, {7, 129},  {2, 16},
