@@ -15,9 +15,11 @@
  * Every number is the median of several repetitions (wall time), except the clock: the fastest
  * of 5 chains timed in thread CPU time, so that preemption on a shared machine does not show up as
  * a low clock.
- * With --resident, decode runs instead on one 32x7168 matrix read again and again from the cache
- * (RESIDENT_PASSES passes per timed repetition): the kernels' arithmetic bound, the other half of
- * what limits decode (compare its GB/s with the bandwidth).
+ * With --resident, decode runs instead on one matrix of RESIDENT_ROWS rows per thread x 7168 read
+ * again and again from the caches (RESIDENT_PASSES passes per timed repetition): the kernels'
+ * arithmetic bound, the other half of what limits decode (compare its GB/s with the bandwidth).
+ * Every thread gets one chunk of the pool's 64-row grain or more, and enough rows that a call's
+ * preparation of x (quantizing or permuting 7168 inputs) is a small part of it.
  * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once
  *    (wall time, the best of 3 runs of about 50 ms: a shorter or median run reads low whenever the
  *    hypervisor preempts one vCPU). Below the formula's peak when wide vectors lower the clock
@@ -50,7 +52,8 @@ typedef struct {
     double paired; /* median over repetitions of gbs / a probe pass right before it */
 } entry_t;
 
-#define RESIDENT_PASSES 200 /* --resident: passes over the cached matrix per timed repetition */
+#define RESIDENT_ROWS   128 /* --resident: rows per thread (fp8: 896 KiB, in L2 or the LLC) */
+#define RESIDENT_PASSES 50  /* --resident: passes over the cached matrix per timed repetition */
 
 typedef struct {
     int quick, json, threads, reps;
@@ -423,21 +426,21 @@ static void print_results(const bench_t *b)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
-            "                            [--only decode|prefill] [--resident]\n"
-            "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-            "  --threads N     pool threads (default: online CPUs)\n"
-            "  --quick         smaller buffers, fewer repetitions and shapes\n"
-            "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
-            "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
-            "  --only WHAT     decode or prefill rows only\n"
-            "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
-            "  --resident      decode only, of one 32x7168 matrix kept in cache: the kernels'\n"
-            "                  arithmetic bound (GB/s above the bandwidth means headroom)\n"
-            "  --json          one JSON object on stdout\n"
-            "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
-            "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+    fprintf(out, "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+                 "                            [--only decode|prefill] [--resident]\n"
+                 "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
+                 "  --threads N     pool threads (default: online CPUs)\n"
+                 "  --quick         smaller buffers, fewer repetitions and shapes\n"
+                 "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+                 "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+                 "  --only WHAT     decode or prefill rows only\n"
+                 "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
+                 "  --resident      decode only, of one (128 x threads)x7168 matrix kept in the\n"
+                 "                  caches: the kernels' arithmetic bound (GB/s above the\n"
+                 "                  bandwidth means headroom)\n"
+                 "  --json          one JSON object on stdout\n"
+                 "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
+                 "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
 }
 
 /* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
@@ -558,7 +561,7 @@ int dsinfer_bench_kernels(int argc, char **argv)
                          prefill_quick[] = {128};
     static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16, DSK_DTYPE_I8,
                                          DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
-    static const int64_t resident_shape[2] = {32, 7168};
+    const int64_t resident_shape[2] = {(int64_t)RESIDENT_ROWS * b.threads, 7168};
     int n_shapes = b.resident ? 1 : b.quick ? 2 : 4;
     for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
         if (!(b.dtype_mask & (1u << dtypes[d])))

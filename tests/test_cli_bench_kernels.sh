@@ -29,7 +29,7 @@ check "roofline" '.memory_bw_gbs as $bw | .fma_gflops as $fma | all(.kernels[];
   --quick --only decode --dtypes fp8,int8
 check "batches" '[.kernels[].batch] == [2, 8, 2, 8] and all(.kernels[]; .name == "matmul_bf16")' \
   --quick --only decode --dtypes bf16 --batches 2,8
-check "resident" '(.kernels | length) == 3 and all(.kernels[]; .shape == "32x7168" and .gbs > 0)' \
+check "resident" '(.kernels | length) == 3 and all(.kernels[]; .shape == "128x7168" and .gbs > 0)' \
   --quick --resident --dtypes bf16
 
 dsinfer bench kernels --resident --only prefill 2>"$TMP/e1"; rc=$?
