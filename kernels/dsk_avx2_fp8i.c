@@ -16,9 +16,9 @@
  * x is scaled by 2^64 in the decode kernel (and the rest of 2^120 goes into the block scale), so
  * that no product or partial sum is subnormal while activations up to 2^60 cannot overflow.
  *
- * Decode of 1..3 tokens has its own tile here (fp8_tile): 32 weights per load converted without
- * unpacks into a lane order that x matches once per call (fp8_x_prep: x permuted and scaled into
- * a stack buffer), instead of permuting or scaling x again in every tile.
+ * Decode of 1..4 tokens has its own tile here (fp8_tile; 4 up to 8192 columns): 32 weights per load
+ * converted without unpacks into a lane order that x matches once per call (fp8_x_prep: x permuted
+ * and scaled into a stack buffer), instead of permuting or scaling x again in every tile.
  */
 #include "dsk_impl.h"
 
@@ -67,7 +67,26 @@ static inline void fp8_x_load4(const float *x, __m256 out[4])
 
 #include "dsk_simd_tmpl.h"
 
-/* ---- decode, n <= 3 tokens: this file's own register tile ---- */
+/* ---- decode, n <= 4 tokens: this file's own register tile ---- */
+
+/* The three constants of fp8_w_load32, made once per tile (fp8_k_pin). */
+typedef struct {
+    __m256i odd, even, mask;
+} fp8_k_t;
+
+/*
+ * The constants as values the compiler cannot re-create from memory. With 6-8 accumulators live
+ * (2-4 tokens) GCC otherwise reloaded them from .rodata before every conversion (re-creating a
+ * constant is free in its register model, so under pressure it prefers that to keeping it):
+ * one extra load per converted vector. Behind an empty asm they are ordinary values and stay in
+ * registers (docs/PERFORMANCE.md, "Batched fp8 decode: constants in registers, one chunk of x").
+ */
+static inline fp8_k_t fp8_k_pin(void)
+{
+    fp8_k_t k = {_mm256_set1_epi16(16 << 8), _mm256_set1_epi16(16), _mm256_set1_epi32(FP8_MASK)};
+    __asm__("" : "+x"(k.odd), "+x"(k.even), "+x"(k.mask));
+    return k;
+}
 
 /*
  * 32 fp8 weights from one 32-byte load, without unpacks: out[j] lane k holds weight 4k + j (byte j
@@ -81,25 +100,6 @@ static inline void fp8_x_load4(const float *x, __m256 out[4])
  * one thread, cache-resident 32x7168: 21 G weights/s at one token against 12.7 for the template's
  * tile with fp8_w_load4, and 17 with the same tile converting through 16-bit shifts.
  */
-/* The three constants of fp8_w_load32, made once per tile (fp8_k_pin). */
-typedef struct {
-    __m256i odd, even, mask;
-} fp8_k_t;
-
-/*
- * The constants as values the compiler cannot re-create from memory: with 8 accumulators
- * (2-4 tokens) GCC otherwise reloads them from .rodata in every step (rematerializing a constant
- * costs it nothing in its model) and spills accumulators less often, one extra load per converted
- * vector; pinned, it keeps them in registers. Paired, one thread, 4 tokens: see
- * docs/PERFORMANCE.md.
- */
-static inline fp8_k_t fp8_k_pin(void)
-{
-    fp8_k_t k = {_mm256_set1_epi16(16 << 8), _mm256_set1_epi16(16), _mm256_set1_epi32(FP8_MASK)};
-    __asm__("" : "+x"(k.odd), "+x"(k.even), "+x"(k.mask));
-    return k;
-}
-
 static inline void fp8_w_load32(const uint8_t *p, const fp8_k_t *k, __m256 out[4])
 {
     const __m256i v = _mm256_loadu_si256((const __m256i *)p);
@@ -228,9 +228,8 @@ DEF_FP8_DECODE(4, 2)
 
 /*
  * n = 4 through fp8_tile where the 4 prepared tokens fit one chunk (8192 columns), through the
- * template's tile otherwise: paired, two threads, against the template 1.07-1.10x on 7168 and 1.03x
- * on 1536 columns, 0.93x on 18432 (three chunks). n <= 3 through fp8_tile; larger n through the
- * template.
+ * template's tile otherwise: paired, two threads, against the template 1.04-1.11x on 7168
+ * columns, 0.93x on 18432 (three chunks). n <= 3 through fp8_tile; larger n through the template.
  */
 #define FP8_TILE4_MAX_COLS (XB_FLOATS / 4)
 
