@@ -27,8 +27,8 @@ void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t
 /*
  * dsk_act8_quantize with AVX2 (dsk_avx2_act8.c): the same q, scale and sum bits, 7-10x as fast
  * (the reference's amax and sum run one element at a time). The int8-activation matmuls of AVX2
- * and AVX-512 VNNI quantize x with it; every call of one quantizes its own rows' x again, so at
- * many threads per matrix this cost is paid once per thread.
+ * and AVX-512 VNNI quantize x with it; every call quantizes the whole x for its own rows (in
+ * parallel over a product's threads, so one quantization's time per product).
  */
 void dsk_avx2_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, float *scale,
                             int32_t *sum);
