@@ -188,9 +188,9 @@ static void measure_fma_peak(bench_t *b)
     double best = 1e30;
     dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job); /* warm-up: wide-vector clock settles */
     for (int r = 0; r < 3; r++) {
-        double t0 = bench_now_s();
+        double t0 = dsi_now_s();
         dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job);
-        const double t = bench_now_s() - t0;
+        const double t = dsi_now_s() - t0;
         best = t < best ? t : best;
     }
     b->fma_gflops = (double)b->threads * FMA_TPUT_ITERS * 12 * lanes * 2 / best * 1e-9;
@@ -335,11 +335,11 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             mm_job_t job = {&b->ops, &ws[(r + 1) % copies], x, n, y};
             const double bw = b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
-            double t0 = bench_now_s();
+            double t0 = dsi_now_s();
             for (int pass = 0; pass < passes; pass++)
                 dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
             if (r >= 0) {
-                secs[r] = (bench_now_s() - t0) / passes;
+                secs[r] = (dsi_now_s() - t0) / passes;
                 paired[r] = (double)wbytes / secs[r] * 1e-9 / bw;
             }
         }

@@ -185,10 +185,10 @@ static double prefill(dsn_engine_t *eng, dsn_kvcache_t *kv, const int32_t *promp
 {
     kv->length = 0;
     dsn_seq_batch_t seq = {kv, 0, (int)len};
-    double t0 = bench_now_s();
+    double t0 = dsi_now_s();
     if (dsn_engine_forward(eng, prompt, &seq, 1, 0, logits) != DSI_OK)
         return -1;
-    return bench_now_s() - t0;
+    return dsi_now_s() - t0;
 }
 
 static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
@@ -235,16 +235,16 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
             dsn_engine_set_trace(eng, &tr);
         }
         dsn_engine_set_phase_clock(eng, phase_ns);
-        double t0 = bench_now_s();
+        double t0 = dsi_now_s();
         for (int64_t s = 0; s < S; s++) {
             int32_t tok = dsn_argmax(logits, (int)V);
             dsn_seq_batch_t seq = {kv, kv->length, 1};
-            double ts = bench_now_s();
+            double ts = dsi_now_s();
             if (dsn_engine_forward(eng, &tok, &seq, 1, 0, logits) != DSI_OK)
                 goto fail;
-            step_s[s] = bench_now_s() - ts;
+            step_s[s] = dsi_now_s() - ts;
         }
-        const double secs = bench_now_s() - t0;
+        const double secs = dsi_now_s() - t0;
         dsn_engine_set_phase_clock(eng, NULL);
         decode_s += secs;
         dec[r] = (double)S / secs;

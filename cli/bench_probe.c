@@ -1,23 +1,16 @@
 /* bench_probe.c - the shared measurement helpers of the benchmarks (see bench_probe.h). */
 #include "bench_probe.h"
+#include "dsi_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #if defined(__x86_64__)
 #include <emmintrin.h>
 #endif
 
 #define MAX_PROBE_REPS 64
-
-double bench_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -112,9 +105,9 @@ bench_probe_t *bench_probe_new(dsi_pool_t *pool, size_t bytes)
 double bench_probe_pass(bench_probe_t *p)
 {
     probe_t job = {p->buf, 0};
-    const double t0 = bench_now_s();
+    const double t0 = dsi_now_s();
     dsi_pool_run(p->pool, (int64_t)(p->bytes / 64), 4096, probe_cb, &job);
-    return (double)p->bytes / (bench_now_s() - t0) * 1e-9;
+    return (double)p->bytes / (dsi_now_s() - t0) * 1e-9;
 }
 
 void bench_probe_free(bench_probe_t *p)

@@ -10,10 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dsi_clock.h"
 #include "dsi_pool.h"
 
-/* Monotonic wall clock in seconds. */
-double bench_now_s(void);
 /* Median of v[0..n) (sorts v in place); n >= 1. */
 double bench_median(double *v, int n);
 /*

@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "bench_serve.h"
 #include "cli_args.h"
+#include "dsi_clock.h"
 
 #define CMD "bench serve"
 
@@ -80,13 +80,6 @@ static int parse_url(const char *url, int chat, bs_target_t *t)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void progress(int concurrency, int done, int total, double elapsed)
 {
     int width = 30, fill = total ? done * width / total : width;
@@ -114,7 +107,7 @@ static int run_level(const bs_target_t *t, int concurrency, int n, int show_prog
         free(threads);
         return -1;
     }
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     int started = 0;
     for (; started < concurrency; started++) {
         if (pthread_create(&threads[started], NULL, bs_worker_main, &run) != 0) {
@@ -123,12 +116,12 @@ static int run_level(const bs_target_t *t, int concurrency, int n, int show_prog
         }
     }
     while (show_progress && atomic_load(&run.done) < n && started > 0) {
-        progress(concurrency, atomic_load(&run.done), n, now_s() - t0);
+        progress(concurrency, atomic_load(&run.done), n, dsi_now_s() - t0);
         usleep(100 * 1000);
     }
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = dsi_now_s() - t0;
     if (show_progress) {
         progress(concurrency, atomic_load(&run.done), n, elapsed);
         fprintf(stderr, "\n");

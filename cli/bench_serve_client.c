@@ -4,6 +4,7 @@
  * Responses are parsed with http-parser (chunked bodies decoded); events with jansson.
  */
 #include "bench_serve.h"
+#include "dsi_clock.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -15,15 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static const char *const vocabulary[] = {
     "time",   "river",  "stone",  "light",  "green",  "window", "paper",  "silver",
@@ -117,7 +110,7 @@ static void on_event(reading_t *r, const char *data, size_t n)
     json_t *text = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
     json_t *reasoning = delta ? json_object_get(delta, "reasoning_content") : NULL;
     if (json_string_length(text) > 0 || json_string_length(reasoning) > 0) {
-        double t = now_s();
+        double t = dsi_now_s();
         if (r->text_events == 0)
             r->t_first = t;
         r->t_last = t;
@@ -262,7 +255,7 @@ static void run_one(const bs_target_t *t, int index, int *fd, bs_result_t *res)
     res->ttft = res->tpot = -1;
     char *body = request_body(t, index);
     reading_t r = {.res = res};
-    r.t0 = now_s();
+    r.t0 = dsi_now_s();
     int ok = 0;
     for (int attempt = 0; attempt < 2 && !ok && body != NULL; attempt++) {
         if (*fd < 0 && (*fd = connect_to(t)) < 0)
@@ -277,7 +270,7 @@ static void run_one(const bs_target_t *t, int index, int *fd, bs_result_t *res)
             *fd = -1;
         }
     }
-    res->latency = now_s() - r.t0;
+    res->latency = dsi_now_s() - r.t0;
     if (ok && res->status == 200) {
         res->tokens = r.usage_tokens > 0 ? r.usage_tokens : r.text_events;
         if (r.text_events > 0)

@@ -13,6 +13,7 @@
 #include "bench.h"
 #include "cli_args.h"
 #include "dsc_tokenizer.h"
+#include "dsi_clock.h"
 
 static const char *const words[] = {
     "the",
@@ -196,13 +197,6 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* CPU time of this process: on a shared machine it is what the encoder itself cost. */
 static double cpu_s(void)
 {
@@ -239,10 +233,10 @@ static void bench_decode(const dsc_tokenizer_t *tok, const int32_t *ids, size_t 
     size_t out_len = 0;
     for (int r = 0; r < reps && times != NULL; r++) {
         char *out;
-        double t0 = now_s();
+        double t0 = dsi_now_s();
         if (dsc_tokenizer_decode(tok, ids, n, 0, &out, &out_len) != DSI_OK)
             break;
-        times[r] = now_s() - t0;
+        times[r] = dsi_now_s() - t0;
         free(out);
     }
     dsc_decoder_t *dec;
@@ -252,13 +246,13 @@ static void bench_decode(const dsc_tokenizer_t *tok, const int32_t *ids, size_t 
     }
     const char *piece;
     size_t plen, total = 0;
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     for (size_t i = 0; i < n; i++) {
         dsc_decoder_push(dec, ids[i], &piece, &plen);
         total += plen;
     }
     dsc_decoder_flush(dec, &piece, &plen);
-    double st = now_s() - t0;
+    double st = dsi_now_s() - t0;
     dsc_decoder_destroy(dec);
     double dt = median(times, reps);
     printf("decode: %.1f MB/s whole (%.0f tokens/s); streamed %.1f ns/token (%zu bytes)\n",
@@ -306,12 +300,12 @@ int dsinfer_bench_tokenizer(int argc, char **argv)
         return 2;
     }
     dsc_tokenizer_t *tok;
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     if (dsc_tokenizer_load(model, &tok) != DSI_OK) {
         fprintf(stderr, "dsinfer bench tokenizer: cannot load the tokenizer of %s\n", model);
         return 1;
     }
-    double load_s = now_s() - t0;
+    double load_s = dsi_now_s() - t0;
     size_t len;
     char *text = file ? read_file(file, &len) : make_text((size_t)mb << 20, &len);
     if (text == NULL) {
@@ -330,14 +324,14 @@ int dsinfer_bench_tokenizer(int argc, char **argv)
     int rc = 0;
     for (int r = 0; r < reps && times != NULL; r++) {
         free(ids);
-        t0 = now_s();
+        t0 = dsi_now_s();
         double c0 = cpu_s();
         if (dsc_tokenizer_encode(tok, text, len, 0, &ids, &n) != DSI_OK) {
             rc = 1;
             break;
         }
         cpu[r] = cpu_s() - c0;
-        times[r] = now_s() - t0;
+        times[r] = dsi_now_s() - t0;
     }
     if (rc == 0 && times != NULL) {
         double dt = median(times, (int)reps), ct = median(cpu, (int)reps);

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dst_ctrl.h"
 #include "dst_mpi.h"
@@ -82,8 +82,7 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
 {
     int unclean = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int64_t t0 = dsi_now_ns();
     int left = n;
     while (left > 0) {
         left = 0;
@@ -101,9 +100,7 @@ int cli_reap_nodes(pid_t *pids, int n, int timeout_ms)
                 left++;
             }
         }
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        const int64_t ms = (dsi_now_ns() - t0) / 1000000;
         if (left > 0 && ms >= timeout_ms) {
             for (int i = 0; i < n; i++) {
                 if (pids[i] > 0) {

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_args.h"
 #include "cli_cluster.h"
+#include "dsi_clock.h"
 #include "run_text.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
@@ -36,13 +36,6 @@ typedef struct {
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
 } run_opts_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *out)
 {
@@ -243,7 +236,7 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
     if (dsn_engine_kvcache_create(eng, max_ctx, &kv) != DSI_OK)
         goto out_sampler;
 
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     for (int done = 0; done < o->n_prompt;) {
         int chunk = o->n_prompt - done;
         if (chunk > o->prefill_chunk)
@@ -253,7 +246,7 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
             goto out_kv;
         done += chunk;
     }
-    double t1 = now_s();
+    double t1 = dsi_now_s();
     r->prefill_s = t1 - t0;
     r->finish_reason = "length";
     for (int step = 0; step < o->max_tokens; step++) {
@@ -276,7 +269,7 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
             break;
         }
     }
-    r->decode_s = now_s() - t1;
+    r->decode_s = dsi_now_s() - t1;
     rc = 0;
 out_kv:
     dsn_kvcache_destroy(kv);
@@ -361,7 +354,7 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
                              (uint32_t)o->sampling.top_k,
                              o->sampling.seed};
     cli_gen_result_t res;
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     if (cli_cluster_generate(&co, &req, 1, &res) != 0) {
         free(res.tokens);
         return 1;
@@ -369,7 +362,7 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
     r->tokens = res.tokens;
     r->n_tokens = (int)res.n_tokens;
     r->finish_reason = res.finish == DST_FINISH_STOP ? "stop" : "length";
-    r->decode_s = now_s() - t0;
+    r->decode_s = dsi_now_s() - t0;
     r->cluster = 1;
     return 0;
 }
@@ -396,7 +389,7 @@ int dsinfer_cmd_run(int argc, char **argv)
         run_text_close(&o.text);
         return rc;
     }
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     dsn_checkpoint_t *ckpt = NULL;
     dsn_weights_t *w = NULL;
     dsn_engine_t *eng = NULL;
@@ -423,7 +416,7 @@ int dsinfer_cmd_run(int argc, char **argv)
         fprintf(stderr, "dsinfer run: --logits-out %s: %m\n", o.logits_out);
         goto out;
     }
-    r.load_s = now_s() - t0;
+    r.load_s = dsi_now_s() - t0;
     r.streamed = o.has_text && !o.json;
     if (generate(eng, &o, logits_file, &r) != 0)
         goto out;

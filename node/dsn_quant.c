@@ -2,13 +2,13 @@
  * dsn_quant.c - re-quantization of a slice's projections at load (see dsn_quant.h): plan the
  * arena, convert 128-row bands in parallel, repoint the matrices.
  */
+#include "dsi_clock.h"
 #include "dsn_quant.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dsi_log.h"
@@ -151,13 +151,6 @@ static void convert_bands(void *arg, int64_t begin, int64_t end)
     free(buf);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int n_threads)
 {
     if ((unsigned)format >= DSN_WFMT_COUNT) {
@@ -170,7 +163,7 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
         DSI_ERROR("weights already re-quantized to %s", dsn_weight_format_name(w->format));
         return DSI_ERR_INVALID_ARG;
     }
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     conv_t cv = {.format = format};
     dsn_weights_for_each_projection(w, plan_matrix, &cv);
     dsi_status_t st = DSI_OK;
@@ -232,7 +225,7 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
     DSI_INFO(
         "weights: %lld projections re-quantized to %s (%.1f -> %.1f MiB) in %.2f s, %d threads",
         (long long)cv.n_mats, dsn_weight_format_name(format), (double)before / (1 << 20),
-        (double)after / (1 << 20), now_s() - t0, dsi_pool_threads(pool));
+        (double)after / (1 << 20), dsi_now_s() - t0, dsi_pool_threads(pool));
 out:
     dsi_pool_destroy(pool);
     free(cv.mats);

@@ -8,10 +8,10 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <uv.h>
 
 #include "dsc_http.h"
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "test_unit_http_client.h"
 
@@ -34,13 +34,6 @@ typedef struct {
     srv_t *srv;
     int i, n, big;
 } stream_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void on_hello(void *arg, dsc_http_req_t *req)
 {
@@ -334,19 +327,19 @@ static void test_slow_client(srv_t *srv)
     /* Head bytes trickle in slower than the request deadline; others are served meanwhile. */
     int slow = tc_connect(srv->port);
     const char *head = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
-    double worst = 0, t0 = now_s();
+    double worst = 0, t0 = dsi_now_s();
     int served = 0, sent = 0;
-    for (size_t i = 0; i < strlen(head) && now_s() - t0 < 2.0 * srv->cfg.request_timeout_ms / 1000;
-         i++) {
+    for (size_t i = 0;
+         i < strlen(head) && dsi_now_s() - t0 < 2.0 * srv->cfg.request_timeout_ms / 1000; i++) {
         if (tc_send(slow, head + i, 1) == 0)
             sent++;
-        double t = now_s();
+        double t = dsi_now_s();
         tc_response_t r;
         if (tc_request(srv->port, "GET", "/hello", NULL, NULL, 0, &r) == 0 && r.status == 200)
             served++;
         tc_response_free(&r);
-        if (now_s() - t > worst)
-            worst = now_s() - t;
+        if (dsi_now_s() - t > worst)
+            worst = dsi_now_s() - t;
         usleep(60 * 1000);
     }
     tc_response_t r;
@@ -373,15 +366,15 @@ static void test_idle_connections(int port)
             tc_send_str(fds[i], "GET /hel"); /* half a request line */
     }
     DSI_CHECK_INT_EQ(open_ok, N);
-    double t = now_s();
+    double t = dsi_now_s();
     tc_response_t r;
     for (int i = 0; i < 10; i++) {
         DSI_CHECK_INT_EQ(tc_request(port, "GET", "/hello", NULL, NULL, 0, &r), 0);
         DSI_CHECK_INT_EQ(r.status, 200);
         tc_response_free(&r);
     }
-    printf("10 requests beside %d idle connections: %.1f ms\n", N, (now_s() - t) * 1e3);
-    DSI_CHECK(now_s() - t < 2.0);
+    printf("10 requests beside %d idle connections: %.1f ms\n", N, (dsi_now_s() - t) * 1e3);
+    DSI_CHECK(dsi_now_s() - t < 2.0);
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -424,12 +417,12 @@ static void test_limits_server(void)
     tc_response_free(&r);
     close(extra);
     /* The idle ones are closed by the server after the idle timeout. */
-    double t = now_s();
+    double t = dsi_now_s();
     for (int i = 0; i < 3; i++) {
         DSI_CHECK(tc_wait_closed(fds[i], 3000));
         close(fds[i]);
     }
-    DSI_CHECK(now_s() - t < 2.0);
+    DSI_CHECK(dsi_now_s() - t < 2.0);
     /* And there is room again. */
     usleep(50 * 1000);
     DSI_CHECK_INT_EQ(tc_request(srv.port, "GET", "/hello", NULL, NULL, 0, &r), 0);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dsi_clock.h"
 #include "dsi_pool.h"
 #include "dsi_test.h"
 
@@ -77,13 +78,6 @@ static void add_cb(void *arg, int64_t begin, int64_t end)
         s->slots[i] += i;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void test_many_calls(int threads, int calls)
 {
     dsi_pool_t *pool = dsi_pool_create(threads);
@@ -92,10 +86,10 @@ static void test_many_calls(int threads, int calls)
         return;
     int64_t slots[16] = {0};
     sum_t s = {slots};
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     for (int i = 0; i < calls; i++)
         dsi_pool_run(pool, 16, 1, add_cb, &s);
-    double per_call = (now_s() - t0) / calls;
+    double per_call = (dsi_now_s() - t0) / calls;
     for (int64_t i = 0; i < 16; i++)
         DSI_CHECK_INT_EQ(slots[i], i * calls);
     printf("pool of %d threads: %.2f us per back-to-back dsi_pool_run\n", threads, per_call * 1e6);
@@ -104,10 +98,10 @@ static void test_many_calls(int threads, int calls)
     for (int round = 0; round < 3; round++) {
         struct timespec nap = {0, 2000000};
         nanosleep(&nap, NULL);
-        double t1 = now_s();
+        double t1 = dsi_now_s();
         dsi_pool_run(pool, 16, 1, add_cb, &s);
         if (round == 2)
-            printf("  call after 2 ms idle: %.1f us\n", (now_s() - t1) * 1e6);
+            printf("  call after 2 ms idle: %.1f us\n", (dsi_now_s() - t1) * 1e6);
     }
     for (int64_t i = 0; i < 16; i++)
         DSI_CHECK_INT_EQ(slots[i], i * (calls + 3));

@@ -10,8 +10,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "dsn_sampler.h"
 
@@ -148,13 +148,6 @@ static void test_draws_reproducible(void)
     free(logits);
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void bench(void)
 {
     const int V = 129280, reps = 50;
@@ -167,13 +160,13 @@ static void bench(void)
         if (dsn_sampler_init(&s, &p, V) != 0)
             break;
         int n = 0;
-        double t0 = now();
+        double t0 = dsi_now_s();
         for (int r = 0; r < reps; r++)
             n = dsn_sampler_candidates(&s, logits);
-        double t1 = now();
+        double t1 = dsi_now_s();
         for (int r = 0; r < reps; r++)
             ref_candidates(&p, logits, V, probs, order);
-        double t2 = now();
+        double t2 = dsi_now_s();
         printf("V %d, %-9s T 0.6 top_p 0.95: %6d candidates, full sort %8.1f us, dsn_sampler "
                "%8.1f us per token\n",
                V, shape_names[shape], n, (t2 - t1) / reps * 1e6, (t1 - t0) / reps * 1e6);

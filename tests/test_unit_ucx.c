@@ -9,10 +9,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dsi_test.h"
 #include "dst_ucx.h"
@@ -257,18 +257,11 @@ static void on_tick(uv_timer_t *t)
         ucp_worker_progress(s->raw);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Runs the loop until *counter >= target or timeout; returns 1 if reached. */
 static int wait_count(side_t *s, const int *counter, int target, double timeout_s)
 {
-    double end = now_s() + timeout_s;
-    while (*counter < target && now_s() < end)
+    double end = dsi_now_s() + timeout_s;
+    while (*counter < target && dsi_now_s() < end)
         uv_run(&s->loop, UV_RUN_ONCE);
     return *counter >= target;
 }
@@ -514,9 +507,9 @@ static void child_stop(side_t *s, child_t *c, dst_ucx_stats_t *st)
         dst_ucx_send(s->ucx, 1, &stop.hdr, stop.payload, stop.bytes, side_send_done, s), DSI_OK);
     DSI_CHECK(wait_count(s, &s->sends_ok, sends + 1, 10.0));
     /* Keep progressing while the server flushes and closes its endpoint to us. */
-    double end = now_s() + 10.0;
+    double end = dsi_now_s() + 10.0;
     struct pollfd pfd = {c->rd, POLLIN, 0};
-    while (poll(&pfd, 1, 1) == 0 && now_s() < end)
+    while (poll(&pfd, 1, 1) == 0 && dsi_now_s() < end)
         uv_run(&s->loop, UV_RUN_NOWAIT);
     int got = pipe_read(c->rd, st, sizeof(*st), 5000);
     DSI_CHECK_INT_EQ(got, sizeof(*st));
@@ -589,9 +582,9 @@ static void scenario_kill(const char *tls)
     round_trip(&s, 1, 32, 1);
     kill(c.pid, SIGKILL);
     waitpid(c.pid, NULL, 0);
-    double t0 = now_s();
+    double t0 = dsi_now_s();
     DSI_CHECK(wait_count(&s, &s.peer_errors, 1, 10.0));
-    double took = now_s() - t0;
+    double took = dsi_now_s() - t0;
     fprintf(stderr, "peer failure reported after %.3f s\n", took);
     DSI_CHECK(took < 5.0);
     DSI_CHECK_INT_EQ(s.error_peer, 1);

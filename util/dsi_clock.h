@@ -8,5 +8,7 @@
 
 /* Nanoseconds of CLOCK_MONOTONIC: for intervals and deadlines, never for wall-clock dates. */
 int64_t dsi_now_ns(void);
+/* The same clock in seconds, for timings printed or averaged as doubles. */
+double dsi_now_s(void);
 
 #endif
