@@ -15,8 +15,9 @@
  * - n >= 5 still takes the f32 path (the dsi_test_matmul bound);
  * - DSINFER_ACT and dsk_ops_init_act choose as documented.
  *
- * `test_kernel_act8 --bench` times the decode product (one thread, thread CPU time) with f32 and
- * int8 activations at V3 shapes; docs/PERFORMANCE.md quotes it.
+ * `test_kernel_act8 --bench` times the quantizer (reference and AVX2) and the decode product (one
+ * thread, thread CPU time) with f32 and int8 activations at V3 shapes; docs/PERFORMANCE.md quotes
+ * it.
  */
 #include <float.h>
 #include <stdlib.h>
@@ -364,12 +365,40 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
     return t[2];
 }
 
+/* Microseconds per quantization of 7168 inputs in groups of g, median of 5 runs of 2000. */
+static double bench_quantize(void (*quantize)(const float *, int64_t, int64_t, int8_t *, float *,
+                                              int32_t *),
+                             int64_t g)
+{
+    enum { K = 7168, CALLS = 2000 };
+    static int8_t q[K + 32];
+    static float scale[K / 32];
+    static int32_t sum[K / 32];
+    float *x = dsi_test_random_floats(K);
+    double t[5];
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = thread_seconds();
+        for (int i = 0; i < CALLS; i++)
+            quantize(x, K, g, q, scale, sum);
+        t[rep] = (thread_seconds() - t0) / CALLS * 1e6;
+    }
+    qsort(t, 5, sizeof(double), cmp_double);
+    free(x);
+    return t[2];
+}
+
 static int bench(void)
 {
+    printf("quantize 7168 inputs, one thread (us, thread CPU time, median of 5):\n");
+    for (int64_t g = 32; g <= 128; g *= 4)
+        printf("  groups of %lld: reference %.2f, AVX2 %.2f\n", (long long)g,
+               bench_quantize(dsk_act8_quantize, g), bench_quantize(dsk_avx2_act8_quantize, g));
     dsk_ops_t f32, a8;
     dsk_ops_init_act(&f32, ACT8_LEVEL, DSK_ACT_F32);
     dsk_ops_init_act(&a8, ACT8_LEVEL, DSK_ACT_I8);
-    static const int64_t shapes[][3] = {{512, 2048, 1}, {7168, 2048, 0}, {2048, 7168, 0}};
+    /* 64 x 7168: one thread's share of a V3 expert matrix split over 32 threads */
+    static const int64_t shapes[][3] = {
+        {512, 2048, 1}, {64, 7168, 1}, {7168, 2048, 0}, {2048, 7168, 0}};
     printf("level %s, one thread, GB/s of weight bytes (thread CPU time, median of 5)\n",
            dsk_level_name(a8.level));
     printf(
