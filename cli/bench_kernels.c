@@ -53,7 +53,9 @@ typedef struct {
 } entry_t;
 
 #define RESIDENT_ROWS   128 /* --resident: rows per thread (fp8: 896 KiB, in L2 or the LLC) */
-#define RESIDENT_PASSES 50  /* --resident: passes over the cached matrix per timed repetition */
+#define TEXT_OF_(x)     #x
+#define TEXT_OF(x)      TEXT_OF_(x) /* a macro's value as a string literal */
+#define RESIDENT_PASSES 50 /* --resident: passes over the cached matrix per timed repetition */
 
 typedef struct {
     int quick, json, threads, reps;
@@ -426,21 +428,26 @@ static void print_results(const bench_t *b)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
-                 "                            [--only decode|prefill] [--resident]\n"
-                 "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-                 "  --threads N     pool threads (default: online CPUs)\n"
-                 "  --quick         smaller buffers, fewer repetitions and shapes\n"
-                 "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
-                 "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
-                 "  --only WHAT     decode or prefill rows only\n"
-                 "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
-                 "  --resident      decode only, of one (128 x threads)x7168 matrix kept in the\n"
-                 "                  caches: the kernels' arithmetic bound (GB/s above the\n"
-                 "                  bandwidth means headroom)\n"
-                 "  --json          one JSON object on stdout\n"
-                 "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
-                 "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+    fprintf(
+        out,
+        "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+        "                            [--only decode|prefill] [--resident]\n"
+        "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
+        "  --threads N     pool threads (default: online CPUs)\n"
+        "  --quick         smaller buffers, fewer repetitions and shapes\n"
+        "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+        "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+        "  --only WHAT     decode or prefill rows only\n"
+        "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
+        "  --resident      decode only, of one (" TEXT_OF(
+            RESIDENT_ROWS) " x threads)x7168 matrix kept in the\n"
+                           "                  caches: the kernels' arithmetic bound (GB/s above "
+                           "the\n"
+                           "                  bandwidth means headroom)\n"
+                           "  --json          one JSON object on stdout\n"
+                           "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel "
+                           "level;\n"
+                           "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
 }
 
 /* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
