@@ -14,7 +14,8 @@
     X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")  \
     X("serve", dsinfer_bench_serve, "HTTP API load: req/s, tokens/s, TTFT/TPOT per concurrency")   \
     X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")      \
-    X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")
+    X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")  \
+    X("overlap", dsinfer_bench_overlap, "how far streaming from memory hides arithmetic per line")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)
