@@ -181,7 +181,8 @@ int dsinfer_bench_overlap(int argc, char **argv)
     }
     const int n = dsi_pool_threads(pool);
     const size_t total = (size_t)(quick ? 256 : 1024) << 20;
-    job_t job = {.share = total / (size_t)n / TILE_BYTES * TILE_BYTES};
+    /* whole small buffers, so the arithmetic-alone pass reads exactly as many lines */
+    job_t job = {.share = total / (size_t)n / SMALL_BYTES * SMALL_BYTES};
     char *big = malloc(job.share * (size_t)n), *small = malloc((size_t)SMALL_BYTES * (size_t)n);
     if (big == NULL || small == NULL || job.share == 0) {
         fprintf(stderr, "dsinfer bench overlap: out of memory for %zu MiB\n", total >> 20);
