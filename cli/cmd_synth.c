@@ -1,4 +1,4 @@
-/* dsinfer synth: write a synthetic DeepSeek-V3 checkpoint (see node/dsn_synth.h). */
+/* dsinfer synth: write a synthetic DeepSeek-V3 checkpoint (see node/model/dsn_synth.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /*
  * dsinfer tokenize / detokenize: text <-> token ids with a model directory's tokenizer
- * (coordinator/dsc_tokenizer.h) and chat template (coordinator/dsc_chat.h).
+ * (coordinator/text/dsc_tokenizer.h) and chat template (coordinator/text/dsc_chat.h).
  */
 #include <errno.h>
 #include <getopt.h>

@@ -1,4 +1,4 @@
-/* dsinfer-node: the node daemon. See node/dsn_node.h and docs/DEPLOY.md. */
+/* dsinfer-node: the node daemon. See node/daemon/dsn_node.h and docs/DEPLOY.md. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

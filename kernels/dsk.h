@@ -23,7 +23,7 @@
 
 /*
  * Weight storage formats. The first three are what checkpoints hold; the integer formats are made
- * at load (re-quantization, node/dsn_quant.h) for servers with less memory. The integer formats
+ * at load (re-quantization, node/engine/dsn_quant.h) for servers with less memory. The integer formats
  * are row-wise: every row has its own f32 scales, one per group of consecutive inputs, so
  * scale_inv is [rows, ceil(cols / group)] and W[r][c] = q * scale_inv[r][c / group].
  *

@@ -1,0 +1,310 @@
+/* dsc_cluster_replan.c - planning and re-planning the cluster (epochs), and its lanes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_cluster_impl.h"
+#include "dsi_log.h"
+
+dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl)
+{
+    const dst_plan_t *p = &cl->plan;
+    uint32_t lanes = 0;
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++)
+            k += p->nodes[i].stage == s;
+        lanes = k > lanes ? k : lanes;
+    }
+    uint32_t *table = calloc((size_t)p->n_stages * lanes, sizeof(uint32_t));
+    if (table == NULL)
+        return DSI_ERR_NOMEM;
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        uint32_t ids[DSC_MAX_NODES], k = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            if (p->nodes[i].stage == s)
+                ids[k++] = p->nodes[i].node_id;
+        }
+        for (uint32_t l = 0; l < lanes; l++)
+            table[s * lanes + l] = ids[l % k];
+    }
+    free(cl->lane_nodes);
+    cl->lane_nodes = table;
+    cl->n_lanes = lanes;
+    return DSI_OK;
+}
+
+void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
+{
+    if (p->epoch > cl->last_epoch)
+        cl->last_epoch = p->epoch;
+    dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
+    if (peers == NULL)
+        return;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        const node_t *n = &cl->nodes[p->nodes[i].node_id];
+        peers[i].node_id = n->id;
+        peers[i].ucx_addr = n->ucx_addr;
+        peers[i].ucx_addr_len = n->ucx_addr_len;
+    }
+    dst_msg_t pm = {.type = DST_MSG_PLAN};
+    pm.plan.plan = *p;
+    pm.plan.live = (uint8_t)live;
+    dst_msg_t pe = {.type = DST_MSG_PEERS};
+    pe.peers.epoch = p->epoch;
+    pe.peers.n_peers = p->n_nodes;
+    pe.peers.peers = peers;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        node_t *n = &cl->nodes[p->nodes[i].node_id];
+        if (!live)
+            n->state = NODE_JOINED; /* until it is READY in this epoch */
+        dsc_cluster_send_node(cl, n->id, &pm);
+        dsc_cluster_send_node(cl, n->id, &pe);
+    }
+    free(peers);
+}
+
+uint32_t dsc_cluster_live_descs(const dsc_cluster_t *cl, dsc_node_desc_t *descs)
+{
+    uint32_t n_live = 0;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        if (dsc_node_live(n))
+            descs[n_live++] = (dsc_node_desc_t){n->id, n->mem_budget, n->cores};
+    }
+    return n_live;
+}
+
+/*
+ * Plans the live nodes with `po`. Replicas are a luxury: when the plan does not fit with
+ * po->redundant_experts of them, fewer are tried, down to none. *used gets the count that fit.
+ */
+static dsi_status_t plan_live(dsc_cluster_t *cl, const dsc_plan_opts_t *po, dst_plan_t *plan,
+                              dsc_plan_report_t *report, uint32_t *used)
+{
+    dsc_node_desc_t descs[DSC_MAX_NODES];
+    uint32_t n_live = dsc_cluster_live_descs(cl, descs);
+    if (n_live == 0) {
+        snprintf(report->reason, sizeof(report->reason), "no live node");
+        return DSI_ERR_CAPACITY;
+    }
+    dsc_plan_opts_t o = *po;
+    for (;;) {
+        memset(report, 0, sizeof(*report));
+        dsi_status_t st = dsc_planner_plan(&cl->cfg, descs, n_live, &o, plan, report);
+        if (st != DSI_ERR_CAPACITY || o.redundant_experts == 0) {
+            if (used != NULL)
+                *used = o.redundant_experts;
+            return st;
+        }
+        DSI_WARN("%u replicas per layer do not fit the live nodes: trying %u", o.redundant_experts,
+                 o.redundant_experts / 2);
+        o.redundant_experts /= 2;
+    }
+}
+
+/* Expert copies and weight bytes that nodes of `next` must load that `prev` did not give them. */
+static void count_moved(const dsc_cluster_t *cl, const dst_plan_t *prev, const dst_plan_t *next,
+                        uint64_t *experts, uint64_t *bytes)
+{
+    dsc_memory_t mem;
+    *experts = *bytes = 0;
+    if (dsc_memory_compute(&cl->cfg, cl->opts.plan.format, &mem) != DSI_OK)
+        return;
+    size_t slots = dst_plan_slots(next);
+    for (size_t i = 0; i < slots; i++) {
+        for (uint32_t h = next->expert_offsets[i]; h < next->expert_offsets[i + 1]; h++)
+            *experts += !dst_plan_holds(prev, i, next->expert_holders[h]);
+    }
+    *bytes = *experts * mem.expert;
+    for (uint32_t i = 0; i < next->n_nodes; i++) {
+        const dst_plan_stage_t *ns = &next->stages[next->nodes[i].stage];
+        int j = dsc_plan_node_index(prev, next->nodes[i].node_id);
+        const dst_plan_stage_t *ps = j >= 0 ? &prev->stages[prev->nodes[j].stage] : NULL;
+        for (uint32_t l = ns->first_layer; l < ns->end_layer; l++) {
+            if (ps == NULL || l < ps->first_layer || l >= ps->end_layer)
+                *bytes += dsc_memory_layer_fixed(&mem, &cl->cfg, l);
+        }
+        if (ns->first_layer == 0 && (ps == NULL || ps->first_layer != 0))
+            *bytes += mem.embed;
+        if (ns->end_layer == next->n_layers && (ps == NULL || ps->end_layer != prev->n_layers))
+            *bytes += mem.head;
+    }
+}
+
+/* Serving stops until every node of the new plan is READY; open sequences wait for it. */
+static void stop_serving(dsc_cluster_t *cl)
+{
+    dsc_switch_abort(cl);
+    if (cl->ready)
+        cl->unready_since_ns = dsc_now_ns();
+    cl->ready = 0;
+    /* Nothing runs across epochs: open sequences are withdrawn and re-submitted when the new
+     * plan serves. */
+    dsc_seq_withdraw_all(cl);
+}
+
+/*
+ * Makes `plan` (moved in) the current one and sends it: by a live switch when live_ok and the
+ * plan allows one (the current plan serves meanwhile), else stopping the world.
+ */
+static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_report_t *report,
+                        uint64_t experts_moved, uint64_t bytes_moved, const char *why, int live_ok)
+{
+    int live = live_ok && dsc_switch_possible(cl, plan);
+    DSI_INFO("plan epoch %llu (%s): %u stages over %u nodes, busiest node %.0f%%, %llu expert "
+             "copies (%llu replicas), %llu moved (%.1f MiB), %s",
+             (unsigned long long)plan->epoch, why, plan->n_stages, plan->n_nodes,
+             report->max_use * 100, (unsigned long long)report->expert_copies,
+             (unsigned long long)report->replicas,
+             (unsigned long long)(cl->planned ? experts_moved : 0),
+             (double)(cl->planned ? bytes_moved : 0) / (1 << 20),
+             live          ? "live switch"
+             : cl->planned ? "restarting requests"
+                           : "first plan");
+    cl->stats.replans += cl->planned;
+    cl->stats.bytes_moved += cl->planned ? bytes_moved : 0;
+    if (live) {
+        dsc_switch_begin(cl, plan);
+        return 0;
+    }
+    stop_serving(cl);
+    dsc_plan_cleanup(&cl->plan);
+    cl->plan = *plan;
+    memset(plan, 0, sizeof(*plan));
+    if (dsc_cluster_build_lanes(cl) != DSI_OK) {
+        DSI_ERROR("out of memory building lanes");
+        return -1;
+    }
+    cl->planned = 1;
+    dsc_cluster_send_plan(cl, &cl->plan, 0);
+    return 0;
+}
+
+int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
+{
+    if (cl->shut_down)
+        return -1;
+    if (cl->switch_phase != SWITCH_NONE && live_ok) {
+        /* One switch at a time: this one plans from where the current switch ends. */
+        snprintf(cl->deferred_why, sizeof(cl->deferred_why), "%s", why);
+        DSI_INFO("re-plan (%s) deferred until the live switch in progress ends", why);
+        return 0;
+    }
+    /* A loss (no live_ok) stops serving at once: work routed to the lost node cannot finish. */
+    live_ok = live_ok && cl->ready;
+    if (!live_ok)
+        stop_serving(cl);
+    dsc_plan_opts_t po = cl->opts.plan;
+    po.previous = cl->planned ? &cl->plan : NULL;
+    po.epoch = cl->last_epoch + 1;
+    /* After a rebalance, membership changes keep placing by load (and keep replicas): experts
+     * stay where they are when they can, the hot ones keep their copies. */
+    if (cl->eplb_active && cl->load != NULL && dsc_load_total(cl->load) > 0) {
+        po.load = dsc_load_counts(cl->load);
+        po.redundant_experts = cl->eplb_redundant;
+    }
+    /* A stage count chosen for the old membership may not divide the new one: let the planner
+     * choose again unless the user fixed it and it still fits (the planner checks). */
+    dst_plan_t plan;
+    dsc_plan_report_t report;
+    dsi_status_t st = plan_live(cl, &po, &plan, &report, NULL);
+    if (st != DSI_OK && live_ok) {
+        DSI_ERROR("cannot plan the model over the live nodes (%s): %s; the current plan keeps "
+                  "serving",
+                  why, report.reason[0] ? report.reason : dsi_status_message(st));
+        return -1;
+    }
+    if (st != DSI_OK) {
+        DSI_ERROR("cannot plan the model over the live nodes (%s): %s; requests stay queued "
+                  "until nodes join",
+                  why, report.reason[0] ? report.reason : dsi_status_message(st));
+        dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
+        return -1;
+    }
+    return install_plan(cl, &plan, &report, report.experts_moved, report.bytes_moved, why, live_ok);
+}
+
+dsi_status_t dsc_cluster_rebalance(dsc_cluster_t *cl, const char *why, dsc_rebalance_report_t *out)
+{
+    if (cl->shut_down || !cl->planned || !cl->ready || cl->switch_phase != SWITCH_NONE) {
+        DSI_ERROR("rebalance (%s) refused: the cluster is not serving one settled plan now", why);
+        return DSI_ERR_UNSUPPORTED;
+    }
+    if (cl->load == NULL || dsc_load_total(cl->load) == 0) {
+        DSI_ERROR("rebalance (%s) refused: no expert load counted in the window yet", why);
+        return DSI_ERR_NOT_FOUND;
+    }
+    uint32_t E = cl->plan.n_experts;
+    uint32_t want =
+        cl->opts.redundant_experts == DSC_REDUNDANT_AUTO ? E / 8 : cl->opts.redundant_experts;
+    const uint64_t *counts = dsc_load_counts(cl->load);
+    /* EPLB from scratch over the same stages: the previous placement is not a constraint
+     * (that is what makes group packing possible); what moves is counted against it below. */
+    dsc_plan_opts_t po = cl->opts.plan;
+    po.previous = NULL;
+    po.epoch = cl->last_epoch + 1;
+    if (po.n_stages == 0)
+        po.n_stages = cl->plan.n_stages;
+    po.load = counts;
+    po.redundant_experts = want;
+    dst_plan_t plan;
+    dsc_plan_report_t report;
+    uint32_t used = 0;
+    dsi_status_t st = plan_live(cl, &po, &plan, &report, &used);
+    if (st != DSI_OK) {
+        DSI_ERROR("rebalance (%s) refused by the planner: %s", why,
+                  report.reason[0] ? report.reason : dsi_status_message(st));
+        return st;
+    }
+    dsc_rebalance_report_t r = {0};
+    r.epoch = plan.epoch;
+    r.imbalance_before = dsc_load_imbalance(&cl->plan, counts, NULL);
+    r.imbalance_after = dsc_load_imbalance(&plan, counts, NULL);
+    r.redundant_experts = used;
+    r.replicas = report.replicas;
+    count_moved(cl, &cl->plan, &plan, &r.experts_moved, &r.bytes_moved);
+    DSI_INFO("rebalance (%s): imbalance %.3f -> %.3f with %u replicas per layer", why,
+             r.imbalance_before, r.imbalance_after, used);
+    cl->eplb_active = 1;
+    cl->eplb_redundant = used;
+    cl->last_rebalance_ns = dsc_now_ns();
+    cl->stats.rebalances++;
+    if (install_plan(cl, &plan, &report, r.experts_moved, r.bytes_moved, why, 1) != 0)
+        return DSI_ERR_NOMEM;
+    if (out != NULL)
+        *out = r;
+    return DSI_OK;
+}
+
+void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n)
+{
+    n->state = NODE_READY;
+    for (uint32_t i = 0; i < cl->plan.n_nodes; i++) {
+        if (cl->nodes[cl->plan.nodes[i].node_id].state != NODE_READY)
+            return;
+    }
+    cl->ready = 1;
+    DSI_INFO("epoch %llu: all %u nodes ready: serving", (unsigned long long)cl->plan.epoch,
+             cl->plan.n_nodes);
+    /* The nodes loaded the checkpoint's router biases: changed ones go out before any SUBMIT
+     * (the same connection keeps the order). */
+    dsc_cluster_push_biases(cl);
+    dsc_cluster_release_drained(cl);
+    dsc_seq_submit_all(cl);
+    dsc_cluster_set_state(cl, DSI_OK);
+}
+
+void dsc_cluster_release_drained(dsc_cluster_t *cl)
+{
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        node_t *d = &cl->nodes[i];
+        if (d->draining && d->state != NODE_DEAD && d->cs != NULL &&
+            dsc_plan_node_index(&cl->plan, d->id) < 0) {
+            dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
+            snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
+            dsc_cluster_send(d->cs->conn, &m);
+            DSI_INFO("node %u '%s' drained: released", d->id, d->name);
+        }
+    }
+}

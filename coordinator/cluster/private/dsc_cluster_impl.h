@@ -1,0 +1,184 @@
+/*
+ * dsc_cluster_impl.h - private to the coordinator's cluster files:
+ *   dsc_cluster.c       connections, membership (join, drain, loss), the public entry points;
+ *   dsc_cluster_replan.c  planning and re-planning (epochs), lanes;
+ *   dsc_cluster_switch.c make-before-break re-plans (live switch);
+ *   dsc_cluster_seq.c   sequences: submit, tokens, cancel, re-submission after a re-plan;
+ *   dsc_load_cluster.c  expert-load windows, online router biases, automatic rebalance;
+ *   dsc_load_admin.c    ADMIN requests and the status JSON.
+ *
+ * Membership changes while serving are handled by re-planning, never by losing requests. When the
+ * new plan keeps every remaining node's stage, the switch is live (dsc_cluster_switch.c): the old
+ * plan serves while the new one loads. Otherwise (a node died, stages change) it stops the world:
+ * every open sequence is cancelled on the nodes, a new plan (kept close to the old one) goes out,
+ * and once every live node is READY in the new epoch each sequence is submitted again with its
+ * prompt followed by the tokens it already produced, under a fresh wire id (so late TOKENS of the
+ * old epoch are ignored). Greedy sequences therefore continue with exactly the tokens they would
+ * have produced; sampled ones continue from the same seed (docs/ELASTICITY.md).
+ */
+#ifndef DSC_CLUSTER_IMPL_H
+#define DSC_CLUSTER_IMPL_H
+
+#include "dsc_bias.h"
+#include "dsc_cluster.h"
+#include "dsc_load.h"
+#include "dst_ctrl.h"
+
+#define DSC_MAX_NODES 1024
+
+typedef enum { PEER_UNKNOWN = 0, PEER_NODE, PEER_CLIENT } peer_kind_t;
+
+/* What the coordinator knows of one control connection. */
+typedef struct conn_state {
+    dsc_cluster_t *cl;
+    dst_ctrl_conn_t *conn;
+    peer_kind_t kind;
+    int node; /* index into nodes when kind == PEER_NODE */
+    uint8_t nonce[DST_MSG_NONCE_LEN];
+} conn_state_t;
+
+typedef enum { NODE_JOINED = 0, NODE_READY, NODE_DEAD } node_state_t;
+
+typedef struct {
+    uint32_t id; /* == its index in nodes[] */
+    char name[DST_MSG_NAME_MAX];
+    uint64_t mem_budget;
+    uint32_t cores;
+    uint8_t *ucx_addr;
+    size_t ucx_addr_len;
+    node_state_t state;
+    int draining; /* asked to leave: not in the next plan; SHUTDOWN once that plan serves */
+    conn_state_t *cs;
+    uint64_t last_seen_ns;
+    int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
+} node_t;
+
+typedef enum { SWITCH_NONE = 0, SWITCH_PREPARE, SWITCH_DRAIN } switch_phase_t;
+
+/* A sequence (request) until its owner has its last token. */
+typedef struct seq {
+    struct seq *next;
+    uint64_t handle;  /* the owner's id for it (stable) */
+    uint64_t wire_id; /* id on the nodes in the current submission (new after a re-plan) */
+    uint32_t route[DST_MSG_MAX_STAGES];
+    uint32_t n_route;
+    int submitted; /* SUBMIT went to the lane's nodes under wire_id */
+    dsc_cluster_token_cb cb;
+    void *ctx;
+    conn_state_t *client; /* remote client that sent SUBMIT, or NULL */
+    uint64_t client_seq;  /* the client's id for it */
+    int32_t *tokens;      /* [n_prompt + n_generated]: the prompt, then what was delivered */
+    uint32_t n_prompt, n_generated, cap;
+    dst_msg_submit_t req; /* sampling parameters and max_tokens */
+} seq_t;
+
+struct dsc_cluster {
+    uv_loop_t *loop;
+    dsn_config_t cfg;
+    dsc_cluster_opts_t opts;
+    dst_ctrl_listener_t *listener;
+    uv_timer_t timer;
+    node_t nodes[DSC_MAX_NODES];
+    uint32_t n_nodes;
+    dst_plan_t plan;
+    int planned;         /* a plan was sent at least once */
+    uint64_t last_epoch; /* the highest epoch sent: the next plan's is above it */
+    /* A live switch in progress (dsc_cluster_switch.c). */
+    switch_phase_t switch_phase;
+    dst_plan_t next_plan;      /* PREPARE: loading beside the current plan */
+    dst_plan_t prev_plan;      /* DRAIN: the plan switched away from */
+    char deferred_why[96];     /* a membership re-plan asked for during the switch, run after it */
+    int ready;                 /* every node of the current plan is READY: sequences run */
+    int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
+    uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
+    uint32_t n_lanes, next_lane;
+    uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
+    seq_t *seqs;
+    uint64_t next_handle, next_wire;
+    void (*state_cb)(void *arg, dsi_status_t st);
+    void *state_arg;
+    dsc_cluster_stats_t stats;
+    /* Expert load and biases (dsc_load_cluster.c); load is NULL for a model without MoE. */
+    dsc_load_t *load;
+    dsc_bias_t *bias;        /* NULL: bias tracking unavailable */
+    uv_timer_t load_timer;   /* closes a load window every opts.load_window_ms */
+    int eplb_active;         /* a rebalance placed experts by load: re-plans keep doing so */
+    uint32_t eplb_redundant; /* replicas per layer the last rebalance asked for */
+    uint64_t last_rebalance_ns;
+    double *layer_imb;              /* [MoE layers] snapshot scratch */
+    double *drift_max, *drift_mean; /* [MoE layers] snapshot scratch */
+    /* Teardown: the struct is freed once destroyed, its timers closed and no connection left. */
+    int destroyed, timer_open, load_timer_open;
+    uint32_t open_conns;
+};
+
+/* dsc_cluster.c */
+uint64_t dsc_now_ns(void);
+void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
+void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
+void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
+/* Nodes that are neither dead nor draining. */
+int dsc_node_live(const node_t *n);
+
+/* dsc_cluster_replan.c */
+/*
+ * Plan over the live nodes (kept close to the previous plan) and send it; 0 or -1 (logged).
+ * live_ok: a live switch may be used (joins, drains; not after a loss); during a live switch such
+ * a re-plan waits for its end, while one without live_ok abandons it.
+ */
+int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
+/* The lanes of the current plan. */
+dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
+/* PLAN (with its live flag) and PEERS to the nodes of p. */
+void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live);
+/* SHUTDOWN to draining nodes that are not in the current plan. */
+void dsc_cluster_release_drained(dsc_cluster_t *cl);
+/* A node answered READY for the current epoch. */
+void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n);
+/* The live nodes as the planner sees them; returns how many. */
+uint32_t dsc_cluster_live_descs(const dsc_cluster_t *cl, dsc_node_desc_t *descs);
+
+/* dsc_cluster_switch.c */
+/* Node `id` is in the current plan, or in the one a live switch moves to or from. */
+int dsc_cluster_involves(const dsc_cluster_t *cl, uint32_t id);
+/* Whether `next` can replace the current plan by a live switch. */
+int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next);
+/* Start the live switch to `next` (moved in). */
+void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next);
+void dsc_switch_on_ready(dsc_cluster_t *cl, node_t *n);    /* READY of the next plan */
+void dsc_switch_on_switched(dsc_cluster_t *cl, node_t *n); /* SWITCHED of the current plan */
+/* Forget a switch in progress (a stop-the-world re-plan takes over). */
+void dsc_switch_abort(dsc_cluster_t *cl);
+
+/* dsc_load_cluster.c */
+/* The load window, the biases (when opts.model_dir is set) and the window timer. */
+dsi_status_t dsc_cluster_load_init(dsc_cluster_t *cl);
+/* Stops the window timer (closed asynchronously: load_timer_open drops to 0) and frees. */
+void dsc_cluster_load_close(dsc_cluster_t *cl);
+void dsc_cluster_on_load_stats(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_load_stats_t *m);
+/* Sends every MoE layer's bias that differs from the checkpoint to the nodes of its stage (a new
+ * epoch's nodes loaded the checkpoint's). */
+void dsc_cluster_push_biases(dsc_cluster_t *cl);
+
+/* dsc_load_admin.c */
+void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_admin_t *m);
+
+/* dsc_cluster_seq.c */
+seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out);
+void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* Tell the nodes of its lane to drop the sequence's current submission. */
+void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
+/* Owner gets the tokens; records them for re-submission. */
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
+                     dst_finish_t finish);
+/* Cancel on the nodes (if submitted) and free. */
+void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
+/* Cancel every submitted sequence on the nodes; they wait for the next epoch. */
+void dsc_seq_withdraw_all(dsc_cluster_t *cl);
+void dsc_seq_submit_all(dsc_cluster_t *cl);
+/* Every open sequence ends with an error. */
+void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why);
+void dsc_seq_free_all(dsc_cluster_t *cl);
+
+#endif

@@ -1,0 +1,277 @@
+/*
+ * dst_msg_check.c - the semantic rules of each message (ranges, lengths, cross-field rules), shared
+ * by decode (after parsing) and encode (before sending), so that what one side sends the other
+ * side accepts.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dst_msg_impl.h"
+
+#define FAIL(...)                               \
+    do {                                        \
+        dst_msg_errf(err, errlen, __VA_ARGS__); \
+        return DSI_ERR_PROTOCOL;                \
+    } while (0)
+
+/* String fields are C strings; NUL must fall within cap (a caller-built struct may lack it). */
+static int text_field_ok(const char *s, size_t cap)
+{
+    return memchr(s, 0, cap) != NULL && dst_msg_text_ok(s);
+}
+
+int dst_msg_addr_ok(const char *addr)
+{
+    if (addr[0] == 0)
+        return 1;
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr)
+        return 0;
+    if (addr[0] == '[' && colon[-1] != ']')
+        return 0;
+    if (addr[0] != '[' && memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+        return 0; /* IPv6 literals need brackets */
+    for (const char *h = addr; h < colon; h++) {
+        if (*h == ' ' || *h == '/')
+            return 0;
+    }
+    const char *p = colon + 1;
+    if (*p == 0 || strlen(p) > 5)
+        return 0;
+    unsigned port = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        port = port * 10 + (unsigned)(*p - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+static dsi_status_t check_tokens(const int32_t *tokens, uint32_t n, uint32_t min, const char *what,
+                                 char *err, size_t errlen)
+{
+    if (n < min || n > DST_MSG_MAX_TOKENS) {
+        dst_msg_errf(err, errlen, "%s.tokens: %u ids, %u..%u allowed", what, (unsigned)n,
+                     (unsigned)min, DST_MSG_MAX_TOKENS);
+        return n > DST_MSG_MAX_TOKENS ? DSI_ERR_TOO_LARGE : DSI_ERR_PROTOCOL;
+    }
+    if (n > 0 && tokens == NULL)
+        FAIL("%s.tokens: missing array", what);
+    for (uint32_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] > DST_MSG_MAX_TOKEN_ID)
+            FAIL("%s.tokens[%u]: id %d not in 0..%d", what, (unsigned)i, (int)tokens[i],
+                 DST_MSG_MAX_TOKEN_ID);
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t check_ucx_addr(const uint8_t *a, size_t len, const char *what, char *err,
+                                   size_t errlen)
+{
+    if (a == NULL || len == 0 || len > DST_MSG_MAX_UCX_ADDR)
+        FAIL("%s.ucx_addr: %zu bytes, 1..%d required", what, a == NULL ? 0 : len,
+             DST_MSG_MAX_UCX_ADDR);
+    return DSI_OK;
+}
+
+static dsi_status_t check_register(const dst_msg_register_t *m, char *err, size_t errlen)
+{
+    if (!text_field_ok(m->name, sizeof(m->name)) || m->name[0] == 0)
+        FAIL("REGISTER.name: empty, or not UTF-8 without control characters");
+    if (m->mem_budget == 0)
+        FAIL("REGISTER.mem_budget: must be > 0");
+    if (m->cores == 0 || m->cores > DST_MSG_MAX_CORES)
+        FAIL("REGISTER.cores: %u not in 1..%d", (unsigned)m->cores, DST_MSG_MAX_CORES);
+    dsi_status_t st = check_ucx_addr(m->ucx_addr, m->ucx_addr_len, "REGISTER", err, errlen);
+    if (st != DSI_OK)
+        return st;
+    if (!text_field_ok(m->data_addr, sizeof(m->data_addr)) || !dst_msg_addr_ok(m->data_addr))
+        FAIL("REGISTER.data_addr: not \"\" or host:port");
+    return DSI_OK;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static dsi_status_t check_peers(const dst_msg_peers_t *m, char *err, size_t errlen)
+{
+    if (m->n_peers > DST_MSG_MAX_NODES) {
+        dst_msg_errf(err, errlen, "PEERS: %u peers, at most %d", (unsigned)m->n_peers,
+                     DST_MSG_MAX_NODES);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (m->n_peers == 0)
+        return DSI_OK;
+    if (m->peers == NULL)
+        FAIL("PEERS.peers: missing array");
+    for (uint32_t i = 0; i < m->n_peers; i++) {
+        const dst_msg_peer_t *p = &m->peers[i];
+        dsi_status_t st = check_ucx_addr(p->ucx_addr, p->ucx_addr_len, "PEERS.peers", err, errlen);
+        if (st != DSI_OK)
+            return st;
+        if (!text_field_ok(p->data_addr, sizeof(p->data_addr)) || !dst_msg_addr_ok(p->data_addr))
+            FAIL("PEERS.peers[%u].data_addr: not \"\" or host:port", (unsigned)i);
+    }
+    uint32_t *ids = malloc((size_t)m->n_peers * sizeof(*ids));
+    if (ids == NULL) {
+        dst_msg_errf(err, errlen, "PEERS: out of memory");
+        return DSI_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < m->n_peers; i++)
+        ids[i] = m->peers[i].node_id;
+    qsort(ids, m->n_peers, sizeof(*ids), cmp_u32);
+    uint32_t dup = 0;
+    int has_dup = 0;
+    for (uint32_t i = 1; i < m->n_peers && !has_dup; i++) {
+        if (ids[i] == ids[i - 1]) {
+            has_dup = 1;
+            dup = ids[i];
+        }
+    }
+    free(ids);
+    if (has_dup)
+        FAIL("PEERS: node id %u listed twice", (unsigned)dup);
+    return DSI_OK;
+}
+
+static dsi_status_t check_load_stats(const dst_msg_load_stats_t *m, char *err, size_t errlen)
+{
+    if (m->n_layers == 0 || m->n_layers > DST_MSG_MAX_LAYERS ||
+        m->first_layer > DST_MSG_MAX_LAYERS - m->n_layers)
+        FAIL("LOAD_STATS: layers [%u, +%u) not within 1..%d layers", (unsigned)m->first_layer,
+             (unsigned)m->n_layers, DST_MSG_MAX_LAYERS);
+    if (m->n_experts == 0 || m->n_experts > DST_MSG_MAX_EXPERTS)
+        FAIL("LOAD_STATS.n_experts: %u not in 1..%d", (unsigned)m->n_experts, DST_MSG_MAX_EXPERTS);
+    if ((uint64_t)m->n_layers * m->n_experts > DST_MSG_MAX_SLOTS) {
+        dst_msg_errf(err, errlen, "LOAD_STATS: %u x %u counts, at most %u", (unsigned)m->n_layers,
+                     (unsigned)m->n_experts, DST_MSG_MAX_SLOTS);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (m->counts == NULL)
+        FAIL("LOAD_STATS.counts: missing array");
+    return DSI_OK;
+}
+
+
+static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t errlen)
+{
+    dsi_status_t st = check_tokens(m->tokens, m->n_tokens, 1, "SUBMIT", err, errlen);
+    if (st != DSI_OK)
+        return st;
+    if (m->max_tokens == 0 || m->max_tokens > DST_MSG_MAX_TOKENS)
+        FAIL("SUBMIT.max_tokens: %u not in 1..%d", (unsigned)m->max_tokens, DST_MSG_MAX_TOKENS);
+    if (!isfinite(m->temperature) || m->temperature < 0.0f || m->temperature > 100.0f)
+        FAIL("SUBMIT.temperature: %g not in [0, 100]", (double)m->temperature);
+    if (!isfinite(m->top_p) || m->top_p <= 0.0f || m->top_p > 1.0f)
+        FAIL("SUBMIT.top_p: %g not in (0, 1]", (double)m->top_p);
+    if (m->top_k > (uint32_t)DST_MSG_MAX_TOKEN_ID + 1)
+        FAIL("SUBMIT.top_k: %u over %d", (unsigned)m->top_k, DST_MSG_MAX_TOKEN_ID + 1);
+    if (m->n_route == 0 || m->n_route > DST_MSG_MAX_STAGES || m->route == NULL)
+        FAIL("SUBMIT.route: %u stages not in 1..%d", (unsigned)m->n_route, DST_MSG_MAX_STAGES);
+    if (m->n_generated >= m->n_tokens)
+        FAIL("SUBMIT.n_generated: %u not below n_tokens %u", (unsigned)m->n_generated,
+             (unsigned)m->n_tokens);
+    return DSI_OK;
+}
+
+static dsi_status_t check_tokens_msg(const dst_msg_tokens_t *m, char *err, size_t errlen)
+{
+    if (m->finish >= DST_FINISH_END)
+        FAIL("TOKENS.finish: %u not a finish reason", (unsigned)m->finish);
+    if (m->n_tokens == 0 && m->finish == DST_FINISH_NONE)
+        FAIL("TOKENS: no tokens and no finish reason");
+    return check_tokens(m->tokens, m->n_tokens, 0, "TOKENS", err, errlen);
+}
+
+static dsi_status_t check_bias(const dst_msg_bias_t *m, char *err, size_t errlen)
+{
+    if (m->layer >= DST_MSG_MAX_LAYERS)
+        FAIL("BIAS.layer: %u not below %d", (unsigned)m->layer, DST_MSG_MAX_LAYERS);
+    if (m->n_biases > DST_MSG_MAX_EXPERTS) {
+        dst_msg_errf(err, errlen, "BIAS.biases: %u values, at most %d", (unsigned)m->n_biases,
+                     DST_MSG_MAX_EXPERTS);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (m->n_biases == 0 || m->biases == NULL)
+        FAIL("BIAS.biases: empty");
+    for (uint32_t i = 0; i < m->n_biases; i++) {
+        if (!isfinite(m->biases[i]))
+            FAIL("BIAS.biases[%u]: not finite", (unsigned)i);
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t check_admin_reply(const dst_msg_admin_reply_t *m, char *err, size_t errlen)
+{
+    if (m->command == 0 || m->command >= DST_ADMIN_END)
+        FAIL("ADMIN_REPLY.command: %u is not an admin command", (unsigned)m->command);
+    if (m->json == NULL)
+        FAIL("ADMIN_REPLY.json: missing");
+    size_t n = strlen(m->json);
+    if (n >= DST_MSG_JSON_MAX) {
+        dst_msg_errf(err, errlen, "ADMIN_REPLY.json: %zu bytes, at most %u", n,
+                     DST_MSG_JSON_MAX - 1);
+        return DSI_ERR_TOO_LARGE;
+    }
+    if (!dst_msg_text_ok(m->json))
+        FAIL("ADMIN_REPLY.json: not UTF-8 without control characters");
+    return DSI_OK;
+}
+
+dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
+{
+    switch (m->type) {
+    case DST_MSG_HELLO:
+    case DST_MSG_READY:
+    case DST_MSG_HEARTBEAT:
+    case DST_MSG_DRAIN:
+    case DST_MSG_CANCEL:
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
+        return DSI_OK; /* every value of their fields' types is meaningful */
+    case DST_MSG_REGISTER:
+        return check_register(&m->reg, err, errlen);
+    case DST_MSG_WELCOME:
+        if (m->welcome.heartbeat_ms == 0 || m->welcome.heartbeat_ms > 600000)
+            FAIL("WELCOME.heartbeat_ms: %u not in 1..600000", (unsigned)m->welcome.heartbeat_ms);
+        return DSI_OK;
+    case DST_MSG_PLAN:
+        if (m->plan.live > 1)
+            FAIL("PLAN.live: %u is not 0 or 1", (unsigned)m->plan.live);
+        return dst_msg_plan_check(&m->plan.plan, err, errlen);
+    case DST_MSG_PEERS:
+        return check_peers(&m->peers, err, errlen);
+    case DST_MSG_LOAD_STATS:
+        return check_load_stats(&m->load_stats, err, errlen);
+    case DST_MSG_SUBMIT:
+        return check_submit(&m->submit, err, errlen);
+    case DST_MSG_TOKENS:
+        return check_tokens_msg(&m->tokens, err, errlen);
+    case DST_MSG_SHUTDOWN:
+        if (!text_field_ok(m->shutdown.reason, sizeof(m->shutdown.reason)))
+            FAIL("SHUTDOWN.reason: not UTF-8 without control characters");
+        return DSI_OK;
+    case DST_MSG_BIAS:
+        return check_bias(&m->bias, err, errlen);
+    case DST_MSG_ADMIN:
+        if (m->admin.command == 0 || m->admin.command >= DST_ADMIN_END)
+            FAIL("ADMIN.command: %u is not an admin command", (unsigned)m->admin.command);
+        return DSI_OK;
+    case DST_MSG_ADMIN_REPLY:
+        return check_admin_reply(&m->admin_reply, err, errlen);
+    case DST_MSG_ERROR:
+        if (m->error.code >= 0 || m->error.code <= -1000)
+            FAIL("ERROR.code: %d not in -999..-1", (int)m->error.code);
+        if (!text_field_ok(m->error.text, sizeof(m->error.text)))
+            FAIL("ERROR.text: not UTF-8 without control characters");
+        return DSI_OK;
+    default:
+        dst_msg_errf(err, errlen, "unknown message type %u", (unsigned)m->type);
+        return DSI_ERR_UNSUPPORTED;
+    }
+}

@@ -1,0 +1,321 @@
+/*
+ * dst_msg_decode.c - body bytes -> validated dst_msg_t: bounds scan, msgpack_unpack into a zone,
+ * per-type field readers, then dst_msg_check's semantic rules.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "dst_msg.h"
+#include "dst_msg_impl.h"
+#include "dst_msg_scan.h"
+
+#define TRY(expr)                      \
+    do {                               \
+        dsi_status_t try_st_ = (expr); \
+        if (try_st_ != DSI_OK)         \
+            return try_st_;            \
+    } while (0)
+
+static dsi_status_t read_tokens(dst_msg_rd_t *rd, int32_t **tokens, uint32_t *n)
+{
+    uint32_t *ids;
+    TRY(dst_msg_rd_u32_array(rd, "tokens", DST_MSG_MAX_TOKENS, DST_MSG_MAX_TOKEN_ID, &ids, n));
+    /* Ids are <= DST_MSG_MAX_TOKEN_ID < 2^31, so each is the same value as int32. */
+    *tokens = (int32_t *)ids;
+    return DSI_OK;
+}
+
+static dsi_status_t read_hello(dst_msg_rd_t *rd, dst_msg_hello_t *m)
+{
+    return dst_msg_rd_bin_fixed(rd, "nonce", m->nonce, sizeof(m->nonce));
+}
+
+static dsi_status_t read_register(dst_msg_rd_t *rd, dst_msg_register_t *m)
+{
+    TRY(dst_msg_rd_str(rd, "name", m->name, sizeof(m->name)));
+    TRY(dst_msg_rd_u64(rd, "mem_budget", UINT64_MAX, &m->mem_budget));
+    TRY(dst_msg_rd_u32(rd, "cores", UINT32_MAX, &m->cores));
+    TRY(dst_msg_rd_bin(rd, "ucx_addr", DST_MSG_MAX_UCX_ADDR, &m->ucx_addr, &m->ucx_addr_len));
+    TRY(dst_msg_rd_str(rd, "data_addr", m->data_addr, sizeof(m->data_addr)));
+    return dst_msg_rd_bin_fixed(rd, "auth", m->auth, sizeof(m->auth));
+}
+
+static dsi_status_t read_welcome(dst_msg_rd_t *rd, dst_msg_welcome_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    return dst_msg_rd_u32(rd, "heartbeat_ms", UINT32_MAX, &m->heartbeat_ms);
+}
+
+static dsi_status_t read_peers(dst_msg_rd_t *rd, dst_msg_peers_t *m)
+{
+    const msgpack_object *items;
+    uint32_t n;
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    TRY(dst_msg_rd_array(rd, "peers", DST_MSG_MAX_NODES, &items, &n));
+    m->peers = dst_msg_arena_alloc(rd->msg, (size_t)n * sizeof(*m->peers));
+    if (n > 0 && m->peers == NULL) {
+        dst_msg_errf(rd->err, rd->errlen, "PEERS: out of memory");
+        return DSI_ERR_NOMEM;
+    }
+    m->n_peers = n;
+    for (uint32_t i = 0; i < n; i++) {
+        dst_msg_rd_t sub;
+        char where[64];
+        snprintf(where, sizeof(where), "PEERS.peers[%u]", (unsigned)i);
+        dst_msg_peer_t *p = &m->peers[i];
+        TRY(dst_msg_rd_open(&sub, &items[i], 3, where, rd->msg, rd->err, rd->errlen));
+        TRY(dst_msg_rd_u32(&sub, "node_id", UINT32_MAX, &p->node_id));
+        TRY(dst_msg_rd_bin(&sub, "ucx_addr", DST_MSG_MAX_UCX_ADDR, &p->ucx_addr, &p->ucx_addr_len));
+        TRY(dst_msg_rd_str(&sub, "data_addr", p->data_addr, sizeof(p->data_addr)));
+        TRY(dst_msg_rd_end(&sub));
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t read_plan(dst_msg_rd_t *rd, dst_msg_plan_t *m)
+{
+    uint32_t live;
+    TRY(dst_msg_plan_read(rd, &m->plan));
+    TRY(dst_msg_rd_u32(rd, "live", 1, &live));
+    m->live = (uint8_t)live;
+    return DSI_OK;
+}
+
+static dsi_status_t read_ready(dst_msg_rd_t *rd, dst_msg_ready_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch);
+}
+
+static dsi_status_t read_heartbeat(dst_msg_rd_t *rd, dst_msg_heartbeat_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    TRY(dst_msg_rd_u64(rd, "seq", UINT64_MAX, &m->seq));
+    return dst_msg_rd_u64(rd, "time_ns", UINT64_MAX, &m->time_ns);
+}
+
+static dsi_status_t read_load_stats(dst_msg_rd_t *rd, dst_msg_load_stats_t *m)
+{
+    uint32_t n;
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    TRY(dst_msg_rd_u32(rd, "window_ms", UINT32_MAX, &m->window_ms));
+    TRY(dst_msg_rd_u32(rd, "first_layer", DST_MSG_MAX_LAYERS, &m->first_layer));
+    TRY(dst_msg_rd_u32(rd, "n_layers", DST_MSG_MAX_LAYERS, &m->n_layers));
+    TRY(dst_msg_rd_u32(rd, "n_experts", DST_MSG_MAX_EXPERTS, &m->n_experts));
+    TRY(dst_msg_rd_u32_array(rd, "counts", DST_MSG_MAX_SLOTS, UINT32_MAX, &m->counts, &n));
+    /* Both factors are bounded above, so the product cannot overflow. */
+    if ((uint64_t)n != (uint64_t)m->n_layers * m->n_experts) {
+        dst_msg_errf(rd->err, rd->errlen, "%s.counts: %u entries, n_layers x n_experts = %llu",
+                     rd->where, (unsigned)n, (unsigned long long)m->n_layers * m->n_experts);
+        return DSI_ERR_PROTOCOL;
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t read_drain(dst_msg_rd_t *rd, dst_msg_drain_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    return dst_msg_rd_u32(rd, "deadline_ms", UINT32_MAX, &m->deadline_ms);
+}
+
+static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
+{
+    TRY(dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->seq_id));
+    TRY(read_tokens(rd, &m->tokens, &m->n_tokens));
+    TRY(dst_msg_rd_u32(rd, "max_tokens", UINT32_MAX, &m->max_tokens));
+    TRY(dst_msg_rd_f32(rd, "temperature", &m->temperature));
+    TRY(dst_msg_rd_f32(rd, "top_p", &m->top_p));
+    TRY(dst_msg_rd_u32(rd, "top_k", UINT32_MAX, &m->top_k));
+    TRY(dst_msg_rd_u64(rd, "seed", UINT64_MAX, &m->seed));
+    TRY(dst_msg_rd_u32(rd, "n_generated", UINT32_MAX, &m->n_generated));
+    return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
+                                &m->n_route);
+}
+
+static dsi_status_t read_tokens_msg(dst_msg_rd_t *rd, dst_msg_tokens_t *m)
+{
+    uint32_t finish;
+    TRY(dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->seq_id));
+    TRY(read_tokens(rd, &m->tokens, &m->n_tokens));
+    TRY(dst_msg_rd_u32(rd, "finish", DST_FINISH_END - 1, &finish));
+    m->finish = (uint8_t)finish;
+    return DSI_OK;
+}
+
+static dsi_status_t read_error(dst_msg_rd_t *rd, dst_msg_error_t *m)
+{
+    TRY(dst_msg_rd_i32(rd, "code", &m->code));
+    TRY(dst_msg_rd_u32(rd, "ref_type", UINT32_MAX, &m->ref_type));
+    return dst_msg_rd_str(rd, "text", m->text, sizeof(m->text));
+}
+
+static dsi_status_t read_bias(dst_msg_rd_t *rd, dst_msg_bias_t *m)
+{
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    TRY(dst_msg_rd_u32(rd, "layer", DST_MSG_MAX_LAYERS - 1, &m->layer));
+    return dst_msg_rd_f32_array(rd, "biases", DST_MSG_MAX_EXPERTS, &m->biases, &m->n_biases);
+}
+
+static dsi_status_t read_admin(dst_msg_rd_t *rd, dst_msg_admin_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "command", UINT32_MAX, &m->command));
+    TRY(dst_msg_rd_u32(rd, "arg", UINT32_MAX, &m->arg));
+    return dst_msg_rd_bin_fixed(rd, "auth", m->auth, sizeof(m->auth));
+}
+
+static dsi_status_t read_admin_reply(dst_msg_rd_t *rd, dst_msg_admin_reply_t *m)
+{
+    TRY(dst_msg_rd_u32(rd, "command", UINT32_MAX, &m->command));
+    return dst_msg_rd_str_alloc(rd, "json", DST_MSG_JSON_MAX, &m->json);
+}
+
+static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
+{
+    switch (m->type) {
+    case DST_MSG_HELLO:
+        return read_hello(rd, &m->hello);
+    case DST_MSG_REGISTER:
+        return read_register(rd, &m->reg);
+    case DST_MSG_WELCOME:
+        return read_welcome(rd, &m->welcome);
+    case DST_MSG_PLAN:
+        return read_plan(rd, &m->plan);
+    case DST_MSG_PEERS:
+        return read_peers(rd, &m->peers);
+    case DST_MSG_READY:
+        return read_ready(rd, &m->ready);
+    case DST_MSG_HEARTBEAT:
+        return read_heartbeat(rd, &m->heartbeat);
+    case DST_MSG_LOAD_STATS:
+        return read_load_stats(rd, &m->load_stats);
+    case DST_MSG_DRAIN:
+        return read_drain(rd, &m->drain);
+    case DST_MSG_SUBMIT:
+        return read_submit(rd, &m->submit);
+    case DST_MSG_TOKENS:
+        return read_tokens_msg(rd, &m->tokens);
+    case DST_MSG_CANCEL:
+        return dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->cancel.seq_id);
+    case DST_MSG_SHUTDOWN:
+        return dst_msg_rd_str(rd, "reason", m->shutdown.reason, sizeof(m->shutdown.reason));
+    case DST_MSG_ERROR:
+        return read_error(rd, &m->error);
+    case DST_MSG_BIAS:
+        return read_bias(rd, &m->bias);
+    case DST_MSG_ADMIN:
+        return read_admin(rd, &m->admin);
+    case DST_MSG_ADMIN_REPLY:
+        return read_admin_reply(rd, &m->admin_reply);
+    case DST_MSG_SWITCH:
+    case DST_MSG_SWITCHED:
+    case DST_MSG_RELEASE:
+        TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->sw.node_id));
+        return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->sw.epoch);
+    default:
+        return DSI_ERR_INTERNAL;
+    }
+}
+
+/* Reads "type" and "v" from the top map and the type's fields into tmp. */
+static dsi_status_t decode_object(const msgpack_object *root, dst_msg_t *tmp, char *err,
+                                  size_t errlen)
+{
+    dst_msg_rd_t rd;
+    uint32_t type, version;
+    TRY(dst_msg_rd_open(&rd, root, 32, "body", tmp, err, errlen));
+    TRY(dst_msg_rd_u32(&rd, "type", UINT32_MAX, &type));
+    uint32_t nfields = dst_msg_nfields(type);
+    if (nfields == 0) {
+        dst_msg_errf(err, errlen, "unknown message type %u", (unsigned)type);
+        return DSI_ERR_UNSUPPORTED;
+    }
+    snprintf(rd.where, sizeof(rd.where), "%s", dst_msg_type_name(type));
+    TRY(dst_msg_rd_u32(&rd, "v", UINT32_MAX, &version));
+    if (version != DST_PROTO_VERSION) {
+        dst_msg_errf(err, errlen, "%s: protocol version %u, this build speaks %d",
+                     dst_msg_type_name(type), (unsigned)version, DST_PROTO_VERSION);
+        return DSI_ERR_UNSUPPORTED;
+    }
+    if (rd.n > 2 + nfields) {
+        dst_msg_errf(err, errlen, "%s: %u fields, %u expected", rd.where, (unsigned)rd.n,
+                     (unsigned)(2 + nfields));
+        return DSI_ERR_PROTOCOL;
+    }
+    tmp->type = (dst_msg_type_t)type;
+    TRY(read_fields(&rd, tmp));
+    TRY(dst_msg_rd_end(&rd));
+    return dst_msg_check(tmp, err, errlen);
+}
+
+/* Scans and unpacks buf into zone; *root valid while zone lives. */
+static dsi_status_t unpack(const char *buf, size_t len, msgpack_zone *zone, msgpack_object *root,
+                           char *err, size_t errlen)
+{
+    if (buf == NULL || len == 0) {
+        dst_msg_errf(err, errlen, "empty body");
+        return DSI_ERR_PROTOCOL;
+    }
+    TRY(dst_msg_scan(buf, len, err, errlen));
+    size_t off = 0;
+    msgpack_unpack_return ret = msgpack_unpack(buf, len, &off, zone, root);
+    if (ret == MSGPACK_UNPACK_NOMEM_ERROR) {
+        dst_msg_errf(err, errlen, "out of memory unpacking %zu bytes", len);
+        return DSI_ERR_NOMEM;
+    }
+    /* The scan accepted exactly one object spanning buf, so anything else is msgpack's doing. */
+    if (ret != MSGPACK_UNPACK_SUCCESS || off != len) {
+        dst_msg_errf(err, errlen, "msgpack refused the body (%d)", (int)ret);
+        return DSI_ERR_PROTOCOL;
+    }
+    return DSI_OK;
+}
+
+dsi_status_t dst_msg_decode(const char *buf, size_t len, dst_msg_t *out, char *err, size_t errlen)
+{
+    msgpack_zone zone;
+    msgpack_object root;
+    dst_msg_t tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    if (!msgpack_zone_init(&zone, 8192)) {
+        dst_msg_errf(err, errlen, "out of memory");
+        return DSI_ERR_NOMEM;
+    }
+    dsi_status_t st = unpack(buf, len, &zone, &root, err, errlen);
+    if (st != DSI_OK)
+        goto out_zone;
+    st = decode_object(&root, &tmp, err, errlen);
+    if (st != DSI_OK) {
+        dst_msg_free(&tmp);
+        goto out_zone;
+    }
+    *out = tmp;
+out_zone:
+    msgpack_zone_destroy(&zone);
+    return st;
+}
+
+uint32_t dst_msg_peek_type(const char *buf, size_t len)
+{
+    msgpack_zone zone;
+    msgpack_object root;
+    char err[8];
+    uint32_t type = 0;
+    if (!msgpack_zone_init(&zone, 8192))
+        return 0;
+    if (unpack(buf, len, &zone, &root, err, sizeof(err)) == DSI_OK &&
+        root.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < root.via.map.size; i++) {
+            const msgpack_object_kv *kv = &root.via.map.ptr[i];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 4 &&
+                memcmp(kv->key.via.str.ptr, "type", 4) == 0) {
+                if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                    kv->val.via.u64 <= UINT32_MAX)
+                    type = (uint32_t)kv->val.via.u64;
+                break;
+            }
+        }
+    }
+    msgpack_zone_destroy(&zone);
+    return type;
+}
