@@ -122,17 +122,57 @@ static int keeps_stage(const dsn_node_t *node, const dst_plan_t *cur, const dst_
            a.first_layer == b.first_layer && a.end_layer == b.end_layer;
 }
 
+/* ---- the queue to the compute thread ---- */
+
+static dsi_status_t worker_start(dsn_node_t *node)
+{
+    node->compute = dsn_compute_create(&node->opts, &node->queue, node->ckpt);
+    if (node->compute == NULL)
+        return DSI_ERR_NOMEM;
+    if (pthread_create(&node->thread, NULL, dsn_worker_main, node->compute) != 0) {
+        DSI_ERROR("cannot start the compute thread: %m");
+        return DSI_ERR_INTERNAL;
+    }
+    node->thread_started = 1;
+    return DSI_OK;
+}
+
+/* A task stamped with the current restart count: the compute thread drops older ones. */
+static void push_task(dsn_node_t *node, dsn_task_t *t, int first)
+{
+    t->gen = node->task_gen;
+    if (first)
+        dsn_queue_push_first(&node->queue, t);
+    else
+        dsn_queue_push(&node->queue, t);
+}
+
+static void worker_stop(dsn_node_t *node)
+{
+    if (node->thread_started) {
+        dsn_task_t *t = dsn_queue_task_get(&node->queue);
+        if (t == NULL)
+            abort(); /* cannot stop the thread without memory for the message */
+        t->type = DSN_TASK_STOP;
+        push_task(node, t, 1); /* what is queued is of no use any more */
+        pthread_join(node->thread, NULL);
+        node->thread_started = 0;
+    }
+    dsn_compute_destroy(node->compute);
+    node->compute = NULL;
+}
+
 /* Loop thread: a re-plan task for the compute thread; RELOAD and PREPARE carry a copy of the
  * newest plan. Both go ahead of everything queued: after a restart that is stale, and loading a
  * live plan's experts early only adds experts (queued work of the current plan still finds its
  * own), so the switch does not wait for the queue. */
 static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, uint64_t epoch)
 {
-    dsn_task_t *t = calloc(1, sizeof(*t));
+    dsn_task_t *t = dsn_queue_task_get(&node->queue);
     if (t != NULL && (type == DSN_TASK_RELOAD || type == DSN_TASK_PREPARE)) {
         t->plan = plan_copy(node->plan);
         if (t->plan == NULL) {
-            free(t);
+            dsn_queue_task_put(&node->queue, t);
             t = NULL;
         }
     }
@@ -144,10 +184,8 @@ static void push_plan_task(dsn_node_t *node, dsn_task_type_t type, uint64_t epoc
     }
     t->type = type;
     t->epoch = epoch;
-    if (type == DSN_TASK_RELOAD || type == DSN_TASK_PREPARE)
-        dsn_worker_push_first(node, t);
-    else
-        dsn_worker_push(node, t);
+    t->node_id = node->node_id;
+    push_task(node, t, type == DSN_TASK_RELOAD || type == DSN_TASK_PREPARE);
 }
 
 /* ---- control messages ---- */
@@ -196,7 +234,7 @@ static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg
         DSI_WARN("%s before the node is ready: ignored", dst_msg_type_name(msg->type));
         return;
     }
-    dsn_task_t *t = calloc(1, sizeof(*t));
+    dsn_task_t *t = dsn_queue_task_get(&node->queue);
     if (t == NULL) {
         DSI_ERROR("out of memory queueing %s", dst_msg_type_name(msg->type));
         return;
@@ -204,7 +242,7 @@ static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg
     t->type = type;
     t->msg = *msg; /* move: the caller's copy is zeroed so the transport does not free it */
     memset(msg, 0, sizeof(*msg));
-    dsn_worker_push(node, t);
+    push_task(node, t, 0);
 }
 
 static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
@@ -234,7 +272,7 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
     node->epoch = peers->epoch;
     dsi_status_t st = connect_peers(node, peers, 1);
     if (st == DSI_OK && !node->thread_started)
-        st = dsn_worker_start(node);
+        st = worker_start(node);
     if (st != DSI_OK) {
         DSI_ERROR("cannot serve the plan of epoch %llu: %s", (unsigned long long)peers->epoch,
                   dsi_status_message(st));
@@ -380,12 +418,13 @@ static void on_wire(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr, co
     dsn_node_t *node = user;
     if (!node->ready)
         return;
-    dsn_task_t *t = calloc(1, sizeof(*t));
-    void *copy = NULL;
-    if (t == NULL || posix_memalign(&copy, 64, bytes > 0 ? bytes : 64) != 0) {
+    dsn_task_t *t = dsn_queue_task_get(&node->queue);
+    void *copy = dsn_queue_buf_get(&node->queue, bytes);
+    if (t == NULL || copy == NULL) {
         DSI_ERROR("out of memory receiving %s from node %u: dropped", dst_wire_type_name(hdr->type),
                   peer);
-        free(t);
+        dsn_queue_buf_put(copy);
+        dsn_queue_task_put(&node->queue, t);
         return;
     }
     memcpy(copy, payload, bytes);
@@ -394,7 +433,7 @@ static void on_wire(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr, co
     t->hdr = *hdr;
     t->payload = copy;
     t->bytes = bytes;
-    dsn_worker_push(node, t);
+    push_task(node, t, 0);
 }
 
 static void on_peer_error(dst_ucx_t *ucx, uint32_t peer, dsi_status_t status, void *user)
@@ -411,25 +450,29 @@ static void on_sent(dst_ucx_t *ucx, dsi_status_t status, void *arg)
     (void)ucx;
     if (status != DSI_OK)
         DSI_ERROR("a data-plane send failed: %s", dsi_status_message(status));
-    free(arg);
+    dsn_queue_buf_put(arg);
 }
 
 static void on_wake(uv_async_t *async)
 {
     dsn_node_t *node = async->data;
-    dsn_out_t *o = dsn_worker_take_outbox(node);
-    while (o != NULL) {
-        dsn_out_t *next = o->next;
+    dsi_list_t outs;
+    dsi_list_init(&outs);
+    dsn_queue_take_outbox(&node->queue, &outs);
+    dsi_list_t *e;
+    while ((e = dsi_list_pop_front(&outs)) != NULL) {
+        dsn_out_t *o = dsi_container_of(e, dsn_out_t, link);
         if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
-            free(o->payload); /* work of an epoch a restart left: nobody accepts it now */
+            /* work of an epoch a restart left: nobody accepts it now (the payload goes back with
+             * the record) */
         } else if (o->type == DSN_OUT_WIRE) {
             dsi_status_t st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes,
                                            on_sent, o->payload);
-            if (st != DSI_OK) {
+            if (st != DSI_OK)
                 DSI_ERROR("cannot send %s to node %u: %s", dst_wire_type_name(o->hdr.type), o->peer,
                           dsi_status_message(st));
-                free(o->payload);
-            }
+            else
+                o->payload = NULL; /* on_sent returns it to the pool */
         } else if (o->type == DSN_OUT_READY && o->epoch != node->epoch) {
             /* a restart or switch superseded by a newer plan: not worth announcing */
         } else if (o->type == DSN_OUT_READY || o->type == DSN_OUT_SWITCHED) {
@@ -456,9 +499,7 @@ static void on_wake(uv_async_t *async)
             m.tokens.finish = o->finish;
             send_msg(node, &m);
         }
-        free(o->counts);
-        free(o);
-        o = next;
+        dsn_queue_out_put(&node->queue, o);
     }
 }
 
@@ -468,11 +509,11 @@ static void on_load_window(uv_timer_t *t)
     dsn_node_t *node = t->data;
     if (!node->ready)
         return;
-    dsn_task_t *task = calloc(1, sizeof(*task));
+    dsn_task_t *task = dsn_queue_task_get(&node->queue);
     if (task == NULL)
         return; /* the counts stay and go with the next window */
     task->type = DSN_TASK_LOAD;
-    dsn_worker_push(node, task);
+    push_task(node, task, 0);
 }
 
 /* DSINFER_LOAD_WINDOW_MS: the counting window, 0 = no load reports. */
@@ -541,11 +582,11 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
         snprintf(node->name, sizeof(node->name), "%s-%d", host, (int)getpid());
     }
     dsi_log_set_tag(node->name);
-    pthread_mutex_init(&node->mutex, NULL);
-    pthread_cond_init(&node->cond, NULL);
     uv_loop_init(&node->loop);
     /* First, so that every thread started later (UCX, compute, pools) inherits the binding. */
-    dsi_status_t st = dsn_numa_bind(opts->numa_node);
+    dsi_status_t st = dsn_queue_init(&node->queue, &node->wake);
+    if (st == DSI_OK)
+        st = dsn_numa_bind(opts->numa_node);
     if (st == DSI_OK)
         st = dst_secret_load(opts->secret_file, &node->secret);
     if (st == DSI_OK)
@@ -603,7 +644,7 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     st = node->exit_status;
 
 out_handles:
-    dsn_worker_stop(node);
+    worker_stop(node);
     on_wake(&node->wake); /* free what the compute thread left in the outbox */
     if (node->ctrl != NULL)
         dst_ctrl_conn_close(node->ctrl);
@@ -614,11 +655,10 @@ out_handles:
 out:
     dst_ucx_destroy(node->ucx);
     uv_loop_close(&node->loop);
-    dsn_replan_release(node); /* the compute thread has stopped */
+    worker_stop(node); /* when the loop never ran: nothing started, the state is freed */
+    dsn_queue_cleanup(&node->queue);
     dsn_checkpoint_close(node->ckpt);
     dsn_plan_msg_free(&node->plan);
-    pthread_mutex_destroy(&node->mutex);
-    pthread_cond_destroy(&node->cond);
     free(node);
     return st;
 }

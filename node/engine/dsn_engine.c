@@ -262,39 +262,65 @@ void dsn_engine_commit(const dsn_seq_batch_t *seqs, int n_seqs)
         seqs[i].kv->length = seqs[i].pos + seqs[i].n_tokens;
 }
 
-dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
+dsi_status_t dsn_engine_ffn_start(dsn_engine_t *e, int layer, int64_t n, float *h,
+                                  const dsn_ffn_step_t *step, const dsn_ffn_remote_t *remote,
+                                  int *pending)
 {
     const dsn_layer_t *ly = &e->w->layers[layer];
     const dsn_config_t *c = e->cfg;
     int64_t H = c->hidden_size;
-    float *u = e->s.x;
+    float *u = step->u;
+    *pending = 0;
     for (int64_t t = 0; t < n; t++)
         e->ops.rmsnorm(h + t * H, ly->post_attn_norm, H, c->rms_norm_eps, u + t * H);
     int64_t t0 = dsn_phase_start(e);
     if (!ly->is_moe) {
-        dsn_ffn_dense(e, layer, u, n, e->s.attn);
+        /* The dense output goes through the shared-expert buffer, then into h. */
+        dsn_ffn_dense(e, layer, u, n, step->shared);
         dsn_phase_stop(e, DSN_PHASE_DENSE, t0);
         for (int64_t t = 0; t < n * H; t++)
-            h[t] += e->s.attn[t];
+            h[t] += step->shared[t];
         return DSI_OK;
     }
     int64_t K = c->num_experts_per_tok;
-    dsn_moe_route(e, layer, u, n, e->s.route_experts, e->s.route_weights);
+    dsn_moe_route(e, layer, u, n, step->experts, step->weights);
     dsn_phase_stop(e, DSN_PHASE_ROUTER, t0);
     if (e->trace.on_route != NULL)
-        e->trace.on_route(e->trace.ctx, layer, e->s.route_experts, e->s.route_weights, n);
+        e->trace.on_route(e->trace.ctx, layer, step->experts, step->weights, n);
     for (int64_t i = 0; i < n * K; i++)
-        e->s.pair_token[i] = (int32_t)(i / K);
+        step->pair_token[i] = (int32_t)(i / K);
+    int waiting = 0;
+    if (remote != NULL) {
+        waiting = remote->send(remote->ctx, layer, step, n);
+        if (waiting < 0)
+            return DSI_ERR_NOMEM;
+    }
     t0 = dsn_phase_start(e);
-    if (dsn_moe_experts(e, layer, u, e->s.pair_token, e->s.route_experts, e->s.route_weights, n * K,
-                        e->s.slots) < 0)
+    if (dsn_moe_experts(e, layer, u, step->pair_token, step->experts, step->weights, n * K,
+                        step->slots) < 0)
         return DSI_ERR_NOMEM;
     dsn_phase_stop(e, DSN_PHASE_EXPERTS, t0);
     t0 = dsn_phase_start(e);
-    dsn_moe_shared(e, layer, u, n, e->s.shared);
+    dsn_moe_shared(e, layer, u, n, step->shared);
     dsn_phase_stop(e, DSN_PHASE_SHARED, t0);
-    dsn_moe_combine(e, n, e->s.slots, e->s.shared, h);
+    *pending = waiting;
+    if (waiting == 0)
+        dsn_engine_ffn_finish(e, n, step, h);
     return DSI_OK;
+}
+
+void dsn_engine_ffn_finish(dsn_engine_t *e, int64_t n, const dsn_ffn_step_t *step, float *h)
+{
+    dsn_moe_combine(e, n, step->slots, step->shared, h);
+}
+
+dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
+{
+    /* The engine's scratch; u must not alias h's rows, and the dense output must not alias u. */
+    dsn_ffn_step_t step = {e->s.x,      e->s.route_experts, e->s.route_weights,
+                           e->s.pair_token, e->s.slots,     e->s.shared};
+    int pending;
+    return dsn_engine_ffn_start(e, layer, n, h, &step, NULL, &pending);
 }
 
 dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs, int n_seqs,

@@ -101,8 +101,47 @@ dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t 
 /* Attention half of a layer: h += MLA(RMSNorm(h)). */
 dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
                                   int n_seqs, float *h);
-/* Feed-forward half of a layer with every expert local: h += FFN(RMSNorm(h)). */
+/* Feed-forward half of a layer with every expert local: h += FFN(RMSNorm(h)). The step of
+ * dsn_engine_ffn_start with the engine's own buffers and no remote experts. */
 dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h);
+
+/*
+ * The buffers of one feed-forward step of n tokens in flight (shapes for top_k = K). A caller that
+ * may have several steps waiting for remote experts at once (the node daemon's micro-batches)
+ * owns one set per step; dsn_engine_ffn uses the engine's scratch.
+ */
+typedef struct {
+    float *u;            /* [n, H] RMSNorm(h) with post_attention_layernorm: the FFN's input */
+    int32_t *experts;    /* [n, K] routed experts, canonical slot order */
+    float *weights;      /* [n, K] their gate weights */
+    int32_t *pair_token; /* [n * K] token of pair i (= i / K) */
+    float *slots;        /* [n * K, H] weighted expert rows w_k * E_k(u_t), local and remote */
+    float *shared;       /* [n, H] shared expert output */
+} dsn_ffn_step_t;
+
+/*
+ * Routed experts held elsewhere (the node daemon's expert dispatch). `send` is called after
+ * routing and before the local experts run, so remote experts compute meanwhile; it sends every
+ * pair whose expert is not held here and returns how many replies to wait for (0: none), or -1
+ * on failure. The replies must write their pairs' rows of step->slots.
+ */
+typedef struct {
+    int (*send)(void *ctx, int layer, const dsn_ffn_step_t *step, int64_t n);
+    void *ctx;
+} dsn_ffn_remote_t;
+
+/*
+ * The feed-forward half of layer `layer` on h[n, H], as far as it goes without remote experts:
+ * RMSNorm, then either the dense MLP, or the MoE: route (the trace's on_route hook), remote->send
+ * (remote may be NULL: every expert is local), the local experts, the shared expert. Phase times
+ * go to the phase clock. *pending gets the replies still to come: 0 means h is updated; otherwise
+ * call dsn_engine_ffn_finish once they are in step->slots.
+ */
+dsi_status_t dsn_engine_ffn_start(dsn_engine_t *e, int layer, int64_t n, float *h,
+                                  const dsn_ffn_step_t *step, const dsn_ffn_remote_t *remote,
+                                  int *pending);
+/* h[t] += sum of the step's slot rows in slot order + its shared expert row (dsn_moe_combine). */
+void dsn_engine_ffn_finish(dsn_engine_t *e, int64_t n, const dsn_ffn_step_t *step, float *h);
 /* Reserve cache room for the batch on every sequence (before the first layer). */
 dsi_status_t dsn_engine_reserve(dsn_engine_t *e, const dsn_seq_batch_t *seqs, int n_seqs);
 /* After the last layer of the slice: advance every sequence's kv->length by its tokens. */

@@ -18,7 +18,7 @@ typedef struct {
     float *qfull;         /* [tokens, heads, row]: absorbed q_nope then rotated q_pe */
     float *olat;          /* [tokens, heads, row]: attention-weighted latent (first kv_lora used) */
     float *o;             /* [tokens, heads * v] */
-    float *attn;          /* [tokens, H] o_proj output / ffn output */
+    float *attn;          /* [tokens, H] o_proj output */
     float *scores;        /* [heads, ctx] */
     float *ffn_a;         /* [tokens * top_k, max(I, n_shared * moe_I, moe_I)] gate */
     float *ffn_b;         /* same, up */

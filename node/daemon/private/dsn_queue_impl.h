@@ -1,0 +1,120 @@
+/*
+ * dsn_queue_impl.h - what both threads of a node daemon touch, and nothing else: the task queue
+ * (loop thread -> compute thread: decoded control messages and data-plane payloads), the outbox
+ * (compute thread -> loop thread: messages to send, woken by a uv_async), and the pools their
+ * records and payload buffers come from. Every function takes the queue's mutex for a few
+ * pointer moves; none allocates once the pools hold what a steady stream of steps needs.
+ */
+#ifndef DSN_QUEUE_IMPL_H
+#define DSN_QUEUE_IMPL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "dsi_list.h"
+#include "dsi_status.h"
+#include "dst_msg.h"
+#include "dst_wire.h"
+
+typedef enum {
+    DSN_TASK_SUBMIT,   /* msg: SUBMIT (a sequence for this node's stage) */
+    DSN_TASK_FEEDBACK, /* msg: TOKENS sampled by the last stage, for stage 0 */
+    DSN_TASK_CANCEL,   /* msg: CANCEL */
+    DSN_TASK_WIRE,     /* a data-plane message: hdr, payload */
+    DSN_TASK_BIAS,     /* msg: BIAS (new router biases of one layer) */
+    DSN_TASK_LOAD,     /* the load window ended: report the counts (LOAD_STATS) */
+    DSN_TASK_RELOAD,   /* plan: leave the epoch, load the plan's slice, then READY (dsn_replan.c) */
+    DSN_TASK_PREPARE,  /* plan: load the experts a live plan adds, then READY */
+    DSN_TASK_SWITCH,   /* plan (NULL: not in it): route by it; SWITCHED when the old work is done */
+    DSN_TASK_RELEASE,  /* plan: drop the experts only the previous plan needed */
+    DSN_TASK_STOP,
+} dsn_task_type_t;
+
+typedef struct dsn_task {
+    dsi_list_t link; /* in the queue, the deferred ACTIVATIONs, or the free records */
+    dsn_task_type_t type;
+    dst_msg_t msg;      /* moved decoded message (owned) */
+    uint32_t peer;      /* WIRE: sending node */
+    dst_wire_hdr_t hdr; /* WIRE */
+    void *payload;      /* WIRE: a pool buffer (dsn_queue_buf_get), owned */
+    size_t bytes;
+    dst_msg_t *plan;  /* RELOAD, PREPARE: a copy of the PLAN for the compute thread */
+    uint64_t epoch;   /* RELOAD .. RELEASE */
+    uint32_t node_id; /* RELOAD: this node's id */
+    uint64_t gen;     /* the loop's restart count when queued: older ones are stale */
+} dsn_task_t;
+
+typedef enum {
+    DSN_OUT_WIRE,
+    DSN_OUT_TOKENS,
+    DSN_OUT_LOAD,
+    DSN_OUT_READY,    /* epoch: the slice is loaded (restart) or the added experts (live) */
+    DSN_OUT_SWITCHED, /* epoch: nothing routed by the previous plan is in flight */
+    DSN_OUT_FAILED,   /* epoch: the plan cannot be served (logged): the node stops */
+} dsn_out_type_t;
+
+typedef struct dsn_out {
+    dsi_list_t link; /* in the outbox or the free records */
+    dsn_out_type_t type;
+    uint32_t peer;      /* WIRE: destination node */
+    dst_wire_hdr_t hdr; /* WIRE */
+    void *payload;      /* WIRE: a pool buffer, owned; returned when the send completes */
+    size_t bytes;
+    uint64_t seq_id; /* TOKENS */
+    int32_t token;   /* TOKENS: one sampled token, or none when n_tokens is 0 */
+    uint32_t n_tokens;
+    uint8_t finish; /* dst_finish_t */
+    /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
+    uint32_t *counts; /* [load_layers, load_experts], owned (malloc) */
+    uint32_t load_first, load_layers, load_experts;
+    uint64_t epoch; /* LOAD, READY, SWITCHED, FAILED */
+} dsn_out_t;
+
+/* Payload buffers come in power-of-two classes from 4 KiB (class 0) to 2^(12 + 27) bytes. */
+#define DSN_BUF_CLASSES 28
+
+typedef struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond; /* a task was queued */
+    uv_async_t *wake;    /* the loop thread's: the outbox has records */
+    dsi_list_t tasks;    /* dsn_task_t, FIFO */
+    dsi_list_t outbox;   /* dsn_out_t, FIFO */
+    dsi_list_t free_tasks, free_outs;
+    dsi_list_t free_bufs[DSN_BUF_CLASSES];
+    uint64_t misses; /* records or buffers allocated because a pool was empty */
+} dsn_queue_t;
+
+/*
+ * Preallocates the record pools (enough for a steady stream of steps: see dsn_queue.c). wake: the
+ * loop thread's async handle, signalled whenever the outbox gets a record.
+ */
+dsi_status_t dsn_queue_init(dsn_queue_t *q, uv_async_t *wake);
+/* Frees the queued and pooled records and buffers (both threads have stopped using q). */
+void dsn_queue_cleanup(dsn_queue_t *q);
+
+/* A zeroed task record (loop thread) or out record (compute thread); NULL when out of memory. */
+dsn_task_t *dsn_queue_task_get(dsn_queue_t *q);
+dsn_out_t *dsn_queue_out_get(dsn_queue_t *q);
+/* Back to the pool, with what they own (message, plan copy, payload, counts). */
+void dsn_queue_task_put(dsn_queue_t *q, dsn_task_t *t);
+void dsn_queue_out_put(dsn_queue_t *q, dsn_out_t *o);
+
+/* A 64-byte aligned buffer of at least `bytes` bytes (either thread); NULL when out of memory. */
+void *dsn_queue_buf_get(dsn_queue_t *q, size_t bytes);
+/* Back to the pool it came from (either thread); NULL is ignored. */
+void dsn_queue_buf_put(void *buf);
+
+/* Loop thread: queue a task (owned by the queue from now on) at the end, or ahead of everything
+ * queued (a restart or the stop). */
+void dsn_queue_push(dsn_queue_t *q, dsn_task_t *t);
+void dsn_queue_push_first(dsn_queue_t *q, dsn_task_t *t);
+/* Compute thread: the next task; with wait 0 and nothing queued, NULL at once. */
+dsn_task_t *dsn_queue_pop(dsn_queue_t *q, int wait);
+/* Compute thread: append to the outbox (owned by the queue from now on) and wake the loop. */
+void dsn_queue_emit(dsn_queue_t *q, dsn_out_t *o);
+/* Loop thread: move the whole outbox onto `into` (an initialised list), in order. */
+void dsn_queue_take_outbox(dsn_queue_t *q, dsi_list_t *into);
+
+#endif
