@@ -102,6 +102,7 @@ static void *worker_main(void *p)
     dsi_pool_t *pool = wa->pool;
     int id = wa->id;
     free(wa);
+    pthread_setname_np(pthread_self(), "dsi-pool"); /* top -H, gdb, the allocation-count test */
     uint64_t seen = 0;
     for (;;) {
         seen = wait_generation(pool, seen);

@@ -135,20 +135,27 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
 {
     dsn_scratch_t *s = &e->s;
     const dsn_config_t *c = e->cfg;
-    if (tokens <= s->tokens && ctx <= s->ctx)
+    size_t heads = (size_t)c->num_attention_heads, f = sizeof(float);
+    if (ctx > s->ctx) {
+        /* Only the scores depend on the context; callers pass the KV caches' capacity, so this
+         * grows when a cache grows (by doubling), never per token. */
+        if (grow((void **)&s->scores, heads * (size_t)ctx * f) != 0) {
+            DSI_ERROR("out of memory for attention scores over %lld positions", (long long)ctx);
+            return DSI_ERR_NOMEM;
+        }
+        s->ctx = ctx;
+    }
+    if (tokens <= s->tokens)
         return DSI_OK;
-    int64_t T = tokens > s->tokens ? tokens : s->tokens;
-    int64_t C = ctx > s->ctx ? ctx : s->ctx;
+    int64_t T = tokens;
     /* Grow geometrically so a stream of slightly larger batches does not realloc every step. */
-    if (T > s->tokens && T < 2 * s->tokens)
+    if (T < 2 * s->tokens)
         T = 2 * s->tokens;
-    if (C > s->ctx && C < 2 * s->ctx)
-        C = 2 * s->ctx;
-    size_t H = (size_t)c->hidden_size, heads = (size_t)c->num_attention_heads;
+    size_t H = (size_t)c->hidden_size;
     size_t qk = (size_t)dsn_config_qk_head_dim(c), row = (size_t)e->kv_row;
     size_t K = (size_t)(c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1);
     size_t qa = (size_t)(c->q_lora_rank > 0 ? c->q_lora_rank : 1);
-    size_t t = (size_t)T, f = sizeof(float);
+    size_t t = (size_t)T;
     int fail = 0;
     fail |= grow((void **)&s->x, t * H * f);
     fail |= grow((void **)&s->q, t * heads * qk * f);
@@ -158,7 +165,6 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
     fail |= grow((void **)&s->olat, t * heads * row * f);
     fail |= grow((void **)&s->o, t * heads * (size_t)c->v_head_dim * f);
     fail |= grow((void **)&s->attn, t * H * f);
-    fail |= grow((void **)&s->scores, heads * (size_t)C * f);
     fail |= grow((void **)&s->ffn_a, t * K * (size_t)e->ffn_width * f);
     fail |= grow((void **)&s->ffn_b, t * K * (size_t)e->ffn_width * f);
     fail |= grow((void **)&s->gather, t * K * H * f);
@@ -179,7 +185,6 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
         return DSI_ERR_NOMEM;
     }
     s->tokens = T;
-    s->ctx = C;
     return DSI_OK;
 }
 
@@ -241,7 +246,8 @@ dsi_status_t dsn_engine_reserve(dsn_engine_t *e, const dsn_seq_batch_t *seqs, in
         dsi_status_t st = dsn_kvcache_reserve(seqs[i].kv, end);
         if (st != DSI_OK)
             return st;
-        ctx = end > ctx ? end : ctx;
+        /* The scores' room follows the caches' capacity (>= end), not every new position. */
+        ctx = seqs[i].kv->capacity > ctx ? seqs[i].kv->capacity : ctx;
     }
     dsi_status_t st = dsn_engine_scratch(e, n, ctx);
     if (st != DSI_OK)
