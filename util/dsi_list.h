@@ -26,7 +26,8 @@ typedef struct dsi_list {
  * The record of type `type` whose member `member` is at `ptr`. `ptr` must point at that member of
  * a real record: it is never NULL-checked (callers check a popped or head link first).
  */
-#define dsi_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define dsi_container_of(ptr, type, member) \
+    ((type *)(void *)(((char *)(ptr)) - offsetof(type, member)))
 
 /* Makes `head` an empty list. Every head must be initialised before any other call on it. */
 static inline void dsi_list_init(dsi_list_t *head)
