@@ -291,7 +291,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
 
 static void on_client_cancel(dsc_cluster_t *cl, conn_state_t *cs, uint64_t client_seq)
 {
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
         if (s->client == cs && s->client_seq == client_seq) {
             dsc_seq_end(cl, s);
             return;
@@ -404,8 +404,7 @@ static void on_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg)
         node_lost(cl, n, "control connection closed");
     } else if (cs->kind == PEER_CLIENT) {
         /* The client went away: its sequences are cancelled everywhere. */
-        for (seq_t *s = cl->seqs, *next; s != NULL; s = next) {
-            next = s->next;
+        dsi_list_for_each_safe(s, &cl->seqs, seq_t, link) {
             if (s->client == cs)
                 dsc_seq_end(cl, s);
         }
@@ -425,7 +424,7 @@ static void on_timer(uv_timer_t *t)
     /* Requests never wait forever: a cluster that cannot serve again in time fails them. */
     uint64_t stall = (uint64_t)cl->opts.stall_timeout_ms * 1000000ULL;
     now = dsc_now_ns(); /* a re-plan above may have just started the wait */
-    if (cl->planned && !cl->ready && !cl->shut_down && cl->seqs != NULL &&
+    if (cl->planned && !cl->ready && !cl->shut_down && !dsi_list_is_empty(&cl->seqs) &&
         now > cl->unready_since_ns + stall) {
         dsc_seq_fail_all(cl, "the cluster could not serve again within the stall timeout");
         cl->unready_since_ns = now;
@@ -442,6 +441,7 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     dsc_cluster_t *cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
         return DSI_ERR_NOMEM;
+    dsi_list_init(&cl->seqs);
     cl->loop = loop;
     cl->cfg = *cfg;
     cl->opts = *opts;

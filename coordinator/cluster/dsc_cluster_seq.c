@@ -7,7 +7,7 @@
 
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id)
 {
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
         if (s->submitted && s->wire_id == wire_id)
             return s;
     }
@@ -94,10 +94,7 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq
     s->req.top_k = req->top_k;
     s->req.seed = req->seed;
     /* Arrival order, so that queued requests are submitted first come, first served. */
-    seq_t **tail = &cl->seqs;
-    while (*tail != NULL)
-        tail = &(*tail)->next;
-    *tail = s;
+    dsi_list_push_back(&cl->seqs, &s->link);
     cl->stats.sequences_active++;
     if (cl->ready)
         dsc_seq_submit(cl, s);
@@ -142,12 +139,7 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
     dsc_seq_withdraw(cl, s);
-    for (seq_t **p = &cl->seqs; *p != NULL; p = &(*p)->next) {
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    }
+    dsi_list_remove(&s->link);
     free(s->tokens);
     free(s);
     cl->stats.sequences_active--;
@@ -156,14 +148,14 @@ void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 
 void dsc_seq_withdraw_all(dsc_cluster_t *cl)
 {
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next)
+    dsi_list_for_each(s, &cl->seqs, seq_t, link)
         dsc_seq_withdraw(cl, s);
 }
 
 void dsc_seq_submit_all(dsc_cluster_t *cl)
 {
     uint32_t resumed = 0, fresh = 0;
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
         if (!s->submitted) {
             resumed += s->n_generated > 0;
             fresh += s->n_generated == 0;
@@ -177,8 +169,9 @@ void dsc_seq_submit_all(dsc_cluster_t *cl)
 
 void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why)
 {
-    while (cl->seqs != NULL) {
-        seq_t *s = cl->seqs;
+    dsi_list_t *l;
+    while ((l = dsi_list_head(&cl->seqs)) != NULL) {
+        seq_t *s = dsi_container_of(l, seq_t, link);
         DSI_ERROR("request %llu failed: %s", (unsigned long long)s->handle, why);
         dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
         dsc_seq_end(cl, s);
@@ -187,9 +180,9 @@ void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why)
 
 void dsc_seq_free_all(dsc_cluster_t *cl)
 {
-    while (cl->seqs != NULL) {
-        seq_t *s = cl->seqs;
-        cl->seqs = s->next;
+    dsi_list_t *l;
+    while ((l = dsi_list_pop_front(&cl->seqs)) != NULL) {
+        seq_t *s = dsi_container_of(l, seq_t, link);
         free(s->tokens);
         free(s);
     }
@@ -210,7 +203,7 @@ dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
 
 void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id)
 {
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
         if (s->handle == seq_id) {
             dsc_seq_end(cl, s);
             return;

@@ -14,7 +14,7 @@
 #include "dsi_log.h"
 
 struct dsc_api_gen {
-    dsc_api_gen_t *prev, *next; /* in server->gens */
+    dsi_list_t link; /* in server->gens */
     dsc_api_server_t *server;
     dsc_http_req_t *req;
     const char *endpoint;
@@ -37,13 +37,7 @@ static double secs(uint64_t ns)
 
 static void gen_free(dsc_api_gen_t *g)
 {
-    dsc_api_server_t *s = g->server;
-    if (g->prev != NULL)
-        g->prev->next = g->next;
-    else
-        s->gens = g->next;
-    if (g->next != NULL)
-        g->next->prev = g->prev;
+    dsi_list_remove(&g->link);
     dsc_api_parsed_destroy(g->parsed);
     dsc_api_jbuf_free(&g->text);
     dsc_api_jbuf_free(&g->reasoning);
@@ -266,10 +260,7 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->include_usage = r->include_usage;
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
-    g->next = s->gens;
-    if (s->gens != NULL)
-        s->gens->prev = g;
-    s->gens = g;
+    dsi_list_push_front(&s->gens, &g->link);
     if (!gen_submit(g)) {
         gen_free(g);
         return;

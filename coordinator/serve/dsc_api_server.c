@@ -231,6 +231,7 @@ dsi_status_t dsc_api_server_create(uv_loop_t *loop, const dsc_api_server_config_
         return DSI_ERR_NOMEM;
     }
     s->loop = loop;
+    dsi_list_init(&s->gens);
     s->backend = backend;
     s->limits = cfg->limits;
     if (s->limits.default_max_tokens > s->limits.max_tokens_limit)

@@ -268,6 +268,7 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     dsc_backend_t *b = calloc(1, sizeof(*b));
     if (b == NULL)
         goto err_nomem;
+    dsi_list_init(&b->seqs);
     b->loop = loop;
     b->cluster = cluster;
     b->cfg = *cfg;

@@ -20,12 +20,7 @@
 
 static void seq_free(dsc_backend_t *b, dsc_backend_seq_t *s)
 {
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        b->seqs = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    dsi_list_remove(&s->link);
     b->n_seqs--;
     dsc_backend_text_destroy(s->text);
     free(s);
@@ -57,8 +52,7 @@ static void seq_release(dsc_backend_t *b, dsc_backend_seq_t *s)
 
 void dsc_backend_run_deferred(dsc_backend_t *b)
 {
-    for (dsc_backend_seq_t *s = b->seqs, *next; s != NULL; s = next) {
-        next = s->next;
+    dsi_list_for_each_safe(s, &b->seqs, dsc_backend_seq_t, link) {
         if (s->cancel_due) {
             s->cancel_due = 0;
             seq_release(b, s);
@@ -69,8 +63,9 @@ void dsc_backend_run_deferred(dsc_backend_t *b)
 
 void dsc_backend_drop_all(dsc_backend_t *b)
 {
-    while (b->seqs != NULL) {
-        dsc_backend_seq_t *s = b->seqs;
+    dsi_list_t *l;
+    while ((l = dsi_list_head(&b->seqs)) != NULL) {
+        dsc_backend_seq_t *s = dsi_container_of(l, dsc_backend_seq_t, link);
         seq_detach(b, s);
         s->cancel_due = 0;
         seq_release(b, s);
@@ -158,7 +153,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
 void dsc_backend_cancel(void *self, uint64_t handle)
 {
     dsc_backend_t *b = self;
-    for (dsc_backend_seq_t *s = b->seqs; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &b->seqs, dsc_backend_seq_t, link) {
         if (s->handle == handle && s->attached) {
             DSI_DEBUG("backend: request %llu cancelled by the API", (unsigned long long)handle);
             seq_detach(b, s);
@@ -283,10 +278,7 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     s->ctx = ctx;
     s->n_prompt = (int64_t)n;
     s->attached = s->in_cluster = 1;
-    s->next = b->seqs;
-    if (b->seqs != NULL)
-        b->seqs->prev = s;
-    b->seqs = s;
+    dsi_list_push_front(&b->seqs, &s->link);
     b->n_seqs++;
     dsc_metric_add(b->queued, 1);
     dsc_metric_add(b->prompt_tokens, (double)n);

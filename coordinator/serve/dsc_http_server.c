@@ -28,6 +28,7 @@ dsi_status_t dsc_http_server_create(uv_loop_t *loop, const dsc_http_config_t *cf
     s->loop = loop;
     s->cfg = *cfg;
     s->port = -1;
+    dsi_list_init(&s->conns);
     *out = s;
     return DSI_OK;
 }
@@ -69,7 +70,7 @@ uint32_t dsc_http_server_connections(const dsc_http_server_t *s)
 /* Frees the server when nothing of it is open any more. */
 static void server_maybe_free(dsc_http_server_t *s)
 {
-    if (!s->destroying || s->listener_open || s->conns != NULL)
+    if (!s->destroying || s->listener_open || !dsi_list_is_empty(&s->conns))
         return;
     void (*done_cb)(void *) = s->done_cb;
     void *done_arg = s->done_arg;
@@ -99,12 +100,7 @@ static void conn_handle_closed(uv_handle_t *h)
     } else {
         dsc_http_req_free(req);
     }
-    if (conn->prev != NULL)
-        conn->prev->next = conn->next;
-    else
-        s->conns = conn->next;
-    if (conn->next != NULL)
-        conn->next->prev = conn->prev;
+    dsi_list_remove(&conn->link);
     s->n_conns--;
     dsc_http_buf_free(&conn->pending);
     free(conn);
@@ -327,10 +323,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_timer_init(s->loop, &conn->timer);
     conn->tcp.data = conn->timer.data = conn;
     conn->open_handles = 2;
-    conn->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = conn;
-    s->conns = conn;
+    dsi_list_push_front(&s->conns, &conn->link);
     s->n_conns++;
     if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0) {
         dsc_http_conn_close(conn);
@@ -387,7 +380,7 @@ void dsc_http_server_destroy(dsc_http_server_t *s, void (*done_cb)(void *arg), v
     s->destroying = 1;
     s->done_cb = done_cb;
     s->done_arg = arg;
-    for (dsc_http_conn_t *c = s->conns; c != NULL; c = c->next)
+    dsi_list_for_each(c, &s->conns, dsc_http_conn_t, link)
         dsc_http_conn_close(c);
     if (s->listener_open)
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);

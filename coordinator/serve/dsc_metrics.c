@@ -52,6 +52,7 @@ dsi_status_t dsc_metrics_create(dsc_metrics_t **out)
         free(m);
         return DSI_ERR_INTERNAL;
     }
+    dsi_list_init(&m->families);
     *out = m;
     return DSI_OK;
 }
@@ -66,12 +67,8 @@ static void series_free(dsc_metric_series_t *s, int n_labels)
 
 static void family_free(dsc_metric_family_t *f)
 {
-    dsc_metric_series_t *s = f->first;
-    while (s != NULL) {
-        dsc_metric_series_t *next = s->next;
+    dsi_list_for_each_safe(s, &f->series, dsc_metric_series_t, link)
         series_free(s, f->n_labels);
-        s = next;
-    }
     for (int i = 0; i < f->n_labels; i++)
         free(f->label_names[i]);
     free(f->table);
@@ -84,12 +81,8 @@ void dsc_metrics_destroy(dsc_metrics_t *m)
 {
     if (m == NULL)
         return;
-    dsc_metric_family_t *f = m->first;
-    while (f != NULL) {
-        dsc_metric_family_t *next = f->next;
+    dsi_list_for_each_safe(f, &m->families, dsc_metric_family_t, link)
         family_free(f);
-        f = next;
-    }
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -165,6 +158,7 @@ static dsc_metric_family_t *family_new(const char *name, const char *help, dsc_m
     dsc_metric_family_t *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return NULL;
+    dsi_list_init(&f->series);
     f->type = type;
     f->n_bounds = n_bounds;
     if (n_bounds > 0)
@@ -186,6 +180,16 @@ static dsc_metric_family_t *family_new(const char *name, const char *help, dsc_m
     return f;
 }
 
+/* The family registered as `name`, or NULL. Called with the registry's lock held. */
+static dsc_metric_family_t *family_find(dsc_metrics_t *m, const char *name)
+{
+    dsi_list_for_each(f, &m->families, dsc_metric_family_t, link) {
+        if (strcmp(f->name, name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
 static dsc_metric_family_t *family_register(dsc_metrics_t *m, const char *name, const char *help,
                                             dsc_metric_type_t type, const char *const *label_names,
                                             int n_labels, const double *bounds, int n_bounds)
@@ -193,11 +197,7 @@ static dsc_metric_family_t *family_register(dsc_metrics_t *m, const char *name, 
     if (!check_shape(name, label_names, n_labels, bounds, n_bounds))
         return NULL;
     pthread_mutex_lock(&m->lock);
-    dsc_metric_family_t *f;
-    for (f = m->first; f != NULL; f = f->next) {
-        if (strcmp(f->name, name) == 0)
-            break;
-    }
+    dsc_metric_family_t *f = family_find(m, name);
     if (f != NULL) {
         if (!same_shape(f, type, label_names, n_labels, bounds, n_bounds)) {
             DSI_ERROR("metrics: %s is already registered with another type, labels or buckets",
@@ -212,11 +212,7 @@ static dsc_metric_family_t *family_register(dsc_metrics_t *m, const char *name, 
         goto unlock;
     }
     f->registry = m;
-    if (m->last != NULL)
-        m->last->next = f;
-    else
-        m->first = f;
-    m->last = f;
+    dsi_list_push_back(&m->families, &f->link);
 unlock:
     pthread_mutex_unlock(&m->lock);
     return f;
@@ -271,7 +267,7 @@ static void table_grow(dsc_metric_family_t *f)
     dsc_metric_series_t **t = calloc(n, sizeof(*t));
     if (t == NULL)
         return;
-    for (dsc_metric_series_t *s = f->first; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &f->series, dsc_metric_series_t, link) {
         size_t b = s->hash & (n - 1);
         s->hash_next = t[b];
         t[b] = s;
@@ -326,11 +322,7 @@ dsc_metric_series_t *dsc_metric_series(dsc_metric_family_t *f, const char *const
     size_t b = h & (f->n_table - 1);
     s->hash_next = f->table[b];
     f->table[b] = s;
-    if (f->last != NULL)
-        f->last->next = s;
-    else
-        f->first = s;
-    f->last = s;
+    dsi_list_push_back(&f->series, &s->link);
     f->n_series++;
     s->family = f;
 unlock:

@@ -173,7 +173,7 @@ static void render_family(textbuf_t *tb, const dsc_metric_family_t *f)
     tb_printf(tb, "# HELP %s ", f->name);
     tb_escaped(tb, f->help, 0);
     tb_printf(tb, "\n# TYPE %s %s\n", f->name, type_name(f->type));
-    for (dsc_metric_series_t *s = f->first; s != NULL; s = s->next) {
+    dsi_list_for_each(s, &f->series, dsc_metric_series_t, link) {
         if (f->type == DSC_METRIC_HISTOGRAM) {
             render_histogram(tb, f, s);
             continue;
@@ -191,7 +191,7 @@ char *dsc_metrics_render(dsc_metrics_t *m, size_t *len_out)
     textbuf_t tb = {0};
     tb_reserve(&tb, 0);
     pthread_mutex_lock(&m->lock);
-    for (const dsc_metric_family_t *f = m->first; f != NULL; f = f->next)
+    dsi_list_for_each(f, &m->families, const dsc_metric_family_t, link)
         render_family(&tb, f);
     pthread_mutex_unlock(&m->lock);
     if (tb.failed) {

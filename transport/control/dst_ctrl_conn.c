@@ -35,7 +35,7 @@ dst_ctrl_conn_t *dst_ctrl_conn_new(uv_loop_t *loop, const dst_ctrl_opts_t *opts,
         c->opts.max_frame = UINT32_MAX;
     if (cb != NULL)
         c->cb = *cb;
-    c->pending_tail = &c->pending;
+    dsi_list_init(&c->pending);
     c->why = DSI_OK;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -52,9 +52,9 @@ void dst_ctrl_conn_maybe_finish(dst_ctrl_conn_t *c)
         dst_ctrl_listener_forget(c->listener, c);
     if (c->cb.on_close != NULL)
         c->cb.on_close(c, c->why, c->cb.arg);
-    while (c->pending != NULL) {
-        dst_ctrl_frame_t *f = c->pending;
-        c->pending = f->next;
+    dsi_list_t *l;
+    while ((l = dsi_list_pop_front(&c->pending)) != NULL) {
+        dst_ctrl_frame_t *f = dsi_container_of(l, dst_ctrl_frame_t, link);
         free(f->buf.base);
         free(f);
     }
@@ -190,8 +190,7 @@ dsi_status_t dst_ctrl_send(dst_ctrl_conn_t *c, const dst_msg_t *msg)
     msgpack_sbuffer_release(&sb); /* the frame owns the bytes now */
     c->queued += f->buf.len;
     if (c->state == CONN_CONNECTING) {
-        *c->pending_tail = f;
-        c->pending_tail = &f->next;
+        dsi_list_push_back(&c->pending, &f->link);
         return DSI_OK;
     }
     return frame_write(c, f);
@@ -411,11 +410,10 @@ void dst_ctrl_conn_opened(dst_ctrl_conn_t *c)
         return;
     }
     timer_restart(c, c->opts.idle_timeout_ms);
-    dst_ctrl_frame_t *f = c->pending;
-    c->pending = NULL;
-    c->pending_tail = &c->pending;
-    while (f != NULL) {
-        dst_ctrl_frame_t *next = f->next;
+    /* Nothing joins the pending list now: sends while OPEN or closing never queue there. */
+    dsi_list_t *l;
+    while ((l = dsi_list_pop_front(&c->pending)) != NULL) {
+        dst_ctrl_frame_t *f = dsi_container_of(l, dst_ctrl_frame_t, link);
         if (c->state != CONN_OPEN) {
             c->queued -= f->buf.len;
             free(f->buf.base);
@@ -423,7 +421,6 @@ void dst_ctrl_conn_opened(dst_ctrl_conn_t *c)
         } else {
             frame_write(c, f);
         }
-        f = next;
     }
     if (c->state == CONN_OPEN && c->cb.on_open != NULL)
         c->cb.on_open(c, c->cb.arg);

@@ -11,7 +11,7 @@
 
 static void listener_maybe_free(dst_ctrl_listener_t *l)
 {
-    if (l->closing && l->handle_closed && l->conns == NULL)
+    if (l->closing && l->handle_closed && dsi_list_is_empty(&l->conns))
         free(l);
 }
 
@@ -24,13 +24,7 @@ static void listener_closed_cb(uv_handle_t *h)
 
 void dst_ctrl_listener_forget(dst_ctrl_listener_t *l, dst_ctrl_conn_t *c)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        l->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    dsi_list_remove(&c->link);
     c->listener = NULL;
     l->stats.closed++;
     listener_maybe_free(l);
@@ -54,10 +48,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->tcp_inited = 1;
     c->state = CONN_OPEN;
     c->listener = l;
-    c->next = l->conns;
-    if (l->conns != NULL)
-        l->conns->prev = c;
-    l->conns = c;
+    dsi_list_push_front(&l->conns, &c->link);
     l->stats.accepted++;
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
@@ -91,6 +82,7 @@ dsi_status_t dst_ctrl_listen(uv_loop_t *loop, const char *addr, const dst_ctrl_o
     dst_ctrl_listener_t *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return DSI_ERR_NOMEM;
+    dsi_list_init(&l->conns);
     l->loop = loop;
     if (opts != NULL)
         l->opts = *opts;
@@ -135,6 +127,6 @@ void dst_ctrl_listener_close(dst_ctrl_listener_t *l)
         return;
     l->closing = 1;
     uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
-    for (dst_ctrl_conn_t *c = l->conns; c != NULL; c = c->next)
+    dsi_list_for_each(c, &l->conns, dst_ctrl_conn_t, link)
         dst_ctrl_conn_close(c);
 }

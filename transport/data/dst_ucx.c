@@ -53,7 +53,8 @@ static void drive(dst_ucx_t *ucx)
     for (;;) {
         unsigned progressed = ucp_worker_progress(ucx->worker);
         int delivered = 0;
-        if (ucx->done_sends.head != NULL || ucx->ready_msgs.head != NULL || ucx->errors_pending)
+        if (!dsi_list_is_empty(&ucx->done_sends) || !dsi_list_is_empty(&ucx->ready_msgs) ||
+            ucx->errors_pending)
             delivered = 1, dst_ucx_deliver(ucx);
         int64_t now = dsi_now_ns();
         if (progressed != 0 || delivered) {
@@ -259,6 +260,10 @@ dsi_status_t dst_ucx_create(uv_loop_t *loop, const dst_ucx_config_t *cfg, dst_uc
     dst_ucx_t *ucx = calloc(1, sizeof(*ucx));
     if (ucx == NULL)
         return DSI_ERR_NOMEM;
+    dsi_list_init(&ucx->free_slots);
+    dsi_list_init(&ucx->free_msgs);
+    dsi_list_init(&ucx->done_sends);
+    dsi_list_init(&ucx->ready_msgs);
     ucx->loop = loop;
     ucx->cfg = *cfg;
     ucx->epoch_lo = cfg->epoch;
@@ -444,16 +449,11 @@ static void endpoints_close(dst_ucx_t *ucx)
 
 static void lists_free(dst_ucx_t *ucx)
 {
-    while (ucx->free_slots != NULL) {
-        send_slot_t *s = ucx->free_slots;
-        ucx->free_slots = s->next;
-        free(s);
-    }
-    while (ucx->free_msgs != NULL) {
-        rx_msg_t *m = ucx->free_msgs;
-        ucx->free_msgs = m->next;
-        free(m);
-    }
+    dsi_list_t *l;
+    while ((l = dsi_list_pop_front(&ucx->free_slots)) != NULL)
+        free(dsi_container_of(l, send_slot_t, link));
+    while ((l = dsi_list_pop_front(&ucx->free_msgs)) != NULL)
+        free(dsi_container_of(l, rx_msg_t, link));
 }
 
 void dst_ucx_destroy(dst_ucx_t *ucx)

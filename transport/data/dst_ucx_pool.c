@@ -81,34 +81,29 @@ void pool_cleanup(pool_t *pool)
     pool->total_bytes = 0;
 }
 
+/* The free lists are stacks (push and pop at the front): the record reused is the warmest. */
 send_slot_t *slot_get(dst_ucx_t *ucx)
 {
-    send_slot_t *s = ucx->free_slots;
-    if (s != NULL) {
-        ucx->free_slots = s->next;
-        return s;
-    }
-    return malloc(sizeof(*s));
+    dsi_list_t *l = dsi_list_pop_front(&ucx->free_slots);
+    if (l != NULL)
+        return dsi_container_of(l, send_slot_t, link);
+    return malloc(sizeof(send_slot_t));
 }
 
 void slot_put(dst_ucx_t *ucx, send_slot_t *slot)
 {
-    slot->next = ucx->free_slots;
-    ucx->free_slots = slot;
+    dsi_list_push_front(&ucx->free_slots, &slot->link);
 }
 
 rx_msg_t *msg_get(dst_ucx_t *ucx)
 {
-    rx_msg_t *m = ucx->free_msgs;
-    if (m != NULL) {
-        ucx->free_msgs = m->next;
-        return m;
-    }
-    return malloc(sizeof(*m));
+    dsi_list_t *l = dsi_list_pop_front(&ucx->free_msgs);
+    if (l != NULL)
+        return dsi_container_of(l, rx_msg_t, link);
+    return malloc(sizeof(rx_msg_t));
 }
 
 void msg_put(dst_ucx_t *ucx, rx_msg_t *msg)
 {
-    msg->next = ucx->free_msgs;
-    ucx->free_msgs = msg;
+    dsi_list_push_front(&ucx->free_msgs, &msg->link);
 }

@@ -54,7 +54,7 @@ static void rndv_done_cb(void *request, ucs_status_t status, size_t length, void
     m->status = dst_ucx_status_from_ucs(status);
     ucp_request_free(request);
     ucx->rndv_pending--;
-    FIFO_PUSH(&ucx->ready_msgs, m);
+    dsi_list_push_back(&ucx->ready_msgs, &m->link);
 }
 
 /* Pulls a rendezvous payload into a pool buffer; on_message sees it once it has arrived. */
@@ -84,7 +84,7 @@ static ucs_status_t recv_rndv(dst_ucx_t *ucx, rx_msg_t *m, void *desc, size_t le
     }
     if (req == NULL) {
         m->status = DSI_OK;
-        FIFO_PUSH(&ucx->ready_msgs, m);
+        dsi_list_push_back(&ucx->ready_msgs, &m->link);
     } else {
         ucx->rndv_pending++;
     }
@@ -99,7 +99,7 @@ static ucs_status_t recv_eager(dst_ucx_t *ucx, rx_msg_t *m, void *data, size_t l
     if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_DATA) && ((uintptr_t)data % 8) == 0) {
         m->data = data;
         m->ucp_data = data;
-        FIFO_PUSH(&ucx->ready_msgs, m);
+        dsi_list_push_back(&ucx->ready_msgs, &m->link);
         return UCS_INPROGRESS;
     }
     m->buf = pool_get(&ucx->pool, length, &m->buf_size);
@@ -110,7 +110,7 @@ static ucs_status_t recv_eager(dst_ucx_t *ucx, rx_msg_t *m, void *data, size_t l
     }
     memcpy(m->buf, data, length);
     m->data = m->buf;
-    FIFO_PUSH(&ucx->ready_msgs, m);
+    dsi_list_push_back(&ucx->ready_msgs, &m->link);
     return UCS_OK;
 }
 
@@ -195,12 +195,9 @@ static void report_peer_errors(dst_ucx_t *ucx)
 
 void dst_ucx_deliver(dst_ucx_t *ucx)
 {
-    send_slot_t *s;
-    rx_msg_t *m;
-    for (;;) {
-        FIFO_POP(&ucx->done_sends, s);
-        if (s == NULL)
-            break;
+    dsi_list_t *l;
+    while ((l = dsi_list_pop_front(&ucx->done_sends)) != NULL) {
+        send_slot_t *s = dsi_container_of(l, send_slot_t, link);
         if (s->status == DSI_OK) {
             ucx->stats.tx_messages++;
             ucx->stats.tx_bytes += s->bytes;
@@ -211,12 +208,8 @@ void dst_ucx_deliver(dst_ucx_t *ucx)
             s->cb(ucx, s->status, s->arg);
         slot_put(ucx, s);
     }
-    for (;;) {
-        FIFO_POP(&ucx->ready_msgs, m);
-        if (m == NULL)
-            break;
-        deliver_msg(ucx, m);
-    }
+    while ((l = dsi_list_pop_front(&ucx->ready_msgs)) != NULL)
+        deliver_msg(ucx, dsi_container_of(l, rx_msg_t, link));
     if (ucx->errors_pending > 0)
         report_peer_errors(ucx);
 }

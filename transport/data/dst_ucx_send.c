@@ -16,7 +16,7 @@ static void send_done_cb(void *request, ucs_status_t status, void *user)
                  ucs_status_string(status));
     ucp_request_free(request);
     ucx->sends_pending--;
-    FIFO_PUSH(&ucx->done_sends, slot);
+    dsi_list_push_back(&ucx->done_sends, &slot->link);
 }
 
 dsi_status_t dst_ucx_send(dst_ucx_t *ucx, uint32_t peer_id, const dst_wire_hdr_t *hdr,
@@ -64,8 +64,8 @@ dsi_status_t dst_ucx_send(dst_ucx_t *ucx, uint32_t peer_id, const dst_wire_hdr_t
         slot_put(ucx, slot);
         return DSI_ERR_PEER;
     }
-    if (req == NULL)
-        FIFO_PUSH(&ucx->done_sends, slot); /* done at once: the callback still runs later */
+    if (req == NULL) /* done at once: the callback still runs later */
+        dsi_list_push_back(&ucx->done_sends, &slot->link);
     else
         ucx->sends_pending++;
     dst_ucx_kick(ucx);

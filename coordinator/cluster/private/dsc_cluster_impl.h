@@ -22,6 +22,7 @@
 #include "dsc_bias.h"
 #include "dsc_cluster.h"
 #include "dsc_load.h"
+#include "dsi_list.h"
 #include "dst_ctrl.h"
 
 #define DSC_MAX_NODES 1024
@@ -57,7 +58,7 @@ typedef enum { SWITCH_NONE = 0, SWITCH_PREPARE, SWITCH_DRAIN } switch_phase_t;
 
 /* A sequence (request) until its owner has its last token. */
 typedef struct seq {
-    struct seq *next;
+    dsi_list_t link;  /* in cl->seqs */
     uint64_t handle;  /* the owner's id for it (stable) */
     uint64_t wire_id; /* id on the nodes in the current submission (new after a re-plan) */
     uint32_t route[DST_MSG_MAX_STAGES];
@@ -93,7 +94,7 @@ struct dsc_cluster {
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
     uint32_t n_lanes, next_lane;
     uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
-    seq_t *seqs;
+    dsi_list_t seqs;      /* of seq_t, in arrival order (first come, first served) */
     uint64_t next_handle, next_wire;
     void (*state_cb)(void *arg, dsi_status_t st);
     void *state_arg;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "dsc_api.h"
+#include "dsi_list.h"
 
 typedef struct {
     char *data; /* NUL-terminated text, or NULL before the first write */
@@ -48,9 +49,9 @@ struct dsc_api_server {
     dsc_http_server_t *http;
     dsc_api_backend_t backend;
     dsc_api_limits_t limits;
-    char *api_key;       /* NULL = no authentication */
-    int64_t started;     /* Unix seconds, the "created" of /v1/models */
-    dsc_api_gen_t *gens; /* generations whose request is unfinished */
+    char *api_key;   /* NULL = no authentication */
+    int64_t started; /* Unix seconds, the "created" of /v1/models */
+    dsi_list_t gens; /* of dsc_api_gen_t: generations whose request is unfinished */
     void (*done_cb)(void *arg);
     void *done_arg;
     /* metrics: series looked up once here, updated per request */

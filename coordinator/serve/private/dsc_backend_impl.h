@@ -7,10 +7,11 @@
 #define DSC_BACKEND_IMPL_H
 
 #include "dsc_backend.h"
+#include "dsi_list.h"
 
 /* One admitted request. */
 typedef struct dsc_backend_seq {
-    struct dsc_backend_seq *prev, *next; /* in backend->seqs */
+    dsi_list_t link; /* in backend->seqs */
     dsc_backend_t *b;
     uint64_t handle;     /* the API's id for cancel() */
     uint64_t cluster_id; /* dsc_cluster_submit's id */
@@ -33,7 +34,7 @@ struct dsc_backend {
     dsc_backend_config_t cfg; /* model_dir / model_id not kept */
     int ever_ready;           /* the cluster was ready once: later not-ready spells are re-plans */
     int stopping;
-    dsc_backend_seq_t *seqs;
+    dsi_list_t seqs; /* of dsc_backend_seq_t, newest first */
     uint32_t n_seqs; /* in seqs: what admission counts */
     uint64_t next_handle;
     uint64_t seed_state; /* for requests without a seed */

@@ -18,6 +18,7 @@
 #include <http_parser.h>
 
 #include "dsc_http.h"
+#include "dsi_list.h"
 
 typedef struct dsc_http_conn dsc_http_conn_t;
 
@@ -61,7 +62,7 @@ struct dsc_http_conn {
     uv_tcp_t tcp; /* handle.data = this */
     uv_timer_t timer;
     dsc_http_server_t *server;
-    dsc_http_conn_t *prev, *next;
+    dsi_list_t link; /* in server->conns */
     http_parser parser;
     dsc_http_conn_state_t state;
     dsc_http_req_t *req;    /* being parsed (owned) or handled (the handler's) */
@@ -83,7 +84,7 @@ struct dsc_http_server {
     int port;          /* bound port, -1 before listen */
     dsc_http_route_t *routes;
     size_t n_routes;
-    dsc_http_conn_t *conns; /* all open connections */
+    dsi_list_t conns; /* of dsc_http_conn_t: all open connections, newest first */
     uint32_t n_conns;
     int destroying;
     void (*done_cb)(void *arg);

@@ -13,9 +13,10 @@
 #include <stdint.h>
 
 #include "dsc_metrics.h"
+#include "dsi_list.h"
 
 struct dsc_metric_series {
-    dsc_metric_series_t *next;      /* creation order within the family */
+    dsi_list_t link;                /* in family->series */
     dsc_metric_series_t *hash_next; /* chain of the family's hash table */
     dsc_metric_family_t *family;
     uint64_t hash;                        /* of the label values */
@@ -26,7 +27,7 @@ struct dsc_metric_series {
 };
 
 struct dsc_metric_family {
-    dsc_metric_family_t *next; /* registration order */
+    dsi_list_t link; /* in registry->families */
     dsc_metrics_t *registry;
     char *name;
     char *help;
@@ -35,7 +36,8 @@ struct dsc_metric_family {
     char *label_names[DSC_METRICS_MAX_LABELS];
     int n_bounds;
     double bounds[DSC_METRICS_MAX_BUCKETS]; /* [n_bounds] increasing upper bounds */
-    dsc_metric_series_t *first, *last;
+    /* of dsc_metric_series_t, in creation order */
+    dsi_list_t series;
     dsc_metric_series_t **table; /* [n_table] hash chains, n_table a power of two */
     size_t n_table;
     size_t n_series;
@@ -43,7 +45,7 @@ struct dsc_metric_family {
 
 struct dsc_metrics {
     pthread_mutex_t lock;
-    dsc_metric_family_t *first, *last;
+    dsi_list_t families; /* of dsc_metric_family_t, in registration order */
 };
 
 /* The double whose bits *word holds (relaxed load). */

@@ -4,6 +4,7 @@
 #ifndef DST_CTRL_IMPL_H
 #define DST_CTRL_IMPL_H
 
+#include "dsi_list.h"
 #include "dst_ctrl.h"
 
 /* A connection that sends this many refused messages is closed: a peer that speaks the
@@ -22,7 +23,7 @@ typedef enum {
 
 typedef struct dst_ctrl_frame {
     uv_write_t req;
-    struct dst_ctrl_frame *next; /* pending list while connecting */
+    dsi_list_t link; /* in conn->pending while connecting */
     dst_ctrl_conn_t *conn;
     uv_buf_t buf; /* header + body, malloc'd by msgpack's sbuffer */
 } dst_ctrl_frame_t;
@@ -32,7 +33,7 @@ struct dst_ctrl_conn {
     uv_timer_t timer; /* frame / idle timeout, close grace, connect backoff */
     uv_loop_t *loop;
     dst_ctrl_listener_t *listener; /* NULL for an outgoing connection */
-    dst_ctrl_conn_t *prev, *next;  /* in listener->conns */
+    dsi_list_t link;               /* in listener->conns while listener is set */
     dst_ctrl_opts_t opts;
     dst_ctrl_cb_t cb;
     void *data;
@@ -64,9 +65,8 @@ struct dst_ctrl_conn {
     char rbuf[DST_CTRL_READ_CHUNK];
 
     /* writing */
-    size_t queued;             /* bytes handed to uv_write or pending, not yet written */
-    dst_ctrl_frame_t *pending; /* frames queued before the connection opened, in order */
-    dst_ctrl_frame_t **pending_tail;
+    size_t queued;      /* bytes handed to uv_write or pending, not yet written */
+    dsi_list_t pending; /* of dst_ctrl_frame_t queued before the connection opened, FIFO */
 };
 
 struct dst_ctrl_listener {
@@ -75,7 +75,7 @@ struct dst_ctrl_listener {
     dst_ctrl_opts_t opts;
     dst_ctrl_cb_t cb;
     dst_ctrl_stats_t stats;
-    dst_ctrl_conn_t *conns; /* accepted and not yet finished */
+    dsi_list_t conns; /* of dst_ctrl_conn_t accepted and not yet finished, newest first */
     uint16_t port;
     int closing;
     int handle_closed;

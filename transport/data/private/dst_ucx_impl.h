@@ -10,6 +10,7 @@
 
 #include <ucp/api/ucp.h>
 
+#include "dsi_list.h"
 #include "dst_ucx.h"
 
 /* Receive buffers come in power-of-two classes from 4 KiB up; each class keeps a free list. */
@@ -46,7 +47,7 @@ typedef struct {
 
 /* One outstanding send: its encoded header must live until UCX completes the send. */
 typedef struct send_slot {
-    struct send_slot *next;
+    dsi_list_t link; /* in ucx->free_slots or ucx->done_sends */
     dst_ucx_t *ucx;
     dst_ucx_send_cb cb;
     void *arg;
@@ -57,7 +58,7 @@ typedef struct send_slot {
 
 /* One received message, from the AM callback until on_message returned. */
 typedef struct rx_msg {
-    struct rx_msg *next;
+    dsi_list_t link; /* in ucx->free_msgs or ucx->ready_msgs */
     dst_ucx_t *ucx;
     uint32_t peer;
     int rndv;
@@ -69,31 +70,6 @@ typedef struct rx_msg {
     void *buf;      /* pool buffer holding the payload, or NULL */
     size_t buf_size;
 } rx_msg_t;
-
-/* A FIFO of records linked through their `next` member (typed, to keep strict aliasing). */
-#define FIFO_T(type) \
-    struct {         \
-        type *head;  \
-        type *tail;  \
-    }
-#define FIFO_PUSH(q, item)            \
-    do {                              \
-        (item)->next = NULL;          \
-        if ((q)->tail != NULL)        \
-            (q)->tail->next = (item); \
-        else                          \
-            (q)->head = (item);       \
-        (q)->tail = (item);           \
-    } while (0)
-#define FIFO_POP(q, out)             \
-    do {                             \
-        (out) = (q)->head;           \
-        if ((out) != NULL) {         \
-            (q)->head = (out)->next; \
-            if ((q)->head == NULL)   \
-                (q)->tail = NULL;    \
-        }                            \
-    } while (0)
 
 struct dst_ucx {
     uv_loop_t *loop;
@@ -110,14 +86,14 @@ struct dst_ucx {
     peer_t *peers;           /* [cfg.max_peers] */
     uint32_t errors_pending; /* peers with error_pending set */
     pool_t pool;
-    send_slot_t *free_slots;
-    rx_msg_t *free_msgs;
-    FIFO_T(send_slot_t) done_sends; /* completed, callbacks not yet called */
-    FIFO_T(rx_msg_t) ready_msgs;    /* complete, not yet delivered */
-    uint32_t rndv_pending;          /* rendezvous receives in flight */
-    uint32_t sends_pending;         /* sends not yet completed by UCX */
-    int in_drive;                   /* drive() on the stack: nested sends need no idle kick */
-    int64_t last_activity_ns;       /* monotonic time progress or delivery last did something */
+    dsi_list_t free_slots;    /* of send_slot_t, most recently freed first */
+    dsi_list_t free_msgs;     /* of rx_msg_t, most recently freed first */
+    dsi_list_t done_sends;    /* of send_slot_t: completed, callbacks not yet called (FIFO) */
+    dsi_list_t ready_msgs;    /* of rx_msg_t: complete, not yet delivered (FIFO) */
+    uint32_t rndv_pending;    /* rendezvous receives in flight */
+    uint32_t sends_pending;   /* sends not yet completed by UCX */
+    int in_drive;             /* drive() on the stack: nested sends need no idle kick */
+    int64_t last_activity_ns; /* monotonic time progress or delivery last did something */
     int destroying;
     dst_ucx_stats_t stats;
 };
