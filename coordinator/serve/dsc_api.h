@@ -78,6 +78,8 @@ typedef struct {
     const char *tools; /* NULL, or the `tools` array as compact JSON (chat) */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
+    int max_tokens_given; /* 1: the client gave max_tokens (or max_completion_tokens); 0: the
+                           * backend may lower the default to what the context has left */
     float temperature;  /* [0, 2], default 1 */
     float top_p;        /* (0, 1], default 1 */
     int32_t top_k;      /* >= 0, default 0 (off) */

@@ -141,8 +141,10 @@ dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)
 void dsc_backend_api_limits(const dsc_backend_t *b, dsc_api_limits_t *limits)
 {
     dsc_api_limits_default(limits);
+    /* A request without max_tokens gets the rest of the context after its prompt
+     * (dsc_backend_submit lowers this default to it). */
     limits->max_tokens_limit = (int32_t)b->cfg.max_context - 1;
-    limits->default_max_tokens = (int32_t)b->cfg.max_context;
+    limits->default_max_tokens = limits->max_tokens_limit;
 }
 
 void dsc_backend_stop(dsc_backend_t *b)
