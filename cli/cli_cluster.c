@@ -186,7 +186,10 @@ static void on_state(void *arg, dsi_status_t st)
 {
     run_t *r = arg;
     if (st != DSI_OK) {
-        fprintf(stderr, "dsinfer: the cluster failed: %s\n", dsi_status_message(st));
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(r->cluster, &c);
+        fprintf(stderr, "dsinfer: the cluster failed (%s): %s\n", dsi_status_message(st),
+                c.message);
         r->failed = 1;
         finish_if_done(r);
     } else {

@@ -201,9 +201,12 @@ static dsi_status_t check_state(dsc_backend_t *b, char *message, size_t cap)
     if (b->stopping)
         return refuse(b, "not_ready", DSI_ERR_CANCELLED, message, cap,
                       "The server is shutting down.");
-    if (!b->ever_ready)
-        return refuse(b, "not_ready", DSI_ERR_PEER, message, cap,
-                      "The cluster is not ready yet (nodes are loading); retry shortly.");
+    if (!b->ever_ready) {
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(b->cluster, &c);
+        return refuse(b, "not_ready", DSI_ERR_PEER, message, cap, "The cluster is not ready: %s%s.",
+                      c.message, c.phase == DSC_CLUSTER_PLAN_DOES_NOT_FIT ? "" : "; retry shortly");
+    }
     if (b->n_seqs >= b->cfg.max_queue)
         return refuse(b, "queue_full", DSI_ERR_CAPACITY, message, cap,
                       "Too many requests: %u sequences are being generated (the server's "
@@ -261,8 +264,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                     "This model's maximum context length is %lld tokens. However, you requested "
                     "%lld tokens (%zu in the %s, %lld for the completion). Lower max_tokens to "
                     "at most %lld, or leave it out to get the rest of the context.",
-                    (long long)ctx_len, (long long)n + max_tokens, n, what,
-                    (long long)max_tokens, (long long)room);
+                    (long long)ctx_len, (long long)n + max_tokens, n, what, (long long)max_tokens,
+                    (long long)room);
         goto out;
     }
     s = calloc(1, sizeof(*s));
