@@ -8,6 +8,7 @@
 #  - those nodes drained and two large ones started: serving, and the drained nodes show
 #    "drained" (not "dead") in /health and `dsinfer cluster status`;
 #  - a node name already taken is refused naming the name and the node holding it;
+#  - every node lost: 503 "starting", saying that no node is left;
 #  - `dsinfer run --coordinator` / `--local-nodes` with a token id outside the vocabulary name the
 #    id and the vocabulary size.
 set -u
@@ -105,7 +106,9 @@ for p in $SMALL_A $SMALL_B; do
     wait "$p" || fail "a drained node exited with $?"
 done
 start_node big-a
+BIG_A=$NODE_PID
 start_node big-b
+BIG_B=$NODE_PID
 wait_health '.status == "ok"' || fail "not serving after two large nodes joined: $(cat "$TMP/h.json")"
 jq -e '[.nodes[] | select(.name | startswith("small")) | .state] == ["drained", "drained"]
     and [.nodes[] | select(.name | startswith("big")) | .state] == ["ready", "ready"]
@@ -136,6 +139,14 @@ for where in "--coordinator $ADDR" "--local-nodes 1"; do
     [ $rc = 2 ] && grep -q "token 1024 is outside the vocabulary \[0, 1024)" "$TMP/run.log" ||
         fail "run --model $where, token 1024: rc=$rc $(cat "$TMP/run.log")"
 done
+
+# 6. Every node lost: 503 "starting" saying no node is left (not plan_does_not_fit, not 200).
+for p in $BIG_A $BIG_B; do kill -9 "$p"; wait "$p" 2>/dev/null; done
+wait_health '.status == "starting" and (.error.message | test("no live node"))' ||
+    fail "health with no node left: $(cat "$TMP/h.json")"
+code=$(health "$TMP/none.json")
+[ "$code" = 503 ] && jq -e '(has("missing_bytes") | not) and ([.nodes[] | select(.name | startswith("big")) | .state] == ["dead", "dead"])' \
+    "$TMP/none.json" >/dev/null || fail "health with no node left: $code $(cat "$TMP/none.json")"
 
 [ "$FAILED" = 0 ] && echo "cluster error reports passed"
 exit "$FAILED"

@@ -84,6 +84,7 @@ static dsi_status_t plan_live(dsc_cluster_t *cl, const dsc_plan_opts_t *po, dst_
 {
     dsc_node_desc_t descs[DSC_MAX_NODES];
     uint32_t n_live = dsc_cluster_live_descs(cl, descs);
+    memset(report, 0, sizeof(*report));
     if (n_live == 0) {
         snprintf(report->reason, sizeof(report->reason), "no live node");
         return DSI_ERR_CAPACITY;

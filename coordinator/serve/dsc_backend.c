@@ -127,6 +127,8 @@ static dsc_api_health_t backend_health(void *self)
         return DSC_API_HEALTH_OK;
     if (c.phase == DSC_CLUSTER_PLAN_DOES_NOT_FIT)
         return DSC_API_HEALTH_PLAN_DOES_NOT_FIT; /* nothing loads until nodes change */
+    if (c.phase == DSC_CLUSTER_NO_NODES)
+        return DSC_API_HEALTH_STARTING; /* nothing can serve until a node joins */
     /* Not ready after having been: re-planning after a membership change; requests wait. */
     return b->ever_ready ? DSC_API_HEALTH_DEGRADED : DSC_API_HEALTH_STARTING;
 }
