@@ -119,7 +119,7 @@ EOF
     python3 -c 'import json; print(json.dumps({"model": "default", "prompt": "word " * 80}))' >"$TMP/long.json"
     code=$(curl -sS -o "$TMP/full.json" -w '%{http_code}' --data-binary @"$TMP/long.json" "$URL/v1/completions")
     [ "$code" = 400 ] && grep -q context_length_exceeded "$TMP/full.json" &&
-        grep -q "prompt has [0-9]* tokens" "$TMP/full.json" ||
+        grep -q "prompt ('prompt') has [0-9]* tokens" "$TMP/full.json" ||
         fail "a prompt that fills the context, no max_tokens: $code $(cat "$TMP/full.json")"
 fi
 

@@ -254,8 +254,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         max_tokens = room;
     if (room < 1) {
         st = refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, message_cap,
-                    "This model's maximum context length is %lld tokens. However, the %s has %zu "
-                    "tokens, which leaves no room for the completion.",
+                    "This model's maximum context length is %lld tokens. However, the prompt "
+                    "('%s') has %zu tokens, which leaves no room for the completion.",
                     (long long)ctx_len, what, n);
         goto out;
     }
