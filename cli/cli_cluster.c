@@ -49,9 +49,19 @@ static int node_binary(char *out, size_t cap)
     return 0;
 }
 
+/* Bytes of --mem for each of n nodes on this machine: 90% of its memory, shared equally (at
+ * least 64 MiB). A fixed default (dsinfer-node's) would refuse a large model on a large server. */
+static unsigned long long local_node_mem(int n)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    unsigned long long total = pages > 0 && page > 0 ? (unsigned long long)pages * page : 0;
+    unsigned long long share = total / 10 * 9 / (unsigned long long)(n > 0 ? n : 1);
+    return share > (64ULL << 20) ? share : 64ULL << 20;
+}
+
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids)
 {
-    char bin[PATH_MAX + 16], name[32], thr[16];
+    char bin[PATH_MAX + 16], name[32], thr[16], mem[32];
     if (node_binary(bin, sizeof(bin)) != 0) {
         fprintf(stderr, "dsinfer: cannot find dsinfer-node next to this program (%s)\n", bin);
         return -1;
@@ -59,6 +69,7 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
     /* Names are unique over the process's life: nodes started later (joins) get new ones. */
     static int spawned;
     snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
+    snprintf(mem, sizeof(mem), "%lluK", local_node_mem(n) >> 10);
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof(name), "local-%d", spawned++);
         pid_t pid = fork();
@@ -70,7 +81,7 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
         if (pid == 0) {
             /* The node dies with us if we die first. */
             execlp(bin, bin, "--coordinator", coord_addr, "--model", model, "--name", name,
-                   "--threads", thr, (char *)NULL);
+                   "--threads", thr, "--mem", mem, (char *)NULL);
             fprintf(stderr, "dsinfer: exec %s: %s\n", bin, strerror(errno));
             _exit(127);
         }
@@ -186,7 +197,10 @@ static void on_state(void *arg, dsi_status_t st)
 {
     run_t *r = arg;
     if (st != DSI_OK) {
-        fprintf(stderr, "dsinfer: the cluster failed: %s\n", dsi_status_message(st));
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(r->cluster, &c);
+        fprintf(stderr, "dsinfer: the cluster failed (%s): %s\n", dsi_status_message(st),
+                c.message);
         r->failed = 1;
         finish_if_done(r);
     } else {

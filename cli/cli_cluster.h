@@ -39,7 +39,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
 
 /* Makes sure DSINFER_SECRET is set (a random one for a local cluster); 0 or -1. */
 int cli_local_secret(void);
-/* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */
+/* Starts n dsinfer-node processes (next to this executable) joining coord_addr, each with an
+ * equal share of 90% of this machine's memory as its --mem (they share the machine; the rest is
+ * left to the system and the page cache). */
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids);
 /* Waits up to timeout_ms for the processes to exit, then kills what is left. Returns how many
  * did not exit cleanly (status 0). */

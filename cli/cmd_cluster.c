@@ -128,6 +128,9 @@ static void print_status(const json_t *root)
            json_is_true(json_object_get(root, "serving")) ? "serving" : "not serving",
            num(root, "replans"), num(root, "rebalances"), num(root, "live_switches"),
            num(root, "bytes_moved") / (1 << 20));
+    const char *why = json_string_value(json_object_get(root, "message"));
+    if (why != NULL && !json_is_true(json_object_get(root, "serving")))
+        printf("%s\n", why); /* what it waits for: nodes, loading, memory */
     const char *sw = json_string_value(json_object_get(root, "switch"));
     if (sw != NULL && strcmp(sw, "none") != 0)
         printf("a live switch is in progress (%s)\n", sw);

@@ -341,6 +341,21 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
 /* The same generation on a cluster: local node processes or a remote coordinator. */
 static int run_on_cluster(const run_opts_t *o, run_result_t *r)
 {
+    /* Refuse token ids the model lacks before starting anything, as the one-process run does
+     * (without --model the coordinator checks them and names the id). */
+    dsn_config_t cfg;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", o->model);
+    if (o->model[0] != '\0' && dsn_config_load(path, &cfg) == DSI_OK) {
+        for (int i = 0; i < o->n_prompt; i++) {
+            if (o->prompt[i] >= cfg.vocab_size) {
+                fprintf(stderr,
+                        "dsinfer run: --prompt-ids: token %d is outside the vocabulary [0, %d)\n",
+                        o->prompt[i], cfg.vocab_size);
+                return 2;
+            }
+        }
+    }
     cli_cluster_opts_t co = {.model = o->model,
                              .local_nodes = (int)o->local_nodes,
                              .stages = (uint32_t)o->stages,

@@ -271,8 +271,10 @@ static void on_state(void *arg, dsi_status_t st)
         s->ever_ready = 1;
     } else if (!s->ever_ready) {
         /* No other node joins a local cluster: a refused first plan is final. */
-        fprintf(stderr, "dsinfer " CMD ": the cluster cannot serve the model (%s): stopping\n",
-                dsi_status_message(st));
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(s->cluster, &c);
+        fprintf(stderr, "dsinfer " CMD ": the cluster cannot serve the model: %s: stopping\n",
+                c.message);
         serve_stop(s, 1);
     }
 }

@@ -87,11 +87,13 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 static void on_state(void *arg, dsi_status_t st)
 {
-    (void)arg;
+    coord_t *c = arg;
+    dsc_cluster_condition_t cond;
+    dsc_cluster_condition(c->cluster, &cond);
     if (st == DSI_OK)
         DSI_INFO("cluster ready");
     else
-        DSI_ERROR("cluster not serving: %s", dsi_status_message(st));
+        DSI_ERROR("cluster not serving (%s): %s", dsi_status_message(st), cond.message);
 }
 
 /* --http: the OpenAI API on the cluster, as `dsinfer serve` has it (the backend takes the

@@ -115,6 +115,7 @@ int main(int argc, char **argv)
     }
     dsi_status_t st = dsn_node_run(&o);
     if (st != DSI_OK)
-        fprintf(stderr, "dsinfer-node: %s\n", dsi_status_message(st));
+        fprintf(stderr, "dsinfer-node: exiting: %s (the cause is logged above)\n",
+                dsi_status_message(st));
     return st == DSI_OK ? 0 : 1;
 }

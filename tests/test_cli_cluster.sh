@@ -82,7 +82,7 @@ timeout 20 dsinfer cluster drain 2 --coordinator "$ADDR" >"$TMP/drain.txt" 2>"$T
 rc=$?
 [ $rc -eq 0 ] && grep -q "node 2 '$NAME' drains" "$TMP/drain.txt" && ok || bad "drain rc=$rc: $(cat "$TMP/drain.txt" "$TMP/drain.log")"
 wait_for '.serving and .epoch == 3 and (.stages[0].nodes | length) == 2 and .live_switches == 2
-          and ([.nodes[] | select(.id == 2)][0].state == "dead")' && ok || bad "after drain: $(cat "$TMP/status.json")"
+          and ([.nodes[] | select(.id == 2)][0].state == "drained")' && ok || bad "after drain: $(cat "$TMP/status.json")"
 for _ in $(seq 100); do kill -0 "$DRAINED" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$DRAINED" 2>/dev/null; then bad "drained node still running"; else
   wait "$DRAINED"; rc=$?; [ $rc -eq 0 ] && ok || bad "drained node exited $rc"; fi
@@ -92,7 +92,13 @@ out2=$(timeout 60 dsinfer run --coordinator "$ADDR" --prompt-ids 7,11,5,9 --max-
 # Refusals: an unknown node, a wrong secret (logged by the coordinator), bad usage.
 timeout 20 dsinfer cluster drain 42 --coordinator "$ADDR" 2>"$TMP/d42.log"
 rc=$?
-[ $rc -eq 1 ] && grep -q "no live node" "$TMP/d42.log" && ok || bad "drain 42 rc=$rc: $(cat "$TMP/d42.log")"
+[ $rc -eq 1 ] && grep -q "no node has that id" "$TMP/d42.log" && ok || bad "drain 42 rc=$rc: $(cat "$TMP/d42.log")"
+timeout 20 dsinfer cluster drain 2 --coordinator "$ADDR" 2>"$TMP/d2.log"
+rc=$?
+[ $rc -eq 1 ] && grep -q "node 2 '$NAME' is drained already" "$TMP/d2.log" && ok ||
+  bad "drain 2 twice rc=$rc: $(cat "$TMP/d2.log")"
+timeout 20 dsinfer cluster status --coordinator "$ADDR" >"$TMP/table.txt" 2>&1
+grep -Eq "^2 +$NAME +drained " "$TMP/table.txt" && ok || bad "status table after the drain: $(cat "$TMP/table.txt")"
 DSINFER_SECRET=wrong-secret-0123456789abcdef timeout 20 dsinfer cluster status \
   --coordinator "$ADDR" >"$TMP/intruder.out" 2>"$TMP/intruder.log"
 rc=$?

@@ -103,7 +103,8 @@ static void test_eplb_plan(void)
         for (uint32_t e = 0; e < E; e++)
             load[l * E + e] = e % 8 == 0 ? 1000 : 10 + e; /* one hot expert per group of 8 */
     }
-    dsc_node_desc_t descs[3] = {{0, 4ull << 30, 1}, {1, 4ull << 30, 1}, {2, 4ull << 30, 1}};
+    dsc_node_desc_t descs[3] = {
+        {0, 4ull << 30, 1, NULL}, {1, 4ull << 30, 1, NULL}, {2, 4ull << 30, 1, NULL}};
     dsc_plan_opts_t po;
     dsc_plan_opts_default(&po);
     po.n_stages = 1;

@@ -317,6 +317,12 @@ static void test_refusals(void)
     DSI_CHECK(strstr(rep.reason, "the model needs") != NULL);
     DSI_CHECK(strstr(rep.reason, "4 nodes x 128.0 GiB = 512.0 GiB") != NULL);
     DSI_CHECK(p.stages == NULL && p.expert_offsets == NULL); /* output untouched */
+    /* Each node is named with what it lacks of an even share; the report has the numbers. */
+    DSI_CHECK(strstr(rep.reason, "; each node needs about ") != NULL);
+    DSI_CHECK(strstr(rep.reason, ": node 0 lacks ") != NULL);
+    DSI_CHECK(strstr(rep.reason, ", node 3 lacks ") != NULL);
+    DSI_CHECK_INT_EQ(rep.missing_node, DSC_PLAN_NO_NODE);
+    DSI_CHECK(rep.missing_bytes > 100 * GiB);
 
     /* Enough memory in total, but node 12 cannot even hold its runtime overhead. */
     dsn_config_t t = cfg_tiny();
@@ -328,6 +334,11 @@ static void test_refusals(void)
     DSI_CHECK_INT_EQ(dsc_planner_plan(&t, nodes, 3, &o, &p, &rep), DSI_ERR_CAPACITY);
     DSI_CHECK(strncmp(rep.reason, "node 12 needs ", 14) == 0);
     DSI_CHECK(strstr(rep.reason, "more than its 3.0 MiB budget (stage") != NULL);
+    DSI_CHECK_INT_EQ(rep.missing_node, 12);
+    DSI_CHECK(rep.missing_bytes > 1 * MiB && rep.missing_bytes < 256 * MiB);
+    nodes[2].name = "rack2-b"; /* a node's name (as it registered) is given with its id */
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&t, nodes, 3, &o, &p, &rep), DSI_ERR_CAPACITY);
+    DSI_CHECK(strncmp(rep.reason, "node 12 'rack2-b' needs ", 24) == 0);
 
     /*
      * 671B on 8 x 90 GiB in one stage: the total fits, each node lacks about 10 GiB (8 stages

@@ -96,13 +96,22 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
         refuse(cl, conn, DSI_ERR_PROTOCOL, "a second REGISTER on one connection", r->name);
         return;
     }
+    char why[160];
     if (cl->n_nodes >= DSC_MAX_NODES || cl->shut_down) {
-        refuse(cl, conn, DSI_ERR_CAPACITY, "the cluster takes no more nodes", r->name);
+        if (cl->shut_down)
+            snprintf(why, sizeof(why), "the cluster takes no more nodes: it is shutting down");
+        else
+            snprintf(why, sizeof(why), "the cluster takes no more nodes: it had %d joins",
+                     DSC_MAX_NODES);
+        refuse(cl, conn, DSI_ERR_CAPACITY, why, r->name);
         return;
     }
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         if (cl->nodes[i].state != NODE_DEAD && strcmp(cl->nodes[i].name, r->name) == 0) {
-            refuse(cl, conn, DSI_ERR_INVALID_ARG, "the node name is already registered", r->name);
+            snprintf(why, sizeof(why),
+                     "the name '%s' is taken by live node %u: give each node its own --name",
+                     r->name, cl->nodes[i].id);
+            refuse(cl, conn, DSI_ERR_INVALID_ARG, why, r->name);
             return;
         }
     }
@@ -279,10 +288,11 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
     dsc_cluster_req_t req = {m->tokens, m->n_tokens, m->max_tokens, m->temperature,
                              m->top_p,  m->top_k,    m->seed};
     seq_t *s;
-    dsi_status_t st = dsc_seq_create(cl, &req, &s);
+    char why[160] = "";
+    dsi_status_t st = dsc_seq_create(cl, &req, &s, why, sizeof(why));
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
-                            dsi_status_message(st));
+                            why[0] ? why : dsi_status_message(st));
         return;
     }
     s->client = cs;

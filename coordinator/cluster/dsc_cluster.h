@@ -129,6 +129,27 @@ typedef struct {
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 
+/* What the cluster is doing, for /health, refusals and `dsinfer cluster status`. */
+typedef enum {
+    DSC_CLUSTER_SERVING = 0,       /* every node of the plan is ready */
+    DSC_CLUSTER_WAITING_NODES,     /* fewer nodes joined than expected: nothing planned yet */
+    DSC_CLUSTER_LOADING,           /* a plan was sent; its nodes are loading it */
+    DSC_CLUSTER_PLAN_DOES_NOT_FIT, /* the live nodes lack memory for the model: nothing loads */
+    DSC_CLUSTER_NO_NODES,          /* no live node is left */
+    DSC_CLUSTER_SHUT_DOWN,         /* SHUTDOWN was sent */
+} dsc_cluster_phase_t;
+
+typedef struct {
+    dsc_cluster_phase_t phase;
+    uint32_t nodes_live, nodes_expected; /* live = joined, neither dead nor draining */
+    uint32_t nodes_ready, nodes_planned; /* READY nodes of the current plan, and its nodes */
+    uint64_t missing_bytes;              /* PLAN_DOES_NOT_FIT: memory the nodes lack */
+    char message[640]; /* one sentence with the numbers ("node 1 'b' needs 3.2 GiB more ...") */
+} dsc_cluster_condition_t;
+void dsc_cluster_condition(const dsc_cluster_t *cl, dsc_cluster_condition_t *out);
+/* "serving", "waiting_for_nodes", "loading", "plan_does_not_fit", "no_nodes", "shut_down". */
+const char *dsc_cluster_phase_name(dsc_cluster_phase_t phase);
+
 /*
  * Asks node `node_id` to leave: its experts and sequences move to the other nodes (a re-plan),
  * then it gets SHUTDOWN. DSI_ERR_NOT_FOUND (no live node of that id), DSI_ERR_UNSUPPORTED (the
@@ -184,9 +205,14 @@ void dsc_cluster_load_snapshot(dsc_cluster_t *cl, dsc_cluster_load_t *out);
 /*
  * The cluster's state as one JSON object (what `dsinfer cluster status --json` prints): epoch,
  * nodes (id, name, state, stage, experts held, memory), stages, per-layer and cluster imbalance,
- * bias drift, re-plan counts and bytes moved. Malloc'ed, the caller frees; NULL when out of
+ * bias drift, re-plan counts and bytes moved, and the condition (state, message, missing_bytes:
+ * dsc_cluster_condition). Malloc'ed, the caller frees; NULL when out of
  * memory.
  */
 char *dsc_cluster_status_json(dsc_cluster_t *cl);
+/* The nodes' part of it, for GET /health: a JSON array of {id, name, state, memory_budget}
+ * (state: joined, ready, draining, drained, dead), malloc'ed (caller frees); NULL when out of
+ * memory. */
+char *dsc_cluster_nodes_json(dsc_cluster_t *cl);
 
 #endif

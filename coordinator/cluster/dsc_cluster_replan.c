@@ -70,7 +70,7 @@ uint32_t dsc_cluster_live_descs(const dsc_cluster_t *cl, dsc_node_desc_t *descs)
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         const node_t *n = &cl->nodes[i];
         if (dsc_node_live(n))
-            descs[n_live++] = (dsc_node_desc_t){n->id, n->mem_budget, n->cores};
+            descs[n_live++] = (dsc_node_desc_t){n->id, n->mem_budget, n->cores, n->name};
     }
     return n_live;
 }
@@ -84,6 +84,7 @@ static dsi_status_t plan_live(dsc_cluster_t *cl, const dsc_plan_opts_t *po, dst_
 {
     dsc_node_desc_t descs[DSC_MAX_NODES];
     uint32_t n_live = dsc_cluster_live_descs(cl, descs);
+    memset(report, 0, sizeof(*report));
     if (n_live == 0) {
         snprintf(report->reason, sizeof(report->reason), "no live node");
         return DSI_ERR_CAPACITY;
@@ -164,6 +165,8 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
                            : "first plan");
     cl->stats.replans += cl->planned;
     cl->stats.bytes_moved += cl->planned ? bytes_moved : 0;
+    cl->plan_error[0] = '\0';
+    cl->plan_missing = 0;
     if (live) {
         dsc_switch_begin(cl, plan);
         return 0;
@@ -219,6 +222,9 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
         DSI_ERROR("cannot plan the model over the live nodes (%s): %s; requests stay queued "
                   "until nodes join",
                   why, report.reason[0] ? report.reason : dsi_status_message(st));
+        snprintf(cl->plan_error, sizeof(cl->plan_error), "%s",
+                 report.reason[0] ? report.reason : dsi_status_message(st));
+        cl->plan_missing = report.missing_bytes;
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }

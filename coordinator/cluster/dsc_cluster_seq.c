@@ -1,4 +1,5 @@
 /* dsc_cluster_seq.c - the coordinator's sequences: submit, deliver, cancel, re-submit. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,23 +60,34 @@ void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
               s->n_generated, lane);
 }
 
-dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out)
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out, char *why,
+                            size_t cap)
 {
+    char scratch[160];
+    if (why == NULL || cap == 0) {
+        why = scratch;
+        cap = sizeof(scratch);
+    }
     if (req->n_prompt == 0 || req->n_prompt > DST_MSG_MAX_TOKENS || req->max_tokens == 0 ||
         req->max_tokens > DST_MSG_MAX_TOKENS) {
-        DSI_ERROR("request with %u prompt tokens and max_tokens %u refused", req->n_prompt,
-                  req->max_tokens);
+        snprintf(why, cap, "%u prompt tokens and max_tokens %u: each must be in 1..%d",
+                 req->n_prompt, req->max_tokens, DST_MSG_MAX_TOKENS);
+        DSI_ERROR("request refused: %s", why);
         return DSI_ERR_INVALID_ARG;
     }
     for (uint32_t i = 0; i < req->n_prompt; i++) {
         if (req->prompt[i] < 0 || req->prompt[i] >= cl->cfg.vocab_size) {
-            DSI_ERROR("prompt token %d outside the vocabulary [0, %d)", req->prompt[i],
-                      cl->cfg.vocab_size);
+            snprintf(why, cap,
+                     "prompt token %d (position %u) is outside the model's vocabulary [0, %d)",
+                     req->prompt[i], i, cl->cfg.vocab_size);
+            DSI_ERROR("request refused: %s", why);
             return DSI_ERR_INVALID_ARG;
         }
     }
-    if (cl->shut_down)
+    if (cl->shut_down) {
+        snprintf(why, cap, "the cluster is shutting down");
         return DSI_ERR_UNSUPPORTED;
+    }
     seq_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return DSI_ERR_NOMEM;
@@ -192,7 +204,7 @@ dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                 dsc_cluster_token_cb cb, void *ctx, uint64_t *seq_id)
 {
     seq_t *s;
-    dsi_status_t st = dsc_seq_create(cl, req, &s);
+    dsi_status_t st = dsc_seq_create(cl, req, &s, NULL, 0);
     if (st != DSI_OK)
         return st;
     s->cb = cb;

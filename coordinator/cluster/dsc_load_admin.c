@@ -13,7 +13,7 @@
 static const char *node_state_name(const node_t *n)
 {
     if (n->state == NODE_DEAD)
-        return "dead";
+        return n->draining ? "drained" : "dead"; /* drained: left as asked, not a failure */
     if (n->draining)
         return "draining";
     return n->state == NODE_READY ? "ready" : "joined";
@@ -50,6 +50,20 @@ static json_t *nodes_json(dsc_cluster_t *cl)
         json_array_append_new(arr, o);
     }
     return arr;
+}
+
+char *dsc_cluster_nodes_json(dsc_cluster_t *cl)
+{
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr != NULL && i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)n->id,
+                                             "name", n->name, "state", node_state_name(n),
+                                             "memory_budget", (json_int_t)n->mem_budget));
+    }
+    char *text = arr != NULL ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return text;
 }
 
 static json_t *stages_json(const dsc_cluster_t *cl)
@@ -124,6 +138,12 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
     static const char *phases[] = {"none", "preparing", "draining"};
     json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
     json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
+    dsc_cluster_condition_t cond;
+    dsc_cluster_condition(cl, &cond);
+    json_object_set_new(root, "state", json_string(dsc_cluster_phase_name(cond.phase)));
+    json_object_set_new(root, "message", json_string(cond.message));
+    if (cond.missing_bytes > 0)
+        json_object_set_new(root, "missing_bytes", json_integer((json_int_t)cond.missing_bytes));
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return text;
@@ -184,9 +204,16 @@ static void admin_rebalance(dsc_cluster_t *cl, conn_state_t *cs)
 static void admin_drain(dsc_cluster_t *cl, conn_state_t *cs, uint32_t id)
 {
     dsi_status_t st = dsc_cluster_drain(cl, id);
+    if (st == DSI_ERR_NOT_FOUND && id < cl->n_nodes) {
+        dst_ctrl_send_error(cs->conn, st, DST_MSG_ADMIN,
+                            "drain of node %u refused: node %u '%s' is %s already", id, id,
+                            cl->nodes[id].name, node_state_name(&cl->nodes[id]));
+        return;
+    }
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_ADMIN, "drain of node %u refused: %s", id,
-                            st == DSI_ERR_NOT_FOUND ? "no live node of that id"
+                            st == DSI_ERR_NOT_FOUND ? "no node has that id (see the ids of "
+                                                      "`dsinfer cluster status`)"
                                                     : dsi_status_message(st));
         return;
     }

@@ -14,6 +14,7 @@
 #define MAX_NODES  4096
 #define MAX_BUDGET (1ULL << 50)
 #define MAX_KV_TOK (1ULL << 28) /* keeps tokens x layers x row bytes inside uint64_t */
+#define LABEL_MAX  96           /* "node ID 'NAME'" */
 
 void dsc_plan_opts_default(dsc_plan_opts_t *opts)
 {
@@ -366,11 +367,49 @@ static dsi_status_t check_inputs(const planner_t *p)
     return DSI_OK;
 }
 
+/* "node 3" or "node 3 'name'" */
+static const char *node_label(const dsc_node_desc_t *n, char *buf, size_t size)
+{
+    if (n->name != NULL && n->name[0] != '\0')
+        snprintf(buf, size, "node %u '%s'", n->id, n->name);
+    else
+        snprintf(buf, size, "node %u", n->id);
+    return buf;
+}
+
+/* Appends "; each node needs about SHARE: node 0 lacks X, ..." for the nodes under an even
+ * share of `need` (at most 4 named, then a count). */
+static void explain_shares(const planner_t *p, uint64_t need, char *reason, size_t size)
+{
+    uint64_t share = (need + p->n - 1) / p->n;
+    size_t len = strlen(reason);
+    char sb[32], lb[32], name[LABEL_MAX];
+    dsc_memory_format_bytes(share, sb, sizeof(sb));
+    len += (size_t)snprintf(reason + len, len < size ? size - len : 0,
+                            "; each node needs about %s:", sb);
+    uint32_t named = 0, more = 0;
+    for (uint32_t i = 0; i < p->n && len < size; i++) {
+        const dsc_node_desc_t *n = &p->nodes[i];
+        if (n->mem_budget >= share)
+            continue;
+        if (named == 4) {
+            more++;
+            continue;
+        }
+        dsc_memory_format_bytes(share - n->mem_budget, lb, sizeof(lb));
+        len += (size_t)snprintf(reason + len, size - len, "%s %s lacks %s", named ? "," : "",
+                                node_label(n, name, sizeof(name)), lb);
+        named++;
+    }
+    if (more > 0 && len < size)
+        snprintf(reason + len, size - len, " and %u more nodes", more);
+}
+
 /*
  * The cluster as a whole is too small when the weights once, the KV reserve of every layer once
  * and every node's overhead exceed the sum of the budgets, whatever the layout.
  */
-static int explain_total(const planner_t *p, char *reason, size_t size)
+static int explain_total(const planner_t *p, dsc_plan_report_t *rep)
 {
     uint64_t redundant = (uint64_t)p->opts->redundant_experts * p->mem.n_moe_layers;
     uint64_t need = p->mem.total_main + redundant * p->mem.expert +
@@ -392,21 +431,24 @@ static int explain_total(const planner_t *p, char *reason, size_t size)
     dsc_memory_format_bytes(need - have, e, sizeof(e));
     if (equal)
         snprintf(
-            reason, size,
+            rep->reason, sizeof(rep->reason),
             "the model needs %s (%s of %s weights + KV reserve + overhead); %u nodes x %s = %s "
             "(%s short)",
             a, b, dsc_weight_format_name(p->mem.format), p->n, d, c, e);
     else
         snprintf(
-            reason, size,
+            rep->reason, sizeof(rep->reason),
             "the model needs %s (%s of %s weights + KV reserve + overhead); the %u nodes offer "
             "%s (%s short)",
             a, b, dsc_weight_format_name(p->mem.format), p->n, c, e);
+    explain_shares(p, need, rep->reason, sizeof(rep->reason));
+    rep->missing_bytes = need - have;
+    rep->missing_node = DSC_PLAN_NO_NODE;
     return 1;
 }
 
 /* Names the most over-committed node of the layout and what its stage asks of it. */
-static void explain_node(const planner_t *p, const layout_t *lay, char *reason, size_t size)
+static void explain_node(const planner_t *p, const layout_t *lay, dsc_plan_report_t *rep)
 {
     uint32_t w = lay->worst, s = lay->stage_of[w];
     uint32_t a = lay->cuts[s], b = lay->cuts[s + 1];
@@ -414,18 +456,20 @@ static void explain_node(const planner_t *p, const layout_t *lay, char *reason, 
     uint64_t weights = dsc_planner_stage_fixed(p, lay, s) - kv - p->opts->overhead;
     uint64_t experts = (uint64_t)lay->copies[w] * p->mem.expert;
     uint64_t need = weights + kv + p->opts->overhead + experts;
-    char more[32], budget[32], wb[32], kb[32], ob[32], eb[32];
+    char more[32], budget[32], wb[32], kb[32], ob[32], eb[32], name[LABEL_MAX];
     dsc_memory_format_bytes(need - p->nodes[w].mem_budget, more, sizeof(more));
     dsc_memory_format_bytes(p->nodes[w].mem_budget, budget, sizeof(budget));
     dsc_memory_format_bytes(weights, wb, sizeof(wb));
     dsc_memory_format_bytes(kv, kb, sizeof(kb));
     dsc_memory_format_bytes(p->opts->overhead, ob, sizeof(ob));
     dsc_memory_format_bytes(experts, eb, sizeof(eb));
-    snprintf(reason, size,
-             "node %u needs %s more than its %s budget (stage %u of %u: layers %u-%u: weights %s, "
+    snprintf(rep->reason, sizeof(rep->reason),
+             "%s needs %s more than its %s budget (stage %u of %u: layers %u-%u: weights %s, "
              "KV %s, overhead %s, %u experts %s)",
-             p->nodes[w].id, more, budget, s, lay->n_stages, a, b - 1, wb, kb, ob, lay->copies[w],
-             eb);
+             node_label(&p->nodes[w], name, sizeof(name)), more, budget, s, lay->n_stages, a, b - 1,
+             wb, kb, ob, lay->copies[w], eb);
+    rep->missing_bytes = need - p->nodes[w].mem_budget;
+    rep->missing_node = p->nodes[w].id;
 }
 
 /* ---- assembling ---- */
@@ -558,7 +602,7 @@ dsi_status_t dsc_planner_plan(const dsn_config_t *cfg, const dsc_node_desc_t *no
     for (uint32_t l = 0; l < p.n_layers; l++)
         p.fixed_prefix[l + 1] = p.fixed_prefix[l] + dsc_memory_layer_fixed(&p.mem, cfg, l);
 
-    if (explain_total(&p, rep.reason, sizeof(rep.reason))) {
+    if (explain_total(&p, &rep)) {
         st = DSI_ERR_CAPACITY;
         goto refuse;
     }
@@ -566,7 +610,7 @@ dsi_status_t dsc_planner_plan(const dsn_config_t *cfg, const dsc_node_desc_t *no
     if (st != DSI_OK)
         goto free_layouts;
     if (best.max_use > 1.0) {
-        explain_node(&p, &best, rep.reason, sizeof(rep.reason));
+        explain_node(&p, &best, &rep);
         st = DSI_ERR_CAPACITY;
         goto refuse;
     }

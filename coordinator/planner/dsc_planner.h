@@ -44,6 +44,7 @@ typedef struct {
     uint32_t id;         /* unique node id */
     uint64_t mem_budget; /* bytes the node offers, at most 2^50 */
     uint32_t cores;      /* informational: not used for placement yet */
+    const char *name;    /* its name for messages, or NULL; not owned, read during the call */
 } dsc_node_desc_t;
 
 typedef struct {
@@ -81,7 +82,13 @@ typedef struct {
                                per node of the layer's stage, 1 = perfect; 0 without load */
     double max_use;         /* largest mem_planned / mem_budget of any node */
     char reason[512];       /* on DSI_ERR_CAPACITY: why; otherwise "" */
+    /* On DSI_ERR_CAPACITY: bytes missing, and the node that lacks them (its id), or
+     * DSC_PLAN_NO_NODE when the nodes together are short (reason names each node's share). */
+    uint64_t missing_bytes;
+    uint32_t missing_node;
 } dsc_plan_report_t;
+
+#define DSC_PLAN_NO_NODE UINT32_MAX
 
 /*
  * Plan `n_nodes` nodes for the model `cfg`. On success *out is filled (the caller owns its arrays:

@@ -88,6 +88,9 @@ typedef struct {
     /* response shape; the backend can ignore these */
     int stream;        /* Server-Sent Events */
     int include_usage; /* stream_options.include_usage */
+    /* 1: the client gave max_tokens (or max_completion_tokens); 0: max_tokens is the default,
+     * which the backend may lower to what the context has left after the prompt. */
+    int max_tokens_given;
 } dsc_api_request_t;
 
 /* ---------------------------------------------------------------------------------------------
@@ -136,6 +139,9 @@ typedef enum {
     DSC_API_HEALTH_STARTING, /* loading weights / waiting for nodes: 503 */
     DSC_API_HEALTH_DEGRADED, /* serving, but e.g. re-planning after a node loss: 200 */
     DSC_API_HEALTH_STOPPING, /* draining for shutdown: 503 */
+    /* The nodes lack memory for the model, nothing loads: 503 (refused requests get the code
+     * plan_does_not_fit too). */
+    DSC_API_HEALTH_PLAN_DOES_NOT_FIT,
 } dsc_api_health_t;
 
 /*
@@ -169,6 +175,16 @@ typedef struct {
     size_t (*models)(void *self, const char **ids, size_t max);
     /* Current state for GET /health. */
     dsc_api_health_t (*health)(void *self);
+    /*
+     * Optional (NULL: none). Why health() is not OK, as one sentence with its numbers (what the
+     * cluster waits for; which node lacks how much memory), written to buf (NUL-terminated, at
+     * most cap bytes; "" when there is nothing to say). Returns the bytes of memory missing
+     * (DSC_API_HEALTH_PLAN_DOES_NOT_FIT), else 0.
+     */
+    uint64_t (*health_detail)(void *self, char *buf, size_t cap);
+    /* Optional (NULL: none). The nodes behind the API for GET /health's "nodes": a JSON array
+     * as text, malloc'ed (the server frees it), or NULL. */
+    char *(*health_nodes)(void *self);
 } dsc_api_backend_ops_t;
 
 typedef struct {
@@ -186,7 +202,7 @@ typedef struct {
     const char *type;  /* static: "invalid_request_error", "authentication_error", ... */
     const char *code;  /* static or NULL (JSON null): "model_not_found", "invalid_type", ... */
     char param[64];    /* the offending parameter ("messages[2].content") or "" (JSON null) */
-    char message[256]; /* human-readable; names the field and the expected type or range */
+    char message[640]; /* human-readable; names the field and the expected type or range */
 } dsc_api_error_t;
 
 /* Limits applied while parsing. */

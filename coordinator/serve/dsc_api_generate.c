@@ -196,7 +196,7 @@ static int model_known(dsc_api_server_t *s, const char *model)
 static int gen_submit(dsc_api_gen_t *g)
 {
     dsc_api_server_t *s = g->server;
-    char message[256] = "";
+    char message[sizeof(((dsc_api_error_t *)0)->message)] = "";
     const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
     dsi_status_t st = s->backend.ops->submit(s->backend.self, r, &gen_events, g, &g->handle,
                                              message, sizeof(message));
@@ -210,6 +210,9 @@ static int gen_submit(dsc_api_gen_t *g)
     if (st == DSI_ERR_TOO_LARGE)
         snprintf(err.param, sizeof(err.param), "%s",
                  r->kind == DSC_API_KIND_CHAT ? "messages" : "prompt");
+    if (err.http_status == 503 &&
+        s->backend.ops->health(s->backend.self) == DSC_API_HEALTH_PLAN_DOES_NOT_FIT)
+        err.code = "plan_does_not_fit"; /* the reason it cannot serve, not a passing state */
     DSI_DEBUG("api: backend refused %s: %s (%s)", g->endpoint, err.message, dsi_status_name(st));
     dsc_api_respond_error(s, g->req, g->endpoint, &err);
     return 0;

@@ -134,6 +134,7 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
             return rc;
         if (present)
             r->max_tokens = (int32_t)x;
+        r->max_tokens_given |= present;
     }
     if ((rc = get_integer(root, "n", 1, 1, &x, &present, err)))
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "n",

@@ -131,13 +131,48 @@ static void on_models(void *arg, dsc_http_req_t *req)
 static void on_health(void *arg, dsc_http_req_t *req)
 {
     dsc_api_server_t *s = arg;
-    static const char *const names[] = {"ok", "starting", "degraded", "stopping"};
+    static const char *const names[] = {"ok", "starting", "degraded", "stopping",
+                                        "plan_does_not_fit"};
     dsc_api_health_t h = s->backend.ops->health(s->backend.self);
-    if ((unsigned)h > DSC_API_HEALTH_STOPPING)
+    if ((unsigned)h > DSC_API_HEALTH_PLAN_DOES_NOT_FIT)
         h = DSC_API_HEALTH_STARTING;
     int status = h == DSC_API_HEALTH_OK || h == DSC_API_HEALTH_DEGRADED ? 200 : 503;
+    char why[sizeof(((dsc_api_error_t *)0)->message)] = "";
+    uint64_t missing = 0;
+    if (h != DSC_API_HEALTH_OK && s->backend.ops->health_detail != NULL)
+        missing = s->backend.ops->health_detail(s->backend.self, why, sizeof(why));
     dsc_api_jbuf_t b = {0};
-    dsc_api_jbuf_printf(&b, "{\"status\":\"%s\"}", names[h]);
+    dsc_api_jbuf_printf(&b, "{\"status\":\"%s\"", names[h]);
+    if (status == 503 && why[0] != '\0') {
+        /* The reason in the error shape of every other 503, so probes and clients read it the
+         * same way; plan_does_not_fit also gives the bytes missing as a number. */
+        dsc_api_error_t err;
+        dsc_api_error_set(&err, 503, "server_error",
+                          h == DSC_API_HEALTH_PLAN_DOES_NOT_FIT ? "plan_does_not_fit"
+                                                                : "service_unavailable",
+                          NULL, "%s", why);
+        dsc_api_jbuf_t e = {0};
+        dsc_api_error_write(&e, &err); /* {"error":{...}}: its member goes into this object */
+        b.failed |= e.failed;
+        if (!e.failed && e.len > 2) {
+            dsc_api_jbuf_puts(&b, ",");
+            dsc_api_jbuf_put(&b, e.data + 1, e.len - 2);
+        }
+        dsc_api_jbuf_free(&e);
+        if (missing > 0)
+            dsc_api_jbuf_printf(&b, ",\"missing_bytes\":%llu", (unsigned long long)missing);
+    } else if (why[0] != '\0') {
+        dsc_api_jbuf_puts(&b, ",\"message\":");
+        dsc_api_jbuf_string(&b, why, strlen(why));
+    }
+    char *nodes =
+        s->backend.ops->health_nodes ? s->backend.ops->health_nodes(s->backend.self) : NULL;
+    if (nodes != NULL) {
+        dsc_api_jbuf_puts(&b, ",\"nodes\":");
+        dsc_api_jbuf_puts(&b, nodes);
+        free(nodes);
+    }
+    dsc_api_jbuf_puts(&b, "}");
     respond_json(s, req, "/health", status, &b);
 }
 

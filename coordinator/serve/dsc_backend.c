@@ -98,7 +98,9 @@ static void on_cluster_state(void *arg, dsi_status_t st)
             DSI_INFO("backend: the cluster is ready: serving '%s'", b->model_id);
         b->ever_ready = 1;
     } else {
-        DSI_WARN("backend: the cluster cannot serve for now: %s%s", dsi_status_message(st),
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(b->cluster, &c);
+        DSI_WARN("backend: the cluster cannot serve for now: %s%s", c.message,
                  b->ever_ready ? " (requests wait for a new plan)" : "");
     }
     dsc_backend_refresh_gauges(b);
@@ -119,10 +121,31 @@ static dsc_api_health_t backend_health(void *self)
     dsc_backend_t *b = self;
     if (b->stopping)
         return DSC_API_HEALTH_STOPPING;
-    if (dsc_cluster_ready(b->cluster))
+    dsc_cluster_condition_t c;
+    dsc_cluster_condition(b->cluster, &c);
+    if (c.phase == DSC_CLUSTER_SERVING)
         return DSC_API_HEALTH_OK;
+    if (c.phase == DSC_CLUSTER_PLAN_DOES_NOT_FIT)
+        return DSC_API_HEALTH_PLAN_DOES_NOT_FIT; /* nothing loads until nodes change */
+    if (c.phase == DSC_CLUSTER_NO_NODES)
+        return DSC_API_HEALTH_STARTING; /* nothing can serve until a node joins */
     /* Not ready after having been: re-planning after a membership change; requests wait. */
     return b->ever_ready ? DSC_API_HEALTH_DEGRADED : DSC_API_HEALTH_STARTING;
+}
+
+static uint64_t backend_health_detail(void *self, char *buf, size_t cap)
+{
+    dsc_backend_t *b = self;
+    dsc_cluster_condition_t c;
+    dsc_cluster_condition(b->cluster, &c);
+    snprintf(buf, cap, "%s", b->stopping ? "the server is shutting down" : c.message);
+    return c.missing_bytes;
+}
+
+static char *backend_health_nodes(void *self)
+{
+    dsc_backend_t *b = self;
+    return dsc_cluster_nodes_json(b->cluster);
 }
 
 static const dsc_api_backend_ops_t backend_ops = {
@@ -130,6 +153,8 @@ static const dsc_api_backend_ops_t backend_ops = {
     .cancel = dsc_backend_cancel,
     .models = backend_models,
     .health = backend_health,
+    .health_detail = backend_health_detail,
+    .health_nodes = backend_health_nodes,
 };
 
 dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)
@@ -141,8 +166,10 @@ dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)
 void dsc_backend_api_limits(const dsc_backend_t *b, dsc_api_limits_t *limits)
 {
     dsc_api_limits_default(limits);
+    /* A request without max_tokens gets the rest of the context after its prompt
+     * (dsc_backend_submit lowers this default to it). */
     limits->max_tokens_limit = (int32_t)b->cfg.max_context - 1;
-    limits->default_max_tokens = (int32_t)b->cfg.max_context;
+    limits->default_max_tokens = limits->max_tokens_limit;
 }
 
 void dsc_backend_stop(dsc_backend_t *b)

@@ -66,9 +66,9 @@ void dsc_backend_destroy(dsc_backend_t *b);
 dsc_api_backend_t dsc_backend_api(dsc_backend_t *b);
 
 /*
- * The API limits matching this backend: max_tokens at most max_context - 1, and a request without
- * max_tokens gets the rest of the context (max_context - prompt tokens): the default is set to
- * max_context, one more than any value a client may send, which the backend reads as "not given".
+ * The API limits matching this backend: max_tokens at most max_context - 1, and the same as the
+ * default. A request without max_tokens gets the rest of the context (max_context - prompt
+ * tokens), at most the default: submit lowers it when the request did not give max_tokens.
  */
 void dsc_backend_api_limits(const dsc_backend_t *b, dsc_api_limits_t *limits);
 

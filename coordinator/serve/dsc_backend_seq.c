@@ -196,9 +196,12 @@ static dsi_status_t check_state(dsc_backend_t *b, char *message, size_t cap)
     if (b->stopping)
         return refuse(b, "not_ready", DSI_ERR_CANCELLED, message, cap,
                       "The server is shutting down.");
-    if (!b->ever_ready)
-        return refuse(b, "not_ready", DSI_ERR_PEER, message, cap,
-                      "The cluster is not ready yet (nodes are loading); retry shortly.");
+    if (!b->ever_ready) {
+        dsc_cluster_condition_t c;
+        dsc_cluster_condition(b->cluster, &c);
+        return refuse(b, "not_ready", DSI_ERR_PEER, message, cap, "The cluster is not ready: %s%s.",
+                      c.message, c.phase == DSC_CLUSTER_PLAN_DOES_NOT_FIT ? "" : "; retry shortly");
+    }
     if (b->n_seqs >= b->cfg.max_queue)
         return refuse(b, "queue_full", DSI_ERR_CAPACITY, message, cap,
                       "Too many requests: %u sequences are being generated (the server's "
@@ -238,16 +241,26 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
             goto out;
         }
     }
-    int64_t ctx_len = b->cfg.max_context;
+    int64_t ctx_len = b->cfg.max_context, room = ctx_len - (int64_t)n;
     int64_t max_tokens = req->max_tokens;
-    if (max_tokens >= ctx_len) /* not given (dsc_backend_api_limits): the rest of the context */
-        max_tokens = ctx_len - (int64_t)n;
-    if ((int64_t)n + max_tokens > ctx_len || max_tokens < 1) {
+    /* Without max_tokens a request gets the rest of the context (as vLLM does), at most the
+     * configured default; an explicit max_tokens must fit as asked. */
+    if (!req->max_tokens_given && max_tokens > room)
+        max_tokens = room;
+    if (room < 1) {
+        st = refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, message_cap,
+                    "This model's maximum context length is %lld tokens. However, the prompt "
+                    "('%s') has %zu tokens, which leaves no room for the completion.",
+                    (long long)ctx_len, what, n);
+        goto out;
+    }
+    if (max_tokens > room) {
         st = refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, message_cap,
                     "This model's maximum context length is %lld tokens. However, you requested "
-                    "%lld tokens (%zu in the %s, %lld for the completion).",
-                    (long long)ctx_len, (long long)n + (max_tokens < 1 ? 1 : max_tokens), n, what,
-                    (long long)(max_tokens < 1 ? 1 : max_tokens));
+                    "%lld tokens (%zu in the %s, %lld for the completion). Lower max_tokens to "
+                    "at most %lld, or leave it out to get the rest of the context.",
+                    (long long)ctx_len, (long long)n + max_tokens, n, what, (long long)max_tokens,
+                    (long long)room);
         goto out;
     }
     s = calloc(1, sizeof(*s));

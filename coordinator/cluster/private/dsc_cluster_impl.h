@@ -99,6 +99,10 @@ struct dsc_cluster {
     void (*state_cb)(void *arg, dsi_status_t st);
     void *state_arg;
     dsc_cluster_stats_t stats;
+    /* The last re-plan that stopped serving found no plan (cleared by the next plan sent):
+     * the planner's reason, the bytes missing (0: no live node), for dsc_cluster_condition. */
+    char plan_error[512];
+    uint64_t plan_missing;
     /* Expert load and biases (dsc_load_cluster.c); load is NULL for a model without MoE. */
     dsc_load_t *load;
     dsc_bias_t *bias;        /* NULL: bias tracking unavailable */
@@ -166,7 +170,10 @@ void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_adm
 
 /* dsc_cluster_seq.c */
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
-dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out);
+/* A new sequence for req; on refusal (logged) `why` (cap bytes, may be NULL) says what was wrong
+ * with the request, naming the value and its limit, for the client. */
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out, char *why,
+                            size_t cap);
 void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
