@@ -212,7 +212,11 @@ int dsi_settings_assign(dsi_settings_t *s, dsi_setting_id_t id, const char *text
     if (dsi_settings_check(id, text, &v) != 0) {
         char acc[160];
         dsi_settings_accepted(id, acc, sizeof(acc));
-        fprintf(stderr, "%s: %s: '%s' is not valid: expected %s\n", s->command, where, text, acc);
+        if (dsi_settings_table[id].type == DSI_SETTING_ENUM)
+            fprintf(stderr, "%s: %s: '%s' is not %s\n", s->command, where, text, acc);
+        else
+            fprintf(stderr, "%s: %s: '%s' is not valid: expected %s\n", s->command, where, text,
+                    acc);
         return -1;
     }
     s->value[id] = v;
