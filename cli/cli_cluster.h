@@ -41,6 +41,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
 int cli_local_secret(void);
 /* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids);
+/* The same with the node options node_args (NULL-terminated flags and values, at most 32). */
+int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
+                         const char *const *node_args, pid_t *pids);
 /* Waits up to timeout_ms for the processes to exit, then kills what is left. Returns how many
  * did not exit cleanly (status 0). */
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
