@@ -14,6 +14,7 @@
 #include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dsi_settings.h"
+#include "cli_settings.h"
 #include "dst_ctrl.h"
 #include "dst_mpi.h"
 
@@ -316,8 +317,10 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
         co.model_dir = opts->model;
+        if (opts->settings != NULL && cli_cluster_tune(opts->settings, &co) != 0)
+            goto out_loop;
         co.plan.n_stages = opts->stages;
-        co.plan.kv_tokens = 4096;
+        co.plan.kv_tokens = opts->kv_tokens ? opts->kv_tokens : 4096;
         co.plan.overhead = 64ULL << 20;
         if (dst_secret_load(NULL, &co.secret) != DSI_OK ||
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)
@@ -332,8 +335,11 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
                 goto out_loop;
             dst_mpi_addrs_free(table);
         } else {
-            if (cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads, pids) !=
-                0)
+            if (opts->node_args != NULL
+                    ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model, opts->node_args,
+                                           pids) != 0
+                    : cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads,
+                                      pids) != 0)
                 goto out_loop;
             spawned = 1;
         }

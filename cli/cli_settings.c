@@ -88,7 +88,7 @@ static int weight_format(const dsi_settings_t *s, dsn_weight_format_t *out)
     return 0;
 }
 
-int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, dsn_node_opts_t *o)
+int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, dsn_node_opts_t *o)
 {
     dsn_node_opts_default(o);
     o->coordinator = dsi_settings_str(s, DSI_S_COORDINATOR);
@@ -96,7 +96,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, dsn_node_opt
     o->name = dsi_settings_str(s, DSI_S_NAME);
     o->secret_file = dsi_settings_str(s, DSI_S_SECRET_FILE);
     o->logits_dir = dsi_settings_str(s, DSI_S_LOGITS_DIR);
-    o->threads = (int)dsi_settings_int(s, DSI_S_THREADS); /* 0: the node takes its CPUs */
+    o->threads = cli_node_threads(s, share > 1 ? share : 0); /* 0: the node takes its CPUs */
     o->max_batch_tokens = (int)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
     o->numa_node = (int)dsi_settings_int(s, DSI_S_NUMA_NODE);
     long long ctx;
@@ -104,7 +104,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, dsn_node_opt
     if (rc == 0)
         rc = cli_max_context(s, cfg, &ctx);
     if (rc == 0)
-        rc = cli_node_mem(s, 1, s->command, &o->mem_budget);
+        rc = cli_node_mem(s, share, s->command, &o->mem_budget);
     o->max_context = ctx;
     return rc;
 }

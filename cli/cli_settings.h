@@ -35,10 +35,11 @@ int cli_node_mem(const dsi_settings_t *s, int share, const char *who, uint64_t *
 /* --threads of one of `share` nodes on this machine: the value given, else the CPUs / share. */
 int cli_node_threads(const dsi_settings_t *s, int share);
 /*
- * The options of a node daemon from the settings (dsinfer-node, the node ranks of
- * dsinfer-cluster); strings point into s. 0, or 1/2 (printed).
+ * The options of a node daemon, one of `share` on this machine, from the settings (dsinfer-node,
+ * the node ranks of dsinfer-cluster); strings point into s. 0, or 1/2 (printed).
  */
-int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, dsn_node_opts_t *o);
+int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share,
+                  dsn_node_opts_t *o);
 
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
@@ -71,6 +72,15 @@ typedef struct {
 int cli_api_start(uv_loop_t *loop, const dsi_settings_t *s, const dsn_config_t *cfg,
                   long long max_context, dsc_cluster_t *cluster,
                   void (*on_state)(void *arg, dsi_status_t st), void *arg, cli_api_t *a);
+/*
+ * A coordinator until SIGINT/SIGTERM (then the nodes are shut down): the cluster of `o`, with
+ * the API of the settings when --listen is given. bound(arg, cluster), when not NULL, runs once
+ * the control listener is bound (dsinfer-cluster publishes its address there); non-zero stops.
+ * Returns the exit code.
+ */
+int cli_coordinator_run(const dsi_settings_t *s, const dsn_config_t *cfg, dsc_cluster_opts_t *o,
+                        long long max_context, int (*bound)(void *arg, dsc_cluster_t *cluster),
+                        void *arg);
 /* Free the backend and metrics (the API server must be destroyed already: a->api NULL). */
 void cli_api_free(cli_api_t *a);
 

@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     dsn_config_t cfg;
     dsn_node_opts_t o;
     if ((rc = cli_config_load(dsi_settings_str(&s, DSI_S_MODEL), NULL, &cfg)) != 0 ||
-        (rc = cli_node_opts(&s, &cfg, &o)) != 0)
+        (rc = cli_node_opts(&s, &cfg, 1, &o)) != 0)
         goto out;
     dsi_status_t st = dsn_node_run(&o);
     if (st != DSI_OK)
