@@ -59,7 +59,7 @@ refuse 2 "bad3.conf:1: threads: 'lots' is not valid: expected auto or an integer
 refuse 2 "--config-file $TMP/missing.conf: No such file" -- dsinfer config --config-file "$TMP/missing.conf"
 refuse 2 "--threads: '0x' is not valid: expected auto or an integer from 0 to 1024" -- dsinfer config --program node --threads 0x
 refuse 2 "DSINFER_THREADS: '-1' is not valid" -- env DSINFER_THREADS=-1 dsinfer config --program node
-refuse 2 "--max-context: '99999999999' is not valid: expected auto or an integer from 0 to 16777216" -- dsinfer config --program serve --max-context 99999999999
+refuse 2 "--max-context: '99999999999' is not valid: expected auto or an integer from 2 to 16777216" -- dsinfer config --program serve --max-context 99999999999
 refuse 2 "--replan: 'soon' is not one of restart, live" -- dsinfer config --program serve --replan soon
 refuse 2 "--listen: 'nowhere' is not valid: expected HOST:PORT" -- dsinfer config --program serve --listen nowhere
 refuse 2 "--mem: '12Q' is not valid: expected auto or a size" -- dsinfer config --program node --mem 12Q

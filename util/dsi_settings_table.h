@@ -38,13 +38,13 @@
       "the checkpoint directory (config.json, safetensors, tokenizer)") \
     X(CONFIG, "config", STR, NULL, 0, 0, "FILE", DSI_P_PLAN | DSI_P_COORD, 0, \
       "a config.json alone, instead of --model (no weights, no tokenizer)") \
-    X(MAX_CONTEXT, "max-context", INT, "auto", 0, DSI_CTX_MAX, "N", DSI_P_MODELED, DSI_SF_AUTO, \
+    X(MAX_CONTEXT, "max-context", INT, "auto", 2, DSI_CTX_MAX, "N", DSI_P_MODELED, DSI_SF_AUTO, \
       "tokens per sequence (prompt + generated); every node reserves KV cache for one such " \
       "sequence. auto: the model's max_position_embeddings, at most 16384") \
     X(THREADS, "threads", INT, "auto", 0, 1024, "N", DSI_P_NODES, DSI_SF_AUTO, \
       "compute threads of each node process (auto: the CPUs of the machine, or of --numa-node, " \
       "shared evenly by local nodes)") \
-    X(MEM, "mem", SIZE, "auto", 0, 1.8e19, "SIZE", DSI_P_NODES | DSI_P_PLAN, DSI_SF_AUTO, \
+    X(MEM, "mem", SIZE, "auto", 1, 1.8e19, "SIZE", DSI_P_NODES | DSI_P_PLAN, DSI_SF_AUTO, \
       "memory of each node for weights and KV cache (auto: the available memory of the machine, " \
       "or of --numa-node, minus --mem-headroom, shared evenly by local nodes)") \
     X(MEM_HEADROOM, "mem-headroom", SIZE, "4G", 0, 1.8e19, "SIZE", DSI_P_NODES | DSI_P_PLAN, 0, \
@@ -56,10 +56,10 @@
       "re-quantize the projections at load (auto: as stored)") \
     X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", DSI_P_NODES, 0, \
       "tokens per micro-batch at stage 0 (long prompts are chunked)") \
-    X(STAGES, "stages", INT, "auto", 0, 256, "S", \
+    X(STAGES, "stages", INT, "auto", 1, 256, "S", \
       DSI_P_RUN | DSI_P_SERVE | DSI_P_PLAN | DSI_P_COORD | DSI_P_CLUSTER, DSI_SF_AUTO, \
       "pipeline stages (auto: the planner chooses the fewest that fit)") \
-    X(LOCAL_NODES, "local-nodes", INT, "auto", 0, 64, "N", DSI_P_RUN | DSI_P_SERVE, DSI_SF_AUTO, \
+    X(LOCAL_NODES, "local-nodes", INT, "auto", 1, 64, "N", DSI_P_RUN | DSI_P_SERVE, DSI_SF_AUTO, \
       "dsinfer-node processes started on loopback (auto: run generates in this process, " \
       "serve starts 1)") \
     X(COORDINATOR, "coordinator", ADDR, NULL, 0, 0, "HOST:PORT", DSI_P_RUN | DSI_P_NODE, 0, \
@@ -129,9 +129,9 @@
       "keep-alive connection without a request is closed after MS") \
     X(MAX_CONNECTIONS, "max-connections", INT, "1024", 1, 1000000, "N", DSI_P_API, 0, \
       "open connections, more get 503") \
-    X(MAX_TOKENS_LIMIT, "max-tokens-limit", INT, "auto", 0, DSI_I32_MAX, "N", DSI_P_API, \
+    X(MAX_TOKENS_LIMIT, "max-tokens-limit", INT, "auto", 1, DSI_I32_MAX, "N", DSI_P_API, \
       DSI_SF_AUTO, "largest max_tokens accepted, larger gets 400 (auto: --max-context - 1)") \
-    X(DEFAULT_MAX_TOKENS, "default-max-tokens", INT, "auto", 0, DSI_I32_MAX, "N", DSI_P_API, \
+    X(DEFAULT_MAX_TOKENS, "default-max-tokens", INT, "auto", 1, DSI_I32_MAX, "N", DSI_P_API, \
       DSI_SF_AUTO, "max_tokens of requests without one (auto: the rest of --max-context)") \
     X(HEARTBEAT_MS, "heartbeat-ms", INT, "500", 10, 600000, "MS", DSI_P_COORDS, 0, \
       "heartbeat period towards the nodes") \
