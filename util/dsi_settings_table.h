@@ -46,7 +46,7 @@
       "shared evenly by local nodes)") \
     X(MEM, "mem", SIZE, "auto", 1, 1.8e19, "SIZE", DSI_P_NODES | DSI_P_PLAN, DSI_SF_AUTO, \
       "memory of each node for weights and KV cache (auto: the available memory of the machine, " \
-      "or of --numa-node, minus --mem-headroom, shared evenly by local nodes)") \
+      "or of the node's NUMA node, minus --mem-headroom, shared evenly by local nodes)") \
     X(MEM_HEADROOM, "mem-headroom", SIZE, "4G", 0, 1.8e19, "SIZE", DSI_P_NODES | DSI_P_PLAN, 0, \
       "memory --mem auto leaves to the rest of the machine (at most half the available memory)") \
     X(NUMA_NODE, "numa-node", INT, "-1", -1, 1023, "N", DSI_P_NODES, 0, \
