@@ -45,7 +45,9 @@ int dsinfer_cmd_config(int argc, char **argv)
     }
     dsi_settings_t s;
     int rc = dsi_settings_parse(&s, mask, n, rest, usage);
-    if (rc == 0)
+    if (rc == 0 && dsi_settings_int(&s, DSI_S_MARKDOWN))
+        dsi_settings_markdown(stdout);
+    else if (rc == 0)
         dsi_settings_print(stdout, &s);
     dsi_settings_cleanup(&s);
     free(rest);

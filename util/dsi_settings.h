@@ -144,6 +144,9 @@ int dsi_settings_takes(const dsi_settings_t *s, dsi_setting_id_t id);
  */
 int dsi_settings_set(dsi_settings_t *s, dsi_setting_id_t id, const char *text);
 
+/* The whole table as Markdown: settings, old names, variables (docs/SETTINGS.md). */
+void dsi_settings_markdown(FILE *out);
+
 /* Print every setting the program takes: `name = value  # where from`. */
 void dsi_settings_print(FILE *out, const dsi_settings_t *s);
 
