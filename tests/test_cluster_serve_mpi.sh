@@ -33,6 +33,8 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 serve_chat "$URL" "$MODEL" "$TMP" s3cret || fail "chat"
+RANKS=$(pgrep -P "$PID" -f "$BIN")
+[ "$(echo $RANKS | wc -w)" = 3 ] || fail "expected 3 ranks under mpirun, found '$RANKS'"
 grep -q "authentication failed" "$TMP/mpi.log" && fail "the ranks did not share one secret"
 
 # mpirun forwards SIGTERM to every rank and exits 1 whatever they return (Open MPI 4.1): what
@@ -41,8 +43,10 @@ kill -TERM "$PID"
 wait "$PID"
 PID=
 grep -q "signal 15: shutting the cluster down" "$TMP/mpi.log" || fail "rank 0 did not stop on SIGTERM"
-for _ in $(seq 100); do pgrep -f "$BIN" >/dev/null || break; sleep 0.1; done
-pgrep -af "$BIN" && fail "ranks left running"
+for p in $RANKS; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && { fail "rank process $p left running"; kill -9 "$p"; }
+done
 [ "$FAILED" = 0 ] || tail -n 20 "$TMP/mpi.log"
 [ "$FAILED" = 0 ] && echo "dsinfer-cluster --listen checks passed"
 exit "$FAILED"
