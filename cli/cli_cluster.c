@@ -316,6 +316,8 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_t co;
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
+        if (opts->mpi_nodes > 0 && opts->mpi_listen != NULL)
+            co.listen = opts->mpi_listen;
         co.model_dir = opts->model;
         if (opts->settings != NULL && cli_cluster_tune(opts->settings, &co) != 0)
             goto out_loop;
@@ -327,7 +329,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             goto out_loop;
         dsc_cluster_on_state(r.cluster, on_state, &r);
         char addr[64];
-        snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(r.cluster));
+        snprintf(addr, sizeof(addr), "%s:%u",
+                 opts->mpi_nodes > 0 && opts->mpi_host != NULL ? opts->mpi_host : "127.0.0.1",
+                 dsc_cluster_port(r.cluster));
         if (opts->mpi_nodes > 0) {
             /* Rank 0's entry of the allgather is the coordinator's address. */
             dst_mpi_addrs_t *table;

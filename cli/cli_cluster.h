@@ -20,8 +20,10 @@ typedef struct {
     const char *coordinator; /* remote coordinator "host:port" (client mode) */
     uint32_t timeout_ms;     /* give up after this long without progress */
     /* Under mpirun (rank 0): mpi_nodes node ranks join; no process is spawned, and the
-     * coordinator's address reaches them through the MPI allgather of UCX addresses. */
+     * coordinator's address reaches them through the MPI allgather of UCX addresses: it listens
+     * on mpi_listen and publishes mpi_host:PORT (NULL: 127.0.0.1 for both). */
     int mpi_nodes;
+    const char *mpi_listen, *mpi_host;
     const char *const *node_args; /* flags for the spawned nodes (cli_node_args); NULL: none */
     uint64_t kv_tokens;           /* context per sequence the plan reserves (0: 4096) */
     const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
@@ -52,10 +54,17 @@ int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
  * did not exit cleanly (status 0). */
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
 
+/* Rank 0 of dsinfer-cluster: the node ranks and where the coordinator listens for them. */
+typedef struct {
+    int nodes;          /* node ranks */
+    const char *listen; /* control listener, "HOST:0" */
+    const char *host;   /* the host the node ranks connect to */
+} cli_mpi_t;
+
 /*
- * `dsinfer run` with parsed settings (also rank 0 of dsinfer-cluster, whose mpi_nodes node ranks
+ * `dsinfer run` with parsed settings (mpi NULL), or rank 0 of dsinfer-cluster (the node ranks
  * join over MPI): one generation, printed. Returns the exit code.
  */
-int cli_run(const dsi_settings_t *s, int mpi_nodes);
+int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi);
 
 #endif
