@@ -86,8 +86,8 @@ int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
         }
         if (pid == 0) {
             /* The node dies with us if we die first. */
-            const char *argv[48] = {bin, "--coordinator", coord_addr, "--model", model, "--name",
-                                    name};
+            const char *argv[48] = {bin,   "--coordinator", coord_addr, "--model",
+                                    model, "--name",        name};
             for (int a = 0; a < n_args; a++)
                 argv[7 + a] = node_args[a];
             argv[7 + n_args] = NULL;
@@ -339,11 +339,10 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
                 goto out_loop;
             dst_mpi_addrs_free(table);
         } else {
-            if (opts->node_args != NULL
-                    ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model, opts->node_args,
-                                           pids) != 0
-                    : cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads,
-                                      pids) != 0)
+            if (opts->node_args != NULL ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model,
+                                                               opts->node_args, pids) != 0
+                                        : cli_spawn_nodes(opts->local_nodes, addr, opts->model,
+                                                          opts->node_threads, pids) != 0)
                 goto out_loop;
             spawned = 1;
         }

@@ -24,8 +24,8 @@ typedef struct {
      * on mpi_listen and publishes mpi_host:PORT (NULL: 127.0.0.1 for both). */
     int mpi_nodes;
     const char *mpi_listen, *mpi_host;
-    const char *const *node_args; /* flags for the spawned nodes (cli_node_args); NULL: none */
-    uint64_t kv_tokens;           /* context per sequence the plan reserves (0: 4096) */
+    const char *const *node_args;   /* flags for the spawned nodes (cli_node_args); NULL: none */
+    uint64_t kv_tokens;             /* context per sequence the plan reserves (0: 4096) */
     const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
 } cli_cluster_opts_t;
 

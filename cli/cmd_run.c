@@ -41,13 +41,14 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer run --model DIR (--prompt-ids 5,17,300 | --prompt TEXT | --chat TEXT)\n"
-            "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT] [options]\n"
-            "Generates up to --max-tokens tokens after the prompt; stops at the model's eos. In\n"
-            "this process by default; --local-nodes N runs a coordinator here and N dsinfer-node\n"
-            "processes on loopback (every node option goes to them); --coordinator sends the\n"
-            "request to a running one.\n");
+    fprintf(
+        out,
+        "usage: dsinfer run --model DIR (--prompt-ids 5,17,300 | --prompt TEXT | --chat TEXT)\n"
+        "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT] [options]\n"
+        "Generates up to --max-tokens tokens after the prompt; stops at the model's eos. In\n"
+        "this process by default; --local-nodes N runs a coordinator here and N dsinfer-node\n"
+        "processes on loopback (every node option goes to them); --coordinator sends the\n"
+        "request to a running one.\n");
 }
 
 static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t *o)
@@ -71,8 +72,8 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
     o->chat_template = dsi_settings_str(s, DSI_S_CHAT_TEMPLATE);
     o->settings = s;
     const char *ids = dsi_settings_str(s, DSI_S_PROMPT_IDS);
-    if (ids != NULL && cli_parse_int_list("run", "--prompt-ids", ids, 0, INT32_MAX, &o->prompt,
-                                          &o->n_prompt) != 0)
+    if (ids != NULL &&
+        cli_parse_int_list("run", "--prompt-ids", ids, 0, INT32_MAX, &o->prompt, &o->n_prompt) != 0)
         return 2;
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     if (dsn_weight_format_parse(wfmt, &o->weight_format) != DSI_OK) {
