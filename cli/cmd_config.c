@@ -17,7 +17,8 @@ static void usage(FILE *out)
         "usage: dsinfer config [--program P] [P's options]\n"
         "Prints every setting of program P (default: all) as `name = value  # source`, the\n"
         "source being the default, the config file (with its line), the environment or a flag.\n"
-        "P is one of run, serve, plan, inspect, coordinator, node, cluster.\n");
+        "P is one of run, serve, plan, inspect, coordinator, node, cluster (dsinfer-cluster),\n"
+        "admin (dsinfer cluster).\n");
 }
 
 int dsinfer_cmd_config(int argc, char **argv)
@@ -39,7 +40,7 @@ int dsinfer_cmd_config(int argc, char **argv)
     if (mask == 0 || mask == DSI_P_CONFIG) {
         fprintf(stderr,
                 "dsinfer config: --program: '%s' is not valid: expected one of all, run, serve, "
-                "plan, inspect, coordinator, node, cluster\n",
+                "plan, inspect, coordinator, node, cluster, admin\n",
                 program);
         free(rest);
         return 2;

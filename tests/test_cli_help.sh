@@ -69,5 +69,6 @@ check inspect dsinfer inspect
 check coordinator dsinfer-coordinator
 check node dsinfer-node
 check cluster dsinfer-cluster
+check admin dsinfer cluster
 [ "$FAILED" = 0 ] && echo "help checks passed"
 exit "$FAILED"

@@ -25,7 +25,8 @@
     X(COORD, "coordinator", "dsinfer-coordinator") \
     X(NODE, "node", "dsinfer-node")                \
     X(CLUSTER, "cluster", "dsinfer-cluster")       \
-    X(CONFIG, "config", "dsinfer config")
+    X(CONFIG, "config", "dsinfer config")          \
+    X(ADMIN, "admin", "dsinfer cluster")
 
 enum {
 #define DSI_PROGRAM_BIT(id, name, command) DSI_PB_##id,
@@ -41,6 +42,7 @@ enum {
 #define DSI_P_NODE    (1u << DSI_PB_NODE)
 #define DSI_P_CLUSTER (1u << DSI_PB_CLUSTER)
 #define DSI_P_CONFIG  (1u << DSI_PB_CONFIG)
+#define DSI_P_ADMIN   (1u << DSI_PB_ADMIN)
 #define DSI_P_ALL     ((1u << DSI_PB_COUNT) - 1)
 
 #define DSI_SF_AUTO 1u /* accepts "auto", the value 0 */
@@ -123,6 +125,10 @@ const char *dsi_settings_env_name(dsi_setting_id_t id, char *buf, size_t cap);
  */
 int dsi_settings_parse(dsi_settings_t *s, unsigned program, int argc, char **argv,
                        void (*usage)(FILE *out));
+/* The same for a program with positional arguments: getopt_long moves them to the end of argv,
+ * from *first on. */
+int dsi_settings_parse_args(dsi_settings_t *s, unsigned program, int argc, char **argv,
+                            void (*usage)(FILE *out), int *first);
 void dsi_settings_cleanup(dsi_settings_t *s);
 
 /* Print the program's options from the table, with their defaults and variables. */

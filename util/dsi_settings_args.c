@@ -118,7 +118,7 @@ static struct option *long_options(const dsi_settings_t *s)
     return o;
 }
 
-static int parse_flags(dsi_settings_t *s, int argc, char **argv, void (*usage)(FILE *))
+static int parse_flags(dsi_settings_t *s, int argc, char **argv, void (*usage)(FILE *), int *first)
 {
     struct option *longopts = long_options(s);
     if (longopts == NULL)
@@ -158,7 +158,9 @@ static int parse_flags(dsi_settings_t *s, int argc, char **argv, void (*usage)(F
             rc = 2;
         }
     }
-    if (rc == 0 && optind < argc) {
+    if (first != NULL)
+        *first = optind;
+    else if (rc == 0 && optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\n", s->command, argv[optind]);
         rc = 2;
     }
@@ -169,13 +171,19 @@ static int parse_flags(dsi_settings_t *s, int argc, char **argv, void (*usage)(F
 int dsi_settings_parse(dsi_settings_t *s, unsigned program, int argc, char **argv,
                        void (*usage)(FILE *out))
 {
+    return dsi_settings_parse_args(s, program, argc, argv, usage, NULL);
+}
+
+int dsi_settings_parse_args(dsi_settings_t *s, unsigned program, int argc, char **argv,
+                            void (*usage)(FILE *out), int *first)
+{
     memset(s, 0, sizeof(*s));
     s->program = program;
     s->command = dsi_settings_command(program);
     set_defaults(s);
     if (read_config_file(s, argc, argv) != 0 || dsi_settings_read_env(s) != 0)
         return 2;
-    return parse_flags(s, argc, argv, usage);
+    return parse_flags(s, argc, argv, usage, first);
 }
 
 void dsi_settings_usage(FILE *out, unsigned program)

@@ -62,16 +62,18 @@
     X(LOCAL_NODES, "local-nodes", INT, "auto", 1, 64, "N", DSI_P_RUN | DSI_P_SERVE, DSI_SF_AUTO, \
       "dsinfer-node processes started on loopback (auto: run generates in this process, " \
       "serve starts 1)") \
-    X(COORDINATOR, "coordinator", ADDR, NULL, 0, 0, "HOST:PORT", DSI_P_RUN | DSI_P_NODE, 0, \
+    X(COORDINATOR, "coordinator", ADDR, NULL, 0, 0, "HOST:PORT", \
+      DSI_P_RUN | DSI_P_NODE | DSI_P_ADMIN, 0, \
       "a running coordinator's control address (node: the one to join; run: send the request " \
-      "there)") \
+      "there; cluster: the one to administer)") \
     X(CONTROL, "control", ADDR, "127.0.0.1:7000", 0, 0, "HOST:PORT", DSI_P_COORD, 0, \
       "control address for nodes and control clients (port 0: any free port)") \
     X(PORT_FILE, "port-file", STR, NULL, 0, 0, "FILE", DSI_P_COORD, DSI_SF_CLI, \
       "write the bound control port to FILE") \
     X(NAME, "name", STR, NULL, 0, 0, "NAME", DSI_P_NODE, 0, \
       "unique node name (none: HOSTNAME-PID)") \
-    X(SECRET_FILE, "secret-file", STR, NULL, 0, 0, "FILE", DSI_P_NODE | DSI_P_COORD, 0, \
+    X(SECRET_FILE, "secret-file", STR, NULL, 0, 0, "FILE", \
+      DSI_P_NODE | DSI_P_COORD | DSI_P_ADMIN, 0, \
       "file holding the cluster's shared secret (none: the DSINFER_SECRET variable)") \
     X(LOGITS_DIR, "logits-dir", STR, NULL, 0, 0, "DIR", DSI_P_NODE, 0, \
       "debugging: the last stage appends each sampled step's logits to DIR/seq-<id>.f32") \
@@ -84,8 +86,10 @@
     X(REMOVE_NODES, "remove-nodes", STR, NULL, 0, 0, "ID,...", DSI_P_PLAN, DSI_SF_CLI, \
       "then re-plan without these nodes and show how many expert copies and bytes move") \
     X(JSON, "json", BOOL, "false", 0, 0, "", \
-      DSI_P_RUN | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_CLUSTER, DSI_SF_CLI, \
+      DSI_P_RUN | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_CLUSTER | DSI_P_ADMIN, DSI_SF_CLI, \
       "print JSON instead of text") \
+    X(TIMEOUT_MS, "timeout-ms", INT, "30000", 1, 3600000, "MS", DSI_P_ADMIN, 0, \
+      "give up when the coordinator has not answered within MS") \
     X(PROMPT_IDS, "prompt-ids", STR, NULL, 0, 0, "5,17,300", DSI_P_GEN, DSI_SF_CLI, \
       "the prompt as token ids") \
     X(PROMPT, "prompt", STR, NULL, 0, 0, "TEXT", DSI_P_GEN, DSI_SF_CLI, \
@@ -154,7 +158,7 @@
     X(REPLAN, "replan", ENUM, "live", 0, 0, "restart|live", DSI_P_COORDS, 0, \
       "live: re-plans switch while requests run; restart: re-plans pause and re-prefill them") \
     X(PROGRAM, "program", ENUM, "all", 0, 0, \
-      "all|run|serve|plan|inspect|coordinator|node|cluster", DSI_P_CONFIG, DSI_SF_CLI, \
+      "all|run|serve|plan|inspect|coordinator|node|cluster|admin", DSI_P_CONFIG, DSI_SF_CLI, \
       "show the settings of this program") \
     X(MARKDOWN, "markdown", BOOL, "false", 0, 0, "", DSI_P_CONFIG, DSI_SF_CLI, \
       "print the settings table itself as Markdown (docs/SETTINGS.md is this output)")
