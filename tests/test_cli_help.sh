@@ -40,8 +40,12 @@ bad = []
 for name in sorted(set(re.findall(r'(?<![\w-])--([a-z][a-z0-9-]*)', help_text))):
     if name not in table and name not in alias_names and name != 'help':
         bad.append('--%s is in the help but not in the table for %s' % (name, prog))
-# Each option's block: "  --name META" then "      help (default: X; VAR)".
-blocks = re.findall(r'^  --([a-z0-9-]+)(?: [^\n]*)?\n      [^\n]*\(default: ([^;)\n]*)', help_text, re.M)
+# Each option's block: "  --name META" then "      help (default: X; VAR)" on indented lines.
+blocks = []
+for name, body in re.findall(r'^  --([a-z0-9-]+)(?: [^\n]*)?\n((?:      [^\n]*\n)+)', help_text, re.M):
+    m = re.search(r'\(default: ([^;)]*)', ' '.join(body.split()))
+    if m:
+        blocks.append((name, m.group(1)))
 shown = {}
 for name, default in blocks:
     shown[name] = default

@@ -186,10 +186,30 @@ int dsi_settings_parse_args(dsi_settings_t *s, unsigned program, int argc, char 
     return parse_flags(s, argc, argv, usage, first);
 }
 
+/* Words of `text` on lines of at most `width` columns, each indented by six spaces. */
+static void wrap(FILE *out, const char *text, int width)
+{
+    int col = 0;
+    while (*text != '\0') {
+        while (*text == ' ')
+            text++;
+        int len = (int)strcspn(text, " ");
+        if (len == 0)
+            break;
+        if (col > 0 && col + 1 + len > width) {
+            fputc('\n', out);
+            col = 0;
+        }
+        col += fprintf(out, col == 0 ? "      %.*s" : " %.*s", len, text);
+        text += len;
+    }
+    fputc('\n', out);
+}
+
 void dsi_settings_usage(FILE *out, unsigned program)
 {
-    fprintf(out, "Options (each also from the environment variable named after it, or a line "
-                 "`name = value` of the config file; `dsinfer config` shows them):\n");
+    fprintf(out, "Options (each also the variable DSINFER_<NAME>, or a line `name = value` of the\n"
+                 "config file; `dsinfer config` shows where each value comes from):\n");
     for (int id = 0; id < DSI_S_COUNT; id++) {
         const dsi_setting_t *d = &dsi_settings_table[id];
         if (!(d->programs & program))
@@ -198,12 +218,15 @@ void dsi_settings_usage(FILE *out, unsigned program)
             fprintf(out, "  --%s\n", d->name);
         else
             fprintf(out, "  --%s %s\n", d->name, d->meta);
-        fprintf(out, "      %s (default: %s", d->help, d->def != NULL ? d->def : "none");
-        if (!(d->flags & DSI_SF_CLI)) {
-            char env[64];
-            fprintf(out, "; %s", dsi_settings_env_name(id, env, sizeof(env)));
-        }
-        fprintf(out, ")\n");
+        char text[1024], env[64];
+        int n = snprintf(text, sizeof(text), "%s (default: %s", d->help,
+                         d->def != NULL ? d->def : "none");
+        if (!(d->flags & DSI_SF_CLI) && n > 0 && (size_t)n < sizeof(text))
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "; %s",
+                          dsi_settings_env_name(id, env, sizeof(env)));
+        if (n > 0 && (size_t)n < sizeof(text))
+            snprintf(text + n, sizeof(text) - (size_t)n, ")");
+        wrap(out, text, 96);
     }
     for (int a = 0; a < N_ALIASES; a++) {
         if ((aliases[a].programs & program) &&
