@@ -2,7 +2,8 @@
 # test_cluster_serve_mpi.sh - `mpirun -np 3 dsinfer-cluster --listen`: rank 0 serves the OpenAI
 # API over the two node ranks. No DSINFER_SECRET is given: rank 0 makes one and broadcasts it
 # over MPI. One chat request (with --api-key) equals `dsinfer run --chat`; SIGTERM to mpirun stops
-# every rank, leaving no process.
+# every rank, leaving no process. Without --listen, dsinfer-cluster takes the generation options
+# of `dsinfer run` (--chat, --json, sampling) and prints the same JSON tokens.
 set -u
 MODEL=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}/tiny-v3
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
@@ -47,6 +48,18 @@ for p in $RANKS; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$p" 2>/dev/null && { fail "rank process $p left running"; kill -9 "$p"; }
 done
+# One generation with run's options: the same tokens and text as `dsinfer run`.
+timeout 120 mpirun --allow-run-as-root --oversubscribe -np 3 -x UCX_WARN_UNUSED_ENV_VARS=n \
+    "$BIN" --model "$MODEL" --chat "Hello there" --max-tokens 6 --json --temperature 0.7 --seed 3 \
+    --top-k 5 --mem 3G >"$TMP/gen.json" 2>"$TMP/gen.log" || fail "dsinfer-cluster --chat --json: $(tail -n 3 "$TMP/gen.log")"
+dsinfer run --model "$MODEL" --chat "Hello there" --max-tokens 6 --json --temperature 0.7 \
+    --seed 3 --top-k 5 >"$TMP/want.json" 2>/dev/null || fail "dsinfer run --json"
+python3 - "$TMP/gen.json" "$TMP/want.json" <<'PY' || fail "dsinfer-cluster and dsinfer run differ"
+import json, sys
+got, want = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert got["tokens"] == want["tokens"] and got["text"] == want["text"], (got, want)
+print("dsinfer-cluster --chat --json == dsinfer run:", json.dumps(got["text"]))
+PY
 [ "$FAILED" = 0 ] || tail -n 20 "$TMP/mpi.log"
 [ "$FAILED" = 0 ] && echo "dsinfer-cluster --listen checks passed"
 exit "$FAILED"
