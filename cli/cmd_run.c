@@ -29,7 +29,6 @@ typedef struct {
     long long threads;
     long long prefill_chunk;
     long long local_nodes;
-    long long stages;
     const char *coordinator;
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
     run_text_t text;                                         /* loaded when text is used */
