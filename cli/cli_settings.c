@@ -100,6 +100,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     o->threads = cli_node_threads(s, share > 1 ? share : 0); /* 0: the node takes its CPUs */
     o->max_batch_tokens = (int)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
     o->numa_node = (int)dsi_settings_int(s, DSI_S_NUMA_NODE);
+    o->coordinator_wait_ms = (uint32_t)dsi_settings_int(s, DSI_S_COORDINATOR_WAIT_MS);
     long long ctx;
     int rc = weight_format(s, &o->weight_format);
     if (rc == 0)

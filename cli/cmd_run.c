@@ -269,11 +269,11 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
     cli_node_args_t na;
     if (o->coordinator == NULL) {
         /* The coordinator here: the context rule and the nodes' options. */
-        dsn_config_t cfg;
+        dsn_config_t model_cfg;
         long long ctx;
-        int rc = cli_config_load(o->model, NULL, &cfg);
+        int rc = cli_config_load(o->model, NULL, &model_cfg);
         if (rc == 0)
-            rc = cli_max_context(o->settings, &cfg, &ctx);
+            rc = cli_max_context(o->settings, &model_cfg, &ctx);
         if (rc == 0 && o->local_nodes > 0)
             rc = cli_node_args(o->settings, ctx, (int)o->local_nodes, &na);
         if (rc != 0)

@@ -51,6 +51,9 @@
       "memory --mem auto leaves to the rest of the machine (at most half the available memory)") \
     X(NUMA_NODE, "numa-node", INT, "-1", -1, 1023, "N", DSI_P_NODES, 0, \
       "bind each node's threads and memory to this NUMA node (-1: not bound)") \
+    X(COORDINATOR_WAIT_MS, "coordinator-wait-ms", INT, "300000", 0, 86400000, "MS", DSI_P_NODE, 0, \
+      "a node that loses its coordinator keeps its slice and connects again for this long, so " \
+      "a restarted coordinator finds it serving (0: stop at once)") \
     X(WEIGHT_FORMAT, "weight-format", ENUM, "auto", 0, 0, "auto|fp8|bf16|int8|int4|int4-g128", \
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "re-quantize the projections at load (auto: as stored)") \
