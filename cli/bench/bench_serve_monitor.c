@@ -1,0 +1,407 @@
+/*
+ * bench_serve_monitor.c - the server's view during a `dsinfer bench serve` run: a thread samples
+ * `GET /metrics` every interval (queue depth, running sequences, cluster nodes by state, re-plans,
+ * rebalances, live switches, expert-load imbalance: what dsinfer exports, see docs/API.md) and,
+ * given the coordinator's control address, `dsinfer cluster status --json` (per-node state).
+ * Changes between two samples become events: join, drain, left, failure, replan, rebalance,
+ * live_switch, degraded, serving. Against a server that is not dsinfer the samples stay empty.
+ */
+#include "bench_serve.h"
+#include "dsi_clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_NODES 256
+
+/* A node as cluster status last showed it. */
+typedef struct {
+    int id;
+    char name[32];
+    char state[16];
+} node_view_t;
+
+struct bs_monitor {
+    const bs_target_t *target;
+    const char *coordinator, *self;
+    double t0, interval_s;
+    pthread_t thread;
+    atomic_int stop;
+    pthread_mutex_t lock; /* samples and events: the thread appends, bs_monitor_note too */
+    bs_sample_t *samples;
+    int n_samples, cap_samples;
+    bs_event_t *events;
+    int n_events, cap_events;
+    int has_metrics, has_cluster, metrics_misses;
+    node_view_t nodes[MAX_NODES];
+    int n_nodes;
+    long long epoch;
+};
+
+static void add_event(bs_monitor_t *m, double t, const char *kind, const char *source,
+                      const char *detail)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->n_events == m->cap_events) {
+        int cap = m->cap_events ? m->cap_events * 2 : 32;
+        bs_event_t *e = realloc(m->events, sizeof(*e) * (size_t)cap);
+        if (e == NULL) {
+            pthread_mutex_unlock(&m->lock);
+            return; /* an event lost to memory: the run goes on */
+        }
+        m->events = e;
+        m->cap_events = cap;
+    }
+    bs_event_t *e = &m->events[m->n_events++];
+    e->t = t;
+    snprintf(e->kind, sizeof(e->kind), "%s", kind);
+    snprintf(e->source, sizeof(e->source), "%s", source);
+    snprintf(e->detail, sizeof(e->detail), "%s", detail);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void bs_monitor_note(bs_monitor_t *m, double t, const char *kind, const char *detail)
+{
+    if (m != NULL)
+        add_event(m, t, kind, "bench", detail);
+}
+
+/* ---- /metrics ------------------------------------------------------------------------------- */
+
+int bs_metrics_parse(const char *text, bs_sample_t *s)
+{
+    static const struct {
+        const char *name, *labels;
+        size_t off;
+    } wanted[] = {
+        {"dsinfer_queue_depth", "", offsetof(bs_sample_t, queue_depth)},
+        {"dsinfer_running_sequences", "", offsetof(bs_sample_t, running)},
+        {"dsinfer_http_active_generations", "", offsetof(bs_sample_t, active_generations)},
+        {"dsinfer_cluster_sequences", "", offsetof(bs_sample_t, cluster_sequences)},
+        {"dsinfer_cluster_nodes", "{state=\"joined\"}", offsetof(bs_sample_t, nodes_joined)},
+        {"dsinfer_cluster_nodes", "{state=\"ready\"}", offsetof(bs_sample_t, nodes_ready)},
+        {"dsinfer_cluster_nodes", "{state=\"dead\"}", offsetof(bs_sample_t, nodes_dead)},
+        {"dsinfer_cluster_ready", "", offsetof(bs_sample_t, cluster_ready)},
+        {"dsinfer_cluster_replans", "", offsetof(bs_sample_t, replans)},
+        {"dsinfer_cluster_rebalances", "", offsetof(bs_sample_t, rebalances)},
+        {"dsinfer_cluster_live_switches", "", offsetof(bs_sample_t, live_switches)},
+        {"dsinfer_expert_load_imbalance", "", offsetof(bs_sample_t, imbalance)},
+    };
+    size_t n_wanted = sizeof(wanted) / sizeof(wanted[0]);
+    for (size_t i = 0; i < n_wanted; i++)
+        *(double *)((char *)s + wanted[i].off) = -1;
+    int found = 0;
+    for (const char *line = text; line != NULL && *line; line = strchr(line, '\n'), line += !!line) {
+        if (*line == '#' || *line == '\n')
+            continue;
+        size_t name_len = strcspn(line, "{ \n");
+        const char *rest = line + name_len;
+        size_t labels_len = *rest == '{' ? strcspn(rest, "}") + 1 : 0;
+        for (size_t i = 0; i < n_wanted; i++) {
+            if (strlen(wanted[i].name) != name_len || strncmp(line, wanted[i].name, name_len) ||
+                strlen(wanted[i].labels) != labels_len ||
+                strncmp(rest, wanted[i].labels, labels_len))
+                continue;
+            char *end;
+            double v = strtod(rest + labels_len, &end);
+            if (end != rest + labels_len && isfinite(v)) {
+                *(double *)((char *)s + wanted[i].off) = v;
+                found++;
+            }
+        }
+    }
+    return found;
+}
+
+/* Events from the difference of two /metrics samples. */
+static void metrics_events(bs_monitor_t *m, const bs_sample_t *a, const bs_sample_t *b)
+{
+    char d[BS_EVENT_DETAIL];
+    struct {
+        double before, after;
+        const char *kind, *what;
+    } counters[] = {
+        {a->replans, b->replans, "replan", "re-plans"},
+        {a->rebalances, b->rebalances, "rebalance", "rebalances"},
+        {a->live_switches, b->live_switches, "live_switch", "live switches"},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        if (counters[i].before >= 0 && counters[i].after > counters[i].before) {
+            snprintf(d, sizeof(d), "%s %.0f -> %.0f", counters[i].what, counters[i].before,
+                     counters[i].after);
+            add_event(m, b->t, counters[i].kind, "metrics", d);
+        }
+    }
+    if (a->cluster_ready >= 0 && b->cluster_ready >= 0 && a->cluster_ready != b->cluster_ready)
+        add_event(m, b->t, b->cluster_ready > 0 ? "serving" : "degraded", "metrics",
+                  b->cluster_ready > 0 ? "every node of the plan ready"
+                                       : "a node of the plan is not ready");
+    if (m->has_cluster || m->coordinator != NULL)
+        return; /* cluster status names the nodes: its events say more */
+    if (a->nodes_joined >= 0 && b->nodes_joined > a->nodes_joined) {
+        snprintf(d, sizeof(d), "%.0f node(s) joined, %.0f in all", b->nodes_joined - a->nodes_joined,
+                 b->nodes_joined);
+        add_event(m, b->t, "join", "metrics", d);
+    }
+    if (a->nodes_dead >= 0 && b->nodes_dead > a->nodes_dead) {
+        snprintf(d, sizeof(d), "%.0f node(s) lost", b->nodes_dead - a->nodes_dead);
+        add_event(m, b->t, "failure", "metrics", d);
+    }
+}
+
+static void sample_metrics(bs_monitor_t *m, double t)
+{
+    if (m->metrics_misses >= 3 && !m->has_metrics)
+        return; /* not a dsinfer server: stop asking */
+    char *body = NULL;
+    int status = bs_http_get(m->target, "/metrics", 1000, &body);
+    bs_sample_t s = {.t = t};
+    int found = status == 200 && body != NULL ? bs_metrics_parse(body, &s) : 0;
+    free(body);
+    if (found == 0) {
+        m->metrics_misses++;
+        return;
+    }
+    m->has_metrics = 1;
+    pthread_mutex_lock(&m->lock);
+    if (m->n_samples == m->cap_samples) {
+        int cap = m->cap_samples ? m->cap_samples * 2 : 256;
+        bs_sample_t *g = realloc(m->samples, sizeof(*g) * (size_t)cap);
+        if (g == NULL) {
+            pthread_mutex_unlock(&m->lock);
+            return;
+        }
+        m->samples = g;
+        m->cap_samples = cap;
+    }
+    m->samples[m->n_samples++] = s;
+    bs_sample_t prev = m->n_samples > 1 ? m->samples[m->n_samples - 2] : s;
+    pthread_mutex_unlock(&m->lock);
+    if (m->n_samples > 1)
+        metrics_events(m, &prev, &s);
+}
+
+/* ---- dsinfer cluster status ----------------------------------------------------------------- */
+
+/* Runs `self cluster status --coordinator ADDR --json`; its stdout (malloc'ed) or NULL. */
+static char *cluster_status(const bs_monitor_t *m)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return NULL;
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execl(m->self, m->self, "cluster", "status", "--coordinator", m->coordinator, "--json",
+              "--timeout-ms", "2000", (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t len = 0, cap = 16384;
+    char *out = malloc(cap);
+    double deadline = dsi_now_s() + 5;
+    while (out != NULL) {
+        struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+        int left_ms = (int)((deadline - dsi_now_s()) * 1000);
+        if (left_ms <= 0 || poll(&p, 1, left_ms) <= 0)
+            break;
+        if (len + 4096 + 1 > cap) {
+            char *g = realloc(out, cap *= 2);
+            if (g == NULL)
+                break;
+            out = g;
+        }
+        ssize_t k = read(pipefd[0], out + len, cap - len - 1);
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+    }
+    close(pipefd[0]);
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == 0) { /* still running after 5 s: it hangs */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    if (out == NULL || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        free(out);
+        return NULL;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+static node_view_t *find_node(bs_monitor_t *m, int id)
+{
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].id == id)
+            return &m->nodes[i];
+    return NULL;
+}
+
+static void sample_cluster(bs_monitor_t *m, double t)
+{
+    char *text = cluster_status(m);
+    json_error_t err;
+    json_t *root = text ? json_loads(text, 0, &err) : NULL;
+    free(text);
+    json_t *nodes = json_object_get(root, "nodes");
+    if (!json_is_array(nodes)) {
+        json_decref(root);
+        return;
+    }
+    int first = !m->has_cluster;
+    m->has_cluster = 1;
+    char d[BS_EVENT_DETAIL];
+    long long epoch = json_integer_value(json_object_get(root, "epoch"));
+    if (!first && epoch != m->epoch && !m->has_metrics) {
+        snprintf(d, sizeof(d), "epoch %lld -> %lld", m->epoch, epoch);
+        add_event(m, t, "replan", "cluster", d);
+    }
+    m->epoch = epoch;
+    int seen[MAX_NODES] = {0};
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        json_t *n = json_array_get(nodes, i);
+        int id = (int)json_integer_value(json_object_get(n, "id"));
+        const char *name = json_string_value(json_object_get(n, "name"));
+        const char *state = json_string_value(json_object_get(n, "state"));
+        if (state == NULL)
+            continue;
+        node_view_t *v = find_node(m, id);
+        if (v == NULL && m->n_nodes < MAX_NODES) {
+            v = &m->nodes[m->n_nodes++];
+            v->id = id;
+            snprintf(v->name, sizeof(v->name), "%s", name ? name : "?");
+            v->state[0] = '\0';
+            if (!first) {
+                snprintf(d, sizeof(d), "node %d (%s) joined", id, v->name);
+                add_event(m, t, "join", "cluster", d);
+            }
+        }
+        if (v == NULL)
+            continue;
+        seen[v - m->nodes] = 1;
+        if (!first && strcmp(v->state, state) != 0) {
+            const char *kind = strcmp(state, "draining") == 0 ? "drain"
+                               : strcmp(state, "dead") == 0   ? "failure"
+                                                              : NULL;
+            if (kind != NULL) {
+                snprintf(d, sizeof(d), "node %d (%s) %s", id, v->name,
+                         strcmp(kind, "drain") == 0 ? "draining" : "lost");
+                add_event(m, t, kind, "cluster", d);
+            }
+        }
+        snprintf(v->state, sizeof(v->state), "%s", state);
+    }
+    for (int i = 0; i < m->n_nodes; i++) { /* gone from the list: drained and released */
+        if (!seen[i] && strcmp(m->nodes[i].state, "gone") != 0) {
+            snprintf(d, sizeof(d), "node %d (%s) left", m->nodes[i].id, m->nodes[i].name);
+            add_event(m, t, "left", "cluster", d);
+            snprintf(m->nodes[i].state, sizeof(m->nodes[i].state), "gone");
+        }
+    }
+    json_decref(root);
+}
+
+/* ---- the thread ----------------------------------------------------------------------------- */
+
+static void *monitor_main(void *arg)
+{
+    bs_monitor_t *m = arg;
+    double next = dsi_now_s();
+    while (!atomic_load(&m->stop)) {
+        double now = dsi_now_s();
+        if (now < next) {
+            usleep((useconds_t)(fmin(next - now, 0.05) * 1e6));
+            continue;
+        }
+        next += m->interval_s;
+        if (next < now)
+            next = now + m->interval_s; /* a slow sample: skip, don't burst */
+        sample_metrics(m, now - m->t0);
+        if (m->coordinator != NULL)
+            sample_cluster(m, dsi_now_s() - m->t0);
+    }
+    return NULL;
+}
+
+bs_monitor_t *bs_monitor_start(const bs_target_t *t, const char *coordinator, const char *self,
+                               double t0, double interval_s)
+{
+    bs_monitor_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->target = t;
+    m->coordinator = coordinator;
+    m->self = self;
+    m->t0 = t0;
+    m->interval_s = interval_s;
+    atomic_init(&m->stop, 0);
+    pthread_mutex_init(&m->lock, NULL);
+    if (pthread_create(&m->thread, NULL, monitor_main, m) != 0) {
+        fprintf(stderr, "dsinfer bench serve: cannot start the /metrics sampler: %s\n",
+                strerror(errno));
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void bs_monitor_stop(bs_monitor_t *m)
+{
+    if (m == NULL || atomic_exchange(&m->stop, 1))
+        return;
+    pthread_join(m->thread, NULL);
+}
+
+const bs_sample_t *bs_monitor_samples(const bs_monitor_t *m, int *n)
+{
+    *n = m ? m->n_samples : 0;
+    return m ? m->samples : NULL;
+}
+
+const bs_event_t *bs_monitor_events(const bs_monitor_t *m, int *n)
+{
+    *n = m ? m->n_events : 0;
+    return m ? m->events : NULL;
+}
+
+int bs_monitor_has_metrics(const bs_monitor_t *m)
+{
+    return m != NULL && m->has_metrics;
+}
+
+int bs_monitor_has_cluster(const bs_monitor_t *m)
+{
+    return m != NULL && m->has_cluster;
+}
+
+void bs_monitor_destroy(bs_monitor_t *m)
+{
+    if (m == NULL)
+        return;
+    bs_monitor_stop(m);
+    pthread_mutex_destroy(&m->lock);
+    free(m->samples);
+    free(m->events);
+    free(m);
+}
