@@ -367,8 +367,8 @@ int bs_write_html(const char *path, const bs_report_t *r)
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
                "<title>dsinfer bench serve</title>\n<style>\n"
                "body{font-family:sans-serif;margin:16px;max-width:%dpx;color:#222}\n"
-               "table{border-collapse:collapse;margin:8px 0;font-size:13px}\n"
-               "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}\n"
+               "table{border-collapse:collapse;margin:8px 0;font-size:12px}\n"
+               "td,th{border:1px solid #bbb;padding:2px 4px;text-align:right}\n"
                "th{background:#f0f0f0}\nh1{font-size:20px}h2{font-size:16px;margin-top:20px}\n"
                "</style></head><body>\n<h1>dsinfer bench serve</h1>\n",
             WIDTH);

@@ -70,19 +70,22 @@ void bs_chart_axes(FILE *f, const bs_chart_t *c, const char *title, const char *
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%g</text>\n",
                 c->x, y, c->x + c->w, y, c->x - 6, y + 4, v);
     }
-    /* x ticks: powers of two on a log axis, else five even steps */
-    for (int t = 0; t <= 5; t++) {
+    /* x ticks: powers of two on a log axis, else multiples of a 1-2-5 step, 4 to 10 of them */
+    double step = bs_nice_max((c->xmax - c->xmin) / 8);
+    for (int t = 0; t <= 40; t++) {
         double v;
         if (c->log_x) {
-            v = pow(2, t * 2);
+            v = pow(2, t);
             if (v > c->xmax * 1.0001)
                 break;
-            if (v < c->xmin * 0.9999)
+            if (v < c->xmin * 0.9999 || (c->xmax / c->xmin > 64 && t % 2))
                 continue;
         } else {
-            v = c->xmin + (c->xmax - c->xmin) * t / 5;
+            v = ceil(c->xmin / step) * step + t * step;
+            if (v > c->xmax * (1 + 1e-9))
+                break;
         }
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%.3g</text>\n",
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%g</text>\n",
                 bs_chart_px(c, v), c->y + c->h + 15, v);
     }
     if (xlabel != NULL) {
