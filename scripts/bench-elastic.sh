@@ -34,8 +34,9 @@ URL=http://127.0.0.1:$HPORT
   --http "127.0.0.1:$HPORT" --heartbeat-ms 100 --node-timeout-ms 1000 --replan "$REPLAN" \
   2>"$OUT/coord.log" &
 pids+=($!)
+declare -A pid # node name -> process id
 node() { "$BIN/dsinfer-node" --coordinator "127.0.0.1:$CPORT" --model "$MODEL" --name "$1" \
-           --threads "$THREADS" 2>"$OUT/$1.log" & pids+=($!); }
+           --threads "$THREADS" 2>"$OUT/$1.log" & pids+=($!); pid[$1]=$!; }
 node n0; node n1
 for _ in $(seq 600); do curl -sf "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "$URL/health" >/dev/null || { echo "bench-elastic: the cluster did not start" >&2; exit 1; }
@@ -56,9 +57,9 @@ at() { # sleep until FRACTION of the ramp, then say what happens
 }
 at 0.20 "node n2 joins"; node n2
 at 0.35 "node n3 joins"; node n3
-at 0.55 "node n1 drains (SIGTERM)"; kill -TERM "${pids[2]}"
-at 0.75 "node n2 is killed (kill -9)"; { kill -9 "${pids[3]}"; wait "${pids[3]}"; } 2>/dev/null || true
-wait "$bench" || { cat "$OUT/bench.log" >&2; echo "bench-elastic: bench serve failed" >&2; }
+at 0.55 "node n1 drains (SIGTERM)"; kill -TERM "${pid[n1]}"
+at 0.75 "node n2 is killed (kill -9)"; { kill -9 "${pid[n2]}"; wait "${pid[n2]}"; } 2>/dev/null || true
+wait "$bench" || { rc=$?; cat "$OUT/bench.log" >&2; echo "bench-elastic: bench serve failed (exit $rc)" >&2; }
 cat "$OUT/table.txt"
 
 python3 - "$OUT" <<'PY'

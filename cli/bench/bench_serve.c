@@ -402,7 +402,7 @@ int dsinfer_bench_serve(int argc, char **argv)
             o.seed, o.dataset ? ", chats from " : "", o.dataset ? o.dataset : "");
     double t0 = dsi_now_s();
     if (!o.no_metrics || o.coordinator != NULL)
-        mon = bs_monitor_start(&t, o.coordinator, self, t0, o.bucket);
+        mon = bs_monitor_start(&t, o.coordinator, self, t0, fmin(o.bucket, 0.5));
     signal(SIGINT, on_sigint);
     if (run_levels(&t, &plan, specs, n_levels, &slo, t0, mon, levels, &results, &n_results) != 0)
         goto out;
