@@ -61,8 +61,7 @@ static void test_arrivals(void)
         arrival_stats(t, N_ARRIVALS, 10 / cases[c].rate, &mean, &cv, &disp);
         printf("rate %g burstiness %g: mean gap %.5f (want %.5f), CV %.4f (want %.4f), "
                "dispersion %.3f\n",
-               cases[c].rate, cases[c].burstiness, mean, 1 / cases[c].rate, cv, cases[c].cv,
-               disp);
+               cases[c].rate, cases[c].burstiness, mean, 1 / cases[c].rate, cv, cases[c].cv, disp);
         DSI_CHECK_NEAR(mean * cases[c].rate, 1.0, 0.03);
         DSI_CHECK_NEAR(cv / cases[c].cv, 1.0, 0.06);
         /* Counts of a renewal process: variance / mean tends to CV^2 (1 for Poisson). */

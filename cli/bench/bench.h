@@ -13,7 +13,7 @@
       "matmul kernels vs measured memory bandwidth and FMA peak")                                  \
     X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")  \
     X("serve", dsinfer_bench_serve,                                                                \
-      "HTTP API under load: throughput, goodput, latency percentiles, cluster events")           \
+      "HTTP API under load: throughput, goodput, latency percentiles, cluster events")             \
     X("compare", dsinfer_bench_compare, "ratios of the headline numbers of two bench serve JSONs") \
     X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")      \
     X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")  \

@@ -21,8 +21,8 @@
 
 #define CMD "bench serve"
 
-#define RAMP_MAX_REQUESTS 100000 /* a ramp's cap on requests when --requests is not given */
-#define DATASET_MAX_OUTPUT 4096  /* a dataset's answer lengths are capped at this */
+#define RAMP_MAX_REQUESTS  100000 /* a ramp's cap on requests when --requests is not given */
+#define DATASET_MAX_OUTPUT 4096   /* a dataset's answer lengths are capped at this */
 
 volatile sig_atomic_t bs_interrupted;
 
@@ -133,13 +133,34 @@ typedef struct {
         *prompt_len, *output_len, *dataset, *slo, *coordinator;
     long long requests, timeout, max_concurrency, seed;
     double burstiness, bucket;
-    int requests_set, no_metrics;
+    int requests_set, output_len_set, no_metrics;
 } opts_t;
 
 enum {
-    OPT_URL = 256, OPT_CONC, OPT_REQUESTS, OPT_PROMPT, OPT_OUTPUT, OPT_MODEL, OPT_API, OPT_KEY,
-    OPT_TIMEOUT, OPT_JSON, OPT_SVG, OPT_HTML, OPT_TIMELINE, OPT_RATE, OPT_BURST, OPT_MAXCONC,
-    OPT_RAMP, OPT_DATASET, OPT_SEED, OPT_SLO, OPT_BUCKET, OPT_COORD, OPT_NOMETRICS, OPT_HELP
+    OPT_URL = 256,
+    OPT_CONC,
+    OPT_REQUESTS,
+    OPT_PROMPT,
+    OPT_OUTPUT,
+    OPT_MODEL,
+    OPT_API,
+    OPT_KEY,
+    OPT_TIMEOUT,
+    OPT_JSON,
+    OPT_SVG,
+    OPT_HTML,
+    OPT_TIMELINE,
+    OPT_RATE,
+    OPT_BURST,
+    OPT_MAXCONC,
+    OPT_RAMP,
+    OPT_DATASET,
+    OPT_SEED,
+    OPT_SLO,
+    OPT_BUCKET,
+    OPT_COORD,
+    OPT_NOMETRICS,
+    OPT_HELP
 };
 
 static int parse_opts(int argc, char **argv, opts_t *o)
@@ -186,38 +207,83 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = 0;
         switch (c) {
-        case OPT_URL: o->url = optarg; break;
-        case OPT_CONC: o->levels = optarg; break;
-        case OPT_RATE: o->rates = optarg; break;
-        case OPT_RAMP: o->ramp = optarg; break;
-        case OPT_MODEL: o->model = optarg; break;
-        case OPT_API: o->api = optarg; break;
-        case OPT_KEY: o->key = optarg; break;
-        case OPT_JSON: o->json = optarg; break;
-        case OPT_SVG: o->svg = optarg; break;
-        case OPT_HTML: o->html = optarg; break;
-        case OPT_TIMELINE: o->timeline = optarg; break;
-        case OPT_PROMPT: o->prompt_len = optarg; break;
-        case OPT_OUTPUT: o->output_len = optarg; break;
-        case OPT_DATASET: o->dataset = optarg; break;
-        case OPT_SLO: o->slo = optarg; break;
-        case OPT_COORD: o->coordinator = optarg; break;
-        case OPT_NOMETRICS: o->no_metrics = 1; break;
+        case OPT_URL:
+            o->url = optarg;
+            break;
+        case OPT_CONC:
+            o->levels = optarg;
+            break;
+        case OPT_RATE:
+            o->rates = optarg;
+            break;
+        case OPT_RAMP:
+            o->ramp = optarg;
+            break;
+        case OPT_MODEL:
+            o->model = optarg;
+            break;
+        case OPT_API:
+            o->api = optarg;
+            break;
+        case OPT_KEY:
+            o->key = optarg;
+            break;
+        case OPT_JSON:
+            o->json = optarg;
+            break;
+        case OPT_SVG:
+            o->svg = optarg;
+            break;
+        case OPT_HTML:
+            o->html = optarg;
+            break;
+        case OPT_TIMELINE:
+            o->timeline = optarg;
+            break;
+        case OPT_PROMPT:
+            o->prompt_len = optarg;
+            break;
+        case OPT_OUTPUT:
+            o->output_len = optarg;
+            o->output_len_set = 1;
+            break;
+        case OPT_DATASET:
+            o->dataset = optarg;
+            break;
+        case OPT_SLO:
+            o->slo = optarg;
+            break;
+        case OPT_COORD:
+            o->coordinator = optarg;
+            break;
+        case OPT_NOMETRICS:
+            o->no_metrics = 1;
+            break;
         case OPT_REQUESTS:
             rc = cli_parse_int(CMD, "--requests", optarg, 1, 10000000, &o->requests);
             o->requests_set = 1;
             break;
-        case OPT_TIMEOUT: rc = cli_parse_int(CMD, "--timeout", optarg, 1, 86400, &o->timeout); break;
+        case OPT_TIMEOUT:
+            rc = cli_parse_int(CMD, "--timeout", optarg, 1, 86400, &o->timeout);
+            break;
         case OPT_MAXCONC:
             rc = cli_parse_int(CMD, "--max-concurrency", optarg, 1, 4096, &o->max_concurrency);
             break;
-        case OPT_SEED: rc = cli_parse_int(CMD, "--seed", optarg, 0, LLONG_MAX, &o->seed); break;
+        case OPT_SEED:
+            rc = cli_parse_int(CMD, "--seed", optarg, 0, LLONG_MAX, &o->seed);
+            break;
         case OPT_BURST:
             rc = cli_parse_float(CMD, "--burstiness", optarg, 0.01, 1000, &o->burstiness);
             break;
-        case OPT_BUCKET: rc = cli_parse_float(CMD, "--bucket", optarg, 0.1, 3600, &o->bucket); break;
-        case OPT_HELP: usage(stdout); return 1;
-        default: usage(stderr); return 2;
+        case OPT_BUCKET:
+            rc = cli_parse_float(CMD, "--bucket", optarg, 0.1, 3600, &o->bucket);
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (rc != 0)
             return 2;
@@ -244,15 +310,19 @@ static int parse_ramp(const char *text, bs_level_spec_t *s)
     int from, to, used = 0;
     double time;
     char unit[4] = "";
-    if (sscanf(text, "%d:%d:%lf%n%3s", &from, &to, &time, &used, unit) < 3 || from < 1 ||
-        to < 1 || from > 4096 || to > 4096 || !(time > 0) || time > 86400 ||
+    if (sscanf(text, "%d:%d:%lf%n%3s", &from, &to, &time, &used, unit) < 3 || from < 1 || to < 1 ||
+        from > 4096 || to > 4096 || !(time > 0) || time > 86400 ||
         (unit[0] && strcmp(unit, "s") && strcmp(unit, "m")) ||
         strlen(text) != (size_t)used + strlen(unit)) {
-        fprintf(stderr, "dsinfer " CMD ": --ramp: '%s' is not FROM:TO:TIME (concurrency 1..4096, "
-                        "TIME in s, or m with a suffix, e.g. 1:64:300s)\n", text);
+        fprintf(stderr,
+                "dsinfer " CMD ": --ramp: '%s' is not FROM:TO:TIME (concurrency 1..4096, "
+                "TIME in s, or m with a suffix, e.g. 1:64:300s)\n",
+                text);
         return -1;
     }
-    *s = (bs_level_spec_t){.mode = BS_MODE_RAMP, .ramp_from = from, .ramp_to = to,
+    *s = (bs_level_spec_t){.mode = BS_MODE_RAMP,
+                           .ramp_from = from,
+                           .ramp_to = to,
                            .ramp_s = unit[0] == 'm' ? time * 60 : time};
     return 0;
 }
@@ -275,13 +345,15 @@ static int make_levels(const opts_t *o, bs_level_spec_t **out, int *n_out)
         snprintf(buf, sizeof(buf), "%s", o->rates);
         specs = calloc(64, sizeof(*specs));
         char *save = NULL;
-        for (char *tok = strtok_r(buf, ",", &save); specs && tok; tok = strtok_r(NULL, ",", &save)) {
+        for (char *tok = strtok_r(buf, ",", &save); specs && tok;
+             tok = strtok_r(NULL, ",", &save)) {
             double rate;
             if (n == 64 || cli_parse_float(CMD, "--request-rate", tok, 1e-3, 1e6, &rate) != 0) {
                 free(specs);
                 return -1;
             }
-            specs[n++] = (bs_level_spec_t){.mode = BS_MODE_RATE, .rate = rate,
+            specs[n++] = (bs_level_spec_t){.mode = BS_MODE_RATE,
+                                           .rate = rate,
                                            .burstiness = o->burstiness,
                                            .concurrency = (int)o->max_concurrency,
                                            .n_requests = (int)o->requests};
@@ -298,7 +370,8 @@ static int make_levels(const opts_t *o, bs_level_spec_t **out, int *n_out)
             return -1;
         specs = calloc((size_t)n, sizeof(*specs));
         for (int i = 0; specs && i < n; i++)
-            specs[i] = (bs_level_spec_t){.mode = BS_MODE_CONCURRENCY, .concurrency = conc[i],
+            specs[i] = (bs_level_spec_t){.mode = BS_MODE_CONCURRENCY,
+                                         .concurrency = conc[i],
                                          .n_requests = (int)o->requests};
         free(conc);
     }
@@ -319,8 +392,8 @@ static int run_levels(const bs_target_t *t, const bs_plan_t *plan, const bs_leve
     int show = isatty(2), first_index = 0, total = 0, rc = 0;
     for (int i = 0; i < n_levels && !bs_interrupted; i++) {
         const bs_level_spec_t *s = &specs[i];
-        bs_run_t run = {.target = t, .plan = plan, .spec = s, .level = i,
-                        .first_index = first_index, .t0 = t0};
+        bs_run_t run = {
+            .target = t, .plan = plan, .spec = s, .level = i, .first_index = first_index, .t0 = t0};
         double *arrivals = NULL;
         run.results = calloc((size_t)s->n_requests, sizeof(*run.results));
         if (s->mode == BS_MODE_RATE && (arrivals = malloc(sizeof(double) * s->n_requests)))
@@ -365,8 +438,8 @@ int dsinfer_bench_serve(int argc, char **argv)
     int rc = parse_opts(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    bs_target_t t = {.api_key = o.key, .chat = strcmp(o.api, "chat") == 0,
-                     .timeout_s = (int)o.timeout};
+    bs_target_t t = {
+        .api_key = o.key, .chat = strcmp(o.api, "chat") == 0, .timeout_s = (int)o.timeout};
     bs_plan_t plan = {.seed = (uint64_t)o.seed, .max_output = DATASET_MAX_OUTPUT};
     bs_slo_t slo = {0};
     bs_level_spec_t *specs = NULL;
@@ -376,8 +449,7 @@ int dsinfer_bench_serve(int argc, char **argv)
         (o.slo != NULL && bs_parse_slo(o.slo, &slo) != 0) ||
         make_levels(&o, &specs, &n_levels) != 0 || bs_parse_url(o.url, t.chat, &t) != 0)
         return 2;
-    for (int i = 1; i < argc; i++) /* with a dataset, an explicit --output-len wins */
-        plan.output_len_set |= !strcmp(argv[i], "--output-len") || !strcmp(argv[i], "--max-tokens");
+    plan.output_len_set = o.output_len_set; /* with a dataset, an explicit --output-len wins */
     bs_dataset_t dataset = {0};
     char *model = NULL, self[4096];
     bs_level_t *levels = calloc((size_t)n_levels, sizeof(*levels));
@@ -420,10 +492,18 @@ int dsinfer_bench_serve(int argc, char **argv)
     }
     print_table(levels, n_done, &slo);
     print_server(mon);
-    bs_report_t report = {.target = &t, .plan = &plan, .dataset_path = o.dataset, .slo = &slo,
-                          .levels = levels, .n_levels = n_done, .results = results,
-                          .n_results = n_results, .buckets = buckets, .n_buckets = n_buckets,
-                          .bucket_s = o.bucket, .duration_s = duration,
+    bs_report_t report = {.target = &t,
+                          .plan = &plan,
+                          .dataset_path = o.dataset,
+                          .slo = &slo,
+                          .levels = levels,
+                          .n_levels = n_done,
+                          .results = results,
+                          .n_results = n_results,
+                          .buckets = buckets,
+                          .n_buckets = n_buckets,
+                          .bucket_s = o.bucket,
+                          .duration_s = duration,
                           .monitor = o.no_metrics && !o.coordinator ? NULL : mon};
     rc = 0;
     if (o.json != NULL && bs_write_json(o.json, &report) != 0)

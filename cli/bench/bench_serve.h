@@ -71,9 +71,9 @@ int bs_parse_len(const char *opt, const char *text, int limit, bs_len_t *out);
 
 /* One chat of a dataset: the first user turn and the length of the answer that followed. */
 typedef struct {
-    char *prompt;      /* owned */
-    int prompt_words;  /* whitespace-separated words of the prompt */
-    int answer_words;  /* words of the reply (the output length to ask for); 0 when none */
+    char *prompt;     /* owned */
+    int prompt_words; /* whitespace-separated words of the prompt */
+    int answer_words; /* words of the reply (the output length to ask for); 0 when none */
 } bs_chat_t;
 
 typedef struct {
@@ -124,14 +124,14 @@ typedef struct {
     int stream_error; /* 200 but an error event arrived in the stream, or it broke off */
     int timed_out;
     int prompt_words, max_tokens;
-    double start;   /* seconds from the run's start to sending */
-    double ttft;    /* seconds from sending to the first text event; < 0 when none */
-    double tpot;    /* (last event - first) / (tokens - 1); < 0 when under 2 tokens */
-    double latency; /* end-to-end: seconds from sending to the end of the response */
-    int64_t tokens; /* completion tokens (usage if the server sent it, else text events) */
+    double start;          /* seconds from the run's start to sending */
+    double ttft;           /* seconds from sending to the first text event; < 0 when none */
+    double tpot;           /* (last event - first) / (tokens - 1); < 0 when under 2 tokens */
+    double latency;        /* end-to-end: seconds from sending to the end of the response */
+    int64_t tokens;        /* completion tokens (usage if the server sent it, else text events) */
     int64_t prompt_tokens; /* usage.prompt_tokens; -1 when not sent */
-    int n_events;   /* text events */
-    float *events;  /* [n_events] seconds from sending to each text event (malloc'ed) */
+    int n_events;          /* text events */
+    float *events;         /* [n_events] seconds from sending to each text event (malloc'ed) */
 } bs_result_t;
 
 /* A request is good: HTTP 200 and a whole stream without an error event. */
@@ -147,9 +147,9 @@ typedef enum { BS_MODE_CONCURRENCY, BS_MODE_RATE, BS_MODE_RAMP } bs_mode_t;
 /* One level: a concurrency, a request rate, or the ramp. */
 typedef struct {
     bs_mode_t mode;
-    int concurrency;    /* BS_MODE_CONCURRENCY: workers; RATE: the most requests in flight */
-    double rate;        /* BS_MODE_RATE: requests per second (mean) */
-    double burstiness;  /* BS_MODE_RATE: gamma shape of the gaps */
+    int concurrency;        /* BS_MODE_CONCURRENCY: workers; RATE: the most requests in flight */
+    double rate;            /* BS_MODE_RATE: requests per second (mean) */
+    double burstiness;      /* BS_MODE_RATE: gamma shape of the gaps */
     int ramp_from, ramp_to; /* BS_MODE_RAMP: concurrency from .. to, linearly over ramp_s */
     double ramp_s;
     int n_requests; /* requests to send (the ramp stops at ramp_s or here) */
@@ -160,13 +160,13 @@ typedef struct {
     const bs_target_t *target;
     const bs_plan_t *plan;
     const bs_level_spec_t *spec;
-    int level;            /* index of the level */
-    int first_index;      /* plan index of this level's request 0 (each level gets new prompts) */
-    double t0;            /* the run's clock zero (dsi_now_s) */
-    double level_t0;      /* this level's start */
+    int level;              /* index of the level */
+    int first_index;        /* plan index of this level's request 0 (each level gets new prompts) */
+    double t0;              /* the run's clock zero (dsi_now_s) */
+    double level_t0;        /* this level's start */
     const double *arrivals; /* BS_MODE_RATE: [n_requests] send times from level_t0 */
     atomic_int next, done, in_flight;
-    atomic_int stop; /* set on SIGINT: no new request */
+    atomic_int stop;      /* set on SIGINT: no new request */
     bs_result_t *results; /* [n_requests], each written by the worker that ran it */
 } bs_run_t;
 
@@ -206,9 +206,9 @@ typedef struct {
 /* A cluster event seen during the run. */
 typedef struct {
     double t;
-    char kind[16];   /* join, drain, left, failure, replan, rebalance, live_switch, degraded,
-                        serving, level */
-    char source[8];  /* metrics, cluster, bench */
+    char kind[16];  /* join, drain, left, failure, replan, rebalance, live_switch, degraded,
+                       serving, level */
+    char source[8]; /* metrics, cluster, bench */
     char detail[BS_EVENT_DETAIL];
 } bs_event_t;
 
@@ -294,10 +294,10 @@ double bs_round9(double x);
 
 /* One second of the timeline. */
 typedef struct {
-    double t;        /* bucket start, seconds from the run's start */
+    double t; /* bucket start, seconds from the run's start */
     int started, completed, ok, errors;
-    double output_tokens; /* tokens whose text event arrived in the bucket */
-    double in_flight;     /* mean requests in flight over the bucket */
+    double output_tokens;      /* tokens whose text event arrived in the bucket */
+    double in_flight;          /* mean requests in flight over the bucket */
     bs_pct_t ttft, tpot, e2el; /* of the requests that completed in it */
 } bs_bucket_t;
 
@@ -353,7 +353,7 @@ void bs_chart_axes(FILE *f, const bs_chart_t *c, const char *title, const char *
 void bs_chart_line(FILE *f, const bs_chart_t *c, const double *x, const double *y, int n,
                    const char *color, const char *name, int row, int dashed);
 /* A vertical marker at x with a short label. */
-void bs_chart_marker(FILE *f, const bs_chart_t *c, double x, const char *color,
-                     const char *label, int label_row);
+void bs_chart_marker(FILE *f, const bs_chart_t *c, double x, const char *color, const char *label,
+                     int label_row);
 
 #endif

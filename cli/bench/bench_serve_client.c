@@ -114,7 +114,7 @@ typedef struct {
     int64_t text_events, usage_tokens, usage_prompt;
     int events_cap; /* of res->events */
     int complete, keep_alive;
-    int raw; /* keep the body whole (not a stream of events) */
+    int raw;     /* keep the body whole (not a stream of events) */
     char *event; /* SSE bytes not yet ending in "\n\n" (or the whole body when not streamed) */
     size_t event_len, event_cap;
 } reading_t;
@@ -348,8 +348,8 @@ int bs_http_get(const bs_target_t *t, const char *path, int timeout_ms, char **b
     if (t->api_key != NULL)
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", t->api_key);
     int n = snprintf(head, sizeof(head),
-                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n", path,
-                     t->host, t->port, auth);
+                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n", path, t->host,
+                     t->port, auth);
     bs_result_t res = {0};
     reading_t r = {.res = &res, .raw = 1};
     int status = -1;

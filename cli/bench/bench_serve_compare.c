@@ -83,8 +83,8 @@ int dsinfer_bench_compare(int argc, char **argv)
         return 1;
     }
     const json_t *la = json_object_get(a, "levels"), *lb = json_object_get(b, "levels");
-    size_t n = json_array_size(la) < json_array_size(lb) ? json_array_size(la)
-                                                         : json_array_size(lb);
+    size_t n =
+        json_array_size(la) < json_array_size(lb) ? json_array_size(la) : json_array_size(lb);
     if (json_array_size(la) != json_array_size(lb))
         fprintf(stderr, "dsinfer bench compare: %zu levels against %zu: comparing the first %zu\n",
                 json_array_size(la), json_array_size(lb), n);

@@ -158,7 +158,7 @@ int bs_plan_request(const bs_plan_t *plan, int index, bs_req_t *out)
         out->prompt = strdup(c->prompt);
         out->prompt_words = c->prompt_words;
         int n = plan->output_len_set || c->answer_words < 1 ? draw_len(&r, plan->output_len)
-                                                             : c->answer_words;
+                                                            : c->answer_words;
         out->max_tokens = n > plan->max_output ? plan->max_output : n;
     } else {
         out->prompt_words = draw_len(&r, plan->prompt_len);

@@ -45,7 +45,8 @@ static void timeline_svg(FILE *f, const bs_report_t *r)
     int nb = r->n_buckets, n_samples, n_events;
     const bs_sample_t *samples = bs_monitor_samples(r->monitor, &n_samples);
     const bs_event_t *ev = bs_monitor_events(r->monitor, &n_events);
-    double *x = calloc((size_t)nb + 1, sizeof(double)), *buf = calloc((size_t)nb * 9 + 1, sizeof(double));
+    double *x = calloc((size_t)nb + 1, sizeof(double)),
+           *buf = calloc((size_t)nb * 9 + 1, sizeof(double));
     double *sx = calloc((size_t)n_samples + 1, sizeof(double));
     double *sbuf = calloc((size_t)n_samples * 3 + 1, sizeof(double));
     if (x == NULL || buf == NULL || sx == NULL || sbuf == NULL)
@@ -75,25 +76,37 @@ static void timeline_svg(FILE *f, const bs_report_t *r)
     }
     panel_t panels[] = {
         {"Output tokens per second", "tokens/s", 1, {{"output tokens/s", "#1f77b4", 0, tok}}},
-        {"Requests completed per second", "requests/s", 2,
+        {"Requests completed per second",
+         "requests/s",
+         2,
          {{"ok", "#2ca02c", 0, req}, {"failed", "#d62728", 0, err}}},
-        {"Time to first token (requests completed in each second)", "ms", 3,
-         {{"TTFT p50", "#ff7f0e", 0, ttft50}, {"TTFT p99", "#ff7f0e", 1, ttft99},
+        {"Time to first token (requests completed in each second)",
+         "ms",
+         3,
+         {{"TTFT p50", "#ff7f0e", 0, ttft50},
+          {"TTFT p99", "#ff7f0e", 1, ttft99},
           {"E2EL p50", "#8c564b", 0, e2el50}}},
-        {"Time per output token", "ms", 2,
+        {"Time per output token",
+         "ms",
+         2,
          {{"TPOT p50", "#9467bd", 0, tpot50}, {"TPOT p99", "#9467bd", 1, tpot99}}},
         {"Load: requests in flight (client) and the server's view", "requests / nodes", 0, {{0}}},
     };
     int n_panels = sizeof(panels) / sizeof(panels[0]);
     double ph = 150, gap = 62, top = 40;
     double height = top + n_panels * (ph + gap) + 10;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" "
-               "viewBox=\"0 0 %d %.0f\" font-family=\"sans-serif\" id=\"timeline\">\n"
-               "<rect width=\"%d\" height=\"%.0f\" fill=\"white\"/>\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" "
+            "viewBox=\"0 0 %d %.0f\" font-family=\"sans-serif\" id=\"timeline\">\n"
+            "<rect width=\"%d\" height=\"%.0f\" fill=\"white\"/>\n",
             WIDTH, height, WIDTH, height, WIDTH, height);
     for (int p = 0; p < n_panels; p++) {
-        bs_chart_t c = {.x = 90, .y = top + p * (ph + gap), .w = WIDTH - 120, .h = ph,
-                        .xmin = 0, .xmax = fmax(r->duration_s, r->bucket_s)};
+        bs_chart_t c = {.x = 90,
+                        .y = top + p * (ph + gap),
+                        .w = WIDTH - 120,
+                        .h = ph,
+                        .xmin = 0,
+                        .xmax = fmax(r->duration_s, r->bucket_s)};
         double ymax = 0;
         for (int s = 0; s < panels[p].n_series; s++)
             for (int i = 0; i < nb; i++)
@@ -109,11 +122,10 @@ static void timeline_svg(FILE *f, const bs_report_t *r)
                       panels[p].ylabel);
         for (int i = 0; i < n_events; i++) /* events under the series */
             bs_chart_marker(f, &c, ev[i].t, event_color(ev[i].kind),
-                            p == 0 && strcmp(ev[i].kind, "level") != 0 ? ev[i].kind : NULL,
-                            i % 3);
+                            p == 0 && strcmp(ev[i].kind, "level") != 0 ? ev[i].kind : NULL, i % 3);
         for (int s = 0; s < panels[p].n_series; s++)
-            bs_chart_line(f, &c, x, panels[p].s[s].y, nb, panels[p].s[s].color,
-                          panels[p].s[s].name, s, panels[p].s[s].style);
+            bs_chart_line(f, &c, x, panels[p].s[s].y, nb, panels[p].s[s].color, panels[p].s[s].name,
+                          s, panels[p].s[s].style);
         if (p == n_panels - 1) {
             bs_chart_line(f, &c, x, inflight, nb, "#1f77b4", "in flight (client)", 0, 0);
             if (n_samples > 0) {
@@ -178,16 +190,22 @@ static void load_svg(FILE *f, const bs_report_t *r, const char *id)
     double xmin = log_x ? x[0] : 0;
     for (int i = 0; log_x && i < n; i++)
         xmin = fmin(xmin, x[i]);
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"330\" "
-               "viewBox=\"0 0 %d 330\" font-family=\"sans-serif\" id=\"%s\">\n"
-               "<rect width=\"%d\" height=\"330\" fill=\"white\"/>\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"330\" "
+            "viewBox=\"0 0 %d 330\" font-family=\"sans-serif\" id=\"%s\">\n"
+            "<rect width=\"%d\" height=\"330\" fill=\"white\"/>\n",
             WIDTH, WIDTH, id, WIDTH);
-    const char *colors[3] = {"#2ca02c", "#ff7f0e", "#d62728"}, *names_t[3] = {"TTFT p50", "TTFT p90", "TTFT p99"},
+    const char *colors[3] = {"#2ca02c", "#ff7f0e", "#d62728"},
+               *names_t[3] = {"TTFT p50", "TTFT p90", "TTFT p99"},
                *names_p[3] = {"TPOT p50", "TPOT p90", "TPOT p99"};
     bs_chart_t c[3];
     for (int k = 0; k < 3; k++)
-        c[k] = (bs_chart_t){.x = 75 + k * 330, .y = 40, .w = 250, .h = 230,
-                            .xmin = log_x ? xmin : 0, .xmax = log_x ? xmax : bs_nice_max(xmax),
+        c[k] = (bs_chart_t){.x = 75 + k * 330,
+                            .y = 40,
+                            .w = 250,
+                            .h = 230,
+                            .xmin = log_x ? xmin : 0,
+                            .xmax = log_x ? xmax : bs_nice_max(xmax),
                             .log_x = log_x};
     c[0].ymax = bs_nice_max(ymax_k);
     c[1].ymax = bs_nice_max(ymax_t);
@@ -307,11 +325,12 @@ static void server_table(FILE *f, const bs_report_t *r)
             snprintf(replans, sizeof(replans), "%.0f", s[n - 1].replans - s[0].replans);
         if (s[0].live_switches >= 0)
             snprintf(live, sizeof(live), "%.0f", s[n - 1].live_switches - s[0].live_switches);
-        fprintf(f, "<table id=\"server\"><tr><th>samples</th><th>queue depth (max)</th>"
-                   "<th>running sequences (max)</th><th>nodes ready (first, last)</th>"
-                   "<th>re-plans</th><th>live switches</th><th>expert-load imbalance (max)</th>"
-                   "</tr>\n<tr><td>%d</td><td>%.0f</td><td>%.0f</td><td>%s</td><td>%s</td>"
-                   "<td>%s</td><td>%s</td></tr></table>\n",
+        fprintf(f,
+                "<table id=\"server\"><tr><th>samples</th><th>queue depth (max)</th>"
+                "<th>running sequences (max)</th><th>nodes ready (first, last)</th>"
+                "<th>re-plans</th><th>live switches</th><th>expert-load imbalance (max)</th>"
+                "</tr>\n<tr><td>%d</td><td>%.0f</td><td>%.0f</td><td>%s</td><td>%s</td>"
+                "<td>%s</td><td>%s</td></tr></table>\n",
                 n, q, run, ready, replans, live, imb_text);
     }
     fprintf(f, "<h2>Events</h2>\n<table id=\"events\"><tr><th>time (s)</th><th>kind</th>"
@@ -364,13 +383,14 @@ int bs_write_html(const char *path, const bs_report_t *r)
         fprintf(stderr, "dsinfer bench serve: --html: cannot write %s: %m\n", path);
         return -1;
     }
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-               "<title>dsinfer bench serve</title>\n<style>\n"
-               "body{font-family:sans-serif;margin:16px;max-width:%dpx;color:#222}\n"
-               "table{border-collapse:collapse;margin:8px 0;font-size:12px}\n"
-               "td,th{border:1px solid #bbb;padding:2px 4px;text-align:right}\n"
-               "th{background:#f0f0f0}\nh1{font-size:20px}h2{font-size:16px;margin-top:20px}\n"
-               "</style></head><body>\n<h1>dsinfer bench serve</h1>\n",
+    fprintf(f,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+            "<title>dsinfer bench serve</title>\n<style>\n"
+            "body{font-family:sans-serif;margin:16px;max-width:%dpx;color:#222}\n"
+            "table{border-collapse:collapse;margin:8px 0;font-size:12px}\n"
+            "td,th{border:1px solid #bbb;padding:2px 4px;text-align:right}\n"
+            "th{background:#f0f0f0}\nh1{font-size:20px}h2{font-size:16px;margin-top:20px}\n"
+            "</style></head><body>\n<h1>dsinfer bench serve</h1>\n",
             WIDTH);
     describe(f, r);
     fprintf(f, "<h2>Summary</h2>\n");

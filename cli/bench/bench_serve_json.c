@@ -43,8 +43,8 @@ static json_t *level_json(const bs_level_t *l)
     bs_level_name(s, name, sizeof(name));
     json_object_set_new(o, "name", json_string(name));
     json_object_set_new(o, "mode", json_string(mode_name(s->mode)));
-    json_object_set_new(o, "concurrency", s->mode == BS_MODE_RAMP ? json_null()
-                                                                  : json_integer(s->concurrency));
+    json_object_set_new(o, "concurrency",
+                        s->mode == BS_MODE_RAMP ? json_null() : json_integer(s->concurrency));
     if (s->mode == BS_MODE_RATE) {
         json_object_set_new(o, "request_rate", json_real(s->rate));
         json_object_set_new(o, "burstiness", json_real(s->burstiness));
@@ -97,8 +97,8 @@ static json_t *record_json(const bs_result_t *r)
     json_object_set_new(o, "tpot_s", num_or_null(r->tpot));
     json_object_set_new(o, "e2el_s", json_real(r->latency));
     for (int j = 1; bs_result_ok(r) && j < r->n_events; j++)
-        json_array_append_new(itl, json_real(bs_round9((double)r->events[j] -
-                                                       (double)r->events[j - 1])));
+        json_array_append_new(
+            itl, json_real(bs_round9((double)r->events[j] - (double)r->events[j - 1])));
     json_object_set_new(o, "itl_s", itl);
     return o;
 }
@@ -213,8 +213,9 @@ int bs_write_json(const char *path, const bs_report_t *r)
     json_object_set_new(root, "prompt_len", len_json(r->plan->prompt_len));
     json_object_set_new(root, "output_len", len_json(r->plan->output_len));
     json_object_set_new(root, "slo",
-                        json_pack("{s:o, s:o, s:o}", "ttft_s", num_or_null(r->slo->ttft ? r->slo->ttft : -1),
-                                  "tpot_s", num_or_null(r->slo->tpot ? r->slo->tpot : -1), "e2el_s",
+                        json_pack("{s:o, s:o, s:o}", "ttft_s",
+                                  num_or_null(r->slo->ttft ? r->slo->ttft : -1), "tpot_s",
+                                  num_or_null(r->slo->tpot ? r->slo->tpot : -1), "e2el_s",
                                   num_or_null(r->slo->e2el ? r->slo->e2el : -1)));
     json_object_set_new(root, "duration_s", json_real(r->duration_s));
     json_t *levels = json_array();

@@ -106,7 +106,8 @@ int bs_metrics_parse(const char *text, bs_sample_t *s)
     for (size_t i = 0; i < n_wanted; i++)
         *(double *)((char *)s + wanted[i].off) = -1;
     int found = 0;
-    for (const char *line = text; line != NULL && *line; line = strchr(line, '\n'), line += !!line) {
+    for (const char *line = text; line != NULL && *line;
+         line = strchr(line, '\n'), line += !!line) {
         if (*line == '#' || *line == '\n')
             continue;
         size_t name_len = strcspn(line, "{ \n");
@@ -154,8 +155,8 @@ static void metrics_events(bs_monitor_t *m, const bs_sample_t *a, const bs_sampl
     if (m->has_cluster || m->coordinator != NULL)
         return; /* cluster status names the nodes: its events say more */
     if (a->nodes_joined >= 0 && b->nodes_joined > a->nodes_joined) {
-        snprintf(d, sizeof(d), "%.0f node(s) joined, %.0f in all", b->nodes_joined - a->nodes_joined,
-                 b->nodes_joined);
+        snprintf(d, sizeof(d), "%.0f node(s) joined, %.0f in all",
+                 b->nodes_joined - a->nodes_joined, b->nodes_joined);
         add_event(m, b->t, "join", "metrics", d);
     }
     if (a->nodes_dead >= 0 && b->nodes_dead > a->nodes_dead) {

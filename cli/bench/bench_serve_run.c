@@ -120,7 +120,7 @@ int bs_level_run(bs_run_t *run, int show_progress, int *n_sent)
 {
     const bs_level_spec_t *s = run->spec;
     int n_workers = workers_of(s);
-    if (s->mode == BS_MODE_CONCURRENCY && n_workers > s->n_requests)
+    if (s->mode != BS_MODE_RAMP && n_workers > s->n_requests)
         n_workers = s->n_requests;
     pthread_t *threads = calloc((size_t)n_workers, sizeof(*threads));
     worker_t *w = calloc((size_t)n_workers, sizeof(*w));

@@ -68,8 +68,8 @@ int bs_parse_slo(const char *text, bs_slo_t *out)
         double *slot = NULL;
         if (eq != NULL) {
             *eq = '\0';
-            slot = strcmp(item, "ttft") == 0   ? &slo.ttft
-                   : strcmp(item, "tpot") == 0 ? &slo.tpot
+            slot = strcmp(item, "ttft") == 0                                   ? &slo.ttft
+                   : strcmp(item, "tpot") == 0                                 ? &slo.tpot
                    : strcmp(item, "e2el") == 0 || strcmp(item, "latency") == 0 ? &slo.e2el
                                                                                : NULL;
         }
@@ -248,8 +248,7 @@ int bs_timeline_build(const bs_result_t *res, int n, double width, double end, b
             for (int i = 0; i < n; i++) {
                 const bs_result_t *r = &res[i];
                 double x = *(const double *)((const char *)r + offs[f]);
-                if (bs_result_ok(r) && x >= 0 &&
-                    bucket_of(r->start + r->latency, width, nb) == k)
+                if (bs_result_ok(r) && x >= 0 && bucket_of(r->start + r->latency, width, nb) == k)
                     scratch[m++] = x;
             }
             bs_pct_compute(scratch, m, dst[f]);

@@ -13,11 +13,20 @@ void bs_xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        default:
+            fputc(*s, f);
         }
     }
 }
@@ -60,8 +69,9 @@ void bs_chart_axes(FILE *f, const bs_chart_t *c, const char *title, const char *
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">",
             c->x + c->w / 2, c->y - 10);
     bs_xml_text(f, title);
-    fprintf(f, "</text>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-               "fill=\"none\" stroke=\"#333\"/>\n",
+    fprintf(f,
+            "</text>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+            "fill=\"none\" stroke=\"#333\"/>\n",
             c->x, c->y, c->w, c->h);
     for (int t = 0; t <= 4; t++) { /* y ticks and grid */
         double v = c->ymax * t / 4, y = bs_chart_py(c, v);
@@ -85,7 +95,8 @@ void bs_chart_axes(FILE *f, const bs_chart_t *c, const char *title, const char *
             if (v > c->xmax * (1 + 1e-9))
                 break;
         }
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%g</text>\n",
+        fprintf(f,
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%g</text>\n",
                 bs_chart_px(c, v), c->y + c->h + 15, v);
     }
     if (xlabel != NULL) {
