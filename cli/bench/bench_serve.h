@@ -231,6 +231,23 @@ const bs_event_t *bs_monitor_events(const bs_monitor_t *m, int *n);
 int bs_monitor_has_metrics(const bs_monitor_t *m);
 /* 1 when cluster status answered at least once. */
 int bs_monitor_has_cluster(const bs_monitor_t *m);
+
+/* A node as one `cluster status` showed it. */
+typedef struct {
+    int id;
+    char name[32];
+    char state[16]; /* joined, ready, draining, dead */
+} bs_node_state_t;
+
+/* One `cluster status` answer: every node's state at time t. */
+typedef struct {
+    double t;
+    int n_nodes;
+    bs_node_state_t *nodes; /* [n_nodes], owned by the monitor */
+} bs_cluster_snap_t;
+
+/* The cluster status answers, in time order (valid until bs_monitor_destroy). */
+const bs_cluster_snap_t *bs_monitor_cluster(const bs_monitor_t *m, int *n);
 void bs_monitor_destroy(bs_monitor_t *m);
 
 /*

@@ -28,6 +28,73 @@ static const char *event_color(const char *kind)
     return "#9467bd"; /* replan, rebalance, live_switch, serving */
 }
 
+static const char *state_color(const char *state)
+{
+    if (strcmp(state, "ready") == 0)
+        return "#98df8a";
+    if (strcmp(state, "draining") == 0)
+        return "#ffbb78";
+    if (strcmp(state, "dead") == 0)
+        return "#ff9896";
+    return "#c7c7c7"; /* joined: loading its slice */
+}
+
+#define MAX_ROWS 32
+
+/* The nodes cluster status showed, in order of first appearance (ids into rows). */
+static int node_rows(const bs_cluster_snap_t *snaps, int n, int *ids, char names[][32])
+{
+    int rows = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < snaps[i].n_nodes; k++) {
+            int r = 0;
+            while (r < rows && ids[r] != snaps[i].nodes[k].id)
+                r++;
+            if (r == rows && rows < MAX_ROWS) {
+                ids[rows] = snaps[i].nodes[k].id;
+                snprintf(names[rows++], 32, "%s", snaps[i].nodes[k].name);
+            }
+        }
+    return rows;
+}
+
+/* One row per node, coloured by its state between two cluster status answers. */
+static void nodes_strip(FILE *f, const bs_chart_t *c, const bs_cluster_snap_t *snaps, int n,
+                        const int *ids, char names[][32], int rows, double end)
+{
+    double row_h = 18;
+    fprintf(f,
+            "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">Nodes "
+            "(cluster status): grey joined, green ready, orange draining, red dead</text>\n",
+            c->x + c->w / 2, c->y - 10);
+    for (int r = 0; r < rows; r++) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">", c->x - 6,
+                c->y + r * row_h + 13);
+        bs_xml_text(f, names[r]);
+        fprintf(f, "</text>\n");
+    }
+    for (int i = 0; i < n; i++) {
+        double t1 = i + 1 < n ? snaps[i + 1].t : end;
+        for (int k = 0; k < snaps[i].n_nodes; k++) {
+            int r = 0;
+            while (r < rows && ids[r] != snaps[i].nodes[k].id)
+                r++;
+            if (r == rows)
+                continue;
+            double x0 = bs_chart_px(c, snaps[i].t), x1 = bs_chart_px(c, t1);
+            fprintf(f,
+                    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                    "fill=\"%s\"/>\n",
+                    x0, c->y + r * row_h + 2, x1 - x0 + 0.3, row_h - 4,
+                    state_color(snaps[i].nodes[k].state));
+        }
+    }
+    fprintf(f,
+            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+            "stroke=\"#333\"/>\n",
+            c->x, c->y, c->w, c->h);
+}
+
 /* ---- the timeline --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -94,7 +161,12 @@ static void timeline_svg(FILE *f, const bs_report_t *r)
     };
     int n_panels = sizeof(panels) / sizeof(panels[0]);
     double ph = 150, gap = 62, top = 40;
-    double height = top + n_panels * (ph + gap) + 10;
+    int n_snaps, ids[MAX_ROWS];
+    char names[MAX_ROWS][32];
+    const bs_cluster_snap_t *snaps = bs_monitor_cluster(r->monitor, &n_snaps);
+    int rows = node_rows(snaps, n_snaps, ids, names);
+    double strip_h = rows > 0 ? rows * 18 + 40 : 0;
+    double height = top + n_panels * (ph + gap) + strip_h + 10;
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" "
             "viewBox=\"0 0 %d %.0f\" font-family=\"sans-serif\" id=\"timeline\">\n"
@@ -134,6 +206,19 @@ static void timeline_svg(FILE *f, const bs_report_t *r)
                 bs_chart_line(f, &c, sx, ready, n_samples, "#7f7f7f", "nodes ready", 3, 1);
             }
         }
+    }
+    if (rows > 0) {
+        bs_chart_t c = {.x = 90,
+                        .y = top + n_panels * (ph + gap) + 10,
+                        .w = WIDTH - 120,
+                        .h = rows * 18,
+                        .xmin = 0,
+                        .xmax = fmax(r->duration_s, r->bucket_s),
+                        .ymax = 1};
+        nodes_strip(f, &c, snaps, n_snaps, ids, names, rows, r->duration_s);
+        for (int i = 0; i < n_events; i++)
+            if (strcmp(ev[i].kind, "level") != 0)
+                bs_chart_marker(f, &c, ev[i].t, event_color(ev[i].kind), NULL, 0);
     }
     fprintf(f, "</svg>\n");
 out:

@@ -268,6 +268,17 @@ int bs_write_timeline(const char *path, const bs_report_t *r)
                       "live_switches", num_or_null(s[i].live_switches), "expert_load_imbalance",
                       num_or_null(s[i].imbalance)));
     json_object_set_new(root, "samples", samples);
+    json_t *cluster = json_array();
+    const bs_cluster_snap_t *snaps = bs_monitor_cluster(r->monitor, &n);
+    for (int i = 0; i < n; i++) {
+        json_t *nodes = json_array();
+        for (int k = 0; k < snaps[i].n_nodes; k++)
+            json_array_append_new(nodes, json_pack("{s:i, s:s, s:s}", "id", snaps[i].nodes[k].id,
+                                                   "name", snaps[i].nodes[k].name, "state",
+                                                   snaps[i].nodes[k].state));
+        json_array_append_new(cluster, json_pack("{s:f, s:o}", "t_s", snaps[i].t, "nodes", nodes));
+    }
+    json_object_set_new(root, "cluster", cluster);
     json_object_set_new(root, "events", events_json(r->monitor));
     return dump(root, path, "--timeline");
 }

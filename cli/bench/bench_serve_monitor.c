@@ -23,12 +23,7 @@
 
 #define MAX_NODES 256
 
-/* A node as cluster status last showed it. */
-typedef struct {
-    int id;
-    char name[32];
-    char state[16];
-} node_view_t;
+typedef bs_node_state_t node_view_t; /* a node as cluster status last showed it */
 
 struct bs_monitor {
     const bs_target_t *target;
@@ -41,6 +36,8 @@ struct bs_monitor {
     int n_samples, cap_samples;
     bs_event_t *events;
     int n_events, cap_events;
+    bs_cluster_snap_t *snaps; /* every cluster status answer */
+    int n_snaps, cap_snaps;
     int has_metrics, has_cluster, metrics_misses;
     node_view_t nodes[MAX_NODES];
     int n_nodes;
@@ -264,6 +261,37 @@ static node_view_t *find_node(bs_monitor_t *m, int id)
     return NULL;
 }
 
+/* Keeps the states of one answer for the timeline's node chart. */
+static void add_snapshot(bs_monitor_t *m, double t, const json_t *nodes)
+{
+    size_t n = json_array_size(nodes);
+    bs_node_state_t *v = calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(nodes, i);
+        const char *name = json_string_value(json_object_get(x, "name"));
+        const char *state = json_string_value(json_object_get(x, "state"));
+        v[i].id = (int)json_integer_value(json_object_get(x, "id"));
+        snprintf(v[i].name, sizeof(v[i].name), "%s", name ? name : "?");
+        snprintf(v[i].state, sizeof(v[i].state), "%s", state ? state : "?");
+    }
+    pthread_mutex_lock(&m->lock);
+    if (m->n_snaps == m->cap_snaps) {
+        int cap = m->cap_snaps ? m->cap_snaps * 2 : 256;
+        bs_cluster_snap_t *g = realloc(m->snaps, sizeof(*g) * (size_t)cap);
+        if (g == NULL) {
+            pthread_mutex_unlock(&m->lock);
+            free(v);
+            return;
+        }
+        m->snaps = g;
+        m->cap_snaps = cap;
+    }
+    m->snaps[m->n_snaps++] = (bs_cluster_snap_t){.t = t, .n_nodes = (int)n, .nodes = v};
+    pthread_mutex_unlock(&m->lock);
+}
+
 static void sample_cluster(bs_monitor_t *m, double t)
 {
     char *text = cluster_status(m);
@@ -277,6 +305,7 @@ static void sample_cluster(bs_monitor_t *m, double t)
     }
     int first = !m->has_cluster;
     m->has_cluster = 1;
+    add_snapshot(m, t, nodes);
     char d[BS_EVENT_DETAIL];
     long long epoch = json_integer_value(json_object_get(root, "epoch"));
     if (!first && epoch != m->epoch && !m->has_metrics) {
@@ -423,6 +452,12 @@ int bs_monitor_has_metrics(const bs_monitor_t *m)
     return m != NULL && m->has_metrics;
 }
 
+const bs_cluster_snap_t *bs_monitor_cluster(const bs_monitor_t *m, int *n)
+{
+    *n = m ? m->n_snaps : 0;
+    return m ? m->snaps : NULL;
+}
+
 int bs_monitor_has_cluster(const bs_monitor_t *m)
 {
     return m != NULL && m->has_cluster;
@@ -434,6 +469,9 @@ void bs_monitor_destroy(bs_monitor_t *m)
         return;
     bs_monitor_stop(m);
     pthread_mutex_destroy(&m->lock);
+    for (int i = 0; i < m->n_snaps; i++)
+        free(m->snaps[i].nodes);
+    free(m->snaps);
     free(m->samples);
     free(m->events);
     free(m);
