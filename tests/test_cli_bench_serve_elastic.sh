@@ -47,11 +47,12 @@ assert t["events"] == r["events"], "the timeline and the JSON disagree on events
 assert sum(b["ok"] for b in t["buckets"]) == l["ok"], "buckets do not add up"
 assert sum(b["errors"] for b in t["buckets"]) == 0
 assert len(t["samples"]) >= 8 and max(s["nodes_ready"] for s in t["samples"]) >= 3, t["samples"]
-# per-node states from cluster status: every node seen, n2 ends dead, n1 ends drained (dead too)
+# per-node states from cluster status: every node seen, n2 ends lost, n1 ends drained
 names = {n["name"] for c in t["cluster"] for n in c["nodes"]}
 assert names == {"n0", "n1", "n2", "n3"}, names
 last = {n["name"]: n["state"] for n in t["cluster"][-1]["nodes"]}
-assert last["n2"] == "dead" and last["n0"] == "ready" and last["n3"] == "ready", last
+assert last["n2"] == "dead" and last["n1"] == "left", last
+assert last["n0"] == "ready" and last["n3"] == "ready", last
 html = open(f"{out}/report.html").read()
 assert html.count("stroke-dasharray=\"3 3\"") >= 5 * len(ev), "event markers missing"
 print(f"{l['ok']} requests ok through {len(ev)} events")

@@ -65,7 +65,7 @@ static void nodes_strip(FILE *f, const bs_chart_t *c, const bs_cluster_snap_t *s
     double row_h = 18;
     fprintf(f,
             "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"14\">Nodes "
-            "(cluster status): grey joined, green ready, orange draining, red dead</text>\n",
+            "(cluster status): grey joined, green ready, orange draining, red lost</text>\n",
             c->x + c->w / 2, c->y - 10);
     for (int r = 0; r < rows; r++) {
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">", c->x - 6,
@@ -79,8 +79,8 @@ static void nodes_strip(FILE *f, const bs_chart_t *c, const bs_cluster_snap_t *s
             int r = 0;
             while (r < rows && ids[r] != snaps[i].nodes[k].id)
                 r++;
-            if (r == rows)
-                continue;
+            if (r == rows || strcmp(snaps[i].nodes[k].state, "left") == 0)
+                continue; /* a drained node is simply gone */
             double x0 = bs_chart_px(c, snaps[i].t), x1 = bs_chart_px(c, t1);
             fprintf(f,
                     "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "

@@ -47,6 +47,7 @@ struct bs_monitor {
      * only) says which it was. Sampled after the status, so it has seen every such loss. */
     int pending[MAX_NODES];
     int n_pending;
+    int drained[MAX_NODES];       /* by index in nodes[]: gone by a drain; snapshots say "left" */
     double pending_t, dead_count; /* dead_count: the last metrics count of lost nodes, or -1 */
 };
 
@@ -261,6 +262,17 @@ static node_view_t *find_node(bs_monitor_t *m, int id)
     return NULL;
 }
 
+/* The last snapshot shows node `id` as "left" rather than "dead": it drained. */
+static void mark_left(bs_monitor_t *m, int id)
+{
+    pthread_mutex_lock(&m->lock);
+    bs_cluster_snap_t *last = m->n_snaps > 0 ? &m->snaps[m->n_snaps - 1] : NULL;
+    for (int k = 0; last != NULL && k < last->n_nodes; k++)
+        if (last->nodes[k].id == id && strcmp(last->nodes[k].state, "dead") == 0)
+            snprintf(last->nodes[k].state, sizeof(last->nodes[k].state), "left");
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* Keeps the states of one answer for the timeline's node chart. */
 static void add_snapshot(bs_monitor_t *m, double t, const json_t *nodes)
 {
@@ -275,6 +287,9 @@ static void add_snapshot(bs_monitor_t *m, double t, const json_t *nodes)
         v[i].id = (int)json_integer_value(json_object_get(x, "id"));
         snprintf(v[i].name, sizeof(v[i].name), "%s", name ? name : "?");
         snprintf(v[i].state, sizeof(v[i].state), "%s", state ? state : "?");
+        const node_view_t *known = find_node(m, v[i].id);
+        if (known != NULL && m->drained[known - m->nodes] && strcmp(v[i].state, "dead") == 0)
+            snprintf(v[i].state, sizeof(v[i].state), "left");
     }
     pthread_mutex_lock(&m->lock);
     if (m->n_snaps == m->cap_snaps) {
@@ -342,6 +357,8 @@ static void sample_cluster(bs_monitor_t *m, double t)
             } else if (strcmp(state, "dead") == 0 && strcmp(v->state, "draining") == 0) {
                 snprintf(d, sizeof(d), "node %d (%s) drained and left", id, v->name);
                 add_event(m, t, "left", "cluster", d);
+                m->drained[v - m->nodes] = 1;
+                mark_left(m, id);
             } else if (strcmp(state, "dead") == 0 && m->n_pending < MAX_NODES) {
                 m->pending[m->n_pending++] = (int)(v - m->nodes);
                 m->pending_t = t;
@@ -374,6 +391,10 @@ static void resolve_dead(bs_monitor_t *m)
         snprintf(d, sizeof(d), failure ? "node %d (%s) lost" : "node %d (%s) drained and left",
                  v->id, v->name);
         add_event(m, m->pending_t, failure ? "failure" : "drain", "cluster", d);
+        if (!failure) {
+            m->drained[m->pending[i]] = 1;
+            mark_left(m, v->id);
+        }
     }
     m->n_pending = 0;
     if (now >= 0)
