@@ -8,6 +8,7 @@
 # repeats the requests, a ramp never exceeds its concurrency, chats come from the sample
 # dataset, `bench compare` prints the ratios, errors by status, and bad options are refused.
 set -u
+unset DSINFER_API_KEY OPENAI_API_KEY # the load tool reads them: each run here says its key
 BUILD=${DSINFER_BUILD:?DSINFER_BUILD is not set}
 SERVER=$BUILD/tests/test_unit_api_server
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
@@ -197,6 +198,12 @@ rc=$?
 [ $rc = 1 ] || fail "all requests failing: exit $rc, want 1"
 python3 -c 'import json,sys; l=json.load(open(sys.argv[1]))["levels"][0]; assert l["errors"]=={"401":4} and l["ok"]==0, l' \
     "$TMP/bad.json" || fail "errors by status: $(cat "$TMP/bad.txt")"
+
+# The key from the environment, as dsinfer serve and OpenAI's clients take it.
+DSINFER_API_KEY=k3y dsinfer bench serve --url "$URL" --concurrency 1 --requests 2 --max-tokens 2 \
+    >"$TMP/env.txt" 2>&1 || fail "DSINFER_API_KEY not used: $(cat "$TMP/env.txt")"
+OPENAI_API_KEY=k3y dsinfer bench serve --url "$URL" --concurrency 1 --requests 2 --max-tokens 2 \
+    >"$TMP/env.txt" 2>&1 || fail "OPENAI_API_KEY not used: $(cat "$TMP/env.txt")"
 
 # Nobody listening: connection errors, exit 1, no hang.
 dsinfer bench serve --url http://127.0.0.1:1 --model m --requests 2 --concurrency 1 \

@@ -5,6 +5,7 @@
 # (data-key), formatted as the page shows it. A screenshot is taken and checked to be a PNG.
 # Skipped (77) without chromium (scripts/setup.sh installs it).
 set -u
+unset DSINFER_API_KEY OPENAI_API_KEY # the load tool reads them: each run here says its key
 BUILD=${DSINFER_BUILD:?DSINFER_BUILD is not set}
 SERVER=$BUILD/tests/test_unit_api_server
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }

@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "  --url URL             server base URL (default http://127.0.0.1:8000)\n"
             "  --model NAME          model id (default: the first of GET /v1/models)\n"
             "  --api chat|completions  endpoint to load (default completions)\n"
-            "  --api-key KEY         send Authorization: Bearer KEY\n"
+            "  --api-key KEY         send Authorization: Bearer KEY (default $DSINFER_API_KEY,\n"
+            "                        else $OPENAI_API_KEY; none when neither is set)\n"
             "  --timeout S           seconds a request may take (default 300)\n"
             "arrivals (one of):\n"
             "  --concurrency LIST    closed loop: parallel requests per level, e.g. 1,4,16\n"
@@ -292,6 +293,10 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         fprintf(stderr, "dsinfer " CMD ": unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (o->key == NULL) /* as dsinfer serve, then as OpenAI's clients read it */
+        o->key = getenv("DSINFER_API_KEY") ? getenv("DSINFER_API_KEY") : getenv("OPENAI_API_KEY");
+    if (o->key != NULL && o->key[0] == '\0')
+        o->key = NULL;
     if (strcmp(o->api, "chat") != 0 && strcmp(o->api, "completions") != 0) {
         fprintf(stderr, "dsinfer " CMD ": --api: '%s' is not chat or completions\n", o->api);
         return 2;
