@@ -161,13 +161,17 @@ r = json.load(open(sys.argv[1]))
 l = r["levels"][0]
 assert l["mode"] == "ramp" and l["ramp"] == {"from": 1, "to": 4, "duration_s": 2}, l
 assert l["ok"] == l["requests"] > 10 and r["endpoint"] == "/v1/chat/completions", l
-# in flight at each send: never more than the ramp's concurrency at that moment (+1: the clocks
-# of the worker and of the record differ by the time to build a request)
+# in flight at each send: never more than the ramp's concurrency at that moment, 1 to 4 in four
+# equal steps (+1: the clocks of the worker and of the record differ by the time to build a
+# request); and 4 at once was reached
 recs = r["records"]
+most = 0
 for x in recs:
     t = x["start_s"] - l["start_s"]
     busy = sum(1 for y in recs if y["start_s"] <= x["start_s"] < y["start_s"] + y["e2el_s"])
-    assert busy <= 1 + int(1 + 3 * t / 2 + 1e-9), (t, busy)
+    assert busy <= 1 + min(4, 1 + int(4 * t / 2 + 1e-9)), (t, busy)
+    most = max(most, busy)
+assert most >= 4, most
 words = {len(c["conversations"][0]["value"].split()) for c in map(json.loads, open(sys.argv[2]))}
 assert all(x["prompt_words"] in words for x in recs), "prompts not from the dataset"
 assert all(x["max_tokens"] == 4 for x in recs)  # --output-len given: it wins over the answers

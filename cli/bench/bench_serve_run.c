@@ -41,12 +41,15 @@ static void sleep_until(double deadline)
     }
 }
 
-/* The concurrency a ramp asks for `elapsed` seconds into it. */
+/* The concurrency a ramp asks for `elapsed` seconds into it: each of the levels FROM..TO gets an
+ * equal share of the time, so TO is reached too, for the last share. */
 static int ramp_level(const bs_level_spec_t *s, double elapsed)
 {
-    double c = s->ramp_from + (s->ramp_to - s->ramp_from) * elapsed / s->ramp_s;
-    int n = (int)floor(c + 1e-9);
-    return n < 1 ? 1 : n;
+    int steps = abs(s->ramp_to - s->ramp_from) + 1;
+    int k = (int)floor(steps * elapsed / s->ramp_s + 1e-9);
+    if (k > steps - 1)
+        k = steps - 1;
+    return s->ramp_to >= s->ramp_from ? s->ramp_from + k : s->ramp_from - k;
 }
 
 static void run_one(bs_run_t *run, int i, int *fd)
