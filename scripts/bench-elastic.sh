@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Serving under a load ramp while the cluster changes: a coordinator with the HTTP API and 2 node
 # processes on loopback; `dsinfer bench serve --ramp` loads it while a third and a fourth node
-# join, one node drains (SIGTERM) and one is killed (kill -9). bench serve polls /metrics and
-# `dsinfer cluster status`, so its timeline carries the events; the report (JSON, timeline, HTML)
-# lands in OUT. Exits 1 when a request failed or an event is missing from the timeline.
+# join, experts are rebalanced by load, one node drains (SIGTERM) and one is killed (kill -9).
+# bench serve polls /metrics and `dsinfer cluster status`, so its timeline carries the events; the
+# report (JSON, timeline, HTML) lands in OUT. Exits 1 when a request failed or an event is
+# missing from the timeline.
 #
 # Usage: scripts/bench-elastic.sh [MODEL (default models/default)] [BUILD (default build)]
 #                                [REPLAN (live|restart, default live)] [bench serve options...]
 # Environment: RAMP    FROM:TO:SECONDS of the ramp (default 1:16:120)
 #              OUT     folder for the results (default: a new temporary folder, printed)
 #              THREADS compute threads per node (default 1)
-# The changes happen at 20% (join), 35% (join), 55% (drain) and 75% (kill -9) of the ramp.
+# The changes happen at 20% (join), 35% (join), 45% (rebalance), 55% (drain) and 75% (kill -9)
+# of the ramp. A rebalance the coordinator refuses (too little load counted yet) is reported and
+# not expected in the timeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/default}
@@ -23,7 +26,10 @@ IFS=: read -r _ _ SECS <<<"$RAMP"
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 export DSINFER_SECRET=${DSINFER_SECRET:-bench-elastic-secret-0123456789}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -57,12 +63,20 @@ at() { # sleep until FRACTION of the ramp, then say what happens
 }
 at 0.20 "node n2 joins"; node n2
 at 0.35 "node n3 joins"; node n3
+at 0.45 "experts rebalanced by load (dsinfer cluster rebalance)"
+"$BIN/dsinfer" cluster rebalance --coordinator "127.0.0.1:$CPORT" >>"$OUT/actions.txt" 2>&1 \
+  && REBALANCED=1 || echo "(refused: see above)" | tee -a "$OUT/actions.txt"
 at 0.55 "node n1 drains (SIGTERM)"; kill -TERM "${pid[n1]}"
-at 0.75 "node n2 is killed (kill -9)"; { kill -9 "${pid[n2]}"; wait "${pid[n2]}"; } 2>/dev/null || true
-wait "$bench" || { rc=$?; cat "$OUT/bench.log" >&2; echo "bench-elastic: bench serve failed (exit $rc)" >&2; }
+at 0.75 "node n2 is killed (kill -9)"
+{ kill -9 "${pid[n2]}"; wait "${pid[n2]}"; } 2>/dev/null || true # no "Killed" line from bash
+if ! wait "$bench"; then
+  rc=$?
+  cat "$OUT/bench.log" >&2
+  echo "bench-elastic: bench serve failed (exit $rc)" >&2
+fi
 cat "$OUT/table.txt"
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "${REBALANCED:-0}" <<'PY'
 import json, sys
 out = sys.argv[1]
 r = json.load(open(f"{out}/bench.json"))
@@ -76,7 +90,8 @@ for e in events:
     print(f"{e['t_s']:7.1f} s  {e['kind']:<11} {e['source']:<8} {e['detail']}")
 t = json.load(open(f"{out}/timeline.json"))
 # throughput between the operator's actions, from the timeline
-cuts = [0.0] + [e["t_s"] for e in events if e["kind"] in ("join", "drain", "failure")] + \
+cuts = [0.0] + [e["t_s"] for e in events if e["kind"] in ("join", "drain", "failure",
+                                                           "rebalance")] + \
        [t["duration_s"]]
 print("\n| from (s) | to (s) | output tok/s | requests/s | TTFT p50 (ms, median of seconds) |")
 print("|---|---|---|---|---|")
@@ -90,7 +105,9 @@ for a, b in zip(cuts, cuts[1:]):
     med = f"{1000 * ttft[len(ttft) // 2]:.0f}" if ttft else "-"
     print(f"| {a:.0f} | {b:.0f} | {tok:.1f} | {req:.2f} | {med} |")
 kinds = [e["kind"] for e in events]
-missing = [k for k, n in (("join", 2), ("drain", 1), ("failure", 1)) if kinds.count(k) < n]
+want = (("join", 2), ("drain", 1), ("failure", 1))
+want += (("rebalance", 1),) if sys.argv[2] == "1" else ()
+missing = [k for k, n in want if kinds.count(k) < n]
 print(f"\nreport: {out}/report.html, {out}/bench.json, {out}/timeline.json")
 if l["failed"] or missing or l["ok"] == 0:
     print(f"bench-elastic: {l['failed']} failed requests; events missing: {missing or 'none'}")

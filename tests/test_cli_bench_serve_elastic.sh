@@ -1,10 +1,11 @@
 #!/bin/bash
 # test_cli_bench_serve_elastic.sh - scripts/bench-elastic.sh in small form on the tiny-v3
 # fixture: a 16 s ramp (1 to 3 parallel requests) against a 2-node cluster while a third and a
-# fourth node join, one drains and one is killed. Checks, from bench serve's JSON and timeline:
-# every request succeeded, the events were recorded (two joins, a drain, a failure, re-plans) in
-# the order the script made them, the timeline holds them and its buckets add up, the HTML report
-# was written; and no process is left behind.
+# fourth node join, experts are rebalanced, one node drains and one is killed. Checks, from bench
+# serve's JSON and timeline: every request succeeded, the events were recorded (two joins, the
+# rebalance when the coordinator accepted it, a drain, a failure, re-plans) in the order the
+# script made them, the timeline holds them with every node's state and its buckets add up, the
+# HTML report marks them; and no process is left behind.
 set -u
 FIXTURES=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
 BUILD=${DSINFER_BUILD:?DSINFER_BUILD is not set}
@@ -39,6 +40,8 @@ print("events:", ev)
 assert kinds.count("join") == 2 and kinds.count("failure") == 1, kinds
 assert kinds.count("drain") + kinds.count("left") >= 1, kinds
 assert kinds.count("replan") >= 3, kinds  # two joins, the drain, the failure (may coalesce)
+rebalanced = "rebalanced:" in open(f"{out}/actions.txt").read()
+assert kinds.count("rebalance") == rebalanced, (rebalanced, kinds)
 # in the order the script made them
 order = [d for k, d in ev if k in ("join", "drain", "failure")]
 assert "(n2) joined" in order[0] and "(n3) joined" in order[1], order
