@@ -69,8 +69,9 @@ at 0.45 "experts rebalanced by load (dsinfer cluster rebalance)"
 at 0.55 "node n1 drains (SIGTERM)"; kill -TERM "${pid[n1]}"
 at 0.75 "node n2 is killed (kill -9)"
 { kill -9 "${pid[n2]}"; wait "${pid[n2]}"; } 2>/dev/null || true # no "Killed" line from bash
-if ! wait "$bench"; then
-  rc=$?
+rc=0
+wait "$bench" || rc=$?
+if [ $rc != 0 ]; then
   cat "$OUT/bench.log" >&2
   echo "bench-elastic: bench serve failed (exit $rc)" >&2
 fi
