@@ -1,14 +1,17 @@
 /*
  * bench_serve.h - internals of `dsinfer bench serve`, the load tool for OpenAI-compatible HTTP
  * servers. Files:
- *   bench_serve.c          options and the order of a run
+ *   bench_serve.c          the order of a run, the table printed
+ *   bench_serve_opts.c     options, usage, the levels they ask for
  *   bench_serve_gen.c      the seeded random streams: arrivals, lengths, the chats of a dataset
  *   bench_serve_run.c      the arrival processes: fixed concurrency, a request rate, a ramp
  *   bench_serve_client.c   one keep-alive connection per worker thread; SSE events timed
  *   bench_serve_monitor.c  the server's view during the run: /metrics and cluster status, events
+ *   bench_serve_scrape.c   reading /metrics text and running `dsinfer cluster status`
  *   bench_serve_stats.c    percentiles, SLOs and goodput, per-level summaries, the timeline
  *   bench_serve_json.c     the JSON results file (docs/API.md documents it) and --timeline
  *   bench_serve_svg.c      small SVG charts (axes, lines, event markers)
+ *   bench_serve_charts.c   the timeline and latency-against-load charts (inline SVG)
  *   bench_serve_html.c     the self-contained HTML report and the --svg chart
  *   bench_serve_compare.c  `dsinfer bench compare A.json B.json`
  */
@@ -36,6 +39,25 @@ typedef struct {
 
 /* "http://host[:port][/base]" into t->host, t->port and the endpoint path; -1 with a message. */
 int bs_parse_url(const char *url, int chat, bs_target_t *t);
+
+/* ---- options (bench_serve_opts.c) ----------------------------------------------------------- */
+
+typedef struct bs_level_spec bs_level_spec_t;
+
+/* The command line, as given (parsed into plans and levels by the caller). */
+typedef struct {
+    const char *url, *model, *api, *key, *json, *svg, *html, *timeline, *levels, *rates, *ramp,
+        *prompt_len, *output_len, *dataset, *slo, *coordinator;
+    long long requests, timeout, max_concurrency, seed;
+    double burstiness, bucket;
+    int requests_set, output_len_set, no_metrics;
+} bs_opts_t;
+
+void bs_usage(FILE *out);
+/* 0, 1 after --help (usage printed), 2 for a usage error (message printed). */
+int bs_opts_parse(int argc, char **argv, bs_opts_t *o);
+/* The levels the options ask for; *out malloc'ed (caller frees). 0, or -1 with a message. */
+int bs_levels_make(const bs_opts_t *o, bs_level_spec_t **out, int *n_out);
 
 /* ---- random streams and the requests' contents (bench_serve_gen.c) -------------------------- */
 
@@ -145,7 +167,7 @@ static inline int bs_result_ok(const bs_result_t *r)
 typedef enum { BS_MODE_CONCURRENCY, BS_MODE_RATE, BS_MODE_RAMP } bs_mode_t;
 
 /* One level: a concurrency, a request rate, or the ramp. */
-typedef struct {
+struct bs_level_spec {
     bs_mode_t mode;
     int concurrency;        /* BS_MODE_CONCURRENCY: workers; RATE: the most requests in flight */
     double rate;            /* BS_MODE_RATE: requests per second (mean) */
@@ -153,7 +175,7 @@ typedef struct {
     int ramp_from, ramp_to; /* BS_MODE_RAMP: concurrency from .. to, linearly over ramp_s */
     double ramp_s;
     int n_requests; /* requests to send (the ramp stops at ramp_s or here) */
-} bs_level_spec_t;
+};
 
 /* Shared state of one level's run; workers take request indices from `next`. */
 typedef struct {
@@ -252,9 +274,14 @@ void bs_monitor_destroy(bs_monitor_t *m);
 
 /*
  * Parses Prometheus text into a sample (fields it lacks stay -1). Returns how many dsinfer_
- * families of the sample it found.
+ * families of the sample it found. (bench_serve_scrape.c)
  */
 int bs_metrics_parse(const char *text, bs_sample_t *out);
+/*
+ * Runs `self cluster status --coordinator ADDR --json --timeout-ms 2000` (killed after 5 s) and
+ * returns its stdout (malloc'ed, caller frees), or NULL when it failed. (bench_serve_scrape.c)
+ */
+char *bs_cluster_status(const char *self, const char *coordinator);
 
 /* ---- statistics (bench_serve_stats.c) ------------------------------------------------------- */
 
@@ -349,6 +376,17 @@ int bs_write_svg(const char *path, const bs_report_t *r);
 void bs_level_name(const bs_level_spec_t *s, char *out, size_t cap);
 /* The load of a level on the latency-vs-load chart: concurrency, or the rate sent. */
 double bs_level_load(const bs_level_t *l);
+
+/* ---- charts (bench_serve_charts.c) ---------------------------------------------------------- */
+
+#define BS_CHART_WIDTH 1000 /* SVG units; the HTML page is as wide */
+
+/* The timeline chart, one <svg id="timeline"> element. */
+void bs_svg_timeline(FILE *f, const bs_report_t *r);
+/* Throughput, TTFT and TPOT against load, one <svg id="ID"> element. */
+void bs_svg_load(FILE *f, const bs_report_t *r, const char *id);
+/* The colour an event kind is drawn in. */
+const char *bs_event_color(const char *kind);
 
 /* ---- SVG helpers (bench_serve_svg.c) -------------------------------------------------------- */
 
