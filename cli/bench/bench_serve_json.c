@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSON_FLAGS (JSON_INDENT(1) | JSON_REAL_PRECISION(9))
+/* 9 significant digits: nanoseconds for a second; bs_round9 rounds the samples the same way. */
+#define JSON_PRECISION JSON_REAL_PRECISION(9)
 
 static json_t *num_or_null(double v)
 {
@@ -189,9 +190,10 @@ static json_t *len_json(bs_len_t l)
     return json_pack("{s:i, s:i}", "min", l.min, "max", l.max);
 }
 
-static int dump(json_t *root, const char *path, const char *opt)
+/* The results file is compact (its records hold every inter-token gap); the timeline indented. */
+static int dump(json_t *root, const char *path, const char *opt, size_t flags)
 {
-    int rc = json_dump_file(root, path, JSON_FLAGS);
+    int rc = json_dump_file(root, path, flags | JSON_PRECISION);
     json_decref(root);
     if (rc != 0)
         fprintf(stderr, "dsinfer bench serve: %s: cannot write %s\n", opt, path);
@@ -228,7 +230,7 @@ int bs_write_json(const char *path, const bs_report_t *r)
     for (int i = 0; i < r->n_results; i++)
         json_array_append_new(records, record_json(&r->results[i]));
     json_object_set_new(root, "records", records);
-    return dump(root, path, "--json");
+    return dump(root, path, "--json", JSON_COMPACT);
 }
 
 int bs_write_timeline(const char *path, const bs_report_t *r)
@@ -280,5 +282,5 @@ int bs_write_timeline(const char *path, const bs_report_t *r)
     }
     json_object_set_new(root, "cluster", cluster);
     json_object_set_new(root, "events", events_json(r->monitor));
-    return dump(root, path, "--timeline");
+    return dump(root, path, "--timeline", JSON_INDENT(1));
 }
