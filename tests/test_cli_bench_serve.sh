@@ -191,6 +191,28 @@ r = b["ttft_s"]["p99"] / a["ttft_s"]["p99"]
 assert rows["TTFT p99 (ms)"][2] == f"{r:.3f}", rows
 print("compare ok")
 EOF
+# A vLLM serving-benchmark result (`vllm bench serve --save-result` keys) compares as one level.
+cat >"$TMP/vllm.json" <<'EOF'
+{"model_id": "other-server", "duration": 10.0, "completed": 80, "failed": 0,
+ "request_throughput": 8.0, "request_goodput": null, "output_throughput": 32.0,
+ "mean_ttft_ms": 12.0, "median_ttft_ms": 10.0, "p99_ttft_ms": 40.0,
+ "mean_tpot_ms": 5.0, "median_tpot_ms": 4.0, "p99_tpot_ms": 9.0,
+ "mean_itl_ms": 5.0, "median_itl_ms": 4.5, "p99_itl_ms": 11.0}
+EOF
+dsinfer bench compare "$TMP/vllm.json" "$TMP/rate-a.json" >"$TMP/compare-vllm.txt" \
+    || fail "bench compare with a vLLM result exited $?"
+python3 - "$TMP/rate-a.json" "$TMP/compare-vllm.txt" <<'EOF' || fail "compare with vLLM"
+import json, sys
+b = json.load(open(sys.argv[1]))["levels"][0]
+rows = {line[:22].strip(): line[22:].split() for line in open(sys.argv[2])}
+assert rows["level (A / B)"][:2] == ["vllm", "rate=40/s"], rows
+assert rows["requests/s"][:3] == ["8.00", f"{b['requests_per_s']:.2f}",
+                                  f"{b['requests_per_s'] / 8:.3f}"], rows
+assert rows["TTFT p50 (ms)"][:3] == ["10.00", f"{1e3 * b['ttft_s']['p50']:.2f}",
+                                     f"{b['ttft_s']['p50'] / 0.010:.3f}"], rows
+assert rows["goodput (requests/s)"][0] == "-" and rows["E2E latency p50 (ms)"][0] == "-", rows
+print("compare with a vLLM result ok")
+EOF
 dsinfer bench compare "$TMP/rate-a.json" >/dev/null 2>&1 && fail "compare with one file: exit 0"
 dsinfer bench compare "$TMP/rate-a.json" "$TMP/table.txt" >/dev/null 2>&1 \
     && fail "compare with a non-JSON file: exit 0"

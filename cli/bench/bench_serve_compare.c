@@ -1,7 +1,9 @@
 /*
  * bench_serve_compare.c - `dsinfer bench compare A.json B.json`: the headline numbers of two
  * `dsinfer bench serve --json` files side by side with their ratio B / A, level by level (levels
- * are matched by position; their names are printed so a mismatch shows).
+ * are matched by position; their names are printed so a mismatch shows). Either file may be the
+ * result of vLLM's serving benchmark (`vllm bench serve --save-result`), read as one level, so a
+ * run of dsinfer compares with a run of another server measured by that tool.
  */
 #include "bench.h"
 
@@ -38,6 +40,52 @@ static double value(const json_t *level, int row, int *ok)
     return *ok ? json_number_value(v) * headline[row].scale : 0;
 }
 
+/* vLLM's "<stat>_<figure>_ms" (ms) as our "<figure>_s".<p>, when present. */
+static void vllm_pct(json_t *level, const json_t *v, const char *figure)
+{
+    static const char *const ours[] = {"p50", "p90", "p99", "mean"};
+    static const char *const theirs[] = {"median", "p90", "p99", "mean"};
+    json_t *o = json_object();
+    for (int i = 0; i < 4; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%s_%s_ms", theirs[i], figure);
+        const json_t *x = json_object_get(v, key);
+        if (json_is_number(x))
+            json_object_set_new(o, ours[i], json_real(json_number_value(x) / 1e3));
+    }
+    char key[32];
+    snprintf(key, sizeof(key), "%s_s", figure);
+    json_object_set_new(level, key, o);
+}
+
+/*
+ * A vLLM serving-benchmark result as a file of one level. Its percentiles interpolate between
+ * samples (numpy) where ours are nearest-rank: close on many requests, not identical.
+ */
+static json_t *from_vllm(const json_t *v)
+{
+    json_t *level = json_object();
+    json_object_set_new(level, "name", json_string("vllm"));
+    const char *map[][2] = {{"request_throughput", "requests_per_s"},
+                            {"output_throughput", "output_tokens_per_s"},
+                            {"request_goodput", "goodput_per_s"},
+                            {"failed", "failed"}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const json_t *x = json_object_get(v, map[i][0]);
+        if (json_is_number(x))
+            json_object_set_new(level, map[i][1], json_real(json_number_value(x)));
+    }
+    const char *figures[] = {"ttft", "tpot", "itl", "e2el"};
+    for (int i = 0; i < 4; i++)
+        vllm_pct(level, v, figures[i]);
+    json_t *root = json_object(), *levels = json_array();
+    json_array_append_new(levels, level);
+    json_object_set_new(root, "levels", levels);
+    const char *model = json_string_value(json_object_get(v, "model_id"));
+    json_object_set_new(root, "model", json_string(model ? model : "?"));
+    return root;
+}
+
 static json_t *load(const char *path)
 {
     json_error_t err;
@@ -46,8 +94,16 @@ static json_t *load(const char *path)
         fprintf(stderr, "dsinfer bench compare: %s:%d: %s\n", path, err.line, err.text);
         return NULL;
     }
+    if (!json_is_array(json_object_get(root, "levels")) &&
+        json_is_number(json_object_get(root, "request_throughput"))) {
+        json_t *converted = from_vllm(root);
+        json_decref(root);
+        return converted;
+    }
     if (!json_is_array(json_object_get(root, "levels"))) {
-        fprintf(stderr, "dsinfer bench compare: %s is not a `dsinfer bench serve --json` file\n",
+        fprintf(stderr,
+                "dsinfer bench compare: %s is neither a `dsinfer bench serve --json` file nor a "
+                "vLLM serving-benchmark result\n",
                 path);
         json_decref(root);
         return NULL;
@@ -69,8 +125,8 @@ int dsinfer_bench_compare(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: dsinfer bench compare A.json B.json\n"
-               "Prints the headline numbers of two `dsinfer bench serve --json` files and their\n"
-               "ratio B / A per level (a ratio above 1 is better for rates, worse for times).\n");
+               "Prints the headline numbers of two `dsinfer bench serve --json` files (or vLLM\n"
+               "serving-benchmark results) and their ratio B / A per level.\n");
         return 0;
     }
     if (argc != 3) {
