@@ -26,11 +26,13 @@ IFS=: read -r _ _ SECS <<<"$RAMP"
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 pids=()
+sleeper=
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $sleeper; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # a test's timeout: the EXIT trap kills what was started
 export DSINFER_SECRET=${DSINFER_SECRET:-bench-elastic-secret-0123456789}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CPORT=$(free_port); HPORT=$(free_port)
@@ -40,9 +42,10 @@ URL=http://127.0.0.1:$HPORT
   --http "127.0.0.1:$HPORT" --heartbeat-ms 100 --node-timeout-ms 1000 --replan "$REPLAN" \
   2>"$OUT/coord.log" &
 pids+=($!)
+echo $! >"$OUT/pids" # every process this script starts, for whoever checks none is left
 declare -A pid # node name -> process id
 node() { "$BIN/dsinfer-node" --coordinator "127.0.0.1:$CPORT" --model "$MODEL" --name "$1" \
-           --threads "$THREADS" 2>"$OUT/$1.log" & pids+=($!); pid[$1]=$!; }
+           --threads "$THREADS" 2>"$OUT/$1.log" & pids+=($!); pid[$1]=$!; echo $! >>"$OUT/pids"; }
 node n0; node n1
 for _ in $(seq 600); do curl -sf "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "$URL/health" >/dev/null || { echo "bench-elastic: the cluster did not start" >&2; exit 1; }
@@ -53,11 +56,13 @@ curl -sf "$URL/health" >/dev/null || { echo "bench-elastic: the cluster did not 
   2>"$OUT/bench.log" &
 bench=$!
 pids+=($bench)
+echo $bench >>"$OUT/pids"
 t0=$(date +%s.%N)
 at() { # sleep until FRACTION of the ramp, then say what happens
   local wait
   wait=$(python3 -c "import sys,time; print(max(0, $t0 + $SECS * $1 - time.time()))")
-  sleep "$wait"
+  sleep "$wait" & sleeper=$! # waited for in the background, so that a signal ends it at once
+  wait $sleeper
   printf '%6.1f s  %s\n' "$(python3 -c "import time; print(time.time() - $t0)")" "$2" \
     | tee -a "$OUT/actions.txt"
 }

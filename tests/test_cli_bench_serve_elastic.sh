@@ -62,7 +62,22 @@ print(f"{l['ok']} requests ok through {len(ev)} events")
 EOF
 
 # No process of the run is left (the script kills its coordinator, nodes and bench on exit).
-left=$(pgrep -f "$TMP/out" || true)
-[ -z "$left" ] || { ps -o pid,args -p $left; fail "processes left behind"; }
+[ "$(wc -l <"$TMP/out/pids")" = 6 ] || fail "the script started $(wc -l <"$TMP/out/pids") processes"
+for p in $(cat "$TMP/out/pids"); do
+    kill -0 "$p" 2>/dev/null && { ps -o pid,args -p "$p"; fail "process $p left behind"; }
+done
+
+# Stopped half-way (as a timeout does), it still leaves nothing behind.
+OUT=$TMP/stop RAMP=1:2:30 bash "$SOURCE/scripts/bench-elastic.sh" "$MODEL" "$BUILD" live \
+    >"$TMP/stop.txt" 2>&1 &
+script=$!
+for _ in $(seq 300); do [ -s "$TMP/stop/actions.txt" ] && break; sleep 0.1; done
+kill -TERM $script
+wait $script
+[ -s "$TMP/stop/actions.txt" ] || fail "the stopped run never reached its first change"
+sleep 0.5
+for p in $(cat "$TMP/stop/pids"); do
+    kill -0 "$p" 2>/dev/null && { ps -o pid,args -p "$p"; fail "stopped run: process $p left"; }
+done
 [ $FAILED = 0 ] && echo "PASS"
 exit $FAILED
