@@ -38,8 +38,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 CPORT=$(free_port); HPORT=$(free_port)
 URL=http://127.0.0.1:$HPORT
 
-"$BIN/dsinfer-coordinator" --nodes 2 --stages 1 --model "$MODEL" --listen "127.0.0.1:$CPORT" \
-  --http "127.0.0.1:$HPORT" --heartbeat-ms 100 --node-timeout-ms 1000 --replan "$REPLAN" \
+"$BIN/dsinfer-coordinator" --nodes 2 --stages 1 --model "$MODEL" --control "127.0.0.1:$CPORT" \
+  --listen "127.0.0.1:$HPORT" --heartbeat-ms 100 --node-timeout-ms 1000 --replan "$REPLAN" \
   2>"$OUT/coord.log" &
 pids+=($!)
 echo $! >"$OUT/pids" # every process this script starts, for whoever checks none is left

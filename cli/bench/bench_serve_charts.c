@@ -74,7 +74,8 @@ static void nodes_strip(FILE *f, const bs_chart_t *c, const bs_cluster_snap_t *s
             int r = 0;
             while (r < rows && ids[r] != snaps[i].nodes[k].id)
                 r++;
-            if (r == rows || strcmp(snaps[i].nodes[k].state, "left") == 0)
+            if (r == rows || strcmp(snaps[i].nodes[k].state, "left") == 0 ||
+                strcmp(snaps[i].nodes[k].state, "drained") == 0)
                 continue; /* a drained node is simply gone */
             double x0 = bs_chart_px(c, snaps[i].t), x1 = bs_chart_px(c, t1);
             fprintf(f,

@@ -247,6 +247,12 @@ static void sample_cluster(bs_monitor_t *m, double t)
             if (strcmp(state, "draining") == 0) {
                 snprintf(d, sizeof(d), "node %d (%s) draining", id, v->name);
                 add_event(m, t, "drain", "cluster", d);
+            } else if (strcmp(state, "drained") == 0) {
+                /* cluster status names a drained node: no need to tell it from a failure */
+                snprintf(d, sizeof(d), "node %d (%s) drained and left", id, v->name);
+                add_event(m, t, strcmp(v->state, "draining") == 0 ? "left" : "drain", "cluster",
+                          d);
+                m->drained[v - m->nodes] = 1;
             } else if (strcmp(state, "dead") == 0 && strcmp(v->state, "draining") == 0) {
                 snprintf(d, sizeof(d), "node %d (%s) drained and left", id, v->name);
                 add_event(m, t, "left", "cluster", d);
