@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# A real Slurm for the deploy/slurm batch script: this test starts munged, slurmctld and slurmd
+# on this host from a generated configuration in a private temporary directory (its own key,
+# socket, state, spool, logs and free loopback ports) and runs a trivial job.
+# It stops what it started, also on failure, and checks that no process of it is left.
+# Needs root and Debian's slurm-wlm and munge (scripts/setup.sh); under CI it must run.
+set -uo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
+
+FIX=${DSINFER_FIXTURES:-../shared/fixtures}/tiny-v3
+
+# Under CI this test must run: what would skip it elsewhere fails it there.
+cannot() {
+    if [ "${CI:-}" = true ]; then
+        echo "ERROR: $*"
+        exit 1
+    fi
+    echo "*** SKIPPED: $* ***"
+    exit 77
+}
+
+[ -d "$FIX" ] || cannot "fixture $FIX missing"
+[ "$(id -u)" -eq 0 ] || cannot "slurmd must run as root to start jobs (this test runs as $(id -un))"
+for c in munged munge slurmctld slurmd sbatch squeue scancel sinfo scontrol srun mpirun curl \
+    python3 dsinfer-cluster; do
+    command -v "$c" >/dev/null || cannot "$c missing (scripts/setup.sh installs slurm-wlm, munge)"
+done
+
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok: $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# The private directory. Every process of this test's Slurm (daemons, job steps, ranks) carries
+# TAG in its environment, which is how the end of the test finds what is left of it.
+D=$(mktemp -d "${TMPDIR:-/tmp}/dsinfer-slurm-XXXXXX")
+chmod 755 "$D" # munged wants every directory above its socket open to all
+TAG="DSINFER_SLURM_TEST=$D"
+mkdir -p "$D/munge" "$D/key" "$D/state" "$D/spool" "$D/log" "$D/tmp" "$D/jobs"
+chmod 700 "$D/key"
+
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+PY
+}
+read -r CTLD_PORT SLURMD_PORT < <(free_ports 2)
+HOST=$(hostname -s)
+NODE_CPUS=$(nproc)
+
+export SLURM_CONF=$D/slurm.conf
+cat >"$SLURM_CONF" <<EOF
+ClusterName=dsinfer-test
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+AuthType=auth/munge
+AuthInfo=socket=$D/munge/socket
+CredType=cred/munge
+StateSaveLocation=$D/state
+SlurmdSpoolDir=$D/spool
+TmpFS=$D/tmp
+SlurmctldPidFile=$D/slurmctld.pid
+SlurmdPidFile=$D/slurmd.pid
+SlurmctldLogFile=$D/log/slurmctld.log
+SlurmdLogFile=$D/log/slurmd.log
+ProctrackType=proctrack/pgid
+TaskPlugin=task/affinity
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/builtin
+MpiDefault=none
+MailProg=/bin/true
+ReturnToService=2
+KillWait=15
+JobCompType=jobcomp/filetxt
+JobCompLoc=$D/jobcomp.txt
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NODE_CPUS State=UNKNOWN
+PartitionName=test Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+EOF
+
+# The processes of this test's Slurm: those whose environment holds TAG.
+ours() {
+    local p
+    for p in /proc/[0-9]*; do
+        tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qxF "$TAG" && echo "${p#/proc/}"
+    done
+}
+
+wait_gone() { # PID SECONDS
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+stopped=
+stop_slurm() {
+    [ -n "$stopped" ] && return
+    stopped=1
+    local j f pid left
+    for j in $(squeue -h -o %i 2>/dev/null); do scancel "$j"; done
+    for ((i = 0; i < 60; i++)); do
+        [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
+        sleep 0.5
+    done
+    for f in slurmd slurmctld munge/munged; do
+        [ -s "$D/$f.pid" ] || continue
+        pid=$(cat "$D/$f.pid")
+        kill -TERM "$pid" 2>/dev/null
+        wait_gone "$pid" 20 || { echo "$f ($pid) ignored SIGTERM"; kill -KILL "$pid" 2>/dev/null; }
+    done
+    sleep 0.5
+    left=$(ours)
+    if [ -n "$left" ]; then
+        bad "processes left: $(for pid in $left; do tr '\0' ' ' <"/proc/$pid/cmdline"; echo; done)"
+        for pid in $left; do kill -KILL "$pid" 2>/dev/null; done
+    else
+        ok "no munge, slurm or dsinfer process left"
+    fi
+}
+cleanup() {
+    stop_slurm
+    if [ $fail -ne 0 ]; then
+        for f in "$D"/log/*.log "$D"/munge/munged.log; do
+            [ -f "$f" ] && { echo "--- $f (end)"; tail -15 "$f"; }
+        done
+    fi
+    rm -rf "$D"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# munge with its own key and socket, then the two Slurm daemons.
+dd if=/dev/urandom of="$D/key/munge.key" bs=1024 count=1 status=none
+chmod 400 "$D/key/munge.key"
+env "$TAG" munged --key-file="$D/key/munge.key" --socket="$D/munge/socket" \
+    --pid-file="$D/munge/munged.pid" --log-file="$D/munge/munged.log" \
+    --seed-file="$D/munge/munged.seed" ||
+    cannot "munged did not start: $(tail -1 "$D/munge/munged.log" 2>/dev/null)"
+munge -S "$D/munge/socket" -n | unmunge -S "$D/munge/socket" >/dev/null ||
+    cannot "munge cannot encode and decode a credential with its own key"
+env "$TAG" slurmctld -f "$SLURM_CONF" || cannot "slurmctld did not start: $(tail -3 "$D/log/slurmctld.log")"
+env "$TAG" slurmd -f "$SLURM_CONF" -N "$HOST" || cannot "slurmd did not start: $(tail -3 "$D/log/slurmd.log")"
+state=
+for ((i = 0; i < 60; i++)); do
+    state=$(sinfo -h -n "$HOST" -o %T 2>/dev/null)
+    [ "$state" = idle ] && break
+    sleep 0.5
+done
+[ "$state" = idle ] || cannot "the node did not become idle in 30 s (state '$state'): $(tail -3 "$D/log/slurmd.log")"
+ok "munged, slurmctld and slurmd up (ports $CTLD_PORT, $SLURMD_PORT), node $HOST idle"
+# The check for left-over processes at the end must see the daemons now.
+seen=$(ours | tr '\n' ' ')
+for f in munge/munged slurmctld slurmd; do
+    [[ " $seen" == *" $(cat "$D/$f.pid") "* ]] || bad "the process scan misses ${f#*/} (saw: $seen)"
+done
+
+# Waits for job $1 to leave the queue (up to $2 seconds); 0 when it did.
+wait_job() {
+    local i
+    for ((i = 0; i < $2 * 2; i++)); do
+        [ -z "$(squeue -h -j "$1" -o %T 2>/dev/null)" ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+# "STATE EXITCODE" of a finished job, from the job completion log.
+job_end() {
+    grep "^JobId=$1 " "$D/jobcomp.txt" 2>/dev/null |
+        sed -n 's/.*JobState=\([A-Z_]*\) .* ExitCode=\([0-9:]*\).*/\1 \2/p'
+}
+submit() { # sbatch arguments...; prints the job id
+    env "$TAG" sbatch --parsable --chdir="$D/jobs" --output="$D/jobs/%j.out" "$@"
+}
+
+# 1. The harness: a trivial job.
+j=$(submit --wrap hostname)
+if [ -n "$j" ] && wait_job "$j" 30 && [ "$(job_end "$j")" = "COMPLETED 0:0" ] &&
+    [ "$(cat "$D/jobs/$j.out")" = "$(hostname)" ]; then
+    ok "sbatch --wrap hostname completed"
+else
+    bad "trivial job '$j': $(job_end "$j"), output: $(cat "$D/jobs/$j.out" 2>/dev/null)"
+fi
+
+stop_slurm
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
