@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# A real Slurm for the deploy/slurm batch script: this test starts munged, slurmctld and slurmd
-# on this host from a generated configuration in a private temporary directory (its own key,
-# socket, state, spool, logs and free loopback ports) and runs a trivial job.
+# deploy/slurm/dsinfer.sbatch on a real Slurm: this test starts munged, slurmctld and slurmd on
+# this host from a generated configuration in a private temporary directory (its own key, socket,
+# state, spool, logs and free loopback ports), runs a trivial job, then the batch script with the
+# fixture model: one generation from --prompt-ids under each launcher (srun with PMIx, mpirun
+# inside the allocation; tokens must equal the HF reference), and, where dsinfer-cluster has
+# --listen, the API: one chat request, then scancel, after which every rank must have exited 0.
 # It stops what it started, also on failure, and checks that no process of it is left.
 # Needs root and Debian's slurm-wlm and munge (scripts/setup.sh); under CI it must run.
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
 
 FIX=${DSINFER_FIXTURES:-../shared/fixtures}/tiny-v3
+SBATCH_SCRIPT=${DSINFER_SOURCE:-$(dirname "$0")/..}/deploy/slurm/dsinfer.sbatch
 
 # Under CI this test must run: what would skip it elsewhere fails it there.
 cannot() {
@@ -47,7 +51,7 @@ for s in socks:
 print(*[s.getsockname()[1] for s in socks])
 PY
 }
-read -r CTLD_PORT SLURMD_PORT < <(free_ports 2)
+read -r CTLD_PORT SLURMD_PORT API_PORT < <(free_ports 3)
 HOST=$(hostname -s)
 NODE_CPUS=$(nproc)
 
@@ -191,6 +195,82 @@ if [ -n "$j" ] && wait_job "$j" 30 && [ "$(job_end "$j")" = "COMPLETED 0:0" ] &&
     ok "sbatch --wrap hostname completed"
 else
     bad "trivial job '$j': $(job_end "$j"), output: $(cat "$D/jobs/$j.out" 2>/dev/null)"
+fi
+
+# 2. One generation from prompt ids under each launcher: 2 node ranks (one per "NUMA domain" of
+# this 2-CPU host) and the coordinator, whose tokens must equal the HF reference.
+read -r PROMPT WANT < <(python3 - "$FIX/reference.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]; hdr = json.loads(raw[8:8+n]); base = 8 + n
+def ints(name):
+    a, b = hdr[name]['data_offsets']
+    return list(struct.unpack('<%di' % ((b - a) // 4), raw[base+a:base+b]))
+print(','.join(map(str, ints('p3.tokens'))), ','.join(map(str, ints('p3.gen.tokens'))))
+PY
+)
+JOB_OPTS=(--nodes=1 --ntasks-per-node=2 --cpus-per-task=1)
+for launcher in srun mpirun; do
+    j=$(DSINFER_MODEL="$FIX" DSINFER_PROMPT_IDS="$PROMPT" DSINFER_MAX_TOKENS=16 DSINFER_STAGES=2 \
+        DSINFER_LAUNCHER=$launcher submit "${JOB_OPTS[@]}" "$SBATCH_SCRIPT")
+    out=$D/jobs/$j.out
+    if [ -n "$j" ] && wait_job "$j" 90 && [ "$(job_end "$j")" = "COMPLETED 0:0" ] &&
+        grep -qxF "$WANT" "$out" && grep -q '^dsinfer: all 3 ranks exited cleanly$' "$out"; then
+        ok "$launcher: 3 ranks generated the reference tokens and exited 0"
+    else
+        bad "$launcher job '$j': $(job_end "$j"), want $WANT; output:"
+        tail -20 "$out" 2>/dev/null
+    fi
+done
+
+# 3. Serving: the API on the first node until scancel.
+if ! dsinfer-cluster --help 2>&1 | grep -q -- --listen; then
+    echo "*** serving part SKIPPED: this dsinfer-cluster has no --listen ***"
+else
+    echo "sk-slurm-test-$RANDOM$RANDOM" >"$D/api-key"
+    chmod 600 "$D/api-key"
+    KEY=$(cat "$D/api-key")
+    j=$(DSINFER_MODEL="$FIX" DSINFER_LISTEN=127.0.0.1 DSINFER_PORT=$API_PORT \
+        DSINFER_API_KEY_FILE="$D/api-key" DSINFER_STAGES=2 submit "${JOB_OPTS[@]}" "$SBATCH_SCRIPT")
+    out=$D/jobs/$j.out
+    ready=
+    for ((i = 0; i < 120; i++)); do
+        grep -q "^dsinfer: API ready at http://.*:$API_PORT/v1$" "$out" 2>/dev/null && { ready=1; break; }
+        [ -z "$(squeue -h -j "$j" -o %T 2>/dev/null)" ] && break
+        sleep 0.5
+    done
+    if [ -n "$ready" ]; then
+        ok "the job says where the API is: $(grep '^dsinfer: API ready' "$out")"
+        base=http://127.0.0.1:$API_PORT/v1
+        model=$(curl -s --max-time 10 -H "Authorization: Bearer $KEY" "$base/models" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])' 2>/dev/null)
+        code=$(curl -s --max-time 60 -o "$D/chat.json" -w '%{http_code}' \
+            -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+            -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":8}" \
+            "$base/chat/completions")
+        if [ "$code" = 200 ] && python3 - "$D/chat.json" <<'PY'; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+c = r["choices"][0]
+assert c["message"]["role"] == "assistant" and isinstance(c["message"]["content"], str)
+assert c["finish_reason"] in ("stop", "length")
+PY
+            ok "chat request to model '$model': 200 with a choice"
+        else
+            bad "chat request to model '$model': HTTP $code: $(head -c 300 "$D/chat.json" 2>/dev/null)"
+        fi
+    else
+        bad "the API did not come up in 60 s; job output:"
+        tail -20 "$out" 2>/dev/null
+    fi
+    scancel "$j"
+    if wait_job "$j" 40 && [ "$(job_end "$j" | cut -d' ' -f1)" = CANCELLED ] &&
+        grep -q '^dsinfer: all 3 ranks exited cleanly after the stop request$' "$out"; then
+        ok "scancel: the job ended and all 3 ranks exited 0"
+    else
+        bad "after scancel, job '$j': $(job_end "$j"); output:"
+        tail -20 "$out" 2>/dev/null
+    fi
 fi
 
 stop_slurm
