@@ -26,9 +26,10 @@ cannot() {
 [ -d "$FIX" ] || cannot "fixture $FIX missing"
 [ "$(id -u)" -eq 0 ] || cannot "slurmd must run as root to start jobs (this test runs as $(id -un))"
 for c in munged munge slurmctld slurmd sbatch squeue scancel sinfo scontrol srun mpirun curl \
-    python3 dsinfer-cluster; do
+    python3; do
     command -v "$c" >/dev/null || cannot "$c missing (scripts/setup.sh installs slurm-wlm, munge)"
 done
+command -v dsinfer-cluster >/dev/null || cannot "dsinfer-cluster not on PATH (ctest puts the build's there)"
 
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
@@ -184,8 +185,8 @@ job_end() {
     grep "^JobId=$1 " "$D/jobcomp.txt" 2>/dev/null |
         sed -n 's/.*JobState=\([A-Z_]*\) .* ExitCode=\([0-9:]*\).*/\1 \2/p'
 }
-submit() { # sbatch arguments...; prints the job id
-    env "$TAG" sbatch --parsable --chdir="$D/jobs" --output="$D/jobs/%j.out" "$@"
+submit() { # sbatch arguments...; prints the job id (the job's temporary files stay in D)
+    env "$TAG" TMPDIR="$D/tmp" sbatch --parsable --chdir="$D/jobs" --output="$D/jobs/%j.out" "$@"
 }
 
 # 1. The harness: a trivial job.
