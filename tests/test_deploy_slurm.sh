@@ -3,8 +3,11 @@
 # this host from a generated configuration in a private temporary directory (its own key, socket,
 # state, spool, logs and free loopback ports), runs a trivial job, then the batch script with the
 # fixture model: one generation from --prompt-ids under each launcher (srun with PMIx, mpirun
-# inside the allocation; tokens must equal the HF reference), and, where dsinfer-cluster has
-# --listen, the API: one chat request, then scancel, after which every rank must have exited 0.
+# inside the allocation; tokens must equal the HF reference), the same on two Slurm nodes, and,
+# where dsinfer-cluster has --listen, the API: one chat request, then scancel, after which every
+# rank must have exited 0.
+# The node is this host with its real CPU count; a second slurmd under another node name (the
+# same host again, partition "pair") stands in for a second server.
 # It stops what it started, also on failure, and checks that no process of it is left.
 # Needs root and Debian's slurm-wlm and munge (scripts/setup.sh); under CI it must run.
 set -uo pipefail
@@ -40,7 +43,10 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 D=$(mktemp -d "${TMPDIR:-/tmp}/dsinfer-slurm-XXXXXX")
 chmod 755 "$D" # munged wants every directory above its socket open to all
 TAG="DSINFER_SLURM_TEST=$D"
-mkdir -p "$D/munge" "$D/key" "$D/state" "$D/spool" "$D/log" "$D/tmp" "$D/jobs"
+HOST=$(hostname -s)
+HOST2=$HOST-b
+mkdir -p "$D/munge" "$D/key" "$D/state" "$D/log" "$D/jobs" \
+    "$D/spool/$HOST" "$D/spool/$HOST2" "$D/tmp/$HOST" "$D/tmp/$HOST2"
 chmod 700 "$D/key"
 
 free_ports() {
@@ -52,8 +58,7 @@ for s in socks:
 print(*[s.getsockname()[1] for s in socks])
 PY
 }
-read -r CTLD_PORT SLURMD_PORT API_PORT < <(free_ports 3)
-HOST=$(hostname -s)
+read -r CTLD_PORT SLURMD_PORT SLURMD2_PORT API_PORT < <(free_ports 4)
 NODE_CPUS=$(nproc)
 
 export SLURM_CONF=$D/slurm.conf
@@ -63,18 +68,17 @@ SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$CTLD_PORT
-SlurmdPort=$SLURMD_PORT
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 AuthType=auth/munge
 AuthInfo=socket=$D/munge/socket
 CredType=cred/munge
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool
-TmpFS=$D/tmp
+SlurmdSpoolDir=$D/spool/%n
+TmpFS=$D/tmp/%n
 SlurmctldPidFile=$D/slurmctld.pid
-SlurmdPidFile=$D/slurmd.pid
+SlurmdPidFile=$D/slurmd-%n.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd-%n.log
 ProctrackType=proctrack/pgid
 TaskPlugin=task/affinity
 SelectType=select/cons_tres
@@ -88,8 +92,10 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$D/jobcomp.txt
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NODE_CPUS State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 Port=$SLURMD_PORT CPUs=$NODE_CPUS State=UNKNOWN
+NodeName=$HOST2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$SLURMD2_PORT CPUs=$NODE_CPUS State=UNKNOWN
 PartitionName=test Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=pair Nodes=$HOST,$HOST2 MaxTime=INFINITE State=UP
 EOF
 
 # The processes of this test's Slurm: those whose environment holds TAG.
@@ -119,7 +125,7 @@ stop_slurm() {
         [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
         sleep 0.5
     done
-    for f in slurmd slurmctld munge/munged; do
+    for f in "slurmd-$HOST" "slurmd-$HOST2" slurmctld munge/munged; do
         [ -s "$D/$f.pid" ] || continue
         pid=$(cat "$D/$f.pid")
         kill -TERM "$pid" 2>/dev/null
@@ -156,18 +162,21 @@ env "$TAG" munged --key-file="$D/key/munge.key" --socket="$D/munge/socket" \
 munge -S "$D/munge/socket" -n | unmunge -S "$D/munge/socket" >/dev/null ||
     cannot "munge cannot encode and decode a credential with its own key"
 env "$TAG" slurmctld -f "$SLURM_CONF" || cannot "slurmctld did not start: $(tail -3 "$D/log/slurmctld.log")"
-env "$TAG" slurmd -f "$SLURM_CONF" -N "$HOST" || cannot "slurmd did not start: $(tail -3 "$D/log/slurmd.log")"
+for n in "$HOST" "$HOST2"; do
+    env "$TAG" slurmd -f "$SLURM_CONF" -N "$n" ||
+        cannot "slurmd of node $n did not start: $(tail -3 "$D/log/slurmd-$n.log")"
+done
 state=
 for ((i = 0; i < 60; i++)); do
-    state=$(sinfo -h -n "$HOST" -o %T 2>/dev/null)
-    [ "$state" = idle ] && break
+    state=$(sinfo -h -N -o %T 2>/dev/null | sort -u | tr '\n' ' ')
+    [ "$state" = "idle " ] && break
     sleep 0.5
 done
-[ "$state" = idle ] || cannot "the node did not become idle in 30 s (state '$state'): $(tail -3 "$D/log/slurmd.log")"
-ok "munged, slurmctld and slurmd up (ports $CTLD_PORT, $SLURMD_PORT), node $HOST idle"
+[ "$state" = "idle " ] || cannot "the nodes did not become idle in 30 s (states: $state): $(tail -3 "$D/log/slurmd-$HOST.log")"
+ok "munged, slurmctld and 2 slurmd up (ports $CTLD_PORT, $SLURMD_PORT, $SLURMD2_PORT), nodes $HOST and $HOST2 idle"
 # The check for left-over processes at the end must see the daemons now.
 seen=$(ours | tr '\n' ' ')
-for f in munge/munged slurmctld slurmd; do
+for f in munge/munged slurmctld "slurmd-$HOST" "slurmd-$HOST2"; do
     [[ " $seen" == *" $(cat "$D/$f.pid") "* ]] || bad "the process scan misses ${f#*/} (saw: $seen)"
 done
 
@@ -223,6 +232,22 @@ for launcher in srun mpirun; do
         tail -20 "$out" 2>/dev/null
     fi
 done
+
+# The same on two Slurm nodes (2 node ranks each): rank 0 and two node ranks on the first, two
+# on the second. They are one host: Open MPI's shared-memory transport would take the two nodes'
+# ranks for strangers and name its segments alike, so MPI itself talks over TCP here.
+j=$(OMPI_MCA_btl=self,tcp DSINFER_MODEL="$FIX" DSINFER_PROMPT_IDS="$PROMPT" DSINFER_MAX_TOKENS=16 \
+    DSINFER_STAGES=2 DSINFER_LAUNCHER=srun submit --partition=pair --nodes=2 --ntasks-per-node=2 \
+    --cpus-per-task=1 "$SBATCH_SCRIPT")
+out=$D/jobs/$j.out
+if [ -n "$j" ] && wait_job "$j" 90 && [ "$(job_end "$j")" = "COMPLETED 0:0" ] &&
+    grep -qxF "$WANT" "$out" && grep -q '^dsinfer: all 5 ranks exited cleanly$' "$out" &&
+    grep -qxF "dsinfer: rank 0 (the coordinator) on $HOST; node ranks on $HOST x2, $HOST2 x2" "$out"; then
+    ok "two nodes: rank 0 and 2 node ranks on $HOST, 2 on $HOST2 generated the reference tokens"
+else
+    bad "two-node job '$j': $(job_end "$j"), want $WANT; output:"
+    tail -20 "$out" 2>/dev/null
+fi
 
 # 3. Serving: the API on the first node until scancel.
 if ! dsinfer-cluster --help 2>&1 | grep -q -- --listen; then
