@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "dsc_cluster.h"
+#include "dsi_settings.h"
 
 typedef struct {
     const char *model;       /* checkpoint directory (every node reads its slice) */
@@ -21,6 +22,9 @@ typedef struct {
     /* Under mpirun (rank 0): mpi_nodes node ranks join; no process is spawned, and the
      * coordinator's address reaches them through the MPI allgather of UCX addresses. */
     int mpi_nodes;
+    const char *const *node_args; /* flags for the spawned nodes (cli_node_args); NULL: none */
+    uint64_t kv_tokens;           /* context per sequence the plan reserves (0: 4096) */
+    const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
 } cli_cluster_opts_t;
 
 /* One generation's outcome. */
@@ -41,8 +45,17 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
 int cli_local_secret(void);
 /* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids);
+/* The same with the node options node_args (NULL-terminated flags and values, at most 32). */
+int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
+                         const char *const *node_args, pid_t *pids);
 /* Waits up to timeout_ms for the processes to exit, then kills what is left. Returns how many
  * did not exit cleanly (status 0). */
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
+
+/*
+ * `dsinfer run` with parsed settings (also rank 0 of dsinfer-cluster, whose mpi_nodes node ranks
+ * join over MPI): one generation, printed. Returns the exit code.
+ */
+int cli_run(const dsi_settings_t *s, int mpi_nodes);
 
 #endif
