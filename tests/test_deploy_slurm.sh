@@ -250,13 +250,14 @@ else
 fi
 
 # 3. Serving: the API on the first node until scancel.
-if ! dsinfer-cluster --help 2>&1 | grep -q -- --listen; then
+help=$(dsinfer-cluster --help 2>&1)
+if [[ $help != *--listen* ]]; then
     echo "*** serving part SKIPPED: this dsinfer-cluster has no --listen ***"
 else
     echo "sk-slurm-test-$RANDOM$RANDOM" >"$D/api-key"
     chmod 600 "$D/api-key"
     KEY=$(cat "$D/api-key")
-    j=$(DSINFER_MODEL="$FIX" DSINFER_LISTEN=127.0.0.1 DSINFER_PORT=$API_PORT \
+    j=$(DSINFER_MODEL="$FIX" DSINFER_LISTEN=127.0.0.1:$API_PORT \
         DSINFER_API_KEY_FILE="$D/api-key" DSINFER_STAGES=2 submit "${JOB_OPTS[@]}" "$SBATCH_SCRIPT")
     out=$D/jobs/$j.out
     ready=
