@@ -1,9 +1,11 @@
 #include "cli_cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,30 @@
 #include "cli_settings.h"
 #include "dst_ctrl.h"
 #include "dst_mpi.h"
+
+void cli_mpi_control_host(char *out, size_t cap)
+{
+    char name[256];
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(out, cap, "127.0.0.1");
+    if (gethostname(name, sizeof(name)) != 0) {
+        DSI_WARN("gethostname: %m: the coordinator listens on 127.0.0.1 (this host's ranks only)");
+        return;
+    }
+    name[sizeof(name) - 1] = '\0';
+    int rc = getaddrinfo(name, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        DSI_WARN("host name '%s' does not resolve (%s): the coordinator listens on 127.0.0.1 "
+                 "(this host's ranks only)",
+                 name, gai_strerror(rc));
+        return;
+    }
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)res->ai_addr)->sin_addr, out, (socklen_t)cap);
+    freeaddrinfo(res);
+}
 
 int cli_local_secret(void)
 {
@@ -317,6 +343,12 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
         co.model_dir = opts->model;
+        char host[64] = "127.0.0.1", ctl_listen[80];
+        if (opts->mpi_nodes > 0) { /* node ranks may be on other hosts */
+            cli_mpi_control_host(host, sizeof(host));
+            snprintf(ctl_listen, sizeof(ctl_listen), "%s:0", host);
+            co.listen = ctl_listen;
+        }
         if (opts->settings != NULL && cli_cluster_tune(opts->settings, &co) != 0)
             goto out_loop;
         co.plan.n_stages = opts->stages;
@@ -326,8 +358,8 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)
             goto out_loop;
         dsc_cluster_on_state(r.cluster, on_state, &r);
-        char addr[64];
-        snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(r.cluster));
+        char addr[80];
+        snprintf(addr, sizeof(addr), "%s:%u", host, dsc_cluster_port(r.cluster));
         if (opts->mpi_nodes > 0) {
             /* Rank 0's entry of the allgather is the coordinator's address. */
             dst_mpi_addrs_t *table;

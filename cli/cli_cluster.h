@@ -41,6 +41,14 @@ typedef struct {
 int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t *req, int n_req,
                          cli_gen_result_t *results);
 
+/*
+ * The address of rank 0's control listener under MPI, where node ranks may run on other hosts:
+ * this host's name resolved to IPv4 (the cluster network where names resolve to it; loopback on
+ * a machine whose name resolves there), or 127.0.0.1 with a warning when it does not resolve.
+ * out gets a numeric address (cap >= 16).
+ */
+void cli_mpi_control_host(char *out, size_t cap);
+
 /* Makes sure DSINFER_SECRET is set (a random one for a local cluster); 0 or -1. */
 int cli_local_secret(void);
 /* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */

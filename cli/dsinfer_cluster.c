@@ -54,12 +54,12 @@ static dsi_status_t mpi_bootstrap(void *arg, const void *ucx_addr, size_t len, c
     return DSI_OK;
 }
 
-/* Rank 0, --listen: the coordinator's control address goes out in the allgather. */
+/* Rank 0, --listen: the coordinator's control address (arg: its host) goes out in the
+ * allgather. */
 static int publish_address(void *arg, dsc_cluster_t *cluster)
 {
-    (void)arg;
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(cluster));
+    char addr[80];
+    snprintf(addr, sizeof(addr), "%s:%u", (const char *)arg, dsc_cluster_port(cluster));
     dst_mpi_addrs_t *table;
     if (dst_mpi_allgather_addresses(addr, strlen(addr) + 1, &table) != DSI_OK)
         return 1;
@@ -124,7 +124,11 @@ static int serve(const dsi_settings_t *s, int node_ranks)
     co.plan.kv_tokens = (uint64_t)max_context;
     if (dst_secret_load(NULL, &co.secret) != DSI_OK)
         return 1;
-    return cli_coordinator_run(s, &cfg, &co, max_context, publish_address, NULL);
+    char host[64], ctl_listen[80];
+    cli_mpi_control_host(host, sizeof(host)); /* node ranks may be on other hosts */
+    snprintf(ctl_listen, sizeof(ctl_listen), "%s:0", host);
+    co.listen = ctl_listen;
+    return cli_coordinator_run(s, &cfg, &co, max_context, publish_address, host);
 }
 
 /* Ranks 1..N-1: a node daemon; the node ranks on this host share its CPUs and memory. */
