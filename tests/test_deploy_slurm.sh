@@ -249,7 +249,11 @@ else
     tail -20 "$out" 2>/dev/null
 fi
 
-# 3. Serving: the API on the first node until scancel.
+# 3. Serving: the API on the first node until scancel. scancel sends SIGTERM to every rank at
+# once: node ranks drain while rank 0 shuts the cluster down. With two stages over the two node
+# ranks no drain can be planned around, so each node simply gets the SHUTDOWN; with one stage
+# the drains start live switches that race the shutdown, and a node rank can still abort in its
+# control connection's close (node/daemon, not this script).
 help=$(dsinfer-cluster --help 2>&1)
 if [[ $help != *--listen* ]]; then
     echo "*** serving part SKIPPED: this dsinfer-cluster has no --listen ***"
