@@ -45,7 +45,7 @@ chmod 755 "$D" # munged wants every directory above its socket open to all
 TAG="DSINFER_SLURM_TEST=$D"
 HOST=$(hostname -s)
 HOST2=$HOST-b
-mkdir -p "$D/munge" "$D/key" "$D/state" "$D/log" "$D/jobs" \
+mkdir -p "$D/munge" "$D/key" "$D/state" "$D/log" "$D/jobs" "$D/bin" \
     "$D/spool/$HOST" "$D/spool/$HOST2" "$D/tmp/$HOST" "$D/tmp/$HOST2"
 chmod 700 "$D/key"
 
@@ -194,8 +194,11 @@ job_end() {
     grep "^JobId=$1 " "$D/jobcomp.txt" 2>/dev/null |
         sed -n 's/.*JobState=\([A-Z_]*\) .* ExitCode=\([0-9:]*\).*/\1 \2/p'
 }
+# The jobs run dsinfer-cluster through a link in D, so that their command lines differ from the
+# build's dsinfer-cluster, which test_cluster_mpi looks for (and kills) by its path.
+ln -s "$(command -v dsinfer-cluster)" "$D/bin/dsinfer-cluster"
 submit() { # sbatch arguments...; prints the job id (the job's temporary files stay in D)
-    env "$TAG" TMPDIR="$D/tmp" sbatch --parsable --chdir="$D/jobs" --output="$D/jobs/%j.out" "$@"
+    env "$TAG" TMPDIR="$D/tmp" PATH="$D/bin:$PATH" sbatch --parsable --chdir="$D/jobs" --output="$D/jobs/%j.out" "$@"
 }
 
 # 1. The harness: a trivial job.
