@@ -30,10 +30,9 @@ static char *read_key_file(const char *command, const char *path)
 
 /* The HTTP server's own options, passed as text to dsc_api_server_config_option (which the table's
  * checks have made sure accepts them). */
-static const dsi_setting_id_t http_options[] = {DSI_S_LISTEN,          DSI_S_MAX_BODY,
-                                                DSI_S_MAX_HEADER,      DSI_S_REQUEST_TIMEOUT,
-                                                DSI_S_IDLE_TIMEOUT,    DSI_S_MAX_CONNECTIONS,
-                                                DSI_S_MAX_TOKENS_LIMIT, DSI_S_DEFAULT_MAX_TOKENS};
+static const dsi_setting_id_t http_options[] = {
+    DSI_S_LISTEN,       DSI_S_MAX_BODY,        DSI_S_MAX_HEADER,       DSI_S_REQUEST_TIMEOUT,
+    DSI_S_IDLE_TIMEOUT, DSI_S_MAX_CONNECTIONS, DSI_S_MAX_TOKENS_LIMIT, DSI_S_DEFAULT_MAX_TOKENS};
 
 static int api_config(const dsi_settings_t *s, dsc_api_server_config_t *ac, char **key)
 {
@@ -54,7 +53,8 @@ static int api_config(const dsi_settings_t *s, dsc_api_server_config_t *ac, char
         ac->api_key = *key;
     }
     if (ac->api_key == NULL)
-        DSI_INFO("the API takes requests without a key (--api-key or --api-key-file to require one)");
+        DSI_INFO(
+            "the API takes requests without a key (--api-key or --api-key-file to require one)");
     return 0;
 }
 

@@ -1,11 +1,9 @@
 #include "cli_cluster.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,30 +17,6 @@
 #include "cli_settings.h"
 #include "dst_ctrl.h"
 #include "dst_mpi.h"
-
-void cli_mpi_control_host(char *out, size_t cap)
-{
-    char name[256];
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(out, cap, "127.0.0.1");
-    if (gethostname(name, sizeof(name)) != 0) {
-        DSI_WARN("gethostname: %m: the coordinator listens on 127.0.0.1 (this host's ranks only)");
-        return;
-    }
-    name[sizeof(name) - 1] = '\0';
-    int rc = getaddrinfo(name, NULL, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        DSI_WARN("host name '%s' does not resolve (%s): the coordinator listens on 127.0.0.1 "
-                 "(this host's ranks only)",
-                 name, gai_strerror(rc));
-        return;
-    }
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)res->ai_addr)->sin_addr, out, (socklen_t)cap);
-    freeaddrinfo(res);
-}
 
 int cli_local_secret(void)
 {
@@ -112,8 +86,8 @@ int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
         }
         if (pid == 0) {
             /* The node dies with us if we die first. */
-            const char *argv[48] = {bin, "--coordinator", coord_addr, "--model", model, "--name",
-                                    name};
+            const char *argv[48] = {bin,   "--coordinator", coord_addr, "--model",
+                                    model, "--name",        name};
             for (int a = 0; a < n_args; a++)
                 argv[7 + a] = node_args[a];
             argv[7 + n_args] = NULL;
@@ -342,13 +316,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_t co;
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
+        if (opts->mpi_nodes > 0 && opts->mpi_listen != NULL)
+            co.listen = opts->mpi_listen;
         co.model_dir = opts->model;
-        char host[64] = "127.0.0.1", ctl_listen[80];
-        if (opts->mpi_nodes > 0) { /* node ranks may be on other hosts */
-            cli_mpi_control_host(host, sizeof(host));
-            snprintf(ctl_listen, sizeof(ctl_listen), "%s:0", host);
-            co.listen = ctl_listen;
-        }
         if (opts->settings != NULL && cli_cluster_tune(opts->settings, &co) != 0)
             goto out_loop;
         co.plan.n_stages = opts->stages;
@@ -358,8 +328,10 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)
             goto out_loop;
         dsc_cluster_on_state(r.cluster, on_state, &r);
-        char addr[80];
-        snprintf(addr, sizeof(addr), "%s:%u", host, dsc_cluster_port(r.cluster));
+        char addr[64];
+        snprintf(addr, sizeof(addr), "%s:%u",
+                 opts->mpi_nodes > 0 && opts->mpi_host != NULL ? opts->mpi_host : "127.0.0.1",
+                 dsc_cluster_port(r.cluster));
         if (opts->mpi_nodes > 0) {
             /* Rank 0's entry of the allgather is the coordinator's address. */
             dst_mpi_addrs_t *table;
@@ -367,11 +339,10 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
                 goto out_loop;
             dst_mpi_addrs_free(table);
         } else {
-            if (opts->node_args != NULL
-                    ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model, opts->node_args,
-                                           pids) != 0
-                    : cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads,
-                                      pids) != 0)
+            if (opts->node_args != NULL ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model,
+                                                               opts->node_args, pids) != 0
+                                        : cli_spawn_nodes(opts->local_nodes, addr, opts->model,
+                                                          opts->node_threads, pids) != 0)
                 goto out_loop;
             spawned = 1;
         }

@@ -20,10 +20,12 @@ typedef struct {
     const char *coordinator; /* remote coordinator "host:port" (client mode) */
     uint32_t timeout_ms;     /* give up after this long without progress */
     /* Under mpirun (rank 0): mpi_nodes node ranks join; no process is spawned, and the
-     * coordinator's address reaches them through the MPI allgather of UCX addresses. */
+     * coordinator's address reaches them through the MPI allgather of UCX addresses: it listens
+     * on mpi_listen and publishes mpi_host:PORT (NULL: 127.0.0.1 for both). */
     int mpi_nodes;
-    const char *const *node_args; /* flags for the spawned nodes (cli_node_args); NULL: none */
-    uint64_t kv_tokens;           /* context per sequence the plan reserves (0: 4096) */
+    const char *mpi_listen, *mpi_host;
+    const char *const *node_args;   /* flags for the spawned nodes (cli_node_args); NULL: none */
+    uint64_t kv_tokens;             /* context per sequence the plan reserves (0: 4096) */
     const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
 } cli_cluster_opts_t;
 
@@ -41,14 +43,6 @@ typedef struct {
 int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t *req, int n_req,
                          cli_gen_result_t *results);
 
-/*
- * The address of rank 0's control listener under MPI, where node ranks may run on other hosts:
- * this host's name resolved to IPv4 (the cluster network where names resolve to it; loopback on
- * a machine whose name resolves there), or 127.0.0.1 with a warning when it does not resolve.
- * out gets a numeric address (cap >= 16).
- */
-void cli_mpi_control_host(char *out, size_t cap);
-
 /* Makes sure DSINFER_SECRET is set (a random one for a local cluster); 0 or -1. */
 int cli_local_secret(void);
 /* Starts n dsinfer-node processes (next to this executable) joining coord_addr. */
@@ -60,10 +54,17 @@ int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
  * did not exit cleanly (status 0). */
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
 
+/* Rank 0 of dsinfer-cluster: the node ranks and where the coordinator listens for them. */
+typedef struct {
+    int nodes;          /* node ranks */
+    const char *listen; /* control listener, "HOST:0" */
+    const char *host;   /* the host the node ranks connect to */
+} cli_mpi_t;
+
 /*
- * `dsinfer run` with parsed settings (also rank 0 of dsinfer-cluster, whose mpi_nodes node ranks
+ * `dsinfer run` with parsed settings (mpi NULL), or rank 0 of dsinfer-cluster (the node ranks
  * join over MPI): one generation, printed. Returns the exit code.
  */
-int cli_run(const dsi_settings_t *s, int mpi_nodes);
+int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi);
 
 #endif

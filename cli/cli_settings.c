@@ -26,7 +26,8 @@ int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long 
         return 0;
     }
     if (v < 2 || v > model_ctx) {
-        fprintf(stderr, "%s: --max-context %lld: expected auto or 2 to the model's %lld positions\n",
+        fprintf(stderr,
+                "%s: --max-context %lld: expected auto or 2 to the model's %lld positions\n",
                 s->command, v, model_ctx);
         return 2;
     }
@@ -109,8 +110,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     return rc;
 }
 
-int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local,
-                  cli_node_args_t *a)
+int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, cli_node_args_t *a)
 {
     uint64_t mem;
     if (cli_node_mem(s, n_local, s->command, &mem) != 0)
@@ -121,10 +121,19 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local,
     snprintf(a->context, sizeof(a->context), "%lld", max_context);
     snprintf(a->batch, sizeof(a->batch), "%lld", dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
-    const char *v[] = {"--threads",          a->threads, "--mem",        a->mem,
-                       "--numa-node",        a->numa,    "--max-context", a->context,
-                       "--max-batch-tokens", a->batch,   "--weight-format",
-                       wfmt != NULL ? wfmt : "auto",     NULL};
+    const char *v[] = {"--threads",
+                       a->threads,
+                       "--mem",
+                       a->mem,
+                       "--numa-node",
+                       a->numa,
+                       "--max-context",
+                       a->context,
+                       "--max-batch-tokens",
+                       a->batch,
+                       "--weight-format",
+                       wfmt != NULL ? wfmt : "auto",
+                       NULL};
     memcpy(a->argv, v, sizeof(v));
     return 0;
 }
@@ -133,7 +142,8 @@ int cli_cluster_tune(const dsi_settings_t *s, dsc_cluster_opts_t *co)
 {
     double x = dsi_settings_float(s, DSI_S_REBALANCE_THRESHOLD);
     if (x > 0 && x <= 1) {
-        fprintf(stderr, "%s: --rebalance-threshold %g: 0 (off) or above 1 (1 is a perfect balance)\n",
+        fprintf(stderr,
+                "%s: --rebalance-threshold %g: 0 (off) or above 1 (1 is a perfect balance)\n",
                 s->command, x);
         return 2;
     }

@@ -38,8 +38,7 @@ int cli_node_threads(const dsi_settings_t *s, int share);
  * The options of a node daemon, one of `share` on this machine, from the settings (dsinfer-node,
  * the node ranks of dsinfer-cluster); strings point into s. 0, or 1/2 (printed).
  */
-int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share,
-                  dsn_node_opts_t *o);
+int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, dsn_node_opts_t *o);
 
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
@@ -47,8 +46,7 @@ typedef struct {
     const char *argv[16]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */
-int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local,
-                  cli_node_args_t *a);
+int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, cli_node_args_t *a);
 
 /* The coordinator's tuning (heartbeats, expert load, rebalancing, re-plans, stages) from the
  * settings. 0 or 2 (printed). */

@@ -12,11 +12,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer config [--program P] [P's options]\n"
-            "Prints every setting of program P (default: all) as `name = value  # source`, the\n"
-            "source being the default, the config file (with its line), the environment or a flag.\n"
-            "P is one of run, serve, plan, inspect, coordinator, node, cluster.\n");
+    fprintf(
+        out,
+        "usage: dsinfer config [--program P] [P's options]\n"
+        "Prints every setting of program P (default: all) as `name = value  # source`, the\n"
+        "source being the default, the config file (with its line), the environment or a flag.\n"
+        "P is one of run, serve, plan, inspect, coordinator, node, cluster.\n");
 }
 
 int dsinfer_cmd_config(int argc, char **argv)
@@ -45,7 +46,9 @@ int dsinfer_cmd_config(int argc, char **argv)
     }
     dsi_settings_t s;
     int rc = dsi_settings_parse(&s, mask, n, rest, usage);
-    if (rc == 0)
+    if (rc == 0 && dsi_settings_int(&s, DSI_S_MARKDOWN))
+        dsi_settings_markdown(stdout);
+    else if (rc == 0)
         dsi_settings_print(stdout, &s);
     dsi_settings_cleanup(&s);
     free(rest);

@@ -23,9 +23,10 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer inspect --model DIR [--json] [--max-context N]\n"
-                 "Validates the checkpoint in DIR and prints its configuration, tensors and the\n"
-                 "memory a full load needs (weights + latent KV cache for --max-context tokens).\n");
+    fprintf(out,
+            "usage: dsinfer inspect --model DIR [--json] [--max-context N]\n"
+            "Validates the checkpoint in DIR and prints its configuration, tensors and the\n"
+            "memory a full load needs (weights + latent KV cache for --max-context tokens).\n");
 }
 
 static void summarize(const dsn_checkpoint_t *ck, long long context, summary_t *s)

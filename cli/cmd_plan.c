@@ -96,8 +96,10 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     a->plan.overhead = dsi_settings_size(s, DSI_S_OVERHEAD);
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     if (strcmp(wfmt, "auto") != 0 && dsc_weight_format_parse(wfmt, &a->plan.format) != DSI_OK) {
-        fprintf(stderr, "dsinfer plan: --weight-format: '%s' is not one of auto, fp8, bf16, int8, "
-                        "int4, int4-g128\n", wfmt);
+        fprintf(stderr,
+                "dsinfer plan: --weight-format: '%s' is not one of auto, fp8, bf16, int8, "
+                "int4, int4-g128\n",
+                wfmt);
         return 2;
     }
     const char *node_mem = dsi_settings_str(s, DSI_S_NODE_MEM);

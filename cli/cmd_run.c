@@ -35,22 +35,23 @@ typedef struct {
     run_text_t text;                                         /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
-    int mpi_nodes;                     /* dsinfer-cluster: the node ranks */
+    const cli_mpi_t *mpi;              /* dsinfer-cluster: the node ranks (NULL: none) */
     const dsi_settings_t *settings;
 } run_opts_t;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dsinfer run --model DIR (--prompt-ids 5,17,300 | --prompt TEXT | --chat TEXT)\n"
-            "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT] [options]\n"
-            "Generates up to --max-tokens tokens after the prompt; stops at the model's eos. In\n"
-            "this process by default; --local-nodes N runs a coordinator here and N dsinfer-node\n"
-            "processes on loopback (every node option goes to them); --coordinator sends the\n"
-            "request to a running one.\n");
+    fprintf(
+        out,
+        "usage: dsinfer run --model DIR (--prompt-ids 5,17,300 | --prompt TEXT | --chat TEXT)\n"
+        "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT] [options]\n"
+        "Generates up to --max-tokens tokens after the prompt; stops at the model's eos. In\n"
+        "this process by default; --local-nodes N runs a coordinator here and N dsinfer-node\n"
+        "processes on loopback (every node option goes to them); --coordinator sends the\n"
+        "request to a running one.\n");
 }
 
-static int parse_opts(const dsi_settings_t *s, int mpi_nodes, run_opts_t *o)
+static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t *o)
 {
     o->model = dsi_settings_str(s, DSI_S_MODEL);
     o->max_tokens = dsi_settings_int(s, DSI_S_MAX_TOKENS);
@@ -63,7 +64,7 @@ static int parse_opts(const dsi_settings_t *s, int mpi_nodes, run_opts_t *o)
     o->threads = dsi_settings_int(s, DSI_S_THREADS);
     o->prefill_chunk = dsi_settings_int(s, DSI_S_PREFILL_CHUNK);
     o->local_nodes = dsi_settings_int(s, DSI_S_LOCAL_NODES);
-    o->mpi_nodes = mpi_nodes;
+    o->mpi = mpi;
     o->coordinator = dsi_settings_str(s, DSI_S_COORDINATOR);
     o->text_prompt = dsi_settings_str(s, DSI_S_PROMPT);
     o->chat = dsi_settings_str(s, DSI_S_CHAT);
@@ -71,8 +72,8 @@ static int parse_opts(const dsi_settings_t *s, int mpi_nodes, run_opts_t *o)
     o->chat_template = dsi_settings_str(s, DSI_S_CHAT_TEMPLATE);
     o->settings = s;
     const char *ids = dsi_settings_str(s, DSI_S_PROMPT_IDS);
-    if (ids != NULL && cli_parse_int_list("run", "--prompt-ids", ids, 0, INT32_MAX, &o->prompt,
-                                          &o->n_prompt) != 0)
+    if (ids != NULL &&
+        cli_parse_int_list("run", "--prompt-ids", ids, 0, INT32_MAX, &o->prompt, &o->n_prompt) != 0)
         return 2;
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     if (dsn_weight_format_parse(wfmt, &o->weight_format) != DSI_OK) {
@@ -247,7 +248,9 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
                              .local_nodes = (int)o->local_nodes,
                              .stages = (uint32_t)dsi_settings_int(o->settings, DSI_S_STAGES),
                              .coordinator = o->coordinator,
-                             .mpi_nodes = o->mpi_nodes,
+                             .mpi_nodes = o->mpi != NULL ? o->mpi->nodes : 0,
+                             .mpi_listen = o->mpi != NULL ? o->mpi->listen : NULL,
+                             .mpi_host = o->mpi != NULL ? o->mpi->host : NULL,
                              .settings = o->settings};
     cli_node_args_t na;
     if (o->coordinator == NULL) {
@@ -285,17 +288,17 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
     return 0;
 }
 
-int cli_run(const dsi_settings_t *s, int mpi_nodes)
+int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
 {
     run_opts_t o = {0};
     run_result_t r = {0};
-    int rc = parse_opts(s, mpi_nodes, &o);
+    int rc = parse_opts(s, mpi, &o);
     if (rc != 0) {
         free(o.prompt);
         run_text_close(&o.text);
         return rc;
     }
-    if (o.local_nodes > 0 || o.coordinator != NULL || o.mpi_nodes > 0) {
+    if (o.local_nodes > 0 || o.coordinator != NULL || o.mpi != NULL) {
         rc = run_on_cluster(&o, &r);
         if (rc == 0)
             print_result(&o, &r);
@@ -360,7 +363,7 @@ int dsinfer_cmd_run(int argc, char **argv)
     dsi_settings_t s;
     int rc = dsi_settings_parse(&s, DSI_P_RUN, argc, argv, usage);
     if (rc == 0)
-        rc = cli_run(&s, 0);
+        rc = cli_run(&s, NULL);
     else if (rc == 1)
         rc = 0; /* --help */
     dsi_settings_cleanup(&s);

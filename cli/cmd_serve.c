@@ -1,8 +1,9 @@
 /*
- * dsinfer serve: the OpenAI-compatible API (coordinator/serve/dsc_api.h) over a cluster coordinated by
- * this process (coordinator/cluster/dsc_cluster.h) with N local dsinfer-node processes, bound together by
- * the text-level backend (coordinator/serve/dsc_backend.h). Runs until SIGINT/SIGTERM, or until the
- * cluster fails; then closes the API, shuts the nodes down and waits for them (none is left).
+ * dsinfer serve: the OpenAI-compatible API (coordinator/serve/dsc_api.h) over a cluster coordinated
+ * by this process (coordinator/cluster/dsc_cluster.h) with N local dsinfer-node processes, bound
+ * together by the text-level backend (coordinator/serve/dsc_backend.h). Runs until SIGINT/SIGTERM,
+ * or until the cluster fails; then closes the API, shuts the nodes down and waits for them (none is
+ * left).
  */
 #include <signal.h>
 #include <stdio.h>

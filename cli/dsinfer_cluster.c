@@ -54,12 +54,12 @@ static dsi_status_t mpi_bootstrap(void *arg, const void *ucx_addr, size_t len, c
     return DSI_OK;
 }
 
-/* Rank 0, --listen: the coordinator's control address (arg: its host) goes out in the
- * allgather. */
+/* Rank 0, --listen: the coordinator's control address goes out in the allgather. */
 static int publish_address(void *arg, dsc_cluster_t *cluster)
 {
-    char addr[80];
-    snprintf(addr, sizeof(addr), "%s:%u", (const char *)arg, dsc_cluster_port(cluster));
+    const cli_mpi_t *mpi = arg;
+    char addr[320];
+    snprintf(addr, sizeof(addr), "%s:%u", mpi->host, dsc_cluster_port(cluster));
     dst_mpi_addrs_t *table;
     if (dst_mpi_allgather_addresses(addr, strlen(addr) + 1, &table) != DSI_OK)
         return 1;
@@ -106,7 +106,7 @@ static int share_secret(int rank)
 }
 
 /* Rank 0 with --listen: a coordinator serving the API. */
-static int serve(const dsi_settings_t *s, int node_ranks)
+static int serve(const dsi_settings_t *s, const cli_mpi_t *mpi)
 {
     dsn_config_t cfg;
     long long max_context;
@@ -119,16 +119,13 @@ static int serve(const dsi_settings_t *s, int node_ranks)
         rc = cli_cluster_tune(s, &co);
     if (rc != 0)
         return rc;
-    co.expect_nodes = (uint32_t)node_ranks;
+    co.expect_nodes = (uint32_t)mpi->nodes;
+    co.listen = mpi->listen;
     co.model_dir = dsi_settings_str(s, DSI_S_MODEL);
     co.plan.kv_tokens = (uint64_t)max_context;
     if (dst_secret_load(NULL, &co.secret) != DSI_OK)
         return 1;
-    char host[64], ctl_listen[80];
-    cli_mpi_control_host(host, sizeof(host)); /* node ranks may be on other hosts */
-    snprintf(ctl_listen, sizeof(ctl_listen), "%s:0", host);
-    co.listen = ctl_listen;
-    return cli_coordinator_run(s, &cfg, &co, max_context, publish_address, host);
+    return cli_coordinator_run(s, &cfg, &co, max_context, publish_address, (void *)mpi);
 }
 
 /* Ranks 1..N-1: a node daemon; the node ranks on this host share its CPUs and memory. */
@@ -175,7 +172,18 @@ int main(int argc, char **argv)
     int share = local > 1 ? local - 1 : 1;
     if (rc == 0 && rank == 0) {
         dsi_log_set_tag("rank0");
-        rc = dsi_settings_given(&s, DSI_S_LISTEN) ? serve(&s, size - 1) : cli_run(&s, size - 1);
+        /* All ranks on this host: loopback. Else every interface, and the node ranks connect to
+         * this host's name. */
+        char host[256] = "127.0.0.1";
+        cli_mpi_t mpi = {size - 1, "127.0.0.1:0", host};
+        if (local < size) {
+            mpi.listen = "0.0.0.0:0";
+            if (gethostname(host, sizeof(host)) != 0)
+                snprintf(host, sizeof(host), "localhost");
+            host[sizeof(host) - 1] = '\0';
+            DSI_INFO("ranks on several hosts: the nodes reach the coordinator at %s", host);
+        }
+        rc = dsi_settings_given(&s, DSI_S_LISTEN) ? serve(&s, &mpi) : cli_run(&s, &mpi);
         if (rc != 0) {
             /* The node ranks may wait for the coordinator's address: end the whole job. */
             dsi_settings_cleanup(&s);

@@ -25,7 +25,8 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = 2;
-    if (dsi_settings_str(&s, DSI_S_COORDINATOR) == NULL || dsi_settings_str(&s, DSI_S_MODEL) == NULL) {
+    if (dsi_settings_str(&s, DSI_S_COORDINATOR) == NULL ||
+        dsi_settings_str(&s, DSI_S_MODEL) == NULL) {
         fprintf(stderr, "dsinfer-node: --coordinator and --model are required\n");
         usage(stderr);
         goto out;

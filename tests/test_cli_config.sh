@@ -66,5 +66,17 @@ refuse 2 "--mem: '12Q' is not valid: expected auto or a size" -- dsinfer config 
 refuse 2 "unknown option '--bogus'" -- dsinfer config --program node --bogus 1
 refuse 2 "--program: 'toaster' is not valid" -- dsinfer config --program toaster
 refuse 2 "--threads needs a value" -- dsinfer config --program node --threads
+# The deployment's example config file is valid for the programs of the systemd units.
+for prog in coordinator node; do
+    expect "^model = /models/DeepSeek-V3 +# file" -- dsinfer config --program $prog \
+        --config-file "$DSINFER_SOURCE/deploy/dsinfer.conf.example"
+done
+# docs/SETTINGS.md carries the table as `dsinfer config --markdown` prints it.
+DOC=${DSINFER_SOURCE:?DSINFER_SOURCE is not set}/docs/SETTINGS.md
+sed -n '/<!-- settings table: begin -->/,/<!-- settings table: end -->/p' "$DOC" | sed '1d;$d' >"$TMP/doc.md"
+dsinfer config --markdown >"$TMP/table.md"
+diff -u "$TMP/doc.md" "$TMP/table.md" >"$TMP/doc.diff" ||
+    fail "docs/SETTINGS.md differs from dsinfer config --markdown:
+$(cat "$TMP/doc.diff")"
 [ "$FAILED" = 0 ] && echo "config checks passed"
 exit "$FAILED"

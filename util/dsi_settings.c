@@ -13,7 +13,7 @@
 #include "dsi_settings_impl.h"
 
 const dsi_setting_t dsi_settings_table[DSI_S_COUNT] = {
-#define DSI_SETTING_ROW(id, name, type, def, min, max, meta, progs, flags, help)                   \
+#define DSI_SETTING_ROW(id, name, type, def, min, max, meta, progs, flags, help) \
     [DSI_S_##id] = {name, DSI_SETTING_##type, def, min, max, meta, progs, flags, help},
     DSI_SETTINGS(DSI_SETTING_ROW)
 #undef DSI_SETTING_ROW
@@ -136,7 +136,8 @@ static int parse_addr(const char *text)
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    return errno == 0 && *end == '\0' && port >= 0 && port <= 65535 && isdigit((unsigned char)colon[1])
+    return errno == 0 && *end == '\0' && port >= 0 && port <= 65535 &&
+                   isdigit((unsigned char)colon[1])
                ? 0
                : -1;
 }
@@ -226,16 +227,6 @@ int dsi_settings_assign(dsi_settings_t *s, dsi_setting_id_t id, const char *text
 int dsi_settings_takes(const dsi_settings_t *s, dsi_setting_id_t id)
 {
     return (dsi_settings_table[id].programs & s->program) != 0;
-}
-
-int dsi_settings_set(dsi_settings_t *s, dsi_setting_id_t id, const char *text)
-{
-    char where[64];
-    snprintf(where, sizeof(where), "--%s", dsi_settings_table[id].name);
-    dsi_setting_from_t from = s->value[id].from;
-    if (dsi_settings_assign(s, id, text, from, where) != 0)
-        return -1;
-    return 0;
 }
 
 const char *dsi_settings_str(const dsi_settings_t *s, dsi_setting_id_t id)

@@ -17,14 +17,14 @@
 #include <stdio.h>
 
 /* The programs, as bits of a setting's `programs` mask. */
-#define DSI_PROGRAMS(X)                                                                            \
-    X(RUN, "run", "dsinfer run")                                                                   \
-    X(SERVE, "serve", "dsinfer serve")                                                             \
-    X(PLAN, "plan", "dsinfer plan")                                                                \
-    X(INSPECT, "inspect", "dsinfer inspect")                                                       \
-    X(COORD, "coordinator", "dsinfer-coordinator")                                                 \
-    X(NODE, "node", "dsinfer-node")                                                                \
-    X(CLUSTER, "cluster", "dsinfer-cluster")                                                       \
+#define DSI_PROGRAMS(X)                            \
+    X(RUN, "run", "dsinfer run")                   \
+    X(SERVE, "serve", "dsinfer serve")             \
+    X(PLAN, "plan", "dsinfer plan")                \
+    X(INSPECT, "inspect", "dsinfer inspect")       \
+    X(COORD, "coordinator", "dsinfer-coordinator") \
+    X(NODE, "node", "dsinfer-node")                \
+    X(CLUSTER, "cluster", "dsinfer-cluster")       \
     X(CONFIG, "config", "dsinfer config")
 
 enum {
@@ -69,9 +69,9 @@ typedef enum {
 typedef struct {
     const char *name; /* the --flag without dashes */
     dsi_setting_type_t type;
-    const char *def; /* default as text, NULL: none */
-    double min, max; /* INT, FLOAT, SIZE */
-    const char *meta; /* the value's name in --help; ENUM: the choices, '|'-separated */
+    const char *def;   /* default as text, NULL: none */
+    double min, max;   /* INT, FLOAT, SIZE */
+    const char *meta;  /* the value's name in --help; ENUM: the choices, '|'-separated */
     unsigned programs; /* DSI_P_* */
     unsigned flags;    /* DSI_SF_* */
     const char *help;
@@ -86,19 +86,19 @@ typedef enum {
 } dsi_setting_from_t;
 
 typedef struct {
-    const char *text;   /* the value as given (NULL: none); points into argv, environ or file */
+    const char *text; /* the value as given (NULL: none); points into argv, environ or file */
     dsi_setting_from_t from;
-    int line;           /* DSI_FROM_FILE: the line */
+    int line; /* DSI_FROM_FILE: the line */
     union {
-        long long i;    /* INT, BOOL (0/1), ENUM (index of the choice) */
-        double f;       /* FLOAT */
-        uint64_t size;  /* SIZE */
+        long long i;   /* INT, BOOL (0/1), ENUM (index of the choice) */
+        double f;      /* FLOAT */
+        uint64_t size; /* SIZE */
     } v;
 } dsi_setting_value_t;
 
 /* The parsed settings of one program (caller-allocated; dsi_settings_cleanup frees the file). */
 typedef struct {
-    unsigned program; /* one DSI_P_* bit */
+    unsigned program;    /* one DSI_P_* bit */
     const char *command; /* "dsinfer serve": the prefix of error messages */
     char *file_text;     /* the config file's contents (values point into it) */
     char file_path[512]; /* the config file read, "" when none */
@@ -138,11 +138,8 @@ int dsi_settings_given(const dsi_settings_t *s, dsi_setting_id_t id);
 /* Whether the program takes the setting. */
 int dsi_settings_takes(const dsi_settings_t *s, dsi_setting_id_t id);
 
-/*
- * Set a value as the program's own decision (e.g. an "auto" resolved), checked like a flag;
- * `text` must outlive s. 0, or -1 with the error printed.
- */
-int dsi_settings_set(dsi_settings_t *s, dsi_setting_id_t id, const char *text);
+/* The whole table as Markdown: settings, old names, variables (docs/SETTINGS.md). */
+void dsi_settings_markdown(FILE *out);
 
 /* Print every setting the program takes: `name = value  # where from`. */
 void dsi_settings_print(FILE *out, const dsi_settings_t *s);

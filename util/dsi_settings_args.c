@@ -106,9 +106,9 @@ static struct option *long_options(const dsi_settings_t *s)
         if (!dsi_settings_takes(s, id))
             continue;
         int bool_ = dsi_settings_table[id].type == DSI_SETTING_BOOL;
-        o[n++] = (struct option){dsi_settings_table[id].name,
-                                 bool_ ? optional_argument : required_argument, NULL,
-                                 OPT_SETTING + id};
+        o[n++] =
+            (struct option){dsi_settings_table[id].name,
+                            bool_ ? optional_argument : required_argument, NULL, OPT_SETTING + id};
     }
     for (int a = 0; a < N_ALIASES; a++) {
         if ((aliases[a].programs & s->program) && dsi_settings_takes(s, aliases[a].id))
@@ -198,7 +198,8 @@ void dsi_settings_usage(FILE *out, unsigned program)
         fprintf(out, ")\n");
     }
     for (int a = 0; a < N_ALIASES; a++) {
-        if ((aliases[a].programs & program) && (dsi_settings_table[aliases[a].id].programs & program))
+        if ((aliases[a].programs & program) &&
+            (dsi_settings_table[aliases[a].id].programs & program))
             fprintf(out, "  --%s: deprecated name of --%s\n", aliases[a].name,
                     dsi_settings_table[aliases[a].id].name);
     }
@@ -209,15 +210,16 @@ void dsi_settings_print(FILE *out, const dsi_settings_t *s)
     if (s->file_path[0] != '\0')
         fprintf(out, "# config file: %s\n", s->file_path);
     else
-        fprintf(out, "# config file: none (%s does not exist)\n",
-                s->value[DSI_S_CONFIG_FILE].text);
+        fprintf(out, "# config file: none (%s does not exist)\n", s->value[DSI_S_CONFIG_FILE].text);
     for (int id = 0; id < DSI_S_COUNT; id++) {
         if (!dsi_settings_takes(s, id) || id == DSI_S_PROGRAM)
             continue;
         const dsi_setting_value_t *v = &s->value[id];
         char line[1024], env[64];
         /* A key is not shown, only whether one is set. */
-        const char *text = v->text == NULL ? "" : id == DSI_S_API_KEY ? "(set, not shown)" : v->text;
+        const char *text = v->text == NULL       ? ""
+                           : id == DSI_S_API_KEY ? "(set, not shown)"
+                                                 : v->text;
         snprintf(line, sizeof(line), "%s = %s", dsi_settings_table[id].name, text);
         switch (v->from) {
         case DSI_FROM_DEFAULT:
@@ -235,4 +237,67 @@ void dsi_settings_print(FILE *out, const dsi_settings_t *s)
             break;
         }
     }
+}
+
+static const struct {
+    const char *name, *help;
+} env_only[] = {
+#define DSI_ENV_ROW(name, help) {name, help},
+    DSI_ENV_ONLY(DSI_ENV_ROW)
+#undef DSI_ENV_ROW
+};
+
+/* Text in a Markdown table cell: '|' escaped. */
+static void cell(FILE *out, const char *text)
+{
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c == '|')
+            fputc('\\', out);
+        fputc(*c, out);
+    }
+}
+
+void dsi_settings_markdown(FILE *out)
+{
+    static const char *const programs_of[DSI_PB_COUNT] = {
+#define DSI_PROGRAM_NAME(id, name, command) [DSI_PB_##id] = name,
+        DSI_PROGRAMS(DSI_PROGRAM_NAME)
+#undef DSI_PROGRAM_NAME
+    };
+    fprintf(out, "| option | variable | default | programs | meaning |\n|---|---|---|---|---|\n");
+    for (int id = 0; id < DSI_S_COUNT; id++) {
+        const dsi_setting_t *d = &dsi_settings_table[id];
+        if (d->programs == DSI_P_CONFIG)
+            continue;
+        char env[64], progs[160] = "";
+        if (d->flags & DSI_SF_CLI)
+            snprintf(env, sizeof(env), "-");
+        else
+            snprintf(env, sizeof(env), "`%s`", dsi_settings_env_name(id, env + 32, 32));
+        if (d->programs == DSI_P_ALL) {
+            snprintf(progs, sizeof(progs), "all");
+        } else {
+            for (int p = 0; p < DSI_PB_COUNT; p++) {
+                if (d->programs & (1u << p)) {
+                    size_t n = strlen(progs);
+                    snprintf(progs + n, sizeof(progs) - n, "%s%s", n ? ", " : "", programs_of[p]);
+                }
+            }
+        }
+        fprintf(out, "| `--%s", d->name);
+        if (d->type != DSI_SETTING_BOOL) {
+            fputc(' ', out);
+            cell(out, d->meta);
+        }
+        fprintf(out, "` | %s | %s%s%s | %s | ", env, d->def ? "`" : "", d->def ? d->def : "none",
+                d->def ? "`" : "", progs);
+        cell(out, d->help);
+        fprintf(out, " |\n");
+    }
+    fprintf(out, "\nOld names, still accepted with a warning:\n\n");
+    for (int a = 0; a < N_ALIASES; a++)
+        fprintf(out, "- `--%s`: `--%s`\n", aliases[a].name, dsi_settings_table[aliases[a].id].name);
+    fprintf(out, "\nVariables that are not options:\n\n");
+    for (size_t i = 0; i < sizeof(env_only) / sizeof(env_only[0]); i++)
+        fprintf(out, "- `%s`: %s\n", env_only[i].name, env_only[i].help);
 }

@@ -155,7 +155,9 @@
       "live: re-plans switch while requests run; restart: re-plans pause and re-prefill them") \
     X(PROGRAM, "program", ENUM, "all", 0, 0, \
       "all|run|serve|plan|inspect|coordinator|node|cluster", DSI_P_CONFIG, DSI_SF_CLI, \
-      "show the settings of this program")
+      "show the settings of this program") \
+    X(MARKDOWN, "markdown", BOOL, "false", 0, 0, "", DSI_P_CONFIG, DSI_SF_CLI, \
+      "print the settings table itself as Markdown (docs/SETTINGS.md is this output)")
 /* clang-format on */
 
 /*

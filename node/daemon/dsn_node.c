@@ -10,6 +10,7 @@
 #include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dsi_pool.h"
+#include "dsi_settings.h"
 #include "dsn_node_impl.h"
 #include "dsn_numa.h"
 
@@ -478,7 +479,7 @@ static void on_load_window(uv_timer_t *t)
 /* DSINFER_LOAD_WINDOW_MS: the counting window, 0 = no load reports. */
 static uint32_t load_window_ms(void)
 {
-    const char *env = getenv("DSINFER_LOAD_WINDOW_MS");
+    const char *env = dsi_env("DSINFER_LOAD_WINDOW_MS");
     if (env == NULL || env[0] == 0)
         return DSN_LOAD_WINDOW_MS;
     char *end;
