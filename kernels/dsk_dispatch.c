@@ -3,11 +3,38 @@
 
 #include "dsk_impl.h"
 
-static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni",
+                                                   "avx512bf16"};
 
 const char *dsk_level_name(dsk_level_t level)
 {
     return level >= 0 && level < DSK_LEVEL_COUNT ? level_names[level] : "unknown";
+}
+
+/*
+ * The two AVX-512 extensions above the base level, tested on their own: every CPU with
+ * AVX512_BF16 so far also has VNNI, but the levels are ordered (avx512bf16 above avx512vnni) only
+ * so that DSINFER_KERNELS can lower them, and a CPU with BF16 alone must neither lose the bf16
+ * slots nor get the VNNI ones.
+ */
+static int cpu_has_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_bf16(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
 }
 
 dsk_level_t dsk_level_cpu(void)
@@ -15,8 +42,11 @@ dsk_level_t dsk_level_cpu(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return __builtin_cpu_supports("avx512vnni") ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+        if (cpu_has_bf16())
+            return DSK_LEVEL_AVX512_BF16;
+        return cpu_has_vnni() ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
+    }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DSK_LEVEL_AVX2;
 #endif
@@ -81,9 +111,18 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
         ops->level = DSK_LEVEL_AVX512;
         ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C */
     }
-    /* VNNI adds only the int8-activation slots below to the AVX-512 level. */
-    if (level >= DSK_LEVEL_AVX512_VNNI && dsk_level_cpu() >= DSK_LEVEL_AVX512_VNNI)
+    /*
+     * VNNI adds only the int8-activation slots below to the AVX-512 level; BF16 the vdpbf16ps
+     * matmuls. Each is taken where the CPU has that extension (see cpu_has_vnni).
+     */
+    const int avx512 = ops->level == DSK_LEVEL_AVX512;
+    const int vnni = avx512 && level >= DSK_LEVEL_AVX512_VNNI && cpu_has_vnni();
+    if (vnni)
         ops->level = DSK_LEVEL_AVX512_VNNI;
+    if (avx512 && level >= DSK_LEVEL_AVX512_BF16 && cpu_has_bf16()) {
+        dsk_ops_fill_avx512_bf16(ops);
+        ops->level = DSK_LEVEL_AVX512_BF16;
+    }
     /*
      * int8 activations where the level has them: AVX2 (vpmaddubsw) and AVX-512 VNNI (vpdpbusd).
      * Plain AVX-512 keeps f32 activations (and its own f32 kernels, not AVX2's).
@@ -92,7 +131,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX2) {
         dsk_ops_fill_avx2_act8(ops);
         ops->act = DSK_ACT_I8;
-    } else if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX512_VNNI) {
+    } else if (act == DSK_ACT_I8 && vnni) {
         dsk_ops_fill_avx512_vnni(ops);
         ops->act = DSK_ACT_I8;
     }
