@@ -5,8 +5,9 @@
  * compiled; SIMD variants (one ISA per file: dsk_avx2.c, dsk_avx512.c) override slots of a
  * caller-owned dsk_ops_t. dsk_ops_init() fills a table for a level; dsk_level_detect() reads the
  * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512",
- * "avx512vnni", "avx512bf16"), which can only lower the level, never raise it above what the CPU
- * supports.
+ * "avx512vnni"), which can only lower the level, never raise it above what the CPU supports.
+ * The one exception is "avx512bf16", a level that changes results (x rounded to bf16) and so is
+ * never chosen unless that variable names it (and the CPU has AVX512_BF16).
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
@@ -61,12 +62,15 @@ typedef enum {
     DSK_LEVEL_AVX512,      /* AVX-512 F/BW/VL/DQ */
     DSK_LEVEL_AVX512_VNNI, /* the same + AVX512_VNNI: only the int8-activation slots differ */
     /*
+     * Opt-in only (DSINFER_KERNELS=avx512bf16; dsk_level_cpu never returns it).
      * AVX-512 + AVX512_BF16 (vdpbf16ps), with the VNNI slots where the CPU also has VNNI: the
      * matmul of BF16 weights rounds x to bf16 (nearest even) and accumulates the exact products
      * of bf16 pairs in f32 (dsk_matmul_bf16x_ref models it). That changes the result: each x
      * moves by at most 2^-8 of itself, so a product moves by at most about
      * 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's 2e-5 of that sum, and subnormal x
-     * or products flushed to zero), where the f32 path is within 2e-5 of it.
+     * or products flushed to zero), where the f32 path is within 2e-5 of it. On the tiny
+     * fixture that moves logits by up to 3 (a router flip: its gate and lm_head are bf16), far
+     * outside the f32 path's 1e-3, hence opt-in (docs/KERNELS.md).
      */
     DSK_LEVEL_AVX512_BF16,
     DSK_LEVEL_COUNT
@@ -137,10 +141,18 @@ typedef struct {
                         matmul_t never does */
 } dsk_ops_t;
 
-/* Highest level the CPU supports, lowered by DSINFER_KERNELS if set. Unknown values: scalar. */
+/*
+ * Highest exact level the CPU supports, lowered by DSINFER_KERNELS if set (unknown values:
+ * scalar); DSINFER_KERNELS=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it.
+ */
 dsk_level_t dsk_level_detect(void);
-/* Highest level this CPU supports, ignoring the environment. */
+/*
+ * Highest level with f32 activations this CPU supports, ignoring the environment: never
+ * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
+ */
 dsk_level_t dsk_level_cpu(void);
+/* Whether this CPU runs `level` (every level up to dsk_level_cpu(), and avx512bf16 if it has it). */
+int dsk_level_supported(dsk_level_t level);
 const char *dsk_level_name(dsk_level_t level);
 /*
  * Whether the AVX2 level converts fp8 with integer ops (exact; e4m3 subnormals become f32

@@ -13,9 +13,9 @@ const char *dsk_level_name(dsk_level_t level)
 
 /*
  * The two AVX-512 extensions above the base level, tested on their own: every CPU with
- * AVX512_BF16 so far also has VNNI, but the levels are ordered (avx512bf16 above avx512vnni) only
- * so that DSINFER_KERNELS can lower them, and a CPU with BF16 alone must neither lose the bf16
- * slots nor get the VNNI ones.
+ * AVX512_BF16 so far also has VNNI, but the enum's order (avx512bf16 above avx512vnni) says
+ * nothing about the hardware, and a CPU with BF16 alone must neither lose the bf16 slots nor get
+ * the VNNI ones.
  */
 static int cpu_has_vnni(void)
 {
@@ -42,15 +42,23 @@ dsk_level_t dsk_level_cpu(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-        if (cpu_has_bf16())
-            return DSK_LEVEL_AVX512_BF16;
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         return cpu_has_vnni() ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
-    }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DSK_LEVEL_AVX2;
 #endif
     return DSK_LEVEL_SCALAR;
+}
+
+/*
+ * avx512bf16 sits above avx512vnni in the enum, but a CPU may have BF16 without VNNI (none does
+ * so far): what it needs is the AVX-512 base level and AVX512_BF16.
+ */
+int dsk_level_supported(dsk_level_t level)
+{
+    if (level == DSK_LEVEL_AVX512_BF16)
+        return dsk_level_cpu() >= DSK_LEVEL_AVX512 && cpu_has_bf16();
+    return level >= DSK_LEVEL_SCALAR && level <= dsk_level_cpu();
 }
 
 dsk_level_t dsk_level_detect(void)
@@ -59,6 +67,9 @@ dsk_level_t dsk_level_detect(void)
     const char *env = getenv("DSINFER_KERNELS");
     if (env == NULL || *env == '\0')
         return level;
+    /* the opt-in level: only when named, since it rounds x to bf16 */
+    if (strcmp(env, level_names[DSK_LEVEL_AVX512_BF16]) == 0)
+        return dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? DSK_LEVEL_AVX512_BF16 : level;
     for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
         if (strcmp(env, level_names[l]) == 0)
             return (dsk_level_t)l < level ? (dsk_level_t)l : level;

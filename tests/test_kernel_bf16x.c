@@ -174,7 +174,7 @@ static void test_fp8_codes(const dsk_ops_t *ops)
 
 int main(void)
 {
-    if (dsk_level_cpu() < DSK_LEVEL_AVX512_BF16) {
+    if (!dsk_level_supported(DSK_LEVEL_AVX512_BF16)) {
         printf("SKIPPED: this CPU (%s) lacks AVX512_BF16\n", dsk_level_name(dsk_level_cpu()));
         return 77;
     }
