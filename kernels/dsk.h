@@ -64,8 +64,9 @@ typedef enum {
     /*
      * Opt-in only (DSINFER_KERNELS=avx512bf16; dsk_level_cpu never returns it).
      * AVX-512 + AVX512_BF16 (vdpbf16ps), with the VNNI slots where the CPU also has VNNI: the
-     * matmul of BF16 weights rounds x to bf16 (nearest even) and accumulates the exact products
-     * of bf16 pairs in f32 (dsk_matmul_bf16x_ref models it). That changes the result: each x
+     * matmul of BF16 weights, and of F8_E4M3 weights for n >= DSK_BF16X_FP8_MIN tokens, rounds x
+     * to bf16 (nearest even) and accumulates the exact products of bf16 pairs in f32
+     * (dsk_matmul_bf16x_ref models it). That changes the result: each x
      * moves by at most 2^-8 of itself, so a product moves by at most about
      * 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's 2e-5 of that sum, and subnormal x
      * or products flushed to zero), where the f32 path is within 2e-5 of it. On the tiny
@@ -75,6 +76,9 @@ typedef enum {
     DSK_LEVEL_AVX512_BF16,
     DSK_LEVEL_COUNT
 } dsk_level_t;
+
+/* The avx512bf16 level's FP8 matmul rounds x from this many tokens on (below: f32, exact). */
+#define DSK_BF16X_FP8_MIN 8
 
 /*
  * Activations of the decode product (matmul, n <= 4 tokens) of the I8 / I4_G32 / I4_G128 weights.
