@@ -65,9 +65,9 @@ typedef struct {
 
 typedef struct {
     int quick, json, threads, reps;
-    int resident;        /* --resident: decode of one cache-resident matrix */
-    unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
-    dsk_ops_t ops; /* the first level: the FMA width and the headline level */
+    int resident;                    /* --resident: decode of one cache-resident matrix */
+    unsigned dtype_mask;             /* bit d: measure dtype d (--dtypes) */
+    dsk_ops_t ops;                   /* the first level: the FMA width and the headline level */
     dsk_ops_t level_ops[MAX_LEVELS]; /* --levels, in order; else the detected level alone */
     int n_levels;
     int64_t shapes[MAX_SHAPES][2]; /* --shapes: rows, cols; else V3's defaults */
@@ -345,7 +345,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         const int n = batches[k];
         const int reps = n >= 128 ? (b->reps < 3 ? b->reps : 3) : b->reps;
         double secs[MAX_LEVELS][MAX_REPS], paired[MAX_LEVELS][MAX_REPS];
-        for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        for (int r = -1; r < reps; r++) {           /* r = -1: warm-up */
             for (int l = 0; l < b->n_levels; l++) { /* levels interleaved */
                 mm_job_t job = {&b->level_ops[l], &ws[(r + 1) % copies], x, n, y};
                 const double bw =
@@ -417,8 +417,8 @@ static void print_results(const bench_t *b)
                    "\"efficiency\": %.3f, \"paired_efficiency\": %.3f, \"roofline_gbs\": %.2f, "
                    "\"roofline_efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
                    "\"fma_fraction\": %.3f}",
-                   i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs, e->gbs / b->bw_gbs, e->paired,
-                   roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
+                   i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
+                   e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
                    b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
         }
@@ -537,8 +537,9 @@ static int parse_shapes(const char *list, bench_t *b)
         if (b->n_shapes >= MAX_SHAPES || sscanf(p, "%lldx%lld%n", &rows, &cols, &used) != 2 ||
             rows < 1 || cols < 1 || rows > (1 << 20) || cols > (1 << 20) ||
             (p[used] != ',' && p[used] != '\0')) {
-            fprintf(stderr, "dsinfer bench kernels: bad --shapes '%s' (ROWSxCOLS,..., at most %d)\n",
-                    list, MAX_SHAPES);
+            fprintf(stderr,
+                    "dsinfer bench kernels: bad --shapes '%s' (ROWSxCOLS,..., at most %d)\n", list,
+                    MAX_SHAPES);
             return -1;
         }
         b->shapes[b->n_shapes][0] = rows;

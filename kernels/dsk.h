@@ -155,7 +155,7 @@ dsk_level_t dsk_level_detect(void);
  * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
  */
 dsk_level_t dsk_level_cpu(void);
-/* Whether this CPU runs `level` (every level up to dsk_level_cpu(), and avx512bf16 if it has it). */
+/* Whether this CPU runs `level`: every level up to dsk_level_cpu(), avx512bf16 if it has it. */
 int dsk_level_supported(dsk_level_t level);
 const char *dsk_level_name(dsk_level_t level);
 /*

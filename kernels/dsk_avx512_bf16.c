@@ -42,7 +42,7 @@
 #define KC_BF16  256   /* columns per packed slice of bf16 weights */
 #define KC_FP8   128   /* of fp8 weights: one scale block, so the scale is per row */
 #define G_T      12    /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
-#define TG_MAX   16   /* largest n of the register tiles */
+#define TG_MAX   16    /* largest n of the register tiles */
 #define TG_BLOCK (128 << 10)
 
 _Static_assert(XB_ELEMS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
@@ -70,8 +70,7 @@ static void x_round(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t
         for (int64_t k = 0; k < ldb; k += 32) {
             const int64_t m = kc - k;
             const __mmask16 lo = m >= 16 ? 0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
-            const __mmask16 hi =
-                m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+            const __mmask16 hi = m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
             const __m512 a = _mm512_maskz_loadu_ps(lo, src + k);
             const __m512 b = _mm512_maskz_loadu_ps(hi, src + k + 16);
             _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
@@ -128,14 +127,14 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
 }
 
 /* Rows per tile for 1..4 tokens: R * T accumulators + T x vectors + 1 weight <= 32. */
-#define DEF_BF_ROWS(T, R)                                                                       \
-    static void bf_rows_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb, \
+#define DEF_BF_ROWS(T, R)                                                                        \
+    static void bf_rows_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,   \
                             int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add) \
-    {                                                                                           \
-        const uint16_t *wd = w->data;                                                           \
-        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(2 * w->cols),                            \
-                      bf_tile(wd, w->cols, tile_r, tile_n, tile_s, xb, ldb, c0, kc, T,          \
-                              y + (tile_r - r0), ldy, add));                                    \
+    {                                                                                            \
+        const uint16_t *wd = w->data;                                                            \
+        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(2 * w->cols),                             \
+                      bf_tile(wd, w->cols, tile_r, tile_n, tile_s, xb, ldb, c0, kc, T,           \
+                              y + (tile_r - r0), ldy, add));                                     \
     }
 DEF_BF_ROWS(1, 8)
 DEF_BF_ROWS(2, 8)
@@ -207,7 +206,8 @@ DSK_INLINE __m512i fp8_to_bf16_32(const uint8_t *p)
                          0x3860, 0x3840, 0x3820, 0x3800, 0x37c0, 0x3780, 0x3700, 0);
     const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
     const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
-    const __m512i sign = _mm512_and_si512(_mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000));
+    const __m512i sign =
+        _mm512_and_si512(_mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000));
     const __m512i norm = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(112 << 7));
     const __m512i sub = _mm512_permutexvar_epi16(mag, sub_tbl);
     const __mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
@@ -307,11 +307,11 @@ DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, i
 
 typedef void (*gemm_tile_fn)(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb,
                              const float *s, float *y, int64_t ldy, int nr, int add);
-#define DEF_GEMM_TILE(T)                                                                         \
+#define DEF_GEMM_TILE(T)                                                                        \
     static void gemm_tile_##T(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb, \
                               const float *s, float *y, int64_t ldy, int nr, int add)           \
-    {                                                                                            \
-        gemm_tile(buf, kp, xb, ldb, T, s, y, ldy, nr, add);                                      \
+    {                                                                                           \
+        gemm_tile(buf, kp, xb, ldb, T, s, y, ldy, nr, add);                                     \
     }
 DEF_GEMM_TILE(1)
 DEF_GEMM_TILE(2)
@@ -354,11 +354,11 @@ static void bf_gemm(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_
                 const int64_t rp = rb + p * G_NR;
                 pack_panel(w, rp, nr[p], c0 + s0, ks, buf[p]);
                 for (int j = 0; j < G_NR; j++) /* fp8: value / 256 in the panel */
-                    scale[p][j] = !fp8 ? 1.0f
-                                  : j < nr[p]
-                                      ? w->scale_inv[((rp + j) / 128) * bcols + (c0 + s0) / 128] *
-                                            256.0f
-                                      : 0.0f;
+                    scale[p][j] =
+                        !fp8 ? 1.0f
+                        : j < nr[p]
+                            ? w->scale_inv[((rp + j) / 128) * bcols + (c0 + s0) / 128] * 256.0f
+                            : 0.0f;
             }
             for (int64_t t = 0; t < nt; t += G_T) {
                 const int64_t tn = min64(G_T, nt - t);

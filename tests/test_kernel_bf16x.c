@@ -172,8 +172,8 @@ static void test_fp8_codes(const dsk_ops_t *ops)
         for (int r = 0; r < 256; r++) {
             float want = dsk_fp8_e4m3_to_f32(codes[r]) * scale[r / 128];
             if (y[t * 256 + r] != want && bad++ < 3)
-                fprintf(stderr, "fp8 code 0x%02x: got %.9g want %.9g\n", codes[r],
-                        y[t * 256 + r], want);
+                fprintf(stderr, "fp8 code 0x%02x: got %.9g want %.9g\n", codes[r], y[t * 256 + r],
+                        want);
         }
     DSI_CHECK(bad == 0);
 }
