@@ -13,10 +13,11 @@
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
  * is the decode product (n <= 4 tokens) of the integer weight dtypes, which by default quantizes
  * the activations to int8 and multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it
- * off); the other is the avx512bf16 level, whose BF16 matmul rounds x to bf16 (see
- * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
- * The SIMD matmul variants pack weight panels on the stack (about 72 KiB): call them from threads
- * with ordinary stacks. docs/KERNELS.md describes the levels and the strategy.
+ * off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x
+ * to bf16 (see DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
+ * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 136 KiB with
+ * its bf16 copy of x): call them from threads with ordinary stacks. docs/KERNELS.md describes the
+ * levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
