@@ -148,7 +148,8 @@ typedef struct {
 
 /*
  * Highest exact level the CPU supports, lowered by DSINFER_KERNELS if set (unknown values:
- * scalar); DSINFER_KERNELS=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it.
+ * scalar); DSINFER_KERNELS=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it
+ * and dsk_level_cpu() elsewhere.
  */
 dsk_level_t dsk_level_detect(void);
 /*
