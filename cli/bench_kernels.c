@@ -43,7 +43,7 @@
 #include "dsi_pool.h"
 #include "dsk.h"
 
-#define MAX_REPS    9
+#define MAX_REPS    31
 #define MAX_ENTRIES 256
 #define MAX_LEVELS  DSK_LEVEL_COUNT
 #define MAX_SHAPES  8
@@ -59,15 +59,14 @@ typedef struct {
 } entry_t;
 
 #define RESIDENT_ROWS   128 /* --resident: rows per thread (fp8: 896 KiB, in L2 or the LLC) */
-#define TEXT_OF_(x)     #x
-#define TEXT_OF(x)      TEXT_OF_(x) /* a macro's value as a string literal */
-#define RESIDENT_PASSES 50 /* --resident: passes over the cached matrix per timed repetition */
+#define RESIDENT_PASSES 50  /* --resident: passes over the cached matrix per timed repetition */
 
 typedef struct {
     int quick, json, threads, reps;
-    int resident;                    /* --resident: decode of one cache-resident matrix */
-    unsigned dtype_mask;             /* bit d: measure dtype d (--dtypes) */
-    dsk_ops_t ops;                   /* the first level: the FMA width and the headline level */
+    int reps_set;        /* --reps: every row (prefill too) takes that many repetitions */
+    int resident;        /* --resident: decode of one cache-resident matrix */
+    unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
+    dsk_ops_t ops;       /* the first level: the FMA width and the headline level */
     dsk_ops_t level_ops[MAX_LEVELS]; /* --levels, in order; else the detected level alone */
     int n_levels;
     int64_t shapes[MAX_SHAPES][2]; /* --shapes: rows, cols; else V3's defaults */
@@ -94,7 +93,8 @@ static double thread_cpu_s(void)
 
 static int measure_bandwidth(bench_t *b)
 {
-    b->bw_gbs = bench_memory_bandwidth(b->pool, (size_t)(b->quick ? 256 : 1024) << 20, b->reps);
+    b->bw_gbs = bench_memory_bandwidth(b->pool, (size_t)(b->quick ? 256 : 1024) << 20,
+                                       b->reps < 7 ? b->reps : 7);
     return b->bw_gbs > 0 ? 0 : -1;
 }
 
@@ -343,7 +343,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
 
     for (int k = 0; k < n_batches; k++) {
         const int n = batches[k];
-        const int reps = n >= 128 ? (b->reps < 3 ? b->reps : 3) : b->reps;
+        const int reps = n >= 128 && !b->reps_set ? (b->reps < 3 ? b->reps : 3) : b->reps;
         double secs[MAX_LEVELS][MAX_REPS], paired[MAX_LEVELS][MAX_REPS];
         for (int r = -1; r < reps; r++) {           /* r = -1: warm-up */
             for (int l = 0; l < b->n_levels; l++) { /* levels interleaved */
@@ -448,31 +448,31 @@ static void print_results(const bench_t *b)
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
-        "                            [--only decode|prefill] [--resident] [--levels LIST]\n"
-        "                            [--shapes LIST]\n"
-        "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-        "  --threads N     pool threads (default: online CPUs)\n"
-        "  --quick         smaller buffers, fewer repetitions and shapes\n"
-        "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
-        "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
-        "  --only WHAT     decode or prefill rows only\n"
-        "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..512\n"
-        "  --levels LIST   kernel levels to measure side by side, repetitions interleaved\n"
-        "                  (e.g. avx512,avx512bf16; each one this CPU runs)\n"
-        "  --shapes LIST   weight shapes ROWSxCOLS (default 7168x2048,2048x7168,\n"
-        "                  1536x7168,18432x7168), e.g. 129280x7168 for the lm_head\n"
-        "  --resident      decode only, of one (" TEXT_OF(
-            RESIDENT_ROWS) " x threads)x7168 matrix kept in the\n"
-                           "                  caches: the kernels' arithmetic bound (GB/s above "
-                           "the\n"
-                           "                  bandwidth means headroom)\n"
-                           "  --json          one JSON object on stdout\n"
-                           "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel "
-                           "level;\n"
-                           "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+    fprintf(out,
+            "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+            "                            [--only decode|prefill] [--resident] [--levels LIST]\n"
+            "                            [--shapes LIST] [--reps N]\n"
+            "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
+            "  --threads N     pool threads (default: online CPUs)\n"
+            "  --quick         smaller buffers, fewer repetitions and shapes\n"
+            "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+            "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+            "  --only WHAT     decode or prefill rows only\n"
+            "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..512\n"
+            "  --levels LIST   kernel levels to measure side by side, repetitions interleaved\n"
+            "                  (e.g. avx512,avx512bf16; each one this CPU runs)\n"
+            "  --shapes LIST   weight shapes ROWSxCOLS (default 7168x2048,2048x7168,\n"
+            "                  1536x7168,18432x7168), e.g. 129280x7168 for the lm_head\n"
+            "  --reps N        repetitions of every row, prefill too (default 7, prefill 3;\n"
+            "                  at most %d)\n"
+            "  --resident      decode only, of one (%d x threads)x7168 matrix kept in the\n"
+            "                  caches: the kernels' arithmetic bound (GB/s above the\n"
+            "                  bandwidth means headroom)\n"
+            "  --json          one JSON object on stdout\n"
+            "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
+            "  DSINFER_KERNELS=avx512bf16 opts in to bf16-rounded x (changes results)\n"
+            "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n",
+            MAX_REPS, RESIDENT_ROWS);
 }
 
 /* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
@@ -552,17 +552,13 @@ static int parse_shapes(const char *list, bench_t *b)
 
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"quick", no_argument, NULL, 'q'},
-                                         {"dtypes", required_argument, NULL, 'd'},
-                                         {"only", required_argument, NULL, 'o'},
-                                         {"resident", no_argument, NULL, 'r'},
-                                         {"batches", required_argument, NULL, 'b'},
-                                         {"levels", required_argument, NULL, 'l'},
-                                         {"shapes", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},          {"threads", required_argument, NULL, 't'},
+        {"quick", no_argument, NULL, 'q'},         {"dtypes", required_argument, NULL, 'd'},
+        {"only", required_argument, NULL, 'o'},    {"resident", no_argument, NULL, 'r'},
+        {"batches", required_argument, NULL, 'b'}, {"levels", required_argument, NULL, 'l'},
+        {"shapes", required_argument, NULL, 's'},  {"reps", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;
@@ -602,6 +598,14 @@ int dsinfer_bench_kernels(int argc, char **argv)
             if (parse_shapes(optarg, &b) != 0)
                 return 2;
             break;
+        case 'n': {
+            long long reps;
+            if (cli_parse_int("bench kernels", "--reps", optarg, 1, MAX_REPS, &reps) != 0)
+                return 2;
+            b.reps = (int)reps;
+            b.reps_set = 1;
+            break;
+        }
         case 'd':
             b.dtype_mask = parse_dtypes(optarg);
             if (b.dtype_mask == 0)
@@ -639,7 +643,8 @@ int dsinfer_bench_kernels(int argc, char **argv)
         return 1;
     }
     b.threads = dsi_pool_threads(b.pool);
-    b.reps = b.quick ? 3 : 7;
+    if (!b.reps_set)
+        b.reps = b.quick ? 3 : 7;
 
     int rc = 1;
     if (measure_bandwidth(&b) != 0)
