@@ -25,8 +25,9 @@
  *   kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128, where the f32 path packs too);
  *   below 8 tokens the AVX-512 f32 kernels stay (1.0-1.1x).
  *
- * matmul_t and every other slot stay at the AVX-512 level (absorbed MLA multiplies small
- * matrices; x rounding would buy little there).
+ * matmul_t and every other slot stay at the AVX-512 level: a bf16 matmul_t was not attempted
+ * (its one user, absorbed MLA, multiplies kv_b, which V3 checkpoints store as fp8, and is a
+ * small part of a step).
  */
 #include "dsk_impl.h"
 
