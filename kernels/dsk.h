@@ -6,14 +6,18 @@
  * caller-owned dsk_ops_t. dsk_ops_init() fills a table for a level; dsk_level_detect() reads the
  * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512",
  * "avx512vnni"), which can only lower the level, never raise it above what the CPU supports.
+ * The one exception is "avx512bf16", a level that changes results (x rounded to bf16) and so is
+ * never chosen unless that variable names it (and the CPU has AVX512_BF16).
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
  * is the decode product (n <= 4 tokens) of the integer weight dtypes, which by default quantizes
  * the activations to int8 and multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it
- * off).
- * The SIMD matmul variants pack weight panels on the stack (about 72 KiB): call them from threads
- * with ordinary stacks. docs/KERNELS.md describes the levels and the strategy.
+ * off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x
+ * to bf16 (see DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
+ * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 136 KiB with
+ * its bf16 copy of x): call them from threads with ordinary stacks. docs/KERNELS.md describes the
+ * levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
@@ -58,8 +62,24 @@ typedef enum {
     DSK_LEVEL_AVX2,        /* AVX2 + FMA + F16C */
     DSK_LEVEL_AVX512,      /* AVX-512 F/BW/VL/DQ */
     DSK_LEVEL_AVX512_VNNI, /* the same + AVX512_VNNI: only the int8-activation slots differ */
+    /*
+     * Opt-in only (DSINFER_KERNELS=avx512bf16; dsk_level_cpu never returns it).
+     * AVX-512 + AVX512_BF16 (vdpbf16ps), with the VNNI slots where the CPU also has VNNI: the
+     * matmul of BF16 weights, and of F8_E4M3 weights for n >= DSK_BF16X_FP8_MIN tokens, rounds x
+     * to bf16 (nearest even) and accumulates the exact products of bf16 pairs in f32
+     * (dsk_matmul_bf16x_ref models it). That changes the result: each x
+     * moves by at most 2^-8 of itself, so a product moves by at most about
+     * 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's 2e-5 of that sum, and subnormal x
+     * or products flushed to zero), where the f32 path is within 2e-5 of it. On the tiny
+     * fixture that moves logits by up to 3 (a router flip: its gate and lm_head are bf16), far
+     * outside the f32 path's 1e-3, hence opt-in (docs/KERNELS.md).
+     */
+    DSK_LEVEL_AVX512_BF16,
     DSK_LEVEL_COUNT
 } dsk_level_t;
+
+/* The avx512bf16 level's FP8 matmul rounds x from this many tokens on (below: f32, exact). */
+#define DSK_BF16X_FP8_MIN 8
 
 /*
  * Activations of the decode product (matmul, n <= 4 tokens) of the I8 / I4_G32 / I4_G128 weights.
@@ -122,12 +142,23 @@ typedef struct {
                         that have it) */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
+    uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);
+                        matmul_t never does */
 } dsk_ops_t;
 
-/* Highest level the CPU supports, lowered by DSINFER_KERNELS if set. Unknown values: scalar. */
+/*
+ * Highest exact level the CPU supports, lowered by DSINFER_KERNELS if set (unknown values:
+ * scalar); DSINFER_KERNELS=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it
+ * and dsk_level_cpu() elsewhere.
+ */
 dsk_level_t dsk_level_detect(void);
-/* Highest level this CPU supports, ignoring the environment. */
+/*
+ * Highest level with f32 activations this CPU supports, ignoring the environment: never
+ * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
+ */
 dsk_level_t dsk_level_cpu(void);
+/* Whether this CPU runs `level`: every level up to dsk_level_cpu(), avx512bf16 if it has it. */
+int dsk_level_supported(dsk_level_t level);
 const char *dsk_level_name(dsk_level_t level);
 /*
  * Whether the AVX2 level converts fp8 with integer ops (exact; e4m3 subnormals become f32
@@ -164,6 +195,17 @@ void dsk_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, float *s
  */
 void dsk_matmul_a8_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                        int64_t n, float *y, int64_t ldy);
+
+/*
+ * The scalar model of the avx512bf16 level's matmul (matmul's contract; w is BF16 or F8_E4M3,
+ * any n): x rounded to bf16 (dsk_f32_to_bf16), each product of that and the stored weight (the
+ * bf16 value; for fp8 the e4m3 value without its block scale) added in column order to an f32
+ * sum per 128-column block, and the block sums added to the f32 total, fp8's times their block
+ * scale. The SIMD kernel differs from it only in the order of the f32 additions and in
+ * flushing subnormals (tests/test_kernel_bf16x.c states the bound).
+ */
+void dsk_matmul_bf16x_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                          int64_t ldx, int64_t n, float *y, int64_t ldy);
 
 /* ---- conversions (scalar; used on small tensors and in references) ---- */
 float dsk_bf16_to_f32(uint16_t v);

@@ -3,11 +3,38 @@
 
 #include "dsk_impl.h"
 
-static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+static const char *level_names[DSK_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni",
+                                                   "avx512bf16"};
 
 const char *dsk_level_name(dsk_level_t level)
 {
     return level >= 0 && level < DSK_LEVEL_COUNT ? level_names[level] : "unknown";
+}
+
+/*
+ * The two AVX-512 extensions above the base level, tested on their own: every CPU with
+ * AVX512_BF16 so far also has VNNI, but the enum's order (avx512bf16 above avx512vnni) says
+ * nothing about the hardware, and a CPU with BF16 alone must neither lose the bf16 slots nor get
+ * the VNNI ones.
+ */
+static int cpu_has_vnni(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_bf16(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
 }
 
 dsk_level_t dsk_level_cpu(void)
@@ -16,11 +43,22 @@ dsk_level_t dsk_level_cpu(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return __builtin_cpu_supports("avx512vnni") ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
+        return cpu_has_vnni() ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DSK_LEVEL_AVX2;
 #endif
     return DSK_LEVEL_SCALAR;
+}
+
+/*
+ * avx512bf16 sits above avx512vnni in the enum, but a CPU may have BF16 without VNNI (none does
+ * so far): what it needs is the AVX-512 base level and AVX512_BF16.
+ */
+int dsk_level_supported(dsk_level_t level)
+{
+    if (level == DSK_LEVEL_AVX512_BF16)
+        return dsk_level_cpu() >= DSK_LEVEL_AVX512 && cpu_has_bf16();
+    return level >= DSK_LEVEL_SCALAR && level <= dsk_level_cpu();
 }
 
 dsk_level_t dsk_level_detect(void)
@@ -29,6 +67,9 @@ dsk_level_t dsk_level_detect(void)
     const char *env = getenv("DSINFER_KERNELS");
     if (env == NULL || *env == '\0')
         return level;
+    /* the opt-in level: only when named, since it rounds x to bf16 */
+    if (strcmp(env, level_names[DSK_LEVEL_AVX512_BF16]) == 0)
+        return dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? DSK_LEVEL_AVX512_BF16 : level;
     for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
         if (strcmp(env, level_names[l]) == 0)
             return (dsk_level_t)l < level ? (dsk_level_t)l : level;
@@ -81,9 +122,18 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
         ops->level = DSK_LEVEL_AVX512;
         ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C */
     }
-    /* VNNI adds only the int8-activation slots below to the AVX-512 level. */
-    if (level >= DSK_LEVEL_AVX512_VNNI && dsk_level_cpu() >= DSK_LEVEL_AVX512_VNNI)
+    /*
+     * VNNI adds only the int8-activation slots below to the AVX-512 level; BF16 the vdpbf16ps
+     * matmuls. Each is taken where the CPU has that extension (see cpu_has_vnni).
+     */
+    const int avx512 = ops->level == DSK_LEVEL_AVX512;
+    const int vnni = avx512 && level >= DSK_LEVEL_AVX512_VNNI && cpu_has_vnni();
+    if (vnni)
         ops->level = DSK_LEVEL_AVX512_VNNI;
+    if (avx512 && level >= DSK_LEVEL_AVX512_BF16 && cpu_has_bf16()) {
+        dsk_ops_fill_avx512_bf16(ops);
+        ops->level = DSK_LEVEL_AVX512_BF16;
+    }
     /*
      * int8 activations where the level has them: AVX2 (vpmaddubsw) and AVX-512 VNNI (vpdpbusd).
      * Plain AVX-512 keeps f32 activations (and its own f32 kernels, not AVX2's).
@@ -92,7 +142,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX2) {
         dsk_ops_fill_avx2_act8(ops);
         ops->act = DSK_ACT_I8;
-    } else if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX512_VNNI) {
+    } else if (act == DSK_ACT_I8 && vnni) {
         dsk_ops_fill_avx512_vnni(ops);
         ops->act = DSK_ACT_I8;
     }

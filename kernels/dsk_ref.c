@@ -52,6 +52,35 @@ static void matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
     }
 }
 
+/* The stored weight of dsk_matmul_bf16x_ref: the bf16 value, or the e4m3 value without scale. */
+static float weight_unscaled(const dsk_matrix_t *w, int64_t r, int64_t c)
+{
+    int64_t i = r * w->cols + c;
+    if (w->dtype == DSK_DTYPE_BF16)
+        return dsk_bf16_to_f32(((const uint16_t *)w->data)[i]);
+    return dsk_fp8_e4m3_to_f32(((const uint8_t *)w->data)[i]);
+}
+
+void dsk_matmul_bf16x_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                          int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t r = r0; r < r1; r++) {
+            float total = 0.0f;
+            for (int64_t c0 = 0; c0 < w->cols; c0 += DSK_FP8_BLOCK) {
+                float block = 0.0f;
+                for (int64_t c = c0; c < w->cols && c < c0 + DSK_FP8_BLOCK; c++) {
+                    /* both factors have 8 significant bits: the product is exact in f32 */
+                    float xb = dsk_bf16_to_f32(dsk_f32_to_bf16(x[t * ldx + c]));
+                    block += weight_unscaled(w, r, c) * xb;
+                }
+                total += block * dsk_block_scale(w, r, c0);
+            }
+            y[t * ldy + (r - r0)] = total;
+        }
+    }
+}
+
 static float dot_ref(const float *a, const float *b, int64_t n)
 {
     double acc = 0;

@@ -20,6 +20,9 @@
  * arithmetic bound, the other half of what limits decode (compare its GB/s with the bandwidth).
  * Every thread gets one chunk of the pool's 64-row grain or more, and enough rows that a call's
  * preparation of x (quantizing or permuting 7168 inputs) is a small part of it.
+ * With --levels, every row is measured at each listed kernel level, the levels' repetitions
+ * interleaved (one of each in turn), so a drift of the shared machine's bandwidth or clock hits
+ * them alike and their medians can be compared.
  * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once
  *    (wall time, the best of 3 runs of about 50 ms: a shorter or median run reads low whenever the
  *    hypervisor preempts one vCPU). Below the formula's peak when wide vectors lower the clock
@@ -40,12 +43,15 @@
 #include "dsi_pool.h"
 #include "dsk.h"
 
-#define MAX_REPS    9
-#define MAX_ENTRIES 128
+#define MAX_REPS    31
+#define MAX_ENTRIES 256
+#define MAX_LEVELS  DSK_LEVEL_COUNT
+#define MAX_SHAPES  8
 
 typedef struct {
     char name[32];  /* e.g. "matmul_fp8", "matmul_int4-g128" */
     char shape[32]; /* rows x cols of the weight */
+    dsk_level_t level;
     int batch;
     int int8_math; /* products in integer multiply-adds (int8 activations), not f32 FMAs */
     double gbs, gflops;
@@ -53,15 +59,18 @@ typedef struct {
 } entry_t;
 
 #define RESIDENT_ROWS   128 /* --resident: rows per thread (fp8: 896 KiB, in L2 or the LLC) */
-#define TEXT_OF_(x)     #x
-#define TEXT_OF(x)      TEXT_OF_(x) /* a macro's value as a string literal */
-#define RESIDENT_PASSES 50 /* --resident: passes over the cached matrix per timed repetition */
+#define RESIDENT_PASSES 50  /* --resident: passes over the cached matrix per timed repetition */
 
 typedef struct {
     int quick, json, threads, reps;
+    int reps_set;        /* --reps: every row (prefill too) takes that many repetitions */
     int resident;        /* --resident: decode of one cache-resident matrix */
     unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
-    dsk_ops_t ops;
+    dsk_ops_t ops;       /* the first level: the FMA width and the headline level */
+    dsk_ops_t level_ops[MAX_LEVELS]; /* --levels, in order; else the detected level alone */
+    int n_levels;
+    int64_t shapes[MAX_SHAPES][2]; /* --shapes: rows, cols; else V3's defaults */
+    int n_shapes;
     dsi_pool_t *pool;
     bench_probe_t *probe; /* the paired probe (not with --resident) */
     double bw_gbs, ghz, peak_gflops, fma_gflops;
@@ -84,7 +93,8 @@ static double thread_cpu_s(void)
 
 static int measure_bandwidth(bench_t *b)
 {
-    b->bw_gbs = bench_memory_bandwidth(b->pool, (size_t)(b->quick ? 256 : 1024) << 20, b->reps);
+    b->bw_gbs = bench_memory_bandwidth(b->pool, (size_t)(b->quick ? 256 : 1024) << 20,
+                                       b->reps < 7 ? b->reps : 7);
     return b->bw_gbs > 0 ? 0 : -1;
 }
 
@@ -214,13 +224,14 @@ static void mm_cb(void *arg, int64_t begin, int64_t end)
     j->ops->matmul[j->w->dtype](j->w, begin, end, j->x, j->w->cols, j->n, j->y + begin, j->w->rows);
 }
 
-static void add_entry(bench_t *b, const char *name, int64_t rows, int64_t cols, int batch,
-                      int int8_math, double gbs, double gflops, double paired)
+static void add_entry(bench_t *b, const char *name, dsk_level_t level, int64_t rows, int64_t cols,
+                      int batch, int int8_math, double gbs, double gflops, double paired)
 {
     if (b->n_entries >= MAX_ENTRIES)
         return;
     entry_t *e = &b->entries[b->n_entries++];
     snprintf(e->name, sizeof(e->name), "%s", name);
+    e->level = level;
     snprintf(e->shape, sizeof(e->shape), "%lldx%lld", (long long)rows, (long long)cols);
     e->batch = batch;
     e->int8_math = int8_math;
@@ -332,28 +343,34 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
 
     for (int k = 0; k < n_batches; k++) {
         const int n = batches[k];
-        const int reps = n >= 128 ? (b->reps < 3 ? b->reps : 3) : b->reps;
-        double secs[MAX_REPS], paired[MAX_REPS];
-        for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-            mm_job_t job = {&b->ops, &ws[(r + 1) % copies], x, n, y};
-            const double bw = b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
-            double t0 = dsi_now_s();
-            for (int pass = 0; pass < passes; pass++)
-                dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
-            if (r >= 0) {
-                secs[r] = (dsi_now_s() - t0) / passes;
-                paired[r] = (double)wbytes / secs[r] * 1e-9 / bw;
+        const int reps = n >= 128 && !b->reps_set ? (b->reps < 3 ? b->reps : 3) : b->reps;
+        double secs[MAX_LEVELS][MAX_REPS], paired[MAX_LEVELS][MAX_REPS];
+        for (int r = -1; r < reps; r++) {           /* r = -1: warm-up */
+            for (int l = 0; l < b->n_levels; l++) { /* levels interleaved */
+                mm_job_t job = {&b->level_ops[l], &ws[(r + 1) % copies], x, n, y};
+                const double bw =
+                    b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
+                double t0 = dsi_now_s();
+                for (int pass = 0; pass < passes; pass++)
+                    dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
+                if (r >= 0) {
+                    secs[l][r] = (dsi_now_s() - t0) / passes;
+                    paired[l][r] = (double)wbytes / secs[l][r] * 1e-9 / bw;
+                }
             }
         }
-        double t = bench_median(secs, reps);
-        char name[32];
-        snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
-        add_entry(b, name, rows, cols, n, is_q && b->ops.act == DSK_ACT_I8 && n <= 4,
-                  (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
-                  bench_median(paired, reps));
-        if (!b->json)
-            fprintf(stderr, "  %s %lldx%lld batch %d: %.3f ms\n", name, (long long)rows,
-                    (long long)cols, n, t * 1e3);
+        for (int l = 0; l < b->n_levels; l++) {
+            const dsk_ops_t *ops = &b->level_ops[l];
+            double t = bench_median(secs[l], reps);
+            char name[32];
+            snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
+            add_entry(b, name, ops->level, rows, cols, n, is_q && ops->act == DSK_ACT_I8 && n <= 4,
+                      (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
+                      bench_median(paired[l], reps));
+            if (!b->json)
+                fprintf(stderr, "  %s %lldx%lld batch %d (%s): %.3f ms\n", name, (long long)rows,
+                        (long long)cols, n, dsk_level_name(ops->level), t * 1e3);
+        }
     }
 out:
     for (int c = 0; ws && c < copies; c++)
@@ -395,12 +412,13 @@ static void print_results(const bench_t *b)
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
             const double roof = roofline_gbs(b, e);
-            printf("%s\n  {\"name\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"gbs\": %.2f, "
+            printf("%s\n  {\"name\": \"%s\", \"level\": \"%s\", \"shape\": \"%s\", \"batch\": %d, "
+                   "\"gbs\": %.2f, "
                    "\"efficiency\": %.3f, \"paired_efficiency\": %.3f, \"roofline_gbs\": %.2f, "
                    "\"roofline_efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
                    "\"fma_fraction\": %.3f}",
-                   i ? "," : "", e->name, e->shape, e->batch, e->gbs, e->gbs / b->bw_gbs, e->paired,
-                   roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
+                   i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
+                   e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
                    b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
         }
@@ -413,41 +431,48 @@ static void print_results(const bench_t *b)
     printf("clock: %.2f GHz (dependent FMA chain), SIMD peak %.1f GFLOP/s\n", b->ghz,
            b->peak_gflops);
     printf("measured FMA throughput, all threads: %.1f GFLOP/s\n", b->fma_gflops);
-    printf("%-17s %-11s %6s %9s %8s %8s %8s %9s %8s %8s\n", "kernel", "shape", "batch", "GB/s",
-           "of bw", "paired", "of roof", "GFLOP/s", "of peak", "of FMA");
+    printf("%-17s %-11s %6s %9s %8s %8s %8s %9s %8s %8s%s\n", "kernel", "shape", "batch", "GB/s",
+           "of bw", "paired", "of roof", "GFLOP/s", "of peak", "of FMA",
+           b->n_levels > 1 ? "  level" : "");
     for (int i = 0; i < b->n_entries; i++) {
         const entry_t *e = &b->entries[i];
         const double roof = roofline_gbs(b, e);
-        printf("%-17s %-11s %6d %9.2f %7.0f%% %7.0f%% %7.0f%% %9.1f %7.0f%% %7.0f%%\n", e->name,
+        printf("%-17s %-11s %6d %9.2f %7.0f%% %7.0f%% %7.0f%% %9.1f %7.0f%% %7.0f%%%s%s\n", e->name,
                e->shape, e->batch, e->gbs, 100 * e->gbs / b->bw_gbs, 100 * e->paired,
                roof > 0 ? 100 * e->gbs / roof : 0, e->gflops,
                b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0,
-               b->fma_gflops > 0 ? 100 * e->gflops / b->fma_gflops : 0);
+               b->fma_gflops > 0 ? 100 * e->gflops / b->fma_gflops : 0, b->n_levels > 1 ? "  " : "",
+               b->n_levels > 1 ? dsk_level_name(e->level) : "");
     }
 }
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
-        "                            [--only decode|prefill] [--resident]\n"
-        "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
-        "  --threads N     pool threads (default: online CPUs)\n"
-        "  --quick         smaller buffers, fewer repetitions and shapes\n"
-        "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
-        "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
-        "  --only WHAT     decode or prefill rows only\n"
-        "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..64\n"
-        "  --resident      decode only, of one (" TEXT_OF(
-            RESIDENT_ROWS) " x threads)x7168 matrix kept in the\n"
-                           "                  caches: the kernels' arithmetic bound (GB/s above "
-                           "the\n"
-                           "                  bandwidth means headroom)\n"
-                           "  --json          one JSON object on stdout\n"
-                           "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel "
-                           "level;\n"
-                           "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n");
+    fprintf(out,
+            "usage: dsinfer bench kernels [--json] [--threads N] [--quick] [--dtypes LIST]\n"
+            "                            [--only decode|prefill] [--resident] [--levels LIST]\n"
+            "                            [--shapes LIST] [--reps N]\n"
+            "  measures memory bandwidth, clock and the matmul kernels at V3 shapes\n"
+            "  --threads N     pool threads (default: online CPUs)\n"
+            "  --quick         smaller buffers, fewer repetitions and shapes\n"
+            "  --dtypes LIST   comma-separated weight dtypes (default: all): fp8, bf16,\n"
+            "                  int8, int4-g32, int4-g128; prefill rows: fp8 and bf16 only\n"
+            "  --only WHAT     decode or prefill rows only\n"
+            "  --batches LIST  comma-separated decode batches (default 1,4,16), each 1..512\n"
+            "  --levels LIST   kernel levels to measure side by side, repetitions interleaved\n"
+            "                  (e.g. avx512,avx512bf16; each one this CPU runs)\n"
+            "  --shapes LIST   weight shapes ROWSxCOLS (default 7168x2048,2048x7168,\n"
+            "                  1536x7168,18432x7168), e.g. 129280x7168 for the lm_head\n"
+            "  --reps N        repetitions of every row, prefill too (default 7, prefill 3;\n"
+            "                  at most %d)\n"
+            "  --resident      decode only, of one (%d x threads)x7168 matrix kept in the\n"
+            "                  caches: the kernels' arithmetic bound (GB/s above the\n"
+            "                  bandwidth means headroom)\n"
+            "  --json          one JSON object on stdout\n"
+            "  DSINFER_KERNELS=scalar|avx2|avx512|avx512vnni lowers the kernel level;\n"
+            "  DSINFER_KERNELS=avx512bf16 opts in to bf16-rounded x (changes results)\n"
+            "  DSINFER_ACT=f32 gives the integer weights' decode f32 activations\n",
+            MAX_REPS, RESIDENT_ROWS);
 }
 
 /* --dtypes: a mask of dsk_dtype_t bits; 0 for an unknown name. */
@@ -475,17 +500,65 @@ static unsigned parse_dtypes(const char *list)
     return mask;
 }
 
+/* --levels: names of levels this CPU runs, in the order given; returns -1 after a message. */
+static int parse_levels(const char *list, bench_t *b)
+{
+    const char *p = list;
+    b->n_levels = 0;
+    while (*p != '\0') {
+        const size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
+            const char *name = dsk_level_name((dsk_level_t)l);
+            if (strlen(name) == len && strncmp(p, name, len) == 0)
+                found = l;
+        }
+        if (found < 0 || !dsk_level_supported((dsk_level_t)found) || b->n_levels >= MAX_LEVELS) {
+            fprintf(stderr,
+                    "dsinfer bench kernels: level '%.*s' in --levels is unknown, not supported by "
+                    "this CPU or one too many\n",
+                    (int)len, p);
+            return -1;
+        }
+        dsk_ops_init(&b->level_ops[b->n_levels++], (dsk_level_t)found);
+        p += len + (p[len] == ',');
+    }
+    return b->n_levels > 0 ? 0 : -1;
+}
+
+/* --shapes: ROWSxCOLS,...; returns -1 after a message. */
+static int parse_shapes(const char *list, bench_t *b)
+{
+    const char *p = list;
+    b->n_shapes = 0;
+    while (*p != '\0') {
+        long long rows, cols;
+        int used = 0;
+        if (b->n_shapes >= MAX_SHAPES || sscanf(p, "%lldx%lld%n", &rows, &cols, &used) != 2 ||
+            rows < 1 || cols < 1 || rows > (1 << 20) || cols > (1 << 20) ||
+            (p[used] != ',' && p[used] != '\0')) {
+            fprintf(stderr,
+                    "dsinfer bench kernels: bad --shapes '%s' (ROWSxCOLS,..., at most %d)\n", list,
+                    MAX_SHAPES);
+            return -1;
+        }
+        b->shapes[b->n_shapes][0] = rows;
+        b->shapes[b->n_shapes][1] = cols;
+        b->n_shapes++;
+        p += used + (p[used] == ',');
+    }
+    return b->n_shapes > 0 ? 0 : -1;
+}
+
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"quick", no_argument, NULL, 'q'},
-                                         {"dtypes", required_argument, NULL, 'd'},
-                                         {"only", required_argument, NULL, 'o'},
-                                         {"resident", no_argument, NULL, 'r'},
-                                         {"batches", required_argument, NULL, 'b'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},          {"threads", required_argument, NULL, 't'},
+        {"quick", no_argument, NULL, 'q'},         {"dtypes", required_argument, NULL, 'd'},
+        {"only", required_argument, NULL, 'o'},    {"resident", no_argument, NULL, 'r'},
+        {"batches", required_argument, NULL, 'b'}, {"levels", required_argument, NULL, 'l'},
+        {"shapes", required_argument, NULL, 's'},  {"reps", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;
@@ -513,10 +586,26 @@ int dsinfer_bench_kernels(int argc, char **argv)
         }
         case 'b':
             free(b.decode);
-            if (cli_parse_int_list("bench kernels", "--batches", optarg, 1, 64, &b.decode,
+            if (cli_parse_int_list("bench kernels", "--batches", optarg, 1, 512, &b.decode,
                                    &b.n_decode) != 0)
                 return 2;
             break;
+        case 'l':
+            if (parse_levels(optarg, &b) != 0)
+                return 2;
+            break;
+        case 's':
+            if (parse_shapes(optarg, &b) != 0)
+                return 2;
+            break;
+        case 'n': {
+            long long reps;
+            if (cli_parse_int("bench kernels", "--reps", optarg, 1, MAX_REPS, &reps) != 0)
+                return 2;
+            b.reps = (int)reps;
+            b.reps_set = 1;
+            break;
+        }
         case 'd':
             b.dtype_mask = parse_dtypes(optarg);
             if (b.dtype_mask == 0)
@@ -545,14 +634,17 @@ int dsinfer_bench_kernels(int argc, char **argv)
     }
     if (b.resident)
         b.only = 'd';
-    dsk_ops_init(&b.ops, dsk_level_detect());
+    if (b.n_levels == 0)
+        dsk_ops_init(&b.level_ops[b.n_levels++], dsk_level_detect());
+    b.ops = b.level_ops[0];
     b.pool = dsi_pool_create((int)threads);
     if (b.pool == NULL) {
         fprintf(stderr, "dsinfer bench kernels: cannot start the thread pool\n");
         return 1;
     }
     b.threads = dsi_pool_threads(b.pool);
-    b.reps = b.quick ? 3 : 7;
+    if (!b.reps_set)
+        b.reps = b.quick ? 3 : 7;
 
     int rc = 1;
     if (measure_bandwidth(&b) != 0)
@@ -563,13 +655,14 @@ int dsinfer_bench_kernels(int argc, char **argv)
         (b.probe = bench_probe_new(b.pool, (size_t)(b.quick ? 64 : 256) << 20)) == NULL)
         goto out;
 
-    static const int64_t shapes[][2] = {{7168, 2048}, {2048, 7168}, {1536, 7168}, {18432, 7168}};
+    static const int64_t v3_shapes[][2] = {{7168, 2048}, {2048, 7168}, {1536, 7168}, {18432, 7168}};
+    const int64_t(*shapes)[2] = b.n_shapes > 0 ? (const int64_t(*)[2])b.shapes : v3_shapes;
     static const int32_t decode[] = {1, 4, 16}, prefill_full[] = {128, 512},
                          prefill_quick[] = {128};
     static const dsk_dtype_t dtypes[] = {DSK_DTYPE_F8_E4M3, DSK_DTYPE_BF16, DSK_DTYPE_I8,
                                          DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
     const int64_t resident_shape[2] = {(int64_t)RESIDENT_ROWS * b.threads, 7168};
-    int n_shapes = b.resident ? 1 : b.quick ? 2 : 4;
+    int n_shapes = b.resident ? 1 : b.n_shapes > 0 ? b.n_shapes : b.quick ? 2 : 4;
     for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
         if (!(b.dtype_mask & (1u << dtypes[d])))
             continue;

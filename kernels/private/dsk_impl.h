@@ -15,6 +15,8 @@ void dsk_ops_fill_avx512(dsk_ops_t *ops);
 /* The int8-activation matmul slots of the integer dtypes (dsk_act8_tmpl.h): AVX2 / AVX-512 VNNI. */
 void dsk_ops_fill_avx2_act8(dsk_ops_t *ops);
 void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops);
+/* The vdpbf16ps matmul slots (dsk_avx512_bf16.c), which round x to bf16. */
+void dsk_ops_fill_avx512_bf16(dsk_ops_t *ops);
 /*
  * The f32-activation matmul of a SIMD level, any dtype (dt) and n: the int8-activation slots
  * handle n <= 4 themselves and hand larger n (the packed GEMM) to this.

@@ -1,0 +1,421 @@
+/*
+ * dsk_avx512_bf16.c - the avx512bf16 level: matmul of BF16 weights (and FP8 weights for
+ * n >= DSK_BF16X_FP8_MIN tokens) with vdpbf16ps, which multiplies pairs of bf16 and adds both
+ * products to an f32 lane.
+ *
+ * x is rounded to bf16 (nearest even) once per call into a stack buffer (XB_ELEMS; in column
+ * chunks and blocks of tokens when it does not fit), so one instruction does 32 multiply-adds
+ * of one row and one token where the f32 path widens the weights and needs two FMAs. That
+ * rounding is the accuracy cost (dsk.h: the relative error of a product is at most about 2^-8
+ * of sum |w x|); dsk_matmul_bf16x_ref is the scalar model of this arithmetic. vdpbf16ps and
+ * vcvtne2ps2bf16 also treat subnormal inputs as zero and flush subnormal results, which moves a
+ * product by less than 2^-126 times the other factor.
+ *
+ * - n <= 4 (decode): R rows x n tokens register tiles straight from the stored rows (no
+ *   packing), rows a page apart as dsk_tile_row_stride says; each accumulator is 16 lanes of
+ *   partial sums reduced once per row and token.
+ * - 5 <= n <= TG_MAX: the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
+ * - larger n (prefill): panels of 32 rows x KC columns packed once as pairs (two bf16 of one row
+ *   in a dword, 16 rows per vector), then a G_T x 32 micro-kernel broadcasts a token's pair and
+ *   accumulates 16 rows per instruction, so the outputs need no horizontal sums.
+ * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: the same panels, the e4m3 codes converted to
+ *   bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and the 128x128 block scale
+ *   applied per row when a 128-column slice is added into y. The packing converts every weight
+ *   once per call, which 8 tokens amortize (on the Zen 4 host, cache-resident: 1.3x the f32
+ *   kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128, where the f32 path packs too);
+ *   below 8 tokens the AVX-512 f32 kernels stay (1.0-1.1x).
+ *
+ * matmul_t and every other slot stay at the AVX-512 level: a bf16 matmul_t was not attempted
+ * (its one user, absorbed MLA, multiplies kv_b, which V3 checkpoints store as fp8, and is a
+ * small part of a step).
+ */
+#include "dsk_impl.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define DSK_INLINE static inline __attribute__((always_inline))
+
+#define XB_ELEMS 32768 /* bf16 of x per call: 64 KiB of stack */
+#define TB_MAX   128   /* tokens per block of x, so a chunk is >= XB_ELEMS / TB_MAX columns */
+#define G_NR     32    /* rows per packed panel: two vectors of 16 */
+#define G_MC     128   /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
+#define KC_BF16  256   /* columns per packed slice of bf16 weights */
+#define KC_FP8   128   /* of fp8 weights: one scale block, so the scale is per row */
+#define G_T      12    /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
+#define TG_MAX   16    /* largest n of the register tiles */
+#define TG_BLOCK (128 << 10)
+
+_Static_assert(XB_ELEMS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
+
+static inline int64_t round32(int64_t k)
+{
+    return (k + 31) & ~(int64_t)31;
+}
+
+static inline int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/*
+ * xb[t * ldb + k] = bf16(x[t * ldx + c0 + k]) for t < nt, k < kc, nearest even; k in [kc, ldb)
+ * is zero, so a tile may read whole vectors past kc (ldb is a multiple of 32).
+ */
+static void x_round(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, uint16_t *xb,
+                    int64_t ldb)
+{
+    for (int64_t t = 0; t < nt; t++) {
+        const float *src = x + t * ldx + c0;
+        uint16_t *dst = xb + t * ldb;
+        for (int64_t k = 0; k < ldb; k += 32) {
+            const int64_t m = kc - k;
+            const __mmask16 lo = m >= 16 ? 0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
+            const __mmask16 hi = m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+            const __m512 a = _mm512_maskz_loadu_ps(lo, src + k);
+            const __m512 b = _mm512_maskz_loadu_ps(hi, src + k + 16);
+            _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        }
+    }
+}
+
+DSK_INLINE __m512 dp(__m512 acc, __m512i w, __m512i x)
+{
+    return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)x);
+}
+
+/* ---- register tiles: R rows (rs apart) x T tokens over the columns [c0, c0 + kc) ---- */
+
+DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, int64_t rs,
+                        const uint16_t *xb, int64_t ldb, int64_t c0, int64_t kc, const int T,
+                        float *y, int64_t ldy, int add)
+{
+    __m512 acc[8][4];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    const uint16_t *rows[8];
+    for (int i = 0; i < R; i++)
+        rows[i] = w + (r + i * rs) * K + c0;
+    int64_t k = 0;
+    for (; k + 32 <= kc; k += 32) {
+        __m512i xv[4];
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm512_loadu_si512(xb + t * ldb + k);
+        for (int i = 0; i < R; i++) {
+            const __m512i wv = _mm512_loadu_si512(rows[i] + k);
+            for (int t = 0; t < T; t++)
+                acc[i][t] = dp(acc[i][t], wv, xv[t]);
+        }
+    }
+    if (k < kc) { /* the weights are read exactly to kc; x is zero past it */
+        const __mmask32 m = (__mmask32)((1ull << (kc - k)) - 1);
+        __m512i xv[4];
+        for (int t = 0; t < T; t++)
+            xv[t] = _mm512_loadu_si512(xb + t * ldb + k);
+        for (int i = 0; i < R; i++) {
+            const __m512i wv = _mm512_maskz_loadu_epi16(m, rows[i] + k);
+            for (int t = 0; t < T; t++)
+                acc[i][t] = dp(acc[i][t], wv, xv[t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) {
+            float *o = y + t * ldy + i * rs;
+            const float s = _mm512_reduce_add_ps(acc[i][t]);
+            *o = add ? *o + s : s;
+        }
+}
+
+/* Rows per tile for 1..4 tokens: R * T accumulators + T x vectors + 1 weight <= 32. */
+#define DEF_BF_ROWS(T, R)                                                                        \
+    static void bf_rows_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,   \
+                            int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add) \
+    {                                                                                            \
+        const uint16_t *wd = w->data;                                                            \
+        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(2 * w->cols),                             \
+                      bf_tile(wd, w->cols, tile_r, tile_n, tile_s, xb, ldb, c0, kc, T,           \
+                              y + (tile_r - r0), ldy, add));                                     \
+    }
+DEF_BF_ROWS(1, 8)
+DEF_BF_ROWS(2, 8)
+DEF_BF_ROWS(3, 6)
+DEF_BF_ROWS(4, 6)
+
+typedef void (*bf_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
+                           int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
+static const bf_rows_fn bf_rows[5] = {NULL, bf_rows_1, bf_rows_2, bf_rows_3, bf_rows_4};
+
+/* n <= TG_MAX: groups of up to 4 tokens, the rows in blocks of about TG_BLOCK weight bytes. */
+static void bf_token_groups(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
+                            int64_t ldb, int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy,
+                            int add)
+{
+    if (nt <= 4) {
+        bf_rows[nt](w, r0, r1, xb, ldb, c0, kc, y, ldy, add);
+        return;
+    }
+    int64_t rows = TG_BLOCK / (2 * w->cols);
+    rows = rows < 8 ? 8 : rows;
+    for (int64_t rb = r0; rb < r1; rb += rows) {
+        const int64_t rb1 = min64(r1, rb + rows);
+        for (int64_t t = 0; t < nt; t += 4) {
+            const int64_t g = min64(4, nt - t);
+            bf_rows[g](w, rb, rb1, xb + t * ldb, ldb, c0, kc, y + t * ldy + (rb - r0), ldy, add);
+        }
+    }
+}
+
+/* ---- packed panels for many tokens ---- */
+
+/*
+ * dst[i * 32 + j] = src[j][k + i] for i, j < 8: an 8x8 transpose of dwords (bf16 pairs, moved
+ * as float bits: only shuffles touch them).
+ */
+DSK_INLINE void transpose8(const uint32_t *const src[8], int64_t k, uint32_t *dst)
+{
+    __m256 r[8], t[8], s[8];
+    for (int j = 0; j < 8; j++)
+        r[j] = _mm256_loadu_ps((const float *)(src[j] + k));
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+        s[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+        s[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
+        s[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        s[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps((float *)(dst + i * G_NR), _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+        _mm256_storeu_ps((float *)(dst + (i + 4) * G_NR),
+                         _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+    }
+}
+
+/*
+ * 32 e4m3 codes -> bf16 of their value / 256, exactly: a normal code (exponent field e >= 1)
+ * becomes exponent e + 120 - 8 with the same 3 mantissa bits (one shift and one add); the 8
+ * subnormal magnitudes m * 2^-17 come from a table. The NaN codes, which weights never hold,
+ * become 480 / 256.
+ */
+DSK_INLINE __m512i fp8_to_bf16_32(const uint8_t *p)
+{
+    const __m512i sub_tbl =
+        _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                         0x3860, 0x3840, 0x3820, 0x3800, 0x37c0, 0x3780, 0x3700, 0);
+    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
+    const __m512i sign =
+        _mm512_and_si512(_mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000));
+    const __m512i norm = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(112 << 7));
+    const __m512i sub = _mm512_permutexvar_epi16(mag, sub_tbl);
+    const __mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
+    return _mm512_or_si512(_mm512_mask_blend_epi16(is_sub, norm, sub), sign);
+}
+
+/* Row r of an fp8 matrix, columns [c, c + k), as bf16 of value / 256 into out (k <= KC_FP8). */
+static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k, uint16_t *out)
+{
+    const uint8_t *src = (const uint8_t *)w->data + r * w->cols + c;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32)
+        _mm512_storeu_si512(out + i, fp8_to_bf16_32(src + i));
+    if (i < k) {
+        _Alignas(64) uint8_t tmp[32] = {0};
+        _Alignas(64) uint16_t conv[32];
+        memcpy(tmp, src + i, (size_t)(k - i));
+        _mm512_store_si512(conv, fp8_to_bf16_32(tmp));
+        memcpy(out + i, conv, (size_t)(k - i) * sizeof(uint16_t));
+    }
+}
+
+/*
+ * Pack rows [rp, rp + nr) x columns [c, c + k) as pairs: buf[i * 32 + j] holds W[rp + j][c + 2i]
+ * and W[rp + j][c + 2i + 1] (low, high half) for i < ceil(k / 2), j < 32; rows j >= nr, the odd
+ * column's partner and the pairs up to a multiple of 8 are zero. Whole bf16 slices are
+ * transposed straight from the weights; fp8 and partial slices go through a staging buffer.
+ */
+static void pack_panel(const dsk_matrix_t *w, int64_t rp, int nr, int64_t c, int64_t k,
+                       uint32_t *buf)
+{
+    _Alignas(64) uint16_t tmp[8][KC_BF16 + 16];
+    const int64_t kp8 = ((k + 1) / 2 + 7) & ~(int64_t)7;
+    const int direct = w->dtype == DSK_DTYPE_BF16 && (k & 15) == 0;
+    for (int j0 = 0; j0 < G_NR; j0 += 8) {
+        if (j0 >= nr) {
+            for (int64_t i = 0; i < kp8; i++)
+                memset(buf + i * G_NR + j0, 0, 8 * sizeof(uint32_t));
+            continue;
+        }
+        const uint32_t *src[8];
+        for (int j = 0; j < 8; j++) {
+            const int64_t r = rp + j0 + j;
+            if (direct && j0 + j < nr) {
+                src[j] = (const uint32_t *)((const uint16_t *)w->data + r * w->cols + c);
+                continue;
+            }
+            memset(tmp[j], 0, (size_t)(2 * kp8) * sizeof(uint16_t));
+            if (j0 + j < nr && w->dtype == DSK_DTYPE_BF16)
+                memcpy(tmp[j], (const uint16_t *)w->data + r * w->cols + c,
+                       (size_t)k * sizeof(uint16_t));
+            else if (j0 + j < nr)
+                fp8_row_bf16(w, r, c, k, tmp[j]);
+            src[j] = (const uint32_t *)tmp[j];
+        }
+        for (int64_t i = 0; i < kp8; i += 8)
+            transpose8(src, i, buf + i * G_NR + j0);
+    }
+}
+
+/*
+ * The micro-kernel: for t < T, j < nr
+ *   y[t * ldy + j] = (add ? y[..] : 0) + s[j] * sum_{i < kp} pair(buf[i * 32 + j]) . pair(x_t, i)
+ * with x_t the bf16 row xb + t * ldb; s is 1 for bf16 and the row's block scale for fp8.
+ */
+DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb,
+                          const int T, const float *s, float *y, int64_t ldy, int nr, int add)
+{
+    __m512 a0[G_T], a1[G_T];
+    for (int t = 0; t < T; t++) {
+        a0[t] = _mm512_setzero_ps();
+        a1[t] = _mm512_setzero_ps();
+    }
+    const uint32_t *xd[G_T];
+    for (int t = 0; t < T; t++)
+        xd[t] = (const uint32_t *)(xb + t * ldb);
+    for (int64_t i = 0; i < kp; i++) {
+        const __m512i w0 = _mm512_load_si512(buf + i * G_NR);
+        const __m512i w1 = _mm512_load_si512(buf + i * G_NR + 16);
+        for (int t = 0; t < T; t++) {
+            const __m512i b = _mm512_set1_epi32((int)xd[t][i]);
+            a0[t] = dp(a0[t], w0, b);
+            a1[t] = dp(a1[t], w1, b);
+        }
+    }
+    const __m512 s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16);
+    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy;
+        const __m512 y0 = add ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
+        const __m512 y1 = add ? _mm512_maskz_loadu_ps(m1, yt + 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(yt, m0, _mm512_fmadd_ps(a0[t], s0, y0));
+        _mm512_mask_storeu_ps(yt + 16, m1, _mm512_fmadd_ps(a1[t], s1, y1));
+    }
+}
+
+typedef void (*gemm_tile_fn)(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb,
+                             const float *s, float *y, int64_t ldy, int nr, int add);
+#define DEF_GEMM_TILE(T)                                                                        \
+    static void gemm_tile_##T(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb, \
+                              const float *s, float *y, int64_t ldy, int nr, int add)           \
+    {                                                                                           \
+        gemm_tile(buf, kp, xb, ldb, T, s, y, ldy, nr, add);                                     \
+    }
+DEF_GEMM_TILE(1)
+DEF_GEMM_TILE(2)
+DEF_GEMM_TILE(3)
+DEF_GEMM_TILE(4)
+DEF_GEMM_TILE(5)
+DEF_GEMM_TILE(6)
+DEF_GEMM_TILE(7)
+DEF_GEMM_TILE(8)
+DEF_GEMM_TILE(9)
+DEF_GEMM_TILE(10)
+DEF_GEMM_TILE(11)
+DEF_GEMM_TILE(12)
+static const gemm_tile_fn gemm_tiles[G_T + 1] = {
+    NULL,        gemm_tile_1, gemm_tile_2, gemm_tile_3,  gemm_tile_4,  gemm_tile_5,  gemm_tile_6,
+    gemm_tile_7, gemm_tile_8, gemm_tile_9, gemm_tile_10, gemm_tile_11, gemm_tile_12,
+};
+
+/*
+ * Rows [r0, r1) x the columns [c0, c0 + kc) of one chunk of x (xb: nt tokens) into y, adding to
+ * y unless c0 == 0. Rows go in blocks of G_MC so that each token's slice of xb is reused from
+ * L1 by every panel of the block.
+ */
+static void bf_gemm(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb, int64_t ldb,
+                    int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy)
+{
+    _Alignas(64) uint32_t buf[G_MC / G_NR][KC_BF16 / 2 * G_NR];
+    _Alignas(64) float scale[G_MC / G_NR][G_NR];
+    const int fp8 = w->dtype == DSK_DTYPE_F8_E4M3;
+    const int64_t KC = fp8 ? KC_FP8 : KC_BF16, bcols = (w->cols + 127) / 128;
+    for (int64_t rb = r0; rb < r1; rb += G_MC) {
+        const int64_t rb1 = min64(r1, rb + G_MC);
+        const int np = (int)((rb1 - rb + G_NR - 1) / G_NR);
+        int nr[G_MC / G_NR];
+        for (int p = 0; p < np; p++)
+            nr[p] = (int)min64(G_NR, rb1 - (rb + p * G_NR));
+        for (int64_t s0 = 0; s0 < kc; s0 += KC) {
+            const int64_t ks = min64(KC, kc - s0), kp = (ks + 1) / 2;
+            for (int p = 0; p < np; p++) {
+                const int64_t rp = rb + p * G_NR;
+                pack_panel(w, rp, nr[p], c0 + s0, ks, buf[p]);
+                for (int j = 0; j < G_NR; j++) /* fp8: value / 256 in the panel */
+                    scale[p][j] =
+                        !fp8 ? 1.0f
+                        : j < nr[p]
+                            ? w->scale_inv[((rp + j) / 128) * bcols + (c0 + s0) / 128] * 256.0f
+                            : 0.0f;
+            }
+            for (int64_t t = 0; t < nt; t += G_T) {
+                const int64_t tn = min64(G_T, nt - t);
+                for (int p = 0; p < np; p++)
+                    gemm_tiles[tn](buf[p], kp, xb + t * ldb + s0, ldb, scale[p],
+                                   y + t * ldy + (rb + p * G_NR - r0), ldy, nr[p], c0 + s0 > 0);
+            }
+        }
+    }
+}
+
+/* ---- the slots ---- */
+
+static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                     int64_t n, float *y, int64_t ldy)
+{
+    if (n <= 0 || r1 <= r0)
+        return;
+    const int64_t K = w->cols;
+    if (K == 0) {
+        for (int64_t t = 0; t < n; t++)
+            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
+        return;
+    }
+    _Alignas(64) uint16_t xb[XB_ELEMS];
+    for (int64_t t0 = 0; t0 < n; t0 += TB_MAX) {
+        const int64_t nt = min64(TB_MAX, n - t0);
+        /* all columns at once where they fit; else chunks of whole slices */
+        int64_t kcx = K;
+        if (nt * round32(K) > XB_ELEMS)
+            kcx = XB_ELEMS / nt / KC_BF16 * KC_BF16;
+        for (int64_t c0 = 0; c0 < K; c0 += kcx) {
+            const int64_t kc = min64(kcx, K - c0), ldb = round32(kc);
+            x_round(x + t0 * ldx, ldx, nt, c0, kc, xb, ldb);
+            float *yt = y + t0 * ldy;
+            if (nt <= TG_MAX && w->dtype == DSK_DTYPE_BF16)
+                bf_token_groups(w, r0, r1, xb, ldb, nt, c0, kc, yt, ldy, c0 > 0);
+            else
+                bf_gemm(w, r0, r1, xb, ldb, nt, c0, kc, yt, ldy);
+        }
+    }
+}
+
+static void matmul_fp8_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                             int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n < DSK_BF16X_FP8_MIN)
+        dsk_avx512_matmul_f32act(DSK_DTYPE_F8_E4M3, w, r0, r1, x, ldx, n, y, ldy);
+    else
+        mm_bf16x(w, r0, r1, x, ldx, n, y, ldy);
+}
+
+void dsk_ops_fill_avx512_bf16(dsk_ops_t *ops)
+{
+    ops->matmul[DSK_DTYPE_BF16] = mm_bf16x;
+    ops->x_bf16 |= 1u << DSK_DTYPE_BF16;
+    ops->matmul[DSK_DTYPE_F8_E4M3] = matmul_fp8_bf16x;
+    ops->x_bf16 |= 1u << DSK_DTYPE_F8_E4M3;
+}
