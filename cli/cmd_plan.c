@@ -26,6 +26,7 @@ typedef struct {
     int32_t *remove; /* --remove-nodes ids, owned */
     int n_remove;
     int json;
+    int format_given; /* --weight-format; otherwise the config's (fp8 or bf16) */
     dsc_plan_opts_t plan;
 } plan_args_t;
 
@@ -40,6 +41,8 @@ static void usage(FILE *out)
             "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
             "memory per node; prints the memory the model needs in every weight format.\n"
             "--stages     pipeline stages (default: the fewest that fit)\n"
+            "--weight-format  default: fp8 when the config has quantization_config, else bf16\n"
+            "             (the V2 family's releases)\n"
             "--kv-tokens  latent-KV tokens reserved on each node for its layers (default 32768)\n"
             "--overhead   fixed runtime memory per node (default 2G)\n"
             "--remove-nodes  then re-plan without these nodes, starting from the first plan,\n"
@@ -134,6 +137,7 @@ static int parse_args(int argc, char **argv, plan_args_t *a)
             a->plan.n_stages = (uint32_t)v;
             break;
         case 'w':
+            a->format_given = 1;
             if (dsc_weight_format_parse(optarg, &a->plan.format) != DSI_OK) {
                 fprintf(stderr,
                         "dsinfer plan: --weight-format: '%s' is not one of fp8, bf16, int8, "
@@ -451,6 +455,8 @@ int dsinfer_cmd_plan(int argc, char **argv)
     dsn_config_t cfg;
     if (dsn_config_load(a.config, &cfg) != DSI_OK)
         goto out; /* logged with the file and field */
+    if (!a.format_given)
+        a.plan.format = cfg.fp8 ? DSC_WEIGHT_FP8 : DSC_WEIGHT_BF16;
     uint32_t n = a.node_mem != NULL ? a.n_node_mem : (uint32_t)a.n_nodes;
     nodes = calloc(n, sizeof(*nodes));
     if (nodes == NULL)
