@@ -32,6 +32,7 @@ typedef struct {
     long long stages;
     const char *coordinator;
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
+    int thinking; /* --thinking: the template's `thinking` variable (DeepSeek-V3.1) */
     run_text_t text;                                         /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
@@ -46,7 +47,7 @@ static void usage(FILE *out)
         "                   [--json] [--logits-out FILE] [--threads N] [--prefill-chunk N]\n"
         "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT]\n"
         "       dsinfer run --model DIR (--prompt TEXT | --chat TEXT [--system TEXT]\n"
-        "                   [--chat-template auto|v3|r1]) [same options]\n"
+        "                   [--chat-template auto|v3|r1|v3.1] [--thinking]) [same options]\n"
         "Generates up to N tokens (default 16) after the prompt; stops at the model's eos.\n"
         "--logits-out writes each generated step's logits as little-endian f32 [steps, vocab].\n"
         "--local-nodes N runs a coordinator here and N dsinfer-node processes on loopback\n"
@@ -77,6 +78,7 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
                                              {"chat", required_argument, NULL, 'X'},
                                              {"system", required_argument, NULL, 'y'},
                                              {"chat-template", required_argument, NULL, 'Y'},
+                                             {"thinking", no_argument, NULL, 'H'},
                                              {"weight-format", required_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     double v;
@@ -158,6 +160,9 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
         case 'Y':
             o->chat_template = optarg;
             break;
+        case 'H':
+            o->thinking = 1;
+            break;
         case 'W':
             if (dsn_weight_format_parse(optarg, &o->weight_format) != DSI_OK) {
                 fprintf(stderr, "dsinfer run: --weight-format: '%s' is not one of %s\n", optarg,
@@ -196,7 +201,8 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
             return 1;
         o->has_text = 1;
         int rc = o->chat != NULL
-                     ? run_text_chat(&o->text, o->model, o->chat_template, o->system, o->chat,
+                     ? run_text_chat(&o->text, o->model, o->chat_template, o->thinking, o->system,
+                                     o->chat,
                                      &o->prompt, &o->n_prompt)
                      : run_text_prompt(&o->text, o->text_prompt, &o->prompt, &o->n_prompt);
         if (rc != 0)
