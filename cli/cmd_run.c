@@ -32,8 +32,8 @@ typedef struct {
     long long stages;
     const char *coordinator;
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
-    int thinking; /* --thinking: the template's `thinking` variable (DeepSeek-V3.1) */
-    run_text_t text;                                         /* loaded when text is used */
+    int thinking;    /* --thinking: the template's `thinking` variable (DeepSeek-V3.1) */
+    run_text_t text; /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
 } run_opts_t;
@@ -202,8 +202,7 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
         o->has_text = 1;
         int rc = o->chat != NULL
                      ? run_text_chat(&o->text, o->model, o->chat_template, o->thinking, o->system,
-                                     o->chat,
-                                     &o->prompt, &o->n_prompt)
+                                     o->chat, &o->prompt, &o->n_prompt)
                      : run_text_prompt(&o->text, o->text_prompt, &o->prompt, &o->n_prompt);
         if (rc != 0)
             return 1;

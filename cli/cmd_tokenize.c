@@ -55,7 +55,7 @@ static void tokenize_usage(FILE *out)
             "  --chat             the text is one user message: apply the chat template first\n"
             "  --messages         stdin is a JSON array of chat messages (OpenAI format)\n"
             "  --template T       chat template: auto (from tokenizer_config.json), v3, r1, v3.1\n"
-            "  --thinking         the template's `thinking` variable (DeepSeek-V3.1's thinking mode)\n"
+            "  --thinking         V3.1 thinking mode (the template variable `thinking`)\n"
             "  --no-generation-prompt  do not end the chat with the assistant's opening\n"
             "  --render           with --chat/--messages: print the rendered prompt, not ids\n");
 }
