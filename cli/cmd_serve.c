@@ -34,7 +34,7 @@ static void usage(FILE *out)
         "                       the model's, at most %d); a request without max_tokens may use "
         "the\n"
         "                       rest of it; each node reserves KV cache for one such sequence\n"
-        "  --chat-template T    auto (from tokenizer_config.json, default), v3 or r1\n"
+        "  --chat-template T    auto (from tokenizer_config.json, default), v3, r1, v3.1\n"
         "  --model-name ID      the model id of the API (default: DIR's name)\n"
         "  --node-threads N     compute threads per node process (default 1)\n"
         "  --rebalance-threshold X  re-place experts (EPLB) when the load imbalance passes X > 1\n"
@@ -146,7 +146,8 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o)
         }
         case 't':
             if (dsc_chat_style_parse(optarg, &o->style) != DSI_OK) {
-                fprintf(stderr, "dsinfer " CMD ": --chat-template: '%s' is not auto, v3 or r1\n",
+                fprintf(stderr,
+                        "dsinfer " CMD ": --chat-template: '%s' is not auto, v3, r1 or v3.1\n",
                         optarg);
                 return 2;
             }
