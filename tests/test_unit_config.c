@@ -274,6 +274,8 @@ static void test_rejected(void)
                 "field 'topk_method': 'gready' is not supported");
     expect_edit("hidden_act", "\"gelu\"", DSI_ERR_UNSUPPORTED, "field 'hidden_act'");
     expect_edit("tie_word_embeddings", "true", DSI_ERR_UNSUPPORTED, "'tie_word_embeddings'");
+    expect_edit("attention_bias", "true", DSI_ERR_UNSUPPORTED,
+                "field 'attention_bias': true is not supported");
     expect_edit("rope_scaling", "[]", DSI_ERR_CONFIG, "field 'rope_scaling'");
     expect_edit("rope_scaling.type", "\"linear\"", DSI_ERR_UNSUPPORTED,
                 "field 'rope_scaling.type': 'linear' is not supported");

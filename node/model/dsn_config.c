@@ -320,6 +320,8 @@ static void read_fields(reader_t *r, dsn_config_t *c)
     expect_string(r, "hidden_act", "silu");
     if (read_bool(r, "tie_word_embeddings", 0))
         fail(r, DSI_ERR_UNSUPPORTED, "tie_word_embeddings", "true is not supported");
+    if (read_bool(r, "attention_bias", 0)) /* the projections would have bias vectors */
+        fail(r, DSI_ERR_UNSUPPORTED, "attention_bias", "true is not supported");
     read_rope_scaling(r, c);
     read_quantization(r, c);
     if (r->status == DSI_OK && c->bos_token_id >= c->vocab_size)
