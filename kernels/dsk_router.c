@@ -75,9 +75,8 @@ int dsk_router_topk(const dsk_router_cfg_t *cfg, const float *logits, const floa
             score[e] = expf(logits[e] - mx);
             sum += score[e];
         }
-        float inv = (float)(1.0 / sum);
-        for (int e = 0; e < ne; e++)
-            score[e] *= inv;
+        for (int e = 0; e < ne; e++) /* divided in double, rounded once */
+            score[e] = (float)((double)score[e] / sum);
     } else {
         for (int e = 0; e < ne; e++)
             score[e] = 1.0f / (1.0f + expf(-logits[e]));
