@@ -74,7 +74,7 @@ int cli_api_start(uv_loop_t *loop, const dsi_settings_t *s, const dsn_config_t *
     bc.on_state_arg = arg;
     const char *tpl = dsi_settings_str(s, DSI_S_CHAT_TEMPLATE);
     if (tpl != NULL && dsc_chat_style_parse(tpl, &bc.chat_style) != DSI_OK) {
-        fprintf(stderr, "%s: --chat-template: '%s' is not auto, v3 or r1\n", s->command, tpl);
+        fprintf(stderr, "%s: --chat-template: '%s' is not auto, v3, r1 or v3.1\n", s->command, tpl);
         return 2;
     }
     if (dsc_metrics_create(&a->metrics) != DSI_OK ||

@@ -69,6 +69,11 @@ static void print_text(const dsn_checkpoint_t *ck, const summary_t *s)
            "scaling %g\n",
            c->n_routed_experts, c->moe_intermediate_size, c->n_shared_experts,
            c->num_experts_per_tok, c->n_group, c->topk_group, (double)c->routed_scaling_factor);
+    printf("router       %s scores, %s, %s\n", dsn_config_scoring_name(c->scoring_func),
+           dsn_config_topk_method_name(c->topk_method),
+           dsn_config_has_router_bias(c)
+               ? (c->norm_topk_prob ? "correction bias, normalised" : "correction bias")
+               : (c->norm_topk_prob ? "no bias, normalised" : "no bias, not normalised"));
     printf("dense mlp    %d\n", c->intermediate_size);
     if (c->has_yarn)
         printf("rope         theta %g, yarn factor %g over %d positions\n", c->rope_theta,
@@ -118,6 +123,11 @@ static void print_json(const dsn_checkpoint_t *ck, const summary_t *s)
         "kv_lora_rank", c->kv_lora_rank, "qk_nope_head_dim", c->qk_nope_head_dim,
         "qk_rope_head_dim", c->qk_rope_head_dim, "v_head_dim", c->v_head_dim, "yarn", c->has_yarn,
         "fp8", c->fp8);
+    json_object_set_new(cfg, "scoring_func", json_string(dsn_config_scoring_name(c->scoring_func)));
+    json_object_set_new(cfg, "topk_method",
+                        json_string(dsn_config_topk_method_name(c->topk_method)));
+    json_object_set_new(cfg, "norm_topk_prob", json_boolean(c->norm_topk_prob));
+    json_object_set_new(cfg, "routed_scaling_factor", json_real(c->routed_scaling_factor));
     json_t *root = json_pack(
         "{s:s, s:o, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:{s:I, s:I, s:I}, s:I}", "model",
         dsn_checkpoint_dir(ck), "config", cfg, "tensors", (json_int_t)dsn_checkpoint_count(ck),

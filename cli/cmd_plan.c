@@ -26,6 +26,7 @@ typedef struct {
     int32_t *remove; /* --remove-nodes ids, owned */
     int n_remove;
     int json;
+    int format_given; /* --weight-format; otherwise the config's (fp8 or bf16) */
     dsc_plan_opts_t plan;
 } plan_args_t;
 
@@ -102,6 +103,8 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
                 wfmt);
         return 2;
     }
+    /* auto: the checkpoint's own format (fp8 with quantization_config, else bf16: V2's releases) */
+    a->format_given = strcmp(wfmt, "auto") != 0;
     const char *node_mem = dsi_settings_str(s, DSI_S_NODE_MEM);
     if (node_mem != NULL && parse_node_mem(node_mem, a) != 0)
         return 2;
@@ -405,6 +408,8 @@ int dsinfer_cmd_plan(int argc, char **argv)
     dsn_config_t cfg;
     if (dsn_config_load(a.config, &cfg) != DSI_OK)
         goto out; /* logged with the file and field */
+    if (!a.format_given)
+        a.plan.format = cfg.fp8 ? DSC_WEIGHT_FP8 : DSC_WEIGHT_BF16;
     uint32_t n = a.node_mem != NULL ? a.n_node_mem : (uint32_t)a.n_nodes;
     nodes = calloc(n, sizeof(*nodes));
     if (nodes == NULL)

@@ -31,7 +31,8 @@ typedef struct {
     long long local_nodes;
     const char *coordinator;
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
-    run_text_t text;                                         /* loaded when text is used */
+    int thinking;    /* --thinking: the template's `thinking` variable (DeepSeek-V3.1) */
+    run_text_t text; /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
     const cli_mpi_t *mpi;              /* dsinfer-cluster: the node ranks (NULL: none) */
@@ -69,6 +70,7 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
     o->chat = dsi_settings_str(s, DSI_S_CHAT);
     o->system = dsi_settings_str(s, DSI_S_SYSTEM);
     o->chat_template = dsi_settings_str(s, DSI_S_CHAT_TEMPLATE);
+    o->thinking = (int)dsi_settings_int(s, DSI_S_THINKING);
     o->settings = s;
     const char *ids = dsi_settings_str(s, DSI_S_PROMPT_IDS);
     if (ids != NULL &&
@@ -99,8 +101,8 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
             return 1;
         o->has_text = 1;
         int rc = o->chat != NULL
-                     ? run_text_chat(&o->text, o->model, o->chat_template, o->system, o->chat,
-                                     &o->prompt, &o->n_prompt)
+                     ? run_text_chat(&o->text, o->model, o->chat_template, o->thinking, o->system,
+                                     o->chat, &o->prompt, &o->n_prompt)
                      : run_text_prompt(&o->text, o->text_prompt, &o->prompt, &o->n_prompt);
         if (rc != 0)
             return 1;

@@ -54,15 +54,16 @@ static void tokenize_usage(FILE *out)
             "  --split-special    encode special tokens in the text as plain text\n"
             "  --chat             the text is one user message: apply the chat template first\n"
             "  --messages         stdin is a JSON array of chat messages (OpenAI format)\n"
-            "  --chat-template T  chat template: auto (from tokenizer_config.json, default), v3 or r1\n"
-            "                     (--template is the same)\n"
+            "  --chat-template T  chat template: auto (from tokenizer_config.json, default), v3,\n"
+            "                     r1 or v3.1 (--template is the same)\n"
+            "  --thinking         V3.1 thinking mode (the template variable `thinking`)\n"
             "  --no-generation-prompt  do not end the chat with the assistant's opening\n"
             "  --render           with --chat/--messages: print the rendered prompt, not ids\n");
 }
 
 typedef struct {
     const char *model, *text, *template_name;
-    int json, bos, split_special, chat, messages, no_gen, render;
+    int json, bos, split_special, chat, messages, no_gen, render, thinking;
 } tok_opts_t;
 
 static int parse_tokenize(int argc, char **argv, tok_opts_t *o)
@@ -77,6 +78,7 @@ static int parse_tokenize(int argc, char **argv, tok_opts_t *o)
         {"messages", no_argument, NULL, 'M'},
         {"template", required_argument, NULL, 'T'},
         {"chat-template", required_argument, NULL, 'T'},
+        {"thinking", no_argument, NULL, 'k'},
         {"no-generation-prompt", no_argument, NULL, 'n'},
         {"render", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
@@ -112,6 +114,9 @@ static int parse_tokenize(int argc, char **argv, tok_opts_t *o)
         case 'T':
             o->template_name = optarg;
             break;
+        case 'k':
+            o->thinking = 1;
+            break;
         case 'n':
             o->no_gen = 1;
             break;
@@ -145,7 +150,7 @@ static int render_chat(const tok_opts_t *o, const char *in, size_t len, char **o
     dsc_chat_style_t style;
     dsc_chat_template_t *tpl;
     if (dsc_chat_style_parse(o->template_name, &style) != DSI_OK) {
-        fprintf(stderr, "dsinfer tokenize: --template: '%s' is not auto, v3 or r1\n",
+        fprintf(stderr, "dsinfer tokenize: --template: '%s' is not auto, v3, r1 or v3.1\n",
                 o->template_name);
         return 2;
     }
@@ -154,11 +159,12 @@ static int render_chat(const tok_opts_t *o, const char *in, size_t len, char **o
         return 1;
     }
     dsi_status_t st;
+    dsc_chat_opts_t opts = {o->thinking, NULL, 0};
     if (o->messages) {
-        st = dsc_chat_render_json(tpl, in, len, !o->no_gen, out, out_len);
+        st = dsc_chat_render_json_opts(tpl, in, len, !o->no_gen, &opts, out, out_len);
     } else {
         dsc_chat_message_t m = {DSC_CHAT_ROLE_USER, in, len, NULL, 0};
-        st = dsc_chat_render(tpl, &m, 1, !o->no_gen, out, out_len);
+        st = dsc_chat_render_opts(tpl, &m, 1, !o->no_gen, &opts, out, out_len);
     }
     dsc_chat_template_destroy(tpl);
     if (st != DSI_OK) {

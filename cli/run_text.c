@@ -57,12 +57,12 @@ int run_text_prompt(run_text_t *t, const char *text, int32_t **ids, int *n)
     return to_int_ids(v, k, ids, n);
 }
 
-int run_text_chat(run_text_t *t, const char *model, const char *style, const char *system,
-                  const char *user, int32_t **ids, int *n)
+int run_text_chat(run_text_t *t, const char *model, const char *style, int thinking,
+                  const char *system, const char *user, int32_t **ids, int *n)
 {
     dsc_chat_style_t s = DSC_CHAT_AUTO;
     if (style != NULL && strcmp(style, "auto") != 0 && dsc_chat_style_parse(style, &s) != DSI_OK) {
-        fprintf(stderr, "dsinfer run: --chat-template: '%s' is not auto, v3 or r1\n", style);
+        fprintf(stderr, "dsinfer run: --chat-template: '%s' is not auto, v3, r1 or v3.1\n", style);
         return -1;
     }
     dsc_chat_template_t *tpl;
@@ -79,7 +79,8 @@ int run_text_chat(run_text_t *t, const char *model, const char *style, const cha
         .role = DSC_CHAT_ROLE_USER, .content = user, .content_len = strlen(user)};
     char *text;
     size_t len;
-    st = dsc_chat_render(tpl, msgs, m, 1, &text, &len);
+    dsc_chat_opts_t opts = {thinking, NULL, 0};
+    st = dsc_chat_render_opts(tpl, msgs, m, 1, &opts, &text, &len);
     dsc_chat_template_destroy(tpl);
     if (st != DSI_OK)
         return fail("chat template", st);

@@ -22,11 +22,11 @@ void run_text_close(run_text_t *t);
 /* A plain prompt: BOS + the text. *ids malloc'ed. */
 int run_text_prompt(run_text_t *t, const char *text, int32_t **ids, int *n);
 /*
- * A one-turn chat rendered with the model's template (style "auto", "v3" or "r1"), optional system
- * prompt, and the generation prompt. *ids malloc'ed.
+ * A one-turn chat rendered with the model's template (style "auto", "v3", "r1" or "v3.1"; thinking:
+ * V3.1's `thinking` variable), optional system prompt, and the generation prompt. *ids malloc'ed.
  */
-int run_text_chat(run_text_t *t, const char *model, const char *style, const char *system,
-                  const char *user, int32_t **ids, int *n);
+int run_text_chat(run_text_t *t, const char *model, const char *style, int thinking,
+                  const char *system, const char *user, int32_t **ids, int *n);
 /* Decode one generated token and write the complete UTF-8 text so far to out. */
 void run_text_stream(run_text_t *t, int32_t token, FILE *out);
 /* Write what the decoder still holds. */

@@ -27,8 +27,8 @@
 
 /*
  * Weight storage formats. The first three are what checkpoints hold; the integer formats are made
- * at load (re-quantization, node/engine/dsn_quant.h) for servers with less memory. The integer formats
- * are row-wise: every row has its own f32 scales, one per group of consecutive inputs, so
+ * at load (re-quantization, node/engine/dsn_quant.h) for servers with less memory. The integer
+ * formats are row-wise: every row has its own f32 scales, one per group of consecutive inputs, so
  * scale_inv is [rows, ceil(cols / group)] and W[r][c] = q * scale_inv[r][c / group].
  *
  * DSK_DTYPE_I8: one int8 q in [-127, 127] per value, rows of `cols` bytes, group 128.
@@ -94,14 +94,29 @@ typedef enum {
     DSK_ACT_I8,
 } dsk_act_t;
 
-/* Router configuration of one MoE layer (noaux_tc, sigmoid scoring). */
+/* How a router scores experts (config.json scoring_func). */
+typedef enum {
+    DSK_SCORE_SIGMOID = 0, /* V3: s = sigmoid(logit) per expert */
+    DSK_SCORE_SOFTMAX,     /* V2 family: s = softmax(logits) over all routed experts */
+} dsk_score_t;
+
+/* How a router picks experts (config.json topk_method). */
+typedef enum {
+    DSK_TOPK_NOAUX_TC = 0,  /* V3: groups scored by the sum of their 2 best biased scores */
+    DSK_TOPK_GREEDY,        /* plain top-k over all experts; groups ignored */
+    DSK_TOPK_GROUP_LIMITED, /* V2: groups scored by their best score, then top-k in kept groups */
+} dsk_topk_method_t;
+
+/* Router configuration of one MoE layer. The zero values of the last two fields are V3's. */
 typedef struct {
     int n_experts;  /* routed experts, e.g. 256 */
     int n_group;    /* groups of n_experts / n_group consecutive experts */
     int topk_group; /* groups kept */
     int top_k;      /* experts chosen per token, at most DSK_ROUTER_MAX_TOPK */
-    int norm_topk;  /* normalise the chosen sigmoid scores to sum 1 */
+    int norm_topk;  /* normalise the chosen scores to sum 1 */
     float scaling;  /* routed_scaling_factor, applied after normalisation */
+    dsk_score_t scoring;
+    dsk_topk_method_t method;
 } dsk_router_cfg_t;
 
 #define DSK_ROUTER_MAX_EXPERTS 1024
@@ -273,9 +288,11 @@ void dsk_rope_apply_cs(float *x, int dim, const float *cs);
 
 /* ---- MoE router ---- */
 /*
- * Route one token: s = sigmoid(logits); choice by s + bias with group-limited top-k; weights from
- * the unbiased s (normalised if cfg->norm_topk, times cfg->scaling). Outputs are in canonical
- * slot order: descending biased score, ties broken by the lower expert index.
+ * Route one token: s = sigmoid(logits) (or softmax(logits) with DSK_SCORE_SOFTMAX); choice by
+ * s + bias (bias may be NULL) with the top-k method of cfg (group-limited by the sum of each
+ * group's 2 best, by each group's best, or plain top-k); weights from the unbiased s (normalised
+ * if cfg->norm_topk, times cfg->scaling). Outputs are in canonical slot order: descending biased
+ * score, ties broken by the lower expert index.
  * scratch: 2 * cfg->n_experts floats. Returns 0, or -1 when cfg is out of range.
  */
 int dsk_router_topk(const dsk_router_cfg_t *cfg, const float *logits, const float *bias,

@@ -1,16 +1,30 @@
 /*
  * test_kernel_router.c - dsk_router_topk against a brute-force reference built from sorts (MODEL.md
- * section 5), on random and deliberately tied logits for V3's and the tiny fixture's configs, plus
- * hand-made cases: group exclusion removing the single best expert, ties, bias used only for the
- * choice, no normalisation, and configurations out of range.
+ * sections 5 and 9), on random and deliberately tied logits for V3's, V2's, V2-Lite's and the tiny
+ * fixtures' configs, plus hand-made cases: group exclusion removing the single best expert, ties,
+ * bias used only for the choice, no normalisation, V2's groups scored by their best expert, greedy
+ * ignoring groups, and configurations out of range.
  */
 #include <stdlib.h>
 
 #include "dsi_test.h"
 #include "dsk.h"
 
-static const dsk_router_cfg_t v3_cfg = {256, 8, 4, 8, 1, 2.5f};
-static const dsk_router_cfg_t tiny_cfg = {32, 4, 2, 4, 1, 2.5f};
+#define SIG DSK_SCORE_SIGMOID
+#define SMX DSK_SCORE_SOFTMAX
+#define NTC DSK_TOPK_NOAUX_TC
+#define GRD DSK_TOPK_GREEDY
+#define GLG DSK_TOPK_GROUP_LIMITED
+
+static const dsk_router_cfg_t v3_cfg = {256, 8, 4, 8, 1, 2.5f, SIG, NTC};
+static const dsk_router_cfg_t tiny_cfg = {32, 4, 2, 4, 1, 2.5f, SIG, NTC};
+/* DeepSeek-V2 (236B) and V2-Lite, and the v2-tiny / v2-lite-tiny fixtures. */
+static const dsk_router_cfg_t v2_cfg = {160, 8, 3, 6, 0, 16.0f, SMX, GLG};
+static const dsk_router_cfg_t v2_lite_cfg = {64, 1, 1, 6, 0, 1.0f, SMX, GRD};
+static const dsk_router_cfg_t v2_tiny_cfg = {12, 3, 2, 4, 0, 16.0f, SMX, GLG};
+static const dsk_router_cfg_t v2_lite_tiny_cfg = {12, 1, 1, 2, 0, 1.0f, SMX, GRD};
+/* Greedy with groups in the config: the groups must be ignored. */
+static const dsk_router_cfg_t greedy_grouped_cfg = {64, 8, 1, 6, 1, 1.0f, SMX, GRD};
 
 static const float *sort_keys;
 
@@ -26,28 +40,36 @@ static int by_key_desc(const void *pa, const void *pb)
 static void ref_route(const dsk_router_cfg_t *cfg, const float *logits, const float *bias,
                       int32_t *experts, float *weights)
 {
-    int ne = cfg->n_experts, gs = ne / cfg->n_group;
+    int greedy = cfg->method == GRD;
+    int n_group = greedy ? 1 : cfg->n_group, topk_group = greedy ? 1 : cfg->topk_group;
+    int ne = cfg->n_experts, gs = ne / n_group;
     float s[DSK_ROUTER_MAX_EXPERTS], b[DSK_ROUTER_MAX_EXPERTS], gscore[DSK_ROUTER_MAX_EXPERTS];
     int idx[DSK_ROUTER_MAX_EXPERTS];
+    double z = 0, mx = logits[0];
+    for (int e = 1; e < ne; e++)
+        mx = logits[e] > mx ? logits[e] : mx;
+    for (int e = 0; e < ne; e++)
+        z += exp(logits[e] - mx);
     for (int e = 0; e < ne; e++) {
-        s[e] = 1.0f / (1.0f + expf(-logits[e]));
+        s[e] = cfg->scoring == SMX ? (float)(exp(logits[e] - mx) / z)
+                                   : 1.0f / (1.0f + expf(-logits[e]));
         b[e] = s[e] + (bias ? bias[e] : 0.0f);
     }
-    for (int g = 0; g < cfg->n_group; g++) {
+    for (int g = 0; g < n_group; g++) {
         for (int i = 0; i < gs; i++)
             idx[i] = g * gs + i;
         sort_keys = b;
         qsort(idx, (size_t)gs, sizeof(int), by_key_desc);
-        gscore[g] = b[idx[0]] + b[idx[1]];
+        gscore[g] = cfg->method == GLG || gs == 1 ? b[idx[0]] : b[idx[0]] + b[idx[1]];
     }
     int gidx[DSK_ROUTER_MAX_EXPERTS];
-    for (int g = 0; g < cfg->n_group; g++)
+    for (int g = 0; g < n_group; g++)
         gidx[g] = g;
     sort_keys = gscore;
-    qsort(gidx, (size_t)cfg->n_group, sizeof(int), by_key_desc);
+    qsort(gidx, (size_t)n_group, sizeof(int), by_key_desc);
     int nc = 0;
     for (int e = 0; e < ne; e++)
-        for (int k = 0; k < cfg->topk_group; k++)
+        for (int k = 0; k < topk_group; k++)
             if (e / gs == gidx[k])
                 idx[nc++] = e;
     sort_keys = b;
@@ -69,7 +91,7 @@ static int compare_route(const dsk_router_cfg_t *cfg, const float *logits, const
         return 0;
     ref_route(cfg, logits, bias, re, rw);
     for (int k = 0; k < cfg->top_k; k++)
-        if (e[k] != re[k] || fabsf(w[k] - rw[k]) > 1e-6f * fabsf(rw[k]) + 1e-30f)
+        if (e[k] != re[k] || fabsf(w[k] - rw[k]) > 2e-6f * fabsf(rw[k]) + 1e-30f)
             return 0;
     return 1;
 }
@@ -148,19 +170,66 @@ static void test_ties_and_bias(void)
     DSI_CHECK_NEAR(sum, 2.5, 1e-6);
 }
 
+/* V2's group_limited_greedy scores a group by its best expert, not by its best two. */
+static void test_v2_groups(void)
+{
+    float logits[12], scratch[24], w[4];
+    int32_t e[4];
+    /* group 0: one strong expert; groups 1 and 2: two good ones each (larger sums) */
+    static const float l[12] = {3.0f, -4, -4, -4, 2.5f, 2.5f, -4, -4, 2.6f, 2.6f, -4, -4};
+    for (int i = 0; i < 12; i++)
+        logits[i] = l[i];
+    DSI_CHECK_INT_EQ(dsk_router_topk(&v2_tiny_cfg, logits, NULL, scratch, e, w), 0);
+    /* groups 0 (best 3.0) and 2 (best 2.6) kept; then the tied -4 experts by index */
+    static const int32_t want[4] = {0, 8, 9, 1};
+    for (int k = 0; k < 4; k++)
+        DSI_CHECK_INT_EQ(e[k], want[k]);
+    DSI_CHECK(compare_route(&v2_tiny_cfg, logits, NULL));
+    /* weights: softmax probabilities times 16, not renormalised */
+    double z = 0;
+    for (int i = 0; i < 12; i++)
+        z += exp((double)l[i]);
+    DSI_CHECK_NEAR(w[0], 16.0 * exp(3.0) / z, 1e-5);
+    /* V3's rule (sum of the best two) keeps groups 2 and 1 instead, dropping expert 0 */
+    dsk_router_cfg_t v3like = v2_tiny_cfg;
+    v3like.method = NTC;
+    DSI_CHECK_INT_EQ(dsk_router_topk(&v3like, logits, NULL, scratch, e, w), 0);
+    static const int32_t want_v3[4] = {8, 9, 4, 5};
+    for (int k = 0; k < 4; k++)
+        DSI_CHECK_INT_EQ(e[k], want_v3[k]);
+    /* greedy ignores groups: the best 6 of 64 wherever they are */
+    float big[64], s2[128], w6[6];
+    int32_t e6[6];
+    for (int i = 0; i < 64; i++)
+        big[i] = i % 8 == 0 ? 5.0f - 0.01f * (float)i : 0.0f;
+    DSI_CHECK_INT_EQ(dsk_router_topk(&greedy_grouped_cfg, big, NULL, s2, e6, w6), 0);
+    for (int k = 0; k < 6; k++)
+        DSI_CHECK_INT_EQ(e6[k], 8 * k);
+}
+
 static void test_bad_cfg(void)
 {
     float logits[2048] = {0}, scratch[4096], w[64];
     int32_t e[64];
     static const dsk_router_cfg_t bad[] = {
-        {0, 1, 1, 1, 1, 1},   {2048, 8, 4, 8, 1, 1}, {256, 0, 1, 8, 1, 1}, {256, 7, 4, 8, 1, 1},
-        {256, 8, 0, 8, 1, 1}, {256, 8, 9, 8, 1, 1},  {256, 8, 4, 0, 1, 1}, {256, 8, 4, 33, 1, 1},
-        {16, 8, 1, 3, 1, 1},  {-256, 8, 4, 8, 1, 1},
+        {0, 1, 1, 1, 1, 1, SIG, NTC},   {2048, 8, 4, 8, 1, 1, SIG, NTC},
+        {256, 0, 1, 8, 1, 1, SIG, NTC}, {256, 7, 4, 8, 1, 1, SIG, NTC},
+        {256, 8, 0, 8, 1, 1, SIG, NTC}, {256, 8, 9, 8, 1, 1, SIG, NTC},
+        {256, 8, 4, 0, 1, 1, SIG, NTC}, {256, 8, 4, 33, 1, 1, SIG, NTC},
+        {16, 8, 1, 3, 1, 1, SIG, NTC},  {-256, 8, 4, 8, 1, 1, SIG, NTC},
+        {256, 8, 4, 8, 1, 1, 2, NTC},   {256, 8, 4, 8, 1, 1, SMX, 3},
+        {8, 1, 1, 9, 0, 1, SMX, GRD},   {8, 1, 1, 0, 0, 1, SMX, GRD},
+        {12, 5, 2, 4, 0, 16, SMX, GLG},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         DSI_CHECK_INT_EQ(dsk_router_topk(&bad[i], logits, NULL, scratch, e, w), -1);
     /* the edges that are valid: one group, groups of one expert, top_k = all kept experts */
-    static const dsk_router_cfg_t edge[] = {{8, 1, 1, 8, 1, 1}, {8, 8, 3, 3, 1, 1}};
+    static const dsk_router_cfg_t edge[] = {
+        {8, 1, 1, 8, 1, 1, SIG, NTC},
+        {8, 8, 3, 3, 1, 1, SIG, NTC},
+        {8, 8, 3, 3, 0, 16, SMX, GLG},
+        {8, 7, 9, 8, 0, 1, SMX, GRD}, /* greedy: groups not checked */
+    };
     for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
         DSI_CHECK_INT_EQ(dsk_router_topk(&edge[i], logits, NULL, scratch, e, w), 0);
 }
@@ -172,7 +241,16 @@ int main(void)
     test_random(&v3_cfg, 500, 1);
     test_random(&tiny_cfg, 2000, 0);
     test_random(&tiny_cfg, 500, 1);
+    test_random(&v2_cfg, 2000, 0);
+    test_random(&v2_cfg, 500, 1);
+    test_random(&v2_lite_cfg, 2000, 0);
+    test_random(&v2_lite_cfg, 500, 1);
+    test_random(&v2_tiny_cfg, 2000, 0);
+    test_random(&v2_tiny_cfg, 500, 1);
+    test_random(&v2_lite_tiny_cfg, 2000, 0);
+    test_random(&greedy_grouped_cfg, 1000, 0);
     test_group_exclusion();
+    test_v2_groups();
     test_ties_and_bias();
     test_bad_cfg();
     return dsi_test_finish();

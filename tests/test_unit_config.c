@@ -1,7 +1,8 @@
 /*
  * test_unit_config.c - dsn_config_parse on the fixture configs and on edited copies: accepted
- * variants (q_lora_rank null, rope_scaling absent/null/rope_type, no MTP or quantization fields)
- * and one rejected edit per rule, each checked for its status and for a log line naming the field.
+ * variants (q_lora_rank null, rope_scaling absent/null/rope_type, no MTP or quantization fields),
+ * the V2-family fixtures' configs (softmax routers) and one rejected edit per rule, each checked
+ * for its status and for a log line naming the field.
  */
 #include "ckpt_test_helpers.h"
 #include "dsn_config.h"
@@ -125,6 +126,74 @@ static void test_fixture_configs(void)
     CHECK_LOGGED(capture_end(), "/nonexistent/config.json: cannot open");
 }
 
+/* The V2-family fixtures: softmax routers, plain or group-limited greedy, no q_lora (V2-Lite). */
+static void test_v2_configs(void)
+{
+    dsn_config_t c;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/config.json", dsi_test_fixture("v2-lite-tiny"));
+    DSI_CHECK_INT_EQ(dsn_config_load(path, &c), DSI_OK);
+    DSI_CHECK_INT_EQ(c.scoring_func, DSK_SCORE_SOFTMAX);
+    DSI_CHECK_INT_EQ(c.topk_method, DSK_TOPK_GREEDY);
+    DSI_CHECK_INT_EQ(c.q_lora_rank, 0);
+    DSI_CHECK_INT_EQ(c.norm_topk_prob, 0);
+    DSI_CHECK_INT_EQ(c.n_shared_experts, 2);
+    DSI_CHECK_INT_EQ(dsn_config_has_router_bias(&c), 0);
+    DSI_CHECK_NEAR(c.yarn.mscale, 0.707, 1e-12);
+    DSI_CHECK_NEAR(c.yarn.mscale_all_dim, 0.707, 1e-12);
+    snprintf(path, sizeof(path), "%s/config.json", dsi_test_fixture("v2-tiny"));
+    DSI_CHECK_INT_EQ(dsn_config_load(path, &c), DSI_OK);
+    DSI_CHECK_INT_EQ(c.scoring_func, DSK_SCORE_SOFTMAX);
+    DSI_CHECK_INT_EQ(c.topk_method, DSK_TOPK_GROUP_LIMITED);
+    DSI_CHECK_INT_EQ(c.q_lora_rank, 64);
+    DSI_CHECK_NEAR(c.routed_scaling_factor, 16, 0);
+    dsk_router_cfg_t r = dsn_config_router(&c);
+    DSI_CHECK_INT_EQ(r.scoring, DSK_SCORE_SOFTMAX);
+    DSI_CHECK_INT_EQ(r.method, DSK_TOPK_GROUP_LIMITED);
+    DSI_CHECK_INT_EQ(r.n_group, 3);
+    DSI_CHECK_INT_EQ(r.topk_group, 2);
+
+    /* Edits of a V2 config: what the V2 codes cannot run is refused, naming field and value. */
+    json_error_t err;
+    json_t *v2 = json_load_file(path, 0, &err);
+    DSI_CHECK(v2 != NULL);
+    if (v2 == NULL)
+        return;
+    const char *log;
+    json_t *root = json_deep_copy(v2);
+    json_object_set_new(root, "norm_topk_prob", json_true());
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_ERR_UNSUPPORTED);
+    CHECK_LOGGED(log, "field 'norm_topk_prob': true with scoring_func 'softmax' and "
+                      "routed_scaling_factor 16 is not supported");
+    json_object_set_new(root, "routed_scaling_factor", json_real(1.0));
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_OK); /* both codes agree at scaling 1 */
+    json_decref(root);
+    root = json_deep_copy(v2);
+    json_object_set_new(root, "scoring_func", json_string("sigmoid"));
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_ERR_UNSUPPORTED);
+    CHECK_LOGGED(log, "field 'topk_method': 'group_limited_greedy' with scoring_func 'sigmoid'");
+    json_decref(root);
+    /* group_limited_greedy: groups of one expert are fine (a group's score is its best) */
+    root = json_deep_copy(v2);
+    json_object_set_new(root, "n_group", json_integer(12));
+    json_object_set_new(root, "topk_group", json_integer(4));
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_OK);
+    json_object_set_new(root, "n_group", json_integer(5));
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_ERR_CONFIG);
+    CHECK_LOGGED(log, "field 'n_group': n_routed_experts 12 is not divisible by n_group 5");
+    /* greedy ignores the groups (V2-Lite writes n_group 1, others may write anything) */
+    json_object_set_new(root, "topk_method", json_string("greedy"));
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_OK);
+    /* absent router fields of a deepseek_v2 config take the V2 code's defaults */
+    json_object_del(root, "topk_method");
+    json_object_del(root, "scoring_func");
+    DSI_CHECK_INT_EQ(parse_json(root, &c, &log), DSI_OK);
+    DSI_CHECK_INT_EQ(c.scoring_func, DSK_SCORE_SOFTMAX);
+    DSI_CHECK_INT_EQ(c.topk_method, DSK_TOPK_GREEDY);
+    json_decref(root);
+    json_decref(v2);
+}
+
 static void test_accepted_variants(void)
 {
     dsn_config_t c;
@@ -195,11 +264,18 @@ static void test_rejected(void)
     expect_edit("rms_norm_eps", "\"tiny\"", DSI_ERR_CONFIG, "field 'rms_norm_eps': not a number");
     expect_edit("norm_topk_prob", "1", DSI_ERR_CONFIG, "field 'norm_topk_prob': not a boolean");
     expect_edit("eos_token_id", "1024", DSI_ERR_CONFIG, "field 'eos_token_id'");
+    expect_edit("scoring_func", "\"sparsemax\"", DSI_ERR_UNSUPPORTED,
+                "field 'scoring_func': 'sparsemax' is not supported (only 'sigmoid', 'softmax')");
     expect_edit("scoring_func", "\"softmax\"", DSI_ERR_UNSUPPORTED,
-                "field 'scoring_func': 'softmax' is not supported");
-    expect_edit("topk_method", "\"greedy\"", DSI_ERR_UNSUPPORTED, "field 'topk_method'");
+                "field 'topk_method': 'noaux_tc' with scoring_func 'softmax' is not supported");
+    expect_edit("topk_method", "\"greedy\"", DSI_ERR_UNSUPPORTED,
+                "field 'topk_method': 'greedy' with scoring_func 'sigmoid' is not supported");
+    expect_edit("topk_method", "\"gready\"", DSI_ERR_UNSUPPORTED,
+                "field 'topk_method': 'gready' is not supported");
     expect_edit("hidden_act", "\"gelu\"", DSI_ERR_UNSUPPORTED, "field 'hidden_act'");
     expect_edit("tie_word_embeddings", "true", DSI_ERR_UNSUPPORTED, "'tie_word_embeddings'");
+    expect_edit("attention_bias", "true", DSI_ERR_UNSUPPORTED,
+                "field 'attention_bias': true is not supported");
     expect_edit("rope_scaling", "[]", DSI_ERR_CONFIG, "field 'rope_scaling'");
     expect_edit("rope_scaling.type", "\"linear\"", DSI_ERR_UNSUPPORTED,
                 "field 'rope_scaling.type': 'linear' is not supported");
@@ -225,6 +301,7 @@ int main(void)
         return dsi_test_finish();
     test_fixture_configs();
     test_accepted_variants();
+    test_v2_configs();
     test_rejected();
     json_decref(base);
     return dsi_test_finish();

@@ -527,6 +527,80 @@ static void test_replicas(void)
     dsc_plan_cleanup(&p8);
 }
 
+/* A release config from deploy/ (DSINFER_SOURCE is the source tree). */
+static dsn_config_t cfg_deploy(const char *name)
+{
+    const char *src = getenv("DSINFER_SOURCE");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/deploy/%s/config.json", src != NULL ? src : "../..", name);
+    dsn_config_t c;
+    memset(&c, 0, sizeof(c));
+    DSI_CHECK_INT_EQ(dsn_config_load(path, &c), DSI_OK);
+    return c;
+}
+
+/*
+ * The V2 family from its release configs: DeepSeek-V2 (236B; 160 experts in 8 groups, 6 per
+ * token, 2 shared, softmax router without biases, bf16) and V2-Lite (64 experts, one group): the
+ * memory model counts 235.7B / 15.7B parameters and no bias bytes; plans on 4 nodes hold every
+ * expert, and redundant experts placed by load lower the imbalance as for V3.
+ */
+static void test_v2_family(void)
+{
+    dsn_config_t c = cfg_deploy("deepseek-v2-236b");
+    DSI_CHECK_INT_EQ(c.n_routed_experts, 160);
+    DSI_CHECK_INT_EQ(c.num_experts_per_tok, 6);
+    DSI_CHECK_INT_EQ(c.fp8, 0);
+    dsc_memory_t m;
+    DSI_CHECK_INT_EQ(dsc_memory_compute(&c, DSC_WEIGHT_BF16, &m), DSI_OK);
+    DSI_CHECK_INT_EQ(m.router, 160ULL * 5120 * 2); /* bf16 gate, no correction bias */
+    DSI_CHECK_INT_EQ(m.n_moe_layers, 59);
+    DSI_CHECK_INT_EQ(m.mtp, 0);
+    DSI_CHECK(m.params_main > 235.6e9 && m.params_main < 235.8e9);
+    DSI_CHECK_INT_EQ(m.shared_experts, 3ULL * 5120 * (2 * 1536) * 2);
+
+    dsc_plan_opts_t o;
+    dsc_plan_opts_default(&o);
+    o.format = DSC_WEIGHT_BF16;
+    dsc_node_desc_t nodes[4];
+    make_nodes(nodes, 4, 256 * GiB);
+    enum { L = 59, E = 160 };
+    static uint64_t load[L * E];
+    for (uint32_t l = 0; l < L; l++)
+        for (uint32_t e = 0; e < E; e++)
+            load[l * E + e] = 1000000 / (1 + (e + E - 13 * l) % E) + 100;
+    o.load = load;
+    dst_plan_t p0, p16;
+    dsc_plan_report_t r0, r16;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p0, &r0), DSI_OK);
+    DSI_CHECK_INT_EQ(verify(&p0, &c, nodes, 4, &o), 0);
+    DSI_CHECK_INT_EQ(r0.expert_copies, L * E);
+    o.redundant_experts = 16;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p16, &r16), DSI_OK);
+    DSI_CHECK_INT_EQ(verify(&p16, &c, nodes, 4, &o), 0);
+    DSI_CHECK_INT_EQ(r16.replicas, L * 16);
+    DSI_CHECK(r16.load_imbalance < r0.load_imbalance);
+    DSI_CHECK_NEAR(measured_imbalance(&p16, load), r16.load_imbalance, 1e-9);
+    dsc_plan_cleanup(&p0);
+    dsc_plan_cleanup(&p16);
+    /* 2 nodes of 128 GiB cannot hold 439 GiB of bf16 weights */
+    make_nodes(nodes, 2, 128 * GiB);
+    o.load = NULL;
+    o.redundant_experts = 0;
+    dsc_plan_report_t rep;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 2, &o, &p0, &rep), DSI_ERR_CAPACITY);
+
+    c = cfg_deploy("deepseek-v2-lite-16b");
+    DSI_CHECK_INT_EQ(c.q_lora_rank, 0);
+    DSI_CHECK_INT_EQ(dsc_memory_compute(&c, DSC_WEIGHT_BF16, &m), DSI_OK);
+    DSI_CHECK(m.params_main > 15.6e9 && m.params_main < 15.8e9);
+    make_nodes(nodes, 3, 64 * GiB);
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 3, &o, &p0, &rep), DSI_OK);
+    DSI_CHECK_INT_EQ(verify(&p0, &c, nodes, 3, &o), 0);
+    DSI_CHECK_INT_EQ(rep.expert_copies, 26 * 64);
+    dsc_plan_cleanup(&p0);
+}
+
 static void test_bad_inputs(void)
 {
     dsn_config_t c = cfg_tiny();
@@ -592,6 +666,7 @@ int main(void)
     test_refusals();
     test_replan();
     test_replicas();
+    test_v2_family();
     test_bad_inputs();
     return dsi_test_finish();
 }

@@ -113,8 +113,10 @@
       "write each generated step's logits as little-endian f32 [steps, vocab] (one process only)") \
     X(PREFILL_CHUNK, "prefill-chunk", INT, "256", 1, 1048576, "N", DSI_P_RUN, 0, \
       "prompt tokens per forward pass in one process") \
-    X(CHAT_TEMPLATE, "chat-template", ENUM, "auto", 0, 0, "auto|v3|r1", \
+    X(CHAT_TEMPLATE, "chat-template", ENUM, "auto", 0, 0, "auto|v3|r1|v3.1", \
       DSI_P_GEN | DSI_P_API, 0, "chat template (auto: from tokenizer_config.json)") \
+    X(THINKING, "thinking", BOOL, "false", 0, 0, "", DSI_P_RUN | DSI_P_CLUSTER, DSI_SF_CLI, \
+      "--chat with DeepSeek-V3.1's template in thinking mode (its `thinking` variable)") \
     X(LISTEN, "listen", ADDR, "127.0.0.1:8000", 0, 0, "HOST:PORT", DSI_P_API, 0, \
       "HTTP address of the OpenAI API (port 0: any free port); dsinfer-coordinator and " \
       "dsinfer-cluster serve only when it is set") \

@@ -131,7 +131,16 @@ dsi_status_t dsc_cluster_load_init(dsc_cluster_t *cl)
         st = DSI_ERR_NOMEM;
         goto fail;
     }
-    if (o->model_dir != NULL) {
+    if (!dsn_config_has_router_bias(&cl->cfg)) {
+        /* The V2 family's routers have no correction biases: load statistics only. */
+        if (o->online_bias_gamma > 0) {
+            DSI_ERROR("--online-bias-gamma: the model's router (topk_method '%s') has no "
+                      "correction biases to move",
+                      dsn_config_topk_method_name(cl->cfg.topk_method));
+            st = DSI_ERR_INVALID_ARG;
+            goto fail;
+        }
+    } else if (o->model_dir != NULL) {
         st = dsc_bias_load(o->model_dir, &cl->bias);
         if (st != DSI_OK && o->online_bias_gamma > 0) {
             DSI_ERROR("--online-bias-gamma needs the router biases of %s", o->model_dir);

@@ -179,7 +179,9 @@ dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t for
     m.head = h * 4 + v * h * 2;
     uint64_t attn_params = attn_model(cfg, format, &m.attn);
     m.dense_mlp = swiglu_bytes(format, h, (uint64_t)cfg->intermediate_size);
-    m.router = e * h * 2 + e * 4;
+    /* bf16 gate, plus the f32 correction bias of noaux_tc routers (the V2 family has none) */
+    uint64_t bias = dsn_config_has_router_bias(cfg) ? e : 0;
+    m.router = e * h * 2 + bias * 4;
     m.shared_experts = shared_w > 0 ? swiglu_bytes(format, h, shared_w) : 0;
     m.expert = swiglu_bytes(format, h, mi);
     m.kv_token_layer = ((uint64_t)cfg->kv_lora_rank + (uint64_t)cfg->qk_rope_head_dim) * 4;
@@ -187,7 +189,7 @@ dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t for
     uint64_t dense_layers = m.n_layers - m.n_moe_layers;
     uint64_t moe_layer_bytes = m.attn + m.router + m.shared_experts + e * m.expert;
     uint64_t moe_layer_params =
-        attn_params + e * h + e + swiglu_params(h, shared_w) + e * swiglu_params(h, mi);
+        attn_params + e * h + bias + swiglu_params(h, shared_w) + e * swiglu_params(h, mi);
     m.total_main =
         m.embed + m.head + dense_layers * (m.attn + m.dense_mlp) + m.n_moe_layers * moe_layer_bytes;
     m.params_main =

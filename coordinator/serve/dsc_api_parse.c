@@ -346,6 +346,16 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
         if (p->req.tools == NULL)
             return nomem(err);
     }
+    /* The chat template's variables; only `thinking` (DeepSeek-V3.1) is used, others ignored. */
+    json_t *kw = json_object_get(root, "chat_template_kwargs");
+    if (kw != NULL && !json_is_null(kw)) {
+        if (!json_is_object(kw))
+            return wrong_type(err, "chat_template_kwargs", "an object");
+        json_t *th = json_object_get(kw, "thinking");
+        if (th != NULL && !json_is_null(th) && !json_is_boolean(th))
+            return wrong_type(err, "chat_template_kwargs.thinking", "a boolean");
+        p->req.thinking = json_is_true(th);
+    }
     return 0;
 }
 

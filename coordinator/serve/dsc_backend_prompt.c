@@ -58,11 +58,13 @@ static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t 
                 msgs[i].content = NULL;
         }
     }
-    st = dsc_chat_render(b->tpl, msgs, n, 1, text, len);
+    dsc_chat_opts_t opts = {req->thinking, req->tools, req->tools ? strlen(req->tools) : 0};
+    st = dsc_chat_render_opts(b->tpl, msgs, n, 1, &opts, text, len);
     if (st == DSI_ERR_BAD_REQUEST)
         snprintf(message, cap,
                  "messages: the chat template cannot render this conversation (a system, user or "
-                 "tool message without content, or a tool call without name or arguments)");
+                 "tool message without content, a tool call without name or arguments, or a "
+                 "tool without function.name, function.description or function.parameters)");
 out:
     if (calls != NULL) {
         for (size_t i = 0; i < n; i++)

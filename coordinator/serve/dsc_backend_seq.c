@@ -268,8 +268,9 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         st = DSI_ERR_NOMEM;
         goto out;
     }
-    int reasoning =
-        req->kind == DSC_API_KIND_CHAT && dsc_chat_template_style(b->tpl) == DSC_CHAT_R1;
+    /* R1, and V3.1 in thinking mode, open the answer with a reasoning block. */
+    dsc_chat_opts_t topts = {req->thinking, NULL, 0};
+    int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "dsc_chat.h"
+#include "dsc_chat_impl.h"
 #include "dsi_log.h"
 
 #define BOS_DEFAULT "<｜begin▁of▁sentence｜>"
@@ -24,7 +25,7 @@ struct dsc_chat_template {
 dsi_status_t dsc_chat_template_create(dsc_chat_style_t style, const char *bos_token,
                                       dsc_chat_template_t **out)
 {
-    if ((style != DSC_CHAT_V3 && style != DSC_CHAT_R1) || out == NULL)
+    if ((style != DSC_CHAT_V3 && style != DSC_CHAT_R1 && style != DSC_CHAT_V31) || out == NULL)
         return DSI_ERR_INVALID_ARG;
     dsc_chat_template_t *tpl = calloc(1, sizeof(*tpl));
     if (tpl == NULL || (tpl->bos = strdup(bos_token ? bos_token : BOS_DEFAULT)) == NULL) {
@@ -55,6 +56,8 @@ dsi_status_t dsc_chat_style_parse(const char *name, dsc_chat_style_t *out)
         *out = DSC_CHAT_V3;
     else if (name != NULL && strcasecmp(name, "r1") == 0)
         *out = DSC_CHAT_R1;
+    else if (name != NULL && strcasecmp(name, "v3.1") == 0)
+        *out = DSC_CHAT_V31;
     else if (name != NULL && strcasecmp(name, "auto") == 0)
         *out = DSC_CHAT_AUTO;
     else
@@ -64,7 +67,10 @@ dsi_status_t dsc_chat_style_parse(const char *name, dsc_chat_style_t *out)
 
 const char *dsc_chat_style_name(dsc_chat_style_t style)
 {
-    return style == DSC_CHAT_V3 ? "v3" : style == DSC_CHAT_R1 ? "r1" : "auto";
+    return style == DSC_CHAT_V3    ? "v3"
+           : style == DSC_CHAT_R1  ? "r1"
+           : style == DSC_CHAT_V31 ? "v3.1"
+                                   : "auto";
 }
 
 dsc_chat_role_t dsc_chat_role_parse(const char *name)
@@ -75,39 +81,6 @@ dsc_chat_role_t dsc_chat_role_parse(const char *name)
             return (dsc_chat_role_t)i;
     }
     return DSC_CHAT_ROLE_OTHER;
-}
-
-/* A growable output buffer; `failed` sticks after an allocation failure. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} sbuf_t;
-
-static void put(sbuf_t *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(sbuf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
 }
 
 /* The text after the last "</think>" (R1 drops earlier turns' reasoning). */
@@ -196,10 +169,29 @@ static void render_tool(const dsc_chat_message_t *m, ns_t *ns, sbuf_t *b)
     ns->is_output_first = 0;
 }
 
+int dsc_chat_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_t *opts)
+{
+    return tpl->style == DSC_CHAT_R1 ||
+           (tpl->style == DSC_CHAT_V31 && opts != NULL && opts->thinking);
+}
+
+dsi_status_t dsc_chat_render_opts(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
+                                  size_t n, int add_generation_prompt, const dsc_chat_opts_t *opts,
+                                  char **out, size_t *out_len)
+{
+    static const dsc_chat_opts_t none = {0, NULL, 0};
+    if (tpl != NULL && tpl->style == DSC_CHAT_V31)
+        return dsc_chat_render_v31(tpl->bos, msgs, n, add_generation_prompt, opts ? opts : &none,
+                                   out, out_len);
+    return dsc_chat_render(tpl, msgs, n, add_generation_prompt, out, out_len);
+}
+
 dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
                              size_t n, int add_generation_prompt, char **out, size_t *out_len)
 {
     sbuf_t b = {0};
+    if (tpl != NULL && tpl->style == DSC_CHAT_V31)
+        return dsc_chat_render_opts(tpl, msgs, n, add_generation_prompt, NULL, out, out_len);
     ns_t ns = {0, 0, 1};
     int first_sp = 1;
     dsi_status_t st = DSI_OK;

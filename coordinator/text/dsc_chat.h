@@ -2,7 +2,7 @@
  * dsc_chat.h - the DeepSeek chat templates, implemented natively (no Jinja).
  *
  * Renders a conversation exactly as tokenizer_config.json's `chat_template` does under
- * transformers' apply_chat_template (same text, byte for byte), for the two variants:
+ * transformers' apply_chat_template (same text, byte for byte), for three variants:
  *   DSC_CHAT_V3  the DeepSeek-V3 template: system prompts joined by "\n\n" after the BOS token,
  *                <｜User｜> / <｜Assistant｜> turns ending in <｜end▁of▁sentence｜>, tool calls in
  *                <｜tool▁calls▁begin｜>..., tool outputs in <｜tool▁outputs▁begin｜>...; the
@@ -10,6 +10,12 @@
  *   DSC_CHAT_R1  the DeepSeek-R1 template: like V3, but earlier assistant turns keep only the text
  *                after their last "</think>" (their reasoning is dropped), and the generation
  *                prompt is "<｜Assistant｜><think>\n" so the answer opens with the reasoning block.
+ *   DSC_CHAT_V31 the DeepSeek-V3.1 template (dsc_chat_v31.c): a `thinking` switch, off by
+ *                default, makes the generation prompt "<｜Assistant｜><think>" instead of
+ *                "<｜Assistant｜></think>"; earlier assistant turns keep only the text after
+ *                their first "</think>"; a tool call is NAME<｜tool▁sep｜>ARGUMENTS between
+ *                <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>; tool outputs are not wrapped in
+ *                <｜tool▁outputs▁begin｜>; the request's tools are described in the system prompt.
  * The quirks of the originals are kept on purpose (the result must equal the reference).
  *
  * The rendered text is meant to be encoded with dsc_tokenizer_encode (flags 0): it already holds
@@ -26,7 +32,17 @@ typedef enum {
     DSC_CHAT_AUTO = -1, /* dsc_chat_template_load: decide from the model directory */
     DSC_CHAT_V3 = 0,
     DSC_CHAT_R1 = 1,
+    DSC_CHAT_V31 = 2,
 } dsc_chat_style_t;
+
+/* What a render may add to the messages (the template's other variables). */
+typedef struct {
+    int thinking; /* V3.1's `thinking` (chat_template_kwargs {"thinking": true}); others ignore */
+    /* The request's `tools` as a JSON array text ([{"type":"function","function":{"name",
+     * "description","parameters"}}]), or NULL; only V3.1 renders them. */
+    const char *tools_json;
+    size_t tools_len;
+} dsc_chat_opts_t;
 
 typedef enum {
     DSC_CHAT_ROLE_SYSTEM = 0,
@@ -76,7 +92,7 @@ dsi_status_t dsc_chat_template_create(dsc_chat_style_t style, const char *bos_to
 void dsc_chat_template_destroy(dsc_chat_template_t *tpl);
 dsc_chat_style_t dsc_chat_template_style(const dsc_chat_template_t *tpl);
 
-/* "v3" / "r1" (case-insensitive; also "auto"); DSI_ERR_INVALID_ARG for anything else. */
+/* "v3" / "r1" / "v3.1" (case-insensitive; also "auto"); DSI_ERR_INVALID_ARG for anything else. */
 dsi_status_t dsc_chat_style_parse(const char *name, dsc_chat_style_t *out);
 const char *dsc_chat_style_name(dsc_chat_style_t style);
 /* "system", "user", "assistant", "tool" -> role; anything else DSC_CHAT_ROLE_OTHER. */
@@ -92,6 +108,13 @@ dsc_chat_role_t dsc_chat_role_parse(const char *name);
  */
 dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
                              size_t n, int add_generation_prompt, char **out, size_t *out_len);
+/* The same with the template variables of `opts` (NULL: none, as dsc_chat_render). */
+dsi_status_t dsc_chat_render_opts(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
+                                  size_t n, int add_generation_prompt, const dsc_chat_opts_t *opts,
+                                  char **out, size_t *out_len);
+/* Whether a render with `opts` opens the answer with a reasoning block (R1 always; V3.1 when
+ * thinking), so that the text up to "</think>" is reasoning_content. */
+int dsc_chat_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_t *opts);
 
 /*
  * Parse an OpenAI `tool_calls` JSON array text ([{"type", "function": {"name", "arguments"}}],
@@ -110,5 +133,9 @@ dsi_status_t dsc_chat_tool_calls_parse(const char *json, size_t len, dsc_chat_to
  */
 dsi_status_t dsc_chat_render_json(const dsc_chat_template_t *tpl, const char *json, size_t len,
                                   int add_generation_prompt, char **out, size_t *out_len);
+/* The same with the template variables of `opts` (NULL: none). */
+dsi_status_t dsc_chat_render_json_opts(const dsc_chat_template_t *tpl, const char *json, size_t len,
+                                       int add_generation_prompt, const dsc_chat_opts_t *opts,
+                                       char **out, size_t *out_len);
 
 #endif

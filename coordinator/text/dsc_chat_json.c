@@ -207,6 +207,13 @@ static dsi_status_t parse_message(const json_t *m, size_t i, conv_t *c)
 dsi_status_t dsc_chat_render_json(const dsc_chat_template_t *tpl, const char *json, size_t len,
                                   int add_generation_prompt, char **out, size_t *out_len)
 {
+    return dsc_chat_render_json_opts(tpl, json, len, add_generation_prompt, NULL, out, out_len);
+}
+
+dsi_status_t dsc_chat_render_json_opts(const dsc_chat_template_t *tpl, const char *json, size_t len,
+                                       int add_generation_prompt, const dsc_chat_opts_t *opts,
+                                       char **out, size_t *out_len)
+{
     json_error_t err;
     json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &err);
     conv_t c = {0};
@@ -233,7 +240,7 @@ dsi_status_t dsc_chat_render_json(const dsc_chat_template_t *tpl, const char *js
             st = parse_message(m, i, &c);
     }
     if (st == DSI_OK)
-        st = dsc_chat_render(tpl, c.msgs, c.n, add_generation_prompt, out, out_len);
+        st = dsc_chat_render_opts(tpl, c.msgs, c.n, add_generation_prompt, opts, out, out_len);
     conv_free(&c);
     json_decref(root);
     return st;

@@ -25,19 +25,23 @@ static const char *template_text(const json_t *cfg)
     return NULL;
 }
 
-/* R1 opens the generation prompt with <think>; both have the DeepSeek markers. */
+/* V3.1 switches on a `thinking` variable between "<think>" and "</think>"; R1 opens the
+ * generation prompt with <think>; all have the DeepSeek markers. */
 static dsi_status_t detect_style(const char *text, const char *path, dsc_chat_style_t *style)
 {
     if (text == NULL) {
-        DSI_ERROR("%s: no chat_template (choose the template explicitly: v3 or r1)", path);
+        DSI_ERROR("%s: no chat_template (choose the template explicitly: v3, r1 or v3.1)", path);
         return DSI_ERR_UNSUPPORTED;
     }
     if (strstr(text, "<｜User｜>") == NULL || strstr(text, "<｜Assistant｜>") == NULL) {
-        DSI_ERROR("%s: chat_template is not a DeepSeek V3/R1 template (choose one explicitly)",
+        DSI_ERROR("%s: chat_template is not a DeepSeek V3/R1/V3.1 template (choose one explicitly)",
                   path);
         return DSI_ERR_UNSUPPORTED;
     }
-    *style = strstr(text, "<think>") != NULL ? DSC_CHAT_R1 : DSC_CHAT_V3;
+    if (strstr(text, "thinking") != NULL && strstr(text, "</think>") != NULL)
+        *style = DSC_CHAT_V31;
+    else
+        *style = strstr(text, "<think>") != NULL ? DSC_CHAT_R1 : DSC_CHAT_V3;
     return DSI_OK;
 }
 

@@ -203,9 +203,10 @@ static void apply_bias(dsn_compute_t *c, const dst_msg_bias_t *b)
     if (b->epoch != c->route_epoch)
         return; /* an older epoch's: the coordinator sends the biases again for this one */
     if (l < c->first_layer || l >= c->end_layer || !c->weights->layers[l].is_moe ||
+        c->weights->layers[l].router_bias == NULL ||
         b->n_biases != (uint32_t)c->weights->cfg.n_routed_experts) {
         DSI_ERROR("BIAS for layer %u with %u values does not fit this node (MoE layers of "
-                  "%d..%d, %d experts): ignored",
+                  "%d..%d, %d experts, with correction biases): ignored",
                   b->layer, b->n_biases, c->first_layer, c->end_layer - 1,
                   c->weights->cfg.n_routed_experts);
         return;

@@ -158,7 +158,8 @@ static void load_ffn(loader_t *ld, const dsn_config_t *c, const dsn_slice_t *sli
     int64_t E = c->n_routed_experts, I = c->moe_intermediate_size;
     int64_t SI = (int64_t)c->n_shared_experts * I;
     load_matrix(ld, &ly->router, E, H, "model.layers.%d.mlp.gate", l, 0);
-    ly->router_bias = load_vector(ld, E, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    if (dsn_config_has_router_bias(c)) /* the V2 family's softmax routers have none */
+        ly->router_bias = load_vector(ld, E, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
     if (SI > 0) {
         load_matrix(ld, &ly->shared_gate, SI, H, "model.layers.%d.mlp.shared_experts.gate_proj", l,
                     0);

@@ -62,7 +62,7 @@ typedef struct {
     int is_moe;
     dsk_matrix_t gate, up, down;         /* dense: [I, H], [I, H], [H, I] */
     dsk_matrix_t router;                 /* MoE: [E, H] (bf16 in the release) */
-    float *router_bias;                  /* MoE: [E] f32 e_score_correction_bias */
+    float *router_bias;                  /* MoE: [E] f32 e_score_correction_bias, or NULL (V2) */
     dsk_matrix_t shared_gate, shared_up; /* MoE: [n_shared * moe_I, H] */
     dsk_matrix_t shared_down;            /* MoE: [H, n_shared * moe_I] */
     dsn_expert_t *experts;               /* MoE: [E] */

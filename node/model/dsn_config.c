@@ -1,5 +1,5 @@
 /*
- * dsn_config.c - config.json of DeepSeek-V3 / R1 into dsn_config_t.
+ * dsn_config.c - config.json of DeepSeek-V3 / R1 and of the V2 family into dsn_config_t.
  *
  * Strict about types (an integer field must be a JSON integer; float fields accept integers, as
  * the release writes "factor": 40), lenient only where Hugging Face has documented defaults for
@@ -114,6 +114,70 @@ static void expect_string(reader_t *r, const char *field, const char *want)
     }
 }
 
+static const char *const scoring_names[] = {"sigmoid", "softmax"};
+static const char *const topk_method_names[] = {"noaux_tc", "greedy", "group_limited_greedy"};
+
+/* A string field that must be one of names[0..n) when present; returns its index (def if absent).
+ */
+static int read_choice(reader_t *r, const char *field, const char *const *names, int n, int def)
+{
+    const json_t *v = json_object_get(r->obj, field);
+    if (v == NULL)
+        return def;
+    if (!json_is_string(v)) {
+        fail(r, DSI_ERR_CONFIG, field, "not a string");
+        return def;
+    }
+    for (int i = 0; i < n; i++)
+        if (strcmp(json_string_value(v), names[i]) == 0)
+            return i;
+    char why[200], list[120] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", i ? ", " : "",
+                 names[i]);
+    snprintf(why, sizeof(why), "'%.64s' is not supported (only %s)", json_string_value(v), list);
+    fail(r, DSI_ERR_UNSUPPORTED, field, why);
+    return def;
+}
+
+/*
+ * The router fields together. V3 routes with sigmoid scores and noaux_tc; the V2 family with
+ * softmax scores and greedy or group_limited_greedy (the two codes support nothing else).
+ * Softmax with norm_topk_prob true is refused unless routed_scaling_factor is 1: DeepSeek's V2
+ * code then skips the scaling and Hugging Face's applies it, so no one answer is right.
+ */
+static void read_router(reader_t *r, dsn_config_t *c)
+{
+    /* Absent fields take each family's code default, chosen by model_type. */
+    const json_t *mt = json_object_get(r->obj, "model_type");
+    int v2 = json_is_string(mt) && strcmp(json_string_value(mt), "deepseek_v2") == 0;
+    c->scoring_func = (dsk_score_t)read_choice(r, "scoring_func", scoring_names, 2,
+                                               v2 ? DSK_SCORE_SOFTMAX : DSK_SCORE_SIGMOID);
+    c->topk_method = (dsk_topk_method_t)read_choice(r, "topk_method", topk_method_names, 3,
+                                                    v2 ? DSK_TOPK_GREEDY : DSK_TOPK_NOAUX_TC);
+    if (r->status != DSI_OK)
+        return;
+    char why[200];
+    if (c->scoring_func == DSK_SCORE_SIGMOID && c->topk_method != DSK_TOPK_NOAUX_TC) {
+        snprintf(why, sizeof(why),
+                 "'%s' with scoring_func 'sigmoid' is not supported (only "
+                 "'noaux_tc')",
+                 topk_method_names[c->topk_method]);
+        fail(r, DSI_ERR_UNSUPPORTED, "topk_method", why);
+    } else if (c->scoring_func == DSK_SCORE_SOFTMAX && c->topk_method == DSK_TOPK_NOAUX_TC) {
+        fail(r, DSI_ERR_UNSUPPORTED, "topk_method",
+             "'noaux_tc' with scoring_func 'softmax' is not supported (only 'greedy' or "
+             "'group_limited_greedy')");
+    } else if (c->scoring_func == DSK_SCORE_SOFTMAX && c->norm_topk_prob &&
+               c->routed_scaling_factor != 1.0f) {
+        snprintf(why, sizeof(why),
+                 "true with scoring_func 'softmax' and routed_scaling_factor %g "
+                 "is not supported (the reference codes disagree on it)",
+                 (double)c->routed_scaling_factor);
+        fail(r, DSI_ERR_UNSUPPORTED, "norm_topk_prob", why);
+    }
+}
+
 static void read_rope_scaling(reader_t *top, dsn_config_t *c)
 {
     const json_t *rs = json_object_get(top->obj, "rope_scaling");
@@ -185,16 +249,18 @@ static void read_quantization(reader_t *top, dsn_config_t *c)
 static void check_consistency(reader_t *r, const dsn_config_t *c)
 {
     char why[160];
-    if (c->n_routed_experts % c->n_group != 0) {
+    if (c->topk_method == DSK_TOPK_GREEDY) {
+        /* Plain top-k ignores n_group and topk_group. */
+    } else if (c->n_routed_experts % c->n_group != 0) {
         snprintf(why, sizeof(why), "n_routed_experts %d is not divisible by n_group %d",
                  c->n_routed_experts, c->n_group);
         fail(r, DSI_ERR_CONFIG, "n_group", why);
-    } else if (c->n_routed_experts / c->n_group < 2) {
+    } else if (c->topk_method == DSK_TOPK_NOAUX_TC && c->n_routed_experts / c->n_group < 2) {
         snprintf(why, sizeof(why), "groups of %d expert(s): group scores need at least 2",
                  c->n_routed_experts / c->n_group);
         fail(r, DSI_ERR_CONFIG, "n_group", why);
     }
-    if (c->topk_group > c->n_group) {
+    if (c->topk_method != DSK_TOPK_GREEDY && c->topk_group > c->n_group) {
         snprintf(why, sizeof(why), "%d is greater than n_group %d", c->topk_group, c->n_group);
         fail(r, DSI_ERR_CONFIG, "topk_group", why);
     }
@@ -203,7 +269,7 @@ static void check_consistency(reader_t *r, const dsn_config_t *c)
                  c->n_routed_experts);
         fail(r, DSI_ERR_CONFIG, "num_experts_per_tok", why);
     }
-    if (c->n_group > 0 && c->topk_group > 0 &&
+    if (c->topk_method != DSK_TOPK_GREEDY && c->n_group > 0 && c->topk_group > 0 &&
         c->num_experts_per_tok > c->topk_group * (c->n_routed_experts / c->n_group)) {
         snprintf(why, sizeof(why), "%d is more than the %d experts of the kept groups",
                  c->num_experts_per_tok, c->topk_group * (c->n_routed_experts / c->n_group));
@@ -250,11 +316,12 @@ static void read_fields(reader_t *r, dsn_config_t *c)
     c->max_position_embeddings = read_int(r, "max_position_embeddings", 1, 0, 1, INT32_MAX);
     c->bos_token_id = read_int(r, "bos_token_id", 0, 0, 0, CFG_MAX_VOCAB - 1);
     c->eos_token_id = read_int(r, "eos_token_id", 0, 1, 0, CFG_MAX_VOCAB - 1);
-    expect_string(r, "scoring_func", "sigmoid");
-    expect_string(r, "topk_method", "noaux_tc");
+    read_router(r, c);
     expect_string(r, "hidden_act", "silu");
     if (read_bool(r, "tie_word_embeddings", 0))
         fail(r, DSI_ERR_UNSUPPORTED, "tie_word_embeddings", "true is not supported");
+    if (read_bool(r, "attention_bias", 0)) /* the projections would have bias vectors */
+        fail(r, DSI_ERR_UNSUPPORTED, "attention_bias", "true is not supported");
     read_rope_scaling(r, c);
     read_quantization(r, c);
     if (r->status == DSI_OK && c->bos_token_id >= c->vocab_size)
@@ -333,6 +400,21 @@ int dsn_config_qk_head_dim(const dsn_config_t *cfg)
     return cfg->qk_nope_head_dim + cfg->qk_rope_head_dim;
 }
 
+int dsn_config_has_router_bias(const dsn_config_t *cfg)
+{
+    return cfg->topk_method == DSK_TOPK_NOAUX_TC;
+}
+
+const char *dsn_config_scoring_name(dsk_score_t s)
+{
+    return (unsigned)s < 2 ? scoring_names[s] : "?";
+}
+
+const char *dsn_config_topk_method_name(dsk_topk_method_t m)
+{
+    return (unsigned)m < 3 ? topk_method_names[m] : "?";
+}
+
 dsk_router_cfg_t dsn_config_router(const dsn_config_t *cfg)
 {
     dsk_router_cfg_t rc = {
@@ -342,6 +424,8 @@ dsk_router_cfg_t dsn_config_router(const dsn_config_t *cfg)
         .top_k = cfg->num_experts_per_tok,
         .norm_topk = cfg->norm_topk_prob,
         .scaling = cfg->routed_scaling_factor,
+        .scoring = cfg->scoring_func,
+        .method = cfg->topk_method,
     };
     return rc;
 }

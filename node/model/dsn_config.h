@@ -1,5 +1,5 @@
 /*
- * dsn_config.h - the model configuration (HF config.json of DeepSeek-V3 / R1).
+ * dsn_config.h - the model configuration (HF config.json of DeepSeek-V3 / R1 and the V2 family).
  *
  * Parsed with jansson. Every field the engine needs is checked for presence, type and range, and
  * for consistency (n_routed_experts divisible by n_group, top-k within bounds, ...); an error names
@@ -29,6 +29,8 @@ typedef struct {
     int n_group, topk_group;
     float routed_scaling_factor;
     int norm_topk_prob;
+    dsk_score_t scoring_func;      /* sigmoid (V3) or softmax (V2 family) */
+    dsk_topk_method_t topk_method; /* noaux_tc (V3), greedy or group_limited_greedy (V2) */
     int num_attention_heads;
     int q_lora_rank; /* 0 when config.json says null: q_proj instead of q_a/q_b */
     int kv_lora_rank;
@@ -51,6 +53,11 @@ dsi_status_t dsn_config_parse(const char *text, size_t len, const char *origin, 
 int dsn_config_is_moe_layer(const dsn_config_t *cfg, int layer);
 /* q/k head width: qk_nope_head_dim + qk_rope_head_dim. */
 int dsn_config_qk_head_dim(const dsn_config_t *cfg);
+/* Whether MoE layers carry mlp.gate.e_score_correction_bias (noaux_tc routing only). */
+int dsn_config_has_router_bias(const dsn_config_t *cfg);
+/* The config.json names of the scoring function and the top-k method. */
+const char *dsn_config_scoring_name(dsk_score_t s);
+const char *dsn_config_topk_method_name(dsk_topk_method_t m);
 /* The router configuration of a MoE layer. */
 dsk_router_cfg_t dsn_config_router(const dsn_config_t *cfg);
 

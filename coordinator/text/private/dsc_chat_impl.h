@@ -1,0 +1,51 @@
+/*
+ * dsc_chat_impl.h - what the chat template renderers share: the output buffer and the V3.1
+ * renderer (dsc_chat_v31.c), which dsc_chat_render_opts calls for DSC_CHAT_V31.
+ */
+#ifndef DSC_CHAT_IMPL_H
+#define DSC_CHAT_IMPL_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsc_chat.h"
+
+/* A growable output buffer; `failed` sticks after an allocation failure. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed;
+} sbuf_t;
+
+static inline void put(sbuf_t *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static inline void puts_(sbuf_t *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* The V3.1 template with BOS text `bos`; contract as dsc_chat_render_opts. */
+dsi_status_t dsc_chat_render_v31(const char *bos, const dsc_chat_message_t *msgs, size_t n,
+                                 int add_generation_prompt, const dsc_chat_opts_t *opts, char **out,
+                                 size_t *out_len);
+
+#endif
