@@ -273,14 +273,17 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;
-    dsc_cluster_req_t creq = {ids,
-                              (uint32_t)n,
-                              (uint32_t)max_tokens,
-                              req->temperature,
-                              req->top_p,
-                              (uint32_t)req->top_k,
+    dst_msg_sampling_t sampling;
+    if ((st = dsc_backend_sampling(b, req, &sampling, message, message_cap)) != DSI_OK) {
+        refuse(b, "bad_request", st, NULL, 0, NULL);
+        goto out;
+    }
+    dsc_cluster_req_t creq = {ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0,
                               req->has_seed ? req->seed : next_seed(b)};
-    if ((st = dsc_cluster_submit(b->cluster, &creq, on_tokens, s, &s->cluster_id)) != DSI_OK) {
+    dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    s->b = b;
+    if ((st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens,
+                                    dsc_backend_on_logprobs, s, &s->cluster_id)) != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;
