@@ -61,8 +61,8 @@ void dsc_backend_gen_config_load(dsc_backend_t *b, const char *dir)
 void dsc_backend_defaults(const dsc_backend_t *b, const dsc_api_request_t *req, float *temperature,
                           float *top_p, uint32_t *top_k)
 {
-    *temperature = req->temperature_given || !b->gen.has_temperature ? req->temperature
-                                                                      : b->gen.temperature;
+    *temperature =
+        req->temperature_given || !b->gen.has_temperature ? req->temperature : b->gen.temperature;
     *top_p = req->top_p_given || !b->gen.has_top_p ? req->top_p : b->gen.top_p;
     *top_k = (uint32_t)(req->top_k_given || !b->gen.has_top_k ? req->top_k : b->gen.top_k);
 }
@@ -145,7 +145,8 @@ void dsc_backend_on_logprobs(void *ctx, const dst_msg_tokens_t *t)
         return;
     for (uint32_t i = 0; i < t->n_tokens; i++) {
         dsc_api_logprob_t e;
-        int n_top = (int)(t->n_top < DSC_API_MAX_TOP_LOGPROBS ? t->n_top : DSC_API_MAX_TOP_LOGPROBS);
+        int n_top =
+            (int)(t->n_top < DSC_API_MAX_TOP_LOGPROBS ? t->n_top : DSC_API_MAX_TOP_LOGPROBS);
         e.token.bytes = b->lp_bytes[0];
         e.token.len = token_bytes(b, t->tokens[i], b->lp_bytes[0], DSC_BACKEND_TOKEN_BYTES);
         e.token.logprob = t->logprob[i];
@@ -153,8 +154,8 @@ void dsc_backend_on_logprobs(void *ctx, const dst_msg_tokens_t *t)
         for (int j = 0; j < n_top; j++) {
             size_t k = (size_t)i * t->n_top + (size_t)j;
             e.top[j].bytes = b->lp_bytes[j + 1];
-            e.top[j].len = token_bytes(b, t->top_ids[k], b->lp_bytes[j + 1],
-                                       DSC_BACKEND_TOKEN_BYTES);
+            e.top[j].len =
+                token_bytes(b, t->top_ids[k], b->lp_bytes[j + 1], DSC_BACKEND_TOKEN_BYTES);
             e.top[j].logprob = t->top_logprobs[k];
         }
         s->events->on_logprobs(s->ctx, &e);
