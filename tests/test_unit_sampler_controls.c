@@ -173,7 +173,15 @@ static void test_wire(void)
     float bias_values[2] = {-100.0f, 3.5f};
     uint32_t route[1] = {0};
     dst_msg_t m = {.type = DST_MSG_SUBMIT}, d;
-    m.submit = (dst_msg_submit_t){7, 3, prompt, 4, 0.5f, 0.9f, 0, 1, 1, route, 0, {0}};
+    m.submit = (dst_msg_submit_t){.seq_id = 7,
+                                  .n_tokens = 3,
+                                  .tokens = prompt,
+                                  .max_tokens = 4,
+                                  .temperature = 0.5f,
+                                  .top_p = 0.9f,
+                                  .seed = 1,
+                                  .n_route = 1,
+                                  .route = route};
     uint32_t fields;
     /* Without controls: the body of before (2 + 9 fields), decoded as zeros. */
     DSI_CHECK_INT_EQ(round_trip(&m, &d, &fields), DSI_OK);
