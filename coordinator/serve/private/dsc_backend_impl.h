@@ -23,6 +23,9 @@ typedef struct dsc_backend_seq {
     int in_cluster; /* the cluster may still call back (no finish, no dsc_cluster_cancel yet) */
     int started;    /* the first token came: counted as running, not queued */
     int cancel_due; /* detached while inside a cluster callback: cancel on the next tick */
+    /* stop_token_ids: the token that finishes the sequence gives no text (as vLLM) */
+    int32_t stop_ids[DSC_API_MAX_STOP_IDS];
+    int n_stop_ids;
 } dsc_backend_seq_t;
 
 #define DSC_BACKEND_BL_CODES    324 /* code points of the byte-level alphabet */
