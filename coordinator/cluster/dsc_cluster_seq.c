@@ -116,8 +116,7 @@ static int check_sampling_ids(const dsc_cluster_t *cl, const dst_msg_sampling_t 
 }
 
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                            const dst_msg_sampling_t *sampling, seq_t **out, char *why,
-                            size_t cap)
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap)
 {
     char scratch[160];
     if (why == NULL || cap == 0) {
@@ -178,8 +177,8 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     return DSI_OK;
 }
 
-void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp,
-                     const int32_t *tokens, uint32_t n, dst_finish_t finish)
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, const int32_t *tokens,
+                     uint32_t n, dst_finish_t finish)
 {
     (void)cl;
     if (n > 0 && finish == DST_FINISH_NONE) {

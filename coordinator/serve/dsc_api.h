@@ -41,7 +41,7 @@ typedef enum {
     DSC_API_ROLE_TOOL,
 } dsc_api_role_t;
 
-#define DSC_API_MAX_STOP 4 /* OpenAI's limit on `stop` strings */
+#define DSC_API_MAX_STOP         4    /* OpenAI's limit on `stop` strings */
 #define DSC_API_MAX_TOP_LOGPROBS 20   /* top_logprobs, and completions' logprobs */
 #define DSC_API_MAX_LOGIT_BIAS   1024 /* logit_bias entries */
 #define DSC_API_MAX_STOP_IDS     64   /* stop_token_ids */

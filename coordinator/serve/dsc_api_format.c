@@ -60,8 +60,8 @@ void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *me
 
 void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                                const char *text, size_t text_len, const char *reasoning,
-                               size_t reasoning_len, const char *logprobs,
-                               dsc_api_finish_t finish, const dsc_api_usage_t *usage)
+                               size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
+                               const dsc_api_usage_t *usage)
 {
     int chat = meta->kind == DSC_API_KIND_CHAT;
     write_head(b, meta, chat ? "chat.completion" : "text_completion");

@@ -44,7 +44,7 @@ typedef struct {
 typedef struct {
     dsn_sampling_t params;
     dsn_controls_t ctl; /* zeroed by init; arrays owned */
-    uint64_t rng[4]; /* xoshiro256** state */
+    uint64_t rng[4];    /* xoshiro256** state */
     int vocab;
     float *probs;   /* [vocab] */
     int32_t *order; /* [vocab] */

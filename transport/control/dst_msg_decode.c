@@ -120,7 +120,8 @@ static dsi_status_t read_drain(dst_msg_rd_t *rd, dst_msg_drain_t *m)
 }
 
 /* SUBMIT.sampling: every key present (the encoder writes them all). */
-static dsi_status_t read_sampling(dst_msg_rd_t *rd, const msgpack_object *obj, dst_msg_sampling_t *m)
+static dsi_status_t read_sampling(dst_msg_rd_t *rd, const msgpack_object *obj,
+                                  dst_msg_sampling_t *m)
 {
     dst_msg_rd_t sub;
     uint32_t u, n_values;

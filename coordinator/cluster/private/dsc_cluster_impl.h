@@ -174,15 +174,13 @@ seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
 /* A new sequence for req; on refusal (logged) `why` (cap bytes, may be NULL) says what was wrong
  * with the request, naming the value and its limit, for the client. */
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                            const dst_msg_sampling_t *sampling, seq_t **out, char *why,
-                            size_t cap);
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap);
 void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */
-void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp,
-                     const int32_t *tokens, uint32_t n,
-                     dst_finish_t finish);
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, const int32_t *tokens,
+                     uint32_t n, dst_finish_t finish);
 /* Cancel on the nodes (if submitted) and free. */
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
 /* Cancel every submitted sequence on the nodes; they wait for the next epoch. */

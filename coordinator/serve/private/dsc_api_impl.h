@@ -63,8 +63,8 @@ void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *me
 /* The same with the choice's "logprobs" object as JSON text (NULL: null). */
 void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                                const char *text, size_t text_len, const char *reasoning,
-                               size_t reasoning_len, const char *logprobs,
-                               dsc_api_finish_t finish, const dsc_api_usage_t *usage);
+                               size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
+                               const dsc_api_usage_t *usage);
 /* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
