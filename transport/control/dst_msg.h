@@ -183,7 +183,7 @@ typedef struct {
  * zeroed struct means "none of them" and is not sent, so a SUBMIT without them is the same body
  * as before the map existed. Applied by the last stage in this order: logit_bias, min_tokens
  * (EOS and stop_ids masked), repetition, frequency and presence penalties, temperature, then
- * top_k, top_p and min_p. docs/PROTOCOL.md, SUBMIT.
+ * min_p, top_k and top_p. docs/PROTOCOL.md, SUBMIT.
  */
 #define DST_MSG_MAX_BIAS     1024 /* logit_bias entries */
 #define DST_MSG_MAX_STOP_IDS 64   /* stop token ids */
