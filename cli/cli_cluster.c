@@ -13,12 +13,14 @@
 
 #include "dsi_clock.h"
 #include "dsi_log.h"
+#include "dsi_settings.h"
+#include "cli_settings.h"
 #include "dst_ctrl.h"
 #include "dst_mpi.h"
 
 int cli_local_secret(void)
 {
-    if (getenv(DST_SECRET_ENV) != NULL)
+    if (dsi_env(DST_SECRET_ENV) != NULL)
         return 0;
     uint8_t raw[DST_MSG_NONCE_LEN];
     if (dst_secret_nonce(raw) != DSI_OK)
@@ -32,7 +34,7 @@ int cli_local_secret(void)
 /* DSINFER_NODE_BIN, else dsinfer-node next to this program, else dsinfer-node on PATH. */
 static int node_binary(char *out, size_t cap)
 {
-    const char *env = getenv("DSINFER_NODE_BIN");
+    const char *env = dsi_env("DSINFER_NODE_BIN");
     if (env != NULL) {
         snprintf(out, cap, "%s", env);
         return access(out, X_OK);
@@ -61,15 +63,30 @@ static unsigned long long local_node_mem(int n)
 
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids)
 {
-    char bin[PATH_MAX + 16], name[32], thr[16], mem[32];
+    char thr[16], mem[32];
+    snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
+    snprintf(mem, sizeof(mem), "%lluK", local_node_mem(n) >> 10);
+    const char *args[] = {"--threads", thr, "--mem", mem, NULL};
+    return cli_spawn_nodes_argv(n, coord_addr, model, args, pids);
+}
+
+int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
+                         const char *const *node_args, pid_t *pids)
+{
+    char bin[PATH_MAX + 16], name[32];
+    int n_args = 0;
+    while (node_args != NULL && node_args[n_args] != NULL)
+        n_args++;
+    if (n_args > 32) {
+        fprintf(stderr, "dsinfer: too many node options\n");
+        return -1;
+    }
     if (node_binary(bin, sizeof(bin)) != 0) {
         fprintf(stderr, "dsinfer: cannot find dsinfer-node next to this program (%s)\n", bin);
         return -1;
     }
     /* Names are unique over the process's life: nodes started later (joins) get new ones. */
     static int spawned;
-    snprintf(thr, sizeof(thr), "%d", threads > 0 ? threads : 1);
-    snprintf(mem, sizeof(mem), "%lluK", local_node_mem(n) >> 10);
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof(name), "local-%d", spawned++);
         pid_t pid = fork();
@@ -80,8 +97,12 @@ int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int thread
         }
         if (pid == 0) {
             /* The node dies with us if we die first. */
-            execlp(bin, bin, "--coordinator", coord_addr, "--model", model, "--name", name,
-                   "--threads", thr, "--mem", mem, (char *)NULL);
+            const char *argv[48] = {bin,   "--coordinator", coord_addr, "--model",
+                                    model, "--name",        name};
+            for (int a = 0; a < n_args; a++)
+                argv[7 + a] = node_args[a];
+            argv[7 + n_args] = NULL;
+            execvp(bin, (char *const *)argv);
             fprintf(stderr, "dsinfer: exec %s: %s\n", bin, strerror(errno));
             _exit(127);
         }
@@ -309,16 +330,22 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         dsc_cluster_opts_t co;
         dsc_cluster_opts_default(&co);
         co.expect_nodes = (uint32_t)(opts->mpi_nodes > 0 ? opts->mpi_nodes : opts->local_nodes);
+        if (opts->mpi_nodes > 0 && opts->mpi_listen != NULL)
+            co.listen = opts->mpi_listen;
         co.model_dir = opts->model;
+        if (opts->settings != NULL && cli_cluster_tune(opts->settings, &co) != 0)
+            goto out_loop;
         co.plan.n_stages = opts->stages;
-        co.plan.kv_tokens = 4096;
+        co.plan.kv_tokens = opts->kv_tokens ? opts->kv_tokens : 4096;
         co.plan.overhead = 64ULL << 20;
         if (dst_secret_load(NULL, &co.secret) != DSI_OK ||
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)
             goto out_loop;
         dsc_cluster_on_state(r.cluster, on_state, &r);
         char addr[64];
-        snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(r.cluster));
+        snprintf(addr, sizeof(addr), "%s:%u",
+                 opts->mpi_nodes > 0 && opts->mpi_host != NULL ? opts->mpi_host : "127.0.0.1",
+                 dsc_cluster_port(r.cluster));
         if (opts->mpi_nodes > 0) {
             /* Rank 0's entry of the allgather is the coordinator's address. */
             dst_mpi_addrs_t *table;
@@ -326,8 +353,10 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
                 goto out_loop;
             dst_mpi_addrs_free(table);
         } else {
-            if (cli_spawn_nodes(opts->local_nodes, addr, opts->model, opts->node_threads, pids) !=
-                0)
+            if (opts->node_args != NULL ? cli_spawn_nodes_argv(opts->local_nodes, addr, opts->model,
+                                                               opts->node_args, pids) != 0
+                                        : cli_spawn_nodes(opts->local_nodes, addr, opts->model,
+                                                          opts->node_threads, pids) != 0)
                 goto out_loop;
             spawned = 1;
         }

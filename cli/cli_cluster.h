@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "dsc_cluster.h"
+#include "dsi_settings.h"
 
 typedef struct {
     const char *model;       /* checkpoint directory (every node reads its slice) */
@@ -19,8 +20,13 @@ typedef struct {
     const char *coordinator; /* remote coordinator "host:port" (client mode) */
     uint32_t timeout_ms;     /* give up after this long without progress */
     /* Under mpirun (rank 0): mpi_nodes node ranks join; no process is spawned, and the
-     * coordinator's address reaches them through the MPI allgather of UCX addresses. */
+     * coordinator's address reaches them through the MPI allgather of UCX addresses: it listens
+     * on mpi_listen and publishes mpi_host:PORT (NULL: 127.0.0.1 for both). */
     int mpi_nodes;
+    const char *mpi_listen, *mpi_host;
+    const char *const *node_args;   /* flags for the spawned nodes (cli_node_args); NULL: none */
+    uint64_t kv_tokens;             /* context per sequence the plan reserves (0: 4096) */
+    const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
 } cli_cluster_opts_t;
 
 /* One generation's outcome. */
@@ -43,8 +49,24 @@ int cli_local_secret(void);
  * equal share of 90% of this machine's memory as its --mem (they share the machine; the rest is
  * left to the system and the page cache). */
 int cli_spawn_nodes(int n, const char *coord_addr, const char *model, int threads, pid_t *pids);
+/* The same with the node options node_args (NULL-terminated flags and values, at most 32). */
+int cli_spawn_nodes_argv(int n, const char *coord_addr, const char *model,
+                         const char *const *node_args, pid_t *pids);
 /* Waits up to timeout_ms for the processes to exit, then kills what is left. Returns how many
  * did not exit cleanly (status 0). */
 int cli_reap_nodes(pid_t *pids, int n, int timeout_ms);
+
+/* Rank 0 of dsinfer-cluster: the node ranks and where the coordinator listens for them. */
+typedef struct {
+    int nodes;          /* node ranks */
+    const char *listen; /* control listener, "HOST:0" */
+    const char *host;   /* the host the node ranks connect to */
+} cli_mpi_t;
+
+/*
+ * `dsinfer run` with parsed settings (mpi NULL), or rank 0 of dsinfer-cluster (the node ranks
+ * join over MPI): one generation, printed. Returns the exit code.
+ */
+int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi);
 
 #endif

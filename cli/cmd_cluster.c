@@ -14,6 +14,7 @@
 
 #include "cli_args.h"
 #include "dsi_log.h"
+#include "dsi_settings.h"
 #include "dsinfer_commands.h"
 #include "dst_ctrl.h"
 #include "dst_msg_admin.h"
@@ -22,7 +23,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: dsinfer cluster status|rebalance|drain NODE --coordinator HOST:PORT\n"
-            "                       [--json] [--secret-file FILE] [--timeout-ms MS]\n\n"
+            "                       [--json] [--secret-file FILE] [--timeout-ms MS]\n"
             "Administers a running coordinator (dsinfer-coordinator, dsinfer serve):\n"
             "  status      nodes, stages, expert-load imbalance, router-bias drift, re-plans\n"
             "  rebalance   re-place experts by the observed load now (EPLB), with replicas of\n"
@@ -242,52 +243,36 @@ static int parse_command(int argc, char **argv, uint32_t *command, uint32_t *arg
 
 int dsinfer_cmd_cluster(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"coordinator", required_argument, NULL, 'c'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"secret-file", required_argument, NULL, 's'},
-                                             {"timeout-ms", required_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *coordinator = NULL, *secret_file = NULL;
-    int as_json = 0, c;
-    long long timeout_ms = 30000;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            coordinator = optarg;
-            break;
-        case 'j':
-            as_json = 1;
-            break;
-        case 's':
-            secret_file = optarg;
-            break;
-        case 't':
-            if (cli_parse_int("cluster", "--timeout-ms", optarg, 1, 3600000, &timeout_ms) != 0)
-                return 2;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+    dsi_settings_t set;
+    int first;
+    int rc = dsi_settings_parse_args(&set, DSI_P_ADMIN, argc, argv, usage, &first);
+    if (rc != 0) {
+        dsi_settings_cleanup(&set);
+        return rc == 1 ? 0 : rc; /* 1: --help */
     }
+    optind = first; /* parse_command reads the positional arguments from here */
+    const char *coordinator = dsi_settings_str(&set, DSI_S_COORDINATOR);
+    const char *secret_file = dsi_settings_str(&set, DSI_S_SECRET_FILE);
+    int as_json = (int)dsi_settings_int(&set, DSI_S_JSON);
+    long long timeout_ms = dsi_settings_int(&set, DSI_S_TIMEOUT_MS);
     admin_t *a = calloc(1, sizeof(*a));
-    if (a == NULL)
+    if (a == NULL) {
+        dsi_settings_cleanup(&set);
         return 1;
-    int rc = parse_command(argc, argv, &a->command, &a->arg);
+    }
+    rc = parse_command(argc, argv, &a->command, &a->arg);
     if (rc == 0 && coordinator == NULL) {
         fprintf(stderr, "dsinfer cluster: --coordinator HOST:PORT is required\n");
         rc = 2;
     }
     if (rc != 0) {
         free(a);
+        dsi_settings_cleanup(&set);
         return rc;
     }
     if (dst_secret_load(secret_file, &a->secret) != DSI_OK) {
         free(a);
+        dsi_settings_cleanup(&set);
         return 1;
     }
     a->rc = -1;
@@ -314,5 +299,6 @@ int dsinfer_cmd_cluster(int argc, char **argv)
     memset(&a->secret, 0, sizeof(a->secret));
     free(a->json);
     free(a);
+    dsi_settings_cleanup(&set);
     return rc;
 }

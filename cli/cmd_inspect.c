@@ -2,13 +2,12 @@
  * dsinfer inspect: open and validate a model directory and print what a full load needs: the
  * config's key fields, tensor counts, bytes per dtype, mapped bytes and the latent KV cache.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_args.h"
+#include "cli_settings.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 #include "dsn_checkpoint.h"
@@ -24,10 +23,10 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dsinfer inspect --model DIR [--json] [--context N]\n\n"
-                 "Validates the checkpoint in DIR and prints its configuration, tensors and the\n"
-                 "memory a full load needs (weights + latent KV cache for N tokens, default "
-                 "4096).\n");
+    fprintf(out,
+            "usage: dsinfer inspect --model DIR [--json] [--max-context N]\n"
+            "Validates the checkpoint in DIR and prints its configuration, tensors and the\n"
+            "memory a full load needs (weights + latent KV cache for --max-context tokens).\n");
 }
 
 static void summarize(const dsn_checkpoint_t *ck, long long context, summary_t *s)
@@ -138,47 +137,26 @@ static void print_json(const dsn_checkpoint_t *ck, const summary_t *s)
 
 int dsinfer_cmd_inspect(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"json", no_argument, NULL, 'j'},
-        {"context", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *model = NULL;
-    int as_json = 0;
-    long long context = 4096;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'j':
-            as_json = 1;
-            break;
-        case 'c':
-            if (cli_parse_int("inspect", "--context", optarg, 1, 1LL << 24, &context))
-                return 2;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+    dsi_settings_t set;
+    int rc = dsi_settings_parse(&set, DSI_P_INSPECT, argc, argv, usage);
+    if (rc != 0) {
+        dsi_settings_cleanup(&set);
+        return rc == 1 ? 0 : rc; /* 1: --help */
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer inspect: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    const char *model = dsi_settings_str(&set, DSI_S_MODEL);
+    int as_json = (int)dsi_settings_int(&set, DSI_S_JSON);
+    long long context;
+    dsn_config_t cfg;
     if (model == NULL) {
         fprintf(stderr, "dsinfer inspect: --model DIR is required\n");
         usage(stderr);
         return 2;
     }
+    /* The context of the one rule (cli_max_context); the checkpoint's errors come below. */
+    if (cli_config_load(model, NULL, &cfg) != 0 || cli_max_context(&set, &cfg, &context) != 0)
+        context = dsi_settings_int(&set, DSI_S_MAX_CONTEXT) > 0
+                      ? dsi_settings_int(&set, DSI_S_MAX_CONTEXT)
+                      : CLI_CONTEXT_CAP;
     dsn_checkpoint_t *ck = NULL;
     dsi_status_t st = dsn_checkpoint_open(model, &ck);
     if (st != DSI_OK) {
@@ -193,5 +171,6 @@ int dsinfer_cmd_inspect(int argc, char **argv)
     else
         print_text(ck, &s);
     dsn_checkpoint_close(ck);
+    dsi_settings_cleanup(&set);
     return 0;
 }

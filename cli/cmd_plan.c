@@ -3,13 +3,13 @@
  * nodes), memory per node, experts per node, and the memory the model needs in each weight
  * format. Exit 1 with the planner's explanation when the model cannot fit.
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli_args.h"
+#include "cli_settings.h"
 #include "dsc_planner.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
@@ -32,19 +32,12 @@ typedef struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: dsinfer plan (--config FILE | --model DIR)\n"
-            "                    (--nodes N --mem-per-node SIZE | --node-mem SIZE,SIZE,...)\n"
-            "                    [--stages S] [--weight-format fp8|bf16|int8|int4|int4-g128]\n"
-            "                    [--kv-tokens T] [--overhead SIZE] [--remove-nodes ID,...]\n"
-            "                    [--json]\n"
+            "usage: dsinfer plan (--config FILE | --model DIR) (--nodes N [--mem SIZE] |\n"
+            "                    --node-mem SIZE,SIZE,...) [options]\n"
             "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
-            "memory per node; prints the memory the model needs in every weight format.\n"
-            "--stages     pipeline stages (default: the fewest that fit)\n"
-            "--kv-tokens  latent-KV tokens reserved on each node for its layers (default 32768)\n"
-            "--overhead   fixed runtime memory per node (default 2G)\n"
-            "--remove-nodes  then re-plan without these nodes, starting from the first plan,\n"
-            "             and show how many expert copies and bytes move\n"
-            "Sizes take K/M/G/T suffixes (powers of 1024). Exit 1 when the model cannot fit.\n");
+            "memory per node; prints the memory the model needs in every weight format. Each\n"
+            "node reserves latent KV cache for one sequence of --max-context tokens. Exit 1 when\n"
+            "the model cannot fit.\n");
 }
 
 static int parse_node_mem(const char *text, plan_args_t *a)
@@ -80,112 +73,73 @@ static int parse_node_mem(const char *text, plan_args_t *a)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, plan_args_t *a)
+/* -1 to go on, else the exit code. */
+static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"model", required_argument, NULL, 'm'},
-                                             {"nodes", required_argument, NULL, 'n'},
-                                             {"mem-per-node", required_argument, NULL, 'M'},
-                                             {"node-mem", required_argument, NULL, 'N'},
-                                             {"stages", required_argument, NULL, 's'},
-                                             {"weight-format", required_argument, NULL, 'w'},
-                                             {"kv-tokens", required_argument, NULL, 'k'},
-                                             {"overhead", required_argument, NULL, 'o'},
-                                             {"remove-nodes", required_argument, NULL, 'r'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    long long v;
-    int c;
     dsc_plan_opts_default(&a->plan);
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            a->config = optarg;
-            break;
-        case 'm': {
-            size_t n = strlen(optarg) + sizeof("/config.json");
-            free(a->config_buf);
-            a->config_buf = malloc(n);
-            if (a->config_buf == NULL)
-                return 2;
-            snprintf(a->config_buf, n, "%s/config.json", optarg);
-            break;
-        }
-        case 'n':
-            if (cli_parse_int("plan", "--nodes", optarg, 1, MAX_NODES, &a->n_nodes) != 0)
-                return 2;
-            break;
-        case 'M':
-            if (cli_parse_size("plan", "--mem-per-node", optarg, &a->mem_per_node) != 0)
-                return 2;
-            break;
-        case 'N':
-            free(a->node_mem);
-            a->node_mem = NULL;
-            if (parse_node_mem(optarg, a) != 0)
-                return 2;
-            break;
-        case 's':
-            if (cli_parse_int("plan", "--stages", optarg, 1, 4096, &v) != 0)
-                return 2;
-            a->plan.n_stages = (uint32_t)v;
-            break;
-        case 'w':
-            if (dsc_weight_format_parse(optarg, &a->plan.format) != DSI_OK) {
-                fprintf(stderr,
-                        "dsinfer plan: --weight-format: '%s' is not one of fp8, bf16, int8, "
-                        "int4, int4-g128\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'k':
-            if (cli_parse_int("plan", "--kv-tokens", optarg, 0, 1LL << 28, &v) != 0)
-                return 2;
-            a->plan.kv_tokens = (uint64_t)v;
-            break;
-        case 'o':
-            if (cli_parse_size("plan", "--overhead", optarg, &a->plan.overhead) != 0)
-                return 2;
-            break;
-        case 'r':
-            free(a->remove);
-            a->remove = NULL;
-            if (cli_parse_int_list("plan", "--remove-nodes", optarg, 0, MAX_NODES - 1, &a->remove,
-                                   &a->n_remove) != 0)
-                return 2;
-            break;
-        case 'j':
-            a->json = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            fprintf(stderr, "dsinfer plan: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer plan: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if ((a->config == NULL) == (a->config_buf == NULL)) {
+    const char *model = dsi_settings_str(s, DSI_S_MODEL);
+    a->config = dsi_settings_str(s, DSI_S_CONFIG);
+    if ((a->config == NULL) == (model == NULL)) {
         fprintf(stderr, "dsinfer plan: give exactly one of --config FILE and --model DIR\n");
         return 2;
     }
-    if (a->config == NULL)
+    if (model != NULL) {
+        size_t n = strlen(model) + sizeof("/config.json");
+        if ((a->config_buf = malloc(n)) == NULL)
+            return 2;
+        snprintf(a->config_buf, n, "%s/config.json", model);
         a->config = a->config_buf;
-    if (a->node_mem == NULL && (a->n_nodes == 0 || a->mem_per_node == 0)) {
-        fprintf(stderr, "dsinfer plan: give --nodes N and --mem-per-node SIZE (> 0), or "
-                        "--node-mem SIZE,...\n");
+    }
+    a->n_nodes = dsi_settings_int(s, DSI_S_NODES);
+    a->json = (int)dsi_settings_int(s, DSI_S_JSON);
+    a->plan.n_stages = (uint32_t)dsi_settings_int(s, DSI_S_STAGES);
+    a->plan.overhead = dsi_settings_size(s, DSI_S_OVERHEAD);
+    const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
+    if (strcmp(wfmt, "auto") != 0 && dsc_weight_format_parse(wfmt, &a->plan.format) != DSI_OK) {
+        fprintf(stderr,
+                "dsinfer plan: --weight-format: '%s' is not one of auto, fp8, bf16, int8, "
+                "int4, int4-g128\n",
+                wfmt);
         return 2;
     }
+    const char *node_mem = dsi_settings_str(s, DSI_S_NODE_MEM);
+    if (node_mem != NULL && parse_node_mem(node_mem, a) != 0)
+        return 2;
+    const char *remove = dsi_settings_str(s, DSI_S_REMOVE_NODES);
+    if (remove != NULL && cli_parse_int_list("plan", "--remove-nodes", remove, 0, MAX_NODES - 1,
+                                             &a->remove, &a->n_remove) != 0)
+        return 2;
+    if (a->node_mem == NULL && a->n_nodes == 0) {
+        fprintf(stderr, "dsinfer plan: give --nodes N (and --mem SIZE, default this machine's), "
+                        "or --node-mem SIZE,...\n");
+        return 2;
+    }
+    dsn_config_t cfg;
+    long long ctx;
+    int rc = cli_config_load(NULL, a->config, &cfg);
+    if (rc == 0)
+        rc = cli_max_context(s, &cfg, &ctx);
+    if (rc == 0 && a->node_mem == NULL)
+        rc = cli_node_mem(s, 1, "dsinfer plan", &a->mem_per_node);
+    if (rc != 0)
+        return rc;
+    a->plan.kv_tokens = (uint64_t)ctx;
     return -1;
+}
+
+static int parse_args(int argc, char **argv, plan_args_t *a)
+{
+    dsi_settings_t s;
+    int rc = dsi_settings_parse(&s, DSI_P_PLAN, argc, argv, usage);
+    if (rc == 1)
+        rc = 0; /* --help */
+    else if (rc == 0)
+        rc = apply_settings(&s, a);
+    /* The paths point into the settings: keep them (a plan is one short process). */
+    if (rc == -1)
+        return rc;
+    dsi_settings_cleanup(&s);
+    return rc;
 }
 
 /* "0-3,5,7-8" for a list of ascending ids. */

@@ -2,7 +2,6 @@
  * dsinfer run: load a model and generate from one prompt in this process (coordinator and node
  * together: the default path for trying a model).
  */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 
 #include "cli_args.h"
 #include "cli_cluster.h"
+#include "cli_settings.h"
 #include "dsi_clock.h"
 #include "run_text.h"
 #include "dsi_log.h"
@@ -29,152 +29,55 @@ typedef struct {
     long long threads;
     long long prefill_chunk;
     long long local_nodes;
-    long long stages;
     const char *coordinator;
     const char *text_prompt, *chat, *system, *chat_template; /* text input (tokenizer) */
     run_text_t text;                                         /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
+    const cli_mpi_t *mpi;              /* dsinfer-cluster: the node ranks (NULL: none) */
+    const dsi_settings_t *settings;
 } run_opts_t;
 
 static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: dsinfer run --model DIR --prompt-ids 5,17,300 [--max-tokens N]\n"
-        "                   [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
-        "                   [--json] [--logits-out FILE] [--threads N] [--prefill-chunk N]\n"
-        "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT]\n"
-        "       dsinfer run --model DIR (--prompt TEXT | --chat TEXT [--system TEXT]\n"
-        "                   [--chat-template auto|v3|r1]) [same options]\n"
-        "Generates up to N tokens (default 16) after the prompt; stops at the model's eos.\n"
-        "--logits-out writes each generated step's logits as little-endian f32 [steps, vocab].\n"
-        "--local-nodes N runs a coordinator here and N dsinfer-node processes on loopback\n"
-        "(--stages S pipeline stages); --coordinator sends the request to a running one.\n"
-        "--weight-format " DSN_WFMT_NAMES " re-quantizes the projections at load\n"
-        "(auto: as stored; with --local-nodes the nodes get it through DSINFER_WEIGHT_FORMAT).\n"
-        "DSINFER_KERNELS=scalar|avx2|avx512 forces a kernel level.\n");
+        "usage: dsinfer run --model DIR (--prompt-ids 5,17,300 | --prompt TEXT | --chat TEXT)\n"
+        "                   [--local-nodes N [--stages S] | --coordinator HOST:PORT] [options]\n"
+        "Generates up to --max-tokens tokens after the prompt; stops at the model's eos. In\n"
+        "this process by default; --local-nodes N runs a coordinator here and N dsinfer-node\n"
+        "processes on loopback (every node option goes to them); --coordinator sends the\n"
+        "request to a running one.\n");
 }
 
-static int parse_opts(int argc, char **argv, run_opts_t *o)
+static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t *o)
 {
-    static const struct option longopts[] = {{"model", required_argument, NULL, 'm'},
-                                             {"prompt-ids", required_argument, NULL, 'p'},
-                                             {"max-tokens", required_argument, NULL, 'n'},
-                                             {"temperature", required_argument, NULL, 't'},
-                                             {"top-p", required_argument, NULL, 'P'},
-                                             {"top-k", required_argument, NULL, 'K'},
-                                             {"seed", required_argument, NULL, 's'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"logits-out", required_argument, NULL, 'l'},
-                                             {"threads", required_argument, NULL, 'T'},
-                                             {"prefill-chunk", required_argument, NULL, 'c'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"local-nodes", required_argument, NULL, 'L'},
-                                             {"stages", required_argument, NULL, 'S'},
-                                             {"coordinator", required_argument, NULL, 'C'},
-                                             {"prompt", required_argument, NULL, 'x'},
-                                             {"chat", required_argument, NULL, 'X'},
-                                             {"system", required_argument, NULL, 'y'},
-                                             {"chat-template", required_argument, NULL, 'Y'},
-                                             {"weight-format", required_argument, NULL, 'W'},
-                                             {NULL, 0, NULL, 0}};
-    double v;
-    long long i;
-    int c;
-    o->max_tokens = 16;
-    o->sampling.top_p = 1.0f;
-    o->prefill_chunk = 256;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            o->model = optarg;
-            break;
-        case 'p':
-            free(o->prompt);
-            if (cli_parse_int_list("run", "--prompt-ids", optarg, 0, INT32_MAX, &o->prompt,
-                                   &o->n_prompt) != 0)
-                return 2;
-            break;
-        case 'n':
-            if (cli_parse_int("run", "--max-tokens", optarg, 0, 1 << 24, &o->max_tokens) != 0)
-                return 2;
-            break;
-        case 't':
-            if (cli_parse_float("run", "--temperature", optarg, 0, 100, &v) != 0)
-                return 2;
-            o->sampling.temperature = (float)v;
-            break;
-        case 'P':
-            if (cli_parse_float("run", "--top-p", optarg, 1e-9, 1, &v) != 0)
-                return 2;
-            o->sampling.top_p = (float)v;
-            break;
-        case 'K':
-            if (cli_parse_int("run", "--top-k", optarg, 0, INT32_MAX, &i) != 0)
-                return 2;
-            o->sampling.top_k = (int)i;
-            break;
-        case 's':
-            if (cli_parse_int("run", "--seed", optarg, 0, INT64_MAX, &i) != 0)
-                return 2;
-            o->sampling.seed = (uint64_t)i;
-            break;
-        case 'j':
-            o->json = 1;
-            break;
-        case 'l':
-            o->logits_out = optarg;
-            break;
-        case 'T':
-            if (cli_parse_int("run", "--threads", optarg, 1, 1024, &o->threads) != 0)
-                return 2;
-            break;
-        case 'c':
-            if (cli_parse_int("run", "--prefill-chunk", optarg, 1, 1 << 20, &o->prefill_chunk) != 0)
-                return 2;
-            break;
-        case 'L':
-            if (cli_parse_int("run", "--local-nodes", optarg, 1, 64, &o->local_nodes) != 0)
-                return 2;
-            break;
-        case 'S':
-            if (cli_parse_int("run", "--stages", optarg, 1, 64, &o->stages) != 0)
-                return 2;
-            break;
-        case 'C':
-            o->coordinator = optarg;
-            break;
-        case 'x':
-            o->text_prompt = optarg;
-            break;
-        case 'X':
-            o->chat = optarg;
-            break;
-        case 'y':
-            o->system = optarg;
-            break;
-        case 'Y':
-            o->chat_template = optarg;
-            break;
-        case 'W':
-            if (dsn_weight_format_parse(optarg, &o->weight_format) != DSI_OK) {
-                fprintf(stderr, "dsinfer run: --weight-format: '%s' is not one of %s\n", optarg,
-                        DSN_WFMT_NAMES);
-                return 2;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer run: unexpected argument '%s'\n", argv[optind]);
+    o->model = dsi_settings_str(s, DSI_S_MODEL);
+    o->max_tokens = dsi_settings_int(s, DSI_S_MAX_TOKENS);
+    o->sampling.temperature = (float)dsi_settings_float(s, DSI_S_TEMPERATURE);
+    o->sampling.top_p = (float)dsi_settings_float(s, DSI_S_TOP_P);
+    o->sampling.top_k = (int)dsi_settings_int(s, DSI_S_TOP_K);
+    o->sampling.seed = (uint64_t)dsi_settings_int(s, DSI_S_SEED);
+    o->json = (int)dsi_settings_int(s, DSI_S_JSON);
+    o->logits_out = dsi_settings_str(s, DSI_S_LOGITS_OUT);
+    o->threads = dsi_settings_int(s, DSI_S_THREADS);
+    o->prefill_chunk = dsi_settings_int(s, DSI_S_PREFILL_CHUNK);
+    o->local_nodes = dsi_settings_int(s, DSI_S_LOCAL_NODES);
+    o->mpi = mpi;
+    o->coordinator = dsi_settings_str(s, DSI_S_COORDINATOR);
+    o->text_prompt = dsi_settings_str(s, DSI_S_PROMPT);
+    o->chat = dsi_settings_str(s, DSI_S_CHAT);
+    o->system = dsi_settings_str(s, DSI_S_SYSTEM);
+    o->chat_template = dsi_settings_str(s, DSI_S_CHAT_TEMPLATE);
+    o->settings = s;
+    const char *ids = dsi_settings_str(s, DSI_S_PROMPT_IDS);
+    if (ids != NULL &&
+        cli_parse_int_list("run", "--prompt-ids", ids, 0, INT32_MAX, &o->prompt, &o->n_prompt) != 0)
+        return 2;
+    const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
+    if (dsn_weight_format_parse(wfmt, &o->weight_format) != DSI_OK) {
+        fprintf(stderr, "dsinfer run: --weight-format: '%s' is not one of %s\n", wfmt,
+                DSN_WFMT_NAMES);
         return 2;
     }
     if (o->coordinator != NULL && o->local_nodes > 0) {
@@ -188,7 +91,7 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
     if (o->coordinator != NULL && o->model == NULL)
         o->model = "";
     if ((o->prompt != NULL) + (o->text_prompt != NULL) + (o->chat != NULL) > 1) {
-        fprintf(stderr, "dsinfer run: give one of --prompt-ids, --prompt and --chat\n");
+        fprintf(stderr, "%s: give one of --prompt-ids, --prompt and --chat\n", s->command);
         return 2;
     }
     if (o->model != NULL && (o->text_prompt != NULL || o->chat != NULL)) {
@@ -203,9 +106,8 @@ static int parse_opts(int argc, char **argv, run_opts_t *o)
             return 1;
     }
     if (o->model == NULL || o->prompt == NULL) {
-        fprintf(stderr, "dsinfer run: --model and one of --prompt-ids, --prompt, --chat are "
-                        "required\n");
-        usage(stderr);
+        fprintf(stderr, "%s: --model and one of --prompt-ids, --prompt, --chat are required\n",
+                s->command);
         return 2;
     }
     return 0;
@@ -358,9 +260,27 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
     }
     cli_cluster_opts_t co = {.model = o->model,
                              .local_nodes = (int)o->local_nodes,
-                             .stages = (uint32_t)o->stages,
-                             .node_threads = (int)o->threads,
-                             .coordinator = o->coordinator};
+                             .stages = (uint32_t)dsi_settings_int(o->settings, DSI_S_STAGES),
+                             .coordinator = o->coordinator,
+                             .mpi_nodes = o->mpi != NULL ? o->mpi->nodes : 0,
+                             .mpi_listen = o->mpi != NULL ? o->mpi->listen : NULL,
+                             .mpi_host = o->mpi != NULL ? o->mpi->host : NULL,
+                             .settings = o->settings};
+    cli_node_args_t na;
+    if (o->coordinator == NULL) {
+        /* The coordinator here: the context rule and the nodes' options. */
+        dsn_config_t model_cfg;
+        long long ctx;
+        int rc = cli_config_load(o->model, NULL, &model_cfg);
+        if (rc == 0)
+            rc = cli_max_context(o->settings, &model_cfg, &ctx);
+        if (rc == 0 && o->local_nodes > 0)
+            rc = cli_node_args(o->settings, ctx, (int)o->local_nodes, &na);
+        if (rc != 0)
+            return rc;
+        co.kv_tokens = (uint64_t)ctx;
+        co.node_args = o->local_nodes > 0 ? na.argv : NULL;
+    }
     dsc_cluster_req_t req = {o->prompt,
                              (uint32_t)o->n_prompt,
                              (uint32_t)o->max_tokens,
@@ -382,20 +302,17 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
     return 0;
 }
 
-int dsinfer_cmd_run(int argc, char **argv)
+int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
 {
     run_opts_t o = {0};
     run_result_t r = {0};
-    int rc = parse_opts(argc, argv, &o);
+    int rc = parse_opts(s, mpi, &o);
     if (rc != 0) {
         free(o.prompt);
         run_text_close(&o.text);
         return rc;
     }
-    if (o.local_nodes > 0 || o.coordinator != NULL) {
-        /* The spawned dsinfer-node processes read their default format from the environment. */
-        if (o.weight_format != DSN_WFMT_AUTO)
-            setenv("DSINFER_WEIGHT_FORMAT", dsn_weight_format_name(o.weight_format), 1);
+    if (o.local_nodes > 0 || o.coordinator != NULL || o.mpi != NULL) {
         rc = run_on_cluster(&o, &r);
         if (rc == 0)
             print_result(&o, &r);
@@ -452,5 +369,17 @@ out:
     free(o.prompt);
     free(r.tokens);
     run_text_close(&o.text);
+    return rc;
+}
+
+int dsinfer_cmd_run(int argc, char **argv)
+{
+    dsi_settings_t s;
+    int rc = dsi_settings_parse(&s, DSI_P_RUN, argc, argv, usage);
+    if (rc == 0)
+        rc = cli_run(&s, NULL);
+    else if (rc == 1)
+        rc = 0; /* --help */
+    dsi_settings_cleanup(&s);
     return rc;
 }

@@ -54,7 +54,8 @@ static void tokenize_usage(FILE *out)
             "  --split-special    encode special tokens in the text as plain text\n"
             "  --chat             the text is one user message: apply the chat template first\n"
             "  --messages         stdin is a JSON array of chat messages (OpenAI format)\n"
-            "  --template T       chat template: auto (from tokenizer_config.json), v3 or r1\n"
+            "  --chat-template T  chat template: auto (from tokenizer_config.json, default), v3 or r1\n"
+            "                     (--template is the same)\n"
             "  --no-generation-prompt  do not end the chat with the assistant's opening\n"
             "  --render           with --chat/--messages: print the rendered prompt, not ids\n");
 }
@@ -75,6 +76,7 @@ static int parse_tokenize(int argc, char **argv, tok_opts_t *o)
         {"chat", no_argument, NULL, 'c'},
         {"messages", no_argument, NULL, 'M'},
         {"template", required_argument, NULL, 'T'},
+        {"chat-template", required_argument, NULL, 'T'},
         {"no-generation-prompt", no_argument, NULL, 'n'},
         {"render", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},

@@ -27,7 +27,8 @@ typedef struct {
     X("tokenize", dsinfer_cmd_tokenize, "text (stdin) to token ids with a model's tokenizer")      \
     X("detokenize", dsinfer_cmd_detokenize, "token ids to text with a model's tokenizer")          \
     X("serve", dsinfer_cmd_serve, "serve the OpenAI API with local node processes")                \
-    X("cluster", dsinfer_cmd_cluster, "administer a running cluster: status, rebalance, drain")
+    X("cluster", dsinfer_cmd_cluster, "administer a running cluster: status, rebalance, drain")   \
+    X("config", dsinfer_cmd_config, "show every setting, its value and where it came from")
 
 #define DSINFER_CMD_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_COMMANDS(DSINFER_CMD_DECLARE)

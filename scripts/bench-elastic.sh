@@ -1,92 +1,121 @@
 #!/usr/bin/env bash
-# Serving throughput before, during and after a node joins, a node drains and a node fails
-# (issue 7), with the time to detect the failure, the time to serve again, and the requests the
-# re-plans resumed. Joins and drains switch plans live; a failure restarts the requests.
-# A coordinator with the HTTP API and 2 node processes on loopback; `dsinfer bench serve` loads it.
+# Serving under a load ramp while the cluster changes: a coordinator with the HTTP API and 2 node
+# processes on loopback; `dsinfer bench serve --ramp` loads it while a third and a fourth node
+# join, experts are rebalanced by load, one node drains (SIGTERM) and one is killed (kill -9).
+# bench serve polls /metrics and `dsinfer cluster status`, so its timeline carries the events; the
+# report (JSON, timeline, HTML) lands in OUT. Exits 1 when a request failed or an event is
+# missing from the timeline.
+#
 # Usage: scripts/bench-elastic.sh [MODEL (default models/default)] [BUILD (default build)]
 #                                [REPLAN (live|restart, default live)] [bench serve options...]
-# REQUESTS (environment, default 64): requests per steady phase; twice that while a change happens.
+# Environment: RAMP    FROM:TO:SECONDS of the ramp (default 1:16:120)
+#              OUT     folder for the results (default: a new temporary folder, printed)
+#              THREADS compute threads per node (default 1)
+# The changes happen at 20% (join), 35% (join), 45% (rebalance), 55% (drain) and 75% (kill -9)
+# of the ramp. A rebalance the coordinator refuses (too little load counted yet) is reported and
+# not expected in the timeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/default}
 BIN=${2:-build}/cli
 REPLAN=${3:-live}
-N=${REQUESTS:-64}
 shift $(($# < 3 ? $# : 3))
-OUT=$(mktemp -d)
+RAMP=${RAMP:-1:16:120}
+THREADS=${THREADS:-1}
+IFS=: read -r _ _ SECS <<<"$RAMP"
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+sleeper=
+cleanup() {
+  for p in "${pids[@]}" $sleeper; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
+trap 'exit 143' TERM INT # a test's timeout: the EXIT trap kills what was started
 export DSINFER_SECRET=${DSINFER_SECRET:-bench-elastic-secret-0123456789}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CPORT=$(free_port); HPORT=$(free_port)
 URL=http://127.0.0.1:$HPORT
-BENCH=(--url "$URL" --concurrency 8 --prompt-len 32 --max-tokens 32 "$@")
 
 "$BIN/dsinfer-coordinator" --nodes 2 --stages 1 --model "$MODEL" --listen "127.0.0.1:$CPORT" \
   --http "127.0.0.1:$HPORT" --heartbeat-ms 100 --node-timeout-ms 1000 --replan "$REPLAN" \
   2>"$OUT/coord.log" &
 pids+=($!)
+echo $! >"$OUT/pids" # every process this script starts, for whoever checks none is left
+declare -A pid # node name -> process id
 node() { "$BIN/dsinfer-node" --coordinator "127.0.0.1:$CPORT" --model "$MODEL" --name "$1" \
-           --threads 1 2>"$OUT/$1.log" & pids+=($!); }
+           --threads "$THREADS" 2>"$OUT/$1.log" & pids+=($!); pid[$1]=$!; echo $! >>"$OUT/pids"; }
 node n0; node n1
-for _ in $(seq 300); do curl -sf "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 600); do curl -sf "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf "$URL/health" >/dev/null || { echo "bench-elastic: the cluster did not start" >&2; exit 1; }
 
-stamp() { date +%H:%M:%S.%3N; }
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $N --json "$OUT/before.json" 2>/dev/null >/dev/null
+"$BIN/dsinfer" bench serve --url "$URL" --ramp "${RAMP}s" --prompt-len 16:64 --output-len 16:48 \
+  --seed 1 --coordinator "127.0.0.1:$CPORT" --json "$OUT/bench.json" \
+  --timeline "$OUT/timeline.json" --html "$OUT/report.html" "$@" >"$OUT/table.txt" \
+  2>"$OUT/bench.log" &
+bench=$!
+pids+=($bench)
+echo $bench >>"$OUT/pids"
+t0=$(date +%s.%N)
+at() { # sleep until FRACTION of the ramp, then say what happens
+  local wait
+  wait=$(python3 -c "import sys,time; print(max(0, $t0 + $SECS * $1 - time.time()))")
+  sleep "$wait" & sleeper=$! # waited for in the background, so that a signal ends it at once
+  wait $sleeper
+  printf '%6.1f s  %s\n' "$(python3 -c "import time; print(time.time() - $t0)")" "$2" \
+    | tee -a "$OUT/actions.txt"
+}
+at 0.20 "node n2 joins"; node n2
+at 0.35 "node n3 joins"; node n3
+at 0.45 "experts rebalanced by load (dsinfer cluster rebalance)"
+"$BIN/dsinfer" cluster rebalance --coordinator "127.0.0.1:$CPORT" >>"$OUT/actions.txt" 2>&1 \
+  && REBALANCED=1 || echo "(refused: see above)" | tee -a "$OUT/actions.txt"
+at 0.55 "node n1 drains (SIGTERM)"; kill -TERM "${pid[n1]}"
+at 0.75 "node n2 is killed (kill -9)"
+{ kill -9 "${pid[n2]}"; wait "${pid[n2]}"; } 2>/dev/null || true # no "Killed" line from bash
+rc=0
+wait "$bench" || rc=$?
+if [ $rc != 0 ]; then
+  cat "$OUT/bench.log" >&2
+  echo "bench-elastic: bench serve failed (exit $rc)" >&2
+fi
+cat "$OUT/table.txt"
 
-# A node joins while requests stream.
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $((2 * N)) --json "$OUT/join.json" 2>/dev/null >/dev/null &
-b=$!; sleep 1; JOIN_AT=$(stamp); node n2; wait $b
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $N --json "$OUT/after_join.json" 2>/dev/null >/dev/null
-
-# A node drains (SIGTERM) while requests stream.
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $((2 * N)) --json "$OUT/drain.json" 2>/dev/null >/dev/null &
-b=$!; sleep 1; DRAIN_AT=$(stamp); kill -TERM "${pids[3]}"; wait "${pids[3]}" 2>/dev/null || true; wait $b
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $N --json "$OUT/after_drain.json" 2>/dev/null >/dev/null
-
-# A node dies (kill -9) while requests stream.
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $((2 * N)) --json "$OUT/fail.json" 2>/dev/null >/dev/null &
-b=$!; sleep 1; KILL_AT=$(stamp); kill -9 "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true; wait $b
-"$BIN/dsinfer" bench serve "${BENCH[@]}" --requests $N --json "$OUT/after_fail.json" 2>/dev/null >/dev/null
-
-python3 - "$OUT" "$JOIN_AT" "$DRAIN_AT" "$KILL_AT" <<'PY'
-import json, re, sys
-out, join_at, drain_at, kill_at = sys.argv[1:5]
-def secs(t):
-    h, m, s = t.split(':'); return int(h) * 3600 + int(m) * 60 + float(s)
-print('| phase | requests/s | output tok/s | errors | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) |')
-print('|---|---|---|---|---|---|')
-for name, label in [('before', 'before (2 nodes)'), ('join', 'during a join'),
-                    ('after_join', 'after the join (3 nodes)'), ('drain', 'during a drain'),
-                    ('after_drain', 'after the drain (2 nodes)'), ('fail', 'during a kill -9'),
-                    ('after_fail', 'after the failure (1 node)')]:
-    lv = json.load(open(f'{out}/{name}.json'))['levels'][0]
-    errors = sum(lv['errors'].values())
-    print(f"| {label} | {lv['requests_per_s']:.1f} | {lv['output_tokens_per_s']:.0f} | {errors} | "
-          f"{1000 * lv['ttft_s']['p50']:.1f} / {1000 * lv['ttft_s']['p99']:.1f} | "
-          f"{1000 * lv['tpot_s']['p50']:.2f} / {1000 * lv['tpot_s']['p99']:.2f} |")
-log = open(f'{out}/coord.log').read().splitlines()
-def first(pattern, t0, t1='23:59:59.999'):
-    """(time, text) of the first coordinator log line matching pattern in [t0, t1)."""
-    for line in log:
-        m = re.match(r'(\d\d:\d\d:\d\d\.\d\d\d) ', line)
-        if m and re.search(pattern, line) and secs(t0) <= secs(m.group(1)) < secs(t1):
-            return secs(m.group(1)), re.sub(r'^.*?\] \w+ +\S+ ', '', line)
-    return None, None
-def report(what, t0, t1, event):
-    seen, _ = first(event, t0, t1)
-    ready, how = first(r'all \d+ nodes ready: (serving|switched)', t0, t1)
-    done, _ = first(r'every node switched', t0, t1)
-    _, restarted = first(r'submitted \d+ requests|\d+ requests re-submitted', t0, t1)
-    if seen is None or ready is None:
-        print(f'{what}: not seen in the log'); return
-    kind = (f'live switch, the old plan released {1000 * (done - ready):.0f} ms later'
-            if 'switched' in how and done else 'restart')
-    print(f'{what}: seen {1000 * (seen - secs(t0)):.0f} ms after it began, the new plan serving '
-          f'{1000 * (ready - seen):.0f} ms later ({kind}); {restarted or "no request restarted"}')
-print()
-report('join', join_at, drain_at, r'joined')
-report('drain (SIGTERM)', drain_at, kill_at, r'drains')
-report('kill -9', kill_at, '23:59:59.999', r'lost')
+python3 - "$OUT" "${REBALANCED:-0}" <<'PY'
+import json, sys
+out = sys.argv[1]
+r = json.load(open(f"{out}/bench.json"))
+l = r["levels"][0]
+events = [e for e in r["events"] if e["kind"] != "level"]
+print(f"\n{l['requests']} requests, {l['ok']} ok, {l['failed']} failed "
+      f"{l['errors'] or ''}; {l['output_tokens_per_s']:.1f} output tokens/s over "
+      f"{l['duration_s']:.0f} s")
+print("\nevents seen by bench serve (from /metrics and cluster status):")
+for e in events:
+    print(f"{e['t_s']:7.1f} s  {e['kind']:<11} {e['source']:<8} {e['detail']}")
+t = json.load(open(f"{out}/timeline.json"))
+# throughput between the operator's actions, from the timeline
+cuts = [0.0] + [e["t_s"] for e in events if e["kind"] in ("join", "drain", "failure",
+                                                           "rebalance")] + \
+       [t["duration_s"]]
+print("\n| from (s) | to (s) | output tok/s | requests/s | TTFT p50 (ms, median of seconds) |")
+print("|---|---|---|---|---|")
+for a, b in zip(cuts, cuts[1:]):
+    bs = [x for x in t["buckets"] if a <= x["t_s"] < b]
+    if not bs:
+        continue
+    tok = sum(x["output_tokens_per_s"] for x in bs) / len(bs)
+    req = sum(x["requests_per_s"] for x in bs) / len(bs)
+    ttft = sorted(x["ttft_s"]["p50"] for x in bs if x["ttft_s"]["p50"] is not None)
+    med = f"{1000 * ttft[len(ttft) // 2]:.0f}" if ttft else "-"
+    print(f"| {a:.0f} | {b:.0f} | {tok:.1f} | {req:.2f} | {med} |")
+kinds = [e["kind"] for e in events]
+want = (("join", 2), ("drain", 1), ("failure", 1))
+want += (("rebalance", 1),) if sys.argv[2] == "1" else ()
+missing = [k for k, n in want if kinds.count(k) < n]
+print(f"\nreport: {out}/report.html, {out}/bench.json, {out}/timeline.json")
+if l["failed"] or missing or l["ok"] == 0:
+    print(f"bench-elastic: {l['failed']} failed requests; events missing: {missing or 'none'}")
+    sys.exit(1)
 PY

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin libucx-dev ucx-utils libuv1-dev libmsgpack-dev libonig-dev
   libhttp-parser-dev libjansson-dev libnuma-dev
-  clang-14 libclang-rt-14-dev valgrind curl iproute2 procps python3)
+  clang-14 libclang-rt-14-dev valgrind curl iproute2 procps python3
+  chromium) # headless, to render and screenshot the HTML report of `dsinfer bench serve` in a test
 
 # Node.js (for the test that drives the API with the official openai npm client): Debian's, only
 # when the machine has none (a newer one from elsewhere is fine and is left alone).

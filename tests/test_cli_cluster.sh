@@ -21,7 +21,7 @@ export DSINFER_SECRET=cluster-cli-test-secret-0123456789
 export DSINFER_LOAD_WINDOW_MS=100
 export UCX_WARN_UNUSED_ENV_VARS=n
 
-dsinfer-coordinator --nodes 3 --stages 1 --kv-tokens 4096 --model "$FIX" --listen 127.0.0.1:0 \
+dsinfer-coordinator --nodes 3 --stages 1 --kv-tokens 4096 --model "$FIX" --control 127.0.0.1:0 \
   --port-file "$TMP/port" --load-window-ms 100 2>"$TMP/coord.log" &
 COORD=$!
 pids+=($COORD)

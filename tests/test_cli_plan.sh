@@ -73,11 +73,11 @@ check_json && ok || bad "671B 16x48G json checks"
 python3 -c 'import json,sys; assert len(json.load(sys.stdin)["stages"]) > 1' <"$TMP/out" && ok || bad "16x48G should have stages"
 
 # Refusals: the whole cluster too small; one node short by a named amount.
-expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G
+expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --max-context 32768
 has err "the model needs 639.2 GiB"
 has err "4 nodes x 128.0 GiB = 512.0 GiB"
 has out "fp8"
-expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1
+expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1 --max-context 32768
 has err "node 0 needs 10.2 GiB more than its 90.0 GiB budget (stage 0 of 1: layers 0-60"
 expect 1 "671B 4x128G json" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --json
 python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["ok"] is False and "needs" in p["error"]' <"$TMP/out" && ok || bad "refusal json"

@@ -45,7 +45,7 @@ for i in 0 1; do
   pids+=($!)
 done
 sleep 1
-dsinfer-coordinator --nodes 2 --stages 2 --model "$FIX" --listen "$ADDR" 2>"$TMP/coord.log" &
+dsinfer-coordinator --nodes 2 --stages 2 --model "$FIX" --control "$ADDR" 2>"$TMP/coord.log" &
 COORD=$!
 pids+=($COORD)
 

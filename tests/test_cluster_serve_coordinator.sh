@@ -27,7 +27,7 @@ export DSINFER_SECRET=5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e
 dsinfer-coordinator --nodes 1 --config "$MODEL/config.json" --http 127.0.0.1:0 2>"$TMP/bad.log"
 [ $? = 2 ] && grep -q "needs --model" "$TMP/bad.log" || fail "--http without --model: $(cat "$TMP/bad.log")"
 
-dsinfer-coordinator --nodes 1 --model "$MODEL" --listen 127.0.0.1:0 --port-file "$TMP/cport" \
+dsinfer-coordinator --nodes 1 --model "$MODEL" --control 127.0.0.1:0 --port-file "$TMP/cport" \
     --http 127.0.0.1:0 2>"$TMP/coord.log" &
 COORD_PID=$!
 for _ in $(seq 100); do

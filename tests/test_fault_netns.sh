@@ -40,7 +40,7 @@ ADDR=$HOST_IP:$PORT
 PROMPT=7,77,777
 want=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 1500 2>/dev/null)
 
-dsinfer-coordinator --nodes 3 --stages 1 --model "$FIX" --listen "$ADDR" --heartbeat-ms 100 \
+dsinfer-coordinator --nodes 3 --stages 1 --model "$FIX" --control "$ADDR" --heartbeat-ms 100 \
   --node-timeout-ms 1000 2>"$TMP/coord.log" & pids+=($!)
 COORD=${pids[0]}
 dsinfer-node --coordinator "$ADDR" --model "$FIX" --name host-a --threads 1 2>"$TMP/a.log" & pids+=($!)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsi_settings.h"
+
 /* -1 until read from the environment; atomic so that threads may log concurrently. */
 static atomic_int log_level = -1;
 static char log_tag[32] = "dsinfer";
@@ -14,7 +16,7 @@ static char log_tag[32] = "dsinfer";
 static int level_from_env(void)
 {
     static const char *names[] = {"error", "warn", "info", "debug", "trace"};
-    const char *env = getenv("DSINFER_LOG");
+    const char *env = dsi_env("DSINFER_LOG");
     if (env != NULL) {
         for (int i = 0; i < 5; i++) {
             if (strcmp(env, names[i]) == 0)

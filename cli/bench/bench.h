@@ -12,7 +12,9 @@
     X("kernels", dsinfer_bench_kernels,                                                            \
       "matmul kernels vs measured memory bandwidth and FMA peak")                                  \
     X("ctrl", dsinfer_bench_ctrl, "control protocol: message encode/decode, loopback round trip")  \
-    X("serve", dsinfer_bench_serve, "HTTP API load: req/s, tokens/s, TTFT/TPOT per concurrency")   \
+    X("serve", dsinfer_bench_serve,                                                                \
+      "HTTP API under load: throughput, goodput, latency percentiles, cluster events")             \
+    X("compare", dsinfer_bench_compare, "ratios of the headline numbers of two bench serve JSONs") \
     X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")      \
     X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")  \
     X("overlap", dsinfer_bench_overlap, "how far streaming from memory hides arithmetic per line")

@@ -1,10 +1,13 @@
 /*
- * bench_serve.c - `dsinfer bench serve`: load an OpenAI-compatible server at several concurrency
- * levels with streamed requests and report requests/s, output tokens/s, TTFT and TPOT
- * percentiles and errors per level; optionally as JSON and as an SVG chart.
+ * bench_serve.c - `dsinfer bench serve`: load an OpenAI-compatible server with streamed requests
+ * under an arrival process (fixed concurrency levels, a request rate, or a ramp), with prompt and
+ * output lengths from a distribution or a dataset of chats, and report throughput, goodput under
+ * SLOs, latency percentiles, errors and (from a dsinfer server) the cluster's view and events;
+ * as a table, JSON, a timeline, an SVG chart and an HTML report. The options are in
+ * bench_serve_opts.c.
  */
-#include <getopt.h>
-#include <pthread.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,287 +15,223 @@
 
 #include "bench.h"
 #include "bench_serve.h"
-#include "cli_args.h"
 #include "dsi_clock.h"
 
 #define CMD "bench serve"
 
-static void usage(FILE *out)
+#define DATASET_MAX_OUTPUT 4096 /* a dataset's answer lengths are capped at this */
+
+volatile sig_atomic_t bs_interrupted;
+
+static void on_sigint(int sig)
 {
-    fprintf(out,
-            "usage: dsinfer bench serve [options]\n"
-            "  --url URL             server base URL (default http://127.0.0.1:8000)\n"
-            "  --concurrency LIST    parallel requests per level, e.g. 1,4,16 (default)\n"
-            "  --requests N          requests per level (default 64)\n"
-            "  --prompt-len L        words of the synthetic prompt, ~tokens (default 128)\n"
-            "  --max-tokens M        max_tokens of each request (default 64)\n"
-            "  --model NAME          model id (default: the first of GET /v1/models)\n"
-            "  --api chat|completions  endpoint to load (default completions)\n"
-            "  --api-key KEY         send Authorization: Bearer KEY\n"
-            "  --timeout S           seconds a request may take (default 300)\n"
-            "  --json FILE           write the results as JSON\n"
-            "  --svg FILE            write a chart of throughput and latency vs concurrency\n");
+    (void)sig;
+    bs_interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second ^C ends the program */
 }
 
-/* "http://host[:port][/base]" into t->host, t->port and the endpoint path. */
-static int parse_url(const char *url, int chat, bs_target_t *t)
+static void ms3(char *out, size_t cap, const bs_pct_t *p)
 {
-    if (strncmp(url, "http://", 7) != 0) {
-        fprintf(stderr, "dsinfer " CMD ": --url: '%s' must start with http:// (no TLS)\n", url);
-        return -1;
-    }
-    const char *h = url + 7, *slash = strchr(h, '/');
-    size_t hp_len = slash ? (size_t)(slash - h) : strlen(h);
-    char hostport[sizeof(t->host)];
-    if (hp_len == 0 || hp_len >= sizeof(hostport)) {
-        fprintf(stderr, "dsinfer " CMD ": --url: no host in '%s'\n", url);
-        return -1;
-    }
-    memcpy(hostport, h, hp_len);
-    hostport[hp_len] = '\0';
-    char *colon = hostport[0] == '[' ? strstr(hostport, "]:") : strrchr(hostport, ':');
-    if (colon != NULL && hostport[0] == '[')
-        colon++;
-    snprintf(t->port, sizeof(t->port), "%s", colon ? colon + 1 : "80");
-    if (colon != NULL)
-        *colon = '\0';
-    char *host = hostport;
-    if (host[0] == '[') { /* [::1] */
-        host++;
-        host[strcspn(host, "]")] = '\0';
-    }
-    char *end;
-    long port = strtol(t->port, &end, 10);
-    if (*end != '\0' || port < 1 || port > 65535 || host[0] == '\0') {
-        fprintf(stderr, "dsinfer " CMD ": --url: bad host or port in '%s'\n", url);
-        return -1;
-    }
-    snprintf(t->host, sizeof(t->host), "%s", host);
-    char base[400];
-    snprintf(base, sizeof(base), "%s", slash ? slash : "");
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        base[--bl] = '\0';
-    if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0) /* ".../v1" given: don't double it */
-        base[bl - 3] = '\0';
-    snprintf(t->path, sizeof(t->path), "%s/v1/%s", base, chat ? "chat/completions" : "completions");
-    t->url = url;
-    return 0;
-}
-
-static void progress(int concurrency, int done, int total, double elapsed)
-{
-    int width = 30, fill = total ? done * width / total : width;
-    char bar[64];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '-';
-    bar[width] = '\0';
-    fprintf(stderr, "\r  c=%-4d [%s] %d/%d requests  %.1f s ", concurrency, bar, done, total,
-            elapsed);
-    fflush(stderr);
-}
-
-/* Run one level: `concurrency` workers share n requests. */
-static int run_level(const bs_target_t *t, int concurrency, int n, int show_progress,
-                     bs_level_t *level)
-{
-    bs_run_t run = {.target = t, .n_requests = n};
-    atomic_init(&run.next, 0);
-    atomic_init(&run.done, 0);
-    run.results = calloc((size_t)n, sizeof(*run.results));
-    pthread_t *threads = calloc((size_t)concurrency, sizeof(*threads));
-    if (run.results == NULL || threads == NULL) {
-        fprintf(stderr, "dsinfer " CMD ": out of memory\n");
-        free(run.results);
-        free(threads);
-        return -1;
-    }
-    double t0 = dsi_now_s();
-    int started = 0;
-    for (; started < concurrency; started++) {
-        if (pthread_create(&threads[started], NULL, bs_worker_main, &run) != 0) {
-            fprintf(stderr, "dsinfer " CMD ": could start only %d threads\n", started);
-            break;
-        }
-    }
-    while (show_progress && atomic_load(&run.done) < n && started > 0) {
-        progress(concurrency, atomic_load(&run.done), n, dsi_now_s() - t0);
-        usleep(100 * 1000);
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(threads[i], NULL);
-    double elapsed = dsi_now_s() - t0;
-    if (show_progress) {
-        progress(concurrency, atomic_load(&run.done), n, elapsed);
-        fprintf(stderr, "\n");
-    }
-    level->concurrency = concurrency;
-    bs_level_summarise(level, run.results, atomic_load(&run.done) < n ? atomic_load(&run.done) : n,
-                       elapsed);
-    free(run.results);
-    free(threads);
-    return started > 0 ? 0 : -1;
-}
-
-static void ms3(char *out, size_t cap, const double p[3])
-{
-    if (p[0] < 0) {
+    if (p->n == 0) {
         snprintf(out, cap, "-");
         return;
     }
-    snprintf(out, cap, "%.1f / %.1f / %.1f", p[0] * 1e3, p[1] * 1e3, p[2] * 1e3);
+    snprintf(out, cap, "%.1f/%.1f/%.1f", p->p50 * 1e3, p->p90 * 1e3, p->p99 * 1e3);
 }
 
-static void print_table(const bs_level_t *levels, int n)
+static void print_table(const bs_level_t *levels, int n, const bs_slo_t *slo)
 {
-    printf("%11s %8s %6s %9s %11s  %-24s %-24s %s\n", "concurrency", "requests", "ok", "req/s",
-           "out tok/s", "TTFT p50/p90/p99 ms", "TPOT p50/p90/p99 ms", "errors");
+    int with_slo = slo->ttft > 0 || slo->tpot > 0 || slo->e2el > 0;
+    printf("%-12s %8s %6s %9s %11s%s  %-20s %-20s %-20s %-20s %s\n", "level", "requests", "ok",
+           "req/s", "out tok/s", with_slo ? "   goodput" : "", "TTFT p50/90/99 ms",
+           "TPOT p50/90/99 ms", "ITL p50/90/99 ms", "E2EL p50/90/99 ms", "errors");
     for (int i = 0; i < n; i++) {
         const bs_level_t *l = &levels[i];
-        char ttft[64], tpot[64], errors[256] = "-";
-        ms3(ttft, sizeof(ttft), l->ttft);
-        ms3(tpot, sizeof(tpot), l->tpot);
+        char name[64], ttft[64], tpot[64], itl[64], e2el[64], errors[256] = "-", good[32] = "";
+        bs_level_name(&l->spec, name, sizeof(name));
+        ms3(ttft, sizeof(ttft), &l->ttft);
+        ms3(tpot, sizeof(tpot), &l->tpot);
+        ms3(itl, sizeof(itl), &l->itl);
+        ms3(e2el, sizeof(e2el), &l->e2el);
         size_t off = 0;
         for (int e = 0; e < l->n_errors && off < sizeof(errors); e++)
             off += (size_t)snprintf(errors + off, sizeof(errors) - off, "%s%s:%d", e ? " " : "",
                                     l->errors[e].what, l->errors[e].count);
-        printf("%11d %8d %6d %9.2f %11.1f  %-24s %-24s %s\n", l->concurrency, l->requests, l->ok,
-               l->req_per_s, l->tok_per_s, ttft, tpot, errors);
+        if (with_slo)
+            snprintf(good, sizeof(good), " %9.2f", l->goodput);
+        printf("%-12s %8d %6d %9.2f %11.1f%s  %-20s %-20s %-20s %-20s %s\n", name, l->requests,
+               l->ok, l->req_per_s, l->tok_per_s, good, ttft, tpot, itl, e2el, errors);
     }
 }
 
-typedef struct {
-    const char *url, *model, *api, *key, *json, *svg, *levels;
-    long long requests, prompt_len, max_tokens, timeout;
-} opts_t;
-
-static int parse_opts(int argc, char **argv, opts_t *o)
+static void print_server(const bs_monitor_t *m)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"concurrency", required_argument, NULL, 'c'},
-        {"requests", required_argument, NULL, 'n'},
-        {"prompt-len", required_argument, NULL, 'p'},
-        {"max-tokens", required_argument, NULL, 'm'},
-        {"model", required_argument, NULL, 'M'},
-        {"api", required_argument, NULL, 'a'},
-        {"api-key", required_argument, NULL, 'k'},
-        {"timeout", required_argument, NULL, 't'},
-        {"json", required_argument, NULL, 'j'},
-        {"svg", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (opts_t){.url = "http://127.0.0.1:8000",
-                  .api = "completions",
-                  .levels = "1,4,16",
-                  .requests = 64,
-                  .prompt_len = 128,
-                  .max_tokens = 64,
-                  .timeout = 300};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int rc = 0;
-        switch (c) {
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'c':
-            o->levels = optarg;
-            break;
-        case 'M':
-            o->model = optarg;
-            break;
-        case 'a':
-            o->api = optarg;
-            break;
-        case 'k':
-            o->key = optarg;
-            break;
-        case 'j':
-            o->json = optarg;
-            break;
-        case 's':
-            o->svg = optarg;
-            break;
-        case 'n':
-            rc = cli_parse_int(CMD, "--requests", optarg, 1, 10000000, &o->requests);
-            break;
-        case 'p':
-            rc = cli_parse_int(CMD, "--prompt-len", optarg, 1, 1000000, &o->prompt_len);
-            break;
-        case 'm':
-            rc = cli_parse_int(CMD, "--max-tokens", optarg, 1, 1000000, &o->max_tokens);
-            break;
-        case 't':
-            rc = cli_parse_int(CMD, "--timeout", optarg, 1, 86400, &o->timeout);
-            break;
-        case 'h':
-            usage(stdout);
-            return 1;
-        default:
-            usage(stderr);
-            return 2;
+    int n_s, n_e;
+    const bs_sample_t *s = bs_monitor_samples(m, &n_s);
+    const bs_event_t *e = bs_monitor_events(m, &n_e);
+    if (n_s > 0) {
+        double q = 0, run = 0;
+        for (int i = 0; i < n_s; i++) {
+            q = fmax(q, s[i].queue_depth);
+            run = fmax(run, s[i].running);
         }
+        printf("server (/metrics, %d samples): queue depth max %.0f, running sequences max %.0f",
+               n_s, q, run);
+        if (s[n_s - 1].nodes_ready >= 0)
+            printf(", nodes ready %.0f -> %.0f", s[0].nodes_ready, s[n_s - 1].nodes_ready);
+        if (s[n_s - 1].imbalance > 0)
+            printf(", expert-load imbalance %.3f", s[n_s - 1].imbalance);
+        printf("\n");
+    }
+    for (int i = 0; i < n_e; i++)
+        if (strcmp(e[i].source, "bench") != 0)
+            printf("event %8.1f s  %-11s %s\n", e[i].t, e[i].kind, e[i].detail);
+}
+
+/* Runs every level; results[] collects every request's record in order. */
+static int run_levels(const bs_target_t *t, const bs_plan_t *plan, const bs_level_spec_t *specs,
+                      int n_levels, const bs_slo_t *slo, double t0, bs_monitor_t *mon,
+                      bs_level_t *levels, bs_result_t **results, int *n_results)
+{
+    int show = isatty(2), first_index = 0, total = 0, rc = 0;
+    for (int i = 0; i < n_levels && !bs_interrupted; i++) {
+        const bs_level_spec_t *s = &specs[i];
+        bs_run_t run = {
+            .target = t, .plan = plan, .spec = s, .level = i, .first_index = first_index, .t0 = t0};
+        double *arrivals = NULL;
+        run.results = calloc((size_t)s->n_requests, sizeof(*run.results));
+        if (s->mode == BS_MODE_RATE && (arrivals = malloc(sizeof(double) * s->n_requests)))
+            bs_arrivals(plan->seed + (uint64_t)i, s->rate, s->burstiness, s->n_requests, arrivals);
+        run.arrivals = arrivals;
+        bs_result_t *grown = realloc(*results, sizeof(**results) * (size_t)(total + s->n_requests));
+        if (run.results == NULL || grown == NULL || (s->mode == BS_MODE_RATE && !arrivals)) {
+            fprintf(stderr, "dsinfer " CMD ": out of memory\n");
+            if (grown != NULL)
+                *results = grown;
+            free(run.results);
+            free(arrivals);
+            rc = -1;
+            break;
+        }
+        *results = grown;
+        char name[64];
+        bs_level_name(s, name, sizeof(name));
+        bs_monitor_note(mon, dsi_now_s() - t0, "level", name);
+        int sent = 0;
+        if (bs_level_run(&run, show, &sent) != 0)
+            rc = -1;
+        double end = dsi_now_s();
+        levels[i].spec = *s;
+        bs_level_summarise(&levels[i], run.results, sent, slo, run.level_t0 - t0,
+                           end - run.level_t0);
+        memcpy(*results + total, run.results, sizeof(**results) * (size_t)sent);
+        total += sent;
+        first_index += s->n_requests;
+        free(run.results);
+        free(arrivals);
         if (rc != 0)
-            return 2;
+            break;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer " CMD ": unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (strcmp(o->api, "chat") != 0 && strcmp(o->api, "completions") != 0) {
-        fprintf(stderr, "dsinfer " CMD ": --api: '%s' is not chat or completions\n", o->api);
-        return 2;
-    }
-    return 0;
+    *n_results = total;
+    return rc;
 }
 
 int dsinfer_bench_serve(int argc, char **argv)
 {
-    opts_t o;
-    int rc = parse_opts(argc, argv, &o);
+    bs_opts_t o;
+    int rc = bs_opts_parse(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    int32_t *conc;
-    int n_levels;
-    if (cli_parse_int_list(CMD, "--concurrency", o.levels, 1, 4096, &conc, &n_levels) != 0)
+    bs_target_t t = {
+        .api_key = o.key, .chat = strcmp(o.api, "chat") == 0, .timeout_s = (int)o.timeout};
+    bs_plan_t plan = {.seed = (uint64_t)o.seed, .max_output = DATASET_MAX_OUTPUT};
+    bs_slo_t slo = {0};
+    bs_level_spec_t *specs = NULL;
+    int n_levels = 0;
+    if (bs_parse_len("--prompt-len", o.prompt_len, 1000000, &plan.prompt_len) != 0 ||
+        bs_parse_len("--output-len", o.output_len, 1000000, &plan.output_len) != 0 ||
+        (o.slo != NULL && bs_parse_slo(o.slo, &slo) != 0) ||
+        bs_levels_make(&o, &specs, &n_levels) != 0 || bs_parse_url(o.url, t.chat, &t) != 0)
         return 2;
-    bs_target_t t = {.api_key = o.key,
-                     .chat = strcmp(o.api, "chat") == 0,
-                     .prompt_len = (int)o.prompt_len,
-                     .max_tokens = (int)o.max_tokens,
-                     .timeout_s = (int)o.timeout};
-    char *model = NULL;
+    plan.output_len_set = o.output_len_set; /* with a dataset, an explicit --output-len wins */
+    bs_dataset_t dataset = {0};
+    char *model = NULL, self[4096];
     bs_level_t *levels = calloc((size_t)n_levels, sizeof(*levels));
+    bs_result_t *results = NULL;
+    bs_bucket_t *buckets = NULL;
+    bs_monitor_t *mon = NULL;
+    int n_results = 0, n_buckets = 0;
     rc = 1;
-    if (levels == NULL || parse_url(o.url, t.chat, &t) != 0)
+    if (levels == NULL)
         goto out;
+    if (o.dataset != NULL) {
+        if (bs_dataset_load(o.dataset, &dataset) != 0)
+            goto out;
+        plan.dataset = &dataset;
+    }
     t.model = o.model ? o.model : (model = bs_first_model(&t));
     if (t.model == NULL)
         goto out;
-    fprintf(stderr, "dsinfer bench serve: %s%s, model %s, %lld requests per level\n", o.url, t.path,
-            t.model, o.requests);
-    int any_ok = 0, show = isatty(2);
-    for (int i = 0; i < n_levels; i++) {
-        if (run_level(&t, conc[i], (int)o.requests, show, &levels[i]) != 0)
-            goto out;
-        any_ok |= levels[i].ok > 0;
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[sl > 0 ? sl : 0] = '\0';
+    fprintf(stderr, "dsinfer bench serve: %s%s, model %s, seed %lld%s%s\n", o.url, t.path, t.model,
+            o.seed, o.dataset ? ", chats from " : "", o.dataset ? o.dataset : "");
+    double t0 = dsi_now_s();
+    if (!o.no_metrics || o.coordinator != NULL)
+        mon = bs_monitor_start(&t, o.coordinator, self, t0, fmin(o.bucket, 0.5));
+    signal(SIGINT, on_sigint);
+    if (run_levels(&t, &plan, specs, n_levels, &slo, t0, mon, levels, &results, &n_results) != 0)
+        goto out;
+    signal(SIGINT, SIG_DFL);
+    double duration = dsi_now_s() - t0;
+    bs_monitor_stop(mon);
+    if (bs_interrupted)
+        fprintf(stderr, "dsinfer bench serve: interrupted: reporting what was sent\n");
+    int n_done = 0, any_ok = 0;
+    while (n_done < n_levels && (levels[n_done].requests > 0 || !bs_interrupted))
+        any_ok |= levels[n_done++].ok > 0;
+    if (bs_timeline_build(results, n_results, o.bucket, duration, &buckets, &n_buckets) != 0) {
+        fprintf(stderr, "dsinfer bench serve: out of memory\n");
+        goto out;
     }
-    print_table(levels, n_levels);
+    print_table(levels, n_done, &slo);
+    print_server(mon);
+    bs_report_t report = {.target = &t,
+                          .plan = &plan,
+                          .dataset_path = o.dataset,
+                          .slo = &slo,
+                          .levels = levels,
+                          .n_levels = n_done,
+                          .results = results,
+                          .n_results = n_results,
+                          .buckets = buckets,
+                          .n_buckets = n_buckets,
+                          .bucket_s = o.bucket,
+                          .duration_s = duration,
+                          .monitor = o.no_metrics && !o.coordinator ? NULL : mon};
     rc = 0;
-    if (o.json != NULL && bs_write_json(o.json, &t, levels, n_levels) != 0)
+    if (o.json != NULL && bs_write_json(o.json, &report) != 0)
         rc = 1;
-    if (o.svg != NULL && bs_write_svg(o.svg, &t, levels, n_levels) != 0)
+    if (o.timeline != NULL && bs_write_timeline(o.timeline, &report) != 0)
+        rc = 1;
+    if (o.html != NULL && bs_write_html(o.html, &report) != 0)
+        rc = 1;
+    if (o.svg != NULL && bs_write_svg(o.svg, &report) != 0)
         rc = 1;
     if (!any_ok) {
         fprintf(stderr, "dsinfer bench serve: no request succeeded\n");
         rc = 1;
     }
 out:
+    signal(SIGINT, SIG_DFL);
+    bs_monitor_destroy(mon);
+    for (int i = 0; i < n_results; i++)
+        free(results[i].events);
+    free(results);
+    free(buckets);
     free(model);
     free(levels);
-    free(conc);
+    free(specs);
+    bs_dataset_free(&dataset);
     return rc;
 }

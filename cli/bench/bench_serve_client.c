@@ -1,7 +1,8 @@
 /*
  * bench_serve_client.c - the load generator's connection: blocking sockets, one keep-alive
  * connection per worker thread, streamed requests whose SSE events are timed as they arrive.
- * Responses are parsed with http-parser (chunked bodies decoded); events with jansson.
+ * Responses are parsed with http-parser (chunked bodies decoded); events with jansson. Also the
+ * URL, GET /v1/models and the plain GET the monitor samples /metrics with.
  */
 #include "bench_serve.h"
 #include "dsi_clock.h"
@@ -18,31 +19,52 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static const char *const vocabulary[] = {
-    "time",   "river",  "stone",  "light",  "green",  "window", "paper",  "silver",
-    "garden", "north",  "quiet",  "music",  "bridge", "winter", "cloud",  "engine",
-    "story",  "yellow", "market", "ocean",  "field",  "table",  "forest", "letter",
-    "mirror", "number", "planet", "signal", "summer", "valley", "water",  "wheel",
-};
-
-char *bs_prompt(int index, int words)
+int bs_parse_url(const char *url, int chat, bs_target_t *t)
 {
-    size_t cap = (size_t)words * 8 + 1;
-    char *p = malloc(cap);
-    if (p == NULL)
-        return NULL;
-    uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
-    size_t len = 0;
-    p[0] = '\0';
-    for (int i = 0; i < words; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift: a different text per request */
-        const char *w = vocabulary[x % (sizeof(vocabulary) / sizeof(vocabulary[0]))];
-        len += (size_t)snprintf(p + len, cap - len, "%s%s", i ? " " : "", w);
+    if (strncmp(url, "http://", 7) != 0) {
+        fprintf(stderr, "dsinfer bench serve: --url: '%s' must start with http:// (no TLS)\n", url);
+        return -1;
     }
-    return p;
+    const char *h = url + 7, *slash = strchr(h, '/');
+    size_t hp_len = slash ? (size_t)(slash - h) : strlen(h);
+    char hostport[sizeof(t->host)];
+    if (hp_len == 0 || hp_len >= sizeof(hostport)) {
+        fprintf(stderr, "dsinfer bench serve: --url: no host in '%s'\n", url);
+        return -1;
+    }
+    memcpy(hostport, h, hp_len);
+    hostport[hp_len] = '\0';
+    char *colon = hostport[0] == '[' ? strstr(hostport, "]:") : strrchr(hostport, ':');
+    if (colon != NULL && hostport[0] == '[')
+        colon++;
+    snprintf(t->port, sizeof(t->port), "%s", colon ? colon + 1 : "80");
+    if (colon != NULL)
+        *colon = '\0';
+    char *host = hostport;
+    if (host[0] == '[') { /* [::1] */
+        host++;
+        host[strcspn(host, "]")] = '\0';
+    }
+    char *end;
+    long port = strtol(t->port, &end, 10);
+    if (*end != '\0' || port < 1 || port > 65535 || host[0] == '\0') {
+        fprintf(stderr, "dsinfer bench serve: --url: bad host or port in '%s'\n", url);
+        return -1;
+    }
+    snprintf(t->host, sizeof(t->host), "%s", host);
+    char base[400];
+    snprintf(base, sizeof(base), "%s", slash ? slash : "");
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        base[--bl] = '\0';
+    if (bl >= 3 && strcmp(base + bl - 3, "/v1") == 0) /* ".../v1" given: don't double it */
+        base[bl - 3] = '\0';
+    snprintf(t->path, sizeof(t->path), "%s/v1/%s", base, chat ? "chat/completions" : "completions");
+    t->url = url;
+    return 0;
 }
 
-static int connect_to(const bs_target_t *t)
+static int connect_timeout(const bs_target_t *t, int timeout_ms)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
     if (getaddrinfo(t->host, t->port, &hints, &res) != 0)
@@ -52,7 +74,7 @@ static int connect_to(const bs_target_t *t)
         fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
         if (fd < 0)
             continue;
-        struct timeval tv = {.tv_sec = t->timeout_s};
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         int one = 1;
@@ -64,6 +86,11 @@ static int connect_to(const bs_target_t *t)
     }
     freeaddrinfo(res);
     return fd;
+}
+
+static int connect_to(const bs_target_t *t)
+{
+    return connect_timeout(t, t->timeout_s * 1000);
 }
 
 static int send_all(int fd, const char *p, size_t n)
@@ -84,8 +111,10 @@ static int send_all(int fd, const char *p, size_t n)
 typedef struct {
     bs_result_t *res;
     double t0, t_first, t_last;
-    int64_t text_events, usage_tokens;
+    int64_t text_events, usage_tokens, usage_prompt;
+    int events_cap; /* of res->events */
     int complete, keep_alive;
+    int raw;     /* keep the body whole (not a stream of events) */
     char *event; /* SSE bytes not yet ending in "\n\n" (or the whole body when not streamed) */
     size_t event_len, event_cap;
 } reading_t;
@@ -103,8 +132,12 @@ static void on_event(reading_t *r, const char *data, size_t n)
     if (json_object_get(v, "error") != NULL)
         r->res->stream_error = 1;
     json_t *usage = json_object_get(v, "usage");
-    if (json_is_object(usage))
+    if (json_is_object(usage)) {
         r->usage_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
+        json_t *pt = json_object_get(usage, "prompt_tokens");
+        if (json_is_integer(pt))
+            r->usage_prompt = json_integer_value(pt);
+    }
     json_t *choice = json_array_get(json_object_get(v, "choices"), 0);
     json_t *delta = json_object_get(choice, "delta");
     json_t *text = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
@@ -115,6 +148,17 @@ static void on_event(reading_t *r, const char *data, size_t n)
             r->t_first = t;
         r->t_last = t;
         r->text_events++;
+        bs_result_t *res = r->res;
+        if (res->n_events == r->events_cap) {
+            int cap = r->events_cap ? r->events_cap * 2 : 64;
+            float *e = realloc(res->events, sizeof(*e) * (size_t)cap);
+            if (e != NULL) {
+                res->events = e;
+                r->events_cap = cap;
+            }
+        }
+        if (res->n_events < r->events_cap)
+            res->events[res->n_events++] = (float)(t - r->t0);
     }
     json_decref(v);
 }
@@ -134,8 +178,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
     }
     memcpy(r->event + r->event_len, at, len);
     r->event_len += len;
-    if (p->status_code != 200)
-        return 0; /* an error body: kept whole, not parsed as events */
+    if (p->status_code != 200 || r->raw)
+        return 0; /* an error body or a plain GET: kept whole, not parsed as events */
     /* Hand over every complete "data: ...\n\n" event; keep a partial one. */
     size_t start = 0;
     for (size_t i = 0; i + 1 < r->event_len; i++) {
@@ -168,11 +212,8 @@ static int on_headers(http_parser *p)
     return p->status_code == 100 ? 0 : 0;
 }
 
-static char *request_body(const bs_target_t *t, int index)
+static char *request_body(const bs_target_t *t, const char *prompt, int max_tokens)
 {
-    char *prompt = bs_prompt(index, t->prompt_len);
-    if (prompt == NULL)
-        return NULL;
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(t->model));
     if (t->chat) {
@@ -185,7 +226,7 @@ static char *request_body(const bs_target_t *t, int index)
     } else {
         json_object_set_new(o, "prompt", json_string(prompt));
     }
-    json_object_set_new(o, "max_tokens", json_integer(t->max_tokens));
+    json_object_set_new(o, "max_tokens", json_integer(max_tokens));
     json_object_set_new(o, "temperature", json_real(0));
     json_object_set_new(o, "stream", json_true());
     json_t *so = json_object();
@@ -193,7 +234,6 @@ static char *request_body(const bs_target_t *t, int index)
     json_object_set_new(o, "stream_options", so);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    free(prompt);
     return body;
 }
 
@@ -248,14 +288,23 @@ static int read_response(int fd, reading_t *r)
     return r->complete ? 0 : -1;
 }
 
-/* Run request `index` on *fd (connecting if needed); the connection may be closed after. */
-static void run_one(const bs_target_t *t, int index, int *fd, bs_result_t *res)
+void bs_request_run(const bs_run_t *run, int index, int *fd, bs_result_t *res)
 {
+    const bs_target_t *t = run->target;
     memset(res, 0, sizeof(*res));
     res->ttft = res->tpot = -1;
-    char *body = request_body(t, index);
+    res->prompt_tokens = -1;
+    res->level = run->level;
+    bs_req_t req = {0};
+    char *body = NULL;
+    if (bs_plan_request(run->plan, run->first_index + index, &req) == 0)
+        body = request_body(t, req.prompt, req.max_tokens);
+    res->prompt_words = req.prompt_words;
+    res->max_tokens = req.max_tokens;
+    free(req.prompt);
     reading_t r = {.res = res};
     r.t0 = dsi_now_s();
+    res->start = r.t0 - run->t0;
     int ok = 0;
     for (int attempt = 0; attempt < 2 && !ok && body != NULL; attempt++) {
         if (*fd < 0 && (*fd = connect_to(t)) < 0)
@@ -273,6 +322,7 @@ static void run_one(const bs_target_t *t, int index, int *fd, bs_result_t *res)
     res->latency = dsi_now_s() - r.t0;
     if (ok && res->status == 200) {
         res->tokens = r.usage_tokens > 0 ? r.usage_tokens : r.text_events;
+        res->prompt_tokens = r.usage_prompt > 0 ? r.usage_prompt : -1;
         if (r.text_events > 0)
             res->ttft = r.t_first - r.t0;
         if (res->tokens >= 2 && r.text_events >= 2)
@@ -280,24 +330,43 @@ static void run_one(const bs_target_t *t, int index, int *fd, bs_result_t *res)
     } else if (!ok && res->status == 200) {
         res->stream_error = 1; /* the stream broke off */
     }
+    /* As the JSON keeps them, so that figures recomputed from it are the summary's. */
+    res->start = bs_round9(res->start);
+    res->latency = bs_round9(res->latency);
+    res->ttft = res->ttft >= 0 ? bs_round9(res->ttft) : -1;
+    res->tpot = res->tpot >= 0 ? bs_round9(res->tpot) : -1;
     free(r.event);
     free(body);
 }
 
-void *bs_worker_main(void *arg)
+int bs_http_get(const bs_target_t *t, const char *path, int timeout_ms, char **body)
 {
-    bs_run_t *run = arg;
-    int fd = -1;
-    for (;;) {
-        int i = atomic_fetch_add(&run->next, 1);
-        if (i >= run->n_requests)
-            break;
-        run_one(run->target, i, &fd, &run->results[i]);
-        atomic_fetch_add(&run->done, 1);
+    int fd = connect_timeout(t, timeout_ms);
+    if (fd < 0)
+        return -1;
+    char auth[512] = "", head[1024];
+    if (t->api_key != NULL)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", t->api_key);
+    int n = snprintf(head, sizeof(head),
+                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n", path, t->host,
+                     t->port, auth);
+    bs_result_t res = {0};
+    reading_t r = {.res = &res, .raw = 1};
+    int status = -1;
+    if (n > 0 && (size_t)n < sizeof(head) && send_all(fd, head, (size_t)n) == 0 &&
+        read_response(fd, &r) == 0 && res.status > 0) {
+        status = res.status;
+        if (r.event == NULL)
+            r.event = calloc(1, 1);
+        else
+            r.event[r.event_len] = '\0'; /* on_body keeps room for it */
+        *body = r.event;
+        r.event = NULL;
     }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
+    free(r.event);
+    free(res.events);
+    close(fd);
+    return status;
 }
 
 char *bs_first_model(const bs_target_t *t)
@@ -320,7 +389,7 @@ char *bs_first_model(const bs_target_t *t)
                      "GET %s/models HTTP/1.1\r\nHost: %s:%s\r\n%sConnection: close\r\n\r\n", base,
                      t->host, t->port, auth);
     bs_result_t res = {0};
-    reading_t r = {.res = &res};
+    reading_t r = {.res = &res, .raw = 1};
     char *id = NULL;
     if (n > 0 && (size_t)n < sizeof(head) && send_all(fd, head, (size_t)n) == 0 &&
         read_response(fd, &r) == 0 && res.status == 200 && r.event != NULL) {

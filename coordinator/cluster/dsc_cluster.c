@@ -128,6 +128,11 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
     snprintf(n->name, sizeof(n->name), "%s", r->name);
     n->mem_budget = r->mem_budget;
     n->cores = r->cores;
+    n->held_id = r->held_id;
+    n->held_epoch = r->held_epoch;
+    /* Every plan from now on must be newer than what a node still serves, or it ignores it. */
+    if (r->held_epoch > cl->last_epoch)
+        cl->last_epoch = r->held_epoch;
     n->cs = cs;
     n->last_seen_ns = dsc_now_ns();
     cs->kind = PEER_NODE;
@@ -349,6 +354,12 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_READY:
         on_ready(cl, cs, &msg->ready);
         break;
+    case DST_MSG_PLAN:
+        dsc_cluster_held_plan(cl, &cl->nodes[cs->node], &msg->plan.plan);
+        /* The first plan may have waited for this one (dsc_cluster_replan). */
+        if (!cl->planned && live_nodes(cl) >= cl->opts.expect_nodes)
+            dsc_cluster_replan(cl, "the expected nodes joined", 0);
+        break;
     case DST_MSG_SWITCHED:
         on_switched(cl, cs, &msg->sw);
         break;
@@ -512,6 +523,7 @@ void dsc_cluster_destroy(dsc_cluster_t *cl)
         free(cl->nodes[i].ucx_addr);
     dst_ctrl_listener_close(cl->listener);
     dsc_plan_cleanup(&cl->plan);
+    dsc_plan_cleanup(&cl->held_plan);
     dsc_switch_abort(cl);
     free(cl->lane_nodes);
     dsc_cluster_load_close(cl);

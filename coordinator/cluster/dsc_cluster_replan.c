@@ -184,6 +184,108 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
     return 0;
 }
 
+/* ---- a plan that outlived its coordinator ---- */
+
+/* A deep copy of p with every node id mapped through map (old id -> new id, UINT32_MAX: none);
+ * DSI_ERR_NOT_FOUND when an id has no image. */
+static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids, const uint32_t *new_ids,
+                               uint32_t n_map, dst_plan_t *out)
+{
+    dst_plan_t q = *p;
+    size_t slots = dst_plan_slots(p), holders = p->expert_offsets[slots];
+    q.stages = malloc((size_t)p->n_stages * sizeof(*q.stages));
+    q.nodes = malloc((size_t)p->n_nodes * sizeof(*q.nodes));
+    q.expert_offsets = malloc((slots + 1) * sizeof(uint32_t));
+    q.expert_holders = malloc((holders > 0 ? holders : 1) * sizeof(uint32_t));
+    if (!q.stages || !q.nodes || !q.expert_offsets || !q.expert_holders) {
+        dsc_plan_cleanup(&q);
+        return DSI_ERR_NOMEM;
+    }
+    memcpy(q.stages, p->stages, (size_t)p->n_stages * sizeof(*q.stages));
+    memcpy(q.nodes, p->nodes, (size_t)p->n_nodes * sizeof(*q.nodes));
+    memcpy(q.expert_offsets, p->expert_offsets, (slots + 1) * sizeof(uint32_t));
+    memcpy(q.expert_holders, p->expert_holders, holders * sizeof(uint32_t));
+    for (size_t i = 0; i < p->n_nodes + holders; i++) {
+        uint32_t *id = i < p->n_nodes ? &q.nodes[i].node_id : &q.expert_holders[i - p->n_nodes];
+        uint32_t k = 0;
+        while (k < n_map && old_ids[k] != *id)
+            k++;
+        if (k == n_map) {
+            dsc_plan_cleanup(&q);
+            return DSI_ERR_NOT_FOUND;
+        }
+        *id = new_ids[k];
+    }
+    *out = q;
+    return DSI_OK;
+}
+
+void dsc_cluster_held_plan(dsc_cluster_t *cl, const node_t *n, const dst_plan_t *p)
+{
+    if (cl->planned || n->held_epoch == 0 || p->epoch != n->held_epoch ||
+        (cl->has_held && cl->held_plan.epoch >= p->epoch))
+        return;
+    if (p->n_layers != (uint32_t)cl->cfg.num_hidden_layers ||
+        p->first_moe_layer != (uint32_t)cl->cfg.first_k_dense_replace ||
+        p->n_experts != (uint32_t)cl->cfg.n_routed_experts || dsc_plan_check(p) != DSI_OK) {
+        DSI_WARN("node %u '%s' holds a plan of epoch %llu that does not fit this model: ignored",
+                 n->id, n->name, (unsigned long long)p->epoch);
+        return;
+    }
+    /* A copy that outlives the message (ids unchanged: mapped when adopted). */
+    uint32_t *ids = malloc((size_t)p->n_nodes * sizeof(uint32_t));
+    if (ids == NULL)
+        return;
+    for (uint32_t i = 0; i < p->n_nodes; i++)
+        ids[i] = p->nodes[i].node_id;
+    dst_plan_t held;
+    dsi_status_t st = plan_remap(p, ids, ids, p->n_nodes, &held);
+    free(ids);
+    if (st != DSI_OK)
+        return;
+    dsc_plan_cleanup(&cl->held_plan);
+    cl->held_plan = held;
+    cl->has_held = 1;
+    DSI_INFO("node %u '%s' still serves plan epoch %llu (its id there: %u)", n->id, n->name,
+             (unsigned long long)p->epoch, n->held_id);
+}
+
+/* A live node announced (REGISTER's held_epoch) a plan newer than any it sent back so far: it
+ * sends it right after WELCOME. */
+static int held_plan_pending(const dsc_cluster_t *cl)
+{
+    uint64_t have = cl->has_held ? cl->held_plan.epoch : 0;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        if (dsc_node_live(&cl->nodes[i]) && cl->nodes[i].held_epoch > have)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * The first plan of a restarted coordinator: when every node of the plan the nodes still serve
+ * is live again with that plan's epoch, that plan, ids mapped to the new ones, under a new epoch:
+ * every node finds its slice unchanged and loads nothing. 1 when *out was made.
+ */
+static int adopt_held_plan(dsc_cluster_t *cl, dst_plan_t *out)
+{
+    const dst_plan_t *h = &cl->held_plan;
+    if (cl->planned || !cl->has_held)
+        return 0;
+    uint32_t old_ids[DSC_MAX_NODES], new_ids[DSC_MAX_NODES], n_map = 0;
+    for (uint32_t i = 0; i < cl->n_nodes && n_map < DSC_MAX_NODES; i++) {
+        const node_t *n = &cl->nodes[i];
+        if (dsc_node_live(n) && n->held_epoch == h->epoch) {
+            old_ids[n_map] = n->held_id;
+            new_ids[n_map++] = n->id;
+        }
+    }
+    if (n_map != h->n_nodes || plan_remap(h, old_ids, new_ids, n_map, out) != DSI_OK)
+        return 0;
+    out->epoch = cl->last_epoch + 1;
+    return 1;
+}
+
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
 {
     if (cl->shut_down)
@@ -211,6 +313,17 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
      * choose again unless the user fixed it and it still fits (the planner checks). */
     dst_plan_t plan;
     dsc_plan_report_t report;
+    if (!cl->planned && held_plan_pending(cl)) {
+        DSI_INFO("first plan (%s): waiting for the plan a node still serves", why);
+        return 0;
+    }
+    if (adopt_held_plan(cl, &plan)) {
+        memset(&report, 0, sizeof(report));
+        dsc_plan_cleanup(&cl->held_plan);
+        cl->has_held = 0;
+        return install_plan(cl, &plan, &report, 0, 0,
+                            "the plan the nodes still serve, kept across a coordinator restart", 0);
+    }
     dsi_status_t st = plan_live(cl, &po, &plan, &report, NULL);
     if (st != DSI_OK && live_ok) {
         DSI_ERROR("cannot plan the model over the live nodes (%s): %s; the current plan keeps "

@@ -347,24 +347,11 @@ typedef struct {
 void dsc_api_server_config_default(dsc_api_server_config_t *cfg);
 
 /*
- * The API server's command-line options, for the programs that host it (`dsinfer serve`,
- * `dsinfer-coordinator`), so that every host spells them the same: X(name, value, help), used
- * as --name VALUE. Sizes take K/M/G suffixes; times are milliseconds.
- */
-#define DSC_API_SERVER_OPTIONS(X)                                                                \
-    X("listen", "HOST:PORT", "HTTP address (default 127.0.0.1:8000; port 0 = any free port)")    \
-    X("api-key", "KEY", "require Authorization: Bearer KEY on /v1/ (default: none)")             \
-    X("max-body", "BYTES", "largest request body, larger gets 413 (default 4M)")                 \
-    X("max-header", "BYTES", "largest request head, larger gets 431 (default 16K)")              \
-    X("request-timeout", "MS", "time to receive a whole request, then 408 (default 10000)")      \
-    X("idle-timeout", "MS", "keep-alive connection without a request is closed (default 60000)") \
-    X("max-connections", "N", "open connections, more get 503 (default 1024)")                   \
-    X("max-tokens-limit", "N", "largest max_tokens accepted, larger gets 400 (default 32768)")   \
-    X("default-max-tokens", "N", "max_tokens of requests without one (default 4096)")
-
-/*
- * Apply option `name` (without the dashes) with `value` to cfg. DSI_ERR_NOT_FOUND when `name` is
- * not one of DSC_API_SERVER_OPTIONS (nothing logged: the host may own it);
+ * Apply option `name` (without the dashes) with `value` to cfg: listen, api-key, max-body,
+ * max-header, request-timeout, idle-timeout, max-connections, max-tokens-limit,
+ * default-max-tokens (their flags, defaults and help are in the programs' settings table,
+ * util/dsi_settings_table.h). Sizes take K/M/G suffixes; times are milliseconds.
+ * DSI_ERR_NOT_FOUND when `name` is none of them (nothing logged: the host may own it);
  * DSI_ERR_INVALID_ARG (logged, naming the option) for a bad value. `value` must outlive cfg
  * (api-key is not copied until dsc_api_server_create).
  */

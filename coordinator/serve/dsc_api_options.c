@@ -1,6 +1,6 @@
 /*
- * dsc_api_options.c - the API server's command-line options (DSC_API_SERVER_OPTIONS) applied to
- * a dsc_api_server_config_t, for whichever program hosts the server.
+ * dsc_api_options.c - the API server's command-line options (named in dsc_api.h; the programs'
+ * settings table holds their flags and defaults) applied to a dsc_api_server_config_t.
  */
 #include "dsc_api_impl.h"
 

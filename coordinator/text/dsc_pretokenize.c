@@ -7,6 +7,7 @@
 
 #include "dsc_utf8.h"
 #include "dsi_log.h"
+#include "dsi_settings.h"
 
 /* A piece of the text being split: [start, end) relative to the piece split, and a flag (is a
  * regex match while matching; "remove" after the behavior is applied). */
@@ -86,7 +87,7 @@ static dsi_status_t parse_split(const json_t *j, const char *origin, int step, d
     }
     sp->behavior = (dsc_split_behavior_t)found;
     /* DSINFER_TOKENIZER_REGEX=onig forces Oniguruma everywhere (to compare the two paths). */
-    const char *force = getenv("DSINFER_TOKENIZER_REGEX");
+    const char *force = dsi_env("DSINFER_TOKENIZER_REGEX");
     if (force == NULL || strcmp(force, "onig") != 0)
         sp->fast =
             dsc_pretok_fast_kind(json_string_value(pat), json_string_length(pat), pat == string);

@@ -2,6 +2,7 @@
  * dsn_node.c - the node daemon's loop thread: the control connection to the coordinator, the UCX
  * data plane, heartbeats and signals, and the outbox of the compute thread.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "dsi_clock.h"
 #include "dsi_log.h"
 #include "dsi_pool.h"
+#include "dsi_settings.h"
 #include "dsn_node_impl.h"
 #include "dsn_numa.h"
 
@@ -21,6 +23,7 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->max_batch_tokens = 256;
     opts->max_context = 16384;
     opts->numa_node = -1;
+    opts->coordinator_wait_ms = DSN_COORDINATOR_WAIT_MS;
 }
 
 static void node_stop(dsn_node_t *node, dsi_status_t why)
@@ -224,6 +227,10 @@ static void send_register(dsn_node_t *node, const dst_msg_hello_t *hello)
     m.reg.cores = (uint32_t)(node->opts.threads > 0 ? node->opts.threads : dsi_cpus_available());
     m.reg.ucx_addr = (uint8_t *)addr;
     m.reg.ucx_addr_len = len;
+    if (node->orphan && node->ready_epoch != 0) {
+        m.reg.held_id = node->held_id;
+        m.reg.held_epoch = node->ready_epoch;
+    }
     dst_secret_register_auth(&node->secret, hello->nonce, node->name, m.reg.auth);
     send_msg(node, &m);
 }
@@ -338,6 +345,14 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         uv_timer_start(&node->heartbeat, on_heartbeat, node->heartbeat_ms, node->heartbeat_ms);
         DSI_INFO("registered as node %u (sequences of up to %lld tokens)", node->node_id,
                  (long long)node->opts.max_context);
+        if (node->orphan) {
+            /* Back with a coordinator: tell it which plan this node still serves. */
+            node->orphan = 0;
+            uv_timer_stop(&node->orphan_timer);
+            if (node->ready_epoch != 0 && node->plan != NULL &&
+                node->plan->plan.plan.epoch == node->ready_epoch)
+                send_msg(node, node->plan);
+        }
         break;
     case DST_MSG_PLAN:
         if (node->plan != NULL && msg->plan.plan.epoch <= node->plan->plan.plan.epoch) {
@@ -398,15 +413,70 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     }
 }
 
+static void on_orphan_deadline(uv_timer_t *t)
+{
+    dsn_node_t *node = t->data;
+    DSI_ERROR("the coordinator did not come back within %u ms: stopping",
+              node->opts.coordinator_wait_ms);
+    node_stop(node, DSI_ERR_CONNECTION);
+}
+
+static void on_ctrl_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg);
+
+/*
+ * The coordinator is gone but this node serves a plan: keep the slice, drop the work (its
+ * requests went with the coordinator) and the data-plane endpoints (ids change with the next
+ * registration), and connect again until the deadline. A restarted coordinator adopts the plan
+ * the nodes still serve, and the slice loads nothing (dsn_replan.c).
+ */
+static int wait_for_coordinator(dsn_node_t *node)
+{
+    if (node->opts.coordinator_wait_ms == 0 || node->ready_epoch == 0 || node->draining ||
+        node->opts.bootstrap != NULL)
+        return 0;
+    if (!node->orphan) {
+        node->orphan = 1;
+        node->held_id = node->node_id;
+        uv_timer_start(&node->orphan_timer, on_orphan_deadline, node->opts.coordinator_wait_ms, 0);
+    }
+    node->welcomed = 0;
+    node->ready = 0;
+    node->switching = 0;
+    node->task_gen++; /* what is queued belongs to the lost coordinator */
+    uv_timer_stop(&node->heartbeat);
+    for (uint32_t id = 0; id < DSN_MAX_PEERS; id++) {
+        if (node->connected[id]) {
+            dst_ucx_disconnect(node->ucx, id);
+            node->connected[id] = 0;
+        }
+    }
+    dsn_task_t *t = dsn_queue_task_get(&node->queue);
+    if (t != NULL) {
+        t->type = DSN_TASK_ORPHAN;
+        push_task(node, t, 1);
+    }
+    dst_ctrl_opts_t copts;
+    dst_ctrl_opts_default(&copts);
+    dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
+    if (dst_ctrl_connect(&node->loop, node->coordinator, &copts, &cb, &node->ctrl) != DSI_OK)
+        return 0;
+    DSI_WARN("lost the coordinator: keeping the slice of plan epoch %llu and connecting to %s "
+             "again for up to %u ms",
+             (unsigned long long)node->ready_epoch, node->coordinator,
+             node->opts.coordinator_wait_ms);
+    return 1;
+}
+
 static void on_ctrl_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg)
 {
     (void)conn;
     dsn_node_t *node = arg;
     node->ctrl = NULL;
-    if (!node->stopping) {
-        DSI_ERROR("lost the coordinator: %s", dsi_status_message(why));
+    if (node->stopping)
+        return;
+    DSI_ERROR("lost the coordinator: %s", dsi_status_message(why));
+    if (!wait_for_coordinator(node))
         node_stop(node, why == DSI_OK ? DSI_ERR_CONNECTION : why);
-    }
 }
 
 /* ---- data plane ---- */
@@ -477,6 +547,8 @@ static void on_wake(uv_async_t *async)
             /* a restart or switch superseded by a newer plan: not worth announcing */
         } else if (o->type == DSN_OUT_READY || o->type == DSN_OUT_SWITCHED) {
             node->ready |= o->type == DSN_OUT_READY; /* a restart serves from now on */
+            if (o->type == DSN_OUT_READY)
+                node->ready_epoch = o->epoch;
             dst_msg_t m = {.type = o->type == DSN_OUT_READY ? DST_MSG_READY : DST_MSG_SWITCHED};
             if (o->type == DSN_OUT_READY)
                 m.ready = (dst_msg_ready_t){node->node_id, o->epoch};
@@ -525,7 +597,7 @@ static void on_load_window(uv_timer_t *t)
 /* DSINFER_LOAD_WINDOW_MS: the counting window, 0 = no load reports. */
 static uint32_t load_window_ms(void)
 {
-    const char *env = getenv("DSINFER_LOAD_WINDOW_MS");
+    const char *env = dsi_env("DSINFER_LOAD_WINDOW_MS");
     if (env == NULL || env[0] == 0)
         return DSN_LOAD_WINDOW_MS;
     char *end;
@@ -565,6 +637,11 @@ static void on_signal(uv_signal_t *sig, int signum)
     m.drain.deadline_ms = DSN_DRAIN_DEADLINE_MS;
     send_msg(node, &m);
     uv_timer_start(&node->drain_timer, on_drain_deadline, DSN_DRAIN_DEADLINE_MS, 0);
+}
+
+static void on_teardown_tick(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop while the control connection closes */
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -618,6 +695,8 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     node->drain_timer.data = node;
     uv_timer_init(&node->loop, &node->load_timer);
     node->load_timer.data = node;
+    uv_timer_init(&node->loop, &node->orphan_timer);
+    node->orphan_timer.data = node;
     node->load_window_ms = load_window_ms();
     if (node->load_window_ms > 0)
         uv_timer_start(&node->load_timer, on_load_window, node->load_window_ms,
@@ -642,6 +721,7 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     dst_ctrl_opts_t copts;
     dst_ctrl_opts_default(&copts);
     dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
+    snprintf(node->coordinator, sizeof(node->coordinator), "%s", coordinator);
     st = dst_ctrl_connect(&node->loop, coordinator, &copts, &cb, &node->ctrl);
     if (st != DSI_OK)
         goto out_handles;
@@ -652,8 +732,22 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
 out_handles:
     worker_stop(node);
     on_wake(&node->wake); /* free what the compute thread left in the outbox */
+    /* Stopping already: a SIGTERM from now on (a launcher signalling every rank at once) must
+     * not kill the process halfway through its teardown. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    uv_timer_stop(&node->heartbeat);
+    uv_timer_stop(&node->orphan_timer);
     if (node->ctrl != NULL)
         dst_ctrl_conn_close(node->ctrl);
+    /* The control connection may still be flushing its last frames: let it close its own
+     * handles (closing them under it would close them twice). Its grace timer ends the flush; the
+     * drain timer, re-armed as a tick, bounds the wait should no close ever report. */
+    uv_timer_start(&node->drain_timer, on_teardown_tick, 50, 50);
+    double teardown_start = dsi_now_s();
+    while (node->ctrl != NULL && dsi_now_s() - teardown_start < 10.0)
+        uv_run(&node->loop, UV_RUN_ONCE);
+    uv_timer_stop(&node->drain_timer);
     dst_ucx_destroy(node->ucx);
     node->ucx = NULL;
     uv_walk(&node->loop, close_walk, NULL);

@@ -30,6 +30,9 @@ typedef struct {
     const char *logits_dir;
     dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
     int numa_node; /* >= 0: bind threads and memory to this NUMA node (dsn_numa.h); -1: no */
+    /* A node that loses its coordinator keeps its slice and connects again for this long, so a
+     * restarted coordinator finds it serving; 0: stop at once. */
+    uint32_t coordinator_wait_ms;
     /*
      * Static clusters (mpirun): called once the UCX worker exists, before connecting; it shares
      * the worker address with the other ranks and writes the coordinator's "host:port" into

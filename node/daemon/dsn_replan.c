@@ -20,9 +20,11 @@
  * still holds e's experts until RELEASE, one routed by e+1 a node that loaded them before READY.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "dsi_log.h"
 #include "dsn_compute_impl.h"
+#include "dsn_moe.h"
 
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held)
 {
@@ -160,16 +162,89 @@ static void emit(dsn_compute_t *c, dsn_out_type_t type, uint64_t epoch)
     dsn_queue_emit(c->queue, o);
 }
 
+/*
+ * Whether plan p gives node `id` exactly the slice loaded here: the same layers, the same ends
+ * (embeddings, head), and for every MoE layer of them the same routed experts as the weights hold
+ * now (after any live switch's additions and releases).
+ */
+static int holds_slice_of(const dsn_compute_t *c, const dst_plan_t *p, uint32_t id)
+{
+    if (c->weights == NULL || c->engine == NULL || p->n_layers != c->route_plan->n_layers ||
+        p->first_moe_layer != c->route_plan->first_moe_layer ||
+        p->n_experts != c->route_plan->n_experts)
+        return 0;
+    int idx = -1;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id == id)
+            idx = (int)i;
+    }
+    if (idx < 0)
+        return 0;
+    uint32_t stage = p->nodes[idx].stage;
+    const dst_plan_stage_t *r = &p->stages[stage];
+    if ((int)r->first_layer != c->first_layer || (int)r->end_layer != c->end_layer ||
+        (stage == 0) != c->is_first || (stage == p->n_stages - 1) != c->is_last)
+        return 0;
+    size_t slots = dst_plan_slots(p);
+    for (size_t i = 0; i < slots; i++) {
+        int l = (int)(p->first_moe_layer + i / p->n_experts), e = (int)(i % p->n_experts);
+        if (l < c->first_layer || l >= c->end_layer)
+            continue;
+        if (dst_plan_holds(p, i, id) != dsn_moe_holds(c->engine, l, e))
+            return 0;
+    }
+    return 1;
+}
+
+/* RELOAD of a plan that gives this node the slice it holds: start the epoch without loading
+ * weights; only the router biases go back to the checkpoint's (the coordinator pushes its own
+ * again once every node is READY). */
+static dsi_status_t keep_slice(dsn_compute_t *c, const dst_plan_t *p)
+{
+    dsi_status_t st = dsn_weights_reset_biases(c->weights, c->ckpt);
+    if (st != DSI_OK)
+        return st;
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        if (p->nodes[i].node_id == c->node_id)
+            c->stage = (int)p->nodes[i].stage;
+    }
+    c->n_stages = (int)p->n_stages;
+    c->route_epoch = p->epoch;
+    c->route_stage_nodes = dsn_plan_stage_nodes(p, c->stage);
+    c->retiring = 0;
+    c->switch_pending = 0;
+    if (c->load_counts != NULL)
+        memset(c->load_counts, 0,
+               (size_t)c->load_layers * (size_t)c->load_experts * sizeof(uint32_t));
+    DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d: the slice held here already, no "
+             "weights loaded",
+             (unsigned long long)p->epoch, c->stage, c->n_stages, c->first_layer,
+             c->end_layer - 1);
+    return DSI_OK;
+}
+
 /* RELOAD: the task's plan (taken) replaces everything of the current epoch. */
 static void reload(dsn_compute_t *c, dsn_task_t *t)
 {
     dsn_stage_cleanup(c);
-    release_slice(c);
-    c->node_id = t->node_id;
-    c->route_msg = t->plan;
-    t->plan = NULL;
-    c->route_plan = &c->route_msg->plan.plan;
-    dsi_status_t st = load_slice(c, c->route_plan);
+    dsi_status_t st;
+    if (c->route_plan != NULL && holds_slice_of(c, &t->plan->plan.plan, t->node_id)) {
+        dsn_plan_msg_free(&c->route_msg);
+        dsn_plan_msg_free(&c->prepared_msg);
+        dsn_plan_msg_free(&c->previous_msg);
+        c->node_id = t->node_id;
+        c->route_msg = t->plan;
+        t->plan = NULL;
+        c->route_plan = &c->route_msg->plan.plan;
+        st = keep_slice(c, c->route_plan);
+    } else {
+        release_slice(c);
+        c->node_id = t->node_id;
+        c->route_msg = t->plan;
+        t->plan = NULL;
+        c->route_plan = &c->route_msg->plan.plan;
+        st = load_slice(c, c->route_plan);
+    }
     if (st != DSI_OK) {
         DSI_ERROR("cannot serve the plan of epoch %llu: %s", (unsigned long long)t->epoch,
                   dsi_status_message(st));

@@ -313,6 +313,9 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
         if (c->load_counts != NULL)
             report_load(c);
         break;
+    case DSN_TASK_ORPHAN:
+        dsn_stage_cleanup(c); /* the requests went with the coordinator; the slice stays */
+        break;
     case DSN_TASK_RELOAD:
     case DSN_TASK_PREPARE:
     case DSN_TASK_SWITCH:

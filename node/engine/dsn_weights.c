@@ -331,3 +331,19 @@ size_t dsn_weights_drop_experts(dsn_weights_t *w, const uint8_t *mask)
     }
     return n;
 }
+
+dsi_status_t dsn_weights_reset_biases(dsn_weights_t *w, const dsn_checkpoint_t *ckpt)
+{
+    const dsn_config_t *c = &w->cfg;
+    for (int l = w->slice.first_layer; l < w->slice.end_layer; l++) {
+        dsn_layer_t *ly = &w->layers[l];
+        if (!ly->is_moe || ly->router_bias == NULL)
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+        dsi_status_t st = dsn_checkpoint_vector_f32(ckpt, name, c->n_routed_experts, ly->router_bias);
+        if (st != DSI_OK)
+            return st;
+    }
+    return DSI_OK;
+}

@@ -128,5 +128,8 @@ void dsn_weights_release_pages(const void *p, size_t bytes);
 dsi_status_t dsn_weights_add_experts(dsn_weights_t *w, const dsn_checkpoint_t *ckpt,
                                      const uint8_t *mask, int n_threads, size_t *added);
 size_t dsn_weights_drop_experts(dsn_weights_t *w, const uint8_t *mask);
+/* Every MoE layer's router bias (e_score_correction_bias) back to the checkpoint's values: a slice
+ * kept across a restart forgets the biases pushed to it since it loaded. */
+dsi_status_t dsn_weights_reset_biases(dsn_weights_t *w, const dsn_checkpoint_t *ckpt);
 
 #endif

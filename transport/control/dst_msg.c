@@ -86,7 +86,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_HELLO:
         return 1;
     case DST_MSG_REGISTER:
-        return 6;
+        return 8;
     case DST_MSG_WELCOME:
         return 2;
     case DST_MSG_PLAN:

@@ -104,6 +104,10 @@ typedef struct {
     size_t ucx_addr_len;              /* 1..DST_MSG_MAX_UCX_ADDR */
     char data_addr[DST_MSG_ADDR_MAX]; /* "host:port" of the node's UCX listener, or "" */
     uint8_t auth[DST_MSG_AUTH_LEN];   /* dst_secret_register_auth() of the HELLO nonce */
+    /* A node that lost its coordinator and serves the slice of a plan it still holds: its id and
+     * that plan's epoch there (it sends the PLAN back after WELCOME); held_epoch 0: none. */
+    uint32_t held_id;
+    uint64_t held_epoch;
 } dst_msg_register_t;
 
 /* coordinator -> node: registration accepted. */

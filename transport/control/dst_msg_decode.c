@@ -37,7 +37,12 @@ static dsi_status_t read_register(dst_msg_rd_t *rd, dst_msg_register_t *m)
     TRY(dst_msg_rd_u32(rd, "cores", UINT32_MAX, &m->cores));
     TRY(dst_msg_rd_bin(rd, "ucx_addr", DST_MSG_MAX_UCX_ADDR, &m->ucx_addr, &m->ucx_addr_len));
     TRY(dst_msg_rd_str(rd, "data_addr", m->data_addr, sizeof(m->data_addr)));
-    return dst_msg_rd_bin_fixed(rd, "auth", m->auth, sizeof(m->auth));
+    TRY(dst_msg_rd_bin_fixed(rd, "auth", m->auth, sizeof(m->auth)));
+    /* Optional (a node that holds no plan may leave them out). */
+    uint64_t held_id;
+    TRY(dst_msg_rd_u64_opt(rd, "held_id", UINT32_MAX, 0, &held_id));
+    m->held_id = (uint32_t)held_id;
+    return dst_msg_rd_u64_opt(rd, "held_epoch", UINT64_MAX, 0, &m->held_epoch);
 }
 
 static dsi_status_t read_welcome(dst_msg_rd_t *rd, dst_msg_welcome_t *m)

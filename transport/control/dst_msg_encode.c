@@ -117,7 +117,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                kv_u64(pk, "cores", m->reg.cores) |
                kv_bin(pk, "ucx_addr", m->reg.ucx_addr, m->reg.ucx_addr_len) |
                kv_str(pk, "data_addr", m->reg.data_addr) |
-               kv_bin(pk, "auth", m->reg.auth, sizeof(m->reg.auth));
+               kv_bin(pk, "auth", m->reg.auth, sizeof(m->reg.auth)) |
+               kv_u64(pk, "held_id", m->reg.held_id) | kv_u64(pk, "held_epoch", m->reg.held_epoch);
     case DST_MSG_WELCOME:
         return kv_u64(pk, "node_id", m->welcome.node_id) |
                kv_u64(pk, "heartbeat_ms", m->welcome.heartbeat_ms);

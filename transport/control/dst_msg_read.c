@@ -140,6 +140,18 @@ dsi_status_t dst_msg_rd_u64(dst_msg_rd_t *rd, const char *key, uint64_t max, uin
     return DSI_OK;
 }
 
+dsi_status_t dst_msg_rd_u64_opt(dst_msg_rd_t *rd, const char *key, uint64_t max, uint64_t dflt,
+                               uint64_t *out)
+{
+    size_t keylen = strlen(key);
+    for (uint32_t i = 0; i < rd->n; i++) {
+        if (key_is(&rd->kv[i].key, key, keylen))
+            return dst_msg_rd_u64(rd, key, max, out);
+    }
+    *out = dflt;
+    return DSI_OK;
+}
+
 dsi_status_t dst_msg_rd_u32(dst_msg_rd_t *rd, const char *key, uint32_t max, uint32_t *out)
 {
     uint64_t v;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dsi_log.h"
+#include "dsi_settings.h"
 
 typedef struct {
     uint32_t h[8];
@@ -235,7 +236,7 @@ dsi_status_t dst_secret_load(const char *file, dst_secret_t *out)
 {
     if (file != NULL)
         return secret_from_file(file, out);
-    const char *env = getenv(DST_SECRET_ENV);
+    const char *env = dsi_env(DST_SECRET_ENV);
     if (env == NULL || env[0] == 0) {
         DSI_ERROR("no shared secret: give a secret file or set %s", DST_SECRET_ENV);
         return DSI_ERR_NOT_FOUND;

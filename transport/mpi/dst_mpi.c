@@ -19,6 +19,7 @@ static void log_mpi_error(const char *what, int rc)
     DSI_ERROR("%s: %s", what, text);
 }
 
+/* The launcher's own variables (not dsinfer's, so not through dsi_env). */
 int dst_mpi_launched(void)
 {
     return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL ||
@@ -181,4 +182,34 @@ dsi_status_t dst_mpi_barrier(void (*progress)(void *arg), void *arg)
 void dst_mpi_finalize(void)
 {
     MPI_Finalize();
+}
+
+dsi_status_t dst_mpi_bcast(void *buf, size_t len, int root)
+{
+    if (len > INT_MAX)
+        return DSI_ERR_INVALID_ARG;
+    int rc = MPI_Bcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) {
+        log_mpi_error("MPI_Bcast", rc);
+        return DSI_ERR_PEER;
+    }
+    return DSI_OK;
+}
+
+int dst_mpi_local_size(void)
+{
+    MPI_Comm local;
+    int n = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) !=
+        MPI_SUCCESS)
+        return 1;
+    if (MPI_Comm_size(local, &n) != MPI_SUCCESS)
+        n = 1;
+    MPI_Comm_free(&local);
+    return n;
+}
+
+void dst_mpi_abort(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
 }

@@ -56,6 +56,15 @@ void dst_mpi_addrs_free(dst_mpi_addrs_t *addrs);
  */
 dsi_status_t dst_mpi_barrier(void (*progress)(void *arg), void *arg);
 
+/* Collective MPI_Bcast of len bytes from `root` (every rank passes the same len). */
+dsi_status_t dst_mpi_bcast(void *buf, size_t len, int root);
+
+/* Ranks of the job on this host (MPI_Comm_split_type SHARED), 1 when that fails. */
+int dst_mpi_local_size(void);
+
+/* MPI_Abort of the whole job with `code` (a rank that cannot take part any more). */
+void dst_mpi_abort(int code);
+
 /* MPI_Finalize. */
 void dst_mpi_finalize(void);
 

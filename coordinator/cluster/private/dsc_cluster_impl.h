@@ -52,6 +52,10 @@ typedef struct {
     conn_state_t *cs;
     uint64_t last_seen_ns;
     int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
+    /* A node that outlived its coordinator: its id and epoch under the plan it still holds
+     * (REGISTER's held_id / held_epoch; held_epoch 0: none). */
+    uint32_t held_id;
+    uint64_t held_epoch;
 } node_t;
 
 typedef enum { SWITCH_NONE = 0, SWITCH_PREPARE, SWITCH_DRAIN } switch_phase_t;
@@ -84,7 +88,12 @@ struct dsc_cluster {
     uint32_t n_nodes;
     dst_plan_t plan;
     int planned;         /* a plan was sent at least once */
-    uint64_t last_epoch; /* the highest epoch sent: the next plan's is above it */
+    uint64_t last_epoch; /* the highest epoch sent or held by a node: the next plan's is above */
+    /* Before the first plan: the plan nodes that outlived the previous coordinator still serve
+     * (the newest one a node sent back), with their old ids; adopted when all of them are back
+     * (dsc_cluster_replan.c). has_held 0: none. */
+    dst_plan_t held_plan;
+    int has_held;
     /* A live switch in progress (dsc_cluster_switch.c). */
     switch_phase_t switch_phase;
     dst_plan_t next_plan;      /* PREPARE: loading beside the current plan */
@@ -127,6 +136,9 @@ void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
 int dsc_node_live(const node_t *n);
 
 /* dsc_cluster_replan.c */
+/* A PLAN a node sent back after registering: the plan it still serves (kept when it is the
+ * newest heard of and nothing was planned yet). */
+void dsc_cluster_held_plan(dsc_cluster_t *cl, const node_t *n, const dst_plan_t *p);
 /*
  * Plan over the live nodes (kept close to the previous plan) and send it; 0 or -1 (logged).
  * live_ok: a live switch may be used (joins, drains; not after a loss); during a live switch such

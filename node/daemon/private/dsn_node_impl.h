@@ -24,6 +24,7 @@
 
 #define DSN_DRAIN_DEADLINE_MS 60000 /* a draining node stops by itself after this */
 #define DSN_LOAD_WINDOW_MS    1000  /* expert-load counting window (DSINFER_LOAD_WINDOW_MS) */
+#define DSN_COORDINATOR_WAIT_MS 300000 /* how long a node waits for a lost coordinator */
 
 typedef struct dsn_node {
     dsn_node_opts_t opts; /* read-only once the compute thread runs (it reads them too) */
@@ -45,6 +46,15 @@ typedef struct dsn_node {
     uint8_t connected[DSN_MAX_PEERS]; /* UCX endpoint open to that node */
     uv_timer_t load_timer;            /* every load_window_ms: DSN_TASK_LOAD */
     uint32_t load_window_ms;
+
+    /* Outliving the coordinator: the address to connect to again, the epoch this node last
+     * answered READY in (its slice is that plan's), the id it had there, and the deadline for
+     * the coordinator's return (opts.coordinator_wait_ms). */
+    char coordinator[DST_MSG_ADDR_MAX];
+    uint64_t ready_epoch;
+    uint32_t held_id;
+    int orphan; /* the coordinator was lost: connecting again */
+    uv_timer_t orphan_timer;
 
     /* the plan (the compute thread gets copies of its own) */
     dst_msg_t *plan;   /* the newest PLAN message (owned; NULL before the first) */

@@ -30,6 +30,7 @@ typedef enum {
     DSN_TASK_PREPARE,  /* plan: load the experts a live plan adds, then READY */
     DSN_TASK_SWITCH,   /* plan (NULL: not in it): route by it; SWITCHED when the old work is done */
     DSN_TASK_RELEASE,  /* plan: drop the experts only the previous plan needed */
+    DSN_TASK_ORPHAN,   /* the coordinator was lost: drop every sequence, keep the slice */
     DSN_TASK_STOP,
 } dsn_task_type_t;
 

@@ -49,6 +49,9 @@ const msgpack_object *dst_msg_rd_opt(dst_msg_rd_t *rd, const char *key);
 dsi_status_t dst_msg_rd_end(dst_msg_rd_t *rd);
 
 dsi_status_t dst_msg_rd_u64(dst_msg_rd_t *rd, const char *key, uint64_t max, uint64_t *out);
+/* An optional field: *out = dflt when the message lacks it (added fields stay compatible). */
+dsi_status_t dst_msg_rd_u64_opt(dst_msg_rd_t *rd, const char *key, uint64_t max, uint64_t dflt,
+                               uint64_t *out);
 dsi_status_t dst_msg_rd_u32(dst_msg_rd_t *rd, const char *key, uint32_t max, uint32_t *out);
 dsi_status_t dst_msg_rd_i32(dst_msg_rd_t *rd, const char *key, int32_t *out);
 dsi_status_t dst_msg_rd_f32(dst_msg_rd_t *rd, const char *key, float *out);
