@@ -188,6 +188,18 @@ static void test_unknown(void)
     }
     DSI_CHECK_INT_EQ(seen, 7);
     dsc_api_parsed_destroy(p);
+
+    /* Inside stream_options and messages: reported under a fixed name each. */
+    body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"x\":1},"
+           "{\"role\":\"assistant\",\"content\":\"a\",\"refusal\":null,\"y\":2}],"
+           "\"stream\":true,\"stream_options\":{\"include_usage\":true,"
+           "\"continuous_usage_stats\":true,\"include_obfuscation\":false}}";
+    DSI_CHECK_INT_EQ(dsc_api_request_parse(CHAT, body, strlen(body), &limits, &p, &err), DSI_OK);
+    r = dsc_api_parsed_request(p);
+    DSI_CHECK_INT_EQ(r->n_unknown, 2);
+    DSI_CHECK_STR_EQ(r->unknown[0], "stream_options.*");
+    DSI_CHECK_STR_EQ(r->unknown[1], "messages[].*");
+    dsc_api_parsed_destroy(p);
 }
 
 int main(void)

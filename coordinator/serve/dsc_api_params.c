@@ -342,17 +342,60 @@ static int parse_controls(json_t *root, dsc_api_request_t *r, dsc_api_error_t *e
     return 0;
 }
 
-/* Names of fields outside the spec, for the server to log and count. */
+static int in_list(const char *key, const char *const *names)
+{
+    for (; *names != NULL; names++) {
+        if (strcmp(key, *names) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void add_unknown(dsc_api_request_t *r, const char *name)
+{
+    for (int i = 0; i < r->n_unknown; i++) {
+        if (strcmp(r->unknown[i], name) == 0)
+            return;
+    }
+    if (r->n_unknown < DSC_API_MAX_UNKNOWN)
+        r->unknown[r->n_unknown++] = name;
+}
+
+/*
+ * Names of fields outside the spec, for the server to log and count: top-level ones by name,
+ * those of stream_options as "stream_options.*" and of a message as "messages[].*" (the names of
+ * the second level are not reported one by one: two fixed labels).
+ */
 static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r)
 {
+    static const char *const stream_keys[] = {"include_usage", "include_obfuscation", NULL};
+    static const char *const message_keys[] = {
+        "role",    "content", "name", "tool_calls", "tool_call_id", "reasoning_content",
+        "refusal", NULL}; /* refusal: an earlier answer's, harmless */
     const char *key;
     json_t *val;
     int mask = kind == DSC_API_KIND_CHAT ? K_CHAT : K_CMPL;
     json_object_foreach(root, key, val)
     {
         const field_t *f = field_find(key);
-        if ((f == NULL || !(f->kinds & mask)) && r->n_unknown < DSC_API_MAX_UNKNOWN)
-            r->unknown[r->n_unknown++] = key;
+        if (f == NULL || !(f->kinds & mask))
+            add_unknown(r, key);
+    }
+    json_t *opts = given(root, "stream_options");
+    if (json_is_object(opts)) {
+        json_object_foreach(opts, key, val)
+        {
+            if (!in_list(key, stream_keys))
+                add_unknown(r, "stream_options.*");
+        }
+    }
+    json_t *msgs = kind == DSC_API_KIND_CHAT ? given(root, "messages") : NULL;
+    for (size_t i = 0; json_is_array(msgs) && i < json_array_size(msgs); i++) {
+        json_object_foreach(json_array_get(msgs, i), key, val)
+        {
+            if (!in_list(key, message_keys))
+                add_unknown(r, "messages[].*");
+        }
     }
 }
 
