@@ -363,7 +363,8 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
         for (int i = 0; i < n_req; i++) {
             uint64_t id;
             ctx[i] = (req_ctx_t){&r, i};
-            if (dsc_cluster_submit(r.cluster, &req[i], on_tokens, &ctx[i], &id) != DSI_OK)
+            if (dsc_cluster_submit_ex(r.cluster, &req[i], opts->sampling, on_tokens, NULL, &ctx[i],
+                                      &id) != DSI_OK)
                 goto out_loop;
         }
     }

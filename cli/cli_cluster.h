@@ -27,6 +27,7 @@ typedef struct {
     const char *const *node_args;   /* flags for the spawned nodes (cli_node_args); NULL: none */
     uint64_t kv_tokens;             /* context per sequence the plan reserves (0: 4096) */
     const dsi_settings_t *settings; /* the coordinator's tuning (cli_cluster_tune); may be NULL */
+    const dst_msg_sampling_t *sampling; /* SUBMIT.sampling of every request; NULL: none */
 } cli_cluster_opts_t;
 
 /* One generation's outcome. */

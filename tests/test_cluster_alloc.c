@@ -13,7 +13,9 @@
  *
  * The prompt plus LONG stays below the KV cache's first capacity (64 positions): growing a
  * sequence's cache doubles it (a logarithmic number of times per sequence, not per step). The
- * expert-load report (once per window, not per step) is off.
+ * expert-load report (once per window, not per step) is off. The two-stage plan runs once more
+ * with every sampling control and 20 logprobs per token: the penalties' token counts are sized at
+ * SUBMIT and the logprobs' scratch row once, so they add nothing per step either.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -61,13 +63,15 @@ static long read_counts(const char *dir, int *n_files)
 /* Runs the prompt for `steps` greedy steps; returns the compute + pool allocations of all nodes,
  * or -1. *generated gets the tokens produced. */
 static long run(const char *model, const int32_t *prompt, uint32_t len, int nodes, int stages,
-                uint32_t steps, const char *count_dir, uint32_t *generated)
+                const dst_msg_sampling_t *sampling, uint32_t steps, const char *count_dir,
+                uint32_t *generated)
 {
     cli_cluster_opts_t co = {.model = model,
                              .local_nodes = nodes,
                              .stages = (uint32_t)stages,
                              .node_threads = 2,
-                             .timeout_ms = 120000};
+                             .timeout_ms = 120000,
+                             .sampling = sampling};
     dsc_cluster_req_t req = {prompt, len, steps, 0.0f, 1.0f, 0, 0};
     cli_gen_result_t res;
     if (cli_cluster_generate(&co, &req, 1, &res) != 0)
@@ -115,16 +119,23 @@ int main(void)
     setenv("DSINFER_ALLOC_COUNT_DIR", count_dir, 1);
     setenv("DSINFER_LOAD_WINDOW_MS", "0", 1);
 
-    static const int plans[][2] = {{1, 1}, {2, 1}, {2, 2}};
+    /* Every control on; EOS and the stop ids never end it early (min_tokens). */
+    int32_t bias_ids[2] = {3, 5}, stop_ids[1] = {7};
+    float bias_values[2] = {1.5f, -2.0f};
+    dst_msg_sampling_t controls = {0.5f, 0.3f, 1.2f,     0.05f,       LONG, 0,       1,
+                                   20,   2,    bias_ids, bias_values, 1,    stop_ids};
+    static const int plans[][3] = {{1, 1, 0}, {2, 1, 0}, {2, 2, 0}, {2, 2, 1}};
     for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++) {
         int nodes = plans[i][0], stages = plans[i][1];
+        const dst_msg_sampling_t *sp = plans[i][2] ? &controls : NULL;
         uint32_t gen_short = 0, gen_long = 0;
-        long a = run(model, prompt, len, nodes, stages, SHORT, count_dir, &gen_short);
-        long b = run(model, prompt, len, nodes, stages, LONG, count_dir, &gen_long);
+        long a = run(model, prompt, len, nodes, stages, sp, SHORT, count_dir, &gen_short);
+        long b = run(model, prompt, len, nodes, stages, sp, LONG, count_dir, &gen_long);
         fprintf(stderr,
-                "%d node(s), %d stage(s): %u steps: %ld allocations on compute/pool threads; "
+                "%d node(s), %d stage(s)%s: %u steps: %ld allocations on compute/pool threads; "
                 "%u steps: %ld\n",
-                nodes, stages, gen_short, a, gen_long, b);
+                nodes, stages, sp ? ", sampling controls and logprobs" : "", gen_short, a, gen_long,
+                b);
         DSI_CHECK(a >= 0 && b >= 0);
         DSI_CHECK(gen_long > gen_short); /* the long run really decoded more steps */
         DSI_CHECK_INT_EQ(b, a);

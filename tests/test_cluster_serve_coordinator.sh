@@ -65,6 +65,22 @@ assert got == want, (got, want)
 print("coordinator --http == dsinfer run:", json.dumps(got))
 EOF
 
+# The sampling controls and logprobs reach the node from the coordinator too (the reference
+# checks are test_cluster_serve_params'): EOS forced by logit_bias but masked for 3 tokens.
+BODY2="{\"model\":\"tiny-v3\",\"prompt\":\"$PROMPT\",\"max_tokens\":10,\"temperature\":0,
+  \"logit_bias\":{\"1\":100},\"min_tokens\":3,\"logprobs\":2,\"frequency_penalty\":0.5}"
+code=$(curl -sS -o "$TMP/p.json" -w '%{http_code}' -d "$BODY2" "$URL/v1/completions")
+python3 - "$TMP/p.json" <<'EOF2' || fail "controls and logprobs through the coordinator: $code"
+import json, sys
+c = json.load(open(sys.argv[1]))["choices"][0]
+assert c["finish_reason"] == "stop" and len(c["logprobs"]["token_logprobs"]) == 4, c
+assert all(len(t) == 2 for t in c["logprobs"]["top_logprobs"]), c
+print("coordinator --http: min_tokens, logit_bias and logprobs:", c["logprobs"]["token_logprobs"])
+EOF2
+code=$(curl -sS -o "$TMP/t.json" -w '%{http_code}' -d '{"model":"tiny-v3","prompt":"x","echo":true}' \
+    "$URL/v1/completions")
+[ "$code" = 400 ] && grep -q '"param":"echo"' "$TMP/t.json" || fail "echo: $code $(cat "$TMP/t.json")"
+
 kill -TERM "$COORD_PID"
 wait "$COORD_PID" || fail "coordinator exited with $? after SIGTERM"
 COORD_PID=

@@ -70,7 +70,7 @@ static const bad_case_t bad_cases[] = {
     {CHAT, "{\"model\":\"m\"," MSG ",\"temperature\":\"hot\"}", 400, "invalid_type", "temperature"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"top_p\":0}", 400, "invalid_value", "top_p"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"top_p\":1.01}", 400, "invalid_value", "top_p"},
-    {CHAT, "{\"model\":\"m\"," MSG ",\"top_k\":-1}", 400, "invalid_value", "top_k"},
+    {CHAT, "{\"model\":\"m\"," MSG ",\"top_k\":-2}", 400, "invalid_value", "top_k"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"top_k\":2.5}", 400, "invalid_type", "top_k"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"max_tokens\":0}", 400, "invalid_value", "max_tokens"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"max_tokens\":1001}", 400, "invalid_value", "max_tokens"},
@@ -79,7 +79,8 @@ static const bad_case_t bad_cases[] = {
      "max_completion_tokens"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"max_tokens\":99999999999999999999999}", 400, "invalid_json",
      NULL},
-    {CHAT, "{\"model\":\"m\"," MSG ",\"n\":2}", 400, "invalid_value", "n"},
+    {CHAT, "{\"model\":\"m\"," MSG ",\"n\":2}", 400, "unsupported_parameter", "n"},
+    {CHAT, "{\"model\":\"m\"," MSG ",\"n\":0}", 400, "invalid_value", "n"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"seed\":\"x\"}", 400, "invalid_type", "seed"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"stop\":5}", 400, "invalid_type", "stop"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"stop\":\"\"}", 400, "invalid_value", "stop"},
@@ -127,7 +128,7 @@ static void test_good_requests(void)
         "{\"type\":\"text\",\"text\":\"there\"}]},{\"role\":\"assistant\",\"content\":null,"
         "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
         "\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"42\"}],"
-        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+        "\"tools\":[],\"tool_choice\":\"none\",\"parallel_tool_calls\":true,"
         "\"temperature\":0,\"top_p\":0.9,\"top_k\":40,\"seed\":-1,\"max_tokens\":7,"
         "\"max_completion_tokens\":9,\"stop\":[\"\\n\\n\",\"END\"],\"stream\":true,"
         "\"stream_options\":{\"include_usage\":true},\"n\":1,\"user\":\"ignored\"}";
@@ -143,7 +144,7 @@ static void test_good_requests(void)
     DSI_CHECK_STR_EQ(r->messages[2].content, "");
     DSI_CHECK(r->messages[2].tool_calls != NULL && strstr(r->messages[2].tool_calls, "\"c1\""));
     DSI_CHECK_STR_EQ(r->messages[3].tool_call_id, "c1");
-    DSI_CHECK(r->tools != NULL && strstr(r->tools, "function") != NULL);
+    DSI_CHECK(r->tools != NULL && strcmp(r->tools, "[]") == 0);
     DSI_CHECK_NEAR(r->temperature, 0.0, 0);
     DSI_CHECK_NEAR(r->top_p, 0.9, 1e-6);
     DSI_CHECK_INT_EQ(r->top_k, 40);

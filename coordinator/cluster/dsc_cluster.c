@@ -269,7 +269,7 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
                             (unsigned long long)t->seq_id);
         return;
     }
-    dsc_seq_deliver(cl, s, t->tokens, t->n_tokens, (dst_finish_t)t->finish);
+    dsc_seq_deliver(cl, s, t, t->tokens, t->n_tokens, (dst_finish_t)t->finish);
     if (t->finish != DST_FINISH_NONE) {
         dsc_seq_end(cl, s);
         return;
@@ -278,6 +278,7 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
     if (s->route[0] != from) {
         dst_msg_t m = {.type = DST_MSG_TOKENS};
         m.tokens = *t;
+        m.tokens.logprob = NULL; /* stage 0 needs only the token */
         dsc_cluster_send_node(cl, s->route[0], &m);
     }
 }
@@ -294,7 +295,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
                              m->top_p,  m->top_k,    m->seed};
     seq_t *s;
     char why[160] = "";
-    dsi_status_t st = dsc_seq_create(cl, &req, &s, why, sizeof(why));
+    dsi_status_t st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why));
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
                             why[0] ? why : dsi_status_message(st));

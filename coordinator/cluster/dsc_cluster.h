@@ -92,6 +92,12 @@ typedef struct {
 typedef void (*dsc_cluster_token_cb)(void *ctx, const int32_t *tokens, uint32_t n,
                                      dst_finish_t finish);
 
+/*
+ * The logprobs of tokens about to be delivered (t->logprob etc., dst_msg.h; t->tokens are the same
+ * tokens the token callback gets right after). Valid only during the call.
+ */
+typedef void (*dsc_cluster_logprobs_cb)(void *ctx, const dst_msg_tokens_t *t);
+
 /* cfg is copied. *out owned by the caller: dsc_cluster_destroy(). */
 dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
                                 const dsc_cluster_opts_t *opts, dsc_cluster_t **out);
@@ -111,6 +117,14 @@ void dsc_cluster_on_state(dsc_cluster_t *cl, void (*cb)(void *arg, dsi_status_t 
  */
 dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                 dsc_cluster_token_cb cb, void *ctx, uint64_t *seq_id);
+/*
+ * dsc_cluster_submit with the sampling controls of SUBMIT.sampling (NULL: none; its arrays are
+ * copied) and, when they ask for logprobs, lp_cb (may be NULL) called before each token callback
+ * that has them.
+ */
+dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                                   const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                   dsc_cluster_logprobs_cb lp_cb, void *ctx, uint64_t *seq_id);
 /* Stops a sequence: no callback follows; its state is freed on every node. */
 void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id);
 /* Sends SHUTDOWN to every node now (they exit); the cluster stops serving. */

@@ -60,8 +60,63 @@ void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
               s->n_generated, lane);
 }
 
-dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out, char *why,
-                            size_t cap)
+static void seq_free(seq_t *s)
+{
+    free(s->req.sampling.bias_ids);
+    free(s->req.sampling.bias_values);
+    free(s->req.sampling.stop_ids);
+    free(s->tokens);
+    free(s);
+}
+
+/* s->req.sampling = *x with arrays of its own; -1 when out of memory. */
+static int copy_sampling(seq_t *s, const dst_msg_sampling_t *x)
+{
+    dst_msg_sampling_t *d = &s->req.sampling;
+    *d = *x;
+    d->bias_ids = NULL;
+    d->bias_values = NULL;
+    d->stop_ids = NULL;
+    if (x->n_bias > 0) {
+        d->bias_ids = malloc(x->n_bias * sizeof(int32_t));
+        d->bias_values = malloc(x->n_bias * sizeof(float));
+        if (d->bias_ids == NULL || d->bias_values == NULL)
+            return -1;
+        memcpy(d->bias_ids, x->bias_ids, x->n_bias * sizeof(int32_t));
+        memcpy(d->bias_values, x->bias_values, x->n_bias * sizeof(float));
+    }
+    if (x->n_stop_ids > 0) {
+        d->stop_ids = malloc(x->n_stop_ids * sizeof(int32_t));
+        if (d->stop_ids == NULL)
+            return -1;
+        memcpy(d->stop_ids, x->stop_ids, x->n_stop_ids * sizeof(int32_t));
+    }
+    return 0;
+}
+
+/* Token ids of the controls within the vocabulary; -1 with `why` written otherwise. */
+static int check_sampling_ids(const dsc_cluster_t *cl, const dst_msg_sampling_t *x, char *why,
+                              size_t cap)
+{
+    for (uint32_t i = 0; i < x->n_bias; i++) {
+        if (x->bias_ids[i] < 0 || x->bias_ids[i] >= cl->cfg.vocab_size) {
+            snprintf(why, cap, "logit_bias token %d is outside the model's vocabulary [0, %d)",
+                     x->bias_ids[i], cl->cfg.vocab_size);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < x->n_stop_ids; i++) {
+        if (x->stop_ids[i] < 0 || x->stop_ids[i] >= cl->cfg.vocab_size) {
+            snprintf(why, cap, "stop_token_ids token %d is outside the model's vocabulary [0, %d)",
+                     x->stop_ids[i], cl->cfg.vocab_size);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap)
 {
     char scratch[160];
     if (why == NULL || cap == 0) {
@@ -84,6 +139,10 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq
             return DSI_ERR_INVALID_ARG;
         }
     }
+    if (sampling != NULL && check_sampling_ids(cl, sampling, why, cap) != 0) {
+        DSI_ERROR("request refused: %s", why);
+        return DSI_ERR_INVALID_ARG;
+    }
     if (cl->shut_down) {
         snprintf(why, cap, "the cluster is shutting down");
         return DSI_ERR_UNSUPPORTED;
@@ -91,10 +150,14 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq
     seq_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return DSI_ERR_NOMEM;
+    if (sampling != NULL && copy_sampling(s, sampling) != 0) {
+        seq_free(s);
+        return DSI_ERR_NOMEM;
+    }
     s->cap = req->n_prompt + 16;
     s->tokens = malloc(s->cap * sizeof(int32_t));
     if (s->tokens == NULL) {
-        free(s);
+        seq_free(s);
         return DSI_ERR_NOMEM;
     }
     memcpy(s->tokens, req->prompt, req->n_prompt * sizeof(int32_t));
@@ -114,8 +177,8 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq
     return DSI_OK;
 }
 
-void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
-                     dst_finish_t finish)
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, const int32_t *tokens,
+                     uint32_t n, dst_finish_t finish)
 {
     (void)cl;
     if (n > 0 && finish == DST_FINISH_NONE) {
@@ -142,8 +205,16 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_
         m.tokens.tokens = (int32_t *)tokens;
         m.tokens.n_tokens = n;
         m.tokens.finish = (uint8_t)finish;
+        if (lp != NULL && lp->logprob != NULL && lp->n_tokens == n) {
+            m.tokens.logprob = lp->logprob;
+            m.tokens.n_top = lp->n_top;
+            m.tokens.top_ids = lp->top_ids;
+            m.tokens.top_logprobs = lp->top_logprobs;
+        }
         dsc_cluster_send(s->client->conn, &m);
     } else if (s->cb != NULL) {
+        if (s->lp_cb != NULL && lp != NULL && lp->logprob != NULL && lp->n_tokens == n && n > 0)
+            s->lp_cb(s->ctx, lp);
         s->cb(s->ctx, tokens, n, finish);
     }
 }
@@ -152,8 +223,7 @@ void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
     dsc_seq_withdraw(cl, s);
     dsi_list_remove(&s->link);
-    free(s->tokens);
-    free(s);
+    seq_free(s);
     cl->stats.sequences_active--;
     cl->stats.sequences_done++;
 }
@@ -185,7 +255,7 @@ void dsc_seq_fail_all(dsc_cluster_t *cl, const char *why)
     while ((l = dsi_list_head(&cl->seqs)) != NULL) {
         seq_t *s = dsi_container_of(l, seq_t, link);
         DSI_ERROR("request %llu failed: %s", (unsigned long long)s->handle, why);
-        dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+        dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
         dsc_seq_end(cl, s);
     }
 }
@@ -195,19 +265,26 @@ void dsc_seq_free_all(dsc_cluster_t *cl)
     dsi_list_t *l;
     while ((l = dsi_list_pop_front(&cl->seqs)) != NULL) {
         seq_t *s = dsi_container_of(l, seq_t, link);
-        free(s->tokens);
-        free(s);
+        seq_free(s);
     }
 }
 
 dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                 dsc_cluster_token_cb cb, void *ctx, uint64_t *seq_id)
 {
+    return dsc_cluster_submit_ex(cl, req, NULL, cb, NULL, ctx, seq_id);
+}
+
+dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                                   const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                   dsc_cluster_logprobs_cb lp_cb, void *ctx, uint64_t *seq_id)
+{
     seq_t *s;
-    dsi_status_t st = dsc_seq_create(cl, req, &s, NULL, 0);
+    dsi_status_t st = dsc_seq_create(cl, req, sampling, &s, NULL, 0);
     if (st != DSI_OK)
         return st;
     s->cb = cb;
+    s->lp_cb = lp_cb;
     s->ctx = ctx;
     *seq_id = s->handle;
     return DSI_OK;

@@ -41,7 +41,11 @@ typedef enum {
     DSC_API_ROLE_TOOL,
 } dsc_api_role_t;
 
-#define DSC_API_MAX_STOP 4 /* OpenAI's limit on `stop` strings */
+#define DSC_API_MAX_STOP         4    /* OpenAI's limit on `stop` strings */
+#define DSC_API_MAX_TOP_LOGPROBS 20   /* top_logprobs, and completions' logprobs */
+#define DSC_API_MAX_LOGIT_BIAS   1024 /* logit_bias entries */
+#define DSC_API_MAX_STOP_IDS     64   /* stop_token_ids */
+#define DSC_API_MAX_UNKNOWN      16   /* fields outside the spec reported per request */
 
 /* One chat message. All strings are NUL-terminated, valid UTF-8 (checked by the parser). */
 typedef struct {
@@ -92,6 +96,27 @@ typedef struct {
     /* 1: the client gave max_tokens (or max_completion_tokens); 0: max_tokens is the default,
      * which the backend may lower to what the context has left after the prompt. */
     int max_tokens_given;
+    /* 1 when the client gave temperature / top_p / top_k: otherwise the model's
+     * generation_config.json may supply them. */
+    int temperature_given, top_p_given, top_k_given;
+    /* Sampling controls (docs/API.md, "Request parameters"); 0 = off unless said. */
+    float presence_penalty, frequency_penalty; /* [-2, 2] */
+    float repetition_penalty;                  /* (0, 100]; 0 = not given (1, off) */
+    float min_p;                               /* [0, 1] */
+    int32_t min_tokens;                        /* 0..max_tokens */
+    int ignore_eos;
+    const int32_t *bias_ids; /* logit_bias: [n_bias] token ids (not yet checked against the
+                              * vocabulary: the backend does) with values in [-100, 100] */
+    const float *bias_values;
+    int n_bias;
+    const int32_t *stop_ids; /* stop_token_ids: [n_stop_ids] */
+    int n_stop_ids;
+    int logprobs;     /* 1: return each token's logprob */
+    int top_logprobs; /* 0..DSC_API_MAX_TOP_LOGPROBS, with logprobs */
+    /* Top-level fields outside the OpenAI spec and our extensions: accepted, and reported by
+     * the server (log once per name, a metric); names point into the request. */
+    const char *unknown[DSC_API_MAX_UNKNOWN];
+    int n_unknown;
 } dsc_api_request_t;
 
 /* ---------------------------------------------------------------------------------------------
@@ -114,6 +139,20 @@ typedef struct {
  * exactly one terminal event, on_done or on_error, unless the API layer cancels it first; no
  * event follows the terminal one or a cancel().
  */
+/* One token's log-probability as the backend reports it: the token's exact bytes (not
+ * necessarily complete UTF-8) and log_softmax of the raw logits. */
+typedef struct {
+    const char *bytes;
+    size_t len;
+    float logprob;
+} dsc_api_token_lp_t;
+
+typedef struct {
+    dsc_api_token_lp_t token;
+    int n_top; /* the request's top_logprobs */
+    dsc_api_token_lp_t top[DSC_API_MAX_TOP_LOGPROBS];
+} dsc_api_logprob_t;
+
 typedef struct {
     /*
      * A piece of generated text: `len` bytes of complete UTF-8 characters (the backend holds back
@@ -132,6 +171,11 @@ typedef struct {
      * `message` is a human-readable cause, valid only during the call; it is shown to the client.
      */
     void (*on_error)(void *ctx, dsi_status_t status, const char *message);
+    /*
+     * A generated token's logprobs, for requests that ask for them: once per generated token, in
+     * order, before the on_text that carries (part of) its text. Valid only during the call.
+     */
+    void (*on_logprobs)(void *ctx, const dsc_api_logprob_t *lp);
 } dsc_api_events_t;
 
 /* What health() reports. */
@@ -279,6 +323,7 @@ typedef struct {
     int has_finish;   /* finish_reason set (else JSON null) */
     dsc_api_finish_t finish;
     const dsc_api_usage_t *usage; /* non-NULL: the usage-only chunk (choices: []) */
+    const char *logprobs;         /* the choice's "logprobs" object as JSON text, or NULL */
 } dsc_api_chunk_t;
 
 /*

@@ -54,6 +54,15 @@ void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *me
                             size_t reasoning_len, dsc_api_finish_t finish,
                             const dsc_api_usage_t *usage)
 {
+    dsc_api_response_write_lp(b, meta, text, text_len, reasoning, reasoning_len, NULL, finish,
+                              usage);
+}
+
+void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
+                               const dsc_api_usage_t *usage)
+{
     int chat = meta->kind == DSC_API_KIND_CHAT;
     write_head(b, meta, chat ? "chat.completion" : "text_completion");
     dsc_api_jbuf_puts(b, ",\"choices\":[{\"index\":0,");
@@ -70,8 +79,9 @@ void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *me
         dsc_api_jbuf_string(b, text ? text : "", text ? text_len : 0);
         dsc_api_jbuf_puts(b, ",");
     }
-    dsc_api_jbuf_printf(b, "\"logprobs\":null,\"finish_reason\":\"%s\"}],",
-                        dsc_api_finish_name(finish));
+    dsc_api_jbuf_puts(b, "\"logprobs\":");
+    dsc_api_jbuf_puts(b, logprobs != NULL ? logprobs : "null");
+    dsc_api_jbuf_printf(b, ",\"finish_reason\":\"%s\"}],", dsc_api_finish_name(finish));
     write_usage(b, usage);
     dsc_api_jbuf_puts(b, "}");
 }
@@ -106,7 +116,9 @@ static void write_choice(dsc_api_jbuf_t *b, int chat, const dsc_api_chunk_t *c)
         dsc_api_jbuf_string(b, c->text ? c->text : "", c->text ? c->text_len : 0);
         dsc_api_jbuf_puts(b, ",");
     }
-    dsc_api_jbuf_puts(b, "\"logprobs\":null,\"finish_reason\":");
+    dsc_api_jbuf_puts(b, "\"logprobs\":");
+    dsc_api_jbuf_puts(b, c->logprobs != NULL ? c->logprobs : "null");
+    dsc_api_jbuf_puts(b, ",\"finish_reason\":");
     if (c->has_finish)
         dsc_api_jbuf_printf(b, "\"%s\"}", dsc_api_finish_name(c->finish));
     else

@@ -8,6 +8,7 @@
  */
 #include "dsc_api_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,9 @@ struct dsc_api_gen {
     dsc_api_jbuf_t chunk;              /* streaming: scratch for one SSE event, reused */
     uint64_t t_start, t_first, t_last; /* uv_hrtime() ns */
     int64_t n_tokens;
+    int logprobs;         /* the request asked for logprobs */
+    dsc_api_lp_t lp;      /* logprobs not yet sent (streaming) or all of them */
+    dsc_api_jbuf_t lp_js; /* scratch: the "logprobs" object */
 };
 
 static double secs(uint64_t ns)
@@ -42,7 +46,29 @@ static void gen_free(dsc_api_gen_t *g)
     dsc_api_jbuf_free(&g->text);
     dsc_api_jbuf_free(&g->reasoning);
     dsc_api_jbuf_free(&g->chunk);
+    dsc_api_lp_free(&g->lp);
+    dsc_api_jbuf_free(&g->lp_js);
     free(g);
+}
+
+/* The pending logprobs as a "logprobs" object (NULL when the request has none), then cleared
+ * when streaming (each chunk carries its own tokens'). */
+static const char *gen_take_logprobs(dsc_api_gen_t *g)
+{
+    if (!g->logprobs || (g->stream && g->lp.n == 0))
+        return NULL;
+    dsc_api_jbuf_reset(&g->lp_js);
+    dsc_api_lp_write(&g->lp_js, g->meta.kind, &g->lp);
+    if (g->stream)
+        dsc_api_lp_clear(&g->lp);
+    return g->lp_js.failed ? NULL : g->lp_js.data;
+}
+
+static void on_logprobs(void *ctx, const dsc_api_logprob_t *lp)
+{
+    dsc_api_gen_t *g = ctx;
+    if (g->logprobs)
+        dsc_api_lp_add(&g->lp, g->meta.kind, lp);
 }
 
 static void gen_leave_backend(dsc_api_gen_t *g)
@@ -83,6 +109,7 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
         return;
     }
     dsc_api_chunk_t c = {.text = utf8, .text_len = len, .is_reasoning = is_reasoning};
+    c.logprobs = gen_take_logprobs(g);
     gen_send_chunk(g, &c);
 }
 
@@ -99,10 +126,12 @@ static void record_done(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
 static void finish_whole(dsc_api_gen_t *g, dsc_api_finish_t finish, const dsc_api_usage_t *usage)
 {
     dsc_api_jbuf_t b = {0};
-    if (!g->text.failed && !g->reasoning.failed)
-        dsc_api_response_write(&b, &g->meta, g->text.data, g->text.len, g->reasoning.data,
-                               g->reasoning.len, finish, usage);
-    if (b.failed || g->text.failed || g->reasoning.failed) {
+    const char *lp = gen_take_logprobs(g);
+    int lp_failed = g->logprobs && (lp == NULL || dsc_api_lp_failed(&g->lp));
+    if (!g->text.failed && !g->reasoning.failed && !lp_failed)
+        dsc_api_response_write_lp(&b, &g->meta, g->text.data, g->text.len, g->reasoning.data,
+                                  g->reasoning.len, lp, finish, usage);
+    if (b.failed || g->text.failed || g->reasoning.failed || lp_failed) {
         dsc_api_error_t err;
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
         dsc_api_respond_error(g->server, g->req, g->endpoint, &err);
@@ -120,6 +149,7 @@ static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *u
     record_done(g, usage);
     if (g->stream) {
         dsc_api_chunk_t c = {.has_finish = 1, .finish = finish};
+        c.logprobs = gen_take_logprobs(g);
         gen_send_chunk(g, &c);
         if (g->include_usage) {
             dsc_api_chunk_t u = {.usage = usage};
@@ -162,7 +192,36 @@ static const dsc_api_events_t gen_events = {
     .on_text = on_text,
     .on_done = on_done,
     .on_error = on_error,
+    .on_logprobs = on_logprobs,
 };
+
+/* Fields outside the spec: accepted; each name logged once and counted (at most
+ * DSC_API_UNKNOWN_NAMES names get their own series, the rest count as "other"). */
+#define DSC_API_UNKNOWN_NAMES 64
+static void count_unknown(dsc_api_server_t *s, const dsc_api_request_t *r, const char *endpoint)
+{
+    for (int i = 0; i < r->n_unknown && s->unknown_params != NULL; i++) {
+        const char *name = r->unknown[i];
+        char label[65];
+        snprintf(label, sizeof(label), "%s", name);
+        const char *values[1] = {label};
+        dsc_metric_series_t *m = dsc_metric_series(s->unknown_params, values);
+        if (m != NULL && dsc_metric_value(m) == 0) {
+            if (s->n_unknown_names >= DSC_API_UNKNOWN_NAMES) {
+                values[0] = "other";
+                m = dsc_metric_series(s->unknown_params, values);
+            } else {
+                s->n_unknown_names++;
+                DSI_WARN("api: %s: parameter '%s' is not an OpenAI parameter this server knows: "
+                         "accepted and ignored (counted in "
+                         "dsinfer_api_unknown_parameters_total; logged once)",
+                         endpoint, label);
+            }
+        }
+        if (m != NULL)
+            dsc_metric_add(m, 1);
+    }
+}
 
 /* The client went away (or the server is closing): cancel and finish the request. */
 static void on_client_gone(void *arg, dsc_http_req_t *req)
@@ -210,6 +269,13 @@ static int gen_submit(dsc_api_gen_t *g)
     if (st == DSI_ERR_TOO_LARGE)
         snprintf(err.param, sizeof(err.param), "%s",
                  r->kind == DSC_API_KIND_CHAT ? "messages" : "prompt");
+    /* A backend's "Invalid value for 'NAME': ..." names the parameter (a token id outside the
+     * vocabulary, which only the backend can check). */
+    const char *q = strncmp(message, "Invalid value for '", 19) == 0 ? message + 19 : NULL;
+    if (st == DSI_ERR_BAD_REQUEST && q != NULL && strchr(q, '\'') != NULL) {
+        snprintf(err.param, sizeof(err.param), "%.*s", (int)(strchr(q, '\'') - q), q);
+        err.code = "invalid_value";
+    }
     if (err.http_status == 503 &&
         s->backend.ops->health(s->backend.self) == DSC_API_HEALTH_PLAN_DOES_NOT_FIT)
         err.code = "plan_does_not_fit"; /* the reason it cannot serve, not a passing state */
@@ -240,6 +306,7 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
         return;
     }
     const dsc_api_request_t *r = dsc_api_parsed_request(parsed);
+    count_unknown(s, r, endpoint);
     if (!model_known(s, r->model)) {
         dsc_api_error_set(&err, 404, "invalid_request_error", "model_not_found", "model",
                           "The model '%.128s' does not exist (GET /v1/models lists them).",
@@ -261,6 +328,7 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->parsed = parsed;
     g->stream = r->stream;
     g->include_usage = r->include_usage;
+    g->logprobs = r->logprobs;
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
     dsi_list_push_front(&s->gens, &g->link);

@@ -17,6 +17,7 @@ struct dsc_api_parsed {
     dsc_api_request_t req;
     dsc_api_message_t *messages; /* [req.n_messages] */
     char **owned;                /* [n_owned] strings built here (joined parts, JSON dumps) */
+    void *params_block;          /* dsc_api_params_parse's arrays */
     size_t n_owned, cap_owned;
 };
 
@@ -392,9 +393,14 @@ static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
         rc = parse_messages(p, root, lim, err);
     else
         rc = parse_prompt(p, root, err);
-    if (rc || (rc = parse_sampling(p, root, lim, err)) || (rc = parse_stop(p, root, err)) ||
+    if (rc || (rc = dsc_api_params_parse(root, kind, &p->req, &p->params_block, err)) ||
+        (rc = parse_sampling(p, root, lim, err)) || (rc = parse_stop(p, root, err)) ||
         (rc = parse_stream(p, root, err)))
         return rc;
+    if (p->req.max_tokens_given && p->req.min_tokens > p->req.max_tokens)
+        return dsc_api_error_set(err, 400, INVALID, "invalid_value", "min_tokens",
+                                 "'min_tokens' (%d) must not exceed 'max_tokens' (%d).",
+                                 (int)p->req.min_tokens, (int)p->req.max_tokens);
     return 0;
 }
 
@@ -443,6 +449,7 @@ void dsc_api_parsed_destroy(dsc_api_parsed_t *p)
     for (size_t i = 0; i < p->n_owned; i++)
         free(p->owned[i]);
     free(p->owned);
+    free(p->params_block);
     free(p->messages);
     json_decref(p->root);
     free(p);

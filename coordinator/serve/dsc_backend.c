@@ -307,6 +307,7 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
         goto err_free;
     if ((st = dsc_tokenizer_load(cfg->model_dir, &b->tok)) != DSI_OK)
         goto err_free;
+    dsc_backend_gen_config_load(b, cfg->model_dir);
     st = dsc_chat_template_load(cfg->model_dir, cfg->chat_style, &b->tpl);
     if (cfg->chat_style == DSC_CHAT_AUTO &&
         (st == DSI_ERR_NOT_FOUND || st == DSI_ERR_UNSUPPORTED)) {

@@ -88,6 +88,15 @@ static void seq_fail(dsc_backend_t *b, dsc_backend_seq_t *s, dsi_status_t st, co
     s->events->on_error(s->ctx, st, why);
 }
 
+static int is_stop_id(const dsc_backend_seq_t *s, int32_t token)
+{
+    for (int i = 0; i < s->n_stop_ids; i++) {
+        if (s->stop_ids[i] == token)
+            return 1;
+    }
+    return 0;
+}
+
 /* The tokens of an attached sequence through the text stage; the finish reason last. */
 static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *tokens, uint32_t n,
                      dst_finish_t finish)
@@ -99,6 +108,10 @@ static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *toke
     }
     for (uint32_t i = 0; i < n; i++) {
         s->n_generated++;
+        if (i + 1 == n && finish == DST_FINISH_STOP && is_stop_id(s, tokens[i])) {
+            s->events->on_text(s->ctx, "", 0, 0, 1); /* counted, no text */
+            continue;
+        }
         int r = dsc_backend_text_push(s->text, tokens[i], s->events->on_text, s->ctx);
         if (r < 0) {
             seq_fail(b, s, DSI_ERR_NOMEM, "out of memory while decoding the generated text");
@@ -274,14 +287,20 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;
-    dsc_cluster_req_t creq = {ids,
-                              (uint32_t)n,
-                              (uint32_t)max_tokens,
-                              req->temperature,
-                              req->top_p,
-                              (uint32_t)req->top_k,
-                              req->has_seed ? req->seed : next_seed(b)};
-    if ((st = dsc_cluster_submit(b->cluster, &creq, on_tokens, s, &s->cluster_id)) != DSI_OK) {
+    dst_msg_sampling_t sampling;
+    if ((st = dsc_backend_sampling(b, req, &sampling, message, message_cap)) != DSI_OK) {
+        refuse(b, "bad_request", st, NULL, 0, NULL);
+        goto out;
+    }
+    dsc_cluster_req_t creq = {
+        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b)};
+    dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    s->b = b;
+    s->n_stop_ids = req->n_stop_ids;
+    if (req->n_stop_ids > 0)
+        memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
+    if ((st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens,
+                                    dsc_backend_on_logprobs, s, &s->cluster_id)) != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;

@@ -569,6 +569,12 @@ static void on_wake(uv_async_t *async)
             m.tokens.n_tokens = o->n_tokens;
             m.tokens.tokens = &o->token;
             m.tokens.finish = o->finish;
+            if (o->has_logprob && o->n_tokens > 0) {
+                m.tokens.logprob = &o->logprob;
+                m.tokens.n_top = o->n_top;
+                m.tokens.top_ids = o->top_ids;
+                m.tokens.top_logprobs = o->top_logprobs;
+            }
             send_msg(node, &m);
         }
         dsn_queue_out_put(&node->queue, o);

@@ -65,6 +65,28 @@ void dsn_stage_emit_tokens(dsn_compute_t *c, uint64_t seq_id, int32_t token, uin
     o->token = token;
     o->n_tokens = n;
     o->finish = finish;
+    o->has_logprob = 0;
+    dsn_queue_emit(c->queue, o);
+}
+
+void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
+                            const float *logits)
+{
+    dsn_out_t *o = dsn_queue_out_get(c->queue);
+    if (o == NULL) {
+        DSI_ERROR("out of memory sending TOKENS of sequence %llu", (unsigned long long)s->id);
+        return;
+    }
+    o->type = DSN_OUT_TOKENS;
+    o->seq_id = s->id;
+    o->token = token;
+    o->n_tokens = 1;
+    o->finish = finish;
+    o->has_logprob = s->logprobs;
+    o->n_top = s->logprobs ? s->top_logprobs : 0;
+    if (s->logprobs)
+        o->logprob = dsn_logprobs(logits, (int)c->weights->cfg.vocab_size, token, o->n_top,
+                                  o->top_ids, o->top_logprobs);
     dsn_queue_emit(c->queue, o);
 }
 
@@ -82,6 +104,31 @@ int dsn_stage_emit_wire(dsn_compute_t *c, uint32_t peer, const dst_wire_hdr_t *h
     o->payload = payload;
     o->bytes = bytes;
     dsn_queue_emit(c->queue, o);
+    return 0;
+}
+
+/* The last stage's controls from SUBMIT.sampling, and the history of a re-submitted request. */
+static int sampler_controls(dsn_compute_t *c, dsn_seq_t *s, const dst_msg_submit_t *m)
+{
+    const dst_msg_sampling_t *x = &m->sampling;
+    dsn_controls_t ctl = {x->presence_penalty,
+                          x->frequency_penalty,
+                          x->repetition_penalty,
+                          x->min_p,
+                          x->min_tokens,
+                          c->weights->cfg.eos_token_id,
+                          x->bias_ids,
+                          x->bias_values,
+                          x->n_bias,
+                          x->stop_ids,
+                          x->n_stop_ids};
+    s->n_prior = m->n_generated;
+    s->ignore_eos = x->ignore_eos;
+    s->logprobs = x->logprobs;
+    s->top_logprobs = x->top_logprobs;
+    if (dsn_sampler_controls(&s->sampler, &ctl) != 0)
+        return -1;
+    dsn_sampler_history(&s->sampler, m->tokens, m->n_tokens, m->n_generated);
     return 0;
 }
 
@@ -116,7 +163,8 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     }
     if (c->is_last) {
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
-        if (dsn_sampler_init(&s->sampler, &sp, c->weights->cfg.vocab_size) != 0)
+        if (dsn_sampler_init(&s->sampler, &sp, c->weights->cfg.vocab_size) != 0 ||
+            sampler_controls(c, s, m) != 0)
             goto fail;
         dsn_sampler_skip(&s->sampler, m->n_generated);
     }

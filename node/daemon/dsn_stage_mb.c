@@ -187,6 +187,25 @@ static int logits_reserve(dsn_compute_t *c, int64_t n)
     return 0;
 }
 
+/* The scratch row for logprobs, made at the first request that asks for them. */
+static int raw_row_reserve(dsn_compute_t *c)
+{
+    if (c->raw_row == NULL)
+        c->raw_row = malloc((size_t)c->weights->cfg.vocab_size * sizeof(float));
+    if (c->raw_row == NULL)
+        DSI_ERROR("out of memory for logprobs: they are taken after the sampling controls");
+    return c->raw_row != NULL ? 0 : -1;
+}
+
+static int is_stop_id(const dsn_sampler_t *sp, int32_t tok)
+{
+    for (uint32_t i = 0; i < sp->ctl.n_stop_ids; i++) {
+        if (sp->ctl.stop_ids[i] == tok)
+            return 1;
+    }
+    return 0;
+}
+
 /* Last stage: sample the sequences whose batch reached the end of their prompt. */
 static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
 {
@@ -211,17 +230,25 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         dsn_engine_head(c->engine, mb->h, c->rows, n_rows, c->logits);
     for (int64_t r = 0; r < n_rows; r++) {
         dsn_seq_t *s = mb->seq[c->which[r]];
-        const float *logits = c->logits + r * V;
+        float *logits = c->logits + r * V;
         if (c->opts->logits_dir != NULL)
             dump_logits(c->opts->logits_dir, s->id, logits, V);
+        /* Logprobs are of the raw row: keep it before the controls change the logits. */
+        const float *raw = logits;
+        if (s->logprobs && raw_row_reserve(c) == 0) {
+            memcpy(c->raw_row, logits, (size_t)V * sizeof(float));
+            raw = c->raw_row;
+        }
+        dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
         int32_t tok = dsn_sampler_next(&s->sampler, logits);
+        dsn_sampler_accept(&s->sampler, tok);
         s->generated++;
         uint8_t finish = DST_FINISH_NONE;
-        if (tok == cfg->eos_token_id)
+        if ((tok == cfg->eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
             finish = DST_FINISH_STOP;
         else if (s->generated >= s->max_tokens || s->kv->length >= s->kv->max_tokens)
             finish = DST_FINISH_LENGTH;
-        dsn_stage_emit_tokens(c, s->id, tok, 1, finish);
+        dsn_stage_emit_sampled(c, s, tok, finish, raw);
         if (c->is_first) {
             s->next_token = tok;
             s->has_next = finish == DST_FINISH_NONE;

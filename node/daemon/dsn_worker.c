@@ -32,6 +32,7 @@ void dsn_compute_destroy(dsn_compute_t *c)
     dsn_mb_pool_cleanup(c);
     dsn_replan_release(c);
     free(c->logits);
+    free(c->raw_row);
     free(c->rows);
     free(c->which);
     free(c->serve_token);

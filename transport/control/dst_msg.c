@@ -102,9 +102,9 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 9;
+        return 10; /* "sampling" optional */
     case DST_MSG_TOKENS:
-        return 3;
+        return 4; /* "logprobs" optional */
     case DST_MSG_CANCEL:
         return 1;
     case DST_MSG_SHUTDOWN:
@@ -124,4 +124,11 @@ uint32_t dst_msg_nfields(uint32_t type)
     default:
         return 0;
     }
+}
+
+int dst_msg_sampling_any(const dst_msg_sampling_t *s)
+{
+    return s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f ||
+           s->repetition_penalty != 0.0f || s->min_p != 0.0f || s->min_tokens != 0 ||
+           s->ignore_eos || s->logprobs || s->top_logprobs || s->n_bias || s->n_stop_ids;
 }

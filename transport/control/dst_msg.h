@@ -182,6 +182,35 @@ typedef struct {
     uint32_t deadline_ms; /* finish in-flight work within this; 0 = no deadline */
 } dst_msg_drain_t;
 
+/*
+ * SUBMIT's optional "sampling" map: the sampling controls beyond temperature / top_p / top_k. A
+ * zeroed struct means "none of them" and is not sent, so a SUBMIT without them is the same body
+ * as before the map existed. Applied by the last stage in this order: logit_bias, min_tokens
+ * (EOS and stop_ids masked), repetition, frequency and presence penalties, temperature, then
+ * min_p, top_k and top_p. docs/PROTOCOL.md, SUBMIT.
+ */
+#define DST_MSG_MAX_BIAS     1024 /* logit_bias entries */
+#define DST_MSG_MAX_STOP_IDS 64   /* stop token ids */
+#define DST_MSG_MAX_TOP_LP   20   /* top_logprobs */
+typedef struct {
+    float presence_penalty;   /* [-2, 2]: minus this for every token generated at least once */
+    float frequency_penalty;  /* [-2, 2]: minus this times the token's count in the output */
+    float repetition_penalty; /* 0 = off (same as 1), else (0, 100]: HF, prompt + output */
+    float min_p;              /* [0, 1]: drop tokens below min_p x the most likely one */
+    uint32_t min_tokens;      /* EOS and stop_ids masked until this many were generated */
+    uint8_t ignore_eos;       /* 0 or 1: EOS does not finish the sequence */
+    uint8_t logprobs;         /* 0 or 1: TOKENS carries each token's logprob */
+    uint8_t top_logprobs;     /* 0..DST_MSG_MAX_TOP_LP, and the most likely ones (logprobs 1) */
+    uint32_t n_bias;          /* 0..DST_MSG_MAX_BIAS */
+    int32_t *bias_ids;        /* [n_bias] token ids, 0..DST_MSG_MAX_TOKEN_ID, unique */
+    float *bias_values;       /* [n_bias] [-100, 100] added to the logit */
+    uint32_t n_stop_ids;      /* 0..DST_MSG_MAX_STOP_IDS */
+    int32_t *stop_ids;        /* [n_stop_ids] token ids that finish the sequence (stop) */
+} dst_msg_sampling_t;
+
+/* 1 when s asks for anything (SUBMIT then carries "sampling"). */
+int dst_msg_sampling_any(const dst_msg_sampling_t *s);
+
 /* coordinator -> every node of the sequence's route: start a sequence (stage 0 feeds it, the last
  * stage samples it, the stages between run their layers for it). */
 typedef struct {
@@ -199,6 +228,7 @@ typedef struct {
      * request (a re-plan re-submits it): the sampler continues its random stream after them, so
      * a sampled request goes on exactly as it would have. 0 for a new request. */
     uint32_t n_generated;
+    dst_msg_sampling_t sampling; /* optional on the wire: zeroed = absent */
 } dst_msg_submit_t;
 
 /* last-stage node -> coordinator: tokens sampled for a sequence. */
@@ -207,6 +237,12 @@ typedef struct {
     uint32_t n_tokens; /* 0..DST_MSG_MAX_TOKENS; 0 only with a finish reason */
     int32_t *tokens;   /* [n_tokens] 0..DST_MSG_MAX_TOKEN_ID */
     uint8_t finish;    /* dst_finish_t */
+    /* Optional "logprobs" (SUBMIT asked for them): NULL = absent. log_softmax of the raw logits
+     * (before bias, penalties and temperature) of each token, and of the n_top most likely. */
+    float *logprob;       /* [n_tokens] or NULL */
+    uint32_t n_top;       /* 0..DST_MSG_MAX_TOP_LP */
+    int32_t *top_ids;     /* [n_tokens * n_top], most likely first */
+    float *top_logprobs;  /* [n_tokens * n_top] */
 } dst_msg_tokens_t;
 
 /* coordinator -> node: stop a sequence. */

@@ -156,6 +156,53 @@ static dsi_status_t check_load_stats(const dst_msg_load_stats_t *m, char *err, s
     return DSI_OK;
 }
 
+/* SUBMIT.sampling (docs/PROTOCOL.md): ranges, matching arrays, valid and unique bias ids. */
+static dsi_status_t check_sampling(const dst_msg_sampling_t *m, char *err, size_t errlen)
+{
+    const struct {
+        const char *name;
+        float v, lo, hi;
+    } f[] = {{"presence_penalty", m->presence_penalty, -2, 2},
+             {"frequency_penalty", m->frequency_penalty, -2, 2},
+             {"repetition_penalty", m->repetition_penalty, 0, 100},
+             {"min_p", m->min_p, 0, 1}};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (!isfinite(f[i].v) || f[i].v < f[i].lo || f[i].v > f[i].hi)
+            FAIL("SUBMIT.sampling.%s: %g not in [%g, %g]", f[i].name, (double)f[i].v,
+                 (double)f[i].lo, (double)f[i].hi);
+    }
+    if (m->min_tokens > DST_MSG_MAX_TOKENS)
+        FAIL("SUBMIT.sampling.min_tokens: %u over %d", (unsigned)m->min_tokens,
+             DST_MSG_MAX_TOKENS);
+    if (m->ignore_eos > 1 || m->logprobs > 1 || m->top_logprobs > DST_MSG_MAX_TOP_LP)
+        FAIL("SUBMIT.sampling: ignore_eos %u, logprobs %u, top_logprobs %u out of range",
+             m->ignore_eos, m->logprobs, m->top_logprobs);
+    if (m->n_bias > DST_MSG_MAX_BIAS || m->n_stop_ids > DST_MSG_MAX_STOP_IDS)
+        FAIL("SUBMIT.sampling: %u logit biases (at most %d), %u stop ids (at most %d)",
+             (unsigned)m->n_bias, DST_MSG_MAX_BIAS, (unsigned)m->n_stop_ids,
+             DST_MSG_MAX_STOP_IDS);
+    if ((m->n_bias > 0 && (m->bias_ids == NULL || m->bias_values == NULL)) ||
+        (m->n_stop_ids > 0 && m->stop_ids == NULL))
+        FAIL("SUBMIT.sampling: missing array");
+    for (uint32_t i = 0; i < m->n_bias; i++) {
+        if (m->bias_ids[i] < 0 || m->bias_ids[i] > DST_MSG_MAX_TOKEN_ID)
+            FAIL("SUBMIT.sampling.bias_ids[%u]: %d not a token id", (unsigned)i,
+                 (int)m->bias_ids[i]);
+        if (!isfinite(m->bias_values[i]) || fabsf(m->bias_values[i]) > 100.0f)
+            FAIL("SUBMIT.sampling.bias_values[%u]: %g not in [-100, 100]", (unsigned)i,
+                 (double)m->bias_values[i]);
+        for (uint32_t j = 0; j < i; j++) {
+            if (m->bias_ids[j] == m->bias_ids[i])
+                FAIL("SUBMIT.sampling.bias_ids: %d twice", (int)m->bias_ids[i]);
+        }
+    }
+    for (uint32_t i = 0; i < m->n_stop_ids; i++) {
+        if (m->stop_ids[i] < 0 || m->stop_ids[i] > DST_MSG_MAX_TOKEN_ID)
+            FAIL("SUBMIT.sampling.stop_ids[%u]: %d not a token id", (unsigned)i,
+                 (int)m->stop_ids[i]);
+    }
+    return DSI_OK;
+}
 
 static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t errlen)
 {
@@ -175,7 +222,7 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->n_generated >= m->n_tokens)
         FAIL("SUBMIT.n_generated: %u not below n_tokens %u", (unsigned)m->n_generated,
              (unsigned)m->n_tokens);
-    return DSI_OK;
+    return check_sampling(&m->sampling, err, errlen);
 }
 
 static dsi_status_t check_tokens_msg(const dst_msg_tokens_t *m, char *err, size_t errlen)
@@ -184,6 +231,16 @@ static dsi_status_t check_tokens_msg(const dst_msg_tokens_t *m, char *err, size_
         FAIL("TOKENS.finish: %u not a finish reason", (unsigned)m->finish);
     if (m->n_tokens == 0 && m->finish == DST_FINISH_NONE)
         FAIL("TOKENS: no tokens and no finish reason");
+    if (m->logprob != NULL && m->n_tokens > 0) {
+        if (m->n_top > DST_MSG_MAX_TOP_LP || (m->n_top > 0 && (!m->top_ids || !m->top_logprobs)))
+            FAIL("TOKENS.logprobs: n_top %u (at most %d) or its arrays missing",
+                 (unsigned)m->n_top, DST_MSG_MAX_TOP_LP);
+        for (uint32_t i = 0; i < m->n_tokens * m->n_top; i++) {
+            if (m->top_ids[i] < 0 || m->top_ids[i] > DST_MSG_MAX_TOKEN_ID)
+                FAIL("TOKENS.logprobs.top_ids[%u]: %d not a token id", (unsigned)i,
+                     (int)m->top_ids[i]);
+        }
+    }
     return check_tokens(m->tokens, m->n_tokens, 0, "TOKENS", err, errlen);
 }
 

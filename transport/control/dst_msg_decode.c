@@ -124,6 +124,39 @@ static dsi_status_t read_drain(dst_msg_rd_t *rd, dst_msg_drain_t *m)
     return dst_msg_rd_u32(rd, "deadline_ms", UINT32_MAX, &m->deadline_ms);
 }
 
+/* SUBMIT.sampling: every key present (the encoder writes them all). */
+static dsi_status_t read_sampling(dst_msg_rd_t *rd, const msgpack_object *obj,
+                                  dst_msg_sampling_t *m)
+{
+    dst_msg_rd_t sub;
+    uint32_t u, n_values;
+    char where[128];
+    snprintf(where, sizeof(where), "%s.sampling", rd->where);
+    TRY(dst_msg_rd_open(&sub, obj, 11, where, rd->msg, rd->err, rd->errlen));
+    TRY(dst_msg_rd_f32(&sub, "presence_penalty", &m->presence_penalty));
+    TRY(dst_msg_rd_f32(&sub, "frequency_penalty", &m->frequency_penalty));
+    TRY(dst_msg_rd_f32(&sub, "repetition_penalty", &m->repetition_penalty));
+    TRY(dst_msg_rd_f32(&sub, "min_p", &m->min_p));
+    TRY(dst_msg_rd_u32(&sub, "min_tokens", DST_MSG_MAX_TOKENS, &m->min_tokens));
+    TRY(dst_msg_rd_u32(&sub, "ignore_eos", 1, &u));
+    m->ignore_eos = (uint8_t)u;
+    TRY(dst_msg_rd_u32(&sub, "logprobs", 1, &u));
+    m->logprobs = (uint8_t)u;
+    TRY(dst_msg_rd_u32(&sub, "top_logprobs", DST_MSG_MAX_TOP_LP, &u));
+    m->top_logprobs = (uint8_t)u;
+    TRY(dst_msg_rd_u32_array(&sub, "bias_ids", DST_MSG_MAX_BIAS, DST_MSG_MAX_TOKEN_ID,
+                             (uint32_t **)&m->bias_ids, &m->n_bias));
+    TRY(dst_msg_rd_f32_array(&sub, "bias_values", DST_MSG_MAX_BIAS, &m->bias_values, &n_values));
+    if (n_values != m->n_bias) {
+        dst_msg_errf(rd->err, rd->errlen, "%s: %u bias_ids but %u bias_values", where,
+                     (unsigned)m->n_bias, (unsigned)n_values);
+        return DSI_ERR_PROTOCOL;
+    }
+    TRY(dst_msg_rd_u32_array(&sub, "stop_ids", DST_MSG_MAX_STOP_IDS, DST_MSG_MAX_TOKEN_ID,
+                             (uint32_t **)&m->stop_ids, &m->n_stop_ids));
+    return dst_msg_rd_end(&sub);
+}
+
 static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
 {
     TRY(dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->seq_id));
@@ -134,6 +167,9 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
     TRY(dst_msg_rd_u32(rd, "top_k", UINT32_MAX, &m->top_k));
     TRY(dst_msg_rd_u64(rd, "seed", UINT64_MAX, &m->seed));
     TRY(dst_msg_rd_u32(rd, "n_generated", UINT32_MAX, &m->n_generated));
+    const msgpack_object *sampling = dst_msg_rd_opt(rd, "sampling");
+    if (sampling != NULL)
+        TRY(read_sampling(rd, sampling, &m->sampling));
     return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
                                 &m->n_route);
 }
@@ -145,6 +181,27 @@ static dsi_status_t read_tokens_msg(dst_msg_rd_t *rd, dst_msg_tokens_t *m)
     TRY(read_tokens(rd, &m->tokens, &m->n_tokens));
     TRY(dst_msg_rd_u32(rd, "finish", DST_FINISH_END - 1, &finish));
     m->finish = (uint8_t)finish;
+    const msgpack_object *lp = dst_msg_rd_opt(rd, "logprobs");
+    if (lp == NULL)
+        return DSI_OK;
+    dst_msg_rd_t sub;
+    uint32_t n_lp, n_ids, n_top_lp;
+    TRY(dst_msg_rd_open(&sub, lp, 4, "TOKENS.logprobs", rd->msg, rd->err, rd->errlen));
+    TRY(dst_msg_rd_u32(&sub, "n_top", DST_MSG_MAX_TOP_LP, &m->n_top));
+    TRY(dst_msg_rd_f32_array(&sub, "logprob", DST_MSG_MAX_TOKENS, &m->logprob, &n_lp));
+    TRY(dst_msg_rd_u32_array(&sub, "top_ids", DST_MSG_MAX_TOKENS, DST_MSG_MAX_TOKEN_ID,
+                             (uint32_t **)&m->top_ids, &n_ids));
+    TRY(dst_msg_rd_f32_array(&sub, "top_logprobs", DST_MSG_MAX_TOKENS, &m->top_logprobs,
+                             &n_top_lp));
+    TRY(dst_msg_rd_end(&sub));
+    if (n_lp != m->n_tokens || n_ids != m->n_tokens * m->n_top || n_top_lp != n_ids) {
+        dst_msg_errf(rd->err, rd->errlen,
+                     "TOKENS.logprobs: %u logprobs, %u top ids, %u top logprobs for %u tokens "
+                     "and n_top %u",
+                     (unsigned)n_lp, (unsigned)n_ids, (unsigned)n_top_lp, (unsigned)m->n_tokens,
+                     (unsigned)m->n_top);
+        return DSI_ERR_PROTOCOL;
+    }
     return DSI_OK;
 }
 

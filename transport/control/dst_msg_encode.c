@@ -48,6 +48,65 @@ static int pack_peers(msgpack_packer *pk, const dst_msg_peers_t *m)
     return rc;
 }
 
+static int kv_f32(msgpack_packer *pk, const char *k, float v)
+{
+    return key(pk, k) | msgpack_pack_float(pk, v);
+}
+
+static int kv_u32_array(msgpack_packer *pk, const char *k, const int32_t *v, uint32_t n)
+{
+    int rc = key(pk, k) | msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        rc |= msgpack_pack_uint32(pk, (uint32_t)v[i]); /* checked non-negative */
+    return rc;
+}
+
+static int kv_f32_array(msgpack_packer *pk, const char *k, const float *v, uint32_t n)
+{
+    int rc = key(pk, k) | msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        rc |= msgpack_pack_float(pk, v[i]);
+    return rc;
+}
+
+static int pack_sampling(msgpack_packer *pk, const dst_msg_sampling_t *s)
+{
+    return key(pk, "sampling") | msgpack_pack_map(pk, 11) |
+           kv_f32(pk, "presence_penalty", s->presence_penalty) |
+           kv_f32(pk, "frequency_penalty", s->frequency_penalty) |
+           kv_f32(pk, "repetition_penalty", s->repetition_penalty) | kv_f32(pk, "min_p", s->min_p) |
+           kv_u64(pk, "min_tokens", s->min_tokens) | kv_u64(pk, "ignore_eos", s->ignore_eos) |
+           kv_u64(pk, "logprobs", s->logprobs) | kv_u64(pk, "top_logprobs", s->top_logprobs) |
+           kv_u32_array(pk, "bias_ids", s->bias_ids, s->n_bias) |
+           kv_f32_array(pk, "bias_values", s->bias_values, s->n_bias) |
+           kv_u32_array(pk, "stop_ids", s->stop_ids, s->n_stop_ids);
+}
+
+static int tokens_has_logprobs(const dst_msg_tokens_t *t)
+{
+    return t->logprob != NULL && t->n_tokens > 0;
+}
+
+static int pack_logprobs(msgpack_packer *pk, const dst_msg_tokens_t *t)
+{
+    uint32_t n_top = t->n_tokens * t->n_top;
+    return key(pk, "logprobs") | msgpack_pack_map(pk, 4) | kv_u64(pk, "n_top", t->n_top) |
+           kv_f32_array(pk, "logprob", t->logprob, t->n_tokens) |
+           kv_u32_array(pk, "top_ids", t->top_ids, n_top) |
+           kv_f32_array(pk, "top_logprobs", t->top_logprobs, n_top);
+}
+
+/* Fields on the wire: the type's fields less the optional ones that are absent. */
+static uint32_t fields_sent(const dst_msg_t *m)
+{
+    uint32_t n = dst_msg_nfields(m->type);
+    if (m->type == DST_MSG_SUBMIT && !dst_msg_sampling_any(&m->submit.sampling))
+        n--;
+    if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
+        n--;
+    return n;
+}
+
 static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
 {
     switch (m->type) {
@@ -96,12 +155,15 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                  key(pk, "route") | msgpack_pack_array(pk, s->n_route);
         for (uint32_t i = 0; i < s->n_route; i++)
             rc |= msgpack_pack_uint32(pk, s->route[i]);
+        if (dst_msg_sampling_any(&s->sampling))
+            rc |= pack_sampling(pk, &s->sampling);
         return rc;
     }
     case DST_MSG_TOKENS:
         return kv_u64(pk, "seq_id", m->tokens.seq_id) |
                kv_tokens(pk, m->tokens.tokens, m->tokens.n_tokens) |
-               kv_u64(pk, "finish", m->tokens.finish);
+               kv_u64(pk, "finish", m->tokens.finish) |
+               (tokens_has_logprobs(&m->tokens) ? pack_logprobs(pk, &m->tokens) : 0);
     case DST_MSG_CANCEL:
         return kv_u64(pk, "seq_id", m->cancel.seq_id);
     case DST_MSG_SHUTDOWN:
@@ -139,7 +201,7 @@ dsi_status_t dst_msg_encode(const dst_msg_t *msg, msgpack_sbuffer *out, char *er
         return DSI_ERR_INVALID_ARG;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    int rc = msgpack_pack_map(&pk, 2 + dst_msg_nfields(msg->type));
+    int rc = msgpack_pack_map(&pk, 2 + fields_sent(msg));
     rc |= kv_u64(&pk, "type", (uint64_t)msg->type) | kv_u64(&pk, "v", DST_PROTO_VERSION);
     rc |= pack_fields(&pk, msg);
     if (rc != 0) {

@@ -104,6 +104,18 @@ static const msgpack_object *rd_get(dst_msg_rd_t *rd, const char *key)
     return NULL;
 }
 
+const msgpack_object *dst_msg_rd_opt(dst_msg_rd_t *rd, const char *key)
+{
+    size_t keylen = strlen(key);
+    for (uint32_t i = 0; i < rd->n; i++) {
+        if (key_is(&rd->kv[i].key, key, keylen)) {
+            rd->matched |= 1u << i;
+            return &rd->kv[i].val;
+        }
+    }
+    return NULL;
+}
+
 static dsi_status_t type_error(dst_msg_rd_t *rd, const char *key, const char *want,
                                const msgpack_object *v)
 {

@@ -69,12 +69,13 @@ typedef struct seq {
     uint32_t n_route;
     int submitted; /* SUBMIT went to the lane's nodes under wire_id */
     dsc_cluster_token_cb cb;
+    dsc_cluster_logprobs_cb lp_cb; /* or NULL */
     void *ctx;
     conn_state_t *client; /* remote client that sent SUBMIT, or NULL */
     uint64_t client_seq;  /* the client's id for it */
     int32_t *tokens;      /* [n_prompt + n_generated]: the prompt, then what was delivered */
     uint32_t n_prompt, n_generated, cap;
-    dst_msg_submit_t req; /* sampling parameters and max_tokens */
+    dst_msg_submit_t req; /* sampling parameters and max_tokens; req.sampling's arrays owned */
 } seq_t;
 
 struct dsc_cluster {
@@ -184,14 +185,14 @@ void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_adm
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
 /* A new sequence for req; on refusal (logged) `why` (cap bytes, may be NULL) says what was wrong
  * with the request, naming the value and its limit, for the client. */
-dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out, char *why,
-                            size_t cap);
+dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap);
 void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */
-void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const int32_t *tokens, uint32_t n,
-                     dst_finish_t finish);
+void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, const int32_t *tokens,
+                     uint32_t n, dst_finish_t finish);
 /* Cancel on the nodes (if submitted) and free. */
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
 /* Cancel every submitted sequence on the nodes; they wait for the next epoch. */

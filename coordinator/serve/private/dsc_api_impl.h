@@ -29,12 +29,42 @@ void dsc_api_jbuf_free(dsc_api_jbuf_t *b);
 /* Hand the text over (caller frees) or NULL when an allocation failed; the buffer is emptied. */
 char *dsc_api_jbuf_take(dsc_api_jbuf_t *b, size_t *len_out);
 
+/*
+ * dsc_api_params.c: the decision for every other top-level field (refusals 400
+ * unsupported_parameter), the sampling controls and logprobs options into r, and the names of
+ * fields outside the spec into r->unknown. *block (malloc'ed, the caller frees it even on error)
+ * holds r's arrays. Returns 0 or the HTTP status with *err set.
+ */
+struct json_t;
+int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
+                         void **block, dsc_api_error_t *err);
+
+/* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
+ * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
+typedef struct {
+    dsc_api_jbuf_t a, b, c, d;
+    int n;          /* entries since the last clear */
+    int64_t offset; /* completions: text_offset of the next token (code points) */
+} dsc_api_lp_t;
+
+void dsc_api_lp_add(dsc_api_lp_t *lp, dsc_api_kind_t kind, const dsc_api_logprob_t *e);
+/* Writes the "logprobs" object of the entries since the last clear. */
+void dsc_api_lp_write(dsc_api_jbuf_t *out, dsc_api_kind_t kind, const dsc_api_lp_t *lp);
+int dsc_api_lp_failed(const dsc_api_lp_t *lp);
+void dsc_api_lp_clear(dsc_api_lp_t *lp); /* drops the entries, keeps offset and memory */
+void dsc_api_lp_free(dsc_api_lp_t *lp);
+
 /* The formatters behind dsc_api_error_json, dsc_api_response_json and dsc_api_chunk_sse. */
 void dsc_api_error_write(dsc_api_jbuf_t *b, const dsc_api_error_t *err);
 void dsc_api_response_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                             const char *text, size_t text_len, const char *reasoning,
                             size_t reasoning_len, dsc_api_finish_t finish,
                             const dsc_api_usage_t *usage);
+/* The same with the choice's "logprobs" object as JSON text (NULL: null). */
+void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
+                               const dsc_api_usage_t *usage);
 /* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
@@ -64,6 +94,8 @@ struct dsc_api_server {
     dsc_metric_series_t *duration;         /* histogram, seconds from request to last byte */
     dsc_metric_series_t *active;           /* gauge: generations in the backend */
     dsc_metric_series_t *connections;      /* gauge: HTTP connections, set when rendered */
+    dsc_metric_family_t *unknown_params;   /* counter {name}: fields outside the spec */
+    int n_unknown_names;                   /* names with a series of their own */
 };
 
 /* Count a finished request in dsinfer_http_requests_total{endpoint, code}. */

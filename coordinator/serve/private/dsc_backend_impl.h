@@ -23,7 +23,13 @@ typedef struct dsc_backend_seq {
     int in_cluster; /* the cluster may still call back (no finish, no dsc_cluster_cancel yet) */
     int started;    /* the first token came: counted as running, not queued */
     int cancel_due; /* detached while inside a cluster callback: cancel on the next tick */
+    /* stop_token_ids: the token that finishes the sequence gives no text (as vLLM) */
+    int32_t stop_ids[DSC_API_MAX_STOP_IDS];
+    int n_stop_ids;
 } dsc_backend_seq_t;
+
+#define DSC_BACKEND_BL_CODES    324 /* code points of the byte-level alphabet */
+#define DSC_BACKEND_TOKEN_BYTES 256 /* bytes of one token in logprobs (longer ones are cut) */
 
 struct dsc_backend {
     uv_loop_t *loop;
@@ -51,6 +57,14 @@ struct dsc_backend {
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
+    /* generation_config.json's defaults for requests that leave them out */
+    struct {
+        int has_temperature, has_top_p, has_top_k;
+        float temperature, top_p;
+        int32_t top_k;
+    } gen;
+    int16_t bl_inv[DSC_BACKEND_BL_CODES]; /* byte-level code point -> byte, or -1 */
+    char lp_bytes[DSC_API_MAX_TOP_LOGPROBS + 1][DSC_BACKEND_TOKEN_BYTES]; /* logprobs scratch */
 };
 
 /* dsc_backend_seq.c: the ops of dsc_api_backend_ops_t that handle requests. */
@@ -75,5 +89,18 @@ void dsc_backend_schedule(dsc_backend_t *b);
  */
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap);
+
+/* dsc_backend_params.c */
+/* Reads dir/generation_config.json's temperature, top_p and top_k if present (logged). */
+void dsc_backend_gen_config_load(dsc_backend_t *b, const char *dir);
+/* The request's temperature, top_p and top_k, or generation_config's for those not given. */
+void dsc_backend_defaults(const dsc_backend_t *b, const dsc_api_request_t *req, float *temperature,
+                          float *top_p, uint32_t *top_k);
+/* SUBMIT.sampling of req (arrays borrowed from req); DSI_ERR_BAD_REQUEST with `message` for a
+ * token id outside the vocabulary. */
+dsi_status_t dsc_backend_sampling(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                  dst_msg_sampling_t *out, char *message, size_t cap);
+/* The cluster's logprobs callback (ctx: the dsc_backend_seq_t): on_logprobs per token. */
+void dsc_backend_on_logprobs(void *ctx, const dst_msg_tokens_t *t);
 
 #endif

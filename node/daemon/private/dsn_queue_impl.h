@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "dsi_list.h"
+#include "dsn_sampler.h"
 #include "dsi_status.h"
 #include "dst_msg.h"
 #include "dst_wire.h"
@@ -67,6 +68,11 @@ typedef struct dsn_out {
     int32_t token;   /* TOKENS: one sampled token, or none when n_tokens is 0 */
     uint32_t n_tokens;
     uint8_t finish; /* dst_finish_t */
+    /* TOKENS with logprobs (has_logprob): the token's, and those of the n_top most likely */
+    uint8_t has_logprob, n_top;
+    float logprob;
+    int32_t top_ids[DSN_MAX_TOP_LOGPROBS];
+    float top_logprobs[DSN_MAX_TOP_LOGPROBS];
     /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
     uint32_t *counts; /* [load_layers, load_experts], owned (malloc) */
     uint32_t load_first, load_layers, load_experts;

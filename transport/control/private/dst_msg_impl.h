@@ -43,6 +43,8 @@ typedef struct {
 /* Opens obj as a map of at most max_fields (<= 32) entries; where is copied. */
 dsi_status_t dst_msg_rd_open(dst_msg_rd_t *rd, const msgpack_object *obj, uint32_t max_fields,
                              const char *where, dst_msg_t *msg, char *err, size_t errlen);
+/* The value of an optional field (marked consumed), or NULL when absent. */
+const msgpack_object *dst_msg_rd_opt(dst_msg_rd_t *rd, const char *key);
 /* Fails on the first entry no getter consumed (unknown or duplicate key). */
 dsi_status_t dst_msg_rd_end(dst_msg_rd_t *rd);
 
