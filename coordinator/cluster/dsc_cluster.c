@@ -41,23 +41,25 @@ void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)
         cl->state_cb(cl->state_arg, st);
 }
 
-void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m)
+dsi_status_t dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m)
 {
     if (conn == NULL)
-        return;
+        return DSI_OK;
     dsi_status_t st = dst_ctrl_send(conn, m);
     if (st != DSI_OK)
         DSI_ERROR("cannot send %s to %s: %s", dst_msg_type_name(m->type), dst_ctrl_conn_peer(conn),
                   dsi_status_message(st));
+    return st;
 }
 
-void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m)
+dsi_status_t dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m)
 {
     if (id >= cl->n_nodes)
-        return;
+        return DSI_OK;
     node_t *n = &cl->nodes[id];
     if (n->state != NODE_DEAD && n->cs != NULL)
-        dsc_cluster_send(n->cs->conn, m);
+        return dsc_cluster_send(n->cs->conn, m);
+    return DSI_OK;
 }
 
 int dsc_node_live(const node_t *n)

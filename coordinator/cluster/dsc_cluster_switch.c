@@ -79,7 +79,8 @@ void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next)
 static void reroute(dsc_cluster_t *cl)
 {
     uint32_t moved = 0;
-    for (seq_t *s = cl->seqs; s != NULL; s = s->next) {
+    for (seq_t *s = cl->seqs, *next; s != NULL; s = next) {
+        next = s->next; /* s is freed when its SUBMIT fails */
         int lost = 0;
         for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
             lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dsi_log.h"
+#include "dst_msg.h"
 
 #define TICK_MS 200 /* how often the cluster gauges are refreshed between events */
 
@@ -273,6 +274,12 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     b->cfg = *cfg;
     b->cfg.model_dir = NULL;
     b->cfg.model_id = NULL;
+    if (b->cfg.max_context > DST_MSG_MAX_TOKENS) {
+        /* A re-plan re-submits the prompt and the tokens generated so far in one SUBMIT. */
+        DSI_WARN("backend: a context of %u tokens is more than one SUBMIT carries: %d are served",
+                 b->cfg.max_context, DST_MSG_MAX_TOKENS);
+        b->cfg.max_context = DST_MSG_MAX_TOKENS;
+    }
     b->seed_state = uv_hrtime() ^ ((uint64_t)getpid() << 32);
     b->model_id = cfg->model_id != NULL ? strdup(cfg->model_id) : dir_name(cfg->model_dir);
     if (b->model_id == NULL)

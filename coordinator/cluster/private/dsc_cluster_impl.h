@@ -114,8 +114,9 @@ struct dsc_cluster {
 
 /* dsc_cluster.c */
 uint64_t dsc_now_ns(void);
-void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
-void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
+/* Send m (failures are logged); a node that is dead or gone counts as sent. */
+dsi_status_t dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
+dsi_status_t dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
 /* Nodes that are neither dead nor draining. */
 int dsc_node_live(const node_t *n);
@@ -166,7 +167,9 @@ void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_adm
 /* dsc_cluster_seq.c */
 seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req, seq_t **out);
-void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* SUBMIT on a lane of the current plan; when it cannot be sent (and a re-plan would not repair
+ * that) the owner gets an error finish and s is freed: the status says so. */
+dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */
