@@ -86,6 +86,23 @@ static void refuse(dsc_cluster_t *cl, dst_ctrl_conn_t *conn, dsi_status_t code, 
     dst_ctrl_conn_close(conn);
 }
 
+/*
+ * The id for a joining node: the lowest id of a node that left and is out of every plan (the
+ * current one and the one a live switch moves to or from, so no peer and no submitted sequence
+ * still uses it: the other nodes dropped its endpoint with the plan that left it out), else a new
+ * one; DSC_MAX_NODES when every id is taken. Without recycling, a node that restarts in a loop
+ * would use up the ids and the cluster would refuse every node after DSC_MAX_NODES joins.
+ */
+static uint32_t free_id(const dsc_cluster_t *cl)
+{
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        if (n->state == NODE_DEAD && n->cs == NULL && !dsc_cluster_involves(cl, i))
+            return i;
+    }
+    return cl->n_nodes;
+}
+
 static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_register_t *r)
 {
     dst_ctrl_conn_t *conn = cs->conn;
@@ -98,34 +115,38 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
         refuse(cl, conn, DSI_ERR_PROTOCOL, "a second REGISTER on one connection", r->name);
         return;
     }
-    if (cl->n_nodes >= DSC_MAX_NODES || cl->shut_down) {
-        refuse(cl, conn, DSI_ERR_CAPACITY, "the cluster takes no more nodes", r->name);
-        return;
-    }
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         if (cl->nodes[i].state != NODE_DEAD && strcmp(cl->nodes[i].name, r->name) == 0) {
             refuse(cl, conn, DSI_ERR_INVALID_ARG, "the node name is already registered", r->name);
             return;
         }
     }
-    node_t *n = &cl->nodes[cl->n_nodes];
-    memset(n, 0, sizeof(*n));
-    n->ucx_addr = malloc(r->ucx_addr_len);
-    if (n->ucx_addr == NULL) {
+    uint32_t id = free_id(cl);
+    if (id >= DSC_MAX_NODES || cl->shut_down) {
+        refuse(cl, conn, DSI_ERR_CAPACITY, "the cluster takes no more nodes", r->name);
+        return;
+    }
+    uint8_t *addr = malloc(r->ucx_addr_len);
+    if (addr == NULL) {
         refuse(cl, conn, DSI_ERR_NOMEM, "out of memory", r->name);
         return;
     }
-    memcpy(n->ucx_addr, r->ucx_addr, r->ucx_addr_len);
+    memcpy(addr, r->ucx_addr, r->ucx_addr_len);
+    node_t *n = &cl->nodes[id];
+    free(n->ucx_addr); /* a recycled id's last address */
+    memset(n, 0, sizeof(*n));
+    n->ucx_addr = addr;
     n->ucx_addr_len = r->ucx_addr_len;
-    n->id = cl->n_nodes;
+    n->id = id;
     snprintf(n->name, sizeof(n->name), "%s", r->name);
     n->mem_budget = r->mem_budget;
     n->cores = r->cores;
     n->cs = cs;
     n->last_seen_ns = dsc_now_ns();
     cs->kind = PEER_NODE;
-    cs->node = (int)cl->n_nodes;
-    cl->n_nodes++;
+    cs->node = (int)id;
+    if (id == cl->n_nodes)
+        cl->n_nodes++;
     cl->stats.nodes_joined++;
     dst_msg_t w = {.type = DST_MSG_WELCOME};
     w.welcome.node_id = n->id;
