@@ -93,6 +93,18 @@ static void seq_fail(dsc_backend_t *b, dsc_backend_seq_t *s, dsi_status_t st, co
     s->events->on_error(s->ctx, st, why);
 }
 
+void dsc_backend_fail_all(dsc_backend_t *b, const char *why)
+{
+    for (dsc_backend_seq_t *s = b->seqs, *next; s != NULL; s = next) {
+        next = s->next;
+        if (!s->attached)
+            continue;
+        seq_fail(b, s, DSI_ERR_PEER, why);
+        seq_release(b, s);
+    }
+    dsc_backend_refresh_gauges(b);
+}
+
 /* The tokens of an attached sequence through the text stage; the finish reason last. */
 static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *tokens, uint32_t n,
                      dst_finish_t finish)
