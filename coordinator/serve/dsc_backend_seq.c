@@ -141,7 +141,8 @@ static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *toke
             b, s, DSI_ERR_PEER,
             finish == DST_FINISH_CANCELLED
                 ? "the cluster cancelled the generation (a node is draining or was lost)"
-                : "the generation failed on the cluster (a node was lost or ran out of memory)");
+                : "the generation failed on the cluster (a node was lost, ran out of memory or "
+                  "computed non-finite logits: see the logs)");
     }
 }
 

@@ -215,6 +215,17 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         if (c->opts->logits_dir != NULL)
             dump_logits(c->opts->logits_dir, s->id, logits, V);
         int32_t tok = dsn_sampler_next(&s->sampler, logits);
+        if (tok < 0) {
+            DSI_ERROR("sequence %llu: the logits hold NaN or infinite values (broken weights or "
+                      "scales in the checkpoint?): the request ends with an error",
+                      (unsigned long long)s->id);
+            dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+            if (c->is_first) {
+                s->has_next = 0;
+                s->done = 1;
+            }
+            continue;
+        }
         s->generated++;
         uint8_t finish = DST_FINISH_NONE;
         if (tok == cfg->eos_token_id)

@@ -30,7 +30,9 @@ typedef struct {
 /* Returns 0, or -1 when out of memory. Release with dsn_sampler_cleanup(). */
 int dsn_sampler_init(dsn_sampler_t *s, const dsn_sampling_t *params, int vocab);
 void dsn_sampler_cleanup(dsn_sampler_t *s);
-/* The next token from logits[vocab]. */
+/* The next token from logits[vocab], or -1 when the row holds a NaN or an infinity (broken
+ * weights or scales): nothing meaningful can be drawn, and the caller ends the sequence with an
+ * error instead of emitting token 0 forever. */
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits);
 /*
  * What dsn_sampler_next draws from (temperature > 0): fills probs (unnormalised softmax) and
