@@ -298,11 +298,29 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
         dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_SUBMIT, "nodes do not submit");
         return;
     }
+    if (!cs->client_ok) {
+        /* The control port is reachable by more than the nodes: without the proof, no work. */
+        DSI_WARN("SUBMIT from %s refused: the connection did not authenticate",
+                 dst_ctrl_conn_peer(cs->conn));
+        dst_ctrl_send_error(cs->conn, DSI_ERR_AUTH, DST_MSG_SUBMIT,
+                            "SUBMIT refused: authenticate first (ADMIN client with the cluster's "
+                            "shared secret, DSINFER_SECRET)");
+        dst_ctrl_conn_close(cs->conn);
+        return;
+    }
     cs->kind = PEER_CLIENT;
     dsc_cluster_req_t req = {m->tokens, m->n_tokens, m->max_tokens, m->temperature,
                              m->top_p,  m->top_k,    m->seed};
+    char why[256] = "";
+    dsi_status_t st =
+        cl->admit_cb != NULL ? cl->admit_cb(cl->admit_arg, &req, why, sizeof(why)) : DSI_OK;
+    if (st != DSI_OK) {
+        dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request %llu refused: %s",
+                            (unsigned long long)m->seq_id, why);
+        return;
+    }
     seq_t *s;
-    dsi_status_t st = dsc_seq_create(cl, &req, &s);
+    st = dsc_seq_create(cl, &req, &s);
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
                             dsi_status_message(st));
@@ -539,6 +557,20 @@ uint16_t dsc_cluster_port(const dsc_cluster_t *cl)
 int dsc_cluster_ready(const dsc_cluster_t *cl)
 {
     return cl->ready;
+}
+
+void dsc_cluster_on_admit(dsc_cluster_t *cl, dsc_cluster_admit_cb cb, void *arg)
+{
+    cl->admit_cb = cb;
+    cl->admit_arg = arg;
+}
+
+uint32_t dsc_cluster_client_sequences(const dsc_cluster_t *cl)
+{
+    uint32_t n = 0;
+    for (const seq_t *s = cl->seqs; s != NULL; s = s->next)
+        n += s->client != NULL;
+    return n;
 }
 
 void dsc_cluster_on_state(dsc_cluster_t *cl, void (*cb)(void *arg, dsi_status_t st), void *arg)

@@ -308,6 +308,7 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
     b->ever_ready = dsc_cluster_ready(cluster);
     dsc_cluster_on_state(cluster, on_cluster_state, b);
+    dsc_cluster_on_admit(cluster, dsc_backend_admit_client, b);
     dsc_backend_refresh_gauges(b);
     DSI_INFO("backend: model '%s', %s chat template, context %u, at most %u sequences", b->model_id,
              dsc_chat_style_name(dsc_chat_template_style(b->tpl)), cfg->max_context,
@@ -345,6 +346,7 @@ void dsc_backend_destroy(dsc_backend_t *b)
         return;
     b->stopping = 1;
     dsc_cluster_on_state(b->cluster, NULL, NULL);
+    dsc_cluster_on_admit(b->cluster, NULL, NULL);
     dsc_backend_drop_all(b);
     uv_close((uv_handle_t *)&b->tick, on_handle_closed);
     uv_close((uv_handle_t *)&b->defer, on_handle_closed);

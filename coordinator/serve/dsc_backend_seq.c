@@ -217,11 +217,29 @@ static dsi_status_t check_state(dsc_backend_t *b, char *message, size_t cap)
     if (!b->ever_ready)
         return refuse(b, "not_ready", DSI_ERR_PEER, message, cap,
                       "The cluster is not ready yet (nodes are loading); retry shortly.");
-    if (b->n_seqs >= b->cfg.max_queue)
+    /* Control-port clients' sequences share the queue with the HTTP requests'. */
+    uint32_t open = b->n_seqs + dsc_cluster_client_sequences(b->cluster);
+    if (open >= b->cfg.max_queue)
         return refuse(b, "queue_full", DSI_ERR_CAPACITY, message, cap,
                       "Too many requests: %u sequences are being generated (the server's "
                       "--max-queue); retry shortly.",
-                      b->n_seqs);
+                      open);
+    return DSI_OK;
+}
+
+dsi_status_t dsc_backend_admit_client(void *self, const dsc_cluster_req_t *req, char *message,
+                                      size_t cap)
+{
+    dsc_backend_t *b = self;
+    dsi_status_t st = check_state(b, message, cap);
+    if (st != DSI_OK)
+        return st;
+    int64_t ctx_len = b->cfg.max_context, total = (int64_t)req->n_prompt + req->max_tokens;
+    if (total > ctx_len)
+        return refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, cap,
+                      "This model's maximum context length is %lld tokens. However, you "
+                      "requested %lld tokens (%u in the prompt, %u for the completion).",
+                      (long long)ctx_len, (long long)total, req->n_prompt, req->max_tokens);
     return DSI_OK;
 }
 

@@ -268,6 +268,7 @@ typedef enum {
     DST_ADMIN_STATUS = 1,    /* the cluster's state as JSON */
     DST_ADMIN_REBALANCE = 2, /* re-place experts by the observed load (EPLB) now */
     DST_ADMIN_DRAIN = 3,     /* move node `arg`'s work elsewhere and release it */
+    DST_ADMIN_CLIENT = 4,    /* this connection is a client: it may SUBMIT from now on */
     DST_ADMIN_END
 } dst_admin_cmd_t;
 

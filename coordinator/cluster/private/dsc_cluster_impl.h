@@ -34,6 +34,7 @@ typedef struct conn_state {
     dst_ctrl_conn_t *conn;
     peer_kind_t kind;
     int node; /* index into nodes when kind == PEER_NODE */
+    int client_ok; /* proved the shared secret (ADMIN client): may SUBMIT */
     uint8_t nonce[DST_MSG_NONCE_LEN];
 } conn_state_t;
 
@@ -97,6 +98,8 @@ struct dsc_cluster {
     uint64_t next_handle, next_wire;
     void (*state_cb)(void *arg, dsi_status_t st);
     void *state_arg;
+    dsc_cluster_admit_cb admit_cb; /* SUBMIT of a control-port client */
+    void *admit_arg;
     dsc_cluster_stats_t stats;
     /* Expert load and biases (dsc_load_cluster.c); load is NULL for a model without MoE. */
     dsc_load_t *load;
