@@ -163,8 +163,21 @@ if warns != 1:
     fail(f"{warns} WARN lines for 30 refused connections (want 1)")
 
 section("Every node dies")
-# Every node dies mid-stream: an error event, then [DONE].
 nodes = subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True, text=True).stdout.split()
+
+# The node of a loopback-only serve listens (UCX's tcp transport) on loopback only.
+try:
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+except FileNotFoundError:
+    ss = None
+if ss is not None:
+    for line in ss.splitlines():
+        if any(f"pid={pid}," in line for pid in nodes):
+            local = line.split()[3]
+            if not (local.startswith("127.") or local.startswith("[::1]")):
+                fail(f"a node listens on {local}: {line}")
+
+# Every node dies mid-stream: an error event, then [DONE].
 long = b'{"model":"tiny-v3","prompt":"The quick brown fox","max_tokens":4000,"temperature":0,"stream":true}'
 s = conn()
 s.sendall((b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
