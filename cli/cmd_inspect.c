@@ -195,8 +195,9 @@ int dsinfer_cmd_inspect(int argc, char **argv)
     st = dsn_weights_load(ck, &all, &w);
     dsn_weights_destroy(w);
     if (st != DSI_OK) {
-        fprintf(stderr, "dsinfer inspect: %s is not a valid model: its tensors do not match "
-                        "config.json: %s (details above)\n",
+        fprintf(stderr,
+                "dsinfer inspect: %s is not a valid model: its tensors do not match "
+                "config.json: %s (details above)\n",
                 model, dsi_status_message(st));
         dsn_checkpoint_close(ck);
         return 1;

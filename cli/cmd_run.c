@@ -269,8 +269,9 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
         }
         int32_t tok = dsn_sampler_next(&sampler, logits);
         if (tok < 0) {
-            fprintf(stderr, "dsinfer run: step %d: the logits hold NaN or infinite values (broken "
-                            "weights or scales in the checkpoint?)\n",
+            fprintf(stderr,
+                    "dsinfer run: step %d: the logits hold NaN or infinite values (broken "
+                    "weights or scales in the checkpoint?)\n",
                     step);
             goto out_kv;
         }

@@ -694,8 +694,7 @@ static void test_addresses(void)
     DSI_CHECK_STR_EQ(ifname, "lo");
     DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("203.0.113.1:80", ifname, sizeof(ifname)),
                      DSI_ERR_NOT_FOUND);
-    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("nonsense", ifname, sizeof(ifname)),
-                     DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("nonsense", ifname, sizeof(ifname)), DSI_ERR_INVALID_ARG);
     dst_ctrl_listener_t *l;
     DSI_CHECK_INT_EQ(dst_ctrl_listen(loop, "localhost:0", NULL, &server_cb, &l),
                      DSI_ERR_INVALID_ARG);

@@ -287,7 +287,14 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
     if (s->route[0] != from) {
         dst_msg_t m = {.type = DST_MSG_TOKENS};
         m.tokens = *t;
-        dsc_cluster_send_node(cl, s->route[0], &m);
+        dsi_status_t st = dsc_cluster_send_node(cl, s->route[0], &m);
+        if (st != DSI_OK && st != DSI_ERR_CONNECTION) {
+            /* Stage 0 would wait for this token forever (a lost connection re-plans instead). */
+            DSI_ERROR("request %llu failed: its token could not be relayed to stage 0: %s",
+                      (unsigned long long)s->handle, dsi_status_message(st));
+            dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+            dsc_seq_end(cl, s);
+        }
     }
 }
 

@@ -108,8 +108,8 @@ int dsc_cluster_ready(const dsc_cluster_t *cl);
  * HTTP API applies: DSI_OK, or a refusal with `message` (NUL-terminated, at most `cap` bytes)
  * sent back in the ERROR. Without a hook, authenticated clients are only held to the wire limits.
  */
-typedef dsi_status_t (*dsc_cluster_admit_cb)(void *arg, const dsc_cluster_req_t *req,
-                                             char *message, size_t cap);
+typedef dsi_status_t (*dsc_cluster_admit_cb)(void *arg, const dsc_cluster_req_t *req, char *message,
+                                             size_t cap);
 void dsc_cluster_on_admit(dsc_cluster_t *cl, dsc_cluster_admit_cb cb, void *arg);
 /* Open sequences of control-port clients (they count against the same queue limit). */
 uint32_t dsc_cluster_client_sequences(const dsc_cluster_t *cl);

@@ -116,9 +116,9 @@ dsi_status_t dst_ctrl_addr_netdev(const char *addr, char *ifname, size_t cap)
         if (i->ifa_addr == NULL || i->ifa_addr->sa_family != target->sa_family ||
             !(i->ifa_flags & IFF_UP))
             continue;
-        int match = is_loopback(target)
-                        ? (i->ifa_flags & IFF_LOOPBACK) != 0
-                        : i->ifa_netmask != NULL && same_subnet(i->ifa_addr, target, i->ifa_netmask);
+        int match = is_loopback(target) ? (i->ifa_flags & IFF_LOOPBACK) != 0
+                                        : i->ifa_netmask != NULL &&
+                                              same_subnet(i->ifa_addr, target, i->ifa_netmask);
         if (match && strlen(i->ifa_name) < cap) {
             snprintf(ifname, cap, "%s", i->ifa_name);
             st = DSI_OK;

@@ -21,9 +21,11 @@ int dst_bound_ok(dst_bound_id_t id, double x, int api)
     if (!isfinite(x))
         return 0;
     if (b->is_float) {
+        /* Beyond FLT_MAX there is no float32 (and converting is undefined); below the smallest
+         * subnormal, x becomes 0 (top_p 1e-300). */
         if (fabs(x) > FLT_MAX)
-            return 0; /* no float32 (and converting it is undefined) */
-        x = (double)(float)x; /* 1e-300 becomes 0 */
+            return 0;
+        x = (double)(float)x;
     }
     double hi = api ? b->api_hi : b->hi;
     return x <= hi && (b->lo_open ? x > b->lo : x >= b->lo);

@@ -171,8 +171,8 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     for (int i = 0; i < DST_BOUND_END; i++) {
         const dst_bound_t *b = &dst_bounds[i];
         if (!dst_bound_ok((dst_bound_id_t)i, values[i], 0))
-            FAIL("SUBMIT.%s: %.9g not in %s%.9g, %.9g]", b->name, values[i],
-                 b->lo_open ? "(" : "[", b->lo, b->hi);
+            FAIL("SUBMIT.%s: %.9g not in %s%.9g, %.9g]", b->name, values[i], b->lo_open ? "(" : "[",
+                 b->lo, b->hi);
     }
     if (m->n_route == 0 || m->n_route > DST_MSG_MAX_STAGES || m->route == NULL)
         FAIL("SUBMIT.route: %u stages not in 1..%d", (unsigned)m->n_route, DST_MSG_MAX_STAGES);

@@ -91,7 +91,7 @@ struct dsc_http_server {
     void *done_arg;
     dsc_http_answer_cb answer_cb; /* answers given without a handler (metrics) */
     void *answer_arg;
-    uint64_t refused_busy;   /* connections refused for max_connections since the last WARN */
+    uint64_t refused_busy;    /* connections refused for max_connections since the last WARN */
     uint64_t refused_warn_ms; /* when that WARN was logged (loop time) */
     char readbuf[64 * 1024]; /* shared by all reads: each read is consumed before the next */
 };
