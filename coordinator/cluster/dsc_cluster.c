@@ -307,8 +307,15 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
     }
     if (!cs->client_ok) {
         /* The control port is reachable by more than the nodes: without the proof, no work. */
-        DSI_WARN("SUBMIT from %s refused: the connection did not authenticate",
-                 dst_ctrl_conn_peer(cs->conn));
+        uint64_t now = dsc_now_ns();
+        cl->unauth_refused++;
+        if (cl->unauth_warn_ns == 0 || now - cl->unauth_warn_ns >= 10000000000ULL) {
+            DSI_WARN("SUBMIT from %s refused: the connection did not authenticate (%llu refused "
+                     "since the last such warning; logged at most every 10 s)",
+                     dst_ctrl_conn_peer(cs->conn), (unsigned long long)cl->unauth_refused);
+            cl->unauth_refused = 0;
+            cl->unauth_warn_ns = now;
+        }
         dst_ctrl_send_error(cs->conn, DSI_ERR_AUTH, DST_MSG_SUBMIT,
                             "SUBMIT refused: authenticate first (ADMIN client with the cluster's "
                             "shared secret, DSINFER_SECRET)");

@@ -100,6 +100,8 @@ struct dsc_cluster {
     void *state_arg;
     dsc_cluster_admit_cb admit_cb; /* SUBMIT of a control-port client */
     void *admit_arg;
+    uint64_t unauth_refused; /* SUBMITs refused for no proof since the last WARN about them */
+    uint64_t unauth_warn_ns; /* when that WARN was logged (one per 10 s at most) */
     dsc_cluster_stats_t stats;
     /* Expert load and biases (dsc_load_cluster.c); load is NULL for a model without MoE. */
     dsc_load_t *load;
