@@ -16,6 +16,7 @@
 #include "dsi_settings.h"
 #include "cli_settings.h"
 #include "dst_ctrl.h"
+#include "dst_msg_admin.h"
 #include "dst_mpi.h"
 
 int cli_local_secret(void)
@@ -164,6 +165,7 @@ typedef struct {
     uint32_t timeout_ms;
     dsc_cluster_t *cluster; /* in-process mode */
     dst_ctrl_conn_t *conn;  /* client mode */
+    dst_secret_t secret;    /* client mode: proves the client to the coordinator */
 } run_t;
 
 typedef struct {
@@ -244,6 +246,16 @@ static void client_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
 {
     run_t *r = arg;
     if (msg->type == DST_MSG_HELLO) {
+        /* The control port serves authenticated clients only: prove the shared secret first
+         * (the coordinator handles messages in order, so the SUBMITs may follow at once). */
+        dst_msg_t a = {.type = DST_MSG_ADMIN};
+        a.admin.command = DST_ADMIN_CLIENT;
+        dst_msg_admin_auth(&r->secret, msg->hello.nonce, DST_ADMIN_CLIENT, 0, a.admin.auth);
+        if (dst_ctrl_send(conn, &a) != DSI_OK) {
+            r->failed = 1;
+            finish_if_done(r);
+            return;
+        }
         for (int i = 0; i < r->n_req; i++) {
             const dsc_cluster_req_t *q = &r->req[i];
             uint32_t route0 = 0;
@@ -315,6 +327,11 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
     r.last_progress_ms = uv_now(&r.loop);
 
     if (opts->coordinator != NULL) {
+        if (dst_secret_load(NULL, &r.secret) != DSI_OK) {
+            fprintf(stderr, "dsinfer: a client of the coordinator needs the cluster's shared "
+                            "secret: set " DST_SECRET_ENV "\n");
+            goto out_loop;
+        }
         dst_ctrl_opts_t co;
         dst_ctrl_opts_default(&co);
         co.connect_attempts = 50;
@@ -383,6 +400,7 @@ out_loop:
     if (spawned && cli_reap_nodes(pids, opts->local_nodes, 15000) != 0)
         rc = 1;
     dsc_cluster_destroy(r.cluster);
+    memset(&r.secret, 0, sizeof(r.secret));
     uv_walk(&r.loop, close_walk, NULL);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     uv_loop_close(&r.loop);

@@ -11,6 +11,7 @@
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 #include "dsn_checkpoint.h"
+#include "dsn_weights.h"
 
 typedef struct {
     uint64_t dtype_bytes[DSN_ST_DTYPE_COUNT];
@@ -172,6 +173,21 @@ int dsinfer_cmd_inspect(int argc, char **argv)
     if (st != DSI_OK) {
         fprintf(stderr, "dsinfer inspect: %s is not a valid model: %s (details above)\n", model,
                 dsi_status_message(st));
+        return 1;
+    }
+    /* The checks `run` and the nodes make before using the tensors: every tensor the config
+     * implies (hidden size, heads, LoRA ranks, experts, layers, vocabulary) is present, with its
+     * shape and dtype. The weights reference the mapped shards; nothing is converted. */
+    dsn_weights_t *w = NULL;
+    dsn_slice_t all = dsn_slice_all(dsn_checkpoint_config(ck));
+    st = dsn_weights_load(ck, &all, &w);
+    dsn_weights_destroy(w);
+    if (st != DSI_OK) {
+        fprintf(stderr,
+                "dsinfer inspect: %s is not a valid model: its tensors do not match "
+                "config.json: %s (details above)\n",
+                model, dsi_status_message(st));
+        dsn_checkpoint_close(ck);
         return 1;
     }
     summary_t s;

@@ -130,6 +130,13 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
     const dsn_config_t *cfg = &dsn_engine_weights(eng)->cfg;
     int V = cfg->vocab_size;
     int64_t max_ctx = o->n_prompt + o->max_tokens;
+    if (max_ctx > cfg->max_position_embeddings) {
+        fprintf(stderr,
+                "dsinfer run: %d prompt tokens + --max-tokens %lld = %lld tokens, more than the "
+                "model's max_position_embeddings (%d)\n",
+                o->n_prompt, o->max_tokens, (long long)max_ctx, cfg->max_position_embeddings);
+        return 1;
+    }
     dsn_kvcache_t *kv = NULL;
     dsn_sampler_t sampler;
     float *logits = malloc((size_t)V * sizeof(float));
@@ -165,6 +172,13 @@ static int generate(dsn_engine_t *eng, const run_opts_t *o, FILE *logits_file, r
             goto out_kv;
         }
         int32_t tok = dsn_sampler_next(&sampler, logits);
+        if (tok < 0) {
+            fprintf(stderr,
+                    "dsinfer run: step %d: the logits hold NaN or infinite values (broken "
+                    "weights or scales in the checkpoint?)\n",
+                    step);
+            goto out_kv;
+        }
         r->tokens[r->n_tokens++] = tok;
         if (o->has_text && !o->json)
             run_text_stream((run_text_t *)&o->text, tok, stdout);

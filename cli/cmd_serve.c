@@ -133,8 +133,11 @@ static void on_sigchld(uv_signal_t *sig, int signum)
     }
     if (!s->ever_ready && alive < s->n_pids)
         serve_stop(s, 1);
-    else if (alive == 0)
+    else if (alive == 0) {
+        if (!s->stopping) /* open requests end with an error event, not a closed connection */
+            dsc_backend_fail_all(s->backend, "every node of the cluster exited");
         serve_stop(s, s->stopping ? s->rc : 1);
+    }
 }
 
 static void on_state(void *arg, dsi_status_t st)

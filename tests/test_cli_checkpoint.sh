@@ -64,6 +64,23 @@ mkdir_model "$tmp/extra"
 cp "$fixture/model-00001-of-00002.safetensors" "$tmp/extra/model-extra.safetensors"
 expect 1 "model-extra.safetensors: extra shard" -- dsinfer inspect --model "$tmp/extra"
 expect 1 "not a model directory" -- dsinfer inspect --model "$tmp"
+# A config.json that does not match the tensors: inspect refuses it as run does.
+mismatch() { # NAME FIELD VALUE
+    mkdir_model "$tmp/mm-$1"
+    python3 - "$tmp/mm-$1/config.json" "$2" "$3" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c[sys.argv[2]] = int(sys.argv[3])
+json.dump(c, open(sys.argv[1], "w"))
+PY
+    expect 1 "its tensors do not match config.json" -- dsinfer inspect --model "$tmp/mm-$1"
+    expect 1 "" -- dsinfer run --model "$tmp/mm-$1" --prompt-ids 1,2 --max-tokens 1
+}
+mismatch hidden hidden_size 320
+mismatch experts n_routed_experts 64
+mismatch layers num_hidden_layers 5
+mismatch vocab vocab_size 2048
+mismatch heads num_attention_heads 8
+mismatch qlora q_lora_rank 128
 
 # synth, then inspect its output.
 expect 0 "wrote 665 tensors" -- dsinfer synth --out "$tmp/s-fp8" --seed 3

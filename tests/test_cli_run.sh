@@ -106,5 +106,17 @@ expect_fail 2 "required" --prompt-ids 1
 expect_fail 1 "config.json" --model "$TMP" --prompt-ids 1
 expect_fail 2 "weight-format" --model "$FIX" --prompt-ids 1 --weight-format int3
 
+# A model whose max_position_embeddings is 16: a longer sequence is refused before generating.
+SHORT=$TMP/short; mkdir -p "$SHORT"
+cp "$FIX"/*.json "$SHORT"/ && chmod u+w "$SHORT"/*.json && ln -s "$FIX"/*.safetensors "$SHORT"/
+python3 - "$SHORT/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["max_position_embeddings"] = 16
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_fail 1 "max_position_embeddings (16)" --model "$SHORT" --prompt-ids 1,2,3,4 --max-tokens 13
+dsinfer run --model "$SHORT" --prompt-ids 1,2,3,4 --max-tokens 12 >/dev/null 2>&1 && ok ||
+  bad "run of exactly max_position_embeddings tokens failed"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

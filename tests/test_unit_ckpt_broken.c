@@ -171,6 +171,21 @@ static void test_files(void)
     fwrite("[[[[", 1, 4, fp);
     fclose(fp);
     expect_open("invalid header JSON", d, DSI_ERR_FORMAT, SHARD1 ": header: invalid JSON");
+
+    /* FIFOs in place of a shard, the index or config.json: refused at once (an open of a FIFO
+     * waits for a writer: this test would hang). */
+    d = fresh_copy();
+    unlink(in(d, SHARD2));
+    DSI_CHECK_INT_EQ(mkfifo(in(d, SHARD2), 0600), 0);
+    expect_open("shard is a FIFO", d, DSI_ERR_IO, SHARD2 ": not a regular file");
+    d = fresh_copy();
+    unlink(in(d, INDEX));
+    DSI_CHECK_INT_EQ(mkfifo(in(d, INDEX), 0600), 0);
+    expect_open("index is a FIFO", d, DSI_ERR_FORMAT, INDEX ": not a regular file");
+    d = fresh_copy();
+    unlink(in(d, "config.json"));
+    DSI_CHECK_INT_EQ(mkfifo(in(d, "config.json"), 0600), 0);
+    expect_open("config.json is a FIFO", d, DSI_ERR_CONFIG, "config.json: not a regular file");
 }
 
 static void test_tensors(void)

@@ -685,6 +685,16 @@ static void test_addresses(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         DSI_CHECK_INT_EQ(dst_ctrl_addr_parse(bad[i], host, sizeof(host), &port),
                          DSI_ERR_INVALID_ARG);
+    /* The interface that reaches an address: loopback for loopback addresses, none for an
+     * address outside every local subnet (TEST-NET-3). */
+    char ifname[64];
+    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("127.0.0.1:80", ifname, sizeof(ifname)), DSI_OK);
+    DSI_CHECK_STR_EQ(ifname, "lo");
+    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("127.0.0.2:80", ifname, sizeof(ifname)), DSI_OK);
+    DSI_CHECK_STR_EQ(ifname, "lo");
+    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("203.0.113.1:80", ifname, sizeof(ifname)),
+                     DSI_ERR_NOT_FOUND);
+    DSI_CHECK_INT_EQ(dst_ctrl_addr_netdev("nonsense", ifname, sizeof(ifname)), DSI_ERR_INVALID_ARG);
     dst_ctrl_listener_t *l;
     DSI_CHECK_INT_EQ(dst_ctrl_listen(loop, "localhost:0", NULL, &server_cb, &l),
                      DSI_ERR_INVALID_ARG);

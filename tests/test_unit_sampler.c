@@ -138,11 +138,22 @@ static void test_draws_reproducible(void)
             found |= b.order[j] == ta;
         DSI_CHECK(found);
     }
-    /* all logits NaN: no candidate, the draw falls back to the argmax instead of reading order[-1]
-     */
+    /* A row with one NaN or infinity (or all NaN): nothing to draw from, -1 (greedy or not),
+     * where token 0 used to come out forever. */
+    dsn_sampling_t greedy = {0.0f, 1.0f, 0, 1};
+    dsn_sampler_t g;
+    DSI_CHECK(dsn_sampler_init(&g, &greedy, V) == 0);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        make_logits(PEAKED, V, logits);
+        logits[V / 2] = bad[k];
+        DSI_CHECK_INT_EQ(dsn_sampler_next(&a, logits), -1);
+        DSI_CHECK_INT_EQ(dsn_sampler_next(&g, logits), -1);
+    }
     for (int i = 0; i < V; i++)
         logits[i] = NAN;
-    DSI_CHECK(dsn_sampler_next(&a, logits) >= 0);
+    DSI_CHECK_INT_EQ(dsn_sampler_next(&a, logits), -1);
+    dsn_sampler_cleanup(&g);
     dsn_sampler_cleanup(&a);
     dsn_sampler_cleanup(&b);
     free(logits);

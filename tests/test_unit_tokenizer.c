@@ -6,8 +6,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "dsc_chat.h"
 #include "dsc_tokenizer.h"
 #include "dsc_utf8.h"
 #include "dsi_log.h"
@@ -514,6 +517,20 @@ static void check_malformed(void)
     DSI_CHECK_INT_EQ(dsc_tokenizer_load_json(full, full_len / 2, "half", &tok), DSI_ERR_FORMAT);
     DSI_CHECK_INT_EQ(dsc_tokenizer_load("/nonexistent/dir/tokenizer.json", &tok),
                      DSI_ERR_NOT_FOUND);
+    /* A FIFO in place of tokenizer.json or tokenizer_config.json is refused at once (opening it
+     * would wait for a writer forever). */
+    char fifo_dir[] = "/tmp/dsinfer-tok-fifo-XXXXXX", fifo[64];
+    DSI_CHECK(mkdtemp(fifo_dir) != NULL);
+    snprintf(fifo, sizeof(fifo), "%s/tokenizer.json", fifo_dir);
+    DSI_CHECK_INT_EQ(mkfifo(fifo, 0600), 0);
+    DSI_CHECK_INT_EQ(dsc_tokenizer_load(fifo, &tok), DSI_ERR_IO);
+    unlink(fifo);
+    snprintf(fifo, sizeof(fifo), "%s/tokenizer_config.json", fifo_dir);
+    DSI_CHECK_INT_EQ(mkfifo(fifo, 0600), 0);
+    dsc_chat_template_t *tpl = NULL;
+    DSI_CHECK_INT_EQ(dsc_chat_template_load(fifo_dir, DSC_CHAT_AUTO, &tpl), DSI_ERR_FORMAT);
+    unlink(fifo);
+    rmdir(fifo_dir);
     /* Random corruption: whatever the status, no crash, and a loaded tokenizer still works. */
     dsi_test_seed(7);
     dsi_log_level_t saved = dsi_log_level();

@@ -41,23 +41,25 @@ void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)
         cl->state_cb(cl->state_arg, st);
 }
 
-void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m)
+dsi_status_t dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m)
 {
     if (conn == NULL)
-        return;
+        return DSI_OK;
     dsi_status_t st = dst_ctrl_send(conn, m);
     if (st != DSI_OK)
         DSI_ERROR("cannot send %s to %s: %s", dst_msg_type_name(m->type), dst_ctrl_conn_peer(conn),
                   dsi_status_message(st));
+    return st;
 }
 
-void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m)
+dsi_status_t dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m)
 {
     if (id >= cl->n_nodes)
-        return;
+        return DSI_OK;
     node_t *n = &cl->nodes[id];
     if (n->state != NODE_DEAD && n->cs != NULL)
-        dsc_cluster_send(n->cs->conn, m);
+        return dsc_cluster_send(n->cs->conn, m);
+    return DSI_OK;
 }
 
 int dsc_node_live(const node_t *n)
@@ -84,6 +86,23 @@ static void refuse(dsc_cluster_t *cl, dst_ctrl_conn_t *conn, dsi_status_t code, 
     dst_ctrl_conn_close(conn);
 }
 
+/*
+ * The id for a joining node: the lowest id of a node that left and is out of every plan (the
+ * current one and the one a live switch moves to or from, so no peer and no submitted sequence
+ * still uses it: the other nodes dropped its endpoint with the plan that left it out), else a new
+ * one; DSC_MAX_NODES when every id is taken. Without recycling, a node that restarts in a loop
+ * would use up the ids and the cluster would refuse every node after DSC_MAX_NODES joins.
+ */
+static uint32_t free_id(const dsc_cluster_t *cl)
+{
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        if (n->state == NODE_DEAD && n->cs == NULL && !dsc_cluster_involves(cl, i))
+            return i;
+    }
+    return cl->n_nodes;
+}
+
 static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_register_t *r)
 {
     dst_ctrl_conn_t *conn = cs->conn;
@@ -97,15 +116,6 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
         return;
     }
     char why[160];
-    if (cl->n_nodes >= DSC_MAX_NODES || cl->shut_down) {
-        if (cl->shut_down)
-            snprintf(why, sizeof(why), "the cluster takes no more nodes: it is shutting down");
-        else
-            snprintf(why, sizeof(why), "the cluster takes no more nodes: it had %d joins",
-                     DSC_MAX_NODES);
-        refuse(cl, conn, DSI_ERR_CAPACITY, why, r->name);
-        return;
-    }
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         if (cl->nodes[i].state != NODE_DEAD && strcmp(cl->nodes[i].name, r->name) == 0) {
             snprintf(why, sizeof(why),
@@ -115,16 +125,25 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
             return;
         }
     }
-    node_t *n = &cl->nodes[cl->n_nodes];
-    memset(n, 0, sizeof(*n));
-    n->ucx_addr = malloc(r->ucx_addr_len);
-    if (n->ucx_addr == NULL) {
+    uint32_t id = free_id(cl);
+    if (id >= DSC_MAX_NODES || cl->shut_down) {
+        snprintf(why, sizeof(why), "the cluster takes no more nodes: %s",
+                 cl->shut_down ? "it is shutting down" : "every node id is in use");
+        refuse(cl, conn, DSI_ERR_CAPACITY, why, r->name);
+        return;
+    }
+    uint8_t *addr = malloc(r->ucx_addr_len);
+    if (addr == NULL) {
         refuse(cl, conn, DSI_ERR_NOMEM, "out of memory", r->name);
         return;
     }
-    memcpy(n->ucx_addr, r->ucx_addr, r->ucx_addr_len);
+    memcpy(addr, r->ucx_addr, r->ucx_addr_len);
+    node_t *n = &cl->nodes[id];
+    free(n->ucx_addr); /* a recycled id's last address */
+    memset(n, 0, sizeof(*n));
+    n->ucx_addr = addr;
     n->ucx_addr_len = r->ucx_addr_len;
-    n->id = cl->n_nodes;
+    n->id = id;
     snprintf(n->name, sizeof(n->name), "%s", r->name);
     n->mem_budget = r->mem_budget;
     n->cores = r->cores;
@@ -136,8 +155,9 @@ static void on_register(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_regis
     n->cs = cs;
     n->last_seen_ns = dsc_now_ns();
     cs->kind = PEER_NODE;
-    cs->node = (int)cl->n_nodes;
-    cl->n_nodes++;
+    cs->node = (int)id;
+    if (id == cl->n_nodes)
+        cl->n_nodes++;
     cl->stats.nodes_joined++;
     dst_msg_t w = {.type = DST_MSG_WELCOME};
     w.welcome.node_id = n->id;
@@ -279,7 +299,14 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
         dst_msg_t m = {.type = DST_MSG_TOKENS};
         m.tokens = *t;
         m.tokens.logprob = NULL; /* stage 0 needs only the token */
-        dsc_cluster_send_node(cl, s->route[0], &m);
+        dsi_status_t st = dsc_cluster_send_node(cl, s->route[0], &m);
+        if (st != DSI_OK && st != DSI_ERR_CONNECTION) {
+            /* Stage 0 would wait for this token forever (a lost connection re-plans instead). */
+            DSI_ERROR("request %llu failed: its token could not be relayed to stage 0: %s",
+                      (unsigned long long)s->handle, dsi_status_message(st));
+            dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+            dsc_seq_end(cl, s);
+        }
     }
 }
 
@@ -290,12 +317,36 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
         dst_ctrl_send_error(cs->conn, DSI_ERR_PROTOCOL, DST_MSG_SUBMIT, "nodes do not submit");
         return;
     }
+    if (!cs->client_ok) {
+        /* The control port is reachable by more than the nodes: without the proof, no work. */
+        uint64_t now = dsc_now_ns();
+        cl->unauth_refused++;
+        if (cl->unauth_warn_ns == 0 || now - cl->unauth_warn_ns >= 10000000000ULL) {
+            DSI_WARN("SUBMIT from %s refused: the connection did not authenticate (%llu refused "
+                     "since the last such warning; logged at most every 10 s)",
+                     dst_ctrl_conn_peer(cs->conn), (unsigned long long)cl->unauth_refused);
+            cl->unauth_refused = 0;
+            cl->unauth_warn_ns = now;
+        }
+        dst_ctrl_send_error(cs->conn, DSI_ERR_AUTH, DST_MSG_SUBMIT,
+                            "SUBMIT refused: authenticate first (ADMIN client with the cluster's "
+                            "shared secret, DSINFER_SECRET)");
+        dst_ctrl_conn_close(cs->conn);
+        return;
+    }
     cs->kind = PEER_CLIENT;
     dsc_cluster_req_t req = {m->tokens, m->n_tokens, m->max_tokens, m->temperature,
                              m->top_p,  m->top_k,    m->seed};
+    char why[256] = "";
+    dsi_status_t st =
+        cl->admit_cb != NULL ? cl->admit_cb(cl->admit_arg, &req, why, sizeof(why)) : DSI_OK;
+    if (st != DSI_OK) {
+        dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request %llu refused: %s",
+                            (unsigned long long)m->seq_id, why);
+        return;
+    }
     seq_t *s;
-    char why[160] = "";
-    dsi_status_t st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why));
+    st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why));
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
                             why[0] ? why : dsi_status_message(st));
@@ -539,6 +590,20 @@ uint16_t dsc_cluster_port(const dsc_cluster_t *cl)
 int dsc_cluster_ready(const dsc_cluster_t *cl)
 {
     return cl->ready;
+}
+
+void dsc_cluster_on_admit(dsc_cluster_t *cl, dsc_cluster_admit_cb cb, void *arg)
+{
+    cl->admit_cb = cb;
+    cl->admit_arg = arg;
+}
+
+uint32_t dsc_cluster_client_sequences(const dsc_cluster_t *cl)
+{
+    uint32_t n = 0;
+    for (const seq_t *s = cl->seqs; s != NULL; s = s->next)
+        n += s->client != NULL;
+    return n;
 }
 
 void dsc_cluster_on_state(dsc_cluster_t *cl, void (*cb)(void *arg, dsi_status_t st), void *arg)

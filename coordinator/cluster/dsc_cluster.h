@@ -109,6 +109,17 @@ uint16_t dsc_cluster_port(const dsc_cluster_t *cl);
 int dsc_cluster_ready(const dsc_cluster_t *cl);
 /* Called once when the cluster becomes ready, and with a status when it cannot (planning refused,
  * a node lost before ready). */
+/*
+ * Admission of a SUBMIT from a control-port client (`dsinfer run --coordinator`), the same the
+ * HTTP API applies: DSI_OK, or a refusal with `message` (NUL-terminated, at most `cap` bytes)
+ * sent back in the ERROR. Without a hook, authenticated clients are only held to the wire limits.
+ */
+typedef dsi_status_t (*dsc_cluster_admit_cb)(void *arg, const dsc_cluster_req_t *req, char *message,
+                                             size_t cap);
+void dsc_cluster_on_admit(dsc_cluster_t *cl, dsc_cluster_admit_cb cb, void *arg);
+/* Open sequences of control-port clients (they count against the same queue limit). */
+uint32_t dsc_cluster_client_sequences(const dsc_cluster_t *cl);
+
 void dsc_cluster_on_state(dsc_cluster_t *cl, void (*cb)(void *arg, dsi_status_t st), void *arg);
 /*
  * Starts a sequence (queued until the cluster is ready). On DSI_OK *seq_id names it for

@@ -15,15 +15,23 @@ seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id)
     return NULL;
 }
 
-static void send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
+/* SUBMIT or CANCEL to each node of the route once. A failure that re-planning does not repair
+ * (the message is refused by the encoder, a node's send queue is full) is returned; a lost
+ * connection is not: the node's loss re-plans and re-submits. */
+static dsi_status_t send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
 {
+    dsi_status_t first = DSI_OK;
     for (uint32_t i = 0; i < s->n_route; i++) {
         int dup = 0;
         for (uint32_t j = 0; j < i; j++)
             dup |= s->route[j] == s->route[i];
-        if (!dup)
-            dsc_cluster_send_node(cl, s->route[i], m);
+        if (dup)
+            continue;
+        dsi_status_t st = dsc_cluster_send_node(cl, s->route[i], m);
+        if (st != DSI_OK && st != DSI_ERR_CONNECTION && first == DSI_OK)
+            first = st;
     }
+    return first;
 }
 
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s)
@@ -36,28 +44,52 @@ void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s)
     s->submitted = 0;
 }
 
-void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
+/* The SUBMIT of s as it goes to its route now (after a re-plan the tokens produced so far are
+ * prefilled with the prompt). */
+static void submit_msg(const seq_t *s, dst_msg_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = DST_MSG_SUBMIT;
+    m->submit = s->req;
+    m->submit.seq_id = s->wire_id;
+    m->submit.tokens = s->tokens;
+    m->submit.n_tokens = s->n_prompt + s->n_generated;
+    m->submit.max_tokens = s->req.max_tokens - s->n_generated;
+    m->submit.n_generated = s->n_generated;
+    m->submit.route = (uint32_t *)s->route;
+    m->submit.n_route = s->n_route;
+}
+
+/* Sends s on a lane of the current plan; on failure s stays (submitted, so that withdrawing it
+ * cancels it where it did arrive). */
+static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
 {
     uint32_t lane = cl->next_lane++ % cl->n_lanes;
     s->n_route = cl->plan.n_stages;
     for (uint32_t st = 0; st < s->n_route; st++)
         s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
     s->wire_id = ++cl->next_wire;
-    dst_msg_t m = {.type = DST_MSG_SUBMIT};
-    m.submit = s->req;
-    m.submit.seq_id = s->wire_id;
-    /* After a re-plan the tokens produced so far are prefilled with the prompt. */
-    m.submit.tokens = s->tokens;
-    m.submit.n_tokens = s->n_prompt + s->n_generated;
-    m.submit.max_tokens = s->req.max_tokens - s->n_generated;
-    m.submit.n_generated = s->n_generated;
-    m.submit.route = s->route;
-    m.submit.n_route = s->n_route;
-    send_route(cl, s, &m);
+    dst_msg_t m;
+    submit_msg(s, &m);
+    dsi_status_t st = send_route(cl, s, &m);
     s->submitted = 1;
     DSI_DEBUG("request %llu as sequence %llu: %u tokens (%u generated), lane %u",
               (unsigned long long)s->handle, (unsigned long long)s->wire_id, m.submit.n_tokens,
               s->n_generated, lane);
+    return st;
+}
+
+dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
+{
+    dsi_status_t st = submit_send(cl, s);
+    if (st == DSI_OK)
+        return DSI_OK;
+    /* Never leave a request waiting for tokens that cannot come. */
+    DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
+              (unsigned long long)s->handle, dsi_status_message(st));
+    dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+    dsc_seq_end(cl, s);
+    return st;
 }
 
 static void seq_free(seq_t *s)
@@ -67,6 +99,15 @@ static void seq_free(seq_t *s)
     free(s->req.sampling.stop_ids);
     free(s->tokens);
     free(s);
+}
+
+/* Unlinks and frees s without telling its owner. */
+static void seq_unlink(dsc_cluster_t *cl, seq_t *s)
+{
+    dsc_seq_withdraw(cl, s);
+    dsi_list_remove(&s->link);
+    seq_free(s);
+    cl->stats.sequences_active--;
 }
 
 /* s->req.sampling = *x with arrays of its own; -1 when out of memory. */
@@ -147,6 +188,26 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
         snprintf(why, cap, "the cluster is shutting down");
         return DSI_ERR_UNSUPPORTED;
     }
+    /* The same check the SUBMIT gets when sent, now, so that a request the wire would refuse
+     * is refused here instead of queueing (route: a placeholder of one stage). */
+    uint32_t route0 = 0;
+    dst_msg_t probe = {.type = DST_MSG_SUBMIT};
+    probe.submit = (dst_msg_submit_t){.n_tokens = req->n_prompt,
+                                      .tokens = (int32_t *)req->prompt,
+                                      .max_tokens = req->max_tokens,
+                                      .temperature = req->temperature,
+                                      .top_p = req->top_p,
+                                      .top_k = req->top_k,
+                                      .seed = req->seed,
+                                      .n_route = 1,
+                                      .route = &route0};
+    if (sampling != NULL)
+        probe.submit.sampling = *sampling;
+    dsi_status_t st = dst_msg_check(&probe, why, cap);
+    if (st != DSI_OK) {
+        DSI_ERROR("request refused: %s", why);
+        return DSI_ERR_INVALID_ARG;
+    }
     seq_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return DSI_ERR_NOMEM;
@@ -171,8 +232,12 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     /* Arrival order, so that queued requests are submitted first come, first served. */
     dsi_list_push_back(&cl->seqs, &s->link);
     cl->stats.sequences_active++;
-    if (cl->ready)
-        dsc_seq_submit(cl, s);
+    if (cl->ready && (st = submit_send(cl, s)) != DSI_OK) {
+        DSI_ERROR("request %llu refused: its SUBMIT could not be sent: %s",
+                  (unsigned long long)s->handle, dsi_status_message(st));
+        seq_unlink(cl, s);
+        return st;
+    }
     *out = s;
     return DSI_OK;
 }
@@ -221,10 +286,7 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, co
 
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
-    dsc_seq_withdraw(cl, s);
-    dsi_list_remove(&s->link);
-    seq_free(s);
-    cl->stats.sequences_active--;
+    seq_unlink(cl, s);
     cl->stats.sequences_done++;
 }
 
@@ -237,7 +299,7 @@ void dsc_seq_withdraw_all(dsc_cluster_t *cl)
 void dsc_seq_submit_all(dsc_cluster_t *cl)
 {
     uint32_t resumed = 0, fresh = 0;
-    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+    dsi_list_for_each_safe(s, &cl->seqs, seq_t, link) { /* s is freed when its SUBMIT fails */
         if (!s->submitted) {
             resumed += s->n_generated > 0;
             fresh += s->n_generated == 0;

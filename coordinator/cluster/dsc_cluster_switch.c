@@ -79,7 +79,7 @@ void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next)
 static void reroute(dsc_cluster_t *cl)
 {
     uint32_t moved = 0;
-    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+    dsi_list_for_each_safe(s, &cl->seqs, seq_t, link) { /* s is freed when its SUBMIT fails */
         int lost = 0;
         for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
             lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;

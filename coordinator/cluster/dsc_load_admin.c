@@ -249,6 +249,10 @@ void dsc_cluster_on_admin(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_adm
     case DST_ADMIN_DRAIN:
         admin_drain(cl, cs, m->arg);
         break;
+    case DST_ADMIN_CLIENT:
+        cs->client_ok = 1;
+        reply(cs, DST_ADMIN_CLIENT, json_pack("{s:b}", "client", 1));
+        break;
     default: /* the decoder refuses other commands */
         break;
     }

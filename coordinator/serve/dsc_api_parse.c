@@ -5,12 +5,14 @@
  */
 #include "dsc_api_impl.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsi_log.h"
+#include "dst_msg.h"
 
 struct dsc_api_parsed {
     json_t *root; /* owns the strings the request points to */
@@ -59,21 +61,40 @@ static int missing(dsc_api_error_t *err, const char *param)
                              "Missing required parameter: '%s'.", param);
 }
 
-/* A number parameter within [lo, hi] (lo excluded when lo_open); absent or null keeps *out. */
-static int get_number(json_t *obj, const char *key, double lo, int lo_open, double hi, float *out,
-                      dsc_api_error_t *err)
+/*
+ * A sampling parameter checked against the control protocol's bounds (dst_bounds: the API takes
+ * exactly the values a SUBMIT carries, float fields as float32) and, for max_tokens, the server's
+ * own cap; absent or null leaves *present 0.
+ */
+static int get_bounded(json_t *obj, dst_bound_id_t id, double cap, double *out, int *present,
+                       dsc_api_error_t *err)
 {
+    const dst_bound_t *b = &dst_bounds[id];
+    const char *key = b->name;
     json_t *v = json_object_get(obj, key);
+    *present = 0;
     if (v == NULL || json_is_null(v))
         return 0;
-    if (!json_is_number(v))
-        return wrong_type(err, key, "a number");
-    double x = json_number_value(v);
-    if (!isfinite(x) || x > hi || x < lo || (lo_open && x == lo))
+    if (b->is_float ? !json_is_number(v) : !json_is_integer(v))
+        return wrong_type(err, key, b->is_float ? "a number" : "an integer");
+    double x = json_number_value(v), hi = b->api_hi < cap ? b->api_hi : cap;
+    int ok = dst_bound_ok(id, x, 1) && x <= hi;
+    if (!ok && b->is_float && isfinite(x) && x > b->lo && x <= hi)
+        return dsc_api_error_set(err, 400, INVALID, "invalid_value", key,
+                                 "Invalid value for '%s': %g is 0 as a 32-bit float; the "
+                                 "smallest allowed value is %g.",
+                                 key, x, (double)FLT_TRUE_MIN);
+    if (!ok) {
+        if (json_is_integer(v))
+            return dsc_api_error_set(err, 400, INVALID, "invalid_value", key,
+                                     "Invalid value for '%s': %lld is outside [%.0f, %.0f].", key,
+                                     (long long)json_integer_value(v), b->lo, hi);
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", key,
                                  "Invalid value for '%s': %g is outside %s%g, %g].", key, x,
-                                 lo_open ? "(" : "[", lo, hi);
-    *out = (float)x;
+                                 b->lo_open ? "(" : "[", b->lo, hi);
+    }
+    *out = x;
+    *present = 1;
     return 0;
 }
 
@@ -117,26 +138,42 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     r->temperature = 1.0f;
     r->top_p = 1.0f;
     r->max_tokens = lim->default_max_tokens;
-    if ((rc = get_number(root, "temperature", 0, 0, 2, &r->temperature, err)) ||
-        (rc = get_number(root, "top_p", 0, 1, 1, &r->top_p, err)))
-        return rc;
-    if ((rc = get_integer(root, "top_k", 0, INT32_MAX, &x, &present, err)))
+    double v;
+    if ((rc = get_bounded(root, DST_BOUND_TEMPERATURE, HUGE_VAL, &v, &present, err)))
         return rc;
     if (present)
-        r->top_k = (int32_t)x;
+        r->temperature = (float)v;
+    if ((rc = get_bounded(root, DST_BOUND_TOP_P, HUGE_VAL, &v, &present, err)))
+        return rc;
+    if (present)
+        r->top_p = (float)v;
+    if ((rc = get_bounded(root, DST_BOUND_TOP_K, HUGE_VAL, &v, &present, err)))
+        return rc;
+    if (present)
+        r->top_k = (int32_t)v;
     if ((rc = get_integer(root, "seed", INT64_MIN, INT64_MAX, &x, &present, err)))
         return rc;
     r->has_seed = present;
     r->seed = present ? (uint64_t)x : 0;
     /* max_completion_tokens is the newer name; it wins when both are given. */
-    const char *names[2] = {"max_tokens", "max_completion_tokens"};
-    for (int i = 0; i < 2; i++) {
-        if ((rc = get_integer(root, names[i], 1, lim->max_tokens_limit, &x, &present, err)))
+    {
+        double v;
+        if ((rc = get_bounded(root, DST_BOUND_MAX_TOKENS, lim->max_tokens_limit, &v, &present,
+                              err)))
             return rc;
         if (present)
-            r->max_tokens = (int32_t)x;
+            r->max_tokens = (int32_t)v;
         r->max_tokens_given |= present;
     }
+    if ((rc = get_integer(root, "max_completion_tokens", 1,
+                          dst_bounds[DST_BOUND_MAX_TOKENS].hi < lim->max_tokens_limit
+                              ? (long long)dst_bounds[DST_BOUND_MAX_TOKENS].hi
+                              : lim->max_tokens_limit,
+                          &x, &present, err)))
+        return rc;
+    if (present)
+        r->max_tokens = (int32_t)x; /* the newer name wins when both are given */
+    r->max_tokens_given |= present;
     if ((rc = get_integer(root, "n", 1, 1, &x, &present, err)))
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "n",
                                  "Only n = 1 is supported.");

@@ -238,9 +238,16 @@ static int register_metrics(dsc_api_server_t *s)
     return 1;
 }
 
+/* Answers the HTTP server gave by itself count like the handlers' ("other": not an endpoint). */
+static void on_http_answer(void *arg, const char *path, int status)
+{
+    dsc_api_count_request(arg, path[0] != '\0' ? path : "other", status);
+}
+
 static int add_routes(dsc_api_server_t *s)
 {
     dsc_http_server_t *h = s->http;
+    dsc_http_server_on_answer(h, on_http_answer, s);
     return dsc_http_server_route(h, "POST", "/v1/chat/completions", on_chat, s) == DSI_OK &&
            dsc_http_server_route(h, "POST", "/v1/completions", on_completions, s) == DSI_OK &&
            dsc_http_server_route(h, "GET", "/v1/models", on_models, s) == DSI_OK &&

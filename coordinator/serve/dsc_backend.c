@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dsi_log.h"
+#include "dst_msg.h"
 
 #define TICK_MS 200 /* how often the cluster gauges are refreshed between events */
 
@@ -301,6 +302,12 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     b->cfg = *cfg;
     b->cfg.model_dir = NULL;
     b->cfg.model_id = NULL;
+    if (b->cfg.max_context > DST_MSG_MAX_TOKENS) {
+        /* A re-plan re-submits the prompt and the tokens generated so far in one SUBMIT. */
+        DSI_WARN("backend: a context of %u tokens is more than one SUBMIT carries: %d are served",
+                 b->cfg.max_context, DST_MSG_MAX_TOKENS);
+        b->cfg.max_context = DST_MSG_MAX_TOKENS;
+    }
     b->seed_state = uv_hrtime() ^ ((uint64_t)getpid() << 32);
     b->model_id = cfg->model_id != NULL ? strdup(cfg->model_id) : dir_name(cfg->model_dir);
     if (b->model_id == NULL)
@@ -330,6 +337,7 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
     b->ever_ready = dsc_cluster_ready(cluster);
     dsc_cluster_on_state(cluster, on_cluster_state, b);
+    dsc_cluster_on_admit(cluster, dsc_backend_admit_client, b);
     dsc_backend_refresh_gauges(b);
     DSI_INFO("backend: model '%s', %s chat template, context %u, at most %u sequences", b->model_id,
              dsc_chat_style_name(dsc_chat_template_style(b->tpl)), cfg->max_context,
@@ -367,6 +375,7 @@ void dsc_backend_destroy(dsc_backend_t *b)
         return;
     b->stopping = 1;
     dsc_cluster_on_state(b->cluster, NULL, NULL);
+    dsc_cluster_on_admit(b->cluster, NULL, NULL);
     dsc_backend_drop_all(b);
     uv_close((uv_handle_t *)&b->tick, on_handle_closed);
     uv_close((uv_handle_t *)&b->defer, on_handle_closed);

@@ -74,6 +74,9 @@ void dsc_backend_api_limits(const dsc_backend_t *b, dsc_api_limits_t *limits);
 
 /* Refuse new requests (503) and report "stopping" on /health, for a graceful shutdown. */
 void dsc_backend_stop(dsc_backend_t *b);
+/* Ends every open request with an error event saying `why` (the cluster is gone for good: a
+ * stream gets its error chunk and [DONE] instead of a closed connection). */
+void dsc_backend_fail_all(dsc_backend_t *b, const char *why);
 
 /* The model id served (backend-lifetime string) and the chat template style in use. */
 const char *dsc_backend_model_id(const dsc_backend_t *b);

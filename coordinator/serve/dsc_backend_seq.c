@@ -97,6 +97,17 @@ static int is_stop_id(const dsc_backend_seq_t *s, int32_t token)
     return 0;
 }
 
+void dsc_backend_fail_all(dsc_backend_t *b, const char *why)
+{
+    dsi_list_for_each_safe(s, &b->seqs, dsc_backend_seq_t, link) {
+        if (!s->attached)
+            continue;
+        seq_fail(b, s, DSI_ERR_PEER, why);
+        seq_release(b, s);
+    }
+    dsc_backend_refresh_gauges(b);
+}
+
 /* The tokens of an attached sequence through the text stage; the finish reason last. */
 static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *tokens, uint32_t n,
                      dst_finish_t finish)
@@ -137,7 +148,8 @@ static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *toke
             b, s, DSI_ERR_PEER,
             finish == DST_FINISH_CANCELLED
                 ? "the cluster cancelled the generation (a node is draining or was lost)"
-                : "the generation failed on the cluster (a node was lost or ran out of memory)");
+                : "the generation failed on the cluster (a node was lost, ran out of memory or "
+                  "computed non-finite logits: see the logs)");
     }
 }
 
@@ -215,11 +227,29 @@ static dsi_status_t check_state(dsc_backend_t *b, char *message, size_t cap)
         return refuse(b, "not_ready", DSI_ERR_PEER, message, cap, "The cluster is not ready: %s%s.",
                       c.message, c.phase == DSC_CLUSTER_PLAN_DOES_NOT_FIT ? "" : "; retry shortly");
     }
-    if (b->n_seqs >= b->cfg.max_queue)
+    /* Control-port clients' sequences share the queue with the HTTP requests'. */
+    uint32_t open = b->n_seqs + dsc_cluster_client_sequences(b->cluster);
+    if (open >= b->cfg.max_queue)
         return refuse(b, "queue_full", DSI_ERR_CAPACITY, message, cap,
                       "Too many requests: %u sequences are being generated (the server's "
                       "--max-queue); retry shortly.",
-                      b->n_seqs);
+                      open);
+    return DSI_OK;
+}
+
+dsi_status_t dsc_backend_admit_client(void *self, const dsc_cluster_req_t *req, char *message,
+                                      size_t cap)
+{
+    dsc_backend_t *b = self;
+    dsi_status_t st = check_state(b, message, cap);
+    if (st != DSI_OK)
+        return st;
+    int64_t ctx_len = b->cfg.max_context, total = (int64_t)req->n_prompt + req->max_tokens;
+    if (total > ctx_len)
+        return refuse(b, "too_long", DSI_ERR_TOO_LARGE, message, cap,
+                      "This model's maximum context length is %lld tokens. However, you "
+                      "requested %lld tokens (%u in the prompt, %u for the completion).",
+                      (long long)ctx_len, (long long)total, req->n_prompt, req->max_tokens);
     return DSI_OK;
 }
 

@@ -84,6 +84,8 @@ const char *dsc_http_status_text(int status)
         return "Not Implemented";
     case 503:
         return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return "Unknown";
 }

@@ -64,6 +64,14 @@ dsi_status_t dsc_http_server_create(uv_loop_t *loop, const dsc_http_config_t *cf
  */
 dsi_status_t dsc_http_server_route(dsc_http_server_t *server, const char *method, const char *path,
                                    dsc_http_handler_cb handler, void *arg);
+/*
+ * Called for every answer the server gives by itself, without a handler: a malformed or too large
+ * request (400, 413, 417, 431), an unknown path or method (404, 405), a request not received in
+ * time (408), too many connections or no memory (503). `path` is the request's path when it is
+ * one of the routes' paths, else "" (so that a client cannot make up metric labels).
+ */
+typedef void (*dsc_http_answer_cb)(void *arg, const char *path, int status);
+void dsc_http_server_on_answer(dsc_http_server_t *server, dsc_http_answer_cb cb, void *arg);
 /* Bind and listen. DSI_ERR_IO (logged with the address) when the address cannot be bound. */
 dsi_status_t dsc_http_server_listen(dsc_http_server_t *server);
 /* The bound port (after listen), else -1. */

@@ -67,6 +67,13 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     dsc_http_req_t *req = conn->req;
     if (add_head_bytes(conn, len + 2))
         return reject(conn, 431);
+    /* A header name is an RFC 9110 token: "Content Length" or "Host :" are refused, not read as
+     * some other header. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
+            return reject(conn, 400);
+    }
     /* A new name starts after a value: terminate the value first. */
     if (req->header_state == 2 && dsc_http_buf_append(&req->headers, "", 1) != DSI_OK)
         return reject(conn, 503);
@@ -112,6 +119,10 @@ static int on_headers_complete(http_parser *p)
     snprintf(req->method, sizeof(req->method), "%s", http_method_str(p->method));
     req->http_major = p->http_major;
     req->http_minor = p->http_minor;
+    /* HTTP/0.9 (a request line without a version) has no headers or status line to answer
+     * with; HTTP/2 and later are not spoken here. */
+    if (p->http_major != 1)
+        return reject(conn, p->http_major == 0 ? 400 : 505);
     /* content_length is ULLONG_MAX when absent (chunked or no body): checked in on_body then. */
     if (p->content_length != ULLONG_MAX && p->content_length > conn->server->cfg.max_body_bytes)
         return reject(conn, 413);

@@ -236,5 +236,6 @@ void dsc_http_conn_fail(dsc_http_conn_t *conn, int status, const char *message)
     if (head != NULL)
         dsc_http_conn_write(conn, head, hlen, body, (size_t)n);
     free(heap);
+    dsc_http_server_answered(conn->server, conn->req, status);
     dsc_http_conn_close_after_write(conn);
 }

@@ -57,6 +57,24 @@ nomem:
     return DSI_ERR_NOMEM;
 }
 
+void dsc_http_server_on_answer(dsc_http_server_t *s, dsc_http_answer_cb cb, void *arg)
+{
+    s->answer_cb = cb;
+    s->answer_arg = arg;
+}
+
+void dsc_http_server_answered(dsc_http_server_t *s, const dsc_http_req_t *req, int status)
+{
+    if (s->answer_cb == NULL)
+        return;
+    const char *path = "";
+    for (size_t i = 0; req != NULL && req->path != NULL && i < s->n_routes; i++) {
+        if (strcmp(s->routes[i].path, req->path) == 0)
+            path = s->routes[i].path;
+    }
+    s->answer_cb(s->answer_arg, path, status);
+}
+
 int dsc_http_server_port(const dsc_http_server_t *s)
 {
     return s->port;
@@ -181,8 +199,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     dsc_http_conn_t *conn = stream->data;
     if (nread == 0)
         return;
+    if (nread == UV_EOF && conn->state == DSC_HTTP_CONN_HANDLING && !conn->closing) {
+        /* A half-close (shutdown(SHUT_WR) after the request) still wants its answer: it goes
+         * out, then the connection closes. A client that closed entirely is seen when a write
+         * fails, which cancels its request. */
+        uv_read_stop(stream);
+        conn->reading = 0;
+        conn->peer_eof = 1;
+        return;
+    }
     if (nread < 0) {
-        /* EOF or reset: a handled request's client is gone, which cancels it. */
+        /* Reset, or EOF with no request to answer: a handled request's client is gone, which
+         * cancels it. */
         dsc_http_conn_close(conn);
         return;
     }
@@ -238,6 +266,7 @@ static void conn_dispatch(dsc_http_conn_t *conn)
         return;
     }
     int status = path_known ? 405 : 404;
+    dsc_http_server_answered(conn->server, req, status);
     char body[160];
     int n = snprintf(body, sizeof(body),
                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\","
@@ -279,6 +308,7 @@ static void conn_process(dsc_http_conn_t *conn)
                                status == 413   ? "request body too large"
                                : status == 431 ? "request head too large"
                                : status == 417 ? "unsupported Expect header"
+                               : status == 505 ? "only HTTP/1.0 and HTTP/1.1 are spoken here"
                                                : "malformed HTTP request");
         }
     }
@@ -290,7 +320,7 @@ void dsc_http_conn_request_done(dsc_http_conn_t *conn, int keep_alive)
     conn->req = NULL;
     if (conn->closing || conn->shutting_down)
         return;
-    if (!keep_alive || conn->server->destroying) {
+    if (!keep_alive || conn->peer_eof || conn->server->destroying) {
         dsc_http_conn_close_after_write(conn);
         return;
     }
@@ -299,10 +329,22 @@ void dsc_http_conn_request_done(dsc_http_conn_t *conn, int keep_alive)
     conn_process(conn); /* a no-op when called from inside conn_process: its loop goes on */
 }
 
+/* One WARN at most every this many ms for refused connections, with the count since the last. */
+#define REFUSED_WARN_MS 10000u
+
 static void conn_reject_busy(dsc_http_conn_t *conn)
 {
-    DSI_WARN("http: %u connections open, the limit: refusing another with 503",
-             conn->server->cfg.max_connections);
+    dsc_http_server_t *s = conn->server;
+    uint64_t now = uv_now(s->loop);
+    s->refused_busy++;
+    if (s->refused_warn_ms == 0 || now - s->refused_warn_ms >= REFUSED_WARN_MS) {
+        DSI_WARN("http: %u connections open, the limit: refused %llu connection(s) with 503 "
+                 "(logged at most every %u s)",
+                 s->cfg.max_connections, (unsigned long long)s->refused_busy,
+                 REFUSED_WARN_MS / 1000);
+        s->refused_busy = 0;
+        s->refused_warn_ms = now ? now : 1;
+    }
     dsc_http_conn_fail(conn, 503, "too many connections");
 }
 

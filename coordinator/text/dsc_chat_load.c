@@ -61,6 +61,10 @@ dsi_status_t dsc_chat_template_load(const char *dir, dsc_chat_style_t style,
         DSI_ERROR("%s: %s (needed to choose the chat template)", path, strerror(errno));
         return DSI_ERR_NOT_FOUND;
     }
+    if (!S_ISREG(sb.st_mode)) { /* a FIFO would hang the read */
+        DSI_ERROR("%s: not a regular file", path);
+        return DSI_ERR_FORMAT;
+    }
     json_t *cfg = json_load_file(path, 0, &err);
     if (!json_is_object(cfg)) {
         DSI_ERROR("%s: line %d: %s", path, err.line, cfg ? "not a JSON object" : err.text);

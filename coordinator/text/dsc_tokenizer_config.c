@@ -35,6 +35,10 @@ dsi_status_t dsc_tokenizer_read_config(dsc_tokenizer_t *tok, const char *dir)
         return DSI_ERR_INVALID_ARG;
     if (stat(path, &sb) != 0)
         return DSI_OK; /* optional: bos/eos stay unknown */
+    if (!S_ISREG(sb.st_mode)) { /* a FIFO would hang the read */
+        DSI_ERROR("%s: not a regular file", path);
+        return DSI_ERR_FORMAT;
+    }
     json_t *cfg = json_load_file(path, 0, &err);
     if (cfg == NULL || !json_is_object(cfg)) {
         DSI_ERROR("%s: line %d: %s", path, err.line, cfg == NULL ? err.text : "not an object");

@@ -1,9 +1,11 @@
 /* dsc_tokenizer_load.c - reading tokenizer.json: the top level and the simple sections. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dsc_tokenizer_impl.h"
 #include "dsi_log.h"
@@ -152,11 +154,16 @@ dsi_status_t dsc_tokenizer_load_json(const char *json, size_t len, const char *o
 /* Read a whole file into memory; *buf is malloc'ed. */
 static dsi_status_t read_file(const char *path, char **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; fstat below refuses it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     struct stat sb;
     if (f == NULL) {
-        DSI_ERROR("%s: cannot open: %s", path, strerror(errno));
-        return errno == ENOENT ? DSI_ERR_NOT_FOUND : DSI_ERR_IO;
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        DSI_ERROR("%s: cannot open: %s", path, strerror(e));
+        return e == ENOENT ? DSI_ERR_NOT_FOUND : DSI_ERR_IO;
     }
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) ||
         (uint64_t)sb.st_size > MAX_FILE_BYTES) {

@@ -3,6 +3,7 @@
  * data plane, heartbeats and signals, and the outbox of the compute thread.
  */
 #include <signal.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -683,6 +684,15 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     ucfg.on_message = on_wire;
     ucfg.on_peer_error = on_peer_error;
     ucfg.user = node;
+    /* The data plane listens where the control plane is: the interface that reaches the
+     * coordinator (a loopback cluster stays on lo). Unknown (MPI bootstrap, a routed address):
+     * every interface, as UCX does by default; UCX_NET_DEVICES overrides both. */
+    char netdev[IF_NAMESIZE + 1];
+    if (opts->coordinator != NULL && opts->bootstrap == NULL &&
+        dst_ctrl_addr_netdev(opts->coordinator, netdev, sizeof(netdev)) == DSI_OK) {
+        ucfg.net_devices = netdev;
+        DSI_DEBUG("data plane on network device %s (where the coordinator is)", netdev);
+    }
     st = dst_ucx_create(&node->loop, &ucfg, &node->ucx);
     if (st != DSI_OK)
         goto out;

@@ -241,6 +241,17 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         }
         dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
         int32_t tok = dsn_sampler_next(&s->sampler, logits);
+        if (tok < 0) {
+            DSI_ERROR("sequence %llu: the logits hold NaN or infinite values (broken weights or "
+                      "scales in the checkpoint?): the request ends with an error",
+                      (unsigned long long)s->id);
+            dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+            if (c->is_first) {
+                s->has_next = 0;
+                s->done = 1;
+            }
+            continue;
+        }
         dsn_sampler_accept(&s->sampler, tok);
         s->generated++;
         uint8_t finish = DST_FINISH_NONE;

@@ -119,6 +119,11 @@ dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens
                                        dsn_kvcache_t **out)
 {
     int n_layers = e->w->slice.end_layer - e->w->slice.first_layer;
+    /* No position beyond the model's trained range: a longer sequence fails with a clear error
+     * when it gets there (dsn_kvcache_reserve) instead of running on with meaningless RoPE. */
+    int64_t mpe = e->w->cfg.max_position_embeddings;
+    if (mpe > 0 && max_tokens > mpe)
+        max_tokens = mpe;
     return dsn_kvcache_create(n_layers, e->kv_row, max_tokens, out);
 }
 

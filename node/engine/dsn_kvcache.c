@@ -36,8 +36,9 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
     if (n_total <= kv->capacity)
         return DSI_OK;
     if (n_total > kv->max_tokens) {
-        DSI_ERROR("sequence of %lld tokens exceeds the context limit of %lld", (long long)n_total,
-                  (long long)kv->max_tokens);
+        DSI_ERROR("sequence of %lld tokens exceeds the context limit of %lld (the model's "
+                  "max_position_embeddings or the configured maximum context)",
+                  (long long)n_total, (long long)kv->max_tokens);
         return DSI_ERR_CAPACITY;
     }
     int64_t cap = kv->capacity > 0 ? kv->capacity : 64;

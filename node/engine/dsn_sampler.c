@@ -306,6 +306,11 @@ int dsn_sampler_candidates(dsn_sampler_t *s, const float *logits)
 
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
 {
+    float sum_check = 0.0f;
+    for (int i = 0; i < s->vocab; i++)
+        sum_check += logits[i] * 0.0f; /* 0 unless some logit is NaN or infinite */
+    if (sum_check != 0.0f)
+        return -1;
     if (s->params.temperature <= 0.0f)
         return dsn_argmax(logits, s->vocab);
     const int n = dsn_sampler_candidates(s, logits);

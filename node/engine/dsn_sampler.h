@@ -67,7 +67,9 @@ int dsn_sampler_init(dsn_sampler_t *s, const dsn_sampling_t *params, int vocab);
  * history's arrays (9 bytes per vocabulary entry) are allocated when a penalty is on. */
 int dsn_sampler_controls(dsn_sampler_t *s, const dsn_controls_t *ctl);
 void dsn_sampler_cleanup(dsn_sampler_t *s);
-/* The next token from logits[vocab]. */
+/* The next token from logits[vocab], or -1 when the row holds a NaN or an infinity (broken
+ * weights or scales): nothing meaningful can be drawn, and the caller ends the sequence with an
+ * error instead of emitting token 0 forever. */
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits);
 /*
  * What dsn_sampler_next draws from (temperature > 0): fills probs (unnormalised softmax) and

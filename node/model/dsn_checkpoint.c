@@ -216,6 +216,11 @@ static dsi_status_t check_no_extra_shards(const dsn_checkpoint_t *c, const char 
 
 static dsi_status_t open_indexed(dsn_checkpoint_t *c, const char *index_path)
 {
+    struct stat sb;
+    if (stat(index_path, &sb) == 0 && !S_ISREG(sb.st_mode)) { /* a FIFO would hang the read */
+        DSI_ERROR("%s: not a regular file", index_path);
+        return DSI_ERR_FORMAT;
+    }
     json_error_t jerr;
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {

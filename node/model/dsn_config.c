@@ -8,11 +8,14 @@
  */
 #include "dsn_config.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "dsi_log.h"
 
@@ -358,9 +361,24 @@ dsi_status_t dsn_config_parse(const char *text, size_t len, const char *origin, 
 
 dsi_status_t dsn_config_load(const char *path, dsn_config_t *out)
 {
-    FILE *fp = fopen(path, "rb");
+    /* O_NONBLOCK: a FIFO must not hang the open; it is refused as not a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        DSI_ERROR("%s: cannot open: %m", path);
+        if (fd >= 0)
+            close(fd);
+        return DSI_ERR_CONFIG;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        DSI_ERROR("%s: not a regular file", path);
+        close(fd);
+        return DSI_ERR_CONFIG;
+    }
+    FILE *fp = fdopen(fd, "rb");
     if (fp == NULL) {
         DSI_ERROR("%s: cannot open: %m", path);
+        close(fd);
         return DSI_ERR_CONFIG;
     }
     /* A config is a few KB; anything over 16 MB is not one. */

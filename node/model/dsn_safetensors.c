@@ -277,7 +277,8 @@ out:
 
 static dsi_status_t map_file(dsn_st_file_t *f)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat refuses it. */
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         DSI_ERROR("%s: cannot open: %m", f->path);
         return errno == ENOENT ? DSI_ERR_NOT_FOUND : DSI_ERR_IO;
@@ -289,7 +290,8 @@ static dsi_status_t map_file(dsn_st_file_t *f)
         goto out_fd;
     }
     if (!S_ISREG(sb.st_mode)) {
-        DSI_ERROR("%s: not a regular file", f->path);
+        DSI_ERROR("%s: not a regular file (a FIFO, device or directory cannot be a shard)",
+                  f->path);
         goto out_fd;
     }
     if (sb.st_size < 8) {

@@ -139,5 +139,11 @@ size_t dst_ctrl_conn_queued(const dst_ctrl_conn_t *conn);
  * DSI_ERR_INVALID_ARG when malformed, the host does not fit, or the port is not 0..65535.
  */
 dsi_status_t dst_ctrl_addr_parse(const char *addr, char *host, size_t hostlen, uint16_t *port);
+/*
+ * The name of this host's network interface that reaches "host:port" directly: the loopback
+ * interface for a loopback address, else the one whose subnet holds the address (the first
+ * address getaddrinfo gives). DSI_ERR_NOT_FOUND when none does (a routed address).
+ */
+dsi_status_t dst_ctrl_addr_netdev(const char *addr, char *ifname, size_t cap);
 
 #endif

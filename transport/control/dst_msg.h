@@ -48,6 +48,35 @@
 #define DST_MSG_MAX_STAGES      256          /* pipeline stages in a SUBMIT route */
 #define DST_MSG_JSON_MAX        (512u << 10) /* bytes of ADMIN_REPLY.json, NUL included */
 
+/*
+ * The numeric request fields of SUBMIT, which a client (the HTTP API, `dsinfer run`) takes from a
+ * user: one table of bounds, read by the wire check (dst_msg_check, before a SUBMIT is sent or
+ * after one is read) and by the HTTP API's parser, so that every value the API accepts is one the
+ * wire carries. A float field is checked after rounding to float32, as it travels (top_p 1e-300
+ * is 0 on the wire).
+ */
+typedef enum {
+    DST_BOUND_MAX_TOKENS = 0,
+    DST_BOUND_TEMPERATURE,
+    DST_BOUND_TOP_P,
+    DST_BOUND_TOP_K,
+    DST_BOUND_END
+} dst_bound_id_t;
+
+typedef struct {
+    const char *name; /* the SUBMIT field, also the HTTP API's parameter */
+    double lo, hi;    /* inclusive, but lo is excluded when lo_open */
+    uint8_t lo_open;
+    uint8_t is_float; /* travels as float32 */
+    double api_hi;    /* the HTTP API's own cap (OpenAI's range), never above hi */
+} dst_bound_t;
+
+extern const dst_bound_t dst_bounds[DST_BOUND_END];
+
+/* Whether x, as the wire carries it (rounded to float32 for a float field), is within the bounds
+ * of field id (hi replaced by api_hi when api is nonzero). NaN and infinities never are. */
+int dst_bound_ok(dst_bound_id_t id, double x, int api);
+
 /* X(NAME, value): the message types. Values are wire values: never renumber, only append (9,
  * REPLACE_EXPERTS of the first drafts, is retired: never reuse it). */
 #define DST_MSG_TYPE_MAP(X) \
@@ -279,6 +308,7 @@ typedef enum {
     DST_ADMIN_STATUS = 1,    /* the cluster's state as JSON */
     DST_ADMIN_REBALANCE = 2, /* re-place experts by the observed load (EPLB) now */
     DST_ADMIN_DRAIN = 3,     /* move node `arg`'s work elsewhere and release it */
+    DST_ADMIN_CLIENT = 4,    /* this connection is a client: it may SUBMIT from now on */
     DST_ADMIN_END
 } dst_admin_cmd_t;
 

@@ -42,6 +42,8 @@ const char *dst_msg_admin_name(uint32_t command)
         return "rebalance";
     case DST_ADMIN_DRAIN:
         return "drain";
+    case DST_ADMIN_CLIENT:
+        return "client";
     default:
         return "unknown";
     }

@@ -209,14 +209,18 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     dsi_status_t st = check_tokens(m->tokens, m->n_tokens, 1, "SUBMIT", err, errlen);
     if (st != DSI_OK)
         return st;
-    if (m->max_tokens == 0 || m->max_tokens > DST_MSG_MAX_TOKENS)
-        FAIL("SUBMIT.max_tokens: %u not in 1..%d", (unsigned)m->max_tokens, DST_MSG_MAX_TOKENS);
-    if (!isfinite(m->temperature) || m->temperature < 0.0f || m->temperature > 100.0f)
-        FAIL("SUBMIT.temperature: %g not in [0, 100]", (double)m->temperature);
-    if (!isfinite(m->top_p) || m->top_p <= 0.0f || m->top_p > 1.0f)
-        FAIL("SUBMIT.top_p: %g not in (0, 1]", (double)m->top_p);
-    if (m->top_k > (uint32_t)DST_MSG_MAX_TOKEN_ID + 1)
-        FAIL("SUBMIT.top_k: %u over %d", (unsigned)m->top_k, DST_MSG_MAX_TOKEN_ID + 1);
+    const double values[DST_BOUND_END] = {
+        [DST_BOUND_MAX_TOKENS] = m->max_tokens,
+        [DST_BOUND_TEMPERATURE] = m->temperature,
+        [DST_BOUND_TOP_P] = m->top_p,
+        [DST_BOUND_TOP_K] = m->top_k,
+    };
+    for (int i = 0; i < DST_BOUND_END; i++) {
+        const dst_bound_t *b = &dst_bounds[i];
+        if (!dst_bound_ok((dst_bound_id_t)i, values[i], 0))
+            FAIL("SUBMIT.%s: %.9g not in %s%.9g, %.9g]", b->name, values[i], b->lo_open ? "(" : "[",
+                 b->lo, b->hi);
+    }
     if (m->n_route == 0 || m->n_route > DST_MSG_MAX_STAGES || m->route == NULL)
         FAIL("SUBMIT.route: %u stages not in 1..%d", (unsigned)m->n_route, DST_MSG_MAX_STAGES);
     if (m->n_generated >= m->n_tokens)

@@ -137,6 +137,12 @@ static dsi_status_t config_read(const dst_ucx_config_t *cfg, ucp_config_t **out)
         ucp_config_release(config);
         return DSI_ERR_INVALID_ARG;
     }
+    if (cfg->net_devices != NULL && getenv("UCX_NET_DEVICES") == NULL &&
+        (st = ucp_config_modify(config, "NET_DEVICES", cfg->net_devices)) != UCS_OK) {
+        DSI_ERROR("UCX network devices '%s': %s", cfg->net_devices, ucs_status_string(st));
+        ucp_config_release(config);
+        return DSI_ERR_INVALID_ARG;
+    }
     /* Without this, peer error handling silently drops shared memory for tcp (15x slower). */
     /* UCX's own variables (not dsinfer's settings, so read here rather than via dsi_env). */
     const char *tls = cfg->tls != NULL ? cfg->tls : getenv("UCX_TLS");
@@ -282,6 +288,7 @@ dsi_status_t dst_ucx_create(uv_loop_t *loop, const dst_ucx_config_t *cfg, dst_uc
         ucx->peers[i].id = i;
     }
     rc = context_create(ucx);
+    ucx->cfg.net_devices = NULL; /* the caller's string: read above only */
     if (rc != DSI_OK)
         goto err_free;
     rc = handles_start(ucx);

@@ -57,6 +57,10 @@ typedef struct {
     size_t max_message_bytes; /* larger payloads are rejected; default 256 MiB */
     size_t pool_bytes;        /* cap on receive-buffer memory; default 1 GiB */
     const char *tls;          /* UCX_TLS for this context ("shm", "tcp", ...) or NULL: env/UCX */
+    const char *net_devices;  /* UCX_NET_DEVICES ("lo", "eth0", ...) unless the environment
+                                 sets it; NULL: every device. Network transports then listen
+                                 and connect only there (a loopback cluster stays off eth0).
+                                 Read during dst_ucx_create only. */
     uint32_t spin_us;         /* after activity, keep polling this long before sleeping (the
                                  reply to a DISPATCH usually comes sooner than a wake-up from
                                  epoll on a busy host); 0 sleeps at once. Default 100. */

@@ -35,6 +35,7 @@ typedef struct conn_state {
     dst_ctrl_conn_t *conn;
     peer_kind_t kind;
     int node; /* index into nodes when kind == PEER_NODE */
+    int client_ok; /* proved the shared secret (ADMIN client): may SUBMIT */
     uint8_t nonce[DST_MSG_NONCE_LEN];
 } conn_state_t;
 
@@ -108,6 +109,10 @@ struct dsc_cluster {
     uint64_t next_handle, next_wire;
     void (*state_cb)(void *arg, dsi_status_t st);
     void *state_arg;
+    dsc_cluster_admit_cb admit_cb; /* SUBMIT of a control-port client */
+    void *admit_arg;
+    uint64_t unauth_refused; /* SUBMITs refused for no proof since the last WARN about them */
+    uint64_t unauth_warn_ns; /* when that WARN was logged (one per 10 s at most) */
     dsc_cluster_stats_t stats;
     /* The last re-plan that stopped serving found no plan (cleared by the next plan sent):
      * the planner's reason, the bytes missing (0: no live node), for dsc_cluster_condition. */
@@ -129,8 +134,9 @@ struct dsc_cluster {
 
 /* dsc_cluster.c */
 uint64_t dsc_now_ns(void);
-void dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
-void dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
+/* Send m (failures are logged); a node that is dead or gone counts as sent. */
+dsi_status_t dsc_cluster_send(dst_ctrl_conn_t *conn, const dst_msg_t *m);
+dsi_status_t dsc_cluster_send_node(dsc_cluster_t *cl, uint32_t id, const dst_msg_t *m);
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st);
 /* Nodes that are neither dead nor draining. */
 int dsc_node_live(const node_t *n);
@@ -187,7 +193,9 @@ seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
  * with the request, naming the value and its limit, for the client. */
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                             const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap);
-void dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* SUBMIT on a lane of the current plan; when it cannot be sent (and a re-plan would not repair
+ * that) the owner gets an error finish and s is freed: the status says so. */
+dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */

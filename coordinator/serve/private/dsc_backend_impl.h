@@ -72,6 +72,10 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                                 const dsc_api_events_t *events, void *ctx, uint64_t *handle,
                                 char *message, size_t message_cap);
 void dsc_backend_cancel(void *self, uint64_t handle);
+/* The cluster's admission hook for control-port clients: the HTTP requests' queue and context
+ * limits (dsc_cluster_admit_cb). */
+dsi_status_t dsc_backend_admit_client(void *self, const dsc_cluster_req_t *req, char *message,
+                                      size_t cap);
 /* Cancel on the cluster every sequence marked cancel_due, and free the detached ones. */
 void dsc_backend_run_deferred(dsc_backend_t *b);
 /* Cancel everything (destroy). */

@@ -72,6 +72,7 @@ struct dsc_http_conn {
     int closing;            /* uv_close called or a close is queued behind a shutdown */
     int shutting_down;      /* uv_shutdown in flight: no more writes */
     int reading;            /* uv_read_start active */
+    int peer_eof;           /* the client shut its side down: answer, then close */
     int in_process;         /* inside conn_process: finishing a request must not recurse */
     int open_handles;       /* of tcp and timer, until both close callbacks ran */
 };
@@ -89,6 +90,10 @@ struct dsc_http_server {
     int destroying;
     void (*done_cb)(void *arg);
     void *done_arg;
+    dsc_http_answer_cb answer_cb; /* answers given without a handler (metrics) */
+    void *answer_arg;
+    uint64_t refused_busy;    /* connections refused for max_connections since the last WARN */
+    uint64_t refused_warn_ms; /* when that WARN was logged (loop time) */
     char readbuf[64 * 1024]; /* shared by all reads: each read is consumed before the next */
 };
 
@@ -116,5 +121,7 @@ dsi_status_t dsc_http_conn_write(dsc_http_conn_t *conn, const char *a, size_t al
                                  size_t blen);
 /* Answer an error the server found itself (JSON error body, Connection: close) and close. */
 void dsc_http_conn_fail(dsc_http_conn_t *conn, int status, const char *message);
+/* Tell the server's answer callback about an answer given without a handler. */
+void dsc_http_server_answered(dsc_http_server_t *s, const dsc_http_req_t *req, int status);
 
 #endif
