@@ -135,7 +135,7 @@ static void on_sigchld(uv_signal_t *sig, int signum)
         serve_stop(s, 1);
     else if (alive == 0) {
         if (!s->stopping) /* open requests end with an error event, not a closed connection */
-            dsc_backend_fail_all(s->backend, "every node of the cluster exited");
+            dsc_backend_fail_all(s->api.backend, "every node of the cluster exited");
         serve_stop(s, s->stopping ? s->rc : 1);
     }
 }

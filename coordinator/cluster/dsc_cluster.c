@@ -95,10 +95,18 @@ static void refuse(dsc_cluster_t *cl, dst_ctrl_conn_t *conn, dsi_status_t code, 
  */
 static uint32_t free_id(const dsc_cluster_t *cl)
 {
-    for (uint32_t i = 0; i < cl->n_nodes; i++) {
-        const node_t *n = &cl->nodes[i];
-        if (n->state == NODE_DEAD && n->cs == NULL && !dsc_cluster_involves(cl, i))
-            return i;
+    /* A failed node's id first (a crash-looping node keeps reusing its own), then a fresh one,
+     * then a drained node's: drained nodes stay listed as such (/health, cluster status) until
+     * their ids are needed. */
+    for (int drained = 0; drained < 2; drained++) {
+        for (uint32_t i = 0; i < cl->n_nodes; i++) {
+            const node_t *n = &cl->nodes[i];
+            if (n->state == NODE_DEAD && n->cs == NULL && n->draining == drained &&
+                !dsc_cluster_involves(cl, i))
+                return i;
+        }
+        if (!drained && cl->n_nodes < DSC_MAX_NODES)
+            return cl->n_nodes;
     }
     return cl->n_nodes;
 }
@@ -304,7 +312,7 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
             /* Stage 0 would wait for this token forever (a lost connection re-plans instead). */
             DSI_ERROR("request %llu failed: its token could not be relayed to stage 0: %s",
                       (unsigned long long)s->handle, dsi_status_message(st));
-            dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+            dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
             dsc_seq_end(cl, s);
         }
     }
@@ -601,7 +609,7 @@ void dsc_cluster_on_admit(dsc_cluster_t *cl, dsc_cluster_admit_cb cb, void *arg)
 uint32_t dsc_cluster_client_sequences(const dsc_cluster_t *cl)
 {
     uint32_t n = 0;
-    for (const seq_t *s = cl->seqs; s != NULL; s = s->next)
+    dsi_list_for_each(s, &cl->seqs, const seq_t, link)
         n += s->client != NULL;
     return n;
 }

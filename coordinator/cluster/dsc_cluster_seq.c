@@ -87,7 +87,7 @@ dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
     /* Never leave a request waiting for tokens that cannot come. */
     DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
               (unsigned long long)s->handle, dsi_status_message(st));
-    dsc_seq_deliver(cl, s, NULL, 0, DST_FINISH_ERROR);
+    dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
     dsc_seq_end(cl, s);
     return st;
 }

@@ -156,15 +156,11 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     r->has_seed = present;
     r->seed = present ? (uint64_t)x : 0;
     /* max_completion_tokens is the newer name; it wins when both are given. */
-    {
-        double v;
-        if ((rc = get_bounded(root, DST_BOUND_MAX_TOKENS, lim->max_tokens_limit, &v, &present,
-                              err)))
-            return rc;
-        if (present)
-            r->max_tokens = (int32_t)v;
-        r->max_tokens_given |= present;
-    }
+    if ((rc = get_bounded(root, DST_BOUND_MAX_TOKENS, lim->max_tokens_limit, &v, &present, err)))
+        return rc;
+    if (present)
+        r->max_tokens = (int32_t)v;
+    r->max_tokens_given |= present;
     if ((rc = get_integer(root, "max_completion_tokens", 1,
                           dst_bounds[DST_BOUND_MAX_TOKENS].hi < lim->max_tokens_limit
                               ? (long long)dst_bounds[DST_BOUND_MAX_TOKENS].hi

@@ -239,8 +239,11 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
             memcpy(c->raw_row, logits, (size_t)V * sizeof(float));
             raw = c->raw_row;
         }
-        dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
-        int32_t tok = dsn_sampler_next(&s->sampler, logits);
+        int32_t tok = -1;
+        if (dsn_logits_finite(raw, (int)V)) {
+            dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
+            tok = dsn_sampler_next_masked(&s->sampler, logits);
+        }
         if (tok < 0) {
             DSI_ERROR("sequence %llu: the logits hold NaN or infinite values (broken weights or "
                       "scales in the checkpoint?): the request ends with an error",

@@ -304,13 +304,23 @@ int dsn_sampler_candidates(dsn_sampler_t *s, const float *logits)
     return V;
 }
 
-int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
+int dsn_logits_finite(const float *logits, int vocab)
 {
     float sum_check = 0.0f;
-    for (int i = 0; i < s->vocab; i++)
+    for (int i = 0; i < vocab; i++)
         sum_check += logits[i] * 0.0f; /* 0 unless some logit is NaN or infinite */
-    if (sum_check != 0.0f)
+    return sum_check == 0.0f;
+}
+
+int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits)
+{
+    if (!dsn_logits_finite(logits, s->vocab))
         return -1;
+    return dsn_sampler_next_masked(s, logits);
+}
+
+int32_t dsn_sampler_next_masked(dsn_sampler_t *s, const float *logits)
+{
     if (s->params.temperature <= 0.0f)
         return dsn_argmax(logits, s->vocab);
     const int n = dsn_sampler_candidates(s, logits);

@@ -71,6 +71,11 @@ void dsn_sampler_cleanup(dsn_sampler_t *s);
  * weights or scales): nothing meaningful can be drawn, and the caller ends the sequence with an
  * error instead of emitting token 0 forever. */
 int32_t dsn_sampler_next(dsn_sampler_t *s, const float *logits);
+/* 1 when every logit is finite (no NaN, no infinity). */
+int dsn_logits_finite(const float *logits, int vocab);
+/* dsn_sampler_next of a row the controls already processed (dsn_sampler_process): -inf marks the
+ * tokens they masked; the caller checked the raw row with dsn_logits_finite. */
+int32_t dsn_sampler_next_masked(dsn_sampler_t *s, const float *logits);
 /*
  * What dsn_sampler_next draws from (temperature > 0): fills probs (unnormalised softmax) and
  * order[0, n) with the candidates in descending probability, ascending id on ties; returns n.
