@@ -526,6 +526,10 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     cl->loop = loop;
     cl->cfg = *cfg;
     cl->opts = *opts;
+    /* Nodes keep the stored format unless told to re-quantize: a bf16 checkpoint (the V2 family)
+     * takes bf16's memory, not fp8's (an fp8 re-quantization would only overestimate). */
+    if (!cfg->fp8 && cl->opts.plan.format == DSC_WEIGHT_FP8)
+        cl->opts.plan.format = DSC_WEIGHT_BF16;
     dst_ctrl_opts_t co;
     dst_ctrl_opts_default(&co);
     dst_ctrl_cb_t cb = {on_open, on_msg, on_close, cl};
