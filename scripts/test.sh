@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the full suite on the normal build, then all of it again under ASan+UBSan (but
-# the mpirun test: Open MPI itself leaks at MPI_Finalize) and the threaded tests under TSan.
+# the mpirun tests: Open MPI itself leaks at MPI_Finalize) and the threaded tests under TSan.
 # Usage: scripts/test.sh [--quick]
 #   --quick: the normal build's suite only.
 set -euo pipefail
@@ -21,7 +21,7 @@ ctest --test-dir build --output-on-failure -j2 --timeout 900
 build build-asan -DDSINFER_ASAN=ON -DCMAKE_BUILD_TYPE=Debug
 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2 --timeout 900 \
-    -L 'unit|kernel|fixture|cli|cluster|fault' -E 'cluster_mpi'
+    -L 'unit|kernel|fixture|cli|cluster|fault' -E 'cluster_mpi|cluster_serve_mpi'
 
 build build-tsan -DDSINFER_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # UCX's memory hooks crash under TSan when a thread exits (libucm, not our code): turn them off.
