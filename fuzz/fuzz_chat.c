@@ -22,9 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/tokenizer", fuzz_fixtures());
     if (dsc_chat_template_load(dir, DSC_CHAT_AUTO, &tpl[0]) != DSI_OK) {
-        fprintf(stderr, "fuzz_chat: cannot load the chat template of %s (set DSINFER_FIXTURES)\n",
-                dir);
-        exit(1);
+        fuzz_fixture_missing("fuzz_chat", dir);
     }
     FUZZ_CHECK(dsc_chat_template_style(tpl[0]) == DSC_CHAT_V3);
     FUZZ_CHECK(dsc_chat_template_create(DSC_CHAT_R1, bos, &tpl[1]) == DSI_OK);

@@ -32,9 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     else
         snprintf(path, sizeof(path), "%s/tokenizer", fuzz_fixtures());
     if (dsc_tokenizer_load(path, &tok) != DSI_OK) {
-        fprintf(stderr, "fuzz_tokenizer: cannot load the tokenizer from %s "
-                        "(set DSINFER_FUZZ_TOKENIZER or DSINFER_FIXTURES)\n", path);
-        exit(1);
+        fuzz_fixture_missing("fuzz_tokenizer", path);
     }
     FUZZ_CHECK(dsc_decoder_create(tok, 0, &dec[0]) == DSI_OK);
     FUZZ_CHECK(dsc_decoder_create(tok, DSC_DECODE_SKIP_SPECIAL, &dec[1]) == DSI_OK);

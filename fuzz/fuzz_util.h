@@ -50,6 +50,19 @@ static inline const char *fuzz_fixtures(void)
     return env != NULL && env[0] != '\0' ? env : DSINFER_FIXTURES_DEFAULT;
 }
 
+/*
+ * A fixture the harness needs is missing: skip (exit 77, which ctest reports as skipped), as the
+ * test suite does, except under CI=true, where a missing fixture is a failure.
+ */
+static inline void fuzz_fixture_missing(const char *harness, const char *path)
+{
+    const char *ci = getenv("CI");
+    int fail = ci != NULL && ci[0] != '\0' && ci[0] != '0';
+    fprintf(stderr, "%s: cannot load %s (set DSINFER_FIXTURES): %s\n", harness, path,
+            fail ? "failing (CI)" : "skipped");
+    exit(fail ? 1 : 77);
+}
+
 /* Reads every byte of [p, p + n) so that ASan sees any read past a buffer the code handed out. */
 static inline uint8_t fuzz_touch(const void *p, size_t n)
 {

@@ -6,7 +6,7 @@
 # fuzz/corpus/<harness>/ are only read); a crashing input is saved in <build>/fuzz/artifacts/ and
 # its path printed. The library's own log lines are discarded (-close_fd_mask=2); libFuzzer's and
 # the sanitizers' reports are kept in <build>/fuzz/logs/<harness>.log. Exit status: libFuzzer's
-# (0 when nothing was found).
+# (0 when nothing was found, 77 when the harness's fixtures are missing, 1 otherwise).
 set -uo pipefail
 bin=$1
 secs=$2
@@ -19,8 +19,10 @@ art=$out/artifacts
 logs=$out/logs
 mkdir -p "$work" "$art" "$logs" "$src/corpus/$name"
 log=$logs/$name.log
+# libFuzzer's own exit codes (77 for a crash) would read as "skipped" to ctest: 1 for anything
+# found; 77 only comes from a harness whose fixtures are missing.
 args=(-max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2
-  -print_final_stats=1 -artifact_prefix="$art/$name-")
+  -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 -artifact_prefix="$art/$name-")
 [ -f "$src/dict/$name.dict" ] && args+=(-dict="$src/dict/$name.dict")
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
@@ -29,6 +31,11 @@ start=$(date +%s.%N)
 "$bin" "${args[@]}" "$@" "$work" "$src/corpus/$name" >"$log" 2>&1
 rc=$?
 end=$(date +%s.%N)
+
+if [ $rc -eq 77 ]; then
+  echo "$name: skipped ($(grep -m1 'cannot load' "$log"))"
+  exit 77
+fi
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 [ -n "$execs" ] || execs=$(grep -o '#[0-9]*' "$log" | tail -1 | tr -d '#')

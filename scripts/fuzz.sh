@@ -31,11 +31,11 @@ fi
 summary=()
 failed=0
 for h in "${harnesses[@]}"; do
-  if line=$(bash fuzz/run.sh "build-fuzz/fuzz/$h" "$SECONDS_EACH"); then
-    summary+=("$(head -1 <<<"$line")")
-  else
+  rc=0
+  line=$(bash fuzz/run.sh "build-fuzz/fuzz/$h" "$SECONDS_EACH") || rc=$?
+  summary+=("$(head -1 <<<"$line")")
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     failed=1
-    summary+=("$(head -1 <<<"$line")")
     echo "$line" | tail -n +2 >&2
   fi
   echo "${summary[-1]}"
