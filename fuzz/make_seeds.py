@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the text and safetensors seed inputs of fuzz/corpus/ (the binary protocol seeds come
-from fuzz_seeds.c). Usage: fuzz/make_seeds.py [FIXTURES]. Its output is committed; run it again only
-when an input format changes. Seeds are small: valid examples plus a few edge cases each."""
+"""Writes the text and safetensors seed inputs of fuzz/corpus/. The binary protocol seeds come from
+fuzz_seeds.c: run that first, fuzz_ctrl_conn's seeds are built from fuzz_ctrl_msg's.
+Usage: fuzz/make_seeds.py [FIXTURES]. Its output is committed; run it again only when an input
+format changes. Seeds are small: valid examples plus a few edge cases each."""
 import json
 import os
 import struct
@@ -170,3 +171,17 @@ if os.path.exists(golden):
         put(ch, "golden-%02d" % i, json.dumps(item["messages"]))
 put(ch, "missing-content", '[{"role":"user"}]')
 put(ch, "other-role", '[{"role":"narrator","content":"x"},{"role":"user","content":""}]')
+
+# ---- control connection: fuzz_ctrl_msg's frames (written by fuzz_seeds) behind a chunk-size byte ----
+cm = os.path.join(CORPUS, "fuzz_ctrl_msg")
+if os.path.isdir(cm):
+    for name in sorted(os.listdir(cm)):
+        with open(os.path.join(cm, name), "rb") as f:
+            frames = f.read()
+        put("fuzz_ctrl_conn", name, b"\x00" + frames)
+        if name == "stream-hello-register-submit":
+            put("fuzz_ctrl_conn", "stream-chunks-of-3", b"\x03" + frames)
+        if name == "04-PLAN":
+            put("fuzz_ctrl_conn", "plan-byte-by-byte", b"\x01" + frames)
+# 17 well-framed bodies that are refused (an empty map): the connection closes after 16.
+put("fuzz_ctrl_conn", "seventeen-refused", b"\x00" + (b"DSC\x01\x00\x00\x00\x01\x80") * 17)
