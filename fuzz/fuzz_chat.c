@@ -14,7 +14,8 @@
 #include "fuzz_util.h"
 
 static dsc_chat_template_t *tpl[2];
-static const char bos[] = "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>";
+static const char bos[] = "<\xef\xbd\x9c"
+                          "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>";
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

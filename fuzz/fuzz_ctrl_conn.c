@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
     dst_ctrl_opts_t opts;
     dst_ctrl_opts_default(&opts);
-    opts.max_frame = 1u << 16;  /* a real limit that short inputs can exceed */
-    opts.frame_timeout_ms = 0;  /* no timers: the harness ends every input itself */
+    opts.max_frame = 1u << 16; /* a real limit that short inputs can exceed */
+    opts.frame_timeout_ms = 0; /* no timers: the harness ends every input itself */
     dst_ctrl_cb_t cb = {.on_msg = on_msg, .on_close = on_close};
     dst_ctrl_conn_t *c = dst_ctrl_conn_new(&loop, &opts, &cb);
     FUZZ_CHECK(c != NULL);

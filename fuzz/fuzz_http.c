@@ -35,7 +35,7 @@ static void handle(dsc_http_req_t *req)
     const char *method = dsc_http_req_method(req), *path = dsc_http_req_path(req);
     const char *query = dsc_http_req_query(req);
     FUZZ_CHECK(method != NULL && path != NULL && query != NULL);
-    static const char *names[] = {"Authorization", "Content-Type", "Content-Length", "Expect",
+    static const char *names[] = {"Authorization", "Content-Type", "Content-Length",   "Expect",
                                   "Connection",    "Host",         "Transfer-Encoding"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *v = dsc_http_req_header(req, names[i]);
@@ -96,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
         if (err != HPE_OK) {
-            FUZZ_CHECK(conn.error_status == 0 || (conn.error_status >= 400 &&
-                                                  conn.error_status < 600));
+            FUZZ_CHECK(conn.error_status == 0 ||
+                       (conn.error_status >= 400 && conn.error_status < 600));
             break;
         }
         if (n == 0)

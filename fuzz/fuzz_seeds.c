@@ -64,9 +64,15 @@ static int sample(dst_msg_type_t type, dst_msg_t *m)
         m->welcome.heartbeat_ms = 500;
         return 1;
     case DST_MSG_PLAN:
-        m->plan.plan = (dst_plan_t){.epoch = 7, .n_layers = 4, .first_moe_layer = 2,
-                                    .n_experts = 3, .n_stages = 2, .stages = stages,
-                                    .n_nodes = 3, .nodes = nodes, .expert_offsets = offsets,
+        m->plan.plan = (dst_plan_t){.epoch = 7,
+                                    .n_layers = 4,
+                                    .first_moe_layer = 2,
+                                    .n_experts = 3,
+                                    .n_stages = 2,
+                                    .stages = stages,
+                                    .n_nodes = 3,
+                                    .nodes = nodes,
+                                    .expert_offsets = offsets,
                                     .expert_holders = holders};
         m->plan.live = 1;
         return 1;
@@ -88,8 +94,12 @@ static int sample(dst_msg_type_t type, dst_msg_t *m)
         m->heartbeat.time_ns = 123456789012345ull;
         return 1;
     case DST_MSG_LOAD_STATS:
-        m->load_stats = (dst_msg_load_stats_t){.node_id = 2, .epoch = 5, .window_ms = 10000,
-                                               .first_layer = 3, .n_layers = 2, .n_experts = 4,
+        m->load_stats = (dst_msg_load_stats_t){.node_id = 2,
+                                               .epoch = 5,
+                                               .window_ms = 10000,
+                                               .first_layer = 3,
+                                               .n_layers = 2,
+                                               .n_experts = 4,
                                                .counts = counts};
         return 1;
     case DST_MSG_DRAIN:
@@ -97,14 +107,21 @@ static int sample(dst_msg_type_t type, dst_msg_t *m)
         m->drain.deadline_ms = 30000;
         return 1;
     case DST_MSG_SUBMIT:
-        m->submit = (dst_msg_submit_t){.seq_id = 1ull << 50, .n_tokens = 12, .tokens = prompt,
-                                       .max_tokens = 2048, .temperature = 0.6f, .top_p = 0.95f,
-                                       .top_k = 40, .seed = 0xdeadbeefcafeull, .n_route = 2,
-                                       .route = route, .n_generated = 3};
+        m->submit = (dst_msg_submit_t){.seq_id = 1ull << 50,
+                                       .n_tokens = 12,
+                                       .tokens = prompt,
+                                       .max_tokens = 2048,
+                                       .temperature = 0.6f,
+                                       .top_p = 0.95f,
+                                       .top_k = 40,
+                                       .seed = 0xdeadbeefcafeull,
+                                       .n_route = 2,
+                                       .route = route,
+                                       .n_generated = 3};
         return 1;
     case DST_MSG_TOKENS:
-        m->tokens = (dst_msg_tokens_t){.seq_id = 8, .n_tokens = 2, .tokens = out_tokens,
-                                       .finish = DST_FINISH_LENGTH};
+        m->tokens = (dst_msg_tokens_t){
+            .seq_id = 8, .n_tokens = 2, .tokens = out_tokens, .finish = DST_FINISH_LENGTH};
         return 1;
     case DST_MSG_CANCEL:
         m->cancel.seq_id = 8;
@@ -215,21 +232,42 @@ static void wire_seed(const char *name, const dst_wire_hdr_t *h, const void *sid
 
 static void wire_seeds(void)
 {
-    dst_wire_hdr_t a = {.type = DST_WIRE_ACTIVATION, .dtype = DST_WIRE_F32, .src = 1, .epoch = 2,
-                        .step = 3, .micro_batch = 0, .layer = 2, .n_rows = 2, .width = 3};
+    dst_wire_hdr_t a = {.type = DST_WIRE_ACTIVATION,
+                        .dtype = DST_WIRE_F32,
+                        .src = 1,
+                        .epoch = 2,
+                        .step = 3,
+                        .micro_batch = 0,
+                        .layer = 2,
+                        .n_rows = 2,
+                        .width = 3};
     dst_wire_token_t tokens[2] = {{.seq_id = 5, .pos = 0}, {.seq_id = 5, .pos = 1}};
     wire_seed("activation-f32", &a, tokens, sizeof(tokens));
     a.dtype = DST_WIRE_BF16;
     wire_seed("activation-bf16", &a, tokens, sizeof(tokens));
-    dst_wire_hdr_t d = {.type = DST_WIRE_DISPATCH, .dtype = DST_WIRE_BF16, .src = 0, .epoch = 1,
-                        .step = 9, .micro_batch = 1, .layer = 3, .n_rows = 2, .width = 4,
+    dst_wire_hdr_t d = {.type = DST_WIRE_DISPATCH,
+                        .dtype = DST_WIRE_BF16,
+                        .src = 0,
+                        .epoch = 1,
+                        .step = 9,
+                        .micro_batch = 1,
+                        .layer = 3,
+                        .n_rows = 2,
+                        .width = 4,
                         .n_pairs = 3};
     dst_wire_pair_t pairs[3] = {{0, 0, 5, 0.5f}, {0, 3, 31, 0.25f}, {1, 1, 7, 1.5f}};
     wire_seed("dispatch-bf16", &d, pairs, sizeof(pairs));
     d.dtype = DST_WIRE_F32;
     wire_seed("dispatch-f32", &d, pairs, sizeof(pairs));
-    dst_wire_hdr_t c = {.type = DST_WIRE_COMBINE, .dtype = DST_WIRE_F32, .src = 2, .epoch = 1,
-                        .step = 9, .micro_batch = 1, .layer = 3, .n_rows = 3, .width = 4};
+    dst_wire_hdr_t c = {.type = DST_WIRE_COMBINE,
+                        .dtype = DST_WIRE_F32,
+                        .src = 2,
+                        .epoch = 1,
+                        .step = 9,
+                        .micro_batch = 1,
+                        .layer = 3,
+                        .n_rows = 3,
+                        .width = 4};
     wire_seed("combine-f32", &c, NULL, 0);
     c.width = 5;
     c.dtype = DST_WIRE_BF16;

@@ -23,13 +23,13 @@ void __sanitizer_report_error_summary(const char *error_summary);
 
 #define FUZZ_STR2(x) #x
 #define FUZZ_STR(x)  FUZZ_STR2(x)
-#define FUZZ_CHECK(cond)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            __sanitizer_report_error_summary("FUZZ_CHECK failed at " __FILE__                  \
-                                             ":" FUZZ_STR(__LINE__) ": " #cond);               \
-            abort();                                                                           \
-        }                                                                                      \
+#define FUZZ_CHECK(cond)                                                         \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            __sanitizer_report_error_summary("FUZZ_CHECK failed at " __FILE__    \
+                                             ":" FUZZ_STR(__LINE__) ": " #cond); \
+            abort();                                                             \
+        }                                                                        \
     } while (0)
 
 /* A line of context before a FUZZ_CHECK fails, on the same channel as the report. */

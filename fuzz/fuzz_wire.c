@@ -71,9 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(pairs[i].token < hdr.n_rows && pairs[i].slot < DST_WIRE_MAX_TOPK);
             FUZZ_CHECK(isfinite(pairs[i].weight));
             if (i > 0)
-                FUZZ_CHECK(pairs[i].token > pairs[i - 1].token ||
-                           (pairs[i].token == pairs[i - 1].token &&
-                            pairs[i].slot > pairs[i - 1].slot));
+                FUZZ_CHECK(
+                    pairs[i].token > pairs[i - 1].token ||
+                    (pairs[i].token == pairs[i - 1].token && pairs[i].slot > pairs[i - 1].slot));
         }
     } else if (hdr.type == DST_WIRE_ACTIVATION) {
         FUZZ_CHECK(tokens != NULL && pairs == NULL);
