@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the full suite on the normal build, then all of it again under ASan+UBSan (but
-# the mpirun tests: Open MPI itself leaks at MPI_Finalize) and the threaded tests under TSan.
+# the mpirun tests: Open MPI itself leaks at MPI_Finalize), the threaded tests under TSan, and every
+# libFuzzer harness for a few seconds (clang, ASan+UBSan; docs/FUZZING.md).
 # Usage: scripts/test.sh [--quick]
 #   --quick: the normal build's suite only.
 set -euo pipefail
@@ -27,3 +28,10 @@ build build-tsan -DDSINFER_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # UCX's memory hooks crash under TSan when a thread exits (libucm, not our code): turn them off.
 UCX_MEM_EVENTS=no UCX_MEM_MMAP_HOOK_MODE=none TSAN_OPTIONS=halt_on_error=1 \
   ctest --test-dir build-tsan --output-on-failure -j2 --timeout 900 -R 'pool|par_matmul|fixture_engine|metrics|http|api|tokenizer|cluster_tiny|cluster_rogue|fault_cluster|fault_eplb'
+
+# The fuzz build is the libraries and the harnesses only; each harness runs DSINFER_FUZZ_SECONDS
+# (10) on its seed corpus, and a crash, sanitizer report, leak or hang fails the suite.
+cmake -S . -B build-fuzz -DDSINFER_FIXTURES="$FIXTURES" -DDSINFER_FUZZ=ON \
+  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j"$JOBS" --target fuzzers >/dev/null
+ctest --test-dir build-fuzz --output-on-failure -j"$JOBS" --timeout 300 -L fuzz

@@ -14,6 +14,16 @@ void dsc_api_limits_default(dsc_api_limits_t *limits)
     limits->max_messages = 4096;
 }
 
+/* Replaces every byte that is not part of a valid UTF-8 character with '?'. */
+static void utf8_sanitize(char *s)
+{
+    size_t len = strlen(s), off = 0, bad;
+    while (!dsc_api_utf8_valid(s + off, len - off, &bad)) {
+        s[off + bad] = '?';
+        off += bad + 1;
+    }
+}
+
 int dsc_api_error_set(dsc_api_error_t *err, int http_status, const char *type, const char *code,
                       const char *param, const char *fmt, ...)
 {
@@ -25,6 +35,9 @@ int dsc_api_error_set(dsc_api_error_t *err, int http_status, const char *type, c
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
+    /* The message goes into a JSON body, which must be UTF-8; it may quote the request at a byte
+     * boundary (jansson's "near '...'" stops inside a character) or be cut by the buffer. */
+    utf8_sanitize(err->message);
     return http_status;
 }
 

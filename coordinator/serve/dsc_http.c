@@ -144,6 +144,8 @@ const char *dsc_http_req_query(const dsc_http_req_t *req)
 
 const char *dsc_http_req_header(const dsc_http_req_t *req, const char *name)
 {
+    if (req->headers.data == NULL) /* no header yet: NULL + 0 is undefined */
+        return NULL;
     const char *p = req->headers.data, *end = p + req->headers.len;
     while (p != NULL && p < end) {
         const char *value = p + strlen(p) + 1;
