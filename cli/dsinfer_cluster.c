@@ -148,6 +148,15 @@ static int node(const dsi_settings_t *s, int rank, int share)
 
 int main(int argc, char **argv)
 {
+    /* --help needs no MPI job (and prints once, whoever starts it). */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            dsi_settings_t s;
+            int rc = dsi_settings_parse(&s, DSI_P_CLUSTER, argc, argv, usage);
+            dsi_settings_cleanup(&s);
+            return rc == 1 ? 0 : rc;
+        }
+    }
     int rank, size;
     if (dst_mpi_init(&argc, &argv, &rank, &size) != DSI_OK)
         return 1;

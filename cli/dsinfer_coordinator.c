@@ -38,8 +38,10 @@ int main(int argc, char **argv)
 {
     dsi_settings_t s;
     int rc = dsi_settings_parse(&s, DSI_P_COORD, argc, argv, usage);
-    if (rc != 0)
+    if (rc != 0) {
+        dsi_settings_cleanup(&s);
         return rc == 1 ? 0 : rc; /* 1: --help */
+    }
     dsi_log_set_tag("coordinator");
     const char *model = dsi_settings_str(&s, DSI_S_MODEL);
     const char *config = dsi_settings_str(&s, DSI_S_CONFIG);
