@@ -333,6 +333,12 @@ static void read_fields(reader_t *r, dsn_config_t *c)
         fail(r, DSI_ERR_CONFIG, "eos_token_id", "not below vocab_size");
     if (r->status == DSI_OK)
         check_consistency(r, c);
+    if (r->status == DSI_OK && c->topk_method == DSK_TOPK_GREEDY) {
+        /* Plain top-k has no groups: hold it as one group, so that whatever reads the grouping
+         * (the router table, expert placement) sees a consistent one. */
+        c->n_group = 1;
+        c->topk_group = 1;
+    }
 }
 
 dsi_status_t dsn_config_parse(const char *text, size_t len, const char *origin, dsn_config_t *out)
