@@ -15,6 +15,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -39,61 +40,14 @@ static void run_engine(const char *dir)
     V = dsi_test_greedy(dir, N_PROMPTS, p, prompt_len, STEPS, &engine_tokens[0][0], engine_logits);
 }
 
-static void check_logits(const char *dir, int p, const char *what)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/seq-%d.f32", dir, p + 1); /* sequence ids start at 1 */
-    FILE *f = fopen(path, "rb");
-    DSI_CHECK(f != NULL);
-    if (f == NULL)
-        return;
-    float *got = malloc((size_t)(STEPS * V) * sizeof(float));
-    size_t n = fread(got, sizeof(float), (size_t)(STEPS * V), f);
-    fclose(f);
-    DSI_CHECK_INT_EQ(n, STEPS * V);
-    if (n == (size_t)(STEPS * V))
-        dsi_check_floats_near(what, got, engine_logits[p], STEPS * V, 1e-5);
-    free(got);
-}
-
 static void run_cluster(const char *model, int nodes, int stages)
 {
-    char what[128];
-    const char *tmp = dsi_test_tmpdir();
-    char dir[256];
-    snprintf(dir, sizeof(dir), "%s", tmp);
-    setenv("DSINFER_LOGITS_DIR", dir, 1);
-    cli_cluster_opts_t co = {.model = model,
-                             .local_nodes = nodes,
-                             .stages = (uint32_t)stages,
-                             .node_threads = 1,
-                             .timeout_ms = 120000};
-    dsc_cluster_req_t req[N_PROMPTS];
-    for (int p = 0; p < N_PROMPTS; p++)
-        req[p] = (dsc_cluster_req_t){prompt[p], prompt_len[p], STEPS, 0.0f, 1.0f, 0, 0};
-    cli_gen_result_t res[N_PROMPTS];
-    int rc = cli_cluster_generate(&co, req, N_PROMPTS, res);
-    snprintf(what, sizeof(what), "%d nodes, %d stages", nodes, stages);
-    if (rc != 0)
-        fprintf(stderr, "%s: the cluster run failed\n", what);
-    DSI_CHECK_INT_EQ(rc, 0);
-    for (int p = 0; p < N_PROMPTS && rc == 0; p++) {
-        DSI_CHECK_INT_EQ(res[p].n_tokens, STEPS);
-        int same = res[p].n_tokens == STEPS &&
-                   memcmp(res[p].tokens, engine_tokens[p], sizeof(engine_tokens[p])) == 0;
-        if (!same)
-            fprintf(stderr, "%s: prompt %d: tokens differ from the single-process engine\n", what,
-                    p);
-        DSI_CHECK(same);
-        snprintf(what, sizeof(what), "%d nodes, %d stages, prompt %d logits", nodes, stages, p);
-        check_logits(dir, p, what);
-    }
-    for (int p = 0; p < N_PROMPTS; p++)
-        free(res[p].tokens);
-    /* No node process may be left behind. */
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
-    dsi_test_rmtree(dir);
+    const int32_t *p[N_PROMPTS];
+    for (int i = 0; i < N_PROMPTS; i++)
+        p[i] = prompt[i];
+    dsi_test_cluster_ref_t r = {N_PROMPTS, p,  prompt_len, STEPS, &engine_tokens[0][0],
+                                engine_logits, V};
+    dsi_test_cluster_greedy(model, nodes, stages, &r);
 }
 
 static void run_fixture(const char *name)

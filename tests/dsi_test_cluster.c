@@ -1,0 +1,78 @@
+/* dsi_test_cluster.c - see dsi_test_cluster.h. */
+#include "dsi_test_cluster.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cli_cluster.h"
+#include "dsi_test.h"
+
+static void check_logits(const char *dir, const dsi_test_cluster_ref_t *ref, int p,
+                         const char *what)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seq-%d.f32", dir, p + 1); /* sequence ids start at 1 */
+    FILE *f = fopen(path, "rb");
+    DSI_CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    size_t want = (size_t)ref->steps * (size_t)ref->vocab;
+    float *got = malloc(want * sizeof(float));
+    size_t n = got != NULL ? fread(got, sizeof(float), want, f) : 0;
+    fclose(f);
+    DSI_CHECK_INT_EQ(n, want);
+    if (n == want)
+        dsi_check_floats_near(what, got, ref->logits[p], (int64_t)want, 1e-5);
+    free(got);
+}
+
+void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
+                             const dsi_test_cluster_ref_t *ref)
+{
+    char what[128], dir[256];
+    snprintf(dir, sizeof(dir), "%s", dsi_test_tmpdir());
+    setenv("DSINFER_LOGITS_DIR", dir, 1);
+    cli_cluster_opts_t co = {.model = model,
+                             .local_nodes = nodes,
+                             .stages = (uint32_t)stages,
+                             .node_threads = 1,
+                             .timeout_ms = 120000};
+    dsc_cluster_req_t *req = calloc((size_t)ref->n, sizeof(*req));
+    cli_gen_result_t *res = calloc((size_t)ref->n, sizeof(*res));
+    DSI_CHECK(req != NULL && res != NULL);
+    if (req == NULL || res == NULL) {
+        free(req);
+        free(res);
+        return;
+    }
+    for (int p = 0; p < ref->n; p++)
+        req[p] = (dsc_cluster_req_t){ref->prompt[p], ref->len[p], ref->steps, 0.0f, 1.0f, 0, 0};
+    int rc = cli_cluster_generate(&co, req, ref->n, res);
+    snprintf(what, sizeof(what), "%d nodes, %d stages", nodes, stages);
+    if (rc != 0)
+        fprintf(stderr, "%s: the cluster run failed\n", what);
+    DSI_CHECK_INT_EQ(rc, 0);
+    for (int p = 0; p < ref->n && rc == 0; p++) {
+        const int32_t *want = ref->tokens + (size_t)p * ref->steps;
+        DSI_CHECK_INT_EQ(res[p].n_tokens, ref->steps);
+        int same = res[p].n_tokens == ref->steps &&
+                   memcmp(res[p].tokens, want, ref->steps * sizeof(int32_t)) == 0;
+        if (!same)
+            fprintf(stderr, "%s: prompt %d: tokens differ from the single-process engine\n", what,
+                    p);
+        DSI_CHECK(same);
+        snprintf(what, sizeof(what), "%d nodes, %d stages, prompt %d logits", nodes, stages, p);
+        check_logits(dir, ref, p, what);
+    }
+    for (int p = 0; p < ref->n; p++)
+        free(res[p].tokens);
+    free(req);
+    free(res);
+    /* No node process may be left behind. */
+    errno = 0;
+    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    dsi_test_rmtree(dir);
+}

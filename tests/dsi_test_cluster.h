@@ -1,0 +1,31 @@
+/*
+ * dsi_test_cluster.h - the cluster half of the tests that compare a real cluster with the
+ * single-process engine: greedy generation on a coordinator in the test process and local
+ * dsinfer-node processes, checked token for token and logit for logit.
+ */
+#ifndef DSI_TEST_CLUSTER_H
+#define DSI_TEST_CLUSTER_H
+
+#include <stdint.h>
+
+/* What the single-process engine produced for the prompts (dsi_test_greedy). */
+typedef struct {
+    int n;                        /* prompts */
+    const int32_t *const *prompt; /* [n] -> [len[i]] */
+    const uint32_t *len;          /* [n] */
+    uint32_t steps;               /* greedy steps of each */
+    const int32_t *tokens;        /* [n, steps] */
+    float *const *logits;         /* [n] -> [steps, vocab] */
+    int64_t vocab;
+} dsi_test_cluster_ref_t;
+
+/*
+ * Runs ref's prompts greedily on `nodes` local node processes in `stages` pipeline stages; the
+ * tokens must equal ref->tokens and the last stage's logits of every step (dumped through
+ * DSINFER_LOGITS_DIR) be within 1e-5 of ref->logits; afterwards no node process may be left.
+ * Failures are counted by the dsi_test checks.
+ */
+void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
+                             const dsi_test_cluster_ref_t *ref);
+
+#endif
