@@ -31,7 +31,7 @@ UCX_MEM_EVENTS=no UCX_MEM_MMAP_HOOK_MODE=none TSAN_OPTIONS=halt_on_error=1 \
 
 # The fuzz build is the libraries and the harnesses only; each harness runs DSINFER_FUZZ_SECONDS
 # (10) on its seed corpus, and a crash, sanitizer report, leak or hang fails the suite.
-cmake -S . -B build-fuzz -DDSINFER_FIXTURES="$FIXTURES" -DDSINFER_FUZZ=ON \
+cmake -S . -B out/fuzz -DDSINFER_FIXTURES="$FIXTURES" -DDSINFER_FUZZ=ON \
   -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$JOBS" --target fuzzers >/dev/null
-ctest --test-dir build-fuzz --output-on-failure -j"$JOBS" --timeout 300 -L fuzz
+cmake --build out/fuzz -j"$JOBS" --target fuzzers >/dev/null
+ctest --test-dir out/fuzz --output-on-failure -j"$JOBS" --timeout 300 -L fuzz

@@ -3,8 +3,7 @@
 #  - no path outside the repository (`../shared/...`, `/work/...`): users do not have our layout;
 #  - no build folder other than the documented `build/`. Allowed: `build-asan` and `build-tsan`
 #    in README.md only, because scripts/test.sh creates exactly those and README's development
-#    section documents the commands that make them, and `build-fuzz/` in docs/FUZZING.md, the
-#    folder scripts/fuzz.sh creates;
+#    section documents the commands that make them;
 #  - no "issue N" / "session N": words of our work tracking, which mean nothing to a reader;
 #  - every relative markdown link [text](path) resolves to a file or folder (anchors ignored);
 #  - README's sizing command for the 671B model runs as written and plans it.
@@ -17,19 +16,16 @@ fail() { echo "FAIL: $*"; FAILED=1; }
 DOCS=$(find README.md docs -name '*.md' | sort)
 [ -n "$DOCS" ] || { echo "FAIL: no documentation found"; exit 1; }
 
-# forbid PATTERN WHY [ALLOWED-LINES-REGEX [ALLOWED-ANYWHERE-REGEX]]: lines of the docs matching
-# PATTERN (ERE), except those matching ALLOWED in README.md and those matching ALLOWED-ANYWHERE
-# (against "file:line:text").
+# forbid PATTERN WHY [ALLOWED-LINES-REGEX]: lines of the docs matching PATTERN (ERE), except
+# those matching ALLOWED in README.md.
 forbid() {
     local hits
     # shellcheck disable=SC2086 # the file list
-    hits=$(grep -nE "$1" $DOCS | { if [ -n "${3:-}" ]; then grep -vE "^README\.md:[0-9]+:.*($3)"; else cat; fi; } |
-        { if [ -n "${4:-}" ]; then grep -vE "$4"; else cat; fi; })
+    hits=$(grep -nE "$1" $DOCS | { if [ -n "${3:-}" ]; then grep -vE "^README\.md:[0-9]+:.*($3)"; else cat; fi; })
     [ -z "$hits" ] || fail "$2:"$'\n'"$hits"
 }
 forbid '\.\./shared|/work/' "paths outside the repository"
-forbid 'build-[a-z0-9]' "build folders other than build/" 'build-(asan|tsan)' \
-    '^docs/FUZZING\.md:[0-9]+:.*build-fuzz/'
+forbid 'build-[a-z0-9]' "build folders other than build/" 'build-(asan|tsan)'
 forbid '[Ii]ssue [0-9]|[Ss]ession [0-9]|[Ss]essions [0-9]' "issue/session numbers"
 
 # Relative links: [text](target) where target is not a URL, a mail address or an anchor.
