@@ -55,9 +55,9 @@ static const field_t fields[] = {
     {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
     {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_CMPL, F_IMPLEMENTED}, /* 1 only */
-    {"echo", K_CMPL, F_IMPLEMENTED},    /* false only */
-    {"suffix", K_CMPL, F_IMPLEMENTED},  /* "" only */
+    {"best_of", K_CMPL, F_IMPLEMENTED},              /* 1 only */
+    {"echo", K_CMPL, F_IMPLEMENTED},                 /* false only */
+    {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
     /* extensions (vLLM's names and meanings) */
     {"top_k", K_BOTH, F_IMPLEMENTED},
     {"min_p", K_BOTH, F_IMPLEMENTED},
@@ -89,12 +89,6 @@ static int unsupported(dsc_api_error_t *err, const char *param, const char *why)
                              "Unsupported parameter: '%s' %s.", param, why);
 }
 
-static int wrong_type(dsc_api_error_t *err, const char *param, const char *expected)
-{
-    return dsc_api_error_set(err, 400, INVALID, "invalid_type", param,
-                             "Invalid type for '%s': expected %s.", param, expected);
-}
-
 static int out_of_range(dsc_api_error_t *err, const char *param, double x, double lo, double hi)
 {
     return dsc_api_error_set(err, 400, INVALID, "invalid_value", param,
@@ -124,7 +118,7 @@ static int number(json_t *root, const char *key, double lo, int lo_open, double 
     if (v == NULL)
         return 0;
     if (!json_is_number(v))
-        return wrong_type(err, key, "a number");
+        return dsc_api_wrong_type(err, key, "a number");
     double x = json_number_value(v);
     if (!isfinite(x) || x < lo || x > hi || (lo_open && x <= lo) ||
         (lo_open && (float)x <= (float)lo))
@@ -132,37 +126,6 @@ static int number(json_t *root, const char *key, double lo, int lo_open, double 
                                  "Invalid value for '%s': %g is outside %s%g, %g].", key, x,
                                  lo_open ? "(" : "[", lo, hi);
     *out = (float)x;
-    return 0;
-}
-
-/* An integer in [lo, hi]; absent or null keeps *out and leaves *present 0. */
-static int integer(json_t *root, const char *key, long long lo, long long hi, long long *out,
-                   int *present, dsc_api_error_t *err)
-{
-    json_t *v = given(root, key);
-    *present = 0;
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v))
-        return wrong_type(err, key, "an integer");
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return dsc_api_error_set(err, 400, INVALID, "invalid_value", key,
-                                 "Invalid value for '%s': %lld is outside [%lld, %lld].", key, x,
-                                 lo, hi);
-    *out = x;
-    *present = 1;
-    return 0;
-}
-
-static int boolean(json_t *root, const char *key, int *out, dsc_api_error_t *err)
-{
-    json_t *v = given(root, key);
-    if (v == NULL)
-        return 0;
-    if (!json_is_boolean(v))
-        return wrong_type(err, key, "a boolean");
-    *out = json_is_true(v);
     return 0;
 }
 
@@ -175,19 +138,19 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
     if (kind == DSC_API_KIND_COMPLETION) {
         if ((v = given(root, "best_of")) != NULL) {
             if (!json_is_integer(v))
-                return wrong_type(err, "best_of", "an integer");
+                return dsc_api_wrong_type(err, "best_of", "an integer");
             if (json_integer_value(v) != 1)
                 return unsupported(err, "best_of", "other than 1 is not supported");
         }
         if ((v = given(root, "echo")) != NULL) {
             if (!json_is_boolean(v))
-                return wrong_type(err, "echo", "a boolean");
+                return dsc_api_wrong_type(err, "echo", "a boolean");
             if (json_is_true(v))
                 return unsupported(err, "echo", "(returning the prompt) is not supported");
         }
         if ((v = given(root, "suffix")) != NULL) {
             if (!json_is_string(v))
-                return wrong_type(err, "suffix", "a string");
+                return dsc_api_wrong_type(err, "suffix", "a string");
             if (json_string_length(v) > 0)
                 return unsupported(err, "suffix", "(insertion) is not supported");
         }
@@ -196,7 +159,7 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
     if ((v = given(root, "response_format")) != NULL) {
         json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
         if (!json_is_object(v) || !json_is_string(type))
-            return wrong_type(err, "response_format", "an object with a string 'type'");
+            return dsc_api_wrong_type(err, "response_format", "an object with a string 'type'");
         if (strcmp(json_string_value(type), "text") != 0)
             return unsupported(err, "response_format",
                                "other than {\"type\": \"text\"} (structured output) is not "
@@ -208,7 +171,7 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
         !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
         return unsupported(err, "tool_choice", "other than \"none\" is not supported yet");
     if ((v = given(root, "parallel_tool_calls")) != NULL && !json_is_boolean(v))
-        return wrong_type(err, "parallel_tool_calls", "a boolean");
+        return dsc_api_wrong_type(err, "parallel_tool_calls", "a boolean");
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const field_t *f = &fields[i];
         if (f->how != F_REFUSED || (v = given(root, f->name)) == NULL)
@@ -241,7 +204,7 @@ static int parse_logit_bias(json_t *root, dsc_api_request_t *r, char *block, dsc
     if (v == NULL)
         return 0;
     if (!json_is_object(v))
-        return wrong_type(err, "logit_bias", "an object of token id -> bias");
+        return dsc_api_wrong_type(err, "logit_bias", "an object of token id -> bias");
     if (json_object_size(v) > DSC_API_MAX_LOGIT_BIAS)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "logit_bias",
                                  "'logit_bias' has %zu entries; at most %d are allowed.",
@@ -260,7 +223,7 @@ static int parse_logit_bias(json_t *root, dsc_api_request_t *r, char *block, dsc
                                      "Invalid key in 'logit_bias': '%.40s' is not a token id.",
                                      key);
         if (!json_is_number(val))
-            return wrong_type(err, param, "a number");
+            return dsc_api_wrong_type(err, param, "a number");
         double x = json_number_value(val);
         if (!(x >= -100 && x <= 100))
             return out_of_range(err, param, x, -100, 100);
@@ -278,7 +241,7 @@ static int parse_stop_ids(json_t *root, dsc_api_request_t *r, int32_t *ids, dsc_
     if (v == NULL)
         return 0;
     if (!json_is_array(v))
-        return wrong_type(err, "stop_token_ids", "an array of token ids");
+        return dsc_api_wrong_type(err, "stop_token_ids", "an array of token ids");
     if (json_array_size(v) > DSC_API_MAX_STOP_IDS)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "stop_token_ids",
                                  "'stop_token_ids' has %zu ids; at most %d are allowed.",
@@ -288,7 +251,7 @@ static int parse_stop_ids(json_t *root, dsc_api_request_t *r, int32_t *ids, dsc_
         char param[40];
         snprintf(param, sizeof(param), "stop_token_ids[%zu]", i);
         if (!json_is_integer(id))
-            return wrong_type(err, param, "an integer token id");
+            return dsc_api_wrong_type(err, param, "an integer token id");
         if (json_integer_value(id) < 0 || json_integer_value(id) > 16777215)
             return out_of_range(err, param, (double)json_integer_value(id), 0, 16777215);
         ids[i] = (int32_t)json_integer_value(id);
@@ -304,14 +267,16 @@ static int parse_logprobs(json_t *root, dsc_api_kind_t kind, dsc_api_request_t *
     long long x;
     int present, rc;
     if (kind == DSC_API_KIND_COMPLETION) { /* logprobs: N, the number of top logprobs */
-        if ((rc = integer(root, "logprobs", 0, DSC_API_MAX_TOP_LOGPROBS, &x, &present, err)))
+        if ((rc = dsc_api_get_integer(root, "logprobs", 0, DSC_API_MAX_TOP_LOGPROBS, &x, &present,
+                                      err)))
             return rc;
         r->logprobs = present;
         r->top_logprobs = present ? (int)x : 0;
         return 0;
     }
-    if ((rc = boolean(root, "logprobs", &r->logprobs, err)) ||
-        (rc = integer(root, "top_logprobs", 0, DSC_API_MAX_TOP_LOGPROBS, &x, &present, err)))
+    if ((rc = dsc_api_get_bool(root, "logprobs", &r->logprobs, err)) ||
+        (rc = dsc_api_get_integer(root, "top_logprobs", 0, DSC_API_MAX_TOP_LOGPROBS, &x, &present,
+                                  err)))
         return rc;
     if (present && !r->logprobs)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "top_logprobs",
@@ -328,13 +293,13 @@ static int parse_controls(json_t *root, dsc_api_request_t *r, dsc_api_error_t *e
         (rc = number(root, "frequency_penalty", -2, 0, 2, &r->frequency_penalty, err)) ||
         (rc = number(root, "repetition_penalty", 0, 1, 100, &r->repetition_penalty, err)) ||
         (rc = number(root, "min_p", 0, 0, 1, &r->min_p, err)) ||
-        (rc = boolean(root, "ignore_eos", &r->ignore_eos, err)))
+        (rc = dsc_api_get_bool(root, "ignore_eos", &r->ignore_eos, err)))
         return rc;
     /* top_k -1 is vLLM's "off"; dsc_api_parse.c checks the other values. */
     json_t *k = given(root, "top_k");
     if (k != NULL && json_is_integer(k) && json_integer_value(k) == -1)
         json_object_set_new(root, "top_k", json_integer(0));
-    if ((rc = integer(root, "min_tokens", 0, 262144, &x, &present, err)))
+    if ((rc = dsc_api_get_integer(root, "min_tokens", 0, 262144, &x, &present, err)))
         return rc;
     r->min_tokens = present ? (int32_t)x : 0;
     r->temperature_given = given(root, "temperature") != NULL;

@@ -49,12 +49,6 @@ static int nomem(dsc_api_error_t *err)
     return dsc_api_error_set(err, 503, "server_error", NULL, NULL, "out of memory");
 }
 
-static int wrong_type(dsc_api_error_t *err, const char *param, const char *expected)
-{
-    return dsc_api_error_set(err, 400, INVALID, "invalid_type", param,
-                             "Invalid type for '%s': expected %s.", param, expected);
-}
-
 static int missing(dsc_api_error_t *err, const char *param)
 {
     return dsc_api_error_set(err, 400, INVALID, "missing_required_parameter", param,
@@ -76,7 +70,7 @@ static int get_bounded(json_t *obj, dst_bound_id_t id, double cap, double *out, 
     if (v == NULL || json_is_null(v))
         return 0;
     if (b->is_float ? !json_is_number(v) : !json_is_integer(v))
-        return wrong_type(err, key, b->is_float ? "a number" : "an integer");
+        return dsc_api_wrong_type(err, key, b->is_float ? "a number" : "an integer");
     double x = json_number_value(v), hi = b->api_hi < cap ? b->api_hi : cap;
     int ok = dst_bound_ok(id, x, 1) && x <= hi;
     if (!ok && b->is_float && isfinite(x) && x > b->lo && x <= hi)
@@ -95,37 +89,6 @@ static int get_bounded(json_t *obj, dst_bound_id_t id, double cap, double *out, 
     }
     *out = x;
     *present = 1;
-    return 0;
-}
-
-/* An integer parameter within [lo, hi]; absent or null leaves *present 0. */
-static int get_integer(json_t *obj, const char *key, long long lo, long long hi, long long *out,
-                       int *present, dsc_api_error_t *err)
-{
-    json_t *v = json_object_get(obj, key);
-    *present = 0;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v))
-        return wrong_type(err, key, "an integer");
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return dsc_api_error_set(err, 400, INVALID, "invalid_value", key,
-                                 "Invalid value for '%s': %lld is outside [%lld, %lld].", key, x,
-                                 lo, hi);
-    *out = x;
-    *present = 1;
-    return 0;
-}
-
-static int get_bool(json_t *obj, const char *key, int *out, dsc_api_error_t *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return wrong_type(err, key, "a boolean");
-    *out = json_is_true(v);
     return 0;
 }
 
@@ -151,7 +114,7 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
         return rc;
     if (present)
         r->top_k = (int32_t)v;
-    if ((rc = get_integer(root, "seed", INT64_MIN, INT64_MAX, &x, &present, err)))
+    if ((rc = dsc_api_get_integer(root, "seed", INT64_MIN, INT64_MAX, &x, &present, err)))
         return rc;
     r->has_seed = present;
     r->seed = present ? (uint64_t)x : 0;
@@ -161,16 +124,16 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     if (present)
         r->max_tokens = (int32_t)v;
     r->max_tokens_given |= present;
-    if ((rc = get_integer(root, "max_completion_tokens", 1,
-                          dst_bounds[DST_BOUND_MAX_TOKENS].hi < lim->max_tokens_limit
-                              ? (long long)dst_bounds[DST_BOUND_MAX_TOKENS].hi
-                              : lim->max_tokens_limit,
-                          &x, &present, err)))
+    if ((rc = dsc_api_get_integer(root, "max_completion_tokens", 1,
+                                  dst_bounds[DST_BOUND_MAX_TOKENS].hi < lim->max_tokens_limit
+                                      ? (long long)dst_bounds[DST_BOUND_MAX_TOKENS].hi
+                                      : lim->max_tokens_limit,
+                                  &x, &present, err)))
         return rc;
     if (present)
         r->max_tokens = (int32_t)x; /* the newer name wins when both are given */
     r->max_tokens_given |= present;
-    if ((rc = get_integer(root, "n", 1, 1, &x, &present, err)))
+    if ((rc = dsc_api_get_integer(root, "n", 1, 1, &x, &present, err)))
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "n",
                                  "Only n = 1 is supported.");
     return 0;
@@ -190,7 +153,7 @@ static int parse_stop(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
         return 0;
     }
     if (!json_is_array(v))
-        return wrong_type(err, "stop", "a string or an array of strings");
+        return dsc_api_wrong_type(err, "stop", "a string or an array of strings");
     if (json_array_size(v) > DSC_API_MAX_STOP)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "stop",
                                  "'stop' has %zu strings; at most %d are allowed.",
@@ -200,7 +163,7 @@ static int parse_stop(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
         char param[32];
         snprintf(param, sizeof(param), "stop[%zu]", i);
         if (!json_is_string(s))
-            return wrong_type(err, param, "a string");
+            return dsc_api_wrong_type(err, param, "a string");
         if (json_string_length(s) == 0)
             return dsc_api_error_set(err, 400, INVALID, "invalid_value", param,
                                      "'stop' strings must not be empty.");
@@ -211,20 +174,20 @@ static int parse_stop(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
 
 static int parse_stream(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
 {
-    int rc = get_bool(root, "stream", &p->req.stream, err);
+    int rc = dsc_api_get_bool(root, "stream", &p->req.stream, err);
     if (rc)
         return rc;
     json_t *opts = json_object_get(root, "stream_options");
     if (opts == NULL || json_is_null(opts))
         return 0;
     if (!json_is_object(opts))
-        return wrong_type(err, "stream_options", "an object");
+        return dsc_api_wrong_type(err, "stream_options", "an object");
     if (!p->req.stream)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "stream_options",
                                  "'stream_options' is only allowed when 'stream' is true.");
     json_t *inc = json_object_get(opts, "include_usage");
     if (inc != NULL && !json_is_null(inc) && !json_is_boolean(inc))
-        return wrong_type(err, "stream_options.include_usage", "a boolean");
+        return dsc_api_wrong_type(err, "stream_options.include_usage", "a boolean");
     p->req.include_usage = inc != NULL && json_is_true(inc);
     return 0;
 }
@@ -244,7 +207,7 @@ static int parse_content(dsc_api_parsed_t *p, json_t *v, const char *param, cons
         return 0;
     }
     if (!json_is_array(v))
-        return wrong_type(err, param, "a string or an array of content parts");
+        return dsc_api_wrong_type(err, param, "a string or an array of content parts");
     size_t total = 0;
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *part = json_array_get(v, i);
@@ -297,7 +260,7 @@ static int opt_string(json_t *obj, const char *key, const char *param, const cha
     if (v == NULL || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return wrong_type(err, param, "a string");
+        return dsc_api_wrong_type(err, param, "a string");
     *out = json_string_value(v);
     return 0;
 }
@@ -308,7 +271,7 @@ static int parse_message(dsc_api_parsed_t *p, json_t *m, size_t i, dsc_api_messa
     char param[64];
     snprintf(param, sizeof(param), "messages[%zu]", i);
     if (!json_is_object(m))
-        return wrong_type(err, param, "an object");
+        return dsc_api_wrong_type(err, param, "an object");
     json_t *role = json_object_get(m, "role");
     snprintf(param, sizeof(param), "messages[%zu].role", i);
     if (role == NULL)
@@ -338,7 +301,7 @@ static int parse_message(dsc_api_parsed_t *p, json_t *m, size_t i, dsc_api_messa
     if (calls != NULL && !json_is_null(calls)) {
         snprintf(param, sizeof(param), "messages[%zu].tool_calls", i);
         if (!json_is_array(calls))
-            return wrong_type(err, param, "an array");
+            return dsc_api_wrong_type(err, param, "an array");
         out->tool_calls = own(p, json_dumps(calls, JSON_COMPACT | JSON_ENSURE_ASCII));
         if (out->tool_calls == NULL)
             return nomem(err);
@@ -353,7 +316,7 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     if (msgs == NULL || json_is_null(msgs))
         return missing(err, "messages");
     if (!json_is_array(msgs))
-        return wrong_type(err, "messages", "an array");
+        return dsc_api_wrong_type(err, "messages", "an array");
     size_t n = json_array_size(msgs);
     if (n == 0)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "messages",
@@ -375,7 +338,7 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     json_t *tools = json_object_get(root, "tools");
     if (tools != NULL && !json_is_null(tools)) {
         if (!json_is_array(tools))
-            return wrong_type(err, "tools", "an array");
+            return dsc_api_wrong_type(err, "tools", "an array");
         p->req.tools = own(p, json_dumps(tools, JSON_COMPACT | JSON_ENSURE_ASCII));
         if (p->req.tools == NULL)
             return nomem(err);
@@ -384,10 +347,10 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     json_t *kw = json_object_get(root, "chat_template_kwargs");
     if (kw != NULL && !json_is_null(kw)) {
         if (!json_is_object(kw))
-            return wrong_type(err, "chat_template_kwargs", "an object");
+            return dsc_api_wrong_type(err, "chat_template_kwargs", "an object");
         json_t *th = json_object_get(kw, "thinking");
         if (th != NULL && !json_is_null(th) && !json_is_boolean(th))
-            return wrong_type(err, "chat_template_kwargs.thinking", "a boolean");
+            return dsc_api_wrong_type(err, "chat_template_kwargs.thinking", "a boolean");
         p->req.thinking = json_is_true(th);
     }
     return 0;
@@ -402,7 +365,8 @@ static int parse_prompt(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
     if (json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)))
         v = json_array_get(v, 0);
     if (!json_is_string(v))
-        return wrong_type(err, "prompt", "a string (token arrays and batches are not supported)");
+        return dsc_api_wrong_type(err, "prompt",
+                                  "a string (token arrays and batches are not supported)");
     p->req.prompt = json_string_value(v);
     p->req.prompt_len = json_string_length(v);
     return 0;
@@ -419,7 +383,7 @@ static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
     if (model == NULL || json_is_null(model))
         return missing(err, "model");
     if (!json_is_string(model) || json_string_length(model) == 0)
-        return wrong_type(err, "model", "a non-empty string");
+        return dsc_api_wrong_type(err, "model", "a non-empty string");
     p->req.kind = kind;
     p->req.model = json_string_value(model);
     if (kind == DSC_API_KIND_CHAT)

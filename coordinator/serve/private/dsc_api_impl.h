@@ -106,4 +106,12 @@ void dsc_api_respond_error(dsc_api_server_t *s, dsc_http_req_t *req, const char 
 /* Handle POST /v1/chat/completions or /v1/completions (authentication already checked). */
 void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t kind);
 
+/* dsc_api_fields.c: one field of a request object; absent or null = not given (*present 0,
+ * *out kept); a wrong type or a value out of [lo, hi] sets err (400 naming the field) and
+ * returns nonzero. */
+int dsc_api_wrong_type(dsc_api_error_t *err, const char *param, const char *expected);
+int dsc_api_get_integer(struct json_t *obj, const char *key, long long lo, long long hi,
+                        long long *out, int *present, dsc_api_error_t *err);
+int dsc_api_get_bool(struct json_t *obj, const char *key, int *out, dsc_api_error_t *err);
+
 #endif
