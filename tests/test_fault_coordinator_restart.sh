@@ -6,9 +6,12 @@
 # addresses adopts the plan they still serve, so no node loads weights a second time (each node
 # logs one load and one "no weights loaded"), and the same greedy completion comes back. The time
 # from the restart to /health 200 is printed. SIGTERM then stops everything: no process is left.
+# DSINFER_RESTART_MODEL=DIR runs it on another checkpoint (e.g. one of `dsinfer synth --preset v3`)
+# to measure that time there.
 set -u
 FX=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
-MODEL=$FX/tiny-v3
+MODEL=${DSINFER_RESTART_MODEL:-$FX/tiny-v3}
+NAME=$(basename "$MODEL")
 for p in dsinfer-coordinator dsinfer-node curl python3; do
     command -v $p >/dev/null || { echo "FAIL: $p is not on PATH"; exit 1; }
 done
@@ -51,13 +54,13 @@ for i in 0 1; do
         2>"$TMP/node$i.log" &
     NODE_PIDS="$NODE_PIDS $!"
 done
-wait_healthy 60 || { cat "$TMP/coord1.log"; echo "FAIL: the cluster never served"; exit 1; }
-BODY='{"model":"tiny-v3","prompt":"Once upon a time","max_tokens":12,"temperature":0}'
+wait_healthy 600 || { cat "$TMP/coord1.log"; echo "FAIL: the cluster never served"; exit 1; }
+BODY='{"model":"'"$NAME"'","prompt":"Once upon a time","max_tokens":12,"temperature":0}'
 code=$(curl -sS -o "$TMP/before.json" -w '%{http_code}' -d "$BODY" "$URL/v1/completions")
 [ "$code" = 200 ] || fail "completion before the restart: $code $(cat "$TMP/before.json")"
 
 # A long streamed request in flight when the coordinator dies.
-curl -sS -N -o "$TMP/stream.txt" -d '{"model":"tiny-v3","prompt":"Hi","max_tokens":4000,"temperature":1,"stream":true}' \
+curl -sS -N -o "$TMP/stream.txt" -d '{"model":"'"$NAME"'","prompt":"Hi","max_tokens":4000,"temperature":1,"stream":true}' \
     "$URL/v1/completions" 2>"$TMP/stream.err" &
 STREAM_PID=$!
 sleep 0.5
@@ -77,7 +80,7 @@ for i in 0 1; do
 done
 T0=$(date +%s.%N)
 start_coordinator "$TMP/coord2.log"
-if wait_healthy 60; then
+if wait_healthy 600; then
     T1=$(date +%s.%N)
     echo "restart to serving: $(python3 -c "print(f'{$T1 - $T0:.2f}')") s"
 else
