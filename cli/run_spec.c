@@ -10,8 +10,15 @@ int run_spec_generate(dsn_engine_t *eng, dsn_mtp_t *mtp, const run_spec_opts_t *
 {
     const dsn_config_t *cfg = &dsn_engine_weights(eng)->cfg;
     int V = cfg->vocab_size, W = o->k + 1;
-    /* Room for the drafts of the last step beyond the generated tokens. */
-    int64_t max_ctx = o->n_prompt + o->max_tokens + W;
+    /* The steps near the end verify fewer drafts (dsn_spec.h): no room beyond the tokens. */
+    int64_t max_ctx = o->n_prompt + o->max_tokens;
+    if (max_ctx > cfg->max_position_embeddings) {
+        fprintf(stderr,
+                "dsinfer run: %d prompt tokens + --max-tokens %lld = %lld tokens, more than the "
+                "model's max_position_embeddings (%d)\n",
+                o->n_prompt, o->max_tokens, (long long)max_ctx, cfg->max_position_embeddings);
+        return 1;
+    }
     dsn_spec_t *spec = NULL;
     dsn_kvcache_t *kv = NULL, *mkv = NULL;
     dsn_sampler_t sampler;

@@ -8,6 +8,7 @@
  *   decoding gives with that format (integer formats with f32 activations: see below);
  * - KV rollback: a step whose drafts are all right but the last (a long accepted run, then a
  *   rejection), then the sequence continues to the reference tokens;
+ * - at the end of the context (caches just long enough) the steps verify fewer drafts;
  * - a checkpoint without the module (tiny-v3) is recognised as such and runs as before.
  */
 #include <math.h>
@@ -91,6 +92,8 @@ static double mtp_logits_err(model_t *md, int p, double *mean)
  * Generates `steps` tokens after each of the prompts first..first+count-1 with speculation (K
  * drafts, all sequences batched in every step) or, with K = 0, one token at a time.
  */
+static int64_t cache_cap = 256; /* positions of every cache generate() makes */
+
 static void generate(model_t *md, int K, int first, int count, int steps, int32_t *out)
 {
     int64_t V = cfg->vocab_size;
@@ -107,8 +110,8 @@ static void generate(model_t *md, int K, int first, int count, int steps, int32_
     for (int i = 0; i < count; i++) {
         const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", first + i);
         int n = (int)tok->shape[0];
-        DSI_CHECK_INT_EQ(dsn_engine_kvcache_create(md->e, 256, &kv[i]), DSI_OK);
-        DSI_CHECK_INT_EQ(dsn_mtp_kvcache_create(md->m, 256, &mkv[i]), DSI_OK);
+        DSI_CHECK_INT_EQ(dsn_engine_kvcache_create(md->e, cache_cap, &kv[i]), DSI_OK);
+        DSI_CHECK_INT_EQ(dsn_mtp_kvcache_create(md->m, cache_cap, &mkv[i]), DSI_OK);
         dsn_sampler_init(&sm[i], &greedy, (int)V);
         dsn_spec_seq_init(&sq[i], kv[i], mkv[i], &sm[i]);
         if (K > 0) {
@@ -289,8 +292,14 @@ int main(void)
             for (int p = 0; p < N_PROMPTS && level != DSK_LEVEL_SCALAR; p++)
                 check_reference_tokens(&md, K, p, 1, name);
         }
-        if (level == (int)top)
+        if (level == (int)top) {
             check_rollback(&md);
+            /* At the context's end: caches just long enough for the prompt and the tokens (the
+             * last one never enters them): steps there verify fewer drafts, tokens unchanged. */
+            cache_cap = ref_tensor("p%d.tokens", 1)->shape[0] + GEN_STEPS - 1;
+            check_reference_tokens(&md, 3, 1, 1, "context end");
+            cache_cap = 256;
+        }
         model_close(&md);
     }
 

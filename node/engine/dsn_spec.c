@@ -330,6 +330,19 @@ int32_t dsn_spec_first(dsn_spec_t *s, dsn_spec_seq_t *q, float *logits)
     return tok;
 }
 
+/* Drafts this step can verify: K, fewer when a sequence's cache is K + 1 positions from its
+ * limit (the context's end), 0 at the last position. */
+static int step_k(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs)
+{
+    int kk = s->k;
+    for (int i = 0; i < n_seqs; i++) {
+        int64_t room = seqs[i]->kv->max_tokens - seqs[i]->kv->length - 1;
+        if (room < kk)
+            kk = room > 0 ? (int)room : 0;
+    }
+    return kk;
+}
+
 /* The draft of one row of module logits for sequence i at draft position k. */
 static int32_t draft_one(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int k, const float *raw)
 {
@@ -382,7 +395,8 @@ dsi_status_t dsn_spec_draft(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_se
         drafts[i * K] = draft_one(s, seqs[i], i, 0, logits + i * V);
     }
     /* Further drafts: the module on its own output and its previous draft. */
-    for (int k = 1; k < K; k++) {
+    int kk = step_k(s, seqs, n_seqs);
+    for (int k = 1; k < kk; k++) {
         for (int i = 0; i < n_seqs; i++) {
             s->batch[i] = (dsn_seq_batch_t){seqs[i]->mtp_kv, seqs[i]->mtp_kv->length, 1};
             s->tokens[i] = drafts[i * K + k - 1];
@@ -400,13 +414,13 @@ dsi_status_t dsn_spec_draft(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_se
 
 /* The token at verify position j of sequence i (sampling): the draft if accepted, else one drawn
  * from the residual; *accepted says which. s->row holds the processed main row. */
-static int32_t judge_sampled(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int j, int32_t draft,
-                             int *accepted)
+static int32_t judge_sampled(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int j, int kk,
+                             int32_t draft, int *accepted)
 {
     int64_t V = s->V;
     distribution(s, q->sampler, s->row, s->p);
     *accepted = 0;
-    if (j == s->k)
+    if (j == kk)
         return draw(s, q->sampler, s->p);
     const float *dq = s->q + ((int64_t)i * s->k + j) * V;
     double pd = s->p[draft], qd = dq[draft];
@@ -431,16 +445,18 @@ dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_s
                              const int32_t *drafts, int32_t *out, int *n_out, float *out_logits)
 {
     int64_t H = s->H, V = s->V;
-    int K = s->k, W = K + 1;
-    dsi_status_t st = scratch(s, (int64_t)n_seqs * W, n_seqs);
+    /* drafts and out are laid out by K; the batch by the kk + 1 tokens verified (kk < K only
+     * at the context's end) */
+    int K = s->k, W = K + 1, kk = step_k(s, seqs, n_seqs), B = kk + 1;
+    dsi_status_t st = scratch(s, (int64_t)n_seqs * B, n_seqs);
     if (st != DSI_OK)
         return st;
     int64_t t0 = dsi_now_ns();
     for (int i = 0; i < n_seqs; i++) {
         dsn_spec_seq_t *q = seqs[i];
-        s->batch[i] = (dsn_seq_batch_t){q->kv, q->kv->length, W};
-        s->tokens[i * W] = q->last;
-        memcpy(s->tokens + i * W + 1, drafts + i * K, (size_t)K * sizeof(int32_t));
+        s->batch[i] = (dsn_seq_batch_t){q->kv, q->kv->length, B};
+        s->tokens[i * B] = q->last;
+        memcpy(s->tokens + i * B + 1, drafts + i * K, (size_t)kk * sizeof(int32_t));
     }
     st = dsn_spec_main_forward(s->main, s->tokens, s->batch, n_seqs, s->h, s->hidden, s->logits);
     if (st != DSI_OK)
@@ -449,23 +465,23 @@ dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_s
         dsn_spec_seq_t *q = seqs[i];
         int64_t L = s->batch[i].pos;
         int m = 0;
-        for (int j = 0; j <= K; j++) {
-            const float *raw = s->logits + ((int64_t)i * W + j) * V;
+        for (int j = 0; j <= kk; j++) {
+            const float *raw = s->logits + ((int64_t)i * B + j) * V;
             if (processed(s, q, raw, q->n_generated) != 0) {
                 DSI_ERROR("speculative decoding: sequence %d: the logits hold NaN or infinite "
                           "values (broken weights or scales in the checkpoint?)",
                           i);
                 return DSI_ERR_INVALID_ARG;
             }
-            int32_t d = j < K ? drafts[i * K + j] : -1, tok;
+            int32_t d = j < kk ? drafts[i * K + j] : -1, tok;
             int accepted;
             if (q->sampler->params.temperature <= 0.0f) {
                 tok = dsn_argmax(s->row, (int)V);
-                accepted = j < K && tok == d;
+                accepted = j < kk && tok == d;
             } else {
-                tok = judge_sampled(s, q, i, j, d, &accepted);
+                tok = judge_sampled(s, q, i, j, kk, d, &accepted);
             }
-            if (j < K) {
+            if (j < kk) {
                 s->stats.drafted[j]++;
                 s->stats.accepted[j] += (uint64_t)accepted;
             }
@@ -488,7 +504,7 @@ dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_s
         st = pend_room(q, H, m);
         if (st != DSI_OK)
             return st;
-        memcpy(q->pend_h, s->hidden + (int64_t)i * W * H, (size_t)(m * H) * sizeof(float));
+        memcpy(q->pend_h, s->hidden + (int64_t)i * B * H, (size_t)(m * H) * sizeof(float));
         memcpy(q->pend_tok, out + i * W, (size_t)m * sizeof(int32_t));
         q->n_pend = m;
         q->last = out[i * W + m - 1];

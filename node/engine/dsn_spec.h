@@ -18,6 +18,9 @@
  * accepted before it counted. Random numbers come from the sequence's seeded stream, so a seed
  * gives the same tokens on every run (not the same as without speculation).
  *
+ * Near the end of a sequence's cache (kv->max_tokens) a step drafts and verifies fewer tokens, so
+ * a cache sized for the prompt and the tokens to generate is enough.
+ *
  * A batch is several sequences; one compute thread uses a dsn_spec_t at a time.
  */
 #ifndef DSN_SPEC_H
