@@ -395,7 +395,7 @@ int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
     }
     if ((o.spec_k > 0 || o.mtp_logits_out != NULL) && dsn_mtp_present(ckpt)) {
         if (dsn_mtp_weights_load(ckpt, o.weight_format, (int)o.threads, NULL, &mw) != DSI_OK ||
-            dsn_mtp_create(mw, dsk_level_detect(), (int)o.threads, &mtp) != DSI_OK)
+            dsn_mtp_create(mw, eng, &mtp) != DSI_OK)
             goto out;
     }
     if (o.mtp_logits_out != NULL &&

@@ -55,7 +55,7 @@ static void model_open(model_t *md, dsn_weight_format_t fmt, dsk_level_t level)
     DSI_CHECK_INT_EQ(dsn_weights_load_as(ckpt, &all, fmt, 2, &md->w), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_mtp_weights_load(ckpt, fmt, 2, NULL, &md->mw), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_engine_create(md->w, level, 2, &md->e), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_mtp_create(md->mw, level, 2, &md->m), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_mtp_create(md->mw, md->e, &md->m), DSI_OK);
 }
 
 static void model_close(model_t *md)

@@ -223,15 +223,14 @@ int main(void)
     DSI_CHECK_INT_EQ(dsn_weights_load(ckpt, &all, &w), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_mtp_weights_load(ckpt, DSN_WFMT_AUTO, 2, NULL, &mw), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_engine_create(w, dsk_level_detect(), 2, &e), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_mtp_create(mw, dsk_level_detect(), 2, &m), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_mtp_create(mw, e, &m), DSI_OK);
 
     /* Temperature 1 (the distribution is peaked: few tokens, the draft rarely right), and flatter
      * ones where the draft is accepted often: both branches of the test weigh in. */
-    setup_t t1 = {"temperature 1", {1.0f, 1.0f, 0, 0}, {0}};
-    setup_t t3 = {"temperature 3", {3.0f, 1.0f, 0, 0}, {0}};
-    setup_t controlled = {"temperature 2.5, top-k 200, top-p 0.95, penalties",
-                          {2.5f, 0.95f, 200, 0},
-                          {0}};
+    setup_t t1 = {.name = "temperature 1", .sampling = {1.0f, 1.0f, 0, 0}};
+    setup_t t3 = {.name = "temperature 3", .sampling = {3.0f, 1.0f, 0, 0}};
+    setup_t controlled = {.name = "temperature 2.5, top-k 200, top-p 0.95, penalties",
+                          .sampling = {2.5f, 0.95f, 200, 0}};
     controlled.ctl.presence_penalty = 1.5f;
     controlled.ctl.repetition_penalty = 1.3f;
     t1.ctl.eos_id = t3.ctl.eos_id = controlled.ctl.eos_id = -1;

@@ -396,7 +396,7 @@ int dsinfer_bench_model(int argc, char **argv)
         for (int64_t i = 0; i < o.prompt_len; i++)
             prompt[i] = (int32_t)((i * 7919 + 13) % V);
         if (dsn_mtp_weights_load(ckpt, o.format, (int)o.threads, NULL, &mw) != DSI_OK ||
-            dsn_mtp_create(mw, dsk_level_detect(), (int)o.threads, &mtp) != DSI_OK ||
+            dsn_mtp_create(mw, eng, &mtp) != DSI_OK ||
             bench_spec_run(eng, mtp, prompt, o.prompt_len, (int)o.reps, (int)o.decode_steps,
                            &spec) != 0)
             goto out;

@@ -131,14 +131,13 @@ struct dsn_mtp {
     int64_t *rows;  /* [tokens] */
 };
 
-dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsk_level_t level, int n_threads,
-                            dsn_mtp_t **out)
+dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsn_engine_t *main, dsn_mtp_t **out)
 {
     dsn_mtp_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return DSI_ERR_NOMEM;
     m->w = w;
-    dsi_status_t st = dsn_engine_create(w->w, level, n_threads, &m->e);
+    dsi_status_t st = dsn_engine_create_beside(w->w, main, &m->e);
     if (st != DSI_OK) {
         free(m);
         return st;

@@ -46,9 +46,9 @@ void dsn_mtp_weights_destroy(dsn_mtp_weights_t *m);
 
 typedef struct dsn_mtp dsn_mtp_t;
 
-/* The module bound to a kernel level and a pool of n_threads (as dsn_engine_create). */
-dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsk_level_t level, int n_threads,
-                            dsn_mtp_t **out);
+/* The module beside the main model's engine: its kernel level and thread pool (main must outlive
+ * it). */
+dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsn_engine_t *main, dsn_mtp_t **out);
 void dsn_mtp_destroy(dsn_mtp_t *m);
 /* Its engine (one layer: N); the phase clock and trace hooks apply to it as to any engine. */
 dsn_engine_t *dsn_mtp_engine(dsn_mtp_t *m);
