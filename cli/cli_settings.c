@@ -99,6 +99,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     o->logits_dir = dsi_settings_str(s, DSI_S_LOGITS_DIR);
     o->threads = cli_node_threads(s, share > 1 ? share : 0); /* 0: the node takes its CPUs */
     o->max_batch_tokens = (int)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
+    o->speculative_tokens = (int)dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS);
     o->numa_node = (int)dsi_settings_int(s, DSI_S_NUMA_NODE);
     o->coordinator_wait_ms = (uint32_t)dsi_settings_int(s, DSI_S_COORDINATOR_WAIT_MS);
     long long ctx;
@@ -121,6 +122,7 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     snprintf(a->numa, sizeof(a->numa), "%lld", dsi_settings_int(s, DSI_S_NUMA_NODE));
     snprintf(a->context, sizeof(a->context), "%lld", max_context);
     snprintf(a->batch, sizeof(a->batch), "%lld", dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS));
+    snprintf(a->spec, sizeof(a->spec), "%lld", dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     const char *v[] = {"--threads",
                        a->threads,
@@ -132,6 +134,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        a->context,
                        "--max-batch-tokens",
                        a->batch,
+                       "--speculative-tokens",
+                       a->spec,
                        "--weight-format",
                        wfmt != NULL ? wfmt : "auto",
                        NULL};

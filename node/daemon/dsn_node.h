@@ -25,6 +25,9 @@ typedef struct {
     int threads;             /* compute threads (<= 0: all CPUs) */
     int max_batch_tokens;    /* tokens per micro-batch at stage 0 (prefill chunking) */
     int64_t max_context;     /* context limit per sequence */
+    /* Speculative decoding with the checkpoint's MTP layer (docs/SPECULATIVE.md): drafts per step
+     * on a node that is the plan's only stage, 0..DSN_SPEC_MAX_K; 0 (the default): off. */
+    int speculative_tokens;
     /* Debugging and tests: the last stage appends every sampled step's logits (f32 [vocab]) to
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;

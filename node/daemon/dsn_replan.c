@@ -116,6 +116,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     if (st != DSI_OK)
         return st;
     st = load_counts_create(c, p);
+    if (st == DSI_OK)
+        st = dsn_stage_spec_load(c);
     if (st != DSI_OK)
         return st;
     DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d, %zu routed experts, %.1f MiB of "
@@ -129,6 +131,7 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
  * weights the node keeps stay in the page cache. */
 static void release_slice(dsn_compute_t *c)
 {
+    dsn_stage_spec_release(c);
     dsn_engine_destroy(c->engine);
     dsn_weights_destroy(c->weights);
     free(c->expert_mask);

@@ -29,6 +29,7 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 
 static void seq_free(dsn_seq_t *s)
 {
+    dsn_stage_spec_seq_free(s);
     dsn_kvcache_destroy(s->kv);
     dsn_sampler_cleanup(&s->sampler);
     free(s->prompt);
@@ -167,6 +168,8 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
             sampler_controls(c, s, m) != 0)
             goto fail;
         dsn_sampler_skip(&s->sampler, m->n_generated);
+        if (dsn_stage_spec_seq_init(c, s) != 0)
+            goto fail;
     }
     dsn_seq_t **b = bucket(c, s->id);
     s->next_in_bucket = *b;
@@ -360,6 +363,8 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 if (s->in_flight || s->done || n_seqs == DSN_MAX_BATCH_SEQS || n >= budget)
                     continue;
                 int decode = s->fed == s->n_prompt && s->has_next;
+                if (decode && !dsn_stage_spec_can_decode(c))
+                    continue;
                 int prefill = s->fed < s->n_prompt;
                 if ((pass == 0 && !decode) || (pass == 1 && !prefill))
                     continue;
@@ -371,6 +376,13 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 n += k;
             }
         }
+    }
+    int spec = 0;
+    if (c->spec != NULL && n_seqs > 0) {
+        n_seqs = dsn_stage_spec_draft(c, pick, take, n_seqs, &spec);
+        n = 0;
+        for (int i = 0; i < n_seqs; i++)
+            n += take[i];
     }
     if (n_seqs == 0)
         return 0;
@@ -386,6 +398,9 @@ int dsn_stage_schedule(dsn_compute_t *c)
         if (s->fed < s->n_prompt) {
             memcpy(tokens + t, s->prompt + s->fed, (size_t)take[i] * sizeof(int32_t));
             s->fed += (uint32_t)take[i];
+        } else if (s->spec != NULL && spec) {
+            dsn_stage_spec_feed(s, tokens + t, take[i]);
+            s->has_next = 0;
         } else {
             tokens[t] = s->next_token;
             s->has_next = 0;
@@ -395,6 +410,7 @@ int dsn_stage_schedule(dsn_compute_t *c)
         s->in_flight = 1;
         t += take[i];
     }
+    mb->spec = spec;
     dsn_engine_embed(c->engine, tokens, n, mb->h);
     mb->layer = c->first_layer;
     dsn_mb_run(c, mb);
@@ -404,6 +420,8 @@ int dsn_stage_schedule(dsn_compute_t *c)
 void dsn_stage_cleanup(dsn_compute_t *c)
 {
     dsi_list_t *e;
+    if (c->spec != NULL)
+        dsn_stage_spec_abort(c);
     while ((e = dsi_list_pop_front(&c->parked)) != NULL)
         dsn_mb_put(c, dsi_container_of(e, dsn_mb_t, link));
     while ((e = dsi_list_pop_front(&c->deferred)) != NULL)

@@ -91,6 +91,7 @@ dsn_mb_t *dsn_mb_get(dsn_compute_t *c, int n_seqs, int64_t n)
     mb->n = n;
     mb->layer = 0;
     mb->pending = 0;
+    mb->spec = 0;
     return mb;
 }
 
@@ -155,7 +156,7 @@ void dsn_mb_resume(dsn_compute_t *c, dsn_mb_t *mb)
 
 /* ---- leaving the slice ---- */
 
-static void dump_logits(const char *dir, uint64_t seq_id, const float *logits, int64_t V)
+void dsn_stage_dump_logits(const char *dir, uint64_t seq_id, const float *logits, int64_t V)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/seq-%llu.f32", dir, (unsigned long long)seq_id);
@@ -232,7 +233,7 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         dsn_seq_t *s = mb->seq[c->which[r]];
         float *logits = c->logits + r * V;
         if (c->opts->logits_dir != NULL)
-            dump_logits(c->opts->logits_dir, s->id, logits, V);
+            dsn_stage_dump_logits(c->opts->logits_dir, s->id, logits, V);
         /* Logprobs are of the raw row: keep it before the controls change the logits. */
         const float *raw = logits;
         if (s->logprobs && raw_row_reserve(c) == 0) {
@@ -256,19 +257,26 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
             continue;
         }
         dsn_sampler_accept(&s->sampler, tok);
-        s->generated++;
-        uint8_t finish = DST_FINISH_NONE;
-        if ((tok == cfg->eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
-            finish = DST_FINISH_STOP;
-        else if (s->generated >= s->max_tokens || s->kv->length >= s->kv->max_tokens)
-            finish = DST_FINISH_LENGTH;
-        dsn_stage_emit_sampled(c, s, tok, finish, raw);
-        if (c->is_first) {
-            s->next_token = tok;
-            s->has_next = finish == DST_FINISH_NONE;
-            s->done |= finish != DST_FINISH_NONE;
-        }
+        dsn_stage_report(c, s, tok, s->kv->length, raw);
     }
+}
+
+uint8_t dsn_stage_report(dsn_compute_t *c, dsn_seq_t *s, int32_t tok, int64_t length,
+                         const float *raw)
+{
+    s->generated++;
+    uint8_t finish = DST_FINISH_NONE;
+    if ((tok == c->weights->cfg.eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
+        finish = DST_FINISH_STOP;
+    else if (s->generated >= s->max_tokens || length >= s->kv->max_tokens)
+        finish = DST_FINISH_LENGTH;
+    dsn_stage_emit_sampled(c, s, tok, finish, raw);
+    if (c->is_first) {
+        s->next_token = tok;
+        s->has_next = finish == DST_FINISH_NONE;
+        s->done |= finish != DST_FINISH_NONE;
+    }
+    return finish;
 }
 
 /* Send the micro-batch's hidden states to the next stage, one ACTIVATION per next node. */
@@ -323,6 +331,8 @@ static void forward_mb(dsn_compute_t *c, dsn_mb_t *mb)
 static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
 {
     if (mb->layer < 0) {
+        if (mb->spec)
+            dsn_stage_spec_abort(c);
         /* The coordinator learns of the failure and cancels the sequences on every node. */
         for (int i = 0; i < mb->n_seqs; i++) {
             dsn_stage_emit_tokens(c, mb->seq[i]->id, 0, 0, DST_FINISH_ERROR);
@@ -333,7 +343,9 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
         return;
     }
     dsn_engine_commit(mb->batch, mb->n_seqs);
-    if (c->is_last)
+    if (c->is_last && c->spec != NULL)
+        dsn_stage_spec_finish(c, mb);
+    else if (c->is_last)
         sample_and_report(c, mb);
     else
         forward_mb(c, mb);

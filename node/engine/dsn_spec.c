@@ -100,6 +100,11 @@ const dsn_spec_stats_t *dsn_spec_stats(const dsn_spec_t *s)
     return &s->stats;
 }
 
+void dsn_spec_count_verify(dsn_spec_t *s, int64_t ns)
+{
+    s->stats.verify_ns += ns;
+}
+
 static int grow(void **p, size_t bytes)
 {
     void *q = realloc(*p, bytes > 0 ? bytes : 1);
@@ -238,19 +243,16 @@ static dsi_status_t run_pending(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int 
 dsi_status_t dsn_spec_prefill(dsn_spec_t *s, dsn_spec_seq_t *q, const int32_t *tokens, int n,
                               float *logits)
 {
-    int64_t H = s->H, V = s->V;
+    int64_t V = s->V;
     if (n < 1) {
         DSI_ERROR("speculative decoding: a prefill chunk of %d tokens", n);
         return DSI_ERR_INVALID_ARG;
     }
     dsi_status_t st = scratch(s, n, 1);
-    if (st == DSI_OK)
-        st = pend_room(q, H, n);
     if (st != DSI_OK)
         return st;
-    if (q->n_pend == 0)
-        q->pend_pos = q->kv->length;
-    dsn_seq_batch_t b = {q->kv, q->kv->length, n};
+    int64_t pos = q->kv->length;
+    dsn_seq_batch_t b = {q->kv, pos, n};
     int64_t t0 = dsi_now_ns();
     st = dsn_spec_main_forward(s->main, tokens, &b, 1, s->h, s->hidden, s->logits);
     s->stats.verify_ns += dsi_now_ns() - t0;
@@ -258,15 +260,27 @@ dsi_status_t dsn_spec_prefill(dsn_spec_t *s, dsn_spec_seq_t *q, const int32_t *t
         return st;
     if (logits != NULL)
         memcpy(logits, s->logits + (int64_t)(n - 1) * V, (size_t)V * sizeof(float));
+    return dsn_spec_prefilled(s, q, pos, tokens, n, s->hidden);
+}
+
+dsi_status_t dsn_spec_prefilled(dsn_spec_t *s, dsn_spec_seq_t *q, int64_t pos,
+                                const int32_t *tokens, int n, const float *hidden)
+{
+    int64_t H = s->H;
+    dsi_status_t st = pend_room(q, H, n);
+    if (st != DSI_OK)
+        return st;
+    if (q->n_pend == 0)
+        q->pend_pos = pos;
     /* The previous chunk's last row pairs with this chunk's first token. */
     if (q->n_pend > 0)
         q->pend_tok[q->n_pend - 1] = tokens[0];
-    memcpy(q->pend_h + q->n_pend * H, s->hidden, (size_t)(n * H) * sizeof(float));
+    memcpy(q->pend_h + q->n_pend * H, hidden, (size_t)(n * H) * sizeof(float));
     for (int i = 0; i < n; i++)
         q->pend_tok[q->n_pend + i] = i + 1 < n ? tokens[i + 1] : -1;
     q->n_pend += n;
     /* The module's pass over every pair known now (its logits unused): all rows but the last. */
-    t0 = dsi_now_ns();
+    int64_t t0 = dsi_now_ns();
     st = run_pending(s, &q, 1, 1, s->row, NULL);
     s->stats.draft_ns += dsi_now_ns() - t0;
     return st;
@@ -332,7 +346,7 @@ int32_t dsn_spec_first(dsn_spec_t *s, dsn_spec_seq_t *q, float *logits)
 
 /* Drafts this step can verify: K, fewer when a sequence's cache is K + 1 positions from its
  * limit (the context's end), 0 at the last position. */
-static int step_k(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs)
+int dsn_spec_step_k(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs)
 {
     int kk = s->k;
     for (int i = 0; i < n_seqs; i++) {
@@ -395,7 +409,7 @@ dsi_status_t dsn_spec_draft(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_se
         drafts[i * K] = draft_one(s, seqs[i], i, 0, logits + i * V);
     }
     /* Further drafts: the module on its own output and its previous draft. */
-    int kk = step_k(s, seqs, n_seqs);
+    int kk = dsn_spec_step_k(s, seqs, n_seqs);
     for (int k = 1; k < kk; k++) {
         for (int i = 0; i < n_seqs; i++) {
             s->batch[i] = (dsn_seq_batch_t){seqs[i]->mtp_kv, seqs[i]->mtp_kv->length, 1};
@@ -441,32 +455,52 @@ static int32_t judge_sampled(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int j, int
     return draw(s, q->sampler, s->p);
 }
 
+int dsn_spec_verify_tokens(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                           const int32_t *drafts, int32_t *tokens)
+{
+    int K = s->k, kk = dsn_spec_step_k(s, seqs, n_seqs), B = kk + 1;
+    for (int i = 0; i < n_seqs; i++) {
+        tokens[i * B] = seqs[i]->last;
+        memcpy(tokens + i * B + 1, drafts + i * K, (size_t)kk * sizeof(int32_t));
+    }
+    return B;
+}
+
 dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
                              const int32_t *drafts, int32_t *out, int *n_out, float *out_logits)
 {
-    int64_t H = s->H, V = s->V;
-    /* drafts and out are laid out by K; the batch by the kk + 1 tokens verified (kk < K only
-     * at the context's end) */
-    int K = s->k, W = K + 1, kk = step_k(s, seqs, n_seqs), B = kk + 1;
+    /* the batch holds the kk + 1 tokens verified (kk < K only at the context's end) */
+    int B = dsn_spec_step_k(s, seqs, n_seqs) + 1;
     dsi_status_t st = scratch(s, (int64_t)n_seqs * B, n_seqs);
     if (st != DSI_OK)
         return st;
     int64_t t0 = dsi_now_ns();
-    for (int i = 0; i < n_seqs; i++) {
-        dsn_spec_seq_t *q = seqs[i];
-        s->batch[i] = (dsn_seq_batch_t){q->kv, q->kv->length, B};
-        s->tokens[i * B] = q->last;
-        memcpy(s->tokens + i * B + 1, drafts + i * K, (size_t)kk * sizeof(int32_t));
-    }
+    dsn_spec_verify_tokens(s, seqs, n_seqs, drafts, s->tokens);
+    for (int i = 0; i < n_seqs; i++)
+        s->batch[i] = (dsn_seq_batch_t){seqs[i]->kv, seqs[i]->kv->length, B};
     st = dsn_spec_main_forward(s->main, s->tokens, s->batch, n_seqs, s->h, s->hidden, s->logits);
     if (st != DSI_OK)
         return st;
+    st = dsn_spec_judge(s, seqs, n_seqs, drafts, B, s->logits, s->hidden, out, n_out,
+                        out_logits);
+    s->stats.verify_ns += dsi_now_ns() - t0;
+    return st;
+}
+
+dsi_status_t dsn_spec_judge(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                            const int32_t *drafts, int B, const float *logits,
+                            const float *hidden, int32_t *out, int *n_out, float *out_logits)
+{
+    int64_t H = s->H, V = s->V;
+    /* drafts and out are laid out by K */
+    int K = s->k, W = K + 1, kk = B - 1;
+    dsi_status_t st;
     for (int i = 0; i < n_seqs; i++) {
         dsn_spec_seq_t *q = seqs[i];
-        int64_t L = s->batch[i].pos;
+        int64_t L = q->kv->length - B;
         int m = 0;
         for (int j = 0; j <= kk; j++) {
-            const float *raw = s->logits + ((int64_t)i * B + j) * V;
+            const float *raw = logits + ((int64_t)i * B + j) * V;
             if (processed(s, q, raw, q->n_generated) != 0) {
                 DSI_ERROR("speculative decoding: sequence %d: the logits hold NaN or infinite "
                           "values (broken weights or scales in the checkpoint?)",
@@ -504,13 +538,12 @@ dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_s
         st = pend_room(q, H, m);
         if (st != DSI_OK)
             return st;
-        memcpy(q->pend_h, s->hidden + (int64_t)i * B * H, (size_t)(m * H) * sizeof(float));
+        memcpy(q->pend_h, hidden + (int64_t)i * B * H, (size_t)(m * H) * sizeof(float));
         memcpy(q->pend_tok, out + i * W, (size_t)m * sizeof(int32_t));
         q->n_pend = m;
         q->last = out[i * W + m - 1];
     }
     s->stats.steps++;
-    s->stats.verify_ns += dsi_now_ns() - t0;
     return DSI_OK;
 }
 

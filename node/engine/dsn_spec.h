@@ -1,5 +1,8 @@
 /*
- * dsn_spec.h - speculative decoding with the model's own MTP module, in one process.
+ * dsn_spec.h - speculative decoding with the model's own MTP module: in one process
+ * (dsn_spec_step), and the same drafts, accept / reject decisions and rollback for a node daemon
+ * that runs the main model's forward through its own layer loop (dsn_spec_verify_tokens, then
+ * dsn_spec_judge).
  *
  * Each step drafts K tokens per sequence with the MTP module (dsn_mtp.h; the first from the main
  * model's last hidden state and the last emitted token, each further one from the module's own
@@ -79,6 +82,12 @@ const dsn_spec_stats_t *dsn_spec_stats(const dsn_spec_t *s);
 dsi_status_t dsn_spec_prefill(dsn_spec_t *s, dsn_spec_seq_t *q, const int32_t *tokens, int n,
                               float *logits);
 /*
+ * The tail of dsn_spec_prefill for a caller that ran the main model itself: the chunk's n tokens
+ * went in at position pos; hidden [n, H] their states after model.norm (dsn_spec_main_forward's).
+ */
+dsi_status_t dsn_spec_prefilled(dsn_spec_t *s, dsn_spec_seq_t *q, int64_t pos,
+                                const int32_t *tokens, int n, const float *hidden);
+/*
  * The first token after the prompt from the last prefill's logits (processed by the controls and
  * sampled as in every step); recorded as q->last. -1 when the logits hold NaN or infinity.
  */
@@ -104,6 +113,28 @@ dsi_status_t dsn_spec_draft(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_se
                             int32_t *drafts);
 dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
                              const int32_t *drafts, int32_t *out, int *n_out, float *out_logits);
+
+/*
+ * Drafts the next step verifies per sequence: K, fewer when a sequence's cache is near its limit
+ * (kv->max_tokens), 0 at the last position.
+ */
+int dsn_spec_step_k(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs);
+/*
+ * dsn_spec_verify in two halves around a main-model forward the caller runs itself (a node's
+ * layer loop): dsn_spec_verify_tokens writes the B = dsn_spec_step_k + 1 tokens of each sequence
+ * (q->last, then its drafts) at tokens[i * B ...] and returns B; the caller runs them at positions
+ * kv->length .. + B - 1 (committed); dsn_spec_judge then takes their raw logits [n_seqs * B, V]
+ * and hidden states after model.norm [n_seqs * B, H], and accepts, rolls back and emits as
+ * dsn_spec_verify. The sequences are those given to the dsn_spec_draft that made the drafts, in
+ * the same order, with no other dsn_spec_draft on s in between.
+ */
+int dsn_spec_verify_tokens(const dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                           const int32_t *drafts, int32_t *tokens);
+dsi_status_t dsn_spec_judge(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                            const int32_t *drafts, int B, const float *logits,
+                            const float *hidden, int32_t *out, int *n_out, float *out_logits);
+/* Wall time of a main-model pass run outside dsn_spec, counted in the stats' verify_ns. */
+void dsn_spec_count_verify(dsn_spec_t *s, int64_t ns);
 
 /*
  * The main model's pass that also returns its hidden states: dsn_engine_forward with all logits

@@ -5,7 +5,8 @@
  *   dsn_stage_mb.c  micro-batches through the layers, the head and the sampler, ACTIVATIONs;
  *   dsn_dispatch.c  expert parallelism: DISPATCH to the holders of remote experts, serving other
  *                   nodes' DISPATCHes, their COMBINE replies;
- *   dsn_replan.c    re-plans: loading a slice, the live switch.
+ *   dsn_replan.c    re-plans: loading a slice, the live switch;
+ *   dsn_stage_spec.c speculative decoding with the MTP layer on a one-stage plan.
  *
  * Only the compute thread touches a dsn_compute_t once the thread runs (the loop thread creates it
  * before and destroys it after); it reaches the loop thread only through its dsn_queue_t. It never
@@ -50,6 +51,7 @@ typedef struct dsn_seq {
     uint8_t ignore_eos;   /* EOS does not finish the sequence */
     uint8_t logprobs;     /* TOKENS carries logprobs, with top_logprobs of the most likely */
     uint8_t top_logprobs; /* 0..DSN_MAX_TOP_LOGPROBS */
+    struct dsn_seq_spec *spec; /* speculative decoding's state (dsn_stage_spec.c); NULL: off */
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -70,6 +72,7 @@ typedef struct dsn_mb {
     int64_t n;              /* tokens */
     int layer;              /* the layer being computed; -1 after a failure */
     int32_t *tokens;        /* [cap] stage 0: the token ids fed */
+    int spec;               /* its decodes verify drafts (dsn_stage_spec.c) */
     float *h;               /* [cap, H] residual stream */
     dsn_ffn_step_t ffn;     /* the feed-forward step in flight: [cap] tokens of buffers */
     /* expert dispatch (dsn_dispatch.c), for the layer being computed */
@@ -94,6 +97,7 @@ typedef struct dsn_compute {
     int is_first, is_last;
     dsn_weights_t *weights;
     dsn_engine_t *engine;
+    struct dsn_node_spec *spec; /* the MTP module and speculative decoding; NULL: off */
     uint8_t *expert_mask;
     /* Expert load of the current window: load_counts[(l - load_first) * load_experts + e] for the
      * stage's MoE layers [load_first, load_first + load_layers). */
@@ -157,6 +161,15 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
                             const float *logits);
+/*
+ * A token the last stage sampled for s (already through its sampler): s->generated counted, the
+ * finish reason found (length: the cache held `length` positions when it was sampled), TOKENS
+ * emitted, stage 0's next token set when this node is stage 0. Returns the finish reason.
+ */
+uint8_t dsn_stage_report(dsn_compute_t *c, dsn_seq_t *s, int32_t tok, int64_t length,
+                         const float *raw);
+/* Appends a row of logits to <dir>/seq-<id>.f32 (the logits-dir option). */
+void dsn_stage_dump_logits(const char *dir, uint64_t seq_id, const float *logits, int64_t V);
 /* TOKENS for the coordinator (n = 0 with a finish reason reports a failure). */
 void dsn_stage_emit_tokens(dsn_compute_t *c, uint64_t seq_id, int32_t token, uint32_t n,
                            uint8_t finish);
@@ -180,6 +193,30 @@ void dsn_mb_resume(dsn_compute_t *c, dsn_mb_t *mb);
 /* An ACTIVATION from the previous stage: 1 when it must wait (its sequence is unknown yet or an
  * earlier chunk has not arrived), 0 when consumed. */
 int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t);
+
+/* dsn_stage_spec.c: speculative decoding on a node that is the plan's only stage (first and
+ * last): the MTP module beside the engine, drafts at scheduling, verification when the
+ * micro-batch leaves the layers. */
+/* After the slice loaded: the module, when opts->speculative_tokens > 0, the plan has one stage
+ * and the checkpoint has the layer. */
+dsi_status_t dsn_stage_spec_load(dsn_compute_t *c);
+void dsn_stage_spec_release(dsn_compute_t *c);
+/* A new sequence's state (after its sampler is set up); -1 when out of memory. */
+int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s);
+void dsn_stage_spec_seq_free(dsn_seq_t *s);
+/* Whether the scheduler may start decodes now (one micro-batch of drafts in flight at a time). */
+int dsn_stage_spec_can_decode(const dsn_compute_t *c);
+/* The scheduler picked these sequences (take[i] tokens each; decodes take 1): draft the decodes'
+ * tokens and make their take the tokens verified. Decodes whose draft failed are reported and
+ * dropped from pick. Returns the new n_seqs; *spec says whether any decode drafts. */
+int dsn_stage_spec_draft(dsn_compute_t *c, dsn_seq_t **pick, int *take, int n_seqs, int *spec);
+/* The tokens a drafted decode feeds (take of them): its last token and its drafts. */
+void dsn_stage_spec_feed(const dsn_seq_t *s, int32_t *tokens, int take);
+/* The micro-batch left the layers (committed): prefill rows to the module, first tokens sampled,
+ * drafts verified, tokens reported. Instead of the one-token sampling. */
+void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb);
+/* A micro-batch with drafts ended without finishing (failure, cleanup). */
+void dsn_stage_spec_abort(dsn_compute_t *c);
 
 /* dsn_dispatch.c */
 /* The remote-expert hook of a micro-batch's MoE step (dsn_ffn_remote_t.send, ctx a

@@ -1,0 +1,372 @@
+/*
+ * dsn_stage_spec.c - speculative decoding with the checkpoint's MTP layer on a node that is its
+ * plan's only stage (it feeds the tokens and samples them; remote experts are fine).
+ *
+ * The decisions are dsn_spec's (node/engine/dsn_spec.h), the forward is the node's own layer loop:
+ * the scheduler drafts K tokens per decoding sequence with the module (dsn_spec_draft) and feeds
+ * the last token and its drafts, K + 1 positions, in the micro-batch; when the micro-batch leaves
+ * the layers, dsn_spec_judge accepts or rejects the drafts from the main model's logits at those
+ * positions, rolls the rejected ones back from the caches and emits 1 to K + 1 tokens. Prefill
+ * chunks hand their hidden states to the module (dsn_spec_prefilled). The draft distributions of
+ * a step live in the dsn_spec_t until its judgement, so one micro-batch with drafts is in flight
+ * at a time (prefill chunks run beside it).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsi_clock.h"
+#include "dsi_log.h"
+#include "dsn_compute_impl.h"
+#include "dsn_mtp.h"
+#include "dsn_spec.h"
+
+struct dsn_seq_spec {
+    dsn_spec_seq_t q;
+    dsn_kvcache_t *mtp_kv;
+    int32_t feed[DSN_SPEC_MAX_K + 1]; /* the tokens the next verify step feeds */
+};
+
+struct dsn_node_spec {
+    dsn_mtp_weights_t *w;
+    dsn_mtp_t *mtp;
+    dsn_spec_t *spec;
+    int k;
+    int busy;         /* a micro-batch with drafts is in flight */
+    int64_t start_ns; /* when it started */
+    /* scratch, grown to the largest use */
+    int cap_seqs;
+    dsn_spec_seq_t **seqs; /* [cap_seqs] */
+    dsn_seq_t **owner;     /* [cap_seqs] */
+    int32_t *drafts;       /* [cap_seqs * K] */
+    int32_t *out;          /* [cap_seqs * (K + 1)] */
+    int *n_out;            /* [cap_seqs] */
+    int32_t *tokens;       /* [cap_seqs * (K + 1)] */
+    int64_t cap_rows;
+    int64_t *rows;  /* [cap_rows] */
+    float *hidden;  /* [cap_rows, H] */
+    float *logits;  /* [cap_rows, V] */
+    int64_t cap_out;
+    float *out_logits; /* [cap_out, V] for logprobs */
+};
+
+dsi_status_t dsn_stage_spec_load(dsn_compute_t *c)
+{
+    int k = c->opts->speculative_tokens;
+    if (k <= 0 || !dsn_mtp_present(c->ckpt))
+        return DSI_OK;
+    if (!c->is_first || !c->is_last) {
+        DSI_INFO("speculative decoding is off: it runs on a plan of one stage, this one has %d",
+                 c->n_stages);
+        return DSI_OK;
+    }
+    struct dsn_node_spec *ns = calloc(1, sizeof(*ns));
+    if (ns == NULL)
+        return DSI_ERR_NOMEM;
+    ns->k = k;
+    /* All of the module's routed experts stay here (the plan does not place them). */
+    dsi_status_t st =
+        dsn_mtp_weights_load(c->ckpt, c->opts->weight_format, c->opts->threads, NULL, &ns->w);
+    if (st == DSI_OK)
+        st = dsn_mtp_create(ns->w, c->engine, &ns->mtp);
+    if (st == DSI_OK)
+        st = dsn_spec_create(c->engine, ns->mtp, k, &ns->spec);
+    c->spec = ns;
+    if (st != DSI_OK) {
+        DSI_ERROR("cannot load the MTP layer for speculative decoding");
+        dsn_stage_spec_release(c);
+        return st;
+    }
+    DSI_INFO("speculative decoding: MTP layer loaded, %d draft token%s per step", k,
+             k == 1 ? "" : "s");
+    return DSI_OK;
+}
+
+void dsn_stage_spec_release(dsn_compute_t *c)
+{
+    struct dsn_node_spec *ns = c->spec;
+    if (ns == NULL)
+        return;
+    dsn_spec_destroy(ns->spec);
+    dsn_mtp_destroy(ns->mtp);
+    dsn_mtp_weights_destroy(ns->w);
+    free(ns->seqs);
+    free(ns->owner);
+    free(ns->drafts);
+    free(ns->out);
+    free(ns->n_out);
+    free(ns->tokens);
+    free(ns->rows);
+    free(ns->hidden);
+    free(ns->logits);
+    free(ns->out_logits);
+    free(ns);
+    c->spec = NULL;
+}
+
+int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)
+{
+    if (c->spec == NULL)
+        return 0;
+    struct dsn_seq_spec *x = calloc(1, sizeof(*x));
+    if (x == NULL || dsn_mtp_kvcache_create(c->spec->mtp, s->kv->max_tokens, &x->mtp_kv) != DSI_OK) {
+        free(x);
+        return -1;
+    }
+    dsn_spec_seq_init(&x->q, s->kv, x->mtp_kv, &s->sampler);
+    x->q.n_generated = s->n_prior;
+    s->spec = x;
+    return 0;
+}
+
+void dsn_stage_spec_seq_free(dsn_seq_t *s)
+{
+    if (s->spec == NULL)
+        return;
+    dsn_spec_seq_cleanup(&s->spec->q);
+    dsn_kvcache_destroy(s->spec->mtp_kv);
+    free(s->spec);
+    s->spec = NULL;
+}
+
+int dsn_stage_spec_can_decode(const dsn_compute_t *c)
+{
+    return c->spec == NULL || !c->spec->busy;
+}
+
+static int grow(void **p, size_t bytes)
+{
+    void *q = realloc(*p, bytes > 0 ? bytes : 1);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    return 0;
+}
+
+static int seqs_room(struct dsn_node_spec *ns, int n)
+{
+    if (n <= ns->cap_seqs)
+        return 0;
+    size_t m = (size_t)n, W = (size_t)ns->k + 1;
+    if (grow((void **)&ns->seqs, m * sizeof(*ns->seqs)) ||
+        grow((void **)&ns->owner, m * sizeof(*ns->owner)) ||
+        grow((void **)&ns->drafts, m * (W - 1) * sizeof(int32_t)) ||
+        grow((void **)&ns->out, m * W * sizeof(int32_t)) ||
+        grow((void **)&ns->n_out, m * sizeof(int)) ||
+        grow((void **)&ns->tokens, m * W * sizeof(int32_t)))
+        return -1;
+    ns->cap_seqs = n;
+    return 0;
+}
+
+static int rows_room(dsn_compute_t *c, int64_t n)
+{
+    struct dsn_node_spec *ns = c->spec;
+    if (n <= ns->cap_rows)
+        return 0;
+    size_t m = (size_t)n, H = (size_t)c->weights->cfg.hidden_size,
+           V = (size_t)c->weights->cfg.vocab_size;
+    if (grow((void **)&ns->rows, m * sizeof(int64_t)) ||
+        grow((void **)&ns->hidden, m * H * sizeof(float)) ||
+        grow((void **)&ns->logits, m * V * sizeof(float)))
+        return -1;
+    ns->cap_rows = n;
+    return 0;
+}
+
+/* The sequence failed: an error to the coordinator, never scheduled again. */
+static void seq_failed(dsn_compute_t *c, dsn_seq_t *s)
+{
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+    s->has_next = 0;
+    s->done = 1;
+}
+
+int dsn_stage_spec_draft(dsn_compute_t *c, dsn_seq_t **pick, int *take, int n_seqs, int *spec)
+{
+    struct dsn_node_spec *ns = c->spec;
+    int n_dec = 0;
+    *spec = 0;
+    for (int i = 0; i < n_seqs; i++)
+        n_dec += pick[i]->fed == pick[i]->n_prompt && pick[i]->spec != NULL;
+    if (n_dec == 0)
+        return n_seqs;
+    dsi_status_t st = seqs_room(ns, n_dec) == 0 ? DSI_OK : DSI_ERR_NOMEM;
+    int d = 0;
+    for (int i = 0; i < n_seqs && st == DSI_OK; i++) {
+        if (pick[i]->fed == pick[i]->n_prompt && pick[i]->spec != NULL)
+            ns->seqs[d++] = &pick[i]->spec->q;
+    }
+    int B = 0;
+    if (st == DSI_OK)
+        st = dsn_spec_draft(ns->spec, ns->seqs, n_dec, ns->drafts);
+    if (st == DSI_OK)
+        B = dsn_spec_verify_tokens(ns->spec, ns->seqs, n_dec, ns->drafts, ns->tokens);
+    /* The decodes now feed B tokens each; a failed draft fails its sequences. */
+    int kept = 0;
+    d = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        dsn_seq_t *s = pick[i];
+        int t = take[i];
+        if (s->fed == s->n_prompt && s->spec != NULL) {
+            if (st != DSI_OK) {
+                DSI_ERROR("sequence %llu: drafting with the MTP layer failed",
+                          (unsigned long long)s->id);
+                seq_failed(c, s);
+                continue;
+            }
+            memcpy(s->spec->feed, ns->tokens + d * B, (size_t)B * sizeof(int32_t));
+            d++;
+            t = B;
+        }
+        pick[kept] = s;
+        take[kept++] = t;
+    }
+    if (st == DSI_OK) {
+        *spec = 1;
+        ns->busy = 1;
+        ns->start_ns = dsi_now_ns();
+    }
+    return kept;
+}
+
+void dsn_stage_spec_feed(const dsn_seq_t *s, int32_t *tokens, int take)
+{
+    memcpy(tokens, s->spec->feed, (size_t)take * sizeof(int32_t));
+}
+
+void dsn_stage_spec_abort(dsn_compute_t *c)
+{
+    if (c->spec != NULL)
+        c->spec->busy = 0;
+}
+
+/* hidden[i] = model.norm(h[rows[i]]) and logits[i] = lm_head of it, for n rows. */
+static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_t n,
+                   float *hidden, float *logits)
+{
+    const dsn_config_t *cfg = &c->weights->cfg;
+    int64_t H = cfg->hidden_size;
+    const dsk_ops_t *ops = dsn_engine_ops(c->engine);
+    if (hidden != NULL) {
+        for (int64_t i = 0; i < n; i++)
+            ops->rmsnorm(h + rows[i] * H, c->weights->final_norm, H, cfg->rms_norm_eps,
+                         hidden + i * H);
+    }
+    for (int64_t r0 = 0; r0 < n; r0 += 64) {
+        int64_t m = n - r0 < 64 ? n - r0 : 64;
+        dsn_engine_head(c->engine, h, rows + r0, m, logits + r0 * cfg->vocab_size);
+    }
+}
+
+/* A prefill chunk of s (n rows from row t0 of the micro-batch, at position pos) to the module;
+ * at the prompt's end, the first token. */
+static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0,
+                           int64_t pos, int n)
+{
+    struct dsn_node_spec *ns = c->spec;
+    int64_t V = c->weights->cfg.vocab_size;
+    if (rows_room(c, n) != 0) {
+        DSI_ERROR("sequence %llu: out of memory for speculative decoding's hidden states",
+                  (unsigned long long)s->id);
+        seq_failed(c, s);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        ns->rows[i] = t0 + i;
+    const dsn_config_t *cfg = &c->weights->cfg;
+    const dsk_ops_t *ops = dsn_engine_ops(c->engine);
+    int64_t H = cfg->hidden_size;
+    for (int i = 0; i < n; i++)
+        ops->rmsnorm(mb->h + (t0 + i) * H, c->weights->final_norm, H, cfg->rms_norm_eps,
+                     ns->hidden + i * H);
+    if (dsn_spec_prefilled(ns->spec, &s->spec->q, pos, mb->tokens + t0, n, ns->hidden) !=
+        DSI_OK) {
+        seq_failed(c, s);
+        return;
+    }
+    if (pos + n < (int64_t)s->n_prompt)
+        return;
+    int64_t last = t0 + n - 1;
+    states(c, mb->h, &last, 1, NULL, ns->logits);
+    if (c->opts->logits_dir != NULL)
+        dsn_stage_dump_logits(c->opts->logits_dir, s->id, ns->logits, V);
+    /* The row is processed in a copy: ns->logits stays raw for logprobs. */
+    int32_t tok = dsn_spec_first(ns->spec, &s->spec->q, ns->logits);
+    if (tok < 0) {
+        DSI_ERROR("sequence %llu: the logits hold NaN or infinite values (broken weights or "
+                  "scales in the checkpoint?): the request ends with an error",
+                  (unsigned long long)s->id);
+        seq_failed(c, s);
+        return;
+    }
+    dsn_stage_report(c, s, tok, s->kv->length, ns->logits);
+}
+
+void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
+{
+    struct dsn_node_spec *ns = c->spec;
+    int64_t V = c->weights->cfg.vocab_size;
+    int n_dec = 0, B = 0, raw_rows = c->opts->logits_dir != NULL;
+    int64_t t = 0;
+    /* Prefill chunks first; the decodes are gathered in the order they were drafted. */
+    for (int i = 0; i < mb->n_seqs; i++) {
+        dsn_seq_t *s = mb->seq[i];
+        const dsn_seq_batch_t *b = &mb->batch[i];
+        if (b->pos < (int64_t)s->n_prompt) {
+            finish_prefill(c, mb, s, t, b->pos, (int)b->n_tokens);
+        } else if (mb->spec) {
+            ns->owner[n_dec] = s;
+            ns->seqs[n_dec] = &s->spec->q;
+            B = (int)b->n_tokens;
+            raw_rows |= s->logprobs;
+            n_dec++;
+        }
+        t += b->n_tokens;
+    }
+    if (!mb->spec)
+        return;
+    ns->busy = 0;
+    dsn_spec_count_verify(ns->spec, dsi_now_ns() - ns->start_ns);
+    int64_t rows = (int64_t)n_dec * B, W = ns->k + 1;
+    dsi_status_t st = rows_room(c, rows) == 0 ? DSI_OK : DSI_ERR_NOMEM;
+    if (st == DSI_OK && raw_rows && n_dec * W > ns->cap_out) {
+        st = grow((void **)&ns->out_logits, (size_t)(n_dec * W * V) * sizeof(float)) == 0
+                 ? DSI_OK
+                 : DSI_ERR_NOMEM;
+        if (st == DSI_OK)
+            ns->cap_out = n_dec * W;
+    }
+    if (st == DSI_OK) {
+        int64_t r = 0;
+        t = 0;
+        for (int i = 0; i < mb->n_seqs; i++) {
+            const dsn_seq_batch_t *b = &mb->batch[i];
+            for (int j = 0; b->pos >= (int64_t)mb->seq[i]->n_prompt && j < b->n_tokens; j++)
+                ns->rows[r++] = t + j;
+            t += b->n_tokens;
+        }
+        states(c, mb->h, ns->rows, rows, ns->hidden, ns->logits);
+        st = dsn_spec_judge(ns->spec, ns->seqs, n_dec, ns->drafts, B, ns->logits, ns->hidden,
+                            ns->out, ns->n_out, raw_rows ? ns->out_logits : NULL);
+    }
+    for (int i = 0; i < n_dec; i++) {
+        dsn_seq_t *s = ns->owner[i];
+        if (st != DSI_OK) {
+            DSI_ERROR("sequence %llu: verifying the drafts failed: the request ends with an "
+                      "error",
+                      (unsigned long long)s->id);
+            seq_failed(c, s);
+            continue;
+        }
+        /* Token j was sampled with j + 1 of the verified positions in the cache. */
+        int64_t L = s->kv->length - ns->n_out[i];
+        for (int j = 0; j < ns->n_out[i]; j++) {
+            int64_t k = (int64_t)i * W + j;
+            const float *raw = raw_rows ? ns->out_logits + k * V : NULL;
+            if (c->opts->logits_dir != NULL && raw != NULL)
+                dsn_stage_dump_logits(c->opts->logits_dir, s->id, raw, V);
+            if (dsn_stage_report(c, s, ns->out[k], L + j + 1, raw) != DST_FINISH_NONE)
+                break;
+        }
+    }
+}
