@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Speculative decoding in the node daemon (docs/SPECULATIVE.md): on the tiny-v3-mtp fixture,
 # greedy generation through nodes with --speculative-tokens 0..3 equals the reference tokens
-# (pN.gen.tokens), on one node and on two nodes of one stage (remote experts); a plan of two
-# stages decodes as before; the node logs the MTP layer; a checkpoint without the layer runs
-# with the setting as without it.
+# (pN.gen.tokens), on one node and on two nodes of one stage (remote experts); seeded sampling
+# through nodes gives the tokens of speculation in one process (the same decisions, the same
+# random stream); a chat request through `dsinfer serve`'s API answers as `dsinfer run`; a plan
+# of two stages decodes as before; a checkpoint without the layer runs with the setting as
+# without it. Random weights: nearly every draft is rejected, so every step rolls the caches
+# back and the next one reuses them.
 set -uo pipefail
 FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
 FIX=$FIXDIR/tiny-v3-mtp
@@ -57,10 +60,50 @@ for k in 1 3; do
   same "$out" "$WANT" && ok || bad "K=$k two nodes, one stage: tokens"
   grep -q "MTP layer loaded" "$TMP/log" && ok || bad "K=$k two nodes, one stage: no MTP layer"
 done
+# Sampling: the node's tokens are those of one process with the same seed.
+for k in 1 3; do
+  for nodes in 1 2; do
+    args=(--model "$FIX" --prompt-ids 5,17,30,9 --max-tokens 16 --temperature 0.9 --top-k 20
+          --seed 7 --speculative-tokens $k --threads 1 --json)
+    want=$(dsinfer run "${args[@]}" 2>/dev/null) || bad "sampling K=$k: one process failed"
+    got=$(dsinfer run "${args[@]}" --local-nodes $nodes --stages 1 --mem 1G 2>"$TMP/log") ||
+      { bad "sampling K=$k $nodes nodes: run failed"; cat "$TMP/log"; continue; }
+    python3 - "$got" "$want" <<'PY' && ok || bad "sampling K=$k $nodes nodes: tokens differ from one process"
+import json, sys
+got, want = json.loads(sys.argv[1])['tokens'], json.loads(sys.argv[2])['tokens']
+assert got == want and len(got) == 16, (got, want)
+PY
+  done
+done
+
 out=$(run 2 2 2 "$PROMPT") || { bad "two stages: run failed"; cat "$TMP/log"; }
 same "$out" "$WANT" && ok || bad "two stages: tokens"
 grep -q "speculative decoding is off: it runs on a plan of one stage" "$TMP/log" && ok ||
   bad "two stages: no message that speculation is off"
+
+# The API: the fixture with the tiny-v3 tokenizer (same vocabulary), one chat request through
+# `dsinfer serve` on one node and on two nodes of one stage, against `dsinfer run --chat`.
+if command -v curl >/dev/null; then
+  . "$(dirname "$0")/serve_chat.bash"
+  M=$TMP/tiny-v3; mkdir -p "$M" # (the name serve_chat asks for)
+  for f in "$FIX"/*; do ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$M/"; done
+  for f in tokenizer.json tokenizer_config.json; do cp "$FIXDIR/tiny-v3/$f" "$M/"; done
+  for nodes in 1 2; do
+    dsinfer serve --model "$M" --local-nodes $nodes --stages 1 --listen 127.0.0.1:0 --threads 1 \
+      --mem 1G --max-context 512 --speculative-tokens 2 2>"$TMP/serve.log" &
+    SPID=$!
+    if wait_for_line "$TMP/serve.log" "ready: http://" "$SPID"; then
+      URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve.log" | head -1 | sed 's/^ready: //')
+      serve_chat "$URL" "$M" "$TMP" >/dev/null && ok || bad "serve, $nodes nodes: chat differs"
+      grep -q "MTP layer loaded, 2 draft" "$TMP/serve.log" && ok || bad "serve, $nodes nodes: no MTP layer"
+    else
+      bad "serve, $nodes nodes: not ready"; cat "$TMP/serve.log"
+    fi
+    kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
+  done
+else
+  echo "no curl: the API part is skipped"
+fi
 
 # A checkpoint without the layer: the setting changes nothing.
 NOMTP=$FIXDIR/tiny-v3
