@@ -96,6 +96,37 @@ if command -v curl >/dev/null; then
       URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve.log" | head -1 | sed 's/^ready: //')
       serve_chat "$URL" "$M" "$TMP" >/dev/null && ok || bad "serve, $nodes nodes: chat differs"
       grep -q "MTP layer loaded, 2 draft" "$TMP/serve.log" && ok || bad "serve, $nodes nodes: no MTP layer"
+      # /metrics: the nodes' figures come with their heartbeats (every 500 ms by default).
+      good=0
+      for _ in $(seq 40); do
+        curl -sS "$URL/metrics" >"$TMP/metrics.txt" 2>/dev/null
+        python3 - "$TMP/metrics.txt" <<'PY' && { good=1; break; }
+import sys
+v = {}
+for line in open(sys.argv[1]):
+    if line.startswith('dsinfer_spec'):
+        name, val = line.rsplit(' ', 1)
+        v[name] = float(val)
+steps = v.get('dsinfer_spec_steps_total', 0)
+assert steps >= 1, v
+tokens = v['dsinfer_spec_tokens_total']
+assert steps <= tokens <= 3 * steps, v
+assert abs(v['dsinfer_spec_tokens_per_step'] - tokens / steps) < 1e-6, v
+for p in (0, 1):
+    d = v['dsinfer_spec_drafts_total{position="%d"}' % p]
+    a = v['dsinfer_spec_accepted_total{position="%d"}' % p]
+    assert 0 <= a <= d, v
+    if d > 0:  # (position 1 is verified only after an accepted position 0)
+        assert abs(v['dsinfer_spec_acceptance{position="%d"}' % p] - a / d) < 1e-6, v
+assert v['dsinfer_spec_drafts_total{position="0"}'] == steps, v
+# tokens = steps + accepted drafts (each step emits one more than it accepted)
+acc = v['dsinfer_spec_accepted_total{position="0"}'] + v['dsinfer_spec_accepted_total{position="1"}']
+assert tokens == steps + acc, v
+assert v['dsinfer_spec_draft_seconds_total'] > 0 and v['dsinfer_spec_verify_seconds_total'] > 0, v
+PY
+        sleep 0.25
+      done
+      [ $good = 1 ] && ok || { bad "serve, $nodes nodes: /metrics"; grep dsinfer_spec "$TMP/metrics.txt"; }
     else
       bad "serve, $nodes nodes: not ready"; cat "$TMP/serve.log"
     fi

@@ -88,6 +88,8 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->heartbeat.node_id = 1;
         m->heartbeat.seq = 77;
         m->heartbeat.time_ns = 123456789012345ull;
+        m->heartbeat.has_spec = 1;
+        m->heartbeat.spec = (dst_msg_spec_t){40, 61, 1234567, 7654321, 2, {40, 21}, {21, 0}};
         break;
     case DST_MSG_LOAD_STATS:
         m->load_stats = (dst_msg_load_stats_t){.node_id = 2,
@@ -328,7 +330,8 @@ static void test_every_field(void)
             snprintf(what, sizeof(what), "%s without %s", dst_msg_type_name(t), key);
             repack(&root, i, DROP, &bad);
             /* REGISTER's held_id / held_epoch are optional (added later, 0 when absent). */
-            if (t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0)
+            if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
+                (t == DST_MSG_HEARTBEAT && strcmp(key, "spec") == 0))
                 expect_decodes(what, bad.data, bad.size);
             else
                 expect_fail(what, bad.data, bad.size, 0, key);
@@ -707,6 +710,30 @@ static void test_other_rules(void)
     for (int i = 0; i < 3; i++)
         msgpack_pack_uint32(&b.pk, 1);
     expect_bad("counts length", &b, DSI_ERR_PROTOCOL, "counts: 3 entries");
+    /* HEARTBEAT.spec: more drafts accepted than made; counts of two lengths. */
+    for (int v = 0; v < 2; v++) {
+        body_begin(&b, 4, DST_MSG_HEARTBEAT, DST_PROTO_VERSION);
+        kv_u(&b, "node_id", 1);
+        kv_u(&b, "seq", 1);
+        kv_u(&b, "time_ns", 1);
+        key(&b, "spec");
+        msgpack_pack_map(&b.pk, 6);
+        kv_u(&b, "steps", 3);
+        kv_u(&b, "emitted", 4);
+        kv_u(&b, "draft_ns", 5);
+        kv_u(&b, "verify_ns", 6);
+        key(&b, "drafted");
+        msgpack_pack_array(&b.pk, 2);
+        msgpack_pack_uint32(&b.pk, 3);
+        msgpack_pack_uint32(&b.pk, 1);
+        key(&b, "accepted");
+        msgpack_pack_array(&b.pk, v == 0 ? 2 : 1);
+        msgpack_pack_uint32(&b.pk, 1);
+        if (v == 0)
+            msgpack_pack_uint32(&b.pk, 2);
+        expect_bad(v == 0 ? "spec accepted > drafted" : "spec lengths", &b, DSI_ERR_PROTOCOL,
+                   v == 0 ? "2 drafts accepted of 1" : "2 drafted and 1 accepted");
+    }
     /* WELCOME heartbeat 0 */
     sample(DST_MSG_WELCOME, &m);
     m.welcome.heartbeat_ms = 0;

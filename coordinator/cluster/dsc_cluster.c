@@ -284,6 +284,21 @@ static void on_switched(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_switc
         dsc_switch_on_switched(cl, n);
 }
 
+/* A node's HEARTBEAT.spec into the totals. */
+static void spec_add(dsc_spec_totals_t *t, const dst_msg_spec_t *s)
+{
+    t->steps += s->steps;
+    t->emitted += s->emitted;
+    t->draft_ns += s->draft_ns;
+    t->verify_ns += s->verify_ns;
+    if (s->k > t->k)
+        t->k = s->k;
+    for (uint32_t i = 0; i < s->k && i < DST_MSG_SPEC_MAX_K; i++) {
+        t->drafted[i] += s->drafted[i];
+        t->accepted[i] += s->accepted[i];
+    }
+}
+
 /* TOKENS from a node: the last stage's samples, or an error from any stage. */
 static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_t *t)
 {
@@ -423,8 +438,11 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         on_switched(cl, cs, &msg->sw);
         break;
     case DST_MSG_HEARTBEAT: {
+        if (msg->heartbeat.has_spec)
+            spec_add(&cl->stats.spec, &msg->heartbeat.spec);
         dst_msg_t h = *msg;
         h.arena = NULL;
+        h.heartbeat.has_spec = 0; /* the echo is for the round trip */
         dsc_cluster_send(conn, &h);
         break;
     }

@@ -141,6 +141,13 @@ void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id);
 /* Sends SHUTDOWN to every node now (they exit); the cluster stops serving. */
 void dsc_cluster_shutdown(dsc_cluster_t *cl, const char *reason);
 
+/* Speculative decoding summed over the nodes' HEARTBEAT.spec since the coordinator started. */
+typedef struct {
+    uint64_t steps, emitted, draft_ns, verify_ns;
+    uint32_t k; /* draft positions seen */
+    uint64_t drafted[DST_MSG_SPEC_MAX_K], accepted[DST_MSG_SPEC_MAX_K];
+} dsc_spec_totals_t;
+
 typedef struct {
     uint32_t nodes_joined, nodes_ready, nodes_dead;
     uint64_t sequences_active, sequences_done;
@@ -151,6 +158,7 @@ typedef struct {
     uint64_t live_switches; /* re-plans completed make-before-break, without a pause */
     uint64_t bias_updates;  /* windows in which the online bias rule moved a bias */
     uint64_t bad_admin;     /* ADMIN requests refused for a wrong proof */
+    dsc_spec_totals_t spec; /* speculative decoding on the nodes (their HEARTBEATs) */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

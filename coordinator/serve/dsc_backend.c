@@ -42,6 +42,7 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->replans, (double)st.replans);
     dsc_metric_set(b->rebalances, (double)st.rebalances);
     dsc_metric_set(b->live_switches, (double)st.live_switches);
+    dsc_backend_spec_refresh(b, &st.spec);
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
     dsc_metric_set(b->imbalance, load.imbalance);
@@ -325,7 +326,7 @@ dsi_status_t dsc_backend_create(uv_loop_t *loop, const dsc_backend_config_t *cfg
     }
     if (st != DSI_OK)
         goto err_free;
-    if (!register_metrics(b, metrics)) {
+    if (!register_metrics(b, metrics) || !dsc_backend_spec_register(b, metrics)) {
         DSI_ERROR("backend: cannot register the backend's metrics");
         st = DSI_ERR_INTERNAL;
         goto err_free;

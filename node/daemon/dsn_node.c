@@ -211,6 +211,7 @@ static void on_heartbeat(uv_timer_t *timer)
     m.heartbeat.node_id = node->node_id;
     m.heartbeat.seq = ++node->heartbeat_seq;
     m.heartbeat.time_ns = dsi_now_ns();
+    m.heartbeat.has_spec = (uint8_t)dsn_queue_spec_take(&node->queue, &m.heartbeat.spec);
     send_msg(node, &m);
 }
 

@@ -247,3 +247,37 @@ void dsn_queue_take_outbox(dsn_queue_t *q, dsi_list_t *into)
     dsi_list_splice_back(into, &q->outbox);
     pthread_mutex_unlock(&q->mutex);
 }
+
+void dsn_queue_spec_add(dsn_queue_t *q, const dst_msg_spec_t *d)
+{
+    pthread_mutex_lock(&q->mutex);
+    dst_msg_spec_t *s = &q->spec;
+    s->steps += d->steps;
+    s->emitted += d->emitted;
+    s->draft_ns += d->draft_ns;
+    s->verify_ns += d->verify_ns;
+    if (d->k > s->k)
+        s->k = d->k;
+    for (uint32_t i = 0; i < d->k && i < DST_MSG_SPEC_MAX_K; i++) {
+        /* Saturate (with accepted <= drafted) rather than wrap: a heartbeat's counts are small. */
+        if (s->drafted[i] <= UINT32_MAX - d->drafted[i]) {
+            s->drafted[i] += d->drafted[i];
+            s->accepted[i] += d->accepted[i];
+        }
+    }
+    q->has_spec = 1;
+    pthread_mutex_unlock(&q->mutex);
+}
+
+int dsn_queue_spec_take(dsn_queue_t *q, dst_msg_spec_t *out)
+{
+    pthread_mutex_lock(&q->mutex);
+    int any = q->has_spec;
+    if (any) {
+        *out = q->spec;
+        memset(&q->spec, 0, sizeof(q->spec));
+        q->has_spec = 0;
+    }
+    pthread_mutex_unlock(&q->mutex);
+    return any;
+}

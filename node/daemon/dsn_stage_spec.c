@@ -30,6 +30,7 @@ struct dsn_node_spec {
     dsn_mtp_weights_t *w;
     dsn_mtp_t *mtp;
     dsn_spec_t *spec;
+    dsn_spec_stats_t reported; /* the stats as last handed to the queue */
     int k;
     int busy;         /* a micro-batch with drafts is in flight */
     int64_t start_ns; /* when it started */
@@ -240,6 +241,26 @@ void dsn_stage_spec_abort(dsn_compute_t *c)
         c->spec->busy = 0;
 }
 
+/* The stats since the last report, for the next HEARTBEAT. */
+static void report(dsn_compute_t *c)
+{
+    struct dsn_node_spec *ns = c->spec;
+    const dsn_spec_stats_t *now = dsn_spec_stats(ns->spec), *was = &ns->reported;
+    dst_msg_spec_t d = {now->steps - was->steps,
+                        now->emitted - was->emitted,
+                        (uint64_t)(now->draft_ns - was->draft_ns),
+                        (uint64_t)(now->verify_ns - was->verify_ns),
+                        (uint32_t)ns->k,
+                        {0},
+                        {0}};
+    for (int i = 0; i < ns->k && i < DST_MSG_SPEC_MAX_K; i++) {
+        d.drafted[i] = (uint32_t)(now->drafted[i] - was->drafted[i]);
+        d.accepted[i] = (uint32_t)(now->accepted[i] - was->accepted[i]);
+    }
+    ns->reported = *now;
+    dsn_queue_spec_add(c->queue, &d);
+}
+
 /* hidden[i] = model.norm(h[rows[i]]) and logits[i] = lm_head of it, for n rows. */
 static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_t n,
                    float *hidden, float *logits)
@@ -349,6 +370,8 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
         st = dsn_spec_judge(ns->spec, ns->seqs, n_dec, ns->drafts, B, ns->logits, ns->hidden,
                             ns->out, ns->n_out, raw_rows ? ns->out_logits : NULL);
     }
+    if (st == DSI_OK)
+        report(c);
     for (int i = 0; i < n_dec; i++) {
         dsn_seq_t *s = ns->owner[i];
         if (st != DSI_OK) {

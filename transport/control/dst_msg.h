@@ -187,11 +187,26 @@ typedef struct {
     uint64_t epoch;
 } dst_msg_switch_t;
 
+#define DST_MSG_SPEC_MAX_K 8 /* draft positions HEARTBEAT.spec reports */
+
+/* Speculative decoding on a node since its previous HEARTBEAT (docs/SPECULATIVE.md). */
+typedef struct {
+    uint64_t steps;     /* verify steps */
+    uint64_t emitted;   /* tokens they emitted */
+    uint64_t draft_ns;  /* wall time drafting with the MTP layer */
+    uint64_t verify_ns; /* wall time of verify steps, from their drafts to their tokens */
+    uint32_t k;         /* draft positions below: 1..DST_MSG_SPEC_MAX_K */
+    uint32_t drafted[DST_MSG_SPEC_MAX_K];  /* drafts made at position i (0: the first) */
+    uint32_t accepted[DST_MSG_SPEC_MAX_K]; /* and accepted */
+} dst_msg_spec_t;
+
 /* both ways: liveness. A receiver answers a node's HEARTBEAT with one carrying the same seq. */
 typedef struct {
     uint32_t node_id;
     uint64_t seq;     /* increases by one per heartbeat of the sender */
     uint64_t time_ns; /* the sender's monotonic clock, for round-trip measurement */
+    uint8_t has_spec; /* optional "spec": a node that speculates, since its last HEARTBEAT */
+    dst_msg_spec_t spec;
 } dst_msg_heartbeat_t;
 
 /* node -> coordinator: tokens routed to each (layer, expert) during a window. */

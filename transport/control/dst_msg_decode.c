@@ -96,7 +96,40 @@ static dsi_status_t read_heartbeat(dst_msg_rd_t *rd, dst_msg_heartbeat_t *m)
 {
     TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
     TRY(dst_msg_rd_u64(rd, "seq", UINT64_MAX, &m->seq));
-    return dst_msg_rd_u64(rd, "time_ns", UINT64_MAX, &m->time_ns);
+    TRY(dst_msg_rd_u64(rd, "time_ns", UINT64_MAX, &m->time_ns));
+    const msgpack_object *spec = dst_msg_rd_opt(rd, "spec");
+    if (spec == NULL)
+        return DSI_OK;
+    dst_msg_rd_t sub;
+    dst_msg_spec_t *s = &m->spec;
+    uint32_t *drafted, *accepted, n_d, n_a;
+    TRY(dst_msg_rd_open(&sub, spec, 6, "HEARTBEAT.spec", rd->msg, rd->err, rd->errlen));
+    TRY(dst_msg_rd_u64(&sub, "steps", UINT64_MAX, &s->steps));
+    TRY(dst_msg_rd_u64(&sub, "emitted", UINT64_MAX, &s->emitted));
+    TRY(dst_msg_rd_u64(&sub, "draft_ns", UINT64_MAX, &s->draft_ns));
+    TRY(dst_msg_rd_u64(&sub, "verify_ns", UINT64_MAX, &s->verify_ns));
+    TRY(dst_msg_rd_u32_array(&sub, "drafted", DST_MSG_SPEC_MAX_K, UINT32_MAX, &drafted, &n_d));
+    TRY(dst_msg_rd_u32_array(&sub, "accepted", DST_MSG_SPEC_MAX_K, UINT32_MAX, &accepted, &n_a));
+    TRY(dst_msg_rd_end(&sub));
+    if (n_d < 1 || n_a != n_d) {
+        dst_msg_errf(rd->err, rd->errlen,
+                     "HEARTBEAT.spec: %u drafted and %u accepted counts (1..%d of each, as many)",
+                     (unsigned)n_d, (unsigned)n_a, DST_MSG_SPEC_MAX_K);
+        return DSI_ERR_PROTOCOL;
+    }
+    for (uint32_t i = 0; i < n_d; i++) {
+        if (accepted[i] > drafted[i]) {
+            dst_msg_errf(rd->err, rd->errlen,
+                         "HEARTBEAT.spec: %u drafts accepted of %u at position %u",
+                         (unsigned)accepted[i], (unsigned)drafted[i], (unsigned)i);
+            return DSI_ERR_PROTOCOL;
+        }
+        s->drafted[i] = drafted[i];
+        s->accepted[i] = accepted[i];
+    }
+    s->k = n_d;
+    m->has_spec = 1;
+    return DSI_OK;
 }
 
 static dsi_status_t read_load_stats(dst_msg_rd_t *rd, dst_msg_load_stats_t *m)

@@ -96,6 +96,16 @@ static int pack_logprobs(msgpack_packer *pk, const dst_msg_tokens_t *t)
            kv_f32_array(pk, "top_logprobs", t->top_logprobs, n_top);
 }
 
+static int pack_spec(msgpack_packer *pk, const dst_msg_spec_t *s)
+{
+    uint32_t k = s->k <= DST_MSG_SPEC_MAX_K ? s->k : DST_MSG_SPEC_MAX_K;
+    return key(pk, "spec") | msgpack_pack_map(pk, 6) | kv_u64(pk, "steps", s->steps) |
+           kv_u64(pk, "emitted", s->emitted) | kv_u64(pk, "draft_ns", s->draft_ns) |
+           kv_u64(pk, "verify_ns", s->verify_ns) |
+           kv_u32_array(pk, "drafted", (const int32_t *)s->drafted, k) |
+           kv_u32_array(pk, "accepted", (const int32_t *)s->accepted, k);
+}
+
 /* Fields on the wire: the type's fields less the optional ones that are absent. */
 static uint32_t fields_sent(const dst_msg_t *m)
 {
@@ -103,6 +113,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
     if (m->type == DST_MSG_SUBMIT && !dst_msg_sampling_any(&m->submit.sampling))
         n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
+        n--;
+    if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
         n--;
     return n;
 }
@@ -130,7 +142,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
         return kv_u64(pk, "node_id", m->ready.node_id) | kv_u64(pk, "epoch", m->ready.epoch);
     case DST_MSG_HEARTBEAT:
         return kv_u64(pk, "node_id", m->heartbeat.node_id) | kv_u64(pk, "seq", m->heartbeat.seq) |
-               kv_u64(pk, "time_ns", m->heartbeat.time_ns);
+               kv_u64(pk, "time_ns", m->heartbeat.time_ns) |
+               (m->heartbeat.has_spec ? pack_spec(pk, &m->heartbeat.spec) : 0);
     case DST_MSG_LOAD_STATS: {
         const dst_msg_load_stats_t *s = &m->load_stats;
         size_t n = (size_t)s->n_layers * s->n_experts;

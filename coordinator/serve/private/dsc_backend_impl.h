@@ -54,6 +54,10 @@ struct dsc_backend {
     dsc_metric_family_t *finished, *rejected;        /* counters by {reason} */
     dsc_metric_series_t *nodes_joined, *nodes_ready, *nodes_dead, *cluster_seqs, *cluster_ready;
     dsc_metric_series_t *replans, *rebalances, *live_switches, *imbalance; /* cluster stats */
+    /* speculative decoding (dsc_backend_spec.c): counters fed with the totals' growth */
+    dsc_metric_family_t *spec_drafts, *spec_accepted, *spec_acceptance;
+    dsc_metric_series_t *spec_steps, *spec_tokens, *spec_draft_s, *spec_verify_s, *spec_per_step;
+    dsc_spec_totals_t spec_seen;
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
@@ -83,6 +87,10 @@ void dsc_backend_drop_all(dsc_backend_t *b);
 
 /* dsc_backend.c */
 void dsc_backend_count(dsc_metric_family_t *family, const char *reason);
+/* dsc_backend_spec.c: register the speculative-decoding metrics (0 when out of memory), and
+ * bring them up to the cluster's totals. */
+int dsc_backend_spec_register(dsc_backend_t *b, dsc_metrics_t *m);
+void dsc_backend_spec_refresh(dsc_backend_t *b, const dsc_spec_totals_t *t);
 void dsc_backend_refresh_gauges(dsc_backend_t *b);
 /* Run dsc_backend_run_deferred as soon as the current callback has returned. */
 void dsc_backend_schedule(dsc_backend_t *b);

@@ -91,6 +91,8 @@ typedef struct {
     dsi_list_t free_tasks, free_outs;
     dsi_list_t free_bufs[DSN_BUF_CLASSES];
     uint64_t misses; /* records or buffers allocated because a pool was empty */
+    dst_msg_spec_t spec; /* speculative decoding since the last HEARTBEAT (compute -> loop) */
+    int has_spec;
 } dsn_queue_t;
 
 /*
@@ -100,6 +102,11 @@ typedef struct {
 dsi_status_t dsn_queue_init(dsn_queue_t *q, uv_async_t *wake);
 /* Frees the queued and pooled records and buffers (both threads have stopped using q). */
 void dsn_queue_cleanup(dsn_queue_t *q);
+
+/* Speculative decoding's counts of a step, added for the next HEARTBEAT (compute thread); and
+ * taken, zeroed, by the loop thread for it: 1 when there were any. */
+void dsn_queue_spec_add(dsn_queue_t *q, const dst_msg_spec_t *d);
+int dsn_queue_spec_take(dsn_queue_t *q, dst_msg_spec_t *out);
 
 /* A zeroed task record (loop thread) or out record (compute thread); NULL when out of memory. */
 dsn_task_t *dsn_queue_task_get(dsn_queue_t *q);
