@@ -136,6 +136,19 @@ else
   echo "no curl: the API part is skipped"
 fi
 
+# mpirun: dsinfer-cluster with 3 ranks (a coordinator and two nodes of one stage).
+if command -v mpirun >/dev/null && command -v dsinfer-cluster >/dev/null; then
+  PROMPT=$(ref "$FIX" p1.tokens); WANT=$(ref "$FIX" p1.gen.tokens)
+  out=$(DSINFER_SECRET=spec-mpi-secret-0123456789 timeout 120 mpirun --allow-run-as-root \
+        --oversubscribe -np 3 -x DSINFER_SECRET -x UCX_WARN_UNUSED_ENV_VARS=n \
+        "$(command -v dsinfer-cluster)" --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 12 \
+        --stages 1 --speculative-tokens 2 --threads 1 2>"$TMP/mpi.log")
+  [ "$out" = "$WANT" ] && ok || { bad "mpirun: '$out' != '$WANT'"; tail -5 "$TMP/mpi.log"; }
+  grep -q "MTP layer loaded, 2 draft" "$TMP/mpi.log" && ok || bad "mpirun: no MTP layer"
+else
+  echo "no mpirun or dsinfer-cluster: the mpirun part is skipped"
+fi
+
 # A checkpoint without the layer: the setting changes nothing.
 NOMTP=$FIXDIR/tiny-v3
 PROMPT=$(ref "$NOMTP" p0.tokens); WANT=$(ref "$NOMTP" p0.gen.tokens)
