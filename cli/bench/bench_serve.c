@@ -81,6 +81,10 @@ static void print_server(const bs_monitor_t *m)
             printf(", nodes ready %.0f -> %.0f", s[0].nodes_ready, s[n_s - 1].nodes_ready);
         if (s[n_s - 1].imbalance > 0)
             printf(", expert-load imbalance %.3f", s[n_s - 1].imbalance);
+        double steps = s[n_s - 1].spec_steps - s[0].spec_steps;
+        if (s[0].spec_steps >= 0 && steps > 0)
+            printf(", speculative decoding %.2f tokens per step",
+                   (s[n_s - 1].spec_tokens - s[0].spec_tokens) / steps);
         printf("\n");
     }
     for (int i = 0; i < n_e; i++)

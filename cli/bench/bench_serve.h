@@ -221,6 +221,7 @@ typedef struct {
     double queue_depth, running, active_generations, cluster_sequences;
     double nodes_joined, nodes_ready, nodes_dead, cluster_ready;
     double replans, rebalances, live_switches, imbalance;
+    double spec_steps, spec_tokens; /* speculative decoding's counters */
 } bs_sample_t;
 
 #define BS_EVENT_DETAIL 96

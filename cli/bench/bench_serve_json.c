@@ -181,6 +181,9 @@ static json_t *server_json(const bs_monitor_t *m)
     json_object_set_new(o, "rebalances", counter_delta(s, n, offsetof(bs_sample_t, rebalances)));
     json_object_set_new(o, "live_switches",
                         counter_delta(s, n, offsetof(bs_sample_t, live_switches)));
+    json_object_set_new(o, "spec_steps", counter_delta(s, n, offsetof(bs_sample_t, spec_steps)));
+    json_object_set_new(o, "spec_tokens",
+                        counter_delta(s, n, offsetof(bs_sample_t, spec_tokens)));
     json_object_set_new(o, "cluster_status", json_boolean(bs_monitor_has_cluster(m)));
     return o;
 }

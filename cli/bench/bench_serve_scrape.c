@@ -34,6 +34,8 @@ int bs_metrics_parse(const char *text, bs_sample_t *s)
         {"dsinfer_cluster_rebalances", "", offsetof(bs_sample_t, rebalances)},
         {"dsinfer_cluster_live_switches", "", offsetof(bs_sample_t, live_switches)},
         {"dsinfer_expert_load_imbalance", "", offsetof(bs_sample_t, imbalance)},
+        {"dsinfer_spec_steps_total", "", offsetof(bs_sample_t, spec_steps)},
+        {"dsinfer_spec_tokens_total", "", offsetof(bs_sample_t, spec_tokens)},
     };
     size_t n_wanted = sizeof(wanted) / sizeof(wanted[0]);
     for (size_t i = 0; i < n_wanted; i++)
