@@ -27,8 +27,20 @@ typedef struct {
 
 static const case_t cases[] = {
     /* refused: 400 unsupported_parameter naming the field */
-    {CHAT, "\"n\":3", 400, "unsupported_parameter", "n"},
-    {CMPL, "\"n\":2", 400, "unsupported_parameter", "n"},
+    /* n, best_of and echo: implemented, types and ranges checked */
+    {CHAT, "\"n\":3", 200, NULL, NULL},
+    {CMPL, "\"n\":2", 200, NULL, NULL},
+    {CHAT, "\"n\":17", 400, "invalid_value", "n"},
+    {CHAT, "\"n\":0", 400, "invalid_value", "n"},
+    {CHAT, "\"n\":1.5", 400, "invalid_type", "n"},
+    {CMPL, "\"n\":\"2\"", 400, "invalid_type", "n"},
+    {CMPL, "\"n\":2,\"best_of\":3", 200, NULL, NULL},
+    {CMPL, "\"n\":3,\"best_of\":2", 400, "invalid_value", "best_of"},
+    {CMPL, "\"best_of\":17", 400, "invalid_value", "best_of"},
+    {CMPL, "\"best_of\":3,\"stream\":true", 400, "invalid_value", "best_of"},
+    {CMPL, "\"n\":2,\"best_of\":2,\"stream\":true", 200, NULL, NULL},
+    {CMPL, "\"echo\":true", 200, NULL, NULL},
+    {CMPL, "\"echo\":true,\"logprobs\":1", 400, "unsupported_parameter", "echo"},
     {CHAT, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]", 400,
      "unsupported_parameter", "tools"},
     {CHAT, "\"tool_choice\":\"auto\"", 400, "unsupported_parameter", "tool_choice"},
@@ -48,9 +60,8 @@ static const case_t cases[] = {
     {CHAT, "\"web_search_options\":{}", 400, "unsupported_parameter", "web_search_options"},
     {CHAT, "\"reasoning_effort\":\"low\"", 400, "unsupported_parameter", "reasoning_effort"},
     {CHAT, "\"verbosity\":\"low\"", 400, "unsupported_parameter", "verbosity"},
-    {CMPL, "\"best_of\":2", 400, "unsupported_parameter", "best_of"},
+    {CMPL, "\"best_of\":2", 200, NULL, NULL},
     {CMPL, "\"best_of\":\"2\"", 400, "invalid_type", "best_of"},
-    {CMPL, "\"echo\":true", 400, "unsupported_parameter", "echo"},
     {CMPL, "\"echo\":1", 400, "invalid_type", "echo"},
     {CMPL, "\"suffix\":\"end\"", 400, "unsupported_parameter", "suffix"},
     {CMPL, "\"suffix\":5", 400, "invalid_type", "suffix"},

@@ -39,6 +39,11 @@ struct json_t;
 int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
                          void **block, dsc_api_error_t *err);
 
+/* dsc_api_choices.c: n, best_of and echo into r (after the logprobs options and stream: echo
+ * with logprobs, and best_of with stream, are refused). Returns 0 or the HTTP status. */
+int dsc_api_choices_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
+                          dsc_api_error_t *err);
+
 /* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
  * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
 typedef struct {
@@ -65,6 +70,19 @@ void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t 
                                const char *text, size_t text_len, const char *reasoning,
                                size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
                                const dsc_api_usage_t *usage);
+/* One choice of a whole response (chat: text is the message content). */
+typedef struct {
+    const char *text;
+    size_t text_len;
+    const char *reasoning;
+    size_t reasoning_len;
+    const char *logprobs; /* the "logprobs" object as JSON text, or NULL (null) */
+    dsc_api_finish_t finish;
+} dsc_api_choice_out_t;
+/* The response with n choices, indexed 0..n-1 in the order given. */
+void dsc_api_response_write_choices(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                                    const dsc_api_choice_out_t *choices, int n,
+                                    const dsc_api_usage_t *usage);
 /* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
