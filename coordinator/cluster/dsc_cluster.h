@@ -144,9 +144,9 @@ dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *r
  * ended, or was not submitted in the same plan, the prompt is computed.
  */
 dsi_status_t dsc_cluster_submit_shared(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                                       const dst_msg_sampling_t *sampling,
-                                       dsc_cluster_token_cb cb, dsc_cluster_logprobs_cb lp_cb,
-                                       void *ctx, uint64_t share_prefix_of, uint64_t *seq_id);
+                                       const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                       dsc_cluster_logprobs_cb lp_cb, void *ctx,
+                                       uint64_t share_prefix_of, uint64_t *seq_id);
 /* Stops a sequence: no callback follows; its state is freed on every node. */
 void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id);
 /* Sends SHUTDOWN to every node now (they exit); the cluster stops serving. */

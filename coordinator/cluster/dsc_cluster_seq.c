@@ -377,9 +377,9 @@ dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *r
 }
 
 dsi_status_t dsc_cluster_submit_shared(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                                       const dst_msg_sampling_t *sampling,
-                                       dsc_cluster_token_cb cb, dsc_cluster_logprobs_cb lp_cb,
-                                       void *ctx, uint64_t share_prefix_of, uint64_t *seq_id)
+                                       const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                       dsc_cluster_logprobs_cb lp_cb, void *ctx,
+                                       uint64_t share_prefix_of, uint64_t *seq_id)
 {
     seq_t *s;
     dsi_status_t st = dsc_seq_create(cl, req, sampling, &s, NULL, 0, share_prefix_of);

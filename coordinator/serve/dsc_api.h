@@ -333,7 +333,7 @@ typedef struct {
     int is_reasoning; /* chat: the text goes to delta.reasoning_content */
     int has_finish;   /* finish_reason set (else JSON null) */
     dsc_api_finish_t finish;
-    int index;        /* the choice's index (n > 1) */
+    int index;                    /* the choice's index (n > 1) */
     const dsc_api_usage_t *usage; /* non-NULL: the usage-only chunk (choices: []) */
     const char *logprobs;         /* the choice's "logprobs" object as JSON text, or NULL */
 } dsc_api_chunk_t;

@@ -17,14 +17,14 @@
 /* One choice of a generation: what the backend's events for one submit() build. */
 typedef struct {
     dsc_api_gen_t *g;
-    int index;      /* 0..n_choices - 1: the generated choice (and its streamed index) */
+    int index; /* 0..n_choices - 1: the generated choice (and its streamed index) */
     uint64_t handle;
     int in_backend; /* submitted, no terminal event and no cancel yet */
     int done;
     dsc_api_finish_t finish;
     int64_t completion_tokens;
-    double cum_logprob;    /* sum of the tokens' logprobs (best_of ranks by it) */
-    dsc_api_jbuf_t text;   /* non-streaming: the answer so far (raw UTF-8); echo: prompt first */
+    double cum_logprob;       /* sum of the tokens' logprobs (best_of ranks by it) */
+    dsc_api_jbuf_t text;      /* non-streaming: the answer so far (raw UTF-8); echo: prompt first */
     dsc_api_jbuf_t reasoning; /* non-streaming: the reasoning so far */
     dsc_api_lp_t lp;          /* logprobs not yet sent (streaming) or all of them */
     dsc_api_jbuf_t lp_js;     /* scratch: the "logprobs" object */
@@ -43,10 +43,10 @@ struct dsc_api_gen {
     uint64_t t_start, t_first, t_last; /* uv_hrtime() ns */
     int64_t n_tokens;                  /* over all choices */
     int64_t prompt_tokens;
-    int logprobs;   /* the request asked for logprobs */
-    int n_out;      /* choices returned (n) */
-    int n_choices;  /* choices generated (best_of; n unless given) */
-    int n_open;     /* choices without a terminal event */
+    int logprobs;          /* the request asked for logprobs */
+    int n_out;             /* choices returned (n) */
+    int n_choices;         /* choices generated (best_of; n unless given) */
+    int n_open;            /* choices without a terminal event */
     dsc_api_choice_t ch[]; /* [n_choices] */
 };
 
@@ -187,8 +187,8 @@ static void finish_whole(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
         const char *lp = choice_take_logprobs(c);
         failed |= c->text.failed || c->reasoning.failed ||
                   (g->logprobs && (lp == NULL || dsc_api_lp_failed(&c->lp)));
-        out[i] = (dsc_api_choice_out_t){c->text.data, c->text.len, c->reasoning.data,
-                                        c->reasoning.len, lp, c->finish};
+        out[i] = (dsc_api_choice_out_t){c->text.data,     c->text.len, c->reasoning.data,
+                                        c->reasoning.len, lp,          c->finish};
     }
     if (!failed)
         dsc_api_response_write_choices(&b, &g->meta, out, g->n_out, usage);
@@ -347,8 +347,8 @@ static int gen_submit(dsc_api_gen_t *g)
             one.logprobs = 1;
             one.top_logprobs = r->logprobs ? r->top_logprobs : 0;
         }
-        st = s->backend.ops->submit(s->backend.self, &one, &gen_events, &g->ch[i],
-                                    &g->ch[i].handle, message, sizeof(message));
+        st = s->backend.ops->submit(s->backend.self, &one, &gen_events, &g->ch[i], &g->ch[i].handle,
+                                    message, sizeof(message));
         g->ch[i].in_backend = st == DSI_OK;
     }
     if (st == DSI_OK) {

@@ -356,7 +356,8 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 {
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
-        (rc = parse_logprobs(root, kind, r, err)) || (rc = dsc_api_choices_parse(root, kind, r, err)))
+        (rc = parse_logprobs(root, kind, r, err)) ||
+        (rc = dsc_api_choices_parse(root, kind, r, err)))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */
     size_t bias_bytes = DSC_API_MAX_LOGIT_BIAS * (sizeof(int32_t) + sizeof(float));

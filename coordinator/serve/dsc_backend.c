@@ -43,7 +43,8 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->rebalances, (double)st.rebalances);
     dsc_metric_set(b->live_switches, (double)st.live_switches);
     /* counters: they follow the cluster's totals */
-    dsc_metric_add(b->prefill_tokens, (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
+    dsc_metric_add(b->prefill_tokens,
+                   (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
     dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
@@ -263,11 +264,9 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         NULL, 0);
     dsc_metric_family_t *shared = dsc_metrics_counter(
         m, "dsinfer_prefix_shared_tokens_total",
-        "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL,
-        0);
+        "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL, 0);
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
-        b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL ||
-        shared == NULL)
+        b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL || shared == NULL)
         return 0;
     b->prefill_tokens = dsc_metric_series(prefill, NULL);
     b->shared_tokens = dsc_metric_series(shared, NULL);

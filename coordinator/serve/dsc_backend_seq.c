@@ -345,10 +345,9 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    if ((st = dsc_cluster_submit_shared(b->cluster, &creq, &sampling, on_tokens,
-                                        dsc_backend_on_logprobs, s,
-                                        dsc_backend_cluster_id(b, req->share_prefix_of),
-                                        &s->cluster_id)) != DSI_OK) {
+    if ((st = dsc_cluster_submit_shared(
+             b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs, s,
+             dsc_backend_cluster_id(b, req->share_prefix_of), &s->cluster_id)) != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;

@@ -59,8 +59,7 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
     return DSI_OK;
 }
 
-dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src,
-                                     int64_t n_tokens)
+dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src, int64_t n_tokens)
 {
     if (dst == src || dst->n_layers != src->n_layers || dst->row != src->row || n_tokens < 0 ||
         n_tokens > src->length) {
@@ -74,8 +73,7 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     if (st != DSI_OK)
         return st;
     for (int l = 0; l < dst->n_layers && n_tokens > 0; l++)
-        memcpy(dst->layers[l], src->layers[l],
-               (size_t)n_tokens * (size_t)dst->row * sizeof(float));
+        memcpy(dst->layers[l], src->layers[l], (size_t)n_tokens * (size_t)dst->row * sizeof(float));
     dst->length = n_tokens;
     return DSI_OK;
 }

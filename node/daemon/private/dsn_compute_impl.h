@@ -118,7 +118,7 @@ typedef struct dsn_compute {
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
     dsn_seq_t *seq_buckets[DSN_SEQ_BUCKETS];
-    int n_fork_wait; /* sequences with fork_wait set */
+    int n_fork_wait;     /* sequences with fork_wait set */
     dsi_list_t parked;   /* dsn_mb_t waiting for COMBINE replies */
     dsi_list_t free_mbs; /* dsn_mb_t to reuse */
     dsi_list_t deferred; /* dsn_task_t: ACTIVATIONs waiting for their sequences (dsn_stage.c) */
