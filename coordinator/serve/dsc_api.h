@@ -241,6 +241,23 @@ typedef struct {
     /* Optional (NULL: none). The nodes behind the API for GET /health's "nodes": a JSON array
      * as text, malloc'ed (the server frees it), or NULL. */
     char *(*health_nodes)(void *self);
+    /*
+     * Optional (NULL: POST /tokenize answers 501). The token ids submit() would give the model
+     * for req (chat: through the template, with the assistant's opening when
+     * add_generation_prompt; completions: BOS first), malloc'ed in *ids. Refusals as submit's,
+     * with `message`.
+     */
+    dsi_status_t (*tokenize)(void *self, const dsc_api_request_t *req, int add_generation_prompt,
+                             int32_t **ids, size_t *n_ids, char *message, size_t message_cap);
+    /*
+     * Optional (NULL: POST /detokenize answers 501). The text of ids (special tokens written
+     * out), malloc'ed in *text. DSI_ERR_BAD_REQUEST with `message` for an id outside the
+     * vocabulary.
+     */
+    dsi_status_t (*detokenize)(void *self, const int32_t *ids, size_t n_ids, char **text,
+                               size_t *len, char *message, size_t message_cap);
+    /* Optional (NULL: 0). The context length (prompt + completion tokens) of a sequence. */
+    int64_t (*max_model_len)(void *self);
 } dsc_api_backend_ops_t;
 
 typedef struct {
@@ -376,7 +393,8 @@ typedef struct dsc_api_server dsc_api_server_t;
 /*
  * Create the server on `loop` and start listening (cfg->http.host:port; port 0 picks a free
  * port, see dsc_api_server_port). Serves POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models, GET /health and GET /metrics. The backend and the metrics registry are borrowed
+ * GET /v1/models, GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health and
+ * GET /metrics. The backend and the metrics registry are borrowed
  * and must outlive the server; the server registers its own metric families in `metrics`
  * (requests, tokens, latency histograms; see docs/API.md) and the backend may register others
  * (queue depth, per-node state, per-expert counts) in the same registry.

@@ -320,7 +320,7 @@ static void on_client_gone(void *arg, dsc_http_req_t *req)
     gen_free(g);
 }
 
-static int model_known(dsc_api_server_t *s, const char *model)
+int dsc_api_model_known(dsc_api_server_t *s, const char *model)
 {
     const char *ids[64];
     size_t n = s->backend.ops->models(s->backend.self, ids, 64);
@@ -409,7 +409,7 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     }
     const dsc_api_request_t *r = dsc_api_parsed_request(parsed);
     count_unknown(s, r, endpoint);
-    if (!model_known(s, r->model)) {
+    if (!dsc_api_model_known(s, r->model)) {
         dsc_api_error_set(&err, 404, "invalid_request_error", "model_not_found", "model",
                           "The model '%.128s' does not exist (GET /v1/models lists them).",
                           r->model);

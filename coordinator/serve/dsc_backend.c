@@ -160,6 +160,9 @@ static const dsc_api_backend_ops_t backend_ops = {
     .health = backend_health,
     .health_detail = backend_health_detail,
     .health_nodes = backend_health_nodes,
+    .tokenize = dsc_backend_tokenize,
+    .detokenize = dsc_backend_detokenize,
+    .max_model_len = dsc_backend_max_model_len,
 };
 
 dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)

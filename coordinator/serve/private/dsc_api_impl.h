@@ -124,6 +124,14 @@ void dsc_api_respond_error(dsc_api_server_t *s, dsc_http_req_t *req, const char 
 /* Handle POST /v1/chat/completions or /v1/completions (authentication already checked). */
 void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t kind);
 
+/* dsc_api_tokenize.c: POST /tokenize, POST /detokenize and GET /v1/models/{id} (authentication
+ * already checked). */
+void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_detokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_model_get(dsc_api_server_t *s, dsc_http_req_t *req);
+/* 1 when `model` is one of the backend's model ids. */
+int dsc_api_model_known(dsc_api_server_t *s, const char *model);
+
 /* dsc_api_fields.c: one field of a request object; absent or null = not given (*present 0,
  * *out kept); a wrong type or a value out of [lo, hi] sets err (400 naming the field) and
  * returns nonzero. */
