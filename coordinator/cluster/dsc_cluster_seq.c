@@ -69,7 +69,7 @@ static const seq_t *prefix_parent(dsc_cluster_t *cl, const seq_t *s)
     dsi_list_for_each(p, &cl->seqs, seq_t, link) {
         if (p->handle != s->share_prefix_of)
             continue;
-        if (!p->submitted || p->n_prompt < s->n_prompt - 1 ||
+        if (!p->submitted || p->epoch != cl->plan.epoch || p->n_prompt < s->n_prompt - 1 ||
             memcmp(p->tokens, s->tokens, (s->n_prompt - 1) * sizeof(int32_t)) != 0)
             return NULL;
         return p;
@@ -92,6 +92,7 @@ static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
             s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
     }
     s->wire_id = ++cl->next_wire;
+    s->epoch = cl->plan.epoch;
     dst_msg_t m;
     submit_msg(s, &m);
     if (parent != NULL) {

@@ -77,7 +77,8 @@ typedef struct seq {
     int32_t *tokens;      /* [n_prompt + n_generated]: the prompt, then what was delivered */
     uint32_t n_prompt, n_generated, cap;
     dst_msg_submit_t req; /* sampling parameters and max_tokens; req.sampling's arrays owned */
-    uint64_t share_prefix_of; /* dsc_cluster_req_t.share_prefix_of: a handle, or 0 */
+    uint64_t share_prefix_of; /* dsc_cluster_submit_shared's: a handle, or 0 */
+    uint64_t epoch;           /* the plan it was last submitted under */
 } seq_t;
 
 struct dsc_cluster {
