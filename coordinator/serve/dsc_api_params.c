@@ -330,7 +330,7 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     json_object_foreach(root, key, val)
     {
         const field_t *f = field_find(key);
-        if (f == NULL || !(f->kinds & mask))
+        if ((f == NULL || !(f->kinds & mask)) && !dsc_api_vllm_known(key, kind))
             add_unknown(r, key);
     }
     json_t *opts = given(root, "stream_options");
@@ -356,7 +356,7 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 {
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
-        (rc = parse_logprobs(root, kind, r, err)) ||
+        (rc = parse_logprobs(root, kind, r, err)) || (rc = dsc_api_vllm_check(root, kind, err)) ||
         (rc = dsc_api_choices_parse(root, kind, r, err)))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */

@@ -44,6 +44,12 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 int dsc_api_choices_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
                           dsc_api_error_t *err);
 
+/* dsc_api_vllm.c: vLLM's extensions this server does not implement: 400 unsupported_parameter
+ * unless at their no-op value (returns 0 or the HTTP status); dsc_api_vllm_known: the name is
+ * one of them for `kind` (not reported as unknown). */
+int dsc_api_vllm_check(struct json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err);
+int dsc_api_vllm_known(const char *name, dsc_api_kind_t kind);
+
 /* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
  * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
 typedef struct {
