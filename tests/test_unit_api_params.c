@@ -40,6 +40,8 @@ static const case_t cases[] = {
     {CMPL, "\"best_of\":3,\"stream\":true", 400, "invalid_value", "best_of"},
     {CMPL, "\"n\":2,\"best_of\":2,\"stream\":true", 200, NULL, NULL},
     {CMPL, "\"echo\":true", 200, NULL, NULL},
+    {CHAT, "\"n\":2,\"best_of\":3", 200, NULL, NULL},
+    {CHAT, "\"best_of\":2,\"stream\":true", 400, "invalid_value", "best_of"},
     {CMPL, "\"echo\":true,\"logprobs\":1", 400, "unsupported_parameter", "echo"},
     {CHAT, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]", 400,
      "unsupported_parameter", "tools"},

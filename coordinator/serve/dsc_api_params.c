@@ -55,7 +55,7 @@ static const field_t fields[] = {
     {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
     {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_CMPL, F_IMPLEMENTED},              /* dsc_api_choices.c */
+    {"best_of", K_BOTH, F_IMPLEMENTED},              /* dsc_api_choices.c; chat: vLLM's */
     {"echo", K_CMPL, F_IMPLEMENTED},                 /* dsc_api_choices.c */
     {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
     /* extensions (vLLM's names and meanings) */
