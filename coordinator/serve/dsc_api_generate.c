@@ -100,11 +100,12 @@ static void gen_leave_backend(dsc_api_gen_t *g)
     }
 }
 
-/* Cancel every choice still in the backend. */
+/* Cancel every choice still in the backend, the last first: the choices sharing choice 0's
+ * prompt leave the nodes before it does. */
 static void gen_cancel_choices(dsc_api_gen_t *g)
 {
     dsc_api_server_t *s = g->server;
-    for (int i = 0; i < g->n_choices; i++) {
+    for (int i = g->n_choices - 1; i >= 0; i--) {
         if (g->ch[i].in_backend) {
             g->ch[i].in_backend = 0;
             s->backend.ops->cancel(s->backend.self, g->ch[i].handle);
