@@ -192,6 +192,24 @@ for path, body in [("/v1/models/" + MODEL, None), ("/tokenize", {"model": MODEL,
     st, e = call(path, body, key=None)
     check(st == 401, "%s without the key: 401" % path, (st, e))
 
+# ---- a client that leaves mid-stream: every choice is cancelled, the nodes free them ----
+import time
+req = urllib.request.Request(URL + "/v1/completions", data=json.dumps(
+    {"model": MODEL, "prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "n": 3,
+     "stream": True}).encode(), method="POST")
+req.add_header("Content-Type", "application/json")
+req.add_header("Authorization", "Bearer " + KEY)
+resp = urllib.request.urlopen(req, timeout=300)
+resp.readline()
+resp.close()
+for _ in range(300):
+    if metric("dsinfer_cluster_sequences") == 0:
+        break
+    time.sleep(0.1)
+check(metric("dsinfer_cluster_sequences") == 0, "a client leaving cancels all n choices",
+      metric("dsinfer_cluster_sequences"))
+check(texts(cmpl(temperature=0, n=2)) == [one] * 2, "and the server goes on")
+
 # ---- the official openai npm client ----
 if os.environ.get("NPM_SCRIPT"):
     env = dict(os.environ, DSINFER_URL=URL, DSINFER_KEY=KEY, DSINFER_MODEL=MODEL, PROMPT=PROMPT)
