@@ -4,7 +4,9 @@
  * SSE chunks, and cancel the backend's work when the client goes away.
  *
  * A generation (dsc_api_gen_t) lives from a successful submit until its HTTP request is
- * finished; `in_backend` says whether the backend may still send events to it.
+ * finished. It has one choice (dsc_api_choice_t) per backend submit: n, or best_of when larger
+ * (docs/API.md, "Several choices"); a choice's `in_backend` says whether the backend may still
+ * send it events. The response is written when every choice is done; one failing fails them all.
  */
 #include "dsc_api_impl.h"
 
