@@ -268,6 +268,13 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                                 char *message, size_t message_cap)
 {
     dsc_backend_t *b = self;
+    /* Each choice is a sequence: more than the queue holds could never be admitted. */
+    int choices = req->best_of > req->n ? req->best_of : req->n;
+    if (choices > 1 && (uint32_t)choices > b->cfg.max_queue)
+        return refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                      "Invalid value for '%s': %d choices are more than the server's --max-queue "
+                      "of %u sequences.",
+                      req->best_of > req->n ? "best_of" : "n", choices, b->cfg.max_queue);
     dsi_status_t st = check_state(b, message, message_cap);
     if (st != DSI_OK)
         return st;
