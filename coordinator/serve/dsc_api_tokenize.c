@@ -110,16 +110,16 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
     char message[sizeof(err.message)] = "";
     int32_t *ids = NULL;
     size_t n = 0;
-    dsi_status_t st = s->backend.ops->tokenize(s->backend.self, r, add_gen, &ids, &n, message,
-                                               sizeof(message));
+    dsi_status_t st =
+        s->backend.ops->tokenize(s->backend.self, r, add_gen, &ids, &n, message, sizeof(message));
     dsc_api_parsed_destroy(parsed);
     if (st != DSI_OK) {
         dsc_api_error_from_status(&err, st, message);
         dsc_api_respond_error(s, req, endpoint, &err);
         return;
     }
-    int64_t max_len = s->backend.ops->max_model_len ? s->backend.ops->max_model_len(s->backend.self)
-                                                    : 0;
+    int64_t max_len =
+        s->backend.ops->max_model_len ? s->backend.ops->max_model_len(s->backend.self) : 0;
     dsc_api_jbuf_t b = {0};
     dsc_api_jbuf_printf(&b, "{\"count\":%zu,\"max_model_len\":%lld,\"tokens\":[", n,
                         (long long)max_len);
@@ -184,8 +184,8 @@ void dsc_api_detokenize(dsc_api_server_t *s, dsc_http_req_t *req)
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (root == NULL) {
         dsc_api_error_set(&err, 400, INVALID, NULL, NULL,
-                          "The request body is not valid JSON: %s (line %d, column %d).",
-                          jerr.text, jerr.line, jerr.column);
+                          "The request body is not valid JSON: %s (line %d, column %d).", jerr.text,
+                          jerr.line, jerr.column);
         dsc_api_respond_error(s, req, endpoint, &err);
         return;
     }

@@ -70,9 +70,9 @@ int dsc_api_vllm_check(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err)
             continue;
         json_t *noop = json_loads(f->noop, JSON_DECODE_ANY, NULL);
         /* 1 and 1.0 are the same no-op number */
-        int same = noop != NULL && (json_equal(v, noop) ||
-                                    (json_is_number(v) && json_is_number(noop) &&
-                                     json_number_value(v) == json_number_value(noop)));
+        int same = noop != NULL &&
+                   (json_equal(v, noop) || (json_is_number(v) && json_is_number(noop) &&
+                                            json_number_value(v) == json_number_value(noop)));
         json_decref(noop);
         if (!same)
             return dsc_api_error_set(err, 400, "invalid_request_error", "unsupported_parameter",
