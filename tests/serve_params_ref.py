@@ -245,7 +245,7 @@ check(default != sampled({"temperature": 1.0, "top_p": 1.0}), "and not OpenAI's 
 
 # ---- refusals name the field ----
 MSG = [{"role": "user", "content": "hi"}]
-refusals = [("/v1/chat/completions", {"n": 2}, "n", "unsupported_parameter"),
+refusals = [("/v1/chat/completions", {"n": 17}, "n", "invalid_value"),
             ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]},
              "tools", "unsupported_parameter"),
             ("/v1/chat/completions", {"tool_choice": "required"}, "tool_choice", "unsupported_parameter"),
@@ -262,10 +262,10 @@ refusals = [("/v1/chat/completions", {"n": 2}, "n", "unsupported_parameter"),
             ("/v1/chat/completions", {"reasoning_effort": "high"}, "reasoning_effort",
              "unsupported_parameter"),
             ("/v1/chat/completions", {"verbosity": "low"}, "verbosity", "unsupported_parameter"),
-            ("/v1/completions", {"best_of": 3}, "best_of", "unsupported_parameter"),
-            ("/v1/completions", {"echo": True}, "echo", "unsupported_parameter"),
+            ("/v1/completions", {"best_of": 3, "stream": True}, "best_of", "invalid_value"),
+            ("/v1/completions", {"echo": True, "logprobs": 1}, "echo", "unsupported_parameter"),
             ("/v1/completions", {"suffix": "x"}, "suffix", "unsupported_parameter"),
-            ("/v1/completions", {"n": 2}, "n", "unsupported_parameter"),
+            ("/v1/completions", {"n": 0}, "n", "invalid_value"),
             ("/v1/completions", {"presence_penalty": 2.5}, "presence_penalty", "invalid_value"),
             ("/v1/completions", {"frequency_penalty": "x"}, "frequency_penalty", "invalid_type"),
             ("/v1/completions", {"repetition_penalty": 0}, "repetition_penalty", "invalid_value"),

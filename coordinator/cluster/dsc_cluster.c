@@ -354,7 +354,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
         return;
     }
     seq_t *s;
-    st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why));
+    st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why), 0);
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
                             why[0] ? why : dsi_status_message(st));

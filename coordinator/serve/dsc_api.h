@@ -46,6 +46,7 @@ typedef enum {
 #define DSC_API_MAX_LOGIT_BIAS   1024 /* logit_bias entries */
 #define DSC_API_MAX_STOP_IDS     64   /* stop_token_ids */
 #define DSC_API_MAX_UNKNOWN      16   /* fields outside the spec reported per request */
+#define DSC_API_MAX_N            16   /* n and best_of: choices generated for one request */
 
 /* One chat message. All strings are NUL-terminated, valid UTF-8 (checked by the parser). */
 typedef struct {
@@ -113,6 +114,16 @@ typedef struct {
     int n_stop_ids;
     int logprobs;     /* 1: return each token's logprob */
     int top_logprobs; /* 0..DSC_API_MAX_TOP_LOGPROBS, with logprobs */
+    /* Choices (docs/API.md, "Several choices"): n in 1..DSC_API_MAX_N; best_of (completions)
+     * in n..DSC_API_MAX_N, = n when not given: best_of choices are generated and the n with the
+     * highest cumulative logprob returned; echo (completions): the prompt opens each text. */
+    int n, best_of, echo;
+    /* Set by the API layer on its copy of the request for each submit() of a request that
+     * generates several choices: `choice` (0-based) samples with seed + choice when the request
+     * is seeded, and `share_prefix_of`, when nonzero, is the handle of this request's choice 0:
+     * the backend shares that choice's prompt KV cache (the prompt is computed once). */
+    int choice;
+    uint64_t share_prefix_of;
     /* Top-level fields outside the OpenAI spec and our extensions: accepted, and reported by
      * the server (log once per name, a metric); names point into the request. */
     const char *unknown[DSC_API_MAX_UNKNOWN];
@@ -230,6 +241,23 @@ typedef struct {
     /* Optional (NULL: none). The nodes behind the API for GET /health's "nodes": a JSON array
      * as text, malloc'ed (the server frees it), or NULL. */
     char *(*health_nodes)(void *self);
+    /*
+     * Optional (NULL: POST /tokenize answers 501). The token ids submit() would give the model
+     * for req (chat: through the template, with the assistant's opening when
+     * add_generation_prompt; completions: BOS first), malloc'ed in *ids. Refusals as submit's,
+     * with `message`.
+     */
+    dsi_status_t (*tokenize)(void *self, const dsc_api_request_t *req, int add_generation_prompt,
+                             int32_t **ids, size_t *n_ids, char *message, size_t message_cap);
+    /*
+     * Optional (NULL: POST /detokenize answers 501). The text of ids (special tokens written
+     * out), malloc'ed in *text. DSI_ERR_BAD_REQUEST with `message` for an id outside the
+     * vocabulary.
+     */
+    dsi_status_t (*detokenize)(void *self, const int32_t *ids, size_t n_ids, char **text,
+                               size_t *len, char *message, size_t message_cap);
+    /* Optional (NULL: 0). The context length (prompt + completion tokens) of a sequence. */
+    int64_t (*max_model_len)(void *self);
 } dsc_api_backend_ops_t;
 
 typedef struct {
@@ -322,6 +350,7 @@ typedef struct {
     int is_reasoning; /* chat: the text goes to delta.reasoning_content */
     int has_finish;   /* finish_reason set (else JSON null) */
     dsc_api_finish_t finish;
+    int index;                    /* the choice's index (n > 1) */
     const dsc_api_usage_t *usage; /* non-NULL: the usage-only chunk (choices: []) */
     const char *logprobs;         /* the choice's "logprobs" object as JSON text, or NULL */
 } dsc_api_chunk_t;
@@ -364,7 +393,8 @@ typedef struct dsc_api_server dsc_api_server_t;
 /*
  * Create the server on `loop` and start listening (cfg->http.host:port; port 0 picks a free
  * port, see dsc_api_server_port). Serves POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models, GET /health and GET /metrics. The backend and the metrics registry are borrowed
+ * GET /v1/models, GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health and
+ * GET /metrics. The backend and the metrics registry are borrowed
  * and must outlive the server; the server registers its own metric families in `metrics`
  * (requests, tokens, latency histograms; see docs/API.md) and the backend may register others
  * (queue depth, per-node state, per-expert counts) in the same registry.

@@ -40,7 +40,7 @@ static const field_t fields[] = {
     {"max_completion_tokens", K_BOTH, F_IMPLEMENTED},
     {"temperature", K_BOTH, F_IMPLEMENTED},
     {"top_p", K_BOTH, F_IMPLEMENTED},
-    {"n", K_BOTH, F_IMPLEMENTED}, /* 1 only: checked below */
+    {"n", K_BOTH, F_IMPLEMENTED}, /* dsc_api_choices.c */
     {"seed", K_BOTH, F_IMPLEMENTED},
     {"stop", K_BOTH, F_IMPLEMENTED},
     {"stream", K_BOTH, F_IMPLEMENTED},
@@ -55,8 +55,8 @@ static const field_t fields[] = {
     {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
     {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_CMPL, F_IMPLEMENTED},              /* 1 only */
-    {"echo", K_CMPL, F_IMPLEMENTED},                 /* false only */
+    {"best_of", K_BOTH, F_IMPLEMENTED},              /* dsc_api_choices.c; chat: vLLM's */
+    {"echo", K_CMPL, F_IMPLEMENTED},                 /* dsc_api_choices.c */
     {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
     /* extensions (vLLM's names and meanings) */
     {"top_k", K_BOTH, F_IMPLEMENTED},
@@ -133,21 +133,7 @@ static int number(json_t *root, const char *key, double lo, int lo_open, double 
 static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err)
 {
     json_t *v;
-    if ((v = given(root, "n")) != NULL && json_is_integer(v) && json_integer_value(v) > 1)
-        return unsupported(err, "n", "above 1 (one choice per request) is not supported");
     if (kind == DSC_API_KIND_COMPLETION) {
-        if ((v = given(root, "best_of")) != NULL) {
-            if (!json_is_integer(v))
-                return dsc_api_wrong_type(err, "best_of", "an integer");
-            if (json_integer_value(v) != 1)
-                return unsupported(err, "best_of", "other than 1 is not supported");
-        }
-        if ((v = given(root, "echo")) != NULL) {
-            if (!json_is_boolean(v))
-                return dsc_api_wrong_type(err, "echo", "a boolean");
-            if (json_is_true(v))
-                return unsupported(err, "echo", "(returning the prompt) is not supported");
-        }
         if ((v = given(root, "suffix")) != NULL) {
             if (!json_is_string(v))
                 return dsc_api_wrong_type(err, "suffix", "a string");
@@ -344,7 +330,7 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     json_object_foreach(root, key, val)
     {
         const field_t *f = field_find(key);
-        if (f == NULL || !(f->kinds & mask))
+        if ((f == NULL || !(f->kinds & mask)) && !dsc_api_vllm_known(key, kind))
             add_unknown(r, key);
     }
     json_t *opts = given(root, "stream_options");
@@ -370,7 +356,8 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 {
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
-        (rc = parse_logprobs(root, kind, r, err)))
+        (rc = parse_logprobs(root, kind, r, err)) || (rc = dsc_api_vllm_check(root, kind, err)) ||
+        (rc = dsc_api_choices_parse(root, kind, r, err)))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */
     size_t bias_bytes = DSC_API_MAX_LOGIT_BIAS * (sizeof(int32_t) + sizeof(float));

@@ -133,9 +133,6 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     if (present)
         r->max_tokens = (int32_t)x; /* the newer name wins when both are given */
     r->max_tokens_given |= present;
-    if ((rc = dsc_api_get_integer(root, "n", 1, 1, &x, &present, err)))
-        return dsc_api_error_set(err, 400, INVALID, "invalid_value", "n",
-                                 "Only n = 1 is supported.");
     return 0;
 }
 

@@ -190,6 +190,16 @@ void dsc_backend_cancel(void *self, uint64_t handle)
     }
 }
 
+/* The cluster's id of the open sequence of API handle `handle`, or 0. */
+static uint64_t dsc_backend_cluster_id(const dsc_backend_t *b, uint64_t handle)
+{
+    dsi_list_for_each(s, &b->seqs, dsc_backend_seq_t, link) {
+        if (handle != 0 && s->handle == handle && s->in_cluster)
+            return s->cluster_id;
+    }
+    return 0;
+}
+
 static uint64_t next_seed(dsc_backend_t *b)
 {
     /* splitmix64: distinct, well-mixed seeds for requests that gave none */
@@ -258,6 +268,13 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                                 char *message, size_t message_cap)
 {
     dsc_backend_t *b = self;
+    /* Each choice is a sequence: more than the queue holds could never be admitted. */
+    int choices = req->best_of > req->n ? req->best_of : req->n;
+    if (choices > 1 && (uint32_t)choices > b->cfg.max_queue)
+        return refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                      "Invalid value for '%s': %d choices are more than the server's --max-queue "
+                      "of %u sequences.",
+                      req->best_of > req->n ? "best_of" : "n", choices, b->cfg.max_queue);
     dsi_status_t st = check_state(b, message, message_cap);
     if (st != DSI_OK)
         return st;
@@ -322,15 +339,22 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         refuse(b, "bad_request", st, NULL, 0, NULL);
         goto out;
     }
-    dsc_cluster_req_t creq = {
-        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b)};
+    /* Choice i of a seeded request samples with seed + i (its own random stream). */
+    dsc_cluster_req_t creq = {ids,
+                              (uint32_t)n,
+                              (uint32_t)max_tokens,
+                              0,
+                              0,
+                              0,
+                              req->has_seed ? req->seed + (uint64_t)req->choice : next_seed(b)};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    if ((st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens,
-                                    dsc_backend_on_logprobs, s, &s->cluster_id)) != DSI_OK) {
+    if ((st = dsc_cluster_submit_shared(
+             b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs, s,
+             dsc_backend_cluster_id(b, req->share_prefix_of), &s->cluster_id)) != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;

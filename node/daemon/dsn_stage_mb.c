@@ -333,6 +333,8 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
         return;
     }
     dsn_engine_commit(mb->batch, mb->n_seqs);
+    if (c->n_fork_wait > 0)
+        dsn_stage_forks(c, NULL); /* forks waiting for these positions */
     if (c->is_last)
         sample_and_report(c, mb);
     else

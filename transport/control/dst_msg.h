@@ -258,6 +258,12 @@ typedef struct {
      * a sampled request goes on exactly as it would have. 0 for a new request. */
     uint32_t n_generated;
     dst_msg_sampling_t sampling; /* optional on the wire: zeroed = absent */
+    /* Optional on the wire (absent when fork_len is 0): the first fork_len tokens (< n_tokens)
+     * are those of sequence fork_of, submitted before on the same route with the same prompt:
+     * every node copies that sequence's KV cache rows of them instead of computing them (the n
+     * choices of one request prefill their prompt once). */
+    uint64_t fork_of;
+    uint32_t fork_len;
 } dst_msg_submit_t;
 
 /* last-stage node -> coordinator: tokens sampled for a sequence. */

@@ -226,6 +226,9 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->n_generated >= m->n_tokens)
         FAIL("SUBMIT.n_generated: %u not below n_tokens %u", (unsigned)m->n_generated,
              (unsigned)m->n_tokens);
+    if (m->fork_len >= m->n_tokens || (m->fork_len > 0 && m->fork_of == m->seq_id))
+        FAIL("SUBMIT.fork_len: %u not below n_tokens %u, or fork_of is the sequence itself",
+             (unsigned)m->fork_len, (unsigned)m->n_tokens);
     return check_sampling(&m->sampling, err, errlen);
 }
 

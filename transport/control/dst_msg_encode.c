@@ -102,6 +102,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
     uint32_t n = dst_msg_nfields(m->type);
     if (m->type == DST_MSG_SUBMIT && !dst_msg_sampling_any(&m->submit.sampling))
         n--;
+    if (m->type == DST_MSG_SUBMIT && m->submit.fork_len == 0)
+        n -= 2;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
         n--;
     return n;
@@ -157,6 +159,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
             rc |= msgpack_pack_uint32(pk, s->route[i]);
         if (dst_msg_sampling_any(&s->sampling))
             rc |= pack_sampling(pk, &s->sampling);
+        if (s->fork_len > 0)
+            rc |= kv_u64(pk, "fork_of", s->fork_of) | kv_u64(pk, "fork_len", s->fork_len);
         return rc;
     }
     case DST_MSG_TOKENS:

@@ -39,6 +39,17 @@ struct json_t;
 int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
                          void **block, dsc_api_error_t *err);
 
+/* dsc_api_choices.c: n, best_of and echo into r (after the logprobs options and stream: echo
+ * with logprobs, and best_of with stream, are refused). Returns 0 or the HTTP status. */
+int dsc_api_choices_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
+                          dsc_api_error_t *err);
+
+/* dsc_api_vllm.c: vLLM's extensions this server does not implement: 400 unsupported_parameter
+ * unless at their no-op value (returns 0 or the HTTP status); dsc_api_vllm_known: the name is
+ * one of them for `kind` (not reported as unknown). */
+int dsc_api_vllm_check(struct json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err);
+int dsc_api_vllm_known(const char *name, dsc_api_kind_t kind);
+
 /* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
  * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
 typedef struct {
@@ -65,6 +76,19 @@ void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t 
                                const char *text, size_t text_len, const char *reasoning,
                                size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
                                const dsc_api_usage_t *usage);
+/* One choice of a whole response (chat: text is the message content). */
+typedef struct {
+    const char *text;
+    size_t text_len;
+    const char *reasoning;
+    size_t reasoning_len;
+    const char *logprobs; /* the "logprobs" object as JSON text, or NULL (null) */
+    dsc_api_finish_t finish;
+} dsc_api_choice_out_t;
+/* The response with n choices, indexed 0..n-1 in the order given. */
+void dsc_api_response_write_choices(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                                    const dsc_api_choice_out_t *choices, int n,
+                                    const dsc_api_usage_t *usage);
 /* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
@@ -105,6 +129,14 @@ void dsc_api_respond_error(dsc_api_server_t *s, dsc_http_req_t *req, const char 
                            const dsc_api_error_t *err);
 /* Handle POST /v1/chat/completions or /v1/completions (authentication already checked). */
 void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t kind);
+
+/* dsc_api_tokenize.c: POST /tokenize, POST /detokenize and GET /v1/models/{id} (authentication
+ * already checked). */
+void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_detokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_model_get(dsc_api_server_t *s, dsc_http_req_t *req);
+/* 1 when `model` is one of the backend's model ids. */
+int dsc_api_model_known(dsc_api_server_t *s, const char *model);
 
 /* dsc_api_fields.c: one field of a request object; absent or null = not given (*present 0,
  * *out kept); a wrong type or a value out of [lo, hi] sets err (400 naming the field) and

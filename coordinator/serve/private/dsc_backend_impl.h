@@ -54,6 +54,7 @@ struct dsc_backend {
     dsc_metric_family_t *finished, *rejected;        /* counters by {reason} */
     dsc_metric_series_t *nodes_joined, *nodes_ready, *nodes_dead, *cluster_seqs, *cluster_ready;
     dsc_metric_series_t *replans, *rebalances, *live_switches, *imbalance; /* cluster stats */
+    dsc_metric_series_t *prefill_tokens, *shared_tokens; /* counters, from the cluster's stats */
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
@@ -93,6 +94,18 @@ void dsc_backend_schedule(dsc_backend_t *b);
  */
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap);
+/* The same; a chat template ends with the assistant's opening only with add_generation_prompt. */
+dsi_status_t dsc_backend_prompt_ids_ex(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                       int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                                       char *message, size_t cap);
+
+/* dsc_backend_tokenize.c: the ops tokenize, detokenize and max_model_len. */
+dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req,
+                                  int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                                  char *message, size_t cap);
+dsi_status_t dsc_backend_detokenize(void *self, const int32_t *ids, size_t n_ids, char **text,
+                                    size_t *len, char *message, size_t cap);
+int64_t dsc_backend_max_model_len(void *self);
 
 /* dsc_backend_params.c */
 /* Reads dir/generation_config.json's temperature, top_p and top_k if present (logged). */

@@ -50,6 +50,12 @@ typedef struct dsn_seq {
     uint8_t ignore_eos;   /* EOS does not finish the sequence */
     uint8_t logprobs;     /* TOKENS carries logprobs, with top_logprobs of the most likely */
     uint8_t top_logprobs; /* 0..DSN_MAX_TOP_LOGPROBS */
+    /* SUBMIT.fork_of / fork_len: positions [0, fork_len) are copied from that sequence's KV
+     * cache once it holds them on this node (dsn_stage_forks); until then fork_wait is set and
+     * stage 0 does not schedule it. */
+    uint64_t fork_of;
+    uint32_t fork_len;
+    int fork_wait;
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -112,6 +118,7 @@ typedef struct dsn_compute {
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
     dsn_seq_t *seq_buckets[DSN_SEQ_BUCKETS];
+    int n_fork_wait;     /* sequences with fork_wait set */
     dsi_list_t parked;   /* dsn_mb_t waiting for COMBINE replies */
     dsi_list_t free_mbs; /* dsn_mb_t to reuse */
     dsi_list_t deferred; /* dsn_task_t: ACTIVATIONs waiting for their sequences (dsn_stage.c) */
@@ -153,6 +160,9 @@ void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const f
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_compute_t *c, const dsn_seq_t *seq);
 dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id);
+/* Forked sequences whose parent now holds their prefix here copy it (and may be scheduled);
+ * `leaving` (or NULL) is a sequence about to be freed: forks of it that cannot copy yet fail. */
+void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving);
 void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
