@@ -323,8 +323,10 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     dsc_cluster_req_t creq = {
-        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b)};
+        ids,     (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
+        NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    creq.grammar = req->grammar;
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
