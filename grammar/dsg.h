@@ -56,6 +56,14 @@ dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_pref
 dsi_status_t dsg_from_choice(const char *const *choices, size_t n, const char *rule_prefix,
                              char **gbnf_out, char *err, size_t errlen);
 
+/*
+ * `gbnf` preceded by free text that ends with the first `marker` (printable ASCII, e.g.
+ * "</think>") and at most two newlines: for a reasoning model, whose output opens with a thinking
+ * block, the grammar then constrains the answer only. The grammar's rules are renamed
+ * dsg-answer-<name>. *out as for the converters.
+ */
+dsi_status_t dsg_after_marker(const char *gbnf, size_t len, const char *marker, char **out);
+
 /* ---- compiled grammar ---- */
 
 /* Compile `len` bytes of grammar text (start rule `root`). Free with dsg_grammar_free. */

@@ -159,6 +159,35 @@ static void check_converters(void)
     DSI_CHECK(strstr(err, "minimum") != NULL);
 }
 
+/* A grammar after a thinking block: free text up to the first marker, then the grammar. */
+static void check_after_marker(void)
+{
+    const char *inner = "root ::= digits # the answer\ndigits ::= [0-9]+ (\"root\" | \"\")";
+    char *text = NULL;
+    DSI_CHECK(dsg_after_marker(inner, strlen(inner), "</think>", &text) == DSI_OK);
+    dsg_grammar_t *g = from(DSI_OK, &text, "");
+    DSI_CHECK(g != NULL);
+    if (g == NULL)
+        return;
+    static const char *const yes[] = {"abc</think>12", "</think>\n\n5", "a</t</think>1",
+                                      "<</think>7", "</thin</think>3root", "日本</think>0"};
+    static const char *const no[] = {"abc</think>x", "a</think>b</think>1", "1", "</think>",
+                                     "x</think>\n\n\n1"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!accepts(g, yes[i])) {
+            fprintf(stderr, "after marker should accept '%s'\n", yes[i]);
+            DSI_CHECK(0);
+        }
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (accepts(g, no[i])) {
+            fprintf(stderr, "after marker should reject '%s'\n", no[i]);
+            DSI_CHECK(0);
+        }
+    }
+    dsg_grammar_free(g);
+}
+
 /* Integer and number ranges against the arithmetic, over many values. */
 static void check_ranges(void)
 {
@@ -309,6 +338,7 @@ int main(void)
     check_accept();
     check_converters();
     check_ranges();
+    check_after_marker();
     check_mask();
     return dsi_test_finish();
 }
