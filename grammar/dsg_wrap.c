@@ -30,6 +30,13 @@ static void rename_rules(dsg_sbuf_t *b, const char *g, size_t len, const char *p
             j = j < len ? j + 1 : len;
             dsg_sbuf_add(b, g + i, j - i);
             i = j;
+        } else if (c == '{') { /* a repetition count */
+            size_t j = i;
+            while (j < len && g[j] != '}')
+                j++;
+            j = j < len ? j + 1 : len;
+            dsg_sbuf_add(b, g + i, j - i);
+            i = j;
         } else if (c == '#') {
             size_t j = i;
             while (j < len && g[j] != '\n')

@@ -162,7 +162,7 @@ static void check_converters(void)
 /* A grammar after a thinking block: free text up to the first marker, then the grammar. */
 static void check_after_marker(void)
 {
-    const char *inner = "root ::= digits # the answer\ndigits ::= [0-9]+ (\"root\" | \"\")";
+    const char *inner = "root ::= digits # the answer\ndigits ::= [0-9]{1,3} (\"root\" | \"\")";
     char *text = NULL;
     DSI_CHECK(dsg_after_marker(inner, strlen(inner), "</think>", &text) == DSI_OK);
     dsg_grammar_t *g = from(DSI_OK, &text, "");
@@ -172,7 +172,7 @@ static void check_after_marker(void)
     static const char *const yes[] = {"abc</think>12", "</think>\n\n5", "a</t</think>1",
                                       "<</think>7", "</thin</think>3root", "日本</think>0"};
     static const char *const no[] = {"abc</think>x", "a</think>b</think>1", "1", "</think>",
-                                     "x</think>\n\n\n1"};
+                                     "x</think>\n\n\n1", "</think>1234"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
         if (!accepts(g, yes[i])) {
             fprintf(stderr, "after marker should accept '%s'\n", yes[i]);
@@ -185,6 +185,19 @@ static void check_after_marker(void)
             DSI_CHECK(0);
         }
     }
+    dsg_grammar_free(g);
+
+    /* a converted schema (classes, counts, escapes) survives the renaming */
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\","
+                         "\"maxLength\":3},\"n\":{\"type\":\"integer\",\"minimum\":10,\"maximum\":"
+                         "20}},\"required\":[\"a\"]}";
+    char *conv = NULL, err[256] = "";
+    DSI_CHECK(dsg_from_json_schema(schema, strlen(schema), "", &conv, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(conv && dsg_after_marker(conv, strlen(conv), "</think>", &text) == DSI_OK);
+    free(conv);
+    g = from(DSI_OK, &text, "");
+    DSI_CHECK(g && accepts(g, "hmm</think>\n{\"a\":\"x\\\"y\", \"n\": 15}"));
+    DSI_CHECK(g && !accepts(g, "hmm</think>{\"a\":\"wxyz\"}") && !accepts(g, "{\"a\":\"x\"}"));
     dsg_grammar_free(g);
 }
 
