@@ -64,6 +64,10 @@ dsi_status_t dsg_from_choice(const char *const *choices, size_t n, const char *r
  */
 dsi_status_t dsg_after_marker(const char *gbnf, size_t len, const char *marker, char **out);
 
+/* `n` bytes of UTF-8 text as a grammar literal ("..." with escapes), to build grammars around
+ * the converters' rules (a tool call's markers and name, say). *out malloc'ed, NUL-terminated. */
+dsi_status_t dsg_literal(const char *s, size_t n, char **out);
+
 /* ---- compiled grammar ---- */
 
 /* Compile `len` bytes of grammar text (start rule `root`). Free with dsg_grammar_free. */

@@ -133,6 +133,16 @@ static void check_converters(void)
                   DSI_OK);
     }
 
+    char *lit = NULL;
+    DSI_CHECK(dsg_literal("<｜tool▁call▁begin｜>\"x\\\n", strlen("<｜tool▁call▁begin｜>\"x\\\n"),
+                          &lit) == DSI_OK);
+    char rule[256];
+    snprintf(rule, sizeof(rule), "root ::= %s [0-9]", lit ? lit : "x");
+    free(lit);
+    g = compile(rule);
+    DSI_CHECK(g && accepts(g, "<｜tool▁call▁begin｜>\"x\\\n7") && !accepts(g, "<｜tool▁call▁begin｜>7"));
+    dsg_grammar_free(g);
+
     DSI_CHECK(dsg_json_object_gbnf("", &text) == DSI_OK);
     g = from(DSI_OK, &text, "");
     DSI_CHECK(g && accepts(g, "{}") && accepts(g, "{\"a\": [1, 2.5e3, {\"b\": null}], \"c\":\"\\u00e9\"}"));
