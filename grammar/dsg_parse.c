@@ -89,16 +89,37 @@ static int read_char(parser_t *p, uint32_t *cp)
         char e = *p->s++;
         int digits = 0;
         switch (e) {
-        case 'n': *cp = '\n'; return 0;
-        case 't': *cp = '\t'; return 0;
-        case 'r': *cp = '\r'; return 0;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
+        case 'n':
+            *cp = '\n';
+            return 0;
+        case 't':
+            *cp = '\t';
+            return 0;
+        case 'r':
+            *cp = '\r';
+            return 0;
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
+        case '\\':
+        case '"':
+        case '\'':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '/':
             *cp = (uint32_t)e;
             return 0;
-        default: p->s--; return fail(p, "unknown escape");
+        default:
+            p->s--;
+            return fail(p, "unknown escape");
         }
         uint32_t v = 0;
         for (int i = 0; i < digits; i++) {
@@ -203,7 +224,7 @@ static int parse_primary(parser_t *p, dsg_ivec_t *item, const char *rule_name)
         int rc = dsg_builder_class(p->b, item, (const uint32_t *)r.v, r.n / 2, negate, rule_name);
         dsg_ivec_free(&r);
         return rc ? fail(p, "out of memory") : 0;
-bad:
+    bad:
         dsg_ivec_free(&r);
         return -1;
     }

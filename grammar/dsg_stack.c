@@ -12,7 +12,8 @@
 
 static uint32_t hash2(int32_t a, int32_t b)
 {
-    uint64_t h = (uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)b * 0xC2B2AE3D27D4EB4Full;
+    uint64_t h = (uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)(uint32_t)b * 0xC2B2AE3D27D4EB4Full;
     return (uint32_t)(h >> 29) ^ (uint32_t)h;
 }
 

@@ -83,7 +83,7 @@ typedef struct {
     /* NULL, or the grammar the output must match (docs/STRUCTURED_OUTPUT.md): from
      * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
     const char *grammar;
-    int thinking;      /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    int thinking; /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
     float temperature;  /* [0, 2], default 1 */

@@ -324,15 +324,15 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     dsc_cluster_req_t creq = {
-        ids,     (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
+        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
         NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
     creq.grammar = req->grammar;
     /* A thinking block first: the grammar constrains the answer after it. */
     char *after_think = NULL;
     if (req->grammar != NULL && reasoning) {
-        if ((st = dsg_after_marker(req->grammar, strlen(req->grammar), "</think>",
-                                   &after_think)) != DSI_OK)
+        if ((st = dsg_after_marker(req->grammar, strlen(req->grammar), "</think>", &after_think)) !=
+            DSI_OK)
             goto out;
         creq.grammar = after_think;
     }
@@ -340,8 +340,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
-                               s, &s->cluster_id);
+    st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs, s,
+                               &s->cluster_id);
     free(after_think);
     if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
