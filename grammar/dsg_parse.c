@@ -472,17 +472,26 @@ dsi_status_t dsg_compile(const char *gbnf, size_t len, dsg_grammar_t **out, char
     dsg_builder_free(&b);
     if (st != DSI_OK)
         return st;
-    /* The start state shows left recursion and runaway closures now rather than mid-request. */
+    /* Each rule's closure shows left recursion and runaway expansions now rather than
+     * mid-request. */
+    int32_t *tmp = malloc(DSG_MAX_STATES * sizeof(int32_t));
     dsg_stacks_t t;
-    int32_t tmp[DSG_MAX_STATES];
-    st = dsg_stacks_init(&t, g);
-    if (st == DSI_OK && dsg_stacks_start(&t, tmp, DSG_MAX_STATES) < 0) {
-        st = t.error;
-        dsg_err(err, errlen, "grammar: the start expands without bound (left recursion?)");
-        if (st == DSI_ERR_TOO_LARGE)
-            st = DSI_ERR_BAD_REQUEST;
+    if (tmp == NULL || (st = dsg_stacks_init(&t, g)) != DSI_OK) {
+        free(tmp);
+        dsg_grammar_free(g);
+        return DSI_ERR_NOMEM;
+    }
+    for (int32_t r = 0; st == DSI_OK && r < g->n_rules; r++) {
+        if (dsg_stacks_rule(&t, r, tmp, DSG_MAX_STATES) < 0) {
+            st = t.error == DSI_ERR_NOMEM ? DSI_ERR_NOMEM : DSI_ERR_BAD_REQUEST;
+            dsg_err(err, errlen,
+                    "grammar: rule '%s' expands without bound (left recursion, or too many "
+                    "alternatives at once)",
+                    g->names[r]);
+        }
     }
     dsg_stacks_cleanup(&t);
+    free(tmp);
     if (st != DSI_OK) {
         dsg_grammar_free(g);
         return st;

@@ -45,6 +45,7 @@ static void check_errors(void)
         {"root ::= [z-a]", "out of order"},
         {"root ::= \"\\q\"", "unknown escape"},
         {"root ::= root \"a\"", "left recursion"},
+        {"root ::= \"a\" x\nx ::= y \"b\" | \"c\"\ny ::= \"\" | x", "rule 'x' expands without bound"},
         {"root ::= \"a\" )", "unbalanced"},
         {"root = \"a\"", "expected '::='"},
     };

@@ -133,6 +133,8 @@ dsi_status_t dsg_stacks_init(dsg_stacks_t *t, const dsg_grammar_t *g);
 void dsg_stacks_cleanup(dsg_stacks_t *t);
 /* The start state (stacks of the root's closure) into out; returns the count or -1 (t->error). */
 int dsg_stacks_start(dsg_stacks_t *t, int32_t *out, int cap);
+/* The same for rule r as if it were the root (compile checks every rule for left recursion). */
+int dsg_stacks_rule(dsg_stacks_t *t, int32_t r, int32_t *out, int cap);
 /* The state after byte `b` from state `in` (n_in stacks) into out (deduplicated, sorted); the
  * count (0: the byte is not allowed) or -1 (t->error). */
 int dsg_stacks_advance(dsg_stacks_t *t, const int32_t *in, int n_in, uint8_t b, int32_t *out,
