@@ -81,7 +81,10 @@ typedef struct {
     const dsc_api_message_t *messages; /* [n_messages], n_messages >= 1; NULL for completions */
     size_t n_messages;
     const char *tools; /* NULL, or the `tools` array as compact JSON (chat) */
-    int thinking;      /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    /* NULL, or the grammar the output must match (docs/STRUCTURED_OUTPUT.md): from
+     * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
+    const char *grammar;
+    int thinking; /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
     float temperature;  /* [0, 2], default 1 */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsg.h"
 #include "dsi_log.h"
 
 static void seq_free(dsc_backend_t *b, dsc_backend_seq_t *s)
@@ -346,15 +347,27 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                               0,
                               0,
                               0,
-                              req->has_seed ? req->seed + (uint64_t)req->choice : next_seed(b)};
+                              req->has_seed ? req->seed + (uint64_t)req->choice : next_seed(b),
+                              NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    creq.grammar = req->grammar;
+    /* A thinking block first: the grammar constrains the answer after it. */
+    char *after_think = NULL;
+    if (req->grammar != NULL && reasoning) {
+        if ((st = dsg_after_marker(req->grammar, strlen(req->grammar), "</think>", &after_think)) !=
+            DSI_OK)
+            goto out;
+        creq.grammar = after_think;
+    }
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    if ((st = dsc_cluster_submit_shared(
-             b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs, s,
-             dsc_backend_cluster_id(b, req->share_prefix_of), &s->cluster_id)) != DSI_OK) {
+    st = dsc_cluster_submit_shared(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
+                                   s, dsc_backend_cluster_id(b, req->share_prefix_of),
+                                   &s->cluster_id);
+    free(after_think);
+    if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;
