@@ -312,7 +312,7 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     /* R1, and V3.1 in thinking mode, open the answer with a reasoning block. */
-    dsc_chat_opts_t topts = {req->thinking, NULL, 0};
+    dsc_chat_opts_t topts = {.thinking = req->thinking};
     int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
