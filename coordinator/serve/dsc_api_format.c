@@ -63,15 +63,31 @@ void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t 
                                size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
                                const dsc_api_usage_t *usage)
 {
+    dsc_api_response_write_tc(b, meta, text, text_len, reasoning, reasoning_len, NULL, logprobs,
+                              finish, usage);
+}
+
+void dsc_api_response_write_tc(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *tool_calls, const char *logprobs,
+                               dsc_api_finish_t finish, const dsc_api_usage_t *usage)
+{
     int chat = meta->kind == DSC_API_KIND_CHAT;
     write_head(b, meta, chat ? "chat.completion" : "text_completion");
     dsc_api_jbuf_puts(b, ",\"choices\":[{\"index\":0,");
     if (chat) {
         dsc_api_jbuf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        dsc_api_jbuf_string(b, text ? text : "", text ? text_len : 0);
+        if (tool_calls != NULL && (text == NULL || text_len == 0))
+            dsc_api_jbuf_puts(b, "null");
+        else
+            dsc_api_jbuf_string(b, text ? text : "", text ? text_len : 0);
         if (reasoning != NULL && reasoning_len > 0) {
             dsc_api_jbuf_puts(b, ",\"reasoning_content\":");
             dsc_api_jbuf_string(b, reasoning, reasoning_len);
+        }
+        if (tool_calls != NULL) {
+            dsc_api_jbuf_puts(b, ",\"tool_calls\":");
+            dsc_api_jbuf_puts(b, tool_calls);
         }
         dsc_api_jbuf_puts(b, "},");
     } else {
@@ -109,6 +125,11 @@ static void write_choice(dsc_api_jbuf_t *b, int chat, const dsc_api_chunk_t *c)
             dsc_api_jbuf_printf(b, "%s\"%s\":", sep,
                                 c->is_reasoning ? "reasoning_content" : "content");
             dsc_api_jbuf_string(b, c->text ? c->text : "", c->text ? c->text_len : 0);
+            sep = ",";
+        }
+        if (c->tool_calls != NULL) {
+            dsc_api_jbuf_printf(b, "%s\"tool_calls\":", sep);
+            dsc_api_jbuf_puts(b, c->tool_calls);
         }
         dsc_api_jbuf_puts(b, "},");
     } else {

@@ -32,6 +32,7 @@ struct dsc_api_gen {
     int logprobs;         /* the request asked for logprobs */
     dsc_api_lp_t lp;      /* logprobs not yet sent (streaming) or all of them */
     dsc_api_jbuf_t lp_js; /* scratch: the "logprobs" object */
+    dsc_api_toolcalls_t *tools; /* NULL, or the answer's tool calls being parsed */
 };
 
 static double secs(uint64_t ns)
@@ -48,6 +49,7 @@ static void gen_free(dsc_api_gen_t *g)
     dsc_api_jbuf_free(&g->chunk);
     dsc_api_lp_free(&g->lp);
     dsc_api_jbuf_free(&g->lp_js);
+    dsc_api_toolcalls_destroy(g->tools);
     free(g);
 }
 
@@ -88,6 +90,8 @@ static void gen_send_chunk(dsc_api_gen_t *g, const dsc_api_chunk_t *c)
         dsc_http_stream_write(g->req, g->chunk.data, g->chunk.len);
 }
 
+static void gen_text(dsc_api_gen_t *g, const char *utf8, size_t len, int is_reasoning);
+
 static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, int32_t n_tokens)
 {
     dsc_api_gen_t *g = ctx;
@@ -104,11 +108,35 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
         is_reasoning = 0; /* raw prompts have no thinking block: keep every byte as text */
     if (len == 0)
         return;
+    if (g->tools != NULL && !is_reasoning) { /* the parser hands content back to gen_text */
+        dsc_api_toolcalls_feed(g->tools, utf8, len);
+        return;
+    }
+    gen_text(g, utf8, len, is_reasoning);
+}
+
+/* Text for the response: kept (whole) or sent as a chunk (stream). */
+static void gen_text(dsc_api_gen_t *g, const char *utf8, size_t len, int is_reasoning)
+{
     if (!g->stream) {
         dsc_api_jbuf_put(is_reasoning ? &g->reasoning : &g->text, utf8, len);
         return;
     }
     dsc_api_chunk_t c = {.text = utf8, .text_len = len, .is_reasoning = is_reasoning};
+    c.logprobs = gen_take_logprobs(g);
+    gen_send_chunk(g, &c);
+}
+
+static void tools_content(void *gen, const char *text, size_t len)
+{
+    gen_text(gen, text, len, 0);
+}
+
+/* Streaming: one chunk with a delta.tool_calls. */
+static void tools_delta(void *gen, const char *tool_calls)
+{
+    dsc_api_gen_t *g = gen;
+    dsc_api_chunk_t c = {.tool_calls = tool_calls};
     c.logprobs = gen_take_logprobs(g);
     gen_send_chunk(g, &c);
 }
@@ -127,11 +155,12 @@ static void finish_whole(dsc_api_gen_t *g, dsc_api_finish_t finish, const dsc_ap
 {
     dsc_api_jbuf_t b = {0};
     const char *lp = gen_take_logprobs(g);
-    int lp_failed = g->logprobs && (lp == NULL || dsc_api_lp_failed(&g->lp));
-    if (!g->text.failed && !g->reasoning.failed && !lp_failed)
-        dsc_api_response_write_lp(&b, &g->meta, g->text.data, g->text.len, g->reasoning.data,
-                                  g->reasoning.len, lp, finish, usage);
-    if (b.failed || g->text.failed || g->reasoning.failed || lp_failed) {
+    int lp_failed = g->logprobs && (lp == NULL || dsc_api_lp_failed(&g->lp)), tc_failed = 0;
+    const char *calls = g->tools != NULL ? dsc_api_toolcalls_json(g->tools, &tc_failed) : NULL;
+    if (!g->text.failed && !g->reasoning.failed && !lp_failed && !tc_failed)
+        dsc_api_response_write_tc(&b, &g->meta, g->text.data, g->text.len, g->reasoning.data,
+                                  g->reasoning.len, calls, lp, finish, usage);
+    if (b.failed || g->text.failed || g->reasoning.failed || lp_failed || tc_failed) {
         dsc_api_error_t err;
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
         dsc_api_respond_error(g->server, g->req, g->endpoint, &err);
@@ -147,6 +176,8 @@ static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *u
     dsc_api_gen_t *g = ctx;
     gen_leave_backend(g);
     record_done(g, usage);
+    if (g->tools != NULL) /* what the parser held back comes out now */
+        finish = dsc_api_toolcalls_finish(g->tools, finish);
     if (g->stream) {
         dsc_api_chunk_t c = {.has_finish = 1, .finish = finish};
         c.logprobs = gen_take_logprobs(g);
@@ -332,6 +363,14 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
     dsi_list_push_front(&s->gens, &g->link);
+    static const dsc_api_toolcalls_sink_t tools_sink = {tools_content, tools_delta};
+    if (r->parse_tool_calls &&
+        (g->tools = dsc_api_toolcalls_create(r, g->stream, &tools_sink, g)) == NULL) {
+        dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
+        dsc_api_respond_error(s, req, endpoint, &err);
+        gen_free(g);
+        return;
+    }
     if (!gen_submit(g)) {
         gen_free(g);
         return;

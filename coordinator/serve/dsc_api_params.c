@@ -51,10 +51,12 @@ static const field_t fields[] = {
     {"logprobs", K_BOTH, F_IMPLEMENTED},
     {"top_logprobs", K_CHAT, F_IMPLEMENTED},
     {"response_format", K_CHAT, F_IMPLEMENTED}, /* {"type": "text"} only */
-    {"tools", K_CHAT, F_IMPLEMENTED},           /* [] only, until tool calling exists */
-    {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
+    {"tools", K_CHAT, F_IMPLEMENTED}, /* tools .. continue_final_message: dsc_api_tools.c */
+    {"tool_choice", K_CHAT, F_IMPLEMENTED},
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
-    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
+    {"add_generation_prompt", K_CHAT, F_IMPLEMENTED},  /* vLLM's */
+    {"continue_final_message", K_CHAT, F_IMPLEMENTED}, /* vLLM's */
+    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED},   /* thinking (DeepSeek-V3.1) */
     {"best_of", K_CMPL, F_IMPLEMENTED},              /* 1 only */
     {"echo", K_CMPL, F_IMPLEMENTED},                 /* false only */
     {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
@@ -165,13 +167,6 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
                                "other than {\"type\": \"text\"} (structured output) is not "
                                "supported");
     }
-    if ((v = given(root, "tools")) != NULL && json_is_array(v) && json_array_size(v) > 0)
-        return unsupported(err, "tools", "(tool calling) is not supported yet");
-    if ((v = given(root, "tool_choice")) != NULL &&
-        !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
-        return unsupported(err, "tool_choice", "other than \"none\" is not supported yet");
-    if ((v = given(root, "parallel_tool_calls")) != NULL && !json_is_boolean(v))
-        return dsc_api_wrong_type(err, "parallel_tool_calls", "a boolean");
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const field_t *f = &fields[i];
         if (f->how != F_REFUSED || (v = given(root, f->name)) == NULL)
@@ -337,7 +332,7 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     static const char *const stream_keys[] = {"include_usage", "include_obfuscation", NULL};
     static const char *const message_keys[] = {
         "role",    "content", "name", "tool_calls", "tool_call_id", "reasoning_content",
-        "refusal", NULL}; /* refusal: an earlier answer's, harmless */
+        "refusal", "prefix", NULL}; /* refusal: an earlier answer's, harmless */
     const char *key;
     json_t *val;
     int mask = kind == DSC_API_KIND_CHAT ? K_CHAT : K_CMPL;
@@ -370,7 +365,8 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 {
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
-        (rc = parse_logprobs(root, kind, r, err)))
+        (rc = parse_logprobs(root, kind, r, err)) ||
+        (kind == DSC_API_KIND_CHAT && (rc = dsc_api_tools_parse(root, r, err))))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */
     size_t bias_bytes = DSC_API_MAX_LOGIT_BIAS * (sizeof(int32_t) + sizeof(float));

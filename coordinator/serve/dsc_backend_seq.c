@@ -314,9 +314,16 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     /* R1, and V3.1 in thinking mode, open the answer with a reasoning block. */
     dsc_chat_opts_t topts = {.thinking = req->thinking};
     int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
+    if (req->kind == DSC_API_KIND_CHAT && req->continue_final) { /* a continued answer */
+        const dsc_api_message_t *last = &req->messages[req->n_messages - 1];
+        reasoning = dsc_chat_continue_opens_thinking(b->tpl, &topts, last->content,
+                                                     last->content_len);
+    }
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;
+    if (req->parse_tool_calls) /* the API's tool-call parser needs the markers as text */
+        dsc_backend_text_keep_tool_markers(s->text);
     dst_msg_sampling_t sampling;
     if ((st = dsc_backend_sampling(b, req, &sampling, message, message_cap)) != DSI_OK) {
         refuse(b, "bad_request", st, NULL, 0, NULL);
