@@ -54,39 +54,50 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
                       sort_keys=sort_keys)
 
 
-def main():
-    with open(sys.argv[1], encoding="utf-8") as f:
+def templates(tokenizer_config):
+    """The V3 template of `tokenizer_config` with the tool list spliced in, and V3.1's."""
+    with open(tokenizer_config, encoding="utf-8") as f:
         v3 = json.load(f)["chat_template"]
     if ANCHOR not in v3:
         sys.exit("the V3 template lacks %r: not the release's template" % ANCHOR)
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
-    templates = {
+    return {
         "v3": env.from_string(v3.replace(ANCHOR, ANCHOR + TOOLS, 1)),
         "v3.1": env.from_string(chat_v31_reference.TEMPLATE),
     }
+
+
+def render(tpls, case):
+    """One case's text (exceptions are the template's own failures)."""
+    messages = case["messages"]
+    cont = case.get("continue_final", False)
+    if cont:
+        messages = messages[:-1] + [dict(messages[-1], prefix=True)]
+    kwargs = {"messages": messages, "bos_token": BOS,
+              "add_generation_prompt": case.get("add_generation_prompt", False) and not cont}
+    for key in ("tools", "thinking"):
+        if key in case:
+            kwargs[key] = case[key]
+    text = tpls[case["style"]].render(**kwargs)
+    if cont and text.endswith(EOS):
+        text = text[:-len(EOS)]
+    return text
+
+
+def main():
+    tpls = templates(sys.argv[1])
     out = sys.argv[2]
     with open(os.path.join(out, "cases.json"), encoding="utf-8") as f:
         cases = json.load(f)
     for i, case in enumerate(cases):
-        messages = case["messages"]
-        cont = case.get("continue_final", False)
-        if cont:
-            messages = messages[:-1] + [dict(messages[-1], prefix=True)]
-        kwargs = {"messages": messages, "bos_token": BOS,
-                  "add_generation_prompt": case.get("add_generation_prompt", False) and not cont}
-        for key in ("tools", "thinking"):
-            if key in case:
-                kwargs[key] = case[key]
         try:
-            text = templates[case["style"]].render(**kwargs)
+            text = render(tpls, case)
         except Exception as e:  # the template's own failure: the engine must refuse the chat too
             with open(os.path.join(out, "case-%d.err" % i), "w", encoding="utf-8") as f:
                 f.write("%s: %s\n" % (type(e).__name__, e))
             continue
-        if cont and text.endswith(EOS):
-            text = text[:-len(EOS)]
         with open(os.path.join(out, "case-%d.txt" % i), "w", encoding="utf-8", newline="") as f:
             f.write(text)
 

@@ -1,0 +1,41 @@
+#!/bin/bash
+# test_cluster_serve_tools.sh - tool calling and prefix continuation through `dsinfer serve` on
+# tiny-v3 (tests/serve_tools_ref.py): the prompts with tools, tool calls and tool results equal
+# the Jinja rendering of the fixture's own template (token counts), a tool result in gives an
+# answer out, streamed and whole responses agree, prefix / continue_final_message continue the
+# answer exactly as a completion of the rendered text does, and the continuation 400s.
+set -u
+FX=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
+SRC=${DSINFER_SOURCE:?DSINFER_SOURCE is not set}
+command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
+command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
+python3 -c 'import jinja2' 2>/dev/null || { echo "SKIPPED: no python3-jinja2"; exit 77; }
+[ -d "$FX/tiny-v3" ] || { echo "SKIPPED: no tiny-v3 fixture"; exit 77; }
+
+TMP=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+dsinfer serve --model "$FX/tiny-v3" --model-name tiny-v3 --local-nodes 1 --listen 127.0.0.1:0 \
+    --max-context 1024 2>"$TMP/server.log" &
+SERVER_PID=$!
+for _ in $(seq 600); do
+    grep -q "ready: http://" "$TMP/server.log" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+done
+URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
+[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+
+python3 "$SRC/tests/serve_tools_ref.py" "$URL" "$FX/tiny-v3" || {
+    tail -30 "$TMP/server.log"
+    exit 1
+}
+echo "PASS"
