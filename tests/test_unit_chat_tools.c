@@ -23,6 +23,11 @@
     "\"string\",\"description\":\"the city, e.g. Zürich\"},\"days\":{\"type\":\"integer\"}},"    \
     "\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":{\"name\":\"search\","        \
     "\"description\":\"Web search\",\"parameters\":{}}}]"
+#define ODD_TOOLS                                                                                 \
+    "[{\"type\":\"function\",\"function\":{\"name\":\"odd\",\"description\":\"tab\\there, " \
+    "bell\\u0007, quote \\\" and \\\\ slash / é 漢\",\"parameters\":{\"a\":0.1,\"b\":1e-05,"     \
+    "\"c\":1e16,\"d\":2.0,\"e\":-0.0,\"f\":123.456,\"g\":1.5e-7,\"h\":12345678901234567890.0,"  \
+    "\"i\":-7,\"j\":[true,false,null],\"k\":{},\"l\":[],\"m\":0.0001,\"n\":1e15}}}]"
 #define USER(t)   "{\"role\":\"user\",\"content\":\"" t "\"}"
 #define SYS(t)    "{\"role\":\"system\",\"content\":\"" t "\"}"
 #define ASST(t)   "{\"role\":\"assistant\",\"content\":\"" t "\"}"
@@ -69,6 +74,12 @@ static const char *const cases[] = {
     /* 10: V3.1, tools and a continued answer */
     "{\"style\":\"v3.1\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," ASST(
         "I will call") "],\"continue_final\":true}",
+    /* 11, 12: numbers and characters where JSON writers differ: Python's repr of floats,
+     * lowercase \u escapes, non-ASCII as is */
+    "{\"style\":\"v3\",\"tools\":" ODD_TOOLS ",\"messages\":[" USER("x") "],"
+    "\"add_generation_prompt\":true}",
+    "{\"style\":\"v3.1\",\"tools\":" ODD_TOOLS ",\"messages\":[" USER("x") "],"
+    "\"add_generation_prompt\":true}",
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 

@@ -49,14 +49,8 @@ dsi_status_t dsc_chat_put_tools_v3(sbuf_t *b, const char *json, size_t len)
             st = DSI_ERR_BAD_REQUEST;
             goto out;
         }
-        char *text = json_dumps(t, 0);
-        if (text == NULL) {
-            st = DSI_ERR_NOMEM;
-            goto out;
-        }
         puts_(b, "\n");
-        puts_(b, text);
-        free(text);
+        dsc_chat_tojson(b, t);
     }
     puts_(b, tools_tail);
 out:

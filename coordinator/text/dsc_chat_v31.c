@@ -7,8 +7,7 @@
  * is NAME<｜tool▁sep｜>ARGUMENTS with no type and no ```json fence; tool outputs are not wrapped
  * in <｜tool▁outputs▁begin｜>; after tool outputs no generation prompt is added (the answer
  * continues the same assistant turn); the request's tools are described at the end of the system
- * prompt, their parameters serialized as transformers' `tojson` does (json.dumps with
- * ensure_ascii=False: ", " and ": " separators, keys in the given order).
+ * prompt, their parameters serialized as transformers' `tojson` does (dsc_chat_tojson).
  */
 #include <jansson.h>
 
@@ -64,19 +63,13 @@ static dsi_status_t put_tools(sbuf_t *b, const char *text, size_t len)
             st = DSI_ERR_BAD_REQUEST;
             goto out;
         }
-        char *pj = json_dumps(params, JSON_ENCODE_ANY);
-        if (pj == NULL) {
-            st = DSI_ERR_NOMEM;
-            goto out;
-        }
         puts_(b, "\n### ");
         put(b, json_string_value(name), json_string_length(name));
         puts_(b, "\nDescription: ");
         put(b, json_string_value(desc), json_string_length(desc));
         puts_(b, "\n\nParameters: ");
-        puts_(b, pj);
+        dsc_chat_tojson(b, params);
         puts_(b, "\n");
-        free(pj);
     }
     puts_(b, tools_tail);
 out:

@@ -43,6 +43,11 @@ static inline void puts_(sbuf_t *b, const char *s)
     put(b, s, strlen(s));
 }
 
+/* dsc_chat_tojson.c: `v` as the templates' tojson filter writes it (Python's json.dumps with
+ * ensure_ascii=False). */
+struct json_t;
+void dsc_chat_tojson(sbuf_t *b, const struct json_t *v);
+
 /* dsc_chat_tools.c: the tools section the V3 and R1 renderers append to the system prompt
  * ("\n\n# Tools..."); DSI_ERR_BAD_REQUEST (logged) when `json` is not an array of objects. */
 dsi_status_t dsc_chat_put_tools_v3(sbuf_t *b, const char *json, size_t len);
