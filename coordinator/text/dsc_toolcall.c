@@ -98,6 +98,8 @@ static int is_space(char c)
 
 static void drop(dsc_toolcall_t *p, size_t n)
 {
+    if (n == 0)
+        return; /* buf may still be NULL */
     memmove(p->buf, p->buf + n, p->len - n);
     p->len -= n;
 }
