@@ -120,6 +120,42 @@ msgs = [USER]
 prompt_matches({"style": "v3", "messages": msgs, "add_generation_prompt": False},
                {"messages": msgs, "add_generation_prompt": False}, "add_generation_prompt false")
 
+# a forced call (tool_choice naming the function): constrained decoding makes the model call it,
+# in the V3 format; the parser turns it into message.tool_calls; its result goes back in
+FORCED = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8},
+                                                    "unit": {"enum": ["c", "f"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "ping", "description": "Ping",
+                                      "parameters": {"type": "object", "properties": {},
+                                                     "additionalProperties": False}}}]
+for choice, what in (({"type": "function", "function": {"name": "get_weather"}}, "named"),
+                     ("required", "required")):
+    body = {"messages": [USER], "tools": FORCED, "tool_choice": choice, "max_tokens": 120,
+            "parallel_tool_calls": False}
+    w = whole_and_stream(body, "forced call (%s)" % what)
+    if w is None:
+        continue
+    ch = w["choices"][0]
+    calls = ch["message"].get("tool_calls") or []
+    check(ch["finish_reason"] == "tool_calls" and len(calls) == 1,
+          "forced call (%s): one call, finish_reason tool_calls" % what, ch)
+    if what == "named" and calls:
+        args = json.loads(calls[0]["function"]["arguments"])
+        check(calls[0]["function"]["name"] == "get_weather" and set(args) == {"city", "unit"} and
+              len(args["city"]) <= 8 and args["unit"] in ("c", "f"),
+              "forced call: get_weather with arguments its schema accepts", calls)
+        check((ch["message"]["content"] or "") == "", "forced call: no content", ch["message"])
+        # the call and its result back in, an answer out
+        msgs = [USER, {"role": "assistant", "content": None, "tool_calls": calls},
+                {"role": "tool", "tool_call_id": calls[0]["id"], "content": "18"}]
+        a = prompt_matches({"style": "v3", "tools": FORCED, "messages": msgs,
+                            "add_generation_prompt": True},
+                           {"messages": msgs, "tools": FORCED}, "forced call's result in")
+        check(a is not None and a["choices"][0]["message"]["content"] is not None,
+              "forced call's result in: an answer out", a)
+
 # prefix continuation: DeepSeek's prefix and vLLM's continue_final_message give the same text,
 # which equals a completion of the Jinja rendering
 msgs = [USER, {"role": "assistant", "content": "The weather in Paris is"}]

@@ -33,10 +33,34 @@ static const case_t cases[] = {
      NULL}, /* tool calling: test_unit_api_tools */
     {CHAT, "\"tool_choice\":\"auto\"", 200, NULL, NULL},
     {CHAT, "\"tool_choice\":{\"type\":\"function\"}", 400, "invalid_type", "tool_choice"},
-    {CHAT, "\"response_format\":{\"type\":\"json_object\"}", 400, "unsupported_parameter",
-     "response_format"},
-    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}", 400,
-     "unsupported_parameter", "response_format"},
+    /* structured output: converted and compiled here, errors name the parameter */
+    {CHAT, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
+    {CMPL, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
+    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+     "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
+     "\"integer\"}},\"required\":[\"a\"]}}}",
+     200, NULL, NULL},
+    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{"
+     "\"type\":\"object\",\"patternProperties\":{}}}}",
+     400, "unsupported_parameter", "response_format.json_schema.schema"},
+    {CHAT, "\"response_format\":{\"type\":\"json_schema\"}", 400, "invalid_type",
+     "response_format.json_schema"},
+    {CHAT, "\"response_format\":{\"type\":\"xml\"}", 400, "invalid_value",
+     "response_format.type"},
+    {CMPL, "\"guided_json\":{\"type\":\"string\",\"maxLength\":5}", 200, NULL, NULL},
+    {CMPL, "\"guided_json\":\"{\\\"type\\\":\\\"boolean\\\"}\"", 200, NULL, NULL},
+    {CMPL, "\"guided_json\":{\"type\":\"string\",\"format\":\"hostname\"}", 400,
+     "unsupported_parameter", "guided_json"},
+    {CMPL, "\"guided_json\":5", 400, "invalid_type", "guided_json"},
+    {CMPL, "\"guided_regex\":\"[a-z]+@[a-z]+\\\\.com\"", 200, NULL, NULL},
+    {CMPL, "\"guided_regex\":\"(a\"", 400, "invalid_value", "guided_regex"},
+    {CMPL, "\"guided_regex\":\"a(?=b)\"", 400, "unsupported_parameter", "guided_regex"},
+    {CHAT, "\"guided_choice\":[\"yes\",\"no\"]", 200, NULL, NULL},
+    {CHAT, "\"guided_choice\":[]", 400, "invalid_type", "guided_choice"},
+    {CHAT, "\"guided_grammar\":\"root ::= [0-9]+\"", 200, NULL, NULL},
+    {CHAT, "\"guided_grammar\":\"root ::= x\"", 400, "invalid_value", "guided_grammar"},
+    {CHAT, "\"guided_choice\":[\"a\"],\"guided_regex\":\"b\"", 400, "invalid_value",
+     "guided_choice"},
     {CHAT, "\"response_format\":\"text\"", 400, "invalid_type", "response_format"},
     {CHAT, "\"functions\":[{\"name\":\"f\"}]", 400, "unsupported_parameter", "functions"},
     {CHAT, "\"function_call\":\"auto\"", 400, "unsupported_parameter", "function_call"},
@@ -173,7 +197,7 @@ static void test_values(void)
 static void test_unknown(void)
 {
     /* Outside the spec: accepted and named; top_logprobs is a chat field only. */
-    const char *body = "{" PRM ",\"guided_json\":{},\"skip_special_tokens\":false,"
+    const char *body = "{" PRM ",\"guided_decoding_backend\":\"x\",\"skip_special_tokens\":false,"
                        "\"top_logprobs\":2,\"user\":\"u\"}";
     dsc_api_parsed_t *p;
     dsc_api_error_t err;
@@ -182,7 +206,7 @@ static void test_unknown(void)
     DSI_CHECK_INT_EQ(r->n_unknown, 3);
     int seen = 0;
     for (int i = 0; i < r->n_unknown; i++) {
-        seen |= strcmp(r->unknown[i], "guided_json") == 0 ? 1 : 0;
+        seen |= strcmp(r->unknown[i], "guided_decoding_backend") == 0 ? 1 : 0;
         seen |= strcmp(r->unknown[i], "skip_special_tokens") == 0 ? 2 : 0;
         seen |= strcmp(r->unknown[i], "top_logprobs") == 0 ? 4 : 0;
     }

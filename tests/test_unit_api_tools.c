@@ -46,12 +46,23 @@ static const req_case_t req_cases[] = {
      "{\"name\":\"nope\"}}}",
      400, "invalid_value", "tool_choice"},
     {"{" MSG ",\"tool_choice\":\"required\"}", 400, "invalid_value", "tool_choice"},
-    /* required / named need constrained decoding */
-    {"{" MSG ",\"tools\":[" TOOL_F "],\"tool_choice\":\"required\"}", 400, "unsupported_parameter",
-     "tool_choice"},
+    /* required / named: constrained decoding, alone, with schemas the grammar can take */
+    {"{" MSG ",\"tools\":[" TOOL_F "],\"tool_choice\":\"required\"}", 0, NULL, NULL},
     {"{" MSG ",\"tools\":[" TOOL_F "],\"tool_choice\":{\"type\":\"function\",\"function\":"
      "{\"name\":\"f\"}}}",
-     400, "unsupported_parameter", "tool_choice"},
+     0, NULL, NULL},
+    {"{" MSG ",\"tools\":[" TOOL_F "],\"tool_choice\":\"required\",\"response_format\":"
+     "{\"type\":\"json_object\"}}",
+     400, "invalid_value", "tool_choice"},
+    {"{" MSG ",\"tools\":[" TOOL_F "],\"tool_choice\":\"required\",\"guided_regex\":\"a\"}", 400,
+     "invalid_value", "tool_choice"},
+    {"{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+     "{\"type\":\"object\",\"patternProperties\":{}}}}],\"tool_choice\":\"required\"}",
+     400, "unsupported_parameter", "tools"},
+    /* the same schema is fine when the call is not forced (nothing constrains it) */
+    {"{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+     "{\"type\":\"object\",\"patternProperties\":{}}}}]}",
+     0, NULL, NULL},
     {"{" MSG ",\"tools\":[" TOOL_F "],\"parallel_tool_calls\":1}", 400, "invalid_type",
      "parallel_tool_calls"},
     /* continuation */

@@ -344,7 +344,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
     }
     cs->kind = PEER_CLIENT;
     dsc_cluster_req_t req = {m->tokens, m->n_tokens, m->max_tokens, m->temperature,
-                             m->top_p,  m->top_k,    m->seed};
+                             m->top_p,  m->top_k,    m->seed,       m->grammar};
     char why[256] = "";
     dsi_status_t st =
         cl->admit_cb != NULL ? cl->admit_cb(cl->admit_arg, &req, why, sizeof(why)) : DSI_OK;

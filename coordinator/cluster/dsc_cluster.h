@@ -82,6 +82,9 @@ typedef struct {
     float temperature, top_p;
     uint32_t top_k;
     uint64_t seed;
+    /* NULL, or the grammar the output must match (SUBMIT.grammar, docs/STRUCTURED_OUTPUT.md;
+     * NUL-terminated, copied): the last stage masks every token that cannot continue it */
+    const char *grammar;
 } dsc_cluster_req_t;
 
 /*

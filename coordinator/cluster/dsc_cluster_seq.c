@@ -97,6 +97,7 @@ static void seq_free(seq_t *s)
     free(s->req.sampling.bias_ids);
     free(s->req.sampling.bias_values);
     free(s->req.sampling.stop_ids);
+    free((char *)s->req.grammar);
     free(s->tokens);
     free(s);
 }
@@ -203,6 +204,10 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                       .route = &route0};
     if (sampling != NULL)
         probe.submit.sampling = *sampling;
+    if (req->grammar != NULL) {
+        probe.submit.grammar = req->grammar;
+        probe.submit.grammar_len = (uint32_t)strnlen(req->grammar, DST_MSG_MAX_GRAMMAR + 1);
+    }
     dsi_status_t st = dst_msg_check(&probe, why, cap);
     if (st != DSI_OK) {
         DSI_ERROR("request refused: %s", why);
@@ -214,6 +219,14 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     if (sampling != NULL && copy_sampling(s, sampling) != 0) {
         seq_free(s);
         return DSI_ERR_NOMEM;
+    }
+    if (req->grammar != NULL) {
+        s->req.grammar = strdup(req->grammar);
+        s->req.grammar_len = probe.submit.grammar_len;
+        if (s->req.grammar == NULL) {
+            seq_free(s);
+            return DSI_ERR_NOMEM;
+        }
     }
     s->cap = req->n_prompt + 16;
     s->tokens = malloc(s->cap * sizeof(int32_t));

@@ -87,6 +87,9 @@ typedef struct {
     const dsc_api_message_t *messages; /* [n_messages], n_messages >= 1; NULL for completions */
     size_t n_messages;
     const char *tools; /* NULL, or the `tools` array as compact JSON (chat) */
+    /* NULL, or the grammar the output must match (docs/STRUCTURED_OUTPUT.md): from
+     * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
+    const char *grammar;
     int thinking;      /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
     /* Tool calling and prefix continuation (dsc_api_tools.c; docs/API.md, "Tool calling"). */
     int tool_choice;           /* DSC_API_TOOL_CHOICE_* */

@@ -50,7 +50,7 @@ static const field_t fields[] = {
     {"logit_bias", K_BOTH, F_IMPLEMENTED},
     {"logprobs", K_BOTH, F_IMPLEMENTED},
     {"top_logprobs", K_CHAT, F_IMPLEMENTED},
-    {"response_format", K_CHAT, F_IMPLEMENTED}, /* {"type": "text"} only */
+    {"response_format", K_BOTH, F_IMPLEMENTED}, /* dsc_api_grammar.c */
     {"tools", K_CHAT, F_IMPLEMENTED}, /* tools .. continue_final_message: dsc_api_tools.c */
     {"tool_choice", K_CHAT, F_IMPLEMENTED},
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
@@ -67,6 +67,10 @@ static const field_t fields[] = {
     {"min_tokens", K_BOTH, F_IMPLEMENTED},
     {"ignore_eos", K_BOTH, F_IMPLEMENTED},
     {"stop_token_ids", K_BOTH, F_IMPLEMENTED},
+    {"guided_json", K_BOTH, F_IMPLEMENTED}, /* structured output: dsc_api_grammar.c */
+    {"guided_regex", K_BOTH, F_IMPLEMENTED},
+    {"guided_choice", K_BOTH, F_IMPLEMENTED},
+    {"guided_grammar", K_BOTH, F_IMPLEMENTED},
     /* harmless: they change nothing a client can observe in the generation */
     {"user", K_BOTH, F_IGNORED},
     {"metadata", K_CHAT, F_IGNORED},
@@ -157,15 +161,6 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
                 return unsupported(err, "suffix", "(insertion) is not supported");
         }
         return 0;
-    }
-    if ((v = given(root, "response_format")) != NULL) {
-        json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
-        if (!json_is_object(v) || !json_is_string(type))
-            return dsc_api_wrong_type(err, "response_format", "an object with a string 'type'");
-        if (strcmp(json_string_value(type), "text") != 0)
-            return unsupported(err, "response_format",
-                               "other than {\"type\": \"text\"} (structured output) is not "
-                               "supported");
     }
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const field_t *f = &fields[i];

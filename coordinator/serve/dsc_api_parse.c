@@ -394,6 +394,11 @@ static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
         (rc = parse_sampling(p, root, lim, err)) || (rc = parse_stop(p, root, err)) ||
         (rc = parse_stream(p, root, err)))
         return rc;
+    char *grammar = NULL;
+    if ((rc = dsc_api_grammar_parse(root, &p->req, &grammar, err)))
+        return rc;
+    if (grammar != NULL && own(p, grammar) == NULL)
+        return nomem(err);
     if (p->req.max_tokens_given && p->req.min_tokens > p->req.max_tokens)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "min_tokens",
                                  "'min_tokens' (%d) must not exceed 'max_tokens' (%d).",

@@ -7,7 +7,11 @@
 #include "dsc_api_impl.h"
 
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "dsc_tool_grammar.h"
+#include "dsg.h"
 
 #define INVALID "invalid_request_error"
 
@@ -65,6 +69,42 @@ static int has_tool(json_t *tools, const char *name)
     return 0;
 }
 
+/* A forced call is constrained decoding: not with another grammar; the tools' schemas must
+ * convert and compile (the backend builds the grammar in its template's format again). */
+static int check_forced(json_t *root, json_t *tools, dsc_api_request_t *r, dsc_api_error_t *err)
+{
+    static const char *const others[] = {"guided_json", "guided_regex", "guided_choice",
+                                         "guided_grammar", NULL};
+    json_t *rf = given(root, "response_format");
+    const char *rf_type = json_string_value(json_object_get(rf, "type"));
+    for (int i = 0; others[i] != NULL; i++)
+        if (given(root, others[i]) != NULL)
+            return invalid(err, "tool_choice",
+                           "a forced tool call cannot be combined with guided decoding");
+    if (rf_type != NULL && strcmp(rf_type, "text") != 0)
+        return invalid(err, "tool_choice",
+                       "a forced tool call cannot be combined with a structured response_format");
+    char *text = json_dumps(tools, JSON_COMPACT), *gbnf = NULL, msg[256] = "";
+    dsg_grammar_t *g = NULL;
+    dsi_status_t st = text == NULL ? DSI_ERR_NOMEM
+                                   : dsc_tool_grammar(DSC_CHAT_V3, text, strlen(text),
+                                                      r->tool_function, 1, &gbnf, msg,
+                                                      sizeof(msg));
+    if (st == DSI_OK)
+        st = dsg_compile(gbnf, strlen(gbnf), &g, msg, sizeof(msg));
+    dsg_grammar_free(g);
+    free(gbnf);
+    free(text);
+    if (st == DSI_ERR_NOMEM)
+        return dsc_api_error_set(err, 503, "server_error", NULL, NULL, "out of memory");
+    if (st != DSI_OK)
+        return dsc_api_error_set(err, 400, INVALID,
+                                 st == DSI_ERR_UNSUPPORTED ? "unsupported_parameter"
+                                                           : "invalid_value",
+                                 "tools", "Invalid 'tools' for a forced tool call: %s.", msg);
+    return 0;
+}
+
 static int parse_choice(json_t *root, json_t *tools, dsc_api_request_t *r, dsc_api_error_t *err)
 {
     size_t n_tools = json_array_size(tools);
@@ -101,10 +141,7 @@ static int parse_choice(json_t *root, json_t *tools, dsc_api_request_t *r, dsc_a
     if (r->tool_choice == DSC_API_TOOL_CHOICE_REQUIRED && n_tools == 0)
         return invalid(err, "tool_choice", "\"required\" needs a non-empty 'tools'");
     if (r->tool_choice >= DSC_API_TOOL_CHOICE_REQUIRED)
-        return dsc_api_error_set(err, 400, INVALID, "unsupported_parameter", "tool_choice",
-                                 "Unsupported parameter: 'tool_choice' \"required\" or a named "
-                                 "function needs constrained decoding, which this server does "
-                                 "not have yet; use \"auto\" (the default) or \"none\".");
+        return check_forced(root, tools, r, err);
     return 0;
 }
 

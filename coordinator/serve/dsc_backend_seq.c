@@ -330,14 +330,27 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     dsc_cluster_req_t creq = {
-        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b)};
+        ids,     (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
+        NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    creq.grammar = req->grammar;
+    char *tool_grammar = NULL; /* tool_choice required or a named function */
+    if (req->kind == DSC_API_KIND_CHAT && req->tool_choice >= DSC_API_TOOL_CHOICE_REQUIRED) {
+        if ((st = dsc_backend_tool_grammar(b, req, reasoning, &tool_grammar, message,
+                                           message_cap)) != DSI_OK) {
+            refuse(b, "bad_request", st, NULL, 0, NULL);
+            goto out;
+        }
+        creq.grammar = tool_grammar;
+    }
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    if ((st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens,
-                                    dsc_backend_on_logprobs, s, &s->cluster_id)) != DSI_OK) {
+    st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
+                               s, &s->cluster_id);
+    free(tool_grammar); /* the cluster keeps its own copy */
+    if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;

@@ -29,6 +29,7 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 
 static void seq_free(dsn_seq_t *s)
 {
+    dsn_grammar_free(s);
     dsn_kvcache_destroy(s->kv);
     dsn_sampler_cleanup(&s->sampler);
     free(s->prompt);
@@ -167,6 +168,11 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
             sampler_controls(c, s, m) != 0)
             goto fail;
         dsn_sampler_skip(&s->sampler, m->n_generated);
+        if (dsn_grammar_start(c, s, m) != 0) {
+            seq_free(s);
+            dsn_stage_emit_tokens(c, m->seq_id, 0, 0, DST_FINISH_ERROR);
+            return;
+        }
     }
     dsn_seq_t **b = bucket(c, s->id);
     s->next_in_bucket = *b;

@@ -242,6 +242,7 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         int32_t tok = -1;
         if (dsn_logits_finite(raw, (int)V)) {
             dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
+            dsn_grammar_mask(c, s, logits);
             tok = dsn_sampler_next_masked(&s->sampler, logits);
         }
         if (tok < 0) {
@@ -255,14 +256,20 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
             }
             continue;
         }
-        dsn_sampler_accept(&s->sampler, tok);
-        s->generated++;
+        int drop = 0;
         uint8_t finish = DST_FINISH_NONE;
         if ((tok == cfg->eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
             finish = DST_FINISH_STOP;
-        else if (s->generated >= s->max_tokens || s->kv->length >= s->kv->max_tokens)
+        else if (s->generated + 1 >= s->max_tokens || s->kv->length >= s->kv->max_tokens)
             finish = DST_FINISH_LENGTH;
-        dsn_stage_emit_sampled(c, s, tok, finish, raw);
+        finish = dsn_grammar_accept(s, tok, finish, &drop);
+        if (drop) { /* the grammar allowed nothing: the output ends before this token */
+            dsn_stage_emit_tokens(c, s->id, 0, 0, finish);
+        } else {
+            dsn_sampler_accept(&s->sampler, tok);
+            s->generated++;
+            dsn_stage_emit_sampled(c, s, tok, finish, raw);
+        }
         if (c->is_first) {
             s->next_token = tok;
             s->has_next = finish == DST_FINISH_NONE;

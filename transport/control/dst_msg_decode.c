@@ -170,6 +170,12 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
     const msgpack_object *sampling = dst_msg_rd_opt(rd, "sampling");
     if (sampling != NULL)
         TRY(read_sampling(rd, sampling, &m->sampling));
+    if (dst_msg_rd_opt(rd, "grammar") != NULL) {
+        char *g;
+        TRY(dst_msg_rd_str_alloc(rd, "grammar", (size_t)DST_MSG_MAX_GRAMMAR + 1, &g));
+        m->grammar = g;
+        m->grammar_len = (uint32_t)strlen(g);
+    }
     return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
                                 &m->n_route);
 }

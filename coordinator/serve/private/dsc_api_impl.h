@@ -39,6 +39,14 @@ struct json_t;
 int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
                          void **block, dsc_api_error_t *err);
 
+/*
+ * dsc_api_grammar.c: response_format and guided_* into r->grammar (grammar text, compiled once to
+ * check it). *grammar gets the malloc'ed text the caller frees with the request (NULL: none).
+ * Returns 0 or the HTTP status with *err set (400 naming the parameter and what was wrong).
+ */
+int dsc_api_grammar_parse(struct json_t *root, dsc_api_request_t *r, char **grammar,
+                          dsc_api_error_t *err);
+
 /* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
  * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
 typedef struct {

@@ -21,6 +21,7 @@
 #include "dsn_engine.h"
 #include "dsn_node.h"
 #include "dsn_queue_impl.h"
+#include "dsg.h"
 #include "dsn_sampler.h"
 #include "dst_plan.h"
 
@@ -50,6 +51,8 @@ typedef struct dsn_seq {
     uint8_t ignore_eos;   /* EOS does not finish the sequence */
     uint8_t logprobs;     /* TOKENS carries logprobs, with top_logprobs of the most likely */
     uint8_t top_logprobs; /* 0..DSN_MAX_TOP_LOGPROBS */
+    dsg_grammar_t *grammar; /* SUBMIT.grammar compiled (NULL: none), and its matcher */
+    dsg_matcher_t *matcher;
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -127,6 +130,10 @@ typedef struct dsn_compute {
     int32_t *serve_expert;
     float *serve_weight;
     int64_t serve_cap;
+    /* structured output (dsn_grammar.c): the token trie, made at the first request that has a
+     * grammar, from the model directory's tokenizer */
+    dsg_vocab_t *grammar_vocab;
+    int grammar_vocab_failed;
 } dsn_compute_t;
 
 /* dsn_worker.c */
@@ -180,6 +187,20 @@ void dsn_mb_resume(dsn_compute_t *c, dsn_mb_t *mb);
 /* An ACTIVATION from the previous stage: 1 when it must wait (its sequence is unknown yet or an
  * earlier chunk has not arrived), 0 when consumed. */
 int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t);
+
+/* dsn_grammar.c */
+/* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the
+ * tokens an earlier submission generated. 0, or -1 (logged) when it cannot. */
+int dsn_grammar_start(dsn_compute_t *c, dsn_seq_t *s, const dst_msg_submit_t *m);
+/* -inf on the logits of every token the grammar does not allow next (after the controls). */
+void dsn_grammar_mask(dsn_compute_t *c, dsn_seq_t *s, float *logits);
+/* The sampled token goes through the matcher: the finish reason it gives (STOP when nothing but
+ * the end can follow), else `finish`. A token the grammar refuses (nothing allowed could be drawn)
+ * sets *drop: it is not part of the output, which ends (STOP when the grammar is complete, else
+ * ERROR). */
+uint8_t dsn_grammar_accept(dsn_seq_t *s, int32_t token, uint8_t finish, int *drop);
+void dsn_grammar_free(dsn_seq_t *s);
+void dsn_grammar_cleanup(dsn_compute_t *c);
 
 /* dsn_dispatch.c */
 /* The remote-expert hook of a micro-batch's MoE step (dsn_ffn_remote_t.send, ctx a
