@@ -3,7 +3,10 @@
 # tiny-v3 (tests/serve_tools_ref.py): the prompts with tools, tool calls and tool results equal
 # the Jinja rendering of the fixture's own template (token counts), a tool result in gives an
 # answer out, streamed and whole responses agree, prefix / continue_final_message continue the
-# answer exactly as a completion of the rendered text does, and the continuation 400s.
+# answer exactly as a completion of the rendered text does, and the continuation 400s; a forced
+# call (tool_choice named / required, constrained decoding) comes out as message.tool_calls and
+# its result goes back in; the official openai npm client gets the forced call typed, through its
+# stream helper, and runs it with runTools (tests/npm/openai_tools_forced.mjs).
 set -u
 FX=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
 SRC=${DSINFER_SOURCE:?DSINFER_SOURCE is not set}
@@ -34,8 +37,17 @@ done
 URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
 [ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
 
-python3 "$SRC/tests/serve_tools_ref.py" "$URL" "$FX/tiny-v3" || {
-    tail -30 "$TMP/server.log"
-    exit 1
-}
+FAILED=0
+python3 "$SRC/tests/serve_tools_ref.py" "$URL" "$FX/tiny-v3" || FAILED=1
+
+if ! command -v npm >/dev/null; then
+    echo "SKIPPED (part): no npm for the openai client"
+elif ! (cd "$SRC" && timeout 300 npm install --prefix tests/npm --no-audit --no-fund \
+    >"$TMP/npm.log" 2>&1); then
+    echo "SKIPPED (part): npm install of the openai client failed (no registry?)"
+else
+    DSINFER_URL=$URL DSINFER_MODEL=tiny-v3 node "$SRC/tests/npm/openai_tools_forced.mjs" ||
+        FAILED=1
+fi
+[ "$FAILED" = 0 ] || { tail -30 "$TMP/server.log"; exit 1; }
 echo "PASS"
