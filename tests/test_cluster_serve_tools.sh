@@ -50,4 +50,26 @@ else
         FAILED=1
 fi
 [ "$FAILED" = 0 ] || { tail -30 "$TMP/server.log"; exit 1; }
+
+# R1's answer opens with a thinking block, which a forced call's grammar cannot leave free: 400.
+kill "$SERVER_PID" 2>/dev/null
+wait "$SERVER_PID" 2>/dev/null
+dsinfer serve --model "$FX/tiny-v3" --model-name tiny-r1 --chat-template r1 --local-nodes 1 \
+    --listen 127.0.0.1:0 --max-context 1024 2>"$TMP/server-r1.log" &
+SERVER_PID=$!
+for _ in $(seq 600); do
+    grep -q "ready: http://" "$TMP/server-r1.log" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+done
+URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server-r1.log" | head -1 | cut -c8-)
+[ -n "$URL" ] || { cat "$TMP/server-r1.log"; echo "FAIL: the r1 server is not ready"; exit 1; }
+BODY='{"model":"tiny-r1","messages":[{"role":"user","content":"hi"}],"tool_choice":"required",
+"tools":[{"type":"function","function":{"name":"f","description":"d","parameters":{}}}]}'
+CODE=$(curl -s -o "$TMP/r1.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d "$BODY" "$URL/v1/chat/completions")
+[ "$CODE" = 400 ] && grep -q '"param":"tool_choice"' "$TMP/r1.json" &&
+    grep -q 'thinking block' "$TMP/r1.json" ||
+    { cat "$TMP/r1.json"; echo "FAIL: R1 with a forced call: $CODE, not 400 naming the thinking block"; exit 1; }
+echo "ok: R1 refuses a forced call (its thinking block): 400"
 echo "PASS"

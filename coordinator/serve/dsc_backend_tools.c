@@ -16,12 +16,13 @@ dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_requ
 {
     char err[256] = "";
     if (reasoning) {
+        /* "Invalid value for 'NAME'" makes the API name the parameter */
         snprintf(message, cap,
-                 "Unsupported value: 'tool_choice' \"required\" or a named function needs "
+                 "Invalid value for 'tool_choice': \"required\" or a named function needs "
                  "constrained decoding from the answer's first token, and this model opens its "
                  "answer with a thinking block; use \"auto\"%s.",
                  dsc_chat_template_style(b->tpl) == DSC_CHAT_V31 ? " or thinking off" : "");
-        return DSI_ERR_UNSUPPORTED;
+        return DSI_ERR_BAD_REQUEST;
     }
     if (req->tools == NULL)
         return DSI_ERR_BAD_REQUEST; /* the API refuses it before */
