@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The DeepSeek-V3.1 chat template run by Jinja (python3-jinja2), for test_unit_chat_v31.
 
-What this is: the `chat_template` of DeepSeek-V3.1's tokenizer_config.json as published with the
-release (Hugging Face deepseek-ai/DeepSeek-V3.1), reconstructed from memory of that file because
-this project builds without network access: the namespace (is_first, is_tool, system_prompt,
-is_first_sp, is_last_user), the `thinking` switch between "<think>" and "</think>" after
-"<｜Assistant｜>", the tool-call format NAME<｜tool▁sep｜>ARGUMENTS, unwrapped tool outputs, and the
-"## Tools" description appended to the system prompt. Differences from the published text, if
-any, are differences of this reconstruction, not of the engine's renderer, which is checked
-against this template byte for byte.
+What this is: two templates.
+- PUBLISHED: the `chat_template` of DeepSeek-V3.1's tokenizer_config.json as published with the
+  release (Hugging Face deepseek-ai/DeepSeek-V3.1), verbatim. It renders tool calls and tool
+  results but not the tool list: the release's README gives the tool description that goes after
+  the system prompt ("## Tools ..."), and vLLM ships a tool template that adds it.
+- TEMPLATE: PUBLISHED plus that tool description appended to the system prompt, the rendering
+  the engine uses when a request has `tools`. For every case without tools both are run and must
+  agree, so the engine is checked against the published text itself; tokenizer_config.json gets
+  the published text, so the template is also recognised from the real file.
 
 The template runs the way transformers' apply_chat_template runs it: an ImmutableSandboxedEnvironment
 with trim_blocks and lstrip_blocks, the loopcontrols extension, and its `tojson` filter
@@ -25,6 +26,80 @@ import sys
 import jinja2
 import jinja2.ext
 import jinja2.sandbox
+
+PUBLISHED = (
+    "{% if not add_generation_prompt is defined -%}\n"
+    "  {%- set add_generation_prompt = false -%}\n"
+    "{%- endif -%}\n"
+    "{%- if not thinking is defined -%}\n"
+    "  {%- if enable_thinking is defined -%}\n"
+    "    {%- set thinking = enable_thinking -%}\n"
+    "    {%- else -%}\n"
+    "    {%- set thinking = false -%}\n"
+    "  {%- endif -%}\n"
+    "{%- endif -%}\n"
+    "{%- set ns = namespace(is_first=false, is_tool=false, system_prompt='', is_first_sp=true, is_last_user=false) -%}\n"
+    "{%- for message in messages -%}\n"
+    "  {%- if message['role'] == 'system' -%}\n"
+    "    {%- if ns.is_first_sp -%}\n"
+    "      {%- set ns.system_prompt = ns.system_prompt + message['content'] -%}\n"
+    "      {%- set ns.is_first_sp = false -%}\n"
+    "      {%- else -%}\n"
+    "      {%- set ns.system_prompt = ns.system_prompt + '\n"
+    "\n"
+    "' + message['content'] -%}\n"
+    "    {%- endif -%}\n"
+    "  {%- endif -%}\n"
+    "{%- endfor -%}{{ bos_token }}{{ ns.system_prompt }}\n"
+    "{%- for message in messages -%}\n"
+    "  {%- if message['role'] == 'user' -%}\n"
+    "    {%- set ns.is_tool = false -%}\n"
+    "    {%- set ns.is_first = false -%}\n"
+    "    {%- set ns.is_last_user = true -%}{{'<｜User｜>' + message['content']}}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'assistant' and message['tool_calls'] is defined and message['tool_calls'] is not none -%}\n"
+    "    {%- if ns.is_last_user -%}{{'<｜Assistant｜></think>'}}\n"
+    "    {%- endif -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- set ns.is_first = false -%}\n"
+    "    {%- set ns.is_tool = false -%}\n"
+    "    {%- for tool in message['tool_calls'] -%}\n"
+    "      {%- if not ns.is_first -%}\n"
+    "        {%- if message['content'] is none -%}{{'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>'+ tool['function']['name'] + '<｜tool▁sep｜>' + tool['function']['arguments'] + '<｜tool▁call▁end｜>'}}\n"
+    "          {%- else -%}{{message['content'] + '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['function']['name'] + '<｜tool▁sep｜>' + tool['function']['arguments'] + '<｜tool▁call▁end｜>'}}\n"
+    "        {%- endif -%}\n"
+    "        {%- set ns.is_first = true -%}\n"
+    "        {%- else -%}{{'<｜tool▁call▁begin｜>'+ tool['function']['name'] + '<｜tool▁sep｜>' + tool['function']['arguments'] + '<｜tool▁call▁end｜>'}}\n"
+    "      {%- endif -%}\n"
+    "    {%- endfor -%}{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'assistant' and (message['tool_calls'] is not defined or message['tool_calls'] is none) -%}\n"
+    "    {%- if ns.is_last_user -%}{{'<｜Assistant｜>'}}\n"
+    "      {%- if message['prefix'] is defined and message['prefix'] and thinking -%}{{'<think>'}}\n"
+    "        {%- else -%}{{'</think>'}}\n"
+    "      {%- endif -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- if ns.is_tool -%}{{message['content'] + '<｜end▁of▁sentence｜>'}}\n"
+    "      {%- set ns.is_tool = false -%}\n"
+    "      {%- else -%}\n"
+    "      {%- set content = message['content'] -%}\n"
+    "      {%- if '</think>' in content -%}\n"
+    "        {%- set content = content.split('</think>', 1)[1] -%}\n"
+    "      {%- endif -%}{{content + '<｜end▁of▁sentence｜>'}}\n"
+    "    {%- endif -%}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'tool' -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- set ns.is_tool = true -%}{{'<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}\n"
+    "  {%- endif -%}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt and ns.is_last_user and not ns.is_tool -%}{{'<｜Assistant｜>'}}\n"
+    "  {%- if not thinking -%}{{'</think>'}}\n"
+    "    {%- else -%}{{'<think>'}}\n"
+    "  {%- endif -%}\n"
+    "{%- endif %}"
+)
 
 TEMPLATE = (
     "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
@@ -104,7 +179,7 @@ def main():
         "sp_model_kwargs": {},
         "unk_token": None,
         "tokenizer_class": "LlamaTokenizerFast",
-        "chat_template": TEMPLATE,
+        "chat_template": PUBLISHED,
     }
     with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, ensure_ascii=False, indent=2)
@@ -112,6 +187,7 @@ def main():
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     tpl = env.from_string(TEMPLATE)
+    published = env.from_string(PUBLISHED)
     with open(os.path.join(out, "cases.json"), encoding="utf-8") as f:
         cases = json.load(f)
     for i, case in enumerate(cases):
@@ -123,6 +199,8 @@ def main():
             kwargs["thinking"] = case["thinking"]
         try:
             text = tpl.render(**kwargs)
+            if "tools" not in case and published.render(**kwargs) != text:
+                sys.exit("case %d: the published template renders it differently" % i)
         except Exception as e:  # the template's own failure: the engine must refuse the chat too
             with open(os.path.join(out, "case-%d.err" % i), "w", encoding="utf-8") as f:
                 f.write("%s: %s\n" % (type(e).__name__, e))

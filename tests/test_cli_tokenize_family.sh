@@ -21,7 +21,10 @@ mkdir -p "$TMP/v2"
 python3 "$REF" write "$FX/tiny-v3/tokenizer.json" "$TMP/v2/tokenizer.json" || exit 1
 cp "$FX/tiny-v3/tokenizer_config.json" "$TMP/v2/"
 texts=("Hello world 123" $'The quick brown fox.\nJumps!  ' "中文和English混合 2024年"
-    "naïve café, Ωmega: x=1+2" $'tabs\tand\r\nCRLF  \n  end  ' "¡Hola! ¿Qué tal? (1999)")
+    "naïve café, Ωmega: x=1+2" $'tabs\tand\r\nCRLF  \n  end  ' "¡Hola! ¿Qué tal? (1999)"
+    # the letter class's edges: Greek extended, letterlike symbols (ohm, kelvin), Georgian
+    # Mtavruli, Cherokee, Deseret, Adlam; letters outside it (ƻ, ʔ, modifier ʰ)
+    $'\u1fd3\u1fdb\u1fbe \u2126\u212a\u2128 \u1c90\u1cbf \uab70 \U00010400\U0001044f \U0001e900x \u01bb\u0294\u02b0')
 for t in "${texts[@]}"; do
     want=$(python3 "$REF" ids "$TMP/v2/tokenizer.json" "$t")
     got=$(dsinfer tokenize --model "$TMP/v2" --json --text "$t" |

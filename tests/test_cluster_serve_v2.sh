@@ -135,7 +135,7 @@ EOF
 run_model v2-tiny --local-nodes 2
 run_model v2-lite-tiny --local-nodes 3 --stages 3
 
-# --- DeepSeek-V3.1's chat template (tests/chat_v31_reference.py) on v2-lite-tiny: thinking off
+# --- DeepSeek-V3.1's published chat template (tests/chat_v31_reference.py) on v2-lite-tiny: thinking off
 # gives the answer in content, chat_template_kwargs {"thinking": true} in reasoning_content (the
 # random model never closes the block), each equal to dsinfer run on the ids of
 # `dsinfer tokenize --chat [--thinking]`.
@@ -151,7 +151,7 @@ spec = importlib.util.spec_from_file_location("ref", sys.argv[1])
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)
 cfg = json.load(open(sys.argv[2], encoding="utf-8"))
-cfg["chat_template"] = ref.TEMPLATE
+cfg["chat_template"] = ref.PUBLISHED
 json.dump(cfg, open(sys.argv[3], "w", encoding="utf-8"), ensure_ascii=False)
 EOF
     echo "--- v3.1 template: serve --local-nodes 2"
@@ -166,9 +166,10 @@ EOF
     [ -n "$url" ] || { tail -20 "$TMP/v31.log"; fail "v3.1: not ready"; }
     msg="Hello! Who are you?"
     for mode in off on; do
-        kw=false thinkarg=
-        [ $mode = on ] && kw=true thinkarg=--thinking
-        body="{\"model\":\"v31\",\"messages\":[{\"role\":\"user\",\"content\":\"$msg\"}],\"max_tokens\":12,\"temperature\":0,\"chat_template_kwargs\":{\"thinking\":$kw}}"
+        # on: the published template's other name of the switch, enable_thinking
+        kw='"thinking":false' thinkarg=
+        [ $mode = on ] && kw='"enable_thinking":true' thinkarg=--thinking
+        body="{\"model\":\"v31\",\"messages\":[{\"role\":\"user\",\"content\":\"$msg\"}],\"max_tokens\":12,\"temperature\":0,\"chat_template_kwargs\":{$kw}}"
         code=$(curl -sS -m 120 -o "$TMP/v31.$mode" -w '%{http_code}' \
             -H 'Content-Type: application/json' --data-binary "$body" "$url/v1/chat/completions")
         [ "$code" = 200 ] || { fail "v3.1 thinking $mode: $code $(head -c 300 "$TMP/v31.$mode")"; continue; }

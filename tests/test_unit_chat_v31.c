@@ -1,7 +1,8 @@
 /*
  * test_unit_chat_v31.c - the native DeepSeek-V3.1 chat template against the Jinja original, byte
  * for byte. tests/chat_v31_reference.py (python3-jinja2) writes a tokenizer_config.json holding
- * V3.1's chat_template (a reconstruction of the release's text: see that file) into a temporary
+ * V3.1's published chat_template (verbatim; with tools, plus the release's tool description in
+ * the system prompt: see that file) into a temporary
  * directory and renders every case below with Jinja the way transformers does; this program loads
  * the directory with dsc_chat_template_load (style detected: v3.1), renders the same cases with
  * dsc_chat_render_json_opts and compares. Cases: thinking off and on, with and without the

@@ -343,15 +343,26 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
         if (p->req.tools == NULL)
             return nomem(err);
     }
-    /* The chat template's variables; only `thinking` (DeepSeek-V3.1) is used, others ignored. */
+    /* The chat template's variables; only `thinking` (DeepSeek-V3.1) is used, others ignored.
+     * V3.1's published template reads `enable_thinking` when `thinking` is not given. */
     json_t *kw = json_object_get(root, "chat_template_kwargs");
     if (kw != NULL && !json_is_null(kw)) {
         if (!json_is_object(kw))
             return dsc_api_wrong_type(err, "chat_template_kwargs", "an object");
-        json_t *th = json_object_get(kw, "thinking");
-        if (th != NULL && !json_is_null(th) && !json_is_boolean(th))
-            return dsc_api_wrong_type(err, "chat_template_kwargs.thinking", "a boolean");
-        p->req.thinking = json_is_true(th);
+        static const char *const names[] = {"thinking", "enable_thinking"};
+        static const char *const params[] = {"chat_template_kwargs.thinking",
+                                             "chat_template_kwargs.enable_thinking"};
+        int given = 0;
+        for (int i = 0; i < 2; i++) {
+            json_t *th = json_object_get(kw, names[i]);
+            if (th == NULL || json_is_null(th))
+                continue;
+            if (!json_is_boolean(th))
+                return dsc_api_wrong_type(err, params[i], "a boolean");
+            if (!given)
+                p->req.thinking = json_is_true(th);
+            given = 1;
+        }
     }
     return 0;
 }
