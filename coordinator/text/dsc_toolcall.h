@@ -17,6 +17,10 @@
  * V3 the closing fence). The arguments are passed on as the model wrote them, not checked as
  * JSON (OpenAI's rule too: the client validates them).
  *
+ * Whitespace between calls (V3 writes a newline) and after the last call at the end of the text
+ * is format and dropped; text after a call that is not another call nor the block's end is
+ * content again (V3's template leaves a single call's block open).
+ *
  * Nothing is lost: a block that does not follow the format (an unknown marker sequence, a
  * header longer than DSC_TOOLCALL_MAX_HEADER bytes, a header cut off by the end of the text)
  * is logged and its text, markers included, comes out as content; the calls completed before it
