@@ -56,6 +56,18 @@ dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_pref
 dsi_status_t dsg_from_choice(const char *const *choices, size_t n, const char *rule_prefix,
                              char **gbnf_out, char *err, size_t errlen);
 
+/*
+ * `gbnf` preceded by free text that ends with the first `marker` (printable ASCII, e.g.
+ * "</think>") and at most two newlines: for a reasoning model, whose output opens with a thinking
+ * block, the grammar then constrains the answer only. The grammar's rules are renamed
+ * dsg-answer-<name>. *out as for the converters.
+ */
+dsi_status_t dsg_after_marker(const char *gbnf, size_t len, const char *marker, char **out);
+
+/* `n` bytes of UTF-8 text as a grammar literal ("..." with escapes), to build grammars around
+ * the converters' rules (a tool call's markers and name, say). *out malloc'ed, NUL-terminated. */
+dsi_status_t dsg_literal(const char *s, size_t n, char **out);
+
 /* ---- compiled grammar ---- */
 
 /* Compile `len` bytes of grammar text (start rule `root`). Free with dsg_grammar_free. */

@@ -93,6 +93,18 @@ void dsg_sbuf_literal(dsg_sbuf_t *b, const char *s, size_t n)
     dsg_sbuf_add(b, "\"", 1);
 }
 
+dsi_status_t dsg_literal(const char *s, size_t n, char **out)
+{
+    dsg_sbuf_t b = {0};
+    dsg_sbuf_literal(&b, s, n);
+    if (b.oom) {
+        free(b.s);
+        return DSI_ERR_NOMEM;
+    }
+    *out = b.s;
+    return DSI_OK;
+}
+
 void dsg_sbuf_class_char(dsg_sbuf_t *b, uint32_t cp)
 {
     if (cp == ']' || cp == '\\' || cp == '-' || cp == '^' || cp == '[')

@@ -347,7 +347,8 @@ dsi_status_t dsg_builder_finish(dsg_builder_t *b, dsg_grammar_t **out, char *err
         g->alt_first[r] = ai;
         for (int32_t a = 0; a < b->rules[r].n_alts; a++) {
             g->alts[ai++] = si;
-            memcpy(g->sym + si, b->rules[r].alts[a].v, (size_t)b->rules[r].alts[a].n * 4);
+            if (b->rules[r].alts[a].n > 0)
+                memcpy(g->sym + si, b->rules[r].alts[a].v, (size_t)b->rules[r].alts[a].n * 4);
             si += b->rules[r].alts[a].n;
             g->sym[si++] = DSG_END;
         }

@@ -133,6 +133,16 @@ static void check_converters(void)
                   DSI_OK);
     }
 
+    char *lit = NULL;
+    DSI_CHECK(dsg_literal("<｜tool▁call▁begin｜>\"x\\\n", strlen("<｜tool▁call▁begin｜>\"x\\\n"),
+                          &lit) == DSI_OK);
+    char rule[256];
+    snprintf(rule, sizeof(rule), "root ::= %s [0-9]", lit ? lit : "x");
+    free(lit);
+    g = compile(rule);
+    DSI_CHECK(g && accepts(g, "<｜tool▁call▁begin｜>\"x\\\n7") && !accepts(g, "<｜tool▁call▁begin｜>7"));
+    dsg_grammar_free(g);
+
     DSI_CHECK(dsg_json_object_gbnf("", &text) == DSI_OK);
     g = from(DSI_OK, &text, "");
     DSI_CHECK(g && accepts(g, "{}") && accepts(g, "{\"a\": [1, 2.5e3, {\"b\": null}], \"c\":\"\\u00e9\"}"));
@@ -157,6 +167,48 @@ static void check_converters(void)
     DSI_CHECK(dsg_from_json_schema(num, strlen(num), "", &text, err, sizeof(err)) ==
               DSI_ERR_UNSUPPORTED);
     DSI_CHECK(strstr(err, "minimum") != NULL);
+}
+
+/* A grammar after a thinking block: free text up to the first marker, then the grammar. */
+static void check_after_marker(void)
+{
+    const char *inner = "root ::= digits # the answer\ndigits ::= [0-9]{1,3} (\"root\" | \"\")";
+    char *text = NULL;
+    DSI_CHECK(dsg_after_marker(inner, strlen(inner), "</think>", &text) == DSI_OK);
+    dsg_grammar_t *g = from(DSI_OK, &text, "");
+    DSI_CHECK(g != NULL);
+    if (g == NULL)
+        return;
+    static const char *const yes[] = {"abc</think>12", "</think>\n\n5", "a</t</think>1",
+                                      "<</think>7", "</thin</think>3root", "日本</think>0"};
+    static const char *const no[] = {"abc</think>x", "a</think>b</think>1", "1", "</think>",
+                                     "x</think>\n\n\n1", "</think>1234"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!accepts(g, yes[i])) {
+            fprintf(stderr, "after marker should accept '%s'\n", yes[i]);
+            DSI_CHECK(0);
+        }
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (accepts(g, no[i])) {
+            fprintf(stderr, "after marker should reject '%s'\n", no[i]);
+            DSI_CHECK(0);
+        }
+    }
+    dsg_grammar_free(g);
+
+    /* a converted schema (classes, counts, escapes) survives the renaming */
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\","
+                         "\"maxLength\":3},\"n\":{\"type\":\"integer\",\"minimum\":10,\"maximum\":"
+                         "20}},\"required\":[\"a\"]}";
+    char *conv = NULL, err[256] = "";
+    DSI_CHECK(dsg_from_json_schema(schema, strlen(schema), "", &conv, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(conv && dsg_after_marker(conv, strlen(conv), "</think>", &text) == DSI_OK);
+    free(conv);
+    g = from(DSI_OK, &text, "");
+    DSI_CHECK(g && accepts(g, "hmm</think>\n{\"a\":\"x\\\"y\", \"n\": 15}"));
+    DSI_CHECK(g && !accepts(g, "hmm</think>{\"a\":\"wxyz\"}") && !accepts(g, "{\"a\":\"x\"}"));
+    dsg_grammar_free(g);
 }
 
 /* Integer and number ranges against the arithmetic, over many values. */
@@ -309,6 +361,7 @@ int main(void)
     check_accept();
     check_converters();
     check_ranges();
+    check_after_marker();
     check_mask();
     return dsi_test_finish();
 }

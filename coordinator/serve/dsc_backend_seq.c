@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsg.h"
 #include "dsi_log.h"
 
 static void seq_free(dsc_backend_t *b, dsc_backend_seq_t *s)
@@ -336,12 +337,22 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     creq.grammar = req->grammar;
     char *tool_grammar = NULL; /* tool_choice required or a named function */
     if (req->kind == DSC_API_KIND_CHAT && req->tool_choice >= DSC_API_TOOL_CHOICE_REQUIRED) {
-        if ((st = dsc_backend_tool_grammar(b, req, reasoning, &tool_grammar, message,
-                                           message_cap)) != DSI_OK) {
+        if ((st = dsc_backend_tool_grammar(b, req, &tool_grammar, message, message_cap)) !=
+            DSI_OK) {
             refuse(b, "bad_request", st, NULL, 0, NULL);
             goto out;
         }
         creq.grammar = tool_grammar;
+    }
+    /* A thinking block first: the grammar constrains the answer after it. */
+    char *after_think = NULL;
+    if (creq.grammar != NULL && reasoning) {
+        if ((st = dsg_after_marker(creq.grammar, strlen(creq.grammar), "</think>",
+                                   &after_think)) != DSI_OK) {
+            free(tool_grammar);
+            goto out;
+        }
+        creq.grammar = after_think;
     }
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
@@ -349,7 +360,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
     st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
                                s, &s->cluster_id);
-    free(tool_grammar); /* the cluster keeps its own copy */
+    free(tool_grammar); /* the cluster keeps its own copies */
+    free(after_think);
     if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));

@@ -1,7 +1,8 @@
 /*
  * dsc_backend_tools.c - tool_choice "required" or a named function: the backend knows the
  * model's chat template, so it picks the call format of the grammar (dsc_tool_grammar.h) that
- * goes to the cluster as SUBMIT.grammar. The API layer has checked the tools' schemas already.
+ * goes to the cluster as SUBMIT.grammar (after a thinking block where the answer opens with one:
+ * dsc_backend_seq.c). The API layer has checked the tools' schemas already.
  */
 #include "dsc_backend_impl.h"
 
@@ -12,18 +13,9 @@
 #include "dsi_log.h"
 
 dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_request_t *req,
-                                      int reasoning, char **gbnf, char *message, size_t cap)
+                                      char **gbnf, char *message, size_t cap)
 {
     char err[256] = "";
-    if (reasoning) {
-        /* "Invalid value for 'NAME'" makes the API name the parameter */
-        snprintf(message, cap,
-                 "Invalid value for 'tool_choice': \"required\" or a named function needs "
-                 "constrained decoding from the answer's first token, and this model opens its "
-                 "answer with a thinking block; use \"auto\"%s.",
-                 dsc_chat_template_style(b->tpl) == DSC_CHAT_V31 ? " or thinking off" : "");
-        return DSI_ERR_BAD_REQUEST;
-    }
     if (req->tools == NULL)
         return DSI_ERR_BAD_REQUEST; /* the API refuses it before */
     dsi_status_t st = dsc_tool_grammar(dsc_chat_template_style(b->tpl), req->tools,

@@ -96,12 +96,11 @@ dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_reques
 
 /*
  * dsc_backend_tools.c: the grammar that forces a tool call (tool_choice required or named) in the
- * format of the model's template (dsc_tool_grammar.h); *gbnf malloc'ed. `reasoning`: the answer
- * opens with a thinking block, which the grammar cannot leave free yet (DSI_ERR_BAD_REQUEST).
- * On failure `message` (cap bytes) tells the client why.
+ * format of the model's template (dsc_tool_grammar.h); *gbnf malloc'ed. On failure `message`
+ * (cap bytes) tells the client why.
  */
 dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_request_t *req,
-                                      int reasoning, char **gbnf, char *message, size_t cap);
+                                      char **gbnf, char *message, size_t cap);
 
 /* dsc_backend_params.c */
 /* Reads dir/generation_config.json's temperature, top_p and top_k if present (logged). */
