@@ -28,7 +28,7 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
     }
 }
 
-#define CALL                                                                                  \
+#define CALL                                                                                                          \
     "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get<｜tool▁sep｜>{\"a\": 1}<｜tool▁call▁end｜>" \
     "<｜tool▁calls▁end｜>"
 

@@ -36,17 +36,18 @@ static const case_t cases[] = {
     /* structured output: converted and compiled here, errors name the parameter */
     {CHAT, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
     {CMPL, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
-    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+    {CHAT,
+     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
      "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
      "\"integer\"}},\"required\":[\"a\"]}}}",
      200, NULL, NULL},
-    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{"
+    {CHAT,
+     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{"
      "\"type\":\"object\",\"patternProperties\":{}}}}",
      400, "unsupported_parameter", "response_format.json_schema.schema"},
     {CHAT, "\"response_format\":{\"type\":\"json_schema\"}", 400, "invalid_type",
      "response_format.json_schema"},
-    {CHAT, "\"response_format\":{\"type\":\"xml\"}", 400, "invalid_value",
-     "response_format.type"},
+    {CHAT, "\"response_format\":{\"type\":\"xml\"}", 400, "invalid_value", "response_format.type"},
     {CMPL, "\"guided_json\":{\"type\":\"string\",\"maxLength\":5}", 200, NULL, NULL},
     {CMPL, "\"guided_json\":\"{\\\"type\\\":\\\"boolean\\\"}\"", 200, NULL, NULL},
     {CMPL, "\"guided_json\":{\"type\":\"string\",\"format\":\"hostname\"}", 400,

@@ -101,8 +101,8 @@ static void check_requests(void)
         dsc_api_parsed_t *p = NULL;
         dsc_api_error_t err;
         memset(&err, 0, sizeof(err));
-        dsi_status_t st = dsc_api_request_parse(DSC_API_KIND_CHAT, c->body, strlen(c->body), &lim,
-                                                &p, &err);
+        dsi_status_t st =
+            dsc_api_request_parse(DSC_API_KIND_CHAT, c->body, strlen(c->body), &lim, &p, &err);
         if ((st == DSI_OK) != (c->status == 0))
             fprintf(stderr, "case %zu: %s -> %s\n", i, c->body, err.message);
         DSI_CHECK_INT_EQ(st == DSI_OK, c->status == 0);
@@ -196,17 +196,17 @@ static json_t *assemble(json_t *deltas)
             DSI_CHECK_STR_EQ(json_string_value(json_object_get(c, "type")), "function");
             DSI_CHECK(json_is_string(json_object_get(fn, "name")));
             DSI_CHECK(piece != NULL && piece[0] == '\0');
-            json_array_append_new(
-                calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
-                                 json_string_value(json_object_get(c, "id")), "type", "function",
-                                 "function", "name", json_string_value(json_object_get(fn, "name")),
-                                 "arguments", ""));
+            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
+                                                   json_string_value(json_object_get(c, "id")),
+                                                   "type", "function", "function", "name",
+                                                   json_string_value(json_object_get(fn, "name")),
+                                                   "arguments", ""));
             continue;
         }
         DSI_CHECK(idx + 1 == json_array_size(calls));
         DSI_CHECK(json_object_get(c, "id") == NULL && json_object_get(fn, "name") == NULL);
-        json_t *args = json_object_get(json_object_get(json_array_get(calls, idx), "function"),
-                                       "arguments");
+        json_t *args =
+            json_object_get(json_object_get(json_array_get(calls, idx), "function"), "arguments");
         DSI_CHECK(piece != NULL && piece[0] != '\0');
         size_t a = strlen(json_string_value(args)), b = piece ? strlen(piece) : 0;
         char *joined = malloc(a + b + 1);
@@ -301,12 +301,12 @@ static void check_answers(void)
                  "\"function\",\"function\":{\"name\":\"search\",\"arguments\":\"{}\"}}]",
                  DSC_API_FINISH_TOOL_CALLS);
     /* V3.1 */
-    check_answer(CB C1 "get_weather" S "{\"city\":\"Paris\"}" C2 C1 "search" S "{\"q\":\"x\"}" C2 CE,
-                 1, "",
-                 "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":"
-                 "\"{\\\"city\\\":\\\"Paris\\\"}\"}},{\"type\":\"function\",\"function\":{\"name\":"
-                 "\"search\",\"arguments\":\"{\\\"q\\\":\\\"x\\\"}\"}}]",
-                 DSC_API_FINISH_TOOL_CALLS);
+    check_answer(
+        CB C1 "get_weather" S "{\"city\":\"Paris\"}" C2 C1 "search" S "{\"q\":\"x\"}" C2 CE, 1, "",
+        "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":"
+        "\"{\\\"city\\\":\\\"Paris\\\"}\"}},{\"type\":\"function\",\"function\":{\"name\":"
+        "\"search\",\"arguments\":\"{\\\"q\\\":\\\"x\\\"}\"}}]",
+        DSC_API_FINISH_TOOL_CALLS);
     /* parallel_tool_calls false: the first call only */
     check_answer(CB C1 "a" S "{}" C2 C1 "b" S "{}" C2 CE, 0, "",
                  "[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"arguments\":\"{}\"}}]",

@@ -23,17 +23,17 @@
     "\"string\",\"description\":\"the city, e.g. Zürich\"},\"days\":{\"type\":\"integer\"}},"    \
     "\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":{\"name\":\"search\","        \
     "\"description\":\"Web search\",\"parameters\":{}}}]"
-#define ODD_TOOLS                                                                                 \
-    "[{\"type\":\"function\",\"function\":{\"name\":\"odd\",\"description\":\"tab\\there, " \
-    "bell\\u0007, quote \\\" and \\\\ slash / é 漢\",\"parameters\":{\"a\":0.1,\"b\":1e-05,"     \
-    "\"c\":1e16,\"d\":2.0,\"e\":-0.0,\"f\":123.456,\"g\":1.5e-7,\"h\":12345678901234567890.0,"  \
+#define ODD_TOOLS                                                                              \
+    "[{\"type\":\"function\",\"function\":{\"name\":\"odd\",\"description\":\"tab\\there, "    \
+    "bell\\u0007, quote \\\" and \\\\ slash / é 漢\",\"parameters\":{\"a\":0.1,\"b\":1e-05," \
+    "\"c\":1e16,\"d\":2.0,\"e\":-0.0,\"f\":123.456,\"g\":1.5e-7,\"h\":12345678901234567890.0," \
     "\"i\":-7,\"j\":[true,false,null],\"k\":{},\"l\":[],\"m\":0.0001,\"n\":1e15}}}]"
 #define USER(t)   "{\"role\":\"user\",\"content\":\"" t "\"}"
 #define SYS(t)    "{\"role\":\"system\",\"content\":\"" t "\"}"
 #define ASST(t)   "{\"role\":\"assistant\",\"content\":\"" t "\"}"
 #define TOOL(t)   "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"" t "\"}"
 #define CALLS(cs) "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[" cs "]}"
-#define CALL(name, args)                                                                     \
+#define CALL(name, args)                                                                      \
     "{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"" name "\",\"arguments\":" \
     "\"" args "\"}}"
 #define ARGS_PARIS "{\\\"city\\\": \\\"Paris\\\"}"
@@ -44,42 +44,47 @@ static const char *const cases[] = {
     "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" SYS("Be brief.") "," USER(
         "Weather in Paris?") "],\"add_generation_prompt\":true}",
     /* 1: V3, tools without a system prompt */
-    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("hi") "],"
-    "\"add_generation_prompt\":true}",
+    "{\"style\":\"v3\",\"tools\":" TOOLS
+    ",\"messages\":[" USER("hi") "],"
+                                 "\"add_generation_prompt\":true}",
     /* 2: V3, two calls, two results, the answer, a new question */
-    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris and Rome?") "," CALLS(
-        CALL("get_weather", ARGS_PARIS) "," CALL("get_weather", ARGS_ROME)) "," TOOL("18") "," TOOL(
-        "21") "," ASST("Paris 18, Rome 21.") "," USER("thanks") "],\"add_generation_prompt\":true}",
+    "{\"style\":\"v3\",\"tools\":" TOOLS
+    ",\"messages\":[" USER("Paris and Rome?") "," CALLS(CALL("get_weather", ARGS_PARIS) "," CALL(
+        "get_weather",
+        ARGS_ROME)) "," TOOL("18") "," TOOL("21") "," ASST("Paris 18, Rome 21.") "," USER("thanks") "],\"add_generation_prompt\":true}",
     /* 3: V3, the chat ends in a tool result (no generation prompt after tool outputs) */
-    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," CALLS(
-        CALL("get_weather", ARGS_PARIS)) "," TOOL("{\\\"t\\\": 18}") "],"
-    "\"add_generation_prompt\":true}",
+    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," CALLS(CALL(
+        "get_weather", ARGS_PARIS)) "," TOOL("{\\\"t\\\": 18}") "],"
+                                                                "\"add_generation_prompt\":true}",
     /* 4: V3, an empty tool list describes nothing */
     "{\"style\":\"v3\",\"tools\":[],\"messages\":[" USER("hi") "],\"add_generation_prompt\":true}",
     /* 5: V3, a continued answer */
     "{\"style\":\"v3\",\"messages\":[" SYS("s") "," USER("Count to 3") "," ASST(
         "1, 2") "],\"continue_final\":true}",
     /* 6: V3, a continued answer after tool outputs */
-    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," CALLS(
-        CALL("get_weather", ARGS_PARIS)) "," TOOL("18") "," ASST("It is") "],"
-    "\"continue_final\":true}",
+    "{\"style\":\"v3\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," CALLS(CALL(
+        "get_weather", ARGS_PARIS)) "," TOOL("18") "," ASST("It is") "],"
+                                                                     "\"continue_final\":true}",
     /* 7: V3, no generation prompt */
     "{\"style\":\"v3\",\"messages\":[" USER("hi") "],\"add_generation_prompt\":false}",
     /* 8: V3.1, a continued answer, not thinking */
-    "{\"style\":\"v3.1\",\"messages\":[" USER("Count to 3") "," ASST("1, 2") "],"
-    "\"continue_final\":true}",
+    "{\"style\":\"v3.1\",\"messages\":[" USER("Count to 3") "," ASST(
+        "1, 2") "],"
+                "\"continue_final\":true}",
     /* 9: V3.1, a continued reasoning (thinking: the prefix opens with <think>) */
     "{\"style\":\"v3.1\",\"thinking\":true,\"messages\":[" USER("Count to 3") "," ASST(
         "Let me count") "],\"continue_final\":true}",
     /* 10: V3.1, tools and a continued answer */
-    "{\"style\":\"v3.1\",\"tools\":" TOOLS ",\"messages\":[" USER("Paris?") "," ASST(
-        "I will call") "],\"continue_final\":true}",
+    "{\"style\":\"v3.1\",\"tools\":" TOOLS
+    ",\"messages\":[" USER("Paris?") "," ASST("I will call") "],\"continue_final\":true}",
     /* 11, 12: numbers and characters where JSON writers differ: Python's repr of floats,
      * lowercase \u escapes, non-ASCII as is */
-    "{\"style\":\"v3\",\"tools\":" ODD_TOOLS ",\"messages\":[" USER("x") "],"
-    "\"add_generation_prompt\":true}",
-    "{\"style\":\"v3.1\",\"tools\":" ODD_TOOLS ",\"messages\":[" USER("x") "],"
-    "\"add_generation_prompt\":true}",
+    "{\"style\":\"v3\",\"tools\":" ODD_TOOLS
+    ",\"messages\":[" USER("x") "],"
+                                "\"add_generation_prompt\":true}",
+    "{\"style\":\"v3.1\",\"tools\":" ODD_TOOLS
+    ",\"messages\":[" USER("x") "],"
+                                "\"add_generation_prompt\":true}",
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -170,9 +175,9 @@ static void check_engine_rules(void)
     dsc_chat_template_t *v3 = NULL;
     DSI_CHECK_INT_EQ(dsc_chat_template_create(DSC_CHAT_V3, NULL, &v3), DSI_OK);
     dsc_chat_opts_t bad = {0, "[1]", 3, 0};
-    DSI_CHECK_INT_EQ(dsc_chat_render_json_opts(v3, user_last, strlen(user_last), 1, &bad, &out,
-                                               &len),
-                     DSI_ERR_BAD_REQUEST);
+    DSI_CHECK_INT_EQ(
+        dsc_chat_render_json_opts(v3, user_last, strlen(user_last), 1, &bad, &out, &len),
+        DSI_ERR_BAD_REQUEST);
     dsc_chat_template_destroy(v3);
     dsc_chat_template_destroy(r1);
     dsc_chat_template_destroy(v31);

@@ -132,8 +132,7 @@ int main(void)
         expect(g, CB C1 "ping" S "{}" C2 C1 "get_weather" S "{\"city\":\"x\"}" C2 CE, 1,
                "|ping({})|get_weather({\"city\":\"x\"})");
         expect(g, CB C1 "get_weather" S "{}" C2 CE, 0, NULL);
-        expect(g, CB C1 "function" S "get_weather\n```json\n{\"city\": \"P\"}\n```" C2 CE, 0,
-               NULL);
+        expect(g, CB C1 "function" S "get_weather\n```json\n{\"city\": \"P\"}\n```" C2 CE, 0, NULL);
         dsg_grammar_free(g);
     }
     g = make(DSC_CHAT_V31, "ping", 0);
@@ -144,9 +143,9 @@ int main(void)
     }
     /* errors */
     char *gbnf = NULL, err[256];
-    DSI_CHECK_INT_EQ(dsc_tool_grammar(DSC_CHAT_V3, tools, strlen(tools), "nope", 1, &gbnf, err,
-                                      sizeof(err)),
-                     DSI_ERR_NOT_FOUND);
+    DSI_CHECK_INT_EQ(
+        dsc_tool_grammar(DSC_CHAT_V3, tools, strlen(tools), "nope", 1, &gbnf, err, sizeof(err)),
+        DSI_ERR_NOT_FOUND);
     DSI_CHECK_INT_EQ(dsc_tool_grammar(DSC_CHAT_V3, "{}", 2, NULL, 1, &gbnf, err, sizeof(err)),
                      DSI_ERR_BAD_REQUEST);
     DSI_CHECK(gbnf == NULL);

@@ -129,19 +129,19 @@ int main(void)
     check("Hello <b> world <｜tool", "Hello <b> world <｜tool", "", 1);
     check("plain answer", "plain answer", "", 0);
     /* V3: one call, content before it, the release's exact format */
-    check("Let me check." CB C1 "function" SEP "get_weather\n```json\n{\"city\": \"Paris\"}\n```" C2
-              CE,
+    check("Let me check." CB C1 "function" SEP
+          "get_weather\n```json\n{\"city\": \"Paris\"}\n```" C2 CE,
           "Let me check.", "|get_weather({\"city\": \"Paris\"})", 0);
     /* V3: two calls separated by a newline, as the template renders them */
     check(CB C1 "function" SEP "a\n```json\n{}\n```" C2 "\n" C1 "function" SEP
-              "b_2\n```json\n{\"x\": [1, 2]}\n```" C2 CE,
+                "b_2\n```json\n{\"x\": [1, 2]}\n```" C2 CE,
           "", "|a({})|b_2({\"x\": [1, 2]})", 0);
     /* V3: a block the template leaves open (no calls end), then the end of the text */
     check(CB C1 "function" SEP "f\n```json\n{\"s\": \"`q`\"}\n```" C2, "", "|f({\"s\": \"`q`\"})",
           0);
     /* V3: arguments with backticks and whitespace inside, a fence without "json" */
-    check(CB C1 "function" SEP "f\n```\n{\"code\": \"a ``` b\"}\n```" C2 CE "after",
-          "after", "|f({\"code\": \"a ``` b\"})", 0);
+    check(CB C1 "function" SEP "f\n```\n{\"code\": \"a ``` b\"}\n```" C2 CE "after", "after",
+          "|f({\"code\": \"a ``` b\"})", 0);
     /* V3.1: one and two calls, content before */
     check("Sure." CB C1 "get_weather" SEP "{\"city\": \"Zürich\"}" C2 CE, "Sure.",
           "|get_weather({\"city\": \"Zürich\"})", 0);

@@ -90,7 +90,7 @@ typedef struct {
     /* NULL, or the grammar the output must match (docs/STRUCTURED_OUTPUT.md): from
      * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
     const char *grammar;
-    int thinking;      /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    int thinking; /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
     /* Tool calling and prefix continuation (dsc_api_tools.c; docs/API.md, "Tool calling"). */
     int tool_choice;           /* DSC_API_TOOL_CHOICE_* */
     const char *tool_function; /* tool_choice {"type":"function","function":{"name"}}: the name */
@@ -142,8 +142,8 @@ typedef struct {
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum {
-    DSC_API_FINISH_STOP = 0, /* end-of-sequence token or a stop string */
-    DSC_API_FINISH_LENGTH,   /* max_tokens reached (or the context is full) */
+    DSC_API_FINISH_STOP = 0,   /* end-of-sequence token or a stop string */
+    DSC_API_FINISH_LENGTH,     /* max_tokens reached (or the context is full) */
     DSC_API_FINISH_TOOL_CALLS, /* the API layer's: the answer ended with tool calls */
 } dsc_api_finish_t;
 

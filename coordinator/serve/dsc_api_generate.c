@@ -29,9 +29,9 @@ struct dsc_api_gen {
     dsc_api_jbuf_t chunk;              /* streaming: scratch for one SSE event, reused */
     uint64_t t_start, t_first, t_last; /* uv_hrtime() ns */
     int64_t n_tokens;
-    int logprobs;         /* the request asked for logprobs */
-    dsc_api_lp_t lp;      /* logprobs not yet sent (streaming) or all of them */
-    dsc_api_jbuf_t lp_js; /* scratch: the "logprobs" object */
+    int logprobs;               /* the request asked for logprobs */
+    dsc_api_lp_t lp;            /* logprobs not yet sent (streaming) or all of them */
+    dsc_api_jbuf_t lp_js;       /* scratch: the "logprobs" object */
     dsc_api_toolcalls_t *tools; /* NULL, or the answer's tool calls being parsed */
 };
 

@@ -57,9 +57,9 @@ static const field_t fields[] = {
     {"add_generation_prompt", K_CHAT, F_IMPLEMENTED},  /* vLLM's */
     {"continue_final_message", K_CHAT, F_IMPLEMENTED}, /* vLLM's */
     {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED},   /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_CMPL, F_IMPLEMENTED},              /* 1 only */
-    {"echo", K_CMPL, F_IMPLEMENTED},                 /* false only */
-    {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
+    {"best_of", K_CMPL, F_IMPLEMENTED},                /* 1 only */
+    {"echo", K_CMPL, F_IMPLEMENTED},                   /* false only */
+    {"suffix", K_CMPL, F_IMPLEMENTED},                 /* "" only */
     /* extensions (vLLM's names and meanings) */
     {"top_k", K_BOTH, F_IMPLEMENTED},
     {"min_p", K_BOTH, F_IMPLEMENTED},
@@ -327,7 +327,7 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     static const char *const stream_keys[] = {"include_usage", "include_obfuscation", NULL};
     static const char *const message_keys[] = {
         "role",    "content", "name", "tool_calls", "tool_call_id", "reasoning_content",
-        "refusal", "prefix", NULL}; /* refusal: an earlier answer's, harmless */
+        "refusal", "prefix",  NULL}; /* refusal: an earlier answer's, harmless */
     const char *key;
     json_t *val;
     int mask = kind == DSC_API_KIND_CHAT ? K_CHAT : K_CMPL;

@@ -24,7 +24,7 @@ struct dsc_api_toolcalls {
     dsc_api_toolcalls_sink_t sink;
     void *gen;
     int stream, parallel;
-    int dropped; /* calls left out (parallel_tool_calls false) */
+    int dropped;   /* calls left out (parallel_tool_calls false) */
     call_t *calls; /* [n] kept calls (a stream keeps only their ids) */
     int n, cap;
     int failed;
@@ -84,8 +84,9 @@ static void on_call(void *ctx, int index, const char *name, size_t len)
     }
     dsc_api_jbuf_t *b = &t->scratch;
     dsc_api_jbuf_reset(b);
-    dsc_api_jbuf_printf(b, "[{\"index\":%d,\"id\":\"%s\",\"type\":\"function\",\"function\":"
-                           "{\"name\":",
+    dsc_api_jbuf_printf(b,
+                        "[{\"index\":%d,\"id\":\"%s\",\"type\":\"function\",\"function\":"
+                        "{\"name\":",
                         index, c->id);
     dsc_api_jbuf_string(b, name, len);
     dsc_api_jbuf_puts(b, ",\"arguments\":\"\"}}]");

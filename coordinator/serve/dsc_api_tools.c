@@ -35,8 +35,9 @@ static int check_tool(json_t *t, size_t i, dsc_api_error_t *err)
     if (!json_is_object(t))
         return dsc_api_wrong_type(err, param, "an object");
     if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0)
-        return invalid(err, param, "only {\"type\": \"function\", \"function\": {...}} tools are "
-                                   "supported");
+        return invalid(err, param,
+                       "only {\"type\": \"function\", \"function\": {...}} tools are "
+                       "supported");
     snprintf(param, sizeof(param), "tools[%zu].function", i);
     if (!json_is_object(fn))
         return dsc_api_wrong_type(err, param, "an object");
@@ -88,8 +89,7 @@ static int check_forced(json_t *root, json_t *tools, dsc_api_request_t *r, dsc_a
     dsg_grammar_t *g = NULL;
     dsi_status_t st = text == NULL ? DSI_ERR_NOMEM
                                    : dsc_tool_grammar(DSC_CHAT_V3, text, strlen(text),
-                                                      r->tool_function, 1, &gbnf, msg,
-                                                      sizeof(msg));
+                                                      r->tool_function, 1, &gbnf, msg, sizeof(msg));
     if (st == DSI_OK)
         st = dsg_compile(gbnf, strlen(gbnf), &g, msg, sizeof(msg));
     dsg_grammar_free(g);

@@ -317,8 +317,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
     if (req->kind == DSC_API_KIND_CHAT && req->continue_final) { /* a continued answer */
         const dsc_api_message_t *last = &req->messages[req->n_messages - 1];
-        reasoning = dsc_chat_continue_opens_thinking(b->tpl, &topts, last->content,
-                                                     last->content_len);
+        reasoning =
+            dsc_chat_continue_opens_thinking(b->tpl, &topts, last->content, last->content_len);
     }
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
@@ -331,7 +331,7 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     dsc_cluster_req_t creq = {
-        ids,     (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
+        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b),
         NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
     creq.grammar = req->grammar;
@@ -347,8 +347,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     /* A thinking block first: the grammar constrains the answer after it. */
     char *after_think = NULL;
     if (creq.grammar != NULL && reasoning) {
-        if ((st = dsg_after_marker(creq.grammar, strlen(creq.grammar), "</think>",
-                                   &after_think)) != DSI_OK) {
+        if ((st = dsg_after_marker(creq.grammar, strlen(creq.grammar), "</think>", &after_think)) !=
+            DSI_OK) {
             free(tool_grammar);
             goto out;
         }
@@ -358,8 +358,8 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
-                               s, &s->cluster_id);
+    st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs, s,
+                               &s->cluster_id);
     free(tool_grammar); /* the cluster keeps its own copies */
     free(after_think);
     if (st != DSI_OK) {

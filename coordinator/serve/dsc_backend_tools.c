@@ -18,12 +18,10 @@ dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_requ
     char err[256] = "";
     if (req->tools == NULL)
         return DSI_ERR_BAD_REQUEST; /* the API refuses it before */
-    dsi_status_t st = dsc_tool_grammar(dsc_chat_template_style(b->tpl), req->tools,
-                                       strlen(req->tools),
-                                       req->tool_choice == DSC_API_TOOL_CHOICE_FUNCTION
-                                           ? req->tool_function
-                                           : NULL,
-                                       req->parallel_tool_calls, gbnf, err, sizeof(err));
+    dsi_status_t st = dsc_tool_grammar(
+        dsc_chat_template_style(b->tpl), req->tools, strlen(req->tools),
+        req->tool_choice == DSC_API_TOOL_CHOICE_FUNCTION ? req->tool_function : NULL,
+        req->parallel_tool_calls, gbnf, err, sizeof(err));
     if (st != DSI_OK) {
         snprintf(message, cap, "Invalid value for 'tools': %s", err);
         DSI_WARN("backend: the tool-call grammar failed: %s (%s)", err, dsi_status_name(st));

@@ -99,8 +99,7 @@ static dsi_status_t put_tool(buf_t *b, dsc_chat_style_t style, int i, const char
 }
 
 dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, size_t len,
-                              const char *only, int parallel, char **gbnf, char *err,
-                              size_t errlen)
+                              const char *only, int parallel, char **gbnf, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *tools = json_loadb(tools_json, len, 0, &jerr);

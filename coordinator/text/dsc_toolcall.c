@@ -143,7 +143,8 @@ static void step_block(dsc_toolcall_t *p, int final, int *more)
         q++;
     const char *rest = p->buf + q;
     size_t n = p->len - q;
-    int cb = starts(rest, n, LIT(DSC_TOOL_CALL_BEGIN)), ce = starts(rest, n, LIT(DSC_TOOL_CALLS_END));
+    int cb = starts(rest, n, LIT(DSC_TOOL_CALL_BEGIN)),
+        ce = starts(rest, n, LIT(DSC_TOOL_CALLS_END));
     if (cb == 1) {
         p->state = S_HEAD;
         p->pos = q + sizeof(DSC_TOOL_CALL_BEGIN) - 1;

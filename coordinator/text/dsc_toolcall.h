@@ -2,13 +2,14 @@
  * dsc_toolcall.h - the tool calls in a DeepSeek model's generated text, parsed as the text streams.
  *
  * The two formats of the releases (the chat templates render earlier calls the same way):
- *   V3 / R1  <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```
+ *   V3 / R1
+ * <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```
  *            <｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>...<｜tool▁calls▁end｜>
  *   V3.1     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>
  *            <｜tool▁call▁begin｜>...<｜tool▁calls▁end｜>
  * Each call is told apart by its own header, so one parser reads both: the text before
- * <｜tool▁sep｜> is "function" and what follows is not JSON ('{' or '[') -> V3, else the text before
- * the separator is the name (V3.1).
+ * <｜tool▁sep｜> is "function" and what follows is not JSON ('{' or '[') -> V3, else the text
+ * before the separator is the name (V3.1).
  *
  * Text outside the calls block is content. Content never carries a marker, nor a prefix of one:
  * a tail that could still become "<｜tool▁calls▁begin｜>" is held back until it cannot. A call's
