@@ -21,8 +21,8 @@ static uint32_t tok_lens[N_TOK];
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    static const char *const multi[] = {"\"a", "\xc3\xa9", "ab", "{\"", "\xe6\x97", "12", "\":",
-                                        "\xa9x"};
+    static const char *const multi[] = {"\"a",      "\xc3\xa9", "ab",  "{\"",
+                                        "\xe6\x97", "12",       "\":", "\xa9x"};
     const uint8_t *ptr[N_TOK];
     for (int t = 0; t < 256; t++) {
         tok_bytes[t][0] = (uint8_t)t;
@@ -58,8 +58,8 @@ static void run_matcher(const dsg_grammar_t *g, const uint8_t *feed, size_t n)
             int want = dsg_ref_feed(c, tok_bytes[t], tok_lens[t]);
             dsg_ref_free(c);
             if (want != !isinf(logits[t]))
-                fuzz_note("token %d at byte %zu: matcher %d, reference %d", t, i,
-                          !isinf(logits[t]), want);
+                fuzz_note("token %d at byte %zu: matcher %d, reference %d", t, i, !isinf(logits[t]),
+                          want);
             FUZZ_CHECK(want == !isinf(logits[t]));
         }
         dsg_matcher_complete(m);

@@ -16,7 +16,8 @@
  *
  * Errors: DSI_ERR_BAD_REQUEST (bad grammar, schema or regex, with a message naming what in
  * `err`), DSI_ERR_UNSUPPORTED (a schema keyword or regex feature not implemented: `err` names it),
- * DSI_ERR_TOO_LARGE (over DSG_MAX_GRAMMAR_BYTES, or a recognizer stack over its cap), DSI_ERR_NOMEM.
+ * DSI_ERR_TOO_LARGE (over DSG_MAX_GRAMMAR_BYTES, or a recognizer stack over its cap),
+ * DSI_ERR_NOMEM.
  *
  * Thread safety: a compiled grammar and a vocabulary are immutable and may be shared by any number
  * of threads and matchers; a matcher belongs to one thread.
@@ -50,8 +51,8 @@ dsi_status_t dsg_from_json_schema(const char *schema_json, size_t len, const cha
 dsi_status_t dsg_json_object_gbnf(const char *rule_prefix, char **gbnf_out);
 /* A regular expression (subset: literals, escapes, classes, \d \w \s, ., |, groups, * + ?
  * {m,n}); the whole output must match (anchors implicit; ^ and $ at the ends are allowed). */
-dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_prefix,
-                            char **gbnf_out, char *err, size_t errlen);
+dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_prefix, char **gbnf_out,
+                            char *err, size_t errlen);
 /* Exactly one of `n` strings (NUL-terminated UTF-8). */
 dsi_status_t dsg_from_choice(const char *const *choices, size_t n, const char *rule_prefix,
                              char **gbnf_out, char *err, size_t errlen);

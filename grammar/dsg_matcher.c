@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define CACHE_ENTRIES  64
-#define MAX_STATES     16384   /* interned states before the tables start over */
+#define MAX_STATES     16384 /* interned states before the tables start over */
 #define COMPACT_FRAMES (1 << 21)
 #define UNKNOWN        (-2)
 #define DEAD           (-1)
@@ -139,8 +139,7 @@ static int32_t state_next(dsg_matcher_t *m, int32_t s, uint8_t b)
     if (n != UNKNOWN)
         return n;
     int32_t o = m->stk_off[s];
-    int k = dsg_stacks_advance(&m->t, m->stk + o, m->stk_off[s + 1] - o, b, m->tmp,
-                               DSG_MAX_STATES);
+    int k = dsg_stacks_advance(&m->t, m->stk + o, m->stk_off[s + 1] - o, b, m->tmp, DSG_MAX_STATES);
     if (k < 0) {
         m->error = m->t.error;
         return -3;

@@ -89,16 +89,37 @@ static int read_char(parser_t *p, uint32_t *cp)
         char e = *p->s++;
         int digits = 0;
         switch (e) {
-        case 'n': *cp = '\n'; return 0;
-        case 't': *cp = '\t'; return 0;
-        case 'r': *cp = '\r'; return 0;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
+        case 'n':
+            *cp = '\n';
+            return 0;
+        case 't':
+            *cp = '\t';
+            return 0;
+        case 'r':
+            *cp = '\r';
+            return 0;
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
+        case '\\':
+        case '"':
+        case '\'':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '/':
             *cp = (uint32_t)e;
             return 0;
-        default: p->s--; return fail(p, "unknown escape");
+        default:
+            p->s--;
+            return fail(p, "unknown escape");
         }
         uint32_t v = 0;
         for (int i = 0; i < digits; i++) {
@@ -203,7 +224,7 @@ static int parse_primary(parser_t *p, dsg_ivec_t *item, const char *rule_name)
         int rc = dsg_builder_class(p->b, item, (const uint32_t *)r.v, r.n / 2, negate, rule_name);
         dsg_ivec_free(&r);
         return rc ? fail(p, "out of memory") : 0;
-bad:
+    bad:
         dsg_ivec_free(&r);
         return -1;
     }
@@ -451,17 +472,26 @@ dsi_status_t dsg_compile(const char *gbnf, size_t len, dsg_grammar_t **out, char
     dsg_builder_free(&b);
     if (st != DSI_OK)
         return st;
-    /* The start state shows left recursion and runaway closures now rather than mid-request. */
+    /* Each rule's closure shows left recursion and runaway expansions now rather than
+     * mid-request. */
+    int32_t *tmp = malloc(DSG_MAX_STATES * sizeof(int32_t));
     dsg_stacks_t t;
-    int32_t tmp[DSG_MAX_STATES];
-    st = dsg_stacks_init(&t, g);
-    if (st == DSI_OK && dsg_stacks_start(&t, tmp, DSG_MAX_STATES) < 0) {
-        st = t.error;
-        dsg_err(err, errlen, "grammar: the start expands without bound (left recursion?)");
-        if (st == DSI_ERR_TOO_LARGE)
-            st = DSI_ERR_BAD_REQUEST;
+    if (tmp == NULL || (st = dsg_stacks_init(&t, g)) != DSI_OK) {
+        free(tmp);
+        dsg_grammar_free(g);
+        return DSI_ERR_NOMEM;
+    }
+    for (int32_t r = 0; st == DSI_OK && r < g->n_rules; r++) {
+        if (dsg_stacks_rule(&t, r, tmp, DSG_MAX_STATES) < 0) {
+            st = t.error == DSI_ERR_NOMEM ? DSI_ERR_NOMEM : DSI_ERR_BAD_REQUEST;
+            dsg_err(err, errlen,
+                    "grammar: rule '%s' expands without bound (left recursion, or too many "
+                    "alternatives at once)",
+                    g->names[r]);
+        }
     }
     dsg_stacks_cleanup(&t);
+    free(tmp);
     if (st != DSI_OK) {
         dsg_grammar_free(g);
         return st;

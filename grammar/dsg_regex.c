@@ -63,19 +63,25 @@ static int shorthand(char c, uint32_t *rg, int json, int *neg)
 {
     *neg = c == 'D' || c == 'W' || c == 'S';
     switch (c) {
-    case 'd': case 'D': rg[0] = '0', rg[1] = '9'; return 1;
-    case 'w': case 'W':
+    case 'd':
+    case 'D':
+        rg[0] = '0', rg[1] = '9';
+        return 1;
+    case 'w':
+    case 'W':
         rg[0] = 'a', rg[1] = 'z', rg[2] = 'A', rg[3] = 'Z', rg[4] = '0', rg[5] = '9';
         rg[6] = rg[7] = '_';
         return 4;
-    case 's': case 'S':
+    case 's':
+    case 'S':
         if (json && c == 's') { /* a blank other than space is a control character */
             rg[0] = rg[1] = ' ';
             return 1;
         }
         rg[0] = rg[1] = ' ', rg[2] = 0x09, rg[3] = 0x0D; /* \t \n \v \f \r */
         return 2;
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -87,14 +93,33 @@ static int rx_escape(rx_t *r, uint32_t *cp)
     char c = *r->s++;
     int digits = 0;
     switch (c) {
-    case 'n': *cp = '\n'; return 0;
-    case 't': *cp = '\t'; return 0;
-    case 'r': *cp = '\r'; return 0;
-    case 'f': *cp = '\f'; return 0;
-    case 'v': *cp = '\v'; return 0;
-    case 'x': digits = 2; break;
-    case 'u': digits = 4; break;
-    case 'b': case 'B': case 'A': case 'Z': case 'z': case 'G':
+    case 'n':
+        *cp = '\n';
+        return 0;
+    case 't':
+        *cp = '\t';
+        return 0;
+    case 'r':
+        *cp = '\r';
+        return 0;
+    case 'f':
+        *cp = '\f';
+        return 0;
+    case 'v':
+        *cp = '\v';
+        return 0;
+    case 'x':
+        digits = 2;
+        break;
+    case 'u':
+        digits = 4;
+        break;
+    case 'b':
+    case 'B':
+    case 'A':
+    case 'Z':
+    case 'z':
+    case 'G':
         r->s -= 2;
         return rx_fail(r, DSI_ERR_UNSUPPORTED, "unsupported assertion (\\b, \\B, \\A, \\Z)");
     default:
@@ -348,8 +373,9 @@ static int parse_quant(rx_t *r)
 
 static int at_quant(rx_t *r)
 {
-    return r->s < r->end && (*r->s == '*' || *r->s == '+' || *r->s == '?' ||
-                             (*r->s == '{' && r->s + 1 < r->end && r->s[1] >= '0' && r->s[1] <= '9'));
+    return r->s < r->end &&
+           (*r->s == '*' || *r->s == '+' || *r->s == '?' ||
+            (*r->s == '{' && r->s + 1 < r->end && r->s[1] >= '0' && r->s[1] <= '9'));
 }
 
 static int parse_concat(rx_t *r)
@@ -358,8 +384,7 @@ static int parse_concat(rx_t *r)
     if (r->s < r->end && *r->s == '^' && r->depth == 0)
         r->s++;
     while (r->s < r->end && *r->s != '|' && *r->s != ')') {
-        if (*r->s == '$' && r->depth == 0 &&
-            (r->s + 1 == r->end || r->s[1] == '|')) {
+        if (*r->s == '$' && r->depth == 0 && (r->s + 1 == r->end || r->s[1] == '|')) {
             r->s++;
             continue;
         }
@@ -391,8 +416,8 @@ static int parse_alt(rx_t *r)
     }
 }
 
-dsi_status_t dsg_regex_body(dsg_sbuf_t *b, const char *re, size_t len, int json_string,
-                            char *err, size_t errlen)
+dsi_status_t dsg_regex_body(dsg_sbuf_t *b, const char *re, size_t len, int json_string, char *err,
+                            size_t errlen)
 {
     rx_t r = {re, re + len, re, b, json_string, err, errlen, DSI_OK, 0};
     dsg_sbuf_puts(b, "(");
@@ -404,8 +429,8 @@ dsi_status_t dsg_regex_body(dsg_sbuf_t *b, const char *re, size_t len, int json_
     return r.st;
 }
 
-dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_prefix,
-                            char **gbnf_out, char *err, size_t errlen)
+dsi_status_t dsg_from_regex(const char *regex, size_t len, const char *rule_prefix, char **gbnf_out,
+                            char *err, size_t errlen)
 {
     const char *p = rule_prefix != NULL ? rule_prefix : "";
     dsg_sbuf_t b = {0};

@@ -46,14 +46,31 @@ static int sc_fail(sc_t *c, dsi_status_t st, const char *path, const char *fmt, 
 }
 
 static const char *const annotations[] = {
-    "title",    "description", "default",  "examples",  "$schema", "$id", "$comment",
-    "deprecated", "readOnly",  "writeOnly", "$defs",    "definitions", NULL};
-static const char *const handled[] = {
-    "type",      "properties",       "required",         "additionalProperties", "items",
-    "minItems",  "maxItems",         "enum",             "const",                "anyOf",
-    "oneOf",     "allOf",            "$ref",             "minimum",              "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",            "pattern",
-    "format",    "uniqueItems",      NULL};
+    "title",      "description", "default",   "examples", "$schema",     "$id", "$comment",
+    "deprecated", "readOnly",    "writeOnly", "$defs",    "definitions", NULL};
+static const char *const handled[] = {"type",
+                                      "properties",
+                                      "required",
+                                      "additionalProperties",
+                                      "items",
+                                      "minItems",
+                                      "maxItems",
+                                      "enum",
+                                      "const",
+                                      "anyOf",
+                                      "oneOf",
+                                      "allOf",
+                                      "$ref",
+                                      "minimum",
+                                      "maximum",
+                                      "exclusiveMinimum",
+                                      "exclusiveMaximum",
+                                      "minLength",
+                                      "maxLength",
+                                      "pattern",
+                                      "format",
+                                      "uniqueItems",
+                                      NULL};
 
 static int in(const char *k, const char *const *list)
 {

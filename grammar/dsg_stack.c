@@ -12,7 +12,8 @@
 
 static uint32_t hash2(int32_t a, int32_t b)
 {
-    uint64_t h = (uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)b * 0xC2B2AE3D27D4EB4Full;
+    uint64_t h = (uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)(uint32_t)b * 0xC2B2AE3D27D4EB4Full;
     return (uint32_t)(h >> 29) ^ (uint32_t)h;
 }
 
@@ -204,19 +205,24 @@ static void sort_small(int32_t *v, int n)
     }
 }
 
-int dsg_stacks_start(dsg_stacks_t *t, int32_t *out, int cap)
+int dsg_stacks_rule(dsg_stacks_t *t, int32_t r, int32_t *out, int cap)
 {
     if (t->error)
         return -1;
     closure_t c = {out, 0, cap, 0, 0};
     t->gen++;
     const dsg_grammar_t *g = t->g;
-    for (int32_t a = g->alt_first[g->root]; a < g->alt_first[g->root + 1]; a++) {
+    for (int32_t a = g->alt_first[r]; a < g->alt_first[r + 1]; a++) {
         if (expand(t, &c, g->alts[a], 0, 0))
             return -1;
     }
     sort_small(out, c.n);
     return c.n;
+}
+
+int dsg_stacks_start(dsg_stacks_t *t, int32_t *out, int cap)
+{
+    return dsg_stacks_rule(t, t->g->root, out, cap);
 }
 
 int dsg_stacks_advance(dsg_stacks_t *t, const int32_t *in, int n_in, uint8_t b, int32_t *out,

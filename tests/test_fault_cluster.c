@@ -172,9 +172,9 @@ static void run_fault(fault_t fault, int nodes)
         q[r] = (req_t){run, r};
         dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0, NULL};
         if (r == SAMPLED)
-            req = (dsc_cluster_req_t){prompts[r],           prompt_len[r],  STEPS,
-                                      sampling.temperature, sampling.top_p, 0,
-                                      sampling.seed,        NULL};
+            req = (dsc_cluster_req_t){
+                prompts[r], prompt_len[r], STEPS, sampling.temperature, sampling.top_p,
+                0,          sampling.seed, NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
     uv_timer_init(&run->loop, &run->timer);

@@ -45,6 +45,7 @@ static void check_errors(void)
         {"root ::= [z-a]", "out of order"},
         {"root ::= \"\\q\"", "unknown escape"},
         {"root ::= root \"a\"", "left recursion"},
+        {"root ::= \"a\" x\nx ::= y \"b\" | \"c\"\ny ::= \"\" | x", "rule 'x' expands without bound"},
         {"root ::= \"a\" )", "unbalanced"},
         {"root = \"a\"", "expected '::='"},
     };
@@ -76,7 +77,8 @@ static void check_accept(void)
         {"root ::= [α-ω]+ \"!\"", {"αβγ!", "ω!"}, {"a!", "Ω!", "α"}},
         {"root ::= [^\"\\\\]* \"\\\"\"", {"\"", "héllo€\"", "日本\""}, {"a\\\"", "\"\""}},
         {"root ::= \"\\u00e9\" \"\\x41\" \"\\n\"", {"éA\n"}, {"eA\n"}},
-        {"root ::= (\"a\" | \"b\")* \"c\" | [\\U0001F600-\\U0001F64F]", {"c", "abbac", "😀"},
+        {"root ::= (\"a\" | \"b\")* \"c\" | [\\U0001F600-\\U0001F64F]",
+         {"c", "abbac", "😀"},
          {"ab", "😀😀"}},
         {"root ::= (\"a\"?)* \"b\"", {"b", "aab"}, {"", "ba"}},
     };
@@ -140,12 +142,14 @@ static void check_converters(void)
     snprintf(rule, sizeof(rule), "root ::= %s [0-9]", lit ? lit : "x");
     free(lit);
     g = compile(rule);
-    DSI_CHECK(g && accepts(g, "<｜tool▁call▁begin｜>\"x\\\n7") && !accepts(g, "<｜tool▁call▁begin｜>7"));
+    DSI_CHECK(g && accepts(g, "<｜tool▁call▁begin｜>\"x\\\n7") &&
+              !accepts(g, "<｜tool▁call▁begin｜>7"));
     dsg_grammar_free(g);
 
     DSI_CHECK(dsg_json_object_gbnf("", &text) == DSI_OK);
     g = from(DSI_OK, &text, "");
-    DSI_CHECK(g && accepts(g, "{}") && accepts(g, "{\"a\": [1, 2.5e3, {\"b\": null}], \"c\":\"\\u00e9\"}"));
+    DSI_CHECK(g && accepts(g, "{}") &&
+              accepts(g, "{\"a\": [1, 2.5e3, {\"b\": null}], \"c\":\"\\u00e9\"}"));
     DSI_CHECK(g && !accepts(g, "[]") && !accepts(g, "{\"a\":01}") && !accepts(g, "{\"a\"}"));
     dsg_grammar_free(g);
 
@@ -179,10 +183,10 @@ static void check_after_marker(void)
     DSI_CHECK(g != NULL);
     if (g == NULL)
         return;
-    static const char *const yes[] = {"abc</think>12", "</think>\n\n5", "a</t</think>1",
-                                      "<</think>7", "</thin</think>3root", "日本</think>0"};
-    static const char *const no[] = {"abc</think>x", "a</think>b</think>1", "1", "</think>",
-                                     "x</think>\n\n\n1", "</think>1234"};
+    static const char *const yes[] = {"abc</think>12", "</think>\n\n5",       "a</t</think>1",
+                                      "<</think>7",    "</thin</think>3root", "日本</think>0"};
+    static const char *const no[] = {"abc</think>x", "a</think>b</think>1", "1",
+                                     "</think>",     "x</think>\n\n\n1",    "</think>1234"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
         if (!accepts(g, yes[i])) {
             fprintf(stderr, "after marker should accept '%s'\n", yes[i]);
@@ -241,14 +245,13 @@ static void check_ranges(void)
             for (int f = 0; f < (r[i].integer ? 1 : 5); f++) {
                 char s[64];
                 double frac = f == 2 ? 0.5 : f == 3 ? 0.05 : 0;
-                snprintf(s, sizeof(s), "%s%d%s", k < 0 || (k == 0 && f == 2) ? "-" : "",
-                         abs(k), fr[f]);
+                snprintf(s, sizeof(s), "%s%d%s", k < 0 || (k == 0 && f == 2) ? "-" : "", abs(k),
+                         fr[f]);
                 double x = (k < 0 || (k == 0 && f == 2)) ? -(abs(k) + frac) : k + frac;
                 int want = (r[i].lo_ex ? x > r[i].lo : x >= r[i].lo) &&
                            (r[i].hi_ex ? x < r[i].hi : x <= r[i].hi);
                 if (accepts(g, s) != want) {
-                    fprintf(stderr, "%s: '%s' accepted %d, want %d\n", r[i].schema, s, !want,
-                            want);
+                    fprintf(stderr, "%s: '%s' accepted %d, want %d\n", r[i].schema, s, !want, want);
                     bad++;
                 }
             }
@@ -275,7 +278,7 @@ static void check_mask(void)
         "root ::= \"ab\" root \"ba\" | \"x\"",
         "root ::= [^a]{2,5} (\"é\" | \"e\") [b-d]?",
     };
-    static const char *const pieces[] = {"{", "}", "\"", ":", ",", "a", "b", "c", "1", "2",
+    static const char *const pieces[] = {"{", "}",  "\"", ":", ",", "a", "b",    "c",    "1",   "2",
                                          "é", "日", "本", "!", "x", "d", "\xc3", "\xa9", "\xe6"};
     enum { N_TOK = 300 };
     uint8_t *bytes[N_TOK];

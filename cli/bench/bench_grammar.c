@@ -44,7 +44,8 @@ static const char *const builtin[] = {
     /* an order with line items */
     "{\"type\":\"object\",\"properties\":{\"order_id\":{\"type\":\"string\",\"pattern\":"
     "\"^ORD-[0-9]{6}$\"},\"items\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":5,\"items\":{"
-    "\"type\":\"object\",\"properties\":{\"sku\":{\"type\":\"string\",\"pattern\":\"[A-Z]{3}-[0-9]{4}"
+    "\"type\":\"object\",\"properties\":{\"sku\":{\"type\":\"string\",\"pattern\":\"[A-Z]{3}-[0-9]{"
+    "4}"
     "\"},\"quantity\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":99},\"price\":{\"type\":"
     "\"number\",\"exclusiveMinimum\":0,\"maximum\":10000}},\"required\":[\"sku\",\"quantity\","
     "\"price\"]}},\"paid\":{\"type\":\"boolean\"}},\"required\":[\"order_id\",\"items\",\"paid\"]}",
@@ -68,7 +69,8 @@ static const char *const builtin[] = {
     /* a math answer with steps */
     "{\"type\":\"object\",\"properties\":{\"steps\":{\"type\":\"array\",\"maxItems\":4,\"items\":{"
     "\"type\":\"object\",\"properties\":{\"explanation\":{\"type\":\"string\",\"maxLength\":60},"
-    "\"output\":{\"type\":\"string\",\"maxLength\":20}},\"required\":[\"explanation\",\"output\"]}},"
+    "\"output\":{\"type\":\"string\",\"maxLength\":20}},\"required\":[\"explanation\",\"output\"]}}"
+    ","
     "\"final_answer\":{\"type\":\"number\"}},\"required\":[\"steps\",\"final_answer\"]}",
     /* a config document with nullable fields */
     "{\"type\":\"object\",\"properties\":{\"host\":{\"type\":\"string\",\"maxLength\":40},"
@@ -225,10 +227,14 @@ static int generate(const dsg_grammar_t *g, const dsg_vocab_t *v, const dsc_toke
 int dsinfer_bench_grammar(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"tokenizer", required_argument, NULL, 't'}, {"schemas", required_argument, NULL, 's'},
-        {"samples", required_argument, NULL, 'n'},   {"max-tokens", required_argument, NULL, 'm'},
-        {"seed", required_argument, NULL, 'r'},      {"emit", required_argument, NULL, 'e'},
-        {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
+        {"tokenizer", required_argument, NULL, 't'},
+        {"schemas", required_argument, NULL, 's'},
+        {"samples", required_argument, NULL, 'n'},
+        {"max-tokens", required_argument, NULL, 'm'},
+        {"seed", required_argument, NULL, 'r'},
+        {"emit", required_argument, NULL, 'e'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *tok_path = NULL, *schemas_path = NULL, *emit_path = NULL;
@@ -237,10 +243,18 @@ int dsinfer_bench_grammar(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 't': tok_path = optarg; break;
-        case 's': schemas_path = optarg; break;
-        case 'e': emit_path = optarg; break;
-        case 'j': as_json = 1; break;
+        case 't':
+            tok_path = optarg;
+            break;
+        case 's':
+            schemas_path = optarg;
+            break;
+        case 'e':
+            emit_path = optarg;
+            break;
+        case 'j':
+            as_json = 1;
+            break;
         case 'n':
             if (cli_parse_int("bench grammar", "--samples", optarg, 1, 10000, &samples) != 0)
                 return 2;
@@ -253,8 +267,12 @@ int dsinfer_bench_grammar(int argc, char **argv)
             if (cli_parse_int("bench grammar", "--seed", optarg, 0, INT64_MAX, &seed) != 0)
                 return 2;
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc || tok_path == NULL) {
@@ -298,8 +316,8 @@ int dsinfer_bench_grammar(int argc, char **argv)
         json_decref(file_schemas);
         return 1;
     }
-    size_t n_schemas = file_schemas ? json_array_size(file_schemas)
-                                    : sizeof(builtin) / sizeof(builtin[0]);
+    size_t n_schemas =
+        file_schemas ? json_array_size(file_schemas) : sizeof(builtin) / sizeof(builtin[0]);
     float *logits = malloc((size_t)dsg_vocab_size(v) * sizeof(float));
     double *compile_ms = calloc(n_schemas, sizeof(double));
     samples_t all = {0};
@@ -315,9 +333,9 @@ int dsinfer_bench_grammar(int argc, char **argv)
         char *gbnf = NULL, err[320] = "";
         dsg_grammar_t *g = NULL;
         double c0 = dsi_now_s();
-        dsi_status_t st = text ? dsg_from_json_schema(text, strlen(text), "", &gbnf, err,
-                                                      sizeof(err))
-                               : DSI_ERR_NOMEM;
+        dsi_status_t st =
+            text ? dsg_from_json_schema(text, strlen(text), "", &gbnf, err, sizeof(err))
+                 : DSI_ERR_NOMEM;
         if (st == DSI_OK)
             st = dsg_compile(gbnf, strlen(gbnf), &g, err, sizeof(err));
         compile_ms[i] = (dsi_now_s() - c0) * 1e3;
@@ -344,8 +362,8 @@ int dsinfer_bench_grammar(int argc, char **argv)
             n_tok += n;
             done += complete;
             if (emit != NULL && out != NULL) {
-                json_t *line = json_pack("{s:i, s:i, s:s%}", "schema", (int)i, "complete",
-                                         complete, "output", out, out_len);
+                json_t *line = json_pack("{s:i, s:i, s:s%}", "schema", (int)i, "complete", complete,
+                                         "output", out, out_len);
                 char *s = line ? json_dumps(line, JSON_COMPACT) : NULL;
                 if (s != NULL)
                     fprintf(emit, "%s\n", s);
@@ -382,8 +400,8 @@ int dsinfer_bench_grammar(int argc, char **argv)
                "\"schemas_failed\":%d,\"compile_ms_median\":%.4f,\"outputs\":%d,"
                "\"outputs_complete\":%d,\"tokens\":%lld,\"mask_us_median\":%.2f,"
                "\"mask_us_p99\":%.2f,\"mask_us_mean\":%.2f,\"mask_wall_us_p99\":%.2f}\n",
-               (int)dsg_vocab_size(v), trie_ms, n_schemas, failed_schemas, cm, outputs,
-               completed, tokens, med, p99, mean, wall_p99);
+               (int)dsg_vocab_size(v), trie_ms, n_schemas, failed_schemas, cm, outputs, completed,
+               tokens, med, p99, mean, wall_p99);
     else
         printf("all: %d outputs (%d complete), %lld tokens; compile median %.3f ms; mask (CPU) "
                "median %.1f us, p99 %.1f us, mean %.1f us; wall-clock p99 %.1f us\n",

@@ -112,8 +112,7 @@ static int from_choice(json_t *v, char **gbnf, dsc_api_error_t *err)
     return st == DSI_OK ? 0 : refuse(err, st, "guided_choice", msg);
 }
 
-int dsc_api_grammar_parse(json_t *root, dsc_api_request_t *r, char **grammar,
-                          dsc_api_error_t *err)
+int dsc_api_grammar_parse(json_t *root, dsc_api_request_t *r, char **grammar, dsc_api_error_t *err)
 {
     static const char *const keys[] = {"response_format", "guided_json", "guided_regex",
                                        "guided_choice", "guided_grammar"};

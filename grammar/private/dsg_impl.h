@@ -20,13 +20,13 @@
 
 #include "dsg.h"
 
-#define DSG_END           (-1)
-#define DSG_REF(rule)     (-(int32_t)(rule)-2)
-#define DSG_RULE_OF(s)    (-(s)-2)
-#define DSG_MAX_HEIGHT    4096 /* frames in one stack: deeper gives DSI_ERR_TOO_LARGE */
-#define DSG_MAX_EXPAND    100000 /* frames visited by one closure */
-#define DSG_MAX_REPEAT    10000  /* m and n of {m,n} */
-#define DSG_MAX_STATES    4096   /* stacks in one state */
+#define DSG_END        (-1)
+#define DSG_REF(rule)  (-(int32_t)(rule)-2)
+#define DSG_RULE_OF(s) (-(s)-2)
+#define DSG_MAX_HEIGHT 4096   /* frames in one stack: deeper gives DSI_ERR_TOO_LARGE */
+#define DSG_MAX_EXPAND 100000 /* frames visited by one closure */
+#define DSG_MAX_REPEAT 10000  /* m and n of {m,n} */
+#define DSG_MAX_STATES 4096   /* stacks in one state */
 
 typedef struct {
     uint64_t w[4];
@@ -78,8 +78,8 @@ void dsg_sbuf_class_char(dsg_sbuf_t *b, uint32_t cp);
 void dsg_json_base_rules(dsg_sbuf_t *b, const char *p);
 /* A regular expression as the body of one rule (dsg_regex.c). `json_string`: the text is the
  * inside of a JSON string, so '"', '\\' and control characters never appear unescaped. */
-dsi_status_t dsg_regex_body(dsg_sbuf_t *b, const char *re, size_t len, int json_string,
-                            char *err, size_t errlen);
+dsi_status_t dsg_regex_body(dsg_sbuf_t *b, const char *re, size_t len, int json_string, char *err,
+                            size_t errlen);
 void dsg_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- the builder of a grammar (dsg_build.c): rules of alternatives of symbols ---- */
@@ -133,6 +133,8 @@ dsi_status_t dsg_stacks_init(dsg_stacks_t *t, const dsg_grammar_t *g);
 void dsg_stacks_cleanup(dsg_stacks_t *t);
 /* The start state (stacks of the root's closure) into out; returns the count or -1 (t->error). */
 int dsg_stacks_start(dsg_stacks_t *t, int32_t *out, int cap);
+/* The same for rule r as if it were the root (compile checks every rule for left recursion). */
+int dsg_stacks_rule(dsg_stacks_t *t, int32_t r, int32_t *out, int cap);
 /* The state after byte `b` from state `in` (n_in stacks) into out (deduplicated, sorted); the
  * count (0: the byte is not allowed) or -1 (t->error). */
 int dsg_stacks_advance(dsg_stacks_t *t, const int32_t *in, int n_in, uint8_t b, int32_t *out,
@@ -151,12 +153,12 @@ int dsg_ref_complete(const dsg_ref_t *r);
 /* ---- vocabulary trie (dsg_vocab.c) ---- */
 struct dsg_vocab {
     int32_t n_tokens;
-    uint8_t *bytes;    /* all token bytes */
-    uint64_t *offset;  /* (n_tokens + 1) */
-    int32_t n_nodes;   /* trie nodes in preorder, the root excluded */
-    uint8_t *byte;     /* (n_nodes) the byte into the node */
-    uint16_t *depth;   /* (n_nodes) 1 for the root's children */
-    int32_t *skip;     /* (n_nodes) the node after this one's subtree */
+    uint8_t *bytes;     /* all token bytes */
+    uint64_t *offset;   /* (n_tokens + 1) */
+    int32_t n_nodes;    /* trie nodes in preorder, the root excluded */
+    uint8_t *byte;      /* (n_nodes) the byte into the node */
+    uint16_t *depth;    /* (n_nodes) 1 for the root's children */
+    int32_t *skip;      /* (n_nodes) the node after this one's subtree */
     int32_t *tok_first; /* (n_nodes + 1) tokens ending at node i: toks[tok_first[i] ..] */
     int32_t *toks;
     int32_t max_depth;
