@@ -11,11 +11,13 @@
 #include "cli_cluster.h"
 #include "cli_settings.h"
 #include "dsi_clock.h"
+#include "run_spec.h"
 #include "run_text.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
+#include "dsn_mtp.h"
 #include "dsn_sampler.h"
 
 typedef struct {
@@ -26,6 +28,8 @@ typedef struct {
     dsn_sampling_t sampling;
     int json;
     const char *logits_out;
+    const char *mtp_logits_out; /* --mtp-logits-out */
+    long long spec_k;           /* --speculative-tokens */
     long long threads;
     long long prefill_chunk;
     long long local_nodes;
@@ -61,6 +65,8 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
     o->sampling.seed = (uint64_t)dsi_settings_int(s, DSI_S_SEED);
     o->json = (int)dsi_settings_int(s, DSI_S_JSON);
     o->logits_out = dsi_settings_str(s, DSI_S_LOGITS_OUT);
+    o->mtp_logits_out = dsi_settings_str(s, DSI_S_MTP_LOGITS_OUT);
+    o->spec_k = dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS);
     o->threads = dsi_settings_int(s, DSI_S_THREADS);
     o->prefill_chunk = dsi_settings_int(s, DSI_S_PREFILL_CHUNK);
     o->local_nodes = dsi_settings_int(s, DSI_S_LOCAL_NODES);
@@ -88,6 +94,10 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
     }
     if (o->logits_out != NULL && (o->coordinator != NULL || o->local_nodes > 0)) {
         fprintf(stderr, "dsinfer run: --logits-out works in a single process only\n");
+        return 2;
+    }
+    if (o->mtp_logits_out != NULL && (o->coordinator != NULL || o->local_nodes > 0)) {
+        fprintf(stderr, "dsinfer run: --mtp-logits-out works in a single process only\n");
         return 2;
     }
     if (o->coordinator != NULL && o->model == NULL)
@@ -122,6 +132,8 @@ typedef struct {
     double load_s, prefill_s, decode_s;
     int streamed; /* text was printed while generating */
     int cluster;  /* generated on a cluster: decode_s is the end-to-end time */
+    int spec_k;   /* speculative decoding's drafts per step (0: none) */
+    dsn_spec_stats_t spec;
 } run_result_t;
 
 /* Prefill the prompt in chunks, then decode one token at a time. */
@@ -225,6 +237,8 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
                     "tok/s)\n",
                     o->n_prompt, r->prefill_s, o->n_prompt / (r->prefill_s + 1e-12), steps,
                     r->decode_s, steps / (r->decode_s + 1e-12));
+        if (r->spec_k > 0)
+            run_spec_summary(&r->spec, r->spec_k, stderr);
         return;
     }
     printf("{\"prompt_tokens\":[");
@@ -251,9 +265,15 @@ static void print_result(const run_opts_t *o, const run_result_t *r)
         return;
     }
     printf(",\"finish_reason\":\"%s\",\"timings\":{\"load_s\":%.6f,\"prefill_s\":%.6f,"
-           "\"decode_s\":%.6f,\"prefill_tokens_per_s\":%.3f,\"decode_tokens_per_s\":%.3f}}\n",
+           "\"decode_s\":%.6f,\"prefill_tokens_per_s\":%.3f,\"decode_tokens_per_s\":%.3f}",
            r->finish_reason, r->load_s, r->prefill_s, r->decode_s,
            o->n_prompt / (r->prefill_s + 1e-12), steps / (r->decode_s + 1e-12));
+    if (r->spec_k > 0) {
+        printf(",\"speculative\":{");
+        run_spec_json(&r->spec, r->spec_k, stdout);
+        printf("}");
+    }
+    printf("}\n");
 }
 
 /* The same generation on a cluster: local node processes or a remote coordinator. */
@@ -342,6 +362,8 @@ int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
     dsn_checkpoint_t *ckpt = NULL;
     dsn_weights_t *w = NULL;
     dsn_engine_t *eng = NULL;
+    dsn_mtp_weights_t *mw = NULL;
+    dsn_mtp_t *mtp = NULL;
     FILE *logits_file = NULL;
     rc = 1;
     if (dsn_checkpoint_open(o.model, &ckpt) != DSI_OK)
@@ -365,10 +387,41 @@ int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
         fprintf(stderr, "dsinfer run: --logits-out %s: %m\n", o.logits_out);
         goto out;
     }
+    if (o.mtp_logits_out != NULL && !dsn_mtp_present(ckpt)) {
+        fprintf(stderr, "dsinfer run: --mtp-logits-out: %s has no MTP layer "
+                        "(num_nextn_predict_layers = %d)\n",
+                o.model, cfg->num_nextn_predict_layers);
+        rc = 2;
+        goto out;
+    }
+    if ((o.spec_k > 0 || o.mtp_logits_out != NULL) && dsn_mtp_present(ckpt)) {
+        if (dsn_mtp_weights_load(ckpt, o.weight_format, (int)o.threads, NULL, &mw) != DSI_OK ||
+            dsn_mtp_create(mw, eng, &mtp) != DSI_OK)
+            goto out;
+    }
+    if (o.mtp_logits_out != NULL &&
+        run_spec_mtp_logits(eng, mtp, o.prompt, o.n_prompt, o.mtp_logits_out) != 0)
+        goto out;
     r.load_s = dsi_now_s() - t0;
     r.streamed = o.has_text && !o.json;
-    if (generate(eng, &o, logits_file, &r) != 0)
+    if (mtp != NULL && o.spec_k > 0) {
+        run_spec_opts_t so = {o.prompt,           o.n_prompt,       o.max_tokens,
+                              o.prefill_chunk,    o.sampling,       (int)o.spec_k,
+                              logits_file,        r.streamed ? &o.text : NULL, cfg->eos_token_id};
+        run_spec_result_t sr = {0};
+        int grc = run_spec_generate(eng, mtp, &so, &sr);
+        r.tokens = sr.tokens;
+        r.n_tokens = sr.n_tokens;
+        r.finish_reason = sr.finish_reason;
+        r.prefill_s = sr.prefill_s;
+        r.decode_s = sr.decode_s;
+        r.spec = sr.stats;
+        r.spec_k = (int)o.spec_k;
+        if (grc != 0)
+            goto out;
+    } else if (generate(eng, &o, logits_file, &r) != 0) {
         goto out;
+    }
     if (logits_file != NULL && fclose(logits_file) != 0) {
         logits_file = NULL;
         fprintf(stderr, "dsinfer run: --logits-out %s: %m\n", o.logits_out);
@@ -380,6 +433,8 @@ int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
 out:
     if (logits_file != NULL)
         fclose(logits_file);
+    dsn_mtp_destroy(mtp);
+    dsn_mtp_weights_destroy(mw);
     dsn_engine_destroy(eng);
     dsn_weights_destroy(w);
     dsn_checkpoint_close(ckpt);

@@ -22,7 +22,8 @@ static void usage(FILE *out)
             "  --seed S             random seed (default 0)\n"
             "  --shard-size BYTES   start a new shard after this many bytes (default 4G;\n"
             "                       one shard gives model.safetensors without an index)\n"
-            "  --router-skew X      > 0: router bias and gate favour top-k experts (default 0)\n");
+            "  --router-skew X      > 0: router bias and gate favour top-k experts (default 0)\n"
+            "  --mtp                add the MTP module (num_nextn_predict_layers 1), as V3/R1 ship it\n");
 }
 
 int dsinfer_cmd_synth(int argc, char **argv)
@@ -37,6 +38,7 @@ int dsinfer_cmd_synth(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},
         {"shard-size", required_argument, NULL, 'S'},
         {"router-skew", required_argument, NULL, 'r'},
+        {"mtp", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -104,6 +106,9 @@ int dsinfer_cmd_synth(int argc, char **argv)
             if (cli_parse_float("synth", "--router-skew", optarg, 0, 100, &x))
                 return 2;
             opts.router_skew = x;
+            break;
+        case 'm':
+            opts.mtp = 1;
             break;
         case 'h':
             usage(stdout);

@@ -113,6 +113,12 @@
       "write each generated step's logits as little-endian f32 [steps, vocab] (one process only)") \
     X(PREFILL_CHUNK, "prefill-chunk", INT, "256", 1, 1048576, "N", DSI_P_RUN, 0, \
       "prompt tokens per forward pass in one process") \
+    X(SPECULATIVE_TOKENS, "speculative-tokens", INT, "1", 0, 8, "K", DSI_P_RUN, 0, \
+      "speculative decoding with the checkpoint's MTP layer in one process: K tokens drafted " \
+      "per step, verified together (0: off; a checkpoint without the layer decodes without)") \
+    X(MTP_LOGITS_OUT, "mtp-logits-out", STR, NULL, 0, 0, "FILE", DSI_P_RUN, DSI_SF_CLI, \
+      "write the MTP layer's logits over the prompt as little-endian f32 [prompt - 1, vocab] " \
+      "(one process only)") \
     X(CHAT_TEMPLATE, "chat-template", ENUM, "auto", 0, 0, "auto|v3|r1|v3.1", \
       DSI_P_GEN | DSI_P_API, 0, "chat template (auto: from tokenizer_config.json)") \
     X(THINKING, "thinking", BOOL, "false", 0, 0, "", DSI_P_RUN | DSI_P_CLUSTER, DSI_SF_CLI, \

@@ -14,6 +14,8 @@
  * 5. The ratio decode tok/s / (bandwidth / bytes per token), per repetition with its own
  *    bandwidth, median over repetitions: 1.0 means the step streams its weights at the probe's
  *    bandwidth, everything else (attention over the cache, routing, norms, hand-offs) hidden.
+ * 6. With the MTP layer in the checkpoint: a verify step of K + 1 tokens and a draft of K tokens
+ *    against a one-token step, interleaved, and the decode speed-up they imply (bench_spec.h).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,10 +24,12 @@
 
 #include "bench.h"
 #include "bench_probe.h"
+#include "bench_spec.h"
 #include "cli_args.h"
 #include "dsi_log.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
+#include "dsn_mtp.h"
 #include "dsn_sampler.h"
 
 #define MAX_REPS 32
@@ -96,7 +100,9 @@ static void usage(FILE *out)
                  "                           [--weight-format " DSN_WFMT_NAMES "] [--json]\n"
                  "  measures memory bandwidth, prefill and decode tokens/s of the engine on the\n"
                  "  checkpoint, the weight bytes a decode step reads, and decode tok/s against\n"
-                 "  bandwidth / bytes per token (defaults: all CPUs, L 64, S 16, R 3, auto)\n"
+                 "  bandwidth / bytes per token (defaults: all CPUs, L 64, S 16, R 3, auto);\n"
+                 "  with the checkpoint's MTP layer also a verify step of K+1 tokens and a draft\n"
+                 "  of K against a one-token step (K 1..3), and the decode speed-up they imply\n"
                  "  DSINFER_KERNELS=scalar|avx2|avx512 lowers the kernel level\n");
 }
 
@@ -289,7 +295,8 @@ static double phase_gbs(double bytes, double ms)
     return ms > 0 ? bytes / (ms * 1e6) : 0;
 }
 
-static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
+static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
+                  const bench_spec_t *spec)
 {
     const dsn_weights_t *w = dsn_engine_weights(eng);
     parts_t p = fixed_parts(w);
@@ -321,7 +328,12 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
         for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
             printf("\"%s\": {\"ms\": %.3f, \"gbs\": %.2f}, ", dsn_phase_name((dsn_phase_t)ph),
                    r->phase_ms[ph], phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
-        printf("\"other\": {\"ms\": %.3f}}}\n", r->other_ms);
+        printf("\"other\": {\"ms\": %.3f}}", r->other_ms);
+        if (spec != NULL) {
+            printf(", ");
+            bench_spec_print(spec, 1, stdout);
+        }
+        printf("}\n");
         return;
     }
     const double MB = 1e6;
@@ -346,6 +358,8 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r)
         printf(" %s %.2f (%.1f),", dsn_phase_name((dsn_phase_t)ph), r->phase_ms[ph],
                phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
     printf(" other %.2f\n", r->other_ms);
+    if (spec != NULL)
+        bench_spec_print(spec, 0, stdout);
 }
 
 int dsinfer_bench_model(int argc, char **argv)
@@ -357,6 +371,9 @@ int dsinfer_bench_model(int argc, char **argv)
     dsn_checkpoint_t *ckpt = NULL;
     dsn_weights_t *w = NULL;
     dsn_engine_t *eng = NULL;
+    dsn_mtp_weights_t *mw = NULL;
+    dsn_mtp_t *mtp = NULL;
+    int32_t *prompt = NULL;
     rc = 1;
     if (dsn_checkpoint_open(o.model, &ckpt) != DSI_OK)
         goto out;
@@ -370,9 +387,27 @@ int dsinfer_bench_model(int argc, char **argv)
     result_t res;
     if (run(eng, &o, &res) != 0)
         goto out;
-    print(&o, eng, &res);
+    bench_spec_t spec, *have_spec = NULL;
+    if (dsn_mtp_present(ckpt)) {
+        int64_t V = w->cfg.vocab_size;
+        prompt = malloc((size_t)o.prompt_len * sizeof(int32_t));
+        if (prompt == NULL)
+            goto out;
+        for (int64_t i = 0; i < o.prompt_len; i++)
+            prompt[i] = (int32_t)((i * 7919 + 13) % V);
+        if (dsn_mtp_weights_load(ckpt, o.format, (int)o.threads, NULL, &mw) != DSI_OK ||
+            dsn_mtp_create(mw, eng, &mtp) != DSI_OK ||
+            bench_spec_run(eng, mtp, prompt, o.prompt_len, (int)o.reps, (int)o.decode_steps,
+                           &spec) != 0)
+            goto out;
+        have_spec = &spec;
+    }
+    print(&o, eng, &res, have_spec);
     rc = 0;
 out:
+    free(prompt);
+    dsn_mtp_destroy(mtp);
+    dsn_mtp_weights_destroy(mw);
     dsn_engine_destroy(eng);
     dsn_weights_destroy(w);
     dsn_checkpoint_close(ckpt);

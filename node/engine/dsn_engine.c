@@ -6,8 +6,8 @@
 #include "dsn_engine_impl.h"
 #include "dsn_moe.h"
 
-dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, int n_threads,
-                               dsn_engine_t **out)
+static dsi_status_t engine_create(const dsn_weights_t *weights, dsk_level_t level, int n_threads,
+                                  dsi_pool_t *pool, dsn_engine_t **out)
 {
     const dsn_config_t *c = &weights->cfg;
     dsn_engine_t *e = calloc(1, sizeof(*e));
@@ -16,7 +16,8 @@ dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, 
     e->w = weights;
     e->cfg = c;
     dsk_ops_init(&e->ops, level);
-    e->pool = dsi_pool_create(n_threads);
+    e->own_pool = pool == NULL;
+    e->pool = pool != NULL ? pool : dsi_pool_create(n_threads);
     e->rope_freqs = malloc((size_t)(c->qk_rope_head_dim / 2) * sizeof(float));
     if (e->pool == NULL || e->rope_freqs == NULL) {
         dsn_engine_destroy(e);
@@ -39,6 +40,18 @@ dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, 
               dsi_pool_threads(e->pool), (double)e->softmax_scale);
     *out = e;
     return DSI_OK;
+}
+
+dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, int n_threads,
+                               dsn_engine_t **out)
+{
+    return engine_create(weights, level, n_threads, NULL, out);
+}
+
+dsi_status_t dsn_engine_create_beside(const dsn_weights_t *weights, dsn_engine_t *other,
+                                      dsn_engine_t **out)
+{
+    return engine_create(weights, other->ops.level, 0, other->pool, out);
 }
 
 static void scratch_free(dsn_scratch_t *s)
@@ -75,7 +88,8 @@ void dsn_engine_destroy(dsn_engine_t *e)
     if (e == NULL)
         return;
     scratch_free(&e->s);
-    dsi_pool_destroy(e->pool);
+    if (e->own_pool)
+        dsi_pool_destroy(e->pool);
     free(e->rope_freqs);
     free(e);
 }

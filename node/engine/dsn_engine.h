@@ -61,6 +61,10 @@ typedef enum {
  */
 dsi_status_t dsn_engine_create(const dsn_weights_t *weights, dsk_level_t level, int n_threads,
                                dsn_engine_t **out);
+/* An engine for other weights (the MTP module's) on the kernel level and thread pool of `other`,
+ * which must outlive it; the two are used by one thread, one at a time. */
+dsi_status_t dsn_engine_create_beside(const dsn_weights_t *weights, dsn_engine_t *other,
+                                      dsn_engine_t **out);
 void dsn_engine_destroy(dsn_engine_t *e);
 const dsn_weights_t *dsn_engine_weights(const dsn_engine_t *e);
 const dsk_ops_t *dsn_engine_ops(const dsn_engine_t *e);

@@ -62,3 +62,9 @@ uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)
 {
     return (uint64_t)kv->capacity * (uint64_t)kv->row * sizeof(float) * (uint64_t)kv->n_layers;
 }
+
+void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
+{
+    if (n_tokens >= 0 && n_tokens < kv->length)
+        kv->length = n_tokens;
+}

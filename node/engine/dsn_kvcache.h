@@ -33,6 +33,9 @@ static inline float *dsn_kvcache_row(const dsn_kvcache_t *kv, int layer, int64_t
 {
     return kv->layers[layer] + pos * kv->row;
 }
+/* Forget positions [n_tokens, length) (speculative decoding's rejected drafts); the next batch
+ * starts at n_tokens. No effect when n_tokens >= length. */
+void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
 /* Bytes held. */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
 

@@ -36,6 +36,11 @@ static double uniform01(uint64_t *s)
     return (double)(xoshiro_next(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+double dsn_sampler_uniform(dsn_sampler_t *s)
+{
+    return uniform01(s->rng);
+}
+
 static int has_penalty(const dsn_controls_t *p)
 {
     return p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f ||

@@ -82,6 +82,9 @@ int32_t dsn_sampler_next_masked(dsn_sampler_t *s, const float *logits);
  * top_p's total is the sum over the top_k candidates, or over the vocabulary in id order.
  */
 int dsn_sampler_candidates(dsn_sampler_t *s, const float *logits);
+/* The next uniform number in [0, 1) of the sequence's random stream (speculative decoding's
+ * acceptance tests draw from the same seeded stream as the sampler). */
+double dsn_sampler_uniform(dsn_sampler_t *s);
 /* Advances the random stream past n tokens sampled elsewhere (a request resumed after a re-plan
  * continues the stream an uninterrupted run would have used): each sampled token takes one draw. */
 void dsn_sampler_skip(dsn_sampler_t *s, uint32_t n);

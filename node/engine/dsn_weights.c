@@ -183,7 +183,12 @@ static void load_ffn(loader_t *ld, const dsn_config_t *c, const dsn_slice_t *sli
 dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
                               dsn_weights_t **out)
 {
-    const dsn_config_t *c = dsn_checkpoint_config(ckpt);
+    return dsn_weights_load_layers(ckpt, dsn_checkpoint_config(ckpt), slice, out);
+}
+
+dsi_status_t dsn_weights_load_layers(const dsn_checkpoint_t *ckpt, const dsn_config_t *c,
+                                     const dsn_slice_t *slice, dsn_weights_t **out)
+{
     if (slice->first_layer < 0 || slice->end_layer > c->num_hidden_layers ||
         slice->first_layer >= slice->end_layer) {
         DSI_ERROR("slice layers [%d, %d) outside the model's %d layers", slice->first_layer,

@@ -102,6 +102,13 @@ dsn_slice_t dsn_slice_all(const dsn_config_t *cfg);
 dsi_status_t dsn_weights_load(const dsn_checkpoint_t *ckpt, const dsn_slice_t *slice,
                               dsn_weights_t **out);
 /*
+ * dsn_weights_load with the layers counted by `cfg` instead of the checkpoint's config: the MTP
+ * module (dsn_mtp.h) loads its decoder layer, stored after the main ones, as layer
+ * num_hidden_layers of a config that counts it.
+ */
+dsi_status_t dsn_weights_load_layers(const dsn_checkpoint_t *ckpt, const dsn_config_t *cfg,
+                                     const dsn_slice_t *slice, dsn_weights_t **out);
+/*
  * dsn_weights_load, then the projections re-quantized into `format` (DSN_WFMT_AUTO: none) by
  * n_threads threads (<= 0: all CPUs), which also first-touch the new copies' pages.
  */

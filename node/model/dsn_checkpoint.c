@@ -31,7 +31,8 @@ struct dsn_checkpoint {
     dsn_st_file_t **shards;          /* [n_shards] */
     size_t count;                    /* main-model tensors */
     const dsn_st_tensor_t **tensors; /* [count] shard order, then header order */
-    const dsn_st_tensor_t **by_name; /* [count] sorted by name */
+    const dsn_st_tensor_t **by_name; /* [n_named] sorted by name: main and MTP tensors */
+    size_t n_named;                  /* count + MTP tensors of layers < N + nextn layers */
     size_t n_skipped;                /* MTP tensors (layer >= num_hidden_layers), not in tensors */
     uint64_t skipped_bytes;
 };
@@ -268,7 +269,8 @@ static dsi_status_t open_single(dsn_checkpoint_t *c)
     return st;
 }
 
-/* The main-model tensor table: MTP layers counted and left out. */
+/* The main-model tensor table: MTP layers counted and left out of it; the MTP layers the config
+ * declares can still be found by name (dsn_mtp loads them). */
 static dsi_status_t build_table(dsn_checkpoint_t *c)
 {
     size_t total = 0;
@@ -293,14 +295,16 @@ static dsi_status_t build_table(dsn_checkpoint_t *c)
                              dsn_st_path(c->shards[s]), t->name, layer, max_layer);
                 c->n_skipped++;
                 c->skipped_bytes += t->nbytes;
+                if (layer < max_layer)
+                    c->by_name[c->n_named++] = t;
                 continue;
             }
-            c->tensors[c->count] = c->by_name[c->count] = t;
-            c->count++;
+            c->tensors[c->count++] = t;
+            c->by_name[c->n_named++] = t;
         }
     }
-    qsort(c->by_name, c->count, sizeof(*c->by_name), cmp_tensor_name);
-    for (size_t i = 1; i < c->count; i++) {
+    qsort(c->by_name, c->n_named, sizeof(*c->by_name), cmp_tensor_name);
+    for (size_t i = 1; i < c->n_named; i++) {
         if (strcmp(c->by_name[i - 1]->name, c->by_name[i]->name) == 0) {
             DSI_ERROR("%s: tensor '%s': present in two shards", c->dir, c->by_name[i]->name);
             return DSI_ERR_FORMAT;
@@ -391,7 +395,7 @@ const dsn_st_tensor_t *dsn_checkpoint_at(const dsn_checkpoint_t *c, size_t i)
 
 const dsn_st_tensor_t *dsn_checkpoint_find(const dsn_checkpoint_t *c, const char *name)
 {
-    size_t lo = 0, hi = c->count;
+    size_t lo = 0, hi = c->n_named;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int cmp = strcmp(name, c->by_name[mid]->name);

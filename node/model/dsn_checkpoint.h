@@ -7,7 +7,8 @@
  * file is unlisted) and the config. The weight loader (dsn_weights) then takes every tensor its
  * slice needs through dsn_checkpoint_matrix() / dsn_checkpoint_vector_f32(), which check shape and
  * dtype, in either release variant: FP8 with weight_scale_inv companions, or the BF16 cast without
- * them. MTP layer tensors (layers >= num_hidden_layers) are recognised and skipped.
+ * them. MTP layer tensors (layers >= num_hidden_layers) are not in the main table (count / at):
+ * those of the layers num_nextn_predict_layers declares can be found by name (dsn_mtp.h).
  */
 #ifndef DSN_CHECKPOINT_H
 #define DSN_CHECKPOINT_H
@@ -50,7 +51,7 @@ dsi_status_t dsn_checkpoint_matrix(const dsn_checkpoint_t *ckpt, const char *pre
 dsi_status_t dsn_checkpoint_vector_f32(const dsn_checkpoint_t *ckpt, const char *name, int64_t n,
                                        float *out);
 
-/* MTP tensors (layers >= num_hidden_layers): recognised, skipped, and counted here. */
+/* MTP tensors (layers >= num_hidden_layers): left out of the main table, counted here. */
 size_t dsn_checkpoint_skipped_count(const dsn_checkpoint_t *ckpt);
 uint64_t dsn_checkpoint_skipped_bytes(const dsn_checkpoint_t *ckpt);
 /* Number of shard files and the bytes they map in total (headers and MTP tensors included). */

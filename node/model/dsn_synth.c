@@ -100,7 +100,8 @@ static json_t *config_json(const dsn_synth_opts_t *o)
         163840, "moe_intermediate_size", p->moe_intermediate, "moe_layer_freq", 1, "n_group",
         n_group, "n_routed_experts", experts, "n_shared_experts", p->shared, "norm_topk_prob", 1,
         "num_attention_heads", p->heads, "num_experts_per_tok", top_k, "num_hidden_layers", layers,
-        "num_key_value_heads", p->heads, "num_nextn_predict_layers", 0, "q_lora_rank", p->q_lora,
+        "num_key_value_heads", p->heads, "num_nextn_predict_layers", o->mtp ? 1 : 0,
+        "q_lora_rank", p->q_lora,
         "qk_nope_head_dim", p->nope, "qk_rope_head_dim", p->rope);
     if (c == NULL)
         return NULL;
@@ -275,6 +276,26 @@ static int plan_layer(syn_plan_t *p, const dsn_config_t *c, int fp8, int L)
     return plan_mlp(p, fp8, H, (int64_t)c->moe_intermediate_size * c->n_shared_experts, name);
 }
 
+/* The MTP module as the release stores it after the main layers: one MoE decoder layer (fp8 like
+ * the others) plus its embedding copy, enorm, hnorm, eh_proj (bf16) and shared_head. */
+static int plan_mtp(syn_plan_t *p, const dsn_config_t *c, int fp8)
+{
+    int64_t V = c->vocab_size, H = c->hidden_size;
+    int L = c->num_hidden_layers;
+    dsn_config_t with = *c; /* the layer counted, so that it is a MoE layer */
+    with.num_hidden_layers = L + 1;
+    char name[64];
+    snprintf(name, sizeof(name), "model.layers.%d.eh_proj", L);
+    if (!plan_add(p, SYN_EMBED, DSN_ST_BF16, V, H, "model.layers.%d.embed_tokens.weight", L) ||
+        !plan_add(p, SYN_NORM, DSN_ST_BF16, H, 0, "model.layers.%d.enorm.weight", L) ||
+        !plan_add(p, SYN_NORM, DSN_ST_BF16, H, 0, "model.layers.%d.hnorm.weight", L) ||
+        plan_proj(p, 0, H, 2 * H, name) != 0 || plan_layer(p, &with, fp8, L) != 0 ||
+        !plan_add(p, SYN_NORM, DSN_ST_BF16, H, 0, "model.layers.%d.shared_head.norm.weight", L) ||
+        !plan_add(p, SYN_HEAD, DSN_ST_BF16, V, H, "model.layers.%d.shared_head.head.weight", L))
+        return -1;
+    return 0;
+}
+
 dsi_status_t syn_plan_build(const dsn_config_t *c, int fp8, syn_plan_t *p)
 {
     memset(p, 0, sizeof(*p));
@@ -284,6 +305,8 @@ dsi_status_t syn_plan_build(const dsn_config_t *c, int fp8, syn_plan_t *p)
         bad = plan_layer(p, c, fp8, L) != 0;
     bad = bad || !plan_add(p, SYN_NORM, DSN_ST_BF16, H, 0, "model.norm.weight") ||
           !plan_add(p, SYN_HEAD, DSN_ST_BF16, V, H, "lm_head.weight");
+    if (!bad && c->num_nextn_predict_layers > 0)
+        bad = plan_mtp(p, c, fp8) != 0;
     if (bad) {
         DSI_ERROR("synth: out of memory planning %zu tensors", p->n);
         syn_plan_free(p);

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t seed;
     uint64_t shard_size; /* bytes per shard before a new one starts; 0: 4 GiB */
     double router_skew;  /* > 0: router bias and gate favour top_k experts (load tests) */
+    int mtp;             /* 1: the MTP module as layer `layers` (num_nextn_predict_layers 1) */
 } dsn_synth_opts_t;
 
 /* Defaults: tiny preset, fp8, seed 0, 4 GiB shards, no skew. */

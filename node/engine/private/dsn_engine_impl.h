@@ -42,6 +42,7 @@ struct dsn_engine {
     const dsn_config_t *cfg;
     dsk_ops_t ops;
     dsi_pool_t *pool;
+    int own_pool; /* 0: another engine's (dsn_engine_create_beside) */
     dsn_trace_t trace;
     int64_t *phase_ns;   /* [DSN_PHASE_COUNT] or NULL: dsn_engine_set_phase_clock */
     float *rope_freqs;   /* [rope / 2] */

@@ -1,0 +1,124 @@
+/*
+ * dsn_spec.h - speculative decoding with the model's own MTP module, in one process.
+ *
+ * Each step drafts K tokens per sequence with the MTP module (dsn_mtp.h; the first from the main
+ * model's last hidden state and the last emitted token, each further one from the module's own
+ * output and its previous draft), then the main model verifies all K + 1 positions in one batched
+ * forward. Accepted drafts and one more token (the correction at the first rejection, or a bonus
+ * token after K acceptances) are emitted: 1 to K + 1 tokens per step. The rejected positions'
+ * entries are rolled back in the main and the module's caches (dsn_kvcache_truncate).
+ *
+ * Lossless. Greedy (temperature 0): a draft is accepted while it equals the argmax, so the tokens
+ * are those of decoding one token at a time. Sampling: the draft d is drawn from the module's
+ * distribution q, accepted with probability min(1, p(d) / q(d)) where p is the main model's, and
+ * at a rejection the token is drawn from the normalised residual max(0, p - q): every token has
+ * exactly the model's distribution. p and q both go through the sequence's controls
+ * (dsn_sampler_process: bias, min_tokens, penalties over the tokens emitted so far), temperature,
+ * top-k, top-p and min-p; q with the counts at the start of the step, each p with the drafts
+ * accepted before it counted. Random numbers come from the sequence's seeded stream, so a seed
+ * gives the same tokens on every run (not the same as without speculation).
+ *
+ * Near the end of a sequence's cache (kv->max_tokens) a step drafts and verifies fewer tokens, so
+ * a cache sized for the prompt and the tokens to generate is enough.
+ *
+ * A batch is several sequences; one compute thread uses a dsn_spec_t at a time.
+ */
+#ifndef DSN_SPEC_H
+#define DSN_SPEC_H
+
+#include <stdint.h>
+
+#include "dsn_engine.h"
+#include "dsn_mtp.h"
+#include "dsn_sampler.h"
+
+#define DSN_SPEC_MAX_K 8 /* the most drafted tokens per step */
+
+/* What happened so far (all sequences). */
+typedef struct {
+    uint64_t steps;                     /* verify steps */
+    uint64_t emitted;                   /* tokens emitted by them */
+    uint64_t drafted[DSN_SPEC_MAX_K];   /* drafts made at draft position k (0 = first) */
+    uint64_t accepted[DSN_SPEC_MAX_K];  /* and accepted */
+    int64_t draft_ns, verify_ns;        /* wall time of the module's and the main model's passes */
+} dsn_spec_stats_t;
+
+/* One sequence. Fill kv, mtp_kv (empty caches of the two engines) and sampler; zero the rest
+ * (dsn_spec_seq_init). */
+typedef struct {
+    dsn_kvcache_t *kv;      /* main model's cache */
+    dsn_kvcache_t *mtp_kv;  /* the module's (dsn_mtp_kvcache_create) */
+    dsn_sampler_t *sampler; /* temperature 0: greedy */
+    uint32_t n_generated;   /* tokens emitted (the controls' min_tokens) */
+    int32_t last;           /* last token emitted, not yet through the main model; -1 = none */
+    /* private: main-model hidden states of positions [pend_pos, kv->length) not yet paired
+     * through the module (pend_tok[i] = the token at pend_pos + i + 1, the last one = last) */
+    float *pend_h;
+    int32_t *pend_tok;
+    int n_pend, pend_cap;
+    int64_t pend_pos;
+} dsn_spec_seq_t;
+
+void dsn_spec_seq_init(dsn_spec_seq_t *q, dsn_kvcache_t *kv, dsn_kvcache_t *mtp_kv,
+                       dsn_sampler_t *sampler);
+void dsn_spec_seq_cleanup(dsn_spec_seq_t *q);
+
+typedef struct dsn_spec dsn_spec_t;
+
+/* k drafts per step, 1 <= k <= DSN_SPEC_MAX_K. The engines are not owned (same weights format
+ * and kernel level as each other is not required). */
+dsi_status_t dsn_spec_create(dsn_engine_t *main, dsn_mtp_t *mtp, int k, dsn_spec_t **out);
+void dsn_spec_destroy(dsn_spec_t *s);
+int dsn_spec_k(const dsn_spec_t *s);
+const dsn_spec_stats_t *dsn_spec_stats(const dsn_spec_t *s);
+
+/*
+ * The next n prompt tokens of sequence q through the main model (a prefill chunk; call again for
+ * the next one) and the module. logits (may be NULL): [V] of the chunk's last token.
+ */
+dsi_status_t dsn_spec_prefill(dsn_spec_t *s, dsn_spec_seq_t *q, const int32_t *tokens, int n,
+                              float *logits);
+/*
+ * The first token after the prompt from the last prefill's logits (processed by the controls and
+ * sampled as in every step); recorded as q->last. -1 when the logits hold NaN or infinity.
+ */
+int32_t dsn_spec_first(dsn_spec_t *s, dsn_spec_seq_t *q, float *logits);
+
+/*
+ * One step for n_seqs sequences (each with q->last set): draft, verify, accept, roll back.
+ * out[i * (K + 1) + j], j < n_out[i]: sequence i's emitted tokens (1 to K + 1). out_logits (may be
+ * NULL): [n_seqs * (K + 1), V] the main model's raw logits that chose each emitted token, in the
+ * same layout. An error (logged) leaves the sequences unusable: DSI_ERR_INVALID_ARG also when a
+ * row of logits holds NaN or infinity.
+ */
+dsi_status_t dsn_spec_step(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs, int32_t *out,
+                           int *n_out, float *out_logits);
+
+/*
+ * The halves of dsn_spec_step, for tests: dsn_spec_draft writes the K drafts of each sequence
+ * (drafts[i * K + k]) with the draft distributions kept inside; dsn_spec_verify checks the drafts
+ * given (which may differ from those drafted: a test forcing a long accepted run) against the main
+ * model, as dsn_spec_step. With drafts that differ from the drafted ones, use greedy sequences.
+ */
+dsi_status_t dsn_spec_draft(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                            int32_t *drafts);
+dsi_status_t dsn_spec_verify(dsn_spec_t *s, dsn_spec_seq_t *const *seqs, int n_seqs,
+                             const int32_t *drafts, int32_t *out, int *n_out, float *out_logits);
+
+/*
+ * The main model's pass that also returns its hidden states: dsn_engine_forward with all logits
+ * ([n_tokens, V]) and hidden [n_tokens, H] after model.norm (what the module takes). h: scratch
+ * [n_tokens, H] for the residual stream.
+ */
+dsi_status_t dsn_spec_main_forward(dsn_engine_t *e, const int32_t *tokens,
+                                   const dsn_seq_batch_t *seqs, int n_seqs, float *h,
+                                   float *hidden, float *logits);
+
+/*
+ * The module's predictions over a prompt: logits [n - 1, V], row i the draft of token i + 2 from
+ * the main model's hidden state at i and token i + 1 (fresh caches; the fixture's pN.mtp.logits).
+ */
+dsi_status_t dsn_spec_mtp_logits(dsn_engine_t *main, dsn_mtp_t *mtp, const int32_t *tokens, int n,
+                                 float *logits);
+
+#endif
