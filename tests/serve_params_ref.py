@@ -246,9 +246,9 @@ check(default != sampled({"temperature": 1.0, "top_p": 1.0}), "and not OpenAI's 
 # ---- refusals name the field ----
 MSG = [{"role": "user", "content": "hi"}]
 refusals = [("/v1/chat/completions", {"n": 17}, "n", "invalid_value"),
-            ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]},
-             "tools", "unsupported_parameter"),
-            ("/v1/chat/completions", {"tool_choice": "required"}, "tool_choice", "unsupported_parameter"),
+            ("/v1/chat/completions", {"tools": [{"type": "function", "function": {}}]},
+             "tools[0].function.name", "invalid_type"),
+            ("/v1/chat/completions", {"tool_choice": "required"}, "tool_choice", "invalid_value"),
             ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {
                 "name": "x", "schema": {"type": "object", "not": {}}}}},
              "response_format.json_schema.schema", "unsupported_parameter"),

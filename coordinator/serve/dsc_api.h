@@ -48,6 +48,13 @@ typedef enum {
 #define DSC_API_MAX_UNKNOWN      16   /* fields outside the spec reported per request */
 #define DSC_API_MAX_N            16   /* n and best_of: choices generated for one request */
 
+typedef enum {
+    DSC_API_TOOL_CHOICE_NONE = 0, /* no tools, or "none": tool calls are not parsed */
+    DSC_API_TOOL_CHOICE_AUTO,     /* the model decides (the default with tools) */
+    DSC_API_TOOL_CHOICE_REQUIRED, /* at least one call */
+    DSC_API_TOOL_CHOICE_FUNCTION, /* a call of tool_function */
+} dsc_api_tool_choice_t;
+
 /* One chat message. All strings are NUL-terminated, valid UTF-8 (checked by the parser). */
 typedef struct {
     dsc_api_role_t role;
@@ -85,6 +92,14 @@ typedef struct {
      * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
     const char *grammar;
     int thinking; /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    /* Tool calling and prefix continuation (dsc_api_tools.c; docs/API.md, "Tool calling"). */
+    int tool_choice;           /* DSC_API_TOOL_CHOICE_* */
+    const char *tool_function; /* tool_choice {"type":"function","function":{"name"}}: the name */
+    int parallel_tool_calls;   /* default 1; 0: at most one call */
+    int parse_tool_calls;      /* tools given and tool_choice not none: calls are parsed */
+    int no_generation_prompt;  /* add_generation_prompt false (zeroed: the prompt is added) */
+    int continue_final;        /* continue the last (assistant) message: prefix or
+                                  continue_final_message */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
     float temperature;  /* [0, 2], default 1 */
@@ -138,8 +153,9 @@ typedef struct {
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum {
-    DSC_API_FINISH_STOP = 0, /* end-of-sequence token or a stop string */
-    DSC_API_FINISH_LENGTH,   /* max_tokens reached (or the context is full) */
+    DSC_API_FINISH_STOP = 0,   /* end-of-sequence token or a stop string */
+    DSC_API_FINISH_LENGTH,     /* max_tokens reached (or the context is full) */
+    DSC_API_FINISH_TOOL_CALLS, /* the API layer's: the answer ended with tool calls */
 } dsc_api_finish_t;
 
 typedef struct {
@@ -356,6 +372,7 @@ typedef struct {
     int index;                    /* the choice's index (n > 1) */
     const dsc_api_usage_t *usage; /* non-NULL: the usage-only chunk (choices: []) */
     const char *logprobs;         /* the choice's "logprobs" object as JSON text, or NULL */
+    const char *tool_calls;       /* chat: delta.tool_calls as a JSON array text, or NULL */
 } dsc_api_chunk_t;
 
 /*

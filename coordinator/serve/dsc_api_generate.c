@@ -30,6 +30,7 @@ typedef struct {
     dsc_api_jbuf_t reasoning; /* non-streaming: the reasoning so far */
     dsc_api_lp_t lp;          /* logprobs not yet sent (streaming) or all of them */
     dsc_api_jbuf_t lp_js;     /* scratch: the "logprobs" object */
+    dsc_api_toolcalls_t *tools; /* NULL, or the answer's tool calls being parsed */
 } dsc_api_choice_t;
 
 struct dsc_api_gen {
@@ -68,6 +69,7 @@ static void gen_free(dsc_api_gen_t *g)
         dsc_api_jbuf_free(&c->reasoning);
         dsc_api_lp_free(&c->lp);
         dsc_api_jbuf_free(&c->lp_js);
+        dsc_api_toolcalls_destroy(c->tools);
     }
     free(g);
 }
@@ -124,6 +126,8 @@ static void gen_send_chunk(dsc_api_gen_t *g, const dsc_api_chunk_t *c)
         dsc_http_stream_write(g->req, g->chunk.data, g->chunk.len);
 }
 
+static void gen_text(dsc_api_choice_t *ch, const char *utf8, size_t len, int is_reasoning);
+
 static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, int32_t n_tokens)
 {
     dsc_api_choice_t *ch = ctx;
@@ -141,6 +145,17 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
         is_reasoning = 0; /* raw prompts have no thinking block: keep every byte as text */
     if (len == 0)
         return;
+    if (ch->tools != NULL && !is_reasoning) { /* the parser hands content back to gen_text */
+        dsc_api_toolcalls_feed(ch->tools, utf8, len);
+        return;
+    }
+    gen_text(ch, utf8, len, is_reasoning);
+}
+
+/* Text for the response: kept (whole) or sent as a chunk (stream). */
+static void gen_text(dsc_api_choice_t *ch, const char *utf8, size_t len, int is_reasoning)
+{
+    dsc_api_gen_t *g = ch->g;
     if (!g->stream) {
         dsc_api_jbuf_put(is_reasoning ? &ch->reasoning : &ch->text, utf8, len);
         return;
@@ -149,6 +164,21 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
     c.index = ch->index;
     c.logprobs = choice_take_logprobs(ch);
     gen_send_chunk(g, &c);
+}
+
+static void tools_content(void *choice, const char *text, size_t len)
+{
+    gen_text(choice, text, len, 0);
+}
+
+/* Streaming: one chunk with a delta.tool_calls. */
+static void tools_delta(void *choice, const char *tool_calls)
+{
+    dsc_api_choice_t *ch = choice;
+    dsc_api_chunk_t c = {.tool_calls = tool_calls};
+    c.index = ch->index;
+    c.logprobs = choice_take_logprobs(ch);
+    gen_send_chunk(ch->g, &c);
 }
 
 static void record_done(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
@@ -188,10 +218,13 @@ static void finish_whole(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
     for (int i = 0; i < g->n_out; i++) {
         dsc_api_choice_t *c = &g->ch[order[i]];
         const char *lp = choice_take_logprobs(c);
-        failed |= c->text.failed || c->reasoning.failed ||
+        int tc_failed = 0;
+        const char *calls = c->tools != NULL ? dsc_api_toolcalls_json(c->tools, &tc_failed) : NULL;
+        failed |= c->text.failed || c->reasoning.failed || tc_failed ||
                   (g->logprobs && (lp == NULL || dsc_api_lp_failed(&c->lp)));
-        out[i] = (dsc_api_choice_out_t){c->text.data,     c->text.len, c->reasoning.data,
-                                        c->reasoning.len, lp,          c->finish};
+        out[i] = (dsc_api_choice_out_t){c->text.data,      c->text.len, c->reasoning.data,
+                                        c->reasoning.len,  lp,          calls,
+                                        c->finish};
     }
     if (!failed)
         dsc_api_response_write_choices(&b, &g->meta, out, g->n_out, usage);
@@ -216,6 +249,9 @@ static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *u
     ch->completion_tokens = usage->completion_tokens;
     g->prompt_tokens = usage->prompt_tokens;
     g->n_open--;
+    if (ch->tools != NULL) /* what the parser held back comes out now */
+        finish = dsc_api_toolcalls_finish(ch->tools, finish);
+    ch->finish = finish;
     if (g->stream) {
         dsc_api_chunk_t c = {.has_finish = 1, .finish = finish};
         c.index = ch->index;
@@ -448,6 +484,16 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
     dsi_list_push_front(&s->gens, &g->link);
+    static const dsc_api_toolcalls_sink_t tools_sink = {tools_content, tools_delta};
+    for (int i = 0; i < n_choices && r->parse_tool_calls; i++) { /* a parser per choice */
+        if ((g->ch[i].tools = dsc_api_toolcalls_create(r, g->stream, &tools_sink, &g->ch[i])) ==
+            NULL) {
+            dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
+            dsc_api_respond_error(s, req, endpoint, &err);
+            gen_free(g);
+            return;
+        }
+    }
     if (!gen_submit(g)) {
         gen_free(g);
         return;

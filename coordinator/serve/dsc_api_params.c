@@ -51,13 +51,15 @@ static const field_t fields[] = {
     {"logprobs", K_BOTH, F_IMPLEMENTED},
     {"top_logprobs", K_CHAT, F_IMPLEMENTED},
     {"response_format", K_BOTH, F_IMPLEMENTED}, /* dsc_api_grammar.c */
-    {"tools", K_CHAT, F_IMPLEMENTED},           /* [] only, until tool calling exists */
-    {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
+    {"tools", K_CHAT, F_IMPLEMENTED}, /* tools .. continue_final_message: dsc_api_tools.c */
+    {"tool_choice", K_CHAT, F_IMPLEMENTED},
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
-    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_BOTH, F_IMPLEMENTED},              /* dsc_api_choices.c; chat: vLLM's */
-    {"echo", K_CMPL, F_IMPLEMENTED},                 /* dsc_api_choices.c */
-    {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
+    {"add_generation_prompt", K_CHAT, F_IMPLEMENTED},  /* vLLM's */
+    {"continue_final_message", K_CHAT, F_IMPLEMENTED}, /* vLLM's */
+    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED},   /* thinking (DeepSeek-V3.1) */
+    {"best_of", K_BOTH, F_IMPLEMENTED},                /* dsc_api_choices.c; chat: vLLM's */
+    {"echo", K_CMPL, F_IMPLEMENTED},                   /* dsc_api_choices.c */
+    {"suffix", K_CMPL, F_IMPLEMENTED},                 /* "" only */
     /* extensions (vLLM's names and meanings) */
     {"top_k", K_BOTH, F_IMPLEMENTED},
     {"min_p", K_BOTH, F_IMPLEMENTED},
@@ -146,13 +148,6 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
         }
         return 0;
     }
-    if ((v = given(root, "tools")) != NULL && json_is_array(v) && json_array_size(v) > 0)
-        return unsupported(err, "tools", "(tool calling) is not supported yet");
-    if ((v = given(root, "tool_choice")) != NULL &&
-        !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
-        return unsupported(err, "tool_choice", "other than \"none\" is not supported yet");
-    if ((v = given(root, "parallel_tool_calls")) != NULL && !json_is_boolean(v))
-        return dsc_api_wrong_type(err, "parallel_tool_calls", "a boolean");
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const field_t *f = &fields[i];
         if (f->how != F_REFUSED || (v = given(root, f->name)) == NULL)
@@ -318,7 +313,7 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     static const char *const stream_keys[] = {"include_usage", "include_obfuscation", NULL};
     static const char *const message_keys[] = {
         "role",    "content", "name", "tool_calls", "tool_call_id", "reasoning_content",
-        "refusal", NULL}; /* refusal: an earlier answer's, harmless */
+        "refusal", "prefix",  NULL}; /* refusal: an earlier answer's, harmless */
     const char *key;
     json_t *val;
     int mask = kind == DSC_API_KIND_CHAT ? K_CHAT : K_CMPL;
@@ -352,7 +347,8 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
         (rc = parse_logprobs(root, kind, r, err)) || (rc = dsc_api_vllm_check(root, kind, err)) ||
-        (rc = dsc_api_choices_parse(root, kind, r, err)))
+        (rc = dsc_api_choices_parse(root, kind, r, err)) ||
+        (kind == DSC_API_KIND_CHAT && (rc = dsc_api_tools_parse(root, r, err))))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */
     size_t bias_bytes = DSC_API_MAX_LOGIT_BIAS * (sizeof(int32_t) + sizeof(float));

@@ -1,7 +1,8 @@
 /*
  * dsc_api_vllm.c - vLLM's request extensions this server does not implement (its sampling
  * extensions that it does implement, top_k, min_p, repetition_penalty, min_tokens, ignore_eos,
- * stop_token_ids, chat_template_kwargs, are in dsc_api_params.c's table). Each is accepted at its
+ * stop_token_ids, chat_template_kwargs, add_generation_prompt, continue_final_message, guided_*,
+ * are in dsc_api_params.c's table). Each is accepted at its
  * no-op value (vLLM's default, which is what this server does) and refused otherwise with 400
  * unsupported_parameter naming it; a few harmless ones (scheduling hints, ids) are accepted and
  * ignored. docs/API.md, "vLLM's extensions".
@@ -35,8 +36,6 @@ static const vllm_field_t vllm_fields[] = {
     {"return_tokens_as_token_ids", K_BOTH, "false"},
     {"add_special_tokens", K_CHAT, "false"},
     {"add_special_tokens", K_CMPL, "true"},
-    {"add_generation_prompt", K_CHAT, "true"},
-    {"continue_final_message", K_CHAT, "false"},
     {"echo", K_CHAT, "false"},
     {"documents", K_CHAT, "null"},
     {"chat_template", K_CHAT, "null"},

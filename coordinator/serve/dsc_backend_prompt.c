@@ -58,8 +58,10 @@ static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t 
                 msgs[i].content = NULL;
         }
     }
-    dsc_chat_opts_t opts = {req->thinking, req->tools, req->tools ? strlen(req->tools) : 0};
-    st = dsc_chat_render_opts(b->tpl, msgs, n, add_gen, &opts, text, len);
+    dsc_chat_opts_t opts = {req->thinking, req->tools, req->tools ? strlen(req->tools) : 0,
+                            req->continue_final};
+    st = dsc_chat_render_opts(b->tpl, msgs, n, add_gen && !req->no_generation_prompt, &opts, text,
+                              len);
     if (st == DSI_ERR_BAD_REQUEST)
         snprintf(message, cap,
                  "messages: the chat template cannot render this conversation (a system, user or "

@@ -330,11 +330,18 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     /* R1, and V3.1 in thinking mode, open the answer with a reasoning block. */
-    dsc_chat_opts_t topts = {req->thinking, NULL, 0};
+    dsc_chat_opts_t topts = {.thinking = req->thinking};
     int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
+    if (req->kind == DSC_API_KIND_CHAT && req->continue_final) { /* a continued answer */
+        const dsc_api_message_t *last = &req->messages[req->n_messages - 1];
+        reasoning =
+            dsc_chat_continue_opens_thinking(b->tpl, &topts, last->content, last->content_len);
+    }
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;
+    if (req->parse_tool_calls) /* the API's tool-call parser needs the markers as text */
+        dsc_backend_text_keep_tool_markers(s->text);
     dst_msg_sampling_t sampling;
     if ((st = dsc_backend_sampling(b, req, &sampling, message, message_cap)) != DSI_OK) {
         refuse(b, "bad_request", st, NULL, 0, NULL);
@@ -351,12 +358,23 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                               NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
     creq.grammar = req->grammar;
+    char *tool_grammar = NULL; /* tool_choice required or a named function */
+    if (req->kind == DSC_API_KIND_CHAT && req->tool_choice >= DSC_API_TOOL_CHOICE_REQUIRED) {
+        if ((st = dsc_backend_tool_grammar(b, req, &tool_grammar, message, message_cap)) !=
+            DSI_OK) {
+            refuse(b, "bad_request", st, NULL, 0, NULL);
+            goto out;
+        }
+        creq.grammar = tool_grammar;
+    }
     /* A thinking block first: the grammar constrains the answer after it. */
     char *after_think = NULL;
-    if (req->grammar != NULL && reasoning) {
-        if ((st = dsg_after_marker(req->grammar, strlen(req->grammar), "</think>", &after_think)) !=
-            DSI_OK)
+    if (creq.grammar != NULL && reasoning) {
+        if ((st = dsg_after_marker(creq.grammar, strlen(creq.grammar), "</think>", &after_think)) !=
+            DSI_OK) {
+            free(tool_grammar);
             goto out;
+        }
         creq.grammar = after_think;
     }
     s->b = b;
@@ -366,6 +384,7 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
     st = dsc_cluster_submit_shared(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
                                    s, dsc_backend_cluster_id(b, req->share_prefix_of),
                                    &s->cluster_id);
+    free(tool_grammar); /* the cluster keeps its own copies */
     free(after_think);
     if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",

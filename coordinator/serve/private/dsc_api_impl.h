@@ -90,7 +90,8 @@ typedef struct {
     size_t text_len;
     const char *reasoning;
     size_t reasoning_len;
-    const char *logprobs; /* the "logprobs" object as JSON text, or NULL (null) */
+    const char *logprobs;   /* the "logprobs" object as JSON text, or NULL (null) */
+    const char *tool_calls; /* chat: the message's "tool_calls" as JSON text, or NULL (none) */
     dsc_api_finish_t finish;
 } dsc_api_choice_out_t;
 /* The response with n choices, indexed 0..n-1 in the order given. */
@@ -101,7 +102,45 @@ void dsc_api_response_write_choices(dsc_api_jbuf_t *b, const dsc_api_response_me
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
 
-const char *dsc_api_finish_name(dsc_api_finish_t finish); /* "stop", "length" */
+const char *dsc_api_finish_name(dsc_api_finish_t finish); /* "stop", "length", "tool_calls" */
+
+/* The same as dsc_api_response_write_lp with the message's "tool_calls" (a JSON array text, or
+ * NULL: none); with tool calls, an empty content is null (as OpenAI writes it). */
+void dsc_api_response_write_tc(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *tool_calls, const char *logprobs,
+                               dsc_api_finish_t finish, const dsc_api_usage_t *usage);
+
+/*
+ * dsc_api_tools.c: tools, tool_choice, parallel_tool_calls, add_generation_prompt,
+ * continue_final_message and the messages' `prefix` into r (after the messages are parsed).
+ * Returns 0 or the HTTP status with *err set.
+ */
+int dsc_api_tools_parse(struct json_t *root, dsc_api_request_t *r, dsc_api_error_t *err);
+
+/*
+ * dsc_api_toolcalls.c: the tool calls of one generation's answer. The answer text goes through
+ * the parser (dsc_toolcall.h); content comes back through `content`, and when streaming each
+ * call's first delta and argument pieces through `delta` (a delta.tool_calls array text); for a
+ * whole response the calls are kept for dsc_api_toolcalls_json.
+ */
+typedef struct dsc_api_toolcalls dsc_api_toolcalls_t;
+typedef struct {
+    void (*content)(void *gen, const char *text, size_t len);
+    void (*delta)(void *gen, const char *tool_calls_json);
+} dsc_api_toolcalls_sink_t;
+/* NULL when out of memory (logged). */
+dsc_api_toolcalls_t *dsc_api_toolcalls_create(const dsc_api_request_t *r, int stream,
+                                              const dsc_api_toolcalls_sink_t *sink, void *gen);
+void dsc_api_toolcalls_destroy(dsc_api_toolcalls_t *t);
+/* Answer text; nonzero when out of memory. */
+int dsc_api_toolcalls_feed(dsc_api_toolcalls_t *t, const char *text, size_t len);
+/* The end of the answer: what was held back comes out; returns the finish reason to report
+ * (tool_calls when calls were made and the generation stopped, else `finish`). */
+dsc_api_finish_t dsc_api_toolcalls_finish(dsc_api_toolcalls_t *t, dsc_api_finish_t finish);
+/* The whole response's "tool_calls" array text, or NULL when there were none; nonzero
+ * *failed when out of memory. */
+const char *dsc_api_toolcalls_json(dsc_api_toolcalls_t *t, int *failed);
 
 typedef struct dsc_api_gen dsc_api_gen_t;
 

@@ -107,6 +107,14 @@ dsi_status_t dsc_backend_detokenize(void *self, const int32_t *ids, size_t n_ids
                                     size_t *len, char *message, size_t cap);
 int64_t dsc_backend_max_model_len(void *self);
 
+/*
+ * dsc_backend_tools.c: the grammar that forces a tool call (tool_choice required or named) in the
+ * format of the model's template (dsc_tool_grammar.h); *gbnf malloc'ed. On failure `message`
+ * (cap bytes) tells the client why.
+ */
+dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                      char **gbnf, char *message, size_t cap);
+
 /* dsc_backend_params.c */
 /* Reads dir/generation_config.json's temperature, top_p and top_k if present (logged). */
 void dsc_backend_gen_config_load(dsc_backend_t *b, const char *dir);
