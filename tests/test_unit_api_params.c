@@ -109,10 +109,10 @@ static const case_t cases[] = {
      "return_tokens_as_token_ids"},
     {CHAT, "\"add_special_tokens\":true", 400, "unsupported_parameter", "add_special_tokens"},
     {CMPL, "\"add_special_tokens\":false", 400, "unsupported_parameter", "add_special_tokens"},
-    {CHAT, "\"add_generation_prompt\":false", 400, "unsupported_parameter",
-     "add_generation_prompt"},
-    {CHAT, "\"continue_final_message\":true", 400, "unsupported_parameter",
-     "continue_final_message"},
+    /* vLLM's prompt controls, implemented (test_unit_api_tools): continuing needs
+     * add_generation_prompt false */
+    {CHAT, "\"add_generation_prompt\":false", 200, NULL, NULL},
+    {CHAT, "\"continue_final_message\":true", 400, "invalid_value", "continue_final_message"},
     {CHAT, "\"echo\":true", 400, "unsupported_parameter", "echo"},
     {CHAT, "\"documents\":[]", 400, "unsupported_parameter", "documents"},
     {CHAT, "\"chat_template\":\"x\"", 400, "unsupported_parameter", "chat_template"},
