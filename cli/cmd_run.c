@@ -323,7 +323,8 @@ static int run_on_cluster(const run_opts_t *o, run_result_t *r)
                              o->sampling.temperature,
                              o->sampling.top_p,
                              (uint32_t)o->sampling.top_k,
-                             o->sampling.seed};
+                             o->sampling.seed,
+                             NULL};
     cli_gen_result_t res;
     double t0 = dsi_now_s();
     if (cli_cluster_generate(&co, &req, 1, &res) != 0) {

@@ -159,7 +159,7 @@ static int render_chat(const tok_opts_t *o, const char *in, size_t len, char **o
         return 1;
     }
     dsi_status_t st;
-    dsc_chat_opts_t opts = {o->thinking, NULL, 0};
+    dsc_chat_opts_t opts = {.thinking = o->thinking};
     if (o->messages) {
         st = dsc_chat_render_json_opts(tpl, in, len, !o->no_gen, &opts, out, out_len);
     } else {

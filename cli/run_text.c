@@ -79,7 +79,7 @@ int run_text_chat(run_text_t *t, const char *model, const char *style, int think
         .role = DSC_CHAT_ROLE_USER, .content = user, .content_len = strlen(user)};
     char *text;
     size_t len;
-    dsc_chat_opts_t opts = {thinking, NULL, 0};
+    dsc_chat_opts_t opts = {.thinking = thinking};
     st = dsc_chat_render_opts(tpl, msgs, m, 1, &opts, &text, &len);
     dsc_chat_template_destroy(tpl);
     if (st != DSI_OK)

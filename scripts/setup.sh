@@ -8,6 +8,7 @@ PACKAGES=(build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin libucx-dev ucx-utils libuv1-dev libmsgpack-dev libonig-dev
   libhttp-parser-dev libjansson-dev libnuma-dev
   clang-14 libclang-rt-14-dev valgrind curl jq iproute2 procps python3 python3-jinja2 python3-regex
+  python3-jsonschema # validates structured outputs (tests/test_cli_grammar_schemas.sh)
   slurm-wlm munge # a single-host Slurm for the test of deploy/slurm/dsinfer.sbatch
   chromium) # headless, to render and screenshot the HTML report of `dsinfer bench serve` in a test
 

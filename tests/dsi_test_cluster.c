@@ -49,7 +49,8 @@ void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
         return;
     }
     for (int p = 0; p < ref->n; p++)
-        req[p] = (dsc_cluster_req_t){ref->prompt[p], ref->len[p], ref->steps, 0.0f, 1.0f, 0, 0};
+        req[p] =
+            (dsc_cluster_req_t){ref->prompt[p], ref->len[p], ref->steps, 0.0f, 1.0f, 0, 0, NULL};
     int rc = cli_cluster_generate(&co, req, ref->n, res);
     snprintf(what, sizeof(what), "%d nodes, %d stages", nodes, stages);
     if (rc != 0)

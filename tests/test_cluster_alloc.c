@@ -72,7 +72,7 @@ static long run(const char *model, const int32_t *prompt, uint32_t len, int node
                              .node_threads = 2,
                              .timeout_ms = 120000,
                              .sampling = sampling};
-    dsc_cluster_req_t req = {prompt, len, steps, 0.0f, 1.0f, 0, 0};
+    dsc_cluster_req_t req = {prompt, len, steps, 0.0f, 1.0f, 0, 0, NULL};
     cli_gen_result_t res;
     if (cli_cluster_generate(&co, &req, 1, &res) != 0)
         return -1;

@@ -162,7 +162,7 @@ int main(void)
     uv_run(&t->loop, UV_RUN_DEFAULT); /* until the real node serves */
     DSI_CHECK(t->ready);
     uint64_t id;
-    dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
+    dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
     DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     DSI_CHECK(t->done);

@@ -93,7 +93,7 @@ static void request(test_t *t, const char *when)
 {
     uint64_t id;
     t->req = (stream_t){0};
-    dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
+    dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
     DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     DSI_CHECK(t->req.done);
@@ -213,7 +213,7 @@ static void rogue_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         }
         /* The cluster serves on while the switch waits for the rogue's READY. */
         uint64_t id;
-        dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0};
+        dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_mid_tokens, t, &id), DSI_OK);
         /* Give the nodes time to process it, then leave without ever answering READY. */
         uv_timer_start(&t->leave, on_leave, 500, 0);

@@ -2,8 +2,8 @@
 # test_cluster_serve_bounds.sh - every numeric parameter of /v1/chat/completions and
 # /v1/completions at its bounds and just past them, and extreme doubles (1e-300, 1e300, -0,
 # subnormals, huge integers), whole and streamed, through `dsinfer serve` on tiny-v3 with
-# --max-queue 4: each answer is a 400 naming the parameter or a 200 that completes (a finish
-# reason, and [DONE] for a stream) within a bounded time. A value the control protocol cannot
+# --max-queue 4 (n above it is a 400 naming n): each answer is a 400 naming the parameter or a
+# 200 that completes (a finish reason, and [DONE] for a stream) within a bounded time. A value the control protocol cannot
 # carry used to be accepted and then hang its request, holding a queue slot: after all cases the
 # queue is empty and the server still answers.
 set -u
@@ -98,7 +98,9 @@ CASES = [
     ("max_completion_tokens", "1e300", 400),
     ("seed", "0", 200), ("seed", "-1", 200), ("seed", "9223372036854775807", 200),
     ("seed", "-9223372036854775808", 200), ("seed", "1e300", 400), ("seed", "0.5", 400),
-    ("n", "1", 200), ("n", "0", 400), ("n", "2", 400), ("n", "9223372036854775807", 400),
+    ("n", "1", 200), ("n", "0", 400), ("n", "2", 200), ("n", "4", 200), ("n", "5", 400),
+    ("n", "17", 400),
+    ("n", "9223372036854775807", 400),
     ("n", "1e300", 400),
 ]
 # Integers past 64 bits are not JSON numbers the parser keeps: 400 (invalid JSON, with the

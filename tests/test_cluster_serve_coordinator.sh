@@ -77,9 +77,13 @@ assert c["finish_reason"] == "stop" and len(c["logprobs"]["token_logprobs"]) == 
 assert all(len(t) == 2 for t in c["logprobs"]["top_logprobs"]), c
 print("coordinator --http: min_tokens, logit_bias and logprobs:", c["logprobs"]["token_logprobs"])
 EOF2
-code=$(curl -sS -o "$TMP/t.json" -w '%{http_code}' -d '{"model":"tiny-v3","prompt":"x","echo":true}' \
-    "$URL/v1/completions")
-[ "$code" = 400 ] && grep -q '"param":"echo"' "$TMP/t.json" || fail "echo: $code $(cat "$TMP/t.json")"
+code=$(curl -sS -o "$TMP/t.json" -w '%{http_code}' \
+    -d '{"model":"tiny-v3","prompt":"x","echo":true,"logprobs":1}' "$URL/v1/completions")
+[ "$code" = 400 ] && grep -q '"param":"echo"' "$TMP/t.json" ||
+    fail "echo with logprobs: $code $(cat "$TMP/t.json")"
+code=$(curl -sS -o "$TMP/t.json" -w '%{http_code}' \
+    -d '{"model":"tiny-v3","prompt":"xyz","echo":true,"max_tokens":2}' "$URL/v1/completions")
+[ "$code" = 200 ] && grep -q '"text":"xyz' "$TMP/t.json" || fail "echo: $code $(cat "$TMP/t.json")"
 
 kill -TERM "$COORD_PID"
 wait "$COORD_PID" || fail "coordinator exited with $? after SIGTERM"

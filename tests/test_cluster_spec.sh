@@ -3,7 +3,8 @@
 # greedy generation through nodes with --speculative-tokens 0..3 equals the reference tokens
 # (pN.gen.tokens), on one node and on two nodes of one stage (remote experts); seeded sampling
 # through nodes gives the tokens of speculation in one process (the same decisions, the same
-# random stream); a chat request through `dsinfer serve`'s API answers as `dsinfer run`; a plan
+# random stream); a chat request through `dsinfer serve`'s API answers as `dsinfer run`, n
+# choices sample as requests of their own (forks copy the module's cache too); a plan
 # of two stages decodes as before; a checkpoint without the layer runs with the setting as
 # without it. Random weights: nearly every draft is rejected, so every step rolls the caches
 # back and the next one reuses them.
@@ -95,12 +96,16 @@ if command -v curl >/dev/null; then
     if wait_for_line "$TMP/serve.log" "ready: http://" "$SPID"; then
       URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve.log" | head -1 | sed 's/^ready: //')
       serve_chat "$URL" "$M" "$TMP" >/dev/null && ok || bad "serve, $nodes nodes: chat differs"
+      # n choices: the forks share the module's cache of the prompt, and choice i samples as
+      # a request with seed + i alone (serve_choices_check.py).
+      python3 "$(dirname "$0")/serve_choices_check.py" cluster "$URL" "" "$M" 512 >"$TMP/choices.log" 2>&1 &&
+        ok || { bad "serve, $nodes nodes: n choices"; grep FAIL "$TMP/choices.log"; }
       grep -q "MTP layer loaded, 2 draft" "$TMP/serve.log" && ok || bad "serve, $nodes nodes: no MTP layer"
       # /metrics: the nodes' figures come with their heartbeats (every 500 ms by default).
       good=0
       for _ in $(seq 40); do
         curl -sS "$URL/metrics" >"$TMP/metrics.txt" 2>/dev/null
-        python3 - "$TMP/metrics.txt" <<'PY' && { good=1; break; }
+        python3 - "$TMP/metrics.txt" 2>/dev/null <<'PY' && { good=1; break; }
 import sys
 v = {}
 for line in open(sys.argv[1]):

@@ -3,7 +3,9 @@
  * loopback and the tiny-v3 fixture: a node killed with SIGKILL mid-generation, a node hung with
  * SIGSTOP (found by missed heartbeats), a node joining (2 -> 3) during a stream of requests, and a
  * node drained with SIGTERM. In each case every request must finish with exactly the greedy tokens
- * of the single-process engine, and no process may be left behind.
+ * of the single-process engine, and no process may be left behind. Request FORK has request 0's
+ * prompt and shares its KV cache (another choice of the same request, n > 1): a restart submits
+ * it again sharing anew, and it still gives request 0's tokens.
  */
 #include <errno.h>
 #include <signal.h>
@@ -34,6 +36,7 @@ static int32_t want[N_REQ][STEPS];
 /* The last request samples (temperature 0.9, top_p 0.95, its own seed): a request resumed after a
  * re-plan continues the random stream of an uninterrupted run, so it must match too. */
 #define SAMPLED (N_REQ - 1)
+#define FORK    1
 static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
 
 /* Continuations with the single-process engine: greedy, and the sampled one. */
@@ -41,7 +44,7 @@ static void reference(void)
 {
     const int32_t *p[N_REQ];
     for (int r = 0; r < N_REQ; r++) {
-        prompt_len[r] = dsi_test_prompt(r, prompts[r]);
+        prompt_len[r] = dsi_test_prompt(r == FORK ? 0 : r, prompts[r]);
         p[r] = prompts[r];
     }
     dsi_test_greedy(model, N_REQ, p, prompt_len, STEPS, &want[0][0], NULL);
@@ -167,15 +170,20 @@ static void run_fault(fault_t fault, int nodes)
     snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
     DSI_CHECK_INT_EQ(cli_spawn_nodes(nodes, run->addr, model, 1, run->pids), 0);
     run->n_pids = nodes;
+    uint64_t first = 0;
     for (int r = 0; r < N_REQ; r++) {
         uint64_t id;
         q[r] = (req_t){run, r};
-        dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0};
+        dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0, NULL};
         if (r == SAMPLED)
             req = (dsc_cluster_req_t){prompts[r],           prompt_len[r],  STEPS,
                                       sampling.temperature, sampling.top_p, 0,
-                                      sampling.seed};
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
+                                      sampling.seed,        NULL};
+        DSI_CHECK_INT_EQ(dsc_cluster_submit_shared(run->cl, &req, NULL, on_tokens, NULL, &q[r],
+                                                   r == FORK ? first : 0, &id),
+                         DSI_OK);
+        if (r == 0)
+            first = id;
     }
     uv_timer_init(&run->loop, &run->timer);
     run->timer.data = run;
@@ -196,6 +204,9 @@ static void run_fault(fault_t fault, int nodes)
     dsc_cluster_stats_t st;
     dsc_cluster_stats(run->cl, &st);
     DSI_CHECK(st.replans >= 1);
+    /* FORK shared request 0's prompt (but its last token); a restart shares it again. */
+    uint64_t shared = prompt_len[0] - 1;
+    DSI_CHECK(st.shared_tokens >= (fault == FAULT_KILL || fault == FAULT_STOP ? 2 : 1) * shared);
     /* Joins and drains keep every node's stage: they switch without stopping requests. A lost
      * node's experts have no holder left: those re-plans restart the requests. */
     if (fault == FAULT_JOIN || fault == FAULT_DRAIN)
@@ -217,8 +228,9 @@ static void run_fault(fault_t fault, int nodes)
     uv_loop_close(&run->loop);
     errno = 0;
     DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
-    fprintf(stderr, "%s: %u re-plans, %.1f KiB of experts moved\n", fault_names[fault],
-            (unsigned)st.replans, (double)st.bytes_moved / 1024);
+    fprintf(stderr, "%s: %u re-plans, %.1f KiB of experts moved, %llu prompt tokens shared\n",
+            fault_names[fault], (unsigned)st.replans, (double)st.bytes_moved / 1024,
+            (unsigned long long)st.shared_tokens);
     free(run);
 }
 

@@ -75,7 +75,7 @@ static void submit_phase(run_t *run, int phase)
     for (int r = 0; r < N_REQ; r++) {
         uint64_t id;
         reqs[phase][r] = (req_t){run, phase, r};
-        dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0};
+        dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0, NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &reqs[phase][r], &id),
                          DSI_OK);
     }

@@ -79,7 +79,7 @@ static const bad_case_t bad_cases[] = {
      "max_completion_tokens"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"max_tokens\":99999999999999999999999}", 400, "invalid_json",
      NULL},
-    {CHAT, "{\"model\":\"m\"," MSG ",\"n\":2}", 400, "unsupported_parameter", "n"},
+    {CHAT, "{\"model\":\"m\"," MSG ",\"n\":17}", 400, "invalid_value", "n"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"n\":0}", 400, "invalid_value", "n"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"seed\":\"x\"}", 400, "invalid_type", "seed"},
     {CHAT, "{\"model\":\"m\"," MSG ",\"stop\":5}", 400, "invalid_type", "stop"},

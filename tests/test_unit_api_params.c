@@ -27,16 +27,55 @@ typedef struct {
 
 static const case_t cases[] = {
     /* refused: 400 unsupported_parameter naming the field */
-    {CHAT, "\"n\":3", 400, "unsupported_parameter", "n"},
-    {CMPL, "\"n\":2", 400, "unsupported_parameter", "n"},
-    {CHAT, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]", 400,
-     "unsupported_parameter", "tools"},
-    {CHAT, "\"tool_choice\":\"auto\"", 400, "unsupported_parameter", "tool_choice"},
-    {CHAT, "\"tool_choice\":{\"type\":\"function\"}", 400, "unsupported_parameter", "tool_choice"},
-    {CHAT, "\"response_format\":{\"type\":\"json_object\"}", 400, "unsupported_parameter",
-     "response_format"},
-    {CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}", 400,
-     "unsupported_parameter", "response_format"},
+    /* n, best_of and echo: implemented, types and ranges checked */
+    {CHAT, "\"n\":3", 200, NULL, NULL},
+    {CMPL, "\"n\":2", 200, NULL, NULL},
+    {CHAT, "\"n\":17", 400, "invalid_value", "n"},
+    {CHAT, "\"n\":0", 400, "invalid_value", "n"},
+    {CHAT, "\"n\":1.5", 400, "invalid_type", "n"},
+    {CMPL, "\"n\":\"2\"", 400, "invalid_type", "n"},
+    {CMPL, "\"n\":2,\"best_of\":3", 200, NULL, NULL},
+    {CMPL, "\"n\":3,\"best_of\":2", 400, "invalid_value", "best_of"},
+    {CMPL, "\"best_of\":17", 400, "invalid_value", "best_of"},
+    {CMPL, "\"best_of\":3,\"stream\":true", 400, "invalid_value", "best_of"},
+    {CMPL, "\"n\":2,\"best_of\":2,\"stream\":true", 200, NULL, NULL},
+    {CMPL, "\"echo\":true", 200, NULL, NULL},
+    {CHAT, "\"n\":2,\"best_of\":3", 200, NULL, NULL},
+    {CHAT, "\"best_of\":2,\"stream\":true", 400, "invalid_value", "best_of"},
+    {CMPL, "\"echo\":true,\"logprobs\":1", 400, "unsupported_parameter", "echo"},
+    {CHAT, "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]", 200, NULL,
+     NULL}, /* tool calling: test_unit_api_tools */
+    {CHAT, "\"tool_choice\":\"auto\"", 200, NULL, NULL},
+    {CHAT, "\"tool_choice\":{\"type\":\"function\"}", 400, "invalid_type", "tool_choice"},
+    /* structured output: converted and compiled here, errors name the parameter */
+    {CHAT, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
+    {CMPL, "\"response_format\":{\"type\":\"json_object\"}", 200, NULL, NULL},
+    {CHAT,
+     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\","
+     "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
+     "\"integer\"}},\"required\":[\"a\"]}}}",
+     200, NULL, NULL},
+    {CHAT,
+     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{"
+     "\"type\":\"object\",\"patternProperties\":{}}}}",
+     400, "unsupported_parameter", "response_format.json_schema.schema"},
+    {CHAT, "\"response_format\":{\"type\":\"json_schema\"}", 400, "invalid_type",
+     "response_format.json_schema"},
+    {CHAT, "\"response_format\":{\"type\":\"xml\"}", 400, "invalid_value", "response_format.type"},
+    {CMPL, "\"guided_json\":{\"type\":\"string\",\"maxLength\":5}", 200, NULL, NULL},
+    {CMPL, "\"guided_json\":\"{\\\"type\\\":\\\"boolean\\\"}\"", 200, NULL, NULL},
+    {CMPL, "\"guided_json\":{\"type\":\"string\",\"format\":\"hostname\"}", 400,
+     "unsupported_parameter", "guided_json"},
+    {CMPL, "\"guided_json\":5", 400, "invalid_type", "guided_json"},
+    {CMPL, "\"guided_regex\":\"[a-z]+@[a-z]+\\\\.com\"", 200, NULL, NULL},
+    {CMPL, "\"guided_regex\":\"(a\"", 400, "invalid_value", "guided_regex"},
+    {CMPL, "\"guided_regex\":\"a(?=b)\"", 400, "unsupported_parameter", "guided_regex"},
+    {CHAT, "\"guided_choice\":[\"yes\",\"no\"]", 200, NULL, NULL},
+    {CHAT, "\"guided_choice\":[]", 400, "invalid_type", "guided_choice"},
+    {CHAT, "\"guided_grammar\":\"root ::= [0-9]+\"", 200, NULL, NULL},
+    {CHAT, "\"guided_grammar\":\"root ::= x\"", 400, "invalid_value", "guided_grammar"},
+    {CHAT, "\"guided_choice\":[\"a\"],\"guided_regex\":\"b\"", 400, "invalid_value",
+     "guided_choice"},
     {CHAT, "\"response_format\":\"text\"", 400, "invalid_type", "response_format"},
     {CHAT, "\"functions\":[{\"name\":\"f\"}]", 400, "unsupported_parameter", "functions"},
     {CHAT, "\"function_call\":\"auto\"", 400, "unsupported_parameter", "function_call"},
@@ -48,12 +87,43 @@ static const case_t cases[] = {
     {CHAT, "\"web_search_options\":{}", 400, "unsupported_parameter", "web_search_options"},
     {CHAT, "\"reasoning_effort\":\"low\"", 400, "unsupported_parameter", "reasoning_effort"},
     {CHAT, "\"verbosity\":\"low\"", 400, "unsupported_parameter", "verbosity"},
-    {CMPL, "\"best_of\":2", 400, "unsupported_parameter", "best_of"},
+    {CMPL, "\"best_of\":2", 200, NULL, NULL},
     {CMPL, "\"best_of\":\"2\"", 400, "invalid_type", "best_of"},
-    {CMPL, "\"echo\":true", 400, "unsupported_parameter", "echo"},
     {CMPL, "\"echo\":1", 400, "invalid_type", "echo"},
     {CMPL, "\"suffix\":\"end\"", 400, "unsupported_parameter", "suffix"},
     {CMPL, "\"suffix\":5", 400, "invalid_type", "suffix"},
+    /* vLLM's extensions this server does not implement: their no-op values only */
+    {CMPL, "\"use_beam_search\":true", 400, "unsupported_parameter", "use_beam_search"},
+    {CHAT, "\"length_penalty\":0.5", 400, "unsupported_parameter", "length_penalty"},
+    {CMPL, "\"include_stop_str_in_output\":true", 400, "unsupported_parameter",
+     "include_stop_str_in_output"},
+    {CHAT, "\"skip_special_tokens\":false", 400, "unsupported_parameter", "skip_special_tokens"},
+    {CMPL, "\"spaces_between_special_tokens\":false", 400, "unsupported_parameter",
+     "spaces_between_special_tokens"},
+    {CMPL, "\"truncate_prompt_tokens\":5", 400, "unsupported_parameter", "truncate_prompt_tokens"},
+    {CMPL, "\"prompt_logprobs\":1", 400, "unsupported_parameter", "prompt_logprobs"},
+    {CHAT, "\"allowed_token_ids\":[1]", 400, "unsupported_parameter", "allowed_token_ids"},
+    {CMPL, "\"bad_words\":[\"x\"]", 400, "unsupported_parameter", "bad_words"},
+    {CMPL, "\"logits_processors\":[\"x\"]", 400, "unsupported_parameter", "logits_processors"},
+    {CHAT, "\"return_tokens_as_token_ids\":true", 400, "unsupported_parameter",
+     "return_tokens_as_token_ids"},
+    {CHAT, "\"add_special_tokens\":true", 400, "unsupported_parameter", "add_special_tokens"},
+    {CMPL, "\"add_special_tokens\":false", 400, "unsupported_parameter", "add_special_tokens"},
+    /* vLLM's prompt controls, implemented (test_unit_api_tools): continuing needs
+     * add_generation_prompt false */
+    {CHAT, "\"add_generation_prompt\":false", 200, NULL, NULL},
+    {CHAT, "\"continue_final_message\":true", 400, "invalid_value", "continue_final_message"},
+    {CHAT, "\"echo\":true", 400, "unsupported_parameter", "echo"},
+    {CHAT, "\"documents\":[]", 400, "unsupported_parameter", "documents"},
+    {CHAT, "\"chat_template\":\"x\"", 400, "unsupported_parameter", "chat_template"},
+    {CHAT, "\"mm_processor_kwargs\":{}", 400, "unsupported_parameter", "mm_processor_kwargs"},
+    {CHAT,
+     "\"use_beam_search\":false,\"length_penalty\":1.0,\"skip_special_tokens\":true,"
+     "\"add_special_tokens\":false,\"add_generation_prompt\":true,\"echo\":false,"
+     "\"bad_words\":[],\"prompt_logprobs\":null,\"priority\":3,\"request_id\":\"r\","
+     "\"cache_salt\":\"s\"",
+     200, NULL, NULL},
+    {CMPL, "\"add_special_tokens\":true,\"include_stop_str_in_output\":false", 200, NULL, NULL},
     /* their no-op values are accepted */
     {CHAT, "\"n\":1,\"tools\":[],\"tool_choice\":\"none\",\"parallel_tool_calls\":false", 200, NULL,
      NULL},
@@ -173,7 +243,7 @@ static void test_values(void)
 static void test_unknown(void)
 {
     /* Outside the spec: accepted and named; top_logprobs is a chat field only. */
-    const char *body = "{" PRM ",\"guided_json\":{},\"skip_special_tokens\":false,"
+    const char *body = "{" PRM ",\"guided_decoding_backend\":\"x\",\"vllm_xargs\":{},"
                        "\"top_logprobs\":2,\"user\":\"u\"}";
     dsc_api_parsed_t *p;
     dsc_api_error_t err;
@@ -182,8 +252,8 @@ static void test_unknown(void)
     DSI_CHECK_INT_EQ(r->n_unknown, 3);
     int seen = 0;
     for (int i = 0; i < r->n_unknown; i++) {
-        seen |= strcmp(r->unknown[i], "guided_json") == 0 ? 1 : 0;
-        seen |= strcmp(r->unknown[i], "skip_special_tokens") == 0 ? 2 : 0;
+        seen |= strcmp(r->unknown[i], "guided_decoding_backend") == 0 ? 1 : 0;
+        seen |= strcmp(r->unknown[i], "vllm_xargs") == 0 ? 2 : 0;
         seen |= strcmp(r->unknown[i], "top_logprobs") == 0 ? 4 : 0;
     }
     DSI_CHECK_INT_EQ(seen, 7);

@@ -542,6 +542,56 @@ static void test_completion(srv_t *srv)
     tc_response_free(&r);
 }
 
+/* n, best_of and echo over a backend without logprobs; the small endpoints it lacks. */
+static void test_choices(srv_t *srv)
+{
+    tc_response_t r;
+    const char *body = "{\"model\":\"test-model\",\"prompt\":\"a b c\",\"n\":3}";
+    DSI_CHECK_INT_EQ(post(srv->port, "/v1/completions", body, NULL, &r), 0);
+    DSI_CHECK_INT_EQ(r.status, 200);
+    json_t *v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "choices.0.text"), "a b c");
+    DSI_CHECK_STR_EQ(jpath(v, "choices.2.text"), "a b c");
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "prompt_tokens"), 3);
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "completion_tokens"), 9);
+    json_decref(v);
+    tc_response_free(&r);
+    body = "{\"model\":\"test-model\",\"prompt\":\"a b\",\"best_of\":3,\"echo\":true}";
+    post(srv->port, "/v1/completions", body, NULL, &r);
+    v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "choices.0.text"), "a ba b");
+    DSI_CHECK(jpath(v, "choices.1.text") == NULL);
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "completion_tokens"), 6);
+    json_decref(v);
+    tc_response_free(&r);
+    body = "{\"model\":\"test-model\",\"messages\":[{\"role\":\"user\",\"content\":\"x y\"}],"
+           "\"n\":2,\"stream\":true}";
+    post(srv->port, "/v1/chat/completions", body, NULL, &r);
+    DSI_CHECK_INT_EQ(r.status, 200);
+    DSI_CHECK(strstr(r.body, "\"index\":1") != NULL);
+    DSI_CHECK(strstr(r.body, "[DONE]") != NULL);
+    tc_response_free(&r);
+    /* The test backend has no tokenizer: 501; models by id. */
+    post(srv->port, "/tokenize", "{\"model\":\"test-model\",\"prompt\":\"x\"}", NULL, &r);
+    DSI_CHECK_INT_EQ(r.status, 501);
+    tc_response_free(&r);
+    tc_request(srv->port, "GET", "/v1/models/test-model", NULL, NULL, 0, &r);
+    DSI_CHECK_INT_EQ(r.status, 200);
+    v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "id"), "test-model");
+    json_decref(v);
+    tc_response_free(&r);
+    tc_request(srv->port, "GET", "/v1/models/nope/x", NULL, NULL, 0, &r);
+    DSI_CHECK_INT_EQ(r.status, 404);
+    v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "error.code"), "model_not_found");
+    json_decref(v);
+    tc_response_free(&r);
+    tc_request(srv->port, "POST", "/v1/models/test-model", NULL, "{}", 2, &r);
+    DSI_CHECK_INT_EQ(r.status, 405);
+    tc_response_free(&r);
+}
+
 static void test_chat(srv_t *srv)
 {
     tc_response_t r;
@@ -883,6 +933,7 @@ static int run_tests(void)
     test_small_endpoints(&srv);
     test_completion(&srv);
     test_chat(&srv);
+    test_choices(&srv);
     test_bad_inputs(&srv);
     test_auth(&srv);
     test_cancel_and_queue(&srv);

@@ -134,7 +134,7 @@ static void check_case(const dsc_chat_template_t *tpl, const char *dir, size_t i
     const json_t *tools = json_object_get(c, "tools");
     char *tools_text = tools != NULL ? json_dumps(tools, JSON_ENCODE_ANY) : NULL;
     dsc_chat_opts_t opts = {json_is_true(json_object_get(c, "thinking")), tools_text,
-                            tools_text ? strlen(tools_text) : 0};
+                            tools_text ? strlen(tools_text) : 0, 0};
     int gen = json_is_true(json_object_get(c, "add_generation_prompt"));
     char *got = NULL;
     size_t got_len = 0;
@@ -199,7 +199,7 @@ int main(void)
     if (tpl == NULL)
         return dsi_test_finish();
     DSI_CHECK_INT_EQ(dsc_chat_template_style(tpl), DSC_CHAT_V31);
-    dsc_chat_opts_t on = {1, NULL, 0}, off = {0, NULL, 0};
+    dsc_chat_opts_t on = {.thinking = 1}, off = {.thinking = 0};
     DSI_CHECK_INT_EQ(dsc_chat_opens_thinking(tpl, &on), 1);
     DSI_CHECK_INT_EQ(dsc_chat_opens_thinking(tpl, &off), 0);
     DSI_CHECK_INT_EQ(dsc_chat_opens_thinking(tpl, NULL), 0);

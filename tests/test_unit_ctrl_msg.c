@@ -115,7 +115,9 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .seed = 0xdeadbeefcafeull,
                                        .n_route = 3,
                                        .route = submit_route,
-                                       .n_generated = 17};
+                                       .n_generated = 17,
+                                       .fork_of = 5,
+                                       .fork_len = 299};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -228,6 +230,8 @@ static void test_round_trip(void)
             DSI_CHECK_NEAR(d.submit.top_p, 0.95f, 0);
             DSI_CHECK_INT_EQ(d.submit.seed, 0xdeadbeefcafeull);
             DSI_CHECK_INT_EQ(d.submit.n_generated, 17);
+            DSI_CHECK_INT_EQ(d.submit.fork_of, 5);
+            DSI_CHECK_INT_EQ(d.submit.fork_len, 299);
         }
         if (t == DST_MSG_PLAN) {
             DSI_CHECK(d.plan.plan.expert_holders != holders);
@@ -687,6 +691,14 @@ static void test_other_rules(void)
     m.submit.n_generated = m.submit.n_tokens;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "n_generated") != NULL);
+    /* SUBMIT sharing every token of its prompt (the last one must be computed), or its own. */
+    sample(DST_MSG_SUBMIT, &m);
+    m.submit.fork_len = m.submit.n_tokens;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "fork_len") != NULL);
+    m.submit.fork_len = 1;
+    m.submit.fork_of = m.submit.seq_id;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     /* PLAN whose live flag is not a boolean. */
     sample(DST_MSG_PLAN, &m);
     m.plan.live = 2;

@@ -359,7 +359,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
     }
     cs->kind = PEER_CLIENT;
     dsc_cluster_req_t req = {m->tokens, m->n_tokens, m->max_tokens, m->temperature,
-                             m->top_p,  m->top_k,    m->seed};
+                             m->top_p,  m->top_k,    m->seed,       m->grammar};
     char why[256] = "";
     dsi_status_t st =
         cl->admit_cb != NULL ? cl->admit_cb(cl->admit_arg, &req, why, sizeof(why)) : DSI_OK;
@@ -369,7 +369,7 @@ static void on_client_submit(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_
         return;
     }
     seq_t *s;
-    st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why));
+    st = dsc_seq_create(cl, &req, &m->sampling, &s, why, sizeof(why), 0);
     if (st != DSI_OK) {
         dst_ctrl_send_error(cs->conn, st, DST_MSG_SUBMIT, "request refused: %s",
                             why[0] ? why : dsi_status_message(st));

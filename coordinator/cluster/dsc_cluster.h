@@ -82,6 +82,9 @@ typedef struct {
     float temperature, top_p;
     uint32_t top_k;
     uint64_t seed;
+    /* NULL, or the grammar the output must match (SUBMIT.grammar, docs/STRUCTURED_OUTPUT.md;
+     * NUL-terminated, copied): the last stage masks every token that cannot continue it */
+    const char *grammar;
 } dsc_cluster_req_t;
 
 /*
@@ -136,6 +139,17 @@ dsi_status_t dsc_cluster_submit(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
 dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                    const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
                                    dsc_cluster_logprobs_cb lp_cb, void *ctx, uint64_t *seq_id);
+/*
+ * dsc_cluster_submit_ex for a sequence that shares its prompt with `share_prefix_of` (an id
+ * dsc_cluster_submit* gave for a sequence submitted just before with the same prompt; 0: none):
+ * it goes to the same lane, whose nodes copy that sequence's KV cache of the prompt but its last
+ * token instead of computing it (the n choices of one request). When the other sequence has
+ * ended, or was not submitted in the same plan, the prompt is computed.
+ */
+dsi_status_t dsc_cluster_submit_shared(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                                       const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                       dsc_cluster_logprobs_cb lp_cb, void *ctx,
+                                       uint64_t share_prefix_of, uint64_t *seq_id);
 /* Stops a sequence: no callback follows; its state is freed on every node. */
 void dsc_cluster_cancel(dsc_cluster_t *cl, uint64_t seq_id);
 /* Sends SHUTDOWN to every node now (they exit); the cluster stops serving. */
@@ -159,6 +173,8 @@ typedef struct {
     uint64_t bias_updates;  /* windows in which the online bias rule moved a bias */
     uint64_t bad_admin;     /* ADMIN requests refused for a wrong proof */
     dsc_spec_totals_t spec; /* speculative decoding on the nodes (their HEARTBEATs) */
+    uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
+    uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

@@ -60,22 +60,53 @@ static void submit_msg(const seq_t *s, dst_msg_t *m)
     m->submit.n_route = s->n_route;
 }
 
-/* Sends s on a lane of the current plan; on failure s stays (submitted, so that withdrawing it
- * cancels it where it did arrive). */
+/* The sequence whose prompt s shares: submitted in this epoch with the same first n_prompt - 1
+ * tokens (a re-plan re-submits it first, in arrival order), or NULL. */
+static const seq_t *prefix_parent(dsc_cluster_t *cl, const seq_t *s)
+{
+    if (s->share_prefix_of == 0 || s->n_prompt < 2)
+        return NULL;
+    dsi_list_for_each(p, &cl->seqs, seq_t, link) {
+        if (p->handle != s->share_prefix_of)
+            continue;
+        if (!p->submitted || p->epoch != cl->plan.epoch || p->n_prompt < s->n_prompt - 1 ||
+            memcmp(p->tokens, s->tokens, (s->n_prompt - 1) * sizeof(int32_t)) != 0)
+            return NULL;
+        return p;
+    }
+    return NULL;
+}
+
+/* Sends s on a lane of the current plan (its prefix parent's, when it shares one); on failure
+ * s stays (submitted, so that withdrawing it cancels it where it did arrive). */
 static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
 {
-    uint32_t lane = cl->next_lane++ % cl->n_lanes;
-    s->n_route = cl->plan.n_stages;
-    for (uint32_t st = 0; st < s->n_route; st++)
-        s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+    const seq_t *parent = prefix_parent(cl, s);
+    if (parent != NULL) {
+        s->n_route = parent->n_route;
+        memcpy(s->route, parent->route, parent->n_route * sizeof(uint32_t));
+    } else {
+        uint32_t lane = cl->next_lane++ % cl->n_lanes;
+        s->n_route = cl->plan.n_stages;
+        for (uint32_t st = 0; st < s->n_route; st++)
+            s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+    }
     s->wire_id = ++cl->next_wire;
+    s->epoch = cl->plan.epoch;
     dst_msg_t m;
     submit_msg(s, &m);
+    if (parent != NULL) {
+        m.submit.fork_of = parent->wire_id;
+        m.submit.fork_len = s->n_prompt - 1;
+    }
+    cl->stats.prefill_tokens += m.submit.n_tokens - m.submit.fork_len;
+    cl->stats.shared_tokens += m.submit.fork_len;
     dsi_status_t st = send_route(cl, s, &m);
     s->submitted = 1;
-    DSI_DEBUG("request %llu as sequence %llu: %u tokens (%u generated), lane %u",
+    DSI_DEBUG("request %llu as sequence %llu: %u tokens (%u generated, %u shared with sequence "
+              "%llu)",
               (unsigned long long)s->handle, (unsigned long long)s->wire_id, m.submit.n_tokens,
-              s->n_generated, lane);
+              s->n_generated, m.submit.fork_len, (unsigned long long)m.submit.fork_of);
     return st;
 }
 
@@ -97,6 +128,7 @@ static void seq_free(seq_t *s)
     free(s->req.sampling.bias_ids);
     free(s->req.sampling.bias_values);
     free(s->req.sampling.stop_ids);
+    free((char *)s->req.grammar);
     free(s->tokens);
     free(s);
 }
@@ -157,7 +189,8 @@ static int check_sampling_ids(const dsc_cluster_t *cl, const dst_msg_sampling_t 
 }
 
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap)
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap,
+                            uint64_t share_prefix_of)
 {
     char scratch[160];
     if (why == NULL || cap == 0) {
@@ -203,6 +236,10 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
                                       .route = &route0};
     if (sampling != NULL)
         probe.submit.sampling = *sampling;
+    if (req->grammar != NULL) {
+        probe.submit.grammar = req->grammar;
+        probe.submit.grammar_len = (uint32_t)strnlen(req->grammar, DST_MSG_MAX_GRAMMAR + 1);
+    }
     dsi_status_t st = dst_msg_check(&probe, why, cap);
     if (st != DSI_OK) {
         DSI_ERROR("request refused: %s", why);
@@ -214,6 +251,14 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     if (sampling != NULL && copy_sampling(s, sampling) != 0) {
         seq_free(s);
         return DSI_ERR_NOMEM;
+    }
+    if (req->grammar != NULL) {
+        s->req.grammar = strdup(req->grammar);
+        s->req.grammar_len = probe.submit.grammar_len;
+        if (s->req.grammar == NULL) {
+            seq_free(s);
+            return DSI_ERR_NOMEM;
+        }
     }
     s->cap = req->n_prompt + 16;
     s->tokens = malloc(s->cap * sizeof(int32_t));
@@ -229,6 +274,7 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     s->req.top_p = req->top_p;
     s->req.top_k = req->top_k;
     s->req.seed = req->seed;
+    s->share_prefix_of = share_prefix_of;
     /* Arrival order, so that queued requests are submitted first come, first served. */
     dsi_list_push_back(&cl->seqs, &s->link);
     cl->stats.sequences_active++;
@@ -341,8 +387,16 @@ dsi_status_t dsc_cluster_submit_ex(dsc_cluster_t *cl, const dsc_cluster_req_t *r
                                    const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
                                    dsc_cluster_logprobs_cb lp_cb, void *ctx, uint64_t *seq_id)
 {
+    return dsc_cluster_submit_shared(cl, req, sampling, cb, lp_cb, ctx, 0, seq_id);
+}
+
+dsi_status_t dsc_cluster_submit_shared(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
+                                       const dst_msg_sampling_t *sampling, dsc_cluster_token_cb cb,
+                                       dsc_cluster_logprobs_cb lp_cb, void *ctx,
+                                       uint64_t share_prefix_of, uint64_t *seq_id)
+{
     seq_t *s;
-    dsi_status_t st = dsc_seq_create(cl, req, sampling, &s, NULL, 0);
+    dsi_status_t st = dsc_seq_create(cl, req, sampling, &s, NULL, 0, share_prefix_of);
     if (st != DSI_OK)
         return st;
     s->cb = cb;

@@ -97,5 +97,7 @@ char *dsc_api_error_json(const dsc_api_error_t *err, size_t *len_out)
 
 const char *dsc_api_finish_name(dsc_api_finish_t finish)
 {
-    return finish == DSC_API_FINISH_LENGTH ? "length" : "stop";
+    return finish == DSC_API_FINISH_LENGTH       ? "length"
+           : finish == DSC_API_FINISH_TOOL_CALLS ? "tool_calls"
+                                                 : "stop";
 }

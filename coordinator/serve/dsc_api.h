@@ -46,6 +46,14 @@ typedef enum {
 #define DSC_API_MAX_LOGIT_BIAS   1024 /* logit_bias entries */
 #define DSC_API_MAX_STOP_IDS     64   /* stop_token_ids */
 #define DSC_API_MAX_UNKNOWN      16   /* fields outside the spec reported per request */
+#define DSC_API_MAX_N            16   /* n and best_of: choices generated for one request */
+
+typedef enum {
+    DSC_API_TOOL_CHOICE_NONE = 0, /* no tools, or "none": tool calls are not parsed */
+    DSC_API_TOOL_CHOICE_AUTO,     /* the model decides (the default with tools) */
+    DSC_API_TOOL_CHOICE_REQUIRED, /* at least one call */
+    DSC_API_TOOL_CHOICE_FUNCTION, /* a call of tool_function */
+} dsc_api_tool_choice_t;
 
 /* One chat message. All strings are NUL-terminated, valid UTF-8 (checked by the parser). */
 typedef struct {
@@ -80,7 +88,18 @@ typedef struct {
     const dsc_api_message_t *messages; /* [n_messages], n_messages >= 1; NULL for completions */
     size_t n_messages;
     const char *tools; /* NULL, or the `tools` array as compact JSON (chat) */
-    int thinking;      /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    /* NULL, or the grammar the output must match (docs/STRUCTURED_OUTPUT.md): from
+     * response_format json_object / json_schema or guided_json / _regex / _choice / _grammar */
+    const char *grammar;
+    int thinking; /* chat_template_kwargs.thinking (DeepSeek-V3.1's template), default 0 */
+    /* Tool calling and prefix continuation (dsc_api_tools.c; docs/API.md, "Tool calling"). */
+    int tool_choice;           /* DSC_API_TOOL_CHOICE_* */
+    const char *tool_function; /* tool_choice {"type":"function","function":{"name"}}: the name */
+    int parallel_tool_calls;   /* default 1; 0: at most one call */
+    int parse_tool_calls;      /* tools given and tool_choice not none: calls are parsed */
+    int no_generation_prompt;  /* add_generation_prompt false (zeroed: the prompt is added) */
+    int continue_final;        /* continue the last (assistant) message: prefix or
+                                  continue_final_message */
     /* generation */
     int32_t max_tokens; /* 1..limit; the configured default when not given */
     float temperature;  /* [0, 2], default 1 */
@@ -113,6 +132,16 @@ typedef struct {
     int n_stop_ids;
     int logprobs;     /* 1: return each token's logprob */
     int top_logprobs; /* 0..DSC_API_MAX_TOP_LOGPROBS, with logprobs */
+    /* Choices (docs/API.md, "Several choices"): n in 1..DSC_API_MAX_N; best_of (completions)
+     * in n..DSC_API_MAX_N, = n when not given: best_of choices are generated and the n with the
+     * highest cumulative logprob returned; echo (completions): the prompt opens each text. */
+    int n, best_of, echo;
+    /* Set by the API layer on its copy of the request for each submit() of a request that
+     * generates several choices: `choice` (0-based) samples with seed + choice when the request
+     * is seeded, and `share_prefix_of`, when nonzero, is the handle of this request's choice 0:
+     * the backend shares that choice's prompt KV cache (the prompt is computed once). */
+    int choice;
+    uint64_t share_prefix_of;
     /* Top-level fields outside the OpenAI spec and our extensions: accepted, and reported by
      * the server (log once per name, a metric); names point into the request. */
     const char *unknown[DSC_API_MAX_UNKNOWN];
@@ -124,8 +153,9 @@ typedef struct {
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum {
-    DSC_API_FINISH_STOP = 0, /* end-of-sequence token or a stop string */
-    DSC_API_FINISH_LENGTH,   /* max_tokens reached (or the context is full) */
+    DSC_API_FINISH_STOP = 0,   /* end-of-sequence token or a stop string */
+    DSC_API_FINISH_LENGTH,     /* max_tokens reached (or the context is full) */
+    DSC_API_FINISH_TOOL_CALLS, /* the API layer's: the answer ended with tool calls */
 } dsc_api_finish_t;
 
 typedef struct {
@@ -230,6 +260,23 @@ typedef struct {
     /* Optional (NULL: none). The nodes behind the API for GET /health's "nodes": a JSON array
      * as text, malloc'ed (the server frees it), or NULL. */
     char *(*health_nodes)(void *self);
+    /*
+     * Optional (NULL: POST /tokenize answers 501). The token ids submit() would give the model
+     * for req (chat: through the template, with the assistant's opening when
+     * add_generation_prompt; completions: BOS first), malloc'ed in *ids. Refusals as submit's,
+     * with `message`.
+     */
+    dsi_status_t (*tokenize)(void *self, const dsc_api_request_t *req, int add_generation_prompt,
+                             int32_t **ids, size_t *n_ids, char *message, size_t message_cap);
+    /*
+     * Optional (NULL: POST /detokenize answers 501). The text of ids (special tokens written
+     * out), malloc'ed in *text. DSI_ERR_BAD_REQUEST with `message` for an id outside the
+     * vocabulary.
+     */
+    dsi_status_t (*detokenize)(void *self, const int32_t *ids, size_t n_ids, char **text,
+                               size_t *len, char *message, size_t message_cap);
+    /* Optional (NULL: 0). The context length (prompt + completion tokens) of a sequence. */
+    int64_t (*max_model_len)(void *self);
 } dsc_api_backend_ops_t;
 
 typedef struct {
@@ -322,8 +369,10 @@ typedef struct {
     int is_reasoning; /* chat: the text goes to delta.reasoning_content */
     int has_finish;   /* finish_reason set (else JSON null) */
     dsc_api_finish_t finish;
+    int index;                    /* the choice's index (n > 1) */
     const dsc_api_usage_t *usage; /* non-NULL: the usage-only chunk (choices: []) */
     const char *logprobs;         /* the choice's "logprobs" object as JSON text, or NULL */
+    const char *tool_calls;       /* chat: delta.tool_calls as a JSON array text, or NULL */
 } dsc_api_chunk_t;
 
 /*
@@ -364,7 +413,8 @@ typedef struct dsc_api_server dsc_api_server_t;
 /*
  * Create the server on `loop` and start listening (cfg->http.host:port; port 0 picks a free
  * port, see dsc_api_server_port). Serves POST /v1/chat/completions, POST /v1/completions,
- * GET /v1/models, GET /health and GET /metrics. The backend and the metrics registry are borrowed
+ * GET /v1/models, GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health and
+ * GET /metrics. The backend and the metrics registry are borrowed
  * and must outlive the server; the server registers its own metric families in `metrics`
  * (requests, tokens, latency histograms; see docs/API.md) and the backend may register others
  * (queue depth, per-node state, per-expert counts) in the same registry.

@@ -63,25 +63,55 @@ void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t 
                                size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
                                const dsc_api_usage_t *usage)
 {
+    dsc_api_response_write_tc(b, meta, text, text_len, reasoning, reasoning_len, NULL, logprobs,
+                              finish, usage);
+}
+
+void dsc_api_response_write_tc(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *tool_calls, const char *logprobs,
+                               dsc_api_finish_t finish, const dsc_api_usage_t *usage)
+{
+    dsc_api_choice_out_t one = {text,     text_len,   reasoning, reasoning_len,
+                                logprobs, tool_calls, finish};
+    dsc_api_response_write_choices(b, meta, &one, 1, usage);
+}
+
+void dsc_api_response_write_choices(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                                    const dsc_api_choice_out_t *choices, int n,
+                                    const dsc_api_usage_t *usage)
+{
     int chat = meta->kind == DSC_API_KIND_CHAT;
     write_head(b, meta, chat ? "chat.completion" : "text_completion");
-    dsc_api_jbuf_puts(b, ",\"choices\":[{\"index\":0,");
-    if (chat) {
-        dsc_api_jbuf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        dsc_api_jbuf_string(b, text ? text : "", text ? text_len : 0);
-        if (reasoning != NULL && reasoning_len > 0) {
-            dsc_api_jbuf_puts(b, ",\"reasoning_content\":");
-            dsc_api_jbuf_string(b, reasoning, reasoning_len);
+    dsc_api_jbuf_puts(b, ",\"choices\":[");
+    for (int i = 0; i < n; i++) {
+        const dsc_api_choice_out_t *c = &choices[i];
+        dsc_api_jbuf_printf(b, "%s{\"index\":%d,", i > 0 ? "," : "", i);
+        if (chat) {
+            dsc_api_jbuf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
+            if (c->tool_calls != NULL && (c->text == NULL || c->text_len == 0))
+                dsc_api_jbuf_puts(b, "null");
+            else
+                dsc_api_jbuf_string(b, c->text ? c->text : "", c->text ? c->text_len : 0);
+            if (c->reasoning != NULL && c->reasoning_len > 0) {
+                dsc_api_jbuf_puts(b, ",\"reasoning_content\":");
+                dsc_api_jbuf_string(b, c->reasoning, c->reasoning_len);
+            }
+            if (c->tool_calls != NULL) {
+                dsc_api_jbuf_puts(b, ",\"tool_calls\":");
+                dsc_api_jbuf_puts(b, c->tool_calls);
+            }
+            dsc_api_jbuf_puts(b, "},");
+        } else {
+            dsc_api_jbuf_puts(b, "\"text\":");
+            dsc_api_jbuf_string(b, c->text ? c->text : "", c->text ? c->text_len : 0);
+            dsc_api_jbuf_puts(b, ",");
         }
-        dsc_api_jbuf_puts(b, "},");
-    } else {
-        dsc_api_jbuf_puts(b, "\"text\":");
-        dsc_api_jbuf_string(b, text ? text : "", text ? text_len : 0);
-        dsc_api_jbuf_puts(b, ",");
+        dsc_api_jbuf_puts(b, "\"logprobs\":");
+        dsc_api_jbuf_puts(b, c->logprobs != NULL ? c->logprobs : "null");
+        dsc_api_jbuf_printf(b, ",\"finish_reason\":\"%s\"}", dsc_api_finish_name(c->finish));
     }
-    dsc_api_jbuf_puts(b, "\"logprobs\":");
-    dsc_api_jbuf_puts(b, logprobs != NULL ? logprobs : "null");
-    dsc_api_jbuf_printf(b, ",\"finish_reason\":\"%s\"}],", dsc_api_finish_name(finish));
+    dsc_api_jbuf_puts(b, "],");
     write_usage(b, usage);
     dsc_api_jbuf_puts(b, "}");
 }
@@ -97,7 +127,7 @@ char *dsc_api_response_json(const dsc_api_response_meta_t *meta, const char *tex
 
 static void write_choice(dsc_api_jbuf_t *b, int chat, const dsc_api_chunk_t *c)
 {
-    dsc_api_jbuf_puts(b, "{\"index\":0,");
+    dsc_api_jbuf_printf(b, "{\"index\":%d,", c->index);
     if (chat) {
         dsc_api_jbuf_puts(b, "\"delta\":{");
         const char *sep = "";
@@ -109,6 +139,11 @@ static void write_choice(dsc_api_jbuf_t *b, int chat, const dsc_api_chunk_t *c)
             dsc_api_jbuf_printf(b, "%s\"%s\":", sep,
                                 c->is_reasoning ? "reasoning_content" : "content");
             dsc_api_jbuf_string(b, c->text ? c->text : "", c->text ? c->text_len : 0);
+            sep = ",";
+        }
+        if (c->tool_calls != NULL) {
+            dsc_api_jbuf_printf(b, "%s\"tool_calls\":", sep);
+            dsc_api_jbuf_puts(b, c->tool_calls);
         }
         dsc_api_jbuf_puts(b, "},");
     } else {

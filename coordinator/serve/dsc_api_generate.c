@@ -4,7 +4,9 @@
  * SSE chunks, and cancel the backend's work when the client goes away.
  *
  * A generation (dsc_api_gen_t) lives from a successful submit until its HTTP request is
- * finished; `in_backend` says whether the backend may still send events to it.
+ * finished. It has one choice (dsc_api_choice_t) per backend submit: n, or best_of when larger
+ * (docs/API.md, "Several choices"); a choice's `in_backend` says whether the backend may still
+ * send it events. The response is written when every choice is done; one failing fails them all.
  */
 #include "dsc_api_impl.h"
 
@@ -14,6 +16,23 @@
 
 #include "dsi_log.h"
 
+/* One choice of a generation: what the backend's events for one submit() build. */
+typedef struct {
+    dsc_api_gen_t *g;
+    int index; /* 0..n_choices - 1: the generated choice (and its streamed index) */
+    uint64_t handle;
+    int in_backend; /* submitted, no terminal event and no cancel yet */
+    int done;
+    dsc_api_finish_t finish;
+    int64_t completion_tokens;
+    double cum_logprob;       /* sum of the tokens' logprobs (best_of ranks by it) */
+    dsc_api_jbuf_t text;      /* non-streaming: the answer so far (raw UTF-8); echo: prompt first */
+    dsc_api_jbuf_t reasoning; /* non-streaming: the reasoning so far */
+    dsc_api_lp_t lp;          /* logprobs not yet sent (streaming) or all of them */
+    dsc_api_jbuf_t lp_js;     /* scratch: the "logprobs" object */
+    dsc_api_toolcalls_t *tools; /* NULL, or the answer's tool calls being parsed */
+} dsc_api_choice_t;
+
 struct dsc_api_gen {
     dsi_list_t link; /* in server->gens */
     dsc_api_server_t *server;
@@ -21,17 +40,17 @@ struct dsc_api_gen {
     const char *endpoint;
     dsc_api_parsed_t *parsed;
     dsc_api_response_meta_t meta; /* meta.model points into parsed */
-    uint64_t handle;
-    int in_backend; /* submitted, no terminal event and no cancel yet */
+    int active;                   /* counted in the active gauge */
     int stream, include_usage;
-    dsc_api_jbuf_t text;               /* non-streaming: the answer so far (raw UTF-8) */
-    dsc_api_jbuf_t reasoning;          /* non-streaming: the reasoning so far */
     dsc_api_jbuf_t chunk;              /* streaming: scratch for one SSE event, reused */
     uint64_t t_start, t_first, t_last; /* uv_hrtime() ns */
-    int64_t n_tokens;
-    int logprobs;         /* the request asked for logprobs */
-    dsc_api_lp_t lp;      /* logprobs not yet sent (streaming) or all of them */
-    dsc_api_jbuf_t lp_js; /* scratch: the "logprobs" object */
+    int64_t n_tokens;                  /* over all choices */
+    int64_t prompt_tokens;
+    int logprobs;          /* the request asked for logprobs */
+    int n_out;             /* choices returned (n) */
+    int n_choices;         /* choices generated (best_of; n unless given) */
+    int n_open;            /* choices without a terminal event */
+    dsc_api_choice_t ch[]; /* [n_choices] */
 };
 
 static double secs(uint64_t ns)
@@ -43,39 +62,58 @@ static void gen_free(dsc_api_gen_t *g)
 {
     dsi_list_remove(&g->link);
     dsc_api_parsed_destroy(g->parsed);
-    dsc_api_jbuf_free(&g->text);
-    dsc_api_jbuf_free(&g->reasoning);
     dsc_api_jbuf_free(&g->chunk);
-    dsc_api_lp_free(&g->lp);
-    dsc_api_jbuf_free(&g->lp_js);
+    for (int i = 0; i < g->n_choices; i++) {
+        dsc_api_choice_t *c = &g->ch[i];
+        dsc_api_jbuf_free(&c->text);
+        dsc_api_jbuf_free(&c->reasoning);
+        dsc_api_lp_free(&c->lp);
+        dsc_api_jbuf_free(&c->lp_js);
+        dsc_api_toolcalls_destroy(c->tools);
+    }
     free(g);
 }
 
-/* The pending logprobs as a "logprobs" object (NULL when the request has none), then cleared
- * when streaming (each chunk carries its own tokens'). */
-static const char *gen_take_logprobs(dsc_api_gen_t *g)
+/* The pending logprobs of a choice as a "logprobs" object (NULL when the request has none), then
+ * cleared when streaming (each chunk carries its own tokens'). */
+static const char *choice_take_logprobs(dsc_api_choice_t *c)
 {
-    if (!g->logprobs || (g->stream && g->lp.n == 0))
+    dsc_api_gen_t *g = c->g;
+    if (!g->logprobs || (g->stream && c->lp.n == 0))
         return NULL;
-    dsc_api_jbuf_reset(&g->lp_js);
-    dsc_api_lp_write(&g->lp_js, g->meta.kind, &g->lp);
+    dsc_api_jbuf_reset(&c->lp_js);
+    dsc_api_lp_write(&c->lp_js, g->meta.kind, &c->lp);
     if (g->stream)
-        dsc_api_lp_clear(&g->lp);
-    return g->lp_js.failed ? NULL : g->lp_js.data;
+        dsc_api_lp_clear(&c->lp);
+    return c->lp_js.failed ? NULL : c->lp_js.data;
 }
 
 static void on_logprobs(void *ctx, const dsc_api_logprob_t *lp)
 {
-    dsc_api_gen_t *g = ctx;
-    if (g->logprobs)
-        dsc_api_lp_add(&g->lp, g->meta.kind, lp);
+    dsc_api_choice_t *c = ctx;
+    c->cum_logprob += lp->token.logprob;
+    if (c->g->logprobs)
+        dsc_api_lp_add(&c->lp, c->g->meta.kind, lp);
 }
 
 static void gen_leave_backend(dsc_api_gen_t *g)
 {
-    if (g->in_backend) {
-        g->in_backend = 0;
+    if (g->active) {
+        g->active = 0;
         dsc_metric_add(g->server->active, -1);
+    }
+}
+
+/* Cancel every choice still in the backend, the last first: the choices sharing choice 0's
+ * prompt leave the nodes before it does. */
+static void gen_cancel_choices(dsc_api_gen_t *g)
+{
+    dsc_api_server_t *s = g->server;
+    for (int i = g->n_choices - 1; i >= 0; i--) {
+        if (g->ch[i].in_backend) {
+            g->ch[i].in_backend = 0;
+            s->backend.ops->cancel(s->backend.self, g->ch[i].handle);
+        }
     }
 }
 
@@ -88,9 +126,12 @@ static void gen_send_chunk(dsc_api_gen_t *g, const dsc_api_chunk_t *c)
         dsc_http_stream_write(g->req, g->chunk.data, g->chunk.len);
 }
 
+static void gen_text(dsc_api_choice_t *ch, const char *utf8, size_t len, int is_reasoning);
+
 static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, int32_t n_tokens)
 {
-    dsc_api_gen_t *g = ctx;
+    dsc_api_choice_t *ch = ctx;
+    dsc_api_gen_t *g = ch->g;
     uint64_t now = uv_hrtime();
     if (n_tokens > 0) {
         if (g->n_tokens == 0) {
@@ -104,13 +145,40 @@ static void on_text(void *ctx, const char *utf8, size_t len, int is_reasoning, i
         is_reasoning = 0; /* raw prompts have no thinking block: keep every byte as text */
     if (len == 0)
         return;
+    if (ch->tools != NULL && !is_reasoning) { /* the parser hands content back to gen_text */
+        dsc_api_toolcalls_feed(ch->tools, utf8, len);
+        return;
+    }
+    gen_text(ch, utf8, len, is_reasoning);
+}
+
+/* Text for the response: kept (whole) or sent as a chunk (stream). */
+static void gen_text(dsc_api_choice_t *ch, const char *utf8, size_t len, int is_reasoning)
+{
+    dsc_api_gen_t *g = ch->g;
     if (!g->stream) {
-        dsc_api_jbuf_put(is_reasoning ? &g->reasoning : &g->text, utf8, len);
+        dsc_api_jbuf_put(is_reasoning ? &ch->reasoning : &ch->text, utf8, len);
         return;
     }
     dsc_api_chunk_t c = {.text = utf8, .text_len = len, .is_reasoning = is_reasoning};
-    c.logprobs = gen_take_logprobs(g);
+    c.index = ch->index;
+    c.logprobs = choice_take_logprobs(ch);
     gen_send_chunk(g, &c);
+}
+
+static void tools_content(void *choice, const char *text, size_t len)
+{
+    gen_text(choice, text, len, 0);
+}
+
+/* Streaming: one chunk with a delta.tool_calls. */
+static void tools_delta(void *choice, const char *tool_calls)
+{
+    dsc_api_choice_t *ch = choice;
+    dsc_api_chunk_t c = {.tool_calls = tool_calls};
+    c.index = ch->index;
+    c.logprobs = choice_take_logprobs(ch);
+    gen_send_chunk(ch->g, &c);
 }
 
 static void record_done(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
@@ -123,15 +191,44 @@ static void record_done(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
     dsc_metric_observe(s->duration, secs(uv_hrtime() - g->t_start));
 }
 
-static void finish_whole(dsc_api_gen_t *g, dsc_api_finish_t finish, const dsc_api_usage_t *usage)
+/* best_of: the n choices with the highest cumulative logprob, best first (ties: lower index);
+ * otherwise the choices in order. */
+static void rank_choices(const dsc_api_gen_t *g, int *order)
+{
+    for (int i = 0; i < g->n_choices; i++)
+        order[i] = i;
+    if (g->n_choices == g->n_out)
+        return;
+    for (int i = 1; i < g->n_choices; i++) { /* insertion sort: stable, at most 16 */
+        int x = order[i], j = i;
+        while (j > 0 && g->ch[order[j - 1]].cum_logprob < g->ch[x].cum_logprob) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = x;
+    }
+}
+
+static void finish_whole(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
 {
     dsc_api_jbuf_t b = {0};
-    const char *lp = gen_take_logprobs(g);
-    int lp_failed = g->logprobs && (lp == NULL || dsc_api_lp_failed(&g->lp));
-    if (!g->text.failed && !g->reasoning.failed && !lp_failed)
-        dsc_api_response_write_lp(&b, &g->meta, g->text.data, g->text.len, g->reasoning.data,
-                                  g->reasoning.len, lp, finish, usage);
-    if (b.failed || g->text.failed || g->reasoning.failed || lp_failed) {
+    dsc_api_choice_out_t out[DSC_API_MAX_N];
+    int order[DSC_API_MAX_N], failed = 0;
+    rank_choices(g, order);
+    for (int i = 0; i < g->n_out; i++) {
+        dsc_api_choice_t *c = &g->ch[order[i]];
+        const char *lp = choice_take_logprobs(c);
+        int tc_failed = 0;
+        const char *calls = c->tools != NULL ? dsc_api_toolcalls_json(c->tools, &tc_failed) : NULL;
+        failed |= c->text.failed || c->reasoning.failed || tc_failed ||
+                  (g->logprobs && (lp == NULL || dsc_api_lp_failed(&c->lp)));
+        out[i] = (dsc_api_choice_out_t){c->text.data,      c->text.len, c->reasoning.data,
+                                        c->reasoning.len,  lp,          calls,
+                                        c->finish};
+    }
+    if (!failed)
+        dsc_api_response_write_choices(&b, &g->meta, out, g->n_out, usage);
+    if (b.failed || failed) {
         dsc_api_error_t err;
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
         dsc_api_respond_error(g->server, g->req, g->endpoint, &err);
@@ -144,29 +241,51 @@ static void finish_whole(dsc_api_gen_t *g, dsc_api_finish_t finish, const dsc_ap
 
 static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *usage)
 {
-    dsc_api_gen_t *g = ctx;
-    gen_leave_backend(g);
-    record_done(g, usage);
+    dsc_api_choice_t *ch = ctx;
+    dsc_api_gen_t *g = ch->g;
+    ch->in_backend = 0;
+    ch->done = 1;
+    ch->finish = finish;
+    ch->completion_tokens = usage->completion_tokens;
+    g->prompt_tokens = usage->prompt_tokens;
+    g->n_open--;
+    if (ch->tools != NULL) /* what the parser held back comes out now */
+        finish = dsc_api_toolcalls_finish(ch->tools, finish);
+    ch->finish = finish;
     if (g->stream) {
         dsc_api_chunk_t c = {.has_finish = 1, .finish = finish};
-        c.logprobs = gen_take_logprobs(g);
+        c.index = ch->index;
+        c.logprobs = choice_take_logprobs(ch);
         gen_send_chunk(g, &c);
+    }
+    if (g->n_open > 0)
+        return;
+    /* Every choice is done: usage counts the prompt once and every generated token. */
+    dsc_api_usage_t total = {g->prompt_tokens, 0};
+    for (int i = 0; i < g->n_choices; i++)
+        total.completion_tokens += g->ch[i].completion_tokens;
+    gen_leave_backend(g);
+    record_done(g, &total);
+    if (g->stream) {
         if (g->include_usage) {
-            dsc_api_chunk_t u = {.usage = usage};
+            dsc_api_chunk_t u = {.usage = &total};
             gen_send_chunk(g, &u);
         }
         dsc_http_stream_write(g->req, DSC_API_SSE_DONE, strlen(DSC_API_SSE_DONE));
         dsc_http_stream_end(g->req);
         dsc_api_count_request(g->server, g->endpoint, 200);
     } else {
-        finish_whole(g, finish, usage);
+        finish_whole(g, &total);
     }
     gen_free(g);
 }
 
 static void on_error(void *ctx, dsi_status_t status, const char *message)
 {
-    dsc_api_gen_t *g = ctx;
+    dsc_api_choice_t *ch = ctx;
+    dsc_api_gen_t *g = ch->g;
+    ch->in_backend = 0;
+    gen_cancel_choices(g); /* the request fails as a whole */
     gen_leave_backend(g);
     dsc_api_error_t err;
     dsc_api_error_from_status(&err, status, message);
@@ -227,10 +346,10 @@ static void count_unknown(dsc_api_server_t *s, const dsc_api_request_t *r, const
 static void on_client_gone(void *arg, dsc_http_req_t *req)
 {
     dsc_api_gen_t *g = arg;
-    if (g->in_backend) {
+    if (g->active) {
         DSI_DEBUG("api: client of %s left: cancelling", g->meta.id);
+        gen_cancel_choices(g);
         gen_leave_backend(g);
-        g->server->backend.ops->cancel(g->server->backend.self, g->handle);
     }
     dsc_api_count_request(g->server, g->endpoint, 499); /* nginx's "client closed request" */
     if (g->stream)
@@ -240,7 +359,7 @@ static void on_client_gone(void *arg, dsc_http_req_t *req)
     gen_free(g);
 }
 
-static int model_known(dsc_api_server_t *s, const char *model)
+int dsc_api_model_known(dsc_api_server_t *s, const char *model)
 {
     const char *ids[64];
     size_t n = s->backend.ops->models(s->backend.self, ids, 64);
@@ -251,19 +370,33 @@ static int model_known(dsc_api_server_t *s, const char *model)
     return 0;
 }
 
-/* Hand the request to the backend; on refusal answer the error. Returns 1 when submitted. */
+/* Hand the request to the backend, once per choice (choice 0 first: the others share its
+ * prompt); on refusal cancel what went in and answer the error. Returns 1 when submitted. */
 static int gen_submit(dsc_api_gen_t *g)
 {
     dsc_api_server_t *s = g->server;
     char message[sizeof(((dsc_api_error_t *)0)->message)] = "";
     const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
-    dsi_status_t st = s->backend.ops->submit(s->backend.self, r, &gen_events, g, &g->handle,
-                                             message, sizeof(message));
+    dsi_status_t st = DSI_OK;
+    for (int i = 0; i < g->n_choices && st == DSI_OK; i++) {
+        dsc_api_request_t one = *r;
+        one.choice = i;
+        one.share_prefix_of = i > 0 ? g->ch[0].handle : 0;
+        if (g->n_choices > g->n_out) { /* best_of ranks by the logprobs */
+            one.logprobs = 1;
+            one.top_logprobs = r->logprobs ? r->top_logprobs : 0;
+        }
+        st = s->backend.ops->submit(s->backend.self, &one, &gen_events, &g->ch[i], &g->ch[i].handle,
+                                    message, sizeof(message));
+        g->ch[i].in_backend = st == DSI_OK;
+    }
     if (st == DSI_OK) {
-        g->in_backend = 1;
+        g->active = 1;
+        g->n_open = g->n_choices;
         dsc_metric_add(s->active, 1);
         return 1;
     }
+    gen_cancel_choices(g);
     dsc_api_error_t err;
     dsc_api_error_from_status(&err, st, message);
     if (st == DSI_ERR_TOO_LARGE)
@@ -288,9 +421,17 @@ static void gen_start_stream(dsc_api_gen_t *g)
 {
     dsc_http_stream_begin(g->req, 200, "text/event-stream",
                           "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-    if (g->meta.kind == DSC_API_KIND_CHAT) {
-        dsc_api_chunk_t c = {.role = 1};
-        gen_send_chunk(g, &c);
+    const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
+    for (int i = 0; i < g->n_choices; i++) {
+        dsc_api_chunk_t c = {.index = i};
+        if (g->meta.kind == DSC_API_KIND_CHAT) {
+            c.role = 1;
+            gen_send_chunk(g, &c);
+        } else if (r->echo) { /* the prompt first, as vLLM streams it */
+            c.text = r->prompt;
+            c.text_len = r->prompt_len;
+            gen_send_chunk(g, &c);
+        }
     }
 }
 
@@ -307,7 +448,7 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     }
     const dsc_api_request_t *r = dsc_api_parsed_request(parsed);
     count_unknown(s, r, endpoint);
-    if (!model_known(s, r->model)) {
+    if (!dsc_api_model_known(s, r->model)) {
         dsc_api_error_set(&err, 404, "invalid_request_error", "model_not_found", "model",
                           "The model '%.128s' does not exist (GET /v1/models lists them).",
                           r->model);
@@ -315,7 +456,10 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
         dsc_api_parsed_destroy(parsed);
         return;
     }
-    dsc_api_gen_t *g = calloc(1, sizeof(*g));
+    int n_choices = r->best_of > r->n ? r->best_of : r->n;
+    if (n_choices < 1)
+        n_choices = 1;
+    dsc_api_gen_t *g = calloc(1, sizeof(*g) + (size_t)n_choices * sizeof(dsc_api_choice_t));
     if (g == NULL) {
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
         dsc_api_respond_error(s, req, endpoint, &err);
@@ -329,9 +473,27 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->stream = r->stream;
     g->include_usage = r->include_usage;
     g->logprobs = r->logprobs;
+    g->n_choices = n_choices;
+    g->n_out = r->n > 1 ? r->n : 1;
+    for (int i = 0; i < n_choices; i++) {
+        g->ch[i].g = g;
+        g->ch[i].index = i;
+        if (r->echo && !g->stream)
+            dsc_api_jbuf_put(&g->ch[i].text, r->prompt, r->prompt_len);
+    }
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
     dsi_list_push_front(&s->gens, &g->link);
+    static const dsc_api_toolcalls_sink_t tools_sink = {tools_content, tools_delta};
+    for (int i = 0; i < n_choices && r->parse_tool_calls; i++) { /* a parser per choice */
+        if ((g->ch[i].tools = dsc_api_toolcalls_create(r, g->stream, &tools_sink, &g->ch[i])) ==
+            NULL) {
+            dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
+            dsc_api_respond_error(s, req, endpoint, &err);
+            gen_free(g);
+            return;
+        }
+    }
     if (!gen_submit(g)) {
         gen_free(g);
         return;

@@ -40,7 +40,7 @@ static const field_t fields[] = {
     {"max_completion_tokens", K_BOTH, F_IMPLEMENTED},
     {"temperature", K_BOTH, F_IMPLEMENTED},
     {"top_p", K_BOTH, F_IMPLEMENTED},
-    {"n", K_BOTH, F_IMPLEMENTED}, /* 1 only: checked below */
+    {"n", K_BOTH, F_IMPLEMENTED}, /* dsc_api_choices.c */
     {"seed", K_BOTH, F_IMPLEMENTED},
     {"stop", K_BOTH, F_IMPLEMENTED},
     {"stream", K_BOTH, F_IMPLEMENTED},
@@ -50,14 +50,16 @@ static const field_t fields[] = {
     {"logit_bias", K_BOTH, F_IMPLEMENTED},
     {"logprobs", K_BOTH, F_IMPLEMENTED},
     {"top_logprobs", K_CHAT, F_IMPLEMENTED},
-    {"response_format", K_CHAT, F_IMPLEMENTED}, /* {"type": "text"} only */
-    {"tools", K_CHAT, F_IMPLEMENTED},           /* [] only, until tool calling exists */
-    {"tool_choice", K_CHAT, F_IMPLEMENTED},     /* "none" only */
+    {"response_format", K_BOTH, F_IMPLEMENTED}, /* dsc_api_grammar.c */
+    {"tools", K_CHAT, F_IMPLEMENTED}, /* tools .. continue_final_message: dsc_api_tools.c */
+    {"tool_choice", K_CHAT, F_IMPLEMENTED},
     {"parallel_tool_calls", K_CHAT, F_IMPLEMENTED},
-    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED}, /* thinking (DeepSeek-V3.1) */
-    {"best_of", K_CMPL, F_IMPLEMENTED},              /* 1 only */
-    {"echo", K_CMPL, F_IMPLEMENTED},                 /* false only */
-    {"suffix", K_CMPL, F_IMPLEMENTED},               /* "" only */
+    {"add_generation_prompt", K_CHAT, F_IMPLEMENTED},  /* vLLM's */
+    {"continue_final_message", K_CHAT, F_IMPLEMENTED}, /* vLLM's */
+    {"chat_template_kwargs", K_CHAT, F_IMPLEMENTED},   /* thinking (DeepSeek-V3.1) */
+    {"best_of", K_BOTH, F_IMPLEMENTED},                /* dsc_api_choices.c; chat: vLLM's */
+    {"echo", K_CMPL, F_IMPLEMENTED},                   /* dsc_api_choices.c */
+    {"suffix", K_CMPL, F_IMPLEMENTED},                 /* "" only */
     /* extensions (vLLM's names and meanings) */
     {"top_k", K_BOTH, F_IMPLEMENTED},
     {"min_p", K_BOTH, F_IMPLEMENTED},
@@ -65,6 +67,10 @@ static const field_t fields[] = {
     {"min_tokens", K_BOTH, F_IMPLEMENTED},
     {"ignore_eos", K_BOTH, F_IMPLEMENTED},
     {"stop_token_ids", K_BOTH, F_IMPLEMENTED},
+    {"guided_json", K_BOTH, F_IMPLEMENTED}, /* structured output: dsc_api_grammar.c */
+    {"guided_regex", K_BOTH, F_IMPLEMENTED},
+    {"guided_choice", K_BOTH, F_IMPLEMENTED},
+    {"guided_grammar", K_BOTH, F_IMPLEMENTED},
     /* harmless: they change nothing a client can observe in the generation */
     {"user", K_BOTH, F_IGNORED},
     {"metadata", K_CHAT, F_IGNORED},
@@ -133,21 +139,7 @@ static int number(json_t *root, const char *key, double lo, int lo_open, double 
 static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err)
 {
     json_t *v;
-    if ((v = given(root, "n")) != NULL && json_is_integer(v) && json_integer_value(v) > 1)
-        return unsupported(err, "n", "above 1 (one choice per request) is not supported");
     if (kind == DSC_API_KIND_COMPLETION) {
-        if ((v = given(root, "best_of")) != NULL) {
-            if (!json_is_integer(v))
-                return dsc_api_wrong_type(err, "best_of", "an integer");
-            if (json_integer_value(v) != 1)
-                return unsupported(err, "best_of", "other than 1 is not supported");
-        }
-        if ((v = given(root, "echo")) != NULL) {
-            if (!json_is_boolean(v))
-                return dsc_api_wrong_type(err, "echo", "a boolean");
-            if (json_is_true(v))
-                return unsupported(err, "echo", "(returning the prompt) is not supported");
-        }
         if ((v = given(root, "suffix")) != NULL) {
             if (!json_is_string(v))
                 return dsc_api_wrong_type(err, "suffix", "a string");
@@ -156,22 +148,6 @@ static int check_restricted(json_t *root, dsc_api_kind_t kind, dsc_api_error_t *
         }
         return 0;
     }
-    if ((v = given(root, "response_format")) != NULL) {
-        json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
-        if (!json_is_object(v) || !json_is_string(type))
-            return dsc_api_wrong_type(err, "response_format", "an object with a string 'type'");
-        if (strcmp(json_string_value(type), "text") != 0)
-            return unsupported(err, "response_format",
-                               "other than {\"type\": \"text\"} (structured output) is not "
-                               "supported");
-    }
-    if ((v = given(root, "tools")) != NULL && json_is_array(v) && json_array_size(v) > 0)
-        return unsupported(err, "tools", "(tool calling) is not supported yet");
-    if ((v = given(root, "tool_choice")) != NULL &&
-        !(json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
-        return unsupported(err, "tool_choice", "other than \"none\" is not supported yet");
-    if ((v = given(root, "parallel_tool_calls")) != NULL && !json_is_boolean(v))
-        return dsc_api_wrong_type(err, "parallel_tool_calls", "a boolean");
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const field_t *f = &fields[i];
         if (f->how != F_REFUSED || (v = given(root, f->name)) == NULL)
@@ -337,14 +313,14 @@ static void collect_unknown(json_t *root, dsc_api_kind_t kind, dsc_api_request_t
     static const char *const stream_keys[] = {"include_usage", "include_obfuscation", NULL};
     static const char *const message_keys[] = {
         "role",    "content", "name", "tool_calls", "tool_call_id", "reasoning_content",
-        "refusal", NULL}; /* refusal: an earlier answer's, harmless */
+        "refusal", "prefix",  NULL}; /* refusal: an earlier answer's, harmless */
     const char *key;
     json_t *val;
     int mask = kind == DSC_API_KIND_CHAT ? K_CHAT : K_CMPL;
     json_object_foreach(root, key, val)
     {
         const field_t *f = field_find(key);
-        if (f == NULL || !(f->kinds & mask))
+        if ((f == NULL || !(f->kinds & mask)) && !dsc_api_vllm_known(key, kind))
             add_unknown(r, key);
     }
     json_t *opts = given(root, "stream_options");
@@ -370,7 +346,9 @@ int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_reque
 {
     int rc;
     if ((rc = check_restricted(root, kind, err)) || (rc = parse_controls(root, r, err)) ||
-        (rc = parse_logprobs(root, kind, r, err)))
+        (rc = parse_logprobs(root, kind, r, err)) || (rc = dsc_api_vllm_check(root, kind, err)) ||
+        (rc = dsc_api_choices_parse(root, kind, r, err)) ||
+        (kind == DSC_API_KIND_CHAT && (rc = dsc_api_tools_parse(root, r, err))))
         return rc;
     /* One block for the arrays: logit_bias ids and values, then the stop ids. */
     size_t bias_bytes = DSC_API_MAX_LOGIT_BIAS * (sizeof(int32_t) + sizeof(float));

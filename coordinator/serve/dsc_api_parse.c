@@ -133,9 +133,6 @@ static int parse_sampling(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     if (present)
         r->max_tokens = (int32_t)x; /* the newer name wins when both are given */
     r->max_tokens_given |= present;
-    if ((rc = dsc_api_get_integer(root, "n", 1, 1, &x, &present, err)))
-        return dsc_api_error_set(err, 400, INVALID, "invalid_value", "n",
-                                 "Only n = 1 is supported.");
     return 0;
 }
 
@@ -405,6 +402,11 @@ static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
         (rc = parse_sampling(p, root, lim, err)) || (rc = parse_stop(p, root, err)) ||
         (rc = parse_stream(p, root, err)))
         return rc;
+    char *grammar = NULL;
+    if ((rc = dsc_api_grammar_parse(root, &p->req, &grammar, err)))
+        return rc;
+    if (grammar != NULL && own(p, grammar) == NULL)
+        return nomem(err);
     if (p->req.max_tokens_given && p->req.min_tokens > p->req.max_tokens)
         return dsc_api_error_set(err, 400, INVALID, "invalid_value", "min_tokens",
                                  "'min_tokens' (%d) must not exceed 'max_tokens' (%d).",

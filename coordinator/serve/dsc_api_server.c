@@ -128,6 +128,27 @@ static void on_models(void *arg, dsc_http_req_t *req)
     respond_json(s, req, "/v1/models", 200, &b);
 }
 
+static void on_model_get(void *arg, dsc_http_req_t *req)
+{
+    dsc_api_server_t *s = arg;
+    if (authorized(s, req, "/v1/models/*"))
+        dsc_api_model_get(s, req);
+}
+
+static void on_tokenize(void *arg, dsc_http_req_t *req)
+{
+    dsc_api_server_t *s = arg;
+    if (authorized(s, req, "/tokenize"))
+        dsc_api_tokenize(s, req);
+}
+
+static void on_detokenize(void *arg, dsc_http_req_t *req)
+{
+    dsc_api_server_t *s = arg;
+    if (authorized(s, req, "/detokenize"))
+        dsc_api_detokenize(s, req);
+}
+
 static void on_health(void *arg, dsc_http_req_t *req)
 {
     dsc_api_server_t *s = arg;
@@ -251,6 +272,9 @@ static int add_routes(dsc_api_server_t *s)
     return dsc_http_server_route(h, "POST", "/v1/chat/completions", on_chat, s) == DSI_OK &&
            dsc_http_server_route(h, "POST", "/v1/completions", on_completions, s) == DSI_OK &&
            dsc_http_server_route(h, "GET", "/v1/models", on_models, s) == DSI_OK &&
+           dsc_http_server_route(h, "GET", "/v1/models/*", on_model_get, s) == DSI_OK &&
+           dsc_http_server_route(h, "POST", "/tokenize", on_tokenize, s) == DSI_OK &&
+           dsc_http_server_route(h, "POST", "/detokenize", on_detokenize, s) == DSI_OK &&
            dsc_http_server_route(h, "GET", "/health", on_health, s) == DSI_OK &&
            dsc_http_server_route(h, "GET", "/metrics", on_metrics, s) == DSI_OK;
 }

@@ -42,6 +42,10 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->replans, (double)st.replans);
     dsc_metric_set(b->rebalances, (double)st.rebalances);
     dsc_metric_set(b->live_switches, (double)st.live_switches);
+    /* counters: they follow the cluster's totals */
+    dsc_metric_add(b->prefill_tokens,
+                   (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
+    dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
     dsc_backend_spec_refresh(b, &st.spec);
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
@@ -157,6 +161,9 @@ static const dsc_api_backend_ops_t backend_ops = {
     .health = backend_health,
     .health_detail = backend_health_detail,
     .health_nodes = backend_health_nodes,
+    .tokenize = dsc_backend_tokenize,
+    .detokenize = dsc_backend_detokenize,
+    .max_model_len = dsc_backend_max_model_len,
 };
 
 dsc_api_backend_t dsc_backend_api(dsc_backend_t *b)
@@ -255,8 +262,19 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         m, "dsinfer_expert_tokens",
         "(token, slot) pairs routed to each expert over the sliding window (experts seen so far)",
         layer_expert, 2);
+    dsc_metric_family_t *prefill = dsc_metrics_counter(
+        m, "dsinfer_prefill_tokens_total",
+        "Prompt tokens the nodes were asked to compute (re-submissions after a re-plan included)",
+        NULL, 0);
+    dsc_metric_family_t *shared = dsc_metrics_counter(
+        m, "dsinfer_prefix_shared_tokens_total",
+        "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL, 0);
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
-        b->layer_imbalance == NULL || b->expert_tokens == NULL)
+        b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL || shared == NULL)
+        return 0;
+    b->prefill_tokens = dsc_metric_series(prefill, NULL);
+    b->shared_tokens = dsc_metric_series(shared, NULL);
+    if (b->prefill_tokens == NULL || b->shared_tokens == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);
     b->rebalances = dsc_metric_series(rebalances, NULL);

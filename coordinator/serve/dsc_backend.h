@@ -101,6 +101,9 @@ typedef void (*dsc_backend_emit_cb)(void *ctx, const char *utf8, size_t len, int
 dsi_status_t dsc_backend_text_create(const dsc_tokenizer_t *tok, int reasoning,
                                      const char *const *stop, int n_stop, dsc_backend_text_t **out);
 void dsc_backend_text_destroy(dsc_backend_text_t *t);
+/* Keep the text of the tool-call markers (<｜tool▁...｜>) even where the tokenizer marks them
+ * special (the decoder skips special tokens), for a request whose tool calls are parsed. */
+void dsc_backend_text_keep_tool_markers(dsc_backend_text_t *t);
 /*
  * Push one generated token. Text that is complete and cannot be the start of "</think>" (in the
  * thinking block) or of a stop string (in the answer) is emitted at once. Each emission carries

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsg.h"
 #include "dsi_log.h"
 
 static void seq_free(dsc_backend_t *b, dsc_backend_seq_t *s)
@@ -190,6 +191,16 @@ void dsc_backend_cancel(void *self, uint64_t handle)
     }
 }
 
+/* The cluster's id of the open sequence of API handle `handle`, or 0. */
+static uint64_t dsc_backend_cluster_id(const dsc_backend_t *b, uint64_t handle)
+{
+    dsi_list_for_each(s, &b->seqs, dsc_backend_seq_t, link) {
+        if (handle != 0 && s->handle == handle && s->in_cluster)
+            return s->cluster_id;
+    }
+    return 0;
+}
+
 static uint64_t next_seed(dsc_backend_t *b)
 {
     /* splitmix64: distinct, well-mixed seeds for requests that gave none */
@@ -258,6 +269,13 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                                 char *message, size_t message_cap)
 {
     dsc_backend_t *b = self;
+    /* Each choice is a sequence: more than the queue holds could never be admitted. */
+    int choices = req->best_of > req->n ? req->best_of : req->n;
+    if (choices > 1 && (uint32_t)choices > b->cfg.max_queue)
+        return refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                      "Invalid value for '%s': %d choices are more than the server's --max-queue "
+                      "of %u sequences.",
+                      req->best_of > req->n ? "best_of" : "n", choices, b->cfg.max_queue);
     dsi_status_t st = check_state(b, message, message_cap);
     if (st != DSI_OK)
         return st;
@@ -312,25 +330,63 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         goto out;
     }
     /* R1, and V3.1 in thinking mode, open the answer with a reasoning block. */
-    dsc_chat_opts_t topts = {req->thinking, NULL, 0};
+    dsc_chat_opts_t topts = {.thinking = req->thinking};
     int reasoning = req->kind == DSC_API_KIND_CHAT && dsc_chat_opens_thinking(b->tpl, &topts);
+    if (req->kind == DSC_API_KIND_CHAT && req->continue_final) { /* a continued answer */
+        const dsc_api_message_t *last = &req->messages[req->n_messages - 1];
+        reasoning =
+            dsc_chat_continue_opens_thinking(b->tpl, &topts, last->content, last->content_len);
+    }
     if ((st = dsc_backend_text_create(b->tok, reasoning, req->stop, req->n_stop, &s->text)) !=
         DSI_OK)
         goto out;
+    if (req->parse_tool_calls) /* the API's tool-call parser needs the markers as text */
+        dsc_backend_text_keep_tool_markers(s->text);
     dst_msg_sampling_t sampling;
     if ((st = dsc_backend_sampling(b, req, &sampling, message, message_cap)) != DSI_OK) {
         refuse(b, "bad_request", st, NULL, 0, NULL);
         goto out;
     }
-    dsc_cluster_req_t creq = {
-        ids, (uint32_t)n, (uint32_t)max_tokens, 0, 0, 0, req->has_seed ? req->seed : next_seed(b)};
+    /* Choice i of a seeded request samples with seed + i (its own random stream). */
+    dsc_cluster_req_t creq = {ids,
+                              (uint32_t)n,
+                              (uint32_t)max_tokens,
+                              0,
+                              0,
+                              0,
+                              req->has_seed ? req->seed + (uint64_t)req->choice : next_seed(b),
+                              NULL};
     dsc_backend_defaults(b, req, &creq.temperature, &creq.top_p, &creq.top_k);
+    creq.grammar = req->grammar;
+    char *tool_grammar = NULL; /* tool_choice required or a named function */
+    if (req->kind == DSC_API_KIND_CHAT && req->tool_choice >= DSC_API_TOOL_CHOICE_REQUIRED) {
+        if ((st = dsc_backend_tool_grammar(b, req, &tool_grammar, message, message_cap)) !=
+            DSI_OK) {
+            refuse(b, "bad_request", st, NULL, 0, NULL);
+            goto out;
+        }
+        creq.grammar = tool_grammar;
+    }
+    /* A thinking block first: the grammar constrains the answer after it. */
+    char *after_think = NULL;
+    if (creq.grammar != NULL && reasoning) {
+        if ((st = dsg_after_marker(creq.grammar, strlen(creq.grammar), "</think>", &after_think)) !=
+            DSI_OK) {
+            free(tool_grammar);
+            goto out;
+        }
+        creq.grammar = after_think;
+    }
     s->b = b;
     s->n_stop_ids = req->n_stop_ids;
     if (req->n_stop_ids > 0)
         memcpy(s->stop_ids, req->stop_ids, (size_t)req->n_stop_ids * sizeof(int32_t));
-    if ((st = dsc_cluster_submit_ex(b->cluster, &creq, &sampling, on_tokens,
-                                    dsc_backend_on_logprobs, s, &s->cluster_id)) != DSI_OK) {
+    st = dsc_cluster_submit_shared(b->cluster, &creq, &sampling, on_tokens, dsc_backend_on_logprobs,
+                                   s, dsc_backend_cluster_id(b, req->share_prefix_of),
+                                   &s->cluster_id);
+    free(tool_grammar); /* the cluster keeps its own copies */
+    free(after_think);
+    if (st != DSI_OK) {
         snprintf(message, message_cap, "the cluster refused the request: %s",
                  dsi_status_message(st));
         goto out;

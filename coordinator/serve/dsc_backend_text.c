@@ -27,7 +27,24 @@ struct dsc_backend_text {
     size_t len, cap;
     int32_t pend_tokens; /* tokens pushed whose text has not been (fully) emitted */
     int stopped;
+    const dsc_tokenizer_t *tok;
+    int keep_tool_markers; /* special <｜tool▁...｜> tokens give their text */
 };
+
+void dsc_backend_text_keep_tool_markers(dsc_backend_text_t *t)
+{
+    t->keep_tool_markers = 1;
+}
+
+/* A special tool-call marker's text when kept, else NULL (the decoder decides). */
+static const char *kept_marker(const dsc_backend_text_t *t, int32_t id)
+{
+    static const char prefix[] = "<｜tool";
+    if (!t->keep_tool_markers || !dsc_tokenizer_is_special(t->tok, id))
+        return NULL;
+    const char *s = dsc_tokenizer_token_text(t->tok, id);
+    return s != NULL && strncmp(s, prefix, sizeof(prefix) - 1) == 0 ? s : NULL;
+}
 
 dsi_status_t dsc_backend_text_create(const dsc_tokenizer_t *tok, int reasoning,
                                      const char *const *stop, int n_stop, dsc_backend_text_t **out)
@@ -48,6 +65,7 @@ dsi_status_t dsc_backend_text_create(const dsc_tokenizer_t *tok, int reasoning,
     if (dsc_decoder_create(tok, DSC_DECODE_SKIP_SPECIAL, &t->dec) != DSI_OK)
         goto err_free;
     t->reasoning = reasoning;
+    t->tok = tok;
     t->think_end_id = dsc_tokenizer_token_id(tok, THINK_END);
     if (t->think_end_id >= 0 && !dsc_tokenizer_is_special(tok, t->think_end_id))
         t->think_end_id = -1; /* plain text: found by the text search */
@@ -183,9 +201,10 @@ int dsc_backend_text_push(dsc_backend_text_t *t, int32_t id, dsc_backend_emit_cb
         t->reasoning = 0;
         return 0;
     }
-    const char *text;
-    size_t n;
-    dsc_decoder_push(t->dec, id, &text, &n);
+    const char *text = kept_marker(t, id);
+    size_t n = text != NULL ? strlen(text) : 0;
+    if (text == NULL)
+        dsc_decoder_push(t->dec, id, &text, &n);
     if (n > 0 && append(t, text, n) != 0)
         return -1;
     int r = process(t, 0, emit, ctx);

@@ -59,7 +59,8 @@ typedef void (*dsc_http_close_cb)(void *arg, dsc_http_req_t *req);
 dsi_status_t dsc_http_server_create(uv_loop_t *loop, const dsc_http_config_t *cfg,
                                     dsc_http_server_t **out);
 /*
- * Route `method` ("GET", "POST") + exact `path` (no query string) to `handler`. A path with no
+ * Route `method` ("GET", "POST") + exact `path` (no query string) to `handler`; a path ending in
+ * a slash and an asterisk routes every longer path under it (GET /v1/models/{id}). A path with no
  * route gets 404; a path routed for other methods gets 405. Both strings are copied.
  */
 dsi_status_t dsc_http_server_route(dsc_http_server_t *server, const char *method, const char *path,

@@ -63,13 +63,22 @@ void dsc_http_server_on_answer(dsc_http_server_t *s, dsc_http_answer_cb cb, void
     s->answer_arg = arg;
 }
 
+/* A route's path matches exactly, or, ending in a slash and '*', any longer path under it. */
+static int route_matches(const char *route, const char *path)
+{
+    size_t n = strlen(route);
+    if (n >= 2 && route[n - 1] == '*' && route[n - 2] == '/')
+        return strncmp(route, path, n - 1) == 0 && path[n - 1] != '\0';
+    return strcmp(route, path) == 0;
+}
+
 void dsc_http_server_answered(dsc_http_server_t *s, const dsc_http_req_t *req, int status)
 {
     if (s->answer_cb == NULL)
         return;
     const char *path = "";
     for (size_t i = 0; req != NULL && req->path != NULL && i < s->n_routes; i++) {
-        if (strcmp(s->routes[i].path, req->path) == 0)
+        if (route_matches(s->routes[i].path, req->path))
             path = s->routes[i].path;
     }
     s->answer_cb(s->answer_arg, path, status);
@@ -244,7 +253,7 @@ static const dsc_http_route_t *route_find(const dsc_http_server_t *s, const dsc_
 {
     *path_known = 0;
     for (size_t i = 0; i < s->n_routes; i++) {
-        if (strcmp(s->routes[i].path, req->path) != 0)
+        if (!route_matches(s->routes[i].path, req->path))
             continue;
         *path_known = 1;
         if (strcmp(s->routes[i].method, req->method) == 0)

@@ -7,6 +7,7 @@
  * with <｜tool▁calls▁begin｜>, and only later ones close the block), nor is the "first tool output"
  * flag.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -121,8 +122,9 @@ typedef struct {
     int is_first, is_tool, is_output_first;
 } ns_t;
 
+/* `cont`: the message is continued (its reasoning kept, its end dropped by the caller). */
 static dsi_status_t render_assistant(const dsc_chat_template_t *tpl, const dsc_chat_message_t *m,
-                                     size_t i, ns_t *ns, sbuf_t *b)
+                                     size_t i, int cont, ns_t *ns, sbuf_t *b)
 {
     if (m->content == NULL) {
         ns->is_tool = 0;
@@ -152,7 +154,8 @@ static dsi_status_t render_assistant(const dsc_chat_template_t *tpl, const dsc_c
         return DSI_OK;
     }
     size_t len = m->content_len;
-    const char *c = tpl->style == DSC_CHAT_R1 ? after_think(m->content, len, &len) : m->content;
+    const char *c =
+        tpl->style == DSC_CHAT_R1 && !cont ? after_think(m->content, len, &len) : m->content;
     puts_(b, "<｜Assistant｜>");
     put(b, c, len);
     puts_(b, "<｜end▁of▁sentence｜>");
@@ -175,23 +178,51 @@ int dsc_chat_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_
            (tpl->style == DSC_CHAT_V31 && opts != NULL && opts->thinking);
 }
 
+int dsc_chat_continue_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_t *opts,
+                                     const char *last, size_t len)
+{
+    static const char open[] = "<think>", close[] = "</think>";
+    size_t o = SIZE_MAX, c = SIZE_MAX; /* the last of each */
+    for (size_t i = 0; last != NULL && i < len; i++) {
+        if (i + 7 <= len && memcmp(last + i, open, 7) == 0)
+            o = i;
+        if (i + 8 <= len && memcmp(last + i, close, 8) == 0)
+            c = i;
+    }
+    if (tpl->style == DSC_CHAT_V31)
+        return opts != NULL && opts->thinking && c == SIZE_MAX;
+    return tpl->style == DSC_CHAT_R1 && o != SIZE_MAX && (c == SIZE_MAX || c < o);
+}
+
+static dsi_status_t render_v3(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
+                              size_t n, int add_generation_prompt, const dsc_chat_opts_t *opts,
+                              char **out, size_t *out_len);
+
 dsi_status_t dsc_chat_render_opts(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
                                   size_t n, int add_generation_prompt, const dsc_chat_opts_t *opts,
                                   char **out, size_t *out_len)
 {
-    static const dsc_chat_opts_t none = {0, NULL, 0};
+    static const dsc_chat_opts_t none = {0, NULL, 0, 0};
+    if (opts == NULL)
+        opts = &none;
+    if (opts->continue_final && !dsc_chat_can_continue(msgs, n))
+        return DSI_ERR_BAD_REQUEST;
     if (tpl != NULL && tpl->style == DSC_CHAT_V31)
-        return dsc_chat_render_v31(tpl->bos, msgs, n, add_generation_prompt, opts ? opts : &none,
-                                   out, out_len);
-    return dsc_chat_render(tpl, msgs, n, add_generation_prompt, out, out_len);
+        return dsc_chat_render_v31(tpl->bos, msgs, n, add_generation_prompt, opts, out, out_len);
+    return render_v3(tpl, msgs, n, add_generation_prompt, opts, out, out_len);
 }
 
 dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
                              size_t n, int add_generation_prompt, char **out, size_t *out_len)
 {
+    return dsc_chat_render_opts(tpl, msgs, n, add_generation_prompt, NULL, out, out_len);
+}
+
+static dsi_status_t render_v3(const dsc_chat_template_t *tpl, const dsc_chat_message_t *msgs,
+                              size_t n, int add_generation_prompt, const dsc_chat_opts_t *opts,
+                              char **out, size_t *out_len)
+{
     sbuf_t b = {0};
-    if (tpl != NULL && tpl->style == DSC_CHAT_V31)
-        return dsc_chat_render_opts(tpl, msgs, n, add_generation_prompt, NULL, out, out_len);
     ns_t ns = {0, 0, 1};
     int first_sp = 1;
     dsi_status_t st = DSI_OK;
@@ -211,6 +242,9 @@ dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_mess
         put(&b, msgs[i].content, msgs[i].content_len);
         first_sp = 0;
     }
+    if (opts->tools_json != NULL &&
+        (st = dsc_chat_put_tools_v3(&b, opts->tools_json, opts->tools_len)) != DSI_OK)
+        goto fail;
     /* Pass 2: the turns. */
     for (size_t i = 0; i < n && st == DSI_OK; i++) {
         const dsc_chat_message_t *m = &msgs[i];
@@ -225,7 +259,7 @@ dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_mess
             put(&b, m->content, m->content_len);
             break;
         case DSC_CHAT_ROLE_ASSISTANT:
-            st = render_assistant(tpl, m, i, &ns, &b);
+            st = render_assistant(tpl, m, i, opts->continue_final && i + 1 == n, &ns, &b);
             break;
         case DSC_CHAT_ROLE_TOOL:
             if (!need_content(m, i)) {
@@ -240,9 +274,11 @@ dsi_status_t dsc_chat_render(const dsc_chat_template_t *tpl, const dsc_chat_mess
     }
     if (st != DSI_OK)
         goto fail;
-    if (ns.is_tool)
+    if (opts->continue_final)
+        dsc_chat_strip_eos(&b); /* the last message is an assistant answer: no tool outputs */
+    else if (ns.is_tool)
         puts_(&b, "<｜tool▁outputs▁end｜>");
-    if (add_generation_prompt && !ns.is_tool)
+    if (add_generation_prompt && !ns.is_tool && !opts->continue_final)
         puts_(&b, tpl->style == DSC_CHAT_R1 ? "<｜Assistant｜><think>\n" : "<｜Assistant｜>");
     if (b.failed) {
         DSI_ERROR("chat: out of memory rendering %zu messages", n);

@@ -38,10 +38,22 @@ typedef enum {
 /* What a render may add to the messages (the template's other variables). */
 typedef struct {
     int thinking; /* V3.1's `thinking` (chat_template_kwargs {"thinking": true}); others ignore */
-    /* The request's `tools` as a JSON array text ([{"type":"function","function":{"name",
-     * "description","parameters"}}]), or NULL; only V3.1 renders them. */
+    /*
+     * The request's `tools` as a JSON array text ([{"type":"function","function":{"name",
+     * "description","parameters"}}]), or NULL. V3.1 renders them as its template does. The V3
+     * and R1 templates have no tools: they are described at the end of the system prompt in the
+     * format of vLLM's DeepSeek-V3 tool template (dsc_chat_tools.c; docs/API.md, "Tool calling").
+     */
     const char *tools_json;
     size_t tools_len;
+    /*
+     * Continue the last message, an assistant answer (the DeepSeek API's `prefix`, vLLM's
+     * continue_final_message): it is rendered without its <｜end▁of▁sentence｜> and no generation
+     * prompt follows. V3.1 opens it with "<think>" in thinking mode (its template's `prefix`);
+     * R1 keeps its reasoning (earlier turns lose theirs). DSI_ERR_BAD_REQUEST (logged) when the
+     * last message is not an assistant message with content and without tool calls.
+     */
+    int continue_final;
 } dsc_chat_opts_t;
 
 typedef enum {
@@ -115,6 +127,11 @@ dsi_status_t dsc_chat_render_opts(const dsc_chat_template_t *tpl, const dsc_chat
 /* Whether a render with `opts` opens the answer with a reasoning block (R1 always; V3.1 when
  * thinking), so that the text up to "</think>" is reasoning_content. */
 int dsc_chat_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_t *opts);
+/* The same for a render with opts->continue_final whose last message has content `last`
+ * (`len` bytes): whether the continued text is still inside a reasoning block (V3.1 in thinking
+ * mode: no "</think>" in it; R1: a "<think>" not closed after it). */
+int dsc_chat_continue_opens_thinking(const dsc_chat_template_t *tpl, const dsc_chat_opts_t *opts,
+                                     const char *last, size_t len);
 
 /*
  * Parse an OpenAI `tool_calls` JSON array text ([{"type", "function": {"name", "arguments"}}],

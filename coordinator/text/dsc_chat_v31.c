@@ -7,8 +7,7 @@
  * is NAME<｜tool▁sep｜>ARGUMENTS with no type and no ```json fence; tool outputs are not wrapped
  * in <｜tool▁outputs▁begin｜>; after tool outputs no generation prompt is added (the answer
  * continues the same assistant turn); the request's tools are described at the end of the system
- * prompt, their parameters serialized as transformers' `tojson` does (json.dumps with
- * ensure_ascii=False: ", " and ": " separators, keys in the given order).
+ * prompt, their parameters serialized as transformers' `tojson` does (dsc_chat_tojson).
  */
 #include <jansson.h>
 
@@ -64,19 +63,13 @@ static dsi_status_t put_tools(sbuf_t *b, const char *text, size_t len)
             st = DSI_ERR_BAD_REQUEST;
             goto out;
         }
-        char *pj = json_dumps(params, JSON_ENCODE_ANY);
-        if (pj == NULL) {
-            st = DSI_ERR_NOMEM;
-            goto out;
-        }
         puts_(b, "\n### ");
         put(b, json_string_value(name), json_string_length(name));
         puts_(b, "\nDescription: ");
         put(b, json_string_value(desc), json_string_length(desc));
         puts_(b, "\n\nParameters: ");
-        puts_(b, pj);
+        dsc_chat_tojson(b, params);
         puts_(b, "\n");
-        free(pj);
     }
     puts_(b, tools_tail);
 out:
@@ -116,13 +109,14 @@ static dsi_status_t put_tool_calls(sbuf_t *b, const dsc_chat_message_t *m, size_
     return DSI_OK;
 }
 
-/* An assistant message with text: earlier reasoning (up to the first "</think>") is dropped. */
-static void put_answer(sbuf_t *b, const dsc_chat_message_t *m, ns_t *ns)
+/* An assistant message with text: earlier reasoning (up to the first "</think>") is dropped. A
+ * continued message (the template's `prefix`) opens with "<think>" in thinking mode. */
+static void put_answer(sbuf_t *b, const dsc_chat_message_t *m, int prefix_think, ns_t *ns)
 {
     static const char tag[] = "</think>";
     const size_t tl = sizeof(tag) - 1;
     if (ns->is_last_user)
-        puts_(b, "<｜Assistant｜></think>");
+        puts_(b, prefix_think ? "<｜Assistant｜><think>" : "<｜Assistant｜></think>");
     ns->is_last_user = 0;
     const char *c = m->content;
     size_t len = m->content_len;
@@ -140,7 +134,8 @@ static void put_answer(sbuf_t *b, const dsc_chat_message_t *m, ns_t *ns)
     puts_(b, "<｜end▁of▁sentence｜>");
 }
 
-static dsi_status_t put_turn(sbuf_t *b, const dsc_chat_message_t *m, size_t i, ns_t *ns)
+static dsi_status_t put_turn(sbuf_t *b, const dsc_chat_message_t *m, size_t i, int prefix_think,
+                             ns_t *ns)
 {
     switch (m->role) {
     case DSC_CHAT_ROLE_USER:
@@ -156,7 +151,7 @@ static dsi_status_t put_turn(sbuf_t *b, const dsc_chat_message_t *m, size_t i, n
             return put_tool_calls(b, m, i, ns);
         if (!need_content(m, i))
             return DSI_ERR_BAD_REQUEST;
-        put_answer(b, m, ns);
+        put_answer(b, m, prefix_think, ns);
         return DSI_OK;
     case DSC_CHAT_ROLE_TOOL:
         if (!need_content(m, i))
@@ -199,10 +194,12 @@ dsi_status_t dsc_chat_render_v31(const char *bos, const dsc_chat_message_t *msgs
     if (opts->tools_json != NULL && (st = put_tools(&b, opts->tools_json, opts->tools_len)))
         goto fail;
     for (size_t i = 0; i < n && st == DSI_OK; i++)
-        st = put_turn(&b, &msgs[i], i, &ns);
+        st = put_turn(&b, &msgs[i], i, opts->continue_final && opts->thinking && i + 1 == n, &ns);
     if (st != DSI_OK)
         goto fail;
-    if (add_generation_prompt && ns.is_last_user && !ns.is_tool)
+    if (opts->continue_final)
+        dsc_chat_strip_eos(&b);
+    else if (add_generation_prompt && ns.is_last_user && !ns.is_tool)
         puts_(&b, opts->thinking ? "<｜Assistant｜><think>" : "<｜Assistant｜></think>");
     if (b.failed) {
         DSI_ERROR("chat: out of memory rendering %zu messages", n);

@@ -24,6 +24,15 @@ const char *dsc_tokenizer_token_text(const dsc_tokenizer_t *tok, int32_t id)
     return id >= 0 && id < tok->n_ids ? tok->text[id] : NULL;
 }
 
+const unsigned char *dsc_tokenizer_token_bytes(const dsc_tokenizer_t *tok, int32_t id, size_t *len)
+{
+    *len = 0;
+    if (id < 0 || id >= tok->n_ids || !(tok->flags[id] & DSC_TOKF_KNOWN))
+        return NULL;
+    *len = tok->dec_off[id + 1] - tok->dec_off[id];
+    return tok->dec + tok->dec_off[id];
+}
+
 int dsc_tokenizer_is_special(const dsc_tokenizer_t *tok, int32_t id)
 {
     return id >= 0 && id < tok->n_ids && (tok->flags[id] & DSC_TOKF_SPECIAL) != 0;

@@ -55,6 +55,19 @@ int32_t dsc_tokenizer_token_id(const dsc_tokenizer_t *tok, const char *token);
  * terminated and owned by the tokenizer; NULL for an id the tokenizer does not know.
  */
 const char *dsc_tokenizer_token_text(const dsc_tokenizer_t *tok, int32_t id);
+/*
+ * The bytes `id` stands for: a byte-level token's bytes (possibly part of a UTF-8 character), an
+ * added token's content. Owned by the tokenizer; NULL with *len 0 for an id it does not know.
+ */
+const unsigned char *dsc_tokenizer_token_bytes(const dsc_tokenizer_t *tok, int32_t id, size_t *len);
+/*
+ * The token trie of structured output (grammar/dsg.h) over ids 0 .. n_tokens-1 (0: the
+ * tokenizer's size; ids it does not know are never allowed), from dsc_tokenizer_token_bytes.
+ * Free with dsg_vocab_free.
+ */
+struct dsg_vocab;
+dsi_status_t dsc_tokenizer_grammar_vocab(const dsc_tokenizer_t *tok, int32_t n_tokens,
+                                         struct dsg_vocab **out);
 /* 1 if `id` is an added token marked special (bos, eos, pad, ...), else 0. */
 int dsc_tokenizer_is_special(const dsc_tokenizer_t *tok, int32_t id);
 /* The ids of tokenizer_config.json's bos_token / eos_token, or -1 when unknown. */

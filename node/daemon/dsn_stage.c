@@ -29,6 +29,7 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 
 static void seq_free(dsn_seq_t *s)
 {
+    dsn_grammar_free(s);
     dsn_stage_spec_seq_free(s);
     dsn_kvcache_destroy(s->kv);
     dsn_sampler_cleanup(&s->sampler);
@@ -41,9 +42,44 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
     for (dsn_seq_t **p = bucket(c, id); *p != NULL; p = &(*p)->next_in_bucket) {
         if ((*p)->id == id) {
             dsn_seq_t *s = *p;
+            if (c->n_fork_wait > 0)
+                dsn_stage_forks(c, s); /* its forks copy now or fail; s is still linked */
+            if (s->fork_wait)
+                c->n_fork_wait--;
             *p = s->next_in_bucket;
             seq_free(s);
             return;
+        }
+    }
+}
+
+void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
+{
+    for (int b = 0; b < DSN_SEQ_BUCKETS && c->n_fork_wait > 0; b++) {
+        for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL; s = s->next_in_bucket) {
+            if (!s->fork_wait)
+                continue;
+            dsn_seq_t *p = dsn_seq_find(c, s->fork_of);
+            int ready = p != NULL && p->kv->length >= (int64_t)s->fork_len;
+            if (!ready && p != NULL && p != leaving && !p->done)
+                continue; /* its prompt is still on the way */
+            s->fork_wait = 0;
+            c->n_fork_wait--;
+            dsi_status_t st = DSI_ERR_NOT_FOUND;
+            if (ready && (st = dsn_kvcache_copy_prefix(s->kv, p->kv, s->fork_len)) == DSI_OK) {
+                if (c->is_first)
+                    s->fed = s->fork_len;
+                dsn_stage_spec_fork(c, s, p);
+                DSI_DEBUG("sequence %llu: %u prompt tokens copied from sequence %llu",
+                          (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
+                continue;
+            }
+            DSI_ERROR("sequence %llu: cannot share the prompt of sequence %llu (%s): it ends "
+                      "with an error",
+                      (unsigned long long)s->id, (unsigned long long)s->fork_of,
+                      ready ? dsi_status_message(st) : "it ended before its prompt got here");
+            s->done = 1;
+            dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
         }
     }
 }
@@ -168,7 +204,12 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
             sampler_controls(c, s, m) != 0)
             goto fail;
         dsn_sampler_skip(&s->sampler, m->n_generated);
-        if (dsn_stage_spec_seq_init(c, s) != 0)
+        if (dsn_grammar_start(c, s, m) != 0) {
+            seq_free(s);
+            dsn_stage_emit_tokens(c, m->seq_id, 0, 0, DST_FINISH_ERROR);
+            return;
+        }
+        if (s->grammar == NULL && dsn_stage_spec_seq_init(c, s) != 0)
             goto fail;
     }
     dsn_seq_t **b = bucket(c, s->id);
@@ -176,6 +217,13 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     *b = s;
     DSI_DEBUG("sequence %llu: %u prompt tokens, up to %u new", (unsigned long long)s->id,
               s->n_prompt, s->max_tokens);
+    if (m->fork_len > 0) {
+        s->fork_of = m->fork_of;
+        s->fork_len = m->fork_len;
+        s->fork_wait = 1;
+        c->n_fork_wait++;
+        dsn_stage_forks(c, NULL);
+    }
     return;
 fail:
     DSI_ERROR("out of memory for sequence %llu", (unsigned long long)m->seq_id);
@@ -360,7 +408,8 @@ int dsn_stage_schedule(dsn_compute_t *c)
     for (int pass = 0; pass < 2; pass++) {
         for (int b = 0; b < DSN_SEQ_BUCKETS; b++) {
             for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL; s = s->next_in_bucket) {
-                if (s->in_flight || s->done || n_seqs == DSN_MAX_BATCH_SEQS || n >= budget)
+                if (s->in_flight || s->done || s->fork_wait || n_seqs == DSN_MAX_BATCH_SEQS ||
+                    n >= budget)
                     continue;
                 int decode = s->fed == s->n_prompt && s->has_next;
                 if (decode && !dsn_stage_spec_can_decode(c))
@@ -433,4 +482,5 @@ void dsn_stage_cleanup(dsn_compute_t *c)
             seq_free(s);
         }
     }
+    c->n_fork_wait = 0;
 }

@@ -222,7 +222,8 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
     for (int i = 0; i < mb->n_seqs; i++) {
         const dsn_seq_batch_t *b = &mb->batch[i];
         t += b->n_tokens;
-        if (b->pos + b->n_tokens >= (int64_t)mb->seq[i]->n_prompt) {
+        /* (a sequence that speculates is sampled by dsn_stage_spec_finish) */
+        if (mb->seq[i]->spec == NULL && b->pos + b->n_tokens >= (int64_t)mb->seq[i]->n_prompt) {
             c->which[n_rows] = i;
             c->rows[n_rows++] = t - 1;
         }
@@ -243,6 +244,7 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         int32_t tok = -1;
         if (dsn_logits_finite(raw, (int)V)) {
             dsn_sampler_process(&s->sampler, logits, s->n_prior + s->generated);
+            dsn_grammar_mask(c, s, logits);
             tok = dsn_sampler_next_masked(&s->sampler, logits);
         }
         if (tok < 0) {
@@ -256,8 +258,25 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
             }
             continue;
         }
-        dsn_sampler_accept(&s->sampler, tok);
-        dsn_stage_report(c, s, tok, s->kv->length, raw);
+        int drop = 0;
+        uint8_t finish = DST_FINISH_NONE;
+        if ((tok == cfg->eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
+            finish = DST_FINISH_STOP;
+        else if (s->generated + 1 >= s->max_tokens || s->kv->length >= s->kv->max_tokens)
+            finish = DST_FINISH_LENGTH;
+        finish = dsn_grammar_accept(s, tok, finish, &drop);
+        if (drop) { /* the grammar allowed nothing: the output ends before this token */
+            dsn_stage_emit_tokens(c, s->id, 0, 0, finish);
+        } else {
+            dsn_sampler_accept(&s->sampler, tok);
+            s->generated++;
+            dsn_stage_emit_sampled(c, s, tok, finish, raw);
+        }
+        if (c->is_first) {
+            s->next_token = tok;
+            s->has_next = finish == DST_FINISH_NONE;
+            s->done |= finish != DST_FINISH_NONE;
+        }
     }
 }
 
@@ -343,9 +362,11 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
         return;
     }
     dsn_engine_commit(mb->batch, mb->n_seqs);
+    if (c->n_fork_wait > 0)
+        dsn_stage_forks(c, NULL); /* forks waiting for these positions */
     if (c->is_last && c->spec != NULL)
-        dsn_stage_spec_finish(c, mb);
-    else if (c->is_last)
+        dsn_stage_spec_finish(c, mb); /* its sequences that speculate */
+    if (c->is_last)
         sample_and_report(c, mb);
     else
         forward_mb(c, mb);

@@ -10,6 +10,11 @@
  * chunks hand their hidden states to the module (dsn_spec_prefilled). The draft distributions of
  * a step live in the dsn_spec_t until its judgement, so one micro-batch with drafts is in flight
  * at a time (prefill chunks run beside it).
+ *
+ * A sequence with a grammar (structured output) decodes one token at a time, beside the others,
+ * through the usual sampling. A fork (one of n choices, sharing the prompt of the first) copies
+ * the module's cache of the shared positions with the main one (dsn_stage_spec_fork), so it
+ * speculates as the same request alone would.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +111,7 @@ void dsn_stage_spec_release(dsn_compute_t *c)
 
 int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)
 {
+    /* (the caller leaves out sequences with a grammar) */
     if (c->spec == NULL)
         return 0;
     struct dsn_seq_spec *x = calloc(1, sizeof(*x));
@@ -127,6 +133,27 @@ void dsn_stage_spec_seq_free(dsn_seq_t *s)
     dsn_kvcache_destroy(s->spec->mtp_kv);
     free(s->spec);
     s->spec = NULL;
+}
+
+void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
+{
+    if (s->spec == NULL)
+        return;
+    /* The module's entry at position i pairs the main model's state at i with the token at
+     * i + 1: the first fork_len entries are the shared prompt's when the token at fork_len is
+     * the same in both prompts. */
+    int64_t n = s->fork_len;
+    int same = p->spec != NULL && p->spec->mtp_kv->length >= n && p->prompt != NULL &&
+               s->prompt != NULL && n < p->n_prompt && n < s->n_prompt &&
+               p->prompt[n] == s->prompt[n];
+    if (same && dsn_kvcache_copy_prefix(s->spec->mtp_kv, p->spec->mtp_kv, n) == DSI_OK) {
+        s->spec->q.pend_pos = n;
+        return;
+    }
+    DSI_DEBUG("sequence %llu: decodes without speculation (its MTP cache cannot be shared)",
+              (unsigned long long)s->id);
+    dsn_stage_spec_seq_free(s);
+    (void)c;
 }
 
 int dsn_stage_spec_can_decode(const dsn_compute_t *c)
@@ -333,7 +360,9 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
     for (int i = 0; i < mb->n_seqs; i++) {
         dsn_seq_t *s = mb->seq[i];
         const dsn_seq_batch_t *b = &mb->batch[i];
-        if (b->pos < (int64_t)s->n_prompt) {
+        if (s->spec == NULL) {
+            /* sampled one token at a time (sample_and_report) */
+        } else if (b->pos < (int64_t)s->n_prompt) {
             finish_prefill(c, mb, s, t, b->pos, (int)b->n_tokens);
         } else if (mb->spec) {
             ns->owner[n_dec] = s;
@@ -362,7 +391,8 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
         t = 0;
         for (int i = 0; i < mb->n_seqs; i++) {
             const dsn_seq_batch_t *b = &mb->batch[i];
-            for (int j = 0; b->pos >= (int64_t)mb->seq[i]->n_prompt && j < b->n_tokens; j++)
+            int drafted = mb->seq[i]->spec != NULL && b->pos >= (int64_t)mb->seq[i]->n_prompt;
+            for (int j = 0; drafted && j < b->n_tokens; j++)
                 ns->rows[r++] = t + j;
             t += b->n_tokens;
         }

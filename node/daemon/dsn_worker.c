@@ -31,6 +31,7 @@ void dsn_compute_destroy(dsn_compute_t *c)
     dsn_stage_cleanup(c);
     dsn_mb_pool_cleanup(c);
     dsn_replan_release(c);
+    dsn_grammar_cleanup(c);
     free(c->logits);
     free(c->raw_row);
     free(c->rows);

@@ -1,6 +1,7 @@
 #include "dsn_kvcache.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "dsi_log.h"
 
@@ -55,6 +56,25 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
         kv->layers[l] = p;
     }
     kv->capacity = cap;
+    return DSI_OK;
+}
+
+dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src, int64_t n_tokens)
+{
+    if (dst == src || dst->n_layers != src->n_layers || dst->row != src->row || n_tokens < 0 ||
+        n_tokens > src->length) {
+        DSI_ERROR("KV cache prefix copy of %lld tokens from a cache of %lld (%d layers of %d) to "
+                  "one of %d layers of %d: does not fit",
+                  (long long)n_tokens, (long long)src->length, src->n_layers, src->row,
+                  dst->n_layers, dst->row);
+        return DSI_ERR_INVALID_ARG;
+    }
+    dsi_status_t st = dsn_kvcache_reserve(dst, n_tokens);
+    if (st != DSI_OK)
+        return st;
+    for (int l = 0; l < dst->n_layers && n_tokens > 0; l++)
+        memcpy(dst->layers[l], src->layers[l], (size_t)n_tokens * (size_t)dst->row * sizeof(float));
+    dst->length = n_tokens;
     return DSI_OK;
 }
 

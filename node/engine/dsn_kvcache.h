@@ -36,6 +36,15 @@ static inline float *dsn_kvcache_row(const dsn_kvcache_t *kv, int layer, int64_t
 /* Forget positions [n_tokens, length) (speculative decoding's rejected drafts); the next batch
  * starts at n_tokens. No effect when n_tokens >= length. */
 void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
+/*
+ * dst's positions [0, n_tokens) become copies of src's (both of the same slice: n_layers and row
+ * equal; n_tokens <= src->length): dst->length = n_tokens, whatever dst held is replaced. Used to
+ * fork a sequence after its prompt (the n choices of one request). DSI_ERR_INVALID_ARG for
+ * mismatched caches or n_tokens beyond src's length, DSI_ERR_CAPACITY / DSI_ERR_NOMEM from
+ * dsn_kvcache_reserve.
+ */
+dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src,
+                                     int64_t n_tokens);
 /* Bytes held. */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
 

@@ -102,7 +102,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 10; /* "sampling" optional */
+        return 13; /* "sampling", "fork_of" and "fork_len", "grammar" optional */
     case DST_MSG_TOKENS:
         return 4; /* "logprobs" optional */
     case DST_MSG_CANCEL:

@@ -60,6 +60,7 @@ typedef enum {
     DST_BOUND_TEMPERATURE,
     DST_BOUND_TOP_P,
     DST_BOUND_TOP_K,
+    DST_BOUND_GRAMMAR, /* bytes of SUBMIT.grammar (0 = none) */
     DST_BOUND_END
 } dst_bound_id_t;
 
@@ -236,6 +237,7 @@ typedef struct {
 #define DST_MSG_MAX_BIAS     1024 /* logit_bias entries */
 #define DST_MSG_MAX_STOP_IDS 64   /* stop token ids */
 #define DST_MSG_MAX_TOP_LP   20   /* top_logprobs */
+#define DST_MSG_MAX_GRAMMAR  (1u << 20) /* bytes of SUBMIT.grammar */
 typedef struct {
     float presence_penalty;   /* [-2, 2]: minus this for every token generated at least once */
     float frequency_penalty;  /* [-2, 2]: minus this times the token's count in the output */
@@ -273,6 +275,16 @@ typedef struct {
      * a sampled request goes on exactly as it would have. 0 for a new request. */
     uint32_t n_generated;
     dst_msg_sampling_t sampling; /* optional on the wire: zeroed = absent */
+    /* Optional on the wire (absent when fork_len is 0): the first fork_len tokens (< n_tokens)
+     * are those of sequence fork_of, submitted before on the same route with the same prompt:
+     * every node copies that sequence's KV cache rows of them instead of computing them (the n
+     * choices of one request prefill their prompt once). */
+    uint64_t fork_of;
+    uint32_t fork_len;
+    /* Optional: the grammar the output must match (docs/STRUCTURED_OUTPUT.md), NUL-terminated,
+     * grammar_len bytes (1..DST_MSG_MAX_GRAMMAR, no NUL inside); NULL / 0 = none, not sent. */
+    const char *grammar;
+    uint32_t grammar_len;
 } dst_msg_submit_t;
 
 /* last-stage node -> coordinator: tokens sampled for a sequence. */

@@ -11,6 +11,7 @@ const dst_bound_t dst_bounds[DST_BOUND_END] = {
     [DST_BOUND_TOP_P] = {"top_p", 0, 1, 1, 1, 1},
     [DST_BOUND_TOP_K] = {"top_k", 0, (double)DST_MSG_MAX_TOKEN_ID + 1, 0, 0,
                          (double)DST_MSG_MAX_TOKEN_ID + 1},
+    [DST_BOUND_GRAMMAR] = {"grammar", 0, DST_MSG_MAX_GRAMMAR, 0, 0, DST_MSG_MAX_GRAMMAR},
 };
 
 int dst_bound_ok(dst_bound_id_t id, double x, int api)

@@ -214,6 +214,7 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
         [DST_BOUND_TEMPERATURE] = m->temperature,
         [DST_BOUND_TOP_P] = m->top_p,
         [DST_BOUND_TOP_K] = m->top_k,
+        [DST_BOUND_GRAMMAR] = m->grammar_len,
     };
     for (int i = 0; i < DST_BOUND_END; i++) {
         const dst_bound_t *b = &dst_bounds[i];
@@ -226,6 +227,13 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->n_generated >= m->n_tokens)
         FAIL("SUBMIT.n_generated: %u not below n_tokens %u", (unsigned)m->n_generated,
              (unsigned)m->n_tokens);
+    if (m->fork_len >= m->n_tokens || (m->fork_len > 0 && m->fork_of == m->seq_id))
+        FAIL("SUBMIT.fork_len: %u not below n_tokens %u, or fork_of is the sequence itself",
+             (unsigned)m->fork_len, (unsigned)m->n_tokens);
+    if ((m->grammar == NULL) != (m->grammar_len == 0) ||
+        (m->grammar != NULL && memchr(m->grammar, 0, m->grammar_len) != NULL))
+        FAIL("SUBMIT.grammar: %u bytes, %s", (unsigned)m->grammar_len,
+             m->grammar == NULL ? "missing text" : "empty or holds a NUL byte");
     return check_sampling(&m->sampling, err, errlen);
 }
 

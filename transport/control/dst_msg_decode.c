@@ -203,6 +203,17 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
     const msgpack_object *sampling = dst_msg_rd_opt(rd, "sampling");
     if (sampling != NULL)
         TRY(read_sampling(rd, sampling, &m->sampling));
+    /* fork_of and fork_len come together or not at all. */
+    if (dst_msg_rd_opt(rd, "fork_of") != NULL || dst_msg_rd_opt(rd, "fork_len") != NULL) {
+        TRY(dst_msg_rd_u64(rd, "fork_of", UINT64_MAX, &m->fork_of));
+        TRY(dst_msg_rd_u32(rd, "fork_len", UINT32_MAX, &m->fork_len));
+    }
+    if (dst_msg_rd_opt(rd, "grammar") != NULL) {
+        char *g;
+        TRY(dst_msg_rd_str_alloc(rd, "grammar", (size_t)DST_MSG_MAX_GRAMMAR + 1, &g));
+        m->grammar = g;
+        m->grammar_len = (uint32_t)strlen(g);
+    }
     return dst_msg_rd_u32_array(rd, "route", DST_MSG_MAX_STAGES, UINT32_MAX, &m->route,
                                 &m->n_route);
 }

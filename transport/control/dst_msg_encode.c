@@ -112,6 +112,10 @@ static uint32_t fields_sent(const dst_msg_t *m)
     uint32_t n = dst_msg_nfields(m->type);
     if (m->type == DST_MSG_SUBMIT && !dst_msg_sampling_any(&m->submit.sampling))
         n--;
+    if (m->type == DST_MSG_SUBMIT && m->submit.fork_len == 0)
+        n -= 2;
+    if (m->type == DST_MSG_SUBMIT && m->submit.grammar_len == 0)
+        n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
         n--;
     if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
@@ -170,6 +174,11 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
             rc |= msgpack_pack_uint32(pk, s->route[i]);
         if (dst_msg_sampling_any(&s->sampling))
             rc |= pack_sampling(pk, &s->sampling);
+        if (s->fork_len > 0)
+            rc |= kv_u64(pk, "fork_of", s->fork_of) | kv_u64(pk, "fork_len", s->fork_len);
+        if (s->grammar_len > 0)
+            rc |= key(pk, "grammar") | msgpack_pack_str(pk, s->grammar_len) |
+                  msgpack_pack_str_body(pk, s->grammar, s->grammar_len);
         return rc;
     }
     case DST_MSG_TOKENS:

@@ -77,6 +77,8 @@ typedef struct seq {
     int32_t *tokens;      /* [n_prompt + n_generated]: the prompt, then what was delivered */
     uint32_t n_prompt, n_generated, cap;
     dst_msg_submit_t req; /* sampling parameters and max_tokens; req.sampling's arrays owned */
+    uint64_t share_prefix_of; /* dsc_cluster_submit_shared's: a handle, or 0 */
+    uint64_t epoch;           /* the plan it was last submitted under */
 } seq_t;
 
 struct dsc_cluster {
@@ -192,7 +194,8 @@ seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id);
 /* A new sequence for req; on refusal (logged) `why` (cap bytes, may be NULL) says what was wrong
  * with the request, naming the value and its limit, for the client. */
 dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
-                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap);
+                            const dst_msg_sampling_t *sampling, seq_t **out, char *why, size_t cap,
+                            uint64_t share_prefix_of);
 /* SUBMIT on a lane of the current plan; when it cannot be sent (and a re-plan would not repair
  * that) the owner gets an error finish and s is freed: the status says so. */
 dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);

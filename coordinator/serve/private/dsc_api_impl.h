@@ -39,6 +39,25 @@ struct json_t;
 int dsc_api_params_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
                          void **block, dsc_api_error_t *err);
 
+/* dsc_api_choices.c: n, best_of and echo into r (after the logprobs options and stream: echo
+ * with logprobs, and best_of with stream, are refused). Returns 0 or the HTTP status. */
+int dsc_api_choices_parse(struct json_t *root, dsc_api_kind_t kind, dsc_api_request_t *r,
+                          dsc_api_error_t *err);
+
+/* dsc_api_vllm.c: vLLM's extensions this server does not implement: 400 unsupported_parameter
+ * unless at their no-op value (returns 0 or the HTTP status); dsc_api_vllm_known: the name is
+ * one of them for `kind` (not reported as unknown). */
+int dsc_api_vllm_check(struct json_t *root, dsc_api_kind_t kind, dsc_api_error_t *err);
+int dsc_api_vllm_known(const char *name, dsc_api_kind_t kind);
+
+/*
+ * dsc_api_grammar.c: response_format and guided_* into r->grammar (grammar text, compiled once to
+ * check it). *grammar gets the malloc'ed text the caller frees with the request (NULL: none).
+ * Returns 0 or the HTTP status with *err set (400 naming the parameter and what was wrong).
+ */
+int dsc_api_grammar_parse(struct json_t *root, dsc_api_request_t *r, char **grammar,
+                          dsc_api_error_t *err);
+
 /* A choice's "logprobs" being built (dsc_api_logprobs.c): chat uses a; completions a..d for
  * tokens, token_logprobs, top_logprobs and text_offset. Zeroed = empty. */
 typedef struct {
@@ -65,11 +84,63 @@ void dsc_api_response_write_lp(dsc_api_jbuf_t *b, const dsc_api_response_meta_t 
                                const char *text, size_t text_len, const char *reasoning,
                                size_t reasoning_len, const char *logprobs, dsc_api_finish_t finish,
                                const dsc_api_usage_t *usage);
+/* One choice of a whole response (chat: text is the message content). */
+typedef struct {
+    const char *text;
+    size_t text_len;
+    const char *reasoning;
+    size_t reasoning_len;
+    const char *logprobs;   /* the "logprobs" object as JSON text, or NULL (null) */
+    const char *tool_calls; /* chat: the message's "tool_calls" as JSON text, or NULL (none) */
+    dsc_api_finish_t finish;
+} dsc_api_choice_out_t;
+/* The response with n choices, indexed 0..n-1 in the order given. */
+void dsc_api_response_write_choices(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                                    const dsc_api_choice_out_t *choices, int n,
+                                    const dsc_api_usage_t *usage);
 /* With include_usage, every chunk but the usage one carries "usage":null (as OpenAI does). */
 void dsc_api_chunk_write(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
                          const dsc_api_chunk_t *chunk, int include_usage);
 
-const char *dsc_api_finish_name(dsc_api_finish_t finish); /* "stop", "length" */
+const char *dsc_api_finish_name(dsc_api_finish_t finish); /* "stop", "length", "tool_calls" */
+
+/* The same as dsc_api_response_write_lp with the message's "tool_calls" (a JSON array text, or
+ * NULL: none); with tool calls, an empty content is null (as OpenAI writes it). */
+void dsc_api_response_write_tc(dsc_api_jbuf_t *b, const dsc_api_response_meta_t *meta,
+                               const char *text, size_t text_len, const char *reasoning,
+                               size_t reasoning_len, const char *tool_calls, const char *logprobs,
+                               dsc_api_finish_t finish, const dsc_api_usage_t *usage);
+
+/*
+ * dsc_api_tools.c: tools, tool_choice, parallel_tool_calls, add_generation_prompt,
+ * continue_final_message and the messages' `prefix` into r (after the messages are parsed).
+ * Returns 0 or the HTTP status with *err set.
+ */
+int dsc_api_tools_parse(struct json_t *root, dsc_api_request_t *r, dsc_api_error_t *err);
+
+/*
+ * dsc_api_toolcalls.c: the tool calls of one generation's answer. The answer text goes through
+ * the parser (dsc_toolcall.h); content comes back through `content`, and when streaming each
+ * call's first delta and argument pieces through `delta` (a delta.tool_calls array text); for a
+ * whole response the calls are kept for dsc_api_toolcalls_json.
+ */
+typedef struct dsc_api_toolcalls dsc_api_toolcalls_t;
+typedef struct {
+    void (*content)(void *gen, const char *text, size_t len);
+    void (*delta)(void *gen, const char *tool_calls_json);
+} dsc_api_toolcalls_sink_t;
+/* NULL when out of memory (logged). */
+dsc_api_toolcalls_t *dsc_api_toolcalls_create(const dsc_api_request_t *r, int stream,
+                                              const dsc_api_toolcalls_sink_t *sink, void *gen);
+void dsc_api_toolcalls_destroy(dsc_api_toolcalls_t *t);
+/* Answer text; nonzero when out of memory. */
+int dsc_api_toolcalls_feed(dsc_api_toolcalls_t *t, const char *text, size_t len);
+/* The end of the answer: what was held back comes out; returns the finish reason to report
+ * (tool_calls when calls were made and the generation stopped, else `finish`). */
+dsc_api_finish_t dsc_api_toolcalls_finish(dsc_api_toolcalls_t *t, dsc_api_finish_t finish);
+/* The whole response's "tool_calls" array text, or NULL when there were none; nonzero
+ * *failed when out of memory. */
+const char *dsc_api_toolcalls_json(dsc_api_toolcalls_t *t, int *failed);
 
 typedef struct dsc_api_gen dsc_api_gen_t;
 
@@ -105,6 +176,14 @@ void dsc_api_respond_error(dsc_api_server_t *s, dsc_http_req_t *req, const char 
                            const dsc_api_error_t *err);
 /* Handle POST /v1/chat/completions or /v1/completions (authentication already checked). */
 void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t kind);
+
+/* dsc_api_tokenize.c: POST /tokenize, POST /detokenize and GET /v1/models/{id} (authentication
+ * already checked). */
+void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_detokenize(dsc_api_server_t *s, dsc_http_req_t *req);
+void dsc_api_model_get(dsc_api_server_t *s, dsc_http_req_t *req);
+/* 1 when `model` is one of the backend's model ids. */
+int dsc_api_model_known(dsc_api_server_t *s, const char *model);
 
 /* dsc_api_fields.c: one field of a request object; absent or null = not given (*present 0,
  * *out kept); a wrong type or a value out of [lo, hi] sets err (400 naming the field) and

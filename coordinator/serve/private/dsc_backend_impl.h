@@ -58,6 +58,7 @@ struct dsc_backend {
     dsc_metric_family_t *spec_drafts, *spec_accepted, *spec_acceptance;
     dsc_metric_series_t *spec_steps, *spec_tokens, *spec_draft_s, *spec_verify_s, *spec_per_step;
     dsc_spec_totals_t spec_seen;
+    dsc_metric_series_t *prefill_tokens, *shared_tokens; /* counters, from the cluster's stats */
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
@@ -101,6 +102,26 @@ void dsc_backend_schedule(dsc_backend_t *b);
  */
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap);
+/* The same; a chat template ends with the assistant's opening only with add_generation_prompt. */
+dsi_status_t dsc_backend_prompt_ids_ex(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                       int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                                       char *message, size_t cap);
+
+/* dsc_backend_tokenize.c: the ops tokenize, detokenize and max_model_len. */
+dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req,
+                                  int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                                  char *message, size_t cap);
+dsi_status_t dsc_backend_detokenize(void *self, const int32_t *ids, size_t n_ids, char **text,
+                                    size_t *len, char *message, size_t cap);
+int64_t dsc_backend_max_model_len(void *self);
+
+/*
+ * dsc_backend_tools.c: the grammar that forces a tool call (tool_choice required or named) in the
+ * format of the model's template (dsc_tool_grammar.h); *gbnf malloc'ed. On failure `message`
+ * (cap bytes) tells the client why.
+ */
+dsi_status_t dsc_backend_tool_grammar(const dsc_backend_t *b, const dsc_api_request_t *req,
+                                      char **gbnf, char *message, size_t cap);
 
 /* dsc_backend_params.c */
 /* Reads dir/generation_config.json's temperature, top_p and top_k if present (logged). */

@@ -43,6 +43,20 @@ static inline void puts_(sbuf_t *b, const char *s)
     put(b, s, strlen(s));
 }
 
+/* dsc_chat_tojson.c: `v` as the templates' tojson filter writes it (Python's json.dumps with
+ * ensure_ascii=False). */
+struct json_t;
+void dsc_chat_tojson(sbuf_t *b, const struct json_t *v);
+
+/* dsc_chat_tools.c: the tools section the V3 and R1 renderers append to the system prompt
+ * ("\n\n# Tools..."); DSI_ERR_BAD_REQUEST (logged) when `json` is not an array of objects. */
+dsi_status_t dsc_chat_put_tools_v3(sbuf_t *b, const char *json, size_t len);
+/* Whether the rendered continuation of a last assistant message is valid: role assistant,
+ * content present, no tool calls (logged otherwise). */
+int dsc_chat_can_continue(const dsc_chat_message_t *msgs, size_t n);
+/* Drop a trailing <｜end▁of▁sentence｜> (the continued message's end). */
+void dsc_chat_strip_eos(sbuf_t *b);
+
 /* The V3.1 template with BOS text `bos`; contract as dsc_chat_render_opts. */
 dsi_status_t dsc_chat_render_v31(const char *bos, const dsc_chat_message_t *msgs, size_t n,
                                  int add_generation_prompt, const dsc_chat_opts_t *opts, char **out,

@@ -22,6 +22,7 @@
 #include "dsn_engine.h"
 #include "dsn_node.h"
 #include "dsn_queue_impl.h"
+#include "dsg.h"
 #include "dsn_sampler.h"
 #include "dst_plan.h"
 
@@ -51,6 +52,14 @@ typedef struct dsn_seq {
     uint8_t ignore_eos;   /* EOS does not finish the sequence */
     uint8_t logprobs;     /* TOKENS carries logprobs, with top_logprobs of the most likely */
     uint8_t top_logprobs; /* 0..DSN_MAX_TOP_LOGPROBS */
+    /* SUBMIT.fork_of / fork_len: positions [0, fork_len) are copied from that sequence's KV
+     * cache once it holds them on this node (dsn_stage_forks); until then fork_wait is set and
+     * stage 0 does not schedule it. */
+    uint64_t fork_of;
+    uint32_t fork_len;
+    int fork_wait;
+    dsg_grammar_t *grammar; /* SUBMIT.grammar compiled (NULL: none), and its matcher */
+    dsg_matcher_t *matcher;
     struct dsn_seq_spec *spec; /* speculative decoding's state (dsn_stage_spec.c); NULL: off */
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
@@ -116,6 +125,7 @@ typedef struct dsn_compute {
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
     dsn_seq_t *seq_buckets[DSN_SEQ_BUCKETS];
+    int n_fork_wait;     /* sequences with fork_wait set */
     dsi_list_t parked;   /* dsn_mb_t waiting for COMBINE replies */
     dsi_list_t free_mbs; /* dsn_mb_t to reuse */
     dsi_list_t deferred; /* dsn_task_t: ACTIVATIONs waiting for their sequences (dsn_stage.c) */
@@ -131,6 +141,10 @@ typedef struct dsn_compute {
     int32_t *serve_expert;
     float *serve_weight;
     int64_t serve_cap;
+    /* structured output (dsn_grammar.c): the token trie, made at the first request that has a
+     * grammar, from the model directory's tokenizer */
+    dsg_vocab_t *grammar_vocab;
+    int grammar_vocab_failed;
 } dsn_compute_t;
 
 /* dsn_worker.c */
@@ -157,6 +171,9 @@ void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const f
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_compute_t *c, const dsn_seq_t *seq);
 dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id);
+/* Forked sequences whose parent now holds their prefix here copy it (and may be scheduled);
+ * `leaving` (or NULL) is a sequence about to be freed: forks of it that cannot copy yet fail. */
+void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving);
 void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
@@ -194,6 +211,20 @@ void dsn_mb_resume(dsn_compute_t *c, dsn_mb_t *mb);
  * earlier chunk has not arrived), 0 when consumed. */
 int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t);
 
+/* dsn_grammar.c */
+/* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the
+ * tokens an earlier submission generated. 0, or -1 (logged) when it cannot. */
+int dsn_grammar_start(dsn_compute_t *c, dsn_seq_t *s, const dst_msg_submit_t *m);
+/* -inf on the logits of every token the grammar does not allow next (after the controls). */
+void dsn_grammar_mask(dsn_compute_t *c, dsn_seq_t *s, float *logits);
+/* The sampled token goes through the matcher: the finish reason it gives (STOP when nothing but
+ * the end can follow), else `finish`. A token the grammar refuses (nothing allowed could be drawn)
+ * sets *drop: it is not part of the output, which ends (STOP when the grammar is complete, else
+ * ERROR). */
+uint8_t dsn_grammar_accept(dsn_seq_t *s, int32_t token, uint8_t finish, int *drop);
+void dsn_grammar_free(dsn_seq_t *s);
+void dsn_grammar_cleanup(dsn_compute_t *c);
+
 /* dsn_stage_spec.c: speculative decoding on a node that is the plan's only stage (first and
  * last): the MTP module beside the engine, drafts at scheduling, verification when the
  * micro-batch leaves the layers. */
@@ -201,9 +232,13 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t);
  * and the checkpoint has the layer. */
 dsi_status_t dsn_stage_spec_load(dsn_compute_t *c);
 void dsn_stage_spec_release(dsn_compute_t *c);
-/* A new sequence's state (after its sampler is set up); -1 when out of memory. */
+/* A new sequence's state (after its sampler is set up; not for a sequence with a grammar: it
+ * decodes one token at a time); -1 when out of memory. */
 int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s);
 void dsn_stage_spec_seq_free(dsn_seq_t *s);
+/* Fork s copied its first fork_len positions from p: the module's cache of those positions too,
+ * when p has them; else s decodes one token at a time. */
+void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p);
 /* Whether the scheduler may start decodes now (one micro-batch of drafts in flight at a time). */
 int dsn_stage_spec_can_decode(const dsn_compute_t *c);
 /* The scheduler picked these sequences (take[i] tokens each; decodes take 1): draft the decodes'
