@@ -91,16 +91,16 @@ if command -v curl >/dev/null; then
   for f in tokenizer.json tokenizer_config.json; do cp "$FIXDIR/tiny-v3/$f" "$M/"; done
   for nodes in 1 2; do
     dsinfer serve --model "$M" --local-nodes $nodes --stages 1 --listen 127.0.0.1:0 --threads 1 \
-      --mem 1G --max-context 512 --speculative-tokens 2 2>"$TMP/serve.log" &
+      --mem 1G --max-context 512 --speculative-tokens 2 2>"$TMP/serve$nodes.log" &
     SPID=$!
-    if wait_for_line "$TMP/serve.log" "ready: http://" "$SPID"; then
-      URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve.log" | head -1 | sed 's/^ready: //')
+    if wait_for_line "$TMP/serve$nodes.log" "ready: http://" "$SPID"; then
+      URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve$nodes.log" | head -1 | sed 's/^ready: //')
       serve_chat "$URL" "$M" "$TMP" >/dev/null && ok || bad "serve, $nodes nodes: chat differs"
       # n choices: the forks share the module's cache of the prompt, and choice i samples as
       # a request with seed + i alone (serve_choices_check.py).
       python3 "$(dirname "$0")/serve_choices_check.py" cluster "$URL" "" "$M" 512 >"$TMP/choices.log" 2>&1 &&
         ok || { bad "serve, $nodes nodes: n choices"; grep FAIL "$TMP/choices.log"; }
-      grep -q "MTP layer loaded, 2 draft" "$TMP/serve.log" && ok || bad "serve, $nodes nodes: no MTP layer"
+      grep -q "MTP layer loaded, 2 draft" "$TMP/serve$nodes.log" && ok || bad "serve, $nodes nodes: no MTP layer"
       # /metrics: the nodes' figures come with their heartbeats (every 500 ms by default).
       good=0
       for _ in $(seq 40); do
@@ -133,7 +133,7 @@ PY
       done
       [ $good = 1 ] && ok || { bad "serve, $nodes nodes: /metrics"; grep dsinfer_spec "$TMP/metrics.txt"; }
     else
-      bad "serve, $nodes nodes: not ready"; cat "$TMP/serve.log"
+      bad "serve, $nodes nodes: not ready"; cat "$TMP/serve$nodes.log"
     fi
     kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null
   done
