@@ -12,8 +12,8 @@ int dsc_backend_spec_register(dsc_backend_t *b, dsc_metrics_t *m)
     static const char *const position[] = {"position"};
     dsc_metric_family_t *steps = dsc_metrics_counter(
         m, "dsinfer_spec_steps_total",
-        "Speculative decoding: verify steps (one forward of the last token and its drafts)", NULL,
-        0);
+        "Speculative decoding: verify steps of a sequence (its last token and drafts checked)",
+        NULL, 0);
     dsc_metric_family_t *tokens = dsc_metrics_counter(
         m, "dsinfer_spec_tokens_total", "Speculative decoding: tokens the verify steps emitted",
         NULL, 0);

@@ -36,6 +36,7 @@ struct dsn_node_spec {
     dsn_mtp_t *mtp;
     dsn_spec_t *spec;
     dsn_spec_stats_t reported; /* the stats as last handed to the queue */
+    uint64_t seq_steps, reported_seq_steps; /* verify steps of one sequence each */
     int k;
     int busy;         /* a micro-batch with drafts is in flight */
     int64_t start_ns; /* when it started */
@@ -273,7 +274,7 @@ static void report(dsn_compute_t *c)
 {
     struct dsn_node_spec *ns = c->spec;
     const dsn_spec_stats_t *now = dsn_spec_stats(ns->spec), *was = &ns->reported;
-    dst_msg_spec_t d = {now->steps - was->steps,
+    dst_msg_spec_t d = {ns->seq_steps - ns->reported_seq_steps,
                         now->emitted - was->emitted,
                         (uint64_t)(now->draft_ns - was->draft_ns),
                         (uint64_t)(now->verify_ns - was->verify_ns),
@@ -285,6 +286,7 @@ static void report(dsn_compute_t *c)
         d.accepted[i] = (uint32_t)(now->accepted[i] - was->accepted[i]);
     }
     ns->reported = *now;
+    ns->reported_seq_steps = ns->seq_steps;
     dsn_queue_spec_add(c->queue, &d);
 }
 
@@ -400,8 +402,10 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
         st = dsn_spec_judge(ns->spec, ns->seqs, n_dec, ns->drafts, B, ns->logits, ns->hidden,
                             ns->out, ns->n_out, raw_rows ? ns->out_logits : NULL);
     }
-    if (st == DSI_OK)
+    if (st == DSI_OK) {
+        ns->seq_steps += (uint64_t)n_dec;
         report(c);
+    }
     for (int i = 0; i < n_dec; i++) {
         dsn_seq_t *s = ns->owner[i];
         if (st != DSI_OK) {

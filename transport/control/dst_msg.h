@@ -192,7 +192,7 @@ typedef struct {
 
 /* Speculative decoding on a node since its previous HEARTBEAT (docs/SPECULATIVE.md). */
 typedef struct {
-    uint64_t steps;     /* verify steps */
+    uint64_t steps;     /* verify steps, one per sequence (verified together or not) */
     uint64_t emitted;   /* tokens they emitted */
     uint64_t draft_ns;  /* wall time drafting with the MTP layer */
     uint64_t verify_ns; /* wall time of verify steps, from their drafts to their tokens */
