@@ -14,9 +14,9 @@ int dsc_backend_spec_register(dsc_backend_t *b, dsc_metrics_t *m)
         m, "dsinfer_spec_steps_total",
         "Speculative decoding: verify steps of a sequence (its last token and drafts checked)",
         NULL, 0);
-    dsc_metric_family_t *tokens = dsc_metrics_counter(
-        m, "dsinfer_spec_tokens_total", "Speculative decoding: tokens the verify steps emitted",
-        NULL, 0);
+    dsc_metric_family_t *tokens =
+        dsc_metrics_counter(m, "dsinfer_spec_tokens_total",
+                            "Speculative decoding: tokens the verify steps emitted", NULL, 0);
     dsc_metric_family_t *draft_s = dsc_metrics_counter(
         m, "dsinfer_spec_draft_seconds_total",
         "Speculative decoding: wall time the nodes spent drafting with the MTP layer", NULL, 0);
@@ -29,12 +29,10 @@ int dsc_backend_spec_register(dsc_backend_t *b, dsc_metrics_t *m)
         "Speculative decoding: mean tokens emitted per verify step (0: no step yet)", NULL, 0);
     b->spec_drafts = dsc_metrics_counter(
         m, "dsinfer_spec_drafts_total",
-        "Speculative decoding: drafts verified at each draft position (0: the first)", position,
-        1);
+        "Speculative decoding: drafts verified at each draft position (0: the first)", position, 1);
     b->spec_accepted = dsc_metrics_counter(
         m, "dsinfer_spec_accepted_total",
-        "Speculative decoding: drafts accepted at each draft position (0: the first)", position,
-        1);
+        "Speculative decoding: drafts accepted at each draft position (0: the first)", position, 1);
     b->spec_acceptance = dsc_metrics_gauge(
         m, "dsinfer_spec_acceptance",
         "Speculative decoding: share of the drafts at each position that were accepted", position,

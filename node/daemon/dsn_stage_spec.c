@@ -35,7 +35,7 @@ struct dsn_node_spec {
     dsn_mtp_weights_t *w;
     dsn_mtp_t *mtp;
     dsn_spec_t *spec;
-    dsn_spec_stats_t reported; /* the stats as last handed to the queue */
+    dsn_spec_stats_t reported;              /* the stats as last handed to the queue */
     uint64_t seq_steps, reported_seq_steps; /* verify steps of one sequence each */
     int k;
     int busy;         /* a micro-batch with drafts is in flight */
@@ -49,9 +49,9 @@ struct dsn_node_spec {
     int *n_out;            /* [cap_seqs] */
     int32_t *tokens;       /* [cap_seqs * (K + 1)] */
     int64_t cap_rows;
-    int64_t *rows;  /* [cap_rows] */
-    float *hidden;  /* [cap_rows, H] */
-    float *logits;  /* [cap_rows, V] */
+    int64_t *rows; /* [cap_rows] */
+    float *hidden; /* [cap_rows, H] */
+    float *logits; /* [cap_rows, V] */
     int64_t cap_out;
     float *out_logits; /* [cap_out, V] for logprobs */
 };
@@ -116,7 +116,8 @@ int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)
     if (c->spec == NULL)
         return 0;
     struct dsn_seq_spec *x = calloc(1, sizeof(*x));
-    if (x == NULL || dsn_mtp_kvcache_create(c->spec->mtp, s->kv->max_tokens, &x->mtp_kv) != DSI_OK) {
+    if (x == NULL ||
+        dsn_mtp_kvcache_create(c->spec->mtp, s->kv->max_tokens, &x->mtp_kv) != DSI_OK) {
         free(x);
         return -1;
     }
@@ -291,8 +292,8 @@ static void report(dsn_compute_t *c)
 }
 
 /* hidden[i] = model.norm(h[rows[i]]) and logits[i] = lm_head of it, for n rows. */
-static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_t n,
-                   float *hidden, float *logits)
+static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_t n, float *hidden,
+                   float *logits)
 {
     const dsn_config_t *cfg = &c->weights->cfg;
     int64_t H = cfg->hidden_size;
@@ -310,8 +311,8 @@ static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_
 
 /* A prefill chunk of s (n rows from row t0 of the micro-batch, at position pos) to the module;
  * at the prompt's end, the first token. */
-static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0,
-                           int64_t pos, int n)
+static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0, int64_t pos,
+                           int n)
 {
     struct dsn_node_spec *ns = c->spec;
     int64_t V = c->weights->cfg.vocab_size;
@@ -329,8 +330,7 @@ static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t
     for (int i = 0; i < n; i++)
         ops->rmsnorm(mb->h + (t0 + i) * H, c->weights->final_norm, H, cfg->rms_norm_eps,
                      ns->hidden + i * H);
-    if (dsn_spec_prefilled(ns->spec, &s->spec->q, pos, mb->tokens + t0, n, ns->hidden) !=
-        DSI_OK) {
+    if (dsn_spec_prefilled(ns->spec, &s->spec->q, pos, mb->tokens + t0, n, ns->hidden) != DSI_OK) {
         seq_failed(c, s);
         return;
     }
