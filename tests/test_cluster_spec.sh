@@ -4,7 +4,8 @@
 # (pN.gen.tokens), on one node and on two nodes of one stage (remote experts); seeded sampling
 # through nodes gives the tokens of speculation in one process (the same decisions, the same
 # random stream); a chat request through `dsinfer serve`'s API answers as `dsinfer run`, n
-# choices sample as requests of their own (forks copy the module's cache too); a plan
+# choices sample as requests of their own (forks copy the module's cache too), structured output
+# follows its grammar; a plan
 # of two stages decodes as before; a checkpoint without the layer runs with the setting as
 # without it. Random weights: nearly every draft is rejected, so every step rolls the caches
 # back and the next one reuses them.
@@ -100,6 +101,11 @@ if command -v curl >/dev/null; then
       # a request with seed + i alone (serve_choices_check.py).
       python3 "$(dirname "$0")/serve_choices_check.py" cluster "$URL" "" "$M" 512 >"$TMP/choices.log" 2>&1 &&
         ok || { bad "serve, $nodes nodes: n choices"; grep FAIL "$TMP/choices.log"; }
+      # Structured output: such a request decodes one token at a time beside the others.
+      if [ $nodes = 1 ] && python3 -c 'import jsonschema' 2>/dev/null; then
+        python3 "$(dirname "$0")/serve_grammar_check.py" "$URL" quick >"$TMP/grammar.log" 2>&1 &&
+          ok || { bad "serve: structured output"; cat "$TMP/grammar.log"; }
+      fi
       grep -q "MTP layer loaded, 2 draft" "$TMP/serve$nodes.log" && ok || bad "serve, $nodes nodes: no MTP layer"
       # /metrics: the nodes' figures come with their heartbeats (every 500 ms by default).
       good=0
