@@ -155,6 +155,8 @@ typedef struct {
     dsk_level_t level;
     dsk_act_t act;   /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
                         that have it) */
+    int a8_n_max[DSK_DTYPE_COUNT]; /* matmul[d] takes int8 activations for n <= a8_n_max[d]
+                                      tokens (0: never); see dsk_act_t */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
     uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);

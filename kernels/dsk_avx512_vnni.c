@@ -45,7 +45,41 @@ static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
 
 #include "dsk_act8_tmpl.h"
 
+/*
+ * Rows in vector lanes (dsk_avx512_vnni_q4.c) for int4 at 1..DSK_Q4V_N_MAX tokens and I8 from
+ * Q4V_I8_MIN tokens (below, the per-row tile above streams the rows with less work per byte);
+ * more tokens go to the f32 GEMM.
+ */
+#define Q4V_I8_MIN 5
+static void matmul_lanes_i8(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                            int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n < Q4V_I8_MIN)
+        matmul_a8_i8(w, r0, r1, x, ldx, n, y, ldy);
+    else if (n > DSK_Q4V_N_MAX)
+        dsk_avx512_matmul_f32act(DSK_DTYPE_I8, w, r0, r1, x, ldx, n, y, ldy);
+    else
+        dsk_vnni_lanes_matmul(w, r0, r1, x, ldx, n, y, ldy);
+}
+
+#define DEF_Q4V(DT, NAME)                                                                       \
+    static void matmul_q4v_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                  int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
+    {                                                                                            \
+        if (n > DSK_Q4V_N_MAX)                                                                   \
+            dsk_avx512_matmul_f32act(DT, w, r0, r1, x, ldx, n, y, ldy);                          \
+        else                                                                                     \
+            dsk_vnni_lanes_matmul(w, r0, r1, x, ldx, n, y, ldy);                                 \
+    }
+DEF_Q4V(DSK_DTYPE_I4_G32, a)
+DEF_Q4V(DSK_DTYPE_I4_G128, b)
+
 void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops)
 {
     a8_fill(ops);
+    ops->matmul[DSK_DTYPE_I8] = matmul_lanes_i8;
+    ops->matmul[DSK_DTYPE_I4_G32] = matmul_q4v_a;
+    ops->matmul[DSK_DTYPE_I4_G128] = matmul_q4v_b;
+    for (int d = DSK_DTYPE_I8; d <= DSK_DTYPE_I4_G128; d++)
+        ops->a8_n_max[d] = DSK_Q4V_N_MAX;
 }

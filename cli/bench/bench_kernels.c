@@ -364,7 +364,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
             double t = bench_median(secs[l], reps);
             char name[32];
             snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
-            add_entry(b, name, ops->level, rows, cols, n, is_q && ops->act == DSK_ACT_I8 && n <= 4,
+            add_entry(b, name, ops->level, rows, cols, n, is_q && n <= ops->a8_n_max[dt],
                       (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
                       bench_median(paired[l], reps));
             if (!b->json)
