@@ -94,6 +94,8 @@ typedef enum {
     DSK_ACT_I8,
 } dsk_act_t;
 
+#define DSK_A8_N_ANY 0x7fffffff /* dsk_ops_t.a8_n_max: int8 activations at every n */
+
 /* How a router scores experts (config.json scoring_func). */
 typedef enum {
     DSK_SCORE_SIGMOID = 0, /* V3: s = sigmoid(logit) per expert */
@@ -156,7 +158,8 @@ typedef struct {
     dsk_act_t act;   /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
                         that have it) */
     int a8_n_max[DSK_DTYPE_COUNT]; /* matmul[d] takes int8 activations for n <= a8_n_max[d]
-                                      tokens (0: never); see dsk_act_t */
+                                      tokens (0: never, DSK_A8_N_ANY: every n); see dsk_act_t */
+    int amx; /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
     uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);
@@ -174,6 +177,13 @@ dsk_level_t dsk_level_detect(void);
  * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
  */
 dsk_level_t dsk_level_cpu(void);
+/*
+ * Whether AMX int8 tiles can run here: CPUID reports AMX-TILE and AMX-INT8, the OS enables the
+ * tile state (XCR0) and the Linux kernel grants this process the tile data
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM)); asks the kernel once per call. dsk_ops_init_act takes the AMX
+ * slots at level avx512vnni with int8 activations where this is true.
+ */
+int dsk_amx_available(void);
 /* Whether this CPU runs `level`: every level up to dsk_level_cpu(), avx512bf16 if it has it. */
 int dsk_level_supported(dsk_level_t level);
 const char *dsk_level_name(dsk_level_t level);

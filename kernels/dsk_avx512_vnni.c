@@ -74,6 +74,17 @@ static void matmul_lanes_i8(const dsk_matrix_t *w, int64_t r0, int64_t r1, const
 DEF_Q4V(DSK_DTYPE_I4_G32, a)
 DEF_Q4V(DSK_DTYPE_I4_G128, b)
 
+void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (w->dtype == DSK_DTYPE_I8)
+        matmul_lanes_i8(w, r0, r1, x, ldx, n, y, ldy);
+    else if (w->dtype == DSK_DTYPE_I4_G32)
+        matmul_q4v_a(w, r0, r1, x, ldx, n, y, ldy);
+    else
+        matmul_q4v_b(w, r0, r1, x, ldx, n, y, ldy);
+}
+
 void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops)
 {
     a8_fill(ops);

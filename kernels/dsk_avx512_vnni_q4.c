@@ -21,6 +21,7 @@
  * x is quantized by dsk_avx2_act8_quantize (the reference's bits).
  */
 #include "dsk_impl.h"
+#include "dsk_lanes.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -39,42 +40,9 @@ typedef struct {
 
 /* 16 rows of one column chunk: the transposed nibble dwords, then the scales by group. */
 typedef struct {
-    _Alignas(64) uint32_t w[Q4V_STEPS][4][Q4V_ROWS];
+    _Alignas(64) uint32_t w[Q4V_STEPS][4][DSK_LANES];
     _Alignas(64) float s[Q4V_STEPS][Q4V_ROWS];
 } q4v_panel_t;
-
-/*
- * One 16-byte step of the panel: the bytes rows[i] + off of the 16 rows, dword m of row i to
- * dst[m][i] (a 16 x 4 dword transpose: two rounds of vpermt2d). flip: XOR every byte with 0x80
- * (I8: q + 128, the unsigned operand).
- */
-DSK_INLINE void q4v_pack_step(const uint8_t *const *rows, int64_t off, __m512i flip,
-                              uint32_t dst[4][Q4V_ROWS])
-{
-    /* round 1: dwords m in {0, 1} (lo) or {2, 3} (hi) of rows 0..7 from rows 0..3 and 4..7 */
-    const __m512i i1lo = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
-    const __m512i i1hi = _mm512_add_epi32(i1lo, _mm512_set1_epi32(2));
-    /* round 2: dword m (first index set) or m + 1 of rows 0..15 */
-    const __m512i i2a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    const __m512i i2b = _mm512_add_epi32(i2a, _mm512_set1_epi32(8));
-    __m512i z[4];
-    for (int q = 0; q < 4; q++) {
-        const uint8_t *const *r = rows + 4 * q;
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(r[0] + off)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[1] + off)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[2] + off)), 2);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[3] + off)), 3);
-        z[q] = _mm512_xor_si512(v, flip);
-    }
-    const __m512i ab_lo = _mm512_permutex2var_epi32(z[0], i1lo, z[1]);
-    const __m512i ab_hi = _mm512_permutex2var_epi32(z[0], i1hi, z[1]);
-    const __m512i cd_lo = _mm512_permutex2var_epi32(z[2], i1lo, z[3]);
-    const __m512i cd_hi = _mm512_permutex2var_epi32(z[2], i1hi, z[3]);
-    _mm512_store_si512(dst[0], _mm512_permutex2var_epi32(ab_lo, i2a, cd_lo));
-    _mm512_store_si512(dst[1], _mm512_permutex2var_epi32(ab_lo, i2b, cd_lo));
-    _mm512_store_si512(dst[2], _mm512_permutex2var_epi32(ab_hi, i2a, cd_hi));
-    _mm512_store_si512(dst[3], _mm512_permutex2var_epi32(ab_hi, i2b, cd_hi));
-}
 
 /*
  * The panel of rows[0..16) (pointers to each row's data at the chunk start; rows past the matrix
@@ -85,7 +53,7 @@ static void q4v_pack(const uint8_t *const *rows, const float *const *ws, int64_t
 {
     const __m512i f = _mm512_set1_epi8(flip ? (char)0x80 : 0);
     for (int64_t s = 0; s < steps; s++)
-        q4v_pack_step(rows, 16 * s, f, p->w[s]);
+        dsk_lanes_step(rows, 16 * s, f, p->w[s]);
     for (int64_t g = 0; g < ng; g++)
         for (int i = 0; i < Q4V_ROWS; i++)
             p->s[g][i] = ws[i][g];
@@ -230,7 +198,7 @@ void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
                     memcpy(tail[i], rows[i] + 16 * whole, (size_t)(kc - 16 * whole));
                     trows[i] = tail[i];
                 }
-                q4v_pack_step(trows, 0, _mm512_set1_epi8((char)0x80), panel.w[whole]);
+                dsk_lanes_step(trows, 0, _mm512_set1_epi8((char)0x80), panel.w[whole]);
             }
             q4v_tokens(dt, &panel, &xq, n, steps, ng, (__mmask16)((1u << nr) - 1), y + (r - r0),
                        ldy, k0 > 0);
