@@ -416,11 +416,12 @@ static void print_results(const bench_t *b)
                    "\"gbs\": %.2f, "
                    "\"efficiency\": %.3f, \"paired_efficiency\": %.3f, \"roofline_gbs\": %.2f, "
                    "\"roofline_efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
-                   "\"fma_fraction\": %.3f}",
+                   "\"fma_fraction\": %.3f, \"int8_math\": %s}",
                    i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
                    e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
-                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
+                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0,
+                   e->int8_math ? "true" : "false");
         }
         printf("\n]}\n");
         return;
