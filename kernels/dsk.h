@@ -155,11 +155,11 @@ typedef struct {
      */
     void (*row_f32[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r, float *out);
     dsk_level_t level;
-    dsk_act_t act;   /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
-                        that have it) */
+    dsk_act_t act; /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
+                      that have it) */
     int a8_n_max[DSK_DTYPE_COUNT]; /* matmul[d] takes int8 activations for n <= a8_n_max[d]
                                       tokens (0: never, DSK_A8_N_ANY: every n); see dsk_act_t */
-    int amx; /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
+    int amx;         /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
     uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);

@@ -133,17 +133,17 @@ static void amx_block(const amx_panel_t *p, const amx_x_t *xq, int64_t t0, int64
         _tile_stored(0, c, 64);
         const __m512 wsv = _mm512_load_ps(p->s[g]);
         for (int t = 0; t < AMX_T; t++)
-            tot[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[t])),
-                                     _mm512_mul_ps(wsv, _mm512_set1_ps(xq->scale[t0 + t][g])),
-                                     tot[t]);
+            tot[t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[t])),
+                                _mm512_mul_ps(wsv, _mm512_set1_ps(xq->scale[t0 + t][g])), tot[t]);
     }
     _tile_release();
     for (int t = 0; t < nt; t++)
         _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, tot[t]);
 }
 
-void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
 {
     if (n <= 0 || r1 <= r0 || w->cols == 0)
         return;
@@ -186,8 +186,8 @@ void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
                 amx_pack(dt, rows, ws, kc, ng, &panel);
                 for (int64_t t0 = 0; t0 < nb; t0 += AMX_T)
                     amx_block(&panel, &xq, t0, nb - t0 < AMX_T ? nb - t0 : AMX_T, kb, kpg, ksteps,
-                              ng, (__mmask16)((1u << nr) - 1), y + n0 * ldy + (r - r0),
-                              ldy, k0 > 0);
+                              ng, (__mmask16)((1u << nr) - 1), y + n0 * ldy + (r - r0), ldy,
+                              k0 > 0);
             }
         }
     }

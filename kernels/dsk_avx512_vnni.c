@@ -55,24 +55,23 @@ static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
  */
 #define Q4V_I4_MIN 2
 #define Q4V_I8_MIN 5
-#define DEF_LANES(DT, NAME, MIN)                                                                 \
-    static void matmul_lanes_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1,              \
-                                    const float *x, int64_t ldx, int64_t n, float *y,            \
-                                    int64_t ldy)                                                 \
-    {                                                                                            \
-        if (n < (MIN))                                                                           \
-            matmul_a8_##NAME(w, r0, r1, x, ldx, n, y, ldy);                                      \
-        else if (n > DSK_Q4V_N_MAX)                                                              \
-            dsk_avx512_matmul_f32act(DT, w, r0, r1, x, ldx, n, y, ldy);                          \
-        else                                                                                     \
-            dsk_vnni_lanes_matmul(w, r0, r1, x, ldx, n, y, ldy);                                 \
+#define DEF_LANES(DT, NAME, MIN)                                                                   \
+    static void matmul_lanes_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                    int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
+    {                                                                                              \
+        if (n < (MIN))                                                                             \
+            matmul_a8_##NAME(w, r0, r1, x, ldx, n, y, ldy);                                        \
+        else if (n > DSK_Q4V_N_MAX)                                                                \
+            dsk_avx512_matmul_f32act(DT, w, r0, r1, x, ldx, n, y, ldy);                            \
+        else                                                                                       \
+            dsk_vnni_lanes_matmul(w, r0, r1, x, ldx, n, y, ldy);                                   \
     }
 DEF_LANES(DSK_DTYPE_I8, i8, Q4V_I8_MIN)
 DEF_LANES(DSK_DTYPE_I4_G32, i4a, Q4V_I4_MIN)
 DEF_LANES(DSK_DTYPE_I4_G128, i4b, Q4V_I4_MIN)
 
-void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
 {
     if (w->dtype == DSK_DTYPE_I8)
         matmul_lanes_i8(w, r0, r1, x, ldx, n, y, ldy);

@@ -34,7 +34,7 @@
 /* The quantized x of up to DSK_Q4V_N_MAX tokens over one chunk of columns. */
 typedef struct {
     _Alignas(64) int8_t q[DSK_Q4V_N_MAX][DSK_Q4V_KC];
-    float scale[DSK_Q4V_N_MAX][Q4V_STEPS]; /* per group (at most one per 32 inputs) */
+    float scale[DSK_Q4V_N_MAX][Q4V_STEPS];  /* per group (at most one per 32 inputs) */
     int32_t corr[DSK_Q4V_N_MAX][Q4V_STEPS]; /* -bias * sum of the group's q */
 } q4v_x_t;
 
@@ -109,23 +109,23 @@ DSK_INLINE void q4v_block(const q4v_panel_t *p, const q4v_x_t *xq, int64_t t0, c
         }
         const __m512 wsv = _mm512_load_ps(p->s[g]);
         for (int t = 0; t < T; t++)
-            tot[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]),
-                                     _mm512_mul_ps(wsv, _mm512_set1_ps(xq->scale[t0 + t][g])),
-                                     tot[t]);
+            tot[t] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]),
+                                _mm512_mul_ps(wsv, _mm512_set1_ps(xq->scale[t0 + t][g])), tot[t]);
     }
     for (int t = 0; t < T; t++)
         _mm512_mask_storeu_ps(y + (t0 + t) * ldy, mask, tot[t]);
 }
 
 /* The dtype's constants: I8 (16 inputs a step, groups of 8 steps) or int4 (32, 1 or 4 steps). */
-#define Q4V_BLOCK(T_)                                                                      \
-    do {                                                                                   \
-        if (dt == DSK_DTYPE_I8)                                                            \
-            q4v_block(p, xq, t0, T_, 1, 8, steps, ng, mask, y, ldy, accumulate);           \
-        else if (dt == DSK_DTYPE_I4_G32)                                                   \
-            q4v_block(p, xq, t0, T_, 0, 1, steps, ng, mask, y, ldy, accumulate);           \
-        else                                                                               \
-            q4v_block(p, xq, t0, T_, 0, 4, steps, ng, mask, y, ldy, accumulate);           \
+#define Q4V_BLOCK(T_)                                                            \
+    do {                                                                         \
+        if (dt == DSK_DTYPE_I8)                                                  \
+            q4v_block(p, xq, t0, T_, 1, 8, steps, ng, mask, y, ldy, accumulate); \
+        else if (dt == DSK_DTYPE_I4_G32)                                         \
+            q4v_block(p, xq, t0, T_, 0, 1, steps, ng, mask, y, ldy, accumulate); \
+        else                                                                     \
+            q4v_block(p, xq, t0, T_, 0, 4, steps, ng, mask, y, ldy, accumulate); \
     } while (0)
 
 /* All n tokens, in blocks of up to Q4V_T, over one packed panel. */
@@ -200,7 +200,8 @@ void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
              * the flip; x is 0 there too).
              */
             const int64_t whole = i8 && kc % 16 != 0 ? steps - 1 : steps;
-            const int64_t next_rows = r1 - (r + Q4V_ROWS) < Q4V_ROWS ? r1 - (r + Q4V_ROWS) : Q4V_ROWS;
+            const int64_t next_rows =
+                r1 - (r + Q4V_ROWS) < Q4V_ROWS ? r1 - (r + Q4V_ROWS) : Q4V_ROWS;
             q4v_pack(rows, ws, whole, ng, i8,
                      next_rows > 0 ? rows[0] + Q4V_ROWS * row_bytes : rows[0], next_rows, row_bytes,
                      &panel);

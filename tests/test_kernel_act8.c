@@ -453,11 +453,26 @@ int main(int argc, char **argv)
     test_quantizer();
     test_quantizer_simd();
 
-    static const int64_t shapes[][2] = {{1, 1},     {3, 7},     {37, 300},  {5, 33},   {9, 48},
-                                        {130, 257}, {17, 128},  {11, 1000}, {7, 129},  {2, 16},
-                                        {6, 8200},  {3, 16500}, {13, 160},  {50, 2000},
+    static const int64_t shapes[][2] = {{1, 1},
+                                        {3, 7},
+                                        {37, 300},
+                                        {5, 33},
+                                        {9, 48},
+                                        {130, 257},
+                                        {17, 128},
+                                        {11, 1000},
+                                        {7, 129},
+                                        {2, 16},
+                                        {6, 8200},
+                                        {3, 16500},
+                                        {13, 160},
+                                        {50, 2000},
                                         /* the 16-row, 1024-column tiles of the int4 VNNI path */
-                                        {16, 1024}, {15, 1056}, {17, 2080}, {33, 96}, {31, 1025}};
+                                        {16, 1024},
+                                        {15, 1056},
+                                        {17, 2080},
+                                        {33, 96},
+                                        {31, 1025}};
     for (size_t d = 0; d < sizeof(qtypes) / sizeof(qtypes[0]); d++) {
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             const int64_t rows = shapes[s][0];

@@ -49,8 +49,8 @@ void dsk_avx2_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, flo
 void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                            int64_t ldx, int64_t n, float *y, int64_t ldy);
 /* The avx512vnni level's int8-activation matmul slot of w->dtype (I8, I4_G32, I4_G128), any n. */
-void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy);
+void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
 
 /*
  * AMX (dsk_amx.c; untested on hardware here): the int8-activation product of I8 / I4_G32 /
@@ -61,8 +61,8 @@ void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
 #define DSK_AMX_N_MIN   16
 #define DSK_AMX_N_BLOCK 64
 #define DSK_AMX_KC      1024
-void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy);
+void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
 void dsk_ops_fill_amx(dsk_ops_t *ops);
 
 /*

@@ -17,11 +17,12 @@
  * dst[m][i] (a 16 x 4 dword transpose: two rounds of vpermt2d). flip: XOR every byte with 0x80
  * (I8: q + 128, the unsigned operand).
  */
-static inline __attribute__((always_inline)) void dsk_lanes_step(const uint8_t *const *rows, int64_t off, __m512i flip,
-                              uint32_t dst[4][DSK_LANES])
+static inline __attribute__((always_inline)) void
+dsk_lanes_step(const uint8_t *const *rows, int64_t off, __m512i flip, uint32_t dst[4][DSK_LANES])
 {
     /* round 1: dwords m in {0, 1} (lo) or {2, 3} (hi) of rows 0..7 from rows 0..3 and 4..7 */
-    const __m512i i1lo = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    const __m512i i1lo =
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
     const __m512i i1hi = _mm512_add_epi32(i1lo, _mm512_set1_epi32(2));
     /* round 2: dword m (first index set) or m + 1 of rows 0..15 */
     const __m512i i2a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
