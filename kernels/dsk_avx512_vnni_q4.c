@@ -29,19 +29,20 @@
 #define Q4V_ROWS   16
 #define Q4V_T      8 /* tokens per register block: 2 x 8 accumulators + weights in 32 registers */
 #define Q4V_STEPS  (DSK_Q4V_KC / 16) /* 16-byte steps per chunk: 32 int4 or 16 int8 inputs */
+#define Q4V_GROUPS (DSK_Q4V_KC / 32) /* groups per chunk, at the smallest group */
 #define DSK_INLINE static inline __attribute__((always_inline))
 
 /* The quantized x of up to DSK_Q4V_N_MAX tokens over one chunk of columns. */
 typedef struct {
     _Alignas(64) int8_t q[DSK_Q4V_N_MAX][DSK_Q4V_KC];
-    float scale[DSK_Q4V_N_MAX][Q4V_STEPS];  /* per group (at most one per 32 inputs) */
-    int32_t corr[DSK_Q4V_N_MAX][Q4V_STEPS]; /* -bias * sum of the group's q */
+    float scale[DSK_Q4V_N_MAX][Q4V_GROUPS];  /* per group */
+    int32_t corr[DSK_Q4V_N_MAX][Q4V_GROUPS]; /* -bias * sum of the group's q */
 } q4v_x_t;
 
 /* 16 rows of one column chunk: the transposed nibble dwords, then the scales by group. */
 typedef struct {
     _Alignas(64) uint32_t w[Q4V_STEPS][4][DSK_LANES];
-    _Alignas(64) float s[Q4V_STEPS][Q4V_ROWS];
+    _Alignas(64) float s[Q4V_GROUPS][Q4V_ROWS];
 } q4v_panel_t;
 
 /*
@@ -173,7 +174,7 @@ void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
     const int64_t bias = i8 ? 128 : 8;
     q4v_x_t xq;
     q4v_panel_t panel;
-    int32_t sum[Q4V_STEPS];
+    int32_t sum[Q4V_GROUPS];
     for (int64_t k0 = 0; k0 < K; k0 += DSK_Q4V_KC) {
         const int64_t kc = K - k0 < DSK_Q4V_KC ? K - k0 : DSK_Q4V_KC;
         const int64_t in_step = i8 ? 16 : 32, steps = (kc + in_step - 1) / in_step;
