@@ -211,3 +211,38 @@ void dsk_ops_fill_amx(dsk_ops_t *ops)
     }
     ops->amx = 1;
 }
+
+/*
+ * The AMX product of one small int8 matrix (48 x 1100: a partial row block, a partial column
+ * block) at 16 and 21 tokens against the avx512vnni product of the same int8 activations: the
+ * integer sums are exact on both, so the results agree to rounding. Run once before the AMX slots
+ * are used, so that a machine where the tile path misbehaves keeps the avx512vnni kernels.
+ */
+int dsk_amx_selftest(void)
+{
+    enum { R = 48, K = 1100, N = 21, SC = (K + 127) / 128 };
+    static int8_t q[R * K];
+    static float sc[R * SC], x[N * K], y_amx[N * R], y_ref[N * R];
+    uint32_t s = 12345u;
+    for (int i = 0; i < R * K; i++) {
+        s = s * 1664525u + 1013904223u;
+        q[i] = (int8_t)((int)(s >> 24) % 255 - 127);
+    }
+    for (int i = 0; i < R * SC; i++)
+        sc[i] = 1.0f / (float)(50 + i % 37);
+    for (int i = 0; i < N * K; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)((int)(s >> 16) % 2001 - 1000) / 1000.0f;
+    }
+    const dsk_matrix_t w = {DSK_DTYPE_I8, R, K, q, sc};
+    for (int n = 16; n <= N; n += N - 16) {
+        dsk_amx_int8_matmul(&w, 0, R, x, K, n, y_amx, R);
+        dsk_vnni_int_matmul(&w, 0, R, x, K, n, y_ref, R);
+        for (int i = 0; i < n * R; i++) {
+            const float d = y_amx[i] - y_ref[i], m = y_ref[i] < 0 ? -y_ref[i] : y_ref[i];
+            if (!(d <= 1e-3f * (m + 1.0f) && -d <= 1e-3f * (m + 1.0f)))
+                return 0;
+        }
+    }
+    return 1;
+}

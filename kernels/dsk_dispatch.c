@@ -1,4 +1,6 @@
 #include <stdlib.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -66,6 +68,23 @@ int dsk_amx_available(void)
 #else
     return 0;
 #endif
+}
+
+/* AMX where the CPU and the kernel allow it and the tile path passes its self-test (once per
+ * process; a failure is said on stderr and the avx512vnni kernels stay). */
+static int amx_usable(void)
+{
+    static _Atomic int usable = -1; /* threads may race to the first check: each gets the same */
+    int u = atomic_load(&usable);
+    if (u < 0) {
+        const int available = dsk_amx_available();
+        u = available && dsk_amx_selftest();
+        if (!u && available)
+            fprintf(stderr, "dsinfer: the AMX kernels disagree with the avx512vnni ones on this "
+                            "CPU: AMX is not used\n");
+        atomic_store(&usable, u);
+    }
+    return u;
 }
 
 dsk_level_t dsk_level_cpu(void)
@@ -176,7 +195,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     } else if (act == DSK_ACT_I8 && vnni) {
         dsk_ops_fill_avx512_vnni(ops);
         ops->act = DSK_ACT_I8;
-        if (dsk_amx_available())
+        if (amx_usable())
             dsk_ops_fill_amx(ops);
     }
 }

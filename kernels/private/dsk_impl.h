@@ -64,6 +64,8 @@ void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
 void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                          int64_t n, float *y, int64_t ldy);
 void dsk_ops_fill_amx(dsk_ops_t *ops);
+/* 1 when the AMX product agrees with the avx512vnni one on a small matrix (dsk_amx.c). */
+int dsk_amx_selftest(void);
 
 /*
  * Decode tiles stream R rows side by side. The hardware prefetchers follow streams within a 4 KiB
