@@ -32,6 +32,8 @@ int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long 
  * choice is printed on stderr prefixed by `who`. 0, or 1 when the memory cannot be read.
  */
 int cli_node_mem(const dsi_settings_t *s, int share, const char *who, uint64_t *out);
+/* --kv-dtype into *out (bf16 when unset). 0 or 2 (printed). */
+int cli_kv_dtype(const dsi_settings_t *s, dsn_kv_dtype_t *out);
 /* --threads of one of `share` nodes on this machine: the value given, else the CPUs / share. */
 int cli_node_threads(const dsi_settings_t *s, int share);
 /*
@@ -43,7 +45,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
     char threads[24], mem[32], numa[16], context[24], batch[24];
-    const char *argv[16]; /* NULL-terminated: "--threads", threads, ... */
+    const char *argv[20]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */
 int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, cli_node_args_t *a);

@@ -57,6 +57,9 @@
     X(WEIGHT_FORMAT, "weight-format", ENUM, "auto", 0, 0, "auto|fp8|bf16|int8|int4|int4-g128", \
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "re-quantize the projections at load (auto: as stored)") \
+    X(KV_DTYPE, "kv-dtype", ENUM, "bf16", 0, 0, "bf16|f32|fp8", DSI_P_NODES | DSI_P_PLAN, 0, \
+      "storage of the latent KV cache: bf16 (half of f32), f32 (exact), fp8 (e4m3 with one f32 " \
+      "scale per token row, about a quarter of f32)") \
     X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", DSI_P_NODES, 0, \
       "tokens per micro-batch at stage 0 (long prompts are chunked)") \
     X(STAGES, "stages", INT, "auto", 1, 256, "S", \

@@ -24,6 +24,7 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->max_batch_tokens = 256;
     opts->max_context = 16384;
     opts->numa_node = -1;
+    opts->kv_dtype = DSN_KV_BF16;
     opts->coordinator_wait_ms = DSN_COORDINATOR_WAIT_MS;
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dsi_status.h"
+#include "dsn_kvpool.h"
 #include "dsn_weights.h"
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;
     dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
+    dsn_kv_dtype_t kv_dtype;           /* storage of the latent KV cache (default bf16) */
     int numa_node; /* >= 0: bind threads and memory to this NUMA node (dsn_numa.h); -1: no */
     /* A node that loses its coordinator keeps its slice and connects again for this long, so a
      * restarted coordinator finds it serving; 0: stop at once. */

@@ -113,6 +113,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     if (st != DSI_OK)
         return st;
     st = dsn_engine_create(c->weights, dsk_level_detect(), c->opts->threads, &c->engine);
+    if (st == DSI_OK)
+        st = dsn_engine_set_kv(c->engine, c->opts->kv_dtype, 0);
     if (st != DSI_OK)
         return st;
     st = load_counts_create(c, p);
