@@ -22,7 +22,7 @@ int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long 
     long long model_ctx = cfg->max_position_embeddings > 2 ? cfg->max_position_embeddings : 2;
     long long v = dsi_settings_int(s, DSI_S_MAX_CONTEXT);
     if (v == 0) {
-        *out = model_ctx < CLI_CONTEXT_CAP ? model_ctx : CLI_CONTEXT_CAP;
+        *out = model_ctx;
         return 0;
     }
     if (v < 2 || v > model_ctx) {
@@ -87,6 +87,14 @@ int cli_kv_dtype(const dsi_settings_t *s, dsn_kv_dtype_t *out)
         return 2;
     }
     return 0;
+}
+
+uint64_t cli_kv_token_layer(const dsi_settings_t *s, const dsn_config_t *cfg)
+{
+    dsn_kv_dtype_t dt;
+    if (cli_kv_dtype(s, &dt) != 0)
+        return 0;
+    return dsn_kvpool_block_bytes(1, cfg->kv_lora_rank + cfg->qk_rope_head_dim, dt) / DSN_KV_BLOCK;
 }
 
 static int weight_format(const dsi_settings_t *s, dsn_weight_format_t *out)

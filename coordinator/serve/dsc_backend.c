@@ -19,7 +19,7 @@ void dsc_backend_config_default(dsc_backend_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->chat_style = DSC_CHAT_AUTO;
     cfg->max_queue = 64;
-    cfg->max_context = 16384;
+    cfg->max_context = 163840; /* DeepSeek-V3's max_position_embeddings; programs set the model's */
 }
 
 void dsc_backend_count(dsc_metric_family_t *family, const char *reason)

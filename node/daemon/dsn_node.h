@@ -25,7 +25,7 @@ typedef struct {
     uint64_t mem_budget;     /* bytes offered for weights and KV cache */
     int threads;             /* compute threads (<= 0: all CPUs) */
     int max_batch_tokens;    /* tokens per micro-batch at stage 0 (prefill chunking) */
-    int64_t max_context;     /* context limit per sequence */
+    int64_t max_context;     /* context limit per sequence (0: the model's positions) */
     /* Debugging and tests: the last stage appends every sampled step's logits (f32 [vocab]) to
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;

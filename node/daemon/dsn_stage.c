@@ -146,7 +146,7 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     }
     dsn_seq_t *s = calloc(1, sizeof(*s));
     int64_t ctx = (int64_t)m->n_tokens + m->max_tokens;
-    if (ctx > c->opts->max_context)
+    if (c->opts->max_context > 0 && ctx > c->opts->max_context)
         ctx = c->opts->max_context;
     if (s == NULL || dsn_engine_kvcache_create(c->engine, ctx, &s->kv) != DSI_OK)
         goto fail;
