@@ -124,6 +124,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     int rc = weight_format(s, &o->weight_format);
     if (rc == 0)
         rc = cli_kv_dtype(s, &o->kv_dtype);
+    o->kv_pool_bytes = dsi_settings_size(s, DSI_S_KV_POOL);
     if (rc == 0)
         rc = cli_max_context(s, cfg, &ctx);
     if (rc == 0)
@@ -144,6 +145,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     snprintf(a->batch, sizeof(a->batch), "%lld", dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     const char *kvd = dsi_settings_str(s, DSI_S_KV_DTYPE);
+    snprintf(a->kv_pool, sizeof(a->kv_pool), "%llu",
+             (unsigned long long)dsi_settings_size(s, DSI_S_KV_POOL));
     const char *v[] = {"--threads",
                        a->threads,
                        "--mem",
@@ -158,6 +161,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        wfmt != NULL ? wfmt : "auto",
                        "--kv-dtype",
                        kvd != NULL ? kvd : "bf16",
+                       "--kv-pool",
+                       strcmp(a->kv_pool, "0") != 0 ? a->kv_pool : "auto",
                        NULL};
     memcpy(a->argv, v, sizeof(v));
     return 0;

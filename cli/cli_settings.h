@@ -47,7 +47,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
 
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
-    char threads[24], mem[32], numa[16], context[24], batch[24];
+    char threads[24], mem[32], numa[16], context[24], batch[24], kv_pool[32];
     const char *argv[20]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */

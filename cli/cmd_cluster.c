@@ -124,11 +124,11 @@ static void print_status(const json_t *root)
 {
     const json_t *nodes = json_object_get(root, "nodes");
     printf("epoch %.0f, %s; %.0f re-plans (%.0f rebalances, %.0f live switches), %.1f MiB of "
-           "weights moved\n",
+           "weights moved; %.0f preemptions (full KV pool)\n",
            num(root, "epoch"),
            json_is_true(json_object_get(root, "serving")) ? "serving" : "not serving",
            num(root, "replans"), num(root, "rebalances"), num(root, "live_switches"),
-           num(root, "bytes_moved") / (1 << 20));
+           num(root, "bytes_moved") / (1 << 20), num(root, "preemptions"));
     const char *why = json_string_value(json_object_get(root, "message"));
     if (why != NULL && !json_is_true(json_object_get(root, "serving")))
         printf("%s\n", why); /* what it waits for: nodes, loading, memory */

@@ -297,6 +297,10 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
                             (unsigned long long)t->seq_id);
         return;
     }
+    if (t->finish == DST_FINISH_PREEMPTED) {
+        dsc_seq_preempted(cl, s); /* its owner sees nothing: the tokens go on after a re-prefill */
+        return;
+    }
     dsc_seq_deliver(cl, s, t, t->tokens, t->n_tokens, (dst_finish_t)t->finish);
     if (t->finish != DST_FINISH_NONE) {
         dsc_seq_end(cl, s);

@@ -151,6 +151,7 @@ typedef struct {
     uint64_t live_switches; /* re-plans completed make-before-break, without a pause */
     uint64_t bias_updates;  /* windows in which the online bias rule moved a bias */
     uint64_t bad_admin;     /* ADMIN requests refused for a wrong proof */
+    uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

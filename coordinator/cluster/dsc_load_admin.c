@@ -137,6 +137,7 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
                         cl->eplb_active ? json_integer(cl->eplb_redundant) : json_integer(0));
     static const char *phases[] = {"none", "preparing", "draining"};
     json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
+    json_object_set_new(root, "preemptions", json_integer((json_int_t)st.preemptions));
     json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
     dsc_cluster_condition_t cond;
     dsc_cluster_condition(cl, &cond);

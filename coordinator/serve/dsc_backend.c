@@ -42,6 +42,7 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->replans, (double)st.replans);
     dsc_metric_set(b->rebalances, (double)st.rebalances);
     dsc_metric_set(b->live_switches, (double)st.live_switches);
+    dsc_metric_set(b->preemptions, (double)st.preemptions);
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
     dsc_metric_set(b->imbalance, load.imbalance);
@@ -241,6 +242,10 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     dsc_metric_family_t *live_switches =
         dsc_metrics_gauge(m, "dsinfer_cluster_live_switches",
                           "Re-plans completed make-before-break (requests kept running)", NULL, 0);
+    dsc_metric_family_t *preemptions = dsc_metrics_gauge(
+        m, "dsinfer_cluster_preemptions",
+        "Sequences preempted by a node's full KV pool and submitted again (re-prefilled)", NULL,
+        0);
     dsc_metric_family_t *imbalance = dsc_metrics_gauge(
         m, "dsinfer_expert_load_imbalance",
         "Expert load imbalance of the cluster under the current plan over the sliding window (0: "
@@ -255,14 +260,16 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         "(token, slot) pairs routed to each expert over the sliding window (experts seen so far)",
         layer_expert, 2);
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
+        preemptions == NULL ||
         b->layer_imbalance == NULL || b->expert_tokens == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);
     b->rebalances = dsc_metric_series(rebalances, NULL);
     b->live_switches = dsc_metric_series(live_switches, NULL);
     b->imbalance = dsc_metric_series(imbalance, NULL);
+    b->preemptions = dsc_metric_series(preemptions, NULL);
     if (b->replans == NULL || b->rebalances == NULL || b->live_switches == NULL ||
-        b->imbalance == NULL)
+        b->imbalance == NULL || b->preemptions == NULL)
         return 0;
     if (queued == NULL || running == NULL || prompt == NULL || gen == NULL || b->finished == NULL ||
         b->rejected == NULL || nodes == NULL || cseqs == NULL || cready == NULL)

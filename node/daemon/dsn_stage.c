@@ -345,12 +345,39 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
     return 0;
 }
 
+/*
+ * s cannot grow in a full KV pool: its blocks go back to the pool now and the coordinator
+ * submits it again with the tokens so far (it is prefilled anew when blocks are free); CANCEL
+ * removes it here.
+ */
+void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
+{
+    DSI_INFO("sequence %llu preempted at %lld tokens: the KV pool is full",
+             (unsigned long long)s->id, (long long)s->kv->length);
+    dsn_kvcache_truncate(s->kv, 0);
+    s->done = 1;
+    s->has_next = 0;
+    c->preemptions++;
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_PREEMPTED);
+}
+
+/* Free blocks of the engine's pool (INT64_MAX without a limit). */
+static int64_t pool_free(const dsn_compute_t *c)
+{
+    dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
+    if (dsn_kvpool_can_alloc(p, INT64_MAX / 2))
+        return INT64_MAX;
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(p, &st);
+    return st.free;
+}
+
 int dsn_stage_schedule(dsn_compute_t *c)
 {
     if (!c->is_first || c->retiring)
         return 0;
     int budget = c->opts->max_batch_tokens, n_seqs = 0;
-    int64_t n = 0;
+    int64_t n = 0, avail = pool_free(c); /* KV blocks not yet promised to this batch */
     dsn_seq_t *pick[DSN_MAX_BATCH_SEQS];
     int take[DSN_MAX_BATCH_SEQS];
     /* Decodes first (one token each: they keep latency low), then prefill chunks. */
@@ -366,6 +393,22 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 int k = decode ? 1 : (int)(s->n_prompt - s->fed);
                 if (k > budget - n)
                     k = (int)(budget - n);
+                /* Admission by memory: a prefill chunk takes what the free blocks hold (none:
+                 * it waits); a decode that needs a block the pool lacks is preempted. */
+                int64_t need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + k);
+                if (need > avail && decode) {
+                    dsn_stage_preempt(c, s);
+                    avail = pool_free(c);
+                    continue;
+                }
+                if (need > avail) {
+                    int64_t room = s->kv->capacity - s->kv->length + avail * DSN_KV_BLOCK;
+                    if (room <= 0 || dsn_kvcache_blocks_needed(s->kv, s->kv->length + 1) > avail)
+                        continue;
+                    k = room < k ? (int)room : k;
+                    need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + k);
+                }
+                avail -= need;
                 pick[n_seqs] = s;
                 take[n_seqs++] = k;
                 n += k;

@@ -116,6 +116,9 @@ typedef enum {
     DST_FINISH_LENGTH = 2,    /* max_tokens or the context length was reached */
     DST_FINISH_CANCELLED = 3, /* CANCEL or a drained / failed node */
     DST_FINISH_ERROR = 4,
+    /* node -> coordinator only: the sequence lost its KV cache to memory pressure (a node's KV
+     * pool ran out of blocks); the coordinator submits it again with the tokens so far. */
+    DST_FINISH_PREEMPTED = 5,
     DST_FINISH_END
 } dst_finish_t;
 
