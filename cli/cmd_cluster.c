@@ -135,8 +135,8 @@ static void print_status(const json_t *root)
     const char *sw = json_string_value(json_object_get(root, "switch"));
     if (sw != NULL && strcmp(sw, "none") != 0)
         printf("a live switch is in progress (%s)\n", sw);
-    printf("\n%-4s %-20s %-9s %-5s %-8s %s\n", "id", "name", "state", "stage", "experts",
-           "memory planned / budget (GiB)");
+    printf("\n%-4s %-20s %-9s %-5s %-8s %-30s %s\n", "id", "name", "state", "stage", "experts",
+           "memory planned / budget (GiB)", "KV blocks used / free");
     size_t i;
     const json_t *n;
     json_array_foreach(nodes, i, n)
@@ -145,10 +145,13 @@ static void print_status(const json_t *root)
         char st[16] = "-";
         if (json_is_integer(stage))
             snprintf(st, sizeof(st), "%lld", (long long)json_integer_value(stage));
-        printf("%-4.0f %-20s %-9s %-5s %-8.0f %.2f / %.2f\n", num(n, "id"),
+        char mem[40];
+        snprintf(mem, sizeof(mem), "%.2f / %.2f", num(n, "memory_planned") / (1 << 30),
+                 num(n, "memory_budget") / (1 << 30));
+        printf("%-4.0f %-20s %-9s %-5s %-8.0f %-30s %.0f / %.0f\n", num(n, "id"),
                json_string_value(json_object_get(n, "name")),
-               json_string_value(json_object_get(n, "state")), st, num(n, "experts"),
-               num(n, "memory_planned") / (1 << 30), num(n, "memory_budget") / (1 << 30));
+               json_string_value(json_object_get(n, "state")), st, num(n, "experts"), mem,
+               num(n, "kv_blocks_used"), num(n, "kv_blocks_total") - num(n, "kv_blocks_used"));
     }
     const json_t *load = json_object_get(root, "load");
     const json_t *bias = json_object_get(root, "bias");

@@ -155,6 +155,15 @@ typedef struct {
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 
+/* The KV pool of node index i < dsc_cluster_node_slots() as its last HEARTBEAT told; 0 for a
+ * slot without a live node. */
+typedef struct {
+    const char *name;
+    uint64_t blocks_used, blocks_total, preemptions;
+} dsc_cluster_node_kv_t;
+uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl);
+int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out);
+
 /* What the cluster is doing, for /health, refusals and `dsinfer cluster status`. */
 typedef enum {
     DSC_CLUSTER_SERVING = 0,       /* every node of the plan is ready */

@@ -47,6 +47,11 @@ static json_t *nodes_json(dsc_cluster_t *cl)
                               "memory_budget", (json_int_t)n->mem_budget, "memory_planned",
                               (json_int_t)(j >= 0 ? cl->plan.nodes[j].mem_planned : 0), "cores",
                               (json_int_t)n->cores);
+        if (o != NULL) {
+            json_object_set_new(o, "kv_blocks_used", json_integer((json_int_t)n->kv_used));
+            json_object_set_new(o, "kv_blocks_total", json_integer((json_int_t)n->kv_total));
+            json_object_set_new(o, "preemptions", json_integer((json_int_t)n->preemptions));
+        }
         json_array_append_new(arr, o);
     }
     return arr;

@@ -43,6 +43,21 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_set(b->rebalances, (double)st.rebalances);
     dsc_metric_set(b->live_switches, (double)st.live_switches);
     dsc_metric_set(b->preemptions, (double)st.preemptions);
+    for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {
+        dsc_cluster_node_kv_t kv;
+        if (!dsc_cluster_node_kv(b->cluster, i, &kv))
+            continue;
+        const char *used[2] = {kv.name, "used"}, *free_[2] = {kv.name, "free"}, *nm[1] = {kv.name};
+        dsc_metric_series_t *u = dsc_metric_series(b->kv_blocks, used);
+        dsc_metric_series_t *f = dsc_metric_series(b->kv_blocks, free_);
+        dsc_metric_series_t *p = dsc_metric_series(b->node_preemptions, nm);
+        if (u != NULL)
+            dsc_metric_set(u, (double)kv.blocks_used);
+        if (f != NULL)
+            dsc_metric_set(f, (double)(kv.blocks_total - kv.blocks_used));
+        if (p != NULL)
+            dsc_metric_set(p, (double)kv.preemptions);
+    }
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
     dsc_metric_set(b->imbalance, load.imbalance);
@@ -246,6 +261,13 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         m, "dsinfer_cluster_preemptions",
         "Sequences preempted by a node's full KV pool and submitted again (re-prefilled)", NULL,
         0);
+    static const char *const node_state[] = {"node", "state"}, *const node_only[] = {"node"};
+    b->kv_blocks = dsc_metrics_gauge(m, "dsinfer_node_kv_blocks",
+                                     "KV pool blocks of each node, used by sequences or free",
+                                     node_state, 2);
+    b->node_preemptions =
+        dsc_metrics_gauge(m, "dsinfer_node_preemptions",
+                          "Sequences each node preempted for a full KV pool", node_only, 1);
     dsc_metric_family_t *imbalance = dsc_metrics_gauge(
         m, "dsinfer_expert_load_imbalance",
         "Expert load imbalance of the cluster under the current plan over the sliding window (0: "
@@ -260,7 +282,7 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         "(token, slot) pairs routed to each expert over the sliding window (experts seen so far)",
         layer_expert, 2);
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
-        preemptions == NULL ||
+        preemptions == NULL || b->kv_blocks == NULL || b->node_preemptions == NULL ||
         b->layer_imbalance == NULL || b->expert_tokens == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);

@@ -212,6 +212,14 @@ static void on_heartbeat(uv_timer_t *timer)
     m.heartbeat.node_id = node->node_id;
     m.heartbeat.seq = ++node->heartbeat_seq;
     m.heartbeat.time_ns = dsi_now_ns();
+    if (node->compute != NULL) {
+        m.heartbeat.kv_blocks_used = atomic_load_explicit(&node->compute->kv_used,
+                                                          memory_order_relaxed);
+        m.heartbeat.kv_blocks_total = atomic_load_explicit(&node->compute->kv_total,
+                                                           memory_order_relaxed);
+        m.heartbeat.preemptions = atomic_load_explicit(&node->compute->kv_preemptions,
+                                                       memory_order_relaxed);
+    }
     send_msg(node, &m);
 }
 

@@ -361,6 +361,17 @@ void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
     dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_PREEMPTED);
 }
 
+void dsn_stage_kv_gauges(dsn_compute_t *c)
+{
+    if (c->engine == NULL)
+        return;
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &st);
+    atomic_store_explicit(&c->kv_used, (uint64_t)st.used, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_total, (uint64_t)st.total, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_preemptions, c->preemptions, memory_order_relaxed);
+}
+
 /* Free blocks of the engine's pool (INT64_MAX without a limit). */
 static int64_t pool_free(const dsn_compute_t *c)
 {

@@ -195,6 +195,9 @@ typedef struct {
     uint32_t node_id;
     uint64_t seq;     /* increases by one per heartbeat of the sender */
     uint64_t time_ns; /* the sender's monotonic clock, for round-trip measurement */
+    /* A node's KV pool (optional on the wire: 0 when absent). */
+    uint64_t kv_blocks_used, kv_blocks_total; /* blocks held by sequences / the pool's size */
+    uint64_t preemptions; /* sequences this node preempted for a full pool, since it started */
 } dst_msg_heartbeat_t;
 
 /* node -> coordinator: tokens routed to each (layer, expert) during a window. */

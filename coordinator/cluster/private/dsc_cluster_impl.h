@@ -52,6 +52,7 @@ typedef struct {
     int draining; /* asked to leave: not in the next plan; SHUTDOWN once that plan serves */
     conn_state_t *cs;
     uint64_t last_seen_ns;
+    uint64_t kv_used, kv_total, preemptions; /* its KV pool, from its last HEARTBEAT */
     int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
     /* A node that outlived its coordinator: its id and epoch under the plan it still holds
      * (REGISTER's held_id / held_epoch; held_epoch 0: none). */
