@@ -75,5 +75,29 @@ grep -E '^dsinfer_node_preemptions\{node="[^"]*"\} [1-9]' "$TMP/metrics.txt" >/d
 kill -TERM "$PID"
 wait "$PID" || fail "serve exited with $? after SIGTERM"
 PID=
+
+# The default storage (bf16; the test environment sets f32) serves through the same pool.
+env -u DSINFER_KV_DTYPE dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --threads 1 --mem 1G --max-context 256 --kv-pool 160K 2>"$TMP/serve16.log" &
+PID=$!
+wait_for_line "$TMP/serve16.log" "ready: http://" "$PID" || { cat "$TMP/serve16.log"; echo "FAIL: bf16 not ready"; exit 1; }
+URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve16.log" | head -1 | sed 's/^ready: //')
+grep -q "KV pool 4 blocks of 64 tokens (bf16" "$TMP/serve16.log" || fail "bf16: the pool is not 4 bf16 blocks"
+ASKS=
+for i in 0 1 2; do
+    ask "bf16_$i" "${PROMPTS[$i]}" &
+    ASKS="$ASKS $!"
+done
+for p in $ASKS; do wait "$p" || fail "a bf16 request failed"; done
+python3 - "$TMP" <<'PY' || fail "bf16 answers"
+import json, sys
+for i in range(3):
+    b = json.load(open(f"{sys.argv[1]}/out.bf16_{i}.json"))
+    assert b["usage"]["completion_tokens"] == 100, b
+print("bf16: three concurrent answers of 100 tokens")
+PY
+kill -TERM "$PID"
+wait "$PID" || fail "bf16 serve exited with $? after SIGTERM"
+PID=
 [ "$FAILED" = 0 ] && echo "KV pool admission checks passed"
 exit "$FAILED"
