@@ -78,7 +78,7 @@ PID=
 
 # The default storage (bf16; the test environment sets f32) serves through the same pool.
 env -u DSINFER_KV_DTYPE dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
-    --threads 1 --mem 1G --max-context 256 --kv-pool 160K 2>"$TMP/serve16.log" &
+    --threads 1 --mem 1G --max-context 512 --kv-pool 160K 2>"$TMP/serve16.log" &
 PID=$!
 wait_for_line "$TMP/serve16.log" "ready: http://" "$PID" || { cat "$TMP/serve16.log"; echo "FAIL: bf16 not ready"; exit 1; }
 URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/serve16.log" | head -1 | sed 's/^ready: //')
@@ -96,6 +96,13 @@ for i in range(3):
     assert b["usage"]["completion_tokens"] == 100, b
 print("bf16: three concurrent answers of 100 tokens")
 PY
+# A request longer than the whole pool (4 blocks = 256 tokens, within --max-context 512) fails with a clear error instead of
+# waiting forever.
+code=$(curl -sS -m 120 -o "$TMP/long.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"model":"tiny-v3","prompt":"Hi","max_tokens":300,"temperature":0,"ignore_eos":true}' \
+    "$URL/v1/completions")
+echo "request beyond the pool: HTTP $code $(head -c 200 "$TMP/long.json")"
+grep -q "needs more than the 4 blocks" "$TMP/serve16.log" || fail "no error naming the pool for a too-long request"
 kill -TERM "$PID"
 wait "$PID" || fail "bf16 serve exited with $? after SIGTERM"
 PID=

@@ -372,6 +372,35 @@ void dsn_stage_kv_gauges(dsn_compute_t *c)
     atomic_store_explicit(&c->kv_preemptions, c->preemptions, memory_order_relaxed);
 }
 
+/* Whether s's next token would need more than the whole pool even if s were alone: then
+ * waiting or preempting cannot make room for it. */
+static int exceeds_pool(const dsn_compute_t *c, const dsn_seq_t *s)
+{
+    int64_t need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + 1);
+    dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
+    if (dsn_kvpool_can_alloc(p, INT64_MAX / 2))
+        return 0; /* no limit */
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(p, &st);
+    return s->kv->n_blocks + need > st.total;
+}
+
+/* s needs more blocks than the whole pool has: it ends with an error (not a preemption, which
+ * would prefill it again into the same wall). */
+static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
+{
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &st);
+    DSI_ERROR("sequence %llu needs more than the %lld blocks of %d tokens of this node's KV pool "
+              "(at %lld tokens): raise --kv-pool or --mem; the request ends with an error",
+              (unsigned long long)s->id, (long long)st.total, DSN_KV_BLOCK,
+              (long long)s->kv->length);
+    dsn_kvcache_truncate(s->kv, 0);
+    s->done = 1;
+    s->has_next = 0;
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+}
+
 /* Free blocks of the engine's pool (INT64_MAX without a limit). */
 static int64_t pool_free(const dsn_compute_t *c)
 {
@@ -407,6 +436,11 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 /* Admission by memory: a prefill chunk takes what the free blocks hold (none:
                  * it waits); a decode that needs a block the pool lacks is preempted. */
                 int64_t need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + k);
+                if (need > avail && exceeds_pool(c, s)) {
+                    fail_too_long(c, s);
+                    avail = pool_free(c);
+                    continue;
+                }
                 if (need > avail && decode) {
                     dsn_stage_preempt(c, s);
                     avail = pool_free(c);
