@@ -354,7 +354,7 @@ void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
 {
     DSI_INFO("sequence %llu preempted at %lld tokens: the KV pool is full",
              (unsigned long long)s->id, (long long)s->kv->length);
-    dsn_kvcache_truncate(s->kv, 0);
+    dsn_kvcache_clear(s->kv);
     s->done = 1;
     s->has_next = 0;
     c->preemptions++;
@@ -395,7 +395,7 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
               "(at %lld tokens): raise --kv-pool or --mem; the request ends with an error",
               (unsigned long long)s->id, (long long)st.total, DSN_KV_BLOCK,
               (long long)s->kv->length);
-    dsn_kvcache_truncate(s->kv, 0);
+    dsn_kvcache_clear(s->kv);
     s->done = 1;
     s->has_next = 0;
     dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);

@@ -259,16 +259,18 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     return DSI_OK;
 }
 
-dsi_status_t dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
+void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
 {
-    if (n_tokens < 0 || n_tokens > kv->length) {
-        DSI_ERROR("KV truncate to %lld tokens of a cache holding %lld", (long long)n_tokens,
-                  (long long)kv->length);
-        return DSI_ERR_INVALID_ARG;
-    }
+    if (n_tokens < 0 || n_tokens >= kv->length)
+        return;
     kv->length = n_tokens;
     drop_blocks(kv, blocks_for(n_tokens));
-    return DSI_OK;
+}
+
+void dsn_kvcache_clear(dsn_kvcache_t *kv)
+{
+    kv->length = 0;
+    drop_blocks(kv, 0);
 }
 
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)

@@ -65,10 +65,13 @@ const float *dsn_kvcache_block_scales(const dsn_kvcache_t *kv, int layer, int64_
 dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src,
                                      int64_t n_tokens);
 /*
- * Forget positions [n_tokens, length) (0 <= n_tokens <= length): length = n_tokens, and blocks
- * wholly past it go back to the pool. DSI_ERR_INVALID_ARG outside that range.
+ * Forget positions [n_tokens, length) (speculative decoding's rejected drafts, a reset to 0):
+ * length = n_tokens, and blocks wholly past it go back to the pool; the next batch starts at
+ * n_tokens. No effect when n_tokens >= length or n_tokens < 0.
  */
-dsi_status_t dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
+void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
+/* length = 0 and every block back to the pool, reserved ones included (a preempted sequence). */
+void dsn_kvcache_clear(dsn_kvcache_t *kv);
 /* Bytes of the blocks it holds (shared blocks counted in full). */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
 
