@@ -27,6 +27,7 @@ typedef struct {
     int n_remove;
     int json;
     int format_given; /* --weight-format; otherwise the config's (fp8 or bf16) */
+    const char *kv_dtype; /* --kv-dtype */
     dsc_plan_opts_t plan;
 } plan_args_t;
 
@@ -95,6 +96,7 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     a->json = (int)dsi_settings_int(s, DSI_S_JSON);
     a->plan.n_stages = (uint32_t)dsi_settings_int(s, DSI_S_STAGES);
     a->plan.overhead = dsi_settings_size(s, DSI_S_OVERHEAD);
+    a->kv_dtype = dsi_settings_str(s, DSI_S_KV_DTYPE);
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     if (strcmp(wfmt, "auto") != 0 && dsc_weight_format_parse(wfmt, &a->plan.format) != DSI_OK) {
         fprintf(stderr,
@@ -127,7 +129,8 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     if (rc != 0)
         return rc;
     a->plan.kv_tokens = (uint64_t)ctx;
-    return -1;
+    a->plan.kv_token_layer = cli_kv_token_layer(s, &cfg);
+    return a->plan.kv_token_layer > 0 ? -1 : 2;
 }
 
 static int parse_args(int argc, char **argv, plan_args_t *a)
@@ -178,6 +181,40 @@ static void print_formats(const dsn_config_t *cfg)
     }
 }
 
+/*
+ * The KV pool of node i: its budget less what the plan puts there besides the KV reserve (the
+ * node's sequences share it, docs/MEMORY.md), and the sequences of kv_tokens tokens that fit it.
+ */
+static uint64_t node_pool(const dst_plan_t *p, uint32_t i, const dsc_node_usage_t *u,
+                          uint64_t *seq_bytes)
+{
+    uint64_t other = u->weights + u->experts + u->overhead, budget = p->nodes[i].mem_budget;
+    *seq_bytes = u->kv; /* the reserve is one sequence of kv_tokens */
+    return budget > other ? budget - other : 0;
+}
+
+/* Sequences of kv_tokens tokens that fit the cluster at once: the fewest of any stage, a stage
+ * holding the sum of its nodes' (a sequence uses one node of each stage). */
+static uint64_t concurrent_sequences(const dst_plan_t *p, const dsn_config_t *cfg,
+                                     const dsc_plan_report_t *rep, const dsc_plan_opts_t *o)
+{
+    uint64_t fewest = UINT64_MAX;
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            if (p->nodes[i].stage != s)
+                continue;
+            dsc_node_usage_t u;
+            uint64_t seq;
+            dsc_plan_node_usage(p, i, cfg, &rep->mem, o, &u);
+            uint64_t pool = node_pool(p, i, &u, &seq);
+            sum += seq > 0 ? pool / seq : 0;
+        }
+        fewest = sum < fewest ? sum : fewest;
+    }
+    return fewest == UINT64_MAX ? 0 : fewest;
+}
+
 static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *p,
                        const dsc_plan_report_t *rep)
 {
@@ -206,6 +243,10 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
         snprintf(b1, sizeof(b1), "%u-%u", lo, hi);
     printf("plan     PP=%u x EP=%s, %llu expert copies, busiest node at %.1f%% of its budget\n",
            p->n_stages, b1, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+    printf("fits     %llu concurrent sequences of length %llu (KV cache %s, the nodes' memory "
+           "after weights and overhead)\n",
+           (unsigned long long)concurrent_sequences(p, cfg, rep, &a->plan),
+           (unsigned long long)a->plan.kv_tokens, a->kv_dtype);
 
     printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
     uint32_t *ids = malloc(p->n_nodes * sizeof(uint32_t));
@@ -221,21 +262,25 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
     }
     free(ids);
 
-    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s\n", "node", "stage", "weights", "KV",
-           "overhead", "experts", "planned", "budget", "use");
+    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s %10s %6s\n", "node", "stage", "weights",
+           "KV", "overhead", "experts", "planned", "budget", "use", "KV pool", "seqs");
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         dsc_node_usage_t u;
         dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
         char ex[48];
         snprintf(ex, sizeof(ex), "%u (%s)", u.n_experts,
                  dsc_memory_format_bytes(u.experts, b4, sizeof(b4)));
-        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%%\n", p->nodes[i].node_id,
+        uint64_t seq, pool = node_pool(p, i, &u, &seq);
+        char b7[32];
+        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%% %10s %6llu\n", p->nodes[i].node_id,
                p->nodes[i].stage, dsc_memory_format_bytes(u.weights, b1, sizeof(b1)),
                dsc_memory_format_bytes(u.kv, b2, sizeof(b2)),
                dsc_memory_format_bytes(u.overhead, b3, sizeof(b3)), ex,
                dsc_memory_format_bytes(p->nodes[i].mem_planned, b5, sizeof(b5)),
                dsc_memory_format_bytes(p->nodes[i].mem_budget, b6, sizeof(b6)),
-               100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget);
+               100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget,
+               dsc_memory_format_bytes(pool, b7, sizeof(b7)),
+               (unsigned long long)(seq > 0 ? pool / seq : 0));
     }
 }
 
@@ -274,17 +319,21 @@ static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const ds
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         dsc_node_usage_t u;
         dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
+        uint64_t seq, pool = node_pool(p, i, &u, &seq);
         json_array_append_new(
             nodes,
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
                       (json_int_t)p->nodes[i].node_id, "stage", (json_int_t)p->nodes[i].stage,
                       "budget", (json_int_t)p->nodes[i].mem_budget, "planned",
                       (json_int_t)p->nodes[i].mem_planned, "weights", (json_int_t)u.weights,
                       "experts", (json_int_t)u.n_experts, "expert_bytes", (json_int_t)u.experts,
-                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead));
+                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead, "kv_pool",
+                      (json_int_t)pool, "sequences_fit", (json_int_t)(seq > 0 ? pool / seq : 0)));
     }
-    return json_pack("{s:b, s:o, s:o, s:I, s:f}", "ok", 1, "stages", stages, "nodes", nodes,
-                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use);
+    return json_pack("{s:b, s:o, s:o, s:I, s:f, s:I}", "ok", 1, "stages", stages, "nodes", nodes,
+                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use,
+                     "concurrent_sequences",
+                     (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan));
 }
 
 /* Adds the inputs and the format table to `result`, prints it and releases it. */
@@ -298,6 +347,7 @@ static void print_json(const plan_args_t *a, const dsn_config_t *cfg, json_t *re
     json_object_set_new(result, "weight_format",
                         json_string(dsc_weight_format_name(a->plan.format)));
     json_object_set_new(result, "kv_tokens", json_integer((json_int_t)a->plan.kv_tokens));
+    json_object_set_new(result, "kv_dtype", json_string(a->kv_dtype));
     json_object_set_new(result, "overhead", json_integer((json_int_t)a->plan.overhead));
     json_object_set_new(result, "n_layers", json_integer(cfg->num_hidden_layers));
     json_object_set_new(result, "first_moe_layer", json_integer(cfg->first_k_dense_replace));

@@ -55,6 +55,9 @@ struct dsc_backend {
     dsc_metric_series_t *nodes_joined, *nodes_ready, *nodes_dead, *cluster_seqs, *cluster_ready;
     dsc_metric_series_t *replans, *rebalances, *live_switches, *imbalance; /* cluster stats */
     dsc_metric_series_t *prefill_tokens, *shared_tokens; /* counters, from the cluster's stats */
+    dsc_metric_series_t *preemptions;
+    dsc_metric_family_t *kv_blocks;        /* gauge by {node, state}: used / free */
+    dsc_metric_family_t *node_preemptions; /* gauge by {node} */
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */

@@ -15,6 +15,7 @@
 #ifndef DSN_COMPUTE_IMPL_H
 #define DSN_COMPUTE_IMPL_H
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "dsn_checkpoint.h"
@@ -117,6 +118,10 @@ typedef struct dsn_compute {
     uint64_t route_epoch;         /* its epoch: stamped on data-plane messages, LOAD_STATS */
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
+    uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
+    /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
+     * blocks and the preemptions, stored after every task and micro-batch. */
+    _Atomic uint64_t kv_used, kv_total, kv_preemptions;
     uint64_t switch_epoch;        /* SWITCH of this epoch handled ... */
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
@@ -174,6 +179,10 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
                             const float *logits);
+/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions) for the loop thread. */
+void dsn_stage_kv_gauges(dsn_compute_t *c);
+/* Frees s's KV blocks and reports it PREEMPTED (the coordinator submits it again). */
+void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s);
 /* TOKENS for the coordinator (n = 0 with a finish reason reports a failure). */
 void dsn_stage_emit_tokens(dsn_compute_t *c, uint64_t seq_id, int32_t token, uint32_t n,
                            uint8_t finish);
