@@ -17,7 +17,9 @@
     X("compare", dsinfer_bench_compare, "ratios of the headline numbers of two bench serve JSONs") \
     X("transport", dsinfer_bench_transport, "UCX data plane: DISPATCH+COMBINE vs raw UCX AM")      \
     X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")  \
-    X("overlap", dsinfer_bench_overlap, "how far streaming from memory hides arithmetic per line")
+    X("overlap", dsinfer_bench_overlap, "how far streaming from memory hides arithmetic per line") \
+    X("profile", dsinfer_bench_profile,                                                            \
+      "this machine's profile for plan --estimate: bandwidth, kernels, attention, transport")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)
