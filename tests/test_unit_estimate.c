@@ -160,6 +160,10 @@ static void test_one_node(void)
     /* the tiny shape's weights are small: 4 layers x 256 tokens x 15 us of attention dominate */
     DSI_CHECK(e.prefill_bound == DSC_TERM_ATTENTION);
     DSI_CHECK_NEAR(e.prefill_terms[DSC_TERM_ATTENTION], 2 * 4 * 256 * 15e-6, 1e-12);
+    /* below the first attention point: in proportion (50 tokens: 5 us a layer) */
+    o.prompt_len = 50;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_ATTENTION], 4 * 5e-6, 1e-12);
     dsc_plan_cleanup(&pl);
 }
 

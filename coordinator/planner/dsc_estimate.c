@@ -272,7 +272,7 @@ static double attn_s(const dsc_profile_t *p, const dsn_config_t *cfg, double ctx
 {
     const int n = p->n_attn;
     double us;
-    if (n == 1) {
+    if (n == 1 || ctx <= p->attn_ctx[0]) { /* below the first point: in proportion to 0 */
         us = p->attn_us[0] * ctx / p->attn_ctx[0];
     } else {
         int i = 0;

@@ -10,7 +10,8 @@
  *   in log b; above 64 tokens the time grows with b: the 64-token row is taken as compute-bound).
  *   Its part above B / memory_bw is reported as compute, the rest as weights bandwidth.
  * - Attention over the latent cache costs, per query token and layer, the profile's measured time
- *   at that context length (interpolated linearly, extrapolated from the last two points), scaled
+ *   at that context length (interpolated linearly, extrapolated from the last two points above
+ *   the last one and in proportion to the first point below it), scaled
  *   by heads x (kv_lora_rank + qk_rope_head_dim) against the profile's.
  * - A stage's nodes split its sequences (data-parallel attention): each runs the attention and
  *   the non-expert weights of the stage's layers for its share. The routed experts of a MoE layer
