@@ -9,8 +9,8 @@
 # 3. For N rounds, each format in turn, runs `dsinfer bench model` and `llama-bench -p L -n S`
 #    with the same threads, one after the other (interleaved, so a drift of the shared machine hits
 #    both alike), and prints the medians and the ratios dsinfer / llama.cpp for prefill and decode.
-# 4. Greedy check: the first 8 greedy tokens of a short token-id prompt from `dsinfer run` on the
-#    FP8 checkpoint and from llama.cpp on an f32 GGUF of the same (dequantized) weights.
+# 4. Greedy check: the first 8 greedy tokens of a short token-id prompt from `dsinfer run` on a
+#    tiny FP8 checkpoint and from llama.cpp on an f32 GGUF of the same (dequantized) weights.
 #
 # usage: scripts/bench-vs-llamacpp.sh LLAMA_CPP_DIR [options]
 #   --rounds N        interleaved rounds (default 5)
@@ -154,13 +154,18 @@ EOF
 # ---- 4. greedy tokens ----
 if [ $GREEDY = 1 ]; then
   PROMPT=5,17,300,42,7,99
-  g=$(convert f32)
-  ours=$("$DSINFER" run --model "$MODEL" --prompt-ids "$PROMPT" --max-tokens 8 --temperature 0 \
+  # on the tiny checkpoint whatever --size: its f32 GGUF stays small
+  TINY=$WORK/ckpt-tiny
+  [ -f "$TINY/config.json" ] || { rm -rf "$TINY"; "$DSINFER" synth --out "$TINY" --preset tiny 2>/dev/null; } ||
+    die "dsinfer synth --preset tiny failed"
+  g=$(MODEL=$TINY SIZE=tiny convert f32)
+  ours=$("$DSINFER" run --model "$TINY" --prompt-ids "$PROMPT" --max-tokens 8 --temperature 0 \
     --threads "$THREADS" 2>/dev/null | tail -1) || die "dsinfer run failed"
   theirs=$("$GREEDY_BIN" "$g" "$PROMPT" 8 "$THREADS" 2>"$WORK/greedy.log") ||
     die "the greedy harness failed (see $WORK/greedy.log)"
   echo
-  echo "greedy tokens of prompt $PROMPT (dsinfer on the FP8 checkpoint, llama.cpp on its f32 GGUF):"
+  echo "greedy tokens of prompt $PROMPT on the tiny checkpoint (dsinfer on its FP8 weights, llama.cpp on"
+  echo "an f32 GGUF of the same dequantized weights):"
   echo "  dsinfer   $ours"
   echo "  llama.cpp $theirs"
   if [ "$ours" = "$theirs" ]; then echo "  equal"; else echo "  DIFFERENT"; fi
