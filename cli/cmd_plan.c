@@ -465,29 +465,27 @@ static int estimate(const plan_args_t *a, const dsn_config_t *cfg, const dst_pla
 {
     dsc_estimate_t e;
     char err[512];
-    if (dsc_estimate(cfg, &rep->mem, plan, &a->profile, &a->est, &e, err, sizeof(err)) !=
-        DSI_OK) {
+    if (dsc_estimate(cfg, &rep->mem, plan, &a->profile, &a->est, &e, err, sizeof(err)) != DSI_OK) {
         fprintf(stderr, "dsinfer plan: --estimate %s: %s\n", a->estimate, err);
         return 2;
     }
     const dsc_profile_t *p = &a->profile;
     if (result != NULL) {
-        json_t *d = json_pack("{s:f, s:f, s:f, s:i, s:i, s:s, s:o}", "tok_s", e.decode_tok_s,
-                              "aggregate_tok_s", e.decode_aggregate, "cycle_ms",
-                              e.decode_cycle_s * 1e3, "micro_batches", (int)e.micro_batches,
-                              "micro_batch_seqs", (int)e.micro_batch_seqs, "bound",
-                              dsc_term_name(e.decode_bound), "terms_ms",
-                              terms_json(e.decode_terms));
-        json_t *pf = json_pack("{s:f, s:f, s:s, s:o}", "tok_s", e.prefill_tok_s, "ttft_s",
-                               e.ttft_s, "bound", dsc_term_name(e.prefill_bound), "terms_ms",
-                               terms_json(e.prefill_terms));
-        json_object_set_new(
-            result, "estimate",
-            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "profile", a->estimate,
-                      "memory_bw_gbs", p->memory_bw_gbs, "net_gbit", p->net_gbs * 8,
-                      "net_latency_us", p->net_latency_us, "concurrency", (int)a->est.concurrency,
-                      "prompt_len", (int)a->est.prompt_len, "max_batch_tokens",
-                      (int)a->est.max_batch_tokens, "decode", d, "prefill", pf));
+        json_t *d = json_pack(
+            "{s:f, s:f, s:f, s:i, s:i, s:s, s:o}", "tok_s", e.decode_tok_s, "aggregate_tok_s",
+            e.decode_aggregate, "cycle_ms", e.decode_cycle_s * 1e3, "micro_batches",
+            (int)e.micro_batches, "micro_batch_seqs", (int)e.micro_batch_seqs, "bound",
+            dsc_term_name(e.decode_bound), "terms_ms", terms_json(e.decode_terms));
+        json_t *pf =
+            json_pack("{s:f, s:f, s:s, s:o}", "tok_s", e.prefill_tok_s, "ttft_s", e.ttft_s, "bound",
+                      dsc_term_name(e.prefill_bound), "terms_ms", terms_json(e.prefill_terms));
+        json_object_set_new(result, "estimate",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "profile",
+                                      a->estimate, "memory_bw_gbs", p->memory_bw_gbs, "net_gbit",
+                                      p->net_gbs * 8, "net_latency_us", p->net_latency_us,
+                                      "concurrency", (int)a->est.concurrency, "prompt_len",
+                                      (int)a->est.prompt_len, "max_batch_tokens",
+                                      (int)a->est.max_batch_tokens, "decode", d, "prefill", pf));
         return 0;
     }
     printf("\nestimate on machines of %s (memory %.1f GB/s, FMA %.0f GFLOP/s; network %.3g "

@@ -111,9 +111,9 @@ int main(int argc, char **argv)
     for (int bi = 0; bi < n_batches; bi++) {
         const int n = batches[bi];
         /* One graph per copy: out = W x, x [cols, n] f32. */
-        struct ggml_init_params gp = {(size_t)copies * (ggml_tensor_overhead() * 3 +
-                                                        ggml_graph_overhead() +
-                                                        (size_t)n * rows * 4 + 64) +
+        struct ggml_init_params gp = {(size_t)copies *
+                                              (ggml_tensor_overhead() * 3 + ggml_graph_overhead() +
+                                               (size_t)n * rows * 4 + 64) +
                                           (size_t)n * cols * 4 + (1 << 20),
                                       NULL, 0};
         struct ggml_context *gctx = ggml_init(gp);

@@ -144,7 +144,8 @@ static void test_one_node(void)
     o.concurrency = 1;
     o.prompt_len = 300;
     DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
-    const double b = 256, N = 32, K = 4, hit = 1 - pow(1 - K / N, b), per_expert = b * K / (N * hit);
+    const double b = 256, N = 32, K = 4, hit = 1 - pow(1 - K / N, b),
+                 per_expert = b * K / (N * hit);
     double chunk = 0;
     for (int l = 0; l < 4; l++) {
         chunk += (double)m->attn / 10e9 * b / 64 + b * 15e-6;

@@ -109,12 +109,24 @@ static int measure_kernels(profile_t *p)
     char threads[16], reps[16];
     snprintf(threads, sizeof(threads), "%d", p->threads);
     snprintf(reps, sizeof(reps), "%d", p->quick ? 3 : 7);
-    char *args[] = {"dsinfer",   "bench",    "kernels",   "--json",
-                    "--only",    "decode",   "--batches", "1,4,16,64",
-                    "--dtypes",  "fp8,bf16,int8,int4-g32,int4-g128",
-                    "--shapes",  p->quick ? "2048x7168" : "2048x7168,7168x2048",
-                    "--threads", threads,    "--reps",    reps,
-                    p->quick ? "--quick" : NULL, NULL};
+    char *args[] = {"dsinfer",
+                    "bench",
+                    "kernels",
+                    "--json",
+                    "--only",
+                    "decode",
+                    "--batches",
+                    "1,4,16,64",
+                    "--dtypes",
+                    "fp8,bf16,int8,int4-g32,int4-g128",
+                    "--shapes",
+                    p->quick ? "2048x7168" : "2048x7168,7168x2048",
+                    "--threads",
+                    threads,
+                    "--reps",
+                    reps,
+                    p->quick ? "--quick" : NULL,
+                    NULL};
     char *out;
     int rc = run_child(args, &out);
     json_error_t je;
@@ -128,9 +140,9 @@ static int measure_kernels(profile_t *p)
     }
     p->fma_gflops = json_number_value(json_object_get(root, "fma_gflops"));
     snprintf(p->level, sizeof(p->level), "%s",
-             json_string_value(json_object_get(root, "level")) ? json_string_value(
-                                                                     json_object_get(root, "level"))
-                                                               : "?");
+             json_string_value(json_object_get(root, "level"))
+                 ? json_string_value(json_object_get(root, "level"))
+                 : "?");
     for (int f = 0; f < N_FORMATS; f++) {
         for (int b = 0; b < 4; b++) {
             double v[8];
@@ -147,8 +159,8 @@ static int measure_kernels(profile_t *p)
                     v[n++] = json_number_value(json_object_get(k, "gbs"));
             }
             if (n == 0) {
-                fprintf(stderr, "dsinfer bench profile: bench kernels gave no %s row at %d\n",
-                        name, batches[b]);
+                fprintf(stderr, "dsinfer bench profile: bench kernels gave no %s row at %d\n", name,
+                        batches[b]);
                 json_decref(root);
                 return -1;
             }
@@ -228,8 +240,9 @@ static int measure_attention(profile_t *p, dsi_pool_t *pool, const dsk_ops_t *op
 
 static int measure_transport(profile_t *p)
 {
-    char *args[] = {"dsinfer", "bench", "transport", "--json", "--tls",
-                    "tcp",     "--iters", p->quick ? "20" : "100", NULL};
+    char *args[] = {"dsinfer", "bench", "transport", "--json",
+                    "--tls",   "tcp",   "--iters",   p->quick ? "20" : "100",
+                    NULL};
     char *out;
     int rc = run_child(args, &out);
     json_error_t je;
@@ -268,16 +281,18 @@ static void write_json(const profile_t *p, FILE *f)
     for (int fm = 0; fm < N_FORMATS; fm++)
         fprintf(f, ",\n    \"%s\": [%.4f, %.4f, %.4f, %.4f]", format_names[fm], p->gbs[fm][0],
                 p->gbs[fm][1], p->gbs[fm][2], p->gbs[fm][3]);
-    fprintf(f, "\n  },\n  \"attention\": {\n    \"heads\": %d,\n    \"width\": %d,\n"
-               "    \"context\": [",
+    fprintf(f,
+            "\n  },\n  \"attention\": {\n    \"heads\": %d,\n    \"width\": %d,\n"
+            "    \"context\": [",
             ATTN_HEADS, ATTN_WIDTH);
     for (int c = 0; c < p->n_ctx; c++)
         fprintf(f, "%s%d", c ? ", " : "", p->ctx[c]);
     fprintf(f, "],\n    \"us_per_token_layer\": [");
     for (int c = 0; c < p->n_ctx; c++)
         fprintf(f, "%s%.3f", c ? ", " : "", p->attn_us[c]);
-    fprintf(f, "]\n  },\n  \"network\": {\n    \"latency_us\": %.3f,\n    \"bandwidth_gbs\": %.4f,\n"
-               "    \"measured_over\": \"loopback tcp\"\n  }\n}\n",
+    fprintf(f,
+            "]\n  },\n  \"network\": {\n    \"latency_us\": %.3f,\n    \"bandwidth_gbs\": %.4f,\n"
+            "    \"measured_over\": \"loopback tcp\"\n  }\n}\n",
             p->latency_us, p->net_gbs);
 }
 

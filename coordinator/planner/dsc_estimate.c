@@ -14,9 +14,8 @@
 
 const int dsc_profile_batches[DSC_PROFILE_BATCHES] = {1, 4, 16, 64};
 
-static const char *const term_names[DSC_TERM_COUNT] = {"weights bandwidth", "compute",
-                                                       "attention", "network latency",
-                                                       "network bandwidth"};
+static const char *const term_names[DSC_TERM_COUNT] = {"weights bandwidth", "compute", "attention",
+                                                       "network latency", "network bandwidth"};
 
 const char *dsc_term_name(dsc_term_t t)
 {
@@ -41,8 +40,8 @@ static int get_num(json_t *obj, const char *key, const char *path, int zero_ok, 
         fail(err, size, "%s: field %s%s is missing", what, path, key);
         return -1;
     }
-    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
-        json_number_value(v) < 0 || (!zero_ok && json_number_value(v) == 0)) {
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0 ||
+        (!zero_ok && json_number_value(v) == 0)) {
         fail(err, size, "%s: field %s%s must be a number %s", what, path, key,
              zero_ok ? ">= 0" : "> 0");
         return -1;
@@ -52,8 +51,8 @@ static int get_num(json_t *obj, const char *key, const char *path, int zero_ok, 
 }
 
 /* An array of exactly n (n_max: up to n_max, *n set) numbers > 0. */
-static int get_array(json_t *obj, const char *key, const char *path, double *out, int *n,
-                     int n_max, const char *what, char *err, size_t size)
+static int get_array(json_t *obj, const char *key, const char *path, double *out, int *n, int n_max,
+                     const char *what, char *err, size_t size)
 {
     json_t *a = json_object_get(obj, key);
     if (a == NULL) {
@@ -71,8 +70,7 @@ static int get_array(json_t *obj, const char *key, const char *path, double *out
     }
     for (int i = 0; i < len; i++) {
         json_t *v = json_array_get(a, (size_t)i);
-        if (!json_is_number(v) || !(json_number_value(v) > 0) ||
-            !isfinite(json_number_value(v))) {
+        if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v))) {
             fail(err, size, "%s: field %s%s[%d] must be a number > 0", what, path, key, i);
             return -1;
         }
@@ -167,8 +165,8 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
                   err_size))
         goto out;
     nu = nc;
-    if (get_array(at, "us_per_token_layer", "attention.", p.attn_us, &nu, DSC_PROFILE_MAX_CTX,
-                  what, err, err_size))
+    if (get_array(at, "us_per_token_layer", "attention.", p.attn_us, &nu, DSC_PROFILE_MAX_CTX, what,
+                  err, err_size))
         goto out;
     for (int i = 1; i < nc; i++) {
         if (p.attn_ctx[i] <= p.attn_ctx[i - 1]) {
@@ -248,7 +246,7 @@ static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
     if (b <= 1)
         return r[0];
     if (b >= 64)
-        return r[3] * 64.0 / b; /* compute-bound: time grows with the tokens */
+        return r[3] * 64.0 / b;          /* compute-bound: time grows with the tokens */
     const double lb = log(b) / log(4.0); /* 0..3 between the points 1, 4, 16, 64 */
     const int i = lb >= 3 ? 2 : (int)lb;
     const double x = lb - i;
@@ -375,8 +373,7 @@ static dsc_term_t biggest(const double *t)
  * into out_terms.
  */
 static double pipeline(const ctx_t *c, const dsc_profile_t *p, dsc_weight_format_t fmt, double tok,
-                       double attn_ctx, double n_mb, double chunks, int one_seq,
-                       double *out_terms)
+                       double attn_ctx, double n_mb, double chunks, int one_seq, double *out_terms)
 {
     const dst_plan_t *plan = c->plan;
     double sum = 0, slowest = 0;
@@ -467,8 +464,8 @@ dsi_status_t dsc_estimate(const dsn_config_t *cfg, const dsc_memory_t *mem, cons
     const double n_mb = C < S ? C : S, seqs = ceil(C / n_mb);
     out->micro_batches = (uint32_t)n_mb;
     out->micro_batch_seqs = (uint32_t)seqs;
-    out->decode_cycle_s = pipeline(&c, profile, fmt, seqs, opts->prompt_len, n_mb, 1, 0,
-                                   out->decode_terms);
+    out->decode_cycle_s =
+        pipeline(&c, profile, fmt, seqs, opts->prompt_len, n_mb, 1, 0, out->decode_terms);
     out->decode_tok_s = 1 / out->decode_cycle_s;
     out->decode_aggregate = C / out->decode_cycle_s;
     out->decode_bound = biggest(out->decode_terms);
@@ -477,8 +474,7 @@ dsi_status_t dsc_estimate(const dsn_config_t *cfg, const dsc_memory_t *mem, cons
     const double L = opts->prompt_len;
     const double chunk = L < opts->max_batch_tokens ? L : opts->max_batch_tokens;
     const double chunks = ceil(L / chunk);
-    out->ttft_s = pipeline(&c, profile, fmt, chunk, L / 2, 1, chunks, 1,
-                           out->prefill_terms);
+    out->ttft_s = pipeline(&c, profile, fmt, chunk, L / 2, 1, chunks, 1, out->prefill_terms);
     out->prefill_tok_s = L / out->ttft_s;
     out->prefill_bound = biggest(out->prefill_terms);
     free(share);

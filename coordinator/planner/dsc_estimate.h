@@ -85,9 +85,9 @@ typedef struct {
 } dsc_estimate_opts_t;
 
 typedef struct {
-    double decode_tok_s;       /* per stream */
-    double decode_aggregate;   /* all streams */
-    double decode_cycle_s;     /* one token of every stream */
+    double decode_tok_s;                 /* per stream */
+    double decode_aggregate;             /* all streams */
+    double decode_cycle_s;               /* one token of every stream */
     double decode_terms[DSC_TERM_COUNT]; /* seconds of the cycle's critical path, by term */
     dsc_term_t decode_bound;
     double prefill_tok_s;
