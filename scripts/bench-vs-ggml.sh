@@ -19,6 +19,9 @@
 #   --threads T       threads of both (default 2)
 #   --reps R          repetitions per row and round (default 5)
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
+#              OMP_WAIT_POLICY  of ggml's OpenMP threads (default passive: they sleep while they
+#                       wait, as dsinfer's pool does; spinning ones lose their core for whole
+#                       scheduler ticks on a shared machine, 16-24 ms a product here)
 # Exit 2 on a bad argument or a folder that is not a ggml or llama.cpp checkout, 1 when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +79,7 @@ if [ ! -x "$H" ] || [ "$ROOT/scripts/bench-vs-ggml-matmul.c" -nt "$H" ]; then
     die "cannot build the harness (see $B/harness.log)"
 fi
 
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 RES=$(mktemp)
 trap 'rm -f "$RES"' EXIT
 IFS=, read -r -a SH <<<"$SHAPES"
@@ -103,7 +107,7 @@ for k in json.load(sys.stdin)["kernels"]:
 ' >>"$RES" || die "dsinfer bench kernels failed"
   echo "round $r done" >&2
 done
-echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions"
+echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)"
 echo "(ms per product; speed-up = ggml ms / dsinfer ms, > 1: dsinfer faster)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys

@@ -24,6 +24,9 @@
 #   --work DIR        checkpoint and GGUF files (default out/bench-vs-llamacpp; reused when there)
 #   --no-greedy       skip the greedy check
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
+#              OMP_WAIT_POLICY  of llama.cpp's OpenMP threads (default passive: they sleep while
+#                       they wait, as dsinfer's pool does; spinning ones lose their core for whole
+#                       scheduler ticks on a shared machine)
 # Exit 2 on a bad argument or a folder that is not a llama.cpp checkout, 1 when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,6 +119,7 @@ convert() {
 for f in "${FMTS[@]}"; do convert "$(gguf_of "$f")" >/dev/null; done
 
 # ---- 3. interleaved rounds ----
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 RES=$WORK/results-$SIZE.tsv
 : >"$RES"
 for r in $(seq 1 "$ROUNDS"); do
@@ -138,6 +142,7 @@ EOF
 done
 echo
 echo "dsinfer vs llama.cpp, $SIZE synthetic weights, $THREADS threads, prefill $PLEN tokens, decode $DEC steps,"
+echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY,"
 echo "medians of $ROUNDS interleaved rounds (tok/s; ratio = dsinfer / llama.cpp)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys
