@@ -314,7 +314,7 @@ typedef struct {
  * mean: the cost is linear in it). Accumulates the terms into a.
  */
 static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, double per_node,
-                         double attn_ctx, int nodes_in_stage)
+                         double head_tok, double attn_ctx, int nodes_in_stage)
 {
     const dsn_config_t *cfg = c->cfg;
     const dsc_memory_t *m = c->mem;
@@ -345,8 +345,8 @@ static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, doubl
             t += sum_terms(a->terms) - before;
         }
     }
-    if (s == c->plan->n_stages - 1)
-        t += matmul(a, DSC_WEIGHT_BF16, (double)m->head, per_node);
+    if (s == c->plan->n_stages - 1) /* the logits of each sequence's last token only */
+        t += matmul(a, DSC_WEIGHT_BF16, (double)m->head, head_tok);
     return t;
 }
 
@@ -382,7 +382,7 @@ static double pipeline(const ctx_t *c, const dsc_profile_t *p, dsc_weight_format
         acc_t a = {p, fmt, {0}};
         const int e = stage_nodes(plan, s);
         const double per_node = one_seq ? tok : ceil(tok / e);
-        double t = stage_time(c, &a, s, tok, per_node, attn_ctx, e);
+        double t = stage_time(c, &a, s, tok, per_node, one_seq ? 1 : per_node, attn_ctx, e);
         if (plan->n_stages > 1) { /* the activation rows to the next stage (the last
                                        stage's token back to stage 0: one latency) */
             const double before = sum_terms(a.terms);

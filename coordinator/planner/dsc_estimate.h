@@ -23,6 +23,7 @@
  * - Decode: min(C, stages) micro-batches of ceil(C / that) sequences go round the pipeline; a
  *   cycle takes max(micro-batches x the slowest stage, the sum of the stages plus the hops), and
  *   every sequence gains one token per cycle.
+ * - The last stage multiplies lm_head with one token per sequence (prefill: its last token).
  * - Prefill: one sequence of L tokens in chunks of max-batch-tokens, pipelined over the stages:
  *   the sum of the stages for the first chunk plus (chunks - 1) x the slowest stage. TTFT is that
  *   time (the first token is sampled from the last chunk's logits).
