@@ -10,6 +10,7 @@
 
 #include "cli_args.h"
 #include "cli_settings.h"
+#include "dsc_estimate.h"
 #include "dsc_planner.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
@@ -29,6 +30,10 @@ typedef struct {
     int format_given; /* --weight-format; otherwise the config's (fp8 or bf16) */
     const char *kv_dtype; /* --kv-dtype */
     dsc_plan_opts_t plan;
+    const char *estimate; /* --estimate PROFILE.json, or NULL */
+    dsc_profile_t profile;
+    const char *net; /* --net GBIT,US, or NULL */
+    dsc_estimate_opts_t est;
 } plan_args_t;
 
 static void usage(FILE *out)
@@ -39,7 +44,13 @@ static void usage(FILE *out)
             "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
             "memory per node; prints the memory the model needs in every weight format. Each\n"
             "node reserves latent KV cache for one sequence of --max-context tokens. Exit 1 when\n"
-            "the model cannot fit.\n");
+            "the model cannot fit.\n"
+            "With --estimate PROFILE.json it also estimates what the plan runs at on machines of\n"
+            "that profile (dsinfer bench profile --json): decode tok/s per stream and in all at\n"
+            "--concurrency C (default 1) with --prompt-len L tokens of context (default 1024),\n"
+            "prefill tok/s and time to first token of an L-token prompt in chunks of\n"
+            "--max-batch-tokens (default 256), and the term that bounds each; --net GBIT,US\n"
+            "(default: the profile's network) sets the network between nodes.\n");
 }
 
 static int parse_node_mem(const char *text, plan_args_t *a)
@@ -71,6 +82,31 @@ static int parse_node_mem(const char *text, plan_args_t *a)
     if (a->n_node_mem == 0) {
         fprintf(stderr, "dsinfer plan: --node-mem: '%s' lists no size\n", text);
         return -1;
+    }
+    return 0;
+}
+
+/* --estimate's profile with --net applied; -1 after a message naming the field. */
+static int load_profile(plan_args_t *a)
+{
+    char err[512];
+    if (dsc_profile_load(a->estimate, &a->profile, err, sizeof(err)) != DSI_OK) {
+        fprintf(stderr, "dsinfer plan: --estimate: %s\n", err);
+        return -1;
+    }
+    if (a->net != NULL) {
+        double gbit, us;
+        int used = 0;
+        if (sscanf(a->net, "%lf,%lf%n", &gbit, &us, &used) != 2 || a->net[used] != '\0' ||
+            !(gbit > 0) || !(us >= 0) || gbit > 1e6 || us > 1e7) {
+            fprintf(stderr,
+                    "dsinfer plan: --net: '%s' is not GBIT,US (Gbit/s > 0 and a one-way latency "
+                    "in microseconds >= 0, e.g. 25,10)\n",
+                    a->net);
+            return -1;
+        }
+        a->profile.net_gbs = gbit / 8;
+        a->profile.net_latency_us = us;
     }
     return 0;
 }
@@ -113,6 +149,17 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     const char *remove = dsi_settings_str(s, DSI_S_REMOVE_NODES);
     if (remove != NULL && cli_parse_int_list("plan", "--remove-nodes", remove, 0, MAX_NODES - 1,
                                              &a->remove, &a->n_remove) != 0)
+        return 2;
+    a->estimate = dsi_settings_str(s, DSI_S_ESTIMATE);
+    a->net = dsi_settings_str(s, DSI_S_NET);
+    a->est.concurrency = (uint32_t)dsi_settings_int(s, DSI_S_CONCURRENCY);
+    a->est.prompt_len = (uint32_t)dsi_settings_int(s, DSI_S_PROMPT_LEN);
+    a->est.max_batch_tokens = (uint32_t)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
+    if (a->estimate == NULL && a->net != NULL) {
+        fprintf(stderr, "dsinfer plan: --net needs --estimate PROFILE.json\n");
+        return 2;
+    }
+    if (a->estimate != NULL && load_profile(a) != 0)
         return 2;
     if (a->node_mem == NULL && a->n_nodes == 0) {
         fprintf(stderr, "dsinfer plan: give --nodes N (and --mem SIZE, default this machine's), "
@@ -446,6 +493,67 @@ static int replan(const plan_args_t *a, const dsn_config_t *cfg, const dsc_node_
     return 0;
 }
 
+static json_t *terms_json(const double *t)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < DSC_TERM_COUNT; i++)
+        json_object_set_new(o, dsc_term_name((dsc_term_t)i), json_real(t[i] * 1e3));
+    return o;
+}
+
+static void print_terms(const double *t)
+{
+    printf("          ");
+    for (int i = 0; i < DSC_TERM_COUNT; i++)
+        printf("%s%s %.3g ms", i ? ", " : "", dsc_term_name((dsc_term_t)i), t[i] * 1e3);
+    printf("\n");
+}
+
+/* The --estimate part: printed, or added to `result`. Returns the exit code. */
+static int estimate(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *plan,
+                    const dsc_plan_report_t *rep, json_t *result)
+{
+    dsc_estimate_t e;
+    char err[512];
+    if (dsc_estimate(cfg, &rep->mem, plan, &a->profile, &a->est, &e, err, sizeof(err)) != DSI_OK) {
+        fprintf(stderr, "dsinfer plan: --estimate %s: %s\n", a->estimate, err);
+        return 2;
+    }
+    const dsc_profile_t *p = &a->profile;
+    if (result != NULL) {
+        json_t *d = json_pack(
+            "{s:f, s:f, s:f, s:i, s:i, s:s, s:o}", "tok_s", e.decode_tok_s, "aggregate_tok_s",
+            e.decode_aggregate, "cycle_ms", e.decode_cycle_s * 1e3, "micro_batches",
+            (int)e.micro_batches, "micro_batch_seqs", (int)e.micro_batch_seqs, "bound",
+            dsc_term_name(e.decode_bound), "terms_ms", terms_json(e.decode_terms));
+        json_t *pf =
+            json_pack("{s:f, s:f, s:s, s:o}", "tok_s", e.prefill_tok_s, "ttft_s", e.ttft_s, "bound",
+                      dsc_term_name(e.prefill_bound), "terms_ms", terms_json(e.prefill_terms));
+        json_object_set_new(result, "estimate",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "profile",
+                                      a->estimate, "memory_bw_gbs", p->memory_bw_gbs, "net_gbit",
+                                      p->net_gbs * 8, "net_latency_us", p->net_latency_us,
+                                      "concurrency", (int)a->est.concurrency, "prompt_len",
+                                      (int)a->est.prompt_len, "max_batch_tokens",
+                                      (int)a->est.max_batch_tokens, "decode", d, "prefill", pf));
+        return 0;
+    }
+    printf("\nestimate on machines of %s (memory %.1f GB/s, FMA %.0f GFLOP/s; network %.3g "
+           "Gbit/s, %.3g us one way):\n",
+           a->estimate, p->memory_bw_gbs, p->fma_gflops, p->net_gbs * 8, p->net_latency_us);
+    printf("decode    %u stream(s), context %u: %.3f tok/s per stream, %.3f tok/s in all "
+           "(%u micro-batch(es) of %u); bound by %s\n",
+           a->est.concurrency, a->est.prompt_len, e.decode_tok_s, e.decode_aggregate,
+           e.micro_batches, e.micro_batch_seqs, dsc_term_name(e.decode_bound));
+    print_terms(e.decode_terms);
+    printf("prefill   %u tokens in chunks of %u: %.2f tok/s, time to first token %.3f s; bound by "
+           "%s\n",
+           a->est.prompt_len, a->est.max_batch_tokens, e.prefill_tok_s, e.ttft_s,
+           dsc_term_name(e.prefill_bound));
+    print_terms(e.prefill_terms);
+    return 0;
+}
+
 int dsinfer_cmd_plan(int argc, char **argv)
 {
     plan_args_t a;
@@ -477,6 +585,8 @@ int dsinfer_cmd_plan(int argc, char **argv)
         if (!a.json)
             print_plan(&a, &cfg, &plan, &rep);
         rc = a.n_remove > 0 ? replan(&a, &cfg, nodes, n, &plan, result) : 0;
+        if (rc == 0 && a.estimate != NULL)
+            rc = estimate(&a, &cfg, &plan, &rep, result);
         if (a.json)
             print_json(&a, &cfg, result);
         else
