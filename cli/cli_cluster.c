@@ -354,6 +354,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             goto out_loop;
         co.plan.n_stages = opts->stages;
         co.plan.kv_tokens = opts->kv_tokens ? opts->kv_tokens : 4096;
+        if (opts->settings != NULL &&
+            (co.plan.kv_token_layer = cli_kv_token_layer(opts->settings, &cfg)) == 0)
+            goto out_loop;
         co.plan.overhead = 64ULL << 20;
         if (dst_secret_load(NULL, &co.secret) != DSI_OK ||
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)

@@ -22,7 +22,7 @@ int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long 
     long long model_ctx = cfg->max_position_embeddings > 2 ? cfg->max_position_embeddings : 2;
     long long v = dsi_settings_int(s, DSI_S_MAX_CONTEXT);
     if (v == 0) {
-        *out = model_ctx < CLI_CONTEXT_CAP ? model_ctx : CLI_CONTEXT_CAP;
+        *out = model_ctx;
         return 0;
     }
     if (v < 2 || v > model_ctx) {
@@ -78,6 +78,25 @@ int cli_node_threads(const dsi_settings_t *s, int share)
     return t > 0 ? t : 1;
 }
 
+int cli_kv_dtype(const dsi_settings_t *s, dsn_kv_dtype_t *out)
+{
+    const char *k = dsi_settings_str(s, DSI_S_KV_DTYPE);
+    *out = DSN_KV_BF16;
+    if (k != NULL && dsn_kv_dtype_parse(k, out) != DSI_OK) {
+        fprintf(stderr, "%s: --kv-dtype: '%s' is not one of bf16, f32, fp8\n", s->command, k);
+        return 2;
+    }
+    return 0;
+}
+
+uint64_t cli_kv_token_layer(const dsi_settings_t *s, const dsn_config_t *cfg)
+{
+    dsn_kv_dtype_t dt;
+    if (cli_kv_dtype(s, &dt) != 0)
+        return 0;
+    return dsn_kvpool_block_bytes(1, cfg->kv_lora_rank + cfg->qk_rope_head_dim, dt) / DSN_KV_BLOCK;
+}
+
 static int weight_format(const dsi_settings_t *s, dsn_weight_format_t *out)
 {
     const char *w = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
@@ -105,6 +124,9 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     long long ctx;
     int rc = weight_format(s, &o->weight_format);
     if (rc == 0)
+        rc = cli_kv_dtype(s, &o->kv_dtype);
+    o->kv_pool_bytes = dsi_settings_size(s, DSI_S_KV_POOL);
+    if (rc == 0)
         rc = cli_max_context(s, cfg, &ctx);
     if (rc == 0)
         rc = cli_node_mem(s, share, s->command, &o->mem_budget);
@@ -124,6 +146,9 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     snprintf(a->batch, sizeof(a->batch), "%lld", dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS));
     snprintf(a->spec, sizeof(a->spec), "%lld", dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
+    const char *kvd = dsi_settings_str(s, DSI_S_KV_DTYPE);
+    snprintf(a->kv_pool, sizeof(a->kv_pool), "%llu",
+             (unsigned long long)dsi_settings_size(s, DSI_S_KV_POOL));
     const char *v[] = {"--threads",
                        a->threads,
                        "--mem",
@@ -138,6 +163,10 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        a->spec,
                        "--weight-format",
                        wfmt != NULL ? wfmt : "auto",
+                       "--kv-dtype",
+                       kvd != NULL ? kvd : "bf16",
+                       "--kv-pool",
+                       strcmp(a->kv_pool, "0") != 0 ? a->kv_pool : "auto",
                        NULL};
     memcpy(a->argv, v, sizeof(v));
     return 0;

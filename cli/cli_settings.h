@@ -15,15 +15,15 @@
 #include "dsn_config.h"
 #include "dsn_node.h"
 
-/* --max-context auto: the model's max_position_embeddings, at most this many tokens (the KV
- * cache every node reserves for one sequence of that length). */
-#define CLI_CONTEXT_CAP 16384
+/* The context of a model whose config cannot be read (dsinfer inspect): DeepSeek-V3's
+ * max_position_embeddings. */
+#define CLI_CONTEXT_FALLBACK 163840
 
 /* DIR/config.json (or `config_file` when DIR is NULL) into *cfg; 0 or 1 (printed). */
 int cli_config_load(const char *model, const char *config_file, dsn_config_t *cfg);
 /*
  * The context of a program: --max-context when given (2 when over the model's positions,
- * printed), else min(max_position_embeddings, CLI_CONTEXT_CAP). 0 or 2.
+ * printed), else the model's max_position_embeddings. 0 or 2.
  */
 int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long *out);
 /*
@@ -32,6 +32,11 @@ int cli_max_context(const dsi_settings_t *s, const dsn_config_t *cfg, long long 
  * choice is printed on stderr prefixed by `who`. 0, or 1 when the memory cannot be read.
  */
 int cli_node_mem(const dsi_settings_t *s, int share, const char *who, uint64_t *out);
+/* --kv-dtype into *out (bf16 when unset). 0 or 2 (printed). */
+int cli_kv_dtype(const dsi_settings_t *s, dsn_kv_dtype_t *out);
+/* Latent-KV bytes per token per layer of the model in --kv-dtype (the planner's figure); 0 when
+ * --kv-dtype is bad (printed). */
+uint64_t cli_kv_token_layer(const dsi_settings_t *s, const dsn_config_t *cfg);
 /* --threads of one of `share` nodes on this machine: the value given, else the CPUs / share. */
 int cli_node_threads(const dsi_settings_t *s, int share);
 /*
@@ -42,7 +47,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
 
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
-    char threads[24], mem[32], numa[16], context[24], batch[24], spec[16];
+    char threads[24], mem[32], numa[16], context[24], batch[24], kv_pool[32], spec[16];
     const char *argv[20]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */

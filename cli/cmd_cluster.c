@@ -124,19 +124,19 @@ static void print_status(const json_t *root)
 {
     const json_t *nodes = json_object_get(root, "nodes");
     printf("epoch %.0f, %s; %.0f re-plans (%.0f rebalances, %.0f live switches), %.1f MiB of "
-           "weights moved\n",
+           "weights moved; %.0f preemptions (full KV pool)\n",
            num(root, "epoch"),
            json_is_true(json_object_get(root, "serving")) ? "serving" : "not serving",
            num(root, "replans"), num(root, "rebalances"), num(root, "live_switches"),
-           num(root, "bytes_moved") / (1 << 20));
+           num(root, "bytes_moved") / (1 << 20), num(root, "preemptions"));
     const char *why = json_string_value(json_object_get(root, "message"));
     if (why != NULL && !json_is_true(json_object_get(root, "serving")))
         printf("%s\n", why); /* what it waits for: nodes, loading, memory */
     const char *sw = json_string_value(json_object_get(root, "switch"));
     if (sw != NULL && strcmp(sw, "none") != 0)
         printf("a live switch is in progress (%s)\n", sw);
-    printf("\n%-4s %-20s %-9s %-5s %-8s %s\n", "id", "name", "state", "stage", "experts",
-           "memory planned / budget (GiB)");
+    printf("\n%-4s %-20s %-9s %-5s %-8s %-30s %s\n", "id", "name", "state", "stage", "experts",
+           "memory planned / budget (GiB)", "KV blocks used / free");
     size_t i;
     const json_t *n;
     json_array_foreach(nodes, i, n)
@@ -145,10 +145,13 @@ static void print_status(const json_t *root)
         char st[16] = "-";
         if (json_is_integer(stage))
             snprintf(st, sizeof(st), "%lld", (long long)json_integer_value(stage));
-        printf("%-4.0f %-20s %-9s %-5s %-8.0f %.2f / %.2f\n", num(n, "id"),
+        char mem[40];
+        snprintf(mem, sizeof(mem), "%.2f / %.2f", num(n, "memory_planned") / (1 << 30),
+                 num(n, "memory_budget") / (1 << 30));
+        printf("%-4.0f %-20s %-9s %-5s %-8.0f %-30s %.0f / %.0f\n", num(n, "id"),
                json_string_value(json_object_get(n, "name")),
-               json_string_value(json_object_get(n, "state")), st, num(n, "experts"),
-               num(n, "memory_planned") / (1 << 30), num(n, "memory_budget") / (1 << 30));
+               json_string_value(json_object_get(n, "state")), st, num(n, "experts"), mem,
+               num(n, "kv_blocks_used"), num(n, "kv_blocks_total") - num(n, "kv_blocks_used"));
     }
     const json_t *load = json_object_get(root, "load");
     const json_t *bias = json_object_get(root, "bias");

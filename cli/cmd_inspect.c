@@ -167,7 +167,7 @@ int dsinfer_cmd_inspect(int argc, char **argv)
     if (cli_config_load(model, NULL, &cfg) != 0 || cli_max_context(&set, &cfg, &context) != 0)
         context = dsi_settings_int(&set, DSI_S_MAX_CONTEXT) > 0
                       ? dsi_settings_int(&set, DSI_S_MAX_CONTEXT)
-                      : CLI_CONTEXT_CAP;
+                      : CLI_CONTEXT_FALLBACK;
     dsn_checkpoint_t *ck = NULL;
     dsi_status_t st = dsn_checkpoint_open(model, &ck);
     if (st != DSI_OK) {

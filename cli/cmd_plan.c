@@ -10,6 +10,7 @@
 
 #include "cli_args.h"
 #include "cli_settings.h"
+#include "dsc_estimate.h"
 #include "dsc_planner.h"
 #include "dsi_log.h"
 #include "dsinfer_commands.h"
@@ -27,7 +28,12 @@ typedef struct {
     int n_remove;
     int json;
     int format_given; /* --weight-format; otherwise the config's (fp8 or bf16) */
+    const char *kv_dtype; /* --kv-dtype */
     dsc_plan_opts_t plan;
+    const char *estimate; /* --estimate PROFILE.json, or NULL */
+    dsc_profile_t profile;
+    const char *net; /* --net GBIT,US, or NULL */
+    dsc_estimate_opts_t est;
 } plan_args_t;
 
 static void usage(FILE *out)
@@ -38,7 +44,13 @@ static void usage(FILE *out)
             "Plans N nodes (ids 0..N-1) for the model: pipeline stages, experts per node and\n"
             "memory per node; prints the memory the model needs in every weight format. Each\n"
             "node reserves latent KV cache for one sequence of --max-context tokens. Exit 1 when\n"
-            "the model cannot fit.\n");
+            "the model cannot fit.\n"
+            "With --estimate PROFILE.json it also estimates what the plan runs at on machines of\n"
+            "that profile (dsinfer bench profile --json): decode tok/s per stream and in all at\n"
+            "--concurrency C (default 1) with --prompt-len L tokens of context (default 1024),\n"
+            "prefill tok/s and time to first token of an L-token prompt in chunks of\n"
+            "--max-batch-tokens (default 256), and the term that bounds each; --net GBIT,US\n"
+            "(default: the profile's network) sets the network between nodes.\n");
 }
 
 static int parse_node_mem(const char *text, plan_args_t *a)
@@ -74,6 +86,31 @@ static int parse_node_mem(const char *text, plan_args_t *a)
     return 0;
 }
 
+/* --estimate's profile with --net applied; -1 after a message naming the field. */
+static int load_profile(plan_args_t *a)
+{
+    char err[512];
+    if (dsc_profile_load(a->estimate, &a->profile, err, sizeof(err)) != DSI_OK) {
+        fprintf(stderr, "dsinfer plan: --estimate: %s\n", err);
+        return -1;
+    }
+    if (a->net != NULL) {
+        double gbit, us;
+        int used = 0;
+        if (sscanf(a->net, "%lf,%lf%n", &gbit, &us, &used) != 2 || a->net[used] != '\0' ||
+            !(gbit > 0) || !(us >= 0) || gbit > 1e6 || us > 1e7) {
+            fprintf(stderr,
+                    "dsinfer plan: --net: '%s' is not GBIT,US (Gbit/s > 0 and a one-way latency "
+                    "in microseconds >= 0, e.g. 25,10)\n",
+                    a->net);
+            return -1;
+        }
+        a->profile.net_gbs = gbit / 8;
+        a->profile.net_latency_us = us;
+    }
+    return 0;
+}
+
 /* -1 to go on, else the exit code. */
 static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
 {
@@ -95,6 +132,7 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     a->json = (int)dsi_settings_int(s, DSI_S_JSON);
     a->plan.n_stages = (uint32_t)dsi_settings_int(s, DSI_S_STAGES);
     a->plan.overhead = dsi_settings_size(s, DSI_S_OVERHEAD);
+    a->kv_dtype = dsi_settings_str(s, DSI_S_KV_DTYPE);
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     if (strcmp(wfmt, "auto") != 0 && dsc_weight_format_parse(wfmt, &a->plan.format) != DSI_OK) {
         fprintf(stderr,
@@ -112,6 +150,17 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     if (remove != NULL && cli_parse_int_list("plan", "--remove-nodes", remove, 0, MAX_NODES - 1,
                                              &a->remove, &a->n_remove) != 0)
         return 2;
+    a->estimate = dsi_settings_str(s, DSI_S_ESTIMATE);
+    a->net = dsi_settings_str(s, DSI_S_NET);
+    a->est.concurrency = (uint32_t)dsi_settings_int(s, DSI_S_CONCURRENCY);
+    a->est.prompt_len = (uint32_t)dsi_settings_int(s, DSI_S_PROMPT_LEN);
+    a->est.max_batch_tokens = (uint32_t)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
+    if (a->estimate == NULL && a->net != NULL) {
+        fprintf(stderr, "dsinfer plan: --net needs --estimate PROFILE.json\n");
+        return 2;
+    }
+    if (a->estimate != NULL && load_profile(a) != 0)
+        return 2;
     if (a->node_mem == NULL && a->n_nodes == 0) {
         fprintf(stderr, "dsinfer plan: give --nodes N (and --mem SIZE, default this machine's), "
                         "or --node-mem SIZE,...\n");
@@ -127,7 +176,8 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     if (rc != 0)
         return rc;
     a->plan.kv_tokens = (uint64_t)ctx;
-    return -1;
+    a->plan.kv_token_layer = cli_kv_token_layer(s, &cfg);
+    return a->plan.kv_token_layer > 0 ? -1 : 2;
 }
 
 static int parse_args(int argc, char **argv, plan_args_t *a)
@@ -178,6 +228,40 @@ static void print_formats(const dsn_config_t *cfg)
     }
 }
 
+/*
+ * The KV pool of node i: its budget less what the plan puts there besides the KV reserve (the
+ * node's sequences share it, docs/MEMORY.md), and the sequences of kv_tokens tokens that fit it.
+ */
+static uint64_t node_pool(const dst_plan_t *p, uint32_t i, const dsc_node_usage_t *u,
+                          uint64_t *seq_bytes)
+{
+    uint64_t other = u->weights + u->experts + u->overhead, budget = p->nodes[i].mem_budget;
+    *seq_bytes = u->kv; /* the reserve is one sequence of kv_tokens */
+    return budget > other ? budget - other : 0;
+}
+
+/* Sequences of kv_tokens tokens that fit the cluster at once: the fewest of any stage, a stage
+ * holding the sum of its nodes' (a sequence uses one node of each stage). */
+static uint64_t concurrent_sequences(const dst_plan_t *p, const dsn_config_t *cfg,
+                                     const dsc_plan_report_t *rep, const dsc_plan_opts_t *o)
+{
+    uint64_t fewest = UINT64_MAX;
+    for (uint32_t s = 0; s < p->n_stages; s++) {
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < p->n_nodes; i++) {
+            if (p->nodes[i].stage != s)
+                continue;
+            dsc_node_usage_t u;
+            uint64_t seq;
+            dsc_plan_node_usage(p, i, cfg, &rep->mem, o, &u);
+            uint64_t pool = node_pool(p, i, &u, &seq);
+            sum += seq > 0 ? pool / seq : 0;
+        }
+        fewest = sum < fewest ? sum : fewest;
+    }
+    return fewest == UINT64_MAX ? 0 : fewest;
+}
+
 static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *p,
                        const dsc_plan_report_t *rep)
 {
@@ -206,6 +290,10 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
         snprintf(b1, sizeof(b1), "%u-%u", lo, hi);
     printf("plan     PP=%u x EP=%s, %llu expert copies, busiest node at %.1f%% of its budget\n",
            p->n_stages, b1, (unsigned long long)rep->expert_copies, rep->max_use * 100);
+    printf("fits     %llu concurrent sequences of length %llu (KV cache %s, the nodes' memory "
+           "after weights and overhead)\n",
+           (unsigned long long)concurrent_sequences(p, cfg, rep, &a->plan),
+           (unsigned long long)a->plan.kv_tokens, a->kv_dtype);
 
     printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
     uint32_t *ids = malloc(p->n_nodes * sizeof(uint32_t));
@@ -221,21 +309,25 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
     }
     free(ids);
 
-    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s\n", "node", "stage", "weights", "KV",
-           "overhead", "experts", "planned", "budget", "use");
+    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s %10s %6s\n", "node", "stage", "weights",
+           "KV", "overhead", "experts", "planned", "budget", "use", "KV pool", "seqs");
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         dsc_node_usage_t u;
         dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
         char ex[48];
         snprintf(ex, sizeof(ex), "%u (%s)", u.n_experts,
                  dsc_memory_format_bytes(u.experts, b4, sizeof(b4)));
-        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%%\n", p->nodes[i].node_id,
+        uint64_t seq, pool = node_pool(p, i, &u, &seq);
+        char b7[32];
+        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%% %10s %6llu\n", p->nodes[i].node_id,
                p->nodes[i].stage, dsc_memory_format_bytes(u.weights, b1, sizeof(b1)),
                dsc_memory_format_bytes(u.kv, b2, sizeof(b2)),
                dsc_memory_format_bytes(u.overhead, b3, sizeof(b3)), ex,
                dsc_memory_format_bytes(p->nodes[i].mem_planned, b5, sizeof(b5)),
                dsc_memory_format_bytes(p->nodes[i].mem_budget, b6, sizeof(b6)),
-               100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget);
+               100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget,
+               dsc_memory_format_bytes(pool, b7, sizeof(b7)),
+               (unsigned long long)(seq > 0 ? pool / seq : 0));
     }
 }
 
@@ -274,17 +366,21 @@ static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const ds
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         dsc_node_usage_t u;
         dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
+        uint64_t seq, pool = node_pool(p, i, &u, &seq);
         json_array_append_new(
             nodes,
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
                       (json_int_t)p->nodes[i].node_id, "stage", (json_int_t)p->nodes[i].stage,
                       "budget", (json_int_t)p->nodes[i].mem_budget, "planned",
                       (json_int_t)p->nodes[i].mem_planned, "weights", (json_int_t)u.weights,
                       "experts", (json_int_t)u.n_experts, "expert_bytes", (json_int_t)u.experts,
-                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead));
+                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead, "kv_pool",
+                      (json_int_t)pool, "sequences_fit", (json_int_t)(seq > 0 ? pool / seq : 0)));
     }
-    return json_pack("{s:b, s:o, s:o, s:I, s:f}", "ok", 1, "stages", stages, "nodes", nodes,
-                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use);
+    return json_pack("{s:b, s:o, s:o, s:I, s:f, s:I}", "ok", 1, "stages", stages, "nodes", nodes,
+                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use,
+                     "concurrent_sequences",
+                     (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan));
 }
 
 /* Adds the inputs and the format table to `result`, prints it and releases it. */
@@ -298,6 +394,7 @@ static void print_json(const plan_args_t *a, const dsn_config_t *cfg, json_t *re
     json_object_set_new(result, "weight_format",
                         json_string(dsc_weight_format_name(a->plan.format)));
     json_object_set_new(result, "kv_tokens", json_integer((json_int_t)a->plan.kv_tokens));
+    json_object_set_new(result, "kv_dtype", json_string(a->kv_dtype));
     json_object_set_new(result, "overhead", json_integer((json_int_t)a->plan.overhead));
     json_object_set_new(result, "n_layers", json_integer(cfg->num_hidden_layers));
     json_object_set_new(result, "first_moe_layer", json_integer(cfg->first_k_dense_replace));
@@ -396,6 +493,67 @@ static int replan(const plan_args_t *a, const dsn_config_t *cfg, const dsc_node_
     return 0;
 }
 
+static json_t *terms_json(const double *t)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < DSC_TERM_COUNT; i++)
+        json_object_set_new(o, dsc_term_name((dsc_term_t)i), json_real(t[i] * 1e3));
+    return o;
+}
+
+static void print_terms(const double *t)
+{
+    printf("          ");
+    for (int i = 0; i < DSC_TERM_COUNT; i++)
+        printf("%s%s %.3g ms", i ? ", " : "", dsc_term_name((dsc_term_t)i), t[i] * 1e3);
+    printf("\n");
+}
+
+/* The --estimate part: printed, or added to `result`. Returns the exit code. */
+static int estimate(const plan_args_t *a, const dsn_config_t *cfg, const dst_plan_t *plan,
+                    const dsc_plan_report_t *rep, json_t *result)
+{
+    dsc_estimate_t e;
+    char err[512];
+    if (dsc_estimate(cfg, &rep->mem, plan, &a->profile, &a->est, &e, err, sizeof(err)) != DSI_OK) {
+        fprintf(stderr, "dsinfer plan: --estimate %s: %s\n", a->estimate, err);
+        return 2;
+    }
+    const dsc_profile_t *p = &a->profile;
+    if (result != NULL) {
+        json_t *d = json_pack(
+            "{s:f, s:f, s:f, s:i, s:i, s:s, s:o}", "tok_s", e.decode_tok_s, "aggregate_tok_s",
+            e.decode_aggregate, "cycle_ms", e.decode_cycle_s * 1e3, "micro_batches",
+            (int)e.micro_batches, "micro_batch_seqs", (int)e.micro_batch_seqs, "bound",
+            dsc_term_name(e.decode_bound), "terms_ms", terms_json(e.decode_terms));
+        json_t *pf =
+            json_pack("{s:f, s:f, s:s, s:o}", "tok_s", e.prefill_tok_s, "ttft_s", e.ttft_s, "bound",
+                      dsc_term_name(e.prefill_bound), "terms_ms", terms_json(e.prefill_terms));
+        json_object_set_new(result, "estimate",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "profile",
+                                      a->estimate, "memory_bw_gbs", p->memory_bw_gbs, "net_gbit",
+                                      p->net_gbs * 8, "net_latency_us", p->net_latency_us,
+                                      "concurrency", (int)a->est.concurrency, "prompt_len",
+                                      (int)a->est.prompt_len, "max_batch_tokens",
+                                      (int)a->est.max_batch_tokens, "decode", d, "prefill", pf));
+        return 0;
+    }
+    printf("\nestimate on machines of %s (memory %.1f GB/s, FMA %.0f GFLOP/s; network %.3g "
+           "Gbit/s, %.3g us one way):\n",
+           a->estimate, p->memory_bw_gbs, p->fma_gflops, p->net_gbs * 8, p->net_latency_us);
+    printf("decode    %u stream(s), context %u: %.3f tok/s per stream, %.3f tok/s in all "
+           "(%u micro-batch(es) of %u); bound by %s\n",
+           a->est.concurrency, a->est.prompt_len, e.decode_tok_s, e.decode_aggregate,
+           e.micro_batches, e.micro_batch_seqs, dsc_term_name(e.decode_bound));
+    print_terms(e.decode_terms);
+    printf("prefill   %u tokens in chunks of %u: %.2f tok/s, time to first token %.3f s; bound by "
+           "%s\n",
+           a->est.prompt_len, a->est.max_batch_tokens, e.prefill_tok_s, e.ttft_s,
+           dsc_term_name(e.prefill_bound));
+    print_terms(e.prefill_terms);
+    return 0;
+}
+
 int dsinfer_cmd_plan(int argc, char **argv)
 {
     plan_args_t a;
@@ -427,6 +585,8 @@ int dsinfer_cmd_plan(int argc, char **argv)
         if (!a.json)
             print_plan(&a, &cfg, &plan, &rep);
         rc = a.n_remove > 0 ? replan(&a, &cfg, nodes, n, &plan, result) : 0;
+        if (rc == 0 && a.estimate != NULL)
+            rc = estimate(&a, &cfg, &plan, &rep, result);
         if (a.json)
             print_json(&a, &cfg, result);
         else

@@ -39,6 +39,7 @@ typedef struct {
     run_text_t text; /* loaded when text is used */
     int has_text;
     dsn_weight_format_t weight_format; /* re-quantize the projections at load */
+    dsn_kv_dtype_t kv_dtype;           /* --kv-dtype */
     const cli_mpi_t *mpi;              /* dsinfer-cluster: the node ranks (NULL: none) */
     const dsi_settings_t *settings;
 } run_opts_t;
@@ -88,6 +89,8 @@ static int parse_opts(const dsi_settings_t *s, const cli_mpi_t *mpi, run_opts_t 
                 DSN_WFMT_NAMES);
         return 2;
     }
+    if (cli_kv_dtype(s, &o->kv_dtype) != 0)
+        return 2;
     if (o->coordinator != NULL && o->local_nodes > 0) {
         fprintf(stderr, "dsinfer run: --local-nodes and --coordinator exclude each other\n");
         return 2;
@@ -381,7 +384,8 @@ int cli_run(const dsi_settings_t *s, const cli_mpi_t *mpi)
     dsn_slice_t all = dsn_slice_all(cfg);
     if (dsn_weights_load_as(ckpt, &all, o.weight_format, (int)o.threads, &w) != DSI_OK)
         goto out;
-    if (dsn_engine_create(w, dsk_level_detect(), (int)o.threads, &eng) != DSI_OK)
+    if (dsn_engine_create(w, dsk_level_detect(), (int)o.threads, &eng) != DSI_OK ||
+        dsn_engine_set_kv(eng, o.kv_dtype, 0) != DSI_OK)
         goto out;
     if (o.logits_out != NULL && (logits_file = fopen(o.logits_out, "wb")) == NULL) {
         fprintf(stderr, "dsinfer run: --logits-out %s: %m\n", o.logits_out);

@@ -169,6 +169,9 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
     if (rc != 0)
         return rc;
     co.plan.kv_tokens = (uint64_t)o->max_context; /* one full-length sequence per node */
+    co.plan.kv_token_layer = cli_kv_token_layer(&o->set, cfg);
+    if (co.plan.kv_token_layer == 0)
+        return 2;
     co.plan.overhead = 64ULL << 20;
     cli_node_args_t na;
     if (cli_node_args(&o->set, o->max_context, (int)o->local_nodes, &na) != 0)

@@ -123,6 +123,9 @@ static int serve(const dsi_settings_t *s, const cli_mpi_t *mpi)
     co.listen = mpi->listen;
     co.model_dir = dsi_settings_str(s, DSI_S_MODEL);
     co.plan.kv_tokens = (uint64_t)max_context;
+    co.plan.kv_token_layer = cli_kv_token_layer(s, &cfg);
+    if (co.plan.kv_token_layer == 0)
+        return 2;
     if (dst_secret_load(NULL, &co.secret) != DSI_OK)
         return 1;
     return cli_coordinator_run(s, &cfg, &co, max_context, publish_address, (void *)mpi);

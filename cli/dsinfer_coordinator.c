@@ -67,6 +67,9 @@ int main(int argc, char **argv)
         (rc = cli_max_context(&s, &cfg, &max_context)) != 0 || (rc = cli_cluster_tune(&s, &o)) != 0)
         return rc;
     o.plan.kv_tokens = (uint64_t)max_context; /* one full-length sequence per node */
+    o.plan.kv_token_layer = cli_kv_token_layer(&s, &cfg);
+    if (o.plan.kv_token_layer == 0)
+        return 2;
     if (dst_secret_load(dsi_settings_str(&s, DSI_S_SECRET_FILE), &o.secret) != DSI_OK)
         return 1;
 

@@ -11,9 +11,9 @@
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
- * is the decode product (n <= 4 tokens) of the integer weight dtypes, which by default quantizes
- * the activations to int8 and multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it
- * off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x
+ * is the product of the integer weight dtypes at few tokens (n <= 4; at avx512vnni up to 64, with
+ * AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the activations to int8 and
+ * multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x
  * to bf16 (see DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
  * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 136 KiB with
  * its bf16 copy of x): call them from threads with ordinary stacks. docs/KERNELS.md describes the
@@ -87,12 +87,16 @@ typedef enum {
  * size (128, or 32 for I4_G32), scale = amax / 127, and each group's product is an exact integer
  * dot: y = sum_g w_scale[g] * x_scale[g] * sum_{c in g} q_w[c] * q_x[c] (dsk_matmul_a8_ref).
  * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
- * matmul with n >= 5 and matmul_t always take f32 activations.
+ * matmul with n > ops->a8_n_max[dtype] (4 at avx2; 64 at avx512vnni, where int4 from 2 tokens and
+ * I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t always take
+ * f32 activations.
  */
 typedef enum {
     DSK_ACT_F32 = 0,
     DSK_ACT_I8,
 } dsk_act_t;
+
+#define DSK_A8_N_ANY 0x7fffffff /* dsk_ops_t.a8_n_max: int8 activations at every n */
 
 /* How a router scores experts (config.json scoring_func). */
 typedef enum {
@@ -153,8 +157,11 @@ typedef struct {
      */
     void (*row_f32[DSK_DTYPE_COUNT])(const dsk_matrix_t *w, int64_t r, float *out);
     dsk_level_t level;
-    dsk_act_t act;   /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
-                        that have it) */
+    dsk_act_t act; /* what the integer dtypes' decode matmuls use (DSK_ACT_I8 only at the levels
+                      that have it) */
+    int a8_n_max[DSK_DTYPE_COUNT]; /* matmul[d] takes int8 activations for n <= a8_n_max[d]
+                                      tokens (0: never, DSK_A8_N_ANY: every n); see dsk_act_t */
+    int amx;         /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
     uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);
@@ -172,6 +179,13 @@ dsk_level_t dsk_level_detect(void);
  * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
  */
 dsk_level_t dsk_level_cpu(void);
+/*
+ * Whether AMX int8 tiles can run here: CPUID reports AMX-TILE and AMX-INT8, the OS enables the
+ * tile state (XCR0) and the Linux kernel grants this process the tile data
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM)); asks the kernel once per call. dsk_ops_init_act takes the AMX
+ * slots at level avx512vnni with int8 activations where this is true.
+ */
+int dsk_amx_available(void);
 /* Whether this CPU runs `level`: every level up to dsk_level_cpu(), avx512bf16 if it has it. */
 int dsk_level_supported(dsk_level_t level);
 const char *dsk_level_name(dsk_level_t level);

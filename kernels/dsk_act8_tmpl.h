@@ -213,4 +213,7 @@ static void a8_fill(dsk_ops_t *ops)
     ops->matmul[DSK_DTYPE_I8] = matmul_a8_i8;
     ops->matmul[DSK_DTYPE_I4_G32] = matmul_a8_i4a;
     ops->matmul[DSK_DTYPE_I4_G128] = matmul_a8_i4b;
+    ops->a8_n_max[DSK_DTYPE_I8] = A8_N_MAX;
+    ops->a8_n_max[DSK_DTYPE_I4_G32] = A8_N_MAX;
+    ops->a8_n_max[DSK_DTYPE_I4_G128] = A8_N_MAX;
 }

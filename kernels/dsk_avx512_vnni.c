@@ -8,7 +8,8 @@
  * - int4: the stored nibble q + 8 is the unsigned operand as it is; offset 8 * sum(q_x).
  *
  * Built with -mavx512vnni, so dsk_dispatch.c takes these slots only on CPUs that report
- * avx512vnni (level avx512vnni); the n >= 5 products go to the AVX-512 level's f32 GEMM.
+ * avx512vnni (level avx512vnni). From 2 (int4) or 5 (I8) to 64 tokens the product takes the
+ * rows-in-lanes kernel of dsk_avx512_vnni_q4.c; more tokens the AVX-512 level's f32 GEMM.
  */
 #include "dsk_impl.h"
 
@@ -45,7 +46,47 @@ static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
 
 #include "dsk_act8_tmpl.h"
 
+/*
+ * Rows in vector lanes (dsk_avx512_vnni_q4.c) for int4 from Q4V_I4_MIN and I8 from Q4V_I8_MIN up
+ * to DSK_Q4V_N_MAX tokens; below, the per-row tile above, which streams rows from memory faster
+ * (one thread, 7168x2048 from DRAM, batch 1: int4 7-9 GB/s in lanes against 8-14 per row; in
+ * lanes int4 at batch 4 is 1.5-2x and batches 16-64 2-4x the f32 path, docs/PERFORMANCE.md).
+ * More tokens go to the f32 GEMM.
+ */
+#define Q4V_I4_MIN 2
+#define Q4V_I8_MIN 5
+#define DEF_LANES(DT, NAME, MIN)                                                                   \
+    static void matmul_lanes_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
+                                    int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
+    {                                                                                              \
+        if (n < (MIN))                                                                             \
+            matmul_a8_##NAME(w, r0, r1, x, ldx, n, y, ldy);                                        \
+        else if (n > DSK_Q4V_N_MAX)                                                                \
+            dsk_avx512_matmul_f32act(DT, w, r0, r1, x, ldx, n, y, ldy);                            \
+        else                                                                                       \
+            dsk_vnni_lanes_matmul(w, r0, r1, x, ldx, n, y, ldy);                                   \
+    }
+DEF_LANES(DSK_DTYPE_I8, i8, Q4V_I8_MIN)
+DEF_LANES(DSK_DTYPE_I4_G32, i4a, Q4V_I4_MIN)
+DEF_LANES(DSK_DTYPE_I4_G128, i4b, Q4V_I4_MIN)
+
+void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
+{
+    if (w->dtype == DSK_DTYPE_I8)
+        matmul_lanes_i8(w, r0, r1, x, ldx, n, y, ldy);
+    else if (w->dtype == DSK_DTYPE_I4_G32)
+        matmul_lanes_i4a(w, r0, r1, x, ldx, n, y, ldy);
+    else
+        matmul_lanes_i4b(w, r0, r1, x, ldx, n, y, ldy);
+}
+
 void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops)
 {
     a8_fill(ops);
+    ops->matmul[DSK_DTYPE_I8] = matmul_lanes_i8;
+    ops->matmul[DSK_DTYPE_I4_G32] = matmul_lanes_i4a;
+    ops->matmul[DSK_DTYPE_I4_G128] = matmul_lanes_i4b;
+    for (int d = DSK_DTYPE_I8; d <= DSK_DTYPE_I4_G128; d++)
+        ops->a8_n_max[d] = DSK_Q4V_N_MAX;
 }

@@ -1,5 +1,14 @@
 #include <stdlib.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "dsk_impl.h"
 
@@ -35,6 +44,47 @@ static int cpu_has_bf16(void)
 #else
     return 0;
 #endif
+}
+
+int dsk_amx_available(void)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    const unsigned amx_tile = 1u << 24, amx_int8 = 1u << 25;
+    if ((d & amx_tile) == 0 || (d & amx_int8) == 0)
+        return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || (c & (1u << 27)) == 0) /* OSXSAVE: xgetbv works */
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const unsigned xtilecfg = 1u << 17, xtiledata = 1u << 18;
+    if ((lo & xtilecfg) == 0 || (lo & xtiledata) == 0)
+        return 0;
+    /* Linux 5.16+: a process must ask for the tile data state before its first tile use */
+    const long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return 0;
+#endif
+}
+
+/* AMX where the CPU and the kernel allow it and the tile path passes its self-test (once per
+ * process; a failure is said on stderr and the avx512vnni kernels stay). */
+static int amx_usable(void)
+{
+    static _Atomic int usable = -1; /* threads may race to the first check: each gets the same */
+    int u = atomic_load(&usable);
+    if (u < 0) {
+        const int available = dsk_amx_available();
+        u = available && dsk_amx_selftest();
+        if (!u && available)
+            fprintf(stderr, "dsinfer: the AMX kernels disagree with the avx512vnni ones on this "
+                            "CPU: AMX is not used\n");
+        atomic_store(&usable, u);
+    }
+    return u;
 }
 
 dsk_level_t dsk_level_cpu(void)
@@ -145,5 +195,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     } else if (act == DSK_ACT_I8 && vnni) {
         dsk_ops_fill_avx512_vnni(ops);
         ops->act = DSK_ACT_I8;
+        if (amx_usable())
+            dsk_ops_fill_amx(ops);
     }
 }

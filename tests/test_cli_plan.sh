@@ -10,6 +10,7 @@ if [ ! -f "$BIG" ] || [ ! -d "$TINY" ]; then
   echo "*** SKIPPED: fixtures under $FIXROOT missing ***"; exit 77
 fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+unset DSINFER_KV_DTYPE # the figures below are for the default --kv-dtype (bf16) unless named
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*"; }
@@ -73,14 +74,35 @@ check_json && ok || bad "671B 16x48G json checks"
 python3 -c 'import json,sys; assert len(json.load(sys.stdin)["stages"]) > 1' <"$TMP/out" && ok || bad "16x48G should have stages"
 
 # Refusals: the whole cluster too small; one node short by a named amount.
-expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --max-context 32768
+expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --max-context 32768 --kv-dtype f32
 has err "the model needs 639.2 GiB"
 has err "4 nodes x 128.0 GiB = 512.0 GiB"
 has out "fp8"
-expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1 --max-context 32768
+expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1 --max-context 32768 --kv-dtype f32
 has err "node 0 needs 10.2 GiB more than its 90.0 GiB budget (stage 0 of 1: layers 0-60"
 expect 1 "671B 4x128G json" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --json
 python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["ok"] is False and "needs" in p["error"]' <"$TMP/out" && ok || bad "refusal json"
+# The KV pool: every node's memory after weights and overhead, in concurrent sequences of
+# --max-context tokens; fp8 fits more than bf16, bf16 more than f32.
+for d in f32 bf16 fp8; do
+    expect 0 "671B 8x128G kv $d" -- dsinfer plan --config "$BIG" --nodes 8 --mem 128G --kv-dtype $d --json
+    cp "$TMP/out" "$TMP/kv-$d.json"
+done
+python3 - "$TMP" <<'PY' && ok || bad "concurrent sequences by --kv-dtype"
+import json, sys
+fit = {}
+for d in ("f32", "bf16", "fp8"):
+    p = json.load(open(f"{sys.argv[1]}/kv-{d}.json"))
+    assert p["kv_dtype"] == d and p["kv_tokens"] == 163840, (p["kv_dtype"], p["kv_tokens"])
+    for n in p["nodes"]:
+        assert n["kv_pool"] == n["budget"] - n["weights"] - n["expert_bytes"] - n["overhead"], n
+        assert n["sequences_fit"] == n["kv_pool"] // n["kv"], n
+    fit[d] = p["concurrent_sequences"]
+assert 0 < fit["f32"] < fit["bf16"] < fit["fp8"], fit
+print("concurrent sequences of 163840 tokens:", fit)
+PY
+expect 0 "671B 8x128G text" -- dsinfer plan --config "$BIG" --nodes 8 --mem 128G
+has out "concurrent sequences of length 163840 (KV cache bf16"
 # int4 weights make 4 x 128G enough.
 expect 0 "671B int4 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --weight-format int4 --json
 check_json && ok || bad "int4 json checks"

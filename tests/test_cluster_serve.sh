@@ -323,7 +323,7 @@ grep -q "ERROR" "$TMP/server.log" && { grep "ERROR" "$TMP/server.log" | head -5;
 
 # --- R1 template: the answer opens in the thinking block, which comes as reasoning_content ----
 section "R1 chat template: reasoning_content equals dsinfer run on the R1 prompt"
-# (also: a context above dsinfer-node's default 16384 reaches the spawned node)
+# (also: a --max-context of 20000 reaches the spawned node)
 start_server "$TMP/r1.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
     --chat-template r1 --max-context 20000
 if [ -z "$URL" ]; then

@@ -9,10 +9,13 @@
  * - the scalar reference (dsk_matmul_a8_ref) and the level's matmul slot against an exact double
  *   evaluation of the same integer math, bound 2e-5 * sum_g |w_s x_s| sum |q_w q_x| (only f32
  *   summation differs), on odd shapes: partial groups and int4 chunks, rows not a multiple of the
- *   tile, columns not a multiple of 128 or of the 8192-column chunk, n = 1..4, row sub-ranges,
- *   padded ldx / ldy whose padding must stay untouched;
+ *   tile, columns not a multiple of 128 or of the 8192-column chunk, n = 1..4 and, where the
+ *   level takes int8 activations for more tokens (ops.a8_n_max: int4 at avx512vnni, up to 64),
+ *   5, 7, 8, 9, 16, 17, 33, 64 (token blocks of 8 and their remainders), rows around the 16-row
+ *   and columns around the 1024-column tiles of that path, row sub-ranges, padded ldx / ldy whose
+ *   padding must stay untouched;
  * - that exact value against the f32 product within the activation quantization error;
- * - n >= 5 still takes the f32 path (the dsi_test_matmul bound);
+ * - past ops.a8_n_max the f32 path (the dsi_test_matmul bound);
  * - DSINFER_ACT and dsk_ops_init_act choose as documented.
  *
  * `test_kernel_act8 --bench` times the quantizer (reference and AVX2) and the decode product (one
@@ -335,7 +338,7 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
     const size_t bytes = (size_t)dsk_matrix_bytes(dt, rows, cols);
     const size_t vbytes = (size_t)(rows * dsk_dtype_row_bytes(dt, cols));
     const int copies = hot ? 1 : (int)((192u << 20) / bytes + 1);
-    const int per_pass = hot ? (int)((256u << 20) / bytes + 1) : copies;
+    const int per_pass = hot ? (int)((256u << 20) / bytes / (size_t)n + 1) : copies;
     qmat_t base;
     qmat_make(&base, dt, rows, cols);
     char **mem = malloc((size_t)copies * sizeof(char *));
@@ -405,8 +408,11 @@ static int bench(void)
         "| dtype | shape | batch | f32 act | int8 act | speed-up |\n|---|---|---|---|---|---|\n");
     for (size_t d = 0; d < sizeof(qtypes) / sizeof(qtypes[0]); d++) {
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-            for (int64_t n = 1; n <= 4; n += 3) {
-                const int64_t R = shapes[s][0], C = shapes[s][1];
+            static const int64_t bn[] = {1, 4, 16, 64};
+            for (size_t k = 0; k < sizeof(bn) / sizeof(bn[0]); k++) {
+                const int64_t R = shapes[s][0], C = shapes[s][1], n = bn[k];
+                if (n > 4 && !shapes[s][2])
+                    continue; /* cached shapes only: the streamed ones take minutes */
                 double gf = bench_one(&f32, qtypes[d], R, C, n, (int)shapes[s][2]);
                 double ga = bench_one(&a8, qtypes[d], R, C, n, (int)shapes[s][2]);
                 printf("| %s | %lldx%lld%s | %lld | %.2f | %.2f | %.2fx |\n",
@@ -426,6 +432,13 @@ int main(int argc, char **argv)
                dsk_level_name(ACT8_LEVEL));
         return 77;
     }
+#ifdef ACT8_AMX
+    if (!dsk_amx_available()) {
+        fprintf(stderr, "SKIPPED: no AMX here (CPUID AMX-TILE / AMX-INT8, XCR0 tile state or the "
+                        "kernel's arch_prctl permission missing): the AMX kernels were NOT run\n");
+        return 77;
+    }
+#endif
     dsi_test_seed(11);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench();
@@ -433,19 +446,46 @@ int main(int argc, char **argv)
     dsk_ops_t ops;
     dsk_ops_init_act(&ops, ACT8_LEVEL, DSK_ACT_I8);
     DSI_CHECK_INT_EQ(ops.act, DSK_ACT_I8);
-    printf("level %s, int8 activations\n", dsk_level_name(ops.level));
+#ifdef ACT8_AMX
+    DSI_CHECK_INT_EQ(ops.amx, 1);
+#endif
+    printf("level %s, int8 activations%s\n", dsk_level_name(ops.level), ops.amx ? ", AMX" : "");
     test_quantizer();
     test_quantizer_simd();
 
-    static const int64_t shapes[][2] = {{1, 1},     {3, 7},     {37, 300},  {5, 33},   {9, 48},
-                                        {130, 257}, {17, 128},  {11, 1000}, {7, 129},  {2, 16},
-                                        {6, 8200},  {3, 16500}, {13, 160},  {50, 2000}};
+    static const int64_t shapes[][2] = {{1, 1},
+                                        {3, 7},
+                                        {37, 300},
+                                        {5, 33},
+                                        {9, 48},
+                                        {130, 257},
+                                        {17, 128},
+                                        {11, 1000},
+                                        {7, 129},
+                                        {2, 16},
+                                        {6, 8200},
+                                        {3, 16500},
+                                        {13, 160},
+                                        {50, 2000},
+                                        /* the 16-row, 1024-column tiles of the int4 VNNI path */
+                                        {16, 1024},
+                                        {15, 1056},
+                                        {17, 2080},
+                                        {33, 96},
+                                        {31, 1025}};
     for (size_t d = 0; d < sizeof(qtypes) / sizeof(qtypes[0]); d++) {
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             const int64_t rows = shapes[s][0];
             qmat_t tm;
             qmat_make(&tm, qtypes[d], rows, shapes[s][1]);
-            for (int64_t n = 1; n <= 4; n++) {
+            /* every n up to 4, then odd and whole token blocks up to the level's int8 limit */
+            static const int64_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 64, 65, 130};
+            const int64_t n_max = ops.a8_n_max[qtypes[d]];
+            DSI_CHECK(n_max >= 4);
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]) && ns[k] <= n_max; k++) {
+                const int64_t n = ns[k];
+                if (n > 9 && rows * shapes[s][1] > 200000)
+                    continue; /* the exact double evaluation is slow */
                 test_product(&ops, &tm, 0, rows, n);
                 if (rows > 2) {
                     int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
@@ -453,10 +493,13 @@ int main(int argc, char **argv)
                     test_product(&ops, &tm, r0, r1, n);
                 }
             }
-            /* n >= 5 takes the f32 path: token groups up to 16, then the GEMM */
-            dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 5);
-            dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 9);
-            dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 17);
+            /* past the int8 limit the f32 path: token groups up to 16, then the GEMM */
+            if (n_max < DSK_A8_N_ANY) {
+                dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, n_max + 1);
+                if (n_max < 9)
+                    dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, 9);
+                dsi_test_matmul_case(&ops, 1, &tm.m, tm.dense, 0, rows, n_max + 13);
+            }
             qmat_free(&tm);
         }
     }

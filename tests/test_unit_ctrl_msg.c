@@ -88,6 +88,9 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->heartbeat.node_id = 1;
         m->heartbeat.seq = 77;
         m->heartbeat.time_ns = 123456789012345ull;
+        m->heartbeat.kv_blocks_used = 3;
+        m->heartbeat.kv_blocks_total = 40;
+        m->heartbeat.preemptions = 2;
         m->heartbeat.has_spec = 1;
         m->heartbeat.spec = (dst_msg_spec_t){40, 61, 1234567, 7654321, 2, {40, 21}, {21, 0}};
         break;
@@ -333,9 +336,12 @@ static void test_every_field(void)
             msgpack_sbuffer bad;
             snprintf(what, sizeof(what), "%s without %s", dst_msg_type_name(t), key);
             repack(&root, i, DROP, &bad);
-            /* REGISTER's held_id / held_epoch are optional (added later, 0 when absent). */
+            /* REGISTER's held_id / held_epoch and HEARTBEAT's KV pool fields and spec are
+             * optional (added later, 0 or absent when left out). */
             if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
-                (t == DST_MSG_HEARTBEAT && strcmp(key, "spec") == 0))
+                (t == DST_MSG_HEARTBEAT &&
+                 (strncmp(key, "kv_", 3) == 0 || strcmp(key, "preemptions") == 0 ||
+                  strcmp(key, "spec") == 0)))
                 expect_decodes(what, bad.data, bad.size);
             else
                 expect_fail(what, bad.data, bad.size, 0, key);

@@ -3,7 +3,8 @@
  * prompt (the n choices of one request): the copied rows equal the source's in every layer, the
  * copy's length is the prefix, it grows on its own afterwards without touching the source, a copy
  * into a cache that held other rows replaces them, and mismatched caches or a prefix beyond the
- * source's length are refused.
+ * source's length are refused. (Over the paged cache, f32 blocks: full blocks are shared by the
+ * copy, test_unit_kvpool.c checks that sharing.)
  */
 #include <string.h>
 
@@ -20,31 +21,42 @@ static float value(int layer, int64_t pos, int j)
 
 static void fill(dsn_kvcache_t *kv, int64_t from, int64_t to, float offset)
 {
+    float row[ROW];
     DSI_CHECK_INT_EQ(dsn_kvcache_reserve(kv, to), DSI_OK);
     for (int l = 0; l < LAYERS; l++)
-        for (int64_t p = from; p < to; p++)
+        for (int64_t p = from; p < to; p++) {
             for (int j = 0; j < ROW; j++)
-                dsn_kvcache_row(kv, l, p)[j] = value(l, p, j) + offset;
+                row[j] = value(l, p, j) + offset;
+            dsn_kvcache_store(kv, l, p, row);
+        }
     kv->length = to;
 }
 
 static int rows_equal(const dsn_kvcache_t *kv, int64_t n, float offset)
 {
+    float row[ROW];
     for (int l = 0; l < LAYERS; l++)
-        for (int64_t p = 0; p < n; p++)
+        for (int64_t p = 0; p < n; p++) {
+            dsn_kvcache_load(kv, l, p, row);
             for (int j = 0; j < ROW; j++)
-                if (dsn_kvcache_row(kv, l, p)[j] != value(l, p, j) + offset)
+                if (row[j] != value(l, p, j) + offset)
                     return 0;
+        }
     return 1;
 }
 
 int main(void)
 {
     dsn_kvcache_t *src, *dst, *other, *small;
-    DSI_CHECK_INT_EQ(dsn_kvcache_create(LAYERS, ROW, 4096, &src), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_kvcache_create(LAYERS, ROW, 4096, &dst), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_kvcache_create(LAYERS, ROW + 1, 4096, &other), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_kvcache_create(LAYERS, ROW, 100, &small), DSI_OK);
+    dsn_kvpool_t *pool, *wide;
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW, DSN_KV_F32, 0, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW + 1, DSN_KV_F32, 0, &wide), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &src), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &dst), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(wide, 4096, &other), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 100, &small), DSI_OK);
+    dsn_kvpool_release(pool); /* the caches hold the pools */
+    dsn_kvpool_release(wide);
     fill(src, 0, 300, 0); /* capacity grows past 64 and 256 */
 
     /* An empty cache gets the prefix: equal rows, length = prefix. */

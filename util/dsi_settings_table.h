@@ -39,8 +39,8 @@
     X(CONFIG, "config", STR, NULL, 0, 0, "FILE", DSI_P_PLAN | DSI_P_COORD, 0, \
       "a config.json alone, instead of --model (no weights, no tokenizer)") \
     X(MAX_CONTEXT, "max-context", INT, "auto", 2, DSI_CTX_MAX, "N", DSI_P_MODELED, DSI_SF_AUTO, \
-      "tokens per sequence (prompt + generated); every node reserves KV cache for one such " \
-      "sequence. auto: the model's max_position_embeddings, at most 16384") \
+      "tokens per sequence (prompt + generated); the planner reserves KV cache for at least one " \
+      "such sequence on every node. auto: the model's max_position_embeddings") \
     X(THREADS, "threads", INT, "auto", 0, 1024, "N", DSI_P_NODES, DSI_SF_AUTO, \
       "compute threads of each node process (auto: the CPUs of the machine, or of --numa-node, " \
       "shared evenly by local nodes)") \
@@ -57,7 +57,16 @@
     X(WEIGHT_FORMAT, "weight-format", ENUM, "auto", 0, 0, "auto|fp8|bf16|int8|int4|int4-g128", \
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "re-quantize the projections at load (auto: as stored)") \
-    X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", DSI_P_NODES, 0, \
+    X(KV_POOL, "kv-pool", SIZE, "auto", 0, 1.8e19, "SIZE", DSI_P_NODES, DSI_SF_AUTO, \
+      "memory of each node's latent-KV block pool, shared by its sequences (auto: --mem less the " \
+      "node's weights and 64 MiB, and at least one --max-context sequence); a sequence that " \
+      "cannot grow in a full pool is preempted and prefilled again later") \
+    X(KV_DTYPE, "kv-dtype", ENUM, "bf16", 0, 0, "bf16|f32|fp8", \
+      DSI_P_NODES | DSI_P_PLAN | DSI_P_COORD, 0, \
+      "storage of the latent KV cache: bf16 (half of f32), f32 (exact), fp8 (e4m3 with one f32 " \
+      "scale per token row, about a quarter of f32); the planner counts the cache in it") \
+    X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", \
+      DSI_P_NODES | DSI_P_PLAN, 0, \
       "tokens per micro-batch at stage 0 (long prompts are chunked)") \
     X(STAGES, "stages", INT, "auto", 1, 256, "S", \
       DSI_P_RUN | DSI_P_SERVE | DSI_P_PLAN | DSI_P_COORD | DSI_P_CLUSTER, DSI_SF_AUTO, \
@@ -88,6 +97,17 @@
       "fixed runtime memory per node") \
     X(REMOVE_NODES, "remove-nodes", STR, NULL, 0, 0, "ID,...", DSI_P_PLAN, DSI_SF_CLI, \
       "then re-plan without these nodes and show how many expert copies and bytes move") \
+    X(ESTIMATE, "estimate", STR, NULL, 0, 0, "PROFILE.json", DSI_P_PLAN, DSI_SF_CLI, \
+      "also estimate decode and prefill speed of the plan on machines of this profile (dsinfer " \
+      "bench profile --json; docs/PERFORMANCE.md)") \
+    X(NET, "net", STR, NULL, 0, 0, "GBIT,US", DSI_P_PLAN, DSI_SF_CLI, \
+      "with --estimate: the network between nodes, Gbit/s and one-way latency in microseconds " \
+      "(none: the profile's)") \
+    X(CONCURRENCY, "concurrency", INT, "1", 1, 1048576, "C", DSI_P_PLAN, DSI_SF_CLI, \
+      "with --estimate: decode streams running at once") \
+    X(PROMPT_LEN, "prompt-len", INT, "1024", 1, DSI_CTX_MAX, "L", DSI_P_PLAN, DSI_SF_CLI, \
+      "with --estimate: prompt tokens of the prefill estimate, and the context of the decode " \
+      "estimate") \
     X(JSON, "json", BOOL, "false", 0, 0, "", \
       DSI_P_RUN | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_CLUSTER | DSI_P_ADMIN, DSI_SF_CLI, \
       "print JSON instead of text") \

@@ -19,7 +19,9 @@
     X("model", dsinfer_bench_model, "engine prefill/decode tok/s vs bandwidth / bytes per token")  \
     X("overlap", dsinfer_bench_overlap, "how far streaming from memory hides arithmetic per line") \
     X("grammar", dsinfer_bench_grammar,                                                            \
-      "structured output: token trie, schema compile, mask us/token")
+      "structured output: token trie, schema compile, mask us/token")                              \
+    X("profile", dsinfer_bench_profile,                                                            \
+      "this machine's profile for plan --estimate: bandwidth, kernels, attention, transport")
 
 #define DSINFER_BENCH_DECLARE(name, fn, summary) int fn(int argc, char **argv);
 DSINFER_BENCHES(DSINFER_BENCH_DECLARE)

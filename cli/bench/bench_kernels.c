@@ -364,7 +364,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
             double t = bench_median(secs[l], reps);
             char name[32];
             snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
-            add_entry(b, name, ops->level, rows, cols, n, is_q && ops->act == DSK_ACT_I8 && n <= 4,
+            add_entry(b, name, ops->level, rows, cols, n, is_q && n <= ops->a8_n_max[dt],
                       (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
                       bench_median(paired[l], reps));
             if (!b->json)
@@ -416,11 +416,12 @@ static void print_results(const bench_t *b)
                    "\"gbs\": %.2f, "
                    "\"efficiency\": %.3f, \"paired_efficiency\": %.3f, \"roofline_gbs\": %.2f, "
                    "\"roofline_efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
-                   "\"fma_fraction\": %.3f}",
+                   "\"fma_fraction\": %.3f, \"int8_math\": %s}",
                    i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
                    e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
-                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0);
+                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0,
+                   e->int8_math ? "true" : "false");
         }
         printf("\n]}\n");
         return;

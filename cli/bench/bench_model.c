@@ -38,6 +38,7 @@ typedef struct {
     const char *model;
     long long threads, prompt_len, decode_steps, reps;
     dsn_weight_format_t format;
+    dsn_kv_dtype_t kv_dtype;
     int json;
 } opts_t;
 
@@ -97,12 +98,13 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: dsinfer bench model --model DIR [--threads N] [--prompt-len L]\n"
                  "                           [--decode-steps S] [--reps R]\n"
-                 "                           [--weight-format " DSN_WFMT_NAMES "] [--json]\n"
+                 "                           [--weight-format " DSN_WFMT_NAMES "]\n"
+                 "                           [--kv-dtype bf16|f32|fp8] [--json]\n"
                  "  measures memory bandwidth, prefill and decode tokens/s of the engine on the\n"
                  "  checkpoint, the weight bytes a decode step reads, and decode tok/s against\n"
-                 "  bandwidth / bytes per token (defaults: all CPUs, L 64, S 16, R 3, auto);\n"
-                 "  with the checkpoint's MTP layer also a verify step of K+1 tokens and a draft\n"
-                 "  of K against a one-token step (K 1..3), and the decode speed-up they imply\n"
+                 "  bandwidth / bytes per token (defaults: all CPUs, L 64, S 16, R 3, auto,\n"
+                 "  bf16); with the checkpoint's MTP layer also a verify step of K+1 tokens and a\n"
+                 "  draft of K against a one-token step (K 1..3), and the decode speed-up they imply\n"
                  "  DSINFER_KERNELS=scalar|avx2|avx512 lowers the kernel level\n");
 }
 
@@ -114,10 +116,12 @@ static int parse(int argc, char **argv, opts_t *o)
                                          {"decode-steps", required_argument, NULL, 's'},
                                          {"reps", required_argument, NULL, 'r'},
                                          {"weight-format", required_argument, NULL, 'f'},
+                                         {"kv-dtype", required_argument, NULL, 'k'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     o->prompt_len = 64;
+    o->kv_dtype = DSN_KV_BF16;
     o->decode_steps = 16;
     o->reps = 3;
     int c;
@@ -148,6 +152,14 @@ static int parse(int argc, char **argv, opts_t *o)
             if (dsn_weight_format_parse(optarg, &o->format) != DSI_OK) {
                 fprintf(stderr, "dsinfer bench model: --weight-format: '%s' is not one of %s\n",
                         optarg, DSN_WFMT_NAMES);
+                return 2;
+            }
+            break;
+        case 'k':
+            if (dsn_kv_dtype_parse(optarg, &o->kv_dtype) != DSI_OK) {
+                fprintf(stderr, "dsinfer bench model: --kv-dtype: '%s' is not one of bf16, f32, "
+                                "fp8\n",
+                        optarg);
                 return 2;
             }
             break;
@@ -276,7 +288,10 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
     /* Attention reads the cache of every layer up to the step's position: mean length L + S/2. */
     res->kv_bytes_per_token = (double)(w->slice.end_layer - w->slice.first_layer) *
                               ((double)L + (double)S / 2) *
-                              (double)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) * 4;
+                              (double)dsn_kvpool_block_bytes(1, cfg->kv_lora_rank +
+                                                                       cfg->qk_rope_head_dim,
+                                                             o->kv_dtype) /
+                              DSN_KV_BLOCK;
     rc = 0;
     goto out;
 fail:
@@ -308,7 +323,7 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
                                                  (double)p.router,    experts,
                                                  (double)p.shared,    (double)p.head};
     if (o->json) {
-        printf("{\"model\": \"%s\", \"weight_format\": \"%s\", \"level\": \"%s\", \"threads\": %d, "
+        printf("{\"model\": \"%s\", \"kv_dtype\": \"%s\", \"weight_format\": \"%s\", \"level\": \"%s\", \"threads\": %d, "
                "\"memory_bw_gbs\": %.2f, \"prompt_len\": %lld, \"decode_steps\": %lld, "
                "\"reps\": %lld, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
                "\"decode_step_ms\": %.3f, \"weight_bytes\": %llu, \"bytes_per_token\": %.0f, "
@@ -316,7 +331,7 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
                "\"shared_experts\": %llu, \"routed_experts\": %.0f, \"lm_head\": %llu, "
                "\"embed_row\": %llu}, \"routed_per_step\": %.2f, \"kv_bytes_per_token\": %.0f, "
                "\"bound_tok_s\": %.3f, \"ratio\": %.3f, \"phases\": {",
-               o->model, dsn_weight_format_name(w->format),
+               o->model, dsn_kv_dtype_name(o->kv_dtype), dsn_weight_format_name(w->format),
                dsk_level_name(dsn_engine_ops(eng)->level),
                dsi_pool_threads(dsn_engine_pool((dsn_engine_t *)eng)), bw, o->prompt_len,
                o->decode_steps, o->reps, r->prefill_tok_s, r->decode_tok_s, r->step_ms,
@@ -337,8 +352,9 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
         return;
     }
     const double MB = 1e6;
-    printf("model %s, weights %s (%.1f MB), kernels %s, %d threads\n", o->model,
+    printf("model %s, weights %s (%.1f MB), KV cache %s, kernels %s, %d threads\n", o->model,
            dsn_weight_format_name(w->format), (double)w->weight_bytes / MB,
+           dsn_kv_dtype_name(o->kv_dtype),
            dsk_level_name(dsn_engine_ops(eng)->level),
            dsi_pool_threads(dsn_engine_pool((dsn_engine_t *)eng)));
     printf("memory read bandwidth: %.1f GB/s\n", bw);
@@ -380,7 +396,8 @@ int dsinfer_bench_model(int argc, char **argv)
     dsn_slice_t all = dsn_slice_all(dsn_checkpoint_config(ckpt));
     if (dsn_weights_load_as(ckpt, &all, o.format, (int)o.threads, &w) != DSI_OK)
         goto out;
-    if (dsn_engine_create(w, dsk_level_detect(), (int)o.threads, &eng) != DSI_OK) {
+    if (dsn_engine_create(w, dsk_level_detect(), (int)o.threads, &eng) != DSI_OK ||
+        dsn_engine_set_kv(eng, o.kv_dtype, 0) != DSI_OK) {
         fprintf(stderr, "dsinfer bench model: cannot create the engine\n");
         goto out;
     }

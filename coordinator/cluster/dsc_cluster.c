@@ -312,6 +312,10 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
                             (unsigned long long)t->seq_id);
         return;
     }
+    if (t->finish == DST_FINISH_PREEMPTED) {
+        dsc_seq_preempted(cl, s); /* its owner sees nothing: the tokens go on after a re-prefill */
+        return;
+    }
     dsc_seq_deliver(cl, s, t, t->tokens, t->n_tokens, (dst_finish_t)t->finish);
     if (t->finish != DST_FINISH_NONE) {
         dsc_seq_end(cl, s);
@@ -440,6 +444,12 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_HEARTBEAT: {
         if (msg->heartbeat.has_spec)
             spec_add(&cl->stats.spec, &msg->heartbeat.spec);
+        if (is_node) {
+            node_t *n = &cl->nodes[cs->node];
+            n->kv_used = msg->heartbeat.kv_blocks_used;
+            n->kv_total = msg->heartbeat.kv_blocks_total;
+            n->preemptions = msg->heartbeat.preemptions;
+        }
         dst_msg_t h = *msg;
         h.arena = NULL;
         h.heartbeat.has_spec = 0; /* the echo is for the round trip */
@@ -640,6 +650,20 @@ void dsc_cluster_on_state(dsc_cluster_t *cl, void (*cb)(void *arg, dsi_status_t 
 {
     cl->state_cb = cb;
     cl->state_arg = arg;
+}
+
+uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl)
+{
+    return cl->n_nodes;
+}
+
+int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out)
+{
+    if (i >= cl->n_nodes || cl->nodes[i].state == NODE_DEAD)
+        return 0;
+    const node_t *n = &cl->nodes[i];
+    *out = (dsc_cluster_node_kv_t){n->name, n->kv_used, n->kv_total, n->preemptions};
+    return 1;
 }
 
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out)

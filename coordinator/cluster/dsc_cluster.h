@@ -175,8 +175,18 @@ typedef struct {
     dsc_spec_totals_t spec; /* speculative decoding on the nodes (their HEARTBEATs) */
     uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
     uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
+    uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
+
+/* The KV pool of node index i < dsc_cluster_node_slots() as its last HEARTBEAT told; 0 for a
+ * slot without a live node. */
+typedef struct {
+    const char *name;
+    uint64_t blocks_used, blocks_total, preemptions;
+} dsc_cluster_node_kv_t;
+uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl);
+int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out);
 
 /* What the cluster is doing, for /health, refusals and `dsinfer cluster status`. */
 typedef enum {

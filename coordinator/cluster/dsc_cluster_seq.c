@@ -330,6 +330,17 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, co
     }
 }
 
+void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s)
+{
+    cl->stats.preemptions++;
+    DSI_INFO("request %llu (sequence %llu) preempted by a full KV pool after %u tokens: "
+             "submitted again",
+             (unsigned long long)s->handle, (unsigned long long)s->wire_id, s->n_generated);
+    dsc_seq_withdraw(cl, s);
+    if (cl->ready)
+        dsc_seq_submit(cl, s);
+}
+
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
     seq_unlink(cl, s);

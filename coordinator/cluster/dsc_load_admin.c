@@ -47,6 +47,11 @@ static json_t *nodes_json(dsc_cluster_t *cl)
                               "memory_budget", (json_int_t)n->mem_budget, "memory_planned",
                               (json_int_t)(j >= 0 ? cl->plan.nodes[j].mem_planned : 0), "cores",
                               (json_int_t)n->cores);
+        if (o != NULL) {
+            json_object_set_new(o, "kv_blocks_used", json_integer((json_int_t)n->kv_used));
+            json_object_set_new(o, "kv_blocks_total", json_integer((json_int_t)n->kv_total));
+            json_object_set_new(o, "preemptions", json_integer((json_int_t)n->preemptions));
+        }
         json_array_append_new(arr, o);
     }
     return arr;
@@ -137,6 +142,7 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
                         cl->eplb_active ? json_integer(cl->eplb_redundant) : json_integer(0));
     static const char *phases[] = {"none", "preparing", "draining"};
     json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
+    json_object_set_new(root, "preemptions", json_integer((json_int_t)st.preemptions));
     json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
     dsc_cluster_condition_t cond;
     dsc_cluster_condition(cl, &cond);

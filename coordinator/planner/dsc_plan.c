@@ -190,7 +190,8 @@ void dsc_plan_node_usage(const dst_plan_t *plan, uint32_t index, const dsn_confi
     for (uint32_t h = 0; h < n_holders; h++)
         u.n_experts += plan->expert_holders[h] == node->node_id;
     u.experts = (uint64_t)u.n_experts * mem->expert;
-    u.kv = opts->kv_tokens * mem->kv_token_layer * (st->end_layer - st->first_layer);
+    uint64_t kvt = opts->kv_token_layer > 0 ? opts->kv_token_layer : mem->kv_token_layer;
+    u.kv = opts->kv_tokens * kvt * (st->end_layer - st->first_layer);
     u.overhead = opts->overhead;
     u.total = u.weights + u.experts + u.kv + u.overhead;
     *out = u;

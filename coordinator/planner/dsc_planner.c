@@ -578,6 +578,8 @@ dsi_status_t dsc_planner_plan(const dsn_config_t *cfg, const dsc_node_desc_t *no
     dsi_status_t st = dsc_memory_compute(cfg, opts->format, &p.mem);
     if (st != DSI_OK)
         goto out;
+    if (opts->kv_token_layer > 0)
+        p.mem.kv_token_layer = opts->kv_token_layer;
     p.n_layers = p.mem.n_layers;
     p.first_moe = p.n_layers - p.mem.n_moe_layers;
     p.n_experts = p.mem.n_moe_layers > 0 ? (uint32_t)cfg->n_routed_experts : 0;

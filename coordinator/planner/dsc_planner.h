@@ -50,6 +50,8 @@ typedef struct {
 typedef struct {
     dsc_weight_format_t format; /* memory model of the weights */
     uint64_t kv_tokens;         /* latent-KV tokens reserved on every node for its layers */
+    uint64_t kv_token_layer;    /* their bytes per token per layer (--kv-dtype); 0: the memory
+                                   model's f32 figure */
     uint64_t overhead;          /* fixed bytes per node: activations, buffers, the runtime */
     uint32_t n_stages;          /* 0: choose (see step 1); else exactly this many */
     /*

@@ -19,7 +19,7 @@ void dsc_backend_config_default(dsc_backend_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->chat_style = DSC_CHAT_AUTO;
     cfg->max_queue = 64;
-    cfg->max_context = 16384;
+    cfg->max_context = 163840; /* DeepSeek-V3's max_position_embeddings; programs set the model's */
 }
 
 void dsc_backend_count(dsc_metric_family_t *family, const char *reason)
@@ -46,6 +46,22 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_add(b->prefill_tokens,
                    (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
     dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
+    dsc_metric_set(b->preemptions, (double)st.preemptions);
+    for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {
+        dsc_cluster_node_kv_t kv;
+        if (!dsc_cluster_node_kv(b->cluster, i, &kv))
+            continue;
+        const char *used[2] = {kv.name, "used"}, *free_[2] = {kv.name, "free"}, *nm[1] = {kv.name};
+        dsc_metric_series_t *u = dsc_metric_series(b->kv_blocks, used);
+        dsc_metric_series_t *f = dsc_metric_series(b->kv_blocks, free_);
+        dsc_metric_series_t *p = dsc_metric_series(b->node_preemptions, nm);
+        if (u != NULL)
+            dsc_metric_set(u, (double)kv.blocks_used);
+        if (f != NULL)
+            dsc_metric_set(f, (double)(kv.blocks_total - kv.blocks_used));
+        if (p != NULL)
+            dsc_metric_set(p, (double)kv.preemptions);
+    }
     dsc_backend_spec_refresh(b, &st.spec);
     dsc_cluster_load_t load;
     dsc_cluster_load_snapshot(b->cluster, &load);
@@ -249,6 +265,17 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     dsc_metric_family_t *live_switches =
         dsc_metrics_gauge(m, "dsinfer_cluster_live_switches",
                           "Re-plans completed make-before-break (requests kept running)", NULL, 0);
+    dsc_metric_family_t *preemptions = dsc_metrics_gauge(
+        m, "dsinfer_cluster_preemptions",
+        "Sequences preempted by a node's full KV pool and submitted again (re-prefilled)", NULL,
+        0);
+    static const char *const node_state[] = {"node", "state"}, *const node_only[] = {"node"};
+    b->kv_blocks = dsc_metrics_gauge(m, "dsinfer_node_kv_blocks",
+                                     "KV pool blocks of each node, used by sequences or free",
+                                     node_state, 2);
+    b->node_preemptions =
+        dsc_metrics_gauge(m, "dsinfer_node_preemptions",
+                          "Sequences each node preempted for a full KV pool", node_only, 1);
     dsc_metric_family_t *imbalance = dsc_metrics_gauge(
         m, "dsinfer_expert_load_imbalance",
         "Expert load imbalance of the cluster under the current plan over the sliding window (0: "
@@ -270,6 +297,7 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         m, "dsinfer_prefix_shared_tokens_total",
         "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL, 0);
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
+        preemptions == NULL || b->kv_blocks == NULL || b->node_preemptions == NULL ||
         b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL || shared == NULL)
         return 0;
     b->prefill_tokens = dsc_metric_series(prefill, NULL);
@@ -280,8 +308,9 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     b->rebalances = dsc_metric_series(rebalances, NULL);
     b->live_switches = dsc_metric_series(live_switches, NULL);
     b->imbalance = dsc_metric_series(imbalance, NULL);
+    b->preemptions = dsc_metric_series(preemptions, NULL);
     if (b->replans == NULL || b->rebalances == NULL || b->live_switches == NULL ||
-        b->imbalance == NULL)
+        b->imbalance == NULL || b->preemptions == NULL)
         return 0;
     if (queued == NULL || running == NULL || prompt == NULL || gen == NULL || b->finished == NULL ||
         b->rejected == NULL || nodes == NULL || cseqs == NULL || cready == NULL)

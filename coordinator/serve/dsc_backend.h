@@ -42,7 +42,7 @@ typedef struct {
     void *on_state_arg;
 } dsc_backend_config_t;
 
-/* Defaults: model id from the directory, AUTO template, max_queue 64, max_context 16384. */
+/* Defaults: model id from the directory, AUTO template, max_queue 64, max_context 163840 (V3's max_position_embeddings). */
 void dsc_backend_config_default(dsc_backend_config_t *cfg);
 
 /*

@@ -39,6 +39,35 @@ void dsk_avx2_act8_quantize(const float *x, int64_t k, int64_t g, int8_t *q, flo
 #define DSK_A8_KC 8192
 
 /*
+ * The avx512vnni integer product with rows in vector lanes (dsk_avx512_vnni_q4.c): matmul's
+ * contract for I8 / I4_G32 / I4_G128 and any n <= DSK_Q4V_N_MAX tokens, int8 activations
+ * (dsk_matmul_a8_ref's integer math). x is quantized DSK_Q4V_KC columns at a time (about 100 KiB
+ * of stack).
+ */
+#define DSK_Q4V_N_MAX 64
+#define DSK_Q4V_KC    1024
+void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                           int64_t ldx, int64_t n, float *y, int64_t ldy);
+/* The avx512vnni level's int8-activation matmul slot of w->dtype (I8, I4_G32, I4_G128), any n. */
+void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
+
+/*
+ * AMX (dsk_amx.c; untested on hardware here): the int8-activation product of I8 / I4_G32 /
+ * I4_G128 with tdpbssd for n >= DSK_AMX_N_MIN tokens (matmul's contract, any n; x quantized
+ * DSK_AMX_KC columns of DSK_AMX_N_BLOCK tokens at a time, about 90 KiB of stack). Call only where
+ * dsk_amx_available(). dsk_ops_fill_amx puts it in the integer slots over the avx512vnni ones.
+ */
+#define DSK_AMX_N_MIN   16
+#define DSK_AMX_N_BLOCK 64
+#define DSK_AMX_KC      1024
+void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
+void dsk_ops_fill_amx(dsk_ops_t *ops);
+/* 1 when the AMX product agrees with the avx512vnni one on a small matrix (dsk_amx.c). */
+int dsk_amx_selftest(void);
+
+/*
  * Decode tiles stream R rows side by side. The hardware prefetchers follow streams within a 4 KiB
  * page, and two rows of one page read side by side look to them like one page read at two places
  * at once: on Zen 3, fp8 7168x2048 (2 KiB rows) streamed at 0.56-0.59 of the bandwidth with

@@ -22,8 +22,9 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->mem_budget = 16ULL << 30;
     opts->threads = 0;
     opts->max_batch_tokens = 256;
-    opts->max_context = 16384;
+    opts->max_context = 0; /* the model's max_position_embeddings */
     opts->numa_node = -1;
+    opts->kv_dtype = DSN_KV_BF16;
     opts->coordinator_wait_ms = DSN_COORDINATOR_WAIT_MS;
 }
 
@@ -211,6 +212,14 @@ static void on_heartbeat(uv_timer_t *timer)
     m.heartbeat.node_id = node->node_id;
     m.heartbeat.seq = ++node->heartbeat_seq;
     m.heartbeat.time_ns = dsi_now_ns();
+    if (node->compute != NULL) {
+        m.heartbeat.kv_blocks_used = atomic_load_explicit(&node->compute->kv_used,
+                                                          memory_order_relaxed);
+        m.heartbeat.kv_blocks_total = atomic_load_explicit(&node->compute->kv_total,
+                                                           memory_order_relaxed);
+        m.heartbeat.preemptions = atomic_load_explicit(&node->compute->kv_preemptions,
+                                                       memory_order_relaxed);
+    }
     m.heartbeat.has_spec = (uint8_t)dsn_queue_spec_take(&node->queue, &m.heartbeat.spec);
     send_msg(node, &m);
 }
@@ -345,8 +354,12 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         node->heartbeat_ms = msg->welcome.heartbeat_ms;
         dst_ucx_set_self_id(node->ucx, node->node_id);
         uv_timer_start(&node->heartbeat, on_heartbeat, node->heartbeat_ms, node->heartbeat_ms);
-        DSI_INFO("registered as node %u (sequences of up to %lld tokens)", node->node_id,
-                 (long long)node->opts.max_context);
+        if (node->opts.max_context > 0)
+            DSI_INFO("registered as node %u (sequences of up to %lld tokens)", node->node_id,
+                     (long long)node->opts.max_context);
+        else
+            DSI_INFO("registered as node %u (sequences up to the model's positions)",
+                     node->node_id);
         if (node->orphan) {
             /* Back with a coordinator: tell it which plan this node still serves. */
             node->orphan = 0;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dsi_status.h"
+#include "dsn_kvpool.h"
 #include "dsn_weights.h"
 
 typedef struct {
@@ -24,7 +25,7 @@ typedef struct {
     uint64_t mem_budget;     /* bytes offered for weights and KV cache */
     int threads;             /* compute threads (<= 0: all CPUs) */
     int max_batch_tokens;    /* tokens per micro-batch at stage 0 (prefill chunking) */
-    int64_t max_context;     /* context limit per sequence */
+    int64_t max_context;     /* context limit per sequence (0: the model's positions) */
     /* Speculative decoding with the checkpoint's MTP layer (docs/SPECULATIVE.md): drafts per step
      * on a node that is the plan's only stage, 0..DSN_SPEC_MAX_K; 0 (the default): off. */
     int speculative_tokens;
@@ -32,6 +33,8 @@ typedef struct {
      * <logits_dir>/seq-<id>.f32. NULL: off. */
     const char *logits_dir;
     dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
+    dsn_kv_dtype_t kv_dtype;           /* storage of the latent KV cache (default bf16) */
+    uint64_t kv_pool_bytes;            /* KV block pool; 0: mem_budget less weights (dsn_replan) */
     int numa_node; /* >= 0: bind threads and memory to this NUMA node (dsn_numa.h); -1: no */
     /* A node that loses its coordinator keeps its slice and connects again for this long, so a
      * restarted coordinator finds it serving; 0: stop at once. */

@@ -70,6 +70,35 @@ static dsi_status_t load_counts_create(dsn_compute_t *c, const dst_plan_t *p)
     return DSI_OK;
 }
 
+/* Bytes a node keeps for everything but weights and KV blocks (scratch, buffers, the runtime). */
+#define KV_POOL_OVERHEAD (64ULL << 20)
+
+/*
+ * Blocks of the node's KV pool: --kv-pool, else the memory budget less the slice's weights and
+ * KV_POOL_OVERHEAD, and never fewer than one sequence of the context limit needs (what the
+ * planner reserved). 0 (no limit) when neither is known.
+ */
+static int64_t kv_pool_blocks(const dsn_compute_t *c)
+{
+    int n_layers = c->end_layer - c->first_layer;
+    const dsn_config_t *cfg = &c->weights->cfg;
+    uint64_t block = dsn_kvpool_block_bytes(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim,
+                                            c->opts->kv_dtype);
+    if (block == 0)
+        return 0;
+    int64_t ctx = c->opts->max_context > 0 ? c->opts->max_context : cfg->max_position_embeddings;
+    int64_t one_seq = (ctx + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+    if (c->opts->kv_pool_bytes > 0) {
+        int64_t b = (int64_t)(c->opts->kv_pool_bytes / block);
+        return b > 0 ? b : 1;
+    }
+    if (c->opts->mem_budget == 0)
+        return 0;
+    uint64_t used = c->weights->weight_bytes + KV_POOL_OVERHEAD;
+    int64_t b = c->opts->mem_budget > used ? (int64_t)((c->opts->mem_budget - used) / block) : 0;
+    return b > one_seq ? b : one_seq;
+}
+
 static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
 {
     const dsn_config_t *cfg = dsn_checkpoint_config(c->ckpt);
@@ -113,6 +142,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     if (st != DSI_OK)
         return st;
     st = dsn_engine_create(c->weights, dsk_level_detect(), c->opts->threads, &c->engine);
+    if (st == DSI_OK)
+        st = dsn_engine_set_kv(c->engine, c->opts->kv_dtype, kv_pool_blocks(c));
     if (st != DSI_OK)
         return st;
     st = load_counts_create(c, p);
@@ -120,10 +151,14 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
         st = dsn_stage_spec_load(c);
     if (st != DSI_OK)
         return st;
+    dsn_kvpool_stats_t ps;
+    dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &ps);
     DSI_INFO("plan epoch %llu: stage %d of %d, layers %d..%d, %zu routed experts, %.1f MiB of "
-             "weights",
+             "weights; KV pool %lld blocks of %d tokens (%s, %.1f MiB)",
              (unsigned long long)p->epoch, c->stage, c->n_stages, c->first_layer,
-             c->end_layer - 1, held, (double)c->weights->weight_bytes / (1 << 20));
+             c->end_layer - 1, held, (double)c->weights->weight_bytes / (1 << 20),
+             (long long)ps.total, DSN_KV_BLOCK, dsn_kv_dtype_name(c->opts->kv_dtype),
+             (double)ps.total * (double)ps.block_bytes / (1 << 20));
     return DSI_OK;
 }
 

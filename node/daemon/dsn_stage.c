@@ -183,7 +183,7 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     }
     dsn_seq_t *s = calloc(1, sizeof(*s));
     int64_t ctx = (int64_t)m->n_tokens + m->max_tokens;
-    if (ctx > c->opts->max_context)
+    if (c->opts->max_context > 0 && ctx > c->opts->max_context)
         ctx = c->opts->max_context;
     if (s == NULL || dsn_engine_kvcache_create(c->engine, ctx, &s->kv) != DSI_OK)
         goto fail;
@@ -396,12 +396,79 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
     return 0;
 }
 
+/*
+ * s cannot grow in a full KV pool: its blocks go back to the pool now and the coordinator
+ * submits it again with the tokens so far (it is prefilled anew when blocks are free); CANCEL
+ * removes it here.
+ */
+void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
+{
+    DSI_INFO("sequence %llu preempted at %lld tokens: the KV pool is full",
+             (unsigned long long)s->id, (long long)s->kv->length);
+    dsn_kvcache_clear(s->kv);
+    s->done = 1;
+    s->has_next = 0;
+    c->preemptions++;
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_PREEMPTED);
+}
+
+void dsn_stage_kv_gauges(dsn_compute_t *c)
+{
+    if (c->engine == NULL)
+        return;
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &st);
+    atomic_store_explicit(&c->kv_used, (uint64_t)st.used, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_total, (uint64_t)st.total, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_preemptions, c->preemptions, memory_order_relaxed);
+}
+
+/* Whether s's next token would need more than the whole pool even if s were alone: then
+ * waiting or preempting cannot make room for it. */
+static int exceeds_pool(const dsn_compute_t *c, const dsn_seq_t *s)
+{
+    int64_t need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + 1);
+    dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
+    if (dsn_kvpool_can_alloc(p, INT64_MAX / 2))
+        return 0; /* no limit */
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(p, &st);
+    return s->kv->n_blocks + need > st.total;
+}
+
+/* s needs more blocks than the whole pool has: it ends with an error (not a preemption, which
+ * would prefill it again into the same wall). */
+static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
+{
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &st);
+    DSI_ERROR("sequence %llu needs more than the %lld blocks of %d tokens of this node's KV pool "
+              "(at %lld tokens): raise --kv-pool or --mem; the request ends with an error",
+              (unsigned long long)s->id, (long long)st.total, DSN_KV_BLOCK,
+              (long long)s->kv->length);
+    dsn_kvcache_clear(s->kv);
+    s->done = 1;
+    s->has_next = 0;
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+}
+
+/* Free blocks of the engine's pool (INT64_MAX without a limit). */
+static int64_t pool_free(const dsn_compute_t *c)
+{
+    dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
+    if (dsn_kvpool_can_alloc(p, INT64_MAX / 2))
+        return INT64_MAX;
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(p, &st);
+    return st.free;
+}
+
 int dsn_stage_schedule(dsn_compute_t *c)
 {
     if (!c->is_first || c->retiring)
         return 0;
     int budget = c->opts->max_batch_tokens, n_seqs = 0;
-    int64_t n = 0;
+    int64_t n = 0, avail = pool_free(c); /* KV blocks not yet promised to this batch */
     dsn_seq_t *pick[DSN_MAX_BATCH_SEQS];
     int take[DSN_MAX_BATCH_SEQS];
     /* Decodes first (one token each: they keep latency low), then prefill chunks. */
@@ -420,6 +487,28 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 int k = decode ? 1 : (int)(s->n_prompt - s->fed);
                 if (k > budget - n)
                     k = (int)(budget - n);
+                /* Admission by memory: a prefill chunk takes what the free blocks hold (none:
+                 * it waits); a decode that needs a block the pool lacks is preempted. */
+                int64_t need = dsn_kvcache_blocks_needed(
+                    s->kv, s->kv->length + (decode ? dsn_stage_spec_decode_tokens(c, s) : k));
+                if (need > avail && exceeds_pool(c, s)) {
+                    fail_too_long(c, s);
+                    avail = pool_free(c);
+                    continue;
+                }
+                if (need > avail && decode) {
+                    dsn_stage_preempt(c, s);
+                    avail = pool_free(c);
+                    continue;
+                }
+                if (need > avail) {
+                    int64_t room = s->kv->capacity - s->kv->length + avail * DSN_KV_BLOCK;
+                    if (room <= 0 || dsn_kvcache_blocks_needed(s->kv, s->kv->length + 1) > avail)
+                        continue;
+                    k = room < k ? (int)room : k;
+                    need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + k);
+                }
+                avail -= need;
                 pick[n_seqs] = s;
                 take[n_seqs++] = k;
                 n += k;

@@ -121,13 +121,42 @@ static void fail_mb(dsn_compute_t *c, dsn_mb_t *mb, const char *what)
     finish_mb(c, mb);
 }
 
+/* Whether every sequence of mb stays within its context limit (so a failed reserve means a full
+ * KV pool, not a sequence too long). */
+static int within_context(const dsn_mb_t *mb)
+{
+    for (int i = 0; i < mb->n_seqs; i++) {
+        const dsn_seq_batch_t *b = &mb->batch[i];
+        if (b->pos + b->n_tokens > b->kv->max_tokens)
+            return 0;
+    }
+    return 1;
+}
+
+/* The pool ran out under a micro-batch (a later stage, or more growth than stage 0 counted):
+ * every sequence of it is preempted; the coordinator submits them again. */
+static void preempt_mb(dsn_compute_t *c, dsn_mb_t *mb)
+{
+    for (int i = 0; i < mb->n_seqs; i++) {
+        mb->seq[i]->in_flight = 0;
+        dsn_stage_preempt(c, mb->seq[i]);
+        if (mb->seq[i]->remove_after)
+            dsn_seq_remove(c, mb->seq[i]->id);
+    }
+    dsn_mb_put(c, mb);
+}
+
 void dsn_mb_run(dsn_compute_t *c, dsn_mb_t *mb)
 {
     dsn_engine_t *e = c->engine;
     while (mb->layer < c->end_layer) {
         int l = mb->layer;
-        if (dsn_engine_reserve(e, mb->batch, mb->n_seqs) != DSI_OK ||
-            dsn_engine_attention(e, l, mb->batch, mb->n_seqs, mb->h) != DSI_OK) {
+        dsi_status_t st = dsn_engine_reserve(e, mb->batch, mb->n_seqs);
+        if (st == DSI_ERR_CAPACITY && within_context(mb)) {
+            preempt_mb(c, mb); /* this node's KV pool is full */
+            return;
+        }
+        if (st != DSI_OK || dsn_engine_attention(e, l, mb->batch, mb->n_seqs, mb->h) != DSI_OK) {
             fail_mb(c, mb, "attention");
             return;
         }

@@ -158,6 +158,15 @@ void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
     (void)c;
 }
 
+int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s)
+{
+    if (c->spec == NULL || s->spec == NULL)
+        return 1;
+    int64_t room = s->kv->max_tokens - s->kv->length; /* dsn_spec_step_k's bound */
+    int64_t n = c->spec->k + 1;
+    return (int)(room < n ? (room > 1 ? room : 1) : n);
+}
+
 int dsn_stage_spec_can_decode(const dsn_compute_t *c)
 {
     return c->spec == NULL || !c->spec->busy;

@@ -65,6 +65,7 @@ void *dsn_worker_main(void *arg)
                 dsn_queue_task_put(c->queue, t);
         }
         progress = dsn_stage_schedule(c);
+        dsn_stage_kv_gauges(c);
     }
     dsn_stage_cleanup(c);
     return NULL;

@@ -22,13 +22,6 @@ typedef struct {
     int64_t n;
 } attn_task_t;
 
-/* The cache of layer `slice_layer` of a sequence as an f32 matrix of `rows` rows. */
-static dsk_matrix_t cache_matrix(const dsn_kvcache_t *kv, int slice_layer, int64_t rows)
-{
-    dsk_matrix_t m = {DSK_DTYPE_F32, rows, kv->row, kv->layers[slice_layer], NULL};
-    return m;
-}
-
 static void attn_heads(void *arg, int64_t h0, int64_t h1)
 {
     attn_task_t *a = arg;
@@ -53,14 +46,26 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
                                    s->qfull + h * row, heads * row);
     }
 
-    /* Scores, softmax and the weighted latent sum, token by token over its sequence's cache. */
+    /* Scores, softmax and the weighted latent sum, token by token over its sequence's cache,
+     * block by block (each block's rows are one matrix in the cache's storage type). fp8 rows
+     * carry a scale each: applied to the block's scores (q . (s q8) = s (q . q8)) and, after the
+     * softmax, to the probabilities that weight the rows. */
     for (int64_t t = 0; t < n; t++) {
         const dsn_kvcache_t *kv = a->seqs[s->tok_seq[t]].kv;
-        int64_t len = s->tok_pos[t] + 1;
-        dsk_matrix_t cache = cache_matrix(kv, a->slice_layer, len);
+        int64_t len = s->tok_pos[t] + 1, nb = (len + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
         float *scores = s->scores + h0 * s->ctx;
-        ops->matmul[DSK_DTYPE_F32](&cache, 0, len, s->qfull + (t * heads + h0) * row, row, nh,
-                                   scores, s->ctx);
+        const float *qf = s->qfull + (t * heads + h0) * row;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
+            dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
+            ops->matmul[blk.dtype](&blk, 0, rows, qf, row, nh, scores + j0, s->ctx);
+            const float *rs = dsn_kvcache_block_scales(kv, a->slice_layer, b);
+            if (rs != NULL) {
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t j = 0; j < rows; j++)
+                        scores[h * s->ctx + j0 + j] *= rs[j];
+            }
+        }
         float *olat = s->olat + (t * heads + h0) * row;
         for (int64_t h = 0; h < nh; h++) {
             float *sc = scores + h * s->ctx;
@@ -69,7 +74,17 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
             ops->softmax(sc, len);
             memset(olat + h * row, 0, (size_t)row * sizeof(float));
         }
-        ops->matmul_t[DSK_DTYPE_F32](&cache, 0, len, scores, s->ctx, nh, olat, row);
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
+            dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
+            const float *rs = dsn_kvcache_block_scales(kv, a->slice_layer, b);
+            if (rs != NULL) {
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t j = 0; j < rows; j++)
+                        scores[h * s->ctx + j0 + j] *= rs[j];
+            }
+            ops->matmul_t[blk.dtype](&blk, 0, rows, scores + j0, s->ctx, nh, olat, row);
+        }
     }
 
     /* o[t, h] = W_UV[h] o_lat[t, h]. */
@@ -113,10 +128,9 @@ dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batc
     for (int64_t t = 0; t < n; t++) {
         float *a = s->kva + t * row;
         int64_t pos = s->tok_pos[t];
-        float *dst = dsn_kvcache_row(seqs[s->tok_seq[t]].kv, slice_layer, pos);
-        ops->rmsnorm(a, ly->kv_a_norm, lora, c->rms_norm_eps, dst);
-        memcpy(dst + lora, a + lora, (size_t)rope * sizeof(float));
-        dsk_rope_apply(dst + lora, (int)rope, e->rope_freqs, e->rope_factor, pos);
+        ops->rmsnorm(a, ly->kv_a_norm, lora, c->rms_norm_eps, a);
+        dsk_rope_apply(a + lora, (int)rope, e->rope_freqs, e->rope_factor, pos);
+        dsn_kvcache_store(seqs[s->tok_seq[t]].kv, slice_layer, pos, a);
         for (int64_t hd = 0; hd < heads; hd++)
             dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
                            e->rope_factor, pos);

@@ -30,6 +30,14 @@ static dsi_status_t engine_create(const dsn_weights_t *weights, dsk_level_t leve
         (float)(1.0 / sqrt((double)dsn_config_qk_head_dim(c))) * dsk_yarn_softmax_mscale(yarn);
     e->router = dsn_config_router(c);
     e->kv_row = c->kv_lora_rank + c->qk_rope_head_dim;
+    int n_ones = (e->kv_row + DSK_FP8_BLOCK - 1) / DSK_FP8_BLOCK;
+    e->kv_ones = malloc((size_t)n_ones * sizeof(float));
+    if (e->kv_ones == NULL || dsn_engine_set_kv(e, DSN_KV_F32, 0) != DSI_OK) {
+        dsn_engine_destroy(e);
+        return DSI_ERR_NOMEM;
+    }
+    for (int i = 0; i < n_ones; i++)
+        e->kv_ones[i] = 1.0f;
     int64_t shared = (int64_t)c->n_shared_experts * c->moe_intermediate_size;
     e->ffn_width = c->intermediate_size;
     if (shared > e->ffn_width)
@@ -91,6 +99,8 @@ void dsn_engine_destroy(dsn_engine_t *e)
     if (e->own_pool)
         dsi_pool_destroy(e->pool);
     free(e->rope_freqs);
+    free(e->kv_ones);
+    dsn_kvpool_release(e->kvpool);
     free(e);
 }
 
@@ -129,16 +139,32 @@ const char *dsn_phase_name(dsn_phase_t phase)
     return phase >= 0 && phase < DSN_PHASE_COUNT ? names[phase] : "?";
 }
 
+dsi_status_t dsn_engine_set_kv(dsn_engine_t *e, dsn_kv_dtype_t dtype, int64_t max_blocks)
+{
+    int n_layers = e->w->slice.end_layer - e->w->slice.first_layer;
+    dsn_kvpool_t *p = NULL;
+    dsi_status_t st = dsn_kvpool_create(n_layers, e->kv_row, dtype, max_blocks, &p);
+    if (st != DSI_OK)
+        return st;
+    dsn_kvpool_release(e->kvpool);
+    e->kvpool = p;
+    return DSI_OK;
+}
+
+dsn_kvpool_t *dsn_engine_kvpool(const dsn_engine_t *e)
+{
+    return e->kvpool;
+}
+
 dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens,
                                        dsn_kvcache_t **out)
 {
-    int n_layers = e->w->slice.end_layer - e->w->slice.first_layer;
     /* No position beyond the model's trained range: a longer sequence fails with a clear error
      * when it gets there (dsn_kvcache_reserve) instead of running on with meaningless RoPE. */
     int64_t mpe = e->w->cfg.max_position_embeddings;
     if (mpe > 0 && max_tokens > mpe)
         max_tokens = mpe;
-    return dsn_kvcache_create(n_layers, e->kv_row, max_tokens, out);
+    return dsn_kvcache_create(e->kvpool, max_tokens, out);
 }
 
 static int grow(void **p, size_t bytes)
@@ -156,8 +182,10 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
     const dsn_config_t *c = e->cfg;
     size_t heads = (size_t)c->num_attention_heads, f = sizeof(float);
     if (ctx > s->ctx) {
-        /* Only the scores depend on the context; callers pass the KV caches' capacity, so this
-         * grows when a cache grows (by doubling), never per token. */
+        /* Only the scores depend on the context; they grow by doubling (the caches grow by a
+         * block at a time), never per token. */
+        if (s->ctx > 0 && ctx < 2 * s->ctx)
+            ctx = 2 * s->ctx;
         if (grow((void **)&s->scores, heads * (size_t)ctx * f) != 0) {
             DSI_ERROR("out of memory for attention scores over %lld positions", (long long)ctx);
             return DSI_ERR_NOMEM;

@@ -77,7 +77,15 @@ void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace);
 void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT]);
 const char *dsn_phase_name(dsn_phase_t phase);
 
-/* A KV cache sized for this engine's slice, holding at most max_tokens positions. */
+/*
+ * The KV storage of the caches made from now on: a new pool of `dtype` blocks, at most max_blocks
+ * of them (0: no limit). Caches made before keep their pool. The engine starts with f32 and no
+ * limit; the programs set --kv-dtype (bf16 by default).
+ */
+dsi_status_t dsn_engine_set_kv(dsn_engine_t *e, dsn_kv_dtype_t dtype, int64_t max_blocks);
+/* The pool the engine's caches draw from (for its counters and limit). */
+dsn_kvpool_t *dsn_engine_kvpool(const dsn_engine_t *e);
+/* A KV cache for this engine's slice, from its pool, holding at most max_tokens positions. */
 dsi_status_t dsn_engine_kvcache_create(const dsn_engine_t *e, int64_t max_tokens,
                                        dsn_kvcache_t **out);
 

@@ -1,90 +1,279 @@
 #include "dsn_kvcache.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsi_log.h"
 
-dsi_status_t dsn_kvcache_create(int n_layers, int row, int64_t max_tokens, dsn_kvcache_t **out)
+dsi_status_t dsn_kvcache_create(dsn_kvpool_t *pool, int64_t max_tokens, dsn_kvcache_t **out)
 {
+    if (pool == NULL || max_tokens < 0) {
+        DSI_ERROR("KV cache: no pool or a negative limit (%lld)", (long long)max_tokens);
+        return DSI_ERR_INVALID_ARG;
+    }
     dsn_kvcache_t *kv = calloc(1, sizeof(*kv));
     if (kv == NULL)
         return DSI_ERR_NOMEM;
-    kv->layers = calloc((size_t)n_layers, sizeof(float *));
-    if (kv->layers == NULL) {
-        free(kv);
-        return DSI_ERR_NOMEM;
-    }
-    kv->n_layers = n_layers;
-    kv->row = row;
+    dsn_kvpool_retain(pool);
+    kv->pool = pool;
+    kv->n_layers = dsn_kvpool_layers(pool);
+    kv->row = dsn_kvpool_row(pool);
+    kv->dtype = dsn_kvpool_dtype(pool);
     kv->max_tokens = max_tokens;
     *out = kv;
     return DSI_OK;
+}
+
+/* Return blocks [from, n_blocks) to the pool. */
+static void drop_blocks(dsn_kvcache_t *kv, int64_t from)
+{
+    for (int64_t b = from; b < kv->n_blocks; b++)
+        dsn_kvpool_put(kv->pool, kv->blocks[b]);
+    if (from < kv->n_blocks)
+        kv->n_blocks = from;
+    kv->capacity = kv->n_blocks * DSN_KV_BLOCK;
 }
 
 void dsn_kvcache_destroy(dsn_kvcache_t *kv)
 {
     if (kv == NULL)
         return;
-    for (int l = 0; l < kv->n_layers; l++)
-        free(kv->layers[l]);
-    free(kv->layers);
+    drop_blocks(kv, 0);
+    free(kv->blocks);
+    dsn_kvpool_release(kv->pool);
     free(kv);
+}
+
+static int64_t blocks_for(int64_t n_tokens)
+{
+    return (n_tokens + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+}
+
+static int table_grow(dsn_kvcache_t *kv, int64_t n)
+{
+    if (n <= kv->table_cap)
+        return 0;
+    int64_t cap = kv->table_cap > 0 ? kv->table_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    dsn_kvblock_t **t = realloc(kv->blocks, (size_t)cap * sizeof(*t));
+    if (t == NULL)
+        return -1;
+    kv->blocks = t;
+    kv->table_cap = cap;
+    return 0;
+}
+
+/* Whether the block holding position `length` is shared and would be written. */
+static int tail_shared(const dsn_kvcache_t *kv)
+{
+    int64_t b = kv->length / DSN_KV_BLOCK;
+    return b < kv->n_blocks && kv->blocks[b]->refs > 1;
+}
+
+int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total)
+{
+    int64_t need = blocks_for(n_total) - kv->n_blocks;
+    if (need < 0)
+        need = 0;
+    if (n_total > kv->length && tail_shared(kv))
+        need++;
+    return need;
+}
+
+static size_t block_data_bytes(const dsn_kvcache_t *kv)
+{
+    return (size_t)kv->n_layers * DSN_KV_BLOCK * (size_t)kv->row * (size_t)dsn_kv_dtype_size(kv->dtype);
+}
+
+/* A private copy of `src` (whole block) in a new block of kv's pool, or NULL. */
+static dsn_kvblock_t *block_copy(dsn_kvcache_t *kv, const dsn_kvblock_t *src, dsi_status_t *st)
+{
+    dsn_kvblock_t *b = dsn_kvpool_alloc(kv->pool, st);
+    if (b == NULL)
+        return NULL;
+    memcpy(b->data, src->data, block_data_bytes(kv));
+    if (kv->dtype == DSN_KV_FP8)
+        memcpy(b->scales, src->scales, (size_t)kv->n_layers * DSN_KV_BLOCK * sizeof(float));
+    return b;
 }
 
 dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
 {
-    if (n_total <= kv->capacity)
-        return DSI_OK;
     if (n_total > kv->max_tokens) {
         DSI_ERROR("sequence of %lld tokens exceeds the context limit of %lld (the model's "
                   "max_position_embeddings or the configured maximum context)",
                   (long long)n_total, (long long)kv->max_tokens);
         return DSI_ERR_CAPACITY;
     }
-    int64_t cap = kv->capacity > 0 ? kv->capacity : 64;
-    while (cap < n_total)
-        cap *= 2;
-    if (cap > kv->max_tokens)
-        cap = kv->max_tokens;
-    for (int l = 0; l < kv->n_layers; l++) {
-        float *p = realloc(kv->layers[l], (size_t)cap * (size_t)kv->row * sizeof(float));
-        if (p == NULL) {
-            DSI_ERROR("out of memory growing the KV cache to %lld tokens", (long long)cap);
-            return DSI_ERR_NOMEM;
-        }
-        kv->layers[l] = p;
+    dsi_status_t st = DSI_OK;
+    if (n_total > kv->length && tail_shared(kv)) {
+        int64_t b = kv->length / DSN_KV_BLOCK;
+        dsn_kvblock_t *copy = block_copy(kv, kv->blocks[b], &st);
+        if (copy == NULL)
+            return st;
+        dsn_kvpool_put(kv->pool, kv->blocks[b]);
+        kv->blocks[b] = copy;
     }
-    kv->capacity = cap;
+    if (n_total <= kv->capacity)
+        return DSI_OK;
+    int64_t want = blocks_for(n_total);
+    if (table_grow(kv, want) != 0)
+        return DSI_ERR_NOMEM;
+    while (kv->n_blocks < want) {
+        dsn_kvblock_t *b = dsn_kvpool_alloc(kv->pool, &st);
+        if (b == NULL)
+            return st;
+        kv->blocks[kv->n_blocks++] = b;
+        kv->capacity = kv->n_blocks * DSN_KV_BLOCK;
+    }
     return DSI_OK;
 }
 
-dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src, int64_t n_tokens)
+float dsn_kv_row_to_fp8(const float *x, int n, uint8_t *q)
 {
-    if (dst == src || dst->n_layers != src->n_layers || dst->row != src->row || n_tokens < 0 ||
-        n_tokens > src->length) {
-        DSI_ERROR("KV cache prefix copy of %lld tokens from a cache of %lld (%d layers of %d) to "
-                  "one of %d layers of %d: does not fit",
-                  (long long)n_tokens, (long long)src->length, src->n_layers, src->row,
-                  dst->n_layers, dst->row);
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax)
+            amax = a;
+    }
+    float scale = amax > 0.0f && isfinite(amax) ? amax / 448.0f : 1.0f;
+    for (int i = 0; i < n; i++)
+        q[i] = dsk_f32_to_fp8_e4m3(x[i] / scale);
+    return scale;
+}
+
+static size_t row_offset(const dsn_kvcache_t *kv, int layer, int64_t r)
+{
+    return ((size_t)layer * DSN_KV_BLOCK + (size_t)r) * (size_t)kv->row;
+}
+
+void dsn_kvcache_store(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row)
+{
+    dsn_kvblock_t *b = kv->blocks[pos / DSN_KV_BLOCK];
+    int64_t r = pos % DSN_KV_BLOCK;
+    size_t off = row_offset(kv, layer, r);
+    switch (kv->dtype) {
+    case DSN_KV_F32:
+        memcpy((float *)b->data + off, row, (size_t)kv->row * sizeof(float));
+        break;
+    case DSN_KV_BF16: {
+        uint16_t *d = (uint16_t *)b->data + off;
+        for (int i = 0; i < kv->row; i++)
+            d[i] = dsk_f32_to_bf16(row[i]);
+        break;
+    }
+    default:
+        b->scales[(size_t)layer * DSN_KV_BLOCK + (size_t)r] =
+            dsn_kv_row_to_fp8(row, kv->row, b->data + off);
+        break;
+    }
+}
+
+void dsn_kvcache_load(const dsn_kvcache_t *kv, int layer, int64_t pos, float *out)
+{
+    const dsn_kvblock_t *b = kv->blocks[pos / DSN_KV_BLOCK];
+    int64_t r = pos % DSN_KV_BLOCK;
+    size_t off = row_offset(kv, layer, r);
+    switch (kv->dtype) {
+    case DSN_KV_F32:
+        memcpy(out, (const float *)b->data + off, (size_t)kv->row * sizeof(float));
+        break;
+    case DSN_KV_BF16:
+        for (int i = 0; i < kv->row; i++)
+            out[i] = dsk_bf16_to_f32(((const uint16_t *)b->data)[off + (size_t)i]);
+        break;
+    default: {
+        float s = b->scales[(size_t)layer * DSN_KV_BLOCK + (size_t)r];
+        for (int i = 0; i < kv->row; i++)
+            out[i] = dsk_fp8_e4m3_to_f32(b->data[off + (size_t)i]) * s;
+        break;
+    }
+    }
+}
+
+dsk_matrix_t dsn_kvcache_block_matrix(const dsn_kvcache_t *kv, int layer, int64_t b, int64_t rows,
+                                      const float *ones)
+{
+    static const dsk_dtype_t kdt[DSN_KV_DTYPE_COUNT] = {DSK_DTYPE_F32, DSK_DTYPE_BF16,
+                                                        DSK_DTYPE_F8_E4M3};
+    size_t es = (size_t)dsn_kv_dtype_size(kv->dtype);
+    const uint8_t *data = kv->blocks[b]->data + row_offset(kv, layer, 0) * es;
+    dsk_matrix_t m = {kdt[kv->dtype], rows, kv->row, data,
+                      kv->dtype == DSN_KV_FP8 ? ones : NULL};
+    return m;
+}
+
+const float *dsn_kvcache_block_scales(const dsn_kvcache_t *kv, int layer, int64_t b)
+{
+    if (kv->dtype != DSN_KV_FP8)
+        return NULL;
+    return kv->blocks[b]->scales + (size_t)layer * DSN_KV_BLOCK;
+}
+
+dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src,
+                                     int64_t n_tokens)
+{
+    if (dst == src || dst->n_layers != src->n_layers || dst->row != src->row ||
+        dst->dtype != src->dtype) {
+        DSI_ERROR("KV copy: caches of different layouts (%d/%d layers, row %d/%d, %s/%s)",
+                  dst->n_layers, src->n_layers, dst->row, src->row,
+                  dsn_kv_dtype_name(dst->dtype), dsn_kv_dtype_name(src->dtype));
         return DSI_ERR_INVALID_ARG;
     }
-    dsi_status_t st = dsn_kvcache_reserve(dst, n_tokens);
-    if (st != DSI_OK)
-        return st;
-    for (int l = 0; l < dst->n_layers && n_tokens > 0; l++)
-        memcpy(dst->layers[l], src->layers[l], (size_t)n_tokens * (size_t)dst->row * sizeof(float));
+    if (n_tokens < 0 || n_tokens > src->length) {
+        DSI_ERROR("KV copy of %lld tokens from a cache holding %lld", (long long)n_tokens,
+                  (long long)src->length);
+        return DSI_ERR_INVALID_ARG;
+    }
+    drop_blocks(dst, 0);
+    dst->length = 0;
+    int64_t full = n_tokens / DSN_KV_BLOCK, want = blocks_for(n_tokens);
+    if (n_tokens > dst->max_tokens) {
+        DSI_ERROR("KV copy of %lld tokens into a cache limited to %lld", (long long)n_tokens,
+                  (long long)dst->max_tokens);
+        return DSI_ERR_CAPACITY;
+    }
+    if (table_grow(dst, want) != 0)
+        return DSI_ERR_NOMEM;
+    int same_pool = dst->pool == src->pool;
+    dsi_status_t st = DSI_OK;
+    for (int64_t b = 0; b < want; b++) {
+        dsn_kvblock_t *blk;
+        if (same_pool && b < full) {
+            blk = src->blocks[b];
+            dsn_kvpool_share(dst->pool, blk);
+        } else {
+            blk = block_copy(dst, src->blocks[b], &st);
+            if (blk == NULL) {
+                drop_blocks(dst, 0);
+                return st;
+            }
+        }
+        dst->blocks[dst->n_blocks++] = blk;
+    }
+    dst->capacity = dst->n_blocks * DSN_KV_BLOCK;
     dst->length = n_tokens;
     return DSI_OK;
 }
 
-uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)
-{
-    return (uint64_t)kv->capacity * (uint64_t)kv->row * sizeof(float) * (uint64_t)kv->n_layers;
-}
-
 void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
 {
-    if (n_tokens >= 0 && n_tokens < kv->length)
-        kv->length = n_tokens;
+    if (n_tokens < 0 || n_tokens >= kv->length)
+        return;
+    kv->length = n_tokens;
+    drop_blocks(kv, blocks_for(n_tokens));
+}
+
+void dsn_kvcache_clear(dsn_kvcache_t *kv)
+{
+    kv->length = 0;
+    drop_blocks(kv, 0);
+}
+
+uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)
+{
+    return (uint64_t)kv->n_blocks * dsn_kvpool_block_bytes(kv->n_layers, kv->row, kv->dtype);
 }

@@ -1,11 +1,12 @@
 /*
- * dsn_kvcache.h - the latent KV cache of one sequence on one node (absorbed MLA).
+ * dsn_kvcache.h - the latent KV cache of one sequence on one node (absorbed MLA), paged.
  *
- * Per token per layer it stores kv_lora_rank + qk_rope_head_dim f32 values: the normalised latent
- * c_kv followed by the rotated shared k_pe, one contiguous row, so that attention scores for all
- * heads are one matrix product over the rows (see dsn_attention.c). Each layer of the slice has
- * its own [capacity, row] block; capacity grows by doubling (amortised, never per token) up to a
- * limit given at creation.
+ * Per token per layer it stores kv_lora_rank + qk_rope_head_dim values: the normalised latent
+ * c_kv followed by the rotated shared k_pe, one row, so that attention scores for all heads are
+ * one matrix product over the rows (see dsn_attention.c). Rows live in blocks of DSN_KV_BLOCK
+ * positions drawn from a pool (dsn_kvpool.h) in the pool's storage type (f32, bf16 or fp8 with a
+ * scale per row); the block table maps position p to block p / DSN_KV_BLOCK, row
+ * p % DSN_KV_BLOCK. Blocks are taken as the sequence grows, up to max_tokens positions.
  */
 #ifndef DSN_KVCACHE_H
 #define DSN_KVCACHE_H
@@ -13,39 +14,69 @@
 #include <stdint.h>
 
 #include "dsi_status.h"
+#include "dsk.h"
+#include "dsn_kvpool.h"
 
 typedef struct {
-    int n_layers;       /* layers of the slice */
-    int row;            /* kv_lora_rank + qk_rope_head_dim */
-    int64_t length;     /* tokens stored (positions [0, length)) */
-    int64_t capacity;   /* tokens that fit without growing */
-    int64_t max_tokens; /* hard limit (the context length) */
-    float **layers;     /* [n_layers] -> [capacity, row] f32 */
+    dsn_kvpool_t *pool;
+    int n_layers;         /* layers of the slice */
+    int row;              /* kv_lora_rank + qk_rope_head_dim */
+    dsn_kv_dtype_t dtype; /* the pool's */
+    int64_t length;       /* tokens stored (positions [0, length)) */
+    int64_t capacity;     /* tokens that fit without taking blocks (n_blocks * DSN_KV_BLOCK) */
+    int64_t max_tokens;   /* hard limit (the context length) */
+    int64_t n_blocks;     /* blocks in the table */
+    int64_t table_cap;
+    dsn_kvblock_t **blocks; /* [n_blocks] */
 } dsn_kvcache_t;
 
-/* *out owned by the caller: dsn_kvcache_destroy(). */
-dsi_status_t dsn_kvcache_create(int n_layers, int row, int64_t max_tokens, dsn_kvcache_t **out);
+/* An empty cache drawing from pool (which it retains). *out: dsn_kvcache_destroy(). */
+dsi_status_t dsn_kvcache_create(dsn_kvpool_t *pool, int64_t max_tokens, dsn_kvcache_t **out);
+/* Releases its blocks and its pool reference. NULL: no-op. */
 void dsn_kvcache_destroy(dsn_kvcache_t *kv);
-/* Make room for positions [0, n_total). DSI_ERR_CAPACITY beyond max_tokens, DSI_ERR_NOMEM. */
-dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total);
-/* Row of slice layer `layer` (0-based within the slice) at position pos (< capacity). */
-static inline float *dsn_kvcache_row(const dsn_kvcache_t *kv, int layer, int64_t pos)
-{
-    return kv->layers[layer] + pos * kv->row;
-}
-/* Forget positions [n_tokens, length) (speculative decoding's rejected drafts); the next batch
- * starts at n_tokens. No effect when n_tokens >= length. */
-void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
 /*
- * dst's positions [0, n_tokens) become copies of src's (both of the same slice: n_layers and row
- * equal; n_tokens <= src->length): dst->length = n_tokens, whatever dst held is replaced. Used to
- * fork a sequence after its prompt (the n choices of one request). DSI_ERR_INVALID_ARG for
- * mismatched caches or n_tokens beyond src's length, DSI_ERR_CAPACITY / DSI_ERR_NOMEM from
- * dsn_kvcache_reserve.
+ * Make room for positions [0, n_total): take blocks, and copy the block holding position
+ * `length` if another cache shares it (so writes from there on stay private).
+ * DSI_ERR_CAPACITY beyond max_tokens (logged) or when the pool is out of blocks (not logged: the
+ * caller decides; the cache is unchanged apart from blocks taken), DSI_ERR_NOMEM.
+ */
+dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total);
+/* Blocks that reserve(n_total) would take from the pool now (0 if it fits). */
+int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total);
+/* Store row[0, kv->row) (f32) of slice layer `layer` at position pos (< capacity), converted. */
+void dsn_kvcache_store(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row);
+/* The stored row at pos as f32 (the value attention sees). */
+void dsn_kvcache_load(const dsn_kvcache_t *kv, int layer, int64_t pos, float *out);
+/*
+ * Block b of layer `layer` as a matrix of `rows` (<= DSN_KV_BLOCK) cache rows for the kernels:
+ * F32 or BF16, or F8_E4M3 with scale_inv = `ones` (>= ceil(row / 128) values of 1.0f): the
+ * per-row scales (dsn_kvcache_block_scales) are applied by the caller.
+ */
+dsk_matrix_t dsn_kvcache_block_matrix(const dsn_kvcache_t *kv, int layer, int64_t b, int64_t rows,
+                                      const float *ones);
+/* fp8: the DSN_KV_BLOCK row scales of block b, layer `layer`; NULL for the other types. */
+const float *dsn_kvcache_block_scales(const dsn_kvcache_t *kv, int layer, int64_t b);
+/*
+ * dst holds positions [0, n_tokens) of src (n_tokens <= src->length) and nothing else:
+ * dst->length = n_tokens. Full blocks are shared copy-free (reference counts) when both draw from
+ * the same pool; the rest is copied. dst's previous content is released. DSI_ERR_INVALID_ARG for
+ * mismatched layouts or lengths, DSI_ERR_CAPACITY / DSI_ERR_NOMEM as reserve.
  */
 dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *src,
                                      int64_t n_tokens);
-/* Bytes held. */
+/*
+ * Forget positions [n_tokens, length) (speculative decoding's rejected drafts, a reset to 0):
+ * length = n_tokens, and blocks wholly past it go back to the pool; the next batch starts at
+ * n_tokens. No effect when n_tokens >= length or n_tokens < 0.
+ */
+void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
+/* length = 0 and every block back to the pool, reserved ones included (a preempted sequence). */
+void dsn_kvcache_clear(dsn_kvcache_t *kv);
+/* Bytes of the blocks it holds (shared blocks counted in full). */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
+
+/* ---- row conversion (plain scalar: the store path is per token, not per attention step) ---- */
+/* fp8 row: scale = amax / 448 (1 if amax is 0), q[i] = e4m3(x[i] / scale); returns scale. */
+float dsn_kv_row_to_fp8(const float *x, int n, uint8_t *q);
 
 #endif

@@ -117,6 +117,9 @@ typedef enum {
     DST_FINISH_LENGTH = 2,    /* max_tokens or the context length was reached */
     DST_FINISH_CANCELLED = 3, /* CANCEL or a drained / failed node */
     DST_FINISH_ERROR = 4,
+    /* node -> coordinator only: the sequence lost its KV cache to memory pressure (a node's KV
+     * pool ran out of blocks); the coordinator submits it again with the tokens so far. */
+    DST_FINISH_PREEMPTED = 5,
     DST_FINISH_END
 } dst_finish_t;
 
@@ -206,6 +209,9 @@ typedef struct {
     uint32_t node_id;
     uint64_t seq;     /* increases by one per heartbeat of the sender */
     uint64_t time_ns; /* the sender's monotonic clock, for round-trip measurement */
+    /* A node's KV pool (optional on the wire: 0 when absent). */
+    uint64_t kv_blocks_used, kv_blocks_total; /* blocks held by sequences / the pool's size */
+    uint64_t preemptions; /* sequences this node preempted for a full pool, since it started */
     uint8_t has_spec; /* optional "spec": a node that speculates, since its last HEARTBEAT */
     dst_msg_spec_t spec;
 } dst_msg_heartbeat_t;

@@ -97,6 +97,9 @@ static dsi_status_t read_heartbeat(dst_msg_rd_t *rd, dst_msg_heartbeat_t *m)
     TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
     TRY(dst_msg_rd_u64(rd, "seq", UINT64_MAX, &m->seq));
     TRY(dst_msg_rd_u64(rd, "time_ns", UINT64_MAX, &m->time_ns));
+    TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_used", UINT64_MAX, 0, &m->kv_blocks_used));
+    TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_total", UINT64_MAX, 0, &m->kv_blocks_total));
+    TRY(dst_msg_rd_u64_opt(rd, "preemptions", UINT64_MAX, 0, &m->preemptions));
     const msgpack_object *spec = dst_msg_rd_opt(rd, "spec");
     if (spec == NULL)
         return DSI_OK;

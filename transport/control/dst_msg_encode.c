@@ -147,6 +147,9 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_HEARTBEAT:
         return kv_u64(pk, "node_id", m->heartbeat.node_id) | kv_u64(pk, "seq", m->heartbeat.seq) |
                kv_u64(pk, "time_ns", m->heartbeat.time_ns) |
+               kv_u64(pk, "kv_blocks_used", m->heartbeat.kv_blocks_used) |
+               kv_u64(pk, "kv_blocks_total", m->heartbeat.kv_blocks_total) |
+               kv_u64(pk, "preemptions", m->heartbeat.preemptions) |
                (m->heartbeat.has_spec ? pack_spec(pk, &m->heartbeat.spec) : 0);
     case DST_MSG_LOAD_STATS: {
         const dst_msg_load_stats_t *s = &m->load_stats;

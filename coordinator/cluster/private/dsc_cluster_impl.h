@@ -52,6 +52,7 @@ typedef struct {
     int draining; /* asked to leave: not in the next plan; SHUTDOWN once that plan serves */
     conn_state_t *cs;
     uint64_t last_seen_ns;
+    uint64_t kv_used, kv_total, preemptions; /* its KV pool, from its last HEARTBEAT */
     int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
     /* A node that outlived its coordinator: its id and epoch under the plan it still holds
      * (REGISTER's held_id / held_epoch; held_epoch 0: none). */
@@ -204,6 +205,9 @@ void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */
 void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, const int32_t *tokens,
                      uint32_t n, dst_finish_t finish);
+/* A node preempted s (its KV pool is full): withdraw it and submit it again with the tokens so
+ * far (stage 0 admits it when blocks are free). */
+void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s);
 /* Cancel on the nodes (if submitted) and free. */
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
 /* Cancel every submitted sequence on the nodes; they wait for the next epoch. */

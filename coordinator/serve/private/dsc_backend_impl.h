@@ -59,6 +59,9 @@ struct dsc_backend {
     dsc_metric_series_t *spec_steps, *spec_tokens, *spec_draft_s, *spec_verify_s, *spec_per_step;
     dsc_spec_totals_t spec_seen;
     dsc_metric_series_t *prefill_tokens, *shared_tokens; /* counters, from the cluster's stats */
+    dsc_metric_series_t *preemptions;
+    dsc_metric_family_t *kv_blocks;        /* gauge by {node, state}: used / free */
+    dsc_metric_family_t *node_preemptions; /* gauge by {node} */
     dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */

@@ -16,6 +16,7 @@
 #ifndef DSN_COMPUTE_IMPL_H
 #define DSN_COMPUTE_IMPL_H
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "dsn_checkpoint.h"
@@ -121,6 +122,10 @@ typedef struct dsn_compute {
     uint64_t route_epoch;         /* its epoch: stamped on data-plane messages, LOAD_STATS */
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
+    uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
+    /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
+     * blocks and the preemptions, stored after every task and micro-batch. */
+    _Atomic uint64_t kv_used, kv_total, kv_preemptions;
     uint64_t switch_epoch;        /* SWITCH of this epoch handled ... */
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
@@ -178,6 +183,10 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
                             const float *logits);
+/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions) for the loop thread. */
+void dsn_stage_kv_gauges(dsn_compute_t *c);
+/* Frees s's KV blocks and reports it PREEMPTED (the coordinator submits it again). */
+void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s);
 /*
  * A token the last stage sampled for s (already through its sampler): s->generated counted, the
  * finish reason found (length: the cache held `length` positions when it was sampled), TOKENS
@@ -239,6 +248,9 @@ void dsn_stage_spec_seq_free(dsn_seq_t *s);
 /* Fork s copied its first fork_len positions from p: the module's cache of those positions too,
  * when p has them; else s decodes one token at a time. */
 void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p);
+/* The most tokens a decode of s feeds (its last token and its drafts; 1 without speculation):
+ * the KV blocks the scheduler promises it. */
+int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s);
 /* Whether the scheduler may start decodes now (one micro-batch of drafts in flight at a time). */
 int dsn_stage_spec_can_decode(const dsn_compute_t *c);
 /* The scheduler picked these sequences (take[i] tokens each; decodes take 1): draft the decodes'

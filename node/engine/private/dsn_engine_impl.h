@@ -50,6 +50,8 @@ struct dsn_engine {
     float softmax_scale; /* qk^-0.5 * mscale^2 */
     dsk_router_cfg_t router;
     int kv_row;        /* kv_lora + rope */
+    dsn_kvpool_t *kvpool; /* where dsn_engine_kvcache_create's caches draw blocks from */
+    float *kv_ones;       /* [ceil(kv_row / 128)] 1.0f: the fp8 cache blocks' scale grid */
     int64_t ffn_width; /* widest SwiGLU intermediate */
     dsn_scratch_t s;
 };

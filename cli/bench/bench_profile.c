@@ -1,0 +1,399 @@
+/*
+ * bench_profile.c - `dsinfer bench profile`: what a step's cost depends on, on this machine, as
+ * the profile JSON that `dsinfer plan --estimate` reads (coordinator/planner/dsc_estimate.h):
+ *
+ * 1. memory read bandwidth: the shared probe (bench_probe.h) over a buffer far larger than the LLC;
+ * 2. the matmul kernels' weight GB/s per format at 1, 4, 16 and 64 tokens and the measured FMA
+ *    rate: `dsinfer bench kernels --json` run as a child process (its code, unchanged), decode
+ *    rows of a V3 routed expert's shapes, the median over the shapes;
+ * 3. attention per query token and layer at several context lengths: the absorbed-MLA products
+ *    the engine runs (dsn_attention.c) on a latent cache of V3's width (kv_lora_rank 512 +
+ *    rope 64 = 576 f32 per token), for 128 heads: scores (matmul of the cache rows with the heads'
+ *    queries), softmax per head, values (transposed product), heads split over the pool's
+ *    threads as the engine splits them;
+ * 4. transport: `dsinfer bench transport --json --tls tcp` as a child (loopback): one-way latency
+ *    = half the 1-token DISPATCH + COMBINE round trip, bandwidth from the 64- and 256-token ones.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "bench_probe.h"
+#include "cli_args.h"
+#include "dsi_pool.h"
+#include "dsk.h"
+
+#define ATTN_HEADS 128
+#define ATTN_WIDTH 576 /* kv_lora_rank + qk_rope_head_dim of V3 */
+#define MAX_CTX    8
+#define N_FORMATS  5
+
+/* bench kernels' dtype names, in the order of the profile's formats (dsc_weight_format_t) */
+static const char *const kernel_dtypes[N_FORMATS] = {"fp8", "bf16", "int8", "int4-g32",
+                                                     "int4-g128"};
+static const char *const format_names[N_FORMATS] = {"fp8", "bf16", "int8", "int4", "int4-g128"};
+static const int batches[4] = {1, 4, 16, 64};
+
+typedef struct {
+    int quick, threads;
+    const char *json_path;
+    double bw_gbs, fma_gflops;
+    double gbs[N_FORMATS][4];
+    int n_ctx;
+    int ctx[MAX_CTX];
+    double attn_us[MAX_CTX];
+    double latency_us, net_gbs;
+    char level[32];
+} profile_t;
+
+/* Runs this program with `args`; its stdout into *out (malloc'ed). Returns its exit status. */
+static int run_child(char *const args[], char **out)
+{
+    int fd[2];
+    *out = NULL;
+    if (pipe(fd) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], 1);
+        close(fd[1]);
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf != NULL && (r = read(fd[0], buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (len + 1 == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (buf != NULL)
+        buf[len] = '\0';
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- 2. the kernels, through bench kernels ---- */
+
+static int measure_kernels(profile_t *p)
+{
+    char threads[16], reps[16];
+    snprintf(threads, sizeof(threads), "%d", p->threads);
+    snprintf(reps, sizeof(reps), "%d", p->quick ? 3 : 7);
+    char *args[] = {"dsinfer",
+                    "bench",
+                    "kernels",
+                    "--json",
+                    "--only",
+                    "decode",
+                    "--batches",
+                    "1,4,16,64",
+                    "--dtypes",
+                    "fp8,bf16,int8,int4-g32,int4-g128",
+                    "--shapes",
+                    p->quick ? "2048x7168" : "2048x7168,7168x2048",
+                    "--threads",
+                    threads,
+                    "--reps",
+                    reps,
+                    p->quick ? "--quick" : NULL,
+                    NULL};
+    char *out;
+    int rc = run_child(args, &out);
+    json_error_t je;
+    json_t *root = rc == 0 && out != NULL ? json_loads(out, 0, &je) : NULL;
+    free(out);
+    json_t *ks = json_object_get(root, "kernels");
+    if (root == NULL || !json_is_array(ks)) {
+        fprintf(stderr, "dsinfer bench profile: dsinfer bench kernels failed (exit %d)\n", rc);
+        json_decref(root);
+        return -1;
+    }
+    p->fma_gflops = json_number_value(json_object_get(root, "fma_gflops"));
+    snprintf(p->level, sizeof(p->level), "%s",
+             json_string_value(json_object_get(root, "level"))
+                 ? json_string_value(json_object_get(root, "level"))
+                 : "?");
+    for (int f = 0; f < N_FORMATS; f++) {
+        for (int b = 0; b < 4; b++) {
+            double v[8];
+            int n = 0;
+            size_t i;
+            json_t *k;
+            char name[32];
+            snprintf(name, sizeof(name), "matmul_%s", kernel_dtypes[f]);
+            json_array_foreach(ks, i, k)
+            {
+                const char *kn = json_string_value(json_object_get(k, "name"));
+                if (kn != NULL && strcmp(kn, name) == 0 && n < 8 &&
+                    json_integer_value(json_object_get(k, "batch")) == batches[b])
+                    v[n++] = json_number_value(json_object_get(k, "gbs"));
+            }
+            if (n == 0) {
+                fprintf(stderr, "dsinfer bench profile: bench kernels gave no %s row at %d\n", name,
+                        batches[b]);
+                json_decref(root);
+                return -1;
+            }
+            qsort(v, (size_t)n, sizeof(double), cmp_d);
+            p->gbs[f][b] = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+            if (p->gbs[f][b] < 0.01) /* bench kernels prints 2 decimals: a very slow build */
+                p->gbs[f][b] = 0.01;
+        }
+    }
+    json_decref(root);
+    if (!(p->fma_gflops > 0)) /* the scalar level measures none: the f32 rate of a kernel */
+        p->fma_gflops = p->gbs[1][3] * 64; /* bf16 at 64 tokens: 64 flops per weight byte */
+    return 0;
+}
+
+/* ---- 3. attention ---- */
+
+typedef struct {
+    const dsk_ops_t *ops;
+    const dsk_matrix_t *cache; /* [ctx, ATTN_WIDTH] f32 */
+    const float *q;            /* [heads, ATTN_WIDTH] */
+    float *scores;             /* [heads, ctx] */
+    float *out;                /* [heads, ATTN_WIDTH] */
+} attn_job_t;
+
+static void attn_cb(void *arg, int64_t h0, int64_t h1)
+{
+    attn_job_t *j = arg;
+    const int64_t ctx = j->cache->rows;
+    j->ops->matmul[DSK_DTYPE_F32](j->cache, 0, ctx, j->q + h0 * ATTN_WIDTH, ATTN_WIDTH, h1 - h0,
+                                  j->scores + h0 * ctx, ctx);
+    for (int64_t h = h0; h < h1; h++)
+        j->ops->softmax(j->scores + h * ctx, ctx);
+    memset(j->out + h0 * ATTN_WIDTH, 0, (size_t)((h1 - h0) * ATTN_WIDTH) * sizeof(float));
+    j->ops->matmul_t[DSK_DTYPE_F32](j->cache, 0, ctx, j->scores + h0 * ctx, ctx, h1 - h0,
+                                    j->out + h0 * ATTN_WIDTH, ATTN_WIDTH);
+}
+
+static int measure_attention(profile_t *p, dsi_pool_t *pool, const dsk_ops_t *ops)
+{
+    static const int full[] = {512, 2048, 8192}, quick[] = {256, 1024};
+    const int *ctxs = p->quick ? quick : full;
+    p->n_ctx = p->quick ? 2 : 3;
+    const int reps = p->quick ? 3 : 7;
+    for (int c = 0; c < p->n_ctx; c++) {
+        const int64_t ctx = ctxs[c];
+        float *cache = malloc((size_t)(ctx * ATTN_WIDTH) * sizeof(float));
+        float *q = malloc((size_t)ATTN_HEADS * ATTN_WIDTH * sizeof(float));
+        float *scores = malloc((size_t)(ATTN_HEADS * ctx) * sizeof(float));
+        float *out = malloc((size_t)ATTN_HEADS * ATTN_WIDTH * sizeof(float));
+        if (!cache || !q || !scores || !out) {
+            free(cache), free(q), free(scores), free(out);
+            fprintf(stderr, "dsinfer bench profile: out of memory for attention\n");
+            return -1;
+        }
+        for (int64_t i = 0; i < ctx * ATTN_WIDTH; i++)
+            cache[i] = (float)((i * 7919) % 2001 - 1000) * 1e-4f;
+        for (int64_t i = 0; i < ATTN_HEADS * ATTN_WIDTH; i++)
+            q[i] = (float)((i * 104729) % 2001 - 1000) * 1e-4f;
+        dsk_matrix_t w = {DSK_DTYPE_F32, ctx, ATTN_WIDTH, cache, NULL};
+        attn_job_t job = {ops, &w, q, scores, out};
+        double t[16];
+        for (int r = -1; r < reps; r++) {
+            const double t0 = dsi_now_s();
+            dsi_pool_run(pool, ATTN_HEADS, 1, attn_cb, &job);
+            if (r >= 0)
+                t[r] = dsi_now_s() - t0;
+        }
+        p->ctx[c] = (int)ctx;
+        p->attn_us[c] = bench_median(t, reps) * 1e6;
+        free(cache), free(q), free(scores), free(out);
+    }
+    return 0;
+}
+
+/* ---- 4. transport ---- */
+
+static int measure_transport(profile_t *p)
+{
+    char *args[] = {"dsinfer", "bench", "transport", "--json",
+                    "--tls",   "tcp",   "--iters",   p->quick ? "20" : "100",
+                    NULL};
+    char *out;
+    int rc = run_child(args, &out);
+    json_error_t je;
+    json_t *root = rc == 0 && out != NULL ? json_loads(out, 0, &je) : NULL;
+    free(out);
+    double us[3] = {0}, bytes[3] = {0};
+    size_t i;
+    json_t *r;
+    json_array_foreach(root, i, r)
+    {
+        const json_int_t tok = json_integer_value(json_object_get(r, "tokens"));
+        const int slot = tok == 1 ? 0 : tok == 64 ? 1 : tok == 256 ? 2 : -1;
+        if (slot < 0)
+            continue;
+        us[slot] = json_number_value(json_object_get(r, "dsinfer_us"));
+        bytes[slot] = (double)json_integer_value(json_object_get(r, "dispatch_bytes")) +
+                      (double)json_integer_value(json_object_get(r, "combine_bytes"));
+    }
+    json_decref(root);
+    if (!(us[0] > 0) || !(us[2] > us[1])) {
+        fprintf(stderr, "dsinfer bench profile: dsinfer bench transport failed (exit %d)\n", rc);
+        return -1;
+    }
+    p->latency_us = us[0] / 2;
+    p->net_gbs = (bytes[2] - bytes[1]) / ((us[2] - us[1]) * 1e3);
+    return 0;
+}
+
+static void write_json(const profile_t *p, FILE *f)
+{
+    fprintf(f, "{\n  \"profile_version\": 1,\n  \"measured_by\": \"dsinfer bench profile%s\",\n",
+            p->quick ? " --quick" : "");
+    fprintf(f, "  \"kernel_level\": \"%s\",\n  \"threads\": %d,\n", p->level, p->threads);
+    fprintf(f, "  \"memory_bw_gbs\": %.3f,\n  \"fma_gflops\": %.2f,\n", p->bw_gbs, p->fma_gflops);
+    fprintf(f, "  \"matmul_gbs\": {\n    \"batches\": [1, 4, 16, 64]");
+    for (int fm = 0; fm < N_FORMATS; fm++)
+        fprintf(f, ",\n    \"%s\": [%.4f, %.4f, %.4f, %.4f]", format_names[fm], p->gbs[fm][0],
+                p->gbs[fm][1], p->gbs[fm][2], p->gbs[fm][3]);
+    fprintf(f,
+            "\n  },\n  \"attention\": {\n    \"heads\": %d,\n    \"width\": %d,\n"
+            "    \"context\": [",
+            ATTN_HEADS, ATTN_WIDTH);
+    for (int c = 0; c < p->n_ctx; c++)
+        fprintf(f, "%s%d", c ? ", " : "", p->ctx[c]);
+    fprintf(f, "],\n    \"us_per_token_layer\": [");
+    for (int c = 0; c < p->n_ctx; c++)
+        fprintf(f, "%s%.3f", c ? ", " : "", p->attn_us[c]);
+    fprintf(f,
+            "]\n  },\n  \"network\": {\n    \"latency_us\": %.3f,\n    \"bandwidth_gbs\": %.4f,\n"
+            "    \"measured_over\": \"loopback tcp\"\n  }\n}\n",
+            p->latency_us, p->net_gbs);
+}
+
+static void print_text(const profile_t *p)
+{
+    printf("machine profile (%s, %d threads)\n", p->level, p->threads);
+    printf("memory read bandwidth: %.1f GB/s; FMA rate: %.1f GFLOP/s\n", p->bw_gbs, p->fma_gflops);
+    printf("matmul weight GB/s     1 tok    4 tok   16 tok   64 tok\n");
+    for (int f = 0; f < N_FORMATS; f++)
+        printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->gbs[f][0], p->gbs[f][1],
+               p->gbs[f][2], p->gbs[f][3]);
+    printf("attention, %d heads x %d, per query token and layer:", ATTN_HEADS, ATTN_WIDTH);
+    for (int c = 0; c < p->n_ctx; c++)
+        printf(" %d ctx %.1f us%s", p->ctx[c], p->attn_us[c], c + 1 < p->n_ctx ? "," : "\n");
+    printf("transport (loopback tcp): %.1f us one way, %.2f GB/s\n", p->latency_us, p->net_gbs);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dsinfer bench profile [--json FILE] [--quick] [--threads N]\n"
+            "  measures what a step's cost depends on on this machine: memory read bandwidth,\n"
+            "  the matmul kernels' weight GB/s per format at 1, 4, 16, 64 tokens and the FMA\n"
+            "  rate (bench kernels), attention time per context length (128 heads x 576),\n"
+            "  transport latency and bandwidth (bench transport over loopback tcp)\n"
+            "  --json FILE   also write the profile JSON that dsinfer plan --estimate reads\n"
+            "                (- for stdout, instead of the text)\n"
+            "  --quick       smaller buffers, one shape, fewer repetitions and contexts\n"
+            "  --threads N   pool threads (default: online CPUs)\n");
+}
+
+int dsinfer_bench_profile(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", required_argument, NULL, 'j'},
+                                         {"quick", no_argument, NULL, 'q'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    profile_t p;
+    memset(&p, 0, sizeof(p));
+    long long threads = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            p.json_path = optarg;
+            break;
+        case 'q':
+            p.quick = 1;
+            break;
+        case 't':
+            if (cli_parse_int("bench profile", "--threads", optarg, 1, 1024, &threads) != 0)
+                return 2;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dsinfer bench profile: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    FILE *jf = NULL;
+    if (p.json_path != NULL && strcmp(p.json_path, "-") != 0 &&
+        (jf = fopen(p.json_path, "w")) == NULL) {
+        fprintf(stderr, "dsinfer bench profile: --json: cannot write '%s'\n", p.json_path);
+        return 2;
+    }
+    dsi_pool_t *pool = dsi_pool_create((int)threads);
+    if (pool == NULL) {
+        fprintf(stderr, "dsinfer bench profile: cannot start the thread pool\n");
+        if (jf)
+            fclose(jf);
+        return 1;
+    }
+    p.threads = dsi_pool_threads(pool);
+    dsk_ops_t ops;
+    dsk_ops_init(&ops, dsk_level_detect());
+    int rc = 1;
+    p.bw_gbs = bench_memory_bandwidth(pool, (size_t)(p.quick ? 256 : 1024) << 20, p.quick ? 3 : 7);
+    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_attention(&p, pool, &ops) != 0 ||
+        measure_transport(&p) != 0)
+        goto out;
+    if (p.json_path != NULL && strcmp(p.json_path, "-") == 0) {
+        write_json(&p, stdout);
+    } else {
+        print_text(&p);
+        if (jf != NULL)
+            write_json(&p, jf);
+    }
+    rc = 0;
+out:
+    if (jf != NULL && fclose(jf) != 0 && rc == 0) {
+        fprintf(stderr, "dsinfer bench profile: --json: cannot write '%s'\n", p.json_path);
+        rc = 1;
+    }
+    dsi_pool_destroy(pool);
+    return rc;
+}

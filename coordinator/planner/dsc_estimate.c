@@ -1,0 +1,482 @@
+/*
+ * dsc_estimate.c - a plan's expected decode and prefill speed from a machine profile (the model
+ * is described in dsc_estimate.h).
+ */
+#include "dsc_estimate.h"
+#include "dsc_planner.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const int dsc_profile_batches[DSC_PROFILE_BATCHES] = {1, 4, 16, 64};
+
+static const char *const term_names[DSC_TERM_COUNT] = {"weights bandwidth", "compute", "attention",
+                                                       "network latency", "network bandwidth"};
+
+const char *dsc_term_name(dsc_term_t t)
+{
+    return (unsigned)t < DSC_TERM_COUNT ? term_names[t] : "?";
+}
+
+static dsi_status_t fail(char *err, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, size, fmt, ap);
+    va_end(ap);
+    return DSI_ERR_CONFIG;
+}
+
+/* A number > 0 (>= 0 when zero_ok) at key `key` of `obj`; -1 after writing err. */
+static int get_num(json_t *obj, const char *key, const char *path, int zero_ok, double *out,
+                   const char *what, char *err, size_t size)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        fail(err, size, "%s: field %s%s is missing", what, path, key);
+        return -1;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0 ||
+        (!zero_ok && json_number_value(v) == 0)) {
+        fail(err, size, "%s: field %s%s must be a number %s", what, path, key,
+             zero_ok ? ">= 0" : "> 0");
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* An array of exactly n (n_max: up to n_max, *n set) numbers > 0. */
+static int get_array(json_t *obj, const char *key, const char *path, double *out, int *n, int n_max,
+                     const char *what, char *err, size_t size)
+{
+    json_t *a = json_object_get(obj, key);
+    if (a == NULL) {
+        fail(err, size, "%s: field %s%s is missing", what, path, key);
+        return -1;
+    }
+    const int len = json_is_array(a) ? (int)json_array_size(a) : -1;
+    if (len < 1 || (*n > 0 && len != *n) || len > n_max) {
+        if (*n > 0)
+            fail(err, size, "%s: field %s%s must be an array of %d numbers", what, path, key, *n);
+        else
+            fail(err, size, "%s: field %s%s must be an array of 1 to %d numbers", what, path, key,
+                 n_max);
+        return -1;
+    }
+    for (int i = 0; i < len; i++) {
+        json_t *v = json_array_get(a, (size_t)i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v))) {
+            fail(err, size, "%s: field %s%s[%d] must be a number > 0", what, path, key, i);
+            return -1;
+        }
+        out[i] = json_number_value(v);
+    }
+    *n = len;
+    return 0;
+}
+
+dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t *out, char *err,
+                               size_t err_size)
+{
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    if (root == NULL)
+        return fail(err, err_size, "%s: not JSON (line %d: %s)", what, je.line, je.text);
+    dsc_profile_t p;
+    memset(&p, 0, sizeof(p));
+    dsi_status_t st = DSI_ERR_CONFIG;
+    if (!json_is_object(root)) {
+        fail(err, err_size, "%s: not a JSON object", what);
+        goto out;
+    }
+    double threads = 0;
+    json_t *t = json_object_get(root, "threads");
+    if (t != NULL && (!json_is_integer(t) || json_integer_value(t) < 1)) {
+        fail(err, err_size, "%s: field threads must be an integer >= 1", what);
+        goto out;
+    }
+    threads = t != NULL ? (double)json_integer_value(t) : 0;
+    p.threads = (int)threads;
+    if (get_num(root, "memory_bw_gbs", "", 0, &p.memory_bw_gbs, what, err, err_size) ||
+        get_num(root, "fma_gflops", "", 0, &p.fma_gflops, what, err, err_size))
+        goto out;
+
+    json_t *mm = json_object_get(root, "matmul_gbs");
+    if (!json_is_object(mm)) {
+        fail(err, err_size, "%s: field matmul_gbs %s", what,
+             mm == NULL ? "is missing" : "must be an object");
+        goto out;
+    }
+    double b[DSC_PROFILE_BATCHES];
+    int nb = DSC_PROFILE_BATCHES;
+    if (get_array(mm, "batches", "matmul_gbs.", b, &nb, DSC_PROFILE_BATCHES, what, err, err_size))
+        goto out;
+    for (int i = 0; i < DSC_PROFILE_BATCHES; i++) {
+        if (b[i] != dsc_profile_batches[i]) {
+            fail(err, err_size, "%s: field matmul_gbs.batches must be [1, 4, 16, 64]", what);
+            goto out;
+        }
+    }
+    int any = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(mm, key, val)
+    {
+        if (strcmp(key, "batches") == 0)
+            continue;
+        dsc_weight_format_t f;
+        if (dsc_weight_format_parse(key, &f) != DSI_OK) {
+            fail(err, err_size,
+                 "%s: field matmul_gbs.%s is not a weight format (fp8, bf16, int8, int4, "
+                 "int4-g128)",
+                 what, key);
+            goto out;
+        }
+        int n = DSC_PROFILE_BATCHES;
+        if (get_array(mm, key, "matmul_gbs.", p.matmul_gbs[f], &n, DSC_PROFILE_BATCHES, what, err,
+                      err_size))
+            goto out;
+        any = 1;
+    }
+    if (!any) {
+        fail(err, err_size, "%s: field matmul_gbs lists no weight format", what);
+        goto out;
+    }
+
+    json_t *at = json_object_get(root, "attention");
+    if (!json_is_object(at)) {
+        fail(err, err_size, "%s: field attention %s", what,
+             at == NULL ? "is missing" : "must be an object");
+        goto out;
+    }
+    double heads, width;
+    if (get_num(at, "heads", "attention.", 0, &heads, what, err, err_size) ||
+        get_num(at, "width", "attention.", 0, &width, what, err, err_size))
+        goto out;
+    p.attn_heads = (int)heads;
+    p.attn_width = (int)width;
+    int nc = 0, nu;
+    if (get_array(at, "context", "attention.", p.attn_ctx, &nc, DSC_PROFILE_MAX_CTX, what, err,
+                  err_size))
+        goto out;
+    nu = nc;
+    if (get_array(at, "us_per_token_layer", "attention.", p.attn_us, &nu, DSC_PROFILE_MAX_CTX, what,
+                  err, err_size))
+        goto out;
+    for (int i = 1; i < nc; i++) {
+        if (p.attn_ctx[i] <= p.attn_ctx[i - 1]) {
+            fail(err, err_size, "%s: field attention.context must be increasing", what);
+            goto out;
+        }
+    }
+    p.n_attn = nc;
+
+    json_t *net = json_object_get(root, "network");
+    if (!json_is_object(net)) {
+        fail(err, err_size, "%s: field network %s", what,
+             net == NULL ? "is missing" : "must be an object");
+        goto out;
+    }
+    if (get_num(net, "latency_us", "network.", 1, &p.net_latency_us, what, err, err_size) ||
+        get_num(net, "bandwidth_gbs", "network.", 0, &p.net_gbs, what, err, err_size))
+        goto out;
+    *out = p;
+    st = DSI_OK;
+out:
+    json_decref(root);
+    return st;
+}
+
+dsi_status_t dsc_profile_load(const char *path, dsc_profile_t *out, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_size, "%s: cannot open", path);
+        return DSI_ERR_IO;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                free(buf);
+                fclose(f);
+                snprintf(err, err_size, "%s: larger than 16 MiB: not a profile", path);
+                return DSI_ERR_CONFIG;
+            }
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                snprintf(err, err_size, "%s: out of memory", path);
+                return DSI_ERR_NOMEM;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, 4096, f);
+        len += r;
+        if (r < 4096)
+            break;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    dsi_status_t st = dsc_profile_parse(buf, path, out, err, err_size);
+    free(buf);
+    return st;
+}
+
+/* ---- the model ---- */
+
+typedef struct {
+    const dsc_profile_t *p;
+    dsc_weight_format_t fmt;
+    double terms[DSC_TERM_COUNT]; /* accumulated seconds */
+} acc_t;
+
+/* Weight GB/s of format f at b tokens. */
+static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
+{
+    const double *r = p->matmul_gbs[f];
+    if (b <= 1)
+        return r[0];
+    if (b >= 64)
+        return r[3] * 64.0 / b;          /* compute-bound: time grows with the tokens */
+    const double lb = log(b) / log(4.0); /* 0..3 between the points 1, 4, 16, 64 */
+    const int i = lb >= 3 ? 2 : (int)lb;
+    const double x = lb - i;
+    return r[i] * (1 - x) + r[i + 1] * x;
+}
+
+/* Multiply `bytes` of weights in format f with b tokens: weights and compute terms. */
+static double matmul(acc_t *a, dsc_weight_format_t f, double bytes, double b)
+{
+    if (bytes <= 0 || b <= 0)
+        return 0;
+    const double t = bytes / (rate(a->p, f, b) * 1e9);
+    const double mem = bytes / (a->p->memory_bw_gbs * 1e9);
+    a->terms[DSC_TERM_WEIGHTS] += t < mem ? t : mem;
+    a->terms[DSC_TERM_COMPUTE] += t > mem ? t - mem : 0;
+    return t;
+}
+
+/* Seconds of attention of one query token in one layer at context `ctx`. */
+static double attn_s(const dsc_profile_t *p, const dsn_config_t *cfg, double ctx)
+{
+    const int n = p->n_attn;
+    double us;
+    if (n == 1 || ctx <= p->attn_ctx[0]) { /* below the first point: in proportion to 0 */
+        us = p->attn_us[0] * ctx / p->attn_ctx[0];
+    } else {
+        int i = 0;
+        while (i < n - 2 && ctx > p->attn_ctx[i + 1])
+            i++;
+        const double x = (ctx - p->attn_ctx[i]) / (p->attn_ctx[i + 1] - p->attn_ctx[i]);
+        us = p->attn_us[i] + x * (p->attn_us[i + 1] - p->attn_us[i]);
+        if (us < 0)
+            us = 0;
+    }
+    const double scale = (double)cfg->num_attention_heads *
+                         (double)(cfg->kv_lora_rank + cfg->qk_rope_head_dim) /
+                         ((double)p->attn_heads * (double)p->attn_width);
+    return us * 1e-6 * scale;
+}
+
+static void net(acc_t *a, double hops, double bytes)
+{
+    a->terms[DSC_TERM_NET_LATENCY] += hops * a->p->net_latency_us * 1e-6;
+    a->terms[DSC_TERM_NET_BW] += bytes / (a->p->net_gbs * 1e9);
+}
+
+static double sum_terms(const double *t)
+{
+    double s = 0;
+    for (int i = 0; i < DSC_TERM_COUNT; i++)
+        s += t[i];
+    return s;
+}
+
+typedef struct {
+    const dsn_config_t *cfg;
+    const dsc_memory_t *mem;
+    const dst_plan_t *plan;
+    const double *share; /* [layer]: the largest fraction of a MoE layer's experts on one node */
+} ctx_t;
+
+/*
+ * One stage's time for a batch of `tok` tokens in the stage in all, `per_node` of them on the
+ * busiest node (its attention and non-expert weights), each attending to `attn_ctx` tokens (the
+ * mean: the cost is linear in it). Accumulates the terms into a.
+ */
+static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, double per_node,
+                         double head_tok, double attn_ctx, int nodes_in_stage)
+{
+    const dsn_config_t *cfg = c->cfg;
+    const dsc_memory_t *m = c->mem;
+    const dst_plan_stage_t *st = &c->plan->stages[s];
+    const double N = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
+    const double H = cfg->hidden_size;
+    double t = 0;
+    for (uint32_t l = st->first_layer; l < st->end_layer; l++) {
+        t += matmul(a, a->fmt, (double)m->attn, per_node);
+        const double at = per_node * attn_s(a->p, cfg, attn_ctx);
+        a->terms[DSC_TERM_ATTENTION] += at;
+        t += at;
+        if (!dsc_memory_is_moe_layer(m, cfg, l)) {
+            t += matmul(a, a->fmt, (double)m->dense_mlp, per_node);
+            continue;
+        }
+        t += matmul(a, DSC_WEIGHT_BF16, (double)m->router, per_node);
+        t += matmul(a, a->fmt, (double)m->shared_experts, per_node);
+        /* the tokens of the whole stage touch these experts; the busiest node holds `share` */
+        const double hit = 1 - pow(1 - K / N, tok);
+        const double distinct = N * hit * c->share[l];
+        const double per_expert = tok * K / (N * hit);
+        t += matmul(a, a->fmt, distinct * (double)m->expert, per_expert);
+        if (nodes_in_stage > 1) { /* DISPATCH + COMBINE of the pairs leaving the node */
+            const double away = per_node * K * (nodes_in_stage - 1) / nodes_in_stage;
+            const double before = sum_terms(a->terms);
+            net(a, 2, 2 * away * H * 4);
+            t += sum_terms(a->terms) - before;
+        }
+    }
+    if (s == c->plan->n_stages - 1) /* the logits of each sequence's last token only */
+        t += matmul(a, DSC_WEIGHT_BF16, (double)m->head, head_tok);
+    return t;
+}
+
+static int stage_nodes(const dst_plan_t *plan, uint32_t s)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < plan->n_nodes; i++)
+        n += plan->nodes[i].stage == s;
+    return n > 0 ? n : 1;
+}
+
+static dsc_term_t biggest(const double *t)
+{
+    int b = 0;
+    for (int i = 1; i < DSC_TERM_COUNT; i++)
+        b = t[i] > t[b] ? i : b;
+    return (dsc_term_t)b;
+}
+
+/*
+ * `n_mb` micro-batches of `tok` tokens (decode: one per sequence, split over a stage's nodes;
+ * one_seq: one sequence's chunk, on one node) through the stages, or `chunks` chunks in a row:
+ * returns the time of a decode cycle or of the whole prefill; the terms of its critical path
+ * into out_terms.
+ */
+static double pipeline(const ctx_t *c, const dsc_profile_t *p, dsc_weight_format_t fmt, double tok,
+                       double attn_ctx, double n_mb, double chunks, int one_seq, double *out_terms)
+{
+    const dst_plan_t *plan = c->plan;
+    double sum = 0, slowest = 0;
+    double sum_t[DSC_TERM_COUNT] = {0}, slow_t[DSC_TERM_COUNT] = {0};
+    for (uint32_t s = 0; s < plan->n_stages; s++) {
+        acc_t a = {p, fmt, {0}};
+        const int e = stage_nodes(plan, s);
+        const double per_node = one_seq ? tok : ceil(tok / e);
+        double t = stage_time(c, &a, s, tok, per_node, one_seq ? 1 : per_node, attn_ctx, e);
+        if (plan->n_stages > 1) { /* the activation rows to the next stage (the last
+                                       stage's token back to stage 0: one latency) */
+            const double before = sum_terms(a.terms);
+            net(&a, 1, s + 1 < plan->n_stages ? tok * c->cfg->hidden_size * 4 : 0);
+            t += sum_terms(a.terms) - before;
+        }
+        sum += t;
+        for (int i = 0; i < DSC_TERM_COUNT; i++)
+            sum_t[i] += a.terms[i];
+        if (t > slowest) {
+            slowest = t;
+            memcpy(slow_t, a.terms, sizeof(slow_t));
+        }
+    }
+    /* decode: micro-batches share the stages; prefill: chunks follow each other */
+    const double full = n_mb > 1 ? n_mb * slowest : 0;
+    if (chunks > 1) {
+        const double total = sum + (chunks - 1) * slowest;
+        for (int i = 0; i < DSC_TERM_COUNT; i++)
+            out_terms[i] = sum_t[i] + (chunks - 1) * slow_t[i];
+        return total;
+    }
+    if (full > sum) {
+        for (int i = 0; i < DSC_TERM_COUNT; i++)
+            out_terms[i] = n_mb * slow_t[i];
+        return full;
+    }
+    memcpy(out_terms, sum_t, sizeof(sum_t));
+    return sum;
+}
+
+dsi_status_t dsc_estimate(const dsn_config_t *cfg, const dsc_memory_t *mem, const dst_plan_t *plan,
+                          const dsc_profile_t *profile, const dsc_estimate_opts_t *opts,
+                          dsc_estimate_t *out, char *err, size_t err_size)
+{
+    const dsc_weight_format_t fmt = mem->format;
+    if (profile->matmul_gbs[fmt][0] <= 0)
+        return fail(err, err_size, "the profile has no matmul_gbs.%s (the plan's weight format)",
+                    dsc_weight_format_name(fmt));
+    if (profile->matmul_gbs[DSC_WEIGHT_BF16][0] <= 0)
+        return fail(err, err_size,
+                    "the profile has no matmul_gbs.bf16 (embeddings, lm_head and router are bf16)");
+    if (profile->n_attn < 1)
+        return fail(err, err_size, "the profile has no attention points");
+    if (opts->concurrency < 1 || opts->prompt_len < 1 || opts->max_batch_tokens < 1)
+        return fail(err, err_size, "concurrency, prompt length and chunk must be >= 1");
+    /* the largest share of each MoE layer's expert copies on one node */
+    double *share = calloc(plan->n_layers > 0 ? plan->n_layers : 1, sizeof(double));
+    if (share == NULL)
+        return DSI_ERR_NOMEM;
+    uint32_t *count = calloc(plan->n_nodes > 0 ? plan->n_nodes : 1, sizeof(uint32_t));
+    if (count == NULL) {
+        free(share);
+        return DSI_ERR_NOMEM;
+    }
+    for (uint32_t l = plan->first_moe_layer; l < plan->n_layers; l++) {
+        memset(count, 0, plan->n_nodes * sizeof(uint32_t));
+        uint64_t total = 0;
+        for (uint32_t e = 0; e < plan->n_experts; e++) {
+            const uint64_t i = (uint64_t)(l - plan->first_moe_layer) * plan->n_experts + e;
+            for (uint32_t h = plan->expert_offsets[i]; h < plan->expert_offsets[i + 1]; h++) {
+                const int n = dsc_plan_node_index(plan, plan->expert_holders[h]);
+                if (n >= 0)
+                    count[n]++;
+                total++;
+            }
+        }
+        uint32_t most = 0;
+        for (uint32_t n = 0; n < plan->n_nodes; n++)
+            most = count[n] > most ? count[n] : most;
+        share[l] = total > 0 ? (double)most / (double)total : 1;
+    }
+    free(count);
+    ctx_t c = {cfg, mem, plan, share};
+    memset(out, 0, sizeof(*out));
+
+    /* decode: C sequences in min(C, stages) micro-batches */
+    const double C = opts->concurrency, S = plan->n_stages;
+    const double n_mb = C < S ? C : S, seqs = ceil(C / n_mb);
+    out->micro_batches = (uint32_t)n_mb;
+    out->micro_batch_seqs = (uint32_t)seqs;
+    out->decode_cycle_s =
+        pipeline(&c, profile, fmt, seqs, opts->prompt_len, n_mb, 1, 0, out->decode_terms);
+    out->decode_tok_s = 1 / out->decode_cycle_s;
+    out->decode_aggregate = C / out->decode_cycle_s;
+    out->decode_bound = biggest(out->decode_terms);
+
+    /* prefill: one sequence, chunks of max_batch_tokens, mean context L / 2 */
+    const double L = opts->prompt_len;
+    const double chunk = L < opts->max_batch_tokens ? L : opts->max_batch_tokens;
+    const double chunks = ceil(L / chunk);
+    out->ttft_s = pipeline(&c, profile, fmt, chunk, L / 2, 1, chunks, 1, out->prefill_terms);
+    out->prefill_tok_s = L / out->ttft_s;
+    out->prefill_bound = biggest(out->prefill_terms);
+    free(share);
+    return DSI_OK;
+}

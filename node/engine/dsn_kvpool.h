@@ -1,0 +1,83 @@
+/*
+ * dsn_kvpool.h - the per-node pool of latent KV blocks that every sequence's cache draws from.
+ *
+ * A block holds DSN_KV_BLOCK consecutive positions of one sequence for every layer of the slice:
+ * per layer DSN_KV_BLOCK rows of kv_lora_rank + qk_rope_head_dim values ([c_kv, k_pe], see
+ * dsn_kvcache.h) in the pool's storage type, and for fp8 one f32 scale per row. All layers of a
+ * sequence grow together, so one block table per sequence serves every layer.
+ *
+ * Blocks are allocated on first use and kept on a free list when released (never returned to the
+ * system while the pool lives), up to max_blocks (0: no limit). A block has a reference count:
+ * sequences that fork a prefix (dsn_kvcache_copy_prefix) share its full blocks copy-free, and a
+ * shared block is copied before anyone writes into it. The pool is thread-safe (one mutex around
+ * allocation and reference counts) and reference-counted itself: each cache holds a reference,
+ * so the pool outlives the engine that made it while caches remain.
+ */
+#ifndef DSN_KVPOOL_H
+#define DSN_KVPOOL_H
+
+#include <stdint.h>
+
+#include "dsi_status.h"
+
+#define DSN_KV_BLOCK 64 /* positions per block */
+
+/* Storage of cache rows. */
+typedef enum {
+    DSN_KV_F32 = 0, /* exact */
+    DSN_KV_BF16,    /* round to nearest even */
+    DSN_KV_FP8,     /* e4m3, one f32 scale per row: scale = amax / 448, q = e4m3(x / scale) */
+    DSN_KV_DTYPE_COUNT
+} dsn_kv_dtype_t;
+
+/* "f32", "bf16", "fp8"; "?" outside the enum. */
+const char *dsn_kv_dtype_name(dsn_kv_dtype_t dt);
+/* Parse one of those names; DSI_ERR_INVALID_ARG (logged, naming the value) otherwise. */
+dsi_status_t dsn_kv_dtype_parse(const char *s, dsn_kv_dtype_t *out);
+/* Bytes of one stored value. */
+int dsn_kv_dtype_size(dsn_kv_dtype_t dt);
+
+typedef struct dsn_kvblock {
+    uint8_t *data;             /* [n_layers][DSN_KV_BLOCK][row] values */
+    float *scales;             /* fp8: [n_layers][DSN_KV_BLOCK] row scales; else NULL */
+    int refs;                  /* caches holding it; 0 while free */
+    struct dsn_kvblock *next;  /* free list */
+} dsn_kvblock_t;
+
+typedef struct dsn_kvpool dsn_kvpool_t;
+
+/* Counters of a pool (one consistent snapshot). */
+typedef struct {
+    int64_t total;     /* max_blocks, or (no limit) the blocks allocated so far */
+    int64_t used;      /* blocks held by at least one cache */
+    int64_t free;      /* total - used */
+    int64_t allocated; /* blocks that have memory (used + on the free list) */
+    int64_t shared;    /* used blocks held by more than one cache */
+    uint64_t block_bytes;
+} dsn_kvpool_stats_t;
+
+/* *out owned by the caller: dsn_kvpool_release(). max_blocks 0: no limit. */
+dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int64_t max_blocks,
+                               dsn_kvpool_t **out);
+/* Drop one reference (the creator's or a cache's); the last frees every block. NULL: no-op. */
+void dsn_kvpool_release(dsn_kvpool_t *p);
+void dsn_kvpool_retain(dsn_kvpool_t *p);
+/* Change the limit (0: none). Blocks already used above a lower limit stay until released. */
+void dsn_kvpool_set_max_blocks(dsn_kvpool_t *p, int64_t max_blocks);
+void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out);
+int dsn_kvpool_layers(const dsn_kvpool_t *p);
+int dsn_kvpool_row(const dsn_kvpool_t *p);
+dsn_kv_dtype_t dsn_kvpool_dtype(const dsn_kvpool_t *p);
+/* Bytes of one block: every layer's rows and scales. */
+uint64_t dsn_kvpool_block_bytes(int n_layers, int row, dsn_kv_dtype_t dtype);
+
+/* A block with refs = 1, or NULL when the limit is reached (DSI_ERR_CAPACITY) or out of memory. */
+dsn_kvblock_t *dsn_kvpool_alloc(dsn_kvpool_t *p, dsi_status_t *st);
+/* refs += 1 (sharing). */
+void dsn_kvpool_share(dsn_kvpool_t *p, dsn_kvblock_t *b);
+/* refs -= 1; at 0 the block goes back to the free list. */
+void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b);
+/* Whether n more blocks can be allocated now. */
+int dsn_kvpool_can_alloc(dsn_kvpool_t *p, int64_t n);
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * test_unit_estimate.c - dsc_estimate against hand computations on the tiny-v3 shape with a fixed
+ * profile: one node (decode at 1 and 4 streams, a 2-chunk prefill), two nodes in one stage
+ * (expert dispatch over the network) and two stages (hops); the profile parser's errors name the
+ * field.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dsc_estimate.h"
+#include "dsc_planner.h"
+#include "dsi_test.h"
+
+#define GiB (1ULL << 30)
+
+static dsn_config_t cfg_tiny(void)
+{
+    dsn_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.vocab_size = 1024;
+    c.hidden_size = 256;
+    c.intermediate_size = 384;
+    c.moe_intermediate_size = 96;
+    c.num_hidden_layers = 4;
+    c.first_k_dense_replace = 1;
+    c.moe_layer_freq = 1;
+    c.n_routed_experts = 32;
+    c.n_shared_experts = 1;
+    c.num_experts_per_tok = 4;
+    c.n_group = 4;
+    c.topk_group = 2;
+    c.num_attention_heads = 4;
+    c.q_lora_rank = 192;
+    c.kv_lora_rank = 64;
+    c.qk_nope_head_dim = 32;
+    c.qk_rope_head_dim = 16;
+    c.v_head_dim = 32;
+    c.fp8 = 1;
+    return c;
+}
+
+/*
+ * fp8 10 GB/s and bf16 5 GB/s at every batch, memory 12.5 GB/s (so 80% of a matmul's time is
+ * weights, 20% compute), attention 10 us at 100 tokens of context and 20 us at 200 for 4 heads
+ * x 80 (the tiny shape: scale 1), network 1 GB/s and 50 us.
+ */
+static const char *profile_text =
+    "{\"threads\": 2, \"memory_bw_gbs\": 12.5, \"fma_gflops\": 100,"
+    " \"matmul_gbs\": {\"batches\": [1, 4, 16, 64], \"fp8\": [10, 10, 10, 10],"
+    "  \"bf16\": [5, 5, 5, 5]},"
+    " \"attention\": {\"heads\": 4, \"width\": 80, \"context\": [100, 200],"
+    "  \"us_per_token_layer\": [10, 20]},"
+    " \"network\": {\"latency_us\": 50, \"bandwidth_gbs\": 1}}";
+
+static dsc_profile_t profile(void)
+{
+    dsc_profile_t p;
+    char err[256];
+    dsi_status_t st = dsc_profile_parse(profile_text, "test", &p, err, sizeof(err));
+    DSI_CHECK(st == DSI_OK);
+    return p;
+}
+
+static int plan(const dsn_config_t *cfg, uint32_t nodes, uint32_t stages, dst_plan_t *out,
+                dsc_plan_report_t *rep)
+{
+    dsc_node_desc_t n[4];
+    for (uint32_t i = 0; i < nodes; i++)
+        n[i] = (dsc_node_desc_t){.id = i, .mem_budget = 4 * GiB, .cores = 2};
+    dsc_plan_opts_t o;
+    dsc_plan_opts_default(&o);
+    o.kv_tokens = 1024;
+    o.overhead = 1 << 20;
+    o.n_stages = stages;
+    return dsc_planner_plan(cfg, n, nodes, &o, out, rep) == DSI_OK ? 0 : -1;
+}
+
+/* A stage of layers [l0, l1) by hand: t tokens, n on the node, share of the experts, rate(b). */
+static double by_hand(const dsc_memory_t *m, int l0, int l1, int last, double t, double n,
+                      double share, double ctx, int nodes, double *lat)
+{
+    const double fp8 = 10e9, bf16 = 5e9, N = 32, K = 4;
+    double s = 0;
+    for (int l = l0; l < l1; l++) {
+        const double attn_us = 10 + (ctx - 100) * 0.1; /* linear through the two points */
+        s += (double)m->attn / fp8 + n * attn_us * 1e-6;
+        if (l < 1) {
+            s += (double)m->dense_mlp / fp8;
+            continue;
+        }
+        const double hit = 1 - pow(1 - K / N, t);
+        s += (double)m->router / bf16 + (double)m->shared_experts / fp8 +
+             N * hit * share * (double)m->expert / fp8;
+        if (nodes > 1) {
+            const double away = n * K * (nodes - 1) / nodes;
+            s += 2 * 50e-6 + 2 * away * 256 * 4 / 1e9;
+            *lat += 2 * 50e-6;
+        }
+    }
+    if (last)
+        s += (double)m->head / bf16;
+    return s;
+}
+
+static void test_one_node(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    const dsc_memory_t *m = &rep.mem;
+    dsc_estimate_t e;
+    char err[256];
+    dsc_estimate_opts_t o = {1, 100, 256};
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    double lat = 0;
+    const double t1 = by_hand(m, 0, 4, 1, 1, 1, 1, 100, 1, &lat);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t1, t1 * 1e-9);
+    DSI_CHECK_NEAR(e.decode_tok_s, 1 / t1, 1e-9 / t1);
+    DSI_CHECK_NEAR(e.decode_aggregate, 1 / t1, 1e-9 / t1);
+    DSI_CHECK(e.decode_bound == DSC_TERM_WEIGHTS);
+    /* the weights term: every byte a step multiplies at the bandwidth (12.5 GB/s) */
+    const double bytes = 4.0 * (double)m->attn + (double)m->dense_mlp +
+                         3.0 * ((double)m->router + (double)m->shared_experts + 4.0 * m->expert) +
+                         (double)m->head;
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_WEIGHTS], bytes / 12.5e9, t1 * 1e-9);
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_COMPUTE], t1 - 4 * 10e-6 - bytes / 12.5e9, t1 * 1e-9);
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_ATTENTION], 4 * 10e-6, 1e-12);
+    DSI_CHECK(e.decode_terms[DSC_TERM_NET_LATENCY] == 0);
+
+    /* 4 streams: one micro-batch of 4 (one stage), each token its attention */
+    o.concurrency = 4;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    const double t4 = by_hand(m, 0, 4, 1, 4, 4, 1, 100, 1, &lat);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t4, t4 * 1e-9);
+    DSI_CHECK_NEAR(e.decode_aggregate, 4 / t4, 4e-9 / t4);
+    DSI_CHECK_INT_EQ(e.micro_batches, 1);
+    DSI_CHECK_INT_EQ(e.micro_batch_seqs, 4);
+
+    /* prefill of 300 tokens in chunks of 256: two chunks of 256 one after the other, mean
+     * context 150; above 64 tokens a matmul's time grows with the tokens (rate x 64 / b) */
+    o.concurrency = 1;
+    o.prompt_len = 300;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    const double b = 256, N = 32, K = 4, hit = 1 - pow(1 - K / N, b),
+                 per_expert = b * K / (N * hit);
+    double chunk = 0;
+    for (int l = 0; l < 4; l++) {
+        chunk += (double)m->attn / 10e9 * b / 64 + b * 15e-6;
+        if (l < 1)
+            chunk += (double)m->dense_mlp / 10e9 * b / 64;
+        else
+            chunk += (double)m->router / 5e9 * b / 64 + (double)m->shared_experts / 10e9 * b / 64 +
+                     N * hit * (double)m->expert / (10e9 * (per_expert < 64 ? 1 : 64 / per_expert));
+    }
+    chunk += (double)m->head / 5e9; /* lm_head for the last token only */
+    DSI_CHECK_NEAR(e.ttft_s, 2 * chunk, chunk * 1e-9);
+    DSI_CHECK_NEAR(e.prefill_tok_s, 300 / (2 * chunk), 1e-6);
+    /* the tiny shape's weights are small: 4 layers x 256 tokens x 15 us of attention dominate */
+    DSI_CHECK(e.prefill_bound == DSC_TERM_ATTENTION);
+    DSI_CHECK_NEAR(e.prefill_terms[DSC_TERM_ATTENTION], 2 * 4 * 256 * 15e-6, 1e-12);
+    /* below the first attention point: in proportion (50 tokens: 5 us a layer) */
+    o.prompt_len = 50;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_ATTENTION], 4 * 5e-6, 1e-12);
+    dsc_plan_cleanup(&pl);
+}
+
+static void test_two_nodes(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    char err[256];
+    dsc_estimate_t e;
+    /* one stage of 2 nodes: half the experts each, a DISPATCH + COMBINE per MoE layer */
+    DSI_CHECK(plan(&cfg, 2, 1, &pl, &rep) == 0);
+    dsc_estimate_opts_t o = {2, 100, 256};
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    double lat = 0;
+    const double t = by_hand(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    DSI_CHECK_NEAR(e.decode_terms[DSC_TERM_NET_LATENCY], 3 * 2 * 50e-6, 1e-12);
+    dsc_plan_cleanup(&pl);
+
+    /* two stages of one node: C = 1 goes through both, plus the hop and the token back */
+    DSI_CHECK(plan(&cfg, 2, 2, &pl, &rep) == 0);
+    o.concurrency = 1;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    const int cut = (int)pl.stages[0].end_layer;
+    const double s0 = by_hand(&rep.mem, 0, cut, 0, 1, 1, 1, 100, 1, &lat) + 50e-6 + 256 * 4 / 1e9;
+    const double s1 = by_hand(&rep.mem, cut, 4, 1, 1, 1, 1, 100, 1, &lat) + 50e-6;
+    DSI_CHECK_NEAR(e.decode_cycle_s, s0 + s1, (s0 + s1) * 1e-9);
+    /* 2 streams: two micro-batches of one; the cycle is the larger of 2 x the slower stage and
+     * the way round */
+    o.concurrency = 2;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    const double full = 2 * (s0 > s1 ? s0 : s1), cyc = full > s0 + s1 ? full : s0 + s1;
+    DSI_CHECK_NEAR(e.decode_cycle_s, cyc, cyc * 1e-9);
+    DSI_CHECK_NEAR(e.decode_aggregate, 2 / cyc, 2e-9 / cyc);
+    DSI_CHECK_INT_EQ(e.micro_batches, 2);
+    dsc_plan_cleanup(&pl);
+}
+
+static void expect_error(const char *text, const char *field)
+{
+    dsc_profile_t p;
+    char err[256] = "";
+    DSI_CHECK(dsc_profile_parse(text, "p.json", &p, err, sizeof(err)) == DSI_ERR_CONFIG);
+    if (strstr(err, field) == NULL || strstr(err, "p.json") == NULL) {
+        fprintf(stderr, "error '%s' does not name '%s'\n", err, field);
+        DSI_CHECK(0);
+    }
+}
+
+static void test_bad_profiles(void)
+{
+    expect_error("not json", "not JSON");
+    expect_error("[1]", "not a JSON object");
+    expect_error("{\"fma_gflops\": 1}", "memory_bw_gbs is missing");
+    expect_error("{\"memory_bw_gbs\": -3, \"fma_gflops\": 1}", "memory_bw_gbs must be a number");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1}", "matmul_gbs is missing");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2]}}",
+                 "matmul_gbs.fp8 must be an array of 4 numbers");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp9\": [1, 2, 3, 4]}}",
+                 "matmul_gbs.fp9 is not a weight format");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"attention\": {\"heads\": 4, \"width\": 80, "
+                 "\"context\": [100, 50], \"us_per_token_layer\": [1, 2]}}",
+                 "attention.context must be increasing");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"attention\": {\"heads\": 4, \"width\": 80, "
+                 "\"context\": [100], \"us_per_token_layer\": [1]}, \"network\": {\"latency_us\": "
+                 "5}}",
+                 "network.bandwidth_gbs is missing");
+    /* a profile without the plan's format: the estimate says so */
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    p.matmul_gbs[DSC_WEIGHT_FP8][0] = 0;
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    dsc_estimate_t e;
+    char err[256] = "";
+    dsc_estimate_opts_t o = {1, 100, 256};
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_ERR_CONFIG);
+    DSI_CHECK(strstr(err, "matmul_gbs.fp8") != NULL);
+    dsc_plan_cleanup(&pl);
+}
+
+int main(void)
+{
+    test_one_node();
+    test_two_nodes();
+    test_bad_profiles();
+    return dsi_test_finish();
+}
