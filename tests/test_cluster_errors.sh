@@ -50,8 +50,8 @@ start_node() {
     PIDS="$PIDS $NODE_PID"
 }
 
-dsinfer-coordinator --nodes 2 --model "$MODEL" --listen 127.0.0.1:0 --port-file "$TMP/cport" \
-    --http 127.0.0.1:0 2>"$TMP/coord.log" &
+dsinfer-coordinator --nodes 2 --model "$MODEL" --control 127.0.0.1:0 --port-file "$TMP/cport" \
+    --listen 127.0.0.1:0 2>"$TMP/coord.log" &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do
     grep -q "OpenAI API on" "$TMP/coord.log" && [ -s "$TMP/cport" ] && break

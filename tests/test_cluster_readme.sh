@@ -124,8 +124,8 @@ EOF
 fi
 
 # 3. README's curl through dsinfer-coordinator --http and two node daemons.
-dsinfer-coordinator --nodes 2 --model models/default --listen 127.0.0.1:0 --port-file "$TMP/cport" \
-    --http 127.0.0.1:0 2>"$TMP/coord.log" &
+dsinfer-coordinator --nodes 2 --model models/default --control 127.0.0.1:0 --port-file "$TMP/cport" \
+    --listen 127.0.0.1:0 2>"$TMP/coord.log" &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do
     grep -q "OpenAI API on" "$TMP/coord.log" && [ -s "$TMP/cport" ] && break
