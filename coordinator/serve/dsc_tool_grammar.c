@@ -11,58 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsc_api_impl.h"
 #include "dsc_toolcall.h"
 #include "dsg.h"
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} buf_t;
-
-static void put(buf_t *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
-
-/* `s` inside a GBNF "literal": quotes, backslashes and newlines escaped. */
-static void put_literal(buf_t *b, const char *s)
-{
-    char one[2] = {0, 0};
-    put(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            put(b, "\\");
-            one[0] = *s;
-            put(b, one);
-        } else if (*s == '\n') {
-            put(b, "\\n");
-        } else {
-            one[0] = *s;
-            put(b, one);
-        }
-    }
-    put(b, "\"");
-}
-
 /* One tool's alternative of `fn` (rule "t<i>") and its parameter rules. */
-static dsi_status_t put_tool(buf_t *b, dsc_chat_style_t style, int i, const char *name,
+static dsi_status_t put_tool(dsc_api_jbuf_t *b, dsc_chat_style_t style, int i, const char *name,
                              const json_t *params, char *err, size_t errlen)
 {
     char prefix[32], *rules = NULL, line[64];
@@ -79,23 +33,27 @@ static dsi_status_t put_tool(buf_t *b, dsc_chat_style_t style, int i, const char
     }
     if (st != DSI_OK)
         return st;
-    snprintf(line, sizeof(line), "t%d ::= ", i);
-    put(b, line);
     /* V3: NAME\n```json\nARGS; V3.1: NAME<｜tool▁sep｜>ARGS */
-    char *head = malloc(strlen(name) + 32);
+    char *head = malloc(strlen(name) + 32), *literal = NULL;
     if (head == NULL) {
         free(rules);
         return DSI_ERR_NOMEM;
     }
     sprintf(head, "%s%s", name, style == DSC_CHAT_V31 ? DSC_TOOL_SEP : "\n```json\n");
-    put_literal(b, head);
+    st = dsg_literal(head, strlen(head), &literal);
     free(head);
-    snprintf(line, sizeof(line), " t%d_root\n", i);
-    put(b, line);
-    put(b, rules);
-    put(b, "\n");
+    if (st == DSI_OK) {
+        snprintf(line, sizeof(line), "t%d ::= ", i);
+        dsc_api_jbuf_puts(b, line);
+        dsc_api_jbuf_puts(b, literal);
+        snprintf(line, sizeof(line), " t%d_root\n", i);
+        dsc_api_jbuf_puts(b, line);
+        dsc_api_jbuf_puts(b, rules);
+        dsc_api_jbuf_puts(b, "\n");
+    }
+    free(literal);
     free(rules);
-    return DSI_OK;
+    return st;
 }
 
 dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, size_t len,
@@ -103,7 +61,7 @@ dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, si
 {
     json_error_t jerr;
     json_t *tools = json_loadb(tools_json, len, 0, &jerr);
-    buf_t b = {0}, fn = {0};
+    dsc_api_jbuf_t b = {0}, fn = {0};
     dsi_status_t st = DSI_OK;
     size_t i;
     json_t *t;
@@ -115,13 +73,14 @@ dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, si
     }
     const int v31 = style == DSC_CHAT_V31;
     /* root: the block; call: one call; fn: the allowed functions */
-    put(&b, "root ::= \"" DSC_TOOL_CALLS_BEGIN "\" call ");
-    put(&b, parallel ? (v31 ? "call* " : "(\"\\n\" call)* ") : "");
-    put(&b, "\"" DSC_TOOL_CALLS_END "\"\n");
-    put(&b, v31 ? "call ::= \"" DSC_TOOL_CALL_BEGIN "\" fn \"" DSC_TOOL_CALL_END "\"\n"
-                : "call ::= \"" DSC_TOOL_CALL_BEGIN "function" DSC_TOOL_SEP
-                  "\" fn \"\\n```" DSC_TOOL_CALL_END "\"\n");
-    put(&fn, "fn ::=");
+    dsc_api_jbuf_puts(&b, "root ::= \"" DSC_TOOL_CALLS_BEGIN "\" call ");
+    dsc_api_jbuf_puts(&b, parallel ? (v31 ? "call* " : "(\"\\n\" call)* ") : "");
+    dsc_api_jbuf_puts(&b, "\"" DSC_TOOL_CALLS_END "\"\n");
+    dsc_api_jbuf_puts(&b, v31 ? "call ::= \"" DSC_TOOL_CALL_BEGIN "\" fn \"" DSC_TOOL_CALL_END
+                                "\"\n"
+                              : "call ::= \"" DSC_TOOL_CALL_BEGIN "function" DSC_TOOL_SEP
+                                "\" fn \"\\n```" DSC_TOOL_CALL_END "\"\n");
+    dsc_api_jbuf_puts(&fn, "fn ::=");
     json_array_foreach(tools, i, t)
     {
         const json_t *f = json_object_get(t, "function");
@@ -130,7 +89,7 @@ dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, si
             continue;
         char alt[32];
         snprintf(alt, sizeof(alt), "%s t%zu", n ? " |" : "", i);
-        put(&fn, alt);
+        dsc_api_jbuf_puts(&fn, alt);
         n++;
         if ((st = put_tool(&b, style, (int)i, name, json_object_get(f, "parameters"), err,
                            errlen)) != DSI_OK)
@@ -141,8 +100,8 @@ dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, si
         st = DSI_ERR_NOT_FOUND;
         goto out;
     }
-    put(&fn, "\n");
-    put(&b, fn.p);
+    dsc_api_jbuf_puts(&fn, "\n");
+    dsc_api_jbuf_puts(&b, fn.data);
     if (b.failed || fn.failed) {
         st = DSI_ERR_NOMEM;
         goto out;
@@ -153,11 +112,10 @@ dsi_status_t dsc_tool_grammar(dsc_chat_style_t style, const char *tools_json, si
         st = DSI_ERR_TOO_LARGE;
         goto out;
     }
-    *gbnf = b.p;
-    b.p = NULL;
+    *gbnf = dsc_api_jbuf_take(&b, NULL);
 out:
-    free(b.p);
-    free(fn.p);
+    dsc_api_jbuf_free(&b);
+    dsc_api_jbuf_free(&fn);
     json_decref(tools);
     return st;
 }
