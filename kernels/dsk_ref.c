@@ -70,9 +70,15 @@ void dsk_matmul_bf16x_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const f
             for (int64_t c0 = 0; c0 < w->cols; c0 += DSK_FP8_BLOCK) {
                 float block = 0.0f;
                 for (int64_t c = c0; c < w->cols && c < c0 + DSK_FP8_BLOCK; c++) {
-                    /* both factors have 8 significant bits: the product is exact in f32 */
-                    float xb = dsk_bf16_to_f32(dsk_f32_to_bf16(x[t * ldx + c]));
-                    block += weight_unscaled(w, r, c) * xb;
+                    /* x = hi + lo (two bf16); every factor has 8 significant bits, so both
+                       products are exact in f32 */
+                    const float xv = x[t * ldx + c];
+                    const float hi = dsk_bf16_to_f32(dsk_f32_to_bf16(xv));
+                    const float d = xv - hi;
+                    const float lo = d == d ? dsk_bf16_to_f32(dsk_f32_to_bf16(d)) : 0.0f;
+                    const float wv = weight_unscaled(w, r, c);
+                    block += wv * hi;
+                    block += wv * lo;
                 }
                 total += block * dsk_block_scale(w, r, c0);
             }
