@@ -78,6 +78,11 @@ typedef enum {
     DSK_LEVEL_COUNT
 } dsk_level_t;
 
+/* The bf16 parts x is split into by the avx512bf16 level's matmul (dsk_matmul_bf16x_ref). */
+#ifndef DSK_BF16X_PARTS
+#define DSK_BF16X_PARTS 3
+#endif
+
 /* The avx512bf16 level's FP8 matmul rounds x from this many tokens on (below: f32, exact). */
 #define DSK_BF16X_FP8_MIN 8
 

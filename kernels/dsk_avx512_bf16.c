@@ -39,8 +39,9 @@
 
 #define DSK_INLINE static inline __attribute__((always_inline))
 
-#define XB_ELEMS 32768 /* bf16 hi and lo parts of x per call: 64 KiB of stack */
-#define TB_MAX   64    /* tokens per block of x, so a chunk is >= XB_ELEMS / 2 / TB_MAX columns */
+#define XPARTS DSK_BF16X_PARTS /* bf16 parts of x: 3 hold every normal f32 exactly */
+#define XB_ELEMS (XPARTS * 16384) /* the bf16 parts of x per call: 96 KiB of stack */
+#define TB_MAX   64 /* tokens per block of x, so a chunk is >= 16384 / TB_MAX columns */
 #define G_NR     32    /* rows per packed panel: two vectors of 16 */
 #define G_MC     128   /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
 #define KC_BF16  256   /* columns per packed slice of bf16 weights */
@@ -49,7 +50,7 @@
 #define TG_MAX   16    /* largest n of the register tiles */
 #define TG_BLOCK (128 << 10)
 
-_Static_assert(XB_ELEMS / 2 / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
+_Static_assert(XB_ELEMS / XPARTS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
 
 static inline int64_t round32(int64_t k)
 {
@@ -76,29 +77,33 @@ DSK_INLINE __m512 x_rest(__m512 x, __m512 hi)
 }
 
 /*
- * The split x: for t < nt, k < kc, with v = x[t * ldx + c0 + k],
- *   xb[t * ldb + k] = hi = bf16(v), xb[t * ldb + XLO(ldb) + k] = bf16(v - hi) (0 where v - hi
- *   is NaN), nearest even; k in [kc, XLO(ldb)) is zero in both, so a tile may read whole vectors
- *   past kc (ldb is a multiple of 64: each token's hi part, then its lo part).
+ * The split x: for t < nt, k < kc, with v = x[t * ldx + c0 + k], part p < XPARTS of it at
+ *   xb[t * ldb + XPART(ldb, p) + k] = bf16(v - the parts before p), nearest even (a rest that is
+ *   NaN, from an infinite or NaN v, gives 0: the first part carries it); k in [kc, ldb /
+ *   XPARTS) is zero in every part, so a tile may read whole vectors past kc (ldb / XPARTS is a
+ *   multiple of 32: each token's parts one after the other).
  */
-#define XLO(ldb) ((ldb) / 2)
+#define XPART(ldb, p) ((p) * ((ldb) / XPARTS))
 static void x_round(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, uint16_t *xb,
                     int64_t ldb)
 {
     for (int64_t t = 0; t < nt; t++) {
         const float *src = x + t * ldx + c0;
         uint16_t *dst = xb + t * ldb;
-        for (int64_t k = 0; k < XLO(ldb); k += 32) {
+        for (int64_t k = 0; k < XPART(ldb, 1); k += 32) {
             const int64_t m = kc - k;
             const __mmask16 m0 = m >= 16 ? 0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
             const __mmask16 m1 = m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
-            const __m512 a = _mm512_maskz_loadu_ps(m0, src + k);
-            const __m512 b = _mm512_maskz_loadu_ps(m1, src + k + 16);
-            const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(b, a);
-            const __m512 ra = x_rest(a, bf16_half_f32(hi, 0));
-            const __m512 rb = x_rest(b, bf16_half_f32(hi, 1));
-            _mm512_storeu_si512(dst + k, hi);
-            _mm512_storeu_si512(dst + XLO(ldb) + k, (__m512i)_mm512_cvtne2ps_pbh(rb, ra));
+            __m512 a = _mm512_maskz_loadu_ps(m0, src + k);
+            __m512 b = _mm512_maskz_loadu_ps(m1, src + k + 16);
+            for (int p = 0; p < XPARTS; p++) {
+                const __m512i part = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+                _mm512_storeu_si512(dst + XPART(ldb, p) + k, part);
+                if (p + 1 < XPARTS) {
+                    a = x_rest(a, bf16_half_f32(part, 0));
+                    b = x_rest(b, bf16_half_f32(part, 1));
+                }
+            }
         }
     }
 }
@@ -123,28 +128,28 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
         rows[i] = w + (r + i * rs) * K + c0;
     int64_t k = 0;
     for (; k + 32 <= kc; k += 32) {
-        __m512i xh[4], xl[4];
-        for (int t = 0; t < T; t++) {
-            xh[t] = _mm512_loadu_si512(xb + t * ldb + k);
-            xl[t] = _mm512_loadu_si512(xb + t * ldb + XLO(ldb) + k);
-        }
+        __m512i xv[XPARTS][4];
+        for (int p = 0; p < XPARTS; p++)
+            for (int t = 0; t < T; t++)
+                xv[p][t] = _mm512_loadu_si512(xb + t * ldb + XPART(ldb, p) + k);
         for (int i = 0; i < R; i++) {
             const __m512i wv = _mm512_loadu_si512(rows[i] + k);
             for (int t = 0; t < T; t++)
-                acc[i][t] = dp(dp(acc[i][t], wv, xh[t]), wv, xl[t]);
+                for (int p = 0; p < XPARTS; p++)
+                    acc[i][t] = dp(acc[i][t], wv, xv[p][t]);
         }
     }
     if (k < kc) { /* the weights are read exactly to kc; x is zero past it */
         const __mmask32 m = (__mmask32)((1ull << (kc - k)) - 1);
-        __m512i xh[4], xl[4];
-        for (int t = 0; t < T; t++) {
-            xh[t] = _mm512_loadu_si512(xb + t * ldb + k);
-            xl[t] = _mm512_loadu_si512(xb + t * ldb + XLO(ldb) + k);
-        }
+        __m512i xv[XPARTS][4];
+        for (int p = 0; p < XPARTS; p++)
+            for (int t = 0; t < T; t++)
+                xv[p][t] = _mm512_loadu_si512(xb + t * ldb + XPART(ldb, p) + k);
         for (int i = 0; i < R; i++) {
             const __m512i wv = _mm512_maskz_loadu_epi16(m, rows[i] + k);
             for (int t = 0; t < T; t++)
-                acc[i][t] = dp(dp(acc[i][t], wv, xh[t]), wv, xl[t]);
+                for (int p = 0; p < XPARTS; p++)
+                    acc[i][t] = dp(acc[i][t], wv, xv[p][t]);
         }
     }
     for (int i = 0; i < R; i++)
@@ -155,7 +160,7 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
         }
 }
 
-/* Rows per tile for 1..4 tokens: R * T accumulators + 2T x vectors (hi, lo) + 1 weight <= 32. */
+/* Rows per tile for 1..4 tokens: R * T accumulators + XPARTS * T x vectors + 1 weight <= 32. */
 #define DEF_BF_ROWS(T, R)                                                                        \
     static void bf_rows_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,   \
                             int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add) \
@@ -167,8 +172,8 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
     }
 DEF_BF_ROWS(1, 8)
 DEF_BF_ROWS(2, 8)
-DEF_BF_ROWS(3, 6)
-DEF_BF_ROWS(4, 5)
+DEF_BF_ROWS(3, XPARTS == 3 ? 6 : 6)
+DEF_BF_ROWS(4, XPARTS == 3 ? 4 : 5)
 
 typedef void (*bf_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
                            int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
@@ -311,19 +316,19 @@ DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, i
         a0[t] = _mm512_setzero_ps();
         a1[t] = _mm512_setzero_ps();
     }
-    const uint32_t *xd[G_T], *xe[G_T];
-    for (int t = 0; t < T; t++) {
-        xd[t] = (const uint32_t *)(xb + t * ldb);
-        xe[t] = (const uint32_t *)(xb + t * ldb + XLO(ldb));
-    }
+    const uint32_t *xd[XPARTS][G_T];
+    for (int p = 0; p < XPARTS; p++)
+        for (int t = 0; t < T; t++)
+            xd[p][t] = (const uint32_t *)(xb + t * ldb + XPART(ldb, p));
     for (int64_t i = 0; i < kp; i++) {
         const __m512i w0 = _mm512_load_si512(buf + i * G_NR);
         const __m512i w1 = _mm512_load_si512(buf + i * G_NR + 16);
         for (int t = 0; t < T; t++) {
-            const __m512i bh = _mm512_set1_epi32((int)xd[t][i]);
-            const __m512i bl = _mm512_set1_epi32((int)xe[t][i]);
-            a0[t] = dp(dp(a0[t], w0, bh), w0, bl);
-            a1[t] = dp(dp(a1[t], w1, bh), w1, bl);
+            for (int p = 0; p < XPARTS; p++) {
+                const __m512i b = _mm512_set1_epi32((int)xd[p][t][i]);
+                a0[t] = dp(a0[t], w0, b);
+                a1[t] = dp(a1[t], w1, b);
+            }
         }
     }
     const __m512 s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16);
@@ -421,10 +426,10 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
         const int64_t nt = min64(TB_MAX, n - t0);
         /* all columns at once where they fit; else chunks of whole slices */
         int64_t kcx = K;
-        if (nt * 2 * round32(K) > XB_ELEMS)
-            kcx = XB_ELEMS / 2 / nt / KC_BF16 * KC_BF16;
+        if (nt * XPARTS * round32(K) > XB_ELEMS)
+            kcx = XB_ELEMS / XPARTS / nt / KC_BF16 * KC_BF16;
         for (int64_t c0 = 0; c0 < K; c0 += kcx) {
-            const int64_t kc = min64(kcx, K - c0), ldb = 2 * round32(kc);
+            const int64_t kc = min64(kcx, K - c0), ldb = XPARTS * round32(kc);
             x_round(x + t0 * ldx, ldx, nt, c0, kc, xb, ldb);
             float *yt = y + t0 * ldy;
             if (nt <= TG_MAX && w->dtype == DSK_DTYPE_BF16)
