@@ -3,16 +3,18 @@
  * n >= DSK_BF16X_FP8_MIN tokens) with vdpbf16ps, which multiplies pairs of bf16 and adds both
  * products to an f32 lane.
  *
- * x is split once per call into two bf16 parts, hi = bf16(x) and lo = bf16(x - hi) (nearest
- * even; x - hi is exact in f32), in a stack buffer (XB_ELEMS; in column chunks and blocks of
- * tokens when it does not fit), and each weight pair is multiplied by both: w hi + w lo, into the
- * same f32 accumulator. hi + lo is within 2^-16 of x (hi alone: 2^-8, which moved the tiny
- * fixture's logits by 0.03), so the result is near the f32 path's (dsk.h), at two vdpbf16ps per
- * 32 multiply-adds of one row and one token where the f32 path widens the weights and needs two
- * FMAs. dsk_matmul_bf16x_ref is the scalar model of this arithmetic. vdpbf16ps and
- * vcvtne2ps2bf16 also treat subnormal inputs as zero and flush subnormal results, which moves a
- * product by less than 2^-126 times the other factor. Where x - hi is NaN (x infinite or NaN)
- * lo is 0, so an infinite x gives the infinite product as in f32, not inf - inf.
+ * x is split once per call into XPARTS (DSK_BF16X_PARTS, dsk.h) bf16 parts, p1 = bf16(x), p2 =
+ * bf16(x - p1), p3 = bf16(x - p1 - p2) (nearest even; each rest is exact in f32), in a stack
+ * buffer (XB_ELEMS; in column chunks and blocks of tokens when it does not fit), and each weight
+ * pair is multiplied by every part into the same f32 accumulator: XPARTS vdpbf16ps per 32
+ * multiply-adds of one row and one token where the f32 path widens the weights and needs two
+ * FMAs. One part (the default) moves each x by up to 2^-8 of itself, which is the accuracy cost
+ * (dsk.h); two parts 2^-16; three hold a normal f32 exactly, but on Zen 4 vdpbf16ps goes no
+ * faster than an FMA, so each part costs what the f32 path's two FMAs do (docs/KERNELS.md).
+ * dsk_matmul_bf16x_ref is the scalar model of this arithmetic. vdpbf16ps and vcvtne2ps2bf16
+ * also treat subnormal inputs as zero and flush subnormal results, which moves a product by
+ * less than 2^-126 times the other factor. Where a rest is NaN (x infinite or NaN) the later
+ * parts are 0, so an infinite x gives the infinite product as in f32, not inf - inf.
  *
  * - n <= 4 (decode): R rows x n tokens register tiles straight from the stored rows (no
  *   packing), rows a page apart as dsk_tile_row_stride says; each accumulator is 16 lanes of
@@ -20,7 +22,7 @@
  * - 5 <= n <= TG_MAX: the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
  * - larger n (prefill): panels of 32 rows x KC columns packed once as pairs (two bf16 of one row
  *   in a dword, 16 rows per vector), then a G_T x 32 micro-kernel broadcasts a token's pair and
- *   accumulates 16 rows per instruction, so the outputs need no horizontal sums.
+ *   accumulates 16 rows per instruction (per part), so the outputs need no horizontal sums.
  * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: the same panels, the e4m3 codes converted to
  *   bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and the 128x128 block scale
  *   applied per row when a 128-column slice is added into y. The packing converts every weight
@@ -39,8 +41,8 @@
 
 #define DSK_INLINE static inline __attribute__((always_inline))
 
-#define XPARTS DSK_BF16X_PARTS /* bf16 parts of x: 3 hold every normal f32 exactly */
-#define XB_ELEMS (XPARTS * 16384) /* the bf16 parts of x per call: 96 KiB of stack */
+#define XPARTS DSK_BF16X_PARTS /* bf16 parts of x (dsk.h): 3 hold every normal f32 exactly */
+#define XB_ELEMS (XPARTS * 16384) /* the bf16 parts of x per call: 32 KiB of stack per part */
 #define TB_MAX   64 /* tokens per block of x, so a chunk is >= 16384 / TB_MAX columns */
 #define G_NR     32    /* rows per packed panel: two vectors of 16 */
 #define G_MC     128   /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
@@ -69,10 +71,10 @@ DSK_INLINE __m512 bf16_half_f32(__m512i v, int hi16)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* x - hi, or 0 where that is NaN (x infinite or NaN: hi carries it). */
-DSK_INLINE __m512 x_rest(__m512 x, __m512 hi)
+/* x - part, or 0 where that is NaN (x infinite or NaN: the first part carries it). */
+DSK_INLINE __m512 x_rest(__m512 x, __m512 part)
 {
-    const __m512 d = _mm512_sub_ps(x, hi);
+    const __m512 d = _mm512_sub_ps(x, part);
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, d, _CMP_ORD_Q), d);
 }
 
@@ -172,8 +174,8 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
     }
 DEF_BF_ROWS(1, 8)
 DEF_BF_ROWS(2, 8)
-DEF_BF_ROWS(3, XPARTS == 3 ? 6 : 6)
-DEF_BF_ROWS(4, XPARTS == 3 ? 4 : 5)
+DEF_BF_ROWS(3, 6)
+DEF_BF_ROWS(4, XPARTS == 1 ? 6 : XPARTS == 2 ? 5 : 4)
 
 typedef void (*bf_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
                            int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
@@ -305,7 +307,8 @@ static void pack_panel(const dsk_matrix_t *w, int64_t rp, int nr, int64_t c, int
 /*
  * The micro-kernel: for t < T, j < nr
  *   y[t * ldy + j] = (add ? y[..] : 0) + s[j] * sum_{i < kp} pair(buf[i * 32 + j]) . pair(x_t, i)
- * with pair(x_t, i) the hi pair plus the lo pair of token t (xb + t * ldb, XLO(ldb) further);
+ * with pair(x_t, i) the sum over the parts of token t's pair (part p at xb + t * ldb +
+ * XPART(ldb, p));
  * s is 1 for bf16 and the row's block scale for fp8.
  */
 DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb,

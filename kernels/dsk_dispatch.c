@@ -93,9 +93,7 @@ dsk_level_t dsk_level_cpu(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return cpu_has_bf16()   ? DSK_LEVEL_AVX512_BF16
-               : cpu_has_vnni() ? DSK_LEVEL_AVX512_VNNI
-                                : DSK_LEVEL_AVX512;
+        return cpu_has_vnni() ? DSK_LEVEL_AVX512_VNNI : DSK_LEVEL_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return DSK_LEVEL_AVX2;
 #endif
@@ -104,14 +102,12 @@ dsk_level_t dsk_level_cpu(void)
 
 /*
  * avx512bf16 sits above avx512vnni in the enum, but a CPU may have BF16 without VNNI (none does
- * so far): each of the two needs the AVX-512 base level and its own extension.
+ * so far): what it needs is the AVX-512 base level and AVX512_BF16.
  */
 int dsk_level_supported(dsk_level_t level)
 {
     if (level == DSK_LEVEL_AVX512_BF16)
         return dsk_level_cpu() >= DSK_LEVEL_AVX512 && cpu_has_bf16();
-    if (level == DSK_LEVEL_AVX512_VNNI)
-        return dsk_level_cpu() >= DSK_LEVEL_AVX512 && cpu_has_vnni();
     return level >= DSK_LEVEL_SCALAR && level <= dsk_level_cpu();
 }
 
@@ -121,6 +117,9 @@ dsk_level_t dsk_level_detect(void)
     const char *env = getenv("DSINFER_KERNELS");
     if (env == NULL || *env == '\0')
         return level;
+    /* the opt-in level: only when named, since it rounds x to bf16 */
+    if (strcmp(env, level_names[DSK_LEVEL_AVX512_BF16]) == 0)
+        return dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? DSK_LEVEL_AVX512_BF16 : level;
     for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
         if (strcmp(env, level_names[l]) == 0)
             return (dsk_level_t)l < level ? (dsk_level_t)l : level;
