@@ -41,15 +41,15 @@
 
 #define DSK_INLINE static inline __attribute__((always_inline))
 
-#define XPARTS DSK_BF16X_PARTS /* bf16 parts of x (dsk.h): 3 hold every normal f32 exactly */
+#define XPARTS   DSK_BF16X_PARTS  /* bf16 parts of x (dsk.h): 3 hold every normal f32 exactly */
 #define XB_ELEMS (XPARTS * 16384) /* the bf16 parts of x per call: 32 KiB of stack per part */
-#define TB_MAX   64 /* tokens per block of x, so a chunk is >= 16384 / TB_MAX columns */
-#define G_NR     32    /* rows per packed panel: two vectors of 16 */
-#define G_MC     128   /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
-#define KC_BF16  256   /* columns per packed slice of bf16 weights */
-#define KC_FP8   128   /* of fp8 weights: one scale block, so the scale is per row */
-#define G_T      12    /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
-#define TG_MAX   16    /* largest n of the register tiles */
+#define TB_MAX   64  /* tokens per block of x, so a chunk is >= 16384 / TB_MAX columns */
+#define G_NR     32  /* rows per packed panel: two vectors of 16 */
+#define G_MC     128 /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
+#define KC_BF16  256 /* columns per packed slice of bf16 weights */
+#define KC_FP8   128 /* of fp8 weights: one scale block, so the scale is per row */
+#define G_T      12  /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
+#define TG_MAX   16  /* largest n of the register tiles */
 #define TG_BLOCK (128 << 10)
 
 _Static_assert(XB_ELEMS / XPARTS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");

@@ -223,8 +223,9 @@ static void test_nonfinite(const dsk_ops_t *ops, dsk_dtype_t dt)
         for (int t = 0; t < n; t++)
             for (int r = 0; r < ROWS; r++) {
                 const float w = row[r][3 + t], got = y[t * ROWS + r];
-                const float want = t % 3 == 2 || w == 0 ? NAN : (t % 3 == 1) == (w < 0) ? INFINITY
-                                                                                       : -INFINITY;
+                const float want = t % 3 == 2 || w == 0      ? NAN
+                                   : (t % 3 == 1) == (w < 0) ? INFINITY
+                                                             : -INFINITY;
                 if ((isnan(want) ? !isnan(got) : got != want) && bad++ < 3)
                     fprintf(stderr, "%s n=%d t=%d row %d: x infinite or NaN, got %g want %g\n",
                             dsk_dtype_name(dt), n, t, r, got, want);
