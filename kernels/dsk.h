@@ -18,8 +18,7 @@
  * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
  * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 104 KiB with
  * its bf16 copy of x, 168 KiB built with three parts of x): call them from threads with ordinary
- * stacks. docs/KERNELS.md describes the
- * levels and the strategy.
+ * stacks. docs/KERNELS.md describes the levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
@@ -73,7 +72,7 @@ typedef enum {
      * (dsk_matmul_bf16x_ref models it). With one part each x moves by at most 2^-8 of itself, so
      * a product moves by at most about 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's
      * 2e-5 of that sum, and subnormal parts or products flushed to zero), where the f32 path is
-     * within 2e-5 of it; p parts: 2^-8p. On the tiny fixture one part moves logits by up to 3 (a
+     * within 2e-5 of it; p parts: 2^-(8p). On the tiny fixture one part moves logits by up to 3 (a
      * router flip: its gate and lm_head are bf16), far outside the f32 path's 1e-3, hence
      * opt-in; three parts are exact but slower than the f32 path (docs/KERNELS.md).
      */
