@@ -13,11 +13,12 @@
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
  * is the product of the integer weight dtypes at few tokens (n <= 4; at avx512vnni up to 64, with
  * AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the activations to int8 and
- * multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x
- * to bf16 (see DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
- * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 136 KiB with
- * its bf16 copy of x): call them from threads with ordinary stacks. docs/KERNELS.md describes the
- * levels and the strategy.
+ * multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it off); the other is the opt-in
+ * avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to bf16 (see
+ * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
+ * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 104 KiB with
+ * its bf16 copy of x, 168 KiB built with three parts of x): call them from threads with ordinary
+ * stacks. docs/KERNELS.md describes the levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
@@ -65,18 +66,30 @@ typedef enum {
     /*
      * Opt-in only (DSINFER_KERNELS=avx512bf16; dsk_level_cpu never returns it).
      * AVX-512 + AVX512_BF16 (vdpbf16ps), with the VNNI slots where the CPU also has VNNI: the
-     * matmul of BF16 weights, and of F8_E4M3 weights for n >= DSK_BF16X_FP8_MIN tokens, rounds x
-     * to bf16 (nearest even) and accumulates the exact products of bf16 pairs in f32
-     * (dsk_matmul_bf16x_ref models it). That changes the result: each x
-     * moves by at most 2^-8 of itself, so a product moves by at most about
-     * 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's 2e-5 of that sum, and subnormal x
-     * or products flushed to zero), where the f32 path is within 2e-5 of it. On the tiny
-     * fixture that moves logits by up to 3 (a router flip: its gate and lm_head are bf16), far
-     * outside the f32 path's 1e-3, hence opt-in (docs/KERNELS.md).
+     * matmul of BF16 weights, and of F8_E4M3 weights for n >= DSK_BF16X_FP8_MIN tokens, splits x
+     * into DSK_BF16X_PARTS bf16 parts (by default one: x rounded to bf16, nearest even),
+     * multiplies each weight by every part and accumulates the exact products in f32
+     * (dsk_matmul_bf16x_ref models it). With one part each x moves by at most 2^-8 of itself, so
+     * a product moves by at most about 2^-8 * sum_c |W[r][c] x[c]| (plus the f32 accumulation's
+     * 2e-5 of that sum, and subnormal parts or products flushed to zero), where the f32 path is
+     * within 2e-5 of it; p parts: 2^-(8p). On the tiny fixture one part moves logits by up to 3 (a
+     * router flip: its gate and lm_head are bf16), far outside the f32 path's 1e-3, hence
+     * opt-in; three parts are exact but slower than the f32 path (docs/KERNELS.md).
      */
     DSK_LEVEL_AVX512_BF16,
     DSK_LEVEL_COUNT
 } dsk_level_t;
+
+/*
+ * The bf16 parts x is split into by the avx512bf16 level's matmul (dsk_matmul_bf16x_ref), fixed
+ * at build time (-DDSK_BF16X_PARTS=2 or 3): 1 is 1.5-1.9x the f32 path's arithmetic rate on Zen 4,
+ * 2 about 1.0x (x within 2^-16; v2-tiny's routing weights 10x further off than at f32), 3 exact
+ * and 0.6-0.8x (docs/KERNELS.md, "BF16 dot products").
+ */
+#ifndef DSK_BF16X_PARTS
+#define DSK_BF16X_PARTS 1
+#endif
+_Static_assert(DSK_BF16X_PARTS >= 1 && DSK_BF16X_PARTS <= 3, "DSK_BF16X_PARTS is 1, 2 or 3");
 
 /* The avx512bf16 level's FP8 matmul rounds x from this many tokens on (below: f32, exact). */
 #define DSK_BF16X_FP8_MIN 8
@@ -164,7 +177,7 @@ typedef struct {
     int amx;         /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
-    uint32_t x_bf16; /* bit d set: matmul[d] rounds x to bf16 (DSK_LEVEL_AVX512_BF16's accuracy);
+    uint32_t x_bf16; /* bit d set: matmul[d] splits x into bf16 parts (DSK_LEVEL_AVX512_BF16);
                         matmul_t never does */
 } dsk_ops_t;
 
@@ -227,7 +240,8 @@ void dsk_matmul_a8_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const floa
 
 /*
  * The scalar model of the avx512bf16 level's matmul (matmul's contract; w is BF16 or F8_E4M3,
- * any n): x rounded to bf16 (dsk_f32_to_bf16), each product of that and the stored weight (the
+ * any n): x split into DSK_BF16X_PARTS parts (part p = dsk_f32_to_bf16 of x minus the parts
+ * before it; a NaN rest gives 0), each product of a part and the stored weight (the
  * bf16 value; for fp8 the e4m3 value without its block scale) added in column order to an f32
  * sum per 128-column block, and the block sums added to the f32 total, fp8's times their block
  * scale. The SIMD kernel differs from it only in the order of the f32 additions and in

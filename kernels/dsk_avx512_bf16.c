@@ -3,13 +3,18 @@
  * n >= DSK_BF16X_FP8_MIN tokens) with vdpbf16ps, which multiplies pairs of bf16 and adds both
  * products to an f32 lane.
  *
- * x is rounded to bf16 (nearest even) once per call into a stack buffer (XB_ELEMS; in column
- * chunks and blocks of tokens when it does not fit), so one instruction does 32 multiply-adds
- * of one row and one token where the f32 path widens the weights and needs two FMAs. That
- * rounding is the accuracy cost (dsk.h: the relative error of a product is at most about 2^-8
- * of sum |w x|); dsk_matmul_bf16x_ref is the scalar model of this arithmetic. vdpbf16ps and
- * vcvtne2ps2bf16 also treat subnormal inputs as zero and flush subnormal results, which moves a
- * product by less than 2^-126 times the other factor.
+ * x is split once per call into XPARTS (DSK_BF16X_PARTS, dsk.h) bf16 parts, p1 = bf16(x), p2 =
+ * bf16(x - p1), p3 = bf16(x - p1 - p2) (nearest even; each rest is exact in f32), in a stack
+ * buffer (XB_ELEMS; in column chunks and blocks of tokens when it does not fit), and each weight
+ * pair is multiplied by every part into the same f32 accumulator: XPARTS vdpbf16ps per 32
+ * multiply-adds of one row and one token where the f32 path widens the weights and needs two
+ * FMAs. One part (the default) moves each x by up to 2^-8 of itself, which is the accuracy cost
+ * (dsk.h); two parts 2^-16; three hold a normal f32 exactly, but on Zen 4 vdpbf16ps goes no
+ * faster than an FMA, so each part costs what the f32 path's two FMAs do (docs/KERNELS.md).
+ * dsk_matmul_bf16x_ref is the scalar model of this arithmetic. vdpbf16ps and vcvtne2ps2bf16
+ * also treat subnormal inputs as zero and flush subnormal results, which moves a product by
+ * less than 2^-126 times the other factor. Where a rest is NaN (x infinite or NaN) the later
+ * parts are 0, so an infinite x gives the infinite product as in f32, not inf - inf.
  *
  * - n <= 4 (decode): R rows x n tokens register tiles straight from the stored rows (no
  *   packing), rows a page apart as dsk_tile_row_stride says; each accumulator is 16 lanes of
@@ -17,7 +22,7 @@
  * - 5 <= n <= TG_MAX: the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
  * - larger n (prefill): panels of 32 rows x KC columns packed once as pairs (two bf16 of one row
  *   in a dword, 16 rows per vector), then a G_T x 32 micro-kernel broadcasts a token's pair and
- *   accumulates 16 rows per instruction, so the outputs need no horizontal sums.
+ *   accumulates 16 rows per instruction (per part), so the outputs need no horizontal sums.
  * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: the same panels, the e4m3 codes converted to
  *   bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and the 128x128 block scale
  *   applied per row when a 128-column slice is added into y. The packing converts every weight
@@ -36,17 +41,18 @@
 
 #define DSK_INLINE static inline __attribute__((always_inline))
 
-#define XB_ELEMS 32768 /* bf16 of x per call: 64 KiB of stack */
-#define TB_MAX   128   /* tokens per block of x, so a chunk is >= XB_ELEMS / TB_MAX columns */
-#define G_NR     32    /* rows per packed panel: two vectors of 16 */
-#define G_MC     128   /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
-#define KC_BF16  256   /* columns per packed slice of bf16 weights */
-#define KC_FP8   128   /* of fp8 weights: one scale block, so the scale is per row */
-#define G_T      12    /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
-#define TG_MAX   16    /* largest n of the register tiles */
+#define XPARTS   DSK_BF16X_PARTS  /* bf16 parts of x (dsk.h): 3 hold every normal f32 exactly */
+#define XB_ELEMS (XPARTS * 16384) /* the bf16 parts of x per call: 32 KiB of stack per part */
+#define TB_MAX   64  /* tokens per block of x, so a chunk is >= 16384 / TB_MAX columns */
+#define G_NR     32  /* rows per packed panel: two vectors of 16 */
+#define G_MC     128 /* rows per block: 4 panels, up to 64 KiB of packed bf16 */
+#define KC_BF16  256 /* columns per packed slice of bf16 weights */
+#define KC_FP8   128 /* of fp8 weights: one scale block, so the scale is per row */
+#define G_T      12  /* tokens per micro-kernel: 24 accumulators + 2 weights + 1 broadcast */
+#define TG_MAX   16  /* largest n of the register tiles */
 #define TG_BLOCK (128 << 10)
 
-_Static_assert(XB_ELEMS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
+_Static_assert(XB_ELEMS / XPARTS / TB_MAX >= KC_BF16, "a column chunk holds whole slices");
 
 static inline int64_t round32(int64_t k)
 {
@@ -58,23 +64,48 @@ static inline int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* The 16 bf16 in the low (hi16 = 0) or high (hi16 = 1) 256 bits of v, as f32 (exact). */
+DSK_INLINE __m512 bf16_half_f32(__m512i v, int hi16)
+{
+    const __m256i h = hi16 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* x - part, or 0 where that is NaN (x infinite or NaN: the first part carries it). */
+DSK_INLINE __m512 x_rest(__m512 x, __m512 part)
+{
+    const __m512 d = _mm512_sub_ps(x, part);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, d, _CMP_ORD_Q), d);
+}
+
 /*
- * xb[t * ldb + k] = bf16(x[t * ldx + c0 + k]) for t < nt, k < kc, nearest even; k in [kc, ldb)
- * is zero, so a tile may read whole vectors past kc (ldb is a multiple of 32).
+ * The split x: for t < nt, k < kc, with v = x[t * ldx + c0 + k], part p < XPARTS of it at
+ *   xb[t * ldb + XPART(ldb, p) + k] = bf16(v - the parts before p), nearest even (a rest that is
+ *   NaN, from an infinite or NaN v, gives 0: the first part carries it); k in [kc, ldb /
+ *   XPARTS) is zero in every part, so a tile may read whole vectors past kc (ldb / XPARTS is a
+ *   multiple of 32: each token's parts one after the other).
  */
+#define XPART(ldb, p) ((p) * ((ldb) / XPARTS))
 static void x_round(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, uint16_t *xb,
                     int64_t ldb)
 {
     for (int64_t t = 0; t < nt; t++) {
         const float *src = x + t * ldx + c0;
         uint16_t *dst = xb + t * ldb;
-        for (int64_t k = 0; k < ldb; k += 32) {
+        for (int64_t k = 0; k < XPART(ldb, 1); k += 32) {
             const int64_t m = kc - k;
-            const __mmask16 lo = m >= 16 ? 0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
-            const __mmask16 hi = m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
-            const __m512 a = _mm512_maskz_loadu_ps(lo, src + k);
-            const __m512 b = _mm512_maskz_loadu_ps(hi, src + k + 16);
-            _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            const __mmask16 m0 = m >= 16 ? 0xffff : m > 0 ? (__mmask16)((1u << m) - 1) : 0;
+            const __mmask16 m1 = m >= 32 ? 0xffff : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+            __m512 a = _mm512_maskz_loadu_ps(m0, src + k);
+            __m512 b = _mm512_maskz_loadu_ps(m1, src + k + 16);
+            for (int p = 0; p < XPARTS; p++) {
+                const __m512i part = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+                _mm512_storeu_si512(dst + XPART(ldb, p) + k, part);
+                if (p + 1 < XPARTS) {
+                    a = x_rest(a, bf16_half_f32(part, 0));
+                    b = x_rest(b, bf16_half_f32(part, 1));
+                }
+            }
         }
     }
 }
@@ -99,24 +130,28 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
         rows[i] = w + (r + i * rs) * K + c0;
     int64_t k = 0;
     for (; k + 32 <= kc; k += 32) {
-        __m512i xv[4];
-        for (int t = 0; t < T; t++)
-            xv[t] = _mm512_loadu_si512(xb + t * ldb + k);
+        __m512i xv[XPARTS][4];
+        for (int p = 0; p < XPARTS; p++)
+            for (int t = 0; t < T; t++)
+                xv[p][t] = _mm512_loadu_si512(xb + t * ldb + XPART(ldb, p) + k);
         for (int i = 0; i < R; i++) {
             const __m512i wv = _mm512_loadu_si512(rows[i] + k);
             for (int t = 0; t < T; t++)
-                acc[i][t] = dp(acc[i][t], wv, xv[t]);
+                for (int p = 0; p < XPARTS; p++)
+                    acc[i][t] = dp(acc[i][t], wv, xv[p][t]);
         }
     }
     if (k < kc) { /* the weights are read exactly to kc; x is zero past it */
         const __mmask32 m = (__mmask32)((1ull << (kc - k)) - 1);
-        __m512i xv[4];
-        for (int t = 0; t < T; t++)
-            xv[t] = _mm512_loadu_si512(xb + t * ldb + k);
+        __m512i xv[XPARTS][4];
+        for (int p = 0; p < XPARTS; p++)
+            for (int t = 0; t < T; t++)
+                xv[p][t] = _mm512_loadu_si512(xb + t * ldb + XPART(ldb, p) + k);
         for (int i = 0; i < R; i++) {
             const __m512i wv = _mm512_maskz_loadu_epi16(m, rows[i] + k);
             for (int t = 0; t < T; t++)
-                acc[i][t] = dp(acc[i][t], wv, xv[t]);
+                for (int p = 0; p < XPARTS; p++)
+                    acc[i][t] = dp(acc[i][t], wv, xv[p][t]);
         }
     }
     for (int i = 0; i < R; i++)
@@ -127,7 +162,7 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
         }
 }
 
-/* Rows per tile for 1..4 tokens: R * T accumulators + T x vectors + 1 weight <= 32. */
+/* Rows per tile for 1..4 tokens: R * T accumulators + XPARTS * T x vectors + 1 weight <= 32. */
 #define DEF_BF_ROWS(T, R)                                                                        \
     static void bf_rows_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,   \
                             int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add) \
@@ -140,7 +175,7 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
 DEF_BF_ROWS(1, 8)
 DEF_BF_ROWS(2, 8)
 DEF_BF_ROWS(3, 6)
-DEF_BF_ROWS(4, 6)
+DEF_BF_ROWS(4, XPARTS == 1 ? 6 : XPARTS == 2 ? 5 : 4)
 
 typedef void (*bf_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
                            int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
@@ -272,7 +307,9 @@ static void pack_panel(const dsk_matrix_t *w, int64_t rp, int nr, int64_t c, int
 /*
  * The micro-kernel: for t < T, j < nr
  *   y[t * ldy + j] = (add ? y[..] : 0) + s[j] * sum_{i < kp} pair(buf[i * 32 + j]) . pair(x_t, i)
- * with x_t the bf16 row xb + t * ldb; s is 1 for bf16 and the row's block scale for fp8.
+ * with pair(x_t, i) the sum over the parts of token t's pair (part p at xb + t * ldb +
+ * XPART(ldb, p));
+ * s is 1 for bf16 and the row's block scale for fp8.
  */
 DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, int64_t ldb,
                           const int T, const float *s, float *y, int64_t ldy, int nr, int add)
@@ -282,16 +319,19 @@ DSK_INLINE void gemm_tile(const uint32_t *buf, int64_t kp, const uint16_t *xb, i
         a0[t] = _mm512_setzero_ps();
         a1[t] = _mm512_setzero_ps();
     }
-    const uint32_t *xd[G_T];
-    for (int t = 0; t < T; t++)
-        xd[t] = (const uint32_t *)(xb + t * ldb);
+    const uint32_t *xd[XPARTS][G_T];
+    for (int p = 0; p < XPARTS; p++)
+        for (int t = 0; t < T; t++)
+            xd[p][t] = (const uint32_t *)(xb + t * ldb + XPART(ldb, p));
     for (int64_t i = 0; i < kp; i++) {
         const __m512i w0 = _mm512_load_si512(buf + i * G_NR);
         const __m512i w1 = _mm512_load_si512(buf + i * G_NR + 16);
         for (int t = 0; t < T; t++) {
-            const __m512i b = _mm512_set1_epi32((int)xd[t][i]);
-            a0[t] = dp(a0[t], w0, b);
-            a1[t] = dp(a1[t], w1, b);
+            for (int p = 0; p < XPARTS; p++) {
+                const __m512i b = _mm512_set1_epi32((int)xd[p][t][i]);
+                a0[t] = dp(a0[t], w0, b);
+                a1[t] = dp(a1[t], w1, b);
+            }
         }
     }
     const __m512 s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16);
@@ -389,10 +429,10 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
         const int64_t nt = min64(TB_MAX, n - t0);
         /* all columns at once where they fit; else chunks of whole slices */
         int64_t kcx = K;
-        if (nt * round32(K) > XB_ELEMS)
-            kcx = XB_ELEMS / nt / KC_BF16 * KC_BF16;
+        if (nt * XPARTS * round32(K) > XB_ELEMS)
+            kcx = XB_ELEMS / XPARTS / nt / KC_BF16 * KC_BF16;
         for (int64_t c0 = 0; c0 < K; c0 += kcx) {
-            const int64_t kc = min64(kcx, K - c0), ldb = round32(kc);
+            const int64_t kc = min64(kcx, K - c0), ldb = XPARTS * round32(kc);
             x_round(x + t0 * ldx, ldx, nt, c0, kc, xb, ldb);
             float *yt = y + t0 * ldy;
             if (nt <= TG_MAX && w->dtype == DSK_DTYPE_BF16)

@@ -70,9 +70,16 @@ void dsk_matmul_bf16x_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const f
             for (int64_t c0 = 0; c0 < w->cols; c0 += DSK_FP8_BLOCK) {
                 float block = 0.0f;
                 for (int64_t c = c0; c < w->cols && c < c0 + DSK_FP8_BLOCK; c++) {
-                    /* both factors have 8 significant bits: the product is exact in f32 */
-                    float xb = dsk_bf16_to_f32(dsk_f32_to_bf16(x[t * ldx + c]));
-                    block += weight_unscaled(w, r, c) * xb;
+                    /* x split into bf16 parts, each the rest rounded (a NaN rest: 0); every
+                       factor has 8 significant bits, so each product is exact in f32 */
+                    const float wv = weight_unscaled(w, r, c);
+                    float rest = x[t * ldx + c];
+                    for (int p = 0; p < DSK_BF16X_PARTS; p++) {
+                        const float part = dsk_bf16_to_f32(dsk_f32_to_bf16(rest));
+                        block += wv * part;
+                        rest -= part;
+                        rest = rest == rest ? rest : 0.0f;
+                    }
                 }
                 total += block * dsk_block_scale(w, r, c0);
             }

@@ -19,13 +19,13 @@ float *dsi_test_random_floats(int64_t n)
 
 /*
  * The relative bound of a level's product: 2e-5 of sum |w x| for f32 arithmetic; where the level
- * rounds x to bf16 (dsk_ops_t.x_bf16) each x may move by 2^-8 of itself on top of that
- * (test_kernel_bf16x checks those kernels against their own model, dsk_matmul_bf16x_ref, at
- * 2e-5 again).
+ * splits x into bf16 parts (dsk_ops_t.x_bf16) each x may move by 2^-(8 DSK_BF16X_PARTS) of
+ * itself on top of that (test_kernel_bf16x checks those kernels against their own model,
+ * dsk_matmul_bf16x_ref, at 2e-5 again).
  */
 static double rel_bound(const dsk_ops_t *ops, dsk_dtype_t dt, int transposed)
 {
-    return !transposed && (ops->x_bf16 >> dt) & 1 ? 0x1p-8 + 2e-5 : 2e-5;
+    return !transposed && (ops->x_bf16 >> dt) & 1 ? ldexp(1.0, -8 * DSK_BF16X_PARTS) + 2e-5 : 2e-5;
 }
 
 /* Checks y (with padding ldy) against ref/bound; the padding must still hold SENTINEL. */

@@ -1,13 +1,15 @@
 /*
- * test_kernel_bf16x.c - the avx512bf16 level's matmul (vdpbf16ps: x rounded to bf16) against its
- * scalar model dsk_matmul_bf16x_ref, and against the exact product of the unrounded x; skipped
- * (exit 77) where the CPU lacks AVX512_BF16.
+ * test_kernel_bf16x.c - the avx512bf16 level's matmul (vdpbf16ps: x split into DSK_BF16X_PARTS
+ * bf16 parts, each the rest of x rounded) against its scalar model dsk_matmul_bf16x_ref, and
+ * against the exact product of the unsplit x; skipped (exit 77) where the CPU lacks AVX512_BF16.
  *
- * Bounds, with A = sum_c |W[r][c] bf16(x[c])| and B = sum_c |W[r][c] x[c]|:
+ * Bounds, with A = sum_c |W[r][c]| sum_p |part_p(x[c])| and B = sum_c |W[r][c] x[c]|:
  * - |kernel - dsk_matmul_bf16x_ref| <= 2e-5 * A: the products are exact, only the order of the
  *   f32 additions differs (and subnormals, which these inputs do not produce);
- * - |kernel - exact f32-x product| <= (2^-8 + 2e-5) * B: bf16 rounding moves each x by at most
- *   2^-8 of itself (dsk.h). The test prints the largest error it saw relative to B.
+ * - |kernel - exact f32-x product| <= (2^-(8 parts) + 2e-5) * B: the parts' sum is within
+ *   2^-(8 parts) of x (3 parts: x itself), so the bound is the f32 path's 2e-5. The test prints
+ *   the largest error it saw relative to B.
+ * Infinite and NaN x give what the f32 product gives (lo is 0 there, not inf - inf).
  * FP8 weights the same where they round x (n >= DSK_BF16X_FP8_MIN), and within 2e-5 * B of the
  * exact product below that; every e4m3 code is checked exactly through the bf16 panels.
  * n from 1 to 70 on odd shapes (rows and columns not multiples of 8, 16 or 32; partial
@@ -24,6 +26,12 @@
 #define SENTINEL 12345.0f
 
 static double worst_rel; /* largest |kernel - exact| / B seen */
+
+/* The bound against the exact product: the parts' sum is within 2^-(8 parts) of x. */
+static double split_bound(void)
+{
+    return ldexp(1.0, -8 * DSK_BF16X_PARTS) + 2e-5;
+}
 
 static uint8_t random_fp8(void)
 {
@@ -86,16 +94,22 @@ static void check_case(const dsk_ops_t *ops, const dsk_matrix_t *m, int64_t r0, 
             double exact = 0, a = 0, b = 0;
             for (int64_t c = 0; c < cols; c++) {
                 const float xv = x[t * ldx + c];
-                const double xb = dsk_bf16_to_f32(dsk_f32_to_bf16(xv));
+                double parts = 0;
+                float rest = xv;
+                for (int p = 0; p < DSK_BF16X_PARTS; p++) {
+                    const float part = dsk_bf16_to_f32(dsk_f32_to_bf16(rest));
+                    parts += fabs((double)part);
+                    rest -= part;
+                }
                 exact += (double)row[c] * xv;
-                a += fabs((double)row[c] * xb);
+                a += fabs((double)row[c]) * parts;
                 b += fabs((double)row[c] * xv);
             }
             const double got = y[t * ldy + (r - r0)], want = yr[t * ldy + (r - r0)];
             const double d_ref = fabs(got - want), d_exact = fabs(got - exact);
             if (b > 0 && d_exact / b > worst_rel)
                 worst_rel = d_exact / b;
-            const double rel = rounds ? 0x1p-8 + 2e-5 : 2e-5;
+            const double rel = rounds ? split_bound() : 2e-5;
             if (!(!rounds || d_ref <= 2e-5 * a + 1e-30) || !(d_exact <= rel * b + 1e-30)) {
                 fprintf(stderr,
                         "%s %lldx%lld rows [%lld,%lld) n=%lld: row %lld t=%lld got %.9g, "
@@ -187,6 +201,41 @@ static void test_fp8_codes(const dsk_ops_t *ops)
 }
 
 /*
+ * An infinite or NaN x through every path (decode tiles, token groups, packed panels): y is the
+ * f32 product's inf / NaN, never the NaN of inf - bf16(inf) in the lo part.
+ */
+static void test_nonfinite(const dsk_ops_t *ops, dsk_dtype_t dt)
+{
+    enum { ROWS = 5, COLS = 70, N = 20 };
+    dsk_matrix_t m = matrix_make(dt, ROWS, COLS);
+    float row[ROWS][COLS], x[N * COLS], y[N * ROWS];
+    for (int r = 0; r < ROWS; r++)
+        dsk_matrix_row_f32(&m, r, row[r]);
+    static const int ns[] = {1, 4, 7, N};
+    for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+        const int n = ns[k];
+        for (int i = 0; i < n * COLS; i++)
+            x[i] = 0.25f + 0.5f * dsi_test_randf();
+        for (int t = 0; t < n; t++)
+            x[t * COLS + 3 + t] = t % 3 == 2 ? NAN : t % 3 == 1 ? -INFINITY : INFINITY;
+        ops->matmul[dt](&m, 0, ROWS, x, COLS, n, y, ROWS);
+        int bad = 0;
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < ROWS; r++) {
+                const float w = row[r][3 + t], got = y[t * ROWS + r];
+                const float want = t % 3 == 2 || w == 0      ? NAN
+                                   : (t % 3 == 1) == (w < 0) ? INFINITY
+                                                             : -INFINITY;
+                if ((isnan(want) ? !isnan(got) : got != want) && bad++ < 3)
+                    fprintf(stderr, "%s n=%d t=%d row %d: x infinite or NaN, got %g want %g\n",
+                            dsk_dtype_name(dt), n, t, r, got, want);
+            }
+        DSI_CHECK(bad == 0);
+    }
+    matrix_free(&m);
+}
+
+/*
  * --bench: one thread, a cache-resident matrix (rows x 7168, bf16 or fp8), the avx512 slot
  * against the avx512bf16 one, best of 5 runs of 50 ms of thread CPU time each, alternated: the
  * arithmetic's rate, without the memory (dsinfer bench kernels measures the streaming one).
@@ -260,12 +309,14 @@ int main(int argc, char **argv)
     DSI_CHECK(((ops.x_bf16 >> DSK_DTYPE_F32) & 1) == 0);
     dsi_test_seed(7);
     test_shapes(&ops, DSK_DTYPE_BF16);
+    test_nonfinite(&ops, DSK_DTYPE_BF16);
     printf("bf16: largest |error| / sum |w x| against the f32-x product: %.3g (bound %.3g)\n",
-           worst_rel, 0x1p-8 + 2e-5);
+           worst_rel, split_bound());
     if ((ops.x_bf16 >> DSK_DTYPE_F8_E4M3) & 1) {
         worst_rel = 0;
         test_fp8_codes(&ops);
         test_shapes(&ops, DSK_DTYPE_F8_E4M3);
+        test_nonfinite(&ops, DSK_DTYPE_F8_E4M3);
         printf("fp8: largest |error| / sum |w x| against the f32-x product: %.3g\n", worst_rel);
     } else {
         printf("fp8: the level keeps f32 x (x_bf16 has no fp8 bit)\n");
