@@ -75,6 +75,8 @@ double dsi_check_floats_near(const char *what, const float *a, const float *b, i
 const char *dsi_test_fixture(const char *sub);
 /* The build directory (DSINFER_BUILD) joined with `sub`, in a static buffer. */
 const char *dsi_test_build_path(const char *sub);
+/* The whole file, NUL-terminated (len without the NUL), or NULL when it cannot be read; free(). */
+char *dsi_test_read_file(const char *path, size_t *len);
 /* A fresh temporary directory (mkdtemp) in a static buffer; removed by dsi_test_rmtree(). */
 const char *dsi_test_tmpdir(void);
 void dsi_test_rmtree(const char *dir);

@@ -88,21 +88,6 @@ static const char *const cases[] = {
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void check_case(dsc_chat_template_t *const tpl[2], const char *dir, size_t i)
 {
     json_error_t err;
@@ -125,7 +110,7 @@ static void check_case(dsc_chat_template_t *const tpl[2], const char *dir, size_
     dsi_status_t st =
         dsc_chat_render_json_opts(tpl[v31], msgs, strlen(msgs), gen, &opts, &got, &got_len);
     snprintf(path, sizeof(path), "%s/case-%zu.txt", dir, i);
-    char *want = read_file(path, &want_len);
+    char *want = dsi_test_read_file(path, &want_len);
     DSI_CHECK(want != NULL);
     DSI_CHECK_INT_EQ(st, DSI_OK);
     if (want != NULL && st == DSI_OK) {

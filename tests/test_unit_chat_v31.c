@@ -106,21 +106,6 @@ static const char *const cases[] = {
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void check_case(const dsc_chat_template_t *tpl, const char *dir, size_t i)
 {
     json_error_t err;
@@ -144,7 +129,7 @@ static void check_case(const dsc_chat_template_t *tpl, const char *dir, size_t i
     char path[4200];
     size_t want_len = 0;
     snprintf(path, sizeof(path), "%s/case-%zu.err", dir, i);
-    char *want_err = read_file(path, &want_len);
+    char *want_err = dsi_test_read_file(path, &want_len);
     if (want_err != NULL) {
         if (st != DSI_ERR_BAD_REQUEST)
             fprintf(stderr, "case %zu: Jinja fails (%s), the renderer gave status %d\n", i,
@@ -153,7 +138,7 @@ static void check_case(const dsc_chat_template_t *tpl, const char *dir, size_t i
         free(want_err);
     } else {
         snprintf(path, sizeof(path), "%s/case-%zu.txt", dir, i);
-        char *want = read_file(path, &want_len);
+        char *want = dsi_test_read_file(path, &want_len);
         DSI_CHECK(want != NULL);
         DSI_CHECK_INT_EQ(st, DSI_OK);
         if (want != NULL && st == DSI_OK) {
