@@ -198,7 +198,7 @@ static int cmp_range(const void *a, const void *b)
 static int normalize(const uint32_t *in, int n, int negate, uint32_t *out)
 {
     uint32_t *tmp = out + 2 * (n + 3); /* scratch after the output */
-    if (n > 0) /* an empty class ([]) has no ranges: `in` may be NULL */
+    if (n > 0)                         /* an empty class ([]) has no ranges: `in` may be NULL */
         memcpy(tmp, in, (size_t)n * 2 * sizeof(uint32_t));
     if (negate) {
         tmp[2 * n] = 0xD800;
