@@ -262,12 +262,12 @@ typedef struct {
     char *(*health_nodes)(void *self);
     /*
      * Optional (NULL: POST /tokenize answers 501). The token ids submit() would give the model
-     * for req (chat: through the template, with the assistant's opening when
-     * add_generation_prompt; completions: BOS first), malloc'ed in *ids. Refusals as submit's,
-     * with `message`.
+     * for req (chat: through the template, with the assistant's opening unless
+     * req->no_generation_prompt; completions: BOS first), malloc'ed in *ids. Refusals as
+     * submit's, with `message`.
      */
-    dsi_status_t (*tokenize)(void *self, const dsc_api_request_t *req, int add_generation_prompt,
-                             int32_t **ids, size_t *n_ids, char *message, size_t message_cap);
+    dsi_status_t (*tokenize)(void *self, const dsc_api_request_t *req, int32_t **ids, size_t *n_ids,
+                             char *message, size_t message_cap);
     /*
      * Optional (NULL: POST /detokenize answers 501). The text of ids (special tokens written
      * out), malloc'ed in *text. DSI_ERR_BAD_REQUEST with `message` for an id outside the

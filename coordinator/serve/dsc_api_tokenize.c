@@ -60,12 +60,11 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
         not_implemented(s, req, endpoint);
         return;
     }
-    /* Which shape: the chat one has "messages"; add_generation_prompt defaults to true and is
-     * taken out before the request parser sees the rest (it refuses false in a generation). */
+    /* Which shape: the chat one has "messages" (add_generation_prompt, default true, is read by
+     * the request parser as in a generation). */
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
-    int chat = 0, add_gen = 1;
-    char *rest = NULL;
+    int chat = 0;
     if (json_is_object(root)) {
         chat = json_object_get(root, "messages") != NULL;
         if (chat && json_object_get(root, "prompt") != NULL) {
@@ -75,29 +74,11 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
             dsc_api_respond_error(s, req, endpoint, &err);
             return;
         }
-        if (dsc_api_get_bool(root, "add_generation_prompt", &add_gen, &err) != 0) {
-            json_decref(root);
-            dsc_api_respond_error(s, req, endpoint, &err);
-            return;
-        }
-        if (json_object_get(root, "add_generation_prompt") != NULL) {
-            json_object_del(root, "add_generation_prompt");
-            rest = json_dumps(root, JSON_COMPACT);
-            if (rest == NULL) {
-                json_decref(root);
-                dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
-                dsc_api_respond_error(s, req, endpoint, &err);
-                return;
-            }
-            body = rest;
-            len = strlen(rest);
-        }
     }
     json_decref(root); /* dsc_api_request_parse reports what is wrong with the JSON */
     dsc_api_parsed_t *parsed;
     dsi_status_t pst = dsc_api_request_parse(chat ? DSC_API_KIND_CHAT : DSC_API_KIND_COMPLETION,
                                              body, len, &s->limits, &parsed, &err);
-    free(rest);
     if (pst != DSI_OK) {
         dsc_api_respond_error(s, req, endpoint, &err);
         return;
@@ -111,7 +92,7 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
     int32_t *ids = NULL;
     size_t n = 0;
     dsi_status_t st =
-        s->backend.ops->tokenize(s->backend.self, r, add_gen, &ids, &n, message, sizeof(message));
+        s->backend.ops->tokenize(s->backend.self, r, &ids, &n, message, sizeof(message));
     dsc_api_parsed_destroy(parsed);
     if (st != DSI_OK) {
         dsc_api_error_from_status(&err, st, message);

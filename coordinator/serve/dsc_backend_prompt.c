@@ -28,8 +28,8 @@ static dsc_chat_role_t chat_role(dsc_api_role_t role)
 }
 
 /* Render the conversation; *text malloc'ed. */
-static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t *req, int add_gen,
-                                char **text, size_t *len, char *message, size_t cap)
+static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t *req, char **text,
+                                size_t *len, char *message, size_t cap)
 {
     size_t n = req->n_messages;
     dsc_chat_message_t *msgs = calloc(n, sizeof(*msgs));
@@ -60,8 +60,7 @@ static dsi_status_t render_chat(const dsc_backend_t *b, const dsc_api_request_t 
     }
     dsc_chat_opts_t opts = {req->thinking, req->tools, req->tools ? strlen(req->tools) : 0,
                             req->continue_final};
-    st = dsc_chat_render_opts(b->tpl, msgs, n, add_gen && !req->no_generation_prompt, &opts, text,
-                              len);
+    st = dsc_chat_render_opts(b->tpl, msgs, n, !req->no_generation_prompt, &opts, text, len);
     if (st == DSI_ERR_BAD_REQUEST)
         snprintf(message, cap,
                  "messages: the chat template cannot render this conversation (a system, user or "
@@ -80,20 +79,12 @@ out:
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap)
 {
-    return dsc_backend_prompt_ids_ex(b, req, 1, ids, n_ids, message, cap);
-}
-
-dsi_status_t dsc_backend_prompt_ids_ex(const dsc_backend_t *b, const dsc_api_request_t *req,
-                                       int add_generation_prompt, int32_t **ids, size_t *n_ids,
-                                       char *message, size_t cap)
-{
     char *rendered = NULL;
     const char *text;
     size_t len;
     dsi_status_t st;
     if (req->kind == DSC_API_KIND_CHAT) {
-        if ((st = render_chat(b, req, add_generation_prompt, &rendered, &len, message, cap)) !=
-            DSI_OK)
+        if ((st = render_chat(b, req, &rendered, &len, message, cap)) != DSI_OK)
             return st;
         text = rendered;
     } else {

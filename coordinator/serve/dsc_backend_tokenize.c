@@ -7,12 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req,
-                                  int add_generation_prompt, int32_t **ids, size_t *n_ids,
-                                  char *message, size_t cap)
+dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req, int32_t **ids,
+                                  size_t *n_ids, char *message, size_t cap)
 {
-    const dsc_backend_t *b = self;
-    return dsc_backend_prompt_ids_ex(b, req, add_generation_prompt, ids, n_ids, message, cap);
+    return dsc_backend_prompt_ids(self, req, ids, n_ids, message, cap);
 }
 
 dsi_status_t dsc_backend_detokenize(void *self, const int32_t *ids, size_t n_ids, char **text,

@@ -62,9 +62,9 @@ struct dsc_backend {
     dsc_metric_series_t *preemptions;
     dsc_metric_family_t *kv_blocks;        /* gauge by {node, state}: used / free */
     dsc_metric_family_t *node_preemptions; /* gauge by {node} */
-    dsc_metric_family_t *layer_imbalance;                                  /* gauge by {layer} */
-    dsc_metric_family_t *expert_tokens;  /* gauge by {layer, expert} */
-    dsc_metric_series_t **expert_series; /* [MoE layers * experts], created on first tokens */
+    dsc_metric_family_t *layer_imbalance;  /* gauge by {layer} */
+    dsc_metric_family_t *expert_tokens;    /* gauge by {layer, expert} */
+    dsc_metric_series_t **expert_series;   /* [MoE layers * experts], created on first tokens */
     /* generation_config.json's defaults for requests that leave them out */
     struct {
         int has_temperature, has_top_p, has_top_k;
@@ -105,15 +105,10 @@ void dsc_backend_schedule(dsc_backend_t *b);
  */
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap);
-/* The same; a chat template ends with the assistant's opening only with add_generation_prompt. */
-dsi_status_t dsc_backend_prompt_ids_ex(const dsc_backend_t *b, const dsc_api_request_t *req,
-                                       int add_generation_prompt, int32_t **ids, size_t *n_ids,
-                                       char *message, size_t cap);
 
 /* dsc_backend_tokenize.c: the ops tokenize, detokenize and max_model_len. */
-dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req,
-                                  int add_generation_prompt, int32_t **ids, size_t *n_ids,
-                                  char *message, size_t cap);
+dsi_status_t dsc_backend_tokenize(void *self, const dsc_api_request_t *req, int32_t **ids,
+                                  size_t *n_ids, char *message, size_t cap);
 dsi_status_t dsc_backend_detokenize(void *self, const int32_t *ids, size_t n_ids, char **text,
                                     size_t *len, char *message, size_t cap);
 int64_t dsc_backend_max_model_len(void *self);
