@@ -126,6 +126,8 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     if (rc == 0)
         rc = cli_kv_dtype(s, &o->kv_dtype);
     o->kv_pool_bytes = dsi_settings_size(s, DSI_S_KV_POOL);
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
+    o->prefix_cache = pc == NULL || strcmp(pc, "off") != 0;
     if (rc == 0)
         rc = cli_max_context(s, cfg, &ctx);
     if (rc == 0)
@@ -147,6 +149,7 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     snprintf(a->spec, sizeof(a->spec), "%lld", dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     const char *kvd = dsi_settings_str(s, DSI_S_KV_DTYPE);
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
     snprintf(a->kv_pool, sizeof(a->kv_pool), "%llu",
              (unsigned long long)dsi_settings_size(s, DSI_S_KV_POOL));
     const char *v[] = {"--threads",
@@ -167,6 +170,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        kvd != NULL ? kvd : "bf16",
                        "--kv-pool",
                        strcmp(a->kv_pool, "0") != 0 ? a->kv_pool : "auto",
+                       "--prefix-cache",
+                       pc != NULL ? pc : "on",
                        NULL};
     memcpy(a->argv, v, sizeof(v));
     return 0;

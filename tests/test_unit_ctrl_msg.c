@@ -91,6 +91,9 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->heartbeat.kv_blocks_used = 3;
         m->heartbeat.kv_blocks_total = 40;
         m->heartbeat.preemptions = 2;
+        m->heartbeat.kv_blocks_cached = 5;
+        m->heartbeat.prompt_tokens = 9000;
+        m->heartbeat.prefix_hit_tokens = 4096;
         m->heartbeat.has_spec = 1;
         m->heartbeat.spec = (dst_msg_spec_t){40, 61, 1234567, 7654321, 2, {40, 21}, {21, 0}};
         break;
@@ -341,6 +344,7 @@ static void test_every_field(void)
             if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
                 (t == DST_MSG_HEARTBEAT &&
                  (strncmp(key, "kv_", 3) == 0 || strcmp(key, "preemptions") == 0 ||
+                  strcmp(key, "prompt_tokens") == 0 || strcmp(key, "prefix_hit_tokens") == 0 ||
                   strcmp(key, "spec") == 0)))
                 expect_decodes(what, bad.data, bad.size);
             else

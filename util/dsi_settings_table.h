@@ -65,6 +65,11 @@
       DSI_P_NODES | DSI_P_PLAN | DSI_P_COORD, 0, \
       "storage of the latent KV cache: bf16 (half of f32), f32 (exact), fp8 (e4m3 with one f32 " \
       "scale per token row, about a quarter of f32); the planner counts the cache in it") \
+    X(PREFIX_CACHE, "prefix-cache", ENUM, "on", 0, 0, "on|off", DSI_P_NODES | DSI_P_COORDS, 0, \
+      "automatic prefix caching: full KV blocks of finished prompts stay cached (evicted least " \
+      "recently used when the pool needs room) and a prompt that starts with cached blocks " \
+      "skips computing them; coordinators send a request to the lane holding most of its " \
+      "prefix (docs/MEMORY.md, Prefix cache)") \
     X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", \
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "tokens per micro-batch at stage 0 (long prompts are chunked)") \

@@ -197,6 +197,7 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
         if (s->prompt == NULL)
             goto fail;
         memcpy(s->prompt, m->tokens, m->n_tokens * sizeof(int32_t));
+        c->prompt_tokens += m->n_tokens;
     }
     if (c->is_last) {
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
@@ -421,6 +422,9 @@ void dsn_stage_kv_gauges(dsn_compute_t *c)
     atomic_store_explicit(&c->kv_used, (uint64_t)st.used, memory_order_relaxed);
     atomic_store_explicit(&c->kv_total, (uint64_t)st.total, memory_order_relaxed);
     atomic_store_explicit(&c->kv_preemptions, c->preemptions, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_cached, (uint64_t)st.cached, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_prompt_tokens, c->prompt_tokens, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_hit_tokens, c->prefix_hit_tokens, memory_order_relaxed);
 }
 
 /* Whether s's next token would need more than the whole pool even if s were alone: then
@@ -452,7 +456,8 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
     dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
 }
 
-/* Free blocks of the engine's pool (INT64_MAX without a limit). */
+/* Blocks of the engine's pool a batch can take: free and cached (evicted for room; INT64_MAX
+ * without a limit). */
 static int64_t pool_free(const dsn_compute_t *c)
 {
     dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
@@ -460,7 +465,26 @@ static int64_t pool_free(const dsn_compute_t *c)
         return INT64_MAX;
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(p, &st);
-    return st.free;
+    return st.free + st.cached;
+}
+
+/*
+ * Prefix cache: a prefill of s (not in flight, its cache at s->fed) first takes the pool's
+ * cached blocks that continue its prompt, whole blocks only and leaving at least the prompt's
+ * last token to compute (its logits sample the first token). Speculating sequences keep their
+ * MTP cache in step by computing every position, so they do not look up.
+ */
+static void prefix_lookup(dsn_compute_t *c, dsn_seq_t *s)
+{
+    if (!c->prefix || s->spec != NULL || s->kv->length != (int64_t)s->fed)
+        return;
+    int64_t hit = dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, (int64_t)s->n_prompt - 1);
+    if (hit <= 0)
+        return;
+    s->fed += (uint32_t)hit;
+    c->prefix_hit_tokens += (uint64_t)hit;
+    DSI_DEBUG("sequence %llu: %lld prompt tokens found in the prefix cache",
+              (unsigned long long)s->id, (long long)hit);
 }
 
 int dsn_stage_schedule(dsn_compute_t *c)
@@ -484,6 +508,15 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 int prefill = s->fed < s->n_prompt;
                 if ((pass == 0 && !decode) || (pass == 1 && !prefill))
                     continue;
+                if (prefill) {
+                    uint32_t fed = s->fed;
+                    prefix_lookup(c, s);
+                    if (s->fed != fed && avail != INT64_MAX) {
+                        /* the blocks it took may have been cached ones, counted in avail */
+                        avail -= (int64_t)(s->fed - fed) / DSN_KV_BLOCK;
+                        avail = avail > 0 ? avail : 0;
+                    }
+                }
                 int k = decode ? 1 : (int)(s->n_prompt - s->fed);
                 if (k > budget - n)
                     k = (int)(budget - n);
@@ -543,6 +576,8 @@ int dsn_stage_schedule(dsn_compute_t *c)
             tokens[t] = s->next_token;
             s->has_next = 0;
         }
+        if (c->prefix)
+            dsn_kvcache_set_ids(s->kv, s->kv->length, tokens + t, take[i]);
         mb->seq[i] = s;
         mb->batch[i] = (dsn_seq_batch_t){s->kv, s->kv->length, take[i]};
         s->in_flight = 1;

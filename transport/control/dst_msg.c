@@ -96,7 +96,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_READY:
         return 2;
     case DST_MSG_HEARTBEAT:
-        return 7; /* the KV pool's three and "spec" optional */
+        return 10; /* the KV pool's six and "spec" optional */
     case DST_MSG_LOAD_STATS:
         return 7;
     case DST_MSG_DRAIN:

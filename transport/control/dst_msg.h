@@ -212,6 +212,9 @@ typedef struct {
     /* A node's KV pool (optional on the wire: 0 when absent). */
     uint64_t kv_blocks_used, kv_blocks_total; /* blocks held by sequences / the pool's size */
     uint64_t preemptions; /* sequences this node preempted for a full pool, since it started */
+    /* Its prefix cache (optional on the wire: 0 when absent): blocks kept for reuse by no
+     * sequence, and since it started the prompt tokens it took and those found cached. */
+    uint64_t kv_blocks_cached, prompt_tokens, prefix_hit_tokens;
     uint8_t has_spec; /* optional "spec": a node that speculates, since its last HEARTBEAT */
     dst_msg_spec_t spec;
 } dst_msg_heartbeat_t;

@@ -100,6 +100,9 @@ static dsi_status_t read_heartbeat(dst_msg_rd_t *rd, dst_msg_heartbeat_t *m)
     TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_used", UINT64_MAX, 0, &m->kv_blocks_used));
     TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_total", UINT64_MAX, 0, &m->kv_blocks_total));
     TRY(dst_msg_rd_u64_opt(rd, "preemptions", UINT64_MAX, 0, &m->preemptions));
+    TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_cached", UINT64_MAX, 0, &m->kv_blocks_cached));
+    TRY(dst_msg_rd_u64_opt(rd, "prompt_tokens", UINT64_MAX, 0, &m->prompt_tokens));
+    TRY(dst_msg_rd_u64_opt(rd, "prefix_hit_tokens", UINT64_MAX, 0, &m->prefix_hit_tokens));
     const msgpack_object *spec = dst_msg_rd_opt(rd, "spec");
     if (spec == NULL)
         return DSI_OK;

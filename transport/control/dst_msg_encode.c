@@ -150,6 +150,9 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                kv_u64(pk, "kv_blocks_used", m->heartbeat.kv_blocks_used) |
                kv_u64(pk, "kv_blocks_total", m->heartbeat.kv_blocks_total) |
                kv_u64(pk, "preemptions", m->heartbeat.preemptions) |
+               kv_u64(pk, "kv_blocks_cached", m->heartbeat.kv_blocks_cached) |
+               kv_u64(pk, "prompt_tokens", m->heartbeat.prompt_tokens) |
+               kv_u64(pk, "prefix_hit_tokens", m->heartbeat.prefix_hit_tokens) |
                (m->heartbeat.has_spec ? pack_spec(pk, &m->heartbeat.spec) : 0);
     case DST_MSG_LOAD_STATS: {
         const dst_msg_load_stats_t *s = &m->load_stats;

@@ -123,9 +123,15 @@ typedef struct dsn_compute {
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
     uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
+    /* Prefix cache (docs/MEMORY.md): on when the option is and the plan has one stage (the
+     * blocks of a later stage would have to be cached alike); prompt tokens started at stage 0
+     * and those found cached, since the thread started. */
+    int prefix;
+    uint64_t prompt_tokens, prefix_hit_tokens;
     /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
      * blocks and the preemptions, stored after every task and micro-batch. */
     _Atomic uint64_t kv_used, kv_total, kv_preemptions;
+    _Atomic uint64_t kv_cached, kv_prompt_tokens, kv_hit_tokens;
     uint64_t switch_epoch;        /* SWITCH of this epoch handled ... */
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
@@ -183,7 +189,8 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
                             const float *logits);
-/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions) for the loop thread. */
+/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions, the prefix cache's) for the
+ * loop thread. */
 void dsn_stage_kv_gauges(dsn_compute_t *c);
 /* Frees s's KV blocks and reports it PREEMPTED (the coordinator submits it again). */
 void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s);
