@@ -23,6 +23,7 @@ struct dsn_kvpool {
     int64_t n_registered;  /* blocks in the index */
     uint64_t next_serial;
     uint64_t evictions;
+    uint64_t hash_mask;      /* bits of the chain hashes kept (tests force collisions) */
     dsn_kvblock_t **buckets; /* [n_buckets] the index, chained through hnext */
     int64_t n_buckets;       /* a power of two, or 0 */
     dsn_kvblock_t *lru_head, *lru_tail;
@@ -81,6 +82,7 @@ dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int6
     p->dtype = dtype;
     p->max_blocks = max_blocks;
     p->prefix_on = 1;
+    p->hash_mask = UINT64_MAX;
     *out = p;
     return DSI_OK;
 }
@@ -396,7 +398,7 @@ int dsn_kvpool_register(dsn_kvpool_t *p, dsn_kvblock_t *b, const dsn_kvblock_t *
             memcpy(b->ids, ids, DSN_KV_BLOCK * sizeof(int32_t));
             b->serial = ++p->next_serial;
             b->parent_serial = parent != NULL ? parent->serial : 0;
-            b->hash = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids);
+            b->hash = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids) & p->hash_mask;
             dsn_kvblock_t **q = bucket_of(p, b->hash);
             b->hnext = *q;
             *q = b;
@@ -415,7 +417,7 @@ dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent,
     pthread_mutex_lock(&p->mu);
     dsn_kvblock_t *hit = NULL;
     if (p->prefix_on && p->n_buckets > 0 && (parent == NULL || parent->registered)) {
-        uint64_t h = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids);
+        uint64_t h = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids) & p->hash_mask;
         uint64_t ps = parent != NULL ? parent->serial : 0;
         for (dsn_kvblock_t *b = *bucket_of(p, h); b != NULL && hit == NULL; b = b->hnext) {
             if (b->hash == h && b->parent_serial == ps &&
@@ -436,6 +438,13 @@ dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent,
     }
     pthread_mutex_unlock(&p->mu);
     return hit;
+}
+
+void dsn_kvpool_test_hash_mask(dsn_kvpool_t *p, uint64_t mask)
+{
+    pthread_mutex_lock(&p->mu);
+    p->hash_mask = mask;
+    pthread_mutex_unlock(&p->mu);
 }
 
 int dsn_kvpool_is_registered(dsn_kvpool_t *p, const dsn_kvblock_t *b)
