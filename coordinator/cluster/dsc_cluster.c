@@ -449,6 +449,18 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
             n->kv_used = msg->heartbeat.kv_blocks_used;
             n->kv_total = msg->heartbeat.kv_blocks_total;
             n->preemptions = msg->heartbeat.preemptions;
+            n->kv_cached = msg->heartbeat.kv_blocks_cached;
+            /* the node's counters run since its compute thread started: add what they grew
+             * by (all of them after a restart) */
+            const dst_msg_heartbeat_t *hb = &msg->heartbeat;
+            cl->stats.prefix_prompt_tokens += hb->prompt_tokens >= n->prompt_tokens
+                                                  ? hb->prompt_tokens - n->prompt_tokens
+                                                  : hb->prompt_tokens;
+            cl->stats.prefix_hit_tokens += hb->prefix_hit_tokens >= n->hit_tokens
+                                               ? hb->prefix_hit_tokens - n->hit_tokens
+                                               : hb->prefix_hit_tokens;
+            n->prompt_tokens = hb->prompt_tokens;
+            n->hit_tokens = hb->prefix_hit_tokens;
         }
         dst_msg_t h = *msg;
         h.arena = NULL;
@@ -662,7 +674,8 @@ int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv
     if (i >= cl->n_nodes || cl->nodes[i].state == NODE_DEAD)
         return 0;
     const node_t *n = &cl->nodes[i];
-    *out = (dsc_cluster_node_kv_t){n->name, n->kv_used, n->kv_total, n->preemptions};
+    *out = (dsc_cluster_node_kv_t){n->name,        n->kv_used,       n->kv_total, n->preemptions,
+                                   n->kv_cached,   n->prompt_tokens, n->hit_tokens};
     return 1;
 }
 

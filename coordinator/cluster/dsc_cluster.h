@@ -176,6 +176,9 @@ typedef struct {
     uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
     uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
     uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
+    /* prefix cache, from the nodes' HEARTBEATs: prompt tokens stage 0 took, and those it found
+     * cached (not computed) */
+    uint64_t prefix_prompt_tokens, prefix_hit_tokens;
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 
@@ -184,6 +187,8 @@ void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 typedef struct {
     const char *name;
     uint64_t blocks_used, blocks_total, preemptions;
+    uint64_t blocks_cached;                /* held by no sequence, kept for the prefix cache */
+    uint64_t prompt_tokens, hit_tokens;    /* prefix cache: prompt tokens, found cached */
 } dsc_cluster_node_kv_t;
 uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl);
 int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out);

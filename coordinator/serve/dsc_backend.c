@@ -47,18 +47,27 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
                    (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
     dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
     dsc_metric_set(b->preemptions, (double)st.preemptions);
+    dsc_metric_add(b->prefix_hit,
+                   (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
+    dsc_metric_add(b->prefix_prompt,
+                   (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
     for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {
         dsc_cluster_node_kv_t kv;
         if (!dsc_cluster_node_kv(b->cluster, i, &kv))
             continue;
         const char *used[2] = {kv.name, "used"}, *free_[2] = {kv.name, "free"}, *nm[1] = {kv.name};
+        const char *cached[2] = {kv.name, "cached"};
         dsc_metric_series_t *u = dsc_metric_series(b->kv_blocks, used);
         dsc_metric_series_t *f = dsc_metric_series(b->kv_blocks, free_);
+        dsc_metric_series_t *c = dsc_metric_series(b->kv_blocks, cached);
+        uint64_t busy = kv.blocks_used + kv.blocks_cached;
         dsc_metric_series_t *p = dsc_metric_series(b->node_preemptions, nm);
         if (u != NULL)
             dsc_metric_set(u, (double)kv.blocks_used);
         if (f != NULL)
-            dsc_metric_set(f, (double)(kv.blocks_total - kv.blocks_used));
+            dsc_metric_set(f, (double)(kv.blocks_total > busy ? kv.blocks_total - busy : 0));
+        if (c != NULL)
+            dsc_metric_set(c, (double)kv.blocks_cached);
         if (p != NULL)
             dsc_metric_set(p, (double)kv.preemptions);
     }
@@ -270,9 +279,10 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         "Sequences preempted by a node's full KV pool and submitted again (re-prefilled)", NULL,
         0);
     static const char *const node_state[] = {"node", "state"}, *const node_only[] = {"node"};
-    b->kv_blocks = dsc_metrics_gauge(m, "dsinfer_node_kv_blocks",
-                                     "KV pool blocks of each node, used by sequences or free",
-                                     node_state, 2);
+    b->kv_blocks = dsc_metrics_gauge(
+        m, "dsinfer_node_kv_blocks",
+        "KV pool blocks of each node: used by sequences, cached (prefix cache, evictable) or free",
+        node_state, 2);
     b->node_preemptions =
         dsc_metrics_gauge(m, "dsinfer_node_preemptions",
                           "Sequences each node preempted for a full KV pool", node_only, 1);
@@ -296,6 +306,15 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     dsc_metric_family_t *shared = dsc_metrics_counter(
         m, "dsinfer_prefix_shared_tokens_total",
         "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL, 0);
+    dsc_metric_family_t *hit = dsc_metrics_counter(
+        m, "dsinfer_prefix_cache_hit_tokens_total",
+        "Prompt tokens the nodes found in their prefix cache instead of computing them", NULL, 0);
+    dsc_metric_family_t *pcp = dsc_metrics_counter(
+        m, "dsinfer_prefix_cache_prompt_tokens_total",
+        "Prompt tokens of the sequences the nodes started (the hit rate's denominator)", NULL, 0);
+    if (hit == NULL || pcp == NULL || (b->prefix_hit = dsc_metric_series(hit, NULL)) == NULL ||
+        (b->prefix_prompt = dsc_metric_series(pcp, NULL)) == NULL)
+        return 0;
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
         preemptions == NULL || b->kv_blocks == NULL || b->node_preemptions == NULL ||
         b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL || shared == NULL)

@@ -53,6 +53,7 @@ typedef struct {
     conn_state_t *cs;
     uint64_t last_seen_ns;
     uint64_t kv_used, kv_total, preemptions; /* its KV pool, from its last HEARTBEAT */
+    uint64_t kv_cached, prompt_tokens, hit_tokens; /* its prefix cache, from the same */
     int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
     /* A node that outlived its coordinator: its id and epoch under the plan it still holds
      * (REGISTER's held_id / held_epoch; held_epoch 0: none). */
