@@ -198,6 +198,8 @@ int cli_cluster_tune(const dsi_settings_t *s, dsc_cluster_opts_t *co)
     co->rebalance_interval_ms = (uint32_t)dsi_settings_int(s, DSI_S_REBALANCE_INTERVAL_MS);
     co->online_bias_gamma = (float)dsi_settings_float(s, DSI_S_ONLINE_BIAS_GAMMA);
     co->live_switch = (int)dsi_settings_int(s, DSI_S_REPLAN); /* restart|live */
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
+    co->prefix_routing = pc == NULL || strcmp(pc, "off") != 0;
     co->plan.n_stages = (uint32_t)dsi_settings_int(s, DSI_S_STAGES);
     return 0;
 }

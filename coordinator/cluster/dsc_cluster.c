@@ -33,6 +33,7 @@ void dsc_cluster_opts_default(dsc_cluster_opts_t *opts)
     opts->redundant_experts = DSC_REDUNDANT_AUTO;
     opts->rebalance_interval_ms = 60000;
     opts->live_switch = 1;
+    opts->prefix_routing = 1;
 }
 
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)
@@ -563,6 +564,11 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     if (cl == NULL)
         return DSI_ERR_NOMEM;
     dsi_list_init(&cl->seqs);
+    cl->prefix_route = dsc_prefix_route_create(DSC_PREFIX_ROUTE_ENTRIES);
+    if (cl->prefix_route == NULL) {
+        free(cl);
+        return DSI_ERR_NOMEM;
+    }
     cl->loop = loop;
     cl->cfg = *cfg;
     cl->opts = *opts;
@@ -575,6 +581,7 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     dst_ctrl_cb_t cb = {on_open, on_msg, on_close, cl};
     dsi_status_t st = dst_ctrl_listen(loop, opts->listen, &co, &cb, &cl->listener);
     if (st != DSI_OK) {
+        dsc_prefix_route_destroy(cl->prefix_route);
         free(cl);
         return st;
     }
@@ -629,6 +636,8 @@ void dsc_cluster_destroy(dsc_cluster_t *cl)
     dsc_plan_cleanup(&cl->held_plan);
     dsc_switch_abort(cl);
     free(cl->lane_nodes);
+    dsc_prefix_route_destroy(cl->prefix_route);
+    cl->prefix_route = NULL;
     dsc_cluster_load_close(cl);
     cl->destroyed = 1;
     uv_close((uv_handle_t *)&cl->timer, timer_closed);

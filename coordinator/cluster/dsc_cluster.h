@@ -66,6 +66,9 @@ typedef struct {
                                        model_dir; changes outputs) */
     int live_switch;                /* 1 (default): joins, drains and rebalances switch plans
                                        make-before-break when they can; 0: always restart */
+    int prefix_routing;             /* 1 (default): a prompt goes to the lane that was sent the
+                                       longest prefix of it (dsc_prefix_route.h); 0: the least
+                                       loaded lane */
 } dsc_cluster_opts_t;
 
 /* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s node timeout, 60 s stall timeout,

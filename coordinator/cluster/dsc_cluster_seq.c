@@ -77,6 +77,46 @@ static const seq_t *prefix_parent(dsc_cluster_t *cl, const seq_t *s)
     return NULL;
 }
 
+/* Whether s runs on lane l of the current plan. */
+static int on_lane(const dsc_cluster_t *cl, const seq_t *s, uint32_t l)
+{
+    if (!s->submitted || s->epoch != cl->plan.epoch || s->n_route != cl->plan.n_stages)
+        return 0;
+    for (uint32_t st = 0; st < s->n_route; st++)
+        if (s->route[st] != cl->lane_nodes[st * cl->n_lanes + l])
+            return 0;
+    return 1;
+}
+
+/* The lane for a new prompt: the one sent the longest prefix of it (its nodes likely hold those
+ * KV blocks), else the least loaded (sequences running on it), in rotation. */
+static uint32_t pick_lane(dsc_cluster_t *cl, const seq_t *s)
+{
+    uint32_t start = cl->next_lane++, n = cl->n_lanes;
+    if (n <= 1)
+        return 0;
+    uint64_t load[64];
+    if (n > 64)
+        return start % n;
+    memset(load, 0, sizeof(load));
+    dsi_list_for_each(p, &cl->seqs, seq_t, link) {
+        for (uint32_t l = 0; l < n; l++) {
+            if (on_lane(cl, p, l)) {
+                load[l]++;
+                break;
+            }
+        }
+    }
+    uint32_t matched = 0;
+    uint32_t lane = dsc_prefix_route_pick(cl->opts.prefix_routing ? cl->prefix_route : NULL,
+                                          s->tokens, s->n_prompt + s->n_generated, n, load,
+                                          start, &matched);
+    if (matched > 0)
+        DSI_DEBUG("request %llu: lane %u was sent %u tokens of its prefix",
+                  (unsigned long long)s->handle, lane, matched);
+    return lane;
+}
+
 /* Sends s on a lane of the current plan (its prefix parent's, when it shares one); on failure
  * s stays (submitted, so that withdrawing it cancels it where it did arrive). */
 static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
@@ -86,10 +126,13 @@ static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
         s->n_route = parent->n_route;
         memcpy(s->route, parent->route, parent->n_route * sizeof(uint32_t));
     } else {
-        uint32_t lane = cl->next_lane++ % cl->n_lanes;
+        uint32_t lane = pick_lane(cl, s);
         s->n_route = cl->plan.n_stages;
         for (uint32_t st = 0; st < s->n_route; st++)
             s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+        if (cl->opts.prefix_routing && cl->n_lanes > 1)
+            dsc_prefix_route_note(cl->prefix_route, lane, s->tokens,
+                                  s->n_prompt + s->n_generated);
     }
     s->wire_id = ++cl->next_wire;
     s->epoch = cl->plan.epoch;

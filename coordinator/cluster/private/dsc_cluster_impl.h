@@ -22,6 +22,7 @@
 #include "dsc_bias.h"
 #include "dsc_cluster.h"
 #include "dsc_load.h"
+#include "dsc_prefix_route.h"
 #include "dsi_list.h"
 #include "dst_ctrl.h"
 
@@ -109,6 +110,7 @@ struct dsc_cluster {
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
     uint32_t n_lanes, next_lane;
     uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
+    dsc_prefix_route_t *prefix_route; /* what prompt prefixes went to which lane (this plan) */
     dsi_list_t seqs;      /* of seq_t, in arrival order (first come, first served) */
     uint64_t next_handle, next_wire;
     void (*state_cb)(void *arg, dsi_status_t st);
@@ -155,6 +157,10 @@ void dsc_cluster_held_plan(dsc_cluster_t *cl, const node_t *n, const dst_plan_t 
  * a re-plan waits for its end, while one without live_ok abandons it.
  */
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
+/* Entries of the routing record of prompt prefixes per lane (16 bytes of hash and lane each
+ * plus links: about 3 MiB). */
+#define DSC_PREFIX_ROUTE_ENTRIES 65536
+
 /* The lanes of the current plan. */
 dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
 /* PLAN (with its live flag) and PEERS to the nodes of p. */
