@@ -104,7 +104,7 @@ import sys
 hits, a, b = (int(float(x)) for x in sys.argv[1:])
 # B shares with A the whole blocks of the common prefix; B again finds all of its own whole blocks
 # but the last token's block; each is a multiple of 64
-shared = 128  # the prefix is > 128 tokens and < 192 (checked below by the total)
+shared = 128  # at least: the prefix is > 128 tokens
 b_again = ((b - 1) // 64) * 64
 assert hits % 64 == 0 and hits >= shared + b_again, (hits, shared, b_again)
 print("hit tokens", hits, ">= B's shared", shared, "+ B again", b_again)

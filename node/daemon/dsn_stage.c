@@ -37,6 +37,44 @@ static void seq_free(dsn_seq_t *s)
     free(s);
 }
 
+#ifndef NDEBUG
+/* Debug builds: after a sequence's blocks went back, the KV pool agrees with the block tables of
+ * the sequences (dsn_kvcache_check: used + cached + free, every reference count); abort if not. */
+static void check_pool(dsn_compute_t *c)
+{
+    if (c->engine == NULL)
+        return;
+    dsn_kvpool_t *pool = dsn_engine_kvpool(c->engine);
+    int n = 0, cap = 64;
+    dsn_kvcache_t **kv = malloc((size_t)cap * sizeof(*kv));
+    for (int b = 0; b < DSN_SEQ_BUCKETS && kv != NULL; b++) {
+        for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL && kv != NULL; s = s->next_in_bucket) {
+            if (s->kv->pool != pool)
+                continue;
+            if (n == cap) {
+                dsn_kvcache_t **t = realloc(kv, (size_t)(cap *= 2) * sizeof(*kv));
+                if (t == NULL)
+                    free(kv);
+                kv = t;
+                if (kv == NULL)
+                    break;
+            }
+            kv[n++] = s->kv;
+        }
+    }
+    if (kv != NULL && dsn_kvcache_check(pool, kv, n) != 0) {
+        DSI_ERROR("the KV pool disagrees with the block tables of %d sequences", n);
+        abort();
+    }
+    free(kv);
+}
+#else
+static void check_pool(dsn_compute_t *c)
+{
+    (void)c;
+}
+#endif
+
 void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
 {
     for (dsn_seq_t **p = bucket(c, id); *p != NULL; p = &(*p)->next_in_bucket) {
@@ -48,6 +86,7 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
                 c->n_fork_wait--;
             *p = s->next_in_bucket;
             seq_free(s);
+            check_pool(c);
             return;
         }
     }
@@ -407,6 +446,7 @@ void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
     DSI_INFO("sequence %llu preempted at %lld tokens: the KV pool is full",
              (unsigned long long)s->id, (long long)s->kv->length);
     dsn_kvcache_clear(s->kv);
+    check_pool(c);
     s->done = 1;
     s->has_next = 0;
     c->preemptions++;
