@@ -113,6 +113,10 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                           (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
                 continue;
             }
+            if (st == DSI_ERR_CAPACITY) { /* the pool is full: wait like any other sequence */
+                dsn_stage_preempt(c, s);
+                continue;
+            }
             DSI_ERROR("sequence %llu: cannot share the prompt of sequence %llu (%s): it ends "
                       "with an error",
                       (unsigned long long)s->id, (unsigned long long)s->fork_of,
@@ -493,7 +497,7 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
     dsn_kvcache_clear(s->kv);
     s->done = 1;
     s->has_next = 0;
-    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_KV_FULL);
 }
 
 /* Blocks of the engine's pool a batch can take: free and cached (evicted for room; INT64_MAX
