@@ -265,7 +265,8 @@ static void test_shared_prefix(void)
         DSI_CHECK_INT_EQ(a.prompt_words, b.prompt_words + 40);
         size_t la = strlen(a.prompt), lb = strlen(b.prompt);
         /* the prefix, a space, then the request's own prompt */
-        DSI_CHECK(la > lb && strcmp(a.prompt + la - lb, b.prompt) == 0 && a.prompt[la - lb - 1] == ' ');
+        DSI_CHECK(la > lb && strcmp(a.prompt + la - lb, b.prompt) == 0 &&
+                  a.prompt[la - lb - 1] == ' ');
         int words = 1;
         for (const char *p = a.prompt; *p; p++)
             words += *p == ' ';

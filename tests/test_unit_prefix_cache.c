@@ -175,8 +175,8 @@ static void check_basic(void)
 
 /* ---- the randomized workload ---- */
 
-#define N      12  /* sequence slots */
-#define LIMIT  40  /* pool blocks */
+#define N      12 /* sequence slots */
+#define LIMIT  40 /* pool blocks */
 #define MAXLEN (6 * B)
 #define FAMS   4
 
@@ -286,13 +286,14 @@ static void check_random(dsn_kv_dtype_t dt, unsigned seed0, uint64_t hash_mask)
     }
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(pool, &st);
-    fprintf(stderr, "%s seed %u hash mask %llx: %lld steps, %lld tokens found cached, %llu evictions\n",
-            dsn_kv_dtype_name(dt), seed0, (unsigned long long)hash_mask, (long long)steps, (long long)hits,
-            (unsigned long long)st.evictions);
+    fprintf(stderr,
+            "%s seed %u hash mask %llx: %lld steps, %lld tokens found cached, %llu evictions\n",
+            dsn_kv_dtype_name(dt), seed0, (unsigned long long)hash_mask, (long long)steps,
+            (long long)hits, (unsigned long long)st.evictions);
     DSI_CHECK_INT_EQ(bad_steps, 0);
     DSI_CHECK_INT_EQ(bad_rows, 0);
-    DSI_CHECK(hits > 0);           /* the families were found again */
-    DSI_CHECK(st.evictions > 0);   /* and the small pool evicted */
+    DSI_CHECK(hits > 0);         /* the families were found again */
+    DSI_CHECK(st.evictions > 0); /* and the small pool evicted */
     DSI_CHECK(st.total == LIMIT);
     for (int i = 0; i < N; i++)
         dsn_kvcache_destroy(s[i].kv);

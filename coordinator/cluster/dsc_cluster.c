@@ -683,8 +683,8 @@ int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv
     if (i >= cl->n_nodes || cl->nodes[i].state == NODE_DEAD)
         return 0;
     const node_t *n = &cl->nodes[i];
-    *out = (dsc_cluster_node_kv_t){n->name,        n->kv_used,       n->kv_total, n->preemptions,
-                                   n->kv_cached,   n->prompt_tokens, n->hit_tokens};
+    *out = (dsc_cluster_node_kv_t){n->name,      n->kv_used,       n->kv_total,  n->preemptions,
+                                   n->kv_cached, n->prompt_tokens, n->hit_tokens};
     return 1;
 }
 

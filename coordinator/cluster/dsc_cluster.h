@@ -190,8 +190,8 @@ void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 typedef struct {
     const char *name;
     uint64_t blocks_used, blocks_total, preemptions;
-    uint64_t blocks_cached;                /* held by no sequence, kept for the prefix cache */
-    uint64_t prompt_tokens, hit_tokens;    /* prefix cache: prompt tokens, found cached */
+    uint64_t blocks_cached;             /* held by no sequence, kept for the prefix cache */
+    uint64_t prompt_tokens, hit_tokens; /* prefix cache: prompt tokens, found cached */
 } dsc_cluster_node_kv_t;
 uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl);
 int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out);

@@ -108,9 +108,9 @@ static uint32_t pick_lane(dsc_cluster_t *cl, const seq_t *s)
         }
     }
     uint32_t matched = 0;
-    uint32_t lane = dsc_prefix_route_pick(cl->opts.prefix_routing ? cl->prefix_route : NULL,
-                                          s->tokens, s->n_prompt + s->n_generated, n, load,
-                                          start, &matched);
+    uint32_t lane =
+        dsc_prefix_route_pick(cl->opts.prefix_routing ? cl->prefix_route : NULL, s->tokens,
+                              s->n_prompt + s->n_generated, n, load, start, &matched);
     if (matched > 0)
         DSI_DEBUG("request %llu: lane %u was sent %u tokens of its prefix",
                   (unsigned long long)s->handle, lane, matched);
@@ -131,8 +131,7 @@ static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
         for (uint32_t st = 0; st < s->n_route; st++)
             s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
         if (cl->opts.prefix_routing && cl->n_lanes > 1)
-            dsc_prefix_route_note(cl->prefix_route, lane, s->tokens,
-                                  s->n_prompt + s->n_generated);
+            dsc_prefix_route_note(cl->prefix_route, lane, s->tokens, s->n_prompt + s->n_generated);
     }
     s->wire_id = ++cl->next_wire;
     s->epoch = cl->plan.epoch;

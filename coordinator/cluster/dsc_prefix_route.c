@@ -7,7 +7,7 @@
 typedef struct entry {
     uint64_t hash;
     uint32_t lane;
-    struct entry *hnext;             /* bucket */
+    struct entry *hnext;               /* bucket */
     struct entry *lru_prev, *lru_next; /* least recent first */
 } entry_t;
 
@@ -179,8 +179,7 @@ uint32_t dsc_prefix_route_pick(dsc_prefix_route_t *r, const int32_t *tokens, uin
     return best;
 }
 
-void dsc_prefix_route_note(dsc_prefix_route_t *r, uint32_t lane, const int32_t *tokens,
-                           uint32_t n)
+void dsc_prefix_route_note(dsc_prefix_route_t *r, uint32_t lane, const int32_t *tokens, uint32_t n)
 {
     uint64_t h = 0;
     for (uint32_t b = 0; b < n / DSC_PREFIX_BLOCK; b++) {

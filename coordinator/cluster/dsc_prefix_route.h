@@ -36,8 +36,7 @@ uint32_t dsc_prefix_route_pick(dsc_prefix_route_t *r, const int32_t *tokens, uin
                                uint32_t *matched);
 /* Record that `lane` was sent the prompt tokens[0, n): its whole blocks become (or stay) the
  * most recent entries. */
-void dsc_prefix_route_note(dsc_prefix_route_t *r, uint32_t lane, const int32_t *tokens,
-                           uint32_t n);
+void dsc_prefix_route_note(dsc_prefix_route_t *r, uint32_t lane, const int32_t *tokens, uint32_t n);
 /* Entries recorded now (<= capacity). */
 uint32_t dsc_prefix_route_entries(const dsc_prefix_route_t *r);
 

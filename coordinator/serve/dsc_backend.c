@@ -47,8 +47,7 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
                    (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
     dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
     dsc_metric_set(b->preemptions, (double)st.preemptions);
-    dsc_metric_add(b->prefix_hit,
-                   (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
+    dsc_metric_add(b->prefix_hit, (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
     dsc_metric_add(b->prefix_prompt,
                    (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
     for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {

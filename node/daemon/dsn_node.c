@@ -220,12 +220,12 @@ static void on_heartbeat(uv_timer_t *timer)
                                                            memory_order_relaxed);
         m.heartbeat.preemptions = atomic_load_explicit(&node->compute->kv_preemptions,
                                                        memory_order_relaxed);
-        m.heartbeat.kv_blocks_cached = atomic_load_explicit(&node->compute->kv_cached,
-                                                            memory_order_relaxed);
-        m.heartbeat.prompt_tokens = atomic_load_explicit(&node->compute->kv_prompt_tokens,
-                                                         memory_order_relaxed);
-        m.heartbeat.prefix_hit_tokens = atomic_load_explicit(&node->compute->kv_hit_tokens,
-                                                             memory_order_relaxed);
+        m.heartbeat.kv_blocks_cached =
+            atomic_load_explicit(&node->compute->kv_cached, memory_order_relaxed);
+        m.heartbeat.prompt_tokens =
+            atomic_load_explicit(&node->compute->kv_prompt_tokens, memory_order_relaxed);
+        m.heartbeat.prefix_hit_tokens =
+            atomic_load_explicit(&node->compute->kv_hit_tokens, memory_order_relaxed);
     }
     m.heartbeat.has_spec = (uint8_t)dsn_queue_spec_take(&node->queue, &m.heartbeat.spec);
     send_msg(node, &m);

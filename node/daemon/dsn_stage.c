@@ -522,7 +522,8 @@ static void prefix_lookup(dsn_compute_t *c, dsn_seq_t *s)
 {
     if (!c->prefix || s->spec != NULL || s->kv->length != (int64_t)s->fed)
         return;
-    int64_t hit = dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, (int64_t)s->n_prompt - 1);
+    int64_t hit =
+        dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, (int64_t)s->n_prompt - 1);
     if (hit <= 0)
         return;
     s->fed += (uint32_t)hit;

@@ -36,7 +36,7 @@ typedef struct {
     int64_t table_cap;
     dsn_kvblock_t **blocks; /* [n_blocks] */
     /* prefix cache */
-    int32_t *ids;        /* [ids_cap] token ids of positions [0, n_ids) where known */
+    int32_t *ids; /* [ids_cap] token ids of positions [0, n_ids) where known */
     int64_t n_ids, ids_cap;
     int64_t n_published; /* leading blocks registered in the pool's prefix index */
 } dsn_kvcache_t;

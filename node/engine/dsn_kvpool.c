@@ -18,9 +18,9 @@ struct dsn_kvpool {
     int64_t all_cap;
     /* prefix cache */
     int prefix_on;
-    int64_t cached;        /* refs 0, registered: on the LRU list */
-    int64_t peak_used;     /* the most blocks ever used at once (the bound without a limit) */
-    int64_t n_registered;  /* blocks in the index */
+    int64_t cached;       /* refs 0, registered: on the LRU list */
+    int64_t peak_used;    /* the most blocks ever used at once (the bound without a limit) */
+    int64_t n_registered; /* blocks in the index */
     uint64_t next_serial;
     uint64_t evictions;
     uint64_t hash_mask;      /* bits of the chain hashes kept (tests force collisions) */
@@ -411,8 +411,7 @@ int dsn_kvpool_register(dsn_kvpool_t *p, dsn_kvblock_t *b, const dsn_kvblock_t *
     return rc;
 }
 
-dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent,
-                                 const int32_t *ids)
+dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent, const int32_t *ids)
 {
     pthread_mutex_lock(&p->mu);
     dsn_kvblock_t *hit = NULL;
@@ -463,12 +462,12 @@ void dsn_kvpool_unregister(dsn_kvpool_t *p, dsn_kvblock_t *b)
     pthread_mutex_unlock(&p->mu);
 }
 
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            DSI_ERROR("KV pool inconsistent: " __VA_ARGS__);                                      \
-            bad = 1;                                                                              \
-        }                                                                                         \
+#define CHECK(cond, ...)                                     \
+    do {                                                     \
+        if (!(cond)) {                                       \
+            DSI_ERROR("KV pool inconsistent: " __VA_ARGS__); \
+            bad = 1;                                         \
+        }                                                    \
     } while (0)
 
 int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kvblock_t *b),
@@ -516,8 +515,10 @@ int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kv
     CHECK(used == p->used, "%lld blocks used, counter %lld", (long long)used, (long long)p->used);
     CHECK(shared == p->shared, "%lld blocks shared, counter %lld", (long long)shared,
           (long long)p->shared);
-    CHECK(cached == p->cached && n_lru == cached, "%lld blocks cached, %lld on the LRU list, "
-          "counter %lld", (long long)cached, (long long)n_lru, (long long)p->cached);
+    CHECK(cached == p->cached && n_lru == cached,
+          "%lld blocks cached, %lld on the LRU list, "
+          "counter %lld",
+          (long long)cached, (long long)n_lru, (long long)p->cached);
     CHECK(freed == n_free, "%lld blocks free, %lld on the free list", (long long)freed,
           (long long)n_free);
     CHECK(registered == p->n_registered && n_idx == registered,

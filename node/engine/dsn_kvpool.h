@@ -116,8 +116,7 @@ int dsn_kvpool_register(dsn_kvpool_t *p, dsn_kvblock_t *b, const dsn_kvblock_t *
                         const int32_t *ids);
 /* The registered block following parent (NULL: a first block) with these ids, its reference
  * taken (a cached one leaves the LRU list); NULL when there is none. */
-dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent,
-                                 const int32_t *ids);
+dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent, const int32_t *ids);
 /* Tests: chain hashes keep only the bits of mask (collisions on purpose; set before any
  * registration). */
 void dsn_kvpool_test_hash_mask(dsn_kvpool_t *p, uint64_t mask);
