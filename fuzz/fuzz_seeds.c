@@ -150,6 +150,13 @@ static int sample(dst_msg_type_t type, dst_msg_t *m)
         m->sw.node_id = 7;
         m->sw.epoch = 1ull << 33;
         return 1;
+    case DST_MSG_KV_MOVE:
+        m->kv_move = (dst_msg_kv_move_t){.seq_id = 12, .n_tokens = 200, .to = 3, .to_seq = 77,
+                                         .epoch = 4};
+        return 1;
+    case DST_MSG_KV_DONE:
+        m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 1, .bytes = 4096};
+        return 1;
     default:
         return 0;
     }
