@@ -176,6 +176,10 @@ typedef struct {
     uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
     uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
     uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
+    uint64_t kv_moved_sequences; /* sequences a live switch moved with their KV cache */
+    uint64_t kv_moved_bytes;     /* KV cache bytes those moves carried */
+    uint64_t kv_move_failures;   /* moves that failed and fell back to a prefill */
+    uint64_t reprefilled;        /* sequences a re-plan submitted again to be prefilled anew */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 
