@@ -10,7 +10,8 @@
  *                  that retires a draining node, on the same connection, so the rows leave first.
  *   after SWITCH   SUBMIT with kv_move (fork_of: the old id, fork_len: the moved positions) to
  *                  the new lane, then CANCEL of the old id (a node of both lanes copies first).
- *   KV_DONE        each new node that received rows says so; when all did, the sequence moved.
+ *   KV_DONE        each node of the new lane says whether it holds the rows (received, or
+ *                  copied on a node that keeps its stage); when all did, the sequence moved.
  *                  A failure on either side (or no answer within DSC_KV_MOVE_TIMEOUT_MS) falls
  *                  back: the sequence is submitted again and prefilled from its tokens.
  *
@@ -75,13 +76,13 @@ void dsc_kvmove_begin(dsc_cluster_t *cl)
         uint32_t n_tokens = s->n_prompt + s->n_generated - 1;
         int sent = 1;
         for (uint32_t i = 0; i < s->n_route && sent; i++) {
+            s->kv_pending++; /* every node of the new lane answers KV_DONE */
             if (s->route[i] == s->move_route[i])
                 continue; /* the node keeps the rows: it copies them at the SUBMIT */
             dst_msg_t m = {.type = DST_MSG_KV_MOVE};
             m.kv_move = (dst_msg_kv_move_t){s->wire_id, n_tokens, s->move_route[i], s->move_wire,
                                             cl->plan.epoch};
             sent = dsc_cluster_send_node(cl, s->route[i], &m) == DSI_OK;
-            s->kv_pending++;
         }
         if (!sent) {
             DSI_INFO("request %llu is prefilled again on its new lane: KV_MOVE could not be sent",

@@ -57,6 +57,19 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
     }
 }
 
+/* KV_DONE of a moving sequence whose rows this node held (copied, or not: why). */
+static void emit_kv_done(dsn_compute_t *c, uint64_t seq_id, int ok, const char *why)
+{
+    dsn_out_t *o = dsn_queue_out_get(c->queue);
+    if (o == NULL)
+        return; /* the coordinator's deadline for the move falls back */
+    o->type = DSN_OUT_KV_DONE;
+    o->seq_id = seq_id;
+    o->finish = (uint8_t)(ok != 0);
+    snprintf(o->text, sizeof(o->text), "%s", why != NULL ? why : "");
+    dsn_queue_emit(c->queue, o);
+}
+
 void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
 {
     for (int b = 0; b < DSN_SEQ_BUCKETS && c->n_fork_wait > 0; b++) {
@@ -76,6 +89,8 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 dsn_stage_spec_fork(c, s, p);
                 DSI_DEBUG("sequence %llu: %u prompt tokens copied from sequence %llu",
                           (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
+                if (s->kv_move)
+                    emit_kv_done(c, s->id, 1, NULL);
                 continue;
             }
             if (s->kv_move) {
@@ -84,14 +99,10 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                          (unsigned long long)s->id, (unsigned long long)s->fork_of,
                          ready ? dsi_status_message(st) : "it is gone");
                 s->done = 1;
-                dsn_out_t *o = dsn_queue_out_get(c->queue);
-                if (o != NULL) {
-                    o->type = DSN_OUT_KV_DONE;
-                    o->seq_id = s->id;
-                    snprintf(o->text, sizeof(o->text), "node %u could not copy sequence %llu",
-                             c->node_id, (unsigned long long)s->fork_of);
-                    dsn_queue_emit(c->queue, o);
-                }
+                char why[96];
+                snprintf(why, sizeof(why), "node %u could not copy sequence %llu", c->node_id,
+                         (unsigned long long)s->fork_of);
+                emit_kv_done(c, s->id, 0, why);
                 continue;
             }
             DSI_ERROR("sequence %llu: cannot share the prompt of sequence %llu (%s): it ends "
