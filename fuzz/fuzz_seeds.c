@@ -279,6 +279,11 @@ static void wire_seeds(void)
     c.width = 5;
     c.dtype = DST_WIRE_BF16;
     wire_seed("combine-bf16-odd", &c, NULL, 0);
+    dst_wire_hdr_t k = {.type = DST_WIRE_KV, .dtype = DST_WIRE_U8, .src = 1, .epoch = 1,
+                        .layer = 2, .n_rows = 2 * 3, .width = 10};
+    dst_wire_kv_t rec = {.seq_id = 12, .first = 64, .n_tokens = 3, .total = 67, .n_layers = 2,
+                         .row = 5, .kv_dtype = 1, .checksum = 0x1234};
+    wire_seed("kv-bf16", &k, &rec, sizeof(rec));
 }
 
 int main(int argc, char **argv)
