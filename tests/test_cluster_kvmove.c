@@ -142,8 +142,8 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
     for (int r = 0; r < n_req; r++) {
         uint64_t id;
         q[r] = (req_t){run, r};
-        dsc_cluster_req_t req = {prompts[r], prompt_len[r], (uint32_t)steps, 0.0f, 1.0f, 0, 0,
-                                 NULL};
+        dsc_cluster_req_t req = {prompts[r], prompt_len[r], (uint32_t)steps, 0.0f, 1.0f, 0,
+                                 0,          NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
     uv_timer_init(&run->loop, &run->timer);
@@ -158,8 +158,9 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
         DSI_CHECK_INT_EQ(run->n_got[r], steps);
         int same = memcmp(run->got[r], want[r], (size_t)steps * sizeof(int32_t)) == 0;
         if (!same)
-            fprintf(stderr, "%d nodes, %d stages: request %d differs from the single-process "
-                            "engine\n",
+            fprintf(stderr,
+                    "%d nodes, %d stages: request %d differs from the single-process "
+                    "engine\n",
                     nodes, stages, r);
         DSI_CHECK(same);
     }

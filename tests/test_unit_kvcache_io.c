@@ -58,9 +58,8 @@ static int export_all(const dsn_kvcache_t *src, uint32_t per, chunk_t *out)
         uint32_t k = LEN - first < per ? LEN - first : per;
         out[n].bytes = dsn_kvio_bytes(src->n_layers, src->row, src->dtype, k);
         out[n].data = malloc(out[n].bytes);
-        DSI_CHECK_INT_EQ(dsn_kvio_export(src, first, k, LEN, out[n].data, out[n].bytes,
-                                         &out[n].meta),
-                         DSI_OK);
+        DSI_CHECK_INT_EQ(
+            dsn_kvio_export(src, first, k, LEN, out[n].data, out[n].bytes, &out[n].meta), DSI_OK);
     }
     return n;
 }
@@ -212,21 +211,21 @@ static void corrupt(void)
     char why[256];
     int complete = 0;
     DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why,
-                                       sizeof(why)),
-                     DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why,
-                                       sizeof(why)),
-                     DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_OK);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(why, "twice") != NULL);
     DSI_CHECK_INT_EQ(complete, 0);
     DSI_CHECK_INT_EQ(dst->length, 0);
     dsn_kvio_rx_free(&rx);
     dsn_kvcache_clear(dst);
     /* no transfer started */
-    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why,
-                                       sizeof(why)),
-                     DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
     /* export of positions the cache does not hold */
     uint8_t buf[64];
     DSI_CHECK_INT_EQ(dsn_kvio_export(src, 128, 64, LEN, c[0].data, c[0].bytes, &m),

@@ -76,8 +76,8 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
         if (payload == NULL ||
             dsn_kvio_export(kv, first, k, m->n_tokens, payload, data, &meta) != DSI_OK) {
             dsn_queue_buf_put(payload);
-            snprintf(why, sizeof(why), "node %u could not export positions %u + %u",
-                     c->node_id, first, k);
+            snprintf(why, sizeof(why), "node %u could not export positions %u + %u", c->node_id,
+                     first, k);
             DSI_ERROR("KV move of sequence %llu: %s", (unsigned long long)m->seq_id, why);
             emit_done(c, m->to_seq, 0, 0, why);
             return;
@@ -181,17 +181,18 @@ int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t)
     }
     char why[DSN_OUT_TEXT], msg[DSN_OUT_TEXT + 64];
     if (h->layer != (uint32_t)c->first_layer) {
-        snprintf(msg, sizeof(msg), "a chunk from node %u of layers from %u, this stage's start at %d",
-                 t->peer, h->layer, c->first_layer);
+        snprintf(msg, sizeof(msg),
+                 "a chunk from node %u of layers from %u, this stage's start at %d", t->peer,
+                 h->layer, c->first_layer);
         finish_rx(c, s, 0, msg);
         return 0;
     }
-    dsn_kvio_chunk_t m = {rec->first,    rec->n_tokens, rec->total,   rec->n_layers,
-                          rec->row,      rec->kv_dtype, rec->checksum};
+    dsn_kvio_chunk_t m = {rec->first, rec->n_tokens, rec->total,   rec->n_layers,
+                          rec->row,   rec->kv_dtype, rec->checksum};
     size_t data = dst_wire_tensor_bytes(h);
     int complete = 0;
-    dsi_status_t st = dsn_kvio_rx_chunk(s->kv_rx, s->kv, &m, t->payload, data, &complete, why,
-                                        sizeof(why));
+    dsi_status_t st =
+        dsn_kvio_rx_chunk(s->kv_rx, s->kv, &m, t->payload, data, &complete, why, sizeof(why));
     if (st != DSI_OK) {
         snprintf(msg, sizeof(msg), "a chunk from node %u: %s", t->peer, why);
         finish_rx(c, s, 0, msg);

@@ -8,7 +8,8 @@
 
 size_t dsn_kvio_width(int row, dsn_kv_dtype_t dtype)
 {
-    return (size_t)row * (size_t)dsn_kv_dtype_size(dtype) + (dtype == DSN_KV_FP8 ? sizeof(float) : 0);
+    return (size_t)row * (size_t)dsn_kv_dtype_size(dtype) +
+           (dtype == DSN_KV_FP8 ? sizeof(float) : 0);
 }
 
 size_t dsn_kvio_bytes(int n_layers, int row, dsn_kv_dtype_t dtype, uint32_t n_tokens)
@@ -187,8 +188,7 @@ static const char *chunk_problem(const dsn_kvio_rx_t *rx, const dsn_kvcache_t *k
 }
 
 dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_kvio_chunk_t *m,
-                               const void *data, size_t bytes, int *complete, char *why,
-                               size_t cap)
+                               const void *data, size_t bytes, int *complete, char *why, size_t cap)
 {
     *complete = 0;
     const char *bad = chunk_problem(rx, kv, m, bytes, why, cap);

@@ -24,13 +24,13 @@
 
 /* What describes one chunk (it travels beside the data). */
 typedef struct {
-    uint32_t first;       /* first position, a multiple of DSN_KV_BLOCK */
-    uint32_t n_tokens;    /* positions in the chunk, >= 1 */
-    uint32_t total;       /* positions of the whole transfer */
-    uint32_t n_layers;    /* layers of the sender's slice */
-    uint32_t row;         /* values per row (kv_lora_rank + qk_rope_head_dim) */
-    uint32_t dtype;       /* dsn_kv_dtype_t of the records */
-    uint64_t checksum;    /* dsn_kvio_checksum of the data */
+    uint32_t first;    /* first position, a multiple of DSN_KV_BLOCK */
+    uint32_t n_tokens; /* positions in the chunk, >= 1 */
+    uint32_t total;    /* positions of the whole transfer */
+    uint32_t n_layers; /* layers of the sender's slice */
+    uint32_t row;      /* values per row (kv_lora_rank + qk_rope_head_dim) */
+    uint32_t dtype;    /* dsn_kv_dtype_t of the records */
+    uint64_t checksum; /* dsn_kvio_checksum of the data */
 } dsn_kvio_chunk_t;
 
 /* Bytes of one record: a row of `dtype` values, and its scale for fp8. */
