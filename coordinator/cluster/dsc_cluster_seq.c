@@ -385,6 +385,9 @@ void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s)
              "submitted again",
              (unsigned long long)s->handle, (unsigned long long)s->wire_id, s->n_generated);
     dsc_seq_withdraw(cl, s);
+    /* Submitted again as a sequence of its own: a fork of its parent's prompt would need the
+     * blocks the full pool just lacked and could be preempted again at once. */
+    s->share_prefix_of = 0;
     if (cl->ready)
         dsc_seq_submit(cl, s);
 }

@@ -144,6 +144,10 @@ static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *toke
             seq_done(b, s, DSC_API_FINISH_STOP, "stop");
         else
             seq_done(b, s, DSC_API_FINISH_LENGTH, "length");
+    } else if (finish == DST_FINISH_KV_FULL) {
+        seq_fail(b, s, DSI_ERR_TOO_LARGE,
+                 "the request needs more KV cache than a node's pool holds (its prompt and "
+                 "max_tokens; the pool is set by --kv-pool or --mem): ask for fewer tokens");
     } else if (finish != DST_FINISH_NONE) {
         seq_fail(
             b, s, DSI_ERR_PEER,

@@ -105,6 +105,10 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 emit_kv_done(c, s->id, 0, why);
                 continue;
             }
+            if (st == DSI_ERR_CAPACITY) { /* the pool is full: wait like any other sequence */
+                dsn_stage_preempt(c, s);
+                continue;
+            }
             DSI_ERROR("sequence %llu: cannot share the prompt of sequence %llu (%s): it ends "
                       "with an error",
                       (unsigned long long)s->id, (unsigned long long)s->fork_of,
@@ -497,7 +501,7 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
     dsn_kvcache_clear(s->kv);
     s->done = 1;
     s->has_next = 0;
-    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_KV_FULL);
 }
 
 /* Free blocks of the engine's pool (INT64_MAX without a limit). */

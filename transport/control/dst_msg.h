@@ -122,6 +122,8 @@ typedef enum {
     /* node -> coordinator only: the sequence lost its KV cache to memory pressure (a node's KV
      * pool ran out of blocks); the coordinator submits it again with the tokens so far. */
     DST_FINISH_PREEMPTED = 5,
+    /* the sequence needs more KV blocks than a node's whole pool holds (--kv-pool, --mem) */
+    DST_FINISH_KV_FULL = 6,
     DST_FINISH_END
 } dst_finish_t;
 
