@@ -42,6 +42,7 @@ typedef struct {
     uint32_t drain_id;
     int n_req, steps;
     int drained, done, failed, all_done;
+    uint64_t all_done_ms;
     uint64_t tokens_seen;
     int32_t got[N_REQ][STEPS];
     uint32_t n_got[N_REQ];
@@ -58,7 +59,10 @@ static void maybe_stop(run_t *run)
 {
     dsc_cluster_stats_t st;
     dsc_cluster_stats(run->cl, &st);
-    if (!run->all_done || st.live_switches == 0)
+    /* A drain that restarted the requests instead is over once they are done: stop soon after
+     * (the checks below then fail). */
+    if (!run->all_done ||
+        (st.live_switches == 0 && uv_now(&run->loop) - run->all_done_ms < 20000))
         return;
     dsc_cluster_shutdown(run->cl, "test done");
     uv_stop(&run->loop);
@@ -83,6 +87,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
             run->failed++;
         if (++run->done == run->n_req) {
             run->all_done = 1;
+            run->all_done_ms = uv_now(&run->loop);
             maybe_stop(run);
         }
     }
@@ -134,7 +139,8 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
     DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co.secret), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
     snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
-    static const char *const threads[] = {"--threads", "1", NULL};
+    /* The same budget everywhere, so that the planner's choices do not follow free memory. */
+    static const char *const threads[] = {"--threads", "1", "--mem", "2G", NULL};
     DSI_CHECK_INT_EQ(cli_spawn_nodes_argv(nodes, run->addr, model,
                                           node_args != NULL ? node_args : threads, run->pids),
                      0);
@@ -211,7 +217,8 @@ int main(void)
     run_drain(4, 2, 3, N_REQ, STEPS, NULL, 1);
     /* 3 blocks of 64 positions of 4 layers of f32 rows of 80 values (the tests' KV type): a
      * sequence of 8 + 100 tokens needs 2. */
-    static const char *const small_pool[] = {"--threads", "1", "--kv-pool", "245760", NULL};
+    static const char *const small_pool[] = {"--threads", "1", "--mem", "2G", "--kv-pool", "245760",
+                                             NULL};
     run_drain(2, 1, 1, 2, 100, small_pool, 0);
     return dsi_test_finish();
 }
