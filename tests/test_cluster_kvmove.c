@@ -1,10 +1,10 @@
 /*
  * A drained node's sequences move to their new lane with their KV cache (docs/ELASTICITY.md,
  * "KV moves with its sequence"), with real dsinfer-node processes on loopback and the tiny-v3
- * fixture. Long greedy requests run; mid-generation one node is drained (dsc_cluster_drain, as
- * `dsinfer cluster drain` does). Every request must finish with exactly the tokens of the
- * single-process engine, the drain must be one live switch, and the statistics (the /metrics
- * counters) must show sequences moved with their KV cache and none prefilled again:
+ * fixture. Long requests run (greedy, and one sampled); mid-generation one node is drained
+ * (dsc_cluster_drain, as `dsinfer cluster drain` does). Every request must finish with exactly the
+ * tokens of the single-process engine, the drain must be one live switch, and the statistics (the
+ * /metrics counters) must show sequences moved with their KV cache and none prefilled again:
  *   - 3 nodes, one stage: the drained node's sequences move to the other two;
  *   - 4 nodes, two stages of two: a stage-1 node drains; its sequences' stage-1 rows move to the
  *     other stage-1 node, and their stage-0 rows stay (copied on the node) or move with them;
@@ -22,6 +22,7 @@
 #include "dsi_test.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
+#include "dsn_sampler.h"
 
 #define N_REQ     4
 #define STEPS     320
@@ -31,6 +32,10 @@ static const char *model;
 static int32_t prompts[N_REQ][8];
 static uint32_t prompt_len[N_REQ];
 static int32_t want[N_REQ][STEPS];
+/* Request SAMPLED samples (temperature 0.9, top_p 0.95, its own seed): it is the one on the
+ * drained node, and must go on with the random stream of an undisturbed run. */
+#define SAMPLED 1
+static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
 
 typedef struct {
     uv_loop_t loop;
@@ -61,8 +66,7 @@ static void maybe_stop(run_t *run)
     dsc_cluster_stats(run->cl, &st);
     /* A drain that restarted the requests instead is over once they are done: stop soon after
      * (the checks below then fail). */
-    if (!run->all_done ||
-        (st.live_switches == 0 && uv_now(&run->loop) - run->all_done_ms < 20000))
+    if (!run->all_done || (st.live_switches == 0 && uv_now(&run->loop) - run->all_done_ms < 20000))
         return;
     dsc_cluster_shutdown(run->cl, "test done");
     uv_stop(&run->loop);
@@ -150,6 +154,11 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
         q[r] = (req_t){run, r};
         dsc_cluster_req_t req = {prompts[r], prompt_len[r], (uint32_t)steps, 0.0f, 1.0f, 0,
                                  0,          NULL};
+        if (r == SAMPLED) {
+            req.temperature = sampling.temperature;
+            req.top_p = sampling.top_p;
+            req.seed = sampling.seed;
+        }
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
     uv_timer_init(&run->loop, &run->timer);
@@ -213,12 +222,13 @@ int main(void)
         p[r] = prompts[r];
     }
     dsi_test_greedy(model, N_REQ, p, prompt_len, STEPS, &want[0][0], NULL);
+    dsi_test_sample(model, 1, &p[SAMPLED], &prompt_len[SAMPLED], STEPS, &sampling, want[SAMPLED]);
     run_drain(3, 1, 1, N_REQ, STEPS, NULL, 1);
     run_drain(4, 2, 3, N_REQ, STEPS, NULL, 1);
     /* 3 blocks of 64 positions of 4 layers of f32 rows of 80 values (the tests' KV type): a
      * sequence of 8 + 100 tokens needs 2. */
-    static const char *const small_pool[] = {"--threads", "1", "--mem", "2G", "--kv-pool", "245760",
-                                             NULL};
+    static const char *const small_pool[] = {"--threads", "1",      "--mem", "2G",
+                                             "--kv-pool", "245760", NULL};
     run_drain(2, 1, 1, 2, 100, small_pool, 0);
     return dsi_test_finish();
 }
