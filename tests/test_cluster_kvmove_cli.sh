@@ -86,7 +86,8 @@ for _ in $(seq 100); do
     >/dev/null && break
   sleep 0.1
 done
-jq -e '.live_switches == 1 and ([.nodes[] | select(.id == 1)][0].state == "drained")' \
+jq -e '.live_switches == 1 and ([.nodes[] | select(.id == 1)][0].state == "drained")
+       and .kv_moved_sequences >= 1 and .kv_moved_bytes > 0 and .reprefilled == 0' \
   "$TMP/status.json" >/dev/null && ok || bad "status after the drain: $(cat "$TMP/status.json")"
 moved=$(metric dsinfer_cluster_kv_moved_sequences_total)
 bytes=$(metric dsinfer_cluster_kv_moved_bytes_total)

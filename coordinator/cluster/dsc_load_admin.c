@@ -143,6 +143,11 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
     static const char *phases[] = {"none", "preparing", "draining"};
     json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
     json_object_set_new(root, "preemptions", json_integer((json_int_t)st.preemptions));
+    json_object_set_new(root, "kv_moved_sequences",
+                        json_integer((json_int_t)st.kv_moved_sequences));
+    json_object_set_new(root, "kv_moved_bytes", json_integer((json_int_t)st.kv_moved_bytes));
+    json_object_set_new(root, "kv_move_failures", json_integer((json_int_t)st.kv_move_failures));
+    json_object_set_new(root, "reprefilled", json_integer((json_int_t)st.reprefilled));
     json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
     dsc_cluster_condition_t cond;
     dsc_cluster_condition(cl, &cond);
