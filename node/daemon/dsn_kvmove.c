@@ -27,7 +27,7 @@
 /* A chunk whose sequence never shows up is dropped after this long. */
 #define ORPHAN_CHUNK_NS (60ULL * 1000000000ULL)
 
-static void emit_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why)
+void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why)
 {
     dsn_out_t *o = dsn_queue_out_get(c->queue);
     if (o == NULL) {
@@ -52,7 +52,7 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
                  c->node_id, s != NULL && s->kv != NULL ? (long long)s->kv->length : 0LL,
                  (unsigned long long)m->seq_id, m->n_tokens);
         DSI_WARN("KV move refused: %s", why);
-        emit_done(c, m->to_seq, 0, 0, why);
+        dsn_kvmove_done(c, m->to_seq, 0, 0, why);
         return;
     }
     const dsn_kvcache_t *kv = s->kv;
@@ -79,7 +79,7 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
             snprintf(why, sizeof(why), "node %u could not export positions %u + %u", c->node_id,
                      first, k);
             DSI_ERROR("KV move of sequence %llu: %s", (unsigned long long)m->seq_id, why);
-            emit_done(c, m->to_seq, 0, 0, why);
+            dsn_kvmove_done(c, m->to_seq, 0, 0, why);
             return;
         }
         memset(payload + data, 0, total - data);
@@ -94,7 +94,7 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
                                .checksum = meta.checksum};
         if (dsn_stage_emit_wire(c, m->to, &h, payload, total) != 0) {
             snprintf(why, sizeof(why), "node %u is out of memory sending it", c->node_id);
-            emit_done(c, m->to_seq, 0, 0, why);
+            dsn_kvmove_done(c, m->to_seq, 0, 0, why);
             return;
         }
         bytes += data;
@@ -126,14 +126,14 @@ static void finish_rx(dsn_compute_t *c, dsn_seq_t *s, int ok, const char *why)
         DSI_INFO("sequence %llu: %u positions of KV cache received (%.1f KiB): it continues "
                  "without a prefill",
                  (unsigned long long)s->id, n, (double)bytes / 1024);
-        emit_done(c, s->id, 1, bytes, NULL);
+        dsn_kvmove_done(c, s->id, 1, bytes, NULL);
         return;
     }
     DSI_WARN("sequence %llu: its KV cache cannot move here (%s): it will be prefilled again",
              (unsigned long long)s->id, why);
     dsn_kvcache_clear(s->kv);
     s->done = 1;
-    emit_done(c, s->id, 0, 0, why);
+    dsn_kvmove_done(c, s->id, 0, 0, why);
 }
 
 void dsn_kvmove_start(dsn_compute_t *c, dsn_seq_t *s)

@@ -57,19 +57,6 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
     }
 }
 
-/* KV_DONE of a moving sequence whose rows this node held (copied, or not: why). */
-static void emit_kv_done(dsn_compute_t *c, uint64_t seq_id, int ok, const char *why)
-{
-    dsn_out_t *o = dsn_queue_out_get(c->queue);
-    if (o == NULL)
-        return; /* the coordinator's deadline for the move falls back */
-    o->type = DSN_OUT_KV_DONE;
-    o->seq_id = seq_id;
-    o->finish = (uint8_t)(ok != 0);
-    snprintf(o->text, sizeof(o->text), "%s", why != NULL ? why : "");
-    dsn_queue_emit(c->queue, o);
-}
-
 void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
 {
     for (int b = 0; b < DSN_SEQ_BUCKETS && c->n_fork_wait > 0; b++) {
@@ -90,7 +77,7 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 DSI_DEBUG("sequence %llu: %u prompt tokens copied from sequence %llu",
                           (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
                 if (s->kv_move)
-                    emit_kv_done(c, s->id, 1, NULL);
+                    dsn_kvmove_done(c, s->id, 1, 0, NULL);
                 continue;
             }
             if (s->kv_move) {
@@ -102,7 +89,7 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 char why[96];
                 snprintf(why, sizeof(why), "node %u could not copy sequence %llu", c->node_id,
                          (unsigned long long)s->fork_of);
-                emit_kv_done(c, s->id, 0, why);
+                dsn_kvmove_done(c, s->id, 0, 0, why);
                 continue;
             }
             if (st == DSI_ERR_CAPACITY) { /* the pool is full: wait like any other sequence */

@@ -233,6 +233,9 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m);
 void dsn_kvmove_start(dsn_compute_t *c, dsn_seq_t *s);
 /* A KV message: 1 when it must wait (its sequence is unknown yet), 0 when consumed. */
 int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t);
+/* KV_DONE for the coordinator: the move into sequence seq_id ended here (ok, bytes received),
+ * or not (why). */
+void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why);
 
 /* dsn_grammar.c */
 /* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the
