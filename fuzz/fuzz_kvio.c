@@ -52,8 +52,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     while (size >= 27 && !complete) {
-        dsn_kvio_chunk_t m = {rd32(data),      rd32(data + 4),  rd32(data + 8),
-                              rd32(data + 12), rd32(data + 16), rd32(data + 20), 0};
+        dsn_kvio_chunk_t m = {rd32(data),
+                              rd32(data + 4),
+                              rd32(data + 8),
+                              rd32(data + 12),
+                              rd32(data + 16),
+                              rd32(data + 20),
+                              0};
         int claimed = data[24] & 1;
         size_t len = (size_t)(data[25] | data[26] << 8);
         data += 27;
