@@ -33,3 +33,83 @@ wait_for_line() {
     done
     return 1
 }
+
+# The start-up of the test_cluster_serve_*.sh tests.
+#   serve_tmp                  TMP (a fresh folder), PIDS (processes to stop), FAILED=0 and
+#                              fail MESSAGE; at exit the processes are stopped, TMP removed
+#   serve_start LOG ARGS...    `dsinfer serve ARGS` in the background (SERVER_PID, also in PIDS)
+#                              until ready: sets URL; 1 with the log's tail when it did not start
+#   serve_stop                 stop SERVER_PID (SIGTERM, wait)
+#   coord_start LOG ARGS...    `dsinfer-coordinator ARGS --port-file TMP/cport` (COORD_PID, in
+#                              PIDS) until its API listens: sets URL and CPORT (the nodes' port)
+#   node_start LOG ARGS...     `dsinfer-node --coordinator 127.0.0.1:CPORT ARGS` (in PIDS)
+#   wait_healthy [PID]         until URL/health answers 200 (at most 60 s) or PID ended
+#   npm_client                 0 when tests/npm's openai client is installed (else says why)
+serve_tmp() {
+    TMP=$(mktemp -d)
+    PIDS=
+    FAILED=0
+    trap serve_cleanup EXIT
+}
+serve_cleanup() {
+    local p
+    for p in $PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+fail() {
+    echo "FAIL: $*"
+    FAILED=1
+}
+serve_start() {
+    local log=$1
+    shift
+    dsinfer serve "$@" 2>"$log" &
+    SERVER_PID=$!
+    PIDS="$SERVER_PID $PIDS"
+    wait_for_line "$log" "ready: http://" "$SERVER_PID" ||
+        { tail -20 "$log"; echo "FAIL: dsinfer serve did not start"; return 1; }
+    URL=$(grep -o 'ready: http://[0-9.:]*' "$log" | head -1 | cut -c8-)
+}
+serve_stop() {
+    kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    PIDS=${PIDS//$SERVER_PID/}
+    SERVER_PID=
+}
+coord_start() {
+    local log=$1
+    shift
+    dsinfer-coordinator "$@" --port-file "$TMP/cport" 2>"$log" &
+    COORD_PID=$!
+    PIDS="$COORD_PID $PIDS"
+    wait_for_line "$log" "OpenAI API on" "$COORD_PID" &&
+        wait_for_line "$TMP/cport" "[0-9]" "$COORD_PID" ||
+        { tail -20 "$log"; echo "FAIL: the coordinator did not start"; return 1; }
+    URL=http://127.0.0.1:$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$log" | grep -o '[0-9]*$')
+    CPORT=$(cat "$TMP/cport")
+}
+node_start() {
+    local log=$1
+    shift
+    dsinfer-node --coordinator "127.0.0.1:$CPORT" "$@" 2>"$log" &
+    PIDS="$! $PIDS"
+}
+wait_healthy() {
+    local pid=${1:-}
+    for _ in $(seq 600); do
+        [ "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && return 0
+        [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && return 1
+        sleep 0.1
+    done
+    return 1
+}
+npm_client() {
+    local src=${DSINFER_SOURCE:-$(dirname "${BASH_SOURCE[0]}")/..}
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        echo "SKIPPED (part): no npm for the openai client"
+        return 1
+    fi
+    (cd "$src" && timeout 300 npm install --prefix tests/npm --no-audit --no-fund \
+        >"$TMP/npm.log" 2>&1) && return 0
+    echo "SKIPPED (part): npm install of the openai client failed (no registry?)"
+    return 1
+}
