@@ -1,4 +1,5 @@
-# serve_chat.bash - sourced by the test_cluster_serve_*.sh launcher tests: one greedy chat request
+# serve_chat.bash - sourced by the test_cluster_serve_*.sh tests: their start-up (a temporary
+# folder, servers, coordinators and nodes started and stopped; below) and one greedy chat request
 # to a served API, compared with `dsinfer run --chat` on the same model.
 #   serve_chat URL MODEL TMPDIR [KEY]  -> 0 when the answer is 200 and equals dsinfer run's
 serve_chat() {
@@ -36,28 +37,35 @@ wait_for_line() {
 
 # The start-up of the test_cluster_serve_*.sh tests.
 #   serve_tmp                  TMP (a fresh folder), PIDS (processes to stop), FAILED=0 and
-#                              fail MESSAGE; at exit the processes are stopped, TMP removed
+#                              fail MESSAGE; at exit PIDS and the other background jobs are
+#                              stopped, TMP removed
 #   serve_start LOG ARGS...    `dsinfer serve ARGS` in the background (SERVER_PID, also in PIDS)
 #                              until ready: sets URL; 1 with the log's tail when it did not start
-#   serve_stop                 stop SERVER_PID (SIGTERM, wait)
+#   serve_stop [SIGNAL]        stop_wait SERVER_PID SIGNAL
+#   stop_wait PID [SIGNAL]     send PID SIGNAL (TERM; 0: none, it ends by itself), wait for it
+#                              (out of PIDS): returns its exit status
 #   coord_start LOG ARGS...    `dsinfer-coordinator ARGS --port-file TMP/cport` (COORD_PID, in
 #                              PIDS) until its API listens: sets URL and CPORT (the nodes' port)
-#   node_start LOG ARGS...     `dsinfer-node --coordinator 127.0.0.1:CPORT ARGS` (in PIDS)
+#   node_start LOG ARGS...     `dsinfer-node --coordinator 127.0.0.1:CPORT ARGS` (NODE_PID, in
+#                              PIDS)
 #   wait_healthy [PID]         until URL/health answers 200 (at most 60 s) or PID ended
 #   npm_client                 0 when tests/npm's openai client is installed (else says why)
 serve_tmp() {
     TMP=$(mktemp -d)
     PIDS=
+    # shellcheck disable=SC2034 # read by the tests
     FAILED=0
     trap serve_cleanup EXIT
 }
 serve_cleanup() {
     local p
     for p in $PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    jobs -p | xargs -r kill 2>/dev/null
     rm -rf "$TMP"
 }
 fail() {
     echo "FAIL: $*"
+    # shellcheck disable=SC2034 # read by the tests
     FAILED=1
 }
 serve_start() {
@@ -71,9 +79,20 @@ serve_start() {
     URL=$(grep -o 'ready: http://[0-9.:]*' "$log" | head -1 | cut -c8-)
 }
 serve_stop() {
-    kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    PIDS=${PIDS//$SERVER_PID/}
+    local rc
+    stop_wait "$SERVER_PID" "${1:-TERM}"
+    rc=$?
     SERVER_PID=
+    return $rc
+}
+stop_wait() {
+    local pid=$1 sig=${2:-TERM} rc p rest=
+    [ "$sig" = 0 ] || kill -"$sig" "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rc=$?
+    for p in $PIDS; do [ "$p" = "$pid" ] || rest="$rest $p"; done
+    PIDS=$rest
+    return $rc
 }
 coord_start() {
     local log=$1
@@ -91,7 +110,8 @@ node_start() {
     local log=$1
     shift
     dsinfer-node --coordinator "127.0.0.1:$CPORT" "$@" 2>"$log" &
-    PIDS="$! $PIDS"
+    NODE_PID=$!
+    PIDS="$NODE_PID $PIDS"
 }
 wait_healthy() {
     local pid=${1:-}
