@@ -31,7 +31,7 @@
 
 typedef enum {
     DSC_API_KIND_CHAT = 0,   /* POST /v1/chat/completions: `messages` is set */
-    DSC_API_KIND_COMPLETION, /* POST /v1/completions: `prompt` is set */
+    DSC_API_KIND_COMPLETION, /* POST /v1/completions: `prompt` or `prompt_ids` is set */
 } dsc_api_kind_t;
 
 typedef enum {
