@@ -160,6 +160,8 @@
       "the model id of the API (none: the model directory's name)") \
     X(MAX_QUEUE, "max-queue", INT, "64", 1, 65536, "N", DSI_P_API, 0, \
       "requests generated at once; more get 429") \
+    X(MAX_PROMPTS, "max-prompts", INT, "64", 1, 65536, "N", DSI_P_API, 0, \
+      "prompts in one /v1/completions batch (prompt as an array); more get 400") \
     X(MAX_BODY, "max-body", SIZE, "4M", 1024, 4294967296.0, "BYTES", DSI_P_API, 0, \
       "largest request body, larger gets 413") \
     X(MAX_HEADER, "max-header", SIZE, "16K", 1024, 4294967296.0, "BYTES", DSI_P_API, 0, \

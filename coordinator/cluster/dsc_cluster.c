@@ -475,6 +475,9 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_LOAD_STATS:
         dsc_cluster_on_load_stats(cl, cs, &msg->load_stats);
         break;
+    case DST_MSG_KV_DONE:
+        dsc_kvmove_on_done(cl, cs, &msg->kv_done);
+        break;
     case DST_MSG_ERROR:
         DSI_ERROR("node %u reports: %s", cl->nodes[cs->node].id, msg->error.text);
         break;
@@ -543,6 +546,7 @@ static void on_timer(uv_timer_t *t)
         if (n->state != NODE_DEAD && now - n->last_seen_ns > limit)
             node_lost(cl, n, "no heartbeat within the node timeout");
     }
+    dsc_kvmove_tick(cl, now);
     /* Requests never wait forever: a cluster that cannot serve again in time fails them. */
     uint64_t stall = (uint64_t)cl->opts.stall_timeout_ms * 1000000ULL;
     now = dsc_now_ns(); /* a re-plan above may have just started the wait */

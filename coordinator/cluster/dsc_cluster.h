@@ -182,6 +182,10 @@ typedef struct {
     /* prefix cache, from the nodes' HEARTBEATs: prompt tokens stage 0 took, and those it found
      * cached (not computed) */
     uint64_t prefix_prompt_tokens, prefix_hit_tokens;
+    uint64_t kv_moved_sequences; /* sequences a live switch moved with their KV cache */
+    uint64_t kv_moved_bytes;     /* KV cache bytes those moves carried */
+    uint64_t kv_move_failures;   /* moves that failed and fell back to a prefill */
+    uint64_t reprefilled;        /* sequences a re-plan submitted again to be prefilled anew */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 

@@ -50,6 +50,13 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_add(b->prefix_hit, (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
     dsc_metric_add(b->prefix_prompt,
                    (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
+    dsc_metric_add(b->kv_moved_seqs,
+                   (double)st.kv_moved_sequences - dsc_metric_value(b->kv_moved_seqs));
+    dsc_metric_add(b->kv_moved_bytes,
+                   (double)st.kv_moved_bytes - dsc_metric_value(b->kv_moved_bytes));
+    dsc_metric_add(b->kv_move_failures,
+                   (double)st.kv_move_failures - dsc_metric_value(b->kv_move_failures));
+    dsc_metric_add(b->reprefilled, (double)st.reprefilled - dsc_metric_value(b->reprefilled));
     for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {
         dsc_cluster_node_kv_t kv;
         if (!dsc_cluster_node_kv(b->cluster, i, &kv))
@@ -321,6 +328,31 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     b->prefill_tokens = dsc_metric_series(prefill, NULL);
     b->shared_tokens = dsc_metric_series(shared, NULL);
     if (b->prefill_tokens == NULL || b->shared_tokens == NULL)
+        return 0;
+    dsc_metric_family_t *moved = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_moved_sequences_total",
+        "Sequences a live re-plan (a drain) moved to another node with their KV cache, without a "
+        "prefill",
+        NULL, 0);
+    dsc_metric_family_t *moved_bytes = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_moved_bytes_total", "KV cache bytes those moves carried", NULL, 0);
+    dsc_metric_family_t *move_failed = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_move_failures_total",
+        "KV moves that failed (no room, a bad transfer, no answer) and fell back to a prefill",
+        NULL, 0);
+    dsc_metric_family_t *reprefilled = dsc_metrics_counter(
+        m, "dsinfer_cluster_reprefilled_sequences_total",
+        "Sequences a re-plan submitted again to be prefilled from their tokens (a lost node, a "
+        "restart, a failed KV move)",
+        NULL, 0);
+    if (moved == NULL || moved_bytes == NULL || move_failed == NULL || reprefilled == NULL)
+        return 0;
+    b->kv_moved_seqs = dsc_metric_series(moved, NULL);
+    b->kv_moved_bytes = dsc_metric_series(moved_bytes, NULL);
+    b->kv_move_failures = dsc_metric_series(move_failed, NULL);
+    b->reprefilled = dsc_metric_series(reprefilled, NULL);
+    if (b->kv_moved_seqs == NULL || b->kv_moved_bytes == NULL || b->kv_move_failures == NULL ||
+        b->reprefilled == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);
     b->rebalances = dsc_metric_series(rebalances, NULL);

@@ -411,6 +411,9 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_BIAS:
         push_msg_task(node, DSN_TASK_BIAS, msg);
         break;
+    case DST_MSG_KV_MOVE:
+        push_msg_task(node, DSN_TASK_KV_MOVE, msg);
+        break;
     case DST_MSG_SWITCH:
         on_switch(node, msg->sw.epoch);
         break;
@@ -579,6 +582,14 @@ static void on_wake(uv_async_t *async)
             send_msg(node, &m);
         } else if (o->type == DSN_OUT_FAILED) {
             node_stop(node, DSI_ERR_INTERNAL);
+        } else if (o->type == DSN_OUT_KV_DONE) {
+            dst_msg_t m = {.type = DST_MSG_KV_DONE};
+            m.kv_done.node_id = node->node_id;
+            m.kv_done.seq_id = o->seq_id;
+            m.kv_done.ok = o->finish;
+            m.kv_done.bytes = o->kv_bytes;
+            snprintf(m.kv_done.text, sizeof(m.kv_done.text), "%s", o->text);
+            send_msg(node, &m);
         } else if (o->type == DSN_OUT_LOAD) {
             dst_msg_t m = {.type = DST_MSG_LOAD_STATS};
             m.load_stats = (dst_msg_load_stats_t){

@@ -29,6 +29,10 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 
 static void seq_free(dsn_seq_t *s)
 {
+    if (s->kv_rx != NULL) {
+        dsn_kvio_rx_free(s->kv_rx);
+        free(s->kv_rx);
+    }
     dsn_grammar_free(s);
     dsn_stage_spec_seq_free(s);
     dsn_kvcache_destroy(s->kv);
@@ -96,8 +100,8 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
 {
     for (int b = 0; b < DSN_SEQ_BUCKETS && c->n_fork_wait > 0; b++) {
         for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL; s = s->next_in_bucket) {
-            if (!s->fork_wait)
-                continue;
+            if (!s->fork_wait || s->kv_rx != NULL)
+                continue; /* not waiting, or waiting for rows from another node */
             dsn_seq_t *p = dsn_seq_find(c, s->fork_of);
             int ready = p != NULL && p->kv->length >= (int64_t)s->fork_len;
             if (!ready && p != NULL && p != leaving && !p->done)
@@ -111,6 +115,20 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 dsn_stage_spec_fork(c, s, p);
                 DSI_DEBUG("sequence %llu: %u prompt tokens copied from sequence %llu",
                           (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
+                if (s->kv_move)
+                    dsn_kvmove_done(c, s->id, 1, 0, NULL);
+                continue;
+            }
+            if (s->kv_move) {
+                /* The coordinator moves it again from its tokens: no error for the request. */
+                DSI_WARN("sequence %llu: cannot copy the KV cache of sequence %llu here (%s)",
+                         (unsigned long long)s->id, (unsigned long long)s->fork_of,
+                         ready ? dsi_status_message(st) : "it is gone");
+                s->done = 1;
+                char why[96];
+                snprintf(why, sizeof(why), "node %u could not copy sequence %llu", c->node_id,
+                         (unsigned long long)s->fork_of);
+                dsn_kvmove_done(c, s->id, 0, 0, why);
                 continue;
             }
             if (st == DSI_ERR_CAPACITY) { /* the pool is full: wait like any other sequence */
@@ -261,9 +279,16 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     *b = s;
     DSI_DEBUG("sequence %llu: %u prompt tokens, up to %u new", (unsigned long long)s->id,
               s->n_prompt, s->max_tokens);
-    if (m->fork_len > 0) {
+    if (m->fork_len > 0 && m->kv_move && dsn_seq_find(c, m->fork_of) == NULL) {
         s->fork_of = m->fork_of;
         s->fork_len = m->fork_len;
+        s->kv_move = 1;
+        dsn_stage_spec_seq_free(s); /* the module's own cache does not move */
+        dsn_kvmove_start(c, s);
+    } else if (m->fork_len > 0) {
+        s->fork_of = m->fork_of;
+        s->fork_len = m->fork_len;
+        s->kv_move = m->kv_move;
         s->fork_wait = 1;
         c->n_fork_wait++;
         dsn_stage_forks(c, NULL);
@@ -380,7 +405,9 @@ static void retry_deferred(dsn_compute_t *c)
     while (again) {
         again = 0;
         dsi_list_for_each_safe(t, &c->deferred, dsn_task_t, link) {
-            if (dsn_stage_activation(c, t) == 0) {
+            int wait = t->hdr.type == DST_WIRE_KV ? dsn_kvmove_chunk(c, t)
+                                                  : dsn_stage_activation(c, t);
+            if (wait == 0) {
                 dsi_list_remove(&t->link);
                 dsn_queue_task_put(c->queue, t);
                 again = 1;
@@ -412,6 +439,9 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
     case DSN_TASK_ORPHAN:
         dsn_stage_cleanup(c); /* the requests went with the coordinator; the slice stays */
         break;
+    case DSN_TASK_KV_MOVE:
+        dsn_kvmove_send(c, &task->msg.kv_move);
+        break;
     case DSN_TASK_RELOAD:
     case DSN_TASK_PREPARE:
     case DSN_TASK_SWITCH:
@@ -426,6 +456,11 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
             dsn_dispatch_serve(c, task);
         } else if (task->hdr.type == DST_WIRE_COMBINE) {
             dsn_dispatch_combine(c, task);
+        } else if (task->hdr.type == DST_WIRE_KV) {
+            if (dsn_kvmove_chunk(c, task) != 0) {
+                dsi_list_push_back(&c->deferred, &task->link); /* its SUBMIT comes later */
+                return 1;
+            }
         } else if (dsn_stage_activation(c, task) != 0) {
             dsi_list_push_back(&c->deferred, &task->link); /* kept until its sequence is ready */
             return 1;
