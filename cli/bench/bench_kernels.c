@@ -329,7 +329,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         } else { /* bit 6 clear: exponent <= 7, never the NaN code */
             bench_fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
         }
-        ws[c] = (dsk_matrix_t){dt, rows, cols, data, wscales};
+        ws[c] = (dsk_matrix_t){dt, rows, cols, data, wscales, DSK_LAYOUT_ROWS};
     }
     if (!ok) {
         fprintf(stderr, "dsinfer bench kernels: out of memory for %lldx%lld weights\n",
