@@ -62,11 +62,14 @@ DSK_INLINE void q4l_half(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
                     const int8_t *q = xq + t * kc_pad + g * G + j * 32 + 4 * m;
                     const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)),
                                                        _mm256_maddubs_epi16(hi, bcast4(q + 16)));
-                    a16[t] = m == 0 ? p : _mm256_add_epi16(a16[t], p);
+                    /* two steps in 16 bits (8 products: at most 15240), then to 32 */
+                    if (m % 2 == 0)
+                        a16[t] = p;
+                    else
+                        a32[t] = _mm256_add_epi32(
+                            a32[t], _mm256_madd_epi16(_mm256_add_epi16(a16[t], p), ones));
                 }
             }
-            for (int t = 0; t < T; t++)
-                a32[t] = _mm256_add_epi32(a32[t], _mm256_madd_epi16(a16[t], ones));
         }
         const __m256 wsv = _mm256_loadu_ps((const float *)(gp + chunks * 256) + 8 * h);
         for (int t = 0; t < T; t++) {

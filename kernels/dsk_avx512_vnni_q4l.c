@@ -38,11 +38,14 @@ typedef struct {
     int32_t corr[Q4L_GMAX]; /* -8 * sum of the group's q */
 } q4l_x_t;
 
-DSK_INLINE __m512i bcast4(const int8_t *q)
+/*
+ * acc += w (unsigned bytes) x the 4 signed bytes at q, broadcast: the broadcast is embedded in
+ * vpdpbusd ({1to16}), which gcc does not do by itself here (a separate vpbroadcastd per product).
+ */
+DSK_INLINE __m512i dpbusd_b(__m512i acc, __m512i w, const int8_t *q)
 {
-    int32_t v;
-    memcpy(&v, q, 4);
-    return _mm512_set1_epi32(v);
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)q));
+    return acc;
 }
 
 /*
@@ -79,9 +82,8 @@ DSK_INLINE void q4l_tile(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(v, 4), low);
                 for (int t = 0; t < T; t++) {
                     const int8_t *q = xq + t * kc_pad + g * G + j * 32 + 4 * m;
-                    acc[t][(2 * m) % nc] = _mm512_dpbusd_epi32(acc[t][(2 * m) % nc], lo, bcast4(q));
-                    acc[t][(2 * m + 1) % nc] =
-                        _mm512_dpbusd_epi32(acc[t][(2 * m + 1) % nc], hi, bcast4(q + 16));
+                    acc[t][(2 * m) % nc] = dpbusd_b(acc[t][(2 * m) % nc], lo, q);
+                    acc[t][(2 * m + 1) % nc] = dpbusd_b(acc[t][(2 * m + 1) % nc], hi, q + 16);
                 }
             }
         }
