@@ -121,7 +121,7 @@ _Static_assert(DSK_BF16X_PARTS >= 1 && DSK_BF16X_PARTS <= 3, "DSK_BF16X_PARTS is
  * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
  * matmul with n > ops->a8_n_max[dtype] (4 at avx2; 64 at avx512vnni, where int4 from 2 tokens and
  * I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t always take
- * f32 activations.
+ * f32 activations; int4 in DSK_LAYOUT_Q4_L16 takes int8 activations at every n (dsk_ops_t.q4l).
  */
 typedef enum {
     DSK_ACT_F32 = 0,

@@ -16,10 +16,15 @@
  *   the reference on the packed matrix gives the same as on the row-major one;
  * - the slots without a kernel for the layout (scalar, f32 activations, matmul_t, row_f32) give
  *   the f32 product through the references (the dsi_test_matmul bound).
+ *
+ * `test_kernel_q4l --bench`: GMAC/s of the row layout against the repacked one at each level
+ * (one thread, thread CPU time, cache-resident matrices; best of 5 x 50 ms); docs/PERFORMANCE.md
+ * quotes it.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
@@ -170,9 +175,78 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     free(y);
 }
 
-int main(void)
+static double thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Multiply-adds per second of ops->matmul on m at n tokens: best of 5 runs of >= 50 ms. */
+static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, float *y,
+                        int64_t n)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        const double t0 = thread_seconds();
+        int it = 0;
+        do {
+            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
+            it++;
+        } while (thread_seconds() - t0 < 0.05);
+        const double t = (thread_seconds() - t0) / it;
+        best = t < best ? t : best;
+    }
+    return (double)m->rows * (double)m->cols * (double)n / best;
+}
+
+static int bench(void)
+{
+    static const int64_t shapes[][2] = {{512, 2048}, {64, 7168}};
+    static const int64_t ns[] = {1, 4, 16, 64};
+    static const dsk_level_t lv[] = {DSK_LEVEL_AVX2, DSK_LEVEL_AVX512_VNNI};
+    static const dsk_dtype_t dts[] = {DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
+    printf("GMAC/s, one thread, thread CPU time, best of 5; rows = stored layout, q4l = repacked\n");
+    printf("%-11s %-9s %-9s %-6s %8s %8s %8s %8s\n", "level", "dtype", "shape", "layout", "n=1",
+           "n=4", "n=16", "n=64");
+    float *x = malloc((size_t)(64 * 7168) * sizeof(float));
+    float *y = malloc((size_t)(64 * 512) * sizeof(float));
+    for (int64_t i = 0; i < 64 * 7168; i++)
+        x[i] = test_x();
+    for (size_t l = 0; l < 2; l++) {
+        if (!dsk_level_supported(lv[l]))
+            continue;
+        dsk_ops_t ops;
+        dsk_ops_init_act(&ops, lv[l], DSK_ACT_I8);
+        for (size_t d = 0; d < 2; d++)
+            for (size_t s = 0; s < 2; s++) {
+                qmat_t tm;
+                qmat_make(&tm, dts[d], shapes[s][0], shapes[s][1]);
+                for (int lay = 0; lay < 2; lay++) {
+                    char shape[32];
+                    snprintf(shape, sizeof(shape), "%lldx%lld", (long long)shapes[s][0],
+                             (long long)shapes[s][1]);
+                    printf("%-11s %-9s %-9s %-6s", dsk_level_name(lv[l]), dsk_dtype_name(dts[d]),
+                           shape, lay ? "q4l" : "rows");
+                    for (size_t k = 0; k < 4; k++)
+                        printf(" %8.1f",
+                               bench_one(&ops, lay ? &tm.q4l : &tm.rows, x, y, ns[k]) * 1e-9);
+                    printf("\n");
+                    fflush(stdout);
+                }
+                qmat_free(&tm);
+            }
+    }
+    free(x);
+    free(y);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     dsi_test_seed(17);
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0)
+        return bench();
     static const dsk_level_t want[] = {DSK_LEVEL_AVX2, DSK_LEVEL_AVX512_VNNI};
     dsk_ops_t levels[2];
     int n_levels = 0;
