@@ -7,7 +7,8 @@
  *   TYPE q8_0, q4_0, q4_0r or bf16; BATCHES e.g. 1,4,16,64; MIB: the weight copies rotated through
  *   (at least this many MiB in all, so that every repetition streams its weight from memory, not
  *   the last-level cache, as bench kernels does).
- * Prints one line per batch: TYPE ROWSxCOLS BATCH MEDIAN_MS WEIGHT_GBS GFLOPS.
+ * Prints one line per batch: TYPE ROWSxCOLS BATCH MEDIAN_MS WEIGHT_GBS GFLOPS. With CPU=1 in the
+ * environment the times are the process's CPU time (all threads), not wall time.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,10 +24,12 @@
 #define MAX_REPS   64
 #define MAX_COPIES 256
 
+static int cpu_time; /* CPU= in the environment: time in the process's CPU time */
+
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -189,6 +192,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ggml_log_set(quiet_log, NULL);
+    cpu_time = getenv("CPU") != NULL && strcmp(getenv("CPU"), "1") == 0;
     ggml_cpu_init();
     if (repacked)
         return run_repacked(rows, cols, batches, n_batches, reps, threads, mib);

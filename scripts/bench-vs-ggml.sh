@@ -21,6 +21,9 @@
 #   --threads T       threads of both (default 2)
 #   --reps R          repetitions per row and round (default 5)
 #   --formats LIST    dsinfer formats to compare (default fp8,int8,int4,bf16)
+#   --cpu-time        time both in their process's CPU time, not wall time: with --threads 1
+#                     the products' own time, which a loaded machine's preemption does not
+#                     stretch (OpenMP waits passively and dsinfer's pool spins only briefly)
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of ggml's OpenMP threads (default passive: they sleep while they
 #                       wait, as dsinfer's pool does; spinning ones lose their core for whole
@@ -39,6 +42,7 @@ case $1 in -h | --help) usage; exit 0 ;; esac
 GGML=$1
 shift
 ROUNDS=3 SHAPES=2048x7168,7168x2048 BATCHES=1,4,16,64 THREADS=2 REPS=5 FORMATS=fp8,int8,int4,bf16
+CPU=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=${2:-}; shift 2 ;;
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=${2:-}; shift 2 ;;
     --reps) REPS=${2:-}; shift 2 ;;
     --formats) FORMATS=${2:-}; shift 2 ;;
+    --cpu-time) CPU=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die2 "unknown option '$1' (see --help)" ;;
   esac
@@ -103,7 +108,7 @@ IFS=, read -r -a SH <<<"$SHAPES"
 for r in $(seq 1 "$ROUNDS"); do
   for t in $GTYPES; do
     for s in "${SH[@]}"; do
-      "$H" "$t" "$s" "$BATCHES" "$REPS" "$THREADS" 512 | sed "s/^/ggml /" >>"$RES" ||
+      CPU=$CPU "$H" "$t" "$s" "$BATCHES" "$REPS" "$THREADS" 512 | sed "s/^/ggml /" >>"$RES" ||
         die "the ggml harness failed ($t $s)"
     done
   done
@@ -114,7 +119,8 @@ for r in $(seq 1 "$ROUNDS"); do
       dt=int4-g32
     fi
     "$DSINFER" bench kernels --json --only decode --dtypes "$dt" --shapes "$SHAPES" \
-      --batches "$BATCHES" --reps "$REPS" --threads "$THREADS" --int4-layout $layout 2>/dev/null |
+      --batches "$BATCHES" --reps "$REPS" --threads "$THREADS" --int4-layout $layout \
+      $([ $CPU = 1 ] && echo --cpu-time) 2>/dev/null |
       LAYOUT=$layout python3 -c '
 import json, os, sys
 j = json.load(sys.stdin)
@@ -135,7 +141,7 @@ for k in j["kernels"]:
   done
   echo "round $r done" >&2
 done
-echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)"
+echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)$([ $CPU = 1 ] && echo ', process CPU time')"
 echo "(ms per product; speed-up = ggml ms / dsinfer ms, > 1: dsinfer faster)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys
