@@ -42,9 +42,11 @@ typedef struct {
  * acc += w (unsigned bytes) x the 4 signed bytes at q, broadcast: the broadcast is embedded in
  * vpdpbusd ({1to16}), which gcc does not do by itself here (a separate vpbroadcastd per product).
  */
+typedef int32_t q4l_u32_t __attribute__((aligned(1), may_alias)); /* 4 bytes of x, any address */
+
 DSK_INLINE __m512i dpbusd_b(__m512i acc, __m512i w, const int8_t *q)
 {
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)q));
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const q4l_u32_t *)q));
     return acc;
 }
 
