@@ -81,7 +81,7 @@ DSK_INLINE void q4l_half(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
     }
 }
 
-#define Q4L_HALF(T_, H_)                                                                       \
+#define Q4L_HALF(T_, H_)                                                                         \
     q4l_half(blk, gstride, cpg, nch_last, ng, xq->q + t0 * kc_pad, kc_pad, xq->scale + t0 * ngc, \
              xq->corr + t0 * ngc, ngc, T_, H_, tot)
 
@@ -122,8 +122,8 @@ static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t 
     }
 }
 
-void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
 {
     if (n <= 0 || r1 <= r0)
         return;

@@ -26,11 +26,11 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define Q4L_T       8     /* tokens per register block: 8 sums + 8 totals + 2 weights */
-#define Q4L_NB      64    /* tokens per block of quantized x */
-#define Q4L_XBYTES  65536 /* int8 x per block of tokens */
-#define Q4L_GMAX    (Q4L_XBYTES / 32)
-#define DSK_INLINE  static inline __attribute__((always_inline))
+#define Q4L_T      8     /* tokens per register block: 8 sums + 8 totals + 2 weights */
+#define Q4L_NB     64    /* tokens per block of quantized x */
+#define Q4L_XBYTES 65536 /* int8 x per block of tokens */
+#define Q4L_GMAX   (Q4L_XBYTES / 32)
+#define DSK_INLINE static inline __attribute__((always_inline))
 
 typedef struct {
     _Alignas(64) int8_t q[Q4L_XBYTES];
@@ -102,7 +102,7 @@ DSK_INLINE void q4l_tile(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
         _mm512_mask_storeu_ps(y + t * ldy, mask, tot[t]);
 }
 
-#define Q4L_TILE(T_)                                                                        \
+#define Q4L_TILE(T_)                                                                             \
     q4l_tile(blk, gstride, cpg, nch_last, ng, xq->q + t0 * kc_pad, kc_pad, xq->scale + t0 * ngc, \
              xq->corr + t0 * ngc, ngc, T_, yb + t0 * ldy, ldy, mask, accumulate)
 
@@ -141,8 +141,8 @@ static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t 
     }
 }
 
-void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy)
+void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy)
 {
     if (n <= 0 || r1 <= r0)
         return;
@@ -165,9 +165,8 @@ void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             const int64_t kc = K - k0 < KC ? K - k0 : KC, kc_pad = (kc + 31) / 32 * 32;
             const int64_t ga = k0 / G, ngc = (kc + G - 1) / G;
-            const int64_t nch_last = (nch - k0 / 32) - (ngc - 1) * cpg < cpg
-                                         ? (nch - k0 / 32) - (ngc - 1) * cpg
-                                         : cpg;
+            const int64_t nch_last =
+                (nch - k0 / 32) - (ngc - 1) * cpg < cpg ? (nch - k0 / 32) - (ngc - 1) * cpg : cpg;
             for (int64_t t = 0; t < nt; t++) {
                 dsk_avx2_act8_quantize(x + (tb + t) * ldx + k0, kc, G, xq.q + t * kc_pad,
                                        xq.scale + t * ngc, sum);

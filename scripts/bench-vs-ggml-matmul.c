@@ -93,8 +93,8 @@ static int run_repacked(long long rows, long long cols, const int *batches, int 
             s ^= s << 17;
             src[i] = (float)(int32_t)(s >> 32) * (1.0f / 2147483648.0f);
         }
-        ggml_quantize_chunk(GGML_TYPE_Q4_0, src, q + ggml_row_size(GGML_TYPE_Q4_0, cols) * r, 0,
-                            nr, cols, NULL);
+        ggml_quantize_chunk(GGML_TYPE_Q4_0, src, q + ggml_row_size(GGML_TYPE_Q4_0, cols) * r, 0, nr,
+                            cols, NULL);
     }
     for (int c = 0; c < copies; c++)
         ggml_backend_tensor_set(w[c], q, 0, wbytes);
@@ -102,10 +102,9 @@ static int run_repacked(long long rows, long long cols, const int *batches, int 
     free(src);
     for (int bi = 0; bi < n_batches; bi++) {
         const int n = batches[bi];
-        struct ggml_init_params gp = {(size_t)copies * (ggml_tensor_overhead() * 2 +
-                                                        ggml_graph_overhead()) +
-                                          (1 << 20),
-                                      NULL, 1};
+        struct ggml_init_params gp = {
+            (size_t)copies * (ggml_tensor_overhead() * 2 + ggml_graph_overhead()) + (1 << 20), NULL,
+            1};
         struct ggml_context *gctx = ggml_init(gp);
         struct ggml_tensor *x = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, cols, n);
         struct ggml_cgraph *g[MAX_COPIES];

@@ -206,7 +206,8 @@ static int bench(void)
     static const int64_t ns[] = {1, 4, 16, 64};
     static const dsk_level_t lv[] = {DSK_LEVEL_AVX2, DSK_LEVEL_AVX512_VNNI};
     static const dsk_dtype_t dts[] = {DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
-    printf("GMAC/s, one thread, thread CPU time, best of 5; rows = stored layout, q4l = repacked\n");
+    printf(
+        "GMAC/s, one thread, thread CPU time, best of 5; rows = stored layout, q4l = repacked\n");
     printf("%-11s %-9s %-9s %-6s %8s %8s %8s %8s\n", "level", "dtype", "shape", "layout", "n=1",
            "n=4", "n=16", "n=64");
     float *x = malloc((size_t)(64 * 7168) * sizeof(float));
@@ -284,10 +285,9 @@ int main(int argc, char **argv)
         DSI_CHECK(dsk_q4l_bytes(DSK_DTYPE_I4_G128, 16, 300) == 16 * (160 + 3 * 4));
     }
 
-    static const int64_t shapes[][2] = {{1, 1},     {3, 7},     {16, 32},  {17, 33},
-                                        {37, 300},  {5, 129},   {33, 1000}, {15, 1056},
-                                        {31, 1025}, {6, 8200},  {48, 2048}, {2, 70000},
-                                        {20, 4100}, {130, 257}, {64, 160}};
+    static const int64_t shapes[][2] = {{1, 1},     {3, 7},     {16, 32},   {17, 33},   {37, 300},
+                                        {5, 129},   {33, 1000}, {15, 1056}, {31, 1025}, {6, 8200},
+                                        {48, 2048}, {2, 70000}, {20, 4100}, {130, 257}, {64, 160}};
     static const dsk_dtype_t dts[] = {DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
     static const int64_t ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33, 64, 65, 130};
     for (size_t d = 0; d < 2; d++) {

@@ -358,8 +358,8 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                 void *tmp = malloc((size_t)dsk_matrix_bytes(dt, rows, cols));
                 ok = tmp != NULL &&
                      quantize_random(b, dt, rows, cols, tmp, (float *)((char *)tmp + vbytes)) == 0;
-                const dsk_matrix_t m = {dt, rows, cols, tmp, (float *)((char *)tmp + vbytes),
-                                        DSK_LAYOUT_ROWS};
+                const dsk_matrix_t m = {
+                    dt, rows, cols, tmp, (float *)((char *)tmp + vbytes), DSK_LAYOUT_ROWS};
                 ok = ok && dsk_q4l_pack(&m, data) == 0;
                 free(tmp);
             } else {
@@ -377,8 +377,8 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         } else { /* bit 6 clear: exponent <= 7, never the NaN code */
             bench_fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
         }
-        ws[c] = (dsk_matrix_t){dt, rows, cols, data, wscales,
-                               q4l ? DSK_LAYOUT_Q4_L16 : DSK_LAYOUT_ROWS};
+        ws[c] = (dsk_matrix_t){dt,   rows,    cols,
+                               data, wscales, q4l ? DSK_LAYOUT_Q4_L16 : DSK_LAYOUT_ROWS};
     }
     if (!ok) {
         fprintf(stderr, "dsinfer bench kernels: out of memory for %lldx%lld weights\n",
@@ -464,8 +464,7 @@ static void print_results(const bench_t *b)
                "\"memory_bw_gbs\": %.2f, "
                "\"ghz\": %.3f, \"peak_gflops\": %.1f, \"fma_gflops\": %.1f, \"kernels\": [",
                dsk_level_name(b->ops.level), act_name(b), int4_layout_name(b), b->threads,
-               b->bw_gbs, b->ghz,
-               b->peak_gflops, b->fma_gflops);
+               b->bw_gbs, b->ghz, b->peak_gflops, b->fma_gflops);
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
             const double roof = roofline_gbs(b, e);
@@ -615,15 +614,20 @@ static int parse_shapes(const char *list, bench_t *b)
 
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},          {"threads", required_argument, NULL, 't'},
-        {"quick", no_argument, NULL, 'q'},         {"dtypes", required_argument, NULL, 'd'},
-        {"only", required_argument, NULL, 'o'},    {"resident", no_argument, NULL, 'r'},
-        {"batches", required_argument, NULL, 'b'}, {"levels", required_argument, NULL, 'l'},
-        {"shapes", required_argument, NULL, 's'},  {"reps", required_argument, NULL, 'n'},
-        {"int4-layout", required_argument, NULL, 'L'}, {"cpu-time", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"quick", no_argument, NULL, 'q'},
+                                         {"dtypes", required_argument, NULL, 'd'},
+                                         {"only", required_argument, NULL, 'o'},
+                                         {"resident", no_argument, NULL, 'r'},
+                                         {"batches", required_argument, NULL, 'b'},
+                                         {"levels", required_argument, NULL, 'l'},
+                                         {"shapes", required_argument, NULL, 's'},
+                                         {"reps", required_argument, NULL, 'n'},
+                                         {"int4-layout", required_argument, NULL, 'L'},
+                                         {"cpu-time", no_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;

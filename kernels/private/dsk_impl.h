@@ -59,10 +59,10 @@ void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
  * (dsk_avx512_vnni_q4l.c, dsk_avx2_q4l.c): the avx512vnni and avx2 int4 slots send such
  * matrices here. About 90 KiB of stack (x quantized 65536 int8 at a time).
  */
-void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy);
-void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                         int64_t ldx, int64_t n, float *y, int64_t ldy);
+void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
+void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
 /*
  * The scalar references of matmul and matmul_t (dsk_ref.c), any dtype and layout: the SIMD slots
  * of the int4 dtypes without a kernel for DSK_LAYOUT_Q4_L16 hand such matrices to them.

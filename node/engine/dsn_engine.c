@@ -265,7 +265,8 @@ void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t 
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
     /* int4 repacked in blocks of 16 rows: threads take whole blocks (no block computed twice) */
-    const int64_t unit = w->layout == DSK_LAYOUT_Q4_L16 && r0 % DSK_Q4L_ROWS == 0 ? DSK_Q4L_ROWS : 1;
+    const int64_t unit =
+        w->layout == DSK_LAYOUT_Q4_L16 && r0 % DSK_Q4L_ROWS == 0 ? DSK_Q4L_ROWS : 1;
     par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy, unit, r1};
     const int64_t grain = (dsn_par_matmul_grain(w->cols, n) + unit - 1) / unit;
     dsi_pool_run(e->pool, (r1 - r0 + unit - 1) / unit, grain, par_matmul_task, &p);
