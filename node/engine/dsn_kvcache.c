@@ -210,7 +210,7 @@ dsk_matrix_t dsn_kvcache_block_matrix(const dsn_kvcache_t *kv, int layer, int64_
     size_t es = (size_t)dsn_kv_dtype_size(kv->dtype);
     const uint8_t *data = kv->blocks[b]->data + row_offset(kv, layer, 0) * es;
     dsk_matrix_t m = {kdt[kv->dtype], rows, kv->row, data,
-                      kv->dtype == DSN_KV_FP8 ? ones : NULL};
+                      kv->dtype == DSN_KV_FP8 ? ones : NULL, DSK_LAYOUT_ROWS};
     return m;
 }
 
