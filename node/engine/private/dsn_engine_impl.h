@@ -31,8 +31,9 @@ typedef struct {
     float *route_weights;   /* [tokens * top_k] */
     int32_t *pair_token;    /* [tokens * top_k] */
     int32_t *pair_index;    /* [tokens * top_k] */
-    int32_t *tok_seq;       /* [tokens] sequence index of each token */
-    int64_t *tok_pos;       /* [tokens] absolute position of each token */
+    int32_t *tok_seq;       /* [2 * tokens] sequence index of each token; the second half:
+                               of the query rows of dsn_engine_attention_rows */
+    int64_t *tok_pos;       /* [2 * tokens] absolute position of each token; the same */
     float *h;               /* [tokens, H] residual stream of dsn_engine_forward */
     int64_t *rows;          /* [tokens] rows whose logits dsn_engine_forward returns */
 } dsn_scratch_t;
