@@ -163,8 +163,19 @@ dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq
             dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
                            e->rope_factor, tpos[t]);
 
-    attn_task_t task = {e, ly, slice_layer, seqs, m, tseq, tpos};
-    dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+    /* A prompt chunk of one sequence: the expanded form where it is cheaper. */
+    int64_t len = tpos[m - 1] + 1;
+    int expanded = rows == NULL && n_seqs == 1 && e->mla != DSN_MLA_ABSORBED &&
+                   (e->mla == DSN_MLA_EXPANDED ? len <= DSN_MLA_EXPANDED_MAX
+                                               : dsn_mla_expanded_cheaper(c, m, len));
+    if (expanded) {
+        dsi_status_t st = dsn_mla_expanded(e, ly, slice_layer, seqs[0].kv, seqs[0].pos, m);
+        if (st != DSI_OK)
+            return st;
+    } else {
+        attn_task_t task = {e, ly, slice_layer, seqs, m, tseq, tpos};
+        dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+    }
 
     dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, m, s->attn, H);
     if (rows == NULL) {

@@ -88,6 +88,7 @@ static void scratch_free(dsn_scratch_t *s)
     free(s->tok_pos);
     free(s->h);
     free(s->rows);
+    free(s->mla);
     memset(s, 0, sizeof(*s));
 }
 
@@ -125,6 +126,11 @@ void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace)
         e->trace = *trace;
     else
         memset(&e->trace, 0, sizeof(e->trace));
+}
+
+void dsn_engine_set_mla(dsn_engine_t *e, dsn_mla_mode_t mode)
+{
+    e->mla = mode;
 }
 
 void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT])
