@@ -30,7 +30,8 @@ int dsn_mla_expanded_cheaper(const dsn_config_t *c, int64_t m, int64_t len)
         return 0;
     /* Multiply-adds per head; pairs = sum over the queries of their causal lengths. */
     double pairs = (double)m * (double)past + (double)m * (double)(m + 1) / 2;
-    double absorbed = (double)m * (double)((nope + vdim) * lora) + pairs * 2.0 * (double)(lora + rope);
+    double absorbed =
+        (double)m * (double)((nope + vdim) * lora) + pairs * 2.0 * (double)(lora + rope);
     double expanded = (double)len * (double)((nope + vdim) * lora) +
                       (pairs + (double)m * DSN_MLA_QB / 2.0) * (double)(nope + rope + vdim);
     return expanded < absorbed;
