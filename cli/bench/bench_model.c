@@ -195,6 +195,8 @@ typedef struct {
     double routed_per_step;
     double phase_ms[DSN_PHASE_COUNT]; /* mean wall time per decode step in each engine phase */
     double other_ms;                  /* the rest of the mean step */
+    double prefill_phase_ms[DSN_PHASE_COUNT]; /* mean wall time per prefill in each phase */
+    double prefill_other_ms;                  /* the rest of the mean prefill */
 } result_t;
 
 /* Prefill `len` tokens into a fresh sequence; returns seconds, < 0 on failure. */
@@ -231,11 +233,21 @@ static int run(dsn_engine_t *eng, const opts_t *o, result_t *res)
         goto fail;
 
     double pre[MAX_REPS], dec[MAX_REPS], med_step[MAX_REPS], bw[MAX_REPS], ratio[MAX_REPS];
+    int64_t prefill_ns[DSN_PHASE_COUNT] = {0};
+    double prefill_s = 0;
+    dsn_engine_set_phase_clock(eng, prefill_ns);
     for (int r = 0; r < o->reps; r++) {
         double t = prefill(eng, kv, prompt, L, logits);
         if (t < 0)
             goto fail;
         pre[r] = (double)L / t;
+        prefill_s += t;
+    }
+    dsn_engine_set_phase_clock(eng, NULL);
+    res->prefill_other_ms = prefill_s / (double)o->reps * 1e3;
+    for (int ph = 0; ph < DSN_PHASE_COUNT; ph++) {
+        res->prefill_phase_ms[ph] = (double)prefill_ns[ph] / (double)o->reps * 1e-6;
+        res->prefill_other_ms -= res->prefill_phase_ms[ph];
     }
     route_count_t rcount = {w, 0, 0};
     int64_t phase_ns[DSN_PHASE_COUNT] = {0};
@@ -343,7 +355,10 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
         for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
             printf("\"%s\": {\"ms\": %.3f, \"gbs\": %.2f}, ", dsn_phase_name((dsn_phase_t)ph),
                    r->phase_ms[ph], phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
-        printf("\"other\": {\"ms\": %.3f}}", r->other_ms);
+        printf("\"other\": {\"ms\": %.3f}}, \"prefill_phases_ms\": {", r->other_ms);
+        for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
+            printf("\"%s\": %.3f, ", dsn_phase_name((dsn_phase_t)ph), r->prefill_phase_ms[ph]);
+        printf("\"other\": %.3f}", r->prefill_other_ms);
         if (spec != NULL) {
             printf(", ");
             bench_spec_print(spec, 1, stdout);
@@ -374,6 +389,10 @@ static void print(const opts_t *o, const dsn_engine_t *eng, const result_t *r,
         printf(" %s %.2f (%.1f),", dsn_phase_name((dsn_phase_t)ph), r->phase_ms[ph],
                phase_gbs(phase_bytes[ph], r->phase_ms[ph]));
     printf(" other %.2f\n", r->other_ms);
+    printf("prefill by phase (mean ms):");
+    for (int ph = 0; ph < DSN_PHASE_COUNT; ph++)
+        printf(" %s %.2f,", dsn_phase_name((dsn_phase_t)ph), r->prefill_phase_ms[ph]);
+    printf(" other %.2f\n", r->prefill_other_ms);
     if (spec != NULL)
         bench_spec_print(spec, 0, stdout);
 }

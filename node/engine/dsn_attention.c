@@ -19,7 +19,9 @@ typedef struct {
     const dsn_layer_t *ly;
     int slice_layer; /* layer index within the slice's caches */
     const dsn_seq_batch_t *seqs;
-    int64_t n;
+    int64_t n;            /* query tokens */
+    const int32_t *tseq;  /* [n] sequence of query token t */
+    const int64_t *tpos;  /* [n] its position */
 } attn_task_t;
 
 static void attn_heads(void *arg, int64_t h0, int64_t h1)
@@ -51,8 +53,8 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
      * carry a scale each: applied to the block's scores (q . (s q8) = s (q . q8)) and, after the
      * softmax, to the probabilities that weight the rows. */
     for (int64_t t = 0; t < n; t++) {
-        const dsn_kvcache_t *kv = a->seqs[s->tok_seq[t]].kv;
-        int64_t len = s->tok_pos[t] + 1, nb = (len + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+        const dsn_kvcache_t *kv = a->seqs[a->tseq[t]].kv;
+        int64_t len = a->tpos[t] + 1, nb = (len + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
         float *scores = s->scores + h0 * s->ctx;
         const float *qf = s->qfull + (t * heads + h0) * row;
         for (int64_t b = 0; b < nb; b++) {
@@ -98,6 +100,12 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
 dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
                                   int n_seqs, float *h)
 {
+    return dsn_engine_attention_rows(e, layer, seqs, n_seqs, h, NULL, 0);
+}
+
+dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
+                                       int n_seqs, float *h, const int64_t *rows, int64_t n_rows)
+{
     const dsn_config_t *c = e->cfg;
     const dsn_layer_t *ly = &e->w->layers[layer];
     const dsk_ops_t *ops = &e->ops;
@@ -112,18 +120,7 @@ dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batc
     for (int64_t t = 0; t < n; t++)
         ops->rmsnorm(h + t * H, ly->input_norm, H, c->rms_norm_eps, s->x + t * H);
 
-    /* Queries. */
-    if (c->q_lora_rank > 0) {
-        int64_t qa = c->q_lora_rank;
-        dsn_par_matmul(e, &ly->q_a, 0, qa, s->x, H, n, s->qa, qa);
-        for (int64_t t = 0; t < n; t++)
-            ops->rmsnorm(s->qa + t * qa, ly->q_a_norm, qa, c->rms_norm_eps, s->qa + t * qa);
-        dsn_par_matmul(e, &ly->q_b, 0, heads * qk, s->qa, qa, n, s->q, heads * qk);
-    } else {
-        dsn_par_matmul(e, &ly->q_proj, 0, heads * qk, s->x, H, n, s->q, heads * qk);
-    }
-
-    /* Latent KV of the new tokens, written into the caches at their positions. */
+    /* Latent KV of every new token, written into the caches at their positions. */
     dsn_par_matmul(e, &ly->kv_a, 0, row, s->x, H, n, s->kva, row);
     for (int64_t t = 0; t < n; t++) {
         float *a = s->kva + t * row;
@@ -131,17 +128,64 @@ dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batc
         ops->rmsnorm(a, ly->kv_a_norm, lora, c->rms_norm_eps, a);
         dsk_rope_apply(a + lora, (int)rope, e->rope_freqs, e->rope_factor, pos);
         dsn_kvcache_store(seqs[s->tok_seq[t]].kv, slice_layer, pos, a);
-        for (int64_t hd = 0; hd < heads; hd++)
-            dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
-                           e->rope_factor, pos);
     }
 
-    attn_task_t task = {e, ly, slice_layer, seqs, n};
-    dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+    /* The queries, of every token or only of `rows` (ascending): those rows of x move to the
+     * front (row i <= rows[i], so the copies never overwrite a row still to move), and their
+     * sequences and positions to the tail of tok_seq / tok_pos's room, past the batch. */
+    int64_t m = n;
+    const int32_t *tseq = s->tok_seq;
+    const int64_t *tpos = s->tok_pos;
+    if (rows != NULL) {
+        m = n_rows;
+        int32_t *qseq = s->tok_seq + n;
+        int64_t *qpos = s->tok_pos + n;
+        for (int64_t i = 0; i < m; i++) {
+            if (rows[i] != i)
+                memmove(s->x + i * H, s->x + rows[i] * H, (size_t)H * sizeof(float));
+            qseq[i] = s->tok_seq[rows[i]];
+            qpos[i] = s->tok_pos[rows[i]];
+        }
+        tseq = qseq;
+        tpos = qpos;
+    }
+    if (c->q_lora_rank > 0) {
+        int64_t qa = c->q_lora_rank;
+        dsn_par_matmul(e, &ly->q_a, 0, qa, s->x, H, m, s->qa, qa);
+        for (int64_t t = 0; t < m; t++)
+            ops->rmsnorm(s->qa + t * qa, ly->q_a_norm, qa, c->rms_norm_eps, s->qa + t * qa);
+        dsn_par_matmul(e, &ly->q_b, 0, heads * qk, s->qa, qa, m, s->q, heads * qk);
+    } else {
+        dsn_par_matmul(e, &ly->q_proj, 0, heads * qk, s->x, H, m, s->q, heads * qk);
+    }
+    for (int64_t t = 0; t < m; t++)
+        for (int64_t hd = 0; hd < heads; hd++)
+            dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
+                           e->rope_factor, tpos[t]);
 
-    dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, n, s->attn, H);
-    for (int64_t i = 0; i < n * H; i++)
-        h[i] += s->attn[i];
+    /* A prompt chunk of one sequence: the expanded form where it is cheaper. */
+    int64_t len = tpos[m - 1] + 1;
+    int expanded = rows == NULL && n_seqs == 1 && e->mla != DSN_MLA_ABSORBED &&
+                   (e->mla == DSN_MLA_EXPANDED ? len <= DSN_MLA_EXPANDED_MAX
+                                               : dsn_mla_expanded_cheaper(c, m, len));
+    if (expanded) {
+        dsi_status_t st = dsn_mla_expanded(e, ly, slice_layer, seqs[0].kv, seqs[0].pos, m);
+        if (st != DSI_OK)
+            return st;
+    } else {
+        attn_task_t task = {e, ly, slice_layer, seqs, m, tseq, tpos};
+        dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+    }
+
+    dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, m, s->attn, H);
+    if (rows == NULL) {
+        for (int64_t i = 0; i < n * H; i++)
+            h[i] += s->attn[i];
+    } else {
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < H; j++)
+                h[rows[i] * H + j] += s->attn[i * H + j];
+    }
     dsn_phase_stop(e, DSN_PHASE_ATTENTION, t0);
     return DSI_OK;
 }

@@ -88,6 +88,7 @@ static void scratch_free(dsn_scratch_t *s)
     free(s->tok_pos);
     free(s->h);
     free(s->rows);
+    free(s->mla);
     memset(s, 0, sizeof(*s));
 }
 
@@ -125,6 +126,11 @@ void dsn_engine_set_trace(dsn_engine_t *e, const dsn_trace_t *trace)
         e->trace = *trace;
     else
         memset(&e->trace, 0, sizeof(e->trace));
+}
+
+void dsn_engine_set_mla(dsn_engine_t *e, dsn_mla_mode_t mode)
+{
+    e->mla = mode;
 }
 
 void dsn_engine_set_phase_clock(dsn_engine_t *e, int64_t ns[DSN_PHASE_COUNT])
@@ -223,8 +229,8 @@ dsi_status_t dsn_engine_scratch(dsn_engine_t *e, int64_t tokens, int64_t ctx)
     fail |= grow((void **)&s->route_weights, t * K * f);
     fail |= grow((void **)&s->pair_token, t * K * sizeof(int32_t));
     fail |= grow((void **)&s->pair_index, t * K * sizeof(int32_t));
-    fail |= grow((void **)&s->tok_seq, t * sizeof(int32_t));
-    fail |= grow((void **)&s->tok_pos, t * sizeof(int64_t));
+    fail |= grow((void **)&s->tok_seq, 2 * t * sizeof(int32_t));
+    fail |= grow((void **)&s->tok_pos, 2 * t * sizeof(int64_t));
     fail |= grow((void **)&s->h, t * H * f);
     fail |= grow((void **)&s->rows, t * sizeof(int64_t));
     if (fail) {
@@ -429,10 +435,33 @@ dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const ds
     /* Scratch, not per call: a decode step allocates nothing. */
     float *h = e->s.h;
     int64_t *rows = e->s.rows;
+    int64_t n_rows = 0;
+    for (int i = 0, t = 0; i < n_seqs; i++) {
+        for (int j = 0; j < seqs[i].n_tokens; j++, t++) {
+            if (all_logits || j == seqs[i].n_tokens - 1)
+                rows[n_rows++] = t;
+        }
+    }
+    /* Only the rows of the logits leave the last layer: its queries, attention and feed-forward
+     * run for those alone (every token's KV is still cached). Tracing sees every row. */
+    int trim = n_rows < n && e->trace.on_hidden == NULL && e->trace.on_route == NULL;
+    int last = c->num_hidden_layers - 1;
     dsn_engine_embed(e, tokens, n, h);
     if (e->trace.on_hidden != NULL)
         e->trace.on_hidden(e->trace.ctx, 0, h, n);
     for (int l = 0; l < c->num_hidden_layers && st == DSI_OK; l++) {
+        if (trim && l == last) {
+            st = dsn_engine_attention_rows(e, l, seqs, n_seqs, h, rows, n_rows);
+            if (st != DSI_OK)
+                break;
+            for (int64_t i = 0; i < n_rows; i++) {
+                if (rows[i] != i)
+                    memmove(h + i * H, h + rows[i] * H, (size_t)H * sizeof(float));
+                rows[i] = i;
+            }
+            st = dsn_engine_ffn(e, l, n_rows, h);
+            continue;
+        }
         st = dsn_engine_layer(e, l, seqs, n_seqs, h);
         if (st == DSI_OK && e->trace.on_hidden != NULL && l + 1 < c->num_hidden_layers)
             e->trace.on_hidden(e->trace.ctx, l + 1, h, n);
@@ -447,13 +476,6 @@ dsi_status_t dsn_engine_forward(dsn_engine_t *e, const int32_t *tokens, const ds
                     e->ops.rmsnorm(h + t * H, e->w->final_norm, H, c->rms_norm_eps, normed + t * H);
                 e->trace.on_hidden(e->trace.ctx, c->num_hidden_layers, normed, n);
                 free(normed);
-            }
-        }
-        int64_t n_rows = 0, t = 0;
-        for (int i = 0; i < n_seqs; i++) {
-            for (int j = 0; j < seqs[i].n_tokens; j++, t++) {
-                if (all_logits || j == seqs[i].n_tokens - 1)
-                    rows[n_rows++] = t;
             }
         }
         dsn_engine_head(e, h, rows, n_rows, logits);

@@ -113,6 +113,14 @@ dsi_status_t dsn_engine_layer(dsn_engine_t *e, int layer, const dsn_seq_batch_t 
 /* Attention half of a layer: h += MLA(RMSNorm(h)). */
 dsi_status_t dsn_engine_attention(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
                                   int n_seqs, float *h);
+/*
+ * The same, with the output of only some tokens: every token's latent KV goes into the caches,
+ * but the queries, the attention and o_proj run for the n_rows batch rows `rows` (ascending)
+ * alone, and only those rows of h change (the others keep their input). rows NULL: every token.
+ * For a last layer whose other rows nobody reads (a prefill that wants the last token's logits).
+ */
+dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq_batch_t *seqs,
+                                       int n_seqs, float *h, const int64_t *rows, int64_t n_rows);
 /* Feed-forward half of a layer with every expert local: h += FFN(RMSNorm(h)). The step of
  * dsn_engine_ffn_start with the engine's own buffers and no remote experts. */
 dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h);

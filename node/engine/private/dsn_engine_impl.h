@@ -31,11 +31,21 @@ typedef struct {
     float *route_weights;   /* [tokens * top_k] */
     int32_t *pair_token;    /* [tokens * top_k] */
     int32_t *pair_index;    /* [tokens * top_k] */
-    int32_t *tok_seq;       /* [tokens] sequence index of each token */
-    int64_t *tok_pos;       /* [tokens] absolute position of each token */
+    int32_t *tok_seq;       /* [2 * tokens] sequence index of each token; the second half:
+                               of the query rows of dsn_engine_attention_rows */
+    int64_t *tok_pos;       /* [2 * tokens] absolute position of each token; the same */
     float *h;               /* [tokens, H] residual stream of dsn_engine_forward */
     int64_t *rows;          /* [tokens] rows whose logits dsn_engine_forward returns */
+    float *mla;             /* dsn_mla_expanded's buffers */
+    size_t mla_floats;
 } dsn_scratch_t;
+
+/* Which form of MLA attention a prompt chunk takes (dsn_engine_set_mla). */
+typedef enum {
+    DSN_MLA_AUTO = 0,  /* the expanded form where dsn_mla_expanded_cheaper says so */
+    DSN_MLA_ABSORBED,  /* always absorbed */
+    DSN_MLA_EXPANDED,  /* expanded for every chunk of one sequence (tests) */
+} dsn_mla_mode_t;
 
 struct dsn_engine {
     const dsn_weights_t *w;
@@ -53,8 +63,27 @@ struct dsn_engine {
     dsn_kvpool_t *kvpool; /* where dsn_engine_kvcache_create's caches draw blocks from */
     float *kv_ones;       /* [ceil(kv_row / 128)] 1.0f: the fp8 cache blocks' scale grid */
     int64_t ffn_width; /* widest SwiGLU intermediate */
+    dsn_mla_mode_t mla;
     dsn_scratch_t s;
 };
+
+/* Force a form of MLA attention (tests compare the two); DSN_MLA_AUTO by default. */
+void dsn_engine_set_mla(dsn_engine_t *e, dsn_mla_mode_t mode);
+
+/*
+ * The expanded form: fewest query tokens of a chunk, and most positions (its buffers hold every
+ * position's K and V of a head per thread, and the cached rows as f32).
+ */
+#define DSN_MLA_EXPANDED_MIN 16
+#define DSN_MLA_EXPANDED_MAX 16384
+/* Whether m query tokens reaching len positions cost fewer multiply-adds expanded than absorbed. */
+int dsn_mla_expanded_cheaper(const dsn_config_t *c, int64_t m, int64_t len);
+/*
+ * Attention of the m query tokens of one sequence at positions pos0..pos0 + m - 1 (their KV
+ * already stored) in the expanded form: reads s.q (roped) and writes s.o [m, heads * v].
+ */
+dsi_status_t dsn_mla_expanded(dsn_engine_t *e, const dsn_layer_t *ly, int slice_layer,
+                              const dsn_kvcache_t *kv, int64_t pos0, int64_t m);
 
 /* The start of a timed phase (0 when the phase clock is off) and its end. */
 static inline int64_t dsn_phase_start(const dsn_engine_t *e)
