@@ -67,8 +67,8 @@ static void expanded_slot(void *arg, int64_t s0, int64_t s1)
         float *K = s->mla + (size_t)slot * slot_floats(c, len);
         float *V = K + len * qk, *S = V + len * vdim;
         int64_t h0 = heads * slot / a->n_slots, h1 = heads * (slot + 1) / a->n_slots;
-        dsk_matrix_t km = {DSK_DTYPE_F32, len, qk, K, NULL};
-        dsk_matrix_t vm = {DSK_DTYPE_F32, len, vdim, V, NULL};
+        dsk_matrix_t km = {DSK_DTYPE_F32, len, qk, K, NULL, DSK_LAYOUT_ROWS};
+        dsk_matrix_t vm = {DSK_DTYPE_F32, len, vdim, V, NULL, DSK_LAYOUT_ROWS};
         for (int64_t h = h0; h < h1; h++) {
             int64_t r0 = h * (nope + vdim);
             /* K[j] = [W_UK[h] c_kv[j], k_pe[j]], V[j] = W_UV[h] c_kv[j]. */
