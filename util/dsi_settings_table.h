@@ -220,6 +220,7 @@
     X("DSINFER_FP8", "fp8 conversion on AVX2: int or f16c (default: by CPU vendor)")               \
     X("DSINFER_ACT", "decode activations of integer weights: int8 (default) or f32")               \
     X("DSINFER_TOKENIZER_REGEX", "force the pre-tokenizer's regex engine (testing)")               \
+    X("DSINFER_SPEC_SCRIPT", "token ids greedy requests draft across stages (testing)")            \
     X("DSINFER_NODE_BIN", "the dsinfer-node program that serve and run --local-nodes start")
 
 #endif
