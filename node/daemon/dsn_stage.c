@@ -245,7 +245,7 @@ static void handle_feedback(dsn_compute_t *c, const dst_msg_tokens_t *m)
         return;
     if (m->finish != DST_FINISH_NONE || m->n_tokens == 0) {
         s->done = 1; /* finished: nothing more to feed; CANCEL frees it */
-        s->in_flight = 0;
+        s->in_flight = s->awaiting = 0;
         return;
     }
     if (!m->has_spec && s->spec_steps)
@@ -259,7 +259,7 @@ static void handle_feedback(dsn_compute_t *c, const dst_msg_tokens_t *m)
                       (unsigned long long)s->id, m->rollback, s->fed_step);
             dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
             s->done = 1;
-            s->in_flight = 0;
+            s->in_flight = s->awaiting = 0;
             return;
         }
         dsn_kvcache_truncate(s->kv, s->kv->length - m->rollback);
@@ -270,7 +270,7 @@ static void handle_feedback(dsn_compute_t *c, const dst_msg_tokens_t *m)
     }
     s->next_token = m->tokens[m->n_tokens - 1];
     s->has_next = 1;
-    s->in_flight = 0;
+    s->in_flight = s->awaiting = 0;
 }
 
 /* ---- expert load and router biases ---- */
@@ -348,7 +348,9 @@ static void handle_cancel(dsn_compute_t *c, uint64_t id)
     if (s == NULL)
         return;
     s->done = 1;
-    if (s->in_flight)
+    /* A sequence that waits for its token at stage 0 holds no micro-batch: it goes now (the
+     * token of its last step ended it and does not come back). */
+    if (s->in_flight && !s->awaiting)
         s->remove_after = 1;
     else
         dsn_seq_remove(c, id);

@@ -415,6 +415,8 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
         dsn_seq_t *s = mb->seq[i];
         if (!c->is_first || c->is_last || s->fed < s->n_prompt)
             s->in_flight = 0;
+        else
+            s->awaiting = 1; /* (a CANCEL frees it at once) */
         if (s->remove_after && !s->in_flight)
             dsn_seq_remove(c, s->id); /* mb->seq[i] is not read again */
     }

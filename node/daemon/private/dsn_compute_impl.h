@@ -45,7 +45,8 @@ typedef struct dsn_seq {
     uint32_t fed;       /* prompt tokens fed so far */
     int32_t next_token; /* the last sampled token, to feed next */
     int has_next;
-    int in_flight; /* part of a micro-batch now */
+    int in_flight; /* part of a micro-batch now, or (awaiting) its token is on the way */
+    int awaiting;  /* stage 0 of several: it left this node, its sampled token has not come */
     /* last stage: sampling */
     dsn_sampler_t sampler;
     uint32_t max_tokens, generated;
