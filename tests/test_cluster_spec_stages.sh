@@ -94,7 +94,7 @@ for conf in "2 3" "3 2"; do
   cl+=($!); pids+=($!)
   for i in $(seq "$stages"); do
     DSINFER_SPEC_SCRIPT=$SCRIPT dsinfer-node --coordinator "$ADDR" --model "$FIX" --name "n$i" \
-      --threads 1 --speculative-tokens "$k" 2>"$TMP/node$i.log" &
+      --threads 1 --mem 3G --speculative-tokens "$k" 2>"$TMP/node$i.log" &
     cl+=($!); pids+=($!)
   done
   clients=()
