@@ -177,6 +177,7 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
         return rc;
     a->plan.kv_tokens = (uint64_t)ctx;
     a->plan.kv_token_layer = cli_kv_token_layer(s, &cfg);
+    a->plan.mtp = dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS) > 0; /* the MTP layer */
     return a->plan.kv_token_layer > 0 ? -1 : 2;
 }
 
@@ -214,7 +215,7 @@ static void id_ranges(const uint32_t *ids, uint32_t n, char *buf, size_t size)
 static void print_formats(const dsn_config_t *cfg)
 {
     printf("\nmemory the model needs by weight format (weights only, every expert once; the MTP\n"
-           "layer is not placed by the plan and shown apart; GB = 10^9 bytes):\n");
+           "layer, placed with the last stage for speculative decoding, apart; GB = 10^9 bytes):\n");
     printf("%-10s %-48s %8s %11s %9s %11s %9s\n", "format", "layout", "params", "main GiB",
            "main GB", "+MTP GiB", "+MTP GB");
     for (int f = 0; f < DSC_WEIGHT_N_FORMATS; f++) {
@@ -235,7 +236,8 @@ static void print_formats(const dsn_config_t *cfg)
 static uint64_t node_pool(const dst_plan_t *p, uint32_t i, const dsc_node_usage_t *u,
                           uint64_t *seq_bytes)
 {
-    uint64_t other = u->weights + u->experts + u->overhead, budget = p->nodes[i].mem_budget;
+    uint64_t other = u->weights + u->experts + u->mtp + u->overhead,
+             budget = p->nodes[i].mem_budget;
     *seq_bytes = u->kv; /* the reserve is one sequence of kv_tokens */
     return budget > other ? budget - other : 0;
 }
@@ -295,6 +297,18 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
            (unsigned long long)concurrent_sequences(p, cfg, rep, &a->plan),
            (unsigned long long)a->plan.kv_tokens, a->kv_dtype);
 
+    uint64_t mtp = dsc_planner_mtp_bytes(&rep->mem, &a->plan);
+    if (mtp > 0) {
+        uint64_t kv = mtp - rep->mem.mtp;
+        printf("mtp      the MTP layer (speculative decoding) on each node of the last stage: %s "
+               "(%s of weights, its routed experts %s of them, all on each node; %s of f32 "
+               "KV cache)\n",
+               dsc_memory_format_bytes(mtp, b1, sizeof(b1)),
+               dsc_memory_format_bytes(rep->mem.mtp, b2, sizeof(b2)),
+               dsc_memory_format_bytes(rep->mem.mtp_experts, b3, sizeof(b3)),
+               dsc_memory_format_bytes(kv, b4, sizeof(b4)));
+    }
+
     printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
     uint32_t *ids = malloc(p->n_nodes * sizeof(uint32_t));
     for (uint32_t s = 0; ids != NULL && s < p->n_stages; s++) {
@@ -309,8 +323,9 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
     }
     free(ids);
 
-    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %6s %10s %6s\n", "node", "stage", "weights",
-           "KV", "overhead", "experts", "planned", "budget", "use", "KV pool", "seqs");
+    printf("\n%-5s %-5s %10s %10s %9s %20s %10s %10s %10s %6s %10s %6s\n", "node", "stage",
+           "weights", "KV", "overhead", "experts", "MTP", "planned", "budget", "use", "KV pool",
+           "seqs");
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         dsc_node_usage_t u;
         dsc_plan_node_usage(p, i, cfg, &rep->mem, &a->plan, &u);
@@ -318,11 +333,13 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
         snprintf(ex, sizeof(ex), "%u (%s)", u.n_experts,
                  dsc_memory_format_bytes(u.experts, b4, sizeof(b4)));
         uint64_t seq, pool = node_pool(p, i, &u, &seq);
-        char b7[32];
-        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %5.1f%% %10s %6llu\n", p->nodes[i].node_id,
-               p->nodes[i].stage, dsc_memory_format_bytes(u.weights, b1, sizeof(b1)),
+        char b7[32], b8[32];
+        printf("%-5u %-5u %10s %10s %9s %20s %10s %10s %10s %5.1f%% %10s %6llu\n",
+               p->nodes[i].node_id, p->nodes[i].stage,
+               dsc_memory_format_bytes(u.weights, b1, sizeof(b1)),
                dsc_memory_format_bytes(u.kv, b2, sizeof(b2)),
                dsc_memory_format_bytes(u.overhead, b3, sizeof(b3)), ex,
+               u.mtp > 0 ? dsc_memory_format_bytes(u.mtp, b8, sizeof(b8)) : "-",
                dsc_memory_format_bytes(p->nodes[i].mem_planned, b5, sizeof(b5)),
                dsc_memory_format_bytes(p->nodes[i].mem_budget, b6, sizeof(b6)),
                100.0 * (double)p->nodes[i].mem_planned / (double)p->nodes[i].mem_budget,
@@ -369,18 +386,22 @@ static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const ds
         uint64_t seq, pool = node_pool(p, i, &u, &seq);
         json_array_append_new(
             nodes,
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
                       (json_int_t)p->nodes[i].node_id, "stage", (json_int_t)p->nodes[i].stage,
                       "budget", (json_int_t)p->nodes[i].mem_budget, "planned",
                       (json_int_t)p->nodes[i].mem_planned, "weights", (json_int_t)u.weights,
                       "experts", (json_int_t)u.n_experts, "expert_bytes", (json_int_t)u.experts,
-                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead, "kv_pool",
+                      "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead, "mtp",
+                      (json_int_t)u.mtp, "kv_pool",
                       (json_int_t)pool, "sequences_fit", (json_int_t)(seq > 0 ? pool / seq : 0)));
     }
-    return json_pack("{s:b, s:o, s:o, s:I, s:f, s:I}", "ok", 1, "stages", stages, "nodes", nodes,
-                     "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use,
-                     "concurrent_sequences",
-                     (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan));
+    uint64_t mtp = dsc_planner_mtp_bytes(&rep->mem, &a->plan);
+    return json_pack("{s:b, s:o, s:o, s:I, s:f, s:I, s:{s:b, s:I, s:I, s:I}}", "ok", 1, "stages",
+                     stages, "nodes", nodes, "expert_copies", (json_int_t)rep->expert_copies,
+                     "max_use", rep->max_use, "concurrent_sequences",
+                     (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan), "mtp", "placed",
+                     mtp > 0, "per_node", (json_int_t)mtp, "weights", (json_int_t)rep->mem.mtp,
+                     "experts", (json_int_t)rep->mem.mtp_experts);
 }
 
 /* Adds the inputs and the format table to `result`, prints it and releases it. */

@@ -170,6 +170,7 @@ static int serve_start(serve_t *s, const serve_opts_t *o, const dsn_config_t *cf
         return rc;
     co.plan.kv_tokens = (uint64_t)o->max_context; /* one full-length sequence per node */
     co.plan.kv_token_layer = cli_kv_token_layer(&o->set, cfg);
+    co.plan.mtp = dsi_settings_int(&o->set, DSI_S_SPECULATIVE_TOKENS) > 0; /* the MTP layer */
     if (co.plan.kv_token_layer == 0)
         return 2;
     co.plan.overhead = 64ULL << 20;

@@ -124,6 +124,7 @@ static int serve(const dsi_settings_t *s, const cli_mpi_t *mpi)
     co.model_dir = dsi_settings_str(s, DSI_S_MODEL);
     co.plan.kv_tokens = (uint64_t)max_context;
     co.plan.kv_token_layer = cli_kv_token_layer(s, &cfg);
+    co.plan.mtp = dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS) > 0; /* the MTP layer */
     if (co.plan.kv_token_layer == 0)
         return 2;
     if (dst_secret_load(NULL, &co.secret) != DSI_OK)

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
         return rc;
     o.plan.kv_tokens = (uint64_t)max_context; /* one full-length sequence per node */
     o.plan.kv_token_layer = cli_kv_token_layer(&s, &cfg);
+    o.plan.mtp = dsi_settings_int(&s, DSI_S_SPECULATIVE_TOKENS) > 0; /* the MTP layer */
     if (o.plan.kv_token_layer == 0)
         return 2;
     if (dst_secret_load(dsi_settings_str(&s, DSI_S_SECRET_FILE), &o.secret) != DSI_OK)

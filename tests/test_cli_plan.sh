@@ -39,7 +39,10 @@ moe = p['n_layers'] - p['first_moe_layer']
 copies = 0
 for n in p['nodes']:
     assert n['planned'] <= n['budget'], n
-    assert n['planned'] == n['weights'] + n['expert_bytes'] + n['kv'] + n['overhead'], n
+    assert n['planned'] == n['weights'] + n['expert_bytes'] + n['kv'] + n['mtp'] + n['overhead'], n
+    # the MTP layer (speculative decoding) on the last stage's nodes only
+    last = n['stage'] == len(st) - 1
+    assert (n['mtp'] == p['mtp']['per_node']) if last else n['mtp'] == 0, n
     copies += n['experts']
 # every stage's nodes hold exactly that stage's experts once (no replicas from the CLI)
 assert copies == moe * p['n_experts'] == p['expert_copies'], (copies, moe * p['n_experts'])
@@ -68,24 +71,51 @@ assert 685e9 < f['fp8']['main_bytes'] + f['fp8']['mtp_bytes'] < 693e9  # the rel
 assert f['int4']['main_bytes'] < f['fp8']['main_bytes'] < f['bf16']['main_bytes']
 PY
 
+# The MTP layer (speculative decoding, on by default) goes with the last stage: 14.4 GiB of
+# weights in fp8 (its 256 routed experts 10.5 GiB of them, all on each node of the stage) and
+# its f32 cache; --speculative-tokens 0 leaves it out.
+expect 0 "671B 16x64G mtp" -- dsinfer plan --config "$BIG" --nodes 16 --mem 64G --json
+check_json 2 && ok || bad "671B 16x64G json checks"
+cp "$TMP/out" "$TMP/mtp.json"
+expect 0 "671B 16x64G no mtp" -- dsinfer plan --config "$BIG" --nodes 16 --mem 64G --json --speculative-tokens 0
+check_json && ok || bad "671B 16x64G without MTP json checks"
+python3 - "$TMP/mtp.json" "$TMP/out" <<'PY' && ok || bad "the MTP layer's placement"
+import json, sys
+p, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+m = p['mtp']
+assert m['placed'] is True and not q['mtp']['placed'] and q['mtp']['per_node'] == 0, (m, q['mtp'])
+assert 14.2 * 2**30 < m['weights'] < 14.6 * 2**30, m          # fp8, experts included
+assert 10.3 * 2**30 < m['experts'] < 10.7 * 2**30, m
+assert m['per_node'] == m['weights'] + 163840 * (512 + 64) * 4, m  # and its f32 cache
+fmt = {f['format']: f for f in p['formats']}
+assert m['weights'] == fmt['fp8']['mtp_bytes'], (m, fmt['fp8'])
+assert all(n['mtp'] == 0 for n in q['nodes'])
+# the last stage gives up layers to make room for it
+last_p = p['stages'][-1]['end_layer'] - p['stages'][-1]['first_layer']
+last_q = q['stages'][-1]['end_layer'] - q['stages'][-1]['first_layer']
+assert len(p['stages']) == len(q['stages']) == 2 and last_p < last_q, (p['stages'], q['stages'])
+PY
+expect 0 "671B 16x64G mtp text" -- dsinfer plan --config "$BIG" --nodes 16 --mem 64G
+has out "mtp      the MTP layer (speculative decoding) on each node of the last stage: 14.7 GiB (14.4 GiB of weights"
+
 # 16 x 48G: non-expert weights do not fit on every node of one stage: several stages.
 expect 0 "671B 16x48G" -- dsinfer plan --config "$BIG" --nodes 16 --mem-per-node 48G --json
 check_json && ok || bad "671B 16x48G json checks"
 python3 -c 'import json,sys; assert len(json.load(sys.stdin)["stages"]) > 1' <"$TMP/out" && ok || bad "16x48G should have stages"
 
 # Refusals: the whole cluster too small; one node short by a named amount.
-expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --max-context 32768 --kv-dtype f32
+expect 1 "671B 4x128G" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --max-context 32768 --kv-dtype f32 --speculative-tokens 0
 has err "the model needs 639.2 GiB"
 has err "4 nodes x 128.0 GiB = 512.0 GiB"
 has out "fp8"
-expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1 --max-context 32768 --kv-dtype f32
+expect 1 "671B 8x90G one stage" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 90G --stages 1 --max-context 32768 --kv-dtype f32 --speculative-tokens 0
 has err "node 0 needs 10.2 GiB more than its 90.0 GiB budget (stage 0 of 1: layers 0-60"
 expect 1 "671B 4x128G json" -- dsinfer plan --config "$BIG" --nodes 4 --mem-per-node 128G --json
 python3 -c 'import json,sys; p=json.load(sys.stdin); assert p["ok"] is False and "needs" in p["error"]' <"$TMP/out" && ok || bad "refusal json"
 # The KV pool: every node's memory after weights and overhead, in concurrent sequences of
 # --max-context tokens; fp8 fits more than bf16, bf16 more than f32.
 for d in f32 bf16 fp8; do
-    expect 0 "671B 8x128G kv $d" -- dsinfer plan --config "$BIG" --nodes 8 --mem 128G --kv-dtype $d --json
+    expect 0 "671B 8x128G kv $d" -- dsinfer plan --config "$BIG" --nodes 8 --mem 128G --kv-dtype $d --json --speculative-tokens 0
     cp "$TMP/out" "$TMP/kv-$d.json"
 done
 python3 - "$TMP" <<'PY' && ok || bad "concurrent sequences by --kv-dtype"
@@ -95,7 +125,7 @@ for d in ("f32", "bf16", "fp8"):
     p = json.load(open(f"{sys.argv[1]}/kv-{d}.json"))
     assert p["kv_dtype"] == d and p["kv_tokens"] == 163840, (p["kv_dtype"], p["kv_tokens"])
     for n in p["nodes"]:
-        assert n["kv_pool"] == n["budget"] - n["weights"] - n["expert_bytes"] - n["overhead"], n
+        assert n["kv_pool"] == n["budget"] - n["weights"] - n["expert_bytes"] - n["mtp"] - n["overhead"], n
         assert n["sequences_fit"] == n["kv_pool"] // n["kv"], n
     fit[d] = p["concurrent_sequences"]
 assert 0 < fit["f32"] < fit["bf16"] < fit["fp8"], fit
@@ -121,9 +151,9 @@ expect 0 "tiny text" -- dsinfer plan --model "$TINY" --nodes 4 --mem-per-node 64
 has out "PP=2 x EP=2"
 
 # Re-plan without node 3: only its experts move (issue 7: fewest bytes moved).
-expect 0 "replan text" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3
+expect 0 "replan text" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3 --speculative-tokens 0
 has out "re-plan without node(s) 3, starting from the plan above: 1856 expert copies move, 76.1 GiB"
-expect 0 "replan json" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3 --json
+expect 0 "replan json" -- dsinfer plan --config "$BIG" --nodes 8 --mem-per-node 128G --remove-nodes 3 --json --speculative-tokens 0
 python3 - "$TMP/out" <<'PY' && ok || bad "replan json checks"
 import json, sys
 p = json.load(open(sys.argv[1]))

@@ -5,10 +5,9 @@
 # through nodes gives the tokens of speculation in one process (the same decisions, the same
 # random stream); a chat request through `dsinfer serve`'s API answers as `dsinfer run`, n
 # choices sample as requests of their own (forks copy the module's cache too), structured output
-# follows its grammar; a plan
-# of two stages decodes as before; a checkpoint without the layer runs with the setting as
-# without it. Random weights: nearly every draft is rejected, so every step rolls the caches
-# back and the next one reuses them.
+# follows its grammar; a checkpoint without the layer runs with the setting as without it.
+# Plans of several stages: test_cluster_spec_stages.sh. Random weights: nearly every draft is
+# rejected, so every step rolls the caches back and the next one reuses them.
 set -uo pipefail
 FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
 FIX=$FIXDIR/tiny-v3-mtp
@@ -21,23 +20,7 @@ pass=0; fail=0
 ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 
-ref() { # ref DIR TENSOR: a reference tensor's values, comma-separated
-  python3 - "$1/reference.safetensors" "$2" <<'PY'
-import json, struct, sys
-raw = open(sys.argv[1], 'rb').read()
-n = struct.unpack('<Q', raw[:8])[0]; hdr = json.loads(raw[8:8+n]); base = 8 + n
-a, b = hdr[sys.argv[2]]['data_offsets']
-print(','.join(map(str, struct.unpack('<%di' % ((b - a) // 4), raw[base+a:base+b]))))
-PY
-}
-
-same() { # same JSON WANT: the run's tokens equal WANT
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-out = json.loads(sys.argv[1]); want = list(map(int, sys.argv[2].split(',')))
-assert out['tokens'] == want, (out['tokens'], want)
-PY
-}
+. "$(dirname "$0")/spec_ref.bash" # ref, same
 
 # run NODES STAGES K PROMPT: dsinfer run on local nodes, --json on stdout, the log in $TMP/log
 run() {
@@ -77,11 +60,6 @@ assert got == want and len(got) == 16, (got, want)
 PY
   done
 done
-
-out=$(run 2 2 2 "$PROMPT") || { bad "two stages: run failed"; cat "$TMP/log"; }
-same "$out" "$WANT" && ok || bad "two stages: tokens"
-grep -q "speculative decoding is off: it runs on a plan of one stage" "$TMP/log" && ok ||
-  bad "two stages: no message that speculation is off"
 
 # The API: the fixture with the tiny-v3 tokenizer (same vocabulary), one chat request through
 # `dsinfer serve` on one node and on two nodes of one stage, against `dsinfer run --chat`.

@@ -713,6 +713,42 @@ static void test_other_rules(void)
     DSI_CHECK_INT_EQ(dst_msg_check(&m, err, sizeof(err)), DSI_OK);
     m.tokens.finish = DST_FINISH_END;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    /* TOKENS.spec (speculative decoding across stages): round trip, then its limits. */
+    sample(DST_MSG_TOKENS, &m);
+    m.tokens.has_spec = 1;
+    m.tokens.rollback = 2;
+    m.tokens.n_drafts = 3;
+    m.tokens.drafts[0] = 5;
+    m.tokens.drafts[1] = 129279;
+    m.tokens.drafts[2] = 0;
+    {
+        dst_msg_t d;
+        msgpack_sbuffer a;
+        DSI_CHECK_INT_EQ(encode(&m, &a), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(a.data, a.size, &d, err, sizeof(err)), DSI_OK);
+        DSI_CHECK_INT_EQ(d.tokens.has_spec, 1);
+        DSI_CHECK_INT_EQ(d.tokens.rollback, 2);
+        DSI_CHECK_INT_EQ(d.tokens.n_drafts, 3);
+        DSI_CHECK_INT_EQ(d.tokens.drafts[1], 129279);
+        dst_msg_free(&d);
+        msgpack_sbuffer_destroy(&a);
+        m.tokens.n_drafts = 0; /* no drafts (the context's end): still a step's last TOKENS */
+        DSI_CHECK_INT_EQ(encode(&m, &a), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(a.data, a.size, &d, err, sizeof(err)), DSI_OK);
+        DSI_CHECK_INT_EQ(d.tokens.has_spec, 1);
+        DSI_CHECK_INT_EQ(d.tokens.n_drafts, 0);
+        dst_msg_free(&d);
+        msgpack_sbuffer_destroy(&a);
+    }
+    m.tokens.n_drafts = DST_MSG_SPEC_MAX_K + 1;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "TOKENS.spec") != NULL);
+    m.tokens.n_drafts = 1;
+    m.tokens.drafts[0] = -1;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.tokens.drafts[0] = 1;
+    m.tokens.rollback = DST_MSG_SPEC_MAX_K + 1;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     /* PEERS with a node twice. */
     sample(DST_MSG_PEERS, &m);
     peer_list[1].node_id = peer_list[0].node_id;

@@ -229,12 +229,12 @@ static void test_wire(void)
     int32_t tok[1] = {42}, top_ids[2] = {42, 7};
     float lp[1] = {-0.25f}, top_lp[2] = {-0.25f, -2.5f};
     dst_msg_t t = {.type = DST_MSG_TOKENS};
-    t.tokens = (dst_msg_tokens_t){9, 1, tok, 0, NULL, 0, NULL, NULL};
+    t.tokens = (dst_msg_tokens_t){9, 1, tok, 0, NULL, 0, NULL, NULL, 0, 0, 0, {0}};
     DSI_CHECK_INT_EQ(round_trip(&t, &d, &fields), DSI_OK);
     DSI_CHECK_INT_EQ(fields, 5);
     DSI_CHECK(d.tokens.logprob == NULL);
     dst_msg_free(&d);
-    t.tokens = (dst_msg_tokens_t){9, 1, tok, 0, lp, 2, top_ids, top_lp};
+    t.tokens = (dst_msg_tokens_t){9, 1, tok, 0, lp, 2, top_ids, top_lp, 0, 0, 0, {0}};
     DSI_CHECK_INT_EQ(round_trip(&t, &d, &fields), DSI_OK);
     DSI_CHECK_INT_EQ(fields, 6);
     DSI_CHECK(d.tokens.logprob != NULL);

@@ -138,10 +138,11 @@
       "write each generated step's logits as little-endian f32 [steps, vocab] (one process only)") \
     X(PREFILL_CHUNK, "prefill-chunk", INT, "256", 1, 1048576, "N", DSI_P_RUN, 0, \
       "prompt tokens per forward pass in one process") \
-    X(SPECULATIVE_TOKENS, "speculative-tokens", INT, "1", 0, 8, "K", DSI_P_NODES, 0, \
+    X(SPECULATIVE_TOKENS, "speculative-tokens", INT, "1", 0, 8, "K", \
+      DSI_P_NODES | DSI_P_PLAN | DSI_P_COORD, 0, \
       "speculative decoding with the checkpoint's MTP layer: K tokens drafted per step, " \
-      "verified together (0: off; a checkpoint without the layer, or a node plan of several " \
-      "stages, decodes without)") \
+      "verified together (0: off; a checkpoint without the layer decodes without); the " \
+      "planner places the layer with the last stage unless 0") \
     X(MTP_LOGITS_OUT, "mtp-logits-out", STR, NULL, 0, 0, "FILE", DSI_P_RUN, DSI_SF_CLI, \
       "write the MTP layer's logits over the prompt as little-endian f32 [prompt - 1, vocab] " \
       "(one process only)") \
@@ -227,6 +228,7 @@
     X("DSINFER_FP8", "fp8 conversion on AVX2: int or f16c (default: by CPU vendor)")               \
     X("DSINFER_ACT", "decode activations of integer weights: int8 (default) or f32")               \
     X("DSINFER_TOKENIZER_REGEX", "force the pre-tokenizer's regex engine (testing)")               \
+    X("DSINFER_SPEC_SCRIPT", "token ids greedy requests draft across stages (testing)")            \
     X("DSINFER_NODE_BIN", "the dsinfer-node program that serve and run --local-nodes start")
 
 #endif

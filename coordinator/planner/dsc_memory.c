@@ -204,6 +204,8 @@ dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t for
     uint64_t n_mtp = (uint64_t)cfg->num_nextn_predict_layers;
     m.mtp = n_mtp * (2 * h * 4 + 2 * h * h * 2 + moe_layer_bytes + h * 4 + 2 * v * h * 2);
     m.params_mtp = n_mtp * (2 * h + 2 * h * h + moe_layer_params + h + 2 * v * h);
+    m.mtp_experts = n_mtp * e * m.expert;
+    m.mtp_kv_token = n_mtp * m.kv_token_layer;
     *out = m;
     return DSI_OK;
 }

@@ -61,7 +61,10 @@ typedef struct {
     uint64_t shared_experts; /* one MoE layer: SwiGLU of width n_shared_experts * moe_I */
     uint64_t expert;         /* one routed expert: gate, up [moe_I, H], down [H, moe_I] */
     uint64_t kv_token_layer; /* latent cache per token per layer: (kv_lora + rope) f32 */
-    uint64_t mtp;         /* all MTP layers (num_nextn_predict_layers); not placed by the planner */
+    uint64_t mtp;         /* all MTP layers (num_nextn_predict_layers), their routed experts
+                             included: on the last stage when the plan has dsc_plan_opts_t.mtp */
+    uint64_t mtp_experts; /* of which routed experts */
+    uint64_t mtp_kv_token; /* the MTP layers' latent cache per token (f32, outside the KV pool) */
     uint64_t total_main;  /* main model: embed + head + every layer with each expert once */
     uint64_t params_main; /* parameters of the main model (norms and biases included) */
     uint64_t params_mtp;  /* parameters of the MTP layers */

@@ -183,8 +183,10 @@ void dsc_plan_node_usage(const dst_plan_t *plan, uint32_t index, const dsn_confi
         u.weights += dsc_memory_layer_fixed(mem, cfg, l);
     if (node->stage == 0)
         u.weights += mem->embed;
-    if (node->stage == plan->n_stages - 1)
+    if (node->stage == plan->n_stages - 1) {
         u.weights += mem->head;
+        u.mtp = dsc_planner_mtp_bytes(mem, opts);
+    }
     uint64_t count = (uint64_t)(plan->n_layers - plan->first_moe_layer) * plan->n_experts;
     uint32_t n_holders = count > 0 ? plan->expert_offsets[count] : 0;
     for (uint32_t h = 0; h < n_holders; h++)
@@ -193,6 +195,6 @@ void dsc_plan_node_usage(const dst_plan_t *plan, uint32_t index, const dsn_confi
     uint64_t kvt = opts->kv_token_layer > 0 ? opts->kv_token_layer : mem->kv_token_layer;
     u.kv = opts->kv_tokens * kvt * (st->end_layer - st->first_layer);
     u.overhead = opts->overhead;
-    u.total = u.weights + u.experts + u.kv + u.overhead;
+    u.total = u.weights + u.experts + u.kv + u.mtp + u.overhead;
     *out = u;
 }

@@ -24,6 +24,11 @@ void dsc_plan_opts_default(dsc_plan_opts_t *opts)
     opts->overhead = 2ULL << 30;
 }
 
+uint64_t dsc_planner_mtp_bytes(const dsc_memory_t *mem, const dsc_plan_opts_t *opts)
+{
+    return opts->mtp ? mem->mtp + opts->kv_tokens * mem->mtp_kv_token : 0;
+}
+
 uint32_t dsc_planner_moe_layers(const planner_t *p, uint32_t first, uint32_t end)
 {
     uint32_t a = first > p->first_moe ? first : p->first_moe;
@@ -39,7 +44,7 @@ static uint64_t range_fixed(const planner_t *p, uint32_t s, uint32_t n_stages, u
     if (s == 0)
         bytes += p->mem.embed;
     if (s == n_stages - 1)
-        bytes += p->mem.head;
+        bytes += p->mem.head + dsc_planner_mtp_bytes(&p->mem, p->opts);
     return bytes;
 }
 
@@ -413,6 +418,7 @@ static int explain_total(const planner_t *p, dsc_plan_report_t *rep)
 {
     uint64_t redundant = (uint64_t)p->opts->redundant_experts * p->mem.n_moe_layers;
     uint64_t need = p->mem.total_main + redundant * p->mem.expert +
+                    dsc_planner_mtp_bytes(&p->mem, p->opts) +
                     p->opts->kv_tokens * p->mem.kv_token_layer * p->n_layers +
                     p->opts->overhead * p->n;
     uint64_t have = 0;

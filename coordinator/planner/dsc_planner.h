@@ -7,7 +7,8 @@
  * layer of s (attention, norms, dense MLP or router + shared expert; the nodes of a stage split
  * its sequences, data-parallel attention, so each needs them all), the embedding on stage 0, the
  * final norm and lm_head on the last stage, a latent-KV reserve of kv_tokens tokens for the
- * layers of s, a fixed runtime overhead, and its share of the routed experts of the layers of s.
+ * layers of s, a fixed runtime overhead, and its share of the routed experts of the layers of s;
+ * with speculative decoding (opts.mtp), the MTP layer and its cache on the last stage.
  * Experts stay inside their layer's stage, so a stage's expert traffic stays among its nodes.
  *
  * The algorithm, in order (docs/PLANNING.md explains it with examples):
@@ -53,6 +54,13 @@ typedef struct {
     uint64_t kv_token_layer;    /* their bytes per token per layer (--kv-dtype); 0: the memory
                                    model's f32 figure */
     uint64_t overhead;          /* fixed bytes per node: activations, buffers, the runtime */
+    /*
+     * 1: speculative decoding is on (--speculative-tokens > 0): every node of the last stage
+     * holds the config's MTP layer (dsc_memory_t.mtp: its non-expert weights and, as the node
+     * loads them today, all its routed experts) and its f32 latent cache of kv_tokens tokens
+     * (mtp_kv_token). Nothing for a config without the layer.
+     */
+    uint8_t mtp;
     uint32_t n_stages;          /* 0: choose (see step 1); else exactly this many */
     /*
      * Extra expert copies per MoE layer (EPLB's redundant experts), at most n_experts *
@@ -70,8 +78,11 @@ typedef struct {
     uint64_t epoch; /* written into the plan */
 } dsc_plan_opts_t;
 
-/* fp8, 32768 KV tokens, 2 GiB overhead, stages chosen, no replicas, no load, no previous plan. */
+/* fp8, 32768 KV tokens, 2 GiB overhead, stages chosen, no replicas, no load, no previous plan,
+ * no MTP layer. */
 void dsc_plan_opts_default(dsc_plan_opts_t *opts);
+/* Bytes the MTP layer and its cache add to each node of the last stage (0 without opts->mtp). */
+uint64_t dsc_planner_mtp_bytes(const dsc_memory_t *mem, const dsc_plan_opts_t *opts);
 
 typedef struct {
     dsc_memory_t mem;       /* the memory model used */
@@ -132,6 +143,7 @@ typedef struct {
     uint64_t experts;   /* its routed expert copies */
     uint32_t n_experts; /* how many copies */
     uint64_t kv;        /* latent-KV reserve */
+    uint64_t mtp;       /* the MTP layer and its cache (last stage, dsc_plan_opts_t.mtp) */
     uint64_t overhead;
     uint64_t total; /* the sum: what the planner writes into mem_planned */
 } dsc_node_usage_t;

@@ -608,6 +608,12 @@ static void on_wake(uv_async_t *async)
                 m.tokens.top_ids = o->top_ids;
                 m.tokens.top_logprobs = o->top_logprobs;
             }
+            if (o->has_spec) {
+                m.tokens.has_spec = 1;
+                m.tokens.rollback = o->rollback;
+                m.tokens.n_drafts = o->n_drafts;
+                memcpy(m.tokens.drafts, o->drafts, o->n_drafts * sizeof(int32_t));
+            }
             send_msg(node, &m);
         }
         dsn_queue_out_put(&node->queue, o);

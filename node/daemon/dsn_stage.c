@@ -168,7 +168,7 @@ void dsn_stage_emit_tokens(dsn_compute_t *c, uint64_t seq_id, int32_t token, uin
 }
 
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
-                            const float *logits)
+                            const float *logits, const dsn_spec_next_t *next)
 {
     dsn_out_t *o = dsn_queue_out_get(c->queue);
     if (o == NULL) {
@@ -185,6 +185,12 @@ void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token,
     if (s->logprobs)
         o->logprob = dsn_logprobs(logits, (int)c->weights->cfg.vocab_size, token, o->n_top,
                                   o->top_ids, o->top_logprobs);
+    if (next != NULL) {
+        o->has_spec = 1;
+        o->rollback = next->rollback;
+        o->n_drafts = next->n_drafts;
+        memcpy(o->drafts, next->drafts, next->n_drafts * sizeof(int32_t));
+    }
     dsn_queue_emit(c->queue, o);
 }
 
@@ -253,7 +259,7 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     memcpy(s->route, m->route, m->n_route * sizeof(uint32_t));
     s->n_prompt = m->n_tokens;
     s->max_tokens = m->max_tokens;
-    if (c->is_first) {
+    if (c->is_first || c->spec != NULL) { /* (the MTP layer pairs states with prompt tokens) */
         s->prompt = malloc(m->n_tokens * sizeof(int32_t));
         if (s->prompt == NULL)
             goto fail;
@@ -308,12 +314,32 @@ static void handle_feedback(dsn_compute_t *c, const dst_msg_tokens_t *m)
         return;
     if (m->finish != DST_FINISH_NONE || m->n_tokens == 0) {
         s->done = 1; /* finished: nothing more to feed; CANCEL frees it */
-        s->in_flight = 0;
+        s->in_flight = s->awaiting = 0;
         return;
+    }
+    if (!m->has_spec && s->spec_steps)
+        return; /* a speculative step's token before its last: the last one says how to go on */
+    if (m->has_spec) {
+        /* The last stage verified the positions fed last (none after the prompt) and drafted
+         * the next ones: cut the rejected ones here, and tell the later stages. */
+        if (m->rollback > 0 && m->rollback >= s->fed_step) {
+            DSI_ERROR("sequence %llu: TOKENS rejects %u of the %u positions of its step: the "
+                      "request ends with an error",
+                      (unsigned long long)s->id, m->rollback, s->fed_step);
+            dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+            s->done = 1;
+            s->in_flight = s->awaiting = 0;
+            return;
+        }
+        dsn_kvcache_truncate(s->kv, s->kv->length - m->rollback);
+        s->rollback = m->rollback;
+        s->n_drafts = m->n_drafts;
+        memcpy(s->drafts, m->drafts, m->n_drafts * sizeof(int32_t));
+        s->spec_steps = 1;
     }
     s->next_token = m->tokens[m->n_tokens - 1];
     s->has_next = 1;
-    s->in_flight = 0;
+    s->in_flight = s->awaiting = 0;
 }
 
 /* ---- expert load and router biases ---- */
@@ -391,7 +417,9 @@ static void handle_cancel(dsn_compute_t *c, uint64_t id)
     if (s == NULL)
         return;
     s->done = 1;
-    if (s->in_flight)
+    /* A sequence that waits for its token at stage 0 holds no micro-batch: it goes now (the
+     * token of its last step ended it and does not come back). */
+    if (s->in_flight && !s->awaiting)
         s->remove_after = 1;
     else
         dsn_seq_remove(c, id);
@@ -597,8 +625,10 @@ int dsn_stage_schedule(dsn_compute_t *c)
                         avail = avail > 0 ? avail : 0;
                     }
                 }
-                int k = decode ? 1 : (int)(s->n_prompt - s->fed);
-                if (k > budget - n)
+                int k = decode ? 1 + s->n_drafts : (int)(s->n_prompt - s->fed);
+                if (decode && k > budget - n && n > 0)
+                    continue; /* its drafts go together, in the next micro-batch */
+                if (k > budget - n && !decode)
                     k = (int)(budget - n);
                 /* Admission by memory: a prefill chunk takes what the free blocks hold (none:
                  * it waits); a decode that needs a block the pool lacks is preempted. */
@@ -653,7 +683,11 @@ int dsn_stage_schedule(dsn_compute_t *c)
             dsn_stage_spec_feed(s, tokens + t, take[i]);
             s->has_next = 0;
         } else {
+            /* (with the drafts of TOKENS.spec on a plan of several stages) */
             tokens[t] = s->next_token;
+            memcpy(tokens + t + 1, s->drafts, (size_t)s->n_drafts * sizeof(int32_t));
+            s->fed_step = (uint8_t)take[i];
+            s->n_drafts = 0;
             s->has_next = 0;
         }
         if (c->prefix)

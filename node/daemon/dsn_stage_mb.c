@@ -299,7 +299,7 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
         } else {
             dsn_sampler_accept(&s->sampler, tok);
             s->generated++;
-            dsn_stage_emit_sampled(c, s, tok, finish, raw);
+            dsn_stage_emit_sampled(c, s, tok, finish, raw, NULL);
         }
         if (c->is_first) {
             s->next_token = tok;
@@ -309,16 +309,22 @@ static void sample_and_report(dsn_compute_t *c, dsn_mb_t *mb)
     }
 }
 
+uint8_t dsn_stage_finish_of(const dsn_compute_t *c, const dsn_seq_t *s, int32_t tok,
+                            uint32_t generated, int64_t length)
+{
+    if ((tok == c->weights->cfg.eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
+        return DST_FINISH_STOP;
+    if (generated >= s->max_tokens || length >= s->kv->max_tokens)
+        return DST_FINISH_LENGTH;
+    return DST_FINISH_NONE;
+}
+
 uint8_t dsn_stage_report(dsn_compute_t *c, dsn_seq_t *s, int32_t tok, int64_t length,
-                         const float *raw)
+                         const float *raw, const dsn_spec_next_t *next)
 {
     s->generated++;
-    uint8_t finish = DST_FINISH_NONE;
-    if ((tok == c->weights->cfg.eos_token_id && !s->ignore_eos) || is_stop_id(&s->sampler, tok))
-        finish = DST_FINISH_STOP;
-    else if (s->generated >= s->max_tokens || length >= s->kv->max_tokens)
-        finish = DST_FINISH_LENGTH;
-    dsn_stage_emit_sampled(c, s, tok, finish, raw);
+    uint8_t finish = dsn_stage_finish_of(c, s, tok, s->generated, length);
+    dsn_stage_emit_sampled(c, s, tok, finish, raw, finish == DST_FINISH_NONE ? next : NULL);
     if (c->is_first) {
         s->next_token = tok;
         s->has_next = finish == DST_FINISH_NONE;
@@ -366,8 +372,11 @@ static void forward_mb(dsn_compute_t *c, dsn_mb_t *mb)
             const dsn_seq_batch_t *b = &mb->batch[j];
             if (dsn_route_next(c, mb->seq[j]) == next) {
                 memcpy(x + row * H, mb->h + t * H, (size_t)(b->n_tokens * H) * sizeof(float));
+                /* (the rollback of speculative decoding's rejected drafts: TOKENS.spec) */
                 for (int k = 0; k < b->n_tokens; k++, row++)
-                    side[row] = (dst_wire_token_t){mb->seq[j]->id, (uint32_t)(b->pos + k), 0};
+                    side[row] = (dst_wire_token_t){mb->seq[j]->id, (uint32_t)(b->pos + k),
+                                                   k == 0 ? mb->seq[j]->rollback : 0};
+                mb->seq[j]->rollback = 0;
             }
             t += b->n_tokens;
         }
@@ -408,6 +417,8 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
             dsn_kvcache_publish(s->kv); /* its full blocks, for prompts that start alike */
         if (!c->is_first || c->is_last || s->fed < s->n_prompt)
             s->in_flight = 0;
+        else
+            s->awaiting = 1; /* (a CANCEL frees it at once) */
         if (s->remove_after && !s->in_flight)
             dsn_seq_remove(c, s->id); /* mb->seq[i] is not read again */
     }
@@ -442,8 +453,11 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
     for (uint32_t i = 0; i < h->n_rows; i++) {
         if (i > 0 && tok[i].seq_id == tok[i - 1].seq_id && tok[i].pos == tok[i - 1].pos + 1)
             continue;
+        /* A speculative step starts where the one before kept its positions: the rejected
+         * ones are cut first (a last stage that drafts has cut them itself). */
         dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
-        if (s == NULL || s->in_flight || (int64_t)tok[i].pos != s->kv->length)
+        if (s == NULL || s->in_flight ||
+            (int64_t)tok[i].pos != s->kv->length - (s->spec == NULL ? tok[i].rollback : 0))
             return 1;
     }
     dsn_mb_t *mb = dsn_mb_get(c, n_seqs, h->n_rows);
@@ -455,6 +469,9 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
     for (uint32_t i = 0; i < h->n_rows; i++) {
         if (i == 0 || tok[i].seq_id != tok[i - 1].seq_id || tok[i].pos != tok[i - 1].pos + 1) {
             dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+            if (s->spec == NULL && tok[i].rollback > 0)
+                dsn_kvcache_truncate(s->kv, tok[i].pos);
+            s->rollback = (uint8_t)tok[i].rollback; /* for the stage after this one */
             mb->seq[++k] = s;
             mb->batch[k] = (dsn_seq_batch_t){s->kv, tok[i].pos, 0};
             s->in_flight = 1;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "dsi_clock.h"
+#include "dsi_settings.h"
 #include "dsi_log.h"
 #include "dsn_compute_impl.h"
 #include "dsn_mtp.h"
@@ -29,6 +30,8 @@ struct dsn_seq_spec {
     dsn_spec_seq_t q;
     dsn_kvcache_t *mtp_kv;
     int32_t feed[DSN_SPEC_MAX_K + 1]; /* the tokens the next verify step feeds */
+    int n_feed;                       /* several stages: how many (0: none drafted yet) */
+    int64_t drafted_ns;               /* several stages: when they were drafted */
 };
 
 struct dsn_node_spec {
@@ -38,6 +41,9 @@ struct dsn_node_spec {
     dsn_spec_stats_t reported;              /* the stats as last handed to the queue */
     uint64_t seq_steps, reported_seq_steps; /* verify steps of one sequence each */
     int k;
+    int pp;           /* the plan has several stages: this node is the last */
+    int32_t *script;  /* DSINFER_SPEC_SCRIPT's tokens (script_drafts), or NULL */
+    int n_script;
     int busy;         /* a micro-batch with drafts is in flight */
     int64_t start_ns; /* when it started */
     /* scratch, grown to the largest use */
@@ -47,6 +53,8 @@ struct dsn_node_spec {
     int32_t *drafts;       /* [cap_seqs * K] */
     int32_t *out;          /* [cap_seqs * (K + 1)] */
     int *n_out;            /* [cap_seqs] */
+    int *fed;              /* [cap_seqs] several stages: positions verified (0: a first token) */
+    int *go;               /* [cap_seqs] several stages: index among the drafted, or -1 */
     int32_t *tokens;       /* [cap_seqs * (K + 1)] */
     int64_t cap_rows;
     int64_t *rows; /* [cap_rows] */
@@ -56,20 +64,75 @@ struct dsn_node_spec {
     float *out_logits; /* [cap_out, V] for logprobs */
 };
 
+/*
+ * DSINFER_SPEC_SCRIPT, for tests on models with random weights (whose drafts are nearly always
+ * rejected): comma-separated token ids, the output a greedy request is expected to give. On a
+ * plan of several stages the last stage then drafts those tokens (the one at each output
+ * position) instead of the MTP layer's, so a test chooses which drafts are accepted and which
+ * are rejected; the output does not change (the main model judges). 0, or -1 (logged).
+ */
+static int read_script(struct dsn_node_spec *ns)
+{
+    const char *env = dsi_env("DSINFER_SPEC_SCRIPT");
+    if (env == NULL || env[0] == 0)
+        return 0;
+    int n = 1;
+    for (const char *p = env; *p; p++)
+        n += *p == ',';
+    ns->script = malloc((size_t)n * sizeof(int32_t));
+    if (ns->script == NULL)
+        return -1;
+    const char *p = env;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != 0)) {
+            DSI_ERROR("DSINFER_SPEC_SCRIPT: '%s' is not a comma-separated list of token ids",
+                      env);
+            free(ns->script);
+            ns->script = NULL;
+            return -1;
+        }
+        ns->script[i] = (int32_t)v;
+        p = end + 1;
+    }
+    ns->n_script = n;
+    DSI_WARN("DSINFER_SPEC_SCRIPT: greedy requests draft the %d tokens given, not the MTP "
+             "layer's (a test setting)",
+             n);
+    return 0;
+}
+
+/* The drafts of a greedy sequence whose next output position is g, from the script. */
+static void script_drafts(const struct dsn_node_spec *ns, const dsn_seq_t *s, uint32_t g,
+                          int32_t *drafts, int kk)
+{
+    if (ns->script == NULL || s->sampler.params.temperature > 0.0f)
+        return;
+    for (int k = 0; k < kk && g + (uint32_t)k < (uint32_t)ns->n_script; k++)
+        drafts[k] = ns->script[g + (uint32_t)k];
+}
+
 dsi_status_t dsn_stage_spec_load(dsn_compute_t *c)
 {
     int k = c->opts->speculative_tokens;
     if (k <= 0 || !dsn_mtp_present(c->ckpt))
         return DSI_OK;
-    if (!c->is_first || !c->is_last) {
-        DSI_INFO("speculative decoding is off: it runs on a plan of one stage, this one has %d",
-                 c->n_stages);
+    if (!c->is_last) {
+        DSI_INFO("speculative decoding: the last of the plan's %d stages drafts with the MTP "
+                 "layer; this node (stage %d) runs the drafts and cuts the rejected ones",
+                 c->n_stages, c->stage);
         return DSI_OK;
     }
     struct dsn_node_spec *ns = calloc(1, sizeof(*ns));
     if (ns == NULL)
         return DSI_ERR_NOMEM;
     ns->k = k;
+    ns->pp = !c->is_first;
+    if (ns->pp && read_script(ns) != 0) {
+        free(ns);
+        return DSI_ERR_INVALID_ARG;
+    }
     /* All of the module's routed experts stay here (the plan does not place them). */
     dsi_status_t st =
         dsn_mtp_weights_load(c->ckpt, c->opts->weight_format, c->opts->threads, NULL, &ns->w);
@@ -96,11 +159,14 @@ void dsn_stage_spec_release(dsn_compute_t *c)
     dsn_spec_destroy(ns->spec);
     dsn_mtp_destroy(ns->mtp);
     dsn_mtp_weights_destroy(ns->w);
+    free(ns->script);
     free(ns->seqs);
     free(ns->owner);
     free(ns->drafts);
     free(ns->out);
     free(ns->n_out);
+    free(ns->fed);
+    free(ns->go);
     free(ns->tokens);
     free(ns->rows);
     free(ns->hidden);
@@ -124,6 +190,12 @@ int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)
     dsn_spec_seq_init(&x->q, s->kv, x->mtp_kv, &s->sampler);
     x->q.n_generated = s->n_prior;
     s->spec = x;
+    /* Several stages: its drafts are verified when they come back, with whichever others. */
+    if (c->spec->pp && s->sampler.params.temperature > 0.0f &&
+        dsn_spec_seq_own_dists(c->spec->spec, &x->q) != DSI_OK) {
+        dsn_stage_spec_seq_free(s);
+        return -1;
+    }
     return 0;
 }
 
@@ -161,7 +233,7 @@ void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s)
 {
     if (c->spec == NULL || s->spec == NULL)
-        return 1;
+        return 1 + s->n_drafts; /* (TOKENS.spec's drafts on a plan of several stages) */
     int64_t room = s->kv->max_tokens - s->kv->length; /* dsn_spec_step_k's bound */
     int64_t n = c->spec->k + 1;
     return (int)(room < n ? (room > 1 ? room : 1) : n);
@@ -190,7 +262,8 @@ static int seqs_room(struct dsn_node_spec *ns, int n)
         grow((void **)&ns->owner, m * sizeof(*ns->owner)) ||
         grow((void **)&ns->drafts, m * (W - 1) * sizeof(int32_t)) ||
         grow((void **)&ns->out, m * W * sizeof(int32_t)) ||
-        grow((void **)&ns->n_out, m * sizeof(int)) ||
+        grow((void **)&ns->n_out, m * sizeof(int)) || grow((void **)&ns->fed, m * sizeof(int)) ||
+        grow((void **)&ns->go, m * sizeof(int)) ||
         grow((void **)&ns->tokens, m * W * sizeof(int32_t)))
         return -1;
     ns->cap_seqs = n;
@@ -319,9 +392,10 @@ static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_
 }
 
 /* A prefill chunk of s (n rows from row t0 of the micro-batch, at position pos) to the module;
- * at the prompt's end, the first token. */
-static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0, int64_t pos,
-                           int n)
+ * at the prompt's end, the first token, sampled from the raw logits left in ns->logits (row 0).
+ * -1 before the prompt's end or when s failed (reported). */
+static int32_t finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0,
+                              int64_t pos, int n)
 {
     struct dsn_node_spec *ns = c->spec;
     int64_t V = c->weights->cfg.vocab_size;
@@ -329,7 +403,7 @@ static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t
         DSI_ERROR("sequence %llu: out of memory for speculative decoding's hidden states",
                   (unsigned long long)s->id);
         seq_failed(c, s);
-        return;
+        return -1;
     }
     for (int i = 0; i < n; i++)
         ns->rows[i] = t0 + i;
@@ -339,12 +413,14 @@ static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t
     for (int i = 0; i < n; i++)
         ops->rmsnorm(mb->h + (t0 + i) * H, c->weights->final_norm, H, cfg->rms_norm_eps,
                      ns->hidden + i * H);
-    if (dsn_spec_prefilled(ns->spec, &s->spec->q, pos, mb->tokens + t0, n, ns->hidden) != DSI_OK) {
+    /* The prompt's tokens: those fed here, or (a later stage) those of SUBMIT. */
+    const int32_t *tokens = c->is_first ? mb->tokens + t0 : s->prompt + pos;
+    if (dsn_spec_prefilled(ns->spec, &s->spec->q, pos, tokens, n, ns->hidden) != DSI_OK) {
         seq_failed(c, s);
-        return;
+        return -1;
     }
     if (pos + n < (int64_t)s->n_prompt)
-        return;
+        return -1;
     int64_t last = t0 + n - 1;
     states(c, mb->h, &last, 1, NULL, ns->logits);
     if (c->opts->logits_dir != NULL)
@@ -356,13 +432,19 @@ static void finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t
                   "scales in the checkpoint?): the request ends with an error",
                   (unsigned long long)s->id);
         seq_failed(c, s);
-        return;
+        return -1;
     }
-    dsn_stage_report(c, s, tok, s->kv->length, ns->logits);
+    return tok;
 }
+
+static void finish_stages(dsn_compute_t *c, dsn_mb_t *mb);
 
 void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
 {
+    if (c->spec->pp) {
+        finish_stages(c, mb);
+        return;
+    }
     struct dsn_node_spec *ns = c->spec;
     int64_t V = c->weights->cfg.vocab_size;
     int n_dec = 0, B = 0, raw_rows = c->opts->logits_dir != NULL;
@@ -374,7 +456,9 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
         if (s->spec == NULL) {
             /* sampled one token at a time (sample_and_report) */
         } else if (b->pos < (int64_t)s->n_prompt) {
-            finish_prefill(c, mb, s, t, b->pos, (int)b->n_tokens);
+            int32_t tok = finish_prefill(c, mb, s, t, b->pos, (int)b->n_tokens);
+            if (tok >= 0)
+                dsn_stage_report(c, s, tok, s->kv->length, ns->logits, NULL);
         } else if (mb->spec) {
             ns->owner[n_dec] = s;
             ns->seqs[n_dec] = &s->spec->q;
@@ -431,8 +515,162 @@ void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb)
             const float *raw = raw_rows ? ns->out_logits + k * V : NULL;
             if (c->opts->logits_dir != NULL && raw != NULL)
                 dsn_stage_dump_logits(c->opts->logits_dir, s->id, raw, V);
-            if (dsn_stage_report(c, s, ns->out[k], L + j + 1, raw) != DST_FINISH_NONE)
+            if (dsn_stage_report(c, s, ns->out[k], L + j + 1, raw, NULL) != DST_FINISH_NONE)
                 break;
         }
     }
+}
+
+/* Room for n rows of raw logits (logprobs, the logits-dir option). */
+static int out_room(struct dsn_node_spec *ns, int64_t n, int64_t V)
+{
+    if (n <= ns->cap_out)
+        return 0;
+    if (grow((void **)&ns->out_logits, (size_t)(n * V) * sizeof(float)) != 0)
+        return -1;
+    ns->cap_out = n;
+    return 0;
+}
+
+/* Whether s goes on after emitting out[0..n) (the first sampled with `length` positions in its
+ * cache, each next one with one more): dsn_stage_report's finish reasons, without reporting. */
+static int goes_on(const dsn_compute_t *c, const dsn_seq_t *s, const int32_t *out, int n,
+                   int64_t length)
+{
+    for (int j = 0; j < n; j++) {
+        if (dsn_stage_finish_of(c, s, out[j], s->generated + (uint32_t)j + 1, length + j) !=
+            DST_FINISH_NONE)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * The last of several stages: a micro-batch (an ACTIVATION) left the layers. Prefill chunks go
+ * to the module and a prompt's end samples the first token; a decode's positions (its last token
+ * and the drafts this node made for it) are judged on their own, since each sequence was drafted
+ * when its previous tokens left, with its own number of drafts. Then the sequences that go on are
+ * drafted together, and each one's tokens are reported, the last with TOKENS.spec: the positions
+ * rejected (every stage cuts them) and the drafts stage 0 feeds next.
+ */
+static void finish_stages(dsn_compute_t *c, dsn_mb_t *mb)
+{
+    struct dsn_node_spec *ns = c->spec;
+    int64_t V = c->weights->cfg.vocab_size;
+    int K = ns->k, W = K + 1, n = 0, judged = 0, raw_rows = c->opts->logits_dir != NULL;
+    int64_t t = 0, oldest = INT64_MAX;
+    for (int i = 0; i < mb->n_seqs; i++)
+        raw_rows |= mb->seq[i]->spec != NULL && mb->seq[i]->logprobs;
+    if (seqs_room(ns, mb->n_seqs) != 0 ||
+        (raw_rows && out_room(ns, (int64_t)mb->n_seqs * W, V) != 0)) {
+        for (int i = 0; i < mb->n_seqs; i++) {
+            if (mb->seq[i]->spec != NULL) {
+                DSI_ERROR("sequence %llu: out of memory for speculative decoding",
+                          (unsigned long long)mb->seq[i]->id);
+                seq_failed(c, mb->seq[i]);
+            }
+        }
+        return;
+    }
+    for (int i = 0; i < mb->n_seqs; t += mb->batch[i].n_tokens, i++) {
+        dsn_seq_t *s = mb->seq[i];
+        const dsn_seq_batch_t *b = &mb->batch[i];
+        if (s->spec == NULL || s->done)
+            continue; /* sampled one token at a time (sample_and_report), or cancelled */
+        float *raw = raw_rows ? ns->out_logits + (int64_t)n * W * V : NULL;
+        if (b->pos < (int64_t)s->n_prompt) {
+            int32_t tok = finish_prefill(c, mb, s, t, b->pos, (int)b->n_tokens);
+            if (tok < 0)
+                continue;
+            if (raw != NULL)
+                memcpy(raw, ns->logits, (size_t)V * sizeof(float));
+            ns->out[n * W] = tok;
+            ns->n_out[n] = 1;
+            ns->fed[n] = 0;
+            ns->owner[n++] = s;
+            continue;
+        }
+        struct dsn_seq_spec *x = s->spec;
+        int B = (int)b->n_tokens;
+        if (B != x->n_feed || rows_room(c, B) != 0) {
+            DSI_ERROR("sequence %llu: %d positions to verify, %d drafted here (or out of "
+                      "memory): the request ends with an error",
+                      (unsigned long long)s->id, B, x->n_feed);
+            seq_failed(c, s);
+            continue;
+        }
+        for (int j = 0; j < B; j++)
+            ns->rows[j] = t + j;
+        states(c, mb->h, ns->rows, B, ns->hidden, ns->logits);
+        dsn_spec_seq_t *q = &x->q;
+        if (dsn_spec_judge(ns->spec, &q, 1, x->feed + 1, B, ns->logits, ns->hidden,
+                           ns->out + n * W, ns->n_out + n, raw) != DSI_OK) {
+            DSI_ERROR("sequence %llu: verifying the drafts failed: the request ends with an "
+                      "error",
+                      (unsigned long long)s->id);
+            seq_failed(c, s);
+            continue;
+        }
+        DSI_DEBUG("sequence %llu: %d of %d drafts accepted, %d positions cut",
+                  (unsigned long long)s->id, ns->n_out[n] - 1, B - 1, B - ns->n_out[n]);
+        x->n_feed = 0;
+        oldest = x->drafted_ns < oldest ? x->drafted_ns : oldest;
+        judged++;
+        ns->fed[n] = B;
+        ns->owner[n++] = s;
+    }
+    if (judged > 0) {
+        dsn_spec_count_verify(ns->spec, dsi_now_ns() - oldest);
+        ns->seq_steps += (uint64_t)judged;
+    }
+    /* The next drafts of the sequences that go on, together. */
+    int d = 0, kk = 0;
+    for (int i = 0; i < n; i++) {
+        dsn_seq_t *s = ns->owner[i];
+        int64_t L = s->kv->length - ns->n_out[i];
+        ns->go[i] = -1;
+        if (goes_on(c, s, ns->out + i * W, ns->n_out[i], L + 1)) {
+            ns->go[i] = d;
+            ns->seqs[d++] = &s->spec->q;
+        }
+    }
+    dsi_status_t st = DSI_OK;
+    if (d > 0) {
+        st = dsn_spec_draft(ns->spec, ns->seqs, d, ns->drafts);
+        kk = dsn_spec_step_k(ns->spec, ns->seqs, d);
+    }
+    int64_t now = dsi_now_ns();
+    for (int i = 0; i < n; i++) {
+        dsn_seq_t *s = ns->owner[i];
+        int g = ns->go[i];
+        if (g >= 0 && st != DSI_OK) {
+            DSI_ERROR("sequence %llu: drafting with the MTP layer failed",
+                      (unsigned long long)s->id);
+            seq_failed(c, s);
+            continue;
+        }
+        dsn_spec_next_t next = {(uint8_t)(ns->fed[i] > 0 ? ns->fed[i] - ns->n_out[i] : 0),
+                                (uint8_t)kk,
+                                {0}};
+        if (g >= 0) {
+            struct dsn_seq_spec *x = s->spec;
+            x->feed[0] = x->q.last;
+            memcpy(x->feed + 1, ns->drafts + (int64_t)g * K, (size_t)kk * sizeof(int32_t));
+            script_drafts(ns, s, s->generated + (uint32_t)ns->n_out[i], x->feed + 1, kk);
+            memcpy(next.drafts, x->feed + 1, (size_t)kk * sizeof(int32_t));
+            x->n_feed = kk + 1;
+            x->drafted_ns = now;
+        }
+        int64_t L = s->kv->length - ns->n_out[i];
+        for (int j = 0; j < ns->n_out[i]; j++) {
+            const float *raw = raw_rows ? ns->out_logits + ((int64_t)i * W + j) * V : NULL;
+            if (c->opts->logits_dir != NULL && ns->fed[i] > 0)
+                dsn_stage_dump_logits(c->opts->logits_dir, s->id, raw, V);
+            if (dsn_stage_report(c, s, ns->out[i * W + j], L + j + 1, raw,
+                                 j == ns->n_out[i] - 1 ? &next : NULL) != DST_FINISH_NONE)
+                break;
+        }
+    }
+    if (n > 0)
+        report(c);
 }

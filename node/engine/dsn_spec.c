@@ -40,11 +40,33 @@ void dsn_spec_seq_init(dsn_spec_seq_t *q, dsn_kvcache_t *kv, dsn_kvcache_t *mtp_
 
 void dsn_spec_seq_cleanup(dsn_spec_seq_t *q)
 {
+    free(q->dist);
+    q->dist = NULL;
     free(q->pend_h);
     free(q->pend_tok);
     q->pend_h = NULL;
     q->pend_tok = NULL;
     q->n_pend = q->pend_cap = 0;
+}
+
+dsi_status_t dsn_spec_seq_own_dists(const dsn_spec_t *s, dsn_spec_seq_t *q)
+{
+    if (q->dist != NULL)
+        return DSI_OK;
+    q->dist = malloc((size_t)s->k * (size_t)s->V * sizeof(float));
+    if (q->dist == NULL) {
+        DSI_ERROR("speculative decoding: out of memory for a sequence's draft distributions");
+        return DSI_ERR_NOMEM;
+    }
+    return DSI_OK;
+}
+
+/* Where sequence q (index i of its batch) keeps its draft distribution of position k. */
+static float *dist_of(const dsn_spec_t *s, const dsn_spec_seq_t *q, int i, int k)
+{
+    if (q->dist != NULL)
+        return q->dist + (int64_t)k * s->V;
+    return s->q + ((int64_t)i * s->k + k) * s->V;
 }
 
 dsi_status_t dsn_spec_create(dsn_engine_t *main, dsn_mtp_t *mtp, int k, dsn_spec_t **out)
@@ -369,7 +391,7 @@ static int32_t draft_one(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int k, const f
     dsn_sampler_process(q->sampler, s->row, q->n_generated);
     if (q->sampler->params.temperature <= 0.0f)
         return dsn_argmax(s->row, (int)s->V);
-    float *dist = s->q + ((int64_t)i * s->k + k) * s->V;
+    float *dist = dist_of(s, q, i, k);
     distribution(s, q->sampler, s->row, dist);
     return draw(s, q->sampler, dist);
 }
@@ -436,7 +458,7 @@ static int32_t judge_sampled(dsn_spec_t *s, dsn_spec_seq_t *q, int i, int j, int
     *accepted = 0;
     if (j == kk)
         return draw(s, q->sampler, s->p);
-    const float *dq = s->q + ((int64_t)i * s->k + j) * V;
+    const float *dq = dist_of(s, q, i, j);
     double pd = s->p[draft], qd = dq[draft];
     double u = dsn_sampler_uniform(q->sampler);
     if (qd > 0 && u * qd < pd) {

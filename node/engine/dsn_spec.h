@@ -46,6 +46,8 @@ typedef struct {
     int64_t draft_ns, verify_ns;        /* wall time of the module's and the main model's passes */
 } dsn_spec_stats_t;
 
+typedef struct dsn_spec dsn_spec_t;
+
 /* One sequence. Fill kv, mtp_kv (empty caches of the two engines) and sampler; zero the rest
  * (dsn_spec_seq_init). */
 typedef struct {
@@ -53,6 +55,12 @@ typedef struct {
     dsn_kvcache_t *mtp_kv;  /* the module's (dsn_mtp_kvcache_create) */
     dsn_sampler_t *sampler; /* temperature 0: greedy */
     uint32_t n_generated;   /* tokens emitted (the controls' min_tokens) */
+    /* The draft distributions of the step in flight (sampling): NULL keeps them in the
+     * dsn_spec_t by the sequence's index in the batch, so the step's verification takes the
+     * same batch; dsn_spec_seq_own_dists gives the sequence its own ([K, V], freed by
+     * dsn_spec_seq_cleanup), so it may be verified in any batch, alone or with others drafted
+     * at other times (a node of a pipeline's last stage). */
+    float *dist;
     int32_t last;           /* last token emitted, not yet through the main model; -1 = none */
     /* private: main-model hidden states of positions [pend_pos, kv->length) not yet paired
      * through the module (pend_tok[i] = the token at pend_pos + i + 1, the last one = last) */
@@ -65,8 +73,9 @@ typedef struct {
 void dsn_spec_seq_init(dsn_spec_seq_t *q, dsn_kvcache_t *kv, dsn_kvcache_t *mtp_kv,
                        dsn_sampler_t *sampler);
 void dsn_spec_seq_cleanup(dsn_spec_seq_t *q);
-
-typedef struct dsn_spec dsn_spec_t;
+/* q keeps its own draft distributions from now on (sampling sequences need them; greedy ones
+ * have none). DSI_ERR_NOMEM. */
+dsi_status_t dsn_spec_seq_own_dists(const dsn_spec_t *s, dsn_spec_seq_t *q);
 
 /* k drafts per step, 1 <= k <= DSN_SPEC_MAX_K. The engines are not owned (same weights format
  * and kernel level as each other is not required). */

@@ -104,7 +104,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_SUBMIT:
         return 14; /* "sampling", "fork_of" and "fork_len", "kv_move", "grammar" optional */
     case DST_MSG_TOKENS:
-        return 4; /* "logprobs" optional */
+        return 5; /* "logprobs" and "spec" optional */
     case DST_MSG_CANCEL:
         return 1;
     case DST_MSG_SHUTDOWN:

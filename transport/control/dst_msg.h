@@ -317,6 +317,14 @@ typedef struct {
     uint32_t n_top;       /* 0..DST_MSG_MAX_TOP_LP */
     int32_t *top_ids;     /* [n_tokens * n_top], most likely first */
     float *top_logprobs;  /* [n_tokens * n_top] */
+    /* Optional "spec" (speculative decoding on a plan of several stages, docs/SPECULATIVE.md):
+     * on the last TOKENS of a step, for stage 0: how many of the positions the step fed were
+     * rejected (every stage cuts them from its cache) and the drafts to feed after the last
+     * token. Sent as one array [rollback, drafts...]. */
+    uint8_t has_spec;                    /* 0 = absent */
+    uint8_t rollback;                    /* 0..DST_MSG_SPEC_MAX_K */
+    uint8_t n_drafts;                    /* 0..DST_MSG_SPEC_MAX_K */
+    int32_t drafts[DST_MSG_SPEC_MAX_K]; /* [n_drafts] token ids */
 } dst_msg_tokens_t;
 
 /* coordinator -> node: stop a sequence. */

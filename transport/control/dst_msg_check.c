@@ -246,6 +246,14 @@ static dsi_status_t check_tokens_msg(const dst_msg_tokens_t *m, char *err, size_
         FAIL("TOKENS.finish: %u not a finish reason", (unsigned)m->finish);
     if (m->n_tokens == 0 && m->finish == DST_FINISH_NONE)
         FAIL("TOKENS: no tokens and no finish reason");
+    if (m->has_spec > 1 || (m->has_spec && (m->rollback > DST_MSG_SPEC_MAX_K ||
+                                            m->n_drafts > DST_MSG_SPEC_MAX_K)))
+        FAIL("TOKENS.spec: rollback %u and %u drafts (at most %d each)", (unsigned)m->rollback,
+             (unsigned)m->n_drafts, DST_MSG_SPEC_MAX_K);
+    for (uint32_t i = 0; m->has_spec && i < m->n_drafts; i++) {
+        if (m->drafts[i] < 0 || m->drafts[i] > DST_MSG_MAX_TOKEN_ID)
+            FAIL("TOKENS.spec: draft %u: %d not a token id", (unsigned)i, (int)m->drafts[i]);
+    }
     if (m->logprob != NULL && m->n_tokens > 0) {
         if (m->n_top > DST_MSG_MAX_TOP_LP || (m->n_top > 0 && (!m->top_ids || !m->top_logprobs)))
             FAIL("TOKENS.logprobs: n_top %u (at most %d) or its arrays missing",

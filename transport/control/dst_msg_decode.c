@@ -236,6 +236,24 @@ static dsi_status_t read_tokens_msg(dst_msg_rd_t *rd, dst_msg_tokens_t *m)
     TRY(read_tokens(rd, &m->tokens, &m->n_tokens));
     TRY(dst_msg_rd_u32(rd, "finish", DST_FINISH_END - 1, &finish));
     m->finish = (uint8_t)finish;
+    if (dst_msg_rd_opt(rd, "spec") != NULL) {
+        uint32_t *v, n;
+        TRY(dst_msg_rd_u32_array(rd, "spec", 1 + DST_MSG_SPEC_MAX_K, DST_MSG_MAX_TOKEN_ID, &v,
+                                 &n));
+        if (n < 1 || v[0] > DST_MSG_SPEC_MAX_K) {
+            dst_msg_errf(rd->err, rd->errlen,
+                         "TOKENS.spec: %u values, rollback %u (want [rollback <= %d, up to %d "
+                         "drafts])",
+                         (unsigned)n, n > 0 ? (unsigned)v[0] : 0u, DST_MSG_SPEC_MAX_K,
+                         DST_MSG_SPEC_MAX_K);
+            return DSI_ERR_PROTOCOL;
+        }
+        m->has_spec = 1;
+        m->rollback = (uint8_t)v[0];
+        m->n_drafts = (uint8_t)(n - 1);
+        for (uint32_t i = 1; i < n; i++)
+            m->drafts[i - 1] = (int32_t)v[i];
+    }
     const msgpack_object *lp = dst_msg_rd_opt(rd, "logprobs");
     if (lp == NULL)
         return DSI_OK;

@@ -106,6 +106,15 @@ static int pack_spec(msgpack_packer *pk, const dst_msg_spec_t *s)
            kv_u32_array(pk, "accepted", (const int32_t *)s->accepted, k);
 }
 
+/* TOKENS.spec: [rollback, drafts...] (checked before: n_drafts <= DST_MSG_SPEC_MAX_K). */
+static int pack_tokens_spec(msgpack_packer *pk, const dst_msg_tokens_t *t)
+{
+    int32_t v[1 + DST_MSG_SPEC_MAX_K];
+    v[0] = t->rollback;
+    memcpy(v + 1, t->drafts, (size_t)t->n_drafts * sizeof(int32_t));
+    return kv_u32_array(pk, "spec", v, 1u + t->n_drafts);
+}
+
 /* Fields on the wire: the type's fields less the optional ones that are absent. */
 static uint32_t fields_sent(const dst_msg_t *m)
 {
@@ -119,6 +128,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
     if (m->type == DST_MSG_SUBMIT && m->submit.grammar_len == 0)
         n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
+        n--;
+    if (m->type == DST_MSG_TOKENS && !m->tokens.has_spec)
         n--;
     if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
         n--;
@@ -195,7 +206,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
         return kv_u64(pk, "seq_id", m->tokens.seq_id) |
                kv_tokens(pk, m->tokens.tokens, m->tokens.n_tokens) |
                kv_u64(pk, "finish", m->tokens.finish) |
-               (tokens_has_logprobs(&m->tokens) ? pack_logprobs(pk, &m->tokens) : 0);
+               (tokens_has_logprobs(&m->tokens) ? pack_logprobs(pk, &m->tokens) : 0) |
+               (m->tokens.has_spec ? pack_tokens_spec(pk, &m->tokens) : 0);
     case DST_MSG_CANCEL:
         return kv_u64(pk, "seq_id", m->cancel.seq_id);
     case DST_MSG_SHUTDOWN:

@@ -283,8 +283,8 @@ dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload,
     if (hdr->type == DST_WIRE_ACTIVATION) {
         const dst_wire_token_t *t = dst_wire_tokens(hdr, payload);
         for (uint32_t i = 0; i < hdr->n_rows; i++) {
-            if (t[i].reserved != 0)
-                return reject(why, "token record reserved field not 0");
+            if (t[i].rollback > DST_WIRE_MAX_ROLLBACK)
+                return reject(why, "token record rollback above DST_WIRE_MAX_ROLLBACK");
         }
     }
     return DSI_OK;

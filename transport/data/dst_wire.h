@@ -94,8 +94,13 @@ typedef struct {
 typedef struct {
     uint64_t seq_id;   /* the coordinator's sequence id */
     uint32_t pos;      /* position of the token in its sequence */
-    uint32_t reserved; /* 0 */
+    /* Speculative decoding (docs/SPECULATIVE.md): on a sequence's first token of a message, the
+     * positions the receiver cuts from the end of its cache first (rejected drafts of the step
+     * before), 0..DST_WIRE_MAX_ROLLBACK; 0 on every other token. */
+    uint32_t rollback;
 } dst_wire_token_t;
+
+#define DST_WIRE_MAX_ROLLBACK 8
 
 /* DISPATCH side record, one per (token, slot) this destination must compute (12 bytes). */
 typedef struct {
@@ -156,7 +161,7 @@ dsi_status_t dst_wire_check(const dst_wire_hdr_t *hdr, size_t payload_bytes, con
 /*
  * Checks the side section of a payload that passed dst_wire_check: DISPATCH pairs strictly
  * increasing in (token, slot), token < n_rows, slot < DST_WIRE_MAX_TOPK, weight finite;
- * ACTIVATION reserved fields 0. payload must be 8-byte aligned.
+ * ACTIVATION rollback at most DST_WIRE_MAX_ROLLBACK. payload must be 8-byte aligned.
  */
 dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload, const char **why);
 

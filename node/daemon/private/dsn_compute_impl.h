@@ -6,7 +6,7 @@
  *   dsn_dispatch.c  expert parallelism: DISPATCH to the holders of remote experts, serving other
  *                   nodes' DISPATCHes, their COMBINE replies;
  *   dsn_replan.c    re-plans: loading a slice, the live switch;
- *   dsn_stage_spec.c speculative decoding with the MTP layer on a one-stage plan.
+ *   dsn_stage_spec.c speculative decoding with the MTP layer at the last stage.
  *
  * Only the compute thread touches a dsn_compute_t once the thread runs (the loop thread creates it
  * before and destroys it after); it reaches the loop thread only through its dsn_queue_t. It never
@@ -46,7 +46,8 @@ typedef struct dsn_seq {
     uint32_t fed;       /* prompt tokens fed so far */
     int32_t next_token; /* the last sampled token, to feed next */
     int has_next;
-    int in_flight; /* part of a micro-batch now */
+    int in_flight; /* part of a micro-batch now, or (awaiting) its token is on the way */
+    int awaiting;  /* stage 0 of several: it left this node, its sampled token has not come */
     /* last stage: sampling */
     dsn_sampler_t sampler;
     uint32_t max_tokens, generated;
@@ -68,6 +69,14 @@ typedef struct dsn_seq {
     dsg_grammar_t *grammar; /* SUBMIT.grammar compiled (NULL: none), and its matcher */
     dsg_matcher_t *matcher;
     struct dsn_seq_spec *spec; /* speculative decoding's state (dsn_stage_spec.c); NULL: off */
+    /* Speculative decoding on a plan of several stages (the last stage drafts; TOKENS.spec):
+     * stage 0 feeds next_token and these drafts next; every stage but the last passes rollback
+     * (positions the stages after it cut) on with the sequence's next ACTIVATION. */
+    int32_t drafts[DST_MSG_SPEC_MAX_K];
+    uint8_t n_drafts;
+    uint8_t rollback;
+    uint8_t fed_step;   /* stage 0: tokens its last decode fed (last token and drafts) */
+    uint8_t spec_steps; /* stage 0: TOKENS.spec came: TOKENS without it end no step */
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -192,9 +201,15 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id);
  * `leaving` (or NULL) is a sequence about to be freed: forks of it that cannot copy yet fail. */
 void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving);
 void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
-/* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
+/* What the last TOKENS of a speculative step tells stage 0 (TOKENS.spec). */
+typedef struct {
+    uint8_t rollback, n_drafts;
+    int32_t drafts[DST_MSG_SPEC_MAX_K];
+} dsn_spec_next_t;
+/* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked);
+ * next (may be NULL): TOKENS.spec. */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
-                            const float *logits);
+                            const float *logits, const dsn_spec_next_t *next);
 /* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions, the prefix cache's) for the
  * loop thread. */
 void dsn_stage_kv_gauges(dsn_compute_t *c);
@@ -206,7 +221,11 @@ void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s);
  * emitted, stage 0's next token set when this node is stage 0. Returns the finish reason.
  */
 uint8_t dsn_stage_report(dsn_compute_t *c, dsn_seq_t *s, int32_t tok, int64_t length,
-                         const float *raw);
+                         const float *raw, const dsn_spec_next_t *next);
+/* The finish reason dsn_stage_report would give tok as s's token number `generated` (from 1),
+ * sampled with `length` positions in the cache; nothing changes. */
+uint8_t dsn_stage_finish_of(const dsn_compute_t *c, const dsn_seq_t *s, int32_t tok,
+                            uint32_t generated, int64_t length);
 /* Appends a row of logits to <dir>/seq-<id>.f32 (the logits-dir option). */
 void dsn_stage_dump_logits(const char *dir, uint64_t seq_id, const float *logits, int64_t V);
 /* TOKENS for the coordinator (n = 0 with a finish reason reports a failure). */
@@ -258,11 +277,12 @@ uint8_t dsn_grammar_accept(dsn_seq_t *s, int32_t token, uint8_t finish, int *dro
 void dsn_grammar_free(dsn_seq_t *s);
 void dsn_grammar_cleanup(dsn_compute_t *c);
 
-/* dsn_stage_spec.c: speculative decoding on a node that is the plan's only stage (first and
- * last): the MTP module beside the engine, drafts at scheduling, verification when the
- * micro-batch leaves the layers. */
-/* After the slice loaded: the module, when opts->speculative_tokens > 0, the plan has one stage
- * and the checkpoint has the layer. */
+/* dsn_stage_spec.c: speculative decoding at the plan's last stage: the MTP module beside the
+ * engine. On a plan of one stage, drafts at scheduling and verification when the micro-batch
+ * leaves the layers; on a plan of several, drafts when the step's tokens leave (TOKENS.spec to
+ * stage 0) and verification when the next step's positions arrive. */
+/* After the slice loaded: the module, when opts->speculative_tokens > 0, this node runs the
+ * last stage and the checkpoint has the layer. */
 dsi_status_t dsn_stage_spec_load(dsn_compute_t *c);
 void dsn_stage_spec_release(dsn_compute_t *c);
 /* A new sequence's state (after its sampler is set up; not for a sequence with a grammar: it
@@ -272,8 +292,8 @@ void dsn_stage_spec_seq_free(dsn_seq_t *s);
 /* Fork s copied its first fork_len positions from p: the module's cache of those positions too,
  * when p has them; else s decodes one token at a time. */
 void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p);
-/* The most tokens a decode of s feeds (its last token and its drafts; 1 without speculation):
- * the KV blocks the scheduler promises it. */
+/* The most tokens a decode of s feeds (its last token and its drafts, those of TOKENS.spec on
+ * a plan of several stages; 1 without speculation): the KV blocks the scheduler promises it. */
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s);
 /* Whether the scheduler may start decodes now (one micro-batch of drafts in flight at a time). */
 int dsn_stage_spec_can_decode(const dsn_compute_t *c);

@@ -78,6 +78,9 @@ typedef struct dsn_out {
     float logprob;
     int32_t top_ids[DSN_MAX_TOP_LOGPROBS];
     float top_logprobs[DSN_MAX_TOP_LOGPROBS];
+    /* TOKENS.spec (has_spec): the last token of a speculative step on a plan of several stages */
+    uint8_t has_spec, rollback, n_drafts;
+    int32_t drafts[DST_MSG_SPEC_MAX_K];
     /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
     uint32_t *counts; /* [load_layers, load_experts], owned (malloc) */
     uint32_t load_first, load_layers, load_experts;
