@@ -322,6 +322,32 @@ static void test_shared_machine(void)
     dsc_plan_cleanup(&pl);
 }
 
+/* A kernel rate above the memory bandwidth (here bf16 at 20 GB/s, memory 12.5): the matrix takes
+ * its bytes over the bandwidth, all of it the weights term. */
+static void test_bandwidth_cap(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    char err[256];
+    dsc_estimate_t e1, e2;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    const dsc_memory_t *m = &rep.mem;
+    dsc_estimate_opts_t o = {1, 100, 256, 1};
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e1, err, sizeof(err)) == DSI_OK);
+    for (int i = 0; i < DSC_PROFILE_BATCHES; i++)
+        p.matmul_gbs[DSC_WEIGHT_BF16][i] = 20;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e2, err, sizeof(err)) == DSI_OK);
+    /* bf16 (router x 3 MoE layers, lm_head) went from 5 GB/s to the 12.5 GB/s bandwidth */
+    const double bf16 = 3.0 * (double)m->router + (double)m->head;
+    const double saved = bf16 / 5e9 - bf16 / 12.5e9;
+    DSI_CHECK_NEAR(e2.decode_cycle_s, e1.decode_cycle_s - saved, e1.decode_cycle_s * 1e-9);
+    DSI_CHECK_NEAR(e2.decode_terms[DSC_TERM_WEIGHTS], e1.decode_terms[DSC_TERM_WEIGHTS],
+                   e1.decode_cycle_s * 1e-9);
+    dsc_plan_cleanup(&pl);
+}
+
 static void expect_error(const char *text, const char *field)
 {
     dsc_profile_t p;
@@ -388,6 +414,7 @@ int main(void)
     test_two_nodes();
     test_prefill_rates();
     test_shared_machine();
+    test_bandwidth_cap();
     test_bad_profiles();
     return dsi_test_finish();
 }

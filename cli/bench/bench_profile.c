@@ -5,8 +5,12 @@
  * 1. memory read bandwidth: the shared probe (bench_probe.h) over a buffer far larger than the LLC;
  * 2. the matmul kernels' weight GB/s per format at 1, 4, 16 and 64 tokens and the measured FMA
  *    rate: `dsinfer bench kernels --json` run as a child process (its code, unchanged), decode
- *    rows of a V3 routed expert's shapes, the median over the shapes; then its prefill rows (the
- *    packed GEMM at 128 and 512 tokens, fp8 and bf16, the same shapes) as prefill_gbs, from
+ *    rows of V3's dense MLP shapes (132 MB in fp8: tens of milliseconds a product, so that on a
+ *    shared machine the median over repetitions sees the CPU share a decode step gets, not the
+ *    moments a few-millisecond product ran alone; --quick: one expert's shape), the median over
+ *    the shapes; then its prefill rows (the
+ *    packed GEMM at 128 and 512 tokens, fp8 and bf16, an expert's two shapes: 0.1 s and more a
+ *    product already) as prefill_gbs, from
  *    their GFLOP/s (bench kernels prints GB/s with two decimals, too few at 512 tokens);
  * 3. attention per query token and layer at several context lengths: the absorbed-MLA products
  *    the engine runs (dsn_attention.c) on a latent cache of V3's width (kv_lora_rank 512 +
@@ -124,7 +128,7 @@ static int measure_kernels(profile_t *p)
                     "--dtypes",
                     "fp8,bf16,int8,int4-g32,int4-g128",
                     "--shapes",
-                    p->quick ? "2048x7168" : "2048x7168,7168x2048",
+                    p->quick ? "2048x7168" : "18432x7168,7168x18432",
                     "--threads",
                     threads,
                     "--reps",

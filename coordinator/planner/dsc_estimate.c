@@ -331,8 +331,9 @@ static double matmul(acc_t *a, dsc_weight_format_t f, double bytes, double b)
     if (bytes <= 0 || b <= 0)
         return 0;
     const double slow = a->slow > 1 ? a->slow : 1;
-    const double t = slow * bytes / (rate(a->p, f, b) * 1e9);
     const double mem = slow * bytes / (a->p->memory_bw_gbs * 1e9);
+    double t = slow * bytes / (rate(a->p, f, b) * 1e9);
+    t = t > mem ? t : mem; /* streamed from memory: never faster than its read bandwidth */
     a->terms[DSC_TERM_WEIGHTS] += t < mem ? t : mem;
     a->terms[DSC_TERM_COMPUTE] += t > mem ? t - mem : 0;
     return t;

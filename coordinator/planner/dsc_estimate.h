@@ -11,7 +11,9 @@
  *   interpolated in log b between the 64-token point and the packed GEMM's at 128 and 512
  *   tokens (prefill_gbs; the integer formats, which run the same GEMM after dequantizing, take
  *   fp8's where they have none) and held above 512; without prefill_gbs it is held from 64.
- *   Its part above B / memory_bw is reported as compute, the rest as weights bandwidth.
+ *   It takes at least B / memory_bw (the weights are streamed from memory: a kernel rate above
+ *   the probed bandwidth, as a noisy machine can give, is not reached by a whole step); its part
+ *   above B / memory_bw is reported as compute, the rest as weights bandwidth.
  * - Attention over the latent cache costs, per query token and layer, the profile's measured time
  *   at that context length (interpolated linearly, extrapolated from the last two points above
  *   the last one and in proportion to the first point below it), scaled
