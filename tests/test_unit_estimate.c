@@ -220,22 +220,19 @@ static void test_two_nodes(void)
 }
 
 /*
- * With prefill_gbs, a matmul above 64 tokens runs at the flop rate (GB/s x tokens) interpolated
- * in log b between 64 (fp8: 10 x 64 = 640), 128 (8 x 128 = 1024) and 512 (4 x 512 = 2048) tokens,
- * held above 512. bf16 has no prefill points here: it keeps the 64-token flop rate.
+ * With prefill_gbs, a matmul above 64 tokens runs at the rate interpolated (log-log) between 64
+ * (fp8: 10 GB/s), 128 (8) and 512 (4) tokens, the flop rate held above 512. bf16 has no prefill
+ * points here: it keeps the 64-token flop rate.
  */
 static double fp8_prefill_rate(double b) /* GB/s */
 {
     if (b <= 64)
         return 10; /* the decode points, all 10 */
-    double fl;
-    if (b <= 128)
-        fl = 640 + (1024 - 640) * log(b / 64) / log(2);
-    else if (b <= 512)
-        fl = 1024 + (2048 - 1024) * log(b / 128) / log(4);
-    else
-        fl = 2048;
-    return fl / b;
+    if (b <= 128)  /* log rate linear in log b */
+        return exp(log(10) + (log(8) - log(10)) * log(b / 64) / log(2));
+    if (b <= 512)
+        return exp(log(8) + (log(4) - log(8)) * log(b / 128) / log(4));
+    return 4 * 512 / b; /* the flop rate held */
 }
 
 static void test_prefill_rates(void)

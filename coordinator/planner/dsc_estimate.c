@@ -297,6 +297,14 @@ static const double *prefill_rates(const dsc_profile_t *p, dsc_weight_format_t f
     return NULL;
 }
 
+/* Between the points (b0, r0) and (b1, r1): log r linear in log b (a constant rate and one in
+ * proportion to 1 / b, a compute-bound kernel's, stay exact). */
+static double loglog(double b, double b0, double r0, double b1, double r1)
+{
+    const double x = log(b / b0) / log(b1 / b0);
+    return exp(log(r0) * (1 - x) + log(r1) * x);
+}
+
 /* Weight GB/s of format f at b tokens. */
 static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
 {
@@ -304,25 +312,18 @@ static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
     if (b <= 1)
         return r[0];
     if (b >= 64) {
-        /* compute-bound: the flop rate (rate x tokens) between 64, 128 and 512 tokens in log b,
-         * held beyond the last point */
+        /* compute-bound: through the packed GEMM's points at 128 and 512 tokens, the flop rate
+         * (rate x tokens) held beyond the last point */
         const double *g = prefill_rates(p, f);
-        double fl = r[3] * 64.0; /* GB/s x tokens at 64 */
-        if (g != NULL && b >= 512) {
-            fl = g[1] * 512.0;
-        } else if (g != NULL && b >= 128) {
-            const double x = log(b / 128.0) / log(4.0);
-            fl = g[0] * 128.0 * (1 - x) + g[1] * 512.0 * x;
-        } else if (g != NULL) {
-            const double x = log(b / 64.0) / log(2.0);
-            fl = r[3] * 64.0 * (1 - x) + g[0] * 128.0 * x;
-        }
-        return fl / b;
+        if (g == NULL)
+            return r[3] * 64.0 / b;
+        if (b >= 512)
+            return g[1] * 512.0 / b;
+        return b >= 128 ? loglog(b, 128, g[0], 512, g[1]) : loglog(b, 64, r[3], 128, g[0]);
     }
     const double lb = log(b) / log(4.0); /* 0..3 between the points 1, 4, 16, 64 */
     const int i = lb >= 3 ? 2 : (int)lb;
-    const double x = lb - i;
-    return r[i] * (1 - x) + r[i + 1] * x;
+    return loglog(b, dsc_profile_batches[i], r[i], dsc_profile_batches[i + 1], r[i + 1]);
 }
 
 /* Multiply `bytes` of weights in format f with b tokens: weights and compute terms. */

@@ -6,11 +6,11 @@
  *
  * The model (every node of the plan is assumed to be a machine of the profile):
  * - A matrix of B bytes in format f multiplied with b tokens takes B / rate(f, b), rate being the
- *   profile's measured weight-streaming GB/s of that kernel at 1, 4, 16, 64 tokens (interpolated
- *   in log b). Above 64 tokens the kernel is compute-bound and its flop rate, rate x b, is
- *   interpolated in log b between the 64-token point and the packed GEMM's at 128 and 512
- *   tokens (prefill_gbs; the integer formats, which run the same GEMM after dequantizing, take
- *   fp8's where they have none) and held above 512; without prefill_gbs it is held from 64.
+ *   profile's measured weight-streaming GB/s of that kernel at 1, 4, 16, 64 tokens, and above 64
+ *   at the packed GEMM's 128 and 512 (prefill_gbs; the integer formats, which run the same GEMM
+ *   after dequantizing, take fp8's where they have none), log rate interpolated linearly in
+ *   log b (a constant rate and a compute-bound one, in proportion to 1 / b, stay exact). Above
+ *   the last point the flop rate, rate x b, is held; without prefill_gbs from 64 tokens.
  *   It takes at least B / memory_bw (the weights are streamed from memory: a kernel rate above
  *   the probed bandwidth, as a noisy machine can give, is not reached by a whole step); its part
  *   above B / memory_bw is reported as compute, the rest as weights bandwidth.
