@@ -31,8 +31,9 @@ static char *read_key_file(const char *command, const char *path)
 /* The HTTP server's own options, passed as text to dsc_api_server_config_option (which the table's
  * checks have made sure accepts them). */
 static const dsi_setting_id_t http_options[] = {
-    DSI_S_LISTEN,       DSI_S_MAX_BODY,        DSI_S_MAX_HEADER,       DSI_S_REQUEST_TIMEOUT,
-    DSI_S_IDLE_TIMEOUT, DSI_S_MAX_CONNECTIONS, DSI_S_MAX_TOKENS_LIMIT, DSI_S_DEFAULT_MAX_TOKENS};
+    DSI_S_LISTEN,           DSI_S_MAX_BODY,           DSI_S_MAX_HEADER,
+    DSI_S_REQUEST_TIMEOUT,  DSI_S_IDLE_TIMEOUT,       DSI_S_MAX_CONNECTIONS,
+    DSI_S_MAX_TOKENS_LIMIT, DSI_S_DEFAULT_MAX_TOKENS, DSI_S_MAX_PROMPTS};
 
 static int api_config(const dsi_settings_t *s, dsc_api_server_config_t *ac, char **key)
 {

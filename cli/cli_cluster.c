@@ -201,7 +201,13 @@ static void collect(run_t *r, int i, const int32_t *tokens, uint32_t n, dst_fini
     }
     if (finish != DST_FINISH_NONE) {
         res->finish = finish;
-        if (finish == DST_FINISH_ERROR || finish == DST_FINISH_CANCELLED) {
+        if (finish == DST_FINISH_KV_FULL) {
+            fprintf(stderr,
+                    "dsinfer: request %d needs more KV cache than a node's pool holds "
+                    "(raise --kv-pool or --mem, or ask for fewer tokens)\n",
+                    i);
+            r->failed = 1;
+        } else if (finish == DST_FINISH_ERROR || finish == DST_FINISH_CANCELLED) {
             fprintf(stderr, "dsinfer: request %d failed on the cluster\n", i);
             r->failed = 1;
         }

@@ -148,6 +148,8 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     if (rc == 0)
         rc = cli_kv_dtype(s, &o->kv_dtype);
     o->kv_pool_bytes = dsi_settings_size(s, DSI_S_KV_POOL);
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
+    o->prefix_cache = pc == NULL || strcmp(pc, "off") != 0;
     if (rc == 0)
         rc = cli_max_context(s, cfg, &ctx);
     if (rc == 0)
@@ -171,6 +173,7 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     const char *kvd = dsi_settings_str(s, DSI_S_KV_DTYPE);
     const char *kernels = dsi_settings_str(s, DSI_S_KERNELS), *fp8 = dsi_settings_str(s, DSI_S_FP8),
                *act = dsi_settings_str(s, DSI_S_ACT);
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
     snprintf(a->kv_pool, sizeof(a->kv_pool), "%llu",
              (unsigned long long)dsi_settings_size(s, DSI_S_KV_POOL));
     const char *v[] = {"--threads",
@@ -197,6 +200,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        fp8 != NULL ? fp8 : "auto",
                        "--act",
                        act != NULL ? act : "int8",
+                       "--prefix-cache",
+                       pc != NULL ? pc : "on",
                        NULL};
     memcpy(a->argv, v, sizeof(v));
     return 0;
@@ -223,6 +228,8 @@ int cli_cluster_tune(const dsi_settings_t *s, dsc_cluster_opts_t *co)
     co->rebalance_interval_ms = (uint32_t)dsi_settings_int(s, DSI_S_REBALANCE_INTERVAL_MS);
     co->online_bias_gamma = (float)dsi_settings_float(s, DSI_S_ONLINE_BIAS_GAMMA);
     co->live_switch = (int)dsi_settings_int(s, DSI_S_REPLAN); /* restart|live */
+    const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
+    co->prefix_routing = pc == NULL || strcmp(pc, "off") != 0;
     co->plan.n_stages = (uint32_t)dsi_settings_int(s, DSI_S_STAGES);
     return 0;
 }

@@ -60,7 +60,7 @@ int cli_kernel_options_env(const char *command);
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
     char threads[24], mem[32], numa[16], context[24], batch[24], kv_pool[32], spec[16];
-    const char *argv[26]; /* NULL-terminated: "--threads", threads, ... */
+    const char *argv[28]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */
 int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, cli_node_args_t *a);

@@ -129,6 +129,9 @@ static void print_status(const json_t *root)
            json_is_true(json_object_get(root, "serving")) ? "serving" : "not serving",
            num(root, "replans"), num(root, "rebalances"), num(root, "live_switches"),
            num(root, "bytes_moved") / (1 << 20), num(root, "preemptions"));
+    double pt = num(root, "prefix_prompt_tokens"), ht = num(root, "prefix_hit_tokens");
+    printf("prefix cache: %.0f of %.0f prompt tokens found cached (%.1f%%)\n", ht, pt,
+           pt > 0 ? 100.0 * ht / pt : 0.0);
     const char *why = json_string_value(json_object_get(root, "message"));
     if (why != NULL && !json_is_true(json_object_get(root, "serving")))
         printf("%s\n", why); /* what it waits for: nodes, loading, memory */
@@ -136,7 +139,7 @@ static void print_status(const json_t *root)
     if (sw != NULL && strcmp(sw, "none") != 0)
         printf("a live switch is in progress (%s)\n", sw);
     printf("\n%-4s %-20s %-9s %-5s %-8s %-30s %s\n", "id", "name", "state", "stage", "experts",
-           "memory planned / budget (GiB)", "KV blocks used / free");
+           "memory planned / budget (GiB)", "KV blocks used / cached / free");
     size_t i;
     const json_t *n;
     json_array_foreach(nodes, i, n)
@@ -148,10 +151,11 @@ static void print_status(const json_t *root)
         char mem[40];
         snprintf(mem, sizeof(mem), "%.2f / %.2f", num(n, "memory_planned") / (1 << 30),
                  num(n, "memory_budget") / (1 << 30));
-        printf("%-4.0f %-20s %-9s %-5s %-8.0f %-30s %.0f / %.0f\n", num(n, "id"),
+        printf("%-4.0f %-20s %-9s %-5s %-8.0f %-30s %.0f / %.0f / %.0f\n", num(n, "id"),
                json_string_value(json_object_get(n, "name")),
                json_string_value(json_object_get(n, "state")), st, num(n, "experts"), mem,
-               num(n, "kv_blocks_used"), num(n, "kv_blocks_total") - num(n, "kv_blocks_used"));
+               num(n, "kv_blocks_used"), num(n, "kv_blocks_cached"),
+               num(n, "kv_blocks_total") - num(n, "kv_blocks_used") - num(n, "kv_blocks_cached"));
     }
     const json_t *load = json_object_get(root, "load");
     const json_t *bias = json_object_get(root, "bias");

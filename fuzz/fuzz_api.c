@@ -53,11 +53,23 @@ static void check_request(const dsc_api_request_t *r, const dsc_api_limits_t *li
         check_text(r->stop[i], strlen(r->stop[i]));
     }
     if (r->kind == DSC_API_KIND_COMPLETION) {
-        check_text(r->prompt, r->prompt_len);
+        FUZZ_CHECK(r->n_prompts >= 1 && (size_t)r->n_prompts <= lim->max_prompts);
+        FUZZ_CHECK(r->prompt == r->prompts[0].text && r->prompt_ids == r->prompts[0].ids);
+        for (int i = 0; i < r->n_prompts; i++) {
+            const dsc_api_prompt_t *p = &r->prompts[i];
+            FUZZ_CHECK((p->text == NULL) != (p->ids == NULL));
+            if (p->text != NULL) {
+                FUZZ_CHECK(p->len > 0);
+                check_text(p->text, p->len);
+            }
+            FUZZ_CHECK(p->text != NULL || p->n_ids > 0);
+            for (size_t k = 0; k < p->n_ids; k++)
+                FUZZ_CHECK(p->ids[k] >= 0);
+        }
         FUZZ_CHECK(r->messages == NULL);
         return;
     }
-    FUZZ_CHECK(r->prompt == NULL);
+    FUZZ_CHECK(r->prompt == NULL && r->prompts == NULL);
     FUZZ_CHECK(r->n_messages >= 1 && r->n_messages <= lim->max_messages);
     check_json(r->tools);
     for (size_t i = 0; i < r->n_messages; i++) {

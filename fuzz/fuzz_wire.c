@@ -79,6 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(tokens != NULL && pairs == NULL);
         for (uint32_t i = 0; i < hdr.n_rows; i++)
             FUZZ_CHECK(tokens[i].reserved == 0);
+    } else if (hdr.type == DST_WIRE_KV) {
+        const dst_wire_kv_t *k = dst_wire_kv(&hdr, payload);
+        FUZZ_CHECK(k != NULL && tokens == NULL && pairs == NULL);
+        FUZZ_CHECK((uint64_t)k->n_layers * k->n_tokens == hdr.n_rows);
+        FUZZ_CHECK((uint64_t)k->first + k->n_tokens <= k->total);
     } else {
         FUZZ_CHECK(tokens == NULL && pairs == NULL);
     }

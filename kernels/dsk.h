@@ -53,11 +53,30 @@ typedef enum {
 #define DSK_FP8_BLOCK 128
 #define DSK_Q4_CHUNK  32 /* int4 values per 16-byte chunk of a row */
 
+/*
+ * How a matrix's values are laid out in memory. DSK_LAYOUT_ROWS (0) is the stored one above.
+ * DSK_LAYOUT_Q4_L16 (I4_G32 / I4_G128 only) is made once at load by dsk_q4l_pack for the
+ * int8-activation kernels: blocks of 16 rows, and in a block, for each group of the dtype in
+ * column order, its 32-input chunks (256 bytes each: dword m, m < 4, of the 16 rows' 16-byte
+ * chunk side by side, so uint32 [4][16]) followed by the group's 16 row scales (64 bytes). A
+ * block is 16 * (dsk_dtype_row_bytes + 4 * scale_cols) bytes; the last block is padded with
+ * rows of q = 0 and scale 0; scale_inv is NULL (the scales are inside). Every slot of every level
+ * reads it (the avx2 and avx512vnni int8-activation slots with their own kernels, at every n;
+ * the others through the scalar references: slow, for tests), see docs/KERNELS.md.
+ */
+typedef enum {
+    DSK_LAYOUT_ROWS = 0,
+    DSK_LAYOUT_Q4_L16,
+} dsk_layout_t;
+
+#define DSK_Q4L_ROWS 16 /* rows per block of DSK_LAYOUT_Q4_L16 */
+
 typedef struct {
     dsk_dtype_t dtype;
     int64_t rows, cols;
     const void *data;       /* rows * cols elements of dtype, row-major; not owned */
     const float *scale_inv; /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] f32; else NULL */
+    dsk_layout_t layout;    /* DSK_LAYOUT_ROWS unless repacked (dsk_q4l_pack) */
 } dsk_matrix_t;
 
 typedef enum {
@@ -104,7 +123,7 @@ _Static_assert(DSK_BF16X_PARTS >= 1 && DSK_BF16X_PARTS <= 3, "DSK_BF16X_PARTS is
  * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
  * matmul with n > ops->a8_n_max[dtype] (4 at avx2; 64 at avx512vnni, where int4 from 2 tokens and
  * I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t always take
- * f32 activations.
+ * f32 activations; int4 in DSK_LAYOUT_Q4_L16 takes int8 activations at every n (dsk_ops_t.q4l).
  */
 typedef enum {
     DSK_ACT_F32 = 0,
@@ -181,6 +200,8 @@ typedef struct {
                       */
     uint32_t x_bf16; /* bit d set: matmul[d] splits x into bf16 parts (DSK_LEVEL_AVX512_BF16);
                         matmul_t never does */
+    int q4l;         /* matmul of I4_G32 / I4_G128 in DSK_LAYOUT_Q4_L16 has a SIMD kernel (int8
+                        activations, every n): worth repacking int4 weights at load */
 } dsk_ops_t;
 
 /*
@@ -289,6 +310,19 @@ uint64_t dsk_matrix_bytes(dsk_dtype_t dt, int64_t rows, int64_t cols);
  */
 void dsk_quantize_rows(dsk_dtype_t dt, const float *src, int64_t ld, int64_t n_rows, int64_t cols,
                        void *data, float *scale_inv);
+
+/* ---- int4 repacked for the int8-activation kernels (dsk_q4l.c; DSK_LAYOUT_Q4_L16) ---- */
+/* Bytes of an I4_G32 / I4_G128 matrix [rows, cols] in DSK_LAYOUT_Q4_L16 (rows padded to 16). */
+uint64_t dsk_q4l_bytes(dsk_dtype_t dt, int64_t rows, int64_t cols);
+/* Bytes of one block of 16 rows in DSK_LAYOUT_Q4_L16. */
+int64_t dsk_q4l_block_bytes(dsk_dtype_t dt, int64_t cols);
+/*
+ * Repack all rows of src (I4_G32 or I4_G128, DSK_LAYOUT_ROWS) into dst, dsk_q4l_bytes(src->dtype,
+ * src->rows, src->cols) bytes: block b of dst holds rows 16b .. 16b + 15 of src. A band of a larger
+ * matrix whose first row is a multiple of 16 packs into dst + (first row / 16) * block bytes.
+ * Returns -1 (nothing written) if src is not an int4 matrix in DSK_LAYOUT_ROWS, else 0.
+ */
+int dsk_q4l_pack(const dsk_matrix_t *src, void *dst);
 
 /* ---- RoPE with YaRN (adjacent pairs, float32 angles) ---- */
 typedef struct {

@@ -177,6 +177,10 @@ DSK_INLINE void A8_TILE_Q4(int dt, const dsk_matrix_t *w, int64_t r, const int R
     static void matmul_a8_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                  int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
     {                                                                                           \
+        if (w->layout != DSK_LAYOUT_ROWS) { /* int4 repacked at load: every n */                \
+            A8_Q4L(w, r0, r1, x, ldx, n, y, ldy);                                               \
+            return;                                                                             \
+        }                                                                                       \
         if (n > A8_N_MAX || w->cols == 0) {                                                     \
             A8_FALLBACK(DT, w, r0, r1, x, ldx, n, y, ldy);                                      \
             return;                                                                             \

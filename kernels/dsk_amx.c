@@ -197,7 +197,7 @@ void dsk_amx_int8_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const fl
 static void matmul_amx(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                        int64_t n, float *y, int64_t ldy)
 {
-    if (n >= DSK_AMX_N_MIN)
+    if (n >= DSK_AMX_N_MIN && w->layout == DSK_LAYOUT_ROWS)
         dsk_amx_int8_matmul(w, r0, r1, x, ldx, n, y, ldy);
     else
         dsk_vnni_int_matmul(w, r0, r1, x, ldx, n, y, ldy);
@@ -234,7 +234,7 @@ int dsk_amx_selftest(void)
         s = s * 1664525u + 1013904223u;
         x[i] = (float)((int)(s >> 16) % 2001 - 1000) / 1000.0f;
     }
-    const dsk_matrix_t w = {DSK_DTYPE_I8, R, K, q, sc};
+    const dsk_matrix_t w = {DSK_DTYPE_I8, R, K, q, sc, DSK_LAYOUT_ROWS};
     for (int n = 16; n <= N; n += N - 16) {
         dsk_amx_int8_matmul(&w, 0, R, x, K, n, y_amx, R);
         dsk_vnni_int_matmul(&w, 0, R, x, K, n, y_ref, R);

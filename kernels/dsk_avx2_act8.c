@@ -30,6 +30,7 @@ typedef struct {
 #define A8_FALLBACK dsk_avx2_matmul_f32act
 #define A8_TILE_Q4  a8_tile_q4x64
 #define A8_QUANTIZE dsk_avx2_act8_quantize
+#define A8_Q4L      dsk_avx2_q4l_matmul /* int4 repacked at load (dsk_avx2_q4l.c) */
 
 /*
  * dsk_act8_quantize, 8 inputs per op: per group of g (a multiple of 32) the largest magnitude with

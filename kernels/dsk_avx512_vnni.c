@@ -25,6 +25,7 @@ typedef __m256i a8w_t;
 #define A8_R4       3
 #define A8_FALLBACK dsk_avx512_matmul_f32act
 #define A8_QUANTIZE dsk_avx2_act8_quantize /* an AVX-512 CPU has AVX2 */
+#define A8_Q4L      dsk_vnni_q4l_matmul
 
 static inline __attribute__((always_inline)) a8w_t a8_prep(int dt, __m256i v)
 {
@@ -59,7 +60,9 @@ static inline __attribute__((always_inline)) __m256i a8_i32(int dt, __m256i acc)
     static void matmul_lanes_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                     int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
     {                                                                                              \
-        if (n < (MIN))                                                                             \
+        if (w->layout != DSK_LAYOUT_ROWS)                                                          \
+            dsk_vnni_q4l_matmul(w, r0, r1, x, ldx, n, y, ldy);                                     \
+        else if (n < (MIN))                                                                        \
             matmul_a8_##NAME(w, r0, r1, x, ldx, n, y, ldy);                                        \
         else if (n > DSK_Q4V_N_MAX)                                                                \
             dsk_avx512_matmul_f32act(DT, w, r0, r1, x, ldx, n, y, ldy);                            \

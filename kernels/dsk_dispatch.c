@@ -212,9 +212,11 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     if (act == DSK_ACT_I8 && ops->level == DSK_LEVEL_AVX2) {
         dsk_ops_fill_avx2_act8(ops);
         ops->act = DSK_ACT_I8;
+        ops->q4l = 1; /* int4 repacked at load: dsk_avx2_q4l.c */
     } else if (act == DSK_ACT_I8 && vnni) {
         dsk_ops_fill_avx512_vnni(ops);
         ops->act = DSK_ACT_I8;
+        ops->q4l = 1; /* dsk_avx512_vnni_q4l.c */
         if (amx_usable())
             dsk_ops_fill_amx(ops);
     }

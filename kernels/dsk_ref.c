@@ -26,8 +26,8 @@ static float weight_at(const dsk_matrix_t *w, int64_t r, int64_t c)
     }
 }
 
-static void matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
-                       int64_t n, float *y, int64_t ldy)
+void dsk_matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                    int64_t n, float *y, int64_t ldy)
 {
     for (int64_t t = 0; t < n; t++) {
         for (int64_t r = r0; r < r1; r++) {
@@ -39,8 +39,8 @@ static void matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const floa
     }
 }
 
-static void matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
-                         int64_t n, float *y, int64_t ldy)
+void dsk_matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                      int64_t n, float *y, int64_t ldy)
 {
     for (int64_t t = 0; t < n; t++) {
         for (int64_t c = 0; c < w->cols; c++) {
@@ -138,8 +138,8 @@ static void softmax_ref(float *x, int64_t n)
 void dsk_ops_fill_ref(dsk_ops_t *ops)
 {
     for (int d = 0; d < DSK_DTYPE_COUNT; d++) {
-        ops->matmul[d] = matmul_ref;
-        ops->matmul_t[d] = matmul_t_ref;
+        ops->matmul[d] = dsk_matmul_ref;
+        ops->matmul_t[d] = dsk_matmul_t_ref;
         ops->row_f32[d] = dsk_matrix_row_f32;
     }
     ops->dot = dot_ref;

@@ -753,12 +753,18 @@ static void mmt_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const
     static void matmul_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,   \
                               int64_t ldx, int64_t n, float *y, int64_t ldy)                   \
     {                                                                                          \
-        mm_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                              \
+        if (w->layout != DSK_LAYOUT_ROWS) /* repacked int4: the reference */                   \
+            dsk_matmul_ref(w, r0, r1, x, ldx, n, y, ldy);                                      \
+        else                                                                                   \
+            mm_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                          \
     }                                                                                          \
     static void matmul_t_##NAME(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, \
                                 int64_t ldx, int64_t n, float *y, int64_t ldy)                 \
     {                                                                                          \
-        mmt_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                             \
+        if (w->layout != DSK_LAYOUT_ROWS)                                                      \
+            dsk_matmul_t_ref(w, r0, r1, x, ldx, n, y, ldy);                                    \
+        else                                                                                   \
+            mmt_any(DT, w, r0, r1, x, ldx, n, y, ldy);                                         \
     }
 DEF_MATMUL(DT_F32, f32)
 DEF_MATMUL(DT_BF16, bf16)
@@ -770,7 +776,10 @@ DEF_MATMUL(DT_I4B, i4b)
 #define DEF_ROW_F32(DT, NAME)                                                \
     static void row_f32_##NAME(const dsk_matrix_t *w, int64_t r, float *out) \
     {                                                                        \
-        w_row_f32(DT, w, r, 0, w->cols, out);                                \
+        if (w->layout != DSK_LAYOUT_ROWS)                                    \
+            dsk_matrix_row_f32(w, r, out);                                   \
+        else                                                                 \
+            w_row_f32(DT, w, r, 0, w->cols, out);                            \
     }
 DEF_ROW_F32(DT_F32, f32)
 DEF_ROW_F32(DT_BF16, bf16)

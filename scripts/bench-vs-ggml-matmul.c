@@ -4,10 +4,11 @@
  * ggml or llama.cpp checkout given; it is not part of dsinfer's build).
  *
  * usage: bench-vs-ggml-matmul TYPE ROWSxCOLS BATCHES REPS THREADS MIB
- *   TYPE q8_0, q4_0 or bf16; BATCHES e.g. 1,4,16,64; MIB: the weight copies rotated through
+ *   TYPE q8_0, q4_0, q4_0r or bf16; BATCHES e.g. 1,4,16,64; MIB: the weight copies rotated through
  *   (at least this many MiB in all, so that every repetition streams its weight from memory, not
  *   the last-level cache, as bench kernels does).
- * Prints one line per batch: TYPE ROWSxCOLS BATCH MEDIAN_MS WEIGHT_GBS GFLOPS.
+ * Prints one line per batch: TYPE ROWSxCOLS BATCH MEDIAN_MS WEIGHT_GBS GFLOPS. With CPU=1 in the
+ * environment the times are the process's CPU time (all threads), not wall time.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,16 +16,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
 
 #define MAX_REPS   64
 #define MAX_COPIES 256
 
+static int cpu_time; /* CPU= in the environment: time in the process's CPU time */
+
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -34,6 +39,117 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*
+ * q4_0r: q4_0 as llama.cpp runs it, in ggml's CPU_REPACK buffer (the weights repacked when they
+ * are set: interleaved q4_0 blocks of several rows for its gemm / gemv kernels), computed by the
+ * CPU backend. Returns the buffer type, or NULL where this ggml has none.
+ */
+static ggml_backend_buffer_type_t repack_buft(void)
+{
+    ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : NULL;
+    ggml_backend_dev_get_extra_bufts_t get =
+        reg ? (ggml_backend_dev_get_extra_bufts_t)ggml_backend_reg_get_proc_address(
+                  reg, "ggml_backend_dev_get_extra_bufts")
+            : NULL;
+    for (ggml_backend_buffer_type_t *b = get ? get(dev) : NULL; b && *b; b++)
+        if (strcmp(ggml_backend_buft_name(*b), "CPU_REPACK") == 0)
+            return *b;
+    return NULL;
+}
+
+static int run_repacked(long long rows, long long cols, const int *batches, int n_batches, int reps,
+                        int threads, long long mib)
+{
+    ggml_backend_buffer_type_t buft = repack_buft();
+    if (buft == NULL) {
+        fprintf(stderr, "bench-vs-ggml-matmul: this ggml has no CPU_REPACK buffer type\n");
+        return 1;
+    }
+    ggml_backend_t be = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(be, threads);
+    const size_t wbytes = ggml_row_size(GGML_TYPE_Q4_0, cols) * (size_t)rows;
+    int copies = (int)(((size_t)mib << 20) / wbytes) + 1;
+    copies = copies > MAX_COPIES ? MAX_COPIES : copies;
+    struct ggml_init_params wp = {ggml_tensor_overhead() * (MAX_COPIES + 1), NULL, 1};
+    struct ggml_context *wctx = ggml_init(wp);
+    struct ggml_tensor *w[MAX_COPIES];
+    for (int c = 0; c < copies; c++)
+        w[c] = ggml_new_tensor_2d(wctx, GGML_TYPE_Q4_0, cols, rows);
+    ggml_backend_buffer_t wbuf = ggml_backend_alloc_ctx_tensors_from_buft(wctx, buft);
+    if (wbuf == NULL) {
+        fprintf(stderr, "bench-vs-ggml-matmul: out of memory for %d weight copies\n", copies);
+        return 1;
+    }
+    /* the same random values as the plain types, quantized by ggml, then repacked on set */
+    char *q = malloc(wbytes);
+    float *src = malloc((size_t)cols * 64 * sizeof(float));
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (long long r = 0; r < rows; r += 64) {
+        const long long nr = rows - r < 64 ? rows - r : 64;
+        for (long long i = 0; i < nr * cols; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            src[i] = (float)(int32_t)(s >> 32) * (1.0f / 2147483648.0f);
+        }
+        ggml_quantize_chunk(GGML_TYPE_Q4_0, src, q + ggml_row_size(GGML_TYPE_Q4_0, cols) * r, 0, nr,
+                            cols, NULL);
+    }
+    for (int c = 0; c < copies; c++)
+        ggml_backend_tensor_set(w[c], q, 0, wbytes);
+    free(q);
+    free(src);
+    for (int bi = 0; bi < n_batches; bi++) {
+        const int n = batches[bi];
+        struct ggml_init_params gp = {
+            (size_t)copies * (ggml_tensor_overhead() * 2 + ggml_graph_overhead()) + (1 << 20), NULL,
+            1};
+        struct ggml_context *gctx = ggml_init(gp);
+        struct ggml_tensor *x = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, cols, n);
+        struct ggml_cgraph *g[MAX_COPIES];
+        for (int c = 0; c < copies; c++) {
+            g[c] = ggml_new_graph(gctx);
+            ggml_build_forward_expand(g[c], ggml_mul_mat(gctx, w[c], x));
+        }
+        ggml_backend_buffer_t gbuf = ggml_backend_alloc_ctx_tensors(gctx, be);
+        float *xv = malloc((size_t)n * cols * sizeof(float));
+        for (long long i = 0; i < (long long)n * cols; i++)
+            xv[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        ggml_backend_tensor_set(x, xv, 0, (size_t)n * cols * sizeof(float));
+        free(xv);
+        double t[MAX_REPS];
+        for (int r = -1; r < reps; r++) {
+            const double t0 = now_s();
+            if (ggml_backend_graph_compute(be, g[(r + 1) % copies]) != GGML_STATUS_SUCCESS) {
+                fprintf(stderr, "bench-vs-ggml-matmul: ggml_backend_graph_compute failed\n");
+                return 1;
+            }
+            if (r >= 0)
+                t[r] = now_s() - t0;
+        }
+        qsort(t, (size_t)reps, sizeof(double), cmp);
+        const double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        printf("q4_0r %lldx%lld %d %.4f %.2f %.1f\n", rows, cols, n, med * 1e3,
+               (double)wbytes / med * 1e-9, 2.0 * (double)rows * (double)cols * n / med * 1e-9);
+        fflush(stdout);
+        ggml_backend_buffer_free(gbuf);
+        ggml_free(gctx);
+    }
+    ggml_backend_buffer_free(wbuf);
+    ggml_free(wctx);
+    ggml_backend_free(be);
+    return 0;
+}
+
+/* ggml's messages below warnings (one line per repacked tensor) would drown the results */
+static void quiet_log(enum ggml_log_level level, const char *text, void *user)
+{
+    (void)user;
+    if (level >= GGML_LOG_LEVEL_WARN)
+        fputs(text, stderr);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 7) {
@@ -41,14 +157,18 @@ int main(int argc, char **argv)
         return 2;
     }
     enum ggml_type type;
-    if (strcmp(argv[1], "q8_0") == 0)
+    const int repacked = strcmp(argv[1], "q4_0r") == 0;
+    if (repacked)
+        type = GGML_TYPE_Q4_0;
+    else if (strcmp(argv[1], "q8_0") == 0)
         type = GGML_TYPE_Q8_0;
     else if (strcmp(argv[1], "q4_0") == 0)
         type = GGML_TYPE_Q4_0;
     else if (strcmp(argv[1], "bf16") == 0)
         type = GGML_TYPE_BF16;
     else {
-        fprintf(stderr, "bench-vs-ggml-matmul: TYPE '%s' is not q8_0, q4_0 or bf16\n", argv[1]);
+        fprintf(stderr, "bench-vs-ggml-matmul: TYPE '%s' is not q8_0, q4_0, q4_0r or bf16\n",
+                argv[1]);
         return 2;
     }
     long long rows, cols;
@@ -70,7 +190,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-vs-ggml-matmul: bad REPS, THREADS or MIB\n");
         return 2;
     }
+    ggml_log_set(quiet_log, NULL);
+    cpu_time = getenv("CPU") != NULL && strcmp(getenv("CPU"), "1") == 0;
     ggml_cpu_init();
+    if (repacked)
+        return run_repacked(rows, cols, batches, n_batches, reps, threads, mib);
     const size_t wbytes = ggml_row_size(type, cols) * (size_t)rows;
     int copies = (int)(((size_t)mib << 20) / wbytes) + 1;
     copies = copies > MAX_COPIES ? MAX_COPIES : copies;

@@ -9,7 +9,9 @@
 # `dsinfer bench kernels` for fp8, int8, int4-g32 and bf16, at batches 1, 4, 16 and 64 with the
 # same threads. Prints per row the medians (ms) and the speed-up ggml time / dsinfer time
 # (> 1: dsinfer is faster) of fp8 and int8 against q8_0 (one byte a weight), int4-g32 against
-# q4_0 (4.5 bits a weight both) and bf16 against bf16.
+# q4_0 (4.5 bits a weight both) and against q4_0r (q4_0 in ggml's CPU_REPACK buffer, repacked at
+# load as llama.cpp runs it), int4-g32 in its stored row layout ("int4-g32 rows", dsinfer
+# before its load-time repacking) against q4_0r, and bf16 against bf16.
 #
 # usage: scripts/bench-vs-ggml.sh GGML_DIR [options]
 #   --rounds N        interleaved rounds (default 3)
@@ -18,6 +20,10 @@
 #   --batches LIST    tokens per product (default 1,4,16,64)
 #   --threads T       threads of both (default 2)
 #   --reps R          repetitions per row and round (default 5)
+#   --formats LIST    dsinfer formats to compare (default fp8,int8,int4,bf16)
+#   --cpu-time        time both in their process's CPU time, not wall time: with --threads 1
+#                     the products' own time, which a loaded machine's preemption does not
+#                     stretch (OpenMP waits passively and dsinfer's pool spins only briefly)
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of ggml's OpenMP threads (default passive: they sleep while they
 #                       wait, as dsinfer's pool does; spinning ones lose their core for whole
@@ -35,7 +41,8 @@ die() { echo "bench-vs-ggml: $*" >&2; exit 1; }
 case $1 in -h | --help) usage; exit 0 ;; esac
 GGML=$1
 shift
-ROUNDS=3 SHAPES=2048x7168,7168x2048 BATCHES=1,4,16,64 THREADS=2 REPS=5
+ROUNDS=3 SHAPES=2048x7168,7168x2048 BATCHES=1,4,16,64 THREADS=2 REPS=5 FORMATS=fp8,int8,int4,bf16
+CPU=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=${2:-}; shift 2 ;;
@@ -43,6 +50,8 @@ while [ $# -gt 0 ]; do
     --batches) BATCHES=${2:-}; shift 2 ;;
     --threads) THREADS=${2:-}; shift 2 ;;
     --reps) REPS=${2:-}; shift 2 ;;
+    --formats) FORMATS=${2:-}; shift 2 ;;
+    --cpu-time) CPU=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die2 "unknown option '$1' (see --help)" ;;
   esac
@@ -52,6 +61,19 @@ for v in ROUNDS THREADS REPS; do
 done
 [[ $SHAPES =~ ^[0-9]+x[0-9]+(,[0-9]+x[0-9]+)*$ ]] || die2 "--shapes must be ROWSxCOLS,..., not '$SHAPES'"
 [[ $BATCHES =~ ^[0-9]+(,[0-9]+)*$ ]] || die2 "--batches must be N,N,..., not '$BATCHES'"
+[[ $FORMATS =~ ^(fp8|int8|int4|bf16)(,(fp8|int8|int4|bf16))*$ ]] ||
+  die2 "--formats must be a list of fp8, int8, int4, bf16, not '$FORMATS'"
+GTYPES="" DTYPES=""
+for f in ${FORMATS//,/ }; do
+  case $f in
+    fp8) GTYPES+=" q8_0" DTYPES+=",fp8" ;;
+    int8) GTYPES+=" q8_0" DTYPES+=",int8" ;;
+    int4) GTYPES+=" q4_0 q4_0r" DTYPES+=",int4-g32" ;;
+    bf16) GTYPES+=" bf16" DTYPES+=",bf16" ;;
+  esac
+done
+GTYPES=$(echo $GTYPES | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
+DTYPES=${DTYPES#,}
 [ -d "$GGML" ] || die2 "GGML_DIR '$GGML' is not a directory"
 GGML=$(cd "$GGML" && pwd)
 if [ -f "$GGML/ggml/include/ggml-cpu.h" ]; then INC=$GGML/ggml/include  # llama.cpp
@@ -84,17 +106,26 @@ RES=$(mktemp)
 trap 'rm -f "$RES"' EXIT
 IFS=, read -r -a SH <<<"$SHAPES"
 for r in $(seq 1 "$ROUNDS"); do
-  for t in q8_0 q4_0 bf16; do
+  for t in $GTYPES; do
     for s in "${SH[@]}"; do
-      "$H" "$t" "$s" "$BATCHES" "$REPS" "$THREADS" 512 | sed "s/^/ggml /" >>"$RES" ||
+      CPU=$CPU "$H" "$t" "$s" "$BATCHES" "$REPS" "$THREADS" 512 | sed "s/^/ggml /" >>"$RES" ||
         die "the ggml harness failed ($t $s)"
     done
   done
-  "$DSINFER" bench kernels --json --only decode --dtypes fp8,int8,int4-g32,bf16 --shapes "$SHAPES" \
-    --batches "$BATCHES" --reps "$REPS" --threads "$THREADS" 2>/dev/null |
-    python3 -c '
-import json, sys
-for k in json.load(sys.stdin)["kernels"]:
+  for layout in q4l rows; do
+    dt=$DTYPES
+    if [ $layout = rows ]; then # int4 once more in the stored layout: before the repacking
+      [[ ,$DTYPES, == *,int4-g32,* ]] || continue
+      dt=int4-g32
+    fi
+    "$DSINFER" bench kernels --json --only decode --dtypes "$dt" --shapes "$SHAPES" \
+      --batches "$BATCHES" --reps "$REPS" --threads "$THREADS" --int4-layout $layout \
+      $([ $CPU = 1 ] && echo --cpu-time) 2>/dev/null |
+      LAYOUT=$layout python3 -c '
+import json, os, sys
+j = json.load(sys.stdin)
+rows = os.environ["LAYOUT"] == "rows" or j.get("int4_layout") == "rows"
+for k in j["kernels"]:
     r, c = map(int, k["shape"].split("x"))
     d = k["name"].replace("matmul_", "")
     # the time from the figure with more digits (both are printed with fixed decimals)
@@ -103,11 +134,14 @@ for k in json.load(sys.stdin)["kernels"]:
         ms = 2.0 * r * c * k["batch"] / (k["gflops"] * 1e9) * 1e3
     else:
         ms = r * c * bpp / (k["gbs"] * 1e9) * 1e3
-    print("dsinfer", k["name"].replace("matmul_", ""), k["shape"], k["batch"], f"{ms:.4f}", k["gbs"], k["gflops"])
+    if d == "int4-g32" and rows:
+        d = "int4-g32-rows"
+    print("dsinfer", d, k["shape"], k["batch"], f"{ms:.4f}", k["gbs"], k["gflops"])
 ' >>"$RES" || die "dsinfer bench kernels failed"
+  done
   echo "round $r done" >&2
 done
-echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)"
+echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)$([ $CPU = 1 ] && echo ', process CPU time')"
 echo "(ms per product; speed-up = ggml ms / dsinfer ms, > 1: dsinfer faster)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys
@@ -116,7 +150,9 @@ for line in open(sys.argv[1]):
     who, t, shape, b, m = line.split()[:5]
     ms.setdefault((who, t, shape, int(b)), []).append(float(m))
 med = {k: st.median(v) for k, v in ms.items()}
-pairs = [("fp8", "q8_0"), ("int8", "q8_0"), ("int4-g32", "q4_0"), ("bf16", "bf16")]
+pairs = [("fp8", "q8_0"), ("int8", "q8_0"), ("int4-g32", "q4_0"), ("int4-g32", "q4_0r"),
+         ("int4-g32-rows", "q4_0r"), ("bf16", "bf16")]
+pairs = [p for p in pairs if any(k[0] == "dsinfer" and k[1] == p[0] for k in med)]
 print(f"{'shape':<10} {'batch':>5}  " + "  ".join(f"{d+' vs '+g:>28}" for d, g in pairs))
 for shape, b in sorted({(k[2], k[3]) for k in med}, key=lambda x: (x[0], x[1])):
     cells = []

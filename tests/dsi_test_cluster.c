@@ -9,6 +9,8 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_engine.h"
+#include "dsi_test_fixture.h"
 
 static void check_logits(const char *dir, const dsi_test_cluster_ref_t *ref, int p,
                          const char *what)
@@ -76,4 +78,40 @@ void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
     errno = 0;
     DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
     dsi_test_rmtree(dir);
+}
+
+void dsi_test_cluster_fixture(const char *name, int n_prompts, int steps, const int (*configs)[2],
+                              int n_configs)
+{
+    enum { MAX_PROMPTS = 8 };
+    DSI_CHECK(n_prompts <= MAX_PROMPTS);
+    if (n_prompts > MAX_PROMPTS)
+        return;
+    dsi_fixture_t fx;
+    dsi_fixture_open(&fx, name);
+    const int32_t *prompt[MAX_PROMPTS];
+    uint32_t len[MAX_PROMPTS];
+    for (int p = 0; p < n_prompts; p++) {
+        const dsn_st_tensor_t *t = dsi_fixture_ref(&fx, "p%d.tokens", p);
+        prompt[p] = t->data;
+        len[p] = (uint32_t)t->shape[0];
+    }
+    const char *dir = dsi_test_fixture(name);
+    int32_t *tokens = calloc((size_t)(n_prompts * steps), sizeof(int32_t));
+    float *logits[MAX_PROMPTS] = {0};
+    int64_t vocab = dsi_test_greedy(dir, n_prompts, prompt, len, steps, tokens, logits);
+    /* The engine itself matches the HF reference (the fixture tests check the logits). */
+    for (int p = 0; p < n_prompts; p++)
+        DSI_CHECK(memcmp(dsi_fixture_ref(&fx, "p%d.gen.tokens", p)->data, tokens + p * steps,
+                         (size_t)steps * sizeof(int32_t)) == 0);
+    dsi_test_cluster_ref_t r = {n_prompts, prompt, len, (uint32_t)steps, tokens, logits, vocab};
+    for (int i = 0; i < n_configs; i++) {
+        printf("%s: %d nodes, %d stages\n", name, configs[i][0], configs[i][1]);
+        fflush(stdout);
+        dsi_test_cluster_greedy(dir, configs[i][0], configs[i][1], &r);
+    }
+    for (int p = 0; p < n_prompts; p++)
+        free(logits[p]);
+    free(tokens);
+    dsi_fixture_close(&fx);
 }

@@ -28,4 +28,12 @@ typedef struct {
 void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
                              const dsi_test_cluster_ref_t *ref);
 
+/*
+ * The fixture `name`'s first n_prompts prompts, `steps` greedy tokens each: the single-process
+ * engine must give the reference's tokens, then every plan configs[i] = {nodes, stages} must give
+ * the engine's (dsi_test_cluster_greedy).
+ */
+void dsi_test_cluster_fixture(const char *name, int n_prompts, int steps, const int (*configs)[2],
+                              int n_configs);
+
 #endif

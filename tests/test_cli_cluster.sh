@@ -65,6 +65,22 @@ for i in 1 2 3; do
     --max-tokens 12 >/dev/null 2>>"$TMP/client.log" || bad "client request $i failed"
 done
 wait_for '.load.pairs > 0 and .load.imbalance >= 1' && ok || bad "no load counted: $(cat "$TMP/status.json")"
+# Cache-aware routing over the three lanes: the same 140-token prompt three times goes to the
+# lane that holds its first two blocks, whose node finds them cached (2 x 128 tokens); the nodes'
+# counters reach the status (prompt tokens: the 3 x 4 above and these).
+LONG=$(seq 11 150 | paste -sd, -)
+for i in 1 2 3; do
+  timeout 60 dsinfer run --coordinator "$ADDR" --prompt-ids "$LONG" --max-tokens 2 >/dev/null \
+    2>>"$TMP/client.log" || bad "long request $i failed"
+done
+wait_for '.prefix_prompt_tokens == 432 and .prefix_hit_tokens == 256' && ok ||
+  bad "prefix cache counters / routing: $(jq -c '{prefix_prompt_tokens, prefix_hit_tokens}' "$TMP/status.json")"
+wait_for '([.nodes[].kv_blocks_cached] | add) >= 2 and ([.nodes[].kv_blocks_used] | add) == 0' && ok ||
+  bad "no cached blocks in the status: $(jq -c '[.nodes[] | {kv_blocks_used, kv_blocks_cached}]' "$TMP/status.json")"
+timeout 20 dsinfer cluster status --coordinator "$ADDR" >"$TMP/status.txt" 2>>"$TMP/cli.log"
+grep -q "KV blocks used / cached / free" "$TMP/status.txt" &&
+  grep -q "^prefix cache: 256 of 432 prompt tokens found cached" "$TMP/status.txt" && ok ||
+  bad "status table (prefix cache): $(cat "$TMP/status.txt")"
 timeout 20 dsinfer cluster rebalance --coordinator "$ADDR" --json >"$TMP/rb.json" 2>"$TMP/rb.log"
 rc=$?
 [ $rc -eq 0 ] && jq -e '.epoch == 2 and .imbalance_after <= .imbalance_before and .replicas_per_layer == 4' \

@@ -1,9 +1,9 @@
 #!/bin/bash
 # test_cluster_kv_pool.sh - admission by memory: `dsinfer serve` whose node has a KV pool of 4
 # blocks (256 tokens of tiny-v3) answers three concurrent 110-token requests (2 blocks each, 6 in
-# all): sequences that cannot grow are preempted and prefilled again, every answer equals the
-# same request served alone, /metrics counts the preemptions and shows the node's blocks (all
-# free again afterwards: no leak).
+# all) and one request with n=3 (6 blocks): sequences that cannot grow are preempted and prefilled
+# again, every answer equals the same request served alone, /metrics counts the preemptions and
+# shows the node's blocks (none used afterwards, free or kept by the prefix cache: no leak).
 set -u
 MODEL=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}/tiny-v3
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
@@ -53,20 +53,39 @@ for i in range(3):
     assert ta == tb, (i, ta, tb)
 print("three concurrent answers == the same requests alone")
 PY
+# n=3 in one request: the parent and its two forks need 6 blocks of the 4, whatever the timing,
+# so the forks are preempted (the copy of the parent's prompt finds no room, or a fork cannot
+# grow) and submitted again; every choice still equals the request alone.
+curl -sS -m 300 -o "$TMP/out.n3.json" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"tiny-v3\",\"prompt\":\"${PROMPTS[0]}\",\"max_tokens\":100,\"temperature\":0,\"ignore_eos\":true,\"n\":3}" \
+    "$URL/v1/completions" || fail "the n=3 request"
+python3 - "$TMP" <<'PY' || fail "n=3 answers"
+import json, sys
+tmp = sys.argv[1]
+a = json.load(open(f"{tmp}/out.alone0.json"))["choices"][0]["text"]
+b = json.load(open(f"{tmp}/out.n3.json"))
+assert "choices" in b, b
+assert len(b["choices"]) == 3 and all(c["text"] == a for c in b["choices"]), b
+print("n=3 under preemption: three choices == the request alone")
+PY
 curl -sS "$URL/metrics" >"$TMP/metrics.txt"
 n=$(awk '/^dsinfer_cluster_preemptions /{print $2}' "$TMP/metrics.txt")
 echo "preemptions: ${n:-none}"
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 1 else 1)" "${n:-0}" ||
     fail "no preemption counted (/metrics: ${n:-missing})"
 grep -q "preempted at" "$TMP/serve.log" || fail "the node did not log a preemption"
-# The node's pool by heartbeat: 4 blocks, all free once the requests are done.
+# The node's pool by heartbeat: 4 blocks, none used once the requests are done (free, or cached
+# by the prefix cache: reusable either way).
+free_or_cached() {
+    awk '/^dsinfer_node_kv_blocks\{.*state="(free|cached)"\}/{n += $2} END{print n + 0}' "$TMP/metrics.txt"
+}
 for _ in $(seq 40); do
     curl -sS "$URL/metrics" >"$TMP/metrics.txt"
-    grep -Eq '^dsinfer_node_kv_blocks\{node="[^"]*",state="free"\} 4$' "$TMP/metrics.txt" && break
+    [ "$(free_or_cached)" = 4 ] && break
     sleep 0.5
 done
-grep -E '^dsinfer_node_kv_blocks\{node="[^"]*",state="free"\} 4$' "$TMP/metrics.txt" ||
-    fail "/metrics has no node with 4 free KV blocks: $(grep dsinfer_node_kv "$TMP/metrics.txt")"
+[ "$(free_or_cached)" = 4 ] ||
+    fail "/metrics has no node with 4 free or cached KV blocks: $(grep dsinfer_node_kv "$TMP/metrics.txt")"
 grep -E '^dsinfer_node_kv_blocks\{node="[^"]*",state="used"\} 0$' "$TMP/metrics.txt" >/dev/null ||
     fail "/metrics: KV blocks still used after the requests"
 grep -E '^dsinfer_node_preemptions\{node="[^"]*"\} [1-9]' "$TMP/metrics.txt" >/dev/null ||
@@ -96,13 +115,15 @@ for i in range(3):
     assert b["usage"]["completion_tokens"] == 100, b
 print("bf16: three concurrent answers of 100 tokens")
 PY
-# A request longer than the whole pool (4 blocks = 256 tokens, within --max-context 512) fails with a clear error instead of
-# waiting forever.
+# A request longer than the whole pool (4 blocks = 256 tokens, within --max-context 512) fails
+# with a clear error instead of waiting forever: HTTP 400 naming the KV pool.
 code=$(curl -sS -m 120 -o "$TMP/long.json" -w '%{http_code}' -H 'Content-Type: application/json' \
     -d '{"model":"tiny-v3","prompt":"Hi","max_tokens":300,"temperature":0,"ignore_eos":true}' \
     "$URL/v1/completions")
 echo "request beyond the pool: HTTP $code $(head -c 200 "$TMP/long.json")"
 grep -q "needs more than the 4 blocks" "$TMP/serve16.log" || fail "no error naming the pool for a too-long request"
+[ "$code" = 400 ] && grep -q "KV cache than a node's pool" "$TMP/long.json" ||
+    fail "the too-long request did not get a 400 naming the KV pool"
 kill -TERM "$PID"
 wait "$PID" || fail "bf16 serve exited with $? after SIGTERM"
 PID=

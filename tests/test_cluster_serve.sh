@@ -13,38 +13,12 @@ command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; 
 command -v curl >/dev/null || { echo "SKIPPED: no curl"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    jobs -p | xargs -r kill 2>/dev/null
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+. "$SRC/tests/serve_chat.bash"
+serve_tmp
 section() { echo "--- [${SECONDS}s] $*"; }
 
-# start_server LOG ARGS...: dsinfer serve in the background (SERVER_PID), its URL in URL once it
-# says ready ("" when it exited or did not get ready within 60 s).
-start_server() {
-    local log=$1; shift
-    dsinfer serve "$@" 2>"$log" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q "ready: http://" "$log" && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    URL=$(grep -o 'ready: http://[0-9.:]*' "$log" | head -1 | cut -c8-)
-}
-
-start_server "$TMP/server.log" --model "$MODEL" --local-nodes 2 --listen 127.0.0.1:0 --api-key k3y \
-    --max-context 4096 --max-queue 16 --max-body 64K
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+serve_start "$TMP/server.log" --model "$MODEL" --local-nodes 2 --listen 127.0.0.1:0 --api-key k3y \
+    --max-context 4096 --max-queue 16 --max-body 64K || exit 1
 CPORT=$(grep -o 'coordinator listening on port [0-9]*' "$TMP/server.log" | grep -o '[0-9]*$')
 echo "server at $URL (nodes join port $CPORT)"
 AUTH="Authorization: Bearer k3y"
@@ -203,12 +177,7 @@ echo "16 concurrent clients checked"
 
 # --- the official openai npm client -----------------------------------------------------------
 section "the official openai npm client"
-if ! command -v npm >/dev/null; then
-    echo "SKIPPED (part): no npm for the openai client"
-elif ! (cd "$SRC" && timeout 300 npm install --prefix tests/npm --no-audit --no-fund >"$TMP/npm.log" 2>&1); then
-    cat "$TMP/npm.log"
-    echo "SKIPPED (part): npm install of the openai client failed (no registry?)"
-else
+if npm_client; then
     DSINFER_URL=$URL DSINFER_KEY=k3y DSINFER_MODEL=tiny-v3 PROMPT=$PROMPT CHAT_MSG=$CHAT_MSG \
         EXPECT_COMPLETION=$(resp text "$TMP/c.json") EXPECT_CHAT=$(resp text "$TMP/h.json") \
         node "$SRC/tests/npm/openai_client.mjs" || fail "the openai npm client"
@@ -304,11 +273,7 @@ bad_args 1 "$PORT" --model "$MODEL" --listen "127.0.0.1:$PORT"
 
 # --- SIGTERM: the server and its nodes exit ---------------------------------------------------
 section "SIGTERM: the server and its nodes exit"
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID"
-rc=$?
-SERVER_PID=
-[ "$rc" = 0 ] || fail "dsinfer serve exited with $rc after SIGTERM"
+serve_stop || fail "dsinfer serve exited with $? after SIGTERM"
 # dsinfer serve reaps the nodes it spawned; the one this test started itself gets SHUTDOWN and
 # exits on its own (give it time on a loaded machine).
 for _ in $(seq 100); do
@@ -324,10 +289,8 @@ grep -q "ERROR" "$TMP/server.log" && { grep "ERROR" "$TMP/server.log" | head -5;
 # --- R1 template: the answer opens in the thinking block, which comes as reasoning_content ----
 section "R1 chat template: reasoning_content equals dsinfer run on the R1 prompt"
 # (also: a --max-context of 20000 reaches the spawned node)
-start_server "$TMP/r1.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
-    --chat-template r1 --max-context 20000
-if [ -z "$URL" ]; then
-    cat "$TMP/r1.log"
+if ! serve_start "$TMP/r1.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --chat-template r1 --max-context 20000; then
     fail "the R1 server did not start"
 else
     curl -sS -m 120 -o "$TMP/r1.json" -d "$HBODY}" "$URL/v1/chat/completions"
@@ -344,11 +307,9 @@ assert "</think>" not in text  # random weights: the block never closes in 12 to
 assert m["reasoning_content"] == text and m["content"] == "", (m, text)
 print("R1 reasoning == dsinfer run:", json.dumps(text))
 EOF
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || fail "the R1 server exited with $? after SIGTERM"
+    serve_stop || fail "the R1 server exited with $? after SIGTERM"
 fi
 grep -q "sequences of up to 20000 tokens" "$TMP/r1.log" || fail "the node did not get --max-context 20000"
-SERVER_PID=
 
 [ "$FAILED" = 0 ] && echo "all serve checks passed"
 exit "$FAILED"

@@ -12,27 +12,11 @@ MODEL=$FX/tiny-v3
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
 command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/serve_chat.bash"
+serve_tmp
 
-dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --max-queue 4 \
-    --max-context 64 2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+serve_start "$TMP/server.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --max-queue 4 --max-context 64 || exit 1
 echo "server at $URL"
 
 python3 - "$URL" <<'EOF'
@@ -171,8 +155,6 @@ if grep -q "not sending an invalid" "$TMP/server.log"; then
     echo "FAIL: the coordinator built a SUBMIT the wire refuses"
     rc=1
 fi
-kill "$SERVER_PID"
-wait "$SERVER_PID"
-SERVER_PID=
+serve_stop
 [ $rc = 0 ] && echo PASS
 exit $rc

@@ -10,31 +10,12 @@ MODEL=$FX/tiny-v3
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
 command -v curl >/dev/null || { echo "SKIPPED: no curl"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    jobs -p | xargs -r kill 2>/dev/null
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+. "$(dirname "$0")/serve_chat.bash"
+serve_tmp
 export DSINFER_SECRET=control-port-test-secret-0123456789
 
-dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --max-queue 1 \
-    --max-context 4096 2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+serve_start "$TMP/server.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --max-queue 1 --max-context 4096 || exit 1
 CPORT=$(grep -o 'coordinator listening on port [0-9]*' "$TMP/server.log" | grep -o '[0-9]*$')
 CADDR=127.0.0.1:$CPORT
 echo "server at $URL, control port $CADDR"
@@ -84,8 +65,6 @@ client queue-full 1 "Too many requests" DSINFER_SECRET="$DSINFER_SECRET" -- \
 kill $CURL 2>/dev/null
 wait $CURL 2>/dev/null
 
-kill "$SERVER_PID"
-wait "$SERVER_PID"
-SERVER_PID=
+serve_stop
 [ $FAILED = 0 ] && echo PASS
 exit $FAILED

@@ -12,31 +12,15 @@ for p in dsinfer dsinfer-coordinator dsinfer-node; do
 done
 command -v curl >/dev/null || { echo "SKIPPED: no curl"; exit 77; }
 
-TMP=$(mktemp -d)
-COORD_PID=
-NODE_PID=
-cleanup() {
-    for p in $NODE_PID $COORD_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+. "$(dirname "$0")/serve_chat.bash"
+serve_tmp
 export DSINFER_SECRET=5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e
 
 dsinfer-coordinator --nodes 1 --config "$MODEL/config.json" --http 127.0.0.1:0 2>"$TMP/bad.log"
 [ $? = 2 ] && grep -q "needs --model" "$TMP/bad.log" || fail "--http without --model: $(cat "$TMP/bad.log")"
 
-dsinfer-coordinator --nodes 1 --model "$MODEL" --control 127.0.0.1:0 --port-file "$TMP/cport" \
-    --http 127.0.0.1:0 2>"$TMP/coord.log" &
-COORD_PID=$!
-for _ in $(seq 100); do
-    grep -q "OpenAI API on" "$TMP/coord.log" && [ -s "$TMP/cport" ] && break
-    sleep 0.1
-done
-HPORT=$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$TMP/coord.log" | grep -o '[0-9]*$')
-[ -n "$HPORT" ] || { cat "$TMP/coord.log"; echo "FAIL: no API port"; exit 1; }
-URL=http://127.0.0.1:$HPORT
+coord_start "$TMP/coord.log" --nodes 1 --model "$MODEL" --control 127.0.0.1:0 \
+    --http 127.0.0.1:0 || exit 1
 PROMPT="Once upon a time"
 BODY="{\"model\":\"tiny-v3\",\"prompt\":\"$PROMPT\",\"max_tokens\":10,\"temperature\":0}"
 
@@ -45,13 +29,8 @@ code=$(curl -sS -o "$TMP/h0.json" -w '%{http_code}' "$URL/health")
 code=$(curl -sS -o "$TMP/c0.json" -w '%{http_code}' -d "$BODY" "$URL/v1/completions")
 [ "$code" = 503 ] || fail "completion before nodes: $code $(cat "$TMP/c0.json")"
 
-dsinfer-node --coordinator "127.0.0.1:$(cat "$TMP/cport")" --model "$MODEL" --threads 1 \
-    2>"$TMP/node.log" &
-NODE_PID=$!
-for _ in $(seq 300); do
-    [ "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && break
-    sleep 0.1
-done
+node_start "$TMP/node.log" --model "$MODEL" --threads 1
+wait_healthy "$COORD_PID"
 code=$(curl -sS -o "$TMP/c.json" -w '%{http_code}' -d "$BODY" "$URL/v1/completions")
 [ "$code" = 200 ] || fail "completion: $code $(cat "$TMP/c.json")"
 ids=$(dsinfer tokenize --model "$MODEL" --bos --text "$PROMPT" | tr ' ' ',')
@@ -85,11 +64,8 @@ code=$(curl -sS -o "$TMP/t.json" -w '%{http_code}' \
     -d '{"model":"tiny-v3","prompt":"xyz","echo":true,"max_tokens":2}' "$URL/v1/completions")
 [ "$code" = 200 ] && grep -q '"text":"xyz' "$TMP/t.json" || fail "echo: $code $(cat "$TMP/t.json")"
 
-kill -TERM "$COORD_PID"
-wait "$COORD_PID" || fail "coordinator exited with $? after SIGTERM"
-COORD_PID=
-wait "$NODE_PID" || fail "node exited with $?"
-NODE_PID=
+stop_wait "$COORD_PID" || fail "coordinator exited with $? after SIGTERM"
+stop_wait "$NODE_PID" 0 || fail "node exited with $?"
 grep -q ERROR "$TMP/coord.log" "$TMP/node.log" && { grep ERROR "$TMP/coord.log" "$TMP/node.log"; fail "errors logged"; }
 [ "$FAILED" = 0 ] && echo "coordinator --http checks passed"
 exit "$FAILED"

@@ -8,16 +8,8 @@ set -u
 MODEL=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}/tiny-v3
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
 . "$(dirname "$0")/serve_chat.bash"
-TMP=$(mktemp -d)
-PIDS=
-cleanup() {
-    [ "$FAILED" = 0 ] || tail -n 5 "$TMP"/*.log
-    for p in $PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+serve_tmp
+trap '{ [ "$FAILED" = 0 ] || tail -n 5 "$TMP"/*.log; serve_cleanup; }' EXIT
 unset DSINFER_SECRET DSINFER_API_KEY
 
 head -c 24 /dev/urandom | base64 >"$TMP/secret"
@@ -34,32 +26,19 @@ max-context = 1024
 threads = 1
 mem = 3G
 CONF
-dsinfer-coordinator --config-file "$TMP/dsinfer.conf" --nodes 2 --port-file "$TMP/cport" \
-    2>"$TMP/coord.log" &
-PIDS=$!
-wait_for_line "$TMP/coord.log" "OpenAI API on" "$PIDS" && wait_for_line "$TMP/cport" "[0-9]" "$PIDS" ||
-    { cat "$TMP/coord.log"; echo "FAIL: the coordinator did not start"; exit 1; }
-HPORT=$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$TMP/coord.log" | grep -o '[0-9]*$')
-URL=http://127.0.0.1:$HPORT
+coord_start "$TMP/coord.log" --config-file "$TMP/dsinfer.conf" --nodes 2 || exit 1
 for i in 0 1; do
-    dsinfer-node --config-file "$TMP/dsinfer.conf" --coordinator "127.0.0.1:$(cat "$TMP/cport")" \
-        --name "n$i" 2>"$TMP/node$i.log" &
-    PIDS="$! $PIDS"
+    node_start "$TMP/node$i.log" --config-file "$TMP/dsinfer.conf" --name "n$i"
 done
-for _ in $(seq 600); do
-    [ "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && break
-    sleep 0.1
-done
+wait_healthy "$COORD_PID"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -d '{}' "$URL/v1/chat/completions")
 [ "$code" = 401 ] || fail "no key: HTTP $code, expected 401"
 serve_chat "$URL" "$MODEL" "$TMP" "$(cat "$TMP/api-key")" || fail "chat"
 grep -q "sequences of up to 1024 tokens" "$TMP/node0.log" || fail "the node did not take max-context from the file"
 grep -q "(3.0 GiB, 1 cores)" "$TMP/coord.log" || fail "the nodes did not take mem / threads from the file"
 
-COORD=${PIDS##* }
-kill -TERM "$COORD"
-for p in $PIDS; do wait "$p" || fail "process $p exited with $?"; done
-PIDS=
+kill -TERM "$COORD_PID"
+for p in $PIDS; do stop_wait "$p" 0 || fail "process $p exited with $?"; done
 grep -q ERROR "$TMP/coord.log" "$TMP"/node*.log && { grep ERROR "$TMP/coord.log" "$TMP"/node*.log; fail "errors logged"; }
 [ "$FAILED" = 0 ] && echo "coordinator + nodes from a config file: checks passed"
 exit "$FAILED"

@@ -17,46 +17,20 @@ done
 python3 -c 'import jsonschema' 2>/dev/null ||
     { echo "*** SKIPPED: python3 has no jsonschema (apt-get install python3-jsonschema) ***"; exit 77; }
 
-TMP=$(mktemp -d)
-PIDS=
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
+. "$SRC/tests/serve_chat.bash"
+serve_tmp
 
-dsinfer serve --model "$MODEL" --model-name tiny-v3 --local-nodes 2 --stages 2 \
-    --listen 127.0.0.1:0 --max-context 1024 2>"$TMP/server.log" &
-PIDS="$!"
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: serve not ready"; exit 1; }
+serve_start "$TMP/server.log" --model "$MODEL" --model-name tiny-v3 --local-nodes 2 --stages 2 \
+    --listen 127.0.0.1:0 --max-context 1024 || exit 1
 python3 "$SRC/tests/serve_grammar_check.py" "$URL" || { FAILED=1; tail -20 "$TMP/server.log"; }
-kill $PIDS 2>/dev/null; wait $PIDS 2>/dev/null
-PIDS=
+serve_stop
 
 export DSINFER_SECRET=5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e
-dsinfer-coordinator --nodes 1 --model "$MODEL" --model-name tiny-v3 --control 127.0.0.1:0 \
-    --port-file "$TMP/cport" --listen 127.0.0.1:0 2>"$TMP/coord.log" &
-PIDS="$!"
-for _ in $(seq 100); do
-    grep -q "OpenAI API on" "$TMP/coord.log" && [ -s "$TMP/cport" ] && break
-    sleep 0.1
-done
-HPORT=$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$TMP/coord.log" | grep -o '[0-9]*$')
-[ -n "$HPORT" ] || { cat "$TMP/coord.log"; echo "FAIL: no coordinator API port"; exit 1; }
-dsinfer-node --coordinator "127.0.0.1:$(cat "$TMP/cport")" --model "$MODEL" --threads 1 \
-    2>"$TMP/node.log" &
-PIDS="$PIDS $!"
-for _ in $(seq 300); do
-    [ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HPORT/health")" = 200 ] && break
-    sleep 0.1
-done
-python3 "$SRC/tests/serve_grammar_check.py" "http://127.0.0.1:$HPORT" quick ||
+coord_start "$TMP/coord.log" --nodes 1 --model "$MODEL" --model-name tiny-v3 \
+    --control 127.0.0.1:0 --listen 127.0.0.1:0 || exit 1
+node_start "$TMP/node.log" --model "$MODEL" --threads 1
+wait_healthy "$COORD_PID"
+python3 "$SRC/tests/serve_grammar_check.py" "$URL" quick ||
     { FAILED=1; tail -20 "$TMP/coord.log" "$TMP/node.log"; }
 [ $FAILED = 0 ] && echo "all passed"
 exit $FAILED

@@ -13,28 +13,12 @@ MODEL=$FX/tiny-v3
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
 command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/serve_chat.bash"
+serve_tmp
 
-dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --max-context 4096 \
-    --max-connections 4 --request-timeout 500 --max-body 1K --max-header 1K \
-    2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+serve_start "$TMP/server.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+    --max-context 4096 --max-connections 4 --request-timeout 500 --max-body 1K --max-header 1K ||
+    exit 1
 echo "server at $URL"
 
 python3 - "$URL" "$SERVER_PID" "$TMP/server.log" <<'EOF'
@@ -194,7 +178,6 @@ sys.exit(failed)
 EOF
 rc=$?
 echo "--- [${SECONDS}s] waiting for the server to stop"
-wait "$SERVER_PID" # it stops by itself once its nodes are gone
-SERVER_PID=
+serve_stop 0 # it stops by itself once its nodes are gone
 [ $rc = 0 ] && echo PASS
 exit $rc

@@ -10,29 +10,19 @@ command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
 command -v mpirun >/dev/null || { echo "FAIL: mpirun missing (openmpi-bin)"; exit 1; }
 . "$(dirname "$0")/serve_chat.bash"
 BIN=$(command -v dsinfer-cluster)
-TMP=$(mktemp -d)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+serve_tmp
 unset DSINFER_SECRET DSINFER_API_KEY
 
 mpirun --allow-run-as-root --oversubscribe -np 3 -x UCX_WARN_UNUSED_ENV_VARS=n \
     "$BIN" --model "$MODEL" --listen 127.0.0.1:0 --api-key s3cret --stages 2 --mem 3G \
     >"$TMP/out.log" 2>"$TMP/mpi.log" &
 PID=$!
+# shellcheck disable=SC2034 # stopped at exit by serve_chat.bash
+PIDS=$PID
 wait_for_line "$TMP/mpi.log" "OpenAI API on" "$PID" || { cat "$TMP/mpi.log"; echo "FAIL: no API"; exit 1; }
 HPORT=$(grep -o 'OpenAI API on 127.0.0.1 port [0-9]*' "$TMP/mpi.log" | grep -o '[0-9]*$')
 URL=http://127.0.0.1:$HPORT
-for _ in $(seq 600); do
-    [ "$(curl -sS -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
+wait_healthy "$PID"
 serve_chat "$URL" "$MODEL" "$TMP" s3cret || fail "chat"
 RANKS=$(pgrep -P "$PID" -f "$BIN")
 [ "$(echo $RANKS | wc -w)" = 3 ] || fail "expected 3 ranks under mpirun, found '$RANKS'"
@@ -40,9 +30,7 @@ grep -q "authentication failed" "$TMP/mpi.log" && fail "the ranks did not share 
 
 # mpirun forwards SIGTERM to every rank and exits 1 whatever they return (Open MPI 4.1): what
 # counts is that rank 0 shuts the cluster down and every rank is gone.
-kill -TERM "$PID"
-wait "$PID"
-PID=
+stop_wait "$PID"
 grep -q "signal 15: shutting the cluster down" "$TMP/mpi.log" || fail "rank 0 did not stop on SIGTERM"
 for p in $RANKS; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

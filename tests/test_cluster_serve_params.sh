@@ -15,32 +15,17 @@ SRC=${DSINFER_SOURCE:?DSINFER_SOURCE is not set}
 command -v dsinfer >/dev/null || { echo "FAIL: dsinfer is not on PATH"; exit 1; }
 command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$SRC/tests/serve_chat.bash"
+serve_tmp
 
 # The fixture with a generation_config.json (R1's values).
 mkdir -p "$TMP/model" "$TMP/logits"
 for f in "$FX"/tiny-v3/*; do ln -s "$f" "$TMP/model/"; done
 echo '{"temperature": 0.6, "top_p": 0.95}' >"$TMP/model/generation_config.json"
 
-DSINFER_LOGITS_DIR=$TMP/logits dsinfer serve --model "$TMP/model" --model-name tiny-v3 \
-    --local-nodes 2 --stages 2 --listen 127.0.0.1:0 --max-context 512 2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
+DSINFER_LOGITS_DIR=$TMP/logits serve_start "$TMP/server.log" --model "$TMP/model" \
+    --model-name tiny-v3 --local-nodes 2 --stages 2 --listen 127.0.0.1:0 --max-context 512 ||
+    exit 1
 grep -q "defaults temperature 0.6, top_p 0.95" "$TMP/server.log" ||
     { echo "FAIL: generation_config.json was not read"; exit 1; }
 
@@ -48,14 +33,7 @@ PROMPT="the cat sat on the mat and the cat sat on the hat and the dog"
 IDS=$(dsinfer tokenize --model "$FX/tiny-v3" --bos --json --text "$PROMPT") || exit 1
 
 NPM_OK=0
-if ! command -v npm >/dev/null; then
-    echo "SKIPPED (part): no npm for the openai client"
-elif ! (cd "$SRC" && timeout 300 npm install --prefix tests/npm --no-audit --no-fund \
-    >"$TMP/npm.log" 2>&1); then
-    echo "SKIPPED (part): npm install of the openai client failed (no registry?)"
-else
-    NPM_OK=1
-fi
+npm_client && NPM_OK=1
 
 DSINFER_URL=$URL NPM_OK=$NPM_OK python3 "$SRC/tests/serve_params_ref.py" "$TMP/logits" \
     "$PROMPT" "$IDS" "$SRC/tests/npm/openai_logprobs.mjs"

@@ -16,55 +16,22 @@ command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 python3 -c 'import jinja2' 2>/dev/null || { echo "SKIPPED: no python3-jinja2"; exit 77; }
 [ -d "$FX/tiny-v3" ] || { echo "SKIPPED: no tiny-v3 fixture"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$SRC/tests/serve_chat.bash"
+serve_tmp
 
-dsinfer serve --model "$FX/tiny-v3" --model-name tiny-v3 --local-nodes 1 --listen 127.0.0.1:0 \
-    --max-context 1024 2>"$TMP/server.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server.log"; echo "FAIL: not ready"; exit 1; }
-
-FAILED=0
+serve_start "$TMP/server.log" --model "$FX/tiny-v3" --model-name tiny-v3 --local-nodes 1 \
+    --listen 127.0.0.1:0 --max-context 1024 || exit 1
 python3 "$SRC/tests/serve_tools_ref.py" "$URL" "$FX/tiny-v3" || FAILED=1
-
-if ! command -v npm >/dev/null; then
-    echo "SKIPPED (part): no npm for the openai client"
-elif ! (cd "$SRC" && timeout 300 npm install --prefix tests/npm --no-audit --no-fund \
-    >"$TMP/npm.log" 2>&1); then
-    echo "SKIPPED (part): npm install of the openai client failed (no registry?)"
-else
+if npm_client; then
     DSINFER_URL=$URL DSINFER_MODEL=tiny-v3 node "$SRC/tests/npm/openai_tools_forced.mjs" ||
         FAILED=1
 fi
 [ "$FAILED" = 0 ] || { tail -30 "$TMP/server.log"; exit 1; }
 
 # R1's answer opens with a thinking block: a forced call's grammar starts after "</think>".
-kill "$SERVER_PID" 2>/dev/null
-wait "$SERVER_PID" 2>/dev/null
-dsinfer serve --model "$FX/tiny-v3" --model-name tiny-r1 --chat-template r1 --local-nodes 1 \
-    --listen 127.0.0.1:0 --max-context 1024 2>"$TMP/server-r1.log" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q "ready: http://" "$TMP/server-r1.log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/server-r1.log" | head -1 | cut -c8-)
-[ -n "$URL" ] || { cat "$TMP/server-r1.log"; echo "FAIL: the r1 server is not ready"; exit 1; }
+serve_stop
+serve_start "$TMP/server-r1.log" --model "$FX/tiny-v3" --model-name tiny-r1 --chat-template r1 \
+    --local-nodes 1 --listen 127.0.0.1:0 --max-context 1024 || exit 1
 # The reasoning is free (the random model rarely closes it), then exactly the calls block.
 BODY='{"model":"tiny-r1","messages":[{"role":"user","content":"hi"}],"tool_choice":"required",
 "max_tokens":40,"temperature":0,"logit_bias":{"1":-100},

@@ -15,18 +15,8 @@ command -v curl >/dev/null || { echo "SKIPPED: no curl"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIPPED: no python3"; exit 77; }
 [ -d "$FX/v2-tiny" ] && [ -d "$FX/v2-lite-tiny" ] || { echo "SKIPPED: no V2 fixtures"; exit 77; }
 
-TMP=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+. "$SRC/tests/serve_chat.bash"
+serve_tmp
 
 # summary FILE: text, finish reason and usage of a whole or streamed response (JSON).
 cat >"$TMP/resp.py" <<'EOF'
@@ -60,20 +50,9 @@ run_model() {
     ln -s "$FX/$fixture"/config.json "$FX/$fixture"/model*.safetensors* "$model/"
     ln -s "$FX/tiny-v3/tokenizer.json" "$FX/tiny-v3/tokenizer_config.json" "$model/"
     echo "--- $fixture: serve $*"
-    dsinfer serve --model "$model" --listen 127.0.0.1:0 "$@" 2>"$TMP/$fixture.log" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q "ready: http://" "$TMP/$fixture.log" && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    local url
-    url=$(grep -o 'ready: http://[0-9.:]*' "$TMP/$fixture.log" | head -1 | cut -c8-)
-    if [ -z "$url" ]; then
-        tail -20 "$TMP/$fixture.log"
-        fail "$fixture: not ready"
-        return
-    fi
+    serve_start "$TMP/$fixture.log" --model "$model" --listen 127.0.0.1:0 "$@" ||
+        { fail "$fixture: not ready"; return; }
+    local url=$URL
     [ "$(curl -sS -o /dev/null -w '%{http_code}' "$url/health")" = 200 ] || fail "$fixture: /health"
     local prompt="The quick brown fox jumps over the lazy dog" msg="Hello! Who are you?"
     local cbody="{\"model\":\"$fixture\",\"prompt\":\"$prompt\",\"max_tokens\":12,\"temperature\":0"
@@ -125,9 +104,7 @@ assert api["text"] == text, (api["text"], text)
 print("  == dsinfer run:", len(ids), "prompt ids,", len(run["tokens"]), "tokens")
 EOF
     done
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=
+    serve_stop
     sleep 0.5
     pgrep -f "dsinfer-node .*--model $model( |$)" >/dev/null && fail "$fixture: node processes left"
 }
@@ -155,15 +132,9 @@ cfg["chat_template"] = ref.PUBLISHED
 json.dump(cfg, open(sys.argv[3], "w", encoding="utf-8"), ensure_ascii=False)
 EOF
     echo "--- v3.1 template: serve --local-nodes 2"
-    dsinfer serve --model "$model" --listen 127.0.0.1:0 --local-nodes 2 2>"$TMP/v31.log" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q "ready: http://" "$TMP/v31.log" && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    url=$(grep -o 'ready: http://[0-9.:]*' "$TMP/v31.log" | head -1 | cut -c8-)
-    [ -n "$url" ] || { tail -20 "$TMP/v31.log"; fail "v3.1: not ready"; }
+    serve_start "$TMP/v31.log" --model "$model" --listen 127.0.0.1:0 --local-nodes 2 ||
+        fail "v3.1: not ready"
+    url=$URL
     msg="Hello! Who are you?"
     for mode in off on; do
         # on: the published template's other name of the switch, enable_thinking
@@ -201,9 +172,7 @@ EOF
         --data-binary "$body" "$url/v1/chat/completions")
     { [ "$code" = 400 ] && grep -q "chat_template_kwargs.thinking" "$TMP/v31.bad"; } ||
         fail "v3.1: thinking \"yes\" gave $code $(cat "$TMP/v31.bad")"
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=
+    serve_stop
 else
     echo "(no python3-jinja2: the V3.1 template part is skipped)"
 fi

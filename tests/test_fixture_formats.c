@@ -19,6 +19,7 @@
 
 #include "dsc_memory.h"
 #include "dsi_test.h"
+#include "dsi_test_fixture.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_quant.h"
@@ -31,32 +32,7 @@
 #define MEAN_INT8 1.0
 #define MEAN_INT4 10.0
 
-static dsn_st_file_t *ref;
-static const dsn_config_t *cfg;
-
-static const dsn_st_tensor_t *ref_tensor(const char *fmt, int p)
-{
-    char name[128];
-    snprintf(name, sizeof(name), fmt, p);
-    const dsn_st_tensor_t *t = dsn_st_find(ref, name);
-    if (t == NULL) {
-        fprintf(stderr, "reference tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
-
-typedef struct {
-    double max_err; /* largest |logit - reference| */
-    double sum_err; /* sum of |logit - reference| over n_err logits */
-    int64_t n_err;
-    int free_agree; /* free-running greedy: generated tokens equal to the reference's before
-                       the first difference, summed over the prompts */
-    int pre_agree;  /* prefill positions whose argmax equals the reference's */
-    int pre_total;
-    int gen_agree; /* decode steps whose argmax equals the reference token */
-    int gen_total;
-} accuracy_t;
+static dsi_fixture_t fx;
 
 /* Bounds a format must meet (measured values are in docs/KERNELS.md). */
 typedef struct {
@@ -75,23 +51,12 @@ static const bound_t bounds[] = {
     {DSN_WFMT_INT4_G128, MEAN_INT4, 25.0, 0.20},
 };
 
-/* Adds the differences of n logits to acc. */
-static void add_err(accuracy_t *acc, const float *a, const float *b, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        acc->max_err = d > acc->max_err || d != d ? d : acc->max_err;
-        acc->sum_err += d;
-    }
-    acc->n_err += n;
-}
-
 /* Free-running greedy generation from prompt p: tokens equal to the reference before a miss. */
 static int free_run(dsn_engine_t *eng, int p)
 {
-    const int64_t V = cfg->vocab_size;
-    const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", p);
-    const int32_t *gen_tok = ref_tensor("p%d.gen.tokens", p)->data;
+    const int64_t V = fx.cfg->vocab_size;
+    const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", p);
+    const int32_t *gen_tok = dsi_fixture_ref(&fx, "p%d.gen.tokens", p)->data;
     dsn_kvcache_t *kv;
     DSI_CHECK_INT_EQ(dsn_engine_kvcache_create(eng, tok->shape[0] + GEN_STEPS + 1, &kv), DSI_OK);
     float *logits = malloc((size_t)V * sizeof(float));
@@ -109,40 +74,6 @@ static int free_run(dsn_engine_t *eng, int p)
     free(logits);
     dsn_kvcache_destroy(kv);
     return same;
-}
-
-static void measure_prompt(dsn_engine_t *eng, int p, accuracy_t *acc)
-{
-    const int64_t V = cfg->vocab_size;
-    const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", p);
-    const int64_t n = tok->shape[0];
-    const float *want = ref_tensor("p%d.logits", p)->data;
-    const float *gen_want = ref_tensor("p%d.gen.logits", p)->data;
-    const int32_t *gen_tok = ref_tensor("p%d.gen.tokens", p)->data;
-    dsn_kvcache_t *kv;
-    DSI_CHECK_INT_EQ(dsn_engine_kvcache_create(eng, n + GEN_STEPS + 1, &kv), DSI_OK);
-    float *logits = malloc((size_t)(n * V) * sizeof(float));
-    dsn_seq_batch_t seq = {kv, 0, (int)n};
-    DSI_CHECK_INT_EQ(dsn_engine_forward(eng, tok->data, &seq, 1, 1, logits), DSI_OK);
-    add_err(acc, logits, want, n * V);
-    for (int64_t i = 0; i < n; i++)
-        acc->pre_agree += dsn_argmax(logits + i * V, (int)V) == dsn_argmax(want + i * V, (int)V);
-    acc->pre_total += (int)n;
-    /* The last prefill row chose the first generated token. */
-    const float *last = logits + (n - 1) * V;
-    for (int step = 0; step < GEN_STEPS; step++) {
-        add_err(acc, last, gen_want + step * V, V);
-        acc->gen_agree += dsn_argmax(last, (int)V) == gen_tok[step];
-        acc->gen_total++;
-        if (step + 1 == GEN_STEPS)
-            break;
-        seq = (dsn_seq_batch_t){kv, kv->length, 1};
-        DSI_CHECK_INT_EQ(dsn_engine_forward(eng, &gen_tok[step], &seq, 1, 0, logits), DSI_OK);
-        last = logits;
-    }
-    free(logits);
-    dsn_kvcache_destroy(kv);
-    acc->free_agree += free_run(eng, p);
 }
 
 /* Every projection matrix of a slice, in dsn_weights_for_each_projection's order. */
@@ -197,8 +128,8 @@ static void check_levels_agree(const dsn_weights_t *w, const char *name)
     if (top == DSK_LEVEL_SCALAR)
         return;
     dsk_set_options(NULL, NULL, "f32");
-    const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", 1);
-    const int64_t n = tok->shape[0], V = cfg->vocab_size;
+    const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", 1);
+    const int64_t n = tok->shape[0], V = fx.cfg->vocab_size;
     float *out[2];
     for (int i = 0; i < 2; i++) {
         dsn_engine_t *eng;
@@ -248,16 +179,9 @@ static void check_planner_sizes(void)
 int main(void)
 {
     check_planner_sizes();
-    const char *dir = dsi_test_fixture("tiny-v3");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
-    dsn_checkpoint_t *ckpt;
-    if (dsn_checkpoint_open(dir, &ckpt) != DSI_OK || dsn_st_open(path, &ref) != DSI_OK) {
-        fprintf(stderr, "cannot open the fixture\n");
-        return 1;
-    }
-    cfg = dsn_checkpoint_config(ckpt);
-    dsn_slice_t all = dsn_slice_all(cfg);
+    dsi_fixture_open(&fx, "tiny-v3");
+    dsn_checkpoint_t *ckpt = fx.ckpt;
+    dsn_slice_t all = dsn_slice_all(fx.cfg);
 
     dsn_weights_t *bad = NULL;
     DSI_CHECK_INT_EQ(dsn_weights_load_as(ckpt, &all, (dsn_weight_format_t)99, 1, &bad),
@@ -278,14 +202,17 @@ int main(void)
         bytes[bd->format] = w->weight_bytes;
         dsn_engine_t *eng;
         DSI_CHECK_INT_EQ(dsn_engine_create(w, dsk_level_detect(), 2, &eng), DSI_OK);
-        accuracy_t acc = {0};
-        for (int p = 0; p < N_PROMPTS; p++)
-            measure_prompt(eng, p, &acc);
+        dsi_fixture_accuracy_t acc = {0};
+        int free_agree = 0;
+        for (int p = 0; p < N_PROMPTS; p++) {
+            dsi_fixture_measure(&fx, eng, p, GEN_STEPS, &acc);
+            free_agree += free_run(eng, p);
+        }
         dsn_engine_destroy(eng);
         const double mean = acc.sum_err / (double)acc.n_err;
         printf("| %s | %.2f MB | %.2e | %.4f / %.4f | %d / %d | %d / %d | %d / %d |\n", name,
                w->weight_bytes / 1e6, weight_rel_error(orig, w), mean, acc.max_err, acc.pre_agree,
-               acc.pre_total, acc.gen_agree, acc.gen_total, acc.free_agree, N_PROMPTS * GEN_STEPS);
+               acc.pre_total, acc.gen_agree, acc.gen_total, free_agree, N_PROMPTS * GEN_STEPS);
         fflush(stdout);
         if (!(mean <= bd->mean_err && acc.max_err <= bd->max_err))
             fprintf(stderr, "%s: logit error mean %.4f max %.4f, bounds %.4f / %.4f\n", name, mean,
@@ -303,7 +230,6 @@ int main(void)
     DSI_CHECK(bytes[DSN_WFMT_INT4] < bytes[DSN_WFMT_AUTO]);
     DSI_CHECK(bytes[DSN_WFMT_INT4_G128] < bytes[DSN_WFMT_INT4]);
     dsn_weights_destroy(orig);
-    dsn_st_close(ref);
-    dsn_checkpoint_close(ckpt);
+    dsi_fixture_close(&fx);
     return dsi_test_finish();
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dsi_test.h"
+#include "dsi_test_fixture.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_mtp.h"
@@ -26,21 +27,7 @@
 #define GEN_STEPS  12
 #define TOL_LOGITS 1e-3
 
-static dsn_st_file_t *ref;
-static const dsn_config_t *cfg;
-static dsn_checkpoint_t *ckpt;
-
-static const dsn_st_tensor_t *ref_tensor(const char *fmt, int p)
-{
-    char name[128];
-    snprintf(name, sizeof(name), fmt, p);
-    const dsn_st_tensor_t *t = dsn_st_find(ref, name);
-    if (t == NULL) {
-        fprintf(stderr, "reference tensor %s missing\n", name);
-        exit(1);
-    }
-    return t;
-}
+static dsi_fixture_t fx;
 
 typedef struct {
     dsn_weights_t *w;
@@ -51,9 +38,9 @@ typedef struct {
 
 static void model_open(model_t *md, dsn_weight_format_t fmt, dsk_level_t level)
 {
-    dsn_slice_t all = dsn_slice_all(cfg);
-    DSI_CHECK_INT_EQ(dsn_weights_load_as(ckpt, &all, fmt, 2, &md->w), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_mtp_weights_load(ckpt, fmt, 2, NULL, &md->mw), DSI_OK);
+    dsn_slice_t all = dsn_slice_all(fx.cfg);
+    DSI_CHECK_INT_EQ(dsn_weights_load_as(fx.ckpt, &all, fmt, 2, &md->w), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_mtp_weights_load(fx.ckpt, fmt, 2, NULL, &md->mw), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_engine_create(md->w, level, 2, &md->e), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_mtp_create(md->mw, md->e, &md->m), DSI_OK);
 }
@@ -69,10 +56,10 @@ static void model_close(model_t *md)
 /* The module's logits over prompt p against the reference: max |diff| (and the mean in *mean). */
 static double mtp_logits_err(model_t *md, int p, double *mean)
 {
-    const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", p);
+    const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", p);
     int n = (int)tok->shape[0];
-    int64_t V = cfg->vocab_size, count = (int64_t)(n - 1) * V;
-    const dsn_st_tensor_t *want = ref_tensor("p%d.mtp.logits", p);
+    int64_t V = fx.cfg->vocab_size, count = (int64_t)(n - 1) * V;
+    const dsn_st_tensor_t *want = dsi_fixture_ref(&fx, "p%d.mtp.logits", p);
     DSI_CHECK_INT_EQ(want->shape[0], n - 1);
     float *got = malloc((size_t)count * sizeof(float));
     DSI_CHECK_INT_EQ(dsn_spec_mtp_logits(md->e, md->m, tok->data, n, got), DSI_OK);
@@ -96,7 +83,7 @@ static int64_t cache_cap = 256; /* positions of every cache generate() makes */
 
 static void generate(model_t *md, int K, int first, int count, int steps, int32_t *out)
 {
-    int64_t V = cfg->vocab_size;
+    int64_t V = fx.cfg->vocab_size;
     dsn_spec_t *spec = NULL;
     if (K > 0)
         DSI_CHECK_INT_EQ(dsn_spec_create(md->e, md->m, K, &spec), DSI_OK);
@@ -108,7 +95,7 @@ static void generate(model_t *md, int K, int first, int count, int steps, int32_
     float *logits = malloc((size_t)V * sizeof(float));
     dsn_sampling_t greedy = {0.0f, 1.0f, 0, 1};
     for (int i = 0; i < count; i++) {
-        const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", first + i);
+        const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", first + i);
         int n = (int)tok->shape[0];
         DSI_CHECK_INT_EQ(dsn_engine_kvcache_create(md->e, cache_cap, &kv[i]), DSI_OK);
         DSI_CHECK_INT_EQ(dsn_mtp_kvcache_create(md->m, cache_cap, &mkv[i]), DSI_OK);
@@ -149,9 +136,9 @@ static void generate(model_t *md, int K, int first, int count, int steps, int32_
             for (int a = 0; a < na; a++) {
                 int i = idx[a];
                 dsn_seq_batch_t b = {kv[i], kv[i]->length, 1};
-                DSI_CHECK_INT_EQ(dsn_engine_forward(md->e, &out[i * steps + have[i] - 1], &b, 1, 0,
-                                                    logits),
-                                 DSI_OK);
+                DSI_CHECK_INT_EQ(
+                    dsn_engine_forward(md->e, &out[i * steps + have[i] - 1], &b, 1, 0, logits),
+                    DSI_OK);
                 step_out[a * W] = dsn_argmax(logits, (int)V);
                 n_out[a] = 1;
             }
@@ -178,11 +165,11 @@ static void check_reference_tokens(model_t *md, int K, int first, int count, con
     int32_t got[N_PROMPTS * GEN_STEPS];
     generate(md, K, first, count, GEN_STEPS, got);
     for (int i = 0; i < count; i++) {
-        const int32_t *want = ref_tensor("p%d.gen.tokens", first + i)->data;
+        const int32_t *want = dsi_fixture_ref(&fx, "p%d.gen.tokens", first + i)->data;
         int same = memcmp(got + i * GEN_STEPS, want, GEN_STEPS * sizeof(int32_t)) == 0;
         if (!same) {
-            fprintf(stderr, "%s K=%d batch of %d: p%d differs from the reference:", what, K,
-                    count, first + i);
+            fprintf(stderr, "%s K=%d batch of %d: p%d differs from the reference:", what, K, count,
+                    first + i);
             for (int s = 0; s < GEN_STEPS; s++)
                 fprintf(stderr, " %d/%d", got[i * GEN_STEPS + s], want[s]);
             fprintf(stderr, "\n");
@@ -199,9 +186,9 @@ static void check_reference_tokens(model_t *md, int K, int first, int count, con
 static void check_rollback(model_t *md)
 {
     const int K = 8, p = 2;
-    int64_t V = cfg->vocab_size;
-    const dsn_st_tensor_t *tok = ref_tensor("p%d.tokens", p);
-    const int32_t *want = ref_tensor("p%d.gen.tokens", p)->data;
+    int64_t V = fx.cfg->vocab_size;
+    const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", p);
+    const int32_t *want = dsi_fixture_ref(&fx, "p%d.gen.tokens", p)->data;
     int n = (int)tok->shape[0];
     dsn_spec_t *spec;
     DSI_CHECK_INT_EQ(dsn_spec_create(md->e, md->m, K, &spec), DSI_OK);
@@ -262,15 +249,8 @@ static void check_without_module(void)
 
 int main(void)
 {
-    const char *dir = dsi_test_fixture("tiny-v3-mtp");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
-    if (dsn_checkpoint_open(dir, &ckpt) != DSI_OK || dsn_st_open(path, &ref) != DSI_OK) {
-        fprintf(stderr, "cannot open the fixture\n");
-        return 1;
-    }
-    cfg = dsn_checkpoint_config(ckpt);
-    DSI_CHECK_INT_EQ(dsn_mtp_present(ckpt), 1);
+    dsi_fixture_open(&fx, "tiny-v3-mtp");
+    DSI_CHECK_INT_EQ(dsn_mtp_present(fx.ckpt), 1);
     check_without_module();
 
     dsk_level_t top = dsk_level_cpu();
@@ -296,7 +276,7 @@ int main(void)
             check_rollback(&md);
             /* At the context's end: caches just long enough for the prompt and the tokens (the
              * last one never enters them): steps there verify fewer drafts, tokens unchanged. */
-            cache_cap = ref_tensor("p%d.tokens", 1)->shape[0] + GEN_STEPS - 1;
+            cache_cap = dsi_fixture_ref(&fx, "p%d.tokens", 1)->shape[0] + GEN_STEPS - 1;
             check_reference_tokens(&md, 3, 1, 1, "context end");
             cache_cap = 256;
         }
@@ -307,8 +287,11 @@ int main(void)
     static const struct {
         dsn_weight_format_t f;
         double mean;
-    } formats[] = {{DSN_WFMT_FP8, 1e-4},  {DSN_WFMT_BF16, 1.0}, {DSN_WFMT_INT8, 1.0},
-                   {DSN_WFMT_INT4, 10.0}, {DSN_WFMT_INT4_G128, 10.0}};
+    } formats[] = {{DSN_WFMT_FP8, 1e-4},
+                   {DSN_WFMT_BF16, 1.0},
+                   {DSN_WFMT_INT8, 1.0},
+                   {DSN_WFMT_INT4, 10.0},
+                   {DSN_WFMT_INT4_G128, 10.0}};
     for (size_t f = 0; f < sizeof(formats) / sizeof(formats[0]); f++) {
         const char *name = dsn_weight_format_name(formats[f].f);
         model_t md;
@@ -330,13 +313,12 @@ int main(void)
         for (int K = 1; K <= 3; K++) {
             generate(&md, K, 0, N_PROMPTS, GEN_STEPS, spec);
             if (memcmp(plain, spec, sizeof(plain)) != 0)
-                fprintf(stderr, "[%s] K=%d: speculative tokens differ from plain decoding\n",
-                        name, K);
+                fprintf(stderr, "[%s] K=%d: speculative tokens differ from plain decoding\n", name,
+                        K);
             DSI_CHECK(memcmp(plain, spec, sizeof(plain)) == 0);
         }
         model_close(&md);
     }
-    dsn_st_close(ref);
-    dsn_checkpoint_close(ckpt);
+    dsi_fixture_close(&fx);
     return dsi_test_finish();
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "dsi_test.h"
+#include "dsi_test_fixture.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_mtp.h"
@@ -21,8 +22,7 @@
 
 #define SAMPLES 3000
 
-static dsn_st_file_t *ref;
-static const dsn_config_t *cfg;
+static dsi_fixture_t fx;
 
 typedef struct {
     const char *name;
@@ -36,7 +36,7 @@ static void sampler_for(dsn_sampler_t *s, const setup_t *su, uint64_t seed, cons
 {
     dsn_sampling_t p = su->sampling;
     p.seed = seed;
-    DSI_CHECK_INT_EQ(dsn_sampler_init(s, &p, cfg->vocab_size), 0);
+    DSI_CHECK_INT_EQ(dsn_sampler_init(s, &p, fx.cfg->vocab_size), 0);
     DSI_CHECK_INT_EQ(dsn_sampler_controls(s, &su->ctl), 0);
     dsn_sampler_history(s, toks, (uint32_t)n, 1);
 }
@@ -100,8 +100,8 @@ static int chi2_two_ok(const char *what, const int *a, const int *b, int V)
 
 static void run_setup(dsn_engine_t *e, dsn_mtp_t *m, const setup_t *su, int K)
 {
-    const int V = cfg->vocab_size;
-    const dsn_st_tensor_t *tok = dsn_st_find(ref, "p1.tokens");
+    const int V = fx.cfg->vocab_size;
+    const dsn_st_tensor_t *tok = dsn_st_find(fx.ref, "p1.tokens");
     int n = (int)tok->shape[0];
     int32_t *seq_toks = malloc((size_t)(n + 1) * sizeof(int32_t));
     memcpy(seq_toks, tok->data, (size_t)n * sizeof(int32_t));
@@ -152,7 +152,7 @@ static void run_setup(dsn_engine_t *e, dsn_mtp_t *m, const setup_t *su, int K)
     dsn_sampler_cleanup(&s);
     /* The state to come back to after each step. */
     dsn_spec_seq_t saved = q;
-    int64_t H = cfg->hidden_size, kv_len = kv->length, mkv_len = mkv->length;
+    int64_t H = fx.cfg->hidden_size, kv_len = kv->length, mkv_len = mkv->length;
     float *pend_h = malloc((size_t)(q.n_pend * H) * sizeof(float));
     int32_t *pend_tok = malloc((size_t)q.n_pend * sizeof(int32_t));
     memcpy(pend_h, q.pend_h, (size_t)(q.n_pend * H) * sizeof(float));
@@ -206,22 +206,14 @@ static void run_setup(dsn_engine_t *e, dsn_mtp_t *m, const setup_t *su, int K)
 
 int main(void)
 {
-    const char *dir = dsi_test_fixture("tiny-v3-mtp");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
-    dsn_checkpoint_t *ckpt;
-    if (dsn_checkpoint_open(dir, &ckpt) != DSI_OK || dsn_st_open(path, &ref) != DSI_OK) {
-        fprintf(stderr, "cannot open the fixture\n");
-        return 1;
-    }
-    cfg = dsn_checkpoint_config(ckpt);
-    dsn_slice_t all = dsn_slice_all(cfg);
+    dsi_fixture_open(&fx, "tiny-v3-mtp");
+    dsn_slice_t all = dsn_slice_all(fx.cfg);
     dsn_weights_t *w;
     dsn_mtp_weights_t *mw;
     dsn_engine_t *e;
     dsn_mtp_t *m;
-    DSI_CHECK_INT_EQ(dsn_weights_load(ckpt, &all, &w), DSI_OK);
-    DSI_CHECK_INT_EQ(dsn_mtp_weights_load(ckpt, DSN_WFMT_AUTO, 2, NULL, &mw), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_weights_load(fx.ckpt, &all, &w), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_mtp_weights_load(fx.ckpt, DSN_WFMT_AUTO, 2, NULL, &mw), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_engine_create(w, dsk_level_detect(), 2, &e), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_mtp_create(mw, e, &m), DSI_OK);
 
@@ -242,7 +234,6 @@ int main(void)
     dsn_engine_destroy(e);
     dsn_mtp_weights_destroy(mw);
     dsn_weights_destroy(w);
-    dsn_st_close(ref);
-    dsn_checkpoint_close(ckpt);
+    dsi_fixture_close(&fx);
     return dsi_test_finish();
 }

@@ -175,7 +175,7 @@ static void qmat_make(qmat_t *t, dsk_dtype_t dt, int64_t rows, int64_t cols)
     t->data = malloc((size_t)(rows * dsk_dtype_row_bytes(dt, cols)) + 1);
     t->scale = malloc((size_t)(rows * dsk_dtype_scale_cols(dt, cols)) * sizeof(float) + 1);
     dsk_quantize_rows(dt, src, cols, rows, cols, t->data, t->scale);
-    t->m = (dsk_matrix_t){dt, rows, cols, t->data, t->scale};
+    t->m = (dsk_matrix_t){dt, rows, cols, t->data, t->scale, DSK_LAYOUT_ROWS};
     t->dense = malloc((size_t)(rows * cols) * sizeof(float) + 1);
     for (int64_t r = 0; r < rows; r++)
         dsk_matrix_row_f32(&t->m, r, t->dense + r * cols);
@@ -351,7 +351,8 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
         mem[c] = malloc(bytes);
         memcpy(mem[c], base.data, vbytes);
         memcpy(mem[c] + vbytes, base.scale, bytes - vbytes);
-        ms[c] = (dsk_matrix_t){dt, rows, cols, mem[c], (const float *)(mem[c] + vbytes)};
+        ms[c] = (dsk_matrix_t){dt, rows, cols, mem[c], (const float *)(mem[c] + vbytes),
+                               DSK_LAYOUT_ROWS};
     }
     float *x = dsi_test_random_floats(n * cols), *y = malloc((size_t)(n * rows) * sizeof(float));
     double t[5];

@@ -42,7 +42,7 @@ static uint8_t random_fp8(void)
 /* A [rows, cols] matrix of dtype dt with random values (fp8: random block scales). */
 static dsk_matrix_t matrix_make(dsk_dtype_t dt, int64_t rows, int64_t cols)
 {
-    dsk_matrix_t m = {dt, rows, cols, NULL, NULL};
+    dsk_matrix_t m = {dt, rows, cols, NULL, NULL, DSK_LAYOUT_ROWS};
     size_t n = (size_t)(rows * cols);
     if (dt == DSK_DTYPE_BF16) {
         uint16_t *d = malloc(n * sizeof(uint16_t) + 1);
@@ -184,7 +184,7 @@ static void test_fp8_codes(const dsk_ops_t *ops)
     for (int i = 0; i < 256; i++)
         codes[i] = (uint8_t)((i & 0x7f) == 0x7f ? 0 : i); /* no NaN codes */
     float scale[2] = {0.75f, 3.0f};
-    dsk_matrix_t m = {DSK_DTYPE_F8_E4M3, 256, 1, codes, scale};
+    dsk_matrix_t m = {DSK_DTYPE_F8_E4M3, 256, 1, codes, scale, DSK_LAYOUT_ROWS};
     float x[N], y[N * 256];
     for (int t = 0; t < N; t++)
         x[t] = 1.0f;

@@ -110,10 +110,10 @@ static void test_simd_codes(const dsk_ops_t *ops, dsk_dtype_t dt, const void *co
         want_s[i] = want[i] * scale;
     }
     const float *sc = dt == DSK_DTYPE_F8_E4M3 ? scales : NULL;
-    dsk_matrix_t row = {dt, 1, n, codes, sc};
+    dsk_matrix_t row = {dt, 1, n, codes, sc, DSK_LAYOUT_ROWS};
     ops->matmul_t[dt](&row, 0, 1, ones, 1, 1, y, n);
     int bad = count_mismatch(y, 1, want_s, n);
-    dsk_matrix_t col = {dt, n, 1, codes, sc};
+    dsk_matrix_t col = {dt, n, 1, codes, sc, DSK_LAYOUT_ROWS};
     for (int64_t tokens = 1; tokens <= 8; tokens += 7) { /* decode tile, then GEMM packing */
         ops->matmul[dt](&col, 0, n, ones, 1, tokens, y, n);
         for (int64_t t = 0; t < tokens; t++)

@@ -79,7 +79,7 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
         w[13 * C + 257] = 2.0f;
         for (int i = 0; i < N * C; i++)
             x[i] = (float)(i % C);
-        dsk_matrix_t m = {DSK_DTYPE_F32, R, C, w, NULL};
+        dsk_matrix_t m = {DSK_DTYPE_F32, R, C, w, NULL, DSK_LAYOUT_ROWS};
         for (int64_t n = 1; n <= N; n += 5) {
             levels[l].matmul[DSK_DTYPE_F32](&m, 0, R, x, C, n, y, R);
             for (int t = 0; t < n; t++)

@@ -50,7 +50,7 @@ static void qmatrix_make(qmatrix_t *t, dsk_dtype_t dt, int64_t rows, int64_t col
     t->data = malloc(db ? db : 1);
     t->scale = malloc((sb ? sb : 1) * sizeof(float));
     dsk_quantize_rows(dt, t->src, cols, rows, cols, t->data, t->scale);
-    t->m = (dsk_matrix_t){dt, rows, cols, t->data, t->scale};
+    t->m = (dsk_matrix_t){dt, rows, cols, t->data, t->scale, DSK_LAYOUT_ROWS};
     t->dense = malloc((n ? n : 1) * sizeof(float));
     for (int64_t r = 0; r < rows; r++)
         dsk_matrix_row_f32(&t->m, r, t->dense + r * cols);
@@ -122,7 +122,7 @@ static void test_quantize_exact(void)
     float sc[2];
     dsk_quantize_rows(DSK_DTYPE_I4_G32, src, 40, 1, 40, q, sc);
     DSI_CHECK_NEAR(sc[0], 1.0, 0);
-    dsk_matrix_t m = {DSK_DTYPE_I4_G32, 1, 40, q, sc};
+    dsk_matrix_t m = {DSK_DTYPE_I4_G32, 1, 40, q, sc, DSK_LAYOUT_ROWS};
     float out[40];
     dsk_matrix_row_f32(&m, 0, out);
     dsi_check_floats_near("int4 exact values", out, src, 40, 0);
@@ -201,7 +201,7 @@ static void test_quantize_fp8_bf16(void)
     float sc[2 * 2];
     dsk_quantize_rows(DSK_DTYPE_F8_E4M3, src, C, 128, C, q, sc);
     dsk_quantize_rows(DSK_DTYPE_F8_E4M3, src + 128 * C, C, R - 128, C, q + 128 * C, sc + 2);
-    dsk_matrix_t m = {DSK_DTYPE_F8_E4M3, R, C, q, sc};
+    dsk_matrix_t m = {DSK_DTYPE_F8_E4M3, R, C, q, sc, DSK_LAYOUT_ROWS};
     float row[C];
     int bad = 0;
     for (int r = 0; r < R; r++) {
@@ -305,7 +305,7 @@ int main(void)
             dsk_quantize_rows((dsk_dtype_t)dt, tm.src + 128 * C, C, R - 128, C,
                               (uint8_t *)tm.data + 128 * C, tm.scale + 3);
         tm.m = (dsk_matrix_t){(dsk_dtype_t)dt, R, C, tm.data,
-                              dt == DSK_DTYPE_F8_E4M3 ? tm.scale : NULL};
+                              dt == DSK_DTYPE_F8_E4M3 ? tm.scale : NULL, DSK_LAYOUT_ROWS};
         tm.dense = malloc((size_t)(R * C) * sizeof(float));
         for (int64_t r = 0; r < R; r++)
             dsk_matrix_row_f32(&tm.m, r, tm.dense + r * C);

@@ -98,8 +98,8 @@ static const bad_case_t bad_cases[] = {
     {CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", 400,
      "invalid_json", NULL},
     {CMPL, "{\"model\":\"m\"}", 400, "missing_required_parameter", "prompt"},
-    {CMPL, "{\"model\":\"m\",\"prompt\":[1,2,3]}", 400, "invalid_type", "prompt"},
-    {CMPL, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}", 400, "invalid_type", "prompt"},
+    {CMPL, "{\"model\":\"m\",\"prompt\":[]}", 400, "invalid_value", "prompt"},
+    {CMPL, "{\"model\":\"m\",\"prompt\":[\"a\",2]}", 400, "invalid_type", "prompt[1]"},
     {CMPL, "{\"model\":\"m\",\"prompt\":{}}", 400, "invalid_type", "prompt"},
 };
 

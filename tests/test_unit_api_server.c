@@ -1,9 +1,9 @@
 /*
  * test_unit_api_server.c - the OpenAI-compatible API over real HTTP on 127.0.0.1, with a
  * deterministic test backend: it echoes the prompt (or the last chat message) one word per token
- * on a uv timer; words starting with '~' are "reasoning"; a word FAIL makes the generation fail
- * after its first token. It honours max_tokens, stop strings, a queue limit and a context limit,
- * and counts cancellations.
+ * on a uv timer (a prompt of token ids as the words t<id>, ids below TB_VOCAB); words starting with
+ * '~' are "reasoning"; a word FAIL makes the generation fail after its first token. It honours
+ * max_tokens, stop strings, a queue limit and a context limit, and counts cancellations.
  *
  * Without arguments: the test. With `--serve PORTFILE [--delay-ms N] [--api-key KEY]
  * [--max-body BYTES]`: a server for other tests (tests/test_cli_bench_serve.sh), until SIGTERM.
@@ -192,6 +192,39 @@ static void seq_tick(uv_timer_t *t)
     }
 }
 
+#define TB_VOCAB 1000
+
+/* Token ids as the words "t<id>" (malloc'ed), each below TB_VOCAB; else the refusal a backend
+ * writes, naming prompt[i] or prompt[b][i] in a batch (prompt_index >= 0). */
+static dsi_status_t tb_words(const int32_t *ids, size_t n, int prompt_index, char **out,
+                             char *message, size_t cap)
+{
+    *out = calloc(n + 1, 12);
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= TB_VOCAB) {
+            char name[32] = "prompt";
+            if (prompt_index >= 0)
+                snprintf(name, sizeof(name), "prompt[%d]", prompt_index);
+            snprintf(message, cap, "Invalid value for '%s[%zu]': %d is outside the vocabulary",
+                     name, i, ids[i]);
+            free(*out);
+            *out = NULL;
+            return DSI_ERR_BAD_REQUEST;
+        }
+        sprintf(*out + strlen(*out), i ? " t%d" : "t%d", ids[i]);
+    }
+    return DSI_OK;
+}
+
+static dsi_status_t tb_detokenize(void *self, const int32_t *ids, size_t n_ids, char **text,
+                                  size_t *len, char *message, size_t cap)
+{
+    (void)self;
+    dsi_status_t st = tb_words(ids, n_ids, -1, text, message, cap);
+    *len = st == DSI_OK ? strlen(*text) : 0;
+    return st;
+}
+
 static dsi_status_t tb_submit(void *self, const dsc_api_request_t *req,
                               const dsc_api_events_t *events, void *ctx, uint64_t *handle,
                               char *message, size_t cap)
@@ -209,6 +242,15 @@ static dsi_status_t tb_submit(void *self, const dsc_api_request_t *req,
     const char *echo = req->prompt;
     size_t echo_len = req->prompt_len;
     int prompt_tokens = req->prompt ? count_words(req->prompt, req->prompt_len) : 0;
+    char *id_words = NULL; /* a prompt of token ids: its words */
+    if (req->prompt_ids != NULL) {
+        if (tb_words(req->prompt_ids, req->n_prompt_ids, req->prompt_index, &id_words, message,
+                     cap) != DSI_OK)
+            return DSI_ERR_BAD_REQUEST;
+        echo = id_words;
+        echo_len = strlen(id_words);
+        prompt_tokens = (int)req->n_prompt_ids;
+    }
     for (size_t i = 0; i < req->n_messages; i++) {
         prompt_tokens += count_words(req->messages[i].content, req->messages[i].content_len);
         echo = req->messages[i].content;
@@ -217,6 +259,7 @@ static dsi_status_t tb_submit(void *self, const dsc_api_request_t *req,
     if (prompt_tokens > tb->context_tokens) {
         snprintf(message, cap, "the prompt has %d tokens; the context holds %d", prompt_tokens,
                  tb->context_tokens);
+        free(id_words);
         return DSI_ERR_TOO_LARGE;
     }
     tb_seq_t *q = calloc(1, sizeof(*q));
@@ -224,6 +267,7 @@ static dsi_status_t tb_submit(void *self, const dsc_api_request_t *req,
     q->ev = events;
     q->ctx = ctx;
     q->text = strndup(echo, echo_len);
+    free(id_words);
     for (char *p = q->text; *p; p++)
         if (*p == '\n' || *p == '\t')
             *p = ' ';
@@ -282,6 +326,7 @@ static const dsc_api_backend_ops_t tb_ops = {
     .cancel = tb_cancel,
     .models = tb_models,
     .health = tb_health,
+    .detokenize = tb_detokenize,
 };
 
 static void tb_init(tb_t *tb, uv_loop_t *loop, dsc_metrics_t *metrics, int delay_ms)
@@ -589,6 +634,110 @@ static void test_choices(srv_t *srv)
     tc_response_free(&r);
     tc_request(srv->port, "POST", "/v1/models/test-model", NULL, "{}", 2, &r);
     DSI_CHECK_INT_EQ(r.status, 405);
+    tc_response_free(&r);
+}
+
+/* A streamed response's texts by choice index (at most 8) and its finish reasons counted. */
+static void sse_by_index(const char *body, char text[8][64], int *finishes)
+{
+    memset(text, 0, 8 * 64);
+    *finishes = 0;
+    for (const char *p = strstr(body, "data: {"); p != NULL; p = strstr(p + 1, "data: {")) {
+        json_error_t jerr;
+        json_t *v = json_loadb(p + 6, strcspn(p + 6, "\n"), 0, &jerr);
+        json_t *c = json_array_get(json_object_get(v, "choices"), 0);
+        long long i = json_integer_value(json_object_get(c, "index"));
+        if (c != NULL && i >= 0 && i < 8) {
+            const char *t = json_string_value(json_object_get(c, "text"));
+            strncat(text[i], t ? t : "", 63 - strlen(text[i]));
+            *finishes += json_is_string(json_object_get(c, "finish_reason"));
+        }
+        json_decref(v);
+    }
+}
+
+/* Completions with an array of prompts: each prompt's n choices as indexes prompt * n + i, usage
+ * summed, streamed by index, token-id prompts (echoed through detokenize), best_of per prompt,
+ * and a token id the backend refuses named with its place in the batch. */
+static void test_batch(srv_t *srv)
+{
+    tc_response_t r;
+    const char *body = "{\"model\":\"test-model\",\"prompt\":[\"a b\",\"c\"],\"n\":2}";
+    DSI_CHECK_INT_EQ(post(srv->port, "/v1/completions", body, NULL, &r), 0);
+    DSI_CHECK_INT_EQ(r.status, 200);
+    json_t *v = body_json(&r);
+    DSI_CHECK_INT_EQ(json_array_size(json_object_get(v, "choices")), 4);
+    const char *want[] = {"a b", "a b", "c", "c"};
+    for (int i = 0; i < 4; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "choices.%d.text", i);
+        DSI_CHECK_STR_EQ(jpath(v, path), want[i]);
+        json_t *c = json_array_get(json_object_get(v, "choices"), (size_t)i);
+        DSI_CHECK_INT_EQ(json_integer_value(json_object_get(c, "index")), i);
+    }
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "prompt_tokens"), 3);
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "completion_tokens"), 6);
+    json_decref(v);
+    tc_response_free(&r);
+
+    body = "{\"model\":\"test-model\",\"prompt\":[\"a b\",\"c\"],\"n\":2,\"stream\":true,"
+           "\"echo\":true,\"stream_options\":{\"include_usage\":true}}";
+    post(srv->port, "/v1/completions", body, NULL, &r);
+    DSI_CHECK_INT_EQ(r.status, 200);
+    char text[8][64];
+    int finishes;
+    sse_by_index(r.body, text, &finishes);
+    DSI_CHECK_STR_EQ(text[0], "a ba b");
+    DSI_CHECK_STR_EQ(text[1], "a ba b");
+    DSI_CHECK_STR_EQ(text[2], "cc");
+    DSI_CHECK_STR_EQ(text[3], "cc");
+    DSI_CHECK_INT_EQ(finishes, 4);
+    DSI_CHECK(strstr(r.body, "\"prompt_tokens\":3,\"completion_tokens\":6") != NULL);
+    tc_response_free(&r);
+
+    /* Token ids, one prompt and a batch; echo writes them as the backend detokenizes them. */
+    body = "{\"model\":\"test-model\",\"prompt\":[5,6,7],\"echo\":true}";
+    post(srv->port, "/v1/completions", body, NULL, &r);
+    v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "choices.0.text"), "t5 t6 t7t5 t6 t7");
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "prompt_tokens"), 3);
+    json_decref(v);
+    tc_response_free(&r);
+    body = "{\"model\":\"test-model\",\"prompt\":[[1,2],[3]],\"best_of\":3}";
+    post(srv->port, "/v1/completions", body, NULL, &r);
+    v = body_json(&r);
+    DSI_CHECK_INT_EQ(json_array_size(json_object_get(v, "choices")), 2);
+    DSI_CHECK_STR_EQ(jpath(v, "choices.0.text"), "t1 t2");
+    DSI_CHECK_STR_EQ(jpath(v, "choices.1.text"), "t3");
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "prompt_tokens"), 3);
+    DSI_CHECK_INT_EQ(jpath_int(v, "usage", "completion_tokens"), 9);
+    json_decref(v);
+    tc_response_free(&r);
+
+    /* An id outside the vocabulary: 400 naming it; what was submitted before is cancelled. */
+    int cancels = atomic_load(&srv->tb.cancels);
+    body = "{\"model\":\"test-model\",\"prompt\":[[1],[2,3000]],\"n\":2}";
+    post(srv->port, "/v1/completions", body, NULL, &r);
+    DSI_CHECK_INT_EQ(r.status, 400);
+    v = body_json(&r);
+    DSI_CHECK_STR_EQ(jpath(v, "error.param"), "prompt[1][1]");
+    DSI_CHECK_STR_EQ(jpath(v, "error.code"), "invalid_value");
+    json_decref(v);
+    tc_response_free(&r);
+    DSI_CHECK_INT_EQ(atomic_load(&srv->tb.cancels), cancels + 2);
+    DSI_CHECK_INT_EQ(wait_atomic(&srv->tb.active, 0, 1000), 0);
+    post(srv->port, "/v1/completions", "{\"model\":\"test-model\",\"prompt\":[4,3000]}", NULL, &r);
+    v = body_json(&r);
+    DSI_CHECK_INT_EQ(r.status, 400);
+    DSI_CHECK_STR_EQ(jpath(v, "error.param"), "prompt[1]");
+    json_decref(v);
+    tc_response_free(&r);
+    post(srv->port, "/v1/completions", "{\"model\":\"test-model\",\"prompt\":[\"a\",[1]]}", NULL,
+         &r);
+    v = body_json(&r);
+    DSI_CHECK_INT_EQ(r.status, 400);
+    DSI_CHECK_STR_EQ(jpath(v, "error.param"), "prompt[1]");
+    json_decref(v);
     tc_response_free(&r);
 }
 
@@ -934,6 +1083,7 @@ static int run_tests(void)
     test_completion(&srv);
     test_chat(&srv);
     test_choices(&srv);
+    test_batch(&srv);
     test_bad_inputs(&srv);
     test_auth(&srv);
     test_cancel_and_queue(&srv);

@@ -251,8 +251,39 @@ static void test_metrics_parse(void)
     DSI_CHECK_INT_EQ(bs_metrics_parse("vllm:num_requests_running 4\n", &s), 0);
 }
 
+/* --shared-prefix: every prompt starts with the same words, then its own. */
+static void test_shared_prefix(void)
+{
+    bs_plan_t plan = {.seed = 3, .prompt_len = {5, 9}, .output_len = {4, 4}, .shared_prefix = 40};
+    bs_plan_t plain = plan;
+    plain.shared_prefix = 0;
+    char *first = NULL;
+    for (int i = 0; i < 50; i++) {
+        bs_req_t a, b;
+        DSI_CHECK_INT_EQ(bs_plan_request(&plan, i, &a), 0);
+        DSI_CHECK_INT_EQ(bs_plan_request(&plain, i, &b), 0);
+        DSI_CHECK_INT_EQ(a.prompt_words, b.prompt_words + 40);
+        size_t la = strlen(a.prompt), lb = strlen(b.prompt);
+        /* the prefix, a space, then the request's own prompt */
+        DSI_CHECK(la > lb && strcmp(a.prompt + la - lb, b.prompt) == 0 &&
+                  a.prompt[la - lb - 1] == ' ');
+        int words = 1;
+        for (const char *p = a.prompt; *p; p++)
+            words += *p == ' ';
+        DSI_CHECK_INT_EQ(words, a.prompt_words);
+        if (first == NULL)
+            first = strndup(a.prompt, la - lb);
+        else
+            DSI_CHECK(strncmp(first, a.prompt, la - lb) == 0 && strlen(first) == la - lb);
+        free(a.prompt);
+        free(b.prompt);
+    }
+    free(first);
+}
+
 int main(void)
 {
+    test_shared_prefix();
     test_rng();
     test_arrivals();
     test_lengths();

@@ -16,6 +16,7 @@
 
 #include "dsc_chat.h"
 #include "dsi_test.h"
+#include "dsi_test_chat.h"
 
 #define TOOLS                                                                                     \
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather "   \
@@ -88,44 +89,6 @@ static const char *const cases[] = {
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-static void check_case(dsc_chat_template_t *const tpl[2], const char *dir, size_t i)
-{
-    json_error_t err;
-    json_t *c = json_loads(cases[i], 0, &err);
-    if (c == NULL) {
-        fprintf(stderr, "case %zu is not JSON: %s\n", i, err.text);
-        DSI_CHECK(0);
-        return;
-    }
-    int v31 = strcmp(json_string_value(json_object_get(c, "style")), "v3.1") == 0;
-    char *msgs = json_dumps(json_object_get(c, "messages"), JSON_ENCODE_ANY);
-    const json_t *tools = json_object_get(c, "tools");
-    char *tools_text = tools != NULL ? json_dumps(tools, JSON_ENCODE_ANY) : NULL;
-    dsc_chat_opts_t opts = {json_is_true(json_object_get(c, "thinking")), tools_text,
-                            tools_text ? strlen(tools_text) : 0,
-                            json_is_true(json_object_get(c, "continue_final"))};
-    int gen = json_is_true(json_object_get(c, "add_generation_prompt"));
-    char *got = NULL, path[4200];
-    size_t got_len = 0, want_len = 0;
-    dsi_status_t st =
-        dsc_chat_render_json_opts(tpl[v31], msgs, strlen(msgs), gen, &opts, &got, &got_len);
-    snprintf(path, sizeof(path), "%s/case-%zu.txt", dir, i);
-    char *want = dsi_test_read_file(path, &want_len);
-    DSI_CHECK(want != NULL);
-    DSI_CHECK_INT_EQ(st, DSI_OK);
-    if (want != NULL && st == DSI_OK) {
-        int same = got_len == want_len && memcmp(got, want, want_len) == 0;
-        if (!same)
-            fprintf(stderr, "case %zu differs:\n  jinja:  %s\n  native: %s\n", i, want, got);
-        DSI_CHECK(same);
-    }
-    free(want);
-    free(got);
-    free(msgs);
-    free(tools_text);
-    json_decref(c);
-}
-
 /* What only the engine decides: R1 keeps a continued answer's reasoning, which last messages
  * can be continued, whether the continued text is still reasoning. */
 static void check_engine_rules(void)
@@ -182,23 +145,10 @@ int main(void)
         return 77;
     }
     snprintf(fix, sizeof(fix), "%s", fixture);
-    const char *src = getenv("DSINFER_SOURCE");
     const char *dir = dsi_test_tmpdir();
-    char path[4200], cmd[8800];
-    snprintf(path, sizeof(path), "%s/cases.json", dir);
-    FILE *f = fopen(path, "w");
-    DSI_CHECK(f != NULL);
-    if (f == NULL)
-        return dsi_test_finish();
-    fputs("[", f);
-    for (size_t i = 0; i < N_CASES; i++)
-        fprintf(f, "%s%s\n", i ? "," : "", cases[i]);
-    fputs("]", f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd),
-             "python3 '%s/tests/chat_tools_reference.py' '%s/tokenizer_config.json' '%s'",
-             src != NULL ? src : "../..", fix, dir);
-    DSI_CHECK_INT_EQ(system(cmd), 0);
+    char config[4200];
+    snprintf(config, sizeof(config), "%s/tokenizer_config.json", fix);
+    dsi_test_chat_reference(dir, cases, N_CASES, "chat_tools_reference.py", config);
 
     /* V3 as the fixture tokenizer's template is detected, V3.1 by style */
     dsc_chat_template_t *tpl[2] = {NULL, NULL};
@@ -207,7 +157,8 @@ int main(void)
     if (tpl[0] != NULL && tpl[1] != NULL) {
         DSI_CHECK_INT_EQ(dsc_chat_template_style(tpl[0]), DSC_CHAT_V3);
         for (size_t i = 0; i < N_CASES; i++)
-            check_case(tpl, dir, i);
+            dsi_test_chat_case(tpl[strstr(cases[i], "\"style\":\"v3.1\"") != NULL], dir, i,
+                               cases[i]);
     }
     dsc_chat_template_destroy(tpl[0]);
     dsc_chat_template_destroy(tpl[1]);

@@ -17,6 +17,7 @@
 
 #include "dsc_chat.h"
 #include "dsi_test.h"
+#include "dsi_test_chat.h"
 
 /* Tools in OpenAI's request format (non-ASCII and nested parameters on purpose). */
 #define TOOLS                                                                                     \
@@ -106,77 +107,14 @@ static const char *const cases[] = {
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-static void check_case(const dsc_chat_template_t *tpl, const char *dir, size_t i)
-{
-    json_error_t err;
-    json_t *c = json_loads(cases[i], 0, &err);
-    if (c == NULL) {
-        fprintf(stderr, "case %zu is not JSON: %s\n", i, err.text);
-        DSI_CHECK(0);
-        return;
-    }
-    char *msgs = json_dumps(json_object_get(c, "messages"), JSON_ENCODE_ANY);
-    const json_t *tools = json_object_get(c, "tools");
-    char *tools_text = tools != NULL ? json_dumps(tools, JSON_ENCODE_ANY) : NULL;
-    dsc_chat_opts_t opts = {json_is_true(json_object_get(c, "thinking")), tools_text,
-                            tools_text ? strlen(tools_text) : 0, 0};
-    int gen = json_is_true(json_object_get(c, "add_generation_prompt"));
-    char *got = NULL;
-    size_t got_len = 0;
-    dsi_status_t st =
-        dsc_chat_render_json_opts(tpl, msgs, strlen(msgs), gen, &opts, &got, &got_len);
-
-    char path[4200];
-    size_t want_len = 0;
-    snprintf(path, sizeof(path), "%s/case-%zu.err", dir, i);
-    char *want_err = dsi_test_read_file(path, &want_len);
-    if (want_err != NULL) {
-        if (st != DSI_ERR_BAD_REQUEST)
-            fprintf(stderr, "case %zu: Jinja fails (%s), the renderer gave status %d\n", i,
-                    want_err, (int)st);
-        DSI_CHECK_INT_EQ(st, DSI_ERR_BAD_REQUEST);
-        free(want_err);
-    } else {
-        snprintf(path, sizeof(path), "%s/case-%zu.txt", dir, i);
-        char *want = dsi_test_read_file(path, &want_len);
-        DSI_CHECK(want != NULL);
-        DSI_CHECK_INT_EQ(st, DSI_OK);
-        if (want != NULL && st == DSI_OK) {
-            int same = got_len == want_len && memcmp(got, want, want_len) == 0;
-            if (!same)
-                fprintf(stderr, "case %zu differs:\n  jinja:  %s\n  native: %s\n", i, want, got);
-            DSI_CHECK(same);
-        }
-        free(want);
-    }
-    free(got);
-    free(msgs);
-    free(tools_text);
-    json_decref(c);
-}
-
 int main(void)
 {
     if (system("python3 -c 'import jinja2' >/dev/null 2>&1") != 0) {
         fprintf(stderr, "SKIPPED: python3 with jinja2 (Debian's python3-jinja2) is missing\n");
         return 77;
     }
-    const char *src = getenv("DSINFER_SOURCE");
     const char *dir = dsi_test_tmpdir();
-    char path[4200], cmd[8600];
-    snprintf(path, sizeof(path), "%s/cases.json", dir);
-    FILE *f = fopen(path, "w");
-    DSI_CHECK(f != NULL);
-    if (f == NULL)
-        return dsi_test_finish();
-    fputs("[", f);
-    for (size_t i = 0; i < N_CASES; i++)
-        fprintf(f, "%s%s\n", i ? "," : "", cases[i]);
-    fputs("]", f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "python3 '%s/tests/chat_v31_reference.py' '%s'",
-             src != NULL ? src : "../..", dir);
-    DSI_CHECK_INT_EQ(system(cmd), 0);
+    dsi_test_chat_reference(dir, cases, N_CASES, "chat_v31_reference.py", NULL);
 
     /* The template is recognised from tokenizer_config.json alone. */
     dsc_chat_template_t *tpl = NULL;
@@ -194,7 +132,7 @@ int main(void)
     DSI_CHECK_STR_EQ(dsc_chat_style_name(DSC_CHAT_V31), "v3.1");
 
     for (size_t i = 0; i < N_CASES; i++)
-        check_case(tpl, dir, i);
+        dsi_test_chat_case(tpl, dir, i, cases[i]);
     dsc_chat_template_destroy(tpl);
     dsi_test_rmtree(dir);
     return dsi_test_finish();

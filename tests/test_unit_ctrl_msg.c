@@ -91,6 +91,9 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->heartbeat.kv_blocks_used = 3;
         m->heartbeat.kv_blocks_total = 40;
         m->heartbeat.preemptions = 2;
+        m->heartbeat.kv_blocks_cached = 5;
+        m->heartbeat.prompt_tokens = 9000;
+        m->heartbeat.prefix_hit_tokens = 4096;
         m->heartbeat.has_spec = 1;
         m->heartbeat.spec = (dst_msg_spec_t){40, 61, 1234567, 7654321, 2, {40, 21}, {21, 0}};
         break;
@@ -120,7 +123,8 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .route = submit_route,
                                        .n_generated = 17,
                                        .fork_of = 5,
-                                       .fork_len = 299};
+                                       .fork_len = 299,
+                                       .kv_move = 1};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -152,6 +156,14 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
     case DST_MSG_RELEASE:
         m->sw.node_id = 7;
         m->sw.epoch = 1ull << 33;
+        break;
+    case DST_MSG_KV_MOVE:
+        m->kv_move = (dst_msg_kv_move_t){.seq_id = 1ull << 40, .n_tokens = 4000, .to = 3,
+                                         .to_seq = 77, .epoch = 1ull << 34};
+        break;
+    case DST_MSG_KV_DONE:
+        m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 0, .bytes = 1ull << 35};
+        snprintf(m->kv_done.text, DST_MSG_TEXT_MAX, "no room for 63 blocks: é");
         break;
     default:
         break;
@@ -235,6 +247,18 @@ static void test_round_trip(void)
             DSI_CHECK_INT_EQ(d.submit.n_generated, 17);
             DSI_CHECK_INT_EQ(d.submit.fork_of, 5);
             DSI_CHECK_INT_EQ(d.submit.fork_len, 299);
+            DSI_CHECK_INT_EQ(d.submit.kv_move, 1);
+        }
+        if (t == DST_MSG_KV_MOVE) {
+            DSI_CHECK_INT_EQ(d.kv_move.seq_id, 1ull << 40);
+            DSI_CHECK_INT_EQ(d.kv_move.n_tokens, 4000);
+            DSI_CHECK_INT_EQ(d.kv_move.to, 3);
+            DSI_CHECK_INT_EQ(d.kv_move.to_seq, 77);
+            DSI_CHECK_INT_EQ(d.kv_move.epoch, 1ull << 34);
+        }
+        if (t == DST_MSG_KV_DONE) {
+            DSI_CHECK_INT_EQ(d.kv_done.bytes, 1ull << 35);
+            DSI_CHECK_STR_EQ(d.kv_done.text, "no room for 63 blocks: é");
         }
         if (t == DST_MSG_PLAN) {
             DSI_CHECK(d.plan.plan.expert_holders != holders);
@@ -339,8 +363,10 @@ static void test_every_field(void)
             /* REGISTER's held_id / held_epoch and HEARTBEAT's KV pool fields and spec are
              * optional (added later, 0 or absent when left out). */
             if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
+                (t == DST_MSG_SUBMIT && strcmp(key, "kv_move") == 0) ||
                 (t == DST_MSG_HEARTBEAT &&
                  (strncmp(key, "kv_", 3) == 0 || strcmp(key, "preemptions") == 0 ||
+                  strcmp(key, "prompt_tokens") == 0 || strcmp(key, "prefix_hit_tokens") == 0 ||
                   strcmp(key, "spec") == 0)))
                 expect_decodes(what, bad.data, bad.size);
             else
@@ -705,6 +731,35 @@ static void test_other_rules(void)
     m.submit.fork_len = 1;
     m.submit.fork_of = m.submit.seq_id;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    /* SUBMIT moving rows it has none of; kv_move not a boolean. */
+    sample(DST_MSG_SUBMIT, &m);
+    m.submit.fork_len = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "kv_move") != NULL);
+    m.submit.fork_len = 3;
+    m.submit.kv_move = 2;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.submit.kv_move = 0;
+    DSI_CHECK_INT_EQ(dst_msg_check(&m, err, sizeof(err)), DSI_OK);
+    /* KV_MOVE of no rows, beyond the token limit, or to the sequence itself; KV_DONE.ok. */
+    sample(DST_MSG_KV_MOVE, &m);
+    m.kv_move.n_tokens = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "n_tokens") != NULL);
+    m.kv_move.n_tokens = DST_MSG_MAX_TOKENS + 1;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.kv_move.n_tokens = 5;
+    m.kv_move.to_seq = m.kv_move.seq_id;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "to_seq") != NULL);
+    sample(DST_MSG_KV_DONE, &m);
+    m.kv_done.ok = 2;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.kv_done.ok = 1;
+    m.kv_done.text[0] = '\x01';
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "text") != NULL);
+    DSI_CHECK_STR_EQ(dst_msg_type_name(DST_MSG_KV_MOVE), "KV_MOVE");
     /* PLAN whose live flag is not a boolean. */
     sample(DST_MSG_PLAN, &m);
     m.plan.live = 2;

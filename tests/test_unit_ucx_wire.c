@@ -226,8 +226,46 @@ static void test_side(void)
     DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_ERR_PROTOCOL);
 }
 
+/* KV: bytes (U8) only, one side record matching the rows. */
+static void test_kv(void)
+{
+    dst_wire_hdr_t h = {.type = DST_WIRE_KV, .dtype = DST_WIRE_U8, .epoch = 3, .n_rows = 2 * 5,
+                        .width = 13};
+    const char *why = NULL;
+    DSI_CHECK_INT_EQ(dst_wire_side_offset(&h), 136);
+    DSI_CHECK_INT_EQ(dst_wire_payload_bytes(&h), 136 + sizeof(dst_wire_kv_t));
+    DSI_CHECK_INT_EQ(sizeof(dst_wire_kv_t), 40);
+    DSI_CHECK_INT_EQ(dst_wire_check(&h, dst_wire_payload_bytes(&h), &why), DSI_OK);
+    DSI_CHECK_STR_EQ(dst_wire_type_name(DST_WIRE_KV), "KV");
+    uint64_t storage[(136 + 40) / 8];
+    memset(storage, 0, sizeof(storage));
+    dst_wire_kv_t *k = (dst_wire_kv_t *)((uint8_t *)storage + 136);
+    DSI_CHECK(dst_wire_kv(&h, storage) == k);
+    *k = (dst_wire_kv_t){.seq_id = 9, .first = 64, .n_tokens = 5, .total = 69, .n_layers = 2,
+                         .row = 3, .kv_dtype = 1};
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_OK);
+    k->n_layers = 3; /* 15 rows claimed, 10 sent */
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_ERR_PROTOCOL);
+    DSI_CHECK_STR_EQ(why, "KV record does not match the rows");
+    k->n_layers = 2;
+    k->total = 68; /* positions past the transfer */
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_ERR_PROTOCOL);
+    k->total = 69;
+    k->reserved[1] = 1;
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_ERR_PROTOCOL);
+    DSI_CHECK_STR_EQ(why, "KV record reserved field not 0");
+    dst_wire_hdr_t bad = h;
+    bad.dtype = DST_WIRE_F32;
+    DSI_CHECK_INT_EQ(dst_wire_check(&bad, dst_wire_payload_bytes(&bad), &why), DSI_ERR_PROTOCOL);
+    bad = h, bad.type = DST_WIRE_ACTIVATION;
+    DSI_CHECK_INT_EQ(dst_wire_check(&bad, dst_wire_payload_bytes(&bad), &why), DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(dst_wire_check(&h, dst_wire_payload_bytes(&h) - 40, &why), DSI_ERR_PROTOCOL);
+    DSI_CHECK(dst_wire_kv(&bad, storage) == NULL);
+}
+
 int main(void)
 {
+    test_kv();
     test_round_trip();
     test_is_msgpack();
     test_hostile_headers();

@@ -66,6 +66,11 @@
       DSI_P_NODES | DSI_P_PLAN | DSI_P_COORD, 0, \
       "storage of the latent KV cache: bf16 (half of f32), f32 (exact), fp8 (e4m3 with one f32 " \
       "scale per token row, about a quarter of f32); the planner counts the cache in it") \
+    X(PREFIX_CACHE, "prefix-cache", ENUM, "on", 0, 0, "on|off", DSI_P_NODES | DSI_P_COORDS, 0, \
+      "automatic prefix caching: full KV blocks of finished prompts stay cached (evicted least " \
+      "recently used when the pool needs room) and a prompt that starts with cached blocks " \
+      "skips computing them; coordinators send a request to the lane holding most of its " \
+      "prefix (docs/MEMORY.md, Prefix cache)") \
     X(MAX_BATCH_TOKENS, "max-batch-tokens", INT, "256", 1, 65536, "N", \
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "tokens per micro-batch at stage 0 (long prompts are chunked)") \
@@ -159,6 +164,8 @@
       "the model id of the API (none: the model directory's name)") \
     X(MAX_QUEUE, "max-queue", INT, "64", 1, 65536, "N", DSI_P_API, 0, \
       "requests generated at once; more get 429") \
+    X(MAX_PROMPTS, "max-prompts", INT, "64", 1, 65536, "N", DSI_P_API, 0, \
+      "prompts in one /v1/completions batch (prompt as an array); more get 400") \
     X(MAX_BODY, "max-body", SIZE, "4M", 1024, 4294967296.0, "BYTES", DSI_P_API, 0, \
       "largest request body, larger gets 413") \
     X(MAX_HEADER, "max-header", SIZE, "16K", 1024, 4294967296.0, "BYTES", DSI_P_API, 0, \

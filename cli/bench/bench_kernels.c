@@ -65,6 +65,9 @@ typedef struct {
     int quick, json, threads, reps;
     int reps_set;        /* --reps: every row (prefill too) takes that many repetitions */
     int resident;        /* --resident: decode of one cache-resident matrix */
+    int cpu_time;        /* --cpu-time: matmul rows timed in the process's CPU time */
+    int int4_rows;       /* --int4-layout rows: keep int4 in the stored layout (else repacked
+                            where every level measured has a kernel for it, as the engine does) */
     unsigned dtype_mask; /* bit d: measure dtype d (--dtypes) */
     dsk_ops_t ops;       /* the first level: the FMA width and the headline level */
     dsk_ops_t level_ops[MAX_LEVELS]; /* --levels, in order; else the detected level alone */
@@ -218,6 +221,35 @@ typedef struct {
     float *y; /* [n, rows] */
 } mm_job_t;
 
+/*
+ * Whether int4 weights of dtype dt are measured repacked (DSK_LAYOUT_Q4_L16), as the engine loads
+ * them where its kernel table has a kernel for that layout: unless --int4-layout rows, where
+ * every level measured has one.
+ */
+static int bench_int4_repacked(const bench_t *b, dsk_dtype_t dt)
+{
+    if (b->int4_rows || (dt != DSK_DTYPE_I4_G32 && dt != DSK_DTYPE_I4_G128))
+        return 0;
+    for (int l = 0; l < b->n_levels; l++)
+        if (!b->level_ops[l].q4l)
+            return 0;
+    return b->n_levels > 0;
+}
+
+/*
+ * The clock of the matmul rows: wall time, or with --cpu-time the CPU time of the whole process
+ * (all its threads), which a shared machine's preemption does not inflate: with --threads 1 it
+ * is the product's own time (the pool's waiting threads spin a few microseconds, then sleep).
+ */
+static double mm_clock(const bench_t *b)
+{
+    if (!b->cpu_time)
+        return dsi_now_s();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void mm_cb(void *arg, int64_t begin, int64_t end)
 {
     mm_job_t *j = arg;
@@ -295,9 +327,12 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                        const int32_t *batches, int n_batches)
 {
     const int is_q = dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G32 || dt == DSK_DTYPE_I4_G128;
+    const int q4l = bench_int4_repacked(b, dt);
     /* integer formats: values then their row scales in one block per copy, all streamed */
     const size_t vbytes = (size_t)(rows * dsk_dtype_row_bytes(dt, cols));
-    const size_t wbytes = is_q ? (size_t)dsk_matrix_bytes(dt, rows, cols) : vbytes;
+    const size_t wbytes = q4l    ? (size_t)dsk_q4l_bytes(dt, rows, cols)
+                          : is_q ? (size_t)dsk_matrix_bytes(dt, rows, cols)
+                                 : vbytes;
     const size_t target = (size_t)(b->quick ? 128 : 512) << 20;
     int copies = b->resident ? 1 : (int)((target + wbytes - 1) / wbytes);
     const int passes = b->resident ? RESIDENT_PASSES : 1;
@@ -317,7 +352,20 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
             break;
         }
         const float *wscales = dt == DSK_DTYPE_F8_E4M3 ? scales : NULL;
-        if (is_q) {
+        if (q4l) { /* quantized in the stored layout, then repacked as the engine does */
+            wscales = NULL;
+            if (c == 0) {
+                void *tmp = malloc((size_t)dsk_matrix_bytes(dt, rows, cols));
+                ok = tmp != NULL &&
+                     quantize_random(b, dt, rows, cols, tmp, (float *)((char *)tmp + vbytes)) == 0;
+                const dsk_matrix_t m = {
+                    dt, rows, cols, tmp, (float *)((char *)tmp + vbytes), DSK_LAYOUT_ROWS};
+                ok = ok && dsk_q4l_pack(&m, data) == 0;
+                free(tmp);
+            } else {
+                memcpy(data, ws[0].data, wbytes);
+            }
+        } else if (is_q) {
             wscales = (const float *)((char *)data + vbytes);
             if (c == 0)
                 ok = quantize_random(b, dt, rows, cols, data, (float *)wscales) == 0;
@@ -329,7 +377,8 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         } else { /* bit 6 clear: exponent <= 7, never the NaN code */
             bench_fill_random(data, wbytes, (uint64_t)c + 7, 0xbfbfbfbfbfbfbfbfull, 0);
         }
-        ws[c] = (dsk_matrix_t){dt, rows, cols, data, wscales};
+        ws[c] = (dsk_matrix_t){dt,   rows,    cols,
+                               data, wscales, q4l ? DSK_LAYOUT_Q4_L16 : DSK_LAYOUT_ROWS};
     }
     if (!ok) {
         fprintf(stderr, "dsinfer bench kernels: out of memory for %lldx%lld weights\n",
@@ -350,11 +399,11 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                 mm_job_t job = {&b->level_ops[l], &ws[(r + 1) % copies], x, n, y};
                 const double bw =
                     b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
-                double t0 = dsi_now_s();
+                double t0 = mm_clock(b);
                 for (int pass = 0; pass < passes; pass++)
                     dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
                 if (r >= 0) {
-                    secs[l][r] = (dsi_now_s() - t0) / passes;
+                    secs[l][r] = (mm_clock(b) - t0) / passes;
                     paired[l][r] = (double)wbytes / secs[l][r] * 1e-9 / bw;
                 }
             }
@@ -364,7 +413,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
             double t = bench_median(secs[l], reps);
             char name[32];
             snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
-            add_entry(b, name, ops->level, rows, cols, n, is_q && n <= ops->a8_n_max[dt],
+            add_entry(b, name, ops->level, rows, cols, n, is_q && (q4l || n <= ops->a8_n_max[dt]),
                       (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
                       bench_median(paired[l], reps));
             if (!b->json)
@@ -387,6 +436,12 @@ static const char *act_name(const bench_t *b)
     return b->ops.act == DSK_ACT_I8 ? "int8" : "f32";
 }
 
+/* The layout the int4 rows are measured in: "q4l" (repacked at load) or "rows". */
+static const char *int4_layout_name(const bench_t *b)
+{
+    return bench_int4_repacked(b, DSK_DTYPE_I4_G32) ? "q4l" : "rows";
+}
+
 /*
  * The roofline of a row: the weight GB/s its kernel could reach if only the memory bandwidth or
  * only the measured FMA rate limited it, whichever is lower. Its f32 products need 2 x batch flops
@@ -405,10 +460,11 @@ static double roofline_gbs(const bench_t *b, const entry_t *e)
 static void print_results(const bench_t *b)
 {
     if (b->json) {
-        printf("{\"level\": \"%s\", \"act\": \"%s\", \"threads\": %d, \"memory_bw_gbs\": %.2f, "
+        printf("{\"level\": \"%s\", \"act\": \"%s\", \"int4_layout\": \"%s\", \"threads\": %d, "
+               "\"memory_bw_gbs\": %.2f, "
                "\"ghz\": %.3f, \"peak_gflops\": %.1f, \"fma_gflops\": %.1f, \"kernels\": [",
-               dsk_level_name(b->ops.level), act_name(b), b->threads, b->bw_gbs, b->ghz,
-               b->peak_gflops, b->fma_gflops);
+               dsk_level_name(b->ops.level), act_name(b), int4_layout_name(b), b->threads,
+               b->bw_gbs, b->ghz, b->peak_gflops, b->fma_gflops);
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
             const double roof = roofline_gbs(b, e);
@@ -426,8 +482,9 @@ static void print_results(const bench_t *b)
         printf("\n]}\n");
         return;
     }
-    printf("kernel level %s, %s activations for the integer weights' decode, %d threads\n",
-           dsk_level_name(b->ops.level), act_name(b), b->threads);
+    printf("kernel level %s, %s activations for the integer weights' decode, int4 layout %s, "
+           "%d threads\n",
+           dsk_level_name(b->ops.level), act_name(b), int4_layout_name(b), b->threads);
     printf("memory read bandwidth: %.1f GB/s\n", b->bw_gbs);
     printf("clock: %.2f GHz (dependent FMA chain), SIMD peak %.1f GFLOP/s\n", b->ghz,
            b->peak_gflops);
@@ -466,6 +523,10 @@ static void usage(FILE *out)
             "                  1536x7168,18432x7168), e.g. 129280x7168 for the lm_head\n"
             "  --reps N        repetitions of every row, prefill too (default 7, prefill 3;\n"
             "                  at most %d)\n"
+            "  --int4-layout L rows or q4l: int4 weights as stored, or repacked at load\n"
+            "                  (default q4l where every level measured has a kernel for it)\n"
+            "  --cpu-time      time the matmuls in the process's CPU time, not wall time\n"
+            "                  (with --threads 1: unaffected by other programs' load)\n"
             "  --resident      decode only, of one (%d x threads)x7168 matrix kept in the\n"
             "                  caches: the kernels' arithmetic bound (GB/s above the\n"
             "                  bandwidth means headroom)\n"
@@ -553,13 +614,20 @@ static int parse_shapes(const char *list, bench_t *b)
 
 int dsinfer_bench_kernels(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},          {"threads", required_argument, NULL, 't'},
-        {"quick", no_argument, NULL, 'q'},         {"dtypes", required_argument, NULL, 'd'},
-        {"only", required_argument, NULL, 'o'},    {"resident", no_argument, NULL, 'r'},
-        {"batches", required_argument, NULL, 'b'}, {"levels", required_argument, NULL, 'l'},
-        {"shapes", required_argument, NULL, 's'},  {"reps", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"quick", no_argument, NULL, 'q'},
+                                         {"dtypes", required_argument, NULL, 'd'},
+                                         {"only", required_argument, NULL, 'o'},
+                                         {"resident", no_argument, NULL, 'r'},
+                                         {"batches", required_argument, NULL, 'b'},
+                                         {"levels", required_argument, NULL, 'l'},
+                                         {"shapes", required_argument, NULL, 's'},
+                                         {"reps", required_argument, NULL, 'n'},
+                                         {"int4-layout", required_argument, NULL, 'L'},
+                                         {"cpu-time", no_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     static bench_t b;
     memset(&b, 0, sizeof(b));
     b.dtype_mask = ~0u;
@@ -577,6 +645,16 @@ int dsinfer_bench_kernels(int argc, char **argv)
         case 'r':
             b.resident = 1;
             break;
+        case 'C':
+            b.cpu_time = 1;
+            break;
+        case 'L': {
+            static const char *const layouts[] = {"q4l", "rows", NULL};
+            if (cli_parse_choice("bench kernels", "--int4-layout", optarg, layouts, &b.int4_rows) !=
+                0)
+                return 2;
+            break;
+        }
         case 'o': {
             static const char *const what[] = {"decode", "prefill", NULL};
             int w;

@@ -289,7 +289,7 @@ static int measure_attention(profile_t *p, dsi_pool_t *pool, const dsk_ops_t *op
             cache[i] = (float)((i * 7919) % 2001 - 1000) * 1e-4f;
         for (int64_t i = 0; i < ATTN_HEADS * ATTN_WIDTH; i++)
             q[i] = (float)((i * 104729) % 2001 - 1000) * 1e-4f;
-        dsk_matrix_t w = {DSK_DTYPE_F32, ctx, ATTN_WIDTH, cache, NULL};
+        dsk_matrix_t w = {DSK_DTYPE_F32, ctx, ATTN_WIDTH, cache, NULL, DSK_LAYOUT_ROWS};
         attn_job_t job = {ops, &w, q, scores, out};
         double t[16];
         for (int r = -1; r < reps; r++) {

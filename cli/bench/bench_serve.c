@@ -158,6 +158,7 @@ int dsinfer_bench_serve(int argc, char **argv)
         bs_levels_make(&o, &specs, &n_levels) != 0 || bs_parse_url(o.url, t.chat, &t) != 0)
         return 2;
     plan.output_len_set = o.output_len_set; /* with a dataset, an explicit --output-len wins */
+    plan.shared_prefix = (int)o.shared_prefix;
     bs_dataset_t dataset = {0};
     char *model = NULL, self[4096];
     bs_level_t *levels = calloc((size_t)n_levels, sizeof(*levels));

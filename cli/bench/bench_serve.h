@@ -48,7 +48,7 @@ typedef struct bs_level_spec bs_level_spec_t;
 typedef struct {
     const char *url, *model, *api, *key, *json, *svg, *html, *timeline, *levels, *rates, *ramp,
         *prompt_len, *output_len, *dataset, *slo, *coordinator;
-    long long requests, timeout, max_concurrency, seed;
+    long long requests, timeout, max_concurrency, seed, shared_prefix;
     double burstiness, bucket;
     int requests_set, output_len_set, no_metrics;
 } bs_opts_t;
@@ -120,6 +120,7 @@ typedef struct {
     int output_len_set;  /* with a dataset: use output_len instead of the chat's answer length */
     const bs_dataset_t *dataset; /* NULL: synthetic prompts */
     int max_output;              /* a dataset's answer lengths are capped at this */
+    int shared_prefix;           /* words of one prefix every prompt starts with (0: none) */
 } bs_plan_t;
 
 /* One request's contents, a function of (plan, index) only. */
@@ -129,7 +130,8 @@ typedef struct {
     int max_tokens;
 } bs_req_t;
 
-/* The request `index` of the plan; 0, or -1 when out of memory. */
+/* The request `index` of the plan (after the shared prefix, when the plan has one; the prefix's
+ * words count in prompt_words); 0, or -1 when out of memory. */
 int bs_plan_request(const bs_plan_t *plan, int index, bs_req_t *out);
 
 /*

@@ -165,6 +165,21 @@ int bs_plan_request(const bs_plan_t *plan, int index, bs_req_t *out)
         out->max_tokens = draw_len(&r, plan->output_len);
         out->prompt = bs_prompt(plan->seed, index, out->prompt_words);
     }
+    if (out->prompt != NULL && plan->shared_prefix > 0) {
+        /* the same words for every request: a stream no request index uses */
+        char *pre = bs_prompt(plan->seed, -1, plan->shared_prefix);
+        size_t a = pre != NULL ? strlen(pre) : 0, b = strlen(out->prompt);
+        char *both = pre != NULL ? malloc(a + 1 + b + 1) : NULL;
+        if (both != NULL) {
+            memcpy(both, pre, a);
+            both[a] = ' ';
+            memcpy(both + a + 1, out->prompt, b + 1);
+            out->prompt_words += plan->shared_prefix;
+        }
+        free(pre);
+        free(out->prompt);
+        out->prompt = both;
+    }
     return out->prompt != NULL ? 0 : -1;
 }
 

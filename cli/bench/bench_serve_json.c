@@ -216,6 +216,7 @@ int bs_write_json(const char *path, const bs_report_t *r)
     json_object_set_new(root, "dataset",
                         r->dataset_path ? json_string(r->dataset_path) : json_null());
     json_object_set_new(root, "prompt_len", len_json(r->plan->prompt_len));
+    json_object_set_new(root, "shared_prefix", json_integer(r->plan->shared_prefix));
     json_object_set_new(root, "output_len", len_json(r->plan->output_len));
     json_object_set_new(root, "slo",
                         json_pack("{s:o, s:o, s:o}", "ttft_s",

@@ -38,6 +38,8 @@ void bs_usage(FILE *out)
             "  --output-len L|MIN:MAX  max_tokens of each request (default 64; --max-tokens)\n"
             "  --dataset FILE        chats (ShareGPT-style JSON lines): first user turn as the\n"
             "                        prompt, the reply's length in words as max_tokens\n"
+            "  --shared-prefix N     every prompt starts with the same N words (~tokens) before\n"
+            "                        its own --prompt-len ones: prefix caching (default 0)\n"
             "  --seed S              seed of arrivals, lengths and prompts (default 0)\n"
             "report:\n"
             "  --slo LIST            objectives, e.g. ttft=2s,tpot=100ms,e2el=30s: goodput counts\n"
@@ -76,6 +78,7 @@ enum {
     OPT_BUCKET,
     OPT_COORD,
     OPT_NOMETRICS,
+    OPT_SHARED,
     OPT_HELP
 };
 
@@ -106,6 +109,7 @@ int bs_opts_parse(int argc, char **argv, bs_opts_t *o)
         {"bucket", required_argument, NULL, OPT_BUCKET},
         {"coordinator", required_argument, NULL, OPT_COORD},
         {"no-metrics", no_argument, NULL, OPT_NOMETRICS},
+        {"shared-prefix", required_argument, NULL, OPT_SHARED},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -184,6 +188,9 @@ int bs_opts_parse(int argc, char **argv, bs_opts_t *o)
             break;
         case OPT_MAXCONC:
             rc = cli_parse_int(CMD, "--max-concurrency", optarg, 1, 4096, &o->max_concurrency);
+            break;
+        case OPT_SHARED:
+            rc = cli_parse_int(CMD, "--shared-prefix", optarg, 0, 1000000, &o->shared_prefix);
             break;
         case OPT_SEED:
             rc = cli_parse_int(CMD, "--seed", optarg, 0, LLONG_MAX, &o->seed);

@@ -33,6 +33,7 @@ void dsc_cluster_opts_default(dsc_cluster_opts_t *opts)
     opts->redundant_experts = DSC_REDUNDANT_AUTO;
     opts->rebalance_interval_ms = 60000;
     opts->live_switch = 1;
+    opts->prefix_routing = 1;
 }
 
 void dsc_cluster_set_state(dsc_cluster_t *cl, dsi_status_t st)
@@ -449,6 +450,18 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
             n->kv_used = msg->heartbeat.kv_blocks_used;
             n->kv_total = msg->heartbeat.kv_blocks_total;
             n->preemptions = msg->heartbeat.preemptions;
+            n->kv_cached = msg->heartbeat.kv_blocks_cached;
+            /* the node's counters run since its compute thread started: add what they grew
+             * by (all of them after a restart) */
+            const dst_msg_heartbeat_t *hb = &msg->heartbeat;
+            cl->stats.prefix_prompt_tokens += hb->prompt_tokens >= n->prompt_tokens
+                                                  ? hb->prompt_tokens - n->prompt_tokens
+                                                  : hb->prompt_tokens;
+            cl->stats.prefix_hit_tokens += hb->prefix_hit_tokens >= n->hit_tokens
+                                               ? hb->prefix_hit_tokens - n->hit_tokens
+                                               : hb->prefix_hit_tokens;
+            n->prompt_tokens = hb->prompt_tokens;
+            n->hit_tokens = hb->prefix_hit_tokens;
         }
         dst_msg_t h = *msg;
         h.arena = NULL;
@@ -461,6 +474,9 @@ static void on_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         break;
     case DST_MSG_LOAD_STATS:
         dsc_cluster_on_load_stats(cl, cs, &msg->load_stats);
+        break;
+    case DST_MSG_KV_DONE:
+        dsc_kvmove_on_done(cl, cs, &msg->kv_done);
         break;
     case DST_MSG_ERROR:
         DSI_ERROR("node %u reports: %s", cl->nodes[cs->node].id, msg->error.text);
@@ -530,6 +546,7 @@ static void on_timer(uv_timer_t *t)
         if (n->state != NODE_DEAD && now - n->last_seen_ns > limit)
             node_lost(cl, n, "no heartbeat within the node timeout");
     }
+    dsc_kvmove_tick(cl, now);
     /* Requests never wait forever: a cluster that cannot serve again in time fails them. */
     uint64_t stall = (uint64_t)cl->opts.stall_timeout_ms * 1000000ULL;
     now = dsc_now_ns(); /* a re-plan above may have just started the wait */
@@ -551,6 +568,11 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     if (cl == NULL)
         return DSI_ERR_NOMEM;
     dsi_list_init(&cl->seqs);
+    cl->prefix_route = dsc_prefix_route_create(DSC_PREFIX_ROUTE_ENTRIES);
+    if (cl->prefix_route == NULL) {
+        free(cl);
+        return DSI_ERR_NOMEM;
+    }
     cl->loop = loop;
     cl->cfg = *cfg;
     cl->opts = *opts;
@@ -563,6 +585,7 @@ dsi_status_t dsc_cluster_create(uv_loop_t *loop, const dsn_config_t *cfg,
     dst_ctrl_cb_t cb = {on_open, on_msg, on_close, cl};
     dsi_status_t st = dst_ctrl_listen(loop, opts->listen, &co, &cb, &cl->listener);
     if (st != DSI_OK) {
+        dsc_prefix_route_destroy(cl->prefix_route);
         free(cl);
         return st;
     }
@@ -617,6 +640,8 @@ void dsc_cluster_destroy(dsc_cluster_t *cl)
     dsc_plan_cleanup(&cl->held_plan);
     dsc_switch_abort(cl);
     free(cl->lane_nodes);
+    dsc_prefix_route_destroy(cl->prefix_route);
+    cl->prefix_route = NULL;
     dsc_cluster_load_close(cl);
     cl->destroyed = 1;
     uv_close((uv_handle_t *)&cl->timer, timer_closed);
@@ -662,7 +687,8 @@ int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv
     if (i >= cl->n_nodes || cl->nodes[i].state == NODE_DEAD)
         return 0;
     const node_t *n = &cl->nodes[i];
-    *out = (dsc_cluster_node_kv_t){n->name, n->kv_used, n->kv_total, n->preemptions};
+    *out = (dsc_cluster_node_kv_t){n->name,      n->kv_used,       n->kv_total,  n->preemptions,
+                                   n->kv_cached, n->prompt_tokens, n->hit_tokens};
     return 1;
 }
 

@@ -66,6 +66,9 @@ typedef struct {
                                        model_dir; changes outputs) */
     int live_switch;                /* 1 (default): joins, drains and rebalances switch plans
                                        make-before-break when they can; 0: always restart */
+    int prefix_routing;             /* 1 (default): a prompt goes to the lane that was sent the
+                                       longest prefix of it (dsc_prefix_route.h); 0: the least
+                                       loaded lane */
 } dsc_cluster_opts_t;
 
 /* Defaults: 127.0.0.1:0, 1 node, 500 ms heartbeats, 2 s node timeout, 60 s stall timeout,
@@ -176,6 +179,13 @@ typedef struct {
     uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
     uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
     uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
+    /* prefix cache, from the nodes' HEARTBEATs: prompt tokens stage 0 took, and those it found
+     * cached (not computed) */
+    uint64_t prefix_prompt_tokens, prefix_hit_tokens;
+    uint64_t kv_moved_sequences; /* sequences a live switch moved with their KV cache */
+    uint64_t kv_moved_bytes;     /* KV cache bytes those moves carried */
+    uint64_t kv_move_failures;   /* moves that failed and fell back to a prefill */
+    uint64_t reprefilled;        /* sequences a re-plan submitted again to be prefilled anew */
 } dsc_cluster_stats_t;
 void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 
@@ -184,6 +194,8 @@ void dsc_cluster_stats(const dsc_cluster_t *cl, dsc_cluster_stats_t *out);
 typedef struct {
     const char *name;
     uint64_t blocks_used, blocks_total, preemptions;
+    uint64_t blocks_cached;             /* held by no sequence, kept for the prefix cache */
+    uint64_t prompt_tokens, hit_tokens; /* prefix cache: prompt tokens, found cached */
 } dsc_cluster_node_kv_t;
 uint32_t dsc_cluster_node_slots(const dsc_cluster_t *cl);
 int dsc_cluster_node_kv(const dsc_cluster_t *cl, uint32_t i, dsc_cluster_node_kv_t *out);

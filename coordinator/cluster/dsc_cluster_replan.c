@@ -31,6 +31,7 @@ dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl)
     free(cl->lane_nodes);
     cl->lane_nodes = table;
     cl->n_lanes = lanes;
+    dsc_prefix_route_reset(cl->prefix_route); /* lanes renumbered: the record is stale */
     return DSI_OK;
 }
 

@@ -18,24 +18,32 @@ seq_t *dsc_seq_by_wire(dsc_cluster_t *cl, uint64_t wire_id)
 /* SUBMIT or CANCEL to each node of the route once. A failure that re-planning does not repair
  * (the message is refused by the encoder, a node's send queue is full) is returned; a lost
  * connection is not: the node's loss re-plans and re-submits. */
-static dsi_status_t send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
+static dsi_status_t send_nodes(dsc_cluster_t *cl, const uint32_t *route, uint32_t n,
+                               const dst_msg_t *m)
 {
     dsi_status_t first = DSI_OK;
-    for (uint32_t i = 0; i < s->n_route; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         int dup = 0;
         for (uint32_t j = 0; j < i; j++)
-            dup |= s->route[j] == s->route[i];
+            dup |= route[j] == route[i];
         if (dup)
             continue;
-        dsi_status_t st = dsc_cluster_send_node(cl, s->route[i], m);
+        dsi_status_t st = dsc_cluster_send_node(cl, route[i], m);
         if (st != DSI_OK && st != DSI_ERR_CONNECTION && first == DSI_OK)
             first = st;
     }
     return first;
 }
 
+static dsi_status_t send_route(dsc_cluster_t *cl, const seq_t *s, const dst_msg_t *m)
+{
+    return send_nodes(cl, s->route, s->n_route, m);
+}
+
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s)
 {
+    s->kv_pending = 0; /* a move into this submission is moot */
+    s->move_planned = 0;
     if (!s->submitted)
         return;
     dst_msg_t m = {.type = DST_MSG_CANCEL};
@@ -77,6 +85,54 @@ static const seq_t *prefix_parent(dsc_cluster_t *cl, const seq_t *s)
     return NULL;
 }
 
+/* Whether s runs on lane l of the current plan. */
+static int on_lane(const dsc_cluster_t *cl, const seq_t *s, uint32_t l)
+{
+    if (!s->submitted || s->epoch != cl->plan.epoch || s->n_route != cl->plan.n_stages)
+        return 0;
+    for (uint32_t st = 0; st < s->n_route; st++)
+        if (s->route[st] != cl->lane_nodes[st * cl->n_lanes + l])
+            return 0;
+    return 1;
+}
+
+/* The lane for a new prompt: the one sent the longest prefix of it (its nodes likely hold those
+ * KV blocks), else the least loaded (sequences running on it), in rotation. */
+static uint32_t pick_lane(dsc_cluster_t *cl, const seq_t *s)
+{
+    uint32_t start = cl->next_lane++, n = cl->n_lanes;
+    if (n <= 1)
+        return 0;
+    uint64_t load[64];
+    if (n > 64)
+        return start % n;
+    memset(load, 0, sizeof(load));
+    dsi_list_for_each(p, &cl->seqs, seq_t, link) {
+        for (uint32_t l = 0; l < n; l++) {
+            if (on_lane(cl, p, l)) {
+                load[l]++;
+                break;
+            }
+        }
+    }
+    uint32_t matched = 0;
+    uint32_t lane =
+        dsc_prefix_route_pick(cl->opts.prefix_routing ? cl->prefix_route : NULL, s->tokens,
+                              s->n_prompt + s->n_generated, n, load, start, &matched);
+    if (matched > 0)
+        DSI_DEBUG("request %llu: lane %u was sent %u tokens of its prefix",
+                  (unsigned long long)s->handle, lane, matched);
+    return lane;
+}
+
+uint32_t dsc_seq_next_lane(dsc_cluster_t *cl, uint32_t *route)
+{
+    uint32_t lane = cl->next_lane++ % cl->n_lanes;
+    for (uint32_t st = 0; st < cl->plan.n_stages; st++)
+        route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+    return cl->plan.n_stages;
+}
+
 /* Sends s on a lane of the current plan (its prefix parent's, when it shares one); on failure
  * s stays (submitted, so that withdrawing it cancels it where it did arrive). */
 static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
@@ -86,10 +142,12 @@ static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
         s->n_route = parent->n_route;
         memcpy(s->route, parent->route, parent->n_route * sizeof(uint32_t));
     } else {
-        uint32_t lane = cl->next_lane++ % cl->n_lanes;
+        uint32_t lane = pick_lane(cl, s);
         s->n_route = cl->plan.n_stages;
         for (uint32_t st = 0; st < s->n_route; st++)
             s->route[st] = cl->lane_nodes[st * cl->n_lanes + lane];
+        if (cl->opts.prefix_routing && cl->n_lanes > 1)
+            dsc_prefix_route_note(cl->prefix_route, lane, s->tokens, s->n_prompt + s->n_generated);
     }
     s->wire_id = ++cl->next_wire;
     s->epoch = cl->plan.epoch;
@@ -116,6 +174,41 @@ dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
     if (st == DSI_OK)
         return DSI_OK;
     /* Never leave a request waiting for tokens that cannot come. */
+    DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
+              (unsigned long long)s->handle, dsi_status_message(st));
+    dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
+    dsc_seq_end(cl, s);
+    return st;
+}
+
+dsi_status_t dsc_seq_submit_moved(dsc_cluster_t *cl, seq_t *s)
+{
+    uint32_t old_route[DST_MSG_MAX_STAGES], n_old = s->n_route;
+    uint64_t old_wire = s->wire_id;
+    memcpy(old_route, s->route, n_old * sizeof(uint32_t));
+    s->n_route = cl->plan.n_stages;
+    memcpy(s->route, s->move_route, s->n_route * sizeof(uint32_t));
+    s->wire_id = s->move_wire;
+    s->epoch = cl->plan.epoch;
+    s->move_planned = 0;
+    dst_msg_t m;
+    submit_msg(s, &m);
+    m.submit.fork_of = old_wire;
+    m.submit.fork_len = s->n_prompt + s->n_generated - 1;
+    m.submit.kv_move = 1;
+    cl->stats.prefill_tokens += m.submit.n_tokens - m.submit.fork_len;
+    dsi_status_t st = send_route(cl, s, &m);
+    s->submitted = 1;
+    /* After the SUBMIT: a node of both lanes copies the rows from the old sequence first. */
+    dst_msg_t c = {.type = DST_MSG_CANCEL};
+    c.cancel.seq_id = old_wire;
+    send_nodes(cl, old_route, n_old, &c);
+    DSI_DEBUG("request %llu as sequence %llu: moves from sequence %llu with %u positions of KV "
+              "cache",
+              (unsigned long long)s->handle, (unsigned long long)s->wire_id,
+              (unsigned long long)old_wire, m.submit.fork_len);
+    if (st == DSI_OK)
+        return DSI_OK;
     DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
               (unsigned long long)s->handle, dsi_status_message(st));
     dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
@@ -337,6 +430,9 @@ void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s)
              "submitted again",
              (unsigned long long)s->handle, (unsigned long long)s->wire_id, s->n_generated);
     dsc_seq_withdraw(cl, s);
+    /* Submitted again as a sequence of its own: a fork of its parent's prompt would need the
+     * blocks the full pool just lacked and could be preempted again at once. */
+    s->share_prefix_of = 0;
     if (cl->ready)
         dsc_seq_submit(cl, s);
 }
@@ -358,6 +454,7 @@ void dsc_seq_submit_all(dsc_cluster_t *cl)
     uint32_t resumed = 0, fresh = 0;
     dsi_list_for_each_safe(s, &cl->seqs, seq_t, link) { /* s is freed when its SUBMIT fails */
         if (!s->submitted) {
+            cl->stats.reprefilled += s->wire_id != 0; /* it ran before: computed again */
             resumed += s->n_generated > 0;
             fresh += s->n_generated == 0;
             dsc_seq_submit(cl, s);

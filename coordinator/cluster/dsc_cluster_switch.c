@@ -74,23 +74,29 @@ void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next)
              (unsigned long long)cl->next_plan.epoch, (unsigned long long)cl->plan.epoch);
 }
 
-/* Sequences whose lane lost a node (its KV cache lived there) start again on a lane of the new
- * plan; all others continue where they are. */
+/* Sequences whose lane lost a node continue on a lane of the new plan: with their KV cache when
+ * dsc_kvmove_begin arranged it, else prefilled again from their tokens; all others continue where
+ * they are. */
 static void reroute(dsc_cluster_t *cl)
 {
     uint32_t moved = 0;
     dsi_list_for_each_safe(s, &cl->seqs, seq_t, link) { /* s is freed when its SUBMIT fails */
+        if (s->move_planned) {
+            dsc_seq_submit_moved(cl, s);
+            continue;
+        }
         int lost = 0;
         for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
             lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;
         if (!lost)
             continue;
         dsc_seq_withdraw(cl, s);
+        cl->stats.reprefilled++;
         dsc_seq_submit(cl, s);
         moved++;
     }
     if (moved > 0)
-        DSI_INFO("epoch %llu: %u requests re-submitted (their lane left the plan)",
+        DSI_INFO("epoch %llu: %u requests re-submitted to be prefilled (their lane left the plan)",
                  (unsigned long long)cl->plan.epoch, moved);
 }
 
@@ -122,6 +128,8 @@ static void do_switch(dsc_cluster_t *cl)
     }
     for (uint32_t i = 0; i < cl->plan.n_nodes; i++)
         cl->nodes[cl->plan.nodes[i].node_id].state = NODE_READY;
+    /* KV_MOVE goes before the SWITCH that retires a draining node: its rows leave first. */
+    dsc_kvmove_begin(cl);
     send_epoch(cl, &cl->plan, NULL, DST_MSG_SWITCH);
     send_epoch(cl, &cl->prev_plan, &cl->plan, DST_MSG_SWITCH); /* the nodes leaving: they retire */
     /* Nodes that joined loaded the checkpoint's biases: changed ones go out before any SUBMIT. */
@@ -151,6 +159,20 @@ void dsc_switch_on_switched(dsc_cluster_t *cl, node_t *n)
                 return;
         }
     }
+    uint32_t pending = dsc_kvmove_pending(cl);
+    if (pending > 0) {
+        cl->release_waits = 1;
+        DSI_INFO("epoch %llu: every node switched; RELEASE waits for %u KV moves",
+                 (unsigned long long)cl->plan.epoch, pending);
+        return;
+    }
+    dsc_switch_release(cl);
+}
+
+void dsc_switch_release(dsc_cluster_t *cl)
+{
+    if (cl->switch_phase != SWITCH_DRAIN)
+        return;
     send_epoch(cl, &cl->plan, NULL, DST_MSG_RELEASE);
     dsc_plan_cleanup(&cl->prev_plan);
     cl->switch_phase = SWITCH_NONE;
@@ -176,5 +198,6 @@ void dsc_switch_abort(dsc_cluster_t *cl)
     dsc_plan_cleanup(&cl->next_plan);
     dsc_plan_cleanup(&cl->prev_plan);
     cl->switch_phase = SWITCH_NONE;
+    cl->release_waits = 0;
     cl->deferred_why[0] = 0;
 }

@@ -51,6 +51,9 @@ static json_t *nodes_json(dsc_cluster_t *cl)
             json_object_set_new(o, "kv_blocks_used", json_integer((json_int_t)n->kv_used));
             json_object_set_new(o, "kv_blocks_total", json_integer((json_int_t)n->kv_total));
             json_object_set_new(o, "preemptions", json_integer((json_int_t)n->preemptions));
+            json_object_set_new(o, "kv_blocks_cached", json_integer((json_int_t)n->kv_cached));
+            json_object_set_new(o, "prompt_tokens", json_integer((json_int_t)n->prompt_tokens));
+            json_object_set_new(o, "prefix_hit_tokens", json_integer((json_int_t)n->hit_tokens));
         }
         json_array_append_new(arr, o);
     }
@@ -143,6 +146,14 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
     static const char *phases[] = {"none", "preparing", "draining"};
     json_object_set_new(root, "live_switches", json_integer((json_int_t)st.live_switches));
     json_object_set_new(root, "preemptions", json_integer((json_int_t)st.preemptions));
+    json_object_set_new(root, "prefix_prompt_tokens",
+                        json_integer((json_int_t)st.prefix_prompt_tokens));
+    json_object_set_new(root, "prefix_hit_tokens", json_integer((json_int_t)st.prefix_hit_tokens));
+    json_object_set_new(root, "kv_moved_sequences",
+                        json_integer((json_int_t)st.kv_moved_sequences));
+    json_object_set_new(root, "kv_moved_bytes", json_integer((json_int_t)st.kv_moved_bytes));
+    json_object_set_new(root, "kv_move_failures", json_integer((json_int_t)st.kv_move_failures));
+    json_object_set_new(root, "reprefilled", json_integer((json_int_t)st.reprefilled));
     json_object_set_new(root, "switch", json_string(phases[cl->switch_phase]));
     dsc_cluster_condition_t cond;
     dsc_cluster_condition(cl, &cond);

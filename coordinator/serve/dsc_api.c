@@ -12,6 +12,7 @@ void dsc_api_limits_default(dsc_api_limits_t *limits)
     limits->max_tokens_limit = 32768;
     limits->default_max_tokens = 4096;
     limits->max_messages = 4096;
+    limits->max_prompts = DSC_API_MAX_PROMPTS;
 }
 
 /* Replaces every byte that is not part of a valid UTF-8 character with '?'. */
@@ -100,4 +101,13 @@ const char *dsc_api_finish_name(dsc_api_finish_t finish)
     return finish == DSC_API_FINISH_LENGTH       ? "length"
            : finish == DSC_API_FINISH_TOOL_CALLS ? "tool_calls"
                                                  : "stop";
+}
+
+void dsc_api_error_name_param(dsc_api_error_t *err, dsi_status_t status, const char *message)
+{
+    const char *q = strncmp(message, "Invalid value for '", 19) == 0 ? message + 19 : NULL;
+    if (status == DSI_ERR_BAD_REQUEST && q != NULL && strchr(q, '\'') != NULL) {
+        snprintf(err->param, sizeof(err->param), "%.*s", (int)(strchr(q, '\'') - q), q);
+        err->code = "invalid_value";
+    }
 }

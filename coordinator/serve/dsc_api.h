@@ -31,7 +31,7 @@
 
 typedef enum {
     DSC_API_KIND_CHAT = 0,   /* POST /v1/chat/completions: `messages` is set */
-    DSC_API_KIND_COMPLETION, /* POST /v1/completions: `prompt` is set */
+    DSC_API_KIND_COMPLETION, /* POST /v1/completions: `prompt` or `prompt_ids` is set */
 } dsc_api_kind_t;
 
 typedef enum {
@@ -47,6 +47,7 @@ typedef enum {
 #define DSC_API_MAX_STOP_IDS     64   /* stop_token_ids */
 #define DSC_API_MAX_UNKNOWN      16   /* fields outside the spec reported per request */
 #define DSC_API_MAX_N            16   /* n and best_of: choices generated for one request */
+#define DSC_API_MAX_PROMPTS      64   /* default of --max-prompts: prompts of one batch */
 
 typedef enum {
     DSC_API_TOOL_CHOICE_NONE = 0, /* no tools, or "none": tool calls are not parsed */
@@ -66,6 +67,14 @@ typedef struct {
     const char *reasoning;    /* NULL, or an assistant message's `reasoning_content` */
 } dsc_api_message_t;
 
+/* One prompt of a completions request: text, or token ids (one of the two non-NULL). */
+typedef struct dsc_api_prompt {
+    const char *text; /* valid UTF-8, non-empty */
+    size_t len;
+    const int32_t *ids; /* [n_ids], n_ids >= 1, ids >= 0 (not yet checked against the vocabulary) */
+    size_t n_ids;
+} dsc_api_prompt_t;
+
 /*
  * A validated request. Produced by dsc_api_request_parse; owned by the API layer. The backend may
  * read it only during submit(): it copies (or tokenizes) what it keeps.
@@ -81,9 +90,21 @@ typedef struct {
 typedef struct {
     dsc_api_kind_t kind;
     const char *model; /* the requested model id, one of models() */
-    /* DSC_API_KIND_COMPLETION */
-    const char *prompt; /* never NULL for completions; NULL for chat */
-    size_t prompt_len;  /* bytes of prompt */
+    /* DSC_API_KIND_COMPLETION: the prompt as text, or as token ids given by the client (used as
+     * they are: no BOS added; the backend checks them against the vocabulary). Exactly one of
+     * prompt and prompt_ids is non-NULL for completions; both are NULL for chat. */
+    const char *prompt;
+    size_t prompt_len;         /* bytes of prompt */
+    const int32_t *prompt_ids; /* [n_prompt_ids], n_prompt_ids >= 1, ids >= 0 */
+    size_t n_prompt_ids;
+    /* The prompts: [n_prompts], more than one for a batch (`prompt` an array of prompts);
+     * prompt / prompt_ids above are prompts[0] as parsed. The API layer submits every choice of
+     * every prompt with prompt / prompt_ids set to its prompt and prompt_index to its index in
+     * the batch, -1 when `prompt` is not an array of prompts: a backend names a refused prompt
+     * "prompt[prompt_index]", or "prompt" when it is -1. */
+    const struct dsc_api_prompt *prompts;
+    int n_prompts;
+    int prompt_index;
     /* DSC_API_KIND_CHAT: the backend applies the chat template (dsc_chat.h) and tokenizes */
     const dsc_api_message_t *messages; /* [n_messages], n_messages >= 1; NULL for completions */
     size_t n_messages;
@@ -302,9 +323,11 @@ typedef struct {
     int32_t max_tokens_limit;   /* max_tokens above this -> 400 (e.g. the context length) */
     int32_t default_max_tokens; /* used when the request has no max_tokens */
     size_t max_messages;        /* more chat messages -> 400 */
+    size_t max_prompts;         /* more prompts in one completions batch -> 400 */
 } dsc_api_limits_t;
 
-/* Defaults: max_tokens_limit 32768, default_max_tokens 4096, max_messages 4096. */
+/* Defaults: max_tokens_limit 32768, default_max_tokens 4096, max_messages 4096, max_prompts
+ * DSC_API_MAX_PROMPTS. */
 void dsc_api_limits_default(dsc_api_limits_t *limits);
 
 /*
@@ -399,8 +422,8 @@ void dsc_api_server_config_default(dsc_api_server_config_t *cfg);
 /*
  * Apply option `name` (without the dashes) with `value` to cfg: listen, api-key, max-body,
  * max-header, request-timeout, idle-timeout, max-connections, max-tokens-limit,
- * default-max-tokens (their flags, defaults and help are in the programs' settings table,
- * util/dsi_settings_table.h). Sizes take K/M/G suffixes; times are milliseconds.
+ * default-max-tokens, max-prompts (their flags, defaults and help are in the programs' settings
+ * table, util/dsi_settings_table.h). Sizes take K/M/G suffixes; times are milliseconds.
  * DSI_ERR_NOT_FOUND when `name` is none of them (nothing logged: the host may own it);
  * DSI_ERR_INVALID_ARG (logged, naming the option) for a bad value. `value` must outlive cfg
  * (api-key is not copied until dsc_api_server_create).

@@ -5,8 +5,11 @@
  *
  * A generation (dsc_api_gen_t) lives from a successful submit until its HTTP request is
  * finished. It has one choice (dsc_api_choice_t) per backend submit: n, or best_of when larger
- * (docs/API.md, "Several choices"); a choice's `in_backend` says whether the backend may still
- * send it events. The response is written when every choice is done; one failing fails them all.
+ * (docs/API.md, "Several choices"), for each prompt of a batch (completions with an array of
+ * prompts, "Prompts and batches"): prompt p's choices are ch[p * per .. p * per + per - 1] and
+ * come back as indexes p * n .. p * n + n - 1, as OpenAI numbers them. A choice's `in_backend`
+ * says whether the backend may still send it events. The response is written when every choice
+ * is done; one failing fails them all.
  */
 #include "dsc_api_impl.h"
 
@@ -19,12 +22,14 @@
 /* One choice of a generation: what the backend's events for one submit() build. */
 typedef struct {
     dsc_api_gen_t *g;
-    int index; /* 0..n_choices - 1: the generated choice (and its streamed index) */
+    int index;  /* the streamed index: prompt * n_out + sub (best_of, never streamed, ranks) */
+    int prompt; /* the prompt's index in the batch (0 without one) */
+    int sub;    /* 0..per - 1: the choice among its prompt's (choice 0 computes the prompt) */
     uint64_t handle;
     int in_backend; /* submitted, no terminal event and no cancel yet */
     int done;
     dsc_api_finish_t finish;
-    int64_t completion_tokens;
+    int64_t prompt_tokens, completion_tokens;
     double cum_logprob;       /* sum of the tokens' logprobs (best_of ranks by it) */
     dsc_api_jbuf_t text;      /* non-streaming: the answer so far (raw UTF-8); echo: prompt first */
     dsc_api_jbuf_t reasoning; /* non-streaming: the reasoning so far */
@@ -45,11 +50,14 @@ struct dsc_api_gen {
     dsc_api_jbuf_t chunk;              /* streaming: scratch for one SSE event, reused */
     uint64_t t_start, t_first, t_last; /* uv_hrtime() ns */
     int64_t n_tokens;                  /* over all choices */
-    int64_t prompt_tokens;
-    int logprobs;          /* the request asked for logprobs */
-    int n_out;             /* choices returned (n) */
-    int n_choices;         /* choices generated (best_of; n unless given) */
-    int n_open;            /* choices without a terminal event */
+    int logprobs;                      /* the request asked for logprobs */
+    int n_out;                         /* choices returned per prompt (n) */
+    int per;                           /* choices generated per prompt (best_of; n unless given) */
+    int n_prompts;                     /* prompts of the batch (1 without one) */
+    int n_choices;                     /* choices generated: n_prompts * per */
+    int n_open;                        /* choices without a terminal event */
+    char **echo;                       /* echo: each prompt's text (malloc'ed), else NULL */
+    size_t *echo_len;
     dsc_api_choice_t ch[]; /* [n_choices] */
 };
 
@@ -71,6 +79,10 @@ static void gen_free(dsc_api_gen_t *g)
         dsc_api_jbuf_free(&c->lp_js);
         dsc_api_toolcalls_destroy(c->tools);
     }
+    for (int i = 0; g->echo != NULL && i < g->n_prompts; i++)
+        free(g->echo[i]);
+    free(g->echo);
+    free(g->echo_len);
     free(g);
 }
 
@@ -191,15 +203,15 @@ static void record_done(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
     dsc_metric_observe(s->duration, secs(uv_hrtime() - g->t_start));
 }
 
-/* best_of: the n choices with the highest cumulative logprob, best first (ties: lower index);
- * otherwise the choices in order. */
-static void rank_choices(const dsc_api_gen_t *g, int *order)
+/* The choices of prompt p in the order returned, into order[0..per): with best_of the n with
+ * the highest cumulative logprob first (ties: lower index); otherwise as generated. */
+static void rank_choices(const dsc_api_gen_t *g, int p, int *order)
 {
-    for (int i = 0; i < g->n_choices; i++)
-        order[i] = i;
-    if (g->n_choices == g->n_out)
+    for (int i = 0; i < g->per; i++)
+        order[i] = p * g->per + i;
+    if (g->per == g->n_out)
         return;
-    for (int i = 1; i < g->n_choices; i++) { /* insertion sort: stable, at most 16 */
+    for (int i = 1; i < g->per; i++) { /* insertion sort: stable, at most 16 */
         int x = order[i], j = i;
         while (j > 0 && g->ch[order[j - 1]].cum_logprob < g->ch[x].cum_logprob) {
             order[j] = order[j - 1];
@@ -212,22 +224,26 @@ static void rank_choices(const dsc_api_gen_t *g, int *order)
 static void finish_whole(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
 {
     dsc_api_jbuf_t b = {0};
-    dsc_api_choice_out_t out[DSC_API_MAX_N];
-    int order[DSC_API_MAX_N], failed = 0;
-    rank_choices(g, order);
-    for (int i = 0; i < g->n_out; i++) {
+    int n_out = g->n_prompts * g->n_out;
+    dsc_api_choice_out_t *out = malloc((size_t)n_out * sizeof(*out));
+    int *order = malloc((size_t)g->n_choices * sizeof(*order)),
+        failed = out == NULL || order == NULL;
+    /* Prompt p's n returned choices at order[p * n ..]: each ranking also writes its per - n
+     * others after them, which the next prompt's overwrites (order holds every choice). */
+    for (int p = 0; p < g->n_prompts && !failed; p++)
+        rank_choices(g, p, order + p * g->n_out);
+    for (int i = 0; i < n_out && !failed; i++) {
         dsc_api_choice_t *c = &g->ch[order[i]];
         const char *lp = choice_take_logprobs(c);
         int tc_failed = 0;
         const char *calls = c->tools != NULL ? dsc_api_toolcalls_json(c->tools, &tc_failed) : NULL;
         failed |= c->text.failed || c->reasoning.failed || tc_failed ||
                   (g->logprobs && (lp == NULL || dsc_api_lp_failed(&c->lp)));
-        out[i] = (dsc_api_choice_out_t){c->text.data,      c->text.len, c->reasoning.data,
-                                        c->reasoning.len,  lp,          calls,
-                                        c->finish};
+        out[i] = (dsc_api_choice_out_t){
+            c->text.data, c->text.len, c->reasoning.data, c->reasoning.len, lp, calls, c->finish};
     }
     if (!failed)
-        dsc_api_response_write_choices(&b, &g->meta, out, g->n_out, usage);
+        dsc_api_response_write_choices(&b, &g->meta, out, n_out, usage);
     if (b.failed || failed) {
         dsc_api_error_t err;
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
@@ -237,6 +253,8 @@ static void finish_whole(dsc_api_gen_t *g, const dsc_api_usage_t *usage)
         dsc_api_count_request(g->server, g->endpoint, 200);
     }
     dsc_api_jbuf_free(&b);
+    free(out);
+    free(order);
 }
 
 static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *usage)
@@ -246,8 +264,8 @@ static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *u
     ch->in_backend = 0;
     ch->done = 1;
     ch->finish = finish;
+    ch->prompt_tokens = usage->prompt_tokens;
     ch->completion_tokens = usage->completion_tokens;
-    g->prompt_tokens = usage->prompt_tokens;
     g->n_open--;
     if (ch->tools != NULL) /* what the parser held back comes out now */
         finish = dsc_api_toolcalls_finish(ch->tools, finish);
@@ -260,10 +278,12 @@ static void on_done(void *ctx, dsc_api_finish_t finish, const dsc_api_usage_t *u
     }
     if (g->n_open > 0)
         return;
-    /* Every choice is done: usage counts the prompt once and every generated token. */
-    dsc_api_usage_t total = {g->prompt_tokens, 0};
-    for (int i = 0; i < g->n_choices; i++)
+    /* Every choice is done: usage counts each prompt once and every generated token. */
+    dsc_api_usage_t total = {0, 0};
+    for (int i = 0; i < g->n_choices; i++) {
+        total.prompt_tokens += g->ch[i].sub == 0 ? g->ch[i].prompt_tokens : 0;
         total.completion_tokens += g->ch[i].completion_tokens;
+    }
     gen_leave_backend(g);
     record_done(g, &total);
     if (g->stream) {
@@ -370,19 +390,24 @@ int dsc_api_model_known(dsc_api_server_t *s, const char *model)
     return 0;
 }
 
-/* Hand the request to the backend, once per choice (choice 0 first: the others share its
- * prompt); on refusal cancel what went in and answer the error. Returns 1 when submitted. */
+/* Hand the request to the backend, once per choice of each prompt (its choice 0 first: the
+ * others share its prompt); on refusal cancel what went in and answer the error. Returns 1 when
+ * submitted. */
 static int gen_submit(dsc_api_gen_t *g)
 {
     dsc_api_server_t *s = g->server;
     char message[sizeof(((dsc_api_error_t *)0)->message)] = "";
     const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
     dsi_status_t st = DSI_OK;
-    for (int i = 0; i < g->n_choices && st == DSI_OK; i++) {
+    int i = 0;
+    for (; i < g->n_choices && st == DSI_OK; i++) {
+        dsc_api_choice_t *c = &g->ch[i];
         dsc_api_request_t one = *r;
-        one.choice = i;
-        one.share_prefix_of = i > 0 ? g->ch[0].handle : 0;
-        if (g->n_choices > g->n_out) { /* best_of ranks by the logprobs */
+        if (r->kind == DSC_API_KIND_COMPLETION)
+            dsc_api_request_set_prompt(&one, c->prompt);
+        one.choice = c->sub;
+        one.share_prefix_of = c->sub > 0 ? g->ch[i - c->sub].handle : 0;
+        if (g->per > g->n_out) { /* best_of ranks by the logprobs */
             one.logprobs = 1;
             one.top_logprobs = r->logprobs ? r->top_logprobs : 0;
         }
@@ -399,16 +424,12 @@ static int gen_submit(dsc_api_gen_t *g)
     gen_cancel_choices(g);
     dsc_api_error_t err;
     dsc_api_error_from_status(&err, st, message);
-    if (st == DSI_ERR_TOO_LARGE)
+    if (st == DSI_ERR_TOO_LARGE && r->kind == DSC_API_KIND_COMPLETION && r->prompt_index >= 0)
+        snprintf(err.param, sizeof(err.param), "prompt[%d]", g->ch[i - 1].prompt);
+    else if (st == DSI_ERR_TOO_LARGE)
         snprintf(err.param, sizeof(err.param), "%s",
                  r->kind == DSC_API_KIND_CHAT ? "messages" : "prompt");
-    /* A backend's "Invalid value for 'NAME': ..." names the parameter (a token id outside the
-     * vocabulary, which only the backend can check). */
-    const char *q = strncmp(message, "Invalid value for '", 19) == 0 ? message + 19 : NULL;
-    if (st == DSI_ERR_BAD_REQUEST && q != NULL && strchr(q, '\'') != NULL) {
-        snprintf(err.param, sizeof(err.param), "%.*s", (int)(strchr(q, '\'') - q), q);
-        err.code = "invalid_value";
-    }
+    dsc_api_error_name_param(&err, st, message);
     if (err.http_status == 503 &&
         s->backend.ops->health(s->backend.self) == DSC_API_HEALTH_PLAN_DOES_NOT_FIT)
         err.code = "plan_does_not_fit"; /* the reason it cannot serve, not a passing state */
@@ -417,19 +438,58 @@ static int gen_submit(dsc_api_gen_t *g)
     return 0;
 }
 
+/* echo: each prompt's text, the choices' texts opened with it when whole (no event has come
+ * yet: they come from the loop, after this call). A prompt of token ids is echoed as the
+ * backend's detokenize writes it. Returns 0, or the HTTP status with *err set. */
+static int gen_echo(dsc_api_gen_t *g, dsc_api_error_t *err)
+{
+    dsc_api_server_t *s = g->server;
+    const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
+    g->echo = calloc((size_t)g->n_prompts, sizeof(*g->echo));
+    g->echo_len = calloc((size_t)g->n_prompts, sizeof(*g->echo_len));
+    if (g->echo == NULL || g->echo_len == NULL)
+        return dsc_api_error_set(err, 503, "server_error", NULL, NULL, "out of memory");
+    for (int p = 0; p < g->n_prompts; p++) {
+        const dsc_api_prompt_t *pr = &r->prompts[p];
+        char message[sizeof(err->message)] = "";
+        if (pr->text != NULL) {
+            g->echo[p] = malloc(pr->len + 1);
+            if (g->echo[p] == NULL)
+                return dsc_api_error_set(err, 503, "server_error", NULL, NULL, "out of memory");
+            memcpy(g->echo[p], pr->text, pr->len + 1);
+            g->echo_len[p] = pr->len;
+        } else if (s->backend.ops->detokenize == NULL) {
+            return dsc_api_error_set(err, 400, "invalid_request_error", "unsupported_parameter",
+                                     "echo",
+                                     "Unsupported parameter: 'echo' with a prompt of token ids "
+                                     "needs a backend that detokenizes.");
+        } else {
+            dsi_status_t st =
+                s->backend.ops->detokenize(s->backend.self, pr->ids, pr->n_ids, &g->echo[p],
+                                           &g->echo_len[p], message, sizeof(message));
+            if (st != DSI_OK) {
+                dsc_api_error_from_status(err, st, message);
+                return err->http_status;
+            }
+        }
+    }
+    for (int i = 0; i < g->n_choices && !g->stream; i++)
+        dsc_api_jbuf_put(&g->ch[i].text, g->echo[g->ch[i].prompt], g->echo_len[g->ch[i].prompt]);
+    return 0;
+}
+
 static void gen_start_stream(dsc_api_gen_t *g)
 {
     dsc_http_stream_begin(g->req, 200, "text/event-stream",
                           "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-    const dsc_api_request_t *r = dsc_api_parsed_request(g->parsed);
     for (int i = 0; i < g->n_choices; i++) {
-        dsc_api_chunk_t c = {.index = i};
+        dsc_api_chunk_t c = {.index = g->ch[i].index};
         if (g->meta.kind == DSC_API_KIND_CHAT) {
             c.role = 1;
             gen_send_chunk(g, &c);
-        } else if (r->echo) { /* the prompt first, as vLLM streams it */
-            c.text = r->prompt;
-            c.text_len = r->prompt_len;
+        } else if (g->echo != NULL) { /* the prompt first, as vLLM streams it */
+            c.text = g->echo[g->ch[i].prompt];
+            c.text_len = g->echo_len[g->ch[i].prompt];
             gen_send_chunk(g, &c);
         }
     }
@@ -456,9 +516,11 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
         dsc_api_parsed_destroy(parsed);
         return;
     }
-    int n_choices = r->best_of > r->n ? r->best_of : r->n;
-    if (n_choices < 1)
-        n_choices = 1;
+    int per = r->best_of > r->n ? r->best_of : r->n;
+    if (per < 1)
+        per = 1;
+    int n_prompts = kind == DSC_API_KIND_COMPLETION && r->n_prompts > 1 ? r->n_prompts : 1;
+    int n_choices = n_prompts * per;
     dsc_api_gen_t *g = calloc(1, sizeof(*g) + (size_t)n_choices * sizeof(dsc_api_choice_t));
     if (g == NULL) {
         dsc_api_error_set(&err, 503, "server_error", NULL, NULL, "out of memory");
@@ -474,12 +536,14 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
     g->include_usage = r->include_usage;
     g->logprobs = r->logprobs;
     g->n_choices = n_choices;
+    g->per = per;
+    g->n_prompts = n_prompts;
     g->n_out = r->n > 1 ? r->n : 1;
     for (int i = 0; i < n_choices; i++) {
         g->ch[i].g = g;
-        g->ch[i].index = i;
-        if (r->echo && !g->stream)
-            dsc_api_jbuf_put(&g->ch[i].text, r->prompt, r->prompt_len);
+        g->ch[i].prompt = i / per;
+        g->ch[i].sub = i % per;
+        g->ch[i].index = g->ch[i].prompt * g->n_out + g->ch[i].sub;
     }
     g->t_start = uv_hrtime();
     dsc_api_response_meta_init(&g->meta, kind, r->model);
@@ -495,6 +559,13 @@ void dsc_api_generate(dsc_api_server_t *s, dsc_http_req_t *req, dsc_api_kind_t k
         }
     }
     if (!gen_submit(g)) {
+        gen_free(g);
+        return;
+    }
+    if (r->echo && gen_echo(g, &err) != 0) {
+        gen_cancel_choices(g);
+        gen_leave_backend(g);
+        dsc_api_respond_error(s, req, endpoint, &err);
         gen_free(g);
         return;
     }

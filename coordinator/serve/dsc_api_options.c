@@ -70,6 +70,10 @@ dsi_status_t dsc_api_server_config_option(dsc_api_server_config_t *cfg, const ch
             return bad_value(name, value, "expected a token count from 1 to 2147483647");
         *(name[0] == 'm' ? &cfg->limits.max_tokens_limit : &cfg->limits.default_max_tokens) =
             (int32_t)v;
+    } else if (strcmp(name, "max-prompts") == 0) {
+        if (parse_number(value, 0, 1, 65536, &v) != 0)
+            return bad_value(name, value, "expected a count from 1 to 65536");
+        cfg->limits.max_prompts = (size_t)v;
     } else {
         return DSI_ERR_NOT_FOUND;
     }

@@ -20,6 +20,7 @@ struct dsc_api_parsed {
     dsc_api_message_t *messages; /* [req.n_messages] */
     char **owned;                /* [n_owned] strings built here (joined parts, JSON dumps) */
     void *params_block;          /* dsc_api_params_parse's arrays */
+    void *prompt_block;          /* dsc_api_prompt_parse's prompts and token ids */
     size_t n_owned, cap_owned;
 };
 
@@ -364,22 +365,6 @@ static int parse_messages(dsc_api_parsed_t *p, json_t *root, const dsc_api_limit
     return 0;
 }
 
-static int parse_prompt(dsc_api_parsed_t *p, json_t *root, dsc_api_error_t *err)
-{
-    json_t *v = json_object_get(root, "prompt");
-    if (v == NULL || json_is_null(v))
-        return missing(err, "prompt");
-    /* A one-element array is the same prompt; batches of prompts are not supported. */
-    if (json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)))
-        v = json_array_get(v, 0);
-    if (!json_is_string(v))
-        return dsc_api_wrong_type(err, "prompt",
-                                  "a string (token arrays and batches are not supported)");
-    p->req.prompt = json_string_value(v);
-    p->req.prompt_len = json_string_length(v);
-    return 0;
-}
-
 static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
                       const dsc_api_limits_t *lim, dsc_api_error_t *err)
 {
@@ -397,7 +382,7 @@ static int parse_root(dsc_api_parsed_t *p, dsc_api_kind_t kind, json_t *root,
     if (kind == DSC_API_KIND_CHAT)
         rc = parse_messages(p, root, lim, err);
     else
-        rc = parse_prompt(p, root, err);
+        rc = dsc_api_prompt_parse(root, lim, &p->req, &p->prompt_block, err);
     if (rc || (rc = dsc_api_params_parse(root, kind, &p->req, &p->params_block, err)) ||
         (rc = parse_sampling(p, root, lim, err)) || (rc = parse_stop(p, root, err)) ||
         (rc = parse_stream(p, root, err)))
@@ -460,6 +445,7 @@ void dsc_api_parsed_destroy(dsc_api_parsed_t *p)
         free(p->owned[i]);
     free(p->owned);
     free(p->params_block);
+    free(p->prompt_block);
     free(p->messages);
     json_decref(p->root);
     free(p);

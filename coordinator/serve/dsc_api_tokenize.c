@@ -1,8 +1,9 @@
 /*
  * dsc_api_tokenize.c - the small endpoints beside the generations, in vLLM's shapes:
  * POST /tokenize ({model, prompt} or {model, messages, add_generation_prompt} -> {count,
- * max_model_len, tokens}), POST /detokenize ({model, tokens} -> {prompt}) and GET
- * /v1/models/{id} (one model object, or 404 model_not_found). docs/API.md.
+ * max_model_len, tokens}; a prompt of token ids comes back as it is, checked), POST /detokenize
+ * ({model, tokens} -> {prompt}) and GET /v1/models/{id} (one model object, or 404 model_not_found).
+ * docs/API.md.
  */
 #include "dsc_api_impl.h"
 
@@ -84,6 +85,15 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
         return;
     }
     const dsc_api_request_t *r = dsc_api_parsed_request(parsed);
+    if (!chat && r->n_prompts > 1) {
+        dsc_api_error_set(&err, 400, INVALID, "invalid_value", "prompt",
+                          "/tokenize takes one prompt; 'prompt' is a batch of %d (tokenize "
+                          "them one by one).",
+                          r->n_prompts);
+        dsc_api_respond_error(s, req, endpoint, &err);
+        dsc_api_parsed_destroy(parsed);
+        return;
+    }
     if (check_model(s, req, endpoint, r->model)) {
         dsc_api_parsed_destroy(parsed);
         return;
@@ -96,6 +106,7 @@ void dsc_api_tokenize(dsc_api_server_t *s, dsc_http_req_t *req)
     dsc_api_parsed_destroy(parsed);
     if (st != DSI_OK) {
         dsc_api_error_from_status(&err, st, message);
+        dsc_api_error_name_param(&err, st, message);
         dsc_api_respond_error(s, req, endpoint, &err);
         return;
     }

@@ -47,18 +47,33 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
                    (double)st.prefill_tokens - dsc_metric_value(b->prefill_tokens));
     dsc_metric_add(b->shared_tokens, (double)st.shared_tokens - dsc_metric_value(b->shared_tokens));
     dsc_metric_set(b->preemptions, (double)st.preemptions);
+    dsc_metric_add(b->prefix_hit, (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
+    dsc_metric_add(b->prefix_prompt,
+                   (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
+    dsc_metric_add(b->kv_moved_seqs,
+                   (double)st.kv_moved_sequences - dsc_metric_value(b->kv_moved_seqs));
+    dsc_metric_add(b->kv_moved_bytes,
+                   (double)st.kv_moved_bytes - dsc_metric_value(b->kv_moved_bytes));
+    dsc_metric_add(b->kv_move_failures,
+                   (double)st.kv_move_failures - dsc_metric_value(b->kv_move_failures));
+    dsc_metric_add(b->reprefilled, (double)st.reprefilled - dsc_metric_value(b->reprefilled));
     for (uint32_t i = 0; i < dsc_cluster_node_slots(b->cluster); i++) {
         dsc_cluster_node_kv_t kv;
         if (!dsc_cluster_node_kv(b->cluster, i, &kv))
             continue;
         const char *used[2] = {kv.name, "used"}, *free_[2] = {kv.name, "free"}, *nm[1] = {kv.name};
+        const char *cached[2] = {kv.name, "cached"};
         dsc_metric_series_t *u = dsc_metric_series(b->kv_blocks, used);
         dsc_metric_series_t *f = dsc_metric_series(b->kv_blocks, free_);
+        dsc_metric_series_t *c = dsc_metric_series(b->kv_blocks, cached);
+        uint64_t busy = kv.blocks_used + kv.blocks_cached;
         dsc_metric_series_t *p = dsc_metric_series(b->node_preemptions, nm);
         if (u != NULL)
             dsc_metric_set(u, (double)kv.blocks_used);
         if (f != NULL)
-            dsc_metric_set(f, (double)(kv.blocks_total - kv.blocks_used));
+            dsc_metric_set(f, (double)(kv.blocks_total > busy ? kv.blocks_total - busy : 0));
+        if (c != NULL)
+            dsc_metric_set(c, (double)kv.blocks_cached);
         if (p != NULL)
             dsc_metric_set(p, (double)kv.preemptions);
     }
@@ -270,9 +285,10 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
         "Sequences preempted by a node's full KV pool and submitted again (re-prefilled)", NULL,
         0);
     static const char *const node_state[] = {"node", "state"}, *const node_only[] = {"node"};
-    b->kv_blocks = dsc_metrics_gauge(m, "dsinfer_node_kv_blocks",
-                                     "KV pool blocks of each node, used by sequences or free",
-                                     node_state, 2);
+    b->kv_blocks = dsc_metrics_gauge(
+        m, "dsinfer_node_kv_blocks",
+        "KV pool blocks of each node: used by sequences, cached (prefix cache, evictable) or free",
+        node_state, 2);
     b->node_preemptions =
         dsc_metrics_gauge(m, "dsinfer_node_preemptions",
                           "Sequences each node preempted for a full KV pool", node_only, 1);
@@ -296,6 +312,15 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     dsc_metric_family_t *shared = dsc_metrics_counter(
         m, "dsinfer_prefix_shared_tokens_total",
         "Prompt tokens copied from another choice's KV cache instead of computed (n > 1)", NULL, 0);
+    dsc_metric_family_t *hit = dsc_metrics_counter(
+        m, "dsinfer_prefix_cache_hit_tokens_total",
+        "Prompt tokens the nodes found in their prefix cache instead of computing them", NULL, 0);
+    dsc_metric_family_t *pcp = dsc_metrics_counter(
+        m, "dsinfer_prefix_cache_prompt_tokens_total",
+        "Prompt tokens of the sequences the nodes started (the hit rate's denominator)", NULL, 0);
+    if (hit == NULL || pcp == NULL || (b->prefix_hit = dsc_metric_series(hit, NULL)) == NULL ||
+        (b->prefix_prompt = dsc_metric_series(pcp, NULL)) == NULL)
+        return 0;
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
         preemptions == NULL || b->kv_blocks == NULL || b->node_preemptions == NULL ||
         b->layer_imbalance == NULL || b->expert_tokens == NULL || prefill == NULL || shared == NULL)
@@ -303,6 +328,31 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     b->prefill_tokens = dsc_metric_series(prefill, NULL);
     b->shared_tokens = dsc_metric_series(shared, NULL);
     if (b->prefill_tokens == NULL || b->shared_tokens == NULL)
+        return 0;
+    dsc_metric_family_t *moved = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_moved_sequences_total",
+        "Sequences a live re-plan (a drain) moved to another node with their KV cache, without a "
+        "prefill",
+        NULL, 0);
+    dsc_metric_family_t *moved_bytes = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_moved_bytes_total", "KV cache bytes those moves carried", NULL, 0);
+    dsc_metric_family_t *move_failed = dsc_metrics_counter(
+        m, "dsinfer_cluster_kv_move_failures_total",
+        "KV moves that failed (no room, a bad transfer, no answer) and fell back to a prefill",
+        NULL, 0);
+    dsc_metric_family_t *reprefilled = dsc_metrics_counter(
+        m, "dsinfer_cluster_reprefilled_sequences_total",
+        "Sequences a re-plan submitted again to be prefilled from their tokens (a lost node, a "
+        "restart, a failed KV move)",
+        NULL, 0);
+    if (moved == NULL || moved_bytes == NULL || move_failed == NULL || reprefilled == NULL)
+        return 0;
+    b->kv_moved_seqs = dsc_metric_series(moved, NULL);
+    b->kv_moved_bytes = dsc_metric_series(moved_bytes, NULL);
+    b->kv_move_failures = dsc_metric_series(move_failed, NULL);
+    b->reprefilled = dsc_metric_series(reprefilled, NULL);
+    if (b->kv_moved_seqs == NULL || b->kv_moved_bytes == NULL || b->kv_move_failures == NULL ||
+        b->reprefilled == NULL)
         return 0;
     b->replans = dsc_metric_series(replans, NULL);
     b->rebalances = dsc_metric_series(rebalances, NULL);

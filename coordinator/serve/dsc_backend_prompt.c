@@ -2,7 +2,8 @@
  * dsc_backend_prompt.c - from an API request to the prompt's token ids: chat requests through the
  * model's chat template (which writes the BOS token itself), completions as raw text with BOS
  * prepended (as Hugging Face's encode with add_special_tokens does for DeepSeek, whose
- * tokenizer_config sets add_bos_token), unless the text already starts with it.
+ * tokenizer_config sets add_bos_token), unless the text already starts with it; completions
+ * given as token ids as they are (vLLM and OpenAI add nothing to them).
  */
 #include "dsc_backend_impl.h"
 
@@ -76,9 +77,39 @@ out:
     return st;
 }
 
+/* The client's token ids, as they are (no BOS), each within the vocabulary. */
+static dsi_status_t given_ids(const dsc_backend_t *b, const dsc_api_request_t *req, int32_t **ids,
+                              size_t *n_ids, char *message, size_t cap)
+{
+    char name[32] = "prompt";
+    if (req->prompt_index >= 0)
+        snprintf(name, sizeof(name), "prompt[%d]", req->prompt_index);
+    for (size_t i = 0; i < req->n_prompt_ids; i++) {
+        int32_t id = req->prompt_ids[i];
+        if (id < 0 || id >= b->cfg.vocab_size) {
+            snprintf(message, cap,
+                     "Invalid value for '%s[%zu]': token %d is outside the model's vocabulary "
+                     "[0, %d).",
+                     name, i, id, b->cfg.vocab_size);
+            return DSI_ERR_BAD_REQUEST;
+        }
+    }
+    int32_t *out = malloc((req->n_prompt_ids ? req->n_prompt_ids : 1) * sizeof(int32_t));
+    if (out == NULL) {
+        DSI_ERROR("backend: out of memory for a prompt of %zu tokens", req->n_prompt_ids);
+        return DSI_ERR_NOMEM;
+    }
+    memcpy(out, req->prompt_ids, req->n_prompt_ids * sizeof(int32_t));
+    *ids = out;
+    *n_ids = req->n_prompt_ids;
+    return DSI_OK;
+}
+
 dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_request_t *req,
                                     int32_t **ids, size_t *n_ids, char *message, size_t cap)
 {
+    if (req->kind == DSC_API_KIND_COMPLETION && req->prompt_ids != NULL)
+        return given_ids(b, req, ids, n_ids, message, cap);
     char *rendered = NULL;
     const char *text;
     size_t len;
@@ -96,8 +127,13 @@ dsi_status_t dsc_backend_prompt_ids(const dsc_backend_t *b, const dsc_api_reques
     st = dsc_tokenizer_encode(b->tok, text, len, 0, &out, &n);
     free(rendered);
     if (st != DSI_OK) {
-        snprintf(message, cap, "%s: cannot be tokenized (%s)",
-                 req->kind == DSC_API_KIND_CHAT ? "messages" : "prompt", dsi_status_message(st));
+        if (req->kind == DSC_API_KIND_COMPLETION && req->prompt_index >= 0)
+            snprintf(message, cap, "prompt[%d]: cannot be tokenized (%s)", req->prompt_index,
+                     dsi_status_message(st));
+        else
+            snprintf(message, cap, "%s: cannot be tokenized (%s)",
+                     req->kind == DSC_API_KIND_CHAT ? "messages" : "prompt",
+                     dsi_status_message(st));
         return st == DSI_ERR_NOMEM ? st : DSI_ERR_BAD_REQUEST;
     }
     int32_t bos = dsc_tokenizer_bos_id(b->tok);

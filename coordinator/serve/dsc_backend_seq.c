@@ -144,6 +144,10 @@ static void seq_feed(dsc_backend_t *b, dsc_backend_seq_t *s, const int32_t *toke
             seq_done(b, s, DSC_API_FINISH_STOP, "stop");
         else
             seq_done(b, s, DSC_API_FINISH_LENGTH, "length");
+    } else if (finish == DST_FINISH_KV_FULL) {
+        seq_fail(b, s, DSI_ERR_TOO_LARGE,
+                 "the request needs more KV cache than a node's pool holds (its prompt and "
+                 "max_tokens; the pool is set by --kv-pool or --mem): ask for fewer tokens");
     } else if (finish != DST_FINISH_NONE) {
         seq_fail(
             b, s, DSI_ERR_PEER,
@@ -269,8 +273,15 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
                                 char *message, size_t message_cap)
 {
     dsc_backend_t *b = self;
-    /* Each choice is a sequence: more than the queue holds could never be admitted. */
+    /* Each choice of each prompt is a sequence: more than the queue holds could never be
+     * admitted. */
     int choices = req->best_of > req->n ? req->best_of : req->n;
+    int prompts = req->n_prompts > 1 ? req->n_prompts : 1;
+    if (prompts > 1 && (int64_t)choices * prompts > (int64_t)b->cfg.max_queue)
+        return refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
+                      "Invalid value for 'prompt': %d prompts of %d choices each are %lld "
+                      "sequences, more than the server's --max-queue of %u.",
+                      prompts, choices, (long long)choices * prompts, b->cfg.max_queue);
     if (choices > 1 && (uint32_t)choices > b->cfg.max_queue)
         return refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
                       "Invalid value for '%s': %d choices are more than the server's --max-queue "
@@ -287,7 +298,11 @@ dsi_status_t dsc_backend_submit(void *self, const dsc_api_request_t *req,
         refuse(b, "bad_request", st, NULL, 0, NULL);
         return st;
     }
-    const char *what = req->kind == DSC_API_KIND_CHAT ? "messages" : "prompt";
+    char what[32] = "messages";
+    if (req->kind == DSC_API_KIND_COMPLETION && req->prompt_index >= 0)
+        snprintf(what, sizeof(what), "prompt[%d]", req->prompt_index);
+    else if (req->kind == DSC_API_KIND_COMPLETION)
+        snprintf(what, sizeof(what), "prompt");
     if (n == 0) {
         st = refuse(b, "bad_request", DSI_ERR_BAD_REQUEST, message, message_cap,
                     "%s: the prompt has no tokens", what);

@@ -98,13 +98,29 @@ static const char *after_think(const char *s, size_t len, size_t *out_len)
     return start;
 }
 
-static int need_content(const dsc_chat_message_t *m, size_t i)
+int dsc_chat_need_content(const dsc_chat_message_t *m, size_t i)
 {
     if (m->content != NULL)
         return 1;
     static const char *const roles[] = {"system", "user", "assistant", "tool", "other"};
     DSI_ERROR("chat: message %zu (%s) has no content", i, roles[m->role]);
     return 0;
+}
+
+dsi_status_t dsc_chat_put_system(sbuf_t *b, const dsc_chat_message_t *msgs, size_t n)
+{
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].role != DSC_CHAT_ROLE_SYSTEM)
+            continue;
+        if (!dsc_chat_need_content(&msgs[i], i))
+            return DSI_ERR_BAD_REQUEST;
+        if (!first)
+            puts_(b, "\n\n");
+        put(b, msgs[i].content, msgs[i].content_len);
+        first = 0;
+    }
+    return DSI_OK;
 }
 
 static void put_tool_call(sbuf_t *b, const dsc_chat_tool_call_t *t)
@@ -224,24 +240,13 @@ static dsi_status_t render_v3(const dsc_chat_template_t *tpl, const dsc_chat_mes
 {
     sbuf_t b = {0};
     ns_t ns = {0, 0, 1};
-    int first_sp = 1;
     dsi_status_t st = DSI_OK;
     if (tpl == NULL || (msgs == NULL && n > 0) || out == NULL || out_len == NULL)
         return DSI_ERR_INVALID_ARG;
     /* Pass 1: the system prompts, joined by blank lines, come right after BOS. */
     puts_(&b, tpl->bos);
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].role != DSC_CHAT_ROLE_SYSTEM)
-            continue;
-        if (!need_content(&msgs[i], i)) {
-            st = DSI_ERR_BAD_REQUEST;
-            goto fail;
-        }
-        if (!first_sp)
-            puts_(&b, "\n\n");
-        put(&b, msgs[i].content, msgs[i].content_len);
-        first_sp = 0;
-    }
+    if ((st = dsc_chat_put_system(&b, msgs, n)) != DSI_OK)
+        goto fail;
     if (opts->tools_json != NULL &&
         (st = dsc_chat_put_tools_v3(&b, opts->tools_json, opts->tools_len)) != DSI_OK)
         goto fail;
@@ -250,7 +255,7 @@ static dsi_status_t render_v3(const dsc_chat_template_t *tpl, const dsc_chat_mes
         const dsc_chat_message_t *m = &msgs[i];
         switch (m->role) {
         case DSC_CHAT_ROLE_USER:
-            if (!need_content(m, i)) {
+            if (!dsc_chat_need_content(m, i)) {
                 st = DSI_ERR_BAD_REQUEST;
                 break;
             }
@@ -262,7 +267,7 @@ static dsi_status_t render_v3(const dsc_chat_template_t *tpl, const dsc_chat_mes
             st = render_assistant(tpl, m, i, opts->continue_final && i + 1 == n, &ns, &b);
             break;
         case DSC_CHAT_ROLE_TOOL:
-            if (!need_content(m, i)) {
+            if (!dsc_chat_need_content(m, i)) {
                 st = DSI_ERR_BAD_REQUEST;
                 break;
             }

@@ -24,15 +24,6 @@ static const char tools_tail[] =
     "Schema\n"
     "- For multiple tool calls, chain them directly without separators or spaces\n";
 
-static int need_content(const dsc_chat_message_t *m, size_t i)
-{
-    if (m->content != NULL)
-        return 1;
-    static const char *const roles[] = {"system", "user", "assistant", "tool", "other"};
-    DSI_ERROR("chat: message %zu (%s) has no content", i, roles[m->role]);
-    return 0;
-}
-
 /* The tools section: "\n\n## Tools..." appended to the system prompt. */
 static dsi_status_t put_tools(sbuf_t *b, const char *text, size_t len)
 {
@@ -139,7 +130,7 @@ static dsi_status_t put_turn(sbuf_t *b, const dsc_chat_message_t *m, size_t i, i
 {
     switch (m->role) {
     case DSC_CHAT_ROLE_USER:
-        if (!need_content(m, i))
+        if (!dsc_chat_need_content(m, i))
             return DSI_ERR_BAD_REQUEST;
         ns->is_tool = ns->is_first = 0;
         ns->is_last_user = 1;
@@ -149,12 +140,12 @@ static dsi_status_t put_turn(sbuf_t *b, const dsc_chat_message_t *m, size_t i, i
     case DSC_CHAT_ROLE_ASSISTANT:
         if (m->tool_calls != NULL)
             return put_tool_calls(b, m, i, ns);
-        if (!need_content(m, i))
+        if (!dsc_chat_need_content(m, i))
             return DSI_ERR_BAD_REQUEST;
         put_answer(b, m, prefix_think, ns);
         return DSI_OK;
     case DSC_CHAT_ROLE_TOOL:
-        if (!need_content(m, i))
+        if (!dsc_chat_need_content(m, i))
             return DSI_ERR_BAD_REQUEST;
         ns->is_last_user = 0;
         ns->is_tool = 1;
@@ -173,24 +164,13 @@ dsi_status_t dsc_chat_render_v31(const char *bos, const dsc_chat_message_t *msgs
 {
     sbuf_t b = {0};
     ns_t ns = {0, 0, 0};
-    int first_sp = 1;
     dsi_status_t st = DSI_OK;
     if ((msgs == NULL && n > 0) || out == NULL || out_len == NULL)
         return DSI_ERR_INVALID_ARG;
     /* The system prompt: system messages joined by blank lines, then the tools. */
     puts_(&b, bos);
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].role != DSC_CHAT_ROLE_SYSTEM)
-            continue;
-        if (!need_content(&msgs[i], i)) {
-            st = DSI_ERR_BAD_REQUEST;
-            goto fail;
-        }
-        if (!first_sp)
-            puts_(&b, "\n\n");
-        put(&b, msgs[i].content, msgs[i].content_len);
-        first_sp = 0;
-    }
+    if ((st = dsc_chat_put_system(&b, msgs, n)) != DSI_OK)
+        goto fail;
     if (opts->tools_json != NULL && (st = put_tools(&b, opts->tools_json, opts->tools_len)))
         goto fail;
     for (size_t i = 0; i < n && st == DSI_OK; i++)

@@ -5,6 +5,8 @@
 #ifndef DSK_IMPL_H
 #define DSK_IMPL_H
 
+#include <string.h>
+
 #include "dsk.h"
 
 void dsk_ops_fill_ref(dsk_ops_t *ops);
@@ -51,6 +53,24 @@ void dsk_vnni_lanes_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
 /* The avx512vnni level's int8-activation matmul slot of w->dtype (I8, I4_G32, I4_G128), any n. */
 void dsk_vnni_int_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                          int64_t n, float *y, int64_t ldy);
+
+/*
+ * int4 weights in DSK_LAYOUT_Q4_L16 (dsk.h), int8 activations, matmul's contract at any n
+ * (dsk_avx512_vnni_q4l.c, dsk_avx2_q4l.c): the avx512vnni and avx2 int4 slots send such
+ * matrices here. About 90 KiB of stack (x quantized 65536 int8 at a time).
+ */
+void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
+void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                         int64_t n, float *y, int64_t ldy);
+/*
+ * The scalar references of matmul and matmul_t (dsk_ref.c), any dtype and layout: the SIMD slots
+ * of the int4 dtypes without a kernel for DSK_LAYOUT_Q4_L16 hand such matrices to them.
+ */
+void dsk_matmul_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                    int64_t n, float *y, int64_t ldy);
+void dsk_matmul_t_ref(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                      int64_t n, float *y, int64_t ldy);
 
 /*
  * AMX (dsk_amx.c; untested on hardware here): the int8-activation product of I8 / I4_G32 /
@@ -122,9 +142,31 @@ static inline int64_t dsk_q_group(dsk_dtype_t dt)
     return dt == DSK_DTYPE_I4_G32 ? 32 : (dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G128) ? 128 : 0;
 }
 
+/*
+ * DSK_LAYOUT_Q4_L16 (dsk.h): the address of group g of row block b (the group's chunks, then its
+ * 16 scales), and how many chunks the group has.
+ */
+static inline const uint8_t *dsk_q4l_group(const dsk_matrix_t *w, int64_t b, int64_t g,
+                                           int64_t *chunks)
+{
+    const int64_t cpg = dsk_q_group(w->dtype) / DSK_Q4_CHUNK;
+    const int64_t nch = dsk_dtype_row_bytes(w->dtype, w->cols) / 16;
+    *chunks = nch - g * cpg < cpg ? nch - g * cpg : cpg;
+    return (const uint8_t *)w->data + b * dsk_q4l_block_bytes(w->dtype, w->cols) +
+           g * (cpg * 256 + 64);
+}
+
 /* The integer q of W[r][c] for the integer dtypes (see dsk.h for the layouts). */
 static inline int dsk_q_value(const dsk_matrix_t *w, int64_t r, int64_t c)
 {
+    if (w->layout == DSK_LAYOUT_Q4_L16) {
+        const int64_t g = c / dsk_q_group(w->dtype), k = c / DSK_Q4_CHUNK, j = c % 16;
+        int64_t chunks;
+        const uint8_t *gp = dsk_q4l_group(w, r / DSK_Q4L_ROWS, g, &chunks);
+        const int64_t k0 = g * (dsk_q_group(w->dtype) / DSK_Q4_CHUNK);
+        const uint8_t b = gp[(k - k0) * 256 + (j / 4) * 64 + (r % DSK_Q4L_ROWS) * 4 + j % 4];
+        return ((c % DSK_Q4_CHUNK) < 16 ? b & 15 : b >> 4) - 8;
+    }
     const uint8_t *row = (const uint8_t *)w->data + r * dsk_dtype_row_bytes(w->dtype, w->cols);
     if (w->dtype == DSK_DTYPE_I8)
         return (int8_t)row[c];
@@ -136,6 +178,13 @@ static inline int dsk_q_value(const dsk_matrix_t *w, int64_t r, int64_t c)
 static inline float dsk_q_scale(const dsk_matrix_t *w, int64_t r, int64_t c)
 {
     int64_t g = dsk_q_group(w->dtype);
+    if (w->layout == DSK_LAYOUT_Q4_L16) {
+        int64_t chunks;
+        const uint8_t *gp = dsk_q4l_group(w, r / DSK_Q4L_ROWS, c / g, &chunks);
+        float s;
+        memcpy(&s, gp + chunks * 256 + (r % DSK_Q4L_ROWS) * 4, 4);
+        return s;
+    }
     return w->scale_inv[r * ((w->cols + g - 1) / g) + c / g];
 }
 

@@ -25,6 +25,7 @@ void dsn_node_opts_default(dsn_node_opts_t *opts)
     opts->max_context = 0; /* the model's max_position_embeddings */
     opts->numa_node = -1;
     opts->kv_dtype = DSN_KV_BF16;
+    opts->prefix_cache = 1;
     opts->coordinator_wait_ms = DSN_COORDINATOR_WAIT_MS;
 }
 
@@ -219,6 +220,12 @@ static void on_heartbeat(uv_timer_t *timer)
                                                            memory_order_relaxed);
         m.heartbeat.preemptions = atomic_load_explicit(&node->compute->kv_preemptions,
                                                        memory_order_relaxed);
+        m.heartbeat.kv_blocks_cached =
+            atomic_load_explicit(&node->compute->kv_cached, memory_order_relaxed);
+        m.heartbeat.prompt_tokens =
+            atomic_load_explicit(&node->compute->kv_prompt_tokens, memory_order_relaxed);
+        m.heartbeat.prefix_hit_tokens =
+            atomic_load_explicit(&node->compute->kv_hit_tokens, memory_order_relaxed);
     }
     m.heartbeat.has_spec = (uint8_t)dsn_queue_spec_take(&node->queue, &m.heartbeat.spec);
     send_msg(node, &m);
@@ -404,6 +411,9 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
     case DST_MSG_BIAS:
         push_msg_task(node, DSN_TASK_BIAS, msg);
         break;
+    case DST_MSG_KV_MOVE:
+        push_msg_task(node, DSN_TASK_KV_MOVE, msg);
+        break;
     case DST_MSG_SWITCH:
         on_switch(node, msg->sw.epoch);
         break;
@@ -572,6 +582,14 @@ static void on_wake(uv_async_t *async)
             send_msg(node, &m);
         } else if (o->type == DSN_OUT_FAILED) {
             node_stop(node, DSI_ERR_INTERNAL);
+        } else if (o->type == DSN_OUT_KV_DONE) {
+            dst_msg_t m = {.type = DST_MSG_KV_DONE};
+            m.kv_done.node_id = node->node_id;
+            m.kv_done.seq_id = o->seq_id;
+            m.kv_done.ok = o->finish;
+            m.kv_done.bytes = o->kv_bytes;
+            snprintf(m.kv_done.text, sizeof(m.kv_done.text), "%s", o->text);
+            send_msg(node, &m);
         } else if (o->type == DSN_OUT_LOAD) {
             dst_msg_t m = {.type = DST_MSG_LOAD_STATS};
             m.load_stats = (dst_msg_load_stats_t){

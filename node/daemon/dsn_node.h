@@ -35,6 +35,7 @@ typedef struct {
     dsn_weight_format_t weight_format; /* re-quantize the slice's projections at load (AUTO: no) */
     dsn_kv_dtype_t kv_dtype;           /* storage of the latent KV cache (default bf16) */
     uint64_t kv_pool_bytes;            /* KV block pool; 0: mem_budget less weights (dsn_replan) */
+    int prefix_cache;                  /* reuse cached prompt prefixes (default 1) */
     int numa_node; /* >= 0: bind threads and memory to this NUMA node (dsn_numa.h); -1: no */
     /* A node that loses its coordinator keeps its slice and connects again for this long, so a
      * restarted coordinator finds it serving; 0: stop at once. */

@@ -146,6 +146,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
         st = dsn_engine_set_kv(c->engine, c->opts->kv_dtype, kv_pool_blocks(c));
     if (st != DSI_OK)
         return st;
+    c->prefix = c->opts->prefix_cache && c->n_stages == 1;
+    dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(c->engine), c->prefix);
     st = load_counts_create(c, p);
     if (st == DSI_OK)
         st = dsn_stage_spec_load(c);

@@ -29,6 +29,10 @@ dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 
 static void seq_free(dsn_seq_t *s)
 {
+    if (s->kv_rx != NULL) {
+        dsn_kvio_rx_free(s->kv_rx);
+        free(s->kv_rx);
+    }
     dsn_grammar_free(s);
     dsn_stage_spec_seq_free(s);
     dsn_kvcache_destroy(s->kv);
@@ -36,6 +40,44 @@ static void seq_free(dsn_seq_t *s)
     free(s->prompt);
     free(s);
 }
+
+#ifndef NDEBUG
+/* Debug builds: after a sequence's blocks went back, the KV pool agrees with the block tables of
+ * the sequences (dsn_kvcache_check: used + cached + free, every reference count); abort if not. */
+static void check_pool(dsn_compute_t *c)
+{
+    if (c->engine == NULL)
+        return;
+    dsn_kvpool_t *pool = dsn_engine_kvpool(c->engine);
+    int n = 0, cap = 64;
+    dsn_kvcache_t **kv = malloc((size_t)cap * sizeof(*kv));
+    for (int b = 0; b < DSN_SEQ_BUCKETS && kv != NULL; b++) {
+        for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL && kv != NULL; s = s->next_in_bucket) {
+            if (s->kv->pool != pool)
+                continue;
+            if (n == cap) {
+                dsn_kvcache_t **t = realloc(kv, (size_t)(cap *= 2) * sizeof(*kv));
+                if (t == NULL)
+                    free(kv);
+                kv = t;
+                if (kv == NULL)
+                    break;
+            }
+            kv[n++] = s->kv;
+        }
+    }
+    if (kv != NULL && dsn_kvcache_check(pool, kv, n) != 0) {
+        DSI_ERROR("the KV pool disagrees with the block tables of %d sequences", n);
+        abort();
+    }
+    free(kv);
+}
+#else
+static void check_pool(dsn_compute_t *c)
+{
+    (void)c;
+}
+#endif
 
 void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
 {
@@ -48,6 +90,7 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
                 c->n_fork_wait--;
             *p = s->next_in_bucket;
             seq_free(s);
+            check_pool(c);
             return;
         }
     }
@@ -57,8 +100,8 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
 {
     for (int b = 0; b < DSN_SEQ_BUCKETS && c->n_fork_wait > 0; b++) {
         for (dsn_seq_t *s = c->seq_buckets[b]; s != NULL; s = s->next_in_bucket) {
-            if (!s->fork_wait)
-                continue;
+            if (!s->fork_wait || s->kv_rx != NULL)
+                continue; /* not waiting, or waiting for rows from another node */
             dsn_seq_t *p = dsn_seq_find(c, s->fork_of);
             int ready = p != NULL && p->kv->length >= (int64_t)s->fork_len;
             if (!ready && p != NULL && p != leaving && !p->done)
@@ -72,6 +115,24 @@ void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving)
                 dsn_stage_spec_fork(c, s, p);
                 DSI_DEBUG("sequence %llu: %u prompt tokens copied from sequence %llu",
                           (unsigned long long)s->id, s->fork_len, (unsigned long long)s->fork_of);
+                if (s->kv_move)
+                    dsn_kvmove_done(c, s->id, 1, 0, NULL);
+                continue;
+            }
+            if (s->kv_move) {
+                /* The coordinator moves it again from its tokens: no error for the request. */
+                DSI_WARN("sequence %llu: cannot copy the KV cache of sequence %llu here (%s)",
+                         (unsigned long long)s->id, (unsigned long long)s->fork_of,
+                         ready ? dsi_status_message(st) : "it is gone");
+                s->done = 1;
+                char why[96];
+                snprintf(why, sizeof(why), "node %u could not copy sequence %llu", c->node_id,
+                         (unsigned long long)s->fork_of);
+                dsn_kvmove_done(c, s->id, 0, 0, why);
+                continue;
+            }
+            if (st == DSI_ERR_CAPACITY) { /* the pool is full: wait like any other sequence */
+                dsn_stage_preempt(c, s);
                 continue;
             }
             DSI_ERROR("sequence %llu: cannot share the prompt of sequence %llu (%s): it ends "
@@ -197,6 +258,7 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
         if (s->prompt == NULL)
             goto fail;
         memcpy(s->prompt, m->tokens, m->n_tokens * sizeof(int32_t));
+        c->prompt_tokens += m->n_tokens;
     }
     if (c->is_last) {
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
@@ -217,9 +279,16 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     *b = s;
     DSI_DEBUG("sequence %llu: %u prompt tokens, up to %u new", (unsigned long long)s->id,
               s->n_prompt, s->max_tokens);
-    if (m->fork_len > 0) {
+    if (m->fork_len > 0 && m->kv_move && dsn_seq_find(c, m->fork_of) == NULL) {
         s->fork_of = m->fork_of;
         s->fork_len = m->fork_len;
+        s->kv_move = 1;
+        dsn_stage_spec_seq_free(s); /* the module's own cache does not move */
+        dsn_kvmove_start(c, s);
+    } else if (m->fork_len > 0) {
+        s->fork_of = m->fork_of;
+        s->fork_len = m->fork_len;
+        s->kv_move = m->kv_move;
         s->fork_wait = 1;
         c->n_fork_wait++;
         dsn_stage_forks(c, NULL);
@@ -336,7 +405,9 @@ static void retry_deferred(dsn_compute_t *c)
     while (again) {
         again = 0;
         dsi_list_for_each_safe(t, &c->deferred, dsn_task_t, link) {
-            if (dsn_stage_activation(c, t) == 0) {
+            int wait = t->hdr.type == DST_WIRE_KV ? dsn_kvmove_chunk(c, t)
+                                                  : dsn_stage_activation(c, t);
+            if (wait == 0) {
                 dsi_list_remove(&t->link);
                 dsn_queue_task_put(c->queue, t);
                 again = 1;
@@ -368,6 +439,9 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
     case DSN_TASK_ORPHAN:
         dsn_stage_cleanup(c); /* the requests went with the coordinator; the slice stays */
         break;
+    case DSN_TASK_KV_MOVE:
+        dsn_kvmove_send(c, &task->msg.kv_move);
+        break;
     case DSN_TASK_RELOAD:
     case DSN_TASK_PREPARE:
     case DSN_TASK_SWITCH:
@@ -382,6 +456,11 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
             dsn_dispatch_serve(c, task);
         } else if (task->hdr.type == DST_WIRE_COMBINE) {
             dsn_dispatch_combine(c, task);
+        } else if (task->hdr.type == DST_WIRE_KV) {
+            if (dsn_kvmove_chunk(c, task) != 0) {
+                dsi_list_push_back(&c->deferred, &task->link); /* its SUBMIT comes later */
+                return 1;
+            }
         } else if (dsn_stage_activation(c, task) != 0) {
             dsi_list_push_back(&c->deferred, &task->link); /* kept until its sequence is ready */
             return 1;
@@ -406,6 +485,7 @@ void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s)
     DSI_INFO("sequence %llu preempted at %lld tokens: the KV pool is full",
              (unsigned long long)s->id, (long long)s->kv->length);
     dsn_kvcache_clear(s->kv);
+    check_pool(c);
     s->done = 1;
     s->has_next = 0;
     c->preemptions++;
@@ -421,6 +501,9 @@ void dsn_stage_kv_gauges(dsn_compute_t *c)
     atomic_store_explicit(&c->kv_used, (uint64_t)st.used, memory_order_relaxed);
     atomic_store_explicit(&c->kv_total, (uint64_t)st.total, memory_order_relaxed);
     atomic_store_explicit(&c->kv_preemptions, c->preemptions, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_cached, (uint64_t)st.cached, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_prompt_tokens, c->prompt_tokens, memory_order_relaxed);
+    atomic_store_explicit(&c->kv_hit_tokens, c->prefix_hit_tokens, memory_order_relaxed);
 }
 
 /* Whether s's next token would need more than the whole pool even if s were alone: then
@@ -449,10 +532,11 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
     dsn_kvcache_clear(s->kv);
     s->done = 1;
     s->has_next = 0;
-    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_ERROR);
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_KV_FULL);
 }
 
-/* Free blocks of the engine's pool (INT64_MAX without a limit). */
+/* Blocks of the engine's pool a batch can take: free and cached (evicted for room; INT64_MAX
+ * without a limit). */
 static int64_t pool_free(const dsn_compute_t *c)
 {
     dsn_kvpool_t *p = dsn_engine_kvpool(c->engine);
@@ -460,7 +544,27 @@ static int64_t pool_free(const dsn_compute_t *c)
         return INT64_MAX;
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(p, &st);
-    return st.free;
+    return st.free + st.cached;
+}
+
+/*
+ * Prefix cache: a prefill of s (not in flight, its cache at s->fed) first takes the pool's
+ * cached blocks that continue its prompt, whole blocks only and leaving at least the prompt's
+ * last token to compute (its logits sample the first token). Speculating sequences keep their
+ * MTP cache in step by computing every position, so they do not look up.
+ */
+static void prefix_lookup(dsn_compute_t *c, dsn_seq_t *s)
+{
+    if (!c->prefix || s->spec != NULL || s->kv->length != (int64_t)s->fed)
+        return;
+    int64_t hit =
+        dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, (int64_t)s->n_prompt - 1);
+    if (hit <= 0)
+        return;
+    s->fed += (uint32_t)hit;
+    c->prefix_hit_tokens += (uint64_t)hit;
+    DSI_DEBUG("sequence %llu: %lld prompt tokens found in the prefix cache",
+              (unsigned long long)s->id, (long long)hit);
 }
 
 int dsn_stage_schedule(dsn_compute_t *c)
@@ -484,6 +588,15 @@ int dsn_stage_schedule(dsn_compute_t *c)
                 int prefill = s->fed < s->n_prompt;
                 if ((pass == 0 && !decode) || (pass == 1 && !prefill))
                     continue;
+                if (prefill) {
+                    uint32_t fed = s->fed;
+                    prefix_lookup(c, s);
+                    if (s->fed != fed && avail != INT64_MAX) {
+                        /* the blocks it took may have been cached ones, counted in avail */
+                        avail -= (int64_t)(s->fed - fed) / DSN_KV_BLOCK;
+                        avail = avail > 0 ? avail : 0;
+                    }
+                }
                 int k = decode ? 1 : (int)(s->n_prompt - s->fed);
                 if (k > budget - n)
                     k = (int)(budget - n);
@@ -543,6 +656,8 @@ int dsn_stage_schedule(dsn_compute_t *c)
             tokens[t] = s->next_token;
             s->has_next = 0;
         }
+        if (c->prefix)
+            dsn_kvcache_set_ids(s->kv, s->kv->length, tokens + t, take[i]);
         mb->seq[i] = s;
         mb->batch[i] = (dsn_seq_batch_t){s->kv, s->kv->length, take[i]};
         s->in_flight = 1;

@@ -404,6 +404,8 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
      * token to come back from the last stage. Later stages are free as soon as it left. */
     for (int i = 0; i < mb->n_seqs; i++) {
         dsn_seq_t *s = mb->seq[i];
+        if (c->prefix)
+            dsn_kvcache_publish(s->kv); /* its full blocks, for prompts that start alike */
         if (!c->is_first || c->is_last || s->fed < s->n_prompt)
             s->in_flight = 0;
         if (s->remove_after && !s->in_flight)

@@ -243,11 +243,14 @@ typedef struct {
     int64_t ldx, n;
     float *y;
     int64_t ldy;
+    int64_t unit, r1; /* rows per pool index (16: whole blocks of repacked int4); the last row */
 } par_matmul_t;
 
 static void par_matmul_task(void *arg, int64_t begin, int64_t end)
 {
     par_matmul_t *p = arg;
+    begin *= p->unit;
+    end = p->r0 + end * p->unit < p->r1 ? end * p->unit : p->r1 - p->r0;
     p->e->ops.matmul[p->w->dtype](p->w, p->r0 + begin, p->r0 + end, p->x, p->ldx, p->n,
                                   p->y + begin, p->ldy);
 }
@@ -261,8 +264,12 @@ int64_t dsn_par_matmul_grain(int64_t cols, int64_t n)
 void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
-    par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy};
-    dsi_pool_run(e->pool, r1 - r0, dsn_par_matmul_grain(w->cols, n), par_matmul_task, &p);
+    /* int4 repacked in blocks of 16 rows: threads take whole blocks (no block computed twice) */
+    const int64_t unit =
+        w->layout == DSK_LAYOUT_Q4_L16 && r0 % DSK_Q4L_ROWS == 0 ? DSK_Q4L_ROWS : 1;
+    par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy, unit, r1};
+    const int64_t grain = (dsn_par_matmul_grain(w->cols, n) + unit - 1) / unit;
+    dsi_pool_run(e->pool, (r1 - r0 + unit - 1) / unit, grain, par_matmul_task, &p);
 }
 
 int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs)

@@ -25,14 +25,17 @@ dsi_status_t dsn_kvcache_create(dsn_kvpool_t *pool, int64_t max_tokens, dsn_kvca
     return DSI_OK;
 }
 
-/* Return blocks [from, n_blocks) to the pool. */
+/* Return blocks [from, n_blocks) to the pool, the last first (registered ones become cached,
+ * and the cache evicts the ends of chains before their beginnings). */
 static void drop_blocks(dsn_kvcache_t *kv, int64_t from)
 {
-    for (int64_t b = from; b < kv->n_blocks; b++)
+    for (int64_t b = kv->n_blocks - 1; b >= from; b--)
         dsn_kvpool_put(kv->pool, kv->blocks[b]);
     if (from < kv->n_blocks)
         kv->n_blocks = from;
     kv->capacity = kv->n_blocks * DSN_KV_BLOCK;
+    if (kv->n_published > kv->n_blocks)
+        kv->n_published = kv->n_blocks;
 }
 
 void dsn_kvcache_destroy(dsn_kvcache_t *kv)
@@ -41,6 +44,7 @@ void dsn_kvcache_destroy(dsn_kvcache_t *kv)
         return;
     drop_blocks(kv, 0);
     free(kv->blocks);
+    free(kv->ids);
     dsn_kvpool_release(kv->pool);
     free(kv);
 }
@@ -115,6 +119,10 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
             return st;
         dsn_kvpool_put(kv->pool, kv->blocks[b]);
         kv->blocks[b] = copy;
+    } else if (n_total > kv->length && kv->length / DSN_KV_BLOCK < kv->n_blocks) {
+        /* only ours, but maybe registered (a truncation into a published block): out of the
+         * index before it is written */
+        dsn_kvpool_unregister(kv->pool, kv->blocks[kv->length / DSN_KV_BLOCK]);
     }
     if (n_total <= kv->capacity)
         return DSI_OK;
@@ -202,7 +210,7 @@ dsk_matrix_t dsn_kvcache_block_matrix(const dsn_kvcache_t *kv, int layer, int64_
     size_t es = (size_t)dsn_kv_dtype_size(kv->dtype);
     const uint8_t *data = kv->blocks[b]->data + row_offset(kv, layer, 0) * es;
     dsk_matrix_t m = {kdt[kv->dtype], rows, kv->row, data,
-                      kv->dtype == DSN_KV_FP8 ? ones : NULL};
+                      kv->dtype == DSN_KV_FP8 ? ones : NULL, DSK_LAYOUT_ROWS};
     return m;
 }
 
@@ -230,6 +238,8 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     }
     drop_blocks(dst, 0);
     dst->length = 0;
+    dst->n_ids = 0;
+    dst->n_published = 0;
     int64_t full = n_tokens / DSN_KV_BLOCK, want = blocks_for(n_tokens);
     if (n_tokens > dst->max_tokens) {
         DSI_ERROR("KV copy of %lld tokens into a cache limited to %lld", (long long)n_tokens,
@@ -256,6 +266,12 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     }
     dst->capacity = dst->n_blocks * DSN_KV_BLOCK;
     dst->length = n_tokens;
+    if (same_pool) {
+        int64_t pub = src->n_published < full ? src->n_published : full;
+        int64_t ids = src->n_ids < n_tokens ? src->n_ids : n_tokens;
+        if (dsn_kvcache_set_ids(dst, 0, src->ids, ids) == 0)
+            dst->n_published = pub; /* the shared blocks keep their registration */
+    }
     return DSI_OK;
 }
 
@@ -264,13 +280,151 @@ void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
     if (n_tokens < 0 || n_tokens >= kv->length)
         return;
     kv->length = n_tokens;
+    if (kv->n_ids > n_tokens)
+        kv->n_ids = n_tokens;
+    if (kv->n_published > n_tokens / DSN_KV_BLOCK)
+        kv->n_published = n_tokens / DSN_KV_BLOCK;
     drop_blocks(kv, blocks_for(n_tokens));
 }
 
 void dsn_kvcache_clear(dsn_kvcache_t *kv)
 {
     kv->length = 0;
+    kv->n_ids = 0;
+    kv->n_published = 0;
     drop_blocks(kv, 0);
+}
+
+/* ---- prefix cache ---- */
+
+int dsn_kvcache_set_ids(dsn_kvcache_t *kv, int64_t pos, const int32_t *ids, int64_t n)
+{
+    if (pos < 0 || pos > kv->n_ids || n <= 0)
+        return 0;
+    if (pos + n > kv->ids_cap) {
+        int64_t cap = kv->ids_cap > 0 ? kv->ids_cap : 256;
+        while (cap < pos + n)
+            cap *= 2;
+        int32_t *t = realloc(kv->ids, (size_t)cap * sizeof(*t));
+        if (t == NULL) {
+            kv->n_ids = pos;
+            return -1;
+        }
+        kv->ids = t;
+        kv->ids_cap = cap;
+    }
+    memcpy(kv->ids + pos, ids, (size_t)n * sizeof(*ids));
+    kv->n_ids = pos + n;
+    return 0;
+}
+
+int64_t dsn_kvcache_publish(dsn_kvcache_t *kv)
+{
+    int64_t known = kv->length < kv->n_ids ? kv->length : kv->n_ids;
+    int64_t full = known / DSN_KV_BLOCK;
+    if (full > kv->n_blocks)
+        full = kv->n_blocks;
+    while (kv->n_published < full) {
+        int64_t b = kv->n_published;
+        const dsn_kvblock_t *parent = b > 0 ? kv->blocks[b - 1] : NULL;
+        if (dsn_kvpool_register(kv->pool, kv->blocks[b], parent, kv->ids + b * DSN_KV_BLOCK) != 0)
+            break;
+        kv->n_published++;
+    }
+    return kv->n_published;
+}
+
+int64_t dsn_kvcache_attach_prefix(dsn_kvcache_t *kv, const int32_t *ids, int64_t n, int64_t limit)
+{
+    if (limit > n)
+        limit = n;
+    if (limit > kv->max_tokens)
+        limit = kv->max_tokens;
+    if (kv->length % DSN_KV_BLOCK != 0 || kv->n_blocks * DSN_KV_BLOCK != kv->length ||
+        kv->n_published != kv->n_blocks || kv->n_ids < kv->length)
+        return 0;
+    int64_t start = kv->length;
+    while ((kv->n_blocks + 1) * DSN_KV_BLOCK <= limit) {
+        if (table_grow(kv, kv->n_blocks + 1) != 0)
+            break;
+        const int32_t *bid = ids + kv->n_blocks * DSN_KV_BLOCK;
+        const dsn_kvblock_t *parent = kv->n_blocks > 0 ? kv->blocks[kv->n_blocks - 1] : NULL;
+        dsn_kvblock_t *hit = dsn_kvpool_lookup(kv->pool, parent, bid);
+        if (hit == NULL)
+            break;
+        if (dsn_kvcache_set_ids(kv, kv->length, bid, DSN_KV_BLOCK) != 0) {
+            dsn_kvpool_put(kv->pool, hit);
+            break;
+        }
+        kv->blocks[kv->n_blocks++] = hit;
+        kv->n_published = kv->n_blocks;
+        kv->length = kv->n_blocks * DSN_KV_BLOCK;
+        kv->capacity = kv->length;
+    }
+    return kv->length - start;
+}
+
+typedef struct {
+    const dsn_kvblock_t **held; /* every table entry, sorted */
+    size_t n;
+} held_t;
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (const dsn_kvblock_t *const *)a;
+    uintptr_t y = (uintptr_t) * (const dsn_kvblock_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int held_count(void *ctx, const dsn_kvblock_t *b)
+{
+    const held_t *h = ctx;
+    size_t lo = 0, hi = h->n;
+    while (lo < hi) { /* the first entry >= b */
+        size_t mid = (lo + hi) / 2;
+        if ((uintptr_t)h->held[mid] < (uintptr_t)b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int c = 0;
+    while (lo < h->n && h->held[lo] == b) {
+        c++;
+        lo++;
+    }
+    return c;
+}
+
+int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += (size_t)kv[i]->n_blocks;
+    held_t h = {malloc((total > 0 ? total : 1) * sizeof(*h.held)), 0};
+    if (h.held == NULL)
+        return -1;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (kv[i]->pool != pool || kv[i]->n_published > kv[i]->n_blocks ||
+            kv[i]->length > kv[i]->capacity || kv[i]->capacity != kv[i]->n_blocks * DSN_KV_BLOCK) {
+            DSI_ERROR("KV cache %d inconsistent: %lld positions, %lld blocks, %lld published", i,
+                      (long long)kv[i]->length, (long long)kv[i]->n_blocks,
+                      (long long)kv[i]->n_published);
+            bad = 1;
+        }
+        for (int64_t b = 0; b < kv[i]->n_blocks; b++) {
+            h.held[h.n++] = kv[i]->blocks[b];
+            if (b < kv[i]->n_published && !dsn_kvpool_is_registered(pool, kv[i]->blocks[b])) {
+                DSI_ERROR("KV cache %d: published block %lld is not registered", i, (long long)b);
+                bad = 1;
+            }
+        }
+    }
+    qsort(h.held, h.n, sizeof(*h.held), cmp_ptr);
+    if (dsn_kvpool_check(pool, held_count, &h) != 0)
+        bad = 1;
+    free(h.held);
+    return bad ? -1 : 0;
 }
 
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)

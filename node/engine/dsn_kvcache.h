@@ -7,6 +7,13 @@
  * positions drawn from a pool (dsn_kvpool.h) in the pool's storage type (f32, bf16 or fp8 with a
  * scale per row); the block table maps position p to block p / DSN_KV_BLOCK, row
  * p % DSN_KV_BLOCK. Blocks are taken as the sequence grows, up to max_tokens positions.
+ *
+ * Prefix cache: where the token ids of the positions are known (dsn_kvcache_set_ids: the
+ * stage that embeds them), full blocks whose rows are all written are registered in the pool
+ * under their token prefix (dsn_kvcache_publish), and a new sequence takes the longest chain of
+ * registered blocks matching its prompt instead of computing those positions
+ * (dsn_kvcache_attach_prefix). A registered or shared block is never written: the block holding
+ * position `length` is copied (shared) or taken out of the index (only ours) before a write.
  */
 #ifndef DSN_KVCACHE_H
 #define DSN_KVCACHE_H
@@ -28,6 +35,10 @@ typedef struct {
     int64_t n_blocks;     /* blocks in the table */
     int64_t table_cap;
     dsn_kvblock_t **blocks; /* [n_blocks] */
+    /* prefix cache */
+    int32_t *ids; /* [ids_cap] token ids of positions [0, n_ids) where known */
+    int64_t n_ids, ids_cap;
+    int64_t n_published; /* leading blocks registered in the pool's prefix index */
 } dsn_kvcache_t;
 
 /* An empty cache drawing from pool (which it retains). *out: dsn_kvcache_destroy(). */
@@ -72,6 +83,28 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
 void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens);
 /* length = 0 and every block back to the pool, reserved ones included (a preempted sequence). */
 void dsn_kvcache_clear(dsn_kvcache_t *kv);
+/* ---- prefix cache ---- */
+/* The token ids of positions [pos, pos + n) (pos <= n_ids; a gap is ignored). 0, or -1 when out
+ * of memory (the ids are then unknown from pos on, which only means no publishing). */
+int dsn_kvcache_set_ids(dsn_kvcache_t *kv, int64_t pos, const int32_t *ids, int64_t n);
+/* Register the full blocks of [0, min(length, n_ids)) not registered yet; returns how many are
+ * registered now. */
+int64_t dsn_kvcache_publish(dsn_kvcache_t *kv);
+/*
+ * Extend the cache with the pool's registered blocks that continue its chain with
+ * ids[length, ...) (ids[0, n) is the whole prompt, whose first `length` entries the cache
+ * holds), whole blocks only and never beyond limit positions (the caller leaves at least one
+ * prompt token to compute). Only a cache whose length is a multiple of DSN_KV_BLOCK, with no
+ * block beyond it and every block registered, can extend. Returns the positions added.
+ */
+int64_t dsn_kvcache_attach_prefix(dsn_kvcache_t *kv, const int32_t *ids, int64_t n, int64_t limit);
+/*
+ * The pool's consistency (dsn_kvpool_check) with every block's reference count equal to the
+ * times the n caches' tables hold it (the caches must be all that hold blocks of the pool).
+ * 0 when consistent, -1 (logged) otherwise, or when out of memory.
+ */
+int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n);
+
 /* Bytes of the blocks it holds (shared blocks counted in full). */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
 

@@ -16,7 +16,21 @@ struct dsn_kvpool {
     dsn_kvblock_t *free_list;
     dsn_kvblock_t **all; /* every allocated block, for the final free */
     int64_t all_cap;
+    /* prefix cache */
+    int prefix_on;
+    int64_t cached;       /* refs 0, registered: on the LRU list */
+    int64_t peak_used;    /* the most blocks ever used at once (the bound without a limit) */
+    int64_t n_registered; /* blocks in the index */
+    uint64_t next_serial;
+    uint64_t evictions;
+    uint64_t hash_mask;      /* bits of the chain hashes kept (tests force collisions) */
+    dsn_kvblock_t **buckets; /* [n_buckets] the index, chained through hnext */
+    int64_t n_buckets;       /* a power of two, or 0 */
+    dsn_kvblock_t *lru_head, *lru_tail;
 };
+
+/* Without a limit, the cache keeps at most this many blocks or the peak in use, the larger. */
+#define UNLIMITED_MIN_CACHED 64
 
 const char *dsn_kv_dtype_name(dsn_kv_dtype_t dt)
 {
@@ -67,6 +81,8 @@ dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int6
     p->row = row;
     p->dtype = dtype;
     p->max_blocks = max_blocks;
+    p->prefix_on = 1;
+    p->hash_mask = UINT64_MAX;
     *out = p;
     return DSI_OK;
 }
@@ -90,9 +106,11 @@ void dsn_kvpool_release(dsn_kvpool_t *p)
     for (int64_t i = 0; i < p->allocated; i++) {
         free(p->all[i]->data);
         free(p->all[i]->scales);
+        free(p->all[i]->ids);
         free(p->all[i]);
     }
     free(p->all);
+    free(p->buckets);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -111,7 +129,11 @@ void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out)
     if (out->total < p->used)
         out->total = p->used; /* a limit lowered below what is in use */
     out->used = p->used;
-    out->free = out->total - out->used;
+    out->cached = p->cached;
+    out->free = out->total - out->used - out->cached;
+    if (out->free < 0)
+        out->free = 0;
+    out->evictions = p->evictions;
     out->allocated = p->allocated;
     out->shared = p->shared;
     out->block_bytes = dsn_kvpool_block_bytes(p->n_layers, p->row, p->dtype);
@@ -171,6 +193,112 @@ static dsn_kvblock_t *block_new(dsn_kvpool_t *p)
     return b;
 }
 
+/* ---- the prefix index and the LRU list of cached blocks (mutex held) ---- */
+
+uint64_t dsn_kvpool_chain_hash(uint64_t parent, const int32_t *ids)
+{
+    uint64_t h = parent ^ 0x6a09e667f3bcc909ULL;
+    for (int i = 0; i < DSN_KV_BLOCK; i++) {
+        h ^= (uint64_t)(uint32_t)ids[i];
+        h *= 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    return h != 0 ? h : 1;
+}
+
+static dsn_kvblock_t **bucket_of(dsn_kvpool_t *p, uint64_t hash)
+{
+    return &p->buckets[hash & (uint64_t)(p->n_buckets - 1)];
+}
+
+static void idx_remove(dsn_kvpool_t *p, dsn_kvblock_t *b)
+{
+    for (dsn_kvblock_t **q = bucket_of(p, b->hash); *q != NULL; q = &(*q)->hnext) {
+        if (*q == b) {
+            *q = b->hnext;
+            break;
+        }
+    }
+    b->hnext = NULL;
+    b->registered = 0;
+    p->n_registered--;
+}
+
+/* Room for one more entry in the index: 0, or -1 when out of memory. */
+static int idx_grow(dsn_kvpool_t *p)
+{
+    if (p->n_registered < p->n_buckets)
+        return 0;
+    int64_t n = p->n_buckets > 0 ? 2 * p->n_buckets : 256;
+    dsn_kvblock_t **nb = calloc((size_t)n, sizeof(*nb));
+    if (nb == NULL)
+        return -1;
+    for (int64_t i = 0; i < p->n_buckets; i++) {
+        dsn_kvblock_t *b = p->buckets[i];
+        while (b != NULL) {
+            dsn_kvblock_t *next = b->hnext;
+            dsn_kvblock_t **q = &nb[b->hash & (uint64_t)(n - 1)];
+            b->hnext = *q;
+            *q = b;
+            b = next;
+        }
+    }
+    free(p->buckets);
+    p->buckets = nb;
+    p->n_buckets = n;
+    return 0;
+}
+
+static void lru_remove(dsn_kvpool_t *p, dsn_kvblock_t *b)
+{
+    if (b->lru_prev != NULL)
+        b->lru_prev->lru_next = b->lru_next;
+    else
+        p->lru_head = b->lru_next;
+    if (b->lru_next != NULL)
+        b->lru_next->lru_prev = b->lru_prev;
+    else
+        p->lru_tail = b->lru_prev;
+    b->lru_prev = b->lru_next = NULL;
+    p->cached--;
+}
+
+static void lru_push(dsn_kvpool_t *p, dsn_kvblock_t *b)
+{
+    b->lru_next = NULL;
+    b->lru_prev = p->lru_tail;
+    if (p->lru_tail != NULL)
+        p->lru_tail->lru_next = b;
+    else
+        p->lru_head = b;
+    p->lru_tail = b;
+    p->cached++;
+}
+
+/* The least recently released cached block, out of the cache (its memory reused). */
+static dsn_kvblock_t *evict(dsn_kvpool_t *p)
+{
+    dsn_kvblock_t *b = p->lru_head;
+    if (b == NULL)
+        return NULL;
+    lru_remove(p, b);
+    idx_remove(p, b);
+    p->evictions++;
+    return b;
+}
+
+/* Whether an allocation that finds the free list empty must evict rather than make a block. */
+static int must_evict(const dsn_kvpool_t *p)
+{
+    if (p->cached == 0)
+        return 0;
+    if (p->max_blocks > 0)
+        return p->used + p->cached >= p->max_blocks;
+    int64_t keep = p->peak_used > UNLIMITED_MIN_CACHED ? p->peak_used : UNLIMITED_MIN_CACHED;
+    return p->cached >= keep;
+}
+
 dsn_kvblock_t *dsn_kvpool_alloc(dsn_kvpool_t *p, dsi_status_t *st)
 {
     pthread_mutex_lock(&p->mu);
@@ -180,14 +308,20 @@ dsn_kvblock_t *dsn_kvpool_alloc(dsn_kvpool_t *p, dsi_status_t *st)
     } else if (p->free_list != NULL) {
         b = p->free_list;
         p->free_list = b->next;
+    } else if (must_evict(p)) {
+        b = evict(p);
     } else {
         b = block_new(p);
+        if (b == NULL)
+            b = evict(p); /* out of memory: a cached block is better than failing */
         *st = b != NULL ? DSI_OK : DSI_ERR_NOMEM;
     }
     if (b != NULL) {
         b->next = NULL;
         b->refs = 1;
         p->used++;
+        if (p->used > p->peak_used)
+            p->peak_used = p->used;
         *st = DSI_OK;
     }
     pthread_mutex_unlock(&p->mu);
@@ -213,9 +347,187 @@ void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b)
     if (--b->refs == 1)
         p->shared--;
     if (b->refs == 0) {
-        b->next = p->free_list;
-        p->free_list = b;
         p->used--;
+        if (b->registered && p->prefix_on) {
+            lru_push(p, b); /* kept for the next sequence with this prefix */
+        } else {
+            if (b->registered)
+                idx_remove(p, b);
+            b->next = p->free_list;
+            p->free_list = b;
+        }
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+void dsn_kvpool_set_prefix_cache(dsn_kvpool_t *p, int on)
+{
+    pthread_mutex_lock(&p->mu);
+    p->prefix_on = on != 0;
+    if (!p->prefix_on) {
+        dsn_kvblock_t *b;
+        while ((b = evict(p)) != NULL) {
+            p->evictions--; /* not an eviction for room */
+            b->next = p->free_list;
+            p->free_list = b;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+int dsn_kvpool_prefix_cache(dsn_kvpool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int on = p->prefix_on;
+    pthread_mutex_unlock(&p->mu);
+    return on;
+}
+
+int dsn_kvpool_register(dsn_kvpool_t *p, dsn_kvblock_t *b, const dsn_kvblock_t *parent,
+                        const int32_t *ids)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = -1;
+    if (b->registered) {
+        rc = 0;
+    } else if (p->prefix_on && b->refs > 0 && (parent == NULL || parent->registered) &&
+               idx_grow(p) == 0) {
+        if (b->ids == NULL)
+            b->ids = malloc(DSN_KV_BLOCK * sizeof(int32_t));
+        if (b->ids != NULL) {
+            memcpy(b->ids, ids, DSN_KV_BLOCK * sizeof(int32_t));
+            b->serial = ++p->next_serial;
+            b->parent_serial = parent != NULL ? parent->serial : 0;
+            b->hash = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids) & p->hash_mask;
+            dsn_kvblock_t **q = bucket_of(p, b->hash);
+            b->hnext = *q;
+            *q = b;
+            b->registered = 1;
+            p->n_registered++;
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent, const int32_t *ids)
+{
+    pthread_mutex_lock(&p->mu);
+    dsn_kvblock_t *hit = NULL;
+    if (p->prefix_on && p->n_buckets > 0 && (parent == NULL || parent->registered)) {
+        uint64_t h = dsn_kvpool_chain_hash(parent != NULL ? parent->hash : 0, ids) & p->hash_mask;
+        uint64_t ps = parent != NULL ? parent->serial : 0;
+        for (dsn_kvblock_t *b = *bucket_of(p, h); b != NULL && hit == NULL; b = b->hnext) {
+            if (b->hash == h && b->parent_serial == ps &&
+                memcmp(b->ids, ids, DSN_KV_BLOCK * sizeof(int32_t)) == 0)
+                hit = b;
+        }
+    }
+    if (hit != NULL) {
+        if (hit->refs == 0) {
+            lru_remove(p, hit);
+            p->used++;
+            if (p->used > p->peak_used)
+                p->peak_used = p->used;
+        } else if (hit->refs == 1) {
+            p->shared++;
+        }
+        hit->refs++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return hit;
+}
+
+void dsn_kvpool_test_hash_mask(dsn_kvpool_t *p, uint64_t mask)
+{
+    pthread_mutex_lock(&p->mu);
+    p->hash_mask = mask;
+    pthread_mutex_unlock(&p->mu);
+}
+
+int dsn_kvpool_is_registered(dsn_kvpool_t *p, const dsn_kvblock_t *b)
+{
+    pthread_mutex_lock(&p->mu);
+    int r = b->registered;
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+void dsn_kvpool_unregister(dsn_kvpool_t *p, dsn_kvblock_t *b)
+{
+    pthread_mutex_lock(&p->mu);
+    if (b->registered)
+        idx_remove(p, b);
+    pthread_mutex_unlock(&p->mu);
+}
+
+#define CHECK(cond, ...)                                     \
+    do {                                                     \
+        if (!(cond)) {                                       \
+            DSI_ERROR("KV pool inconsistent: " __VA_ARGS__); \
+            bad = 1;                                         \
+        }                                                    \
+    } while (0)
+
+int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kvblock_t *b),
+                     void *ctx)
+{
+    pthread_mutex_lock(&p->mu);
+    int bad = 0;
+    int64_t used = 0, cached = 0, freed = 0, shared = 0, registered = 0;
+    for (int64_t i = 0; i < p->allocated; i++) {
+        const dsn_kvblock_t *b = p->all[i];
+        CHECK(b->refs >= 0, "block %lld has %d references", (long long)i, b->refs);
+        used += b->refs > 0;
+        shared += b->refs > 1;
+        cached += b->refs == 0 && b->registered;
+        freed += b->refs == 0 && !b->registered;
+        registered += b->registered;
+        if (expect_refs != NULL) {
+            int want = expect_refs(ctx, b);
+            CHECK(want == b->refs, "block %lld has %d references, the tables hold it %d times",
+                  (long long)i, b->refs, want);
+        }
+    }
+    int64_t n_free = 0, n_lru = 0, n_idx = 0;
+    for (const dsn_kvblock_t *b = p->free_list; b != NULL && n_free <= p->allocated; b = b->next) {
+        CHECK(b->refs == 0 && !b->registered, "a free-list block is used or registered");
+        n_free++;
+    }
+    const dsn_kvblock_t *prev = NULL;
+    for (const dsn_kvblock_t *b = p->lru_head; b != NULL && n_lru <= p->allocated;
+         b = b->lru_next) {
+        CHECK(b->refs == 0 && b->registered, "an LRU block is used or unregistered");
+        CHECK(b->lru_prev == prev, "the LRU list's links disagree");
+        prev = b;
+        n_lru++;
+    }
+    CHECK(p->lru_tail == prev, "the LRU list's tail is wrong");
+    for (int64_t i = 0; i < p->n_buckets; i++) {
+        for (const dsn_kvblock_t *b = p->buckets[i]; b != NULL && n_idx <= p->allocated;
+             b = b->hnext) {
+            CHECK(b->registered && (uint64_t)i == (b->hash & (uint64_t)(p->n_buckets - 1)),
+                  "an index entry is unregistered or in the wrong bucket");
+            n_idx++;
+        }
+    }
+    CHECK(used == p->used, "%lld blocks used, counter %lld", (long long)used, (long long)p->used);
+    CHECK(shared == p->shared, "%lld blocks shared, counter %lld", (long long)shared,
+          (long long)p->shared);
+    CHECK(cached == p->cached && n_lru == cached,
+          "%lld blocks cached, %lld on the LRU list, "
+          "counter %lld",
+          (long long)cached, (long long)n_lru, (long long)p->cached);
+    CHECK(freed == n_free, "%lld blocks free, %lld on the free list", (long long)freed,
+          (long long)n_free);
+    CHECK(registered == p->n_registered && n_idx == registered,
+          "%lld blocks registered, %lld in the index, counter %lld", (long long)registered,
+          (long long)n_idx, (long long)p->n_registered);
+    CHECK(used + cached + freed == p->allocated, "used + cached + free != allocated");
+    CHECK(p->max_blocks == 0 || p->allocated <= p->max_blocks || p->allocated <= p->peak_used,
+          "%lld blocks allocated beyond the limit of %lld", (long long)p->allocated,
+          (long long)p->max_blocks);
+    pthread_mutex_unlock(&p->mu);
+    return bad ? -1 : 0;
 }

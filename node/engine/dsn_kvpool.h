@@ -12,6 +12,16 @@
  * shared block is copied before anyone writes into it. The pool is thread-safe (one mutex around
  * allocation and reference counts) and reference-counted itself: each cache holds a reference,
  * so the pool outlives the engine that made it while caches remain.
+ *
+ * Prefix cache: a full block whose DSN_KV_BLOCK token ids are known can be registered under its
+ * token prefix (dsn_kvpool_register): its key is the registration of the block before it (its
+ * parent; none for the first block) and its own token ids, bucketed by a hash chain
+ * (hash(parent hash, ids)). A lookup (dsn_kvpool_lookup) compares the parent's registration
+ * serial and all token ids, so a hash collision never shares a wrong block. A registered block
+ * whose last reference goes stays cached (refs 0, on an LRU list) instead of going to the free
+ * list; an allocation that finds no free block (the limit reached, or without a limit when the
+ * cached blocks outnumber the most ever in use at once) evicts the least recently released one.
+ * Every block is exactly one of: used (refs > 0), cached (refs 0, registered) or free.
  */
 #ifndef DSN_KVPOOL_H
 #define DSN_KVPOOL_H
@@ -40,8 +50,16 @@ int dsn_kv_dtype_size(dsn_kv_dtype_t dt);
 typedef struct dsn_kvblock {
     uint8_t *data;             /* [n_layers][DSN_KV_BLOCK][row] values */
     float *scales;             /* fp8: [n_layers][DSN_KV_BLOCK] row scales; else NULL */
-    int refs;                  /* caches holding it; 0 while free */
+    int refs;                  /* caches holding it; 0 while free or cached */
     struct dsn_kvblock *next;  /* free list */
+    /* prefix cache (guarded by the pool's mutex) */
+    int registered;            /* in the prefix index (its ids and key are valid) */
+    uint64_t serial;           /* unique per registration (never 0) */
+    uint64_t parent_serial;    /* the block before it in its sequence; 0: first block */
+    uint64_t hash;             /* hash chain: hash(parent's hash, ids) */
+    int32_t *ids;              /* [DSN_KV_BLOCK] token ids (made at the first registration) */
+    struct dsn_kvblock *hnext; /* index bucket */
+    struct dsn_kvblock *lru_prev, *lru_next; /* cached (refs 0) blocks, least recent first */
 } dsn_kvblock_t;
 
 typedef struct dsn_kvpool dsn_kvpool_t;
@@ -50,10 +68,12 @@ typedef struct dsn_kvpool dsn_kvpool_t;
 typedef struct {
     int64_t total;     /* max_blocks, or (no limit) the blocks allocated so far */
     int64_t used;      /* blocks held by at least one cache */
-    int64_t free;      /* total - used */
+    int64_t cached;    /* blocks held by none but kept for the prefix cache (evictable) */
+    int64_t free;      /* total - used - cached */
     int64_t allocated; /* blocks that have memory (used + on the free list) */
     int64_t shared;    /* used blocks held by more than one cache */
     uint64_t block_bytes;
+    uint64_t evictions; /* cached blocks reused for something else */
 } dsn_kvpool_stats_t;
 
 /* *out owned by the caller: dsn_kvpool_release(). max_blocks 0: no limit. */
@@ -77,7 +97,40 @@ dsn_kvblock_t *dsn_kvpool_alloc(dsn_kvpool_t *p, dsi_status_t *st);
 void dsn_kvpool_share(dsn_kvpool_t *p, dsn_kvblock_t *b);
 /* refs -= 1; at 0 the block goes back to the free list. */
 void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b);
-/* Whether n more blocks can be allocated now. */
+/* Whether n more blocks can be allocated now (cached blocks count as available: evictable). */
 int dsn_kvpool_can_alloc(dsn_kvpool_t *p, int64_t n);
+
+/* ---- prefix cache ---- */
+/* On (the default) or off: off drops every cached block to the free list, and register and
+ * lookup do nothing. */
+void dsn_kvpool_set_prefix_cache(dsn_kvpool_t *p, int on);
+int dsn_kvpool_prefix_cache(dsn_kvpool_t *p);
+/* Hash chain of a block: hash(parent hash (0 for the first block), its DSN_KV_BLOCK ids). */
+uint64_t dsn_kvpool_chain_hash(uint64_t parent, const int32_t *ids);
+/*
+ * Register b (held by the caller, all its rows written) under parent (the registered block
+ * before it, NULL for a sequence's first block) and ids[DSN_KV_BLOCK]. 0 when registered (or it
+ * already was), -1 when not (cache off, parent not registered, out of memory): b stays private.
+ */
+int dsn_kvpool_register(dsn_kvpool_t *p, dsn_kvblock_t *b, const dsn_kvblock_t *parent,
+                        const int32_t *ids);
+/* The registered block following parent (NULL: a first block) with these ids, its reference
+ * taken (a cached one leaves the LRU list); NULL when there is none. */
+dsn_kvblock_t *dsn_kvpool_lookup(dsn_kvpool_t *p, const dsn_kvblock_t *parent, const int32_t *ids);
+/* Tests: chain hashes keep only the bits of mask (collisions on purpose; set before any
+ * registration). */
+void dsn_kvpool_test_hash_mask(dsn_kvpool_t *p, uint64_t mask);
+/* Whether b is registered (then it must not be written). */
+int dsn_kvpool_is_registered(dsn_kvpool_t *p, const dsn_kvblock_t *b);
+/* Take b out of the index (held only by the caller, which will write into it). */
+void dsn_kvpool_unregister(dsn_kvpool_t *p, dsn_kvblock_t *b);
+/*
+ * Consistency: every allocated block is exactly one of used, cached, free; the counters match;
+ * the LRU list holds exactly the cached blocks; the index exactly the registered ones. With
+ * expect_refs (a block -> expected references, from the block tables of the live caches; NULL:
+ * skip), each block's refs equal it. 0 when consistent, else -1 (what is wrong logged).
+ */
+int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kvblock_t *b),
+                     void *ctx);
 
 #endif

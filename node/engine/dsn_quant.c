@@ -16,6 +16,7 @@
 
 #define ARENA_ALIGN 64
 #define BAND_ROWS   128 /* one fp8 scale band; any row count works for the integer formats */
+_Static_assert(BAND_ROWS % DSK_Q4L_ROWS == 0, "a band is whole blocks of repacked int4");
 
 dsk_dtype_t dsn_quant_dtype(dsn_weight_format_t format, dsk_dtype_t stored)
 {
@@ -47,6 +48,7 @@ typedef struct {
     dsk_matrix_t *m;  /* the weights' matrix, repointed when all bands are done */
     dsk_matrix_t src; /* as loaded from the checkpoint */
     dsk_dtype_t dt;   /* new dtype */
+    int q4l;          /* int4 repacked for the int8-activation kernels (DSK_LAYOUT_Q4_L16) */
     size_t data_off;  /* in the arena: values, then scales */
     size_t scale_off;
     int64_t first_band; /* index of its first band over all matrices */
@@ -54,10 +56,12 @@ typedef struct {
 
 typedef struct {
     dsn_weight_format_t format;
+    const dsn_weights_t *w;
     conv_mat_t *mats;
     int64_t n_mats, cap;
     int64_t bands;
     int64_t max_cols;
+    int64_t n_q4l; /* matrices repacked */
     size_t bytes;
     uint8_t *arena;
     dsk_ops_t ops;
@@ -74,6 +78,25 @@ static size_t scale_bytes(dsk_dtype_t dt, int64_t rows, int64_t cols)
 {
     int64_t sr = dsk_dtype_scale_rows(dt);
     return sr > 0 ? (size_t)((rows + sr - 1) / sr) * (size_t)dsk_dtype_scale_cols(dt, cols) * 4 : 0;
+}
+
+/* Whether m is a layer's kv_b, which the engine multiplies transposed (matmul_t). */
+static int is_kv_b(const conv_t *cv, const dsk_matrix_t *m)
+{
+    for (int l = cv->w->slice.first_layer; l < cv->w->slice.end_layer; l++)
+        if (m == &cv->w->layers[l].kv_b)
+            return 1;
+    return 0;
+}
+
+/*
+ * int4 projections are repacked for the kernels (DSK_LAYOUT_Q4_L16) where the kernel table has
+ * kernels for that layout (int8 activations at avx2 or avx512vnni), except kv_b: the engine
+ * multiplies it transposed, which only the row layout has a SIMD kernel for.
+ */
+static int wants_q4l(const conv_t *cv, const dsk_matrix_t *m, dsk_dtype_t dt)
+{
+    return cv->ops.q4l && (dt == DSK_DTYPE_I4_G32 || dt == DSK_DTYPE_I4_G128) && !is_kv_b(cv, m);
 }
 
 /* for_each_projection callback: plan one matrix's place in the arena. */
@@ -97,10 +120,17 @@ static void plan_matrix(void *ctx, dsk_matrix_t *m)
     c->m = m;
     c->src = *m;
     c->dt = dt;
+    c->q4l = wants_q4l(cv, m, dt);
+    cv->n_q4l += c->q4l;
     c->data_off = cv->bytes;
-    cv->bytes += align_up((size_t)m->rows * (size_t)dsk_dtype_row_bytes(dt, m->cols));
-    c->scale_off = cv->bytes;
-    cv->bytes += align_up(scale_bytes(dt, m->rows, m->cols));
+    if (c->q4l) { /* values and scales in one block per 16 rows */
+        cv->bytes += align_up((size_t)dsk_q4l_bytes(dt, m->rows, m->cols));
+        c->scale_off = c->data_off;
+    } else {
+        cv->bytes += align_up((size_t)m->rows * (size_t)dsk_dtype_row_bytes(dt, m->cols));
+        c->scale_off = cv->bytes;
+        cv->bytes += align_up(scale_bytes(dt, m->rows, m->cols));
+    }
     c->first_band = cv->bands;
     cv->bands += (m->rows + BAND_ROWS - 1) / BAND_ROWS;
     if (m->cols > cv->max_cols)
@@ -125,7 +155,13 @@ static void convert_bands(void *arg, int64_t begin, int64_t end)
 {
     conv_t *cv = arg;
     float *buf = malloc((size_t)BAND_ROWS * (size_t)cv->max_cols * sizeof(float));
-    if (buf == NULL) {
+    /* a band of int4 in the row layout, before repacking: values then scales */
+    const int64_t i4_row = dsk_dtype_row_bytes(DSK_DTYPE_I4_G32, cv->max_cols) +
+                           4 * dsk_dtype_scale_cols(DSK_DTYPE_I4_G32, cv->max_cols);
+    uint8_t *band = cv->n_q4l > 0 ? malloc((size_t)(BAND_ROWS * i4_row)) : NULL;
+    if (buf == NULL || (band == NULL && cv->n_q4l > 0)) {
+        free(buf);
+        free(band);
         atomic_store(&cv->failed, 1);
         return;
     }
@@ -140,15 +176,24 @@ static void convert_bands(void *arg, int64_t begin, int64_t end)
         for (int64_t r = r0; r < r1; r++)
             cv->ops.row_f32[c->src.dtype](&c->src, r, buf + (r - r0) * cols);
         const int64_t rb = dsk_dtype_row_bytes(c->dt, cols), sc = dsk_dtype_scale_cols(c->dt, cols);
-        float *scales = (float *)(cv->arena + c->scale_off);
-        scales += c->dt == DSK_DTYPE_F8_E4M3 ? (r0 / DSK_FP8_BLOCK) * sc : r0 * sc;
-        dsk_quantize_rows(c->dt, buf, cols, r1 - r0, cols, cv->arena + c->data_off + r0 * rb,
-                          scales);
+        if (c->q4l) { /* BAND_ROWS is a multiple of 16: the band is whole blocks */
+            float *bs = (float *)(band + (r1 - r0) * rb);
+            dsk_quantize_rows(c->dt, buf, cols, r1 - r0, cols, band, bs);
+            const dsk_matrix_t m = {c->dt, r1 - r0, cols, band, bs, DSK_LAYOUT_ROWS};
+            dsk_q4l_pack(&m, cv->arena + c->data_off +
+                                 (r0 / DSK_Q4L_ROWS) * dsk_q4l_block_bytes(c->dt, cols));
+        } else {
+            float *scales = (float *)(cv->arena + c->scale_off);
+            scales += c->dt == DSK_DTYPE_F8_E4M3 ? (r0 / DSK_FP8_BLOCK) * sc : r0 * sc;
+            dsk_quantize_rows(c->dt, buf, cols, r1 - r0, cols, cv->arena + c->data_off + r0 * rb,
+                              scales);
+        }
         const int64_t srb = dsk_dtype_row_bytes(c->src.dtype, cols);
         dsn_weights_release_pages((const uint8_t *)c->src.data + r0 * srb,
                                   (size_t)((r1 - r0) * srb));
     }
     free(buf);
+    free(band);
 }
 
 dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int n_threads)
@@ -164,7 +209,8 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
         return DSI_ERR_INVALID_ARG;
     }
     double t0 = dsi_now_s();
-    conv_t cv = {.format = format};
+    conv_t cv = {.format = format, .w = w};
+    dsk_ops_init(&cv.ops, dsk_level_detect()); /* the engine's table: whether to repack int4 */
     dsn_weights_for_each_projection(w, plan_matrix, &cv);
     dsi_status_t st = DSI_OK;
     dsi_pool_t *pool = NULL;
@@ -190,7 +236,6 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
     }
     madvise(arena, cv.bytes, MADV_HUGEPAGE); /* advice only: fewer TLB misses when streaming */
     cv.arena = arena;
-    dsk_ops_init(&cv.ops, dsk_level_detect());
     pool = dsi_pool_create(n_threads);
     if (pool == NULL) {
         munmap(arena, cv.bytes);
@@ -215,17 +260,20 @@ dsi_status_t dsn_quant_convert(dsn_weights_t *w, dsn_weight_format_t format, int
         after += dsk_matrix_bytes(c->dt, c->src.rows, c->src.cols);
         c->m->dtype = c->dt;
         c->m->data = cv.arena + c->data_off;
-        c->m->scale_inv =
-            dsk_dtype_scale_rows(c->dt) > 0 ? (const float *)(cv.arena + c->scale_off) : NULL;
+        c->m->scale_inv = dsk_dtype_scale_rows(c->dt) > 0 && !c->q4l
+                              ? (const float *)(cv.arena + c->scale_off)
+                              : NULL;
+        c->m->layout = c->q4l ? DSK_LAYOUT_Q4_L16 : DSK_LAYOUT_ROWS;
     }
     w->weight_bytes = w->weight_bytes - before + after;
     w->format = format;
     *qa = (struct dsn_qarena){w->qarenas, arena, cv.bytes};
     w->qarenas = qa;
-    DSI_INFO(
-        "weights: %lld projections re-quantized to %s (%.1f -> %.1f MiB) in %.2f s, %d threads",
-        (long long)cv.n_mats, dsn_weight_format_name(format), (double)before / (1 << 20),
-        (double)after / (1 << 20), dsi_now_s() - t0, dsi_pool_threads(pool));
+    DSI_INFO("weights: %lld projections re-quantized to %s (%.1f -> %.1f MiB) in %.2f s, %d "
+             "threads; %lld repacked for the int8-activation kernels",
+             (long long)cv.n_mats, dsn_weight_format_name(format), (double)before / (1 << 20),
+             (double)after / (1 << 20), dsi_now_s() - t0, dsi_pool_threads(pool),
+             (long long)cv.n_q4l);
 out:
     dsi_pool_destroy(pool);
     free(cv.mats);

@@ -8,6 +8,12 @@
  * pool's threads, so on a NUMA host their pages are first-touched by the threads that will read
  * them; the checkpoint pages of each converted band are released right after (MADV_DONTNEED) and
  * never read again, so the node's resident memory ends at what the format needs.
+ *
+ * int4 projections (but kv_b, which the engine multiplies transposed) are repacked as they are
+ * written (dsk_q4l_pack: DSK_LAYOUT_Q4_L16, 16 rows interleaved per 32 inputs with their scales)
+ * where the kernel table has kernels for that layout (dsk_ops_t.q4l: int8 activations at the
+ * avx2 and avx512vnni levels); with DSINFER_ACT=f32 or below avx2 they keep the row layout.
+ * Nothing changes on disk: the checkpoint is read as before and the layout is made in memory.
  */
 #ifndef DSN_QUANT_H
 #define DSN_QUANT_H

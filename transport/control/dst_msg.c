@@ -96,13 +96,13 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_READY:
         return 2;
     case DST_MSG_HEARTBEAT:
-        return 7; /* the KV pool's three and "spec" optional */
+        return 10; /* the KV pool's six and "spec" optional */
     case DST_MSG_LOAD_STATS:
         return 7;
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 13; /* "sampling", "fork_of" and "fork_len", "grammar" optional */
+        return 14; /* "sampling", "fork_of" and "fork_len", "kv_move", "grammar" optional */
     case DST_MSG_TOKENS:
         return 4; /* "logprobs" optional */
     case DST_MSG_CANCEL:
@@ -121,6 +121,10 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_SWITCHED:
     case DST_MSG_RELEASE:
         return 2;
+    case DST_MSG_KV_MOVE:
+        return 5;
+    case DST_MSG_KV_DONE:
+        return 5;
     default:
         return 0;
     }

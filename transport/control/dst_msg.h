@@ -100,7 +100,9 @@ int dst_bound_ok(dst_bound_id_t id, double x, int api);
     X(ADMIN_REPLY, 18)      \
     X(SWITCH, 19)           \
     X(SWITCHED, 20)         \
-    X(RELEASE, 21)
+    X(RELEASE, 21)          \
+    X(KV_MOVE, 22)          \
+    X(KV_DONE, 23)
 
 typedef enum {
     DST_MSG_NONE = 0, /* never on the wire: a zeroed message */
@@ -120,6 +122,8 @@ typedef enum {
     /* node -> coordinator only: the sequence lost its KV cache to memory pressure (a node's KV
      * pool ran out of blocks); the coordinator submits it again with the tokens so far. */
     DST_FINISH_PREEMPTED = 5,
+    /* the sequence needs more KV blocks than a node's whole pool holds (--kv-pool, --mem) */
+    DST_FINISH_KV_FULL = 6,
     DST_FINISH_END
 } dst_finish_t;
 
@@ -212,6 +216,9 @@ typedef struct {
     /* A node's KV pool (optional on the wire: 0 when absent). */
     uint64_t kv_blocks_used, kv_blocks_total; /* blocks held by sequences / the pool's size */
     uint64_t preemptions; /* sequences this node preempted for a full pool, since it started */
+    /* Its prefix cache (optional on the wire: 0 when absent): blocks kept for reuse by no
+     * sequence, and since it started the prompt tokens it took and those found cached. */
+    uint64_t kv_blocks_cached, prompt_tokens, prefix_hit_tokens;
     uint8_t has_spec; /* optional "spec": a node that speculates, since its last HEARTBEAT */
     dst_msg_spec_t spec;
 } dst_msg_heartbeat_t;
@@ -287,6 +294,11 @@ typedef struct {
      * choices of one request prefill their prompt once). */
     uint64_t fork_of;
     uint32_t fork_len;
+    /* Optional (absent when 0; needs fork_len > 0): the sequence moves with its KV cache after a
+     * re-plan (docs/ELASTICITY.md). A node that holds fork_of copies its rows as for a fork; any
+     * other node of the route receives them from fork_of's previous holder (KV_MOVE) and waits
+     * for them before running the sequence. */
+    uint8_t kv_move;
     /* Optional: the grammar the output must match (docs/STRUCTURED_OUTPUT.md), NUL-terminated,
      * grammar_len bytes (1..DST_MSG_MAX_GRAMMAR, no NUL inside); NULL / 0 = none, not sent. */
     const char *grammar;
@@ -362,6 +374,32 @@ typedef struct {
     char *json;       /* a JSON object: UTF-8, no control characters, < DST_MSG_JSON_MAX bytes */
 } dst_msg_admin_reply_t;
 
+/*
+ * coordinator -> the node holding sequence seq_id's KV cache at one stage: send the rows of its
+ * positions [0, n_tokens) to node `to` (a peer of the same stage), which continues the sequence
+ * as to_seq (its SUBMIT has kv_move). Sent before the SWITCH that may retire the sender.
+ */
+typedef struct {
+    uint64_t seq_id;
+    uint32_t n_tokens; /* 1..DST_MSG_MAX_TOKENS */
+    uint32_t to;       /* the receiving node's id */
+    uint64_t to_seq;   /* the sequence's id there, != seq_id */
+    uint64_t epoch;    /* the plan the sequence moves to */
+} dst_msg_kv_move_t;
+
+/*
+ * node -> coordinator: the move of sequence seq_id (its new id) ended on this node: ok 1 on the
+ * receiver once every row is installed (bytes received), ok 0 on either side when it cannot be
+ * done (text says why; the coordinator falls back to prefilling the sequence again).
+ */
+typedef struct {
+    uint32_t node_id;
+    uint64_t seq_id;
+    uint8_t ok;    /* 0 or 1 */
+    uint64_t bytes;
+    char text[DST_MSG_TEXT_MAX]; /* UTF-8, "" when ok */
+} dst_msg_kv_done_t;
+
 typedef struct dst_msg_arena dst_msg_arena_t;
 
 typedef struct {
@@ -385,6 +423,8 @@ typedef struct {
         dst_msg_admin_t admin;
         dst_msg_admin_reply_t admin_reply;
         dst_msg_switch_t sw; /* SWITCH, SWITCHED, RELEASE */
+        dst_msg_kv_move_t kv_move;
+        dst_msg_kv_done_t kv_done;
     };
     dst_msg_arena_t *arena; /* decode's allocations; NULL for a caller-built message */
 } dst_msg_t;

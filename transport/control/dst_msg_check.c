@@ -230,6 +230,9 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->fork_len >= m->n_tokens || (m->fork_len > 0 && m->fork_of == m->seq_id))
         FAIL("SUBMIT.fork_len: %u not below n_tokens %u, or fork_of is the sequence itself",
              (unsigned)m->fork_len, (unsigned)m->n_tokens);
+    if (m->kv_move > 1 || (m->kv_move && m->fork_len == 0))
+        FAIL("SUBMIT.kv_move: %u, with fork_len %u (1 needs the rows it moves)",
+             (unsigned)m->kv_move, (unsigned)m->fork_len);
     if ((m->grammar == NULL) != (m->grammar_len == 0) ||
         (m->grammar != NULL && memchr(m->grammar, 0, m->grammar_len) != NULL))
         FAIL("SUBMIT.grammar: %u bytes, %s", (unsigned)m->grammar_len,
@@ -333,6 +336,20 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
         return DSI_OK;
     case DST_MSG_ADMIN_REPLY:
         return check_admin_reply(&m->admin_reply, err, errlen);
+    case DST_MSG_KV_MOVE:
+        if (m->kv_move.n_tokens == 0 || m->kv_move.n_tokens > DST_MSG_MAX_TOKENS)
+            FAIL("KV_MOVE.n_tokens: %u not in 1..%d", (unsigned)m->kv_move.n_tokens,
+                 DST_MSG_MAX_TOKENS);
+        if (m->kv_move.to_seq == m->kv_move.seq_id)
+            FAIL("KV_MOVE.to_seq: the sequence's own id %llu",
+                 (unsigned long long)m->kv_move.seq_id);
+        return DSI_OK;
+    case DST_MSG_KV_DONE:
+        if (m->kv_done.ok > 1)
+            FAIL("KV_DONE.ok: %u is not 0 or 1", (unsigned)m->kv_done.ok);
+        if (!text_field_ok(m->kv_done.text, sizeof(m->kv_done.text)))
+            FAIL("KV_DONE.text: not UTF-8 without control characters");
+        return DSI_OK;
     case DST_MSG_ERROR:
         if (m->error.code >= 0 || m->error.code <= -1000)
             FAIL("ERROR.code: %d not in -999..-1", (int)m->error.code);

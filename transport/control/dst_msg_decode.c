@@ -100,6 +100,9 @@ static dsi_status_t read_heartbeat(dst_msg_rd_t *rd, dst_msg_heartbeat_t *m)
     TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_used", UINT64_MAX, 0, &m->kv_blocks_used));
     TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_total", UINT64_MAX, 0, &m->kv_blocks_total));
     TRY(dst_msg_rd_u64_opt(rd, "preemptions", UINT64_MAX, 0, &m->preemptions));
+    TRY(dst_msg_rd_u64_opt(rd, "kv_blocks_cached", UINT64_MAX, 0, &m->kv_blocks_cached));
+    TRY(dst_msg_rd_u64_opt(rd, "prompt_tokens", UINT64_MAX, 0, &m->prompt_tokens));
+    TRY(dst_msg_rd_u64_opt(rd, "prefix_hit_tokens", UINT64_MAX, 0, &m->prefix_hit_tokens));
     const msgpack_object *spec = dst_msg_rd_opt(rd, "spec");
     if (spec == NULL)
         return DSI_OK;
@@ -211,6 +214,11 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
         TRY(dst_msg_rd_u64(rd, "fork_of", UINT64_MAX, &m->fork_of));
         TRY(dst_msg_rd_u32(rd, "fork_len", UINT32_MAX, &m->fork_len));
     }
+    if (dst_msg_rd_opt(rd, "kv_move") != NULL) {
+        uint32_t u;
+        TRY(dst_msg_rd_u32(rd, "kv_move", 1, &u));
+        m->kv_move = (uint8_t)u;
+    }
     if (dst_msg_rd_opt(rd, "grammar") != NULL) {
         char *g;
         TRY(dst_msg_rd_str_alloc(rd, "grammar", (size_t)DST_MSG_MAX_GRAMMAR + 1, &g));
@@ -279,6 +287,26 @@ static dsi_status_t read_admin_reply(dst_msg_rd_t *rd, dst_msg_admin_reply_t *m)
     return dst_msg_rd_str_alloc(rd, "json", DST_MSG_JSON_MAX, &m->json);
 }
 
+static dsi_status_t read_kv_move(dst_msg_rd_t *rd, dst_msg_kv_move_t *m)
+{
+    TRY(dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->seq_id));
+    TRY(dst_msg_rd_u32(rd, "n_tokens", UINT32_MAX, &m->n_tokens));
+    TRY(dst_msg_rd_u32(rd, "to", UINT32_MAX, &m->to));
+    TRY(dst_msg_rd_u64(rd, "to_seq", UINT64_MAX, &m->to_seq));
+    return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch);
+}
+
+static dsi_status_t read_kv_done(dst_msg_rd_t *rd, dst_msg_kv_done_t *m)
+{
+    uint32_t ok;
+    TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->node_id));
+    TRY(dst_msg_rd_u64(rd, "seq_id", UINT64_MAX, &m->seq_id));
+    TRY(dst_msg_rd_u32(rd, "ok", 1, &ok));
+    m->ok = (uint8_t)ok;
+    TRY(dst_msg_rd_u64(rd, "bytes", UINT64_MAX, &m->bytes));
+    return dst_msg_rd_str(rd, "text", m->text, sizeof(m->text));
+}
+
 static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
 {
     switch (m->type) {
@@ -321,6 +349,10 @@ static dsi_status_t read_fields(dst_msg_rd_t *rd, dst_msg_t *m)
     case DST_MSG_RELEASE:
         TRY(dst_msg_rd_u32(rd, "node_id", UINT32_MAX, &m->sw.node_id));
         return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->sw.epoch);
+    case DST_MSG_KV_MOVE:
+        return read_kv_move(rd, &m->kv_move);
+    case DST_MSG_KV_DONE:
+        return read_kv_done(rd, &m->kv_done);
     default:
         return DSI_ERR_INTERNAL;
     }

@@ -114,6 +114,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n--;
     if (m->type == DST_MSG_SUBMIT && m->submit.fork_len == 0)
         n -= 2;
+    if (m->type == DST_MSG_SUBMIT && m->submit.kv_move == 0)
+        n--;
     if (m->type == DST_MSG_SUBMIT && m->submit.grammar_len == 0)
         n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
@@ -150,6 +152,9 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                kv_u64(pk, "kv_blocks_used", m->heartbeat.kv_blocks_used) |
                kv_u64(pk, "kv_blocks_total", m->heartbeat.kv_blocks_total) |
                kv_u64(pk, "preemptions", m->heartbeat.preemptions) |
+               kv_u64(pk, "kv_blocks_cached", m->heartbeat.kv_blocks_cached) |
+               kv_u64(pk, "prompt_tokens", m->heartbeat.prompt_tokens) |
+               kv_u64(pk, "prefix_hit_tokens", m->heartbeat.prefix_hit_tokens) |
                (m->heartbeat.has_spec ? pack_spec(pk, &m->heartbeat.spec) : 0);
     case DST_MSG_LOAD_STATS: {
         const dst_msg_load_stats_t *s = &m->load_stats;
@@ -179,6 +184,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
             rc |= pack_sampling(pk, &s->sampling);
         if (s->fork_len > 0)
             rc |= kv_u64(pk, "fork_of", s->fork_of) | kv_u64(pk, "fork_len", s->fork_len);
+        if (s->kv_move)
+            rc |= kv_u64(pk, "kv_move", s->kv_move);
         if (s->grammar_len > 0)
             rc |= key(pk, "grammar") | msgpack_pack_str(pk, s->grammar_len) |
                   msgpack_pack_str_body(pk, s->grammar, s->grammar_len);
@@ -214,6 +221,14 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_SWITCHED:
     case DST_MSG_RELEASE:
         return kv_u64(pk, "node_id", m->sw.node_id) | kv_u64(pk, "epoch", m->sw.epoch);
+    case DST_MSG_KV_MOVE:
+        return kv_u64(pk, "seq_id", m->kv_move.seq_id) |
+               kv_u64(pk, "n_tokens", m->kv_move.n_tokens) | kv_u64(pk, "to", m->kv_move.to) |
+               kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch);
+    case DST_MSG_KV_DONE:
+        return kv_u64(pk, "node_id", m->kv_done.node_id) |
+               kv_u64(pk, "seq_id", m->kv_done.seq_id) | kv_u64(pk, "ok", m->kv_done.ok) |
+               kv_u64(pk, "bytes", m->kv_done.bytes) | kv_str(pk, "text", m->kv_done.text);
     default:
         return -1;
     }

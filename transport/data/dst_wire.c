@@ -14,6 +14,8 @@ size_t dst_wire_dtype_size(uint8_t dtype)
         return 4;
     case DST_WIRE_BF16:
         return 2;
+    case DST_WIRE_U8:
+        return 1;
     default:
         return 0;
     }
@@ -28,6 +30,8 @@ const char *dst_wire_type_name(uint8_t type)
         return "DISPATCH";
     case DST_WIRE_COMBINE:
         return "COMBINE";
+    case DST_WIRE_KV:
+        return "KV";
     default:
         return "unknown";
     }
@@ -52,6 +56,8 @@ static size_t side_bytes(const dst_wire_hdr_t *hdr)
         return (size_t)hdr->n_rows * sizeof(dst_wire_token_t);
     case DST_WIRE_DISPATCH:
         return (size_t)hdr->n_pairs * sizeof(dst_wire_pair_t);
+    case DST_WIRE_KV:
+        return sizeof(dst_wire_kv_t);
     default:
         return 0;
     }
@@ -219,10 +225,12 @@ static dsi_status_t reject(const char **why, const char *reason)
 
 dsi_status_t dst_wire_check(const dst_wire_hdr_t *hdr, size_t payload_bytes, const char **why)
 {
-    if (hdr->type < DST_WIRE_ACTIVATION || hdr->type > DST_WIRE_COMBINE)
+    if (hdr->type < DST_WIRE_ACTIVATION || hdr->type > DST_WIRE_KV)
         return reject(why, "unknown message type");
     if (dst_wire_dtype_size(hdr->dtype) == 0)
         return reject(why, "unknown payload dtype");
+    if ((hdr->type == DST_WIRE_KV) != (hdr->dtype == DST_WIRE_U8))
+        return reject(why, "KV messages, and only they, carry bytes (dtype U8)");
     if (hdr->width == 0 || hdr->width > DST_WIRE_MAX_WIDTH)
         return reject(why, "width out of bounds");
     uint32_t max_rows = hdr->type == DST_WIRE_COMBINE ? DST_WIRE_MAX_TOKENS * DST_WIRE_MAX_TOPK
@@ -264,6 +272,14 @@ dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload,
 {
     if (hdr->type == DST_WIRE_DISPATCH)
         return check_pairs(hdr, dst_wire_pairs(hdr, payload), why);
+    if (hdr->type == DST_WIRE_KV) {
+        const dst_wire_kv_t *k = dst_wire_kv(hdr, payload);
+        if ((uint64_t)k->n_layers * k->n_tokens != hdr->n_rows || k->n_tokens > k->total ||
+            (uint64_t)k->first + k->n_tokens > k->total)
+            return reject(why, "KV record does not match the rows");
+        if (k->reserved[0] != 0 || k->reserved[1] != 0 || k->reserved[2] != 0)
+            return reject(why, "KV record reserved field not 0");
+    }
     if (hdr->type == DST_WIRE_ACTIVATION) {
         const dst_wire_token_t *t = dst_wire_tokens(hdr, payload);
         for (uint32_t i = 0; i < hdr->n_rows; i++) {
@@ -286,4 +302,11 @@ const dst_wire_pair_t *dst_wire_pairs(const dst_wire_hdr_t *hdr, const void *pay
     if (hdr->type != DST_WIRE_DISPATCH)
         return NULL;
     return (const dst_wire_pair_t *)((const uint8_t *)payload + dst_wire_side_offset(hdr));
+}
+
+const dst_wire_kv_t *dst_wire_kv(const dst_wire_hdr_t *hdr, const void *payload)
+{
+    if (hdr->type != DST_WIRE_KV)
+        return NULL;
+    return (const dst_wire_kv_t *)((const uint8_t *)payload + dst_wire_side_offset(hdr));
 }

@@ -23,6 +23,10 @@
  *                                                         post_attention_layernorm)
  *               side    dst_wire_pair_t [n_pairs]         (token, slot, expert, weight) work items,
  *                                                         strictly increasing in (token, slot)
+ *   KV          a chunk of one sequence's latent KV cache rows, moved to the node that continues it
+ *               (dtype U8: the rows as the sender's cache stores them, see dsn_kvcache_io.h).
+ *               tensor  [n_rows = n_layers * n_tokens, width = bytes of one record]
+ *               side    dst_wire_kv_t [1]                 which sequence, positions, layout
  *   COMBINE     the destination's answer to one DISPATCH.
  *               tensor  [n_rows = that DISPATCH's n_pairs, width = H]: row i is
  *                       weight_i * expert_i(x_token_i) in f32 arithmetic, for pair i of the
@@ -63,11 +67,13 @@ typedef enum {
     DST_WIRE_ACTIVATION = 1,
     DST_WIRE_DISPATCH = 2,
     DST_WIRE_COMBINE = 3,
+    DST_WIRE_KV = 4,
 } dst_wire_type_t;
 
 typedef enum {
     DST_WIRE_F32 = 0, /* default */
     DST_WIRE_BF16 = 1,
+    DST_WIRE_U8 = 2, /* raw bytes: KV messages only */
 } dst_wire_dtype_t;
 
 /* The decoded header. All fields are checked by dst_wire_check() before a message is delivered. */
@@ -98,6 +104,21 @@ typedef struct {
     uint16_t expert; /* routed expert id within the layer */
     float weight;    /* routing weight (finite); the COMBINE row is weight * expert(x) */
 } dst_wire_pair_t;
+
+/* KV side record, one per message (40 bytes): what the chunk holds. Checked here: n_layers *
+ * n_tokens = n_rows, n_tokens <= total, reserved bytes 0; the receiver checks the rest against
+ * its cache (dsn_kvio_rx_chunk). */
+typedef struct {
+    uint64_t seq_id;     /* the sequence on the receiving node */
+    uint32_t first;      /* first position of the chunk */
+    uint32_t n_tokens;   /* positions in it */
+    uint32_t total;      /* positions of the whole transfer */
+    uint32_t n_layers;   /* layers of the slice */
+    uint32_t row;        /* values per row */
+    uint8_t kv_dtype;    /* storage type of the rows: 0 f32, 1 bf16, 2 fp8 */
+    uint8_t reserved[3]; /* 0 */
+    uint64_t checksum;   /* of the tensor bytes (dsn_kvio_checksum) */
+} dst_wire_kv_t;
 
 /* Bytes per element of a wire dtype; 0 for an unknown dtype. */
 size_t dst_wire_dtype_size(uint8_t dtype);
@@ -142,5 +163,6 @@ dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload,
 /* The side section of a checked payload (8-byte aligned payload); NULL for the other types. */
 const dst_wire_token_t *dst_wire_tokens(const dst_wire_hdr_t *hdr, const void *payload);
 const dst_wire_pair_t *dst_wire_pairs(const dst_wire_hdr_t *hdr, const void *payload);
+const dst_wire_kv_t *dst_wire_kv(const dst_wire_hdr_t *hdr, const void *payload);
 
 #endif

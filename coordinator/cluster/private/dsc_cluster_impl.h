@@ -22,6 +22,7 @@
 #include "dsc_bias.h"
 #include "dsc_cluster.h"
 #include "dsc_load.h"
+#include "dsc_prefix_route.h"
 #include "dsi_list.h"
 #include "dst_ctrl.h"
 
@@ -53,6 +54,7 @@ typedef struct {
     conn_state_t *cs;
     uint64_t last_seen_ns;
     uint64_t kv_used, kv_total, preemptions; /* its KV pool, from its last HEARTBEAT */
+    uint64_t kv_cached, prompt_tokens, hit_tokens; /* its prefix cache, from the same */
     int next_ready, switched; /* live switch: READY in the next plan; SWITCHED */
     /* A node that outlived its coordinator: its id and epoch under the plan it still holds
      * (REGISTER's held_id / held_epoch; held_epoch 0: none). */
@@ -80,6 +82,14 @@ typedef struct seq {
     dst_msg_submit_t req; /* sampling parameters and max_tokens; req.sampling's arrays owned */
     uint64_t share_prefix_of; /* dsc_cluster_submit_shared's: a handle, or 0 */
     uint64_t epoch;           /* the plan it was last submitted under */
+    /* Moving with its KV cache after a live switch (dsc_cluster_kvmove.c): the lane and wire id
+     * chosen before SWITCH (move_planned), then the KV_DONE replies still expected from its new
+     * nodes, by when, and the bytes they received. */
+    int move_planned;
+    uint32_t move_route[DST_MSG_MAX_STAGES];
+    uint64_t move_wire;
+    uint32_t kv_pending;
+    uint64_t kv_deadline_ns, kv_bytes;
 } seq_t;
 
 struct dsc_cluster {
@@ -103,11 +113,13 @@ struct dsc_cluster {
     dst_plan_t next_plan;      /* PREPARE: loading beside the current plan */
     dst_plan_t prev_plan;      /* DRAIN: the plan switched away from */
     char deferred_why[96];     /* a membership re-plan asked for during the switch, run after it */
+    int release_waits;         /* every node SWITCHED, RELEASE waits for KV moves to end */
     int ready;                 /* every node of the current plan is READY: sequences run */
     int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
     uint32_t n_lanes, next_lane;
     uint32_t *lane_nodes; /* [n_stages][n_lanes] node id of stage s in lane l */
+    dsc_prefix_route_t *prefix_route; /* what prompt prefixes went to which lane (this plan) */
     dsi_list_t seqs;      /* of seq_t, in arrival order (first come, first served) */
     uint64_t next_handle, next_wire;
     void (*state_cb)(void *arg, dsi_status_t st);
@@ -154,6 +166,10 @@ void dsc_cluster_held_plan(dsc_cluster_t *cl, const node_t *n, const dst_plan_t 
  * a re-plan waits for its end, while one without live_ok abandons it.
  */
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
+/* Entries of the routing record of prompt prefixes per lane (16 bytes of hash and lane each
+ * plus links: about 3 MiB). */
+#define DSC_PREFIX_ROUTE_ENTRIES 65536
+
 /* The lanes of the current plan. */
 dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
 /* PLAN (with its live flag) and PEERS to the nodes of p. */
@@ -176,6 +192,20 @@ void dsc_switch_on_ready(dsc_cluster_t *cl, node_t *n);    /* READY of the next 
 void dsc_switch_on_switched(dsc_cluster_t *cl, node_t *n); /* SWITCHED of the current plan */
 /* Forget a switch in progress (a stop-the-world re-plan takes over). */
 void dsc_switch_abort(dsc_cluster_t *cl);
+/* Every node switched and no KV move is in flight: RELEASE, SHUTDOWN to drained nodes. */
+void dsc_switch_release(dsc_cluster_t *cl);
+
+/* dsc_cluster_kvmove.c: sequences that move with their KV cache in a live switch */
+/* Before SWITCH: every sequence whose lane lost a node gets its new lane; where every old node
+ * of it is alive and the sequence has generated, KV_MOVE goes to the old holders (their stage
+ * changes node) and the sequence is marked move_planned. */
+void dsc_kvmove_begin(dsc_cluster_t *cl);
+/* KV_DONE from a node. */
+void dsc_kvmove_on_done(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_kv_done_t *m);
+/* Moves past their deadline fall back to a prefill; a RELEASE that waited goes out. */
+void dsc_kvmove_tick(dsc_cluster_t *cl, uint64_t now);
+/* KV moves in flight. */
+uint32_t dsc_kvmove_pending(const dsc_cluster_t *cl);
 
 /* dsc_load_cluster.c */
 /* The load window, the biases (when opts.model_dir is set) and the window timer. */
@@ -200,6 +230,12 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
 /* SUBMIT on a lane of the current plan; when it cannot be sent (and a re-plan would not repair
  * that) the owner gets an error finish and s is freed: the status says so. */
 dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s);
+/* The route of the next lane of the current plan into route[]; returns its stages. */
+uint32_t dsc_seq_next_lane(dsc_cluster_t *cl, uint32_t *route);
+/* s (move_planned) continues on move_route as move_wire with the KV rows of all but its last
+ * token moved there (SUBMIT kv_move), and its old submission is cancelled. On a send failure
+ * the owner gets an error finish and s is freed (the status says so). */
+dsi_status_t dsc_seq_submit_moved(dsc_cluster_t *cl, seq_t *s);
 /* Tell the nodes of its lane to drop the sequence's current submission. */
 void dsc_seq_withdraw(dsc_cluster_t *cl, seq_t *s);
 /* Owner gets the tokens; records them for re-submission. */

@@ -51,6 +51,16 @@ int dsc_api_vllm_check(struct json_t *root, dsc_api_kind_t kind, dsc_api_error_t
 int dsc_api_vllm_known(const char *name, dsc_api_kind_t kind);
 
 /*
+ * dsc_api_prompt.c: completions' `prompt` (a string, an array of token ids, or a batch of
+ * either) into r->prompts, with r->prompt / prompt_ids set to the first. *block (malloc'ed, the
+ * caller frees it even on error) holds the arrays. Returns 0 or the HTTP status with *err set.
+ */
+int dsc_api_prompt_parse(struct json_t *root, const dsc_api_limits_t *lim, dsc_api_request_t *r,
+                         void **block, dsc_api_error_t *err);
+/* r->prompt / prompt_ids (and prompt_index in a batch) set to prompts[i]. */
+void dsc_api_request_set_prompt(dsc_api_request_t *r, int i);
+
+/*
  * dsc_api_grammar.c: response_format and guided_* into r->grammar (grammar text, compiled once to
  * check it). *grammar gets the malloc'ed text the caller frees with the request (NULL: none).
  * Returns 0 or the HTTP status with *err set (400 naming the parameter and what was wrong).
@@ -184,6 +194,11 @@ void dsc_api_detokenize(dsc_api_server_t *s, dsc_http_req_t *req);
 void dsc_api_model_get(dsc_api_server_t *s, dsc_http_req_t *req);
 /* 1 when `model` is one of the backend's model ids. */
 int dsc_api_model_known(dsc_api_server_t *s, const char *model);
+
+/* dsc_api.c: a backend's refusal "Invalid value for 'NAME': ..." (a token id outside the
+ * vocabulary, which only the backend can check) names the parameter of err (code
+ * invalid_value); other refusals leave err as it is. */
+void dsc_api_error_name_param(dsc_api_error_t *err, dsi_status_t status, const char *message);
 
 /* dsc_api_fields.c: one field of a request object; absent or null = not given (*present 0,
  * *out kept); a wrong type or a value out of [lo, hi] sets err (400 naming the field) and

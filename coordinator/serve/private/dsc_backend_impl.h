@@ -60,6 +60,9 @@ struct dsc_backend {
     dsc_spec_totals_t spec_seen;
     dsc_metric_series_t *prefill_tokens, *shared_tokens; /* counters, from the cluster's stats */
     dsc_metric_series_t *preemptions;
+    dsc_metric_series_t *prefix_hit, *prefix_prompt; /* counters: the nodes' prefix caches */
+    /* KV moves of a live switch (counters, from the cluster's stats) */
+    dsc_metric_series_t *kv_moved_seqs, *kv_moved_bytes, *kv_move_failures, *reprefilled;
     dsc_metric_family_t *kv_blocks;        /* gauge by {node, state}: used / free */
     dsc_metric_family_t *node_preemptions; /* gauge by {node} */
     dsc_metric_family_t *layer_imbalance;  /* gauge by {layer} */

@@ -54,6 +54,11 @@ dsi_status_t dsc_chat_put_tools_v3(sbuf_t *b, const char *json, size_t len);
 /* Whether the rendered continuation of a last assistant message is valid: role assistant,
  * content present, no tool calls (logged otherwise). */
 int dsc_chat_can_continue(const dsc_chat_message_t *msgs, size_t n);
+/* Whether message i has content (logged, naming it, when it has none). */
+int dsc_chat_need_content(const dsc_chat_message_t *m, size_t i);
+/* The system messages' contents joined by blank lines (both templates' system prompt);
+ * DSI_ERR_BAD_REQUEST when one has no content. */
+dsi_status_t dsc_chat_put_system(sbuf_t *b, const dsc_chat_message_t *msgs, size_t n);
 /* Drop a trailing <｜end▁of▁sentence｜> (the continued message's end). */
 void dsc_chat_strip_eos(sbuf_t *b);
 

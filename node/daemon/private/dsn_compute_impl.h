@@ -21,6 +21,7 @@
 
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
+#include "dsn_kvcache_io.h"
 #include "dsn_node.h"
 #include "dsn_queue_impl.h"
 #include "dsg.h"
@@ -59,6 +60,11 @@ typedef struct dsn_seq {
     uint64_t fork_of;
     uint32_t fork_len;
     int fork_wait;
+    /* SUBMIT.kv_move: the fork_len positions come from the sequence's previous node when this
+     * one does not hold fork_of: kv_rx receives them (dsn_kvmove.c); NULL once done. */
+    uint8_t kv_move;
+    dsn_kvio_rx_t *kv_rx;
+    uint64_t kv_rx_bytes;
     dsg_grammar_t *grammar; /* SUBMIT.grammar compiled (NULL: none), and its matcher */
     dsg_matcher_t *matcher;
     struct dsn_seq_spec *spec; /* speculative decoding's state (dsn_stage_spec.c); NULL: off */
@@ -123,9 +129,15 @@ typedef struct dsn_compute {
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
     uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
+    /* Prefix cache (docs/MEMORY.md): on when the option is and the plan has one stage (the
+     * blocks of a later stage would have to be cached alike); prompt tokens started at stage 0
+     * and those found cached, since the thread started. */
+    int prefix;
+    uint64_t prompt_tokens, prefix_hit_tokens;
     /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
      * blocks and the preemptions, stored after every task and micro-batch. */
     _Atomic uint64_t kv_used, kv_total, kv_preemptions;
+    _Atomic uint64_t kv_cached, kv_prompt_tokens, kv_hit_tokens;
     uint64_t switch_epoch;        /* SWITCH of this epoch handled ... */
     int switch_pending;           /* ... and SWITCHED not sent yet */
 
@@ -183,7 +195,8 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id);
 /* TOKENS of one token sampled for s from logits (the raw row, for its logprobs when asked). */
 void dsn_stage_emit_sampled(dsn_compute_t *c, const dsn_seq_t *s, int32_t token, uint8_t finish,
                             const float *logits);
-/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions) for the loop thread. */
+/* Publish the KV pool's gauges (kv_used, kv_total, kv_preemptions, the prefix cache's) for the
+ * loop thread. */
 void dsn_stage_kv_gauges(dsn_compute_t *c);
 /* Frees s's KV blocks and reports it PREEMPTED (the coordinator submits it again). */
 void dsn_stage_preempt(dsn_compute_t *c, dsn_seq_t *s);
@@ -219,6 +232,17 @@ void dsn_mb_resume(dsn_compute_t *c, dsn_mb_t *mb);
 /* An ACTIVATION from the previous stage: 1 when it must wait (its sequence is unknown yet or an
  * earlier chunk has not arrived), 0 when consumed. */
 int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t);
+
+/* dsn_kvmove.c: a sequence moving to another node with its KV cache */
+/* KV_MOVE: send the rows to the new holder (KV messages), or KV_DONE ok = 0 when it cannot. */
+void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m);
+/* A new sequence (SUBMIT.kv_move) whose rows come from another node: reserve them and wait. */
+void dsn_kvmove_start(dsn_compute_t *c, dsn_seq_t *s);
+/* A KV message: 1 when it must wait (its sequence is unknown yet), 0 when consumed. */
+int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t);
+/* KV_DONE for the coordinator: the move into sequence seq_id ended here (ok, bytes received),
+ * or not (why). */
+void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why);
 
 /* dsn_grammar.c */
 /* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the

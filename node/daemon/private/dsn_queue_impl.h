@@ -31,6 +31,7 @@ typedef enum {
     DSN_TASK_SWITCH,   /* plan (NULL: not in it): route by it; SWITCHED when the old work is done */
     DSN_TASK_RELEASE,  /* plan: drop the experts only the previous plan needed */
     DSN_TASK_ORPHAN,   /* the coordinator was lost: drop every sequence, keep the slice */
+    DSN_TASK_KV_MOVE,  /* msg: KV_MOVE (send a sequence's KV rows to its new node) */
     DSN_TASK_STOP,
 } dsn_task_type_t;
 
@@ -46,6 +47,7 @@ typedef struct dsn_task {
     uint64_t epoch;   /* RELOAD .. RELEASE */
     uint32_t node_id; /* RELOAD: this node's id */
     uint64_t gen;     /* the loop's restart count when queued: older ones are stale */
+    uint64_t since_ns; /* a deferred KV chunk: when it was first deferred */
 } dsn_task_t;
 
 typedef enum {
@@ -55,7 +57,10 @@ typedef enum {
     DSN_OUT_READY,    /* epoch: the slice is loaded (restart) or the added experts (live) */
     DSN_OUT_SWITCHED, /* epoch: nothing routed by the previous plan is in flight */
     DSN_OUT_FAILED,   /* epoch: the plan cannot be served (logged): the node stops */
+    DSN_OUT_KV_DONE,  /* seq_id, finish (1: ok), kv_bytes, text: a KV move ended here */
 } dsn_out_type_t;
+
+#define DSN_OUT_TEXT 160 /* bytes of dsn_out_t.text */
 
 typedef struct dsn_out {
     dsi_list_t link; /* in the outbox or the free records */
@@ -77,6 +82,8 @@ typedef struct dsn_out {
     uint32_t *counts; /* [load_layers, load_experts], owned (malloc) */
     uint32_t load_first, load_layers, load_experts;
     uint64_t epoch; /* LOAD, READY, SWITCHED, FAILED */
+    uint64_t kv_bytes;           /* KV_DONE: bytes received */
+    char text[DSN_OUT_TEXT];     /* KV_DONE: why it failed */
 } dsn_out_t;
 
 /* Payload buffers come in power-of-two classes from 4 KiB (class 0) to 2^(12 + 27) bytes. */

@@ -1,0 +1,244 @@
+#include "dsn_kvcache_io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsi_log.h"
+
+size_t dsn_kvio_width(int row, dsn_kv_dtype_t dtype)
+{
+    return (size_t)row * (size_t)dsn_kv_dtype_size(dtype) +
+           (dtype == DSN_KV_FP8 ? sizeof(float) : 0);
+}
+
+size_t dsn_kvio_bytes(int n_layers, int row, dsn_kv_dtype_t dtype, uint32_t n_tokens)
+{
+    return (size_t)n_layers * (size_t)n_tokens * dsn_kvio_width(row, dtype);
+}
+
+uint32_t dsn_kvio_chunk_tokens(int n_layers, int row, dsn_kv_dtype_t dtype, size_t target_bytes)
+{
+    size_t block = dsn_kvio_bytes(n_layers, row, dtype, DSN_KV_BLOCK);
+    size_t blocks = block > 0 ? target_bytes / block : 1;
+    if (blocks < 1)
+        blocks = 1;
+    if (blocks > 1024)
+        blocks = 1024;
+    return (uint32_t)blocks * DSN_KV_BLOCK;
+}
+
+uint64_t dsn_kvio_checksum(const void *data, size_t bytes)
+{
+    const uint8_t *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)bytes;
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    for (; i < bytes; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 32);
+}
+
+/* The stored bytes of row (layer, pos) and, for fp8, its scale. */
+static uint8_t *row_ptr(const dsn_kvcache_t *kv, int layer, int64_t pos, float **scale)
+{
+    int64_t b = pos / DSN_KV_BLOCK, r = pos % DSN_KV_BLOCK;
+    dsk_matrix_t m = dsn_kvcache_block_matrix(kv, layer, b, DSN_KV_BLOCK, NULL);
+    const float *s = dsn_kvcache_block_scales(kv, layer, b);
+    *scale = s != NULL ? (float *)s + r : NULL;
+    return (uint8_t *)m.data + (size_t)r * (size_t)kv->row * (size_t)dsn_kv_dtype_size(kv->dtype);
+}
+
+dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
+                             uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta)
+{
+    size_t need = dsn_kvio_bytes(kv->n_layers, kv->row, kv->dtype, n_tokens);
+    if (n_tokens == 0 || first % DSN_KV_BLOCK != 0 || (int64_t)first + n_tokens > kv->length ||
+        first + n_tokens > total || cap < need) {
+        DSI_ERROR("KV export of positions %u..%u (of %u) from a cache holding %lld, into %zu "
+                  "bytes (%zu needed)",
+                  first, first + n_tokens, total, (long long)kv->length, cap, need);
+        return DSI_ERR_INVALID_ARG;
+    }
+    size_t es = (size_t)dsn_kv_dtype_size(kv->dtype), rb = (size_t)kv->row * es;
+    size_t w = dsn_kvio_width(kv->row, kv->dtype);
+    uint8_t *out = buf;
+    for (int l = 0; l < kv->n_layers; l++) {
+        for (uint32_t t = 0; t < n_tokens; t++) {
+            float *scale;
+            const uint8_t *src = row_ptr(kv, l, (int64_t)first + t, &scale);
+            memcpy(out, src, rb);
+            if (kv->dtype == DSN_KV_FP8)
+                memcpy(out + rb, scale, sizeof(float));
+            out += w;
+        }
+    }
+    *meta = (dsn_kvio_chunk_t){first,
+                               n_tokens,
+                               total,
+                               (uint32_t)kv->n_layers,
+                               (uint32_t)kv->row,
+                               (uint32_t)kv->dtype,
+                               dsn_kvio_checksum(buf, need)};
+    return DSI_OK;
+}
+
+dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t total, char *why,
+                               size_t cap)
+{
+    memset(rx, 0, sizeof(*rx));
+    if (total == 0 || kv->length != 0) {
+        snprintf(why, cap, "a transfer of %u positions into a cache holding %lld", total,
+                 (long long)kv->length);
+        return DSI_ERR_INVALID_ARG;
+    }
+    if ((int64_t)total > kv->max_tokens) {
+        snprintf(why, cap, "%u positions exceed the sequence's limit of %lld", total,
+                 (long long)kv->max_tokens);
+        return DSI_ERR_CAPACITY;
+    }
+    int64_t blocks = dsn_kvcache_blocks_needed(kv, total);
+    if (!dsn_kvpool_can_alloc(kv->pool, blocks)) {
+        snprintf(why, cap, "the KV pool has no room for %lld blocks of %d positions",
+                 (long long)blocks, DSN_KV_BLOCK);
+        return DSI_ERR_CAPACITY;
+    }
+    dsi_status_t st = dsn_kvcache_reserve(kv, total);
+    if (st != DSI_OK) {
+        dsn_kvcache_clear(kv);
+        snprintf(why, cap, "reserving %u positions: %s", total, dsi_status_message(st));
+        return st;
+    }
+    rx->total = total;
+    rx->n_blocks = (total + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+    rx->got = calloc((size_t)rx->n_blocks, 1);
+    if (rx->got == NULL) {
+        dsn_kvcache_clear(kv);
+        snprintf(why, cap, "out of memory");
+        return DSI_ERR_NOMEM;
+    }
+    return DSI_OK;
+}
+
+/* Record i of a chunk of dtype dt as f32 values. */
+static void record_to_f32(const uint8_t *rec, int row, dsn_kv_dtype_t dt, float *out)
+{
+    switch (dt) {
+    case DSN_KV_F32:
+        memcpy(out, rec, (size_t)row * sizeof(float));
+        break;
+    case DSN_KV_BF16:
+        for (int i = 0; i < row; i++) {
+            uint16_t v;
+            memcpy(&v, rec + 2 * (size_t)i, 2);
+            out[i] = dsk_bf16_to_f32(v);
+        }
+        break;
+    default: {
+        float s;
+        memcpy(&s, rec + row, sizeof(float));
+        for (int i = 0; i < row; i++)
+            out[i] = dsk_fp8_e4m3_to_f32(rec[i]) * s;
+        break;
+    }
+    }
+}
+
+/* Why chunk m cannot go into kv / rx (NULL: it can). */
+static const char *chunk_problem(const dsn_kvio_rx_t *rx, const dsn_kvcache_t *kv,
+                                 const dsn_kvio_chunk_t *m, size_t bytes, char *why, size_t cap)
+{
+    if (rx->got == NULL)
+        return "no transfer was started";
+    if (m->n_layers != (uint32_t)kv->n_layers || m->row != (uint32_t)kv->row) {
+        snprintf(why, cap, "a chunk of %u layers of rows of %u values, this cache has %d of %d",
+                 m->n_layers, m->row, kv->n_layers, kv->row);
+        return why;
+    }
+    if (m->dtype >= DSN_KV_DTYPE_COUNT) {
+        snprintf(why, cap, "a chunk of storage type %u (not f32, bf16 or fp8)", m->dtype);
+        return why;
+    }
+    if (m->total != rx->total || m->n_tokens == 0 || m->first % DSN_KV_BLOCK != 0 ||
+        m->first >= rx->total || m->n_tokens > rx->total - m->first ||
+        (m->first + m->n_tokens != rx->total && m->n_tokens % DSN_KV_BLOCK != 0)) {
+        snprintf(why, cap, "a chunk of positions %u + %u of %u, the transfer has %u positions",
+                 m->first, m->n_tokens, m->total, rx->total);
+        return why;
+    }
+    size_t want = dsn_kvio_bytes(kv->n_layers, kv->row, (dsn_kv_dtype_t)m->dtype, m->n_tokens);
+    if (bytes != want) {
+        snprintf(why, cap, "a chunk of %zu bytes, %zu expected for %u positions (truncated?)",
+                 bytes, want, m->n_tokens);
+        return why;
+    }
+    int64_t b0 = m->first / DSN_KV_BLOCK, b1 = (m->first + m->n_tokens - 1) / DSN_KV_BLOCK;
+    for (int64_t b = b0; b <= b1; b++) {
+        if (rx->got[b]) {
+            snprintf(why, cap, "positions %u + %u arrived twice", m->first, m->n_tokens);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_kvio_chunk_t *m,
+                               const void *data, size_t bytes, int *complete, char *why, size_t cap)
+{
+    *complete = 0;
+    const char *bad = chunk_problem(rx, kv, m, bytes, why, cap);
+    if (bad != NULL) {
+        if (bad != why)
+            snprintf(why, cap, "%s", bad);
+        return DSI_ERR_PROTOCOL;
+    }
+    if (dsn_kvio_checksum(data, bytes) != m->checksum) {
+        snprintf(why, cap, "positions %u + %u: the checksum does not match the data (corrupted)",
+                 m->first, m->n_tokens);
+        return DSI_ERR_PROTOCOL;
+    }
+    dsn_kv_dtype_t dt = (dsn_kv_dtype_t)m->dtype;
+    size_t w = dsn_kvio_width(kv->row, dt), rb = (size_t)kv->row * (size_t)dsn_kv_dtype_size(dt);
+    float *tmp = NULL;
+    if (dt != kv->dtype && (tmp = malloc((size_t)kv->row * sizeof(float))) == NULL) {
+        snprintf(why, cap, "out of memory");
+        return DSI_ERR_NOMEM;
+    }
+    const uint8_t *rec = data;
+    for (int l = 0; l < kv->n_layers; l++) {
+        for (uint32_t t = 0; t < m->n_tokens; t++, rec += w) {
+            int64_t pos = (int64_t)m->first + t;
+            if (tmp != NULL) {
+                record_to_f32(rec, kv->row, dt, tmp);
+                dsn_kvcache_store(kv, l, pos, tmp);
+                continue;
+            }
+            float *scale;
+            uint8_t *dst = row_ptr(kv, l, pos, &scale);
+            memcpy(dst, rec, rb);
+            if (dt == DSN_KV_FP8)
+                memcpy(scale, rec + rb, sizeof(float));
+        }
+    }
+    free(tmp);
+    int64_t b0 = m->first / DSN_KV_BLOCK, b1 = (m->first + m->n_tokens - 1) / DSN_KV_BLOCK;
+    for (int64_t b = b0; b <= b1; b++)
+        rx->got[b] = 1;
+    rx->received += m->n_tokens;
+    if (rx->received == rx->total) {
+        kv->length = rx->total;
+        *complete = 1;
+    }
+    return DSI_OK;
+}
+
+void dsn_kvio_rx_free(dsn_kvio_rx_t *rx)
+{
+    free(rx->got);
+    memset(rx, 0, sizeof(*rx));
+}

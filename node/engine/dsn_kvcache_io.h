@@ -1,0 +1,84 @@
+/*
+ * dsn_kvcache_io.h - a sequence's latent KV rows out of one node's cache and into another's, for
+ * moving a sequence with its cache when a re-plan gives it a new node (docs/ELASTICITY.md,
+ * "KV moves with its sequence").
+ *
+ * A transfer is the positions [0, total) of every layer of a slice, cut into chunks that start
+ * on a block boundary (DSN_KV_BLOCK positions). A chunk's data is n_layers * n_tokens records,
+ * layer-major (layer 0's tokens first), each dsn_kvio_width() bytes: the row as the sender's
+ * cache stores it (f32, bf16 or fp8 values), and for fp8 the row's f32 scale after it. The
+ * bytes travel as they are; a receiver whose pool has another storage type converts them
+ * (through f32, as dsn_kvcache_store does). A checksum over the data catches corruption.
+ *
+ * Only the public dsn_kvcache API is used: a receiving cache reserves its blocks, the records
+ * are written into them, and its length becomes `total` once every chunk arrived.
+ */
+#ifndef DSN_KVCACHE_IO_H
+#define DSN_KVCACHE_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsi_status.h"
+#include "dsn_kvcache.h"
+
+/* What describes one chunk (it travels beside the data). */
+typedef struct {
+    uint32_t first;    /* first position, a multiple of DSN_KV_BLOCK */
+    uint32_t n_tokens; /* positions in the chunk, >= 1 */
+    uint32_t total;    /* positions of the whole transfer */
+    uint32_t n_layers; /* layers of the sender's slice */
+    uint32_t row;      /* values per row (kv_lora_rank + qk_rope_head_dim) */
+    uint32_t dtype;    /* dsn_kv_dtype_t of the records */
+    uint64_t checksum; /* dsn_kvio_checksum of the data */
+} dsn_kvio_chunk_t;
+
+/* Bytes of one record: a row of `dtype` values, and its scale for fp8. */
+size_t dsn_kvio_width(int row, dsn_kv_dtype_t dtype);
+/* Bytes of a chunk's data. */
+size_t dsn_kvio_bytes(int n_layers, int row, dsn_kv_dtype_t dtype, uint32_t n_tokens);
+/* Positions per chunk (a multiple of DSN_KV_BLOCK) so that a chunk's data stays near
+ * `target_bytes` (at least one block). */
+uint32_t dsn_kvio_chunk_tokens(int n_layers, int row, dsn_kv_dtype_t dtype, size_t target_bytes);
+/* A 64-bit checksum of bytes (word-wise multiply-xor; not cryptographic). */
+uint64_t dsn_kvio_checksum(const void *data, size_t bytes);
+
+/*
+ * Writes positions [first, first + n_tokens) of kv (all stored: first + n_tokens <= kv->length,
+ * first a multiple of DSN_KV_BLOCK) into buf (cap >= dsn_kvio_bytes) and describes them in *meta
+ * (total as given). DSI_ERR_INVALID_ARG (logged) for a range the cache does not hold.
+ */
+dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
+                             uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta);
+
+/* A transfer being received into one cache. */
+typedef struct {
+    uint32_t total;    /* positions expected */
+    uint32_t received; /* positions stored so far */
+    int64_t n_blocks;
+    uint8_t *got; /* [n_blocks] 1 once that block's positions arrived */
+} dsn_kvio_rx_t;
+
+/*
+ * Starts receiving `total` positions into kv (empty: length 0): its blocks are reserved now.
+ * DSI_ERR_CAPACITY when the pool has no room or total exceeds the cache's limit (why says
+ * which), DSI_ERR_INVALID_ARG for a cache that is not empty or a total of 0, DSI_ERR_NOMEM.
+ * Not logged: the caller names the sequence.
+ */
+dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t total, char *why,
+                               size_t cap);
+/*
+ * One chunk (data: `bytes` bytes). Checked before anything is written: the layout against kv
+ * (layers, row; a storage type of the three, converted when it differs), the range (block
+ * aligned, within total, whole blocks but for the last, not received before), the byte count
+ * and the checksum. DSI_ERR_PROTOCOL with `why` otherwise (the cache holds no wrong row:
+ * nothing counts until the transfer completes). When the last chunk arrives, kv->length becomes
+ * total and *complete is set.
+ */
+dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_kvio_chunk_t *m,
+                               const void *data, size_t bytes, int *complete, char *why,
+                               size_t cap);
+/* Frees what rx holds (the cache keeps what it received). */
+void dsn_kvio_rx_free(dsn_kvio_rx_t *rx);
+
+#endif

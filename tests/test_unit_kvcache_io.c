@@ -1,0 +1,275 @@
+/*
+ * test_unit_kvcache_io.c - moving a sequence's KV rows between caches (dsn_kvcache_io.h): for
+ * each storage type (f32, bf16, fp8) a cache of 150 positions is exported in chunks (out of
+ * order) and imported into a cache of another pool: the stored bytes are identical, the length
+ * is set only when the last chunk arrived. Between different storage types the rows are
+ * converted (f32 -> bf16 equals storing the f32 row as bf16). Corrupt or truncated transfers are
+ * refused with a reason and leave the cache without a length: a flipped data byte (checksum), a
+ * short chunk, a chunk twice, a misaligned or out-of-range chunk, other layers or row width, an
+ * unknown storage type, and a transfer larger than the pool or the sequence's limit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsi_test.h"
+#include "dsn_kvcache_io.h"
+
+#define LAYERS 3
+#define ROW    40
+#define LEN    150
+
+static float value(int layer, int64_t pos, int j)
+{
+    return (float)((layer * 7919 + pos * 31 + j * 17) % 2001 - 1000) * 0.01f;
+}
+
+static dsn_kvcache_t *make(dsn_kv_dtype_t dt, int row, int64_t max_blocks, int64_t len)
+{
+    dsn_kvpool_t *pool;
+    dsn_kvcache_t *kv;
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, row, dt, max_blocks, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &kv), DSI_OK);
+    dsn_kvpool_release(pool);
+    if (len > 0) {
+        float r[ROW + 8];
+        DSI_CHECK_INT_EQ(dsn_kvcache_reserve(kv, len), DSI_OK);
+        for (int l = 0; l < LAYERS; l++)
+            for (int64_t p = 0; p < len; p++) {
+                for (int j = 0; j < row; j++)
+                    r[j] = value(l, p, j);
+                dsn_kvcache_store(kv, l, p, r);
+            }
+        kv->length = len;
+    }
+    return kv;
+}
+
+typedef struct {
+    dsn_kvio_chunk_t meta;
+    uint8_t *data;
+    size_t bytes;
+} chunk_t;
+
+/* Exports src's LEN positions in chunks of `per` positions; returns how many. */
+static int export_all(const dsn_kvcache_t *src, uint32_t per, chunk_t *out)
+{
+    int n = 0;
+    for (uint32_t first = 0; first < LEN; first += per, n++) {
+        uint32_t k = LEN - first < per ? LEN - first : per;
+        out[n].bytes = dsn_kvio_bytes(src->n_layers, src->row, src->dtype, k);
+        out[n].data = malloc(out[n].bytes);
+        DSI_CHECK_INT_EQ(
+            dsn_kvio_export(src, first, k, LEN, out[n].data, out[n].bytes, &out[n].meta), DSI_OK);
+    }
+    return n;
+}
+
+static void free_chunks(chunk_t *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(c[i].data);
+}
+
+/* Whether every stored row of a and b is the same as f32 values. */
+static int same_rows(const dsn_kvcache_t *a, const dsn_kvcache_t *b, int64_t n)
+{
+    float x[ROW], y[ROW];
+    for (int l = 0; l < LAYERS; l++)
+        for (int64_t p = 0; p < n; p++) {
+            dsn_kvcache_load(a, l, p, x);
+            dsn_kvcache_load(b, l, p, y);
+            if (memcmp(x, y, sizeof(x)) != 0)
+                return 0;
+        }
+    return 1;
+}
+
+/* Same storage type: chunks in reverse order, the bytes and scales equal. */
+static void round_trip(dsn_kv_dtype_t dt)
+{
+    dsn_kvcache_t *src = make(dt, ROW, 0, LEN), *dst = make(dt, ROW, 8, 0);
+    chunk_t c[8];
+    int n = export_all(src, DSN_KV_BLOCK, c);
+    DSI_CHECK_INT_EQ(n, 3);
+    dsn_kvio_rx_t rx;
+    char why[256];
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_OK);
+    for (int i = n - 1; i >= 0; i--) {
+        int complete = -1;
+        DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, &c[i].meta, c[i].data, c[i].bytes, &complete,
+                                           why, sizeof(why)),
+                         DSI_OK);
+        DSI_CHECK_INT_EQ(complete, i == 0);
+        DSI_CHECK_INT_EQ(dst->length, i == 0 ? LEN : 0);
+    }
+    DSI_CHECK(same_rows(src, dst, LEN));
+    for (int l = 0; l < LAYERS; l++)
+        for (int64_t b = 0; b < 3; b++) {
+            int64_t rows = b < 2 ? DSN_KV_BLOCK : LEN - 2 * DSN_KV_BLOCK;
+            dsk_matrix_t x = dsn_kvcache_block_matrix(src, l, b, rows, NULL);
+            dsk_matrix_t y = dsn_kvcache_block_matrix(dst, l, b, rows, NULL);
+            DSI_CHECK(memcmp(x.data, y.data, (size_t)rows * ROW * dsn_kv_dtype_size(dt)) == 0);
+            if (dt == DSN_KV_FP8)
+                DSI_CHECK(memcmp(dsn_kvcache_block_scales(src, l, b),
+                                 dsn_kvcache_block_scales(dst, l, b), rows * sizeof(float)) == 0);
+        }
+    /* The moved cache grows on its own. */
+    DSI_CHECK_INT_EQ(dsn_kvcache_reserve(dst, LEN + 1), DSI_OK);
+    dsn_kvio_rx_free(&rx);
+    free_chunks(c, n);
+    dsn_kvcache_destroy(src);
+    dsn_kvcache_destroy(dst);
+}
+
+/* Another storage type on the receiver: converted like dsn_kvcache_store of the sender's values. */
+static void convert(dsn_kv_dtype_t from, dsn_kv_dtype_t to)
+{
+    dsn_kvcache_t *src = make(from, ROW, 0, LEN), *dst = make(to, ROW, 0, 0);
+    dsn_kvcache_t *want = make(to, ROW, 0, 0);
+    float r[ROW];
+    DSI_CHECK_INT_EQ(dsn_kvcache_reserve(want, LEN), DSI_OK);
+    for (int l = 0; l < LAYERS; l++)
+        for (int64_t p = 0; p < LEN; p++) {
+            dsn_kvcache_load(src, l, p, r);
+            dsn_kvcache_store(want, l, p, r);
+        }
+    want->length = LEN;
+    chunk_t c[8];
+    int n = export_all(src, 2 * DSN_KV_BLOCK, c), complete = 0;
+    DSI_CHECK_INT_EQ(n, 2);
+    dsn_kvio_rx_t rx;
+    char why[256];
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_OK);
+    for (int i = 0; i < n; i++)
+        DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, &c[i].meta, c[i].data, c[i].bytes, &complete,
+                                           why, sizeof(why)),
+                         DSI_OK);
+    DSI_CHECK_INT_EQ(complete, 1);
+    DSI_CHECK(same_rows(want, dst, LEN));
+    dsn_kvio_rx_free(&rx);
+    free_chunks(c, n);
+    dsn_kvcache_destroy(src);
+    dsn_kvcache_destroy(dst);
+    dsn_kvcache_destroy(want);
+}
+
+/* One chunk into a fresh transfer must be refused with `needle` in the reason. */
+static void refuse(dsn_kvcache_t *dst, const dsn_kvio_chunk_t *m, const void *data, size_t bytes,
+                   const char *needle)
+{
+    dsn_kvio_rx_t rx;
+    char why[256] = "";
+    int complete = 0;
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rx, dst, m, data, bytes, &complete, why, sizeof(why)),
+                     DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(complete, 0);
+    DSI_CHECK_INT_EQ(dst->length, 0);
+    if (strstr(why, needle) == NULL)
+        fprintf(stderr, "  reason \"%s\" lacks \"%s\"\n", why, needle);
+    DSI_CHECK(strstr(why, needle) != NULL);
+    dsn_kvio_rx_free(&rx);
+    dsn_kvcache_clear(dst);
+}
+
+static void corrupt(void)
+{
+    dsn_kvcache_t *src = make(DSN_KV_BF16, ROW, 0, LEN), *dst = make(DSN_KV_BF16, ROW, 0, 0);
+    chunk_t c[8];
+    int n = export_all(src, DSN_KV_BLOCK, c);
+    dsn_kvio_chunk_t m = c[1].meta;
+    /* a flipped byte */
+    c[1].data[100] ^= 0x10;
+    refuse(dst, &m, c[1].data, c[1].bytes, "checksum");
+    c[1].data[100] ^= 0x10;
+    /* truncated */
+    refuse(dst, &m, c[1].data, c[1].bytes - 2, "truncated");
+    /* misaligned, beyond the transfer, an empty chunk */
+    m.first = 10;
+    refuse(dst, &m, c[1].data, c[1].bytes, "positions");
+    m = c[1].meta;
+    m.total = LEN + 64;
+    refuse(dst, &m, c[1].data, c[1].bytes, "positions");
+    m = c[2].meta;
+    m.n_tokens = 0;
+    refuse(dst, &m, c[2].data, 0, "positions");
+    /* another layout or storage type */
+    m = c[1].meta;
+    m.n_layers = LAYERS + 1;
+    refuse(dst, &m, c[1].data, c[1].bytes, "layers");
+    m = c[1].meta;
+    m.row = ROW - 1;
+    refuse(dst, &m, c[1].data, c[1].bytes, "layers");
+    m = c[1].meta;
+    m.dtype = 7;
+    refuse(dst, &m, c[1].data, c[1].bytes, "storage type");
+    m = c[1].meta;
+    m.dtype = DSN_KV_F32; /* bf16 bytes claimed as f32: the size does not fit */
+    refuse(dst, &m, c[1].data, c[1].bytes, "bytes");
+    /* the same chunk twice: the second is refused, and the transfer never completes */
+    dsn_kvio_rx_t rx;
+    char why[256];
+    int complete = 0;
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_OK);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_OK);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(why, "twice") != NULL);
+    DSI_CHECK_INT_EQ(complete, 0);
+    DSI_CHECK_INT_EQ(dst->length, 0);
+    dsn_kvio_rx_free(&rx);
+    dsn_kvcache_clear(dst);
+    /* no transfer started */
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rx, dst, &c[0].meta, c[0].data, c[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
+    /* export of positions the cache does not hold */
+    uint8_t buf[64];
+    DSI_CHECK_INT_EQ(dsn_kvio_export(src, 128, 64, LEN, c[0].data, c[0].bytes, &m),
+                     DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(dsn_kvio_export(src, 0, 64, LEN, buf, sizeof(buf), &m), DSI_ERR_INVALID_ARG);
+    free_chunks(c, n);
+    dsn_kvcache_destroy(src);
+    dsn_kvcache_destroy(dst);
+}
+
+/* No room: a pool of 2 blocks cannot take 150 positions; a cache limited to 100 neither. */
+static void no_room(void)
+{
+    dsn_kvcache_t *dst = make(DSN_KV_FP8, ROW, 2, 0);
+    dsn_kvio_rx_t rx;
+    char why[256] = "";
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_ERR_CAPACITY);
+    DSI_CHECK(strstr(why, "no room") != NULL);
+    DSI_CHECK_INT_EQ(dst->n_blocks, 0);
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, 0, why, sizeof(why)), DSI_ERR_INVALID_ARG);
+    dsn_kvcache_destroy(dst);
+    dsn_kvpool_t *pool;
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW, DSN_KV_F32, 0, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 100, &dst), DSI_OK);
+    dsn_kvpool_release(pool);
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rx, dst, LEN, why, sizeof(why)), DSI_ERR_CAPACITY);
+    DSI_CHECK(strstr(why, "limit") != NULL);
+    dsn_kvcache_destroy(dst);
+    /* chunk sizes: whole blocks, at least one */
+    DSI_CHECK_INT_EQ(dsn_kvio_chunk_tokens(LAYERS, ROW, DSN_KV_F32, 1), DSN_KV_BLOCK);
+    DSI_CHECK_INT_EQ(dsn_kvio_chunk_tokens(LAYERS, ROW, DSN_KV_F32,
+                                           4 * dsn_kvio_bytes(LAYERS, ROW, DSN_KV_F32, 64)),
+                     4 * DSN_KV_BLOCK);
+}
+
+int main(void)
+{
+    round_trip(DSN_KV_F32);
+    round_trip(DSN_KV_BF16);
+    round_trip(DSN_KV_FP8);
+    convert(DSN_KV_F32, DSN_KV_BF16);
+    convert(DSN_KV_BF16, DSN_KV_FP8);
+    convert(DSN_KV_FP8, DSN_KV_F32);
+    corrupt();
+    no_room();
+    return dsi_test_finish();
+}
