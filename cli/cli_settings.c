@@ -5,7 +5,28 @@
 #include <string.h>
 
 #include "dsi_pool.h"
+#include "dsk.h"
 #include "dsn_weights.h"
+
+void cli_kernel_options(const dsi_settings_t *s)
+{
+    dsk_set_options(dsi_settings_str(s, DSI_S_KERNELS), dsi_settings_str(s, DSI_S_FP8),
+                    dsi_settings_str(s, DSI_S_ACT));
+}
+
+int cli_kernel_options_env(const char *command)
+{
+    /* the settings of a node from the environment and the config file, no flags */
+    dsi_settings_t s;
+    char *argv[] = {(char *)command, NULL};
+    if (dsi_settings_parse(&s, DSI_P_NODE, 1, argv, NULL) != 0) {
+        dsi_settings_cleanup(&s);
+        return 2;
+    }
+    cli_kernel_options(&s);
+    dsi_settings_cleanup(&s);
+    return 0;
+}
 
 int cli_config_load(const char *model, const char *config_file, dsn_config_t *cfg)
 {
@@ -121,6 +142,7 @@ int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, d
     o->speculative_tokens = (int)dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS);
     o->numa_node = (int)dsi_settings_int(s, DSI_S_NUMA_NODE);
     o->coordinator_wait_ms = (uint32_t)dsi_settings_int(s, DSI_S_COORDINATOR_WAIT_MS);
+    cli_kernel_options(s);
     long long ctx;
     int rc = weight_format(s, &o->weight_format);
     if (rc == 0)
@@ -149,6 +171,8 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
     snprintf(a->spec, sizeof(a->spec), "%lld", dsi_settings_int(s, DSI_S_SPECULATIVE_TOKENS));
     const char *wfmt = dsi_settings_str(s, DSI_S_WEIGHT_FORMAT);
     const char *kvd = dsi_settings_str(s, DSI_S_KV_DTYPE);
+    const char *kernels = dsi_settings_str(s, DSI_S_KERNELS), *fp8 = dsi_settings_str(s, DSI_S_FP8),
+               *act = dsi_settings_str(s, DSI_S_ACT);
     const char *pc = dsi_settings_str(s, DSI_S_PREFIX_CACHE);
     snprintf(a->kv_pool, sizeof(a->kv_pool), "%llu",
              (unsigned long long)dsi_settings_size(s, DSI_S_KV_POOL));
@@ -170,6 +194,12 @@ int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, c
                        kvd != NULL ? kvd : "bf16",
                        "--kv-pool",
                        strcmp(a->kv_pool, "0") != 0 ? a->kv_pool : "auto",
+                       "--kernels",
+                       kernels != NULL ? kernels : "auto",
+                       "--fp8",
+                       fp8 != NULL ? fp8 : "auto",
+                       "--act",
+                       act != NULL ? act : "int8",
                        "--prefix-cache",
                        pc != NULL ? pc : "on",
                        NULL};

@@ -45,10 +45,22 @@ int cli_node_threads(const dsi_settings_t *s, int share);
  */
 int cli_node_opts(const dsi_settings_t *s, const dsn_config_t *cfg, int share, dsn_node_opts_t *o);
 
+/*
+ * The kernel options of the settings (--kernels, --fp8, --act) into the kernel library
+ * (dsk_set_options): every program that computes calls this right after parsing its settings.
+ */
+void cli_kernel_options(const dsi_settings_t *s);
+/*
+ * The same for a command outside the settings table (dsinfer bench, version): the node's kernel
+ * settings from the environment (DSINFER_KERNELS, DSINFER_FP8, DSINFER_ACT) and the config file.
+ * 0, or 2 when one is bad (printed, naming it).
+ */
+int cli_kernel_options_env(const char *command);
+
 /* The flags every spawned dsinfer-node gets: the node options of the settings, resolved. */
 typedef struct {
     char threads[24], mem[32], numa[16], context[24], batch[24], kv_pool[32], spec[16];
-    const char *argv[22]; /* NULL-terminated: "--threads", threads, ... */
+    const char *argv[28]; /* NULL-terminated: "--threads", threads, ... */
 } cli_node_args_t;
 /* For n_local nodes on this machine with context `max_context`. 0 or 1 (printed). */
 int cli_node_args(const dsi_settings_t *s, long long max_context, int n_local, cli_node_args_t *a);

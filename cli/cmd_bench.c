@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cli_settings.h"
 #include "dsinfer_commands.h"
 
 typedef struct {
@@ -36,8 +37,12 @@ int dsinfer_cmd_bench(int argc, char **argv)
         return 0;
     }
     for (const bench_entry_t *b = benches; b->name != NULL; b++) {
-        if (strcmp(argv[1], b->name) == 0)
-            return b->fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], b->name) != 0)
+            continue;
+        /* the kernels run as a node's: DSINFER_KERNELS, DSINFER_FP8, DSINFER_ACT, config file */
+        if (cli_kernel_options_env("dsinfer bench") != 0)
+            return 2;
+        return b->fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "dsinfer bench: unknown benchmark '%s'\n\n", argv[1]);
     usage(stderr);

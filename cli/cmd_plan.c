@@ -155,6 +155,7 @@ static int apply_settings(const dsi_settings_t *s, plan_args_t *a)
     a->est.concurrency = (uint32_t)dsi_settings_int(s, DSI_S_CONCURRENCY);
     a->est.prompt_len = (uint32_t)dsi_settings_int(s, DSI_S_PROMPT_LEN);
     a->est.max_batch_tokens = (uint32_t)dsi_settings_int(s, DSI_S_MAX_BATCH_TOKENS);
+    a->est.nodes_per_machine = (uint32_t)dsi_settings_int(s, DSI_S_NODES_PER_MACHINE);
     if (a->estimate == NULL && a->net != NULL) {
         fprintf(stderr, "dsinfer plan: --net needs --estimate PROFILE.json\n");
         return 2;
@@ -551,17 +552,20 @@ static int estimate(const plan_args_t *a, const dsn_config_t *cfg, const dst_pla
             json_pack("{s:f, s:f, s:s, s:o}", "tok_s", e.prefill_tok_s, "ttft_s", e.ttft_s, "bound",
                       dsc_term_name(e.prefill_bound), "terms_ms", terms_json(e.prefill_terms));
         json_object_set_new(result, "estimate",
-                            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:o, s:o}", "profile",
-                                      a->estimate, "memory_bw_gbs", p->memory_bw_gbs, "net_gbit",
-                                      p->net_gbs * 8, "net_latency_us", p->net_latency_us,
-                                      "concurrency", (int)a->est.concurrency, "prompt_len",
-                                      (int)a->est.prompt_len, "max_batch_tokens",
-                                      (int)a->est.max_batch_tokens, "decode", d, "prefill", pf));
+                            json_pack("{s:s, s:f, s:f, s:f, s:i, s:i, s:i, s:i, s:o, s:o}",
+                                      "profile", a->estimate, "memory_bw_gbs", p->memory_bw_gbs,
+                                      "net_gbit", p->net_gbs * 8, "net_latency_us",
+                                      p->net_latency_us, "concurrency", (int)a->est.concurrency,
+                                      "prompt_len", (int)a->est.prompt_len, "max_batch_tokens",
+                                      (int)a->est.max_batch_tokens, "nodes_per_machine",
+                                      (int)a->est.nodes_per_machine, "decode", d, "prefill", pf));
         return 0;
     }
     printf("\nestimate on machines of %s (memory %.1f GB/s, FMA %.0f GFLOP/s; network %.3g "
            "Gbit/s, %.3g us one way):\n",
            a->estimate, p->memory_bw_gbs, p->fma_gflops, p->net_gbs * 8, p->net_latency_us);
+    if (a->est.nodes_per_machine > 1)
+        printf("%u nodes share each machine\n", a->est.nodes_per_machine);
     printf("decode    %u stream(s), context %u: %.3f tok/s per stream, %.3f tok/s in all "
            "(%u micro-batch(es) of %u); bound by %s\n",
            a->est.concurrency, a->est.prompt_len, e.decode_tok_s, e.decode_aggregate,

@@ -452,9 +452,10 @@ int dsinfer_cmd_run(int argc, char **argv)
 {
     dsi_settings_t s;
     int rc = dsi_settings_parse(&s, DSI_P_RUN, argc, argv, usage);
-    if (rc == 0)
+    if (rc == 0) {
+        cli_kernel_options(&s);
         rc = cli_run(&s, NULL);
-    else if (rc == 1)
+    } else if (rc == 1)
         rc = 0; /* --help */
     dsi_settings_cleanup(&s);
     return rc;

@@ -4,17 +4,19 @@
  * Every kernel has a readable scalar reference (dsk_<op>_ref in dsk_ref.c) that is always
  * compiled; SIMD variants (one ISA per file: dsk_avx2.c, dsk_avx512.c) override slots of a
  * caller-owned dsk_ops_t. dsk_ops_init() fills a table for a level; dsk_level_detect() reads the
- * CPU (cpuid) and the DSINFER_KERNELS environment variable ("scalar", "avx2", "avx512",
+ * CPU (cpuid) and the `kernels` option (dsk_set_options: "scalar", "avx2", "avx512",
  * "avx512vnni"), which can only lower the level, never raise it above what the CPU supports.
  * The one exception is "avx512bf16", a level that changes results (x rounded to bf16) and so is
- * never chosen unless that variable names it (and the CPU has AVX512_BF16).
+ * never chosen unless that option names it (and the CPU has AVX512_BF16). The library reads no
+ * environment: the programs pass their settings (--kernels, --fp8, --act, or the variables
+ * DSINFER_KERNELS, DSINFER_FP8, DSINFER_ACT) through dsk_set_options at start-up.
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
  * is the product of the integer weight dtypes at few tokens (n <= 4; at avx512vnni up to 64, with
  * AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the activations to int8 and
- * multiplies in integers (dsk_act_t below; DSINFER_ACT=f32 turns it off); the other is the opt-in
- * avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to bf16 (see
+ * multiplies in integers (dsk_act_t below; the `act` option f32 turns it off); the other is the
+ * opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to bf16 (see
  * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
  * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 104 KiB with
  * its bf16 copy of x, 168 KiB built with three parts of x): call them from threads with ordinary
@@ -203,13 +205,20 @@ typedef struct {
 } dsk_ops_t;
 
 /*
- * Highest exact level the CPU supports, lowered by DSINFER_KERNELS if set (unknown values:
- * scalar); DSINFER_KERNELS=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it
- * and dsk_level_cpu() elsewhere.
+ * The kernel options of the program (its settings --kernels, --fp8, --act), each NULL, "" or
+ * "auto" for the default: kernels lowers dsk_level_detect(), fp8 forces dsk_fp8_integer_route(),
+ * act chooses dsk_act_detect(). Call it at start-up, before threads read them; the last call
+ * wins (each call sets all three).
+ */
+void dsk_set_options(const char *kernels, const char *fp8, const char *act);
+/*
+ * Highest exact level the CPU supports, lowered by the kernels option if set (unknown values:
+ * scalar); kernels=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it and
+ * dsk_level_cpu() elsewhere.
  */
 dsk_level_t dsk_level_detect(void);
 /*
- * Highest level with f32 activations this CPU supports, ignoring the environment: never
+ * Highest level with f32 activations this CPU supports, ignoring the kernels option: never
  * DSK_LEVEL_AVX512_BF16, which changes results (ask dsk_level_supported).
  */
 dsk_level_t dsk_level_cpu(void);
@@ -226,12 +235,12 @@ const char *dsk_level_name(dsk_level_t level);
 /*
  * Whether the AVX2 level converts fp8 with integer ops (exact; e4m3 subnormals become f32
  * subnormals, which AMD cores multiply at full speed and Intel cores through a microcode assist)
- * rather than F16C: yes on AMD CPUs. DSINFER_FP8=int|f16c forces either.
+ * rather than F16C: yes on AMD CPUs. The fp8 option int|f16c forces either.
  */
 int dsk_fp8_integer_route(void);
 /*
- * The activation format asked for by the environment: DSINFER_ACT=f32 gives DSK_ACT_F32, unset or
- * "int8" DSK_ACT_I8; any other value DSK_ACT_F32 (the exact one).
+ * The activation format asked for by the act option: f32 gives DSK_ACT_F32, unset or "int8"
+ * DSK_ACT_I8; any other value DSK_ACT_F32 (the exact one).
  */
 dsk_act_t dsk_act_detect(void);
 /*

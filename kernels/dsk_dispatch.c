@@ -111,11 +111,31 @@ int dsk_level_supported(dsk_level_t level)
     return level >= DSK_LEVEL_SCALAR && level <= dsk_level_cpu();
 }
 
+/*
+ * The options the program gave (dsk_set_options; the CLI reads them from its settings table):
+ * "" is the default. Set once at start-up, before any thread reads them.
+ */
+static char opt_kernels[16], opt_fp8[8], opt_act[8];
+
+static void set_opt(char *dst, size_t cap, const char *v)
+{
+    if (v == NULL || strcmp(v, "auto") == 0) /* the default */
+        v = "";
+    snprintf(dst, cap, "%s", strlen(v) < cap ? v : "?"); /* too long for any choice: unknown */
+}
+
+void dsk_set_options(const char *kernels, const char *fp8, const char *act)
+{
+    set_opt(opt_kernels, sizeof(opt_kernels), kernels);
+    set_opt(opt_fp8, sizeof(opt_fp8), fp8);
+    set_opt(opt_act, sizeof(opt_act), act);
+}
+
 dsk_level_t dsk_level_detect(void)
 {
     dsk_level_t level = dsk_level_cpu();
-    const char *env = getenv("DSINFER_KERNELS");
-    if (env == NULL || *env == '\0')
+    const char *env = opt_kernels;
+    if (*env == '\0')
         return level;
     /* the opt-in level: only when named, since it rounds x to bf16 */
     if (strcmp(env, level_names[DSK_LEVEL_AVX512_BF16]) == 0)
@@ -129,10 +149,10 @@ dsk_level_t dsk_level_detect(void)
 
 int dsk_fp8_integer_route(void)
 {
-    const char *env = getenv("DSINFER_FP8");
-    if (env != NULL && strcmp(env, "int") == 0)
+    const char *env = opt_fp8;
+    if (strcmp(env, "int") == 0)
         return 1;
-    if (env != NULL && strcmp(env, "f16c") == 0)
+    if (strcmp(env, "f16c") == 0)
         return 0;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -144,8 +164,8 @@ int dsk_fp8_integer_route(void)
 
 dsk_act_t dsk_act_detect(void)
 {
-    const char *env = getenv("DSINFER_ACT");
-    if (env == NULL || *env == '\0' || strcmp(env, "int8") == 0)
+    const char *env = opt_act;
+    if (*env == '\0' || strcmp(env, "int8") == 0)
         return DSK_ACT_I8;
     return DSK_ACT_F32;
 }

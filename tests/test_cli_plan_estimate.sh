@@ -19,10 +19,14 @@ timeout 600 dsinfer bench profile --quick --threads 1 --json "$TMP/p.json" >"$TM
 grep -q "memory read bandwidth" "$TMP/out" || bad "bench profile text: $(cat "$TMP/out")"
 jq -e '.profile_version == 1 and .threads == 1 and .memory_bw_gbs > 0 and .fma_gflops > 0
   and (.kernel_level | type) == "string"
+  and .cpus >= 1
   and .matmul_gbs.batches == [1, 4, 16, 64]
   and (.matmul_gbs | keys) == ["batches", "bf16", "fp8", "int4", "int4-g128", "int8"]
   and all(.matmul_gbs | to_entries[] | select(.key != "batches");
           (.value | length) == 4 and all(.value[]; . > 0))
+  and .prefill_gbs.batches == [128, 512]
+  and (.prefill_gbs | keys) == ["batches", "bf16", "fp8"]
+  and all(.prefill_gbs.fp8[], .prefill_gbs.bf16[]; . > 0)
   and .attention.heads == 128 and .attention.width == 576
   and (.attention.context | length) >= 2
   and (.attention.us_per_token_layer | length) == (.attention.context | length)
@@ -54,6 +58,22 @@ jq -e '.estimate | .concurrency == 4 and .prompt_len == 300 and .max_batch_token
   and (.prefill.tok_s * .prefill.ttft_s - 300 | fabs) < 1e-6
   and (.decode.terms_ms | keys | length) == 5' "$TMP/a.json" >/dev/null ||
   bad "estimate JSON: $(cat "$TMP/a.json")"
+# --nodes-per-machine: the two nodes share one machine of the fixed profile (2 threads): slower
+jq -e '.estimate.nodes_per_machine == 1' "$TMP/a.json" >/dev/null || bad "nodes_per_machine 1"
+est --concurrency 4 --prompt-len 300 --nodes-per-machine 2 >"$TMP/s.json" 2>/dev/null
+jq -e --slurpfile a "$TMP/a.json" '.estimate.nodes_per_machine == 2
+  and .estimate.decode.tok_s < $a[0].estimate.decode.tok_s
+  and .estimate.prefill.tok_s < $a[0].estimate.prefill.tok_s' "$TMP/s.json" >/dev/null ||
+  bad "--nodes-per-machine 2: $(jq .estimate "$TMP/s.json")"
+# prefill_gbs: a faster packed GEMM, a faster prefill; decode (1 stream) unchanged
+jq '.prefill_gbs = {"batches": [128, 512], "fp8": [20, 20], "bf16": [10, 10]}' "$TMP/fixed.json" \
+  >"$TMP/pf.json"
+est --concurrency 1 --prompt-len 300 >"$TMP/d1.json" 2>/dev/null
+dsinfer plan --config "$CFG" --nodes 2 --mem 4G --estimate "$TMP/pf.json" --json \
+  --concurrency 1 --prompt-len 300 >"$TMP/d2.json" 2>"$TMP/err" || bad "prefill_gbs: $(cat "$TMP/err")"
+jq -e --slurpfile a "$TMP/d1.json" '.estimate.prefill.tok_s > $a[0].estimate.prefill.tok_s
+  and .estimate.decode.tok_s == $a[0].estimate.decode.tok_s' "$TMP/d2.json" >/dev/null ||
+  bad "prefill_gbs did not speed up the prefill alone"
 est --net 100,2 >"$TMP/c.json" 2>/dev/null
 jq -e '.estimate.net_gbit == 100 and .estimate.net_latency_us == 2' "$TMP/c.json" >/dev/null ||
   bad "--net 100,2: $(jq .estimate "$TMP/c.json")"
@@ -77,7 +97,10 @@ expect2 "not JSON" "not JSON" --estimate "$TMP/trunc.json"
 expect2 "absent file" "cannot open" --estimate "$TMP/absent.json"
 jq 'del(.matmul_gbs.fp8)' "$TMP/fixed.json" >"$TMP/nofp8.json"
 expect2 "format missing" "matmul_gbs.fp8" --estimate "$TMP/nofp8.json"
+jq '.prefill_gbs = {"batches": [128, 512], "fp8": [1]}' "$TMP/fixed.json" >"$TMP/pfshort.json"
+expect2 "short prefill_gbs" "prefill_gbs.fp8 must be an array of 2 numbers" --estimate "$TMP/pfshort.json"
 expect2 "bad net" "--net: 'fast' is not GBIT,US" --estimate "$TMP/fixed.json" --net fast
+expect2 "nodes per machine 0" "nodes-per-machine" --estimate "$TMP/fixed.json" --nodes-per-machine 0
 expect2 "net alone" "--net needs --estimate" --net 25,5
 [ $fail = 0 ] && echo "plan --estimate and bench profile: OK"
 exit $fail

@@ -127,9 +127,7 @@ static void check_levels_agree(const dsn_weights_t *w, const char *name)
     const dsk_level_t top = dsk_level_cpu();
     if (top == DSK_LEVEL_SCALAR)
         return;
-    const char *act = getenv("DSINFER_ACT");
-    char *saved = act != NULL ? strdup(act) : NULL;
-    setenv("DSINFER_ACT", "f32", 1);
+    dsk_set_options(NULL, NULL, "f32");
     const dsn_st_tensor_t *tok = dsi_fixture_ref(&fx, "p%d.tokens", 1);
     const int64_t n = tok->shape[0], V = fx.cfg->vocab_size;
     float *out[2];
@@ -144,11 +142,7 @@ static void check_levels_agree(const dsn_weights_t *w, const char *name)
         dsn_kvcache_destroy(kv);
         dsn_engine_destroy(eng);
     }
-    if (saved != NULL)
-        setenv("DSINFER_ACT", saved, 1);
-    else
-        unsetenv("DSINFER_ACT");
-    free(saved);
+    dsk_set_options(NULL, NULL, NULL);
     char what[128];
     snprintf(what, sizeof(what), "%s: scalar vs %s logits", name, dsk_level_name(top));
     dsi_check_floats_near(what, out[0], out[1], n * V, 1e-3);

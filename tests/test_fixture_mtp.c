@@ -298,9 +298,9 @@ int main(void)
         /* Integer weights decode up to 4 tokens with int8 activations and larger batches in f32:
          * batch size changes their numerics with or without speculation. f32 activations make
          * every batch compute the same, which is what lets "identical tokens" be asserted. */
-        setenv("DSINFER_ACT", "f32", 1);
+        dsk_set_options(NULL, NULL, "f32");
         model_open(&md, formats[f].f, top);
-        unsetenv("DSINFER_ACT");
+        dsk_set_options(NULL, NULL, NULL);
         for (int p = 0; p < N_PROMPTS; p++) {
             double mean, max = mtp_logits_err(&md, p, &mean);
             printf("[%s] p%d MTP logits: max |diff| %.2e, mean %.2e\n", name, p, max, mean);

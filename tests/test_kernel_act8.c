@@ -291,16 +291,20 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
 static void test_switch(void)
 {
     dsk_ops_t ops;
-    unsetenv("DSINFER_ACT");
+    dsk_set_options(NULL, NULL, NULL);
     DSI_CHECK_INT_EQ(dsk_act_detect(), DSK_ACT_I8);
-    setenv("DSINFER_ACT", "int8", 1);
+    dsk_set_options(NULL, NULL, "int8");
     DSI_CHECK_INT_EQ(dsk_act_detect(), DSK_ACT_I8);
-    setenv("DSINFER_ACT", "f32", 1);
+    dsk_set_options(NULL, NULL, "f32");
     DSI_CHECK_INT_EQ(dsk_act_detect(), DSK_ACT_F32);
     dsk_ops_init(&ops, ACT8_LEVEL);
     DSI_CHECK_INT_EQ(ops.act, DSK_ACT_F32);
-    setenv("DSINFER_ACT", "bogus", 1);
+    dsk_set_options(NULL, NULL, "bogus");
     DSI_CHECK_INT_EQ(dsk_act_detect(), DSK_ACT_F32);
+    /* the library reads no environment: only the option counts */
+    setenv("DSINFER_ACT", "f32", 1);
+    dsk_set_options(NULL, NULL, NULL);
+    DSI_CHECK_INT_EQ(dsk_act_detect(), DSK_ACT_I8);
     unsetenv("DSINFER_ACT");
     dsk_ops_init(&ops, ACT8_LEVEL);
     DSI_CHECK_INT_EQ(ops.act, DSK_ACT_I8);

@@ -1,8 +1,8 @@
 /*
  * test_unit_estimate.c - dsc_estimate against hand computations on the tiny-v3 shape with a fixed
- * profile: one node (decode at 1 and 4 streams, a 2-chunk prefill), two nodes in one stage
- * (expert dispatch over the network) and two stages (hops); the profile parser's errors name the
- * field.
+ * profile: one node (decode at 1 and 4 streams, a 2-chunk prefill), the packed GEMM's prefill
+ * rates above 64 tokens, two nodes in one stage (expert dispatch over the network), nodes sharing
+ * a machine, and two stages (hops); the profile parser's errors name the field.
  */
 #include <math.h>
 #include <stdio.h>
@@ -77,30 +77,44 @@ static int plan(const dsn_config_t *cfg, uint32_t nodes, uint32_t stages, dst_pl
 }
 
 /* A stage of layers [l0, l1) by hand: t tokens, n on the node, share of the experts, rate(b). */
-static double by_hand(const dsc_memory_t *m, int l0, int l1, int last, double t, double n,
-                      double share, double ctx, int nodes, double *lat)
+/*
+ * A stage of layers [l0, l1) by hand: t tokens, n on the node, share of the experts, rate(b);
+ * the matmuls of the attention and non-expert weights `slow_dense` times, the experts'
+ * `slow_experts` times as long (nodes sharing a machine).
+ */
+static double by_hand_shared(const dsc_memory_t *m, int l0, int l1, int last, double t, double n,
+                             double share, double ctx, int nodes, double *lat, double slow_dense,
+                             double slow_experts)
 {
     const double fp8 = 10e9, bf16 = 5e9, N = 32, K = 4;
     double s = 0;
     for (int l = l0; l < l1; l++) {
         const double attn_us = 10 + (ctx - 100) * 0.1; /* linear through the two points */
-        s += (double)m->attn / fp8 + n * attn_us * 1e-6;
+        s += slow_dense * ((double)m->attn / fp8 + n * attn_us * 1e-6);
         if (l < 1) {
-            s += (double)m->dense_mlp / fp8;
+            s += slow_dense * (double)m->dense_mlp / fp8;
             continue;
         }
         const double hit = 1 - pow(1 - K / N, t);
-        s += (double)m->router / bf16 + (double)m->shared_experts / fp8 +
-             N * hit * share * (double)m->expert / fp8;
+        s += slow_dense * ((double)m->router / bf16 + (double)m->shared_experts / fp8) +
+             slow_experts * N * hit * share * (double)m->expert / fp8;
         if (nodes > 1) {
-            const double away = n * K * (nodes - 1) / nodes;
-            s += 2 * 50e-6 + 2 * away * 256 * 4 / 1e9;
+            /* DISPATCH: a row per token and other node reached; COMBINE: a row per pair away */
+            const double e = nodes;
+            const double rows = n * (e - 1) * (1 - pow(1 - 1 / e, K)) + n * K * (e - 1) / e;
+            s += 2 * 50e-6 + rows * 256 * 4 / 1e9;
             *lat += 2 * 50e-6;
         }
     }
     if (last)
-        s += (double)m->head / bf16;
+        s += slow_dense * (double)m->head / bf16;
     return s;
+}
+
+static double by_hand(const dsc_memory_t *m, int l0, int l1, int last, double t, double n,
+                      double share, double ctx, int nodes, double *lat)
+{
+    return by_hand_shared(m, l0, l1, last, t, n, share, ctx, nodes, lat, 1, 1);
 }
 
 static void test_one_node(void)
@@ -113,7 +127,7 @@ static void test_one_node(void)
     const dsc_memory_t *m = &rep.mem;
     dsc_estimate_t e;
     char err[256];
-    dsc_estimate_opts_t o = {1, 100, 256};
+    dsc_estimate_opts_t o = {1, 100, 256, 1};
     DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
     double lat = 0;
     const double t1 = by_hand(m, 0, 4, 1, 1, 1, 1, 100, 1, &lat);
@@ -178,7 +192,7 @@ static void test_two_nodes(void)
     dsc_estimate_t e;
     /* one stage of 2 nodes: half the experts each, a DISPATCH + COMBINE per MoE layer */
     DSI_CHECK(plan(&cfg, 2, 1, &pl, &rep) == 0);
-    dsc_estimate_opts_t o = {2, 100, 256};
+    dsc_estimate_opts_t o = {2, 100, 256, 1};
     DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
     double lat = 0;
     const double t = by_hand(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat);
@@ -202,6 +216,132 @@ static void test_two_nodes(void)
     DSI_CHECK_NEAR(e.decode_cycle_s, cyc, cyc * 1e-9);
     DSI_CHECK_NEAR(e.decode_aggregate, 2 / cyc, 2e-9 / cyc);
     DSI_CHECK_INT_EQ(e.micro_batches, 2);
+    dsc_plan_cleanup(&pl);
+}
+
+/*
+ * With prefill_gbs, a matmul above 64 tokens runs at the rate interpolated (log-log) between 64
+ * (fp8: 10 GB/s), 128 (8) and 512 (4) tokens, the flop rate held above 512. bf16 has no prefill
+ * points here: it keeps the 64-token flop rate.
+ */
+static double fp8_prefill_rate(double b) /* GB/s */
+{
+    if (b <= 64)
+        return 10; /* the decode points, all 10 */
+    if (b <= 128)  /* log rate linear in log b */
+        return exp(log(10) + (log(8) - log(10)) * log(b / 64) / log(2));
+    if (b <= 512)
+        return exp(log(8) + (log(4) - log(8)) * log(b / 128) / log(4));
+    return 4 * 512 / b; /* the flop rate held */
+}
+
+static void test_prefill_rates(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p;
+    char err[256];
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "%.*s, \"prefill_gbs\": {\"batches\": [128, 512], \"fp8\": [8, 4]}}",
+             (int)strlen(profile_text) - 1, profile_text);
+    DSI_CHECK(dsc_profile_parse(text, "test", &p, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK_NEAR(p.prefill_gbs[DSC_WEIGHT_FP8][1], 4, 0);
+    DSI_CHECK(p.prefill_gbs[DSC_WEIGHT_BF16][0] == 0);
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    const dsc_memory_t *m = &rep.mem;
+    const double N = 32, K = 4;
+    /* b tokens in one chunk, each matrix at the interpolated flop rate fl(b) (GB/s x tokens) */
+    const double bs[4] = {100, 256, 512, 1000};
+    for (int i = 0; i < 4; i++) {
+        const double b = bs[i];
+        const double fp8 = fp8_prefill_rate(b) * 1e9, bf16 = 5e9 * 64 / b;
+        const double hit = 1 - pow(1 - K / N, b), per_expert = b * K / (N * hit);
+        double t = 0;
+        for (int l = 0; l < 4; l++) {
+            const double attn_us = 10 + (b / 2 - 100) * 0.1;
+            t += (double)m->attn / fp8 + b * attn_us * 1e-6;
+            if (l < 1)
+                t += (double)m->dense_mlp / fp8;
+            else
+                t += (double)m->router / bf16 + (double)m->shared_experts / fp8 +
+                     N * hit * (double)m->expert / (fp8_prefill_rate(per_expert) * 1e9);
+        }
+        t += (double)m->head / 5e9;
+        dsc_estimate_opts_t o = {1, (uint32_t)b, (uint32_t)b, 1};
+        dsc_estimate_t e;
+        DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+        if (fabs(e.ttft_s - t) > t * 1e-9) {
+            fprintf(stderr, "prefill of %g tokens: %.9g s, by hand %.9g s\n", b, e.ttft_s, t);
+            DSI_CHECK(0);
+        }
+    }
+    /* the bf16 rate alone: the same as without prefill_gbs */
+    dsc_profile_t q = profile();
+    dsc_estimate_opts_t o = {1, 300, 256, 1};
+    dsc_estimate_t e1, e2;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &q, &o, &e1, err, sizeof(err)) == DSI_OK);
+    memcpy(q.prefill_gbs[DSC_WEIGHT_BF16], (double[2]){5, 5}, sizeof(double[2]));
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &q, &o, &e2, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(e2.ttft_s < e1.ttft_s); /* bf16 at 256 tokens: 5 x 512 / 256 > 5 x 64 / 256 */
+    dsc_plan_cleanup(&pl);
+}
+
+/*
+ * Two nodes of one stage on one machine (nodes_per_machine 2) of a profile of 2 threads: the
+ * experts, which both run at once, take twice as long; the attention and non-expert weights too
+ * when both nodes have sequences (2 streams), not with one stream. With 4 CPUs in the profile
+ * the two nodes of 2 threads fit: as on two machines.
+ */
+static void test_shared_machine(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    char err[256];
+    dsc_estimate_t e;
+    DSI_CHECK(plan(&cfg, 2, 1, &pl, &rep) == 0);
+    double lat = 0;
+    dsc_estimate_opts_t o = {1, 100, 256, 2};
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    double t = by_hand_shared(&rep.mem, 0, 4, 1, 1, 1, 0.5, 100, 2, &lat, 1, 2);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    o.concurrency = 2;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    t = by_hand_shared(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat, 2, 2);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    p.cpus = 4;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    t = by_hand(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    dsc_plan_cleanup(&pl);
+}
+
+/* A kernel rate above the memory bandwidth (here bf16 at 20 GB/s, memory 12.5): the matrix takes
+ * its bytes over the bandwidth, all of it the weights term. */
+static void test_bandwidth_cap(void)
+{
+    dsn_config_t cfg = cfg_tiny();
+    dsc_profile_t p = profile();
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    char err[256];
+    dsc_estimate_t e1, e2;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    const dsc_memory_t *m = &rep.mem;
+    dsc_estimate_opts_t o = {1, 100, 256, 1};
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e1, err, sizeof(err)) == DSI_OK);
+    for (int i = 0; i < DSC_PROFILE_BATCHES; i++)
+        p.matmul_gbs[DSC_WEIGHT_BF16][i] = 20;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e2, err, sizeof(err)) == DSI_OK);
+    /* bf16 (router x 3 MoE layers, lm_head) went from 5 GB/s to the 12.5 GB/s bandwidth */
+    const double bf16 = 3.0 * (double)m->router + (double)m->head;
+    const double saved = bf16 / 5e9 - bf16 / 12.5e9;
+    DSI_CHECK_NEAR(e2.decode_cycle_s, e1.decode_cycle_s - saved, e1.decode_cycle_s * 1e-9);
+    DSI_CHECK_NEAR(e2.decode_terms[DSC_TERM_WEIGHTS], e1.decode_terms[DSC_TERM_WEIGHTS],
+                   e1.decode_cycle_s * 1e-9);
     dsc_plan_cleanup(&pl);
 }
 
@@ -238,6 +378,18 @@ static void test_bad_profiles(void)
                  "\"context\": [100], \"us_per_token_layer\": [1]}, \"network\": {\"latency_us\": "
                  "5}}",
                  "network.bandwidth_gbs is missing");
+    expect_error("{\"threads\": 2, \"cpus\": 0, \"memory_bw_gbs\": 3}", "cpus must be an integer");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": {\"batches\": [128, 256], "
+                 "\"fp8\": [1, 2]}}",
+                 "prefill_gbs.batches must be [128, 512]");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": {\"batches\": [128, 512], "
+                 "\"fp8\": [1, 0]}}",
+                 "prefill_gbs.fp8[1] must be a number > 0");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": [1]}",
+                 "prefill_gbs must be an object");
     /* a profile without the plan's format: the estimate says so */
     dsn_config_t cfg = cfg_tiny();
     dsc_profile_t p = profile();
@@ -247,7 +399,7 @@ static void test_bad_profiles(void)
     DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
     dsc_estimate_t e;
     char err[256] = "";
-    dsc_estimate_opts_t o = {1, 100, 256};
+    dsc_estimate_opts_t o = {1, 100, 256, 1};
     DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_ERR_CONFIG);
     DSI_CHECK(strstr(err, "matmul_gbs.fp8") != NULL);
     dsc_plan_cleanup(&pl);
@@ -257,6 +409,9 @@ int main(void)
 {
     test_one_node();
     test_two_nodes();
+    test_prefill_rates();
+    test_shared_machine();
+    test_bandwidth_cap();
     test_bad_profiles();
     return dsi_test_finish();
 }

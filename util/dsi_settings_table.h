@@ -20,12 +20,13 @@
 #define DSI_SETTINGS_TABLE_H
 
 /* Who takes what, grouped. */
-#define DSI_P_NODES   (DSI_P_NODE | DSI_P_SERVE | DSI_P_RUN | DSI_P_CLUSTER) /* node options */
-#define DSI_P_API     (DSI_P_SERVE | DSI_P_COORD | DSI_P_CLUSTER)            /* API servers */
-#define DSI_P_COORDS  (DSI_P_SERVE | DSI_P_COORD | DSI_P_CLUSTER)            /* coordinators */
-#define DSI_P_GEN     (DSI_P_RUN | DSI_P_CLUSTER)                            /* one generation */
-#define DSI_P_MODELED (DSI_P_RUN | DSI_P_SERVE | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_COORD | \
-                       DSI_P_NODE | DSI_P_CLUSTER)
+#define DSI_P_NODES  (DSI_P_NODE | DSI_P_SERVE | DSI_P_RUN | DSI_P_CLUSTER) /* node options */
+#define DSI_P_API    (DSI_P_SERVE | DSI_P_COORD | DSI_P_CLUSTER)            /* API servers */
+#define DSI_P_COORDS (DSI_P_SERVE | DSI_P_COORD | DSI_P_CLUSTER)            /* coordinators */
+#define DSI_P_GEN    (DSI_P_RUN | DSI_P_CLUSTER)                            /* one generation */
+#define DSI_P_MODELED                                                                  \
+    (DSI_P_RUN | DSI_P_SERVE | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_COORD | DSI_P_NODE | \
+     DSI_P_CLUSTER)
 
 #define DSI_I32_MAX 2147483647.0
 #define DSI_CTX_MAX 16777216.0
@@ -113,6 +114,9 @@
     X(PROMPT_LEN, "prompt-len", INT, "1024", 1, DSI_CTX_MAX, "L", DSI_P_PLAN, DSI_SF_CLI, \
       "with --estimate: prompt tokens of the prefill estimate, and the context of the decode " \
       "estimate") \
+    X(NODES_PER_MACHINE, "nodes-per-machine", INT, "1", 1, 4096, "K", DSI_P_PLAN, DSI_SF_CLI, \
+      "with --estimate: node processes sharing one machine of the profile (as the local nodes " \
+      "of dsinfer serve do); work they run at once shares its CPUs") \
     X(JSON, "json", BOOL, "false", 0, 0, "", \
       DSI_P_RUN | DSI_P_PLAN | DSI_P_INSPECT | DSI_P_CLUSTER | DSI_P_ADMIN, DSI_SF_CLI, \
       "print JSON instead of text") \
@@ -197,6 +201,17 @@
       "checkpoint's)") \
     X(REPLAN, "replan", ENUM, "live", 0, 0, "restart|live", DSI_P_COORDS, 0, \
       "live: re-plans switch while requests run; restart: re-plans pause and re-prefill them") \
+    X(KERNELS, "kernels", ENUM, "auto", 0, 0, "auto|scalar|avx2|avx512|avx512vnni|avx512bf16", \
+      DSI_P_NODES, 0, \
+      "kernel level (auto: the highest the CPU supports; a lower one only lowers it). " \
+      "avx512bf16 is never chosen unless named: it rounds activations to bf16 (changes results); " \
+      "dsinfer bench and dsinfer version take the variable") \
+    X(FP8, "fp8", ENUM, "auto", 0, 0, "auto|int|f16c", DSI_P_NODES, 0, \
+      "fp8 conversion of the AVX2 kernels: int (integer ops) or f16c (auto: int on AMD CPUs, " \
+      "f16c elsewhere)") \
+    X(ACT, "act", ENUM, "int8", 0, 0, "int8|f32", DSI_P_NODES, 0, \
+      "decode activations of integer weights: int8 (quantized per token where the level has " \
+      "int8 kernels) or f32 (exact)") \
     X(PROGRAM, "program", ENUM, "all", 0, 0, \
       "all|run|serve|plan|inspect|coordinator|node|cluster|admin", DSI_P_CONFIG, DSI_SF_CLI, \
       "show the settings of this program") \
@@ -218,15 +233,12 @@
 
 /*
  * Variables read from the environment only (not options): X(name, help). dsi_env() reads these
- * and the settings' DSINFER_<NAME>; no other file calls getenv for a DSINFER_ variable, except
- * kernels/ (which depends on nothing: DSINFER_KERNELS, DSINFER_FP8, DSINFER_ACT are read there).
+ * and the settings' DSINFER_<NAME>; no other file calls getenv for a DSINFER_ variable (kernels/
+ * reads none: the programs pass --kernels, --fp8 and --act to it with dsk_set_options).
  */
 #define DSI_ENV_ONLY(X)                                                                            \
     X("DSINFER_SECRET", "the cluster's shared secret, when no --secret-file is given")             \
     X("DSINFER_LOG", "log level: error, warn, info (default), debug, trace")                       \
-    X("DSINFER_KERNELS", "force a kernel level: scalar, avx2, avx512, avx512vnni")                 \
-    X("DSINFER_FP8", "fp8 conversion on AVX2: int or f16c (default: by CPU vendor)")               \
-    X("DSINFER_ACT", "decode activations of integer weights: int8 (default) or f32")               \
     X("DSINFER_TOKENIZER_REGEX", "force the pre-tokenizer's regex engine (testing)")               \
     X("DSINFER_SPEC_SCRIPT", "token ids greedy requests draft across stages (testing)")            \
     X("DSINFER_NODE_BIN", "the dsinfer-node program that serve and run --local-nodes start")

@@ -5,7 +5,13 @@
  * 1. memory read bandwidth: the shared probe (bench_probe.h) over a buffer far larger than the LLC;
  * 2. the matmul kernels' weight GB/s per format at 1, 4, 16 and 64 tokens and the measured FMA
  *    rate: `dsinfer bench kernels --json` run as a child process (its code, unchanged), decode
- *    rows of a V3 routed expert's shapes, the median over the shapes;
+ *    rows of V3's dense MLP shapes (132 MB in fp8: tens of milliseconds a product, so that on a
+ *    shared machine the median over repetitions sees the CPU share a decode step gets, not the
+ *    moments a few-millisecond product ran alone; --quick: one expert's shape), the median over
+ *    the shapes; then its prefill rows (the
+ *    packed GEMM at 128 and 512 tokens, fp8 and bf16, an expert's two shapes: 0.1 s and more a
+ *    product already) as prefill_gbs, from
+ *    their GFLOP/s (bench kernels prints GB/s with two decimals, too few at 512 tokens);
  * 3. attention per query token and layer at several context lengths: the absorbed-MLA products
  *    the engine runs (dsn_attention.c) on a latent cache of V3's width (kv_lora_rank 512 +
  *    rope 64 = 576 f32 per token), for 128 heads: scores (matmul of the cache rows with the heads'
@@ -45,6 +51,8 @@ typedef struct {
     const char *json_path;
     double bw_gbs, fma_gflops;
     double gbs[N_FORMATS][4];
+    double prefill_gbs[2][2]; /* fp8, bf16 at 128 and 512 tokens */
+    int cpus;
     int n_ctx;
     int ctx[MAX_CTX];
     double attn_us[MAX_CTX];
@@ -120,7 +128,7 @@ static int measure_kernels(profile_t *p)
                     "--dtypes",
                     "fp8,bf16,int8,int4-g32,int4-g128",
                     "--shapes",
-                    p->quick ? "2048x7168" : "2048x7168,7168x2048",
+                    p->quick ? "2048x7168" : "18432x7168,7168x18432",
                     "--threads",
                     threads,
                     "--reps",
@@ -173,6 +181,67 @@ static int measure_kernels(profile_t *p)
     json_decref(root);
     if (!(p->fma_gflops > 0)) /* the scalar level measures none: the f32 rate of a kernel */
         p->fma_gflops = p->gbs[1][3] * 64; /* bf16 at 64 tokens: 64 flops per weight byte */
+    return 0;
+}
+
+/* The packed GEMM of prefill: bench kernels' prefill rows, fp8 and bf16 at 128 and 512 tokens. */
+static int measure_prefill(profile_t *p)
+{
+    char threads[16];
+    snprintf(threads, sizeof(threads), "%d", p->threads);
+    char *args[] = {"dsinfer",   "bench",
+                    "kernels",   "--json",
+                    "--only",    "prefill",
+                    "--dtypes",  "fp8,bf16",
+                    "--shapes",  p->quick ? "2048x7168" : "2048x7168,7168x2048",
+                    "--threads", threads,
+                    "--reps",    p->quick ? "1" : "3",
+                    NULL};
+    char *out;
+    int rc = run_child(args, &out);
+    json_error_t je;
+    json_t *root = rc == 0 && out != NULL ? json_loads(out, 0, &je) : NULL;
+    free(out);
+    json_t *ks = json_object_get(root, "kernels");
+    if (root == NULL || !json_is_array(ks)) {
+        fprintf(stderr,
+                "dsinfer bench profile: dsinfer bench kernels --only prefill failed (exit "
+                "%d)\n",
+                rc);
+        json_decref(root);
+        return -1;
+    }
+    static const char *const names[2] = {"matmul_fp8", "matmul_bf16"};
+    static const double weight_bytes[2] = {1, 2}; /* per weight: fp8 (its scales aside), bf16 */
+    static const int tokens[2] = {128, 512};
+    for (int f = 0; f < 2; f++) {
+        for (int b = 0; b < 2; b++) {
+            double v[8];
+            int n = 0;
+            size_t i;
+            json_t *k;
+            json_array_foreach(ks, i, k)
+            {
+                const char *kn = json_string_value(json_object_get(k, "name"));
+                if (kn != NULL && strcmp(kn, names[f]) == 0 && n < 8 &&
+                    json_integer_value(json_object_get(k, "batch")) == tokens[b])
+                    v[n++] = json_number_value(json_object_get(k, "gflops"));
+            }
+            if (n == 0) {
+                fprintf(stderr, "dsinfer bench profile: bench kernels gave no %s row at %d\n",
+                        names[f], tokens[b]);
+                json_decref(root);
+                return -1;
+            }
+            qsort(v, (size_t)n, sizeof(double), cmp_d);
+            const double gflops = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+            /* 2 flops per weight and token */
+            p->prefill_gbs[f][b] = gflops * weight_bytes[f] / (2.0 * tokens[b]);
+            if (p->prefill_gbs[f][b] < 1e-4)
+                p->prefill_gbs[f][b] = 1e-4;
+        }
+    }
+    json_decref(root);
     return 0;
 }
 
@@ -275,12 +344,17 @@ static void write_json(const profile_t *p, FILE *f)
 {
     fprintf(f, "{\n  \"profile_version\": 1,\n  \"measured_by\": \"dsinfer bench profile%s\",\n",
             p->quick ? " --quick" : "");
-    fprintf(f, "  \"kernel_level\": \"%s\",\n  \"threads\": %d,\n", p->level, p->threads);
+    fprintf(f, "  \"kernel_level\": \"%s\",\n  \"threads\": %d,\n  \"cpus\": %d,\n", p->level,
+            p->threads, p->cpus);
     fprintf(f, "  \"memory_bw_gbs\": %.3f,\n  \"fma_gflops\": %.2f,\n", p->bw_gbs, p->fma_gflops);
     fprintf(f, "  \"matmul_gbs\": {\n    \"batches\": [1, 4, 16, 64]");
     for (int fm = 0; fm < N_FORMATS; fm++)
         fprintf(f, ",\n    \"%s\": [%.4f, %.4f, %.4f, %.4f]", format_names[fm], p->gbs[fm][0],
                 p->gbs[fm][1], p->gbs[fm][2], p->gbs[fm][3]);
+    fprintf(f,
+            "\n  },\n  \"prefill_gbs\": {\n    \"batches\": [128, 512],\n"
+            "    \"fp8\": [%.5f, %.5f],\n    \"bf16\": [%.5f, %.5f]",
+            p->prefill_gbs[0][0], p->prefill_gbs[0][1], p->prefill_gbs[1][0], p->prefill_gbs[1][1]);
     fprintf(f,
             "\n  },\n  \"attention\": {\n    \"heads\": %d,\n    \"width\": %d,\n"
             "    \"context\": [",
@@ -304,6 +378,9 @@ static void print_text(const profile_t *p)
     for (int f = 0; f < N_FORMATS; f++)
         printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->gbs[f][0], p->gbs[f][1],
                p->gbs[f][2], p->gbs[f][3]);
+    printf("prefill (packed GEMM) weight GB/s: fp8 %.3f at 128 tokens, %.3f at 512; bf16 %.3f, "
+           "%.3f\n",
+           p->prefill_gbs[0][0], p->prefill_gbs[0][1], p->prefill_gbs[1][0], p->prefill_gbs[1][1]);
     printf("attention, %d heads x %d, per query token and layer:", ATTN_HEADS, ATTN_WIDTH);
     for (int c = 0; c < p->n_ctx; c++)
         printf(" %d ctx %.1f us%s", p->ctx[c], p->attn_us[c], c + 1 < p->n_ctx ? "," : "\n");
@@ -315,8 +392,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: dsinfer bench profile [--json FILE] [--quick] [--threads N]\n"
             "  measures what a step's cost depends on on this machine: memory read bandwidth,\n"
-            "  the matmul kernels' weight GB/s per format at 1, 4, 16, 64 tokens and the FMA\n"
-            "  rate (bench kernels), attention time per context length (128 heads x 576),\n"
+            "  the matmul kernels' weight GB/s per format at 1, 4, 16, 64 tokens, the packed\n"
+            "  GEMM's (prefill) at 128 and 512 tokens and the FMA rate (bench kernels),\n"
+            "  attention time per context length (128 heads x 576),\n"
             "  transport latency and bandwidth (bench transport over loopback tcp)\n"
             "  --json FILE   also write the profile JSON that dsinfer plan --estimate reads\n"
             "                (- for stdout, instead of the text)\n"
@@ -374,12 +452,14 @@ int dsinfer_bench_profile(int argc, char **argv)
         return 1;
     }
     p.threads = dsi_pool_threads(pool);
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    p.cpus = online > 0 ? (int)online : p.threads;
     dsk_ops_t ops;
     dsk_ops_init(&ops, dsk_level_detect());
     int rc = 1;
     p.bw_gbs = bench_memory_bandwidth(pool, (size_t)(p.quick ? 256 : 1024) << 20, p.quick ? 3 : 7);
-    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_attention(&p, pool, &ops) != 0 ||
-        measure_transport(&p) != 0)
+    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_prefill(&p) != 0 ||
+        measure_attention(&p, pool, &ops) != 0 || measure_transport(&p) != 0)
         goto out;
     if (p.json_path != NULL && strcmp(p.json_path, "-") == 0) {
         write_json(&p, stdout);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 const int dsc_profile_batches[DSC_PROFILE_BATCHES] = {1, 4, 16, 64};
+const int dsc_profile_prefill_batches[DSC_PROFILE_PREFILL] = {128, 512};
 
 static const char *const term_names[DSC_TERM_COUNT] = {"weights bandwidth", "compute", "attention",
                                                        "network latency", "network bandwidth"};
@@ -102,6 +103,13 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
     }
     threads = t != NULL ? (double)json_integer_value(t) : 0;
     p.threads = (int)threads;
+    json_t *cpus = json_object_get(root, "cpus");
+    if (cpus != NULL && (!json_is_integer(cpus) || json_integer_value(cpus) < 1 ||
+                         json_integer_value(cpus) > 1 << 20)) {
+        fail(err, err_size, "%s: field cpus must be an integer >= 1", what);
+        goto out;
+    }
+    p.cpus = cpus != NULL ? (int)json_integer_value(cpus) : 0;
     if (get_num(root, "memory_bw_gbs", "", 0, &p.memory_bw_gbs, what, err, err_size) ||
         get_num(root, "fma_gflops", "", 0, &p.fma_gflops, what, err, err_size))
         goto out;
@@ -146,6 +154,42 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
     if (!any) {
         fail(err, err_size, "%s: field matmul_gbs lists no weight format", what);
         goto out;
+    }
+
+    /* optional: the packed GEMM at prefill sizes */
+    json_t *pf = json_object_get(root, "prefill_gbs");
+    if (pf != NULL && !json_is_object(pf)) {
+        fail(err, err_size, "%s: field prefill_gbs must be an object", what);
+        goto out;
+    }
+    if (pf != NULL) {
+        int np = DSC_PROFILE_PREFILL;
+        if (get_array(pf, "batches", "prefill_gbs.", b, &np, DSC_PROFILE_PREFILL, what, err,
+                      err_size))
+            goto out;
+        for (int i = 0; i < DSC_PROFILE_PREFILL; i++) {
+            if (b[i] != dsc_profile_prefill_batches[i]) {
+                fail(err, err_size, "%s: field prefill_gbs.batches must be [128, 512]", what);
+                goto out;
+            }
+        }
+        json_object_foreach(pf, key, val)
+        {
+            if (strcmp(key, "batches") == 0)
+                continue;
+            dsc_weight_format_t f;
+            if (dsc_weight_format_parse(key, &f) != DSI_OK) {
+                fail(err, err_size,
+                     "%s: field prefill_gbs.%s is not a weight format (fp8, bf16, int8, int4, "
+                     "int4-g128)",
+                     what, key);
+                goto out;
+            }
+            np = DSC_PROFILE_PREFILL;
+            if (get_array(pf, key, "prefill_gbs.", p.prefill_gbs[f], &np, DSC_PROFILE_PREFILL, what,
+                          err, err_size))
+                goto out;
+        }
     }
 
     json_t *at = json_object_get(root, "attention");
@@ -237,7 +281,29 @@ typedef struct {
     const dsc_profile_t *p;
     dsc_weight_format_t fmt;
     double terms[DSC_TERM_COUNT]; /* accumulated seconds */
+    double slow;                  /* the machine-sharing factor of the matmuls being added */
 } acc_t;
+
+/*
+ * The packed GEMM's rates of format f at 128 and 512 tokens: its own, else (integer formats, the
+ * same GEMM after dequantizing) fp8's, else none (NULL).
+ */
+static const double *prefill_rates(const dsc_profile_t *p, dsc_weight_format_t f)
+{
+    if (p->prefill_gbs[f][0] > 0)
+        return p->prefill_gbs[f];
+    if (f != DSC_WEIGHT_BF16 && p->prefill_gbs[DSC_WEIGHT_FP8][0] > 0)
+        return p->prefill_gbs[DSC_WEIGHT_FP8];
+    return NULL;
+}
+
+/* Between the points (b0, r0) and (b1, r1): log r linear in log b (a constant rate and one in
+ * proportion to 1 / b, a compute-bound kernel's, stay exact). */
+static double loglog(double b, double b0, double r0, double b1, double r1)
+{
+    const double x = log(b / b0) / log(b1 / b0);
+    return exp(log(r0) * (1 - x) + log(r1) * x);
+}
 
 /* Weight GB/s of format f at b tokens. */
 static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
@@ -245,12 +311,19 @@ static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
     const double *r = p->matmul_gbs[f];
     if (b <= 1)
         return r[0];
-    if (b >= 64)
-        return r[3] * 64.0 / b;          /* compute-bound: time grows with the tokens */
+    if (b >= 64) {
+        /* compute-bound: through the packed GEMM's points at 128 and 512 tokens, the flop rate
+         * (rate x tokens) held beyond the last point */
+        const double *g = prefill_rates(p, f);
+        if (g == NULL)
+            return r[3] * 64.0 / b;
+        if (b >= 512)
+            return g[1] * 512.0 / b;
+        return b >= 128 ? loglog(b, 128, g[0], 512, g[1]) : loglog(b, 64, r[3], 128, g[0]);
+    }
     const double lb = log(b) / log(4.0); /* 0..3 between the points 1, 4, 16, 64 */
     const int i = lb >= 3 ? 2 : (int)lb;
-    const double x = lb - i;
-    return r[i] * (1 - x) + r[i + 1] * x;
+    return loglog(b, dsc_profile_batches[i], r[i], dsc_profile_batches[i + 1], r[i + 1]);
 }
 
 /* Multiply `bytes` of weights in format f with b tokens: weights and compute terms. */
@@ -258,8 +331,10 @@ static double matmul(acc_t *a, dsc_weight_format_t f, double bytes, double b)
 {
     if (bytes <= 0 || b <= 0)
         return 0;
-    const double t = bytes / (rate(a->p, f, b) * 1e9);
-    const double mem = bytes / (a->p->memory_bw_gbs * 1e9);
+    const double slow = a->slow > 1 ? a->slow : 1;
+    const double mem = slow * bytes / (a->p->memory_bw_gbs * 1e9);
+    double t = slow * bytes / (rate(a->p, f, b) * 1e9);
+    t = t > mem ? t : mem; /* streamed from memory: never faster than its read bandwidth */
     a->terms[DSC_TERM_WEIGHTS] += t < mem ? t : mem;
     a->terms[DSC_TERM_COMPUTE] += t > mem ? t - mem : 0;
     return t;
@@ -306,7 +381,19 @@ typedef struct {
     const dsc_memory_t *mem;
     const dst_plan_t *plan;
     const double *share; /* [layer]: the largest fraction of a MoE layer's experts on one node */
+    double per_machine;  /* nodes sharing a machine (>= 1) */
 } ctx_t;
+
+/* How much slower work runs when `busy` nodes of a stage run it at once, nodes of one machine
+ * sharing its CPUs (dsc_estimate.h). */
+static double sharing(const ctx_t *c, const dsc_profile_t *p, double busy)
+{
+    const double together = busy < c->per_machine ? busy : c->per_machine;
+    const double cpus = p->cpus > 0 ? p->cpus : p->threads > 0 ? p->threads : 1;
+    const double threads = p->threads > 0 ? p->threads : cpus;
+    const double f = together * threads / cpus;
+    return f > 1 ? f : 1;
+}
 
 /*
  * One stage's time for a batch of `tok` tokens in the stage in all, `per_node` of them on the
@@ -320,11 +407,17 @@ static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, doubl
     const dsc_memory_t *m = c->mem;
     const dst_plan_stage_t *st = &c->plan->stages[s];
     const double N = cfg->n_routed_experts, K = cfg->num_experts_per_tok;
-    const double H = cfg->hidden_size;
+    const double H = cfg->hidden_size, e = nodes_in_stage;
+    /* the nodes with sequences run attention and the non-expert weights at once; every node of
+     * the stage its experts */
+    const double with_seqs = per_node < tok ? ceil(tok / per_node) : 1;
+    const double dense_slow = sharing(c, a->p, with_seqs < e ? with_seqs : e);
+    const double expert_slow = sharing(c, a->p, e);
     double t = 0;
     for (uint32_t l = st->first_layer; l < st->end_layer; l++) {
+        a->slow = dense_slow;
         t += matmul(a, a->fmt, (double)m->attn, per_node);
-        const double at = per_node * attn_s(a->p, cfg, attn_ctx);
+        const double at = dense_slow * per_node * attn_s(a->p, cfg, attn_ctx);
         a->terms[DSC_TERM_ATTENTION] += at;
         t += at;
         if (!dsc_memory_is_moe_layer(m, cfg, l)) {
@@ -337,14 +430,20 @@ static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, doubl
         const double hit = 1 - pow(1 - K / N, tok);
         const double distinct = N * hit * c->share[l];
         const double per_expert = tok * K / (N * hit);
+        a->slow = expert_slow;
         t += matmul(a, a->fmt, distinct * (double)m->expert, per_expert);
-        if (nodes_in_stage > 1) { /* DISPATCH + COMBINE of the pairs leaving the node */
-            const double away = per_node * K * (nodes_in_stage - 1) / nodes_in_stage;
+        a->slow = dense_slow;
+        if (e > 1) {
+            /* DISPATCH: a row per token and other node it reaches; COMBINE: a row per pair
+             * leaving the node */
+            const double rows =
+                per_node * (e - 1) * (1 - pow(1 - 1 / e, K)) + per_node * K * (e - 1) / e;
             const double before = sum_terms(a->terms);
-            net(a, 2, 2 * away * H * 4);
+            net(a, 2, rows * H * 4);
             t += sum_terms(a->terms) - before;
         }
     }
+    a->slow = dense_slow;
     if (s == c->plan->n_stages - 1) /* the logits of each sequence's last token only */
         t += matmul(a, DSC_WEIGHT_BF16, (double)m->head, head_tok);
     return t;
@@ -379,7 +478,7 @@ static double pipeline(const ctx_t *c, const dsc_profile_t *p, dsc_weight_format
     double sum = 0, slowest = 0;
     double sum_t[DSC_TERM_COUNT] = {0}, slow_t[DSC_TERM_COUNT] = {0};
     for (uint32_t s = 0; s < plan->n_stages; s++) {
-        acc_t a = {p, fmt, {0}};
+        acc_t a = {p, fmt, {0}, 1};
         const int e = stage_nodes(plan, s);
         const double per_node = one_seq ? tok : ceil(tok / e);
         double t = stage_time(c, &a, s, tok, per_node, one_seq ? 1 : per_node, attn_ctx, e);
@@ -456,7 +555,7 @@ dsi_status_t dsc_estimate(const dsn_config_t *cfg, const dsc_memory_t *mem, cons
         share[l] = total > 0 ? (double)most / (double)total : 1;
     }
     free(count);
-    ctx_t c = {cfg, mem, plan, share};
+    ctx_t c = {cfg, mem, plan, share, opts->nodes_per_machine > 1 ? opts->nodes_per_machine : 1};
     memset(out, 0, sizeof(*out));
 
     /* decode: C sequences in min(C, stages) micro-batches */

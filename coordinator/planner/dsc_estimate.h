@@ -6,9 +6,14 @@
  *
  * The model (every node of the plan is assumed to be a machine of the profile):
  * - A matrix of B bytes in format f multiplied with b tokens takes B / rate(f, b), rate being the
- *   profile's measured weight-streaming GB/s of that kernel at 1, 4, 16, 64 tokens (interpolated
- *   in log b; above 64 tokens the time grows with b: the 64-token row is taken as compute-bound).
- *   Its part above B / memory_bw is reported as compute, the rest as weights bandwidth.
+ *   profile's measured weight-streaming GB/s of that kernel at 1, 4, 16, 64 tokens, and above 64
+ *   at the packed GEMM's 128 and 512 (prefill_gbs; the integer formats, which run the same GEMM
+ *   after dequantizing, take fp8's where they have none), log rate interpolated linearly in
+ *   log b (a constant rate and a compute-bound one, in proportion to 1 / b, stay exact). Above
+ *   the last point the flop rate, rate x b, is held; without prefill_gbs from 64 tokens.
+ *   It takes at least B / memory_bw (the weights are streamed from memory: a kernel rate above
+ *   the probed bandwidth, as a noisy machine can give, is not reached by a whole step); its part
+ *   above B / memory_bw is reported as compute, the rest as weights bandwidth.
  * - Attention over the latent cache costs, per query token and layer, the profile's measured time
  *   at that context length (interpolated linearly, extrapolated from the last two points above
  *   the last one and in proportion to the first point below it), scaled
@@ -17,9 +22,14 @@
  *   the non-expert weights of the stage's layers for its share. The routed experts of a MoE layer
  *   are spread evenly over the stage's nodes; m tokens touch N (1 - (1 - K/N)^m) distinct experts
  *   of a layer, each multiplied with the tokens routed to it. With more than one node in a stage
- *   each MoE layer adds one DISPATCH + COMBINE round trip (2 x latency, f32 rows of hidden_size
- *   both ways for the pairs leaving the node); each stage boundary adds one latency and the
- *   activation rows.
+ *   each MoE layer adds one DISPATCH + COMBINE round trip (2 x latency; f32 rows of hidden_size:
+ *   DISPATCH one row per token and other node its experts reach, e - 1 nodes each reached with
+ *   probability 1 - (1 - 1/e)^K, COMBINE one row per (token, expert) pair leaving the node);
+ *   each stage boundary adds one latency and the activation rows.
+ * - Nodes sharing a machine (opts.nodes_per_machine > 1, as `--local-nodes` does): the phases
+ *   that several of them run at once (the routed experts of a stage; the attention and
+ *   non-expert weights when each has sequences) take max(1, busy x threads / cpus) times as
+ *   long, busy being the nodes of one machine running them together.
  * - Decode: min(C, stages) micro-batches of ceil(C / that) sequences go round the pipeline; a
  *   cycle takes max(micro-batches x the slowest stage, the sum of the stages plus the hops), and
  *   every sequence gains one token per cycle.
@@ -39,6 +49,7 @@
 #include "dst_plan.h"
 
 #define DSC_PROFILE_BATCHES 4 /* matmul rates at 1, 4, 16 and 64 tokens */
+#define DSC_PROFILE_PREFILL 2 /* packed-GEMM rates at 128 and 512 tokens */
 #define DSC_PROFILE_MAX_CTX 16
 
 typedef struct {
@@ -47,6 +58,10 @@ typedef struct {
     double fma_gflops;    /* f32 FMAs, all threads */
     /* weight GB/s of each format's matmul at 1, 4, 16, 64 tokens; 0: not in the profile */
     double matmul_gbs[DSC_WEIGHT_N_FORMATS][DSC_PROFILE_BATCHES];
+    /* weight GB/s of the packed GEMM (prefill) at 128 and 512 tokens; 0: not in the profile
+     * (optional: without it the time above 64 tokens grows with the tokens from the 64 point) */
+    double prefill_gbs[DSC_WEIGHT_N_FORMATS][DSC_PROFILE_PREFILL];
+    int cpus; /* online CPUs of the machine measured; 0: not given (taken as `threads`) */
     /* attention: seconds per query token and layer at each context length, for `heads` heads of
      * a `width`-wide latent row (kv_lora_rank + qk_rope_head_dim) */
     int attn_heads, attn_width, n_attn;
@@ -56,8 +71,9 @@ typedef struct {
     double net_gbs;        /* GB/s (10^9 bytes) between two nodes */
 } dsc_profile_t;
 
-/* The batches of matmul_gbs. */
+/* The batches of matmul_gbs and of prefill_gbs. */
 extern const int dsc_profile_batches[DSC_PROFILE_BATCHES];
+extern const int dsc_profile_prefill_batches[DSC_PROFILE_PREFILL];
 
 /*
  * Read a profile JSON file (docs/PERFORMANCE.md lists the fields). Errors name the file and the
@@ -80,9 +96,10 @@ typedef enum {
 const char *dsc_term_name(dsc_term_t t);
 
 typedef struct {
-    uint32_t concurrency;      /* decode streams */
-    uint32_t prompt_len;       /* prefill length, and the decode's context */
-    uint32_t max_batch_tokens; /* prefill chunk */
+    uint32_t concurrency;       /* decode streams */
+    uint32_t prompt_len;        /* prefill length, and the decode's context */
+    uint32_t max_batch_tokens;  /* prefill chunk */
+    uint32_t nodes_per_machine; /* node processes sharing one machine of the profile (0: 1) */
 } dsc_estimate_opts_t;
 
 typedef struct {
