@@ -107,7 +107,7 @@ int main(void)
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
                                         {130, 257}, {17, 128}, {64, 520}, {33, 129},
                                         {45, 1500}, {70, 2048}}; /* tiles of strided rows */
-    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 16, 17, 64};
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 9, 12, 16, 17, 31, 33, 64, 65};
     dsi_test_seed(42);
     test_one_hot(levels, n_levels);
     for (int dt = 0; dt <= DSK_DTYPE_F8_E4M3; dt++) { /* the checkpoint dtypes */
