@@ -262,7 +262,12 @@ void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t 
                     int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
     par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy};
-    dsi_pool_run(e->pool, r1 - r0, dsn_par_matmul_grain(w->cols, n), par_matmul_task, &p);
+    const int per_thread = dsk_matmul_chunks_per_thread(&e->ops, w->dtype, n);
+    if (per_thread > 1)
+        dsi_pool_run_dynamic(e->pool, r1 - r0, dsn_par_matmul_grain(w->cols, n), per_thread,
+                             par_matmul_task, &p);
+    else
+        dsi_pool_run(e->pool, r1 - r0, dsn_par_matmul_grain(w->cols, n), par_matmul_task, &p);
 }
 
 int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs)
