@@ -28,6 +28,14 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU time of all the process's threads: what a product cost, whatever share of the cores it got */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -129,23 +137,28 @@ int main(int argc, char **argv)
             work = plan.work_size > work ? plan.work_size : work;
         }
         void *wdata = malloc(work + 64);
-        double t[MAX_REPS];
+        double t[MAX_REPS], tc[MAX_REPS];
         for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
             struct ggml_cgraph *gr = g[(r + 1) % copies];
             struct ggml_cplan plan = ggml_graph_plan(gr, threads, NULL);
             plan.work_data = wdata;
-            const double t0 = now_s();
+            const double t0 = now_s(), c0 = cpu_s();
             if (ggml_graph_compute(gr, &plan) != GGML_STATUS_SUCCESS) {
                 fprintf(stderr, "bench-vs-ggml-matmul: ggml_graph_compute failed\n");
                 return 1;
             }
-            if (r >= 0)
+            if (r >= 0) {
                 t[r] = now_s() - t0;
+                tc[r] = cpu_s() - c0;
+            }
         }
         qsort(t, (size_t)reps, sizeof(double), cmp);
+        qsort(tc, (size_t)reps, sizeof(double), cmp);
         const double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-        printf("%s %lldx%lld %d %.4f %.2f %.1f\n", argv[1], rows, cols, n, med * 1e3,
-               (double)wbytes / med * 1e-9, 2.0 * (double)rows * (double)cols * n / med * 1e-9);
+        const double cmed = reps % 2 ? tc[reps / 2] : 0.5 * (tc[reps / 2 - 1] + tc[reps / 2]);
+        printf("%s %lldx%lld %d %.4f %.2f %.1f %.4f\n", argv[1], rows, cols, n, med * 1e3,
+               (double)wbytes / med * 1e-9, 2.0 * (double)rows * (double)cols * n / med * 1e-9,
+               cmed * 1e3);
         fflush(stdout);
         free(wdata);
         ggml_free(gctx);

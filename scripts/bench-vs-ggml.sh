@@ -9,7 +9,9 @@
 # `dsinfer bench kernels` for fp8, int8, int4-g32 and bf16, at batches 1, 4, 16 and 64 with the
 # same threads. Prints per row the medians (ms) and the speed-up ggml time / dsinfer time
 # (> 1: dsinfer is faster) of fp8 and int8 against q8_0 (one byte a weight), int4-g32 against
-# q4_0 (4.5 bits a weight both) and bf16 against bf16.
+# q4_0 (4.5 bits a weight both) and bf16 against bf16: once for the wall time, once for the CPU
+# time of all the process's threads per product (on a shared machine a product's wall time is
+# mostly the share of the cores it got; its CPU time is what it cost).
 #
 # usage: scripts/bench-vs-ggml.sh GGML_DIR [options]
 #   --rounds N        interleaved rounds (default 3)
@@ -103,7 +105,8 @@ for k in json.load(sys.stdin)["kernels"]:
         ms = 2.0 * r * c * k["batch"] / (k["gflops"] * 1e9) * 1e3
     else:
         ms = r * c * bpp / (k["gbs"] * 1e9) * 1e3
-    print("dsinfer", k["name"].replace("matmul_", ""), k["shape"], k["batch"], f"{ms:.4f}", k["gbs"], k["gflops"])
+    print("dsinfer", k["name"].replace("matmul_", ""), k["shape"], k["batch"], f"{ms:.4f}", k["gbs"], k["gflops"],
+          k.get("cpu_ms", 0))
 ' >>"$RES" || die "dsinfer bench kernels failed"
   echo "round $r done" >&2
 done
@@ -111,17 +114,26 @@ echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved r
 echo "(ms per product; speed-up = ggml ms / dsinfer ms, > 1: dsinfer faster)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys
-ms = {}
+ms, cpu = {}, {}
 for line in open(sys.argv[1]):
-    who, t, shape, b, m = line.split()[:5]
+    f = line.split()
+    who, t, shape, b, m = f[:5]
     ms.setdefault((who, t, shape, int(b)), []).append(float(m))
-med = {k: st.median(v) for k, v in ms.items()}
+    if len(f) > 7 and float(f[7]) > 0:
+        cpu.setdefault((who, t, shape, int(b)), []).append(float(f[7]))
 pairs = [("fp8", "q8_0"), ("int8", "q8_0"), ("int4-g32", "q4_0"), ("bf16", "bf16")]
-print(f"{'shape':<10} {'batch':>5}  " + "  ".join(f"{d+' vs '+g:>28}" for d, g in pairs))
-for shape, b in sorted({(k[2], k[3]) for k in med}, key=lambda x: (x[0], x[1])):
-    cells = []
-    for d, g in pairs:
-        a, o = med.get(("dsinfer", d, shape, b)), med.get(("ggml", g, shape, b))
-        cells.append(f"{a:8.3f} {o:8.3f} {o / a:6.2f}x" if a and o else f"{'-':>24}")
-    print(f"{shape:<10} {b:>5}  " + "  ".join(f"{c:>28}" for c in cells))
+for title, tab in (("wall", ms), ("cpu", cpu)):
+    if not tab:
+        continue
+    med = {k: st.median(v) for k, v in tab.items()}
+    if title == "cpu":
+        print("\nCPU time of all threads per product (ms; process CPU time, medians): what a product "
+              "costs in core time, whatever share of the cores the shared machine gave it")
+    print(f"{'shape':<10} {'batch':>5}  " + "  ".join(f"{d+' vs '+g:>28}" for d, g in pairs))
+    for shape, b in sorted({(k[2], k[3]) for k in med}, key=lambda x: (x[0], x[1])):
+        cells = []
+        for d, g in pairs:
+            a, o = med.get(("dsinfer", d, shape, b)), med.get(("ggml", g, shape, b))
+            cells.append(f"{a:8.3f} {o:8.3f} {o / a:6.2f}x" if a and o else f"{'-':>24}")
+        print(f"{shape:<10} {b:>5}  " + "  ".join(f"{c:>28}" for c in cells))
 EOF

@@ -16,7 +16,7 @@ check() { # what, jq filter, args...
 }
 check "quick decode" '.memory_bw_gbs > 0 and (.kernels | length) == 12
   and ([.kernels[].name] | unique) == ["matmul_fp8", "matmul_int8"]
-  and all(.kernels[]; .gbs > 0 and .paired_efficiency > 0)' \
+  and all(.kernels[]; .gbs > 0 and .paired_efficiency > 0 and .cpu_ms > 0)' \
   --quick --only decode --dtypes fp8,int8
 # the roofline: f32 rows min(bandwidth, FMA rate x bytes per flop), int8-math rows the bandwidth;
 # the tolerances allow for the printed rounding (gbs and roofline_gbs to 0.005, gflops to 0.05),

@@ -55,6 +55,7 @@ typedef struct {
     int batch;
     int int8_math; /* products in integer multiply-adds (int8 activations), not f32 FMAs */
     double gbs, gflops;
+    double cpu_ms; /* CPU time of all threads per product (median) */
     double paired; /* median over repetitions of gbs / a probe pass right before it */
 } entry_t;
 
@@ -225,7 +226,8 @@ static void mm_cb(void *arg, int64_t begin, int64_t end)
 }
 
 static void add_entry(bench_t *b, const char *name, dsk_level_t level, int64_t rows, int64_t cols,
-                      int batch, int int8_math, double gbs, double gflops, double paired)
+                      int batch, int int8_math, double gbs, double gflops, double paired,
+                      double cpu_ms)
 {
     if (b->n_entries >= MAX_ENTRIES)
         return;
@@ -238,6 +240,15 @@ static void add_entry(bench_t *b, const char *name, dsk_level_t level, int64_t r
     e->gbs = gbs;
     e->paired = paired;
     e->gflops = gflops;
+    e->cpu_ms = cpu_ms;
+}
+
+/* CPU time of the whole process (every pool thread): what a product cost in core time */
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 typedef struct {
@@ -345,12 +356,13 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
         const int n = batches[k];
         const int reps = n >= 128 && !b->reps_set ? (b->reps < 3 ? b->reps : 3) : b->reps;
         double secs[MAX_LEVELS][MAX_REPS], paired[MAX_LEVELS][MAX_REPS];
+        double cpu[MAX_LEVELS][MAX_REPS];
         for (int r = -1; r < reps; r++) {           /* r = -1: warm-up */
             for (int l = 0; l < b->n_levels; l++) { /* levels interleaved */
                 mm_job_t job = {&b->level_ops[l], &ws[(r + 1) % copies], x, n, y};
                 const double bw =
                     b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
-                double t0 = dsi_now_s();
+                double t0 = dsi_now_s(), c0 = process_cpu_s();
                 /* the engine's split (dsn_par_matmul): claimed chunks for batched products */
                 const int per_thread = dsk_matmul_chunks_per_thread(job.ops, dt, n);
                 for (int pass = 0; pass < passes; pass++) {
@@ -361,6 +373,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                 }
                 if (r >= 0) {
                     secs[l][r] = (dsi_now_s() - t0) / passes;
+                    cpu[l][r] = (process_cpu_s() - c0) / passes;
                     paired[l][r] = (double)wbytes / secs[l][r] * 1e-9 / bw;
                 }
             }
@@ -372,7 +385,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
             snprintf(name, sizeof(name), "matmul_%s", dsk_dtype_name(dt));
             add_entry(b, name, ops->level, rows, cols, n, is_q && n <= ops->a8_n_max[dt],
                       (double)wbytes / t * 1e-9, 2.0 * (double)rows * (double)cols * n / t * 1e-9,
-                      bench_median(paired[l], reps));
+                      bench_median(paired[l], reps), bench_median(cpu[l], reps) * 1e3);
             if (!b->json)
                 fprintf(stderr, "  %s %lldx%lld batch %d (%s): %.3f ms\n", name, (long long)rows,
                         (long long)cols, n, dsk_level_name(ops->level), t * 1e3);
@@ -422,11 +435,11 @@ static void print_results(const bench_t *b)
                    "\"gbs\": %.2f, "
                    "\"efficiency\": %.3f, \"paired_efficiency\": %.3f, \"roofline_gbs\": %.2f, "
                    "\"roofline_efficiency\": %.3f, \"gflops\": %.1f, \"peak_fraction\": %.3f, "
-                   "\"fma_fraction\": %.3f, \"int8_math\": %s}",
+                   "\"fma_fraction\": %.3f, \"cpu_ms\": %.4f, \"int8_math\": %s}",
                    i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
                    e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
-                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0,
+                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0, e->cpu_ms,
                    e->int8_math ? "true" : "false");
         }
         printf("\n]}\n");
