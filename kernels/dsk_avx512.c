@@ -47,7 +47,7 @@ typedef __m512 V;
  */
 /* fp8 from 9 to FP8_SLAB_N_MAX tokens: dequantized slabs of 6 rows (dsk_simd_tmpl.h, mm_fp8_slab) */
 #define FP8_SLAB_R     6
-#define FP8_SLAB_N_MAX 32
+#define FP8_SLAB_N_MAX 24
 #define TG_MAX_DT(dt) ((dt) == DT_FP8 ? 8 : (dt) <= DT_BF16 ? 64 : 16)
 
 static inline __m512 v_pow2i(__m512 n)

@@ -598,7 +598,7 @@ static void mm_token_groups(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r
 
 #ifdef FP8_SLAB_R
 /*
- * fp8, FP8_SLAB_MIN <= n <= FP8_SLAB_N_MAX tokens (the ISA defines FP8_SLAB_R, the rows of a
+ * fp8, TG_MAX_DT < n <= FP8_SLAB_N_MAX tokens (the ISA defines FP8_SLAB_R, the rows of a
  * slab): FP8_SLAB_R rows are dequantized with their scales (w_row_f32: the values the packed
  * GEMM and the reference use) SLAB_KC columns at a time into an f32 slab in L1, and an R rows x 4
  * tokens register tile runs every group of 4 tokens over it. Each weight is converted once per
