@@ -646,11 +646,11 @@ DSK_INLINE void slab_tile(const float *slab, int64_t kcv, const float *x, int64_
 typedef void (*slab_tile_fn)(const float *slab, int64_t kcv, const float *x, int64_t ldx,
                              int64_t kc, V *accb, int64_t n);
 #define DEF_SLAB_TILE(R, T) DEF_SLAB_TILE_(R, T)
-#define DEF_SLAB_TILE_(R, T)                                                                \
-    static void slab_tile_##R##_##T(const float *slab, int64_t kcv, const float *x,         \
-                                    int64_t ldx, int64_t kc, V *accb, int64_t n)            \
-    {                                                                                       \
-        slab_tile(slab, kcv, x, ldx, kc, R, T, accb, n);                                    \
+#define DEF_SLAB_TILE_(R, T)                                                                     \
+    static void slab_tile_##R##_##T(const float *slab, int64_t kcv, const float *x, int64_t ldx, \
+                                    int64_t kc, V *accb, int64_t n)                              \
+    {                                                                                            \
+        slab_tile(slab, kcv, x, ldx, kc, R, T, accb, n);                                         \
     }
 DEF_SLAB_TILE(FP8_SLAB_R, 1)
 DEF_SLAB_TILE(FP8_SLAB_R, 2)
@@ -660,12 +660,15 @@ DEF_SLAB_TILE(1, 1)
 DEF_SLAB_TILE(1, 2)
 DEF_SLAB_TILE(1, 3)
 DEF_SLAB_TILE(1, 4)
-#define SLAB_FNS_(R) {NULL, slab_tile_##R##_1, slab_tile_##R##_2, slab_tile_##R##_3, slab_tile_##R##_4}
-#define SLAB_FNS(R)  SLAB_FNS_(R)
+#define SLAB_FNS_(R)                                                                     \
+    {                                                                                    \
+        NULL, slab_tile_##R##_1, slab_tile_##R##_2, slab_tile_##R##_3, slab_tile_##R##_4 \
+    }
+#define SLAB_FNS(R) SLAB_FNS_(R)
 static const slab_tile_fn slab_tiles[2][SMALL_N_MAX + 1] = {SLAB_FNS(1), SLAB_FNS(FP8_SLAB_R)};
 
-static void mm_fp8_slab(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
-                        int64_t ldx, int64_t n, float *y, int64_t ldy)
+static void mm_fp8_slab(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                        int64_t n, float *y, int64_t ldy)
 {
     _Alignas(64) float slab[FP8_SLAB_R * SLAB_KC];
     _Alignas(64) V accb[FP8_SLAB_R * FP8_SLAB_N_MAX];

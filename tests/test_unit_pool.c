@@ -1,9 +1,9 @@
 /*
  * test_unit_pool.c - dsi_pool: every index of [0, n) is run exactly once, in at most
  * dsi_pool_threads() chunks of at least `grain` (dsi_pool_run_dynamic: at most per_thread times
- * that, and a blocked thread's share is taken by the others); back-to-back calls (the spinning hand-off) and
- * calls after the workers went to sleep (the condition-variable path) both complete; and the
- * per-call overhead is printed. Run it under TSan too (DSINFER_TSAN=ON): the chunks write
+ * that, and a blocked thread's share is taken by the others); back-to-back calls (the spinning
+ * hand-off) and calls after the workers went to sleep (the condition-variable path) both complete;
+ * and the per-call overhead is printed. Run it under TSan too (DSINFER_TSAN=ON): the chunks write
  * disjoint plain memory, so any overlap or missing happens-before is a reported race.
  */
 #include <pthread.h>

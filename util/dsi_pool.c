@@ -33,8 +33,8 @@ struct dsi_pool {
     void *arg;
     int64_t n;
     int n_chunks;
-    int dynamic;                 /* chunks claimed from next_chunk by every thread, caller included */
-    _Atomic int next_chunk;      /* dsi_pool_run_dynamic: the first chunk not yet claimed */
+    int dynamic;            /* chunks claimed from next_chunk by every thread, caller included */
+    _Atomic int next_chunk; /* dsi_pool_run_dynamic: the first chunk not yet claimed */
     _Atomic uint64_t generation;
     _Atomic int pending; /* workers that have not finished the current generation */
     _Atomic int stop;
