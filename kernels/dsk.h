@@ -212,6 +212,18 @@ typedef struct {
  */
 void dsk_set_options(const char *kernels, const char *fp8, const char *act);
 /*
+ * Row chunks per thread worth giving matmul[dt] at n tokens when a caller splits its rows over
+ * threads that claim chunks as they go (dsi_pool_run_dynamic): 4 for the batched products
+ * (n >= 5) with f32 activations, which prepare nothing per call, so that a thread the OS runs
+ * late on a shared machine takes fewer chunks; 1 (one chunk per thread) for decode and for the
+ * int8-activation slots, which quantize all of x in every call.
+ */
+static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t n)
+{
+    return n >= 5 && n > ops->a8_n_max[dt] ? 4 : 1;
+}
+
+/*
  * Highest exact level the CPU supports, lowered by the kernels option if set (unknown values:
  * scalar); kernels=avx512bf16 gives DSK_LEVEL_AVX512_BF16 where the CPU supports it and
  * dsk_level_cpu() elsewhere.

@@ -38,6 +38,18 @@ typedef __m512 V;
 #define Q_R4 3
 /* Tokens per GEMM tile: 2 * 12 accumulators + 2 weights + 1 broadcast = 27 registers. */
 #define G_T 12
+/*
+ * Largest n of the token groups (the decode tiles over groups of 4 tokens) per dtype; above it the
+ * packed GEMM. On Zen 4, one thread, cache-resident 128x7168 and 1024x7168: the bf16 (and f32)
+ * 4-token tile runs at 98-109 GFLOP/s from 8 to 128 tokens where the packed GEMM reaches 63-95
+ * (its panel packing is a store, a load and a transpose per weight); the fp8 tile converts every
+ * weight vector once per group of 4 tokens (51 GFLOP/s), so fp8 leaves it from 9 tokens.
+ */
+/* fp8 from 9 to FP8_SLAB_N_MAX tokens: dequantized slabs of 6 rows (dsk_simd_tmpl.h, mm_fp8_slab)
+ */
+#define FP8_SLAB_R     6
+#define FP8_SLAB_N_MAX 24
+#define TG_MAX_DT(dt)  ((dt) == DT_FP8 ? 8 : (dt) <= DT_BF16 ? 64 : 16)
 
 static inline __m512 v_pow2i(__m512 n)
 {

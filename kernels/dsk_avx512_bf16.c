@@ -175,7 +175,8 @@ DSK_INLINE void bf_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
 DEF_BF_ROWS(1, 8)
 DEF_BF_ROWS(2, 8)
 DEF_BF_ROWS(3, 6)
-DEF_BF_ROWS(4, XPARTS == 1 ? 6 : XPARTS == 2 ? 5 : 4)
+#define BF_R4 (XPARTS == 1 ? 6 : XPARTS == 2 ? 5 : 4) /* rows of the 4-token tile */
+DEF_BF_ROWS(4, BF_R4)
 
 typedef void (*bf_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint16_t *xb,
                            int64_t ldb, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
@@ -190,8 +191,14 @@ static void bf_token_groups(const dsk_matrix_t *w, int64_t r0, int64_t r1, const
         bf_rows[nt](w, r0, r1, xb, ldb, c0, kc, y, ldy, add);
         return;
     }
+    /*
+     * A whole number of 4-token tiles of 4 rows a page apart or adjacent: bf16 rows of 7168
+     * columns made blocks of 9 rows, a 6-row tile and 3 single rows (130 GFLOP/s against the
+     * tile's 174 on one Zen 4 core, cache-resident).
+     */
+    const int64_t unit = 4 * BF_R4;
     int64_t rows = TG_BLOCK / (2 * w->cols);
-    rows = rows < 8 ? 8 : rows;
+    rows = (rows + unit - 1) / unit * unit;
     for (int64_t rb = r0; rb < r1; rb += rows) {
         const int64_t rb1 = min64(r1, rb + rows);
         for (int64_t t = 0; t < nt; t += 4) {

@@ -574,12 +574,19 @@ static void mm_gemm(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const
  */
 #define TG_MAX   16
 #define TG_BLOCK (128 << 10)
+/* Rows of a token-group block: a multiple of every tile height (8, 6, 4, 3, 2), so that no block
+ * ends in a partial tile (bf16 rows of 7168 columns gave blocks of 9 rows: a 6-row tile and 3
+ * single rows, 0.7x of one 4-token call per token). */
+#define TG_ROWS 24
+#ifndef TG_MAX_DT
+#define TG_MAX_DT(dt) TG_MAX /* largest n of the token groups per dtype (the ISA may lower it) */
+#endif
 static void mm_token_groups(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                             int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
     const int64_t row_bytes = dsk_dtype_row_bytes((dsk_dtype_t)dt, w->cols);
     int64_t rows = TG_BLOCK / (row_bytes > 0 ? row_bytes : 1);
-    rows = rows < 8 ? 8 : rows;
+    rows = (rows + TG_ROWS - 1) / TG_ROWS * TG_ROWS;
     for (int64_t rb = r0; rb < r1; rb += rows) {
         const int64_t rb1 = r1 - rb < rows ? r1 : rb + rows;
         for (int64_t t = 0; t < n; t += SMALL_N_MAX) {
@@ -588,6 +595,108 @@ static void mm_token_groups(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r
         }
     }
 }
+
+#ifdef FP8_SLAB_R
+/*
+ * fp8, TG_MAX_DT < n <= FP8_SLAB_N_MAX tokens (the ISA defines FP8_SLAB_R, the rows of a
+ * slab): FP8_SLAB_R rows are dequantized with their scales (w_row_f32: the values the packed
+ * GEMM and the reference use) SLAB_KC columns at a time into an f32 slab in L1, and an R rows x 4
+ * tokens register tile runs every group of 4 tokens over it. Each weight is converted once per
+ * call (the fp8 decode tile converts it once per group of 4 tokens, the packed GEMM also
+ * transposes and stores it); the tile's accumulators (16 partial sums per row and token) live
+ * across the column slices in accb and are summed once per row and token at the end, so the
+ * outputs take no transpose. Zen 4, one thread, cache-resident 128x7168: docs/KERNELS.md.
+ */
+#define SLAB_KC 512
+_Static_assert(SLAB_KC % VL == 0 && SLAB_KC % DSK_FP8_BLOCK == 0, "slices of whole vectors");
+
+DSK_INLINE void slab_tile(const float *slab, int64_t kcv, const float *x, int64_t ldx, int64_t kc,
+                          const int R, const int T, V *accb, int64_t n)
+{
+    V acc[FP8_SLAB_R][SMALL_N_MAX];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            acc[i][t] = accb[i * n + t];
+    int64_t c = 0;
+    for (; c + VL <= kc; c += VL) {
+        V xv[SMALL_N_MAX];
+        for (int t = 0; t < T; t++)
+            xv[t] = v_loadu(x + t * ldx + c);
+        for (int i = 0; i < R; i++) {
+            const V wv = v_loadu(slab + i * SLAB_KC + c);
+            for (int t = 0; t < T; t++)
+                acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
+        }
+    }
+    if (c < kcv) { /* the slab is zero past kc; x is read only up to kc */
+        V xv[SMALL_N_MAX];
+        for (int t = 0; t < T; t++)
+            xv[t] = x_load_part(x + t * ldx + c, (int)(kc - c));
+        for (int i = 0; i < R; i++) {
+            const V wv = v_loadu(slab + i * SLAB_KC + c);
+            for (int t = 0; t < T; t++)
+                acc[i][t] = v_fma(wv, xv[t], acc[i][t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++)
+            accb[i * n + t] = acc[i][t];
+}
+
+typedef void (*slab_tile_fn)(const float *slab, int64_t kcv, const float *x, int64_t ldx,
+                             int64_t kc, V *accb, int64_t n);
+#define DEF_SLAB_TILE(R, T) DEF_SLAB_TILE_(R, T)
+#define DEF_SLAB_TILE_(R, T)                                                                     \
+    static void slab_tile_##R##_##T(const float *slab, int64_t kcv, const float *x, int64_t ldx, \
+                                    int64_t kc, V *accb, int64_t n)                              \
+    {                                                                                            \
+        slab_tile(slab, kcv, x, ldx, kc, R, T, accb, n);                                         \
+    }
+DEF_SLAB_TILE(FP8_SLAB_R, 1)
+DEF_SLAB_TILE(FP8_SLAB_R, 2)
+DEF_SLAB_TILE(FP8_SLAB_R, 3)
+DEF_SLAB_TILE(FP8_SLAB_R, 4)
+DEF_SLAB_TILE(1, 1)
+DEF_SLAB_TILE(1, 2)
+DEF_SLAB_TILE(1, 3)
+DEF_SLAB_TILE(1, 4)
+#define SLAB_FNS_(R)                                                                     \
+    {                                                                                    \
+        NULL, slab_tile_##R##_1, slab_tile_##R##_2, slab_tile_##R##_3, slab_tile_##R##_4 \
+    }
+#define SLAB_FNS(R) SLAB_FNS_(R)
+static const slab_tile_fn slab_tiles[2][SMALL_N_MAX + 1] = {SLAB_FNS(1), SLAB_FNS(FP8_SLAB_R)};
+
+static void mm_fp8_slab(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                        int64_t n, float *y, int64_t ldy)
+{
+    _Alignas(64) float slab[FP8_SLAB_R * SLAB_KC];
+    _Alignas(64) V accb[FP8_SLAB_R * FP8_SLAB_N_MAX];
+    const int64_t K = w->cols;
+    for (int64_t r = r0; r < r1;) {
+        const int R = r1 - r >= FP8_SLAB_R ? FP8_SLAB_R : 1;
+        for (int64_t i = 0; i < R * n; i++)
+            accb[i] = v_zero();
+        for (int64_t k0 = 0; k0 < K; k0 += SLAB_KC) {
+            const int64_t kc = K - k0 < SLAB_KC ? K - k0 : SLAB_KC;
+            const int64_t kcv = (kc + VL - 1) / VL * VL;
+            for (int i = 0; i < R; i++) {
+                w_row_f32(DT_FP8, w, r + i, k0, kc, slab + i * SLAB_KC);
+                for (int64_t c = kc; c < kcv; c++)
+                    slab[i * SLAB_KC + c] = 0.0f;
+            }
+            for (int64_t t = 0; t < n; t += SMALL_N_MAX) {
+                const int64_t g = n - t < SMALL_N_MAX ? n - t : SMALL_N_MAX;
+                slab_tiles[R == FP8_SLAB_R][g](slab, kcv, x + t * ldx + k0, ldx, kc, accb + t, n);
+            }
+        }
+        for (int i = 0; i < R; i++)
+            for (int64_t t = 0; t < n; t++)
+                y[t * ldy + (r + i - r0)] = v_hsum(accb[i * n + t]);
+        r += R;
+    }
+}
+#endif
 
 static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                    int64_t ldx, int64_t n, float *y, int64_t ldy)
@@ -601,8 +710,12 @@ static void mm_any(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
     }
     if (n <= SMALL_N_MAX)
         mm_small_fns[dt][n](w, r0, r1, x, ldx, y, ldy);
-    else if (n <= TG_MAX)
+    else if (n <= TG_MAX_DT(dt))
         mm_token_groups(dt, w, r0, r1, x, ldx, n, y, ldy);
+#ifdef FP8_SLAB_R
+    else if (dt == DT_FP8 && n <= FP8_SLAB_N_MAX)
+        mm_fp8_slab(w, r0, r1, x, ldx, n, y, ldy);
+#endif
     else
         mm_gemm(dt, w, r0, r1, x, ldx, n, y, ldy);
 }

@@ -7,8 +7,14 @@
  * inside a 128-row scale block, padded ldx / ldy, and token counts on both sides of every tile
  * size. Buffers are allocated to their exact extent (ASan catches a read past them) and the
  * padding of y is filled with a sentinel that must survive.
+ *
+ * --bench: GFLOP/s of the matmul the CPU's default level runs for fp8 and bf16 weights, one
+ * thread, cache-resident matrices (best of 5 x 50 ms of thread CPU time): the arithmetic's rate
+ * per path (decode tiles, token groups, fp8 slabs, packed GEMM), without the memory.
  */
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
@@ -89,8 +95,68 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
     }
 }
 
-int main(void)
+static double thread_cpu_s(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
+                        float *y)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        int iters = 0;
+        const double t0 = thread_cpu_s();
+        double t = 0;
+        do {
+            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
+            iters++;
+            t = thread_cpu_s() - t0;
+        } while (t < 0.05);
+        best = t / iters < best ? t / iters : best;
+    }
+    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
+}
+
+static int bench(void)
+{
+    dsk_ops_t ops;
+    dsk_ops_init(&ops, dsk_level_detect());
+    static const int64_t shapes[][2] = {{128, 7168}, {256, 2048}};
+    static const int64_t ns[] = {1, 4, 8, 12, 16, 24, 32, 48, 64, 128};
+    printf("GFLOP/s, one thread, cache-resident, level %s\n%-6s %-9s", dsk_level_name(ops.level),
+           "dtype", "shape");
+    for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+        printf(" %6lld", (long long)ns[k]);
+    printf("\n");
+    for (int dt = DSK_DTYPE_BF16; dt <= DSK_DTYPE_F8_E4M3; dt++) {
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+            test_matrix_t tm;
+            matrix_make(&tm, (dsk_dtype_t)dt, shapes[s][0], shapes[s][1]);
+            const int64_t cols = shapes[s][1], rows = shapes[s][0];
+            float *x = malloc((size_t)(128 * cols) * sizeof(float));
+            float *y = malloc((size_t)(128 * rows) * sizeof(float));
+            for (int64_t i = 0; i < 128 * cols; i++)
+                x[i] = dsi_test_randf();
+            printf("%-6s %lldx%-4lld", dsk_dtype_name((dsk_dtype_t)dt), (long long)rows,
+                   (long long)cols);
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                printf(" %6.1f", bench_one(&ops, &tm.m, x, ns[k], y));
+            printf("\n");
+            free(x);
+            free(y);
+            matrix_free(&tm);
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0)
+        return bench();
     dsk_ops_t levels[DSK_LEVEL_COUNT];
     int n_levels = 0;
     /* every level this CPU runs, the opt-in avx512bf16 included (its bound: dsi_test_matmul.c) */
@@ -107,7 +173,7 @@ int main(void)
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
                                         {130, 257}, {17, 128}, {64, 520}, {33, 129},
                                         {45, 1500}, {70, 2048}}; /* tiles of strided rows */
-    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 16, 17, 64};
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 9, 12, 16, 17, 31, 33, 64, 65};
     dsi_test_seed(42);
     test_one_hot(levels, n_levels);
     for (int dt = 0; dt <= DSK_DTYPE_F8_E4M3; dt++) { /* the checkpoint dtypes */

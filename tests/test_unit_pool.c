@@ -1,11 +1,13 @@
 /*
  * test_unit_pool.c - dsi_pool: every index of [0, n) is run exactly once, in at most
- * dsi_pool_threads() chunks of at least `grain`; back-to-back calls (the spinning hand-off) and
- * calls after the workers went to sleep (the condition-variable path) both complete; and the
- * per-call overhead is printed. Run it under TSan too (DSINFER_TSAN=ON): the chunks write
+ * dsi_pool_threads() chunks of at least `grain` (dsi_pool_run_dynamic: at most per_thread times
+ * that, and a blocked thread's share is taken by the others); back-to-back calls (the spinning
+ * hand-off) and calls after the workers went to sleep (the condition-variable path) both complete;
+ * and the per-call overhead is printed. Run it under TSan too (DSINFER_TSAN=ON): the chunks write
  * disjoint plain memory, so any overlap or missing happens-before is a reported race.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -37,7 +39,8 @@ static void cover_cb(void *arg, int64_t begin, int64_t end)
     c->chunk_lens[k] = end - begin;
 }
 
-static void test_cover(int threads)
+/* per_thread 0: dsi_pool_run; else dsi_pool_run_dynamic with that many chunks per thread */
+static void test_cover(int threads, int per_thread)
 {
     dsi_pool_t *pool = dsi_pool_create(threads);
     DSI_CHECK(pool != NULL);
@@ -50,13 +53,16 @@ static void test_cover(int threads)
         for (size_t b = 0; b < sizeof(grains) / sizeof(grains[0]); b++) {
             int64_t n = ns[a], grain = grains[b];
             cover_t c = {calloc((size_t)n + 1, sizeof(int)), calloc(64, sizeof(int64_t)), 0, grain};
-            dsi_pool_run(pool, n, grain, cover_cb, &c);
+            if (per_thread == 0)
+                dsi_pool_run(pool, n, grain, cover_cb, &c);
+            else
+                dsi_pool_run_dynamic(pool, n, grain, per_thread, cover_cb, &c);
             int bad = 0;
             for (int64_t i = 0; i < n; i++)
                 bad += c.marks[i] != 1;
             DSI_CHECK_INT_EQ(bad, 0);
             int chunks = atomic_load(&c.n_chunks);
-            DSI_CHECK(chunks <= threads);
+            DSI_CHECK(chunks <= threads * (per_thread > 0 ? per_thread : 1));
             DSI_CHECK(n == 0 ? chunks == 0 : chunks >= 1);
             for (int k = 0; k < chunks; k++)
                 DSI_CHECK(chunks == 1 || c.chunk_lens[k] >= (grain > 1 ? grain : 1));
@@ -64,6 +70,47 @@ static void test_cover(int threads)
             free(c.chunk_lens);
         }
     }
+    dsi_pool_destroy(pool);
+}
+
+/*
+ * dsi_pool_run_dynamic: the first chunk to start blocks until every other chunk is done, which
+ * only the other threads claiming them can bring about (a thread the OS holds back, stood for by
+ * the blocked one). 10 s without it fails the test instead of hanging it.
+ */
+typedef struct {
+    _Atomic int started, done;
+    int chunks, timed_out;
+} late_t;
+
+static void late_cb(void *arg, int64_t begin, int64_t end)
+{
+    (void)begin;
+    (void)end;
+    late_t *l = arg;
+    if (atomic_fetch_add(&l->started, 1) == 0) {
+        const int64_t deadline = dsi_now_ns() + 10 * (int64_t)1000000000;
+        while (atomic_load(&l->done) < l->chunks - 1) {
+            if (dsi_now_ns() > deadline) {
+                l->timed_out = 1;
+                break;
+            }
+            sched_yield();
+        }
+    }
+    atomic_fetch_add(&l->done, 1);
+}
+
+static void test_late_thread(void)
+{
+    dsi_pool_t *pool = dsi_pool_create(2);
+    DSI_CHECK(pool != NULL);
+    if (pool == NULL)
+        return;
+    late_t l = {0, 0, 8, 0};
+    dsi_pool_run_dynamic(pool, 800, 100, 4, late_cb, &l);
+    DSI_CHECK_INT_EQ(atomic_load(&l.done), 8);
+    DSI_CHECK_INT_EQ(l.timed_out, 0);
     dsi_pool_destroy(pool);
 }
 
@@ -135,8 +182,12 @@ int main(int argc, char **argv)
 #else
     (void)argv;
 #endif
-    for (int threads = 1; threads <= 5; threads++)
-        test_cover(threads);
+    for (int threads = 1; threads <= 5; threads++) {
+        test_cover(threads, 0);
+        test_cover(threads, 1);
+        test_cover(threads, 4);
+    }
+    test_late_thread();
     test_many_calls(2, FAST_CALLS);
     test_many_calls(3, FAST_CALLS / 10); /* oversubscribed on 2 cores: slow by nature */
 

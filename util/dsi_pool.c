@@ -33,6 +33,8 @@ struct dsi_pool {
     void *arg;
     int64_t n;
     int n_chunks;
+    int dynamic;            /* chunks claimed from next_chunk by every thread, caller included */
+    _Atomic int next_chunk; /* dsi_pool_run_dynamic: the first chunk not yet claimed */
     _Atomic uint64_t generation;
     _Atomic int pending; /* workers that have not finished the current generation */
     _Atomic int stop;
@@ -67,6 +69,19 @@ static void chunk_bounds(int64_t n, int n_chunks, int chunk, int64_t *begin, int
 {
     *begin = n * chunk / n_chunks;
     *end = n * (chunk + 1) / n_chunks;
+}
+
+/* dsi_pool_run_dynamic: run chunks, in order, until none is left. */
+static void run_claimed(dsi_pool_t *pool)
+{
+    for (;;) {
+        const int c = atomic_fetch_add(&pool->next_chunk, 1);
+        if (c >= pool->n_chunks)
+            return;
+        int64_t b, e;
+        chunk_bounds(pool->n, pool->n_chunks, c, &b, &e);
+        pool->fn(pool->arg, b, e);
+    }
 }
 
 /* Returns the first generation different from `seen`: spin, then sleep. */
@@ -108,7 +123,9 @@ static void *worker_main(void *p)
         seen = wait_generation(pool, seen);
         if (atomic_load(&pool->stop))
             break;
-        if (id < pool->n_chunks) {
+        if (pool->dynamic) {
+            run_claimed(pool);
+        } else if (id < pool->n_chunks) {
             int64_t b, e;
             chunk_bounds(pool->n, pool->n_chunks, id, &b, &e);
             pool->fn(pool->arg, b, e);
@@ -198,28 +215,26 @@ int dsi_pool_threads(const dsi_pool_t *pool)
     return pool->n_threads;
 }
 
-void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb fn, void *arg)
+/* The caller's part of a run: publish the job, run `mine`, wait for the workers. */
+static void run_job(dsi_pool_t *pool, int64_t n, int n_chunks, int dynamic, dsi_pool_task_cb fn,
+                    void *arg)
 {
-    if (n <= 0)
-        return;
-    if (grain < 1)
-        grain = 1;
-    int64_t max_chunks = n / grain; /* every chunk gets at least grain indices */
-    int n_chunks = pool->n_threads < max_chunks ? pool->n_threads : (int)max_chunks;
-    if (n_chunks <= 1) {
-        fn(arg, 0, n);
-        return;
-    }
     pool->fn = fn;
     pool->arg = arg;
     pool->n = n;
     pool->n_chunks = n_chunks;
+    pool->dynamic = dynamic;
+    atomic_store(&pool->next_chunk, 0);
     atomic_store(&pool->pending, pool->n_threads - 1);
     publish(pool);
 
-    int64_t b, e;
-    chunk_bounds(n, n_chunks, 0, &b, &e);
-    fn(arg, b, e);
+    if (dynamic) {
+        run_claimed(pool);
+    } else {
+        int64_t b, e;
+        chunk_bounds(n, n_chunks, 0, &b, &e);
+        fn(arg, b, e);
+    }
 
     int64_t deadline = 0;
     for (unsigned spin = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
@@ -240,4 +255,38 @@ void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb f
         }
         spin_pause(spin);
     }
+}
+
+void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb fn, void *arg)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int64_t max_chunks = n / grain; /* every chunk gets at least grain indices */
+    int n_chunks = pool->n_threads < max_chunks ? pool->n_threads : (int)max_chunks;
+    if (n_chunks <= 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    run_job(pool, n, n_chunks, 0, fn, arg);
+}
+
+void dsi_pool_run_dynamic(dsi_pool_t *pool, int64_t n, int64_t grain, int per_thread,
+                          dsi_pool_task_cb fn, void *arg)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    if (per_thread < 1)
+        per_thread = 1;
+    int64_t max_chunks = n / grain;
+    int64_t want = (int64_t)pool->n_threads * per_thread;
+    int n_chunks = (int)(want < max_chunks ? want : max_chunks);
+    if (n_chunks <= 1 || pool->n_threads <= 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    run_job(pool, n, n_chunks, 1, fn, arg);
 }

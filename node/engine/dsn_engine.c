@@ -274,8 +274,15 @@ void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t 
     const int64_t unit =
         w->layout == DSK_LAYOUT_Q4_L16 && r0 % DSK_Q4L_ROWS == 0 ? DSK_Q4L_ROWS : 1;
     par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy, unit, r1};
+    const int64_t items = (r1 - r0 + unit - 1) / unit;
     const int64_t grain = (dsn_par_matmul_grain(w->cols, n) + unit - 1) / unit;
-    dsi_pool_run(e->pool, (r1 - r0 + unit - 1) / unit, grain, par_matmul_task, &p);
+    /* Batched f32-activation products: chunks claimed as threads get to them (a late thread
+     * takes fewer); decode and int8-activation slots: one chunk per thread. */
+    const int per_thread = unit == 1 ? dsk_matmul_chunks_per_thread(&e->ops, w->dtype, n) : 1;
+    if (per_thread > 1)
+        dsi_pool_run_dynamic(e->pool, items, grain, per_thread, par_matmul_task, &p);
+    else
+        dsi_pool_run(e->pool, items, grain, par_matmul_task, &p);
 }
 
 int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs)
