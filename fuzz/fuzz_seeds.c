@@ -151,8 +151,8 @@ static int sample(dst_msg_type_t type, dst_msg_t *m)
         m->sw.epoch = 1ull << 33;
         return 1;
     case DST_MSG_KV_MOVE:
-        m->kv_move = (dst_msg_kv_move_t){.seq_id = 12, .n_tokens = 200, .to = 3, .to_seq = 77,
-                                         .epoch = 4};
+        m->kv_move =
+            (dst_msg_kv_move_t){.seq_id = 12, .n_tokens = 200, .to = 3, .to_seq = 77, .epoch = 4};
         return 1;
     case DST_MSG_KV_DONE:
         m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 1, .bytes = 4096};
@@ -279,10 +279,21 @@ static void wire_seeds(void)
     c.width = 5;
     c.dtype = DST_WIRE_BF16;
     wire_seed("combine-bf16-odd", &c, NULL, 0);
-    dst_wire_hdr_t k = {.type = DST_WIRE_KV, .dtype = DST_WIRE_U8, .src = 1, .epoch = 1,
-                        .layer = 2, .n_rows = 2 * 3, .width = 10};
-    dst_wire_kv_t rec = {.seq_id = 12, .first = 64, .n_tokens = 3, .total = 67, .n_layers = 2,
-                         .row = 5, .kv_dtype = 1, .checksum = 0x1234};
+    dst_wire_hdr_t k = {.type = DST_WIRE_KV,
+                        .dtype = DST_WIRE_U8,
+                        .src = 1,
+                        .epoch = 1,
+                        .layer = 2,
+                        .n_rows = 2 * 3,
+                        .width = 10};
+    dst_wire_kv_t rec = {.seq_id = 12,
+                         .first = 64,
+                         .n_tokens = 3,
+                         .total = 67,
+                         .n_layers = 2,
+                         .row = 5,
+                         .kv_dtype = 1,
+                         .checksum = 0x1234};
     wire_seed("kv-bf16", &k, &rec, sizeof(rec));
 }
 

@@ -351,8 +351,8 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
         mem[c] = malloc(bytes);
         memcpy(mem[c], base.data, vbytes);
         memcpy(mem[c] + vbytes, base.scale, bytes - vbytes);
-        ms[c] = (dsk_matrix_t){dt, rows, cols, mem[c], (const float *)(mem[c] + vbytes),
-                               DSK_LAYOUT_ROWS};
+        ms[c] = (dsk_matrix_t){
+            dt, rows, cols, mem[c], (const float *)(mem[c] + vbytes), DSK_LAYOUT_ROWS};
     }
     float *x = dsi_test_random_floats(n * cols), *y = malloc((size_t)(n * rows) * sizeof(float));
     double t[5];

@@ -304,8 +304,9 @@ int main(void)
         if (dt == DSK_DTYPE_F8_E4M3)
             dsk_quantize_rows((dsk_dtype_t)dt, tm.src + 128 * C, C, R - 128, C,
                               (uint8_t *)tm.data + 128 * C, tm.scale + 3);
-        tm.m = (dsk_matrix_t){(dsk_dtype_t)dt, R, C, tm.data,
-                              dt == DSK_DTYPE_F8_E4M3 ? tm.scale : NULL, DSK_LAYOUT_ROWS};
+        tm.m = (dsk_matrix_t){
+            (dsk_dtype_t)dt, R, C, tm.data, dt == DSK_DTYPE_F8_E4M3 ? tm.scale : NULL,
+            DSK_LAYOUT_ROWS};
         tm.dense = malloc((size_t)(R * C) * sizeof(float));
         for (int64_t r = 0; r < R; r++)
             dsk_matrix_row_f32(&tm.m, r, tm.dense + r * C);

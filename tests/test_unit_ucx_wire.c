@@ -231,8 +231,8 @@ static void test_side(void)
 /* KV: bytes (U8) only, one side record matching the rows. */
 static void test_kv(void)
 {
-    dst_wire_hdr_t h = {.type = DST_WIRE_KV, .dtype = DST_WIRE_U8, .epoch = 3, .n_rows = 2 * 5,
-                        .width = 13};
+    dst_wire_hdr_t h = {
+        .type = DST_WIRE_KV, .dtype = DST_WIRE_U8, .epoch = 3, .n_rows = 2 * 5, .width = 13};
     const char *why = NULL;
     DSI_CHECK_INT_EQ(dst_wire_side_offset(&h), 136);
     DSI_CHECK_INT_EQ(dst_wire_payload_bytes(&h), 136 + sizeof(dst_wire_kv_t));
@@ -243,8 +243,13 @@ static void test_kv(void)
     memset(storage, 0, sizeof(storage));
     dst_wire_kv_t *k = (dst_wire_kv_t *)((uint8_t *)storage + 136);
     DSI_CHECK(dst_wire_kv(&h, storage) == k);
-    *k = (dst_wire_kv_t){.seq_id = 9, .first = 64, .n_tokens = 5, .total = 69, .n_layers = 2,
-                         .row = 3, .kv_dtype = 1};
+    *k = (dst_wire_kv_t){.seq_id = 9,
+                         .first = 64,
+                         .n_tokens = 5,
+                         .total = 69,
+                         .n_layers = 2,
+                         .row = 3,
+                         .kv_dtype = 1};
     DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_OK);
     k->n_layers = 3; /* 15 rows claimed, 10 sent */
     DSI_CHECK_INT_EQ(dst_wire_check_side(&h, storage, &why), DSI_ERR_PROTOCOL);

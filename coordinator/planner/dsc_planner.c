@@ -417,10 +417,9 @@ static void explain_shares(const planner_t *p, uint64_t need, char *reason, size
 static int explain_total(const planner_t *p, dsc_plan_report_t *rep)
 {
     uint64_t redundant = (uint64_t)p->opts->redundant_experts * p->mem.n_moe_layers;
-    uint64_t need = p->mem.total_main + redundant * p->mem.expert +
-                    dsc_planner_mtp_bytes(&p->mem, p->opts) +
-                    p->opts->kv_tokens * p->mem.kv_token_layer * p->n_layers +
-                    p->opts->overhead * p->n;
+    uint64_t need =
+        p->mem.total_main + redundant * p->mem.expert + dsc_planner_mtp_bytes(&p->mem, p->opts) +
+        p->opts->kv_tokens * p->mem.kv_token_layer * p->n_layers + p->opts->overhead * p->n;
     uint64_t have = 0;
     int equal = 1;
     for (uint32_t i = 0; i < p->n; i++) {

@@ -61,7 +61,7 @@ typedef struct {
      * (mtp_kv_token). Nothing for a config without the layer.
      */
     uint8_t mtp;
-    uint32_t n_stages;          /* 0: choose (see step 1); else exactly this many */
+    uint32_t n_stages; /* 0: choose (see step 1); else exactly this many */
     /*
      * Extra expert copies per MoE layer (EPLB's redundant experts), at most n_experts *
      * (nodes in the stage - 1) are used. Needs `load`.

@@ -433,8 +433,8 @@ static void retry_deferred(dsn_compute_t *c)
     while (again) {
         again = 0;
         dsi_list_for_each_safe(t, &c->deferred, dsn_task_t, link) {
-            int wait = t->hdr.type == DST_WIRE_KV ? dsn_kvmove_chunk(c, t)
-                                                  : dsn_stage_activation(c, t);
+            int wait =
+                t->hdr.type == DST_WIRE_KV ? dsn_kvmove_chunk(c, t) : dsn_stage_activation(c, t);
             if (wait == 0) {
                 dsi_list_remove(&t->link);
                 dsn_queue_task_put(c->queue, t);

@@ -41,8 +41,8 @@ struct dsn_node_spec {
     dsn_spec_stats_t reported;              /* the stats as last handed to the queue */
     uint64_t seq_steps, reported_seq_steps; /* verify steps of one sequence each */
     int k;
-    int pp;           /* the plan has several stages: this node is the last */
-    int32_t *script;  /* DSINFER_SPEC_SCRIPT's tokens (script_drafts), or NULL */
+    int pp;          /* the plan has several stages: this node is the last */
+    int32_t *script; /* DSINFER_SPEC_SCRIPT's tokens (script_drafts), or NULL */
     int n_script;
     int busy;         /* a micro-batch with drafts is in flight */
     int64_t start_ns; /* when it started */
@@ -87,8 +87,7 @@ static int read_script(struct dsn_node_spec *ns)
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p || v < 0 || v > INT32_MAX || (*end != ',' && *end != 0)) {
-            DSI_ERROR("DSINFER_SPEC_SCRIPT: '%s' is not a comma-separated list of token ids",
-                      env);
+            DSI_ERROR("DSINFER_SPEC_SCRIPT: '%s' is not a comma-separated list of token ids", env);
             free(ns->script);
             ns->script = NULL;
             return -1;
@@ -394,8 +393,8 @@ static void states(dsn_compute_t *c, const float *h, const int64_t *rows, int64_
 /* A prefill chunk of s (n rows from row t0 of the micro-batch, at position pos) to the module;
  * at the prompt's end, the first token, sampled from the raw logits left in ns->logits (row 0).
  * -1 before the prompt's end or when s failed (reported). */
-static int32_t finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0,
-                              int64_t pos, int n)
+static int32_t finish_prefill(dsn_compute_t *c, dsn_mb_t *mb, dsn_seq_t *s, int64_t t0, int64_t pos,
+                              int n)
 {
     struct dsn_node_spec *ns = c->spec;
     int64_t V = c->weights->cfg.vocab_size;
@@ -603,8 +602,8 @@ static void finish_stages(dsn_compute_t *c, dsn_mb_t *mb)
             ns->rows[j] = t + j;
         states(c, mb->h, ns->rows, B, ns->hidden, ns->logits);
         dsn_spec_seq_t *q = &x->q;
-        if (dsn_spec_judge(ns->spec, &q, 1, x->feed + 1, B, ns->logits, ns->hidden,
-                           ns->out + n * W, ns->n_out + n, raw) != DSI_OK) {
+        if (dsn_spec_judge(ns->spec, &q, 1, x->feed + 1, B, ns->logits, ns->hidden, ns->out + n * W,
+                           ns->n_out + n, raw) != DSI_OK) {
             DSI_ERROR("sequence %llu: verifying the drafts failed: the request ends with an "
                       "error",
                       (unsigned long long)s->id);
@@ -649,9 +648,8 @@ static void finish_stages(dsn_compute_t *c, dsn_mb_t *mb)
             seq_failed(c, s);
             continue;
         }
-        dsn_spec_next_t next = {(uint8_t)(ns->fed[i] > 0 ? ns->fed[i] - ns->n_out[i] : 0),
-                                (uint8_t)kk,
-                                {0}};
+        dsn_spec_next_t next = {
+            (uint8_t)(ns->fed[i] > 0 ? ns->fed[i] - ns->n_out[i] : 0), (uint8_t)kk, {0}};
         if (g >= 0) {
             struct dsn_seq_spec *x = s->spec;
             x->feed[0] = x->q.last;

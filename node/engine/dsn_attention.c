@@ -19,9 +19,9 @@ typedef struct {
     const dsn_layer_t *ly;
     int slice_layer; /* layer index within the slice's caches */
     const dsn_seq_batch_t *seqs;
-    int64_t n;            /* query tokens */
-    const int32_t *tseq;  /* [n] sequence of query token t */
-    const int64_t *tpos;  /* [n] its position */
+    int64_t n;           /* query tokens */
+    const int32_t *tseq; /* [n] sequence of query token t */
+    const int64_t *tpos; /* [n] its position */
 } attn_task_t;
 
 static void attn_heads(void *arg, int64_t h0, int64_t h1)

@@ -238,8 +238,7 @@ static dsi_status_t read_tokens_msg(dst_msg_rd_t *rd, dst_msg_tokens_t *m)
     m->finish = (uint8_t)finish;
     if (dst_msg_rd_opt(rd, "spec") != NULL) {
         uint32_t *v, n;
-        TRY(dst_msg_rd_u32_array(rd, "spec", 1 + DST_MSG_SPEC_MAX_K, DST_MSG_MAX_TOKEN_ID, &v,
-                                 &n));
+        TRY(dst_msg_rd_u32_array(rd, "spec", 1 + DST_MSG_SPEC_MAX_K, DST_MSG_MAX_TOKEN_ID, &v, &n));
         if (n < 1 || v[0] > DST_MSG_SPEC_MAX_K) {
             dst_msg_errf(rd->err, rd->errlen,
                          "TOKENS.spec: %u values, rollback %u (want [rollback <= %d, up to %d "

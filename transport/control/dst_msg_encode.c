@@ -238,9 +238,9 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
                kv_u64(pk, "n_tokens", m->kv_move.n_tokens) | kv_u64(pk, "to", m->kv_move.to) |
                kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch);
     case DST_MSG_KV_DONE:
-        return kv_u64(pk, "node_id", m->kv_done.node_id) |
-               kv_u64(pk, "seq_id", m->kv_done.seq_id) | kv_u64(pk, "ok", m->kv_done.ok) |
-               kv_u64(pk, "bytes", m->kv_done.bytes) | kv_str(pk, "text", m->kv_done.text);
+        return kv_u64(pk, "node_id", m->kv_done.node_id) | kv_u64(pk, "seq_id", m->kv_done.seq_id) |
+               kv_u64(pk, "ok", m->kv_done.ok) | kv_u64(pk, "bytes", m->kv_done.bytes) |
+               kv_str(pk, "text", m->kv_done.text);
     default:
         return -1;
     }

@@ -92,8 +92,8 @@ typedef struct {
 
 /* ACTIVATION side record, one per token (16 bytes). */
 typedef struct {
-    uint64_t seq_id;   /* the coordinator's sequence id */
-    uint32_t pos;      /* position of the token in its sequence */
+    uint64_t seq_id; /* the coordinator's sequence id */
+    uint32_t pos;    /* position of the token in its sequence */
     /* Speculative decoding (docs/SPECULATIVE.md): on a sequence's first token of a message, the
      * positions the receiver cuts from the end of its cache first (rejected drafts of the step
      * before), 0..DST_WIRE_MAX_ROLLBACK; 0 on every other token. */
