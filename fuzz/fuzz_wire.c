@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (hdr.type == DST_WIRE_ACTIVATION) {
         FUZZ_CHECK(tokens != NULL && pairs == NULL);
         for (uint32_t i = 0; i < hdr.n_rows; i++)
-            FUZZ_CHECK(tokens[i].reserved == 0);
+            FUZZ_CHECK(tokens[i].rollback <= DST_WIRE_MAX_ROLLBACK);
     } else if (hdr.type == DST_WIRE_KV) {
         const dst_wire_kv_t *k = dst_wire_kv(&hdr, payload);
         FUZZ_CHECK(k != NULL && tokens == NULL && pairs == NULL);
