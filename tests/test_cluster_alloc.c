@@ -138,7 +138,13 @@ int main(void)
                 b);
         DSI_CHECK(a >= 0 && b >= 0);
         DSI_CHECK(gen_long > gen_short); /* the long run really decoded more steps */
-        DSI_CHECK_INT_EQ(b, a);
+        /* 32 more decode steps must add nothing: an allocation per step would add 32 or more.
+         * With several nodes a few buffers grow to the largest batch a node was sent, which
+         * depends on timing (either run may take 2 or 4 more), so they get a slack of 8. */
+        long slack = nodes > 1 ? 8 : 0;
+        if (labs(b - a) > slack)
+            fprintf(stderr, "decode steps allocated: %ld vs %ld\n", b, a);
+        DSI_CHECK(labs(b - a) <= slack);
     }
     unsetenv("LD_PRELOAD");
     errno = 0;

@@ -168,17 +168,22 @@ static dsi_status_t submit_send(dsc_cluster_t *cl, seq_t *s)
     return st;
 }
 
-dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
+/* st of s's SUBMIT: on failure s ends with an error (never leave a request waiting for tokens
+ * that cannot come). */
+static dsi_status_t submitted(dsc_cluster_t *cl, seq_t *s, dsi_status_t st)
 {
-    dsi_status_t st = submit_send(cl, s);
     if (st == DSI_OK)
         return DSI_OK;
-    /* Never leave a request waiting for tokens that cannot come. */
     DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
               (unsigned long long)s->handle, dsi_status_message(st));
     dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
     dsc_seq_end(cl, s);
     return st;
+}
+
+dsi_status_t dsc_seq_submit(dsc_cluster_t *cl, seq_t *s)
+{
+    return submitted(cl, s, submit_send(cl, s));
 }
 
 dsi_status_t dsc_seq_submit_moved(dsc_cluster_t *cl, seq_t *s)
@@ -207,13 +212,7 @@ dsi_status_t dsc_seq_submit_moved(dsc_cluster_t *cl, seq_t *s)
               "cache",
               (unsigned long long)s->handle, (unsigned long long)s->wire_id,
               (unsigned long long)old_wire, m.submit.fork_len);
-    if (st == DSI_OK)
-        return DSI_OK;
-    DSI_ERROR("request %llu failed: its SUBMIT could not be sent: %s",
-              (unsigned long long)s->handle, dsi_status_message(st));
-    dsc_seq_deliver(cl, s, NULL, NULL, 0, DST_FINISH_ERROR);
-    dsc_seq_end(cl, s);
-    return st;
+    return submitted(cl, s, st);
 }
 
 static void seq_free(seq_t *s)
