@@ -8,9 +8,9 @@
  * fresh cluster, once for SHORT and once for LONG greedy steps; everything else (start-up, the
  * slice's load, the prefill, the pools' first fill, the shutdown) is the same in both runs, so the
  * LONG - SHORT extra decode steps must add no allocation (with several nodes, up to 8 for buffers
- * that grow by timing to the largest batch a node was sent; a per-step allocation adds 32 or more). Plans: one node (every expert
- * local), two nodes of one stage (every step sends DISPATCHes and serves the other node's), and
- * two stages (ACTIVATIONs forward, TOKENS come back to stage 0).
+ * that grow by timing to the largest batch a node was sent; a per-step allocation adds 32 or more).
+ * Plans: one node (every expert local), two nodes of one stage (every step sends DISPATCHes and
+ * serves the other node's), and two stages (ACTIVATIONs forward, TOKENS come back to stage 0).
  *
  * The prompt plus LONG stays below the KV cache's first capacity (64 positions): growing a
  * sequence's cache doubles it (a logarithmic number of times per sequence, not per step). The
