@@ -218,9 +218,11 @@ void dsk_set_options(const char *kernels, const char *fp8, const char *act);
  * late on a shared machine takes fewer chunks; 1 (one chunk per thread) for decode and for the
  * int8-activation slots, which quantize all of x in every call.
  */
-static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t n)
+static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, const dsk_matrix_t *w,
+                                               int64_t n)
 {
-    return n >= 5 && n > ops->a8_n_max[dt] ? 4 : 1;
+    /* int4 repacked at load always takes int8 activations */
+    return n >= 5 && n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
 }
 
 /*

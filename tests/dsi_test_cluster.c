@@ -11,6 +11,7 @@
 #include "dsi_test.h"
 #include "dsi_test_engine.h"
 #include "dsi_test_fixture.h"
+#include "dst_secret.h"
 
 static void check_logits(const char *dir, const dsi_test_cluster_ref_t *ref, int p,
                          const char *what)
@@ -114,4 +115,32 @@ void dsi_test_cluster_fixture(const char *name, int n_prompts, int steps, const 
         free(logits[p]);
     free(tokens);
     dsi_fixture_close(&fx);
+}
+
+void dsi_test_coordinator_opts(const char *model, uint32_t nodes, uint32_t stages,
+                               dsn_config_t *cfg, dsc_cluster_opts_t *co)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/config.json", model);
+    DSI_CHECK_INT_EQ(dsn_config_load(path, cfg), DSI_OK);
+    dsc_cluster_opts_default(co);
+    co->expect_nodes = nodes;
+    co->plan.n_stages = stages;
+    co->plan.kv_tokens = 4096;
+    co->plan.overhead = 64ULL << 20;
+    DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co->secret), DSI_OK);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void dsi_test_loop_close(uv_loop_t *loop)
+{
+    uv_walk(loop, close_walk, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
 }

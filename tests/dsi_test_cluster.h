@@ -7,6 +7,9 @@
 #define DSI_TEST_CLUSTER_H
 
 #include <stdint.h>
+#include <uv.h>
+
+#include "dsc_cluster.h"
 
 /* What the single-process engine produced for the prompts (dsi_test_greedy). */
 typedef struct {
@@ -35,5 +38,15 @@ void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
  */
 void dsi_test_cluster_fixture(const char *name, int n_prompts, int steps, const int (*configs)[2],
                               int n_configs);
+
+/*
+ * The options of the coordinators the in-process cluster tests run on `loop`: `model`'s config
+ * into cfg, `nodes` expected, `stages` pipeline stages, a KV reserve of 4096 tokens, 64 MiB of
+ * overhead per node and the environment's secret. Tests set their own timings after it.
+ */
+void dsi_test_coordinator_opts(const char *model, uint32_t nodes, uint32_t stages,
+                               dsn_config_t *cfg, dsc_cluster_opts_t *co);
+/* Closes every handle of loop, runs it until they are closed, and closes it. */
+void dsi_test_loop_close(uv_loop_t *loop);
 
 #endif

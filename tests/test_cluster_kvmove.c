@@ -20,6 +20,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_sampler.h"
@@ -110,13 +111,6 @@ static void on_timer(uv_timer_t *t)
     maybe_stop(run);
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 /* n_req requests of `steps` tokens; node_args: the nodes' options (NULL: none); move: whether the
  * sequences must move with their cache (else the move must fail and fall back). */
 static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int steps,
@@ -129,18 +123,10 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
     run->steps = steps;
     uv_loop_init(&run->loop);
     dsn_config_t cfg;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/config.json", model);
-    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
     dsc_cluster_opts_t co;
-    dsc_cluster_opts_default(&co);
-    co.expect_nodes = (uint32_t)nodes;
+    dsi_test_coordinator_opts(model, (uint32_t)nodes, (uint32_t)stages, &cfg, &co);
     co.heartbeat_ms = 200;
     co.node_timeout_ms = 10000; /* a loaded machine must not lose a node by accident */
-    co.plan.n_stages = (uint32_t)stages;
-    co.plan.kv_tokens = 4096;
-    co.plan.overhead = 64ULL << 20;
-    DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co.secret), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
     snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
     /* The same budget everywhere, so that the planner's choices do not follow free memory. */
@@ -204,9 +190,7 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
     /* The drained node exited after SHUTDOWN ("drained"), the others at the test's. */
     DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), 0);
     dsc_cluster_destroy(run->cl);
-    uv_walk(&run->loop, close_walk, NULL);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&run->loop);
+    dsi_test_loop_close(&run->loop);
     errno = 0;
     DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
     free(run);

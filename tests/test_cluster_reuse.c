@@ -14,6 +14,7 @@
 #include "cli_cluster.h"
 #include "dsi_log.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dst_ctrl.h"
 
@@ -108,13 +109,6 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
     uv_stop(&t->loop);
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 int main(void)
 {
     model = dsi_test_fixture("tiny-v3");
@@ -127,16 +121,8 @@ int main(void)
     t->max_id = -1;
     uv_loop_init(&t->loop);
     dsn_config_t cfg;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/config.json", model);
-    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
     dsc_cluster_opts_t co;
-    dsc_cluster_opts_default(&co);
-    co.expect_nodes = 1;
-    co.plan.n_stages = 1;
-    co.plan.kv_tokens = 4096;
-    co.plan.overhead = 64ULL << 20;
-    dst_secret_load(NULL, &co.secret);
+    dsi_test_coordinator_opts(model, 1, 1, &cfg, &co);
     t->secret = co.secret;
     DSI_CHECK_INT_EQ(dsc_cluster_create(&t->loop, &cfg, &co, &t->cl), DSI_OK);
     dsc_cluster_on_state(t->cl, on_state, t);
@@ -174,9 +160,7 @@ int main(void)
         uv_run(&t->loop, UV_RUN_NOWAIT);
     DSI_CHECK_INT_EQ(cli_reap_nodes(&pid, 1, 20000), 0);
     dsc_cluster_destroy(t->cl);
-    uv_walk(&t->loop, close_walk, NULL);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&t->loop);
+    dsi_test_loop_close(&t->loop);
     free(t);
     errno = 0;
     DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);

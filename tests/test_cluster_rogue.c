@@ -21,6 +21,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -241,13 +242,6 @@ static void ignore_msg(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr,
     (void)ucx, (void)peer, (void)hdr, (void)payload, (void)bytes, (void)user;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 int main(void)
 {
     model = dsi_test_fixture("tiny-v3");
@@ -261,16 +255,8 @@ int main(void)
     test_t *t = calloc(1, sizeof(*t));
     uv_loop_init(&t->loop);
     dsn_config_t cfg;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/config.json", model);
-    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
     dsc_cluster_opts_t co;
-    dsc_cluster_opts_default(&co);
-    co.expect_nodes = 2;
-    co.plan.n_stages = 1;
-    co.plan.kv_tokens = 4096;
-    co.plan.overhead = 64ULL << 20;
-    dst_secret_load(NULL, &co.secret);
+    dsi_test_coordinator_opts(model, 2, 1, &cfg, &co);
     t->secret = co.secret;
     DSI_CHECK_INT_EQ(dsc_cluster_create(&t->loop, &cfg, &co, &t->cl), DSI_OK);
     dsc_cluster_on_state(t->cl, on_state, t);
@@ -310,9 +296,7 @@ int main(void)
     DSI_CHECK_INT_EQ(cli_reap_nodes(pids, 2, 20000), 0);
     dst_ucx_destroy(t->ucx);
     dsc_cluster_destroy(t->cl);
-    uv_walk(&t->loop, close_walk, NULL);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&t->loop);
+    dsi_test_loop_close(&t->loop);
     free(t);
 
     /* Every kind of bad message was logged by a node. */

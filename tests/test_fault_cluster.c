@@ -16,6 +16,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -140,13 +141,6 @@ static void on_timer(uv_timer_t *t)
     maybe_stop(run);
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 static void run_fault(fault_t fault, int nodes)
 {
     run_t *run = calloc(1, sizeof(*run));
@@ -154,18 +148,10 @@ static void run_fault(fault_t fault, int nodes)
     run->fault = fault;
     uv_loop_init(&run->loop);
     dsn_config_t cfg;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/config.json", model);
-    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
     dsc_cluster_opts_t co;
-    dsc_cluster_opts_default(&co);
-    co.expect_nodes = (uint32_t)nodes;
+    dsi_test_coordinator_opts(model, (uint32_t)nodes, 1, &cfg, &co);
     co.heartbeat_ms = 100;
     co.node_timeout_ms = 1000;
-    co.plan.n_stages = 1;
-    co.plan.kv_tokens = 4096;
-    co.plan.overhead = 64ULL << 20;
-    DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co.secret), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
     snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
     DSI_CHECK_INT_EQ(cli_spawn_nodes(nodes, run->addr, model, 1, run->pids), 0);
@@ -176,9 +162,9 @@ static void run_fault(fault_t fault, int nodes)
         q[r] = (req_t){run, r};
         dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0, NULL};
         if (r == SAMPLED)
-            req = (dsc_cluster_req_t){prompts[r],           prompt_len[r],  STEPS,
-                                      sampling.temperature, sampling.top_p, 0,
-                                      sampling.seed,        NULL};
+            req = (dsc_cluster_req_t){
+                prompts[r], prompt_len[r], STEPS, sampling.temperature, sampling.top_p,
+                0,          sampling.seed, NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit_shared(run->cl, &req, NULL, on_tokens, NULL, &q[r],
                                                    r == FORK ? first : 0, &id),
                          DSI_OK);
@@ -223,9 +209,7 @@ static void run_fault(fault_t fault, int nodes)
     /* Every node but a woken SIGSTOP one (its coordinator connection is gone) exits cleanly. */
     DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), fault == FAULT_STOP);
     dsc_cluster_destroy(run->cl);
-    uv_walk(&run->loop, close_walk, NULL);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&run->loop);
+    dsi_test_loop_close(&run->loop);
     errno = 0;
     DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
     fprintf(stderr, "%s: %u re-plans, %.1f KiB of experts moved, %llu prompt tokens shared\n",

@@ -17,6 +17,7 @@
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_cluster.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -162,35 +163,20 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 static run_t *run_cluster(int bias_run)
 {
     run_t *run = calloc(1, sizeof(*run));
     run->bias_run = bias_run;
     uv_loop_init(&run->loop);
     dsn_config_t cfg;
-    char path[300];
-    snprintf(path, sizeof(path), "%s/config.json", model);
-    DSI_CHECK_INT_EQ(dsn_config_load(path, &cfg), DSI_OK);
     dsc_cluster_opts_t co;
-    dsc_cluster_opts_default(&co);
-    co.expect_nodes = N_NODES;
+    dsi_test_coordinator_opts(model, N_NODES, 1, &cfg, &co);
     co.heartbeat_ms = 100;
     co.node_timeout_ms = 2000;
-    co.plan.n_stages = 1;
-    co.plan.kv_tokens = 4096;
-    co.plan.overhead = 64ULL << 20;
     co.model_dir = model;
     co.load_window_ms = 100;
     co.load_windows = 3000; /* the whole test */
     co.online_bias_gamma = bias_run ? 0.05f : 0;
-    DSI_CHECK_INT_EQ(dst_secret_load(NULL, &co.secret), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
@@ -210,9 +196,7 @@ static void finish_cluster(run_t *run)
         uv_run(&run->loop, UV_RUN_NOWAIT);
     cli_reap_nodes(run->pids, N_NODES, 20000);
     dsc_cluster_destroy(run->cl);
-    uv_walk(&run->loop, close_walk, NULL);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&run->loop);
+    dsi_test_loop_close(&run->loop);
     free(run);
 }
 

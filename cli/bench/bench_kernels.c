@@ -401,7 +401,7 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                     b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
                 double t0 = mm_clock(b);
                 /* the engine's split (dsn_par_matmul): claimed chunks for batched products */
-                const int per_thread = q4l ? 1 : dsk_matmul_chunks_per_thread(job.ops, dt, n);
+                const int per_thread = dsk_matmul_chunks_per_thread(job.ops, job.w, n);
                 for (int pass = 0; pass < passes; pass++) {
                     if (per_thread > 1)
                         dsi_pool_run_dynamic(b->pool, rows, 64, per_thread, mm_cb, &job);

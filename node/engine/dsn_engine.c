@@ -278,7 +278,7 @@ void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t 
     const int64_t grain = (dsn_par_matmul_grain(w->cols, n) + unit - 1) / unit;
     /* Batched f32-activation products: chunks claimed as threads get to them (a late thread
      * takes fewer); decode and int8-activation slots: one chunk per thread. */
-    const int per_thread = unit == 1 ? dsk_matmul_chunks_per_thread(&e->ops, w->dtype, n) : 1;
+    const int per_thread = dsk_matmul_chunks_per_thread(&e->ops, w, n);
     if (per_thread > 1)
         dsi_pool_run_dynamic(e->pool, items, grain, per_thread, par_matmul_task, &p);
     else
@@ -390,8 +390,8 @@ void dsn_engine_ffn_finish(dsn_engine_t *e, int64_t n, const dsn_ffn_step_t *ste
 dsi_status_t dsn_engine_ffn(dsn_engine_t *e, int layer, int64_t n, float *h)
 {
     /* The engine's scratch; u must not alias h's rows, and the dense output must not alias u. */
-    dsn_ffn_step_t step = {e->s.x,      e->s.route_experts, e->s.route_weights,
-                           e->s.pair_token, e->s.slots,     e->s.shared};
+    dsn_ffn_step_t step = {e->s.x,          e->s.route_experts, e->s.route_weights,
+                           e->s.pair_token, e->s.slots,         e->s.shared};
     int pending;
     return dsn_engine_ffn_start(e, layer, n, h, &step, NULL, &pending);
 }
