@@ -111,7 +111,8 @@ static int32_t state_intern(dsg_matcher_t *m, const int32_t *s, int n)
             return -1;
         m->cap_states = cap;
     }
-    if (m->stk_n + (size_t)n > m->stk_cap) {
+    /* Allocate even for an empty first state: m->stk + 0 on NULL is undefined. */
+    if (m->stk == NULL || m->stk_n + (size_t)n > m->stk_cap) {
         size_t cap = (m->stk_n + (size_t)n) * 2 + 1024;
         int32_t *p = realloc(m->stk, cap * sizeof(int32_t));
         if (p == NULL)
