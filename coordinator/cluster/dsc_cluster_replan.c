@@ -57,10 +57,42 @@ void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
     pe.peers.peers = peers;
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         node_t *n = &cl->nodes[p->nodes[i].node_id];
-        if (!live)
+        if (live != 1)
             n->state = NODE_JOINED; /* until it is READY in this epoch */
         dsc_cluster_send_node(cl, n->id, &pm);
         dsc_cluster_send_node(cl, n->id, &pe);
+    }
+    free(peers);
+}
+
+void dsc_cluster_send_peers_leaving(dsc_cluster_t *cl, const dst_plan_t *p)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        k += n->draining && n->state != NODE_DEAD && n->cs != NULL &&
+             dsc_plan_node_index(p, n->id) < 0;
+    }
+    if (k == 0)
+        return;
+    dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
+    if (peers == NULL)
+        return; /* a move to a node the sender cannot reach fails and falls back to a prefill */
+    for (uint32_t i = 0; i < p->n_nodes; i++) {
+        const node_t *n = &cl->nodes[p->nodes[i].node_id];
+        peers[i].node_id = n->id;
+        peers[i].ucx_addr = n->ucx_addr;
+        peers[i].ucx_addr_len = n->ucx_addr_len;
+    }
+    dst_msg_t pe = {.type = DST_MSG_PEERS};
+    pe.peers.epoch = p->epoch;
+    pe.peers.n_peers = p->n_nodes;
+    pe.peers.peers = peers;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *n = &cl->nodes[i];
+        if (n->draining && n->state != NODE_DEAD && n->cs != NULL &&
+            dsc_plan_node_index(p, n->id) < 0)
+            dsc_cluster_send_node(cl, n->id, &pe);
     }
     free(peers);
 }
@@ -134,16 +166,31 @@ static void count_moved(const dsc_cluster_t *cl, const dst_plan_t *prev, const d
     }
 }
 
-/* Serving stops until every node of the new plan is READY; open sequences wait for it. */
+/* Serving stops until every node of the new plan is READY; open sequences wait for it. With
+ * the live re-plans on, those whose nodes are all alive keep their KV rows there (the nodes keep
+ * them across the restart, PLAN.live 2) and move with them once the new plan serves. */
 static void stop_serving(dsc_cluster_t *cl)
 {
     dsc_switch_abort(cl);
-    if (cl->ready)
+    if (cl->ready) {
         cl->unready_since_ns = dsc_now_ns();
+        if (cl->opts.live_switch && cl->planned)
+            dsc_kvcarry_hold(cl);
+    }
     cl->ready = 0;
-    /* Nothing runs across epochs: open sequences are withdrawn and re-submitted when the new
-     * plan serves. */
+    /* Nothing runs across epochs: the other open sequences are withdrawn and re-submitted when
+     * the new plan serves. */
     dsc_seq_withdraw_all(cl);
+}
+
+/* Some sequence keeps its rows on the nodes across this restart. */
+static int carrying(const dsc_cluster_t *cl)
+{
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+        if (s->carry)
+            return 1;
+    }
+    return 0;
 }
 
 /*
@@ -181,7 +228,10 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
         return -1;
     }
     cl->planned = 1;
-    dsc_cluster_send_plan(cl, &cl->plan, 0);
+    int keep = carrying(cl);
+    dsc_cluster_send_plan(cl, &cl->plan, keep ? 2 : 0);
+    if (keep)
+        dsc_cluster_send_peers_leaving(cl, &cl->plan);
     return 0;
 }
 
@@ -339,6 +389,7 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
         snprintf(cl->plan_error, sizeof(cl->plan_error), "%s",
                  report.reason[0] ? report.reason : dsi_status_message(st));
         cl->plan_missing = report.missing_bytes;
+        dsc_kvcarry_drop(cl); /* no plan to move to: the nodes may drop the rows */
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }
@@ -410,7 +461,13 @@ void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n)
     /* The nodes loaded the checkpoint's router biases: changed ones go out before any SUBMIT
      * (the same connection keeps the order). */
     dsc_cluster_push_biases(cl);
-    dsc_cluster_release_drained(cl);
+    /* Sequences that kept their rows move first; a drained node that sends some is released
+     * once every move ended (dsc_cluster_kvmove.c). */
+    dsc_kvcarry_begin(cl);
+    if (dsc_kvmove_pending(cl) == 0)
+        dsc_cluster_release_drained(cl);
+    else
+        cl->carry_release = 1;
     dsc_seq_submit_all(cl);
     dsc_cluster_set_state(cl, DSI_OK);
 }

@@ -272,6 +272,16 @@ static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg
 
 static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
 {
+    if (node->plan != NULL && node->ready && peers->epoch > node->plan->plan.plan.epoch) {
+        /* The peers of a plan that leaves this node out (it drains): the KV rows of its
+         * sequences may go to any of them (KV_MOVE), so it connects, keeping every endpoint it
+         * has. */
+        dsi_status_t st = connect_peers(node, peers, 0);
+        if (st != DSI_OK)
+            DSI_WARN("cannot reach the peers of plan epoch %llu, which leaves this node out: %s",
+                     (unsigned long long)peers->epoch, dsi_status_message(st));
+        return;
+    }
     if (node->plan == NULL || peers->epoch != node->plan->plan.plan.epoch) {
         DSI_ERROR("PEERS of epoch %llu without its PLAN", (unsigned long long)peers->epoch);
         return;
@@ -385,7 +395,7 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         /* Make-before-break when the coordinator asks and this node keeps its stage: it keeps
          * serving the current plan while the new one loads. Otherwise a restart: what is queued
          * for the compute thread is stale from now on, and nothing new is taken until READY. */
-        node->switching = node->ready && msg->plan.live && !node->switching &&
+        node->switching = node->ready && msg->plan.live == 1 && !node->switching &&
                           keeps_stage(node, &node->plan->plan.plan, &msg->plan.plan);
         if (!node->switching) {
             node->ready = 0;

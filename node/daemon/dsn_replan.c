@@ -266,6 +266,12 @@ static dsi_status_t keep_slice(dsn_compute_t *c, const dst_plan_t *p)
 /* RELOAD: the task's plan (taken) replaces everything of the current epoch. */
 static void reload(dsn_compute_t *c, dsn_task_t *t)
 {
+    /* A PLAN that keeps the KV caches (live = 2): the open sequences' rows stay here until the
+     * coordinator has them sent to their holders in the new plan (dsn_kvstash.c). */
+    if (t->plan->plan.live == 2 && c->engine != NULL)
+        dsn_kvstash_keep(c);
+    else if (t->plan->plan.live != 2)
+        dsn_kvstash_clear(c);
     dsn_stage_cleanup(c);
     dsi_status_t st;
     if (c->route_plan != NULL && holds_slice_of(c, &t->plan->plan.plan, t->node_id)) {
