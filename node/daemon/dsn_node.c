@@ -305,7 +305,9 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
      * answers READY through the outbox. */
     dst_ucx_set_epoch(node->ucx, peers->epoch);
     node->epoch = peers->epoch;
-    dsi_status_t st = connect_peers(node, peers, 1);
+    /* A restart that keeps the KV caches (PLAN.live 2) keeps the endpoints to nodes that leave:
+     * a draining one still sends its sequences' rows here. */
+    dsi_status_t st = connect_peers(node, peers, node->plan->plan.live != 2);
     if (st == DSI_OK && !node->thread_started)
         st = worker_start(node);
     if (st != DSI_OK) {
