@@ -56,11 +56,11 @@ static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
 
 /* One run: what happens mid-generation and what must be seen. */
 typedef struct {
-    int nodes, stages;                   /* at the start; stages 0: the planner chooses */
-    const char *const *args[MAX_NODES];  /* each node's options (NULL: `threads` below) */
-    const char *const *join;             /* a node with these options joins (else a drain) */
-    int drain_small;                     /* drain the node of the smallest memory budget */
-    uint32_t drain_id;                   /* else this one */
+    int nodes, stages;                  /* at the start; stages 0: the planner chooses */
+    const char *const *args[MAX_NODES]; /* each node's options (NULL: `threads` below) */
+    const char *const *join;            /* a node with these options joins (else a drain) */
+    int drain_small;                    /* drain the node of the smallest memory budget */
+    uint32_t drain_id;                  /* else this one */
     int n_req, steps;
     int move;              /* 1: the sequences move with their cache; 0: the move fails */
     int live;              /* the re-plan is a live switch (else a restart keeping the caches) */
@@ -146,8 +146,8 @@ static void start_round2(run_t *run)
     for (int r = 0; r < run->n_req; r++) {
         uint64_t id;
         q[r] = (req_t){run, r};
-        dsc_cluster_req_t req = {prefix_prompts[r], PREFIX_LEN, PREFIX_STEPS, 0.0f, 1.0f, 0, 0,
-                                 NULL};
+        dsc_cluster_req_t req = {
+            prefix_prompts[r], PREFIX_LEN, PREFIX_STEPS, 0.0f, 1.0f, 0, 0, NULL};
         DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens2, &q[r], &id), DSI_OK);
     }
 }
@@ -322,8 +322,9 @@ static void run_case(const char *name, const case_t *c)
          * was found cached on the node left. */
         uint64_t hits = st.prefix_hit_tokens - run->hits_before;
         uint64_t expect = (uint64_t)c->n_req * ((PREFIX_LEN - 1) / 64 * 64);
-        fprintf(stderr, "%s: second round: %" PRIu64 " prompt tokens found in the prefix cache, %" PRIu64
-                        " expected\n",
+        fprintf(stderr,
+                "%s: second round: %" PRIu64 " prompt tokens found in the prefix cache, %" PRIu64
+                " expected\n",
                 name, hits, expect);
         DSI_CHECK_INT_EQ(hits, expect);
         for (int r = 0; r < c->n_req; r++) {
@@ -403,12 +404,20 @@ int main(void)
     }
     dsi_test_greedy(model, N_REQ, pp, pl, PREFIX_STEPS, &prefix_want[0][0], NULL);
 
-    run_case("3 nodes, 1 stage, drain",
-             &(case_t){.nodes = 3, .stages = 1, .drain_id = 1, .n_req = N_REQ, .steps = STEPS,
-                       .move = 1, .live = 1});
-    run_case("4 nodes, 2 stages, drain",
-             &(case_t){.nodes = 4, .stages = 2, .drain_id = 3, .n_req = N_REQ, .steps = STEPS,
-                       .move = 1, .live = 1});
+    run_case("3 nodes, 1 stage, drain", &(case_t){.nodes = 3,
+                                                  .stages = 1,
+                                                  .drain_id = 1,
+                                                  .n_req = N_REQ,
+                                                  .steps = STEPS,
+                                                  .move = 1,
+                                                  .live = 1});
+    run_case("4 nodes, 2 stages, drain", &(case_t){.nodes = 4,
+                                                   .stages = 2,
+                                                   .drain_id = 3,
+                                                   .n_req = N_REQ,
+                                                   .steps = STEPS,
+                                                   .move = 1,
+                                                   .live = 1});
     /* 3 blocks of 64 positions of 4 layers of f32 rows of 80 values (the tests' KV type): a
      * sequence of 8 + 100 tokens needs 2. */
     static const char *const small_pool[] = {"--threads", "1",      "--mem", "2G",
@@ -426,29 +435,29 @@ int main(void)
     snprintf(mem, sizeof(mem), "%" PRIu64, split_budget());
     const char *const small[] = {"--threads", "1", "--mem", mem, NULL};
     run_case("join, 1 -> 2 stages", &(case_t){.nodes = 1,
+                                              .stages = 0,
+                                              .join = small,
+                                              .n_req = N_REQ,
+                                              .steps = STEPS,
+                                              .move = 1,
+                                              .stages_after = 2});
+    run_case("drain, 2 -> 1 stages", &(case_t){.nodes = 2,
                                                .stages = 0,
-                                               .join = small,
+                                               .args = {threads, small},
+                                               .drain_small = 1,
                                                .n_req = N_REQ,
                                                .steps = STEPS,
                                                .move = 1,
-                                               .stages_after = 2});
-    run_case("drain, 2 -> 1 stages", &(case_t){.nodes = 2,
-                                                .stages = 0,
-                                                .args = {threads, small},
-                                                .drain_small = 1,
-                                                .n_req = N_REQ,
-                                                .steps = STEPS,
-                                                .move = 1,
-                                                .stages_after = 1});
+                                               .stages_after = 1});
     /* The prefix cache of the node a drain moved sequences to. */
     run_case("prefix after a drain", &(case_t){.nodes = 2,
-                                                .stages = 1,
-                                                .drain_id = 1,
-                                                .n_req = N_REQ,
-                                                .steps = STEPS,
-                                                .move = 1,
-                                                .live = 1,
-                                                .stages_after = 1,
-                                                .prefix = 1});
+                                               .stages = 1,
+                                               .drain_id = 1,
+                                               .n_req = N_REQ,
+                                               .steps = STEPS,
+                                               .move = 1,
+                                               .live = 1,
+                                               .stages_after = 1,
+                                               .prefix = 1});
     return dsi_test_finish();
 }

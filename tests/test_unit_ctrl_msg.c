@@ -158,9 +158,13 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->sw.epoch = 1ull << 33;
         break;
     case DST_MSG_KV_MOVE:
-        m->kv_move = (dst_msg_kv_move_t){
-            .seq_id = 1ull << 40, .n_tokens = 4000, .to = 3, .to_seq = 77, .epoch = 1ull << 34,
-            .first_layer = 2, .end_layer = 5};
+        m->kv_move = (dst_msg_kv_move_t){.seq_id = 1ull << 40,
+                                         .n_tokens = 4000,
+                                         .to = 3,
+                                         .to_seq = 77,
+                                         .epoch = 1ull << 34,
+                                         .first_layer = 2,
+                                         .end_layer = 5};
         break;
     case DST_MSG_KV_DONE:
         m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 0, .bytes = 1ull << 35};

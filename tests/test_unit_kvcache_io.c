@@ -324,14 +324,14 @@ static void resplit(dsn_kv_dtype_t dt)
     DSI_CHECK(strstr(why, "layers") != NULL);
     dsn_kvio_chunk_t m = parts[0].meta;
     m.layer = 4; /* layers 4..5 of a cache ending at 4 */
-    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why,
-                                       sizeof(why)),
-                     DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(why, "layers") != NULL);
     m.layer = UINT32_MAX; /* no wrap-around */
-    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why,
-                                       sizeof(why)),
-                     DSI_ERR_PROTOCOL);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
     m = parts[0].meta;
     m.n_layers = 0;
     DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, 0, &complete, why, sizeof(why)),

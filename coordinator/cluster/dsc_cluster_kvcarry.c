@@ -12,7 +12,8 @@
  *   READY     every node serves the new plan: each carried sequence gets a lane and a wire id;
  *             for every layer, the node that held it sends its rows to the node that holds it
  *             now (KV_MOVE with the layer range; one receiver may hear from several senders,
- *             and a node that keeps some layers sends them to itself), then SUBMIT with kv_move
+ *             and a node that keeps some layers sends them to itself: the lane chosen is the
+ *             one whose nodes keep the most), then SUBMIT with kv_move
  *             and CANCEL of the old id (which frees the kept rows). KV_DONE, timeouts and the
  *             fallback to a prefill are those of a live switch's moves (dsc_cluster_kvmove.c).
  *
@@ -52,6 +53,33 @@ int dsc_kvcarry_hold(dsc_cluster_t *cl)
     return held > 0;
 }
 
+/* The lane of the current plan whose nodes held the most of s's layers before (those rows stay
+ * where they are), the next one in turn among equals: into route. */
+static void carry_lane(dsc_cluster_t *cl, const seq_t *s, uint32_t *route)
+{
+    const dst_plan_t *p = &cl->plan;
+    uint32_t start = cl->next_lane++ % cl->n_lanes, best = start, best_kept = 0;
+    for (uint32_t k = 0; k < cl->n_lanes; k++) {
+        uint32_t l = (start + k) % cl->n_lanes, kept = 0;
+        for (uint32_t j = 0; j < p->n_stages; j++) {
+            uint32_t id = cl->lane_nodes[j * cl->n_lanes + l];
+            uint32_t a = p->stages[j].first_layer, b = p->stages[j].end_layer;
+            for (uint32_t i = 0; i < s->n_route; i++) {
+                uint32_t lo = s->carry_first[i] > a ? s->carry_first[i] : a;
+                uint32_t hi = s->carry_end[i] < b ? s->carry_end[i] : b;
+                if (s->route[i] == id && lo < hi)
+                    kept += hi - lo;
+            }
+        }
+        if (kept > best_kept) {
+            best = l;
+            best_kept = kept;
+        }
+    }
+    for (uint32_t j = 0; j < p->n_stages; j++)
+        route[j] = cl->lane_nodes[j * cl->n_lanes + best];
+}
+
 /* The old submission of s ends where it ran: CANCEL of its wire id to its old route. */
 static void cancel_old(dsc_cluster_t *cl, seq_t *s)
 {
@@ -75,7 +103,7 @@ void dsc_kvcarry_begin(dsc_cluster_t *cl)
                 why = "a node that held its rows is gone";
         }
         if (why == NULL) {
-            dsc_seq_next_lane(cl, s->move_route);
+            carry_lane(cl, s, s->move_route);
             s->move_wire = ++cl->next_wire;
             if (dsc_kvmove_send(cl, s, s->carry_first, s->carry_end, 0) != 0)
                 why = "KV_MOVE could not be sent";

@@ -28,6 +28,23 @@
 
 #define DSC_KV_MOVE_TIMEOUT_MS 30000
 
+int dsc_seq_lost(const dsc_cluster_t *cl, const seq_t *s)
+{
+    const dst_plan_t *p = &cl->plan, *q = &cl->prev_plan;
+    if (!s->submitted)
+        return 0;
+    if (s->n_route != p->n_stages || s->n_route != q->n_stages)
+        return 1;
+    for (uint32_t i = 0; i < s->n_route; i++) {
+        int j = dsc_plan_node_index(p, s->route[i]);
+        if (j < 0 || p->nodes[j].stage != i ||
+            p->stages[i].first_layer != q->stages[i].first_layer ||
+            p->stages[i].end_layer != q->stages[i].end_layer)
+            return 1; /* gone, or its cache there holds other layers now */
+    }
+    return 0;
+}
+
 /* Why s cannot move with its cache to move_route (NULL: it can). */
 static const char *cannot_move(const dsc_cluster_t *cl, const seq_t *s, char *why, size_t cap)
 {
@@ -88,10 +105,7 @@ void dsc_kvmove_begin(dsc_cluster_t *cl)
     }
     dsi_list_for_each(s, &cl->seqs, seq_t, link) {
         s->move_planned = 0;
-        int lost = 0;
-        for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
-            lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;
-        if (!lost)
+        if (!dsc_seq_lost(cl, s))
             continue;
         dsc_seq_next_lane(cl, s->move_route);
         char buf[160];

@@ -114,12 +114,12 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
         size_t total = dst_wire_payload_bytes(&h), data = dst_wire_tensor_bytes(&h);
         uint8_t *payload = dsn_queue_buf_get(c->queue, total);
         dsn_kvio_chunk_t meta;
-        dsi_status_t st =
-            payload == NULL ? DSI_ERR_NOMEM
-            : kept != NULL  ? dsn_kvio_stash_export(kept, layer, n_layers, first, k, m->n_tokens,
-                                                    payload, data, &meta)
-                            : dsn_kvio_export_layers(kv, base, layer, n_layers, first, k,
-                                                     m->n_tokens, payload, data, &meta);
+        dsi_status_t st = payload == NULL ? DSI_ERR_NOMEM
+                          : kept != NULL
+                              ? dsn_kvio_stash_export(kept, layer, n_layers, first, k, m->n_tokens,
+                                                      payload, data, &meta)
+                              : dsn_kvio_export_layers(kv, base, layer, n_layers, first, k,
+                                                       m->n_tokens, payload, data, &meta);
         if (st != DSI_OK) {
             dsn_queue_buf_put(payload);
             snprintf(why, sizeof(why), "node %u could not export positions %u + %u", c->node_id,

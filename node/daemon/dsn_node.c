@@ -552,6 +552,39 @@ static void on_peer_error(dst_ucx_t *ucx, uint32_t peer, dsi_status_t status, vo
         node->connected[peer] = 0; /* the coordinator's next plan decides; reconnect then */
 }
 
+/* A KV message (a sequence's rows moving, dsn_kvmove.c) that could not be sent: the move ends
+ * now (KV_DONE ok = 0 for the receiving sequence) instead of at the coordinator's deadline. */
+typedef struct {
+    dsn_node_t *node;
+    void *payload;
+    uint64_t seq_id;
+    uint32_t peer;
+} kv_send_t;
+
+static void kv_send_failed(dsn_node_t *node, uint64_t seq_id, uint32_t peer, dsi_status_t st)
+{
+    dst_msg_t m = {.type = DST_MSG_KV_DONE};
+    m.kv_done.node_id = node->node_id;
+    m.kv_done.seq_id = seq_id;
+    m.kv_done.ok = 0;
+    snprintf(m.kv_done.text, sizeof(m.kv_done.text),
+             "node %u could not send its rows to node %u: %s", node->node_id, peer,
+             dsi_status_message(st));
+    send_msg(node, &m);
+}
+
+static void on_sent_kv(dst_ucx_t *ucx, dsi_status_t status, void *arg)
+{
+    (void)ucx;
+    kv_send_t *k = arg;
+    if (status != DSI_OK) {
+        DSI_ERROR("a KV message to node %u failed: %s", k->peer, dsi_status_message(status));
+        kv_send_failed(k->node, k->seq_id, k->peer, status);
+    }
+    dsn_queue_buf_put(k->payload);
+    free(k);
+}
+
 static void on_sent(dst_ucx_t *ucx, dsi_status_t status, void *arg)
 {
     (void)ucx;
@@ -572,6 +605,21 @@ static void on_wake(uv_async_t *async)
         if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
             /* work of an epoch a restart left: nobody accepts it now (the payload goes back with
              * the record) */
+        } else if (o->type == DSN_OUT_WIRE && o->hdr.type == DST_WIRE_KV) {
+            kv_send_t *k = malloc(sizeof(*k));
+            uint64_t seq_id = dst_wire_kv(&o->hdr, o->payload)->seq_id;
+            dsi_status_t st = k == NULL ? DSI_ERR_NOMEM : DSI_OK;
+            if (k != NULL) {
+                *k = (kv_send_t){node, o->payload, seq_id, o->peer};
+                st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes, on_sent_kv, k);
+            }
+            if (st != DSI_OK) {
+                free(k);
+                DSI_ERROR("cannot send KV to node %u: %s", o->peer, dsi_status_message(st));
+                kv_send_failed(node, seq_id, o->peer, st);
+            } else {
+                o->payload = NULL; /* on_sent_kv returns it to the pool */
+            }
         } else if (o->type == DSN_OUT_WIRE) {
             dsi_status_t st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes,
                                            on_sent, o->payload);

@@ -148,8 +148,8 @@ dsi_status_t dsn_kvio_stash_export(const dsn_kvio_stash_t *st, uint32_t layer, u
     uint8_t *out = buf;
     for (uint32_t l = layer - st->base; l < layer - st->base + n_layers; l++, out += run)
         memcpy(out, st->data + ((size_t)l * st->length + first) * w, run);
-    *meta = (dsn_kvio_chunk_t){first, n_tokens, total, n_layers, st->row, st->dtype,
-                               dsn_kvio_checksum(buf, need), layer};
+    *meta = (dsn_kvio_chunk_t){
+        first, n_tokens, total, n_layers, st->row, st->dtype, dsn_kvio_checksum(buf, need), layer};
     return DSI_OK;
 }
 
@@ -247,8 +247,7 @@ static const char *chunk_problem(const dsn_kvio_rx_t *rx, const dsn_kvcache_t *k
                  m->first, m->n_tokens, m->total, rx->total);
         return why;
     }
-    size_t want =
-        dsn_kvio_bytes((int)m->n_layers, kv->row, (dsn_kv_dtype_t)m->dtype, m->n_tokens);
+    size_t want = dsn_kvio_bytes((int)m->n_layers, kv->row, (dsn_kv_dtype_t)m->dtype, m->n_tokens);
     if (bytes != want) {
         snprintf(why, cap, "a chunk of %zu bytes, %zu expected for %u positions (truncated?)",
                  bytes, want, m->n_tokens);

@@ -104,9 +104,9 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
  * One chunk (data: `bytes` bytes). Checked before anything is written: the layout against kv
  * (layers within the cache's, row; a storage type of the three, converted when it differs), the
  * range (block aligned, within total, whole blocks but for the last, not received before for
- * any of its layers), the byte count and the checksum. DSI_ERR_PROTOCOL with `why` otherwise (the cache holds no wrong row:
- * nothing counts until the transfer completes). When the last chunk arrives (every layer of every
- * position), kv->length becomes total and *complete is set.
+ * any of its layers), the byte count and the checksum. DSI_ERR_PROTOCOL with `why` otherwise (the
+ * cache holds no wrong row: nothing counts until the transfer completes). When the last chunk
+ * arrives (every layer of every position), kv->length becomes total and *complete is set.
  */
 dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_kvio_chunk_t *m,
                                const void *data, size_t bytes, int *complete, char *why,

@@ -213,6 +213,11 @@ void dsc_kvmove_on_done(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_kv_do
 void dsc_kvmove_tick(dsc_cluster_t *cl, uint64_t now);
 /* KV moves in flight. */
 uint32_t dsc_kvmove_pending(const dsc_cluster_t *cl);
+/* During a live switch (after SWITCH): s, submitted under the previous plan, cannot continue
+ * where it is: a node of its lane left, or holds another stage or other layers now (its KV
+ * cache there is of the old split). dsc_switch_possible allows no such plan today; checked
+ * anyway, since a wrong answer would compute with the wrong rows. */
+int dsc_seq_lost(const dsc_cluster_t *cl, const seq_t *s);
 /* KV_MOVEs of s (old wire id, old route) to move_route / move_wire in the current plan: for every
  * new stage, the rows of each of its layers from the old stage that held it (old stage i held
  * the layers [first[i], end[i])); with `copy`, a node that keeps a stage's exact layers copies
