@@ -27,7 +27,8 @@ int dsc_kvcarry_hold(dsc_cluster_t *cl)
     const dst_plan_t *p = &cl->plan;
     uint32_t held = 0;
     dsi_list_for_each(s, &cl->seqs, seq_t, link) {
-        if (!s->submitted || s->n_generated == 0 || s->n_route != p->n_stages)
+        /* (a sequence whose rows are still on their way holds none yet where it runs) */
+        if (!s->submitted || s->n_generated == 0 || s->n_route != p->n_stages || s->kv_pending > 0)
             continue;
         /* Its nodes are alive and hold the stages of the current plan (a live switch keeps
          * every stage's layers), so stage i holds the layers of p's stage i. */
@@ -119,7 +120,7 @@ void dsc_kvcarry_begin(dsc_cluster_t *cl)
         dsc_seq_submit_moved(cl, s); /* SUBMIT with kv_move, then CANCEL of the old id */
     }
     if (moved + refused > 0)
-        DSI_INFO("epoch %llu: %u requests move with their KV cache to the new stages, %u are "
+        DSI_INFO("epoch %llu: %u requests move with their KV cache to their new lanes, %u are "
                  "prefilled again",
                  (unsigned long long)cl->plan.epoch, moved, refused);
 }
