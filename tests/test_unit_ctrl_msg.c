@@ -817,6 +817,8 @@ static void test_other_rules(void)
     m.plan.live = 3;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "live") != NULL);
+    m.plan.live = 2; /* a restart that keeps the KV caches */
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_OK);
     /* LOAD_STATS with counts of the wrong length on the wire. */
     sample(DST_MSG_LOAD_STATS, &m);
     m.load_stats.n_layers = 1;
