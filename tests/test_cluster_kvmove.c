@@ -17,6 +17,11 @@
  *     goes back to one stage. Both are restarts that keep the KV caches: every sequence moves by
  *     layer range to the nodes that hold its layers now (the node that stays sends some to
  *     itself), none is prefilled again;
+ *   - into a node that joins with the plan: 2 nodes of one stage; a rebalance's live switch is
+ *     held in its PREPARE (one node stopped with SIGSTOP) while a third node joins and one of the
+ *     two drains: both wait, and the next plan has the new node and not the drained one. The
+ *     drained node's two sequences move to the two lanes left, one of them the new node's: it
+ *     receives the rows before SWITCH (none prefilled again);
  *   - the prefix cache after a move: 2 nodes of one stage, one drains; then requests whose prompts
  *     are the first 200 tokens of each finished request (prompt and generated tokens) run on the
  *     node left: every full block of them is found in its prefix cache (the moved sequences
@@ -25,6 +30,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -53,6 +59,9 @@ static int32_t want[N_REQ][STEPS];
  * drained node, and must go on with the random stream of an undisturbed run. */
 #define SAMPLED 1
 static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
+/* The same budget everywhere by default, so that the planner's choices do not follow free
+ * memory. */
+static const char *const threads[] = {"--threads", "1", "--mem", "2G", NULL};
 
 /* One run: what happens mid-generation and what must be seen. */
 typedef struct {
@@ -66,6 +75,7 @@ typedef struct {
     int live;              /* the re-plan is a live switch (else a restart keeping the caches) */
     uint32_t stages_after; /* stages of the plan after it (0: not checked) */
     int prefix;            /* then PREFIX_LEN-token prompts of the finished requests' tokens */
+    int joiner;            /* a rebalance held in PREPARE; a node joins and drain_id drains */
 } case_t;
 
 typedef struct {
@@ -89,6 +99,8 @@ typedef struct {
     int32_t got2[N_REQ][PREFIX_STEPS];
     uint32_t n_got2[N_REQ];
     uint64_t hits_before;
+    /* the joiner case: 1 rebalance held (pids[0] stopped), 2 node joined, 3 drained and woken */
+    int phase;
 } run_t;
 
 typedef struct {
@@ -159,7 +171,8 @@ static void maybe_stop(run_t *run)
 {
     dsc_cluster_stats_t st;
     dsc_cluster_stats(run->cl, &st);
-    int replanned = run->c->live ? st.live_switches >= 1 : st.replans >= 1;
+    uint64_t want_switches = run->c->joiner ? 2 : 1;
+    int replanned = run->c->live ? st.live_switches >= want_switches : st.replans >= 1;
     /* A re-plan that went another way is over once the requests are done: stop soon after (the
      * checks below then fail). */
     if (!run->all_done || (!replanned && uv_now(&run->loop) - run->all_done_ms < 20000))
@@ -187,9 +200,46 @@ static void on_tokens2(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_
     }
 }
 
+/* Nodes registered, from the status JSON. */
+static uint32_t node_count(dsc_cluster_t *cl)
+{
+    char *txt = dsc_cluster_status_json(cl);
+    json_t *root = txt != NULL ? json_loads(txt, 0, NULL) : NULL;
+    free(txt);
+    uint32_t n = (uint32_t)json_array_size(json_object_get(root, "nodes"));
+    json_decref(root);
+    return n;
+}
+
+/* The joiner case, step by step on the timer: a rebalance whose PREPARE cannot end (a node of
+ * it is stopped), a node joins, drain_id drains (both re-plans wait for the switch), the stopped
+ * node goes on. */
+static void joiner_step(run_t *run)
+{
+    if (run->phase == 0) {
+        kill(run->pids[0], SIGSTOP);
+        dsi_status_t st = dsc_cluster_rebalance(run->cl, "test", NULL);
+        if (st != DSI_OK) { /* no expert load counted yet: again at the next tick */
+            kill(run->pids[0], SIGCONT);
+            return;
+        }
+        DSI_CHECK_INT_EQ(
+            cli_spawn_nodes_argv(1, run->addr, model, threads, &run->pids[run->n_pids]), 0);
+        run->n_pids++;
+        run->phase = 1;
+    } else if (run->phase == 1 && node_count(run->cl) == 3) {
+        DSI_CHECK_INT_EQ(dsc_cluster_drain(run->cl, run->c->drain_id), DSI_OK);
+        kill(run->pids[0], SIGCONT);
+        fprintf(stderr, "a node joined and node %u drains during a rebalance\n", run->c->drain_id);
+        run->phase = 2;
+    }
+}
+
 /* Mid-generation: the drain or the join. */
 static void disturb(run_t *run)
 {
+    if (run->c->joiner)
+        return; /* joiner_step, on the timer */
     if (run->c->join != NULL) {
         DSI_CHECK_INT_EQ(
             cli_spawn_nodes_argv(1, run->addr, model, run->c->join, &run->pids[run->n_pids]), 0);
@@ -229,6 +279,8 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
 static void on_timer(uv_timer_t *t)
 {
     run_t *run = t->data;
+    if (run->c->joiner && run->drained && run->phase < 2)
+        joiner_step(run);
     if (uv_now(&run->loop) - run->started_ms > 300000) {
         fprintf(stderr, "timed out with %d of %d requests done\n", run->done, run->n_req);
         run->failed++;
@@ -238,10 +290,6 @@ static void on_timer(uv_timer_t *t)
     }
     maybe_stop(run);
 }
-
-/* The same budget everywhere by default, so that the planner's choices do not follow free
- * memory. */
-static const char *const threads[] = {"--threads", "1", "--mem", "2G", NULL};
 
 static void run_case(const char *name, const case_t *c)
 {
@@ -257,12 +305,17 @@ static void run_case(const char *name, const case_t *c)
     dsi_test_coordinator_opts(model, (uint32_t)c->nodes, (uint32_t)c->stages, &cfg, &co);
     co.heartbeat_ms = 200;
     co.node_timeout_ms = 10000; /* a loaded machine must not lose a node by accident */
+    if (c->joiner)
+        co.node_timeout_ms = 120000; /* a node stays stopped until the third one registered */
     DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
     snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
+    if (c->joiner) /* expert load counted soon: the rebalance needs some */
+        setenv("DSINFER_LOAD_WINDOW_MS", "100", 1);
     for (int i = 0; i < c->nodes; i++) {
         const char *const *args = c->args[i] != NULL ? c->args[i] : threads;
         DSI_CHECK_INT_EQ(cli_spawn_nodes_argv(1, run->addr, model, args, &run->pids[i]), 0);
     }
+    unsetenv("DSINFER_LOAD_WINDOW_MS");
     run->n_pids = c->nodes;
     for (int r = 0; r < c->n_req; r++) {
         uint64_t id;
@@ -300,8 +353,8 @@ static void run_case(const char *name, const case_t *c)
             (unsigned long long)st.kv_move_failures, (unsigned long long)st.reprefilled,
             (unsigned long long)st.replans, (unsigned long long)st.live_switches,
             plan_stages(run->cl));
-    DSI_CHECK_INT_EQ(st.replans, 1);
-    DSI_CHECK_INT_EQ(st.live_switches, c->live ? 1 : 0);
+    DSI_CHECK_INT_EQ(st.replans, c->joiner ? 2 : 1);
+    DSI_CHECK_INT_EQ(st.live_switches, c->live ? (c->joiner ? 2 : 1) : 0);
     DSI_CHECK_INT_EQ(st.preemptions, 0);
     if (c->stages_after != 0)
         DSI_CHECK_INT_EQ(plan_stages(run->cl), c->stages_after);
@@ -309,6 +362,8 @@ static void run_case(const char *name, const case_t *c)
         DSI_CHECK(st.kv_moved_sequences >= 1);
         if (!c->live) /* a restart moves every sequence */
             DSI_CHECK_INT_EQ(st.kv_moved_sequences, c->n_req);
+        if (c->joiner) /* the drained node's two, one of them into the new node */
+            DSI_CHECK(st.kv_moved_sequences >= 2);
         DSI_CHECK(st.kv_moved_bytes > 0);
         DSI_CHECK_INT_EQ(st.kv_move_failures, 0);
         DSI_CHECK_INT_EQ(st.reprefilled, 0);
@@ -449,6 +504,16 @@ int main(void)
                                                .steps = STEPS,
                                                .move = 1,
                                                .stages_after = 1});
+    /* Into a node that joined with the plan. */
+    run_case("drain into a joining node", &(case_t){.nodes = 2,
+                                                    .stages = 1,
+                                                    .drain_id = 1,
+                                                    .n_req = N_REQ,
+                                                    .steps = STEPS,
+                                                    .move = 1,
+                                                    .live = 1,
+                                                    .stages_after = 1,
+                                                    .joiner = 1});
     /* The prefix cache of the node a drain moved sequences to. */
     run_case("prefix after a drain", &(case_t){.nodes = 2,
                                                .stages = 1,

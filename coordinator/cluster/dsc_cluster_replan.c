@@ -35,25 +35,40 @@ dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl)
     return DSI_OK;
 }
 
+/* A draining node that p leaves out but that is still there: in a live switch or a restart that
+ * keeps the KV caches it may send its sequences' rows to p's nodes. */
+static int leaving(const node_t *n, const dst_plan_t *p)
+{
+    return n->draining && n->state != NODE_DEAD && n->cs != NULL &&
+           dsc_plan_node_index(p, n->id) < 0;
+}
+
 void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
 {
     if (p->epoch > cl->last_epoch)
         cl->last_epoch = p->epoch;
-    dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
+    /* PEERS: p's nodes and, unless this is a plain restart, the nodes leaving that may still
+     * send KV rows (every node of p can then take them, a node that joins with p too). */
+    dst_msg_peer_t *peers = calloc((size_t)p->n_nodes + cl->n_nodes, sizeof(*peers));
     if (peers == NULL)
         return;
-    for (uint32_t i = 0; i < p->n_nodes; i++) {
-        const node_t *n = &cl->nodes[p->nodes[i].node_id];
-        peers[i].node_id = n->id;
-        peers[i].ucx_addr = n->ucx_addr;
-        peers[i].ucx_addr_len = n->ucx_addr_len;
+    uint32_t n_peers = 0;
+    for (uint32_t i = 0; i < p->n_nodes + cl->n_nodes; i++) {
+        const node_t *n =
+            i < p->n_nodes ? &cl->nodes[p->nodes[i].node_id] : &cl->nodes[i - p->n_nodes];
+        if (i >= p->n_nodes && (live == 0 || !leaving(n, p)))
+            continue;
+        peers[n_peers].node_id = n->id;
+        peers[n_peers].ucx_addr = n->ucx_addr;
+        peers[n_peers].ucx_addr_len = n->ucx_addr_len;
+        n_peers++;
     }
     dst_msg_t pm = {.type = DST_MSG_PLAN};
     pm.plan.plan = *p;
     pm.plan.live = (uint8_t)live;
     dst_msg_t pe = {.type = DST_MSG_PEERS};
     pe.peers.epoch = p->epoch;
-    pe.peers.n_peers = p->n_nodes;
+    pe.peers.n_peers = n_peers;
     pe.peers.peers = peers;
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         node_t *n = &cl->nodes[p->nodes[i].node_id];
@@ -62,37 +77,10 @@ void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
         dsc_cluster_send_node(cl, n->id, &pm);
         dsc_cluster_send_node(cl, n->id, &pe);
     }
-    free(peers);
-}
-
-void dsc_cluster_send_peers_leaving(dsc_cluster_t *cl, const dst_plan_t *p)
-{
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < cl->n_nodes; i++) {
-        const node_t *n = &cl->nodes[i];
-        k += n->draining && n->state != NODE_DEAD && n->cs != NULL &&
-             dsc_plan_node_index(p, n->id) < 0;
-    }
-    if (k == 0)
-        return;
-    dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
-    if (peers == NULL)
-        return; /* a move to a node the sender cannot reach fails and falls back to a prefill */
-    for (uint32_t i = 0; i < p->n_nodes; i++) {
-        const node_t *n = &cl->nodes[p->nodes[i].node_id];
-        peers[i].node_id = n->id;
-        peers[i].ucx_addr = n->ucx_addr;
-        peers[i].ucx_addr_len = n->ucx_addr_len;
-    }
-    dst_msg_t pe = {.type = DST_MSG_PEERS};
-    pe.peers.epoch = p->epoch;
-    pe.peers.n_peers = p->n_nodes;
-    pe.peers.peers = peers;
-    for (uint32_t i = 0; i < cl->n_nodes; i++) {
-        const node_t *n = &cl->nodes[i];
-        if (n->draining && n->state != NODE_DEAD && n->cs != NULL &&
-            dsc_plan_node_index(p, n->id) < 0)
-            dsc_cluster_send_node(cl, n->id, &pe);
+    /* The nodes leaving get the PEERS alone: they connect to nodes that joined with p. */
+    for (uint32_t i = 0; i < cl->n_nodes && live != 0; i++) {
+        if (leaving(&cl->nodes[i], p))
+            dsc_cluster_send_node(cl, cl->nodes[i].id, &pe);
     }
     free(peers);
 }
@@ -230,8 +218,6 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
     cl->planned = 1;
     int keep = carrying(cl);
     dsc_cluster_send_plan(cl, &cl->plan, keep ? 2 : 0);
-    if (keep)
-        dsc_cluster_send_peers_leaving(cl, &cl->plan);
     return 0;
 }
 

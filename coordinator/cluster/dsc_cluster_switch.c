@@ -70,7 +70,6 @@ void dsc_switch_begin(dsc_cluster_t *cl, dst_plan_t *next)
     for (uint32_t i = 0; i < cl->n_nodes; i++)
         cl->nodes[i].next_ready = cl->nodes[i].switched = 0;
     dsc_cluster_send_plan(cl, &cl->next_plan, 1);
-    dsc_cluster_send_peers_leaving(cl, &cl->next_plan); /* their rows may go to a new node */
     DSI_INFO("epoch %llu: loading beside epoch %llu, which keeps serving (live switch)",
              (unsigned long long)cl->next_plan.epoch, (unsigned long long)cl->plan.epoch);
 }

@@ -177,10 +177,10 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
 
 /* The lanes of the current plan. */
 dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
-/* PLAN (with its live flag: 0, 1 or 2 as PLAN.live) and PEERS to the nodes of p. */
+/* PLAN (with its live flag: 0, 1 or 2 as PLAN.live) and PEERS to the nodes of p; with live 1
+ * or 2, PEERS lists the draining nodes p leaves out too (they may send KV rows), and goes to
+ * them as well. */
 void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live);
-/* PEERS of p to draining nodes not in it: the KV rows they hold may go to any node of p. */
-void dsc_cluster_send_peers_leaving(dsc_cluster_t *cl, const dst_plan_t *p);
 /* SHUTDOWN to draining nodes that are not in the current plan. */
 void dsc_cluster_release_drained(dsc_cluster_t *cl);
 /* A node answered READY for the current epoch. */
