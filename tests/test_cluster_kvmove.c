@@ -340,8 +340,13 @@ static void run_case(const char *name, const case_t *c)
     for (int r = 0; r < c->n_req; r++) {
         DSI_CHECK_INT_EQ(run->n_got[r], c->steps);
         int same = memcmp(run->got[r], want[r], (size_t)c->steps * sizeof(int32_t)) == 0;
-        if (!same)
-            fprintf(stderr, "%s: request %d differs from the single-process engine\n", name, r);
+        if (!same) {
+            int k = 0;
+            while (run->got[r][k] == want[r][k])
+                k++;
+            fprintf(stderr, "%s: request %d differs from the single-process engine at token %d\n",
+                    name, r, k);
+        }
         DSI_CHECK(same);
     }
     dsc_cluster_stats_t st;
