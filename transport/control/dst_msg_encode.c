@@ -133,6 +133,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n--;
     if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
         n--;
+    if (m->type == DST_MSG_PLAN && m->plan.plan.mtp_offsets == NULL)
+        n -= 2;
     return n;
 }
 
