@@ -61,10 +61,12 @@ same "$out" "$WANT" && ok || bad "one node: tokens"
 grep -q "MTP layer loaded, 2 draft tokens per step; 32 of its 32 routed experts here$" "$TMP/log" && ok ||
   { bad "one node: not every MTP expert loaded"; grep "MTP" "$TMP/log"; }
 
-# Three requests at once: both lanes' last-stage nodes draft together.
+# Three requests at once: both lanes' last-stage nodes draft together. In the third setup the
+# second node runs without speculation (--speculative-tokens 0): it still loads its share of the
+# layer's experts and serves them to the first, which drafts.
 export DSINFER_SECRET=spec-ep-secret-0123456789abcdef
-for conf in "2 1 2" "4 2 1"; do
-  read -r nodes stages k <<<"$conf"
+for conf in "2 1 2 2" "4 2 1 1" "2 1 2 0"; do
+  read -r nodes stages k k_last <<<"$conf"
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   ADDR=127.0.0.1:$PORT
   cl=()
@@ -72,8 +74,9 @@ for conf in "2 1 2" "4 2 1"; do
     --speculative-tokens "$k" 2>"$TMP/coord.log" &
   cl+=($!); pids+=($!)
   for i in $(seq "$nodes"); do
+    ki=$k; [ "$i" = "$nodes" ] && ki=$k_last
     dsinfer-node --coordinator "$ADDR" --model "$FIX" --name "n$i" --threads 1 --mem 3G \
-      --speculative-tokens "$k" 2>"$TMP/node$i.log" &
+      --speculative-tokens "$ki" 2>"$TMP/node$i.log" &
     cl+=($!); pids+=($!)
   done
   clients=()
@@ -87,8 +90,14 @@ for conf in "2 1 2" "4 2 1"; do
     [ "$(cat "$TMP/client$p.out")" = "$(ref "$FIX" p$p.gen.tokens)" ] && ok ||
       bad "$nodes nodes K=$k batched: p$p '$(cat "$TMP/client$p.out")'"
   done
-  [ "$(cat "$TMP"/node*.log | grep -c "$SPREAD")" = 2 ] && ok ||
-    { bad "$nodes nodes K=$k batched: MTP experts not spread"; grep -h "MTP" "$TMP"/node*.log; }
+  if [ "$k_last" = 0 ]; then
+    grep -q "$SPREAD" "$TMP/node1.log" && ok || { bad "mixed: node 1 does not hold half"; grep -h MTP "$TMP"/node*.log; }
+    grep -q "but the plan gives it 16 of the MTP layer's routed experts: loaded to serve" "$TMP/node2.log" && ok ||
+      { bad "mixed: node 2 does not serve its MTP experts"; grep -h MTP "$TMP"/node*.log; }
+  else
+    [ "$(cat "$TMP"/node*.log | grep -c "$SPREAD")" = 2 ] && ok ||
+      { bad "$nodes nodes K=$k batched: MTP experts not spread"; grep -h "MTP" "$TMP"/node*.log; }
+  fi
   for p in "${cl[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${cl[@]}"; do wait "$p" 2>/dev/null; done
   rm -f "$TMP"/node*.log

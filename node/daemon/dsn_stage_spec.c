@@ -130,6 +130,8 @@ static void script_drafts(const struct dsn_node_spec *ns, const dsn_seq_t *s, ui
 
 /* ---- the module's routed experts on other nodes of the stage ---- */
 
+#define MTP_WAIT_S 60 /* how long the module's MoE step waits for its COMBINEs */
+
 static int mtp_begin(void *ctx, int64_t n, dsn_ffn_step_t **step, dsn_ffn_remote_t *remote)
 {
     struct dsn_node_spec *ns = ctx;
@@ -160,8 +162,18 @@ static int mtp_wait(void *ctx)
     int rc = 0;
     DSI_DEBUG("MTP layer: %lld tokens wait for the experts of %d other node%s", (long long)mb->n,
               mb->pending, mb->pending == 1 ? "" : "s");
+    int64_t since = dsi_now_ns();
     while (mb->pending > 0) {
-        dsn_task_t *t = dsn_queue_pop(c->queue, 1);
+        dsn_task_t *t = dsn_queue_pop_within(c->queue, 1000);
+        if (t == NULL && dsi_now_ns() - since > (int64_t)MTP_WAIT_S * 1000000000) {
+            DSI_ERROR("MTP layer: no answer from %d node%s holding its experts within %d s (every "
+                      "node of the last stage must run it: --speculative-tokens > 0)",
+                      mb->pending, mb->pending == 1 ? "" : "s", MTP_WAIT_S);
+            rc = -1;
+            break;
+        }
+        if (t == NULL)
+            continue;
         int wire = t->type == DSN_TASK_WIRE && t->gen >= c->gen;
         if (wire && t->hdr.type == DST_WIRE_DISPATCH) {
             dsn_dispatch_serve(c, t);
@@ -197,12 +209,14 @@ static void mtp_end(void *ctx)
 
 int dsn_stage_spec_layer(const dsn_compute_t *c)
 {
-    return c->spec != NULL && c->spec->moe ? c->spec->layer : -1;
+    const struct dsn_node_spec *ns = c->spec != NULL ? c->spec : c->mtp_only;
+    return ns != NULL && ns->moe ? ns->layer : -1;
 }
 
 dsn_engine_t *dsn_stage_spec_engine(dsn_compute_t *c)
 {
-    return c->spec != NULL && c->spec->moe ? dsn_mtp_engine(c->spec->mtp) : NULL;
+    struct dsn_node_spec *ns = c->spec != NULL ? c->spec : c->mtp_only;
+    return ns != NULL && ns->moe ? dsn_mtp_engine(ns->mtp) : NULL;
 }
 
 uint32_t dsn_stage_spec_dest(const dsn_compute_t *c, int e, int64_t i)
@@ -241,10 +255,25 @@ static uint8_t *mtp_mask(struct dsn_node_spec *ns, const dsn_compute_t *c, const
     return mask;
 }
 
+/* Whether plan p gives node id some of the MTP layer's experts. */
+static int plan_gives_mtp(const dst_plan_t *p, uint32_t id)
+{
+    for (uint32_t e = 0; p->mtp_offsets != NULL && e < p->n_experts; e++) {
+        if (dst_plan_holds_mtp(p, e, id))
+            return 1;
+    }
+    return 0;
+}
+
 dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
 {
     int k = c->opts->speculative_tokens;
-    if (k <= 0 || !dsn_mtp_present(c->ckpt))
+    if (!dsn_mtp_present(c->ckpt))
+        return DSI_OK;
+    /* Speculation off here, but the plan gives this node experts of the layer (the coordinator
+     * runs with it): they are loaded all the same, for the nodes that draft. */
+    int serve_only = k <= 0;
+    if (serve_only && (!c->is_last || !plan_gives_mtp(p, c->node_id)))
         return DSI_OK;
     if (!c->is_last) {
         DSI_INFO("speculative decoding: the last of the plan's %d stages drafts with the MTP "
@@ -263,7 +292,7 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
     dsn_config_t with_mtp = *cfg;
     with_mtp.num_hidden_layers = ns->layer + 1;
     ns->moe = dsn_config_is_moe_layer(&with_mtp, ns->layer);
-    if (ns->pp && read_script(ns) != 0) {
+    if (!serve_only && ns->pp && read_script(ns) != 0) {
         free(ns);
         return DSI_ERR_INVALID_ARG;
     }
@@ -275,9 +304,12 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
     free(mask);
     if (st == DSI_OK)
         st = dsn_mtp_create(ns->w, c->engine, &ns->mtp);
-    if (st == DSI_OK)
+    if (st == DSI_OK && !serve_only)
         st = dsn_spec_create(c->engine, ns->mtp, k, &ns->spec);
-    c->spec = ns;
+    if (serve_only)
+        c->mtp_only = ns;
+    else
+        c->spec = ns;
     if (st != DSI_OK) {
         DSI_ERROR("cannot load the MTP layer for speculative decoding");
         dsn_stage_spec_release(c);
@@ -285,6 +317,13 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
     }
     for (int e = 0; ns->moe && e < cfg->n_routed_experts; e++)
         ns->held += dsn_moe_holds(dsn_mtp_engine(ns->mtp), ns->layer, e);
+    if (serve_only) {
+        DSI_WARN("speculative decoding is off on this node (--speculative-tokens 0), but the plan "
+                 "gives it %d of the MTP layer's routed experts: loaded to serve the last stage's "
+                 "other nodes",
+                 ns->held);
+        return DSI_OK;
+    }
     if (ns->mtp_offsets != NULL) {
         dsn_mtp_remote_t r = {mtp_begin, mtp_wait, mtp_end, ns};
         dsn_mtp_set_remote(ns->mtp, &r);
@@ -297,9 +336,8 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
     return DSI_OK;
 }
 
-void dsn_stage_spec_release(dsn_compute_t *c)
+static void node_spec_free(struct dsn_node_spec *ns)
 {
-    struct dsn_node_spec *ns = c->spec;
     if (ns == NULL)
         return;
     dsn_spec_destroy(ns->spec);
@@ -321,7 +359,13 @@ void dsn_stage_spec_release(dsn_compute_t *c)
     free(ns->logits);
     free(ns->out_logits);
     free(ns);
-    c->spec = NULL;
+}
+
+void dsn_stage_spec_release(dsn_compute_t *c)
+{
+    node_spec_free(c->spec);
+    node_spec_free(c->mtp_only);
+    c->spec = c->mtp_only = NULL;
 }
 
 int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)

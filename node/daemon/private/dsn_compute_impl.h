@@ -123,6 +123,8 @@ typedef struct dsn_compute {
     dsn_weights_t *weights;
     dsn_engine_t *engine;
     struct dsn_node_spec *spec; /* the MTP module and speculative decoding; NULL: off */
+    struct dsn_node_spec *mtp_only; /* speculation off here: the module's experts the plan gives
+                                       this node, served to the last stage's other nodes */
     uint8_t *expert_mask;
     /* Expert load of the current window: load_counts[(l - load_first) * load_experts + e] for the
      * stage's MoE layers [load_first, load_first + load_layers). */
