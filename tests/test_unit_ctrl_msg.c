@@ -662,6 +662,57 @@ static void test_plan_rules(void)
         msgpack_sbuffer_destroy(&sb);
     }
 
+    /* The MTP layer's experts (optional): held by nodes of the last stage, one or more each. */
+    uint32_t mtp_off[4] = {0, 1, 3, 4}, mtp_hold[4] = {11, 12, 11, 12};
+    dst_plan_t mp = *p;
+    mp.mtp_offsets = mtp_off;
+    mp.mtp_holders = mtp_hold;
+    DSI_CHECK_INT_EQ(dst_msg_plan_check(&mp, err, sizeof(err)), DSI_OK);
+    {
+        dst_msg_t mm = {.type = DST_MSG_PLAN}, md;
+        mm.plan.plan = mp;
+        msgpack_sbuffer msb;
+        DSI_CHECK_INT_EQ(encode(&mm, &msb), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(msb.data, msb.size, &md, err, sizeof(err)), DSI_OK);
+        DSI_CHECK(md.plan.plan.mtp_offsets != NULL && md.plan.plan.mtp_holders != mtp_hold);
+        DSI_CHECK_INT_EQ(md.plan.plan.mtp_offsets[3], 4);
+        DSI_CHECK_INT_EQ(md.plan.plan.mtp_holders[2], 11);
+        DSI_CHECK(dst_plan_holds_mtp(&md.plan.plan, 1, 12) &&
+                  !dst_plan_holds_mtp(&md.plan.plan, 0, 12));
+        dst_msg_free(&md);
+        msgpack_sbuffer_destroy(&msb);
+        /* without them the plan decodes with none */
+        DSI_CHECK_INT_EQ(encode(&m, &msb), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(msb.data, msb.size, &md, err, sizeof(err)), DSI_OK);
+        DSI_CHECK(md.plan.plan.mtp_offsets == NULL && md.plan.plan.mtp_holders == NULL);
+        dst_msg_free(&md);
+        msgpack_sbuffer_destroy(&msb);
+    }
+    uint32_t mtp_first_stage[4] = {11, 10, 11, 12}, mtp_twice[4] = {11, 12, 12, 12};
+    uint32_t mtp_unheld[4] = {0, 1, 1, 4};
+    struct {
+        const char *what;
+        uint32_t *off, *hold;
+        const char *needle;
+    } mcases[] = {
+        {"MTP holder in stage 0", mtp_off, mtp_first_stage, "not in the last stage"},
+        {"MTP holder twice", mtp_off, mtp_twice, "listed twice"},
+        {"MTP expert unheld", mtp_unheld, mtp_hold, "no holder"},
+        {"MTP offsets alone", mtp_off, NULL, "mtp_holders beside it"},
+    };
+    for (size_t i = 0; i < sizeof(mcases) / sizeof(mcases[0]); i++) {
+        dst_plan_t bp = *p;
+        bp.mtp_offsets = mcases[i].off;
+        bp.mtp_holders = mcases[i].hold;
+        err[0] = 0;
+        DSI_CHECK(dst_msg_plan_check(&bp, err, sizeof(err)) != DSI_OK);
+        if (strstr(err, mcases[i].needle) == NULL) {
+            fprintf(stderr, "  plan %s: \"%s\" lacks \"%s\"\n", mcases[i].what, err,
+                    mcases[i].needle);
+            DSI_CHECK(0);
+        }
+    }
+
     /* A dense-only plan (no MoE layer) has one offset and no holders. */
     dst_plan_t dense = *p;
     uint32_t zero = 0;

@@ -658,6 +658,120 @@ static void test_bad_inputs(void)
     DSI_CHECK_INT_EQ(dsc_plan_check(NULL), DSI_ERR_INVALID_ARG);
 }
 
+/* MTP experts of node id in p (each expert's holders listed once, in the last stage). */
+static uint32_t mtp_held(const dst_plan_t *p, uint32_t id)
+{
+    uint32_t n = 0;
+    for (uint32_t e = 0; e < p->n_experts; e++)
+        n += (uint32_t)dst_plan_holds_mtp(p, e, id);
+    return n;
+}
+
+/*
+ * With speculative decoding the MTP layer's routed experts are spread over the last stage's nodes
+ * (one copy each, contiguous runs), its non-expert part and cache on each of them; every node's
+ * MTP bytes count its own experts once, mem_planned agrees, and a re-plan keeps them in place.
+ */
+static void test_mtp_experts(void)
+{
+    dsn_config_t c = cfg_tiny();
+    c.num_nextn_predict_layers = 1;
+    dsc_plan_opts_t o;
+    dsc_plan_opts_default(&o);
+    o.kv_tokens = 1024;
+    o.overhead = 1 * MiB;
+    o.mtp = 1;
+    dsc_node_desc_t nodes[6];
+    make_nodes(nodes, 6, 64 * MiB);
+    dst_plan_t p, q;
+    dsc_plan_report_t rep;
+    dsc_memory_t mem;
+    DSI_CHECK_INT_EQ(dsc_memory_compute(&c, o.format, &mem), DSI_OK);
+    uint64_t per_expert = mem.mtp_experts / 32, whole = dsc_planner_mtp_bytes(&mem, &o);
+    DSI_CHECK(per_expert > 0 && per_expert == mem.expert);
+
+    /* 2 stages x 3 nodes: 11 + 11 + 10 experts on the last stage, none on stage 0. */
+    o.n_stages = 2;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 6, &o, &p, &rep), DSI_OK);
+    verify(&p, &c, nodes, 6, &o);
+    DSI_CHECK(p.mtp_offsets != NULL && p.mtp_holders != NULL);
+    DSI_CHECK_INT_EQ(p.mtp_offsets[32], 32); /* one holder each */
+    uint32_t shares[6], total = 0;
+    uint64_t mtp_bytes = 0;
+    for (uint32_t i = 0; i < 6; i++) {
+        shares[i] = mtp_held(&p, p.nodes[i].node_id);
+        total += shares[i];
+        dsc_node_usage_t u;
+        dsc_plan_node_usage(&p, i, &c, &rep.mem, &o, &u);
+        DSI_CHECK_INT_EQ(u.mtp_experts, shares[i]);
+        if (p.nodes[i].stage == 1) {
+            DSI_CHECK_INT_EQ(u.mtp, whole - mem.mtp_experts + shares[i] * per_expert);
+            mtp_bytes += u.mtp;
+        } else {
+            DSI_CHECK_INT_EQ(shares[i], 0);
+            DSI_CHECK_INT_EQ(u.mtp, 0);
+        }
+    }
+    DSI_CHECK_INT_EQ(total, 32);
+    DSI_CHECK_INT_EQ(shares[3], 11);
+    DSI_CHECK_INT_EQ(shares[4], 11);
+    DSI_CHECK_INT_EQ(shares[5], 10);
+    /* Counted once per holder: the stage's MTP bytes are its non-expert part per node plus
+     * every expert once. */
+    DSI_CHECK_INT_EQ(mtp_bytes, 3 * (whole - mem.mtp_experts) + mem.mtp_experts);
+
+    /* A re-plan without node 1 (stage 0) keeps the MTP experts where they were. */
+    dsc_node_desc_t five[5] = {nodes[0], nodes[2], nodes[3], nodes[4], nodes[5]};
+    o.previous = &p;
+    o.n_stages = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, five, 5, &o, &q, &rep), DSI_OK);
+    verify(&q, &c, five, 5, &o);
+    DSI_CHECK(q.mtp_offsets != NULL);
+    DSI_CHECK(memcmp(q.mtp_holders, p.mtp_holders, 32 * sizeof(uint32_t)) == 0);
+    dsc_plan_cleanup(&q);
+    /* Without node 5 (a holder) they are spread afresh over the last stage's nodes. */
+    dsc_node_desc_t rest[5] = {nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]};
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, rest, 5, &o, &q, &rep), DSI_OK);
+    verify(&q, &c, rest, 5, &o);
+    total = 0;
+    for (uint32_t i = 0; i < 5; i++)
+        total += mtp_held(&q, q.nodes[i].node_id);
+    DSI_CHECK_INT_EQ(total, 32);
+    DSI_CHECK_INT_EQ(mtp_held(&q, 5), 0);
+    dsc_plan_cleanup(&q);
+    o.previous = NULL;
+
+    /* The plan check refuses an MTP holder outside the last stage, or an unheld expert. */
+    uint32_t saved = p.mtp_holders[0];
+    p.mtp_holders[0] = p.nodes[0].node_id;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_ERR_INVALID_ARG);
+    p.mtp_holders[0] = saved;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_OK);
+    p.mtp_offsets[1] = 0;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_ERR_INVALID_ARG);
+    dsc_plan_cleanup(&p);
+
+    /* One node: it holds the whole layer, counted as before. */
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 1, &o, &p, &rep), DSI_OK);
+    verify(&p, &c, nodes, 1, &o);
+    DSI_CHECK_INT_EQ(mtp_held(&p, 0), 32);
+    dsc_node_usage_t u;
+    dsc_plan_node_usage(&p, 0, &c, &rep.mem, &o, &u);
+    DSI_CHECK_INT_EQ(u.mtp, whole);
+    dsc_plan_cleanup(&p);
+
+    /* Without speculative decoding (or without the layer) the plan places nothing of it. */
+    o.mtp = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, &rep), DSI_OK);
+    DSI_CHECK(p.mtp_offsets == NULL && p.mtp_holders == NULL);
+    dsc_plan_cleanup(&p);
+    o.mtp = 1;
+    c.num_nextn_predict_layers = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, &rep), DSI_OK);
+    DSI_CHECK(p.mtp_offsets == NULL);
+    dsc_plan_cleanup(&p);
+}
+
 int main(void)
 {
     test_memory_671b();
@@ -668,5 +782,6 @@ int main(void)
     test_replicas();
     test_v2_family();
     test_bad_inputs();
+    test_mtp_experts();
     return dsi_test_finish();
 }

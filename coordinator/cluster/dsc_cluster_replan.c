@@ -225,16 +225,20 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
 
 /* A deep copy of p with every node id mapped through map (old id -> new id, UINT32_MAX: none);
  * DSI_ERR_NOT_FOUND when an id has no image. */
-static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids, const uint32_t *new_ids,
-                               uint32_t n_map, dst_plan_t *out)
+static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids,
+                               const uint32_t *new_ids, uint32_t n_map, dst_plan_t *out)
 {
     dst_plan_t q = *p;
     size_t slots = dst_plan_slots(p), holders = p->expert_offsets[slots];
+    size_t mtp = p->mtp_offsets != NULL ? p->mtp_offsets[p->n_experts] : 0;
     q.stages = malloc((size_t)p->n_stages * sizeof(*q.stages));
     q.nodes = malloc((size_t)p->n_nodes * sizeof(*q.nodes));
     q.expert_offsets = malloc((slots + 1) * sizeof(uint32_t));
     q.expert_holders = malloc((holders > 0 ? holders : 1) * sizeof(uint32_t));
-    if (!q.stages || !q.nodes || !q.expert_offsets || !q.expert_holders) {
+    q.mtp_offsets = p->mtp_offsets != NULL ? malloc((p->n_experts + 1) * sizeof(uint32_t)) : NULL;
+    q.mtp_holders = p->mtp_offsets != NULL ? malloc((mtp > 0 ? mtp : 1) * sizeof(uint32_t)) : NULL;
+    if (!q.stages || !q.nodes || !q.expert_offsets || !q.expert_holders ||
+        (p->mtp_offsets != NULL && (!q.mtp_offsets || !q.mtp_holders))) {
         dsc_plan_cleanup(&q);
         return DSI_ERR_NOMEM;
     }
@@ -242,8 +246,14 @@ static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids, con
     memcpy(q.nodes, p->nodes, (size_t)p->n_nodes * sizeof(*q.nodes));
     memcpy(q.expert_offsets, p->expert_offsets, (slots + 1) * sizeof(uint32_t));
     memcpy(q.expert_holders, p->expert_holders, holders * sizeof(uint32_t));
-    for (size_t i = 0; i < p->n_nodes + holders; i++) {
-        uint32_t *id = i < p->n_nodes ? &q.nodes[i].node_id : &q.expert_holders[i - p->n_nodes];
+    if (p->mtp_offsets != NULL) {
+        memcpy(q.mtp_offsets, p->mtp_offsets, (p->n_experts + 1) * sizeof(uint32_t));
+        memcpy(q.mtp_holders, p->mtp_holders, mtp * sizeof(uint32_t));
+    }
+    for (size_t i = 0; i < p->n_nodes + holders + mtp; i++) {
+        uint32_t *id = i < p->n_nodes             ? &q.nodes[i].node_id
+                       : i < p->n_nodes + holders ? &q.expert_holders[i - p->n_nodes]
+                                                  : &q.mtp_holders[i - p->n_nodes - holders];
         uint32_t k = 0;
         while (k < n_map && old_ids[k] != *id)
             k++;

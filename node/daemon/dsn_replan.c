@@ -150,7 +150,7 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(c->engine), c->prefix);
     st = load_counts_create(c, p);
     if (st == DSI_OK)
-        st = dsn_stage_spec_load(c);
+        st = dsn_stage_spec_load(c, p);
     if (st != DSI_OK)
         return st;
     dsn_kvpool_stats_t ps;

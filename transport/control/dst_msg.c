@@ -90,7 +90,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_WELCOME:
         return 2;
     case DST_MSG_PLAN:
-        return 9;
+        return 11; /* mtp_offsets and mtp_holders optional */
     case DST_MSG_PEERS:
         return 2;
     case DST_MSG_READY:

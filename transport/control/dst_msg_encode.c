@@ -135,6 +135,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n--;
     if (m->type == DST_MSG_KV_MOVE && m->kv_move.end_layer == 0)
         n -= 2;
+    if (m->type == DST_MSG_PLAN && m->plan.plan.mtp_offsets == NULL)
+        n -= 2;
     return n;
 }
 

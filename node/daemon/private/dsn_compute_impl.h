@@ -123,6 +123,8 @@ typedef struct dsn_compute {
     dsn_weights_t *weights;
     dsn_engine_t *engine;
     struct dsn_node_spec *spec; /* the MTP module and speculative decoding; NULL: off */
+    struct dsn_node_spec *mtp_only; /* speculation off here: the module's experts the plan gives
+                                       this node, served to the last stage's other nodes */
     uint8_t *expert_mask;
     /* Expert load of the current window: load_counts[(l - load_first) * load_experts + e] for the
      * stage's MoE layers [load_first, load_first + load_layers). */
@@ -299,9 +301,10 @@ void dsn_grammar_cleanup(dsn_compute_t *c);
  * engine. On a plan of one stage, drafts at scheduling and verification when the micro-batch
  * leaves the layers; on a plan of several, drafts when the step's tokens leave (TOKENS.spec to
  * stage 0) and verification when the next step's positions arrive. */
-/* After the slice loaded: the module, when opts->speculative_tokens > 0, this node runs the
- * last stage and the checkpoint has the layer. */
-dsi_status_t dsn_stage_spec_load(dsn_compute_t *c);
+/* After the slice of plan p loaded: the module, when opts->speculative_tokens > 0, this node runs
+ * the last stage and the checkpoint has the layer; with the routed experts of the layer that p
+ * gives this node (all when p does not place them), the others reached over DISPATCH. */
+dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p);
 void dsn_stage_spec_release(dsn_compute_t *c);
 /* A new sequence's state (after its sampler is set up; not for a sequence with a grammar: it
  * decodes one token at a time); -1 when out of memory. */
@@ -326,6 +329,14 @@ void dsn_stage_spec_feed(const dsn_seq_t *s, int32_t *tokens, int take);
 void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb);
 /* A micro-batch with drafts ended without finishing (failure, cleanup). */
 void dsn_stage_spec_abort(dsn_compute_t *c);
+/* The MTP layer's index (num_hidden_layers) when this node runs the module and it is a MoE
+ * layer, else -1. */
+int dsn_stage_spec_layer(const dsn_compute_t *c);
+/* The module's engine (for the DISPATCHes of its layer), or NULL. */
+dsn_engine_t *dsn_stage_spec_engine(dsn_compute_t *c);
+/* The node that computes the module's expert e for pair i: this node when it holds it, else one
+ * of its holders as loaded, spread by pair index. */
+uint32_t dsn_stage_spec_dest(const dsn_compute_t *c, int e, int64_t i);
 
 /* dsn_dispatch.c */
 /* The remote-expert hook of a micro-batch's MoE step (dsn_ffn_remote_t.send, ctx a
@@ -340,6 +351,9 @@ int dsn_dispatch_send(void *ctx, int layer, const dsn_ffn_step_t *step, int64_t 
 void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t);
 /* A COMBINE reply for a parked micro-batch; resumes it when it was the last one. */
 void dsn_dispatch_combine(dsn_compute_t *c, const dsn_task_t *t);
+/* A COMBINE reply for mb (its layer, its id): its rows into mb's slots, mb->pending counted down;
+ * -1 (logged) when it does not match the DISPATCH. */
+int dsn_dispatch_combine_into(dsn_compute_t *c, dsn_mb_t *mb, const dsn_task_t *t);
 
 /* dsn_replan.c */
 /*
