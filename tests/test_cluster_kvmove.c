@@ -12,22 +12,19 @@
  *     sequence holds 2 blocks): the move is refused, the sequence is prefilled again once blocks
  *     are free, and the tokens are still the same.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_sampler.h"
 
-#define N_REQ     4
-#define STEPS     320
-#define MAX_NODES 4
+#define N_REQ 4
+#define STEPS 320
 
 static const char *model;
 static int32_t prompts[N_REQ][8];
@@ -39,12 +36,7 @@ static int32_t want[N_REQ][STEPS];
 static const dsn_sampling_t sampling = {0.9f, 0.95f, 0, 1234};
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t timer;
-    dsc_cluster_t *cl;
-    char addr[64];
-    pid_t pids[MAX_NODES];
-    int n_pids;
+    dsi_test_coord_t c;
     uint32_t drain_id;
     int n_req, steps;
     int drained, done, failed, all_done;
@@ -52,7 +44,6 @@ typedef struct {
     uint64_t tokens_seen;
     int32_t got[N_REQ][STEPS];
     uint32_t n_got[N_REQ];
-    uint64_t started_ms;
 } run_t;
 
 typedef struct {
@@ -64,13 +55,13 @@ typedef struct {
 static void maybe_stop(run_t *run)
 {
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     /* A drain that restarted the requests instead is over once they are done: stop soon after
      * (the checks below then fail). */
-    if (!run->all_done || (st.live_switches == 0 && uv_now(&run->loop) - run->all_done_ms < 20000))
+    if (!run->all_done ||
+        (st.live_switches == 0 && uv_now(&run->c.loop) - run->all_done_ms < 20000))
         return;
-    dsc_cluster_shutdown(run->cl, "test done");
-    uv_stop(&run->loop);
+    dsi_test_coord_stop(&run->c, "test done");
 }
 
 static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
@@ -83,7 +74,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
     /* Every request is past its first KV block (64 positions): drain mid-generation. */
     if (!run->drained && run->tokens_seen >= 70 * (uint64_t)run->n_req) {
         run->drained = 1;
-        DSI_CHECK_INT_EQ(dsc_cluster_drain(run->cl, run->drain_id), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_drain(run->c.cl, run->drain_id), DSI_OK);
         fprintf(stderr, "drained node %u after %llu tokens\n", run->drain_id,
                 (unsigned long long)run->tokens_seen);
     }
@@ -92,23 +83,15 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
             run->failed++;
         if (++run->done == run->n_req) {
             run->all_done = 1;
-            run->all_done_ms = uv_now(&run->loop);
+            run->all_done_ms = uv_now(&run->c.loop);
             maybe_stop(run);
         }
     }
 }
 
-static void on_timer(uv_timer_t *t)
+static void on_tick(dsi_test_coord_t *c)
 {
-    run_t *run = t->data;
-    if (uv_now(&run->loop) - run->started_ms > 300000) {
-        fprintf(stderr, "timed out with %d of %d requests done\n", run->done, run->n_req);
-        run->failed++;
-        dsc_cluster_shutdown(run->cl, "test timeout");
-        uv_stop(&run->loop);
-        return;
-    }
-    maybe_stop(run);
+    maybe_stop(c->user);
 }
 
 /* n_req requests of `steps` tokens; node_args: the nodes' options (NULL: none); move: whether the
@@ -121,20 +104,17 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
     run->drain_id = drain_id;
     run->n_req = n_req;
     run->steps = steps;
-    uv_loop_init(&run->loop);
+    run->c.user = run;
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
     dsi_test_coordinator_opts(model, (uint32_t)nodes, (uint32_t)stages, &cfg, &co);
     co.heartbeat_ms = 200;
     co.node_timeout_ms = 10000; /* a loaded machine must not lose a node by accident */
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
-    snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
+    dsi_test_coord_start(&run->c, &cfg, &co);
     /* The same budget everywhere, so that the planner's choices do not follow free memory. */
     static const char *const threads[] = {"--threads", "1", "--mem", "2G", NULL};
-    DSI_CHECK_INT_EQ(cli_spawn_nodes_argv(nodes, run->addr, model,
-                                          node_args != NULL ? node_args : threads, run->pids),
-                     0);
-    run->n_pids = nodes;
+    DSI_CHECK_INT_EQ(
+        dsi_test_coord_spawn(&run->c, nodes, model, node_args != NULL ? node_args : threads), 0);
     for (int r = 0; r < n_req; r++) {
         uint64_t id;
         q[r] = (req_t){run, r};
@@ -145,13 +125,12 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
             req.top_p = sampling.top_p;
             req.seed = sampling.seed;
         }
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->c.cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
-    uv_timer_init(&run->loop, &run->timer);
-    run->timer.data = run;
-    uv_timer_start(&run->timer, on_timer, 200, 200);
-    run->started_ms = uv_now(&run->loop);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
+    if (dsi_test_coord_run(&run->c, 200, 300000, on_tick)) {
+        fprintf(stderr, "timed out with %d of %d requests done\n", run->done, run->n_req);
+        run->failed++;
+    }
 
     DSI_CHECK(run->drained);
     DSI_CHECK_INT_EQ(run->failed, 0);
@@ -166,7 +145,7 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
         DSI_CHECK(same);
     }
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     fprintf(stderr,
             "%d nodes, %d stages: %llu sequences moved with their KV cache (%.1f KiB), %llu "
             "failed moves, %llu prefilled again\n",
@@ -185,14 +164,9 @@ static void run_drain(int nodes, int stages, uint32_t drain_id, int n_req, int s
         DSI_CHECK_INT_EQ(st.kv_move_failures, 1);
         DSI_CHECK_INT_EQ(st.reprefilled, 1);
     }
-    for (int i = 0; i < 20; i++)
-        uv_run(&run->loop, UV_RUN_NOWAIT);
+    dsi_test_coord_settle(&run->c);
     /* The drained node exited after SHUTDOWN ("drained"), the others at the test's. */
-    DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), 0);
-    dsc_cluster_destroy(run->cl);
-    dsi_test_loop_close(&run->loop);
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    DSI_CHECK_INT_EQ(dsi_test_coord_close(&run->c), 0);
     free(run);
 }
 
