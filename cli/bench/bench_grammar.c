@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "cli_args.h"
 #include "dsc_tokenizer.h"
 #include "dsg.h"
@@ -267,12 +268,8 @@ int dsinfer_bench_grammar(int argc, char **argv)
             if (cli_parse_int("bench grammar", "--seed", optarg, 0, INT64_MAX, &seed) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
     if (optind < argc || tok_path == NULL) {

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "bench_probe.h"
 #include "cli_args.h"
 #include "dsi_pool.h"
@@ -700,19 +701,12 @@ int dsinfer_bench_kernels(int argc, char **argv)
             if (cli_parse_int("bench kernels", "--threads", optarg, 1, 1024, &threads) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer bench kernels: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    if (bench_opt_rest("kernels", argc, argv, usage) != 0)
         return 2;
-    }
     if (b.resident && b.only == 'p') {
         fprintf(stderr, "dsinfer bench kernels: --resident measures decode only\n");
         return 2;
