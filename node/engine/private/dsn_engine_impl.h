@@ -1,6 +1,6 @@
 /*
  * dsn_engine_impl.h - private to the engine's files (dsn_engine.c, dsn_attention.c, dsn_moe.c):
- * the engine struct, its scratch memory and the parallel matmul helper.
+ * the engine struct, its scratch memory, the MLA widths and the parallel matmul helper.
  */
 #ifndef DSN_ENGINE_IMPL_H
 #define DSN_ENGINE_IMPL_H
