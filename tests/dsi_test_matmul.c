@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 
 #define SENTINEL 12345.0f
@@ -134,4 +135,22 @@ void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_mat
     free(y);
     free(ref);
     free(bound);
+}
+
+double dsi_test_matmul_gflops(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x,
+                              int64_t n, float *y)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        int iters = 0;
+        const double t0 = dsi_thread_cpu_s();
+        double t = 0;
+        do {
+            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
+            iters++;
+            t = dsi_thread_cpu_s() - t0;
+        } while (t < 0.05);
+        best = t / iters < best ? t / iters : best;
+    }
+    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
 }

@@ -18,5 +18,11 @@ void dsi_test_matmul_case(const dsk_ops_t *levels, int n_levels, const dsk_matri
 /* y += W[r0:r1]^T x for n tokens at every level. */
 void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
                             const float *dense, int64_t r0, int64_t r1, int64_t n);
+/*
+ * GFLOP/s of ops->matmul on all of m for n tokens (x: [n, cols], y: [n, rows]) in one thread: the
+ * best of 5 runs of at least 50 ms of thread CPU time (the `--bench` modes of the kernel tests).
+ */
+double dsi_test_matmul_gflops(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x,
+                              int64_t n, float *y);
 
 #endif

@@ -25,8 +25,8 @@
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
 #include "dsk.h"
@@ -318,13 +318,6 @@ static void test_switch(void)
     }
 }
 
-static double thread_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -357,10 +350,10 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
     float *x = dsi_test_random_floats(n * cols), *y = malloc((size_t)(n * rows) * sizeof(float));
     double t[5];
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = thread_seconds();
+        double t0 = dsi_thread_cpu_s();
         for (int i = 0; i < per_pass; i++)
             ops->matmul[dt](&ms[i % copies], 0, rows, x, cols, n, y, rows);
-        t[rep] = (double)bytes * per_pass / (thread_seconds() - t0) / 1e9;
+        t[rep] = (double)bytes * per_pass / (dsi_thread_cpu_s() - t0) / 1e9;
     }
     qsort(t, 5, sizeof(double), cmp_double);
     for (int c = 0; c < copies; c++)
@@ -385,10 +378,10 @@ static double bench_quantize(void (*quantize)(const float *, int64_t, int64_t, i
     float *x = dsi_test_random_floats(K);
     double t[5];
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = thread_seconds();
+        double t0 = dsi_thread_cpu_s();
         for (int i = 0; i < CALLS; i++)
             quantize(x, K, g, q, scale, sum);
-        t[rep] = (thread_seconds() - t0) / CALLS * 1e6;
+        t[rep] = (dsi_thread_cpu_s() - t0) / CALLS * 1e6;
     }
     qsort(t, 5, sizeof(double), cmp_double);
     free(x);

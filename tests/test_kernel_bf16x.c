@@ -18,9 +18,9 @@
  * of it (130).
  */
 #include <stdlib.h>
-#include <time.h>
 
 #include "dsi_test.h"
+#include "dsi_test_matmul.h"
 #include "dsk.h"
 
 #define SENTINEL 12345.0f
@@ -240,32 +240,6 @@ static void test_nonfinite(const dsk_ops_t *ops, dsk_dtype_t dt)
  * against the avx512bf16 one, best of 5 runs of 50 ms of thread CPU time each, alternated: the
  * arithmetic's rate, without the memory (dsinfer bench kernels measures the streaming one).
  */
-/* CPU time of this thread: on a shared machine, time slices given to others do not count. */
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
-                        float *y)
-{
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        const double t0 = thread_cpu_s();
-        double t = 0;
-        do {
-            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
-            iters++;
-            t = thread_cpu_s() - t0;
-        } while (t < 0.05);
-        best = t / iters < best ? t / iters : best;
-    }
-    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
-}
-
 static int bench(void)
 {
     dsk_ops_t f32, bf;
@@ -283,7 +257,8 @@ static int bench(void)
         for (int64_t i = 0; i < 256 * cols; i++)
             x[i] = dsi_test_randf();
         for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-            const double a = bench_one(&f32, &m, x, ns[k], y), b = bench_one(&bf, &m, x, ns[k], y);
+            const double a = dsi_test_matmul_gflops(&f32, &m, x, ns[k], y),
+                         b = dsi_test_matmul_gflops(&bf, &m, x, ns[k], y);
             printf("%-6s %lldx%-5lld %5lld %9.1f %11.1f %6.2f\n", dsk_dtype_name(dt),
                    (long long)rows, (long long)cols, (long long)ns[k], a, b, b / a);
         }

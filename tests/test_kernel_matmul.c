@@ -14,7 +14,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
@@ -95,31 +94,6 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
     }
 }
 
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
-                        float *y)
-{
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        const double t0 = thread_cpu_s();
-        double t = 0;
-        do {
-            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
-            iters++;
-            t = thread_cpu_s() - t0;
-        } while (t < 0.05);
-        best = t / iters < best ? t / iters : best;
-    }
-    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
-}
-
 static int bench(void)
 {
     dsk_ops_t ops;
@@ -143,7 +117,7 @@ static int bench(void)
             printf("%-6s %lldx%-4lld", dsk_dtype_name((dsk_dtype_t)dt), (long long)rows,
                    (long long)cols);
             for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
-                printf(" %6.1f", bench_one(&ops, &tm.m, x, ns[k], y));
+                printf(" %6.1f", dsi_test_matmul_gflops(&ops, &tm.m, x, ns[k], y));
             printf("\n");
             free(x);
             free(y);

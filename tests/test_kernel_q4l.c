@@ -24,8 +24,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
 #include "dsk.h"
@@ -175,26 +175,19 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     free(y);
 }
 
-static double thread_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Multiply-adds per second of ops->matmul on m at n tokens: best of 5 runs of >= 50 ms. */
 static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, float *y,
                         int64_t n)
 {
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        const double t0 = thread_seconds();
+        const double t0 = dsi_thread_cpu_s();
         int it = 0;
         do {
             ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
             it++;
-        } while (thread_seconds() - t0 < 0.05);
-        const double t = (thread_seconds() - t0) / it;
+        } while (dsi_thread_cpu_s() - t0 < 0.05);
+        const double t = (dsi_thread_cpu_s() - t0) / it;
         best = t < best ? t : best;
     }
     return (double)m->rows * (double)m->cols * (double)n / best;
