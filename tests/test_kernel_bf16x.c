@@ -23,8 +23,6 @@
 #include "dsi_test_matmul.h"
 #include "dsk.h"
 
-#define SENTINEL 12345.0f
-
 static double worst_rel; /* largest |kernel - exact| / B seen */
 
 /* The bound against the exact product: the parts' sum is within 2^-(8 parts) of x. */
@@ -82,7 +80,7 @@ static void check_case(const dsk_ops_t *ops, const dsk_matrix_t *m, int64_t r0, 
     float *y = malloc((size_t)ny * sizeof(float)), *yr = malloc((size_t)ny * sizeof(float));
     float *row = malloc((size_t)(cols > 0 ? cols : 1) * sizeof(float));
     for (int64_t i = 0; i < ny; i++)
-        y[i] = yr[i] = SENTINEL;
+        y[i] = yr[i] = DSI_TEST_SENTINEL;
     ops->matmul[m->dtype](m, r0, r1, x, ldx, n, y, ldy);
     /* fp8 below DSK_BF16X_FP8_MIN tokens keeps f32 x: then y is within 2e-5 of the exact product */
     const int rounds = m->dtype == DSK_DTYPE_BF16 || n >= DSK_BF16X_FP8_MIN;
@@ -123,7 +121,7 @@ static void check_case(const dsk_ops_t *ops, const dsk_matrix_t *m, int64_t r0, 
     }
     for (int64_t t = 0; t + 1 < n; t++)
         for (int64_t j = nr; j < ldy; j++)
-            if (y[t * ldy + j] != SENTINEL && bad++ < 3)
+            if (y[t * ldy + j] != DSI_TEST_SENTINEL && bad++ < 3)
                 fprintf(stderr, "padding of y overwritten: t=%lld j=%lld\n", (long long)t,
                         (long long)j);
     DSI_CHECK(bad == 0);
