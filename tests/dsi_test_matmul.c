@@ -162,6 +162,20 @@ void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_mat
     free(bound);
 }
 
+void dsi_test_matmul_ranges(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
+                            const float *dense, int64_t n)
+{
+    const int64_t rows = m->rows;
+    dsi_test_matmul_case(levels, n_levels, m, dense, 0, rows, n);
+    dsi_test_matmul_t_case(levels, n_levels, m, dense, 0, rows, n);
+    if (rows > 2) {
+        int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
+        int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
+        dsi_test_matmul_case(levels, n_levels, m, dense, r0, r1, n);
+        dsi_test_matmul_t_case(levels, n_levels, m, dense, r0, r1, n);
+    }
+}
+
 double dsi_test_matmul_gflops(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x,
                               int64_t n, float *y)
 {

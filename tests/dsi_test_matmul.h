@@ -30,6 +30,12 @@ void dsi_test_matmul_case(const dsk_ops_t *levels, int n_levels, const dsk_matri
 void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
                             const float *dense, int64_t r0, int64_t r1, int64_t n);
 /*
+ * Both cases for n tokens on all rows of m, then on a random sub-range of rows starting past the
+ * first (inside a block of rows) when m has more than 2.
+ */
+void dsi_test_matmul_ranges(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
+                            const float *dense, int64_t n);
+/*
  * GFLOP/s of ops->matmul on all of m for n tokens (x: [n, cols], y: [n, rows]) in one thread: the
  * best of 5 runs of at least 50 ms of thread CPU time (the `--bench` modes of the kernel tests).
  */

@@ -154,18 +154,8 @@ int main(int argc, char **argv)
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             test_matrix_t tm;
             matrix_make(&tm, (dsk_dtype_t)dt, shapes[s][0], shapes[s][1]);
-            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-                int64_t rows = shapes[s][0];
-                /* the full range, then a sub-range starting inside a block */
-                dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                if (rows > 2) {
-                    int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
-                    int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
-                    dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                    dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                }
-            }
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                dsi_test_matmul_ranges(levels, n_levels, &tm.m, tm.dense, ns[k]);
             matrix_free(&tm);
         }
         /* prefill: many tokens, more than one G_KC panel of columns and of rows */
