@@ -14,7 +14,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
@@ -95,31 +94,6 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
     }
 }
 
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
-                        float *y)
-{
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        const double t0 = thread_cpu_s();
-        double t = 0;
-        do {
-            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
-            iters++;
-            t = thread_cpu_s() - t0;
-        } while (t < 0.05);
-        best = t / iters < best ? t / iters : best;
-    }
-    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
-}
-
 static int bench(void)
 {
     dsk_ops_t ops;
@@ -143,7 +117,7 @@ static int bench(void)
             printf("%-6s %lldx%-4lld", dsk_dtype_name((dsk_dtype_t)dt), (long long)rows,
                    (long long)cols);
             for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
-                printf(" %6.1f", bench_one(&ops, &tm.m, x, ns[k], y));
+                printf(" %6.1f", dsi_test_matmul_gflops(&ops, &tm.m, x, ns[k], y));
             printf("\n");
             free(x);
             free(y);
@@ -180,18 +154,8 @@ int main(int argc, char **argv)
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             test_matrix_t tm;
             matrix_make(&tm, (dsk_dtype_t)dt, shapes[s][0], shapes[s][1]);
-            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-                int64_t rows = shapes[s][0];
-                /* the full range, then a sub-range starting inside a block */
-                dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                if (rows > 2) {
-                    int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
-                    int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
-                    dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                    dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                }
-            }
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                dsi_test_matmul_ranges(levels, n_levels, &tm.m, tm.dense, ns[k]);
             matrix_free(&tm);
         }
         /* prefill: many tokens, more than one G_KC panel of columns and of rows */
