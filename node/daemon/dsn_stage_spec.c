@@ -233,41 +233,19 @@ void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
 
 int64_t dsn_stage_spec_prefix(dsn_compute_t *c, dsn_seq_t *s, int64_t n)
 {
-    struct dsn_seq_spec *x = s->spec;
-    if (x == NULL || n <= 0)
-        return n;
-    /* The module's row at position i pairs the main model's state at i with the token at i + 1:
-     * a block's rows are keyed by its own positions' ids, so every row but the block's last is
-     * fixed by the key, and the last one is by the next block's first id. Of the blocks found,
-     * rows [0, 64 m - 1) are this prompt's; the last is computed again (with the main model's
-     * row at that position, whose state the module needs). */
-    int64_t want = (n + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK * DSN_KV_BLOCK;
-    int64_t hit = 0;
-    if (x->mtp_kv->length == 0 && x->q.n_pend == 0 && s->prompt != NULL)
-        hit = dsn_kvcache_attach_prefix(x->mtp_kv, s->prompt, s->n_prompt, want);
-    int64_t have = hit > 0 ? hit - 1 : 0;
-    if (have > n)
-        have = n;
-    dsn_kvcache_truncate(x->mtp_kv, have);
-    x->q.pend_pos = have;
     (void)c;
-    return have;
+    if (s->spec == NULL || n <= 0)
+        return n;
+    if (s->prompt == NULL)
+        return 0;
+    return dsn_spec_attach_module(&s->spec->q, s->prompt, s->n_prompt, n);
 }
 
 void dsn_stage_spec_publish(const dsn_compute_t *c, dsn_seq_t *s)
 {
-    struct dsn_seq_spec *x = s->spec;
-    if (x == NULL || !c->prefix)
-        return;
-    /* The module's rows at positions the main model holds (verified: its drafts' rows beyond
-     * are cut at the next judgement), keyed by the same token ids as the main model's. */
-    dsn_kvcache_t *kv = s->kv, *m = x->mtp_kv;
-    int64_t known = kv->n_ids < kv->length ? kv->n_ids : kv->length;
-    if (m->n_ids > known)
-        return; /* (not expected: the ids of positions the main model no longer holds) */
-    if (known > m->n_ids)
-        dsn_kvcache_set_ids(m, m->n_ids, kv->ids + m->n_ids, known - m->n_ids);
-    dsn_kvcache_publish(m);
+    /* (after the judgement of the micro-batch: the main cache holds no drafts) */
+    if (s->spec != NULL && c->prefix)
+        dsn_spec_publish(&s->spec->q);
 }
 
 void dsn_stage_spec_drop(dsn_seq_t *s)
