@@ -280,8 +280,8 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
         if (s->prompt == NULL)
             goto fail;
         memcpy(s->prompt, m->tokens, m->n_tokens * sizeof(int32_t));
-        c->prompt_tokens += m->n_tokens;
     }
+    c->prompt_tokens += m->n_tokens; /* (every stage: each has a prefix cache of its own) */
     if (c->is_last) {
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
         if (dsn_sampler_init(&s->sampler, &sp, c->weights->cfg.vocab_size) != 0 ||
