@@ -161,8 +161,8 @@ int main(void)
     decode(&b, fb, tb);
     decode(&c, fc, tc);
     DSI_CHECK(memcmp(tb, tc, sizeof(tb)) == 0);
-    DSI_CHECK(dsn_kvcache_check(dsn_engine_kvpool(eng),
-                                (dsn_kvcache_t *const[]){a.kv, b.kv, c.kv}, 3) == 0);
+    DSI_CHECK(dsn_kvcache_check(dsn_engine_kvpool(eng), (dsn_kvcache_t *const[]){a.kv, b.kv, c.kv},
+                                3) == 0);
     DSI_CHECK(dsn_kvcache_check(dsn_engine_kvpool(dsn_mtp_engine(mtp)),
                                 (dsn_kvcache_t *const[]){a.mkv, b.mkv, c.mkv}, 3) == 0);
     seq_close(&b);

@@ -50,8 +50,7 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_add(b->prefix_hit, (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
     dsc_metric_add(b->prefix_prompt,
                    (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
-    dsc_metric_add(b->prefix_misses,
-                   (double)st.prefix_misses - dsc_metric_value(b->prefix_misses));
+    dsc_metric_add(b->prefix_misses, (double)st.prefix_misses - dsc_metric_value(b->prefix_misses));
     dsc_metric_add(b->kv_moved_seqs,
                    (double)st.kv_moved_sequences - dsc_metric_value(b->kv_moved_seqs));
     dsc_metric_add(b->kv_moved_bytes,

@@ -375,10 +375,9 @@ static void forward_mb(dsn_compute_t *c, dsn_mb_t *mb)
                 /* (the rollback of speculative decoding's rejected drafts: TOKENS.spec) */
                 /* (the prefix cache's positions before these: s->cached) */
                 for (int k = 0; k < b->n_tokens; k++, row++)
-                    side[row] = (dst_wire_token_t){mb->seq[j]->id, (uint32_t)(b->pos + k),
-                                                   k == 0 ? mb->seq[j]->rollback : 0,
-                                                   mb->tokens[t + k],
-                                                   k == 0 ? mb->seq[j]->cached : 0};
+                    side[row] = (dst_wire_token_t){
+                        mb->seq[j]->id, (uint32_t)(b->pos + k), k == 0 ? mb->seq[j]->rollback : 0,
+                        mb->tokens[t + k], k == 0 ? mb->seq[j]->cached : 0};
                 mb->seq[j]->rollback = 0;
                 mb->seq[j]->cached = 0;
             }
@@ -467,7 +466,7 @@ static int prefix_take(dsn_compute_t *c, dsn_seq_t *s, int64_t from, int64_t to)
     }
     dsn_kvcache_truncate(s->kv, to); /* (a sequence that speculates: all but the block's last) */
     if (s->spec != NULL && (from != 0 || dsn_stage_spec_prefix(c, s, to) < to))
-        dsn_stage_spec_drop(s); /* exact, one token a step */
+        dsn_stage_spec_drop(s);         /* exact, one token a step */
     s->cached += (uint32_t)(to - from); /* for the next stage */
     c->prefix_hit_tokens += (uint64_t)(to - from);
     DSI_DEBUG("sequence %llu: %lld prompt tokens found in the prefix cache, as at stage 0",
@@ -493,8 +492,8 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
         return 0;
     }
     const dst_wire_token_t *tok = dst_wire_tokens(h, t->payload);
-#define RUN_START(i)                                                                    \
-    ((i) == 0 || tok[i].seq_id != tok[(i) - 1].seq_id || tok[i].pos != tok[(i) - 1].pos + 1)
+#define RUN_START(i) \
+    ((i) == 0 || tok[i].seq_id != tok[(i)-1].seq_id || tok[i].pos != tok[(i)-1].pos + 1)
     /* Check every sequence first: all present, not in flight, at the expected position (after
      * the positions the prefix cache gives, when it says so). */
     for (uint32_t i = 0; i < h->n_rows; i++) {

@@ -632,8 +632,7 @@ int64_t dsn_spec_attach_module(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_
     return have;
 }
 
-int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids,
-                               int64_t limit)
+int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t limit)
 {
     if (q->kv->length != 0 || q->mtp_kv->length != 0 || q->n_pend != 0)
         return 0;

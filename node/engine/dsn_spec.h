@@ -89,8 +89,7 @@ dsi_status_t dsn_spec_seq_own_dists(const dsn_spec_t *s, dsn_spec_seq_t *q);
  * of the positions the main cache holds (with its ids; call when no drafts are in the main cache,
  * after a judgement).
  */
-int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids,
-                               int64_t limit);
+int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t limit);
 /* The module's part alone: the main cache took n positions (from the pool, by the caller); the
  * module's cache takes what it can of them. Returns the positions both hold then (<= n: the
  * caller cuts the main cache to that); q's pending state is set for them. */
