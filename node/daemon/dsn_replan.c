@@ -26,6 +26,7 @@
 #include "dsi_settings.h"
 #include "dsn_compute_impl.h"
 #include "dsn_moe.h"
+#include "dsn_mtp.h"
 
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held)
 {
@@ -148,6 +149,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     if (st != DSI_OK)
         return st;
     c->prefix = c->opts->prefix_cache;
+    c->spec_later = c->is_first && !c->is_last && c->opts->speculative_tokens > 0 &&
+                    dsn_mtp_present(c->ckpt);
     c->test_drop_prefix = !c->is_first && dsi_env("DSINFER_TEST_PREFIX_DROP") != NULL &&
                           dsi_env("DSINFER_TEST_PREFIX_DROP")[0] == '1';
     if (c->test_drop_prefix)

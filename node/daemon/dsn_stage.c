@@ -10,7 +10,6 @@
 
 #include "dsi_log.h"
 #include "dsn_compute_impl.h"
-#include "dsn_mtp.h"
 
 /* ---- sequences ---- */
 
@@ -595,8 +594,7 @@ static int64_t pool_free(const dsn_compute_t *c)
  * taken from the prefix cache but the last: the MTP layer needs the main model's state there). */
 static int speculates_later(const dsn_compute_t *c, const dsn_seq_t *s)
 {
-    return !c->is_last && c->opts->speculative_tokens > 0 && dsn_mtp_present(c->ckpt) &&
-           !s->has_grammar;
+    return c->spec_later && !s->has_grammar;
 }
 
 /*

@@ -150,6 +150,7 @@ typedef struct dsn_compute {
      * started here and those found cached, since the thread started. */
     int prefix;
     uint64_t prompt_tokens, prefix_hit_tokens;
+    int spec_later; /* stage 0 of several whose last stage speculates with the MTP layer */
     int test_drop_prefix; /* DSINFER_TEST_PREFIX_DROP: a later stage drops its cached blocks
                              before it looks up (tests force the fallback) */
     /* Sequences removed lately (a ring): ACTIVATION rows of theirs still on the way are
