@@ -159,8 +159,13 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->sw.epoch = 1ull << 33;
         break;
     case DST_MSG_KV_MOVE:
-        m->kv_move = (dst_msg_kv_move_t){
-            .seq_id = 1ull << 40, .n_tokens = 4000, .to = 3, .to_seq = 77, .epoch = 1ull << 34};
+        m->kv_move = (dst_msg_kv_move_t){.seq_id = 1ull << 40,
+                                         .n_tokens = 4000,
+                                         .to = 3,
+                                         .to_seq = 77,
+                                         .epoch = 1ull << 34,
+                                         .first_layer = 2,
+                                         .end_layer = 5};
         break;
     case DST_MSG_KV_DONE:
         m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 0, .bytes = 1ull << 35};
@@ -257,6 +262,8 @@ static void test_round_trip(void)
             DSI_CHECK_INT_EQ(d.kv_move.to, 3);
             DSI_CHECK_INT_EQ(d.kv_move.to_seq, 77);
             DSI_CHECK_INT_EQ(d.kv_move.epoch, 1ull << 34);
+            DSI_CHECK_INT_EQ(d.kv_move.first_layer, 2);
+            DSI_CHECK_INT_EQ(d.kv_move.end_layer, 5);
         }
         if (t == DST_MSG_KV_DONE) {
             DSI_CHECK_INT_EQ(d.kv_done.bytes, 1ull << 35);
@@ -795,6 +802,15 @@ static void test_other_rules(void)
     m.kv_move.to_seq = m.kv_move.seq_id;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "to_seq") != NULL);
+    /* KV_MOVE of layers that are no range: the whole slice is both 0. */
+    sample(DST_MSG_KV_MOVE, &m);
+    m.kv_move.first_layer = 5;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "layers") != NULL);
+    m.kv_move.end_layer = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.kv_move.first_layer = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_OK);
     sample(DST_MSG_KV_DONE, &m);
     m.kv_done.ok = 2;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
@@ -803,11 +819,13 @@ static void test_other_rules(void)
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "text") != NULL);
     DSI_CHECK_STR_EQ(dst_msg_type_name(DST_MSG_KV_MOVE), "KV_MOVE");
-    /* PLAN whose live flag is not a boolean. */
+    /* PLAN whose live flag is not 0, 1 or 2. */
     sample(DST_MSG_PLAN, &m);
-    m.plan.live = 2;
+    m.plan.live = 3;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "live") != NULL);
+    m.plan.live = 2; /* a restart that keeps the KV caches */
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_OK);
     /* LOAD_STATS with counts of the wrong length on the wire. */
     sample(DST_MSG_LOAD_STATS, &m);
     m.load_stats.n_layers = 1;

@@ -326,8 +326,9 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
         dsc_seq_end(cl, s);
         return;
     }
-    /* The sampled token goes back to stage 0 when another node runs it. */
-    if (s->route[0] != from) {
+    /* The sampled token goes back to stage 0 when another node runs it (not while a re-plan
+     * holds the sequence: it continues on the new plan). */
+    if (s->route[0] != from && s->submitted) {
         dst_msg_t m = {.type = DST_MSG_TOKENS};
         m.tokens = *t;
         m.tokens.logprob = NULL; /* stage 0 needs only the token */

@@ -85,10 +85,7 @@ static void reroute(dsc_cluster_t *cl)
             dsc_seq_submit_moved(cl, s);
             continue;
         }
-        int lost = 0;
-        for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
-            lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;
-        if (!lost)
+        if (!dsc_seq_lost(cl, s))
             continue;
         dsc_seq_withdraw(cl, s);
         cl->stats.reprefilled++;

@@ -275,6 +275,12 @@ static dsi_status_t keep_slice(dsn_compute_t *c, const dst_plan_t *p)
 /* RELOAD: the task's plan (taken) replaces everything of the current epoch. */
 static void reload(dsn_compute_t *c, dsn_task_t *t)
 {
+    /* A PLAN that keeps the KV caches (live = 2): the open sequences' rows stay here until the
+     * coordinator has them sent to their holders in the new plan (dsn_kvstash.c). */
+    if (t->plan->plan.live == 2 && c->engine != NULL)
+        dsn_kvstash_keep(c);
+    else if (t->plan->plan.live != 2)
+        dsn_kvstash_clear(c);
     dsn_stage_cleanup(c);
     dsi_status_t st;
     if (c->route_plan != NULL && holds_slice_of(c, &t->plan->plan.plan, t->node_id)) {
@@ -370,16 +376,26 @@ static void switch_plan(dsn_compute_t *c, const dsn_task_t *t)
     DSI_INFO("switched to plan epoch %llu%s", (unsigned long long)t->epoch, how);
 }
 
-/* RELEASE: what only the previous plan needed goes. */
+/* RELEASE: what only the previous plan needed goes. The next live plan may be prepared already
+ * (PREPARE goes ahead of everything queued, a RELEASE too, when a re-plan follows a switch at
+ * once): its experts stay. */
 static void release(dsn_compute_t *c, const dsn_task_t *t)
 {
     dsn_plan_msg_free(&c->previous_msg);
-    size_t held = 0;
+    size_t held = 0, next = 0;
     uint8_t *mask = dsn_plan_expert_mask(c->route_plan, c->node_id, &held);
-    if (mask == NULL) {
+    uint8_t *keep = c->prepared_msg != NULL
+                        ? dsn_plan_expert_mask(&c->prepared_msg->plan.plan, c->node_id, &next)
+                        : NULL;
+    if (mask == NULL || (c->prepared_msg != NULL && keep == NULL)) {
+        free(mask);
+        free(keep);
         DSI_WARN("out of memory releasing the experts of the previous plan: kept");
         return;
     }
+    for (size_t i = 0; keep != NULL && i < dst_plan_slots(c->route_plan); i++)
+        mask[i] |= keep[i];
+    free(keep);
     size_t dropped = dsn_weights_drop_experts(c->weights, mask);
     free(mask);
     DSI_INFO("plan epoch %llu: %zu routed experts of the previous plan released, %.1f MiB of "

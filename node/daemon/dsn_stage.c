@@ -428,6 +428,8 @@ static void apply_bias(dsn_compute_t *c, const dst_msg_bias_t *b)
 
 static void handle_cancel(dsn_compute_t *c, uint64_t id)
 {
+    if (c->n_stash > 0)
+        dsn_kvstash_drop(c, id); /* rows kept across a re-plan, sent by now */
     dsn_seq_t *s = dsn_seq_find(c, id);
     if (s == NULL)
         return;

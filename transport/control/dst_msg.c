@@ -123,7 +123,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_RELEASE:
         return 2;
     case DST_MSG_KV_MOVE:
-        return 5;
+        return 7; /* "first_layer" and "end_layer" optional */
     case DST_MSG_KV_DONE:
         return 5;
     default:

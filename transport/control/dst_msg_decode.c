@@ -81,7 +81,7 @@ static dsi_status_t read_plan(dst_msg_rd_t *rd, dst_msg_plan_t *m)
 {
     uint32_t live;
     TRY(dst_msg_plan_read(rd, &m->plan));
-    TRY(dst_msg_rd_u32(rd, "live", 1, &live));
+    TRY(dst_msg_rd_u32(rd, "live", 2, &live));
     m->live = (uint8_t)live;
     return DSI_OK;
 }
@@ -315,7 +315,13 @@ static dsi_status_t read_kv_move(dst_msg_rd_t *rd, dst_msg_kv_move_t *m)
     TRY(dst_msg_rd_u32(rd, "n_tokens", UINT32_MAX, &m->n_tokens));
     TRY(dst_msg_rd_u32(rd, "to", UINT32_MAX, &m->to));
     TRY(dst_msg_rd_u64(rd, "to_seq", UINT64_MAX, &m->to_seq));
-    return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch);
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    /* first_layer and end_layer come together or not at all. */
+    if (dst_msg_rd_opt(rd, "first_layer") != NULL || dst_msg_rd_opt(rd, "end_layer") != NULL) {
+        TRY(dst_msg_rd_u32(rd, "first_layer", UINT32_MAX, &m->first_layer));
+        TRY(dst_msg_rd_u32(rd, "end_layer", UINT32_MAX, &m->end_layer));
+    }
+    return DSI_OK;
 }
 
 static dsi_status_t read_kv_done(dst_msg_rd_t *rd, dst_msg_kv_done_t *m)

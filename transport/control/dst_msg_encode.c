@@ -135,6 +135,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n--;
     if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
         n--;
+    if (m->type == DST_MSG_KV_MOVE && m->kv_move.end_layer == 0)
+        n -= 2;
     return n;
 }
 
@@ -240,7 +242,10 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_KV_MOVE:
         return kv_u64(pk, "seq_id", m->kv_move.seq_id) |
                kv_u64(pk, "n_tokens", m->kv_move.n_tokens) | kv_u64(pk, "to", m->kv_move.to) |
-               kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch);
+               kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch) |
+               (m->kv_move.end_layer != 0 ? kv_u64(pk, "first_layer", m->kv_move.first_layer) |
+                                                kv_u64(pk, "end_layer", m->kv_move.end_layer)
+                                          : 0);
     case DST_MSG_KV_DONE:
         return kv_u64(pk, "node_id", m->kv_done.node_id) | kv_u64(pk, "seq_id", m->kv_done.seq_id) |
                kv_u64(pk, "ok", m->kv_done.ok) | kv_u64(pk, "bytes", m->kv_done.bytes) |

@@ -170,6 +170,9 @@ typedef struct dsn_compute {
     dsi_list_t free_mbs; /* dsn_mb_t to reuse */
     dsi_list_t deferred; /* dsn_task_t: ACTIVATIONs waiting for their sequences (dsn_stage.c) */
     uint64_t next_mb_id;
+    /* Rows of the sequences of a slice a re-plan replaced, kept to be sent (dsn_kvstash.c) */
+    struct dsn_kvstash_entry *stash;
+    size_t n_stash, stash_cap;
 
     /* scratch that grows to the largest use and stays */
     float *logits;     /* [logits_rows, vocab]: the last stage's sampled rows */
@@ -278,6 +281,21 @@ int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t);
 /* KV_DONE for the coordinator: the move into sequence seq_id ended here (ok, bytes received),
  * or not (why). */
 void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why);
+
+/* dsn_kvstash.c: the rows of the open sequences of a slice that a re-plan replaces (a restart
+ * whose PLAN keeps the KV caches), kept until KV_MOVE sends them or CANCEL drops them */
+typedef struct dsn_kvstash_entry {
+    uint64_t seq_id;
+    uint64_t since_ns;
+    dsn_kvio_stash_t rows;
+} dsn_kvstash_entry_t;
+/* Copies the rows of every sequence of the current slice that holds any. */
+void dsn_kvstash_keep(dsn_compute_t *c);
+/* The kept rows of sequence id, or NULL. */
+const dsn_kvio_stash_t *dsn_kvstash_find(const dsn_compute_t *c, uint64_t id);
+/* Drops the rows of sequence id (none: nothing), and any kept longer than a minute. */
+void dsn_kvstash_drop(dsn_compute_t *c, uint64_t id);
+void dsn_kvstash_clear(dsn_compute_t *c);
 
 /* dsn_grammar.c */
 /* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the
