@@ -136,7 +136,7 @@ static void send_garbage(test_t *t, uint32_t peer)
 {
     dst_wire_pair_t pair = {0, 0, 5, 1.0f};
     dst_wire_pair_t bad_expert = {0, 0, 9999, 1.0f};
-    dst_wire_token_t tok = {123456789, 0, 0};
+    dst_wire_token_t tok = {123456789, 0, 0, 0, 0};
     /* DISPATCH for a layer outside every slice. */
     send_owned(t, peer,
                (dst_wire_hdr_t){DST_WIRE_DISPATCH, DST_WIRE_F32, 0, 0, 1, 0, 999, 1, 256, 1}, &pair,

@@ -124,7 +124,8 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .n_generated = 17,
                                        .fork_of = 5,
                                        .fork_len = 299,
-                                       .kv_move = 1};
+                                       .kv_move = 1,
+                                       .no_prefix = 1};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -253,6 +254,7 @@ static void test_round_trip(void)
             DSI_CHECK_INT_EQ(d.submit.fork_of, 5);
             DSI_CHECK_INT_EQ(d.submit.fork_len, 299);
             DSI_CHECK_INT_EQ(d.submit.kv_move, 1);
+            DSI_CHECK_INT_EQ(d.submit.no_prefix, 1);
         }
         if (t == DST_MSG_KV_MOVE) {
             DSI_CHECK_INT_EQ(d.kv_move.seq_id, 1ull << 40);
@@ -370,7 +372,8 @@ static void test_every_field(void)
             /* REGISTER's held_id / held_epoch and HEARTBEAT's KV pool fields and spec are
              * optional (added later, 0 or absent when left out). */
             if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
-                (t == DST_MSG_SUBMIT && strcmp(key, "kv_move") == 0) ||
+                (t == DST_MSG_SUBMIT &&
+                 (strcmp(key, "kv_move") == 0 || strcmp(key, "no_prefix") == 0)) ||
                 (t == DST_MSG_HEARTBEAT &&
                  (strncmp(key, "kv_", 3) == 0 || strcmp(key, "preemptions") == 0 ||
                   strcmp(key, "prompt_tokens") == 0 || strcmp(key, "prefix_hit_tokens") == 0 ||
@@ -834,6 +837,10 @@ static void test_other_rules(void)
     m.submit.kv_move = 2;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     m.submit.kv_move = 0;
+    m.submit.no_prefix = 2; /* not a boolean */
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "no_prefix") != NULL);
+    m.submit.no_prefix = 0;
     DSI_CHECK_INT_EQ(dst_msg_check(&m, err, sizeof(err)), DSI_OK);
     /* KV_MOVE of no rows, beyond the token limit, or to the sequence itself; KV_DONE.ok. */
     sample(DST_MSG_KV_MOVE, &m);

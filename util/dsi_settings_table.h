@@ -241,6 +241,7 @@
     X("DSINFER_LOG", "log level: error, warn, info (default), debug, trace")                       \
     X("DSINFER_TOKENIZER_REGEX", "force the pre-tokenizer's regex engine (testing)")               \
     X("DSINFER_SPEC_SCRIPT", "token ids greedy requests draft across stages (testing)")            \
+    X("DSINFER_TEST_PREFIX_DROP", "1: later stages drop cached KV blocks first (testing)")         \
     X("DSINFER_NODE_BIN", "the dsinfer-node program that serve and run --local-nodes start")
 
 #endif

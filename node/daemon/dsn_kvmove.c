@@ -174,7 +174,7 @@ static void finish_rx(dsn_compute_t *c, dsn_seq_t *s, int ok, const char *why)
         if (c->is_first)
             s->fed = s->fork_len;
         /* The moved rows are the prompt's and the generated tokens' so far: their full blocks
-         * serve prompts that start alike here too (the prefix cache of a one-stage plan). */
+         * serve prompts that start alike here too (the prefix cache of every stage). */
         if (c->prefix && s->prompt != NULL && s->n_prompt >= s->fork_len &&
             dsn_kvcache_set_ids(s->kv, 0, s->prompt, s->fork_len) == 0)
             dsn_kvcache_publish(s->kv);

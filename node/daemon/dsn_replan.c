@@ -23,8 +23,10 @@
 #include <string.h>
 
 #include "dsi_log.h"
+#include "dsi_settings.h"
 #include "dsn_compute_impl.h"
 #include "dsn_moe.h"
+#include "dsn_mtp.h"
 
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held)
 {
@@ -146,7 +148,14 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
         st = dsn_engine_set_kv(c->engine, c->opts->kv_dtype, kv_pool_blocks(c));
     if (st != DSI_OK)
         return st;
-    c->prefix = c->opts->prefix_cache && c->n_stages == 1;
+    c->prefix = c->opts->prefix_cache;
+    c->spec_later = c->is_first && !c->is_last && c->opts->speculative_tokens > 0 &&
+                    dsn_mtp_present(c->ckpt);
+    c->test_drop_prefix = !c->is_first && dsi_env("DSINFER_TEST_PREFIX_DROP") != NULL &&
+                          dsi_env("DSINFER_TEST_PREFIX_DROP")[0] == '1';
+    if (c->test_drop_prefix)
+        DSI_WARN("DSINFER_TEST_PREFIX_DROP: this later stage drops its cached KV blocks before "
+                 "every lookup (a test setting)");
     dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(c->engine), c->prefix);
     st = load_counts_create(c, p);
     if (st == DSI_OK)

@@ -306,6 +306,8 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
         st = dsn_mtp_create(ns->w, c->engine, &ns->mtp);
     if (st == DSI_OK && !serve_only)
         st = dsn_spec_create(c->engine, ns->mtp, k, &ns->spec);
+    if (st == DSI_OK) /* the module's cache joins the prefix cache as the main one does */
+        dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(dsn_mtp_engine(ns->mtp)), c->prefix);
     if (serve_only)
         c->mtp_only = ns;
     else
@@ -420,6 +422,33 @@ void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
               (unsigned long long)s->id);
     dsn_stage_spec_seq_free(s);
     (void)c;
+}
+
+int64_t dsn_stage_spec_prefix(dsn_compute_t *c, dsn_seq_t *s, int64_t n)
+{
+    (void)c;
+    if (s->spec == NULL || n <= 0)
+        return n;
+    if (s->prompt == NULL)
+        return 0;
+    return dsn_spec_attach_module(&s->spec->q, s->prompt, s->n_prompt, n);
+}
+
+void dsn_stage_spec_publish(const dsn_compute_t *c, dsn_seq_t *s)
+{
+    /* (after the judgement of the micro-batch: the main cache holds no drafts) */
+    if (s->spec != NULL && c->prefix)
+        dsn_spec_publish(&s->spec->q);
+}
+
+void dsn_stage_spec_drop(dsn_seq_t *s)
+{
+    if (s->spec == NULL)
+        return;
+    DSI_DEBUG("sequence %llu: decodes without speculation (its MTP cache lacks the prompt "
+              "prefix the prefix cache gave)",
+              (unsigned long long)s->id);
+    dsn_stage_spec_seq_free(s);
 }
 
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s)

@@ -102,7 +102,8 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 14; /* "sampling", "fork_of" and "fork_len", "kv_move", "grammar" optional */
+        return 15; /* "sampling", "fork_of" and "fork_len", "kv_move", "no_prefix", "grammar"
+                      optional */
     case DST_MSG_TOKENS:
         return 5; /* "logprobs" and "spec" optional */
     case DST_MSG_CANCEL:

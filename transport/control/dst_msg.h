@@ -124,6 +124,10 @@ typedef enum {
     DST_FINISH_PREEMPTED = 5,
     /* the sequence needs more KV blocks than a node's whole pool holds (--kv-pool, --mem) */
     DST_FINISH_KV_FULL = 6,
+    /* node -> coordinator only: a later stage of the pipeline lacks KV blocks of the prompt
+     * prefix stage 0 took from its prefix cache (evicted there); the coordinator submits the
+     * sequence again with no_prefix (docs/MEMORY.md, "Prefix cache"). */
+    DST_FINISH_PREFIX_MISS = 7,
     DST_FINISH_END
 } dst_finish_t;
 
@@ -300,6 +304,9 @@ typedef struct {
      * other node of the route receives them from fork_of's previous holder (KV_MOVE) and waits
      * for them before running the sequence. */
     uint8_t kv_move;
+    /* Optional (absent when 0): the nodes take none of its prompt from their prefix cache (it
+     * is submitted again after a later stage lacked blocks stage 0 had found). */
+    uint8_t no_prefix;
     /* Optional: the grammar the output must match (docs/STRUCTURED_OUTPUT.md), NUL-terminated,
      * grammar_len bytes (1..DST_MSG_MAX_GRAMMAR, no NUL inside); NULL / 0 = none, not sent. */
     const char *grammar;

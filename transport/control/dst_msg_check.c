@@ -230,6 +230,8 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->fork_len >= m->n_tokens || (m->fork_len > 0 && m->fork_of == m->seq_id))
         FAIL("SUBMIT.fork_len: %u not below n_tokens %u, or fork_of is the sequence itself",
              (unsigned)m->fork_len, (unsigned)m->n_tokens);
+    if (m->no_prefix > 1)
+        FAIL("SUBMIT.no_prefix: %u, not 0 or 1", (unsigned)m->no_prefix);
     if (m->kv_move > 1 || (m->kv_move && m->fork_len == 0))
         FAIL("SUBMIT.kv_move: %u, with fork_len %u (1 needs the rows it moves)",
              (unsigned)m->kv_move, (unsigned)m->fork_len);

@@ -219,6 +219,11 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
         TRY(dst_msg_rd_u32(rd, "kv_move", 1, &u));
         m->kv_move = (uint8_t)u;
     }
+    if (dst_msg_rd_opt(rd, "no_prefix") != NULL) {
+        uint32_t u;
+        TRY(dst_msg_rd_u32(rd, "no_prefix", 1, &u));
+        m->no_prefix = (uint8_t)u;
+    }
     if (dst_msg_rd_opt(rd, "grammar") != NULL) {
         char *g;
         TRY(dst_msg_rd_str_alloc(rd, "grammar", (size_t)DST_MSG_MAX_GRAMMAR + 1, &g));

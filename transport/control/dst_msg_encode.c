@@ -125,6 +125,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n -= 2;
     if (m->type == DST_MSG_SUBMIT && m->submit.kv_move == 0)
         n--;
+    if (m->type == DST_MSG_SUBMIT && m->submit.no_prefix == 0)
+        n--;
     if (m->type == DST_MSG_SUBMIT && m->submit.grammar_len == 0)
         n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
@@ -201,6 +203,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
             rc |= kv_u64(pk, "fork_of", s->fork_of) | kv_u64(pk, "fork_len", s->fork_len);
         if (s->kv_move)
             rc |= kv_u64(pk, "kv_move", s->kv_move);
+        if (s->no_prefix)
+            rc |= kv_u64(pk, "no_prefix", s->no_prefix);
         if (s->grammar_len > 0)
             rc |= key(pk, "grammar") | msgpack_pack_str(pk, s->grammar_len) |
                   msgpack_pack_str_body(pk, s->grammar, s->grammar_len);

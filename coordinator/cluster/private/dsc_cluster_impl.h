@@ -272,6 +272,8 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, co
 /* A node preempted s (its KV pool is full): withdraw it and submit it again with the tokens so
  * far (stage 0 admits it when blocks are free). */
 void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s);
+/* A later stage lacked prefix-cache blocks stage 0 found: s is submitted again with no_prefix. */
+void dsc_seq_prefix_miss(dsc_cluster_t *cl, seq_t *s);
 /* Cancel on the nodes (if submitted) and free. */
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
 /* Cancel every submitted sequence on the nodes; they wait for the next epoch. */

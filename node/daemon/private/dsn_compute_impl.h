@@ -32,6 +32,7 @@
 #define DSN_MAX_STAGES      64
 #define DSN_MAX_BATCH_SEQS  256 /* sequences in one stage-0 micro-batch */
 #define DSN_SEQ_BUCKETS     1024
+#define DSN_GONE_RING       256 /* removed sequence ids remembered (dsn_seq_gone) */
 
 /* A sequence as this node sees it. */
 typedef struct dsn_seq {
@@ -77,6 +78,13 @@ typedef struct dsn_seq {
     uint8_t rollback;
     uint8_t fed_step;   /* stage 0: tokens its last decode fed (last token and drafts) */
     uint8_t spec_steps; /* stage 0: TOKENS.spec came: TOKENS without it end no step */
+    /* Prefix cache on a plan of several stages (docs/MEMORY.md): positions [0, cached) came
+     * from this node's prefix cache (stage 0: found; later stages: as stage 0 said in the
+     * ACTIVATION's `cached`, which this node passes on with the same positions). */
+    uint32_t cached;
+    uint8_t no_prefix;   /* SUBMIT.no_prefix: compute every prompt position */
+    uint8_t has_grammar; /* SUBMIT.grammar given (it decodes without speculation) */
+    uint8_t prefix_miss; /* a later stage lacked the blocks: its rows are dropped until CANCEL */
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -140,11 +148,17 @@ typedef struct dsn_compute {
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
     uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
-    /* Prefix cache (docs/MEMORY.md): on when the option is and the plan has one stage (the
-     * blocks of a later stage would have to be cached alike); prompt tokens started at stage 0
-     * and those found cached, since the thread started. */
+    /* Prefix cache (docs/MEMORY.md): on when the option is; prompt tokens of the sequences
+     * started here and those found cached, since the thread started. */
     int prefix;
     uint64_t prompt_tokens, prefix_hit_tokens;
+    int spec_later; /* stage 0 of several whose last stage speculates with the MTP layer */
+    int test_drop_prefix; /* DSINFER_TEST_PREFIX_DROP: a later stage drops its cached blocks
+                             before it looks up (tests force the fallback) */
+    /* Sequences removed lately (a ring): ACTIVATION rows of theirs still on the way are
+     * dropped rather than kept waiting for a sequence that will not come. */
+    uint64_t gone[DSN_GONE_RING];
+    unsigned n_gone;
     /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
      * blocks and the preemptions, stored after every task and micro-batch. */
     _Atomic uint64_t kv_used, kv_total, kv_preemptions;
@@ -202,6 +216,8 @@ void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const f
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_compute_t *c, const dsn_seq_t *seq);
 dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id);
+/* Whether sequence id was removed here lately (its late ACTIVATION rows are dropped). */
+int dsn_seq_gone(const dsn_compute_t *c, uint64_t id);
 /* Forked sequences whose parent now holds their prefix here copy it (and may be scheduled);
  * `leaving` (or NULL) is a sequence about to be freed: forks of it that cannot copy yet fail. */
 void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving);
@@ -313,6 +329,14 @@ void dsn_stage_spec_seq_free(dsn_seq_t *s);
 /* Fork s copied its first fork_len positions from p: the module's cache of those positions too,
  * when p has them; else s decodes one token at a time. */
 void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p);
+/* Prefix cache: s's main cache took its first n positions from the pool; its module cache takes
+ * what it can of them. Returns the positions both hold now (<= n; n when s does not speculate):
+ * the caller cuts the main cache to that. */
+int64_t dsn_stage_spec_prefix(dsn_compute_t *c, dsn_seq_t *s, int64_t n);
+/* Prefix cache: register the module cache's full blocks of verified positions. */
+void dsn_stage_spec_publish(const dsn_compute_t *c, dsn_seq_t *s);
+/* s decodes without speculation from now on (its module cache cannot follow the main one). */
+void dsn_stage_spec_drop(dsn_seq_t *s);
 /* The most tokens a decode of s feeds (its last token and its drafts, those of TOKENS.spec on
  * a plan of several stages; 1 without speculation): the KV blocks the scheduler promises it. */
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s);
