@@ -198,6 +198,8 @@ typedef struct {
     int amx;         /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
+    int fp8_table;   /* the AVX-512 fp8 matmul at 1-4 tokens converts e4m3 with a byte table
+                        (AVX512_VBMI) rather than F16C: dsk_fp8_table_route */
     uint32_t x_bf16; /* bit d set: matmul[d] splits x into bf16 parts (DSK_LEVEL_AVX512_BF16);
                         matmul_t never does */
     int q4l;         /* matmul of I4_G32 / I4_G128 in DSK_LAYOUT_Q4_L16 has a SIMD kernel (int8
@@ -252,6 +254,12 @@ const char *dsk_level_name(dsk_level_t level);
  * rather than F16C: yes on AMD CPUs. The fp8 option int|f16c forces either.
  */
 int dsk_fp8_integer_route(void);
+/*
+ * Whether the AVX-512 levels' fp8 matmul at 1-4 tokens converts e4m3 with a byte table
+ * (vpermi2b, exact like F16C, fewer instructions): where the CPU has AVX512_VBMI, unless the fp8
+ * option is f16c.
+ */
+int dsk_fp8_table_route(void);
 /*
  * The activation format asked for by the act option: f32 gives DSK_ACT_F32, unset or "int8"
  * DSK_ACT_I8; any other value DSK_ACT_F32 (the exact one).

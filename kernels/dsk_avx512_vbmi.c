@@ -1,0 +1,219 @@
+/*
+ * dsk_avx512_vbmi.c - the fp8 decode product (1-4 tokens) of the AVX-512 levels, with the e4m3
+ * codes converted by a byte table (vpermi2b, AVX512_VBMI) instead of F16C.
+ *
+ * 64 codes at a time: two vpermi2b look up the high and the low byte of each code's bf16 bit
+ * pattern (128-entry tables indexed by the 7 magnitude bits; the sign bit is copied in with one
+ * vpternlogd), vpunpck[lh]bw interleave them into 64 bf16, and a shift (even 16-bit lanes) or a
+ * mask (odd ones) widens each half to 16 f32. e4m3's 3 mantissa bits fit bf16's 7, so every code,
+ * subnormals included, becomes its exact value: the products and sums are the f32 FMAs of the
+ * F16C route (dsk_avx512.c), in another order. Per 64 weights that is 9 vector operations before
+ * the FMAs where the F16C route needs about 16 (vpmovzxbw, two shifts, an AND and vcvtph2ps per
+ * 16), which on Zen 4 lifts one core's cache-resident rate from about 15 to 21 GB/s of fp8 and its
+ * streaming rate from 12-13 to 16-17 GB/s (docs/KERNELS.md, "fp8 decode with a byte table").
+ *
+ * The interleave leaves the weights of a 64-column chunk in the order E0 O0 E1 O1 (16 each):
+ * E0[d] is column 16 (d / 4) + 2 (d % 4), O0[d] the column after it, E1 and O1 the same plus 8.
+ * x is permuted into that order once per call (XP_ELEMS floats of stack, in column chunks when
+ * n * cols is larger), zero-padded to whole chunks; the weights of a partial chunk are read with a
+ * masked load, so nothing past a row is touched.
+ *
+ * R rows x n tokens register tiles (rows dsk_tile_row_stride apart, as the F16C route), per
+ * 128-column block an accumulator per row and token folded into the total with the block's scale.
+ */
+#include "dsk_impl.h"
+
+#include <immintrin.h>
+
+#define DSK_INLINE static inline __attribute__((always_inline))
+#define XP_ELEMS   16384 /* permuted x per call: 64 KiB of stack */
+#define CHUNK      64    /* codes per conversion */
+
+/* High and low byte of the bf16 (= f32 >> 16) of e4m3 codes 0-127; 127 is a NaN. */
+static const uint8_t fp8_bf16_hi[128] = {
+    0x00, 0x3b, 0x3b, 0x3b, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c,
+    0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d, 0x3d,
+    0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e, 0x3e,
+    0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
+    0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40,
+    0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41,
+    0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
+    0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x43, 0x7f,
+};
+static const uint8_t fp8_bf16_lo[128] = {
+    0x00, 0x00, 0x80, 0xc0, 0x00, 0x20, 0x40, 0x60, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xf0,
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0, 0xc0, 0xd0, 0xe0, 0xc0,
+};
+
+typedef struct {
+    __m512i hi0, hi1, lo0, lo1, sign, odd;
+} fp8_tab_t;
+
+DSK_INLINE fp8_tab_t tab_load(void)
+{
+    fp8_tab_t t;
+    t.hi0 = _mm512_loadu_si512(fp8_bf16_hi);
+    t.hi1 = _mm512_loadu_si512(fp8_bf16_hi + 64);
+    t.lo0 = _mm512_loadu_si512(fp8_bf16_lo);
+    t.lo1 = _mm512_loadu_si512(fp8_bf16_lo + 64);
+    t.sign = _mm512_set1_epi8((char)0x80);
+    t.odd = _mm512_set1_epi32((int)0xffff0000u);
+    return t;
+}
+
+/* 64 codes -> their f32 values in the order E0 O0 E1 O1 (see the top of the file). */
+DSK_INLINE void fp8_convert64(const fp8_tab_t *t, __m512i b, __m512 f[4])
+{
+    __m512i hi = _mm512_permutex2var_epi8(t->hi0, b, t->hi1);
+    const __m512i lo = _mm512_permutex2var_epi8(t->lo0, b, t->lo1);
+    hi = _mm512_ternarylogic_epi32(t->sign, b, hi, 0xca); /* sign bit of b, the rest of hi */
+    const __m512i w0 = _mm512_unpacklo_epi8(lo, hi), w1 = _mm512_unpackhi_epi8(lo, hi);
+    f[0] = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16));
+    f[1] = _mm512_castsi512_ps(_mm512_and_si512(w0, t->odd));
+    f[2] = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16));
+    f[3] = _mm512_castsi512_ps(_mm512_and_si512(w1, t->odd));
+}
+
+/* x[0 .. k) permuted chunk by chunk into out[0 .. round64(k)), zeros past k. */
+static void x_permute(const float *x, int64_t k, float *out)
+{
+    const __m512i ia = _mm512_setr_epi32(0, 2, 4, 6, 16, 18, 20, 22, 1, 3, 5, 7, 17, 19, 21, 23);
+    const __m512i ib = _mm512_add_epi32(ia, _mm512_set1_epi32(8));
+    for (int64_t c = 0; c < k; c += CHUNK) {
+        __m512 v[4];
+        for (int q = 0; q < 4; q++) {
+            const int64_t left = k - c - 16 * q;
+            const __mmask16 m = left >= 16  ? (__mmask16)0xffff
+                                : left <= 0 ? (__mmask16)0
+                                            : (__mmask16)((1u << left) - 1);
+            v[q] = _mm512_maskz_loadu_ps(m, x + c + 16 * q);
+        }
+        const __m512 a = _mm512_permutex2var_ps(v[0], ia, v[1]);
+        const __m512 b = _mm512_permutex2var_ps(v[2], ia, v[3]);
+        const __m512 e = _mm512_permutex2var_ps(v[0], ib, v[1]);
+        const __m512 f = _mm512_permutex2var_ps(v[2], ib, v[3]);
+        _mm512_storeu_ps(out + c, _mm512_shuffle_f32x4(a, b, 0x44));
+        _mm512_storeu_ps(out + c + 16, _mm512_shuffle_f32x4(a, b, 0xee));
+        _mm512_storeu_ps(out + c + 32, _mm512_shuffle_f32x4(e, f, 0x44));
+        _mm512_storeu_ps(out + c + 48, _mm512_shuffle_f32x4(e, f, 0xee));
+    }
+}
+
+/*
+ * y[t * ldy + i * rs] (+)= sum over columns [k0, k1) of W[r + i * rs][c] x[t][c] for i < R, t < T;
+ * xp holds the permuted x of columns k0.. (token t at xp + t * ldxp). k0 is a multiple of 128.
+ */
+DSK_INLINE void tile(const fp8_tab_t *tb, const dsk_matrix_t *w, int64_t r, const int R,
+                     const int64_t rs, const float *xp, int64_t ldxp, const int T, int64_t k0,
+                     int64_t k1, float *y, int64_t ldy, int add)
+{
+    const int64_t K = w->cols;
+    const uint8_t *rows[4 * 2];
+    __m512 tot[8][4];
+    for (int i = 0; i < R; i++) {
+        rows[i] = (const uint8_t *)w->data + (r + i * rs) * K;
+        for (int t = 0; t < T; t++)
+            tot[i][t] = _mm512_setzero_ps();
+    }
+    for (int64_t c0 = k0; c0 < k1; c0 += DSK_FP8_BLOCK) {
+        const int64_t c1 = c0 + DSK_FP8_BLOCK < k1 ? c0 + DSK_FP8_BLOCK : k1;
+        __m512 acc[8][4];
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++)
+                acc[i][t] = _mm512_setzero_ps();
+        for (int64_t c = c0; c < c1; c += CHUNK) {
+            const int64_t left = c1 - c;
+            const __mmask64 m = left >= CHUNK ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+            const float *xc = xp + (c - k0);
+            for (int i = 0; i < R; i++) {
+                const __m512i b = left >= CHUNK ? _mm512_loadu_si512(rows[i] + c)
+                                                : _mm512_maskz_loadu_epi8(m, rows[i] + c);
+                __m512 f[4];
+                fp8_convert64(tb, b, f);
+                for (int t = 0; t < T; t++)
+                    for (int q = 0; q < 4; q++)
+                        acc[i][t] = _mm512_fmadd_ps(f[q], _mm512_loadu_ps(xc + t * ldxp + 16 * q),
+                                                    acc[i][t]);
+            }
+        }
+        for (int i = 0; i < R; i++) {
+            const __m512 s = _mm512_set1_ps(dsk_block_scale(w, r + i * rs, c0));
+            for (int t = 0; t < T; t++)
+                tot[i][t] = _mm512_fmadd_ps(acc[i][t], s, tot[i][t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) {
+            float *o = y + t * ldy + i * rs;
+            *o = (add ? *o : 0.0f) + _mm512_reduce_add_ps(tot[i][t]);
+        }
+}
+
+/*
+ * Rows per tile for 1..4 tokens (R * T accumulators and as many totals, the tables and one
+ * conversion in registers): on Zen 4, one thread, cache-resident 128x7168, 8 rows at one token
+ * and 4 rows at 1 were even, 4 rows at two tokens even with 3 and ahead of 6, 2 rows at three and
+ * four tokens ahead of 3 and 4 (the larger tiles spill).
+ */
+#define DEF_TABLE_MM(T, R)                                                                         \
+    static void mm_table_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *xp,       \
+                             int64_t ldxp, int64_t k0, int64_t k1, float *y, int64_t ldy, int add) \
+    {                                                                                              \
+        const fp8_tab_t tb = tab_load();                                                           \
+        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(w->cols),                                   \
+                      tile(&tb, w, tile_r, tile_n, tile_s, xp, ldxp, T, k0, k1, y + (tile_r - r0), \
+                           ldy, add));                                                             \
+    }
+DEF_TABLE_MM(1, 8)
+DEF_TABLE_MM(2, 4)
+DEF_TABLE_MM(3, 2)
+DEF_TABLE_MM(4, 2)
+
+typedef void (*mm_table_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *xp,
+                            int64_t ldxp, int64_t k0, int64_t k1, float *y, int64_t ldy, int add);
+static const mm_table_fn mm_table[5] = {NULL, mm_table_1, mm_table_2, mm_table_3, mm_table_4};
+
+void dsk_avx512_fp8_table_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                 int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n < 1 || n > DSK_FP8_TABLE_N_MAX) {
+        dsk_avx512_matmul_f32act(DSK_DTYPE_F8_E4M3, w, r0, r1, x, ldx, n, y, ldy);
+        return;
+    }
+    if (r1 <= r0)
+        return;
+    const int64_t K = w->cols;
+    if (K <= 0) {
+        for (int64_t t = 0; t < n; t++)
+            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
+        return;
+    }
+    _Alignas(64) float xp[XP_ELEMS];
+    /* columns per pass: whole 128-column blocks (so whole 64-column chunks) for n tokens */
+    const int64_t kc = XP_ELEMS / n / DSK_FP8_BLOCK * DSK_FP8_BLOCK;
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+        const int64_t k1 = k0 + kc < K ? k0 + kc : K;
+        const int64_t ldxp = (k1 - k0 + CHUNK - 1) / CHUNK * CHUNK;
+        for (int64_t t = 0; t < n; t++)
+            x_permute(x + t * ldx + k0, k1 - k0, xp + t * ldxp);
+        mm_table[n](w, r0, r1, xp, ldxp, k0, k1, y, ldy, k0 > 0);
+    }
+}
+
+static void matmul_fp8_table(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                             int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    dsk_avx512_fp8_table_matmul(w, r0, r1, x, ldx, n, y, ldy);
+}
+
+void dsk_ops_fill_avx512_vbmi(dsk_ops_t *ops)
+{
+    ops->matmul[DSK_DTYPE_F8_E4M3] = matmul_fp8_table;
+    ops->fp8_table = 1;
+}
