@@ -459,7 +459,7 @@ static void matmul_fp8_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, cons
         mm_bf16x(w, r0, r1, x, ldx, n, y, ldy);
 }
 
-/* The same with the byte-table fp8 kernel (dsk_avx512_vbmi.c) at 1-4 tokens. */
+/* The same with the byte-table fp8 kernel (dsk_avx512_vbmi.c) at one token. */
 static void matmul_fp8_bf16x_table(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                                    int64_t ldx, int64_t n, float *y, int64_t ldy)
 {

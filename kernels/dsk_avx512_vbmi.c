@@ -1,5 +1,5 @@
 /*
- * dsk_avx512_vbmi.c - the fp8 decode product (1-4 tokens) of the AVX-512 levels, with the e4m3
+ * dsk_avx512_vbmi.c - the one-token fp8 product (decode) of the AVX-512 levels, with the e4m3
  * codes converted by a byte table (vpermi2b, AVX512_VBMI) instead of F16C.
  *
  * 64 codes at a time: two vpermi2b look up the high and the low byte of each code's bf16 bit
@@ -15,18 +15,19 @@
  * The interleave leaves the weights of a 64-column chunk in the order E0 O0 E1 O1 (16 each):
  * E0[d] is column 16 (d / 4) + 2 (d % 4), O0[d] the column after it, E1 and O1 the same plus 8.
  * x is permuted into that order once per call (XP_ELEMS floats of stack, in column chunks when
- * n * cols is larger), zero-padded to whole chunks; the weights of a partial chunk are read with a
+ * cols is larger), zero-padded to whole chunks; the weights of a partial chunk are read with a
  * masked load, so nothing past a row is touched.
  *
- * R rows x n tokens register tiles (rows dsk_tile_row_stride apart, as the F16C route), per
- * 128-column block an accumulator per row and token folded into the total with the block's scale.
+ * One token (2-4 keep the F16C route: see mm_table_1), 8 rows per register tile, rows
+ * dsk_tile_row_stride apart as in the F16C route; per 128-column block an accumulator per row
+ * folded into the row's total with the block's scale.
  */
 #include "dsk_impl.h"
 
 #include <immintrin.h>
 
 #define DSK_INLINE static inline __attribute__((always_inline))
-#define XP_ELEMS   16384 /* permuted x per call: 64 KiB of stack */
+#define XP_ELEMS   32768 /* permuted x per call: 128 KiB of stack, as dsk_avx2_fp8i.c */
 #define CHUNK      64    /* codes per conversion */
 
 /* High and low byte of the bf16 (= f32 >> 16) of e4m3 codes 0-127; 127 is a NaN. */
@@ -156,33 +157,25 @@ DSK_INLINE void tile(const fp8_tab_t *tb, const dsk_matrix_t *w, int64_t r, cons
 }
 
 /*
- * Rows per tile for 1..4 tokens (R * T accumulators and as many totals, the tables and one
- * conversion in registers): on Zen 4, one thread, cache-resident 128x7168, 8 rows at one token
- * and 4 rows at 1 were even, 4 rows at two tokens even with 3 and ahead of 6, 2 rows at three and
- * four tokens ahead of 3 and 4 (the larger tiles spill).
+ * One token, 8 rows per tile (8 accumulators and 8 totals, the tables and one conversion in
+ * registers), as the F16C route's. More tokens per tile leave room for fewer rows (2-4 without
+ * spilling), and fewer rows are fewer streams: on Zen 4, one thread streaming 2048x7168, 2 and 3
+ * tokens with 4 and 2 rows ran at 0.7-0.8x the F16C route's 8 and 6 rows (1.1-1.2x at 7168x2048,
+ * rows two apart; cache-resident 1.24-1.47x), so 2-4 tokens keep the F16C route.
  */
-#define DEF_TABLE_MM(T, R)                                                                         \
-    static void mm_table_##T(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *xp,       \
-                             int64_t ldxp, int64_t k0, int64_t k1, float *y, int64_t ldy, int add) \
-    {                                                                                              \
-        const fp8_tab_t tb = tab_load();                                                           \
-        DSK_ROW_TILES(r0, r1, (R), dsk_tile_row_stride(w->cols),                                   \
-                      tile(&tb, w, tile_r, tile_n, tile_s, xp, ldxp, T, k0, k1, y + (tile_r - r0), \
-                           ldy, add));                                                             \
-    }
-DEF_TABLE_MM(1, 8)
-DEF_TABLE_MM(2, 4)
-DEF_TABLE_MM(3, 2)
-DEF_TABLE_MM(4, 2)
-
-typedef void (*mm_table_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *xp,
-                            int64_t ldxp, int64_t k0, int64_t k1, float *y, int64_t ldy, int add);
-static const mm_table_fn mm_table[5] = {NULL, mm_table_1, mm_table_2, mm_table_3, mm_table_4};
+static void mm_table_1(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *xp, int64_t k0,
+                       int64_t k1, float *y, int add)
+{
+    const fp8_tab_t tb = tab_load();
+    DSK_ROW_TILES(
+        r0, r1, 8, dsk_tile_row_stride(w->cols),
+        tile(&tb, w, tile_r, tile_n, tile_s, xp, 0, 1, k0, k1, y + (tile_r - r0), 0, add));
+}
 
 void dsk_avx512_fp8_table_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                                  int64_t ldx, int64_t n, float *y, int64_t ldy)
 {
-    if (n < 1 || n > DSK_FP8_TABLE_N_MAX) {
+    if (n != DSK_FP8_TABLE_N_MAX) {
         dsk_avx512_matmul_f32act(DSK_DTYPE_F8_E4M3, w, r0, r1, x, ldx, n, y, ldy);
         return;
     }
@@ -190,19 +183,15 @@ void dsk_avx512_fp8_table_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, 
         return;
     const int64_t K = w->cols;
     if (K <= 0) {
-        for (int64_t t = 0; t < n; t++)
-            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
+        memset(y, 0, (size_t)(r1 - r0) * sizeof(float));
         return;
     }
     _Alignas(64) float xp[XP_ELEMS];
-    /* columns per pass: whole 128-column blocks (so whole 64-column chunks) for n tokens */
-    const int64_t kc = XP_ELEMS / n / DSK_FP8_BLOCK * DSK_FP8_BLOCK;
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-        const int64_t k1 = k0 + kc < K ? k0 + kc : K;
-        const int64_t ldxp = (k1 - k0 + CHUNK - 1) / CHUNK * CHUNK;
-        for (int64_t t = 0; t < n; t++)
-            x_permute(x + t * ldx + k0, k1 - k0, xp + t * ldxp);
-        mm_table[n](w, r0, r1, xp, ldxp, k0, k1, y, ldy, k0 > 0);
+    /* passes of whole 128-column blocks (so whole 64-column chunks): one up to 32768 columns */
+    for (int64_t k0 = 0; k0 < K; k0 += XP_ELEMS) {
+        const int64_t k1 = k0 + XP_ELEMS < K ? k0 + XP_ELEMS : K;
+        x_permute(x + k0, k1 - k0, xp);
+        mm_table_1(w, r0, r1, xp, k0, k1, y, k0 > 0);
     }
 }
 

@@ -207,7 +207,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
         ops->level = DSK_LEVEL_AVX512;
         ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C or a byte table */
         if (dsk_fp8_table_route())
-            dsk_ops_fill_avx512_vbmi(ops); /* fp8 at 1-4 tokens; before avx512bf16 reads it */
+            dsk_ops_fill_avx512_vbmi(ops); /* fp8, one token; before avx512bf16 reads it */
     }
     /*
      * VNNI adds only the int8-activation slots below to the AVX-512 level; BF16 the vdpbf16ps
