@@ -131,7 +131,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench();
-    dsk_ops_t levels[DSK_LEVEL_COUNT];
+    dsk_ops_t levels[2 * DSK_LEVEL_COUNT];
     int n_levels = 0;
     /* every level this CPU runs, the opt-in avx512bf16 included (its bound: dsi_test_matmul.c) */
     for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
@@ -141,8 +141,21 @@ int main(int argc, char **argv)
         DSI_CHECK_INT_EQ(levels[n_levels].level, l);
         n_levels++;
     }
-    printf("levels tested: %d (cpu: %s%s)\n", n_levels, dsk_level_name(dsk_level_cpu()),
-           dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? " and avx512bf16" : "");
+    /* where the AVX-512 fp8 decode takes the byte table, its F16C route too (option fp8=f16c) */
+    const int n_default = n_levels;
+    dsk_set_options(NULL, "f16c", NULL);
+    for (int l = 0; l < n_default; l++) {
+        if (!levels[l].fp8_table)
+            continue;
+        dsk_ops_init(&levels[n_levels], levels[l].level);
+        DSI_CHECK_INT_EQ(levels[n_levels].fp8_table, 0);
+        n_levels++;
+    }
+    dsk_set_options(NULL, NULL, NULL);
+    printf("levels tested: %d (cpu: %s%s; %d with the fp8 byte table, tested also without)\n",
+           n_levels, dsk_level_name(dsk_level_cpu()),
+           dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? " and avx512bf16" : "",
+           n_levels - n_default);
 
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
                                         {130, 257}, {17, 128}, {64, 520}, {33, 129},

@@ -208,7 +208,8 @@
       "dsinfer bench and dsinfer version take the variable") \
     X(FP8, "fp8", ENUM, "auto", 0, 0, "auto|int|f16c", DSI_P_NODES, 0, \
       "fp8 conversion of the AVX2 kernels: int (integer ops) or f16c (auto: int on AMD CPUs, " \
-      "f16c elsewhere)") \
+      "f16c elsewhere); the AVX-512 kernels' one-token products use a byte table (AVX512_VBMI) " \
+      "unless f16c") \
     X(ACT, "act", ENUM, "int8", 0, 0, "int8|f32", DSI_P_NODES, 0, \
       "decode activations of integer weights: int8 (quantized per token where the level has " \
       "int8 kernels) or f32 (exact)") \
