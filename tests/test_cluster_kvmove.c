@@ -27,18 +27,17 @@
  *     node left: every full block of them is found in its prefix cache (the moved sequences
  *     published theirs there), and their tokens equal the single-process engine's.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsc_planner.h"
 #include "dsn_checkpoint.h"
@@ -79,13 +78,8 @@ typedef struct {
 } case_t;
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t timer;
-    dsc_cluster_t *cl;
-    const case_t *c;
-    char addr[64];
-    pid_t pids[MAX_NODES + 1];
-    int n_pids;
+    dsi_test_coord_t c;
+    const case_t *cs;
     uint32_t drain_id;
     int n_req, steps;
     int drained, done, failed, all_done;
@@ -93,13 +87,12 @@ typedef struct {
     uint64_t tokens_seen;
     int32_t got[N_REQ][STEPS];
     uint32_t n_got[N_REQ];
-    uint64_t started_ms;
     /* the prefix case's second round */
     int round2, done2, settle_ms;
     int32_t got2[N_REQ][PREFIX_STEPS];
     uint32_t n_got2[N_REQ];
     uint64_t hits_before;
-    /* the joiner case: 1 rebalance held (pids[0] stopped), 2 node joined, 3 drained and woken */
+    /* the joiner case: 1 rebalance held (c.pids[0] stopped), 2 node joined, 3 drained and woken */
     int phase;
 } run_t;
 
@@ -152,7 +145,7 @@ static void start_round2(run_t *run)
 {
     static req_t q[N_REQ];
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     run->hits_before = st.prefix_hit_tokens;
     run->round2 = 1;
     for (int r = 0; r < run->n_req; r++) {
@@ -160,7 +153,7 @@ static void start_round2(run_t *run)
         q[r] = (req_t){run, r};
         dsc_cluster_req_t req = {
             prefix_prompts[r], PREFIX_LEN, PREFIX_STEPS, 0.0f, 1.0f, 0, 0, NULL};
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens2, &q[r], &id), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->c.cl, &req, on_tokens2, &q[r], &id), DSI_OK);
     }
 }
 
@@ -170,21 +163,20 @@ static void start_round2(run_t *run)
 static void maybe_stop(run_t *run)
 {
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
-    uint64_t want_switches = run->c->joiner ? 2 : 1;
-    int replanned = run->c->live ? st.live_switches >= want_switches : st.replans >= 1;
+    dsc_cluster_stats(run->c.cl, &st);
+    uint64_t want_switches = run->cs->joiner ? 2 : 1;
+    int replanned = run->cs->live ? st.live_switches >= want_switches : st.replans >= 1;
     /* A re-plan that went another way is over once the requests are done: stop soon after (the
      * checks below then fail). */
-    if (!run->all_done || (!replanned && uv_now(&run->loop) - run->all_done_ms < 20000))
+    if (!run->all_done || (!replanned && uv_now(&run->c.loop) - run->all_done_ms < 20000))
         return;
-    if (run->c->prefix && replanned && !run->round2) {
+    if (run->cs->prefix && replanned && !run->round2) {
         start_round2(run);
         return;
     }
     if (run->round2 && (run->done2 < run->n_req || run->settle_ms++ < 10))
         return; /* 10 ticks of the timer: a few heartbeats */
-    dsc_cluster_shutdown(run->cl, "test done");
-    uv_stop(&run->loop);
+    dsi_test_coord_stop(&run->c, "test done");
 }
 
 static void on_tokens2(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
@@ -217,20 +209,18 @@ static uint32_t node_count(dsc_cluster_t *cl)
 static void joiner_step(run_t *run)
 {
     if (run->phase == 0) {
-        kill(run->pids[0], SIGSTOP);
-        dsi_status_t st = dsc_cluster_rebalance(run->cl, "test", NULL);
+        kill(run->c.pids[0], SIGSTOP);
+        dsi_status_t st = dsc_cluster_rebalance(run->c.cl, "test", NULL);
         if (st != DSI_OK) { /* no expert load counted yet: again at the next tick */
-            kill(run->pids[0], SIGCONT);
+            kill(run->c.pids[0], SIGCONT);
             return;
         }
-        DSI_CHECK_INT_EQ(
-            cli_spawn_nodes_argv(1, run->addr, model, threads, &run->pids[run->n_pids]), 0);
-        run->n_pids++;
+        DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&run->c, 1, model, threads), 0);
         run->phase = 1;
-    } else if (run->phase == 1 && node_count(run->cl) == 3) {
-        DSI_CHECK_INT_EQ(dsc_cluster_drain(run->cl, run->c->drain_id), DSI_OK);
-        kill(run->pids[0], SIGCONT);
-        fprintf(stderr, "a node joined and node %u drains during a rebalance\n", run->c->drain_id);
+    } else if (run->phase == 1 && node_count(run->c.cl) == 3) {
+        DSI_CHECK_INT_EQ(dsc_cluster_drain(run->c.cl, run->cs->drain_id), DSI_OK);
+        kill(run->c.pids[0], SIGCONT);
+        fprintf(stderr, "a node joined and node %u drains during a rebalance\n", run->cs->drain_id);
         run->phase = 2;
     }
 }
@@ -238,17 +228,15 @@ static void joiner_step(run_t *run)
 /* Mid-generation: the drain or the join. */
 static void disturb(run_t *run)
 {
-    if (run->c->joiner)
+    if (run->cs->joiner)
         return; /* joiner_step, on the timer */
-    if (run->c->join != NULL) {
-        DSI_CHECK_INT_EQ(
-            cli_spawn_nodes_argv(1, run->addr, model, run->c->join, &run->pids[run->n_pids]), 0);
-        run->n_pids++;
+    if (run->cs->join != NULL) {
+        DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&run->c, 1, model, run->cs->join), 0);
         fprintf(stderr, "a node joins after %llu tokens\n", (unsigned long long)run->tokens_seen);
         return;
     }
-    run->drain_id = run->c->drain_small ? smallest_node(run->cl) : run->c->drain_id;
-    DSI_CHECK_INT_EQ(dsc_cluster_drain(run->cl, run->drain_id), DSI_OK);
+    run->drain_id = run->cs->drain_small ? smallest_node(run->c.cl) : run->cs->drain_id;
+    DSI_CHECK_INT_EQ(dsc_cluster_drain(run->c.cl, run->drain_id), DSI_OK);
     fprintf(stderr, "drained node %u after %llu tokens\n", run->drain_id,
             (unsigned long long)run->tokens_seen);
 }
@@ -270,76 +258,66 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
             run->failed++;
         if (++run->done == run->n_req) {
             run->all_done = 1;
-            run->all_done_ms = uv_now(&run->loop);
+            run->all_done_ms = uv_now(&run->c.loop);
             maybe_stop(run);
         }
     }
 }
 
-static void on_timer(uv_timer_t *t)
+static void on_tick(dsi_test_coord_t *c)
 {
-    run_t *run = t->data;
-    if (run->c->joiner && run->drained && run->phase < 2)
+    run_t *run = c->user;
+    if (run->cs->joiner && run->drained && run->phase < 2)
         joiner_step(run);
-    if (uv_now(&run->loop) - run->started_ms > 300000) {
-        fprintf(stderr, "timed out with %d of %d requests done\n", run->done, run->n_req);
-        run->failed++;
-        dsc_cluster_shutdown(run->cl, "test timeout");
-        uv_stop(&run->loop);
-        return;
-    }
     maybe_stop(run);
 }
 
-static void run_case(const char *name, const case_t *c)
+static void run_case(const char *name, const case_t *cs)
 {
     run_t *run = calloc(1, sizeof(*run));
     req_t q[N_REQ];
-    run->c = c;
-    run->drain_id = c->drain_id;
-    run->n_req = c->n_req;
-    run->steps = c->steps;
-    uv_loop_init(&run->loop);
+    run->cs = cs;
+    run->c.user = run;
+    run->drain_id = cs->drain_id;
+    run->n_req = cs->n_req;
+    run->steps = cs->steps;
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
-    dsi_test_coordinator_opts(model, (uint32_t)c->nodes, (uint32_t)c->stages, &cfg, &co);
+    dsi_test_coordinator_opts(model, (uint32_t)cs->nodes, (uint32_t)cs->stages, &cfg, &co);
     co.heartbeat_ms = 200;
     co.node_timeout_ms = 10000; /* a loaded machine must not lose a node by accident */
-    if (c->joiner)
+    if (cs->joiner)
         co.node_timeout_ms = 120000; /* a node stays stopped until the third one registered */
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
-    snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
-    if (c->joiner) /* expert load counted soon: the rebalance needs some */
+    dsi_test_coord_start(&run->c, &cfg, &co);
+    if (cs->joiner) /* expert load counted soon: the rebalance needs some */
         setenv("DSINFER_LOAD_WINDOW_MS", "100", 1);
-    for (int i = 0; i < c->nodes; i++) {
-        const char *const *args = c->args[i] != NULL ? c->args[i] : threads;
-        DSI_CHECK_INT_EQ(cli_spawn_nodes_argv(1, run->addr, model, args, &run->pids[i]), 0);
+    for (int i = 0; i < cs->nodes; i++) {
+        const char *const *args = cs->args[i] != NULL ? cs->args[i] : threads;
+        DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&run->c, 1, model, args), 0);
     }
     unsetenv("DSINFER_LOAD_WINDOW_MS");
-    run->n_pids = c->nodes;
-    for (int r = 0; r < c->n_req; r++) {
+    for (int r = 0; r < cs->n_req; r++) {
         uint64_t id;
         q[r] = (req_t){run, r};
-        dsc_cluster_req_t req = {prompts[r], prompt_len[r], (uint32_t)c->steps, 0.0f, 1.0f, 0,
+        dsc_cluster_req_t req = {prompts[r], prompt_len[r], (uint32_t)cs->steps, 0.0f, 1.0f, 0,
                                  0,          NULL};
         if (r == SAMPLED) {
             req.temperature = sampling.temperature;
             req.top_p = sampling.top_p;
             req.seed = sampling.seed;
         }
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &q[r], &id), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->c.cl, &req, on_tokens, &q[r], &id), DSI_OK);
     }
-    uv_timer_init(&run->loop, &run->timer);
-    run->timer.data = run;
-    uv_timer_start(&run->timer, on_timer, 200, 200);
-    run->started_ms = uv_now(&run->loop);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
+    if (dsi_test_coord_run(&run->c, 200, 300000, on_tick)) {
+        fprintf(stderr, "timed out with %d of %d requests done\n", run->done, run->n_req);
+        run->failed++;
+    }
 
     DSI_CHECK(run->drained);
     DSI_CHECK_INT_EQ(run->failed, 0);
-    for (int r = 0; r < c->n_req; r++) {
-        DSI_CHECK_INT_EQ(run->n_got[r], c->steps);
-        int same = memcmp(run->got[r], want[r], (size_t)c->steps * sizeof(int32_t)) == 0;
+    for (int r = 0; r < cs->n_req; r++) {
+        DSI_CHECK_INT_EQ(run->n_got[r], cs->steps);
+        int same = memcmp(run->got[r], want[r], (size_t)cs->steps * sizeof(int32_t)) == 0;
         if (!same) {
             int k = 0;
             while (run->got[r][k] == want[r][k])
@@ -350,24 +328,24 @@ static void run_case(const char *name, const case_t *c)
         DSI_CHECK(same);
     }
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     fprintf(stderr,
             "%s: %llu sequences moved with their KV cache (%.1f KiB), %llu failed moves, %llu "
             "prefilled again, %llu re-plans (%llu live), %u stages now\n",
             name, (unsigned long long)st.kv_moved_sequences, (double)st.kv_moved_bytes / 1024,
             (unsigned long long)st.kv_move_failures, (unsigned long long)st.reprefilled,
             (unsigned long long)st.replans, (unsigned long long)st.live_switches,
-            plan_stages(run->cl));
-    DSI_CHECK_INT_EQ(st.replans, c->joiner ? 2 : 1);
-    DSI_CHECK_INT_EQ(st.live_switches, c->live ? (c->joiner ? 2 : 1) : 0);
+            plan_stages(run->c.cl));
+    DSI_CHECK_INT_EQ(st.replans, cs->joiner ? 2 : 1);
+    DSI_CHECK_INT_EQ(st.live_switches, cs->live ? (cs->joiner ? 2 : 1) : 0);
     DSI_CHECK_INT_EQ(st.preemptions, 0);
-    if (c->stages_after != 0)
-        DSI_CHECK_INT_EQ(plan_stages(run->cl), c->stages_after);
-    if (c->move) {
+    if (cs->stages_after != 0)
+        DSI_CHECK_INT_EQ(plan_stages(run->c.cl), cs->stages_after);
+    if (cs->move) {
         DSI_CHECK(st.kv_moved_sequences >= 1);
-        if (!c->live) /* a restart moves every sequence */
-            DSI_CHECK_INT_EQ(st.kv_moved_sequences, c->n_req);
-        if (c->joiner) /* the drained node's two, one of them into the new node */
+        if (!cs->live) /* a restart moves every sequence */
+            DSI_CHECK_INT_EQ(st.kv_moved_sequences, cs->n_req);
+        if (cs->joiner) /* the drained node's two, one of them into the new node */
             DSI_CHECK(st.kv_moved_sequences >= 2);
         DSI_CHECK(st.kv_moved_bytes > 0);
         DSI_CHECK_INT_EQ(st.kv_move_failures, 0);
@@ -377,29 +355,24 @@ static void run_case(const char *name, const case_t *c)
         DSI_CHECK_INT_EQ(st.kv_move_failures, 1);
         DSI_CHECK_INT_EQ(st.reprefilled, 1);
     }
-    if (c->prefix) {
+    if (cs->prefix) {
         /* Every full block of the second round's prompts but the one holding the last token
          * was found cached on the node left. */
         uint64_t hits = st.prefix_hit_tokens - run->hits_before;
-        uint64_t expect = (uint64_t)c->n_req * ((PREFIX_LEN - 1) / 64 * 64);
+        uint64_t expect = (uint64_t)cs->n_req * ((PREFIX_LEN - 1) / 64 * 64);
         fprintf(stderr,
                 "%s: second round: %" PRIu64 " prompt tokens found in the prefix cache, %" PRIu64
                 " expected\n",
                 name, hits, expect);
         DSI_CHECK_INT_EQ(hits, expect);
-        for (int r = 0; r < c->n_req; r++) {
+        for (int r = 0; r < cs->n_req; r++) {
             DSI_CHECK_INT_EQ(run->n_got2[r], PREFIX_STEPS);
             DSI_CHECK(memcmp(run->got2[r], prefix_want[r], sizeof(prefix_want[r])) == 0);
         }
     }
-    for (int i = 0; i < 20; i++)
-        uv_run(&run->loop, UV_RUN_NOWAIT);
+    dsi_test_coord_settle(&run->c);
     /* A drained node exited after SHUTDOWN ("drained"), the others at the test's. */
-    DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), 0);
-    dsc_cluster_destroy(run->cl);
-    dsi_test_loop_close(&run->loop);
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    DSI_CHECK_INT_EQ(dsi_test_coord_close(&run->c), 0);
     free(run);
 }
 
