@@ -714,7 +714,25 @@ static void mm_fp8_slab(const dsk_matrix_t *w, int64_t r0, int64_t r1, const flo
             const int64_t kc = K - k0 < SLAB_KC ? K - k0 : SLAB_KC;
             const int64_t kcv = (kc + VL - 1) / VL * VL;
             slab_fp8_fill(w, r, R, k0, kc, slab);
+            /*
+             * the next slice's rows (the next slice of these rows, or the next rows), prefetched
+             * a share before each group of tokens, so they arrive while the FMAs run
+             */
+            int64_t pr = r, pk = k0 + SLAB_KC;
+            if (pk >= K) {
+                pr = r + R;
+                pk = 0;
+            }
+            const int pn = pr + FP8_SLAB_R <= r1 ? FP8_SLAB_R : (int)(r1 - pr);
+            const int64_t plines = ((K - pk < SLAB_KC ? K - pk : SLAB_KC) + 63) / 64;
+            const int64_t ptotal = pr < r1 ? pn * plines : 0;
+            const int64_t groups = (n + SMALL_N_MAX - 1) / SMALL_N_MAX;
+            const int64_t pstep = (ptotal + groups - 1) / groups;
+            int64_t p = 0;
             for (int64_t t = 0; t < n; t += SMALL_N_MAX) {
+                for (const int64_t pe = p + pstep < ptotal ? p + pstep : ptotal; p < pe; p++)
+                    _mm_prefetch((const char *)w->data + (pr + p % pn) * K + pk + (p / pn) * 64,
+                                 _MM_HINT_T0);
                 const int64_t g = n - t < SMALL_N_MAX ? n - t : SMALL_N_MAX;
                 slab_tiles[R == FP8_SLAB_R][g](slab, kcv, x + t * ldx + k0, ldx, kc, accb + t, n);
             }
