@@ -364,6 +364,9 @@ int cli_cluster_generate(const cli_cluster_opts_t *opts, const dsc_cluster_req_t
             (co.plan.kv_token_layer = cli_kv_token_layer(opts->settings, &cfg)) == 0)
             goto out_loop;
         co.plan.overhead = 64ULL << 20;
+        /* The MTP layer on the last stage, its routed experts spread over that stage's nodes. */
+        co.plan.mtp = opts->settings != NULL &&
+                      dsi_settings_int(opts->settings, DSI_S_SPECULATIVE_TOKENS) > 0;
         if (dst_secret_load(NULL, &co.secret) != DSI_OK ||
             dsc_cluster_create(&r.loop, &cfg, &co, &r.cluster) != DSI_OK)
             goto out_loop;

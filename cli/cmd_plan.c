@@ -300,14 +300,23 @@ static void print_plan(const plan_args_t *a, const dsn_config_t *cfg, const dst_
 
     uint64_t mtp = dsc_planner_mtp_bytes(&rep->mem, &a->plan);
     if (mtp > 0) {
-        uint64_t kv = mtp - rep->mem.mtp;
-        printf("mtp      the MTP layer (speculative decoding) on each node of the last stage: %s "
-               "(%s of weights, its routed experts %s of them, all on each node; %s of f32 "
-               "KV cache)\n",
-               dsc_memory_format_bytes(mtp, b1, sizeof(b1)),
-               dsc_memory_format_bytes(rep->mem.mtp, b2, sizeof(b2)),
-               dsc_memory_format_bytes(rep->mem.mtp_experts, b3, sizeof(b3)),
-               dsc_memory_format_bytes(kv, b4, sizeof(b4)));
+        uint64_t kv = mtp - rep->mem.mtp, fixed = rep->mem.mtp - rep->mem.mtp_experts;
+        if (p->mtp_offsets != NULL)
+            printf(
+                "mtp      the MTP layer (speculative decoding): %s of weights besides its routed "
+                "experts and %s of f32 KV cache on each node of the last stage; its routed "
+                "experts (%s) spread over that stage's nodes like a MoE layer's\n",
+                dsc_memory_format_bytes(fixed, b2, sizeof(b2)),
+                dsc_memory_format_bytes(kv, b4, sizeof(b4)),
+                dsc_memory_format_bytes(rep->mem.mtp_experts, b3, sizeof(b3)));
+        else
+            printf("mtp      the MTP layer (speculative decoding) on each node of the last stage: "
+                   "%s (%s of weights, its routed experts %s of them, all on each node; %s of f32 "
+                   "KV cache)\n",
+                   dsc_memory_format_bytes(mtp, b1, sizeof(b1)),
+                   dsc_memory_format_bytes(rep->mem.mtp, b2, sizeof(b2)),
+                   dsc_memory_format_bytes(rep->mem.mtp_experts, b3, sizeof(b3)),
+                   dsc_memory_format_bytes(kv, b4, sizeof(b4)));
     }
 
     printf("\n%-6s %-8s %s\n", "stage", "layers", "nodes");
@@ -387,22 +396,22 @@ static json_t *plan_json(const plan_args_t *a, const dsn_config_t *cfg, const ds
         uint64_t seq, pool = node_pool(p, i, &u, &seq);
         json_array_append_new(
             nodes,
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id",
                       (json_int_t)p->nodes[i].node_id, "stage", (json_int_t)p->nodes[i].stage,
                       "budget", (json_int_t)p->nodes[i].mem_budget, "planned",
                       (json_int_t)p->nodes[i].mem_planned, "weights", (json_int_t)u.weights,
                       "experts", (json_int_t)u.n_experts, "expert_bytes", (json_int_t)u.experts,
                       "kv", (json_int_t)u.kv, "overhead", (json_int_t)u.overhead, "mtp",
-                      (json_int_t)u.mtp, "kv_pool",
+                      (json_int_t)u.mtp, "mtp_experts", (json_int_t)u.mtp_experts, "kv_pool",
                       (json_int_t)pool, "sequences_fit", (json_int_t)(seq > 0 ? pool / seq : 0)));
     }
     uint64_t mtp = dsc_planner_mtp_bytes(&rep->mem, &a->plan);
-    return json_pack("{s:b, s:o, s:o, s:I, s:f, s:I, s:{s:b, s:I, s:I, s:I}}", "ok", 1, "stages",
-                     stages, "nodes", nodes, "expert_copies", (json_int_t)rep->expert_copies,
-                     "max_use", rep->max_use, "concurrent_sequences",
-                     (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan), "mtp", "placed",
-                     mtp > 0, "per_node", (json_int_t)mtp, "weights", (json_int_t)rep->mem.mtp,
-                     "experts", (json_int_t)rep->mem.mtp_experts);
+    return json_pack(
+        "{s:b, s:o, s:o, s:I, s:f, s:I, s:{s:b, s:b, s:I, s:I, s:I}}", "ok", 1, "stages", stages,
+        "nodes", nodes, "expert_copies", (json_int_t)rep->expert_copies, "max_use", rep->max_use,
+        "concurrent_sequences", (json_int_t)concurrent_sequences(p, cfg, rep, &a->plan), "mtp",
+        "placed", mtp > 0, "experts_spread", p->mtp_offsets != NULL, "per_node", (json_int_t)mtp,
+        "weights", (json_int_t)rep->mem.mtp, "experts", (json_int_t)rep->mem.mtp_experts);
 }
 
 /* Adds the inputs and the format table to `result`, prints it and releases it. */

@@ -2,12 +2,14 @@
  * fuzz_kvio - receiving a moved sequence's KV rows (node/engine/dsn_kvcache_io.c), the bytes a
  * KV data-plane message carries from another node.
  *
- * Input: [1 byte: the cache's storage type (mod 3)][2 bytes: the transfer's positions, mod 300,
- * plus 1], then chunks: [24 bytes: first, n_tokens, total, n_layers, row, dtype (u32 each)]
- * [1 byte: checksum right (even) or the next 8 bytes as the claimed one (odd)][2 bytes: data
- * length][the data], into a cache of 2 layers of rows of 12 values whose pool holds 4 blocks. A
- * chunk must be refused or stored; the cache's length is 0 until the transfer completes and then
- * the whole transfer; a completed cache exports every position again.
+ * Input: [1 byte: the cache's storage type (mod 3), and its first model layer (the byte / 3,
+ * mod 2)][2 bytes: the transfer's positions, mod 300, plus 1], then chunks: [24 bytes: first,
+ * n_tokens, total, layers (the low byte: how many; the next: the first model layer), row, dtype
+ * (u32 each)][1 byte: checksum right (even) or the next 8 bytes as the claimed one (odd)]
+ * [2 bytes: data length][the data], into a cache of 2 layers of rows of 12 values whose pool
+ * holds 4 blocks. A chunk must be refused or stored; the cache's length is 0 until the transfer
+ * completes (every layer of every position) and then the whole transfer; a completed cache
+ * exports every position again.
  */
 #include <string.h>
 
@@ -35,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 3)
         return 0;
     dsn_kv_dtype_t dt = (dsn_kv_dtype_t)(data[0] % DSN_KV_DTYPE_COUNT);
+    uint32_t base = (uint32_t)(data[0] / DSN_KV_DTYPE_COUNT) % 2;
     uint32_t total = 1 + (uint32_t)(data[1] | data[2] << 8) % 300;
     data += 3;
     size -= 3;
@@ -51,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dsn_kvcache_destroy(kv);
         return 0;
     }
+    rx.base = base;
     while (size >= 27 && !complete) {
         dsn_kvio_chunk_t m = {rd32(data),
                               rd32(data + 4),
@@ -58,7 +62,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               rd32(data + 12),
                               rd32(data + 16),
                               rd32(data + 20),
+                              0,
                               0};
+        m.layer = m.n_layers >> 8 & 0xff;
+        m.n_layers &= 0xff;
         int claimed = data[24] & 1;
         size_t len = (size_t)(data[25] | data[26] << 8);
         data += 27;

@@ -248,7 +248,8 @@ static void wire_seeds(void)
                         .layer = 2,
                         .n_rows = 2,
                         .width = 3};
-    dst_wire_token_t tokens[2] = {{.seq_id = 5, .pos = 0}, {.seq_id = 5, .pos = 1}};
+    dst_wire_token_t tokens[2] = {{.seq_id = 5, .pos = 0, .token = 10},
+                                  {.seq_id = 5, .pos = 1, .token = 11}};
     wire_seed("activation-f32", &a, tokens, sizeof(tokens));
     a.dtype = DST_WIRE_BF16;
     wire_seed("activation-bf16", &a, tokens, sizeof(tokens));

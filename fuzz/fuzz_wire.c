@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (hdr.type == DST_WIRE_ACTIVATION) {
         FUZZ_CHECK(tokens != NULL && pairs == NULL);
         for (uint32_t i = 0; i < hdr.n_rows; i++)
-            FUZZ_CHECK(tokens[i].rollback <= DST_WIRE_MAX_ROLLBACK);
+            FUZZ_CHECK(tokens[i].rollback <= DST_WIRE_MAX_ROLLBACK && tokens[i].token >= 0 &&
+                       tokens[i].cached <= tokens[i].pos);
     } else if (hdr.type == DST_WIRE_KV) {
         const dst_wire_kv_t *k = dst_wire_kv(&hdr, payload);
         FUZZ_CHECK(k != NULL && tokens == NULL && pairs == NULL);

@@ -19,8 +19,9 @@
  * opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to bf16 (see
  * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
  * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 104 KiB with
- * its bf16 copy of x, 168 KiB built with three parts of x): call them from threads with ordinary
- * stacks. docs/KERNELS.md describes the levels and the strategy.
+ * its bf16 copy of x, 168 KiB built with three parts of x; the AVX2 integer and the AVX-512
+ * byte-table fp8 decode 128 KiB of prepared x): call them from threads with ordinary stacks.
+ * docs/KERNELS.md describes the levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
@@ -198,6 +199,8 @@ typedef struct {
     int amx;         /* the integer slots use AMX (amx_int8) from 16 tokens: dsk_amx_available() */
     int fp8_integer; /* the AVX2 fp8 slots use the integer e4m3 conversion (dsk_fp8_integer_route)
                       */
+    int fp8_table;   /* the AVX-512 fp8 matmul of one token converts e4m3 with a byte table
+                        (AVX512_VBMI) rather than F16C: dsk_fp8_table_route */
     uint32_t x_bf16; /* bit d set: matmul[d] splits x into bf16 parts (DSK_LEVEL_AVX512_BF16);
                         matmul_t never does */
     int q4l;         /* matmul of I4_G32 / I4_G128 in DSK_LAYOUT_Q4_L16 has a SIMD kernel (int8
@@ -214,13 +217,17 @@ void dsk_set_options(const char *kernels, const char *fp8, const char *act);
 /*
  * Row chunks per thread worth giving matmul[dt] at n tokens when a caller splits its rows over
  * threads that claim chunks as they go (dsi_pool_run_dynamic): 4 for the batched products
- * (n >= 5) with f32 activations, which prepare nothing per call, so that a thread the OS runs
- * late on a shared machine takes fewer chunks; 1 (one chunk per thread) for decode and for the
- * int8-activation slots, which quantize all of x in every call.
+ * (n >= 5) with f32 activations, which prepare nothing per call, and for the fp8 decode with the
+ * byte table (ops->fp8_table, one token), whose permutation of x costs about 1/500 of a chunk's
+ * conversion work, so that a thread the OS runs late on a shared machine takes fewer chunks; 1
+ * (one chunk per thread) for the other decode products and for the int8-activation slots, which
+ * quantize all of x in every call.
  */
 static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, const dsk_matrix_t *w,
                                                int64_t n)
 {
+    if (w->dtype == DSK_DTYPE_F8_E4M3 && ops->fp8_table && n == 1)
+        return 4;
     /* int4 repacked at load always takes int8 activations */
     return n >= 5 && n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
 }
@@ -252,6 +259,12 @@ const char *dsk_level_name(dsk_level_t level);
  * rather than F16C: yes on AMD CPUs. The fp8 option int|f16c forces either.
  */
 int dsk_fp8_integer_route(void);
+/*
+ * Whether the AVX-512 levels' fp8 matmul of one token converts e4m3 with a byte table
+ * (vpermi2b, exact like F16C, fewer instructions): where the CPU has AVX512_VBMI, unless the fp8
+ * option is f16c.
+ */
+int dsk_fp8_table_route(void);
 /*
  * The activation format asked for by the act option: f32 gives DSK_ACT_F32, unset or "int8"
  * DSK_ACT_I8; any other value DSK_ACT_F32 (the exact one).

@@ -12,24 +12,17 @@
  * the f32 totals (a 16-float row per token on the stack).
  *
  * Same integer math and f32 order over groups as dsk_matmul_a8_ref; x quantized by
- * dsk_avx2_act8_quantize, 65536 int8 of it per block of up to 64 tokens (decode: all of x once).
+ * dsk_avx2_act8_quantize, 65536 int8 of it per block of up to 64 tokens (decode: all of x once),
+ * by the loops dsk_q4l_drive.c shares with the avx512vnni kernel.
  */
 #include "dsk_impl.h"
+#include "dsk_q4l_drive.h"
 
 #include <immintrin.h>
 #include <string.h>
 
 #define Q4L_T      4
-#define Q4L_NB     64
-#define Q4L_XBYTES 65536
-#define Q4L_GMAX   (Q4L_XBYTES / 32)
 #define DSK_INLINE static inline __attribute__((always_inline))
-
-typedef struct {
-    _Alignas(32) int8_t q[Q4L_XBYTES];
-    float scale[Q4L_GMAX];
-    int32_t corr[Q4L_GMAX];
-} q4l_x_t;
 
 DSK_INLINE __m256i bcast4(const int8_t *q)
 {
@@ -81,18 +74,20 @@ DSK_INLINE void q4l_half(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
     }
 }
 
-#define Q4L_HALF(T_, H_)                                                                         \
-    q4l_half(blk, gstride, cpg, nch_last, ng, xq->q + t0 * kc_pad, kc_pad, xq->scale + t0 * ngc, \
-             xq->corr + t0 * ngc, ngc, T_, H_, tot)
+#define Q4L_HALF(T_, H_)                                                                       \
+    q4l_half(s->blk, s->gstride, s->cpg, s->nch_last, s->ngc, s->xq->q + t0 * s->kc_pad,       \
+             s->kc_pad, s->xq->scale + t0 * s->ngc, s->xq->corr + t0 * s->ngc, s->ngc, T_, H_, \
+             tot)
 
 /*
- * One block of rows (lanes [lo, hi) are rows of the call, at y + lane - lo) for tokens [0, n):
- * the totals start from y (accumulate) or 0 and go back to y.
+ * One block of rows (lanes [lo, hi) are rows of the call, at y + lane - lo) for the step's
+ * tokens: the totals start from y (accumulate) or 0 and go back to y.
  */
-static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t nch_last,
-                      int64_t ng, const q4l_x_t *xq, int64_t kc_pad, int64_t ngc, int64_t n,
-                      float *y, int64_t ldy, int lo, int hi, int accumulate)
+static void q4l_block(const dsk_q4l_step_t *s)
 {
+    const int64_t n = s->nt, ldy = s->ldy;
+    const int lo = s->lo, hi = s->hi, accumulate = s->accumulate;
+    float *y = s->y + (s->rb + lo - s->r0);
     _Alignas(32) float tot[Q4L_T][16];
     for (int64_t t0 = 0; t0 < n; t0 += Q4L_T) {
         const int T = n - t0 < Q4L_T ? (int)(n - t0) : Q4L_T;
@@ -125,42 +120,5 @@ static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t 
 void dsk_avx2_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                          int64_t n, float *y, int64_t ldy)
 {
-    if (n <= 0 || r1 <= r0)
-        return;
-    if (w->cols == 0) {
-        for (int64_t t = 0; t < n; t++)
-            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
-        return;
-    }
-    const int64_t K = w->cols, G = dsk_q_group(w->dtype), cpg = G / 32;
-    const int64_t nch = dsk_dtype_row_bytes(w->dtype, K) / 16;
-    const int64_t bb = dsk_q4l_block_bytes(w->dtype, K), gstride = cpg * 256 + 64;
-    q4l_x_t xq;
-    int32_t sum[Q4L_GMAX];
-    for (int64_t tb = 0; tb < n; tb += Q4L_NB) {
-        const int64_t nt = n - tb < Q4L_NB ? n - tb : Q4L_NB;
-        int64_t KC = Q4L_XBYTES / nt / 128 * 128;
-        const int64_t kpad = (K + 31) / 32 * 32;
-        KC = KC < kpad ? KC : kpad;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            const int64_t kc = K - k0 < KC ? K - k0 : KC, kc_pad = (kc + 31) / 32 * 32;
-            const int64_t ga = k0 / G, ngc = (kc + G - 1) / G;
-            const int64_t rest = (nch - k0 / 32) - (ngc - 1) * cpg;
-            const int64_t nch_last = rest < cpg ? rest : cpg;
-            for (int64_t t = 0; t < nt; t++) {
-                dsk_avx2_act8_quantize(x + (tb + t) * ldx + k0, kc, G, xq.q + t * kc_pad,
-                                       xq.scale + t * ngc, sum);
-                for (int64_t g = 0; g < ngc; g++)
-                    xq.corr[t * ngc + g] = -8 * sum[g];
-            }
-            for (int64_t b = r0 / DSK_Q4L_ROWS; b * DSK_Q4L_ROWS < r1; b++) {
-                const int64_t rb = b * DSK_Q4L_ROWS;
-                const int lo = (int)(r0 > rb ? r0 - rb : 0);
-                const int hi = (int)(r1 - rb < DSK_Q4L_ROWS ? r1 - rb : DSK_Q4L_ROWS);
-                const uint8_t *blk = (const uint8_t *)w->data + b * bb + ga * gstride;
-                q4l_block(blk, gstride, cpg, nch_last, ngc, &xq, kc_pad, ngc, nt,
-                          y + tb * ldy + (rb + lo - r0), ldy, lo, hi, k0 > 0);
-            }
-        }
-    }
+    dsk_q4l_matmul_drive(w, r0, r1, x, ldx, n, y, ldy, q4l_block);
 }

@@ -459,10 +459,20 @@ static void matmul_fp8_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, cons
         mm_bf16x(w, r0, r1, x, ldx, n, y, ldy);
 }
 
+/* The same with the byte-table fp8 kernel (dsk_avx512_vbmi.c) at one token. */
+static void matmul_fp8_bf16x_table(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                   int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (n <= DSK_FP8_TABLE_N_MAX)
+        dsk_avx512_fp8_table_matmul(w, r0, r1, x, ldx, n, y, ldy);
+    else
+        matmul_fp8_bf16x(w, r0, r1, x, ldx, n, y, ldy);
+}
+
 void dsk_ops_fill_avx512_bf16(dsk_ops_t *ops)
 {
     ops->matmul[DSK_DTYPE_BF16] = mm_bf16x;
     ops->x_bf16 |= 1u << DSK_DTYPE_BF16;
-    ops->matmul[DSK_DTYPE_F8_E4M3] = matmul_fp8_bf16x;
+    ops->matmul[DSK_DTYPE_F8_E4M3] = ops->fp8_table ? matmul_fp8_bf16x_table : matmul_fp8_bf16x;
     ops->x_bf16 |= 1u << DSK_DTYPE_F8_E4M3;
 }

@@ -13,30 +13,23 @@
  *
  * Unlike dsk_avx512_vnni_q4.c (rows interleaved per call into a stack panel), the weights are
  * read as they lie, one stream per block of 16 rows. x is quantized once per call and column
- * chunk for a block of up to 64 tokens (Q4L_XBYTES of int8 in all: 1 token takes 65536 columns,
+ * chunk for a block of up to 64 tokens (DSK_Q4L_XBYTES of int8 in all: 1 token takes 65536 columns,
  * so decode quantizes x once and streams every block from its start to its end); more than 64
  * tokens go in blocks of 64, each reading the weights again.
  *
  * Same integer math and the same f32 accumulation order over groups as dsk_matmul_a8_ref (each
  * group's fused multiply-add differs from the reference's product-then-add by one rounding);
- * x is quantized by dsk_avx2_act8_quantize (the reference's bits).
+ * x is quantized by dsk_avx2_act8_quantize (the reference's bits), in the loops dsk_q4l_drive.c
+ * shares with the avx2 kernel.
  */
 #include "dsk_impl.h"
+#include "dsk_q4l_drive.h"
 
 #include <immintrin.h>
 #include <string.h>
 
-#define Q4L_T      8     /* tokens per register block: 8 sums + 8 totals + 2 weights */
-#define Q4L_NB     64    /* tokens per block of quantized x */
-#define Q4L_XBYTES 65536 /* int8 x per block of tokens */
-#define Q4L_GMAX   (Q4L_XBYTES / 32)
+#define Q4L_T      8 /* tokens per register block: 8 sums + 8 totals + 2 weights */
 #define DSK_INLINE static inline __attribute__((always_inline))
-
-typedef struct {
-    _Alignas(64) int8_t q[Q4L_XBYTES];
-    float scale[Q4L_GMAX];  /* [token][group of the chunk] */
-    int32_t corr[Q4L_GMAX]; /* -8 * sum of the group's q */
-} q4l_x_t;
 
 /*
  * acc += w (unsigned bytes) x the 4 signed bytes at q, broadcast: the broadcast is embedded in
@@ -102,15 +95,24 @@ DSK_INLINE void q4l_tile(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
         _mm512_mask_storeu_ps(y + t * ldy, mask, tot[t]);
 }
 
-#define Q4L_TILE(T_)                                                                             \
-    q4l_tile(blk, gstride, cpg, nch_last, ng, xq->q + t0 * kc_pad, kc_pad, xq->scale + t0 * ngc, \
-             xq->corr + t0 * ngc, ngc, T_, yb + t0 * ldy, ldy, mask, accumulate)
+#define Q4L_TILE(T_)                                                                       \
+    q4l_tile(s->blk, s->gstride, s->cpg, s->nch_last, s->ngc, s->xq->q + t0 * s->kc_pad,   \
+             s->kc_pad, s->xq->scale + t0 * s->ngc, s->xq->corr + t0 * s->ngc, s->ngc, T_, \
+             yb + t0 * s->ldy, s->ldy, mask, s->accumulate)
 
-/* y (+)= one block of rows for tokens [0, n) of xq: every register block of tokens. */
-static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t nch_last,
-                      int64_t ng, const q4l_x_t *xq, int64_t kc_pad, int64_t ngc, int64_t n,
-                      float *yb, int64_t ldy, __mmask16 mask, int accumulate)
+/* y (+)= one block of rows for the step's tokens: every register block of tokens. */
+static void q4l_block(const dsk_q4l_step_t *s)
 {
+    const int64_t n = s->nt;
+    const __mmask16 mask = (__mmask16)(((1u << s->hi) - 1) & ~((1u << s->lo) - 1));
+    /*
+     * Lane i is row rb + i, at y + (rb + i - r0): for the first block that address is before y
+     * for the lanes the mask leaves out (masked loads and stores never touch them), so the base
+     * is made from integers.
+     */
+    float *yb = (float *)((uintptr_t)s->y + (uintptr_t)((s->rb - s->r0) * (int64_t)sizeof(float)));
+    if (s->rb + DSK_Q4L_ROWS < s->r1)
+        _mm_prefetch((const char *)(s->blk + s->bb), _MM_HINT_T0);
     for (int64_t t0 = 0; t0 < n; t0 += Q4L_T) {
         switch (n - t0 < Q4L_T ? (int)(n - t0) : Q4L_T) {
         case 1:
@@ -144,53 +146,5 @@ static void q4l_block(const uint8_t *blk, int64_t gstride, int64_t cpg, int64_t 
 void dsk_vnni_q4l_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                          int64_t n, float *y, int64_t ldy)
 {
-    if (n <= 0 || r1 <= r0)
-        return;
-    if (w->cols == 0) {
-        for (int64_t t = 0; t < n; t++)
-            memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
-        return;
-    }
-    const int64_t K = w->cols, G = dsk_q_group(w->dtype), cpg = G / 32;
-    const int64_t nch = dsk_dtype_row_bytes(w->dtype, K) / 16;
-    const int64_t bb = dsk_q4l_block_bytes(w->dtype, K), gstride = cpg * 256 + 64;
-    q4l_x_t xq;
-    int32_t sum[Q4L_GMAX];
-    for (int64_t tb = 0; tb < n; tb += Q4L_NB) {
-        const int64_t nt = n - tb < Q4L_NB ? n - tb : Q4L_NB;
-        /* columns per chunk of x: a multiple of the group, nt of them fill the buffer */
-        int64_t KC = Q4L_XBYTES / nt / 128 * 128;
-        const int64_t kpad = (K + 31) / 32 * 32;
-        KC = KC < kpad ? KC : kpad;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            const int64_t kc = K - k0 < KC ? K - k0 : KC, kc_pad = (kc + 31) / 32 * 32;
-            const int64_t ga = k0 / G, ngc = (kc + G - 1) / G;
-            const int64_t nch_last =
-                (nch - k0 / 32) - (ngc - 1) * cpg < cpg ? (nch - k0 / 32) - (ngc - 1) * cpg : cpg;
-            for (int64_t t = 0; t < nt; t++) {
-                dsk_avx2_act8_quantize(x + (tb + t) * ldx + k0, kc, G, xq.q + t * kc_pad,
-                                       xq.scale + t * ngc, sum);
-                for (int64_t g = 0; g < ngc; g++)
-                    xq.corr[t * ngc + g] = -8 * sum[g];
-            }
-            for (int64_t b = r0 / DSK_Q4L_ROWS; b * DSK_Q4L_ROWS < r1; b++) {
-                const int64_t rb = b * DSK_Q4L_ROWS;
-                const int64_t lo = r0 > rb ? r0 - rb : 0;
-                const int64_t hi = r1 - rb < DSK_Q4L_ROWS ? r1 - rb : DSK_Q4L_ROWS;
-                const __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-                /*
-                 * Lane i is row rb + i, at y + (rb + i - r0): for the first block that address is
-                 * before y for the lanes the mask leaves out (masked loads and stores never touch
-                 * them), so the base is made from integers.
-                 */
-                float *yb = (float *)((uintptr_t)(y + tb * ldy) +
-                                      (uintptr_t)((rb - r0) * (int64_t)sizeof(float)));
-                const uint8_t *blk = (const uint8_t *)w->data + b * bb + ga * gstride;
-                if (b * DSK_Q4L_ROWS + DSK_Q4L_ROWS < r1)
-                    _mm_prefetch((const char *)(blk + bb), _MM_HINT_T0);
-                q4l_block(blk, gstride, cpg, nch_last, ngc, &xq, kc_pad, ngc, nt, yb, ldy, mask,
-                          k0 > 0);
-            }
-        }
-    }
+    dsk_q4l_matmul_drive(w, r0, r1, x, ldx, n, y, ldy, q4l_block);
 }

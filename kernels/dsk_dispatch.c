@@ -36,6 +36,16 @@ static int cpu_has_vnni(void)
 #endif
 }
 
+static int cpu_has_vbmi(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi");
+#else
+    return 0;
+#endif
+}
+
 static int cpu_has_bf16(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -162,6 +172,11 @@ int dsk_fp8_integer_route(void)
 #endif
 }
 
+int dsk_fp8_table_route(void)
+{
+    return strcmp(opt_fp8, "f16c") != 0 && cpu_has_vbmi();
+}
+
 dsk_act_t dsk_act_detect(void)
 {
     const char *env = opt_act;
@@ -190,7 +205,9 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     if (level >= DSK_LEVEL_AVX512 && dsk_level_cpu() >= DSK_LEVEL_AVX512) {
         dsk_ops_fill_avx512(ops);
         ops->level = DSK_LEVEL_AVX512;
-        ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C */
+        ops->fp8_integer = 0; /* the AVX-512 fp8 slots convert through F16C or a byte table */
+        if (dsk_fp8_table_route())
+            dsk_ops_fill_avx512_vbmi(ops); /* fp8, one token; before avx512bf16 reads it */
     }
     /*
      * VNNI adds only the int8-activation slots below to the AVX-512 level; BF16 the vdpbf16ps

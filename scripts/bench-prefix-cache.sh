@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Prefix caching on and off, interleaved: `dsinfer serve` (one local node) is started with
-# --prefix-cache on, then off, ROUNDS times; each time `dsinfer bench serve` sends requests that
-# all start with the same SHARED words (--shared-prefix) followed by their own words. Prints one
-# line per run (median TTFT, output tok/s, requests/s per concurrency level, from the JSON
-# results) and the server's prefix-cache counters; the JSON files land in OUT.
+# Prefix caching on and off, interleaved: `dsinfer serve` (STAGES local nodes, one stage each) is
+# started with --prefix-cache on, then off, ROUNDS times; each time `dsinfer bench serve` sends
+# requests that all start with the same SHARED words (--shared-prefix) followed by their own
+# words. Prints one line per run (median TTFT, output tok/s, requests/s per concurrency level,
+# from the JSON results) and the server's prefix-cache counters; the JSON files land in OUT.
 #
 # Usage: scripts/bench-prefix-cache.sh [MODEL (default models/default)] [BUILD (default build)]
 # Environment: SHARED words of the shared prefix (default 550: about 2000 tokens of the tiny
@@ -12,6 +12,7 @@
 #              LEVELS concurrency levels (default 1,4)
 #              REQUESTS per level (default 16)
 #              OUT    folder for the results (default: a new temporary folder, printed)
+#              STAGES pipeline stages, one local node each (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/default}
@@ -21,6 +22,7 @@ ROUNDS=${ROUNDS:-3}
 LEVELS=${LEVELS:-1,4}
 REQUESTS=${REQUESTS:-16}
 OUT=${OUT:-$(mktemp -d)}
+STAGES=${STAGES:-1}
 mkdir -p "$OUT"
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
@@ -29,7 +31,8 @@ echo "results in $OUT"
 for round in $(seq "$ROUNDS"); do
   for mode in on off; do
     log=$OUT/serve-$mode-$round.log
-    "$BIN/dsinfer" serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --threads 1 \
+    "$BIN/dsinfer" serve --model "$MODEL" --local-nodes "$STAGES" --stages "$STAGES" \
+      --listen 127.0.0.1:0 --threads 1 \
       --max-context 4096 --prefix-cache "$mode" 2>"$log" &
     pid=$!
     for _ in $(seq 600); do grep -q "ready: http://" "$log" && break; sleep 0.1; done

@@ -6,6 +6,11 @@
 # 2. Writes a synthetic checkpoint with `dsinfer synth` (FP8 weights with 128x128 scales) and
 #    converts the same weights to GGUF with scripts/dsinfer-to-gguf.py (llama.cpp's own gguf-py,
 #    numpy only): q8_0 for dsinfer's fp8 and int8, q4_0 for int4, bf16 for bf16.
+#    Same weights, same bytes: a tensor dsinfer keeps as stored whatever its weight format (the
+#    token embedding and the output head, bf16 in the checkpoint) is bf16 in the GGUF too, never
+#    q8_0 or q4_0 (at 2 layers the head is a quarter of a decode step's bytes); the layers' matrices
+#    take the GGUF type of the format. The summary prints the weight bytes a decode step reads on
+#    each side (dsinfer's count from `bench model`, llama.cpp's from the GGUF's tensors).
 # 3. For N rounds, each format in turn, runs `dsinfer bench model` and `llama-bench -p L -n S`
 #    with the same threads, one after the other (interleaved, so a drift of the shared machine hits
 #    both alike), and prints the medians and the ratios dsinfer / llama.cpp for prefill and decode.
@@ -106,12 +111,19 @@ fi
 gguf_of() { # dsinfer format -> GGUF type
   case $1 in fp8 | int8) echo q8_0 ;; int4) echo q4_0 ;; bf16) echo bf16 ;; f32) echo f32 ;; esac
 }
+gguf_file() { # GGUF type -> its file: token_embd and output in bf16 (f32 in an f32 file)
+  local h=bf16
+  [ "$1" = f32 ] && h=f32
+  echo "$WORK/$SIZE-$1-head-$h.gguf"
+}
 convert() {
-  local t=$1 out=$WORK/$SIZE-$1.gguf
+  local t=$1 out
+  out=$(gguf_file "$1")
   if [ ! -s "$out" ]; then
     echo "converting to $out" >&2
     python3 "$ROOT/scripts/dsinfer-to-gguf.py" --llama-cpp "$LLAMA" --model "$MODEL" --out "$out.tmp" \
-      --type "$t" 2>"$WORK/convert-$t.log" || die "conversion to $t failed (see $WORK/convert-$t.log)"
+      --type "$t" --head-type auto 2>"$WORK/convert-$t.log" ||
+      die "conversion to $t failed (see $WORK/convert-$t.log)"
     mv "$out.tmp" "$out"
   fi
   echo "$out"
@@ -124,7 +136,7 @@ RES=$WORK/results-$SIZE.tsv
 : >"$RES"
 for r in $(seq 1 "$ROUNDS"); do
   for f in "${FMTS[@]}"; do
-    g=$WORK/$SIZE-$(gguf_of "$f").gguf
+    g=$(gguf_file "$(gguf_of "$f")")
     d=$("$DSINFER" bench model --model "$MODEL" --weight-format "$f" --threads "$THREADS" \
       --prompt-len "$PLEN" --decode-steps "$DEC" --reps 1 --json 2>/dev/null) ||
       die "dsinfer bench model --weight-format $f failed"
@@ -135,25 +147,52 @@ import json, sys
 f, r, d, l = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 lp = [x["avg_ts"] for x in l if x["n_prompt"] > 0 and x["n_gen"] == 0][0]
 ln = [x["avg_ts"] for x in l if x["n_gen"] > 0 and x["n_prompt"] == 0][0]
-print(f"{f}\t{r}\t{d['prefill_tok_s']}\t{d['decode_tok_s']}\t{lp}\t{ln}")
+print(f"{f}\t{r}\t{d['prefill_tok_s']}\t{d['decode_tok_s']}\t{lp}\t{ln}\t{d['bytes_per_token']}"
+      f"\t{d['memory_bw_gbs']}")
 EOF
-    echo "round $r $f: $(tail -1 "$RES" | cut -f3-)" >&2
+    echo "round $r $f: $(tail -1 "$RES" | cut -f3-6), load $(cut -d' ' -f1 /proc/loadavg)" >&2
   done
 done
 echo
 echo "dsinfer vs llama.cpp, $SIZE synthetic weights, $THREADS threads, prefill $PLEN tokens, decode $DEC steps,"
 echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY,"
-echo "medians of $ROUNDS interleaved rounds (tok/s; ratio = dsinfer / llama.cpp)"
-python3 - "$RES" <<'EOF'
-import statistics as st, sys
+echo "medians of $ROUNDS interleaved rounds (tok/s; ratio = dsinfer / llama.cpp); GB/step: weight bytes"
+echo "a decode step reads (dsinfer's count; llama.cpp's from the GGUF: every tensor but the embedding,"
+echo "one embedding row, the routed experts a token uses); of bw: decode tok/s x GB/step over the"
+echo "bandwidth dsinfer measured in the same run"
+python3 - "$RES" "$LLAMA" "$WORK" "$SIZE" <<'EOF'
+import json, os, statistics as st, sys
+sys.path.insert(0, os.path.join(sys.argv[2], "gguf-py"))
+from gguf import GGUFReader  # noqa: E402
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+cfg = json.load(open(os.path.join(sys.argv[3], f"ckpt-{sys.argv[4]}", "config.json")))
+
+
+def step_bytes(path):
+    """Weight bytes one decode token reads from the GGUF."""
+    used = cfg["num_experts_per_tok"] / max(cfg.get("n_routed_experts") or 1, 1)
+    total = 0.0
+    for t in GGUFReader(path).tensors:
+        b = float(t.n_bytes)
+        if t.name == "token_embd.weight":
+            b /= cfg["vocab_size"]
+        elif "_exps." in t.name:
+            b *= min(used, 1.0)
+        total += b
+    return total
+
+
 print(f"{'format':<7} {'llama.cpp':<9} {'ds prefill':>11} {'lc prefill':>11} {'ratio':>6}"
-      f" {'ds decode':>10} {'lc decode':>10} {'ratio':>6}")
+      f" {'ds decode':>10} {'lc decode':>10} {'ratio':>6} {'ds GB/step':>10} {'lc GB/step':>10}"
+      f" {'ds of bw':>8} {'lc of bw':>8}")
 for f in dict.fromkeys(r[0] for r in rows):
     v = [[float(x) for x in r[2:]] for r in rows if r[0] == f]
-    dp, dd, lp, ld = (st.median(c[i] for c in v) for i in range(4))
+    dp, dd, lp, ld, db, bw = (st.median(c[i] for c in v) for i in range(6))
     q = {"fp8": "q8_0", "int8": "q8_0", "int4": "q4_0", "bf16": "bf16"}[f]
-    print(f"{f:<7} {q:<9} {dp:11.2f} {lp:11.2f} {dp / lp:6.2f} {dd:10.3f} {ld:10.3f} {dd / ld:6.2f}")
+    h = "f32" if q == "f32" else "bf16"
+    lb = step_bytes(os.path.join(sys.argv[3], f"{sys.argv[4]}-{q}-head-{h}.gguf"))
+    print(f"{f:<7} {q:<9} {dp:11.2f} {lp:11.2f} {dp / lp:6.2f} {dd:10.3f} {ld:10.3f} {dd / ld:6.2f}"
+          f" {db / 1e9:10.3f} {lb / 1e9:10.3f} {dd * db / 1e9 / bw:8.2f} {ld * lb / 1e9 / bw:8.2f}")
 EOF
 
 # ---- 4. greedy tokens ----

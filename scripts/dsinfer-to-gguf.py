@@ -9,10 +9,16 @@ The tensor names and metadata keys follow what llama.cpp's deepseek2 loader read
 kv_b projection is split into per-head k_b (transposed) and v_b, the routed experts of a layer are
 stacked into one 3-D tensor per projection, and the checkpoint's FP8 blocks are dequantized with
 their weight_scale_inv grid before being written in the requested type (q8_0, q4_0, bf16 or f32;
-norms, biases and the router stay f32). The vocabulary is written as `none` with vocab_size
-dummy tokens: enough for llama-bench and for token-id prompts, no text tokenizer.
+norms, biases and the router stay f32). The token embedding and the output head are written in
+--head-type (default bf16, f32 with --type f32): dsinfer keeps them as stored in every weight
+format (bf16 in DeepSeek's release and in `dsinfer synth`), so a benchmark of both programs on
+"the same weights" must not give llama.cpp a q8_0 or q4_0 head (on a 2-layer V3-width model with
+32 000 tokens the bf16 head is 0.46 of the 1.45 GB a decode step reads). The vocabulary is
+written as `none` with vocab_size dummy tokens: enough for llama-bench and for token-id prompts,
+no text tokenizer.
 
 usage: dsinfer-to-gguf.py --llama-cpp DIR --model CKPT_DIR --out FILE.gguf [--type q8_0]
+                         [--head-type auto|same|q8_0|q4_0|bf16|f32]
 """
 import argparse
 import json
@@ -100,7 +106,8 @@ FP8_TABLE = fp8_e4m3_table()
 
 
 def plan_tensors(cfg, ck):
-    """(gguf name, producer of the f32 numpy array, keep f32) in file order."""
+    """(gguf name, producer of the f32 numpy array, keep) in file order; keep is True for a
+    tensor kept in f32, "head" for one written in --head-type, False for one in --type."""
     L = cfg["num_hidden_layers"]
     H = cfg["num_attention_heads"]
     nope, vdim = cfg["qk_nope_head_dim"], cfg["v_head_dim"]
@@ -109,8 +116,8 @@ def plan_tensors(cfg, ck):
     dense = cfg.get("first_k_dense_replace", 0)
     out = []
 
-    def add(gname, fn, keep_f32=False):
-        out.append((gname, fn, keep_f32))
+    def add(gname, fn, keep=False):
+        out.append((gname, fn, keep))
 
     def hf(name):
         if not ck.has(name):
@@ -119,9 +126,9 @@ def plan_tensors(cfg, ck):
         fn.shape = ck.tensors[name][4]
         return fn
 
-    add("token_embd.weight", hf("model.embed_tokens.weight"))
+    add("token_embd.weight", hf("model.embed_tokens.weight"), "head")
     add("output_norm.weight", hf("model.norm.weight"), True)
-    add("output.weight", hf("lm_head.weight"))
+    add("output.weight", hf("lm_head.weight"), "head")
     for i in range(L):
         p = f"model.layers.{i}"
         b = f"blk.{i}"
@@ -190,6 +197,10 @@ def main():
     ap.add_argument("--out", required=True, help="GGUF file to write")
     ap.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0", "bf16", "f32"],
                     help="type of the 2-D and 3-D weights (default q8_0)")
+    ap.add_argument("--head-type", default="auto",
+                    choices=["auto", "same", "q8_0", "q4_0", "bf16", "f32"],
+                    help="type of token_embd and output (default auto: bf16, f32 with --type f32, "
+                         "as dsinfer runs them; same: --type)")
     a = ap.parse_args()
     gguf_py = os.path.join(a.llama_cpp, "gguf-py")
     if not os.path.isdir(os.path.join(gguf_py, "gguf")):
@@ -206,7 +217,10 @@ def main():
         die("config.json: architectures is not DeepseekV3ForCausalLM or DeepseekV2ForCausalLM")
     ck = Checkpoint(a.model)
     qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0,
-             "bf16": gguf.GGMLQuantizationType.BF16, "f32": gguf.GGMLQuantizationType.F32}[a.type]
+             "bf16": gguf.GGMLQuantizationType.BF16, "f32": gguf.GGMLQuantizationType.F32}
+    head_name = {"auto": "f32" if a.type == "f32" else "bf16", "same": a.type}.get(a.head_type,
+                                                                                 a.head_type)
+    htype, qtype = qtype[head_name], qtype[a.type]
 
     w = gguf.GGUFWriter(a.out, "deepseek2")
     rs = cfg.get("rope_scaling") or {}
@@ -258,7 +272,9 @@ def main():
     kinds = []
     for gname, fn, keep in plan:
         shape = shape_of(ck, cfg, gname, fn)
-        t = gguf.GGMLQuantizationType.F32 if keep or len(shape) < 2 else qtype
+        t = htype if keep == "head" else qtype
+        if keep is True or len(shape) < 2:
+            t = gguf.GGMLQuantizationType.F32
         block, type_size = gguf.GGML_QUANT_SIZES[t]
         if shape[-1] % block:
             t, block, type_size = gguf.GGMLQuantizationType.F32, 1, 4

@@ -1,14 +1,13 @@
 /* dsi_test_cluster.c - see dsi_test_cluster.h. */
 #include "dsi_test_cluster.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsi_test_fixture.h"
 #include "dst_secret.h"
@@ -76,8 +75,7 @@ void dsi_test_cluster_greedy(const char *model, int nodes, int stages,
     free(req);
     free(res);
     /* No node process may be left behind. */
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    dsi_test_no_children();
     dsi_test_rmtree(dir);
 }
 

@@ -5,9 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
-
-#define SENTINEL 12345.0f
 
 float *dsi_test_random_floats(int64_t n)
 {
@@ -15,6 +14,33 @@ float *dsi_test_random_floats(int64_t n)
     for (int64_t i = 0; i < n; i++)
         v[i] = dsi_test_randf();
     return v;
+}
+
+float dsi_test_spread_x(void)
+{
+    float v = dsi_test_randf();
+    uint32_t k = dsi_test_randu() % 16;
+    return k == 0 ? v * 50.0f : k == 1 ? v * 1e-3f : v;
+}
+
+void dsi_test_check_y(const char *what, const float *y, const double *want, const double *tol,
+                      int64_t n, int64_t nr, int64_t ldy)
+{
+    int bad = 0;
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t j = 0; j < nr; j++) {
+            const double d = fabs(y[t * ldy + j] - want[t * nr + j]);
+            if (!(d <= tol[t * nr + j]) && bad++ < 3)
+                fprintf(stderr, "%s: t=%lld j=%lld got %.9g want %.9g (tol %.3g)\n", what,
+                        (long long)t, (long long)j, y[t * ldy + j], want[t * nr + j],
+                        tol[t * nr + j]);
+        }
+        for (int64_t j = nr; t + 1 < n && j < ldy; j++)
+            bad += y[t * ldy + j] != DSI_TEST_SENTINEL;
+    }
+    if (bad)
+        fprintf(stderr, "%s: %d bad\n", what, bad);
+    DSI_CHECK_INT_EQ(bad, 0);
 }
 
 /*
@@ -28,7 +54,7 @@ static double rel_bound(const dsk_ops_t *ops, dsk_dtype_t dt, int transposed)
     return !transposed && (ops->x_bf16 >> dt) & 1 ? ldexp(1.0, -8 * DSK_BF16X_PARTS) + 2e-5 : 2e-5;
 }
 
-/* Checks y (with padding ldy) against ref/bound; the padding must still hold SENTINEL. */
+/* Checks y (with padding ldy) against ref/bound; the padding must still hold DSI_TEST_SENTINEL. */
 static int check_out(const char *what, const float *y, const double *ref, const double *bound,
                      double rel, int64_t n, int64_t width, int64_t ldy)
 {
@@ -44,7 +70,7 @@ static int check_out(const char *what, const float *y, const double *ref, const 
             }
         }
         for (int64_t j = width; t + 1 < n && j < ldy && bad < 3; j++) {
-            if (y[t * ldy + j] != SENTINEL) {
+            if (y[t * ldy + j] != DSI_TEST_SENTINEL) {
                 fprintf(stderr, "%s: t=%lld padding %lld overwritten\n", what, (long long)t,
                         (long long)j);
                 bad++;
@@ -80,7 +106,7 @@ void dsi_test_matmul_case(const dsk_ops_t *levels, int n_levels, const dsk_matri
     float *y = malloc((size_t)ny * sizeof(float));
     for (int l = 0; l < n_levels; l++) {
         for (int64_t i = 0; i < ny; i++)
-            y[i] = SENTINEL;
+            y[i] = DSI_TEST_SENTINEL;
         levels[l].matmul[m->dtype](m, r0, r1, x, ldx, n, y, ldy);
         char what[160];
         snprintf(what, sizeof(what), "matmul %s %s %lldx%lld rows [%lld,%lld) n=%lld",
@@ -117,7 +143,7 @@ void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_mat
             bound[t * cols + c] = a;
         }
         for (int64_t c = cols; c < ldy && t + 1 < n; c++)
-            y0[t * ldy + c] = SENTINEL;
+            y0[t * ldy + c] = DSI_TEST_SENTINEL;
     }
     float *y = malloc((size_t)ny * sizeof(float));
     for (int l = 0; l < n_levels; l++) {
@@ -134,4 +160,36 @@ void dsi_test_matmul_t_case(const dsk_ops_t *levels, int n_levels, const dsk_mat
     free(y);
     free(ref);
     free(bound);
+}
+
+void dsi_test_matmul_ranges(const dsk_ops_t *levels, int n_levels, const dsk_matrix_t *m,
+                            const float *dense, int64_t n)
+{
+    const int64_t rows = m->rows;
+    dsi_test_matmul_case(levels, n_levels, m, dense, 0, rows, n);
+    dsi_test_matmul_t_case(levels, n_levels, m, dense, 0, rows, n);
+    if (rows > 2) {
+        int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
+        int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
+        dsi_test_matmul_case(levels, n_levels, m, dense, r0, r1, n);
+        dsi_test_matmul_t_case(levels, n_levels, m, dense, r0, r1, n);
+    }
+}
+
+double dsi_test_matmul_gflops(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x,
+                              int64_t n, float *y)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        int iters = 0;
+        const double t0 = dsi_thread_cpu_s();
+        double t = 0;
+        do {
+            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
+            iters++;
+            t = dsi_thread_cpu_s() - t0;
+        } while (t < 0.05);
+        best = t / iters < best ? t / iters : best;
+    }
+    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
 }

@@ -47,6 +47,9 @@ expect "ggml no dsinfer" 2 "no dsinfer program" env DSINFER="$TMP/absent" \
 if python3 -c 'import numpy' 2>/dev/null; then
   python3 "$SRC/scripts/dsinfer-to-gguf.py" --help >"$TMP/help" 2>&1 || bad "converter --help: exit $?"
   grep -q -- "--llama-cpp" "$TMP/help" || bad "converter --help: $(cat "$TMP/help")"
+  grep -q -- "--head-type" "$TMP/help" || bad "converter --help lacks --head-type: $(cat "$TMP/help")"
+  expect "converter bad head type" 2 "invalid choice: 'q2'" python3 "$SRC/scripts/dsinfer-to-gguf.py" \
+    --llama-cpp "$TMP" --model "$TMP" --out "$TMP/x.gguf" --head-type q2
   expect "converter wrong dir" 2 "not a llama.cpp checkout" python3 "$SRC/scripts/dsinfer-to-gguf.py" \
     --llama-cpp "$TMP" --model "$TMP" --out "$TMP/x.gguf"
 else

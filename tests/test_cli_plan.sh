@@ -36,16 +36,27 @@ for a, b in zip(st, st[1:]):
 if want_stages:
     assert len(st) == want_stages, (len(st), want_stages)
 moe = p['n_layers'] - p['first_moe_layer']
-copies = 0
+copies = mtp_held = 0
 for n in p['nodes']:
     assert n['planned'] <= n['budget'], n
     assert n['planned'] == n['weights'] + n['expert_bytes'] + n['kv'] + n['mtp'] + n['overhead'], n
-    # the MTP layer (speculative decoding) on the last stage's nodes only
+    # the MTP layer (speculative decoding) on the last stage's nodes only: its non-expert part
+    # and cache on each, its routed experts spread over them (each counted once, on its holder)
     last = n['stage'] == len(st) - 1
-    assert (n['mtp'] == p['mtp']['per_node']) if last else n['mtp'] == 0, n
+    m = p['mtp']
+    if last and m['placed']:
+        one = m['experts'] // p['n_experts']
+        held = n['mtp_experts'] if m['experts_spread'] else p['n_experts']
+        assert n['mtp'] == m['per_node'] - m['experts'] + held * one, (n, m)
+        mtp_held += held
+    else:
+        assert n['mtp'] == 0 and n['mtp_experts'] == 0, n
     copies += n['experts']
 # every stage's nodes hold exactly that stage's experts once (no replicas from the CLI)
 assert copies == moe * p['n_experts'] == p['expert_copies'], (copies, moe * p['n_experts'])
+# and the MTP layer's experts once each over the last stage
+n_last = sum(1 for n in p['nodes'] if n['stage'] == len(st) - 1)
+assert mtp_held == (0 if not p['mtp']['placed'] else p['n_experts'] if p['mtp']['experts_spread'] else p['n_experts'] * n_last), mtp_held
 for s in st:
     assert s['nodes'], s
 fmt = {f['format']: f for f in p['formats']}
@@ -72,8 +83,8 @@ assert f['int4']['main_bytes'] < f['fp8']['main_bytes'] < f['bf16']['main_bytes'
 PY
 
 # The MTP layer (speculative decoding, on by default) goes with the last stage: 14.4 GiB of
-# weights in fp8 (its 256 routed experts 10.5 GiB of them, all on each node of the stage) and
-# its f32 cache; --speculative-tokens 0 leaves it out.
+# weights in fp8, its 256 routed experts 10.5 GiB of them, spread over the stage's nodes (32 on
+# each of 8), the rest and its f32 cache on each node; --speculative-tokens 0 leaves it out.
 expect 0 "671B 16x64G mtp" -- dsinfer plan --config "$BIG" --nodes 16 --mem 64G --json
 check_json 2 && ok || bad "671B 16x64G json checks"
 cp "$TMP/out" "$TMP/mtp.json"
@@ -90,13 +101,15 @@ assert m['per_node'] == m['weights'] + 163840 * (512 + 64) * 4, m  # and its f32
 fmt = {f['format']: f for f in p['formats']}
 assert m['weights'] == fmt['fp8']['mtp_bytes'], (m, fmt['fp8'])
 assert all(n['mtp'] == 0 for n in q['nodes'])
+assert m['experts_spread'] and not q['mtp']['experts_spread'], (m, q['mtp'])
+assert [n['mtp_experts'] for n in p['nodes'] if n['stage'] == 1] == [32] * 8, p['nodes']
 # the last stage gives up layers to make room for it
 last_p = p['stages'][-1]['end_layer'] - p['stages'][-1]['first_layer']
 last_q = q['stages'][-1]['end_layer'] - q['stages'][-1]['first_layer']
 assert len(p['stages']) == len(q['stages']) == 2 and last_p < last_q, (p['stages'], q['stages'])
 PY
 expect 0 "671B 16x64G mtp text" -- dsinfer plan --config "$BIG" --nodes 16 --mem 64G
-has out "mtp      the MTP layer (speculative decoding) on each node of the last stage: 14.7 GiB (14.4 GiB of weights"
+has out "mtp      the MTP layer (speculative decoding): 3.9 GiB of weights besides its routed experts and 360.0 MiB of f32 KV cache on each node of the last stage; its routed experts (10.5 GiB) spread"
 
 # 16 x 48G: non-expert weights do not fit on every node of one stage: several stages.
 expect 0 "671B 16x48G" -- dsinfer plan --config "$BIG" --nodes 16 --mem-per-node 48G --json

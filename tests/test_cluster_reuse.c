@@ -6,15 +6,14 @@
  * only node, a PLAN it never loads) and leaving. Then a real node joins, the cluster serves a
  * greedy request and gets the single-process engine's tokens, and the node exits at shutdown.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "cli_cluster.h"
 #include "dsi_log.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dst_ctrl.h"
 
@@ -26,10 +25,8 @@ static const int32_t prompt[] = {11, 22, 33, 44};
 static int32_t want[STEPS];
 
 typedef struct {
-    uv_loop_t loop;
-    dsc_cluster_t *cl;
+    dsi_test_coord_t c;
     dst_secret_t secret;
-    char addr[64];
     int registered, refused, max_id;
     char refusal[DST_MSG_TEXT_MAX];
     /* the request once the real node serves */
@@ -73,7 +70,7 @@ static void fake_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg)
     if (t->registered < CYCLES && t->refused < 10)
         fake_connect(t);
     else
-        uv_stop(&t->loop);
+        uv_stop(&t->c.loop);
 }
 
 static void fake_connect(test_t *t)
@@ -82,9 +79,9 @@ static void fake_connect(test_t *t)
     dst_ctrl_opts_default(&opts);
     dst_ctrl_cb_t cb = {NULL, fake_msg, fake_close, t};
     dst_ctrl_conn_t *conn;
-    if (dst_ctrl_connect(&t->loop, t->addr, &opts, &cb, &conn) != DSI_OK) {
+    if (dst_ctrl_connect(&t->c.loop, t->c.addr, &opts, &cb, &conn) != DSI_OK) {
         t->refused = 10;
-        uv_stop(&t->loop);
+        uv_stop(&t->c.loop);
     }
 }
 
@@ -93,7 +90,7 @@ static void on_state(void *arg, dsi_status_t st)
     test_t *t = arg;
     if (st == DSI_OK && t->registered >= CYCLES) {
         t->ready = 1;
-        uv_stop(&t->loop);
+        uv_stop(&t->c.loop);
     }
 }
 
@@ -106,7 +103,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
         return;
     t->failed = finish != DST_FINISH_LENGTH;
     t->done = 1;
-    uv_stop(&t->loop);
+    uv_stop(&t->c.loop);
 }
 
 int main(void)
@@ -119,18 +116,16 @@ int main(void)
 
     test_t *t = calloc(1, sizeof(*t));
     t->max_id = -1;
-    uv_loop_init(&t->loop);
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
     dsi_test_coordinator_opts(model, 1, 1, &cfg, &co);
     t->secret = co.secret;
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&t->loop, &cfg, &co, &t->cl), DSI_OK);
-    dsc_cluster_on_state(t->cl, on_state, t);
-    snprintf(t->addr, sizeof(t->addr), "127.0.0.1:%u", dsc_cluster_port(t->cl));
+    dsi_test_coord_start(&t->c, &cfg, &co);
+    dsc_cluster_on_state(t->c.cl, on_state, t);
 
     dsi_log_set_level(DSI_LOG_LEVEL_WARN); /* 2000 joins and losses */
     fake_connect(t);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
+    uv_run(&t->c.loop, UV_RUN_DEFAULT);
     dsi_log_set_level(DSI_LOG_LEVEL_INFO);
     if (t->refused > 0)
         fprintf(stderr, "refused after %d registrations: %s\n", t->registered, t->refusal);
@@ -139,30 +134,24 @@ int main(void)
     fprintf(stderr, "%d registrations used node ids 0..%d\n", t->registered, t->max_id);
     DSI_CHECK(t->max_id < 4);
     if (t->registered < CYCLES) {
-        dsc_cluster_destroy(t->cl); /* a real node would be refused too */
+        dsc_cluster_destroy(t->c.cl); /* a real node would be refused too */
         return dsi_test_finish();
     }
 
-    pid_t pid;
-    DSI_CHECK_INT_EQ(cli_spawn_nodes(1, t->addr, model, 1, &pid), 0);
-    uv_run(&t->loop, UV_RUN_DEFAULT); /* until the real node serves */
+    DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&t->c, 1, model, NULL), 0);
+    uv_run(&t->c.loop, UV_RUN_DEFAULT); /* until the real node serves */
     DSI_CHECK(t->ready);
     uint64_t id;
     dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
-    DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
+    DSI_CHECK_INT_EQ(dsc_cluster_submit(t->c.cl, &req, on_tokens, t, &id), DSI_OK);
+    uv_run(&t->c.loop, UV_RUN_DEFAULT);
     DSI_CHECK(t->done);
     DSI_CHECK_INT_EQ(t->failed, 0);
     DSI_CHECK(t->n == STEPS && memcmp(t->got, want, sizeof(want)) == 0);
 
-    dsc_cluster_shutdown(t->cl, "test done");
-    for (int i = 0; i < 20; i++)
-        uv_run(&t->loop, UV_RUN_NOWAIT);
-    DSI_CHECK_INT_EQ(cli_reap_nodes(&pid, 1, 20000), 0);
-    dsc_cluster_destroy(t->cl);
-    dsi_test_loop_close(&t->loop);
+    dsc_cluster_shutdown(t->c.cl, "test done");
+    dsi_test_coord_settle(&t->c);
+    DSI_CHECK_INT_EQ(dsi_test_coord_close(&t->c), 0);
     free(t);
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
     return dsi_test_finish();
 }

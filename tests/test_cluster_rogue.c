@@ -12,16 +12,15 @@
  * switch for a restart over the real nodes. Before that, the rogue claims SWITCHED for an epoch
  * never sent and for another node: both are refused with ERROR, and nothing switches.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -43,8 +42,7 @@ typedef struct {
 } stream_t;
 
 typedef struct {
-    uv_loop_t loop;
-    dsc_cluster_t *cl;
+    dsi_test_coord_t c;
     dst_secret_t secret;
     stream_t req; /* the request in flight */
     /* the rogue */
@@ -81,7 +79,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
 {
     test_t *t = ctx;
     if (collect(&t->req, tokens, n, finish))
-        uv_stop(&t->loop);
+        uv_stop(&t->c.loop);
 }
 
 static void on_mid_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
@@ -95,8 +93,8 @@ static void request(test_t *t, const char *when)
     uint64_t id;
     t->req = (stream_t){0};
     dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
-    DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_tokens, t, &id), DSI_OK);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
+    DSI_CHECK_INT_EQ(dsc_cluster_submit(t->c.cl, &req, on_tokens, t, &id), DSI_OK);
+    uv_run(&t->c.loop, UV_RUN_DEFAULT);
     DSI_CHECK(t->req.done);
     DSI_CHECK_INT_EQ(t->req.failed, 0);
     int same = t->req.n == STEPS && memcmp(t->req.got, want, sizeof(want)) == 0;
@@ -138,7 +136,7 @@ static void send_garbage(test_t *t, uint32_t peer)
 {
     dst_wire_pair_t pair = {0, 0, 5, 1.0f};
     dst_wire_pair_t bad_expert = {0, 0, 9999, 1.0f};
-    dst_wire_token_t tok = {123456789, 0, 0};
+    dst_wire_token_t tok = {123456789, 0, 0, 0, 0};
     /* DISPATCH for a layer outside every slice. */
     send_owned(t, peer,
                (dst_wire_hdr_t){DST_WIRE_DISPATCH, DST_WIRE_F32, 0, 0, 1, 0, 999, 1, 256, 1}, &pair,
@@ -215,7 +213,7 @@ static void rogue_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         /* The cluster serves on while the switch waits for the rogue's READY. */
         uint64_t id;
         dsc_cluster_req_t req = {prompt, 4, STEPS, 0.0f, 1.0f, 0, 0, NULL};
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(t->cl, &req, on_mid_tokens, t, &id), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(t->c.cl, &req, on_mid_tokens, t, &id), DSI_OK);
         /* Give the nodes time to process it, then leave without ever answering READY. */
         uv_timer_start(&t->leave, on_leave, 500, 0);
     }
@@ -233,7 +231,7 @@ static void on_state(void *arg, dsi_status_t st)
 {
     test_t *t = arg;
     if (st == DSI_OK && t->rogue == NULL && t->garbage_sent)
-        uv_stop(&t->loop); /* serving again without the rogue */
+        uv_stop(&t->c.loop); /* serving again without the rogue */
 }
 
 static void ignore_msg(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr,
@@ -253,17 +251,13 @@ int main(void)
     dup2(log_fd, 2);
 
     test_t *t = calloc(1, sizeof(*t));
-    uv_loop_init(&t->loop);
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
     dsi_test_coordinator_opts(model, 2, 1, &cfg, &co);
     t->secret = co.secret;
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&t->loop, &cfg, &co, &t->cl), DSI_OK);
-    dsc_cluster_on_state(t->cl, on_state, t);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(t->cl));
-    pid_t pids[2];
-    DSI_CHECK_INT_EQ(cli_spawn_nodes(2, addr, model, 1, pids), 0);
+    dsi_test_coord_start(&t->c, &cfg, &co);
+    dsc_cluster_on_state(t->c.cl, on_state, t);
+    DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&t->c, 2, model, NULL), 0);
 
     request(t, "before");
 
@@ -271,32 +265,29 @@ int main(void)
     dst_ucx_config_default(&uc);
     uc.max_peers = 64;
     uc.on_message = ignore_msg;
-    DSI_CHECK_INT_EQ(dst_ucx_create(&t->loop, &uc, &t->ucx), DSI_OK);
-    uv_timer_init(&t->loop, &t->leave);
+    DSI_CHECK_INT_EQ(dst_ucx_create(&t->c.loop, &uc, &t->ucx), DSI_OK);
+    uv_timer_init(&t->c.loop, &t->leave);
     t->leave.data = t;
     dst_ctrl_opts_t ctl;
     dst_ctrl_opts_default(&ctl);
     dst_ctrl_cb_t cb = {NULL, rogue_msg, rogue_close, t};
-    DSI_CHECK_INT_EQ(dst_ctrl_connect(&t->loop, addr, &ctl, &cb, &t->rogue), DSI_OK);
-    uv_run(&t->loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
+    DSI_CHECK_INT_EQ(dst_ctrl_connect(&t->c.loop, t->c.addr, &ctl, &cb, &t->rogue), DSI_OK);
+    uv_run(&t->c.loop, UV_RUN_DEFAULT); /* until the cluster serves again without the rogue */
     DSI_CHECK_INT_EQ(t->garbage_sent, 12);
     DSI_CHECK_INT_EQ(t->refusals, 2);
     DSI_CHECK_INT_EQ(t->mid.failed, 0);
     DSI_CHECK(t->mid.n == STEPS && memcmp(t->mid.got, want, sizeof(want)) == 0);
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(t->cl, &st);
+    dsc_cluster_stats(t->c.cl, &st);
     DSI_CHECK_INT_EQ(st.replans, 2);       /* the join (live), then the loss (restart) */
     DSI_CHECK_INT_EQ(st.live_switches, 0); /* the live switch never completed */
 
     request(t, "after");
 
-    dsc_cluster_shutdown(t->cl, "test done");
-    for (int i = 0; i < 20; i++)
-        uv_run(&t->loop, UV_RUN_NOWAIT);
-    DSI_CHECK_INT_EQ(cli_reap_nodes(pids, 2, 20000), 0);
+    dsc_cluster_shutdown(t->c.cl, "test done");
+    dsi_test_coord_settle(&t->c);
     dst_ucx_destroy(t->ucx);
-    dsc_cluster_destroy(t->cl);
-    dsi_test_loop_close(&t->loop);
+    DSI_CHECK_INT_EQ(dsi_test_coord_close(&t->c), 0);
     free(t);
 
     /* Every kind of bad message was logged by a node. */
@@ -319,7 +310,5 @@ int main(void)
     DSI_CHECK(expert >= 1);
     DSI_CHECK(combine >= 1);
     DSI_CHECK(activation >= 1);
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
     return dsi_test_finish();
 }

@@ -4,27 +4,26 @@
  * SIGSTOP (found by missed heartbeats), a node joining (2 -> 3) during a stream of requests, and a
  * node drained with SIGTERM. In each case every request must finish with exactly the greedy tokens
  * of the single-process engine, and no process may be left behind. Request FORK has request 0's
- * prompt and shares its KV cache (another choice of the same request, n > 1): a restart submits
- * it again sharing anew, and it still gives request 0's tokens.
+ * prompt and shares its KV cache (another choice of the same request, n > 1): a restart moves it
+ * with its KV cache when its nodes survived, else submits it again sharing anew, and it still
+ * gives request 0's tokens.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
 #include "dsn_sampler.h"
 
-#define N_REQ     6
-#define STEPS     40
-#define MAX_NODES 4
+#define N_REQ 6
+#define STEPS 40
 
 typedef enum { FAULT_KILL, FAULT_STOP, FAULT_JOIN, FAULT_DRAIN } fault_t;
 static const char *fault_names[] = {"kill -9", "SIGSTOP", "join", "drain (SIGTERM)"};
@@ -53,18 +52,12 @@ static void reference(void)
 }
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t timer;
-    dsc_cluster_t *cl;
-    char addr[64];
-    pid_t pids[MAX_NODES];
-    int n_pids;
+    dsi_test_coord_t c;
     fault_t fault;
     int fault_done, done, failed, all_done;
     uint64_t tokens_seen;
     int32_t got[N_REQ][STEPS];
     uint32_t n_got[N_REQ];
-    uint64_t started_ms;
 } run_t;
 
 typedef struct {
@@ -77,17 +70,16 @@ static void inject(run_t *run)
     run->fault_done = 1;
     switch (run->fault) {
     case FAULT_KILL:
-        kill(run->pids[1], SIGKILL);
+        kill(run->c.pids[1], SIGKILL);
         break;
     case FAULT_STOP:
-        kill(run->pids[1], SIGSTOP);
+        kill(run->c.pids[1], SIGSTOP);
         break;
     case FAULT_DRAIN:
-        kill(run->pids[1], SIGTERM);
+        kill(run->c.pids[1], SIGTERM);
         break;
     case FAULT_JOIN:
-        if (cli_spawn_nodes(1, run->addr, model, 1, &run->pids[run->n_pids]) == 0)
-            run->n_pids++;
+        dsi_test_coord_spawn(&run->c, 1, model, NULL);
         break;
     }
     fprintf(stderr, "injected %s after %llu tokens\n", fault_names[run->fault],
@@ -100,12 +92,11 @@ static void inject(run_t *run)
 static void maybe_stop(run_t *run)
 {
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     int live = run->fault == FAULT_JOIN || run->fault == FAULT_DRAIN;
     if (!run->all_done || (live && st.live_switches == 0))
         return;
-    dsc_cluster_shutdown(run->cl, "test done");
-    uv_stop(&run->loop);
+    dsi_test_coord_stop(&run->c, "test done");
 }
 
 static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
@@ -127,18 +118,9 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
     }
 }
 
-static void on_timer(uv_timer_t *t)
+static void on_tick(dsi_test_coord_t *c)
 {
-    run_t *run = t->data;
-    if (uv_now(&run->loop) - run->started_ms > 120000) {
-        fprintf(stderr, "%s: timed out with %d of %d requests done\n", fault_names[run->fault],
-                run->done, N_REQ);
-        run->failed++;
-        dsc_cluster_shutdown(run->cl, "test timeout");
-        uv_stop(&run->loop);
-        return;
-    }
-    maybe_stop(run);
+    maybe_stop(c->user);
 }
 
 static void run_fault(fault_t fault, int nodes)
@@ -146,16 +128,14 @@ static void run_fault(fault_t fault, int nodes)
     run_t *run = calloc(1, sizeof(*run));
     req_t q[N_REQ];
     run->fault = fault;
-    uv_loop_init(&run->loop);
+    run->c.user = run;
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
     dsi_test_coordinator_opts(model, (uint32_t)nodes, 1, &cfg, &co);
     co.heartbeat_ms = 100;
     co.node_timeout_ms = 1000;
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
-    snprintf(run->addr, sizeof(run->addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
-    DSI_CHECK_INT_EQ(cli_spawn_nodes(nodes, run->addr, model, 1, run->pids), 0);
-    run->n_pids = nodes;
+    dsi_test_coord_start(&run->c, &cfg, &co);
+    DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&run->c, nodes, model, NULL), 0);
     uint64_t first = 0;
     for (int r = 0; r < N_REQ; r++) {
         uint64_t id;
@@ -165,17 +145,17 @@ static void run_fault(fault_t fault, int nodes)
             req = (dsc_cluster_req_t){
                 prompts[r], prompt_len[r], STEPS, sampling.temperature, sampling.top_p,
                 0,          sampling.seed, NULL};
-        DSI_CHECK_INT_EQ(dsc_cluster_submit_shared(run->cl, &req, NULL, on_tokens, NULL, &q[r],
+        DSI_CHECK_INT_EQ(dsc_cluster_submit_shared(run->c.cl, &req, NULL, on_tokens, NULL, &q[r],
                                                    r == FORK ? first : 0, &id),
                          DSI_OK);
         if (r == 0)
             first = id;
     }
-    uv_timer_init(&run->loop, &run->timer);
-    run->timer.data = run;
-    uv_timer_start(&run->timer, on_timer, 200, 200);
-    run->started_ms = uv_now(&run->loop);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
+    if (dsi_test_coord_run(&run->c, 200, 120000, on_tick)) {
+        fprintf(stderr, "%s: timed out with %d of %d requests done\n", fault_names[run->fault],
+                run->done, N_REQ);
+        run->failed++;
+    }
 
     DSI_CHECK(run->fault_done);
     DSI_CHECK_INT_EQ(run->failed, 0);
@@ -188,11 +168,14 @@ static void run_fault(fault_t fault, int nodes)
         DSI_CHECK(same);
     }
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     DSI_CHECK(st.replans >= 1);
-    /* FORK shared request 0's prompt (but its last token); a restart shares it again. */
+    /* FORK shared request 0's prompt (but its last token). A restart moves the requests of the
+     * nodes left with their KV cache, and prefills the lost node's again (sharing anew). */
     uint64_t shared = prompt_len[0] - 1;
-    DSI_CHECK(st.shared_tokens >= (fault == FAULT_KILL || fault == FAULT_STOP ? 2 : 1) * shared);
+    DSI_CHECK(st.shared_tokens >= shared);
+    if (fault == FAULT_KILL || fault == FAULT_STOP)
+        DSI_CHECK(st.kv_moved_sequences + st.reprefilled >= 1);
     /* Joins and drains keep every node's stage: they switch without stopping requests. A lost
      * node's experts have no holder left: those re-plans restart the requests. */
     if (fault == FAULT_JOIN || fault == FAULT_DRAIN)
@@ -200,21 +183,19 @@ static void run_fault(fault_t fault, int nodes)
     else
         DSI_CHECK_INT_EQ(st.live_switches, 0);
     /* Let SHUTDOWN reach the nodes; a stopped node must be woken to see its closed connection. */
-    for (int i = 0; i < 20; i++)
-        uv_run(&run->loop, UV_RUN_NOWAIT);
+    dsi_test_coord_settle(&run->c);
     if (fault == FAULT_STOP)
-        kill(run->pids[1], SIGCONT);
+        kill(run->c.pids[1], SIGCONT);
     if (fault == FAULT_KILL)
-        waitpid(run->pids[1], NULL, 0), run->pids[1] = 0;
+        waitpid(run->c.pids[1], NULL, 0), run->c.pids[1] = 0;
     /* Every node but a woken SIGSTOP one (its coordinator connection is gone) exits cleanly. */
-    DSI_CHECK_INT_EQ(cli_reap_nodes(run->pids, run->n_pids, 20000), fault == FAULT_STOP);
-    dsc_cluster_destroy(run->cl);
-    dsi_test_loop_close(&run->loop);
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
-    fprintf(stderr, "%s: %u re-plans, %.1f KiB of experts moved, %llu prompt tokens shared\n",
+    DSI_CHECK_INT_EQ(dsi_test_coord_close(&run->c), fault == FAULT_STOP);
+    fprintf(stderr,
+            "%s: %u re-plans, %.1f KiB of experts moved, %llu prompt tokens shared, %llu requests "
+            "moved with their KV cache, %llu prefilled again\n",
             fault_names[fault], (unsigned)st.replans, (double)st.bytes_moved / 1024,
-            (unsigned long long)st.shared_tokens);
+            (unsigned long long)st.shared_tokens, (unsigned long long)st.kv_moved_sequences,
+            (unsigned long long)st.reprefilled);
     free(run);
 }
 

@@ -7,17 +7,15 @@
  * snapshot. A second cluster with online bias updates shows the biases drifting and still
  * finishes every request.
  */
-#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli_cluster.h"
 #include "dsi_test.h"
 #include "dsi_test_cluster.h"
+#include "dsi_test_coord.h"
 #include "dsi_test_engine.h"
 #include "dsn_checkpoint.h"
 #include "dsn_engine.h"
@@ -46,14 +44,11 @@ static void reference(void)
 typedef enum { PHASE_A, SETTLE_A, PHASE_B, SETTLE_B, DONE } phase_t;
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t timer;
-    dsc_cluster_t *cl;
-    pid_t pids[N_NODES];
+    dsi_test_coord_t c;
     int bias_run; /* the online-bias cluster: no rebalance, biases must drift */
     phase_t phase;
     int done, failed, rebalanced;
-    uint64_t tokens_b, last_total, stable_since_ms, started_ms;
+    uint64_t tokens_b, last_total, stable_since_ms;
     int32_t got[2][N_REQ][STEPS];
     uint32_t n_got[2][N_REQ];
     dst_finish_t finish[2][N_REQ];
@@ -77,7 +72,7 @@ static void submit_phase(run_t *run, int phase)
         uint64_t id;
         reqs[phase][r] = (req_t){run, phase, r};
         dsc_cluster_req_t req = {prompts[r], prompt_len[r], STEPS, 0.0f, 1.0f, 0, 0, NULL};
-        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->cl, &req, on_tokens, &reqs[phase][r], &id),
+        DSI_CHECK_INT_EQ(dsc_cluster_submit(run->c.cl, &req, on_tokens, &reqs[phase][r], &id),
                          DSI_OK);
     }
 }
@@ -85,8 +80,7 @@ static void submit_phase(run_t *run, int phase)
 static void stop(run_t *run, const char *why)
 {
     run->phase = DONE;
-    dsc_cluster_shutdown(run->cl, why);
-    uv_stop(&run->loop);
+    dsi_test_coord_stop(&run->c, why);
 }
 
 static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t finish)
@@ -100,7 +94,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
     /* Rebalance while the second stream is generating: its requests must carry on. */
     if (q->phase == 1 && !run->bias_run && !run->rebalanced && run->tokens_b >= 12) {
         run->rebalanced = 1;
-        DSI_CHECK_INT_EQ(dsc_cluster_rebalance(run->cl, "test", &run->rep), DSI_OK);
+        DSI_CHECK_INT_EQ(dsc_cluster_rebalance(run->c.cl, "test", &run->rep), DSI_OK);
     }
     if (finish != DST_FINISH_NONE) {
         run->finish[q->phase][q->r] = finish;
@@ -108,7 +102,7 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
             run->failed++;
         if (++run->done == N_REQ) {
             run->phase = q->phase == 0 ? SETTLE_A : SETTLE_B;
-            run->stable_since_ms = uv_now(&run->loop);
+            run->stable_since_ms = uv_now(&run->c.loop);
         }
     }
 }
@@ -117,8 +111,8 @@ static void on_tokens(void *ctx, const int32_t *tokens, uint32_t n, dst_finish_t
  * the total stayed the same for 400 ms. */
 static int settled(run_t *run, dsc_cluster_load_t *ld)
 {
-    dsc_cluster_load_snapshot(run->cl, ld);
-    uint64_t now = uv_now(&run->loop);
+    dsc_cluster_load_snapshot(run->c.cl, ld);
+    uint64_t now = uv_now(&run->c.loop);
     if (ld->total != run->last_total) {
         run->last_total = ld->total;
         run->stable_since_ms = now;
@@ -127,16 +121,10 @@ static int settled(run_t *run, dsc_cluster_load_t *ld)
     return now - run->stable_since_ms >= 400;
 }
 
-static void on_timer(uv_timer_t *t)
+static void on_tick(dsi_test_coord_t *c)
 {
-    run_t *run = t->data;
+    run_t *run = c->user;
     dsc_cluster_load_t ld;
-    if (uv_now(&run->loop) - run->started_ms > 120000) {
-        fprintf(stderr, "timed out in phase %d\n", (int)run->phase);
-        run->failed++;
-        stop(run, "test timeout");
-        return;
-    }
     if (run->phase == SETTLE_A && settled(run, &ld)) {
         run->imb_a = ld.imbalance;
         fprintf(stderr, "after %d requests: %llu pairs, imbalance %.3f\n", N_REQ,
@@ -148,7 +136,7 @@ static void on_timer(uv_timer_t *t)
         fprintf(stderr, "after %d more: %llu pairs, imbalance %.3f\n", N_REQ,
                 (unsigned long long)ld.total, ld.imbalance);
         /* The status JSON shows the same figure. */
-        char *text = dsc_cluster_status_json(run->cl);
+        char *text = dsc_cluster_status_json(run->c.cl);
         json_error_t err;
         json_t *root = text != NULL ? json_loads(text, 0, &err) : NULL;
         DSI_CHECK(root != NULL);
@@ -167,7 +155,7 @@ static run_t *run_cluster(int bias_run)
 {
     run_t *run = calloc(1, sizeof(*run));
     run->bias_run = bias_run;
-    uv_loop_init(&run->loop);
+    run->c.user = run;
     dsn_config_t cfg;
     dsc_cluster_opts_t co;
     dsi_test_coordinator_opts(model, N_NODES, 1, &cfg, &co);
@@ -177,26 +165,21 @@ static run_t *run_cluster(int bias_run)
     co.load_window_ms = 100;
     co.load_windows = 3000; /* the whole test */
     co.online_bias_gamma = bias_run ? 0.05f : 0;
-    DSI_CHECK_INT_EQ(dsc_cluster_create(&run->loop, &cfg, &co, &run->cl), DSI_OK);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", dsc_cluster_port(run->cl));
-    DSI_CHECK_INT_EQ(cli_spawn_nodes(N_NODES, addr, model, 1, run->pids), 0);
+    dsi_test_coord_start(&run->c, &cfg, &co);
+    DSI_CHECK_INT_EQ(dsi_test_coord_spawn(&run->c, N_NODES, model, NULL), 0);
     submit_phase(run, 0);
-    uv_timer_init(&run->loop, &run->timer);
-    run->timer.data = run;
-    uv_timer_start(&run->timer, on_timer, 50, 50);
-    run->started_ms = uv_now(&run->loop);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
+    if (dsi_test_coord_run(&run->c, 50, 120000, on_tick)) {
+        fprintf(stderr, "timed out in phase %d\n", (int)run->phase);
+        run->failed++;
+        run->phase = DONE;
+    }
     return run;
 }
 
 static void finish_cluster(run_t *run)
 {
-    for (int i = 0; i < 20; i++)
-        uv_run(&run->loop, UV_RUN_NOWAIT);
-    cli_reap_nodes(run->pids, N_NODES, 20000);
-    dsc_cluster_destroy(run->cl);
-    dsi_test_loop_close(&run->loop);
+    dsi_test_coord_settle(&run->c);
+    dsi_test_coord_close(&run->c);
     free(run);
 }
 
@@ -237,7 +220,7 @@ static void test_rebalance(void)
     DSI_CHECK(run->rep.redundant_experts > 0);
     DSI_CHECK(run->rep.bytes_moved > 0);
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     DSI_CHECK_INT_EQ(st.rebalances, 1);
     DSI_CHECK_INT_EQ(st.replans, 1);
     DSI_CHECK_INT_EQ(st.live_switches, 1); /* same stages: switched without stopping requests */
@@ -255,9 +238,9 @@ static void test_online_bias(void)
             DSI_CHECK(run->n_got[p][r] == STEPS || run->finish[p][r] == DST_FINISH_STOP);
     }
     dsc_cluster_load_t ld;
-    dsc_cluster_load_snapshot(run->cl, &ld);
+    dsc_cluster_load_snapshot(run->c.cl, &ld);
     dsc_cluster_stats_t st;
-    dsc_cluster_stats(run->cl, &st);
+    dsc_cluster_stats(run->c.cl, &st);
     double max = 0;
     for (uint32_t i = 0; i < ld.n_layers; i++)
         max = ld.bias_drift_max[i] > max ? ld.bias_drift_max[i] : max;
@@ -296,8 +279,7 @@ int main(void)
     reference();
     test_rebalance();
     test_online_bias();
-    errno = 0;
-    DSI_CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+    dsi_test_no_children();
     nftw(model, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return dsi_test_finish();
 }

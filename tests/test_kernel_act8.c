@@ -25,8 +25,8 @@
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
 #include "dsk.h"
@@ -35,21 +35,12 @@
 #ifndef ACT8_LEVEL
 #define ACT8_LEVEL DSK_LEVEL_AVX2
 #endif
-#define SENTINEL 12345.0f
 
 static const dsk_dtype_t qtypes[] = {DSK_DTYPE_I8, DSK_DTYPE_I4_G32, DSK_DTYPE_I4_G128};
 
 static int64_t group_of(dsk_dtype_t dt)
 {
     return dt == DSK_DTYPE_I4_G32 ? 32 : 128;
-}
-
-/* x values with a spread of magnitudes (some groups tiny, some with an outlier). */
-static float test_x(void)
-{
-    float v = dsi_test_randf();
-    uint32_t k = dsi_test_randu() % 16;
-    return k == 0 ? v * 50.0f : k == 1 ? v * 1e-3f : v;
 }
 
 static void test_quantizer(void)
@@ -63,7 +54,7 @@ static void test_quantizer(void)
         for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
             const int64_t k = lens[l], ng = (k + g - 1) / g, k32 = (k + 31) / 32 * 32;
             for (int64_t i = 0; i < k; i++)
-                x[i] = test_x();
+                x[i] = dsi_test_spread_x();
             if (k > 40)
                 memset(x + 3, 0, 37 * sizeof(float)); /* group 1 of 32 inputs is all zero */
             memset(q, 0x55, sizeof(q));
@@ -107,7 +98,7 @@ static void test_quantizer(void)
 static void simd_case_x(float *x, int64_t k, int kind)
 {
     for (int64_t i = 0; i < k; i++)
-        x[i] = test_x();
+        x[i] = dsi_test_spread_x();
     for (int64_t i = 0; i < k; i++) {
         const uint32_t r = dsi_test_randu() % 8;
         if (kind == 1 && r == 0) /* exact ties once the group's amax is 127: inv is 1 */
@@ -189,25 +180,6 @@ static void qmat_free(qmat_t *t)
     free(t->dense);
 }
 
-/* Checks y (padding ldy) against want within tol; padding must hold SENTINEL. */
-static void check_y(const char *what, const float *y, const double *want, const double *tol,
-                    int64_t n, int64_t nr, int64_t ldy)
-{
-    int bad = 0;
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t j = 0; j < nr; j++) {
-            const double d = fabs(y[t * ldy + j] - want[t * nr + j]);
-            if (!(d <= tol[t * nr + j]) && bad++ < 3)
-                fprintf(stderr, "%s: t=%lld j=%lld got %.9g want %.9g (tol %.3g)\n", what,
-                        (long long)t, (long long)j, y[t * ldy + j], want[t * nr + j],
-                        tol[t * nr + j]);
-        }
-        for (int64_t j = nr; t + 1 < n && j < ldy; j++)
-            bad += y[t * ldy + j] != SENTINEL;
-    }
-    DSI_CHECK_INT_EQ(bad, 0);
-}
-
 /* y = W[r0:r1] x for n <= 4 tokens: the reference and the level against exact integer math. */
 static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int64_t r1, int64_t n)
 {
@@ -217,7 +189,7 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     const int64_t ldy = nr + (int64_t)(dsi_test_randu() % 3);
     float *x = malloc((size_t)((n - 1) * ldx + K) * sizeof(float));
     for (int64_t i = 0; i < (n - 1) * ldx + K; i++)
-        x[i] = test_x();
+        x[i] = dsi_test_spread_x();
     double *exact = malloc((size_t)(n * nr) * sizeof(double));
     double *tol = malloc((size_t)(n * nr) * sizeof(double));
     double *qtol = malloc((size_t)(n * nr) * sizeof(double));
@@ -258,7 +230,7 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     char what[160];
     for (int v = 0; v < 2; v++) {
         for (int64_t i = 0; i < ny; i++)
-            y[i] = SENTINEL;
+            y[i] = DSI_TEST_SENTINEL;
         if (v == 0)
             dsk_matmul_a8_ref(m, r0, r1, x, ldx, n, y, ldy);
         else
@@ -266,17 +238,17 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
         snprintf(what, sizeof(what), "a8 %s %s %lldx%lld rows [%lld,%lld) n=%lld",
                  v ? dsk_level_name(ops->level) : "ref", dsk_dtype_name(m->dtype),
                  (long long)m->rows, (long long)K, (long long)r0, (long long)r1, (long long)n);
-        check_y(what, y, exact, tol, n, nr, ldy);
+        dsi_test_check_y(what, y, exact, tol, n, nr, ldy);
     }
     /* the integer math is the f32 product up to the activations' rounding (half a step each) */
     snprintf(what, sizeof(what), "a8 vs f32 %s %lldx%lld n=%lld", dsk_dtype_name(m->dtype),
              (long long)m->rows, (long long)K, (long long)n);
     for (int64_t i = 0; i < ny; i++)
-        y[i] = SENTINEL;
+        y[i] = DSI_TEST_SENTINEL;
     for (int64_t t = 0; t < n; t++)
         for (int64_t j = 0; j < nr; j++)
             y[t * ldy + j] = (float)exact[t * nr + j];
-    check_y(what, y, f32, qtol, n, nr, ldy);
+    dsi_test_check_y(what, y, f32, qtol, n, nr, ldy);
     free(x);
     free(exact);
     free(tol);
@@ -318,13 +290,6 @@ static void test_switch(void)
     }
 }
 
-static double thread_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -357,10 +322,10 @@ static double bench_one(const dsk_ops_t *ops, dsk_dtype_t dt, int64_t rows, int6
     float *x = dsi_test_random_floats(n * cols), *y = malloc((size_t)(n * rows) * sizeof(float));
     double t[5];
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = thread_seconds();
+        double t0 = dsi_thread_cpu_s();
         for (int i = 0; i < per_pass; i++)
             ops->matmul[dt](&ms[i % copies], 0, rows, x, cols, n, y, rows);
-        t[rep] = (double)bytes * per_pass / (thread_seconds() - t0) / 1e9;
+        t[rep] = (double)bytes * per_pass / (dsi_thread_cpu_s() - t0) / 1e9;
     }
     qsort(t, 5, sizeof(double), cmp_double);
     for (int c = 0; c < copies; c++)
@@ -385,10 +350,10 @@ static double bench_quantize(void (*quantize)(const float *, int64_t, int64_t, i
     float *x = dsi_test_random_floats(K);
     double t[5];
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = thread_seconds();
+        double t0 = dsi_thread_cpu_s();
         for (int i = 0; i < CALLS; i++)
             quantize(x, K, g, q, scale, sum);
-        t[rep] = (thread_seconds() - t0) / CALLS * 1e6;
+        t[rep] = (dsi_thread_cpu_s() - t0) / CALLS * 1e6;
     }
     qsort(t, 5, sizeof(double), cmp_double);
     free(x);

@@ -18,12 +18,10 @@
  * of it (130).
  */
 #include <stdlib.h>
-#include <time.h>
 
 #include "dsi_test.h"
+#include "dsi_test_matmul.h"
 #include "dsk.h"
-
-#define SENTINEL 12345.0f
 
 static double worst_rel; /* largest |kernel - exact| / B seen */
 
@@ -82,7 +80,7 @@ static void check_case(const dsk_ops_t *ops, const dsk_matrix_t *m, int64_t r0, 
     float *y = malloc((size_t)ny * sizeof(float)), *yr = malloc((size_t)ny * sizeof(float));
     float *row = malloc((size_t)(cols > 0 ? cols : 1) * sizeof(float));
     for (int64_t i = 0; i < ny; i++)
-        y[i] = yr[i] = SENTINEL;
+        y[i] = yr[i] = DSI_TEST_SENTINEL;
     ops->matmul[m->dtype](m, r0, r1, x, ldx, n, y, ldy);
     /* fp8 below DSK_BF16X_FP8_MIN tokens keeps f32 x: then y is within 2e-5 of the exact product */
     const int rounds = m->dtype == DSK_DTYPE_BF16 || n >= DSK_BF16X_FP8_MIN;
@@ -123,7 +121,7 @@ static void check_case(const dsk_ops_t *ops, const dsk_matrix_t *m, int64_t r0, 
     }
     for (int64_t t = 0; t + 1 < n; t++)
         for (int64_t j = nr; j < ldy; j++)
-            if (y[t * ldy + j] != SENTINEL && bad++ < 3)
+            if (y[t * ldy + j] != DSI_TEST_SENTINEL && bad++ < 3)
                 fprintf(stderr, "padding of y overwritten: t=%lld j=%lld\n", (long long)t,
                         (long long)j);
     DSI_CHECK(bad == 0);
@@ -240,32 +238,6 @@ static void test_nonfinite(const dsk_ops_t *ops, dsk_dtype_t dt)
  * against the avx512bf16 one, best of 5 runs of 50 ms of thread CPU time each, alternated: the
  * arithmetic's rate, without the memory (dsinfer bench kernels measures the streaming one).
  */
-/* CPU time of this thread: on a shared machine, time slices given to others do not count. */
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
-                        float *y)
-{
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        const double t0 = thread_cpu_s();
-        double t = 0;
-        do {
-            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
-            iters++;
-            t = thread_cpu_s() - t0;
-        } while (t < 0.05);
-        best = t / iters < best ? t / iters : best;
-    }
-    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
-}
-
 static int bench(void)
 {
     dsk_ops_t f32, bf;
@@ -283,7 +255,8 @@ static int bench(void)
         for (int64_t i = 0; i < 256 * cols; i++)
             x[i] = dsi_test_randf();
         for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-            const double a = bench_one(&f32, &m, x, ns[k], y), b = bench_one(&bf, &m, x, ns[k], y);
+            const double a = dsi_test_matmul_gflops(&f32, &m, x, ns[k], y),
+                         b = dsi_test_matmul_gflops(&bf, &m, x, ns[k], y);
             printf("%-6s %lldx%-5lld %5lld %9.1f %11.1f %6.2f\n", dsk_dtype_name(dt),
                    (long long)rows, (long long)cols, (long long)ns[k], a, b, b / a);
         }

@@ -14,7 +14,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
@@ -95,31 +94,6 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
     }
 }
 
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, int64_t n,
-                        float *y)
-{
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        const double t0 = thread_cpu_s();
-        double t = 0;
-        do {
-            ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
-            iters++;
-            t = thread_cpu_s() - t0;
-        } while (t < 0.05);
-        best = t / iters < best ? t / iters : best;
-    }
-    return 2.0 * (double)m->rows * (double)m->cols * (double)n / best * 1e-9;
-}
-
 static int bench(void)
 {
     dsk_ops_t ops;
@@ -143,7 +117,7 @@ static int bench(void)
             printf("%-6s %lldx%-4lld", dsk_dtype_name((dsk_dtype_t)dt), (long long)rows,
                    (long long)cols);
             for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
-                printf(" %6.1f", bench_one(&ops, &tm.m, x, ns[k], y));
+                printf(" %6.1f", dsi_test_matmul_gflops(&ops, &tm.m, x, ns[k], y));
             printf("\n");
             free(x);
             free(y);
@@ -157,7 +131,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench();
-    dsk_ops_t levels[DSK_LEVEL_COUNT];
+    dsk_ops_t levels[2 * DSK_LEVEL_COUNT];
     int n_levels = 0;
     /* every level this CPU runs, the opt-in avx512bf16 included (its bound: dsi_test_matmul.c) */
     for (int l = 0; l < DSK_LEVEL_COUNT; l++) {
@@ -167,8 +141,21 @@ int main(int argc, char **argv)
         DSI_CHECK_INT_EQ(levels[n_levels].level, l);
         n_levels++;
     }
-    printf("levels tested: %d (cpu: %s%s)\n", n_levels, dsk_level_name(dsk_level_cpu()),
-           dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? " and avx512bf16" : "");
+    /* where the AVX-512 fp8 decode takes the byte table, its F16C route too (option fp8=f16c) */
+    const int n_default = n_levels;
+    dsk_set_options(NULL, "f16c", NULL);
+    for (int l = 0; l < n_default; l++) {
+        if (!levels[l].fp8_table)
+            continue;
+        dsk_ops_init(&levels[n_levels], levels[l].level);
+        DSI_CHECK_INT_EQ(levels[n_levels].fp8_table, 0);
+        n_levels++;
+    }
+    dsk_set_options(NULL, NULL, NULL);
+    printf("levels tested: %d (cpu: %s%s; %d with the fp8 byte table, tested also without)\n",
+           n_levels, dsk_level_name(dsk_level_cpu()),
+           dsk_level_supported(DSK_LEVEL_AVX512_BF16) ? " and avx512bf16" : "",
+           n_levels - n_default);
 
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
                                         {130, 257}, {17, 128}, {64, 520}, {33, 129},
@@ -180,18 +167,8 @@ int main(int argc, char **argv)
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             test_matrix_t tm;
             matrix_make(&tm, (dsk_dtype_t)dt, shapes[s][0], shapes[s][1]);
-            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-                int64_t rows = shapes[s][0];
-                /* the full range, then a sub-range starting inside a block */
-                dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                if (rows > 2) {
-                    int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
-                    int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
-                    dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                    dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                }
-            }
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                dsi_test_matmul_ranges(levels, n_levels, &tm.m, tm.dense, ns[k]);
             matrix_free(&tm);
         }
         /* prefill: many tokens, more than one G_KC panel of columns and of rows */

@@ -24,14 +24,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "dsi_clock.h"
 #include "dsi_test.h"
 #include "dsi_test_matmul.h"
 #include "dsk.h"
 #include "dsk_impl.h"
-
-#define SENTINEL 12345.0f
 
 typedef struct {
     dsk_matrix_t rows; /* row layout */
@@ -39,13 +37,6 @@ typedef struct {
     void *data, *packed;
     float *scale, *dense;
 } qmat_t;
-
-static float test_x(void)
-{
-    float v = dsi_test_randf();
-    uint32_t k = dsi_test_randu() % 16;
-    return k == 0 ? v * 50.0f : k == 1 ? v * 1e-3f : v;
-}
 
 static void qmat_make(qmat_t *t, dsk_dtype_t dt, int64_t rows, int64_t cols)
 {
@@ -95,26 +86,6 @@ static void test_layout(const qmat_t *t)
     free(row);
 }
 
-static void check_y(const char *what, const float *y, const double *want, const double *tol,
-                    int64_t n, int64_t nr, int64_t ldy)
-{
-    int bad = 0;
-    for (int64_t t = 0; t < n; t++) {
-        for (int64_t j = 0; j < nr; j++) {
-            const double d = fabs(y[t * ldy + j] - want[t * nr + j]);
-            if (!(d <= tol[t * nr + j]) && bad++ < 3)
-                fprintf(stderr, "%s: t=%lld j=%lld got %.9g want %.9g (tol %.3g)\n", what,
-                        (long long)t, (long long)j, y[t * ldy + j], want[t * nr + j],
-                        tol[t * nr + j]);
-        }
-        for (int64_t j = nr; t + 1 < n && j < ldy; j++)
-            bad += y[t * ldy + j] != SENTINEL;
-    }
-    if (bad)
-        fprintf(stderr, "%s: %d bad\n", what, bad);
-    DSI_CHECK_INT_EQ(bad, 0);
-}
-
 /* y = W[r0:r1] x, n tokens: the references and the level's slot against exact integer math. */
 static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int64_t r1, int64_t n)
 {
@@ -125,7 +96,7 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     const int64_t ldy = nr + (int64_t)(dsi_test_randu() % 3);
     float *x = malloc((size_t)((n - 1) * ldx + K) * sizeof(float));
     for (int64_t i = 0; i < (n - 1) * ldx + K; i++)
-        x[i] = test_x();
+        x[i] = dsi_test_spread_x();
     double *exact = malloc((size_t)(n * nr) * sizeof(double));
     double *tol = malloc((size_t)(n * nr) * sizeof(double));
     int8_t *qx = malloc((size_t)(K + 32));
@@ -156,7 +127,7 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     const int ref = n <= 4 || nr * K * n < 4000000; /* the references are slow */
     for (int v = ref ? 0 : 1; v < 2; v++) {
         for (int64_t i = 0; i < ny; i++)
-            y[i] = SENTINEL;
+            y[i] = DSI_TEST_SENTINEL;
         if (v == 0)
             dsk_matmul_a8_ref(&tm->q4l, r0, r1, x, ldx, n, y, ldy);
         else
@@ -164,7 +135,7 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
         snprintf(what, sizeof(what), "q4l %s %s %lldx%lld rows [%lld,%lld) n=%lld",
                  v ? dsk_level_name(ops->level) : "a8 ref", dsk_dtype_name(m->dtype),
                  (long long)m->rows, (long long)K, (long long)r0, (long long)r1, (long long)n);
-        check_y(what, y, exact, tol, n, nr, ldy);
+        dsi_test_check_y(what, y, exact, tol, n, nr, ldy);
     }
     free(x);
     free(exact);
@@ -175,26 +146,19 @@ static void test_product(const dsk_ops_t *ops, const qmat_t *tm, int64_t r0, int
     free(y);
 }
 
-static double thread_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Multiply-adds per second of ops->matmul on m at n tokens: best of 5 runs of >= 50 ms. */
 static double bench_one(const dsk_ops_t *ops, const dsk_matrix_t *m, const float *x, float *y,
                         int64_t n)
 {
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        const double t0 = thread_seconds();
+        const double t0 = dsi_thread_cpu_s();
         int it = 0;
         do {
             ops->matmul[m->dtype](m, 0, m->rows, x, m->cols, n, y, m->rows);
             it++;
-        } while (thread_seconds() - t0 < 0.05);
-        const double t = (thread_seconds() - t0) / it;
+        } while (dsi_thread_cpu_s() - t0 < 0.05);
+        const double t = (dsi_thread_cpu_s() - t0) / it;
         best = t < best ? t : best;
     }
     return (double)m->rows * (double)m->cols * (double)n / best;
@@ -213,7 +177,7 @@ static int bench(void)
     float *x = malloc((size_t)(64 * 7168) * sizeof(float));
     float *y = malloc((size_t)(64 * 512) * sizeof(float));
     for (int64_t i = 0; i < 64 * 7168; i++)
-        x[i] = test_x();
+        x[i] = dsi_test_spread_x();
     for (size_t l = 0; l < 2; l++) {
         if (!dsk_level_supported(lv[l]))
             continue;

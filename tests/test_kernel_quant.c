@@ -271,17 +271,8 @@ int main(void)
             qmatrix_t tm;
             qmatrix_make(&tm, dt, shapes[s][0], shapes[s][1]);
             test_row_f32(levels, n_levels, &tm);
-            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
-                int64_t rows = shapes[s][0];
-                dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, 0, rows, ns[k]);
-                if (rows > 2) {
-                    int64_t r0 = 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows / 2));
-                    int64_t r1 = r0 + 1 + (int64_t)(dsi_test_randu() % (uint32_t)(rows - r0));
-                    dsi_test_matmul_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                    dsi_test_matmul_t_case(levels, n_levels, &tm.m, tm.dense, r0, r1, ns[k]);
-                }
-            }
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                dsi_test_matmul_ranges(levels, n_levels, &tm.m, tm.dense, ns[k]);
             qmatrix_free(&tm);
         }
         /* prefill: more than one packed panel of columns and of rows */

@@ -124,7 +124,8 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
                                        .n_generated = 17,
                                        .fork_of = 5,
                                        .fork_len = 299,
-                                       .kv_move = 1};
+                                       .kv_move = 1,
+                                       .no_prefix = 1};
         break;
     case DST_MSG_TOKENS:
         m->tokens = (dst_msg_tokens_t){
@@ -158,8 +159,13 @@ static void sample(dst_msg_type_t type, dst_msg_t *m)
         m->sw.epoch = 1ull << 33;
         break;
     case DST_MSG_KV_MOVE:
-        m->kv_move = (dst_msg_kv_move_t){
-            .seq_id = 1ull << 40, .n_tokens = 4000, .to = 3, .to_seq = 77, .epoch = 1ull << 34};
+        m->kv_move = (dst_msg_kv_move_t){.seq_id = 1ull << 40,
+                                         .n_tokens = 4000,
+                                         .to = 3,
+                                         .to_seq = 77,
+                                         .epoch = 1ull << 34,
+                                         .first_layer = 2,
+                                         .end_layer = 5};
         break;
     case DST_MSG_KV_DONE:
         m->kv_done = (dst_msg_kv_done_t){.node_id = 2, .seq_id = 77, .ok = 0, .bytes = 1ull << 35};
@@ -248,6 +254,7 @@ static void test_round_trip(void)
             DSI_CHECK_INT_EQ(d.submit.fork_of, 5);
             DSI_CHECK_INT_EQ(d.submit.fork_len, 299);
             DSI_CHECK_INT_EQ(d.submit.kv_move, 1);
+            DSI_CHECK_INT_EQ(d.submit.no_prefix, 1);
         }
         if (t == DST_MSG_KV_MOVE) {
             DSI_CHECK_INT_EQ(d.kv_move.seq_id, 1ull << 40);
@@ -255,6 +262,8 @@ static void test_round_trip(void)
             DSI_CHECK_INT_EQ(d.kv_move.to, 3);
             DSI_CHECK_INT_EQ(d.kv_move.to_seq, 77);
             DSI_CHECK_INT_EQ(d.kv_move.epoch, 1ull << 34);
+            DSI_CHECK_INT_EQ(d.kv_move.first_layer, 2);
+            DSI_CHECK_INT_EQ(d.kv_move.end_layer, 5);
         }
         if (t == DST_MSG_KV_DONE) {
             DSI_CHECK_INT_EQ(d.kv_done.bytes, 1ull << 35);
@@ -363,7 +372,8 @@ static void test_every_field(void)
             /* REGISTER's held_id / held_epoch and HEARTBEAT's KV pool fields and spec are
              * optional (added later, 0 or absent when left out). */
             if ((t == DST_MSG_REGISTER && strncmp(key, "held_", 5) == 0) ||
-                (t == DST_MSG_SUBMIT && strcmp(key, "kv_move") == 0) ||
+                (t == DST_MSG_SUBMIT &&
+                 (strcmp(key, "kv_move") == 0 || strcmp(key, "no_prefix") == 0)) ||
                 (t == DST_MSG_HEARTBEAT &&
                  (strncmp(key, "kv_", 3) == 0 || strcmp(key, "preemptions") == 0 ||
                   strcmp(key, "prompt_tokens") == 0 || strcmp(key, "prefix_hit_tokens") == 0 ||
@@ -655,6 +665,57 @@ static void test_plan_rules(void)
         msgpack_sbuffer_destroy(&sb);
     }
 
+    /* The MTP layer's experts (optional): held by nodes of the last stage, one or more each. */
+    uint32_t mtp_off[4] = {0, 1, 3, 4}, mtp_hold[4] = {11, 12, 11, 12};
+    dst_plan_t mp = *p;
+    mp.mtp_offsets = mtp_off;
+    mp.mtp_holders = mtp_hold;
+    DSI_CHECK_INT_EQ(dst_msg_plan_check(&mp, err, sizeof(err)), DSI_OK);
+    {
+        dst_msg_t mm = {.type = DST_MSG_PLAN}, md;
+        mm.plan.plan = mp;
+        msgpack_sbuffer msb;
+        DSI_CHECK_INT_EQ(encode(&mm, &msb), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(msb.data, msb.size, &md, err, sizeof(err)), DSI_OK);
+        DSI_CHECK(md.plan.plan.mtp_offsets != NULL && md.plan.plan.mtp_holders != mtp_hold);
+        DSI_CHECK_INT_EQ(md.plan.plan.mtp_offsets[3], 4);
+        DSI_CHECK_INT_EQ(md.plan.plan.mtp_holders[2], 11);
+        DSI_CHECK(dst_plan_holds_mtp(&md.plan.plan, 1, 12) &&
+                  !dst_plan_holds_mtp(&md.plan.plan, 0, 12));
+        dst_msg_free(&md);
+        msgpack_sbuffer_destroy(&msb);
+        /* without them the plan decodes with none */
+        DSI_CHECK_INT_EQ(encode(&m, &msb), DSI_OK);
+        DSI_CHECK_INT_EQ(dst_msg_decode(msb.data, msb.size, &md, err, sizeof(err)), DSI_OK);
+        DSI_CHECK(md.plan.plan.mtp_offsets == NULL && md.plan.plan.mtp_holders == NULL);
+        dst_msg_free(&md);
+        msgpack_sbuffer_destroy(&msb);
+    }
+    uint32_t mtp_first_stage[4] = {11, 10, 11, 12}, mtp_twice[4] = {11, 12, 12, 12};
+    uint32_t mtp_unheld[4] = {0, 1, 1, 4};
+    struct {
+        const char *what;
+        uint32_t *off, *hold;
+        const char *needle;
+    } mcases[] = {
+        {"MTP holder in stage 0", mtp_off, mtp_first_stage, "not in the last stage"},
+        {"MTP holder twice", mtp_off, mtp_twice, "listed twice"},
+        {"MTP expert unheld", mtp_unheld, mtp_hold, "no holder"},
+        {"MTP offsets alone", mtp_off, NULL, "mtp_holders beside it"},
+    };
+    for (size_t i = 0; i < sizeof(mcases) / sizeof(mcases[0]); i++) {
+        dst_plan_t bp = *p;
+        bp.mtp_offsets = mcases[i].off;
+        bp.mtp_holders = mcases[i].hold;
+        err[0] = 0;
+        DSI_CHECK(dst_msg_plan_check(&bp, err, sizeof(err)) != DSI_OK);
+        if (strstr(err, mcases[i].needle) == NULL) {
+            fprintf(stderr, "  plan %s: \"%s\" lacks \"%s\"\n", mcases[i].what, err,
+                    mcases[i].needle);
+            DSI_CHECK(0);
+        }
+    }
+
     /* A dense-only plan (no MoE layer) has one offset and no holders. */
     dst_plan_t dense = *p;
     uint32_t zero = 0;
@@ -776,6 +837,10 @@ static void test_other_rules(void)
     m.submit.kv_move = 2;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     m.submit.kv_move = 0;
+    m.submit.no_prefix = 2; /* not a boolean */
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "no_prefix") != NULL);
+    m.submit.no_prefix = 0;
     DSI_CHECK_INT_EQ(dst_msg_check(&m, err, sizeof(err)), DSI_OK);
     /* KV_MOVE of no rows, beyond the token limit, or to the sequence itself; KV_DONE.ok. */
     sample(DST_MSG_KV_MOVE, &m);
@@ -788,6 +853,15 @@ static void test_other_rules(void)
     m.kv_move.to_seq = m.kv_move.seq_id;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "to_seq") != NULL);
+    /* KV_MOVE of layers that are no range: the whole slice is both 0. */
+    sample(DST_MSG_KV_MOVE, &m);
+    m.kv_move.first_layer = 5;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(err, "layers") != NULL);
+    m.kv_move.end_layer = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
+    m.kv_move.first_layer = 0;
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_OK);
     sample(DST_MSG_KV_DONE, &m);
     m.kv_done.ok = 2;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
@@ -796,11 +870,13 @@ static void test_other_rules(void)
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "text") != NULL);
     DSI_CHECK_STR_EQ(dst_msg_type_name(DST_MSG_KV_MOVE), "KV_MOVE");
-    /* PLAN whose live flag is not a boolean. */
+    /* PLAN whose live flag is not 0, 1 or 2. */
     sample(DST_MSG_PLAN, &m);
-    m.plan.live = 2;
+    m.plan.live = 3;
     DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_ERR_PROTOCOL);
     DSI_CHECK(strstr(err, "live") != NULL);
+    m.plan.live = 2; /* a restart that keeps the KV caches */
+    DSI_CHECK(dst_msg_check(&m, err, sizeof(err)) == DSI_OK);
     /* LOAD_STATS with counts of the wrong length on the wire. */
     sample(DST_MSG_LOAD_STATS, &m);
     m.load_stats.n_layers = 1;

@@ -11,34 +11,9 @@
 #include "dsc_estimate.h"
 #include "dsc_planner.h"
 #include "dsi_test.h"
+#include "dsi_test_plan.h"
 
 #define GiB (1ULL << 30)
-
-static dsn_config_t cfg_tiny(void)
-{
-    dsn_config_t c;
-    memset(&c, 0, sizeof(c));
-    c.vocab_size = 1024;
-    c.hidden_size = 256;
-    c.intermediate_size = 384;
-    c.moe_intermediate_size = 96;
-    c.num_hidden_layers = 4;
-    c.first_k_dense_replace = 1;
-    c.moe_layer_freq = 1;
-    c.n_routed_experts = 32;
-    c.n_shared_experts = 1;
-    c.num_experts_per_tok = 4;
-    c.n_group = 4;
-    c.topk_group = 2;
-    c.num_attention_heads = 4;
-    c.q_lora_rank = 192;
-    c.kv_lora_rank = 64;
-    c.qk_nope_head_dim = 32;
-    c.qk_rope_head_dim = 16;
-    c.v_head_dim = 32;
-    c.fp8 = 1;
-    return c;
-}
 
 /*
  * fp8 10 GB/s and bf16 5 GB/s at every batch, memory 12.5 GB/s (so 80% of a matmul's time is
@@ -66,12 +41,9 @@ static int plan(const dsn_config_t *cfg, uint32_t nodes, uint32_t stages, dst_pl
                 dsc_plan_report_t *rep)
 {
     dsc_node_desc_t n[4];
-    for (uint32_t i = 0; i < nodes; i++)
-        n[i] = (dsc_node_desc_t){.id = i, .mem_budget = 4 * GiB, .cores = 2};
+    dsi_test_plan_nodes(n, nodes, 4 * GiB);
     dsc_plan_opts_t o;
-    dsc_plan_opts_default(&o);
-    o.kv_tokens = 1024;
-    o.overhead = 1 << 20;
+    dsi_test_plan_opts_small(&o);
     o.n_stages = stages;
     return dsc_planner_plan(cfg, n, nodes, &o, out, rep) == DSI_OK ? 0 : -1;
 }
@@ -119,7 +91,7 @@ static double by_hand(const dsc_memory_t *m, int l0, int l1, int last, double t,
 
 static void test_one_node(void)
 {
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
     dst_plan_t pl;
     dsc_plan_report_t rep;
@@ -184,7 +156,7 @@ static void test_one_node(void)
 
 static void test_two_nodes(void)
 {
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
     dst_plan_t pl;
     dsc_plan_report_t rep;
@@ -237,7 +209,7 @@ static double fp8_prefill_rate(double b) /* GB/s */
 
 static void test_prefill_rates(void)
 {
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p;
     char err[256];
     char text[1024];
@@ -296,7 +268,7 @@ static void test_prefill_rates(void)
  */
 static void test_shared_machine(void)
 {
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
     dst_plan_t pl;
     dsc_plan_report_t rep;
@@ -323,7 +295,7 @@ static void test_shared_machine(void)
  * its bytes over the bandwidth, all of it the weights term. */
 static void test_bandwidth_cap(void)
 {
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
     dst_plan_t pl;
     dsc_plan_report_t rep;
@@ -391,7 +363,7 @@ static void test_bad_profiles(void)
                  "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": [1]}",
                  "prefill_gbs must be an object");
     /* a profile without the plan's format: the estimate says so */
-    dsn_config_t cfg = cfg_tiny();
+    dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
     p.matmul_gbs[DSC_WEIGHT_FP8][0] = 0;
     dst_plan_t pl;

@@ -7,6 +7,10 @@
  * refused with a reason and leave the cache without a length: a flipped data byte (checksum), a
  * short chunk, a chunk twice, a misaligned or out-of-range chunk, other layers or row width, an
  * unknown storage type, and a transfer larger than the pool or the sequence's limit.
+ * Moved stage boundaries: a 5-layer model split [0,3) + [3,5) is re-split [0,2) + [2,5); each
+ * new cache gets its layers from the old holders (one from a copy kept aside, dsn_kvio_stash),
+ * by layer range, out of order: the rows equal the originals, the transfer completes only with
+ * every layer, and chunks of layers outside the receiver's, or a layer twice, are refused.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,25 +27,32 @@ static float value(int layer, int64_t pos, int j)
     return (float)((layer * 7919 + pos * 31 + j * 17) % 2001 - 1000) * 0.01f;
 }
 
-static dsn_kvcache_t *make(dsn_kv_dtype_t dt, int row, int64_t max_blocks, int64_t len)
+/* A cache of the model layers [base, base + n_layers), len positions filled with value(). */
+static dsn_kvcache_t *make_slice(dsn_kv_dtype_t dt, int row, int n_layers, int base,
+                                 int64_t max_blocks, int64_t len)
 {
     dsn_kvpool_t *pool;
     dsn_kvcache_t *kv;
-    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, row, dt, max_blocks, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(n_layers, row, dt, max_blocks, &pool), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &kv), DSI_OK);
     dsn_kvpool_release(pool);
     if (len > 0) {
         float r[ROW + 8];
         DSI_CHECK_INT_EQ(dsn_kvcache_reserve(kv, len), DSI_OK);
-        for (int l = 0; l < LAYERS; l++)
+        for (int l = 0; l < n_layers; l++)
             for (int64_t p = 0; p < len; p++) {
                 for (int j = 0; j < row; j++)
-                    r[j] = value(l, p, j);
+                    r[j] = value(base + l, p, j);
                 dsn_kvcache_store(kv, l, p, r);
             }
         kv->length = len;
     }
     return kv;
+}
+
+static dsn_kvcache_t *make(dsn_kv_dtype_t dt, int row, int64_t max_blocks, int64_t len)
+{
+    return make_slice(dt, row, LAYERS, 0, max_blocks, len);
 }
 
 typedef struct {
@@ -236,6 +247,132 @@ static void corrupt(void)
     dsn_kvcache_destroy(dst);
 }
 
+/* One chunk of layers [layer, layer + n) and positions [first, first + k) of a cache (from
+ * `base`) or of a stash (st != NULL). */
+static chunk_t chunk_of(const dsn_kvcache_t *kv, uint32_t base, const dsn_kvio_stash_t *st,
+                        uint32_t layer, uint32_t n, uint32_t first, uint32_t k)
+{
+    chunk_t c;
+    dsn_kv_dtype_t dt = st != NULL ? (dsn_kv_dtype_t)st->dtype : kv->dtype;
+    c.bytes = dsn_kvio_bytes((int)n, ROW, dt, k);
+    c.data = malloc(c.bytes);
+    dsi_status_t s =
+        st != NULL
+            ? dsn_kvio_stash_export(st, layer, n, first, k, LEN, c.data, c.bytes, &c.meta)
+            : dsn_kvio_export_layers(kv, base, layer, n, first, k, LEN, c.data, c.bytes, &c.meta);
+    DSI_CHECK_INT_EQ(s, DSI_OK);
+    DSI_CHECK_INT_EQ(c.meta.layer, layer);
+    DSI_CHECK_INT_EQ(c.meta.n_layers, n);
+    return c;
+}
+
+/* Whether kv (model layers from base) holds value() at every row of its LEN positions. */
+static int holds_values(const dsn_kvcache_t *kv, int base, dsn_kv_dtype_t dt)
+{
+    dsn_kvcache_t *want = make_slice(dt, ROW, kv->n_layers, base, 0, LEN);
+    int same = kv->length == LEN;
+    float x[ROW], y[ROW];
+    for (int l = 0; l < kv->n_layers && same; l++)
+        for (int64_t p = 0; p < LEN && same; p++) {
+            dsn_kvcache_load(kv, l, p, x);
+            dsn_kvcache_load(want, l, p, y);
+            same = memcmp(x, y, sizeof(x)) == 0;
+        }
+    dsn_kvcache_destroy(want);
+    return same;
+}
+
+/* Old split A = layers [0,3), B = [3,5); new split C = [0,2), D = [2,5). A's rows were kept
+ * aside (its cache is gone: a restart), B's cache is live. */
+static void resplit(dsn_kv_dtype_t dt)
+{
+    dsn_kvcache_t *a = make_slice(dt, ROW, 3, 0, 0, LEN), *b = make_slice(dt, ROW, 2, 3, 0, LEN);
+    dsn_kvio_stash_t st;
+    DSI_CHECK_INT_EQ(dsn_kvio_stash_take(a, 0, LEN, &st), DSI_OK);
+    DSI_CHECK_INT_EQ(st.n_layers, 3);
+    dsn_kvcache_destroy(a);
+    dsn_kvcache_t *c = make_slice(dt, ROW, 2, 0, 0, 0), *d = make_slice(dt, ROW, 3, 2, 0, 0);
+    dsn_kvio_rx_t rc, rd;
+    char why[256];
+    int complete = 0;
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rc, c, LEN, why, sizeof(why)), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rd, d, LEN, why, sizeof(why)), DSI_OK);
+    rd.base = 2;
+    /* C: layers 0..1 from the stash, whole. */
+    chunk_t x = chunk_of(NULL, 0, &st, 0, 2, 0, LEN);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rc, c, &x.meta, x.data, x.bytes, &complete, why, sizeof(why)), DSI_OK);
+    DSI_CHECK_INT_EQ(complete, 1);
+    DSI_CHECK(holds_values(c, 0, dt));
+    free(x.data);
+    /* D: layer 2 from the stash, layers 3..4 from B, in chunks of 64 positions, B's first. */
+    chunk_t parts[6];
+    int n = 0;
+    for (uint32_t f = 0; f < LEN; f += DSN_KV_BLOCK) {
+        uint32_t k = LEN - f < DSN_KV_BLOCK ? LEN - f : DSN_KV_BLOCK;
+        parts[n++] = chunk_of(b, 3, NULL, 3, 2, f, k);
+    }
+    for (uint32_t f = 0; f < LEN; f += DSN_KV_BLOCK) {
+        uint32_t k = LEN - f < DSN_KV_BLOCK ? LEN - f : DSN_KV_BLOCK;
+        parts[n++] = chunk_of(NULL, 0, &st, 2, 1, f, k);
+    }
+    /* Layers this cache does not hold (below its first, past its last), and a layer twice. */
+    chunk_t bad = chunk_of(NULL, 0, &st, 1, 2, 0, DSN_KV_BLOCK);
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rd, d, &bad.meta, bad.data, bad.bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(why, "layers") != NULL);
+    dsn_kvio_chunk_t m = parts[0].meta;
+    m.layer = 4; /* layers 4..5 of a cache ending at 4 */
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
+    DSI_CHECK(strstr(why, "layers") != NULL);
+    m.layer = UINT32_MAX; /* no wrap-around */
+    DSI_CHECK_INT_EQ(
+        dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, parts[0].bytes, &complete, why, sizeof(why)),
+        DSI_ERR_PROTOCOL);
+    m = parts[0].meta;
+    m.n_layers = 0;
+    DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &m, parts[0].data, 0, &complete, why, sizeof(why)),
+                     DSI_ERR_PROTOCOL);
+    for (int i = 0; i < n; i++) {
+        DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &parts[i].meta, parts[i].data, parts[i].bytes,
+                                           &complete, why, sizeof(why)),
+                         DSI_OK);
+        DSI_CHECK_INT_EQ(complete, i == n - 1); /* not before every layer of every position */
+        DSI_CHECK_INT_EQ(d->length, i == n - 1 ? LEN : 0);
+        if (i == 0) { /* the same rows again: refused, the transfer goes on */
+            DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rd, d, &parts[0].meta, parts[0].data,
+                                               parts[0].bytes, &complete, why, sizeof(why)),
+                             DSI_ERR_PROTOCOL);
+            DSI_CHECK(strstr(why, "twice") != NULL);
+        }
+    }
+    DSI_CHECK(holds_values(d, 2, dt));
+    /* Exports of layers or positions a cache or a stash does not hold. */
+    DSI_CHECK_INT_EQ(dsn_kvio_export_layers(b, 3, 2, 1, 0, 64, LEN, bad.data, bad.bytes, &m),
+                     DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(dsn_kvio_export_layers(b, 3, 4, 2, 0, 64, LEN, bad.data, bad.bytes, &m),
+                     DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(dsn_kvio_stash_export(&st, 2, 2, 0, 64, LEN, bad.data, bad.bytes, &m),
+                     DSI_ERR_INVALID_ARG);
+    DSI_CHECK_INT_EQ(dsn_kvio_stash_export(&st, 0, 1, 128, 64, LEN, bad.data, bad.bytes, &m),
+                     DSI_ERR_INVALID_ARG);
+    dsn_kvio_stash_t none;
+    DSI_CHECK_INT_EQ(dsn_kvio_stash_take(b, 3, LEN + 1, &none), DSI_ERR_INVALID_ARG);
+    DSI_CHECK(none.data == NULL);
+    for (int i = 0; i < n; i++)
+        free(parts[i].data);
+    free(bad.data);
+    dsn_kvio_stash_free(&st);
+    dsn_kvio_rx_free(&rc);
+    dsn_kvio_rx_free(&rd);
+    dsn_kvcache_destroy(b);
+    dsn_kvcache_destroy(c);
+    dsn_kvcache_destroy(d);
+}
+
 /* No room: a pool of 2 blocks cannot take 150 positions; a cache limited to 100 neither. */
 static void no_room(void)
 {
@@ -271,5 +408,8 @@ int main(void)
     convert(DSN_KV_FP8, DSN_KV_F32);
     corrupt();
     no_room();
+    resplit(DSN_KV_F32);
+    resplit(DSN_KV_BF16);
+    resplit(DSN_KV_FP8);
     return dsi_test_finish();
 }

@@ -68,7 +68,16 @@ static uint32_t holders[9] = {5, 6, 7, 5, 6, 8, 8, 8, 8};
 
 static void test_imbalance(void)
 {
-    dst_plan_t p = {1, 3, 1, 4, 2, stages, 4, nodes, offsets, holders};
+    dst_plan_t p = {.epoch = 1,
+                    .n_layers = 3,
+                    .first_moe_layer = 1,
+                    .n_experts = 4,
+                    .n_stages = 2,
+                    .stages = stages,
+                    .n_nodes = 4,
+                    .nodes = nodes,
+                    .expert_offsets = offsets,
+                    .expert_holders = holders};
     uint64_t counts[8] = {100, 0, 50, 50, 3, 0, 0, 9};
     /* node 5: 100 + 25, node 6: 25, node 7: 50; mean 200 / 3. */
     DSI_CHECK_NEAR(dsc_load_layer_imbalance(&p, 0, counts), 125.0 / (200.0 / 3), 1e-12);

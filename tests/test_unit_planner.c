@@ -10,67 +10,10 @@
 #include "dsc_planner.h"
 #include "dsi_log.h"
 #include "dsi_test.h"
+#include "dsi_test_plan.h"
 
 #define GiB (1ULL << 30)
 #define MiB (1ULL << 20)
-
-/* DeepSeek-V3 671B as in MODEL.md section 1. */
-static dsn_config_t cfg_671b(void)
-{
-    dsn_config_t c;
-    memset(&c, 0, sizeof(c));
-    c.vocab_size = 129280;
-    c.hidden_size = 7168;
-    c.intermediate_size = 18432;
-    c.moe_intermediate_size = 2048;
-    c.num_hidden_layers = 61;
-    c.num_nextn_predict_layers = 1;
-    c.first_k_dense_replace = 3;
-    c.moe_layer_freq = 1;
-    c.n_routed_experts = 256;
-    c.n_shared_experts = 1;
-    c.num_experts_per_tok = 8;
-    c.n_group = 8;
-    c.topk_group = 4;
-    c.num_attention_heads = 128;
-    c.q_lora_rank = 1536;
-    c.kv_lora_rank = 512;
-    c.qk_nope_head_dim = 128;
-    c.qk_rope_head_dim = 64;
-    c.v_head_dim = 128;
-    c.fp8 = 1;
-    return c;
-}
-
-/* The tiny-v3 fixture's shape (fixtures/README.md). */
-static dsn_config_t cfg_tiny(void)
-{
-    dsn_config_t c = cfg_671b();
-    c.vocab_size = 1024;
-    c.hidden_size = 256;
-    c.intermediate_size = 384;
-    c.moe_intermediate_size = 96;
-    c.num_hidden_layers = 4;
-    c.num_nextn_predict_layers = 0;
-    c.first_k_dense_replace = 1;
-    c.n_routed_experts = 32;
-    c.num_experts_per_tok = 4;
-    c.n_group = 4;
-    c.topk_group = 2;
-    c.num_attention_heads = 4;
-    c.q_lora_rank = 192;
-    c.kv_lora_rank = 64;
-    c.qk_nope_head_dim = 32;
-    c.qk_rope_head_dim = 16;
-    c.v_head_dim = 32;
-    return c;
-}
-
-static void make_nodes(dsc_node_desc_t *nodes, uint32_t n, uint64_t budget)
-{
-    for (uint32_t i = 0; i < n; i++)
-        nodes[i] = (dsc_node_desc_t){.id = i, .mem_budget = budget, .cores = 2};
-}
 
 static uint32_t holders_of(const dst_plan_t *p, uint32_t layer, uint32_t e, const uint32_t **list)
 {
@@ -156,7 +99,7 @@ static int verify(const dst_plan_t *p, const dsn_config_t *cfg, const dsc_node_d
 
 static void test_memory_671b(void)
 {
-    dsn_config_t c = cfg_671b();
+    dsn_config_t c = dsi_test_cfg_671b();
     dsc_memory_t fp8, bf16, int8, int4, int4g;
     DSI_CHECK_INT_EQ(dsc_memory_compute(&c, DSC_WEIGHT_FP8, &fp8), DSI_OK);
     DSI_CHECK_INT_EQ(dsc_memory_compute(&c, DSC_WEIGHT_BF16, &bf16), DSI_OK);
@@ -215,16 +158,14 @@ static void test_memory_671b(void)
 /* PP x EP shapes on tiny-v3: every expert placed, budgets kept, equal bytes within a stage. */
 static void test_shapes_tiny(void)
 {
-    dsn_config_t c = cfg_tiny();
+    dsn_config_t c = dsi_test_cfg_tiny();
     dsc_plan_opts_t o;
-    dsc_plan_opts_default(&o);
-    o.kv_tokens = 1024;
-    o.overhead = 1 * MiB;
+    dsi_test_plan_opts_small(&o);
     static const uint32_t shapes[][2] = {{2, 1}, {2, 2}, {3, 1}, {3, 3}, {4, 1}, {4, 2}, {4, 4}};
     for (size_t t = 0; t < sizeof(shapes) / sizeof(shapes[0]); t++) {
         uint32_t n = shapes[t][0];
         dsc_node_desc_t nodes[4];
-        make_nodes(nodes, n, 64 * MiB);
+        dsi_test_plan_nodes(nodes, n, 64 * MiB);
         o.n_stages = shapes[t][1];
         dst_plan_t p;
         dsc_plan_report_t rep;
@@ -249,7 +190,7 @@ static void test_shapes_tiny(void)
     }
     /* Default stage count: one stage when everything fits on every node. */
     dsc_node_desc_t nodes[3];
-    make_nodes(nodes, 3, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 3, 64 * MiB);
     o.n_stages = 0;
     dst_plan_t p;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 3, &o, &p, NULL), DSI_OK);
@@ -260,11 +201,11 @@ static void test_shapes_tiny(void)
 /* Unequal budgets: bytes follow the budgets (equal use), and stage counts grow when needed. */
 static void test_balance_and_stages(void)
 {
-    dsn_config_t c = cfg_671b();
+    dsn_config_t c = dsi_test_cfg_671b();
     dsc_plan_opts_t o;
     dsc_plan_opts_default(&o);
     dsc_node_desc_t nodes[16];
-    make_nodes(nodes, 8, 128 * GiB);
+    dsi_test_plan_nodes(nodes, 8, 128 * GiB);
     dst_plan_t p;
     dsc_plan_report_t rep;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 8, &o, &p, &rep), DSI_OK);
@@ -275,7 +216,7 @@ static void test_balance_and_stages(void)
     dsc_plan_cleanup(&p);
 
     /* 16 x 48 GiB cannot hold all non-expert weights on every node: more stages. */
-    make_nodes(nodes, 16, 48 * GiB);
+    dsi_test_plan_nodes(nodes, 16, 48 * GiB);
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 16, &o, &p, &rep), DSI_OK);
     DSI_CHECK(p.n_stages > 1);
     verify(&p, &c, nodes, 16, &o);
@@ -305,11 +246,11 @@ static void test_balance_and_stages(void)
 
 static void test_refusals(void)
 {
-    dsn_config_t c = cfg_671b();
+    dsn_config_t c = dsi_test_cfg_671b();
     dsc_plan_opts_t o;
     dsc_plan_opts_default(&o);
     dsc_node_desc_t nodes[8];
-    make_nodes(nodes, 4, 128 * GiB);
+    dsi_test_plan_nodes(nodes, 4, 128 * GiB);
     dst_plan_t p;
     memset(&p, 0, sizeof(p));
     dsc_plan_report_t rep;
@@ -325,7 +266,7 @@ static void test_refusals(void)
     DSI_CHECK(rep.missing_bytes > 100 * GiB);
 
     /* Enough memory in total, but node 12 cannot even hold its runtime overhead. */
-    dsn_config_t t = cfg_tiny();
+    dsn_config_t t = dsi_test_cfg_tiny();
     o.kv_tokens = 1024;
     o.overhead = 4 * MiB;
     for (uint32_t i = 0; i < 3; i++)
@@ -344,7 +285,7 @@ static void test_refusals(void)
      * 671B on 8 x 90 GiB in one stage: the total fits, each node lacks about 10 GiB (8 stages
      * would fit: every node holds fewer non-expert weights then).
      */
-    make_nodes(nodes, 8, 90 * GiB);
+    dsi_test_plan_nodes(nodes, 8, 90 * GiB);
     dsc_plan_opts_default(&o);
     o.n_stages = 1;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 8, &o, &p, &rep), DSI_ERR_CAPACITY);
@@ -361,13 +302,11 @@ static void test_refusals(void)
 /* Removing a node moves only its experts; adding one back moves as few as it must take. */
 static void test_replan(void)
 {
-    dsn_config_t c = cfg_tiny();
+    dsn_config_t c = dsi_test_cfg_tiny();
     dsc_plan_opts_t o;
-    dsc_plan_opts_default(&o);
-    o.kv_tokens = 1024;
-    o.overhead = 1 * MiB;
+    dsi_test_plan_opts_small(&o);
     dsc_node_desc_t nodes[4];
-    make_nodes(nodes, 4, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 4, 64 * MiB);
     dst_plan_t p4, p3, back;
     dsc_plan_report_t rep;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p4, &rep), DSI_OK);
@@ -438,7 +377,7 @@ static void test_replan(void)
     DSI_CHECK_INT_EQ(rep.experts_moved, held_by_3);
 
     /* A previous plan of another model shape is refused. */
-    dsn_config_t other = cfg_671b();
+    dsn_config_t other = dsi_test_cfg_671b();
     dst_plan_t x;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&other, nodes, 3, &o, &x, &rep), DSI_ERR_INVALID_ARG);
     dsc_plan_cleanup(&p4);
@@ -470,13 +409,11 @@ static double measured_imbalance(const dst_plan_t *p, const uint64_t *load)
 
 static void test_replicas(void)
 {
-    dsn_config_t c = cfg_tiny();
+    dsn_config_t c = dsi_test_cfg_tiny();
     dsc_plan_opts_t o;
-    dsc_plan_opts_default(&o);
-    o.kv_tokens = 1024;
-    o.overhead = 1 * MiB;
+    dsi_test_plan_opts_small(&o);
     dsc_node_desc_t nodes[4];
-    make_nodes(nodes, 4, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 4, 64 * MiB);
     /* Zipf-like skew, a different hot expert per layer. */
     uint64_t load[3 * 32];
     for (uint32_t l = 0; l < 3; l++)
@@ -563,7 +500,7 @@ static void test_v2_family(void)
     dsc_plan_opts_default(&o);
     o.format = DSC_WEIGHT_BF16;
     dsc_node_desc_t nodes[4];
-    make_nodes(nodes, 4, 256 * GiB);
+    dsi_test_plan_nodes(nodes, 4, 256 * GiB);
     enum { L = 59, E = 160 };
     static uint64_t load[L * E];
     for (uint32_t l = 0; l < L; l++)
@@ -584,7 +521,7 @@ static void test_v2_family(void)
     dsc_plan_cleanup(&p0);
     dsc_plan_cleanup(&p16);
     /* 2 nodes of 128 GiB cannot hold 439 GiB of bf16 weights */
-    make_nodes(nodes, 2, 128 * GiB);
+    dsi_test_plan_nodes(nodes, 2, 128 * GiB);
     o.load = NULL;
     o.redundant_experts = 0;
     dsc_plan_report_t rep;
@@ -594,7 +531,7 @@ static void test_v2_family(void)
     DSI_CHECK_INT_EQ(c.q_lora_rank, 0);
     DSI_CHECK_INT_EQ(dsc_memory_compute(&c, DSC_WEIGHT_BF16, &m), DSI_OK);
     DSI_CHECK(m.params_main > 15.6e9 && m.params_main < 15.8e9);
-    make_nodes(nodes, 3, 64 * GiB);
+    dsi_test_plan_nodes(nodes, 3, 64 * GiB);
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 3, &o, &p0, &rep), DSI_OK);
     DSI_CHECK_INT_EQ(verify(&p0, &c, nodes, 3, &o), 0);
     DSI_CHECK_INT_EQ(rep.expert_copies, 26 * 64);
@@ -603,20 +540,20 @@ static void test_v2_family(void)
 
 static void test_bad_inputs(void)
 {
-    dsn_config_t c = cfg_tiny();
+    dsn_config_t c = dsi_test_cfg_tiny();
     dsc_plan_opts_t o;
     dsc_plan_opts_default(&o);
     dsc_node_desc_t nodes[4];
-    make_nodes(nodes, 4, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 4, 64 * MiB);
     dst_plan_t p;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 0, &o, &p, NULL), DSI_ERR_INVALID_ARG);
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, NULL, 2, &o, &p, NULL), DSI_ERR_INVALID_ARG);
     nodes[1].id = 0;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, NULL), DSI_ERR_INVALID_ARG);
-    make_nodes(nodes, 4, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 4, 64 * MiB);
     nodes[3].mem_budget = 0;
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, NULL), DSI_ERR_INVALID_ARG);
-    make_nodes(nodes, 4, 64 * MiB);
+    dsi_test_plan_nodes(nodes, 4, 64 * MiB);
     o.n_stages = 5; /* only 4 layers and 4 nodes */
     DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, NULL), DSI_ERR_INVALID_ARG);
     o.n_stages = 0;
@@ -658,6 +595,118 @@ static void test_bad_inputs(void)
     DSI_CHECK_INT_EQ(dsc_plan_check(NULL), DSI_ERR_INVALID_ARG);
 }
 
+/* MTP experts of node id in p (each expert's holders listed once, in the last stage). */
+static uint32_t mtp_held(const dst_plan_t *p, uint32_t id)
+{
+    uint32_t n = 0;
+    for (uint32_t e = 0; e < p->n_experts; e++)
+        n += (uint32_t)dst_plan_holds_mtp(p, e, id);
+    return n;
+}
+
+/*
+ * With speculative decoding the MTP layer's routed experts are spread over the last stage's nodes
+ * (one copy each, contiguous runs), its non-expert part and cache on each of them; every node's
+ * MTP bytes count its own experts once, mem_planned agrees, and a re-plan keeps them in place.
+ */
+static void test_mtp_experts(void)
+{
+    dsn_config_t c = dsi_test_cfg_tiny();
+    c.num_nextn_predict_layers = 1;
+    dsc_plan_opts_t o;
+    dsi_test_plan_opts_small(&o);
+    o.mtp = 1;
+    dsc_node_desc_t nodes[6];
+    dsi_test_plan_nodes(nodes, 6, 64 * MiB);
+    dst_plan_t p, q;
+    dsc_plan_report_t rep;
+    dsc_memory_t mem;
+    DSI_CHECK_INT_EQ(dsc_memory_compute(&c, o.format, &mem), DSI_OK);
+    uint64_t per_expert = mem.mtp_experts / 32, whole = dsc_planner_mtp_bytes(&mem, &o);
+    DSI_CHECK(per_expert > 0 && per_expert == mem.expert);
+
+    /* 2 stages x 3 nodes: 11 + 11 + 10 experts on the last stage, none on stage 0. */
+    o.n_stages = 2;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 6, &o, &p, &rep), DSI_OK);
+    verify(&p, &c, nodes, 6, &o);
+    DSI_CHECK(p.mtp_offsets != NULL && p.mtp_holders != NULL);
+    DSI_CHECK_INT_EQ(p.mtp_offsets[32], 32); /* one holder each */
+    uint32_t shares[6], total = 0;
+    uint64_t mtp_bytes = 0;
+    for (uint32_t i = 0; i < 6; i++) {
+        shares[i] = mtp_held(&p, p.nodes[i].node_id);
+        total += shares[i];
+        dsc_node_usage_t u;
+        dsc_plan_node_usage(&p, i, &c, &rep.mem, &o, &u);
+        DSI_CHECK_INT_EQ(u.mtp_experts, shares[i]);
+        if (p.nodes[i].stage == 1) {
+            DSI_CHECK_INT_EQ(u.mtp, whole - mem.mtp_experts + shares[i] * per_expert);
+            mtp_bytes += u.mtp;
+        } else {
+            DSI_CHECK_INT_EQ(shares[i], 0);
+            DSI_CHECK_INT_EQ(u.mtp, 0);
+        }
+    }
+    DSI_CHECK_INT_EQ(total, 32);
+    DSI_CHECK_INT_EQ(shares[3], 11);
+    DSI_CHECK_INT_EQ(shares[4], 11);
+    DSI_CHECK_INT_EQ(shares[5], 10);
+    /* Counted once per holder: the stage's MTP bytes are its non-expert part per node plus
+     * every expert once. */
+    DSI_CHECK_INT_EQ(mtp_bytes, 3 * (whole - mem.mtp_experts) + mem.mtp_experts);
+
+    /* A re-plan without node 1 (stage 0) keeps the MTP experts where they were. */
+    dsc_node_desc_t five[5] = {nodes[0], nodes[2], nodes[3], nodes[4], nodes[5]};
+    o.previous = &p;
+    o.n_stages = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, five, 5, &o, &q, &rep), DSI_OK);
+    verify(&q, &c, five, 5, &o);
+    DSI_CHECK(q.mtp_offsets != NULL);
+    DSI_CHECK(memcmp(q.mtp_holders, p.mtp_holders, 32 * sizeof(uint32_t)) == 0);
+    dsc_plan_cleanup(&q);
+    /* Without node 5 (a holder) they are spread afresh over the last stage's nodes. */
+    dsc_node_desc_t rest[5] = {nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]};
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, rest, 5, &o, &q, &rep), DSI_OK);
+    verify(&q, &c, rest, 5, &o);
+    total = 0;
+    for (uint32_t i = 0; i < 5; i++)
+        total += mtp_held(&q, q.nodes[i].node_id);
+    DSI_CHECK_INT_EQ(total, 32);
+    DSI_CHECK_INT_EQ(mtp_held(&q, 5), 0);
+    dsc_plan_cleanup(&q);
+    o.previous = NULL;
+
+    /* The plan check refuses an MTP holder outside the last stage, or an unheld expert. */
+    uint32_t saved = p.mtp_holders[0];
+    p.mtp_holders[0] = p.nodes[0].node_id;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_ERR_INVALID_ARG);
+    p.mtp_holders[0] = saved;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_OK);
+    p.mtp_offsets[1] = 0;
+    DSI_CHECK_INT_EQ(dsc_plan_check(&p), DSI_ERR_INVALID_ARG);
+    dsc_plan_cleanup(&p);
+
+    /* One node: it holds the whole layer, counted as before. */
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 1, &o, &p, &rep), DSI_OK);
+    verify(&p, &c, nodes, 1, &o);
+    DSI_CHECK_INT_EQ(mtp_held(&p, 0), 32);
+    dsc_node_usage_t u;
+    dsc_plan_node_usage(&p, 0, &c, &rep.mem, &o, &u);
+    DSI_CHECK_INT_EQ(u.mtp, whole);
+    dsc_plan_cleanup(&p);
+
+    /* Without speculative decoding (or without the layer) the plan places nothing of it. */
+    o.mtp = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, &rep), DSI_OK);
+    DSI_CHECK(p.mtp_offsets == NULL && p.mtp_holders == NULL);
+    dsc_plan_cleanup(&p);
+    o.mtp = 1;
+    c.num_nextn_predict_layers = 0;
+    DSI_CHECK_INT_EQ(dsc_planner_plan(&c, nodes, 4, &o, &p, &rep), DSI_OK);
+    DSI_CHECK(p.mtp_offsets == NULL);
+    dsc_plan_cleanup(&p);
+}
+
 int main(void)
 {
     test_memory_671b();
@@ -668,5 +717,6 @@ int main(void)
     test_replicas();
     test_v2_family();
     test_bad_inputs();
+    test_mtp_experts();
     return dsi_test_finish();
 }

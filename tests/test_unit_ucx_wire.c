@@ -110,11 +110,11 @@ static void test_hostile_headers(void)
     enc[2] ^= 0xff;
     expect_decode_error(enc, elen, "bad magic");
     dst_wire_hdr_encode(&h, enc, sizeof(enc), &elen);
-    enc[6] = 2; /* version, a positive fixint right after the 5-byte magic */
-    expect_decode_error(enc, elen, "version 2");
-    const uint8_t floaty[] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x01, 0xca, 0, 0, 0, 0};
+    enc[6] = 3; /* version, a positive fixint right after the 5-byte magic */
+    expect_decode_error(enc, elen, "version 3");
+    const uint8_t floaty[] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x02, 0xca, 0, 0, 0, 0};
     expect_decode_error(floaty, sizeof(floaty), "float field");
-    const uint8_t negative[] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x01, 0xff};
+    const uint8_t negative[] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x02, 0xff};
     expect_decode_error(negative, sizeof(negative), "negative int");
     const uint8_t map[] = {0x81, 0x01, 0x02};
     expect_decode_error(map, sizeof(map), "map");
@@ -122,7 +122,7 @@ static void test_hostile_headers(void)
     expect_decode_error(huge_array, sizeof(huge_array), "array of 2^32-1");
     /* A type field wider than uint8 must not be truncated into a valid type. */
     dst_wire_hdr_encode(&h, enc, sizeof(enc), &elen);
-    uint8_t wide[DST_WIRE_HDR_MAX] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x01, 0xcd, 0x01, 0x02};
+    uint8_t wide[DST_WIRE_HDR_MAX] = {0x9c, 0xce, 0x44, 0x53, 0x54, 0x57, 0x02, 0xcd, 0x01, 0x02};
     memcpy(wide + 10, enc + 8, elen - 8);
     expect_decode_error(wide, elen + 2, "type 258");
     /* Random bytes never crash or decode; a valid prefix plus noise only must not crash. */
@@ -215,9 +215,9 @@ static void test_side(void)
     dst_wire_hdr_t a = h;
     a.type = DST_WIRE_ACTIVATION;
     a.n_pairs = 0;
-    uint64_t act[(24 + 48) / 8];
+    uint64_t act[(24 + 72) / 8];
     memset(act, 0, sizeof(act));
-    DSI_CHECK_INT_EQ(dst_wire_payload_bytes(&a), 24 + 48);
+    DSI_CHECK_INT_EQ(dst_wire_payload_bytes(&a), 24 + 72);
     dst_wire_token_t *t = (dst_wire_token_t *)((uint8_t *)act + 24);
     DSI_CHECK(dst_wire_tokens(&a, act) == t);
     DSI_CHECK(dst_wire_pairs(&a, act) == NULL);
@@ -225,6 +225,15 @@ static void test_side(void)
     t[1].rollback = 8; /* a speculative step's rejected drafts: fine */
     DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_OK);
     t[1].rollback = DST_WIRE_MAX_ROLLBACK + 1;
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_ERR_PROTOCOL);
+    t[1].rollback = 0;
+    t[1].token = -1; /* token ids are never negative */
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_ERR_PROTOCOL);
+    t[1].token = 7;
+    t[1].pos = 64;
+    t[1].cached = 64; /* positions 0..63 came from the prefix cache: fine */
+    DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_OK);
+    t[1].cached = 65; /* more positions than come before it */
     DSI_CHECK_INT_EQ(dst_wire_check_side(&a, act, &why), DSI_ERR_PROTOCOL);
 }
 

@@ -208,7 +208,8 @@
       "dsinfer bench and dsinfer version take the variable") \
     X(FP8, "fp8", ENUM, "auto", 0, 0, "auto|int|f16c", DSI_P_NODES, 0, \
       "fp8 conversion of the AVX2 kernels: int (integer ops) or f16c (auto: int on AMD CPUs, " \
-      "f16c elsewhere)") \
+      "f16c elsewhere); the AVX-512 kernels' one-token products use a byte table (AVX512_VBMI) " \
+      "unless f16c") \
     X(ACT, "act", ENUM, "int8", 0, 0, "int8|f32", DSI_P_NODES, 0, \
       "decode activations of integer weights: int8 (quantized per token where the level has " \
       "int8 kernels) or f32 (exact)") \
@@ -241,6 +242,7 @@
     X("DSINFER_LOG", "log level: error, warn, info (default), debug, trace")                       \
     X("DSINFER_TOKENIZER_REGEX", "force the pre-tokenizer's regex engine (testing)")               \
     X("DSINFER_SPEC_SCRIPT", "token ids greedy requests draft across stages (testing)")            \
+    X("DSINFER_TEST_PREFIX_DROP", "1: later stages drop cached KV blocks first (testing)")         \
     X("DSINFER_NODE_BIN", "the dsinfer-node program that serve and run --local-nodes start")
 
 #endif

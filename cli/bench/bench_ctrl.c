@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "cli_args.h"
 #include "dst_ctrl.h"
 
@@ -243,13 +244,8 @@ int dsinfer_bench_ctrl(int argc, char **argv)
             rc = cli_parse_int("bench ctrl", "--pings", optarg, 1, 100000000, &pings);
         else if (ch == 's')
             rc = cli_parse_int("bench ctrl", "--stream", optarg, 1, 100000000, &stream);
-        else if (ch == 'h') {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
+        else
+            return bench_opt_usage(ch == 'h', usage);
         if (rc != 0)
             return 2;
     }

@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "cli_args.h"
 #include "dsc_tokenizer.h"
 #include "dsg.h"
@@ -98,13 +98,6 @@ static double rnd01(rng_t *r)
     return (double)(r->s >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -175,10 +168,10 @@ static int generate(const dsg_grammar_t *g, const dsg_vocab_t *v, const dsc_toke
     while (buf != NULL && steps < max_tokens) {
         for (int32_t t = 0; t < n_vocab; t++)
             logits[t] = 0.0f;
-        double t0 = dsi_now_s(), c0 = thread_cpu_s();
+        double t0 = dsi_now_s(), c0 = dsi_thread_cpu_s();
         if (dsg_matcher_mask(m, logits, n_vocab) != DSI_OK)
             break;
-        add_sample(smp, (thread_cpu_s() - c0) * 1e6, (dsi_now_s() - t0) * 1e6);
+        add_sample(smp, (dsi_thread_cpu_s() - c0) * 1e6, (dsi_now_s() - t0) * 1e6);
         /* Gumbel-max over the allowed tokens with standard normal logits: temperature 1. */
         int32_t best = -1;
         double best_v = -INFINITY;
@@ -267,12 +260,8 @@ int dsinfer_bench_grammar(int argc, char **argv)
             if (cli_parse_int("bench grammar", "--seed", optarg, 0, INT64_MAX, &seed) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
     if (optind < argc || tok_path == NULL) {

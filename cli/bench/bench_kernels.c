@@ -42,8 +42,10 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "bench_probe.h"
 #include "cli_args.h"
+#include "dsi_clock.h"
 #include "dsi_pool.h"
 #include "dsk.h"
 
@@ -89,14 +91,6 @@ typedef struct {
     int n_entries;
 } bench_t;
 
-/* CPU time of this thread: the clock probe must not count time the thread spent preempted. */
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- memory bandwidth ---- */
 
 static int measure_bandwidth(bench_t *b)
@@ -141,9 +135,9 @@ static void measure_clock(bench_t *b)
     const long iters = 5000000; /* 40M dependent FMAs: ~50 ms at 3 GHz */
     volatile float sink = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = thread_cpu_s();
+        double t0 = dsi_thread_cpu_s();
         sink += fma_chain(iters, 1.0f + (float)r);
-        double ghz = (double)iters * 8 * FMA_LATENCY_CYCLES / (thread_cpu_s() - t0) * 1e-9;
+        double ghz = (double)iters * 8 * FMA_LATENCY_CYCLES / (dsi_thread_cpu_s() - t0) * 1e-9;
         best = ghz > best ? ghz : best;
     }
     (void)sink;
@@ -737,19 +731,12 @@ int dsinfer_bench_kernels(int argc, char **argv)
             if (cli_parse_int("bench kernels", "--threads", optarg, 1, 1024, &threads) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer bench kernels: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    if (bench_opt_rest("kernels", argc, argv, usage) != 0)
         return 2;
-    }
     if (b.resident && b.only == 'p') {
         fprintf(stderr, "dsinfer bench kernels: --resident measures decode only\n");
         return 2;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "bench_probe.h"
 #include "bench_spec.h"
 #include "cli_args.h"
@@ -166,18 +167,12 @@ static int parse(int argc, char **argv, opts_t *o)
         case 'j':
             o->json = 1;
             break;
-        case 'h':
-            usage(stdout);
-            return -1;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage) == 0 ? -1 : 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer bench model: unexpected argument '%s'\n", argv[optind]);
+    if (bench_opt_rest("model", argc, argv, usage) != 0)
         return 2;
-    }
     if (o->model == NULL) {
         fprintf(stderr, "dsinfer bench model: --model is required\n");
         usage(stderr);

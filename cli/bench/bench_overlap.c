@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "bench_probe.h"
 #include "cli_args.h"
 #include "dsi_clock.h"
@@ -161,19 +162,12 @@ int dsinfer_bench_overlap(int argc, char **argv)
             if (cli_parse_int("bench overlap", "--threads", optarg, 1, 1024, &threads) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer bench overlap: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    if (bench_opt_rest("overlap", argc, argv, usage) != 0)
         return 2;
-    }
     dsi_pool_t *pool = dsi_pool_create((int)threads);
     if (pool == NULL) {
         fprintf(stderr, "dsinfer bench overlap: cannot start the thread pool\n");

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "bench_probe.h"
 #include "cli_args.h"
 #include "dsi_pool.h"
@@ -426,18 +427,12 @@ int dsinfer_bench_profile(int argc, char **argv)
             if (cli_parse_int("bench profile", "--threads", optarg, 1, 1024, &threads) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer bench profile: unexpected argument '%s'\n", argv[optind]);
+    if (bench_opt_rest("profile", argc, argv, usage) != 0)
         return 2;
-    }
     FILE *jf = NULL;
     if (p.json_path != NULL && strcmp(p.json_path, "-") != 0 &&
         (jf = fopen(p.json_path, "w")) == NULL) {

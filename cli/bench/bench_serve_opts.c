@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_opt.h"
 #include "bench_serve.h"
 #include "cli_args.h"
 
@@ -201,20 +202,14 @@ int bs_opts_parse(int argc, char **argv, bs_opts_t *o)
         case OPT_BUCKET:
             rc = cli_parse_float(CMD, "--bucket", optarg, 0.1, 3600, &o->bucket);
             break;
-        case OPT_HELP:
-            bs_usage(stdout);
-            return 1;
         default:
-            bs_usage(stderr);
-            return 2;
+            return bench_opt_usage(c == OPT_HELP, bs_usage) == 0 ? 1 : 2;
         }
         if (rc != 0)
             return 2;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dsinfer " CMD ": unexpected argument '%s'\n", argv[optind]);
+    if (bench_opt_rest("serve", argc, argv, bs_usage) != 0)
         return 2;
-    }
     if (o->key == NULL) /* as dsinfer serve, then as OpenAI's clients read it */
         o->key = getenv("DSINFER_API_KEY") ? getenv("DSINFER_API_KEY") : getenv("OPENAI_API_KEY");
     if (o->key != NULL && o->key[0] == '\0')

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "cli_args.h"
 #include "dsc_tokenizer.h"
 #include "dsi_clock.h"
@@ -287,12 +288,8 @@ int dsinfer_bench_tokenizer(int argc, char **argv)
             if (cli_parse_int("bench tokenizer", "--reps", optarg, 1, 1000, &reps) != 0)
                 return 2;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
     if (model == NULL || optind != argc) {

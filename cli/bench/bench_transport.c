@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_opt.h"
 #include "cli_args.h"
 #include "dsi_clock.h"
 #include "dst_ucx.h"
@@ -561,12 +562,8 @@ int dsinfer_bench_transport(int argc, char **argv)
         case 'p':
             peer = optarg;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_opt_usage(c == 'h', usage);
         }
     }
     static const char *const tls_modes[] = {"shm", "tcp", "both", NULL};

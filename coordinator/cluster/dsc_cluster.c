@@ -317,13 +317,18 @@ static void on_tokens(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_tokens_
         dsc_seq_preempted(cl, s); /* its owner sees nothing: the tokens go on after a re-prefill */
         return;
     }
+    if (t->finish == DST_FINISH_PREFIX_MISS) {
+        dsc_seq_prefix_miss(cl, s); /* the same, computing its whole prompt this time */
+        return;
+    }
     dsc_seq_deliver(cl, s, t, t->tokens, t->n_tokens, (dst_finish_t)t->finish);
     if (t->finish != DST_FINISH_NONE) {
         dsc_seq_end(cl, s);
         return;
     }
-    /* The sampled token goes back to stage 0 when another node runs it. */
-    if (s->route[0] != from) {
+    /* The sampled token goes back to stage 0 when another node runs it (not while a re-plan
+     * holds the sequence: it continues on the new plan). */
+    if (s->route[0] != from && s->submitted) {
         dst_msg_t m = {.type = DST_MSG_TOKENS};
         m.tokens = *t;
         m.tokens.logprob = NULL; /* stage 0 needs only the token */

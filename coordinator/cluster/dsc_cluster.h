@@ -179,6 +179,8 @@ typedef struct {
     uint64_t prefill_tokens; /* prompt tokens SUBMITs asked the nodes to compute */
     uint64_t shared_tokens;  /* prompt tokens they copied from another sequence instead */
     uint64_t preemptions;   /* sequences a node preempted (KV pool full) and that were re-submitted */
+    uint64_t prefix_misses; /* sequences submitted again without prefix reuse (a later stage
+                               lacked blocks stage 0 found in its prefix cache) */
     /* prefix cache, from the nodes' HEARTBEATs: prompt tokens stage 0 took, and those it found
      * cached (not computed) */
     uint64_t prefix_prompt_tokens, prefix_hit_tokens;

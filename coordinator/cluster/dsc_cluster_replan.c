@@ -35,32 +35,52 @@ dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl)
     return DSI_OK;
 }
 
+/* A draining node that p leaves out but that is still there: in a live switch or a restart that
+ * keeps the KV caches it may send its sequences' rows to p's nodes. */
+static int leaving(const node_t *n, const dst_plan_t *p)
+{
+    return n->draining && n->state != NODE_DEAD && n->cs != NULL &&
+           dsc_plan_node_index(p, n->id) < 0;
+}
+
 void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live)
 {
     if (p->epoch > cl->last_epoch)
         cl->last_epoch = p->epoch;
-    dst_msg_peer_t *peers = calloc(p->n_nodes, sizeof(*peers));
+    /* PEERS: p's nodes and, unless this is a plain restart, the nodes leaving that may still
+     * send KV rows (every node of p can then take them, a node that joins with p too). */
+    dst_msg_peer_t *peers = calloc((size_t)p->n_nodes + cl->n_nodes, sizeof(*peers));
     if (peers == NULL)
         return;
-    for (uint32_t i = 0; i < p->n_nodes; i++) {
-        const node_t *n = &cl->nodes[p->nodes[i].node_id];
-        peers[i].node_id = n->id;
-        peers[i].ucx_addr = n->ucx_addr;
-        peers[i].ucx_addr_len = n->ucx_addr_len;
+    uint32_t n_peers = 0;
+    for (uint32_t i = 0; i < p->n_nodes + cl->n_nodes; i++) {
+        const node_t *n =
+            i < p->n_nodes ? &cl->nodes[p->nodes[i].node_id] : &cl->nodes[i - p->n_nodes];
+        if (i >= p->n_nodes && (live == 0 || !leaving(n, p)))
+            continue;
+        peers[n_peers].node_id = n->id;
+        peers[n_peers].ucx_addr = n->ucx_addr;
+        peers[n_peers].ucx_addr_len = n->ucx_addr_len;
+        n_peers++;
     }
     dst_msg_t pm = {.type = DST_MSG_PLAN};
     pm.plan.plan = *p;
     pm.plan.live = (uint8_t)live;
     dst_msg_t pe = {.type = DST_MSG_PEERS};
     pe.peers.epoch = p->epoch;
-    pe.peers.n_peers = p->n_nodes;
+    pe.peers.n_peers = n_peers;
     pe.peers.peers = peers;
     for (uint32_t i = 0; i < p->n_nodes; i++) {
         node_t *n = &cl->nodes[p->nodes[i].node_id];
-        if (!live)
+        if (live != 1)
             n->state = NODE_JOINED; /* until it is READY in this epoch */
         dsc_cluster_send_node(cl, n->id, &pm);
         dsc_cluster_send_node(cl, n->id, &pe);
+    }
+    /* The nodes leaving get the PEERS alone: they connect to nodes that joined with p. */
+    for (uint32_t i = 0; i < cl->n_nodes && live != 0; i++) {
+        if (leaving(&cl->nodes[i], p))
+            dsc_cluster_send_node(cl, cl->nodes[i].id, &pe);
     }
     free(peers);
 }
@@ -134,16 +154,31 @@ static void count_moved(const dsc_cluster_t *cl, const dst_plan_t *prev, const d
     }
 }
 
-/* Serving stops until every node of the new plan is READY; open sequences wait for it. */
+/* Serving stops until every node of the new plan is READY; open sequences wait for it. With
+ * the live re-plans on, those whose nodes are all alive keep their KV rows there (the nodes keep
+ * them across the restart, PLAN.live 2) and move with them once the new plan serves. */
 static void stop_serving(dsc_cluster_t *cl)
 {
     dsc_switch_abort(cl);
-    if (cl->ready)
+    if (cl->ready) {
         cl->unready_since_ns = dsc_now_ns();
+        if (cl->opts.live_switch && cl->planned)
+            dsc_kvcarry_hold(cl);
+    }
     cl->ready = 0;
-    /* Nothing runs across epochs: open sequences are withdrawn and re-submitted when the new
-     * plan serves. */
+    /* Nothing runs across epochs: the other open sequences are withdrawn and re-submitted when
+     * the new plan serves. */
     dsc_seq_withdraw_all(cl);
+}
+
+/* Some sequence keeps its rows on the nodes across this restart. */
+static int carrying(const dsc_cluster_t *cl)
+{
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+        if (s->carry)
+            return 1;
+    }
+    return 0;
 }
 
 /*
@@ -181,7 +216,8 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
         return -1;
     }
     cl->planned = 1;
-    dsc_cluster_send_plan(cl, &cl->plan, 0);
+    int keep = carrying(cl);
+    dsc_cluster_send_plan(cl, &cl->plan, keep ? 2 : 0);
     return 0;
 }
 
@@ -189,16 +225,20 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
 
 /* A deep copy of p with every node id mapped through map (old id -> new id, UINT32_MAX: none);
  * DSI_ERR_NOT_FOUND when an id has no image. */
-static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids, const uint32_t *new_ids,
-                               uint32_t n_map, dst_plan_t *out)
+static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids,
+                               const uint32_t *new_ids, uint32_t n_map, dst_plan_t *out)
 {
     dst_plan_t q = *p;
     size_t slots = dst_plan_slots(p), holders = p->expert_offsets[slots];
+    size_t mtp = p->mtp_offsets != NULL ? p->mtp_offsets[p->n_experts] : 0;
     q.stages = malloc((size_t)p->n_stages * sizeof(*q.stages));
     q.nodes = malloc((size_t)p->n_nodes * sizeof(*q.nodes));
     q.expert_offsets = malloc((slots + 1) * sizeof(uint32_t));
     q.expert_holders = malloc((holders > 0 ? holders : 1) * sizeof(uint32_t));
-    if (!q.stages || !q.nodes || !q.expert_offsets || !q.expert_holders) {
+    q.mtp_offsets = p->mtp_offsets != NULL ? malloc((p->n_experts + 1) * sizeof(uint32_t)) : NULL;
+    q.mtp_holders = p->mtp_offsets != NULL ? malloc((mtp > 0 ? mtp : 1) * sizeof(uint32_t)) : NULL;
+    if (!q.stages || !q.nodes || !q.expert_offsets || !q.expert_holders ||
+        (p->mtp_offsets != NULL && (!q.mtp_offsets || !q.mtp_holders))) {
         dsc_plan_cleanup(&q);
         return DSI_ERR_NOMEM;
     }
@@ -206,8 +246,14 @@ static dsi_status_t plan_remap(const dst_plan_t *p, const uint32_t *old_ids, con
     memcpy(q.nodes, p->nodes, (size_t)p->n_nodes * sizeof(*q.nodes));
     memcpy(q.expert_offsets, p->expert_offsets, (slots + 1) * sizeof(uint32_t));
     memcpy(q.expert_holders, p->expert_holders, holders * sizeof(uint32_t));
-    for (size_t i = 0; i < p->n_nodes + holders; i++) {
-        uint32_t *id = i < p->n_nodes ? &q.nodes[i].node_id : &q.expert_holders[i - p->n_nodes];
+    if (p->mtp_offsets != NULL) {
+        memcpy(q.mtp_offsets, p->mtp_offsets, (p->n_experts + 1) * sizeof(uint32_t));
+        memcpy(q.mtp_holders, p->mtp_holders, mtp * sizeof(uint32_t));
+    }
+    for (size_t i = 0; i < p->n_nodes + holders + mtp; i++) {
+        uint32_t *id = i < p->n_nodes             ? &q.nodes[i].node_id
+                       : i < p->n_nodes + holders ? &q.expert_holders[i - p->n_nodes]
+                                                  : &q.mtp_holders[i - p->n_nodes - holders];
         uint32_t k = 0;
         while (k < n_map && old_ids[k] != *id)
             k++;
@@ -339,6 +385,7 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
         snprintf(cl->plan_error, sizeof(cl->plan_error), "%s",
                  report.reason[0] ? report.reason : dsi_status_message(st));
         cl->plan_missing = report.missing_bytes;
+        dsc_kvcarry_drop(cl); /* no plan to move to: the nodes may drop the rows */
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }
@@ -410,7 +457,13 @@ void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n)
     /* The nodes loaded the checkpoint's router biases: changed ones go out before any SUBMIT
      * (the same connection keeps the order). */
     dsc_cluster_push_biases(cl);
-    dsc_cluster_release_drained(cl);
+    /* Sequences that kept their rows move first; a drained node that sends some is released
+     * once every move ended (dsc_cluster_kvmove.c). */
+    dsc_kvcarry_begin(cl);
+    if (dsc_kvmove_pending(cl) == 0)
+        dsc_cluster_release_drained(cl);
+    else
+        cl->carry_release = 1;
     dsc_seq_submit_all(cl);
     dsc_cluster_set_state(cl, DSI_OK);
 }

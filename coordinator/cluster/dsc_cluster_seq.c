@@ -436,6 +436,18 @@ void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s)
         dsc_seq_submit(cl, s);
 }
 
+void dsc_seq_prefix_miss(dsc_cluster_t *cl, seq_t *s)
+{
+    cl->stats.prefix_misses++;
+    DSI_INFO("request %llu (sequence %llu): a later stage lacks prompt blocks stage 0 found in "
+             "its prefix cache: submitted again without prefix reuse",
+             (unsigned long long)s->handle, (unsigned long long)s->wire_id);
+    dsc_seq_withdraw(cl, s);
+    s->req.no_prefix = 1; /* from now on: a second miss is impossible */
+    if (cl->ready)
+        dsc_seq_submit(cl, s);
+}
+
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s)
 {
     seq_unlink(cl, s);

@@ -30,6 +30,19 @@ int dsc_cluster_involves(const dsc_cluster_t *cl, uint32_t id)
            (cl->switch_phase == SWITCH_DRAIN && dsc_plan_node_index(&cl->prev_plan, id) >= 0);
 }
 
+/* Whether both plans give the MTP layer's experts the same holders (nodes load them with their
+ * slice, so a live switch cannot move them). */
+static int same_mtp(const dst_plan_t *cur, const dst_plan_t *next)
+{
+    if ((cur->mtp_offsets == NULL) != (next->mtp_offsets == NULL))
+        return 0;
+    if (cur->mtp_offsets == NULL)
+        return 1;
+    uint32_t E = cur->n_experts;
+    return memcmp(cur->mtp_offsets, next->mtp_offsets, (E + 1) * sizeof(uint32_t)) == 0 &&
+           memcmp(cur->mtp_holders, next->mtp_holders, cur->mtp_offsets[E] * sizeof(uint32_t)) == 0;
+}
+
 int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next)
 {
     const dst_plan_t *cur = &cl->plan;
@@ -48,6 +61,11 @@ int dsc_switch_possible(const dsc_cluster_t *cl, const dst_plan_t *next)
             return 0; /* its experts have no live holder now: only a restart helps */
         if (j >= 0 && next->nodes[j].stage != cur->nodes[i].stage)
             return 0; /* its sequences' KV caches would be in the wrong stage */
+    }
+    if (!same_mtp(cur, next)) {
+        DSI_INFO("the MTP layer's experts move to other nodes: restarting instead of a live "
+                 "switch");
+        return 0;
     }
     dsc_memory_t mem;
     int64_t full = dsc_memory_compute(&cl->cfg, cl->opts.plan.format, &mem) == DSI_OK
@@ -85,10 +103,7 @@ static void reroute(dsc_cluster_t *cl)
             dsc_seq_submit_moved(cl, s);
             continue;
         }
-        int lost = 0;
-        for (uint32_t i = 0; i < s->n_route && s->submitted; i++)
-            lost |= dsc_plan_node_index(&cl->plan, s->route[i]) < 0;
-        if (!lost)
+        if (!dsc_seq_lost(cl, s))
             continue;
         dsc_seq_withdraw(cl, s);
         cl->stats.reprefilled++;

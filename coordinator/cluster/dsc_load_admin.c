@@ -149,6 +149,7 @@ char *dsc_cluster_status_json(dsc_cluster_t *cl)
     json_object_set_new(root, "prefix_prompt_tokens",
                         json_integer((json_int_t)st.prefix_prompt_tokens));
     json_object_set_new(root, "prefix_hit_tokens", json_integer((json_int_t)st.prefix_hit_tokens));
+    json_object_set_new(root, "prefix_misses", json_integer((json_int_t)st.prefix_misses));
     json_object_set_new(root, "kv_moved_sequences",
                         json_integer((json_int_t)st.kv_moved_sequences));
     json_object_set_new(root, "kv_moved_bytes", json_integer((json_int_t)st.kv_moved_bytes));

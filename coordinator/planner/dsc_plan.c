@@ -13,6 +13,8 @@ void dsc_plan_cleanup(dst_plan_t *plan)
     free(plan->nodes);
     free(plan->expert_offsets);
     free(plan->expert_holders);
+    free(plan->mtp_offsets);
+    free(plan->mtp_holders);
     memset(plan, 0, sizeof(*plan));
 }
 
@@ -157,6 +159,43 @@ static dsi_status_t check_experts(const dst_plan_t *plan)
     return DSI_OK;
 }
 
+/* The MTP layer's experts, when placed: each held at least once, by distinct nodes of the last
+ * stage. */
+static dsi_status_t check_mtp(const dst_plan_t *plan)
+{
+    if (plan->mtp_offsets == NULL && plan->mtp_holders == NULL)
+        return DSI_OK;
+    if (plan->mtp_offsets == NULL || plan->mtp_holders == NULL || plan->n_experts == 0 ||
+        plan->mtp_offsets[0] != 0) {
+        DSI_ERROR("plan check: MTP expert holder lists incomplete or not starting at 0");
+        return DSI_ERR_INVALID_ARG;
+    }
+    for (uint32_t e = 0; e < plan->n_experts; e++) {
+        const uint32_t *off = plan->mtp_offsets;
+        if (off[e + 1] <= off[e]) {
+            DSI_ERROR("plan check: expert %u of the MTP layer has no holder", e);
+            return DSI_ERR_INVALID_ARG;
+        }
+        for (uint32_t h = off[e]; h < off[e + 1]; h++) {
+            uint32_t id = plan->mtp_holders[h];
+            int n = dsc_plan_node_index(plan, id);
+            if (n < 0 || plan->nodes[n].stage != plan->n_stages - 1) {
+                DSI_ERROR("plan check: expert %u of the MTP layer is held by node %u, not a node "
+                          "of the last stage",
+                          e, id);
+                return DSI_ERR_INVALID_ARG;
+            }
+            for (uint32_t g = off[e]; g < h; g++) {
+                if (plan->mtp_holders[g] == id) {
+                    DSI_ERROR("plan check: expert %u of the MTP layer lists node %u twice", e, id);
+                    return DSI_ERR_INVALID_ARG;
+                }
+            }
+        }
+    }
+    return DSI_OK;
+}
+
 dsi_status_t dsc_plan_check(const dst_plan_t *plan)
 {
     if (plan == NULL) {
@@ -168,6 +207,8 @@ dsi_status_t dsc_plan_check(const dst_plan_t *plan)
         st = check_nodes(plan);
     if (st == DSI_OK)
         st = check_experts(plan);
+    if (st == DSI_OK)
+        st = check_mtp(plan);
     return st;
 }
 
@@ -186,6 +227,15 @@ void dsc_plan_node_usage(const dst_plan_t *plan, uint32_t index, const dsn_confi
     if (node->stage == plan->n_stages - 1) {
         u.weights += mem->head;
         u.mtp = dsc_planner_mtp_bytes(mem, opts);
+        if (u.mtp > 0 && plan->mtp_offsets != NULL) {
+            /* Placed: the layer's non-expert part, and the experts this node holds. */
+            uint32_t held = 0;
+            for (uint32_t e = 0; e < plan->n_experts; e++)
+                held += (uint32_t)dst_plan_holds_mtp(plan, e, node->node_id);
+            u.mtp_experts = held;
+            u.mtp =
+                u.mtp - mem->mtp_experts + (uint64_t)held * (mem->mtp_experts / plan->n_experts);
+        }
     }
     uint64_t count = (uint64_t)(plan->n_layers - plan->first_moe_layer) * plan->n_experts;
     uint32_t n_holders = count > 0 ? plan->expert_offsets[count] : 0;

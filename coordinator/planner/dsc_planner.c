@@ -29,28 +29,53 @@ uint64_t dsc_planner_mtp_bytes(const dsc_memory_t *mem, const dsc_plan_opts_t *o
     return opts->mtp ? mem->mtp + opts->kv_tokens * mem->mtp_kv_token : 0;
 }
 
+uint32_t dsc_planner_mtp_share(const dsc_memory_t *mem, const dsc_plan_opts_t *opts,
+                               uint32_t n_experts, uint32_t k, uint32_t n)
+{
+    if (!opts->mtp || mem->mtp_experts == 0 || n_experts == 0 || n == 0)
+        return 0;
+    return n_experts / n + (k < n_experts % n);
+}
+
+/* Bytes of one of the MTP layer's routed experts (every MTP layer of the config counted). */
+static uint64_t mtp_expert_bytes(const planner_t *p)
+{
+    return p->n_experts > 0 ? p->mem.mtp_experts / p->n_experts : 0;
+}
+
+/* The MTP layer and its cache on a node of the last stage holding `held` of its experts. */
+static uint64_t mtp_node_bytes(const planner_t *p, uint32_t held)
+{
+    uint64_t all = dsc_planner_mtp_bytes(&p->mem, p->opts);
+    if (all == 0 || p->n_experts == 0)
+        return all;
+    return all - p->mem.mtp_experts + (uint64_t)held * mtp_expert_bytes(p);
+}
+
 uint32_t dsc_planner_moe_layers(const planner_t *p, uint32_t first, uint32_t end)
 {
     uint32_t a = first > p->first_moe ? first : p->first_moe;
     return end > a ? end - a : 0;
 }
 
-/* Non-expert bytes of a node in a stage with layers [a, b). */
-static uint64_t range_fixed(const planner_t *p, uint32_t s, uint32_t n_stages, uint32_t a,
-                            uint32_t b)
+/* Non-expert bytes of a node in a stage with layers [a, b); on the last stage (of n_last nodes)
+ * with the MTP layer, the largest share of its experts too. */
+static uint64_t range_fixed(const planner_t *p, uint32_t s, uint32_t n_stages, uint32_t n_last,
+                            uint32_t a, uint32_t b)
 {
     uint64_t bytes = p->opts->overhead + p->opts->kv_tokens * p->mem.kv_token_layer * (b - a) +
                      p->fixed_prefix[b] - p->fixed_prefix[a];
     if (s == 0)
         bytes += p->mem.embed;
     if (s == n_stages - 1)
-        bytes += p->mem.head + dsc_planner_mtp_bytes(&p->mem, p->opts);
+        bytes += p->mem.head + mtp_node_bytes(p, dsc_planner_mtp_share(&p->mem, p->opts,
+                                                                       p->n_experts, 0, n_last));
     return bytes;
 }
 
 uint64_t dsc_planner_stage_fixed(const planner_t *p, const layout_t *lay, uint32_t s)
 {
-    return range_fixed(p, s, lay->n_stages, lay->cuts[s], lay->cuts[s + 1]);
+    return range_fixed(p, s, lay->n_stages, lay->n_last, lay->cuts[s], lay->cuts[s + 1]);
 }
 
 /* ---- step 1: nodes to stages ---- */
@@ -158,7 +183,7 @@ typedef struct {
 static double range_cost(const planner_t *p, const layout_t *lay, const stage_nodes_t *sn,
                          uint32_t s, uint32_t a, uint32_t b)
 {
-    uint64_t fixed = range_fixed(p, s, lay->n_stages, a, b);
+    uint64_t fixed = range_fixed(p, s, lay->n_stages, lay->n_last, a, b);
     double units = (double)dsc_planner_moe_layers(p, a, b) * (p->n_experts + lay->redundant[s]);
     return water_use(fixed, units * (double)p->mem.expert, sn->budgets + sn->first[s],
                      sn->first[s + 1] - sn->first[s]);
@@ -267,6 +292,7 @@ static dsi_status_t build_layout(const planner_t *p, uint32_t n_stages, layout_t
     memset(first, 0, sizeof(first));
     for (uint32_t i = 0; i < p->n; i++)
         first[lay->stage_of[i] + 1]++;
+    lay->n_last = first[n_stages];
     for (uint32_t s = 0; s < n_stages; s++) {
         first[s + 1] += first[s];
         uint32_t k = first[s + 1] - first[s];
@@ -505,6 +531,7 @@ static void layout_copy(layout_t *dst, const layout_t *src, uint32_t n)
     dst->n_stages = src->n_stages;
     dst->max_use = src->max_use;
     dst->worst = src->worst;
+    dst->n_last = src->n_last;
     memcpy(dst->cuts, src->cuts, (src->n_stages + 1) * sizeof(uint32_t));
     memcpy(dst->stage_of, src->stage_of, n * sizeof(uint32_t));
     memcpy(dst->copies, src->copies, n * sizeof(uint32_t));
@@ -542,6 +569,58 @@ static dsi_status_t search_layouts(const planner_t *p, layout_t *try, layout_t *
     return DSI_OK;
 }
 
+/*
+ * The MTP layer's routed experts (with opts->mtp): one copy each, contiguous runs over the last
+ * stage's nodes in plan order (the k-th of n gets dsc_planner_mtp_share of them), as the main
+ * layers' experts without load counts. A previous plan's table is kept when its holders are all
+ * still in the last stage: nodes keep the MTP experts they loaded through a live switch.
+ */
+static dsi_status_t place_mtp(const planner_t *p, const layout_t *lay, dst_plan_t *plan)
+{
+    uint32_t E = p->n_experts, last = lay->n_stages - 1;
+    if (dsc_planner_mtp_share(&p->mem, p->opts, E, 0, lay->n_last) == 0)
+        return DSI_OK;
+    plan->mtp_offsets = malloc((E + 1) * sizeof(uint32_t));
+    plan->mtp_holders = malloc(E * sizeof(uint32_t));
+    if (plan->mtp_offsets == NULL || plan->mtp_holders == NULL)
+        return DSI_ERR_NOMEM;
+    const dst_plan_t *prev = p->opts->previous;
+    int keep = prev != NULL && prev->mtp_offsets != NULL && prev->n_experts == E &&
+               prev->mtp_offsets[E] == E;
+    for (uint32_t h = 0; keep && h < E; h++) {
+        int i = dsc_plan_node_index(plan, prev->mtp_holders[h]);
+        keep = i >= 0 && plan->nodes[i].stage == last;
+    }
+    if (keep) {
+        memcpy(plan->mtp_offsets, prev->mtp_offsets, (E + 1) * sizeof(uint32_t));
+        memcpy(plan->mtp_holders, prev->mtp_holders, E * sizeof(uint32_t));
+        /* mem_planned counted the contiguous shares: count the kept ones instead. */
+        for (uint32_t i = 0, k = 0; i < p->n; i++) {
+            if (plan->nodes[i].stage != last)
+                continue;
+            uint32_t held = 0;
+            for (uint32_t e = 0; e < E; e++)
+                held += plan->mtp_holders[e] == plan->nodes[i].node_id;
+            plan->nodes[i].mem_planned =
+                plan->nodes[i].mem_planned -
+                mtp_node_bytes(p, dsc_planner_mtp_share(&p->mem, p->opts, E, k++, lay->n_last)) +
+                mtp_node_bytes(p, held);
+        }
+        return DSI_OK;
+    }
+    uint32_t e = 0, k = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+        if (plan->nodes[i].stage != last)
+            continue;
+        uint32_t share = dsc_planner_mtp_share(&p->mem, p->opts, E, k++, lay->n_last);
+        for (uint32_t j = 0; j < share; j++, e++)
+            plan->mtp_holders[e] = plan->nodes[i].node_id;
+    }
+    for (e = 0; e <= E; e++)
+        plan->mtp_offsets[e] = e;
+    return DSI_OK;
+}
+
 static dsi_status_t plan_fill(const planner_t *p, const layout_t *lay, dst_plan_t *plan)
 {
     memset(plan, 0, sizeof(*plan));
@@ -559,13 +638,21 @@ static dsi_status_t plan_fill(const planner_t *p, const layout_t *lay, dst_plan_
         plan->stages[s].first_layer = lay->cuts[s];
         plan->stages[s].end_layer = lay->cuts[s + 1];
     }
+    uint32_t last = lay->n_stages - 1, k = 0;
+    uint64_t largest =
+        mtp_node_bytes(p, dsc_planner_mtp_share(&p->mem, p->opts, p->n_experts, 0, lay->n_last));
     for (uint32_t i = 0; i < p->n; i++) {
         plan->nodes[i].node_id = p->nodes[i].id;
         plan->nodes[i].stage = lay->stage_of[i];
         plan->nodes[i].mem_budget = p->nodes[i].mem_budget;
         plan->nodes[i].mem_planned = dsc_planner_stage_fixed(p, lay, lay->stage_of[i]);
+        if (lay->stage_of[i] == last) /* its own share of the MTP experts, not the largest */
+            plan->nodes[i].mem_planned =
+                plan->nodes[i].mem_planned - largest +
+                mtp_node_bytes(
+                    p, dsc_planner_mtp_share(&p->mem, p->opts, p->n_experts, k++, lay->n_last));
     }
-    return DSI_OK;
+    return place_mtp(p, lay, plan);
 }
 
 dsi_status_t dsc_planner_plan(const dsn_config_t *cfg, const dsc_node_desc_t *nodes,

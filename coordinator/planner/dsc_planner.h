@@ -8,7 +8,8 @@
  * its sequences, data-parallel attention, so each needs them all), the embedding on stage 0, the
  * final norm and lm_head on the last stage, a latent-KV reserve of kv_tokens tokens for the
  * layers of s, a fixed runtime overhead, and its share of the routed experts of the layers of s;
- * with speculative decoding (opts.mtp), the MTP layer and its cache on the last stage.
+ * with speculative decoding (opts.mtp), the MTP layer's non-expert part and its cache on every
+ * node of the last stage, and a share of the MTP layer's routed experts (plan->mtp_offsets).
  * Experts stay inside their layer's stage, so a stage's expert traffic stays among its nodes.
  *
  * The algorithm, in order (docs/PLANNING.md explains it with examples):
@@ -56,9 +57,10 @@ typedef struct {
     uint64_t overhead;          /* fixed bytes per node: activations, buffers, the runtime */
     /*
      * 1: speculative decoding is on (--speculative-tokens > 0): every node of the last stage
-     * holds the config's MTP layer (dsc_memory_t.mtp: its non-expert weights and, as the node
-     * loads them today, all its routed experts) and its f32 latent cache of kv_tokens tokens
-     * (mtp_kv_token). Nothing for a config without the layer.
+     * holds the config's MTP layer's non-expert weights and its f32 latent cache of kv_tokens
+     * tokens (mtp_kv_token); the layer's routed experts are spread over the last stage's nodes
+     * like a MoE layer's (plan->mtp_offsets; one copy each, contiguous runs). Nothing for a
+     * config without the layer.
      */
     uint8_t mtp;
     uint32_t n_stages; /* 0: choose (see step 1); else exactly this many */
@@ -81,8 +83,13 @@ typedef struct {
 /* fp8, 32768 KV tokens, 2 GiB overhead, stages chosen, no replicas, no load, no previous plan,
  * no MTP layer. */
 void dsc_plan_opts_default(dsc_plan_opts_t *opts);
-/* Bytes the MTP layer and its cache add to each node of the last stage (0 without opts->mtp). */
+/* Bytes the MTP layer (all its experts included) and its cache add to a node of the last stage
+ * that holds the whole layer (0 without opts->mtp). */
 uint64_t dsc_planner_mtp_bytes(const dsc_memory_t *mem, const dsc_plan_opts_t *opts);
+/* Routed experts of the MTP layer that node k of n nodes in the last stage holds (contiguous
+ * runs, the first E mod n nodes one more); 0 without opts->mtp or without the layer's experts. */
+uint32_t dsc_planner_mtp_share(const dsc_memory_t *mem, const dsc_plan_opts_t *opts,
+                               uint32_t n_experts, uint32_t k, uint32_t n);
 
 typedef struct {
     dsc_memory_t mem;       /* the memory model used */
@@ -139,11 +146,14 @@ int64_t dsc_plan_switch_overflow(const dst_plan_t *cur, const dst_plan_t *next,
 
 /* What one node of a plan holds, by part, in bytes. */
 typedef struct {
-    uint64_t weights;   /* non-expert weights of its stage (embedding / head included) */
-    uint64_t experts;   /* its routed expert copies */
-    uint32_t n_experts; /* how many copies */
-    uint64_t kv;        /* latent-KV reserve */
-    uint64_t mtp;       /* the MTP layer and its cache (last stage, dsc_plan_opts_t.mtp) */
+    uint64_t weights;     /* non-expert weights of its stage (embedding / head included) */
+    uint64_t experts;     /* its routed expert copies */
+    uint32_t n_experts;   /* how many copies */
+    uint64_t kv;          /* latent-KV reserve */
+    uint64_t mtp;         /* the MTP layer and its cache (last stage, dsc_plan_opts_t.mtp): its
+                             non-expert part, and the layer's routed experts this node holds
+                             (all of them when the plan does not place them) */
+    uint32_t mtp_experts; /* how many of those experts, when the plan places them */
     uint64_t overhead;
     uint64_t total; /* the sum: what the planner writes into mem_planned */
 } dsc_node_usage_t;

@@ -50,6 +50,7 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
     dsc_metric_add(b->prefix_hit, (double)st.prefix_hit_tokens - dsc_metric_value(b->prefix_hit));
     dsc_metric_add(b->prefix_prompt,
                    (double)st.prefix_prompt_tokens - dsc_metric_value(b->prefix_prompt));
+    dsc_metric_add(b->prefix_misses, (double)st.prefix_misses - dsc_metric_value(b->prefix_misses));
     dsc_metric_add(b->kv_moved_seqs,
                    (double)st.kv_moved_sequences - dsc_metric_value(b->kv_moved_seqs));
     dsc_metric_add(b->kv_moved_bytes,
@@ -76,6 +77,9 @@ void dsc_backend_refresh_gauges(dsc_backend_t *b)
             dsc_metric_set(c, (double)kv.blocks_cached);
         if (p != NULL)
             dsc_metric_set(p, (double)kv.preemptions);
+        dsc_metric_series_t *h = dsc_metric_series(b->node_prefix_hit, nm);
+        if (h != NULL)
+            dsc_metric_set(h, (double)kv.hit_tokens);
     }
     dsc_backend_spec_refresh(b, &st.spec);
     dsc_cluster_load_t load;
@@ -318,8 +322,20 @@ static int register_metrics(dsc_backend_t *b, dsc_metrics_t *m)
     dsc_metric_family_t *pcp = dsc_metrics_counter(
         m, "dsinfer_prefix_cache_prompt_tokens_total",
         "Prompt tokens of the sequences the nodes started (the hit rate's denominator)", NULL, 0);
-    if (hit == NULL || pcp == NULL || (b->prefix_hit = dsc_metric_series(hit, NULL)) == NULL ||
-        (b->prefix_prompt = dsc_metric_series(pcp, NULL)) == NULL)
+    b->node_prefix_hit = dsc_metrics_gauge(
+        m, "dsinfer_node_prefix_cache_hit_tokens",
+        "Prompt tokens each node found in its prefix cache (every stage of a pipeline counts its "
+        "own)",
+        node_only, 1);
+    dsc_metric_family_t *misses = dsc_metrics_counter(
+        m, "dsinfer_prefix_cache_misses_total",
+        "Sequences submitted again without prefix reuse: a later pipeline stage lacked blocks "
+        "stage 0 found in its prefix cache",
+        NULL, 0);
+    if (hit == NULL || pcp == NULL || b->node_prefix_hit == NULL || misses == NULL ||
+        (b->prefix_hit = dsc_metric_series(hit, NULL)) == NULL ||
+        (b->prefix_prompt = dsc_metric_series(pcp, NULL)) == NULL ||
+        (b->prefix_misses = dsc_metric_series(misses, NULL)) == NULL)
         return 0;
     if (replans == NULL || rebalances == NULL || live_switches == NULL || imbalance == NULL ||
         preemptions == NULL || b->kv_blocks == NULL || b->node_preemptions == NULL ||

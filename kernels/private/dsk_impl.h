@@ -20,6 +20,16 @@ void dsk_ops_fill_avx512_vnni(dsk_ops_t *ops);
 /* The vdpbf16ps matmul slots (dsk_avx512_bf16.c), which round x to bf16. */
 void dsk_ops_fill_avx512_bf16(dsk_ops_t *ops);
 /*
+ * The fp8 decode product with e4m3 converted by a byte table (dsk_avx512_vbmi.c, AVX512_VBMI):
+ * matmul's contract for F8_E4M3 at any n, the table kernel for n = DSK_FP8_TABLE_N_MAX (one
+ * token), dsk_avx512_matmul_f32act at every other n. Exact f32 products, as the F16C route. 128 KiB
+ * of stack. dsk_ops_fill_avx512_vbmi puts it in the fp8 matmul slot and sets ops->fp8_table.
+ */
+#define DSK_FP8_TABLE_N_MAX 1
+void dsk_avx512_fp8_table_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                 int64_t ldx, int64_t n, float *y, int64_t ldy);
+void dsk_ops_fill_avx512_vbmi(dsk_ops_t *ops);
+/*
  * The f32-activation matmul of a SIMD level, any dtype (dt) and n: the int8-activation slots
  * handle n <= 4 themselves and hand larger n (the packed GEMM) to this.
  */

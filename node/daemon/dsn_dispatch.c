@@ -18,6 +18,8 @@
 static uint32_t expert_dest(const dsn_compute_t *c, int l, int e, int64_t i)
 {
     const dst_plan_t *p = c->route_plan;
+    if (l == dsn_stage_spec_layer(c))
+        return dsn_stage_spec_dest(c, e, i); /* the MTP layer's: the holders it loaded with */
     if (dsn_moe_holds(c->engine, l, e))
         return c->node_id;
     uint32_t idx = (uint32_t)(l - (int)p->first_moe_layer) * p->n_experts + (uint32_t)e;
@@ -61,7 +63,7 @@ int dsn_dispatch_send(void *ctx, int l, const dsn_ffn_step_t *step, int64_t n)
             last = t;
         }
         dst_wire_hdr_t hdr = {
-            DST_WIRE_DISPATCH, DST_WIRE_F32,   c->node_id,  c->route_epoch, mb->id, 0,
+            DST_WIRE_DISPATCH, DST_WIRE_F32,   c->node_id,  c->route_epoch,   mb->id, 0,
             (uint32_t)l,       (uint32_t)rows, (uint32_t)H, (uint32_t)(b - a)};
         size_t bytes = dst_wire_payload_bytes(&hdr);
         uint8_t *payload = dsn_queue_buf_get(c->queue, bytes);
@@ -117,8 +119,12 @@ void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t)
     const dsn_config_t *cfg = &c->weights->cfg;
     int64_t H = cfg->hidden_size, K = cfg->num_experts_per_tok;
     int l = (int)h->layer;
-    if (l < c->first_layer || l >= c->end_layer || !c->weights->layers[l].is_moe ||
-        h->width != (uint32_t)H || h->n_pairs > h->n_rows * (uint32_t)K ||
+    /* The MTP layer's experts are the module's (the last stage with speculative decoding). */
+    dsn_engine_t *engine = l == dsn_stage_spec_layer(c) ? dsn_stage_spec_engine(c) : c->engine;
+    int fits = engine != c->engine
+                   ? engine != NULL
+                   : l >= c->first_layer && l < c->end_layer && c->weights->layers[l].is_moe;
+    if (!fits || h->width != (uint32_t)H || h->n_pairs > h->n_rows * (uint32_t)K ||
         h->dtype != DST_WIRE_F32) {
         DSI_ERROR("DISPATCH from node %u for layer %u (%u rows x %u, %u pairs) does not fit this "
                   "node's slice: dropped",
@@ -144,7 +150,7 @@ void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t)
         tok[i] = (int32_t)pairs[i].token;
         ex[i] = pairs[i].expert;
         wt[i] = pairs[i].weight;
-        if (ex[i] >= cfg->n_routed_experts || !dsn_moe_holds(c->engine, l, ex[i]) ||
+        if (ex[i] >= cfg->n_routed_experts || !dsn_moe_holds(engine, l, ex[i]) ||
             pairs[i].slot >= K) {
             DSI_ERROR("DISPATCH from node %u: expert %d of layer %d is not held here (slot %u)",
                       t->peer, ex[i], l, pairs[i].slot);
@@ -153,7 +159,7 @@ void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t)
             tok[i] = 0;
         }
     }
-    if (dsn_moe_experts(c->engine, l, t->payload, tok, ex, wt, n, out) < 0) {
+    if (dsn_moe_experts(engine, l, t->payload, tok, ex, wt, n, out) < 0) {
         DSI_ERROR("out of memory serving a DISPATCH of %u pairs", h->n_pairs);
         dsn_queue_buf_put(out);
         return;
@@ -162,29 +168,38 @@ void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t)
         DSI_ERROR("out of memory answering a DISPATCH of %u pairs", h->n_pairs);
 }
 
-void dsn_dispatch_combine(dsn_compute_t *c, const dsn_task_t *t)
+int dsn_dispatch_combine_into(dsn_compute_t *c, dsn_mb_t *mb, const dsn_task_t *t)
 {
     const dst_wire_hdr_t *h = &t->hdr;
     int64_t H = c->weights->cfg.hidden_size;
+    if (t->peer >= DSN_MAX_PEERS)
+        return -1;
+    int32_t a = mb->dest_off[t->peer], b = mb->dest_off[t->peer + 1];
+    if ((uint32_t)(b - a) != h->n_rows || h->width != (uint32_t)H || h->dtype != DST_WIRE_F32 ||
+        b == a || mb->answered[t->peer]) {
+        DSI_ERROR("COMBINE from node %u for micro-batch %llu layer %u does not match its "
+                  "DISPATCH (%u rows, expected %d): dropped",
+                  t->peer, (unsigned long long)mb->id, h->layer, h->n_rows, b - a);
+        return -1;
+    }
+    const float *rows = t->payload;
+    for (int32_t j = a; j < b; j++)
+        memcpy(mb->ffn.slots + (int64_t)mb->pair_slot[j] * H, rows + (int64_t)(j - a) * H,
+               (size_t)H * sizeof(float));
+    mb->answered[t->peer] = 1; /* a duplicate reply is refused */
+    mb->pending--;
+    return 0;
+}
+
+void dsn_dispatch_combine(dsn_compute_t *c, const dsn_task_t *t)
+{
+    const dst_wire_hdr_t *h = &t->hdr;
     dsi_list_for_each(mb, &c->parked, dsn_mb_t, link) {
         if (mb->id != h->step || (uint32_t)mb->layer != h->layer)
             continue;
         if (t->peer >= DSN_MAX_PEERS)
             break;
-        int32_t a = mb->dest_off[t->peer], b = mb->dest_off[t->peer + 1];
-        if ((uint32_t)(b - a) != h->n_rows || h->width != (uint32_t)H || h->dtype != DST_WIRE_F32 ||
-            b == a || mb->answered[t->peer]) {
-            DSI_ERROR("COMBINE from node %u for micro-batch %llu layer %u does not match its "
-                      "DISPATCH (%u rows, expected %d): dropped",
-                      t->peer, (unsigned long long)mb->id, h->layer, h->n_rows, b - a);
-            return;
-        }
-        const float *rows = t->payload;
-        for (int32_t j = a; j < b; j++)
-            memcpy(mb->ffn.slots + (int64_t)mb->pair_slot[j] * H, rows + (int64_t)(j - a) * H,
-                   (size_t)H * sizeof(float));
-        mb->answered[t->peer] = 1; /* a duplicate reply is refused */
-        if (--mb->pending == 0) {
+        if (dsn_dispatch_combine_into(c, mb, t) == 0 && mb->pending == 0) {
             dsi_list_remove(&mb->link);
             dsn_mb_resume(c, mb);
         }

@@ -2,12 +2,15 @@
  * dsn_kvmove.c - a sequence moves to another node of its stage with its KV cache (a drain or a
  * live re-plan gave it a new lane; docs/ELASTICITY.md, "KV moves with its sequence").
  *
- *   sender    KV_MOVE from the coordinator (before the SWITCH that may retire this node): the
- *             rows of positions [0, n_tokens) of the sequence go to the new holder as KV
- *             messages on the data plane, a few MiB each, as the cache stores them.
+ *   sender    KV_MOVE from the coordinator (before the SWITCH that may retire this node, or
+ *             after a restart that kept the rows: dsn_kvstash.c): the rows of positions
+ *             [0, n_tokens) of the layers asked for go to the new holder as KV messages on the
+ *             data plane, a few MiB each, as the cache stores them; to this node itself they
+ *             go through the deferred messages, as if they had arrived.
  *   receiver  the SUBMIT with kv_move names the old id in fork_of; a node that does not hold it
  *             reserves the rows' blocks and waits (fork_wait) while the chunks arrive, in any
- *             order, before or after the SUBMIT (a chunk of an unknown sequence is deferred
+ *             order, from one sender or several (each with some of its layers), before or after
+ *             the SUBMIT (a chunk of an unknown sequence is deferred
  *             like an ACTIVATION). With the last chunk the cache has its length, stage 0
  *             continues after the moved positions, and KV_DONE tells the coordinator.
  *
@@ -43,38 +46,81 @@ void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, 
     dsn_queue_emit(c->queue, o);
 }
 
+/* A KV message to this node itself (a node that keeps some of a sequence's layers across a
+ * re-plan that moved stage boundaries): it joins the deferred data-plane messages, as if it had
+ * arrived, and is taken once the sequence's SUBMIT did. */
+static int deliver_here(dsn_compute_t *c, const dst_wire_hdr_t *h, void *payload)
+{
+    dsn_task_t *t = dsn_queue_task_get(c->queue);
+    if (t == NULL) {
+        dsn_queue_buf_put(payload);
+        return -1;
+    }
+    t->type = DSN_TASK_WIRE;
+    t->hdr = *h;
+    t->hdr.src = c->node_id;
+    t->peer = c->node_id;
+    t->payload = payload;
+    t->since_ns = 0;
+    dsi_list_push_back(&c->deferred, &t->link);
+    return 0;
+}
+
 void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
 {
     char why[DSN_OUT_TEXT];
+    /* The rows: of a live sequence here, or kept from the slice a re-plan replaced. */
     dsn_seq_t *s = dsn_seq_find(c, m->seq_id);
-    if (c->engine == NULL || s == NULL || s->kv == NULL || s->kv->length < (int64_t)m->n_tokens) {
+    const dsn_kvio_stash_t *kept = s == NULL ? dsn_kvstash_find(c, m->seq_id) : NULL;
+    const dsn_kvcache_t *kv = s != NULL && c->engine != NULL ? s->kv : NULL;
+    int64_t held = kv != NULL ? kv->length : kept != NULL ? (int64_t)kept->length : 0;
+    uint32_t base = kept != NULL ? kept->base : (uint32_t)c->first_layer;
+    uint32_t n_held = kept != NULL ? kept->n_layers : (uint32_t)(c->end_layer - c->first_layer);
+    uint32_t layer = m->end_layer != 0 ? m->first_layer : base;
+    uint32_t n_layers = m->end_layer != 0 ? m->end_layer - m->first_layer : n_held;
+    if ((kv == NULL && kept == NULL) || held < (int64_t)m->n_tokens) {
         snprintf(why, sizeof(why), "node %u holds %lld positions of sequence %llu, %u asked",
-                 c->node_id, s != NULL && s->kv != NULL ? (long long)s->kv->length : 0LL,
-                 (unsigned long long)m->seq_id, m->n_tokens);
+                 c->node_id, (long long)held, (unsigned long long)m->seq_id, m->n_tokens);
         DSI_WARN("KV move refused: %s", why);
         dsn_kvmove_done(c, m->to_seq, 0, 0, why);
         return;
     }
-    const dsn_kvcache_t *kv = s->kv;
-    uint32_t per = dsn_kvio_chunk_tokens(kv->n_layers, kv->row, kv->dtype, CHUNK_TARGET_BYTES);
-    uint32_t cap_rows = DST_WIRE_MAX_TOKENS / (uint32_t)kv->n_layers / DSN_KV_BLOCK * DSN_KV_BLOCK;
+    if (layer < base || (uint64_t)layer - base + n_layers > n_held) {
+        snprintf(why, sizeof(why), "node %u holds layers %u..%u of sequence %llu, %u..%u asked",
+                 c->node_id, base, base + n_held - 1, (unsigned long long)m->seq_id, layer,
+                 layer + n_layers - 1);
+        DSI_WARN("KV move refused: %s", why);
+        dsn_kvmove_done(c, m->to_seq, 0, 0, why);
+        return;
+    }
+    int row = kept != NULL ? (int)kept->row : kv->row;
+    dsn_kv_dtype_t dtype = kept != NULL ? (dsn_kv_dtype_t)kept->dtype : kv->dtype;
+    uint32_t per = dsn_kvio_chunk_tokens((int)n_layers, row, dtype, CHUNK_TARGET_BYTES);
+    uint32_t cap_rows = DST_WIRE_MAX_TOKENS / n_layers / DSN_KV_BLOCK * DSN_KV_BLOCK;
     if (per > cap_rows)
         per = cap_rows > 0 ? cap_rows : DSN_KV_BLOCK;
     uint64_t bytes = 0;
     uint32_t chunks = 0;
     for (uint32_t first = 0; first < m->n_tokens; first += per, chunks++) {
         uint32_t k = m->n_tokens - first < per ? m->n_tokens - first : per;
+        /* The epoch of the plan the sequence moves to: a node that joined with it accepts no
+         * other. */
         dst_wire_hdr_t h = {.type = DST_WIRE_KV,
                             .dtype = DST_WIRE_U8,
-                            .epoch = c->route_epoch,
-                            .layer = (uint32_t)c->first_layer,
-                            .n_rows = (uint32_t)kv->n_layers * k,
-                            .width = (uint32_t)dsn_kvio_width(kv->row, kv->dtype)};
+                            .epoch = m->epoch != 0 ? m->epoch : c->route_epoch,
+                            .layer = layer,
+                            .n_rows = n_layers * k,
+                            .width = (uint32_t)dsn_kvio_width(row, dtype)};
         size_t total = dst_wire_payload_bytes(&h), data = dst_wire_tensor_bytes(&h);
         uint8_t *payload = dsn_queue_buf_get(c->queue, total);
         dsn_kvio_chunk_t meta;
-        if (payload == NULL ||
-            dsn_kvio_export(kv, first, k, m->n_tokens, payload, data, &meta) != DSI_OK) {
+        dsi_status_t st = payload == NULL ? DSI_ERR_NOMEM
+                          : kept != NULL
+                              ? dsn_kvio_stash_export(kept, layer, n_layers, first, k, m->n_tokens,
+                                                      payload, data, &meta)
+                              : dsn_kvio_export_layers(kv, base, layer, n_layers, first, k,
+                                                       m->n_tokens, payload, data, &meta);
+        if (st != DSI_OK) {
             dsn_queue_buf_put(payload);
             snprintf(why, sizeof(why), "node %u could not export positions %u + %u", c->node_id,
                      first, k);
@@ -92,17 +138,21 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
                                .row = meta.row,
                                .kv_dtype = (uint8_t)meta.dtype,
                                .checksum = meta.checksum};
-        if (dsn_stage_emit_wire(c, m->to, &h, payload, total) != 0) {
+        int rc = m->to == c->node_id ? deliver_here(c, &h, payload)
+                                     : dsn_stage_emit_wire(c, m->to, &h, payload, total);
+        if (rc != 0) {
             snprintf(why, sizeof(why), "node %u is out of memory sending it", c->node_id);
             dsn_kvmove_done(c, m->to_seq, 0, 0, why);
             return;
         }
         bytes += data;
     }
-    DSI_INFO("sequence %llu: %u positions of KV cache (%.1f KiB, %s, %u chunks) sent to node %u "
-             "as sequence %llu",
-             (unsigned long long)m->seq_id, m->n_tokens, (double)bytes / 1024,
-             dsn_kv_dtype_name(kv->dtype), chunks, m->to, (unsigned long long)m->to_seq);
+    DSI_INFO("sequence %llu: %u positions of KV cache (layers %u..%u, %.1f KiB, %s, %u chunks) "
+             "%s node %u as sequence %llu",
+             (unsigned long long)m->seq_id, m->n_tokens, layer, layer + n_layers - 1,
+             (double)bytes / 1024, dsn_kv_dtype_name(dtype), chunks,
+             m->to == c->node_id ? "kept on this" : "sent to", m->to,
+             (unsigned long long)m->to_seq);
 }
 
 /* The move into s ended: the sequence runs (ok) or waits for its CANCEL (the coordinator
@@ -124,7 +174,7 @@ static void finish_rx(dsn_compute_t *c, dsn_seq_t *s, int ok, const char *why)
         if (c->is_first)
             s->fed = s->fork_len;
         /* The moved rows are the prompt's and the generated tokens' so far: their full blocks
-         * serve prompts that start alike here too (the prefix cache of a one-stage plan). */
+         * serve prompts that start alike here too (the prefix cache of every stage). */
         if (c->prefix && s->prompt != NULL && s->n_prompt >= s->fork_len &&
             dsn_kvcache_set_ids(s->kv, 0, s->prompt, s->fork_len) == 0)
             dsn_kvcache_publish(s->kv);
@@ -152,6 +202,7 @@ void dsn_kvmove_start(dsn_compute_t *c, dsn_seq_t *s)
     s->fork_wait = 1;
     c->n_fork_wait++;
     dsi_status_t st = dsn_kvio_rx_start(s->kv_rx, s->kv, s->fork_len, why, sizeof(why));
+    s->kv_rx->base = (uint32_t)c->first_layer; /* chunks name model layers */
     if (st != DSI_OK) {
         char msg[DSN_OUT_TEXT + 64];
         snprintf(msg, sizeof(msg), "node %u: %s", c->node_id, why);
@@ -185,15 +236,9 @@ int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t)
         return 0;
     }
     char why[DSN_OUT_TEXT], msg[DSN_OUT_TEXT + 64];
-    if (h->layer != (uint32_t)c->first_layer) {
-        snprintf(msg, sizeof(msg),
-                 "a chunk from node %u of layers from %u, this stage's start at %d", t->peer,
-                 h->layer, c->first_layer);
-        finish_rx(c, s, 0, msg);
-        return 0;
-    }
-    dsn_kvio_chunk_t m = {rec->first, rec->n_tokens, rec->total,   rec->n_layers,
-                          rec->row,   rec->kv_dtype, rec->checksum};
+    /* The layers are checked against this stage's with the rest of the chunk. */
+    dsn_kvio_chunk_t m = {rec->first, rec->n_tokens, rec->total,    rec->n_layers,
+                          rec->row,   rec->kv_dtype, rec->checksum, h->layer};
     size_t data = dst_wire_tensor_bytes(h);
     int complete = 0;
     dsi_status_t st =

@@ -272,6 +272,16 @@ static void push_msg_task(dsn_node_t *node, dsn_task_type_t type, dst_msg_t *msg
 
 static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
 {
+    if (node->plan != NULL && node->ready && peers->epoch > node->plan->plan.plan.epoch) {
+        /* The peers of a plan that leaves this node out (it drains): the KV rows of its
+         * sequences may go to any of them (KV_MOVE), so it connects, keeping every endpoint it
+         * has. */
+        dsi_status_t st = connect_peers(node, peers, 0);
+        if (st != DSI_OK)
+            DSI_WARN("cannot reach the peers of plan epoch %llu, which leaves this node out: %s",
+                     (unsigned long long)peers->epoch, dsi_status_message(st));
+        return;
+    }
     if (node->plan == NULL || peers->epoch != node->plan->plan.plan.epoch) {
         DSI_ERROR("PEERS of epoch %llu without its PLAN", (unsigned long long)peers->epoch);
         return;
@@ -295,7 +305,9 @@ static void on_peers(dsn_node_t *node, const dst_msg_peers_t *peers)
      * answers READY through the outbox. */
     dst_ucx_set_epoch(node->ucx, peers->epoch);
     node->epoch = peers->epoch;
-    dsi_status_t st = connect_peers(node, peers, 1);
+    /* A restart that keeps the KV caches (PLAN.live 2) keeps the endpoints to nodes that leave:
+     * a draining one still sends its sequences' rows here. */
+    dsi_status_t st = connect_peers(node, peers, node->plan->plan.live != 2);
     if (st == DSI_OK && !node->thread_started)
         st = worker_start(node);
     if (st != DSI_OK) {
@@ -385,7 +397,7 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         /* Make-before-break when the coordinator asks and this node keeps its stage: it keeps
          * serving the current plan while the new one loads. Otherwise a restart: what is queued
          * for the compute thread is stale from now on, and nothing new is taken until READY. */
-        node->switching = node->ready && msg->plan.live && !node->switching &&
+        node->switching = node->ready && msg->plan.live == 1 && !node->switching &&
                           keeps_stage(node, &node->plan->plan.plan, &msg->plan.plan);
         if (!node->switching) {
             node->ready = 0;
@@ -540,6 +552,39 @@ static void on_peer_error(dst_ucx_t *ucx, uint32_t peer, dsi_status_t status, vo
         node->connected[peer] = 0; /* the coordinator's next plan decides; reconnect then */
 }
 
+/* A KV message (a sequence's rows moving, dsn_kvmove.c) that could not be sent: the move ends
+ * now (KV_DONE ok = 0 for the receiving sequence) instead of at the coordinator's deadline. */
+typedef struct {
+    dsn_node_t *node;
+    void *payload;
+    uint64_t seq_id;
+    uint32_t peer;
+} kv_send_t;
+
+static void kv_send_failed(dsn_node_t *node, uint64_t seq_id, uint32_t peer, dsi_status_t st)
+{
+    dst_msg_t m = {.type = DST_MSG_KV_DONE};
+    m.kv_done.node_id = node->node_id;
+    m.kv_done.seq_id = seq_id;
+    m.kv_done.ok = 0;
+    snprintf(m.kv_done.text, sizeof(m.kv_done.text),
+             "node %u could not send its rows to node %u: %s", node->node_id, peer,
+             dsi_status_message(st));
+    send_msg(node, &m);
+}
+
+static void on_sent_kv(dst_ucx_t *ucx, dsi_status_t status, void *arg)
+{
+    (void)ucx;
+    kv_send_t *k = arg;
+    if (status != DSI_OK) {
+        DSI_ERROR("a KV message to node %u failed: %s", k->peer, dsi_status_message(status));
+        kv_send_failed(k->node, k->seq_id, k->peer, status);
+    }
+    dsn_queue_buf_put(k->payload);
+    free(k);
+}
+
 static void on_sent(dst_ucx_t *ucx, dsi_status_t status, void *arg)
 {
     (void)ucx;
@@ -560,6 +605,21 @@ static void on_wake(uv_async_t *async)
         if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
             /* work of an epoch a restart left: nobody accepts it now (the payload goes back with
              * the record) */
+        } else if (o->type == DSN_OUT_WIRE && o->hdr.type == DST_WIRE_KV) {
+            kv_send_t *k = malloc(sizeof(*k));
+            uint64_t seq_id = dst_wire_kv(&o->hdr, o->payload)->seq_id;
+            dsi_status_t st = k == NULL ? DSI_ERR_NOMEM : DSI_OK;
+            if (k != NULL) {
+                *k = (kv_send_t){node, o->payload, seq_id, o->peer};
+                st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes, on_sent_kv, k);
+            }
+            if (st != DSI_OK) {
+                free(k);
+                DSI_ERROR("cannot send KV to node %u: %s", o->peer, dsi_status_message(st));
+                kv_send_failed(node, seq_id, o->peer, st);
+            } else {
+                o->payload = NULL; /* on_sent_kv returns it to the pool */
+            }
         } else if (o->type == DSN_OUT_WIRE) {
             dsi_status_t st = dst_ucx_send(node->ucx, o->peer, &o->hdr, o->payload, o->bytes,
                                            on_sent, o->payload);

@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dsi_log.h"
 #include "dsn_queue_impl.h"
@@ -228,6 +229,25 @@ dsn_task_t *dsn_queue_pop(dsn_queue_t *q, int wait)
     pthread_mutex_lock(&q->mutex);
     while (wait && dsi_list_is_empty(&q->tasks))
         pthread_cond_wait(&q->cond, &q->mutex);
+    dsi_list_t *e = dsi_list_pop_front(&q->tasks);
+    pthread_mutex_unlock(&q->mutex);
+    return e != NULL ? dsi_container_of(e, dsn_task_t, link) : NULL;
+}
+
+dsn_task_t *dsn_queue_pop_within(dsn_queue_t *q, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* the condition variable's clock */
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&q->mutex);
+    int rc = 0;
+    while (rc == 0 && dsi_list_is_empty(&q->tasks))
+        rc = pthread_cond_timedwait(&q->cond, &q->mutex, &until);
     dsi_list_t *e = dsi_list_pop_front(&q->tasks);
     pthread_mutex_unlock(&q->mutex);
     return e != NULL ? dsi_container_of(e, dsn_task_t, link) : NULL;

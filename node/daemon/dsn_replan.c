@@ -23,8 +23,10 @@
 #include <string.h>
 
 #include "dsi_log.h"
+#include "dsi_settings.h"
 #include "dsn_compute_impl.h"
 #include "dsn_moe.h"
+#include "dsn_mtp.h"
 
 uint8_t *dsn_plan_expert_mask(const dst_plan_t *p, uint32_t id, size_t *held)
 {
@@ -146,11 +148,18 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
         st = dsn_engine_set_kv(c->engine, c->opts->kv_dtype, kv_pool_blocks(c));
     if (st != DSI_OK)
         return st;
-    c->prefix = c->opts->prefix_cache && c->n_stages == 1;
+    c->prefix = c->opts->prefix_cache;
+    c->spec_later = c->is_first && !c->is_last && c->opts->speculative_tokens > 0 &&
+                    dsn_mtp_present(c->ckpt);
+    c->test_drop_prefix = !c->is_first && dsi_env("DSINFER_TEST_PREFIX_DROP") != NULL &&
+                          dsi_env("DSINFER_TEST_PREFIX_DROP")[0] == '1';
+    if (c->test_drop_prefix)
+        DSI_WARN("DSINFER_TEST_PREFIX_DROP: this later stage drops its cached KV blocks before "
+                 "every lookup (a test setting)");
     dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(c->engine), c->prefix);
     st = load_counts_create(c, p);
     if (st == DSI_OK)
-        st = dsn_stage_spec_load(c);
+        st = dsn_stage_spec_load(c, p);
     if (st != DSI_OK)
         return st;
     dsn_kvpool_stats_t ps;
@@ -266,6 +275,12 @@ static dsi_status_t keep_slice(dsn_compute_t *c, const dst_plan_t *p)
 /* RELOAD: the task's plan (taken) replaces everything of the current epoch. */
 static void reload(dsn_compute_t *c, dsn_task_t *t)
 {
+    /* A PLAN that keeps the KV caches (live = 2): the open sequences' rows stay here until the
+     * coordinator has them sent to their holders in the new plan (dsn_kvstash.c). */
+    if (t->plan->plan.live == 2 && c->engine != NULL)
+        dsn_kvstash_keep(c);
+    else if (t->plan->plan.live != 2)
+        dsn_kvstash_clear(c);
     dsn_stage_cleanup(c);
     dsi_status_t st;
     if (c->route_plan != NULL && holds_slice_of(c, &t->plan->plan.plan, t->node_id)) {
@@ -361,16 +376,26 @@ static void switch_plan(dsn_compute_t *c, const dsn_task_t *t)
     DSI_INFO("switched to plan epoch %llu%s", (unsigned long long)t->epoch, how);
 }
 
-/* RELEASE: what only the previous plan needed goes. */
+/* RELEASE: what only the previous plan needed goes. The next live plan may be prepared already
+ * (PREPARE goes ahead of everything queued, a RELEASE too, when a re-plan follows a switch at
+ * once): its experts stay. */
 static void release(dsn_compute_t *c, const dsn_task_t *t)
 {
     dsn_plan_msg_free(&c->previous_msg);
-    size_t held = 0;
+    size_t held = 0, next = 0;
     uint8_t *mask = dsn_plan_expert_mask(c->route_plan, c->node_id, &held);
-    if (mask == NULL) {
+    uint8_t *keep = c->prepared_msg != NULL
+                        ? dsn_plan_expert_mask(&c->prepared_msg->plan.plan, c->node_id, &next)
+                        : NULL;
+    if (mask == NULL || (c->prepared_msg != NULL && keep == NULL)) {
+        free(mask);
+        free(keep);
         DSI_WARN("out of memory releasing the experts of the previous plan: kept");
         return;
     }
+    for (size_t i = 0; keep != NULL && i < dst_plan_slots(c->route_plan); i++)
+        mask[i] |= keep[i];
+    free(keep);
     size_t dropped = dsn_weights_drop_experts(c->weights, mask);
     free(mask);
     DSI_INFO("plan epoch %llu: %zu routed experts of the previous plan released, %.1f MiB of "

@@ -18,6 +18,16 @@ static dsn_seq_t **bucket(dsn_compute_t *c, uint64_t id)
     return &c->seq_buckets[(id * 0x9e3779b97f4a7c15ULL) >> 54];
 }
 
+int dsn_seq_gone(const dsn_compute_t *c, uint64_t id)
+{
+    unsigned n = c->n_gone < DSN_GONE_RING ? c->n_gone : DSN_GONE_RING;
+    for (unsigned i = 0; i < n; i++) {
+        if (c->gone[i] == id)
+            return 1;
+    }
+    return 0;
+}
+
 dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id)
 {
     for (dsn_seq_t *s = *bucket(c, id); s != NULL; s = s->next_in_bucket) {
@@ -89,6 +99,7 @@ void dsn_seq_remove(dsn_compute_t *c, uint64_t id)
             if (s->fork_wait)
                 c->n_fork_wait--;
             *p = s->next_in_bucket;
+            c->gone[c->n_gone++ % DSN_GONE_RING] = s->id;
             seq_free(s);
             check_pool(c);
             return;
@@ -259,13 +270,17 @@ static void handle_submit(dsn_compute_t *c, const dst_msg_submit_t *m)
     memcpy(s->route, m->route, m->n_route * sizeof(uint32_t));
     s->n_prompt = m->n_tokens;
     s->max_tokens = m->max_tokens;
-    if (c->is_first || c->spec != NULL) { /* (the MTP layer pairs states with prompt tokens) */
+    s->no_prefix = m->no_prefix;
+    s->has_grammar = m->grammar_len > 0;
+    /* (the MTP layer pairs states with prompt tokens; a later stage's prefix cache looks them
+     * up) */
+    if (c->is_first || c->spec != NULL || c->prefix) {
         s->prompt = malloc(m->n_tokens * sizeof(int32_t));
         if (s->prompt == NULL)
             goto fail;
         memcpy(s->prompt, m->tokens, m->n_tokens * sizeof(int32_t));
-        c->prompt_tokens += m->n_tokens;
     }
+    c->prompt_tokens += m->n_tokens; /* (every stage: each has a prefix cache of its own) */
     if (c->is_last) {
         dsn_sampling_t sp = {m->temperature, m->top_p, (int)m->top_k, m->seed};
         if (dsn_sampler_init(&s->sampler, &sp, c->weights->cfg.vocab_size) != 0 ||
@@ -413,6 +428,8 @@ static void apply_bias(dsn_compute_t *c, const dst_msg_bias_t *b)
 
 static void handle_cancel(dsn_compute_t *c, uint64_t id)
 {
+    if (c->n_stash > 0)
+        dsn_kvstash_drop(c, id); /* rows kept across a re-plan, sent by now */
     dsn_seq_t *s = dsn_seq_find(c, id);
     if (s == NULL)
         return;
@@ -575,21 +592,43 @@ static int64_t pool_free(const dsn_compute_t *c)
     return st.free + st.cached;
 }
 
+/* Whether s will speculate at the last stage of a plan of several (its positions are then
+ * taken from the prefix cache but the last: the MTP layer needs the main model's state there). */
+static int speculates_later(const dsn_compute_t *c, const dsn_seq_t *s)
+{
+    return c->spec_later && !s->has_grammar;
+}
+
 /*
  * Prefix cache: a prefill of s (not in flight, its cache at s->fed) first takes the pool's
  * cached blocks that continue its prompt, whole blocks only and leaving at least the prompt's
- * last token to compute (its logits sample the first token). Speculating sequences keep their
- * MTP cache in step by computing every position, so they do not look up.
+ * last token to compute (its logits sample the first token). A sequence that speculates takes
+ * them only before its first chunk, and all of them but the last position (the MTP layer pairs
+ * the main model's state there with the next token: dsn_stage_spec_prefix). The positions taken
+ * go to the later stages with the next ACTIVATION (s->cached), which take them from their own
+ * caches.
  */
 static void prefix_lookup(dsn_compute_t *c, dsn_seq_t *s)
 {
-    if (!c->prefix || s->spec != NULL || s->kv->length != (int64_t)s->fed)
+    if (!c->prefix || s->no_prefix || s->kv->length != (int64_t)s->fed)
         return;
+    int spec = s->spec != NULL || speculates_later(c, s);
+    if (spec && s->fed != 0)
+        return;
+    int64_t start = s->kv->length;
     int64_t hit =
         dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, (int64_t)s->n_prompt - 1);
     if (hit <= 0)
         return;
+    if (spec) {
+        int64_t keep = dsn_stage_spec_prefix(c, s, hit - 1); /* (s->spec: the module's share) */
+        dsn_kvcache_truncate(s->kv, start + keep);
+        hit = keep;
+        if (hit <= 0)
+            return;
+    }
     s->fed += (uint32_t)hit;
+    s->cached += (uint32_t)hit;
     c->prefix_hit_tokens += (uint64_t)hit;
     DSI_DEBUG("sequence %llu: %lld prompt tokens found in the prefix cache",
               (unsigned long long)s->id, (long long)hit);

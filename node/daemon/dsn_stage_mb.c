@@ -373,10 +373,13 @@ static void forward_mb(dsn_compute_t *c, dsn_mb_t *mb)
             if (dsn_route_next(c, mb->seq[j]) == next) {
                 memcpy(x + row * H, mb->h + t * H, (size_t)(b->n_tokens * H) * sizeof(float));
                 /* (the rollback of speculative decoding's rejected drafts: TOKENS.spec) */
+                /* (the prefix cache's positions before these: s->cached) */
                 for (int k = 0; k < b->n_tokens; k++, row++)
-                    side[row] = (dst_wire_token_t){mb->seq[j]->id, (uint32_t)(b->pos + k),
-                                                   k == 0 ? mb->seq[j]->rollback : 0};
+                    side[row] = (dst_wire_token_t){
+                        mb->seq[j]->id, (uint32_t)(b->pos + k), k == 0 ? mb->seq[j]->rollback : 0,
+                        mb->tokens[t + k], k == 0 ? mb->seq[j]->cached : 0};
                 mb->seq[j]->rollback = 0;
+                mb->seq[j]->cached = 0;
             }
             t += b->n_tokens;
         }
@@ -413,8 +416,10 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
      * token to come back from the last stage. Later stages are free as soon as it left. */
     for (int i = 0; i < mb->n_seqs; i++) {
         dsn_seq_t *s = mb->seq[i];
-        if (c->prefix)
+        if (c->prefix) {
             dsn_kvcache_publish(s->kv); /* its full blocks, for prompts that start alike */
+            dsn_stage_spec_publish(c, s);
+        }
         if (!c->is_first || c->is_last || s->fed < s->n_prompt)
             s->in_flight = 0;
         else
@@ -427,10 +432,53 @@ static void finish_mb(dsn_compute_t *c, dsn_mb_t *mb)
 
 /* ---- ACTIVATIONs from the previous stage ---- */
 
+/* A later stage lacks positions stage 0 took from its prefix cache: the sequence is submitted
+ * again without prefix reuse (TOKENS finish PREFIX_MISS); its rows are dropped until then. */
+static void prefix_miss(dsn_compute_t *c, dsn_seq_t *s, int64_t from, int64_t to)
+{
+    DSI_INFO("sequence %llu: positions %lld..%lld, which stage 0 took from its prefix cache, "
+             "are not all in this node's: it is submitted again without prefix reuse",
+             (unsigned long long)s->id, (long long)from, (long long)to - 1);
+    dsn_kvcache_clear(s->kv);
+    s->prefix_miss = 1;
+    s->done = 1;
+    dsn_stage_emit_tokens(c, s->id, 0, 0, DST_FINISH_PREFIX_MISS);
+}
+
+/*
+ * The ACTIVATION says positions [from, to) of s came from stage 0's prefix cache: take them from
+ * this node's (the same lane computed the same prompt before, so it normally holds them too).
+ * 0, or -1 when it lacks some (reported: prefix_miss).
+ */
+static int prefix_take(dsn_compute_t *c, dsn_seq_t *s, int64_t from, int64_t to)
+{
+    dsn_kvpool_t *pool = dsn_engine_kvpool(c->engine);
+    if (c->test_drop_prefix) { /* (tests: every cached block evicted, as by memory pressure) */
+        dsn_kvpool_set_prefix_cache(pool, 0);
+        dsn_kvpool_set_prefix_cache(pool, c->prefix);
+    }
+    int64_t want = (to + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK * DSN_KV_BLOCK;
+    if (c->prefix && s->prompt != NULL && to < (int64_t)s->n_prompt)
+        dsn_kvcache_attach_prefix(s->kv, s->prompt, s->n_prompt, want);
+    if (s->kv->length < to) {
+        prefix_miss(c, s, from, to);
+        return -1;
+    }
+    dsn_kvcache_truncate(s->kv, to); /* (a sequence that speculates: all but the block's last) */
+    if (s->spec != NULL && (from != 0 || dsn_stage_spec_prefix(c, s, to) < to))
+        dsn_stage_spec_drop(s);         /* exact, one token a step */
+    s->cached += (uint32_t)(to - from); /* for the next stage */
+    c->prefix_hit_tokens += (uint64_t)(to - from);
+    DSI_DEBUG("sequence %llu: %lld prompt tokens found in the prefix cache, as at stage 0",
+              (unsigned long long)s->id, (long long)(to - from));
+    return 0;
+}
+
 /*
  * Returns 0 when taken, 1 when it must wait (a sequence it names is not known yet, or an earlier
  * chunk of it has not arrived: the data plane does not order rendezvous messages, and SUBMIT
- * travels on another connection).
+ * travels on another connection). Rows of sequences removed here lately, or waiting to be
+ * submitted again after a prefix-cache miss, are dropped.
  */
 int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
 {
@@ -444,31 +492,57 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
         return 0;
     }
     const dst_wire_token_t *tok = dst_wire_tokens(h, t->payload);
-    int n_seqs = 0;
+#define RUN_START(i) \
+    ((i) == 0 || tok[i].seq_id != tok[(i)-1].seq_id || tok[i].pos != tok[(i)-1].pos + 1)
+    /* Check every sequence first: all present, not in flight, at the expected position (after
+     * the positions the prefix cache gives, when it says so). */
     for (uint32_t i = 0; i < h->n_rows; i++) {
-        if (i == 0 || tok[i].seq_id != tok[i - 1].seq_id || tok[i].pos != tok[i - 1].pos + 1)
-            n_seqs++;
-    }
-    /* Check every sequence first: all present, not in flight, at the expected position. */
-    for (uint32_t i = 0; i < h->n_rows; i++) {
-        if (i > 0 && tok[i].seq_id == tok[i - 1].seq_id && tok[i].pos == tok[i - 1].pos + 1)
+        if (!RUN_START(i))
             continue;
         /* A speculative step starts where the one before kept its positions: the rejected
          * ones are cut first (a last stage that drafts has cut them itself). */
         dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+        if (s == NULL && dsn_seq_gone(c, tok[i].seq_id))
+            continue;
+        if (s != NULL && s->prefix_miss)
+            continue;
         if (s == NULL || s->in_flight ||
-            (int64_t)tok[i].pos != s->kv->length - (s->spec == NULL ? tok[i].rollback : 0))
+            (int64_t)(tok[i].pos - tok[i].cached) !=
+                s->kv->length - (s->spec == NULL ? tok[i].rollback : 0))
             return 1;
     }
-    dsn_mb_t *mb = dsn_mb_get(c, n_seqs, h->n_rows);
+    /* The positions stage 0 took from its prefix cache, from ours. */
+    for (uint32_t i = 0; i < h->n_rows; i++) {
+        if (!RUN_START(i) || tok[i].cached == 0)
+            continue;
+        dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+        if (s != NULL && !s->prefix_miss)
+            prefix_take(c, s, (int64_t)tok[i].pos - tok[i].cached, tok[i].pos);
+    }
+    int n_seqs = 0;
+    int64_t n_rows = 0;
+    for (uint32_t i = 0; i < h->n_rows; i++) {
+        dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+        if (s == NULL || s->prefix_miss)
+            continue;
+        n_seqs += RUN_START(i);
+        n_rows++;
+    }
+    if (n_rows == 0)
+        return 0; /* all dropped */
+    dsn_mb_t *mb = dsn_mb_get(c, n_seqs, n_rows);
     if (mb == NULL) {
         DSI_ERROR("out of memory for an ACTIVATION of %u tokens", h->n_rows);
         return 0;
     }
     int k = -1;
+    int64_t r = 0;
+    const float *x = t->payload;
     for (uint32_t i = 0; i < h->n_rows; i++) {
-        if (i == 0 || tok[i].seq_id != tok[i - 1].seq_id || tok[i].pos != tok[i - 1].pos + 1) {
-            dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+        dsn_seq_t *s = dsn_seq_find(c, tok[i].seq_id);
+        if (s == NULL || s->prefix_miss)
+            continue;
+        if (RUN_START(i)) {
             if (s->spec == NULL && tok[i].rollback > 0)
                 dsn_kvcache_truncate(s->kv, tok[i].pos);
             s->rollback = (uint8_t)tok[i].rollback; /* for the stage after this one */
@@ -477,21 +551,28 @@ int dsn_stage_activation(dsn_compute_t *c, const dsn_task_t *t)
             s->in_flight = 1;
         }
         mb->batch[k].n_tokens++;
+        mb->tokens[r] = tok[i].token;
+        memcpy(mb->h + r * H, x + (int64_t)i * H, (size_t)H * sizeof(float));
+        r++;
     }
+#undef RUN_START
     /* A sequence split in two runs of one message would break the cache order: refuse it. */
     for (int i = 0; i < n_seqs; i++) {
         for (int j = i + 1; j < n_seqs; j++) {
             if (mb->seq[i] == mb->seq[j]) {
                 DSI_ERROR("ACTIVATION from node %u names sequence %llu twice: dropped", t->peer,
                           (unsigned long long)mb->seq[i]->id);
-                for (int x = 0; x < n_seqs; x++)
-                    mb->seq[x]->in_flight = 0;
+                for (int y = 0; y < n_seqs; y++)
+                    mb->seq[y]->in_flight = 0;
                 dsn_mb_put(c, mb);
                 return 0;
             }
         }
     }
-    memcpy(mb->h, t->payload, (size_t)(h->n_rows * H) * sizeof(float));
+    /* The token ids key this node's prefix cache (its blocks, published as they fill). */
+    for (int i = 0, off = 0; i < n_seqs && c->prefix; off += mb->batch[i++].n_tokens)
+        dsn_kvcache_set_ids(mb->batch[i].kv, mb->batch[i].pos, mb->tokens + off,
+                            mb->batch[i].n_tokens);
     mb->layer = c->first_layer;
     dsn_mb_run(c, mb);
     return 0;

@@ -1,6 +1,13 @@
 /*
  * dsn_stage_spec.c - speculative decoding with the checkpoint's MTP layer on a node that is its
- * plan's only stage (it feeds the tokens and samples them; remote experts are fine).
+ * plan's only stage (it feeds the tokens and samples them; remote experts are fine), or the last
+ * of several.
+ *
+ * The module's routed experts are spread over the last stage's nodes like a MoE layer's when the
+ * plan places them (dst_plan_t.mtp_offsets): its MoE step sends the pairs of experts held
+ * elsewhere as DISPATCHes (dsn_dispatch_send, layer num_hidden_layers) and waits for the
+ * COMBINEs, serving other nodes' DISPATCHes meanwhile (mtp_wait); this node serves the
+ * DISPATCHes of that layer with the module's engine.
  *
  * The decisions are dsn_spec's (node/engine/dsn_spec.h), the forward is the node's own layer loop:
  * the scheduler drafts K tokens per decoding sequence with the module (dsn_spec_draft) and feeds
@@ -23,6 +30,7 @@
 #include "dsi_settings.h"
 #include "dsi_log.h"
 #include "dsn_compute_impl.h"
+#include "dsn_moe.h"
 #include "dsn_mtp.h"
 #include "dsn_spec.h"
 
@@ -35,8 +43,16 @@ struct dsn_seq_spec {
 };
 
 struct dsn_node_spec {
+    dsn_compute_t *c;
     dsn_mtp_weights_t *w;
     dsn_mtp_t *mtp;
+    int layer;             /* the module's layer index (num_hidden_layers) */
+    int moe;               /* its decoder layer is a MoE layer */
+    int held;              /* its routed experts held here */
+    uint32_t *mtp_offsets; /* [E + 1] the holders of its experts as loaded, or NULL: all here */
+    uint32_t *mtp_holders;
+    dsn_mb_t *mb;          /* the buffers and dispatch state of its MoE step in flight */
+    dsn_dispatch_ctx_t dc; /* {c, mb}: the dispatch hook's */
     dsn_spec_t *spec;
     dsn_spec_stats_t reported;              /* the stats as last handed to the queue */
     uint64_t seq_steps, reported_seq_steps; /* verify steps of one sequence each */
@@ -112,10 +128,152 @@ static void script_drafts(const struct dsn_node_spec *ns, const dsn_seq_t *s, ui
         drafts[k] = ns->script[g + (uint32_t)k];
 }
 
-dsi_status_t dsn_stage_spec_load(dsn_compute_t *c)
+/* ---- the module's routed experts on other nodes of the stage ---- */
+
+#define MTP_WAIT_S 60 /* how long the module's MoE step waits for its COMBINEs */
+
+static int mtp_begin(void *ctx, int64_t n, dsn_ffn_step_t **step, dsn_ffn_remote_t *remote)
+{
+    struct dsn_node_spec *ns = ctx;
+    dsn_compute_t *c = ns->c;
+    ns->mb = dsn_mb_get(c, 1, n);
+    if (ns->mb == NULL)
+        return -1;
+    ns->mb->layer = ns->layer;
+    ns->dc = (dsn_dispatch_ctx_t){c, ns->mb};
+    *step = &ns->mb->ffn;
+    *remote = (dsn_ffn_remote_t){dsn_dispatch_send, &ns->dc};
+    return 0;
+}
+
+/*
+ * Until every COMBINE of the module's step is in: the compute thread serves other nodes'
+ * DISPATCHes (they may be waiting on this node's experts, the module's included), and keeps every
+ * other task for after, in order, ahead of the queue. A restart, an orphaning or the stop ends
+ * the wait (-1).
+ */
+static int mtp_wait(void *ctx)
+{
+    struct dsn_node_spec *ns = ctx;
+    dsn_compute_t *c = ns->c;
+    dsn_mb_t *mb = ns->mb;
+    dsi_list_t later;
+    dsi_list_init(&later);
+    int rc = 0;
+    DSI_DEBUG("MTP layer: %lld tokens wait for the experts of %d other node%s", (long long)mb->n,
+              mb->pending, mb->pending == 1 ? "" : "s");
+    int64_t since = dsi_now_ns();
+    while (mb->pending > 0) {
+        dsn_task_t *t = dsn_queue_pop_within(c->queue, 1000);
+        if (t == NULL && dsi_now_ns() - since > (int64_t)MTP_WAIT_S * 1000000000) {
+            DSI_ERROR("MTP layer: no answer from %d node%s holding its experts within %d s (every "
+                      "node of the last stage must run it: --speculative-tokens > 0)",
+                      mb->pending, mb->pending == 1 ? "" : "s", MTP_WAIT_S);
+            rc = -1;
+            break;
+        }
+        if (t == NULL)
+            continue;
+        int wire = t->type == DSN_TASK_WIRE && t->gen >= c->gen;
+        if (wire && t->hdr.type == DST_WIRE_DISPATCH) {
+            dsn_dispatch_serve(c, t);
+            dsn_queue_task_put(c->queue, t);
+            continue;
+        }
+        if (wire && t->hdr.type == DST_WIRE_COMBINE && t->hdr.step == mb->id &&
+            t->hdr.layer == (uint32_t)ns->layer) {
+            dsn_dispatch_combine_into(c, mb, t);
+            dsn_queue_task_put(c->queue, t);
+            continue;
+        }
+        dsi_list_push_back(&later, &t->link);
+        if (t->type == DSN_TASK_STOP || t->type == DSN_TASK_RELOAD || t->type == DSN_TASK_ORPHAN) {
+            rc = -1;
+            break;
+        }
+    }
+    while (!dsi_list_is_empty(&later)) {
+        dsi_list_t *e = later.prev;
+        dsi_list_remove(e);
+        dsn_queue_push_first(c->queue, dsi_container_of(e, dsn_task_t, link));
+    }
+    return rc;
+}
+
+static void mtp_end(void *ctx)
+{
+    struct dsn_node_spec *ns = ctx;
+    dsn_mb_put(ns->c, ns->mb);
+    ns->mb = NULL;
+}
+
+int dsn_stage_spec_layer(const dsn_compute_t *c)
+{
+    const struct dsn_node_spec *ns = c->spec != NULL ? c->spec : c->mtp_only;
+    return ns != NULL && ns->moe ? ns->layer : -1;
+}
+
+dsn_engine_t *dsn_stage_spec_engine(dsn_compute_t *c)
+{
+    struct dsn_node_spec *ns = c->spec != NULL ? c->spec : c->mtp_only;
+    return ns != NULL && ns->moe ? dsn_mtp_engine(ns->mtp) : NULL;
+}
+
+uint32_t dsn_stage_spec_dest(const dsn_compute_t *c, int e, int64_t i)
+{
+    const struct dsn_node_spec *ns = c->spec;
+    if (ns->mtp_offsets == NULL || dsn_moe_holds(dsn_mtp_engine(ns->mtp), ns->layer, e))
+        return c->node_id;
+    uint32_t a = ns->mtp_offsets[e], b = ns->mtp_offsets[e + 1];
+    return ns->mtp_holders[a + (uint32_t)(i % (int64_t)(b - a))];
+}
+
+/*
+ * The module's experts that plan p gives this node ([E], calloc'ed) with their holders copied
+ * into ns, or NULL with *st DSI_OK when p does not place them (all here).
+ */
+static uint8_t *mtp_mask(struct dsn_node_spec *ns, const dsn_compute_t *c, const dst_plan_t *p,
+                         dsi_status_t *st)
+{
+    uint32_t E = p->n_experts;
+    *st = DSI_OK;
+    if (p->mtp_offsets == NULL || E == 0 || !ns->moe)
+        return NULL;
+    uint32_t n_holders = p->mtp_offsets[E];
+    uint8_t *mask = calloc(E, 1);
+    ns->mtp_offsets = malloc((E + 1) * sizeof(uint32_t));
+    ns->mtp_holders = malloc(n_holders * sizeof(uint32_t));
+    if (mask == NULL || ns->mtp_offsets == NULL || ns->mtp_holders == NULL) {
+        free(mask);
+        *st = DSI_ERR_NOMEM;
+        return NULL;
+    }
+    memcpy(ns->mtp_offsets, p->mtp_offsets, (E + 1) * sizeof(uint32_t));
+    memcpy(ns->mtp_holders, p->mtp_holders, n_holders * sizeof(uint32_t));
+    for (uint32_t e = 0; e < E; e++)
+        mask[e] = (uint8_t)dst_plan_holds_mtp(p, e, c->node_id);
+    return mask;
+}
+
+/* Whether plan p gives node id some of the MTP layer's experts. */
+static int plan_gives_mtp(const dst_plan_t *p, uint32_t id)
+{
+    for (uint32_t e = 0; p->mtp_offsets != NULL && e < p->n_experts; e++) {
+        if (dst_plan_holds_mtp(p, e, id))
+            return 1;
+    }
+    return 0;
+}
+
+dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p)
 {
     int k = c->opts->speculative_tokens;
-    if (k <= 0 || !dsn_mtp_present(c->ckpt))
+    if (!dsn_mtp_present(c->ckpt))
+        return DSI_OK;
+    /* Speculation off here, but the plan gives this node experts of the layer (the coordinator
+     * runs with it): they are loaded all the same, for the nodes that draft. */
+    int serve_only = k <= 0;
+    if (serve_only && (!c->is_last || !plan_gives_mtp(p, c->node_id)))
         return DSI_OK;
     if (!c->is_last) {
         DSI_INFO("speculative decoding: the last of the plan's %d stages drafts with the MTP "
@@ -126,38 +284,69 @@ dsi_status_t dsn_stage_spec_load(dsn_compute_t *c)
     struct dsn_node_spec *ns = calloc(1, sizeof(*ns));
     if (ns == NULL)
         return DSI_ERR_NOMEM;
+    const dsn_config_t *cfg = &c->weights->cfg;
+    ns->c = c;
     ns->k = k;
     ns->pp = !c->is_first;
-    if (ns->pp && read_script(ns) != 0) {
+    ns->layer = cfg->num_hidden_layers;
+    dsn_config_t with_mtp = *cfg;
+    with_mtp.num_hidden_layers = ns->layer + 1;
+    ns->moe = dsn_config_is_moe_layer(&with_mtp, ns->layer);
+    if (!serve_only && ns->pp && read_script(ns) != 0) {
         free(ns);
         return DSI_ERR_INVALID_ARG;
     }
-    /* All of the module's routed experts stay here (the plan does not place them). */
-    dsi_status_t st =
-        dsn_mtp_weights_load(c->ckpt, c->opts->weight_format, c->opts->threads, NULL, &ns->w);
+    /* The module's routed experts the plan gives this node (all when it does not place them). */
+    dsi_status_t st;
+    uint8_t *mask = mtp_mask(ns, c, p, &st);
+    if (st == DSI_OK)
+        st = dsn_mtp_weights_load(c->ckpt, c->opts->weight_format, c->opts->threads, mask, &ns->w);
+    free(mask);
     if (st == DSI_OK)
         st = dsn_mtp_create(ns->w, c->engine, &ns->mtp);
-    if (st == DSI_OK)
+    if (st == DSI_OK && !serve_only)
         st = dsn_spec_create(c->engine, ns->mtp, k, &ns->spec);
-    c->spec = ns;
+    if (st == DSI_OK) /* the module's cache joins the prefix cache as the main one does */
+        dsn_kvpool_set_prefix_cache(dsn_engine_kvpool(dsn_mtp_engine(ns->mtp)), c->prefix);
+    if (serve_only)
+        c->mtp_only = ns;
+    else
+        c->spec = ns;
     if (st != DSI_OK) {
         DSI_ERROR("cannot load the MTP layer for speculative decoding");
         dsn_stage_spec_release(c);
         return st;
     }
-    DSI_INFO("speculative decoding: MTP layer loaded, %d draft token%s per step", k,
-             k == 1 ? "" : "s");
+    for (int e = 0; ns->moe && e < cfg->n_routed_experts; e++)
+        ns->held += dsn_moe_holds(dsn_mtp_engine(ns->mtp), ns->layer, e);
+    if (serve_only) {
+        DSI_WARN("speculative decoding is off on this node (--speculative-tokens 0), but the plan "
+                 "gives it %d of the MTP layer's routed experts: loaded to serve the last stage's "
+                 "other nodes",
+                 ns->held);
+        return DSI_OK;
+    }
+    if (ns->mtp_offsets != NULL) {
+        dsn_mtp_remote_t r = {mtp_begin, mtp_wait, mtp_end, ns};
+        dsn_mtp_set_remote(ns->mtp, &r);
+    }
+    DSI_INFO("speculative decoding: MTP layer loaded, %d draft token%s per step; %d of its %d "
+             "routed experts here%s",
+             k, k == 1 ? "" : "s", ns->held, ns->moe ? cfg->n_routed_experts : 0,
+             ns->moe && ns->held < cfg->n_routed_experts ? ", the others on the stage's other nodes"
+                                                         : "");
     return DSI_OK;
 }
 
-void dsn_stage_spec_release(dsn_compute_t *c)
+static void node_spec_free(struct dsn_node_spec *ns)
 {
-    struct dsn_node_spec *ns = c->spec;
     if (ns == NULL)
         return;
     dsn_spec_destroy(ns->spec);
     dsn_mtp_destroy(ns->mtp);
     dsn_mtp_weights_destroy(ns->w);
+    free(ns->mtp_offsets);
+    free(ns->mtp_holders);
     free(ns->script);
     free(ns->seqs);
     free(ns->owner);
@@ -172,7 +361,13 @@ void dsn_stage_spec_release(dsn_compute_t *c)
     free(ns->logits);
     free(ns->out_logits);
     free(ns);
-    c->spec = NULL;
+}
+
+void dsn_stage_spec_release(dsn_compute_t *c)
+{
+    node_spec_free(c->spec);
+    node_spec_free(c->mtp_only);
+    c->spec = c->mtp_only = NULL;
 }
 
 int dsn_stage_spec_seq_init(dsn_compute_t *c, dsn_seq_t *s)
@@ -227,6 +422,33 @@ void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p)
               (unsigned long long)s->id);
     dsn_stage_spec_seq_free(s);
     (void)c;
+}
+
+int64_t dsn_stage_spec_prefix(dsn_compute_t *c, dsn_seq_t *s, int64_t n)
+{
+    (void)c;
+    if (s->spec == NULL || n <= 0)
+        return n;
+    if (s->prompt == NULL)
+        return 0;
+    return dsn_spec_attach_module(&s->spec->q, s->prompt, s->n_prompt, n);
+}
+
+void dsn_stage_spec_publish(const dsn_compute_t *c, dsn_seq_t *s)
+{
+    /* (after the judgement of the micro-batch: the main cache holds no drafts) */
+    if (s->spec != NULL && c->prefix)
+        dsn_spec_publish(&s->spec->q);
+}
+
+void dsn_stage_spec_drop(dsn_seq_t *s)
+{
+    if (s->spec == NULL)
+        return;
+    DSI_DEBUG("sequence %llu: decodes without speculation (its MTP cache lacks the prompt "
+              "prefix the prefix cache gave)",
+              (unsigned long long)s->id);
+    dsn_stage_spec_seq_free(s);
 }
 
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s)

@@ -29,6 +29,7 @@ void dsn_compute_destroy(dsn_compute_t *c)
     if (c == NULL)
         return;
     dsn_stage_cleanup(c);
+    dsn_kvstash_clear(c);
     dsn_mb_pool_cleanup(c);
     dsn_replan_release(c);
     dsn_grammar_cleanup(c);

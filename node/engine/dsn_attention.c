@@ -32,20 +32,20 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
     const dsk_ops_t *ops = &e->ops;
     dsn_scratch_t *s = &e->s;
     const dsk_matrix_t *kv_b = &a->ly->kv_b;
-    int64_t heads = c->num_attention_heads, nope = c->qk_nope_head_dim;
-    int64_t rope = c->qk_rope_head_dim, vdim = c->v_head_dim, lora = c->kv_lora_rank;
-    int64_t qk = nope + rope, row = e->kv_row, n = a->n, nh = h1 - h0;
+    const dsn_mla_dims_t d = dsn_mla_dims(c);
+    int64_t row = e->kv_row, n = a->n, nh = h1 - h0;
 
     /* Absorb W_UK into the query: qfull[t, h, 0:lora] = W_UK[h]^T q_nope[t, h]. */
     for (int64_t h = h0; h < h1; h++) {
-        int64_t r0 = h * (nope + vdim);
+        int64_t r0 = h * (d.nope + d.vdim);
         for (int64_t t = 0; t < n; t++) {
-            float *dst = s->qfull + (t * heads + h) * row;
-            memset(dst, 0, (size_t)lora * sizeof(float));
-            memcpy(dst + lora, s->q + t * heads * qk + h * qk + nope, (size_t)rope * sizeof(float));
+            float *dst = s->qfull + (t * d.heads + h) * row;
+            memset(dst, 0, (size_t)d.lora * sizeof(float));
+            memcpy(dst + d.lora, s->q + t * d.heads * d.qk + h * d.qk + d.nope,
+                   (size_t)d.rope * sizeof(float));
         }
-        ops->matmul_t[kv_b->dtype](kv_b, r0, r0 + nope, s->q + h * qk, heads * qk, n,
-                                   s->qfull + h * row, heads * row);
+        ops->matmul_t[kv_b->dtype](kv_b, r0, r0 + d.nope, s->q + h * d.qk, d.heads * d.qk, n,
+                                   s->qfull + h * row, d.heads * row);
     }
 
     /* Scores, softmax and the weighted latent sum, token by token over its sequence's cache,
@@ -56,7 +56,7 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
         const dsn_kvcache_t *kv = a->seqs[a->tseq[t]].kv;
         int64_t len = a->tpos[t] + 1, nb = (len + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
         float *scores = s->scores + h0 * s->ctx;
-        const float *qf = s->qfull + (t * heads + h0) * row;
+        const float *qf = s->qfull + (t * d.heads + h0) * row;
         for (int64_t b = 0; b < nb; b++) {
             int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
             dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
@@ -68,7 +68,7 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
                         scores[h * s->ctx + j0 + j] *= rs[j];
             }
         }
-        float *olat = s->olat + (t * heads + h0) * row;
+        float *olat = s->olat + (t * d.heads + h0) * row;
         for (int64_t h = 0; h < nh; h++) {
             float *sc = scores + h * s->ctx;
             for (int64_t j = 0; j < len; j++)
@@ -91,9 +91,9 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
 
     /* o[t, h] = W_UV[h] o_lat[t, h]. */
     for (int64_t h = h0; h < h1; h++) {
-        int64_t r0 = h * (nope + vdim) + nope;
-        ops->matmul[kv_b->dtype](kv_b, r0, r0 + vdim, s->olat + h * row, heads * row, n,
-                                 s->o + h * vdim, heads * vdim);
+        int64_t r0 = h * (d.nope + d.vdim) + d.nope;
+        ops->matmul[kv_b->dtype](kv_b, r0, r0 + d.vdim, s->olat + h * row, d.heads * row, n,
+                                 s->o + h * d.vdim, d.heads * d.vdim);
     }
 }
 
@@ -111,9 +111,8 @@ dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq
     const dsk_ops_t *ops = &e->ops;
     dsn_scratch_t *s = &e->s;
     int64_t n = dsn_batch_tokens(seqs, n_seqs);
-    int64_t H = c->hidden_size, heads = c->num_attention_heads;
-    int64_t nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, lora = c->kv_lora_rank;
-    int64_t qk = nope + rope, row = e->kv_row;
+    const dsn_mla_dims_t d = dsn_mla_dims(c);
+    int64_t H = c->hidden_size, row = e->kv_row;
     int slice_layer = layer - e->w->slice.first_layer;
     int64_t t0 = dsn_phase_start(e);
 
@@ -125,8 +124,8 @@ dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq
     for (int64_t t = 0; t < n; t++) {
         float *a = s->kva + t * row;
         int64_t pos = s->tok_pos[t];
-        ops->rmsnorm(a, ly->kv_a_norm, lora, c->rms_norm_eps, a);
-        dsk_rope_apply(a + lora, (int)rope, e->rope_freqs, e->rope_factor, pos);
+        ops->rmsnorm(a, ly->kv_a_norm, d.lora, c->rms_norm_eps, a);
+        dsk_rope_apply(a + d.lora, (int)d.rope, e->rope_freqs, e->rope_factor, pos);
         dsn_kvcache_store(seqs[s->tok_seq[t]].kv, slice_layer, pos, a);
     }
 
@@ -154,14 +153,14 @@ dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq
         dsn_par_matmul(e, &ly->q_a, 0, qa, s->x, H, m, s->qa, qa);
         for (int64_t t = 0; t < m; t++)
             ops->rmsnorm(s->qa + t * qa, ly->q_a_norm, qa, c->rms_norm_eps, s->qa + t * qa);
-        dsn_par_matmul(e, &ly->q_b, 0, heads * qk, s->qa, qa, m, s->q, heads * qk);
+        dsn_par_matmul(e, &ly->q_b, 0, d.heads * d.qk, s->qa, qa, m, s->q, d.heads * d.qk);
     } else {
-        dsn_par_matmul(e, &ly->q_proj, 0, heads * qk, s->x, H, m, s->q, heads * qk);
+        dsn_par_matmul(e, &ly->q_proj, 0, d.heads * d.qk, s->x, H, m, s->q, d.heads * d.qk);
     }
     for (int64_t t = 0; t < m; t++)
-        for (int64_t hd = 0; hd < heads; hd++)
-            dsk_rope_apply(s->q + t * heads * qk + hd * qk + nope, (int)rope, e->rope_freqs,
-                           e->rope_factor, tpos[t]);
+        for (int64_t hd = 0; hd < d.heads; hd++)
+            dsk_rope_apply(s->q + t * d.heads * d.qk + hd * d.qk + d.nope, (int)d.rope,
+                           e->rope_freqs, e->rope_factor, tpos[t]);
 
     /* A prompt chunk of one sequence: the expanded form where it is cheaper. */
     int64_t len = tpos[m - 1] + 1;
@@ -174,10 +173,10 @@ dsi_status_t dsn_engine_attention_rows(dsn_engine_t *e, int layer, const dsn_seq
             return st;
     } else {
         attn_task_t task = {e, ly, slice_layer, seqs, m, tseq, tpos};
-        dsi_pool_run(e->pool, heads, 1, attn_heads, &task);
+        dsi_pool_run(e->pool, d.heads, 1, attn_heads, &task);
     }
 
-    dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, heads * c->v_head_dim, m, s->attn, H);
+    dsn_par_matmul(e, &ly->o_proj, 0, H, s->o, d.heads * d.vdim, m, s->attn, H);
     if (rows == NULL) {
         for (int64_t i = 0; i < n * H; i++)
             h[i] += s->attn[i];

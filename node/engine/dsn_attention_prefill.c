@@ -24,24 +24,24 @@
 
 int dsn_mla_expanded_cheaper(const dsn_config_t *c, int64_t m, int64_t len)
 {
-    int64_t nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, vdim = c->v_head_dim;
-    int64_t lora = c->kv_lora_rank, past = len - m;
+    const dsn_mla_dims_t d = dsn_mla_dims(c);
+    int64_t past = len - m;
     if (m < DSN_MLA_EXPANDED_MIN || len > DSN_MLA_EXPANDED_MAX)
         return 0;
     /* Multiply-adds per head; pairs = sum over the queries of their causal lengths. */
     double pairs = (double)m * (double)past + (double)m * (double)(m + 1) / 2;
     double absorbed =
-        (double)m * (double)((nope + vdim) * lora) + pairs * 2.0 * (double)(lora + rope);
-    double expanded = (double)len * (double)((nope + vdim) * lora) +
-                      (pairs + (double)m * DSN_MLA_QB / 2.0) * (double)(nope + rope + vdim);
+        (double)m * (double)((d.nope + d.vdim) * d.lora) + pairs * 2.0 * (double)(d.lora + d.rope);
+    double expanded = (double)len * (double)((d.nope + d.vdim) * d.lora) +
+                      (pairs + (double)m * DSN_MLA_QB / 2.0) * (double)(d.nope + d.rope + d.vdim);
     return expanded < absorbed;
 }
 
 /* Floats of the per-thread buffers for len positions. */
 static size_t slot_floats(const dsn_config_t *c, int64_t len)
 {
-    int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim;
-    return (size_t)len * (size_t)(qk + c->v_head_dim + DSN_MLA_QB);
+    const dsn_mla_dims_t d = dsn_mla_dims(c);
+    return (size_t)len * (size_t)(d.qk + d.vdim + DSN_MLA_QB);
 }
 
 typedef struct {
@@ -60,27 +60,28 @@ static void expanded_slot(void *arg, int64_t s0, int64_t s1)
     const dsk_ops_t *ops = &e->ops;
     dsn_scratch_t *s = &e->s;
     const dsk_matrix_t *kv_b = &a->ly->kv_b;
-    int64_t heads = c->num_attention_heads, nope = c->qk_nope_head_dim;
-    int64_t rope = c->qk_rope_head_dim, vdim = c->v_head_dim, lora = c->kv_lora_rank;
-    int64_t qk = nope + rope, row = e->kv_row, len = a->len, m = a->m;
+    const dsn_mla_dims_t d = dsn_mla_dims(c);
+    int64_t row = e->kv_row, len = a->len, m = a->m;
     for (int64_t slot = s0; slot < s1; slot++) {
         float *K = s->mla + (size_t)slot * slot_floats(c, len);
-        float *V = K + len * qk, *S = V + len * vdim;
-        int64_t h0 = heads * slot / a->n_slots, h1 = heads * (slot + 1) / a->n_slots;
-        dsk_matrix_t km = {DSK_DTYPE_F32, len, qk, K, NULL, DSK_LAYOUT_ROWS};
-        dsk_matrix_t vm = {DSK_DTYPE_F32, len, vdim, V, NULL, DSK_LAYOUT_ROWS};
+        float *V = K + len * d.qk, *S = V + len * d.vdim;
+        int64_t h0 = d.heads * slot / a->n_slots, h1 = d.heads * (slot + 1) / a->n_slots;
+        dsk_matrix_t km = {DSK_DTYPE_F32, len, d.qk, K, NULL, DSK_LAYOUT_ROWS};
+        dsk_matrix_t vm = {DSK_DTYPE_F32, len, d.vdim, V, NULL, DSK_LAYOUT_ROWS};
         for (int64_t h = h0; h < h1; h++) {
-            int64_t r0 = h * (nope + vdim);
+            int64_t r0 = h * (d.nope + d.vdim);
             /* K[j] = [W_UK[h] c_kv[j], k_pe[j]], V[j] = W_UV[h] c_kv[j]. */
-            ops->matmul[kv_b->dtype](kv_b, r0, r0 + nope, a->ckv, row, len, K, qk);
-            ops->matmul[kv_b->dtype](kv_b, r0 + nope, r0 + nope + vdim, a->ckv, row, len, V, vdim);
+            ops->matmul[kv_b->dtype](kv_b, r0, r0 + d.nope, a->ckv, row, len, K, d.qk);
+            ops->matmul[kv_b->dtype](kv_b, r0 + d.nope, r0 + d.nope + d.vdim, a->ckv, row, len, V,
+                                     d.vdim);
             for (int64_t j = 0; j < len; j++)
-                memcpy(K + j * qk + nope, a->ckv + j * row + lora, (size_t)rope * sizeof(float));
+                memcpy(K + j * d.qk + d.nope, a->ckv + j * row + d.lora,
+                       (size_t)d.rope * sizeof(float));
             for (int64_t t0 = 0; t0 < m; t0 += DSN_MLA_QB) {
                 int64_t qb = m - t0 < DSN_MLA_QB ? m - t0 : DSN_MLA_QB;
                 int64_t reach = a->pos0 + t0 + qb; /* positions the block's last query sees */
-                ops->matmul[DSK_DTYPE_F32](&km, 0, reach, s->q + t0 * heads * qk + h * qk,
-                                           heads * qk, qb, S, len);
+                ops->matmul[DSK_DTYPE_F32](&km, 0, reach, s->q + t0 * d.heads * d.qk + h * d.qk,
+                                           d.heads * d.qk, qb, S, len);
                 for (int64_t i = 0; i < qb; i++) {
                     float *sc = S + i * len;
                     int64_t n_keys = a->pos0 + t0 + i + 1;
@@ -89,11 +90,12 @@ static void expanded_slot(void *arg, int64_t s0, int64_t s1)
                     ops->softmax(sc, n_keys);
                     for (int64_t j = n_keys; j < reach; j++)
                         sc[j] = 0.0f;
-                    memset(s->o + (t0 + i) * heads * vdim + h * vdim, 0,
-                           (size_t)vdim * sizeof(float));
+                    memset(s->o + (t0 + i) * d.heads * d.vdim + h * d.vdim, 0,
+                           (size_t)d.vdim * sizeof(float));
                 }
                 ops->matmul_t[DSK_DTYPE_F32](&vm, 0, reach, S, len, qb,
-                                             s->o + t0 * heads * vdim + h * vdim, heads * vdim);
+                                             s->o + t0 * d.heads * d.vdim + h * d.vdim,
+                                             d.heads * d.vdim);
             }
         }
     }

@@ -54,24 +54,27 @@ static uint8_t *row_ptr(const dsn_kvcache_t *kv, int layer, int64_t pos, float *
     return (uint8_t *)m.data + (size_t)r * (size_t)kv->row * (size_t)dsn_kv_dtype_size(kv->dtype);
 }
 
-dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
-                             uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta)
+dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint32_t layer,
+                                    uint32_t n_layers, uint32_t first, uint32_t n_tokens,
+                                    uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta)
 {
-    size_t need = dsn_kvio_bytes(kv->n_layers, kv->row, kv->dtype, n_tokens);
+    size_t need = dsn_kvio_bytes((int)n_layers, kv->row, kv->dtype, n_tokens);
     if (n_tokens == 0 || first % DSN_KV_BLOCK != 0 || (int64_t)first + n_tokens > kv->length ||
-        first + n_tokens > total || cap < need) {
-        DSI_ERROR("KV export of positions %u..%u (of %u) from a cache holding %lld, into %zu "
-                  "bytes (%zu needed)",
-                  first, first + n_tokens, total, (long long)kv->length, cap, need);
+        first + n_tokens > total || cap < need || n_layers == 0 || layer < base ||
+        (uint64_t)layer - base + n_layers > (uint64_t)kv->n_layers) {
+        DSI_ERROR("KV export of positions %u..%u (of %u) of layers %u + %u from a cache holding "
+                  "%lld of %d layers from %u, into %zu bytes (%zu needed)",
+                  first, first + n_tokens, total, layer, n_layers, (long long)kv->length,
+                  kv->n_layers, base, cap, need);
         return DSI_ERR_INVALID_ARG;
     }
     size_t es = (size_t)dsn_kv_dtype_size(kv->dtype), rb = (size_t)kv->row * es;
     size_t w = dsn_kvio_width(kv->row, kv->dtype);
     uint8_t *out = buf;
-    for (int l = 0; l < kv->n_layers; l++) {
+    for (uint32_t l = layer - base; l < layer - base + n_layers; l++) {
         for (uint32_t t = 0; t < n_tokens; t++) {
             float *scale;
-            const uint8_t *src = row_ptr(kv, l, (int64_t)first + t, &scale);
+            const uint8_t *src = row_ptr(kv, (int)l, (int64_t)first + t, &scale);
             memcpy(out, src, rb);
             if (kv->dtype == DSN_KV_FP8)
                 memcpy(out + rb, scale, sizeof(float));
@@ -81,11 +84,79 @@ dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n
     *meta = (dsn_kvio_chunk_t){first,
                                n_tokens,
                                total,
-                               (uint32_t)kv->n_layers,
+                               n_layers,
                                (uint32_t)kv->row,
                                (uint32_t)kv->dtype,
-                               dsn_kvio_checksum(buf, need)};
+                               dsn_kvio_checksum(buf, need),
+                               layer};
     return DSI_OK;
+}
+
+dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
+                             uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta)
+{
+    return dsn_kvio_export_layers(kv, 0, 0, (uint32_t)kv->n_layers, first, n_tokens, total, buf,
+                                  cap, meta);
+}
+
+dsi_status_t dsn_kvio_stash_take(const dsn_kvcache_t *kv, uint32_t base, uint32_t length,
+                                 dsn_kvio_stash_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (length == 0 || (int64_t)length > kv->length) {
+        DSI_ERROR("KV stash of %u positions from a cache holding %lld", length,
+                  (long long)kv->length);
+        return DSI_ERR_INVALID_ARG;
+    }
+    size_t bytes = dsn_kvio_bytes(kv->n_layers, kv->row, kv->dtype, length);
+    st->data = malloc(bytes);
+    if (st->data == NULL)
+        return DSI_ERR_NOMEM;
+    dsn_kvio_chunk_t m;
+    /* One "chunk" of everything: positions [0, length) need not end on a block boundary. */
+    dsi_status_t s = dsn_kvio_export_layers(kv, base, base, (uint32_t)kv->n_layers, 0, length,
+                                            length, st->data, bytes, &m);
+    if (s != DSI_OK) {
+        dsn_kvio_stash_free(st);
+        return s;
+    }
+    st->base = base;
+    st->n_layers = (uint32_t)kv->n_layers;
+    st->row = (uint32_t)kv->row;
+    st->dtype = (uint32_t)kv->dtype;
+    st->length = length;
+    return DSI_OK;
+}
+
+dsi_status_t dsn_kvio_stash_export(const dsn_kvio_stash_t *st, uint32_t layer, uint32_t n_layers,
+                                   uint32_t first, uint32_t n_tokens, uint32_t total, void *buf,
+                                   size_t cap, dsn_kvio_chunk_t *meta)
+{
+    dsn_kv_dtype_t dt = (dsn_kv_dtype_t)st->dtype;
+    size_t need = dsn_kvio_bytes((int)n_layers, (int)st->row, dt, n_tokens);
+    if (st->data == NULL || n_tokens == 0 || first % DSN_KV_BLOCK != 0 ||
+        (uint64_t)first + n_tokens > st->length || first + n_tokens > total || cap < need ||
+        n_layers == 0 || layer < st->base ||
+        (uint64_t)layer - st->base + n_layers > (uint64_t)st->n_layers) {
+        DSI_ERROR("KV export of positions %u..%u (of %u) of layers %u + %u from a copy holding "
+                  "%u of %u layers from %u, into %zu bytes (%zu needed)",
+                  first, first + n_tokens, total, layer, n_layers, st->length, st->n_layers,
+                  st->base, cap, need);
+        return DSI_ERR_INVALID_ARG;
+    }
+    size_t w = dsn_kvio_width((int)st->row, dt), run = (size_t)n_tokens * w;
+    uint8_t *out = buf;
+    for (uint32_t l = layer - st->base; l < layer - st->base + n_layers; l++, out += run)
+        memcpy(out, st->data + ((size_t)l * st->length + first) * w, run);
+    *meta = (dsn_kvio_chunk_t){
+        first, n_tokens, total, n_layers, st->row, st->dtype, dsn_kvio_checksum(buf, need), layer};
+    return DSI_OK;
+}
+
+void dsn_kvio_stash_free(dsn_kvio_stash_t *st)
+{
+    free(st->data);
+    memset(st, 0, sizeof(*st));
 }
 
 dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t total, char *why,
@@ -116,7 +187,7 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
     }
     rx->total = total;
     rx->n_blocks = (total + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
-    rx->got = calloc((size_t)rx->n_blocks, 1);
+    rx->got = calloc((size_t)rx->n_blocks * (size_t)kv->n_layers, 1);
     if (rx->got == NULL) {
         dsn_kvcache_clear(kv);
         snprintf(why, cap, "out of memory");
@@ -155,9 +226,14 @@ static const char *chunk_problem(const dsn_kvio_rx_t *rx, const dsn_kvcache_t *k
 {
     if (rx->got == NULL)
         return "no transfer was started";
-    if (m->n_layers != (uint32_t)kv->n_layers || m->row != (uint32_t)kv->row) {
-        snprintf(why, cap, "a chunk of %u layers of rows of %u values, this cache has %d of %d",
-                 m->n_layers, m->row, kv->n_layers, kv->row);
+    if (m->n_layers == 0 || m->layer < rx->base ||
+        (uint64_t)m->layer - rx->base + m->n_layers > (uint64_t)kv->n_layers ||
+        m->row != (uint32_t)kv->row) {
+        snprintf(why, cap,
+                 "a chunk of layers %u + %u of rows of %u values, this cache has layers %u..%u "
+                 "of %d",
+                 m->layer, m->n_layers, m->row, rx->base, rx->base + (uint32_t)kv->n_layers - 1,
+                 kv->row);
         return why;
     }
     if (m->dtype >= DSN_KV_DTYPE_COUNT) {
@@ -171,17 +247,20 @@ static const char *chunk_problem(const dsn_kvio_rx_t *rx, const dsn_kvcache_t *k
                  m->first, m->n_tokens, m->total, rx->total);
         return why;
     }
-    size_t want = dsn_kvio_bytes(kv->n_layers, kv->row, (dsn_kv_dtype_t)m->dtype, m->n_tokens);
+    size_t want = dsn_kvio_bytes((int)m->n_layers, kv->row, (dsn_kv_dtype_t)m->dtype, m->n_tokens);
     if (bytes != want) {
         snprintf(why, cap, "a chunk of %zu bytes, %zu expected for %u positions (truncated?)",
                  bytes, want, m->n_tokens);
         return why;
     }
     int64_t b0 = m->first / DSN_KV_BLOCK, b1 = (m->first + m->n_tokens - 1) / DSN_KV_BLOCK;
-    for (int64_t b = b0; b <= b1; b++) {
-        if (rx->got[b]) {
-            snprintf(why, cap, "positions %u + %u arrived twice", m->first, m->n_tokens);
-            return why;
+    for (uint32_t l = m->layer - rx->base; l < m->layer - rx->base + m->n_layers; l++) {
+        for (int64_t b = b0; b <= b1; b++) {
+            if (rx->got[(size_t)l * (size_t)rx->n_blocks + (size_t)b]) {
+                snprintf(why, cap, "positions %u + %u of layer %u arrived twice", m->first,
+                         m->n_tokens, rx->base + l);
+                return why;
+            }
         }
     }
     return NULL;
@@ -210,7 +289,8 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
         return DSI_ERR_NOMEM;
     }
     const uint8_t *rec = data;
-    for (int l = 0; l < kv->n_layers; l++) {
+    int l0 = (int)(m->layer - rx->base);
+    for (int l = l0; l < l0 + (int)m->n_layers; l++) {
         for (uint32_t t = 0; t < m->n_tokens; t++, rec += w) {
             int64_t pos = (int64_t)m->first + t;
             if (tmp != NULL) {
@@ -227,10 +307,12 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
     }
     free(tmp);
     int64_t b0 = m->first / DSN_KV_BLOCK, b1 = (m->first + m->n_tokens - 1) / DSN_KV_BLOCK;
-    for (int64_t b = b0; b <= b1; b++)
-        rx->got[b] = 1;
-    rx->received += m->n_tokens;
-    if (rx->received == rx->total) {
+    for (int l = l0; l < l0 + (int)m->n_layers; l++) {
+        for (int64_t b = b0; b <= b1; b++)
+            rx->got[(size_t)l * (size_t)rx->n_blocks + (size_t)b] = 1;
+    }
+    rx->received += (uint64_t)m->n_tokens * m->n_layers;
+    if (rx->received == (uint64_t)rx->total * (uint64_t)kv->n_layers) {
         kv->length = rx->total;
         *complete = 1;
     }

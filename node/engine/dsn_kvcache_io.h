@@ -3,9 +3,12 @@
  * moving a sequence with its cache when a re-plan gives it a new node (docs/ELASTICITY.md,
  * "KV moves with its sequence").
  *
- * A transfer is the positions [0, total) of every layer of a slice, cut into chunks that start
- * on a block boundary (DSN_KV_BLOCK positions). A chunk's data is n_layers * n_tokens records,
- * layer-major (layer 0's tokens first), each dsn_kvio_width() bytes: the row as the sender's
+ * A transfer is the positions [0, total) of every layer of the receiver's slice, cut into chunks
+ * that start on a block boundary (DSN_KV_BLOCK positions) and cover a range of layers: the whole
+ * slice when sender and receiver hold the same layers, or, when a re-plan moved the stage
+ * boundaries, the layers the sender held that the receiver holds now (a receiver may get its
+ * layers from several senders). A chunk's data is n_layers * n_tokens records, layer-major (its
+ * first layer's tokens first), each dsn_kvio_width() bytes: the row as the sender's
  * cache stores it (f32, bf16 or fp8 values), and for fp8 the row's f32 scale after it. The
  * bytes travel as they are; a receiver whose pool has another storage type converts them
  * (through f32, as dsn_kvcache_store does). A checksum over the data catches corruption.
@@ -27,10 +30,11 @@ typedef struct {
     uint32_t first;    /* first position, a multiple of DSN_KV_BLOCK */
     uint32_t n_tokens; /* positions in the chunk, >= 1 */
     uint32_t total;    /* positions of the whole transfer */
-    uint32_t n_layers; /* layers of the sender's slice */
+    uint32_t n_layers; /* layers in the chunk, >= 1 */
     uint32_t row;      /* values per row (kv_lora_rank + qk_rope_head_dim) */
     uint32_t dtype;    /* dsn_kv_dtype_t of the records */
     uint64_t checksum; /* dsn_kvio_checksum of the data */
+    uint32_t layer;    /* the model layer of the chunk's first layer */
 } dsn_kvio_chunk_t;
 
 /* Bytes of one record: a row of `dtype` values, and its scale for fp8. */
@@ -50,13 +54,42 @@ uint64_t dsn_kvio_checksum(const void *data, size_t bytes);
  */
 dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
                              uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta);
+/* The same for the layers [layer, layer + n_layers) of the model, kv holding the model's layers
+ * from `base` (meta->layer = layer). DSI_ERR_INVALID_ARG (logged) for layers kv does not hold. */
+dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint32_t layer,
+                                    uint32_t n_layers, uint32_t first, uint32_t n_tokens,
+                                    uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta);
+
+/*
+ * A copy of a sequence's rows that outlives its cache: a node whose slice a re-plan replaces
+ * keeps the rows of its open sequences so that it can still send them once the new slice is
+ * loaded (docs/ELASTICITY.md, "KV moves with its sequence"). The data is one chunk of every
+ * layer and all `length` positions.
+ */
+typedef struct {
+    uint32_t base, n_layers; /* the model layers [base, base + n_layers) */
+    uint32_t row, dtype, length;
+    uint8_t *data; /* dsn_kvio_bytes(n_layers, row, dtype, length) */
+} dsn_kvio_stash_t;
+
+/* Copies the `length` (<= kv->length, >= 1) first positions of kv, which holds the model's
+ * layers from base. DSI_ERR_NOMEM, DSI_ERR_INVALID_ARG (logged). */
+dsi_status_t dsn_kvio_stash_take(const dsn_kvcache_t *kv, uint32_t base, uint32_t length,
+                                 dsn_kvio_stash_t *st);
+/* dsn_kvio_export_layers from a stash. */
+dsi_status_t dsn_kvio_stash_export(const dsn_kvio_stash_t *st, uint32_t layer, uint32_t n_layers,
+                                   uint32_t first, uint32_t n_tokens, uint32_t total, void *buf,
+                                   size_t cap, dsn_kvio_chunk_t *meta);
+void dsn_kvio_stash_free(dsn_kvio_stash_t *st);
 
 /* A transfer being received into one cache. */
 typedef struct {
-    uint32_t total;    /* positions expected */
-    uint32_t received; /* positions stored so far */
+    uint32_t total;    /* positions expected (of every layer) */
+    uint64_t received; /* rows (layer, position) stored so far */
+    uint32_t base;     /* the model layer of the cache's first layer: 0 after dsn_kvio_rx_start,
+                          set by a caller whose cache holds a later slice */
     int64_t n_blocks;
-    uint8_t *got; /* [n_blocks] 1 once that block's positions arrived */
+    uint8_t *got; /* [n_layers][n_blocks] 1 once that layer's block arrived */
 } dsn_kvio_rx_t;
 
 /*
@@ -69,11 +102,11 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
                                size_t cap);
 /*
  * One chunk (data: `bytes` bytes). Checked before anything is written: the layout against kv
- * (layers, row; a storage type of the three, converted when it differs), the range (block
- * aligned, within total, whole blocks but for the last, not received before), the byte count
- * and the checksum. DSI_ERR_PROTOCOL with `why` otherwise (the cache holds no wrong row:
- * nothing counts until the transfer completes). When the last chunk arrives, kv->length becomes
- * total and *complete is set.
+ * (layers within the cache's, row; a storage type of the three, converted when it differs), the
+ * range (block aligned, within total, whole blocks but for the last, not received before for
+ * any of its layers), the byte count and the checksum. DSI_ERR_PROTOCOL with `why` otherwise (the
+ * cache holds no wrong row: nothing counts until the transfer completes). When the last chunk
+ * arrives (every layer of every position), kv->length becomes total and *complete is set.
  */
 dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_kvio_chunk_t *m,
                                const void *data, size_t bytes, int *complete, char *why,

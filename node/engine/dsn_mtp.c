@@ -125,11 +125,47 @@ void dsn_mtp_weights_destroy(dsn_mtp_weights_t *m)
 struct dsn_mtp {
     const dsn_mtp_weights_t *w;
     dsn_engine_t *e;
-    int64_t tokens; /* rows the buffers below hold */
-    float *cat;     /* [tokens, 2H] [enorm(Emb(t)) ; hnorm(h)] */
-    float *h;       /* [tokens, H] the module's residual stream */
-    int64_t *rows;  /* [tokens] */
+    int64_t tokens;          /* rows the buffers below hold */
+    float *cat;              /* [tokens, 2H] [enorm(Emb(t)) ; hnorm(h)] */
+    float *h;                /* [tokens, H] the module's residual stream */
+    int64_t *rows;           /* [tokens] */
+    dsn_mtp_remote_t remote; /* begin NULL: every routed expert is local */
 };
+
+void dsn_mtp_set_remote(dsn_mtp_t *m, const dsn_mtp_remote_t *r)
+{
+    if (r != NULL)
+        m->remote = *r;
+    else
+        memset(&m->remote, 0, sizeof(m->remote));
+}
+
+/* The module's decoder layer on m->h with routed experts elsewhere: attention, then the MoE step
+ * through the remote's buffers, waiting for its replies. */
+static dsi_status_t layer_remote(dsn_mtp_t *m, const dsn_seq_batch_t *seqs, int n_seqs, int64_t n)
+{
+    dsn_engine_t *e = m->e;
+    int layer = m->w->layer;
+    dsi_status_t st = dsn_engine_attention(e, layer, seqs, n_seqs, m->h);
+    if (st != DSI_OK)
+        return st;
+    dsn_ffn_step_t *step;
+    dsn_ffn_remote_t remote;
+    if (m->remote.begin(m->remote.ctx, n, &step, &remote) != 0)
+        return DSI_ERR_NOMEM;
+    int pending = 0;
+    st = dsn_engine_ffn_start(e, layer, n, m->h, step, &remote, &pending);
+    if (st == DSI_OK && pending > 0) {
+        if (m->remote.wait(m->remote.ctx) == 0) {
+            dsn_engine_ffn_finish(e, n, step, m->h);
+        } else {
+            DSI_ERROR("MTP layer: the replies of the nodes holding its experts did not come");
+            st = DSI_ERR_PEER;
+        }
+    }
+    m->remote.end(m->remote.ctx);
+    return st;
+}
 
 dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsn_engine_t *main, dsn_mtp_t **out)
 {
@@ -191,8 +227,8 @@ static dsi_status_t grow(dsn_mtp_t *m, int64_t n)
 }
 
 dsi_status_t dsn_mtp_forward(dsn_mtp_t *m, const int32_t *next_tokens, const float *hidden,
-                             const dsn_seq_batch_t *seqs, int n_seqs, int all_logits,
-                             float *logits, float *h_out)
+                             const dsn_seq_batch_t *seqs, int n_seqs, int all_logits, float *logits,
+                             float *h_out)
 {
     dsn_engine_t *e = m->e;
     const dsn_config_t *c = e->cfg;
@@ -216,7 +252,10 @@ dsi_status_t dsn_mtp_forward(dsn_mtp_t *m, const int32_t *next_tokens, const flo
         e->ops.rmsnorm(hidden + t * H, m->w->hnorm, H, c->rms_norm_eps, m->cat + t * 2 * H + H);
     }
     dsn_par_matmul(e, &m->w->eh_proj, 0, H, m->cat, 2 * H, n, m->h, H);
-    st = dsn_engine_layer(e, m->w->layer, seqs, n_seqs, m->h);
+    if (m->remote.begin != NULL)
+        st = layer_remote(m, seqs, n_seqs, n);
+    else
+        st = dsn_engine_layer(e, m->w->layer, seqs, n_seqs, m->h);
     if (st != DSI_OK)
         return st;
     dsn_engine_commit(seqs, n_seqs);

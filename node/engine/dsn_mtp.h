@@ -37,7 +37,8 @@ int dsn_mtp_present(const dsn_checkpoint_t *ckpt);
 /*
  * Loads the first MTP module: shapes and dtypes checked (errors name the tensor), projections
  * re-quantized into `format` as the main model's (n_threads as dsn_weights_load_as). expert_mask:
- * the module's routed experts held here ([n_routed_experts], NULL = all). *out: dsn_mtp_weights_destroy.
+ * the module's routed experts held here ([n_routed_experts], NULL = all). *out:
+ * dsn_mtp_weights_destroy.
  */
 dsi_status_t dsn_mtp_weights_load(const dsn_checkpoint_t *ckpt, dsn_weight_format_t format,
                                   int n_threads, const uint8_t *expert_mask,
@@ -52,6 +53,23 @@ dsi_status_t dsn_mtp_create(const dsn_mtp_weights_t *w, dsn_engine_t *main, dsn_
 void dsn_mtp_destroy(dsn_mtp_t *m);
 /* Its engine (one layer: N); the phase clock and trace hooks apply to it as to any engine. */
 dsn_engine_t *dsn_mtp_engine(dsn_mtp_t *m);
+/*
+ * Routed experts of the module held on other nodes (the node daemon's expert dispatch, when the
+ * plan spreads the layer's experts over the last stage). The module's feed-forward step takes
+ * its buffers from `begin` (n tokens; *remote: the hook that sends the pairs of experts held
+ * elsewhere, as dsn_engine_ffn_start's), calls `wait` when replies are due (0 once they are all
+ * in step->slots, -1 when they cannot come), and `end` after either. begin: 0, or -1.
+ */
+typedef struct {
+    int (*begin)(void *ctx, int64_t n, dsn_ffn_step_t **step, dsn_ffn_remote_t *remote);
+    int (*wait)(void *ctx);
+    void (*end)(void *ctx);
+    void *ctx;
+} dsn_mtp_remote_t;
+
+/* From now on the module's MoE step uses r (copied; NULL: every expert is local again). */
+void dsn_mtp_set_remote(dsn_mtp_t *m, const dsn_mtp_remote_t *r);
+
 /* The module's own KV cache for one sequence (one layer), at most max_tokens positions. */
 dsi_status_t dsn_mtp_kvcache_create(const dsn_mtp_t *m, int64_t max_tokens, dsn_kvcache_t **out);
 
@@ -64,7 +82,7 @@ dsi_status_t dsn_mtp_kvcache_create(const dsn_mtp_t *m, int64_t max_tokens, dsn_
  * hidden state when it drafts a second token from its own output.
  */
 dsi_status_t dsn_mtp_forward(dsn_mtp_t *m, const int32_t *next_tokens, const float *hidden,
-                             const dsn_seq_batch_t *seqs, int n_seqs, int all_logits,
-                             float *logits, float *h_out);
+                             const dsn_seq_batch_t *seqs, int n_seqs, int all_logits, float *logits,
+                             float *h_out);
 
 #endif

@@ -614,3 +614,41 @@ out:
     free(all);
     return st;
 }
+
+/* ---- prefix cache ---- */
+
+int64_t dsn_spec_attach_module(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t n)
+{
+    if (n <= 0)
+        return 0;
+    int64_t want = (n + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK * DSN_KV_BLOCK, hit = 0;
+    if (q->mtp_kv->length == 0 && q->n_pend == 0)
+        hit = dsn_kvcache_attach_prefix(q->mtp_kv, ids, n_ids, want);
+    int64_t have = hit > 0 ? hit - 1 : 0; /* (the last row is the next block's) */
+    if (have > n)
+        have = n;
+    dsn_kvcache_truncate(q->mtp_kv, have);
+    q->pend_pos = have;
+    return have;
+}
+
+int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t limit)
+{
+    if (q->kv->length != 0 || q->mtp_kv->length != 0 || q->n_pend != 0)
+        return 0;
+    int64_t hit = dsn_kvcache_attach_prefix(q->kv, ids, n_ids, limit);
+    int64_t keep = hit > 0 ? dsn_spec_attach_module(q, ids, n_ids, hit - 1) : 0;
+    dsn_kvcache_truncate(q->kv, keep);
+    return keep;
+}
+
+void dsn_spec_publish(dsn_spec_seq_t *q)
+{
+    dsn_kvcache_t *kv = q->kv, *m = q->mtp_kv;
+    int64_t known = kv->n_ids < kv->length ? kv->n_ids : kv->length;
+    if (m->n_ids > known)
+        return; /* (not expected: ids of positions the main cache no longer holds) */
+    if (known > m->n_ids)
+        dsn_kvcache_set_ids(m, m->n_ids, kv->ids + m->n_ids, known - m->n_ids);
+    dsn_kvcache_publish(m);
+}

@@ -77,6 +77,25 @@ void dsn_spec_seq_cleanup(dsn_spec_seq_t *q);
  * have none). DSI_ERR_NOMEM. */
 dsi_status_t dsn_spec_seq_own_dists(const dsn_spec_t *s, dsn_spec_seq_t *q);
 
+/*
+ * Prefix cache (docs/MEMORY.md): the module's cache is keyed by the same token ids as the main
+ * one. Its row at position i pairs the main model's state at i with the token at i + 1, so a
+ * registered block's rows are fixed by its key but the last, which depends on the next block's
+ * first token. dsn_spec_attach_prefix: q (nothing computed yet, both caches empty) takes the
+ * registered blocks continuing ids[0, n_ids) into both caches, up to limit positions, and keeps
+ * all their positions but the last (which the caller computes: the module needs the main
+ * model's state there), as many as both caches found. Returns the positions q holds now (0: none;
+ * never a multiple of DSN_KV_BLOCK). dsn_spec_publish: registers the module cache's full blocks
+ * of the positions the main cache holds (with its ids; call when no drafts are in the main cache,
+ * after a judgement).
+ */
+int64_t dsn_spec_attach_prefix(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t limit);
+/* The module's part alone: the main cache took n positions (from the pool, by the caller); the
+ * module's cache takes what it can of them. Returns the positions both hold then (<= n: the
+ * caller cuts the main cache to that); q's pending state is set for them. */
+int64_t dsn_spec_attach_module(dsn_spec_seq_t *q, const int32_t *ids, int64_t n_ids, int64_t n);
+void dsn_spec_publish(dsn_spec_seq_t *q);
+
 /* k drafts per step, 1 <= k <= DSN_SPEC_MAX_K. The engines are not owned (same weights format
  * and kernel level as each other is not required). */
 dsi_status_t dsn_spec_create(dsn_engine_t *main, dsn_mtp_t *mtp, int k, dsn_spec_t **out);

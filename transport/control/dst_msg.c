@@ -90,7 +90,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_WELCOME:
         return 2;
     case DST_MSG_PLAN:
-        return 9;
+        return 11; /* mtp_offsets and mtp_holders optional */
     case DST_MSG_PEERS:
         return 2;
     case DST_MSG_READY:
@@ -102,7 +102,8 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_DRAIN:
         return 2;
     case DST_MSG_SUBMIT:
-        return 14; /* "sampling", "fork_of" and "fork_len", "kv_move", "grammar" optional */
+        return 15; /* "sampling", "fork_of" and "fork_len", "kv_move", "no_prefix", "grammar"
+                      optional */
     case DST_MSG_TOKENS:
         return 5; /* "logprobs" and "spec" optional */
     case DST_MSG_CANCEL:
@@ -122,7 +123,7 @@ uint32_t dst_msg_nfields(uint32_t type)
     case DST_MSG_RELEASE:
         return 2;
     case DST_MSG_KV_MOVE:
-        return 5;
+        return 7; /* "first_layer" and "end_layer" optional */
     case DST_MSG_KV_DONE:
         return 5;
     default:

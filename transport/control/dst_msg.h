@@ -124,6 +124,10 @@ typedef enum {
     DST_FINISH_PREEMPTED = 5,
     /* the sequence needs more KV blocks than a node's whole pool holds (--kv-pool, --mem) */
     DST_FINISH_KV_FULL = 6,
+    /* node -> coordinator only: a later stage of the pipeline lacks KV blocks of the prompt
+     * prefix stage 0 took from its prefix cache (evicted there); the coordinator submits the
+     * sequence again with no_prefix (docs/MEMORY.md, "Prefix cache"). */
+    DST_FINISH_PREFIX_MISS = 7,
     DST_FINISH_END
 } dst_finish_t;
 
@@ -161,7 +165,8 @@ typedef struct {
  */
 typedef struct {
     dst_plan_t plan;
-    uint8_t live; /* 0 or 1 */
+    uint8_t live; /* 0: a restart; 1: a live switch; 2: a restart that keeps the open sequences'
+                     KV rows to send them (KV_MOVE) once every node is READY */
 } dst_msg_plan_t;
 
 typedef struct {
@@ -299,6 +304,9 @@ typedef struct {
      * other node of the route receives them from fork_of's previous holder (KV_MOVE) and waits
      * for them before running the sequence. */
     uint8_t kv_move;
+    /* Optional (absent when 0): the nodes take none of its prompt from their prefix cache (it
+     * is submitted again after a later stage lacked blocks stage 0 had found). */
+    uint8_t no_prefix;
     /* Optional: the grammar the output must match (docs/STRUCTURED_OUTPUT.md), NUL-terminated,
      * grammar_len bytes (1..DST_MSG_MAX_GRAMMAR, no NUL inside); NULL / 0 = none, not sent. */
     const char *grammar;
@@ -384,15 +392,19 @@ typedef struct {
 
 /*
  * coordinator -> the node holding sequence seq_id's KV cache at one stage: send the rows of its
- * positions [0, n_tokens) to node `to` (a peer of the same stage), which continues the sequence
- * as to_seq (its SUBMIT has kv_move). Sent before the SWITCH that may retire the sender.
+ * positions [0, n_tokens) to node `to` (a peer, or this node itself), which continues the
+ * sequence as to_seq (its SUBMIT has kv_move): the rows of the model layers [first_layer,
+ * end_layer), or with end_layer 0 of every layer the sender holds. Sent before the SWITCH that
+ * may retire the sender; after a restart that kept the rows (PLAN.live 2), once every node is
+ * READY.
  */
 typedef struct {
     uint64_t seq_id;
     uint32_t n_tokens; /* 1..DST_MSG_MAX_TOKENS */
     uint32_t to;       /* the receiving node's id */
     uint64_t to_seq;   /* the sequence's id there, != seq_id */
-    uint64_t epoch;    /* the plan the sequence moves to */
+    uint64_t epoch;    /* the plan the sequence moves to (the KV messages carry it) */
+    uint32_t first_layer, end_layer; /* optional: first_layer < end_layer, or both 0 */
 } dst_msg_kv_move_t;
 
 /*

@@ -230,6 +230,8 @@ static dsi_status_t check_submit(const dst_msg_submit_t *m, char *err, size_t er
     if (m->fork_len >= m->n_tokens || (m->fork_len > 0 && m->fork_of == m->seq_id))
         FAIL("SUBMIT.fork_len: %u not below n_tokens %u, or fork_of is the sequence itself",
              (unsigned)m->fork_len, (unsigned)m->n_tokens);
+    if (m->no_prefix > 1)
+        FAIL("SUBMIT.no_prefix: %u, not 0 or 1", (unsigned)m->no_prefix);
     if (m->kv_move > 1 || (m->kv_move && m->fork_len == 0))
         FAIL("SUBMIT.kv_move: %u, with fork_len %u (1 needs the rows it moves)",
              (unsigned)m->kv_move, (unsigned)m->fork_len);
@@ -321,8 +323,8 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
             FAIL("WELCOME.heartbeat_ms: %u not in 1..600000", (unsigned)m->welcome.heartbeat_ms);
         return DSI_OK;
     case DST_MSG_PLAN:
-        if (m->plan.live > 1)
-            FAIL("PLAN.live: %u is not 0 or 1", (unsigned)m->plan.live);
+        if (m->plan.live > 2)
+            FAIL("PLAN.live: %u is not 0, 1 or 2", (unsigned)m->plan.live);
         return dst_msg_plan_check(&m->plan.plan, err, errlen);
     case DST_MSG_PEERS:
         return check_peers(&m->peers, err, errlen);
@@ -351,6 +353,10 @@ dsi_status_t dst_msg_check(const dst_msg_t *m, char *err, size_t errlen)
         if (m->kv_move.to_seq == m->kv_move.seq_id)
             FAIL("KV_MOVE.to_seq: the sequence's own id %llu",
                  (unsigned long long)m->kv_move.seq_id);
+        if (m->kv_move.first_layer >= m->kv_move.end_layer &&
+            (m->kv_move.first_layer != 0 || m->kv_move.end_layer != 0))
+            FAIL("KV_MOVE layers %u..%u: not a range (first < end, or both 0 for all)",
+                 (unsigned)m->kv_move.first_layer, (unsigned)m->kv_move.end_layer);
         return DSI_OK;
     case DST_MSG_KV_DONE:
         if (m->kv_done.ok > 1)

@@ -81,7 +81,7 @@ static dsi_status_t read_plan(dst_msg_rd_t *rd, dst_msg_plan_t *m)
 {
     uint32_t live;
     TRY(dst_msg_plan_read(rd, &m->plan));
-    TRY(dst_msg_rd_u32(rd, "live", 1, &live));
+    TRY(dst_msg_rd_u32(rd, "live", 2, &live));
     m->live = (uint8_t)live;
     return DSI_OK;
 }
@@ -219,6 +219,11 @@ static dsi_status_t read_submit(dst_msg_rd_t *rd, dst_msg_submit_t *m)
         TRY(dst_msg_rd_u32(rd, "kv_move", 1, &u));
         m->kv_move = (uint8_t)u;
     }
+    if (dst_msg_rd_opt(rd, "no_prefix") != NULL) {
+        uint32_t u;
+        TRY(dst_msg_rd_u32(rd, "no_prefix", 1, &u));
+        m->no_prefix = (uint8_t)u;
+    }
     if (dst_msg_rd_opt(rd, "grammar") != NULL) {
         char *g;
         TRY(dst_msg_rd_str_alloc(rd, "grammar", (size_t)DST_MSG_MAX_GRAMMAR + 1, &g));
@@ -310,7 +315,13 @@ static dsi_status_t read_kv_move(dst_msg_rd_t *rd, dst_msg_kv_move_t *m)
     TRY(dst_msg_rd_u32(rd, "n_tokens", UINT32_MAX, &m->n_tokens));
     TRY(dst_msg_rd_u32(rd, "to", UINT32_MAX, &m->to));
     TRY(dst_msg_rd_u64(rd, "to_seq", UINT64_MAX, &m->to_seq));
-    return dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch);
+    TRY(dst_msg_rd_u64(rd, "epoch", UINT64_MAX, &m->epoch));
+    /* first_layer and end_layer come together or not at all. */
+    if (dst_msg_rd_opt(rd, "first_layer") != NULL || dst_msg_rd_opt(rd, "end_layer") != NULL) {
+        TRY(dst_msg_rd_u32(rd, "first_layer", UINT32_MAX, &m->first_layer));
+        TRY(dst_msg_rd_u32(rd, "end_layer", UINT32_MAX, &m->end_layer));
+    }
+    return DSI_OK;
 }
 
 static dsi_status_t read_kv_done(dst_msg_rd_t *rd, dst_msg_kv_done_t *m)

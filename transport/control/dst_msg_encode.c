@@ -125,6 +125,8 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n -= 2;
     if (m->type == DST_MSG_SUBMIT && m->submit.kv_move == 0)
         n--;
+    if (m->type == DST_MSG_SUBMIT && m->submit.no_prefix == 0)
+        n--;
     if (m->type == DST_MSG_SUBMIT && m->submit.grammar_len == 0)
         n--;
     if (m->type == DST_MSG_TOKENS && !tokens_has_logprobs(&m->tokens))
@@ -133,6 +135,10 @@ static uint32_t fields_sent(const dst_msg_t *m)
         n--;
     if (m->type == DST_MSG_HEARTBEAT && !m->heartbeat.has_spec)
         n--;
+    if (m->type == DST_MSG_KV_MOVE && m->kv_move.end_layer == 0)
+        n -= 2;
+    if (m->type == DST_MSG_PLAN && m->plan.plan.mtp_offsets == NULL)
+        n -= 2;
     return n;
 }
 
@@ -197,6 +203,8 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
             rc |= kv_u64(pk, "fork_of", s->fork_of) | kv_u64(pk, "fork_len", s->fork_len);
         if (s->kv_move)
             rc |= kv_u64(pk, "kv_move", s->kv_move);
+        if (s->no_prefix)
+            rc |= kv_u64(pk, "no_prefix", s->no_prefix);
         if (s->grammar_len > 0)
             rc |= key(pk, "grammar") | msgpack_pack_str(pk, s->grammar_len) |
                   msgpack_pack_str_body(pk, s->grammar, s->grammar_len);
@@ -236,7 +244,10 @@ static int pack_fields(msgpack_packer *pk, const dst_msg_t *m)
     case DST_MSG_KV_MOVE:
         return kv_u64(pk, "seq_id", m->kv_move.seq_id) |
                kv_u64(pk, "n_tokens", m->kv_move.n_tokens) | kv_u64(pk, "to", m->kv_move.to) |
-               kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch);
+               kv_u64(pk, "to_seq", m->kv_move.to_seq) | kv_u64(pk, "epoch", m->kv_move.epoch) |
+               (m->kv_move.end_layer != 0 ? kv_u64(pk, "first_layer", m->kv_move.first_layer) |
+                                                kv_u64(pk, "end_layer", m->kv_move.end_layer)
+                                          : 0);
     case DST_MSG_KV_DONE:
         return kv_u64(pk, "node_id", m->kv_done.node_id) | kv_u64(pk, "seq_id", m->kv_done.seq_id) |
                kv_u64(pk, "ok", m->kv_done.ok) | kv_u64(pk, "bytes", m->kv_done.bytes) |

@@ -5,6 +5,7 @@
  *   epoch, n_layers, first_moe_layer, n_experts: uint
  *   stages: [{first, end}], nodes: [{id, stage, mem_budget, mem_planned}]
  *   expert_offsets: [uint] ((n_layers - first_moe_layer) * n_experts + 1), expert_holders: [uint]
+ *   optional: mtp_offsets: [uint] (n_experts + 1), mtp_holders: [uint] (the MTP layer's experts)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,11 @@ int dst_msg_plan_pack(msgpack_packer *pk, const dst_plan_t *p)
     rc |= pack_key(pk, "expert_offsets") | pack_u32s(pk, p->expert_offsets, slots + 1);
     rc |=
         pack_key(pk, "expert_holders") | pack_u32s(pk, p->expert_holders, p->expert_offsets[slots]);
+    if (p->mtp_offsets != NULL) {
+        rc |= pack_key(pk, "mtp_offsets") | pack_u32s(pk, p->mtp_offsets, p->n_experts + 1);
+        rc |= pack_key(pk, "mtp_holders") |
+              pack_u32s(pk, p->mtp_holders, p->mtp_offsets[p->n_experts]);
+    }
     return rc;
 }
 
@@ -111,6 +117,36 @@ static dsi_status_t read_nodes(dst_msg_rd_t *rd, dst_plan_t *p)
     return DSI_OK;
 }
 
+/* The optional MTP holders: both fields or neither. */
+static dsi_status_t read_mtp(dst_msg_rd_t *rd, dst_plan_t *p)
+{
+    const msgpack_object *off = dst_msg_rd_opt(rd, "mtp_offsets");
+    const msgpack_object *hold = dst_msg_rd_opt(rd, "mtp_holders");
+    p->mtp_offsets = p->mtp_holders = NULL;
+    if (off == NULL && hold == NULL)
+        return DSI_OK;
+    if (off == NULL || hold == NULL) {
+        dst_msg_errf(rd->err, rd->errlen, "PLAN: mtp_offsets and mtp_holders come together");
+        return DSI_ERR_PROTOCOL;
+    }
+    uint32_t n_offsets, n_holders;
+    TRY(dst_msg_rd_u32_array(rd, "mtp_offsets", DST_MSG_MAX_EXPERTS + 1, DST_MSG_MAX_HOLDERS,
+                             &p->mtp_offsets, &n_offsets));
+    TRY(dst_msg_rd_u32_array(rd, "mtp_holders", DST_MSG_MAX_HOLDERS, UINT32_MAX, &p->mtp_holders,
+                             &n_holders));
+    if (n_offsets != p->n_experts + 1 || p->n_experts == 0) {
+        dst_msg_errf(rd->err, rd->errlen, "PLAN.mtp_offsets: %u entries, n_experts + 1 = %u",
+                     (unsigned)n_offsets, (unsigned)(p->n_experts + 1));
+        return DSI_ERR_PROTOCOL;
+    }
+    if (p->mtp_offsets[p->n_experts] != n_holders) {
+        dst_msg_errf(rd->err, rd->errlen, "PLAN.mtp_holders: %u entries, mtp_offsets ends at %u",
+                     (unsigned)n_holders, (unsigned)p->mtp_offsets[p->n_experts]);
+        return DSI_ERR_PROTOCOL;
+    }
+    return DSI_OK;
+}
+
 dsi_status_t dst_msg_plan_read(dst_msg_rd_t *rd, dst_plan_t *p)
 {
     uint32_t n_offsets, n_holders;
@@ -144,7 +180,7 @@ dsi_status_t dst_msg_plan_read(dst_msg_rd_t *rd, dst_plan_t *p)
                      (unsigned)n_holders, (unsigned)p->expert_offsets[slots]);
         return DSI_ERR_PROTOCOL;
     }
-    return DSI_OK;
+    return read_mtp(rd, p);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -306,6 +342,43 @@ static dsi_status_t check_experts(const dst_plan_t *p, const uint32_t *ids, char
     return st;
 }
 
+/* The MTP layer's experts: offsets monotone from 0, >= 1 holder each, holders nodes of the last
+ * stage, distinct within an expert. */
+static dsi_status_t check_mtp(const dst_plan_t *p, char *err, size_t errlen)
+{
+    if (p->mtp_offsets == NULL && p->mtp_holders == NULL)
+        return DSI_OK;
+    if (p->mtp_offsets == NULL || p->mtp_holders == NULL || p->n_experts == 0 ||
+        p->mtp_offsets[0] != 0) {
+        dst_msg_errf(err, errlen, "PLAN.mtp_offsets must start at 0 with mtp_holders beside it");
+        return DSI_ERR_PROTOCOL;
+    }
+    for (uint32_t e = 0; e < p->n_experts; e++) {
+        const uint32_t *off = p->mtp_offsets;
+        if (off[e + 1] <= off[e] || off[e + 1] - off[e] > p->n_nodes) {
+            dst_msg_errf(err, errlen, "PLAN: expert %u of the MTP layer has %s", (unsigned)e,
+                         off[e + 1] <= off[e] ? "no holder" : "more holders than nodes");
+            return DSI_ERR_PROTOCOL;
+        }
+        for (uint32_t h = off[e]; h < off[e + 1]; h++) {
+            uint32_t id = p->mtp_holders[h], k = 0;
+            while (k < p->n_nodes && p->nodes[k].node_id != id)
+                k++;
+            const char *why = k == p->n_nodes                        ? "is not in the plan"
+                              : p->nodes[k].stage != p->n_stages - 1 ? "is not in the last stage"
+                                                                     : NULL;
+            for (uint32_t g = off[e]; why == NULL && g < h; g++)
+                why = p->mtp_holders[g] == id ? "is listed twice" : NULL;
+            if (why != NULL) {
+                dst_msg_errf(err, errlen, "PLAN: holder node %u of expert %u of the MTP layer %s",
+                             (unsigned)id, (unsigned)e, why);
+                return DSI_ERR_PROTOCOL;
+            }
+        }
+    }
+    return DSI_OK;
+}
+
 dsi_status_t dst_msg_plan_check(const dst_plan_t *p, char *err, size_t errlen)
 {
     TRY(check_shape(p, err, errlen));
@@ -322,6 +395,8 @@ dsi_status_t dst_msg_plan_check(const dst_plan_t *p, char *err, size_t errlen)
     dsi_status_t st = check_nodes(p, ids, err, errlen);
     if (st == DSI_OK)
         st = check_experts(p, ids, err, errlen);
+    if (st == DSI_OK)
+        st = check_mtp(p, err, errlen);
     free(ids);
     return st;
 }

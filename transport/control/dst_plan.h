@@ -7,7 +7,8 @@
  * in exactly one stage (several nodes of one stage split its sequences: data-parallel attention).
  * Stage 0 also embeds tokens; the last stage also applies the final norm, lm_head and sampling.
  * Every (MoE layer, routed expert) pair is held by one or more nodes (replicas of hot experts),
- * listed in CSR form.
+ * listed in CSR form. With speculative decoding the plan may place the routed experts of the MTP
+ * layer too (mtp_offsets), among the nodes of the last stage.
  */
 #ifndef DST_PLAN_H
 #define DST_PLAN_H
@@ -44,6 +45,14 @@ typedef struct {
      */
     uint32_t *expert_offsets;
     uint32_t *expert_holders;
+    /*
+     * The MTP layer's routed experts (layer n_layers, run by the nodes of the last stage for
+     * speculative decoding), when the plan places them: holders of its expert e are
+     * mtp_holders[mtp_offsets[e] .. mtp_offsets[e + 1]), nodes of the last stage; mtp_offsets has
+     * n_experts + 1 entries. Both NULL: not placed (a node that runs the layer holds all of it).
+     */
+    uint32_t *mtp_offsets;
+    uint32_t *mtp_holders;
 } dst_plan_t;
 
 /* Number of (MoE layer, expert) slots of a plan. */
@@ -57,6 +66,16 @@ static inline int dst_plan_holds(const dst_plan_t *p, size_t i, uint32_t id)
 {
     for (uint32_t h = p->expert_offsets[i]; h < p->expert_offsets[i + 1]; h++) {
         if (p->expert_holders[h] == id)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether node `id` holds routed expert e of the plan's MTP layer. */
+static inline int dst_plan_holds_mtp(const dst_plan_t *p, uint32_t e, uint32_t id)
+{
+    for (uint32_t h = p->mtp_offsets[e]; h < p->mtp_offsets[e + 1]; h++) {
+        if (p->mtp_holders[h] == id)
             return 1;
     }
     return 0;

@@ -285,6 +285,10 @@ dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload,
         for (uint32_t i = 0; i < hdr->n_rows; i++) {
             if (t[i].rollback > DST_WIRE_MAX_ROLLBACK)
                 return reject(why, "token record rollback above DST_WIRE_MAX_ROLLBACK");
+            if (t[i].token < 0)
+                return reject(why, "token record with a negative token id");
+            if (t[i].cached > t[i].pos)
+                return reject(why, "token record's cached positions exceed its position");
         }
     }
     return DSI_OK;

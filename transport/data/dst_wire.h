@@ -17,7 +17,8 @@
  *
  *   ACTIVATION  hidden states between pipeline stages.
  *               tensor  [n_rows = n_tokens, width = H]   hidden state of each token
- *               side    dst_wire_token_t [n_tokens]       sequence id and position of each token
+ *               side    dst_wire_token_t [n_tokens]       sequence id, position and token id of
+ *                                                         each token
  *   DISPATCH    tokens sent to one destination node's experts for one MoE layer.
  *               tensor  [n_rows = n_tokens, width = H]   input of the experts (after
  *                                                         post_attention_layernorm)
@@ -53,7 +54,7 @@
 #include "dsi_status.h"
 
 #define DST_WIRE_MAGIC      0x44535457u /* "DSTW" */
-#define DST_WIRE_VERSION    1u
+#define DST_WIRE_VERSION    2u
 #define DST_WIRE_HDR_MAX    96u /* bytes: the encoded header never exceeds this */
 #define DST_WIRE_SIDE_ALIGN 8u
 
@@ -90,7 +91,7 @@ typedef struct {
     uint32_t n_pairs;     /* DISPATCH: work items in the side section; 0 otherwise */
 } dst_wire_hdr_t;
 
-/* ACTIVATION side record, one per token (16 bytes). */
+/* ACTIVATION side record, one per token (24 bytes). */
 typedef struct {
     uint64_t seq_id; /* the coordinator's sequence id */
     uint32_t pos;    /* position of the token in its sequence */
@@ -98,6 +99,14 @@ typedef struct {
      * positions the receiver cuts from the end of its cache first (rejected drafts of the step
      * before), 0..DST_WIRE_MAX_ROLLBACK; 0 on every other token. */
     uint32_t rollback;
+    /* The token id at this position (stage 0 embedded it): the receiver's prefix cache keys its
+     * KV blocks by these ids (docs/MEMORY.md, "Prefix cache"). */
+    int32_t token;
+    /* Prefix cache on a plan of several stages: on a sequence's first token of a message, the
+     * positions [pos - cached, pos) stage 0 took from its prefix cache and does not send (the
+     * receiver holds the positions before them): the receiver takes them from its own; 0 on
+     * every other token, and when there are none. */
+    uint32_t cached;
 } dst_wire_token_t;
 
 #define DST_WIRE_MAX_ROLLBACK 8
@@ -161,7 +170,8 @@ dsi_status_t dst_wire_check(const dst_wire_hdr_t *hdr, size_t payload_bytes, con
 /*
  * Checks the side section of a payload that passed dst_wire_check: DISPATCH pairs strictly
  * increasing in (token, slot), token < n_rows, slot < DST_WIRE_MAX_TOPK, weight finite;
- * ACTIVATION rollback at most DST_WIRE_MAX_ROLLBACK. payload must be 8-byte aligned.
+ * ACTIVATION rollback at most DST_WIRE_MAX_ROLLBACK, token ids not negative, cached at most pos.
+ * payload must be 8-byte aligned.
  */
 dsi_status_t dst_wire_check_side(const dst_wire_hdr_t *hdr, const void *payload, const char **why);
 

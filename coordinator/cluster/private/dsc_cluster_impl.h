@@ -90,6 +90,10 @@ typedef struct seq {
     uint64_t move_wire;
     uint32_t kv_pending;
     uint64_t kv_deadline_ns, kv_bytes;
+    /* A restart kept its rows on its nodes (dsc_cluster_kvcarry.c): route, n_route and wire_id
+     * are still those of the previous plan, whose layer ranges per stage these are. */
+    int carry;
+    uint32_t carry_first[DST_MSG_MAX_STAGES], carry_end[DST_MSG_MAX_STAGES];
 } seq_t;
 
 struct dsc_cluster {
@@ -114,6 +118,7 @@ struct dsc_cluster {
     dst_plan_t prev_plan;      /* DRAIN: the plan switched away from */
     char deferred_why[96];     /* a membership re-plan asked for during the switch, run after it */
     int release_waits;         /* every node SWITCHED, RELEASE waits for KV moves to end */
+    int carry_release;         /* drained nodes' SHUTDOWN waits for the KV moves of a restart */
     int ready;                 /* every node of the current plan is READY: sequences run */
     int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
@@ -172,7 +177,9 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok);
 
 /* The lanes of the current plan. */
 dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
-/* PLAN (with its live flag) and PEERS to the nodes of p. */
+/* PLAN (with its live flag: 0, 1 or 2 as PLAN.live) and PEERS to the nodes of p; with live 1
+ * or 2, PEERS lists the draining nodes p leaves out too (they may send KV rows), and goes to
+ * them as well. */
 void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live);
 /* SHUTDOWN to draining nodes that are not in the current plan. */
 void dsc_cluster_release_drained(dsc_cluster_t *cl);
@@ -206,6 +213,27 @@ void dsc_kvmove_on_done(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_kv_do
 void dsc_kvmove_tick(dsc_cluster_t *cl, uint64_t now);
 /* KV moves in flight. */
 uint32_t dsc_kvmove_pending(const dsc_cluster_t *cl);
+/* During a live switch (after SWITCH): s, submitted under the previous plan, cannot continue
+ * where it is: a node of its lane left, or holds another stage or other layers now (its KV
+ * cache there is of the old split). dsc_switch_possible allows no such plan today; checked
+ * anyway, since a wrong answer would compute with the wrong rows. */
+int dsc_seq_lost(const dsc_cluster_t *cl, const seq_t *s);
+/* KV_MOVEs of s (old wire id, old route) to move_route / move_wire in the current plan: for every
+ * new stage, the rows of each of its layers from the old stage that held it (old stage i held
+ * the layers [first[i], end[i])); with `copy`, a node that keeps a stage's exact layers copies
+ * them at the SUBMIT instead. Sets kv_pending; 0, or -1 when a KV_MOVE could not be sent. */
+int dsc_kvmove_send(dsc_cluster_t *cl, seq_t *s, const uint32_t *first, const uint32_t *end,
+                    int copy);
+
+/* dsc_cluster_kvcarry.c: a restart (stop the world) that keeps the KV caches */
+/* Serving stops: sequences that can keep their rows (every node of their lane alive, a token
+ * generated) are marked carry and withdrawn without CANCEL; 1 when any was. */
+int dsc_kvcarry_hold(dsc_cluster_t *cl);
+/* The new plan serves: carried sequences move (KV_MOVE, SUBMIT with kv_move) or, when they
+ * cannot, are cancelled where they were and left to be submitted again. */
+void dsc_kvcarry_begin(dsc_cluster_t *cl);
+/* Planning failed: carried sequences are cancelled where they were (submitted again later). */
+void dsc_kvcarry_drop(dsc_cluster_t *cl);
 
 /* dsc_load_cluster.c */
 /* The load window, the biases (when opts.model_dir is set) and the window timer. */
@@ -244,6 +272,8 @@ void dsc_seq_deliver(dsc_cluster_t *cl, seq_t *s, const dst_msg_tokens_t *lp, co
 /* A node preempted s (its KV pool is full): withdraw it and submit it again with the tokens so
  * far (stage 0 admits it when blocks are free). */
 void dsc_seq_preempted(dsc_cluster_t *cl, seq_t *s);
+/* A later stage lacked prefix-cache blocks stage 0 found: s is submitted again with no_prefix. */
+void dsc_seq_prefix_miss(dsc_cluster_t *cl, seq_t *s);
 /* Cancel on the nodes (if submitted) and free. */
 void dsc_seq_end(dsc_cluster_t *cl, seq_t *s);
 /* Cancel every submitted sequence on the nodes; they wait for the next epoch. */

@@ -28,6 +28,7 @@ typedef struct {
     uint32_t *redundant; /* [n_stages]: extra copies per MoE layer used in stage s */
     double max_use;      /* largest planned / budget over nodes */
     uint32_t worst;      /* node index with that use */
+    uint32_t n_last;     /* nodes in the last stage (they share the MTP layer's experts) */
 } layout_t;
 
 /* Non-expert bytes a node of stage s carries: weights of its layers, embed/head, KV, overhead. */

@@ -65,6 +65,8 @@ struct dsc_backend {
     dsc_metric_series_t *kv_moved_seqs, *kv_moved_bytes, *kv_move_failures, *reprefilled;
     dsc_metric_family_t *kv_blocks;        /* gauge by {node, state}: used / free */
     dsc_metric_family_t *node_preemptions; /* gauge by {node} */
+    dsc_metric_family_t *node_prefix_hit;  /* gauge by {node}: its prefix cache's hit tokens */
+    dsc_metric_series_t *prefix_misses;    /* counter: re-submissions without prefix reuse */
     dsc_metric_family_t *layer_imbalance;  /* gauge by {layer} */
     dsc_metric_family_t *expert_tokens;    /* gauge by {layer, expert} */
     dsc_metric_series_t **expert_series;   /* [MoE layers * experts], created on first tokens */

@@ -32,6 +32,7 @@
 #define DSN_MAX_STAGES      64
 #define DSN_MAX_BATCH_SEQS  256 /* sequences in one stage-0 micro-batch */
 #define DSN_SEQ_BUCKETS     1024
+#define DSN_GONE_RING       256 /* removed sequence ids remembered (dsn_seq_gone) */
 
 /* A sequence as this node sees it. */
 typedef struct dsn_seq {
@@ -77,6 +78,13 @@ typedef struct dsn_seq {
     uint8_t rollback;
     uint8_t fed_step;   /* stage 0: tokens its last decode fed (last token and drafts) */
     uint8_t spec_steps; /* stage 0: TOKENS.spec came: TOKENS without it end no step */
+    /* Prefix cache on a plan of several stages (docs/MEMORY.md): positions [0, cached) came
+     * from this node's prefix cache (stage 0: found; later stages: as stage 0 said in the
+     * ACTIVATION's `cached`, which this node passes on with the same positions). */
+    uint32_t cached;
+    uint8_t no_prefix;   /* SUBMIT.no_prefix: compute every prompt position */
+    uint8_t has_grammar; /* SUBMIT.grammar given (it decodes without speculation) */
+    uint8_t prefix_miss; /* a later stage lacked the blocks: its rows are dropped until CANCEL */
     int done;         /* finished or failed: never scheduled again */
     int remove_after; /* CANCEL came while in flight: free when its micro-batch ends */
 } dsn_seq_t;
@@ -123,6 +131,8 @@ typedef struct dsn_compute {
     dsn_weights_t *weights;
     dsn_engine_t *engine;
     struct dsn_node_spec *spec; /* the MTP module and speculative decoding; NULL: off */
+    struct dsn_node_spec *mtp_only; /* speculation off here: the module's experts the plan gives
+                                       this node, served to the last stage's other nodes */
     uint8_t *expert_mask;
     /* Expert load of the current window: load_counts[(l - load_first) * load_experts + e] for the
      * stage's MoE layers [load_first, load_first + load_layers). */
@@ -138,11 +148,17 @@ typedef struct dsn_compute {
     int route_stage_nodes;        /* nodes of our stage in it: 1 means every expert is local */
     int retiring;                 /* switched to a plan without this node: no new work */
     uint64_t preemptions;         /* sequences preempted for a full KV pool (dsn_stage_preempt) */
-    /* Prefix cache (docs/MEMORY.md): on when the option is and the plan has one stage (the
-     * blocks of a later stage would have to be cached alike); prompt tokens started at stage 0
-     * and those found cached, since the thread started. */
+    /* Prefix cache (docs/MEMORY.md): on when the option is; prompt tokens of the sequences
+     * started here and those found cached, since the thread started. */
     int prefix;
     uint64_t prompt_tokens, prefix_hit_tokens;
+    int spec_later; /* stage 0 of several whose last stage speculates with the MTP layer */
+    int test_drop_prefix; /* DSINFER_TEST_PREFIX_DROP: a later stage drops its cached blocks
+                             before it looks up (tests force the fallback) */
+    /* Sequences removed lately (a ring): ACTIVATION rows of theirs still on the way are
+     * dropped rather than kept waiting for a sequence that will not come. */
+    uint64_t gone[DSN_GONE_RING];
+    unsigned n_gone;
     /* The one state the loop thread reads while this thread runs (for HEARTBEAT): the KV pool's
      * blocks and the preemptions, stored after every task and micro-batch. */
     _Atomic uint64_t kv_used, kv_total, kv_preemptions;
@@ -156,6 +172,9 @@ typedef struct dsn_compute {
     dsi_list_t free_mbs; /* dsn_mb_t to reuse */
     dsi_list_t deferred; /* dsn_task_t: ACTIVATIONs waiting for their sequences (dsn_stage.c) */
     uint64_t next_mb_id;
+    /* Rows of the sequences of a slice a re-plan replaced, kept to be sent (dsn_kvstash.c) */
+    struct dsn_kvstash_entry *stash;
+    size_t n_stash, stash_cap;
 
     /* scratch that grows to the largest use and stays */
     float *logits;     /* [logits_rows, vocab]: the last stage's sampled rows */
@@ -197,6 +216,8 @@ void dsn_stage_count_route(void *ctx, int layer, const int32_t *experts, const f
 /* Node id of the stage after ours for a sequence, from its route. */
 uint32_t dsn_route_next(const dsn_compute_t *c, const dsn_seq_t *seq);
 dsn_seq_t *dsn_seq_find(dsn_compute_t *c, uint64_t id);
+/* Whether sequence id was removed here lately (its late ACTIVATION rows are dropped). */
+int dsn_seq_gone(const dsn_compute_t *c, uint64_t id);
 /* Forked sequences whose parent now holds their prefix here copy it (and may be scheduled);
  * `leaving` (or NULL) is a sequence about to be freed: forks of it that cannot copy yet fail. */
 void dsn_stage_forks(dsn_compute_t *c, const dsn_seq_t *leaving);
@@ -263,6 +284,21 @@ int dsn_kvmove_chunk(dsn_compute_t *c, dsn_task_t *t);
  * or not (why). */
 void dsn_kvmove_done(dsn_compute_t *c, uint64_t seq_id, int ok, uint64_t bytes, const char *why);
 
+/* dsn_kvstash.c: the rows of the open sequences of a slice that a re-plan replaces (a restart
+ * whose PLAN keeps the KV caches), kept until KV_MOVE sends them or CANCEL drops them */
+typedef struct dsn_kvstash_entry {
+    uint64_t seq_id;
+    uint64_t since_ns;
+    dsn_kvio_stash_t rows;
+} dsn_kvstash_entry_t;
+/* Copies the rows of every sequence of the current slice that holds any. */
+void dsn_kvstash_keep(dsn_compute_t *c);
+/* The kept rows of sequence id, or NULL. */
+const dsn_kvio_stash_t *dsn_kvstash_find(const dsn_compute_t *c, uint64_t id);
+/* Drops the rows of sequence id (none: nothing), and any kept longer than a minute. */
+void dsn_kvstash_drop(dsn_compute_t *c, uint64_t id);
+void dsn_kvstash_clear(dsn_compute_t *c);
+
 /* dsn_grammar.c */
 /* The grammar of a SUBMIT (last stage): compile it, make the sequence's matcher and replay the
  * tokens an earlier submission generated. 0, or -1 (logged) when it cannot. */
@@ -281,9 +317,10 @@ void dsn_grammar_cleanup(dsn_compute_t *c);
  * engine. On a plan of one stage, drafts at scheduling and verification when the micro-batch
  * leaves the layers; on a plan of several, drafts when the step's tokens leave (TOKENS.spec to
  * stage 0) and verification when the next step's positions arrive. */
-/* After the slice loaded: the module, when opts->speculative_tokens > 0, this node runs the
- * last stage and the checkpoint has the layer. */
-dsi_status_t dsn_stage_spec_load(dsn_compute_t *c);
+/* After the slice of plan p loaded: the module, when opts->speculative_tokens > 0, this node runs
+ * the last stage and the checkpoint has the layer; with the routed experts of the layer that p
+ * gives this node (all when p does not place them), the others reached over DISPATCH. */
+dsi_status_t dsn_stage_spec_load(dsn_compute_t *c, const dst_plan_t *p);
 void dsn_stage_spec_release(dsn_compute_t *c);
 /* A new sequence's state (after its sampler is set up; not for a sequence with a grammar: it
  * decodes one token at a time); -1 when out of memory. */
@@ -292,6 +329,14 @@ void dsn_stage_spec_seq_free(dsn_seq_t *s);
 /* Fork s copied its first fork_len positions from p: the module's cache of those positions too,
  * when p has them; else s decodes one token at a time. */
 void dsn_stage_spec_fork(dsn_compute_t *c, dsn_seq_t *s, const dsn_seq_t *p);
+/* Prefix cache: s's main cache took its first n positions from the pool; its module cache takes
+ * what it can of them. Returns the positions both hold now (<= n; n when s does not speculate):
+ * the caller cuts the main cache to that. */
+int64_t dsn_stage_spec_prefix(dsn_compute_t *c, dsn_seq_t *s, int64_t n);
+/* Prefix cache: register the module cache's full blocks of verified positions. */
+void dsn_stage_spec_publish(const dsn_compute_t *c, dsn_seq_t *s);
+/* s decodes without speculation from now on (its module cache cannot follow the main one). */
+void dsn_stage_spec_drop(dsn_seq_t *s);
 /* The most tokens a decode of s feeds (its last token and its drafts, those of TOKENS.spec on
  * a plan of several stages; 1 without speculation): the KV blocks the scheduler promises it. */
 int dsn_stage_spec_decode_tokens(const dsn_compute_t *c, const dsn_seq_t *s);
@@ -308,6 +353,14 @@ void dsn_stage_spec_feed(const dsn_seq_t *s, int32_t *tokens, int take);
 void dsn_stage_spec_finish(dsn_compute_t *c, dsn_mb_t *mb);
 /* A micro-batch with drafts ended without finishing (failure, cleanup). */
 void dsn_stage_spec_abort(dsn_compute_t *c);
+/* The MTP layer's index (num_hidden_layers) when this node runs the module and it is a MoE
+ * layer, else -1. */
+int dsn_stage_spec_layer(const dsn_compute_t *c);
+/* The module's engine (for the DISPATCHes of its layer), or NULL. */
+dsn_engine_t *dsn_stage_spec_engine(dsn_compute_t *c);
+/* The node that computes the module's expert e for pair i: this node when it holds it, else one
+ * of its holders as loaded, spread by pair index. */
+uint32_t dsn_stage_spec_dest(const dsn_compute_t *c, int e, int64_t i);
 
 /* dsn_dispatch.c */
 /* The remote-expert hook of a micro-batch's MoE step (dsn_ffn_remote_t.send, ctx a
@@ -322,6 +375,9 @@ int dsn_dispatch_send(void *ctx, int layer, const dsn_ffn_step_t *step, int64_t 
 void dsn_dispatch_serve(dsn_compute_t *c, const dsn_task_t *t);
 /* A COMBINE reply for a parked micro-batch; resumes it when it was the last one. */
 void dsn_dispatch_combine(dsn_compute_t *c, const dsn_task_t *t);
+/* A COMBINE reply for mb (its layer, its id): its rows into mb's slots, mb->pending counted down;
+ * -1 (logged) when it does not match the DISPATCH. */
+int dsn_dispatch_combine_into(dsn_compute_t *c, dsn_mb_t *mb, const dsn_task_t *t);
 
 /* dsn_replan.c */
 /*

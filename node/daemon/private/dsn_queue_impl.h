@@ -136,6 +136,8 @@ void dsn_queue_push(dsn_queue_t *q, dsn_task_t *t);
 void dsn_queue_push_first(dsn_queue_t *q, dsn_task_t *t);
 /* Compute thread: the next task; with wait 0 and nothing queued, NULL at once. */
 dsn_task_t *dsn_queue_pop(dsn_queue_t *q, int wait);
+/* Compute thread: the next task, waiting at most timeout_ms for one; NULL when none came. */
+dsn_task_t *dsn_queue_pop_within(dsn_queue_t *q, int timeout_ms);
 /* Compute thread: append to the outbox (owned by the queue from now on) and wake the loop. */
 void dsn_queue_emit(dsn_queue_t *q, dsn_out_t *o);
 /* Loop thread: move the whole outbox onto `into` (an initialised list), in order. */

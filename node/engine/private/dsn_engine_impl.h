@@ -1,6 +1,6 @@
 /*
  * dsn_engine_impl.h - private to the engine's files (dsn_engine.c, dsn_attention.c, dsn_moe.c):
- * the engine struct, its scratch memory and the parallel matmul helper.
+ * the engine struct, its scratch memory, the MLA widths and the parallel matmul helper.
  */
 #ifndef DSN_ENGINE_IMPL_H
 #define DSN_ENGINE_IMPL_H
@@ -39,6 +39,27 @@ typedef struct {
     float *mla;             /* dsn_mla_expanded's buffers */
     size_t mla_floats;
 } dsn_scratch_t;
+
+/* The widths of MLA attention (MODEL.md 4) that the attention files compute with. */
+typedef struct {
+    int64_t heads; /* query heads */
+    int64_t nope;  /* a head's query and key width without position (qk_nope_head_dim) */
+    int64_t rope;  /* their rotated part (qk_rope_head_dim; also k_pe in the cache row) */
+    int64_t qk;    /* nope + rope */
+    int64_t vdim;  /* a head's value width */
+    int64_t lora;  /* the latent c_kv (kv_lora_rank) */
+} dsn_mla_dims_t;
+
+static inline dsn_mla_dims_t dsn_mla_dims(const dsn_config_t *c)
+{
+    dsn_mla_dims_t d = {.heads = c->num_attention_heads,
+                        .nope = c->qk_nope_head_dim,
+                        .rope = c->qk_rope_head_dim,
+                        .qk = c->qk_nope_head_dim + c->qk_rope_head_dim,
+                        .vdim = c->v_head_dim,
+                        .lora = c->kv_lora_rank};
+    return d;
+}
 
 /* Which form of MLA attention a prompt chunk takes (dsn_engine_set_mla). */
 typedef enum {
