@@ -189,9 +189,9 @@ static void fma_cb(void *arg, int64_t begin, int64_t end)
     fma_job_t *j = arg;
 #if defined(__x86_64__)
     for (int64_t i = begin; i < end; i++) {
-        const double t0 = thread_cpu_s();
+        const double t0 = dsi_thread_cpu_s();
         j->sink = j->lanes == 16 ? fma_tput_16((float)i) : fma_tput_8((float)i);
-        j->cpu_s[i] = thread_cpu_s() - t0;
+        j->cpu_s[i] = dsi_thread_cpu_s() - t0;
     }
 #else
     (void)j, (void)begin, (void)end;
