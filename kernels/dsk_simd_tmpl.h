@@ -598,17 +598,50 @@ static void mm_token_groups(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r
 
 #ifdef FP8_SLAB_R
 /*
- * fp8, TG_MAX_DT < n <= FP8_SLAB_N_MAX tokens (the ISA defines FP8_SLAB_R, the rows of a
- * slab): FP8_SLAB_R rows are dequantized with their scales (w_row_f32: the values the packed
- * GEMM and the reference use) SLAB_KC columns at a time into an f32 slab in L1, and an R rows x 4
+ * fp8, TG_MAX_DT < n <= FP8_SLAB_N_MAX tokens (the ISA defines FP8_SLAB_R, the rows of a slab):
+ * FP8_SLAB_R rows are dequantized with their scales (the values of w_row_f32, which the packed
+ * GEMM and the reference use) SLAB_KC columns at a time into an f32 slab, and an R rows x 4
  * tokens register tile runs every group of 4 tokens over it. Each weight is converted once per
  * call (the fp8 decode tile converts it once per group of 4 tokens, the packed GEMM also
  * transposes and stores it); the tile's accumulators (16 partial sums per row and token) live
  * across the column slices in accb and are summed once per row and token at the end, so the
- * outputs take no transpose. Zen 4, one thread, cache-resident 128x7168: docs/KERNELS.md.
+ * outputs take no transpose. The slices are long (2048 columns: a 48 KiB slab in L2) so that a
+ * tile runs long over its registers and each token's x is read in long runs: with 512 columns
+ * fp8 ran 10-20% slower from 16 tokens on, with 256 slower again (every token's x row lies a
+ * multiple of 4 KiB from the next at V3 widths, so the slices of 8 or more tokens share L1 sets
+ * and never stay there; x comes from L2 either way). Zen 4, one thread: docs/KERNELS.md.
  */
-#define SLAB_KC 512
+#define SLAB_KC 2048
 _Static_assert(SLAB_KC % VL == 0 && SLAB_KC % DSK_FP8_BLOCK == 0, "slices of whole vectors");
+
+/*
+ * Rows [r, r + R) of w, columns [k0, k0 + kc) (k0 a multiple of SLAB_KC), dequantized into
+ * slab[i * SLAB_KC + c], the last vector zero-padded. One multiplication by FP8_UNSCALE x the
+ * block scale: that product is exact (a power of two times the scale), so this rounds once, as
+ * w_row_f32's (v x FP8_UNSCALE) x scale does, to the same value.
+ */
+DSK_INLINE void slab_fp8_fill(const dsk_matrix_t *w, int64_t r, int R, int64_t k0, int64_t kc,
+                              float *slab)
+{
+    const int64_t K = w->cols;
+    const int64_t bcols = (K + DSK_FP8_BLOCK - 1) / DSK_FP8_BLOCK;
+    for (int i = 0; i < R; i++) {
+        const float *srow = w->scale_inv + ((r + i) / DSK_FP8_BLOCK) * bcols;
+        const uint8_t *wrow = (const uint8_t *)w->data + (r + i) * K + k0;
+        float *dst = slab + i * SLAB_KC;
+        int64_t c = 0;
+        for (int64_t b = 0; b < kc; b += DSK_FP8_BLOCK) {
+            const V s = v_set1(srow[(k0 + b) / DSK_FP8_BLOCK] * FP8_UNSCALE);
+            const int64_t be = b + DSK_FP8_BLOCK < kc ? b + DSK_FP8_BLOCK : kc;
+            for (; c + VL <= be; c += VL)
+                v_storeu(dst + c, v_mul(v_load_fp8(wrow + c), s));
+            if (c < be) { /* the row's last partial vector (only the last block has one) */
+                v_storeu(dst + c, v_mul(w_load_part(DT_FP8, wrow, c, (int)(be - c)), s));
+                c += VL;
+            }
+        }
+    }
+}
 
 DSK_INLINE void slab_tile(const float *slab, int64_t kcv, const float *x, int64_t ldx, int64_t kc,
                           const int R, const int T, V *accb, int64_t n)
@@ -680,12 +713,26 @@ static void mm_fp8_slab(const dsk_matrix_t *w, int64_t r0, int64_t r1, const flo
         for (int64_t k0 = 0; k0 < K; k0 += SLAB_KC) {
             const int64_t kc = K - k0 < SLAB_KC ? K - k0 : SLAB_KC;
             const int64_t kcv = (kc + VL - 1) / VL * VL;
-            for (int i = 0; i < R; i++) {
-                w_row_f32(DT_FP8, w, r + i, k0, kc, slab + i * SLAB_KC);
-                for (int64_t c = kc; c < kcv; c++)
-                    slab[i * SLAB_KC + c] = 0.0f;
+            slab_fp8_fill(w, r, R, k0, kc, slab);
+            /*
+             * the next slice's rows (the next slice of these rows, or the next rows), prefetched
+             * a share before each group of tokens, so they arrive while the FMAs run
+             */
+            int64_t pr = r, pk = k0 + SLAB_KC;
+            if (pk >= K) {
+                pr = r + R;
+                pk = 0;
             }
+            const int pn = pr + FP8_SLAB_R <= r1 ? FP8_SLAB_R : (int)(r1 - pr);
+            const int64_t plines = ((K - pk < SLAB_KC ? K - pk : SLAB_KC) + 63) / 64;
+            const int64_t ptotal = pr < r1 ? pn * plines : 0;
+            const int64_t groups = (n + SMALL_N_MAX - 1) / SMALL_N_MAX;
+            const int64_t pstep = (ptotal + groups - 1) / groups;
+            int64_t p = 0;
             for (int64_t t = 0; t < n; t += SMALL_N_MAX) {
+                for (const int64_t pe = p + pstep < ptotal ? p + pstep : ptotal; p < pe; p++)
+                    _mm_prefetch((const char *)w->data + (pr + p % pn) * K + pk + (p / pn) * 64,
+                                 _MM_HINT_T0);
                 const int64_t g = n - t < SMALL_N_MAX ? n - t : SMALL_N_MAX;
                 slab_tiles[R == FP8_SLAB_R][g](slab, kcv, x + t * ldx + k0, ldx, kc, accb + t, n);
             }

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     static const int64_t shapes[][2] = {{1, 1},     {3, 7},    {37, 300}, {576, 96},
                                         {130, 257}, {17, 128}, {64, 520}, {33, 129},
                                         {45, 1500}, {70, 2048}}; /* tiles of strided rows */
-    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 9, 12, 16, 17, 31, 33, 64, 65};
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 9, 12, 16, 17, 25, 31, 33, 63, 64, 65};
     dsi_test_seed(42);
     test_one_hot(levels, n_levels);
     for (int dt = 0; dt <= DSK_DTYPE_F8_E4M3; dt++) { /* the checkpoint dtypes */
@@ -177,6 +177,17 @@ int main(int argc, char **argv)
         dsi_test_matmul_case(levels, n_levels, &big.m, big.dense, 5, 290, 40);
         dsi_test_matmul_t_case(levels, n_levels, &big.m, big.dense, 3, 299, 30);
         matrix_free(&big);
+        /*
+         * batched products over long rows: 4200 columns are two whole 2048-column slices of the
+         * AVX-512 fp8 slabs and a third ending inside a vector and a 128-column block; 13 rows
+         * are two 6-row slabs and a single row
+         */
+        test_matrix_t slabs;
+        matrix_make(&slabs, (dsk_dtype_t)dt, 13, 4200);
+        static const int64_t slab_ns[] = {9, 23, 64};
+        for (size_t k = 0; k < sizeof(slab_ns) / sizeof(slab_ns[0]); k++)
+            dsi_test_matmul_case(levels, n_levels, &slabs.m, slabs.dense, 0, 13, slab_ns[k]);
+        matrix_free(&slabs);
         /*
          * decode of wide rows: 7300 columns are one chunk of the AVX2 fp8 tile's prepared x for
          * 1-4 tokens; 33000 are more than it prepares at once (32768 / n) for every n

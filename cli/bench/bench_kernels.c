@@ -23,10 +23,14 @@
  * With --levels, every row is measured at each listed kernel level, the levels' repetitions
  * interleaved (one of each in turn), so a drift of the shared machine's bandwidth or clock hits
  * them alike and their medians can be compared.
- * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once
- *    (wall time, the best of 3 runs of about 50 ms: a shorter or median run reads low whenever the
- *    hypervisor preempts one vCPU). Below the formula's peak when wide vectors lower the clock
- *    (AVX-512 licences on Intel) or when the "cores" are hyperthreads sharing FMA units.
+ * 5. Measured FMA peak: every thread runs independent FMAs of the level's vector width at once,
+ *    on registers only (no memory operand). Two rates: all threads together in wall time (the
+ *    best of 3 runs of about 50 ms: a shorter or median run reads low whenever the hypervisor
+ *    preempts one vCPU), and one thread's, in its own CPU time (the median over the threads of
+ *    each run, the best run), which preemption does not lower. Every row's "of FMA" is its
+ *    GFLOP/s over the first, or with --cpu-time (rows per CPU second) over the second. Below the
+ *    formula's peak when wide vectors lower the clock (AVX-512 licences on Intel) or when the
+ *    "cores" are hyperthreads sharing FMA units.
  */
 #include <getopt.h>
 #include <immintrin.h>
@@ -79,8 +83,9 @@ typedef struct {
     dsi_pool_t *pool;
     bench_probe_t *probe; /* the paired probe (not with --resident) */
     double bw_gbs, ghz, peak_gflops, fma_gflops;
-    int only;        /* 0 all, 'd' decode rows only, 'p' prefill rows only (--only) */
-    int32_t *decode; /* decode batches (--batches; default 1, 4, 16) */
+    double fma_thread_gflops; /* one thread's FMA rate in its own CPU time */
+    int only;                 /* 0 all, 'd' decode rows only, 'p' prefill rows only (--only) */
+    int32_t *decode;          /* decode batches (--batches; default 1, 4, 16) */
     int n_decode;
     entry_t entries[MAX_ENTRIES];
     int n_entries;
@@ -171,38 +176,62 @@ __attribute__((target("avx2,fma"))) static float fma_tput_8(float seed)
 }
 #endif
 
+#define FMA_MAX_THREADS 1024 /* --threads' bound */
+
 typedef struct {
     int lanes;
     volatile float sink;
+    double cpu_s[FMA_MAX_THREADS]; /* thread CPU time of each index's loop */
 } fma_job_t;
 
 static void fma_cb(void *arg, int64_t begin, int64_t end)
 {
     fma_job_t *j = arg;
 #if defined(__x86_64__)
-    for (int64_t i = begin; i < end; i++)
+    for (int64_t i = begin; i < end; i++) {
+        const double t0 = dsi_thread_cpu_s();
         j->sink = j->lanes == 16 ? fma_tput_16((float)i) : fma_tput_8((float)i);
+        j->cpu_s[i] = dsi_thread_cpu_s() - t0;
+    }
 #else
     (void)j, (void)begin, (void)end;
 #endif
 }
 
-/* GFLOP/s of all threads running FMAs of the level's width at once; 0 at the scalar level. */
+/*
+ * GFLOP/s of all threads running FMAs of the level's width at once (wall time), and of one
+ * thread in its own CPU time; both 0 at the scalar level.
+ */
 static void measure_fma_peak(bench_t *b)
 {
     const int lanes = level_lanes(b->ops.level);
     if (lanes == 1)
         return;
-    fma_job_t job = {lanes, 0};
-    double best = 1e30;
+    static fma_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.lanes = lanes;
+    double best = 1e30, best_cpu = 1e30;
     dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job); /* warm-up: wide-vector clock settles */
     for (int r = 0; r < 3; r++) {
         double t0 = dsi_now_s();
         dsi_pool_run(b->pool, b->threads, 1, fma_cb, &job);
         const double t = dsi_now_s() - t0;
         best = t < best ? t : best;
+        const double cpu = bench_median(job.cpu_s, b->threads);
+        best_cpu = cpu > 0 && cpu < best_cpu ? cpu : best_cpu;
     }
-    b->fma_gflops = (double)b->threads * FMA_TPUT_ITERS * 12 * lanes * 2 / best * 1e-9;
+    const double flops = (double)FMA_TPUT_ITERS * 12 * lanes * 2;
+    b->fma_gflops = (double)b->threads * flops / best * 1e-9;
+    b->fma_thread_gflops = best_cpu < 1e30 ? flops / best_cpu * 1e-9 : 0;
+}
+
+/*
+ * The FMA rate a row's GFLOP/s is a fraction of: all threads in wall time, or with --cpu-time
+ * (rows in GFLOP per CPU second) one thread's in its own CPU time.
+ */
+static double fma_ref_gflops(const bench_t *b)
+{
+    return b->cpu_time ? b->fma_thread_gflops : b->fma_gflops;
 }
 
 /* ---- matmul ---- */
@@ -452,8 +481,8 @@ static const char *int4_layout_name(const bench_t *b)
 static double roofline_gbs(const bench_t *b, const entry_t *e)
 {
     double compute = INFINITY;
-    if (!e->int8_math && e->gflops > 0 && b->fma_gflops > 0)
-        compute = b->fma_gflops * e->gbs / e->gflops;
+    if (!e->int8_math && e->gflops > 0 && fma_ref_gflops(b) > 0)
+        compute = fma_ref_gflops(b) * e->gbs / e->gflops;
     return compute < b->bw_gbs ? compute : b->bw_gbs;
 }
 
@@ -462,9 +491,11 @@ static void print_results(const bench_t *b)
     if (b->json) {
         printf("{\"level\": \"%s\", \"act\": \"%s\", \"int4_layout\": \"%s\", \"threads\": %d, "
                "\"memory_bw_gbs\": %.2f, "
-               "\"ghz\": %.3f, \"peak_gflops\": %.1f, \"fma_gflops\": %.1f, \"kernels\": [",
+               "\"ghz\": %.3f, \"peak_gflops\": %.1f, \"fma_gflops\": %.1f, "
+               "\"fma_thread_gflops\": %.1f, \"cpu_time\": %s, \"kernels\": [",
                dsk_level_name(b->ops.level), act_name(b), int4_layout_name(b), b->threads,
-               b->bw_gbs, b->ghz, b->peak_gflops, b->fma_gflops);
+               b->bw_gbs, b->ghz, b->peak_gflops, b->fma_gflops, b->fma_thread_gflops,
+               b->cpu_time ? "true" : "false");
         for (int i = 0; i < b->n_entries; i++) {
             const entry_t *e = &b->entries[i];
             const double roof = roofline_gbs(b, e);
@@ -476,7 +507,7 @@ static void print_results(const bench_t *b)
                    i ? "," : "", e->name, dsk_level_name(e->level), e->shape, e->batch, e->gbs,
                    e->gbs / b->bw_gbs, e->paired, roof, roof > 0 ? e->gbs / roof : 0, e->gflops,
                    b->peak_gflops > 0 ? e->gflops / b->peak_gflops : 0,
-                   b->fma_gflops > 0 ? e->gflops / b->fma_gflops : 0,
+                   fma_ref_gflops(b) > 0 ? e->gflops / fma_ref_gflops(b) : 0,
                    e->int8_math ? "true" : "false");
         }
         printf("\n]}\n");
@@ -488,7 +519,12 @@ static void print_results(const bench_t *b)
     printf("memory read bandwidth: %.1f GB/s\n", b->bw_gbs);
     printf("clock: %.2f GHz (dependent FMA chain), SIMD peak %.1f GFLOP/s\n", b->ghz,
            b->peak_gflops);
-    printf("measured FMA throughput, all threads: %.1f GFLOP/s\n", b->fma_gflops);
+    printf("measured FMA throughput (registers only): %.1f GFLOP/s all threads, %.1f per thread "
+           "(its CPU time)\n",
+           b->fma_gflops, b->fma_thread_gflops);
+    printf("matmul rows in %s; \"of FMA\" against the %s rate\n",
+           b->cpu_time ? "GFLOP per CPU second (--cpu-time)" : "wall time",
+           b->cpu_time ? "per-thread" : "all-thread");
     printf("%-17s %-11s %6s %9s %8s %8s %8s %9s %8s %8s%s\n", "kernel", "shape", "batch", "GB/s",
            "of bw", "paired", "of roof", "GFLOP/s", "of peak", "of FMA",
            b->n_levels > 1 ? "  level" : "");
@@ -499,8 +535,8 @@ static void print_results(const bench_t *b)
                e->shape, e->batch, e->gbs, 100 * e->gbs / b->bw_gbs, 100 * e->paired,
                roof > 0 ? 100 * e->gbs / roof : 0, e->gflops,
                b->peak_gflops > 0 ? 100 * e->gflops / b->peak_gflops : 0,
-               b->fma_gflops > 0 ? 100 * e->gflops / b->fma_gflops : 0, b->n_levels > 1 ? "  " : "",
-               b->n_levels > 1 ? dsk_level_name(e->level) : "");
+               fma_ref_gflops(b) > 0 ? 100 * e->gflops / fma_ref_gflops(b) : 0,
+               b->n_levels > 1 ? "  " : "", b->n_levels > 1 ? dsk_level_name(e->level) : "");
     }
 }
 
@@ -526,7 +562,8 @@ static void usage(FILE *out)
             "  --int4-layout L rows or q4l: int4 weights as stored, or repacked at load\n"
             "                  (default q4l where every level measured has a kernel for it)\n"
             "  --cpu-time      time the matmuls in the process's CPU time, not wall time\n"
-            "                  (with --threads 1: unaffected by other programs' load)\n"
+            "                  (with --threads 1: unaffected by other programs' load); the\n"
+            "                  rows' \"of FMA\" is then against one thread's measured FMA rate\n"
             "  --resident      decode only, of one (%d x threads)x7168 matrix kept in the\n"
             "                  caches: the kernels' arithmetic bound (GB/s above the\n"
             "                  bandwidth means headroom)\n"
