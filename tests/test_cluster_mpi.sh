@@ -1,32 +1,51 @@
 #!/usr/bin/env bash
 # Launch mode (a): mpirun -np N dsinfer-cluster. Rank 0 coordinates, the other ranks are nodes;
-# UCX addresses travel by MPI_Allgather. Tokens must equal the HF reference for 2 and 3 node ranks.
+# UCX addresses travel by MPI_Allgather. Tokens must equal the HF reference for 2 and 3 node ranks,
+# and on tiny-v3-mtp (the MTP layer: speculative decoding is on by default) for 4 node ranks of two
+# stages, each node of the last stage drafting, the layer's 32 routed experts spread over them.
 set -uo pipefail
-FIX=${DSINFER_FIXTURES:-../shared/fixtures}/tiny-v3
-if [ ! -d "$FIX" ]; then
-  [ "${CI:-}" = true ] && { echo "ERROR: fixture $FIX missing under CI"; exit 1; }
-  echo "*** SKIPPED: fixture $FIX missing ***"; exit 77
-fi
+FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
+for f in tiny-v3 tiny-v3-mtp; do
+  if [ ! -d "$FIXDIR/$f" ]; then
+    [ "${CI:-}" = true ] && { echo "ERROR: fixture $FIXDIR/$f missing under CI"; exit 1; }
+    echo "*** SKIPPED: fixture $FIXDIR/$f missing ***"; exit 77
+  fi
+done
 command -v mpirun >/dev/null || { echo "ERROR: mpirun missing (openmpi-bin)"; exit 1; }
 pass=0; fail=0
 export DSINFER_SECRET=mpi-launch-secret-0123456789
-read -r PROMPT WANT < <(python3 - "$FIX/reference.safetensors" <<'PY'
+# reference FIXTURE P: "prompt want" of its prompt pP
+reference() {
+python3 - "$1/reference.safetensors" "$2" <<'PY'
 import json, struct, sys
 raw = open(sys.argv[1], 'rb').read()
 n = struct.unpack('<Q', raw[:8])[0]; hdr = json.loads(raw[8:8+n]); base = 8 + n
 def ints(name):
     a, b = hdr[name]['data_offsets']
     return list(struct.unpack('<%di' % ((b - a) // 4), raw[base+a:base+b]))
-print(','.join(map(str, ints('p3.tokens'))), ','.join(map(str, ints('p3.gen.tokens'))))
+p = 'p' + sys.argv[2]
+print(','.join(map(str, ints(p + '.tokens'))), ','.join(map(str, ints(p + '.gen.tokens'))))
 PY
-)
+}
 BIN=$(command -v dsinfer-cluster)
-for np in 3 4; do
-  out=$(timeout 120 mpirun --allow-run-as-root --oversubscribe -np $np -x DSINFER_SECRET \
-        -x UCX_WARN_UNUSED_ENV_VARS=n "$BIN" --model "$FIX" --prompt-ids "$PROMPT" \
-        --max-tokens 16 --stages 2 2>/tmp/dsinfer-mpi-$np.log)
-  if [ "$out" = "$WANT" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL np=$np: '$out'"; tail -5 /tmp/dsinfer-mpi-$np.log; fi
-done
+LOG=$(mktemp -d); trap 'rm -rf "$LOG"' EXIT
+# launch NAME FIXTURE PROMPT NP: the tokens must be the reference's
+launch() {
+  local name=$1 fix=$FIXDIR/$2 np=$4 prompt want out
+  read -r prompt want < <(reference "$fix" "$3")
+  [ -n "$want" ] || { fail=$((fail+1)); echo "FAIL $name: no reference tokens"; return; }
+  local n_want=$(($(tr -cd , <<<"$want" | wc -c) + 1))
+  out=$(timeout 120 mpirun --allow-run-as-root --oversubscribe -np "$np" -x DSINFER_SECRET \
+        -x UCX_WARN_UNUSED_ENV_VARS=n "$BIN" --model "$fix" --prompt-ids "$prompt" \
+        --max-tokens "$n_want" --stages 2 2>"$LOG/$name.log")
+  if [ "$out" = "$want" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL $name: '$out'"; tail -5 "$LOG/$name.log"; fi
+}
+launch np3 tiny-v3 3 3
+launch np4 tiny-v3 3 4
+launch mtp-np5 tiny-v3-mtp 2 5
+# The last stage's two nodes drafted, each with half of the MTP layer's 32 routed experts.
+n=$(grep -c 'speculative decoding: MTP layer loaded, 1 draft token per step; 16 of its 32' "$LOG/mtp-np5.log")
+if [ "$n" = 2 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $n last-stage nodes drafting with 16 of 32 MTP experts"; grep -i 'speculative\|MTP' "$LOG/mtp-np5.log" | head; fi
 pgrep -f "$BIN" >/dev/null && { fail=$((fail+1)); echo "FAIL: ranks left running"; pkill -9 -f "$BIN"; } || pass=$((pass+1))
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
