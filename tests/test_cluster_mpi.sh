@@ -4,15 +4,9 @@
 # and on tiny-v3-mtp (the MTP layer: speculative decoding is on by default) for 4 node ranks of two
 # stages, each node of the last stage drafting, the layer's 32 routed experts spread over them.
 set -uo pipefail
-FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
-for f in tiny-v3 tiny-v3-mtp; do
-  if [ ! -d "$FIXDIR/$f" ]; then
-    [ "${CI:-}" = true ] && { echo "ERROR: fixture $FIXDIR/$f missing under CI"; exit 1; }
-    echo "*** SKIPPED: fixture $FIXDIR/$f missing ***"; exit 77
-  fi
-done
+. "$(dirname "$0")/fixture.bash" # need_fixture, ok, bad
+need_fixture tiny-v3 tiny-v3-mtp
 command -v mpirun >/dev/null || { echo "ERROR: mpirun missing (openmpi-bin)"; exit 1; }
-pass=0; fail=0
 export DSINFER_SECRET=mpi-launch-secret-0123456789
 # reference FIXTURE P: "prompt want" of its prompt pP
 reference() {
@@ -33,19 +27,19 @@ LOG=$(mktemp -d); trap 'rm -rf "$LOG"' EXIT
 launch() {
   local name=$1 fix=$FIXDIR/$2 np=$4 prompt want out
   read -r prompt want < <(reference "$fix" "$3")
-  [ -n "$want" ] || { fail=$((fail+1)); echo "FAIL $name: no reference tokens"; return; }
+  [ -n "$want" ] || { bad "$name: no reference tokens"; return; }
   local n_want=$(($(tr -cd , <<<"$want" | wc -c) + 1))
   out=$(timeout 120 mpirun --allow-run-as-root --oversubscribe -np "$np" -x DSINFER_SECRET \
         -x UCX_WARN_UNUSED_ENV_VARS=n "$BIN" --model "$fix" --prompt-ids "$prompt" \
         --max-tokens "$n_want" --stages 2 2>"$LOG/$name.log")
-  if [ "$out" = "$want" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL $name: '$out'"; tail -5 "$LOG/$name.log"; fi
+  if [ "$out" = "$want" ]; then ok; else bad "$name: '$out'"; tail -5 "$LOG/$name.log"; fi
 }
 launch np3 tiny-v3 3 3
 launch np4 tiny-v3 3 4
 launch mtp-np5 tiny-v3-mtp 2 5
 # The last stage's two nodes drafted, each with half of the MTP layer's 32 routed experts.
 n=$(grep -c 'speculative decoding: MTP layer loaded, 1 draft token per step; 16 of its 32' "$LOG/mtp-np5.log")
-if [ "$n" = 2 ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $n last-stage nodes drafting with 16 of 32 MTP experts"; grep -i 'speculative\|MTP' "$LOG/mtp-np5.log" | head; fi
-pgrep -f "$BIN" >/dev/null && { fail=$((fail+1)); echo "FAIL: ranks left running"; pkill -9 -f "$BIN"; } || pass=$((pass+1))
+if [ "$n" = 2 ]; then ok; else bad "$n last-stage nodes drafting with 16 of 32 MTP experts"; grep -i 'speculative\|MTP' "$LOG/mtp-np5.log" | head; fi
+pgrep -f "$BIN" >/dev/null && { bad "ranks left running"; pkill -9 -f "$BIN"; } || ok
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -11,7 +11,9 @@
 #   stay exact;
 # - --prefix-cache off finds nothing (hit tokens 0).
 set -u
-MODEL=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}/tiny-v3
+. "$(dirname "$0")/fixture.bash" # need_fixture
+need_fixture tiny-v3
+MODEL=$FIXDIR/tiny-v3
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
 . "$(dirname "$0")/serve_chat.bash"
 TMP=$(mktemp -d)

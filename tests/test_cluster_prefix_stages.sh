@@ -15,11 +15,11 @@
 #   rows included), and the greedy answers equal one process without speculation or cache; the
 #   fixture's own prompts still give pN.gen.tokens.
 set -u
-FIXDIR=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
+. "$(dirname "$0")/fixture.bash" # need_fixture
+need_fixture tiny-v3 tiny-v3-mtp
 MODEL=$FIXDIR/tiny-v3
 MTP=$FIXDIR/tiny-v3-mtp
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
-[ -d "$MTP" ] || { echo "*** SKIPPED: fixture $MTP missing ***"; exit 77; }
 . "$(dirname "$0")/serve_chat.bash" # wait_for_line
 . "$(dirname "$0")/spec_ref.bash"   # ref
 TMP=$(mktemp -d)

@@ -9,16 +9,10 @@
 # Plans of several stages: test_cluster_spec_stages.sh. Random weights: nearly every draft is
 # rejected, so every step rolls the caches back and the next one reuses them.
 set -uo pipefail
-FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
+. "$(dirname "$0")/fixture.bash" # need_fixture, ok, bad
+need_fixture tiny-v3-mtp
 FIX=$FIXDIR/tiny-v3-mtp
-if [ ! -d "$FIX" ]; then
-  [ "${CI:-}" = true ] && { echo "ERROR: fixture $FIX missing under CI"; exit 1; }
-  echo "*** SKIPPED: fixture $FIX missing ***"; exit 77
-fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 
 . "$(dirname "$0")/spec_ref.bash" # ref, same
 

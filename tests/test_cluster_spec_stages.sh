@@ -11,19 +11,13 @@
 # too, /metrics shows acceptance per draft position, and no KV block stays used. A checkpoint
 # without the layer runs on several stages as without the setting.
 set -uo pipefail
-FIXDIR=${DSINFER_FIXTURES:-../shared/fixtures}
+. "$(dirname "$0")/fixture.bash" # need_fixture, ok, bad
+need_fixture tiny-v3-mtp
 FIX=$FIXDIR/tiny-v3-mtp
-if [ ! -d "$FIX" ]; then
-  [ "${CI:-}" = true ] && { echo "ERROR: fixture $FIX missing under CI"; exit 1; }
-  echo "*** SKIPPED: fixture $FIX missing ***"; exit 77
-fi
 TMP=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
 trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 . "$(dirname "$0")/spec_ref.bash" # ref, same
 export UCX_WARN_UNUSED_ENV_VARS=n
 
