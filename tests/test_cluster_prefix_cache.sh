@@ -15,33 +15,17 @@ set -u
 need_fixture tiny-v3
 MODEL=$FIXDIR/tiny-v3
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
-. "$(dirname "$0")/serve_chat.bash"
-TMP=$(mktemp -d)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+. "$(dirname "$0")/serve_chat.bash" # serve_tmp, serve_start, serve_stop, fail
+serve_tmp
 export DSINFER_KV_DTYPE=f32
 
 start() { # start NAME FLAGS...: dsinfer serve in the background, URL set
     local name=$1
     shift
-    dsinfer serve --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 --threads 1 --mem 1G \
-        "$@" 2>"$TMP/$name.log" &
-    PID=$!
-    wait_for_line "$TMP/$name.log" "ready: http://" "$PID" ||
-        { cat "$TMP/$name.log"; echo "FAIL: $name not ready"; exit 1; }
-    URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/$name.log" | head -1 | sed 's/^ready: //')
+    serve_start "$TMP/$name.log" --model "$MODEL" --local-nodes 1 --listen 127.0.0.1:0 \
+        --threads 1 --mem 1G "$@" || exit 1
 }
-stop() {
-    kill -TERM "$PID"
-    wait "$PID" || fail "serve exited with $? after SIGTERM"
-    PID=
-}
+stop() { serve_stop || fail "serve exited with $? after SIGTERM"; }
 ask() { # ask FILE PROMPT [MAX_TOKENS]
     curl -sS -m 300 -o "$TMP/$1.json" -H 'Content-Type: application/json' \
         -d "{\"model\":\"tiny-v3\",\"prompt\":\"$2\",\"max_tokens\":${3:-24},\"temperature\":0,\"ignore_eos\":true}" \

@@ -20,34 +20,18 @@ need_fixture tiny-v3 tiny-v3-mtp
 MODEL=$FIXDIR/tiny-v3
 MTP=$FIXDIR/tiny-v3-mtp
 command -v curl >/dev/null || { echo "*** SKIPPED: no curl ***"; exit 77; }
-. "$(dirname "$0")/serve_chat.bash" # wait_for_line
+. "$(dirname "$0")/serve_chat.bash" # serve_tmp, serve_start, serve_stop, fail
 . "$(dirname "$0")/spec_ref.bash"   # ref
-TMP=$(mktemp -d)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-FAILED=0
-fail() { echo "FAIL: $*"; FAILED=1; }
+serve_tmp
 export DSINFER_KV_DTYPE=f32 UCX_WARN_UNUSED_ENV_VARS=n
 
 start() { # start NAME MODEL FLAGS...: dsinfer serve in the background, URL set
     local name=$1 model=$2
     shift 2
-    dsinfer serve --model "$model" --listen 127.0.0.1:0 --threads 1 --mem 1G --max-context 1024 \
-        "$@" 2>"$TMP/$name.log" &
-    PID=$!
-    wait_for_line "$TMP/$name.log" "ready: http://" "$PID" ||
-        { cat "$TMP/$name.log"; echo "FAIL: $name not ready"; exit 1; }
-    URL=$(grep -o 'ready: http://[0-9.:]*' "$TMP/$name.log" | head -1 | sed 's/^ready: //')
+    serve_start "$TMP/$name.log" --model "$model" --listen 127.0.0.1:0 --threads 1 --mem 1G \
+        --max-context 1024 "$@" || exit 1
 }
-stop() {
-    kill -TERM "$PID"
-    wait "$PID" || fail "serve exited with $? after SIGTERM"
-    PID=
-}
+stop() { serve_stop || fail "serve exited with $? after SIGTERM"; }
 ask() { # ask FILE PROMPT_JSON [MAX_TOKENS]: a greedy completion
     curl -sS -m 300 -o "$TMP/$1.json" -H 'Content-Type: application/json' \
         -d "{\"model\":\"tiny-v3\",\"prompt\":$2,\"max_tokens\":${3:-24},\"temperature\":0,\"ignore_eos\":true}" \
