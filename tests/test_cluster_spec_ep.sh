@@ -73,17 +73,7 @@ for conf in "2 1 2 2" "4 2 1 1" "2 1 2 0"; do
       --speculative-tokens "$ki" 2>"$TMP/node$i.log" &
     cl+=($!); pids+=($!)
   done
-  clients=()
-  for p in 0 1 2; do
-    timeout 120 dsinfer run --coordinator "$ADDR" --prompt-ids "$(ref "$FIX" p$p.tokens)" \
-      --max-tokens 12 >"$TMP/client$p.out" 2>"$TMP/client$p.log" &
-    clients+=($!)
-  done
-  for p in 0 1 2; do
-    wait "${clients[$p]}" || bad "$nodes nodes K=$k batched: client p$p failed: $(tail -2 "$TMP/client$p.log")"
-    [ "$(cat "$TMP/client$p.out")" = "$(ref "$FIX" p$p.gen.tokens)" ] && ok ||
-      bad "$nodes nodes K=$k batched: p$p '$(cat "$TMP/client$p.out")'"
-  done
+  batched "$nodes nodes K=$k" "$FIX" "$ADDR"
   if [ "$k_last" = 0 ]; then
     grep -q "$SPREAD" "$TMP/node1.log" && ok || { bad "mixed: node 1 does not hold half"; grep -h MTP "$TMP"/node*.log; }
     grep -q "but the plan gives it 16 of the MTP layer's routed experts: loaded to serve" "$TMP/node2.log" && ok ||

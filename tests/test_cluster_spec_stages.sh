@@ -91,17 +91,7 @@ for conf in "2 3" "3 2"; do
       --threads 1 --mem 3G --speculative-tokens "$k" 2>"$TMP/node$i.log" &
     cl+=($!); pids+=($!)
   done
-  clients=()
-  for p in 0 1 2; do
-    timeout 120 dsinfer run --coordinator "$ADDR" --prompt-ids "$(ref "$FIX" p$p.tokens)" \
-      --max-tokens 12 >"$TMP/client$p.out" 2>"$TMP/client$p.log" &
-    clients+=($!)
-  done
-  for p in 0 1 2; do
-    wait "${clients[$p]}" || bad "$stages stages K=$k batched: client p$p failed: $(tail -2 "$TMP/client$p.log")"
-    [ "$(cat "$TMP/client$p.out")" = "$(ref "$FIX" p$p.gen.tokens)" ] && ok ||
-      bad "$stages stages K=$k batched: p$p '$(cat "$TMP/client$p.out")'"
-  done
+  batched "$stages stages K=$k" "$FIX" "$ADDR"
   grep -h -q "MTP layer loaded, $k draft" "$TMP"/node*.log && ok || bad "$stages stages K=$k batched: no MTP layer"
   for p in "${cl[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${cl[@]}"; do wait "$p" 2>/dev/null; done
