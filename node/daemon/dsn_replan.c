@@ -151,8 +151,8 @@ static dsi_status_t load_slice(dsn_compute_t *c, const dst_plan_t *p)
     c->prefix = c->opts->prefix_cache;
     c->spec_later = c->is_first && !c->is_last && c->opts->speculative_tokens > 0 &&
                     dsn_mtp_present(c->ckpt);
-    c->test_drop_prefix = !c->is_first && dsi_env("DSINFER_TEST_PREFIX_DROP") != NULL &&
-                          dsi_env("DSINFER_TEST_PREFIX_DROP")[0] == '1';
+    const char *drop = dsi_env("DSINFER_TEST_PREFIX_DROP");
+    c->test_drop_prefix = !c->is_first && drop != NULL && drop[0] == '1';
     if (c->test_drop_prefix)
         DSI_WARN("DSINFER_TEST_PREFIX_DROP: this later stage drops its cached KV blocks before "
                  "every lookup (a test setting)");
