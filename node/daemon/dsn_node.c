@@ -491,6 +491,7 @@ static int wait_for_coordinator(dsn_node_t *node)
     if (t != NULL) {
         t->type = DSN_TASK_ORPHAN;
         push_task(node, t, 1);
+        node->session++;
     }
     dst_ctrl_opts_t copts;
     dst_ctrl_opts_default(&copts);
@@ -602,7 +603,12 @@ static void on_wake(uv_async_t *async)
     dsi_list_t *e;
     while ((e = dsi_list_pop_front(&outs)) != NULL) {
         dsn_out_t *o = dsi_container_of(e, dsn_out_t, link);
-        if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
+        if (o->type != DSN_OUT_FAILED &&
+            (o->session != node->session || (!node->welcomed && o->type != DSN_OUT_WIRE))) {
+            /* the lost coordinator's work, or a message for a coordinator not registered with
+             * yet (it would refuse anything before REGISTER and close the connection) */
+            DSI_DEBUG("dropped a stale outbox record (%d) after losing the coordinator", o->type);
+        } else if (o->type == DSN_OUT_WIRE && o->hdr.epoch < node->epoch && !node->switching) {
             /* work of an epoch a restart left: nobody accepts it now (the payload goes back with
              * the record) */
         } else if (o->type == DSN_OUT_WIRE && o->hdr.type == DST_WIRE_KV) {

@@ -256,9 +256,17 @@ dsn_task_t *dsn_queue_pop_within(dsn_queue_t *q, int timeout_ms)
 void dsn_queue_emit(dsn_queue_t *q, dsn_out_t *o)
 {
     pthread_mutex_lock(&q->mutex);
+    o->session = q->session;
     dsi_list_push_back(&q->outbox, &o->link);
     pthread_mutex_unlock(&q->mutex);
     uv_async_send(q->wake);
+}
+
+void dsn_queue_new_session(dsn_queue_t *q)
+{
+    pthread_mutex_lock(&q->mutex);
+    q->session++;
+    pthread_mutex_unlock(&q->mutex);
 }
 
 void dsn_queue_take_outbox(dsn_queue_t *q, dsi_list_t *into)

@@ -483,6 +483,7 @@ int dsn_stage_handle(dsn_compute_t *c, dsn_task_t *task)
         break;
     case DSN_TASK_ORPHAN:
         dsn_stage_cleanup(c); /* the requests went with the coordinator; the slice stays */
+        dsn_queue_new_session(c->queue);
         break;
     case DSN_TASK_KV_MOVE:
         dsn_kvmove_send(c, &task->msg.kv_move);

@@ -54,6 +54,9 @@ typedef struct dsn_node {
     uint64_t ready_epoch;
     uint32_t held_id;
     int orphan; /* the coordinator was lost: connecting again */
+    /* ORPHAN tasks queued so far: outbox records of an older session (dsn_queue_new_session) are
+     * the lost coordinator's work (tokens, moves, DISPATCHes) and are dropped, not sent */
+    uint32_t session;
     uv_timer_t orphan_timer;
 
     /* the plan (the compute thread gets copies of its own) */

@@ -86,6 +86,7 @@ typedef struct dsn_out {
     uint32_t load_first, load_layers, load_experts;
     uint64_t epoch; /* LOAD, READY, SWITCHED, FAILED */
     uint64_t kv_bytes;           /* KV_DONE: bytes received */
+    uint32_t session;            /* the queue's session when emitted (dsn_queue_emit) */
     char text[DSN_OUT_TEXT];     /* KV_DONE: why it failed */
 } dsn_out_t;
 
@@ -98,6 +99,7 @@ typedef struct {
     uv_async_t *wake;    /* the loop thread's: the outbox has records */
     dsi_list_t tasks;    /* dsn_task_t, FIFO */
     dsi_list_t outbox;   /* dsn_out_t, FIFO */
+    uint32_t session;    /* coordinator losses the compute thread has seen (dsn_queue_new_session) */
     dsi_list_t free_tasks, free_outs;
     dsi_list_t free_bufs[DSN_BUF_CLASSES];
     uint64_t misses; /* records or buffers allocated because a pool was empty */
@@ -140,6 +142,9 @@ dsn_task_t *dsn_queue_pop(dsn_queue_t *q, int wait);
 dsn_task_t *dsn_queue_pop_within(dsn_queue_t *q, int timeout_ms);
 /* Compute thread: append to the outbox (owned by the queue from now on) and wake the loop. */
 void dsn_queue_emit(dsn_queue_t *q, dsn_out_t *o);
+/* Compute thread: the lost coordinator's work is dropped; what it emits from now on belongs to
+ * the next session (records emitted before carry the old one, and the loop drops them). */
+void dsn_queue_new_session(dsn_queue_t *q);
 /* Loop thread: move the whole outbox onto `into` (an initialised list), in order. */
 void dsn_queue_take_outbox(dsn_queue_t *q, dsi_list_t *into);
 
