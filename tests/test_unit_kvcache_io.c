@@ -7,6 +7,8 @@
  * refused with a reason and leave the cache without a length: a flipped data byte (checksum), a
  * short chunk, a chunk twice, a misaligned or out-of-range chunk, other layers or row width, an
  * unknown storage type, and a transfer larger than the pool or the sequence's limit.
+ * A rounded cache's open block (positions 128..149) travels as f32 records in a chunk of its own,
+ * so the receiver holds the sender's f32 rows of it (dsn_kvcache.h, "Open tail").
  * Moved stage boundaries: a 5-layer model split [0,3) + [3,5) is re-split [0,2) + [2,5); each
  * new cache gets its layers from the old holders (one from a copy kept aside, dsn_kvio_stash),
  * by layer range, out of order: the rows equal the originals, the transfer completes only with
@@ -61,13 +63,18 @@ typedef struct {
     size_t bytes;
 } chunk_t;
 
-/* Exports src's LEN positions in chunks of `per` positions; returns how many. */
+/* Exports src's LEN positions in chunks of `per` positions, the open block of a rounded cache
+ * in a chunk of its own (as f32 records); returns how many. */
 static int export_all(const dsn_kvcache_t *src, uint32_t per, chunk_t *out)
 {
     int n = 0;
-    for (uint32_t first = 0; first < LEN; first += per, n++) {
-        uint32_t k = LEN - first < per ? LEN - first : per;
-        out[n].bytes = dsn_kvio_bytes(src->n_layers, src->row, src->dtype, k);
+    uint32_t open = dsn_kvio_open_first(LEN, src->dtype);
+    for (uint32_t first = 0, k; first < LEN; first += k, n++) {
+        k = LEN - first < per ? LEN - first : per;
+        if (first < open && first + k > open)
+            k = open - first;
+        dsn_kv_dtype_t rdt = dsn_kvio_record_dtype(src->dtype, first, LEN);
+        out[n].bytes = dsn_kvio_bytes(src->n_layers, src->row, rdt, k);
         out[n].data = malloc(out[n].bytes);
         DSI_CHECK_INT_EQ(
             dsn_kvio_export(src, first, k, LEN, out[n].data, out[n].bytes, &out[n].meta), DSI_OK);
@@ -124,6 +131,18 @@ static void round_trip(dsn_kv_dtype_t dt)
                 DSI_CHECK(memcmp(dsn_kvcache_block_scales(src, l, b),
                                  dsn_kvcache_block_scales(dst, l, b), rows * sizeof(float)) == 0);
         }
+    /* The open block travelled as f32: the receiver's next query reads what the sender's would
+     * (the f32 rows, not the rounded ones). */
+    float x[ROW], y[ROW];
+    for (int l = 0; l < LAYERS; l++)
+        for (int64_t p = dsn_kvio_open_first(LEN, dt); p < LEN; p++) {
+            DSI_CHECK(dsn_kvcache_tail_row(dst, l, p) != NULL);
+            dsn_kvcache_load_for(src, l, p, LEN, x);
+            dsn_kvcache_load_for(dst, l, p, LEN, y);
+            DSI_CHECK(memcmp(x, y, sizeof(x)) == 0);
+            DSI_CHECK(x[1] == value(l, p, 1));
+        }
+    DSI_CHECK_INT_EQ(dsn_kvcache_check(dst->pool, &dst, 1), 0);
     /* The moved cache grows on its own. */
     DSI_CHECK_INT_EQ(dsn_kvcache_reserve(dst, LEN + 1), DSI_OK);
     dsn_kvio_rx_free(&rx);
@@ -141,7 +160,7 @@ static void convert(dsn_kv_dtype_t from, dsn_kv_dtype_t to)
     DSI_CHECK_INT_EQ(dsn_kvcache_reserve(want, LEN), DSI_OK);
     for (int l = 0; l < LAYERS; l++)
         for (int64_t p = 0; p < LEN; p++) {
-            dsn_kvcache_load(src, l, p, r);
+            dsn_kvcache_load_for(src, l, p, LEN, r); /* the open block: its f32 rows */
             dsn_kvcache_store(want, l, p, r);
         }
     want->length = LEN;
@@ -254,7 +273,7 @@ static chunk_t chunk_of(const dsn_kvcache_t *kv, uint32_t base, const dsn_kvio_s
 {
     chunk_t c;
     dsn_kv_dtype_t dt = st != NULL ? (dsn_kv_dtype_t)st->dtype : kv->dtype;
-    c.bytes = dsn_kvio_bytes((int)n, ROW, dt, k);
+    c.bytes = dsn_kvio_bytes((int)n, ROW, dsn_kvio_record_dtype(dt, first, LEN), k);
     c.data = malloc(c.bytes);
     dsi_status_t s =
         st != NULL
@@ -274,8 +293,8 @@ static int holds_values(const dsn_kvcache_t *kv, int base, dsn_kv_dtype_t dt)
     float x[ROW], y[ROW];
     for (int l = 0; l < kv->n_layers && same; l++)
         for (int64_t p = 0; p < LEN && same; p++) {
-            dsn_kvcache_load(kv, l, p, x);
-            dsn_kvcache_load(want, l, p, y);
+            dsn_kvcache_load_for(kv, l, p, LEN, x); /* the open block: its f32 rows */
+            dsn_kvcache_load_for(want, l, p, LEN, y);
             same = memcmp(x, y, sizeof(x)) == 0;
         }
     dsn_kvcache_destroy(want);
@@ -298,13 +317,23 @@ static void resplit(dsn_kv_dtype_t dt)
     DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rc, c, LEN, why, sizeof(why)), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_kvio_rx_start(&rd, d, LEN, why, sizeof(why)), DSI_OK);
     rd.base = 2;
-    /* C: layers 0..1 from the stash, whole. */
-    chunk_t x = chunk_of(NULL, 0, &st, 0, 2, 0, LEN);
+    /* C: layers 0..1 from the stash, whole: its full blocks, then its open block (f32). */
+    uint32_t open = dsn_kvio_open_first(LEN, dt);
+    chunk_t x = chunk_of(NULL, 0, &st, 0, 2, 0, open);
     DSI_CHECK_INT_EQ(
         dsn_kvio_rx_chunk(&rc, c, &x.meta, x.data, x.bytes, &complete, why, sizeof(why)), DSI_OK);
+    free(x.data);
+    if (open < LEN) {
+        DSI_CHECK_INT_EQ(x.meta.dtype, (uint32_t)dt);
+        x = chunk_of(NULL, 0, &st, 0, 2, open, LEN - open);
+        DSI_CHECK_INT_EQ(x.meta.dtype, (uint32_t)DSN_KV_F32);
+        DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rc, c, &x.meta, x.data, x.bytes, &complete, why,
+                                           sizeof(why)),
+                         DSI_OK);
+        free(x.data);
+    }
     DSI_CHECK_INT_EQ(complete, 1);
     DSI_CHECK(holds_values(c, 0, dt));
-    free(x.data);
     /* D: layer 2 from the stash, layers 3..4 from B, in chunks of 64 positions, B's first. */
     chunk_t parts[6];
     int n = 0;

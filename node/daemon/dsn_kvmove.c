@@ -101,8 +101,13 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
         per = cap_rows > 0 ? cap_rows : DSN_KV_BLOCK;
     uint64_t bytes = 0;
     uint32_t chunks = 0;
-    for (uint32_t first = 0; first < m->n_tokens; first += per, chunks++) {
-        uint32_t k = m->n_tokens - first < per ? m->n_tokens - first : per;
+    /* The open block of a rounded cache travels as f32 records, in a chunk of its own. */
+    uint32_t open = dsn_kvio_open_first(m->n_tokens, dtype);
+    for (uint32_t first = 0, k; first < m->n_tokens; first += k, chunks++) {
+        k = m->n_tokens - first < per ? m->n_tokens - first : per;
+        if (first < open && first + k > open)
+            k = open - first;
+        dsn_kv_dtype_t rdt = dsn_kvio_record_dtype(dtype, first, m->n_tokens);
         /* The epoch of the plan the sequence moves to: a node that joined with it accepts no
          * other. */
         dst_wire_hdr_t h = {.type = DST_WIRE_KV,
@@ -110,7 +115,7 @@ void dsn_kvmove_send(dsn_compute_t *c, const dst_msg_kv_move_t *m)
                             .epoch = m->epoch != 0 ? m->epoch : c->route_epoch,
                             .layer = layer,
                             .n_rows = n_layers * k,
-                            .width = (uint32_t)dsn_kvio_width(row, dtype)};
+                            .width = (uint32_t)dsn_kvio_width(row, rdt)};
         size_t total = dst_wire_payload_bytes(&h), data = dst_wire_tensor_bytes(&h);
         uint8_t *payload = dsn_queue_buf_get(c->queue, total);
         dsn_kvio_chunk_t meta;

@@ -51,20 +51,30 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
     /* Scores, softmax and the weighted latent sum, token by token over its sequence's cache,
      * block by block (each block's rows are one matrix in the cache's storage type). fp8 rows
      * carry a scale each: applied to the block's scores (q . (s q8) = s (q . q8)) and, after the
-     * softmax, to the probabilities that weight the rows. */
+     * softmax, to the probabilities that weight the rows. The rows of the token's own seal group
+     * (dsn_kvcache.h, "Open tail") are read from the f32 tail instead: the last block is split
+     * into its rounded rows [0, f0) and its f32 rows [f0, rows). */
     for (int64_t t = 0; t < n; t++) {
         const dsn_kvcache_t *kv = a->seqs[a->tseq[t]].kv;
         int64_t len = a->tpos[t] + 1, nb = (len + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+        int64_t open = dsn_kvcache_open_from(kv, a->tpos[t]);
         float *scores = s->scores + h0 * s->ctx;
         const float *qf = s->qfull + (t * d.heads + h0) * row;
         for (int64_t b = 0; b < nb; b++) {
             int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
+            int64_t f0 = open - j0 < rows ? (open > j0 ? open - j0 : 0) : rows;
             dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
-            ops->matmul[blk.dtype](&blk, 0, rows, qf, row, nh, scores + j0, s->ctx);
+            if (f0 > 0)
+                ops->matmul[blk.dtype](&blk, 0, f0, qf, row, nh, scores + j0, s->ctx);
+            if (f0 < rows) {
+                dsk_matrix_t tm = dsn_kvcache_tail_matrix(kv, a->slice_layer, j0 + f0, rows - f0);
+                ops->matmul[DSK_DTYPE_F32](&tm, 0, rows - f0, qf, row, nh, scores + j0 + f0,
+                                           s->ctx);
+            }
             const float *rs = dsn_kvcache_block_scales(kv, a->slice_layer, b);
             if (rs != NULL) {
                 for (int64_t h = 0; h < nh; h++)
-                    for (int64_t j = 0; j < rows; j++)
+                    for (int64_t j = 0; j < f0; j++)
                         scores[h * s->ctx + j0 + j] *= rs[j];
             }
         }
@@ -78,14 +88,21 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
         }
         for (int64_t b = 0; b < nb; b++) {
             int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
+            int64_t f0 = open - j0 < rows ? (open > j0 ? open - j0 : 0) : rows;
             dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
             const float *rs = dsn_kvcache_block_scales(kv, a->slice_layer, b);
             if (rs != NULL) {
                 for (int64_t h = 0; h < nh; h++)
-                    for (int64_t j = 0; j < rows; j++)
+                    for (int64_t j = 0; j < f0; j++)
                         scores[h * s->ctx + j0 + j] *= rs[j];
             }
-            ops->matmul_t[blk.dtype](&blk, 0, rows, scores + j0, s->ctx, nh, olat, row);
+            if (f0 > 0)
+                ops->matmul_t[blk.dtype](&blk, 0, f0, scores + j0, s->ctx, nh, olat, row);
+            if (f0 < rows) {
+                dsk_matrix_t tm = dsn_kvcache_tail_matrix(kv, a->slice_layer, j0 + f0, rows - f0);
+                ops->matmul_t[DSK_DTYPE_F32](&tm, 0, rows - f0, scores + j0 + f0, s->ctx, nh, olat,
+                                             row);
+            }
         }
     }
 

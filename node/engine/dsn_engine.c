@@ -332,7 +332,7 @@ dsi_status_t dsn_engine_reserve(dsn_engine_t *e, const dsn_seq_batch_t *seqs, in
 void dsn_engine_commit(const dsn_seq_batch_t *seqs, int n_seqs)
 {
     for (int i = 0; i < n_seqs; i++)
-        seqs[i].kv->length = seqs[i].pos + seqs[i].n_tokens;
+        dsn_kvcache_advance(seqs[i].kv, seqs[i].pos + seqs[i].n_tokens);
 }
 
 dsi_status_t dsn_engine_ffn_start(dsn_engine_t *e, int layer, int64_t n, float *h,

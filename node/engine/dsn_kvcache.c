@@ -21,6 +21,7 @@ dsi_status_t dsn_kvcache_create(dsn_kvpool_t *pool, int64_t max_tokens, dsn_kvca
     kv->row = dsn_kvpool_row(pool);
     kv->dtype = dsn_kvpool_dtype(pool);
     kv->max_tokens = max_tokens;
+    kv->seal = dsn_kvpool_seal(pool);
     *out = kv;
     return DSI_OK;
 }
@@ -43,6 +44,7 @@ void dsn_kvcache_destroy(dsn_kvcache_t *kv)
     if (kv == NULL)
         return;
     drop_blocks(kv, 0);
+    dsn_kvcache_tail_free(kv);
     free(kv->blocks);
     free(kv->ids);
     dsn_kvpool_release(kv->pool);
@@ -103,7 +105,7 @@ static dsn_kvblock_t *block_copy(dsn_kvcache_t *kv, const dsn_kvblock_t *src, ds
     return b;
 }
 
-dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
+dsi_status_t dsn_kvcache_reserve_blocks(dsn_kvcache_t *kv, int64_t n_total)
 {
     if (n_total > kv->max_tokens) {
         DSI_ERROR("sequence of %lld tokens exceeds the context limit of %lld (the model's "
@@ -137,6 +139,21 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
         kv->capacity = kv->n_blocks * DSN_KV_BLOCK;
     }
     return DSI_OK;
+}
+
+dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
+{
+    dsi_status_t st = dsn_kvcache_reserve_blocks(kv, n_total);
+    if (st != DSI_OK || kv->dtype == DSN_KV_F32)
+        return st;
+    /* The tail reaches from the open block (and the one before it while still held) to the
+     * batch's last block. */
+    int64_t open = kv->length / DSN_KV_BLOCK, hi = blocks_for(n_total);
+    int64_t lo = open - 1 >= kv->tail_first && open - 1 < kv->tail_first + kv->tail_n ? open - 1
+                                                                                       : open;
+    if (hi < open + 1)
+        hi = open + 1;
+    return dsn_kvcache_tail_window(kv, lo, hi) == 0 ? DSI_OK : DSI_ERR_NOMEM;
 }
 
 float dsn_kv_row_to_fp8(const float *x, int n, uint8_t *q)
@@ -178,6 +195,7 @@ void dsn_kvcache_store(dsn_kvcache_t *kv, int layer, int64_t pos, const float *r
             dsn_kv_row_to_fp8(row, kv->row, b->data + off);
         break;
     }
+    dsn_kvcache_tail_put(kv, layer, pos, row);
 }
 
 void dsn_kvcache_load(const dsn_kvcache_t *kv, int layer, int64_t pos, float *out)
@@ -240,6 +258,7 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     dst->length = 0;
     dst->n_ids = 0;
     dst->n_published = 0;
+    dst->tail_first = dst->tail_n = 0;
     int64_t full = n_tokens / DSN_KV_BLOCK, want = blocks_for(n_tokens);
     if (n_tokens > dst->max_tokens) {
         DSI_ERROR("KV copy of %lld tokens into a cache limited to %lld", (long long)n_tokens,
@@ -272,6 +291,21 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
         if (dsn_kvcache_set_ids(dst, 0, src->ids, ids) == 0)
             dst->n_published = pub; /* the shared blocks keep their registration */
     }
+    /* The open block's f32 rows: src's where it holds them, else the rounded ones. */
+    int64_t open = n_tokens / DSN_KV_BLOCK;
+    if (dst->dtype != DSN_KV_F32 && n_tokens % DSN_KV_BLOCK != 0) {
+        if (dsn_kvcache_tail_window(dst, open, open + 1) != 0) {
+            drop_blocks(dst, 0);
+            dst->length = 0;
+            return DSI_ERR_NOMEM;
+        }
+        for (int l = 0; l < dst->n_layers; l++)
+            for (int64_t pos = open * DSN_KV_BLOCK; pos < n_tokens; pos++) {
+                const float *t = dsn_kvcache_tail_row(src, l, pos);
+                if (t != NULL)
+                    dsn_kvcache_tail_put(dst, l, pos, t);
+            }
+    }
     return DSI_OK;
 }
 
@@ -285,6 +319,13 @@ void dsn_kvcache_truncate(dsn_kvcache_t *kv, int64_t n_tokens)
     if (kv->n_published > n_tokens / DSN_KV_BLOCK)
         kv->n_published = n_tokens / DSN_KV_BLOCK;
     drop_blocks(kv, blocks_for(n_tokens));
+    /* The tail keeps what it holds up to the new open block; a truncation before its window
+     * (further back than a block) finds the f32 rows gone: the next reserve gives that block
+     * its rounded rows. */
+    int64_t open = n_tokens / DSN_KV_BLOCK, end = kv->tail_first + kv->tail_n;
+    if (kv->tail_n > 0 && end > open + 1)
+        dsn_kvcache_tail_window(kv, kv->tail_first < open + 1 ? kv->tail_first : open + 1,
+                                open + 1);
 }
 
 void dsn_kvcache_clear(dsn_kvcache_t *kv)
@@ -293,6 +334,7 @@ void dsn_kvcache_clear(dsn_kvcache_t *kv)
     kv->n_ids = 0;
     kv->n_published = 0;
     drop_blocks(kv, 0);
+    dsn_kvcache_tail_free(kv);
 }
 
 /* ---- prefix cache ---- */
@@ -406,7 +448,9 @@ int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n)
     int bad = 0;
     for (int i = 0; i < n; i++) {
         if (kv[i]->pool != pool || kv[i]->n_published > kv[i]->n_blocks ||
-            kv[i]->length > kv[i]->capacity || kv[i]->capacity != kv[i]->n_blocks * DSN_KV_BLOCK) {
+            kv[i]->length > kv[i]->capacity || kv[i]->capacity != kv[i]->n_blocks * DSN_KV_BLOCK ||
+            kv[i]->tail_n > kv[i]->tail_cap || kv[i]->tail_first < 0 ||
+            (kv[i]->dtype == DSN_KV_F32 && kv[i]->tail_cap != 0)) {
             DSI_ERROR("KV cache %d inconsistent: %lld positions, %lld blocks, %lld published", i,
                       (long long)kv[i]->length, (long long)kv[i]->n_blocks,
                       (long long)kv[i]->n_published);
@@ -429,5 +473,7 @@ int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n)
 
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv)
 {
-    return (uint64_t)kv->n_blocks * dsn_kvpool_block_bytes(kv->n_layers, kv->row, kv->dtype);
+    return (uint64_t)kv->n_blocks * dsn_kvpool_block_bytes(kv->n_layers, kv->row, kv->dtype) +
+           (uint64_t)kv->tail_cap * DSN_KV_BLOCK * (uint64_t)kv->n_layers * (uint64_t)kv->row *
+               sizeof(float);
 }

@@ -14,6 +14,15 @@
  * registered blocks matching its prompt instead of computing those positions
  * (dsn_kvcache_attach_prefix). A registered or shared block is never written: the block holding
  * position `length` is copied (shared) or taken out of the index (only ours) before a write.
+ *
+ * Open tail (bf16 and fp8): rounding is per row, so a block's storage gets each row rounded as it
+ * is written, and the cache keeps an f32 copy of the rows of its open block (the one holding
+ * position `length`; dsn_kvcache_tail.c). A query at position q reads the rows of its own seal
+ * group [q - q % seal, q] as f32 and every earlier row rounded; seal is DSN_KV_BLOCK (tests set
+ * less: dsn_kvpool_test_seal). So a row is exact for the queries of its own block and rounded
+ * for every later one, whatever the batching: a prompt in one chunk or in many, speculative
+ * verification and plain decoding read the same values, and a block taken from the prefix cache
+ * (full, so sealed) holds exactly what a fresh run's later queries read. f32 storage has no tail.
  */
 #ifndef DSN_KVCACHE_H
 #define DSN_KVCACHE_H
@@ -39,6 +48,10 @@ typedef struct {
     int32_t *ids; /* [ids_cap] token ids of positions [0, n_ids) where known */
     int64_t n_ids, ids_cap;
     int64_t n_published; /* leading blocks registered in the pool's prefix index */
+    /* open tail (not for f32 storage): the f32 rows of blocks [tail_first, tail_first + tail_n) */
+    float *tail; /* [tail_cap][n_layers][DSN_KV_BLOCK][row] */
+    int64_t tail_first, tail_n, tail_cap;
+    int seal; /* positions per seal group: DSN_KV_BLOCK (the pool's dsn_kvpool_seal) */
 } dsn_kvcache_t;
 
 /* An empty cache drawing from pool (which it retains). *out: dsn_kvcache_destroy(). */
@@ -52,12 +65,42 @@ void dsn_kvcache_destroy(dsn_kvcache_t *kv);
  * caller decides; the cache is unchanged apart from blocks taken), DSI_ERR_NOMEM.
  */
 dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total);
+/* reserve without touching the open tail's window (a transfer sets it: dsn_kvcache_io.c). */
+dsi_status_t dsn_kvcache_reserve_blocks(dsn_kvcache_t *kv, int64_t n_total);
 /* Blocks that reserve(n_total) would take from the pool now (0 if it fits). */
 int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total);
-/* Store row[0, kv->row) (f32) of slice layer `layer` at position pos (< capacity), converted. */
+/* Store row[0, kv->row) (f32) of slice layer `layer` at position pos (< capacity): rounded into
+ * its block, and as it is into the open tail when its block is in the tail's window. */
 void dsn_kvcache_store(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row);
-/* The stored row at pos as f32 (the value attention sees). */
+/* The stored (rounded) row at pos as f32: the value queries of later seal groups read. */
 void dsn_kvcache_load(const dsn_kvcache_t *kv, int layer, int64_t pos, float *out);
+/* The row at pos as the query at qpos (>= pos) reads it: its f32 copy when pos is in the
+ * query's seal group (and the copy is held), else the rounded row. */
+void dsn_kvcache_load_for(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t qpos,
+                          float *out);
+/* The first position that the query at qpos reads unrounded (qpos + 1 for f32 storage: every
+ * row is exact, there is no tail). */
+int64_t dsn_kvcache_open_from(const dsn_kvcache_t *kv, int64_t qpos);
+/* The f32 copy of the row at pos, or NULL (f32 storage, or its block is not in the window). */
+const float *dsn_kvcache_tail_row(const dsn_kvcache_t *kv, int layer, int64_t pos);
+/* Write only the f32 copy of the row at pos (nothing when its block is not in the window). */
+void dsn_kvcache_tail_put(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row);
+/* The f32 copies of rows [pos, pos + rows) (one block, all in the window) as a matrix. */
+dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t pos,
+                                     int64_t rows);
+/*
+ * The tail's window becomes the blocks [lo, hi): copies of blocks in both windows are kept, a
+ * block new to it that holds written rows gets their rounded values, the rest go. 0, or -1 when
+ * out of memory (logged; the window is unchanged). No-op for f32 storage.
+ */
+int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi);
+/* length = n_total after a batch wrote positions up to it; the tail keeps the open block and
+ * the one before it. */
+void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total);
+/* Frees the tail (an empty window). */
+void dsn_kvcache_tail_free(dsn_kvcache_t *kv);
+/* Bytes of a sequence's tail between batches (two blocks of f32 rows; 0 for f32 storage). */
+uint64_t dsn_kvcache_tail_bytes(int n_layers, int row, dsn_kv_dtype_t dtype);
 /*
  * Block b of layer `layer` as a matrix of `rows` (<= DSN_KV_BLOCK) cache rows for the kernels:
  * F32 or BF16, or F8_E4M3 with scale_inv = `ones` (>= ceil(row / 128) values of 1.0f): the
@@ -105,7 +148,7 @@ int64_t dsn_kvcache_attach_prefix(dsn_kvcache_t *kv, const int32_t *ids, int64_t
  */
 int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n);
 
-/* Bytes of the blocks it holds (shared blocks counted in full). */
+/* Bytes of the blocks it holds (shared blocks counted in full) and of its tail. */
 uint64_t dsn_kvcache_bytes(const dsn_kvcache_t *kv);
 
 /* ---- row conversion (plain scalar: the store path is per token, not per attention step) ---- */

@@ -28,6 +28,16 @@ uint32_t dsn_kvio_chunk_tokens(int n_layers, int row, dsn_kv_dtype_t dtype, size
     return (uint32_t)blocks * DSN_KV_BLOCK;
 }
 
+uint32_t dsn_kvio_open_first(uint32_t total, dsn_kv_dtype_t dtype)
+{
+    return dtype == DSN_KV_F32 ? total : total - total % DSN_KV_BLOCK;
+}
+
+dsn_kv_dtype_t dsn_kvio_record_dtype(dsn_kv_dtype_t dtype, uint32_t first, uint32_t total)
+{
+    return first >= dsn_kvio_open_first(total, dtype) ? DSN_KV_F32 : dtype;
+}
+
 uint64_t dsn_kvio_checksum(const void *data, size_t bytes)
 {
     const uint8_t *p = data;
@@ -58,9 +68,12 @@ dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint
                                     uint32_t n_layers, uint32_t first, uint32_t n_tokens,
                                     uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta)
 {
-    size_t need = dsn_kvio_bytes((int)n_layers, kv->row, kv->dtype, n_tokens);
+    dsn_kv_dtype_t rdt = dsn_kvio_record_dtype(kv->dtype, first, total);
+    size_t need = dsn_kvio_bytes((int)n_layers, kv->row, rdt, n_tokens);
+    uint32_t open = dsn_kvio_open_first(total, kv->dtype);
     if (n_tokens == 0 || first % DSN_KV_BLOCK != 0 || (int64_t)first + n_tokens > kv->length ||
         first + n_tokens > total || cap < need || n_layers == 0 || layer < base ||
+        (first < open && first + n_tokens > open) ||
         (uint64_t)layer - base + n_layers > (uint64_t)kv->n_layers) {
         DSI_ERROR("KV export of positions %u..%u (of %u) of layers %u + %u from a cache holding "
                   "%lld of %d layers from %u, into %zu bytes (%zu needed)",
@@ -69,10 +82,20 @@ dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint
         return DSI_ERR_INVALID_ARG;
     }
     size_t es = (size_t)dsn_kv_dtype_size(kv->dtype), rb = (size_t)kv->row * es;
-    size_t w = dsn_kvio_width(kv->row, kv->dtype);
+    size_t w = dsn_kvio_width(kv->row, rdt);
     uint8_t *out = buf;
     for (uint32_t l = layer - base; l < layer - base + n_layers; l++) {
         for (uint32_t t = 0; t < n_tokens; t++) {
+            if (rdt != kv->dtype) { /* the open block: the f32 copies (rounded where none) */
+                int64_t pos = (int64_t)first + t;
+                const float *f = dsn_kvcache_tail_row(kv, (int)l, pos);
+                if (f != NULL)
+                    memcpy(out, f, w);
+                else
+                    dsn_kvcache_load(kv, (int)l, pos, (float *)(void *)out);
+                out += w;
+                continue;
+            }
             float *scale;
             const uint8_t *src = row_ptr(kv, (int)l, (int64_t)first + t, &scale);
             memcpy(out, src, rb);
@@ -86,7 +109,7 @@ dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint
                                total,
                                n_layers,
                                (uint32_t)kv->row,
-                               (uint32_t)kv->dtype,
+                               (uint32_t)rdt,
                                dsn_kvio_checksum(buf, need),
                                layer};
     return DSI_OK;
@@ -108,14 +131,24 @@ dsi_status_t dsn_kvio_stash_take(const dsn_kvcache_t *kv, uint32_t base, uint32_
                   (long long)kv->length);
         return DSI_ERR_INVALID_ARG;
     }
-    size_t bytes = dsn_kvio_bytes(kv->n_layers, kv->row, kv->dtype, length);
-    st->data = malloc(bytes);
-    if (st->data == NULL)
+    uint32_t open = dsn_kvio_open_first(length, kv->dtype);
+    size_t sealed = dsn_kvio_bytes(kv->n_layers, kv->row, kv->dtype, open);
+    size_t tail = dsn_kvio_bytes(kv->n_layers, kv->row, DSN_KV_F32, length - open);
+    st->data = malloc(sealed > 0 ? sealed : 1);
+    st->tail = tail > 0 ? malloc(tail) : NULL;
+    if (st->data == NULL || (tail > 0 && st->tail == NULL)) {
+        dsn_kvio_stash_free(st);
         return DSI_ERR_NOMEM;
+    }
     dsn_kvio_chunk_t m;
-    /* One "chunk" of everything: positions [0, length) need not end on a block boundary. */
-    dsi_status_t s = dsn_kvio_export_layers(kv, base, base, (uint32_t)kv->n_layers, 0, length,
-                                            length, st->data, bytes, &m);
+    /* One "chunk" of the full blocks and one of the open block (which need not be whole). */
+    dsi_status_t s = DSI_OK;
+    if (open > 0)
+        s = dsn_kvio_export_layers(kv, base, base, (uint32_t)kv->n_layers, 0, open, length,
+                                   st->data, sealed, &m);
+    if (s == DSI_OK && length > open)
+        s = dsn_kvio_export_layers(kv, base, base, (uint32_t)kv->n_layers, open, length - open,
+                                   length, st->tail, tail, &m);
     if (s != DSI_OK) {
         dsn_kvio_stash_free(st);
         return s;
@@ -125,6 +158,7 @@ dsi_status_t dsn_kvio_stash_take(const dsn_kvcache_t *kv, uint32_t base, uint32_
     st->row = (uint32_t)kv->row;
     st->dtype = (uint32_t)kv->dtype;
     st->length = length;
+    st->open = open;
     return DSI_OK;
 }
 
@@ -132,30 +166,37 @@ dsi_status_t dsn_kvio_stash_export(const dsn_kvio_stash_t *st, uint32_t layer, u
                                    uint32_t first, uint32_t n_tokens, uint32_t total, void *buf,
                                    size_t cap, dsn_kvio_chunk_t *meta)
 {
-    dsn_kv_dtype_t dt = (dsn_kv_dtype_t)st->dtype;
+    /* The stash's two parts: full blocks [0, open) as stored, the open block as f32. */
+    int in_tail = first >= st->open;
+    dsn_kv_dtype_t dt = in_tail ? DSN_KV_F32 : (dsn_kv_dtype_t)st->dtype;
+    uint32_t p0 = in_tail ? st->open : 0, plen = in_tail ? st->length - st->open : st->open;
+    const uint8_t *part = in_tail ? st->tail : st->data;
     size_t need = dsn_kvio_bytes((int)n_layers, (int)st->row, dt, n_tokens);
     if (st->data == NULL || n_tokens == 0 || first % DSN_KV_BLOCK != 0 ||
-        (uint64_t)first + n_tokens > st->length || first + n_tokens > total || cap < need ||
-        n_layers == 0 || layer < st->base ||
+        (uint64_t)first + n_tokens > (uint64_t)p0 + plen || first + n_tokens > total ||
+        cap < need || n_layers == 0 || layer < st->base ||
+        dsn_kvio_record_dtype((dsn_kv_dtype_t)st->dtype, first, total) != dt ||
         (uint64_t)layer - st->base + n_layers > (uint64_t)st->n_layers) {
         DSI_ERROR("KV export of positions %u..%u (of %u) of layers %u + %u from a copy holding "
-                  "%u of %u layers from %u, into %zu bytes (%zu needed)",
-                  first, first + n_tokens, total, layer, n_layers, st->length, st->n_layers,
-                  st->base, cap, need);
+                  "%u (%u in full blocks) of %u layers from %u, into %zu bytes (%zu needed)",
+                  first, first + n_tokens, total, layer, n_layers, st->length, st->open,
+                  st->n_layers, st->base, cap, need);
         return DSI_ERR_INVALID_ARG;
     }
     size_t w = dsn_kvio_width((int)st->row, dt), run = (size_t)n_tokens * w;
     uint8_t *out = buf;
     for (uint32_t l = layer - st->base; l < layer - st->base + n_layers; l++, out += run)
-        memcpy(out, st->data + ((size_t)l * st->length + first) * w, run);
+        memcpy(out, part + ((size_t)l * plen + (first - p0)) * w, run);
     *meta = (dsn_kvio_chunk_t){
-        first, n_tokens, total, n_layers, st->row, st->dtype, dsn_kvio_checksum(buf, need), layer};
+        first, n_tokens, total, n_layers, st->row, (uint32_t)dt, dsn_kvio_checksum(buf, need),
+        layer};
     return DSI_OK;
 }
 
 void dsn_kvio_stash_free(dsn_kvio_stash_t *st)
 {
     free(st->data);
+    free(st->tail);
     memset(st, 0, sizeof(*st));
 }
 
@@ -179,11 +220,18 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
                  (long long)blocks, DSN_KV_BLOCK);
         return DSI_ERR_CAPACITY;
     }
-    dsi_status_t st = dsn_kvcache_reserve(kv, total);
+    dsi_status_t st = dsn_kvcache_reserve_blocks(kv, total);
     if (st != DSI_OK) {
         dsn_kvcache_clear(kv);
         snprintf(why, cap, "reserving %u positions: %s", total, dsi_status_message(st));
         return st;
+    }
+    /* Only the open block keeps f32 copies (it arrives as f32 records). */
+    int64_t open = total / DSN_KV_BLOCK;
+    if (dsn_kvcache_tail_window(kv, open, total % DSN_KV_BLOCK != 0 ? open + 1 : open) != 0) {
+        dsn_kvcache_clear(kv);
+        snprintf(why, cap, "out of memory");
+        return DSI_ERR_NOMEM;
     }
     rx->total = total;
     rx->n_blocks = (total + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
@@ -284,7 +332,8 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
     dsn_kv_dtype_t dt = (dsn_kv_dtype_t)m->dtype;
     size_t w = dsn_kvio_width(kv->row, dt), rb = (size_t)kv->row * (size_t)dsn_kv_dtype_size(dt);
     float *tmp = NULL;
-    if (dt != kv->dtype && (tmp = malloc((size_t)kv->row * sizeof(float))) == NULL) {
+    if ((dt != kv->dtype || kv->dtype != DSN_KV_F32) &&
+        (tmp = malloc((size_t)kv->row * sizeof(float))) == NULL) {
         snprintf(why, cap, "out of memory");
         return DSI_ERR_NOMEM;
     }
@@ -293,7 +342,7 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
     for (int l = l0; l < l0 + (int)m->n_layers; l++) {
         for (uint32_t t = 0; t < m->n_tokens; t++, rec += w) {
             int64_t pos = (int64_t)m->first + t;
-            if (tmp != NULL) {
+            if (dt != kv->dtype) {
                 record_to_f32(rec, kv->row, dt, tmp);
                 dsn_kvcache_store(kv, l, pos, tmp);
                 continue;
@@ -303,6 +352,11 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
             memcpy(dst, rec, rb);
             if (dt == DSN_KV_FP8)
                 memcpy(scale, rec + rb, sizeof(float));
+            if (tmp != NULL && dsn_kvcache_tail_row(kv, l, pos) != NULL) {
+                /* A rounded row of the open block (a sender that did not send it as f32). */
+                record_to_f32(rec, kv->row, dt, tmp);
+                dsn_kvcache_tail_put(kv, l, pos, tmp);
+            }
         }
     }
     free(tmp);
@@ -313,7 +367,7 @@ dsi_status_t dsn_kvio_rx_chunk(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, const dsn_k
     }
     rx->received += (uint64_t)m->n_tokens * m->n_layers;
     if (rx->received == (uint64_t)rx->total * (uint64_t)kv->n_layers) {
-        kv->length = rx->total;
+        dsn_kvcache_advance(kv, rx->total);
         *complete = 1;
     }
     return DSI_OK;

@@ -13,6 +13,11 @@
  * bytes travel as they are; a receiver whose pool has another storage type converts them
  * (through f32, as dsn_kvcache_store does). A checksum over the data catches corruption.
  *
+ * The open block of a rounded cache (dsn_kvcache.h, "Open tail"): the positions
+ * [dsn_kvio_open_first(total), total) travel as f32 records (the sender's f32 copies), in chunks
+ * of their own, so that the receiver's tail holds what the sender's did and the sequence goes on
+ * exactly as it would have where it was. Full blocks travel rounded, as stored.
+ *
  * Only the public dsn_kvcache API is used: a receiving cache reserves its blocks, the records
  * are written into them, and its length becomes `total` once every chunk arrived.
  */
@@ -44,13 +49,21 @@ size_t dsn_kvio_bytes(int n_layers, int row, dsn_kv_dtype_t dtype, uint32_t n_to
 /* Positions per chunk (a multiple of DSN_KV_BLOCK) so that a chunk's data stays near
  * `target_bytes` (at least one block). */
 uint32_t dsn_kvio_chunk_tokens(int n_layers, int row, dsn_kv_dtype_t dtype, size_t target_bytes);
+/* The first position of a transfer of `total` positions from a cache of storage dtype that
+ * travels as f32 records: total rounded down to a block for bf16 and fp8, total for f32. */
+uint32_t dsn_kvio_open_first(uint32_t total, dsn_kv_dtype_t dtype);
+/* The storage type of the records of a chunk starting at first: f32 from the open block on,
+ * else dtype. */
+dsn_kv_dtype_t dsn_kvio_record_dtype(dsn_kv_dtype_t dtype, uint32_t first, uint32_t total);
 /* A 64-bit checksum of bytes (word-wise multiply-xor; not cryptographic). */
 uint64_t dsn_kvio_checksum(const void *data, size_t bytes);
 
 /*
  * Writes positions [first, first + n_tokens) of kv (all stored: first + n_tokens <= kv->length,
- * first a multiple of DSN_KV_BLOCK) into buf (cap >= dsn_kvio_bytes) and describes them in *meta
- * (total as given). DSI_ERR_INVALID_ARG (logged) for a range the cache does not hold.
+ * first a multiple of DSN_KV_BLOCK) into buf (cap >= dsn_kvio_bytes of the records' type,
+ * dsn_kvio_record_dtype) and describes them in *meta (total as given). DSI_ERR_INVALID_ARG
+ * (logged) for a range the cache does not hold or one that reaches from full blocks into the
+ * open block (dsn_kvio_open_first).
  */
 dsi_status_t dsn_kvio_export(const dsn_kvcache_t *kv, uint32_t first, uint32_t n_tokens,
                              uint32_t total, void *buf, size_t cap, dsn_kvio_chunk_t *meta);
@@ -64,12 +77,14 @@ dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint
  * A copy of a sequence's rows that outlives its cache: a node whose slice a re-plan replaces
  * keeps the rows of its open sequences so that it can still send them once the new slice is
  * loaded (docs/ELASTICITY.md, "KV moves with its sequence"). The data is one chunk of every
- * layer and all `length` positions.
+ * layer and the positions [0, open) as stored, and one of the open block [open, length) as f32.
  */
 typedef struct {
     uint32_t base, n_layers; /* the model layers [base, base + n_layers) */
     uint32_t row, dtype, length;
-    uint8_t *data; /* dsn_kvio_bytes(n_layers, row, dtype, length) */
+    uint32_t open;  /* dsn_kvio_open_first(length, dtype) */
+    uint8_t *data;  /* dsn_kvio_bytes(n_layers, row, dtype, open) */
+    uint8_t *tail;  /* dsn_kvio_bytes(n_layers, row, f32, length - open); NULL when none */
 } dsn_kvio_stash_t;
 
 /* Copies the `length` (<= kv->length, >= 1) first positions of kv, which holds the model's

@@ -24,6 +24,7 @@ struct dsn_kvpool {
     uint64_t next_serial;
     uint64_t evictions;
     uint64_t hash_mask;      /* bits of the chain hashes kept (tests force collisions) */
+    int seal;                /* positions per seal group of new caches (tests: < DSN_KV_BLOCK) */
     dsn_kvblock_t **buckets; /* [n_buckets] the index, chained through hnext */
     int64_t n_buckets;       /* a power of two, or 0 */
     dsn_kvblock_t *lru_head, *lru_tail;
@@ -83,6 +84,7 @@ dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int6
     p->max_blocks = max_blocks;
     p->prefix_on = 1;
     p->hash_mask = UINT64_MAX;
+    p->seal = DSN_KV_BLOCK;
     *out = p;
     return DSI_OK;
 }
@@ -143,6 +145,19 @@ void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out)
 int dsn_kvpool_layers(const dsn_kvpool_t *p)
 {
     return p->n_layers;
+}
+
+int dsn_kvpool_seal(const dsn_kvpool_t *p)
+{
+    return p->seal;
+}
+
+int dsn_kvpool_test_seal(dsn_kvpool_t *p, int positions)
+{
+    if (positions < 1 || DSN_KV_BLOCK % positions != 0)
+        return -1;
+    p->seal = positions;
+    return 0;
 }
 
 int dsn_kvpool_row(const dsn_kvpool_t *p)

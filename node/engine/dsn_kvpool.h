@@ -88,6 +88,12 @@ void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out);
 int dsn_kvpool_layers(const dsn_kvpool_t *p);
 int dsn_kvpool_row(const dsn_kvpool_t *p);
 dsn_kv_dtype_t dsn_kvpool_dtype(const dsn_kvpool_t *p);
+/* Positions per seal group of the caches drawing from the pool (dsn_kvcache.h, "Open tail"):
+ * DSN_KV_BLOCK. */
+int dsn_kvpool_seal(const dsn_kvpool_t *p);
+/* Tests: caches created from now on seal every `positions` (a divisor of DSN_KV_BLOCK) instead
+ * of every block, so that short sequences cross seal boundaries too. -1 for another value. */
+int dsn_kvpool_test_seal(dsn_kvpool_t *p, int positions);
 /* Bytes of one block: every layer's rows and scales. */
 uint64_t dsn_kvpool_block_bytes(int n_layers, int row, dsn_kv_dtype_t dtype);
 
