@@ -185,6 +185,7 @@ dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t for
     m.shared_experts = shared_w > 0 ? swiglu_bytes(format, h, shared_w) : 0;
     m.expert = swiglu_bytes(format, h, mi);
     m.kv_token_layer = ((uint64_t)cfg->kv_lora_rank + (uint64_t)cfg->qk_rope_head_dim) * 4;
+    m.kv_f32_token_layer = m.kv_token_layer;
 
     uint64_t dense_layers = m.n_layers - m.n_moe_layers;
     uint64_t moe_layer_bytes = m.attn + m.router + m.shared_experts + e * m.expert;
@@ -239,4 +240,12 @@ char *dsc_memory_format_bytes(uint64_t bytes, char *buf, size_t size)
     }
     snprintf(buf, size, "%.1f %s", v, units[u]);
     return buf;
+}
+
+uint64_t dsc_memory_kv_layer(const dsc_memory_t *m, uint64_t kv_tokens, uint64_t kv_token_layer)
+{
+    uint64_t tail = kv_token_layer < m->kv_f32_token_layer
+                        ? (uint64_t)DSC_KV_TAIL_TOKENS * m->kv_f32_token_layer
+                        : 0;
+    return kv_tokens * kv_token_layer + tail;
 }

@@ -61,6 +61,7 @@ typedef struct {
     uint64_t shared_experts; /* one MoE layer: SwiGLU of width n_shared_experts * moe_I */
     uint64_t expert;         /* one routed expert: gate, up [moe_I, H], down [H, moe_I] */
     uint64_t kv_token_layer; /* latent cache per token per layer: (kv_lora + rope) f32 */
+    uint64_t kv_f32_token_layer; /* the same, f32 always (a rounded cache's open tail) */
     uint64_t mtp;         /* all MTP layers (num_nextn_predict_layers), their routed experts
                              included: on the last stage when the plan has dsc_plan_opts_t.mtp */
     uint64_t mtp_experts; /* of which routed experts */
@@ -77,6 +78,15 @@ typedef struct {
  * (non-positive or implausibly large sizes, moe_layer_freq other than 1) gets DSI_ERR_CONFIG
  * with the field named in the log; *out is set only on success.
  */
+/* A sequence's open tail: the f32 rows of its open block (DSN_KV_BLOCK positions) beside a
+ * rounded (bf16 / fp8) cache. */
+#define DSC_KV_TAIL_TOKENS 64
+/*
+ * Bytes per layer of a KV reserve of kv_tokens tokens of kv_token_layer bytes each (one
+ * sequence), with its open tail when the cache is rounded (kv_token_layer below the f32 figure):
+ * DSC_KV_TAIL_TOKENS f32 rows.
+ */
+uint64_t dsc_memory_kv_layer(const dsc_memory_t *m, uint64_t kv_tokens, uint64_t kv_token_layer);
 dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t format,
                                 dsc_memory_t *out);
 

@@ -243,7 +243,7 @@ void dsc_plan_node_usage(const dst_plan_t *plan, uint32_t index, const dsn_confi
         u.n_experts += plan->expert_holders[h] == node->node_id;
     u.experts = (uint64_t)u.n_experts * mem->expert;
     uint64_t kvt = opts->kv_token_layer > 0 ? opts->kv_token_layer : mem->kv_token_layer;
-    u.kv = opts->kv_tokens * kvt * (st->end_layer - st->first_layer);
+    u.kv = dsc_memory_kv_layer(mem, opts->kv_tokens, kvt) * (st->end_layer - st->first_layer);
     u.overhead = opts->overhead;
     u.total = u.weights + u.experts + u.kv + u.mtp + u.overhead;
     *out = u;

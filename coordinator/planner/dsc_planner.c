@@ -63,7 +63,9 @@ uint32_t dsc_planner_moe_layers(const planner_t *p, uint32_t first, uint32_t end
 static uint64_t range_fixed(const planner_t *p, uint32_t s, uint32_t n_stages, uint32_t n_last,
                             uint32_t a, uint32_t b)
 {
-    uint64_t bytes = p->opts->overhead + p->opts->kv_tokens * p->mem.kv_token_layer * (b - a) +
+    uint64_t bytes = p->opts->overhead +
+                     dsc_memory_kv_layer(&p->mem, p->opts->kv_tokens, p->mem.kv_token_layer) *
+                         (b - a) +
                      p->fixed_prefix[b] - p->fixed_prefix[a];
     if (s == 0)
         bytes += p->mem.embed;
@@ -445,7 +447,8 @@ static int explain_total(const planner_t *p, dsc_plan_report_t *rep)
     uint64_t redundant = (uint64_t)p->opts->redundant_experts * p->mem.n_moe_layers;
     uint64_t need =
         p->mem.total_main + redundant * p->mem.expert + dsc_planner_mtp_bytes(&p->mem, p->opts) +
-        p->opts->kv_tokens * p->mem.kv_token_layer * p->n_layers + p->opts->overhead * p->n;
+        dsc_memory_kv_layer(&p->mem, p->opts->kv_tokens, p->mem.kv_token_layer) * p->n_layers +
+        p->opts->overhead * p->n;
     uint64_t have = 0;
     int equal = 1;
     for (uint32_t i = 0; i < p->n; i++) {
@@ -483,7 +486,7 @@ static void explain_node(const planner_t *p, const layout_t *lay, dsc_plan_repor
 {
     uint32_t w = lay->worst, s = lay->stage_of[w];
     uint32_t a = lay->cuts[s], b = lay->cuts[s + 1];
-    uint64_t kv = p->opts->kv_tokens * p->mem.kv_token_layer * (b - a);
+    uint64_t kv = dsc_memory_kv_layer(&p->mem, p->opts->kv_tokens, p->mem.kv_token_layer) * (b - a);
     uint64_t weights = dsc_planner_stage_fixed(p, lay, s) - kv - p->opts->overhead;
     uint64_t experts = (uint64_t)lay->copies[w] * p->mem.expert;
     uint64_t need = weights + kv + p->opts->overhead + experts;

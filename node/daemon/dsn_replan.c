@@ -97,7 +97,14 @@ static int64_t kv_pool_blocks(const dsn_compute_t *c)
     if (c->opts->mem_budget == 0)
         return 0;
     uint64_t used = c->weights->weight_bytes + KV_POOL_OVERHEAD;
-    int64_t b = c->opts->mem_budget > used ? (int64_t)((c->opts->mem_budget - used) / block) : 0;
+    uint64_t room = c->opts->mem_budget > used ? c->opts->mem_budget - used : 0;
+    /* A rounded cache's sequences each keep an f32 copy of their open block beside the pool
+     * (dsn_kvcache.h, "Open tail"): set it aside for every sequence of the context limit that
+     * fits, as the planner counts it. */
+    uint64_t seq = (uint64_t)one_seq * block;
+    uint64_t tail = dsn_kvcache_tail_bytes(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim,
+                                           c->opts->kv_dtype);
+    int64_t b = (int64_t)((double)room * ((double)seq / (double)(seq + tail)) / (double)block);
     return b > one_seq ? b : one_seq;
 }
 

@@ -146,11 +146,9 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
     dsi_status_t st = dsn_kvcache_reserve_blocks(kv, n_total);
     if (st != DSI_OK || kv->dtype == DSN_KV_F32)
         return st;
-    /* The tail reaches from the open block (and the one before it while still held) to the
-     * batch's last block. */
-    int64_t open = kv->length / DSN_KV_BLOCK, hi = blocks_for(n_total);
-    int64_t lo = open - 1 >= kv->tail_first && open - 1 < kv->tail_first + kv->tail_n ? open - 1
-                                                                                       : open;
+    /* The tail reaches from the open block to the batch's last block (the block before the open
+     * one goes: the previous batch can no longer be rolled back). */
+    int64_t open = kv->length / DSN_KV_BLOCK, hi = blocks_for(n_total), lo = open;
     if (hi < open + 1)
         hi = open + 1;
     return dsn_kvcache_tail_window(kv, lo, hi) == 0 ? DSI_OK : DSI_ERR_NOMEM;

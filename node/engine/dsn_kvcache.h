@@ -94,12 +94,13 @@ dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t
  * out of memory (logged; the window is unchanged). No-op for f32 storage.
  */
 int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi);
-/* length = n_total after a batch wrote positions up to it; the tail keeps the open block and
- * the one before it. */
+/* length = n_total after a batch wrote positions up to it; the tail keeps the open block and,
+ * when the batch crossed into it, the one before it (until the next reserve). */
 void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total);
 /* Frees the tail (an empty window). */
 void dsn_kvcache_tail_free(dsn_kvcache_t *kv);
-/* Bytes of a sequence's tail between batches (two blocks of f32 rows; 0 for f32 storage). */
+/* Bytes of a sequence's tail between batches: one block of f32 rows (0 for f32 storage); a
+ * batch of several blocks holds one per block while it runs. */
 uint64_t dsn_kvcache_tail_bytes(int n_layers, int row, dsn_kv_dtype_t dtype);
 /*
  * Block b of layer `layer` as a matrix of `rows` (<= DSN_KV_BLOCK) cache rows for the kernels:

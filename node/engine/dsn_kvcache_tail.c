@@ -4,10 +4,13 @@
  *
  * The window is a range of whole blocks [tail_first, tail_first + tail_n) whose rows have an f32
  * copy, laid out like an f32 block: [block][layer][DSN_KV_BLOCK][row]. Between batches it holds
- * the block of position `length` (the open one) and the block before it (so that a rollback of
- * speculative drafts across a block boundary finds the f32 rows again); during a batch it reaches
- * to the batch's last block. A block that enters the window holding rows already written (a
- * cache forked or truncated into rows whose copies are gone) gets their rounded values.
+ * the block of position `length` (the open one), and after a batch that crossed into a new block
+ * also the block before it, until the next batch starts (so that a rollback of speculative drafts
+ * across the boundary finds the f32 rows again); during a batch it reaches to the batch's last
+ * block. Its memory follows the window (one block most of the time), reallocated only when the
+ * window's size changes: at a block boundary or for a batch of several blocks, never per token.
+ * A block that enters the window holding rows already written (a cache forked or truncated into
+ * rows whose copies are gone) gets their rounded values.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +85,9 @@ int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi)
     /* Keep the rows of the blocks in both windows: move them to their new place first. */
     int64_t k0 = lo > kv->tail_first ? lo : kv->tail_first;
     int64_t k1 = hi < kv->tail_first + kv->tail_n ? hi : kv->tail_first + kv->tail_n;
-    if (n > kv->tail_cap || (kv->tail_cap > 2 && n <= 2)) {
-        /* Grow for a batch; shrink back to two blocks after one that reached further. */
-        int64_t cap = n > 2 ? n : 2;
+    if (n > kv->tail_cap || kv->tail_cap > (n > 1 ? n : 1)) {
+        /* Grow for a batch; shrink back after it. */
+        int64_t cap = n > 1 ? n : 1;
         float *t = malloc((size_t)cap * bf * sizeof(float));
         if (t == NULL) {
             DSI_ERROR("out of memory for the f32 rows of %lld open KV blocks", (long long)n);
@@ -138,5 +141,5 @@ uint64_t dsn_kvcache_tail_bytes(int n_layers, int row, dsn_kv_dtype_t dtype)
 {
     if (dtype == DSN_KV_F32)
         return 0;
-    return 2 * (uint64_t)n_layers * DSN_KV_BLOCK * (uint64_t)row * sizeof(float);
+    return (uint64_t)n_layers * DSN_KV_BLOCK * (uint64_t)row * sizeof(float);
 }
