@@ -33,8 +33,11 @@
 static const struct {
     dsn_kv_dtype_t dt;
     int seal;
-} configs[] = {{DSN_KV_F32, DSN_KV_BLOCK}, {DSN_KV_BF16, DSN_KV_BLOCK}, {DSN_KV_FP8, DSN_KV_BLOCK},
-               {DSN_KV_BF16, 8},           {DSN_KV_FP8, 8}};
+} configs[] = {{DSN_KV_F32, DSN_KV_BLOCK},
+               {DSN_KV_BF16, DSN_KV_BLOCK},
+               {DSN_KV_FP8, DSN_KV_BLOCK},
+               {DSN_KV_BF16, 8},
+               {DSN_KV_FP8, 8}};
 #define N_CONFIGS 5
 
 typedef struct {
@@ -52,9 +55,13 @@ typedef struct {
  */
 static const bound_t bounds[] = {
     {"tiny-v3", {1e-4, 0.032, 0.15, 0.05, 1.1}, {1e-3, 11, 17, 11, 22}, {-1, -1, 62, 63, 45}},
-    {"v2-lite-tiny", {1e-4, 1e-4, 1e-4, 0.009, 0.17}, {1e-3, 1e-3, 1e-3, 0.13, 4.3},
+    {"v2-lite-tiny",
+     {1e-4, 1e-4, 1e-4, 0.009, 0.17},
+     {1e-3, 1e-3, 1e-3, 0.13, 4.3},
      {-1, -1, 36, 35, 34}},
-    {"v2-tiny", {1e-4, 1e-4, 1e-4, 0.018, 0.25}, {1e-3, 1e-3, 1e-3, 0.32, 5.2},
+    {"v2-tiny",
+     {1e-4, 1e-4, 1e-4, 0.018, 0.25},
+     {1e-3, 1e-3, 1e-3, 0.32, 5.2},
      {-1, -1, 36, 36, 35}},
 };
 
@@ -254,7 +261,8 @@ static void run_fixture(const bound_t *bd)
         fflush(stdout);
         double mean = r.sum_err / (double)r.n_err;
         if (!(r.err_ref <= bd->max_err[c] && mean <= bd->mean_err[c]))
-            fprintf(stderr, "%s kv %s sealed every %d: logit error mean %.4g max %.4g, bounds "
+            fprintf(stderr,
+                    "%s kv %s sealed every %d: logit error mean %.4g max %.4g, bounds "
                     "%.4g / %.4g\n",
                     bd->fixture, dsn_kv_dtype_name(d), configs[c].seal, mean, r.err_ref,
                     bd->mean_err[c], bd->max_err[c]);

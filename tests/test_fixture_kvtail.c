@@ -26,8 +26,8 @@
 #include "dsn_engine_impl.h"
 #include "dsn_kvcache_io.h"
 
-#define N     150 /* prompt tokens */
-#define STEPS 8   /* greedy steps after it */
+#define N     150  /* prompt tokens */
+#define STEPS 8    /* greedy steps after it */
 #define TOL   1e-3 /* the same values read in another order of sums */
 /* Batches of other sizes: the projections of a long batch can differ from a short one's in the
  * last bits, which moves a value across a rounding boundary now and then (one bf16 step is 0.4%),

@@ -327,9 +327,9 @@ static void resplit(dsn_kv_dtype_t dt)
         DSI_CHECK_INT_EQ(x.meta.dtype, (uint32_t)dt);
         x = chunk_of(NULL, 0, &st, 0, 2, open, LEN - open);
         DSI_CHECK_INT_EQ(x.meta.dtype, (uint32_t)DSN_KV_F32);
-        DSI_CHECK_INT_EQ(dsn_kvio_rx_chunk(&rc, c, &x.meta, x.data, x.bytes, &complete, why,
-                                           sizeof(why)),
-                         DSI_OK);
+        DSI_CHECK_INT_EQ(
+            dsn_kvio_rx_chunk(&rc, c, &x.meta, x.data, x.bytes, &complete, why, sizeof(why)),
+            DSI_OK);
         free(x.data);
     }
     DSI_CHECK_INT_EQ(complete, 1);

@@ -63,10 +63,10 @@ uint32_t dsc_planner_moe_layers(const planner_t *p, uint32_t first, uint32_t end
 static uint64_t range_fixed(const planner_t *p, uint32_t s, uint32_t n_stages, uint32_t n_last,
                             uint32_t a, uint32_t b)
 {
-    uint64_t bytes = p->opts->overhead +
-                     dsc_memory_kv_layer(&p->mem, p->opts->kv_tokens, p->mem.kv_token_layer) *
-                         (b - a) +
-                     p->fixed_prefix[b] - p->fixed_prefix[a];
+    uint64_t bytes =
+        p->opts->overhead +
+        dsc_memory_kv_layer(&p->mem, p->opts->kv_tokens, p->mem.kv_token_layer) * (b - a) +
+        p->fixed_prefix[b] - p->fixed_prefix[a];
     if (s == 0)
         bytes += p->mem.embed;
     if (s == n_stages - 1)

@@ -86,8 +86,7 @@ const float *dsn_kvcache_tail_row(const dsn_kvcache_t *kv, int layer, int64_t po
 /* Write only the f32 copy of the row at pos (nothing when its block is not in the window). */
 void dsn_kvcache_tail_put(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row);
 /* The f32 copies of rows [pos, pos + rows) (one block, all in the window) as a matrix. */
-dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t pos,
-                                     int64_t rows);
+dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t rows);
 /*
  * The tail's window becomes the blocks [lo, hi): copies of blocks in both windows are kept, a
  * block new to it that holds written rows gets their rounded values, the rest go. 0, or -1 when

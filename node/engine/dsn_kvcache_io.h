@@ -82,9 +82,9 @@ dsi_status_t dsn_kvio_export_layers(const dsn_kvcache_t *kv, uint32_t base, uint
 typedef struct {
     uint32_t base, n_layers; /* the model layers [base, base + n_layers) */
     uint32_t row, dtype, length;
-    uint32_t open;  /* dsn_kvio_open_first(length, dtype) */
-    uint8_t *data;  /* dsn_kvio_bytes(n_layers, row, dtype, open) */
-    uint8_t *tail;  /* dsn_kvio_bytes(n_layers, row, f32, length - open); NULL when none */
+    uint32_t open; /* dsn_kvio_open_first(length, dtype) */
+    uint8_t *data; /* dsn_kvio_bytes(n_layers, row, dtype, open) */
+    uint8_t *tail; /* dsn_kvio_bytes(n_layers, row, f32, length - open); NULL when none */
 } dsn_kvio_stash_t;
 
 /* Copies the `length` (<= kv->length, >= 1) first positions of kv, which holds the model's

@@ -45,8 +45,8 @@ const float *dsn_kvcache_tail_row(const dsn_kvcache_t *kv, int layer, int64_t po
     int64_t b = pos / DSN_KV_BLOCK;
     if (kv->dtype == DSN_KV_F32 || !in_window(kv, b))
         return NULL;
-    return tail_block(kv, b) + ((size_t)layer * DSN_KV_BLOCK + (size_t)(pos % DSN_KV_BLOCK)) *
-                                   (size_t)kv->row;
+    return tail_block(kv, b) +
+           ((size_t)layer * DSN_KV_BLOCK + (size_t)(pos % DSN_KV_BLOCK)) * (size_t)kv->row;
 }
 
 void dsn_kvcache_tail_put(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row)
@@ -56,11 +56,10 @@ void dsn_kvcache_tail_put(dsn_kvcache_t *kv, int layer, int64_t pos, const float
         memcpy(d, row, (size_t)kv->row * sizeof(float));
 }
 
-void dsn_kvcache_load_for(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t qpos,
-                          float *out)
+void dsn_kvcache_load_for(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t qpos, float *out)
 {
-    const float *t = pos >= dsn_kvcache_open_from(kv, qpos) ? dsn_kvcache_tail_row(kv, layer, pos)
-                                                            : NULL;
+    const float *t =
+        pos >= dsn_kvcache_open_from(kv, qpos) ? dsn_kvcache_tail_row(kv, layer, pos) : NULL;
     if (t != NULL)
         memcpy(out, t, (size_t)kv->row * sizeof(float));
     else
@@ -69,8 +68,8 @@ void dsn_kvcache_load_for(const dsn_kvcache_t *kv, int layer, int64_t pos, int64
 
 dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t rows)
 {
-    dsk_matrix_t m = {DSK_DTYPE_F32, rows, kv->row, dsn_kvcache_tail_row(kv, layer, pos), NULL,
-                      DSK_LAYOUT_ROWS};
+    const float *d = dsn_kvcache_tail_row(kv, layer, pos);
+    dsk_matrix_t m = {DSK_DTYPE_F32, rows, kv->row, d, NULL, DSK_LAYOUT_ROWS};
     return m;
 }
 
