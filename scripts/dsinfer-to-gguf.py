@@ -206,7 +206,15 @@ def main():
     if not os.path.isdir(os.path.join(gguf_py, "gguf")):
         die(f"{a.llama_cpp} has no gguf-py/gguf folder: not a llama.cpp checkout")
     sys.path.insert(0, gguf_py)
-    import gguf  # noqa: E402 (from the checkout given)
+    too_old = (f"{a.llama_cpp} is a llama.cpp older than its DeepSeek MLA support (gguf-py's "
+               "GGUFWriter.add_key_length_mla, llama.cpp of April 2025 or later): use a newer checkout")
+    try:
+        import gguf  # noqa: E402 (from the checkout given)
+    except ModuleNotFoundError as e:  # older gguf-py imported sentencepiece at load
+        die(f"cannot import gguf-py from {gguf_py}: {e} (gguf-py of before April 2025 needs "
+            f"sentencepiece); {too_old}")
+    if not hasattr(gguf.GGUFWriter, "add_key_length_mla"):
+        die(too_old)
 
     try:
         with open(os.path.join(a.model, "config.json")) as f:
