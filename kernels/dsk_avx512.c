@@ -116,3 +116,12 @@ void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t
 {
     mm_any(dt, w, r0, r1, x, ldx, n, y, ldy);
 }
+
+void dsk_avx512_matmul_t_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1,
+                                const float *x, int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    if (w->layout != DSK_LAYOUT_ROWS)
+        dsk_matmul_t_ref(w, r0, r1, x, ldx, n, y, ldy);
+    else
+        mmt_any(dt, w, r0, r1, x, ldx, n, y, ldy);
+}

@@ -94,6 +94,38 @@ static void test_one_hot(const dsk_ops_t *levels, int n_levels)
     }
 }
 
+/*
+ * The byte table's one-token matmul_t runs the F16C route's f32 operations in the same order, so
+ * its outputs are the same bits: levels[twin[l]] is levels[l] with the F16C route.
+ */
+static void test_fp8_table_t_bits(const dsk_ops_t *levels, const int *twin, int n_levels)
+{
+    static const int64_t shapes[][2] = {{130, 257}, {256, 512}, {37, 300}, {9, 1}, {70, 2048}};
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        test_matrix_t tm;
+        matrix_make(&tm, DSK_DTYPE_F8_E4M3, shapes[s][0], shapes[s][1]);
+        const int64_t rows = shapes[s][0], cols = shapes[s][1];
+        float *x = dsi_test_random_floats(rows);
+        float *y0 = dsi_test_random_floats(cols);
+        float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
+        for (int l = 0; l < n_levels; l++) {
+            if (twin[l] < 0)
+                continue;
+            const int64_t r0 = rows > 2 ? 1 : 0;
+            memcpy(a, y0, (size_t)cols * sizeof(float));
+            memcpy(b, y0, (size_t)cols * sizeof(float));
+            levels[l].matmul_t[DSK_DTYPE_F8_E4M3](&tm.m, r0, rows, x, rows, 1, a, cols);
+            levels[twin[l]].matmul_t[DSK_DTYPE_F8_E4M3](&tm.m, r0, rows, x, rows, 1, b, cols);
+            DSI_CHECK(memcmp(a, b, (size_t)cols * sizeof(float)) == 0);
+        }
+        free(x);
+        free(y0);
+        free(a);
+        free(b);
+        matrix_free(&tm);
+    }
+}
+
 static int bench(void)
 {
     dsk_ops_t ops;
@@ -143,13 +175,15 @@ int main(int argc, char **argv)
     }
     /* where the AVX-512 fp8 decode takes the byte table, its F16C route too (option fp8=f16c) */
     const int n_default = n_levels;
+    int twin[DSK_LEVEL_COUNT]; /* the F16C twin of a level with the byte table, or -1 */
     dsk_set_options(NULL, "f16c", NULL);
     for (int l = 0; l < n_default; l++) {
+        twin[l] = -1;
         if (!levels[l].fp8_table)
             continue;
         dsk_ops_init(&levels[n_levels], levels[l].level);
         DSI_CHECK_INT_EQ(levels[n_levels].fp8_table, 0);
-        n_levels++;
+        twin[l] = n_levels++;
     }
     dsk_set_options(NULL, NULL, NULL);
     printf("levels tested: %d (cpu: %s%s; %d with the fp8 byte table, tested also without)\n",
@@ -163,6 +197,7 @@ int main(int argc, char **argv)
     static const int64_t ns[] = {1, 2, 3, 4, 5, 8, 9, 12, 16, 17, 25, 31, 33, 63, 64, 65};
     dsi_test_seed(42);
     test_one_hot(levels, n_levels);
+    test_fp8_table_t_bits(levels, twin, n_default);
     for (int dt = 0; dt <= DSK_DTYPE_F8_E4M3; dt++) { /* the checkpoint dtypes */
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
             test_matrix_t tm;

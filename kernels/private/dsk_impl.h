@@ -28,6 +28,13 @@ void dsk_ops_fill_avx512_bf16(dsk_ops_t *ops);
 #define DSK_FP8_TABLE_N_MAX 1
 void dsk_avx512_fp8_table_matmul(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                                  int64_t ldx, int64_t n, float *y, int64_t ldy);
+/*
+ * matmul_t's contract for F8_E4M3 at any n: the byte table for one token (row by row, 256 columns
+ * a pass), dsk_avx512_matmul_t_f32act at every other n. The same bits as the F16C route's
+ * one-token matmul_t. dsk_ops_fill_avx512_vbmi puts it in the fp8 matmul_t slot.
+ */
+void dsk_avx512_fp8_table_matmul_t(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                                   int64_t ldx, int64_t n, float *y, int64_t ldy);
 void dsk_ops_fill_avx512_vbmi(dsk_ops_t *ops);
 /*
  * The f32-activation matmul of a SIMD level, any dtype (dt) and n: the int8-activation slots
@@ -37,6 +44,9 @@ void dsk_avx2_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r
                             int64_t ldx, int64_t n, float *y, int64_t ldy);
 void dsk_avx512_matmul_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
                               int64_t ldx, int64_t n, float *y, int64_t ldy);
+/* The matmul_t of the AVX-512 level (f32 activations), any dtype and n. */
+void dsk_avx512_matmul_t_f32act(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1,
+                                const float *x, int64_t ldx, int64_t n, float *y, int64_t ldy);
 
 /*
  * dsk_act8_quantize with AVX2 (dsk_avx2_act8.c): the same q, scale and sum bits, 7-10x as fast
