@@ -181,10 +181,11 @@ static void check_fork(void)
     dsn_kvpool_release(pool);
 }
 
+/* Rows only (f32 storage has no open tail; a tail's blocks: test_unit_kvtail). */
 static void check_limit(void)
 {
     dsn_kvpool_t *pool;
-    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW, DSN_KV_BF16, 4, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW, DSN_KV_F32, 4, &pool), DSI_OK);
     dsn_kvcache_t *a, *b;
     DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 10000, &a), DSI_OK);
     DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 10000, &b), DSI_OK);
@@ -227,18 +228,51 @@ static int64_t distinct_blocks(dsn_kvcache_t **kv, int n)
     return count;
 }
 
-static void check_random(void)
+/* Blocks charged to the live caches' open tails. */
+static int64_t tail_blocks(dsn_kvpool_t *pool, dsn_kvcache_t **kv, int n)
 {
-    enum { N = 12, STEPS = 3000, LIMIT = 16 };
+    int64_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += kv[i] != NULL ? dsn_kvpool_tail_blocks(pool, kv[i]->tail_cap) : 0;
+    return t;
+}
+
+/* A batch of positions [length, to) as the engine writes it: reserve, store, advance. Whether
+ * it succeeded is exactly whether the blocks it needs were free or cached (admission's rule). */
+static dsi_status_t random_batch(dsn_kvpool_t *pool, dsn_kvcache_t *k, int64_t to, int *violations)
+{
+    static const float row[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(pool, &st);
+    int fits = dsn_kvcache_blocks_needed(k, to) <= st.free + st.cached;
+    dsi_status_t rc = dsn_kvcache_reserve(k, to);
+    *violations += fits != (rc == DSI_OK) || (rc != DSI_OK && rc != DSI_ERR_CAPACITY);
+    if (rc != DSI_OK)
+        return rc;
+    for (int l = 0; l < 2; l++)
+        for (int64_t p = k->length; p < to; p++)
+            dsn_kvcache_store(k, l, p, row);
+    dsn_kvcache_advance(k, to);
+    return DSI_OK;
+}
+
+/*
+ * Random sequences of one pool with a limit: open, grow in batches across block boundaries,
+ * speculate and roll back, fork, preempt, finish. After every step, free + used + cached =
+ * total, used is the distinct blocks of the tables plus the tails' blocks, the blocks with memory
+ * and the tails' stay within the limit, and every reference count matches the tables.
+ */
+static void check_random(dsn_kv_dtype_t dt)
+{
+    enum { N = 12, STEPS = 3000, LIMIT = 24 };
     dsn_kvpool_t *pool;
-    DSI_CHECK_INT_EQ(dsn_kvpool_create(2, 8, DSN_KV_FP8, LIMIT, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(2, 8, dt, LIMIT, &pool), DSI_OK);
     dsn_kvcache_t *kv[N] = {0};
     unsigned seed = 12345;
     int violations = 0, capacity_hits = 0;
-    float row[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     for (int step = 0; step < STEPS; step++) {
         seed = seed * 1103515245u + 12345u;
-        int i = (int)((seed >> 8) % N), op = (int)((seed >> 20) % 5);
+        int i = (int)((seed >> 8) % N), op = (int)((seed >> 20) % 7);
         if (kv[i] == NULL) {
             if (dsn_kvcache_create(pool, 2000, &kv[i]) != DSI_OK)
                 violations++;
@@ -249,16 +283,7 @@ static void check_random(void)
             int64_t to = k->length + 1 + (int64_t)((seed >> 4) % 150);
             if (to > 2000)
                 to = 2000;
-            dsi_status_t st = dsn_kvcache_reserve(k, to);
-            if (st == DSI_OK) {
-                for (int l = 0; l < 2; l++)
-                    for (int64_t p = k->length; p < to; p++)
-                        dsn_kvcache_store(k, l, p, row);
-                k->length = to;
-            } else {
-                capacity_hits += st == DSI_ERR_CAPACITY;
-                violations += st != DSI_ERR_CAPACITY;
-            }
+            capacity_hits += random_batch(pool, k, to, &violations) == DSI_ERR_CAPACITY;
         } else if (op == 2) { /* fork another's prefix */
             int j = (int)((seed >> 12) % N);
             if (kv[j] != NULL && j != i) {
@@ -270,14 +295,29 @@ static void check_random(void)
             int64_t n = k->length > 0 ? (int64_t)((seed >> 5) % (uint64_t)(k->length + 1)) : 0;
             dsn_kvcache_truncate(k, n);
             violations += k->length != n;
+        } else if (op == 4) { /* speculate 1 + 1..5 drafts, keep 1..all of them */
+            int64_t from = k->length, d = 2 + (int64_t)((seed >> 4) % 5);
+            if (from + d <= 2000 && random_batch(pool, k, from + d, &violations) == DSI_OK)
+                dsn_kvcache_truncate(k, from + 1 + (int64_t)((seed >> 11) % (uint64_t)d));
+        } else if (op == 5) { /* preempt */
+            dsn_kvcache_clear(k);
+            violations += k->n_blocks != 0 || k->tail_cap != 0;
         } else { /* finish */
             dsn_kvcache_destroy(k);
             kv[i] = NULL;
         }
         dsn_kvpool_stats_t st;
         dsn_kvpool_stats(pool, &st);
-        violations += st.used + st.free != st.total || st.total != LIMIT ||
-                      st.used != distinct_blocks(kv, N);
+        violations += st.used + st.free + st.cached != st.total || st.total != LIMIT ||
+                      st.used != distinct_blocks(kv, N) + tail_blocks(pool, kv, N) ||
+                      st.tail != tail_blocks(pool, kv, N) || st.allocated + st.tail > LIMIT ||
+                      (dt == DSN_KV_F32 && st.tail != 0);
+        dsn_kvcache_t *live[N];
+        int n_live = 0;
+        for (int j = 0; j < N; j++)
+            if (kv[j] != NULL)
+                live[n_live++] = kv[j];
+        violations += dsn_kvcache_check(pool, live, n_live) != 0;
     }
     for (int i = 0; i < N; i++)
         dsn_kvcache_destroy(kv[i]);
@@ -293,6 +333,7 @@ int main(void)
         check_rounding((dsn_kv_dtype_t)d);
     check_fork();
     check_limit();
-    check_random();
+    for (int d = 0; d < DSN_KV_DTYPE_COUNT; d++)
+        check_random((dsn_kv_dtype_t)d);
     return dsi_test_finish();
 }

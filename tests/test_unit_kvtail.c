@@ -7,7 +7,9 @@
  * right after a batch that crossed a boundary); a rollback across the boundary finds the f32 rows
  * again (a truncation two blocks back reads that block rounded); a fork takes the open block's
  * f32 rows; the pool's accounting is consistent. An f32 cache
- * has no tail and reads every row as stored.
+ * has no tail and reads every row as stored. The tail is charged to the pool in blocks: a pool
+ * too small for another tail refuses it with DSI_ERR_CAPACITY, as admission predicts, and its
+ * memory comes out of the pool's.
  */
 #include <string.h>
 
@@ -111,12 +113,75 @@ static void grow(dsn_kv_dtype_t dt, int seal)
     dsn_kvcache_destroy(fork);
 }
 
+/* The blocks charged for one f32 block of rows: its bytes rounded up to the pool's blocks. */
+static int64_t tail_k(dsn_kv_dtype_t dt)
+{
+    if (dt == DSN_KV_F32)
+        return 0;
+    uint64_t f = dsn_kvpool_block_bytes(LAYERS, ROW, DSN_KV_F32);
+    uint64_t b = dsn_kvpool_block_bytes(LAYERS, ROW, dt);
+    return (int64_t)((f + b - 1) / b);
+}
+
+static void check_pool(dsn_kvpool_t *pool, int64_t used, int64_t tail)
+{
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(pool, &st);
+    DSI_CHECK_INT_EQ(st.used, used);
+    DSI_CHECK_INT_EQ(st.tail, tail);
+    DSI_CHECK_INT_EQ(st.used + st.free + st.cached, st.total);
+    DSI_CHECK(st.allocated + st.tail <= st.total);
+}
+
+/* A pool with room for a's rows and tail and one block more: b's first token needs a block and
+ * a tail, which admission sees does not fit; reserve refuses it (DSI_ERR_CAPACITY) until a is
+ * preempted, then b fits. */
+static void tail_limit(dsn_kv_dtype_t dt)
+{
+    int64_t k = tail_k(dt);
+    DSI_CHECK_INT_EQ(k, dt == DSN_KV_BF16 ? 2 : dt == DSN_KV_FP8 ? 3 : 0);
+    dsn_kvpool_t *pool;
+    dsn_kvcache_t *a, *b;
+    DSI_CHECK_INT_EQ(dsn_kvpool_create(LAYERS, ROW, dt, 2 + k, &pool), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &a), DSI_OK);
+    DSI_CHECK_INT_EQ(dsn_kvcache_create(pool, 4096, &b), DSI_OK);
+    dsn_kvpool_release(pool);
+    /* Every block's memory made, then freed: a tail's bytes take the place of free blocks'. */
+    DSI_CHECK_INT_EQ(dsn_kvcache_reserve_blocks(a, (2 + k) * DSN_KV_BLOCK), DSI_OK);
+    dsn_kvcache_clear(a);
+    check_pool(pool, 0, 0);
+    DSI_CHECK_INT_EQ(dsn_kvcache_blocks_needed(a, 10), 1 + k);
+    batch(a, 10);
+    check_pool(pool, 1 + k, k);
+    DSI_CHECK_INT_EQ(dsn_kvcache_blocks_needed(b, 1), 1 + k);
+    dsn_kvpool_stats_t st;
+    dsn_kvpool_stats(pool, &st);
+    if (dt != DSN_KV_F32) {
+        DSI_CHECK(dsn_kvcache_blocks_needed(b, 1) > st.free + st.cached); /* admission waits */
+        DSI_CHECK_INT_EQ(dsn_kvcache_reserve(b, 1), DSI_ERR_CAPACITY);
+        DSI_CHECK_INT_EQ(b->tail_cap, 0);
+        /* a cannot cross into a new block (a row and a second f32 block): preempted */
+        DSI_CHECK(dsn_kvcache_blocks_needed(a, DSN_KV_BLOCK + 1) > st.free + st.cached);
+        dsn_kvcache_t *both[2] = {a, b};
+        DSI_CHECK_INT_EQ(dsn_kvcache_check(pool, both, 2), 0);
+        dsn_kvcache_clear(a);
+        check_pool(pool, b->n_blocks, 0);
+    } else {
+        dsn_kvcache_clear(a);
+    }
+    batch(b, 1);
+    check_pool(pool, 1 + k, k);
+    dsn_kvcache_destroy(a);
+    dsn_kvcache_destroy(b);
+}
+
 int main(void)
 {
     static const dsn_kv_dtype_t dts[] = {DSN_KV_F32, DSN_KV_BF16, DSN_KV_FP8};
     for (int d = 0; d < 3; d++) {
         grow(dts[d], DSN_KV_BLOCK);
         grow(dts[d], 8);
+        tail_limit(dts[d]);
     }
     /* A seal that does not divide a block is refused. */
     dsn_kvpool_t *pool;

@@ -78,7 +78,7 @@ static int tail_shared(const dsn_kvcache_t *kv)
     return b < kv->n_blocks && kv->blocks[b]->refs > 1;
 }
 
-int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total)
+int64_t dsn_kvcache_row_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total)
 {
     int64_t need = blocks_for(n_total) - kv->n_blocks;
     if (need < 0)
@@ -86,6 +86,21 @@ int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total)
     if (n_total > kv->length && tail_shared(kv))
         need++;
     return need;
+}
+
+int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total)
+{
+    int64_t need = dsn_kvcache_row_blocks_needed(kv, n_total);
+    if (kv->dtype == DSN_KV_F32)
+        return need;
+    /* reserve's window: the open block to the batch's last */
+    int64_t open = kv->length / DSN_KV_BLOCK, hi = blocks_for(n_total);
+    return need + dsn_kvcache_tail_needed(kv, (hi > open + 1 ? hi : open + 1) - open);
+}
+
+int64_t dsn_kvcache_pool_blocks(const dsn_kvcache_t *kv)
+{
+    return kv->n_blocks + dsn_kvpool_tail_blocks(kv->pool, kv->tail_cap);
 }
 
 static size_t block_data_bytes(const dsn_kvcache_t *kv)
@@ -151,7 +166,7 @@ dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total)
     int64_t open = kv->length / DSN_KV_BLOCK, hi = blocks_for(n_total), lo = open;
     if (hi < open + 1)
         hi = open + 1;
-    return dsn_kvcache_tail_window(kv, lo, hi) == 0 ? DSI_OK : DSI_ERR_NOMEM;
+    return dsn_kvcache_tail_window(kv, lo, hi);
 }
 
 float dsn_kv_row_to_fp8(const float *x, int n, uint8_t *q)
@@ -292,10 +307,11 @@ dsi_status_t dsn_kvcache_copy_prefix(dsn_kvcache_t *dst, const dsn_kvcache_t *sr
     /* The open block's f32 rows: src's where it holds them, else the rounded ones. */
     int64_t open = n_tokens / DSN_KV_BLOCK;
     if (dst->dtype != DSN_KV_F32 && n_tokens % DSN_KV_BLOCK != 0) {
-        if (dsn_kvcache_tail_window(dst, open, open + 1) != 0) {
+        st = dsn_kvcache_tail_window(dst, open, open + 1);
+        if (st != DSI_OK) {
             drop_blocks(dst, 0);
             dst->length = 0;
-            return DSI_ERR_NOMEM;
+            return st;
         }
         for (int l = 0; l < dst->n_layers; l++)
             for (int64_t pos = open * DSN_KV_BLOCK; pos < n_tokens; pos++) {
@@ -465,6 +481,16 @@ int dsn_kvcache_check(dsn_kvpool_t *pool, dsn_kvcache_t *const *kv, int n)
     qsort(h.held, h.n, sizeof(*h.held), cmp_ptr);
     if (dsn_kvpool_check(pool, held_count, &h) != 0)
         bad = 1;
+    int64_t tails = 0;
+    for (int i = 0; i < n; i++)
+        tails += dsn_kvpool_tail_blocks(pool, kv[i]->tail_cap);
+    dsn_kvpool_stats_t ps;
+    dsn_kvpool_stats(pool, &ps);
+    if (tails != ps.tail) {
+        DSI_ERROR("KV pool: the caches' tails hold %lld blocks, the pool counts %lld",
+                  (long long)tails, (long long)ps.tail);
+        bad = 1;
+    }
     free(h.held);
     return bad ? -1 : 0;
 }

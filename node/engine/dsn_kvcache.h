@@ -67,8 +67,16 @@ void dsn_kvcache_destroy(dsn_kvcache_t *kv);
 dsi_status_t dsn_kvcache_reserve(dsn_kvcache_t *kv, int64_t n_total);
 /* reserve without touching the open tail's window (a transfer sets it: dsn_kvcache_io.c). */
 dsi_status_t dsn_kvcache_reserve_blocks(dsn_kvcache_t *kv, int64_t n_total);
-/* Blocks that reserve(n_total) would take from the pool now (0 if it fits). */
+/* Blocks that reserve(n_total) would take from the pool now (0 if it fits): rows, and the
+ * blocks charged for the open tail's growth (dsn_kvpool.h, "Open tails"). */
 int64_t dsn_kvcache_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total);
+/* Of those, the rows' blocks only (what reserve_blocks takes). */
+int64_t dsn_kvcache_row_blocks_needed(const dsn_kvcache_t *kv, int64_t n_total);
+/* Blocks the pool would charge to grow the tail to a window of n f32 blocks (0 if it fits or
+ * for f32 storage). */
+int64_t dsn_kvcache_tail_needed(const dsn_kvcache_t *kv, int64_t n);
+/* Blocks of the pool the cache holds: its table's and its tail's. */
+int64_t dsn_kvcache_pool_blocks(const dsn_kvcache_t *kv);
 /* Store row[0, kv->row) (f32) of slice layer `layer` at position pos (< capacity): rounded into
  * its block, and as it is into the open tail when its block is in the tail's window. */
 void dsn_kvcache_store(dsn_kvcache_t *kv, int layer, int64_t pos, const float *row);
@@ -89,14 +97,16 @@ void dsn_kvcache_tail_put(dsn_kvcache_t *kv, int layer, int64_t pos, const float
 dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t pos, int64_t rows);
 /*
  * The tail's window becomes the blocks [lo, hi): copies of blocks in both windows are kept, a
- * block new to it that holds written rows gets their rounded values, the rest go. 0, or -1 when
- * out of memory (logged; the window is unchanged). No-op for f32 storage.
+ * block new to it that holds written rows gets their rounded values, the rest go. Its memory is
+ * charged to the pool in blocks. DSI_OK; DSI_ERR_CAPACITY when the pool has no room for the
+ * growth (not logged) or DSI_ERR_NOMEM (logged): the window is then unchanged. No-op for f32
+ * storage.
  */
-int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi);
+dsi_status_t dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi);
 /* length = n_total after a batch wrote positions up to it; the tail keeps the open block and,
  * when the batch crossed into it, the one before it (until the next reserve). */
 void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total);
-/* Frees the tail (an empty window). */
+/* Frees the tail (an empty window) and gives the pool its blocks back. */
 void dsn_kvcache_tail_free(dsn_kvcache_t *kv);
 /* Bytes of a sequence's tail between batches: one block of f32 rows (0 for f32 storage); a
  * batch of several blocks holds one per block while it runs. */

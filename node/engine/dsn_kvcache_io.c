@@ -214,7 +214,7 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
                  (long long)kv->max_tokens);
         return DSI_ERR_CAPACITY;
     }
-    int64_t blocks = dsn_kvcache_blocks_needed(kv, total);
+    int64_t blocks = dsn_kvcache_row_blocks_needed(kv, total) + dsn_kvcache_tail_needed(kv, 1);
     if (!dsn_kvpool_can_alloc(kv->pool, blocks)) {
         snprintf(why, cap, "the KV pool has no room for %lld blocks of %d positions",
                  (long long)blocks, DSN_KV_BLOCK);
@@ -228,10 +228,11 @@ dsi_status_t dsn_kvio_rx_start(dsn_kvio_rx_t *rx, dsn_kvcache_t *kv, uint32_t to
     }
     /* Only the open block keeps f32 copies (it arrives as f32 records). */
     int64_t open = total / DSN_KV_BLOCK;
-    if (dsn_kvcache_tail_window(kv, open, total % DSN_KV_BLOCK != 0 ? open + 1 : open) != 0) {
+    st = dsn_kvcache_tail_window(kv, open, total % DSN_KV_BLOCK != 0 ? open + 1 : open);
+    if (st != DSI_OK) {
         dsn_kvcache_clear(kv);
-        snprintf(why, cap, "out of memory");
-        return DSI_ERR_NOMEM;
+        snprintf(why, cap, "the open block's f32 rows: %s", dsi_status_message(st));
+        return st;
     }
     rx->total = total;
     rx->n_blocks = (total + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;

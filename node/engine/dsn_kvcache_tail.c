@@ -10,7 +10,8 @@
  * block. Its memory follows the window (one block most of the time), reallocated only when the
  * window's size changes: at a block boundary or for a batch of several blocks, never per token.
  * A block that enters the window holding rows already written (a cache forked or truncated into
- * rows whose copies are gone) gets their rounded values.
+ * rows whose copies are gone) gets their rounded values. The pool is charged for the memory in
+ * blocks (dsn_kvpool_tail_take) before it is allocated, and given them back when it goes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -73,10 +74,16 @@ dsk_matrix_t dsn_kvcache_tail_matrix(const dsn_kvcache_t *kv, int layer, int64_t
     return m;
 }
 
-int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi)
+int64_t dsn_kvcache_tail_needed(const dsn_kvcache_t *kv, int64_t n)
+{
+    int64_t cap = n > 1 ? n : 1;
+    return cap > kv->tail_cap ? dsn_kvpool_tail_blocks(kv->pool, cap - kv->tail_cap) : 0;
+}
+
+dsi_status_t dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi)
 {
     if (kv->dtype == DSN_KV_F32)
-        return 0;
+        return DSI_OK;
     if (hi < lo)
         hi = lo;
     size_t bf = tail_block_floats(kv);
@@ -85,17 +92,24 @@ int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi)
     int64_t k0 = lo > kv->tail_first ? lo : kv->tail_first;
     int64_t k1 = hi < kv->tail_first + kv->tail_n ? hi : kv->tail_first + kv->tail_n;
     if (n > kv->tail_cap || kv->tail_cap > (n > 1 ? n : 1)) {
-        /* Grow for a batch; shrink back after it. */
+        /* Grow for a batch; shrink back after it. The pool is charged for the bytes first. */
         int64_t cap = n > 1 ? n : 1;
+        int64_t grow = dsn_kvcache_tail_needed(kv, n);
+        dsi_status_t st = dsn_kvpool_tail_take(kv->pool, grow);
+        if (st != DSI_OK)
+            return st;
         float *t = malloc((size_t)cap * bf * sizeof(float));
         if (t == NULL) {
+            dsn_kvpool_tail_put(kv->pool, grow);
             DSI_ERROR("out of memory for the f32 rows of %lld open KV blocks", (long long)n);
-            return -1;
+            return DSI_ERR_NOMEM;
         }
         if (k0 < k1)
             memcpy(t + (size_t)(k0 - lo) * bf, tail_block(kv, k0),
                    (size_t)(k1 - k0) * bf * sizeof(float));
         free(kv->tail);
+        if (cap < kv->tail_cap)
+            dsn_kvpool_tail_put(kv->pool, dsn_kvpool_tail_blocks(kv->pool, kv->tail_cap - cap));
         kv->tail = t;
         kv->tail_cap = cap;
     } else if (k0 < k1 && k0 != lo) {
@@ -113,7 +127,7 @@ int dsn_kvcache_tail_window(dsn_kvcache_t *kv, int64_t lo, int64_t hi)
             for (int64_t pos = b * DSN_KV_BLOCK; pos < end; pos++)
                 dsn_kvcache_load(kv, l, pos, (float *)dsn_kvcache_tail_row(kv, l, pos));
     }
-    return 0;
+    return DSI_OK;
 }
 
 void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total)
@@ -124,7 +138,7 @@ void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total)
     int64_t hi = open + 1 < kv->tail_first + kv->tail_n ? open + 1 : kv->tail_first + kv->tail_n;
     if (lo < kv->tail_first)
         lo = kv->tail_first;
-    /* Only narrows (no block enters): never fails. */
+    /* Only narrows (no block enters, nothing charged): never fails. */
     if (kv->tail_n > 0)
         dsn_kvcache_tail_window(kv, lo, hi > lo ? hi : lo);
 }
@@ -132,6 +146,7 @@ void dsn_kvcache_advance(dsn_kvcache_t *kv, int64_t n_total)
 void dsn_kvcache_tail_free(dsn_kvcache_t *kv)
 {
     free(kv->tail);
+    dsn_kvpool_tail_put(kv->pool, dsn_kvpool_tail_blocks(kv->pool, kv->tail_cap));
     kv->tail = NULL;
     kv->tail_first = kv->tail_n = kv->tail_cap = 0;
 }

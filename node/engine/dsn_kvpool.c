@@ -13,6 +13,8 @@ struct dsn_kvpool {
     dsn_kv_dtype_t dtype;
     int64_t max_blocks; /* 0: no limit */
     int64_t used, allocated, shared;
+    int64_t tail;   /* of used: blocks charged to the f32 open tails of the caches */
+    int64_t tail_k; /* blocks charged per f32 block of a tail (0 for f32 storage) */
     dsn_kvblock_t *free_list;
     dsn_kvblock_t **all; /* every allocated block, for the final free */
     int64_t all_cap;
@@ -85,6 +87,9 @@ dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int6
     p->prefix_on = 1;
     p->hash_mask = UINT64_MAX;
     p->seal = DSN_KV_BLOCK;
+    uint64_t bb = dsn_kvpool_block_bytes(n_layers, row, dtype);
+    uint64_t fb = dsn_kvpool_block_bytes(n_layers, row, DSN_KV_F32);
+    p->tail_k = dtype == DSN_KV_F32 || bb == 0 ? 0 : (int64_t)((fb + bb - 1) / bb);
     *out = p;
     return DSI_OK;
 }
@@ -127,7 +132,7 @@ void dsn_kvpool_set_max_blocks(dsn_kvpool_t *p, int64_t max_blocks)
 void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out)
 {
     pthread_mutex_lock(&p->mu);
-    out->total = p->max_blocks > 0 ? p->max_blocks : p->allocated;
+    out->total = p->max_blocks > 0 ? p->max_blocks : p->allocated + p->tail;
     if (out->total < p->used)
         out->total = p->used; /* a limit lowered below what is in use */
     out->used = p->used;
@@ -137,6 +142,7 @@ void dsn_kvpool_stats(dsn_kvpool_t *p, dsn_kvpool_stats_t *out)
         out->free = 0;
     out->evictions = p->evictions;
     out->allocated = p->allocated;
+    out->tail = p->tail;
     out->shared = p->shared;
     out->block_bytes = dsn_kvpool_block_bytes(p->n_layers, p->row, p->dtype);
     pthread_mutex_unlock(&p->mu);
@@ -204,8 +210,23 @@ static dsn_kvblock_t *block_new(dsn_kvpool_t *p)
         free(b);
         return NULL;
     }
+    b->slot = p->allocated;
     p->all[p->allocated++] = b;
     return b;
+}
+
+/* Give a free-list block's memory back to the system (mutex held). */
+static void block_drop_free(dsn_kvpool_t *p)
+{
+    dsn_kvblock_t *b = p->free_list;
+    p->free_list = b->next;
+    dsn_kvblock_t *last = p->all[--p->allocated];
+    p->all[b->slot] = last;
+    last->slot = b->slot;
+    free(b->data);
+    free(b->scales);
+    free(b->ids);
+    free(b);
 }
 
 /* ---- the prefix index and the LRU list of cached blocks (mutex held) ---- */
@@ -375,6 +396,55 @@ void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b)
     pthread_mutex_unlock(&p->mu);
 }
 
+int64_t dsn_kvpool_tail_blocks(const dsn_kvpool_t *p, int64_t n)
+{
+    return n * p->tail_k;
+}
+
+dsi_status_t dsn_kvpool_tail_take(dsn_kvpool_t *p, int64_t n)
+{
+    if (n <= 0)
+        return DSI_OK;
+    pthread_mutex_lock(&p->mu);
+    dsi_status_t st = DSI_OK;
+    if (p->max_blocks > 0 && p->used + n > p->max_blocks) {
+        st = DSI_ERR_CAPACITY;
+    } else if (p->max_blocks > 0) {
+        /* The bytes come out of the pool: cached blocks make room, and blocks' memory beyond
+         * what the limit leaves goes back to the system. */
+        while (p->used + p->cached + n > p->max_blocks && p->cached > 0) {
+            dsn_kvblock_t *b = evict(p);
+            b->next = p->free_list;
+            p->free_list = b;
+        }
+        while (p->allocated + p->tail + n > p->max_blocks && p->free_list != NULL)
+            block_drop_free(p);
+    }
+    if (st == DSI_OK) {
+        p->used += n;
+        p->tail += n;
+        if (p->used > p->peak_used)
+            p->peak_used = p->used;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+void dsn_kvpool_tail_put(dsn_kvpool_t *p, int64_t n)
+{
+    if (n <= 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (n > p->tail) {
+        pthread_mutex_unlock(&p->mu);
+        DSI_ERROR("KV pool: more tail blocks released than taken");
+        abort();
+    }
+    p->used -= n;
+    p->tail -= n;
+    pthread_mutex_unlock(&p->mu);
+}
+
 void dsn_kvpool_set_prefix_cache(dsn_kvpool_t *p, int on)
 {
     pthread_mutex_lock(&p->mu);
@@ -527,7 +597,11 @@ int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kv
             n_idx++;
         }
     }
-    CHECK(used == p->used, "%lld blocks used, counter %lld", (long long)used, (long long)p->used);
+    CHECK(used + p->tail == p->used, "%lld blocks used and %lld by tails, counter %lld",
+          (long long)used, (long long)p->tail, (long long)p->used);
+    for (int64_t i = 0; i < p->allocated; i++)
+        CHECK(p->all[i]->slot == i, "block %lld thinks it is at %lld", (long long)i,
+              (long long)p->all[i]->slot);
     CHECK(shared == p->shared, "%lld blocks shared, counter %lld", (long long)shared,
           (long long)p->shared);
     CHECK(cached == p->cached && n_lru == cached,
@@ -540,7 +614,8 @@ int dsn_kvpool_check(dsn_kvpool_t *p, int (*expect_refs)(void *ctx, const dsn_kv
           "%lld blocks registered, %lld in the index, counter %lld", (long long)registered,
           (long long)n_idx, (long long)p->n_registered);
     CHECK(used + cached + freed == p->allocated, "used + cached + free != allocated");
-    CHECK(p->max_blocks == 0 || p->allocated <= p->max_blocks || p->allocated <= p->peak_used,
+    CHECK(p->max_blocks == 0 || p->allocated + p->tail <= p->max_blocks ||
+              p->allocated + p->tail <= p->peak_used,
           "%lld blocks allocated beyond the limit of %lld", (long long)p->allocated,
           (long long)p->max_blocks);
     pthread_mutex_unlock(&p->mu);

@@ -22,6 +22,15 @@
  * list; an allocation that finds no free block (the limit reached, or without a limit when the
  * cached blocks outnumber the most ever in use at once) evicts the least recently released one.
  * Every block is exactly one of: used (refs > 0), cached (refs 0, registered) or free.
+ *
+ * Open tails: a cache of rounded storage (bf16, fp8) keeps f32 copies of its open block's rows
+ * (dsn_kvcache.h, "Open tail"). Their bytes are charged to the pool in blocks: a tail of n f32
+ * blocks takes dsn_kvpool_tail_blocks(n) blocks (2 per f32 block for bf16, 4 for fp8: the
+ * f32 bytes rounded up to whole blocks), counted as used while it is held
+ * (dsn_kvpool_tail_take / _put). With a limit the memory comes out of the pool's: a tail takes
+ * cached blocks' room first, and free blocks' memory goes back to the system so that the blocks
+ * with memory plus the tails' blocks never exceed max_blocks. So free + used + cached = total
+ * describes all of the KV memory, tails included.
  */
 #ifndef DSN_KVPOOL_H
 #define DSN_KVPOOL_H
@@ -52,6 +61,7 @@ typedef struct dsn_kvblock {
     float *scales;             /* fp8: [n_layers][DSN_KV_BLOCK] row scales; else NULL */
     int refs;                  /* caches holding it; 0 while free or cached */
     struct dsn_kvblock *next;  /* free list */
+    int64_t slot;              /* its index in the pool's list of blocks with memory */
     /* prefix cache (guarded by the pool's mutex) */
     int registered;            /* in the prefix index (its ids and key are valid) */
     uint64_t serial;           /* unique per registration (never 0) */
@@ -66,11 +76,12 @@ typedef struct dsn_kvpool dsn_kvpool_t;
 
 /* Counters of a pool (one consistent snapshot). */
 typedef struct {
-    int64_t total;     /* max_blocks, or (no limit) the blocks allocated so far */
-    int64_t used;      /* blocks held by at least one cache */
+    int64_t total;     /* max_blocks, or (no limit) the blocks allocated so far and the tails' */
+    int64_t used;      /* blocks held by at least one cache, and the tails' blocks */
     int64_t cached;    /* blocks held by none but kept for the prefix cache (evictable) */
     int64_t free;      /* total - used - cached */
-    int64_t allocated; /* blocks that have memory (used + on the free list) */
+    int64_t allocated; /* blocks that have memory (held + cached + on the free list) */
+    int64_t tail;      /* of used: blocks charged to open tails (their memory is the tails') */
     int64_t shared;    /* used blocks held by more than one cache */
     uint64_t block_bytes;
     uint64_t evictions; /* cached blocks reused for something else */
@@ -105,6 +116,13 @@ void dsn_kvpool_share(dsn_kvpool_t *p, dsn_kvblock_t *b);
 void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b);
 /* Whether n more blocks can be allocated now (cached blocks count as available: evictable). */
 int dsn_kvpool_can_alloc(dsn_kvpool_t *p, int64_t n);
+/* Blocks charged for a tail of n f32 blocks (0 for f32 storage). */
+int64_t dsn_kvpool_tail_blocks(const dsn_kvpool_t *p, int64_t n);
+/* Charge n blocks to a tail (used += n): DSI_ERR_CAPACITY (not logged) when the limit has no
+ * room for them even after evicting cached blocks. The caller then allocates the bytes. */
+dsi_status_t dsn_kvpool_tail_take(dsn_kvpool_t *p, int64_t n);
+/* Return n blocks charged by dsn_kvpool_tail_take (after freeing their bytes). */
+void dsn_kvpool_tail_put(dsn_kvpool_t *p, int64_t n);
 
 /* ---- prefix cache ---- */
 /* On (the default) or off: off drops every cached block to the free list, and register and
