@@ -77,8 +77,9 @@ static dsi_status_t load_counts_create(dsn_compute_t *c, const dst_plan_t *p)
 
 /*
  * Blocks of the node's KV pool: --kv-pool, else the memory budget less the slice's weights and
- * KV_POOL_OVERHEAD, and never fewer than one sequence of the context limit needs (what the
- * planner reserved). 0 (no limit) when neither is known.
+ * KV_POOL_OVERHEAD, and never fewer than one sequence of the context limit needs with its open
+ * tail (what the planner reserved). The open tails are charged to the pool, not set aside. 0 (no
+ * limit) when neither is known.
  */
 static int64_t kv_pool_blocks(const dsn_compute_t *c)
 {
@@ -90,6 +91,11 @@ static int64_t kv_pool_blocks(const dsn_compute_t *c)
         return 0;
     int64_t ctx = c->opts->max_context > 0 ? c->opts->max_context : cfg->max_position_embeddings;
     int64_t one_seq = (ctx + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
+    if (c->opts->kv_dtype != DSN_KV_F32) { /* and its open tail (dsn_kvpool.h, "Open tails") */
+        uint64_t f32 =
+            dsn_kvpool_block_bytes(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim, DSN_KV_F32);
+        one_seq += (int64_t)((f32 + block - 1) / block);
+    }
     if (c->opts->kv_pool_bytes > 0) {
         int64_t b = (int64_t)(c->opts->kv_pool_bytes / block);
         return b > 0 ? b : 1;
@@ -97,14 +103,9 @@ static int64_t kv_pool_blocks(const dsn_compute_t *c)
     if (c->opts->mem_budget == 0)
         return 0;
     uint64_t used = c->weights->weight_bytes + KV_POOL_OVERHEAD;
-    uint64_t room = c->opts->mem_budget > used ? c->opts->mem_budget - used : 0;
-    /* A rounded cache's sequences each keep an f32 copy of their open block beside the pool
-     * (dsn_kvcache.h, "Open tail"): set it aside for every sequence of the context limit that
-     * fits, as the planner counts it. */
-    uint64_t seq = (uint64_t)one_seq * block;
-    uint64_t tail = dsn_kvcache_tail_bytes(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim,
-                                           c->opts->kv_dtype);
-    int64_t b = (int64_t)((double)room * ((double)seq / (double)(seq + tail)) / (double)block);
+    /* A rounded cache's open tails are charged to the pool in blocks (dsn_kvpool.h, "Open
+     * tails"): the pool is all the room there is. */
+    int64_t b = c->opts->mem_budget > used ? (int64_t)((c->opts->mem_budget - used) / block) : 0;
     return b > one_seq ? b : one_seq;
 }
 

@@ -562,7 +562,7 @@ static int exceeds_pool(const dsn_compute_t *c, const dsn_seq_t *s)
         return 0; /* no limit */
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(p, &st);
-    return s->kv->n_blocks + need > st.total;
+    return dsn_kvcache_pool_blocks(s->kv) + need > st.total;
 }
 
 /* s needs more blocks than the whole pool has: it ends with an error (not a preemption, which
@@ -591,6 +591,21 @@ static int64_t pool_free(const dsn_compute_t *c)
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(p, &st);
     return st.free + st.cached;
+}
+
+/* The longest prefill chunk of at most k tokens whose rows and open tail take at most avail
+ * blocks (0: not even one token). */
+static int chunk_that_fits(const dsn_kvcache_t *kv, int k, int64_t avail)
+{
+    int lo = 0, hi = k; /* lo fits, hi + 1 does not */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (dsn_kvcache_blocks_needed(kv, kv->length + mid) <= avail)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 /* Whether s will speculate at the last stage of a plan of several (its positions are then
@@ -685,10 +700,9 @@ int dsn_stage_schedule(dsn_compute_t *c)
                     continue;
                 }
                 if (need > avail) {
-                    int64_t room = s->kv->capacity - s->kv->length + avail * DSN_KV_BLOCK;
-                    if (room <= 0 || dsn_kvcache_blocks_needed(s->kv, s->kv->length + 1) > avail)
+                    k = chunk_that_fits(s->kv, k, avail);
+                    if (k == 0)
                         continue;
-                    k = room < k ? (int)room : k;
                     need = dsn_kvcache_blocks_needed(s->kv, s->kv->length + k);
                 }
                 avail -= need;
