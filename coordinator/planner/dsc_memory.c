@@ -244,8 +244,10 @@ char *dsc_memory_format_bytes(uint64_t bytes, char *buf, size_t size)
 
 uint64_t dsc_memory_kv_layer(const dsc_memory_t *m, uint64_t kv_tokens, uint64_t kv_token_layer)
 {
+    /* charged to the pool in whole blocks of the cache's type */
     uint64_t tail = kv_token_layer < m->kv_f32_token_layer
-                        ? (uint64_t)DSC_KV_TAIL_TOKENS * m->kv_f32_token_layer
+                        ? (m->kv_f32_token_layer + kv_token_layer - 1) / kv_token_layer *
+                              DSC_KV_TAIL_TOKENS * kv_token_layer
                         : 0;
     return kv_tokens * kv_token_layer + tail;
 }

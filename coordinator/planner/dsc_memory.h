@@ -84,7 +84,8 @@ typedef struct {
 /*
  * Bytes per layer of a KV reserve of kv_tokens tokens of kv_token_layer bytes each (one
  * sequence), with its open tail when the cache is rounded (kv_token_layer below the f32 figure):
- * DSC_KV_TAIL_TOKENS f32 rows.
+ * DSC_KV_TAIL_TOKENS f32 rows, rounded up to whole blocks of the cache's type as a node's pool
+ * charges them (2 blocks for bf16, 4 for fp8).
  */
 uint64_t dsc_memory_kv_layer(const dsc_memory_t *m, uint64_t kv_tokens, uint64_t kv_token_layer);
 dsi_status_t dsc_memory_compute(const dsn_config_t *cfg, dsc_weight_format_t format,
