@@ -59,10 +59,10 @@
       DSI_P_NODES | DSI_P_PLAN, 0, \
       "re-quantize the projections at load (auto: as stored)") \
     X(KV_POOL, "kv-pool", SIZE, "auto", 0, 1.8e19, "SIZE", DSI_P_NODES, DSI_SF_AUTO, \
-      "memory of each node's latent-KV block pool, shared by its sequences (auto: --mem less the " \
-      "node's weights and 64 MiB, less the f32 open block each --max-context sequence that fits " \
-      "keeps with bf16 and fp8, and at least one --max-context sequence); a sequence that " \
-      "cannot grow in a full pool is preempted and prefilled again later") \
+      "memory of each node's latent-KV block pool, shared by its sequences, the f32 open block " \
+      "each bf16 or fp8 sequence keeps included (auto: --mem less the node's weights and 64 MiB, " \
+      "and at least one --max-context sequence with its open block); a sequence that cannot " \
+      "grow in a full pool is preempted and prefilled again later") \
     X(KV_DTYPE, "kv-dtype", ENUM, "bf16", 0, 0, "bf16|f32|fp8", \
       DSI_P_NODES | DSI_P_PLAN | DSI_P_COORD, 0, \
       "storage of the latent KV cache: bf16 (half of f32), f32 (exact), fp8 (e4m3 with one f32 " \
