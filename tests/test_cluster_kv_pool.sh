@@ -115,8 +115,10 @@ for i in range(3):
     assert b["usage"]["completion_tokens"] == 100, b
 print("bf16: three concurrent answers of 100 tokens")
 PY
-# A request longer than the whole pool (4 blocks = 256 tokens, within --max-context 512) fails
-# with a clear error instead of waiting forever: HTTP 400 naming the KV pool.
+# A request longer than the whole pool (4 blocks: 256 tokens, or 128 with the 2 blocks a bf16
+# sequence's open f32 rows take; within --max-context 512) fails with a clear error instead of
+# waiting forever: HTTP 400 naming the KV pool. (The three requests above, 2 blocks of rows and 2
+# of f32 rows each, ran one at a time: admission waited or preempted, none failed.)
 code=$(curl -sS -m 120 -o "$TMP/long.json" -w '%{http_code}' -H 'Content-Type: application/json' \
     -d '{"model":"tiny-v3","prompt":"Hi","max_tokens":300,"temperature":0,"ignore_eos":true}' \
     "$URL/v1/completions")

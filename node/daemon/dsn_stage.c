@@ -572,7 +572,8 @@ static void fail_too_long(dsn_compute_t *c, dsn_seq_t *s)
     dsn_kvpool_stats_t st;
     dsn_kvpool_stats(dsn_engine_kvpool(c->engine), &st);
     DSI_ERROR("sequence %llu needs more than the %lld blocks of %d tokens of this node's KV pool "
-              "(at %lld tokens): raise --kv-pool or --mem; the request ends with an error",
+              "(at %lld tokens; its open block's f32 rows take blocks too with bf16 and fp8): "
+              "raise --kv-pool or --mem; the request ends with an error",
               (unsigned long long)s->id, (long long)st.total, DSN_KV_BLOCK,
               (long long)s->kv->length);
     dsn_kvcache_clear(s->kv);
