@@ -93,7 +93,7 @@ static void expanded_slot(void *arg, int64_t s0, int64_t s1)
                 int64_t qb = m - t0 < DSN_MLA_QB ? m - t0 : DSN_MLA_QB;
                 if (f0 < len && g + a->kv->seal - (a->pos0 + t0) < qb)
                     qb = g + a->kv->seal - (a->pos0 + t0);
-                int64_t reach = a->pos0 + t0 + qb; /* positions the block's last query sees */
+                int64_t reach = a->pos0 + t0 + qb;  /* positions the block's last query sees */
                 int64_t gr = g < reach ? g : reach; /* rounded keys [0, gr), f32 [gr, reach) */
                 const float *qt = s->q + t0 * d.heads * d.qk + h * d.qk;
                 ops->matmul[DSK_DTYPE_F32](&km, 0, gr, qt, d.heads * d.qk, qb, S, len);

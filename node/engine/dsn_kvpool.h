@@ -57,11 +57,11 @@ dsi_status_t dsn_kv_dtype_parse(const char *s, dsn_kv_dtype_t *out);
 int dsn_kv_dtype_size(dsn_kv_dtype_t dt);
 
 typedef struct dsn_kvblock {
-    uint8_t *data;             /* [n_layers][DSN_KV_BLOCK][row] values */
-    float *scales;             /* fp8: [n_layers][DSN_KV_BLOCK] row scales; else NULL */
-    int refs;                  /* caches holding it; 0 while free or cached */
-    struct dsn_kvblock *next;  /* free list */
-    int64_t slot;              /* its index in the pool's list of blocks with memory */
+    uint8_t *data;            /* [n_layers][DSN_KV_BLOCK][row] values */
+    float *scales;            /* fp8: [n_layers][DSN_KV_BLOCK] row scales; else NULL */
+    int refs;                 /* caches holding it; 0 while free or cached */
+    struct dsn_kvblock *next; /* free list */
+    int64_t slot;             /* its index in the pool's list of blocks with memory */
     /* prefix cache (guarded by the pool's mutex) */
     int registered;            /* in the prefix index (its ids and key are valid) */
     uint64_t serial;           /* unique per registration (never 0) */

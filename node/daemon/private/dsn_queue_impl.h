@@ -43,10 +43,10 @@ typedef struct dsn_task {
     dst_wire_hdr_t hdr; /* WIRE */
     void *payload;      /* WIRE: a pool buffer (dsn_queue_buf_get), owned */
     size_t bytes;
-    dst_msg_t *plan;  /* RELOAD, PREPARE: a copy of the PLAN for the compute thread */
-    uint64_t epoch;   /* RELOAD .. RELEASE */
-    uint32_t node_id; /* RELOAD: this node's id */
-    uint64_t gen;     /* the loop's restart count when queued: older ones are stale */
+    dst_msg_t *plan;   /* RELOAD, PREPARE: a copy of the PLAN for the compute thread */
+    uint64_t epoch;    /* RELOAD .. RELEASE */
+    uint32_t node_id;  /* RELOAD: this node's id */
+    uint64_t gen;      /* the loop's restart count when queued: older ones are stale */
     uint64_t since_ns; /* a deferred KV chunk: when it was first deferred */
 } dsn_task_t;
 
@@ -84,10 +84,10 @@ typedef struct dsn_out {
     /* LOAD: (token, slot) pairs routed to each expert of the stage's MoE layers in a window */
     uint32_t *counts; /* [load_layers, load_experts], owned (malloc) */
     uint32_t load_first, load_layers, load_experts;
-    uint64_t epoch; /* LOAD, READY, SWITCHED, FAILED */
-    uint64_t kv_bytes;           /* KV_DONE: bytes received */
-    uint32_t session;            /* the queue's session when emitted (dsn_queue_emit) */
-    char text[DSN_OUT_TEXT];     /* KV_DONE: why it failed */
+    uint64_t epoch;          /* LOAD, READY, SWITCHED, FAILED */
+    uint64_t kv_bytes;       /* KV_DONE: bytes received */
+    uint32_t session;        /* the queue's session when emitted (dsn_queue_emit) */
+    char text[DSN_OUT_TEXT]; /* KV_DONE: why it failed */
 } dsn_out_t;
 
 /* Payload buffers come in power-of-two classes from 4 KiB (class 0) to 2^(12 + 27) bytes. */
@@ -99,10 +99,10 @@ typedef struct {
     uv_async_t *wake;    /* the loop thread's: the outbox has records */
     dsi_list_t tasks;    /* dsn_task_t, FIFO */
     dsi_list_t outbox;   /* dsn_out_t, FIFO */
-    uint32_t session;    /* coordinator losses the compute thread has seen (dsn_queue_new_session) */
+    uint32_t session; /* coordinator losses the compute thread has seen (dsn_queue_new_session) */
     dsi_list_t free_tasks, free_outs;
     dsi_list_t free_bufs[DSN_BUF_CLASSES];
-    uint64_t misses; /* records or buffers allocated because a pool was empty */
+    uint64_t misses;     /* records or buffers allocated because a pool was empty */
     dst_msg_spec_t spec; /* speculative decoding since the last HEARTBEAT (compute -> loop) */
     int has_spec;
 } dsn_queue_t;
