@@ -208,6 +208,131 @@ static void bf_token_groups(const dsk_matrix_t *w, int64_t r0, int64_t r1, const
     }
 }
 
+/* ---- tokens in lanes: bf16 weights, LT_MIN..TB_MAX tokens ---- */
+
+/*
+ * x as pairs with the tokens in the lanes: for a block of nt <= 64 tokens in V = ceil(nt / 16)
+ * vectors, xp[((i * V + v) * XPARTS + p) * 16 + l] holds part p of token 16v + l at the columns
+ * c0 + 2i and c0 + 2i + 1 (low, high half; zero past kc and for tokens >= nt). A stored row's
+ * pair (one dword) broadcast against it feeds 16 tokens: the weights need no packing and each is
+ * read once per chunk of columns, whatever nt.
+ */
+#define LT_MIN   16     /* fewest tokens of the lanes path */
+#define LT_MAX   32     /* tokens per block of it */
+#define LT_DW    32768  /* dwords of xp per chunk: 128 KiB, with every part */
+static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
+                    uint32_t *xp)
+{
+    _Alignas(64) uint16_t row[XPARTS * (LT_DW / 16 * 2)];
+    const int64_t kp = (kc + 1) / 2, ldr = XPARTS * round32(kc);
+    memset(xp, 0, (size_t)(kp * V * XPARTS * 16) * sizeof(uint32_t));
+    for (int64_t t = 0; t < nt; t++) {
+        x_round(x + t * ldx, ldx, 1, c0, kc, row, ldr);
+        uint32_t *dst = xp + (t / 16) * XPARTS * 16 + (t % 16);
+        for (int p = 0; p < XPARTS; p++) {
+            const uint32_t *src = (const uint32_t *)(row + XPART(ldr, p));
+            for (int64_t i = 0; i < kp; i++)
+                dst[(i * V * XPARTS + p) * 16] = src[i];
+        }
+    }
+}
+
+/*
+ * R rows (rs apart) x V vectors of 16 tokens over kc columns from c0 of the stored rows: for each
+ * pair of columns, one dword broadcast per row and XPARTS x vectors per token vector. Sums of
+ * row i and token t go to y[t * ldy + i * rs] (added when add), tokens < nt only.
+ */
+DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, int64_t rs,
+                        const uint32_t *xp, const int V, int64_t nt, int64_t c0, int64_t kc,
+                        float *y, int64_t ldy, int add)
+{
+    __m512 acc[24][4];
+    _Pragma("GCC unroll 32")
+    for (int i = 0; i < R; i++)
+        _Pragma("GCC unroll 32")
+        for (int v = 0; v < V; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    const uint16_t *w0 = w + r * K + c0;
+    const int64_t ws = rs * K, kp = kc / 2;
+    int64_t i = 0;
+    for (; i < kp; i++) {
+        __m512i xv[4][XPARTS];
+        _Pragma("GCC unroll 32")
+        for (int v = 0; v < V; v++)
+            _Pragma("GCC unroll 32")
+            for (int p = 0; p < XPARTS; p++)
+                xv[v][p] = _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16);
+        _Pragma("GCC unroll 32")
+        for (int j = 0; j < R; j++) {
+            int32_t pair;
+            memcpy(&pair, w0 + j * ws + 2 * i, sizeof pair);
+            const __m512i b = _mm512_set1_epi32(pair);
+            _Pragma("GCC unroll 32")
+            for (int v = 0; v < V; v++)
+                _Pragma("GCC unroll 32")
+                for (int p = 0; p < XPARTS; p++)
+                    acc[j][v] = dp(acc[j][v], b, xv[v][p]);
+        }
+    }
+    if (kc & 1) { /* the last column alone: its partner is not read (x is zero there) */
+        _Pragma("GCC unroll 32")
+        for (int j = 0; j < R; j++) {
+            const __m512i b = _mm512_set1_epi32(w0[j * ws + 2 * i]);
+            _Pragma("GCC unroll 32")
+            for (int v = 0; v < V; v++)
+                _Pragma("GCC unroll 32")
+                for (int p = 0; p < XPARTS; p++)
+                    acc[j][v] = dp(acc[j][v], b,
+                                   _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16));
+        }
+    }
+    _Pragma("GCC unroll 32")
+    for (int j = 0; j < R; j++)
+        _Pragma("GCC unroll 32")
+        for (int v = 0; v < V; v++) {
+            _Alignas(64) float s[16];
+            _mm512_store_ps(s, acc[j][v]);
+            const int64_t nl = min64(16, nt - 16 * v);
+            for (int64_t l = 0; l < nl; l++) {
+                float *o = y + (16 * v + l) * ldy + j * rs;
+                *o = add ? *o + s[l] : s[l];
+            }
+        }
+}
+
+/* Rows per lanes tile of V token vectors: R * V accumulators + V * XPARTS x + 1 broadcast. */
+#define LT_R(V) ((V) == 1 ? 12 : 24 / (V) < (31 - (V) * XPARTS) / (V) ? 24 / (V) : (31 - (V) * XPARTS) / (V))
+#define DEF_LT_ROWS(V)                                                                            \
+    static void lt_rows_##V(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint32_t *xp,    \
+                            int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add)   \
+    {                                                                                             \
+        const uint16_t *wd = w->data;                                                             \
+        DSK_ROW_TILES(r0, r1, LT_R(V), dsk_tile_row_stride(2 * w->cols),                          \
+                      lt_tile(wd, w->cols, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,             \
+                              y + (tile_r - r0), ldy, add));                                      \
+    }
+DEF_LT_ROWS(1)
+DEF_LT_ROWS(2)
+DEF_LT_ROWS(3)
+DEF_LT_ROWS(4)
+typedef void (*lt_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint32_t *xp,
+                           int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add);
+static const lt_rows_fn lt_rows[5] = {NULL, lt_rows_1, lt_rows_2, lt_rows_3, lt_rows_4};
+
+/* bf16 weights, nt <= TB_MAX tokens of x (from x, ldx) into y: column chunks of LT_DW dwords. */
+static void bf_lanes(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
+                     int64_t nt, float *y, int64_t ldy)
+{
+    _Alignas(64) uint32_t xp[LT_DW];
+    const int V = (int)((nt + 15) / 16);
+    const int64_t K = w->cols, kcx = LT_DW / (V * XPARTS * 16) * 2;
+    for (int64_t c0 = 0; c0 < K; c0 += kcx) {
+        const int64_t kc = min64(kcx, K - c0);
+        x_lanes(x, ldx, nt, c0, kc, V, xp);
+        lt_rows[V](w, r0, r1, xp, nt, c0, kc, y, ldy, c0 > 0);
+    }
+}
+
 /* ---- packed panels for many tokens ---- */
 
 /*
@@ -429,6 +554,11 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
     if (K == 0) {
         for (int64_t t = 0; t < n; t++)
             memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
+        return;
+    }
+    if (w->dtype == DSK_DTYPE_BF16 && n >= LT_MIN && n <= TB_MAX) {
+        for (int64_t t0 = 0; t0 < n; t0 += LT_MAX)
+            bf_lanes(w, r0, r1, x + t0 * ldx, ldx, min64(LT_MAX, n - t0), y + t0 * ldy, ldy);
         return;
     }
     _Alignas(64) uint16_t xb[XB_ELEMS];
