@@ -208,6 +208,43 @@ static void bf_token_groups(const dsk_matrix_t *w, int64_t r0, int64_t r1, const
     }
 }
 
+/*
+ * 32 e4m3 codes -> bf16 of their value / 256, exactly: a normal code (exponent field e >= 1)
+ * becomes exponent e + 120 - 8 with the same 3 mantissa bits (one shift and one add); the 8
+ * subnormal magnitudes m * 2^-17 come from a table. The NaN codes, which weights never hold,
+ * become 480 / 256.
+ */
+DSK_INLINE __m512i fp8_to_bf16_32(const uint8_t *p)
+{
+    const __m512i sub_tbl =
+        _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                         0x3860, 0x3840, 0x3820, 0x3800, 0x37c0, 0x3780, 0x3700, 0);
+    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
+    const __m512i sign =
+        _mm512_and_si512(_mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000));
+    const __m512i norm = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(112 << 7));
+    const __m512i sub = _mm512_permutexvar_epi16(mag, sub_tbl);
+    const __mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
+    return _mm512_or_si512(_mm512_mask_blend_epi16(is_sub, norm, sub), sign);
+}
+
+/* Row r of an fp8 matrix, columns [c, c + k), as bf16 of value / 256 into out (k <= KC_FP8). */
+static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k, uint16_t *out)
+{
+    const uint8_t *src = (const uint8_t *)w->data + r * w->cols + c;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32)
+        _mm512_storeu_si512(out + i, fp8_to_bf16_32(src + i));
+    if (i < k) {
+        _Alignas(64) uint8_t tmp[32] = {0};
+        _Alignas(64) uint16_t conv[32];
+        memcpy(tmp, src + i, (size_t)(k - i));
+        _mm512_store_si512(conv, fp8_to_bf16_32(tmp));
+        memcpy(out + i, conv, (size_t)(k - i) * sizeof(uint16_t));
+    }
+}
+
 /* ---- tokens in lanes: bf16 weights, LT_MIN..TB_MAX tokens ---- */
 
 /*
@@ -300,6 +337,76 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
         }
 }
 
+/*
+ * The same for fp8 weights: each 128-column slice of the R rows is converted to bf16 (value /
+ * 256, exact) into a staging buffer, and its sums go into f32 totals times the row's block scale
+ * (times 256), so the scale applies per 128x128 block as in the scalar model. c0 is a multiple
+ * of 128.
+ */
+#define LT8_R(V) (12 / (V))
+DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64_t rs,
+                            const uint32_t *xp, const int V, int64_t nt, int64_t c0, int64_t kc,
+                            float *y, int64_t ldy, int add)
+{
+    _Alignas(64) uint16_t st[12][KC_FP8 + 32];
+    __m512 tot[12][4];
+    _Pragma("GCC unroll 32")
+    for (int j = 0; j < R; j++)
+        _Pragma("GCC unroll 32")
+        for (int v = 0; v < V; v++)
+            tot[j][v] = _mm512_setzero_ps();
+    for (int64_t s0 = 0; s0 < kc; s0 += KC_FP8) {
+        const int64_t ks = min64(KC_FP8, kc - s0), kp = (ks + 1) / 2;
+        for (int j = 0; j < R; j++) {
+            fp8_row_bf16(w, r + j * rs, c0 + s0, ks, st[j]);
+            st[j][ks] = 0; /* an odd slice's last partner: x is zero there */
+        }
+        __m512 acc[12][4];
+        _Pragma("GCC unroll 32")
+        for (int j = 0; j < R; j++)
+            _Pragma("GCC unroll 32")
+            for (int v = 0; v < V; v++)
+                acc[j][v] = _mm512_setzero_ps();
+        const uint32_t *xs = xp + (s0 / 2) * V * XPARTS * 16;
+        for (int64_t i = 0; i < kp; i++) {
+            __m512i xv[4][XPARTS];
+            _Pragma("GCC unroll 32")
+            for (int v = 0; v < V; v++)
+                _Pragma("GCC unroll 32")
+                for (int p = 0; p < XPARTS; p++)
+                    xv[v][p] = _mm512_load_si512(xs + ((i * V + v) * XPARTS + p) * 16);
+            _Pragma("GCC unroll 32")
+            for (int j = 0; j < R; j++) {
+                int32_t pair;
+                memcpy(&pair, st[j] + 2 * i, sizeof pair);
+                const __m512i b = _mm512_set1_epi32(pair);
+                _Pragma("GCC unroll 32")
+                for (int v = 0; v < V; v++)
+                    _Pragma("GCC unroll 32")
+                    for (int p = 0; p < XPARTS; p++)
+                        acc[j][v] = dp(acc[j][v], b, xv[v][p]);
+            }
+        }
+        _Pragma("GCC unroll 32")
+        for (int j = 0; j < R; j++) {
+            const __m512 sc = _mm512_set1_ps(dsk_block_scale(w, r + j * rs, c0 + s0) * 256.0f);
+            _Pragma("GCC unroll 32")
+            for (int v = 0; v < V; v++)
+                tot[j][v] = _mm512_fmadd_ps(acc[j][v], sc, tot[j][v]);
+        }
+    }
+    for (int j = 0; j < R; j++)
+        for (int v = 0; v < V; v++) {
+            _Alignas(64) float s[16];
+            _mm512_store_ps(s, tot[j][v]);
+            const int64_t nl = min64(16, nt - 16 * v);
+            for (int64_t l = 0; l < nl; l++) {
+                float *o = y + (16 * v + l) * ldy + j * rs;
+                *o = add ? *o + s[l] : s[l];
+            }
+        }
+}
+
 /* Rows per lanes tile of V token vectors: R * V accumulators + V * XPARTS x + 1 broadcast. */
 #define LT_R(V) ((V) == 1 ? 12 : 24 / (V) < (31 - (V) * XPARTS) / (V) ? 24 / (V) : (31 - (V) * XPARTS) / (V))
 #define DEF_LT_ROWS(V)                                                                            \
@@ -307,9 +414,14 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
                             int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add)   \
     {                                                                                             \
         const uint16_t *wd = w->data;                                                             \
-        DSK_ROW_TILES(r0, r1, LT_R(V), dsk_tile_row_stride(2 * w->cols),                          \
-                      lt_tile(wd, w->cols, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,             \
-                              y + (tile_r - r0), ldy, add));                                      \
+        if (w->dtype == DSK_DTYPE_F8_E4M3)                                                        \
+            DSK_ROW_TILES(r0, r1, LT8_R(V), dsk_tile_row_stride(w->cols),                         \
+                          lt_tile_fp8(w, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,               \
+                                      y + (tile_r - r0), ldy, add));                              \
+        else                                                                                      \
+            DSK_ROW_TILES(r0, r1, LT_R(V), dsk_tile_row_stride(2 * w->cols),                      \
+                          lt_tile(wd, w->cols, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,         \
+                                  y + (tile_r - r0), ldy, add));                                  \
     }
 DEF_LT_ROWS(1)
 DEF_LT_ROWS(2)
@@ -325,7 +437,7 @@ static void bf_lanes(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
 {
     _Alignas(64) uint32_t xp[LT_DW];
     const int V = (int)((nt + 15) / 16);
-    const int64_t K = w->cols, kcx = LT_DW / (V * XPARTS * 16) * 2;
+    const int64_t K = w->cols, kcx = LT_DW / (V * XPARTS * 16) * 2 / 128 * 128;
     for (int64_t c0 = 0; c0 < K; c0 += kcx) {
         const int64_t kc = min64(kcx, K - c0);
         x_lanes(x, ldx, nt, c0, kc, V, xp);
@@ -358,43 +470,6 @@ DSK_INLINE void transpose8(const uint32_t *const src[8], int64_t k, uint32_t *ds
         _mm256_storeu_ps((float *)(dst + i * G_NR), _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
         _mm256_storeu_ps((float *)(dst + (i + 4) * G_NR),
                          _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
-    }
-}
-
-/*
- * 32 e4m3 codes -> bf16 of their value / 256, exactly: a normal code (exponent field e >= 1)
- * becomes exponent e + 120 - 8 with the same 3 mantissa bits (one shift and one add); the 8
- * subnormal magnitudes m * 2^-17 come from a table. The NaN codes, which weights never hold,
- * become 480 / 256.
- */
-DSK_INLINE __m512i fp8_to_bf16_32(const uint8_t *p)
-{
-    const __m512i sub_tbl =
-        _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                         0x3860, 0x3840, 0x3820, 0x3800, 0x37c0, 0x3780, 0x3700, 0);
-    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
-    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
-    const __m512i sign =
-        _mm512_and_si512(_mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000));
-    const __m512i norm = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(112 << 7));
-    const __m512i sub = _mm512_permutexvar_epi16(mag, sub_tbl);
-    const __mmask32 is_sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
-    return _mm512_or_si512(_mm512_mask_blend_epi16(is_sub, norm, sub), sign);
-}
-
-/* Row r of an fp8 matrix, columns [c, c + k), as bf16 of value / 256 into out (k <= KC_FP8). */
-static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k, uint16_t *out)
-{
-    const uint8_t *src = (const uint8_t *)w->data + r * w->cols + c;
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32)
-        _mm512_storeu_si512(out + i, fp8_to_bf16_32(src + i));
-    if (i < k) {
-        _Alignas(64) uint8_t tmp[32] = {0};
-        _Alignas(64) uint16_t conv[32];
-        memcpy(tmp, src + i, (size_t)(k - i));
-        _mm512_store_si512(conv, fp8_to_bf16_32(tmp));
-        memcpy(out + i, conv, (size_t)(k - i) * sizeof(uint16_t));
     }
 }
 
@@ -556,7 +631,7 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
             memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
         return;
     }
-    if (w->dtype == DSK_DTYPE_BF16 && n >= LT_MIN && n <= TB_MAX) {
+    if (n >= LT_MIN && n <= TB_MAX) { /* bf16, or fp8 from DSK_BF16X_FP8_MIN */
         for (int64_t t0 = 0; t0 < n; t0 += LT_MAX)
             bf_lanes(w, r0, r1, x + t0 * ldx, ldx, min64(LT_MAX, n - t0), y + t0 * ldy, ldy);
         return;
