@@ -256,7 +256,7 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
  */
 #define LT_MIN   16     /* fewest tokens of the lanes path */
 #define LT_MAX   32     /* tokens per block of it */
-#define LT_DW    32768  /* dwords of xp per chunk: 128 KiB, with every part */
+#define LT_DW    65536  /* dwords of xp per chunk: 256 KiB, with every part */
 static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
                     uint32_t *xp)
 {
