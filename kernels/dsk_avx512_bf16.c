@@ -408,7 +408,7 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
 }
 
 /* Rows per lanes tile of V token vectors: R * V accumulators + V * XPARTS x + 1 broadcast. */
-#define LT_R(V) ((V) == 1 ? 12 : 24 / (V) < (31 - (V) * XPARTS) / (V) ? 24 / (V) : (31 - (V) * XPARTS) / (V))
+#define LT_R(V) ((V) == 1 ? 8 : 24 / (V) < (31 - (V) * XPARTS) / (V) ? 24 / (V) : (31 - (V) * XPARTS) / (V))
 #define DEF_LT_ROWS(V)                                                                            \
     static void lt_rows_##V(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint32_t *xp,    \
                             int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add)   \
