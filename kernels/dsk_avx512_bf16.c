@@ -255,7 +255,8 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
  * read once per chunk of columns, whatever nt.
  */
 #define LT_MIN   16     /* fewest tokens of the lanes path */
-#define LT_MAX   32     /* tokens per block of it */
+#define LT_MAX   32     /* tokens per block of it, or 64 where LT_KC(4) covers the row */
+#define LT_KC(V) (LT_DW / ((V) * XPARTS * 16) * 2 / 128 * 128) /* columns per chunk */
 #define LT_DW    65536  /* dwords of xp per chunk: 256 KiB, with every part */
 static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
                     uint32_t *xp)
@@ -437,7 +438,7 @@ static void bf_lanes(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
 {
     _Alignas(64) uint32_t xp[LT_DW];
     const int V = (int)((nt + 15) / 16);
-    const int64_t K = w->cols, kcx = LT_DW / (V * XPARTS * 16) * 2 / 128 * 128;
+    const int64_t K = w->cols, kcx = LT_KC(V);
     for (int64_t c0 = 0; c0 < K; c0 += kcx) {
         const int64_t kc = min64(kcx, K - c0);
         x_lanes(x, ldx, nt, c0, kc, V, xp);
@@ -632,8 +633,14 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
         return;
     }
     if (n >= LT_MIN && n <= TB_MAX) { /* bf16, or fp8 from DSK_BF16X_FP8_MIN */
-        for (int64_t t0 = 0; t0 < n; t0 += LT_MAX)
-            bf_lanes(w, r0, r1, x + t0 * ldx, ldx, min64(LT_MAX, n - t0), y + t0 * ldy, ldy);
+        /*
+         * Each chunk of columns after the first adds its sums into y, a cache line per token
+         * and row tile, so 64 tokens go at once only in one chunk (and with bf16 weights: fp8
+         * tiles would have 3 rows).
+         */
+        const int64_t tb = w->dtype == DSK_DTYPE_BF16 && K <= LT_KC(4) ? 64 : LT_MAX;
+        for (int64_t t0 = 0; t0 < n; t0 += tb)
+            bf_lanes(w, r0, r1, x + t0 * ldx, ldx, min64(tb, n - t0), y + t0 * ldy, ldy);
         return;
     }
     _Alignas(64) uint16_t xb[XB_ELEMS];
