@@ -160,10 +160,24 @@ static void test_shapes(const dsk_ops_t *ops, dsk_dtype_t dt)
     }
     /* more columns than one chunk of rounded x, at decode and prefill sizes */
     dsk_matrix_t wide = matrix_make(dt, 9, 33000);
-    static const int64_t wide_ns[] = {1, 2, 3, 4, 5, 16, 17, 40};
+    static const int64_t wide_ns[] = {1, 2, 3, 4, 5, 16, 17, 32, 33, 40, 48, 63, 64};
     for (size_t k = 0; k < sizeof(wide_ns) / sizeof(wide_ns[0]); k++)
         check_case(ops, &wide, 1, 9, wide_ns[k]);
     matrix_free(&wide);
+    /*
+     * The tokens-in-lanes tiles (16-64 tokens): 64 at once where one chunk of columns covers a
+     * row (an odd 2047: the last column without its partner), else blocks of 32, a partial last
+     * vector of 16 tokens, rows past the last whole tile.
+     */
+    static const int64_t lane_cols[] = {2047, 2049};
+    static const int64_t lane_ns[] = {16, 31, 33, 47, 48, 63, 64};
+    for (size_t c = 0; c < sizeof(lane_cols) / sizeof(lane_cols[0]); c++) {
+        dsk_matrix_t lm = matrix_make(dt, 29, lane_cols[c]);
+        for (size_t k = 0; k < sizeof(lane_ns) / sizeof(lane_ns[0]); k++)
+            check_case(ops, &lm, 0, 29, lane_ns[k]);
+        check_case(ops, &lm, 2, 27, 64);
+        matrix_free(&lm);
+    }
     /* more tokens than one block of rounded x (128), with a partial last block */
     dsk_matrix_t big = matrix_make(dt, 75, 700);
     check_case(ops, &big, 3, 74, 130);
