@@ -254,10 +254,10 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
  * pair (one dword) broadcast against it feeds 16 tokens: the weights need no packing and each is
  * read once per chunk of columns, whatever nt.
  */
-#define LT_MIN   16     /* fewest tokens of the lanes path */
-#define LT_MAX   32     /* tokens per block of it, or 64 where LT_KC(4) covers the row */
-#define LT_KC(V) (LT_DW / ((V) * XPARTS * 16) * 2 / 128 * 128) /* columns per chunk */
-#define LT_DW    65536  /* dwords of xp per chunk: 256 KiB, with every part */
+#define LT_MIN   16 /* fewest tokens of the lanes path */
+#define LT_MAX   32 /* tokens per block of it, or 64 where LT_KC(4) covers the row */
+#define LT_KC(V) (LT_DW / ((V)*XPARTS * 16) * 2 / 128 * 128) /* columns per chunk */
+#define LT_DW    65536 /* dwords of xp per chunk: 256 KiB, with every part */
 static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
                     uint32_t *xp)
 {
@@ -285,9 +285,9 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
                         float *y, int64_t ldy, int add)
 {
     __m512 acc[24][4];
-    _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
     for (int i = 0; i < R; i++)
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int v = 0; v < V; v++)
             acc[i][v] = _mm512_setzero_ps();
     const uint16_t *w0 = w + r * K + c0;
@@ -295,38 +295,38 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
     int64_t i = 0;
     for (; i < kp; i++) {
         __m512i xv[4][XPARTS];
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int v = 0; v < V; v++)
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int p = 0; p < XPARTS; p++)
                 xv[v][p] = _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16);
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int j = 0; j < R; j++) {
             int32_t pair;
             memcpy(&pair, w0 + j * ws + 2 * i, sizeof pair);
             const __m512i b = _mm512_set1_epi32(pair);
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int v = 0; v < V; v++)
-                _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
                 for (int p = 0; p < XPARTS; p++)
                     acc[j][v] = dp(acc[j][v], b, xv[v][p]);
         }
     }
     if (kc & 1) { /* the last column alone: its partner is not read (x is zero there) */
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int j = 0; j < R; j++) {
             const __m512i b = _mm512_set1_epi32(w0[j * ws + 2 * i]);
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int v = 0; v < V; v++)
-                _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
                 for (int p = 0; p < XPARTS; p++)
-                    acc[j][v] = dp(acc[j][v], b,
-                                   _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16));
+                    acc[j][v] =
+                        dp(acc[j][v], b, _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16));
         }
     }
-    _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
     for (int j = 0; j < R; j++)
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int v = 0; v < V; v++) {
             _Alignas(64) float s[16];
             _mm512_store_ps(s, acc[j][v]);
@@ -351,9 +351,9 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
 {
     _Alignas(64) uint16_t st[12][KC_FP8 + 32];
     __m512 tot[12][4];
-    _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
     for (int j = 0; j < R; j++)
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int v = 0; v < V; v++)
             tot[j][v] = _mm512_setzero_ps();
     for (int64_t s0 = 0; s0 < kc; s0 += KC_FP8) {
@@ -363,35 +363,35 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
             st[j][ks] = 0; /* an odd slice's last partner: x is zero there */
         }
         __m512 acc[12][4];
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int j = 0; j < R; j++)
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int v = 0; v < V; v++)
                 acc[j][v] = _mm512_setzero_ps();
         const uint32_t *xs = xp + (s0 / 2) * V * XPARTS * 16;
         for (int64_t i = 0; i < kp; i++) {
             __m512i xv[4][XPARTS];
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int v = 0; v < V; v++)
-                _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
                 for (int p = 0; p < XPARTS; p++)
                     xv[v][p] = _mm512_load_si512(xs + ((i * V + v) * XPARTS + p) * 16);
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int j = 0; j < R; j++) {
                 int32_t pair;
                 memcpy(&pair, st[j] + 2 * i, sizeof pair);
                 const __m512i b = _mm512_set1_epi32(pair);
-                _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
                 for (int v = 0; v < V; v++)
-                    _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
                     for (int p = 0; p < XPARTS; p++)
                         acc[j][v] = dp(acc[j][v], b, xv[v][p]);
             }
         }
-        _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
         for (int j = 0; j < R; j++) {
             const __m512 sc = _mm512_set1_ps(dsk_block_scale(w, r + j * rs, c0 + s0) * 256.0f);
-            _Pragma("GCC unroll 32")
+#pragma GCC unroll 32
             for (int v = 0; v < V; v++)
                 tot[j][v] = _mm512_fmadd_ps(acc[j][v], sc, tot[j][v]);
         }
@@ -409,20 +409,21 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
 }
 
 /* Rows per lanes tile of V token vectors: R * V accumulators + V * XPARTS x + 1 broadcast. */
-#define LT_R(V) ((V) == 1 ? 8 : 24 / (V) < (31 - (V) * XPARTS) / (V) ? 24 / (V) : (31 - (V) * XPARTS) / (V))
-#define DEF_LT_ROWS(V)                                                                            \
-    static void lt_rows_##V(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint32_t *xp,    \
-                            int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add)   \
-    {                                                                                             \
-        const uint16_t *wd = w->data;                                                             \
-        if (w->dtype == DSK_DTYPE_F8_E4M3)                                                        \
-            DSK_ROW_TILES(r0, r1, LT8_R(V), dsk_tile_row_stride(w->cols),                         \
-                          lt_tile_fp8(w, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,               \
-                                      y + (tile_r - r0), ldy, add));                              \
-        else                                                                                      \
-            DSK_ROW_TILES(r0, r1, LT_R(V), dsk_tile_row_stride(2 * w->cols),                      \
-                          lt_tile(wd, w->cols, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,         \
-                                  y + (tile_r - r0), ldy, add));                                  \
+#define LT_R(V) \
+    ((V) == 1 ? 8 : 24 / (V) < (31 - (V)*XPARTS) / (V) ? 24 / (V) : (31 - (V)*XPARTS) / (V))
+#define DEF_LT_ROWS(V)                                                                          \
+    static void lt_rows_##V(const dsk_matrix_t *w, int64_t r0, int64_t r1, const uint32_t *xp,  \
+                            int64_t nt, int64_t c0, int64_t kc, float *y, int64_t ldy, int add) \
+    {                                                                                           \
+        const uint16_t *wd = w->data;                                                           \
+        if (w->dtype == DSK_DTYPE_F8_E4M3)                                                      \
+            DSK_ROW_TILES(r0, r1, LT8_R(V), dsk_tile_row_stride(w->cols),                       \
+                          lt_tile_fp8(w, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,             \
+                                      y + (tile_r - r0), ldy, add));                            \
+        else                                                                                    \
+            DSK_ROW_TILES(r0, r1, LT_R(V), dsk_tile_row_stride(2 * w->cols),                    \
+                          lt_tile(wd, w->cols, tile_r, tile_n, tile_s, xp, V, nt, c0, kc,       \
+                                  y + (tile_r - r0), ldy, add));                                \
     }
 DEF_LT_ROWS(1)
 DEF_LT_ROWS(2)
