@@ -19,12 +19,17 @@
  * - n <= 4 (decode): R rows x n tokens register tiles straight from the stored rows (no
  *   packing), rows a page apart as dsk_tile_row_stride says; each accumulator is 16 lanes of
  *   partial sums reduced once per row and token.
- * - 5 <= n <= TG_MAX: the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
- * - larger n (prefill): panels of 32 rows x KC columns packed once as pairs (two bf16 of one row
- *   in a dword, 16 rows per vector), then a G_T x 32 micro-kernel broadcasts a token's pair and
+ * - 5 <= n < LT_MIN (16): the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
+ * - LT_MIN <= n <= 64, bf16 and fp8: the tokens in the lanes. x as pairs with 16 tokens per
+ *   vector; a stored row's pair (one dword, no packing) is broadcast against 1-4 such vectors, R
+ *   rows x V vectors of accumulators, the weights read once per block of 32 tokens (64 where one
+ *   chunk of columns covers the row). fp8 rows are converted per 128-column slice of the tile
+ *   into a staging buffer, each slice's sums scaled into f32 totals.
+ * - larger n (prefill), and fp8 at 8-15 tokens: panels of 32 rows x KC columns packed once as
+ *   pairs (two bf16 of one row in a dword, 16 rows per vector), then a G_T x 32 micro-kernel broadcasts a token's pair and
  *   accumulates 16 rows per instruction (per part), so the outputs need no horizontal sums.
- * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: the same panels, the e4m3 codes converted to
- *   bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and the 128x128 block scale
+ * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: at 8-15 and 65+ tokens the same panels, the
+ *   e4m3 codes converted to bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and the 128x128 block scale
  *   applied per row when a 128-column slice is added into y. The packing converts every weight
  *   once per call, which 8 tokens amortize (on the Zen 4 host, cache-resident: 1.3x the f32
  *   kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128, where the f32 path packs too);
