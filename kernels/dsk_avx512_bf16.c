@@ -27,11 +27,12 @@
  *   into a staging buffer, each slice's sums scaled into f32 totals.
  * - larger n (prefill), and fp8 at 8-15 tokens: panels of 32 rows x KC columns packed once as
  *   pairs (two bf16 of one row in a dword, 16 rows per vector), then a G_T x 32 micro-kernel
- *   broadcasts a token's pair and accumulates 16 rows per instruction (per part), so the outputs need no horizontal sums.
+ *   broadcasts a token's pair and accumulates 16 rows per instruction (per part), so the outputs
+ *   need no horizontal sums.
  * - FP8 weights, n >= DSK_BF16X_FP8_MIN (8) only: at 8-15 and 65+ tokens the same panels, the
  *   e4m3 codes converted to bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and
- *   the 128x128 block scale applied per row when a 128-column slice is added into y. The packing converts every weight
- *   once per call, which 8 tokens amortize (on the Zen 4 host, cache-resident: 1.3x the f32
+ *   the 128x128 block scale applied per row when a 128-column slice is added into y. The packing
+ *   converts every weight once per call, which 8 tokens amortize (on the Zen 4 host, cache-resident: 1.3x the f32
  *   kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128, where the f32 path packs too);
  *   below 8 tokens the AVX-512 f32 kernels stay (1.0-1.1x).
  *
@@ -262,7 +263,7 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
 #define LT_MIN   16 /* fewest tokens of the lanes path */
 #define LT_MAX   32 /* tokens per block of it, or 64 where LT_KC(4) covers the row */
 #define LT_KC(V) (LT_DW / ((V)*XPARTS * 16) * 2 / 128 * 128) /* columns per chunk */
-#define LT_DW    65536 /* dwords of xp per chunk: 256 KiB, with every part */
+#define LT_DW    131072 /* dwords of xp per chunk: 512 KiB, with every part */
 static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
                     uint32_t *xp)
 {
