@@ -33,7 +33,8 @@
  *   e4m3 codes converted to bf16 exactly (their value / 256: 3 mantissa bits fit bf16's 7) and
  *   the 128x128 block scale applied per row when a 128-column slice is added into y. The packing
  *   converts every weight once per call, which 8 tokens amortize (on the Zen 4 host,
- *   cache-resident: 1.3x the f32 kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128, where the f32 path packs too);
+ *   cache-resident: 1.3x the f32 kernels at 8 tokens, 1.9x at 16, 1.5-1.6x from 17 to 128,
+ *   where the f32 path packs too);
  *   below 8 tokens the AVX-512 f32 kernels stay (1.0-1.1x).
  *
  * matmul_t and every other slot stay at the AVX-512 level: a bf16 matmul_t was not attempted
