@@ -165,11 +165,11 @@ static void test_shapes(const dsk_ops_t *ops, dsk_dtype_t dt)
         check_case(ops, &wide, 1, 9, wide_ns[k]);
     matrix_free(&wide);
     /*
-     * The tokens-in-lanes tiles (16-64 tokens): 64 at once where one chunk of columns covers a
-     * row (an odd 2047: the last column without its partner), else blocks of 32, a partial last
-     * vector of 16 tokens, rows past the last whole tile.
+     * The tokens-in-lanes tiles (16-64 tokens): 64 at once where one chunk of columns (4096)
+     * covers a row, else blocks of 32 (4097); odd columns (the last one without its partner), a
+     * partial last vector of 16 tokens, rows past the last whole tile.
      */
-    static const int64_t lane_cols[] = {2047, 2049};
+    static const int64_t lane_cols[] = {2047, 4097};
     static const int64_t lane_ns[] = {16, 31, 33, 47, 48, 63, 64};
     for (size_t c = 0; c < sizeof(lane_cols) / sizeof(lane_cols[0]); c++) {
         dsk_matrix_t lm = matrix_make(dt, 29, lane_cols[c]);
