@@ -283,6 +283,51 @@ static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t
 }
 
 /*
+ * One pair of columns of a lanes tile: the pair i of R rows (row j at rows + j * stride, bf16)
+ * broadcast against the XPARTS x vectors of each of the V token vectors at xs (pair-major).
+ */
+DSK_INLINE void lt_pair(__m512 acc[][4], const uint16_t *rows, int64_t stride, const int R,
+                        const uint32_t *xs, const int V, int64_t i)
+{
+    __m512i xv[4][XPARTS];
+#pragma GCC unroll 32
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 32
+        for (int p = 0; p < XPARTS; p++)
+            xv[v][p] = _mm512_load_si512(xs + ((i * V + v) * XPARTS + p) * 16);
+#pragma GCC unroll 32
+    for (int j = 0; j < R; j++) {
+        int32_t pair;
+        memcpy(&pair, rows + j * stride + 2 * i, sizeof pair);
+        const __m512i b = _mm512_set1_epi32(pair);
+#pragma GCC unroll 32
+        for (int v = 0; v < V; v++)
+#pragma GCC unroll 32
+            for (int p = 0; p < XPARTS; p++)
+                acc[j][v] = dp(acc[j][v], b, xv[v][p]);
+    }
+}
+
+/* The sums of a lanes tile: row j and token t into y[t * ldy + j * rs] (added when add), tokens
+ * < nt only. */
+DSK_INLINE void lt_store(__m512 acc[][4], const int R, const int V, int64_t nt, float *y,
+                         int64_t ldy, int64_t rs, int add)
+{
+#pragma GCC unroll 32
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 32
+        for (int v = 0; v < V; v++) {
+            _Alignas(64) float s[16];
+            _mm512_store_ps(s, acc[j][v]);
+            const int64_t nl = min64(16, nt - 16 * v);
+            for (int64_t l = 0; l < nl; l++) {
+                float *o = y + (16 * v + l) * ldy + j * rs;
+                *o = add ? *o + s[l] : s[l];
+            }
+        }
+}
+
+/*
  * R rows (rs apart) x V vectors of 16 tokens over kc columns from c0 of the stored rows: for each
  * pair of columns, one dword broadcast per row and XPARTS x vectors per token vector. Sums of
  * row i and token t go to y[t * ldy + i * rs] (added when add), tokens < nt only.
@@ -300,25 +345,8 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
     const uint16_t *w0 = w + r * K + c0;
     const int64_t ws = rs * K, kp = kc / 2;
     int64_t i = 0;
-    for (; i < kp; i++) {
-        __m512i xv[4][XPARTS];
-#pragma GCC unroll 32
-        for (int v = 0; v < V; v++)
-#pragma GCC unroll 32
-            for (int p = 0; p < XPARTS; p++)
-                xv[v][p] = _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16);
-#pragma GCC unroll 32
-        for (int j = 0; j < R; j++) {
-            int32_t pair;
-            memcpy(&pair, w0 + j * ws + 2 * i, sizeof pair);
-            const __m512i b = _mm512_set1_epi32(pair);
-#pragma GCC unroll 32
-            for (int v = 0; v < V; v++)
-#pragma GCC unroll 32
-                for (int p = 0; p < XPARTS; p++)
-                    acc[j][v] = dp(acc[j][v], b, xv[v][p]);
-        }
-    }
+    for (; i < kp; i++)
+        lt_pair(acc, w0, ws, R, xp, V, i);
     if (kc & 1) { /* the last column alone: its partner is not read (x is zero there) */
 #pragma GCC unroll 32
         for (int j = 0; j < R; j++) {
@@ -331,18 +359,7 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
                         dp(acc[j][v], b, _mm512_load_si512(xp + ((i * V + v) * XPARTS + p) * 16));
         }
     }
-#pragma GCC unroll 32
-    for (int j = 0; j < R; j++)
-#pragma GCC unroll 32
-        for (int v = 0; v < V; v++) {
-            _Alignas(64) float s[16];
-            _mm512_store_ps(s, acc[j][v]);
-            const int64_t nl = min64(16, nt - 16 * v);
-            for (int64_t l = 0; l < nl; l++) {
-                float *o = y + (16 * v + l) * ldy + j * rs;
-                *o = add ? *o + s[l] : s[l];
-            }
-        }
+    lt_store(acc, R, V, nt, y, ldy, rs, add);
 }
 
 /*
@@ -376,25 +393,8 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
             for (int v = 0; v < V; v++)
                 acc[j][v] = _mm512_setzero_ps();
         const uint32_t *xs = xp + (s0 / 2) * V * XPARTS * 16;
-        for (int64_t i = 0; i < kp; i++) {
-            __m512i xv[4][XPARTS];
-#pragma GCC unroll 32
-            for (int v = 0; v < V; v++)
-#pragma GCC unroll 32
-                for (int p = 0; p < XPARTS; p++)
-                    xv[v][p] = _mm512_load_si512(xs + ((i * V + v) * XPARTS + p) * 16);
-#pragma GCC unroll 32
-            for (int j = 0; j < R; j++) {
-                int32_t pair;
-                memcpy(&pair, st[j] + 2 * i, sizeof pair);
-                const __m512i b = _mm512_set1_epi32(pair);
-#pragma GCC unroll 32
-                for (int v = 0; v < V; v++)
-#pragma GCC unroll 32
-                    for (int p = 0; p < XPARTS; p++)
-                        acc[j][v] = dp(acc[j][v], b, xv[v][p]);
-            }
-        }
+        for (int64_t i = 0; i < kp; i++)
+            lt_pair(acc, st[0], KC_FP8 + 32, R, xs, V, i);
 #pragma GCC unroll 32
         for (int j = 0; j < R; j++) {
             const __m512 sc = _mm512_set1_ps(dsk_block_scale(w, r + j * rs, c0 + s0) * 256.0f);
@@ -403,16 +403,7 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
                 tot[j][v] = _mm512_fmadd_ps(acc[j][v], sc, tot[j][v]);
         }
     }
-    for (int j = 0; j < R; j++)
-        for (int v = 0; v < V; v++) {
-            _Alignas(64) float s[16];
-            _mm512_store_ps(s, tot[j][v]);
-            const int64_t nl = min64(16, nt - 16 * v);
-            for (int64_t l = 0; l < nl; l++) {
-                float *o = y + (16 * v + l) * ldy + j * rs;
-                *o = add ? *o + s[l] : s[l];
-            }
-        }
+    lt_store(tot, R, V, nt, y, ldy, rs, add);
 }
 
 /* Rows per lanes tile of V token vectors: R * V accumulators + V * XPARTS x + 1 broadcast. */
