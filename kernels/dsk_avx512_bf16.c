@@ -282,6 +282,16 @@ static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t
     }
 }
 
+/* A lanes tile's R x V accumulators set to zero. */
+DSK_INLINE void lt_zero(__m512 acc[][4], const int R, const int V)
+{
+#pragma GCC unroll 32
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 32
+        for (int v = 0; v < V; v++)
+            acc[j][v] = _mm512_setzero_ps();
+}
+
 /*
  * One pair of columns of a lanes tile: the pair i of R rows (row j at rows + j * stride, bf16)
  * broadcast against the XPARTS x vectors of each of the V token vectors at xs (pair-major).
@@ -337,11 +347,7 @@ DSK_INLINE void lt_tile(const uint16_t *w, int64_t K, int64_t r, const int R, in
                         float *y, int64_t ldy, int add)
 {
     __m512 acc[24][4];
-#pragma GCC unroll 32
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 32
-        for (int v = 0; v < V; v++)
-            acc[i][v] = _mm512_setzero_ps();
+    lt_zero(acc, R, V);
     const uint16_t *w0 = w + r * K + c0;
     const int64_t ws = rs * K, kp = kc / 2;
     int64_t i = 0;
@@ -375,11 +381,7 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
 {
     _Alignas(64) uint16_t st[12][KC_FP8 + 32];
     __m512 tot[12][4];
-#pragma GCC unroll 32
-    for (int j = 0; j < R; j++)
-#pragma GCC unroll 32
-        for (int v = 0; v < V; v++)
-            tot[j][v] = _mm512_setzero_ps();
+    lt_zero(tot, R, V);
     for (int64_t s0 = 0; s0 < kc; s0 += KC_FP8) {
         const int64_t ks = min64(KC_FP8, kc - s0), kp = (ks + 1) / 2;
         for (int j = 0; j < R; j++) {
@@ -387,11 +389,7 @@ DSK_INLINE void lt_tile_fp8(const dsk_matrix_t *w, int64_t r, const int R, int64
             st[j][ks] = 0; /* an odd slice's last partner: x is zero there */
         }
         __m512 acc[12][4];
-#pragma GCC unroll 32
-        for (int j = 0; j < R; j++)
-#pragma GCC unroll 32
-            for (int v = 0; v < V; v++)
-                acc[j][v] = _mm512_setzero_ps();
+        lt_zero(acc, R, V);
         const uint32_t *xs = xp + (s0 / 2) * V * XPARTS * 16;
         for (int64_t i = 0; i < kp; i++)
             lt_pair(acc, st[0], KC_FP8 + 32, R, xs, V, i);
