@@ -90,12 +90,10 @@ static int64_t kv_pool_blocks(const dsn_compute_t *c)
     if (block == 0)
         return 0;
     int64_t ctx = c->opts->max_context > 0 ? c->opts->max_context : cfg->max_position_embeddings;
-    int64_t one_seq = (ctx + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK;
-    if (c->opts->kv_dtype != DSN_KV_F32) { /* and its open tail (dsn_kvpool.h, "Open tails") */
-        uint64_t f32 =
-            dsn_kvpool_block_bytes(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim, DSN_KV_F32);
-        one_seq += (int64_t)((f32 + block - 1) / block);
-    }
+    /* and its open tail (dsn_kvpool.h, "Open tails") */
+    int64_t one_seq =
+        (ctx + DSN_KV_BLOCK - 1) / DSN_KV_BLOCK +
+        dsn_kvpool_tail_k(n_layers, cfg->kv_lora_rank + cfg->qk_rope_head_dim, c->opts->kv_dtype);
     if (c->opts->kv_pool_bytes > 0) {
         int64_t b = (int64_t)(c->opts->kv_pool_bytes / block);
         return b > 0 ? b : 1;
@@ -103,8 +101,6 @@ static int64_t kv_pool_blocks(const dsn_compute_t *c)
     if (c->opts->mem_budget == 0)
         return 0;
     uint64_t used = c->weights->weight_bytes + KV_POOL_OVERHEAD;
-    /* A rounded cache's open tails are charged to the pool in blocks (dsn_kvpool.h, "Open
-     * tails"): the pool is all the room there is. */
     int64_t b = c->opts->mem_budget > used ? (int64_t)((c->opts->mem_budget - used) / block) : 0;
     return b > one_seq ? b : one_seq;
 }

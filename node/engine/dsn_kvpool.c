@@ -87,9 +87,7 @@ dsi_status_t dsn_kvpool_create(int n_layers, int row, dsn_kv_dtype_t dtype, int6
     p->prefix_on = 1;
     p->hash_mask = UINT64_MAX;
     p->seal = DSN_KV_BLOCK;
-    uint64_t bb = dsn_kvpool_block_bytes(n_layers, row, dtype);
-    uint64_t fb = dsn_kvpool_block_bytes(n_layers, row, DSN_KV_F32);
-    p->tail_k = dtype == DSN_KV_F32 || bb == 0 ? 0 : (int64_t)((fb + bb - 1) / bb);
+    p->tail_k = dsn_kvpool_tail_k(n_layers, row, dtype);
     *out = p;
     return DSI_OK;
 }
@@ -394,6 +392,13 @@ void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b)
         }
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+int64_t dsn_kvpool_tail_k(int n_layers, int row, dsn_kv_dtype_t dtype)
+{
+    uint64_t bb = dsn_kvpool_block_bytes(n_layers, row, dtype);
+    uint64_t fb = dsn_kvpool_block_bytes(n_layers, row, DSN_KV_F32);
+    return dtype == DSN_KV_F32 || bb == 0 ? 0 : (int64_t)((fb + bb - 1) / bb);
 }
 
 int64_t dsn_kvpool_tail_blocks(const dsn_kvpool_t *p, int64_t n)

@@ -118,6 +118,9 @@ void dsn_kvpool_put(dsn_kvpool_t *p, dsn_kvblock_t *b);
 int dsn_kvpool_can_alloc(dsn_kvpool_t *p, int64_t n);
 /* Blocks charged for a tail of n f32 blocks (0 for f32 storage). */
 int64_t dsn_kvpool_tail_blocks(const dsn_kvpool_t *p, int64_t n);
+/* Blocks of `dtype` charged per f32 block of a tail, for a pool of n_layers rows of `row` values
+ * (0 for f32 storage). */
+int64_t dsn_kvpool_tail_k(int n_layers, int row, dsn_kv_dtype_t dtype);
 /* Charge n blocks to a tail (used += n): DSI_ERR_CAPACITY (not logged) when the limit has no
  * room for them even after evicting cached blocks. The caller then allocates the bytes. */
 dsi_status_t dsn_kvpool_tail_take(dsn_kvpool_t *p, int64_t n);
