@@ -70,10 +70,7 @@ void dsn_kvstash_keep(dsn_compute_t *c)
                          (unsigned long long)s->id);
                 continue;
             }
-            bytes += dsn_kvio_bytes((int)e->rows.n_layers, (int)e->rows.row,
-                                    (dsn_kv_dtype_t)e->rows.dtype, e->rows.open) +
-                     dsn_kvio_bytes((int)e->rows.n_layers, (int)e->rows.row, DSN_KV_F32,
-                                    e->rows.length - e->rows.open);
+            bytes += e->rows.bytes;
             c->n_stash++;
             kept++;
         }

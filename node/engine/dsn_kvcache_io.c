@@ -159,6 +159,7 @@ dsi_status_t dsn_kvio_stash_take(const dsn_kvcache_t *kv, uint32_t base, uint32_
     st->dtype = (uint32_t)kv->dtype;
     st->length = length;
     st->open = open;
+    st->bytes = sealed + tail;
     return DSI_OK;
 }
 

@@ -85,6 +85,7 @@ typedef struct {
     uint32_t open; /* dsn_kvio_open_first(length, dtype) */
     uint8_t *data; /* dsn_kvio_bytes(n_layers, row, dtype, open) */
     uint8_t *tail; /* dsn_kvio_bytes(n_layers, row, f32, length - open); NULL when none */
+    size_t bytes;  /* of data and tail together */
 } dsn_kvio_stash_t;
 
 /* Copies the `length` (<= kv->length, >= 1) first positions of kv, which holds the model's
