@@ -24,6 +24,13 @@ typedef struct {
     const int64_t *tpos; /* [n] its position */
 } attn_task_t;
 
+/* Of a block's rows [j0, j0 + rows), how many precede `open` (dsn_kvcache_open_from) and are
+ * read rounded from the block; the rest come from the f32 tail. */
+static int64_t rounded_rows(int64_t open, int64_t j0, int64_t rows)
+{
+    return open - j0 < rows ? (open > j0 ? open - j0 : 0) : rows;
+}
+
 static void attn_heads(void *arg, int64_t h0, int64_t h1)
 {
     attn_task_t *a = arg;
@@ -62,7 +69,7 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
         const float *qf = s->qfull + (t * d.heads + h0) * row;
         for (int64_t b = 0; b < nb; b++) {
             int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
-            int64_t f0 = open - j0 < rows ? (open > j0 ? open - j0 : 0) : rows;
+            int64_t f0 = rounded_rows(open, j0, rows);
             dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
             if (f0 > 0)
                 ops->matmul[blk.dtype](&blk, 0, f0, qf, row, nh, scores + j0, s->ctx);
@@ -88,7 +95,7 @@ static void attn_heads(void *arg, int64_t h0, int64_t h1)
         }
         for (int64_t b = 0; b < nb; b++) {
             int64_t j0 = b * DSN_KV_BLOCK, rows = len - j0 < DSN_KV_BLOCK ? len - j0 : DSN_KV_BLOCK;
-            int64_t f0 = open - j0 < rows ? (open > j0 ? open - j0 : 0) : rows;
+            int64_t f0 = rounded_rows(open, j0, rows);
             dsk_matrix_t blk = dsn_kvcache_block_matrix(kv, a->slice_layer, b, rows, e->kv_ones);
             const float *rs = dsn_kvcache_block_scales(kv, a->slice_layer, b);
             if (rs != NULL) {
