@@ -99,6 +99,17 @@ void dsn_kvpool_retain(dsn_kvpool_t *p)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* A block's memory and the block (NULL: nothing). */
+static void block_free(dsn_kvblock_t *b)
+{
+    if (b == NULL)
+        return;
+    free(b->data);
+    free(b->scales);
+    free(b->ids);
+    free(b);
+}
+
 void dsn_kvpool_release(dsn_kvpool_t *p)
 {
     if (p == NULL)
@@ -108,12 +119,8 @@ void dsn_kvpool_release(dsn_kvpool_t *p)
     pthread_mutex_unlock(&p->mu);
     if (!last)
         return;
-    for (int64_t i = 0; i < p->allocated; i++) {
-        free(p->all[i]->data);
-        free(p->all[i]->scales);
-        free(p->all[i]->ids);
-        free(p->all[i]);
-    }
+    for (int64_t i = 0; i < p->allocated; i++)
+        block_free(p->all[i]);
     free(p->all);
     free(p->buckets);
     pthread_mutex_destroy(&p->mu);
@@ -201,11 +208,7 @@ static dsn_kvblock_t *block_new(dsn_kvpool_t *p)
     if (b != NULL && p->dtype == DSN_KV_FP8)
         b->scales = malloc(rows > 0 ? rows * sizeof(float) : 1);
     if (b == NULL || b->data == NULL || (p->dtype == DSN_KV_FP8 && b->scales == NULL)) {
-        if (b != NULL) {
-            free(b->data);
-            free(b->scales);
-        }
-        free(b);
+        block_free(b);
         return NULL;
     }
     b->slot = p->allocated;
@@ -221,10 +224,7 @@ static void block_drop_free(dsn_kvpool_t *p)
     dsn_kvblock_t *last = p->all[--p->allocated];
     p->all[b->slot] = last;
     last->slot = b->slot;
-    free(b->data);
-    free(b->scales);
-    free(b->ids);
-    free(b);
+    block_free(b);
 }
 
 /* ---- the prefix index and the LRU list of cached blocks (mutex held) ---- */
