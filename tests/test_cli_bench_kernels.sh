@@ -33,9 +33,11 @@ check "roofline" '.memory_bw_gbs as $bw | .fma_gflops as $fma | all(.kernels[];
       <= 0.002 + .roofline_efficiency * (0.01 + 0.006 / .gbs + 0.006 / .roofline_gbs))' \
   --quick --only decode --dtypes fp8,int8
 # the measured FMA rate: all threads in wall time, one thread in its CPU time; with --cpu-time
-# the rows' fma_fraction is against the per-thread rate
+# the rows' fma_fraction is against the per-thread rate (gflops and the rates are printed to 0.05:
+# on a sanitizer build, where both are a few GFLOPS, that rounding alone moves the ratio by 3%)
 check "fma per thread" '.fma_thread_gflops as $fma | .fma_gflops > 0 and $fma > 0 and .cpu_time == true
-  and all(.kernels[]; (.fma_fraction - .gflops / $fma | fabs) <= 0.002 + .fma_fraction * 0.01)' \
+  and all(.kernels[]; (.fma_fraction - .gflops / $fma | fabs)
+    <= 0.002 + .fma_fraction * (0.01 + 0.06 / .gflops + 0.06 / $fma))' \
   --quick --only decode --dtypes bf16 --batches 16 --cpu-time
 check "batches" '[.kernels[].batch] == [2, 8, 2, 8] and all(.kernels[]; .name == "matmul_bf16")' \
   --quick --only decode --dtypes bf16 --batches 2,8
