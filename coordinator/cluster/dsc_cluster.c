@@ -552,6 +552,7 @@ static void on_timer(uv_timer_t *t)
             node_lost(cl, n, "no heartbeat within the node timeout");
     }
     dsc_kvmove_tick(cl, now);
+    dsc_cluster_drain_hold_tick(cl);
     /* Requests never wait forever: a cluster that cannot serve again in time fails them. */
     uint64_t stall = (uint64_t)cl->opts.stall_timeout_ms * 1000000ULL;
     now = dsc_now_ns(); /* a re-plan above may have just started the wait */

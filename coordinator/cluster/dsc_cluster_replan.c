@@ -166,6 +166,7 @@ static void stop_serving(dsc_cluster_t *cl)
             dsc_kvcarry_hold(cl);
     }
     cl->ready = 0;
+    cl->drain_hold = 0; /* the held requests wait for the next plan like the others */
     /* Nothing runs across epochs: the other open sequences are withdrawn and re-submitted when
      * the new plan serves. */
     dsc_seq_withdraw_all(cl);
@@ -204,7 +205,11 @@ static int install_plan(dsc_cluster_t *cl, dst_plan_t *plan, const dsc_plan_repo
     cl->plan_error[0] = '\0';
     cl->plan_missing = 0;
     if (live) {
+        int held = cl->drain_hold != 0;
+        cl->drain_hold = 0;
         dsc_switch_begin(cl, plan);
+        if (held && cl->ready)
+            dsc_seq_submit_all(cl); /* the requests a drain hold kept back */
         return 0;
     }
     stop_serving(cl);
@@ -333,6 +338,59 @@ static int adopt_held_plan(dsc_cluster_t *cl, dst_plan_t *out)
     return 1;
 }
 
+/*
+ * A drain no plan can absorb: the nodes left would be too few for the stages or lack the memory,
+ * so a draining node of the current plan cannot leave without the service stopping. Rather than
+ * serve new requests it would not finish until its own deadline (60 s), the cluster holds new
+ * requests back (queued in order) while the running ones end, then releases the draining nodes;
+ * it then waits for nodes to join, with the held requests queued (the stall timeout bounds
+ * their wait). A plan found meanwhile (a node joined) ends the hold.
+ */
+static void drain_hold_begin(dsc_cluster_t *cl)
+{
+    if (cl->drain_hold != 0)
+        return;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        const node_t *d = &cl->nodes[i];
+        if (d->draining && d->state != NODE_DEAD && d->cs != NULL &&
+            dsc_plan_node_index(&cl->plan, d->id) >= 0) {
+            cl->drain_hold = 1;
+            break;
+        }
+    }
+    if (cl->drain_hold == 0)
+        return;
+    uint32_t running = 0;
+    dsi_list_for_each(s, &cl->seqs, seq_t, link)
+        running += s->submitted != 0;
+    DSI_WARN("no plan without the draining node(s): new requests are held until the %u "
+             "running ones end, then the node(s) leave and the cluster waits for nodes to join",
+             running);
+    dsc_cluster_drain_hold_tick(cl);
+}
+
+void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
+{
+    if (cl->drain_hold != 1)
+        return;
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+        if (s->submitted)
+            return;
+    }
+    cl->drain_hold = 2;
+    for (uint32_t i = 0; i < cl->n_nodes; i++) {
+        node_t *d = &cl->nodes[i];
+        if (d->draining && d->state != NODE_DEAD && d->cs != NULL) {
+            dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
+            snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
+            dsc_cluster_send(d->cs->conn, &m);
+            DSI_INFO("node %u '%s' drained: released with no request running (no plan without "
+                     "it)",
+                     d->id, d->name);
+        }
+    }
+}
+
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
 {
     if (cl->shut_down)
@@ -376,6 +434,7 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
         DSI_ERROR("cannot plan the model over the live nodes (%s): %s; the current plan keeps "
                   "serving",
                   why, report.reason[0] ? report.reason : dsi_status_message(st));
+        drain_hold_begin(cl);
         return -1;
     }
     if (st != DSI_OK) {

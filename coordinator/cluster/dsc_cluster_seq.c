@@ -370,7 +370,8 @@ dsi_status_t dsc_seq_create(dsc_cluster_t *cl, const dsc_cluster_req_t *req,
     /* Arrival order, so that queued requests are submitted first come, first served. */
     dsi_list_push_back(&cl->seqs, &s->link);
     cl->stats.sequences_active++;
-    if (cl->ready && (st = submit_send(cl, s)) != DSI_OK) {
+    /* A drain hold keeps new requests queued (dsc_cluster_replan.c). */
+    if (cl->ready && cl->drain_hold == 0 && (st = submit_send(cl, s)) != DSI_OK) {
         DSI_ERROR("request %llu refused: its SUBMIT could not be sent: %s",
                   (unsigned long long)s->handle, dsi_status_message(st));
         seq_unlink(cl, s);

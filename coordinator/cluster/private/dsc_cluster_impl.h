@@ -120,6 +120,9 @@ struct dsc_cluster {
     int release_waits;         /* every node SWITCHED, RELEASE waits for KV moves to end */
     int carry_release;         /* drained nodes' SHUTDOWN waits for the KV moves of a restart */
     int ready;                 /* every node of the current plan is READY: sequences run */
+    /* A drain no plan can absorb (dsc_cluster_replan.c, "drain hold"): 1 while new requests wait
+     * for the running ones to end, 2 once the draining nodes were released; 0 otherwise. */
+    int drain_hold;
     int shut_down;             /* SHUTDOWN sent: nodes leaving is expected, nothing re-plans */
     uint64_t unready_since_ns; /* when serving stopped (re-plan or waiting for nodes) */
     uint32_t n_lanes, next_lane;
@@ -181,6 +184,8 @@ dsi_status_t dsc_cluster_build_lanes(dsc_cluster_t *cl);
  * or 2, PEERS lists the draining nodes p leaves out too (they may send KV rows), and goes to
  * them as well. */
 void dsc_cluster_send_plan(dsc_cluster_t *cl, const dst_plan_t *p, int live);
+/* A drain hold's step, on the cluster's timer: the draining nodes go once no request runs. */
+void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl);
 /* SHUTDOWN to draining nodes that are not in the current plan. */
 void dsc_cluster_release_drained(dsc_cluster_t *cl);
 /* A node answered READY for the current epoch. */
