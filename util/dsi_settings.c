@@ -392,7 +392,20 @@ int dsi_mem_available(int numa_node, uint64_t *out)
         return meminfo_kb("/proc/meminfo", "MemAvailable:", out);
     char path[96];
     snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", numa_node);
-    return meminfo_kb(path, "MemFree:", out);
+    /* As the kernel's MemAvailable counts (less its low watermarks): free pages, the page cache
+     * on the file LRU lists and reclaimable slab. MemFree alone is near 0 on a machine that just
+     * read a checkpoint, whose pages stay cached until something needs them. */
+    static const char *const keys[] = {
+        "MemFree:", "Active(file):", "Inactive(file):", "SReclaimable:"};
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        uint64_t v;
+        if (meminfo_kb(path, keys[i], &v) != 0)
+            return -1;
+        sum += v;
+    }
+    *out = sum;
+    return 0;
 }
 
 uint64_t dsi_mem_budget(uint64_t available, uint64_t headroom, int share)

@@ -157,8 +157,10 @@ void dsi_settings_print(FILE *out, const dsi_settings_t *s);
 const char *dsi_env(const char *name);
 
 /*
- * Memory available to a node: MemAvailable of /proc/meminfo, or with numa_node >= 0 the free
- * memory of that NUMA node (/sys/devices/system/node/nodeN/meminfo). 0 and *out set, or -1.
+ * Memory available to a node: MemAvailable of /proc/meminfo, or with numa_node >= 0 that NUMA
+ * node's free memory plus its reclaimable page cache and slab (MemFree + Active(file) +
+ * Inactive(file) + SReclaimable of /sys/devices/system/node/nodeN/meminfo, as MemAvailable counts
+ * them). 0 and *out set, or -1.
  */
 int dsi_mem_available(int numa_node, uint64_t *out);
 /*
