@@ -4,7 +4,8 @@
 # greedy stream runs, node 1 gets SIGTERM: the stream must finish with every token, a request
 # sent meanwhile must be held (not started on a plan that is losing a node), node 1 must leave as
 # soon as the stream ended (exit 0, long before its 60 s deadline), and once a new node joins
-# the held request must be served. Then SIGTERM to a node with nothing running: it leaves at once.
+# the held request must be served. Then SIGTERM to a node with nothing running, and to the last
+# node of a cluster that no longer serves: each leaves at once.
 set -uo pipefail
 FIX=${DSINFER_FIXTURES:-../shared/fixtures}/tiny-v3
 if [ ! -d "$FIX" ]; then
@@ -67,7 +68,7 @@ grep -q "released with no request running" "$TMP/coord.log" || bad "the coordina
 grep -q "drain deadline" "$TMP/n1.log" && bad "node 1 waited for its drain deadline"
 # the request sent during the hold waits for a plan; a new node joins and it is served
 kill -0 "$HELD" 2>/dev/null || bad "the held request ended without a plan: $(cat "$TMP/held.json")"
-node n2
+node n2; N2=$NODE
 wait "$HELD" || bad "the held request's curl failed"
 jq -e '.usage.completion_tokens == 8 and (.choices[0].text | length) > 0' "$TMP/held.json" >/dev/null ||
   bad "the held request: $(cat "$TMP/held.json")"
@@ -77,5 +78,11 @@ kill -TERM "$N0"
 within 10 bash -c "! kill -0 $N0 2>/dev/null" || bad "an idle node did not leave within 10 s of SIGTERM"
 wait "$N0"; rc=$?
 [ $rc = 0 ] || bad "node 0 exited $rc"
+# the cluster no longer serves (one node for two stages): SIGTERM to the last node releases it
+within 10 grep -q "node [0-9]* 'n0' left" "$TMP/coord.log" || bad "the coordinator did not see node 0 leave"
+kill -TERM "$N2"
+within 10 bash -c "! kill -0 $N2 2>/dev/null" || bad "a node of a cluster that does not serve did not leave within 10 s"
+wait "$N2"; rc=$?
+[ $rc = 0 ] || bad "node 2 exited $rc"
 [ $fail = 0 ] || { tail -20 "$TMP/coord.log" "$TMP/n1.log"; exit 1; }
 echo "ok: a drain no plan absorbs holds new requests, finishes the running ones, then releases"

@@ -369,15 +369,9 @@ static void drain_hold_begin(dsc_cluster_t *cl)
     dsc_cluster_drain_hold_tick(cl);
 }
 
-void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
+/* SHUTDOWN to every draining node still connected: no plan goes without it and nothing runs. */
+static void release_unplannable_drains(dsc_cluster_t *cl)
 {
-    if (cl->drain_hold != 1)
-        return;
-    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
-        if (s->submitted)
-            return;
-    }
-    cl->drain_hold = 2;
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         node_t *d = &cl->nodes[i];
         if (d->draining && d->state != NODE_DEAD && d->cs != NULL) {
@@ -389,6 +383,18 @@ void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
                      d->id, d->name);
         }
     }
+}
+
+void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
+{
+    if (cl->drain_hold != 1)
+        return;
+    dsi_list_for_each(s, &cl->seqs, seq_t, link) {
+        if (s->submitted)
+            return;
+    }
+    cl->drain_hold = 2;
+    release_unplannable_drains(cl);
 }
 
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
@@ -445,6 +451,9 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
                  report.reason[0] ? report.reason : dsi_status_message(st));
         cl->plan_missing = report.missing_bytes;
         dsc_kvcarry_drop(cl); /* no plan to move to: the nodes may drop the rows */
+        /* Serving stopped and every sequence was withdrawn: a draining node has nothing left
+         * to finish, and no plan will need it. */
+        release_unplannable_drains(cl);
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }
