@@ -3,7 +3,8 @@
 # `dsinfer plan --estimate` reads; the estimate's JSON has its fields and is deterministic for a
 # fixed profile (the numbers themselves are checked against hand computations in
 # test_unit_estimate); a bad profile, a bad --net and --net without --estimate are clear errors
-# (exit 2) naming what is wrong. Timings are not asserted.
+# (exit 2) naming what is wrong; the optional prefill_gbs and expert_gbs change the prefill
+# alone. Timings are not asserted.
 set -uo pipefail
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -27,6 +28,10 @@ jq -e '.profile_version == 1 and .threads == 1 and .memory_bw_gbs > 0 and .fma_g
   and .prefill_gbs.batches == [128, 512]
   and (.prefill_gbs | keys) == ["batches", "bf16", "fp8"]
   and all(.prefill_gbs.fp8[], .prefill_gbs.bf16[]; . > 0)
+  and .expert_gbs.batches == [4, 8, 16, 32]
+  and (.expert_gbs | keys) == ["batches", "bf16", "fp8", "int4", "int4-g128", "int8"]
+  and all(.expert_gbs | to_entries[] | select(.key != "batches");
+          (.value | length) == 4 and all(.value[]; . > 0))
   and .attention.heads == 128 and .attention.width == 576
   and (.attention.context | length) >= 2
   and (.attention.us_per_token_layer | length) == (.attention.context | length)
@@ -74,6 +79,14 @@ dsinfer plan --config "$CFG" --nodes 2 --mem 4G --estimate "$TMP/pf.json" --json
 jq -e --slurpfile a "$TMP/d1.json" '.estimate.prefill.tok_s > $a[0].estimate.prefill.tok_s
   and .estimate.decode.tok_s == $a[0].estimate.decode.tok_s' "$TMP/d2.json" >/dev/null ||
   bad "prefill_gbs did not speed up the prefill alone"
+# expert_gbs: slower products on an expert's shapes, a slower prefill (16 tokens per expert
+# touched); one stream's decode (1 token per expert: the 1-token rate) unchanged
+jq '.expert_gbs = {"batches": [4, 8, 16, 32], "fp8": [2, 2, 2, 2]}' "$TMP/fixed.json" >"$TMP/ex.json"
+dsinfer plan --config "$CFG" --nodes 2 --mem 4G --estimate "$TMP/ex.json" --json \
+  --concurrency 1 --prompt-len 300 >"$TMP/d3.json" 2>"$TMP/err" || bad "expert_gbs: $(cat "$TMP/err")"
+jq -e --slurpfile a "$TMP/d1.json" '.estimate.prefill.tok_s < $a[0].estimate.prefill.tok_s
+  and .estimate.decode.tok_s == $a[0].estimate.decode.tok_s' "$TMP/d3.json" >/dev/null ||
+  bad "expert_gbs did not slow down the prefill alone"
 est --net 100,2 >"$TMP/c.json" 2>/dev/null
 jq -e '.estimate.net_gbit == 100 and .estimate.net_latency_us == 2' "$TMP/c.json" >/dev/null ||
   bad "--net 100,2: $(jq .estimate "$TMP/c.json")"
@@ -99,6 +112,8 @@ jq 'del(.matmul_gbs.fp8)' "$TMP/fixed.json" >"$TMP/nofp8.json"
 expect2 "format missing" "matmul_gbs.fp8" --estimate "$TMP/nofp8.json"
 jq '.prefill_gbs = {"batches": [128, 512], "fp8": [1]}' "$TMP/fixed.json" >"$TMP/pfshort.json"
 expect2 "short prefill_gbs" "prefill_gbs.fp8 must be an array of 2 numbers" --estimate "$TMP/pfshort.json"
+jq '.expert_gbs = {"batches": [4, 8, 16, 32], "fp8": [1, 2, 3]}' "$TMP/fixed.json" >"$TMP/exshort.json"
+expect2 "short expert_gbs" "expert_gbs.fp8 must be an array of 4 numbers" --estimate "$TMP/exshort.json"
 expect2 "bad net" "--net: 'fast' is not GBIT,US" --estimate "$TMP/fixed.json" --net fast
 expect2 "nodes per machine 0" "nodes-per-machine" --estimate "$TMP/fixed.json" --nodes-per-machine 0
 expect2 "net alone" "--net needs --estimate" --net 25,5

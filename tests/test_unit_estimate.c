@@ -1,8 +1,9 @@
 /*
  * test_unit_estimate.c - dsc_estimate against hand computations on the tiny-v3 shape with a fixed
  * profile: one node (decode at 1 and 4 streams, a 2-chunk prefill), the packed GEMM's prefill
- * rates above 64 tokens, two nodes in one stage (expert dispatch over the network), nodes sharing
- * a machine, and two stages (hops); the profile parser's errors name the field.
+ * rates above 64 tokens, an expert's own rates (expert_gbs) for its products, two nodes in one
+ * stage (expert dispatch over the network), nodes sharing a machine, and two stages (hops); the
+ * profile parser's errors name the field.
  */
 #include <math.h>
 #include <stdio.h>
@@ -261,6 +262,81 @@ static void test_prefill_rates(void)
 }
 
 /*
+ * With expert_gbs (fp8 8, 6, 4, 2 GB/s at 4, 8, 16, 32 tokens), a routed expert's products run at
+ * the rate interpolated (log-log) through (1, 10), those points and (64, 10); every other matrix
+ * keeps matmul_gbs (all 10). A format without expert_gbs (bf16 here) keeps matmul_gbs for its
+ * experts too.
+ */
+static double fp8_expert_rate(double b) /* GB/s */
+{
+    static const double x[6] = {1, 4, 8, 16, 32, 64}, y[6] = {10, 8, 6, 4, 2, 10};
+    if (b <= 1 || b >= 64)
+        return 10;
+    int i = 0;
+    while (b > x[i + 1])
+        i++;
+    return exp(log(y[i]) + (log(y[i + 1]) - log(y[i])) * log(b / x[i]) / log(x[i + 1] / x[i]));
+}
+
+static void test_expert_rates(void)
+{
+    dsn_config_t cfg = dsi_test_cfg_tiny();
+    dsc_profile_t p;
+    char err[256];
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "%.*s, \"expert_gbs\": {\"batches\": [4, 8, 16, 32], \"fp8\": [8, 6, 4, 2]}}",
+             (int)strlen(profile_text) - 1, profile_text);
+    DSI_CHECK(dsc_profile_parse(text, "test", &p, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK_NEAR(p.expert_gbs[DSC_WEIGHT_FP8][3], 2, 0);
+    DSI_CHECK(p.expert_gbs[DSC_WEIGHT_BF16][0] == 0);
+    dst_plan_t pl;
+    dsc_plan_report_t rep;
+    DSI_CHECK(plan(&cfg, 1, 0, &pl, &rep) == 0);
+    const dsc_memory_t *m = &rep.mem;
+    const double N = 32, K = 4;
+    /* a prefill of b tokens in one chunk: b K / (N hit) tokens per expert touched; below 64
+     * tokens every other matrix at 10 GB/s, above it at 10 x 64 / b (no prefill_gbs) */
+    const double bs[5] = {8, 30, 60, 100, 500};
+    for (int i = 0; i < 5; i++) {
+        const double b = bs[i], hit = 1 - pow(1 - K / N, b), per_expert = b * K / (N * hit);
+        const double fp8 = 10e9 * (b > 64 ? 64 / b : 1), bf16 = 5e9 * (b > 64 ? 64 / b : 1);
+        double t = 0;
+        for (int l = 0; l < 4; l++) {
+            const double attn_us = b / 2 < 100 ? 10 * (b / 2) / 100 : 10 + (b / 2 - 100) * 0.1;
+            t += (double)m->attn / fp8 + b * attn_us * 1e-6;
+            if (l < 1)
+                t += (double)m->dense_mlp / fp8;
+            else
+                t += (double)m->router / bf16 + (double)m->shared_experts / fp8 +
+                     N * hit * (double)m->expert / (fp8_expert_rate(per_expert) * 1e9);
+        }
+        t += (double)m->head / 5e9;
+        dsc_estimate_opts_t o = {1, (uint32_t)b, (uint32_t)b, 1};
+        dsc_estimate_t e;
+        DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+        if (fabs(e.ttft_s - t) > t * 1e-9) {
+            fprintf(stderr, "prefill of %g tokens (%.3g per expert): %.9g s, by hand %.9g s\n", b,
+                    per_expert, e.ttft_s, t);
+            DSI_CHECK(0);
+        }
+    }
+    /* one stream's decode: one token per expert, the 1-token rate as without expert_gbs */
+    dsc_profile_t q = profile();
+    dsc_estimate_opts_t o = {1, 100, 256, 1};
+    dsc_estimate_t e1, e2;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e1, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &q, &o, &e2, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK_NEAR(e1.decode_cycle_s, e2.decode_cycle_s, e2.decode_cycle_s * 1e-12);
+    /* slower expert products, a slower prefill; bf16 weights ignore the fp8 points */
+    o.prompt_len = 200;
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &p, &o, &e1, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(dsc_estimate(&cfg, m, &pl, &q, &o, &e2, err, sizeof(err)) == DSI_OK);
+    DSI_CHECK(e1.ttft_s > e2.ttft_s);
+    dsc_plan_cleanup(&pl);
+}
+
+/*
  * Two nodes of one stage on one machine (nodes_per_machine 2) of a profile of 2 threads: the
  * experts, which both run at once, take twice as long; the attention and non-expert weights too
  * when both nodes have sequences (2 streams), not with one stream. With 4 CPUs in the profile
@@ -362,6 +438,14 @@ static void test_bad_profiles(void)
     expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
                  "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": [1]}",
                  "prefill_gbs must be an object");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"expert_gbs\": {\"batches\": [4, 8, 16, "
+                 "64], \"fp8\": [1, 2, 3, 4]}}",
+                 "expert_gbs.batches must be [4, 8, 16, 32]");
+    expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
+                 "16, 64], \"fp8\": [1, 2, 3, 4]}, \"expert_gbs\": {\"batches\": [4, 8, 16, "
+                 "32], \"int4\": [1, 2, 3]}}",
+                 "expert_gbs.int4 must be an array of 4 numbers");
     /* a profile without the plan's format: the estimate says so */
     dsn_config_t cfg = dsi_test_cfg_tiny();
     dsc_profile_t p = profile();
@@ -382,6 +466,7 @@ int main(void)
     test_one_node();
     test_two_nodes();
     test_prefill_rates();
+    test_expert_rates();
     test_shared_machine();
     test_bandwidth_cap();
     test_bad_profiles();

@@ -8,7 +8,10 @@
  *    rows of V3's dense MLP shapes (132 MB in fp8: tens of milliseconds a product, so that on a
  *    shared machine the median over repetitions sees the CPU share a decode step gets, not the
  *    moments a few-millisecond product ran alone; --quick: one expert's shape), the median over
- *    the shapes; then its prefill rows (the
+ *    the shapes; the same rows on a routed expert's two shapes (7168x2048, 2048x7168; --quick:
+ *    one) at 4, 8, 16 and 32 tokens, the counts a prompt chunk gives each expert, as expert_gbs
+ *    (the kernels' speed at 5-8 tokens is not on a smooth line between 4 and 16); then its
+ *    prefill rows (the
  *    packed GEMM at 128 and 512 tokens, fp8 and bf16, an expert's two shapes: 0.1 s and more a
  *    product already) as prefill_gbs, from
  *    their GFLOP/s (bench kernels prints GB/s with two decimals, too few at 512 tokens);
@@ -46,12 +49,14 @@ static const char *const kernel_dtypes[N_FORMATS] = {"fp8", "bf16", "int8", "int
                                                      "int4-g128"};
 static const char *const format_names[N_FORMATS] = {"fp8", "bf16", "int8", "int4", "int4-g128"};
 static const int batches[4] = {1, 4, 16, 64};
+static const int expert_batches[4] = {4, 8, 16, 32};
 
 typedef struct {
     int quick, threads;
     const char *json_path;
     double bw_gbs, fma_gflops;
     double gbs[N_FORMATS][4];
+    double expert_gbs[N_FORMATS][4]; /* an expert's shapes at 4, 8, 16, 32 tokens */
     double prefill_gbs[2][2]; /* fp8, bf16 at 128 and 512 tokens */
     int cpus;
     int n_ctx;
@@ -113,11 +118,19 @@ static int cmp_d(const void *a, const void *b)
 
 /* ---- 2. the kernels, through bench kernels ---- */
 
-static int measure_kernels(profile_t *p)
+/*
+ * bench kernels' decode rows of every format at `batch_list` (the n of `bl`) on `shapes`: the
+ * median over the shapes into out[format][0..n); the measured FMA rate and kernel level into p
+ * when fma is set.
+ */
+static int decode_rows(profile_t *p, const char *batch_list, const int *bl, int n,
+                       const char *shapes, double out[N_FORMATS][4], int fma)
 {
-    char threads[16], reps[16];
+    char threads[16], reps[16], batch_arg[32], shape_arg[64];
     snprintf(threads, sizeof(threads), "%d", p->threads);
     snprintf(reps, sizeof(reps), "%d", p->quick ? 3 : 7);
+    snprintf(batch_arg, sizeof(batch_arg), "%s", batch_list);
+    snprintf(shape_arg, sizeof(shape_arg), "%s", shapes);
     char *args[] = {"dsinfer",
                     "bench",
                     "kernels",
@@ -125,37 +138,39 @@ static int measure_kernels(profile_t *p)
                     "--only",
                     "decode",
                     "--batches",
-                    "1,4,16,64",
+                    batch_arg,
                     "--dtypes",
                     "fp8,bf16,int8,int4-g32,int4-g128",
                     "--shapes",
-                    p->quick ? "2048x7168" : "18432x7168,7168x18432",
+                    shape_arg,
                     "--threads",
                     threads,
                     "--reps",
                     reps,
                     p->quick ? "--quick" : NULL,
                     NULL};
-    char *out;
-    int rc = run_child(args, &out);
+    char *text;
+    int rc = run_child(args, &text);
     json_error_t je;
-    json_t *root = rc == 0 && out != NULL ? json_loads(out, 0, &je) : NULL;
-    free(out);
+    json_t *root = rc == 0 && text != NULL ? json_loads(text, 0, &je) : NULL;
+    free(text);
     json_t *ks = json_object_get(root, "kernels");
     if (root == NULL || !json_is_array(ks)) {
         fprintf(stderr, "dsinfer bench profile: dsinfer bench kernels failed (exit %d)\n", rc);
         json_decref(root);
         return -1;
     }
-    p->fma_gflops = json_number_value(json_object_get(root, "fma_gflops"));
-    snprintf(p->level, sizeof(p->level), "%s",
-             json_string_value(json_object_get(root, "level"))
-                 ? json_string_value(json_object_get(root, "level"))
-                 : "?");
+    if (fma) {
+        p->fma_gflops = json_number_value(json_object_get(root, "fma_gflops"));
+        snprintf(p->level, sizeof(p->level), "%s",
+                 json_string_value(json_object_get(root, "level"))
+                     ? json_string_value(json_object_get(root, "level"))
+                     : "?");
+    }
     for (int f = 0; f < N_FORMATS; f++) {
-        for (int b = 0; b < 4; b++) {
+        for (int b = 0; b < n; b++) {
             double v[8];
-            int n = 0;
+            int nv = 0;
             size_t i;
             json_t *k;
             char name[32];
@@ -163,26 +178,42 @@ static int measure_kernels(profile_t *p)
             json_array_foreach(ks, i, k)
             {
                 const char *kn = json_string_value(json_object_get(k, "name"));
-                if (kn != NULL && strcmp(kn, name) == 0 && n < 8 &&
-                    json_integer_value(json_object_get(k, "batch")) == batches[b])
-                    v[n++] = json_number_value(json_object_get(k, "gbs"));
+                if (kn != NULL && strcmp(kn, name) == 0 && nv < 8 &&
+                    json_integer_value(json_object_get(k, "batch")) == bl[b])
+                    v[nv++] = json_number_value(json_object_get(k, "gbs"));
             }
-            if (n == 0) {
+            if (nv == 0) {
                 fprintf(stderr, "dsinfer bench profile: bench kernels gave no %s row at %d\n", name,
-                        batches[b]);
+                        bl[b]);
                 json_decref(root);
                 return -1;
             }
-            qsort(v, (size_t)n, sizeof(double), cmp_d);
-            p->gbs[f][b] = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-            if (p->gbs[f][b] < 0.01) /* bench kernels prints 2 decimals: a very slow build */
-                p->gbs[f][b] = 0.01;
+            qsort(v, (size_t)nv, sizeof(double), cmp_d);
+            out[f][b] = nv % 2 ? v[nv / 2] : 0.5 * (v[nv / 2 - 1] + v[nv / 2]);
+            if (out[f][b] < 0.01) /* bench kernels prints 2 decimals: a very slow build */
+                out[f][b] = 0.01;
         }
     }
     json_decref(root);
+    return 0;
+}
+
+/* matmul_gbs: V3's dense MLP shapes (--quick: an expert's) at 1, 4, 16, 64 tokens; the FMA rate */
+static int measure_kernels(profile_t *p)
+{
+    if (decode_rows(p, "1,4,16,64", batches, 4, p->quick ? "2048x7168" : "18432x7168,7168x18432",
+                    p->gbs, 1) != 0)
+        return -1;
     if (!(p->fma_gflops > 0)) /* the scalar level measures none: the f32 rate of a kernel */
         p->fma_gflops = p->gbs[1][3] * 64; /* bf16 at 64 tokens: 64 flops per weight byte */
     return 0;
+}
+
+/* expert_gbs: a routed expert's two shapes (--quick: one) at 4, 8, 16, 32 tokens */
+static int measure_experts(profile_t *p)
+{
+    return decode_rows(p, "4,8,16,32", expert_batches, 4,
+                       p->quick ? "2048x7168" : "7168x2048,2048x7168", p->expert_gbs, 0);
 }
 
 /* The packed GEMM of prefill: bench kernels' prefill rows, fp8 and bf16 at 128 and 512 tokens. */
@@ -356,6 +387,11 @@ static void write_json(const profile_t *p, FILE *f)
             "\n  },\n  \"prefill_gbs\": {\n    \"batches\": [128, 512],\n"
             "    \"fp8\": [%.5f, %.5f],\n    \"bf16\": [%.5f, %.5f]",
             p->prefill_gbs[0][0], p->prefill_gbs[0][1], p->prefill_gbs[1][0], p->prefill_gbs[1][1]);
+    fprintf(f, "\n  },\n  \"expert_gbs\": {\n    \"batches\": [4, 8, 16, 32]");
+    for (int fm = 0; fm < N_FORMATS; fm++)
+        fprintf(f, ",\n    \"%s\": [%.4f, %.4f, %.4f, %.4f]", format_names[fm],
+                p->expert_gbs[fm][0], p->expert_gbs[fm][1], p->expert_gbs[fm][2],
+                p->expert_gbs[fm][3]);
     fprintf(f,
             "\n  },\n  \"attention\": {\n    \"heads\": %d,\n    \"width\": %d,\n"
             "    \"context\": [",
@@ -379,6 +415,10 @@ static void print_text(const profile_t *p)
     for (int f = 0; f < N_FORMATS; f++)
         printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->gbs[f][0], p->gbs[f][1],
                p->gbs[f][2], p->gbs[f][3]);
+    printf("routed expert's shapes GB/s  4 tok    8 tok   16 tok   32 tok\n");
+    for (int f = 0; f < N_FORMATS; f++)
+        printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->expert_gbs[f][0],
+               p->expert_gbs[f][1], p->expert_gbs[f][2], p->expert_gbs[f][3]);
     printf("prefill (packed GEMM) weight GB/s: fp8 %.3f at 128 tokens, %.3f at 512; bf16 %.3f, "
            "%.3f\n",
            p->prefill_gbs[0][0], p->prefill_gbs[0][1], p->prefill_gbs[1][0], p->prefill_gbs[1][1]);
@@ -393,7 +433,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: dsinfer bench profile [--json FILE] [--quick] [--threads N]\n"
             "  measures what a step's cost depends on on this machine: memory read bandwidth,\n"
-            "  the matmul kernels' weight GB/s per format at 1, 4, 16, 64 tokens, the packed\n"
+            "  the matmul kernels' weight GB/s per format at 1, 4, 16, 64 tokens (V3's dense\n"
+            "  MLP shapes) and on a routed expert's shapes at 4, 8, 16, 32, the packed\n"
             "  GEMM's (prefill) at 128 and 512 tokens and the FMA rate (bench kernels),\n"
             "  attention time per context length (128 heads x 576),\n"
             "  transport latency and bandwidth (bench transport over loopback tcp)\n"
@@ -453,8 +494,9 @@ int dsinfer_bench_profile(int argc, char **argv)
     dsk_ops_init(&ops, dsk_level_detect());
     int rc = 1;
     p.bw_gbs = bench_memory_bandwidth(pool, (size_t)(p.quick ? 256 : 1024) << 20, p.quick ? 3 : 7);
-    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_prefill(&p) != 0 ||
-        measure_attention(&p, pool, &ops) != 0 || measure_transport(&p) != 0)
+    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_experts(&p) != 0 ||
+        measure_prefill(&p) != 0 || measure_attention(&p, pool, &ops) != 0 ||
+        measure_transport(&p) != 0)
         goto out;
     if (p.json_path != NULL && strcmp(p.json_path, "-") == 0) {
         write_json(&p, stdout);

@@ -14,6 +14,7 @@
 
 const int dsc_profile_batches[DSC_PROFILE_BATCHES] = {1, 4, 16, 64};
 const int dsc_profile_prefill_batches[DSC_PROFILE_PREFILL] = {128, 512};
+const int dsc_profile_expert_batches[DSC_PROFILE_EXPERT] = {4, 8, 16, 32};
 
 static const char *const term_names[DSC_TERM_COUNT] = {"weights bandwidth", "compute", "attention",
                                                        "network latency", "network bandwidth"};
@@ -78,6 +79,57 @@ static int get_array(json_t *obj, const char *key, const char *path, double *out
         out[i] = json_number_value(v);
     }
     *n = len;
+    return 0;
+}
+
+/*
+ * An optional object `key` of `root`: {"batches": [the n of `batches`], FORMAT: [n numbers > 0],
+ * ...} into out[format * n + 0..n) (a [formats][n] array). Absent: out untouched, 0. Bad: -1
+ * after writing err.
+ */
+static int get_optional_rates(json_t *root, const char *key, const int *batches, int n, double *out,
+                              const char *what, char *err, size_t size)
+{
+    json_t *obj = json_object_get(root, key);
+    if (obj == NULL)
+        return 0;
+    if (!json_is_object(obj)) {
+        fail(err, size, "%s: field %s must be an object", what, key);
+        return -1;
+    }
+    char path[64], list[64];
+    snprintf(path, sizeof(path), "%s.", key);
+    double b[DSC_PROFILE_EXPERT > DSC_PROFILE_PREFILL ? DSC_PROFILE_EXPERT : DSC_PROFILE_PREFILL];
+    int nb = n;
+    if (get_array(obj, "batches", path, b, &nb, n, what, err, size))
+        return -1;
+    size_t used = 0;
+    for (int i = 0; i < n; i++)
+        used +=
+            (size_t)snprintf(list + used, sizeof(list) - used, "%s%d", i ? ", " : "", batches[i]);
+    for (int i = 0; i < n; i++) {
+        if (b[i] != batches[i]) {
+            fail(err, size, "%s: field %s.batches must be [%s]", what, key, list);
+            return -1;
+        }
+    }
+    const char *name;
+    json_t *val;
+    json_object_foreach(obj, name, val)
+    {
+        if (strcmp(name, "batches") == 0)
+            continue;
+        dsc_weight_format_t f;
+        if (dsc_weight_format_parse(name, &f) != DSI_OK) {
+            fail(err, size,
+                 "%s: field %s.%s is not a weight format (fp8, bf16, int8, int4, int4-g128)", what,
+                 key, name);
+            return -1;
+        }
+        int k = n;
+        if (get_array(obj, name, path, out + (size_t)f * (size_t)n, &k, n, what, err, size))
+            return -1;
+    }
     return 0;
 }
 
@@ -156,41 +208,12 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
         goto out;
     }
 
-    /* optional: the packed GEMM at prefill sizes */
-    json_t *pf = json_object_get(root, "prefill_gbs");
-    if (pf != NULL && !json_is_object(pf)) {
-        fail(err, err_size, "%s: field prefill_gbs must be an object", what);
+    /* optional: the packed GEMM at prefill sizes; an expert's products at a chunk's sizes */
+    if (get_optional_rates(root, "prefill_gbs", dsc_profile_prefill_batches, DSC_PROFILE_PREFILL,
+                           &p.prefill_gbs[0][0], what, err, err_size) ||
+        get_optional_rates(root, "expert_gbs", dsc_profile_expert_batches, DSC_PROFILE_EXPERT,
+                           &p.expert_gbs[0][0], what, err, err_size))
         goto out;
-    }
-    if (pf != NULL) {
-        int np = DSC_PROFILE_PREFILL;
-        if (get_array(pf, "batches", "prefill_gbs.", b, &np, DSC_PROFILE_PREFILL, what, err,
-                      err_size))
-            goto out;
-        for (int i = 0; i < DSC_PROFILE_PREFILL; i++) {
-            if (b[i] != dsc_profile_prefill_batches[i]) {
-                fail(err, err_size, "%s: field prefill_gbs.batches must be [128, 512]", what);
-                goto out;
-            }
-        }
-        json_object_foreach(pf, key, val)
-        {
-            if (strcmp(key, "batches") == 0)
-                continue;
-            dsc_weight_format_t f;
-            if (dsc_weight_format_parse(key, &f) != DSI_OK) {
-                fail(err, err_size,
-                     "%s: field prefill_gbs.%s is not a weight format (fp8, bf16, int8, int4, "
-                     "int4-g128)",
-                     what, key);
-                goto out;
-            }
-            np = DSC_PROFILE_PREFILL;
-            if (get_array(pf, key, "prefill_gbs.", p.prefill_gbs[f], &np, DSC_PROFILE_PREFILL, what,
-                          err, err_size))
-                goto out;
-        }
-    }
 
     json_t *at = json_object_get(root, "attention");
     if (!json_is_object(at)) {
@@ -326,18 +349,42 @@ static double rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
     return loglog(b, dsc_profile_batches[i], r[i], dsc_profile_batches[i + 1], r[i + 1]);
 }
 
-/* Multiply `bytes` of weights in format f with b tokens: weights and compute terms. */
-static double matmul(acc_t *a, dsc_weight_format_t f, double bytes, double b)
+/*
+ * Weight GB/s of a routed expert's product in format f at b tokens: through expert_gbs between
+ * the 1- and the 64-token points of matmul_gbs (dsc_estimate.h); rate() without expert_gbs.
+ */
+static double expert_rate(const dsc_profile_t *p, dsc_weight_format_t f, double b)
 {
-    if (bytes <= 0 || b <= 0)
+    const double *e = p->expert_gbs[f];
+    if (e[0] <= 0 || b <= 1 || b >= 64)
+        return rate(p, f, b);
+    if (b <= 4)
+        return loglog(b, 1, p->matmul_gbs[f][0], 4, e[0]);
+    if (b >= 32)
+        return loglog(b, 32, e[3], 64, p->matmul_gbs[f][3]);
+    const int i = b < 8 ? 0 : b < 16 ? 1 : 2;
+    return loglog(b, dsc_profile_expert_batches[i], e[i], dsc_profile_expert_batches[i + 1],
+                  e[i + 1]);
+}
+
+/* Multiply `bytes` of weights in format f with b tokens at `gbs`: weights and compute terms. */
+static double matmul_at(acc_t *a, double bytes, double gbs)
+{
+    if (bytes <= 0)
         return 0;
     const double slow = a->slow > 1 ? a->slow : 1;
     const double mem = slow * bytes / (a->p->memory_bw_gbs * 1e9);
-    double t = slow * bytes / (rate(a->p, f, b) * 1e9);
+    double t = slow * bytes / (gbs * 1e9);
     t = t > mem ? t : mem; /* streamed from memory: never faster than its read bandwidth */
     a->terms[DSC_TERM_WEIGHTS] += t < mem ? t : mem;
     a->terms[DSC_TERM_COMPUTE] += t > mem ? t - mem : 0;
     return t;
+}
+
+/* Multiply `bytes` of weights in format f with b tokens. */
+static double matmul(acc_t *a, dsc_weight_format_t f, double bytes, double b)
+{
+    return b > 0 ? matmul_at(a, bytes, rate(a->p, f, b)) : 0;
 }
 
 /* Seconds of attention of one query token in one layer at context `ctx`. */
@@ -431,7 +478,9 @@ static double stage_time(const ctx_t *c, acc_t *a, uint32_t s, double tok, doubl
         const double distinct = N * hit * c->share[l];
         const double per_expert = tok * K / (N * hit);
         a->slow = expert_slow;
-        t += matmul(a, a->fmt, distinct * (double)m->expert, per_expert);
+        t += per_expert > 0
+                 ? matmul_at(a, distinct * (double)m->expert, expert_rate(a->p, a->fmt, per_expert))
+                 : 0;
         a->slow = dense_slow;
         if (e > 1) {
             /* DISPATCH: a row per token and other node it reaches; COMBINE: a row per pair

@@ -14,6 +14,13 @@
  *   It takes at least B / memory_bw (the weights are streamed from memory: a kernel rate above
  *   the probed bandwidth, as a noisy machine can give, is not reached by a whole step); its part
  *   above B / memory_bw is reported as compute, the rest as weights bandwidth.
+ * - A routed expert's products run at the profile's expert_gbs where it has them (optional: the
+ *   same kernels timed on an expert's own shapes at 4, 8, 16 and 32 tokens, the counts a prompt
+ *   chunk gives each expert): log-log between (1, matmul_gbs at 1 token), those points and
+ *   (64, matmul_gbs at 64), the rest as above. The dense-shape points alone overrate these
+ *   products (measured in one thread's CPU time on Zen 4, fp8: an expert's product at 5-8 tokens
+ *   runs 10-20% below the log-log line between the 4- and 16-token points, and an expert's
+ *   shape 5-10% below the dense MLP's). Without expert_gbs, the rates above.
  * - Attention over the latent cache costs, per query token and layer, the profile's measured time
  *   at that context length (interpolated linearly, extrapolated from the last two points above
  *   the last one and in proportion to the first point below it), scaled
@@ -50,6 +57,7 @@
 
 #define DSC_PROFILE_BATCHES 4 /* matmul rates at 1, 4, 16 and 64 tokens */
 #define DSC_PROFILE_PREFILL 2 /* packed-GEMM rates at 128 and 512 tokens */
+#define DSC_PROFILE_EXPERT  4 /* expert-shaped products at 4, 8, 16 and 32 tokens */
 #define DSC_PROFILE_MAX_CTX 16
 
 typedef struct {
@@ -61,6 +69,9 @@ typedef struct {
     /* weight GB/s of the packed GEMM (prefill) at 128 and 512 tokens; 0: not in the profile
      * (optional: without it the time above 64 tokens grows with the tokens from the 64 point) */
     double prefill_gbs[DSC_WEIGHT_N_FORMATS][DSC_PROFILE_PREFILL];
+    /* weight GB/s of a routed expert's products (its own shapes) at 4, 8, 16, 32 tokens; 0: not
+     * in the profile (optional: without it the experts take matmul_gbs) */
+    double expert_gbs[DSC_WEIGHT_N_FORMATS][DSC_PROFILE_EXPERT];
     int cpus; /* online CPUs of the machine measured; 0: not given (taken as `threads`) */
     /* attention: seconds per query token and layer at each context length, for `heads` heads of
      * a `width`-wide latent row (kv_lora_rank + qk_rope_head_dim) */
@@ -71,9 +82,10 @@ typedef struct {
     double net_gbs;        /* GB/s (10^9 bytes) between two nodes */
 } dsc_profile_t;
 
-/* The batches of matmul_gbs and of prefill_gbs. */
+/* The batches of matmul_gbs, prefill_gbs and expert_gbs. */
 extern const int dsc_profile_batches[DSC_PROFILE_BATCHES];
 extern const int dsc_profile_prefill_batches[DSC_PROFILE_PREFILL];
+extern const int dsc_profile_expert_batches[DSC_PROFILE_EXPERT];
 
 /*
  * Read a profile JSON file (docs/PERFORMANCE.md lists the fields). Errors name the file and the
