@@ -340,7 +340,8 @@ static void test_expert_rates(void)
  * Two nodes of one stage on one machine (nodes_per_machine 2) of a profile of 2 threads: the
  * experts, which both run at once, take twice as long; the attention and non-expert weights too
  * when both nodes have sequences (2 streams), not with one stream. With 4 CPUs in the profile
- * the two nodes of 2 threads fit: as on two machines.
+ * the two nodes of 2 threads fit: as on two machines, unless the 4 CPUs gave less than 4 CPUs'
+ * worth of time (cpus_effective).
  */
 static void test_shared_machine(void)
 {
@@ -363,6 +364,23 @@ static void test_shared_machine(void)
     p.cpus = 4;
     DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
     t = by_hand(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    /* the 4 CPUs gave the profile's threads 3 CPUs' worth in all (cpus_effective): the profile's
+     * 2 threads had 2, two busy nodes 1.5 each: 4/3 times as long; one stream, only the experts
+     * run on both nodes at once */
+    p.cpus_effective = 3;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    t = by_hand_shared(&rep.mem, 0, 4, 1, 2, 1, 0.5, 100, 2, &lat, 4.0 / 3, 4.0 / 3);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    o.concurrency = 1;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    t = by_hand_shared(&rep.mem, 0, 4, 1, 1, 1, 0.5, 100, 2, &lat, 1, 4.0 / 3);
+    DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
+    /* 1 CPU's worth of the 4 (a busy shared machine): the profile's threads had 1, each of two
+     * busy nodes 0.5: twice as long */
+    p.cpus_effective = 1;
+    DSI_CHECK(dsc_estimate(&cfg, &rep.mem, &pl, &p, &o, &e, err, sizeof(err)) == DSI_OK);
+    t = by_hand_shared(&rep.mem, 0, 4, 1, 1, 1, 0.5, 100, 2, &lat, 1, 2);
     DSI_CHECK_NEAR(e.decode_cycle_s, t, t * 1e-9);
     dsc_plan_cleanup(&pl);
 }
@@ -427,6 +445,8 @@ static void test_bad_profiles(void)
                  "5}}",
                  "network.bandwidth_gbs is missing");
     expect_error("{\"threads\": 2, \"cpus\": 0, \"memory_bw_gbs\": 3}", "cpus must be an integer");
+    expect_error("{\"threads\": 2, \"cpus_effective\": 0, \"memory_bw_gbs\": 3}",
+                 "cpus_effective must be a number > 0");
     expect_error("{\"memory_bw_gbs\": 3, \"fma_gflops\": 1, \"matmul_gbs\": {\"batches\": [1, 4, "
                  "16, 64], \"fp8\": [1, 2, 3, 4]}, \"prefill_gbs\": {\"batches\": [128, 256], "
                  "\"fp8\": [1, 2]}}",

@@ -22,6 +22,9 @@
  *    threads as the engine splits them;
  * 4. transport: `dsinfer bench transport --json --tls tcp` as a child (loopback): one-way latency
  *    = half the 1-token DISPATCH + COMBINE round trip, bandwidth from the 64- and 256-token ones.
+ * 5. the CPUs' worth of time the machine gives one busy thread per online CPU (process CPU time
+ *    over 2 s of wall time, 0.5 s with --quick) as cpus_effective: what node processes sharing
+ *    the machine split between them (dsc_estimate.h).
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -30,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -59,6 +63,7 @@ typedef struct {
     double expert_gbs[N_FORMATS][4]; /* an expert's shapes at 4, 8, 16, 32 tokens */
     double prefill_gbs[2][2]; /* fp8, bf16 at 128 and 512 tokens */
     int cpus;
+    double cpus_effective; /* CPUs' worth of time `cpus` busy threads got */
     int n_ctx;
     int ctx[MAX_CTX];
     double attn_us[MAX_CTX];
@@ -337,6 +342,50 @@ static int measure_attention(profile_t *p, dsi_pool_t *pool, const dsk_ops_t *op
     return 0;
 }
 
+/* ---- 5. the CPUs' worth of time the machine gives `cpus` busy threads ---- */
+
+typedef struct {
+    double until; /* wall clock, dsi_now_s() */
+} busy_t;
+
+static void busy_cb(void *arg, int64_t begin, int64_t end)
+{
+    const busy_t *b = arg;
+    double x = 1.0 + (double)(end - begin);
+    while (dsi_now_s() < b->until) {
+        for (int i = 0; i < 100000; i++)
+            x = x * 1.0000001 + 1e-9;
+    }
+    volatile double keep = x; /* the arithmetic is not optimized away */
+    (void)keep;
+}
+
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * `cpus` threads computing for `seconds` of wall time: the process's CPU time over the wall time.
+ * On a machine shared with other sessions' work, below `cpus` (Linux shares the CPUs between
+ * sessions, then between a session's threads). 0 on failure.
+ */
+static double measure_cpu_share(int cpus, double seconds)
+{
+    dsi_pool_t *pool = dsi_pool_create(cpus);
+    if (pool == NULL)
+        return 0;
+    const double c0 = process_cpu_s(), w0 = dsi_now_s();
+    busy_t b = {w0 + seconds};
+    dsi_pool_run(pool, dsi_pool_threads(pool), 1, busy_cb, &b);
+    const double c1 = process_cpu_s(), w1 = dsi_now_s();
+    dsi_pool_destroy(pool);
+    const double share = (c1 - c0) / (w1 - w0);
+    return share < cpus ? share : cpus;
+}
+
 /* ---- 4. transport ---- */
 
 static int measure_transport(profile_t *p)
@@ -378,6 +427,7 @@ static void write_json(const profile_t *p, FILE *f)
             p->quick ? " --quick" : "");
     fprintf(f, "  \"kernel_level\": \"%s\",\n  \"threads\": %d,\n  \"cpus\": %d,\n", p->level,
             p->threads, p->cpus);
+    fprintf(f, "  \"cpus_effective\": %.3f,\n", p->cpus_effective);
     fprintf(f, "  \"memory_bw_gbs\": %.3f,\n  \"fma_gflops\": %.2f,\n", p->bw_gbs, p->fma_gflops);
     fprintf(f, "  \"matmul_gbs\": {\n    \"batches\": [1, 4, 16, 64]");
     for (int fm = 0; fm < N_FORMATS; fm++)
@@ -411,6 +461,7 @@ static void print_text(const profile_t *p)
 {
     printf("machine profile (%s, %d threads)\n", p->level, p->threads);
     printf("memory read bandwidth: %.1f GB/s; FMA rate: %.1f GFLOP/s\n", p->bw_gbs, p->fma_gflops);
+    printf("%d busy threads got %.2f CPUs' worth of time\n", p->cpus, p->cpus_effective);
     printf("matmul weight GB/s     1 tok    4 tok   16 tok   64 tok\n");
     for (int f = 0; f < N_FORMATS; f++)
         printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->gbs[f][0], p->gbs[f][1],
@@ -437,6 +488,7 @@ static void usage(FILE *out)
             "  MLP shapes) and on a routed expert's shapes at 4, 8, 16, 32, the packed\n"
             "  GEMM's (prefill) at 128 and 512 tokens and the FMA rate (bench kernels),\n"
             "  attention time per context length (128 heads x 576),\n"
+            "  the CPUs' worth of time one busy thread per CPU gets (a shared machine: less),\n"
             "  transport latency and bandwidth (bench transport over loopback tcp)\n"
             "  --json FILE   also write the profile JSON that dsinfer plan --estimate reads\n"
             "                (- for stdout, instead of the text)\n"
@@ -493,10 +545,11 @@ int dsinfer_bench_profile(int argc, char **argv)
     dsk_ops_t ops;
     dsk_ops_init(&ops, dsk_level_detect());
     int rc = 1;
+    p.cpus_effective = measure_cpu_share(p.cpus, p.quick ? 0.5 : 2.0);
     p.bw_gbs = bench_memory_bandwidth(pool, (size_t)(p.quick ? 256 : 1024) << 20, p.quick ? 3 : 7);
-    if (!(p.bw_gbs > 0) || measure_kernels(&p) != 0 || measure_experts(&p) != 0 ||
-        measure_prefill(&p) != 0 || measure_attention(&p, pool, &ops) != 0 ||
-        measure_transport(&p) != 0)
+    if (!(p.cpus_effective > 0) || !(p.bw_gbs > 0) || measure_kernels(&p) != 0 ||
+        measure_experts(&p) != 0 || measure_prefill(&p) != 0 ||
+        measure_attention(&p, pool, &ops) != 0 || measure_transport(&p) != 0)
         goto out;
     if (p.json_path != NULL && strcmp(p.json_path, "-") == 0) {
         write_json(&p, stdout);

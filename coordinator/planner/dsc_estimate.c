@@ -162,6 +162,9 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
         goto out;
     }
     p.cpus = cpus != NULL ? (int)json_integer_value(cpus) : 0;
+    if (json_object_get(root, "cpus_effective") != NULL &&
+        get_num(root, "cpus_effective", "", 0, &p.cpus_effective, what, err, err_size))
+        goto out;
     if (get_num(root, "memory_bw_gbs", "", 0, &p.memory_bw_gbs, what, err, err_size) ||
         get_num(root, "fma_gflops", "", 0, &p.fma_gflops, what, err, err_size))
         goto out;
@@ -438,7 +441,11 @@ static double sharing(const ctx_t *c, const dsc_profile_t *p, double busy)
     const double together = busy < c->per_machine ? busy : c->per_machine;
     const double cpus = p->cpus > 0 ? p->cpus : p->threads > 0 ? p->threads : 1;
     const double threads = p->threads > 0 ? p->threads : cpus;
-    const double f = together * threads / cpus;
+    const double C = p->cpus_effective > 0 ? p->cpus_effective : cpus;
+    /* the CPUs the profile's threads had, against each busy node's part of C */
+    const double profiled = threads < C ? threads : C;
+    const double each = threads < C / together ? threads : C / together;
+    const double f = profiled / each;
     return f > 1 ? f : 1;
 }
 

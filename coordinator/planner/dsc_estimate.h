@@ -35,8 +35,15 @@
  *   each stage boundary adds one latency and the activation rows.
  * - Nodes sharing a machine (opts.nodes_per_machine > 1, as `--local-nodes` does): the phases
  *   that several of them run at once (the routed experts of a stage; the attention and
- *   non-expert weights when each has sequences) take max(1, busy x threads / cpus) times as
- *   long, busy being the nodes of one machine running them together.
+ *   non-expert weights when each has sequences) take min(threads, C) / min(threads, C / busy)
+ *   times as long, busy being the nodes of one machine running them together and C the CPUs'
+ *   worth of time the machine gives them in all: the profile's cpus_effective (optional; without
+ *   it `cpus`, which makes the factor max(1, busy x threads / cpus)). The profile's rates were
+ *   measured with `threads` threads, which got min(threads, C) CPUs; busy nodes split C. On a
+ *   machine shared with other sessions' work C is below `cpus` (Linux gives each session's
+ *   processes together a fair share, not each thread): measured 0.6-0.8 of 2 vCPUs with two
+ *   other sessions busy, where 4 local nodes of 1 thread ran their experts at 1/4 of one
+ *   thread's speed each, not the 1/2 that cpus = 2 gives.
  * - Decode: min(C, stages) micro-batches of ceil(C / that) sequences go round the pipeline; a
  *   cycle takes max(micro-batches x the slowest stage, the sum of the stages plus the hops), and
  *   every sequence gains one token per cycle.
@@ -73,6 +80,9 @@ typedef struct {
      * in the profile (optional: without it the experts take matmul_gbs) */
     double expert_gbs[DSC_WEIGHT_N_FORMATS][DSC_PROFILE_EXPERT];
     int cpus; /* online CPUs of the machine measured; 0: not given (taken as `threads`) */
+    /* CPUs' worth of time `cpus` busy threads got together while profiled; 0: not given (taken
+     * as cpus) */
+    double cpus_effective;
     /* attention: seconds per query token and layer at each context length, for `heads` heads of
      * a `width`-wide latent row (kv_lora_rank + qk_rope_head_dim) */
     int attn_heads, attn_width, n_attn;
