@@ -20,7 +20,7 @@ timeout 600 dsinfer bench profile --quick --threads 1 --json "$TMP/p.json" >"$TM
 grep -q "memory read bandwidth" "$TMP/out" || bad "bench profile text: $(cat "$TMP/out")"
 jq -e '.profile_version == 1 and .threads == 1 and .memory_bw_gbs > 0 and .fma_gflops > 0
   and (.kernel_level | type) == "string"
-  and .cpus >= 1
+  and .cpus >= 1 and .cpus_effective > 0 and .cpus_effective <= .cpus
   and .matmul_gbs.batches == [1, 4, 16, 64]
   and (.matmul_gbs | keys) == ["batches", "bf16", "fp8", "int4", "int4-g128", "int8"]
   and all(.matmul_gbs | to_entries[] | select(.key != "batches");
@@ -70,6 +70,16 @@ jq -e --slurpfile a "$TMP/a.json" '.estimate.nodes_per_machine == 2
   and .estimate.decode.tok_s < $a[0].estimate.decode.tok_s
   and .estimate.prefill.tok_s < $a[0].estimate.prefill.tok_s' "$TMP/s.json" >/dev/null ||
   bad "--nodes-per-machine 2: $(jq .estimate "$TMP/s.json")"
+# cpus_effective: 2 CPUs gave 1 CPU's worth of time: two nodes of 1 thread sharing the machine
+# run their experts at half the speed that cpus = 2 alone gives them
+jq '.threads = 1 | .cpus = 2 | .cpus_effective = 1' "$TMP/fixed.json" >"$TMP/ce.json"
+jq '.threads = 1 | .cpus = 2' "$TMP/fixed.json" >"$TMP/c2.json"
+for f in ce c2; do
+  dsinfer plan --config "$CFG" --nodes 2 --mem 4G --estimate "$TMP/$f.json" --json --concurrency 1 \
+    --prompt-len 300 --nodes-per-machine 2 >"$TMP/$f.out" 2>"$TMP/err" || bad "$f: $(cat "$TMP/err")"
+done
+jq -e --slurpfile a "$TMP/c2.out" '.estimate.prefill.tok_s < $a[0].estimate.prefill.tok_s' \
+  "$TMP/ce.out" >/dev/null || bad "cpus_effective 1 of 2 did not slow down the shared nodes"
 # prefill_gbs: a faster packed GEMM, a faster prefill; decode (1 stream) unchanged
 jq '.prefill_gbs = {"batches": [128, 512], "fp8": [20, 20], "bf16": [10, 10]}' "$TMP/fixed.json" \
   >"$TMP/pf.json"
