@@ -466,7 +466,7 @@ static void print_text(const profile_t *p)
     for (int f = 0; f < N_FORMATS; f++)
         printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->gbs[f][0], p->gbs[f][1],
                p->gbs[f][2], p->gbs[f][3]);
-    printf("routed expert's shapes GB/s  4 tok    8 tok   16 tok   32 tok\n");
+    printf("routed expert GB/s     4 tok    8 tok   16 tok   32 tok\n");
     for (int f = 0; f < N_FORMATS; f++)
         printf("  %-18s %8.2f %8.2f %8.2f %8.2f\n", format_names[f], p->expert_gbs[f][0],
                p->expert_gbs[f][1], p->expert_gbs[f][2], p->expert_gbs[f][3]);

@@ -441,10 +441,10 @@ static double sharing(const ctx_t *c, const dsc_profile_t *p, double busy)
     const double together = busy < c->per_machine ? busy : c->per_machine;
     const double cpus = p->cpus > 0 ? p->cpus : p->threads > 0 ? p->threads : 1;
     const double threads = p->threads > 0 ? p->threads : cpus;
-    const double C = p->cpus_effective > 0 ? p->cpus_effective : cpus;
-    /* the CPUs the profile's threads had, against each busy node's part of C */
-    const double profiled = threads < C ? threads : C;
-    const double each = threads < C / together ? threads : C / together;
+    const double E = p->cpus_effective > 0 ? p->cpus_effective : cpus;
+    /* the CPUs the profile's threads had, against each busy node's part of E */
+    const double profiled = threads < E ? threads : E;
+    const double each = threads < E / together ? threads : E / together;
     const double f = profiled / each;
     return f > 1 ? f : 1;
 }

@@ -35,15 +35,17 @@
  *   each stage boundary adds one latency and the activation rows.
  * - Nodes sharing a machine (opts.nodes_per_machine > 1, as `--local-nodes` does): the phases
  *   that several of them run at once (the routed experts of a stage; the attention and
- *   non-expert weights when each has sequences) take min(threads, C) / min(threads, C / busy)
- *   times as long, busy being the nodes of one machine running them together and C the CPUs'
+ *   non-expert weights when each has sequences) take min(threads, E) / min(threads, E / busy)
+ *   times as long, busy being the nodes of one machine running them together and E the CPUs'
  *   worth of time the machine gives them in all: the profile's cpus_effective (optional; without
  *   it `cpus`, which makes the factor max(1, busy x threads / cpus)). The profile's rates were
- *   measured with `threads` threads, which got min(threads, C) CPUs; busy nodes split C. On a
- *   machine shared with other sessions' work C is below `cpus` (Linux gives each session's
- *   processes together a fair share, not each thread): measured 0.6-0.8 of 2 vCPUs with two
- *   other sessions busy, where 4 local nodes of 1 thread ran their experts at 1/4 of one
- *   thread's speed each, not the 1/2 that cpus = 2 gives.
+ *   measured with `threads` threads, which got min(threads, E) CPUs; busy nodes split E. On a
+ *   machine shared with other sessions' work E is below `cpus` (Linux's autogroup scheduling
+ *   shares the CPUs between sessions, then between a session's threads): measured 0.3-1.0 of 2
+ *   vCPUs with two other sessions busy, where 4 local nodes of 1 thread ran their experts at
+ *   about 1/4 of one thread's speed each, not the 1/2 that cpus = 2 gives.
+ * - The weights are resident in memory (a node that pages them in from disk runs slower than
+ *   any of this: docs/PERFORMANCE.md shows both).
  * - Decode: min(C, stages) micro-batches of ceil(C / that) sequences go round the pipeline; a
  *   cycle takes max(micro-batches x the slowest stage, the sum of the stages plus the hops), and
  *   every sequence gains one token per cycle.
