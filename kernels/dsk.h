@@ -216,21 +216,22 @@ typedef struct {
 void dsk_set_options(const char *kernels, const char *fp8, const char *act);
 /*
  * Row chunks per thread worth giving matmul[dt] at n tokens when a caller splits its rows over
- * threads that claim chunks as they go (dsi_pool_run_dynamic): 4 for the batched products
- * (n >= 5) with f32 activations, which prepare nothing per call, for the fp8 decode with the
- * byte table (ops->fp8_table, one token), whose permutation of x costs about 1/500 of a chunk's
- * conversion work, and for the bf16 decode (one token: the output head), which prepares at most
- * a bf16 split of x, so that a thread the OS runs late on a shared machine takes fewer chunks; 1
- * (one chunk per thread) for the other decode products and for the int8-activation slots, which
- * quantize all of x in every call.
+ * threads that claim chunks as they go (dsi_pool_run_dynamic), so that a thread the OS runs late
+ * on a shared machine takes fewer chunks instead of holding up the product: 4 for every decode
+ * product (n <= 4: what a call prepares, a bf16 split of x, the fp8 byte table's permutation of
+ * x or x quantized to int8, is n x cols values against the chunk's rows x n x cols products,
+ * under 1% for the 256 or more rows a chunk of V3's matrices has on 2 threads) and for the
+ * batched products (n >= 5) with f32
+ * activations, which prepare nothing per call; 1 (one chunk per thread) for the batched
+ * int8-activation slots, which quantize all n tokens of x in every call.
  */
 static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, const dsk_matrix_t *w,
                                                int64_t n)
 {
-    if (n == 1 && ((w->dtype == DSK_DTYPE_F8_E4M3 && ops->fp8_table) || w->dtype == DSK_DTYPE_BF16))
+    if (n <= 4)
         return 4;
     /* int4 repacked at load always takes int8 activations */
-    return n >= 5 && n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
+    return n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
 }
 
 /*
