@@ -7,8 +7,9 @@
 # loaded (the neighbour started before and stopped after the loaded runs), each thread count in
 # turn, runs `dsinfer bench model` (and a second dsinfer program with --baseline, and
 # `llama-bench -p 0 -n S` with --llama-bench and --gguf), one after the other, so that a drift of
-# the machine hits all alike; prints the median decode tok/s of each, loaded / quiet, and the
-# ratios to the baseline and to llama.cpp.
+# the machine hits all alike; prints the median decode tok/s of each and loaded / quiet (of the
+# medians), and dsinfer's ratios to the baseline and to llama.cpp (the median of each round's
+# ratio: "vs P q" quiet, "vs P l" loaded).
 #
 # usage: scripts/bench-contention.sh --model DIR [options]
 #   --model DIR         dsinfer checkpoint (required)
@@ -146,10 +147,19 @@ echo "$(cut -d' ' -f1-3 /proc/loadavg) at the end; $(date -u '+%Y-%m-%d %H:%M UT
 python3 - "$RES" <<'EOF'
 import statistics as st, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-med = {}
+runs, med = {}, {}
 for r, load, prog, t, v in rows:
+    runs[(r, prog, int(t), load)] = float(v)
     med.setdefault((prog, int(t), load), []).append(float(v))
 med = {k: st.median(v) for k, v in med.items()}
+rounds = sorted({r[0] for r in rows}, key=int)
+
+
+def paired(o, t, load):
+    """Median over the rounds of dsinfer / o in the same round (a drift of the machine cancels)."""
+    return st.median(runs[(r, "dsinfer", t, load)] / runs[(r, o, t, load)] for r in rounds)
+
+
 progs = list(dict.fromkeys(r[2] for r in rows))
 threads = sorted({int(r[3]) for r in rows})
 others = [p for p in progs if p != "dsinfer"]
@@ -161,7 +171,7 @@ for p in progs:
         q, l = med[(p, t, "quiet")], med[(p, t, "loaded")]
         line = f"{p:<10} {t:7d} {q:8.3f} {l:8.3f} {l / q:12.2f}"
         if p == "dsinfer":
-            line += "".join(f" {q / med[(o, t, 'quiet')]:14.2f} {l / med[(o, t, 'loaded')]:14.2f}"
+            line += "".join(f" {paired(o, t, 'quiet'):14.2f} {paired(o, t, 'loaded'):14.2f}"
                             for o in others)
         print(line)
 EOF
