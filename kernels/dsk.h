@@ -217,19 +217,15 @@ void dsk_set_options(const char *kernels, const char *fp8, const char *act);
 /*
  * Row chunks per thread worth giving matmul[dt] at n tokens when a caller splits its rows over
  * threads that claim chunks as they go (dsi_pool_run_dynamic), so that a thread the OS runs late
- * on a shared machine takes fewer chunks instead of holding up the product: 4 for every decode
- * product (n <= 4: what a call prepares, a bf16 split of x, the fp8 byte table's permutation of
- * x or x quantized to int8, is n x cols values against the chunk's rows x n x cols products,
- * under 1% for the 256 or more rows a chunk of V3's matrices has on 2 threads) and for the
- * batched products (n >= 5) with f32
- * activations, which prepare nothing per call; 1 (one chunk per thread) for the batched
- * int8-activation slots, which quantize all n tokens of x in every call.
+ * on a shared machine takes fewer chunks instead of holding up the product: 4 for the slots with
+ * f32 activations, decode and batched, whose per-call preparation (at most a bf16 split or the
+ * fp8 byte table's permutation of x) cost 0-3% in 8 calls instead of one (one thread, CPU time,
+ * 2048x7168 and 7168x2048 at 1 and 4 tokens); 1 (one chunk per thread, still claimed) for the
+ * int8-activation slots, which quantize all of x in every call (2-15% in 8 calls).
  */
 static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, const dsk_matrix_t *w,
                                                int64_t n)
 {
-    if (n <= 4)
-        return 4;
     /* int4 repacked at load always takes int8 activations */
     return n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
 }
