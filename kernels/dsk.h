@@ -216,21 +216,18 @@ typedef struct {
 void dsk_set_options(const char *kernels, const char *fp8, const char *act);
 /*
  * Row chunks per thread worth giving matmul[dt] at n tokens when a caller splits its rows over
- * threads that claim chunks as they go (dsi_pool_run_dynamic): 4 for the batched products
- * (n >= 5) with f32 activations, which prepare nothing per call, for the fp8 decode with the
- * byte table (ops->fp8_table, one token), whose permutation of x costs about 1/500 of a chunk's
- * conversion work, and for the bf16 decode (one token: the output head), which prepares at most
- * a bf16 split of x, so that a thread the OS runs late on a shared machine takes fewer chunks; 1
- * (one chunk per thread) for the other decode products and for the int8-activation slots, which
- * quantize all of x in every call.
+ * threads that claim chunks as they go (dsi_pool_run_dynamic), so that a thread the OS runs late
+ * on a shared machine takes fewer chunks instead of holding up the product: 4 for the slots with
+ * f32 activations, decode and batched, whose per-call preparation (at most a bf16 split or the
+ * fp8 byte table's permutation of x) cost 0-3% in 8 calls instead of one (one thread, CPU time,
+ * 2048x7168 and 7168x2048 at 1 and 4 tokens); 1 (one chunk per thread, still claimed) for the
+ * int8-activation slots, which quantize all of x in every call (2-15% in 8 calls).
  */
 static inline int dsk_matmul_chunks_per_thread(const dsk_ops_t *ops, const dsk_matrix_t *w,
                                                int64_t n)
 {
-    if (n == 1 && ((w->dtype == DSK_DTYPE_F8_E4M3 && ops->fp8_table) || w->dtype == DSK_DTYPE_BF16))
-        return 4;
     /* int4 repacked at load always takes int8 activations */
-    return n >= 5 && n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
+    return n > ops->a8_n_max[w->dtype] && w->layout != DSK_LAYOUT_Q4_L16 ? 4 : 1;
 }
 
 /*

@@ -21,10 +21,11 @@
  *   partial sums reduced once per row and token.
  * - 5 <= n < LT_MIN (16): the same tiles over groups of up to 4 tokens, rows in L2-sized blocks.
  * - LT_MIN <= n <= 64, bf16 and fp8: the tokens in the lanes. x as pairs with 16 tokens per
- *   vector; a stored row's pair (one dword, no packing) is broadcast against 1-4 such vectors, R
- *   rows x V vectors of accumulators, the weights read once per block of 32 tokens (64 where one
- *   chunk of columns covers the row). fp8 rows are converted per 128-column slice of the tile
- *   into a staging buffer, each slice's sums scaled into f32 totals.
+ *   vector, in a buffer of the thread's (lt_scratch: 512 KiB is too much stack); a stored row's
+ *   pair (one dword, no packing) is broadcast against 1-4 such vectors, R rows x V vectors of
+ *   accumulators, the weights read once per block of 32 tokens (64 where one chunk of columns
+ *   covers the row). fp8 rows are converted per 128-column slice of the tile into a staging
+ *   buffer, each slice's sums scaled into f32 totals.
  * - larger n (prefill), and fp8 at 8-15 tokens: panels of 32 rows x KC columns packed once as
  *   pairs (two bf16 of one row in a dword, 16 rows per vector), then a G_T x 32 micro-kernel
  *   broadcasts a token's pair and accumulates 16 rows per instruction (per part), so the outputs
@@ -44,6 +45,9 @@
 #include "dsk_impl.h"
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DSK_INLINE static inline __attribute__((always_inline))
@@ -265,10 +269,49 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
 #define LT_MAX   32 /* tokens per block of it, or 64 where LT_KC(4) covers the row */
 #define LT_KC(V) (LT_DW / ((V)*XPARTS * 16) * 2 / 128 * 128) /* columns per chunk */
 #define LT_DW    131072 /* dwords of xp per chunk: 512 KiB, with every part */
-static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
-                    uint32_t *xp)
+/* bf16 of one token's row of x per chunk */
+#define LT_ROW (XPARTS * (LT_DW / 16 * 2))
+
+/*
+ * The lanes path's x pairs and a rounded row of x (544 KiB with one part): too large for the
+ * stack of every caller, so each thread has its own, allocated at its first call to the lanes
+ * path and freed when the thread exits (a pthread key's destructor). A malloc per call would
+ * fault its pages in every time (glibc maps blocks this large afresh).
+ */
+typedef struct {
+    _Alignas(64) uint32_t xp[LT_DW];
+    _Alignas(64) uint16_t row[LT_ROW];
+} lt_scratch_t;
+
+static _Thread_local lt_scratch_t *lt_scratch_mine;
+static pthread_key_t lt_scratch_key;
+static pthread_once_t lt_scratch_once = PTHREAD_ONCE_INIT;
+
+static void lt_scratch_key_create(void)
 {
-    _Alignas(64) uint16_t row[XPARTS * (LT_DW / 16 * 2)];
+    (void)pthread_key_create(&lt_scratch_key, free);
+}
+
+static lt_scratch_t *lt_scratch(void)
+{
+    lt_scratch_t *s = lt_scratch_mine;
+    if (s != NULL)
+        return s;
+    pthread_once(&lt_scratch_once, lt_scratch_key_create);
+    s = aligned_alloc(64, sizeof(*s));
+    if (s == NULL) { /* a kernel has no error path: this thread cannot run the product */
+        fprintf(stderr, "dsinfer: out of memory for the %zu KiB of the avx512bf16 scratch\n",
+                sizeof(*s) >> 10);
+        abort();
+    }
+    (void)pthread_setspecific(lt_scratch_key, s);
+    lt_scratch_mine = s;
+    return s;
+}
+
+static void x_lanes(const float *x, int64_t ldx, int64_t nt, int64_t c0, int64_t kc, int V,
+                    uint32_t *xp, uint16_t *row)
+{
     const int64_t kp = (kc + 1) / 2, ldr = XPARTS * round32(kc);
     memset(xp, 0, (size_t)(kp * V * XPARTS * 16) * sizeof(uint32_t));
     for (int64_t t = 0; t < nt; t++) {
@@ -433,12 +476,13 @@ static const lt_rows_fn lt_rows[5] = {NULL, lt_rows_1, lt_rows_2, lt_rows_3, lt_
 static void bf_lanes(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
                      int64_t nt, float *y, int64_t ldy)
 {
-    _Alignas(64) uint32_t xp[LT_DW];
+    lt_scratch_t *sc = lt_scratch();
+    uint32_t *xp = sc->xp;
     const int V = (int)((nt + 15) / 16);
     const int64_t K = w->cols, kcx = LT_KC(V);
     for (int64_t c0 = 0; c0 < K; c0 += kcx) {
         const int64_t kc = min64(kcx, K - c0);
-        x_lanes(x, ldx, nt, c0, kc, V, xp);
+        x_lanes(x, ldx, nt, c0, kc, V, xp, sc->row);
         lt_rows[V](w, r0, r1, xp, nt, c0, kc, y, ldy, c0 > 0);
     }
 }

@@ -5,9 +5,9 @@
  * - The grain lets every matrix a V3 decode step reads split over 32 threads at one and at four
  *   tokens: the routed and shared experts (2048 x 7168 gate / up, 7168 x 2048 down), q_a, kv_a.
  *   (A grain of 16 M multiply-adds per chunk once ran each expert matrix on one thread.)
- * - Over a pool of 3 threads, fp8 and bf16 matrices of odd shapes (partial 128-blocks, a row
- *   range not starting at 0, padded ldx / ldy) give the rows the kernel gives in one call, for
- *   decode and batch token counts.
+ * - Over a pool of 3 threads, fp8, bf16, int8 and int4 matrices of odd shapes (partial
+ *   128-blocks, a row range not starting at 0, padded ldx / ldy) give exactly the rows (the same
+ *   bits) the kernel gives in one call, for decode and batch token counts.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -56,6 +56,17 @@ static dsk_matrix_t random_matrix(dsk_dtype_t dt, int64_t rows, int64_t cols)
             sc[i] = 1e-3f * (1.0f + 0.5f * dsi_test_randf());
         w.data = d;
         w.scale_inv = sc;
+    } else if (dt == DSK_DTYPE_I8 || dt == DSK_DTYPE_I4_G32) {
+        /* random f32 quantized by the kernels' quantizer: values, then their scales */
+        float *src = malloc((size_t)(rows * cols) * sizeof(float));
+        for (int64_t i = 0; i < rows * cols; i++)
+            src[i] = dsi_test_randf();
+        const size_t vbytes = (size_t)(rows * dsk_dtype_row_bytes(dt, cols));
+        char *d = malloc((size_t)dsk_matrix_bytes(dt, rows, cols));
+        dsk_quantize_rows(dt, src, cols, rows, cols, d, (float *)(d + vbytes));
+        free(src);
+        w.data = d;
+        w.scale_inv = (float *)(d + vbytes);
     } else {
         uint16_t *d = malloc((size_t)(rows * cols) * sizeof(uint16_t));
         for (int64_t i = 0; i < rows * cols; i++) {
@@ -86,14 +97,14 @@ static void test_split_matches_one_call(dsn_engine_t *e, dsk_dtype_t dt, int64_t
         double scale = 0;
         for (int64_t i = 0; i < n * ldy; i++)
             scale = fmax(scale, fabs(y_one[i]));
-        dsi_check_floats_near(dt == DSK_DTYPE_BF16 ? "bf16 split" : "fp8 split", y_par, y_one,
-                              n * ldy, 1e-6 * (scale + 1));
+        dsi_check_floats_near(dsk_dtype_name(dt), y_par, y_one, n * ldy, 0);
         free(x);
         free(y_par);
         free(y_one);
     }
     free((void *)w.data);
-    free((void *)w.scale_inv);
+    if (dt != DSK_DTYPE_I8 && dt != DSK_DTYPE_I4_G32) /* else in the same block */
+        free((void *)w.scale_inv);
 }
 
 int main(void)
@@ -111,6 +122,9 @@ int main(void)
         test_split_matches_one_call(&e, DSK_DTYPE_F8_E4M3, 700, 515);
         test_split_matches_one_call(&e, DSK_DTYPE_F8_E4M3, 2050, 1000);
         test_split_matches_one_call(&e, DSK_DTYPE_BF16, 1030, 1100);
+        /* int8-activation slots (one chunk a thread), the stored layout */
+        test_split_matches_one_call(&e, DSK_DTYPE_I8, 1030, 1100);
+        test_split_matches_one_call(&e, DSK_DTYPE_I4_G32, 1030, 1100);
         dsi_pool_destroy(e.pool);
     }
     return dsi_test_finish();

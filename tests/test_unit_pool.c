@@ -2,7 +2,8 @@
  * test_unit_pool.c - dsi_pool: every index of [0, n) is run exactly once, in at most
  * dsi_pool_threads() chunks of at least `grain` (dsi_pool_run_dynamic: at most per_thread times
  * that, and a blocked thread's share is taken by the others); back-to-back calls (the spinning
- * hand-off) and calls after the workers went to sleep (the condition-variable path) both complete;
+ * hand-off), dynamic and static calls alternating while workers are late, and calls after the
+ * workers went to sleep (the condition-variable path) all complete;
  * and the per-call overhead is printed. Run it under TSan too (DSINFER_TSAN=ON): the chunks write
  * disjoint plain memory, so any overlap or missing happens-before is a reported race.
  */
@@ -155,6 +156,30 @@ static void test_many_calls(int threads, int calls)
     dsi_pool_destroy(pool);
 }
 
+/*
+ * Dynamic runs return once their chunks are done, so a worker may still be on its way through an
+ * earlier run when the next one starts: back-to-back dynamic and static runs, alternating, over
+ * more threads than cores (workers often late), each index once per run.
+ */
+static void test_mixed_calls(int threads, int calls)
+{
+    dsi_pool_t *pool = dsi_pool_create(threads);
+    DSI_CHECK(pool != NULL);
+    if (pool == NULL)
+        return;
+    int64_t slots[64] = {0};
+    sum_t s = {slots};
+    for (int i = 0; i < calls; i++) {
+        if (i % 3 == 2)
+            dsi_pool_run(pool, 64, 1, add_cb, &s);
+        else
+            dsi_pool_run_dynamic(pool, 64, 1 + i % 5, 1 + i % 4, add_cb, &s);
+    }
+    for (int64_t i = 0; i < 64; i++)
+        DSI_CHECK_INT_EQ(slots[i], i * calls);
+    dsi_pool_destroy(pool);
+}
+
 /* A slow chunk makes the caller outlast its spin budget and sleep on `done`. */
 static void slow_cb(void *arg, int64_t begin, int64_t end)
 {
@@ -190,6 +215,8 @@ int main(int argc, char **argv)
     test_late_thread();
     test_many_calls(2, FAST_CALLS);
     test_many_calls(3, FAST_CALLS / 10); /* oversubscribed on 2 cores: slow by nature */
+    test_mixed_calls(2, FAST_CALLS);
+    test_mixed_calls(4, FAST_CALLS / 10);
 
     dsi_pool_t *pool = dsi_pool_create(2);
     for (int i = 0; i < 3; i++)

@@ -11,17 +11,24 @@
 /*
  * Generation-counted fork/join without a lock on the fast path.
  *
- * The caller writes the job fields, then bumps `generation` (seq_cst, so it also releases the
- * job); workers that see a new generation run their chunk (index = worker id) and decrement
- * `pending`; the caller runs chunk 0 and waits for pending == 0. Both sides spin for up to
- * SPIN_NS before sleeping on a condition variable, so back-to-back matmuls hand off in well under
- * a microsecond while an idle daemon's workers do not burn the machine's cores.
+ * The caller writes the job fields, then bumps `generation` by 2 (seq_cst, so it also releases
+ * the job; bit 0 of the generation says whether the job is dynamic). Static jobs: workers that
+ * see a new generation run their chunk (index = worker id) and decrement `pending`; the caller
+ * runs chunk 0 and waits for pending == 0. Dynamic jobs: every thread claims chunks from `claim`
+ * until none is left, and the caller waits only for the chunks (chunks_left == 0), not for every
+ * worker to show up: a worker the OS has not run since the job was published (its core taken by
+ * another process) costs nothing unless it claimed a chunk. Such a late worker may look at the
+ * job after the caller has moved on, so `claim` carries the job's generation and chunk count,
+ * and a worker reads the job's fields only after claiming a chunk of it (which keeps the caller
+ * waiting, so they cannot change under it). Both sides spin for up to SPIN_NS before sleeping
+ * on a condition variable, so back-to-back matmuls hand off in well under a microsecond while an
+ * idle daemon's workers do not burn the machine's cores.
  *
  * Sleeping uses a Dekker-style handshake on seq_cst atomics: a worker increments `sleepers` and
  * then re-reads `generation` under the mutex before waiting; the caller bumps `generation` and
  * then reads `sleepers`, broadcasting under the mutex only when someone may sleep. Either the
  * worker sees the new generation or the caller sees the sleeper, never neither. The caller's
- * wait for `pending` uses the same handshake with `caller_waiting`.
+ * wait for `pending` (or `chunks_left`) uses the same handshake with `caller_waiting`.
  */
 #define SPIN_NS 50000 /* 50 us: longer than the gap between two matmuls of a forward pass */
 
@@ -33,10 +40,12 @@ struct dsi_pool {
     void *arg;
     int64_t n;
     int n_chunks;
-    int dynamic;            /* chunks claimed from next_chunk by every thread, caller included */
-    _Atomic int next_chunk; /* dsi_pool_run_dynamic: the first chunk not yet claimed */
-    _Atomic uint64_t generation;
-    _Atomic int pending; /* workers that have not finished the current generation */
+    /* dynamic jobs: the low 32 bits of the job's generation (high 32 bits), its chunk count
+     * (bits 16-31) and the first chunk not yet claimed (bits 0-15) */
+    _Atomic uint64_t claim;
+    _Atomic int chunks_left;     /* dynamic jobs: chunks not finished yet */
+    _Atomic uint64_t generation; /* 2 per job; bit 0: the job is dynamic */
+    _Atomic int pending;         /* static jobs: workers that have not finished their chunk */
     _Atomic int stop;
     _Atomic int sleepers; /* workers blocked (or about to block) on `wake` */
     _Atomic int caller_waiting;
@@ -71,16 +80,34 @@ static void chunk_bounds(int64_t n, int n_chunks, int chunk, int64_t *begin, int
     *end = n * (chunk + 1) / n_chunks;
 }
 
-/* dsi_pool_run_dynamic: run chunks, in order, until none is left. */
-static void run_claimed(dsi_pool_t *pool)
+#define MAX_CHUNKS 0xffff /* of a dynamic job: the claim word's 16 bits */
+
+static void signal_caller(dsi_pool_t *pool)
 {
+    if (atomic_load(&pool->caller_waiting)) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+}
+
+/* The dynamic job of generation gen: claim and run its chunks, in order, until none is left. */
+static void run_claimed(dsi_pool_t *pool, uint64_t gen)
+{
+    uint64_t w = atomic_load(&pool->claim);
     for (;;) {
-        const int c = atomic_fetch_add(&pool->next_chunk, 1);
-        if (c >= pool->n_chunks)
-            return;
+        const int next = (int)(w & 0xffff), n_chunks = (int)((w >> 16) & 0xffff);
+        if ((uint32_t)(w >> 32) != (uint32_t)gen || next >= n_chunks)
+            return; /* a later job, or every chunk claimed */
+        if (!atomic_compare_exchange_weak(&pool->claim, &w, w + 1))
+            continue; /* w now holds the current word */
+        /* chunk `next` is ours: the caller waits for it, so the job's fields stay */
         int64_t b, e;
-        chunk_bounds(pool->n, pool->n_chunks, c, &b, &e);
+        chunk_bounds(pool->n, n_chunks, next, &b, &e);
         pool->fn(pool->arg, b, e);
+        if (atomic_fetch_sub(&pool->chunks_left, 1) == 1)
+            signal_caller(pool);
+        w = atomic_load(&pool->claim);
     }
 }
 
@@ -123,26 +150,25 @@ static void *worker_main(void *p)
         seen = wait_generation(pool, seen);
         if (atomic_load(&pool->stop))
             break;
-        if (pool->dynamic) {
-            run_claimed(pool);
-        } else if (id < pool->n_chunks) {
+        if (seen & 1) {
+            run_claimed(pool, seen); /* nobody waits for this worker, only for the chunks */
+            continue;
+        }
+        if (id < pool->n_chunks) {
             int64_t b, e;
             chunk_bounds(pool->n, pool->n_chunks, id, &b, &e);
             pool->fn(pool->arg, b, e);
         }
-        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_waiting)) {
-            pthread_mutex_lock(&pool->mutex);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mutex);
-        }
+        if (atomic_fetch_sub(&pool->pending, 1) == 1)
+            signal_caller(pool);
     }
     return NULL;
 }
 
-/* Publishes a new generation (the job fields or `stop` are written before). */
-static void publish(dsi_pool_t *pool)
+/* Publishes generation gen (the job fields or `stop` are written before). */
+static void publish(dsi_pool_t *pool, uint64_t gen)
 {
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_store(&pool->generation, gen);
     if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->mutex);
         pthread_cond_broadcast(&pool->wake);
@@ -198,7 +224,7 @@ void dsi_pool_destroy(dsi_pool_t *pool)
         return;
     atomic_store(&pool->stop, 1);
     pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_fetch_add(&pool->generation, 2);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     for (int i = 1; i < pool->n_threads; i++)
@@ -215,30 +241,11 @@ int dsi_pool_threads(const dsi_pool_t *pool)
     return pool->n_threads;
 }
 
-/* The caller's part of a run: publish the job, run `mine`, wait for the workers. */
-static void run_job(dsi_pool_t *pool, int64_t n, int n_chunks, int dynamic, dsi_pool_task_cb fn,
-                    void *arg)
+/* Waits (spin, then sleep) until *count is 0: the workers' part of a job. */
+static void wait_zero(dsi_pool_t *pool, _Atomic int *count)
 {
-    pool->fn = fn;
-    pool->arg = arg;
-    pool->n = n;
-    pool->n_chunks = n_chunks;
-    pool->dynamic = dynamic;
-    atomic_store(&pool->next_chunk, 0);
-    atomic_store(&pool->pending, pool->n_threads - 1);
-    publish(pool);
-
-    if (dynamic) {
-        run_claimed(pool);
-    } else {
-        int64_t b, e;
-        chunk_bounds(n, n_chunks, 0, &b, &e);
-        fn(arg, b, e);
-    }
-
     int64_t deadline = 0;
-    for (unsigned spin = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0;
-         spin++) {
+    for (unsigned spin = 0; atomic_load_explicit(count, memory_order_acquire) > 0; spin++) {
         if ((spin & 255) == 255) {
             int64_t t = dsi_now_ns();
             if (deadline == 0) {
@@ -246,15 +253,41 @@ static void run_job(dsi_pool_t *pool, int64_t n, int n_chunks, int dynamic, dsi_
             } else if (t > deadline) {
                 pthread_mutex_lock(&pool->mutex);
                 atomic_store(&pool->caller_waiting, 1);
-                while (atomic_load(&pool->pending) > 0)
+                while (atomic_load(count) > 0)
                     pthread_cond_wait(&pool->done, &pool->mutex);
                 atomic_store(&pool->caller_waiting, 0);
                 pthread_mutex_unlock(&pool->mutex);
-                break;
+                return;
             }
         }
         spin_pause(spin);
     }
+}
+
+/* The caller's part of a run: publish the job, run its share, wait for the rest. */
+static void run_job(dsi_pool_t *pool, int64_t n, int n_chunks, int dynamic, dsi_pool_task_cb fn,
+                    void *arg)
+{
+    pool->fn = fn;
+    pool->arg = arg;
+    pool->n = n;
+    pool->n_chunks = n_chunks;
+    /* only the caller writes the generation: a plain load is its current value */
+    const uint64_t gen = ((atomic_load(&pool->generation) + 2) & ~(uint64_t)1) | (uint64_t)dynamic;
+    if (dynamic) {
+        atomic_store(&pool->chunks_left, n_chunks);
+        atomic_store(&pool->claim, (gen << 32) | (uint64_t)n_chunks << 16);
+        publish(pool, gen);
+        run_claimed(pool, gen);
+        wait_zero(pool, &pool->chunks_left);
+        return;
+    }
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    publish(pool, gen);
+    int64_t b, e;
+    chunk_bounds(n, n_chunks, 0, &b, &e);
+    fn(arg, b, e);
+    wait_zero(pool, &pool->pending);
 }
 
 void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb fn, void *arg)
@@ -283,6 +316,8 @@ void dsi_pool_run_dynamic(dsi_pool_t *pool, int64_t n, int64_t grain, int per_th
         per_thread = 1;
     int64_t max_chunks = n / grain;
     int64_t want = (int64_t)pool->n_threads * per_thread;
+    if (want > MAX_CHUNKS)
+        want = MAX_CHUNKS;
     int n_chunks = (int)(want < max_chunks ? want : max_chunks);
     if (n_chunks <= 1 || pool->n_threads <= 1) {
         fn(arg, 0, n);

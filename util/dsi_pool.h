@@ -26,7 +26,8 @@ void dsi_pool_run(dsi_pool_t *pool, int64_t n, int64_t grain, dsi_pool_task_cb f
 /*
  * The same over at most dsi_pool_threads() * per_thread chunks of >= grain indices, which every
  * thread (the caller included) claims in order until none is left: a thread that the OS runs
- * late (a shared machine) takes fewer chunks instead of holding up the run. Each index still
+ * late (a shared machine) takes fewer chunks instead of holding up the run, and the call returns
+ * once every chunk is done, without waiting for a worker that claimed none. Each index still
  * goes to exactly one fn call; which thread runs it varies from run to run.
  */
 void dsi_pool_run_dynamic(dsi_pool_t *pool, int64_t n, int64_t grain, int per_thread,

@@ -423,14 +423,10 @@ static int bench_shape(bench_t *b, dsk_dtype_t dt, int64_t rows, int64_t cols,
                 const double bw =
                     b->probe != NULL && r >= 0 ? bench_probe_pass(b->probe) : b->bw_gbs;
                 double t0 = mm_clock(b);
-                /* the engine's split (dsn_par_matmul): claimed chunks for batched products */
+                /* the engine's split (dsn_par_matmul): claimed chunks */
                 const int per_thread = dsk_matmul_chunks_per_thread(job.ops, job.w, n);
-                for (int pass = 0; pass < passes; pass++) {
-                    if (per_thread > 1)
-                        dsi_pool_run_dynamic(b->pool, rows, 64, per_thread, mm_cb, &job);
-                    else
-                        dsi_pool_run(b->pool, rows, 64, mm_cb, &job);
-                }
+                for (int pass = 0; pass < passes; pass++)
+                    dsi_pool_run_dynamic(b->pool, rows, 64, per_thread, mm_cb, &job);
                 if (r >= 0) {
                     secs[l][r] = (mm_clock(b) - t0) / passes;
                     paired[l][r] = (double)wbytes / secs[l][r] * 1e-9 / bw;

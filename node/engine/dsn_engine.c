@@ -276,13 +276,11 @@ void dsn_par_matmul(dsn_engine_t *e, const dsk_matrix_t *w, int64_t r0, int64_t 
     par_matmul_t p = {e, w, r0, x, ldx, n, y, ldy, unit, r1};
     const int64_t items = (r1 - r0 + unit - 1) / unit;
     const int64_t grain = (dsn_par_matmul_grain(w->cols, n) + unit - 1) / unit;
-    /* Batched f32-activation products: chunks claimed as threads get to them (a late thread
-     * takes fewer); decode and int8-activation slots: one chunk per thread. */
+    /* Chunks claimed as threads get to them: a late thread takes fewer, and one that claims
+     * none is not waited for. f32-activation slots: 4 a thread; int8-activation slots (which
+     * quantize x in every call): 1. */
     const int per_thread = dsk_matmul_chunks_per_thread(&e->ops, w, n);
-    if (per_thread > 1)
-        dsi_pool_run_dynamic(e->pool, items, grain, per_thread, par_matmul_task, &p);
-    else
-        dsi_pool_run(e->pool, items, grain, par_matmul_task, &p);
+    dsi_pool_run_dynamic(e->pool, items, grain, per_thread, par_matmul_task, &p);
 }
 
 int64_t dsn_batch_tokens(const dsn_seq_batch_t *seqs, int n_seqs)
