@@ -276,7 +276,8 @@ static void fp8_row_bf16(const dsk_matrix_t *w, int64_t r, int64_t c, int64_t k,
  * The lanes path's x pairs and a rounded row of x (544 KiB with one part): too large for the
  * stack of every caller, so each thread has its own, allocated at its first call to the lanes
  * path and freed when the thread exits (a pthread key's destructor). A malloc per call would
- * fault its pages in every time (glibc maps blocks this large afresh).
+ * fault its pages in every time (glibc maps blocks this large afresh). Where the allocation
+ * fails, the product takes the packed path (the same rounding of x, its own order of sums).
  */
 typedef struct {
     _Alignas(64) uint32_t xp[LT_DW];
@@ -299,11 +300,8 @@ static lt_scratch_t *lt_scratch(void)
         return s;
     pthread_once(&lt_scratch_once, lt_scratch_key_create);
     s = aligned_alloc(64, sizeof(*s));
-    if (s == NULL) { /* a kernel has no error path: this thread cannot run the product */
-        fprintf(stderr, "dsinfer: out of memory for the %zu KiB of the avx512bf16 scratch\n",
-                sizeof(*s) >> 10);
-        abort();
-    }
+    if (s == NULL) /* the caller takes the packed path, which needs no scratch */
+        return NULL;
     (void)pthread_setspecific(lt_scratch_key, s);
     lt_scratch_mine = s;
     return s;
@@ -473,10 +471,9 @@ typedef void (*lt_rows_fn)(const dsk_matrix_t *w, int64_t r0, int64_t r1, const 
 static const lt_rows_fn lt_rows[5] = {NULL, lt_rows_1, lt_rows_2, lt_rows_3, lt_rows_4};
 
 /* bf16 weights, nt <= TB_MAX tokens of x (from x, ldx) into y: column chunks of LT_DW dwords. */
-static void bf_lanes(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x, int64_t ldx,
-                     int64_t nt, float *y, int64_t ldy)
+static void bf_lanes(lt_scratch_t *sc, const dsk_matrix_t *w, int64_t r0, int64_t r1,
+                     const float *x, int64_t ldx, int64_t nt, float *y, int64_t ldy)
 {
-    lt_scratch_t *sc = lt_scratch();
     uint32_t *xp = sc->xp;
     const int V = (int)((nt + 15) / 16);
     const int64_t K = w->cols, kcx = LT_KC(V);
@@ -673,7 +670,9 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
             memset(y + t * ldy, 0, (size_t)(r1 - r0) * sizeof(float));
         return;
     }
-    if (n >= LT_MIN && n <= TB_MAX) { /* bf16, or fp8 from DSK_BF16X_FP8_MIN */
+    lt_scratch_t *sc; /* NULL: out of memory for it, the packed path below runs instead */
+    if (n >= LT_MIN && n <= TB_MAX && (sc = lt_scratch()) != NULL) {
+        /* bf16, or fp8 from DSK_BF16X_FP8_MIN */
         /*
          * Each chunk of columns after the first adds its sums into y, a cache line per token
          * and row tile, so 64 tokens go at once only in one chunk (and with bf16 weights: fp8
@@ -681,7 +680,7 @@ static void mm_bf16x(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float 
          */
         const int64_t tb = w->dtype == DSK_DTYPE_BF16 && K <= LT_KC(4) ? 64 : LT_MAX;
         for (int64_t t0 = 0; t0 < n; t0 += tb)
-            bf_lanes(w, r0, r1, x + t0 * ldx, ldx, min64(tb, n - t0), y + t0 * ldy, ldy);
+            bf_lanes(sc, w, r0, r1, x + t0 * ldx, ldx, min64(tb, n - t0), y + t0 * ldy, ldy);
         return;
     }
     _Alignas(64) uint16_t xb[XB_ELEMS];
