@@ -27,8 +27,9 @@
 #                     the products' own time, which a loaded machine's preemption does not
 #                     stretch (OpenMP waits passively and dsinfer's pool spins only briefly)
 #   --isa I           native: both sides use what the CPU has (default); avx2: both restricted to
-#                     AVX2, as on an AVX2-only machine (dsinfer with DSINFER_KERNELS=avx2, ggml
-#                     built for AVX2 in its own folder, see above)
+#                     AVX2, as on an AVX2-only machine: dsinfer with DSINFER_KERNELS=avx2, ggml
+#                     built in GGML_DIR/build-dsinfer-avx2 with AVX2, FMA, F16C, BMI2 and
+#                     no AVX-512, AVX-VNNI or AMX
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of ggml's OpenMP threads (default passive: they sleep while they
 #                       wait, as dsinfer's pool does; spinning ones lose their core for whole

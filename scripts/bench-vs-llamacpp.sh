@@ -31,8 +31,9 @@
 #   --work DIR        checkpoint and GGUF files (default out/bench-vs-llamacpp; reused when there)
 #   --no-greedy       skip the greedy check
 #   --isa I           native: both sides use what the CPU has (default); avx2: both restricted to
-#                     AVX2, as on an AVX2-only machine (dsinfer with DSINFER_KERNELS=avx2, llama.cpp
-#                     built for AVX2 in its own folder, see 1. above); the results file gets -avx2
+#                     AVX2, as on an AVX2-only machine: dsinfer with DSINFER_KERNELS=avx2,
+#                     llama.cpp built in LLAMA_CPP_DIR/build-dsinfer-avx2 with AVX2, FMA, F16C,
+#                     BMI2 and no AVX-512, AVX-VNNI or AMX; the rounds go to results-SIZE-avx2.tsv
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of llama.cpp's OpenMP threads (default passive: they sleep while
 #                       they wait, as dsinfer's pool does; spinning ones lose their core for whole
