@@ -13,15 +13,15 @@
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
- * is the product of the integer weight dtypes at few tokens (n <= 4; at avx512vnni up to 64, with
- * AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the activations to int8 and
- * multiplies in integers (dsk_act_t below; the `act` option f32 turns it off); the other is the
- * opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to bf16 (see
- * DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16).
- * The SIMD matmul variants pack weight panels on the stack (about 72 KiB; avx512bf16 104 KiB with
- * its bf16 copy of x, 168 KiB built with three parts of x; the AVX2 integer and the AVX-512
- * byte-table fp8 decode 128 KiB of prepared x): call them from threads with ordinary stacks.
- * docs/KERNELS.md describes the levels and the strategy.
+ * is the product of the integer weight dtypes at few tokens (n <= 4, I8 at avx2 up to 16; at
+ * avx512vnni up to 64, with AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the
+ * activations to int8 and multiplies in integers (dsk_act_t below; the `act` option f32 turns it
+ * off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to
+ * bf16 (see DSK_LEVEL_AVX512_BF16 and dsk_ops_t.x_bf16). The SIMD matmul variants pack weight
+ * panels on the stack (about 72 KiB; avx512bf16 104 KiB with its bf16 copy of x, 168 KiB built with
+ * three parts of x; the AVX2 integer and the AVX-512 byte-table fp8 decode 128 KiB of prepared x,
+ * the AVX2 I8 token groups about 160 KiB of quantized x): call them from threads with ordinary
+ * stacks. docs/KERNELS.md describes the levels and the strategy.
  */
 #ifndef DSK_H
 #define DSK_H
@@ -122,9 +122,10 @@ _Static_assert(DSK_BF16X_PARTS >= 1 && DSK_BF16X_PARTS <= 3, "DSK_BF16X_PARTS is
  * size (128, or 32 for I4_G32), scale = amax / 127, and each group's product is an exact integer
  * dot: y = sum_g w_scale[g] * x_scale[g] * sum_{c in g} q_w[c] * q_x[c] (dsk_matmul_a8_ref).
  * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
- * matmul with n > ops->a8_n_max[dtype] (4 at avx2; 64 at avx512vnni, where int4 from 2 tokens and
- * I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t always take
- * f32 activations; int4 in DSK_LAYOUT_Q4_L16 takes int8 activations at every n (dsk_ops_t.q4l).
+ * matmul with n > ops->a8_n_max[dtype] (4 at avx2, I8 16; 64 at avx512vnni, where int4 from 2
+ * tokens and I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t
+ * always take f32 activations; int4 in DSK_LAYOUT_Q4_L16 takes int8 activations at every n
+ * (dsk_ops_t.q4l).
  */
 typedef enum {
     DSK_ACT_F32 = 0,

@@ -169,6 +169,27 @@ DSK_INLINE void A8_TILE_Q4(int dt, const dsk_matrix_t *w, int64_t r, const int R
             r0, r1, (R), dsk_tile_row_stride(dsk_dtype_row_bytes(DT, w->cols)),                  \
             TILE(DT, w, tile_r, tile_n, tile_s, k0, kc, xq, T, y + (tile_r - r0), ldy, k0 > 0)); \
     }
+/*
+ * Batched decode of I8 weights, A8_N_MAX < n <= A8_TG_MAX tokens, where the including file
+ * defines A8_TG_MAX: the n <= 4 tiles over groups of up to 4 tokens (each group's x quantized
+ * once per column chunk), the rows in blocks of about A8_TG_BLOCK weight bytes so that a block
+ * read from memory for the first group is read from L2 by the others (the f32 path's token
+ * groups, dsk_simd_tmpl.h, with the integer tiles). Stack: A8_TG_MAX / 4 quantized chunks.
+ */
+#ifdef A8_TG_MAX
+#define A8_TG_BLOCK (128 << 10)
+#define A8_TG_ROWS  24 /* a multiple of every tile's rows x row stride at V3 widths */
+static void a8_token_groups_i8(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                               int64_t ldx, int64_t n, float *y, int64_t ldy);
+#define A8_TOKEN_GROUPS(DT)                                                                 \
+    if ((DT) == DSK_DTYPE_I8 && n > A8_N_MAX && n <= A8_TG_MAX && w->cols > 0 && r1 > r0) { \
+        a8_token_groups_i8(w, r0, r1, x, ldx, n, y, ldy);                                   \
+        return;                                                                             \
+    }
+#else
+#define A8_TOKEN_GROUPS(DT)
+#endif
+
 #define DEF_A8(DT, NAME, TILE)                                                                  \
     DEF_A8_ROWS(DT, 1, A8_R1, TILE)                                                             \
     DEF_A8_ROWS(DT, 2, A8_R2, TILE)                                                             \
@@ -181,6 +202,7 @@ DSK_INLINE void A8_TILE_Q4(int dt, const dsk_matrix_t *w, int64_t r, const int R
             A8_Q4L(w, r0, r1, x, ldx, n, y, ldy);                                               \
             return;                                                                             \
         }                                                                                       \
+        A8_TOKEN_GROUPS(DT)                                                                     \
         if (n > A8_N_MAX || w->cols == 0) {                                                     \
             A8_FALLBACK(DT, w, r0, r1, x, ldx, n, y, ldy);                                      \
             return;                                                                             \
@@ -211,13 +233,62 @@ DEF_A8(3, i8, a8_tile)
 DEF_A8(4, i4a, A8_TILE_Q4)
 DEF_A8(5, i4b, A8_TILE_Q4)
 
+#ifdef A8_TG_MAX
+/* The rows [rb, rb1) of one column chunk for the T tokens of one group (a8_rows of I8). */
+static void a8_group_rows_i8(const dsk_matrix_t *w, int64_t rb, int64_t rb1, int64_t k0, int64_t kc,
+                             const a8_x_t *xq, int64_t T, float *y, int64_t ldy)
+{
+    switch (T) {
+    case 1:
+        a8_rows_3_1(w, rb, rb1, k0, kc, xq, y, ldy);
+        break;
+    case 2:
+        a8_rows_3_2(w, rb, rb1, k0, kc, xq, y, ldy);
+        break;
+    case 3:
+        a8_rows_3_3(w, rb, rb1, k0, kc, xq, y, ldy);
+        break;
+    default:
+        a8_rows_3_4(w, rb, rb1, k0, kc, xq, y, ldy);
+        break;
+    }
+}
+
+static void a8_token_groups_i8(const dsk_matrix_t *w, int64_t r0, int64_t r1, const float *x,
+                               int64_t ldx, int64_t n, float *y, int64_t ldy)
+{
+    a8_x_t xg[(A8_TG_MAX + A8_N_MAX - 1) / A8_N_MAX];
+    const int64_t ngr = (n + A8_N_MAX - 1) / A8_N_MAX;
+    for (int64_t k0 = 0; k0 < w->cols; k0 += DSK_A8_KC) {
+        const int64_t kc = w->cols - k0 < DSK_A8_KC ? w->cols - k0 : DSK_A8_KC;
+        for (int64_t j = 0; j < ngr; j++) {
+            const int64_t t = j * A8_N_MAX, T = n - t < A8_N_MAX ? n - t : A8_N_MAX;
+            a8_quantize_chunk(DSK_DTYPE_I8, x + t * ldx, ldx, T, k0, kc, &xg[j]);
+        }
+        int64_t rows = A8_TG_BLOCK / kc;
+        rows = rows < A8_TG_ROWS ? A8_TG_ROWS : (rows + A8_TG_ROWS - 1) / A8_TG_ROWS * A8_TG_ROWS;
+        for (int64_t rb = r0; rb < r1; rb += rows) {
+            const int64_t rb1 = r1 - rb < rows ? r1 : rb + rows;
+            for (int64_t j = 0; j < ngr; j++) {
+                const int64_t t = j * A8_N_MAX, T = n - t < A8_N_MAX ? n - t : A8_N_MAX;
+                a8_group_rows_i8(w, rb, rb1, k0, kc, &xg[j], T, y + t * ldy + (rb - r0), ldy);
+            }
+        }
+    }
+}
+#endif
+
 /* The int8-activation slots: matmul of the three integer dtypes. */
 static void a8_fill(dsk_ops_t *ops)
 {
     ops->matmul[DSK_DTYPE_I8] = matmul_a8_i8;
     ops->matmul[DSK_DTYPE_I4_G32] = matmul_a8_i4a;
     ops->matmul[DSK_DTYPE_I4_G128] = matmul_a8_i4b;
+#ifdef A8_TG_MAX
+    ops->a8_n_max[DSK_DTYPE_I8] = A8_TG_MAX;
+#else
     ops->a8_n_max[DSK_DTYPE_I8] = A8_N_MAX;
+#endif
     ops->a8_n_max[DSK_DTYPE_I4_G32] = A8_N_MAX;
     ops->a8_n_max[DSK_DTYPE_I4_G128] = A8_N_MAX;
 }

@@ -2,7 +2,9 @@
 # dsinfer's matmul kernels against ggml's, on the same weight shapes and batches, side by side.
 #
 # Builds ggml's CPU library from the checkout given (a ggml checkout, or a llama.cpp checkout with
-# its ggml/ folder) in GGML_DIR/build-dsinfer (cmake, GGML_NATIVE=ON, no GPU), compiles the small
+# its ggml/ folder) in GGML_DIR/build-dsinfer (cmake, GGML_NATIVE=ON, no GPU; with --isa avx2 in
+# GGML_DIR/build-dsinfer-avx2: GGML_NATIVE=OFF, SSE4.2, AVX, AVX2, BMI2, FMA and F16C on, AVX-VNNI,
+# every AVX-512 and AMX option off, CPU_REPACK as by default), compiles the small
 # harness scripts/bench-vs-ggml-matmul.c against it (ggml_mul_mat of random weights quantized by
 # ggml itself, rotating over enough copies that every repetition streams from memory), then for N
 # rounds runs, one after the other (interleaved), the harness for q8_0, q4_0 and bf16 and
@@ -24,6 +26,10 @@
 #   --cpu-time        time both in their process's CPU time, not wall time: with --threads 1
 #                     the products' own time, which a loaded machine's preemption does not
 #                     stretch (OpenMP waits passively and dsinfer's pool spins only briefly)
+#   --isa I           native: both sides use what the CPU has (default); avx2: both restricted to
+#                     AVX2, as on an AVX2-only machine: dsinfer with DSINFER_KERNELS=avx2, ggml
+#                     built in GGML_DIR/build-dsinfer-avx2 with AVX2, FMA, F16C, BMI2 and
+#                     no AVX-512, AVX-VNNI or AMX
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of ggml's OpenMP threads (default passive: they sleep while they
 #                       wait, as dsinfer's pool does; spinning ones lose their core for whole
@@ -42,8 +48,12 @@ case $1 in -h | --help) usage; exit 0 ;; esac
 GGML=$1
 shift
 ROUNDS=3 SHAPES=2048x7168,7168x2048 BATCHES=1,4,16,64 THREADS=2 REPS=5 FORMATS=fp8,int8,int4,bf16
-CPU=0
+CPU=0 ISA=native
 while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds | --shapes | --batches | --threads | --reps | --formats | --isa)
+      [ $# -ge 2 ] || die2 "option '$1' needs a value (see --help)" ;;
+  esac
   case $1 in
     --rounds) ROUNDS=${2:-}; shift 2 ;;
     --shapes) SHAPES=${2:-}; shift 2 ;;
@@ -52,6 +62,7 @@ while [ $# -gt 0 ]; do
     --reps) REPS=${2:-}; shift 2 ;;
     --formats) FORMATS=${2:-}; shift 2 ;;
     --cpu-time) CPU=1; shift ;;
+    --isa) ISA=${2:-}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die2 "unknown option '$1' (see --help)" ;;
   esac
@@ -63,6 +74,15 @@ done
 [[ $BATCHES =~ ^[0-9]+(,[0-9]+)*$ ]] || die2 "--batches must be N,N,..., not '$BATCHES'"
 [[ $FORMATS =~ ^(fp8|int8|int4|bf16)(,(fp8|int8|int4|bf16))*$ ]] ||
   die2 "--formats must be a list of fp8, int8, int4, bf16, not '$FORMATS'"
+case $ISA in native | avx2) ;; *) die2 "--isa must be native or avx2, not '$ISA'" ;; esac
+if [ "$ISA" = avx2 ]; then
+  [ -z "${DSINFER_KERNELS:-}" ] || [ "$DSINFER_KERNELS" = avx2 ] ||
+    die2 "--isa avx2 runs dsinfer with DSINFER_KERNELS=avx2, but DSINFER_KERNELS is '$DSINFER_KERNELS'"
+  for flag in avx2 fma f16c; do
+    grep -qw "$flag" /proc/cpuinfo 2>/dev/null || die2 "--isa avx2: this CPU lacks ${flag^^}"
+  done
+  export DSINFER_KERNELS=avx2
+fi
 GTYPES="" DTYPES=""
 for f in ${FORMATS//,/ }; do
   case $f in
@@ -85,10 +105,16 @@ DSINFER=${DSINFER:-$ROOT/build/cli/dsinfer}
 [ -x "$DSINFER" ] || die2 "no dsinfer program at '$DSINFER' (build it, or set DSINFER)"
 command -v cmake >/dev/null || die "cmake is not installed"
 
-B=$GGML/build-dsinfer
+B=$GGML/build-dsinfer ISA_FLAGS=(-DGGML_NATIVE=ON)
+if [ "$ISA" = avx2 ]; then
+  B=$GGML/build-dsinfer-avx2
+  ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON
+    -DGGML_F16C=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
+    -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+fi
 if ! find "$B" -name 'libggml-cpu.a' 2>/dev/null | grep -q .; then
   echo "building ggml in $B" >&2
-  cmake -S "$GGML" -B "$B" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+  cmake -S "$GGML" -B "$B" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DGGML_CUDA=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF >"$B.log" 2>&1 ||
     die "cmake of ggml failed (see $B.log)"
   cmake --build "$B" -j"$(nproc)" --target ggml >>"$B.log" 2>&1 || die "building ggml failed (see $B.log)"
@@ -141,7 +167,7 @@ for k in j["kernels"]:
   done
   echo "round $r done" >&2
 done
-echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)$([ $CPU = 1 ] && echo ', process CPU time')"
+echo "dsinfer vs ggml matmul, $THREADS threads, medians of $ROUNDS interleaved rounds x $REPS repetitions (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)$([ $CPU = 1 ] && echo ', process CPU time')$([ "$ISA" = avx2 ] && echo ', both restricted to AVX2')"
 echo "(ms per product; speed-up = ggml ms / dsinfer ms, > 1: dsinfer faster)"
 python3 - "$RES" <<'EOF'
 import statistics as st, sys

@@ -2,7 +2,9 @@
 # dsinfer against llama.cpp on the same synthetic DeepSeek-V3-shaped weights, side by side.
 #
 # 1. Builds llama-bench (and the token-id greedy harness scripts/gguf-greedy.c) from the
-#    llama.cpp checkout given, in LLAMA_CPP_DIR/build-dsinfer (cmake, GGML_NATIVE=ON, no GPU).
+#    llama.cpp checkout given, in LLAMA_CPP_DIR/build-dsinfer (cmake, GGML_NATIVE=ON, no GPU);
+#    with --isa avx2 in LLAMA_CPP_DIR/build-dsinfer-avx2 (GGML_NATIVE=OFF, SSE4.2, AVX, AVX2, BMI2,
+#    FMA and F16C on, AVX-VNNI, every AVX-512 and AMX option off; CPU_REPACK as by default).
 # 2. Writes a synthetic checkpoint with `dsinfer synth` (FP8 weights with 128x128 scales) and
 #    converts the same weights to GGUF with scripts/dsinfer-to-gguf.py (llama.cpp's own gguf-py,
 #    numpy only): q8_0 for dsinfer's fp8 and int8, q4_0 for int4, bf16 for bf16.
@@ -28,6 +30,10 @@
 #   --decode S        decode steps (default 16)
 #   --work DIR        checkpoint and GGUF files (default out/bench-vs-llamacpp; reused when there)
 #   --no-greedy       skip the greedy check
+#   --isa I           native: both sides use what the CPU has (default); avx2: both restricted to
+#                     AVX2, as on an AVX2-only machine: dsinfer with DSINFER_KERNELS=avx2,
+#                     llama.cpp built in LLAMA_CPP_DIR/build-dsinfer-avx2 with AVX2, FMA, F16C,
+#                     BMI2 and no AVX-512, AVX-VNNI or AMX; the rounds go to results-SIZE-avx2.tsv
 # Environment: DSINFER  the dsinfer program (default build/cli/dsinfer)
 #              OMP_WAIT_POLICY  of llama.cpp's OpenMP threads (default passive: they sleep while
 #                       they wait, as dsinfer's pool does; spinning ones lose their core for whole
@@ -46,8 +52,12 @@ case $1 in -h | --help) usage; exit 0 ;; esac
 LLAMA=$1
 shift
 ROUNDS=5 FORMATS=fp8,int8,int4 SIZE=v3 THREADS=2 PLEN=64 DEC=16 GREEDY=1
-WORK=$ROOT/out/bench-vs-llamacpp
+WORK=$ROOT/out/bench-vs-llamacpp ISA=native
 while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds | --formats | --size | --threads | --prompt-len | --decode | --work | --isa)
+      [ $# -ge 2 ] || die2 "option '$1' needs a value (see --help)" ;;
+  esac
   case $1 in
     --rounds) ROUNDS=${2:-}; shift 2 ;;
     --formats) FORMATS=${2:-}; shift 2 ;;
@@ -57,6 +67,7 @@ while [ $# -gt 0 ]; do
     --decode) DEC=${2:-}; shift 2 ;;
     --work) WORK=${2:-}; shift 2 ;;
     --no-greedy) GREEDY=0; shift ;;
+    --isa) ISA=${2:-}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die2 "unknown option '$1' (see --help)" ;;
   esac
@@ -65,6 +76,15 @@ for v in ROUNDS THREADS PLEN DEC; do
   [[ ${!v} =~ ^[1-9][0-9]{0,4}$ ]] || die2 "--$(echo $v | tr A-Z a-z) must be a positive integer, not '${!v}'"
 done
 case $SIZE in v3 | small | tiny) ;; *) die2 "--size must be v3, small or tiny, not '$SIZE'" ;; esac
+case $ISA in native | avx2) ;; *) die2 "--isa must be native or avx2, not '$ISA'" ;; esac
+if [ "$ISA" = avx2 ]; then
+  [ -z "${DSINFER_KERNELS:-}" ] || [ "$DSINFER_KERNELS" = avx2 ] ||
+    die2 "--isa avx2 runs dsinfer with DSINFER_KERNELS=avx2, but DSINFER_KERNELS is '$DSINFER_KERNELS'"
+  for flag in avx2 fma f16c; do
+    grep -qw "$flag" /proc/cpuinfo 2>/dev/null || die2 "--isa avx2: this CPU lacks ${flag^^}"
+  done
+  export DSINFER_KERNELS=avx2
+fi
 IFS=, read -r -a FMTS <<<"$FORMATS"
 [ ${#FMTS[@]} -gt 0 ] || die2 "--formats lists no format"
 for f in "${FMTS[@]}"; do
@@ -80,10 +100,16 @@ command -v cmake >/dev/null || die "cmake is not installed"
 python3 -c 'import numpy' 2>/dev/null || die "python3 has no numpy (Debian: python3-numpy)"
 
 # ---- 1. llama.cpp ----
-LB=$LLAMA/build-dsinfer
+LB=$LLAMA/build-dsinfer ISA_FLAGS=(-DGGML_NATIVE=ON)
+if [ "$ISA" = avx2 ]; then
+  LB=$LLAMA/build-dsinfer-avx2
+  ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON
+    -DGGML_F16C=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
+    -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+fi
 if [ ! -x "$LB/bin/llama-bench" ]; then
   echo "building llama-bench in $LB" >&2
-  cmake -S "$LLAMA" -B "$LB" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+  cmake -S "$LLAMA" -B "$LB" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DGGML_CUDA=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DBUILD_SHARED_LIBS=OFF >"$LB.log" 2>&1 || die "cmake of llama.cpp failed (see $LB.log)"
   cmake --build "$LB" -j"$(nproc)" --target llama-bench >>"$LB.log" 2>&1 ||
@@ -133,6 +159,7 @@ for f in "${FMTS[@]}"; do convert "$(gguf_of "$f")" >/dev/null; done
 # ---- 3. interleaved rounds ----
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 RES=$WORK/results-$SIZE.tsv
+[ "$ISA" = native ] || RES=$WORK/results-$SIZE-$ISA.tsv
 : >"$RES"
 for r in $(seq 1 "$ROUNDS"); do
   for f in "${FMTS[@]}"; do
@@ -155,6 +182,7 @@ EOF
 done
 echo
 echo "dsinfer vs llama.cpp, $SIZE synthetic weights, $THREADS threads, prefill $PLEN tokens, decode $DEC steps,"
+[ "$ISA" = avx2 ] && echo "both restricted to AVX2 (DSINFER_KERNELS=avx2; llama.cpp built in $LB),"
 echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY,"
 echo "medians of $ROUNDS interleaved rounds (tok/s; ratio = dsinfer / llama.cpp); GB/step: weight bytes"
 echo "a decode step reads (dsinfer's count; llama.cpp's from the GGUF: every tensor but the embedding,"

@@ -28,6 +28,11 @@ for s in bench-vs-llamacpp bench-vs-ggml; do
   expect "$s missing dir" 2 "is not a directory" "$S" "$TMP/absent"
   expect "$s bad option" 2 "unknown option '--bogus'" "$S" "$TMP" --bogus
   expect "$s bad rounds" 2 "rounds must be a positive integer" "$S" "$TMP" --rounds 0
+  grep -q -- "--isa I" "$TMP/help" || bad "$s --help: no --isa"
+  expect "$s bad isa" 2 "--isa must be native or avx2, not 'avx512'" "$S" "$TMP" --isa avx512
+  expect "$s isa without value" 2 "option '--isa' needs a value" "$S" "$TMP" --isa
+  expect "$s isa avx2 against DSINFER_KERNELS" 2 "but DSINFER_KERNELS is 'scalar'" \
+    env DSINFER_KERNELS=scalar "$S" "$TMP" --isa avx2
 done
 expect "llamacpp wrong dir" 2 "is not a llama.cpp checkout" "$SRC/scripts/bench-vs-llamacpp.sh" "$TMP"
 expect "llamacpp bad format" 2 "'fp4' is not fp8, int8, int4 or bf16" \
