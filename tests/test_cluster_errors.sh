@@ -10,7 +10,8 @@
 #  - a node name already taken is refused naming the name and the node holding it;
 #  - every node lost: 503 "starting", saying that no node is left;
 #  - `dsinfer run --coordinator` / `--local-nodes` with a token id outside the vocabulary name the
-#    id and the vocabulary size.
+#    id and the vocabulary size;
+#  - a node pointed at the HTTP port instead of the control port stops, saying so.
 set -u
 FX=${DSINFER_FIXTURES:?DSINFER_FIXTURES is not set}
 MODEL=$FX/tiny-v3
@@ -147,6 +148,14 @@ wait_health '.status == "starting" and (.error.message | test("no live node"))' 
 code=$(health "$TMP/none.json")
 [ "$code" = 503 ] && jq -e '(has("missing_bytes") | not) and ([.nodes[] | select(.name | startswith("big")) | .state] == ["dead", "dead"])' \
     "$TMP/none.json" >/dev/null || fail "health with no node left: $code $(cat "$TMP/none.json")"
+
+# 7. A node given the wrong port (the HTTP API's, which accepts and waits for a request) is told
+#    that nothing answered as a coordinator, and stops with an error instead of waiting forever.
+timeout 60 dsinfer-node --coordinator "127.0.0.1:$HPORT" --model "$MODEL" --threads 1 \
+    --name wrongport 2>"$TMP/wrongport.log"
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] && grep -q "is it the --control address of dsinfer-coordinator" "$TMP/wrongport.log" ||
+    fail "a node at the HTTP port: rc=$rc $(tail -3 "$TMP/wrongport.log")"
 
 [ "$FAILED" = 0 ] && echo "cluster error reports passed"
 exit "$FAILED"

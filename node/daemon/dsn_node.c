@@ -368,6 +368,7 @@ static void on_ctrl_msg(dst_ctrl_conn_t *conn, dst_msg_t *msg, void *arg)
         send_register(node, &msg->hello);
         break;
     case DST_MSG_WELCOME:
+        uv_timer_stop(&node->welcome_timer);
         node->node_id = msg->welcome.node_id;
         node->welcomed = 1;
         node->heartbeat_ms = msg->welcome.heartbeat_ms;
@@ -461,6 +462,29 @@ static void on_orphan_deadline(uv_timer_t *t)
 static void on_ctrl_close(dst_ctrl_conn_t *conn, dsi_status_t why, void *arg);
 
 /*
+ * Whatever accepted the connection never answered as a coordinator (a wrong port: another
+ * service, or one that a node's own listener took): close it, which a node that never served
+ * a plan reports as an error and stops on, and a node waiting for its lost coordinator retries.
+ */
+static void on_welcome_deadline(uv_timer_t *t)
+{
+    dsn_node_t *node = t->data;
+    if (node->ctrl == NULL || node->welcomed)
+        return;
+    DSI_ERROR("%s accepted the connection but sent no coordinator's HELLO and WELCOME within %d s: "
+              "is it the --control address of dsinfer-coordinator?",
+              node->coordinator, DSN_WELCOME_DEADLINE_MS / 1000);
+    dst_ctrl_conn_close(node->ctrl);
+}
+
+static void on_ctrl_open(dst_ctrl_conn_t *conn, void *arg)
+{
+    (void)conn;
+    dsn_node_t *node = arg;
+    uv_timer_start(&node->welcome_timer, on_welcome_deadline, DSN_WELCOME_DEADLINE_MS, 0);
+}
+
+/*
  * The coordinator is gone but this node serves a plan: keep the slice, drop the work (its
  * requests went with the coordinator) and the data-plane endpoints (ids change with the next
  * registration), and connect again until the deadline. A restarted coordinator adopts the plan
@@ -495,7 +519,7 @@ static int wait_for_coordinator(dsn_node_t *node)
     }
     dst_ctrl_opts_t copts;
     dst_ctrl_opts_default(&copts);
-    dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
+    dst_ctrl_cb_t cb = {on_ctrl_open, on_ctrl_msg, on_ctrl_close, node};
     if (dst_ctrl_connect(&node->loop, node->coordinator, &copts, &cb, &node->ctrl) != DSI_OK)
         return 0;
     DSI_WARN("lost the coordinator: keeping the slice of plan epoch %llu and connecting to %s "
@@ -811,6 +835,8 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     node->load_timer.data = node;
     uv_timer_init(&node->loop, &node->orphan_timer);
     node->orphan_timer.data = node;
+    uv_timer_init(&node->loop, &node->welcome_timer);
+    node->welcome_timer.data = node;
     node->load_window_ms = load_window_ms();
     if (node->load_window_ms > 0)
         uv_timer_start(&node->load_timer, on_load_window, node->load_window_ms,
@@ -834,7 +860,7 @@ dsi_status_t dsn_node_run(const dsn_node_opts_t *opts)
     }
     dst_ctrl_opts_t copts;
     dst_ctrl_opts_default(&copts);
-    dst_ctrl_cb_t cb = {NULL, on_ctrl_msg, on_ctrl_close, node};
+    dst_ctrl_cb_t cb = {on_ctrl_open, on_ctrl_msg, on_ctrl_close, node};
     snprintf(node->coordinator, sizeof(node->coordinator), "%s", coordinator);
     st = dst_ctrl_connect(&node->loop, coordinator, &copts, &cb, &node->ctrl);
     if (st != DSI_OK)
@@ -852,6 +878,7 @@ out_handles:
     signal(SIGINT, SIG_IGN);
     uv_timer_stop(&node->heartbeat);
     uv_timer_stop(&node->orphan_timer);
+    uv_timer_stop(&node->welcome_timer);
     if (node->ctrl != NULL)
         dst_ctrl_conn_close(node->ctrl);
     /* The control connection may still be flushing its last frames: let it close its own

@@ -23,6 +23,8 @@
 #include "dst_ucx.h"
 
 #define DSN_DRAIN_DEADLINE_MS 60000 /* a draining node stops by itself after this */
+/* A control connection that opened but brought no WELCOME within this is not a coordinator's. */
+#define DSN_WELCOME_DEADLINE_MS 10000
 #define DSN_LOAD_WINDOW_MS    1000  /* expert-load counting window (DSINFER_LOAD_WINDOW_MS) */
 #define DSN_COORDINATOR_WAIT_MS 300000 /* how long a node waits for a lost coordinator */
 
@@ -58,6 +60,7 @@ typedef struct dsn_node {
      * the lost coordinator's work (tokens, moves, DISPATCHes) and are dropped, not sent */
     uint32_t session;
     uv_timer_t orphan_timer;
+    uv_timer_t welcome_timer; /* from the control connection's open to WELCOME */
 
     /* the plan (the compute thread gets copies of its own) */
     dst_msg_t *plan;   /* the newest PLAN message (owned; NULL before the first) */
