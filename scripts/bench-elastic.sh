@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT # a test's timeout: the EXIT trap kills what was started
 export DSINFER_SECRET=${DSINFER_SECRET:-bench-elastic-secret-0123456789}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 tests/free_ports.py; }
 CPORT=$(free_port); HPORT=$(free_port)
 URL=http://127.0.0.1:$HPORT
 

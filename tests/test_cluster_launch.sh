@@ -19,7 +19,7 @@ bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 
 export DSINFER_SECRET=launch-test-secret-0123456789
 export UCX_WARN_UNUSED_ENV_VARS=n
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(python3 "$(dirname "$0")/free_ports.py")
 ADDR=127.0.0.1:$PORT
 read -r PROMPT WANT < <(python3 - "$FIX/reference.safetensors" <<'PY'
 import json, struct, sys

@@ -132,7 +132,7 @@ for p in 0 1 2; do
     R[$p]=$(dsinfer run --model "$MTP" --prompt-ids "${L[$p]}" --max-tokens 12 --threads 1 \
         2>/dev/null) || fail "spec: reference p$p"
 done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$(dirname "$0")/free_ports.py"; }
 for stages in 1 2; do
     ADDR=127.0.0.1:$(free_port)
     HTTP=127.0.0.1:$(free_port)

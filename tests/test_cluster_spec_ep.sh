@@ -61,7 +61,7 @@ grep -q "MTP layer loaded, 2 draft tokens per step; 32 of its 32 routed experts 
 export DSINFER_SECRET=spec-ep-secret-0123456789abcdef
 for conf in "2 1 2 2" "4 2 1 1" "2 1 2 0"; do
   read -r nodes stages k k_last <<<"$conf"
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(python3 "$(dirname "$0")/free_ports.py")
   ADDR=127.0.0.1:$PORT
   cl=()
   dsinfer-coordinator --nodes "$nodes" --stages "$stages" --model "$FIX" --control "$ADDR" \

@@ -80,7 +80,7 @@ done
 export DSINFER_SECRET=spec-stages-secret-0123456789
 for conf in "2 3" "3 2"; do
   read -r stages k <<<"$conf"
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(python3 "$(dirname "$0")/free_ports.py")
   ADDR=127.0.0.1:$PORT
   cl=()
   dsinfer-coordinator --nodes "$stages" --stages "$stages" --model "$FIX" --control "$ADDR" \

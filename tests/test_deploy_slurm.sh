@@ -49,15 +49,7 @@ mkdir -p "$D/munge" "$D/key" "$D/state" "$D/log" "$D/jobs" "$D/bin" \
     "$D/spool/$HOST" "$D/spool/$HOST2" "$D/tmp/$HOST" "$D/tmp/$HOST2"
 chmod 700 "$D/key"
 
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-}
+free_ports() { python3 "$(dirname "$0")/free_ports.py" "$1"; }
 read -r CTLD_PORT SLURMD_PORT SLURMD2_PORT API_PORT < <(free_ports 4)
 NODE_CPUS=$(nproc)
 

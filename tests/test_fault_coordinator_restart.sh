@@ -29,7 +29,7 @@ FAILED=0
 fail() { echo "FAIL: $*"; FAILED=1; }
 export DSINFER_SECRET=c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$(dirname "$0")/free_ports.py"; }
 CPORT=$(free_port)
 HPORT=$(free_port)
 URL=http://127.0.0.1:$HPORT

@@ -35,7 +35,7 @@ ip netns add "$NS" && ip link add "$HV" type veth peer name "$NV" && ip link set
   && ip netns exec "$NS" ip link set lo up || { echo "ERROR: cannot set up the namespace"; exit 1; }
 
 export DSINFER_SECRET=netns-test-secret-0123456789 UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(python3 "$(dirname "$0")/free_ports.py")
 ADDR=$HOST_IP:$PORT
 PROMPT=7,77,777
 want=$(dsinfer run --model "$FIX" --prompt-ids "$PROMPT" --max-tokens 1500 2>/dev/null)
