@@ -86,10 +86,11 @@ out=$(timeout 60 dsinfer run --coordinator "$ADDR" --prompt-ids "$PROMPT" --max-
 
 # SIGTERM: the coordinator shuts the nodes down; every process exits.
 kill -TERM "$COORD"
+left=()
 for p in "${pids[@]}"; do
   for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$p" 2>/dev/null; then bad "process $p still running"; else wait "$p"; rc=$?; [ $rc -eq 0 ] && ok || bad "process $p exited $rc"; fi
+  if kill -0 "$p" 2>/dev/null; then bad "process $p still running"; left+=("$p"); else wait "$p"; rc=$?; [ $rc -eq 0 ] && ok || bad "process $p exited $rc"; fi
 done
-pids=()
+pids=("${left[@]}") # the cleanup kills what is still running (it would hold ctest's output open)
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
