@@ -74,15 +74,8 @@ done
 [[ $BATCHES =~ ^[0-9]+(,[0-9]+)*$ ]] || die2 "--batches must be N,N,..., not '$BATCHES'"
 [[ $FORMATS =~ ^(fp8|int8|int4|bf16)(,(fp8|int8|int4|bf16))*$ ]] ||
   die2 "--formats must be a list of fp8, int8, int4, bf16, not '$FORMATS'"
-case $ISA in native | avx2) ;; *) die2 "--isa must be native or avx2, not '$ISA'" ;; esac
-if [ "$ISA" = avx2 ]; then
-  [ -z "${DSINFER_KERNELS:-}" ] || [ "$DSINFER_KERNELS" = avx2 ] ||
-    die2 "--isa avx2 runs dsinfer with DSINFER_KERNELS=avx2, but DSINFER_KERNELS is '$DSINFER_KERNELS'"
-  for flag in avx2 fma f16c; do
-    grep -qw "$flag" /proc/cpuinfo 2>/dev/null || die2 "--isa avx2: this CPU lacks ${flag^^}"
-  done
-  export DSINFER_KERNELS=avx2
-fi
+. "$ROOT/scripts/isa.bash"
+isa_setup "$ISA" # ISA_SUFFIX, ISA_FLAGS; DSINFER_KERNELS=avx2 with avx2
 GTYPES="" DTYPES=""
 for f in ${FORMATS//,/ }; do
   case $f in
@@ -105,13 +98,7 @@ DSINFER=${DSINFER:-$ROOT/build/cli/dsinfer}
 [ -x "$DSINFER" ] || die2 "no dsinfer program at '$DSINFER' (build it, or set DSINFER)"
 command -v cmake >/dev/null || die "cmake is not installed"
 
-B=$GGML/build-dsinfer ISA_FLAGS=(-DGGML_NATIVE=ON)
-if [ "$ISA" = avx2 ]; then
-  B=$GGML/build-dsinfer-avx2
-  ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON
-    -DGGML_F16C=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
-    -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
-fi
+B=$GGML/build-dsinfer$ISA_SUFFIX
 if ! find "$B" -name 'libggml-cpu.a' 2>/dev/null | grep -q .; then
   echo "building ggml in $B" >&2
   cmake -S "$GGML" -B "$B" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DGGML_CUDA=OFF \

@@ -76,15 +76,8 @@ for v in ROUNDS THREADS PLEN DEC; do
   [[ ${!v} =~ ^[1-9][0-9]{0,4}$ ]] || die2 "--$(echo $v | tr A-Z a-z) must be a positive integer, not '${!v}'"
 done
 case $SIZE in v3 | small | tiny) ;; *) die2 "--size must be v3, small or tiny, not '$SIZE'" ;; esac
-case $ISA in native | avx2) ;; *) die2 "--isa must be native or avx2, not '$ISA'" ;; esac
-if [ "$ISA" = avx2 ]; then
-  [ -z "${DSINFER_KERNELS:-}" ] || [ "$DSINFER_KERNELS" = avx2 ] ||
-    die2 "--isa avx2 runs dsinfer with DSINFER_KERNELS=avx2, but DSINFER_KERNELS is '$DSINFER_KERNELS'"
-  for flag in avx2 fma f16c; do
-    grep -qw "$flag" /proc/cpuinfo 2>/dev/null || die2 "--isa avx2: this CPU lacks ${flag^^}"
-  done
-  export DSINFER_KERNELS=avx2
-fi
+. "$ROOT/scripts/isa.bash"
+isa_setup "$ISA" # ISA_SUFFIX, ISA_FLAGS; DSINFER_KERNELS=avx2 with avx2
 IFS=, read -r -a FMTS <<<"$FORMATS"
 [ ${#FMTS[@]} -gt 0 ] || die2 "--formats lists no format"
 for f in "${FMTS[@]}"; do
@@ -100,13 +93,7 @@ command -v cmake >/dev/null || die "cmake is not installed"
 python3 -c 'import numpy' 2>/dev/null || die "python3 has no numpy (Debian: python3-numpy)"
 
 # ---- 1. llama.cpp ----
-LB=$LLAMA/build-dsinfer ISA_FLAGS=(-DGGML_NATIVE=ON)
-if [ "$ISA" = avx2 ]; then
-  LB=$LLAMA/build-dsinfer-avx2
-  ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_FMA=ON
-    -DGGML_F16C=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
-    -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
-fi
+LB=$LLAMA/build-dsinfer$ISA_SUFFIX
 if [ ! -x "$LB/bin/llama-bench" ]; then
   echo "building llama-bench in $LB" >&2
   cmake -S "$LLAMA" -B "$LB" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DGGML_CUDA=OFF \
