@@ -134,7 +134,7 @@ static int read_choice(reader_t *r, const char *field, const char *const *names,
     for (int i = 0; i < n; i++)
         if (strcmp(json_string_value(v), names[i]) == 0)
             return i;
-    char why[200], list[120] = "";
+    char why[256], list[120] = ""; /* why: 28 + 64 + 119 bytes at most */
     for (int i = 0; i < n; i++)
         snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", i ? ", " : "",
                  names[i]);
