@@ -47,21 +47,22 @@ DSK_INLINE void q4l_half(const uint8_t *blk, int64_t gstride, int64_t cpg, int64
             a32[t] = _mm256_set1_epi32(xc[t * ngc + g]);
         for (int64_t j = 0; j < chunks; j++) {
             const uint8_t *cp = gp + j * 256 + 32 * h;
-            __m256i a16[Q4L_T];
-            for (int m = 0; m < 4; m++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(cp + 64 * m));
-                const __m256i lo = _mm256_and_si256(v, low);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            /* two steps in 16 bits (8 products: at most 15240), then to 32 */
+            for (int m = 0; m < 4; m += 2) {
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(cp + 64 * m));
+                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(cp + 64 * (m + 1)));
+                const __m256i lo0 = _mm256_and_si256(v0, low),
+                              hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), low);
+                const __m256i lo1 = _mm256_and_si256(v1, low),
+                              hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), low);
                 for (int t = 0; t < T; t++) {
                     const int8_t *q = xq + t * kc_pad + g * G + j * 32 + 4 * m;
-                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(q)),
-                                                       _mm256_maddubs_epi16(hi, bcast4(q + 16)));
-                    /* two steps in 16 bits (8 products: at most 15240), then to 32 */
-                    if (m % 2 == 0)
-                        a16[t] = p;
-                    else
-                        a32[t] = _mm256_add_epi32(
-                            a32[t], _mm256_madd_epi16(_mm256_add_epi16(a16[t], p), ones));
+                    const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, bcast4(q)),
+                                                        _mm256_maddubs_epi16(hi0, bcast4(q + 16)));
+                    const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, bcast4(q + 4)),
+                                                        _mm256_maddubs_epi16(hi1, bcast4(q + 20)));
+                    a32[t] =
+                        _mm256_add_epi32(a32[t], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
                 }
             }
         }

@@ -88,7 +88,7 @@ static void test_many_series(void)
     dsc_metrics_create(&m);
     const char *labels[] = {"layer", "expert"};
     dsc_metric_family_t *f = dsc_metrics_counter(m, "expert_tokens_total", "h", labels, 2);
-    char layer[8], expert[8];
+    char layer[12], expert[12]; /* any int */
     const char *v[2] = {layer, expert};
     for (int l = 3; l < 61; l++) {
         for (int e = 0; e < 256; e++) {
