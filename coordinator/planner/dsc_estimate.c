@@ -83,23 +83,28 @@ static int get_array(json_t *obj, const char *key, const char *path, double *out
 }
 
 /*
- * An optional object `key` of `root`: {"batches": [the n of `batches`], FORMAT: [n numbers > 0],
- * ...} into out[format * n + 0..n) (a [formats][n] array). Absent: out untouched, 0. Bad: -1
- * after writing err.
+ * The object `key` of `root`: {"batches": [the n of `batches`], FORMAT: [n numbers > 0], ...}
+ * into out[format * n + 0..n) (a [formats][n] array). Absent: when required an error (as is no
+ * format), else out untouched and 0. Bad: -1 after writing err.
  */
-static int get_optional_rates(json_t *root, const char *key, const int *batches, int n, double *out,
-                              const char *what, char *err, size_t size)
+#define RATES_MAX 4 /* the most token counts of such an object */
+_Static_assert(DSC_PROFILE_BATCHES <= RATES_MAX && DSC_PROFILE_PREFILL <= RATES_MAX &&
+                   DSC_PROFILE_EXPERT <= RATES_MAX,
+               "get_rates' batches buffer");
+static int get_rates(json_t *root, const char *key, int required, const int *batches, int n,
+                     double *out, const char *what, char *err, size_t size)
 {
     json_t *obj = json_object_get(root, key);
-    if (obj == NULL)
+    if (obj == NULL && !required)
         return 0;
     if (!json_is_object(obj)) {
-        fail(err, size, "%s: field %s must be an object", what, key);
+        fail(err, size, "%s: field %s %s", what, key,
+             obj == NULL ? "is missing" : "must be an object");
         return -1;
     }
     char path[64], list[64];
     snprintf(path, sizeof(path), "%s.", key);
-    double b[DSC_PROFILE_EXPERT > DSC_PROFILE_PREFILL ? DSC_PROFILE_EXPERT : DSC_PROFILE_PREFILL];
+    double b[RATES_MAX];
     int nb = n;
     if (get_array(obj, "batches", path, b, &nb, n, what, err, size))
         return -1;
@@ -113,6 +118,7 @@ static int get_optional_rates(json_t *root, const char *key, const int *batches,
             return -1;
         }
     }
+    int any = 0;
     const char *name;
     json_t *val;
     json_object_foreach(obj, name, val)
@@ -129,6 +135,11 @@ static int get_optional_rates(json_t *root, const char *key, const int *batches,
         int k = n;
         if (get_array(obj, name, path, out + (size_t)f * (size_t)n, &k, n, what, err, size))
             return -1;
+        any = 1;
+    }
+    if (required && !any) {
+        fail(err, size, "%s: field %s lists no weight format", what, key);
+        return -1;
     }
     return 0;
 }
@@ -169,53 +180,14 @@ dsi_status_t dsc_profile_parse(const char *text, const char *what, dsc_profile_t
         get_num(root, "fma_gflops", "", 0, &p.fma_gflops, what, err, err_size))
         goto out;
 
-    json_t *mm = json_object_get(root, "matmul_gbs");
-    if (!json_is_object(mm)) {
-        fail(err, err_size, "%s: field matmul_gbs %s", what,
-             mm == NULL ? "is missing" : "must be an object");
-        goto out;
-    }
-    double b[DSC_PROFILE_BATCHES];
-    int nb = DSC_PROFILE_BATCHES;
-    if (get_array(mm, "batches", "matmul_gbs.", b, &nb, DSC_PROFILE_BATCHES, what, err, err_size))
-        goto out;
-    for (int i = 0; i < DSC_PROFILE_BATCHES; i++) {
-        if (b[i] != dsc_profile_batches[i]) {
-            fail(err, err_size, "%s: field matmul_gbs.batches must be [1, 4, 16, 64]", what);
-            goto out;
-        }
-    }
-    int any = 0;
-    const char *key;
-    json_t *val;
-    json_object_foreach(mm, key, val)
-    {
-        if (strcmp(key, "batches") == 0)
-            continue;
-        dsc_weight_format_t f;
-        if (dsc_weight_format_parse(key, &f) != DSI_OK) {
-            fail(err, err_size,
-                 "%s: field matmul_gbs.%s is not a weight format (fp8, bf16, int8, int4, "
-                 "int4-g128)",
-                 what, key);
-            goto out;
-        }
-        int n = DSC_PROFILE_BATCHES;
-        if (get_array(mm, key, "matmul_gbs.", p.matmul_gbs[f], &n, DSC_PROFILE_BATCHES, what, err,
-                      err_size))
-            goto out;
-        any = 1;
-    }
-    if (!any) {
-        fail(err, err_size, "%s: field matmul_gbs lists no weight format", what);
-        goto out;
-    }
-
-    /* optional: the packed GEMM at prefill sizes; an expert's products at a chunk's sizes */
-    if (get_optional_rates(root, "prefill_gbs", dsc_profile_prefill_batches, DSC_PROFILE_PREFILL,
-                           &p.prefill_gbs[0][0], what, err, err_size) ||
-        get_optional_rates(root, "expert_gbs", dsc_profile_expert_batches, DSC_PROFILE_EXPERT,
-                           &p.expert_gbs[0][0], what, err, err_size))
+    /* the kernels per format at decode sizes; optional: the packed GEMM at prefill sizes, an
+     * expert's products at a chunk's sizes */
+    if (get_rates(root, "matmul_gbs", 1, dsc_profile_batches, DSC_PROFILE_BATCHES,
+                  &p.matmul_gbs[0][0], what, err, err_size) ||
+        get_rates(root, "prefill_gbs", 0, dsc_profile_prefill_batches, DSC_PROFILE_PREFILL,
+                  &p.prefill_gbs[0][0], what, err, err_size) ||
+        get_rates(root, "expert_gbs", 0, dsc_profile_expert_batches, DSC_PROFILE_EXPERT,
+                  &p.expert_gbs[0][0], what, err, err_size))
         goto out;
 
     json_t *at = json_object_get(root, "attention");
