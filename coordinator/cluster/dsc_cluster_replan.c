@@ -369,21 +369,26 @@ static void drain_hold_begin(dsc_cluster_t *cl)
     dsc_cluster_drain_hold_tick(cl);
 }
 
-/* SHUTDOWN to every draining node still connected: no plan goes without it and nothing runs. */
-static void release_unplannable_drains(dsc_cluster_t *cl)
+/*
+ * SHUTDOWN ("drained") to the draining nodes still connected: those the current plan leaves out,
+ * or with in_plan_too every one (no plan goes without them and nothing runs); `how` ends the log
+ * line.
+ */
+static void release_draining(dsc_cluster_t *cl, int in_plan_too, const char *how)
 {
     for (uint32_t i = 0; i < cl->n_nodes; i++) {
         node_t *d = &cl->nodes[i];
-        if (d->draining && d->state != NODE_DEAD && d->cs != NULL) {
+        if (d->draining && d->state != NODE_DEAD && d->cs != NULL &&
+            (in_plan_too || dsc_plan_node_index(&cl->plan, d->id) < 0)) {
             dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
             snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
             dsc_cluster_send(d->cs->conn, &m);
-            DSI_INFO("node %u '%s' drained: released with no request running (no plan without "
-                     "it)",
-                     d->id, d->name);
+            DSI_INFO("node %u '%s' drained: released%s", d->id, d->name, how);
         }
     }
 }
+
+#define NO_PLAN_WITHOUT " with no request running (no plan without it)"
 
 void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
 {
@@ -394,7 +399,7 @@ void dsc_cluster_drain_hold_tick(dsc_cluster_t *cl)
             return;
     }
     cl->drain_hold = 2;
-    release_unplannable_drains(cl);
+    release_draining(cl, 1, NO_PLAN_WITHOUT);
 }
 
 int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
@@ -453,7 +458,7 @@ int dsc_cluster_replan(dsc_cluster_t *cl, const char *why, int live_ok)
         dsc_kvcarry_drop(cl); /* no plan to move to: the nodes may drop the rows */
         /* Serving stopped and every sequence was withdrawn: a draining node has nothing left
          * to finish, and no plan will need it. */
-        release_unplannable_drains(cl);
+        release_draining(cl, 1, NO_PLAN_WITHOUT);
         dsc_cluster_set_state(cl, DSI_ERR_CAPACITY);
         return -1;
     }
@@ -538,14 +543,5 @@ void dsc_cluster_node_ready(dsc_cluster_t *cl, node_t *n)
 
 void dsc_cluster_release_drained(dsc_cluster_t *cl)
 {
-    for (uint32_t i = 0; i < cl->n_nodes; i++) {
-        node_t *d = &cl->nodes[i];
-        if (d->draining && d->state != NODE_DEAD && d->cs != NULL &&
-            dsc_plan_node_index(&cl->plan, d->id) < 0) {
-            dst_msg_t m = {.type = DST_MSG_SHUTDOWN};
-            snprintf(m.shutdown.reason, sizeof(m.shutdown.reason), "drained");
-            dsc_cluster_send(d->cs->conn, &m);
-            DSI_INFO("node %u '%s' drained: released", d->id, d->name);
-        }
-    }
+    release_draining(cl, 0, "");
 }
