@@ -1,8 +1,9 @@
 /*
  * The UCX data plane between two real processes (this program forks itself as the peer): UCX
  * addresses exchanged over a pipe, DISPATCH -> COMBINE round trips small and large (rendezvous),
- * garbage sent by a raw UCX endpoint (logged, rejected, the peer keeps serving), and a peer
- * killed with SIGKILL reported by the error callback. Over shared memory and over tcp (loopback).
+ * garbage sent by a raw UCX endpoint (logged, rejected, the peer keeps serving), a peer stopped
+ * with SIGSTOP (our loop keeps running), and a peer killed with SIGKILL reported by the error
+ * callback. Over shared memory and over tcp (loopback).
  */
 #include <errno.h>
 #include <poll.h>
@@ -216,7 +217,8 @@ typedef struct {
     int peer_errors;
     uint32_t error_peer;
     int sends_ok;
-    ucp_worker_h raw; /* progressed by the tick when set */
+    ucp_worker_h raw;                   /* progressed by the tick when set */
+    double last_tick_s, max_tick_gap_s; /* the longest the loop went without running its timer */
 } side_t;
 
 static void side_on_message(dst_ucx_t *ucx, uint32_t peer, const dst_wire_hdr_t *hdr,
@@ -253,6 +255,10 @@ static void side_send_done(dst_ucx_t *ucx, dsi_status_t status, void *arg)
 static void on_tick(uv_timer_t *t)
 {
     side_t *s = t->data;
+    double now = dsi_now_s();
+    if (s->last_tick_s > 0 && now - s->last_tick_s > s->max_tick_gap_s)
+        s->max_tick_gap_s = now - s->last_tick_s;
+    s->last_tick_s = now;
     if (s->raw != NULL)
         ucp_worker_progress(s->raw);
 }
@@ -598,6 +604,59 @@ static void scenario_kill(const char *tls)
     side_destroy(&s);
 }
 
+/*
+ * A peer stopped with SIGSTOP while DISPATCHes to it are in flight must not hold our loop: the
+ * daemon's heartbeats run on it, and a node whose loop stalls is declared lost with the stopped
+ * one. The loop's timer keeps running throughout; once the peer continues, every reply arrives.
+ */
+static void scenario_stopped(const char *tls)
+{
+    fprintf(stderr, "--- peer stopped (tls %s)\n", tls ? tls : "default");
+    side_t s;
+    child_t c;
+    DSI_CHECK_INT_EQ(side_create(&s, tls), 0);
+    if (child_start(&c, &s, tls, NULL) != 0) {
+        DSI_CHECK(!"server start");
+        return;
+    }
+    round_trip(&s, 1, 32, 1);
+    kill(c.pid, SIGSTOP);
+    /*
+     * Send until a send no longer completes: the stopped peer's queue (shared memory) or the
+     * socket buffers (tcp) are full, and UCX holds what it accepted.
+     */
+    enum { MAX_SENT = 4096 };
+    static msg_t m[MAX_SENT];
+    int before = s.combines, n_sent = 0;
+    while (n_sent < MAX_SENT) {
+        msg_t *q = &m[n_sent];
+        make_dispatch(q, 8, 128, 2 + (uint64_t)n_sent);
+        int sends = s.sends_ok;
+        DSI_CHECK_INT_EQ(dst_ucx_send(s.ucx, 1, &q->hdr, q->payload, q->bytes, side_send_done, &s),
+                         DSI_OK);
+        n_sent++;
+        if (!wait_count(&s, &s.sends_ok, sends + 1, 0.05))
+            break;
+    }
+    fprintf(stderr, "%d sends before one stayed pending\n", n_sent);
+    s.last_tick_s = 0, s.max_tick_gap_s = 0;
+    double end = dsi_now_s() + 1.5;
+    while (dsi_now_s() < end)
+        uv_run(&s.loop, UV_RUN_ONCE);
+    fprintf(stderr, "longest the loop held its timer while the peer was stopped: %.3f s\n",
+            s.max_tick_gap_s);
+    DSI_CHECK(s.last_tick_s > 0);
+    DSI_CHECK(s.max_tick_gap_s < 0.5);
+    kill(c.pid, SIGCONT);
+    DSI_CHECK(wait_count(&s, &s.combines, before + n_sent, 20.0));
+    for (int i = 0; i < n_sent; i++)
+        msg_free(&m[i]);
+    dst_ucx_stats_t server;
+    child_stop(&s, &c, &server);
+    DSI_CHECK_INT_EQ(server.rx_messages, (uint64_t)n_sent + 2);
+    side_destroy(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "--server") == 0)
@@ -614,6 +673,7 @@ int main(int argc, char **argv)
         if (only != NULL && atoi(only) != i)
             continue;
         scenario_serve(tls[i]);
+        scenario_stopped(tls[i]);
         scenario_kill(tls[i]);
     }
     dsi_test_rmtree(tmpdir);

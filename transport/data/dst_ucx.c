@@ -12,6 +12,8 @@
 #include "dst_ucx_impl.h"
 
 #define CLOSE_DEADLINE_NS 2000000000ll
+/* The longest drive() keeps the loop thread before the loop's other handles run again. */
+#define DRIVE_SLICE_NS 2000000ll
 
 void dst_ucx_config_default(dst_ucx_config_t *cfg)
 {
@@ -42,14 +44,20 @@ dsi_status_t dst_ucx_status_from_ucs(ucs_status_t status)
 
 /*
  * The progress loop: progress, deliver what completed, and arm the event fd once nothing is left.
- * ucp_worker_arm() returns UCS_ERR_BUSY while events are pending; on 2 shared cores a tight
- * retry would starve the peer process that has to produce them, so yield first.
+ * It never keeps the loop thread for long: the daemon's heartbeats and control messages run on the
+ * same loop, and a node whose loop is held misses its heartbeats and is declared lost. So after
+ * DRIVE_SLICE_NS of continuous activity, and whenever ucp_worker_arm() says events are still
+ * pending (UCS_ERR_BUSY: a peer stopped half-way through writing into our shared-memory queue
+ * keeps it so, with nothing to progress, until it runs again), it goes on from the loop's idle
+ * handle instead of looping here; on_idle yields the core first when nothing progressed (on 2
+ * shared cores a tight retry starves the peer that has to produce the events).
  */
 static void on_idle(uv_idle_t *handle);
 
 static void drive(dst_ucx_t *ucx)
 {
     ucx->in_drive = 1;
+    int64_t start = dsi_now_ns();
     for (;;) {
         unsigned progressed = ucp_worker_progress(ucx->worker);
         int delivered = 0;
@@ -59,7 +67,10 @@ static void drive(dst_ucx_t *ucx)
         int64_t now = dsi_now_ns();
         if (progressed != 0 || delivered) {
             ucx->last_activity_ns = now;
-            continue;
+            if (now - start < DRIVE_SLICE_NS)
+                continue;
+            uv_idle_start(ucx->idle, on_idle); /* a long burst: let the loop's timers run */
+            break;
         }
         if (now - ucx->last_activity_ns < (int64_t)ucx->cfg.spin_us * 1000 ||
             ucx->sends_pending != 0 || ucx->rndv_pending != 0) {
@@ -78,7 +89,8 @@ static void drive(dst_ucx_t *ucx)
             DSI_ERROR("ucp_worker_arm failed: %s", ucs_status_string(st));
             break;
         }
-        sched_yield();
+        uv_idle_start(ucx->idle, on_idle); /* events pending: progress again from the loop */
+        break;
     }
     ucx->in_drive = 0;
 }
