@@ -38,13 +38,7 @@ struct bs_monitor {
     node_view_t nodes[MAX_NODES];
     int n_nodes;
     long long epoch;
-    /* Nodes cluster status showed dead since the last look, not yet told apart: a drained node
-     * ends "dead" too, and only /metrics' dsinfer_cluster_nodes{state="dead"} (unexpected losses
-     * only) says which it was. Sampled after the status, so it has seen every such loss. */
-    int pending[MAX_NODES];
-    int n_pending;
-    int drained[MAX_NODES];       /* by index in nodes[]: gone by a drain; snapshots say "left" */
-    double pending_t, dead_count; /* dead_count: the last metrics count of lost nodes, or -1 */
+    int drained[MAX_NODES]; /* by index in nodes[]: gone by a drain; snapshots say "left" */
 };
 
 static void add_event(bs_monitor_t *m, double t, const char *kind, const char *source,
@@ -258,9 +252,10 @@ static void sample_cluster(bs_monitor_t *m, double t)
                 add_event(m, t, "left", "cluster", d);
                 m->drained[v - m->nodes] = 1;
                 mark_left(m, id);
-            } else if (strcmp(state, "dead") == 0 && m->n_pending < MAX_NODES) {
-                m->pending[m->n_pending++] = (int)(v - m->nodes);
-                m->pending_t = t;
+            } else if (strcmp(state, "dead") == 0) {
+                /* cluster status says "drained" for a node that left as asked: "dead" is a loss */
+                snprintf(d, sizeof(d), "node %d (%s) lost", id, v->name);
+                add_event(m, t, "failure", "cluster", d);
             }
         }
         snprintf(v->state, sizeof(v->state), "%s", state);
@@ -273,31 +268,6 @@ static void sample_cluster(bs_monitor_t *m, double t)
         }
     }
     json_decref(root);
-}
-
-/* Tells the nodes found dead apart: as many as /metrics counted lost are failures (the first
- * found), the others drained between two looks. */
-static void resolve_dead(bs_monitor_t *m)
-{
-    int n;
-    const bs_sample_t *s = bs_monitor_samples(m, &n);
-    double now = n > 0 ? s[n - 1].nodes_dead : -1;
-    int lost = now >= 0 && m->dead_count >= 0 ? (int)(now - m->dead_count) : -1;
-    for (int i = 0; i < m->n_pending; i++) {
-        node_view_t *v = &m->nodes[m->pending[i]];
-        char d[BS_EVENT_DETAIL];
-        int failure = lost < 0 || i < lost; /* no metrics: a node gone dead is a failure */
-        snprintf(d, sizeof(d), failure ? "node %d (%s) lost" : "node %d (%s) drained and left",
-                 v->id, v->name);
-        add_event(m, m->pending_t, failure ? "failure" : "drain", "cluster", d);
-        if (!failure) {
-            m->drained[m->pending[i]] = 1;
-            mark_left(m, v->id);
-        }
-    }
-    m->n_pending = 0;
-    if (now >= 0)
-        m->dead_count = now;
 }
 
 /* ---- the thread ----------------------------------------------------------------------------- */
@@ -318,8 +288,6 @@ static void *monitor_main(void *arg)
         if (m->coordinator != NULL)
             sample_cluster(m, now - m->t0);
         sample_metrics(m, dsi_now_s() - m->t0);
-        if (m->coordinator != NULL)
-            resolve_dead(m);
     }
     return NULL;
 }
@@ -335,7 +303,6 @@ bs_monitor_t *bs_monitor_start(const bs_target_t *t, const char *coordinator, co
     m->self = self;
     m->t0 = t0;
     m->interval_s = interval_s;
-    m->dead_count = -1;
     atomic_init(&m->stop, 0);
     pthread_mutex_init(&m->lock, NULL);
     if (pthread_create(&m->thread, NULL, monitor_main, m) != 0) {
