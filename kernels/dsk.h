@@ -13,7 +13,7 @@
  *
  * Matrices are row-major [rows, cols] with y = W x (HF / safetensors convention). Activations are
  * f32; weights stay in their stored dtype and are dequantized inside the kernel. The one exception
- * is the product of the integer weight dtypes at few tokens (n <= 4, I8 at avx2 up to 16; at
+ * is the product of the integer weight dtypes at few tokens (n <= 4, I8 at avx2 up to 64; at
  * avx512vnni up to 64, with AMX any n: dsk_ops_t.a8_n_max), which by default quantizes the
  * activations to int8 and multiplies in integers (dsk_act_t below; the `act` option f32 turns it
  * off); the other is the opt-in avx512bf16 level, whose BF16 (and batched FP8) matmul rounds x to
@@ -122,7 +122,7 @@ _Static_assert(DSK_BF16X_PARTS >= 1 && DSK_BF16X_PARTS <= 3, "DSK_BF16X_PARTS is
  * size (128, or 32 for I4_G32), scale = amax / 127, and each group's product is an exact integer
  * dot: y = sum_g w_scale[g] * x_scale[g] * sum_{c in g} q_w[c] * q_x[c] (dsk_matmul_a8_ref).
  * Levels avx2 (vpmaddubsw) and avx512vnni (vpdpbusd) have it; scalar and avx512 stay f32.
- * matmul with n > ops->a8_n_max[dtype] (4 at avx2, I8 16; 64 at avx512vnni, where int4 from 2
+ * matmul with n > ops->a8_n_max[dtype] (4 at avx2, I8 64; 64 at avx512vnni, where int4 from 2
  * tokens and I8 from 5 take a kernel with rows in vector lanes; no limit with AMX) and matmul_t
  * always take f32 activations; int4 in DSK_LAYOUT_Q4_L16 takes int8 activations at every n
  * (dsk_ops_t.q4l).

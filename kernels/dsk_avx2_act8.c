@@ -28,7 +28,7 @@ typedef struct {
 #define A8_R3       1
 #define A8_R4       1
 #define A8_FALLBACK dsk_avx2_matmul_f32act
-#define A8_TG_MAX   16 /* I8 in token groups up to 16 tokens (dsk_act8_tmpl.h) */
+#define A8_TG_MAX   64 /* I8 in token groups up to 64 tokens (dsk_act8_tmpl.h): prefills too */
 #define A8_TILE_Q4  a8_tile_q4x64
 #define A8_QUANTIZE dsk_avx2_act8_quantize
 #define A8_Q4L      dsk_avx2_q4l_matmul /* int4 repacked at load (dsk_avx2_q4l.c) */

@@ -10,7 +10,7 @@
  *   evaluation of the same integer math, bound 2e-5 * sum_g |w_s x_s| sum |q_w q_x| (only f32
  *   summation differs), on odd shapes: partial groups and int4 chunks, rows not a multiple of the
  *   tile, columns not a multiple of 128 or of the 8192-column chunk, n = 1..4 and, where the
- *   level takes int8 activations for more tokens (ops.a8_n_max: I8 at avx2 up to 16, int4 at
+ *   level takes int8 activations for more tokens (ops.a8_n_max: I8 at avx2 up to 64, int4 at
  *   avx512vnni up to 64),
  *   5, 7, 8, 9, 16, 17, 33, 64 (token blocks of 8 and their remainders), rows around the 16-row
  *   and columns around the 1024-column tiles of that path, row sub-ranges, padded ldx / ldy whose
