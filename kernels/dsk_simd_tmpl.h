@@ -410,6 +410,66 @@ DSK_INLINE void transpose8(const float *src, int64_t lds, float *dst, int64_t ld
     _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
+#if VL == 8
+/* The 8 x 8 transpose of transpose8 on registers: r[i] lane j becomes r[j] lane i. */
+DSK_INLINE void transpose8_regs(__m256 r[8])
+{
+    __m256 t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+}
+
+/*
+ * pack_rows_t's 8 whole rows [r, r + 8) x columns [c0, c0 + kc), kc a multiple of 32, straight
+ * from the weights: each 8 x 8 block is converted and scaled in registers exactly as w_row_f32
+ * does (the same operations in the same order, so the same values), transposed there and stored
+ * once, where the general path stores every row to a stack buffer and reads it back to transpose.
+ * The scales are read once per 32 columns (every group and fp8 block is a multiple of 32).
+ */
+DSK_INLINE void pack8_rows_t(int dt, const dsk_matrix_t *w, int64_t r, int64_t c0, int64_t kc,
+                             float *dst)
+{
+    const uint8_t *qrow[8];
+    float s[8];
+    for (int64_t k = 0; k < kc; k += 32) {
+        for (int j = 0; j < 8; j++) {
+            if (IS_Q(dt)) {
+                qrow[j] = q_row(dt, w, r + j);
+                s[j] = q_scales(dt, w, r + j)[(c0 + k) / q_group(dt)];
+            } else {
+                s[j] = dsk_block_scale(w, r + j, c0 + k);
+            }
+        }
+        for (int64_t kk = k; kk < k + 32; kk += 8) {
+            V v[8];
+            for (int j = 0; j < 8; j++) {
+                if (IS_Q(dt))
+                    v[j] = v_mul(q_load(dt, qrow[j], c0 + kk), v_set1(s[j]));
+                else if (dt == DT_FP8)
+                    v[j] = fp8_unscale(w_load(dt, w->data, (r + j) * w->cols + c0 + kk), s[j]);
+                else
+                    v[j] = w_load(dt, w->data, (r + j) * w->cols + c0 + kk);
+            }
+            transpose8_regs(v);
+            for (int j = 0; j < 8; j++)
+                v_storeu(dst + (kk + j) * G_NR, v[j]);
+        }
+    }
+}
+#endif
+
 /*
  * Pack for matmul: buf[k * G_NR + j] = W[rp + j][c0 + k] (scaled) for j < nr, k < kc; rows
  * j >= nr are zero. buf holds G_KC * G_NR floats; k is padded to a multiple of 8.
@@ -425,6 +485,12 @@ DSK_INLINE void pack_rows_t(int dt, const dsk_matrix_t *w, int64_t rp, int nr, i
                 memset(buf + k * G_NR + j0, 0, 8 * sizeof(float));
             continue;
         }
+#if VL == 8
+        if (j0 + 8 <= nr && kc % 32 == 0) {
+            pack8_rows_t(dt, w, rp + j0, c0, kc, buf + j0);
+            continue;
+        }
+#endif
         for (int j = 0; j < 8; j++) {
             if (j0 + j < nr)
                 w_row_f32(dt, w, rp + j0 + j, c0, kc, tmp[j]);
