@@ -197,6 +197,7 @@ void dsk_ops_init_act(dsk_ops_t *ops, dsk_level_t level, dsk_act_t act)
     ops->level = DSK_LEVEL_SCALAR;
     if (level >= DSK_LEVEL_AVX2 && dsk_level_cpu() >= DSK_LEVEL_AVX2) {
         dsk_ops_fill_avx2(ops);
+        dsk_ops_fill_avx2_bf16(ops);
         ops->level = DSK_LEVEL_AVX2;
         ops->fp8_integer = dsk_fp8_integer_route();
         if (ops->fp8_integer)

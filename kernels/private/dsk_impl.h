@@ -13,6 +13,8 @@ void dsk_ops_fill_ref(dsk_ops_t *ops);
 void dsk_ops_fill_avx2(dsk_ops_t *ops);
 /* AVX2 fp8 slots with the integer e4m3 conversion (dsk_avx2_fp8i.c): see dsk_fp8_integer_route. */
 void dsk_ops_fill_avx2_fp8i(dsk_ops_t *ops);
+/* The AVX2 bf16 matmul slot with its own one-token product (dsk_avx2_bf16.c). */
+void dsk_ops_fill_avx2_bf16(dsk_ops_t *ops);
 void dsk_ops_fill_avx512(dsk_ops_t *ops);
 /* The int8-activation matmul slots of the integer dtypes (dsk_act8_tmpl.h): AVX2 / AVX-512 VNNI. */
 void dsk_ops_fill_avx2_act8(dsk_ops_t *ops);
