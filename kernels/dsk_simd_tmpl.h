@@ -899,10 +899,13 @@ DSK_INLINE void mmt_direct_tile(int dt, const dsk_matrix_t *w, int64_t r0, int64
 /*
  * matmul_t of one token (decode: MLA's absorbed W_UK^T q) over the columns [c0, c0 + MT_NV * VL),
  * which lie in one 128-column block: MT_NV independent accumulator chains and one broadcast per
- * row, where mmt_direct_tile's two chains wait on the FMA latency at every row. f32, bf16, fp8.
+ * row, where mmt_direct_tile's two chains wait on the FMA latency at every row. Every dtype; the
+ * integer ones with the same products and sums as mmt_direct_tile (a chunk starts at a multiple
+ * of 64 columns, so its 32-input int4 groups and 128-input scale groups lie whole in it).
  */
 #define MT_NV 8
-_Static_assert(DSK_FP8_BLOCK % (MT_NV * VL) == 0, "a one-token matmul_t chunk spans fp8 blocks");
+_Static_assert(DSK_FP8_BLOCK % (MT_NV * VL) == 0 && (MT_NV * VL) % 32 == 0,
+               "a one-token matmul_t chunk spans fp8 blocks and whole int4 chunks");
 DSK_INLINE void mmt_one_token_chunk(int dt, const dsk_matrix_t *w, int64_t r0, int64_t r1,
                                     int64_t c0, const float *x, float *y)
 {
@@ -912,6 +915,20 @@ DSK_INLINE void mmt_one_token_chunk(int dt, const dsk_matrix_t *w, int64_t r0, i
         acc[j] = v_zero();
     for (int64_t r = r0; r < r1; r++) {
         float xs = x[r - r0];
+        if (IS_Q(dt)) { /* each group's scale folded into x, as mmt_direct_tile does */
+            const uint8_t *row = q_row(dt, w, r);
+            const float *sc = q_scales(dt, w, r);
+            V wv[MT_NV];
+            for (int q = 0; q < MT_NV * VL / 32; q++)
+                q_load32(dt, row, c0 + 32 * q, wv + q * Q_NV);
+            V b = v_zero();
+            for (int j = 0; j < MT_NV; j++) {
+                if ((j * VL) % q_group(dt) == 0)
+                    b = v_set1(xs * sc[(c0 + j * VL) / q_group(dt)]);
+                acc[j] = v_fma(wv[j], b, acc[j]);
+            }
+            continue;
+        }
         if (dt == DT_FP8)
             xs = xs * dsk_block_scale(w, r, c0) * FP8_UNSCALE;
         const V b = v_set1(xs);
@@ -927,7 +944,7 @@ DSK_INLINE void mmt_one_token_chunk(int dt, const dsk_matrix_t *w, int64_t r0, i
                                       const float *x, int64_t ldx, float *y, int64_t ldy) \
     {                                                                                     \
         int64_t c = 0;                                                                    \
-        for (; (T) == 1 && !IS_Q(DT) && c + MT_NV * VL <= w->cols; c += MT_NV * VL)       \
+        for (; (T) == 1 && c + MT_NV * VL <= w->cols; c += MT_NV * VL)                    \
             mmt_one_token_chunk(DT, w, r0, r1, c, x, y);                                  \
         for (int64_t c0 = c; c0 < w->cols; c0 += G_NR) {                                  \
             const int nc = (int)(w->cols - c0 < G_NR ? w->cols - c0 : G_NR);              \
