@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define BF16_R      8     /* rows per tile: 8 accumulator chains */
-#define BF16_XCOLS  16384 /* columns of x prepared per pass (128 KiB of stack) */
+#define BF16_XCOLS  16384 /* columns of x prepared per pass (64 KiB of stack) */
 #define BF16_INLINE static inline __attribute__((always_inline))
 
 /* xp[c + j] = x[c + 2j], xp[c + 8 + j] = x[c + 2j + 1] for every whole 16 columns c; the rest as
