@@ -349,6 +349,17 @@ static int child_start(child_t *c, side_t *s, const char *tls, const char *log_p
     return 0;
 }
 
+/* Our side and a forked server, connected both ways; 0 when both are ready. */
+static int pair_start(side_t *s, child_t *c, const char *tls, const char *log_path)
+{
+    DSI_CHECK_INT_EQ(side_create(s, tls), 0);
+    if (child_start(c, s, tls, log_path) != 0) {
+        DSI_CHECK(!"server start");
+        return -1;
+    }
+    return 0;
+}
+
 /* Sends a DISPATCH and checks the COMBINE bit for bit. */
 static void round_trip(side_t *s, uint32_t tokens, uint32_t width, uint64_t step)
 {
@@ -534,11 +545,8 @@ static void scenario_serve(const char *tls)
     child_t c;
     char log_path[512];
     snprintf(log_path, sizeof(log_path), "%s/server.log", tmpdir);
-    DSI_CHECK_INT_EQ(side_create(&s, tls), 0);
-    if (child_start(&c, &s, tls, log_path) != 0) {
-        DSI_CHECK(!"server start");
+    if (pair_start(&s, &c, tls, log_path) != 0)
         return;
-    }
     round_trip(&s, 2, 64, 1);    /* 512 B + pairs: eager */
     round_trip(&s, 40, 7168, 2); /* 1.1 MiB DISPATCH, 2.2 MiB COMBINE: rendezvous */
     dst_ucx_stats_t mine;
@@ -580,11 +588,8 @@ static void scenario_kill(const char *tls)
     fprintf(stderr, "--- peer killed (tls %s)\n", tls ? tls : "default");
     side_t s;
     child_t c;
-    DSI_CHECK_INT_EQ(side_create(&s, tls), 0);
-    if (child_start(&c, &s, tls, NULL) != 0) {
-        DSI_CHECK(!"server start");
+    if (pair_start(&s, &c, tls, NULL) != 0)
         return;
-    }
     round_trip(&s, 1, 32, 1);
     kill(c.pid, SIGKILL);
     waitpid(c.pid, NULL, 0);
@@ -614,11 +619,8 @@ static void scenario_stopped(const char *tls)
     fprintf(stderr, "--- peer stopped (tls %s)\n", tls ? tls : "default");
     side_t s;
     child_t c;
-    DSI_CHECK_INT_EQ(side_create(&s, tls), 0);
-    if (child_start(&c, &s, tls, NULL) != 0) {
-        DSI_CHECK(!"server start");
+    if (pair_start(&s, &c, tls, NULL) != 0)
         return;
-    }
     round_trip(&s, 1, 32, 1);
     kill(c.pid, SIGSTOP);
     /*
