@@ -243,6 +243,10 @@ static void on_drain(dsc_cluster_t *cl, conn_state_t *cs, const dst_msg_drain_t 
                             "a node may only drain itself");
         return;
     }
+    if (cl->shut_down) { /* a SIGTERM to every process at once: the SHUTDOWN stops it */
+        DSI_INFO("node %u '%s' asks to drain while the cluster shuts down", n->id, n->name);
+        return;
+    }
     if (dsc_cluster_drain(cl, n->id) != DSI_OK)
         dst_ctrl_send_error(cs->conn, DSI_ERR_NOT_FOUND, DST_MSG_DRAIN, "no live node %u",
                             d->node_id);

@@ -759,12 +759,17 @@ static void on_signal(uv_signal_t *sig, int signum)
         node_stop(node, DSI_OK);
         return;
     }
-    node->draining = 1;
-    DSI_INFO("signal %d: draining (asking the coordinator to re-plan without this node)", signum);
     dst_msg_t m = {.type = DST_MSG_DRAIN};
     m.drain.node_id = node->node_id;
     m.drain.deadline_ms = DSN_DRAIN_DEADLINE_MS;
-    send_msg(node, &m);
+    if (dst_ctrl_send(node->ctrl, &m) != DSI_OK) {
+        /* The coordinator closed first (a signal to every process at once): nothing to drain. */
+        DSI_INFO("signal %d: stopping (the coordinator's connection is closed)", signum);
+        node_stop(node, DSI_OK);
+        return;
+    }
+    node->draining = 1;
+    DSI_INFO("signal %d: draining (asking the coordinator to re-plan without this node)", signum);
     uv_timer_start(&node->drain_timer, on_drain_deadline, DSN_DRAIN_DEADLINE_MS, 0);
 }
 
