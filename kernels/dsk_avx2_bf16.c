@@ -16,8 +16,7 @@
  */
 #include "dsk_impl.h"
 
-#include <immintrin.h>
-#include <string.h>
+#include "dsk_avx2_vocab.h"
 
 #define BF16_R      8     /* rows per tile: 8 accumulator chains */
 #define BF16_XCOLS  16384 /* columns of x prepared per pass (64 KiB of stack) */
@@ -35,22 +34,6 @@ static void bf16_x_prep(const float *x, int64_t k, float *xp)
         }
     for (; c < k; c++)
         xp[c] = x[c];
-}
-
-static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float bf16_f32(uint16_t h)
-{
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
 }
 
 /*
@@ -76,9 +59,9 @@ BF16_INLINE void bf16_tile(const dsk_matrix_t *w, int64_t r, const int R, int64_
         }
     }
     for (int i = 0; i < R; i++) {
-        float s = hsum8(acc[i]);
+        float s = v_hsum(acc[i]);
         for (int64_t t = c; t < k1; t++)
-            s += bf16_f32(row[i * rstride + t]) * xp[t - k0];
+            s += dsk_bf16_to_f32(row[i * rstride + t]) * xp[t - k0];
         y[i * rs] = (add ? y[i * rs] : 0.0f) + s;
     }
 }

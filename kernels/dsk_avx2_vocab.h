@@ -1,8 +1,9 @@
 /*
  * dsk_avx2_vocab.h - the vector vocabulary of dsk_simd_tmpl.h for AVX2 + FMA (8-float ymm
- * registers, 16 of them, which sizes the register tiles), shared by the two AVX2 files: they differ
- * only in how fp8 weights become floats (dsk_avx2.c: F16C; dsk_avx2_fp8i.c: integer ops). Include
- * once, from an AVX2 translation unit, before the fp8 loaders and the template.
+ * registers, 16 of them, which sizes the register tiles), shared by the AVX2 files: the two of the
+ * template differ only in how fp8 weights become floats (dsk_avx2.c: F16C; dsk_avx2_fp8i.c:
+ * integer ops); dsk_avx2_bf16.c takes its helpers. Include once, from an AVX2 translation unit,
+ * before the fp8 loaders and the template.
  */
 #ifndef DSK_AVX2_VOCAB_H
 #define DSK_AVX2_VOCAB_H
