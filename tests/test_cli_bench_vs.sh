@@ -8,16 +8,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export DSINFER
 DSINFER=$(command -v dsinfer)
-fail=0
-bad() { fail=1; echo "FAIL: $*"; }
-
-expect() { # what, exit code, stderr pattern, command...
-  local what=$1 code=$2 pat=$3; shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ $rc = "$code" ] || { bad "$what: exit $rc, expected $code: $(cat "$TMP/err")"; return; }
-  [ -z "$pat" ] || grep -q -- "$pat" "$TMP/err" || bad "$what: stderr lacks '$pat': $(cat "$TMP/err")"
-}
+. "$SRC/tests/expect_exit.bash"
 
 for s in bench-vs-llamacpp bench-vs-ggml; do
   S=$SRC/scripts/$s.sh
