@@ -43,6 +43,7 @@
  * small part of a step).
  */
 #include "dsk_impl.h"
+#include "dsk_transpose8.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -492,24 +493,12 @@ static void bf_lanes(lt_scratch_t *sc, const dsk_matrix_t *w, int64_t r0, int64_
  */
 DSK_INLINE void transpose8(const uint32_t *const src[8], int64_t k, uint32_t *dst)
 {
-    __m256 r[8], t[8], s[8];
+    __m256 r[8];
     for (int j = 0; j < 8; j++)
         r[j] = _mm256_loadu_ps((const float *)(src[j] + k));
-    for (int j = 0; j < 8; j += 2) {
-        t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
-        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-    }
-    for (int j = 0; j < 8; j += 4) {
-        s[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
-        s[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
-        s[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-        s[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
-    }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps((float *)(dst + i * G_NR), _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
-        _mm256_storeu_ps((float *)(dst + (i + 4) * G_NR),
-                         _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
-    }
+    dsk_transpose8(r);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps((float *)(dst + i * G_NR), r[i]);
 }
 
 /*

@@ -40,6 +40,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "dsk_transpose8.h"
+
 #define DSK_INLINE  static inline __attribute__((always_inline))
 #define G_NR        (2 * VL) /* weight rows (matmul) or columns (matmul_t) per micro-kernel */
 #define G_KC        256      /* reduction length per packed panel; multiple of 8 and of VL */
@@ -388,49 +390,15 @@ static const mm_small_fn mm_small_fns[DSK_DTYPE_COUNT][SMALL_N_MAX + 1] = {
 /* The columns k..k+8 of 8 rows src[j * lds + k] written as 8 rows of 8: dst[i * ldd + j]. */
 DSK_INLINE void transpose8(const float *src, int64_t lds, float *dst, int64_t ldd)
 {
-    __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
-    __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
-    __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
-    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+    __m256 r[8];
+    for (int j = 0; j < 8; j++)
+        r[j] = _mm256_loadu_ps(src + j * lds);
+    dsk_transpose8(r);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(dst + i * ldd, r[i]);
 }
 
 #if VL == 8
-/* The 8 x 8 transpose of transpose8 on registers: r[i] lane j becomes r[j] lane i. */
-DSK_INLINE void transpose8_regs(__m256 r[8])
-{
-    __m256 t[8], s[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
-    }
-}
-
 /*
  * pack_rows_t's 8 whole rows [r, r + 8) x columns [c0, c0 + kc), kc a multiple of 32, straight
  * from the weights: each 8 x 8 block is converted and scaled in registers exactly as w_row_f32
@@ -462,7 +430,7 @@ DSK_INLINE void pack8_rows_t(int dt, const dsk_matrix_t *w, int64_t r, int64_t c
                 else
                     v[j] = w_load(dt, w->data, (r + j) * w->cols + c0 + kk);
             }
-            transpose8_regs(v);
+            dsk_transpose8(v);
             for (int j = 0; j < 8; j++)
                 v_storeu(dst + (kk + j) * G_NR, v[j]);
         }
